@@ -1,0 +1,107 @@
+/* test_core_basics.c - errors as values, checked size maths, fp16/bf16 conversion. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "tests/mx_test.h"
+
+static void test_strerror_table(void **state) {
+    (void)state;
+    assert_string_equal(mx_strerror(MX_ENOMEM), "out of memory");
+    assert_string_equal(mx_strerror(MX_ECANCELED), "canceled");
+    assert_string_equal(mx_strerror(0), "success");
+    assert_string_equal(mx_strerror(-12345), "unknown error");
+}
+
+static void test_err_keeps_first_message(void **state) {
+    (void)state;
+    struct mx_err e = {0};
+    assert_int_equal(mx_err_set(&e, MX_EFORMAT, "m.gguf: bad magic %d", 7), MX_EFORMAT);
+    assert_int_equal(mx_err_set(&e, MX_EIO, "outer"), MX_EIO);
+    assert_int_equal(e.code, MX_EFORMAT);
+    assert_string_equal(e.msg, "m.gguf: bad magic 7");
+    assert_string_equal(mx_err_msg(&e, MX_EIO), "m.gguf: bad magic 7");
+    mx_err_clear(&e);
+    assert_string_equal(mx_err_msg(&e, MX_EIO), "input/output error");
+    assert_int_equal(mx_err_set(NULL, MX_EINVAL, "x"), MX_EINVAL);
+}
+
+static void test_checked_size(void **state) {
+    (void)state;
+    size_t r = 0;
+    assert_true(mx_mul_size(1u << 20, 1u << 20, &r));
+    assert_true(r == (size_t)1 << 40);
+    assert_false(mx_mul_size(SIZE_MAX / 2 + 1, 2, &r));
+    assert_false(mx_add_size(SIZE_MAX, 1, &r));
+}
+
+/* Oracle for half->float: the value from its fields in double arithmetic. */
+static double half_value(uint16_t h) {
+    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : ldexp(1024 + m, e - 25);
+    return s ? -v : v;
+}
+
+static void test_fp16_exhaustive(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = mx_fp16_to_fp32((uint16_t)h);
+        int e = (h >> 10) & 31;
+        if (e == 31) {
+            assert_true((h & 1023) ? isnan(f) : isinf(f));
+            continue;
+        }
+        assert_true((double)f == half_value((uint16_t)h));
+        /* every half survives float and back */
+        assert_int_equal(mx_fp32_to_fp16(f), h);
+    }
+}
+
+/* float->half must round to nearest even: check against the two neighbouring halves. */
+static void test_fp16_rounding(void **state) {
+    (void)state;
+    uint64_t seed = 1;
+    for (int i = 0; i < 200000; i++) {
+        float f = mx_test_randf(&seed) * (float)ldexp(1.0, (int)(mx_test_rand(&seed) % 40) - 28);
+        uint16_t h = mx_fp32_to_fp16(f);
+        double v = half_value(h);
+        double err = fabs(v - f);
+        /* neighbours of h (same sign) must not be strictly closer */
+        uint16_t up = (uint16_t)(h + 1), dn = (uint16_t)(h - 1);
+        if (((up >> 10) & 31) != 31 && (up & 0x7fff) != 0)
+            assert_true(fabs(half_value(up) - f) >= err);
+        if ((h & 0x7fff) != 0)
+            assert_true(fabs(half_value(dn) - f) >= err);
+        if (fabs(half_value(up) - f) == err && (h & 0x7fff) != 0)
+            assert_int_equal(h & 1, 0); /* tie -> even */
+    }
+    assert_int_equal(mx_fp32_to_fp16(65520.0f), 0x7c00);  /* rounds to inf */
+    assert_int_equal(mx_fp32_to_fp16(65519.0f), 0x7bff);
+    assert_int_equal(mx_fp32_to_fp16(-0.0f), 0x8000);
+}
+
+static void test_bf16(void **state) {
+    (void)state;
+    assert_true(mx_bf16_to_fp32(mx_fp32_to_bf16(1.0f)) == 1.0f);
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even -> 1.0 */
+    assert_int_equal(mx_fp32_to_bf16(1.00390625f), 0x3f80);
+    assert_int_equal(mx_fp32_to_bf16(1.01171875f), 0x3f82); /* 1 + 3*2^-8 -> up to even */
+    assert_true(isnan(mx_bf16_to_fp32(mx_fp32_to_bf16(NAN))));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror_table),
+        cmocka_unit_test(test_err_keeps_first_message),
+        cmocka_unit_test(test_checked_size),
+        cmocka_unit_test(test_fp16_exhaustive),
+        cmocka_unit_test(test_fp16_rounding),
+        cmocka_unit_test(test_bf16),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

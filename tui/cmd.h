@@ -1,0 +1,24 @@
+/* cmd.h - the subcommands of the mixel binary. Each lives in tui/cmd_<name>.c and is declared
+ * weak here, so the table in main.c lists every command of DESIGN.md and --help can say which are
+ * in this build. A command returns the process exit status (0 ok, 1 runtime error, 2 usage). */
+#ifndef MX_CMD_H
+#define MX_CMD_H
+
+#define MX_CMD_LIST(X)                                                                    \
+    X(chat,       "full-screen chat (the default with no command)")                       \
+    X(run,        "one completion to stdout: run -m M.gguf -p TEXT")                      \
+    X(image,      "one image: image -d SD.safetensors -p TEXT -o out.png [--show]")       \
+    X(show,       "print a PNG/JPEG in the terminal as sixel or half blocks")             \
+    X(sessions,   "list, show, export, search or remove saved sessions")                  \
+    X(bench,      "tokens/s, GB/s against measured bandwidth, s/step")                    \
+    X(doctor,     "what was found: CPU features, BLAS, CUDA, terminal graphics, paths")   \
+    X(inspect,    "describe a GGUF or safetensors file")                                  \
+    X(tokenize,   "text -> token ids: tokenize -m MODEL TEXT")                            \
+    X(detokenize, "token ids -> text: detokenize -m MODEL IDS...")                        \
+    X(logits,     "logits as JSON for comparisons with a peer")
+
+#define MX_CMD_DECL(name, help) int mx_cmd_##name(int argc, char **argv) __attribute__((weak));
+MX_CMD_LIST(MX_CMD_DECL)
+#undef MX_CMD_DECL
+
+#endif

@@ -1,0 +1,149 @@
+/* cmd_doctor.c - `mixel doctor`: what mixel found on this machine and in this terminal, so a user
+ * (or a bug report) can see at a glance why a model runs on the CPU or an image shows as blocks.
+ * Terminal queries are skipped when stdin/stdout is not a tty and are time-limited otherwise. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "history/paths.h"
+#include "kernels/devinfo.h"
+#include "tui/cmd.h"
+#include "tui/termquery.h"
+
+static void print_escaped(const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == 0x1b)
+            fputs("ESC", stdout);
+        else if (c < 0x20 || c == 0x7f)
+            printf("^%c", c ^ 0x40);
+        else
+            putchar(c);
+    }
+}
+
+static void doctor_terminal(void) {
+    const char *term = getenv("TERM");
+    printf("terminal  TERM=%s%s%s\n", term ? term : "(unset)", getenv("TMUX") ? ", inside tmux" : "",
+           getenv("SSH_CONNECTION") ? ", over SSH" : "");
+    const char *src;
+    int depth = mx_tq_colour_depth(&src);
+    if (depth == 16777216)
+        printf("          colours: 24-bit truecolor (%s)\n", src);
+    else
+        printf("          colours: %d (%s)\n", depth, src);
+
+    struct mx_tq tq;
+    if (mx_tq_open(&tq) != 0) {
+        printf("          graphics: not a terminal (stdin/stdout redirected): queries skipped\n");
+        return;
+    }
+    char reply[512];
+    int n = mx_tq_ask(&tq, NULL, 500, reply, sizeof reply);
+    struct mx_da1 da1 = {0};
+    if (n > 0)
+        mx_tq_parse_da1(reply, (size_t)n, &da1);
+    struct winsize ws = {0};
+    int have_ws = ioctl(tq.out_fd, TIOCGWINSZ, &ws) == 0;
+    char cells[128] = "";
+    if (da1.valid) {
+        /* CSI 16 t asks for the cell size when TIOCGWINSZ has no pixel sizes */
+        if (!(have_ws && ws.ws_xpixel && ws.ws_ypixel && ws.ws_col && ws.ws_row)) {
+            char r16[256], ans[128];
+            int m = mx_tq_ask(&tq, "\033[16t", 300, r16, sizeof r16);
+            int ch = 0, cw = 0;
+            if (m > 0 && mx_tq_strip_da1(r16, (size_t)m, ans, sizeof ans) > 0 &&
+                sscanf(ans, "\033[6;%d;%dt", &ch, &cw) == 2 && ch > 0 && cw > 0)
+                snprintf(cells, sizeof cells, "%dx%d px (CSI 16 t)", cw, ch);
+        }
+    }
+    mx_tq_close(&tq);
+
+    if (!da1.valid) {
+        printf("          DA1: no answer within 500 ms: sixel: no\n");
+    } else {
+        printf("          DA1: ");
+        print_escaped(reply);
+        printf(" -> sixel: %s\n", da1.sixel ? "yes (attribute 4)" : "no (no attribute 4)");
+    }
+    if (have_ws && ws.ws_xpixel && ws.ws_ypixel && ws.ws_col && ws.ws_row)
+        printf("          cell size: %ux%u px (TIOCGWINSZ %ux%u px, %ux%u cells)\n",
+               ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row, ws.ws_xpixel, ws.ws_ypixel,
+               ws.ws_col, ws.ws_row);
+    else if (cells[0])
+        printf("          cell size: %s\n", cells);
+    else
+        printf("          cell size: unknown (no pixel size from TIOCGWINSZ or CSI 16 t)\n");
+}
+
+static void doctor_path(const char *label, int (*fn)(char *, size_t, struct mx_err *)) {
+    char path[4096];
+    struct mx_err err = {0};
+    if (fn(path, sizeof path, &err) != 0) {
+        printf("          %s: %s\n", label, err.msg);
+        return;
+    }
+    struct stat st;
+    printf("          %s: %s (%s)\n", label, path,
+           stat(path, &st) == 0 ? "exists" : "not created yet");
+}
+
+int mx_cmd_doctor(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: mixel doctor\n\nPrints the CPU's SIMD features, the BLAS library, CUDA "
+                   "devices, the terminal's graphics\nanswers and the config/data paths.\n");
+            return 0;
+        }
+        fprintf(stderr, "mixel doctor: unknown option '%s'\n", argv[i]);
+        return 2;
+    }
+    printf("mixel %s doctor\n", PACKAGE_VERSION);
+
+    struct mx_cpu_info cpu;
+    mx_cpu_info_get(&cpu);
+    char feats[256];
+    mx_cpu_features_str(&cpu, feats, sizeof feats);
+    printf("cpu       %s: %d logical, %d physical cores\n", cpu.model, cpu.n_logical,
+           cpu.n_physical);
+    printf("          SIMD (run time): %s\n", feats);
+#ifdef HAVE_AVX2_BUILD
+    printf("          kernels: %s\n", cpu.avx2 && cpu.fma && cpu.f16c ? "AVX2+FMA+F16C"
+                                                                      : "scalar (no AVX2/FMA/F16C)");
+#else
+    printf("          kernels: scalar (built without AVX2 kernels)\n");
+#endif
+
+    struct mx_blas_info blas;
+    mx_blas_info_get(&blas);
+    printf("blas      %s\n", blas.config);
+    printf("          core %s, %d threads\n", blas.core, blas.n_threads);
+
+    struct mx_cuda_info cuda;
+    mx_cuda_info_get(&cuda);
+    if (!cuda.compiled) {
+        printf("cuda      %s\n", cuda.status);
+    } else {
+        printf("cuda      compiled in (runtime %d.%d, driver %d.%d)\n", cuda.runtime_version / 1000,
+               cuda.runtime_version % 1000 / 10, cuda.driver_version / 1000,
+               cuda.driver_version % 1000 / 10);
+        if (cuda.n_devices == 0)
+            printf("          %s: the CPU backend will be used\n", cuda.status);
+        for (int i = 0; i < cuda.n_devices; i++)
+            printf("          device %d: %s, compute %d.%d, %.1f GiB (%.1f GiB free)\n", i,
+                   cuda.dev[i].name, cuda.dev[i].cc_major, cuda.dev[i].cc_minor,
+                   cuda.dev[i].total_mem / 1073741824.0, cuda.dev[i].free_mem / 1073741824.0);
+    }
+
+    fflush(stdout);
+    doctor_terminal();
+
+    printf("paths\n");
+    doctor_path("config", mx_path_config_dir);
+    doctor_path("data", mx_path_data_dir);
+    return 0;
+}

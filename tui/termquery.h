@@ -1,0 +1,51 @@
+/* termquery.h - asking the terminal what it can do, without ever hanging.
+ *
+ * Each query is sent followed by DA1 (`CSI c`), which every terminal answers: a query the terminal
+ * ignores then shows as "no reply" as soon as the DA1 answer arrives, instead of costing the
+ * whole timeout (../shared/TERMINALS.md). Parsers are pure functions over recorded bytes so they
+ * are tested against real terminals' answers.
+ */
+#ifndef MX_TERMQUERY_H
+#define MX_TERMQUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Parsed DA1 answer `CSI ? Pp ; Pp ... c`. */
+struct mx_da1 {
+    bool valid;        /* a DA1 answer was found */
+    bool sixel;        /* attribute 4 present */
+    int n_attrs;
+    int attrs[32];
+};
+
+/* Finds the first DA1 answer in buf[0..len) (other replies may precede it) and parses it.
+ * Returns a pointer just past it, or NULL if no complete DA1 answer is there. */
+const char *mx_tq_parse_da1(const char *buf, size_t len, struct mx_da1 *out);
+
+/* A terminal session for queries: raw mode on the tty, restored by mx_tq_close. */
+struct mx_tq {
+    int in_fd, out_fd;
+    bool active;       /* raw mode set; false when not a tty */
+    char saved[64];    /* struct termios storage (kept opaque here) */
+};
+
+/* Opens queries on stdin/stdout. Returns 0, or MX_EUNSUP when either is not a terminal (then no
+ * query is ever sent). */
+int mx_tq_open(struct mx_tq *tq);
+void mx_tq_close(struct mx_tq *tq);
+
+/* Sends `query` (may be NULL: DA1 alone) then DA1, and collects the answers until the DA1 reply
+ * arrives or timeout_ms passes. The reply bytes (NUL-terminated, possibly truncated) go to buf.
+ * Returns the number of bytes, or a negative MX_E* (MX_ETIMEDOUT when DA1 never came). */
+int mx_tq_ask(struct mx_tq *tq, const char *query, int timeout_ms, char *buf, size_t size);
+
+/* The reply part that came before the DA1 answer, i.e. the answer to `query` itself; copies it
+ * to out (NUL-terminated) and returns its length (0: the terminal ignored the query). */
+size_t mx_tq_strip_da1(const char *reply, size_t len, char *out, size_t size);
+
+/* Colour depth the terminal advertises: 16777216 for COLORTERM=truecolor/24bit, else terminfo's
+ * colors (via tigetnum), else 8; 0 when NO_COLOR is set. `source` gets a short explanation. */
+int mx_tq_colour_depth(const char **source);
+
+#endif
