@@ -1242,6 +1242,7 @@ int mx_gguf_writer_write(struct mx_gguf_writer *w, const char *path, uint32_t ve
         rc = mx_err_set(err, MX_EIO, "%s: cannot create temp file: %s", path, strerror(errno));
         goto out;
     }
+    (void)fchmod(fd, 0644); /* mkstemp makes 0600; a model file is an ordinary readable file */
     const uint8_t *p = buf;
     size_t left = size;
     while (left > 0) {
