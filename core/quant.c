@@ -791,9 +791,9 @@ static void q4_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Shared by Q4_K and Q5_K: per-group (scale, min) fits with weights rms(group) + |x|, then the 6-bit
- * scale/min codes and the super-block d/dmin. Fills L with the group fits' quants, scales[] and
- * d/dmin in b_scales/b_d/b_dmin. */
+/* Shared by Q4_K and Q5_K: per-group (scale, min) fits with weights rms(group) + |x|, then the
+ * 6-bit scale/min codes and the super-block d/dmin. Fills L with the group fits' quants and the
+ * block's scales, d and dmin. */
 static void k_scales_mins(const float *x, int nmax, float rmin, float rdelta, int nstep,
                           uint8_t *L, uint8_t b_scales[MX_K_SCALE_SIZE], mx_half *b_d,
                           mx_half *b_dmin) {

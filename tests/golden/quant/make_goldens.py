@@ -64,8 +64,10 @@ GGML_TYPES = {
     "q4_0": (2, 32, 18, "quantize_row_q4_0_ref"), "q4_1": (3, 32, 20, "quantize_row_q4_1_ref"),
     "q5_0": (6, 32, 22, "quantize_row_q5_0_ref"), "q5_1": (7, 32, 24, "quantize_row_q5_1_ref"),
     "q8_0": (8, 32, 34, "quantize_row_q8_0_ref"), "q8_1": (9, 32, 36, "quantize_row_q8_1_ref"),
-    "q2_K": (10, 256, 84, "quantize_row_q2_K_ref"), "q3_K": (11, 256, 110, "quantize_row_q3_K_ref"),
-    "q4_K": (12, 256, 144, "quantize_row_q4_K_ref"), "q5_K": (13, 256, 176, "quantize_row_q5_K_ref"),
+    "q2_K": (10, 256, 84, "quantize_row_q2_K_ref"),
+    "q3_K": (11, 256, 110, "quantize_row_q3_K_ref"),
+    "q4_K": (12, 256, 144, "quantize_row_q4_K_ref"),
+    "q5_K": (13, 256, 176, "quantize_row_q5_K_ref"),
     "q6_K": (14, 256, 210, "quantize_row_q6_K_ref"), "q8_K": (15, 256, 292, "quantize_row_q8_K_ref"),
 }
 
