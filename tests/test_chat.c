@@ -1,0 +1,450 @@
+/* test_chat.c - conversation to tokens with a fake tokenizer (a few special strings map to
+ * fixed ids, every other byte to 256 + byte, so token boundaries are exact and predictable):
+ * incremental multi-turn prefill, regenerate/edit, the moving Mistral v3 system prompt, the
+ * context-overflow policy (which exchanges go, never the system prompt or the current turn), the
+ * cache-shift plan after a drop, and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/chat.h"
+#include "core/util.h"
+#include "tests/mx_test.h"
+
+/* ---- fake tokenizer ---- */
+
+static const struct {
+    const char *s;
+    int32_t id;
+} specials[] = {
+    {"<s>", 1}, {"</s>", 2}, {"[INST]", 3}, {"[/INST]", 4}, {"<|im_start|>", 5}, {"<|im_end|>", 6},
+};
+
+struct fake {
+    int calls;   /* how often fn ran */
+    int fail_rc; /* non-zero: return it */
+};
+
+static int fake_tokenize(void *ud, const char *text, size_t len, bool add_bos, int32_t **ids,
+                         size_t *n_ids, struct mx_err *err) {
+    struct fake *f = ud;
+    f->calls++;
+    if (f->fail_rc)
+        return mx_err_set(err, f->fail_rc, "fake tokenizer: asked to fail");
+    int32_t *v = malloc((len + 1) * sizeof(*v));
+    size_t n = 0;
+    if (!v)
+        return MX_ENOMEM;
+    if (add_bos)
+        v[n++] = 1;
+    for (size_t i = 0; i < len;) {
+        size_t k;
+        for (k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+            size_t sl = strlen(specials[k].s);
+            if (sl <= len - i && memcmp(text + i, specials[k].s, sl) == 0) {
+                v[n++] = specials[k].id;
+                i += sl;
+                break;
+            }
+        }
+        if (k == sizeof(specials) / sizeof(specials[0]))
+            v[n++] = 256 + (unsigned char)text[i++];
+    }
+    *ids = v;
+    *n_ids = n;
+    return 0;
+}
+
+static struct fake fk;
+static const struct mx_chat_tokenizer tok = {fake_tokenize, &fk};
+
+/* Token count of a plain string (no BOS). */
+static size_t ntok(const char *s) {
+    int32_t *v;
+    size_t n;
+    assert_int_equal(fake_tokenize(&fk, s, strlen(s), false, &v, &n, NULL), 0);
+    free(v);
+    return n;
+}
+
+/* Renders msgs and tokenizes like the engine; caller frees *ids. */
+static size_t render_tok(enum mx_tmpl_kind k, const struct mx_chat_msg *m, size_t n, bool agp,
+                         int32_t **ids) {
+    struct mx_tmpl_opts o = {.add_generation_prompt = agp};
+    struct mx_tmpl_prompt p;
+    size_t nt;
+    assert_int_equal(mx_tmpl_render(k, m, n, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_tokenize_prompt(&p, &tok, ids, &nt, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    return nt;
+}
+
+static int32_t *concat(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    int32_t *v = malloc((na + nb + 1) * sizeof(*v));
+    assert_non_null(v);
+    if (na)
+        memcpy(v, a, na * sizeof(*v));
+    if (nb)
+        memcpy(v + na, b, nb * sizeof(*v));
+    return v;
+}
+
+static int32_t *tok_plain(const char *s, size_t *n) {
+    int32_t *v;
+    assert_int_equal(fake_tokenize(&fk, s, strlen(s), false, &v, n, NULL), 0);
+    return v;
+}
+
+/* ---- tests ---- */
+
+static void test_common_prefix(void **state) {
+    (void)state;
+    const int32_t a[] = {1, 2, 3, 4}, b[] = {1, 2, 9};
+    assert_int_equal(mx_chat_common_prefix(a, 4, b, 3), 2);
+    assert_int_equal(mx_chat_common_prefix(a, 4, a, 4), 4);
+    assert_int_equal(mx_chat_common_prefix(a, 2, a, 4), 2);
+    assert_int_equal(mx_chat_common_prefix(NULL, 0, a, 4), 0);
+}
+
+/* Turn 2 reuses everything turn 1 evaluated (prompt + generated answer) and prefills only the
+ * new user turn; BOS appears once. */
+static void test_incremental_turns(void **state) {
+    (void)state;
+    struct mx_chat_msg m[] = {
+        {MX_ROLE_USER, "Hello", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "Hi there", NULL, 0, NULL},
+        {MX_ROLE_USER, "Who?", NULL, 0, NULL},
+    };
+    struct mx_tmpl_opts o = {.add_generation_prompt = true, .model_add_bos = true};
+    struct mx_tmpl_prompt p;
+    struct mx_chat_prefill pl;
+    size_t n_gen;
+
+    /* Turn 1: nothing cached. */
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V1, m, 1, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_plan_prefill(&p, &tok, NULL, 0, &pl, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    assert_int_equal(pl.n_keep, 0);
+    assert_int_equal(pl.n_discard, 0);
+    assert_int_equal(pl.tokens[0], 1);
+    assert_int_not_equal(pl.tokens[1], 1); /* one BOS, not two */
+    assert_int_equal(pl.n_tokens, 1 + ntok(" [INST] Hello [/INST]"));
+
+    /* The model answers " Hi there" then EOS: the cache now holds prompt + answer. */
+    int32_t *gen = tok_plain(" Hi there</s>", &n_gen);
+    int32_t *evaluated = concat(pl.tokens, pl.n_tokens, gen, n_gen);
+    size_t n_eval = pl.n_tokens + n_gen;
+    int32_t *turn1 = concat(pl.tokens, pl.n_tokens, NULL, 0);
+    size_t n_turn1 = pl.n_tokens;
+    mx_chat_prefill_free(&pl);
+
+    /* Turn 2: only " [INST] Who? [/INST]" is new. */
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V1, m, 3, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_plan_prefill(&p, &tok, evaluated, n_eval, &pl, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    assert_int_equal(pl.n_keep, n_eval);
+    assert_int_equal(pl.n_discard, 0);
+    size_t n_new;
+    int32_t *want_new = tok_plain(" [INST] Who? [/INST]", &n_new);
+    assert_int_equal(pl.n_tokens - pl.n_keep, n_new);
+    assert_memory_equal(pl.tokens + pl.n_keep, want_new, n_new * sizeof(int32_t));
+    mx_chat_prefill_free(&pl);
+    free(want_new);
+
+    /* Regenerate turn 1's answer: same prompt, cache holds prompt + old answer. The old answer
+     * goes and the last prompt token is re-evaluated for fresh logits. */
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V1, m, 1, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_plan_prefill(&p, &tok, evaluated, n_eval, &pl, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    assert_int_equal(pl.n_keep, n_turn1 - 1);
+    assert_int_equal(pl.n_discard, n_eval - (n_turn1 - 1));
+    mx_chat_prefill_free(&pl);
+
+    /* Edit the first user message "Hello" -> "Hellx": reuse up to "<s> [INST] Hell". */
+    m[0].content = "Hellx";
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V1, m, 3, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_plan_prefill(&p, &tok, evaluated, n_eval, &pl, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    assert_int_equal(pl.n_keep, 1 + ntok(" [INST] Hell"));
+    assert_int_equal(pl.n_discard, n_eval - pl.n_keep);
+    mx_chat_prefill_free(&pl);
+
+    free(gen);
+    free(evaluated);
+    free(turn1);
+}
+
+/* Mistral v3 moves the system prompt to the last user message, so turn 2 re-evaluates from the
+ * first user message's content on: the cost the Jinja template imposes, made visible. */
+static void test_v3_moving_system_prompt(void **state) {
+    (void)state;
+    const struct mx_chat_msg m[] = {
+        {MX_ROLE_SYSTEM, "Be brief.", NULL, 0, NULL},
+        {MX_ROLE_USER, "Hello", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "Hi", NULL, 0, NULL},
+        {MX_ROLE_USER, "Who?", NULL, 0, NULL},
+    };
+    int32_t *t1, *t2;
+    size_t n1 = render_tok(MX_TMPL_MISTRAL_V3, m, 2, true, &t1);
+    size_t n2 = render_tok(MX_TMPL_MISTRAL_V3, m, 4, true, &t2);
+    struct mx_chat_prefill pl;
+    struct mx_tmpl_opts o = {.add_generation_prompt = true};
+    struct mx_tmpl_prompt p;
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V3, m, 4, &o, &p, NULL), 0);
+    assert_int_equal(mx_chat_plan_prefill(&p, &tok, t1, n1, &pl, NULL), 0);
+    mx_tmpl_prompt_free(&p);
+    /* "<s>[INST] " is shared, then "Be brief." (old) vs "Hello" (new) differ. */
+    assert_int_equal(pl.n_keep, 1 + ntok("[INST] "));
+    assert_int_equal(pl.n_tokens, n2);
+    assert_int_equal(pl.n_discard, n1 - pl.n_keep);
+    mx_chat_prefill_free(&pl);
+    free(t1);
+    free(t2);
+}
+
+/* Tokenizer failures and bad prompts come back as errors, nothing leaks. */
+static void test_prefill_errors(void **state) {
+    (void)state;
+    struct mx_chat_prefill pl;
+    struct mx_err e = {0};
+    struct mx_tmpl_prompt empty = {"", 0, 0, false};
+    struct mx_tmpl_prompt bad = {"abc", 3, 4, false};
+    struct mx_tmpl_prompt ok = {"abc", 3, 0, false};
+    assert_int_equal(mx_chat_plan_prefill(&empty, &tok, NULL, 0, &pl, &e), MX_EINVAL);
+    assert_non_null(strstr(e.msg, "nothing"));
+    assert_null(pl.tokens);
+    assert_int_equal(mx_chat_plan_prefill(&bad, &tok, NULL, 0, &pl, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_prefill(NULL, &tok, NULL, 0, &pl, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_prefill(&ok, NULL, NULL, 0, &pl, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_prefill(&ok, &tok, NULL, 5, &pl, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_prefill(&ok, &tok, NULL, 0, NULL, NULL), MX_EINVAL);
+    fk.fail_rc = MX_ENOMEM;
+    mx_err_clear(&e);
+    assert_int_equal(mx_chat_plan_prefill(&ok, &tok, NULL, 0, &pl, &e), MX_ENOMEM);
+    assert_non_null(strstr(e.msg, "fake tokenizer"));
+    assert_null(pl.tokens);
+    fk.fail_rc = 0;
+    mx_chat_prefill_free(&pl);
+    mx_chat_prefill_free(NULL);
+}
+
+/* Overflow policy: whole exchanges, oldest first, never the system prompt or the current turn. */
+static void test_fit_context(void **state) {
+    (void)state;
+    const enum mx_role r[] = {MX_ROLE_SYSTEM, MX_ROLE_USER, MX_ROLE_ASSISTANT, MX_ROLE_USER,
+                              MX_ROLE_ASSISTANT, MX_ROLE_USER, MX_ROLE_ASSISTANT, MX_ROLE_USER};
+    const size_t n[] = {10, 5, 5, 7, 7, 9, 9, 20}; /* sum 72 */
+    struct mx_chat_fit f;
+    struct mx_err e = {0};
+
+    /* Fits: nothing dropped. */
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 100, 28, &f, NULL), 0);
+    assert_int_equal(f.count, 0);
+    assert_string_equal(f.note, "");
+    /* Needs 22 tokens: exchange 1 frees 10, exchange 2 brings it to 24. */
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 60, 10, &f, NULL), 0);
+    assert_int_equal(f.first, 1);
+    assert_int_equal(f.count, 4);
+    assert_int_equal(f.n_exchanges, 2);
+    assert_int_equal(f.n_tokens_dropped, 24);
+    assert_string_equal(f.note,
+                        "context full: dropped the 2 oldest exchanges (4 messages, 24 tokens)");
+    /* Needs 1 token: one exchange. */
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 71, 0, &f, NULL), 0);
+    assert_int_equal(f.first, 1);
+    assert_int_equal(f.count, 2);
+    /* Everything droppable (42 tokens) is not enough: system 10 + current 20 + reserve > 35. */
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 35, 10, &f, &e), MX_EFULL);
+    assert_non_null(strstr(e.msg, "n_ctx 35"));
+    assert_int_equal(f.count, 0);
+    /* Exactly enough: 72 - 42 = 30 tokens + 5 reserve = 35. */
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 35, 5, &f, NULL), 0);
+    assert_int_equal(f.first, 1);
+    assert_int_equal(f.count, 6);
+    assert_int_equal(f.n_exchanges, 3);
+
+    /* No system prompt: the first exchange is droppable from index 0. */
+    assert_int_equal(mx_chat_fit_context(r + 1, n + 1, 7, 62, 60, 0, &f, NULL), 0);
+    assert_int_equal(f.first, 0);
+    assert_int_equal(f.count, 2);
+
+    /* Tool traffic stays with its exchange; the current turn includes the answers after the
+     * last user message (a continuation). */
+    const enum mx_role rt[] = {MX_ROLE_SYSTEM, MX_ROLE_USER, MX_ROLE_ASSISTANT, MX_ROLE_TOOL,
+                               MX_ROLE_ASSISTANT, MX_ROLE_USER, MX_ROLE_ASSISTANT};
+    const size_t nt[] = {3, 4, 6, 8, 5, 4, 2}; /* sum 32 */
+    assert_int_equal(mx_chat_fit_context(rt, nt, 7, 32, 30, 0, &f, NULL), 0);
+    assert_int_equal(f.first, 1);
+    assert_int_equal(f.count, 4);
+    assert_int_equal(f.n_exchanges, 1);
+    assert_int_equal(f.n_tokens_dropped, 23);
+
+    /* Only system + current turn: nothing can go. */
+    const enum mx_role rs[] = {MX_ROLE_SYSTEM, MX_ROLE_USER};
+    const size_t ns[] = {9, 20};
+    assert_int_equal(mx_chat_fit_context(rs, ns, 2, 29, 20, 0, &f, NULL), MX_EFULL);
+    /* A lone user message over the limit: MX_EFULL too. */
+    assert_int_equal(mx_chat_fit_context(rs + 1, ns + 1, 1, 20, 20, 1, &f, NULL), MX_EFULL);
+
+    /* Bad arguments. */
+    assert_int_equal(mx_chat_fit_context(r, n, 0, 1, 10, 0, &f, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 10, 10, &f, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_fit_context(NULL, n, 8, 72, 10, 0, &f, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_fit_context(r, n, 8, 72, 10, 0, NULL, NULL), MX_EINVAL);
+    const size_t huge[] = {1, SIZE_MAX, SIZE_MAX, 1};
+    assert_int_equal(mx_chat_fit_context(r, huge, 4, SIZE_MAX, 10, 0, &f, NULL), MX_EINVAL);
+}
+
+/* End to end: a ChatML conversation overflows, the policy drops the oldest exchange, and the
+ * shift plan keeps the system block, moves the surviving exchange down and prefills only the
+ * new turn. Offsets come from tokenizing prefixes of the conversation. */
+static void test_overflow_then_shift(void **state) {
+    (void)state;
+    const struct mx_chat_msg m[] = {
+        {MX_ROLE_SYSTEM, "Be brief.", NULL, 0, NULL},
+        {MX_ROLE_USER, "First question", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "First answer", NULL, 0, NULL},
+        {MX_ROLE_USER, "Second question", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "Second answer", NULL, 0, NULL},
+        {MX_ROLE_USER, "Third question", NULL, 0, NULL},
+    };
+    enum mx_role roles[6];
+    size_t counts[6];
+    int32_t *ids;
+    size_t prev = 0;
+    /* Per-message counts by differences of prefix renders (additive for ChatML). */
+    for (size_t i = 0; i < 6; i++) {
+        size_t n = render_tok(MX_TMPL_CHATML, m, i + 1, false, &ids);
+        free(ids);
+        roles[i] = m[i].role;
+        counts[i] = n - prev;
+        prev = n;
+    }
+    int32_t *full;
+    size_t n_full = render_tok(MX_TMPL_CHATML, m, 6, true, &full);
+    free(full);
+    struct mx_chat_fit f;
+    size_t reserve = 16;
+    assert_int_equal(mx_chat_fit_context(roles, counts, 6, n_full, n_full + reserve - 1, reserve,
+                                         &f, NULL),
+                     0);
+    assert_int_equal(f.first, 1);
+    assert_int_equal(f.count, 2);
+
+    /* The cache holds the conversation up to the second answer. */
+    int32_t *old;
+    size_t n_old = render_tok(MX_TMPL_CHATML, m, 5, false, &old);
+    /* The new prompt without the dropped exchange. */
+    const struct mx_chat_msg kept[] = {m[0], m[3], m[4], m[5]};
+    int32_t *nw;
+    size_t n_new = render_tok(MX_TMPL_CHATML, kept, 4, true, &nw);
+    assert_true(n_new + reserve <= n_full + reserve - 1);
+
+    struct mx_chat_shift sh;
+    assert_int_equal(mx_chat_plan_shift(old, n_old, nw, n_new, &sh, NULL), 0);
+    size_t hdr = ntok("<|im_start|>user\n"); /* the user header is shared at the same place */
+    int32_t *t;
+    size_t n_sys = render_tok(MX_TMPL_CHATML, m, 1, false, &t);
+    free(t);
+    size_t n_first = render_tok(MX_TMPL_CHATML, m, 3, false, &t);
+    free(t);
+    assert_int_equal(sh.n_keep, n_sys + hdr);
+    assert_int_equal(sh.src, n_first + hdr);
+    assert_int_equal(sh.n_move, n_old - (n_first + hdr));
+    assert_int_equal(sh.n_prefill_from, sh.n_keep + sh.n_move);
+    /* What is moved is token-identical, and what is prefilled is the third turn + prompt. */
+    assert_memory_equal(old + sh.src, nw + sh.n_keep, sh.n_move * sizeof(int32_t));
+    size_t n_tail;
+    int32_t *tail = tok_plain("<|im_start|>user\nThird question<|im_end|>\n"
+                              "<|im_start|>assistant\n",
+                              &n_tail);
+    assert_int_equal(n_new - sh.n_prefill_from, n_tail);
+    assert_memory_equal(nw + sh.n_prefill_from, tail, n_tail * sizeof(int32_t));
+    free(tail);
+    free(old);
+    free(nw);
+}
+
+static void test_shift_edges(void **state) {
+    (void)state;
+    struct mx_chat_shift sh;
+    const int32_t a[] = {1, 2, 3, 4, 5};
+    /* Identical: keep all but the last (re-evaluated for logits). */
+    assert_int_equal(mx_chat_plan_shift(a, 5, a, 5, &sh, NULL), 0);
+    assert_int_equal(sh.n_keep, 4);
+    assert_int_equal(sh.n_move, 0);
+    assert_int_equal(sh.src, 4);
+    assert_int_equal(sh.n_prefill_from, 4);
+    /* Nothing cached. */
+    assert_int_equal(mx_chat_plan_shift(NULL, 0, a, 5, &sh, NULL), 0);
+    assert_int_equal(sh.n_keep, 0);
+    assert_int_equal(sh.n_prefill_from, 0);
+    /* New is the old with [2,3] removed, ending exactly where old ends: one token left. */
+    const int32_t b[] = {1, 4, 5};
+    assert_int_equal(mx_chat_plan_shift(a, 5, b, 3, &sh, NULL), 0);
+    assert_int_equal(sh.n_keep, 1);
+    assert_int_equal(sh.src, 3);
+    assert_int_equal(sh.n_move, 1);
+    assert_int_equal(sh.n_prefill_from, 2);
+    /* No later match: plain truncate + prefill. */
+    const int32_t c[] = {1, 9, 9};
+    assert_int_equal(mx_chat_plan_shift(a, 5, c, 3, &sh, NULL), 0);
+    assert_int_equal(sh.n_keep, 1);
+    assert_int_equal(sh.n_move, 0);
+    assert_int_equal(sh.src, 1);
+    /* The longest run wins over an earlier shorter one. */
+    const int32_t o2[] = {1, 7, 8, 0, 7, 8, 9, 6}, n2[] = {1, 7, 8, 9, 5};
+    assert_int_equal(mx_chat_plan_shift(o2, 8, n2, 5, &sh, NULL), 0);
+    assert_int_equal(sh.n_keep, 3);
+    assert_int_equal(sh.src, 6);
+    assert_int_equal(sh.n_move, 1);
+    /* Bad input. */
+    assert_int_equal(mx_chat_plan_shift(a, 5, a, 0, &sh, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_shift(NULL, 5, a, 5, &sh, NULL), MX_EINVAL);
+    assert_int_equal(mx_chat_plan_shift(a, 5, a, 5, NULL, NULL), MX_EINVAL);
+}
+
+/* A pathological input (thousands of candidate positions, each matching a long way) finishes
+ * quickly thanks to the comparison budget and still finds a valid run. */
+static void test_shift_pathological(void **state) {
+    (void)state;
+    const size_t K = 1000, R = 80;
+    size_t n_old = 2 + R * (K + 1), n_new = 1 + K + 1;
+    int32_t *o = calloc(n_old, sizeof(*o)), *nw = calloc(n_new, sizeof(*nw));
+    assert_non_null(o);
+    assert_non_null(nw);
+    o[0] = 1;
+    o[1] = 2;
+    for (size_t r = 0; r < R; r++)
+        o[2 + r * (K + 1) + K] = 3; /* runs of K zeros separated by 3 */
+    nw[0] = 1;
+    nw[n_new - 1] = 4; /* K zeros then a 4 nothing matches */
+    struct mx_chat_shift sh;
+    double t0 = mx_time_s();
+    assert_int_equal(mx_chat_plan_shift(o, n_old, nw, n_new, &sh, NULL), 0);
+    double dt = mx_time_s() - t0;
+    assert_int_equal(sh.n_keep, 1);
+    assert_int_equal(sh.n_move, K);
+    assert_int_equal(sh.src, 2);
+    assert_memory_equal(o + sh.src, nw + sh.n_keep, sh.n_move * sizeof(int32_t));
+    assert_true(dt < 2.0);
+    free(o);
+    free(nw);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_common_prefix),
+        cmocka_unit_test(test_incremental_turns),
+        cmocka_unit_test(test_v3_moving_system_prompt),
+        cmocka_unit_test(test_prefill_errors),
+        cmocka_unit_test(test_fit_context),
+        cmocka_unit_test(test_overflow_then_shift),
+        cmocka_unit_test(test_shift_edges),
+        cmocka_unit_test(test_shift_pathological),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
