@@ -85,10 +85,12 @@ bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
                                                              : MX_TMPL_MISTRAL_V7;
         } else if (has(t, "' [INST] ' + system_message") || has(t, "[AVAILABLE_TOOLS]")) {
             /* The official v1/v3/v3-tekken templates: v1 opens turns with " [INST]", tekken
-             * concatenates "[INST]" directly, v3 writes "[INST] ". */
+             * (Nemo) concatenates "[INST]" directly, v3 writes "[INST] ". Only the double-quoted
+             * form means tekken: the first Mixtral-8x22B template writes '[INST]' with single
+             * quotes and is a v3 model (llama.cpp makes the same call). */
             if (has(t, " [INST]"))
                 k = MX_TMPL_MISTRAL_V1;
-            else if (has(t, "\"[INST]\"") || has(t, "'[INST]'"))
+            else if (has(t, "\"[INST]\""))
                 k = MX_TMPL_MISTRAL_V3_TEKKEN;
             else
                 k = MX_TMPL_MISTRAL_V3;

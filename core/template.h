@@ -87,7 +87,8 @@ struct mx_tool_def {
 struct mx_tmpl_opts {
     const char *bos;            /* model's BOS token text; NULL: family default ("<s>", ...) */
     const char *eos;            /* model's EOS token text; NULL: family default ("</s>", ...) */
-    bool add_generation_prompt; /* append the assistant header (families that have one) */
+    bool add_generation_prompt; /* append the assistant header; Mistral and Llama-2 have
+                                 * none (their text ends with [/INST]) and ignore it */
     bool model_add_bos;         /* tokenizer.ggml.add_bos_token (llama.cpp default: true) */
     const struct mx_tool_def *tools; /* Mistral v3/v7 only; others fail with MX_EUNSUP */
     size_t n_tools;

@@ -544,6 +544,11 @@ static void test_detect(void **state) {
         {"{{- \"[AVAILABLE_TOOLS] [\" }}...{{- \"[INST] \" + system_message + \"\\n\\n\" + "
          "message[\"content\"] + \"[/INST]\" }}",
          MX_TMPL_MISTRAL_V3},
+        /* Mixtral-8x22B-Instruct-v0.1, first template: single-quoted '[INST]', still v3 */
+        {"{% if message == user_messages[-1] %}{% if tools %}{{'[AVAILABLE_TOOLS]'+ "
+         "tools|string + '[/AVAILABLE_TOOLS]'}}{% endif %}{{ '[INST]' + message['content'] + "
+         "'[/INST]' }}",
+         MX_TMPL_MISTRAL_V3},
         /* Mistral-Nemo-Instruct-2407 */
         {"{{- \"[AVAILABLE_TOOLS][\" }}...{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}",
          MX_TMPL_MISTRAL_V3_TEKKEN},
