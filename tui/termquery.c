@@ -173,3 +173,72 @@ int mx_tq_colour_depth(const char **source) {
     *source = "default";
     return 8;
 }
+
+/* Reads up to `max` ';'-separated numbers from buf[j..len) until `final`; numbers are clamped
+ * to 1000000. Returns the index just past `final`, or 0 when another byte or the end comes first
+ * (an incomplete or different sequence). An empty field counts as 0, as in ECMA-48. */
+static size_t parse_params(const char *buf, size_t len, size_t j, char final, int *vals, int max,
+                           int *n_out) {
+    int n = 0, cur = 0;
+    bool any = false;
+    for (; j < len; j++) {
+        char c = buf[j];
+        if (c >= '0' && c <= '9') {
+            if (cur < 1000000)
+                cur = cur * 10 + (c - '0');
+            if (cur > 1000000)
+                cur = 1000000;
+            any = true;
+        } else if (c == ';' || c == final) {
+            if (n < max)
+                vals[n] = cur;
+            n++;
+            cur = 0;
+            if (c == final) {
+                *n_out = any ? n : 0;
+                return j + 1;
+            }
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+const char *mx_tq_parse_xtsm(const char *buf, size_t len, struct mx_xtsm *out) {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (buf[i] != '\033' || buf[i + 1] != '[' || buf[i + 2] != '?')
+            continue;
+        int v[4] = {0}, n = 0;
+        size_t end = parse_params(buf, len, i + 3, 'S', v, 4, &n);
+        if (!end || n < 2) /* a DA1 answer ends in 'c' and is skipped here */
+            continue;
+        out->valid = true;
+        out->item = v[0];
+        out->status = v[1];
+        out->n_values = MX_MIN(n - 2, 2);
+        for (int k = 0; k < out->n_values; k++)
+            out->values[k] = v[2 + k];
+        return buf + end;
+    }
+    return NULL;
+}
+
+const char *mx_tq_parse_winop(const char *buf, size_t len, int code, struct mx_winop *out) {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\033' || buf[i + 1] != '[')
+            continue;
+        int v[3] = {0}, n = 0;
+        size_t end = parse_params(buf, len, i + 2, 't', v, 3, &n);
+        if (!end || n != 3 || (code >= 0 && v[0] != code))
+            continue;
+        out->valid = true;
+        out->code = v[0];
+        out->a = v[1];
+        out->b = v[2];
+        return buf + end;
+    }
+    return NULL;
+}

@@ -23,6 +23,32 @@ struct mx_da1 {
  * Returns a pointer just past it, or NULL if no complete DA1 answer is there. */
 const char *mx_tq_parse_da1(const char *buf, size_t len, struct mx_da1 *out);
 
+/* Parsed XTSMGRAPHICS answer `CSI ? Pi ; Ps ; Pv... S` (Pi item: 1 colour registers, 2 sixel
+ * geometry; Ps status: 0 success, 1 bad item, 2 bad action, 3 failure). */
+struct mx_xtsm {
+    bool valid;        /* an answer was found */
+    int item;
+    int status;
+    int n_values;      /* 1 for colour registers, 2 (width, height) for geometry */
+    int values[2];
+};
+
+/* Finds the first XTSMGRAPHICS answer in buf[0..len) and parses it. Numbers are clamped to
+ * 1000000 so hostile answers cannot overflow. Returns a pointer just past it, or NULL. */
+const char *mx_tq_parse_xtsm(const char *buf, size_t len, struct mx_xtsm *out);
+
+/* Parsed window-operation answer `CSI Ps ; a ; b t` (4: window pixels h;w, 6: cell pixels h;w,
+ * 8: text area rows;cols). */
+struct mx_winop {
+    bool valid;
+    int code;          /* Ps */
+    int a, b;          /* the two numbers, in the order sent */
+};
+
+/* Finds the first `CSI Ps ; a ; b t` answer in buf[0..len) whose Ps equals `code` (any code when
+ * code < 0). Returns a pointer just past it, or NULL. */
+const char *mx_tq_parse_winop(const char *buf, size_t len, int code, struct mx_winop *out);
+
 /* A terminal session for queries: raw mode on the tty, restored by mx_tq_close. */
 struct mx_tq {
     int in_fd, out_fd;

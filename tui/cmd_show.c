@@ -1,0 +1,156 @@
+/* cmd_show.c - `mixel show FILE`: print a PNG/JPEG in the terminal as sixel, half blocks or a
+ * plain line, for shell use (and for `mixel image --show`).
+ *
+ * By default the image fills the terminal's width (and at most its height less one row, so the
+ * prompt stays on screen); when stdout is not a terminal it is half blocks 80 columns wide and no
+ * query is sent. The cell rectangle is the same whichever encoding is used.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "tui/cmd.h"
+#include "tui/graphics.h"
+#include "tui/image.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mixel show FILE [--graphics auto|sixel|blocks|none] [--width COLS] "
+            "[--height ROWS]\n"
+            "\n"
+            "Prints a PNG or JPEG image to stdout: as sixel when the terminal shows sixel, else\n"
+            "as Unicode half blocks, or as a plain `[image: FILE]` line with --graphics none.\n"
+            "The image fits the terminal (80 columns when stdout is not a terminal); --width\n"
+            "and --height give the box in cells instead. MIXEL_GRAPHICS sets the default mode.\n");
+}
+
+static int stdout_write(void *ud, const char *buf, size_t n) {
+    (void)ud;
+    return fwrite(buf, 1, n, stdout) == n ? 0 : MX_EIO;
+}
+
+/* Parses a positive cell count for option opt. Returns 0 or prints and returns -1. */
+static int parse_cells(const char *opt, const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || *end || v < 1 || v > 4096) {
+        fprintf(stderr, "mixel show: %s needs a number of cells from 1 to 4096\n", opt);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* The file name, with control characters shown as '?' (it goes to a terminal). */
+static void print_plain(const char *path) {
+    fputs("[image: ", stdout);
+    for (const char *p = path; *p; p++)
+        putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+    fputs("]\n", stdout);
+}
+
+int mx_cmd_show(int argc, char **argv) {
+    const char *path = NULL;
+    enum mx_gfx_mode mode = MX_GFX_AUTO;
+    int width = 0, height = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--graphics") || !strncmp(a, "--graphics=", 11)) {
+            const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || mx_gfx_mode_parse(v, &mode) != 0) {
+                fprintf(stderr, "mixel show: --graphics takes auto, sixel, blocks or none\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--width") || !strcmp(a, "-w")) {
+            if (parse_cells("--width", i + 1 < argc ? argv[++i] : NULL, &width) < 0)
+                return 2;
+        } else if (!strcmp(a, "--height")) {
+            if (parse_cells("--height", i + 1 < argc ? argv[++i] : NULL, &height) < 0)
+                return 2;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mixel show: unknown option '%s' (see mixel show --help)\n", a);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "mixel show: one FILE only ('%s' is extra)\n", a);
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct mx_err err = {0};
+    struct mx_image img = {0}, scaled = {0};
+    int rc = mx_image_load(path, &img, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
+        return 1;
+    }
+
+    struct mx_gfx g;
+    struct mx_gfx_answers ans;
+    mx_gfx_detect(mode, 0, &g, &ans);
+    if (getenv("MIXEL_DEBUG_GRAPHICS"))
+        fprintf(stderr, "mixel show: %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
+                "%d colours\n", mx_gfx_mode_name(g.mode), g.why, g.cell_w, g.cell_h, g.cell_src,
+                g.cols, g.rows, g.max_w, g.max_h, g.colour_regs);
+    if (g.mode == MX_GFX_NONE) {
+        print_plain(path);
+        mx_image_free(&img);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+
+    /* The box in cells: what was asked, else the terminal (less one row for the prompt), else 80
+     * columns of unlimited height for a pipe. */
+    bool out_tty = isatty(STDOUT_FILENO);
+    int box_cols = width, box_rows = height;
+    if (!width && !height) {
+        box_cols = out_tty ? g.cols : 80;
+        box_rows = out_tty ? (g.rows > 2 ? g.rows - 1 : g.rows) : 0;
+    } else if (!width) {
+        box_cols = 4096;
+    }
+    bool sixel = g.mode == MX_GFX_SIXEL;
+    struct mx_image_layout lay;
+    rc = mx_image_fit(img.w, img.h, g.cell_w, g.cell_h, box_cols, box_rows,
+                      sixel ? g.max_w : 0, sixel ? g.max_h : 0, &lay);
+    if (rc == 0)
+        rc = sixel ? mx_image_scale(&img, lay.px_w, lay.px_h, &scaled)
+                   : mx_image_scale(&img, lay.blk_w, lay.blk_h, &scaled);
+    if (rc < 0) {
+        fprintf(stderr, "mixel show: %s: cannot scale to the terminal (%s)\n", path,
+                mx_strerror(rc));
+        mx_image_free(&img);
+        return 1;
+    }
+    mx_image_free(&img);
+    if (sixel) {
+        rc = mx_image_sixel(&scaled, g.colour_regs, g.tmux_wrap, stdout_write, NULL, &err);
+        /* tmux does not know a passed-through image is there: move below it ourselves */
+        for (int r = 0; rc == 0 && g.tmux_wrap && r < lay.rows; r++)
+            rc = stdout_write(NULL, "\n", 1);
+        if (rc == 0 && !g.tmux_wrap)
+            rc = stdout_write(NULL, "\n", 1);
+    } else {
+        rc = mx_image_blocks(&scaled, g.truecolor, stdout_write, NULL);
+    }
+    mx_image_free(&scaled);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = MX_EIO;
+    if (rc < 0) {
+        fprintf(stderr, "mixel show: %s\n", rc == MX_EIO ? "cannot write to stdout"
+                                                        : mx_err_msg(&err, rc));
+        return 1;
+    }
+    return 0;
+}

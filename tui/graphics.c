@@ -1,0 +1,364 @@
+/* graphics.c - terminal graphics detection: queries, answers, decision.
+ *
+ * Tuned for the start of `mixel show` and of the TUI: at most six queries, each followed by DA1
+ * so a terminal that ignores one costs one round trip, not a timeout; a terminal that does not
+ * answer DA1 at all costs one timeout and nothing else is asked. The pure parts (absorb, decide)
+ * are tested on answers recorded from xterm, mlterm and tmux (tests/test_graphics.c).
+ */
+#include "tui/graphics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "tui/termquery.h"
+
+/* Cells or pixels beyond these are not a real terminal's answer (hostile or broken). */
+#define MX_GFX_MAX_DIM   65535
+#define MX_GFX_MAX_CELL  512
+
+static const char *const mode_names[] = {"auto", "sixel", "blocks", "none"};
+
+int mx_gfx_mode_parse(const char *s, enum mx_gfx_mode *out) {
+    for (int i = 0; s && i < (int)MX_ARRAY_LEN(mode_names); i++) {
+        if (!strcmp(s, mode_names[i])) {
+            *out = (enum mx_gfx_mode)i;
+            return 0;
+        }
+    }
+    return MX_EINVAL;
+}
+
+const char *mx_gfx_mode_name(enum mx_gfx_mode mode) {
+    if ((int)mode < 0 || (int)mode >= (int)MX_ARRAY_LEN(mode_names))
+        return "?";
+    return mode_names[mode];
+}
+
+const char *mx_gfx_query_bytes(enum mx_gfx_query q) {
+    switch (q) {
+    case MX_GFXQ_DA1:    return NULL;
+    case MX_GFXQ_REGS:   return "\033[?1;1;0S";
+    case MX_GFXQ_GEOM:   return "\033[?2;1;0S";
+    case MX_GFXQ_CELL16: return "\033[16t";
+    case MX_GFXQ_WIN14:  return "\033[14t";
+    case MX_GFXQ_TEXT18: return "\033[18t";
+    }
+    return NULL;
+}
+
+static bool in_range(int v, int lo, int hi) {
+    return v >= lo && v <= hi;
+}
+
+bool mx_gfx_absorb(struct mx_gfx_answers *a, enum mx_gfx_query q, const char *reply, size_t len) {
+    struct mx_xtsm x;
+    struct mx_winop w;
+    switch (q) {
+    case MX_GFXQ_DA1: {
+        struct mx_da1 d;
+        if (!mx_tq_parse_da1(reply, len, &d))
+            return false;
+        a->da1_valid = true;
+        a->da1_sixel = d.sixel;
+        return true;
+    }
+    case MX_GFXQ_REGS:
+    case MX_GFXQ_GEOM: {
+        int item = q == MX_GFXQ_REGS ? 1 : 2;
+        if (!mx_tq_parse_xtsm(reply, len, &x) || x.item != item)
+            return false; /* no answer, or mlterm's answer about another item */
+        if (x.status != 0) {
+            if (q == MX_GFXQ_REGS)
+                a->regs_failed = true;
+            else
+                a->geom_failed = true;
+            return false;
+        }
+        if (q == MX_GFXQ_REGS) {
+            if (x.n_values < 1 || !in_range(x.values[0], 1, MX_GFX_MAX_DIM))
+                return false;
+            a->regs = x.values[0];
+        } else {
+            if (x.n_values < 2 || !in_range(x.values[0], 1, MX_GFX_MAX_DIM) ||
+                !in_range(x.values[1], 1, MX_GFX_MAX_DIM))
+                return false;
+            a->geom_w = x.values[0];
+            a->geom_h = x.values[1];
+        }
+        return true;
+    }
+    case MX_GFXQ_CELL16: /* CSI 6 ; height ; width t */
+        if (!mx_tq_parse_winop(reply, len, 6, &w) || !in_range(w.a, 1, MX_GFX_MAX_CELL) ||
+            !in_range(w.b, 1, MX_GFX_MAX_CELL))
+            return false;
+        a->cell16_h = w.a;
+        a->cell16_w = w.b;
+        return true;
+    case MX_GFXQ_WIN14: /* CSI 4 ; height ; width t */
+        if (!mx_tq_parse_winop(reply, len, 4, &w) || !in_range(w.a, 1, MX_GFX_MAX_DIM) ||
+            !in_range(w.b, 1, MX_GFX_MAX_DIM))
+            return false;
+        a->win14_h = w.a;
+        a->win14_w = w.b;
+        return true;
+    case MX_GFXQ_TEXT18: /* CSI 8 ; rows ; cols t */
+        if (!mx_tq_parse_winop(reply, len, 8, &w) || !in_range(w.a, 1, MX_GFX_MAX_DIM) ||
+            !in_range(w.b, 1, MX_GFX_MAX_DIM))
+            return false;
+        a->text18_rows = w.a;
+        a->text18_cols = w.b;
+        return true;
+    }
+    return false;
+}
+
+/* Text area in cells: TIOCGWINSZ, else CSI 18 t, else 80x24. tmux 3.3a answers 18 t as
+ * cols;rows: when the answer matches TIOCGWINSZ swapped, or has more rows than columns (no real
+ * terminal window is taller in cells than wide... in practice), it is swapped back. */
+static void text_area(const struct mx_gfx_answers *a, int *rows, int *cols) {
+    if (a->ws_rows > 0 && a->ws_cols > 0) {
+        *rows = a->ws_rows;
+        *cols = a->ws_cols;
+        return;
+    }
+    if (a->text18_rows > 0 && a->text18_cols > 0) {
+        *rows = a->text18_rows;
+        *cols = a->text18_cols;
+        if (*rows > *cols) {
+            int t = *rows;
+            *rows = *cols;
+            *cols = t;
+        }
+        return;
+    }
+    *rows = 24;
+    *cols = 80;
+}
+
+/* Cell size in pixels with its source; falls back to 8x16 (the common 1:2 cell). */
+static void cell_size(const struct mx_gfx_answers *a, int rows, int cols, struct mx_gfx *g) {
+    int cw = 0, ch = 0;
+    const char *src = "guessed 8x16 (terminal reports no pixel sizes)";
+    if (a->ws_xpix > 0 && a->ws_ypix > 0 && a->ws_cols > 0 && a->ws_rows > 0) {
+        cw = a->ws_xpix / a->ws_cols;
+        ch = a->ws_ypix / a->ws_rows;
+        src = "TIOCGWINSZ";
+    }
+    if (!(in_range(cw, 1, MX_GFX_MAX_CELL) && in_range(ch, 1, MX_GFX_MAX_CELL)) &&
+        a->cell16_w > 0 && a->cell16_h > 0) {
+        cw = a->cell16_w;
+        ch = a->cell16_h;
+        src = "CSI 16 t";
+    }
+    if (!(in_range(cw, 1, MX_GFX_MAX_CELL) && in_range(ch, 1, MX_GFX_MAX_CELL)) &&
+        a->win14_w > 0 && a->win14_h > 0) {
+        cw = a->win14_w / cols;
+        ch = a->win14_h / rows;
+        src = "CSI 14 t / text area";
+    }
+    g->cell_known = in_range(cw, 1, MX_GFX_MAX_CELL) && in_range(ch, 1, MX_GFX_MAX_CELL);
+    if (!g->cell_known) {
+        cw = 8;
+        ch = 16;
+        src = "guessed 8x16 (terminal reports no pixel sizes)";
+    }
+    g->cell_w = cw;
+    g->cell_h = ch;
+    snprintf(g->cell_src, sizeof g->cell_src, "%s", src);
+}
+
+void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, struct mx_gfx *g) {
+    memset(g, 0, sizeof *g);
+    text_area(a, &g->rows, &g->cols);
+    cell_size(a, g->rows, g->cols, g);
+    g->truecolor = a->colours >= 16777216 || !a->tty;
+    g->colour_regs = a->regs > 0 ? MX_MIN(MX_MAX(a->regs, 2), 256) : 256;
+    /* Largest sixel: the terminal's geometry when it says, never more than the text area. */
+    g->max_w = MX_MIN(g->cols * g->cell_w, MX_GFX_MAX_DIM);
+    g->max_h = MX_MIN(g->rows * g->cell_h, MX_GFX_MAX_DIM);
+    if (a->geom_w > 0 && a->geom_h > 0) {
+        g->max_w = MX_MIN(g->max_w, a->geom_w);
+        g->max_h = MX_MIN(g->max_h, a->geom_h);
+    }
+    bool native = a->da1_valid && a->da1_sixel; /* includes tmux >= 3.4 built with sixel */
+    bool via_tmux = a->tmux && !native && a->tmux_passthrough == 1;
+
+    if (requested != MX_GFX_AUTO) {
+        g->mode = requested;
+        g->tmux_wrap = requested == MX_GFX_SIXEL && via_tmux;
+        snprintf(g->why, sizeof g->why, "%s requested%s", mx_gfx_mode_name(requested),
+                 requested == MX_GFX_SIXEL && a->tmux && !native && !via_tmux
+                     ? " (inside tmux without allow-passthrough: tmux will drop it)" : "");
+        return;
+    }
+    g->mode = MX_GFX_BLOCKS;
+    if (!a->tty) {
+        snprintf(g->why, sizeof g->why, "not a terminal: half blocks (no queries sent)");
+    } else if (native) {
+        g->mode = MX_GFX_SIXEL;
+        snprintf(g->why, sizeof g->why, "%s answers DA1 with sixel (attribute 4)",
+                 a->tmux ? "tmux (built with sixel)" : "terminal");
+    } else if (via_tmux) {
+        g->mode = MX_GFX_SIXEL;
+        g->tmux_wrap = true;
+        snprintf(g->why, sizeof g->why,
+                 "inside tmux with allow-passthrough on: sixel through DCS passthrough (the outer "
+                 "terminal must show sixel; use --graphics blocks if not)");
+    } else if (a->tmux) {
+        snprintf(g->why, sizeof g->why, "inside tmux %s: half blocks (tmux would drop or wipe a "
+                 "sixel; `tmux set -g allow-passthrough on` allows it)",
+                 a->tmux_passthrough == 0 ? "with allow-passthrough off"
+                                          : "and allow-passthrough could not be read");
+    } else if (!a->da1_valid) {
+        snprintf(g->why, sizeof g->why, "terminal did not answer DA1: half blocks");
+    } else {
+        snprintf(g->why, sizeof g->why, "terminal has no sixel (DA1 without attribute 4%s): "
+                 "half blocks", a->regs_failed || a->geom_failed ? ", XTSMGRAPHICS failed" : "");
+    }
+    if (g->mode == MX_GFX_BLOCKS && a->tty && a->colours == 0) {
+        g->mode = MX_GFX_NONE;
+        snprintf(g->why, sizeof g->why, "NO_COLOR is set and there is no sixel: text only");
+    }
+}
+
+int mx_gfx_tmux_passthrough(void) {
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDERR_FILENO);
+        }
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("tmux", "tmux", "show", "-gv", "allow-passthrough", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char out[64];
+    size_t len = 0;
+    double deadline = mx_time_s() + 1.0;
+    for (;;) {
+        double left = deadline - mx_time_s();
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        int r = poll(&p, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        ssize_t n = read(fds[0], out + len, sizeof out - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len + 1 >= sizeof out)
+            break;
+    }
+    out[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == 0) { /* still running after EOF or the deadline */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    /* judged by what it printed: an old tmux without the option prints nothing */
+    out[strcspn(out, "\r\n")] = '\0';
+    if (!strcmp(out, "on") || !strcmp(out, "all"))
+        return 1;
+    return !strcmp(out, "off") ? 0 : -1;
+}
+
+/* Sends query q (then DA1) and records the answer. Returns false when even DA1 did not come. */
+static bool ask(struct mx_tq *tq, struct mx_gfx_answers *a, enum mx_gfx_query q, int timeout_ms) {
+    char reply[512];
+    int n = mx_tq_ask(tq, mx_gfx_query_bytes(q), timeout_ms, reply, sizeof reply);
+    if (n <= 0)
+        return false;
+    mx_gfx_absorb(a, q, reply, (size_t)n);
+    return true;
+}
+
+void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
+                   struct mx_gfx_answers *raw) {
+    struct mx_gfx_answers a = {0};
+    const char *env_note = NULL;
+    if (timeout_ms <= 0)
+        timeout_ms = 300;
+    if (requested == MX_GFX_AUTO) {
+        const char *env = getenv("MIXEL_GRAPHICS");
+        if (env && env[0] && mx_gfx_mode_parse(env, &requested) != 0)
+            env_note = " (MIXEL_GRAPHICS ignored: not auto|sixel|blocks|none)";
+        else if (env && env[0] && requested != MX_GFX_AUTO)
+            env_note = " by MIXEL_GRAPHICS";
+    }
+    const char *tmux = getenv("TMUX");
+    a.tmux = tmux && tmux[0];
+    const char *src;
+    a.colours = mx_tq_colour_depth(&src);
+    a.tmux_passthrough = -1;
+
+    struct mx_tq tq;
+    if (mx_tq_open(&tq) == 0) {
+        a.tty = true;
+        struct winsize ws = {0};
+        if (ioctl(tq.out_fd, TIOCGWINSZ, &ws) == 0) {
+            a.ws_rows = ws.ws_row;
+            a.ws_cols = ws.ws_col;
+            a.ws_xpix = ws.ws_xpixel;
+            a.ws_ypix = ws.ws_ypixel;
+        }
+        /* blocks and none need no answers; sixel (asked or auto) needs sizes and registers */
+        if (requested == MX_GFX_AUTO || requested == MX_GFX_SIXEL) {
+            if (ask(&tq, &a, MX_GFXQ_DA1, timeout_ms)) {
+                if (a.tmux && !a.da1_sixel)
+                    a.tmux_passthrough = mx_gfx_tmux_passthrough();
+                if (a.da1_sixel || requested == MX_GFX_SIXEL) {
+                    ask(&tq, &a, MX_GFXQ_REGS, timeout_ms);
+                    ask(&tq, &a, MX_GFXQ_GEOM, timeout_ms);
+                }
+                if (!(a.ws_xpix > 0 && a.ws_ypix > 0)) {
+                    ask(&tq, &a, MX_GFXQ_CELL16, timeout_ms);
+                    if (!a.cell16_w)
+                        ask(&tq, &a, MX_GFXQ_WIN14, timeout_ms);
+                }
+                if (!(a.ws_rows > 0 && a.ws_cols > 0))
+                    ask(&tq, &a, MX_GFXQ_TEXT18, timeout_ms);
+            }
+        }
+        mx_tq_close(&tq);
+    } else if (isatty(STDOUT_FILENO)) {
+        /* stdin redirected but output is a terminal: sizes without queries */
+        struct winsize ws = {0};
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) {
+            a.ws_rows = ws.ws_row;
+            a.ws_cols = ws.ws_col;
+            a.ws_xpix = ws.ws_xpixel;
+            a.ws_ypix = ws.ws_ypixel;
+        }
+    }
+    mx_gfx_decide(requested, &a, out);
+    if (env_note)
+        snprintf(out->why + strlen(out->why), sizeof out->why - strlen(out->why), "%s", env_note);
+    if (raw)
+        *raw = a;
+}

@@ -1,0 +1,96 @@
+/* graphics.h - which kind of image a terminal can show, and how big.
+ *
+ * Detection is a handful of time-limited queries (tui/termquery.h): DA1 for sixel (attribute 4),
+ * XTSMGRAPHICS for colour registers and sixel geometry, TIOCGWINSZ / CSI 16 t / CSI 14 t for the
+ * cell size in pixels, and $TMUX plus `tmux show -gv allow-passthrough` for tmux. The answers
+ * are collected into struct mx_gfx_answers by pure functions (unit-tested on recorded bytes of
+ * real terminals, ../shared/TERMINALS.md) and turned into a decision by another pure function,
+ * so only mx_gfx_detect touches the terminal. With stdin/stdout not a tty no query is sent.
+ */
+#ifndef MX_GRAPHICS_H
+#define MX_GRAPHICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum mx_gfx_mode {
+    MX_GFX_AUTO = 0,   /* detect */
+    MX_GFX_SIXEL,      /* DEC sixel through libsixel */
+    MX_GFX_BLOCKS,     /* Unicode upper half blocks with fg/bg colours, 2 pixels per cell */
+    MX_GFX_NONE,       /* a plain `[image: path]` line */
+};
+
+/* Parses "auto", "sixel", "blocks" or "none" (case-sensitive). Returns 0, or MX_EINVAL. */
+int mx_gfx_mode_parse(const char *s, enum mx_gfx_mode *out);
+/* "auto", "sixel", "blocks" or "none". */
+const char *mx_gfx_mode_name(enum mx_gfx_mode mode);
+
+/* Raw facts about the terminal; 0 / false means "unknown" or "no". Filled by mx_gfx_absorb from
+ * replies and by mx_gfx_detect from ioctl/env. */
+struct mx_gfx_answers {
+    bool tty;                  /* stdin and stdout are terminals (queries were possible) */
+    bool da1_valid;            /* the terminal answered DA1 */
+    bool da1_sixel;            /* DA1 has attribute 4 */
+    int regs;                  /* colour registers (XTSMGRAPHICS 1;1), 0 unknown */
+    bool regs_failed;          /* XTSMGRAPHICS answered status != 0 for registers */
+    int geom_w, geom_h;        /* sixel geometry in px (XTSMGRAPHICS 2;1), 0 unknown */
+    bool geom_failed;          /* XTSMGRAPHICS answered status != 0 for geometry */
+    int ws_rows, ws_cols;      /* TIOCGWINSZ text area, 0 unknown */
+    int ws_xpix, ws_ypix;      /* TIOCGWINSZ pixels, 0 unknown */
+    int cell16_w, cell16_h;    /* CSI 16 t: cell size in px */
+    int win14_w, win14_h;      /* CSI 14 t: text area size in px */
+    int text18_rows, text18_cols; /* CSI 18 t: text area in cells (tmux 3.3a swaps them) */
+    bool tmux;                 /* $TMUX is set */
+    int tmux_passthrough;      /* allow-passthrough: 1 on, 0 off, -1 unknown */
+    int colours;               /* mx_tq_colour_depth(): 16777216 truecolor, 256, 8, 0 NO_COLOR */
+};
+
+/* Which reply mx_gfx_absorb is given. */
+enum mx_gfx_query {
+    MX_GFXQ_DA1,       /* `CSI c` alone */
+    MX_GFXQ_REGS,      /* `CSI ? 1 ; 1 ; 0 S` */
+    MX_GFXQ_GEOM,      /* `CSI ? 2 ; 1 ; 0 S` */
+    MX_GFXQ_CELL16,    /* `CSI 16 t` */
+    MX_GFXQ_WIN14,     /* `CSI 14 t` */
+    MX_GFXQ_TEXT18,    /* `CSI 18 t` */
+};
+
+/* The bytes each query sends (before the DA1 that mx_tq_ask appends). */
+const char *mx_gfx_query_bytes(enum mx_gfx_query q);
+
+/* Records what `reply` (the bytes mx_tq_ask collected for query q: the answer, if any, then the
+ * DA1 answer) says into a. Pure; untrusted bytes: garbage, partial answers, answers to another
+ * item (mlterm answers the geometry query with item 1) and absurd numbers leave a unchanged.
+ * Returns true when the reply held a usable answer to q. */
+bool mx_gfx_absorb(struct mx_gfx_answers *a, enum mx_gfx_query q, const char *reply, size_t len);
+
+/* The decision: what to draw and at which sizes. */
+struct mx_gfx {
+    enum mx_gfx_mode mode;     /* SIXEL, BLOCKS or NONE (never AUTO) */
+    bool tmux_wrap;            /* wrap the sixel DCS as `ESC P tmux; ... ESC \` (ESCs doubled) */
+    int colour_regs;           /* palette size for the sixel dither, 2..256 */
+    int max_w, max_h;          /* largest sixel the terminal takes, px */
+    int cell_w, cell_h;        /* px per cell (a guess of 8x16 when !cell_known) */
+    bool cell_known;
+    int cols, rows;            /* text area (80x24 when unknown) */
+    bool truecolor;            /* blocks: SGR 38;2/48;2 (else 256-colour 38;5/48;5) */
+    char cell_src[48];         /* where the cell size came from */
+    char why[256];             /* why this mode, for `mixel doctor` and messages */
+};
+
+/* Pure decision from the answers. `requested` MX_GFX_AUTO detects; anything else is honoured
+ * (sizes are still filled in). Never fails. */
+void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, struct mx_gfx *out);
+
+/* Asks the terminal on stdin/stdout (each query limited to timeout_ms; <= 0 means 300) and
+ * decides. `requested` comes from --graphics; when it is MX_GFX_AUTO, $MIXEL_GRAPHICS
+ * (auto|sixel|blocks|none) overrides detection. With stdin or stdout not a tty, nothing is sent.
+ * raw (may be NULL) receives the answers. Never blocks longer than a few timeouts. */
+void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
+                   struct mx_gfx_answers *raw);
+
+/* Runs `tmux show -gv allow-passthrough` (at most ~1 s). Returns 1 when it prints on/all, 0 when
+ * it prints something else, -1 when tmux cannot be asked. */
+int mx_gfx_tmux_passthrough(void);
+
+#endif

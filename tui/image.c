@@ -1,0 +1,658 @@
+/* image.c - PNG/JPEG loading, resampling, sixel and half-block encoding for the terminal.
+ *
+ * Workload: one image at a time, from a 64x64 icon to a 16384-px-wide photo, shown in a panel of
+ * a few hundred pixels. Loading is bounded by MX_IMAGE_MAX_* before any pixel allocation;
+ * resampling streams over source rows so a huge source costs one pass and no second full-size
+ * buffer. Sixel encoding is libsixel's (palette by median cut, error diffusion); the write
+ * callback lets the TUI hold the bytes until curses has drawn the frame.
+ */
+#include "tui/image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core/util.h"
+
+#ifdef HAVE_SIXEL
+/* sixel.h defines its own PACKAGE_VERSION; this file does not use ours */
+#undef PACKAGE_VERSION
+#include <sixel.h>
+#endif
+
+void mx_image_free(struct mx_image *img) {
+    if (!img)
+        return;
+    free(img->rgb);
+    img->rgb = NULL;
+    img->w = img->h = 0;
+}
+
+/* Checks w x h against the caps; on failure sets err with the path and the numbers. */
+static int check_dims(const char *path, const char *kind, long w, long h, struct mx_err *err) {
+    if (w <= 0 || h <= 0)
+        return mx_err_set(err, MX_EFORMAT, "%s: %s has an empty size (%ldx%ld)", path, kind, w, h);
+    if (w > MX_IMAGE_MAX_SIDE || h > MX_IMAGE_MAX_SIDE ||
+        (unsigned long long)w * (unsigned long long)h > MX_IMAGE_MAX_PIXELS)
+        return mx_err_set(err, MX_ERANGE,
+                          "%s: %s is too large (%ldx%ld; at most %d px a side, %u Mpx)", path, kind,
+                          w, h, MX_IMAGE_MAX_SIDE, MX_IMAGE_MAX_PIXELS >> 20);
+    return 0;
+}
+
+/* ---- PNG (libpng) -------------------------------------------------------------------------- */
+
+/* libpng reports through callbacks; the first error and warning are kept for the message. */
+struct png_msgs {
+    char error[128];
+    char warning[128];
+};
+
+static void png_error_cb(png_structp png, png_const_charp msg) {
+    struct png_msgs *m = png_get_error_ptr(png);
+    if (m && !m->error[0])
+        snprintf(m->error, sizeof m->error, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warning_cb(png_structp png, png_const_charp msg) {
+    struct png_msgs *m = png_get_error_ptr(png);
+    if (m && !m->warning[0])
+        snprintf(m->warning, sizeof m->warning, "%s", msg);
+}
+
+/* Decodes an open PNG file into out. Returns 0 or MX_EFORMAT/MX_ERANGE/MX_ENOMEM with err set. */
+static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_err *err) {
+    struct png_msgs msgs = {"", ""};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &msgs, png_error_cb,
+                                             png_warning_cb);
+    if (!png)
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory for the PNG decoder", path);
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory for the PNG decoder", path);
+    }
+    /* Written after setjmp and read after a longjmp: volatile, or their values are lost. */
+    uint8_t *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int rc = MX_EFORMAT;
+    if (setjmp(png_jmpbuf(png))) {
+        if (rc == MX_EFORMAT)
+            mx_err_set(err, MX_EFORMAT, "%s: corrupt PNG (%s%s%s)", path,
+                       msgs.error[0] ? msgs.error : "decoder error",
+                       msgs.warning[0] ? "; " : "", msgs.warning);
+        free(rows);
+        free(pix);
+        png_destroy_read_struct(&png, &info, NULL);
+        return rc;
+    }
+    png_init_io(png, f);
+    png_set_chunk_malloc_max(png, 8u << 20); /* text/ICC chunks cannot ask for more */
+    png_read_info(png, info);
+    png_uint_32 w = 0, h = 0;
+    int depth = 0, ctype = 0;
+    png_get_IHDR(png, info, &w, &h, &depth, &ctype, NULL, NULL, NULL);
+    int r = check_dims(path, "PNG", (long)w, (long)h, err);
+    if (r < 0) {
+        rc = r;
+        png_longjmp(png, 1);
+    }
+    /* Normalise every PNG flavour to 8-bit RGBA, then composite. */
+    if (ctype == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
+    bool trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
+    if (trns)
+        png_set_tRNS_to_alpha(png);
+    if (depth == 16)
+        png_set_strip_16(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA)
+        png_set_gray_to_rgb(png);
+    if (!(ctype & PNG_COLOR_MASK_ALPHA) && !trns)
+        png_set_filler(png, 0xff, PNG_FILLER_AFTER);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    size_t stride = (size_t)w * 4, total;
+    if (png_get_rowbytes(png, info) != stride || !mx_mul_size(stride, h, &total)) {
+        snprintf(msgs.error, sizeof msgs.error, "unexpected row size after conversion");
+        png_longjmp(png, 1);
+    }
+    pix = malloc(total);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!pix || !rows) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory for %ux%u pixels", path, w, h);
+        png_longjmp(png, 1);
+    }
+    for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = pix + (size_t)y * stride;
+    png_read_image(png, rows);
+    png_read_end(png, NULL); /* checks the CRCs and chunks after the pixels too */
+    free(rows);
+    rows = NULL;
+    png_destroy_read_struct(&png, &info, NULL);
+
+    /* RGBA -> RGB over black, in place (the write index never passes the read index). */
+    uint8_t *p = pix;
+    size_t n = (size_t)w * h;
+    for (size_t i = 0; i < n; i++) {
+        unsigned a = p[4 * i + 3];
+        for (int c = 0; c < 3; c++)
+            p[3 * i + c] = (uint8_t)((p[4 * i + c] * a + 127) / 255);
+    }
+    uint8_t *shrunk = realloc(p, n * 3);
+    out->rgb = shrunk ? shrunk : p;
+    out->w = (int)w;
+    out->h = (int)h;
+    return 0;
+}
+
+/* ---- JPEG (libsixel's loader) ---------------------------------------------------------------- */
+
+/* Walks the JPEG markers up to the frame header (SOFn) and returns its size, so a hostile file is
+ * refused before the decoder allocates anything. Returns 0 or MX_EFORMAT/MX_ERANGE. */
+static int jpeg_size(FILE *f, const char *path, int *w, int *h, struct mx_err *err) {
+    if (fseek(f, 2, SEEK_SET) != 0)
+        return mx_err_set(err, MX_EIO, "%s: cannot seek", path);
+    for (int guard = 0; guard < 10000; guard++) {
+        int c = fgetc(f);
+        if (c != 0xff)
+            break;
+        int m;
+        do m = fgetc(f); while (m == 0xff);
+        if (m == EOF)
+            break;
+        if ((m >= 0xd0 && m <= 0xd7) || m == 0x01)
+            continue; /* markers without a length */
+        if (m == 0xd9 || m == 0xda)
+            break;    /* end of image or scan data before any frame header */
+        int hi = fgetc(f), lo = fgetc(f);
+        if (hi == EOF || lo == EOF)
+            break;
+        long len = (hi << 8) | lo;
+        if (len < 2)
+            break;
+        bool sof = m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc;
+        if (sof) {
+            unsigned char b[5];
+            if (len < 7 || fread(b, 1, 5, f) != 5)
+                break;
+            *h = (b[1] << 8) | b[2];
+            *w = (b[3] << 8) | b[4];
+            return check_dims(path, "JPEG", *w, *h, err);
+        }
+        if (fseek(f, len - 2, SEEK_CUR) != 0)
+            break;
+    }
+    return mx_err_set(err, MX_EFORMAT, "%s: corrupt JPEG (no frame header before the data)",
+                      path);
+}
+
+#ifdef HAVE_SIXEL
+struct jpeg_ctx {
+    struct mx_image *out;
+    int want_w, want_h;        /* from the SOF header, already checked */
+    int rc;
+};
+
+/* libsixel hands over the decoded frame; copied to RGB8 here (the frame is libsixel's). */
+static SIXELSTATUS jpeg_frame_cb(sixel_frame_t *frame, void *ud) {
+    struct jpeg_ctx *c = ud;
+    int w = sixel_frame_get_width(frame), h = sixel_frame_get_height(frame);
+    int fmt = sixel_frame_get_pixelformat(frame);
+    unsigned char *src = sixel_frame_get_pixels(frame);
+    if (w != c->want_w || h != c->want_h || !src) {
+        c->rc = MX_EFORMAT;
+        return SIXEL_BAD_INPUT;
+    }
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    if (!rgb) {
+        c->rc = MX_ENOMEM;
+        return SIXEL_BAD_ALLOCATION;
+    }
+    if (fmt == SIXEL_PIXELFORMAT_RGB888) {
+        memcpy(rgb, src, (size_t)w * h * 3);
+    } else {
+        int dst_fmt = 0;
+        if (fmt & SIXEL_FORMATTYPE_PALETTE ||
+            SIXEL_FAILED(sixel_helper_normalize_pixelformat(rgb, &dst_fmt, src, fmt, w, h)) ||
+            dst_fmt != SIXEL_PIXELFORMAT_RGB888) {
+            free(rgb);
+            c->rc = MX_EFORMAT;
+            return SIXEL_BAD_INPUT;
+        }
+    }
+    c->out->rgb = rgb;
+    c->out->w = w;
+    c->out->h = h;
+    c->rc = 0;
+    return SIXEL_OK;
+}
+#endif
+
+static int load_jpeg(FILE *f, const char *path, struct mx_image *out, struct mx_err *err) {
+    int w = 0, h = 0;
+    int rc = jpeg_size(f, path, &w, &h, err);
+    if (rc < 0)
+        return rc;
+#ifdef HAVE_SIXEL
+    struct jpeg_ctx c = {out, w, h, MX_EFORMAT};
+    sixel_allocator_t *al = NULL;
+    if (SIXEL_FAILED(sixel_allocator_new(&al, malloc, calloc, realloc, free)))
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory for the JPEG decoder", path);
+    /* libsixel reads "-" as stdin: name such a file by its relative path instead */
+    const char *name = strcmp(path, "-") ? path : "./-";
+    SIXELSTATUS st = sixel_helper_load_image_file(name, 1, 0, SIXEL_PALETTE_MAX, NULL,
+                                                  SIXEL_LOOP_DISABLE, jpeg_frame_cb, 0, NULL, &c,
+                                                  al);
+    sixel_allocator_unref(al);
+    if (SIXEL_FAILED(st) || c.rc < 0 || !out->rgb) {
+        mx_image_free(out);
+        if (c.rc == MX_ENOMEM)
+            return mx_err_set(err, MX_ENOMEM, "%s: out of memory for %dx%d pixels", path, w, h);
+        const char *more = sixel_helper_get_additional_message();
+        return mx_err_set(err, MX_EFORMAT, "%s: corrupt JPEG (%s%s%s)", path,
+                          sixel_helper_format_error(st), more && more[0] ? ": " : "",
+                          more ? more : "");
+    }
+    return 0;
+#else
+    (void)out;
+    return mx_err_set(err, MX_EUNSUP, "%s: JPEG needs libsixel (this build has none); "
+                      "convert it to PNG", path);
+#endif
+}
+
+int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mx_err_set(err, errno == ENOENT ? MX_ENOENT : MX_EIO, "%s: %s", path,
+                          strerror(errno));
+    unsigned char magic[8] = {0};
+    size_t n = fread(magic, 1, sizeof magic, f);
+    int rc;
+    if (n == 8 && !png_sig_cmp(magic, 0, 8)) {
+        rewind(f);
+        rc = load_png(f, path, out, err);
+    } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
+        rc = load_jpeg(f, path, out, err);
+    } else {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: not a PNG or JPEG file%s", path,
+                        n == 0 ? " (empty)" : "");
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ---- resampling ------------------------------------------------------------------------------ */
+
+/* For each output index along one axis: the first source index and its weights (summing to 1). */
+struct taps {
+    int n_max;         /* weights stored per output index */
+    int *first;        /* (dn): first source index */
+    int *count;        /* (dn): weights used */
+    float *w;          /* (dn, n_max) */
+};
+
+static void taps_free(struct taps *t) {
+    free(t->first);
+    free(t->count);
+    free(t->w);
+}
+
+/* Shrinking: output i is the mean of source [i*s, (i+1)*s) with fractional edge pixels (area
+ * averaging). Growing: bilinear between the two nearest source centres, edges clamped. */
+static int taps_make(int sn, int dn, struct taps *t) {
+    double s = (double)sn / dn;
+    t->n_max = sn >= dn ? (int)ceil(s) + 2 : 2;
+    t->first = calloc((size_t)dn, sizeof *t->first);
+    t->count = calloc((size_t)dn, sizeof *t->count);
+    t->w = calloc((size_t)dn * t->n_max, sizeof *t->w);
+    if (!t->first || !t->count || !t->w) {
+        taps_free(t);
+        return MX_ENOMEM;
+    }
+    for (int i = 0; i < dn; i++) {
+        float *w = t->w + (size_t)i * t->n_max;
+        if (sn >= dn) {
+            double a = i * s, b = (i + 1) * s;
+            int j0 = (int)floor(a), j1 = MX_MIN((int)ceil(b), sn); /* [j0, j1) */
+            int k = 0;
+            for (int j = j0; j < j1 && k < t->n_max; j++, k++) {
+                double lo = MX_MAX(a, (double)j), hi = MX_MIN(b, (double)(j + 1));
+                w[k] = (float)((hi - lo) / s);
+            }
+            t->first[i] = j0;
+            t->count[i] = k;
+        } else {
+            double c = (i + 0.5) * s - 0.5;
+            int j0 = (int)floor(c);
+            double f = c - j0;
+            if (j0 < 0) {
+                j0 = 0;
+                f = 0;
+            }
+            if (j0 >= sn - 1) {
+                j0 = sn - 1;
+                f = 0;
+            }
+            t->first[i] = j0;
+            t->count[i] = f > 0 ? 2 : 1;
+            w[0] = (float)(1 - f);
+            w[1] = (float)f;
+        }
+    }
+    return 0;
+}
+
+int mx_image_scale(const struct mx_image *src, int dw, int dh, struct mx_image *out) {
+    memset(out, 0, sizeof *out);
+    if (!src || !src->rgb || src->w <= 0 || src->h <= 0 || dw <= 0 || dh <= 0)
+        return MX_EINVAL;
+    if (dw > MX_IMAGE_MAX_SIDE || dh > MX_IMAGE_MAX_SIDE ||
+        (size_t)dw * (size_t)dh > MX_IMAGE_MAX_PIXELS)
+        return MX_ERANGE;
+    struct taps tx = {0}, ty = {0};
+    float *acc = NULL, *hrow = NULL;
+    uint8_t *dst = NULL;
+    int rc = MX_ENOMEM;
+    if (taps_make(src->w, dw, &tx) < 0 || taps_make(src->h, dh, &ty) < 0)
+        goto fail;
+    acc = malloc(sizeof(float) * 3 * (size_t)dw);   /* acc: (dw, 3) one output row */
+    hrow = malloc(sizeof(float) * 3 * (size_t)dw);  /* hrow: (dw, 3) a source row, resampled */
+    dst = malloc((size_t)dw * dh * 3);
+    if (!acc || !hrow || !dst)
+        goto fail;
+    for (int y = 0; y < dh; y++) {
+        memset(acc, 0, sizeof(float) * 3 * (size_t)dw);
+        const float *wy = ty.w + (size_t)y * ty.n_max;
+        for (int k = 0; k < ty.count[y]; k++) {
+            const uint8_t *row = src->rgb + (size_t)(ty.first[y] + k) * src->w * 3;
+            for (int x = 0; x < dw; x++) {
+                const float *wx = tx.w + (size_t)x * tx.n_max;
+                const uint8_t *p = row + (size_t)tx.first[x] * 3;
+                float r = 0, g = 0, b = 0;
+                for (int m = 0; m < tx.count[x]; m++, p += 3) {
+                    r += wx[m] * p[0];
+                    g += wx[m] * p[1];
+                    b += wx[m] * p[2];
+                }
+                hrow[3 * x] = r;
+                hrow[3 * x + 1] = g;
+                hrow[3 * x + 2] = b;
+            }
+            for (int i = 0; i < 3 * dw; i++)
+                acc[i] += wy[k] * hrow[i];
+        }
+        uint8_t *o = dst + (size_t)y * dw * 3;
+        for (int i = 0; i < 3 * dw; i++) {
+            float v = acc[i] + 0.5f;
+            o[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    out->rgb = dst;
+    out->w = dw;
+    out->h = dh;
+    dst = NULL;
+    rc = 0;
+fail:
+    free(dst);
+    free(hrow);
+    free(acc);
+    taps_free(&ty);
+    taps_free(&tx);
+    return rc;
+}
+
+int mx_image_fit(int img_w, int img_h, int cell_w, int cell_h, int box_cols, int box_rows,
+                 int max_w, int max_h, struct mx_image_layout *lay) {
+    memset(lay, 0, sizeof *lay);
+    if (img_w <= 0 || img_h <= 0 || cell_w <= 0 || cell_h <= 0 || box_cols <= 0)
+        return MX_EINVAL;
+    double bw = (double)box_cols * cell_w;
+    double bh = box_rows > 0 ? (double)box_rows * cell_h : 1e18;
+    if (max_w > 0)
+        bw = MX_MIN(bw, (double)max_w);
+    if (max_h > 0)
+        bh = MX_MIN(bh, (double)max_h);
+    double s = MX_MIN(bw / img_w, bh / img_h);
+    double pw = floor(img_w * s + 0.5), ph = floor(img_h * s + 0.5);
+    pw = MX_MAX(1.0, MX_MIN(pw, bw));
+    ph = MX_MAX(1.0, MX_MIN(ph, MX_MIN(bh, (double)MX_IMAGE_MAX_SIDE)));
+    pw = MX_MIN(pw, (double)MX_IMAGE_MAX_SIDE);
+    lay->px_w = (int)pw;
+    lay->px_h = (int)ph;
+    lay->cols = (lay->px_w + cell_w - 1) / cell_w;
+    lay->rows = (lay->px_h + cell_h - 1) / cell_h;
+    /* half blocks: a cell is 1 x 2 block pixels, so cell_w px across and cell_h/2 px down */
+    lay->blk_w = MX_MAX(1, MX_MIN(lay->cols, (int)floor(pw / cell_w + 0.5)));
+    lay->blk_h = MX_MAX(1, MX_MIN(2 * lay->rows, (int)floor(ph * 2 / cell_h + 0.5)));
+    return 0;
+}
+
+/* ---- xterm-256 colours ----------------------------------------------------------------------- */
+
+static const uint8_t cube_levels[6] = {0, 95, 135, 175, 215, 255};
+
+void mx_image_256_to_rgb(int i, uint8_t rgb[3]) {
+    if (i >= 232) {
+        rgb[0] = rgb[1] = rgb[2] = (uint8_t)(8 + 10 * (i - 232));
+    } else {
+        i = MX_MAX(i, 16) - 16;
+        rgb[0] = cube_levels[i / 36];
+        rgb[1] = cube_levels[(i / 6) % 6];
+        rgb[2] = cube_levels[i % 6];
+    }
+}
+
+/* Index of the nearest cube level to v. */
+static int cube_index(int v) {
+    int best = 0;
+    for (int k = 1; k < 6; k++)
+        if (abs(v - cube_levels[k]) < abs(v - cube_levels[best]))
+            best = k;
+    return best;
+}
+
+int mx_image_rgb_to_256(uint8_t r, uint8_t g, uint8_t b) {
+    /* the nearest cube colour is the per-channel nearest level; the grey ramp is 24 candidates */
+    int ci = 16 + 36 * cube_index(r) + 6 * cube_index(g) + cube_index(b);
+    uint8_t c[3];
+    mx_image_256_to_rgb(ci, c);
+    long best_d = (long)(r - c[0]) * (r - c[0]) + (long)(g - c[1]) * (g - c[1]) +
+                  (long)(b - c[2]) * (b - c[2]);
+    int best = ci;
+    for (int k = 0; k < 24; k++) {
+        int v = 8 + 10 * k;
+        long d = (long)(r - v) * (r - v) + (long)(g - v) * (g - v) + (long)(b - v) * (b - v);
+        if (d < best_d) {
+            best_d = d;
+            best = 232 + k;
+        }
+    }
+    return best;
+}
+
+/* ---- half blocks ----------------------------------------------------------------------------- */
+
+/* A growing byte buffer for one text row. */
+struct row_buf {
+    char *p;
+    size_t n, cap;
+};
+
+static int rb_add(struct row_buf *b, const char *s, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t cap = MX_MAX(b->cap * 2, b->n + n + 256);
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return MX_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+int mx_image_blocks(const struct mx_image *img, bool truecolor, mx_image_write_fn write,
+                    void *ud) {
+    struct row_buf b = {0};
+    int rc = 0;
+    for (int y = 0; y < img->h && rc == 0; y += 2) {
+        b.n = 0;
+        long prev_fg = -1, prev_bg = -1; /* packed colour or 256-index last emitted */
+        for (int x = 0; x < img->w && rc == 0; x++) {
+            const uint8_t *t = img->rgb + ((size_t)y * img->w + x) * 3;
+            const uint8_t *u = y + 1 < img->h ? t + (size_t)img->w * 3 : NULL;
+            char sgr[64];
+            int len = 0;
+            long fg, bg;
+            if (truecolor) {
+                fg = (long)t[0] << 16 | t[1] << 8 | t[2];
+                bg = u ? ((long)u[0] << 16 | u[1] << 8 | u[2]) : -2;
+            } else {
+                fg = mx_image_rgb_to_256(t[0], t[1], t[2]);
+                bg = u ? mx_image_rgb_to_256(u[0], u[1], u[2]) : -2;
+            }
+            if (fg != prev_fg)
+                len += truecolor ? snprintf(sgr + len, sizeof sgr - len, "\033[38;2;%u;%u;%um",
+                                            t[0], t[1], t[2])
+                                 : snprintf(sgr + len, sizeof sgr - len, "\033[38;5;%ldm", fg);
+            if (bg != prev_bg) {
+                if (bg == -2)
+                    len += snprintf(sgr + len, sizeof sgr - len, "\033[49m");
+                else if (truecolor)
+                    len += snprintf(sgr + len, sizeof sgr - len, "\033[48;2;%u;%u;%um", u[0],
+                                    u[1], u[2]);
+                else
+                    len += snprintf(sgr + len, sizeof sgr - len, "\033[48;5;%ldm", bg);
+            }
+            prev_fg = fg;
+            prev_bg = bg;
+            rc = rb_add(&b, sgr, (size_t)len);
+            if (rc == 0)
+                rc = rb_add(&b, "\xe2\x96\x80", 3); /* U+2580 UPPER HALF BLOCK */
+        }
+        if (rc == 0)
+            rc = rb_add(&b, "\033[0m\n", 5);
+        if (rc == 0)
+            rc = write(ud, b.p, b.n);
+    }
+    free(b.p);
+    return rc;
+}
+
+/* ---- tmux passthrough -------------------------------------------------------------------------- */
+
+int mx_tmux_wrap_begin(struct mx_tmux_wrap *t) {
+    return t->write(t->ud, "\033Ptmux;", 7);
+}
+
+int mx_tmux_wrap_chunk(struct mx_tmux_wrap *t, const char *buf, size_t n) {
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] != '\033')
+            continue;
+        /* the ESC is written twice: once with the run before it, once alone */
+        int rc = t->write(t->ud, buf + start, i - start + 1);
+        if (rc == 0)
+            rc = t->write(t->ud, "\033", 1);
+        if (rc < 0)
+            return rc;
+        start = i + 1;
+    }
+    return start < n ? t->write(t->ud, buf + start, n - start) : 0;
+}
+
+int mx_tmux_wrap_end(struct mx_tmux_wrap *t) {
+    return t->write(t->ud, "\033\\", 2);
+}
+
+/* ---- sixel ------------------------------------------------------------------------------------- */
+
+#ifdef HAVE_SIXEL
+/* Where libsixel's bytes go; libsixel ignores the callback's result, so the first error is kept
+ * and later bytes are dropped. */
+struct sixel_sink {
+    mx_image_write_fn write;
+    void *ud;
+    bool wrap;
+    struct mx_tmux_wrap tw;
+    int rc;
+};
+
+static int sixel_write_cb(char *data, int size, void *priv) {
+    struct sixel_sink *s = priv;
+    if (s->rc < 0 || size <= 0)
+        return 0;
+    s->rc = s->wrap ? mx_tmux_wrap_chunk(&s->tw, data, (size_t)size)
+                    : s->write(s->ud, data, (size_t)size);
+    return 0;
+}
+#endif
+
+int mx_image_sixel(const struct mx_image *img, int n_colours, bool tmux_wrap,
+                   mx_image_write_fn write, void *ud, struct mx_err *err) {
+#ifdef HAVE_SIXEL
+    if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
+        return mx_err_set(err, MX_EINVAL, "sixel: empty image");
+    n_colours = MX_MAX(2, MX_MIN(n_colours, SIXEL_PALETTE_MAX));
+    struct sixel_sink sink = {write, ud, tmux_wrap, {write, ud}, 0};
+    sixel_output_t *output = NULL;
+    sixel_dither_t *dither = NULL;
+    size_t n = (size_t)img->w * img->h * 3;
+    /* libsixel takes non-const pixels; it gets its own copy */
+    unsigned char *pixels = malloc(n);
+    int rc = MX_ENOMEM;
+    if (!pixels)
+        goto fail;
+    memcpy(pixels, img->rgb, n);
+    if (SIXEL_FAILED(sixel_output_new(&output, sixel_write_cb, &sink, NULL)))
+        goto fail;
+    sixel_output_set_8bit_availability(output, 0); /* 7-bit ESC P ... ESC \ for every terminal */
+    if (SIXEL_FAILED(sixel_dither_new(&dither, n_colours, NULL)))
+        goto fail;
+    SIXELSTATUS st = sixel_dither_initialize(dither, pixels, img->w, img->h,
+                                             SIXEL_PIXELFORMAT_RGB888, SIXEL_LARGE_AUTO,
+                                             SIXEL_REP_AUTO, SIXEL_QUALITY_AUTO);
+    if (SIXEL_FAILED(st)) {
+        rc = mx_err_set(err, MX_EIO, "sixel: palette: %s", sixel_helper_format_error(st));
+        goto fail;
+    }
+    /* Atkinson: on a 2-D colour ramp libsixel's Floyd-Steinberg (and "auto", which picked it)
+     * left single pixels 114 levels off at the image's edge; Atkinson stayed within 31 with the
+     * same regional error (tests/test_graphics.c measures it) */
+    sixel_dither_set_diffusion_type(dither, SIXEL_DIFFUSE_ATKINSON);
+    if (tmux_wrap && (sink.rc = mx_tmux_wrap_begin(&sink.tw)) < 0) {
+        rc = sink.rc;
+        goto fail;
+    }
+    st = sixel_encode(pixels, img->w, img->h, 3, dither, output);
+    if (SIXEL_FAILED(st)) {
+        rc = mx_err_set(err, MX_EIO, "sixel: encode: %s", sixel_helper_format_error(st));
+        goto fail;
+    }
+    if (tmux_wrap && sink.rc == 0)
+        sink.rc = mx_tmux_wrap_end(&sink.tw);
+    rc = sink.rc;
+    if (rc < 0)
+        mx_err_set(err, rc, "sixel: write failed");
+fail:
+    if (rc == MX_ENOMEM)
+        mx_err_set(err, rc, "sixel: out of memory (%dx%d)", img->w, img->h);
+    sixel_dither_unref(dither);
+    sixel_output_unref(output);
+    free(pixels);
+    return rc;
+#else
+    (void)img; (void)n_colours; (void)tmux_wrap; (void)write; (void)ud;
+    return mx_err_set(err, MX_EUNSUP, "sixel: this build has no libsixel (--graphics blocks)");
+#endif
+}
