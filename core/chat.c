@@ -181,3 +181,150 @@ int mx_chat_plan_shift(const int32_t *old, size_t n_old, const int32_t *new_ids,
     out->n_prefill_from = a + best_len;
     return 0;
 }
+
+void mx_chat_turn_free(struct mx_chat_turn *t) {
+    if (!t)
+        return;
+    free(t->tokens);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Token estimate of one message when the caller has none: its content's tokens plus a few for
+ * the template's markers (the fit loop re-measures, so this only needs to be close). */
+static int estimate_tokens(const struct mx_chat_tokenizer *tok, const struct mx_chat_msg *m,
+                           size_t *n, struct mx_err *err) {
+    int32_t *ids = NULL;
+    size_t k = 0;
+    int rc = 0;
+    *n = 8;
+    if (m->content) {
+        rc = tok->fn(tok->ud, m->content, strlen(m->content), false, &ids, &k, err);
+        free(ids);
+        if (rc < 0)
+            return rc;
+        *n += k;
+    }
+    for (size_t i = 0; i < m->n_tool_calls; i++) /* rough: bytes / 2 */
+        *n += (strlen(m->tool_calls[i].name ? m->tool_calls[i].name : "") +
+               strlen(m->tool_calls[i].arguments ? m->tool_calls[i].arguments : "")) / 2 + 8;
+    return 0;
+}
+
+int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_t n_msgs,
+                    const size_t *n_tok, const struct mx_tmpl_opts *opts,
+                    const struct mx_chat_tokenizer *tok, const int32_t *evaluated,
+                    size_t n_evaluated, size_t n_ctx, size_t n_reserve,
+                    struct mx_chat_turn *out, struct mx_err *err) {
+    struct mx_chat_msg *view = NULL;   /* msgs without the dropped range */
+    enum mx_role *roles = NULL;        /* roles of view */
+    size_t *counts = NULL;             /* token estimates of msgs */
+    size_t *vcounts = NULL;            /* ... of view */
+    struct mx_tmpl_prompt p = {0};
+    size_t head, dropped = 0;
+    int rc = 0;
+
+    if (!out)
+        return mx_err_set(err, MX_EINVAL, "chat: no output for the turn plan");
+    memset(out, 0, sizeof(*out));
+    if (!msgs || n_msgs == 0 || !tok || !tok->fn || (n_evaluated > 0 && !evaluated))
+        return mx_err_set(err, MX_EINVAL, "chat: bad arguments to prepare a turn");
+    if (n_ctx == 0 || n_reserve >= n_ctx)
+        return mx_err_set(err, MX_EINVAL, "chat: reserve %zu tokens leaves no room in n_ctx %zu",
+                          n_reserve, n_ctx);
+    view = malloc(n_msgs * sizeof(*view));
+    roles = malloc(n_msgs * sizeof(*roles));
+    counts = malloc(n_msgs * sizeof(*counts));
+    vcounts = malloc(n_msgs * sizeof(*vcounts));
+    if (!view || !roles || !counts || !vcounts) {
+        rc = mx_err_set(err, MX_ENOMEM, "chat: out of memory planning a turn (%zu messages)",
+                        n_msgs);
+        goto done;
+    }
+    for (size_t i = 0; i < n_msgs; i++) {
+        if (n_tok) {
+            counts[i] = n_tok[i];
+        } else {
+            rc = estimate_tokens(tok, &msgs[i], &counts[i], err);
+            if (rc < 0)
+                goto done;
+        }
+    }
+    head = msgs[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+
+    /* Each pass either fits or leaves out at least one more message, so n_msgs + 1 passes
+     * bound the loop. */
+    for (size_t pass = 0; pass <= n_msgs; pass++) {
+        size_t nv = 0;
+        for (size_t i = 0; i < n_msgs; i++) {
+            if (i >= head && i < head + dropped)
+                continue;
+            view[nv] = msgs[i];
+            roles[nv] = msgs[i].role;
+            vcounts[nv] = counts[i];
+            nv++;
+        }
+        mx_tmpl_prompt_free(&p);
+        mx_chat_turn_free(out);
+        rc = mx_tmpl_render(kind, view, nv, opts, &p, err);
+        if (rc == 0)
+            rc = mx_chat_tokenize_prompt(&p, tok, &out->tokens, &out->n_tokens, err);
+        if (rc < 0)
+            goto done;
+        if (out->n_tokens == 0) {
+            rc = mx_err_set(err, MX_EINVAL, "chat: prompt tokenizes to nothing");
+            goto done;
+        }
+        /* Calibrate the estimates to the measured total, so systematic under- or
+         * over-estimates neither drop too much nor need many passes. */
+        double sum = 0;
+        for (size_t i = 0; i < nv; i++)
+            sum += (double)vcounts[i];
+        if (sum > 0)
+            for (size_t i = 0; i < nv; i++)
+                vcounts[i] = (size_t)((double)vcounts[i] * (double)out->n_tokens / sum + 0.5);
+        struct mx_chat_fit f;
+        rc = mx_chat_fit_context(roles, vcounts, nv, out->n_tokens, n_ctx, n_reserve, &f, err);
+        if (rc < 0)
+            goto done;
+        if (f.count == 0)
+            break;
+        /* The fit counts from the view's head, which is msgs' head: extend the range. */
+        dropped += f.count;
+        if (pass == n_msgs) {
+            rc = mx_err_set(err, MX_EFULL, "chat: prompt does not fit n_ctx %zu", n_ctx);
+            goto done;
+        }
+    }
+    out->drop_first = head;
+    out->drop_count = dropped;
+    if (dropped == 0) {
+        /* Nothing left out: exact reuse of the common prefix only. */
+        size_t keep = mx_chat_common_prefix(out->tokens, out->n_tokens, evaluated, n_evaluated);
+        if (keep == out->n_tokens)
+            keep--;
+        out->cache.n_keep = keep;
+        out->cache.src = keep;
+        out->cache.n_prefill_from = keep;
+    } else {
+        size_t ex = 0;
+        for (size_t i = head; i < head + dropped; i++)
+            ex += msgs[i].role == MX_ROLE_USER;
+        rc = mx_chat_plan_shift(evaluated, n_evaluated, out->tokens, out->n_tokens, &out->cache,
+                                err);
+        if (rc < 0)
+            goto done;
+        snprintf(out->note, sizeof(out->note),
+                 "context full: left out the %zu oldest message%s (%zu exchange%s) of the "
+                 "conversation",
+                 dropped, dropped == 1 ? "" : "s", ex, ex == 1 ? "" : "s");
+    }
+done:
+    if (rc < 0)
+        mx_chat_turn_free(out);
+    mx_tmpl_prompt_free(&p);
+    free(view);
+    free(roles);
+    free(counts);
+    free(vcounts);
+    return rc;
+}

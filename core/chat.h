@@ -109,4 +109,31 @@ struct mx_chat_shift {
 int mx_chat_plan_shift(const int32_t *old, size_t n_old, const int32_t *new_ids, size_t n_new,
                        struct mx_chat_shift *out, struct mx_err *err);
 
+/* One chat turn, planned end to end. */
+struct mx_chat_turn {
+    int32_t *tokens;           /* the prompt the cache must hold, owned: mx_chat_turn_free */
+    size_t n_tokens;           /* > 0, and n_tokens + n_reserve <= n_ctx */
+    struct mx_chat_shift cache; /* how to get there from the evaluated ids (n_move == 0 when
+                                 * nothing was dropped: then the plan is exact) */
+    size_t drop_first;         /* messages [drop_first, drop_first + drop_count) are left out */
+    size_t drop_count;         /* 0: the whole conversation is in the prompt */
+    char note[160];            /* for the user when messages were left out, else empty */
+};
+
+/* Renders msgs with kind/opts, tokenizes, and when the prompt plus n_reserve does not fit n_ctx
+ * leaves out the oldest exchanges (mx_chat_fit_context) and renders again, until it fits; then
+ * plans the cache against evaluated[0..n_evaluated). n_tok: per-message token estimates (e.g.
+ * stored counts); NULL: each message's content is tokenized to estimate it. The same
+ * conversation always drops the same messages, so the dropped range only grows turn by turn.
+ * Returns 0 with *out (free with mx_chat_turn_free, also after errors); MX_EFULL when even the
+ * system prompt plus the current turn do not fit; render/tokenizer errors otherwise. */
+int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_t n_msgs,
+                    const size_t *n_tok, const struct mx_tmpl_opts *opts,
+                    const struct mx_chat_tokenizer *tok, const int32_t *evaluated,
+                    size_t n_evaluated, size_t n_ctx, size_t n_reserve,
+                    struct mx_chat_turn *out, struct mx_err *err);
+
+/* Frees out->tokens and zeroes *t; NULL ok. */
+void mx_chat_turn_free(struct mx_chat_turn *t);
+
 #endif

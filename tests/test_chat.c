@@ -435,6 +435,88 @@ static void test_shift_pathological(void **state) {
     free(nw);
 }
 
+/* The whole turn through mx_chat_prepare: fits -> exact prefix reuse; overflows -> the oldest
+ * exchange is left out and the cache plan moves the survivors; per-message counts optional. */
+static void test_prepare(void **state) {
+    (void)state;
+    const struct mx_chat_msg m[] = {
+        {MX_ROLE_SYSTEM, "Be brief.", NULL, 0, NULL},
+        {MX_ROLE_USER, "First question", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "First answer", NULL, 0, NULL},
+        {MX_ROLE_USER, "Second question", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "Second answer", NULL, 0, NULL},
+        {MX_ROLE_USER, "Third question", NULL, 0, NULL},
+    };
+    struct mx_tmpl_opts o = {.add_generation_prompt = true};
+    struct mx_chat_turn t;
+    struct mx_err e = {0};
+    int32_t *old, *full, *kept_ids;
+    size_t n_old = render_tok(MX_TMPL_CHATML, m, 5, false, &old);
+    size_t n_full = render_tok(MX_TMPL_CHATML, m, 6, true, &full);
+    const struct mx_chat_msg kept[] = {m[0], m[3], m[4], m[5]};
+    size_t n_kept = render_tok(MX_TMPL_CHATML, kept, 4, true, &kept_ids);
+
+    /* Fits: the whole conversation, the cache keeps all it has. */
+    assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, NULL, &o, &tok, old, n_old, 4096, 512,
+                                     &t, &e),
+                     0);
+    assert_int_equal(t.n_tokens, n_full);
+    assert_memory_equal(t.tokens, full, n_full * sizeof(int32_t));
+    assert_int_equal(t.drop_count, 0);
+    assert_int_equal(t.cache.n_keep, n_old);
+    assert_int_equal(t.cache.n_move, 0);
+    assert_int_equal(t.cache.n_prefill_from, n_old);
+    assert_string_equal(t.note, "");
+    mx_chat_turn_free(&t);
+
+    /* One token short: the first exchange goes; estimates from the tokenizer, then from
+     * deliberately wrong counts (all 1: calibrated to the measured total). */
+    const size_t ones[] = {1, 1, 1, 1, 1, 1};
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, pass ? ones : NULL, &o, &tok, old,
+                                         n_old, n_full + 15, 16, &t, &e),
+                         0);
+        assert_int_equal(t.drop_first, 1);
+        assert_int_equal(t.drop_count, 2);
+        assert_int_equal(t.n_tokens, n_kept);
+        assert_memory_equal(t.tokens, kept_ids, n_kept * sizeof(int32_t));
+        assert_true(t.n_tokens + 16 <= n_full + 15);
+        assert_true(t.cache.n_move > 0);
+        assert_memory_equal(old + t.cache.src, t.tokens + t.cache.n_keep,
+                            t.cache.n_move * sizeof(int32_t));
+        assert_non_null(strstr(t.note, "2 oldest messages (1 exchange)"));
+        mx_chat_turn_free(&t);
+    }
+
+    /* Nothing but system + current turn fits in less: MX_EFULL, output empty. */
+    assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, NULL, &o, &tok, old, n_old, 40, 16, &t,
+                                     &e),
+                     MX_EFULL);
+    assert_null(t.tokens);
+    /* Tokenizer failure propagates. */
+    fk.fail_rc = MX_EIO;
+    assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, NULL, &o, &tok, NULL, 0, 4096, 0, &t,
+                                     NULL),
+                     MX_EIO);
+    fk.fail_rc = 0;
+    /* Render errors propagate (Gemma refuses two user messages in a row). */
+    assert_int_equal(mx_chat_prepare(MX_TMPL_GEMMA, m + 5, 1, NULL, &o, &tok, NULL, 0, 4096, 0,
+                                     &t, NULL),
+                     0);
+    mx_chat_turn_free(&t);
+    const struct mx_chat_msg uu[] = {m[1], m[3]};
+    assert_int_equal(mx_chat_prepare(MX_TMPL_GEMMA, uu, 2, NULL, &o, &tok, NULL, 0, 4096, 0, &t,
+                                     NULL),
+                     MX_EINVAL);
+    assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, NULL, &o, &tok, NULL, 0, 16, 16, &t,
+                                     NULL),
+                     MX_EINVAL);
+    mx_chat_turn_free(NULL);
+    free(old);
+    free(full);
+    free(kept_ids);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_prefix),
@@ -445,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_overflow_then_shift),
         cmocka_unit_test(test_shift_edges),
         cmocka_unit_test(test_shift_pathological),
+        cmocka_unit_test(test_prepare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
