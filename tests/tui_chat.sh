@@ -1,0 +1,103 @@
+#!/bin/sh
+# tui_chat.sh - the real binary in tmux at a fixed size, driven by keys, read back with
+# capture-pane: a prompt streams an answer, slash commands, themes, resize down to the minimum and
+# below, bracketed paste as one message, hostile model output shown inert, quit.
+# The scripted engine (MIXEL_SCRIPTED_REPLY) stands in for a model.
+set -u
+command -v tmux >/dev/null 2>&1 || { echo "SKIP: tmux is not installed"; exit 77; }
+work=$(mktemp -d)
+n_start=0
+T="tmux -S $work/tmux.0"
+cleanup() { $T kill-server 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "---- screen:"; $T capture-pane -p -t t 2>/dev/null; exit 1; }
+
+# wait_for TEXT [SECONDS]: poll the screen until TEXT shows (no fixed sleeps)
+wait_for() {
+    i=0; limit=$(( ${2:-10} * 20 ))
+    while [ $i -lt $limit ]; do
+        $T capture-pane -p -t t 2>/dev/null | grep -qF -- "$1" && return 0
+        i=$((i + 1)); sleep 0.05
+    done
+    return 1
+}
+
+wait_for_re() { # like wait_for, with an extended regular expression
+    i=0; limit=$(( ${2:-10} * 20 ))
+    while [ $i -lt $limit ]; do
+        $T capture-pane -p -t t 2>/dev/null | grep -qE -- "$1" && return 0
+        i=$((i + 1)); sleep 0.05
+    done
+    return 1
+}
+
+start() { # start REPLY [RATE]: a fresh mixel in an 80x24 tmux window (own server each time)
+    $T kill-server 2>/dev/null
+    n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
+    $T -f /dev/null new-session -d -s t -x 80 -y 24 \
+        "env MIXEL_SCRIPTED_REPLY='$1' MIXEL_SCRIPTED_RATE='${2:-0}' XDG_DATA_HOME='$work/data' XDG_CONFIG_HOME='$work/cfg' \
+         MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color '$MIXEL' chat; echo EXITED \$?; sleep 30"
+    wait_for "/help" || fail "the TUI did not start"
+}
+
+# 1. a prompt streams an answer; markdown is rendered
+start echo
+$T send-keys -t t "Hello **mixel**" Enter
+wait_for "You said: Hello mixel" || fail "echo answer did not appear"
+$T capture-pane -p -t t | grep -q "^You$" || fail "no user header"
+
+# 2. slash commands: /help lists commands, unknown commands are reported, /theme switches
+$T send-keys -t t "/help" Enter
+wait_for "/quit  leave mixel" || fail "/help does not list /quit"
+$T send-keys -t t "/nosuch" Enter
+wait_for "unknown command /nosuch" || fail "unknown command not reported"
+$T send-keys -t t "/theme light" Enter
+wait_for "theme light" || fail "/theme light"
+$T send-keys -t t "/theme nosuch" Enter
+wait_for "theme 'nosuch' not found" || fail "bad theme name not reported"
+
+# 3. resize: down to the minimum the layout holds; below it a notice, and back
+$T resize-window -t t -x 40 -y 12
+wait_for "scripted (echo)" || fail "layout lost at 40x12"
+$T resize-window -t t -x 30 -y 10
+wait_for "terminal too small" || fail "no 'too small' notice at 30x10"
+$T resize-window -t t -x 100 -y 30
+wait_for "scripted (echo)" || fail "did not recover after growing"
+
+# 4. bracketed paste of two lines stays one message
+printf 'first line\nsecond line' > "$work/paste.txt"
+$T load-buffer "$work/paste.txt"
+$T paste-buffer -p -t t
+$T send-keys -t t Enter
+wait_for "You said: first line" || fail "pasted message not sent"
+$T capture-pane -p -t t | grep -c "second line" | grep -q 2 || fail "paste lost its second line"
+
+# 5. /quit leaves with status 0
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "/quit did not exit cleanly"
+
+# 6. hostile output: escape sequences from the "model" are shown inert
+printf 'evil \033]0;pwned\007 \033[2J \033]52;c;aGk=\007 done' > "$work/hostile.txt"
+start "$work/hostile.txt"
+$T send-keys -t t "hi" Enter
+wait_for "done" || fail "hostile answer did not finish"
+$T capture-pane -p -t t | grep -qF '^[]0;pwned^G' || fail "OSC title not shown inert"
+$T capture-pane -p -t t | grep -qF '^[[2J' || fail "CSI not shown inert"
+title=$($T display-message -p -t t '#{pane_title}')
+[ "$title" != "pwned" ] || fail "the model retitled the window"
+$T send-keys -t t C-d
+wait_for "EXITED 0" || fail "Ctrl-D did not exit"
+
+# 7. Esc stops a long answer; the partial answer is kept and marked
+awk 'BEGIN { for (i = 0; i < 200000; i++) printf "word%d ", i }' > "$work/long.txt"
+start "$work/long.txt" 2000
+$T send-keys -t t "go" Enter
+wait_for_re "word[0-9]{4} " || fail "long answer did not stream"
+$T send-keys -t t Escape
+wait_for "stopped: the partial" || fail "Esc did not stop the answer"
+$T capture-pane -p -t t | grep -q "generating" && fail "still generating after Esc"
+$T send-keys -t t PPage
+wait_for "more (PgDn)" || fail "PgUp did not scroll"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit after stop"
+echo ok

@@ -1,0 +1,1266 @@
+/* app.c - the chat TUI: layout, drawing, keys, slash commands, readline glue, main loop.
+ *
+ * The screen: the conversation (scrollback) on top, a status bar, the input area at the bottom
+ * (grows to 6 rows for multi-line input). Each frame is drawn into curses' virtual screen and
+ * ncurses sends only the difference, so streaming a long answer costs one markdown render of the
+ * growing message plus a diff per batch of tokens, not a full repaint.
+ *
+ * Keys reach readline (callback mode) byte by byte, so ~/.inputrc, emacs/vi modes and history
+ * work as in bash; mixel's own actions are readline functions bound to key sequences from one
+ * table (which also feeds /help). Two things are intercepted before readline: a lone Esc (stop
+ * generation) and bracketed paste (pasted text stays one message, newlines included).
+ */
+#include "tui/app.h"
+
+#include <curses.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "history/paths.h"
+#include "tui/markdown.h"
+#include "tui/text.h"
+#include "tui/theme.h"
+#include "tui/worker.h"
+
+#define MIN_COLS 40
+#define MIN_ROWS 12
+#define INPUT_MAX_ROWS 6
+
+enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE };
+
+struct msg {
+    enum mx_role role;
+    enum msg_state state;
+    char *text;           /* raw text as received (untrusted for assistant messages) */
+    size_t len, cap;
+    struct mx_rtext r;    /* rendered lines, valid for r_width and r_len */
+    int r_width;
+    size_t r_len;
+    bool r_valid;
+};
+
+struct app {
+    struct mx_app_opts o;
+    struct mx_gen_settings settings;
+    char *system_prompt;
+    struct msg *msgs;
+    int n_msgs, cap_msgs;
+    struct mx_worker *w;
+    bool generating;
+    double gen_t0;
+    int gen_pieces;
+    double tok_s;
+    int ctx_used;
+    int scroll;           /* conversation lines scrolled up from the bottom (0: follow) */
+    struct mx_theme theme;
+    char theme_name[64];
+    int n_colours;        /* 0 (none), 8, 16, 256 */
+    bool quit;
+    char note[256];       /* status-line notice */
+    bool note_is_error;
+    char history_path[4200];
+    int rl_char;          /* the byte readline's getc hook hands over */
+    char *paste;          /* bracketed paste being collected */
+    size_t paste_len, paste_cap;
+    bool in_paste;
+};
+
+static struct app *g_app; /* readline's hooks carry no user pointer */
+static volatile sig_atomic_t g_winch;
+static int g_winch_pipe[2] = {-1, -1};
+
+/* ---- conversation ------------------------------------------------------------------------- */
+
+static struct msg *msg_add(struct app *a, enum mx_role role, enum msg_state st, const char *text) {
+    if (a->n_msgs == a->cap_msgs) {
+        int cap = a->cap_msgs ? a->cap_msgs * 2 : 16;
+        struct msg *m = realloc(a->msgs, (size_t)cap * sizeof *m);
+        if (!m)
+            return NULL;
+        a->msgs = m;
+        a->cap_msgs = cap;
+    }
+    struct msg *m = &a->msgs[a->n_msgs];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    m->state = st;
+    size_t len = text ? strlen(text) : 0;
+    m->cap = len + 64;
+    m->text = malloc(m->cap);
+    if (!m->text)
+        return NULL;
+    memcpy(m->text, text ? text : "", len + 1);
+    m->len = len;
+    a->n_msgs++;
+    return m;
+}
+
+static int msg_append(struct msg *m, const char *s) {
+    size_t n = strlen(s);
+    if (m->len + n + 1 > m->cap) {
+        size_t cap = (m->len + n + 1) * 2;
+        char *t = realloc(m->text, cap);
+        if (!t)
+            return MX_ENOMEM;
+        m->text = t;
+        m->cap = cap;
+    }
+    memcpy(m->text + m->len, s, n + 1);
+    m->len += n;
+    return 0;
+}
+
+static void msg_free(struct msg *m) {
+    free(m->text);
+    mx_rtext_free(&m->r);
+}
+
+static void conversation_clear(struct app *a) {
+    for (int i = 0; i < a->n_msgs; i++)
+        msg_free(&a->msgs[i]);
+    a->n_msgs = 0;
+    a->scroll = 0;
+    a->ctx_used = 0;
+}
+
+static void notice(struct app *a, bool error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void notice(struct app *a, bool error, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->note, sizeof a->note, fmt, ap);
+    va_end(ap);
+    a->note_is_error = error;
+}
+
+/* ---- colours ------------------------------------------------------------------------------ */
+
+static void apply_theme(struct app *a) {
+    a->n_colours = 0;
+    const char *nc = getenv("NO_COLOR");
+    if (has_colors() && !(nc && nc[0])) {
+        start_color();
+        use_default_colors();
+        a->n_colours = COLORS >= 256 ? 256 : COLORS >= 16 ? 16 : COLORS >= 8 ? 8 : 0;
+    }
+    if (!a->n_colours)
+        return;
+    for (int r = 0; r < MX_ROLE_COUNT; r++) {
+        const struct mx_theme_style *s = &a->theme.style[r];
+        int fg = mx_colour_reduce(&s->fg, a->n_colours);
+        int bg = mx_colour_reduce(&s->bg, a->n_colours);
+        init_pair((short)(r + 1), (short)fg, (short)bg);
+    }
+}
+
+static attr_t role_attr(const struct app *a, int role, unsigned extra) {
+    unsigned at = a->theme.style[role].attrs | extra;
+    attr_t c = a->n_colours ? COLOR_PAIR(role + 1) : 0;
+    if (at & MX_ATTR_BOLD)
+        c |= A_BOLD;
+    if (at & MX_ATTR_DIM)
+        c |= A_DIM;
+    if (at & MX_ATTR_UNDERLINE)
+        c |= A_UNDERLINE;
+    if (at & MX_ATTR_REVERSE)
+        c |= A_REVERSE;
+#ifdef A_ITALIC
+    if (at & MX_ATTR_ITALIC)
+        c |= A_ITALIC;
+#endif
+    /* Without colours, roles that must stand out get attributes instead. */
+    if (!a->n_colours) {
+        if (role == MX_ROLE_error || role == MX_ROLE_heading || role == MX_ROLE_user)
+            c |= A_BOLD;
+        if (role == MX_ROLE_status)
+            c |= A_REVERSE;
+        if (role == MX_ROLE_code || role == MX_ROLE_keyword)
+            c |= A_UNDERLINE * (role == MX_ROLE_keyword);
+    }
+    return c;
+}
+
+/* ---- drawing ------------------------------------------------------------------------------ */
+
+/* Draws s[0..len) at (y, x) clipped to `width` columns, styled by role; returns columns used. */
+static int put_text(struct app *a, int y, int x, const char *s, size_t len, int width, int role,
+                    unsigned attrs) {
+    attrset(role_attr(a, role, attrs));
+    int used = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned int cp;
+        size_t n = mx_utf8_decode(s + i, len - i, &cp);
+        int cw = mx_char_width(cp);
+        if (cw < 0)
+            cw = 0;
+        if (used + cw > width)
+            break;
+        i += n;
+        used += cw;
+    }
+    mvaddnstr(y, x, s, (int)i);
+    return used;
+}
+
+static const char *role_label(const struct msg *m) {
+    switch (m->role) {
+    case MX_ROLE_MSG_USER: return "You";
+    case MX_ROLE_MSG_ASSISTANT: return "Assistant";
+    case MX_ROLE_MSG_SYSTEM: return m->state == MSG_NOTICE ? "mixel" : "System";
+    default: return "Tool";
+    }
+}
+
+/* (Re)renders a message for `width` columns when its text or the width changed. */
+static void msg_render(struct msg *m, int width) {
+    if (m->r_valid && m->r_width == width && m->r_len == m->len)
+        return;
+    mx_rtext_free(&m->r);
+    m->r_valid = false;
+    char *clean = malloc(MX_SANITIZE_MAX(m->len));
+    if (!clean)
+        return;
+    size_t n = mx_text_sanitize(m->text, m->len, clean, true);
+    int base = m->role == MX_ROLE_MSG_USER        ? MX_ROLE_user
+               : m->role == MX_ROLE_MSG_ASSISTANT ? MX_ROLE_assistant
+               : m->state == MSG_NOTICE           ? MX_ROLE_muted
+                                                  : MX_ROLE_system;
+    if (mx_markdown_render(clean, n, width, base, &m->r) == 0) {
+        m->r_valid = true;
+        m->r_width = width;
+        m->r_len = m->len;
+    }
+    free(clean);
+}
+
+/* Lines a message takes: header + rendered lines + a blank separator. */
+static int msg_lines(const struct msg *m) {
+    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + 1;
+}
+
+static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, int width) {
+    if (line == 0) {
+        int role = m->role == MX_ROLE_MSG_USER ? MX_ROLE_user
+                   : m->role == MX_ROLE_MSG_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
+        const char *label = role_label(m);
+        int x = put_text(a, y, 0, label, strlen(label), width, role, MX_ATTR_BOLD);
+        const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
+                          : m->state == MSG_STOPPED ? "  [stopped]"
+                          : m->state == MSG_FAILED  ? "  [failed]" : "";
+        put_text(a, y, x, tag, strlen(tag), width - x,
+                 m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
+        return;
+    }
+    line--;
+    if (!m->r_valid || line >= (int)m->r.n_lines)
+        return;
+    const struct mx_rline *l = &m->r.lines[line];
+    int x = 0;
+    size_t i = 0;
+    while (i < l->len && x < width) {
+        size_t j = i + 1;
+        while (j < l->len && l->role[j] == l->role[i] && l->attrs[j] == l->attrs[i])
+            j++;
+        x += put_text(a, y, x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
+        i = j;
+    }
+}
+
+static void draw_conversation(struct app *a, int top, int height, int width) {
+    int total = 0;
+    for (int i = 0; i < a->n_msgs; i++) {
+        msg_render(&a->msgs[i], width);
+        total += msg_lines(&a->msgs[i]);
+    }
+    int max_scroll = total > height ? total - height : 0;
+    if (a->scroll > max_scroll)
+        a->scroll = max_scroll;
+    int first = total - height - a->scroll; /* first visible line index (may be < 0) */
+    int y = top, idx = 0;
+    if (first < 0) {
+        y += -first; /* short conversations sit at the bottom, next to the input */
+        first = 0;
+    }
+    for (int i = 0; i < a->n_msgs && y < top + height; i++) {
+        int n = msg_lines(&a->msgs[i]);
+        for (int l = 0; l < n && y < top + height; l++, idx++) {
+            if (idx < first)
+                continue;
+            if (l < n - 1)
+                draw_msg_line(a, &a->msgs[i], l, y, width);
+            y++;
+        }
+    }
+    if (a->scroll > 0) {
+        char more[64];
+        int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->scroll);
+        put_text(a, top + height - 1, width - mx_text_width(more, (size_t)k), more, (size_t)k,
+                 width, MX_ROLE_status, 0);
+    }
+}
+
+static void draw_status(struct app *a, int y, int width) {
+    attrset(role_attr(a, MX_ROLE_status, 0));
+    mvhline(y, 0, ' ', width);
+    char left[512];
+    const struct mx_engine *e = a->o.engine;
+    int n_ctx = a->settings.n_ctx > 0 ? a->settings.n_ctx : e ? e->n_ctx : 0;
+    char speed[32] = "";
+    if (a->generating || a->tok_s > 0)
+        snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->tok_s);
+    snprintf(left, sizeof left, " %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
+             e ? e->name : "no model", e ? e->device : "-", a->ctx_used, n_ctx, speed,
+             a->generating ? " \xc2\xb7 generating (Esc stops)" : "");
+    char clean[MX_SANITIZE_MAX(512)];
+    size_t n = mx_text_sanitize(left, strlen(left), clean, false);
+    int x = put_text(a, y, 0, clean, n, width, MX_ROLE_status, 0);
+    if (a->note[0]) {
+        n = mx_text_sanitize(a->note, strlen(a->note), clean, false);
+        put_text(a, y, x + 1, clean, n, width - x - 1,
+                 a->note_is_error ? MX_ROLE_error : MX_ROLE_status, 0);
+    } else {
+        const char *hint = "/help ";
+        int hw = (int)strlen(hint);
+        if (x + hw < width)
+            put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
+    }
+}
+
+/* The input area: prompt + readline's buffer, wrapped, newest rows visible; places the cursor. */
+static int input_rows_needed(const char *buf, int width) {
+    int rows = 0;
+    size_t len = strlen(buf), pos = 0;
+    do {
+        size_t next;
+        mx_text_wrap(buf + pos, len - pos, width, &next);
+        rows++;
+        if (next == 0)
+            break;
+        pos += next;
+    } while (pos < len || (len && buf[len - 1] == '\n' && pos == len && rows < 2 * INPUT_MAX_ROWS &&
+                           (rows++, 0)));
+    return rows;
+}
+
+static void draw_input(struct app *a, int top, int rows, int width, int *cy, int *cx) {
+    const char *prompt = "\xe2\x80\xba "; /* › */
+    int pw = 2;
+    int w = width - pw;
+    const char *buf = rl_line_buffer ? rl_line_buffer : "";
+    size_t len = strlen(buf);
+    /* lay out all rows, remember where the cursor falls */
+    int row = 0, cur_row = 0, cur_col = 0;
+    size_t pos = 0;
+    struct { size_t off, n; } lines[256];
+    int n_lines = 0;
+    for (;;) {
+        size_t next, n = mx_text_wrap(buf + pos, len - pos, w, &next);
+        if (n_lines < 256) {
+            lines[n_lines].off = pos;
+            lines[n_lines].n = n;
+            n_lines++;
+        }
+        if ((size_t)rl_point >= pos && (size_t)rl_point <= pos + n) {
+            cur_row = row;
+            cur_col = mx_text_width(buf + pos, (size_t)rl_point - pos);
+        }
+        row++;
+        if (pos + next >= len) {
+            bool trailing_nl = next > n && pos + next == len && buf[len - 1] == '\n';
+            if (trailing_nl && n_lines < 256) {
+                lines[n_lines].off = len;
+                lines[n_lines].n = 0;
+                n_lines++;
+                if ((size_t)rl_point == len) {
+                    cur_row = row;
+                    cur_col = 0;
+                }
+            }
+            break;
+        }
+        pos += next;
+    }
+    int first = cur_row - rows + 1;
+    if (first < 0)
+        first = 0;
+    for (int r = 0; r < rows; r++) {
+        attrset(role_attr(a, MX_ROLE_input, 0));
+        mvhline(top + r, 0, ' ', width);
+        int li = first + r;
+        if (li == 0)
+            put_text(a, top + r, 0, prompt, strlen(prompt), pw, MX_ROLE_user, MX_ATTR_BOLD);
+        if (li < n_lines) {
+            char clean[MX_SANITIZE_MAX(512)];
+            size_t n = lines[li].n > 512 ? 512 : lines[li].n;
+            size_t cn = mx_text_sanitize(buf + lines[li].off, n, clean, false);
+            put_text(a, top + r, pw, clean, cn, w, MX_ROLE_input, 0);
+        }
+    }
+    *cy = top + cur_row - first;
+    *cx = pw + cur_col;
+}
+
+static void draw(struct app *a) {
+    int rows, cols;
+    getmaxyx(stdscr, rows, cols);
+    attrset(role_attr(a, MX_ROLE_normal, 0));
+    erase();
+    if (cols < MIN_COLS || rows < MIN_ROWS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "terminal too small (%dx%d, need %dx%d)", cols, rows, MIN_COLS,
+                 MIN_ROWS);
+        mvaddnstr(rows / 2, 0, msg, cols);
+        refresh();
+        return;
+    }
+    const char *buf = rl_line_buffer ? rl_line_buffer : "";
+    int in_rows = input_rows_needed(buf, cols - 2);
+    if (in_rows > INPUT_MAX_ROWS)
+        in_rows = INPUT_MAX_ROWS;
+    int conv_h = rows - in_rows - 2;
+    draw_conversation(a, 0, conv_h, cols);
+    attrset(role_attr(a, MX_ROLE_border, 0));
+    move(conv_h, 0);
+    for (int x = 0; x < cols; x++) /* U+2500: ACS line drawing breaks in some UTF-8 setups */
+        addstr("\xe2\x94\x80");
+    draw_status(a, conv_h + 1, cols);
+    int cy, cx;
+    draw_input(a, conv_h + 2, in_rows, cols, &cy, &cx);
+    move(cy, cx < cols ? cx : cols - 1);
+    refresh();
+}
+
+/* ---- generation --------------------------------------------------------------------------- */
+
+struct gen_job {
+    struct mx_engine *engine;
+    struct mx_turn *turns;
+    int n;
+    struct mx_gen_settings settings;
+};
+
+static struct gen_job g_job; /* one job at a time: the worker enforces it */
+
+static void gen_job_fn(struct mx_job *job, void *ud) {
+    struct gen_job *gj = ud;
+    gj->engine->reply(gj->engine, job, gj->turns, gj->n, &gj->settings);
+}
+
+static void gen_job_release(void) {
+    for (int i = 0; i < g_job.n; i++)
+        free((char *)g_job.turns[i].text);
+    free(g_job.turns);
+    memset(&g_job, 0, sizeof g_job);
+}
+
+/* Starts the answer to the conversation as it stands (the last message is the user's). */
+static void start_generation(struct app *a) {
+    if (!a->o.engine) {
+        notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
+        return;
+    }
+    if (a->generating)
+        return;
+    gen_job_release();
+    int n = 0;
+    g_job.turns = calloc((size_t)a->n_msgs + 1, sizeof *g_job.turns);
+    if (!g_job.turns)
+        return;
+    if (a->system_prompt) {
+        g_job.turns[n].role = MX_ROLE_MSG_SYSTEM;
+        g_job.turns[n++].text = strdup(a->system_prompt);
+    }
+    for (int i = 0; i < a->n_msgs; i++) {
+        const struct msg *m = &a->msgs[i];
+        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_MSG_SYSTEM)
+            continue;
+        g_job.turns[n].role = m->role;
+        g_job.turns[n++].text = strdup(m->text);
+    }
+    g_job.n = n;
+    g_job.engine = a->o.engine;
+    g_job.settings = a->settings;
+    if (!msg_add(a, MX_ROLE_MSG_ASSISTANT, MSG_STREAMING, ""))
+        return;
+    if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
+        a->msgs[a->n_msgs - 1].state = MSG_FAILED;
+        notice(a, true, "could not start the generation thread");
+        return;
+    }
+    a->generating = true;
+    a->gen_t0 = mx_time_s();
+    a->gen_pieces = 0;
+    a->tok_s = 0;
+    a->scroll = 0;
+}
+
+static struct msg *streaming_msg(struct app *a) {
+    for (int i = a->n_msgs - 1; i >= 0; i--)
+        if (a->msgs[i].state == MSG_STREAMING)
+            return &a->msgs[i];
+    return NULL;
+}
+
+static void handle_events(struct app *a) {
+    struct mx_event ev;
+    while (mx_worker_poll(a->w, &ev)) {
+        struct msg *m = streaming_msg(a);
+        switch (ev.kind) {
+        case MX_EV_TEXT:
+            if (m && ev.text)
+                msg_append(m, ev.text);
+            a->gen_pieces++;
+            double dt = mx_time_s() - a->gen_t0;
+            if (dt > 0.2)
+                a->tok_s = a->gen_pieces / dt;
+            break;
+        case MX_EV_PROGRESS:
+            notice(a, false, "%s %.0f/%.0f", ev.text ? ev.text : "", ev.a, ev.b);
+            break;
+        case MX_EV_STATS:
+            if (ev.a > 0)
+                a->tok_s = ev.a;
+            if (ev.b > 0)
+                a->ctx_used = (int)ev.b;
+            break;
+        case MX_EV_NOTICE:
+            notice(a, false, "%s", ev.text ? ev.text : "");
+            break;
+        case MX_EV_DONE:
+            a->generating = false;
+            if (m)
+                m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
+                                                                             : MSG_FAILED;
+            if (ev.code == MX_ECANCELED)
+                notice(a, false, "stopped: the partial answer is kept");
+            else if (ev.code < 0)
+                notice(a, true, "generation failed: %s",
+                       ev.text ? ev.text : mx_strerror(ev.code));
+            break;
+        }
+        free(ev.text);
+    }
+}
+
+static void stop_generation(struct app *a) {
+    if (a->generating)
+        mx_worker_cancel(a->w);
+}
+
+/* ---- slash commands ----------------------------------------------------------------------- */
+
+typedef void (*slash_fn)(struct app *a, const char *arg);
+
+static void cmd_help(struct app *a, const char *arg);
+
+static void cmd_quit(struct app *a, const char *arg) {
+    (void)arg;
+    a->quit = true;
+}
+
+static void cmd_clear(struct app *a, const char *arg) {
+    (void)arg;
+    stop_generation(a);
+    conversation_clear(a);
+    notice(a, false, "conversation cleared");
+}
+
+static void cmd_stop(struct app *a, const char *arg) {
+    (void)arg;
+    if (!a->generating)
+        notice(a, false, "nothing is being generated");
+    stop_generation(a);
+}
+
+static void cmd_theme(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        notice(a, false, "theme: %s (dark, light, high-contrast, basic16 or your own)",
+               a->theme_name);
+        return;
+    }
+    struct mx_theme t;
+    struct mx_err err = {0};
+    if (mx_theme_load(arg, a->o.themes_dir, &t, &err) != 0) {
+        notice(a, true, "%s", err.msg);
+        return;
+    }
+    a->theme = t;
+    snprintf(a->theme_name, sizeof a->theme_name, "%s", arg);
+    apply_theme(a);
+    notice(a, false, "theme %s", arg);
+}
+
+static void cmd_system(struct app *a, const char *arg) {
+    free(a->system_prompt);
+    a->system_prompt = arg && arg[0] ? strdup(arg) : NULL;
+    notice(a, false, a->system_prompt ? "system prompt set" : "system prompt cleared");
+}
+
+static int parse_float_arg(struct app *a, const char *name, const char *arg, float lo, float hi,
+                           float *out) {
+    char *end;
+    float v = arg ? strtof(arg, &end) : 0;
+    if (!arg || !arg[0] || *end || v < lo || v > hi) {
+        notice(a, true, "%s takes a number from %g to %g", name, lo, hi);
+        return -1;
+    }
+    *out = v;
+    notice(a, false, "%s = %g", name, v);
+    return 0;
+}
+
+static void cmd_temp(struct app *a, const char *arg) {
+    parse_float_arg(a, "/temp", arg, 0, 5, &a->settings.temp);
+}
+
+static void cmd_top_p(struct app *a, const char *arg) {
+    parse_float_arg(a, "/top-p", arg, 0, 1, &a->settings.top_p);
+}
+
+static void cmd_seed(struct app *a, const char *arg) {
+    char *end;
+    unsigned long long v = arg ? strtoull(arg, &end, 10) : 0;
+    if (!arg || !arg[0] || *end) {
+        notice(a, true, "/seed takes a whole number");
+        return;
+    }
+    a->settings.seed = v;
+    notice(a, false, "seed = %llu", v);
+}
+
+static void cmd_ctx(struct app *a, const char *arg) {
+    char *end;
+    long v = arg ? strtol(arg, &end, 10) : 0;
+    if (!arg || !arg[0] || *end || v < 16 || v > 1 << 20) {
+        notice(a, true, "/ctx takes a context size in tokens (16 .. 1048576)");
+        return;
+    }
+    a->settings.n_ctx = (int)v;
+    notice(a, false, "context = %ld tokens (applies when the model is next loaded)", v);
+}
+
+static void cmd_regen(struct app *a, const char *arg) {
+    (void)arg;
+    if (a->generating)
+        return;
+    int last = a->n_msgs - 1;
+    while (last >= 0 && a->msgs[last].state == MSG_NOTICE)
+        last--;
+    if (last < 0 || a->msgs[last].role != MX_ROLE_MSG_ASSISTANT) {
+        notice(a, true, "/regen: no answer to regenerate");
+        return;
+    }
+    msg_free(&a->msgs[last]);
+    memmove(&a->msgs[last], &a->msgs[last + 1], (size_t)(a->n_msgs - last - 1) * sizeof *a->msgs);
+    a->n_msgs--;
+    start_generation(a);
+}
+
+static void cmd_edit(struct app *a, const char *arg) {
+    (void)arg;
+    if (a->generating)
+        return;
+    for (int i = a->n_msgs - 1; i >= 0; i--) {
+        if (a->msgs[i].role != MX_ROLE_MSG_USER)
+            continue;
+        rl_replace_line(a->msgs[i].text, 0);
+        rl_point = rl_end;
+        for (int j = i; j < a->n_msgs; j++)
+            msg_free(&a->msgs[j]);
+        a->n_msgs = i;
+        notice(a, false, "editing your last message: Enter sends it again");
+        return;
+    }
+    notice(a, true, "/edit: no message of yours to edit");
+}
+
+/* OSC 52 puts text on the clipboard of the terminal the user sits at, even over SSH. It is our
+ * own escape sequence written directly, never model output passed through. */
+static void osc52_copy(const char *text, size_t len) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fputs("\033]52;c;", stdout);
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned char)text[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned char)text[i + 1] << 8;
+        if (i + 2 < len)
+            v |= (unsigned char)text[i + 2];
+        putchar(b64[(v >> 18) & 63]);
+        putchar(b64[(v >> 12) & 63]);
+        putchar(i + 1 < len ? b64[(v >> 6) & 63] : '=');
+        putchar(i + 2 < len ? b64[v & 63] : '=');
+    }
+    fputs("\a", stdout);
+    fflush(stdout);
+}
+
+static void cmd_copy(struct app *a, const char *arg) {
+    (void)arg;
+    for (int i = a->n_msgs - 1; i >= 0; i--) {
+        struct msg *m = &a->msgs[i];
+        if (m->role != MX_ROLE_MSG_ASSISTANT)
+            continue;
+        if (!m->r_valid)
+            msg_render(m, COLS > 4 ? COLS : 80);
+        if (m->r_valid && m->r.last_code) {
+            osc52_copy(m->r.last_code, strlen(m->r.last_code));
+            notice(a, false, "copied the last code block (%zu bytes) to the clipboard",
+                   strlen(m->r.last_code));
+            return;
+        }
+    }
+    notice(a, true, "/copy: no code block in the answers yet");
+}
+
+static void cmd_export(struct app *a, const char *arg) {
+    char path[4200];
+    if (arg && arg[0]) {
+        snprintf(path, sizeof path, "%s", arg);
+    } else {
+        char dir[4096];
+        struct mx_err err = {0};
+        if (mx_path_data_dir(dir, sizeof dir, &err) != 0 || mx_mkdir_p(dir, &err) != 0) {
+            notice(a, true, "/export: %s", err.msg);
+            return;
+        }
+        snprintf(path, sizeof path, "%s/export-%ld.md", dir, (long)time(NULL));
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        notice(a, true, "/export: %s: %s", path, strerror(errno));
+        return;
+    }
+    if (a->system_prompt)
+        fprintf(f, "## System\n\n%s\n\n", a->system_prompt);
+    for (int i = 0; i < a->n_msgs; i++) {
+        const struct msg *m = &a->msgs[i];
+        if (m->state == MSG_NOTICE)
+            continue;
+        fprintf(f, "## %s%s\n\n%s\n\n", role_label(m), m->state == MSG_STOPPED ? " (stopped)" : "",
+                m->text);
+    }
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        notice(a, true, "/export: writing %s failed", path);
+        return;
+    }
+    notice(a, false, "exported to %s", path);
+}
+
+static void cmd_needs(struct app *a, const char *what) {
+    notice(a, true, "%s is not in this build yet", what);
+}
+
+static void cmd_image(struct app *a, const char *arg) {
+    (void)arg;
+    cmd_needs(a, "image generation (/image)");
+}
+
+static void cmd_sessions(struct app *a, const char *arg) {
+    (void)arg;
+    cmd_needs(a, "the sessions list");
+}
+
+static void cmd_model(struct app *a, const char *arg) {
+    (void)arg;
+    cmd_needs(a, "switching models in the TUI");
+}
+
+static void cmd_new(struct app *a, const char *arg) {
+    (void)arg;
+    stop_generation(a);
+    conversation_clear(a);
+    notice(a, false, "new conversation");
+}
+
+static void cmd_title(struct app *a, const char *arg) {
+    (void)arg;
+    cmd_needs(a, "session titles (saved sessions)");
+}
+
+/* X(name, args, help, fn): the slash commands; drives /help and Tab completion. */
+#define SLASH_COMMANDS(X)                                                                    \
+    X("/help",     "",        "this list of commands and keys",                cmd_help)     \
+    X("/new",      "",        "start a new conversation",                       cmd_new)      \
+    X("/sessions", "",        "saved sessions",                                 cmd_sessions) \
+    X("/resume",   "ID",      "continue a saved session",                       cmd_sessions) \
+    X("/title",    "TEXT",    "rename this session",                            cmd_title)    \
+    X("/model",    "PATH",    "load another GGUF model",                        cmd_model)    \
+    X("/system",   "TEXT",    "set (or clear) the system prompt",               cmd_system)   \
+    X("/temp",     "T",       "sampling temperature (0 = greedy)",              cmd_temp)     \
+    X("/top-p",    "P",       "nucleus sampling threshold",                     cmd_top_p)    \
+    X("/seed",     "N",       "random seed",                                    cmd_seed)     \
+    X("/ctx",      "N",       "context size in tokens",                         cmd_ctx)      \
+    X("/regen",    "",        "regenerate the last answer",                     cmd_regen)    \
+    X("/edit",     "",        "edit your last message and resend it",           cmd_edit)     \
+    X("/stop",     "",        "stop the answer being generated (also Esc)",     cmd_stop)     \
+    X("/image",    "PROMPT",  "generate an image",                              cmd_image)    \
+    X("/theme",    "NAME",    "dark, light, high-contrast, basic16, or yours",  cmd_theme)    \
+    X("/export",   "[PATH]",  "save the conversation as Markdown",              cmd_export)   \
+    X("/copy",     "",        "copy the last code block (OSC 52 clipboard)",    cmd_copy)     \
+    X("/clear",    "",        "clear the conversation",                         cmd_clear)    \
+    X("/quit",     "",        "leave mixel (also Ctrl-D on an empty line)",     cmd_quit)
+
+static const struct { const char *name, *args, *help; slash_fn fn; } slash_table[] = {
+#define SLASH_ENTRY(n, ar, h, f) {n, ar, h, f},
+    SLASH_COMMANDS(SLASH_ENTRY)
+#undef SLASH_ENTRY
+};
+
+/* ---- key actions (readline functions) ----------------------------------------------------- */
+
+static int act_scroll_up(int count, int key);
+static int act_scroll_down(int count, int key);
+static int act_newline(int count, int key);
+static int act_redraw(int count, int key);
+static int act_editor(int count, int key);
+
+/* X(function, key sequence, key name, help): mixel's own keys, bound through readline. */
+#define KEY_ACTIONS(X)                                                                        \
+    X(act_scroll_up,   "\033[5~",     "PgUp",         "scroll the conversation up")         \
+    X(act_scroll_down, "\033[6~",     "PgDn",         "scroll the conversation down")       \
+    X(act_newline,     "\033\r",      "Alt-Enter",    "new line in the message")            \
+    X(act_newline,     "\033\n",      NULL,           NULL)                                 \
+    X(act_newline,     "\033[13;2u",  NULL,           NULL)                                 \
+    X(act_newline,     "\033[27;2;13~", NULL,         NULL)                                 \
+    X(act_redraw,      "\014",        "Ctrl-L",       "redraw the screen")                  \
+    X(act_editor,      "\030\005",    "Ctrl-X Ctrl-E", "write the message in $EDITOR")
+
+static void cmd_help(struct app *a, const char *arg) {
+    (void)arg;
+    char buf[4096];
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "**Commands**\n");
+    for (size_t i = 0; i < sizeof slash_table / sizeof slash_table[0]; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "- `%s %s` %s\n", slash_table[i].name,
+                              slash_table[i].args, slash_table[i].help);
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "\n**Keys**\n- `Enter` send\n"
+                          "- `Esc` or `Ctrl-C` stop the answer\n- `Tab` complete commands and "
+                          "paths\n- `Up/Down` input history\n");
+#define HELP_KEY(f, seq, keyname, help)                                                     \
+    if (keyname)                                                                            \
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "- `%s` %s\n", (const char *)keyname, \
+                              (const char *)help);
+    KEY_ACTIONS(HELP_KEY)
+#undef HELP_KEY
+    msg_add(a, MX_ROLE_MSG_SYSTEM, MSG_NOTICE, buf);
+    a->scroll = 0;
+}
+
+static int act_scroll_up(int count, int key) {
+    (void)count;
+    (void)key;
+    g_app->scroll += LINES > 8 ? LINES / 2 : 4;
+    return 0;
+}
+
+static int act_scroll_down(int count, int key) {
+    (void)count;
+    (void)key;
+    g_app->scroll -= LINES > 8 ? LINES / 2 : 4;
+    if (g_app->scroll < 0)
+        g_app->scroll = 0;
+    return 0;
+}
+
+static int act_newline(int count, int key) {
+    (void)count;
+    (void)key;
+    rl_insert_text("\n");
+    return 0;
+}
+
+static int act_redraw(int count, int key) {
+    (void)count;
+    (void)key;
+    clearok(curscr, TRUE);
+    return 0;
+}
+
+/* Ctrl-X Ctrl-E: the message so far goes to $EDITOR (default vi); what the editor saves comes
+ * back into the input line. The terminal is handed to the editor and taken back. */
+static int act_editor(int count, int key) {
+    (void)count;
+    (void)key;
+    char path[] = "/tmp/mixel-msg-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        notice(g_app, true, "cannot create a temporary file: %s", strerror(errno));
+        return 0;
+    }
+    const char *buf = rl_line_buffer ? rl_line_buffer : "";
+    if (write(fd, buf, strlen(buf)) < 0)
+        notice(g_app, true, "cannot write the temporary file");
+    close(fd);
+    const char *ed = getenv("VISUAL");
+    if (!ed || !ed[0])
+        ed = getenv("EDITOR");
+    if (!ed || !ed[0])
+        ed = "vi";
+    def_prog_mode();
+    endwin();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("sh", "sh", "-c", "exec $0 \"$1\"", ed, path, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid > 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    reset_prog_mode();
+    clearok(curscr, TRUE);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char text[65536];
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        while (n && text[n - 1] == '\n') /* editors add a final newline */
+            n--;
+        text[n] = '\0';
+        rl_replace_line(text, 0);
+        rl_point = rl_end;
+    }
+    unlink(path);
+    return 0;
+}
+
+/* ---- readline glue ------------------------------------------------------------------------ */
+
+static int rl_getc_hook(FILE *f) {
+    (void)f;
+    return g_app->rl_char;
+}
+
+static int rl_input_available(void) {
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+static void rl_redisplay_hook(void) {
+    /* the main loop draws the input area from rl_line_buffer after each batch of keys */
+}
+
+static void rl_prep_noop(int meta) {
+    (void)meta;
+}
+
+static void rl_deprep_noop(void) {}
+
+static void submit(struct app *a, char *line) {
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (!*line)
+        return;
+    if (line[0] == '/') {
+        char name[32];
+        size_t n = strcspn(line, " \t");
+        const char *arg = line + n;
+        while (*arg == ' ' || *arg == '\t')
+            arg++;
+        snprintf(name, sizeof name, "%.*s", (int)(n < 31 ? n : 31), line);
+        for (size_t i = 0; i < sizeof slash_table / sizeof slash_table[0]; i++)
+            if (!strcmp(slash_table[i].name, name)) {
+                slash_table[i].fn(a, arg);
+                return;
+            }
+        notice(a, true, "unknown command %s (see /help)", name);
+        return;
+    }
+    if (a->generating) {
+        notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
+    a->note[0] = '\0';
+    msg_add(a, MX_ROLE_MSG_USER, MSG_DONE, line);
+    start_generation(a);
+}
+
+static void rl_line_handler(char *line) {
+    if (!line) { /* Ctrl-D on an empty line */
+        g_app->quit = true;
+        return;
+    }
+    if (line[0])
+        add_history(line);
+    submit(g_app, line);
+    free(line);
+}
+
+static char *slash_generator(const char *text, int state) {
+    static size_t i;
+    if (!state)
+        i = 0;
+    while (i < sizeof slash_table / sizeof slash_table[0]) {
+        const char *n = slash_table[i++].name;
+        if (!strncmp(n, text, strlen(text)))
+            return strdup(n);
+    }
+    return NULL;
+}
+
+static char **complete_hook(const char *text, int start, int end) {
+    (void)end;
+    if (start == 0 && text[0] == '/') {
+        rl_attempted_completion_over = 1;
+        return rl_completion_matches(text, slash_generator);
+    }
+    return NULL; /* readline's file name completion, for /model PATH and the like */
+}
+
+/* Several matches: show them in the status line instead of readline printing to the screen. */
+static void rl_show_matches(char **matches, int n, int max_len) {
+    (void)max_len;
+    char buf[256];
+    size_t o = 0;
+    for (int i = 1; i <= n && o < sizeof buf - 1; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s ", matches[i]);
+    notice(g_app, false, "%s", buf);
+}
+
+static void readline_init(struct app *a) {
+    rl_readline_name = "mixel";
+    rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
+    rl_change_environment = 0;
+    rl_getc_function = rl_getc_hook;
+    rl_input_available_hook = rl_input_available;
+    rl_redisplay_function = rl_redisplay_hook;
+    rl_prep_term_function = rl_prep_noop;
+    rl_deprep_term_function = rl_deprep_noop;
+    rl_attempted_completion_function = complete_hook;
+    rl_completion_display_matches_hook = rl_show_matches;
+    rl_outstream = fopen("/dev/null", "w"); /* readline must never write to the screen itself */
+    char dir[4096];
+    if (mx_path_data_dir(dir, sizeof dir, NULL) == 0) {
+        snprintf(a->history_path, sizeof a->history_path, "%s/input_history", dir);
+        read_history(a->history_path);
+    }
+    rl_callback_handler_install("", rl_line_handler);
+#define BIND_KEY(f, seq, keyname, help) rl_bind_keyseq(seq, f);
+    KEY_ACTIONS(BIND_KEY)
+#undef BIND_KEY
+}
+
+static void readline_deinit(struct app *a) {
+    rl_callback_handler_remove();
+    if (a->history_path[0]) {
+        char dir[4096];
+        if (mx_path_data_dir(dir, sizeof dir, NULL) == 0 && mx_mkdir_p(dir, NULL) == 0) {
+            stifle_history(2000);
+            write_history(a->history_path);
+        }
+    }
+    if (rl_outstream && rl_outstream != stdout) {
+        fclose(rl_outstream);
+        rl_outstream = NULL;
+    }
+}
+
+static void feed_readline(struct app *a, unsigned char c) {
+    a->rl_char = c;
+    rl_callback_read_char();
+}
+
+/* ---- input -------------------------------------------------------------------------------- */
+
+static void paste_finish(struct app *a) {
+    for (size_t i = 0; i < a->paste_len; i++)
+        if (a->paste[i] == '\r')
+            a->paste[i] = '\n';
+    if (a->paste_len) {
+        a->paste[a->paste_len] = '\0';
+        rl_insert_text(a->paste);
+    }
+    a->paste_len = 0;
+    a->in_paste = false;
+}
+
+static void paste_add(struct app *a, const char *s, size_t n) {
+    if (a->paste_len + n + 1 > a->paste_cap) {
+        size_t cap = (a->paste_len + n + 1) * 2;
+        if (cap > (16u << 20)) /* a 16 MiB paste is plenty; ignore the rest */
+            return;
+        char *p = realloc(a->paste, cap);
+        if (!p)
+            return;
+        a->paste = p;
+        a->paste_cap = cap;
+    }
+    memcpy(a->paste + a->paste_len, s, n);
+    a->paste_len += n;
+}
+
+static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
+    static const char paste_start[] = "\033[200~", paste_end[] = "\033[201~";
+    for (size_t i = 0; i < n;) {
+        if (a->in_paste) {
+            const unsigned char *e = memmem(buf + i, n - i, paste_end, 6);
+            size_t upto = e ? (size_t)(e - buf) : n;
+            paste_add(a, (const char *)buf + i, upto - i);
+            if (!e)
+                return;
+            paste_finish(a);
+            i = upto + 6;
+            continue;
+        }
+        if (n - i >= 6 && !memcmp(buf + i, paste_start, 6)) {
+            a->in_paste = true;
+            i += 6;
+            continue;
+        }
+        unsigned char c = buf[i];
+        if (c == 0x1b && i + 1 == n && !rl_input_available()) {
+            /* a lone Esc (nothing follows within the poll below): stop, don't start a key
+             * sequence in readline */
+            struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+            if (poll(&p, 1, 30) <= 0) {
+                if (a->generating)
+                    stop_generation(a);
+                i++;
+                continue;
+            }
+        }
+        if (c == 0x03) { /* Ctrl-C: stop the answer, else clear the line */
+            if (a->generating) {
+                stop_generation(a);
+            } else {
+                rl_replace_line("", 0);
+                rl_point = 0;
+            }
+            i++;
+            continue;
+        }
+        feed_readline(a, c);
+        i++;
+        if (a->quit)
+            return;
+    }
+}
+
+/* ---- main loop ---------------------------------------------------------------------------- */
+
+static void on_winch(int sig) {
+    (void)sig;
+    g_winch = 1;
+    char one = 1;
+    if (g_winch_pipe[1] >= 0 && write(g_winch_pipe[1], &one, 1) < 0) {
+        /* the pipe is full: a wake-up is already pending */
+    }
+}
+
+static void handle_resize(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+        resizeterm(ws.ws_row, ws.ws_col);
+    clearok(curscr, TRUE);
+}
+
+int mx_app_run(const struct mx_app_opts *opts) {
+    struct app a = {0};
+    a.o = *opts;
+    a.settings = opts->settings;
+    g_app = &a;
+    if (opts->system_prompt)
+        a.system_prompt = strdup(opts->system_prompt);
+    struct mx_err err = {0};
+    const char *theme = opts->theme ? opts->theme : "dark";
+    snprintf(a.theme_name, sizeof a.theme_name, "%s", theme);
+    int theme_rc = mx_theme_load(theme, opts->themes_dir, &a.theme, &err);
+    if (mx_worker_new(&a.w) != 0) {
+        fprintf(stderr, "mixel: cannot start the worker thread\n");
+        return 1;
+    }
+    if (pipe(g_winch_pipe) != 0) {
+        mx_worker_free(a.w);
+        return 1;
+    }
+    int fl = fcntl(g_winch_pipe[0], F_GETFL);
+    fcntl(g_winch_pipe[0], F_SETFL, fl | O_NONBLOCK);
+    fl = fcntl(g_winch_pipe[1], F_GETFL);
+    fcntl(g_winch_pipe[1], F_SETFL, fl | O_NONBLOCK);
+    /* our SIGWINCH handler, installed before initscr so ncurses keeps it */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_winch;
+    sigaction(SIGWINCH, &sa, NULL);
+
+    initscr();
+    raw();
+    noecho();
+    nonl();
+    keypad(stdscr, FALSE); /* readline parses key sequences itself */
+    apply_theme(&a);
+    fputs("\033[?2004h", stdout); /* bracketed paste on */
+    fflush(stdout);
+    readline_init(&a);
+    if (theme_rc != 0)
+        notice(&a, true, "%s: using the default theme", err.msg);
+    if (!opts->engine)
+        msg_add(&a, MX_ROLE_MSG_SYSTEM, MSG_NOTICE,
+                "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
+                "`mixel --help`. Type /help for commands, /quit to leave.");
+    draw(&a);
+    while (!a.quit) {
+        struct pollfd p[3] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                              {.fd = mx_worker_wake_fd(a.w), .events = POLLIN},
+                              {.fd = g_winch_pipe[0], .events = POLLIN}};
+        int r = poll(p, 3, -1);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (p[2].revents & POLLIN) {
+            char tmp[64];
+            while (read(g_winch_pipe[0], tmp, sizeof tmp) > 0)
+                ;
+        }
+        if (g_winch) {
+            g_winch = 0;
+            handle_resize();
+        }
+        if (p[0].revents & (POLLIN | POLLHUP)) {
+            unsigned char buf[4096];
+            ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+            if (n <= 0 && !(n < 0 && errno == EINTR)) {
+                a.quit = true; /* the terminal went away */
+                break;
+            }
+            if (n > 0)
+                handle_input(&a, buf, (size_t)n);
+        }
+        if (p[1].revents & POLLIN)
+            handle_events(&a);
+        draw(&a);
+    }
+    stop_generation(&a);
+    mx_worker_free(a.w); /* joins the engine thread */
+    gen_job_release();
+    readline_deinit(&a);
+    fputs("\033[?2004l", stdout);
+    fflush(stdout);
+    endwin();
+    conversation_clear(&a);
+    free(a.msgs);
+    free(a.system_prompt);
+    free(a.paste);
+    close(g_winch_pipe[0]);
+    close(g_winch_pipe[1]);
+    g_winch_pipe[0] = g_winch_pipe[1] = -1;
+    g_app = NULL;
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* app.h - the full-screen chat application: the ncurses main loop, its views (conversation,
+ * input, status bar) and the glue to GNU readline in callback mode.
+ *
+ * Threading (DESIGN.md): this thread owns the terminal. It polls stdin and the worker's wake-up
+ * pipe; generation runs on the worker (tui/worker.h). Only the main loop redraws.
+ */
+#ifndef MX_APP_H
+#define MX_APP_H
+
+#include "tui/engine.h"
+
+struct mx_app_opts {
+    struct mx_engine *engine;   /* borrowed; NULL: no model yet (the welcome screen explains) */
+    const char *theme;          /* theme name, NULL: "dark" */
+    const char *themes_dir;     /* where the shipped themes are */
+    const char *system_prompt;  /* NULL: none */
+    struct mx_gen_settings settings;
+};
+
+/* Runs the TUI until the user quits. Returns the process exit status. */
+int mx_app_run(const struct mx_app_opts *opts);
+
+#endif

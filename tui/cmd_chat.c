@@ -1,0 +1,98 @@
+/* cmd_chat.c - `mixel` / `mixel chat`: the full-screen chat. Parses options, picks the engine
+ * and hands over to the TUI main loop (tui/app.c). */
+#include <getopt.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tui/app.h"
+#include "tui/cmd.h"
+
+static void chat_usage(FILE *f) {
+    fprintf(f, "usage: mixel [chat] [-m MODEL.gguf] [--theme NAME] [--system TEXT]\n"
+               "                    [--temp T] [--top-p P] [--seed N] [-c CTX]\n"
+               "\n"
+               "Full-screen chat. Type /help inside for commands and keys.\n"
+               "  -m, --model PATH   GGUF model to chat with\n"
+               "  --theme NAME       dark (default), light, high-contrast, basic16, or a file\n"
+               "                     NAME.theme in $XDG_CONFIG_HOME/mixel/themes/\n"
+               "  --system TEXT      system prompt\n"
+               "  --temp T, --top-p P, --seed N, -c CTX   sampling and context settings\n"
+               "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
+               "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
+               "paces it at N pieces per second.\n");
+}
+
+/* The shipped themes: next to the binary's source tree when run from a build, else installed. */
+static const char *themes_dir(void) {
+    static char buf[4200];
+    const char *src = getenv("MX_SRCDIR");
+    struct stat st;
+    if (src) {
+        snprintf(buf, sizeof buf, "%s/themes", src);
+        if (stat(buf, &st) == 0)
+            return buf;
+    }
+    snprintf(buf, sizeof buf, "%s/themes", MX_DATADIR);
+    if (stat(buf, &st) == 0)
+        return buf;
+    return "themes";
+}
+
+int mx_cmd_chat(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'}, {"theme", required_argument, NULL, 'T'},
+        {"system", required_argument, NULL, 'S'}, {"temp", required_argument, NULL, 't'},
+        {"top-p", required_argument, NULL, 'p'}, {"seed", required_argument, NULL, 's'},
+        {"ctx", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct mx_app_opts o = {0};
+    o.settings.temp = 0.8f;
+    o.settings.top_p = 0.95f;
+    o.settings.min_p = 0.05f;
+    o.settings.top_k = 40;
+    o.settings.repeat_penalty = 1.0f;
+    o.settings.n_predict = -1;
+    o.settings.seed = 0;
+    const char *model = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'T': o.theme = optarg; break;
+        case 'S': o.system_prompt = optarg; break;
+        case 't': o.settings.temp = strtof(optarg, NULL); break;
+        case 'p': o.settings.top_p = strtof(optarg, NULL); break;
+        case 's': o.settings.seed = strtoull(optarg, NULL, 10); break;
+        case 'c': o.settings.n_ctx = atoi(optarg); break;
+        case 'h': chat_usage(stdout); return 0;
+        default: chat_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mixel chat: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "mixel chat: needs a terminal (for scripts use `mixel run`)\n");
+        return 2;
+    }
+    setlocale(LC_ALL, "");
+    o.themes_dir = themes_dir();
+    const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
+    if (scripted && scripted[0]) {
+        o.engine = mx_engine_scripted_new(strcmp(scripted, "echo") ? scripted : NULL);
+    } else if (model) {
+        fprintf(stderr, "mixel chat: the LLM engine is not in this build yet (%s)\n", model);
+        return 1;
+    }
+    int rc = mx_app_run(&o);
+    if (o.engine)
+        o.engine->free(o.engine);
+    return rc;
+}
