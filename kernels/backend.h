@@ -146,8 +146,9 @@ enum mx_rope_mode {
 };
 
 /* RoPE parameters. theta for pair i at position p, computed in float32 exactly like ggml:
- *   theta_scale = powf(freq_base, -2.0f / n_rot);  theta = (float)p * freq_scale;
- *   for each pair i = 0, 1, ...: use cosf(theta), sinf(theta); theta *= theta_scale;
+ *   theta_scale = powf(freq_base, -2.0f / n_rot);  base = (float)p;
+ *   for each pair i = 0, 1, ...: theta = freq_scale * base; use cosf(theta), sinf(theta);
+ *                                base *= theta_scale;
  * Dimensions n_rot..head_dim-1 of each head are copied unrotated. */
 struct mx_rope_params {
     int n_rot;          /* rotated dims per head (llama.rope.dimension_count), even, <= head_dim */

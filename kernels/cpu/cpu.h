@@ -1,0 +1,152 @@
+/* cpu.h - internals of the CPU backend shared by its files (not for core/): the thread pool, the
+ * backend state with its scratch memory, and the scalar reference kernels (ref_*.c).
+ *
+ * Every kernel is a task `void f(void *args, int ith, int nth)`: thread ith of nth computes its
+ * share of the output rows. Each output value is computed by exactly one thread in a fixed
+ * order, so results are bitwise identical for any thread count (tests rely on that).
+ */
+#ifndef MX_CPU_H
+#define MX_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+/* ---- thread pool (pool.c) --------------------------------------------------------------------- */
+
+struct mx_pool;
+typedef void (*mx_pool_fn)(void *args, int ith, int nth);
+
+/* Starts n_threads - 1 workers (the caller is thread 0). Returns 0, MX_EINVAL, MX_ENOMEM, or
+ * MX_EIO when a thread cannot be started (nothing is left running then). */
+int mx_pool_new(int n_threads, struct mx_pool **out);
+
+/* Stops and joins the workers. NULL ok. */
+void mx_pool_free(struct mx_pool *pool);
+
+int mx_pool_n_threads(const struct mx_pool *pool);
+
+/* Runs fn(args, ith, nth) on every thread (ith = 0 on the caller) and returns when all are done.
+ * Not reentrant: fn must not call mx_pool_run. */
+void mx_pool_run(struct mx_pool *pool, mx_pool_fn fn, void *args);
+
+/* Rows [*r0, *r1) of n for thread ith of nth: contiguous, balanced chunks. */
+static inline void mx_split(int64_t n, int ith, int nth, int64_t *r0, int64_t *r1) {
+    int64_t per = n / nth, rem = n % nth;
+    *r0 = ith * per + (ith < rem ? ith : rem);
+    *r1 = *r0 + per + (ith < rem ? 1 : 0);
+}
+
+/* ---- backend state ---------------------------------------------------------------------------- */
+
+/* Fast row kernels chosen at backend creation from the CPU's features (scalar when none). */
+struct mx_cpu_kernels {
+    const char *name; /* "scalar", "avx2" */
+    /* Dot products of one quantized weight row with the matching quantized activation row
+     * (the ggml vec_dot): n values, returns the f32 sum. NULL entries fall back to dequantize+
+     * f32 dot. Indexed by weight type. */
+    float (*vec_dot[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq);
+    /* f32 dot of n values */
+    float (*dot_f32)(int64_t n, const float *a, const float *b);
+};
+
+struct mx_cpu {
+    struct mx_pool *pool;
+    int n_threads;
+    struct mx_cpu_kernels kern;
+    /* Scratch, grown by mx_cpu_reserve before a parallel section, never freed until the backend
+     * is: per-thread work areas and one shared area. Sizes grow to the largest op, once. */
+    void **tbuf;        /* [n_threads] per-thread scratch */
+    size_t tbuf_size;   /* bytes of each tbuf[i] */
+    void *sbuf;         /* shared scratch */
+    size_t sbuf_size;
+};
+
+/* Makes sure every thread has per_thread bytes and the shared area shared bytes (64-aligned).
+ * Returns 0 or MX_ENOMEM (existing scratch stays valid). Not thread-safe: call before
+ * mx_pool_run. */
+int mx_cpu_reserve(struct mx_cpu *c, size_t per_thread, size_t shared);
+
+static inline struct mx_cpu *mx_cpu_of(struct mx_backend *be) {
+    return (struct mx_cpu *)be->ctx;
+}
+
+/* ---- reference kernels (ref_*.c): arguments and tasks ------------------------------------------ */
+
+/* Row r of a contiguous tensor (r counts over ne1*ne2*ne3). */
+static inline void *mx_row(const struct mx_tensor *t, int64_t r) {
+    return (char *)t->data + (size_t)r * t->nb[1];
+}
+
+/* Reads n values starting at element i0 of a row of type F32, F16, BF16 or Q8_0 (i0 need not be
+ * block aligned) into out as f32. */
+void mx_ref_load_f32(enum mx_type type, const void *row, int64_t i0, int64_t n, float *out);
+
+/* Writes n f32 values as one row of type F32, F16, BF16 or Q8_0 (n a multiple of the block). The
+ * Q8_0 rounding is ggml's x86 one (d = amax/127 as fp16, q = rint(x * 127/amax)). */
+void mx_ref_store_row(enum mx_type type, const float *src, void *dst, int64_t n);
+
+/* Activation rounding for matmul (MX_ACT_GGML): rounds n values of x in place to what ggml's
+ * vec_dot type for weights of type wtype would hold (Q8_0 / Q8_K / F16 / BF16), as f32. */
+void mx_ref_round_act(enum mx_type wtype, float *x, int64_t n);
+
+/* The vec_dot type of a weight type (MX_TYPE_Q8_0, MX_TYPE_Q8_K, MX_TYPE_Q8_1, F16, BF16, F32). */
+enum mx_type mx_vec_dot_type(enum mx_type wtype);
+
+/* Quantizes n activations into the vec_dot type's blocks (Q8_0, Q8_1, Q8_K, F16, BF16, F32),
+ * exactly the values mx_ref_round_act produces. */
+void mx_quantize_act(enum mx_type vdtype, const float *x, void *dst, int64_t n);
+
+/* Arguments of one reference task: the op's tensors and parameters. */
+struct mx_ref_args {
+    struct mx_cpu *cpu;
+    struct mx_tensor *dst;
+    struct mx_tensor *dst2;             /* second output (moe_route weights) */
+    const struct mx_tensor *src[5];     /* op inputs in the order of the mx_op_* signature */
+    float f;                            /* eps / scale */
+    int i;                              /* n_groups / head_dim / factor / dim */
+    const void *p;                      /* op parameter struct */
+    bool flag;                          /* renorm */
+    int act_mode;                       /* enum mx_act_mode */
+    _Atomic int status;                 /* a task stores a negative MX_E* here on bad data */
+};
+
+void mx_ref_rms_norm(void *args, int ith, int nth);
+void mx_ref_layer_norm(void *args, int ith, int nth);
+void mx_ref_group_norm(void *args, int ith, int nth);
+void mx_ref_rope(void *args, int ith, int nth);
+void mx_ref_kv_shift(void *args, int ith, int nth);
+void mx_ref_attn(void *args, int ith, int nth);
+void mx_ref_softmax(void *args, int ith, int nth);
+void mx_ref_silu(void *args, int ith, int nth);
+void mx_ref_gelu(void *args, int ith, int nth);
+void mx_ref_silu_mul(void *args, int ith, int nth);
+void mx_ref_gelu_mul(void *args, int ith, int nth);
+void mx_ref_add(void *args, int ith, int nth);
+void mx_ref_mul(void *args, int ith, int nth);
+void mx_ref_scale(void *args, int ith, int nth);
+void mx_ref_cpy(void *args, int ith, int nth);
+void mx_ref_moe_route(void *args, int ith, int nth);
+void mx_ref_moe_combine(void *args, int ith, int nth);
+void mx_ref_get_rows(void *args, int ith, int nth);
+void mx_ref_conv2d(void *args, int ith, int nth);
+void mx_ref_upsample(void *args, int ith, int nth);
+void mx_ref_concat(void *args, int ith, int nth);
+
+/* Matmul front ends (matmul.c): choose decode (row dot) or prefill (dequantized tiles + sgemm). */
+int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                  const struct mx_tensor *x);
+int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                     const struct mx_tensor *x, const struct mx_tensor *ids);
+
+/* Fills k with the best kernels for this CPU (kernels/cpu/kernels_avx2.c when compiled in and
+ * the CPU has AVX2+FMA+F16C), or only the scalar ones when simd is false (tests compare both). */
+void mx_cpu_kernels_init(struct mx_cpu_kernels *k, bool simd);
+
+/* The AVX2 set (kernels_avx2.c, compiled with -mavx2 -mfma -mf16c): only call after checking the
+ * CPU's features. */
+void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k);
+
+#endif

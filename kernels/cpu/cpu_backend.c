@@ -1,0 +1,404 @@
+/* cpu_backend.c - the CPU backend: host buffers (wrapping the mmap'd model without a copy), the
+ * op table, and the glue that runs each op's kernel on the thread pool.
+ *
+ * Ops execute synchronously on the caller plus the pool's workers, so set/get/sync need no
+ * queue. Scratch memory grows to the largest op seen and is kept, so a forward pass allocates
+ * only on its first token (and never once the arena and scratch have reached their sizes).
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "kernels/devinfo.h"
+
+#define MX_CPU_ALIGN 64
+
+/* ---- scratch ----------------------------------------------------------------------------------- */
+
+static void *aligned(size_t size) {
+    void *p = NULL;
+    size = (size + MX_CPU_ALIGN - 1) / MX_CPU_ALIGN * MX_CPU_ALIGN;
+    if (posix_memalign(&p, MX_CPU_ALIGN, size ? size : MX_CPU_ALIGN) != 0)
+        return NULL;
+    return p;
+}
+
+int mx_cpu_reserve(struct mx_cpu *c, size_t per_thread, size_t shared) {
+    if (per_thread > c->tbuf_size) {
+        for (int i = 0; i < c->n_threads; i++) {
+            void *p = aligned(per_thread);
+            if (!p)
+                return MX_ENOMEM;
+            free(c->tbuf[i]);
+            c->tbuf[i] = p;
+        }
+        c->tbuf_size = per_thread;
+    }
+    if (shared > c->sbuf_size) {
+        void *p = aligned(shared);
+        if (!p)
+            return MX_ENOMEM;
+        free(c->sbuf);
+        c->sbuf = p;
+        c->sbuf_size = shared;
+    }
+    return 0;
+}
+
+/* Per-thread scratch of n floats, with the op's error message on failure. */
+static int reserve_f32(struct mx_backend *be, const char *op, int64_t n) {
+    size_t bytes;
+    int rc = mx_mul_size((size_t)n, sizeof(float), &bytes) ? mx_cpu_reserve(be->ctx, bytes, 0)
+                                                           : MX_ENOMEM;
+    if (rc < 0) {
+        be->last_err.code = rc;
+        snprintf(be->last_err.msg, sizeof be->last_err.msg,
+                 "%s: cannot allocate %lld floats of scratch per thread", op, (long long)n);
+    }
+    return rc;
+}
+
+/* ---- buffers ----------------------------------------------------------------------------------- */
+
+static int cpu_buf_alloc(struct mx_backend *be, size_t size, struct mx_buf **out) {
+    struct mx_buf *b = calloc(1, sizeof *b);
+    void *p = b ? aligned(size) : NULL;
+    if (!p) {
+        free(b);
+        return MX_ENOMEM;
+    }
+    b->be = be;
+    b->base = p;
+    b->size = size;
+    *out = b;
+    return 0;
+}
+
+static int cpu_buf_from_host(struct mx_backend *be, void *ptr, size_t size, struct mx_buf **out) {
+    struct mx_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        return MX_ENOMEM;
+    b->be = be;
+    b->base = ptr;
+    b->size = size;
+    b->wraps_host = true;
+    *out = b;
+    return 0;
+}
+
+static void cpu_buf_free(struct mx_buf *buf) {
+    if (!buf->wraps_host)
+        free(buf->base);
+    free(buf);
+}
+
+static int cpu_set(struct mx_backend *be, const struct mx_tensor *t, const void *src,
+                   size_t offset, size_t size) {
+    memcpy((char *)t->data + offset, src, size);
+    return 0;
+}
+
+static int cpu_get(struct mx_backend *be, const struct mx_tensor *t, void *dst, size_t offset,
+                   size_t size) {
+    memcpy(dst, (const char *)t->data + offset, size);
+    return 0;
+}
+
+static int cpu_sync(struct mx_backend *be) {
+    return 0;
+}
+
+/* ---- support matrix --------------------------------------------------------------------------- */
+
+static bool has_dequant(enum mx_type t) {
+    const struct mx_type_traits *tr = mx_type_traits(t);
+    return tr && tr->to_float;
+}
+
+static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type) {
+    switch (op) {
+    case MX_OP_MATMUL:
+    case MX_OP_MATMUL_ID:
+        /* ggml's vec_dot pairs exist for these; Q8_1/Q8_K are activation-only types */
+        switch (type) {
+        case MX_TYPE_F32: case MX_TYPE_F16: case MX_TYPE_BF16: case MX_TYPE_Q4_0:
+        case MX_TYPE_Q4_1: case MX_TYPE_Q5_0: case MX_TYPE_Q5_1: case MX_TYPE_Q8_0:
+        case MX_TYPE_Q2_K: case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K:
+        case MX_TYPE_Q6_K:
+            return has_dequant(type);
+        default:
+            return false;
+        }
+    case MX_OP_GET_ROWS:
+        return type == MX_TYPE_F32 || has_dequant(type);
+    case MX_OP_ATTN:
+    case MX_OP_KV_SHIFT:
+        return type == MX_TYPE_F32 || type == MX_TYPE_F16 || type == MX_TYPE_Q8_0;
+    case MX_OP_CPY:
+        return type == MX_TYPE_F32 || type == MX_TYPE_F16 || type == MX_TYPE_BF16 ||
+               type == MX_TYPE_Q8_0;
+    case MX_OP_CONV2D:
+        return type == MX_TYPE_F32 || type == MX_TYPE_F16;
+    default:
+        return type == MX_TYPE_F32 && (int)op >= 0 && op < MX_OP_COUNT;
+    }
+}
+
+/* ---- op glue ---------------------------------------------------------------------------------- */
+
+/* Runs fn on the pool and turns a status a task reported into the op's error. */
+static int run(struct mx_backend *be, mx_pool_fn fn, struct mx_ref_args *a, const char *op) {
+    a->cpu = be->ctx;
+    a->act_mode = be->act_mode;
+    atomic_store(&a->status, 0);
+    mx_pool_run(a->cpu->pool, fn, a);
+    int st = atomic_load(&a->status);
+    if (st < 0) {
+        be->last_err.code = st;
+        snprintf(be->last_err.msg, sizeof be->last_err.msg, "%s: bad input data (%s)", op,
+                 mx_strerror(st));
+    }
+    return st;
+}
+
+#define ARGS(...) struct mx_ref_args a = {__VA_ARGS__}
+
+static int cpu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                        const struct mx_tensor *ids) {
+    ARGS(.dst = dst, .src = {w, ids});
+    return run(be, mx_ref_get_rows, &a, "get_rows (token id outside the vocabulary?)");
+}
+
+static int cpu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                        const struct mx_tensor *w, float eps) {
+    ARGS(.dst = dst, .src = {x, w}, .f = eps);
+    return run(be, mx_ref_rms_norm, &a, "rms_norm");
+}
+
+static int cpu_layer_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                          const struct mx_tensor *w, const struct mx_tensor *b, float eps) {
+    ARGS(.dst = dst, .src = {x, w, b}, .f = eps);
+    return run(be, mx_ref_layer_norm, &a, "layer_norm");
+}
+
+static int cpu_group_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                          const struct mx_tensor *w, const struct mx_tensor *b, int n_groups,
+                          float eps) {
+    ARGS(.dst = dst, .src = {x, w, b}, .f = eps, .i = n_groups);
+    return run(be, mx_ref_group_norm, &a, "group_norm");
+}
+
+static int cpu_rope(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                    const struct mx_tensor *pos, const struct mx_rope_params *p) {
+    ARGS(.dst = dst, .src = {x, pos}, .p = p);
+    return run(be, mx_ref_rope, &a, "rope");
+}
+
+static int cpu_kv_shift(struct mx_backend *be, struct mx_tensor *kcache,
+                        const struct mx_tensor *delta, int head_dim,
+                        const struct mx_rope_params *p) {
+    int rc = reserve_f32(be, "kv_shift", kcache->ne[0]);
+    if (rc < 0)
+        return rc;
+    ARGS(.dst = kcache, .src = {delta}, .i = head_dim, .p = p);
+    return run(be, mx_ref_kv_shift, &a, "kv_shift");
+}
+
+static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
+                    const struct mx_tensor *kcache, const struct mx_tensor *vcache,
+                    const struct mx_tensor *qpos, const struct mx_tensor *kpos,
+                    const struct mx_attn_params *p) {
+    int rc = reserve_f32(be, "attn", p->n_kv + 3 * (int64_t)p->head_dim);
+    if (rc < 0)
+        return rc;
+    ARGS(.dst = dst, .src = {q, kcache, vcache, qpos, kpos}, .p = p);
+    return run(be, mx_ref_attn, &a, "attn");
+}
+
+static int cpu_softmax(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                       float scale) {
+    ARGS(.dst = dst, .src = {x}, .f = scale);
+    return run(be, mx_ref_softmax, &a, "softmax");
+}
+
+static int cpu_silu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    ARGS(.dst = dst, .src = {x});
+    return run(be, mx_ref_silu, &a, "silu");
+}
+
+static int cpu_gelu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    ARGS(.dst = dst, .src = {x});
+    return run(be, mx_ref_gelu, &a, "gelu");
+}
+
+static int cpu_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
+                        const struct mx_tensor *u) {
+    ARGS(.dst = dst, .src = {g, u});
+    return run(be, mx_ref_silu_mul, &a, "silu_mul");
+}
+
+static int cpu_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
+                        const struct mx_tensor *u) {
+    ARGS(.dst = dst, .src = {g, u});
+    return run(be, mx_ref_gelu_mul, &a, "gelu_mul");
+}
+
+static int cpu_add(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                   const struct mx_tensor *y) {
+    ARGS(.dst = dst, .src = {x, y});
+    return run(be, mx_ref_add, &a, "add");
+}
+
+static int cpu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                   const struct mx_tensor *y) {
+    ARGS(.dst = dst, .src = {x, y});
+    return run(be, mx_ref_mul, &a, "mul");
+}
+
+static int cpu_scale(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                     float s) {
+    ARGS(.dst = dst, .src = {x}, .f = s);
+    return run(be, mx_ref_scale, &a, "scale");
+}
+
+static int cpu_cpy(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *src) {
+    int rc = reserve_f32(be, "cpy", dst->ne[0]);
+    if (rc < 0)
+        return rc;
+    ARGS(.dst = dst, .src = {src});
+    return run(be, mx_ref_cpy, &a, "cpy");
+}
+
+static int cpu_moe_route(struct mx_backend *be, struct mx_tensor *ids, struct mx_tensor *weights,
+                         const struct mx_tensor *logits, bool renorm) {
+    int rc = reserve_f32(be, "moe_route", logits->ne[0]);
+    if (rc < 0)
+        return rc;
+    ARGS(.dst = ids, .dst2 = weights, .src = {logits}, .flag = renorm);
+    return run(be, mx_ref_moe_route, &a, "moe_route");
+}
+
+static int cpu_moe_combine(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *y,
+                           const struct mx_tensor *weights) {
+    ARGS(.dst = dst, .src = {y, weights});
+    return run(be, mx_ref_moe_combine, &a, "moe_combine");
+}
+
+static int cpu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                      const struct mx_tensor *w, const struct mx_tensor *b,
+                      const struct mx_conv2d_params *p) {
+    ARGS(.dst = dst, .src = {x, w, b}, .p = p);
+    return run(be, mx_ref_conv2d, &a, "conv2d");
+}
+
+static int cpu_upsample(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                        int factor) {
+    ARGS(.dst = dst, .src = {x}, .i = factor);
+    return run(be, mx_ref_upsample, &a, "upsample");
+}
+
+static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                      const struct mx_tensor *y, int dim) {
+    ARGS(.dst = dst, .src = {x, y}, .i = dim);
+    return run(be, mx_ref_concat, &a, "concat");
+}
+
+/* ---- backend ---------------------------------------------------------------------------------- */
+
+static void cpu_free(struct mx_backend *be) {
+    struct mx_cpu *c = be->ctx;
+    if (c) {
+        mx_pool_free(c->pool);
+        if (c->tbuf)
+            for (int i = 0; i < c->n_threads; i++)
+                free(c->tbuf[i]);
+        free(c->tbuf);
+        free(c->sbuf);
+        free(c);
+    }
+    free(be);
+}
+
+static const struct mx_backend_ops cpu_ops = {
+    .name = "cpu",
+    .free = cpu_free,
+    .buf_alloc = cpu_buf_alloc,
+    .buf_from_host = cpu_buf_from_host,
+    .buf_free = cpu_buf_free,
+    .set = cpu_set,
+    .get = cpu_get,
+    .sync = cpu_sync,
+    .supports = cpu_supports,
+    .matmul = mx_cpu_matmul,
+    .matmul_id = mx_cpu_matmul_id,
+    .get_rows = cpu_get_rows,
+    .rms_norm = cpu_rms_norm,
+    .layer_norm = cpu_layer_norm,
+    .group_norm = cpu_group_norm,
+    .rope = cpu_rope,
+    .kv_shift = cpu_kv_shift,
+    .attn = cpu_attn,
+    .softmax = cpu_softmax,
+    .silu = cpu_silu,
+    .gelu = cpu_gelu,
+    .silu_mul = cpu_silu_mul,
+    .gelu_mul = cpu_gelu_mul,
+    .add = cpu_add,
+    .mul = cpu_mul,
+    .scale = cpu_scale,
+    .cpy = cpu_cpy,
+    .moe_route = cpu_moe_route,
+    .moe_combine = cpu_moe_combine,
+    .conv2d = cpu_conv2d,
+    .upsample = cpu_upsample,
+    .concat = cpu_concat,
+};
+
+struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {
+    if (n_threads <= 0) {
+        struct mx_cpu_info ci;
+        mx_cpu_info_get(&ci);
+        n_threads = ci.n_physical > 0 ? ci.n_physical : 1;
+    }
+    if (n_threads > 256) {
+        mx_err_set(err, MX_EINVAL, "cpu: %d threads (at most 256)", n_threads);
+        return NULL;
+    }
+    struct mx_backend *be = calloc(1, sizeof *be);
+    struct mx_cpu *c = be ? calloc(1, sizeof *c) : NULL;
+    if (c)
+        c->tbuf = calloc((size_t)n_threads, sizeof *c->tbuf);
+    if (!c || !c->tbuf) {
+        if (c)
+            free(c);
+        free(be);
+        mx_err_set(err, MX_ENOMEM, "cpu: out of memory creating the backend");
+        return NULL;
+    }
+    be->ops = &cpu_ops;
+    be->ctx = c;
+    be->act_mode = MX_ACT_GGML;
+    c->n_threads = n_threads;
+    mx_cpu_kernels_init(&c->kern, true);
+    int rc = mx_pool_new(n_threads, &c->pool);
+    if (rc < 0) {
+        cpu_free(be);
+        mx_err_set(err, rc, "cpu: cannot start %d threads", n_threads);
+        return NULL;
+    }
+    /* Our pool already splits the work: each thread calls sgemm on its own tile, so OpenBLAS
+     * must not start threads of its own inside those calls. */
+    openblas_set_num_threads(1);
+    return be;
+}
+
+int mx_backend_cpu_n_threads(const struct mx_backend *be) {
+    if (be->ops != &cpu_ops)
+        return 1;
+    return ((const struct mx_cpu *)be->ctx)->n_threads;
+}

@@ -1,0 +1,33 @@
+/* kernels.c - run-time choice of the CPU's row kernels: the scalar ones always, the AVX2+FMA+F16C
+ * ones (kernels_avx2.c, built with those flags) when configure could compile them and the CPU
+ * reports the features, so one binary runs on any x86-64. */
+#include "kernels/cpu/cpu.h"
+
+#include <string.h>
+
+#include "config.h"
+#include "kernels/devinfo.h"
+
+/* Plain sequential f32 dot: the reference summation order. */
+static float dot_f32_scalar(int64_t n, const float *a, const float *b) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+void mx_cpu_kernels_init(struct mx_cpu_kernels *k, bool simd) {
+    memset(k, 0, sizeof *k);
+    k->name = "scalar";
+    k->dot_f32 = dot_f32_scalar;
+#ifdef HAVE_AVX2_BUILD
+    if (simd) {
+        struct mx_cpu_info ci;
+        mx_cpu_info_get(&ci);
+        if (ci.avx2 && ci.fma && ci.f16c)
+            mx_cpu_kernels_avx2(k);
+    }
+#else
+    (void)simd;
+#endif
+}

@@ -1,0 +1,287 @@
+/* matmul.c - weight matmul and the MoE expert matmul on the CPU.
+ *
+ * Work is cut into tiles of MX_TILE weight rows, balanced over threads across all jobs (a job is
+ * one weight matrix times its activation columns: a plane of a batched matmul, or one selected
+ * expert of matmul_id), so a top-2 MoE step spreads both experts' rows over every thread and
+ * never touches an unselected expert.
+ *
+ * Per tile, by the number of activation columns n:
+ *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
+ *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
+ *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
+ *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
+ *     quantized activations when one exists (MX_ACT_GGML), else dequantize the row + f32 dot.
+ * Activations are rounded first per be->act_mode (see backend.h), so both paths compute the
+ * same numbers up to float summation order.
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+
+#define MX_TILE 32
+#define MX_GEMM_MIN_COLS 8
+
+struct mm_job {
+    const char *w;       /* row 0 of this job's weight matrix */
+    const float *x;      /* f32 (rounded) activations [n_in, n] */
+    const char *xq;      /* the same, quantized to the vec_dot type (rows of xq_row bytes) */
+    float *y;            /* output: column c, row o at y[c * ldy + o] */
+    int64_t n;           /* columns */
+    int64_t ldy;
+};
+
+struct mm_task {
+    struct mx_cpu *cpu;
+    enum mx_type wtype;
+    int64_t n_in, n_out;
+    size_t w_row;        /* bytes per weight row */
+    size_t xq_row;       /* bytes per quantized activation column */
+    float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
+    int n_jobs;
+    const struct mm_job *jobs;
+    int64_t tiles;       /* tiles per job */
+};
+
+static void dequant_rows(enum mx_type type, const char *w, size_t w_row, int64_t n_rows,
+                         int64_t n_in, float *out) {
+    for (int64_t r = 0; r < n_rows; r++)
+        mx_dequantize_row(type, w + (size_t)r * w_row, out + r * n_in, n_in);
+}
+
+static void mm_task_run(void *args, int ith, int nth) {
+    const struct mm_task *t = args;
+    int64_t u0, u1, n_in = t->n_in;
+    float *buf = t->cpu->tbuf[ith]; /* [MX_TILE, n_in] */
+    bool is_f32 = t->wtype == MX_TYPE_F32;
+    mx_split((int64_t)t->n_jobs * t->tiles, ith, nth, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+        const struct mm_job *j = &t->jobs[u / t->tiles];
+        int64_t o0 = (u % t->tiles) * MX_TILE;
+        int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
+        const char *wt = j->w + (size_t)o0 * t->w_row;
+        if (j->n >= MX_GEMM_MIN_COLS) {
+            const float *a = (const float *)wt;
+            if (!is_f32) {
+                dequant_rows(t->wtype, wt, t->w_row, o1 - o0, n_in, buf);
+                a = buf;
+            }
+            cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)j->n,
+                        (int)n_in, 1.0f, a, (int)n_in, j->x, (int)n_in, 0.0f, j->y + o0,
+                        (int)j->ldy);
+            continue;
+        }
+        for (int64_t o = o0; o < o1; o++) {
+            const char *wr = j->w + (size_t)o * t->w_row;
+            if (t->vdot && j->xq) {
+                for (int64_t c = 0; c < j->n; c++)
+                    j->y[c * j->ldy + o] = t->vdot(n_in, wr, j->xq + (size_t)c * t->xq_row);
+                continue;
+            }
+            const float *wf = (const float *)wr;
+            if (!is_f32) {
+                mx_dequantize_row(t->wtype, wr, buf, n_in);
+                wf = buf;
+            }
+            for (int64_t c = 0; c < j->n; c++)
+                j->y[c * j->ldy + o] = t->cpu->kern.dot_f32(n_in, wf, j->x + c * n_in);
+        }
+    }
+}
+
+/* Sizes of the activation copies for ncols columns: f32 (rounded) and quantized. */
+struct act_plan {
+    bool round;          /* GGML mode with a non-F32 weight: x is rounded (so copied) */
+    bool quant;          /* a fast vec_dot kernel exists and decode-sized jobs use it */
+    enum mx_type wtype;
+    enum mx_type vdtype;
+    size_t xq_row;
+};
+
+static int plan_act(struct mx_backend *be, enum mx_type wtype, int64_t n_in, struct act_plan *ap) {
+    struct mx_cpu *c = mx_cpu_of(be);
+    memset(ap, 0, sizeof *ap);
+    bool ggml = be->act_mode == MX_ACT_GGML;
+    ap->round = ggml && wtype != MX_TYPE_F32;
+    ap->wtype = wtype;
+    ap->vdtype = mx_vec_dot_type(wtype);
+    ap->quant = ggml && c->kern.vec_dot[wtype] != NULL;
+    if (ap->quant && !mx_row_size(ap->vdtype, n_in, &ap->xq_row))
+        return MX_EINVAL;
+    return 0;
+}
+
+/* Prepares column c of the activations: rounded f32 copy at xr (when rounding) and quantized
+ * copy at xq (when quant). */
+static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, float *xr,
+                     char *xq) {
+    if (xr != x) {
+        memcpy(xr, x, (size_t)n_in * sizeof(float));
+        if (ap->round)
+            mx_ref_round_act(ap->wtype, xr, n_in);
+    }
+    if (xq)
+        mx_quantize_act(ap->vdtype, x, xq, n_in);
+}
+
+/* Bytes for a * b * c with overflow check. */
+static bool size3(size_t a, size_t b, size_t c, size_t *out) {
+    size_t t;
+    return mx_mul_size(a, b, &t) && mx_mul_size(t, c, out);
+}
+
+static int reserve(struct mx_backend *be, int64_t n_in, size_t shared) {
+    size_t per;
+    if (!size3(MX_TILE, (size_t)n_in, sizeof(float), &per))
+        return MX_ENOMEM;
+    int rc = mx_cpu_reserve(mx_cpu_of(be), per, shared);
+    if (rc < 0)
+        be->last_err.code = rc, snprintf(be->last_err.msg, sizeof be->last_err.msg,
+                                         "matmul: cannot allocate %zu + %zu bytes of scratch",
+                                         per, shared);
+    return rc;
+}
+
+int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                  const struct mx_tensor *x) {
+    struct mx_cpu *c = mx_cpu_of(be);
+    int64_t n_in = w->ne[0], n_out = w->ne[1], T = x->ne[1];
+    int64_t planes = x->ne[2] * x->ne[3], ncols = T * planes;
+    struct act_plan ap;
+    if (plan_act(be, w->type, n_in, &ap) < 0)
+        return MX_EINVAL;
+    bool want_q = ap.quant && T < MX_GEMM_MIN_COLS;
+    size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
+    if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
+        return MX_ENOMEM;
+    if (want_q && !mx_mul_size((size_t)ncols, ap.xq_row, &xq_bytes))
+        return MX_ENOMEM;
+    if (!mx_mul_size((size_t)planes, sizeof(struct mm_job), &job_bytes))
+        return MX_ENOMEM;
+    xr_bytes = (xr_bytes + 63) / 64 * 64;
+    xq_bytes = (xq_bytes + 63) / 64 * 64;
+    if (!mx_add_size(xr_bytes, xq_bytes, &shared) || !mx_add_size(shared, job_bytes, &shared))
+        return MX_ENOMEM;
+    int rc = reserve(be, n_in, shared);
+    if (rc < 0)
+        return rc;
+    float *xr = ap.round ? (float *)c->sbuf : NULL;
+    char *xq = want_q ? (char *)c->sbuf + xr_bytes : NULL;
+    struct mm_job *jobs = (struct mm_job *)((char *)c->sbuf + xr_bytes + xq_bytes);
+    const float *xv = x->data;
+    for (int64_t col = 0; col < ncols; col++)
+        prep_col(&ap, xv + col * n_in, n_in, xr ? xr + col * n_in : (float *)(xv + col * n_in),
+                 xq ? xq + (size_t)col * ap.xq_row : NULL);
+    int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    for (int64_t p = 0; p < planes; p++) {
+        int64_t i2 = p % x->ne[2], i3 = p / x->ne[2];
+        struct mm_job *j = &jobs[p];
+        j->w = (const char *)w->data + (size_t)(i2 / r2) * w->nb[2] + (size_t)(i3 / r3) * w->nb[3];
+        j->x = (xr ? xr : xv) + p * T * n_in;
+        j->xq = xq ? xq + (size_t)(p * T) * ap.xq_row : NULL;
+        j->y = (float *)dst->data + p * T * n_out;
+        j->n = T;
+        j->ldy = n_out;
+    }
+    struct mm_task task = {
+        .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
+        .xq_row = ap.xq_row, .vdot = want_q ? c->kern.vec_dot[w->type] : NULL,
+        .n_jobs = (int)planes, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+    };
+    mx_pool_run(c->pool, mm_task_run, &task);
+    return 0;
+}
+
+int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                     const struct mx_tensor *x, const struct mx_tensor *ids) {
+    struct mx_cpu *c = mx_cpu_of(be);
+    int64_t n_in = w->ne[0], n_out = w->ne[1], n_exp = w->ne[2];
+    int64_t n_used = ids->ne[0], T = ids->ne[1], ncols = n_used * T;
+    const int32_t *idv = ids->data;
+    for (int64_t i = 0; i < ncols; i++) {
+        if (idv[i] < 0 || idv[i] >= n_exp) {
+            be->last_err.code = MX_EINVAL;
+            snprintf(be->last_err.msg, sizeof be->last_err.msg,
+                     "matmul_id: expert id %d at slot %lld outside [0, %lld)", (int)idv[i],
+                     (long long)i, (long long)n_exp);
+            return MX_EINVAL;
+        }
+    }
+    struct act_plan ap;
+    if (plan_act(be, w->type, n_in, &ap) < 0)
+        return MX_EINVAL;
+    /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
+     * per-expert counts and the jobs */
+    size_t xr_bytes, xq_bytes = 0, y_bytes, map_bytes, cnt_bytes, job_bytes, shared = 0;
+    bool ok = size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes) &&
+              size3((size_t)ncols, (size_t)n_out, sizeof(float), &y_bytes) &&
+              mx_mul_size((size_t)ncols, sizeof(int64_t), &map_bytes) &&
+              mx_mul_size((size_t)n_exp + 1, sizeof(int64_t), &cnt_bytes) &&
+              mx_mul_size((size_t)n_exp, sizeof(struct mm_job), &job_bytes);
+    if (ok && ap.quant)
+        ok = mx_mul_size((size_t)ncols, ap.xq_row, &xq_bytes);
+    size_t parts[6] = {xr_bytes, xq_bytes, y_bytes, map_bytes, cnt_bytes, job_bytes};
+    size_t offs[6];
+    for (int i = 0; ok && i < 6; i++) {
+        offs[i] = shared;
+        ok = mx_add_size(shared, (parts[i] + 63) / 64 * 64, &shared);
+    }
+    if (!ok)
+        return MX_ENOMEM;
+    int rc = reserve(be, n_in, shared);
+    if (rc < 0)
+        return rc;
+    char *s = c->sbuf;
+    float *xr = (float *)(s + offs[0]);
+    char *xq = ap.quant ? s + offs[1] : NULL;
+    float *ys = (float *)(s + offs[2]);
+    int64_t *map = (int64_t *)(s + offs[3]);   /* gathered column -> slot index s + t*n_used */
+    int64_t *start = (int64_t *)(s + offs[4]); /* [n_exp + 1] first gathered column per expert */
+    struct mm_job *jobs = (struct mm_job *)(s + offs[5]);
+
+    /* group the (token, slot) pairs by expert, in token order within an expert */
+    memset(start, 0, (size_t)(n_exp + 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < ncols; i++)
+        start[idv[i] + 1]++;
+    for (int64_t e = 0; e < n_exp; e++)
+        start[e + 1] += start[e];
+    for (int64_t e = 0, k = 0; e < n_exp; e++) /* stable: scan once per used expert */
+        for (int64_t i = 0; i < ncols && start[e + 1] > start[e]; i++)
+            if (idv[i] == e)
+                map[k++] = i;
+    int n_jobs = 0;
+    const float *xv = x->data;
+    for (int64_t e = 0; e < n_exp; e++) {
+        int64_t n = start[e + 1] - start[e];
+        if (n == 0)
+            continue;
+        bool q = xq && n < MX_GEMM_MIN_COLS;
+        for (int64_t k = start[e]; k < start[e + 1]; k++) {
+            int64_t slot = map[k] % n_used, t = map[k] / n_used;
+            const float *xc = xv + (t * x->ne[1] + slot % x->ne[1]) * n_in;
+            prep_col(&ap, xc, n_in, xr + k * n_in, q ? xq + (size_t)k * ap.xq_row : NULL);
+        }
+        struct mm_job *j = &jobs[n_jobs++];
+        j->w = (const char *)w->data + (size_t)e * w->nb[2];
+        j->x = xr + start[e] * n_in;
+        j->xq = q ? xq + (size_t)start[e] * ap.xq_row : NULL;
+        j->y = ys + start[e] * n_out;
+        j->n = n;
+        j->ldy = n_out;
+    }
+    struct mm_task task = {
+        .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
+        .xq_row = ap.xq_row, .vdot = ap.quant ? c->kern.vec_dot[w->type] : NULL,
+        .n_jobs = n_jobs, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+    };
+    mx_pool_run(c->pool, mm_task_run, &task);
+    /* scatter: gathered column k is dst[:, slot, t] */
+    float *d = dst->data;
+    for (int64_t k = 0; k < ncols; k++)
+        memcpy(d + map[k] * n_out, ys + k * n_out, (size_t)n_out * sizeof(float));
+    return 0;
+}

@@ -1,0 +1,162 @@
+/* pool.c - the CPU backend's persistent thread pool.
+ *
+ * Workers are created once with the backend and reused for every op: an LLM decode step runs a
+ * few hundred small ops, so creating threads per op (tens of microseconds each) would dominate.
+ * A dispatch bumps a generation counter; workers spin on it briefly (ops follow each other within
+ * microseconds during a forward pass) and then sleep on a condition variable so an idle engine
+ * costs no CPU. The caller works as thread 0 and then waits for the others the same way.
+ * Tuned for 2-16 threads; the spin is short because cores may be shared with other processes.
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* Spin iterations before sleeping: a few microseconds, enough to bridge consecutive ops. */
+#define MX_POOL_SPIN 20000
+
+struct mx_pool {
+    int nth;
+    pthread_t *threads;       /* [nth - 1] */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;   /* generation changed or stop */
+    pthread_cond_t cv_done;   /* the last worker finished */
+    atomic_uint gen;          /* bumped per dispatch */
+    atomic_int n_done;        /* workers finished with the current generation */
+    atomic_bool stop;
+    mx_pool_fn fn;            /* current task (written before gen is bumped) */
+    void *args;
+};
+
+struct worker_arg {
+    struct mx_pool *pool;
+    int ith;
+};
+
+static void *worker_main(void *p) {
+    struct worker_arg wa = *(struct worker_arg *)p;
+    free(p);
+    struct mx_pool *pool = wa.pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
+               !atomic_load_explicit(&pool->stop, memory_order_acquire) && spins < MX_POOL_SPIN) {
+            CPU_RELAX();
+            spins++;
+        }
+        if (g == seen && !atomic_load(&pool->stop)) {
+            pthread_mutex_lock(&pool->mu);
+            while ((g = atomic_load(&pool->gen)) == seen && !atomic_load(&pool->stop))
+                pthread_cond_wait(&pool->cv_work, &pool->mu);
+            pthread_mutex_unlock(&pool->mu);
+        }
+        if (atomic_load(&pool->stop))
+            return NULL;
+        seen = g;
+        pool->fn(pool->args, wa.ith, pool->nth);
+        if (atomic_fetch_add_explicit(&pool->n_done, 1, memory_order_acq_rel) + 1 ==
+            pool->nth - 1) {
+            pthread_mutex_lock(&pool->mu);
+            pthread_cond_signal(&pool->cv_done);
+            pthread_mutex_unlock(&pool->mu);
+        }
+    }
+}
+
+int mx_pool_new(int n_threads, struct mx_pool **out) {
+    *out = NULL;
+    if (n_threads < 1 || n_threads > 1024)
+        return MX_EINVAL;
+    struct mx_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return MX_ENOMEM;
+    pool->nth = n_threads;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv_work, NULL);
+    pthread_cond_init(&pool->cv_done, NULL);
+    atomic_init(&pool->gen, 0);
+    atomic_init(&pool->n_done, 0);
+    atomic_init(&pool->stop, false);
+    if (n_threads > 1) {
+        pool->threads = calloc((size_t)n_threads - 1, sizeof *pool->threads);
+        if (!pool->threads) {
+            pool->nth = 1;
+            mx_pool_free(pool);
+            return MX_ENOMEM;
+        }
+    }
+    for (int i = 1; i < n_threads; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->pool = pool;
+            wa->ith = i;
+        }
+        if (!wa || pthread_create(&pool->threads[i - 1], NULL, worker_main, wa) != 0) {
+            free(wa);
+            pool->nth = i; /* join only the ones started */
+            mx_pool_free(pool);
+            return wa ? MX_EIO : MX_ENOMEM;
+        }
+    }
+    *out = pool;
+    return 0;
+}
+
+void mx_pool_free(struct mx_pool *pool) {
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->mu);
+    atomic_store(&pool->stop, true);
+    pthread_cond_broadcast(&pool->cv_work);
+    pthread_mutex_unlock(&pool->mu);
+    for (int i = 1; i < pool->nth; i++)
+        pthread_join(pool->threads[i - 1], NULL);
+    pthread_cond_destroy(&pool->cv_work);
+    pthread_cond_destroy(&pool->cv_done);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool->threads);
+    free(pool);
+}
+
+int mx_pool_n_threads(const struct mx_pool *pool) {
+    return pool->nth;
+}
+
+void mx_pool_run(struct mx_pool *pool, mx_pool_fn fn, void *args) {
+    if (pool->nth == 1) {
+        fn(args, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->args = args;
+    atomic_store_explicit(&pool->n_done, 0, memory_order_relaxed);
+    pthread_mutex_lock(&pool->mu);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->cv_work);
+    pthread_mutex_unlock(&pool->mu);
+
+    fn(args, 0, pool->nth);
+
+    int spins = 0;
+    while (atomic_load_explicit(&pool->n_done, memory_order_acquire) != pool->nth - 1 &&
+           spins < MX_POOL_SPIN) {
+        CPU_RELAX();
+        spins++;
+    }
+    if (atomic_load_explicit(&pool->n_done, memory_order_acquire) != pool->nth - 1) {
+        pthread_mutex_lock(&pool->mu);
+        while (atomic_load(&pool->n_done) != pool->nth - 1)
+            pthread_cond_wait(&pool->cv_done, &pool->mu);
+        pthread_mutex_unlock(&pool->mu);
+    }
+}

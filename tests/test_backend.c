@@ -1,0 +1,1119 @@
+/* test_backend.c - every op of the CPU backend against a simple oracle written here (double
+ * precision loops over the same inputs), on random inputs of awkward sizes, with 1 and several
+ * threads, and with the SIMD kernels on and off.
+ *
+ * Tolerances: an f32 dot product of n terms summed in any order is within n * 2^-24 * sum|terms|
+ * of the exact value (the classic recursive-summation bound; blocked/SIMD sums only do better),
+ * so matmul-like results are checked against TOL_DOT(n) * sum|terms|. Elementwise ops are a few
+ * float roundings from exact: 1e-6 relative. Cache-type tolerances are derived where used.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/quant.h"
+#include "core/util.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
+#include "tests/mx_test.h"
+
+#define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
+
+static struct mx_backend *be1, *be4, *be_scalar;
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+#define MAX_ALLOCS 512
+static void *allocs[MAX_ALLOCS];
+static int n_allocs;
+
+static void *talloc(size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    assert_non_null(p);
+    assert_true(n_allocs < MAX_ALLOCS);
+    allocs[n_allocs++] = p;
+    return p;
+}
+
+static void free_all(void) {
+    for (int i = 0; i < n_allocs; i++)
+        free(allocs[i]);
+    n_allocs = 0;
+}
+
+static struct mx_tensor mk(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3) {
+    struct mx_tensor t;
+    assert_int_equal(mx_tensor_init(&t, type, ne0, ne1, ne2, ne3), 0);
+    t.data = talloc(mx_tensor_nbytes(&t));
+    return t;
+}
+
+static uint64_t rng = 12345;
+
+static void fill(struct mx_tensor *t, float amp) {
+    float *p = t->data;
+    for (int64_t i = 0; i < mx_tensor_nelements(t); i++)
+        p[i] = amp * mx_test_randf(&rng);
+}
+
+static float *F(const struct mx_tensor *t) {
+    return t->data;
+}
+
+static int32_t *I(const struct mx_tensor *t) {
+    return t->data;
+}
+
+/* max |a - b| over n floats */
+static double maxdiff(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+/* The oracle's own ggml activation rounding (independent of kernels/cpu): Q8_0 blocks with
+ * d = fp16(amax/127), q = rint(x * 127/amax); Q8_K with iscale = -127/max(signed), d = 1/iscale;
+ * F16 / BF16 round trips. */
+static void oracle_round(enum mx_type wtype, float *x, int64_t n) {
+    switch (wtype) {
+    case MX_TYPE_F32:
+        return;
+    case MX_TYPE_F16:
+        for (int64_t i = 0; i < n; i++)
+            x[i] = mx_fp16_to_fp32(mx_fp32_to_fp16(x[i]));
+        return;
+    case MX_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++)
+            x[i] = mx_bf16_to_fp32(mx_fp32_to_bf16(x[i]));
+        return;
+    case MX_TYPE_Q2_K: case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K:
+    case MX_TYPE_Q6_K:
+        for (int64_t b = 0; b < n; b += 256) {
+            float amax = 0, max = 0;
+            for (int j = 0; j < 256; j++)
+                if (fabsf(x[b + j]) > amax) {
+                    amax = fabsf(x[b + j]);
+                    max = x[b + j];
+                }
+            if (amax == 0)
+                continue;
+            float is = -127.0f / max;
+            for (int j = 0; j < 256; j++) {
+                float q = nearbyintf(is * x[b + j]);
+                x[b + j] = fminf(q, 127.0f) * (1.0f / is);
+            }
+        }
+        return;
+    default: /* Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: Q8_0/Q8_1 activations */
+        for (int64_t b = 0; b < n; b += 32) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[b + j]));
+            float d = mx_fp16_to_fp32(mx_fp32_to_fp16(amax / 127.0f));
+            float id = amax != 0 ? 127.0f / amax : 0;
+            for (int j = 0; j < 32; j++)
+                x[b + j] = nearbyintf(x[b + j] * id) * d;
+        }
+        return;
+    }
+}
+
+/* A weight matrix of type from random f32 values: the quantized tensor and its dequantized f32
+ * values (what the oracle multiplies by). */
+static struct mx_tensor make_weight(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp,
+                                    float **deq) {
+    struct mx_tensor w = mk(type, n_in, n_out, n_exp, 1);
+    int64_t rows = n_out * n_exp;
+    float *src = talloc((size_t)(n_in * rows) * sizeof(float));
+    *deq = talloc((size_t)(n_in * rows) * sizeof(float));
+    for (int64_t i = 0; i < n_in * rows; i++)
+        src[i] = mx_test_randf(&rng);
+    for (int64_t r = 0; r < rows; r++) {
+        assert_int_equal(mx_quantize_row(type, src + r * n_in, mx_row(&w, r), n_in), 0);
+        assert_int_equal(mx_dequantize_row(type, mx_row(&w, r), *deq + r * n_in, n_in), 0);
+    }
+    return w;
+}
+
+static const enum mx_type wtypes[] = {
+    MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0,
+    MX_TYPE_Q5_1, MX_TYPE_Q8_0, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
+    MX_TYPE_Q6_K,
+};
+
+/* ---- tensors, arena --------------------------------------------------------------------------- */
+
+static void test_tensor_helpers(void **state) {
+    struct mx_tensor t, v;
+    assert_int_equal(mx_tensor_init(&t, MX_TYPE_Q4_0, 64, 3, 2, 0), 0);
+    assert_int_equal(t.nb[1], 36);
+    assert_int_equal(mx_tensor_nrows(&t), 6);
+    assert_int_equal(mx_tensor_nbytes(&t), 216);
+    assert_true(mx_tensor_is_contiguous(&t));
+    assert_int_equal(mx_tensor_init(&t, MX_TYPE_Q4_0, 48, 1, 1, 1), MX_EINVAL); /* not a block */
+    assert_int_equal(mx_tensor_init(&t, (enum mx_type)99, 4, 1, 1, 1), MX_EINVAL);
+    assert_int_equal(mx_tensor_init(&t, MX_TYPE_F32, INT64_MAX / 2, 4, 1, 1), MX_EINVAL);
+    struct mx_tensor f = mk(MX_TYPE_F16, 8, 5, 2, 1);
+    assert_int_equal(mx_tensor_view_rows(&f, 3, 7, &v), 0);
+    assert_ptr_equal(v.data, (char *)f.data + 3 * 16);
+    assert_int_equal(v.ne[1], 7);
+    assert_int_equal(mx_tensor_view_rows(&f, 4, 7, &v), MX_EINVAL);
+    assert_int_equal(mx_tensor_reshape(&f, 16, 5, 1, 1, &v), 0);
+    assert_int_equal(mx_tensor_reshape(&f, 16, 4, 1, 1, &v), MX_EINVAL);
+    free_all();
+}
+
+static void test_arena_measure_then_alloc(void **state) {
+    struct mx_arena a;
+    struct mx_tensor t[3];
+    struct mx_err err = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        size_t need = a.used;
+        if (pass == 0)
+            mx_arena_init_measure(&a);
+        else
+            assert_int_equal(mx_arena_init(&a, be1, need, &err), 0);
+        assert_int_equal(mx_arena_tensor(&a, &t[0], MX_TYPE_F32, 10, 3, 1, 1, "a", &err), 0);
+        assert_int_equal(mx_arena_tensor(&a, &t[1], MX_TYPE_Q8_0, 64, 7, 1, 1, "b", &err), 0);
+        assert_int_equal(mx_arena_tensor(&a, &t[2], MX_TYPE_I32, 5, 1, 1, 1, "c", &err), 0);
+        if (pass == 0) {
+            assert_null(t[0].data);
+            assert_int_equal(a.used, 128 + 512 + 20); /* 120 -> 128, 7 * 68 = 476 -> 512, 20 */
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal((uintptr_t)t[i].data % 64, 0);
+    assert_true((char *)t[1].data >= (char *)t[0].data + 120);
+    assert_true((char *)t[2].data >= (char *)t[1].data + 7 * 68);
+    memset(t[2].data, 1, 20); /* the last byte is in bounds (ASan checks) */
+    struct mx_tensor x;
+    assert_int_equal(mx_arena_tensor(&a, &x, MX_TYPE_F32, 1, 1, 1, 1, "d", &err), MX_ENOMEM);
+    assert_non_null(strstr(err.msg, "arena: d"));
+    mx_arena_reset(&a);
+    assert_int_equal(mx_arena_tensor(&a, &x, MX_TYPE_F32, 1, 1, 1, 1, "d", &err), 0);
+    mx_arena_deinit(&a);
+    mx_arena_deinit(&a);
+}
+
+/* ---- matmul ----------------------------------------------------------------------------------- */
+
+/* dst = W x checked against the double oracle on the rounded activations. */
+static void check_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in, int64_t n_out,
+                         int64_t T, int mode) {
+    float *wd;
+    struct mx_tensor w = make_weight(type, n_in, n_out, 1, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1, 1), y = mk(MX_TYPE_F32, n_out, T, 1, 1);
+    fill(&x, 2.0f);
+    assert_int_equal(mx_backend_set_act_mode(be, mode), 0);
+    assert_int_equal(mx_op_matmul(be, &y, &w, &x), 0);
+    float *xr = talloc((size_t)n_in * sizeof(float));
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(xr, F(&x) + t * n_in, (size_t)n_in * sizeof(float));
+        if (mode == MX_ACT_GGML)
+            oracle_round(type, xr, n_in);
+        for (int64_t o = 0; o < n_out; o++) {
+            double s = 0, sa = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+                s += (double)wd[o * n_in + i] * xr[i];
+                sa += fabs((double)wd[o * n_in + i] * xr[i]);
+            }
+            double got = F(&y)[t * n_out + o];
+            if (fabs(got - s) > TOL_DOT(n_in) * sa + 1e-6)
+                fail_msg("matmul %s mode %d n_in %lld T %lld: y[%lld,%lld] = %.9g, oracle %.9g",
+                         mx_type_name(type), mode, (long long)n_in, (long long)T, (long long)o,
+                         (long long)t, got, s);
+        }
+    }
+}
+
+static void test_matmul_all_types(void **state) {
+    for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++) {
+        enum mx_type type = wtypes[k];
+        int64_t blk = mx_type_traits(type)->blck_size;
+        int64_t n_in = blk == 256 ? 512 : 96;
+        assert_true(mx_backend_supports(be4, MX_OP_MATMUL, type));
+        int64_t Ts[] = {1, 3, 9}; /* decode, small batch, GEMM path (>= 8 columns) */
+        for (int mode = 0; mode < 2; mode++)
+            for (int i = 0; i < 3; i++) {
+                check_matmul(be4, type, n_in, 37, Ts[i], mode); /* 37: a tile and a remainder */
+                check_matmul(be1, type, n_in, 1, Ts[i], mode);  /* a single output row */
+                check_matmul(be_scalar, type, n_in, 5, Ts[i], mode);
+                free_all();
+            }
+    }
+    mx_backend_set_act_mode(be1, MX_ACT_GGML);
+    mx_backend_set_act_mode(be4, MX_ACT_GGML);
+    mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
+}
+
+/* Results do not depend on the thread count (each output value has one owner). */
+static void test_matmul_threads_bitwise(void **state) {
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_Q4_0, MX_TYPE_Q6_K};
+    for (size_t k = 0; k < 3; k++) {
+        float *wd;
+        struct mx_tensor w = make_weight(types[k], 256, 70, 1, &wd);
+        for (int64_t T = 1; T <= 17; T += 8) {
+            struct mx_tensor x = mk(MX_TYPE_F32, 256, T, 1, 1);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, 70, T, 1, 1), y4 = mk(MX_TYPE_F32, 70, T, 1, 1);
+            fill(&x, 1.0f);
+            assert_int_equal(mx_op_matmul(be1, &y1, &w, &x), 0);
+            assert_int_equal(mx_op_matmul(be4, &y4, &w, &x), 0);
+            assert_memory_equal(y1.data, y4.data, (size_t)(70 * T) * sizeof(float));
+        }
+        free_all();
+    }
+}
+
+/* Broadcast: 3-D W [n_in, n_out, 2] against x [n_in, T, 4]: plane i of x uses W plane i / 2. */
+static void test_matmul_broadcast(void **state) {
+    float *wd;
+    struct mx_tensor w = make_weight(MX_TYPE_F32, 32, 6, 2, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 32, 3, 4, 1), y = mk(MX_TYPE_F32, 6, 3, 4, 1);
+    fill(&x, 1.0f);
+    assert_int_equal(mx_op_matmul(be4, &y, &w, &x), 0);
+    for (int p = 0; p < 4; p++)
+        for (int t = 0; t < 3; t++)
+            for (int o = 0; o < 6; o++) {
+                double s = 0;
+                for (int i = 0; i < 32; i++)
+                    s += (double)wd[(p / 2) * 6 * 32 + o * 32 + i] * F(&x)[(p * 3 + t) * 32 + i];
+                assert_true(fabs(F(&y)[(p * 3 + t) * 6 + o] - s) < 1e-5);
+            }
+    free_all();
+}
+
+/* ---- matmul_id --------------------------------------------------------------------------------- */
+
+/* Weights in their own pages; unselected experts are made unreadable, so reading one crashes. */
+static void test_matmul_id_reads_only_selected(void **state) {
+    long page = sysconf(_SC_PAGESIZE);
+    int64_t n_in = 64, n_out = 64, n_exp = 6; /* 16 KiB per F32 expert */
+    size_t per = (size_t)(n_in * n_out) * 4;
+    assert_int_equal(per % (size_t)page, 0);
+    char *mem = mmap(NULL, per * (size_t)n_exp, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    for (size_t i = 0; i < per * (size_t)n_exp / 4; i++)
+        ((float *)mem)[i] = mx_test_randf(&rng);
+    struct mx_tensor w;
+    assert_int_equal(mx_tensor_init(&w, MX_TYPE_F32, n_in, n_out, n_exp, 1), 0);
+    w.data = mem;
+    bool used[6] = {false, true, false, false, true, false};
+    for (int e = 0; e < n_exp; e++)
+        if (!used[e])
+            assert_int_equal(mprotect(mem + per * (size_t)e, per, PROT_NONE), 0);
+    for (int64_t T = 1; T <= 12; T += 11) { /* decode and a batch that takes the GEMM path */
+        struct mx_tensor x = mk(MX_TYPE_F32, n_in, 1, T, 1);
+        struct mx_tensor ids = mk(MX_TYPE_I32, 2, T, 1, 1), y = mk(MX_TYPE_F32, n_out, 2, T, 1);
+        fill(&x, 1.0f);
+        for (int64_t t = 0; t < T; t++) {
+            I(&ids)[2 * t] = t % 2 ? 4 : 1;
+            I(&ids)[2 * t + 1] = t % 2 ? 1 : 4;
+        }
+        assert_int_equal(mx_op_matmul_id(be4, &y, &w, &x, &ids), 0);
+        for (int64_t t = 0; t < T; t++)
+            for (int s = 0; s < 2; s++) {
+                int e = I(&ids)[2 * t + s];
+                for (int64_t o = 0; o < n_out; o++) {
+                    double acc = 0;
+                    const float *wr = (const float *)(mem + per * (size_t)e) + o * n_in;
+                    for (int64_t i = 0; i < n_in; i++)
+                        acc += (double)wr[i] * F(&x)[t * n_in + i];
+                    assert_true(fabs(F(&y)[(t * 2 + s) * n_out + o] - acc) < 1e-5);
+                }
+            }
+    }
+    munmap(mem, per * (size_t)n_exp);
+    free_all();
+}
+
+/* matmul_id equals a matmul with the selected expert, per (slot, token), for both x layouts
+ * (shared input [n_in, 1, T] and per-slot input [n_in, k, T]) and several weight types. */
+static void test_matmul_id_equals_per_expert_matmul(void **state) {
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q4_0, MX_TYPE_Q8_0, MX_TYPE_Q4_K,
+                            MX_TYPE_Q6_K};
+    for (size_t k = 0; k < MX_ARRAY_LEN(types); k++) {
+        int64_t n_in = mx_type_traits(types[k])->blck_size == 256 ? 256 : 64;
+        int64_t n_out = 40, n_exp = 5, n_used = 2;
+        float *wd;
+        struct mx_tensor w = make_weight(types[k], n_in, n_out, n_exp, &wd);
+        int64_t Ts[] = {1, 2, 21};
+        for (int it = 0; it < 3; it++)
+            for (int shared = 0; shared < 2; shared++) {
+                int64_t T = Ts[it], xs = shared ? 1 : n_used;
+                struct mx_tensor x = mk(MX_TYPE_F32, n_in, xs, T, 1);
+                struct mx_tensor ids = mk(MX_TYPE_I32, n_used, T, 1, 1);
+                struct mx_tensor y = mk(MX_TYPE_F32, n_out, n_used, T, 1);
+                fill(&x, 1.0f);
+                for (int64_t t = 0; t < T; t++) {
+                    int a = (int)(mx_test_rand(&rng) % 5), b = (int)(mx_test_rand(&rng) % 4);
+                    I(&ids)[t * 2] = a;
+                    I(&ids)[t * 2 + 1] = b >= a ? b + 1 : b;
+                }
+                assert_int_equal(mx_op_matmul_id(be4, &y, &w, &x, &ids), 0);
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t s = 0; s < n_used; s++) {
+                        struct mx_tensor we, xc, yc = mk(MX_TYPE_F32, n_out, 1, 1, 1);
+                        assert_int_equal(mx_tensor_init(&we, types[k], n_in, n_out, 1, 1), 0);
+                        we.data = (char *)w.data + (size_t)I(&ids)[t * 2 + s] * w.nb[2];
+                        assert_int_equal(mx_tensor_view_rows(&x, t * xs + s % xs, 1, &xc), 0);
+                        assert_int_equal(mx_op_matmul(be1, &yc, &we, &xc), 0);
+                        /* same rounded activations, same dequantized weights: only the
+                         * summation order may differ (GEMM vs dot) */
+                        double tol = TOL_DOT(n_in) * n_in * 2.0;
+                        double d = maxdiff(F(&yc), F(&y) + (t * n_used + s) * n_out, n_out);
+                        if (d > tol)
+                            fail_msg("matmul_id %s T %lld: slot %lld token %lld differs by %g",
+                                     mx_type_name(types[k]), (long long)T, (long long)s,
+                                     (long long)t, d);
+                    }
+                free_all();
+                w = make_weight(types[k], n_in, n_out, n_exp, &wd);
+            }
+        free_all();
+    }
+}
+
+static void test_matmul_id_bad_id(void **state) {
+    float *wd;
+    struct mx_tensor w = make_weight(MX_TYPE_F32, 32, 4, 3, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 32, 1, 1, 1), ids = mk(MX_TYPE_I32, 1, 1, 1, 1);
+    struct mx_tensor y = mk(MX_TYPE_F32, 4, 1, 1, 1);
+    I(&ids)[0] = 3;
+    assert_int_equal(mx_op_matmul_id(be4, &y, &w, &x, &ids), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "expert id 3"));
+    I(&ids)[0] = -1;
+    assert_int_equal(mx_op_matmul_id(be4, &y, &w, &x, &ids), MX_EINVAL);
+    free_all();
+}
+
+/* ---- get_rows ---------------------------------------------------------------------------------- */
+
+static void test_get_rows(void **state) {
+    for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++) {
+        int64_t n = mx_type_traits(wtypes[k])->blck_size == 256 ? 256 : 64;
+        float *wd;
+        struct mx_tensor w = make_weight(wtypes[k], n, 11, 1, &wd);
+        struct mx_tensor ids = mk(MX_TYPE_I32, 4, 1, 1, 1), y = mk(MX_TYPE_F32, n, 4, 1, 1);
+        int32_t want[4] = {10, 0, 3, 3};
+        memcpy(ids.data, want, sizeof want);
+        assert_int_equal(mx_op_get_rows(be4, &y, &w, &ids), 0);
+        for (int t = 0; t < 4; t++) /* exactly the reference dequantization */
+            assert_memory_equal(F(&y) + t * n, wd + want[t] * n, (size_t)n * sizeof(float));
+        I(&ids)[2] = 11;
+        assert_int_equal(mx_op_get_rows(be4, &y, &w, &ids), MX_EINVAL);
+        free_all();
+    }
+}
+
+/* ---- norms, softmax, elementwise ------------------------------------------------------------- */
+
+static void test_norms(void **state) {
+    int64_t n = 77, R = 5;
+    struct mx_tensor x = mk(MX_TYPE_F32, n, R, 1, 1), w = mk(MX_TYPE_F32, n, 1, 1, 1);
+    struct mx_tensor b = mk(MX_TYPE_F32, n, 1, 1, 1), y = mk(MX_TYPE_F32, n, R, 1, 1);
+    fill(&x, 3.0f);
+    fill(&w, 1.0f);
+    fill(&b, 1.0f);
+    for (int wi = 0; wi < 2; wi++) {
+        assert_int_equal(mx_op_rms_norm(be4, &y, &x, wi ? &w : NULL, 1e-5f), 0);
+        for (int64_t r = 0; r < R; r++) {
+            double ss = 0;
+            for (int64_t i = 0; i < n; i++)
+                ss += (double)F(&x)[r * n + i] * F(&x)[r * n + i];
+            double sc = 1.0 / sqrt(ss / n + 1e-5);
+            for (int64_t i = 0; i < n; i++) {
+                double want = F(&x)[r * n + i] * sc * (wi ? F(&w)[i] : 1.0);
+                assert_true(fabs(F(&y)[r * n + i] - want) <= 1e-6 * (fabs(want) + 1));
+            }
+        }
+        assert_int_equal(mx_op_layer_norm(be4, &y, &x, wi ? &w : NULL, wi ? &b : NULL, 1e-5f), 0);
+        for (int64_t r = 0; r < R; r++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < n; i++)
+                m += F(&x)[r * n + i];
+            m /= n;
+            for (int64_t i = 0; i < n; i++)
+                v += (F(&x)[r * n + i] - m) * (F(&x)[r * n + i] - m);
+            v /= n;
+            for (int64_t i = 0; i < n; i++) {
+                double want = (F(&x)[r * n + i] - m) / sqrt(v + 1e-5);
+                if (wi)
+                    want = want * F(&w)[i] + F(&b)[i];
+                assert_true(fabs(F(&y)[r * n + i] - want) <= 2e-6 * (fabs(want) + 1));
+            }
+        }
+    }
+    /* in place */
+    memcpy(y.data, x.data, (size_t)(n * R) * 4);
+    struct mx_tensor y2 = mk(MX_TYPE_F32, n, R, 1, 1);
+    assert_int_equal(mx_op_rms_norm(be4, &y2, &x, &w, 1e-5f), 0);
+    assert_int_equal(mx_op_rms_norm(be4, &y, &y, &w, 1e-5f), 0);
+    assert_memory_equal(y.data, y2.data, (size_t)(n * R) * 4);
+    /* a wrong weight length is refused with a message */
+    struct mx_tensor w2 = mk(MX_TYPE_F32, n - 1, 1, 1, 1);
+    assert_int_equal(mx_op_rms_norm(be4, &y, &x, &w2, 1e-5f), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "rms_norm"));
+    free_all();
+}
+
+static void test_softmax_and_activations(void **state) {
+    int64_t n = 45, R = 3;
+    struct mx_tensor x = mk(MX_TYPE_F32, n, R, 1, 1), u = mk(MX_TYPE_F32, n, R, 1, 1);
+    struct mx_tensor y = mk(MX_TYPE_F32, n, R, 1, 1);
+    fill(&x, 6.0f);
+    fill(&u, 2.0f);
+    assert_int_equal(mx_op_softmax(be4, &y, &x, 0.7f), 0);
+    for (int64_t r = 0; r < R; r++) {
+        double mx = -1e30, s = 0;
+        for (int64_t i = 0; i < n; i++)
+            mx = fmax(mx, 0.7 * F(&x)[r * n + i]);
+        for (int64_t i = 0; i < n; i++)
+            s += exp(0.7 * F(&x)[r * n + i] - mx);
+        for (int64_t i = 0; i < n; i++) {
+            double want = exp(0.7 * F(&x)[r * n + i] - mx) / s;
+            assert_true(fabs(F(&y)[r * n + i] - want) <= 1e-6 * want + 1e-9);
+        }
+    }
+    int64_t N = n * R;
+    assert_int_equal(mx_op_silu_mul(be4, &y, &x, &u), 0);
+    for (int64_t i = 0; i < N; i++) {
+        double xv = F(&x)[i], want = xv / (1 + exp(-xv)) * F(&u)[i];
+        assert_true(fabs(F(&y)[i] - want) <= 1e-6 * (fabs(want) + 1e-3));
+    }
+    assert_int_equal(mx_op_silu(be4, &y, &x), 0);
+    for (int64_t i = 0; i < N; i++) {
+        double xv = F(&x)[i], want = xv / (1 + exp(-xv));
+        assert_true(fabs(F(&y)[i] - want) <= 1e-6 * (fabs(want) + 1e-3));
+    }
+    assert_int_equal(mx_op_gelu_mul(be4, &y, &x, &u), 0);
+    for (int64_t i = 0; i < N; i++) {
+        double xv = F(&x)[i];
+        double want = 0.5 * xv * (1 + tanh(sqrt(2 / M_PI) * (xv + 0.044715 * xv * xv * xv)));
+        /* for x << 0, 1 + tanh(..) cancels: up to |x| * 2^-24 absolute error is float's due */
+        double tol = 2e-6 * fabs(want * F(&u)[i]) + 1.2e-7 * fabs(xv * F(&u)[i]);
+        assert_true(fabs(F(&y)[i] - want * F(&u)[i]) <= tol);
+    }
+    assert_int_equal(mx_op_scale(be4, &y, &x, -0.5f), 0);
+    for (int64_t i = 0; i < N; i++)
+        assert_true(F(&y)[i] == -0.5f * F(&x)[i]);
+    /* add/mul with broadcasting: b [n, 1] over a [n, R]; b [1, R] over a [n, R] */
+    struct mx_tensor b1 = mk(MX_TYPE_F32, n, 1, 1, 1), b2 = mk(MX_TYPE_F32, 1, R, 1, 1);
+    fill(&b1, 1.0f);
+    fill(&b2, 1.0f);
+    assert_int_equal(mx_op_add(be4, &y, &x, &b1), 0);
+    for (int64_t i = 0; i < N; i++)
+        assert_true(F(&y)[i] == F(&x)[i] + F(&b1)[i % n]);
+    assert_int_equal(mx_op_mul(be4, &y, &x, &b2), 0);
+    for (int64_t i = 0; i < N; i++)
+        assert_true(F(&y)[i] == F(&x)[i] * F(&b2)[i / n]);
+    memcpy(y.data, x.data, (size_t)N * 4);
+    assert_int_equal(mx_op_add(be4, &y, &y, &u), 0); /* in place */
+    for (int64_t i = 0; i < N; i++)
+        assert_true(F(&y)[i] == F(&x)[i] + F(&u)[i]);
+    struct mx_tensor bad = mk(MX_TYPE_F32, 2, 1, 1, 1);
+    assert_int_equal(mx_op_add(be4, &y, &x, &bad), MX_EINVAL);
+    free_all();
+}
+
+/* ---- rope -------------------------------------------------------------------------------------- */
+
+/* Exact rotation in double: pair i at position p by p * base^(-2i/n_rot). */
+static void oracle_rope(const float *x, double *y, int hd, int n_rot, int mode, double base,
+                        double pos) {
+    for (int i = 0; i < hd; i++)
+        y[i] = x[i];
+    for (int i = 0; i < n_rot / 2; i++) {
+        double th = pos * pow(base, -2.0 * i / n_rot);
+        int i0 = mode == MX_ROPE_NEOX ? i : 2 * i, i1 = mode == MX_ROPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
+        y[i0] = x[i0] * cos(th) - x[i1] * sin(th);
+        y[i1] = x[i0] * sin(th) + x[i1] * cos(th);
+    }
+}
+
+static void test_rope_formula(void **state) {
+    int hd = 24, nh = 3, T = 5;
+    int n_rots[] = {24, 16};
+    struct mx_tensor x = mk(MX_TYPE_F32, hd, nh, T, 1), y = mk(MX_TYPE_F32, hd, nh, T, 1);
+    struct mx_tensor pos = mk(MX_TYPE_I32, T, 1, 1, 1);
+    fill(&x, 1.0f);
+    int32_t pv[5] = {0, 1, 7, 31, 50};
+    memcpy(pos.data, pv, sizeof pv);
+    double ref[24];
+    for (int m = 0; m < 2; m++)
+        for (int r = 0; r < 2; r++) {
+            struct mx_rope_params p = {.n_rot = n_rots[r], .mode = m ? MX_ROPE_NEOX : MX_ROPE_NORM,
+                                       .freq_base = 10000.0f, .freq_scale = 1.0f};
+            assert_int_equal(mx_op_rope(be4, &y, &x, &pos, &p), 0);
+            /* float32 angles at p <= 50: |theta error| <= p * (pairs * 2^-24) ~ 1e-5 rad worst
+             * case at the fastest pair; so 2e-5 on values of magnitude <= 1.5 */
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < nh; h++) {
+                    oracle_rope(F(&x) + (t * nh + h) * hd, ref, hd, p.n_rot, p.mode, 10000.0, pv[t]);
+                    for (int i = 0; i < hd; i++)
+                        assert_true(fabs(F(&y)[(t * nh + h) * hd + i] - ref[i]) < 2e-5);
+                }
+        }
+    free_all();
+}
+
+/* At large positions ggml's float32 angle recipe (documented in backend.h) is followed exactly:
+ * compare against that recipe evaluated here, and against exact angles with a loose bound. */
+static void test_rope_large_positions_follow_ggml(void **state) {
+    int hd = 16, T = 3;
+    struct mx_tensor x = mk(MX_TYPE_F32, hd, 1, T, 1), y = mk(MX_TYPE_F32, hd, 1, T, 1);
+    struct mx_tensor pos = mk(MX_TYPE_I32, T, 1, 1, 1);
+    fill(&x, 1.0f);
+    int32_t pv[3] = {16380, 40000, 65535};
+    memcpy(pos.data, pv, sizeof pv);
+    struct mx_rope_params p = {.n_rot = hd, .mode = MX_ROPE_NORM, .freq_base = 1e6f,
+                               .freq_scale = 1.0f};
+    assert_int_equal(mx_op_rope(be4, &y, &x, &pos, &p), 0);
+    for (int t = 0; t < T; t++) {
+        float ts = powf(1e6f, -2.0f / hd), base = (float)pv[t];
+        const float *xv = F(&x) + t * hd;
+        for (int i = 0; i < hd / 2; i++) {
+            float th = 1.0f * base, c = cosf(th), s = sinf(th);
+            assert_true(F(&y)[t * hd + 2 * i] == xv[2 * i] * c - xv[2 * i + 1] * s);
+            assert_true(F(&y)[t * hd + 2 * i + 1] == xv[2 * i] * s + xv[2 * i + 1] * c);
+            base *= ts;
+        }
+        double ref[16];
+        oracle_rope(xv, ref, hd, hd, MX_ROPE_NORM, 1e6, pv[t]);
+        /* theta ~ 6.5e4 rad in float32 has an ulp of 0.004 rad: differences of that order are
+         * the documented ggml behaviour, not an error */
+        for (int i = 0; i < hd; i++)
+            assert_true(fabs(F(&y)[t * hd + i] - ref[i]) < 0.02);
+    }
+    free_all();
+}
+
+/* ---- KV cache: write, attention, shift -------------------------------------------------------- */
+
+struct attn_case {
+    int hd, nh, nkv;   /* head_dim, heads, kv heads */
+    int T, ncell;      /* queries, cache cells scanned */
+    int window;
+};
+
+/* Double-precision attention over f32 copies of the cache. */
+static void oracle_attn(const struct attn_case *c, const float *q, const float *k, const float *v,
+                        const int32_t *qpos, const int32_t *kpos, double scale, double *out) {
+    int group = c->nh / c->nkv, ekv = c->hd * c->nkv;
+    double *w = malloc((size_t)c->ncell * sizeof(double));
+    for (int t = 0; t < c->T; t++)
+        for (int h = 0; h < c->nh; h++) {
+            int g = h / group;
+            double mx = -1e300, s = 0;
+            for (int j = 0; j < c->ncell; j++) {
+                bool vis = kpos[j] >= 0 && kpos[j] <= qpos[t] &&
+                           (c->window == 0 || qpos[t] - kpos[j] < c->window);
+                w[j] = NAN;
+                if (!vis)
+                    continue;
+                double d = 0;
+                for (int i = 0; i < c->hd; i++)
+                    d += (double)q[(t * c->nh + h) * c->hd + i] * k[j * ekv + g * c->hd + i];
+                w[j] = d * scale;
+                mx = fmax(mx, w[j]);
+            }
+            for (int j = 0; j < c->ncell; j++)
+                if (!isnan(w[j]))
+                    s += exp(w[j] - mx);
+            double *o = out + (t * c->nh + h) * c->hd;
+            for (int i = 0; i < c->hd; i++)
+                o[i] = 0;
+            for (int j = 0; j < c->ncell; j++) {
+                if (isnan(w[j]))
+                    continue;
+                double p = exp(w[j] - mx) / s;
+                for (int i = 0; i < c->hd; i++)
+                    o[i] += p * v[j * ekv + g * c->hd + i];
+            }
+        }
+    free(w);
+}
+
+/* Fills a cache of type from f32 rows via mx_op_cpy (the KV write) and returns f32 copies of what
+ * the cache now holds (the oracle reads those, so it checks the attention, not the rounding). */
+static struct mx_tensor make_cache(enum mx_type type, int ekv, int ncell, const float *src,
+                                   float *held) {
+    struct mx_tensor c = mk(type, ekv, ncell, 1, 1), s, back;
+    assert_int_equal(mx_tensor_init(&s, MX_TYPE_F32, ekv, ncell, 1, 1), 0);
+    s.data = (void *)src;
+    assert_int_equal(mx_op_cpy(be4, &c, &s), 0);
+    back = s;
+    back.data = held;
+    assert_int_equal(mx_op_cpy(be4, &back, &c), 0);
+    return c;
+}
+
+static void run_attn_case(const struct attn_case *c, enum mx_type kvt, int mode, double tol_held,
+                          double tol_src) {
+    int ekv = c->hd * c->nkv;
+    struct mx_tensor q = mk(MX_TYPE_F32, c->hd, c->nh, c->T, 1);
+    struct mx_tensor y = mk(MX_TYPE_F32, c->hd, c->nh, c->T, 1);
+    struct mx_tensor qpos = mk(MX_TYPE_I32, c->T, 1, 1, 1);
+    struct mx_tensor kpos = mk(MX_TYPE_I32, c->ncell + 3, 1, 1, 1); /* longer than scanned */
+    float *ks = talloc((size_t)(ekv * c->ncell) * 4), *vs = talloc((size_t)(ekv * c->ncell) * 4);
+    float *kh = talloc((size_t)(ekv * c->ncell) * 4), *vh = talloc((size_t)(ekv * c->ncell) * 4);
+    for (int i = 0; i < ekv * c->ncell; i++) {
+        ks[i] = mx_test_randf(&rng);
+        vs[i] = mx_test_randf(&rng);
+    }
+    fill(&q, 1.0f);
+    /* cells hold a shuffled set of positions, with holes (-1) */
+    for (int j = 0; j < c->ncell + 3; j++)
+        I(&kpos)[j] = (j * 7) % c->ncell;
+    I(&kpos)[2] = -1;
+    I(&kpos)[c->ncell - 1] = -1;
+    for (int t = 0; t < c->T; t++)
+        I(&qpos)[t] = c->ncell - 1 - 3 * t; /* later queries see fewer cells */
+    I(&qpos)[c->T - 1] = -5;                 /* sees nothing: zeros */
+    struct mx_tensor kc = make_cache(kvt, ekv, c->ncell, ks, kh);
+    struct mx_tensor vc = make_cache(kvt, ekv, c->ncell, vs, vh);
+    struct mx_attn_params p = {.n_head = c->nh, .n_head_kv = c->nkv, .head_dim = c->hd,
+                               .n_kv = c->ncell, .scale = 1.0f / sqrtf((float)c->hd),
+                               .window = c->window};
+    mx_backend_set_act_mode(be4, mode);
+    assert_int_equal(mx_op_attn(be4, &y, &q, &kc, &vc, &qpos, &kpos, &p), 0);
+    mx_backend_set_act_mode(be4, MX_ACT_GGML);
+    int n = c->hd * c->nh * c->T;
+    double *ref = talloc((size_t)n * sizeof(double));
+    double worst_h = 0, worst_s = 0;
+    oracle_attn(c, F(&q), kh, vh, I(&qpos), I(&kpos), p.scale, ref);
+    for (int i = 0; i < n; i++)
+        worst_h = fmax(worst_h, fabs(F(&y)[i] - ref[i]));
+    oracle_attn(c, F(&q), ks, vs, I(&qpos), I(&kpos), p.scale, ref);
+    for (int i = 0; i < n; i++)
+        worst_s = fmax(worst_s, fabs(F(&y)[i] - ref[i]));
+    if (worst_h > tol_held || worst_s > tol_src)
+        fail_msg("attn %s mode %d window %d: %g vs held cache (tol %g), %g vs f32 source (tol %g)",
+                 mx_type_name(kvt), mode, c->window, worst_h, tol_held, worst_s, tol_src);
+    for (int i = 0; i < c->hd * c->nh; i++) /* the blind query */
+        assert_true(F(&y)[(c->T - 1) * c->hd * c->nh + i] == 0.0f);
+}
+
+static void test_attn_against_oracle(void **state) {
+    struct attn_case c1 = {.hd = 16, .nh = 6, .nkv = 2, .T = 5, .ncell = 23};
+    struct attn_case c2 = {.hd = 16, .nh = 4, .nkv = 4, .T = 4, .ncell = 19, .window = 6};
+    struct attn_case c3 = {.hd = 32, .nh = 2, .nkv = 1, .T = 3, .ncell = 9};
+    const struct attn_case *cs[] = {&c1, &c2, &c3};
+    for (int i = 0; i < 3; i++) {
+        /* F32 cache: f32 dot of hd terms and a softmax-weighted sum: ~1e-6 */
+        run_attn_case(cs[i], MX_TYPE_F32, MX_ACT_F32, 1e-5, 1e-5);
+        run_attn_case(cs[i], MX_TYPE_F32, MX_ACT_GGML, 1e-5, 1e-5);
+        /* F16 cache, exact activations: vs the values the cache holds, float error only. Vs the
+         * f32 source: k, v off by <= 2^-11 relative, |q|,|k| <= 1, scale 1/sqrt(hd): score error
+         * <= hd * 2^-11 / sqrt(hd) = sqrt(hd) * 4.9e-4 <= 2.8e-3, weights move <= 2x that
+         * relative, output (|v| <= 1) by <= 5.6e-3 + 4.9e-4. */
+        run_attn_case(cs[i], MX_TYPE_F16, MX_ACT_F32, 1e-5, 7e-3);
+        /* GGML mode rounds q and the weights to f16 too: another 4.9e-4 relative each */
+        run_attn_case(cs[i], MX_TYPE_F16, MX_ACT_GGML, 4e-3, 1e-2);
+        /* Q8_0 cache: each value off by <= amax/254 <= 3.9e-3: score error <= sqrt(hd) * 3.9e-3
+         * <= 0.022, weights <= 4.4 %, output <= 0.044 + 0.004 */
+        run_attn_case(cs[i], MX_TYPE_Q8_0, MX_ACT_F32, 1e-5, 0.05);
+        free_all();
+    }
+}
+
+/* Decoding token by token (write K/V, attend with n_kv growing) equals one batched call over the
+ * same tokens: each row is the same computation, masked cells contribute exact zeros. */
+static void test_attn_incremental_equals_batch(void **state) {
+    int hd = 16, nh = 4, nkv = 2, T = 9, ekv = hd * nkv;
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
+    for (int ti = 0; ti < 3; ti++) {
+        struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, T, 1), ksrc = mk(MX_TYPE_F32, ekv, T, 1, 1);
+        struct mx_tensor vsrc = mk(MX_TYPE_F32, ekv, T, 1, 1);
+        struct mx_tensor kc = mk(types[ti], ekv, 16, 1, 1), vc = mk(types[ti], ekv, 16, 1, 1);
+        struct mx_tensor pos = mk(MX_TYPE_I32, T, 1, 1, 1), kpos = mk(MX_TYPE_I32, 16, 1, 1, 1);
+        struct mx_tensor yb = mk(MX_TYPE_F32, hd, nh, T, 1), yi = mk(MX_TYPE_F32, hd, nh, T, 1);
+        fill(&q, 1.0f);
+        fill(&ksrc, 1.0f);
+        fill(&vsrc, 1.0f);
+        for (int t = 0; t < T; t++)
+            I(&pos)[t] = t;
+        for (int j = 0; j < 16; j++)
+            I(&kpos)[j] = j < T ? j : -1;
+        struct mx_attn_params p = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd, .n_kv = T,
+                                   .scale = 0.25f};
+        /* batch: write all, attend all */
+        struct mx_tensor kv, vv;
+        assert_int_equal(mx_tensor_view_rows(&kc, 0, T, &kv), 0);
+        assert_int_equal(mx_tensor_view_rows(&vc, 0, T, &vv), 0);
+        assert_int_equal(mx_op_cpy(be4, &kv, &ksrc), 0);
+        assert_int_equal(mx_op_cpy(be4, &vv, &vsrc), 0);
+        assert_int_equal(mx_op_attn(be4, &yb, &q, &kc, &vc, &pos, &kpos, &p), 0);
+        /* incremental, in a fresh cache */
+        memset(kc.data, 0, mx_tensor_nbytes(&kc));
+        memset(vc.data, 0, mx_tensor_nbytes(&vc));
+        for (int t = 0; t < T; t++) {
+            struct mx_tensor kr, vr, ks1, vs1, q1, y1, p1;
+            assert_int_equal(mx_tensor_view_rows(&kc, t, 1, &kr), 0);
+            assert_int_equal(mx_tensor_view_rows(&vc, t, 1, &vr), 0);
+            assert_int_equal(mx_tensor_view_rows(&ksrc, t, 1, &ks1), 0);
+            assert_int_equal(mx_tensor_view_rows(&vsrc, t, 1, &vs1), 0);
+            assert_int_equal(mx_op_cpy(be4, &kr, &ks1), 0);
+            assert_int_equal(mx_op_cpy(be4, &vr, &vs1), 0);
+            assert_int_equal(mx_tensor_view_rows(&q, t * nh, nh, &q1), 0);
+            assert_int_equal(mx_tensor_reshape(&q1, hd, nh, 1, 1, &q1), 0);
+            assert_int_equal(mx_tensor_view_rows(&yi, t * nh, nh, &y1), 0);
+            assert_int_equal(mx_tensor_reshape(&y1, hd, nh, 1, 1, &y1), 0);
+            assert_int_equal(mx_tensor_reshape(&pos, 1, T, 1, 1, &p1), 0); /* 1-D slice */
+            assert_int_equal(mx_tensor_view_rows(&p1, t, 1, &p1), 0);
+            p.n_kv = t + 1;
+            int rc = mx_op_attn(be1, &y1, &q1, &kc, &vc, &p1, &kpos, &p);
+            if (rc != 0)
+                fail_msg("attn: %s", mx_backend_last_error(be1));
+        }
+        assert_memory_equal(yb.data, yi.data, mx_tensor_nbytes(&yb));
+        free_all();
+    }
+}
+
+/* Keys roped at p and shifted by d equal keys roped at p + d; then attention over the shifted
+ * cache equals attention computed from scratch at the shifted positions. */
+static void test_kv_shift(void **state) {
+    int hd = 16, nkv = 2, ekv = hd * nkv, n = 12, nh = 4;
+    struct mx_rope_params rp = {.n_rot = hd, .mode = MX_ROPE_NORM, .freq_base = 10000.0f,
+                                .freq_scale = 1.0f};
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
+    /* tolerance on roped keys (|k| <= 1): f32 composition of two rotations ~ 1e-5 rad at
+     * positions <= 100; f16 storage adds 2 roundings of 2^-11 relative; q8_0 re-quantization
+     * adds <= amax/254 per rounding, twice. */
+    double tol[] = {5e-5, 2.5e-3, 1.2e-2};
+    for (int ti = 0; ti < 3; ti++) {
+        struct mx_tensor k = mk(MX_TYPE_F32, hd, nkv, n, 1), k2 = mk(MX_TYPE_F32, hd, nkv, n, 1);
+        struct mx_tensor pos = mk(MX_TYPE_I32, n, 1, 1, 1), pos2 = mk(MX_TYPE_I32, n, 1, 1, 1);
+        struct mx_tensor delta = mk(MX_TYPE_I32, n, 1, 1, 1);
+        struct mx_tensor kc = mk(types[ti], ekv, n, 1, 1), back = mk(MX_TYPE_F32, ekv, n, 1, 1);
+        fill(&k, 1.0f);
+        for (int j = 0; j < n; j++) {
+            I(&pos)[j] = 20 + j;
+            I(&delta)[j] = j < 4 ? 0 : -3 - j; /* cells 0-3 stay, the rest move back */
+            I(&pos2)[j] = I(&pos)[j] + I(&delta)[j];
+        }
+        assert_int_equal(mx_op_rope(be4, &k2, &k, &pos, &rp), 0);
+        struct mx_tensor k2r;
+        assert_int_equal(mx_tensor_reshape(&k2, ekv, n, 1, 1, &k2r), 0);
+        assert_int_equal(mx_op_cpy(be4, &kc, &k2r), 0);
+        assert_int_equal(mx_op_kv_shift(be4, &kc, &delta, hd, &rp), 0);
+        assert_int_equal(mx_op_cpy(be4, &back, &kc), 0);
+        assert_int_equal(mx_op_rope(be4, &k2, &k, &pos2, &rp), 0); /* direct at p + d */
+        double d = maxdiff(F(&back), F(&k2), ekv * n);
+        if (d > tol[ti])
+            fail_msg("kv_shift %s: %g from keys roped at the new positions", mx_type_name(types[ti]),
+                     d);
+        if (types[ti] == MX_TYPE_F32) {
+            /* attention at the shifted positions */
+            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, 1, 1), qp = mk(MX_TYPE_I32, 1, 1, 1, 1);
+            struct mx_tensor v = mk(MX_TYPE_F32, ekv, n, 1, 1), y = mk(MX_TYPE_F32, hd, nh, 1, 1);
+            struct mx_tensor y2 = mk(MX_TYPE_F32, hd, nh, 1, 1), kd = mk(MX_TYPE_F32, ekv, n, 1, 1);
+            fill(&q, 1.0f);
+            fill(&v, 1.0f);
+            I(&qp)[0] = 30;
+            struct mx_attn_params ap = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd, .n_kv = n,
+                                        .scale = 0.25f};
+            assert_int_equal(mx_op_attn(be4, &y, &q, &kc, &v, &qp, &pos2, &ap), 0);
+            memcpy(kd.data, k2.data, mx_tensor_nbytes(&kd));
+            assert_int_equal(mx_op_attn(be4, &y2, &q, &kd, &v, &qp, &pos2, &ap), 0);
+            assert_true(maxdiff(F(&y), F(&y2), hd * nh) < 1e-4);
+        }
+        free_all();
+    }
+}
+
+/* ---- cpy -------------------------------------------------------------------------------------- */
+
+static void test_cpy_conversions(void **state) {
+    int64_t n = 96, R = 3;
+    struct mx_tensor x = mk(MX_TYPE_F32, n, R, 1, 1), back = mk(MX_TYPE_F32, n, R, 1, 1);
+    fill(&x, 5.0f);
+    enum mx_type ts[] = {MX_TYPE_F16, MX_TYPE_BF16, MX_TYPE_Q8_0};
+    for (int k = 0; k < 3; k++) {
+        /* the destination has another shape: data is taken in memory order */
+        struct mx_tensor c = mk(ts[k], n * R, 1, 1, 1);
+        assert_int_equal(mx_op_cpy(be4, &c, &x), 0);
+        assert_int_equal(mx_op_cpy(be4, &back, &c), 0);
+        for (int64_t b = 0; b < n * R; b += 32) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(F(&x)[b + j]));
+            for (int j = 0; j < 32; j++) {
+                float xv = F(&x)[b + j], got = F(&back)[b + j];
+                if (ts[k] == MX_TYPE_F16)
+                    assert_true(got == mx_fp16_to_fp32(mx_fp32_to_fp16(xv)));
+                else if (ts[k] == MX_TYPE_BF16)
+                    assert_true(got == mx_bf16_to_fp32(mx_fp32_to_bf16(xv)));
+                else /* half a quantization step plus the fp16 rounding of d times 127 */
+                    assert_true(fabsf(got - xv) <= amax / 254.0f * 1.0001f + amax * 4.9e-4f);
+            }
+        }
+    }
+    /* same-type overlapping move (cache compaction): rows 3..9 to 1..7 */
+    struct mx_tensor c = mk(MX_TYPE_F16, 8, 10, 1, 1), src, dst;
+    for (int i = 0; i < 80; i++)
+        ((uint16_t *)c.data)[i] = (uint16_t)i;
+    assert_int_equal(mx_tensor_view_rows(&c, 3, 7, &src), 0);
+    assert_int_equal(mx_tensor_view_rows(&c, 1, 7, &dst), 0);
+    assert_int_equal(mx_op_cpy(be4, &dst, &src), 0);
+    for (int i = 8; i < 64; i++)
+        assert_int_equal(((uint16_t *)c.data)[i], i + 16);
+    /* converting in place is refused */
+    struct mx_tensor alias = c;
+    alias.type = MX_TYPE_BF16;
+    assert_int_equal(mx_op_cpy(be4, &alias, &c), MX_EINVAL);
+    free_all();
+}
+
+/* ---- MoE routing ------------------------------------------------------------------------------- */
+
+static void test_moe_route_and_combine(void **state) {
+    int64_t ne = 8, k = 2, T = 6;
+    struct mx_tensor lg = mk(MX_TYPE_F32, ne, T, 1, 1), ids = mk(MX_TYPE_I32, k, T, 1, 1);
+    struct mx_tensor w = mk(MX_TYPE_F32, k, T, 1, 1);
+    fill(&lg, 3.0f);
+    F(&lg)[5 * ne + 6] = F(&lg)[5 * ne + 2] = 10.0f; /* a tie: lower id first */
+    for (int renorm = 0; renorm < 2; renorm++) {
+        assert_int_equal(mx_op_moe_route(be4, &ids, &w, &lg, renorm), 0);
+        for (int64_t t = 0; t < T; t++) {
+            const float *l = F(&lg) + t * ne;
+            double z = 0, mx = -1e30;
+            for (int e = 0; e < ne; e++)
+                mx = fmax(mx, l[e]);
+            for (int e = 0; e < ne; e++)
+                z += exp(l[e] - mx);
+            int a = I(&ids)[t * k], b = I(&ids)[t * k + 1];
+            assert_true(a != b);
+            for (int e = 0; e < ne; e++) { /* nothing unselected beats a selected one */
+                if (e == a || e == b)
+                    continue;
+                assert_true(l[e] < l[b] || (l[e] == l[b] && e > b));
+            }
+            assert_true(l[a] > l[b] || (l[a] == l[b] && a < b));
+            double pa = exp(l[a] - mx) / z, pb = exp(l[b] - mx) / z;
+            double wa = renorm ? pa / (pa + pb) : pa, wb = renorm ? pb / (pa + pb) : pb;
+            assert_true(fabs(F(&w)[t * k] - wa) < 1e-6);
+            assert_true(fabs(F(&w)[t * k + 1] - wb) < 1e-6);
+        }
+        assert_int_equal(I(&ids)[5 * k], 2);
+        assert_int_equal(I(&ids)[5 * k + 1], 6);
+    }
+    struct mx_tensor y = mk(MX_TYPE_F32, 33, k, T, 1), d = mk(MX_TYPE_F32, 33, T, 1, 1);
+    fill(&y, 2.0f);
+    assert_int_equal(mx_op_moe_combine(be4, &d, &y, &w), 0);
+    for (int64_t t = 0; t < T; t++)
+        for (int i = 0; i < 33; i++) {
+            double want = 0;
+            for (int s = 0; s < k; s++)
+                want += (double)F(&y)[(t * k + s) * 33 + i] * F(&w)[t * k + s];
+            assert_true(fabs(F(&d)[t * 33 + i] - want) < 1e-6);
+        }
+    free_all();
+}
+
+/* ---- image ops --------------------------------------------------------------------------------- */
+
+static void test_conv2d(void **state) {
+    struct mx_conv2d_params ps[] = {
+        {.stride_x = 2, .stride_y = 2, .pad_x = 1, .pad_y = 1, .dil_x = 1, .dil_y = 1},
+        {.stride_x = 1, .stride_y = 1, .pad_x = 2, .pad_y = 0, .dil_x = 2, .dil_y = 1},
+    };
+    for (int pi = 0; pi < 2; pi++)
+        for (int wt = 0; wt < 2; wt++) {
+            const struct mx_conv2d_params *p = &ps[pi];
+            int W = 9, H = 7, C = 3, N = 2, KW = 3, KH = 3, CO = 4;
+            int WO = (W + 2 * p->pad_x - p->dil_x * (KW - 1) - 1) / p->stride_x + 1;
+            int HO = (H + 2 * p->pad_y - p->dil_y * (KH - 1) - 1) / p->stride_y + 1;
+            struct mx_tensor x = mk(MX_TYPE_F32, W, H, C, N), wf = mk(MX_TYPE_F32, KW, KH, C, CO);
+            struct mx_tensor b = mk(MX_TYPE_F32, CO, 1, 1, 1), y = mk(MX_TYPE_F32, WO, HO, CO, N);
+            fill(&x, 1.0f);
+            fill(&wf, 1.0f);
+            fill(&b, 1.0f);
+            struct mx_tensor w = wf;
+            if (wt) { /* F16 weights: the oracle uses the rounded values */
+                w = mk(MX_TYPE_F16, KW, KH, C, CO);
+                assert_int_equal(mx_op_cpy(be4, &w, &wf), 0);
+                assert_int_equal(mx_op_cpy(be4, &wf, &w), 0);
+            }
+            assert_int_equal(mx_op_conv2d(be4, &y, &x, &w, &b, p), 0);
+            for (int n = 0; n < N; n++)
+                for (int co = 0; co < CO; co++)
+                    for (int oy = 0; oy < HO; oy++)
+                        for (int ox = 0; ox < WO; ox++) {
+                            double s = F(&b)[co], sa = fabs(s);
+                            for (int ci = 0; ci < C; ci++)
+                                for (int ky = 0; ky < KH; ky++)
+                                    for (int kx = 0; kx < KW; kx++) {
+                                        int iy = oy * p->stride_y - p->pad_y + ky * p->dil_y;
+                                        int ix = ox * p->stride_x - p->pad_x + kx * p->dil_x;
+                                        if (ix < 0 || iy < 0 || ix >= W || iy >= H)
+                                            continue;
+                                        double t = (double)F(&wf)[((co * C + ci) * KH + ky) * KW + kx] *
+                                                   F(&x)[((n * C + ci) * H + iy) * W + ix];
+                                        s += t;
+                                        sa += fabs(t);
+                                    }
+                            double got = F(&y)[((n * CO + co) * HO + oy) * WO + ox];
+                            assert_true(fabs(got - s) <= TOL_DOT(28) * sa);
+                        }
+            free_all();
+        }
+}
+
+static void test_group_norm_upsample_concat(void **state) {
+    int W = 5, H = 3, C = 6, N = 2, G = 3;
+    struct mx_tensor x = mk(MX_TYPE_F32, W, H, C, N), y = mk(MX_TYPE_F32, W, H, C, N);
+    struct mx_tensor w = mk(MX_TYPE_F32, C, 1, 1, 1), b = mk(MX_TYPE_F32, C, 1, 1, 1);
+    fill(&x, 4.0f);
+    fill(&w, 1.0f);
+    fill(&b, 1.0f);
+    assert_int_equal(mx_op_group_norm(be4, &y, &x, &w, &b, G, 1e-6f), 0);
+    int gs = W * H * (C / G);
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            const float *xs = F(&x) + (n * C + g * (C / G)) * W * H;
+            double m = 0, v = 0;
+            for (int i = 0; i < gs; i++)
+                m += xs[i];
+            m /= gs;
+            for (int i = 0; i < gs; i++)
+                v += (xs[i] - m) * (xs[i] - m);
+            v /= gs;
+            for (int i = 0; i < gs; i++) {
+                int c = g * (C / G) + i / (W * H);
+                double want = (xs[i] - m) / sqrt(v + 1e-6) * F(&w)[c] + F(&b)[c];
+                assert_true(fabs(F(&y)[(n * C + g * (C / G)) * W * H + i] - want) < 2e-6 * (fabs(want) + 1));
+            }
+        }
+    assert_int_equal(mx_op_group_norm(be4, &y, &x, &w, &b, 4, 1e-6f), MX_EINVAL);
+    struct mx_tensor u = mk(MX_TYPE_F32, 2 * W, 2 * H, C, N);
+    assert_int_equal(mx_op_upsample(be4, &u, &x, 2), 0);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int yy = 0; yy < 2 * H; yy++)
+                for (int xx = 0; xx < 2 * W; xx++)
+                    assert_true(F(&u)[((n * C + c) * 2 * H + yy) * 2 * W + xx] ==
+                                F(&x)[((n * C + c) * H + yy / 2) * W + xx / 2]);
+    for (int dim = 0; dim < 4; dim++) {
+        int64_t ne[4] = {W, H, C, N}, nb2[4] = {W, H, C, N};
+        nb2[dim] = 2;
+        struct mx_tensor b2 = mk(MX_TYPE_F32, nb2[0], nb2[1], nb2[2], nb2[3]);
+        fill(&b2, 1.0f);
+        int64_t nd[4] = {ne[0], ne[1], ne[2], ne[3]};
+        nd[dim] += 2;
+        struct mx_tensor d = mk(MX_TYPE_F32, nd[0], nd[1], nd[2], nd[3]);
+        assert_int_equal(mx_op_concat(be4, &d, &x, &b2, dim), 0);
+        for (int64_t i3 = 0; i3 < nd[3]; i3++)
+            for (int64_t i2 = 0; i2 < nd[2]; i2++)
+                for (int64_t i1 = 0; i1 < nd[1]; i1++)
+                    for (int64_t i0 = 0; i0 < nd[0]; i0++) {
+                        int64_t ii[4] = {i0, i1, i2, i3};
+                        const struct mx_tensor *s = &x;
+                        const int64_t *sn = ne;
+                        if (ii[dim] >= ne[dim]) {
+                            ii[dim] -= ne[dim];
+                            s = &b2;
+                            sn = nb2;
+                        }
+                        float want = F(s)[((ii[3] * sn[2] + ii[2]) * sn[1] + ii[1]) * sn[0] + ii[0]];
+                        assert_true(F(&d)[((i3 * nd[2] + i2) * nd[1] + i1) * nd[0] + i0] == want);
+                    }
+    }
+    free_all();
+}
+
+/* ---- pool and support matrix ------------------------------------------------------------------ */
+
+/* Many tiny ops back to back through the pool's spin/sleep barrier: every one completes. */
+static void test_pool_many_small_ops(void **state) {
+    struct mx_tensor x = mk(MX_TYPE_F32, 5, 1, 1, 1);
+    for (int i = 0; i < 5; i++)
+        F(&x)[i] = 1.0f;
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(mx_op_scale(be4, &x, &x, i % 2 ? 0.5f : 2.0f), 0);
+    for (int i = 0; i < 5; i++)
+        assert_true(F(&x)[i] == 1.0f);
+    free_all();
+}
+
+static void test_supports_and_errors(void **state) {
+    assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_Q8_K));
+    assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_I32));
+    assert_false(mx_backend_supports(be4, MX_OP_ATTN, MX_TYPE_Q4_0));
+    assert_true(mx_backend_supports(be4, MX_OP_ATTN, MX_TYPE_Q8_0));
+    assert_false(mx_backend_supports(be4, (enum mx_op)999, MX_TYPE_F32));
+    for (int op = 0; op < MX_OP_COUNT; op++) /* every op has a CPU implementation */
+        assert_true(mx_backend_supports(be4, (enum mx_op)op, MX_TYPE_F32));
+    assert_string_equal(mx_op_name(MX_OP_MATMUL_ID), "matmul_id");
+    assert_string_equal(mx_backend_name(be4), "cpu");
+    assert_int_equal(mx_backend_cpu_n_threads(be4), 4);
+    float *wd;
+    struct mx_tensor w = make_weight(MX_TYPE_Q8_0, 64, 3, 1, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 32, 1, 1, 1), y = mk(MX_TYPE_F32, 3, 1, 1, 1);
+    w.name = "blk.0.ffn_up.weight";
+    assert_int_equal(mx_op_matmul(be4, &y, &w, &x), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "blk.0.ffn_up.weight"));
+    struct mx_tensor k8 = make_weight(MX_TYPE_Q8_K, 256, 3, 1, &wd);
+    struct mx_tensor x2 = mk(MX_TYPE_F32, 256, 1, 1, 1);
+    assert_int_equal(mx_op_matmul(be4, &y, &k8, &x2), MX_EUNSUP);
+    assert_int_equal(mx_backend_set_act_mode(be4, 7), MX_EINVAL);
+    free_all();
+}
+
+static int setup(void **state) {
+    struct mx_err err = {0};
+    be1 = mx_backend_cpu_new(1, &err);
+    be4 = mx_backend_cpu_new(4, &err);
+    be_scalar = mx_backend_cpu_new(3, &err);
+    if (!be1 || !be4 || !be_scalar)
+        return -1;
+    mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, false);
+    return 0;
+}
+
+static int teardown(void **state) {
+    mx_backend_free(be1);
+    mx_backend_free(be4);
+    mx_backend_free(be_scalar);
+    mx_backend_free(NULL);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tensor_helpers),
+        cmocka_unit_test(test_arena_measure_then_alloc),
+        cmocka_unit_test(test_matmul_all_types),
+        cmocka_unit_test(test_matmul_threads_bitwise),
+        cmocka_unit_test(test_matmul_broadcast),
+        cmocka_unit_test(test_matmul_id_reads_only_selected),
+        cmocka_unit_test(test_matmul_id_equals_per_expert_matmul),
+        cmocka_unit_test(test_matmul_id_bad_id),
+        cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_softmax_and_activations),
+        cmocka_unit_test(test_rope_formula),
+        cmocka_unit_test(test_rope_large_positions_follow_ggml),
+        cmocka_unit_test(test_attn_against_oracle),
+        cmocka_unit_test(test_attn_incremental_equals_batch),
+        cmocka_unit_test(test_kv_shift),
+        cmocka_unit_test(test_cpy_conversions),
+        cmocka_unit_test(test_moe_route_and_combine),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_group_norm_upsample_concat),
+        cmocka_unit_test(test_pool_many_small_ops),
+        cmocka_unit_test(test_supports_and_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
