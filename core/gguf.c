@@ -806,6 +806,13 @@ int64_t mx_gguf_arr_int(const struct mx_gguf_value *arr, uint64_t i) {
         return e.v.i64;
     if (e.type == MX_GGUF_BOOL)
         return e.v.b;
+    /* float elements: truncated toward zero, saturated, NaN as 0 (never UB on file data) */
+    if (!(e.v.f64 == e.v.f64))
+        return 0;
+    if (e.v.f64 >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (e.v.f64 <= -9223372036854775808.0)
+        return INT64_MIN;
     return (int64_t)e.v.f64;
 }
 

@@ -190,6 +190,9 @@ static void check_all_types(const struct mx_gguf *g) {
     assert_true(mx_gguf_arr_float(mx_gguf_get(g, "a.f32"), 2) == (double)3.25e10f);
     assert_true(mx_gguf_arr_int(mx_gguf_get(g, "a.i64"), 0) == INT64_MIN);
     assert_true(mx_gguf_arr_float(mx_gguf_get(g, "a.f64"), 0) == 1e300);
+    /* float -> int saturates and truncates toward zero (no UB on hostile values) */
+    assert_true(mx_gguf_arr_int(mx_gguf_get(g, "a.f64"), 0) == INT64_MAX);
+    assert_int_equal(mx_gguf_arr_int(mx_gguf_get(g, "a.f64"), 1), -2);
 
     assert_int_equal(mx_gguf_get_arr(g, "a.str", MX_GGUF_STRING, &a, &err), 0);
     assert_int_equal(a->v.arr.n, 4);
