@@ -727,6 +727,52 @@ static void test_attn_against_oracle(void **state) {
     }
 }
 
+/* The fast (flash-style, online softmax) attention equals the two-pass reference: several query
+ * blocks, GQA, holes, a window, long-ish cache. Both compute in f32 from the same cache values;
+ * only exp() (Cephes polynomial vs libm, ~1 ulp) and the summation order differ: 1e-5 on outputs
+ * of magnitude <= 1. */
+static void test_attn_fast_equals_reference(void **state) {
+    if (!mx_cpu_of(be4)->kern.attn) {
+        printf("no fast attention on this CPU: nothing to compare\n");
+        return;
+    }
+    int hd = 64, nh = 8, nkv = 2, T = 70, ncell = 301, ekv = hd * nkv;
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
+    for (int ti = 0; ti < 3; ti++)
+        for (int window = 0; window <= 50; window += 50) {
+            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, T, 1), src = mk(MX_TYPE_F32, ekv, ncell, 1, 1);
+            struct mx_tensor kc = mk(types[ti], ekv, ncell, 1, 1), vc = mk(types[ti], ekv, ncell, 1, 1);
+            struct mx_tensor qp = mk(MX_TYPE_I32, T, 1, 1, 1), kp = mk(MX_TYPE_I32, ncell, 1, 1, 1);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, hd, nh, T, 1), y2 = mk(MX_TYPE_F32, hd, nh, T, 1);
+            fill(&q, 1.0f);
+            fill(&src, 1.0f);
+            assert_int_equal(mx_op_cpy(be4, &kc, &src), 0);
+            fill(&src, 1.0f);
+            assert_int_equal(mx_op_cpy(be4, &vc, &src), 0);
+            for (int j = 0; j < ncell; j++)
+                I(&kp)[j] = j % 37 == 5 ? -1 : j;
+            for (int t = 0; t < T; t++)
+                I(&qp)[t] = ncell - T + t;
+            struct mx_attn_params p = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                                       .n_kv = ncell, .scale = 0.125f, .window = window};
+            for (int mode = 0; mode < 2; mode++) {
+                mx_backend_set_act_mode(be4, mode);
+                mx_backend_set_act_mode(be_scalar, mode);
+                assert_int_equal(mx_op_attn(be4, &y1, &q, &kc, &vc, &qp, &kp, &p), 0);
+                assert_int_equal(mx_op_attn(be_scalar, &y2, &q, &kc, &vc, &qp, &kp, &p), 0);
+                /* GGML mode with an F16 V: the reference also rounds the weights to f16 */
+                double tol = mode == MX_ACT_GGML && types[ti] == MX_TYPE_F16 ? 1e-3 : 1e-5;
+                double d = maxdiff(F(&y1), F(&y2), hd * nh * T);
+                if (d > tol)
+                    fail_msg("fast attn %s window %d mode %d: %g from the reference",
+                             mx_type_name(types[ti]), window, mode, d);
+            }
+            mx_backend_set_act_mode(be4, MX_ACT_GGML);
+            mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
+            free_all();
+        }
+}
+
 /* Decoding token by token (write K/V, attend with n_kv growing) equals one batched call over the
  * same tokens: each row is the same computation, masked cells contribute exact zeros. */
 static void test_attn_incremental_equals_batch(void **state) {
@@ -1106,6 +1152,7 @@ int main(void) {
         cmocka_unit_test(test_rope_formula),
         cmocka_unit_test(test_rope_large_positions_follow_ggml),
         cmocka_unit_test(test_attn_against_oracle),
+        cmocka_unit_test(test_attn_fast_equals_reference),
         cmocka_unit_test(test_attn_incremental_equals_batch),
         cmocka_unit_test(test_kv_shift),
         cmocka_unit_test(test_cpy_conversions),

@@ -50,7 +50,21 @@ struct mx_cpu_kernels {
     float (*vec_dot[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq);
     /* f32 dot of n values */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
+    /* Attention task over struct mx_ref_args (same contract as mx_ref_attn), flash-style with
+     * online softmax; NULL: use mx_ref_attn. Needs head_dim % 8 == 0, head_dim <= 256 and the
+     * per-thread scratch
+     * from mx_attn_fast_scratch. */
+    mx_pool_fn attn;
 };
+
+/* Query tokens per work unit of the fast attention: the K/V cache is streamed once per block
+ * of this many tokens, so prefill reads it T/MX_ATTN_QBLOCK times instead of T times. */
+#define MX_ATTN_QBLOCK 32
+
+/* Floats of per-thread scratch the fast attention needs. */
+static inline int64_t mx_attn_fast_scratch(int64_t head_dim, int64_t group) {
+    return 2 * 8 * head_dim + MX_ATTN_QBLOCK * group * (2 * head_dim + 2) + 16;
+}
 
 struct mx_cpu {
     struct mx_pool *pool;

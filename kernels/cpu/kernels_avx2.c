@@ -10,6 +10,8 @@
 #include "kernels/cpu/cpu.h"
 
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 #include "core/util.h"
 
@@ -101,7 +103,167 @@ static float vec_dot_q4_0(int64_t n, const void *w, const void *x) {
     return hsum8(acc);
 }
 
+/* ---- attention ---------------------------------------------------------------------------------
+ * Flash-style: for one KV head and a block of query tokens, stream the cache in blocks of 8 cells
+ * and keep a running max, sum and output per query row (online softmax), so each cached K/V byte
+ * is read once per query block and no n_kv-long score row is materialised. Keys are transposed
+ * per block so 8 scores come out of head_dim broadcast-FMAs with no horizontal sums. */
+
+/* e^x for 8 floats (Cephes expf polynomial, about 1 ulp; x <= -88 gives ~0, never NaN). */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f));
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, z, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)),
+                                  23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* n values from element i0 of a cache row into f32. */
+static inline void load_slice(enum mx_type type, const void *row, int64_t i0, int64_t n,
+                              float *out) {
+    if (type == MX_TYPE_F32) {
+        memcpy(out, (const float *)row + i0, (size_t)n * sizeof(float));
+    } else if (type == MX_TYPE_F16) {
+        const uint16_t *h = (const uint16_t *)row + i0;
+        for (int64_t i = 0; i < n; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    } else {
+        mx_ref_load_f32(type, row, i0, n, out);
+    }
+}
+
+static void attn_avx2(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
+    const int32_t *qpos = a->src[3]->data, *kpos = a->src[4]->data;
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, n_kv = p->n_kv, G = p->n_head / p->n_head_kv;
+    const int64_t T = q->ne[2], nqb = (T + MX_ATTN_QBLOCK - 1) / MX_ATTN_QBLOCK;
+    const bool ggml = a->act_mode == MX_ACT_GGML;
+    float *kt = a->cpu->tbuf[ith];              /* [hd][8] keys of the block, transposed */
+    float *vb = kt + 8 * hd;                    /* [8][hd] values of the block */
+    float *qs = vb + 8 * hd;                    /* [R][hd] scaled (and rounded) queries */
+    float *acc = qs + MX_ATTN_QBLOCK * G * hd;  /* [R][hd] unnormalised outputs */
+    float *mrow = acc + MX_ATTN_QBLOCK * G * hd; /* [R] running max */
+    float *lrow = mrow + MX_ATTN_QBLOCK * G;    /* [R] running sum */
+    int64_t u0, u1;
+    mx_split(nqb * p->n_head_kv, ith, nth, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t g = u % p->n_head_kv, t0 = (u / p->n_head_kv) * MX_ATTN_QBLOCK;
+        int64_t t1 = MX_MIN(t0 + MX_ATTN_QBLOCK, T), R = (t1 - t0) * G;
+        int32_t qmax = INT32_MIN, qmin = INT32_MAX;
+        for (int64_t r = 0; r < R; r++) {
+            int64_t t = t0 + r / G, h = g * G + r % G;
+            float *qr = qs + r * hd;
+            memcpy(qr, (const char *)q->data + (size_t)(t * p->n_head + h) * q->nb[1],
+                   (size_t)hd * sizeof(float));
+            if (ggml && kc->type == MX_TYPE_F16)
+                mx_ref_round_act(MX_TYPE_F16, qr, hd);
+            else if (ggml && kc->type == MX_TYPE_Q8_0 && hd % 32 == 0)
+                mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
+            mrow[r] = -INFINITY;
+            lrow[r] = 0.0f;
+            memset(acc + r * hd, 0, (size_t)hd * sizeof(float));
+        }
+        for (int64_t t = t0; t < t1; t++) {
+            qmax = MX_MAX(qmax, qpos[t]);
+            qmin = MX_MIN(qmin, qpos[t]);
+        }
+        for (int64_t c0 = 0; c0 < n_kv; c0 += 8) {
+            int32_t kp[8];
+            int nvis = 0;
+            for (int j = 0; j < 8; j++) {
+                kp[j] = c0 + j < n_kv ? kpos[c0 + j] : -1;
+                /* the block is skipped when no query of the unit can see any of its cells */
+                if (kp[j] >= 0 && kp[j] <= qmax &&
+                    (p->window == 0 || (int64_t)qmin - kp[j] < p->window))
+                    nvis++;
+            }
+            if (nvis == 0)
+                continue;
+            float kb[8 * 256]; /* [8][hd] keys as loaded; the caller ensures hd <= 256 */
+            for (int j = 0; j < 8; j++) {
+                if (kp[j] < 0) {
+                    memset(kb + j * hd, 0, (size_t)hd * sizeof(float));
+                    memset(vb + j * hd, 0, (size_t)hd * sizeof(float));
+                    continue;
+                }
+                load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1],
+                           g * hd, hd, kb + j * hd);
+                load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1],
+                           g * hd, hd, vb + j * hd);
+            }
+            for (int64_t i = 0; i < hd; i++)
+                for (int j = 0; j < 8; j++)
+                    kt[i * 8 + j] = kb[j * hd + i];
+            __m256i kpv = _mm256_loadu_si256((const __m256i *)kp);
+            __m256i valid = _mm256_cmpgt_epi32(kpv, _mm256_set1_epi32(-1));
+            for (int64_t r = 0; r < R; r++) {
+                int32_t qp = qpos[t0 + r / G];
+                __m256i vis = _mm256_and_si256(valid,
+                                               _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv));
+                if (p->window > 0)
+                    vis = _mm256_and_si256(vis, _mm256_cmpgt_epi32(
+                        _mm256_set1_epi32(p->window), _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
+                if (_mm256_testz_si256(vis, vis))
+                    continue;
+                const float *qr = qs + r * hd;
+                __m256 s = _mm256_setzero_ps();
+                for (int64_t i = 0; i < hd; i++)
+                    s = _mm256_fmadd_ps(_mm256_set1_ps(qr[i]), _mm256_loadu_ps(kt + i * 8), s);
+                s = _mm256_mul_ps(s, _mm256_set1_ps(p->scale));
+                __m256 visf = _mm256_castsi256_ps(vis);
+                s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, visf);
+                float mb = hmax8(s), mold = mrow[r], mnew = mold > mb ? mold : mb;
+                float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+                __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s, _mm256_set1_ps(mnew))), visf);
+                lrow[r] = lrow[r] * corr + hsum8(pv);
+                mrow[r] = mnew;
+                float pj[8];
+                _mm256_storeu_ps(pj, pv);
+                float *ar = acc + r * hd;
+                __m256 cv = _mm256_set1_ps(corr);
+                for (int64_t i = 0; i < hd; i += 8) {
+                    __m256 o = _mm256_mul_ps(_mm256_loadu_ps(ar + i), cv);
+                    for (int j = 0; j < 8; j++)
+                        o = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]), _mm256_loadu_ps(vb + j * hd + i),
+                                            o);
+                    _mm256_storeu_ps(ar + i, o);
+                }
+            }
+        }
+        for (int64_t r = 0; r < R; r++) {
+            int64_t t = t0 + r / G, h = g * G + r % G;
+            float *y = (float *)((char *)a->dst->data + (size_t)(t * p->n_head + h) * a->dst->nb[1]);
+            float inv = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
+            for (int64_t i = 0; i < hd; i++)
+                y[i] = acc[r * hd + i] * inv;
+        }
+    }
+}
+
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
+    k->attn = attn_avx2;
     k->name = "avx2";
     k->dot_f32 = dot_f32_avx2;
     k->vec_dot[MX_TYPE_F16] = vec_dot_f16;
