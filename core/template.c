@@ -96,6 +96,14 @@ bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
                 k = MX_TMPL_MISTRAL_V3;
         } else if (has(t, "<<SYS>>")) {
             k = MX_TMPL_LLAMA2;
+        } else if (has(t, "' [INST] '") || has(t, "\" [INST] \"")) {
+            k = MX_TMPL_MISTRAL_V1; /* the cookbook's basic v1 template */
+        } else if (has(t, " [/INST]'") || has(t, " [/INST]\"")) {
+            k = MX_TMPL_MISTRAL_LEGACY; /* '[INST] ' + content + ' [/INST]' */
+        } else if (has(t, "'[INST]' +") || has(t, "\"[INST]\" +")) {
+            k = MX_TMPL_MISTRAL_V3_TEKKEN; /* the cookbook's basic tekken template */
+        } else if (has(t, "'[INST] ' +") || has(t, "\"[INST] \" +")) {
+            k = MX_TMPL_MISTRAL_V3; /* the cookbook's basic v2/v3 template */
         } else {
             k = MX_TMPL_MISTRAL_LEGACY;
         }

@@ -561,6 +561,19 @@ static void test_detect(void **state) {
         {"{{- '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}...{{- '[INST]' + "
          "message['content'] + '[/INST]' }}",
          MX_TMPL_MISTRAL_V7_TEKKEN},
+        /* mistralai/cookbook tokenization/templates.md basic templates (no tools) */
+        {"{% if message['role'] == 'user' %}\n        {{ ' [INST] ' + message['content'] + "
+         "' [/INST]' }}\n    {% elif message['role'] == 'assistant' %}\n        {{ ' ' + "
+         "message['content'] + eos_token }}",
+         MX_TMPL_MISTRAL_V1},
+        {"{% if message['role'] == 'user' %}\n        {{ '[INST] ' + message['content'] + "
+         "'[/INST]' }}\n    {% elif message['role'] == 'assistant' %}\n        {{ ' ' + "
+         "message['content'] + eos_token }}",
+         MX_TMPL_MISTRAL_V3},
+        {"{% if message['role'] == 'user' %}\n        {{ '[INST]' + message['content'] + "
+         "'[/INST]' }}\n    {% elif message['role'] == 'assistant' %}\n        {{ "
+         "message['content'] + eos_token }}",
+         MX_TMPL_MISTRAL_V3_TEKKEN},
         /* meta-llama/Llama-2-7b-chat-hf */
         {"{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
          "message['content'] %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
