@@ -152,4 +152,33 @@ if [ -f "$f" ]; then
     grep -q 'extends past end of file' "$tmp/err" && ok "truncated model" ||
         bad "truncated model message: $(cat "$tmp/err")"
 fi
+# the real SD 1.5 layout (names and shapes from the checkpoint maker's --list), as a sparse file:
+# 2 GB apparent size, no disk used
+gen="$MX_SHARED/tools/make_sd15_random.py"
+if [ -n "$PY" ] && [ -f "$gen" ] && "$PY" "$gen" --list >"$tmp/sd.txt" 2>/dev/null; then
+    "$PY" - "$tmp/sd.txt" "$tmp/sd15.sparse.safetensors" <<'EOF'
+import json, struct, sys
+SZ = {"F16": 2, "F32": 4, "I64": 8}
+hdr, off = {}, 0
+for line in open(sys.argv[1]):
+    if line.startswith("#") or not line.strip():
+        continue
+    name, shape, dt = line.split()
+    shape = json.loads(shape)
+    n = SZ[dt]
+    for d in shape:
+        n *= d
+    hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
+    off += n
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[2], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h)
+    f.truncate(8 + len(h) + off)
+EOF
+    out=$("$MIXEL" inspect "$tmp/sd15.sparse.safetensors") || bad "inspect SD 1.5 layout"
+    echo "$out" | grep -q 'SD 1.x checkpoint (CompVis/LDM key names): UNet + VAE + CLIP ViT-L' &&
+        echo "$out" | grep -q '^tensors       1143: F16 1130' && ok "SD 1.5 layout (1143 tensors)" ||
+        bad "SD 1.5 layout: $out"
+fi
 exit $fail
