@@ -57,7 +57,7 @@ enum mx_tmpl_kind {
 #define MX_TMPL_DEFAULT_LLAMA MX_TMPL_MISTRAL_V1
 #define MX_TMPL_DEFAULT_OTHER MX_TMPL_CHATML
 
-enum mx_role { MX_ROLE_SYSTEM, MX_ROLE_USER, MX_ROLE_ASSISTANT, MX_ROLE_TOOL };
+#include "core/role.h" /* enum mx_role */
 
 /* One tool call made by the assistant (Mistral v3/v7 [TOOL_CALLS]). Strings borrowed. */
 struct mx_tool_call {

@@ -33,7 +33,7 @@ struct sqlite3;
  * a newer file (a later mixel) is opened read-only so that nothing it relies on is damaged. */
 #define MX_DB_SCHEMA_VERSION 1
 
-enum mx_role { MX_ROLE_SYSTEM, MX_ROLE_USER, MX_ROLE_ASSISTANT, MX_ROLE_TOOL };
+#include "core/role.h" /* enum mx_role */
 
 /* complete: finished normally; partial: stopped by the user or by an error (kept, marked);
  * streaming: being written now, or its writer died mid-answer. */
