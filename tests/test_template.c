@@ -412,6 +412,56 @@ static void test_mistral_tools(void **state) {
     mx_tmpl_prompt_free(&p);
 }
 
+/* Second oracle for tools: the string representations published in mistralai/cookbook
+ * concept-deep-dive/tokenization/tool_calling.md ("Final String Representation", V3 and V3 -
+ * Tekken), from a pretty-printed parameter schema as a client would send it. */
+static void test_mistral_cookbook_tool_calling(void **state) {
+    (void)state;
+    static const struct mx_tool_def tools[] = {{
+        "calculator", "Performs mathematical calculations",
+        "{\n    \"type\": \"object\",\n    \"properties\": {\n        \"operation\": {\n"
+        "            \"type\": \"string\",\n            \"description\": \"The operation to be "
+        "done in python format.\"\n            }\n        }, \n    \"required\": "
+        "[\"operation\"]\n}",
+    }};
+    static const struct mx_tool_call call[] = {
+        {"VvvODy9mT", "calculator", "{\"operation\": \"2+2\", \"format\": \"celsius\"}"},
+    };
+    const struct mx_chat_msg c[] = {
+        {MX_ROLE_USER, "What's 2+2?", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, NULL, call, 1, NULL},
+        {MX_ROLE_TOOL, "4", NULL, 0, "VvvODy9mT"},
+        {MX_ROLE_ASSISTANT, "2+2=4", NULL, 0, NULL},
+    };
+    struct mx_tmpl_opts o = {.tools = tools, .n_tools = 1};
+    struct mx_tmpl_prompt p;
+    struct mx_err e = {0};
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V3, c, 4, &o, &p, &e), 0);
+    assert_string_equal(
+        p.text,
+        "<s>[AVAILABLE_TOOLS] [{\"type\": \"function\", \"function\": {\"name\": \"calculator\","
+        " \"description\": \"Performs mathematical calculations\", \"parameters\": {\"type\":"
+        " \"object\", \"properties\": {\"operation\": {\"type\": \"string\", \"description\":"
+        " \"The operation to be done in python format.\"}}, \"required\": [\"operation\"]}}}]"
+        "[/AVAILABLE_TOOLS][INST] What's 2+2?[/INST][TOOL_CALLS] [{\"name\": \"calculator\","
+        " \"arguments\": {\"operation\": \"2+2\", \"format\": \"celsius\"}, \"id\":"
+        " \"VvvODy9mT\"}]</s>[TOOL_RESULTS] {\"content\": 4, \"call_id\": \"VvvODy9mT\"}"
+        "[/TOOL_RESULTS] 2+2=4</s>");
+    mx_tmpl_prompt_free(&p);
+    assert_int_equal(mx_tmpl_render(MX_TMPL_MISTRAL_V3_TEKKEN, c, 4, &o, &p, &e), 0);
+    assert_string_equal(
+        p.text,
+        "<s>[AVAILABLE_TOOLS][{\"type\": \"function\", \"function\": {\"name\": \"calculator\","
+        " \"description\": \"Performs mathematical calculations\", \"parameters\": {\"type\":"
+        " \"object\", \"properties\": {\"operation\": {\"type\": \"string\", \"description\":"
+        " \"The operation to be done in python format.\"}}, \"required\": [\"operation\"]}}}]"
+        "[/AVAILABLE_TOOLS][INST]What's 2+2?[/INST][TOOL_CALLS][{\"name\": \"calculator\","
+        " \"arguments\": {\"operation\": \"2+2\", \"format\": \"celsius\"}, \"id\":"
+        " \"VvvODy9mT\"}]</s>[TOOL_RESULTS]{\"content\": 4, \"call_id\": \"VvvODy9mT\"}"
+        "[/TOOL_RESULTS]2+2=4</s>");
+    mx_tmpl_prompt_free(&p);
+}
+
 /* Roles the template cannot express fail as the Jinja raises (or, where the Jinja would drop a
  * message silently, with MX_EUNSUP). */
 static void test_bad_roles(void **state) {
@@ -679,6 +729,7 @@ int main(void) {
         cmocka_unit_test(test_llama_cpp_jinja_outputs),
         cmocka_unit_test(test_bos_handling),
         cmocka_unit_test(test_mistral_tools),
+        cmocka_unit_test(test_mistral_cookbook_tool_calling),
         cmocka_unit_test(test_bad_roles),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_too_long),
