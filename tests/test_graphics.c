@@ -241,7 +241,7 @@ static void test_not_a_tty_and_overrides(void **state) {
     unsetenv("MIXEL_GRAPHICS");
 }
 
-/* ---- tmux passthrough ------------------------------------------------------------------------- */
+/* ---- tmux passthrough ------------------------------------------------------------------------ */
 
 struct sink {
     char *p;
@@ -274,7 +274,7 @@ static void test_tmux_wrap_bytes(void **state) {
     free(s.p);
 }
 
-/* ---- layout and scaling ------------------------------------------------------------------------ */
+/* ---- layout and scaling ---------------------------------------------------------------------- */
 
 static void test_fit(void **state) {
     (void)state;
@@ -357,7 +357,7 @@ static void test_scale_area_average(void **state) {
     assert_int_equal(mx_image_scale(&bs, 20000, 5, &out), MX_ERANGE);
 }
 
-/* ---- loading ------------------------------------------------------------------------------------ */
+/* ---- loading --------------------------------------------------------------------------------- */
 
 static const uint8_t quad_rgb[4][3] = {{220, 40, 40}, {40, 200, 70}, {40, 70, 220},
                                        {240, 220, 40}};
@@ -476,7 +476,7 @@ static void test_load_corrupt(void **state) {
     expect_load_error("no-such-file.png", MX_ENOENT, "No such file");
 }
 
-/* ---- sixel ---------------------------------------------------------------------------------------- */
+/* ---- sixel ----------------------------------------------------------------------------------- */
 
 /* 96x60: four flat bands on the left, a red/blue gradient on the right. */
 static struct mx_image test_picture(void) {
@@ -593,7 +593,7 @@ static void test_sixel_roundtrip(void **state) {
 #endif
 }
 
-/* ---- half blocks ----------------------------------------------------------------------------------- */
+/* ---- half blocks ----------------------------------------------------------------------------- */
 
 /* One parsed cell: foreground and background as 0xRRGGBB, or -1 for the default. */
 struct cell {

@@ -101,7 +101,7 @@ int mx_cmd_show(int argc, char **argv) {
     struct mx_gfx_answers ans;
     mx_gfx_detect(mode, 0, &g, &ans);
     if (getenv("MIXEL_DEBUG_GRAPHICS"))
-        fprintf(stderr, "mixel show: %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
+        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
                 "%d colours\n", mx_gfx_mode_name(g.mode), g.why, g.cell_w, g.cell_h, g.cell_src,
                 g.cols, g.rows, g.max_w, g.max_h, g.colour_regs);
     if (g.mode == MX_GFX_NONE) {

@@ -44,7 +44,7 @@ static int check_dims(const char *path, const char *kind, long w, long h, struct
     return 0;
 }
 
-/* ---- PNG (libpng) -------------------------------------------------------------------------- */
+/* ---- PNG (libpng) ---------------------------------------------------------------------------- */
 
 /* libpng reports through callbacks; the first error and warning are kept for the message. */
 struct png_msgs {
@@ -63,6 +63,13 @@ static void png_warning_cb(png_structp png, png_const_charp msg) {
     struct png_msgs *m = png_get_error_ptr(png);
     if (m && !m->warning[0])
         snprintf(m->warning, sizeof m->warning, "%s", msg);
+}
+
+/* libpng's own reader says only "Read Error" on a short file. */
+static void png_read_cb(png_structp png, png_bytep data, size_t n) {
+    FILE *f = png_get_io_ptr(png);
+    if (fread(data, 1, n, f) != n)
+        png_error(png, ferror(f) ? "read error" : "file ends early (truncated)");
 }
 
 /* Decodes an open PNG file into out. Returns 0 or MX_EFORMAT/MX_ERANGE/MX_ENOMEM with err set. */
@@ -91,7 +98,7 @@ static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_e
         png_destroy_read_struct(&png, &info, NULL);
         return rc;
     }
-    png_init_io(png, f);
+    png_set_read_fn(png, f, png_read_cb);
     png_set_chunk_malloc_max(png, 8u << 20); /* text/ICC chunks cannot ask for more */
     png_read_info(png, info);
     png_uint_32 w = 0, h = 0;
@@ -549,7 +556,7 @@ int mx_image_blocks(const struct mx_image *img, bool truecolor, mx_image_write_f
     return rc;
 }
 
-/* ---- tmux passthrough -------------------------------------------------------------------------- */
+/* ---- tmux passthrough ------------------------------------------------------------------------ */
 
 int mx_tmux_wrap_begin(struct mx_tmux_wrap *t) {
     return t->write(t->ud, "\033Ptmux;", 7);
@@ -575,7 +582,7 @@ int mx_tmux_wrap_end(struct mx_tmux_wrap *t) {
     return t->write(t->ud, "\033\\", 2);
 }
 
-/* ---- sixel ------------------------------------------------------------------------------------- */
+/* ---- sixel ----------------------------------------------------------------------------------- */
 
 #ifdef HAVE_SIXEL
 /* Where libsixel's bytes go; libsixel ignores the callback's result, so the first error is kept

@@ -60,7 +60,8 @@ typedef int (*mx_image_write_fn)(void *ud, const char *buf, size_t n);
 /* Encodes img as one sixel image (DCS `ESC P 0;1;0 q ... ESC \`, 7-bit) with a palette of
  * n_colours (2..256) built for this image (libsixel median cut, error diffusion). With
  * tmux_wrap the whole DCS is wrapped for tmux passthrough (`ESC P tmux; ... ESC \`, every ESC
- * inside doubled). Errors: MX_EUNSUP without libsixel, MX_ENOMEM, MX_EIO, or what write returned. */
+ * inside doubled). Errors: MX_EUNSUP without libsixel, MX_ENOMEM, MX_EIO, or what write
+ * returned. */
 int mx_image_sixel(const struct mx_image *img, int n_colours, bool tmux_wrap,
                    mx_image_write_fn write, void *ud, struct mx_err *err);
 
