@@ -221,9 +221,9 @@ static int put_text(struct app *a, int y, int x, const char *s, size_t len, int 
 
 static const char *role_label(const struct msg *m) {
     switch (m->role) {
-    case MX_ROLE_MSG_USER: return "You";
-    case MX_ROLE_MSG_ASSISTANT: return "Assistant";
-    case MX_ROLE_MSG_SYSTEM: return m->state == MSG_NOTICE ? "mixel" : "System";
+    case MX_ROLE_USER: return "You";
+    case MX_ROLE_ASSISTANT: return "Assistant";
+    case MX_ROLE_SYSTEM: return m->state == MSG_NOTICE ? "mixel" : "System";
     default: return "Tool";
     }
 }
@@ -238,8 +238,8 @@ static void msg_render(struct msg *m, int width) {
     if (!clean)
         return;
     size_t n = mx_text_sanitize(m->text, m->len, clean, true);
-    int base = m->role == MX_ROLE_MSG_USER        ? MX_ROLE_user
-               : m->role == MX_ROLE_MSG_ASSISTANT ? MX_ROLE_assistant
+    int base = m->role == MX_ROLE_USER        ? MX_ROLE_user
+               : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_assistant
                : m->state == MSG_NOTICE           ? MX_ROLE_muted
                                                   : MX_ROLE_system;
     if (mx_markdown_render(clean, n, width, base, &m->r) == 0) {
@@ -257,8 +257,8 @@ static int msg_lines(const struct msg *m) {
 
 static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, int width) {
     if (line == 0) {
-        int role = m->role == MX_ROLE_MSG_USER ? MX_ROLE_user
-                   : m->role == MX_ROLE_MSG_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
+        int role = m->role == MX_ROLE_USER ? MX_ROLE_user
+                   : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
         const char *label = role_label(m);
         int x = put_text(a, y, 0, label, strlen(label), width, role, MX_ATTR_BOLD);
         const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
@@ -484,12 +484,12 @@ static void start_generation(struct app *a) {
     if (!g_job.turns)
         return;
     if (a->system_prompt) {
-        g_job.turns[n].role = MX_ROLE_MSG_SYSTEM;
+        g_job.turns[n].role = MX_ROLE_SYSTEM;
         g_job.turns[n++].text = strdup(a->system_prompt);
     }
     for (int i = 0; i < a->n_msgs; i++) {
         const struct msg *m = &a->msgs[i];
-        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_MSG_SYSTEM)
+        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_SYSTEM)
             continue;
         g_job.turns[n].role = m->role;
         g_job.turns[n++].text = strdup(m->text);
@@ -497,7 +497,7 @@ static void start_generation(struct app *a) {
     g_job.n = n;
     g_job.engine = a->o.engine;
     g_job.settings = a->settings;
-    if (!msg_add(a, MX_ROLE_MSG_ASSISTANT, MSG_STREAMING, ""))
+    if (!msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, ""))
         return;
     if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
         a->msgs[a->n_msgs - 1].state = MSG_FAILED;
@@ -663,7 +663,7 @@ static void cmd_regen(struct app *a, const char *arg) {
     int last = a->n_msgs - 1;
     while (last >= 0 && a->msgs[last].state == MSG_NOTICE)
         last--;
-    if (last < 0 || a->msgs[last].role != MX_ROLE_MSG_ASSISTANT) {
+    if (last < 0 || a->msgs[last].role != MX_ROLE_ASSISTANT) {
         notice(a, true, "/regen: no answer to regenerate");
         return;
     }
@@ -678,7 +678,7 @@ static void cmd_edit(struct app *a, const char *arg) {
     if (a->generating)
         return;
     for (int i = a->n_msgs - 1; i >= 0; i--) {
-        if (a->msgs[i].role != MX_ROLE_MSG_USER)
+        if (a->msgs[i].role != MX_ROLE_USER)
             continue;
         rl_replace_line(a->msgs[i].text, 0);
         rl_point = rl_end;
@@ -715,7 +715,7 @@ static void cmd_copy(struct app *a, const char *arg) {
     (void)arg;
     for (int i = a->n_msgs - 1; i >= 0; i--) {
         struct msg *m = &a->msgs[i];
-        if (m->role != MX_ROLE_MSG_ASSISTANT)
+        if (m->role != MX_ROLE_ASSISTANT)
             continue;
         if (!m->r_valid)
             msg_render(m, COLS > 4 ? COLS : 80);
@@ -860,7 +860,7 @@ static void cmd_help(struct app *a, const char *arg) {
                               (const char *)help);
     KEY_ACTIONS(HELP_KEY)
 #undef HELP_KEY
-    msg_add(a, MX_ROLE_MSG_SYSTEM, MSG_NOTICE, buf);
+    msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
     a->scroll = 0;
 }
 
@@ -989,7 +989,7 @@ static void submit(struct app *a, char *line) {
         return;
     }
     a->note[0] = '\0';
-    msg_add(a, MX_ROLE_MSG_USER, MSG_DONE, line);
+    msg_add(a, MX_ROLE_USER, MSG_DONE, line);
     start_generation(a);
 }
 
@@ -1213,7 +1213,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (theme_rc != 0)
         notice(&a, true, "%s: using the default theme", err.msg);
     if (!opts->engine)
-        msg_add(&a, MX_ROLE_MSG_SYSTEM, MSG_NOTICE,
+        msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
                 "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
                 "`mixel --help`. Type /help for commands, /quit to leave.");
     draw(&a);

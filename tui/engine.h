@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
+#include "core/role.h"
 #include "tui/worker.h"
 
-enum mx_role { MX_ROLE_MSG_SYSTEM, MX_ROLE_MSG_USER, MX_ROLE_MSG_ASSISTANT, MX_ROLE_MSG_TOOL };
 
 struct mx_turn {
     enum mx_role role;
