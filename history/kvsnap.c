@@ -83,6 +83,8 @@ static void stripe(uint64_t v[4], const uint8_t *p) {
 
 void mx_xxh64_update(struct mx_xxh64 *s, const void *data, size_t n) {
     const uint8_t *p = data;
+    if (n == 0)
+        return; /* data may be NULL then */
     s->total += n;
     if (s->nbuf) {
         size_t k = MX_MIN(n, 32 - (size_t)s->nbuf);
