@@ -209,6 +209,8 @@ static void test_not_a_tty_and_overrides(void **state) {
     assert_non_null(strstr(g.why, "no queries"));
     mx_gfx_decide(MX_GFX_SIXEL, &a, &g);
     assert_int_equal(g.mode, MX_GFX_SIXEL);
+    assert_int_equal(g.max_w, 4096); /* a pipe has no screen to fit: a fixed bound */
+    assert_int_equal(g.max_h, 4096);
     /* NO_COLOR without sixel: text only */
     struct mx_gfx_answers nc = {.tty = true, .colours = 0};
     absorb(&nc, MX_GFXQ_DA1, DA1_TMUX);
@@ -299,6 +301,10 @@ static void test_fit(void **state) {
     assert_int_equal(mx_image_fit(16000, 1, 8, 16, 10, 5, 0, 0, &l), 0);
     assert_int_equal(l.px_h, 1);
     assert_int_equal(l.blk_h, 1);
+    /* a very tall image with no height limit stops at the side cap with its aspect kept */
+    assert_int_equal(mx_image_fit(100, 16000, 8, 16, 80, 0, 0, 0, &l), 0);
+    assert_int_equal(l.px_h, MX_IMAGE_MAX_SIDE);
+    assert_int_equal(l.px_w, 102); /* 100 * 16384 / 16000 */
     assert_int_equal(mx_image_fit(0, 10, 8, 16, 10, 5, 0, 0, &l), MX_EINVAL);
 }
 

@@ -25,6 +25,8 @@
 /* Cells or pixels beyond these are not a real terminal's answer (hostile or broken). */
 #define MX_GFX_MAX_DIM   65535
 #define MX_GFX_MAX_CELL  512
+/* Largest sixel written when there is no terminal to ask (xterm itself stops at 1000x1000). */
+#define MX_GFX_PIPE_MAX  4096
 
 static const char *const mode_names[] = {"auto", "sixel", "blocks", "none"};
 
@@ -148,7 +150,7 @@ static void text_area(const struct mx_gfx_answers *a, int *rows, int *cols) {
 /* Cell size in pixels with its source; falls back to 8x16 (the common 1:2 cell). */
 static void cell_size(const struct mx_gfx_answers *a, int rows, int cols, struct mx_gfx *g) {
     int cw = 0, ch = 0;
-    const char *src = "guessed 8x16 (terminal reports no pixel sizes)";
+    const char *src = "guessed: the terminal reports no pixel sizes";
     if (a->ws_xpix > 0 && a->ws_ypix > 0 && a->ws_cols > 0 && a->ws_rows > 0) {
         cw = a->ws_xpix / a->ws_cols;
         ch = a->ws_ypix / a->ws_rows;
@@ -170,7 +172,7 @@ static void cell_size(const struct mx_gfx_answers *a, int rows, int cols, struct
     if (!g->cell_known) {
         cw = 8;
         ch = 16;
-        src = "guessed 8x16 (terminal reports no pixel sizes)";
+        src = "guessed: the terminal reports no pixel sizes";
     }
     g->cell_w = cw;
     g->cell_h = ch;
@@ -190,6 +192,8 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
         g->max_w = MX_MIN(g->max_w, a->geom_w);
         g->max_h = MX_MIN(g->max_h, a->geom_h);
     }
+    if (!a->tty) /* sixel into a file or pipe: no screen to fit, a sane bound only */
+        g->max_w = g->max_h = MX_GFX_PIPE_MAX;
     bool native = a->da1_valid && a->da1_sixel; /* includes tmux >= 3.4 built with sixel */
     bool via_tmux = a->tmux && !native && a->tmux_passthrough == 1;
 

@@ -422,17 +422,17 @@ int mx_image_fit(int img_w, int img_h, int cell_w, int cell_h, int box_cols, int
     memset(lay, 0, sizeof *lay);
     if (img_w <= 0 || img_h <= 0 || cell_w <= 0 || cell_h <= 0 || box_cols <= 0)
         return MX_EINVAL;
-    double bw = (double)box_cols * cell_w;
-    double bh = box_rows > 0 ? (double)box_rows * cell_h : 1e18;
+    double bw = MX_MIN((double)box_cols * cell_w, (double)MX_IMAGE_MAX_SIDE);
+    double bh = box_rows > 0 ? (double)box_rows * cell_h : (double)MX_IMAGE_MAX_SIDE;
+    bh = MX_MIN(bh, (double)MX_IMAGE_MAX_SIDE);
     if (max_w > 0)
         bw = MX_MIN(bw, (double)max_w);
     if (max_h > 0)
         bh = MX_MIN(bh, (double)max_h);
+    /* one scale for both sides keeps the aspect ratio; rounding stays inside the box */
     double s = MX_MIN(bw / img_w, bh / img_h);
-    double pw = floor(img_w * s + 0.5), ph = floor(img_h * s + 0.5);
-    pw = MX_MAX(1.0, MX_MIN(pw, bw));
-    ph = MX_MAX(1.0, MX_MIN(ph, MX_MIN(bh, (double)MX_IMAGE_MAX_SIDE)));
-    pw = MX_MIN(pw, (double)MX_IMAGE_MAX_SIDE);
+    double pw = MX_MAX(1.0, MX_MIN(floor(img_w * s + 0.5), bw));
+    double ph = MX_MAX(1.0, MX_MIN(floor(img_h * s + 0.5), bh));
     lay->px_w = (int)pw;
     lay->px_h = (int)ph;
     lay->cols = (lay->px_w + cell_w - 1) / cell_w;
