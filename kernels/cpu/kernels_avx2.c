@@ -103,6 +103,102 @@ static float vec_dot_q4_0(int64_t n, const void *w, const void *x) {
     return hsum8(acc);
 }
 
+/* ---- K-quants against Q8_K activations ------------------------------------------------------- */
+
+static inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* ggml's get_scale_min_k4: 6-bit scale and min j of a Q4_K/Q5_K block. */
+static inline void scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
+    }
+}
+
+/* Q4_K: value = d*sc*q - dmin*m per 32; dot = y.d * (d * sum_j sc_j (q.q8)_j
+ * - dmin * sum_j m_j sum(q8)_j), the second sum from Q8_K's bsums. */
+static float vec_dot_q4_K(int64_t n, const void *w, const void *x) {
+    const mx_block_q4_K *a = w;
+    const mx_block_q8_K *b = x;
+    float acc = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int sc[8], mn[8], summ = 0;
+        for (int j = 0; j < 8; j++) {
+            scale_min_k4(j, a[i].scales, &sc[j], &mn[j]);
+            summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        }
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i q4 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * j));
+            __m256i lo = _mm256_and_si256(q4, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+                                           _mm256_set1_epi16((int16_t)sc[2 * j]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+                                           _mm256_set1_epi16((int16_t)sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        float d = b[i].d * mx_fp16_to_fp32(a[i].d), dm = b[i].d * mx_fp16_to_fp32(a[i].dmin);
+        acc += d * (float)hsum_i32(sumi) - dm * (float)summ;
+    }
+    return acc;
+}
+
+/* Q6_K: 6-bit q in [-32, 31] = u - 32 with u in [0, 63]; q.q8 = u.q8 - 32 sum(q8), the last
+ * from bsums. 16 int8 scales per block, one per 16 values. */
+static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
+    const mx_block_q6_K *a = w;
+    const mx_block_q8_K *b = x;
+    float acc = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *ql = a[i].ql, *qh = a[i].qh;
+        const int8_t *sc = a[i].scales, *q8 = b[i].qs;
+        int corr = 0;
+        for (int g = 0; g < 16; g++)
+            corr += sc[g] * b[i].bsums[g];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            u[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+                                               _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi,
+                                        _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], y), scv));
+            }
+            ql += 64;
+            qh += 32;
+            sc += 8;
+            q8 += 128;
+        }
+        acc += b[i].d * mx_fp16_to_fp32(a[i].d) * (float)(hsum_i32(sumi) - 32 * corr);
+    }
+    return acc;
+}
+
 /* ---- attention ---------------------------------------------------------------------------------
  * Flash-style: for one KV head and a block of query tokens, stream the cache in blocks of 8 cells
  * and keep a running max, sum and output per query row (online softmax), so each cached K/V byte
@@ -269,4 +365,6 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_F16] = vec_dot_f16;
     k->vec_dot[MX_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[MX_TYPE_Q4_0] = vec_dot_q4_0;
+    k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
+    k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
 }
