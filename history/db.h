@@ -8,7 +8,9 @@
  * earlier commit intact (a failed write rolls back and reports MX_EFULL / MX_EPERM / MX_EBUSY).
  * A streaming assistant answer is begun, updated (the caller calls update about once a second:
  * each update is one commit) and finished, so a crash loses at most the text since the last
- * update; a message still in state "streaming" after its writer died is an interrupted answer.
+ * update; a message still in state "streaming" after its writer died is an interrupted answer
+ * (a resumed chat may settle it with mx_db_msg_finish(..., MX_MSG_PARTIAL) to keep it as a
+ * stopped answer; nothing does that at open, since another live instance may be streaming it).
  *
  * Several processes may use one database at once (WAL: readers never block, writers queue for a
  * busy timeout). When the database cannot be opened for writing (the folder or file is read-only,
