@@ -163,7 +163,9 @@ int mx_tq_colour_depth(const char **source) {
         return 16777216;
     }
     int err = 0;
-    if (getenv("TERM") && setupterm(NULL, STDOUT_FILENO, &err) == OK) {
+    /* setupterm allocates a new terminal each call and orphans the old one: load it once (curses,
+     * when started later, sets up its own) */
+    if (getenv("TERM") && (cur_term || setupterm(NULL, STDOUT_FILENO, &err) == OK)) {
         int n = tigetnum("colors");
         if (n > 0) {
             *source = "terminfo";
