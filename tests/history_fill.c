@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
     bad |= check(mx_db_msg_append(db, b, 0, MX_ROLE_USER, "Title \x1b[31mred\x1b[0m please",
                                   3, NULL, &u, &err), &err);
     bad |= check(mx_db_msg_begin(db, b, u, MX_ROLE_ASSISTANT, &m, &err), &err);
-    bad |= check(mx_db_msg_update(db, m, "half an answer about kraken", 5, &err), &err);
+    bad |= check(mx_db_msg_update(db, m, "half an answer about kraken \xe2\x80\xae"
+                                  "reversed\xe2\x80\xac bad\xff byte", 5, &err), &err);
     char kv[4096];
     const char *slash = strrchr(argv[1], '/');
     snprintf(kv, sizeof kv, "%.*s/kv/%lld.kv", slash ? (int)(slash - argv[1]) : 1,

@@ -36,6 +36,8 @@ grep -q "$esc" "$dir/show" && fail "raw ESC reached the output with --escape"
 grep -q '^--- assistant \[interrupted\] #6 ---$' "$dir/show" && fail "wrong session shown"
 "$MIXEL" sessions show 2 --escape >"$dir/show2" || fail "show 2"
 grep -q '^--- assistant \[interrupted\] #6 ---$' "$dir/show2" || fail "interrupted answer unmarked"
+grep -q 'kraken \\u202ereversed\\u202c bad\\xff byte$' "$dir/show2" \
+    || fail "bidi override or invalid UTF-8 not shown inert"
 # on a real terminal the escaping is automatic (when `script` is there to make one)
 if command -v script >/dev/null 2>&1; then
     script -qec "'$MIXEL' sessions show alpha" /dev/null >"$dir/tty" 2>&1 </dev/null
