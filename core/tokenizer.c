@@ -627,18 +627,45 @@ static int piece_append(const struct mx_tokenizer *t, int32_t id, unsigned flags
     return 0;
 }
 
-/* clean_up_tokenization_spaces, llama.cpp's first pass: a space before ? ! . , is dropped. */
-static size_t clean_spaces(char *s, size_t n) {
-    if (!n)
+/* clean_up_tokenization_spaces as llama_detokenize does it, in place, in three passes over
+ * single bytes: a space before ? ! . , goes; " ' " becomes "'"; the space before 's 'm 're 've
+ * goes (not before 't 'd 'll). Returns the new length.
+ * Ref: https://github.com/ggml-org/llama.cpp/blob/master/src/llama-vocab.cpp (detokenize) */
+static size_t clean_spaces(char *text, size_t n) {
+    if (n == 0)
         return 0;
-    size_t w = 1;
-    for (size_t i = 1; i < n; i++) {
-        char x = s[i];
-        if (s[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','))
-            w--;
-        s[w++] = x;
+    size_t total = 1;
+    for (size_t i = 1; i < n; i++) { /* " ?", " !", " .", " ," */
+        char x = text[i];
+        if (text[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','))
+            total--;
+        text[total++] = x;
     }
-    return w;
+    size_t n2 = total;
+    total = 1;
+    for (size_t i = 1; i < n2; i++) { /* " ' " */
+        char x = text[i];
+        if (x == '\'' && i + 1 < n2 && text[i - 1] == ' ' && text[i + 1] == ' ') {
+            total--;
+            text[++i] = 0;
+        }
+        text[total++] = x;
+    }
+    size_t n3 = total;
+    total = 1;
+    for (size_t i = 1; i < n3; i++) { /* " 's", " 'm", " 're", " 've" */
+        char x = text[i];
+        if (text[i - 1] == ' ' && x == '\'' && i + 1 < n3) {
+            char x1 = text[i + 1];
+            if (x1 == 's' || x1 == 'm')
+                total--;
+            else if (i + 2 < n3 && ((x1 == 'r' && text[i + 2] == 'e') ||
+                                    (x1 == 'v' && text[i + 2] == 'e')))
+                total--;
+        }
+        text[total++] = x;
+    }
+    return total;
 }
 
 int mx_tokenizer_decode(const struct mx_tokenizer *t, const int32_t *ids, size_t n,
@@ -669,7 +696,7 @@ int mx_tokenizer_decode(const struct mx_tokenizer *t, const int32_t *ids, size_t
             return mx_err_set(err, rc, "detokenize: out of memory");
         }
     }
-    if (t->d.clean_spaces)
+    if (t->d.clean_spaces && !(flags & MX_DETOK_NO_CLEAN))
         bn = clean_spaces(buf, bn);
     char *res = realloc(buf, bn + 1);
     if (!res) {
@@ -780,30 +807,6 @@ static void stream_scan(struct mx_detok_stream *s, const unsigned char *in, size
     }
 }
 
-/* Applies clean_spaces across calls to s->buf[1..to), writing from s->buf[0] (the one byte of
- * slack keeps writes behind reads when a held space is put back). A trailing space is held until
- * the next byte is known. Returns the bytes now at s->buf[0..). */
-static size_t stream_clean(struct mx_detok_stream *s, size_t to, bool final) {
-    size_t w = 0;
-    for (size_t i = 1; i < to; i++) {
-        char x = s->buf[i];
-        if (s->held_space) {
-            s->held_space = false;
-            if (!(x == '?' || x == '!' || x == '.' || x == ','))
-                s->buf[w++] = ' ';
-        }
-        if (x == ' ')
-            s->held_space = true;
-        else
-            s->buf[w++] = x;
-    }
-    if (final && s->held_space) {
-        s->held_space = false;
-        s->buf[w++] = ' ';
-    }
-    return w;
-}
-
 static int stream_emit(struct mx_detok_stream *s, int32_t id, bool final, const char **out,
                        size_t *n) {
     *out = "";
@@ -818,7 +821,7 @@ static int stream_emit(struct mx_detok_stream *s, int32_t id, bool final, const 
             return plen;
         s->first = false;
     }
-    /* layout: [1 slack byte, output: 3 bytes per input byte][input: pend + piece] */
+    /* layout: [output: 3 bytes per input byte][input: pend + piece] */
     size_t in_n = (size_t)s->n_pend + (size_t)plen;
     size_t need;
     if (!mx_mul_size(in_n, 4, &need) || !mx_add_size(need, 8, &need))
@@ -830,15 +833,10 @@ static int stream_emit(struct mx_detok_stream *s, int32_t id, bool final, const 
     if (plen > 0)
         mx_tokenizer_piece(s->tok, id, pf, (char *)in + s->n_pend, (size_t)plen);
     s->n_pend = 0;
-    size_t w = 1; /* output from buf[1]: see stream_clean */
+    size_t w = 0;
     stream_scan(s, in, in_n, &w, final);
-    if (s->tok->d.clean_spaces) {
-        *out = s->buf;
-        *n = stream_clean(s, w, final);
-    } else {
-        *out = s->buf + 1;
-        *n = w - 1;
-    }
+    *out = s->buf;
+    *n = w;
     return 0;
 }
 

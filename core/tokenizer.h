@@ -127,6 +127,7 @@ int mx_tokenizer_encode(const struct mx_tokenizer *t, const char *text, size_t l
 #define MX_DETOK_SPECIAL 1u        /* render control/unknown tokens as their text (unparse) */
 #define MX_DETOK_REMOVE_SPECIAL 2u /* drop a leading BOS / trailing EOS when add_bos/add_eos */
 #define MX_DETOK_LSTRIP 4u         /* piece: drop one leading space */
+#define MX_DETOK_NO_CLEAN 8u       /* decode: skip clean_spaces (as the stream does) */
 
 /* The bytes token id stands for (llama_token_to_piece): SPM "▁" -> " ", <0xNN> -> that byte,
  * BPE byte-level chars -> bytes, CLIP "</w>" -> " "; control and unknown tokens give nothing
@@ -138,7 +139,7 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
 
 /* Detokenizes ids[0..n) like llama_detokenize: pieces concatenated, the first piece's leading
  * space removed when the vocabulary adds a space prefix (unless REMOVE_SPECIAL dropped a BOS),
- * clean_spaces applied. Returns 0 with *text (malloc'd, NUL-terminated, caller frees) and *len
+ * the vocabulary's clean_spaces applied unless MX_DETOK_NO_CLEAN. Returns 0 with *text (malloc'd, NUL-terminated, caller frees) and *len
  * (bytes, the text may hold NULs or invalid UTF-8 from byte tokens), MX_EINVAL (an id outside the
  * vocabulary, named in err) or MX_ENOMEM. */
 int mx_tokenizer_decode(const struct mx_tokenizer *t, const int32_t *ids, size_t n,
@@ -150,14 +151,15 @@ int mx_tokenizer_decode(const struct mx_tokenizer *t, const int32_t *ids, size_t
  * always whole, valid UTF-8. Bytes of a character split over several byte-fallback tokens are
  * held until it is complete; invalid sequences become U+FFFD (one per maximal invalid subpart,
  * like Python's errors="replace"). For valid text the concatenated output equals
- * mx_tokenizer_decode() of the same ids with the same flags. Not thread-safe; one per stream. */
+ * mx_tokenizer_decode() of the same ids with the same flags plus MX_DETOK_NO_CLEAN: like
+ * llama.cpp's token-by-token streaming, the stream does not clean up spaces (that only changes
+ * gpt2/llama3 vocabularies, where decode drops " ," etc.). Not thread-safe; one per stream. */
 struct mx_detok_stream {
     const struct mx_tokenizer *tok; /* borrowed */
     unsigned flags;                 /* MX_DETOK_* (LSTRIP: strip the first piece's space) */
     bool first;                     /* no piece seen yet */
     unsigned char pend[4];          /* an incomplete UTF-8 sequence held back */
     int n_pend;
-    bool held_space;                /* clean_spaces: a space waiting for the next byte */
     char *buf;                      /* output of the last call (owned) */
     size_t cap;
 };

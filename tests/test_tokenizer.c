@@ -605,11 +605,23 @@ static void test_bpe_small_vocab(void **state) {
     encode(t, "hello\n world, ok .", 18, 0, &ids, &ni);
     char *s = decode(t, ids, ni, 0, &dl);
     assert_string_equal(s, "hello\n world, ok."); /* clean_spaces: " ." -> "." */
+    free(s);
+    /* the stream does not clean (llama.cpp's token-by-token streaming does not either) */
+    s = decode(t, ids, ni, MX_DETOK_NO_CLEAN, &dl);
+    assert_string_equal(s, "hello\n world, ok .");
     char *st = stream_all(t, ids, ni, 0, &sl);
     assert_string_equal(st, s);
     free(st);
     free(s);
     free(ids);
+    /* llama_detokenize's three clean-up passes (ids are bytes in this vocabulary) */
+    const char *raw = "I 'm here , you 're it 't ' x ?";
+    int32_t rid[64];
+    for (size_t i = 0; i < strlen(raw); i++)
+        rid[i] = (unsigned char)raw[i] == ' ' ? id_of(t, "\xc4\xa0") : (unsigned char)raw[i];
+    s = decode(t, rid, strlen(raw), 0, &dl);
+    assert_string_equal(s, "I'm here, you're it 't'x?");
+    free(s);
     /* invalid UTF-8 becomes U+FFFD before byte encoding, like llama.cpp */
     encode(t, "\xff", 1, 0, &ids, &ni);
     assert_int_equal(ni, 3);
