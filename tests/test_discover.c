@@ -26,7 +26,7 @@
 
 static char g_root[1024]; /* the temp folder of the current test */
 
-/* ---- fixture helpers -------------------------------------------------------------------------- */
+/* ---- fixture helpers ------------------------------------------------------------------------- */
 
 /* root-relative path in a static ring of buffers (enough for one statement's arguments). */
 static const char *P(const char *fmt, ...) {
@@ -136,7 +136,8 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
 
 static int setup_root(void **state) {
     (void)state;
-    snprintf(g_root, sizeof g_root, "/tmp/mx-discover-XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_root, sizeof g_root, "%s/mx-discover-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(g_root))
         return -1;
     unsetenv("HF_HOME");
@@ -156,7 +157,7 @@ static int teardown_root(void **state) {
     return stat(g_root, &st) == 0 ? -1 : 0;
 }
 
-/* ---- the full fake home ----------------------------------------------------------------------- */
+/* ---- the full fake home ---------------------------------------------------------------------- */
 
 static void build_home(void) {
     // Hugging Face hub: two revisions link the same blob (listed once, rev1's path), a file in a
@@ -327,6 +328,11 @@ static void test_environment_overrides_and_no_home(void **state) {
     snprintf(json, sizeof json, "{\"layers\":[{\"mediaType\":\"application/vnd.ollama.image."
              "model\",\"digest\":\"%s\"}]}", dg);
     write_text(P("elsewhere/ollama/manifests/registry.ollama.ai/library/env/v1"), json, 1, T0 + 1);
+    // Ollama before 0.1.30 named blobs "sha256:HEX".
+    write_gguf(P("elsewhere/ollama/blobs/sha256:%s", HEX_C), NULL, 512, T0);
+    snprintf(json, sizeof json, "{\"layers\":[{\"mediaType\":\"application/vnd.ollama.image."
+             "model\",\"digest\":\"sha256:%s\"}]}", HEX_C);
+    write_text(P("elsewhere/ollama/manifests/registry.ollama.ai/library/old/v0"), json, 1, T0);
     write_gguf(P("home/.cache/huggingface/hub/models--home--only/snapshots/r/h.gguf"), NULL, 512,
                T0 + 9);
     setenv("HF_HOME", P("elsewhere/hf"), 1);
@@ -334,15 +340,17 @@ static void test_environment_overrides_and_no_home(void **state) {
 
     struct mx_model_list l;
     assert_int_equal(mx_discover_models(NULL, NULL, &l, NULL), 0);
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0].name, "o/n: x.gguf");
     assert_string_equal(l.items[1].name, "env:v1 (ollama)");
+    assert_string_equal(l.items[2].name, "old:v0 (ollama)");
+    assert_string_equal(l.items[2].path, P("elsewhere/ollama/blobs/sha256:%s", HEX_C));
     mx_model_list_free(&l);
 
     // HF_HUB_CACHE wins over HF_HOME; with both unset, XDG_CACHE_HOME, then ~/.cache.
     setenv("HF_HUB_CACHE", P("home/.cache/huggingface/hub"), 1);
     assert_int_equal(mx_discover_models(P("home"), NULL, &l, NULL), 0);
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0].name, "home/only: h.gguf");
     mx_model_list_free(&l);
     unsetenv("HF_HUB_CACHE");
@@ -452,7 +460,7 @@ static void test_header_metadata(void **state) {
     assert_int_equal(e->main_type, MX_TYPE_Q8_0);  // the f32 norm is 1-D and does not count
     char want[256], sz[32], got[256];
     mx_discover_format_size(e->size, sz, sizeof sz);
-    snprintf(want, sizeof want, "Tiny Mix 8x1K · 1K llama 8x2 · q8_0 · %s", sz);
+    snprintf(want, sizeof want, "Tiny Mix 8x1K · 1.3K llama 8x2 · q8_0 · %s", sz);
     assert_int_equal(mx_discover_describe(e, got, sizeof got), strlen(want));
     assert_string_equal(got, want);
 

@@ -41,7 +41,7 @@ struct disc {
     int rc;                                 /* first hard error (MX_ENOMEM), sticky */
 };
 
-/* ---- small helpers -------------------------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 /* "a" + "/" + "b" in a fresh string (caller frees), NULL on out of memory. b may be "". */
 static char *join(const char *a, const char *b) {
@@ -198,7 +198,7 @@ nomem:
     return 0;
 }
 
-/* ---- the list ------------------------------------------------------------------------------- */
+/* ---- the list -------------------------------------------------------------------------------- */
 
 static void entry_free(struct mx_model_entry *e) {
     free(e->name);
@@ -301,7 +301,7 @@ static void consider(struct disc *d, const char *path, const char *name, enum mx
     l->n++;
 }
 
-/* ---- folder walks --------------------------------------------------------------------------- */
+/* ---- folder walks ---------------------------------------------------------------------------- */
 
 /* How a walk names what it finds, from the path relative to its root. */
 enum naming {
@@ -368,7 +368,7 @@ static void walk_root(struct disc *d, const struct walk *w, const char *root) {
     walk_dir(d, w, root, "", 0);
 }
 
-/* ---- Hugging Face hub cache ----------------------------------------------------------------- */
+/* ---- Hugging Face hub cache ------------------------------------------------------------------ */
 
 /* "models--ORG--NAME" -> "ORG/NAME" (the hub forbids "--" inside names, so the split is exact);
  * NULL for other folders (datasets--, spaces--, .locks). Caller frees. */
@@ -421,7 +421,7 @@ static void scan_hf(struct disc *d, const char *hub) {
     free_names(repos, nr);
 }
 
-/* ---- ollama ----------------------------------------------------------------------------------- */
+/* ---- ollama ---------------------------------------------------------------------------------- */
 
 /* The blob digest of a manifest's model layer: 64 lowercase hex digits copied to hex[65]. Returns
  * false for a file that is not such a manifest (unreadable, too big, bad JSON, no model layer, a
@@ -559,7 +559,7 @@ static void scan_ollama(struct disc *d, const char *models) {
     free(man);
 }
 
-/* ---- discovery -------------------------------------------------------------------------------- */
+/* ---- discovery ------------------------------------------------------------------------------- */
 
 static const char *env_nonempty(const char *k) {
     const char *v = getenv(k);
@@ -645,7 +645,7 @@ int mx_discover_models(const char *home, const char *cwd, struct mx_model_list *
     return mx_discover_models_ex(home, cwd, 0, out, err);
 }
 
-/* ---- GGUF headers ----------------------------------------------------------------------------- */
+/* ---- GGUF headers ---------------------------------------------------------------------------- */
 
 /* Adds one file's tensors to the parameter count and the bytes-per-type histogram. */
 static void count_tensors(const struct mx_gguf *g, uint64_t *n_params, uint64_t *bytes_by_type) {
@@ -752,7 +752,7 @@ size_t mx_discover_read_meta_all(struct mx_model_list *list) {
     return ok;
 }
 
-/* ---- presentation ----------------------------------------------------------------------------- */
+/* ---- presentation ---------------------------------------------------------------------------- */
 
 const char *mx_model_source_name(enum mx_model_source s) {
     switch (s) {
@@ -779,16 +779,19 @@ void mx_discover_format_size(uint64_t bytes, char *buf, size_t size) {
         snprintf(buf, size, v < 100.0 ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
-/* "46.7B", "1.1B", "260K" parameters. */
+/* "46.7B", "7.2M", "260K" parameters: one decimal below 10 of a unit, none above 100. */
 static void format_params(uint64_t n, char *buf, size_t size) {
-    if (n >= 1000000000ull)
-        snprintf(buf, size, "%.1fB", (double)n / 1e9);
-    else if (n >= 1000000ull)
-        snprintf(buf, size, "%.0fM", (double)n / 1e6);
-    else if (n >= 1000ull)
-        snprintf(buf, size, "%.0fK", (double)n / 1e3);
-    else
-        snprintf(buf, size, "%" PRIu64, n);
+    static const struct { double div; const char *unit; } u[] = {
+        { 1e12, "T" }, { 1e9, "B" }, { 1e6, "M" }, { 1e3, "K" },
+    };
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        double v = (double)n / u[i].div;
+        if (v >= 1.0) {
+            snprintf(buf, size, v < 100.0 ? "%.1f%s" : "%.0f%s", v, u[i].unit);
+            return;
+        }
+    }
+    snprintf(buf, size, "%" PRIu64, n);
 }
 
 size_t mx_discover_describe(const struct mx_model_entry *e, char *buf, size_t size) {
@@ -798,11 +801,15 @@ size_t mx_discover_describe(const struct mx_model_entry *e, char *buf, size_t si
         int n = snprintf(buf, size, "%s%s", e->meta < 0 ? "unreadable · " : "", sz);
         return n < 0 ? 0 : (size_t)n;
     }
-    format_params(e->n_params, pr, sizeof pr);
+    // Vocab-only files have no tensors: no parameter count then.
+    if (e->n_params)
+        format_params(e->n_params, pr, sizeof pr);
+    else
+        pr[0] = '\0';
     if (e->n_experts > 1)
         snprintf(moe, sizeof moe, " %ux%u", e->n_experts, e->n_experts_used);
-    int n = snprintf(buf, size, "%s%s%s %s%s · %s · %s",
-                     e->title ? e->title : "", e->title ? " · " : "", pr,
+    int n = snprintf(buf, size, "%s%s%s%s%s%s · %s · %s",
+                     e->title ? e->title : "", e->title ? " · " : "", pr, pr[0] ? " " : "",
                      e->arch ? e->arch : "?", moe,
                      e->main_type >= 0 ? mx_type_name(e->main_type) : "?", sz);
     return n < 0 ? 0 : (size_t)n;
