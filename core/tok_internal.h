@@ -40,6 +40,8 @@ struct mx_tokenizer {
     int32_t *special;              /* control/user-defined/unknown ids, longest text first */
     int32_t n_special;
     int32_t byte_ids[256];         /* SPM <0xNN> (or the raw byte) / BPE byte char, or -1 */
+    int32_t eog[8];                /* ids that end a generation: eos, eot, known end-of-turn */
+    int n_eog;
 };
 
 /* Growable vector of ids. */

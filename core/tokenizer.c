@@ -180,6 +180,43 @@ static int32_t check_special(int32_t id, int32_t n, const char *what) {
     return MX_TOK_NONE;
 }
 
+static void add_eog(struct mx_tokenizer *t, int32_t id) {
+    if (id < 0 || t->n_eog == (int)MX_ARRAY_LEN(t->eog))
+        return;
+    for (int i = 0; i < t->n_eog; i++)
+        if (t->eog[i] == id)
+            return;
+    t->eog[t->n_eog++] = id;
+}
+
+/* End-of-generation ids: eos, eot, and control tokens chat templates end a turn with (llama.cpp
+ * finds the same ones by name for files that do not set tokenizer.ggml.eot_token_id). */
+static void find_eog(struct mx_tokenizer *t) {
+    static const char *const names[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>",
+                                        "<end_of_turn>", "<|endoftext|>", "<EOT>"};
+    add_eog(t, t->d.eos_id);
+    add_eog(t, t->d.eot_id);
+    if (t->d.kind == MX_TOK_CLIP)
+        return;
+    for (size_t i = 0; i < MX_ARRAY_LEN(names); i++) {
+        int32_t id = mx_tokenizer_find(t, names[i], strlen(names[i]));
+        if (id >= 0 && t->vocab[id].type == MX_TOKT_CONTROL)
+            add_eog(t, id);
+    }
+}
+
+int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab ? t->vocab[id].type : MX_TOKT_UNDEFINED;
+}
+
+const char *mx_tokenizer_token_text(const struct mx_tokenizer *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n_vocab)
+        return NULL;
+    if (len)
+        *len = t->vocab[id].len;
+    return t->vocab[id].text;
+}
+
 int mx_tokenizer_new(const struct mx_tok_desc *d, struct mx_tokenizer **out, struct mx_err *err) {
     *out = NULL;
     if (!d || d->n_tokens <= 0 || !d->tokens || (d->n_merges > 0 && !d->merges) ||
@@ -301,6 +338,7 @@ int mx_tokenizer_new(const struct mx_tok_desc *d, struct mx_tokenizer **out, str
             id = mx_tokenizer_find(t, &raw, 1);
         t->byte_ids[b] = id;
     }
+    find_eog(t);
     *out = t;
     return 0;
 nomem:
@@ -334,19 +372,10 @@ int32_t mx_tokenizer_pad(const struct mx_tokenizer *t) { return t->d.pad_id; }
 bool mx_tokenizer_add_bos(const struct mx_tokenizer *t) { return t->d.add_bos; }
 
 bool mx_tokenizer_is_eog(const struct mx_tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab && (id == t->d.eos_id || id == t->d.eot_id);
-}
-
-int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab ? t->vocab[id].type : MX_TOKT_UNDEFINED;
-}
-
-const char *mx_tokenizer_token_text(const struct mx_tokenizer *t, int32_t id, size_t *len) {
-    if (id < 0 || id >= t->n_vocab)
-        return NULL;
-    if (len)
-        *len = t->vocab[id].len;
-    return t->vocab[id].text;
+    for (int i = 0; id >= 0 && id < t->n_vocab && i < t->n_eog; i++)
+        if (t->eog[i] == id)
+            return true;
+    return false;
 }
 
 /* ---- encode --------------------------------------------------------------------------------- */
@@ -552,7 +581,8 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
                         n += put(buf, cap, n, " ", 1);
                     i += 3;
                 } else {
-                    n += put(buf, cap, n, s + i, 1);
+                    if (!(lstrip && n == 0 && s[i] == ' '))
+                        n += put(buf, cap, n, s + i, 1);
                     i++;
                 }
                 lstrip = false;

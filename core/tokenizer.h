@@ -102,7 +102,9 @@ int32_t mx_tokenizer_eos(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_unk(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_pad(const struct mx_tokenizer *t);
 bool mx_tokenizer_add_bos(const struct mx_tokenizer *t);
-/* True for ids that end a generation (eos, eot). False for ids outside the vocabulary. */
+/* True for ids that end a generation: eos, eot, and control tokens named <|eot_id|>,
+ * <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|> or <EOT>. False for ids outside
+ * the vocabulary. */
 bool mx_tokenizer_is_eog(const struct mx_tokenizer *t, int32_t id);
 /* enum mx_tok_type of id; MX_TOKT_UNDEFINED for ids outside the vocabulary. */
 int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id);

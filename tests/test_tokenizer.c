@@ -399,6 +399,9 @@ static void test_spm_small_vocab(void **state) {
     expect_ids(t, "", MX_TOK_ADD_SPECIAL, (int32_t[]){1}, 1);
     expect_ids(t, "", 0, NULL, 0);
 
+    assert_true(mx_tokenizer_is_eog(t, 2));
+    assert_false(mx_tokenizer_is_eog(t, 1));
+    assert_false(mx_tokenizer_is_eog(t, 1 << 20));
     /* pieces: control tokens only when asked, bytes as bytes, ▁ as space */
     char buf[16];
     assert_int_equal(mx_tokenizer_piece(t, 1, 0, buf, sizeof(buf)), 0);
@@ -599,6 +602,9 @@ static void test_bpe_small_vocab(void **state) {
     /* parse_special and add_special with add_bos false: nothing added */
     expect_ids(t, "hello<|eot|>", MX_TOK_PARSE_SPECIAL | MX_TOK_ADD_SPECIAL,
                (int32_t[]){hello, eot}, 2);
+    assert_true(mx_tokenizer_is_eog(t, eot)); /* it is also eos here */
+    assert_false(mx_tokenizer_is_eog(t, hello));
+    assert_false(mx_tokenizer_is_eog(t, -1));
     /* a newline byte (0x0A -> U+010A) round trips */
     int32_t *ids;
     size_t ni, dl, sl;

@@ -43,6 +43,8 @@ out=$("$MIXEL" detokenize -m "$M" "[15043, 3186]")
 printf '\360\237\231\202' | cmp -s - "$d/emoji" || fail "byte tokens not joined into U+1F642"
 out=$("$MIXEL" detokenize -m "$M" --special 1 15043 2)
 [ "$out" = "<s> Hello</s>" ] || fail "--special: '$out'"
+out=$(echo "[15043, 3186]" | "$MIXEL" detokenize -m "$M" -f -)
+[ "$out" = "Hello world" ] || fail "detokenize -f -: '$out'"
 # round trip of a file with tabs, CR LF and UTF-8
 printf 'caf\303\251\tna\303\257ve\r\nline 2 \360\237\231\202 end' >"$d/rt.txt"
 ids=$("$MIXEL" tokenize -m "$M" --no-bos -f "$d/rt.txt") || fail "tokenize rt"

@@ -4,8 +4,9 @@
  *   mixel tokenize -m MODEL [--no-bos] [--parse-special] [--pieces] (TEXT... | -f FILE)
  *       prints the ids as a JSON array on one line; --pieces prints "id<TAB>piece" per line
  *       (the vocabulary text, escaped so it is inert in a terminal).
- *   mixel detokenize -m MODEL [--special] IDS...
- *       ids as separate arguments, comma-separated, or a JSON array ("[1, 2, 3]"); prints the
+ *   mixel detokenize -m MODEL [--special] (IDS... | -f FILE)
+ *       ids as separate arguments, comma-separated, or a JSON array ("[1, 2, 3]"), or read in
+ *       those forms from FILE ('-' = stdin, for long lists); prints the
  *       text: raw bytes into a pipe or file, made inert (and newline-terminated) on a terminal.
  *
  * MODEL is a GGUF file (its tokenizer.ggml.* metadata) or, for Stable Diffusion's CLIP, a
@@ -41,10 +42,11 @@ static void tok_usage(FILE *f) {
 
 static void detok_usage(FILE *f) {
     fprintf(f,
-            "usage: mixel detokenize -m MODEL [--special] IDS...\n"
+            "usage: mixel detokenize -m MODEL [--special] (IDS... | -f FILE)\n"
             "  -m, --model MODEL    GGUF model or CLIP vocabulary (as for tokenize)\n"
             "  --special            show control tokens (<s>, </s>) as text\n"
-            "  IDS                  separate arguments, comma-separated, or a JSON array\n");
+            "  IDS                  separate arguments, comma-separated, or a JSON array\n"
+            "  -f, --file FILE      read the ids from FILE ('-' = stdin)\n");
 }
 
 /* Loads the tokenizer of model (GGUF, or a CLIP vocabulary). Prints the error; NULL on failure. */
@@ -295,7 +297,7 @@ int mx_cmd_detokenize(int argc, char **argv) {
     const char *model = NULL;
     bool special = false;
     struct idlist iv = {0};
-    int i;
+    int i, rc_ids;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -308,6 +310,27 @@ int mx_cmd_detokenize(int argc, char **argv) {
             model = argv[i];
         } else if (strcmp(a, "--special") == 0) {
             special = true;
+        } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
+            if (++i >= argc)
+                goto usage;
+            size_t len;
+            char *text = read_all(argv[i], &len);
+            if (!text) {
+                free(iv.v);
+                return 1;
+            }
+            /* one string: NULs in the file end it, which parse_ids then rejects or ignores */
+            char *z = realloc(text, len + 1);
+            if (!z) {
+                free(text);
+                free(iv.v);
+                return 1;
+            }
+            z[len] = 0;
+            rc_ids = parse_ids(z, &iv);
+            free(z);
+            if (rc_ids < 0)
+                goto usage;
         } else if (a[0] == '-' && !(a[1] >= '0' && a[1] <= '9')) {
             fprintf(stderr, "mixel detokenize: unknown option '%s'\n", a);
             goto usage;
