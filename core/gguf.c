@@ -460,7 +460,8 @@ static int place_tensors(struct mx_gguf *g, struct mx_err *err) {
             return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' extends past end of file "
                               "(offset %" PRIu64 ", size %zu, file %zu)", g->path, nm,
                               (uint64_t)g->data_offset + t->offset, t->nbytes, g->size);
-        t->data = g->base + g->data_offset + t->offset;
+        /* an empty tensor may sit at the end of a file without a padded data section */
+        t->data = g->base + MX_MIN(g->data_offset + t->offset, g->size);
     }
     if (g->n_tensors < 2)
         return 0;
@@ -509,7 +510,7 @@ static int parse(struct mx_gguf *g, struct mx_err *err) {
         return rc;
     /* every key/value needs at least 13 bytes and every tensor info 32 */
     size_t left = r.size - r.pos;
-    if (n_kv > left / 13)
+    if (n_kv > left / 13 || n_kv > UINT32_MAX / 2)
         return mx_err_set(err, MX_EFORMAT, "%s: header claims %" PRIu64 " metadata pairs, more "
                           "than the %zu bytes left can hold", g->path, n_kv, left);
     if (n_tensors > left / 32 || n_tensors > UINT32_MAX / 2)
