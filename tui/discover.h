@@ -77,8 +77,8 @@ struct mx_model_list {
  * HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME (hub cache), OLLAMA_MODELS. *out is initialised here
  * (its previous content is not freed) and owned by the caller, even on failure. Returns 0 (also
  * when nothing was found), MX_EINVAL for a NULL out, MX_ENOMEM. Missing or unreadable folders,
- * broken manifests and non-GGUF files are skipped without error. Not thread-safe only in that
- * it reads the environment. */
+ * broken manifests and non-GGUF files are skipped without error. Reads the environment, so it
+ * must not run beside a setenv; otherwise thread-safe (no globals). */
 int mx_discover_models(const char *home, const char *cwd, struct mx_model_list *out,
                        struct mx_err *err);
 
