@@ -56,7 +56,8 @@ def write(path, tensors, meta=None):
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 write(d + "/sd15.safetensors", [
-    ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", "F16", [320, 768]),
+    ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", "F16",
+     [320, 768]),
     ("model.diffusion_model.out.2.bias", "F16", [4]),
     ("first_stage_model.decoder.conv_in.weight", "F16", [512, 4, 3, 3]),
     ("cond_stage_model.transformer.text_model.embeddings.position_ids", "I64", [1, 77]),
@@ -65,7 +66,8 @@ for c in ("unet", "vae", "text_encoder"): os.makedirs(d + "/diff/" + c)
 write(d + "/diff/unet/diffusion_pytorch_model.safetensors", [
     ("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", "F16", [320, 768]),
     ("time_embedding.linear_1.weight", "F16", [1280, 320])])
-write(d + "/diff/vae/diffusion_pytorch_model.safetensors", [("decoder.up_blocks.0.resnets.0.conv1.bias", "F32", [512])])
+write(d + "/diff/vae/diffusion_pytorch_model.safetensors",
+      [("decoder.up_blocks.0.resnets.0.conv1.bias", "F32", [512])])
 write(d + "/diff/text_encoder/model.safetensors", [
     ("text_model.encoder.layers.0.mlp.fc1.bias", "F32", [3072]),
     ("text_model.embeddings.token_embedding.weight", "F16", [16, 768])])
@@ -178,7 +180,8 @@ with open(sys.argv[2], "wb") as f:
 EOF
     out=$("$MIXEL" inspect "$tmp/sd15.sparse.safetensors") || bad "inspect SD 1.5 layout"
     echo "$out" | grep -q 'SD 1.x checkpoint (CompVis/LDM key names): UNet + VAE + CLIP ViT-L' &&
-        echo "$out" | grep -q '^tensors       1143: F16 1130' && ok "SD 1.5 layout (1143 tensors)" ||
+        echo "$out" | grep -q '^tensors       1143: F16 1130' &&
+        ok "SD 1.5 layout (1143 tensors)" ||
         bad "SD 1.5 layout: $out"
 fi
 exit $fail

@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
      * be larger than the fuzzer's memory limit, for no new coverage) */
     void *buf = NULL;
     size_t n = 0;
-    if (w && mx_gguf_alignment(g) <= 65536 && mx_gguf_writer_write_mem(w, mx_gguf_version(g), &buf, &n, NULL) == 0) {
+    if (w && mx_gguf_alignment(g) <= 65536 &&
+        mx_gguf_writer_write_mem(w, mx_gguf_version(g), &buf, &n, NULL) == 0) {
         struct mx_gguf *g2 = NULL;
         if (mx_gguf_open_mem(buf, n, "again.gguf", &g2, NULL) != 0 ||
             mx_gguf_n_kv(g2) != mx_gguf_n_kv(g) || mx_gguf_n_tensors(g2) != mx_gguf_n_tensors(g))
