@@ -13,15 +13,21 @@ t=$(mktemp -d /tmp/mx-show-ft.XXXXXX) || exit 1
 trap 'rm -rf "$t"' EXIT
 ESC=$(printf '\033')
 
-# run PROFILE [ENV...]: mixel show on the fake terminal; queries -> $t/q, output -> $t/out,
+# run PROFILE [ENV...]: mixel show on the fake terminal; queries -> $t/q (and the echo flag after
+# it ended), output -> $t/out,
 # mixel's decision line -> $t/dbg, wall time in ms -> $ms
 run() {
     p=$1
     shift
     s=$(date +%s%N)
     env -u TMUX -u COLORTERM MIXEL_DEBUG_GRAPHICS=1 "$@" "$PY" "$MX_SRCDIR/tests/data/faketerm.py" \
-        "$p" "$t/out" -- "$MIXEL" show "$IMG" --width 10 >"$t/q" || fail "$p: exit $?"
+        "$p" "$t/out" -- "$MIXEL" show "$IMG" --width 10 >"$t/q"
+    rc=$?
     ms=$((($(date +%s%N) - s) / 1000000))
+    grep -q '^echo: on' "$t/q" || fail "$p: terminal left without echo ($(tail -n 1 "$t/q"))"
+    sed -i '/^echo: /d' "$t/q"
+    [ "$p" = interrupt ] && return
+    [ $rc -eq 0 ] || fail "$p: exit $rc"
     grep -a 'mixel show: mode' "$t/out" | tr -d '\r' >"$t/dbg"
     [ -s "$t/dbg" ] || fail "$p: no decision line"
     echo "$p (${ms} ms, $(wc -l <"$t/q") queries): $(cat "$t/dbg")"
@@ -66,6 +72,10 @@ queries 1
 run split
 expect 'mode sixel:'
 has_sixel
+
+# Ctrl-C while the terminal is in raw mode: mixel dies of SIGINT, the mode restored first
+run interrupt
+[ $rc -eq 130 ] || fail "interrupt: exit $rc, want 130 (SIGINT)"
 
 run silent MIXEL_GRAPHICS=sixel # forced: still sends sixel, sizes from TIOCGWINSZ / defaults
 expect 'mode sixel: sixel requested by MIXEL_GRAPHICS'

@@ -306,8 +306,12 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
                    struct mx_gfx_answers *raw) {
     struct mx_gfx_answers a = {0};
     const char *env_note = NULL;
-    if (timeout_ms <= 0)
-        timeout_ms = 300;
+    if (timeout_ms <= 0) {
+        /* every terminal answers DA1, so waiting longer only costs time on the rare one that
+         * does not; over SSH an answer takes a round trip or two */
+        const char *ssh = getenv("SSH_CONNECTION"), *ssh_tty = getenv("SSH_TTY");
+        timeout_ms = (ssh && ssh[0]) || (ssh_tty && ssh_tty[0]) ? 1500 : 500;
+    }
     if (requested == MX_GFX_AUTO) {
         const char *env = getenv("MIXEL_GRAPHICS");
         if (env && env[0] && mx_gfx_mode_parse(env, &requested) != 0)
@@ -321,6 +325,16 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     a.colours = mx_tq_colour_depth(&src);
     a.tmux_passthrough = -1;
 
+    /* Ctrl-C or Ctrl-Z while the terminal is in raw mode would leave it without echo: such
+     * signals wait until the mode is restored (at most a few timeouts) */
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGQUIT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGTSTP);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
     struct mx_tq tq;
     if (mx_tq_open(&tq) == 0) {
         a.tty = true;
@@ -350,6 +364,7 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
             }
         }
         mx_tq_close(&tq);
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
     } else if (isatty(STDOUT_FILENO)) {
         /* stdin redirected but output is a terminal: sizes without queries */
         struct winsize ws = {0};
@@ -360,6 +375,7 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
             a.ws_ypix = ws.ws_ypixel;
         }
     }
+    sigprocmask(SIG_SETMASK, &old_mask, NULL); /* (again: harmless when already restored) */
     mx_gfx_decide(requested, &a, out);
     if (env_note)
         snprintf(out->why + strlen(out->why), sizeof out->why - strlen(out->why), "%s", env_note);

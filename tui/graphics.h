@@ -82,10 +82,12 @@ struct mx_gfx {
  * (sizes are still filled in). Never fails. */
 void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, struct mx_gfx *out);
 
-/* Asks the terminal on stdin/stdout (each query limited to timeout_ms; <= 0 means 300) and
- * decides. `requested` comes from --graphics; when it is MX_GFX_AUTO, $MIXEL_GRAPHICS
- * (auto|sixel|blocks|none) overrides detection. With stdin or stdout not a tty, nothing is sent.
- * raw (may be NULL) receives the answers. Never blocks longer than a few timeouts. */
+/* Asks the terminal on stdin/stdout (each query limited to timeout_ms; <= 0: 500 ms, 1500 ms
+ * over SSH) and decides. `requested` comes from --graphics; when it is MX_GFX_AUTO,
+ * $MIXEL_GRAPHICS (auto|sixel|blocks|none) overrides detection. With stdin or stdout not a tty,
+ * nothing is sent. raw (may be NULL) receives the answers. Never blocks longer than a few
+ * timeouts; SIGINT, SIGTSTP and the like are held while the terminal is in raw mode. Call it
+ * before curses starts (it reads stdin itself). */
 void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
                    struct mx_gfx_answers *raw);
 

@@ -7,9 +7,11 @@ usage: faketerm.py PROFILE OUT -- COMMAND [ARGS...]
 
 PROFILE: xterm-vt340, xterm-420, mlterm (its broken XTSMGRAPHICS; no pixel size in TIOCGWINSZ so
 the CSI 16 t path runs), tmux (DA1 without sixel, 18 t swapped), silent (answers nothing),
-garbage (answers DA1 with junk), split (xterm-vt340 whose DA1 arrives in two pieces 50 ms
+garbage (answers DA1 with junk), interrupt (Ctrl-C instead of an answer), split (xterm-vt340 whose DA1 arrives in two pieces 50 ms
 apart). Everything the command writes goes to OUT; the queries seen are listed on stdout, one a
-line, as Python reprs. Exits with the command's status (124 when it ran over 20 s).
+line, as Python reprs, then "echo: on|off" (the terminal's echo flag after the command ended,
+i.e. whether it restored the mode). Exits with the command's status (124 when it ran over 20 s;
+128 + N when signal N ended it).
 """
 import fcntl
 import os
@@ -47,6 +49,7 @@ PROFILES = {
         b"\x1b[18t": b"\x1b[8;120;39t",
     }),
     "silent": ((24, 80, 0, 0), {}),
+    "interrupt": ((24, 80, 0, 0), {b"\x1b[c": b"\x03"}),  # the user hits Ctrl-C while asked
     "garbage": ((24, 80, 0, 0), {b"\x1b[c": b"\x1b[?6x;\x00\xff\x1b[zz"}),
     "split": ((40, 120, 964, 684), {
         b"\x1b[c": (DA1_VT340[:9], DA1_VT340[9:]),
@@ -111,6 +114,11 @@ def main():
                 out.write(data)
             break
     out.close()
+    try:
+        lflag = termios.tcgetattr(fd)[3]
+        print("echo: %s" % ("on" if lflag & termios.ECHO else "off"))
+    except termios.error:
+        print("echo: unknown")
     while status is None and time.time() < deadline:
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -124,7 +132,8 @@ def main():
         except OSError:
             pass
         return 124
-    return os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":
