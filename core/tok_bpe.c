@@ -74,7 +74,8 @@ static size_t contraction(const struct cpview *v, size_t i, bool icase) {
     }
     if (a == 's' || a == 't' || a == 'm' || a == 'd')
         return 2;
-    if (i + 2 < v->n && ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')))
+    if (i + 2 < v->n &&
+        ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')))
         return 3;
     return 0;
 }

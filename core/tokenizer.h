@@ -141,9 +141,10 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
 
 /* Detokenizes ids[0..n) like llama_detokenize: pieces concatenated, the first piece's leading
  * space removed when the vocabulary adds a space prefix (unless REMOVE_SPECIAL dropped a BOS),
- * the vocabulary's clean_spaces applied unless MX_DETOK_NO_CLEAN. Returns 0 with *text (malloc'd, NUL-terminated, caller frees) and *len
- * (bytes, the text may hold NULs or invalid UTF-8 from byte tokens), MX_EINVAL (an id outside the
- * vocabulary, named in err) or MX_ENOMEM. */
+ * the vocabulary's clean_spaces applied unless MX_DETOK_NO_CLEAN. Returns 0 with *text
+ * (malloc'd, NUL-terminated, caller frees) and *len (bytes; the text may hold NULs or invalid
+ * UTF-8 from byte tokens), MX_EINVAL (an id outside the vocabulary, named in err) or
+ * MX_ENOMEM. */
 int mx_tokenizer_decode(const struct mx_tokenizer *t, const int32_t *ids, size_t n,
                         unsigned flags, char **text, size_t *len, struct mx_err *err);
 

@@ -28,7 +28,8 @@ fi
 
 for tool in npm node sha256sum; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "install-clip-vocab: '$tool' is needed (Debian: apt-get install npm nodejs coreutils)" >&2
+        echo "install-clip-vocab: '$tool' is needed" \
+             "(Debian: apt-get install npm nodejs coreutils)" >&2
         exit 1
     fi
 done
@@ -55,7 +56,10 @@ node -e '
 const m = require(process.argv[1]);
 const t = (m.default || m).text;
 const p = "bpe_simple_vocab_16e6.txt";
-if (typeof t !== "string" || !t.startsWith(p)) { console.error("unexpected module layout"); process.exit(1); }
+if (typeof t !== "string" || !t.startsWith(p)) {
+    console.error("unexpected module layout");
+    process.exit(1);
+}
 require("fs").writeFileSync(process.argv[2], t.slice(p.length), "utf8");
 ' "$js" "$tmp/$NAME"
 

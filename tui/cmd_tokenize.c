@@ -32,8 +32,8 @@ static void tok_usage(FILE *f) {
     fprintf(f,
             "usage: mixel tokenize -m MODEL [--no-bos] [--parse-special] [--pieces] "
             "(TEXT... | -f FILE)\n"
-            "  -m, --model MODEL    GGUF model, or CLIP vocabulary: a diffusers tokenizer/ folder,\n"
-            "                       bpe_simple_vocab_16e6.txt, or 'clip' for the installed one\n"
+            "  -m, --model MODEL    GGUF model, or CLIP vocabulary: a diffusers tokenizer/\n"
+            "                       folder, bpe_simple_vocab_16e6.txt, or 'clip' (installed)\n"
             "  --no-bos             do not add BOS/EOS (llama add_special = false)\n"
             "  --parse-special      text like <s> becomes its control token\n"
             "  --pieces             one 'id<TAB>piece' line per token instead of a JSON array\n"
