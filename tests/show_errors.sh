@@ -22,6 +22,7 @@ expect_error bad_crc.png "CRC error"
 expect_error bad_huge.png "too large (100000x100000"
 expect_error bad_giant.png "too large (16000x16000"
 expect_error bad_huge.jpg "too large (60000x60000"
+expect_error bad_liar.png "8000x8000 needs at least"
 if "$MIXEL" --version | grep -q sixel; then
     expect_error bad_truncated.jpg "corrupt JPEG"
 fi

@@ -475,6 +475,9 @@ static void test_load_corrupt(void **state) {
     expect_load_error("bad_huge.png", MX_ERANGE, "too large (100000x100000");
     expect_load_error("bad_giant.png", MX_ERANGE, "too large (16000x16000");
     expect_load_error("bad_huge.jpg", MX_ERANGE, "too large (60000x60000");
+    /* sizes within the caps that the file is far too small to hold: refused before allocating */
+    expect_load_error("bad_liar.png", MX_EFORMAT, "8000x8000 needs at least");
+    expect_load_error("bad_liar.jpg", MX_EFORMAT, "8000x8000 in a file of");
 #ifdef HAVE_SIXEL
     expect_load_error("bad_truncated.jpg", MX_EFORMAT, "corrupt JPEG");
 #endif

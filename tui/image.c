@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "core/util.h"
@@ -42,6 +43,12 @@ static int check_dims(const char *path, const char *kind, long w, long h, struct
                           "%s: %s is too large (%ldx%ld; at most %d px a side, %u Mpx)", path, kind,
                           w, h, MX_IMAGE_MAX_SIDE, MX_IMAGE_MAX_PIXELS >> 20);
     return 0;
+}
+
+/* Size of an open file in bytes (0 when unknown). */
+static unsigned long long file_size(FILE *f) {
+    struct stat st;
+    return fstat(fileno(f), &st) == 0 && st.st_size > 0 ? (unsigned long long)st.st_size : 0;
 }
 
 /* ---- PNG (libpng) ---------------------------------------------------------------------------- */
@@ -107,6 +114,17 @@ static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_e
     int r = check_dims(path, "PNG", (long)w, (long)h, err);
     if (r < 0) {
         rc = r;
+        png_longjmp(png, 1);
+    }
+    /* deflate packs at most ~1032:1, so a file must hold raw/1032 bytes of image data; a header
+     * that claims more pixels than the file can carry is refused before a large allocation */
+    int chans = png_get_channels(png, info);
+    unsigned long long raw = (unsigned long long)h * (1 + ((unsigned long long)w * depth * chans
+                                                           + 7) / 8);
+    unsigned long long fsize = file_size(f);
+    if (fsize && raw / 1032 > fsize + 64) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: corrupt PNG (%ux%u needs at least %llu bytes of "
+                        "image data; the file has %llu)", path, w, h, raw / 1032, fsize);
         png_longjmp(png, 1);
     }
     /* Normalise every PNG flavour to 8-bit RGBA, then composite. */
@@ -247,6 +265,12 @@ static int load_jpeg(FILE *f, const char *path, struct mx_image *out, struct mx_
     int rc = jpeg_size(f, path, &w, &h, err);
     if (rc < 0)
         return rc;
+    /* Even a flat progressive JPEG spends a bit per 8x8 block on its DC scan: ~500 px a byte at
+     * most; 1024 px a byte is refused as a header lying about its size (before allocation). */
+    unsigned long long fsize = file_size(f);
+    if (fsize && (unsigned long long)w * h / 1024 > fsize + 1024)
+        return mx_err_set(err, MX_EFORMAT, "%s: corrupt JPEG (%dx%d in a file of %llu bytes)",
+                          path, w, h, fsize);
 #ifdef HAVE_SIXEL
     struct jpeg_ctx c = {out, w, h, MX_EFORMAT};
     sixel_allocator_t *al = NULL;

@@ -81,7 +81,9 @@ def main():
     bad[idat + 4 + idat_len] ^= 0x55  # the IDAT chunk's CRC no longer matches its data
     open("bad_crc.png", "wb").write(bytes(bad))
     # Valid CRCs, absurd sizes: 100000x100000 (beyond 16384 a side) and 16000x16000 (256 Mpx)
-    for name, w, h in (("bad_huge.png", 100000, 100000), ("bad_giant.png", 16000, 16000)):
+    # ... and 8000x8000 (within the caps) claimed by a 70-byte file: cannot hold 192 MB of pixels
+    for name, w, h in (("bad_huge.png", 100000, 100000), ("bad_giant.png", 16000, 16000),
+                       ("bad_liar.png", 8000, 8000)):
         ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
         open(name, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
                                chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
@@ -95,6 +97,8 @@ def main():
     sof = j.index(b"\xff\xc0")
     j[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # height, width
     open("bad_huge.jpg", "wb").write(bytes(j))
+    j[sof + 5:sof + 9] = struct.pack(">HH", 8000, 8000)  # within the caps, but 371 bytes
+    open("bad_liar.jpg", "wb").write(bytes(j))
 
 
 if __name__ == "__main__":
