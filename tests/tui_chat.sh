@@ -4,41 +4,7 @@
 # below, bracketed paste as one message, hostile model output shown inert, quit.
 # The scripted engine (MIXEL_SCRIPTED_REPLY) stands in for a model.
 set -u
-command -v tmux >/dev/null 2>&1 || { echo "SKIP: tmux is not installed"; exit 77; }
-work=$(mktemp -d)
-n_start=0
-T="tmux -S $work/tmux.0"
-cleanup() { $T kill-server 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "---- screen:"; $T capture-pane -p -t t 2>/dev/null; exit 1; }
-
-# wait_for TEXT [SECONDS]: poll the screen until TEXT shows (no fixed sleeps)
-wait_for() {
-    i=0; limit=$(( ${2:-10} * 20 ))
-    while [ $i -lt $limit ]; do
-        $T capture-pane -p -t t 2>/dev/null | grep -qF -- "$1" && return 0
-        i=$((i + 1)); sleep 0.05
-    done
-    return 1
-}
-
-wait_for_re() { # like wait_for, with an extended regular expression
-    i=0; limit=$(( ${2:-10} * 20 ))
-    while [ $i -lt $limit ]; do
-        $T capture-pane -p -t t 2>/dev/null | grep -qE -- "$1" && return 0
-        i=$((i + 1)); sleep 0.05
-    done
-    return 1
-}
-
-start() { # start REPLY [RATE]: a fresh mixel in an 80x24 tmux window (own server each time)
-    $T kill-server 2>/dev/null
-    n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
-    $T -f /dev/null new-session -d -s t -x 80 -y 24 \
-        "env MIXEL_SCRIPTED_REPLY='$1' MIXEL_SCRIPTED_RATE='${2:-0}' XDG_DATA_HOME='$work/data' XDG_CONFIG_HOME='$work/cfg' \
-         MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color '$MIXEL' chat; echo EXITED \$?; sleep 30"
-    wait_for "/help" || fail "the TUI did not start"
-}
+. "$MX_SRCDIR/tests/tui_lib.sh"
 
 # 1. a prompt streams an answer; markdown is rendered
 start echo
@@ -58,7 +24,7 @@ wait_for "theme 'nosuch' not found" || fail "bad theme name not reported"
 
 # 3. resize: down to the minimum the layout holds; below it a notice, and back
 $T resize-window -t t -x 40 -y 12
-wait_for "scripted (echo)" || fail "layout lost at 40x12"
+wait_for "────────────────────────────────────────" || fail "layout lost at 40x12"
 $T resize-window -t t -x 30 -y 10
 wait_for "terminal too small" || fail "no 'too small' notice at 30x10"
 $T resize-window -t t -x 100 -y 30

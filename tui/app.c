@@ -32,6 +32,7 @@
 
 #include "core/err.h"
 #include "core/util.h"
+#include "history/db.h"
 #include "history/paths.h"
 #include "tui/markdown.h"
 #include "tui/text.h"
@@ -53,6 +54,8 @@ struct msg {
     int r_width;
     size_t r_len;
     bool r_valid;
+    int64_t db_id;        /* row in the history database, 0 when not stored */
+    int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
 };
 
 struct app {
@@ -79,6 +82,16 @@ struct app {
     char *paste;          /* bracketed paste being collected */
     size_t paste_len, paste_cap;
     bool in_paste;
+    /* history (NULL db: the conversation lives in memory only, with a warning) */
+    struct mx_db *db;
+    int64_t session;      /* 0: not created yet (created with the first message) */
+    char title[128];
+    double last_db_update;
+    /* sessions sidebar */
+    bool sidebar, sidebar_focus;
+    struct mx_session_list sessions;
+    int sel;
+    bool confirm_delete;
 };
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
@@ -148,6 +161,10 @@ static void notice(struct app *a, bool error, const char *fmt, ...) {
     va_end(ap);
     a->note_is_error = error;
 }
+
+static void store_warn(struct app *a, const struct mx_err *err, int rc);
+static void reload_session(struct app *a);
+static bool store_writable(const struct app *a);
 
 /* ---- colours ------------------------------------------------------------------------------ */
 
@@ -255,16 +272,22 @@ static int msg_lines(const struct msg *m) {
     return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + 1;
 }
 
-static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, int width) {
+static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, int x0, int width) {
     if (line == 0) {
         int role = m->role == MX_ROLE_USER ? MX_ROLE_user
                    : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
         const char *label = role_label(m);
-        int x = put_text(a, y, 0, label, strlen(label), width, role, MX_ATTR_BOLD);
+        int x = put_text(a, y, x0, label, strlen(label), width, role, MX_ATTR_BOLD);
+        if (m->sib_count > 1) {
+            char sib[48];
+            int k = snprintf(sib, sizeof sib, "  \xe2\x97\x82 %d/%d \xe2\x96\xb8", m->sib_index,
+                             m->sib_count); /* ◂ 2/3 ▸ */
+            x += put_text(a, y, x0 + x, sib, (size_t)k, width - x, MX_ROLE_muted, 0);
+        }
         const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
                           : m->state == MSG_STOPPED ? "  [stopped]"
                           : m->state == MSG_FAILED  ? "  [failed]" : "";
-        put_text(a, y, x, tag, strlen(tag), width - x,
+        put_text(a, y, x0 + x, tag, strlen(tag), width - x,
                  m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
         return;
     }
@@ -278,12 +301,12 @@ static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, i
         size_t j = i + 1;
         while (j < l->len && l->role[j] == l->role[i] && l->attrs[j] == l->attrs[i])
             j++;
-        x += put_text(a, y, x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
+        x += put_text(a, y, x0 + x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
         i = j;
     }
 }
 
-static void draw_conversation(struct app *a, int top, int height, int width) {
+static void draw_conversation(struct app *a, int top, int left, int height, int width) {
     int total = 0;
     for (int i = 0; i < a->n_msgs; i++) {
         msg_render(&a->msgs[i], width);
@@ -304,15 +327,15 @@ static void draw_conversation(struct app *a, int top, int height, int width) {
             if (idx < first)
                 continue;
             if (l < n - 1)
-                draw_msg_line(a, &a->msgs[i], l, y, width);
+                draw_msg_line(a, &a->msgs[i], l, y, left, width);
             y++;
         }
     }
     if (a->scroll > 0) {
         char more[64];
         int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->scroll);
-        put_text(a, top + height - 1, width - mx_text_width(more, (size_t)k), more, (size_t)k,
-                 width, MX_ROLE_status, 0);
+        put_text(a, top + height - 1, left + width - mx_text_width(more, (size_t)k), more,
+                 (size_t)k, width, MX_ROLE_status, 0);
     }
 }
 
@@ -325,22 +348,27 @@ static void draw_status(struct app *a, int y, int width) {
     char speed[32] = "";
     if (a->generating || a->tok_s > 0)
         snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->tok_s);
-    snprintf(left, sizeof left, " %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
-             e ? e->name : "no model", e ? e->device : "-", a->ctx_used, n_ctx, speed,
-             a->generating ? " \xc2\xb7 generating (Esc stops)" : "");
+    snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
+             a->title[0] ? a->title : "", a->title[0] ? " \xc2\xb7 " : "",
+             e ? e->name : "no model", e ? e->device : "-", a->db ? "saved" : "not saved",
+             a->ctx_used, n_ctx, speed, a->generating ? " \xc2\xb7 generating (Esc stops)" : "");
     char clean[MX_SANITIZE_MAX(512)];
-    size_t n = mx_text_sanitize(left, strlen(left), clean, false);
-    int x = put_text(a, y, 0, clean, n, width, MX_ROLE_status, 0);
+    int x = 0;
+    /* a notice comes first: it is what the user must see when the bar is too narrow for all */
     if (a->note[0]) {
-        n = mx_text_sanitize(a->note, strlen(a->note), clean, false);
-        put_text(a, y, x + 1, clean, n, width - x - 1,
-                 a->note_is_error ? MX_ROLE_error : MX_ROLE_status, 0);
-    } else {
-        const char *hint = "/help ";
-        int hw = (int)strlen(hint);
-        if (x + hw < width)
-            put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
+        size_t n = mx_text_sanitize(a->note, strlen(a->note), clean, false);
+        x = put_text(a, y, 1, clean, n, width - 1,
+                     a->note_is_error ? MX_ROLE_error : MX_ROLE_status, 0) + 1;
+        if (x + 3 < width)
+            x += put_text(a, y, x, " \xe2\x94\x82", 4, width - x, MX_ROLE_status, 0);
     }
+    size_t n = mx_text_sanitize(left, strlen(left), clean, false);
+    if (x < width)
+        x += put_text(a, y, x, clean, n, width - x, MX_ROLE_status, 0);
+    const char *hint = "/help ";
+    int hw = (int)strlen(hint);
+    if (!a->note[0] && x + hw < width)
+        put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
 }
 
 /* The input area: prompt + readline's buffer, wrapped, newest rows visible; places the cursor. */
@@ -417,6 +445,30 @@ static void draw_input(struct app *a, int top, int rows, int width, int *cy, int
     *cx = pw + cur_col;
 }
 
+/* The sessions list: newest first, the open one marked, the selection highlighted. */
+static void draw_sidebar(struct app *a, int top, int height, int width) {
+    const char *head = a->confirm_delete ? "Delete? y/n" : "Sessions (F2)";
+    put_text(a, top, 0, head, strlen(head), width,
+             a->confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
+    int rows = height - 1;
+    int first = a->sel >= rows ? a->sel - rows + 1 : 0;
+    for (int r = 0; r < rows && first + r < (int)a->sessions.n; r++) {
+        const struct mx_session *ss = &a->sessions.v[first + r];
+        char line[256], clean[MX_SANITIZE_MAX(256)];
+        snprintf(line, sizeof line, "%s%s", ss->id == a->session ? "\xe2\x80\xa2 " : "  ",
+                 ss->title[0] ? ss->title : "(untitled)");
+        size_t n = mx_text_sanitize(line, strlen(line), clean, false);
+        bool sel = first + r == a->sel && a->sidebar_focus;
+        if (sel) {
+            attrset(role_attr(a, MX_ROLE_selection, 0));
+            mvhline(top + 1 + r, 0, ' ', width);
+        }
+        put_text(a, top + 1 + r, 0, clean, n, width, sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
+    }
+    if (!a->sessions.n)
+        put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
+}
+
 static void draw(struct app *a) {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
@@ -435,7 +487,18 @@ static void draw(struct app *a) {
     if (in_rows > INPUT_MAX_ROWS)
         in_rows = INPUT_MAX_ROWS;
     int conv_h = rows - in_rows - 2;
-    draw_conversation(a, 0, conv_h, cols);
+    int side_w = 0;
+    if (a->sidebar) {
+        side_w = cols >= 70 ? 28 : cols; /* narrow terminals: the list takes the whole pane */
+        draw_sidebar(a, 0, conv_h, side_w == cols ? cols : side_w - 1);
+        if (side_w < cols) {
+            attrset(role_attr(a, MX_ROLE_border, 0));
+            for (int y = 0; y < conv_h; y++)
+                mvaddstr(y, side_w - 1, "\xe2\x94\x82"); /* │ */
+        }
+    }
+    if (side_w < cols)
+        draw_conversation(a, 0, side_w, conv_h, cols - side_w);
     attrset(role_attr(a, MX_ROLE_border, 0));
     move(conv_h, 0);
     for (int x = 0; x < cols; x++) /* U+2500: ACS line drawing breaks in some UTF-8 setups */
@@ -497,8 +560,17 @@ static void start_generation(struct app *a) {
     g_job.n = n;
     g_job.engine = a->o.engine;
     g_job.settings = a->settings;
-    if (!msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, ""))
+    struct msg *am = msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
+    if (!am)
         return;
+    if (a->session && store_writable(a)) {
+        struct mx_err err = {0};
+        int rc = mx_db_msg_begin(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT,
+                                 &am->db_id, &err);
+        if (rc != 0)
+            store_warn(a, &err, rc);
+    }
+    a->last_db_update = mx_time_s();
     if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
         a->msgs[a->n_msgs - 1].state = MSG_FAILED;
         notice(a, true, "could not start the generation thread");
@@ -526,6 +598,14 @@ static void handle_events(struct app *a) {
         case MX_EV_TEXT:
             if (m && ev.text)
                 msg_append(m, ev.text);
+            /* a crash loses at most the last second of an answer */
+            if (m && m->db_id && mx_time_s() - a->last_db_update > 1.0) {
+                a->last_db_update = mx_time_s();
+                struct mx_err err = {0};
+                int rc = mx_db_msg_update(a->db, m->db_id, m->text, a->gen_pieces, &err);
+                if (rc != 0)
+                    store_warn(a, &err, rc);
+            }
             a->gen_pieces++;
             double dt = mx_time_s() - a->gen_t0;
             if (dt > 0.2)
@@ -548,6 +628,19 @@ static void handle_events(struct app *a) {
             if (m)
                 m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
                                                                              : MSG_FAILED;
+            if (m && m->db_id) {
+                char timings[128];
+                snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f, \"seconds\": %.3f}",
+                         a->tok_s, mx_time_s() - a->gen_t0);
+                struct mx_err err = {0};
+                int rc = mx_db_msg_finish(a->db, m->db_id, m->text, a->gen_pieces, timings,
+                                          ev.code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+                if (rc != 0)
+                    store_warn(a, &err, rc);
+                else
+                    reload_session(a); /* sibling counts ("2/2") after a regenerate */
+                m = NULL;
+            }
             if (ev.code == MX_ECANCELED)
                 notice(a, false, "stopped: the partial answer is kept");
             else if (ev.code < 0)
@@ -564,6 +657,112 @@ static void stop_generation(struct app *a) {
         mx_worker_cancel(a->w);
 }
 
+/* ---- history ------------------------------------------------------------------------------ */
+
+/* Storage problems never stop the chat: the message stays on screen and the status line says
+ * it was not saved (DESIGN.md: chat continues in memory with a visible warning). */
+static void store_warn(struct app *a, const struct mx_err *err, int rc) {
+    notice(a, true, "not saved: %s", mx_err_msg(err, rc));
+}
+
+static bool store_writable(const struct app *a) {
+    return a->db && !mx_db_readonly(a->db);
+}
+
+static void settings_json(const struct app *a, char *buf, size_t size) {
+    snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %llu, \"n_ctx\": %d}",
+             (double)a->settings.temp, (double)a->settings.top_p,
+             (unsigned long long)a->settings.seed, a->settings.n_ctx);
+}
+
+static void settings_from_json(struct app *a, const char *text) {
+    double v;
+    unsigned long long u;
+    const char *p;
+    if ((p = strstr(text, "\"temp\":")) && sscanf(p + 7, "%lf", &v) == 1)
+        a->settings.temp = (float)v;
+    if ((p = strstr(text, "\"top_p\":")) && sscanf(p + 8, "%lf", &v) == 1)
+        a->settings.top_p = (float)v;
+    if ((p = strstr(text, "\"seed\":")) && sscanf(p + 7, "%llu", &u) == 1)
+        a->settings.seed = u;
+    int n;
+    if ((p = strstr(text, "\"n_ctx\":")) && sscanf(p + 8, "%d", &n) == 1)
+        a->settings.n_ctx = n;
+}
+
+static int ensure_session(struct app *a) {
+    if (a->session || !store_writable(a))
+        return a->session ? 0 : -1;
+    struct mx_err err = {0};
+    char js[256];
+    settings_json(a, js, sizeof js);
+    const char *model = a->o.model_path ? a->o.model_path : NULL;
+    int rc = mx_db_session_create(a->db, NULL, model, NULL, NULL, js, &a->session, &err);
+    if (rc != 0) {
+        store_warn(a, &err, rc);
+        return rc;
+    }
+    return 0;
+}
+
+static void store_settings(struct app *a) {
+    if (!a->session || !store_writable(a))
+        return;
+    char js[256];
+    settings_json(a, js, sizeof js);
+    struct mx_err err = {0};
+    int rc = mx_db_session_set_model(a->db, a->session, NULL, NULL, NULL, js, &err);
+    if (rc != 0)
+        store_warn(a, &err, rc);
+}
+
+static void refresh_title(struct app *a) {
+    a->title[0] = '\0';
+    struct mx_session s;
+    if (a->db && a->session && mx_db_session_get(a->db, a->session, &s, NULL) == 0) {
+        snprintf(a->title, sizeof a->title, "%s", s.title);
+        mx_session_deinit(&s);
+    }
+}
+
+/* Replaces the view with session id's active branch. Returns 0 or an MX_E* code. */
+static int load_session(struct app *a, int64_t id) {
+    struct mx_msg_list l;
+    struct mx_err err = {0};
+    int rc = mx_db_active_path(a->db, id, &l, &err);
+    if (rc != 0) {
+        notice(a, true, "%s", mx_err_msg(&err, rc));
+        return rc;
+    }
+    conversation_clear(a);
+    a->session = id;
+    for (size_t i = 0; i < l.n; i++) {
+        const struct mx_msg *dm = &l.v[i];
+        enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE : MSG_STOPPED;
+        struct msg *m = msg_add(a, dm->role, st, dm->content);
+        if (!m)
+            break;
+        m->db_id = dm->id;
+        m->sib_index = dm->sibling_index;
+        m->sib_count = dm->sibling_count;
+    }
+    mx_msg_list_free(&l);
+    struct mx_session s;
+    if (mx_db_session_get(a->db, id, &s, NULL) == 0) {
+        settings_from_json(a, s.sampling);
+        mx_session_deinit(&s);
+    }
+    refresh_title(a);
+    return 0;
+}
+
+/* After a store operation that moved the active leaf: re-read the branch so sibling counts
+ * ("2/3") are current, keeping what is on screen if that fails. */
+static void reload_session(struct app *a) {
+    if (a->db && a->session && !a->generating)
+        load_session(a, a->session);
+}
+
 /* ---- slash commands ----------------------------------------------------------------------- */
 
 typedef void (*slash_fn)(struct app *a, const char *arg);
@@ -577,9 +776,14 @@ static void cmd_quit(struct app *a, const char *arg) {
 
 static void cmd_clear(struct app *a, const char *arg) {
     (void)arg;
-    stop_generation(a);
+    if (a->generating) {
+        notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
     conversation_clear(a);
-    notice(a, false, "conversation cleared");
+    a->session = 0; /* the saved session stays in history; typing starts a new one */
+    a->title[0] = '\0';
+    notice(a, false, "conversation cleared (the saved session is in /sessions)");
 }
 
 static void cmd_stop(struct app *a, const char *arg) {
@@ -627,11 +831,13 @@ static int parse_float_arg(struct app *a, const char *name, const char *arg, flo
 }
 
 static void cmd_temp(struct app *a, const char *arg) {
-    parse_float_arg(a, "/temp", arg, 0, 5, &a->settings.temp);
+    if (parse_float_arg(a, "/temp", arg, 0, 5, &a->settings.temp) == 0)
+        store_settings(a);
 }
 
 static void cmd_top_p(struct app *a, const char *arg) {
-    parse_float_arg(a, "/top-p", arg, 0, 1, &a->settings.top_p);
+    if (parse_float_arg(a, "/top-p", arg, 0, 1, &a->settings.top_p) == 0)
+        store_settings(a);
 }
 
 static void cmd_seed(struct app *a, const char *arg) {
@@ -642,6 +848,7 @@ static void cmd_seed(struct app *a, const char *arg) {
         return;
     }
     a->settings.seed = v;
+    store_settings(a);
     notice(a, false, "seed = %llu", v);
 }
 
@@ -653,6 +860,7 @@ static void cmd_ctx(struct app *a, const char *arg) {
         return;
     }
     a->settings.n_ctx = (int)v;
+    store_settings(a);
     notice(a, false, "context = %ld tokens (applies when the model is next loaded)", v);
 }
 
@@ -666,6 +874,13 @@ static void cmd_regen(struct app *a, const char *arg) {
     if (last < 0 || a->msgs[last].role != MX_ROLE_ASSISTANT) {
         notice(a, true, "/regen: no answer to regenerate");
         return;
+    }
+    /* the new answer is a sibling of the old one: continue from the user message before it */
+    if (a->db && a->session && last > 0 && a->msgs[last - 1].db_id) {
+        struct mx_err err = {0};
+        int rc = mx_db_set_leaf(a->db, a->session, a->msgs[last - 1].db_id, &err);
+        if (rc != 0)
+            store_warn(a, &err, rc);
     }
     msg_free(&a->msgs[last]);
     memmove(&a->msgs[last], &a->msgs[last + 1], (size_t)(a->n_msgs - last - 1) * sizeof *a->msgs);
@@ -682,6 +897,16 @@ static void cmd_edit(struct app *a, const char *arg) {
             continue;
         rl_replace_line(a->msgs[i].text, 0);
         rl_point = rl_end;
+        /* the edited message becomes a sibling of this one: continue from its parent */
+        struct mx_msg dm;
+        if (a->db && a->session && a->msgs[i].db_id &&
+            mx_db_msg_get(a->db, a->msgs[i].db_id, &dm, NULL) == 0) {
+            struct mx_err err = {0};
+            int rc = mx_db_set_leaf(a->db, a->session, dm.parent, &err);
+            if (rc != 0)
+                store_warn(a, &err, rc);
+            mx_msg_deinit(&dm);
+        }
         for (int j = i; j < a->n_msgs; j++)
             msg_free(&a->msgs[j]);
         a->n_msgs = i;
@@ -773,9 +998,77 @@ static void cmd_image(struct app *a, const char *arg) {
     cmd_needs(a, "image generation (/image)");
 }
 
+static void sidebar_refresh(struct app *a) {
+    mx_session_list_free(&a->sessions);
+    memset(&a->sessions, 0, sizeof a->sessions);
+    if (a->db)
+        mx_db_session_list(a->db, 500, &a->sessions, NULL);
+    if (a->sel >= (int)a->sessions.n)
+        a->sel = a->sessions.n ? (int)a->sessions.n - 1 : 0;
+    if (a->sel < 0)
+        a->sel = 0;
+}
+
 static void cmd_sessions(struct app *a, const char *arg) {
     (void)arg;
-    cmd_needs(a, "the sessions list");
+    if (!a->db) {
+        notice(a, true, "no history database: sessions are not saved");
+        return;
+    }
+    a->sidebar = true;
+    a->sidebar_focus = true;
+    sidebar_refresh(a);
+    for (size_t i = 0; i < a->sessions.n; i++)
+        if (a->sessions.v[i].id == a->session)
+            a->sel = (int)i;
+    notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
+}
+
+static void cmd_resume(struct app *a, const char *arg) {
+    if (!a->db) {
+        notice(a, true, "no history database: sessions are not saved");
+        return;
+    }
+    if (a->generating) {
+        notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
+    if (!arg || !arg[0]) {
+        cmd_sessions(a, arg);
+        return;
+    }
+    int64_t id;
+    struct mx_err err = {0};
+    int rc = mx_db_session_find(a->db, arg, &id, &err);
+    if (rc != 0) {
+        notice(a, true, "%s", mx_err_msg(&err, rc));
+        return;
+    }
+    if (load_session(a, id) == 0)
+        notice(a, false, "resumed session %lld", (long long)id);
+}
+
+static void cmd_search(struct app *a, const char *arg) {
+    if (!a->db || !arg || !arg[0]) {
+        notice(a, true, a->db ? "/search takes words to look for" : "no history database");
+        return;
+    }
+    struct mx_db_hit_list hits;
+    struct mx_err err = {0};
+    int rc = mx_db_search(a->db, arg, 20, &hits, &err);
+    if (rc != 0) {
+        notice(a, true, "%s", mx_err_msg(&err, rc));
+        return;
+    }
+    char buf[8192];
+    size_t o = (size_t)snprintf(buf, sizeof buf, "**Search: %s** (%zu found; /resume ID opens)\n",
+                                arg, hits.n);
+    for (size_t i = 0; i < hits.n && o < sizeof buf - 1; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "- session %lld: %s\n",
+                              (long long)hits.v[i].session, hits.v[i].snippet);
+    mx_db_hit_list_free(&hits);
+    msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
+    a->scroll = 0;
 }
 
 static void cmd_model(struct app *a, const char *arg) {
@@ -785,14 +1078,33 @@ static void cmd_model(struct app *a, const char *arg) {
 
 static void cmd_new(struct app *a, const char *arg) {
     (void)arg;
-    stop_generation(a);
+    if (a->generating) {
+        notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
     conversation_clear(a);
+    a->session = 0;
+    a->title[0] = '\0';
     notice(a, false, "new conversation");
 }
 
 static void cmd_title(struct app *a, const char *arg) {
-    (void)arg;
-    cmd_needs(a, "session titles (saved sessions)");
+    if (!arg || !arg[0]) {
+        notice(a, true, "/title takes the new title");
+        return;
+    }
+    if (ensure_session(a) != 0) {
+        notice(a, true, "/title: sessions are not being saved");
+        return;
+    }
+    struct mx_err err = {0};
+    int rc = mx_db_session_rename(a->db, a->session, arg, &err);
+    if (rc != 0) {
+        store_warn(a, &err, rc);
+        return;
+    }
+    refresh_title(a);
+    notice(a, false, "renamed");
 }
 
 /* X(name, args, help, fn): the slash commands; drives /help and Tab completion. */
@@ -800,7 +1112,8 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/help",     "",        "this list of commands and keys",                cmd_help)     \
     X("/new",      "",        "start a new conversation",                       cmd_new)      \
     X("/sessions", "",        "saved sessions",                                 cmd_sessions) \
-    X("/resume",   "ID",      "continue a saved session",                       cmd_sessions) \
+    X("/resume",   "ID",      "continue a saved session (id or title)",         cmd_resume)   \
+    X("/search",   "WORDS",   "search every saved message",                     cmd_search)   \
     X("/title",    "TEXT",    "rename this session",                            cmd_title)    \
     X("/model",    "PATH",    "load another GGUF model",                        cmd_model)    \
     X("/system",   "TEXT",    "set (or clear) the system prompt",               cmd_system)   \
@@ -831,6 +1144,9 @@ static int act_scroll_down(int count, int key);
 static int act_newline(int count, int key);
 static int act_redraw(int count, int key);
 static int act_editor(int count, int key);
+static int act_sidebar(int count, int key);
+static int act_branch_prev(int count, int key);
+static int act_branch_next(int count, int key);
 
 /* X(function, key sequence, key name, help): mixel's own keys, bound through readline. */
 #define KEY_ACTIONS(X)                                                                        \
@@ -841,7 +1157,13 @@ static int act_editor(int count, int key);
     X(act_newline,     "\033[13;2u",  NULL,           NULL)                                 \
     X(act_newline,     "\033[27;2;13~", NULL,         NULL)                                 \
     X(act_redraw,      "\014",        "Ctrl-L",       "redraw the screen")                  \
-    X(act_editor,      "\030\005",    "Ctrl-X Ctrl-E", "write the message in $EDITOR")
+    X(act_editor,      "\030\005",    "Ctrl-X Ctrl-E", "write the message in $EDITOR")      \
+    X(act_sidebar,     "\033OQ",      "F2",           "sessions list (Up/Down, Enter, n, d)") \
+    X(act_sidebar,     "\033[12~",    NULL,           NULL)                                 \
+    X(act_branch_prev, "\033[1;3D",   "Alt-Left",     "previous branch of the last answer")  \
+    X(act_branch_next, "\033[1;3C",   "Alt-Right",    "next branch of the last answer")      \
+    X(act_branch_prev, "\033\033[D",  NULL,           NULL)                                 \
+    X(act_branch_next, "\033\033[C",  NULL,           NULL)
 
 static void cmd_help(struct app *a, const char *arg) {
     (void)arg;
@@ -942,6 +1264,144 @@ static int act_editor(int count, int key) {
     return 0;
 }
 
+static int act_sidebar(int count, int key) {
+    (void)count;
+    (void)key;
+    if (g_app->sidebar) {
+        g_app->sidebar = g_app->sidebar_focus = false;
+        g_app->note[0] = '\0';
+    } else {
+        cmd_sessions(g_app, NULL);
+    }
+    return 0;
+}
+
+/* Moves the conversation to the previous/next sibling of the last message that has siblings
+ * (a regenerated answer or an edited question), continuing that branch to its newest leaf. */
+static void branch_step(struct app *a, int dir) {
+    if (!a->db || !a->session || a->generating)
+        return;
+    for (int i = a->n_msgs - 1; i >= 0; i--) {
+        struct msg *m = &a->msgs[i];
+        if (m->sib_count < 2 || !m->db_id)
+            continue;
+        struct mx_msg_list sibs;
+        int idx;
+        struct mx_err err = {0};
+        if (mx_db_msg_siblings(a->db, m->db_id, &sibs, &idx, &err) != 0)
+            return;
+        int to = idx - 1 + dir;
+        int64_t target = to >= 0 && to < (int)sibs.n ? sibs.v[to].id : 0;
+        mx_msg_list_free(&sibs);
+        if (!target) {
+            notice(a, false, "no %s branch", dir < 0 ? "earlier" : "later");
+            return;
+        }
+        int64_t leaf;
+        int rc = mx_db_msg_latest_leaf(a->db, target, &leaf, &err);
+        if (rc == 0)
+            rc = mx_db_set_leaf(a->db, a->session, leaf, &err);
+        if (rc != 0) {
+            store_warn(a, &err, rc);
+            return;
+        }
+        reload_session(a);
+        return;
+    }
+    notice(a, false, "no branches here yet: /regen or /edit make one");
+}
+
+static int act_branch_prev(int count, int key) {
+    (void)count;
+    (void)key;
+    branch_step(g_app, -1);
+    return 0;
+}
+
+static int act_branch_next(int count, int key) {
+    (void)count;
+    (void)key;
+    branch_step(g_app, +1);
+    return 0;
+}
+
+/* Keys while the sessions list has the focus. Returns bytes consumed. */
+static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
+    if (a->confirm_delete) {
+        a->confirm_delete = false;
+        if (b[0] == 'y' && a->sel < (int)a->sessions.n) {
+            int64_t id = a->sessions.v[a->sel].id;
+            struct mx_err err = {0};
+            int rc = mx_db_session_delete(a->db, id, &err);
+            if (rc != 0) {
+                store_warn(a, &err, rc);
+            } else {
+                if (id == a->session) {
+                    conversation_clear(a);
+                    a->session = 0;
+                    a->title[0] = '\0';
+                }
+                notice(a, false, "session deleted");
+            }
+            sidebar_refresh(a);
+        } else {
+            notice(a, false, "kept");
+        }
+        return 1;
+    }
+    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
+        a->sel += b[2] == 'A' ? -1 : 1;
+        if (a->sel < 0)
+            a->sel = 0;
+        if (a->sel >= (int)a->sessions.n)
+            a->sel = a->sessions.n ? (int)a->sessions.n - 1 : 0;
+        return 3;
+    }
+    if (n >= 3 && b[0] == 0x1b && b[1] == 'O' && b[2] == 'Q') { /* F2 closes */
+        a->sidebar = a->sidebar_focus = false;
+        return 3;
+    }
+    switch (b[0]) {
+    case '\r':
+    case '\n':
+        if (a->sel < (int)a->sessions.n && !a->generating) {
+            load_session(a, a->sessions.v[a->sel].id);
+            a->sidebar_focus = false;
+            if (COLS < 70)
+                a->sidebar = false;
+            notice(a, false, "resumed: %s", a->title[0] ? a->title : "(untitled)");
+        }
+        break;
+    case 'n':
+        cmd_new(a, NULL);
+        a->sidebar_focus = false;
+        break;
+    case 'd':
+        if (a->sessions.n)
+            a->confirm_delete = true;
+        break;
+    case 'r':
+        if (a->sel < (int)a->sessions.n && !a->generating) {
+            load_session(a, a->sessions.v[a->sel].id);
+            rl_replace_line("/title ", 0);
+            rl_point = rl_end;
+            a->sidebar_focus = false;
+        }
+        break;
+    case '\t':
+    case 'q':
+    case 0x1b:
+        a->sidebar_focus = false;
+        a->note[0] = '\0';
+        if (COLS < 70)
+            a->sidebar = false;
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
 /* ---- readline glue ------------------------------------------------------------------------ */
 
 static int rl_getc_hook(FILE *f) {
@@ -989,7 +1449,19 @@ static void submit(struct app *a, char *line) {
         return;
     }
     a->note[0] = '\0';
-    msg_add(a, MX_ROLE_USER, MSG_DONE, line);
+    int64_t id = 0;
+    if (ensure_session(a) == 0) {
+        struct mx_err err = {0};
+        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, line, 0,
+                                  NULL, &id, &err);
+        if (rc != 0)
+            store_warn(a, &err, rc);
+    }
+    struct msg *m = msg_add(a, MX_ROLE_USER, MSG_DONE, line);
+    if (m)
+        m->db_id = id;
+    if (!a->title[0])
+        refresh_title(a);
     start_generation(a);
 }
 
@@ -1126,6 +1598,10 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             i += 6;
             continue;
         }
+        if (a->sidebar_focus) {
+            i += sidebar_key(a, buf + i, n - i);
+            continue;
+        }
         unsigned char c = buf[i];
         if (c == 0x1b && i + 1 == n && !rl_input_available()) {
             /* a lone Esc (nothing follows within the poll below): stop, don't start a key
@@ -1212,6 +1688,28 @@ int mx_app_run(const struct mx_app_opts *opts) {
     readline_init(&a);
     if (theme_rc != 0)
         notice(&a, true, "%s: using the default theme", err.msg);
+    if (!opts->no_history) {
+        struct mx_db_opts dbo = {.path = opts->db_path};
+        struct mx_err derr = {0};
+        int rc = mx_db_open(&a.db, &dbo, &derr);
+        if (rc != 0)
+            notice(&a, true, "history not saved: %s", mx_err_msg(&derr, rc));
+        else if (mx_db_readonly(a.db))
+            notice(&a, true, "history is read-only (%s): new messages are not saved",
+                   mx_db_readonly_reason(a.db));
+    }
+    if (a.db && opts->resume) {
+        struct mx_session_list l = {0};
+        if (!opts->resume[0]) {
+            if (mx_db_session_list(a.db, 1, &l, NULL) == 0 && l.n)
+                load_session(&a, l.v[0].id);
+            else
+                notice(&a, false, "no saved session to resume yet");
+            mx_session_list_free(&l);
+        } else {
+            cmd_resume(&a, opts->resume);
+        }
+    }
     if (!opts->engine)
         msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
                 "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
@@ -1255,6 +1753,8 @@ int mx_app_run(const struct mx_app_opts *opts) {
     fflush(stdout);
     endwin();
     conversation_clear(&a);
+    mx_session_list_free(&a.sessions);
+    mx_db_close(a.db);
     free(a.msgs);
     free(a.system_prompt);
     free(a.paste);

@@ -15,6 +15,10 @@ struct mx_app_opts {
     const char *themes_dir;     /* where the shipped themes are */
     const char *system_prompt;  /* NULL: none */
     struct mx_gen_settings settings;
+    const char *model_path;     /* stored with new sessions; NULL: none */
+    const char *db_path;        /* history database; NULL: $XDG_DATA_HOME/mixel/history.db */
+    bool no_history;            /* keep the conversation in memory only */
+    const char *resume;         /* session id or title to continue; "" = the most recent */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

@@ -13,14 +13,17 @@
 #include "tui/cmd.h"
 
 static void chat_usage(FILE *f) {
-    fprintf(f, "usage: mixel [chat] [-m MODEL.gguf] [--theme NAME] [--system TEXT]\n"
-               "                    [--temp T] [--top-p P] [--seed N] [-c CTX]\n"
+    fprintf(f, "usage: mixel [chat] [-m MODEL.gguf] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
+               "                    [--temp T] [--top-p P] [--seed N] [-c CTX] [--db PATH]\n"
                "\n"
                "Full-screen chat. Type /help inside for commands and keys.\n"
                "  -m, --model PATH   GGUF model to chat with\n"
                "  --theme NAME       dark (default), light, high-contrast, basic16, or a file\n"
                "                     NAME.theme in $XDG_CONFIG_HOME/mixel/themes/\n"
                "  --system TEXT      system prompt\n"
+               "  --resume [ID]      continue a saved session (id or title; none: the latest)\n"
+               "  --db PATH          history database (default $XDG_DATA_HOME/mixel/history.db)\n"
+               "  --no-history       keep this conversation in memory only\n"
                "  --temp T, --top-p P, --seed N, -c CTX   sampling and context settings\n"
                "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
                "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
@@ -49,6 +52,8 @@ int mx_cmd_chat(int argc, char **argv) {
         {"system", required_argument, NULL, 'S'}, {"temp", required_argument, NULL, 't'},
         {"top-p", required_argument, NULL, 'p'}, {"seed", required_argument, NULL, 's'},
         {"ctx", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {"resume", optional_argument, NULL, 'r'}, {"db", required_argument, NULL, 'D'},
+        {"no-history", no_argument, NULL, 'N'},
         {NULL, 0, NULL, 0}};
     struct mx_app_opts o = {0};
     o.settings.temp = 0.8f;
@@ -70,6 +75,17 @@ int mx_cmd_chat(int argc, char **argv) {
         case 'p': o.settings.top_p = strtof(optarg, NULL); break;
         case 's': o.settings.seed = strtoull(optarg, NULL, 10); break;
         case 'c': o.settings.n_ctx = atoi(optarg); break;
+        case 'r':
+            /* --resume, --resume=ID or --resume ID */
+            if (optarg)
+                o.resume = optarg;
+            else if (optind < argc && argv[optind][0] != '-')
+                o.resume = argv[optind++];
+            else
+                o.resume = "";
+            break;
+        case 'D': o.db_path = optarg; break;
+        case 'N': o.no_history = true; break;
         case 'h': chat_usage(stdout); return 0;
         default: chat_usage(stderr); return 2;
         }
@@ -84,6 +100,7 @@ int mx_cmd_chat(int argc, char **argv) {
     }
     setlocale(LC_ALL, "");
     o.themes_dir = themes_dir();
+    o.model_path = model;
     const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
     if (scripted && scripted[0]) {
         o.engine = mx_engine_scripted_new(strcmp(scripted, "echo") ? scripted : NULL);

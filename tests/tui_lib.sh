@@ -1,0 +1,42 @@
+# tui_lib.sh - shared by the tmux-driven TUI tests: a private tmux server per mixel start,
+# polling helpers (no fixed sleeps), and failure output with the screen. Sourced, not run.
+command -v tmux >/dev/null 2>&1 || { echo "SKIP: tmux is not installed"; exit 77; }
+work=$(mktemp -d)
+n_start=0
+T="tmux -S $work/tmux.0"
+cleanup() { $T kill-server 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "---- screen:"; $T capture-pane -p -t t 2>/dev/null; exit 1; }
+
+# wait_for TEXT [SECONDS]: poll the screen until TEXT shows
+wait_for() {
+    i=0; limit=$(( ${2:-10} * 20 ))
+    while [ $i -lt $limit ]; do
+        $T capture-pane -p -t t 2>/dev/null | grep -qF -- "$1" && return 0
+        i=$((i + 1)); sleep 0.05
+    done
+    return 1
+}
+
+wait_for_re() { # like wait_for, with an extended regular expression
+    i=0; limit=$(( ${2:-10} * 20 ))
+    while [ $i -lt $limit ]; do
+        $T capture-pane -p -t t 2>/dev/null | grep -qE -- "$1" && return 0
+        i=$((i + 1)); sleep 0.05
+    done
+    return 1
+}
+
+# start REPLY [RATE] [MIXEL ARGS...]: a fresh mixel in an 80x24 tmux window (own server each
+# time), history in $work/h.db
+start() {
+    reply=$1; rate=${2:-0}
+    shift; [ $# -gt 0 ] && shift
+    $T kill-server 2>/dev/null
+    n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
+    $T -f /dev/null new-session -d -s t -x 80 -y 24 \
+        "env MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' XDG_DATA_HOME='$work/data' \
+         XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color \
+         '$MIXEL' chat --db '$work/h.db' $*; echo EXITED \$?; sleep 30"
+    wait_for "────────" || fail "the TUI did not start"
+}
