@@ -820,6 +820,48 @@ static void test_blocks_roundtrip(void **state) {
     mx_image_free(&src);
 }
 
+/* mx_gfx_render: the layout it reports is what it wrote, for both encodings and none. */
+static void test_render(void **state) {
+    (void)state;
+    char path[1024];
+    data_path(path, sizeof path, "quadrants.png");
+    struct mx_image img;
+    assert_int_equal(mx_image_load(path, &img, NULL), 0);
+    struct mx_gfx_answers a = {.tty = true, .colours = 16777216, .ws_rows = 24, .ws_cols = 80,
+                               .ws_xpix = 640, .ws_ypix = 384};
+    struct mx_gfx g;
+    mx_gfx_decide(MX_GFX_BLOCKS, &a, &g);
+    struct sink s = {0};
+    struct mx_image_layout lay;
+    struct mx_err err = {0};
+    assert_int_equal(mx_gfx_render(&g, &img, 16, 0, sink_write, &s, &lay, &err), 0);
+    assert_int_equal(lay.cols, 16);
+    assert_int_equal(lay.rows, 6); /* 128x96 px in 8x16 cells */
+    int lines = 0;
+    for (size_t i = 0; i < s.n; i++)
+        lines += s.p[i] == '\n';
+    assert_int_equal(lines, 6);
+    free(s.p);
+#ifdef HAVE_SIXEL
+    mx_gfx_decide(MX_GFX_SIXEL, &a, &g);
+    struct sink six = {0};
+    assert_int_equal(mx_gfx_render(&g, &img, 16, 0, sink_write, &six, &lay, &err), 0);
+    struct mx_image dec = decode_sixel(six.p, six.n);
+    assert_int_equal(dec.w, lay.px_w);
+    assert_int_equal(dec.h, lay.px_h);
+    assert_int_equal(lay.px_w, 128);
+    assert_int_equal(lay.px_h, 96);
+    check_quadrants(&dec, quad_rgb, 8); /* palette coarsening, as in test_sixel_roundtrip */
+    mx_image_free(&dec);
+    free(six.p);
+#endif
+    mx_gfx_decide(MX_GFX_NONE, &a, &g);
+    struct sink none = {0};
+    assert_int_equal(mx_gfx_render(&g, &img, 16, 0, sink_write, &none, &lay, &err), 0);
+    assert_int_equal(none.n, 0);
+    mx_image_free(&img);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xterm_vt340_sixel),
@@ -837,6 +879,7 @@ int main(void) {
         cmocka_unit_test(test_load_mutations),
         cmocka_unit_test(test_sixel_roundtrip),
         cmocka_unit_test(test_blocks_roundtrip),
+        cmocka_unit_test(test_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

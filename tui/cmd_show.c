@@ -53,6 +53,56 @@ static void print_plain(const char *path) {
     fputs("]\n", stdout);
 }
 
+int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height) {
+    struct mx_err err = {0};
+    struct mx_image img = {0};
+    int rc = mx_image_load(path, &img, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
+        return 1;
+    }
+    struct mx_gfx g;
+    mx_gfx_detect(mode, 0, &g, NULL);
+    if (getenv("MIXEL_DEBUG_GRAPHICS"))
+        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
+                "%d colours, %s\n", mx_gfx_mode_name(g.mode), g.why, g.cell_w, g.cell_h,
+                g.cell_src, g.cols, g.rows, g.max_w, g.max_h, g.colour_regs,
+                g.truecolor ? "24-bit blocks" : "256-colour blocks");
+    if (g.mode == MX_GFX_NONE) {
+        print_plain(path);
+        mx_image_free(&img);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+
+    /* The box in cells: what was asked, else the terminal (less one row for the prompt), else 80
+     * columns of unlimited height for a pipe. */
+    bool out_tty = isatty(STDOUT_FILENO);
+    int box_cols = width, box_rows = height;
+    if (!width && !height) {
+        box_cols = out_tty ? g.cols : 80;
+        box_rows = out_tty ? (g.rows > 2 ? g.rows - 1 : g.rows) : 0;
+    } else if (!width) {
+        box_cols = 4096;
+    }
+    struct mx_image_layout lay;
+    rc = mx_gfx_render(&g, &img, box_cols, box_rows, stdout_write, NULL, &lay, &err);
+    mx_image_free(&img);
+    if (rc == 0 && g.mode == MX_GFX_SIXEL) {
+        /* xterm leaves the cursor on the image's last row; tmux does not know a passed-through
+         * image is there at all: move below it ourselves */
+        for (int r = 0; rc == 0 && r < (g.tmux_wrap ? lay.rows : 1); r++)
+            rc = stdout_write(NULL, "\n", 1);
+    }
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = MX_EIO;
+    if (rc < 0) {
+        fprintf(stderr, "mixel show: %s: %s\n", path,
+                rc == MX_EIO ? "cannot write to stdout" : mx_err_msg(&err, rc));
+        return 1;
+    }
+    return 0;
+}
+
 int mx_cmd_show(int argc, char **argv) {
     const char *path = NULL;
     enum mx_gfx_mode mode = MX_GFX_AUTO;
@@ -89,68 +139,5 @@ int mx_cmd_show(int argc, char **argv) {
         return 2;
     }
 
-    struct mx_err err = {0};
-    struct mx_image img = {0}, scaled = {0};
-    int rc = mx_image_load(path, &img, &err);
-    if (rc < 0) {
-        fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
-        return 1;
-    }
-
-    struct mx_gfx g;
-    struct mx_gfx_answers ans;
-    mx_gfx_detect(mode, 0, &g, &ans);
-    if (getenv("MIXEL_DEBUG_GRAPHICS"))
-        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
-                "%d colours\n", mx_gfx_mode_name(g.mode), g.why, g.cell_w, g.cell_h, g.cell_src,
-                g.cols, g.rows, g.max_w, g.max_h, g.colour_regs);
-    if (g.mode == MX_GFX_NONE) {
-        print_plain(path);
-        mx_image_free(&img);
-        return fflush(stdout) == 0 ? 0 : 1;
-    }
-
-    /* The box in cells: what was asked, else the terminal (less one row for the prompt), else 80
-     * columns of unlimited height for a pipe. */
-    bool out_tty = isatty(STDOUT_FILENO);
-    int box_cols = width, box_rows = height;
-    if (!width && !height) {
-        box_cols = out_tty ? g.cols : 80;
-        box_rows = out_tty ? (g.rows > 2 ? g.rows - 1 : g.rows) : 0;
-    } else if (!width) {
-        box_cols = 4096;
-    }
-    bool sixel = g.mode == MX_GFX_SIXEL;
-    struct mx_image_layout lay;
-    rc = mx_image_fit(img.w, img.h, g.cell_w, g.cell_h, box_cols, box_rows,
-                      sixel ? g.max_w : 0, sixel ? g.max_h : 0, &lay);
-    if (rc == 0)
-        rc = sixel ? mx_image_scale(&img, lay.px_w, lay.px_h, &scaled)
-                   : mx_image_scale(&img, lay.blk_w, lay.blk_h, &scaled);
-    if (rc < 0) {
-        fprintf(stderr, "mixel show: %s: cannot scale to the terminal (%s)\n", path,
-                mx_strerror(rc));
-        mx_image_free(&img);
-        return 1;
-    }
-    mx_image_free(&img);
-    if (sixel) {
-        rc = mx_image_sixel(&scaled, g.colour_regs, g.tmux_wrap, stdout_write, NULL, &err);
-        /* tmux does not know a passed-through image is there: move below it ourselves */
-        for (int r = 0; rc == 0 && g.tmux_wrap && r < lay.rows; r++)
-            rc = stdout_write(NULL, "\n", 1);
-        if (rc == 0 && !g.tmux_wrap)
-            rc = stdout_write(NULL, "\n", 1);
-    } else {
-        rc = mx_image_blocks(&scaled, g.truecolor, stdout_write, NULL);
-    }
-    mx_image_free(&scaled);
-    if (fflush(stdout) != 0 && rc == 0)
-        rc = MX_EIO;
-    if (rc < 0) {
-        fprintf(stderr, "mixel show: %s\n", rc == MX_EIO ? "cannot write to stdout"
-                                                        : mx_err_msg(&err, rc));
-        return 1;
-    }
-    return 0;
+    return mx_show_file(path, mode, width, height);
 }

@@ -382,3 +382,33 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     if (raw)
         *raw = a;
 }
+
+int mx_gfx_render(const struct mx_gfx *g, const struct mx_image *img, int box_cols, int box_rows,
+                  mx_image_write_fn write, void *ud, struct mx_image_layout *lay,
+                  struct mx_err *err) {
+    struct mx_image_layout l;
+    struct mx_image scaled = {0};
+    if (!lay)
+        lay = &l;
+    memset(lay, 0, sizeof *lay);
+    if (g->mode != MX_GFX_SIXEL && g->mode != MX_GFX_BLOCKS)
+        return 0;
+    bool sixel = g->mode == MX_GFX_SIXEL;
+    int rc = mx_image_fit(img->w, img->h, g->cell_w, g->cell_h, box_cols, box_rows,
+                          sixel ? g->max_w : 0, sixel ? g->max_h : 0, lay);
+    if (rc < 0)
+        return mx_err_set(err, rc, "image: cannot fit %dx%d px into %dx%d cells", img->w,
+                          img->h, box_cols, box_rows);
+    rc = sixel ? mx_image_scale(img, lay->px_w, lay->px_h, &scaled)
+               : mx_image_scale(img, lay->blk_w, lay->blk_h, &scaled);
+    if (rc < 0)
+        return mx_err_set(err, rc, "image: cannot scale %dx%d px to %dx%d (%s)", img->w, img->h,
+                          sixel ? lay->px_w : lay->blk_w, sixel ? lay->px_h : lay->blk_h,
+                          mx_strerror(rc));
+    rc = sixel ? mx_image_sixel(&scaled, g->colour_regs, g->tmux_wrap, write, ud, err)
+               : mx_image_blocks(&scaled, g->truecolor, write, ud);
+    mx_image_free(&scaled);
+    if (rc < 0)
+        mx_err_set(err, rc, "image: cannot write the %s image", sixel ? "sixel" : "half-block");
+    return rc;
+}

@@ -13,6 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/err.h"
+#include "tui/image.h"
+
 enum mx_gfx_mode {
     MX_GFX_AUTO = 0,   /* detect */
     MX_GFX_SIXEL,      /* DEC sixel through libsixel */
@@ -90,6 +93,21 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
  * before curses starts (it reads stdin itself). */
 void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
                    struct mx_gfx_answers *raw);
+
+/* Fits img into box_cols x box_rows cells (box_rows <= 0: no limit) within g's sixel limits,
+ * scales it and encodes it as g->mode says: sixel (DCS, tmux-wrapped when g->tmux_wrap) or half
+ * blocks, through write. The caller places the cursor first and moves it after the image (see
+ * ../shared/TERMINALS.md); lay (may be NULL) receives the cell rectangle and pixel sizes used.
+ * MX_GFX_NONE writes nothing. Returns 0 or a negative MX_E* with err set; img is only read. */
+int mx_gfx_render(const struct mx_gfx *g, const struct mx_image *img, int box_cols, int box_rows,
+                  mx_image_write_fn write, void *ud, struct mx_image_layout *lay,
+                  struct mx_err *err);
+
+/* `mixel show` as a function (tui/cmd_show.c), for `mixel image --show`: loads path, detects
+ * (mode MX_GFX_AUTO honours MIXEL_GRAPHICS), prints to stdout in a box of width x height cells
+ * (0: the terminal's, or 80 columns for a pipe) and reports errors on stderr prefixed "mixel
+ * show:". Returns the exit status: 0, or 1 on any error. */
+int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height);
 
 /* Runs `tmux show -gv allow-passthrough` (at most ~1 s). Returns 1 when it prints on/all, 0 when
  * it prints something else, -1 when tmux cannot be asked. */
