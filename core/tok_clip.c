@@ -317,6 +317,16 @@ int mx_clip_tokenizer_load(const char *path, struct mx_tokenizer **out, struct m
         }
     }
     size_t len = strlen(path);
+    /* .../tokenizer/vocab.json or merges.txt given: the folder is meant */
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (strcmp(base, "vocab.json") == 0 || strcmp(base, "merges.txt") == 0) {
+        size_t dl = (size_t)(base - path);
+        if (dl == 0 || dl >= sizeof(sub))
+            return load_diffusers(".", out, err);
+        memcpy(sub, path, dl - 1);
+        sub[dl - 1] = 0;
+        return load_diffusers(sub, out, err);
+    }
     if (len > 3 && strcmp(path + len - 3, ".gz") == 0)
         return mx_err_set(err, MX_EUNSUP, "%s: compressed; gunzip it first", path);
     char *text;

@@ -193,8 +193,9 @@ void mx_detok_stream_deinit(struct mx_detok_stream *s); /* frees the buffer; NUL
 int mx_clip_vocab_default_path(char *buf, size_t size, struct mx_err *err);
 
 /* Loads a CLIP tokenizer from path: a diffusers tokenizer/ folder (vocab.json + merges.txt), a
- * model folder holding tokenizer/, OpenAI's bpe_simple_vocab_16e6.txt (the first 48 894 merges
- * are used, as CLIP does), or NULL for the default path. A missing vocabulary gives MX_ENOENT
+ * model folder holding tokenizer/, that folder's vocab.json or merges.txt, OpenAI's
+ * bpe_simple_vocab_16e6.txt (the first 48 894 merges are used, as CLIP does), or NULL for the
+ * default path. A missing vocabulary gives MX_ENOENT
  * with a message naming scripts/install-clip-vocab.sh; a malformed one MX_EFORMAT. */
 int mx_clip_tokenizer_load(const char *path, struct mx_tokenizer **out, struct mx_err *err);
 

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/gguf.h"
 #include "core/util.h"
@@ -716,8 +717,28 @@ static void test_stream_utf8(void **state) {
 
 /* ---- CLIP ----------------------------------------------------------------------------------- */
 
+/* Writes t's vocabulary as a diffusers tokenizer/ folder: vocab.json {text: id}, merges.txt. */
+static void write_diffusers(const struct mx_tokenizer *t, const char *merges, const char *dir) {
+    char path[256];
+    json_t *v = json_object();
+    for (int32_t i = 0; i < mx_tokenizer_n_vocab(t); i++) {
+        size_t len;
+        const char *s = mx_tokenizer_token_text(t, i, &len);
+        json_object_setn_new(v, s, len, json_integer(i));
+    }
+    snprintf(path, sizeof(path), "%s/vocab.json", dir);
+    assert_int_equal(json_dump_file(v, path, 0), 0);
+    json_decref(v);
+    snprintf(path, sizeof(path), "%s/merges.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(merges, f);
+    fclose(f);
+}
+
 static void test_clip_small(void **state) {
     (void)state;
+    struct mx_tokenizer *t2_dummy = NULL;
     /* merges: "c a", "ca t</w>", "d o", "do g</w>" -> ids 512.. in that order */
     const char *text = "#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n";
     struct mx_tokenizer *t = NULL;
@@ -778,6 +799,40 @@ static void test_clip_small(void **state) {
     /* too small a buffer: the needed count, no overflow */
     assert_int_equal(mx_clip_pad(many, 100, 77, 49407, false, out, 10), 154);
     assert_int_equal(mx_clip_pad(many, 100, 2, 49407, false, out, 10), MX_EINVAL);
+
+    /* the same vocabulary as a diffusers tokenizer/ folder (vocab.json + merges.txt) */
+    char dir[] = "/tmp/mx-clip-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_diffusers(t, text, dir);
+    char path[256];
+    const char *forms[] = {"", "/vocab.json", "/merges.txt"};
+    for (size_t f = 0; f < MX_ARRAY_LEN(forms); f++) {
+        struct mx_tokenizer *t2 = NULL;
+        snprintf(path, sizeof(path), "%s%s", dir, forms[f]);
+        mx_err_clear(&e);
+        int rc = mx_clip_tokenizer_load(path, &t2, &e);
+        if (rc < 0)
+            fail_msg("%s: %s", path, mx_err_msg(&e, rc));
+        assert_int_equal(mx_tokenizer_n_vocab(t2), mx_tokenizer_n_vocab(t));
+        assert_int_equal(mx_tokenizer_bos(t2), bos);
+        assert_int_equal(mx_tokenizer_eos(t2), eos);
+        expect_ids(t2, "A cat, a DOG!", MX_TOK_ADD_SPECIAL,
+                   (int32_t[]){bos, id_of(t, "a</w>"), cat, comma_w, id_of(t, "a</w>"), dog,
+                               id_of(t, "!</w>"), eos}, 8);
+        mx_tokenizer_free(t2);
+    }
+    /* a broken vocab.json: a clear error, no crash */
+    snprintf(path, sizeof(path), "%s/vocab.json", dir);
+    FILE *vf = fopen(path, "w");
+    fputs("{\"a\": 0, \"b\": 0}", vf);
+    fclose(vf);
+    mx_err_clear(&e);
+    assert_int_equal(mx_clip_tokenizer_load(dir, &t2_dummy, &e), MX_EFORMAT);
+    assert_non_null(strstr(e.msg, "vocab.json"));
+    remove(path);
+    snprintf(path, sizeof(path), "%s/merges.txt", dir);
+    remove(path);
+    rmdir(dir);
     mx_tokenizer_free(t);
 
     /* a missing vocabulary says how to get it */
