@@ -22,6 +22,28 @@ static int gguf_special(const struct mx_gguf *g, const char *key, int32_t *id,
     return 0;
 }
 
+/* An optional array of numbers of any numeric element type (files differ: f32/f64 scores,
+ * i32/u32 types). *out stays NULL when the key is absent. */
+static int numeric_arr(const struct mx_gguf *g, const char *key,
+                       const struct mx_gguf_value **out, struct mx_err *err) {
+    const struct mx_gguf_value *v = mx_gguf_get(g, key);
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (v->type == MX_GGUF_ARRAY) {
+        switch (v->v.arr.elem_type) {
+        case MX_GGUF_STRING:
+        case MX_GGUF_ARRAY:
+        case MX_GGUF_BOOL:
+            break;
+        default:
+            *out = v;
+            return 0;
+        }
+    }
+    return mx_err_set(err, MX_EFORMAT, "%s: %s is not an array of numbers", mx_gguf_path(g), key);
+}
+
 static int gguf_flag(const struct mx_gguf *g, const char *key, bool *b, struct mx_err *err) {
     int rc = mx_gguf_get_bool(g, key, b, err);
     return rc == MX_ENOENT ? 0 : rc;
@@ -62,11 +84,8 @@ int mx_tokenizer_from_gguf(const struct mx_gguf *g, struct mx_tokenizer **out,
     if (n == 0 || n > (1u << 28))
         return mx_err_set(err, MX_EFORMAT, "%s: tokenizer.ggml.tokens has %llu entries", name,
                           (unsigned long long)n);
-    rc = mx_gguf_get_arr(g, "tokenizer.ggml.scores", MX_GGUF_FLOAT32, &scores, err);
-    if (rc < 0 && rc != MX_ENOENT)
-        return rc;
-    rc = mx_gguf_get_arr(g, "tokenizer.ggml.token_type", MX_GGUF_INT32, &types, err);
-    if (rc < 0 && rc != MX_ENOENT)
+    if ((rc = numeric_arr(g, "tokenizer.ggml.scores", &scores, err)) < 0 ||
+        (rc = numeric_arr(g, "tokenizer.ggml.token_type", &types, err)) < 0)
         return rc;
     if ((scores && scores->v.arr.n != n) || (types && types->v.arr.n != n))
         return mx_err_set(err, MX_EFORMAT, "%s: tokenizer arrays disagree (%llu tokens, %llu "

@@ -971,6 +971,27 @@ static void test_gguf_layer(void **state) {
     mx_gguf_close(g);
     free(buf);
 
+    /* token types stored as uint32 (some converters do): read all the same */
+    uint32_t utypes[] = {1, 1, 1, 3};
+    assert_int_equal(mx_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", MX_GGUF_UINT32,
+                                            utypes, 4), 0);
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, &e), 0);
+    assert_int_equal(mx_gguf_open_mem(buf, size, "u32.gguf", &g, &e), 0);
+    assert_int_equal(mx_tokenizer_from_gguf(g, &t, &e), 0);
+    assert_int_equal(mx_tokenizer_token_type(t, 3), MX_TOKT_CONTROL);
+    mx_tokenizer_free(t);
+    mx_gguf_close(g);
+    free(buf);
+    /* scores that are strings: a clear error */
+    assert_int_equal(mx_gguf_writer_set_arr_str(w, "tokenizer.ggml.scores", toks, 4), 0);
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, &e), 0);
+    assert_int_equal(mx_gguf_open_mem(buf, size, "str.gguf", &g, &e), 0);
+    mx_err_clear(&e);
+    assert_int_equal(mx_tokenizer_from_gguf(g, &t, &e), MX_EFORMAT);
+    assert_non_null(strstr(e.msg, "tokenizer.ggml.scores"));
+    mx_gguf_close(g);
+    free(buf);
+
     /* a scores array of the wrong length */
     float sc[3] = {0};
     assert_int_equal(mx_gguf_writer_set_arr(w, "tokenizer.ggml.scores", MX_GGUF_FLOAT32, sc, 3),
