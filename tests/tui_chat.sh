@@ -66,4 +66,21 @@ $T send-keys -t t PPage
 wait_for "more (PgDn)" || fail "PgUp did not scroll"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit after stop"
+
+# 8. no model given: the models found under ~/models are offered; Esc closes the picker
+if [ -f "${MX_SHARED:-}/models/stories260K.gguf" ]; then
+    mkdir -p "$work/home/models/tiny"
+    cp "$MX_SHARED/models/stories260K.gguf" "$work/home/models/tiny/"
+    printf 'not a model' > "$work/home/models/fake.gguf"
+    start ""
+    wait_for "Choose a model" || fail "no model picker with a model in ~/models"
+    wait_for "tiny/stories260K.gguf" || fail "model under ~/models not listed"
+    $T capture-pane -p -t t | grep -q "fake.gguf" && fail "a non-GGUF file was offered"
+    $T send-keys -t t Escape
+    wait_for "no model: /model PATH loads one" || fail "Esc did not close the picker"
+    $T send-keys -t t "/quit" Enter
+    wait_for "EXITED 0" || fail "quit from the picker"
+else
+    echo "note: model picker case skipped (no ../shared/models)"
+fi
 echo ok

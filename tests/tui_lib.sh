@@ -35,7 +35,8 @@ start() {
     $T kill-server 2>/dev/null
     n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
     $T -f /dev/null new-session -d -s t -x 80 -y 24 \
-        "env MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' XDG_DATA_HOME='$work/data' \
+        "env HOME='$work/home' MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' \
+         XDG_DATA_HOME='$work/data' \
          XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color \
          '$MIXEL' chat --db '$work/h.db' $*; echo EXITED \$?; sleep 30"
     wait_for "────────" || fail "the TUI did not start"

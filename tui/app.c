@@ -12,6 +12,8 @@
  */
 #include "tui/app.h"
 
+#include "tui/discover.h"
+
 #include <curses.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +94,12 @@ struct app {
     struct mx_session_list sessions;
     int sel;
     bool confirm_delete;
+    /* model picker (no model given) and loading */
+    bool picker;
+    struct mx_model_list models;
+    int pick;
+    bool loading;
+    struct mx_engine *owned_engine; /* an engine the app loaded (freed at exit or on switch) */
 };
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
@@ -164,6 +172,8 @@ static void notice(struct app *a, bool error, const char *fmt, ...) {
 
 static void store_warn(struct app *a, const struct mx_err *err, int rc);
 static void reload_session(struct app *a);
+static void start_load(struct app *a, const char *path);
+static void finish_load(struct app *a, int code, const char *msg);
 static bool store_writable(const struct app *a);
 
 /* ---- colours ------------------------------------------------------------------------------ */
@@ -351,7 +361,9 @@ static void draw_status(struct app *a, int y, int width) {
     snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
              a->title[0] ? a->title : "", a->title[0] ? " \xc2\xb7 " : "",
              e ? e->name : "no model", e ? e->device : "-", a->db ? "saved" : "not saved",
-             a->ctx_used, n_ctx, speed, a->generating ? " \xc2\xb7 generating (Esc stops)" : "");
+             a->ctx_used, n_ctx, speed,
+             a->generating ? " \xc2\xb7 generating (Esc stops)"
+             : a->loading  ? " \xc2\xb7 loading" : "");
     char clean[MX_SANITIZE_MAX(512)];
     int x = 0;
     /* a notice comes first: it is what the user must see when the bar is too narrow for all */
@@ -445,6 +457,48 @@ static void draw_input(struct app *a, int top, int rows, int width, int *cy, int
     *cx = pw + cur_col;
 }
 
+/* The model picker: the GGUF files found on this machine, newest first. */
+static void draw_picker(struct app *a, int top, int height, int width) {
+    const char *head = "Choose a model: Up/Down, Enter loads it, Esc closes";
+    put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    const char *hint = "(or start mixel with --model PATH.gguf; /model PATH loads any file)";
+    put_text(a, top + 1, 0, hint, strlen(hint), width, MX_ROLE_muted, 0);
+    int rows = height - 3;
+    int first = a->pick >= rows ? a->pick - rows + 1 : 0;
+    for (int r = 0; r < rows && first + r < (int)a->models.n; r++) {
+        const struct mx_model_entry *e = &a->models.items[first + r];
+        char desc[256], line[768], clean[MX_SANITIZE_MAX(768)];
+        mx_discover_describe(e, desc, sizeof desc);
+        snprintf(line, sizeof line, "  %s  \xc2\xb7 %s", e->name, desc);
+        size_t n = mx_text_sanitize(line, strlen(line), clean, false);
+        bool sel = first + r == a->pick;
+        if (sel) {
+            attrset(role_attr(a, MX_ROLE_selection, 0));
+            mvhline(top + 3 + r, 0, ' ', width);
+        }
+        put_text(a, top + 3 + r, 0, clean, n, width, sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
+    }
+}
+
+static size_t picker_key(struct app *a, const unsigned char *b, size_t n) {
+    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
+        a->pick += b[2] == 'A' ? -1 : 1;
+        if (a->pick < 0)
+            a->pick = 0;
+        if (a->pick >= (int)a->models.n)
+            a->pick = (int)a->models.n - 1;
+        return 3;
+    }
+    if (b[0] == '\r' || b[0] == '\n') {
+        if (a->pick < (int)a->models.n)
+            start_load(a, a->models.items[a->pick].path);
+    } else if (b[0] == 0x1b || b[0] == 'q') {
+        a->picker = false;
+        notice(a, false, "no model: /model PATH loads one");
+    }
+    return 1;
+}
+
 /* The sessions list: newest first, the open one marked, the selection highlighted. */
 static void draw_sidebar(struct app *a, int top, int height, int width) {
     const char *head = a->confirm_delete ? "Delete? y/n" : "Sessions (F2)";
@@ -497,7 +551,9 @@ static void draw(struct app *a) {
                 mvaddstr(y, side_w - 1, "\xe2\x94\x82"); /* │ */
         }
     }
-    if (side_w < cols)
+    if (a->picker)
+        draw_picker(a, 0, conv_h, cols);
+    else if (side_w < cols)
         draw_conversation(a, 0, side_w, conv_h, cols - side_w);
     attrset(role_attr(a, MX_ROLE_border, 0));
     move(conv_h, 0);
@@ -624,6 +680,10 @@ static void handle_events(struct app *a) {
             notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
+            if (a->loading) {
+                finish_load(a, ev.code, ev.text);
+                break;
+            }
             a->generating = false;
             if (m)
                 m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
@@ -650,6 +710,61 @@ static void handle_events(struct app *a) {
         }
         free(ev.text);
     }
+}
+
+/* ---- loading a model (worker thread) -------------------------------------------------------- */
+
+struct load_job {
+    mx_engine_loader loader;
+    char *path;
+    struct mx_gen_settings settings;
+    struct mx_engine *result;
+};
+
+static struct load_job g_load;
+
+static void load_job_fn(struct mx_job *job, void *ud) {
+    struct load_job *lj = ud;
+    struct mx_err err = {0};
+    mx_job_post(job, MX_EV_NOTICE, "loading the model\xe2\x80\xa6", 0, 0);
+    lj->result = lj->loader(lj->path, &lj->settings, &err);
+    mx_job_done(job, lj->result ? 0 : (err.code ? err.code : MX_EIO), lj->result ? NULL : err.msg);
+}
+
+static void start_load(struct app *a, const char *path) {
+    if (!a->o.load_engine) {
+        notice(a, true, "this build cannot load models (the LLM engine is not in it)");
+        return;
+    }
+    if (a->generating || a->loading) {
+        notice(a, true, "busy: wait for the current answer or load to finish");
+        return;
+    }
+    free(g_load.path);
+    g_load = (struct load_job){.loader = a->o.load_engine, .path = strdup(path),
+                               .settings = a->settings};
+    if (!g_load.path || mx_worker_start(a->w, load_job_fn, &g_load) != 0) {
+        notice(a, true, "could not start loading");
+        return;
+    }
+    a->loading = true;
+}
+
+/* The load job ended: switch engines, or say why not. */
+static void finish_load(struct app *a, int code, const char *msg) {
+    a->loading = false;
+    if (code != 0 || !g_load.result) {
+        notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
+        return;
+    }
+    if (a->owned_engine)
+        a->owned_engine->free(a->owned_engine);
+    a->owned_engine = a->o.engine = g_load.result;
+    g_load.result = NULL;
+    a->o.model_path = g_load.path; /* kept alive in g_load until exit */
+    a->picker = false;
+    a->ctx_used = 0;
+    notice(a, false, "loaded %s", a->o.engine->name);
 }
 
 static void stop_generation(struct app *a) {
@@ -1072,8 +1187,12 @@ static void cmd_search(struct app *a, const char *arg) {
 }
 
 static void cmd_model(struct app *a, const char *arg) {
-    (void)arg;
-    cmd_needs(a, "switching models in the TUI");
+    if (!arg || !arg[0]) {
+        notice(a, false, "model: %s (/model PATH loads another GGUF file)",
+               a->o.engine ? a->o.engine->name : "none");
+        return;
+    }
+    start_load(a, arg);
 }
 
 static void cmd_new(struct app *a, const char *arg) {
@@ -1598,6 +1717,10 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             i += 6;
             continue;
         }
+        if (a->picker && !a->loading) {
+            i += picker_key(a, buf + i, n - i);
+            continue;
+        }
         if (a->sidebar_focus) {
             i += sidebar_key(a, buf + i, n - i);
             continue;
@@ -1710,6 +1833,15 @@ int mx_app_run(const struct mx_app_opts *opts) {
             cmd_resume(&a, opts->resume);
         }
     }
+    if (!opts->engine && opts->discover) {
+        const char *home = getenv("HOME");
+        char cwd[4096];
+        if (mx_discover_models(home, getcwd(cwd, sizeof cwd) ? cwd : NULL, &a.models, NULL) == 0 &&
+            a.models.n) {
+            mx_discover_read_meta_all(&a.models);
+            a.picker = true;
+        }
+    }
     if (!opts->engine)
         msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
                 "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
@@ -1754,6 +1886,13 @@ int mx_app_run(const struct mx_app_opts *opts) {
     endwin();
     conversation_clear(&a);
     mx_session_list_free(&a.sessions);
+    mx_model_list_free(&a.models);
+    if (a.owned_engine)
+        a.owned_engine->free(a.owned_engine);
+    if (g_load.result)
+        g_load.result->free(g_load.result);
+    free(g_load.path);
+    memset(&g_load, 0, sizeof g_load);
     mx_db_close(a.db);
     free(a.msgs);
     free(a.system_prompt);

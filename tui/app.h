@@ -7,7 +7,13 @@
 #ifndef MX_APP_H
 #define MX_APP_H
 
+#include "core/err.h"
 #include "tui/engine.h"
+
+/* Loads a model into a chat engine (called on the worker thread). Returns NULL with err set. */
+typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
+                                              const struct mx_gen_settings *settings,
+                                              struct mx_err *err);
 
 struct mx_app_opts {
     struct mx_engine *engine;   /* borrowed; NULL: no model yet (the welcome screen explains) */
@@ -19,6 +25,8 @@ struct mx_app_opts {
     const char *db_path;        /* history database; NULL: $XDG_DATA_HOME/mixel/history.db */
     bool no_history;            /* keep the conversation in memory only */
     const char *resume;         /* session id or title to continue; "" = the most recent */
+    mx_engine_loader load_engine; /* for /model and the model picker; NULL: cannot load */
+    bool discover;              /* no model given: offer the models found on this machine */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

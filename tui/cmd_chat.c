@@ -107,6 +107,8 @@ int mx_cmd_chat(int argc, char **argv) {
     } else if (model) {
         fprintf(stderr, "mixel chat: the LLM engine is not in this build yet (%s)\n", model);
         return 1;
+    } else {
+        o.discover = true;
     }
     int rc = mx_app_run(&o);
     if (o.engine)
