@@ -12,6 +12,7 @@
 #include "history/paths.h"
 #include "kernels/devinfo.h"
 #include "tui/cmd.h"
+#include "tui/discover.h"
 #include "tui/termquery.h"
 
 static void print_escaped(const char *s) {
@@ -145,5 +146,9 @@ int mx_cmd_doctor(int argc, char **argv) {
     printf("paths\n");
     doctor_path("config", mx_path_config_dir);
     doctor_path("data", mx_path_data_dir);
+
+    printf("models    (found in ~/models, the Hugging Face cache, ollama, LM Studio, here)\n");
+    fflush(stdout);
+    mx_discover_print(stdout);
     return 0;
 }
