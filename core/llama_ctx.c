@@ -274,11 +274,12 @@ static struct mx_tensor head1d(const struct mx_tensor *t, int64_t n) {
     return v;
 }
 
-/* The first ne1*ne2 rows of a 2-D arena tensor, seen as [ne0, ne1, ne2]. */
-static struct mx_tensor rows3(const struct mx_tensor *t, int64_t ne1, int64_t ne2) {
+/* The first n elements' worth of rows of a 2-D arena tensor, seen as [ne0, ne1, ne2]
+ * (ne0 * ne1 * ne2 must be a whole number of its rows). */
+static struct mx_tensor rows3(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2) {
     struct mx_tensor v, r;
-    mx_tensor_view_rows(t, 0, ne1 * ne2, &v);
-    mx_tensor_reshape(&v, t->ne[0], ne1, ne2, 1, &r);
+    mx_tensor_view_rows(t, 0, ne0 * ne1 * ne2 / t->ne[0], &v);
+    mx_tensor_reshape(&v, ne0, ne1, ne2, 1, &r);
     return r;
 }
 
@@ -324,8 +325,8 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
     struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
     struct mx_tensor q = rows(&c->q, 0, T), k = rows(&c->k, 0, T), v = rows(&c->v, 0, T);
     struct mx_tensor att = rows(&c->att, 0, T);
-    struct mx_tensor q3 = rows3(&c->q, hp->n_head, T), k3 = rows3(&c->k, hp->n_head_kv, T);
-    struct mx_tensor att3 = rows3(&c->att, hp->n_head, T);
+    struct mx_tensor q3 = rows3(&c->q, hd, hp->n_head, T), k3 = rows3(&c->k, hd, hp->n_head_kv, T);
+    struct mx_tensor att3 = rows3(&c->att, hd, hp->n_head, T);
     struct mx_attn_params ap = {
         .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = (int)hd,
         .n_kv = cell0 + T, .scale = 1.0f / sqrtf((float)hd), .window = hp->sliding_window,
@@ -366,8 +367,10 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
              * token runs only its k experts' SwiGLU; tmp = the weighted sum of their outputs */
             struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
             struct mx_tensor selw = rows(&c->selw, 0, T);
-            struct mx_tensor g3 = rows3(&c->gate, ku, T), u3 = rows3(&c->up, ku, T);
-            struct mx_tensor ey3 = rows3(&c->ey, ku, T), xb3 = rows3(&c->xb, 1, T);
+            struct mx_tensor g3 = rows3(&c->gate, hp->n_ff, ku, T);
+            struct mx_tensor u3 = rows3(&c->up, hp->n_ff, ku, T);
+            struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
+            struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
             OP("forward: router", mx_op_matmul(be, &rl, &L->ffn_gate_inp, &xb));
             OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
             OP("forward: expert gate", mx_op_matmul_id(be, &g3, &L->gate_exps, &xb3, &sel));
