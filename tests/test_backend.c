@@ -151,6 +151,14 @@ static const enum mx_type wtypes[] = {
     MX_TYPE_Q6_K,
 };
 
+/* Every test starts from the default activation mode, even after a failed test left another. */
+static int reset_modes(void **state) {
+    mx_backend_set_act_mode(be1, MX_ACT_GGML);
+    mx_backend_set_act_mode(be4, MX_ACT_GGML);
+    mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
+    return 0;
+}
+
 /* ---- tensors, arena --------------------------------------------------------------------------- */
 
 static void test_tensor_helpers(void **state) {
@@ -1138,29 +1146,29 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tensor_helpers),
-        cmocka_unit_test(test_arena_measure_then_alloc),
-        cmocka_unit_test(test_matmul_all_types),
-        cmocka_unit_test(test_matmul_threads_bitwise),
-        cmocka_unit_test(test_matmul_broadcast),
-        cmocka_unit_test(test_matmul_id_reads_only_selected),
-        cmocka_unit_test(test_matmul_id_equals_per_expert_matmul),
-        cmocka_unit_test(test_matmul_id_bad_id),
-        cmocka_unit_test(test_get_rows),
-        cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_softmax_and_activations),
-        cmocka_unit_test(test_rope_formula),
-        cmocka_unit_test(test_rope_large_positions_follow_ggml),
-        cmocka_unit_test(test_attn_against_oracle),
-        cmocka_unit_test(test_attn_fast_equals_reference),
-        cmocka_unit_test(test_attn_incremental_equals_batch),
-        cmocka_unit_test(test_kv_shift),
-        cmocka_unit_test(test_cpy_conversions),
-        cmocka_unit_test(test_moe_route_and_combine),
-        cmocka_unit_test(test_conv2d),
-        cmocka_unit_test(test_group_norm_upsample_concat),
-        cmocka_unit_test(test_pool_many_small_ops),
-        cmocka_unit_test(test_supports_and_errors),
+        cmocka_unit_test_setup(test_tensor_helpers, reset_modes),
+        cmocka_unit_test_setup(test_arena_measure_then_alloc, reset_modes),
+        cmocka_unit_test_setup(test_matmul_all_types, reset_modes),
+        cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
+        cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
+        cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),
+        cmocka_unit_test_setup(test_matmul_id_equals_per_expert_matmul, reset_modes),
+        cmocka_unit_test_setup(test_matmul_id_bad_id, reset_modes),
+        cmocka_unit_test_setup(test_get_rows, reset_modes),
+        cmocka_unit_test_setup(test_norms, reset_modes),
+        cmocka_unit_test_setup(test_softmax_and_activations, reset_modes),
+        cmocka_unit_test_setup(test_rope_formula, reset_modes),
+        cmocka_unit_test_setup(test_rope_large_positions_follow_ggml, reset_modes),
+        cmocka_unit_test_setup(test_attn_against_oracle, reset_modes),
+        cmocka_unit_test_setup(test_attn_fast_equals_reference, reset_modes),
+        cmocka_unit_test_setup(test_attn_incremental_equals_batch, reset_modes),
+        cmocka_unit_test_setup(test_kv_shift, reset_modes),
+        cmocka_unit_test_setup(test_cpy_conversions, reset_modes),
+        cmocka_unit_test_setup(test_moe_route_and_combine, reset_modes),
+        cmocka_unit_test_setup(test_conv2d, reset_modes),
+        cmocka_unit_test_setup(test_group_norm_upsample_concat, reset_modes),
+        cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
+        cmocka_unit_test_setup(test_supports_and_errors, reset_modes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -60,6 +60,27 @@ static float vec_dot_f16(int64_t n, const void *w, const void *x) {
     return s;
 }
 
+/* 8 bf16 values as f32: bf16 is the top half of a float. */
+static inline __m256 load_bf16(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* BF16 weights times BF16 activations, f32 accumulation (ggml_vec_dot_bf16). */
+static float vec_dot_bf16(int64_t n, const void *w, const void *x) {
+    const uint16_t *a = w, *b = x;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(load_bf16(a + i), load_bf16(b + i), s0);
+        s1 = _mm256_fmadd_ps(load_bf16(a + i + 8), load_bf16(b + i + 8), s1);
+    }
+    float s = hsum8(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        s += mx_bf16_to_fp32(a[i]) * mx_bf16_to_fp32(b[i]);
+    return s;
+}
+
 /* Sum of products of 32 signed bytes x 32 signed bytes as 8 float lanes (ggml's
  * mul_sum_i8_pairs_float): maddubs needs an unsigned operand, so move x's sign onto y. */
 static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
@@ -141,6 +162,42 @@ static float vec_dot_q4_K(int64_t n, const void *w, const void *x) {
             __m256i q4 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * j));
             __m256i lo = _mm256_and_si256(q4, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+                                           _mm256_set1_epi16((int16_t)sc[2 * j]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+                                           _mm256_set1_epi16((int16_t)sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        float d = b[i].d * mx_fp16_to_fp32(a[i].d), dm = b[i].d * mx_fp16_to_fp32(a[i].dmin);
+        acc += d * (float)hsum_i32(sumi) - dm * (float)summ;
+    }
+    return acc;
+}
+
+/* Q5_K: Q4_K with a fifth bit per value from qh (bit 2j for the low nibbles of 64-value chunk
+ * j, bit 2j + 1 for the high ones). */
+static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
+    const mx_block_q5_K *a = w;
+    const mx_block_q8_K *b = x;
+    float acc = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int sc[8], mn[8], summ = 0;
+        for (int j = 0; j < 8; j++) {
+            scale_min_k4(j, a[i].scales, &sc[j], &mn[j]);
+            summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        }
+        __m256i qh = _mm256_loadu_si256((const __m256i *)a[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i q4 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * j));
+            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4);
+            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one),
+                                           4);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h0);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), h1);
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j + 32));
             __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
@@ -366,5 +423,7 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[MX_TYPE_Q4_0] = vec_dot_q4_0;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
+    k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
+    k->vec_dot[MX_TYPE_BF16] = vec_dot_bf16;
 }
