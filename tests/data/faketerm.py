@@ -69,8 +69,9 @@ def main():
     out = open(sys.argv[2], "wb")
     pid, fd = pty.fork()
     if pid == 0:
+        # the size is set on the child's side before exec: no race with its first TIOCGWINSZ
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xp, yp))
         os.execvp(sys.argv[4], sys.argv[4:])
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xp, yp))
     pending = b""
     deadline = time.time() + 20
     status = None
