@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "core/err.h"
 #include "core/util.h"
 #include "tui/termquery.h"
@@ -378,6 +379,14 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     }
     sigprocmask(SIG_SETMASK, &old_mask, NULL); /* (again: harmless when already restored) */
     mx_gfx_decide(requested, &a, out);
+#ifndef HAVE_SIXEL
+    if (out->mode == MX_GFX_SIXEL && requested == MX_GFX_AUTO) {
+        out->mode = MX_GFX_BLOCKS;
+        out->tmux_wrap = false;
+        snprintf(out->why, sizeof out->why,
+                 "the terminal shows sixel but this mixel was built without libsixel: half blocks");
+    }
+#endif
     if (env_note)
         snprintf(out->why + strlen(out->why), sizeof out->why - strlen(out->why), "%s", env_note);
     if (raw)
