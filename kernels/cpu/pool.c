@@ -20,8 +20,10 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Spin iterations before sleeping: a few microseconds, enough to bridge consecutive ops. */
-#define MX_POOL_SPIN 20000
+/* Spin iterations before sleeping: a pause is 40-140 cycles, so this is some 50-150 us, enough
+ * to bridge consecutive ops of a forward pass (a few us apart) without burning a shared core for
+ * long when the engine goes idle. */
+#define MX_POOL_SPIN 4000
 
 struct mx_pool {
     int nth;
