@@ -146,8 +146,8 @@ int mx_db__fail(struct mx_db *db, int rc, const char *what, struct mx_err *err) 
     default: code = MX_EDB; break;
     }
     const char *msg = db && db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc);
-    return mx_err_set(err, code, "%s: %s: %s%s%s", db ? db->path : "history", what, msg,
-                      sys ? " / " : "", sys ? strerror(sys) : "");
+    return mx_err_set(err, code, "%s: %s: %s (sqlite %d)%s%s", db ? db->path : "history", what,
+                      msg, rc, sys ? " / " : "", sys ? strerror(sys) : "");
 }
 
 int mx_db__prepare(struct mx_db *db, const char *sql, sqlite3_stmt **st, struct mx_err *err) {
@@ -253,6 +253,28 @@ char *mx_db__utf8_clean(const char *s) {
 }
 
 /* ---- open ---------------------------------------------------------------------------------- */
+
+/* Busy handler: polls the lock every 0.5-2.5 ms (jittered) until busy_ms have passed. SQLite's
+ * own busy_timeout backs off to 100 ms sleeps, and a writer polling that slowly starves behind
+ * another process committing every few ms (seen with 3 concurrent writers: 5 s timeouts). */
+static int busy_wait(void *ud, int count) {
+    struct mx_db *db = ud;
+    double now = mx_time_s();
+    if (count == 0)
+        db->busy_start = now;
+    if ((now - db->busy_start) * 1000.0 >= db->busy_ms)
+        return 0;
+    db->busy_rng = db->busy_rng * 6364136223846793005ull + 1442695040888963407ull;
+    struct timespec ts = {0, 500000 + (long)((db->busy_rng >> 33) % 2000000)};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static void set_busy(struct mx_db *db, int busy_ms) {
+    db->busy_ms = busy_ms;
+    db->busy_rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + (uint64_t)(uintptr_t)db;
+    sqlite3_busy_handler(db->h, busy_wait, db);
+}
 
 int mx_db_default_path(char *buf, size_t size, struct mx_err *err) {
     char dir[4000];
@@ -416,7 +438,7 @@ static int open_rw(struct mx_db *db, int busy, struct mx_err *err) {
     if (rc != SQLITE_OK)
         return mx_db__fail(db, rc, "open", err);
     sqlite3_extended_result_codes(db->h, 1);
-    sqlite3_busy_timeout(db->h, busy);
+    set_busy(db, busy);
     if (sqlite3_db_readonly(db->h, "main") == 1)
         return mx_err_set(err, MX_EPERM, "%s: the database file is read-only", db->path);
     /* WAL: readers never wait for the writer, and a kill mid-commit leaves the database as of
@@ -507,7 +529,7 @@ int mx_db_open(struct mx_db **out, const struct mx_db_opts *opts, struct mx_err 
         rc = werr.code ? werr.code : rc;
         goto fail_w;
     }
-    sqlite3_busy_timeout(db->h, busy);
+    set_busy(db, busy);
     set_ro(db, "%s", werr.msg);
 done:
     if ((rc = exec(db, "PRAGMA foreign_keys = ON", "enable foreign keys", err)) < 0)

@@ -12,6 +12,9 @@ struct mx_db {
     bool ro;                /* writes refused */
     char ro_reason[256];    /* why, for the UI's warning; "" when writable */
     char path[4096];        /* the database file */
+    int busy_ms;            /* how long a write waits for another writer */
+    double busy_start;      /* mx_time_s() when the current wait began */
+    uint64_t busy_rng;      /* jitter for the wait's polling */
 };
 
 /* Turns a failed SQLite call into an MX_E* code with "path: what: sqlite message" in err.
