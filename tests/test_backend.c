@@ -1025,6 +1025,41 @@ static void test_conv2d(void **state) {
         }
 }
 
+/* The im2col + sgemm conv2d equals the direct reference loop on a case with several pixel tiles
+ * (W_out * H_out > 256), padding, stride, and F16 weights: both sum K = 5*5*7 = 175 products in
+ * f32, in different orders, so TOL_DOT(175) * sum|terms| bounds the gap; sum|terms| <= 175 here. */
+static void test_conv2d_gemm_equals_reference(void **state) {
+    struct mx_conv2d_params ps[] = {
+        {.stride_x = 1, .stride_y = 1, .pad_x = 2, .pad_y = 2, .dil_x = 1, .dil_y = 1},
+        {.stride_x = 2, .stride_y = 1, .pad_x = 0, .pad_y = 3, .dil_x = 1, .dil_y = 2},
+    };
+    for (int pi = 0; pi < 2; pi++)
+        for (int wt = 0; wt < 2; wt++) {
+            const struct mx_conv2d_params *p = &ps[pi];
+            int W = 23, H = 19, C = 7, N = 2, KW = 5, KH = 5, CO = 6;
+            int WO = (W + 2 * p->pad_x - p->dil_x * (KW - 1) - 1) / p->stride_x + 1;
+            int HO = (H + 2 * p->pad_y - p->dil_y * (KH - 1) - 1) / p->stride_y + 1;
+            struct mx_tensor x = mk(MX_TYPE_F32, W, H, C, N), wf = mk(MX_TYPE_F32, KW, KH, C, CO);
+            struct mx_tensor b = mk(MX_TYPE_F32, CO, 1, 1, 1);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, WO, HO, CO, N), y2 = mk(MX_TYPE_F32, WO, HO, CO, N);
+            fill(&x, 1.0f);
+            fill(&wf, 1.0f);
+            fill(&b, 1.0f);
+            struct mx_tensor w = wf;
+            if (wt) {
+                w = mk(MX_TYPE_F16, KW, KH, C, CO);
+                assert_int_equal(mx_op_cpy(be4, &w, &wf), 0);
+            }
+            assert_non_null(mx_cpu_of(be4)->kern.conv2d);
+            assert_int_equal(mx_op_conv2d(be4, &y1, &x, &w, &b, p), 0);
+            assert_int_equal(mx_op_conv2d(be_scalar, &y2, &x, &w, &b, p), 0);
+            double d = maxdiff(F(&y1), F(&y2), (int64_t)WO * HO * CO * N);
+            if (d > TOL_DOT(175) * 175 * 2)
+                fail_msg("conv2d gemm vs reference: %g", d);
+            free_all();
+        }
+}
+
 static void test_group_norm_upsample_concat(void **state) {
     int W = 5, H = 3, C = 6, N = 2, G = 3;
     struct mx_tensor x = mk(MX_TYPE_F32, W, H, C, N), y = mk(MX_TYPE_F32, W, H, C, N);
@@ -1166,6 +1201,7 @@ int main(void) {
         cmocka_unit_test_setup(test_cpy_conversions, reset_modes),
         cmocka_unit_test_setup(test_moe_route_and_combine, reset_modes),
         cmocka_unit_test_setup(test_conv2d, reset_modes),
+        cmocka_unit_test_setup(test_conv2d_gemm_equals_reference, reset_modes),
         cmocka_unit_test_setup(test_group_norm_upsample_concat, reset_modes),
         cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
         cmocka_unit_test_setup(test_supports_and_errors, reset_modes),

@@ -55,6 +55,10 @@ struct mx_cpu_kernels {
      * per-thread scratch
      * from mx_attn_fast_scratch. */
     mx_pool_fn attn;
+    /* conv2d through im2col + sgemm (conv_gemm.c); NULL: the direct reference loop */
+    int (*conv2d)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                  const struct mx_tensor *w, const struct mx_tensor *b,
+                  const struct mx_conv2d_params *p);
 };
 
 /* Query tokens per work unit of the fast attention: the K/V cache is streamed once per block
@@ -154,6 +158,11 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
                   const struct mx_tensor *x);
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
+
+/* conv2d as im2col + sgemm (conv_gemm.c); same contract as the backend op. */
+int mx_cpu_conv2d_gemm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
+                       const struct mx_tensor *w, const struct mx_tensor *b,
+                       const struct mx_conv2d_params *p);
 
 /* Fills k with the best kernels for this CPU (kernels/cpu/kernels_avx2.c when compiled in and
  * the CPU has AVX2+FMA+F16C), or only the scalar ones when simd is false (tests compare both). */

@@ -296,6 +296,9 @@ static int cpu_moe_combine(struct mx_backend *be, struct mx_tensor *dst, const s
 static int cpu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                       const struct mx_tensor *w, const struct mx_tensor *b,
                       const struct mx_conv2d_params *p) {
+    struct mx_cpu *c = be->ctx;
+    if (c->kern.conv2d)
+        return c->kern.conv2d(be, dst, x, w, b, p);
     ARGS(.dst = dst, .src = {x, w, b}, .p = p);
     return run(be, mx_ref_conv2d, &a, "conv2d");
 }

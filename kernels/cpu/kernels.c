@@ -20,6 +20,8 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, bool simd) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
     k->dot_f32 = dot_f32_scalar;
+    if (simd) /* not SIMD code of ours, but "simd = false" means the plain reference set */
+        k->conv2d = mx_cpu_conv2d_gemm;
 #ifdef HAVE_AVX2_BUILD
     if (simd) {
         struct mx_cpu_info ci;
