@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -294,6 +295,20 @@ int mx_gfx_tmux_passthrough(void) {
     return !strcmp(out, "off") ? 0 : -1;
 }
 
+/* The terminal mode to put back if a signal ends the process during the queries. */
+static struct termios raw_saved;
+static int raw_fd = -1;
+static volatile sig_atomic_t raw_armed;
+
+/* Restores the terminal's mode (tcsetattr is async-signal-safe), then lets the signal do what it
+ * would have done: terminate, or stop for Ctrl-Z. */
+static void restore_on_signal(int sig) {
+    if (raw_armed)
+        tcsetattr(raw_fd, TCSANOW, &raw_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Sends query q (then DA1) and records the answer. Returns false when even DA1 did not come. */
 static bool ask(struct mx_tq *tq, struct mx_gfx_answers *a, enum mx_gfx_query q, int timeout_ms) {
     char reply[512];
@@ -327,18 +342,21 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     a.colours = mx_tq_colour_depth(&src);
     a.tmux_passthrough = -1;
 
-    /* Ctrl-C or Ctrl-Z while the terminal is in raw mode would leave it without echo: such
-     * signals wait until the mode is restored (at most a few timeouts) */
-    sigset_t block, old_mask;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGQUIT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGTSTP);
-    sigaddset(&block, SIGHUP);
-    sigprocmask(SIG_BLOCK, &block, &old_mask);
+    /* Ctrl-C or Ctrl-Z while the terminal is in raw mode would leave it without echo: the
+     * handlers put the mode back first. (Blocking the signals is not enough: libraries start
+     * threads at load time, and any of them may take the signal.) */
+    static const int sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGHUP};
+    struct sigaction old_act[MX_ARRAY_LEN(sigs)], act;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = restore_on_signal;
+    sigemptyset(&act.sa_mask);
+    for (size_t i = 0; i < MX_ARRAY_LEN(sigs); i++)
+        sigaction(sigs[i], &act, &old_act[i]);
     struct mx_tq tq;
     if (mx_tq_open(&tq) == 0) {
+        memcpy(&raw_saved, tq.saved, sizeof raw_saved);
+        raw_fd = tq.in_fd;
+        raw_armed = 1;
         a.tty = true;
         struct winsize ws = {0};
         if (ioctl(tq.out_fd, TIOCGWINSZ, &ws) == 0) {
@@ -365,8 +383,8 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
                     ask(&tq, &a, MX_GFXQ_TEXT18, timeout_ms);
             }
         }
+        raw_armed = 0;
         mx_tq_close(&tq);
-        sigprocmask(SIG_SETMASK, &old_mask, NULL);
     } else if (isatty(STDOUT_FILENO)) {
         /* stdin redirected but output is a terminal: sizes without queries */
         struct winsize ws = {0};
@@ -377,7 +395,8 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
             a.ws_ypix = ws.ws_ypixel;
         }
     }
-    sigprocmask(SIG_SETMASK, &old_mask, NULL); /* (again: harmless when already restored) */
+    for (size_t i = 0; i < MX_ARRAY_LEN(sigs); i++)
+        sigaction(sigs[i], &old_act[i], NULL);
     mx_gfx_decide(requested, &a, out);
 #ifndef HAVE_SIXEL
     if (out->mode == MX_GFX_SIXEL && requested == MX_GFX_AUTO) {

@@ -89,8 +89,9 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
  * over SSH) and decides. `requested` comes from --graphics; when it is MX_GFX_AUTO,
  * $MIXEL_GRAPHICS (auto|sixel|blocks|none) overrides detection. With stdin or stdout not a tty,
  * nothing is sent. raw (may be NULL) receives the answers. Never blocks longer than a few
- * timeouts; SIGINT, SIGTSTP and the like are held while the terminal is in raw mode. Call it
- * before curses starts (it reads stdin itself). */
+ * timeouts; if SIGINT, SIGTSTP and the like arrive while the terminal is in raw mode, its mode
+ * is restored before they take effect (handlers are installed for the duration and the old ones
+ * put back). Call it before curses starts (it reads stdin itself). */
 void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
                    struct mx_gfx_answers *raw);
 
