@@ -459,6 +459,17 @@ static int check_rope_params(struct mx_backend *be, const char *op,
         !(p->freq_scale > 0.0f))
         return op_fail(be, MX_EINVAL, "%s: bad rope parameters (n_rot %d, head_dim %lld, mode %d)",
                        op, p ? p->n_rot : -1, (long long)head_dim, p ? p->mode : -1);
+    if (p->freq_factors) {
+        TRY(need(be, op, p->freq_factors, MX_TYPE_F32, "freq_factors"));
+        if (mx_tensor_nelements(p->freq_factors) < p->n_rot / 2)
+            return op_fail(be, MX_EINVAL, "%s: %lld rope freq factors for %d pairs", op,
+                           (long long)mx_tensor_nelements(p->freq_factors), p->n_rot / 2);
+    }
+    if (!(p->ext_factor >= 0.0f) || !(p->attn_factor >= 0.0f) ||
+        (p->ext_factor > 0.0f && (p->n_ctx_orig <= 0 || !(p->beta_fast > 0.0f) ||
+                                  !(p->beta_slow > 0.0f))))
+        return op_fail(be, MX_EINVAL, "%s: bad YaRN parameters (ext %g, n_ctx_orig %d)", op,
+                       (double)p->ext_factor, p->n_ctx_orig);
     return 0;
 }
 

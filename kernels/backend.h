@@ -149,12 +149,21 @@ enum mx_rope_mode {
  *   theta_scale = powf(freq_base, -2.0f / n_rot);  base = (float)p;
  *   for each pair i = 0, 1, ...: theta = freq_scale * base; use cosf(theta), sinf(theta);
  *                                base *= theta_scale;
+ * (with freq_factors, base / freq_factors[i] replaces base in theta; YaRN as ggml_rope_yarn)
  * Dimensions n_rot..head_dim-1 of each head are copied unrotated. */
 struct mx_rope_params {
     int n_rot;          /* rotated dims per head (llama.rope.dimension_count), even, <= head_dim */
     int mode;           /* enum mx_rope_mode */
     float freq_base;    /* llama.rope.freq_base (10000, 1e6, ...) */
     float freq_scale;   /* 1 / linear rope-scaling factor; 1.0f when the model has none */
+    /* Optional extras (all zero = plain RoPE above), ggml's rope_ext semantics: */
+    const struct mx_tensor *freq_factors; /* F32 [>= n_rot/2] or NULL: pair i uses
+                                             base / freq_factors[i] (Llama 3.1 "rope_freqs") */
+    float ext_factor;   /* YaRN extrapolation mix; 0 = off (then the fields below are unused) */
+    float attn_factor;  /* YaRN magnitude scale ("mscale"); 0 means 1 */
+    float beta_fast;    /* YaRN ramp ends (32 and 1 in llama.cpp) */
+    float beta_slow;
+    int n_ctx_orig;     /* YaRN: the context length the model was trained with */
 };
 
 /* Attention parameters (see mx_op_attn). */

@@ -575,6 +575,66 @@ static void test_rope_formula(void **state) {
     free_all();
 }
 
+/* Llama 3.1 frequency factors and YaRN, against ggml's rope_yarn formulas evaluated in double:
+ * theta_extrap = p * base^(-2i/n_rot) / ff[i]; theta_interp = freq_scale * theta_extrap;
+ * mix = ext_factor * (1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1)) with lo/hi the YaRN
+ * correction dims; theta = interp (1 - mix) + extrap mix; magnitude attn_factor *
+ * (1 + 0.1 ln(1/freq_scale)). Same float32-angle tolerance as test_rope_formula. */
+static void test_rope_freq_factors_and_yarn(void **state) {
+    int hd = 32, nh = 2, T = 4, n_rot = 32;
+    struct mx_tensor x = mk(MX_TYPE_F32, hd, nh, T, 1), y = mk(MX_TYPE_F32, hd, nh, T, 1);
+    struct mx_tensor pos = mk(MX_TYPE_I32, T, 1, 1, 1), ff = mk(MX_TYPE_F32, n_rot / 2, 1, 1, 1);
+    fill(&x, 1.0f);
+    for (int i = 0; i < n_rot / 2; i++)
+        F(&ff)[i] = 1.0f + (float)i * 0.37f;
+    int32_t pv[4] = {0, 3, 17, 40};
+    memcpy(pos.data, pv, sizeof pv);
+    for (int yarn = 0; yarn < 2; yarn++) {
+        struct mx_rope_params p = {.n_rot = n_rot, .mode = MX_ROPE_NORM, .freq_base = 10000.0f,
+                                   .freq_scale = yarn ? 0.25f : 1.0f, .freq_factors = &ff};
+        if (yarn) {
+            p.ext_factor = 1.0f;
+            p.attn_factor = 1.0f;
+            p.beta_fast = 32.0f;
+            p.beta_slow = 1.0f;
+            p.n_ctx_orig = 4096;
+        }
+        assert_int_equal(mx_op_rope(be4, &y, &x, &pos, &p), 0);
+        double lo = 0, hi = 0;
+        if (yarn) {
+            double a = n_rot * log(4096.0 / (32.0 * 2 * M_PI)) / (2 * log(10000.0));
+            double b = n_rot * log(4096.0 / (1.0 * 2 * M_PI)) / (2 * log(10000.0));
+            lo = fmax(0, floor(a));
+            hi = fmin(n_rot - 1, ceil(b));
+        }
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                const float *xv = F(&x) + (t * nh + h) * hd;
+                for (int i = 0; i < n_rot / 2; i++) {
+                    double ex = pv[t] * pow(10000.0, -2.0 * i / n_rot) / F(&ff)[i];
+                    double th = p.freq_scale * ex, ms = 1.0;
+                    if (yarn) {
+                        double r = (i - lo) / fmax(0.001, hi - lo);
+                        double mix = 1.0 - fmin(1.0, fmax(0.0, r));
+                        th = th * (1 - mix) + ex * mix;
+                        ms = 1.0 + 0.1 * log(1.0 / p.freq_scale);
+                    }
+                    double w0 = (xv[2 * i] * cos(th) - xv[2 * i + 1] * sin(th)) * ms;
+                    double w1 = (xv[2 * i] * sin(th) + xv[2 * i + 1] * cos(th)) * ms;
+                    const float *yv = F(&y) + (t * nh + h) * hd;
+                    if (fabs(yv[2 * i] - w0) > 2e-5 || fabs(yv[2 * i + 1] - w1) > 2e-5)
+                        fail_msg("rope yarn %d t %d pair %d: (%g, %g) vs (%g, %g)", yarn, t, i,
+                                 yv[2 * i], yv[2 * i + 1], w0, w1);
+                }
+            }
+    }
+    struct mx_tensor ff_short = mk(MX_TYPE_F32, 3, 1, 1, 1);
+    struct mx_rope_params bad = {.n_rot = n_rot, .freq_base = 1e4f, .freq_scale = 1.0f,
+                                 .freq_factors = &ff_short};
+    assert_int_equal(mx_op_rope(be4, &y, &x, &pos, &bad), MX_EINVAL);
+    free_all();
+}
+
 /* At large positions ggml's float32 angle recipe (documented in backend.h) is followed exactly:
  * compare against that recipe evaluated here, and against exact angles with a loose bound. */
 static void test_rope_large_positions_follow_ggml(void **state) {
@@ -1193,6 +1253,7 @@ int main(void) {
         cmocka_unit_test_setup(test_norms, reset_modes),
         cmocka_unit_test_setup(test_softmax_and_activations, reset_modes),
         cmocka_unit_test_setup(test_rope_formula, reset_modes),
+        cmocka_unit_test_setup(test_rope_freq_factors_and_yarn, reset_modes),
         cmocka_unit_test_setup(test_rope_large_positions_follow_ggml, reset_modes),
         cmocka_unit_test_setup(test_attn_against_oracle, reset_modes),
         cmocka_unit_test_setup(test_attn_fast_equals_reference, reset_modes),

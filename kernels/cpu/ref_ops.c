@@ -265,21 +265,55 @@ void mx_ref_layer_norm(void *args, int ith, int nth) {
 
 /* ---- rope ----------------------------------------------------------------------------------- */
 
-/* Rotates one head of n_rot dims (of hd) at position p, in place on x (f32). */
-static void rope_head(float *x, int hd, int64_t p, const struct mx_rope_params *rp) {
-    (void)hd;
-    float theta_scale = powf(rp->freq_base, -2.0f / (float)rp->n_rot);
+/* Per-call RoPE constants (ggml_rope_cache_init's inputs). */
+struct rope_consts {
+    float theta_scale;  /* freq_base^(-2/n_rot) */
+    float corr[2];      /* YaRN ramp ends in pair units */
+    float mscale;       /* magnitude factor */
+    const float *ff;    /* freq factors or NULL */
+};
+
+/* ggml_rope_yarn_corr_dim: the pair index whose wavelength fits n_rot_turns in n_ctx_orig. */
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot_turns, float base) {
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot_turns * 2.0f * (float)M_PI)) /
+           (2.0f * logf(base));
+}
+
+static void rope_consts_init(const struct mx_rope_params *rp, struct rope_consts *k) {
+    k->theta_scale = powf(rp->freq_base, -2.0f / (float)rp->n_rot);
+    k->mscale = rp->attn_factor != 0.0f ? rp->attn_factor : 1.0f;
+    k->ff = rp->freq_factors ? rp->freq_factors->data : NULL;
+    k->corr[0] = k->corr[1] = 0.0f;
+    if (rp->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(rp->n_rot, rp->n_ctx_orig, rp->beta_fast, rp->freq_base));
+        float end = ceilf(yarn_corr_dim(rp->n_rot, rp->n_ctx_orig, rp->beta_slow, rp->freq_base));
+        k->corr[0] = fmaxf(0.0f, start);
+        k->corr[1] = fminf((float)(rp->n_rot - 1), end);
+    }
+}
+
+/* Rotates one head's first n_rot dims at position p, in place on x (f32), with ggml's float32
+ * angle recurrence and rope_yarn mixing. */
+static void rope_head(float *x, int64_t p, const struct mx_rope_params *rp,
+                      const struct rope_consts *k) {
     float base = (float)p;
     int half = rp->n_rot / 2;
     for (int i = 0; i < half; i++) {
-        float theta = rp->freq_scale * base;
-        float c = cosf(theta), s = sinf(theta);
+        float extrap = k->ff ? base / k->ff[i] : base;
+        float theta = rp->freq_scale * extrap, ms = k->mscale;
+        if (rp->ext_factor != 0.0f) {
+            float y = ((float)i - k->corr[0]) / fmaxf(0.001f, k->corr[1] - k->corr[0]);
+            float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * rp->ext_factor;
+            theta = theta * (1.0f - mix) + extrap * mix;
+            ms *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
+        }
+        float c = cosf(theta) * ms, s = sinf(theta) * ms;
         int i0 = rp->mode == MX_ROPE_NEOX ? i : 2 * i;
         int i1 = rp->mode == MX_ROPE_NEOX ? i + half : 2 * i + 1;
         float x0 = x[i0], x1 = x[i1];
         x[i0] = x0 * c - x1 * s;
         x[i1] = x0 * s + x1 * c;
-        base *= theta_scale;
+        base *= k->theta_scale;
     }
 }
 
@@ -289,13 +323,15 @@ void mx_ref_rope(void *args, int ith, int nth) {
     const struct mx_rope_params *rp = a->p;
     const int32_t *pv = pos->data;
     int64_t hd = x->ne[0], r0, r1;
+    struct rope_consts k;
+    rope_consts_init(rp, &k);
     mx_split(mx_tensor_nrows(x), ith, nth, &r0, &r1); /* a row = one head of one token */
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = mx_row(x, r);
         float *y = mx_row(a->dst, r);
         if (y != xr)
             memcpy(y, xr, (size_t)hd * sizeof(float));
-        rope_head(y, (int)hd, pv[r / x->ne[1]], rp);
+        rope_head(y, pv[r / x->ne[1]], rp, &k);
     }
 }
 
@@ -306,12 +342,14 @@ void mx_ref_kv_shift(void *args, int ith, int nth) {
     const struct mx_rope_params *rp = a->p;
     int64_t n = k->ne[0], hd = a->i, r0, r1;
     float *buf = a->cpu->tbuf[ith];
+    struct rope_consts rc;
+    rope_consts_init(rp, &rc);
     mx_split(mx_tensor_nrows(k), ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
         void *row = mx_row(k, r);
         mx_ref_load_f32(k->type, row, 0, n, buf);
         for (int64_t h = 0; h < n / hd; h++)
-            rope_head(buf + h * hd, (int)hd, dv[r], rp);
+            rope_head(buf + h * hd, dv[r], rp, &rc);
         mx_ref_store_row(k->type, buf, row, n);
     }
 }
