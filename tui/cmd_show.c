@@ -16,6 +16,7 @@
 #include "tui/graphics.h"
 #include "tui/image.h"
 
+/* The help text, to f. */
 static void usage(FILE *f) {
     fprintf(f,
             "usage: mixel show FILE [--graphics auto|sixel|blocks|none] [--width COLS] "
@@ -27,6 +28,7 @@ static void usage(FILE *f) {
             "and --height give the box in cells instead. MIXEL_GRAPHICS sets the default mode.\n");
 }
 
+/* mx_image_write_fn to stdout: 0, or MX_EIO on a short write. */
 static int stdout_write(void *ud, const char *buf, size_t n) {
     (void)ud;
     return fwrite(buf, 1, n, stdout) == n ? 0 : MX_EIO;

@@ -60,6 +60,7 @@ const char *mx_gfx_query_bytes(enum mx_gfx_query q) {
     return NULL;
 }
 
+/* lo <= v <= hi */
 static bool in_range(int v, int lo, int hi) {
     return v >= lo && v <= hi;
 }

@@ -59,6 +59,7 @@ struct png_msgs {
     char warning[128];
 };
 
+/* libpng error: keep the message, unwind to load_png's setjmp. */
 static void png_error_cb(png_structp png, png_const_charp msg) {
     struct png_msgs *m = png_get_error_ptr(png);
     if (m && !m->error[0])
@@ -66,6 +67,7 @@ static void png_error_cb(png_structp png, png_const_charp msg) {
     png_longjmp(png, 1);
 }
 
+/* libpng warning: kept to explain a later error (e.g. which IHDR field was invalid). */
 static void png_warning_cb(png_structp png, png_const_charp msg) {
     struct png_msgs *m = png_get_error_ptr(png);
     if (m && !m->warning[0])
@@ -331,6 +333,7 @@ struct taps {
     float *w;          /* (dn, n_max) */
 };
 
+/* Frees the tables (t itself is the caller's). */
 static void taps_free(struct taps *t) {
     free(t->first);
     free(t->count);
@@ -518,6 +521,7 @@ struct row_buf {
     size_t n, cap;
 };
 
+/* Appends n bytes. Returns 0 or MX_ENOMEM (b unchanged). */
 static int rb_add(struct row_buf *b, const char *s, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = MX_MAX(b->cap * 2, b->n + n + 256);
@@ -619,6 +623,7 @@ struct sixel_sink {
     int rc;
 };
 
+/* libsixel's write callback: forwards to the caller's sink (wrapped for tmux if asked). */
 static int sixel_write_cb(char *data, int size, void *priv) {
     struct sixel_sink *s = priv;
     if (s->rc < 0 || size <= 0)
