@@ -6,12 +6,12 @@ end (raw mode, query + DA1, time limits) without X. Python stdlib only.
 usage: faketerm.py PROFILE OUT -- COMMAND [ARGS...]
 
 PROFILE: xterm-vt340, xterm-420, mlterm (its broken XTSMGRAPHICS; no pixel size in TIOCGWINSZ so
-the CSI 16 t path runs), tmux (DA1 without sixel, 18 t swapped), silent (answers nothing),
-garbage (answers DA1 with junk), interrupt (Ctrl-C instead of an answer), split (xterm-vt340
-whose DA1 arrives in two pieces 50 ms apart). Everything the command writes goes to OUT; the queries seen are listed on stdout, one a
-line, as Python reprs, then "echo: on|off" (the terminal's echo flag after the command ended,
-i.e. whether it restored the mode). Exits with the command's status (124 when it ran over 20 s;
-128 + N when signal N ended it).
+the CSI 16 t path runs), tmux (DA1 without sixel, 18 t swapped), silent (answers nothing), garbage
+(answers DA1 with junk), interrupt (Ctrl-C instead of an answer), split (xterm-vt340 whose DA1
+arrives in two pieces 50 ms apart). Everything the command writes goes to OUT; the queries seen
+are listed on stdout, one a line, as Python reprs, then "echo: on|off" (the terminal's echo flag
+after the command ended, i.e. whether it restored the mode). Exits with the command's status (124
+when it ran over 20 s; 128 + N when signal N ended it).
 """
 import fcntl
 import os
