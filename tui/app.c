@@ -13,6 +13,7 @@
 #include "tui/app.h"
 
 #include "tui/discover.h"
+#include "tui/image.h"
 
 #include <curses.h>
 #include <errno.h>
@@ -35,6 +36,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "history/db.h"
+#include "history/images.h"
 #include "history/paths.h"
 #include "tui/markdown.h"
 #include "tui/text.h"
@@ -44,6 +46,7 @@
 #define MIN_COLS 40
 #define MIN_ROWS 12
 #define INPUT_MAX_ROWS 6
+#define IMAGE_ROWS 12       /* an image in the conversation is a fixed block of rows */
 
 enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE };
 
@@ -57,6 +60,12 @@ struct msg {
     size_t r_len;
     bool r_valid;
     int64_t db_id;        /* row in the history database, 0 when not stored */
+    char *image;          /* an attached or generated image file: the message shows it */
+    struct mx_image img;  /* its pixels, loaded on first draw (w == 0: not loaded or failed) */
+    bool img_failed;
+    char *sixel;          /* encoded for sx_cols x sx_rows cells (cached across frames) */
+    size_t sixel_len;
+    int sx_cols, sx_rows;
     int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
 };
 
@@ -76,6 +85,7 @@ struct app {
     struct mx_theme theme;
     char theme_name[64];
     int n_colours;        /* 0 (none), 8, 16, 256 */
+    bool reverse_role[MX_ROLE_COUNT]; /* roles shown reversed: their colours did not survive */
     bool quit;
     char note[256];       /* status-line notice */
     bool note_is_error;
@@ -100,6 +110,15 @@ struct app {
     int pick;
     bool loading;
     struct mx_engine *owned_engine; /* an engine the app loaded (freed at exit or on switch) */
+    /* images */
+    struct mx_gfx gfx;    /* what the terminal can show (detected before curses starts) */
+    short next_pair;      /* colour pairs for half blocks are allocated from here */
+    struct { int fg, bg; } *pairs; /* allocated block pairs, index = pair - first block pair */
+    int n_pairs;
+    struct { int msg, y, x, rows; } placed[16]; /* sixel images on screen after the last frame */
+    int n_placed;
+    bool full_repaint;    /* the terminal was cleared: sixels must be sent again */
+    int viewer;           /* message index shown full screen, -1 none */
 };
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
@@ -148,6 +167,9 @@ static int msg_append(struct msg *m, const char *s) {
 }
 
 static void msg_free(struct msg *m) {
+    free(m->image);
+    mx_image_free(&m->img);
+    free(m->sixel);
     free(m->text);
     mx_rtext_free(&m->r);
 }
@@ -192,6 +214,8 @@ static void apply_theme(struct app *a) {
         const struct mx_theme_style *s = &a->theme.style[r];
         int fg = mx_colour_reduce(&s->fg, a->n_colours);
         int bg = mx_colour_reduce(&s->bg, a->n_colours);
+        /* a coloured bar whose colours both fell back to the defaults keeps standing out */
+        a->reverse_role[r] = fg < 0 && bg < 0 && s->bg.kind != MX_COLOUR_DEFAULT;
         init_pair((short)(r + 1), (short)fg, (short)bg);
     }
 }
@@ -205,7 +229,7 @@ static attr_t role_attr(const struct app *a, int role, unsigned extra) {
         c |= A_DIM;
     if (at & MX_ATTR_UNDERLINE)
         c |= A_UNDERLINE;
-    if (at & MX_ATTR_REVERSE)
+    if ((at & MX_ATTR_REVERSE) || a->reverse_role[role])
         c |= A_REVERSE;
 #ifdef A_ITALIC
     if (at & MX_ATTR_ITALIC)
@@ -255,6 +279,145 @@ static const char *role_label(const struct msg *m) {
     }
 }
 
+/* ---- images in the conversation ----------------------------------------------------------- */
+
+/* Loads a message's image once; a file that cannot be read shows as its caption only. */
+static void img_ensure(struct app *a, struct msg *m) {
+    if (!m->image || m->img.w || m->img_failed)
+        return;
+    struct mx_err err = {0};
+    if (mx_image_load(m->image, &m->img, &err) != 0) {
+        m->img_failed = true;
+        notice(a, true, "%s", err.msg);
+    }
+}
+
+/* Rows the image of m takes at `width` columns (0: no image, or graphics off). */
+static int img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay) {
+    if (!m->image || a->gfx.mode == MX_GFX_NONE)
+        return 0;
+    img_ensure(a, m);
+    if (!m->img.w)
+        return 0;
+    struct mx_image_layout l;
+    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
+    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
+    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, width, IMAGE_ROWS, max_w,
+                     max_h, &l) != 0)
+        return 0;
+    if (lay)
+        *lay = l;
+    return l.rows;
+}
+
+/* A colour pair for a half-block cell (upper pixel fg, lower pixel bg), allocated on demand
+ * from the pairs after the theme's. */
+static short block_pair(struct app *a, const uint8_t *top, const uint8_t *bot) {
+    int fg, bg;
+    if (a->n_colours >= 256) {
+        fg = mx_image_rgb_to_256(top[0], top[1], top[2]);
+        bg = mx_image_rgb_to_256(bot[0], bot[1], bot[2]);
+    } else {
+        struct mx_colour c1 = {.kind = MX_COLOUR_RGB, .r = top[0], .g = top[1], .b = top[2]};
+        struct mx_colour c2 = {.kind = MX_COLOUR_RGB, .r = bot[0], .g = bot[1], .b = bot[2]};
+        fg = mx_colour_reduce(&c1, a->n_colours);
+        bg = mx_colour_reduce(&c2, a->n_colours);
+    }
+    for (int i = 0; i < a->n_pairs; i++)
+        if (a->pairs[i].fg == fg && a->pairs[i].bg == bg)
+            return (short)(MX_ROLE_COUNT + 1 + i);
+    int cap = COLOR_PAIRS - MX_ROLE_COUNT - 1;
+    if (cap > 8192)
+        cap = 8192;
+    if (cap <= 0)
+        return 0;
+    if (!a->pairs && !(a->pairs = calloc((size_t)cap, sizeof *a->pairs)))
+        return 0;
+    if (a->n_pairs == cap)
+        a->n_pairs = 0; /* recycle: this frame repaints every image cell anyway */
+    a->pairs[a->n_pairs].fg = fg;
+    a->pairs[a->n_pairs].bg = bg;
+    short pair = (short)(MX_ROLE_COUNT + 1 + a->n_pairs++);
+    init_pair(pair, (short)fg, (short)bg);
+    return pair;
+}
+
+/* Draws row r of m's image as half blocks (two pixels per cell) at (y, x0). */
+static void draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width) {
+    struct mx_image_layout lay;
+    if (!img_rows(a, m, width, &lay) || !a->n_colours)
+        return;
+    /* the scaled copy is cached in the sixel slot's size fields to avoid rescaling per row */
+    static struct mx_image blk;
+    static const struct msg *blk_for;
+    static int blk_w, blk_h;
+    if (blk_for != m || blk_w != lay.blk_w || blk_h != lay.blk_h) {
+        mx_image_free(&blk);
+        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
+            return;
+        blk_for = m;
+        blk_w = lay.blk_w;
+        blk_h = lay.blk_h;
+    }
+    for (int c = 0; c < blk.w && c < width; c++) {
+        const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
+        const uint8_t black[3] = {0, 0, 0};
+        const uint8_t *bot = 2 * r + 1 < blk.h
+                                 ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
+                                 : black;
+        cchar_t cc;
+        wchar_t wc[2] = {0x2580, 0}; /* ▀ */
+        setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+        mvadd_wch(y, x0 + c, &cc);
+    }
+}
+
+struct bytes {
+    char *p;
+    size_t n, cap;
+};
+
+static int bytes_write(void *ud, const char *buf, size_t n) {
+    struct bytes *b = ud;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return MX_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, buf, n);
+    b->n += n;
+    return 0;
+}
+
+/* Sends the sixel of m at cell (y, x), after curses has drawn the frame: the cursor is saved and
+ * restored around it so ncurses' idea of the cursor stays true (../shared/TERMINALS.md). */
+static void emit_sixel(struct app *a, struct msg *m, int y, int x, int width) {
+    struct mx_image_layout lay;
+    if (!img_rows(a, m, width, &lay))
+        return;
+    if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
+        struct bytes b = {0};
+        struct mx_err err = {0};
+        free(m->sixel);
+        m->sixel = NULL;
+        if (mx_gfx_render(&a->gfx, &m->img, width, IMAGE_ROWS, bytes_write, &b, NULL, &err) != 0) {
+            free(b.p);
+            notice(a, true, "image: %s", err.msg);
+            return;
+        }
+        m->sixel = b.p;
+        m->sixel_len = b.n;
+        m->sx_cols = lay.cols;
+        m->sx_rows = lay.rows;
+    }
+    printf("\0337\033[%d;%dH", y + 1, x + 1);
+    fwrite(m->sixel, 1, m->sixel_len, stdout);
+    printf("\0338");
+}
+
 /* (Re)renders a message for `width` columns when its text or the width changed. */
 static void msg_render(struct msg *m, int width) {
     if (m->r_valid && m->r_width == width && m->r_len == m->len)
@@ -277,12 +440,12 @@ static void msg_render(struct msg *m, int width) {
     free(clean);
 }
 
-/* Lines a message takes: header + rendered lines + a blank separator. */
-static int msg_lines(const struct msg *m) {
-    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + 1;
+/* Lines a message takes: header + rendered lines + image rows + a blank separator. */
+static int msg_lines(struct app *a, struct msg *m, int width) {
+    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + img_rows(a, m, width, NULL) + 1;
 }
 
-static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, int x0, int width) {
+static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0, int width) {
     if (line == 0) {
         int role = m->role == MX_ROLE_USER ? MX_ROLE_user
                    : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
@@ -302,8 +465,12 @@ static void draw_msg_line(struct app *a, const struct msg *m, int line, int y, i
         return;
     }
     line--;
-    if (!m->r_valid || line >= (int)m->r.n_lines)
+    int n_text = m->r_valid ? (int)m->r.n_lines : 0;
+    if (line >= n_text) {
+        if (a->gfx.mode == MX_GFX_BLOCKS)
+            draw_block_row(a, m, line - n_text, y, x0, width);
         return;
+    }
     const struct mx_rline *l = &m->r.lines[line];
     int x = 0;
     size_t i = 0;
@@ -320,7 +487,7 @@ static void draw_conversation(struct app *a, int top, int left, int height, int 
     int total = 0;
     for (int i = 0; i < a->n_msgs; i++) {
         msg_render(&a->msgs[i], width);
-        total += msg_lines(&a->msgs[i]);
+        total += msg_lines(a, &a->msgs[i], width);
     }
     int max_scroll = total > height ? total - height : 0;
     if (a->scroll > max_scroll)
@@ -331,11 +498,24 @@ static void draw_conversation(struct app *a, int top, int left, int height, int 
         y += -first; /* short conversations sit at the bottom, next to the input */
         first = 0;
     }
+    a->n_placed = 0;
     for (int i = 0; i < a->n_msgs && y < top + height; i++) {
-        int n = msg_lines(&a->msgs[i]);
+        struct msg *m = &a->msgs[i];
+        int n = msg_lines(a, m, width);
+        int n_text = m->r_valid ? (int)m->r.n_lines : 0;
+        int n_img = n - n_text - 2;
         for (int l = 0; l < n && y < top + height; l++, idx++) {
             if (idx < first)
                 continue;
+            /* a sixel is sent only when the whole image fits the pane (never half an image) */
+            if (n_img > 0 && l == 1 + n_text && y + n_img <= top + height &&
+                a->gfx.mode == MX_GFX_SIXEL && a->n_placed < 16) {
+                a->placed[a->n_placed].msg = i;
+                a->placed[a->n_placed].y = y;
+                a->placed[a->n_placed].x = left;
+                a->placed[a->n_placed].rows = n_img;
+                a->n_placed++;
+            }
             if (l < n - 1)
                 draw_msg_line(a, &a->msgs[i], l, y, left, width);
             y++;
@@ -523,11 +703,81 @@ static void draw_sidebar(struct app *a, int top, int height, int width) {
         put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
 }
 
+/* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
+static void draw_viewer(struct app *a, int rows, int cols) {
+    struct msg *m = &a->msgs[a->viewer];
+    const char *cap = "Esc closes";
+    char clean[MX_SANITIZE_MAX(512)], line[512];
+    snprintf(line, sizeof line, "%s  \xc2\xb7  %s", m->image, cap);
+    size_t n = mx_text_sanitize(line, strlen(line), clean, false);
+    put_text(a, rows - 1, 0, clean, n, cols, MX_ROLE_status, 0);
+    img_ensure(a, m);
+    if (!m->img.w)
+        return;
+    struct mx_image_layout lay;
+    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
+    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
+    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, cols, rows - 2, max_w,
+                     max_h, &lay) != 0)
+        return;
+    if (a->gfx.mode == MX_GFX_BLOCKS) {
+        struct mx_image blk;
+        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
+            return;
+        for (int r = 0; r < lay.rows; r++)
+            for (int c = 0; c < blk.w; c++) {
+                const uint8_t black[3] = {0, 0, 0};
+                const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
+                const uint8_t *bot =
+                    2 * r + 1 < blk.h
+                        ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
+                        : black;
+                cchar_t cc;
+                wchar_t wc[2] = {0x2580, 0};
+                setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+                mvadd_wch(r, c, &cc);
+            }
+        mx_image_free(&blk);
+    }
+}
+
 static void draw(struct app *a) {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
     attrset(role_attr(a, MX_ROLE_normal, 0));
     erase();
+    struct { int msg, y, x, rows; } old[16];
+    int n_old = a->n_placed;
+    memcpy(old, a->placed, sizeof old);
+    a->n_placed = 0;
+    if (a->viewer >= 0 && a->viewer < a->n_msgs && cols >= MIN_COLS && rows >= MIN_ROWS) {
+        draw_viewer(a, rows, cols);
+        curs_set(0);
+        bool again = a->full_repaint || n_old != 1 || old[0].msg != a->viewer || old[0].rows != 0;
+        if (again)
+            for (int i = 0; i < n_old; i++)
+                wredrawln(stdscr, old[i].y, old[i].rows ? old[i].rows : rows);
+        refresh();
+        a->n_placed = 1;
+        a->placed[0].msg = a->viewer;
+        a->placed[0].y = a->placed[0].x = a->placed[0].rows = 0; /* rows 0 marks the viewer */
+        if (a->gfx.mode == MX_GFX_SIXEL && again) {
+            struct msg *m = &a->msgs[a->viewer];
+            struct bytes b = {0};
+            struct mx_err err = {0};
+            if (m->img.w && mx_gfx_render(&a->gfx, &m->img, cols, rows - 2, bytes_write, &b, NULL,
+                                          &err) == 0) {
+                printf("\0337\033[1;1H");
+                fwrite(b.p, 1, b.n, stdout);
+                printf("\0338");
+                fflush(stdout);
+            }
+            free(b.p);
+        }
+        a->full_repaint = false;
+        return;
+    }
+    curs_set(1);
     if (cols < MIN_COLS || rows < MIN_ROWS) {
         char msg[96];
         snprintf(msg, sizeof msg, "terminal too small (%dx%d, need %dx%d)", cols, rows, MIN_COLS,
@@ -563,7 +813,21 @@ static void draw(struct app *a) {
     int cy, cx;
     draw_input(a, conv_h + 2, in_rows, cols, &cy, &cx);
     move(cy, cx < cols ? cx : cols - 1);
+    /* Sixels live outside curses' model of the screen: when one moves or goes away, the cells it
+     * covered are repainted so no ghost stays, and it is sent again at its new place. */
+    bool moved = a->full_repaint || n_old != a->n_placed ||
+                 memcmp(old, a->placed, (size_t)n_old * sizeof old[0]) != 0;
+    if (moved)
+        for (int i = 0; i < n_old; i++)
+            wredrawln(stdscr, old[i].y, old[i].rows ? old[i].rows : rows);
     refresh();
+    if (moved && a->n_placed) {
+        for (int i = 0; i < a->n_placed; i++)
+            emit_sixel(a, &a->msgs[a->placed[i].msg], a->placed[i].y, a->placed[i].x,
+                       cols - side_w);
+        fflush(stdout);
+    }
+    a->full_repaint = false;
 }
 
 /* ---- generation --------------------------------------------------------------------------- */
@@ -608,7 +872,8 @@ static void start_generation(struct app *a) {
     }
     for (int i = 0; i < a->n_msgs; i++) {
         const struct msg *m = &a->msgs[i];
-        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_SYSTEM)
+        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_SYSTEM ||
+            m->image)
             continue;
         g_job.turns[n].role = m->role;
         g_job.turns[n++].text = strdup(m->text);
@@ -862,6 +1127,15 @@ static int load_session(struct app *a, int64_t id) {
         m->sib_count = dm->sibling_count;
     }
     mx_msg_list_free(&l);
+    struct mx_db_image_list imgs;
+    if (mx_db_image_list(a->db, id, &imgs, NULL) == 0) {
+        for (size_t k = 0; k < imgs.n; k++)
+            for (int i = 0; i < a->n_msgs; i++)
+                if (imgs.v[k].message && a->msgs[i].db_id == imgs.v[k].message &&
+                    !a->msgs[i].image)
+                    a->msgs[i].image = strdup(imgs.v[k].path);
+        mx_db_image_list_free(&imgs);
+    }
     struct mx_session s;
     if (mx_db_session_get(a->db, id, &s, NULL) == 0) {
         settings_from_json(a, s.sampling);
@@ -1104,6 +1378,61 @@ static void cmd_export(struct app *a, const char *arg) {
     notice(a, false, "exported to %s", path);
 }
 
+/* /show PATH: attaches a PNG/JPEG to the conversation (stored with the session; not sent to the
+ * model). Generated images will arrive the same way. */
+static void cmd_show(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        notice(a, true, "/show takes the path of a PNG or JPEG file");
+        return;
+    }
+    char path[4096];
+    if (!realpath(arg, path)) {
+        notice(a, true, "/show: %s: %s", arg, strerror(errno));
+        return;
+    }
+    struct mx_image img;
+    struct mx_err err = {0};
+    if (mx_image_load(path, &img, &err) != 0) {
+        notice(a, true, "/show: %s", err.msg);
+        return;
+    }
+    char caption[4200];
+    const char *base = strrchr(path, '/');
+    snprintf(caption, sizeof caption, "[image: %s, %dx%d]", base ? base + 1 : path, img.w, img.h);
+    int64_t id = 0;
+    if (ensure_session(a) == 0) {
+        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, caption, 0,
+                                  NULL, &id, &err);
+        if (rc == 0)
+            rc = mx_db_image_add(a->db, a->session, id, path, "{\"source\": \"show\"}", NULL,
+                                 &err);
+        if (rc != 0)
+            store_warn(a, &err, rc);
+    }
+    struct msg *m = msg_add(a, MX_ROLE_USER, MSG_DONE, caption);
+    if (!m) {
+        mx_image_free(&img);
+        return;
+    }
+    m->db_id = id;
+    m->image = strdup(path);
+    m->img = img;
+    a->scroll = 0;
+    notice(a, false, "image attached (%s); F3 shows it full screen",
+           a->gfx.mode == MX_GFX_SIXEL ? "sixel" : a->gfx.mode == MX_GFX_BLOCKS ? "half blocks"
+                                                                                : "graphics off");
+}
+
+/* F3: the last image full screen. */
+static void show_last_image(struct app *a) {
+    for (int i = a->n_msgs - 1; i >= 0; i--)
+        if (a->msgs[i].image) {
+            a->viewer = i;
+            return;
+        }
+    notice(a, false, "no image in this conversation yet: /show PATH attaches one");
+}
+
 static void cmd_needs(struct app *a, const char *what) {
     notice(a, true, "%s is not in this build yet", what);
 }
@@ -1244,6 +1573,7 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/edit",     "",        "edit your last message and resend it",           cmd_edit)     \
     X("/stop",     "",        "stop the answer being generated (also Esc)",     cmd_stop)     \
     X("/image",    "PROMPT",  "generate an image",                              cmd_image)    \
+    X("/show",     "PATH",    "attach a PNG/JPEG image to the conversation",    cmd_show)     \
     X("/theme",    "NAME",    "dark, light, high-contrast, basic16, or yours",  cmd_theme)    \
     X("/export",   "[PATH]",  "save the conversation as Markdown",              cmd_export)   \
     X("/copy",     "",        "copy the last code block (OSC 52 clipboard)",    cmd_copy)     \
@@ -1266,6 +1596,7 @@ static int act_editor(int count, int key);
 static int act_sidebar(int count, int key);
 static int act_branch_prev(int count, int key);
 static int act_branch_next(int count, int key);
+static int act_viewer(int count, int key);
 
 /* X(function, key sequence, key name, help): mixel's own keys, bound through readline. */
 #define KEY_ACTIONS(X)                                                                        \
@@ -1281,6 +1612,8 @@ static int act_branch_next(int count, int key);
     X(act_sidebar,     "\033[12~",    NULL,           NULL)                                 \
     X(act_branch_prev, "\033[1;3D",   "Alt-Left",     "previous branch of the last answer")  \
     X(act_branch_next, "\033[1;3C",   "Alt-Right",    "next branch of the last answer")      \
+    X(act_viewer,      "\033OR",      "F3",           "the last image full screen")          \
+    X(act_viewer,      "\033[13~",    NULL,           NULL)                                 \
     X(act_branch_prev, "\033\033[D",  NULL,           NULL)                                 \
     X(act_branch_next, "\033\033[C",  NULL,           NULL)
 
@@ -1332,6 +1665,7 @@ static int act_redraw(int count, int key) {
     (void)count;
     (void)key;
     clearok(curscr, TRUE);
+    g_app->full_repaint = true;
     return 0;
 }
 
@@ -1380,6 +1714,13 @@ static int act_editor(int count, int key) {
         rl_point = rl_end;
     }
     unlink(path);
+    return 0;
+}
+
+static int act_viewer(int count, int key) {
+    (void)count;
+    (void)key;
+    show_last_image(g_app);
     return 0;
 }
 
@@ -1717,6 +2058,13 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             i += 6;
             continue;
         }
+        if (a->viewer >= 0) { /* any key closes the full-screen image */
+            a->viewer = -1;
+            a->full_repaint = true;
+            clearok(curscr, TRUE);
+            i = n;
+            continue;
+        }
         if (a->picker && !a->loading) {
             i += picker_key(a, buf + i, n - i);
             continue;
@@ -1770,6 +2118,8 @@ static void handle_resize(void) {
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
         resizeterm(ws.ws_row, ws.ws_col);
     clearok(curscr, TRUE);
+    if (g_app)
+        g_app->full_repaint = true;
 }
 
 int mx_app_run(const struct mx_app_opts *opts) {
@@ -1800,6 +2150,8 @@ int mx_app_run(const struct mx_app_opts *opts) {
     sa.sa_handler = on_winch;
     sigaction(SIGWINCH, &sa, NULL);
 
+    a.viewer = -1;
+    mx_gfx_detect(opts->graphics, 0, &a.gfx, NULL); /* before curses: it reads the answers */
     initscr();
     raw();
     noecho();
@@ -1887,6 +2239,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     conversation_clear(&a);
     mx_session_list_free(&a.sessions);
     mx_model_list_free(&a.models);
+    free(a.pairs);
     if (a.owned_engine)
         a.owned_engine->free(a.owned_engine);
     if (g_load.result)

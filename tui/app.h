@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "tui/engine.h"
+#include "tui/graphics.h"
 
 /* Loads a model into a chat engine (called on the worker thread). Returns NULL with err set. */
 typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
@@ -27,6 +28,7 @@ struct mx_app_opts {
     const char *resume;         /* session id or title to continue; "" = the most recent */
     mx_engine_loader load_engine; /* for /model and the model picker; NULL: cannot load */
     bool discover;              /* no model given: offer the models found on this machine */
+    enum mx_gfx_mode graphics;  /* --graphics: auto (detect), sixel, blocks or none */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

@@ -24,6 +24,7 @@ static void chat_usage(FILE *f) {
                "  --resume [ID]      continue a saved session (id or title; none: the latest)\n"
                "  --db PATH          history database (default $XDG_DATA_HOME/mixel/history.db)\n"
                "  --no-history       keep this conversation in memory only\n"
+               "  --graphics MODE    images as sixel, blocks (half blocks), none, or auto\n"
                "  --temp T, --top-p P, --seed N, -c CTX   sampling and context settings\n"
                "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
                "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
@@ -53,7 +54,7 @@ int mx_cmd_chat(int argc, char **argv) {
         {"top-p", required_argument, NULL, 'p'}, {"seed", required_argument, NULL, 's'},
         {"ctx", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
         {"resume", optional_argument, NULL, 'r'}, {"db", required_argument, NULL, 'D'},
-        {"no-history", no_argument, NULL, 'N'},
+        {"no-history", no_argument, NULL, 'N'}, {"graphics", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0}};
     struct mx_app_opts o = {0};
     o.settings.temp = 0.8f;
@@ -86,6 +87,12 @@ int mx_cmd_chat(int argc, char **argv) {
             break;
         case 'D': o.db_path = optarg; break;
         case 'N': o.no_history = true; break;
+        case 'G':
+            if (mx_gfx_mode_parse(optarg, &o.graphics) != 0) {
+                fprintf(stderr, "mixel chat: --graphics takes auto, sixel, blocks or none\n");
+                return 2;
+            }
+            break;
         case 'h': chat_usage(stdout); return 0;
         default: chat_usage(stderr); return 2;
         }

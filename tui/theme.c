@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/util.h"
 #include "history/paths.h"
 
 static const char *const role_names[] = {
@@ -72,6 +73,26 @@ int mx_colour_reduce(const struct mx_colour *c, int n_colours) {
     }
     if (n_colours >= 256)
         return nearest(r, g, b, 16, 256); /* cube and greys: stable across terminal palettes */
+    /* With 8 or 16 colours a grey written as #rrggbb becomes the terminal's default: mapping it
+     * to black or white would vanish on one of the two background kinds people use. Chromatic
+     * colours go to the nearest of the six (twelve) chromatic entries for the same reason. */
+    if (c->kind == MX_COLOUR_RGB) {
+        int mx = MX_MAX(r, MX_MAX(g, b)), mn = MX_MIN(r, MX_MIN(g, b));
+        if (mx - mn < 48)
+            return -1;
+        int best = nearest(r, g, b, 1, 7);
+        if (n_colours >= 16) {
+            int bright = nearest(r, g, b, 9, 15);
+            int br, bg, bb, nr, ng, nb;
+            xterm_rgb(bright, &br, &bg, &bb);
+            xterm_rgb(best, &nr, &ng, &nb);
+            long db = (long)(br - r) * (br - r) + (long)(bg - g) * (bg - g) + (long)(bb - b) * (bb - b);
+            long dn = (long)(nr - r) * (nr - r) + (long)(ng - g) * (ng - g) + (long)(nb - b) * (nb - b);
+            if (db < dn)
+                best = bright;
+        }
+        return best;
+    }
     return nearest(r, g, b, 0, n_colours >= 16 ? 16 : 8);
 }
 
