@@ -476,6 +476,27 @@ static void test_load_jpeg(void **state) {
     /* quality 95 without chroma subsampling: flat interiors come back within a few levels */
     check_quadrants(&img, quad_rgb, 6);
     mx_image_free(&img);
+    /* EXIF orientation: 6 shows the picture turned 90 degrees clockwise (the stored bottom-left
+     * quadrant comes to the top-left), 8 counter-clockwise; a broken EXIF is ignored */
+    static const struct {
+        const char *name;
+        int w, h, q[4]; /* source quadrant shown at TL, TR, BL, BR */
+    } turned[] = {{"quadrants_exif6.jpg", 48, 64, {2, 0, 3, 1}},
+                  {"quadrants_exif8.jpg", 48, 64, {1, 3, 0, 2}},
+                  {"quadrants_exifbad.jpg", 64, 48, {0, 1, 2, 3}}};
+    for (size_t i = 0; i < sizeof turned / sizeof turned[0]; i++) {
+        data_path(path, sizeof path, turned[i].name);
+        rc = mx_image_load(path, &img, &err);
+        if (rc != 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(img.w, turned[i].w);
+        assert_int_equal(img.h, turned[i].h);
+        uint8_t want[4][3];
+        for (int q = 0; q < 4; q++)
+            memcpy(want[q], quad_rgb[turned[i].q[q]], 3);
+        check_quadrants(&img, (const uint8_t(*)[3])want, 6);
+        mx_image_free(&img);
+    }
 #else
     skip();
 #endif
@@ -547,7 +568,7 @@ static void test_load_mutations(void **state) {
     (void)state;
     static const char *const names[] = {"quadrants.png", "quadrants_palette.png",
                                         "quadrants_interlaced.png", "quadrants_rgba.png",
-                                        "quadrants.jpg"};
+                                        "quadrants.jpg", "quadrants_exif6.jpg"};
     char tmp[] = "/tmp/mx-test-mutant.XXXXXX";
     int fd = mkstemp(tmp);
     assert_true(fd >= 0);

@@ -181,9 +181,45 @@ static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_e
 
 /* ---- JPEG (libsixel's loader) ---------------------------------------------------------------- */
 
+/* The EXIF orientation (1..8) in an APP1 segment's body b[0..n), or 1 when absent or malformed:
+ * "Exif\0\0", a TIFF header (II or MM), IFD0's entries, tag 0x0112 (SHORT). Every offset is
+ * checked against n. */
+static int exif_orientation(const uint8_t *b, size_t n) {
+    if (n < 14 || memcmp(b, "Exif\0\0", 6) != 0)
+        return 1;
+    const uint8_t *t = b + 6;
+    size_t tn = n - 6;
+    bool le = t[0] == 'I' && t[1] == 'I';
+    if (!le && !(t[0] == 'M' && t[1] == 'M'))
+        return 1;
+#define RD16(p) (le ? (uint32_t)((p)[0] | (p)[1] << 8) : (uint32_t)((p)[0] << 8 | (p)[1]))
+#define RD32(p) (le ? ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 | (uint32_t)(p)[2] << 16 |     \
+                       (uint32_t)(p)[3] << 24)                                                  \
+                    : ((uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | \
+                       (uint32_t)(p)[3]))
+    uint32_t ifd = RD32(t + 4);
+    if (RD16(t + 2) != 42 || ifd > tn || tn - ifd < 2)
+        return 1;
+    uint32_t count = RD16(t + ifd);
+    for (uint32_t i = 0; i < count; i++) {
+        size_t e = (size_t)ifd + 2 + (size_t)i * 12;
+        if (e + 12 > tn)
+            break;
+        if (RD16(t + e) == 0x0112 && RD16(t + e + 2) == 3) {
+            uint32_t v = RD16(t + e + 8);
+            return v >= 1 && v <= 8 ? (int)v : 1;
+        }
+    }
+#undef RD16
+#undef RD32
+    return 1;
+}
+
 /* Walks the JPEG markers up to the frame header (SOFn) and returns its size, so a hostile file is
- * refused before the decoder allocates anything. Returns 0 or MX_EFORMAT/MX_ERANGE. */
-static int jpeg_size(FILE *f, const char *path, int *w, int *h, struct mx_err *err) {
+ * refused before the decoder allocates anything; *orient gets the EXIF orientation seen on the
+ * way (1 when none). Returns 0 or MX_EFORMAT/MX_ERANGE. */
+static int jpeg_size(FILE *f, const char *path, int *w, int *h, int *orient, struct mx_err *err) {
+    *orient = 1;
     if (fseek(f, 2, SEEK_SET) != 0)
         return mx_err_set(err, MX_EIO, "%s: cannot seek", path);
     for (int guard = 0; guard < 10000; guard++) {
@@ -212,6 +248,17 @@ static int jpeg_size(FILE *f, const char *path, int *w, int *h, struct mx_err *e
             *h = (b[1] << 8) | b[2];
             *w = (b[3] << 8) | b[4];
             return check_dims(path, "JPEG", *w, *h, err);
+        }
+        if (m == 0xe1 && *orient == 1) { /* APP1: EXIF (or XMP), at most 64 KB */
+            size_t want = (size_t)len - 2;
+            uint8_t *seg = malloc(want);
+            if (!seg || fread(seg, 1, want, f) != want) {
+                free(seg);
+                break;
+            }
+            *orient = exif_orientation(seg, want);
+            free(seg);
+            continue;
         }
         if (fseek(f, len - 2, SEEK_CUR) != 0)
             break;
@@ -262,9 +309,42 @@ static SIXELSTATUS jpeg_frame_cb(sixel_frame_t *frame, void *ud) {
 }
 #endif
 
+/* Turns img as EXIF orientation o (2..8) says, so it shows the way the camera meant: for each
+ * shown pixel, the stored one it comes from. Returns 0 or MX_ENOMEM (img unchanged). */
+static int apply_orientation(struct mx_image *img, int o) {
+    if (o < 2 || o > 8)
+        return 0;
+    int W = img->w, H = img->h;
+    bool swap = o >= 5;
+    int ow = swap ? H : W, oh = swap ? W : H;
+    uint8_t *dst = malloc((size_t)W * H * 3);
+    if (!dst)
+        return MX_ENOMEM;
+    for (int y = 0; y < oh; y++) {
+        for (int x = 0; x < ow; x++) {
+            int sx, sy;
+            switch (o) {
+            case 2: sx = W - 1 - x; sy = y; break;             /* mirrored */
+            case 3: sx = W - 1 - x; sy = H - 1 - y; break;     /* upside down */
+            case 4: sx = x; sy = H - 1 - y; break;             /* mirrored vertically */
+            case 5: sx = y; sy = x; break;                     /* transposed */
+            case 6: sx = y; sy = H - 1 - x; break;             /* turned 90 clockwise */
+            case 7: sx = W - 1 - y; sy = H - 1 - x; break;     /* transverse */
+            default: sx = W - 1 - y; sy = x; break;            /* 8: 90 counter-clockwise */
+            }
+            memcpy(dst + ((size_t)y * ow + x) * 3, img->rgb + ((size_t)sy * W + sx) * 3, 3);
+        }
+    }
+    free(img->rgb);
+    img->rgb = dst;
+    img->w = ow;
+    img->h = oh;
+    return 0;
+}
+
 static int load_jpeg(FILE *f, const char *path, struct mx_image *out, struct mx_err *err) {
-    int w = 0, h = 0;
-    int rc = jpeg_size(f, path, &w, &h, err);
+    int w = 0, h = 0, orient = 1;
+    int rc = jpeg_size(f, path, &w, &h, &orient, err);
     if (rc < 0)
         return rc;
     /* Even a flat progressive JPEG spends a bit per 8x8 block on its DC scan: ~500 px a byte at
@@ -292,6 +372,10 @@ static int load_jpeg(FILE *f, const char *path, struct mx_image *out, struct mx_
         return mx_err_set(err, MX_EFORMAT, "%s: corrupt JPEG (%s%s%s)", path,
                           sixel_helper_format_error(st), more && more[0] ? ": " : "",
                           more ? more : "");
+    }
+    if (apply_orientation(out, orient) < 0) {
+        mx_image_free(out);
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory turning %dx%d pixels", path, w, h);
     }
     return 0;
 #else

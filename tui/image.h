@@ -26,10 +26,11 @@ struct mx_image {
 };
 
 /* Loads a PNG (libpng; any bit depth/colour type/interlace; alpha composited over black) or a
- * JPEG (libsixel's built-in loader, after checking the size in its SOF header), chosen by the
- * file's magic bytes. On success *out owns its pixels (mx_image_free). Errors: MX_ENOENT/MX_EIO
- * (open/read), MX_EFORMAT (corrupt or not PNG/JPEG), MX_ERANGE (too large), MX_EUNSUP (JPEG in a
- * build without libsixel), MX_ENOMEM; *out is then empty and err says "path: problem". */
+ * JPEG (libsixel's built-in loader, after checking the size in its SOF header; turned as its
+ * EXIF orientation says), chosen by the file's magic bytes. On success *out owns its pixels
+ * (mx_image_free). Errors: MX_ENOENT/MX_EIO (open/read), MX_EFORMAT (corrupt or not PNG/JPEG),
+ * MX_ERANGE (too large), MX_EUNSUP (JPEG in a build without libsixel), MX_ENOMEM; *out is then
+ * empty and err says "path: problem". */
 int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err);
 
 /* Frees the pixels (img may be NULL) and empties the struct. */

@@ -100,6 +100,20 @@ def main():
     j[sof + 5:sof + 9] = struct.pack(">HH", 8000, 8000)  # within the caps, but 371 bytes
     open("bad_liar.jpg", "wb").write(bytes(j))
 
+    # EXIF orientation (an APP1 segment after SOI): 6 = shown rotated 90 degrees clockwise
+    # (big-endian TIFF), 8 = 90 counter-clockwise (little-endian); a broken IFD offset is ignored
+    def exif(orient, little, ifd_off=8):
+        e = "<" if little else ">"
+        tiff = (b"II*\0" if little else b"MM\0*") + struct.pack(e + "I", ifd_off)
+        tiff += struct.pack(e + "H", 1) + struct.pack(e + "HHI", 0x0112, 3, 1)
+        tiff += struct.pack(e + "H", orient) + b"\0\0" + struct.pack(e + "I", 0)
+        body = b"Exif\0\0" + tiff
+        return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    for name, seg in (("quadrants_exif6.jpg", exif(6, False)),
+                      ("quadrants_exif8.jpg", exif(8, True)),
+                      ("quadrants_exifbad.jpg", exif(6, False, ifd_off=60000))):
+        open(name, "wb").write(jpg[:2] + seg + jpg[2:])
+
 
 if __name__ == "__main__":
     main()
