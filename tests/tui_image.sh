@@ -3,7 +3,7 @@
 # ../shared/tools/termshot. /show attaches tests/data/quadrants.png; the screenshot must hold it
 # once, at the expected size, with the right quadrant colours (tests/data/shotcheck.py): after
 # more text scrolls it up (no ghost copies left behind), after a restart (--resume), full screen
-# (F3), and as half blocks in a terminal told not to use sixel.
+# (F3), inside tmux with passthrough, and as half blocks in a terminal told not to use sixel.
 set -u
 . "$MX_SRCDIR/tests/show_lib.sh"   # skips without termshot/Xvfb/xterm; defines d, fail, check
 "$MIXEL" --version | grep -q sixel || skip "this build has no libsixel"
@@ -11,10 +11,12 @@ IMG="$MX_SRCDIR/tests/data/quadrants.png"
 
 # termshot's xterm has 8x17 px cells: a 64x48 image in the chat's 12-row block is 204 px high,
 # 272 px wide; full screen (100x32, 30 rows for the image) it is 510 x 680.
-tui() { # tui NAME KEYS... : mixel chat in a 100x32 xterm, the given termshot actions, a shot
+tui() { # tui NAME [--tmux] KEYS... : mixel chat in a 100x32 xterm, termshot actions, a shot
     name=$1
     shift
-    "$TS" --cols 100 --rows 32 --wait 1.5 "$@" --wait 1.5 "$d/$name.png" -- \
+    tm=
+    [ "${1:-}" = --tmux ] && { tm=--tmux; shift; }
+    "$TS" $tm --cols 100 --rows 32 --wait 1.5 "$@" --wait 1.5 "$d/$name.png" -- \
         env XDG_DATA_HOME="$d/data" MIXEL_SCRIPTED_REPLY=echo MX_SRCDIR="$MX_SRCDIR" \
         "$MIXEL" chat --db "$d/h.db" $TUI_ARGS >"$d/$name.log" 2>&1 ||
         fail "$name: termshot failed: $(cat "$d/$name.log")"
@@ -37,6 +39,12 @@ check resumed 272 204 40 0
 
 tui viewer --key F3
 check viewer 680 510 40 0
+
+# inside tmux with allow-passthrough on (termshot --tmux sets it): the sixel and the cursor move
+# that places it pass through to xterm; the last 20 px are tmux's status line
+TUI_ARGS="--no-history"
+tui tmux --tmux --keys "/show $IMG" --key Return
+check tmux 272 204 40 20
 
 # half blocks: the same place, two pixels per cell, 256 colours
 "$TS" --cols 100 --rows 32 --wait 2 "$d/blocks.png" -- env TERM=xterm-256color \

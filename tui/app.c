@@ -392,8 +392,54 @@ static int bytes_write(void *ud, const char *buf, size_t n) {
     return 0;
 }
 
-/* Sends the sixel of m at cell (y, x), after curses has drawn the frame: the cursor is saved and
- * restored around it so ncurses' idea of the cursor stays true (../shared/TERMINALS.md). */
+/* Where this pane sits in the tmux window: passthrough bytes reach the outer terminal unchanged,
+ * so the cursor move that goes with them must be in the outer terminal's coordinates. */
+static void tmux_pane_origin(int *top, int *left) {
+    *top = *left = 0;
+    FILE *p = popen("tmux display -p '#{pane_top} #{pane_left}' 2>/dev/null", "r");
+    if (!p)
+        return;
+    if (fscanf(p, "%d %d", top, left) != 2)
+        *top = *left = 0;
+    pclose(p);
+}
+
+/* Writes "save cursor, move to (y, x), bytes, restore cursor". Inside tmux all of it goes through
+ * one passthrough, so it is the outer terminal's cursor that moves and tmux's own model of the
+ * pane is untouched; elsewhere the cursor is saved and restored around the image so ncurses'
+ * idea of the cursor stays true (../shared/TERMINALS.md). */
+static void emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
+    char pre[48];
+    int k;
+    if (a->gfx.tmux_wrap) {
+        static int top = -1, left;
+        if (top < 0 || a->full_repaint)
+            tmux_pane_origin(&top, &left);
+        k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + y + 1, left + x + 1);
+        struct bytes b = {0};
+        struct mx_tmux_wrap w = {.write = bytes_write, .ud = &b};
+        if (mx_tmux_wrap_begin(&w) == 0 && mx_tmux_wrap_chunk(&w, pre, (size_t)k) == 0 &&
+            mx_tmux_wrap_chunk(&w, bytes, n) == 0 && mx_tmux_wrap_chunk(&w, "\0338", 2) == 0 &&
+            mx_tmux_wrap_end(&w) == 0)
+            fwrite(b.p, 1, b.n, stdout);
+        free(b.p);
+        return;
+    }
+    k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", y + 1, x + 1);
+    fwrite(pre, 1, (size_t)k, stdout);
+    fwrite(bytes, 1, n, stdout);
+    fputs("\0338", stdout);
+}
+
+/* Encodes img as a bare sixel (the tmux wrapping is emit_at's) to fit box_cols x box_rows. */
+static int encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
+                        struct bytes *b, struct mx_err *err) {
+    struct mx_gfx g = a->gfx;
+    g.tmux_wrap = false;
+    return mx_gfx_render(&g, img, box_cols, box_rows, bytes_write, b, NULL, err);
+}
+
+/* Sends the sixel of m at cell (y, x), after curses has drawn the frame. */
 static void emit_sixel(struct app *a, struct msg *m, int y, int x, int width) {
     struct mx_image_layout lay;
     if (!img_rows(a, m, width, &lay))
@@ -403,7 +449,7 @@ static void emit_sixel(struct app *a, struct msg *m, int y, int x, int width) {
         struct mx_err err = {0};
         free(m->sixel);
         m->sixel = NULL;
-        if (mx_gfx_render(&a->gfx, &m->img, width, IMAGE_ROWS, bytes_write, &b, NULL, &err) != 0) {
+        if (encode_sixel(a, &m->img, width, IMAGE_ROWS, &b, &err) != 0) {
             free(b.p);
             notice(a, true, "image: %s", err.msg);
             return;
@@ -413,9 +459,7 @@ static void emit_sixel(struct app *a, struct msg *m, int y, int x, int width) {
         m->sx_cols = lay.cols;
         m->sx_rows = lay.rows;
     }
-    printf("\0337\033[%d;%dH", y + 1, x + 1);
-    fwrite(m->sixel, 1, m->sixel_len, stdout);
-    printf("\0338");
+    emit_at(a, y, x, m->sixel, m->sixel_len);
 }
 
 /* (Re)renders a message for `width` columns when its text or the width changed. */
@@ -765,11 +809,8 @@ static void draw(struct app *a) {
             struct msg *m = &a->msgs[a->viewer];
             struct bytes b = {0};
             struct mx_err err = {0};
-            if (m->img.w && mx_gfx_render(&a->gfx, &m->img, cols, rows - 2, bytes_write, &b, NULL,
-                                          &err) == 0) {
-                printf("\0337\033[1;1H");
-                fwrite(b.p, 1, b.n, stdout);
-                printf("\0338");
+            if (m->img.w && encode_sixel(a, &m->img, cols, rows - 2, &b, &err) == 0) {
+                emit_at(a, 0, 0, b.p, b.n);
                 fflush(stdout);
             }
             free(b.p);
