@@ -41,6 +41,7 @@ struct result {
     int n_notices;
     char notice[256];
     int n_progress;
+    double prog_done, prog_total; /* the last progress event */
     double tps, ctx_used;
 };
 
@@ -81,7 +82,12 @@ static void run_reply(struct mx_worker *w, struct mx_engine *e, const struct mx_
                 r->n_notices++;
                 snprintf(r->notice, sizeof r->notice, "%s", ev.text ? ev.text : "");
                 break;
-            case MX_EV_PROGRESS: r->n_progress++; break;
+            case MX_EV_PROGRESS:
+                r->n_progress++;
+                r->prog_done = ev.a;
+                r->prog_total = ev.b;
+                assert_string_equal(ev.text, "prompt");
+                break;
             case MX_EV_STATS: r->tps = ev.a; r->ctx_used = ev.b; break;
             case MX_EV_DONE:
                 r->code = ev.code;
@@ -220,6 +226,30 @@ static void test_cancel_then_next_turn(void **state) {
     assert_true(r2.len > 0);
     assert_int_equal(mx_engine_llm_stats(e, &st), 0);
     assert_true(st.n_reused >= n_before);
+    e->free(e);
+    mx_worker_free(w);
+}
+
+/* A long prompt is prefilled in chunks with progress events that end at the total. */
+static void test_long_prompt_progress(void **state) {
+    (void)state;
+    struct mx_worker *w;
+    assert_int_equal(mx_worker_new(&w), 0);
+    struct mx_gen_settings s = greedy(4);
+    struct mx_engine *e = load(g_model, 2048);
+    char text[2400];
+    size_t k = 0;
+    while (k + 30 < sizeof text)
+        k += (size_t)snprintf(text + k, sizeof text - k, "The cat sat on the mat. ");
+    struct mx_turn turns[1] = {{MX_ROLE_USER, text}};
+    struct result r;
+    struct mx_engine_llm_stats st;
+    run_reply(w, e, turns, 1, &s, &r);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(mx_engine_llm_stats(e, &st), 0);
+    assert_true(st.n_prompt > 512);
+    assert_int_equal(r.n_progress, (int)((st.n_prompt + 255) / 256));
+    assert_true(r.prog_done == r.prog_total && r.prog_total == (double)st.n_prompt);
     e->free(e);
     mx_worker_free(w);
 }
@@ -532,6 +562,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_two_turns_cached_equals_recomputed),
             cmocka_unit_test(test_cancel_then_next_turn),
             cmocka_unit_test(test_overflow_drops_oldest),
+            cmocka_unit_test(test_long_prompt_progress),
             cmocka_unit_test(test_stop_string_held_back),
             cmocka_unit_test(test_snapshot_resume_equals_uninterrupted),
             cmocka_unit_test(test_snapshot_bad_is_rejected),

@@ -351,6 +351,8 @@ struct holdback {
     size_t len, cap;
 };
 
+/* Appends s[0..n) without NUL bytes (a <0x00> byte token): events carry C strings, and a NUL
+ * would hide the text after it from the stop-string search. */
 static int hold_append(struct holdback *h, const char *s, size_t n) {
     if (h->len + n + 1 > h->cap) {
         size_t cap = h->cap ? h->cap : 256;
@@ -362,8 +364,9 @@ static int hold_append(struct holdback *h, const char *s, size_t n) {
         h->buf = p;
         h->cap = cap;
     }
-    memcpy(h->buf + h->len, s, n);
-    h->len += n;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\0')
+            h->buf[h->len++] = s[i];
     h->buf[h->len] = '\0';
     return 0;
 }
