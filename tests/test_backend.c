@@ -264,6 +264,43 @@ static void test_matmul_all_types(void **state) {
     mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
 }
 
+/* The fast row dequantizers used for prefill tiles are bit-identical to core/quant.c's reference
+ * (so prefill and decode see the same weights), on random bytes: every code and scale pattern,
+ * including extreme fp16 scales. */
+static void test_fast_dequant_bit_exact(void **state) {
+    const struct mx_cpu_kernels *k = &mx_cpu_of(be4)->kern;
+    int n_checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(wtypes); ti++) {
+        enum mx_type type = wtypes[ti];
+        if (!k->dequant[type])
+            continue;
+        int64_t n = 4 * mx_type_traits(type)->blck_size;
+        size_t bytes;
+        assert_true(mx_row_size(type, n, &bytes));
+        uint8_t *raw = talloc(bytes);
+        float *a = talloc((size_t)n * 4), *b = talloc((size_t)n * 4);
+        for (int rep = 0; rep < 50; rep++) {
+            for (size_t i = 0; i < bytes; i++)
+                raw[i] = (uint8_t)mx_test_rand(&rng);
+            /* keep the fp16 scales finite: NaN/inf compare unequal to themselves */
+            size_t bs = mx_type_traits(type)->type_size;
+            for (size_t off = 0; off < bytes; off += bs) {
+                size_t dpos = type == MX_TYPE_Q6_K ? bs - 2 : 0;
+                raw[off + dpos + 1] &= 0x7b;
+                if (type == MX_TYPE_Q4_K)
+                    raw[off + 3] &= 0x7b;
+            }
+            k->dequant[type](raw, a, n);
+            assert_int_equal(mx_dequantize_row(type, raw, b, n), 0);
+            if (memcmp(a, b, (size_t)n * 4) != 0)
+                fail_msg("fast dequant %s differs from the reference", mx_type_name(type));
+        }
+        n_checked++;
+        free_all();
+    }
+    printf("%d fast dequantizers checked (kernels '%s')\n", n_checked, k->name);
+}
+
 /* Results do not depend on the thread count (each output value has one owner). */
 static void test_matmul_threads_bitwise(void **state) {
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_Q4_0, MX_TYPE_Q6_K};
@@ -1244,6 +1281,7 @@ int main(void) {
         cmocka_unit_test_setup(test_tensor_helpers, reset_modes),
         cmocka_unit_test_setup(test_arena_measure_then_alloc, reset_modes),
         cmocka_unit_test_setup(test_matmul_all_types, reset_modes),
+        cmocka_unit_test_setup(test_fast_dequant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
         cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),

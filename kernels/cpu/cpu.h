@@ -48,6 +48,9 @@ struct mx_cpu_kernels {
      * (the ggml vec_dot): n values, returns the f32 sum. NULL entries fall back to dequantize+
      * f32 dot. Indexed by weight type. */
     float (*vec_dot[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq);
+    /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
+     * fall back to it. Indexed by weight type; n a multiple of the block size. */
+    mx_to_float_fn dequant[MX_TYPE_COUNT];
     /* f32 dot of n values */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
     /* Attention task over struct mx_ref_args (same contract as mx_ref_attn), flash-style with

@@ -285,6 +285,92 @@ static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
     return acc;
 }
 
+/* ---- dequantization for the prefill GEMM ------------------------------------------------------
+ * Bit-identical to core/quant.c's reference: the same float operations in the same order, and no
+ * FMA (a fused multiply-add rounds once where the reference rounds twice). */
+
+/* 8 int8 -> 8 floats */
+static inline __m256 i8x8_to_ps(const int8_t *q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+static void dequant_q8_0(const void *src, float *dst, int64_t n) {
+    const mx_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / MX_QK8_0; i++, dst += MX_QK8_0) {
+        __m256 d = _mm256_set1_ps(h2f(b[i].d));
+        for (int j = 0; j < 32; j += 8)
+            _mm256_storeu_ps(dst + j, _mm256_mul_ps(i8x8_to_ps(b[i].qs + j), d));
+    }
+}
+
+static void dequant_q4_0(const void *src, float *dst, int64_t n) {
+    const mx_block_q4_0 *b = src;
+    for (int64_t i = 0; i < n / MX_QK4_0; i++, dst += MX_QK4_0) {
+        __m256 d = _mm256_set1_ps(h2f(b[i].d));
+        int8_t q[32];
+        _mm256_storeu_si256((__m256i *)q,
+                            _mm256_sub_epi8(unpack_nibbles(b[i].qs), _mm256_set1_epi8(8)));
+        for (int j = 0; j < 32; j += 8)
+            _mm256_storeu_ps(dst + j, _mm256_mul_ps(i8x8_to_ps(q + j), d));
+    }
+}
+
+static void dequant_q4_K(const void *src, float *dst, int64_t n) {
+    const mx_block_q4_K *b = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+        for (int j = 0; j < 4; j++) {
+            int sc0, m0, sc1, m1;
+            scale_min_k4(2 * j, b[i].scales, &sc0, &m0);
+            scale_min_k4(2 * j + 1, b[i].scales, &sc1, &m1);
+            __m256 d0 = _mm256_set1_ps(d * (float)sc0), mm0 = _mm256_set1_ps(dmin * (float)m0);
+            __m256 d1 = _mm256_set1_ps(d * (float)sc1), mm1 = _mm256_set1_ps(dmin * (float)m1);
+            const uint8_t *q = b[i].qs + 32 * j;
+            for (int l = 0; l < 32; l += 8) {
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + l)));
+                __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
+                __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+                _mm256_storeu_ps(dst + l, _mm256_sub_ps(_mm256_mul_ps(d0, lo), mm0));
+                _mm256_storeu_ps(dst + 32 + l, _mm256_sub_ps(_mm256_mul_ps(d1, hi), mm1));
+            }
+            dst += 64;
+        }
+    }
+}
+
+static void dequant_q6_K(const void *src, float *dst, int64_t n) {
+    const mx_block_q6_K *b = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        float d = h2f(b[i].d);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *sc = b[i].scales;
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, dst += 128) {
+            for (int l = 0; l < 32; l += 8) {
+                __m256i lo0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l)));
+                __m256i lo1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l + 32)));
+                __m256i hv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qh + l)));
+                __m256i m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
+                __m256i o32 = _mm256_set1_epi32(32);
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(lo0, m15),
+                                       _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(lo1, m15),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_srli_epi32(lo0, 4),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_srli_epi32(lo1, 4),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 6), m3), 4));
+                int is = l / 16;
+                for (int k = 0; k < 4; k++) {
+                    __m256 ds = _mm256_set1_ps(d * (float)sc[is + 2 * k]);
+                    __m256 qf = _mm256_cvtepi32_ps(_mm256_sub_epi32(q[k], o32));
+                    _mm256_storeu_ps(dst + 32 * k + l, _mm256_mul_ps(ds, qf));
+                }
+            }
+        }
+    }
+}
+
 /* ---- attention ---------------------------------------------------------------------------------
  * Flash-style: for one KV head and a block of query tokens, stream the cache in blocks of 8 cells
  * and keep a running max, sum and output per query row (online softmax), so each cached K/V byte
@@ -455,4 +541,8 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
     k->vec_dot[MX_TYPE_BF16] = vec_dot_bf16;
+    k->dequant[MX_TYPE_Q8_0] = dequant_q8_0;
+    k->dequant[MX_TYPE_Q4_0] = dequant_q4_0;
+    k->dequant[MX_TYPE_Q4_K] = dequant_q4_K;
+    k->dequant[MX_TYPE_Q6_K] = dequant_q6_K;
 }

@@ -47,10 +47,15 @@ struct mm_task {
     int64_t tiles;       /* tiles per job */
 };
 
-static void dequant_rows(enum mx_type type, const char *w, size_t w_row, int64_t n_rows,
-                         int64_t n_in, float *out) {
-    for (int64_t r = 0; r < n_rows; r++)
-        mx_dequantize_row(type, w + (size_t)r * w_row, out + r * n_in, n_in);
+static void dequant_rows(const struct mx_cpu *c, enum mx_type type, const char *w, size_t w_row,
+                         int64_t n_rows, int64_t n_in, float *out) {
+    mx_to_float_fn fast = c->kern.dequant[type];
+    for (int64_t r = 0; r < n_rows; r++) {
+        if (fast)
+            fast(w + (size_t)r * w_row, out + r * n_in, n_in);
+        else
+            mx_dequantize_row(type, w + (size_t)r * w_row, out + r * n_in, n_in);
+    }
 }
 
 static void mm_task_run(void *args, int ith, int nth) {
@@ -67,7 +72,7 @@ static void mm_task_run(void *args, int ith, int nth) {
         if (j->n >= MX_GEMM_MIN_COLS) {
             const float *a = (const float *)wt;
             if (!is_f32) {
-                dequant_rows(t->wtype, wt, t->w_row, o1 - o0, n_in, buf);
+                dequant_rows(t->cpu, t->wtype, wt, t->w_row, o1 - o0, n_in, buf);
                 a = buf;
             }
             cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)j->n,
@@ -84,7 +89,7 @@ static void mm_task_run(void *args, int ith, int nth) {
             }
             const float *wf = (const float *)wr;
             if (!is_f32) {
-                mx_dequantize_row(t->wtype, wr, buf, n_in);
+                dequant_rows(t->cpu, t->wtype, wr, t->w_row, 1, n_in, buf);
                 wf = buf;
             }
             for (int64_t c = 0; c < j->n; c++)
@@ -126,6 +131,43 @@ static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, fl
     }
     if (xq)
         mx_quantize_act(ap->vdtype, x, xq, n_in);
+}
+
+/* Activation preparation for ncols columns, split over the pool for prefill-sized batches
+ * (rounding 512 x 4096 values on one thread would take as long as a good part of the GEMM). */
+struct prep_task {
+    const struct act_plan *ap;
+    const float *xv;       /* the op's x */
+    int64_t n_in;
+    const int64_t *map;    /* NULL: column k is x column k; else slot index s + t*n_used */
+    int64_t n_used, x_ne1;
+    float *xr;             /* rounded/gathered f32 columns; NULL: use x in place */
+    char *xq;              /* quantized columns (NULL: none) */
+    const uint8_t *needq;  /* per column: quantize it (NULL: all, when xq) */
+    int64_t ncols;
+};
+
+static void prep_task_run(void *args, int ith, int nth) {
+    const struct prep_task *p = args;
+    int64_t k0, k1;
+    mx_split(p->ncols, ith, nth, &k0, &k1);
+    for (int64_t k = k0; k < k1; k++) {
+        const float *src = p->xv + k * p->n_in;
+        if (p->map) {
+            int64_t slot = p->map[k] % p->n_used, t = p->map[k] / p->n_used;
+            src = p->xv + (t * p->x_ne1 + slot % p->x_ne1) * p->n_in;
+        }
+        bool q = p->xq && (!p->needq || p->needq[k]);
+        prep_col(p->ap, src, p->n_in, p->xr ? p->xr + k * p->n_in : (float *)src,
+                 q ? p->xq + (size_t)k * p->ap->xq_row : NULL);
+    }
+}
+
+static void prep_run(struct mx_cpu *c, struct prep_task *p) {
+    if (p->ncols * p->n_in >= 65536)
+        mx_pool_run(c->pool, prep_task_run, p);
+    else
+        prep_task_run(p, 0, 1); /* a decode step: cheaper than waking the workers */
 }
 
 /* Bytes for a * b * c with overflow check. */
@@ -173,9 +215,9 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     char *xq = want_q ? (char *)c->sbuf + xr_bytes : NULL;
     struct mm_job *jobs = (struct mm_job *)((char *)c->sbuf + xr_bytes + xq_bytes);
     const float *xv = x->data;
-    for (int64_t col = 0; col < ncols; col++)
-        prep_col(&ap, xv + col * n_in, n_in, xr ? xr + col * n_in : (float *)(xv + col * n_in),
-                 xq ? xq + (size_t)col * ap.xq_row : NULL);
+    struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .xr = xr, .xq = xq,
+                             .ncols = ncols};
+    prep_run(c, &prep);
     int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     for (int64_t p = 0; p < planes; p++) {
         int64_t i2 = p % x->ne[2], i3 = p / x->ne[2];
@@ -217,6 +259,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
     size_t xr_bytes, xq_bytes = 0, y_bytes, map_bytes, cnt_bytes, job_bytes, shared = 0;
+    size_t nq_bytes = (size_t)ncols;
     bool ok = size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes) &&
               size3((size_t)ncols, (size_t)n_out, sizeof(float), &y_bytes) &&
               mx_mul_size((size_t)ncols, sizeof(int64_t), &map_bytes) &&
@@ -224,9 +267,9 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
               mx_mul_size((size_t)n_exp, sizeof(struct mm_job), &job_bytes);
     if (ok && ap.quant)
         ok = mx_mul_size((size_t)ncols, ap.xq_row, &xq_bytes);
-    size_t parts[6] = {xr_bytes, xq_bytes, y_bytes, map_bytes, cnt_bytes, job_bytes};
-    size_t offs[6];
-    for (int i = 0; ok && i < 6; i++) {
+    size_t parts[7] = {xr_bytes, xq_bytes, y_bytes, map_bytes, cnt_bytes, job_bytes, nq_bytes};
+    size_t offs[7];
+    for (int i = 0; ok && i < 7; i++) {
         offs[i] = shared;
         ok = mx_add_size(shared, (parts[i] + 63) / 64 * 64, &shared);
     }
@@ -242,6 +285,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     int64_t *map = (int64_t *)(s + offs[3]);   /* gathered column -> slot index s + t*n_used */
     int64_t *start = (int64_t *)(s + offs[4]); /* [n_exp + 1] first gathered column per expert */
     struct mm_job *jobs = (struct mm_job *)(s + offs[5]);
+    uint8_t *needq = (uint8_t *)(s + offs[6]); /* gathered column goes through vec_dot */
 
     /* group the (token, slot) pairs by expert, in token order within an expert */
     memset(start, 0, (size_t)(n_exp + 1) * sizeof(int64_t));
@@ -260,11 +304,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         if (n == 0)
             continue;
         bool q = xq && n < MX_GEMM_MIN_COLS;
-        for (int64_t k = start[e]; k < start[e + 1]; k++) {
-            int64_t slot = map[k] % n_used, t = map[k] / n_used;
-            const float *xc = xv + (t * x->ne[1] + slot % x->ne[1]) * n_in;
-            prep_col(&ap, xc, n_in, xr + k * n_in, q ? xq + (size_t)k * ap.xq_row : NULL);
-        }
+        memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
         j->w = (const char *)w->data + (size_t)e * w->nb[2];
         j->x = xr + start[e] * n_in;
@@ -273,6 +313,10 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         j->n = n;
         j->ldy = n_out;
     }
+    struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .map = map, .n_used = n_used,
+                             .x_ne1 = x->ne[1], .xr = xr, .xq = xq, .needq = needq,
+                             .ncols = ncols};
+    prep_run(c, &prep);
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
         .xq_row = ap.xq_row, .vdot = ap.quant ? c->kern.vec_dot[w->type] : NULL,

@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         bench_matmul(be, types[i], n_in, n_out, 1, 20, "fast");
         bench_matmul(bs, types[i], n_in, n_out, 1, 3, "scalar");
     }
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i += 3)
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm");
     mx_backend_free(be);
     mx_backend_free(bs);
