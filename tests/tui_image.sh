@@ -40,6 +40,12 @@ check resumed 272 204 40 0
 tui viewer --key F3
 check viewer 680 510 40 0
 
+# the gallery: a thumbnail (8 rows: 136 px high, 181 wide); /save copies the file
+tui gallery --keys "/gallery" --key Return --wait 1 --keys "/save $d/saved.png" --key Return \
+    --keys "/gallery" --key Return
+check gallery 181 136 40 0
+cmp -s "$IMG" "$d/saved.png" || fail "/save did not copy the image"
+
 # inside tmux with allow-passthrough on (termshot --tmux sets it): the sixel and the cursor move
 # that places it pass through to xterm; the last 20 px are tmux's status line
 TUI_ARGS="--no-history"

@@ -115,10 +115,13 @@ struct app {
     short next_pair;      /* colour pairs for half blocks are allocated from here */
     struct { int fg, bg; } *pairs; /* allocated block pairs, index = pair - first block pair */
     int n_pairs;
-    struct { int msg, y, x, rows; } placed[16]; /* sixel images on screen after the last frame */
+    struct placed { int msg, y, x, rows, box_cols, box_rows; } placed[16]; /* sixel images on
+                                                  screen after the last frame, in their boxes */
     int n_placed;
     bool full_repaint;    /* the terminal was cleared: sixels must be sent again */
     int viewer;           /* message index shown full screen, -1 none */
+    bool gallery;         /* the session's images as a grid of thumbnails */
+    int gsel;             /* selected thumbnail */
 };
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
@@ -440,16 +443,18 @@ static int encode_sixel(struct app *a, const struct mx_image *img, int box_cols,
 }
 
 /* Sends the sixel of m at cell (y, x), after curses has drawn the frame. */
-static void emit_sixel(struct app *a, struct msg *m, int y, int x, int width) {
+static void emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows) {
     struct mx_image_layout lay;
-    if (!img_rows(a, m, width, &lay))
+    img_ensure(a, m);
+    if (!m->img.w || mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
+                                  box_rows, a->gfx.max_w, a->gfx.max_h, &lay) != 0)
         return;
     if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
         struct bytes b = {0};
         struct mx_err err = {0};
         free(m->sixel);
         m->sixel = NULL;
-        if (encode_sixel(a, &m->img, width, IMAGE_ROWS, &b, &err) != 0) {
+        if (encode_sixel(a, &m->img, box_cols, box_rows, &b, &err) != 0) {
             free(b.p);
             notice(a, true, "image: %s", err.msg);
             return;
@@ -558,6 +563,8 @@ static void draw_conversation(struct app *a, int top, int left, int height, int 
                 a->placed[a->n_placed].y = y;
                 a->placed[a->n_placed].x = left;
                 a->placed[a->n_placed].rows = n_img;
+                a->placed[a->n_placed].box_cols = width;
+                a->placed[a->n_placed].box_rows = IMAGE_ROWS;
                 a->n_placed++;
             }
             if (l < n - 1)
@@ -747,6 +754,97 @@ static void draw_sidebar(struct app *a, int top, int height, int width) {
         put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
 }
 
+/* Draws img as half blocks fitted into box_cols x box_rows cells at (y, x). */
+static void draw_blocks_box(struct app *a, const struct mx_image *img, int y, int x, int box_cols,
+                            int box_rows) {
+    struct mx_image_layout lay;
+    struct mx_image blk;
+    if (!a->n_colours || mx_image_fit(img->w, img->h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
+                                      box_rows, 0, 0, &lay) != 0 ||
+        mx_image_scale(img, lay.blk_w, lay.blk_h, &blk) != 0)
+        return;
+    for (int r = 0; r < lay.rows; r++)
+        for (int c = 0; c < blk.w; c++) {
+            const uint8_t black[3] = {0, 0, 0};
+            const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
+            const uint8_t *bot =
+                2 * r + 1 < blk.h ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
+                                  : black;
+            cchar_t cc;
+            wchar_t wc[2] = {0x2580, 0}; /* ▀ */
+            setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+            mvadd_wch(y + r, x + c, &cc);
+        }
+    mx_image_free(&blk);
+}
+
+#define THUMB_COLS 24
+#define THUMB_ROWS 8
+
+/* The gallery: every image of the conversation as a thumbnail with its caption; arrows move,
+ * Enter opens one full screen, Esc closes. Sixel thumbnails are placed like inline images. */
+static void draw_gallery(struct app *a, int top, int height, int width) {
+    const char *head = "Gallery: arrows move, Enter opens, /save PATH copies, Esc closes";
+    put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    int per_row = width / (THUMB_COLS + 2);
+    if (per_row < 1)
+        per_row = 1;
+    int k = 0;
+    for (int i = 0; i < a->n_msgs; i++) {
+        struct msg *m = &a->msgs[i];
+        if (!m->image)
+            continue;
+        int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2), gx = (k % per_row) * (THUMB_COLS + 2);
+        if (gy + THUMB_ROWS + 1 > top + height)
+            break;
+        img_ensure(a, m);
+        if (a->gfx.mode == MX_GFX_BLOCKS && m->img.w)
+            draw_blocks_box(a, &m->img, gy, gx, THUMB_COLS, THUMB_ROWS);
+        else if (a->gfx.mode == MX_GFX_SIXEL && m->img.w && a->n_placed < 16)
+            a->placed[a->n_placed++] = (struct placed){i, gy, gx, THUMB_ROWS, THUMB_COLS, THUMB_ROWS};
+        const char *slash = strrchr(m->image, '/');
+        char cap[MX_SANITIZE_MAX(THUMB_COLS)];
+        const char *name = slash ? slash + 1 : m->image;
+        size_t n = mx_text_sanitize(name, strnlen(name, THUMB_COLS), cap, false);
+        put_text(a, gy + THUMB_ROWS, gx, cap, n, THUMB_COLS,
+                 k == a->gsel ? MX_ROLE_selection : MX_ROLE_muted, 0);
+        k++;
+    }
+    if (!k)
+        put_text(a, top + 2, 0, "no images yet: /show PATH attaches one", 38, width, MX_ROLE_muted, 0);
+}
+
+/* The message index of the gallery's k-th image, or -1. */
+static int gallery_msg(const struct app *a, int k) {
+    for (int i = 0; i < a->n_msgs; i++)
+        if (a->msgs[i].image && k-- == 0)
+            return i;
+    return -1;
+}
+
+static size_t gallery_key(struct app *a, const unsigned char *b, size_t n) {
+    int per_row = (COLS > 0 ? COLS : 80) / (THUMB_COLS + 2);
+    if (per_row < 1)
+        per_row = 1;
+    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && strchr("ABCD", b[2])) {
+        int d = b[2] == 'A' ? -per_row : b[2] == 'B' ? per_row : b[2] == 'C' ? 1 : -1;
+        if (gallery_msg(a, a->gsel + d) >= 0)
+            a->gsel += d;
+        return 3;
+    }
+    if (b[0] == '\r' || b[0] == '\n') {
+        int i = gallery_msg(a, a->gsel);
+        if (i >= 0)
+            a->viewer = i;
+    } else if (b[0] == 0x1b || b[0] == 'q') {
+        a->gallery = false;
+    } else if (b[0] == '/') {
+        a->gallery = false; /* typing a command (/save) leaves the grid, keeping the selection */
+        return 0;
+    }
+    return 1;
+}
+
 /* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
 static void draw_viewer(struct app *a, int rows, int cols) {
     struct msg *m = &a->msgs[a->viewer];
@@ -758,31 +856,8 @@ static void draw_viewer(struct app *a, int rows, int cols) {
     img_ensure(a, m);
     if (!m->img.w)
         return;
-    struct mx_image_layout lay;
-    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
-    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
-    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, cols, rows - 2, max_w,
-                     max_h, &lay) != 0)
-        return;
-    if (a->gfx.mode == MX_GFX_BLOCKS) {
-        struct mx_image blk;
-        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
-            return;
-        for (int r = 0; r < lay.rows; r++)
-            for (int c = 0; c < blk.w; c++) {
-                const uint8_t black[3] = {0, 0, 0};
-                const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
-                const uint8_t *bot =
-                    2 * r + 1 < blk.h
-                        ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
-                        : black;
-                cchar_t cc;
-                wchar_t wc[2] = {0x2580, 0};
-                setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
-                mvadd_wch(r, c, &cc);
-            }
-        mx_image_free(&blk);
-    }
+    if (a->gfx.mode == MX_GFX_BLOCKS)
+        draw_blocks_box(a, &m->img, 0, 0, cols, rows - 2);
 }
 
 static void draw(struct app *a) {
@@ -790,7 +865,7 @@ static void draw(struct app *a) {
     getmaxyx(stdscr, rows, cols);
     attrset(role_attr(a, MX_ROLE_normal, 0));
     erase();
-    struct { int msg, y, x, rows; } old[16];
+    struct placed old[16];
     int n_old = a->n_placed;
     memcpy(old, a->placed, sizeof old);
     a->n_placed = 0;
@@ -805,6 +880,8 @@ static void draw(struct app *a) {
         a->n_placed = 1;
         a->placed[0].msg = a->viewer;
         a->placed[0].y = a->placed[0].x = a->placed[0].rows = 0; /* rows 0 marks the viewer */
+        a->placed[0].box_cols = cols;
+        a->placed[0].box_rows = rows - 2;
         if (a->gfx.mode == MX_GFX_SIXEL && again) {
             struct msg *m = &a->msgs[a->viewer];
             struct bytes b = {0};
@@ -844,6 +921,8 @@ static void draw(struct app *a) {
     }
     if (a->picker)
         draw_picker(a, 0, conv_h, cols);
+    else if (a->gallery)
+        draw_gallery(a, 0, conv_h, cols);
     else if (side_w < cols)
         draw_conversation(a, 0, side_w, conv_h, cols - side_w);
     attrset(role_attr(a, MX_ROLE_border, 0));
@@ -865,7 +944,7 @@ static void draw(struct app *a) {
     if (moved && a->n_placed) {
         for (int i = 0; i < a->n_placed; i++)
             emit_sixel(a, &a->msgs[a->placed[i].msg], a->placed[i].y, a->placed[i].x,
-                       cols - side_w);
+                       a->placed[i].box_cols, a->placed[i].box_rows);
         fflush(stdout);
     }
     a->full_repaint = false;
@@ -1464,6 +1543,59 @@ static void cmd_show(struct app *a, const char *arg) {
                                                                                 : "graphics off");
 }
 
+static void cmd_gallery(struct app *a, const char *arg) {
+    (void)arg;
+    a->gallery = true;
+    a->gsel = 0;
+    for (int k = 0; gallery_msg(a, k + 1) >= 0; k++)
+        a->gsel = k + 1; /* start on the newest image */
+}
+
+/* /save PATH: copies the image selected in the gallery (else the newest) to PATH. */
+static void cmd_save(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        notice(a, true, "/save takes a destination path");
+        return;
+    }
+    int i = gallery_msg(a, a->gsel);
+    if (i < 0)
+        for (int k = a->n_msgs - 1; k >= 0 && i < 0; k--)
+            if (a->msgs[k].image)
+                i = k;
+    if (i < 0) {
+        notice(a, true, "/save: no image in this conversation");
+        return;
+    }
+    FILE *in = fopen(a->msgs[i].image, "rb");
+    if (!in) {
+        notice(a, true, "/save: %s: %s", a->msgs[i].image, strerror(errno));
+        return;
+    }
+    /* write beside the destination and rename, so a failed copy never leaves half a file */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.part", arg);
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        fclose(in);
+        notice(a, true, "/save: %s: %s", arg, strerror(errno));
+        return;
+    }
+    char buf[65536];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            ok = false;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (fclose(out) != 0 || !ok || rename(tmp, arg) != 0) {
+        unlink(tmp);
+        notice(a, true, "/save: writing %s failed", arg);
+        return;
+    }
+    notice(a, false, "saved %s", arg);
+}
+
 /* F3: the last image full screen. */
 static void show_last_image(struct app *a) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
@@ -1615,6 +1747,8 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/stop",     "",        "stop the answer being generated (also Esc)",     cmd_stop)     \
     X("/image",    "PROMPT",  "generate an image",                              cmd_image)    \
     X("/show",     "PATH",    "attach a PNG/JPEG image to the conversation",    cmd_show)     \
+    X("/gallery",  "",        "the conversation's images as thumbnails",        cmd_gallery)  \
+    X("/save",     "PATH",    "copy the selected (or last) image to PATH",      cmd_save)     \
     X("/theme",    "NAME",    "dark, light, high-contrast, basic16, or yours",  cmd_theme)    \
     X("/export",   "[PATH]",  "save the conversation as Markdown",              cmd_export)   \
     X("/copy",     "",        "copy the last code block (OSC 52 clipboard)",    cmd_copy)     \
@@ -2105,6 +2239,13 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             clearok(curscr, TRUE);
             i = n;
             continue;
+        }
+        if (a->gallery) {
+            size_t used = gallery_key(a, buf + i, n - i);
+            if (used) {
+                i += used;
+                continue;
+            }
         }
         if (a->picker && !a->loading) {
             i += picker_key(a, buf + i, n - i);
