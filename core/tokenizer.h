@@ -26,7 +26,8 @@ struct mx_gguf;
 enum mx_tok_kind {
     MX_TOK_SPM = 0,  /* tokenizer.ggml.model "llama": SentencePiece BPE by score, byte fallback */
     MX_TOK_BPE = 1,  /* tokenizer.ggml.model "gpt2": byte-level BPE by merge rank */
-    MX_TOK_CLIP = 2, /* CLIP BPE: lower-cased, "</w>" word ends, byte-level */
+    MX_TOK_CLIP = 2, /* CLIP BPE: "</w>" word ends, byte-level; like stable-diffusion.cpp,
+                        ASCII-only lower-casing and letter classes (OpenAI's uses \p{L}) */
 };
 
 /* Token types as stored in tokenizer.ggml.token_type (llama.cpp's llama_token_type). */
