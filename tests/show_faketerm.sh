@@ -49,18 +49,26 @@ fi
 run xterm-vt340
 expect 'mode sixel: terminal answers DA1 with sixel'
 expect 'cell 8x17 (TIOCGWINSZ), 120x40 cells, max 960x680 px'
-queries 5 # DA1, then registers and geometry, each followed by DA1
+expect 'background ffffff$'
+queries 7 # DA1, then registers, geometry and background colour, each followed by DA1
 has_sixel
 
 run xterm-420
 expect 'mode blocks: terminal has no sixel (DA1 without attribute 4)'
-queries 1
+queries 3 # DA1, then the background colour (for transparent pixels)
 no_sixel
+# alpha 128 over xterm's white: (240,220,40)*128/255 + 255*127/255 = (247,237,147)
+IMG="$MX_SRCDIR/tests/data/quadrants_rgba.png"
+run xterm-420 COLORTERM=truecolor
+IMG="$MX_SRCDIR/tests/data/quadrants.png"
+grep -aq "${ESC}\[38;2;247;237;147m" "$t/out" || fail "half-transparent pixels not over white"
+grep -aq "${ESC}\[38;2;220;40;40m" "$t/out" || fail "opaque pixels changed"
 
 run mlterm # no pixels in TIOCGWINSZ here: CSI 16 t gives the cell; the geometry answer is bogus
 expect 'mode sixel:'
 expect 'cell 10x19 (CSI 16 t), 120x40 cells, max 1200x760 px'
-queries 7
+expect 'background 000000 (assumed)$' # mlterm's OSC 11 answer is not recorded: none given
+queries 9
 has_sixel
 
 run tmux TMUX=/nonexistent/mx-test,1,0 # DA1 without 4; tmux cannot be asked about passthrough

@@ -19,14 +19,15 @@ d=$(mktemp -d /tmp/mx-show-shot.XXXXXX) || exit 1
 [ -n "${MX_KEEP_SHOTS:-}" ] && echo "screenshots in $d" || trap 'rm -rf "$d"' EXIT
 fail() { echo "FAIL: $*"; echo "(screenshots kept in $d)"; trap - EXIT; exit 1; }
 
-# shot NAME TMUX-OR-NOT PRE-COMMAND ENV...: shows the image 40 columns wide; mixel's decision
-# (MIXEL_DEBUG_GRAPHICS) goes to $d/NAME.dbg.
+# shot NAME TMUX-OR-NOT PRE-COMMAND ENV...: shows the image ($SHOW_IMG, else quadrants.png) 40
+# columns wide; mixel's decision (MIXEL_DEBUG_GRAPHICS) goes to $d/NAME.dbg.
 shot() {
     name=$1 tm=$2 pre=$3
     shift 3
     "$TS" $tm --cols 80 --rows 24 --wait 1 "$d/$name.png" -- \
         env -u COLORTERM MIXEL_DEBUG_GRAPHICS=1 "$@" sh -c \
-        "$pre \"\$0\" show \"\$1\" --width 40 2>\"\$2\"" "$MIXEL" "$IMG" "$d/$name.dbg" \
+        "$pre \"\$0\" show \"\$1\" --width 40 2>\"\$2\"" "$MIXEL" "${SHOW_IMG:-$IMG}" \
+        "$d/$name.dbg" \
         >"$d/$name.log" 2>&1 || fail "$name: termshot failed: $(cat "$d/$name.log")"
     [ -s "$d/$name.dbg" ] || fail "$name: mixel wrote no decision (did it run?)"
     echo "$name: $(cat "$d/$name.dbg")"
@@ -43,8 +44,10 @@ sizes() {
     bh=$((bh2 / 2 * ch + bh2 % 2 * ch / 2))
 }
 
-check() { # NAME W H TOL IGNORE_BOTTOM
-    "$PY" "$CHECK" "$d/$1.png" "$2" "$3" "$4" "$5" || fail "$1: screenshot does not match"
+check() { # NAME W H TOL IGNORE_BOTTOM [R,G,B of the bottom-right quadrant]
+    n=$1
+    shift
+    "$PY" "$CHECK" "$d/$n.png" "$@" || fail "$n: screenshot does not match"
 }
 
 # a build without libsixel runs only the half-block cases

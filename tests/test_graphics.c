@@ -185,6 +185,53 @@ static void test_foot_and_wezterm(void **state) {
     assert_true(g.truecolor);
 }
 
+/* OSC 11 (background colour): xterm answers `rgb:RRRR/GGGG/BBBB` ended like the query (ST or
+ * BEL); 1 to 4 hex digits a component are allowed by XParseColor. */
+static void test_background_colour(void **state) {
+    (void)state;
+    struct mx_gfx_answers a = {.tty = true};
+    assert_true(absorb(&a, MX_GFXQ_BG, "\033]11;rgb:ffff/ffff/ffff\033\\" DA1_XTERM_VT340));
+    assert_true(a.bg_known);
+    assert_int_equal(a.bg[0], 255);
+    assert_int_equal(a.bg[2], 255);
+    assert_true(absorb(&a, MX_GFXQ_BG, "\033]11;rgb:1e1e/2020/0000\a"));
+    assert_int_equal(a.bg[0], 30);
+    assert_int_equal(a.bg[1], 32);
+    assert_int_equal(a.bg[2], 0);
+    assert_true(absorb(&a, MX_GFXQ_BG, "\033]11;rgb:ff/80/0\a"));
+    assert_int_equal(a.bg[1], 128);
+    assert_int_equal(a.bg[2], 0);
+    assert_true(absorb(&a, MX_GFXQ_BG, "\033]11;rgb:f/8/0\033\\"));
+    assert_int_equal(a.bg[1], 136); /* 8/15 of 255 */
+    struct mx_gfx_answers b = {.tty = true};
+    assert_false(absorb(&b, MX_GFXQ_BG, DA1_TMUX));                          /* no answer */
+    assert_false(absorb(&b, MX_GFXQ_BG, "\033]11;rgb:ffff/ffff\033\\"));    /* two parts */
+    assert_false(absorb(&b, MX_GFXQ_BG, "\033]11;rgb:ffff/ffff/ffff"));       /* unterminated */
+    assert_false(absorb(&b, MX_GFXQ_BG, "\033]11;rgb:fffff/0/0\a"));         /* 5 digits */
+    assert_false(absorb(&b, MX_GFXQ_BG, "\033]10;rgb:ffff/ffff/ffff\a"));    /* foreground */
+    assert_false(b.bg_known);
+    struct mx_gfx g;
+    mx_gfx_decide(MX_GFX_AUTO, &a, &g);
+    assert_true(g.bg_known);
+    assert_int_equal(g.bg[0], 255);
+
+    /* a half-transparent quadrant composited over it */
+    char path[1024];
+    const char *src = getenv("MX_SRCDIR");
+    snprintf(path, sizeof path, "%s/tests/data/quadrants_rgba.png", src ? src : ".");
+    static const uint8_t white[3] = {255, 255, 255};
+    struct mx_image img;
+    assert_int_equal(mx_image_load_over(path, white, &img, NULL), 0);
+    const uint8_t *br = img.rgb + ((size_t)40 * img.w + 50) * 3;
+    assert_int_equal(br[0], 247); /* (240 * 128 + 255 * 127 + 127) / 255 */
+    assert_int_equal(br[1], 237);
+    assert_int_equal(br[2], 147);
+    const uint8_t *tl = img.rgb + ((size_t)5 * img.w + 5) * 3; /* opaque: unchanged */
+    assert_int_equal(tl[0], 220);
+    assert_int_equal(tl[1], 40);
+    mx_image_free(&img);
+}
+
 static void test_no_reply_garbage_partial(void **state) {
     (void)state;
     struct mx_gfx_answers a = {.tty = true, .colours = 256};
@@ -210,7 +257,7 @@ static void test_no_reply_garbage_partial(void **state) {
     assert_int_equal(g.mode, MX_GFX_BLOCKS);
     assert_non_null(strstr(g.why, "did not answer"));
     /* random bytes from the answers' alphabet: parsers stay in bounds and values in range */
-    static const char alphabet[] = "\033[?;0123456789Sct";
+    static const char alphabet[] = "\033[?;0123456789Sct]rgb:/f\a\\";
     uint64_t seed = 42;
     for (int it = 0; it < 20000; it++) {
         char buf[48];
@@ -218,7 +265,7 @@ static void test_no_reply_garbage_partial(void **state) {
         for (size_t i = 0; i < n; i++)
             buf[i] = alphabet[mx_test_rand(&seed) % (sizeof alphabet - 1)];
         struct mx_gfx_answers r = {0};
-        for (int q = MX_GFXQ_DA1; q <= MX_GFXQ_TEXT18; q++)
+        for (int q = MX_GFXQ_DA1; q <= MX_GFXQ_BG; q++)
             mx_gfx_absorb(&r, (enum mx_gfx_query)q, buf, n);
         assert_true(r.regs >= 0 && r.regs <= 1000000);
         assert_true(r.geom_w >= 0 && r.geom_w <= 65535 && r.geom_h >= 0 && r.geom_h <= 65535);
@@ -917,6 +964,7 @@ int main(void) {
         cmocka_unit_test(test_mlterm_broken_xtsmgraphics),
         cmocka_unit_test(test_tmux_33a),
         cmocka_unit_test(test_foot_and_wezterm),
+        cmocka_unit_test(test_background_colour),
         cmocka_unit_test(test_no_reply_garbage_partial),
         cmocka_unit_test(test_not_a_tty_and_overrides),
         cmocka_unit_test(test_tmux_wrap_bytes),

@@ -56,20 +56,29 @@ static void print_plain(const char *path) {
 }
 
 int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height) {
+    /* Detection comes before loading (transparent pixels are composited over the terminal's
+     * background), but a missing file is reported without making the user wait for it. */
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        fprintf(stderr, "mixel show: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fclose(probe);
+    struct mx_gfx g;
+    mx_gfx_detect(mode, 0, &g, NULL);
     struct mx_err err = {0};
     struct mx_image img = {0};
-    int rc = mx_image_load(path, &img, &err);
+    int rc = mx_image_load_over(path, g.bg, &img, &err);
     if (rc < 0) {
         fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
         return 1;
     }
-    struct mx_gfx g;
-    mx_gfx_detect(mode, 0, &g, NULL);
     if (getenv("MIXEL_DEBUG_GRAPHICS"))
         fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
-                "%d colours, %s\n", mx_gfx_mode_name(g.mode), g.why, g.cell_w, g.cell_h,
-                g.cell_src, g.cols, g.rows, g.max_w, g.max_h, g.colour_regs,
-                g.truecolor ? "24-bit blocks" : "256-colour blocks");
+                "%d colours, %s, background %02x%02x%02x%s\n", mx_gfx_mode_name(g.mode), g.why,
+                g.cell_w, g.cell_h, g.cell_src, g.cols, g.rows, g.max_w, g.max_h, g.colour_regs,
+                g.truecolor ? "24-bit blocks" : "256-colour blocks", g.bg[0], g.bg[1], g.bg[2],
+                g.bg_known ? "" : " (assumed)");
     if (g.mode == MX_GFX_NONE) {
         print_plain(path);
         mx_image_free(&img);

@@ -56,6 +56,7 @@ const char *mx_gfx_query_bytes(enum mx_gfx_query q) {
     case MX_GFXQ_CELL16: return "\033[16t";
     case MX_GFXQ_WIN14:  return "\033[14t";
     case MX_GFXQ_TEXT18: return "\033[18t";
+    case MX_GFXQ_BG:     return "\033]11;?\033\\";
     }
     return NULL;
 }
@@ -117,6 +118,14 @@ bool mx_gfx_absorb(struct mx_gfx_answers *a, enum mx_gfx_query q, const char *re
         a->win14_h = w.a;
         a->win14_w = w.b;
         return true;
+    case MX_GFXQ_BG: {
+        unsigned char rgb[3];
+        if (!mx_tq_parse_osc_colour(reply, len, 11, rgb))
+            return false;
+        memcpy(a->bg, rgb, 3);
+        a->bg_known = true;
+        return true;
+    }
     case MX_GFXQ_TEXT18: /* CSI 8 ; rows ; cols t */
         if (!mx_tq_parse_winop(reply, len, 8, &w) || !in_range(w.a, 1, MX_GFX_MAX_DIM) ||
             !in_range(w.b, 1, MX_GFX_MAX_DIM))
@@ -188,6 +197,8 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
     text_area(a, &g->rows, &g->cols);
     cell_size(a, g->rows, g->cols, g);
     g->truecolor = a->colours >= 16777216 || !a->tty;
+    g->bg_known = a->bg_known;
+    memcpy(g->bg, a->bg, 3); /* black when unknown */
     g->colour_regs = a->regs > 0 ? MX_MIN(MX_MAX(a->regs, 2), 256) : 256;
     /* Largest sixel: the terminal's geometry when it says, never more than the text area. */
     g->max_w = MX_MIN(g->cols * g->cell_w, MX_GFX_MAX_DIM);
@@ -382,6 +393,7 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
                 }
                 if (!(a.ws_rows > 0 && a.ws_cols > 0))
                     ask(&tq, &a, MX_GFXQ_TEXT18, timeout_ms);
+                ask(&tq, &a, MX_GFXQ_BG, timeout_ms); /* for transparent pixels */
             }
         }
         raw_armed = 0;

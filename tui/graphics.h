@@ -46,6 +46,8 @@ struct mx_gfx_answers {
     bool tmux;                 /* $TMUX is set */
     int tmux_passthrough;      /* allow-passthrough: 1 on, 0 off, -1 unknown */
     int colours;               /* mx_tq_colour_depth(): 16777216 truecolor, 256, 8, 0 NO_COLOR */
+    bool bg_known;             /* the terminal answered OSC 11 */
+    unsigned char bg[3];       /* its default background, RGB8 */
 };
 
 /* Which reply mx_gfx_absorb is given. */
@@ -56,6 +58,7 @@ enum mx_gfx_query {
     MX_GFXQ_CELL16,    /* `CSI 16 t` */
     MX_GFXQ_WIN14,     /* `CSI 14 t` */
     MX_GFXQ_TEXT18,    /* `CSI 18 t` */
+    MX_GFXQ_BG,        /* `OSC 11 ; ? ST`: the default background colour */
 };
 
 /* The bytes each query sends (before the DA1 that mx_tq_ask appends). */
@@ -77,6 +80,8 @@ struct mx_gfx {
     bool cell_known;
     int cols, rows;            /* text area (80x24 when unknown) */
     bool truecolor;            /* blocks: SGR 38;2/48;2 (else 256-colour 38;5/48;5) */
+    bool bg_known;             /* bg is the terminal's background (else black is assumed) */
+    unsigned char bg[3];       /* what transparent pixels are composited over */
     char cell_src[48];         /* where the cell size came from */
     char why[256];             /* why this mode, for `mixel doctor` and messages */
 };

@@ -82,7 +82,8 @@ static void png_read_cb(png_structp png, png_bytep data, size_t n) {
 }
 
 /* Decodes an open PNG file into out. Returns 0 or MX_EFORMAT/MX_ERANGE/MX_ENOMEM with err set. */
-static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_err *err) {
+static int load_png(FILE *f, const char *path, const uint8_t bg[3], struct mx_image *out,
+                    struct mx_err *err) {
     struct png_msgs msgs = {"", ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &msgs, png_error_cb,
                                              png_warning_cb);
@@ -164,13 +165,13 @@ static int load_png(FILE *f, const char *path, struct mx_image *out, struct mx_e
     rows = NULL;
     png_destroy_read_struct(&png, &info, NULL);
 
-    /* RGBA -> RGB over black, in place (the write index never passes the read index). */
+    /* RGBA -> RGB over bg, in place (the write index never passes the read index). */
     uint8_t *p = pix;
     size_t n = (size_t)w * h;
     for (size_t i = 0; i < n; i++) {
         unsigned a = p[4 * i + 3];
         for (int c = 0; c < 3; c++)
-            p[3 * i + c] = (uint8_t)((p[4 * i + c] * a + 127) / 255);
+            p[3 * i + c] = (uint8_t)((p[4 * i + c] * a + bg[c] * (255 - a) + 127) / 255);
     }
     uint8_t *shrunk = realloc(p, n * 3);
     out->rgb = shrunk ? shrunk : p;
@@ -386,6 +387,12 @@ static int load_jpeg(FILE *f, const char *path, struct mx_image *out, struct mx_
 }
 
 int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err) {
+    static const uint8_t black[3] = {0, 0, 0};
+    return mx_image_load_over(path, black, out, err);
+}
+
+int mx_image_load_over(const char *path, const uint8_t bg[3], struct mx_image *out,
+                       struct mx_err *err) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -396,7 +403,7 @@ int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err) {
     int rc;
     if (n == 8 && !png_sig_cmp(magic, 0, 8)) {
         rewind(f);
-        rc = load_png(f, path, out, err);
+        rc = load_png(f, path, bg, out, err);
     } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
         rc = load_jpeg(f, path, out, err);
     } else {

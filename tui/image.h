@@ -33,6 +33,11 @@ struct mx_image {
  * empty and err says "path: problem". */
 int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err);
 
+/* mx_image_load compositing PNG alpha over bg (RGB8; e.g. the terminal's background) instead of
+ * black. */
+int mx_image_load_over(const char *path, const uint8_t bg[3], struct mx_image *out,
+                       struct mx_err *err);
+
 /* Frees the pixels (img may be NULL) and empties the struct. */
 void mx_image_free(struct mx_image *img);
 

@@ -244,3 +244,52 @@ const char *mx_tq_parse_winop(const char *buf, size_t len, int code, struct mx_w
     }
     return NULL;
 }
+
+/* Hex digit value, or -1. */
+static int hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+const char *mx_tq_parse_osc_colour(const char *buf, size_t len, int code, unsigned char rgb[3]) {
+    char head[16];
+    int hn = snprintf(head, sizeof head, "\033]%d;rgb:", code);
+    for (size_t i = 0; i + (size_t)hn <= len; i++) {
+        if (memcmp(buf + i, head, (size_t)hn) != 0)
+            continue;
+        size_t j = i + (size_t)hn;
+        unsigned char c[3];
+        bool ok = true;
+        for (int k = 0; k < 3 && ok; k++) {
+            unsigned v = 0;
+            int nd = 0;
+            while (j < len && hexval(buf[j]) >= 0 && nd < 4) {
+                v = v * 16 + (unsigned)hexval(buf[j++]);
+                nd++;
+            }
+            if (nd == 0 || (k < 2 && (j >= len || buf[j++] != '/'))) {
+                ok = false;
+                break;
+            }
+            unsigned max = (1u << (4 * nd)) - 1;
+            c[k] = (unsigned char)((v * 255 + max / 2) / max);
+        }
+        if (!ok)
+            continue;
+        size_t end;
+        if (j < len && buf[j] == '\a')
+            end = j + 1;
+        else if (j + 1 < len && buf[j] == '\033' && buf[j + 1] == '\\')
+            end = j + 2;
+        else
+            continue; /* incomplete or not ended properly */
+        memcpy(rgb, c, 3);
+        return buf + end;
+    }
+    return NULL;
+}

@@ -49,6 +49,11 @@ struct mx_winop {
  * code < 0). Returns a pointer just past it, or NULL. */
 const char *mx_tq_parse_winop(const char *buf, size_t len, int code, struct mx_winop *out);
 
+/* Finds the first OSC colour answer `ESC ] code ; rgb:R/G/B` (ended by BEL or ESC \; each
+ * component 1 to 4 hex digits) in buf[0..len) and scales it to 8 bits per channel into rgb.
+ * Returns a pointer just past it, or NULL (rgb untouched). */
+const char *mx_tq_parse_osc_colour(const char *buf, size_t len, int code, unsigned char rgb[3]);
+
 /* A terminal session for queries: raw mode on the tty, restored by mx_tq_close. */
 struct mx_tq {
     int in_fd, out_fd;

@@ -28,11 +28,13 @@ PROFILES = {
     # (rows, cols, xpix, ypix), {query: answer}
     "xterm-vt340": ((40, 120, 964, 684), {
         b"\x1b[c": DA1_VT340,
+        b"\x1b]11;?\x1b\\": b"\x1b]11;rgb:ffff/ffff/ffff\x1b\\",  # xterm's white background
         b"\x1b[?1;1;0S": b"\x1b[?1;0;1024S",
         b"\x1b[?2;1;0S": b"\x1b[?2;0;960;680S",
     }),
     "xterm-420": ((24, 80, 644, 412), {
         b"\x1b[c": b"\x1b[?64;1;2;6;9;15;16;17;18;21;22;28c",
+        b"\x1b]11;?\x1b\\": b"\x1b]11;rgb:ffff/ffff/ffff\x1b\\",
         b"\x1b[?1;1;0S": b"\x1b[?1;3;0S",
         b"\x1b[?2;1;0S": b"\x1b[?2;3;0S",
     }),
@@ -53,12 +55,13 @@ PROFILES = {
     "garbage": ((24, 80, 0, 0), {b"\x1b[c": b"\x1b[?6x;\x00\xff\x1b[zz"}),
     "split": ((40, 120, 964, 684), {
         b"\x1b[c": (DA1_VT340[:9], DA1_VT340[9:]),
+        b"\x1b]11;?\x1b\\": (b"\x1b]11;rgb:ff", b"ff/ffff/ffff\x1b\\"),
         b"\x1b[?1;1;0S": b"\x1b[?1;0;1024S",
         b"\x1b[?2;1;0S": b"\x1b[?2;0;960;680S",
     }),
 }
 # CSI sequences that are queries (the rest of the output is the picture)
-QUERY = re.compile(rb"\x1b\[(?:c|\?[12];1;0S|1[468]t)")
+QUERY = re.compile(rb"\x1b\[(?:c|\?[12];1;0S|1[468]t)|\x1b\]11;\?\x1b\\")
 
 
 def main():

@@ -2,13 +2,15 @@
 """shotcheck.py - finds the quadrants test image (tests/data/quadrants.png) in a terminal
 screenshot and checks its size and colours. Python stdlib only (zlib): /usr/bin/python3 has no PIL.
 
-usage: shotcheck.py SHOT.png WIDTH HEIGHT TOL [IGNORE_BOTTOM_PX]
+usage: shotcheck.py SHOT.png WIDTH HEIGHT TOL [IGNORE_BOTTOM_PX [R,G,B]]
 
 Pixels within 64 (max over channels) of one of the four quadrant colours are "image"; their
 bounding box (above the last IGNORE_BOTTOM_PX rows, where tmux's status line is) must be
 WIDTH x HEIGHT within 3 px and start in the first column; the mean colour of each quadrant's
 interior (15 % inset, away from resampled edges) must be within TOL of the source colour.
-Prints what it measured; exits 0 when it matches, 1 when not, 2 on a bad PNG.
+R,G,B replaces the bottom-right quadrant's expected colour (quadrants_rgba.png composited over
+the terminal's background). Prints what it measured; exits 0 when it matches, 1 when not, 2 on
+a bad PNG.
 """
 import struct
 import sys
@@ -88,6 +90,9 @@ def main():
         return 2
     path, ew, eh, tol = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     ignore = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    quads = list(QUADS)
+    if len(sys.argv) > 6:
+        quads[3] = tuple(int(v) for v in sys.argv[6].split(","))
     try:
         w, h, rows = read_png(path)
     except (OSError, ValueError, KeyError, zlib.error) as e:
@@ -96,7 +101,7 @@ def main():
     x0, y0, x1, y1 = w, h, -1, -1
     for y in range(h - ignore):
         for x, p in enumerate(rows[y]):
-            if any(max(abs(p[k] - q[k]) for k in range(3)) <= 64 for q in QUADS):
+            if any(max(abs(p[k] - q[k]) for k in range(3)) <= 64 for q in quads):
                 x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
     if x1 < 0:
         print("%s: no image colours found in %dx%d" % (path, w, h))
@@ -116,10 +121,10 @@ def main():
                 for k in range(3):
                     s[k] += rows[y][x][k]
         m = [v / float(iw * ih) for v in s]
-        good = all(abs(m[k] - QUADS[q][k]) <= tol for k in range(3))
+        good = all(abs(m[k] - quads[q][k]) <= tol for k in range(3))
         ok = ok and good
         print("  quadrant %d mean (%.1f, %.1f, %.1f) want %s +- %g: %s" %
-              (q, m[0], m[1], m[2], QUADS[q], tol, "ok" if good else "WRONG"))
+              (q, m[0], m[1], m[2], quads[q], tol, "ok" if good else "WRONG"))
     return 0 if ok else 1
 
 
