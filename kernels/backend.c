@@ -11,7 +11,7 @@
 
 #include "core/util.h"
 
-/* ---- tensors ---------------------------------------------------------------------------------- */
+/* ---- tensors --------------------------------------------------------------------------------- */
 
 static const char *tname(const struct mx_tensor *t) {
     return t && t->name ? t->name : "tensor";
@@ -115,7 +115,7 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     return 0;
 }
 
-/* ---- ops: names, backend calls ---------------------------------------------------------------- */
+/* ---- ops: names, backend calls --------------------------------------------------------------- */
 
 static const char *const op_names[] = {
 #define MX_OP_NAME(N, n) #n,
@@ -170,7 +170,7 @@ static int op_fail(struct mx_backend *be, int code, const char *fmt, ...) {
     return code;
 }
 
-/* ---- buffers ----------------------------------------------------------------------------------- */
+/* ---- buffers --------------------------------------------------------------------------------- */
 
 int mx_buf_alloc(struct mx_backend *be, size_t size, struct mx_buf **out, struct mx_err *err) {
     *out = NULL;
@@ -221,7 +221,7 @@ int mx_tensor_get(struct mx_backend *be, const struct mx_tensor *t, void *dst, s
     return rc < 0 ? rc : be->ops->get(be, t, dst, offset, size);
 }
 
-/* ---- arena -------------------------------------------------------------------------------------- */
+/* ---- arena ----------------------------------------------------------------------------------- */
 
 #define MX_ARENA_ALIGN 64
 
@@ -278,7 +278,7 @@ void mx_arena_deinit(struct mx_arena *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* ---- op checks -------------------------------------------------------------------------------- */
+/* ---- op checks ------------------------------------------------------------------------------- */
 
 static bool same_shape(const struct mx_tensor *a, const struct mx_tensor *b) {
     for (int i = 0; i < 4; i++)

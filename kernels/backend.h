@@ -33,6 +33,13 @@
  *   - all tensors of one op live on the same backend (the CPU backend accepts any host memory).
  *   - thread-safety: one backend is used by one thread at a time (the engine worker).
  *
+ * KV CACHE recipe: per layer K and V tensors [head_dim * n_head_kv, n_ctx] of F32/F16/Q8_0 (one
+ * row per cell) and one I32 kpos [n_ctx] shared by the layers (-1 = empty cell). Write a batch:
+ * mx_op_cpy(view_rows(k, cell0, T), k_cur) and set kpos[cell0..] = positions. Remove a range:
+ * set those cells' kpos to -1, or compact later cells down with mx_op_cpy between row views of
+ * the same tensor (memmove semantics) and fix kpos. Shift positions by d (context shift):
+ * mx_op_kv_shift(view_rows(k, c0, n), delta (I32 [n], all d)) and add d to those kpos.
+ *
  * MATMUL NUMERICS: ggml (and so llama.cpp) does not multiply F32 activations by quantized
  * weights; it first rounds the activations to the weight type's "vec_dot" type (Q8_0 blocks for
  * Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, Q8_K for the K-quants, F16 for F16, BF16 for BF16). The backend's
@@ -393,7 +400,8 @@ int mx_op_rope(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
 int mx_op_kv_shift(struct mx_backend *be, struct mx_tensor *kcache, const struct mx_tensor *delta,
                    int head_dim, const struct mx_rope_params *p);
 
-/* Attention over the KV cache, softmax in F32 (no flash-style approximation in the reference):
+/* Attention over the KV cache, softmax in F32 (the CPU's fast path is flash-style, an online
+ * softmax over blocks of cells, equal to the two-pass reference within ~1e-6 relative):
  *   q: F32 [head_dim, n_head, T] (already roped);   qpos: I32 [T] positions of the queries;
  *   kcache, vcache: F32, F16 or Q8_0 [head_dim * n_head_kv, n_ctx] (one row per cell, all heads
  *     of that cell; row = cell); kpos: I32 [>= n_kv], the position held by each cell, -1 = empty;

@@ -30,7 +30,7 @@
 
 static struct mx_backend *be1, *be4, *be_scalar;
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 #define MAX_ALLOCS 512
 static void *allocs[MAX_ALLOCS];
@@ -159,7 +159,7 @@ static int reset_modes(void **state) {
     return 0;
 }
 
-/* ---- tensors, arena --------------------------------------------------------------------------- */
+/* ---- tensors, arena -------------------------------------------------------------------------- */
 
 static void test_tensor_helpers(void **state) {
     struct mx_tensor t, v;
@@ -213,7 +213,7 @@ static void test_arena_measure_then_alloc(void **state) {
     mx_arena_deinit(&a);
 }
 
-/* ---- matmul ----------------------------------------------------------------------------------- */
+/* ---- matmul ---------------------------------------------------------------------------------- */
 
 /* dst = W x checked against the double oracle on the rounded activations. */
 static void check_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in, int64_t n_out,
@@ -337,7 +337,7 @@ static void test_matmul_broadcast(void **state) {
     free_all();
 }
 
-/* ---- matmul_id --------------------------------------------------------------------------------- */
+/* ---- matmul_id ------------------------------------------------------------------------------- */
 
 /* Weights in their own pages; unselected experts are made unreadable, so reading one crashes. */
 static void test_matmul_id_reads_only_selected(void **state) {
@@ -442,7 +442,7 @@ static void test_matmul_id_bad_id(void **state) {
     free_all();
 }
 
-/* ---- get_rows ---------------------------------------------------------------------------------- */
+/* ---- get_rows -------------------------------------------------------------------------------- */
 
 static void test_get_rows(void **state) {
     for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++) {
@@ -571,7 +571,7 @@ static void test_softmax_and_activations(void **state) {
     free_all();
 }
 
-/* ---- rope -------------------------------------------------------------------------------------- */
+/* ---- rope ------------------------------------------------------------------------------------ */
 
 /* Exact rotation in double: pair i at position p by p * base^(-2i/n_rot). */
 static void oracle_rope(const float *x, double *y, int hd, int n_rot, int mode, double base,
@@ -580,7 +580,8 @@ static void oracle_rope(const float *x, double *y, int hd, int n_rot, int mode, 
         y[i] = x[i];
     for (int i = 0; i < n_rot / 2; i++) {
         double th = pos * pow(base, -2.0 * i / n_rot);
-        int i0 = mode == MX_ROPE_NEOX ? i : 2 * i, i1 = mode == MX_ROPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
+        int i0 = mode == MX_ROPE_NEOX ? i : 2 * i,
+            i1 = mode == MX_ROPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
         y[i0] = x[i0] * cos(th) - x[i1] * sin(th);
         y[i1] = x[i0] * sin(th) + x[i1] * cos(th);
     }
@@ -604,7 +605,8 @@ static void test_rope_formula(void **state) {
              * case at the fastest pair; so 2e-5 on values of magnitude <= 1.5 */
             for (int t = 0; t < T; t++)
                 for (int h = 0; h < nh; h++) {
-                    oracle_rope(F(&x) + (t * nh + h) * hd, ref, hd, p.n_rot, p.mode, 10000.0, pv[t]);
+                    oracle_rope(F(&x) + (t * nh + h) * hd, ref, hd, p.n_rot, p.mode, 10000.0,
+                                pv[t]);
                     for (int i = 0; i < hd; i++)
                         assert_true(fabs(F(&y)[(t * nh + h) * hd + i] - ref[i]) < 2e-5);
                 }
@@ -703,7 +705,7 @@ static void test_rope_large_positions_follow_ggml(void **state) {
     free_all();
 }
 
-/* ---- KV cache: write, attention, shift -------------------------------------------------------- */
+/* ---- KV cache: write, attention, shift ------------------------------------------------------- */
 
 struct attn_case {
     int hd, nh, nkv;   /* head_dim, heads, kv heads */
@@ -845,8 +847,10 @@ static void test_attn_fast_equals_reference(void **state) {
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
     for (int ti = 0; ti < 3; ti++)
         for (int window = 0; window <= 50; window += 50) {
-            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, T, 1), src = mk(MX_TYPE_F32, ekv, ncell, 1, 1);
-            struct mx_tensor kc = mk(types[ti], ekv, ncell, 1, 1), vc = mk(types[ti], ekv, ncell, 1, 1);
+            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, T, 1),
+                             src = mk(MX_TYPE_F32, ekv, ncell, 1, 1);
+            struct mx_tensor kc = mk(types[ti], ekv, ncell, 1, 1),
+                             vc = mk(types[ti], ekv, ncell, 1, 1);
             struct mx_tensor qp = mk(MX_TYPE_I32, T, 1, 1, 1), kp = mk(MX_TYPE_I32, ncell, 1, 1, 1);
             struct mx_tensor y1 = mk(MX_TYPE_F32, hd, nh, T, 1), y2 = mk(MX_TYPE_F32, hd, nh, T, 1);
             fill(&q, 1.0f);
@@ -963,8 +967,8 @@ static void test_kv_shift(void **state) {
         assert_int_equal(mx_op_rope(be4, &k2, &k, &pos2, &rp), 0); /* direct at p + d */
         double d = maxdiff(F(&back), F(&k2), ekv * n);
         if (d > tol[ti])
-            fail_msg("kv_shift %s: %g from keys roped at the new positions", mx_type_name(types[ti]),
-                     d);
+            fail_msg("kv_shift %s: %g from keys roped at the new positions",
+                     mx_type_name(types[ti]), d);
         if (types[ti] == MX_TYPE_F32) {
             /* attention at the shifted positions */
             struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, 1, 1), qp = mk(MX_TYPE_I32, 1, 1, 1, 1);
@@ -984,7 +988,7 @@ static void test_kv_shift(void **state) {
     }
 }
 
-/* ---- cpy -------------------------------------------------------------------------------------- */
+/* ---- cpy ------------------------------------------------------------------------------------- */
 
 static void test_cpy_conversions(void **state) {
     int64_t n = 96, R = 3;
@@ -1027,7 +1031,7 @@ static void test_cpy_conversions(void **state) {
     free_all();
 }
 
-/* ---- MoE routing ------------------------------------------------------------------------------- */
+/* ---- MoE routing ----------------------------------------------------------------------------- */
 
 static void test_moe_route_and_combine(void **state) {
     int64_t ne = 8, k = 2, T = 6;
@@ -1073,7 +1077,7 @@ static void test_moe_route_and_combine(void **state) {
     free_all();
 }
 
-/* ---- image ops --------------------------------------------------------------------------------- */
+/* ---- image ops ------------------------------------------------------------------------------- */
 
 static void test_conv2d(void **state) {
     struct mx_conv2d_params ps[] = {
@@ -1110,8 +1114,9 @@ static void test_conv2d(void **state) {
                                         int ix = ox * p->stride_x - p->pad_x + kx * p->dil_x;
                                         if (ix < 0 || iy < 0 || ix >= W || iy >= H)
                                             continue;
-                                        double t = (double)F(&wf)[((co * C + ci) * KH + ky) * KW + kx] *
-                                                   F(&x)[((n * C + ci) * H + iy) * W + ix];
+                                        double t =
+                                            (double)F(&wf)[((co * C + ci) * KH + ky) * KW + kx] *
+                                            F(&x)[((n * C + ci) * H + iy) * W + ix];
                                         s += t;
                                         sa += fabs(t);
                                     }
@@ -1138,7 +1143,8 @@ static void test_conv2d_gemm_equals_reference(void **state) {
             int HO = (H + 2 * p->pad_y - p->dil_y * (KH - 1) - 1) / p->stride_y + 1;
             struct mx_tensor x = mk(MX_TYPE_F32, W, H, C, N), wf = mk(MX_TYPE_F32, KW, KH, C, CO);
             struct mx_tensor b = mk(MX_TYPE_F32, CO, 1, 1, 1);
-            struct mx_tensor y1 = mk(MX_TYPE_F32, WO, HO, CO, N), y2 = mk(MX_TYPE_F32, WO, HO, CO, N);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, WO, HO, CO, N),
+                             y2 = mk(MX_TYPE_F32, WO, HO, CO, N);
             fill(&x, 1.0f);
             fill(&wf, 1.0f);
             fill(&b, 1.0f);
@@ -1179,7 +1185,8 @@ static void test_group_norm_upsample_concat(void **state) {
             for (int i = 0; i < gs; i++) {
                 int c = g * (C / G) + i / (W * H);
                 double want = (xs[i] - m) / sqrt(v + 1e-6) * F(&w)[c] + F(&b)[c];
-                assert_true(fabs(F(&y)[(n * C + g * (C / G)) * W * H + i] - want) < 2e-6 * (fabs(want) + 1));
+                assert_true(fabs(F(&y)[(n * C + g * (C / G)) * W * H + i] - want) <
+                            2e-6 * (fabs(want) + 1));
             }
         }
     assert_int_equal(mx_op_group_norm(be4, &y, &x, &w, &b, 4, 1e-6f), MX_EINVAL);
@@ -1212,14 +1219,15 @@ static void test_group_norm_upsample_concat(void **state) {
                             s = &b2;
                             sn = nb2;
                         }
-                        float want = F(s)[((ii[3] * sn[2] + ii[2]) * sn[1] + ii[1]) * sn[0] + ii[0]];
+                        float want =
+                            F(s)[((ii[3] * sn[2] + ii[2]) * sn[1] + ii[1]) * sn[0] + ii[0]];
                         assert_true(F(&d)[((i3 * nd[2] + i2) * nd[1] + i1) * nd[0] + i0] == want);
                     }
     }
     free_all();
 }
 
-/* ---- pool and support matrix ------------------------------------------------------------------ */
+/* ---- pool and support matrix ----------------------------------------------------------------- */
 
 /* Many tiny ops back to back through the pool's spin/sleep barrier: every one completes. */
 static void test_pool_many_small_ops(void **state) {

@@ -14,7 +14,7 @@
 
 #include "kernels/backend.h"
 
-/* ---- thread pool (pool.c) --------------------------------------------------------------------- */
+/* ---- thread pool (pool.c) -------------------------------------------------------------------- */
 
 struct mx_pool;
 typedef void (*mx_pool_fn)(void *args, int ith, int nth);
@@ -39,7 +39,7 @@ static inline void mx_split(int64_t n, int ith, int nth, int64_t *r0, int64_t *r
     *r1 = *r0 + per + (ith < rem ? 1 : 0);
 }
 
-/* ---- backend state ---------------------------------------------------------------------------- */
+/* ---- backend state --------------------------------------------------------------------------- */
 
 /* Fast row kernels chosen at backend creation from the CPU's features (scalar when none). */
 struct mx_cpu_kernels {
@@ -94,7 +94,7 @@ static inline struct mx_cpu *mx_cpu_of(struct mx_backend *be) {
     return (struct mx_cpu *)be->ctx;
 }
 
-/* ---- reference kernels (ref_*.c): arguments and tasks ------------------------------------------ */
+/* ---- reference kernels (ref_*.c): arguments and tasks ---------------------------------------- */
 
 /* Row r of a contiguous tensor (r counts over ne1*ne2*ne3). */
 static inline void *mx_row(const struct mx_tensor *t, int64_t r) {

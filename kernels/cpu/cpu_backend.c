@@ -18,7 +18,7 @@
 
 #define MX_CPU_ALIGN 64
 
-/* ---- scratch ----------------------------------------------------------------------------------- */
+/* ---- scratch --------------------------------------------------------------------------------- */
 
 static void *aligned(size_t size) {
     void *p = NULL;
@@ -63,7 +63,7 @@ static int reserve_f32(struct mx_backend *be, const char *op, int64_t n) {
     return rc;
 }
 
-/* ---- buffers ----------------------------------------------------------------------------------- */
+/* ---- buffers --------------------------------------------------------------------------------- */
 
 static int cpu_buf_alloc(struct mx_backend *be, size_t size, struct mx_buf **out) {
     struct mx_buf *b = calloc(1, sizeof *b);
@@ -113,7 +113,7 @@ static int cpu_sync(struct mx_backend *be) {
     return 0;
 }
 
-/* ---- support matrix --------------------------------------------------------------------------- */
+/* ---- support matrix -------------------------------------------------------------------------- */
 
 static bool has_dequant(enum mx_type t) {
     const struct mx_type_traits *tr = mx_type_traits(t);
@@ -149,7 +149,7 @@ static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type
     }
 }
 
-/* ---- op glue ---------------------------------------------------------------------------------- */
+/* ---- op glue --------------------------------------------------------------------------------- */
 
 /* Runs fn on the pool and turns a status a task reported into the op's error. */
 static int run(struct mx_backend *be, mx_pool_fn fn, struct mx_ref_args *a, const char *op) {
@@ -315,7 +315,7 @@ static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct
     return run(be, mx_ref_concat, &a, "concat");
 }
 
-/* ---- backend ---------------------------------------------------------------------------------- */
+/* ---- backend --------------------------------------------------------------------------------- */
 
 static void cpu_free(struct mx_backend *be) {
     struct mx_cpu *c = be->ctx;

@@ -262,12 +262,15 @@ static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
             __m256i u[4];
             u[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
                                    _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-            u[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
-            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
-            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            u[1] = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            u[2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            u[3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
             for (int k = 0; k < 4; k++) {
                 __m256i y = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
                 __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
@@ -354,12 +357,15 @@ static void dequant_q6_K(const void *src, float *dst, int64_t n) {
                 __m256i q[4];
                 q[0] = _mm256_or_si256(_mm256_and_si256(lo0, m15),
                                        _mm256_slli_epi32(_mm256_and_si256(hv, m3), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(lo1, m15),
-                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4));
-                q[2] = _mm256_or_si256(_mm256_srli_epi32(lo0, 4),
-                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4));
-                q[3] = _mm256_or_si256(_mm256_srli_epi32(lo1, 4),
-                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 6), m3), 4));
+                q[1] = _mm256_or_si256(
+                    _mm256_and_si256(lo1, m15),
+                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 2), m3), 4));
+                q[2] = _mm256_or_si256(
+                    _mm256_srli_epi32(lo0, 4),
+                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 4), m3), 4));
+                q[3] = _mm256_or_si256(
+                    _mm256_srli_epi32(lo1, 4),
+                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hv, 6), m3), 4));
                 int is = l / 16;
                 for (int k = 0; k < 4; k++) {
                     __m256 ds = _mm256_set1_ps(d * (float)sc[is + 2 * k]);
@@ -491,8 +497,9 @@ static void attn_avx2(void *args, int ith, int nth) {
                 __m256i vis = _mm256_and_si256(valid,
                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv));
                 if (p->window > 0)
-                    vis = _mm256_and_si256(vis, _mm256_cmpgt_epi32(
-                        _mm256_set1_epi32(p->window), _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
+                    vis = _mm256_and_si256(
+                        vis, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
+                                                _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
                 if (_mm256_testz_si256(vis, vis))
                     continue;
                 const float *qr = qs + r * hd;
@@ -522,7 +529,8 @@ static void attn_avx2(void *args, int ith, int nth) {
         }
         for (int64_t r = 0; r < R; r++) {
             int64_t t = t0 + r / G, h = g * G + r % G;
-            float *y = (float *)((char *)a->dst->data + (size_t)(t * p->n_head + h) * a->dst->nb[1]);
+            float *y =
+                (float *)((char *)a->dst->data + (size_t)(t * p->n_head + h) * a->dst->nb[1]);
             float inv = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
             for (int64_t i = 0; i < hd; i++)
                 y[i] = acc[r * hd + i] * inv;

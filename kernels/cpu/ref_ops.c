@@ -209,7 +209,7 @@ static void set_status(struct mx_ref_args *a, int code) {
     atomic_compare_exchange_strong(&a->status, &zero, code);
 }
 
-/* ---- norms ------------------------------------------------------------------------------------ */
+/* ---- norms ----------------------------------------------------------------------------------- */
 
 void mx_ref_rms_norm(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
@@ -285,7 +285,8 @@ static void rope_consts_init(const struct mx_rope_params *rp, struct rope_consts
     k->ff = rp->freq_factors ? rp->freq_factors->data : NULL;
     k->corr[0] = k->corr[1] = 0.0f;
     if (rp->ext_factor != 0.0f) {
-        float start = floorf(yarn_corr_dim(rp->n_rot, rp->n_ctx_orig, rp->beta_fast, rp->freq_base));
+        float start =
+            floorf(yarn_corr_dim(rp->n_rot, rp->n_ctx_orig, rp->beta_fast, rp->freq_base));
         float end = ceilf(yarn_corr_dim(rp->n_rot, rp->n_ctx_orig, rp->beta_slow, rp->freq_base));
         k->corr[0] = fmaxf(0.0f, start);
         k->corr[1] = fminf((float)(rp->n_rot - 1), end);
@@ -354,7 +355,7 @@ void mx_ref_kv_shift(void *args, int ith, int nth) {
     }
 }
 
-/* ---- attention -------------------------------------------------------------------------------- */
+/* ---- attention ------------------------------------------------------------------------------- */
 
 void mx_ref_attn(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
@@ -489,9 +490,10 @@ static void binary(struct mx_ref_args *a, int ith, int nth, bool mul) {
     for (int64_t r = r0; r < r1; r++) {
         int64_t i1 = r % x->ne[1], i2 = (r / x->ne[1]) % x->ne[2], i3 = r / (x->ne[1] * x->ne[2]);
         const float *xr = mx_row(x, r);
-        const float *br = (const float *)((const char *)b->data + (size_t)(i1 % b->ne[1]) * b->nb[1] +
-                                          (size_t)(i2 % b->ne[2]) * b->nb[2] +
-                                          (size_t)(i3 % b->ne[3]) * b->nb[3]);
+        const float *br =
+            (const float *)((const char *)b->data + (size_t)(i1 % b->ne[1]) * b->nb[1] +
+                            (size_t)(i2 % b->ne[2]) * b->nb[2] +
+                            (size_t)(i3 % b->ne[3]) * b->nb[3]);
         float *y = mx_row(a->dst, r);
         int64_t nb0 = b->ne[0];
         for (int64_t i = 0; i < n; i++)
@@ -580,7 +582,7 @@ void mx_ref_moe_combine(void *args, int ith, int nth) {
     }
 }
 
-/* ---- embedding lookup -------------------------------------------------------------------------- */
+/* ---- embedding lookup ------------------------------------------------------------------------ */
 
 void mx_ref_get_rows(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
