@@ -68,9 +68,13 @@ struct mx_cpu_kernels {
  * of this many tokens, so prefill reads it T/MX_ATTN_QBLOCK times instead of T times. */
 #define MX_ATTN_QBLOCK 32
 
+/* Cache cells per online-softmax step of the fast attention: the per-step costs (max, exp of the
+ * correction, rescaling the accumulator) are shared by this many cells. A multiple of 8. */
+#define MX_ATTN_CBLOCK 32
+
 /* Floats of per-thread scratch the fast attention needs. */
 static inline int64_t mx_attn_fast_scratch(int64_t head_dim, int64_t group) {
-    return 2 * 8 * head_dim + MX_ATTN_QBLOCK * group * (2 * head_dim + 2) + 16;
+    return 3 * MX_ATTN_CBLOCK * head_dim + MX_ATTN_QBLOCK * group * (2 * head_dim + 2) + 16;
 }
 
 struct mx_cpu {

@@ -433,13 +433,15 @@ static void attn_avx2(void *args, int ith, int nth) {
     const struct mx_attn_params *p = a->p;
     const int64_t hd = p->head_dim, n_kv = p->n_kv, G = p->n_head / p->n_head_kv;
     const int64_t T = q->ne[2], nqb = (T + MX_ATTN_QBLOCK - 1) / MX_ATTN_QBLOCK;
+    const int64_t CB = MX_ATTN_CBLOCK, NS = CB / 8; /* cells per step, 8-cell sub-blocks */
     const bool ggml = a->act_mode == MX_ACT_GGML;
-    float *kt = a->cpu->tbuf[ith];              /* [hd][8] keys of the block, transposed */
-    float *vb = kt + 8 * hd;                    /* [8][hd] values of the block */
-    float *qs = vb + 8 * hd;                    /* [R][hd] scaled (and rounded) queries */
-    float *acc = qs + MX_ATTN_QBLOCK * G * hd;  /* [R][hd] unnormalised outputs */
+    float *kt = a->cpu->tbuf[ith];               /* [hd][CB] keys of the block, transposed */
+    float *vb = kt + CB * hd;                    /* [CB][hd] values of the block */
+    float *kb = vb + CB * hd;                    /* [CB][hd] keys as loaded */
+    float *qs = kb + CB * hd;                    /* [R][hd] (rounded) queries */
+    float *acc = qs + MX_ATTN_QBLOCK * G * hd;   /* [R][hd] unnormalised outputs */
     float *mrow = acc + MX_ATTN_QBLOCK * G * hd; /* [R] running max */
-    float *lrow = mrow + MX_ATTN_QBLOCK * G;    /* [R] running sum */
+    float *lrow = mrow + MX_ATTN_QBLOCK * G;     /* [R] running sum */
     int64_t u0, u1;
     mx_split(nqb * p->n_head_kv, ith, nth, &u0, &u1);
     for (int64_t u = u0; u < u1; u++) {
@@ -463,10 +465,10 @@ static void attn_avx2(void *args, int ith, int nth) {
             qmax = MX_MAX(qmax, qpos[t]);
             qmin = MX_MIN(qmin, qpos[t]);
         }
-        for (int64_t c0 = 0; c0 < n_kv; c0 += 8) {
-            int32_t kp[8];
+        for (int64_t c0 = 0; c0 < n_kv; c0 += CB) {
+            int32_t kp[MX_ATTN_CBLOCK];
             int nvis = 0;
-            for (int j = 0; j < 8; j++) {
+            for (int64_t j = 0; j < CB; j++) {
                 kp[j] = c0 + j < n_kv ? kpos[c0 + j] : -1;
                 /* the block is skipped when no query of the unit can see any of its cells */
                 if (kp[j] >= 0 && kp[j] <= qmax &&
@@ -475,8 +477,7 @@ static void attn_avx2(void *args, int ith, int nth) {
             }
             if (nvis == 0)
                 continue;
-            float kb[8 * 256]; /* [8][hd] keys as loaded; the caller ensures hd <= 256 */
-            for (int j = 0; j < 8; j++) {
+            for (int64_t j = 0; j < CB; j++) {
                 if (kp[j] < 0) {
                     memset(kb + j * hd, 0, (size_t)hd * sizeof(float));
                     memset(vb + j * hd, 0, (size_t)hd * sizeof(float));
@@ -487,43 +488,69 @@ static void attn_avx2(void *args, int ith, int nth) {
                 load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1],
                            g * hd, hd, vb + j * hd);
             }
-            for (int64_t i = 0; i < hd; i++)
-                for (int j = 0; j < 8; j++)
-                    kt[i * 8 + j] = kb[j * hd + i];
-            __m256i kpv = _mm256_loadu_si256((const __m256i *)kp);
-            __m256i valid = _mm256_cmpgt_epi32(kpv, _mm256_set1_epi32(-1));
+            for (int64_t j = 0; j < CB; j++)
+                for (int64_t i = 0; i < hd; i++)
+                    kt[i * CB + j] = kb[j * hd + i];
+            __m256i kpv[MX_ATTN_CBLOCK / 8], valid[MX_ATTN_CBLOCK / 8];
+            for (int64_t sb = 0; sb < NS; sb++) {
+                kpv[sb] = _mm256_loadu_si256((const __m256i *)(kp + 8 * sb));
+                valid[sb] = _mm256_cmpgt_epi32(kpv[sb], _mm256_set1_epi32(-1));
+            }
             for (int64_t r = 0; r < R; r++) {
                 int32_t qp = qpos[t0 + r / G];
-                __m256i vis = _mm256_and_si256(valid,
-                                               _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv));
-                if (p->window > 0)
-                    vis = _mm256_and_si256(
-                        vis, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
-                                                _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
-                if (_mm256_testz_si256(vis, vis))
+                __m256 s[MX_ATTN_CBLOCK / 8], vis[MX_ATTN_CBLOCK / 8];
+                __m256 mv = _mm256_set1_ps(-INFINITY);
+                int any = 0;
+                for (int64_t sb = 0; sb < NS; sb++) {
+                    __m256i v = _mm256_and_si256(
+                        valid[sb], _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv[sb]));
+                    if (p->window > 0)
+                        v = _mm256_and_si256(
+                            v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
+                                                  _mm256_sub_epi32(_mm256_set1_epi32(qp),
+                                                                   kpv[sb])));
+                    vis[sb] = _mm256_castsi256_ps(v);
+                    any |= !_mm256_testz_si256(v, v);
+                }
+                if (!any)
                     continue;
                 const float *qr = qs + r * hd;
-                __m256 s = _mm256_setzero_ps();
-                for (int64_t i = 0; i < hd; i++)
-                    s = _mm256_fmadd_ps(_mm256_set1_ps(qr[i]), _mm256_loadu_ps(kt + i * 8), s);
-                s = _mm256_mul_ps(s, _mm256_set1_ps(p->scale));
-                __m256 visf = _mm256_castsi256_ps(vis);
-                s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, visf);
-                float mb = hmax8(s), mold = mrow[r], mnew = mold > mb ? mold : mb;
+                for (int64_t sb = 0; sb < NS; sb++)
+                    s[sb] = _mm256_setzero_ps();
+                for (int64_t i = 0; i < hd; i++) {
+                    __m256 qi = _mm256_set1_ps(qr[i]);
+                    for (int64_t sb = 0; sb < NS; sb++)
+                        s[sb] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kt + i * CB + 8 * sb), s[sb]);
+                }
+                for (int64_t sb = 0; sb < NS; sb++) {
+                    s[sb] = _mm256_mul_ps(s[sb], _mm256_set1_ps(p->scale));
+                    s[sb] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s[sb], vis[sb]);
+                    mv = _mm256_max_ps(mv, s[sb]);
+                }
+                float mb = hmax8(mv), mold = mrow[r], mnew = mold > mb ? mold : mb;
                 float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
-                __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s, _mm256_set1_ps(mnew))), visf);
-                lrow[r] = lrow[r] * corr + hsum8(pv);
+                __m256 lsum = _mm256_setzero_ps();
+                float pj[MX_ATTN_CBLOCK];
+                for (int64_t sb = 0; sb < NS; sb++) {
+                    __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s[sb], _mm256_set1_ps(mnew))),
+                                              vis[sb]);
+                    lsum = _mm256_add_ps(lsum, pv);
+                    _mm256_storeu_ps(pj + 8 * sb, pv);
+                }
+                lrow[r] = lrow[r] * corr + hsum8(lsum);
                 mrow[r] = mnew;
-                float pj[8];
-                _mm256_storeu_ps(pj, pv);
                 float *ar = acc + r * hd;
                 __m256 cv = _mm256_set1_ps(corr);
                 for (int64_t i = 0; i < hd; i += 8) {
-                    __m256 o = _mm256_mul_ps(_mm256_loadu_ps(ar + i), cv);
-                    for (int j = 0; j < 8; j++)
-                        o = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]), _mm256_loadu_ps(vb + j * hd + i),
-                                            o);
-                    _mm256_storeu_ps(ar + i, o);
+                    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(ar + i), cv);
+                    __m256 o1 = _mm256_setzero_ps();
+                    for (int64_t j = 0; j < CB; j += 2) {
+                        o0 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]),
+                                             _mm256_loadu_ps(vb + j * hd + i), o0);
+                        o1 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j + 1]),
+                                             _mm256_loadu_ps(vb + (j + 1) * hd + i), o1);
+                    }
+                    _mm256_storeu_ps(ar + i, _mm256_add_ps(o0, o1));
                 }
             }
         }
