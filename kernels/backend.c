@@ -346,6 +346,8 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
 #define MX_OP_conv2d_ID MX_OP_CONV2D
 #define MX_OP_upsample_ID MX_OP_UPSAMPLE
 #define MX_OP_concat_ID MX_OP_CONCAT
+#define MX_OP_gelu_quick_ID MX_OP_GELU_QUICK
+#define MX_OP_transpose_ID MX_OP_TRANSPOSE
 
 #define TRY(x)             \
     do {                   \
@@ -730,4 +732,20 @@ int mx_op_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
     if (dst->data == a->data || dst->data == b->data)
         return op_fail(be, MX_EINVAL, "concat: dst aliases a source");
     DISPATCH(concat, MX_TYPE_F32, dst, a, b, dim);
+}
+
+int mx_op_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    TRY(unary_check(be, "gelu_quick", dst, x));
+    DISPATCH(gelu_quick, MX_TYPE_F32, dst, x);
+}
+
+int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    TRY(need(be, "transpose", x, MX_TYPE_F32, "x"));
+    TRY(need(be, "transpose", dst, MX_TYPE_F32, "dst"));
+    if (dst->ne[0] != x->ne[1] || dst->ne[1] != x->ne[0] || dst->ne[2] != x->ne[2] ||
+        dst->ne[3] != x->ne[3])
+        return bad_shape(be, "transpose", dst, "[x.ne1, x.ne0, x.ne2, x.ne3]");
+    if (dst->data == x->data)
+        return op_fail(be, MX_EINVAL, "transpose: dst aliases x");
+    DISPATCH(transpose, MX_TYPE_F32, dst, x);
 }

@@ -128,7 +128,9 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     X(MOE_COMBINE, moe_combine)   \
     X(CONV2D, conv2d)             \
     X(UPSAMPLE, upsample)         \
-    X(CONCAT, concat)
+    X(CONCAT, concat)             \
+    X(GELU_QUICK, gelu_quick)     \
+    X(TRANSPOSE, transpose)
 
 enum mx_op {
 #define MX_OP_ENUM(N, n) MX_OP_##N,
@@ -255,6 +257,8 @@ struct mx_backend_ops {
                     int factor);
     int (*concat)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *a,
                   const struct mx_tensor *b, int dim);
+    int (*gelu_quick)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+    int (*transpose)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 };
 
 struct mx_backend {
@@ -480,5 +484,14 @@ int mx_op_upsample(struct mx_backend *be, struct mx_tensor *dst, const struct mx
  * ne[dim] = a.ne[dim] + b.ne[dim]. */
 int mx_op_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *a,
                  const struct mx_tensor *b, int dim);
+
+/* Quick GELU (CLIP ViT text encoders, "quick_gelu"): dst = x * sigmoid(1.702 x). F32, same
+ * shape, in place ok. */
+int mx_op_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+
+/* Swaps dims 0 and 1 (ggml_cont(ggml_transpose(x))): dst[j, i, k, l] = x[i, j, k, l].
+ * x: F32 [a, b, c, d]; dst: F32 [b, a, c, d]; no aliasing. Image features [W*H, C] <-> tokens
+ * [C, W*H] in the UNet's transformer blocks. */
+int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 
 #endif

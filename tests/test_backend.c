@@ -1227,6 +1227,29 @@ static void test_group_norm_upsample_concat(void **state) {
     free_all();
 }
 
+static void test_gelu_quick_and_transpose(void **state) {
+    struct mx_tensor x = mk(MX_TYPE_F32, 13, 7, 3, 2), y = mk(MX_TYPE_F32, 13, 7, 3, 2);
+    fill(&x, 6.0f);
+    assert_int_equal(mx_op_gelu_quick(be4, &y, &x), 0);
+    for (int64_t i = 0; i < mx_tensor_nelements(&x); i++) {
+        double xv = F(&x)[i], want = xv / (1 + exp(-1.702 * xv));
+        /* a few float roundings of the result and of expf's argument (|1.702 x| <= 10.2) */
+        assert_true(fabs(F(&y)[i] - want) <= 2e-6 * fabs(want) + 1e-6 * fabs(xv) * 1e-1);
+    }
+    struct mx_tensor t = mk(MX_TYPE_F32, 7, 13, 3, 2), back = mk(MX_TYPE_F32, 13, 7, 3, 2);
+    assert_int_equal(mx_op_transpose(be4, &t, &x), 0);
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 3; k++)
+            for (int j = 0; j < 13; j++)
+                for (int i = 0; i < 7; i++)
+                    assert_true(F(&t)[((l * 3 + k) * 13 + j) * 7 + i] ==
+                                F(&x)[((l * 3 + k) * 7 + i) * 13 + j]);
+    assert_int_equal(mx_op_transpose(be4, &back, &t), 0);
+    assert_memory_equal(back.data, x.data, mx_tensor_nbytes(&x));
+    assert_int_equal(mx_op_transpose(be4, &back, &x), MX_EINVAL); /* wrong shape */
+    free_all();
+}
+
 /* ---- pool and support matrix ----------------------------------------------------------------- */
 
 /* Many tiny ops back to back through the pool's spin/sleep barrier: every one completes. */
@@ -1310,6 +1333,7 @@ int main(void) {
         cmocka_unit_test_setup(test_conv2d, reset_modes),
         cmocka_unit_test_setup(test_conv2d_gemm_equals_reference, reset_modes),
         cmocka_unit_test_setup(test_group_norm_upsample_concat, reset_modes),
+        cmocka_unit_test_setup(test_gelu_quick_and_transpose, reset_modes),
         cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
         cmocka_unit_test_setup(test_supports_and_errors, reset_modes),
     };

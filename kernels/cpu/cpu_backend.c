@@ -315,6 +315,16 @@ static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct
     return run(be, mx_ref_concat, &a, "concat");
 }
 
+static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    ARGS(.dst = dst, .src = {x});
+    return run(be, mx_ref_gelu_quick, &a, "gelu_quick");
+}
+
+static int cpu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    ARGS(.dst = dst, .src = {x});
+    return run(be, mx_ref_transpose, &a, "transpose");
+}
+
 /* ---- backend --------------------------------------------------------------------------------- */
 
 static void cpu_free(struct mx_backend *be) {
@@ -364,6 +374,8 @@ static const struct mx_backend_ops cpu_ops = {
     .conv2d = cpu_conv2d,
     .upsample = cpu_upsample,
     .concat = cpu_concat,
+    .gelu_quick = cpu_gelu_quick,
+    .transpose = cpu_transpose,
 };
 
 struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {

@@ -131,3 +131,17 @@ void mx_ref_concat(void *args, int ith, int nth) {
         }
     }
 }
+
+void mx_ref_transpose(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const struct mx_tensor *x = a->src[0];
+    struct mx_tensor *d = a->dst;
+    int64_t r0, r1;
+    mx_split(mx_tensor_nrows(d), ith, nth, &r0, &r1); /* rows of dst: (j, k, l) */
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t j = r % d->ne[1], k = (r / d->ne[1]) % d->ne[2], l = r / (d->ne[1] * d->ne[2]);
+        float *y = mx_row(d, r);
+        for (int64_t i = 0; i < d->ne[0]; i++)
+            y[i] = at(x, j, i, k, l);
+    }
+}
