@@ -5,9 +5,10 @@
 set -u
 . "$MX_SRCDIR/tests/show_lib.sh"
 
-# 1. sixel in xterm: libsixel's palette is a few levels off flat colours (measured up to 7)
+# 1. sixel in xterm: libsixel's palette is a few levels off flat colours (measured up to 7);
+#    shown after 20 lines of output, so the room for it must be made by scrolling first
 if [ $sixel_build = yes ]; then
-    shot sixel "" ""
+    shot sixel "" "seq 1 20;"
     grep -q 'mode sixel:' "$d/sixel.dbg" || fail "xterm vt340 not detected as sixel"
     sizes sixel
     check sixel "$sw" "$sh" 12 0

@@ -6,9 +6,11 @@ set -u
 . "$MX_SRCDIR/tests/show_lib.sh"
 command -v tmux >/dev/null 2>&1 || skip "tmux is not installed (apt-get install tmux)"
 
-# 4. tmux with allow-passthrough on (termshot's tmux): sixel wrapped for passthrough
+# 4. tmux with allow-passthrough on (termshot's tmux): sixel wrapped for passthrough, after 20
+#    lines of output: the pane scrolls first and the image is placed by the pane's offset and
+#    cursor (an image drawn at the outer cursor landed over tmux's status line)
 if [ $sixel_build = yes ]; then
-    shot tmuxon --tmux ""
+    shot tmuxon --tmux "seq 1 20;"
     grep -q 'mode sixel:.*passthrough' "$d/tmuxon.dbg" || fail "tmux passthrough not used"
     sizes tmuxon
     check tmuxon "$sw" "$sh" 12 24

@@ -34,6 +34,11 @@ static int stdout_write(void *ud, const char *buf, size_t n) {
     return fwrite(buf, 1, n, stdout) == n ? 0 : MX_EIO;
 }
 
+/* mx_image_write_fn into a tmux passthrough (ud: struct mx_tmux_wrap). */
+static int wrap_write(void *ud, const char *buf, size_t n) {
+    return mx_tmux_wrap_chunk(ud, buf, n);
+}
+
 /* Parses a positive cell count for option opt. Returns 0 or prints and returns -1. */
 static int parse_cells(const char *opt, const char *s, int *out) {
     char *end;
@@ -96,13 +101,56 @@ int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height)
         box_cols = 4096;
     }
     struct mx_image_layout lay;
-    rc = mx_gfx_render(&g, &img, box_cols, box_rows, stdout_write, NULL, &lay, &err);
+    bool place = g.mode == MX_GFX_SIXEL && out_tty;
+    if (place) {
+        /* Terminals leave the cursor in different places after a sixel (xterm on its last row,
+         * mlterm below it, tmux passthrough where it was) and scroll if it reaches the bottom.
+         * So: make room first (the newlines scroll now, not the image), come back up, save the
+         * cursor, draw, restore, and step below the image ourselves. */
+        rc = mx_image_fit(img.w, img.h, g.cell_w, g.cell_h, box_cols, box_rows, g.max_w,
+                          g.max_h, &lay);
+        for (int r = 0; rc == 0 && r < lay.rows; r++)
+            rc = stdout_write(NULL, "\n", 1);
+        char up[32];
+        int n = snprintf(up, sizeof up, "\033[%dA\0337", lay.rows);
+        if (rc == 0)
+            rc = stdout_write(NULL, up, (size_t)n);
+    }
+    /* Inside tmux the passed-through image lands wherever tmux last left the outer terminal's
+     * cursor, which lags behind the pane's: position it in outer coordinates inside the same
+     * passthrough (pane offset + the pane cursor), else draw where the cursor is. */
+    char pre[48] = "";
+    if (rc == 0 && place && g.tmux_wrap) {
+        int row, col, top, left;
+        fflush(stdout);
+        if (mx_gfx_cursor_pos(0, &row, &col) == 0 && mx_gfx_tmux_pane_offset(&top, &left) == 0)
+            snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + row, left + col);
+    }
+    if (rc == 0 && pre[0]) {
+        struct mx_tmux_wrap tw = {stdout_write, NULL};
+        struct mx_gfx inner = g;
+        inner.tmux_wrap = false; /* one passthrough around the positioning and the image */
+        rc = mx_tmux_wrap_begin(&tw);
+        if (rc == 0)
+            rc = mx_tmux_wrap_chunk(&tw, pre, strlen(pre));
+        if (rc == 0)
+            rc = mx_gfx_render(&inner, &img, box_cols, box_rows, wrap_write, &tw, &lay, &err);
+        if (rc == 0)
+            rc = mx_tmux_wrap_chunk(&tw, "\0338", 2);
+        if (rc == 0)
+            rc = mx_tmux_wrap_end(&tw);
+    } else if (rc == 0) {
+        rc = mx_gfx_render(&g, &img, box_cols, box_rows, stdout_write, NULL, &lay, &err);
+    }
     mx_image_free(&img);
     if (rc == 0 && g.mode == MX_GFX_SIXEL) {
-        /* xterm leaves the cursor on the image's last row; tmux does not know a passed-through
-         * image is there at all: move below it ourselves */
-        for (int r = 0; rc == 0 && r < (g.tmux_wrap ? lay.rows : 1); r++)
-            rc = stdout_write(NULL, "\n", 1);
+        if (place) {
+            rc = stdout_write(NULL, "\0338", 2);
+            for (int r = 0; rc == 0 && r < lay.rows; r++)
+                rc = stdout_write(NULL, "\n", 1);
+        } else {
+            rc = stdout_write(NULL, "\n", 1); /* a file or pipe: the sixel, then a newline */
+        }
     }
     if (fflush(stdout) != 0 && rc == 0)
         rc = MX_EIO;

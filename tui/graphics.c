@@ -250,15 +250,19 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
     }
 }
 
-int mx_gfx_tmux_passthrough(void) {
+/* Runs `tmux` with argv (NULL-terminated, argv[0] "tmux") for at most a second and collects its
+ * first output line into out (NUL-terminated, empty on any failure). The child is killed if it
+ * is still running at the deadline. */
+static void run_tmux(char *const argv[], char *out, size_t size) {
+    out[0] = '\0';
     int fds[2];
     if (pipe(fds) != 0)
-        return -1;
+        return;
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
-        return -1;
+        return;
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
@@ -269,11 +273,10 @@ int mx_gfx_tmux_passthrough(void) {
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        execlp("tmux", "tmux", "show", "-gv", "allow-passthrough", (char *)NULL);
+        execvp("tmux", argv);
         _exit(127);
     }
     close(fds[1]);
-    char out[64];
     size_t len = 0;
     double deadline = mx_time_s() + 1.0;
     for (;;) {
@@ -286,11 +289,11 @@ int mx_gfx_tmux_passthrough(void) {
             continue;
         if (r <= 0)
             break;
-        ssize_t n = read(fds[0], out + len, sizeof out - 1 - len);
+        ssize_t n = read(fds[0], out + len, size - 1 - len);
         if (n <= 0)
             break;
         len += (size_t)n;
-        if (len + 1 >= sizeof out)
+        if (len + 1 >= size)
             break;
     }
     out[len] = '\0';
@@ -300,11 +303,31 @@ int mx_gfx_tmux_passthrough(void) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
     }
-    /* judged by what it printed: an old tmux without the option prints nothing */
     out[strcspn(out, "\r\n")] = '\0';
+}
+
+int mx_gfx_tmux_passthrough(void) {
+    char *const argv[] = {"tmux", "show", "-gv", "allow-passthrough", NULL};
+    char out[64];
+    run_tmux(argv, out, sizeof out);
+    /* judged by what it printed: an old tmux without the option prints nothing */
     if (!strcmp(out, "on") || !strcmp(out, "all"))
         return 1;
     return !strcmp(out, "off") ? 0 : -1;
+}
+
+int mx_gfx_tmux_pane_offset(int *top, int *left) {
+    char *const argv[] = {"tmux", "display", "-p", "#{pane_top} #{pane_left}", NULL};
+    char out[64];
+    run_tmux(argv, out, sizeof out);
+    int t, l;
+    char extra;
+    if (sscanf(out, "%d %d %c", &t, &l, &extra) != 2 || t < 0 || l < 0 || t > 65535 ||
+        l > 65535)
+        return MX_EUNSUP;
+    *top = t;
+    *left = l;
+    return 0;
 }
 
 /* The terminal mode to put back if a signal ends the process during the queries. */
@@ -319,6 +342,27 @@ static void restore_on_signal(int sig) {
         tcsetattr(raw_fd, TCSANOW, &raw_saved);
     signal(sig, SIG_DFL);
     raise(sig);
+}
+
+/* Ctrl-C or Ctrl-Z while the terminal is in raw mode would leave it without echo: these handlers
+ * put the mode back first. (Blocking the signals is not enough: libraries start threads at load
+ * time, and any of them may take the signal.) */
+static const int guarded_sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGHUP};
+
+/* Installs restore_on_signal for guarded_sigs, saving the old actions in old. */
+static void guard_signals(struct sigaction *old) {
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = restore_on_signal;
+    sigemptyset(&act.sa_mask);
+    for (size_t i = 0; i < MX_ARRAY_LEN(guarded_sigs); i++)
+        sigaction(guarded_sigs[i], &act, &old[i]);
+}
+
+/* Puts back the actions guard_signals saved. */
+static void unguard_signals(const struct sigaction *old) {
+    for (size_t i = 0; i < MX_ARRAY_LEN(guarded_sigs); i++)
+        sigaction(guarded_sigs[i], &old[i], NULL);
 }
 
 /* Sends query q (then DA1) and records the answer. Returns false when even DA1 did not come. */
@@ -354,16 +398,8 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     a.colours = mx_tq_colour_depth(&src);
     a.tmux_passthrough = -1;
 
-    /* Ctrl-C or Ctrl-Z while the terminal is in raw mode would leave it without echo: the
-     * handlers put the mode back first. (Blocking the signals is not enough: libraries start
-     * threads at load time, and any of them may take the signal.) */
-    static const int sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGHUP};
-    struct sigaction old_act[MX_ARRAY_LEN(sigs)], act;
-    memset(&act, 0, sizeof act);
-    act.sa_handler = restore_on_signal;
-    sigemptyset(&act.sa_mask);
-    for (size_t i = 0; i < MX_ARRAY_LEN(sigs); i++)
-        sigaction(sigs[i], &act, &old_act[i]);
+    struct sigaction old_act[MX_ARRAY_LEN(guarded_sigs)];
+    guard_signals(old_act);
     struct mx_tq tq;
     if (mx_tq_open(&tq) == 0) {
         memcpy(&raw_saved, tq.saved, sizeof raw_saved);
@@ -408,8 +444,7 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
             a.ws_ypix = ws.ws_ypixel;
         }
     }
-    for (size_t i = 0; i < MX_ARRAY_LEN(sigs); i++)
-        sigaction(sigs[i], &old_act[i], NULL);
+    unguard_signals(old_act);
     mx_gfx_decide(requested, &a, out);
 #ifndef HAVE_SIXEL
     if (out->mode == MX_GFX_SIXEL && requested == MX_GFX_AUTO) {
@@ -452,5 +487,38 @@ int mx_gfx_render(const struct mx_gfx *g, const struct mx_image *img, int box_co
     mx_image_free(&scaled);
     if (rc < 0)
         mx_err_set(err, rc, "image: cannot write the %s image", sixel ? "sixel" : "half-block");
+    return rc;
+}
+
+int mx_gfx_cursor_pos(int timeout_ms, int *row, int *col) {
+    struct sigaction old_act[MX_ARRAY_LEN(guarded_sigs)];
+    guard_signals(old_act);
+    struct mx_tq tq;
+    int rc = mx_tq_open(&tq);
+    if (rc == 0) {
+        memcpy(&raw_saved, tq.saved, sizeof raw_saved);
+        raw_fd = tq.in_fd;
+        raw_armed = 1;
+        char reply[256];
+        int n = mx_tq_ask(&tq, "\033[6n", timeout_ms > 0 ? timeout_ms : 500, reply,
+                          sizeof reply);
+        raw_armed = 0;
+        mx_tq_close(&tq);
+        rc = MX_EUNSUP;
+        /* the first `ESC [ row ; col R` (DA1's answer starts ESC [ ? and is skipped) */
+        for (int i = 0; n > 0 && i + 1 < n; i++) {
+            int r = 0, c = 0;
+            char fin = 0;
+            if (reply[i] == '\033' && reply[i + 1] == '[' &&
+                sscanf(reply + i + 2, "%5d;%5d%c", &r, &c, &fin) == 3 && fin == 'R' && r >= 1 &&
+                c >= 1) {
+                *row = r;
+                *col = c;
+                rc = 0;
+                break;
+            }
+        }
+    }
+    unguard_signals(old_act);
     return rc;
 }

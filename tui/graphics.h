@@ -115,6 +115,16 @@ int mx_gfx_render(const struct mx_gfx *g, const struct mx_image *img, int box_co
  * show:". Returns the exit status: 0, or 1 on any error. */
 int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height);
 
+/* Asks the terminal where the cursor is (DSR 6, `CSI row ; col R`, 1-based; inside tmux: in
+ * the pane). Same tty rules and signal care as mx_gfx_detect. Returns 0 or MX_EUNSUP (no tty,
+ * no answer). */
+int mx_gfx_cursor_pos(int timeout_ms, int *row, int *col);
+
+/* Where the current tmux pane sits in the outer terminal (`tmux display -p`, 0-based cells), so
+ * a passed-through image can be positioned in the outer terminal's coordinates. Returns 0 or
+ * MX_EUNSUP. At most ~1 s. */
+int mx_gfx_tmux_pane_offset(int *top, int *left);
+
 /* Runs `tmux show -gv allow-passthrough` (at most ~1 s). Returns 1 when it prints on/all, 0 when
  * it prints something else, -1 when tmux cannot be asked. */
 int mx_gfx_tmux_passthrough(void);

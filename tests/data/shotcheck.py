@@ -4,10 +4,11 @@ screenshot and checks its size and colours. Python stdlib only (zlib): /usr/bin/
 
 usage: shotcheck.py SHOT.png WIDTH HEIGHT TOL [IGNORE_BOTTOM_PX [R,G,B]]
 
-Pixels within 64 (max over channels) of one of the four quadrant colours are "image"; their
-bounding box (above the last IGNORE_BOTTOM_PX rows, where tmux's status line is) must be
-WIDTH x HEIGHT within 3 px and start in the first column; the mean colour of each quadrant's
-interior (15 % inset, away from resampled edges) must be within TOL of the source colour.
+Pixels within 64 (max over channels) of one of the four quadrant colours are "image"; the bounding
+box of the rows and columns holding at least 16 of them (above the last IGNORE_BOTTOM_PX rows,
+where tmux's status line is) must be WIDTH x HEIGHT within 3 px and start in the first column; the
+mean colour of each quadrant's interior (15 % inset, away from resampled edges) must be within TOL
+of the source colour.
 R,G,B replaces the bottom-right quadrant's expected colour (quadrants_rgba.png composited over
 the terminal's background). Prints what it measured; exits 0 when it matches, 1 when not, 2 on
 a bad PNG.
@@ -98,11 +99,17 @@ def main():
     except (OSError, ValueError, KeyError, zlib.error) as e:
         print("%s: cannot read: %s" % (path, e))
         return 2
-    x0, y0, x1, y1 = w, h, -1, -1
+    # rows and columns with at least 16 image-coloured pixels: colour fringes of anti-aliased
+    # text (mlterm) have a few such pixels, never 16 in a line
+    row_n, col_n = [0] * h, [0] * w
     for y in range(h - ignore):
         for x, p in enumerate(rows[y]):
             if any(max(abs(p[k] - q[k]) for k in range(3)) <= 64 for q in quads):
-                x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
+                row_n[y] += 1
+                col_n[x] += 1
+    ys = [y for y in range(h) if row_n[y] >= 16]
+    xs = [x for x in range(w) if col_n[x] >= 16]
+    x0, y0, x1, y1 = (xs[0], ys[0], xs[-1], ys[-1]) if xs and ys else (w, h, -1, -1)
     if x1 < 0:
         print("%s: no image colours found in %dx%d" % (path, w, h))
         return 1
