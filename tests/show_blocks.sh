@@ -55,6 +55,14 @@ if "$MIXEL" --version | grep -q sixel; then
         fail "sixel must end with ST"
 fi
 
+# several files: each in turn; a missing one is reported, the others still shown, exit 1
+"$MIXEL" show "$D/quadrants.png" "$D/no-such.png" "$D/quadrants_palette.png" --width 4 \
+    >"$t/out" 2>"$t/err"
+[ $? -eq 1 ] || fail "a missing file among several: want exit 1"
+grep -q 'no-such.png' "$t/err" || fail "the missing file is not named"
+[ "$(wc -l <"$t/out")" -eq 4 ] || fail "two images of 2 rows each expected"
+[ "$(grep -c "^$ESC\[38;2;220;40;40m" "$t/out")" -eq 2 ] || fail "both images start top-left red"
+
 # none and the environment
 "$MIXEL" show "$D/quadrants.png" --graphics none >"$t/out" || fail "none"
 [ "$(cat "$t/out")" = "[image: $D/quadrants.png]" ] || fail "none: '$(cat "$t/out")'"

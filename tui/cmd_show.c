@@ -19,10 +19,10 @@
 /* The help text, to f. */
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: mixel show FILE [--graphics auto|sixel|blocks|none] [--width COLS] "
+            "usage: mixel show FILE... [--graphics auto|sixel|blocks|none] [--width COLS] "
             "[--height ROWS]\n"
             "\n"
-            "Prints a PNG or JPEG image to stdout: as sixel when the terminal shows sixel, else\n"
+            "Prints PNG or JPEG images to stdout: as sixel when the terminal shows sixel, else\n"
             "as Unicode half blocks, or as a plain `[image: FILE]` line with --graphics none.\n"
             "The image fits the terminal (80 columns when stdout is not a terminal); --width\n"
             "and --height give the box in cells instead. MIXEL_GRAPHICS sets the default mode.\n");
@@ -38,6 +38,8 @@ static int stdout_write(void *ud, const char *buf, size_t n) {
 static int wrap_write(void *ud, const char *buf, size_t n) {
     return mx_tmux_wrap_chunk(ud, buf, n);
 }
+
+static int show_one(const char *path, const struct mx_gfx *gp, int width, int height);
 
 /* Parses a positive cell count for option opt. Returns 0 or prints and returns -1. */
 static int parse_cells(const char *opt, const char *s, int *out) {
@@ -60,17 +62,37 @@ static void print_plain(const char *path) {
     fputs("]\n", stdout);
 }
 
-int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height) {
-    /* Detection comes before loading (transparent pixels are composited over the terminal's
-     * background), but a missing file is reported without making the user wait for it. */
+/* Detects the terminal for mode (after checking that path opens, so a missing file is reported
+ * without making the user wait for the queries) into g. Returns 0, or 1 with the error printed. */
+static int detect_for(const char *path, enum mx_gfx_mode mode, struct mx_gfx *g) {
     FILE *probe = fopen(path, "rb");
     if (!probe) {
         fprintf(stderr, "mixel show: %s: %s\n", path, strerror(errno));
         return 1;
     }
     fclose(probe);
+    mx_gfx_detect(mode, 0, g, NULL);
+    if (getenv("MIXEL_DEBUG_GRAPHICS"))
+        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
+                "%d colours, %s, background %02x%02x%02x%s\n", mx_gfx_mode_name(g->mode),
+                g->why, g->cell_w, g->cell_h, g->cell_src, g->cols, g->rows, g->max_w, g->max_h,
+                g->colour_regs, g->truecolor ? "24-bit blocks" : "256-colour blocks", g->bg[0],
+                g->bg[1], g->bg[2], g->bg_known ? "" : " (assumed)");
+    return 0;
+}
+
+int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height) {
     struct mx_gfx g;
-    mx_gfx_detect(mode, 0, &g, NULL);
+    if (detect_for(path, mode, &g) != 0)
+        return 1;
+    return show_one(path, &g, width, height);
+}
+
+/* Loads path and prints it for the detected terminal g (detection comes first: transparent
+ * pixels are composited over the terminal's background). Returns 0, or 1 with the error
+ * printed. */
+static int show_one(const char *path, const struct mx_gfx *gp, int width, int height) {
+    struct mx_gfx g = *gp;
     struct mx_err err = {0};
     struct mx_image img = {0};
     int rc = mx_image_load_over(path, g.bg, &img, &err);
@@ -78,12 +100,6 @@ int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height)
         fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
         return 1;
     }
-    if (getenv("MIXEL_DEBUG_GRAPHICS"))
-        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
-                "%d colours, %s, background %02x%02x%02x%s\n", mx_gfx_mode_name(g.mode), g.why,
-                g.cell_w, g.cell_h, g.cell_src, g.cols, g.rows, g.max_w, g.max_h, g.colour_regs,
-                g.truecolor ? "24-bit blocks" : "256-colour blocks", g.bg[0], g.bg[1], g.bg[2],
-                g.bg_known ? "" : " (assumed)");
     if (g.mode == MX_GFX_NONE) {
         print_plain(path);
         mx_image_free(&img);
@@ -163,7 +179,8 @@ int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height)
 }
 
 int mx_cmd_show(int argc, char **argv) {
-    const char *path = NULL;
+    const char *paths[256];
+    int n_paths = 0;
     enum mx_gfx_mode mode = MX_GFX_AUTO;
     int width = 0, height = 0;
     for (int i = 1; i < argc; i++) {
@@ -186,17 +203,30 @@ int mx_cmd_show(int argc, char **argv) {
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mixel show: unknown option '%s' (see mixel show --help)\n", a);
             return 2;
-        } else if (!path) {
-            path = a;
+        } else if (n_paths < (int)(sizeof paths / sizeof paths[0])) {
+            paths[n_paths++] = a;
         } else {
-            fprintf(stderr, "mixel show: one FILE only ('%s' is extra)\n", a);
+            fprintf(stderr, "mixel show: at most 256 files at a time\n");
             return 2;
         }
     }
-    if (!path) {
+    if (n_paths == 0) {
         usage(stderr);
         return 2;
     }
-
-    return mx_show_file(path, mode, width, height);
+    /* the terminal is asked once; each file is shown in turn, a bad one does not stop the rest */
+    struct mx_gfx g;
+    int status = 0, detected = 0;
+    for (int i = 0; i < n_paths; i++) {
+        if (!detected) {
+            if (detect_for(paths[i], mode, &g) != 0) {
+                status = 1;
+                continue;
+            }
+            detected = 1;
+        }
+        if (show_one(paths[i], &g, width, height) != 0)
+            status = 1;
+    }
+    return status;
 }
