@@ -28,7 +28,7 @@
 
 #define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
 
-static struct mx_backend *be1, *be4, *be_scalar;
+static struct mx_backend *be1, *be4, *be_scalar, *be_avx2;
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -156,6 +156,7 @@ static int reset_modes(void **state) {
     mx_backend_set_act_mode(be1, MX_ACT_GGML);
     mx_backend_set_act_mode(be4, MX_ACT_GGML);
     mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
+    mx_backend_set_act_mode(be_avx2, MX_ACT_GGML);
     return 0;
 }
 
@@ -248,7 +249,7 @@ static void test_matmul_all_types(void **state) {
     for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++) {
         enum mx_type type = wtypes[k];
         int64_t blk = mx_type_traits(type)->blck_size;
-        int64_t n_in = blk == 256 ? 512 : 96;
+        int64_t n_in = blk == 256 ? 512 : 224; /* 7 blocks: a 4-block SIMD loop and a tail */
         assert_true(mx_backend_supports(be4, MX_OP_MATMUL, type));
         int64_t Ts[] = {1, 3, 9}; /* decode, small batch, GEMM path (>= 8 columns) */
         for (int mode = 0; mode < 2; mode++)
@@ -256,6 +257,7 @@ static void test_matmul_all_types(void **state) {
                 check_matmul(be4, type, n_in, 37, Ts[i], mode); /* 37: a tile and a remainder */
                 check_matmul(be1, type, n_in, 1, Ts[i], mode);  /* a single output row */
                 check_matmul(be_scalar, type, n_in, 5, Ts[i], mode);
+                check_matmul(be_avx2, type, n_in, 9, Ts[i], mode);
                 free_all();
             }
     }
@@ -1295,7 +1297,13 @@ static int setup(void **state) {
     be_scalar = mx_backend_cpu_new(3, &err);
     if (!be1 || !be4 || !be_scalar)
         return -1;
-    mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, false);
+    be_avx2 = mx_backend_cpu_new(2, &err);
+    if (!be_avx2)
+        return -1;
+    mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
+    mx_cpu_kernels_init(&mx_cpu_of(be_avx2)->kern, MX_CPU_AVX2); /* also on AVX-512 CPUs */
+    printf("kernels: best '%s', second '%s'\n", mx_cpu_of(be4)->kern.name,
+           mx_cpu_of(be_avx2)->kern.name);
     return 0;
 }
 
@@ -1303,6 +1311,7 @@ static int teardown(void **state) {
     mx_backend_free(be1);
     mx_backend_free(be4);
     mx_backend_free(be_scalar);
+    mx_backend_free(be_avx2);
     mx_backend_free(NULL);
     return 0;
 }

@@ -173,9 +173,18 @@ int mx_cpu_conv2d_gemm(struct mx_backend *be, struct mx_tensor *dst, const struc
                        const struct mx_tensor *w, const struct mx_tensor *b,
                        const struct mx_conv2d_params *p);
 
-/* Fills k with the best kernels for this CPU (kernels/cpu/kernels_avx2.c when compiled in and
- * the CPU has AVX2+FMA+F16C), or only the scalar ones when simd is false (tests compare both). */
-void mx_cpu_kernels_init(struct mx_cpu_kernels *k, bool simd);
+/* Kernel sets, by instruction-set level. */
+enum mx_cpu_level {
+    MX_CPU_SCALAR = 0, /* the reference loops only (tests compare the others with these) */
+    MX_CPU_AVX2 = 1,   /* AVX2 + FMA + F16C (kernels_avx2.c) */
+    MX_CPU_BEST = 2,   /* the best this CPU runs. An AVX-512 VNNI Q4_0/Q8_0 set was measured no
+                        * faster than AVX2 on the Zen 4 development machine (11.9 vs 11.4 GB/s,
+                        * 26.7 vs 31.2 GB/s, one thread, L2-resident), so there is none yet. */
+};
+
+/* Fills k with the kernels of the highest level <= max_level that this binary and this CPU
+ * support (scalar when none). */
+void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level);
 
 /* The AVX2 set (kernels_avx2.c, compiled with -mavx2 -mfma -mf16c): only call after checking the
  * CPU's features. */

@@ -403,7 +403,7 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {
     be->ctx = c;
     be->act_mode = MX_ACT_GGML;
     c->n_threads = n_threads;
-    mx_cpu_kernels_init(&c->kern, true);
+    mx_cpu_kernels_init(&c->kern, MX_CPU_BEST);
     int rc = mx_pool_new(n_threads, &c->pool);
     if (rc < 0) {
         cpu_free(be);

@@ -16,20 +16,17 @@ static float dot_f32_scalar(int64_t n, const float *a, const float *b) {
     return s;
 }
 
-void mx_cpu_kernels_init(struct mx_cpu_kernels *k, bool simd) {
+void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
     k->dot_f32 = dot_f32_scalar;
-    if (simd) /* not SIMD code of ours, but "simd = false" means the plain reference set */
+    if (max_level > MX_CPU_SCALAR) /* sgemm is not ours, but level 0 means the reference set */
         k->conv2d = mx_cpu_conv2d_gemm;
 #ifdef HAVE_AVX2_BUILD
-    if (simd) {
-        struct mx_cpu_info ci;
-        mx_cpu_info_get(&ci);
-        if (ci.avx2 && ci.fma && ci.f16c)
-            mx_cpu_kernels_avx2(k);
+    struct mx_cpu_info ci;
+    mx_cpu_info_get(&ci);
+    if (max_level >= MX_CPU_AVX2 && ci.avx2 && ci.fma && ci.f16c) {
+        mx_cpu_kernels_avx2(k);
     }
-#else
-    (void)simd;
 #endif
 }

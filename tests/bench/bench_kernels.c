@@ -6,7 +6,7 @@
  * Wall time and process CPU time are both printed: on a shared machine CPU time / threads is the
  * better estimate of what an idle machine would do.
  *
- * usage: bench_kernels [threads] [n_in] [n_out]
+ * usage: bench_kernels [threads] [n_in] [n_out] [level of the second set: 0 scalar, 1 avx2]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,14 +83,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    mx_cpu_kernels_init(&mx_cpu_of(bs)->kern, false);
-    printf("threads %d, W %lld x %lld, kernels '%s' vs 'scalar'\n", nth, (long long)n_in,
-           (long long)n_out, mx_cpu_of(be)->kern.name);
+    mx_cpu_kernels_init(&mx_cpu_of(bs)->kern, argc > 4 ? atoi(argv[4]) : MX_CPU_SCALAR);
+    printf("threads %d, W %lld x %lld, kernels '%s' vs '%s'\n", nth, (long long)n_in,
+           (long long)n_out, mx_cpu_of(be)->kern.name, mx_cpu_of(bs)->kern.name);
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_BF16, MX_TYPE_Q8_0, MX_TYPE_Q4_0,
                             MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         bench_matmul(be, types[i], n_in, n_out, 1, 20, "fast");
-        bench_matmul(bs, types[i], n_in, n_out, 1, 3, "scalar");
+        bench_matmul(bs, types[i], n_in, n_out, 1, 3, mx_cpu_of(bs)->kern.name);
     }
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm");
