@@ -121,8 +121,26 @@ void mx_ref_round_act(enum mx_type wtype, float *x, int64_t n);
 enum mx_type mx_vec_dot_type(enum mx_type wtype);
 
 /* Quantizes n activations into the vec_dot type's blocks (Q8_0, Q8_1, Q8_K, F16, BF16, F32),
- * exactly the values mx_ref_round_act produces. */
+ * exactly the values mx_ref_round_act produces. A Q8_0 activation row also carries, after its
+ * blocks (at mx_act_sums_offset), each block's sum of quants as a float: Q4_0's kernel works on
+ * the unsigned nibbles and takes back 8 * sum, which saves the sign juggling per block.
+ * dst must hold mx_act_row_size bytes. */
 void mx_quantize_act(enum mx_type vdtype, const float *x, void *dst, int64_t n);
+
+static inline size_t mx_act_sums_offset(int64_t n) {
+    return ((size_t)(n / MX_QK8_0) * sizeof(mx_block_q8_0) + 3) & ~(size_t)3;
+}
+
+/* Bytes of one quantized activation row of n values (false: unknown type or overflow). */
+static inline bool mx_act_row_size(enum mx_type vdtype, int64_t n, size_t *out) {
+    if (vdtype != MX_TYPE_Q8_0)
+        return mx_row_size(vdtype, n, out);
+    size_t blocks;
+    if (!mx_row_size(vdtype, n, &blocks))
+        return false;
+    *out = mx_act_sums_offset(n) + (size_t)(n / MX_QK8_0) * sizeof(float);
+    return true;
+}
 
 /* Arguments of one reference task: the op's tensors and parameters. */
 struct mx_ref_args {

@@ -128,29 +128,41 @@ static inline __m256i unpack_nibbles(const uint8_t *qs) {
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
 }
 
+/* Q4_0 x Q8_0: q - 8 times y summed = (nibbles . y) - 8 * sum(y); the nibbles are unsigned, so
+ * maddubs takes them as they are, and sum(y) comes with the activation row (mx_quantize_act). */
 static float vec_dot_q4_0(int64_t n, const void *w, const void *x) {
     const mx_block_q4_0 *a = w;
     const mx_block_q8_0 *b = x;
+    const float *ys = (const float *)((const char *)x + mx_act_sums_offset(n));
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i off = _mm256_set1_epi8(8);
+    float corr0 = 0.0f, corr1 = 0.0f;
     int64_t nb = n / MX_QK4_0, i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256 d0 = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        __m256 d1 = _mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d));
-        __m256i q0 = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
-        __m256i q1 = _mm256_sub_epi8(unpack_nibbles(a[i + 1].qs), off);
-        __m256 p0 = mul_sum_i8(q0, _mm256_loadu_si256((const __m256i *)b[i].qs));
-        __m256 p1 = mul_sum_i8(q1, _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, p0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, p1, acc1);
+        float d0 = h2f(a[i].d) * h2f(b[i].d), d1 = h2f(a[i + 1].d) * h2f(b[i + 1].d);
+        __m256i p0 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(unpack_nibbles(a[i].qs),
+                                 _mm256_loadu_si256((const __m256i *)b[i].qs)),
+            ones);
+        __m256i p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(unpack_nibbles(a[i + 1].qs),
+                                 _mm256_loadu_si256((const __m256i *)b[i + 1].qs)),
+            ones);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+        corr0 += d0 * ys[i];
+        corr1 += d1 * ys[i + 1];
     }
     for (; i < nb; i++) {
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        __m256i qa = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        acc0 = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc0);
+        float d = h2f(a[i].d) * h2f(b[i].d);
+        __m256i p = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(unpack_nibbles(a[i].qs),
+                                 _mm256_loadu_si256((const __m256i *)b[i].qs)),
+            ones);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc0);
+        corr0 += d * ys[i];
     }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return hsum8(_mm256_add_ps(acc0, acc1)) - 8.0f * (corr0 + corr1);
 }
 
 /* ---- K-quants against Q8_K activations ------------------------------------------------------- */

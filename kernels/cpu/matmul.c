@@ -115,7 +115,7 @@ static int plan_act(struct mx_backend *be, enum mx_type wtype, int64_t n_in, str
     ap->wtype = wtype;
     ap->vdtype = mx_vec_dot_type(wtype);
     ap->quant = ggml && c->kern.vec_dot[wtype] != NULL;
-    if (ap->quant && !mx_row_size(ap->vdtype, n_in, &ap->xq_row))
+    if (ap->quant && !mx_act_row_size(ap->vdtype, n_in, &ap->xq_row))
         return MX_EINVAL;
     return 0;
 }

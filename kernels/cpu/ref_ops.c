@@ -141,9 +141,16 @@ static void quant_block_q8_K(const float *x, mx_block_q8_K *y) {
 
 void mx_quantize_act(enum mx_type vdtype, const float *x, void *dst, int64_t n) {
     switch (vdtype) {
-    case MX_TYPE_Q8_0:
-        mx_ref_store_row(MX_TYPE_Q8_0, x, dst, n);
+    case MX_TYPE_Q8_0: {
+        mx_block_q8_0 *b = dst;
+        float *sums = (float *)((char *)dst + mx_act_sums_offset(n));
+        for (int64_t ib = 0; ib < n / MX_QK8_0; ib++) {
+            float d;
+            sums[ib] = (float)quant_block_q8(x + ib * MX_QK8_0, b[ib].qs, &d);
+            b[ib].d = mx_fp32_to_fp16(d);
+        }
         break;
+    }
     case MX_TYPE_Q8_1: {
         mx_block_q8_1 *b = dst;
         for (int64_t ib = 0; ib < n / MX_QK8_1; ib++) {
