@@ -125,11 +125,14 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
          * cursor, draw, restore, and step below the image ourselves. */
         rc = mx_image_fit(img.w, img.h, g.cell_w, g.cell_h, box_cols, box_rows, g.max_w,
                           g.max_h, &lay);
-        for (int r = 0; rc == 0 && r < lay.rows; r++)
+        /* an image taller than the screen scrolls anyway: no saved position survives that */
+        if (rc == 0 && lay.rows >= g.rows)
+            place = false;
+        for (int r = 0; rc == 0 && place && r < lay.rows; r++)
             rc = stdout_write(NULL, "\n", 1);
         char up[32];
         int n = snprintf(up, sizeof up, "\033[%dA\0337", lay.rows);
-        if (rc == 0)
+        if (rc == 0 && place)
             rc = stdout_write(NULL, up, (size_t)n);
     }
     /* Inside tmux the passed-through image lands wherever tmux last left the outer terminal's
@@ -165,7 +168,10 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
             for (int r = 0; rc == 0 && r < lay.rows; r++)
                 rc = stdout_write(NULL, "\n", 1);
         } else {
-            rc = stdout_write(NULL, "\n", 1); /* a file or pipe: the sixel, then a newline */
+            /* a file or pipe (or an image taller than the screen): a newline after it; tmux
+             * does not move its cursor for a passed-through image, so step over its rows */
+            for (int r = 0; rc == 0 && r < (g.tmux_wrap ? lay.rows : 1); r++)
+                rc = stdout_write(NULL, "\n", 1);
         }
     }
     if (fflush(stdout) != 0 && rc == 0)
