@@ -167,13 +167,6 @@ static float vec_dot_q4_0(int64_t n, const void *w, const void *x) {
 
 /* ---- K-quants against Q8_K activations ------------------------------------------------------- */
 
-static inline int hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
 /* ggml's get_scale_min_k4: 6-bit scale and min j of a Q4_K/Q5_K block. */
 static inline void scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
     if (j < 4) {
@@ -283,14 +276,15 @@ static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
 static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
     const mx_block_q6_K *a = w;
     const mx_block_q8_K *b = x;
-    float acc = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
         const uint8_t *ql = a[i].ql, *qh = a[i].qh;
         const int8_t *sc = a[i].scales, *q8 = b[i].qs;
-        int corr = 0;
-        for (int g = 0; g < 16; g++)
-            corr += sc[g] * b[i].bsums[g];
+        /* 32 * sum_g sc_g * bsum_g, lane-wise (lanes are summed at the very end anyway) */
+        __m256i corr = _mm256_madd_epi16(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
+            _mm256_loadu_si256((const __m256i *)b[i].bsums));
         __m256i sumi = _mm256_setzero_si256();
         for (int half = 0; half < 2; half++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
@@ -320,9 +314,10 @@ static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
             sc += 8;
             q8 += 128;
         }
-        acc += b[i].d * h2f(a[i].d) * (float)(hsum_i32(sumi) - 32 * corr);
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    return acc;
+    return hsum8(acc);
 }
 
 /* ---- dequantization for the prefill GEMM ------------------------------------------------------
