@@ -885,7 +885,9 @@ static void test_attn_fast_equals_reference(void **state) {
 }
 
 /* Decoding token by token (write K/V, attend with n_kv growing) equals one batched call over the
- * same tokens: each row is the same computation, masked cells contribute exact zeros. */
+ * same tokens. Masked cells contribute exact zeros; the fast kernel scores few query rows with
+ * dot products and many with transposed keys, so only the f32 summation order of the hd = 16
+ * products differs: 16 * 2^-24 relative on scores of magnitude <= 4, ~1e-6 on the outputs. */
 static void test_attn_incremental_equals_batch(void **state) {
     int hd = 16, nh = 4, nkv = 2, T = 9, ekv = hd * nkv;
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
@@ -933,7 +935,10 @@ static void test_attn_incremental_equals_batch(void **state) {
             if (rc != 0)
                 fail_msg("attn: %s", mx_backend_last_error(be1));
         }
-        assert_memory_equal(yb.data, yi.data, mx_tensor_nbytes(&yb));
+        double d = maxdiff(F(&yb), F(&yi), hd * nh * T);
+        if (d > 2e-6)
+            fail_msg("attn %s: token by token differs from the batch by %g",
+                     mx_type_name(types[ti]), d);
         free_all();
     }
 }

@@ -520,9 +520,14 @@ static void attn_avx2(void *args, int ith, int nth) {
                 load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1],
                            g * hd, hd, vb + j * hd);
             }
-            for (int64_t j = 0; j < CB; j++)
-                for (int64_t i = 0; i < hd; i++)
-                    kt[i * CB + j] = kb[j * hd + i];
+            /* Many query rows (prefill): transpose the keys once so each row's 32 scores come
+             * from broadcast-FMAs. Few rows (decode, GQA groups of 1-4): the transpose would cost
+             * more than it saves; take plain dot products instead. */
+            bool transposed = R >= 8;
+            if (transposed)
+                for (int64_t j = 0; j < CB; j++)
+                    for (int64_t i = 0; i < hd; i++)
+                        kt[i * CB + j] = kb[j * hd + i];
             __m256i kpv[MX_ATTN_CBLOCK / 8], valid[MX_ATTN_CBLOCK / 8];
             for (int64_t sb = 0; sb < NS; sb++) {
                 kpv[sb] = _mm256_loadu_si256((const __m256i *)(kp + 8 * sb));
@@ -547,12 +552,26 @@ static void attn_avx2(void *args, int ith, int nth) {
                 if (!any)
                     continue;
                 const float *qr = qs + r * hd;
-                for (int64_t sb = 0; sb < NS; sb++)
-                    s[sb] = _mm256_setzero_ps();
-                for (int64_t i = 0; i < hd; i++) {
-                    __m256 qi = _mm256_set1_ps(qr[i]);
+                if (transposed) {
                     for (int64_t sb = 0; sb < NS; sb++)
-                        s[sb] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kt + i * CB + 8 * sb), s[sb]);
+                        s[sb] = _mm256_setzero_ps();
+                    for (int64_t i = 0; i < hd; i++) {
+                        __m256 qi = _mm256_set1_ps(qr[i]);
+                        for (int64_t sb = 0; sb < NS; sb++)
+                            s[sb] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kt + i * CB + 8 * sb),
+                                                    s[sb]);
+                    }
+                } else {
+                    float sc[MX_ATTN_CBLOCK];
+                    for (int64_t j = 0; j < CB; j++) {
+                        __m256 d0 = _mm256_setzero_ps();
+                        for (int64_t i = 0; i < hd; i += 8)
+                            d0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i),
+                                                 _mm256_loadu_ps(kb + j * hd + i), d0);
+                        sc[j] = hsum8(d0);
+                    }
+                    for (int64_t sb = 0; sb < NS; sb++)
+                        s[sb] = _mm256_loadu_ps(sc + 8 * sb);
                 }
                 for (int64_t sb = 0; sb < NS; sb++) {
                     s[sb] = _mm256_mul_ps(s[sb], _mm256_set1_ps(p->scale));
