@@ -63,6 +63,15 @@ grep -q 'no-such.png' "$t/err" || fail "the missing file is not named"
 [ "$(wc -l <"$t/out")" -eq 4 ] || fail "two images of 2 rows each expected"
 [ "$(grep -c "^$ESC\[38;2;220;40;40m" "$t/out")" -eq 2 ] || fail "both images start top-left red"
 
+# --at ROW,COL: DECSC, CUP to the cell, each half-block row placed with its own CUP, DECRC; no
+# newline (the cursor stays where it was)
+"$MIXEL" show "$D/quadrants.png" --at 2,3 --width 4 >"$t/out" || fail "--at"
+[ "$(head -c 8 "$t/out" | od -An -tx1 | tr -d ' ')" = 1b371b5b333b3448 ] ||
+    fail "--at must start with DECSC and CUP 3;4: $(head -c 8 "$t/out" | od -An -c)"
+grep -aq "${ESC}\[4;4H" "$t/out" || fail "--at: second row not placed at 4;4"
+[ "$(tail -c 2 "$t/out" | od -An -tx1 | tr -d ' ')" = 1b38 ] || fail "--at must end with DECRC"
+[ "$(wc -l <"$t/out")" -eq 0 ] || fail "--at wrote a newline"
+
 # none and the environment
 "$MIXEL" show "$D/quadrants.png" --graphics none >"$t/out" || fail "none"
 [ "$(cat "$t/out")" = "[image: $D/quadrants.png]" ] || fail "none: '$(cat "$t/out")'"

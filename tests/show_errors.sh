@@ -44,6 +44,13 @@ done
 "$MIXEL" show "$D/quadrants.png" --width 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--width 0"
 "$MIXEL" show "$D/quadrants.png" --height >/dev/null 2>&1; [ $? -eq 2 ] || fail "--height"
 "$MIXEL" show --help | grep -q '^usage: mixel show' || fail "--help"
+"$MIXEL" show "$D/quadrants.png" --at 3 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--at 3: want 2"
+"$MIXEL" show "$D/quadrants.png" --at -1,2 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--at -1,2"
+# off the (80x24 when not a terminal) screen: a runtime error, nothing drawn
+"$MIXEL" show "$D/quadrants.png" --at 30,0 >"$t/out" 2>"$t/err"
+[ $? -eq 1 ] || fail "--at 30,0: want exit 1"
+grep -q 'off the' "$t/err" || fail "--at 30,0: message '$(cat "$t/err")'"
+[ -s "$t/out" ] && fail "--at 30,0 wrote to stdout"
 
 # not a tty: no query bytes (CSI c, CSI ? ... S, CSI 1x t) in the output, even with auto or sixel
 modes="auto blocks"

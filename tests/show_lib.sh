@@ -20,13 +20,13 @@ d=$(mktemp -d /tmp/mx-show-shot.XXXXXX) || exit 1
 fail() { echo "FAIL: $*"; echo "(screenshots kept in $d)"; trap - EXIT; exit 1; }
 
 # shot NAME TMUX-OR-NOT PRE-COMMAND ENV...: shows the image ($SHOW_IMG, else quadrants.png) 40
-# columns wide; mixel's decision (MIXEL_DEBUG_GRAPHICS) goes to $d/NAME.dbg.
+# columns wide (plus $SHOW_ARGS); mixel's decision (MIXEL_DEBUG_GRAPHICS) goes to $d/NAME.dbg.
 shot() {
     name=$1 tm=$2 pre=$3
     shift 3
     "$TS" $tm --cols 80 --rows 24 --wait 1 "$d/$name.png" -- \
         env -u COLORTERM MIXEL_DEBUG_GRAPHICS=1 "$@" sh -c \
-        "$pre \"\$0\" show \"\$1\" --width 40 2>\"\$2\"" "$MIXEL" "${SHOW_IMG:-$IMG}" \
+        "$pre \"\$0\" show \"\$1\" --width 40 $SHOW_ARGS 2>\"\$2\"" "$MIXEL" "${SHOW_IMG:-$IMG}" \
         "$d/$name.dbg" \
         >"$d/$name.log" 2>&1 || fail "$name: termshot failed: $(cat "$d/$name.log")"
     [ -s "$d/$name.dbg" ] || fail "$name: mixel wrote no decision (did it run?)"
@@ -53,3 +53,4 @@ check() { # NAME W H TOL IGNORE_BOTTOM [R,G,B of the bottom-right quadrant]
 # a build without libsixel runs only the half-block cases
 sixel_build=no
 "$MIXEL" --version | grep -q sixel && sixel_build=yes
+SHOW_ARGS=

@@ -25,14 +25,4 @@ shot blocks256 "" "" MIXEL_GRAPHICS=blocks TERM=xterm-256color
 grep -q 'mode blocks:' "$d/blocks256.dbg" || fail "MIXEL_GRAPHICS=blocks ignored (256)"
 check blocks256 "$sw" "$bh" 48 0
 
-# 4. transparency: the half-transparent quadrant is composited over xterm's white background
-#    (asked with OSC 11): (240,220,40) at alpha 128 over white is (247,237,147)
-if [ $sixel_build = yes ]; then
-    SHOW_IMG="$MX_SRCDIR/tests/data/quadrants_rgba.png"
-    shot alpha "" ""
-    SHOW_IMG=
-    grep -q 'background ffffff$' "$d/alpha.dbg" || fail "xterm's background not read"
-    check alpha "$sw" "$sh" 12 0 247,237,147
-fi
-
 echo "ok"

@@ -21,4 +21,12 @@ grep -q 'mode blocks:.*allow-passthrough off' "$d/tmuxoff.dbg" ||
     fail "tmux without passthrough: expected blocks and a reason"
 sizes tmuxoff
 check tmuxoff "$sw" "$bh" 48 24
+# 6. --at 5,10 in the pane: the passthrough carries the position (pane offset + cell)
+if [ $sixel_build = yes ]; then
+    SHOW_ARGS="--at 5,10"
+    shot tmuxat --tmux "seq 1 3;"
+    SHOW_ARGS=
+    sizes tmuxat
+    check tmuxat "$sw" "$sh" 12 24 - $((2 + 10 * cw)),$((2 + 5 * ch))
+fi
 echo "ok"

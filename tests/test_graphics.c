@@ -957,6 +957,45 @@ static void test_render(void **state) {
     mx_image_free(&img);
 }
 
+/* mx_gfx_place: DECSC + CUP + image + DECRC; half-block rows each at their own CUP; inside tmux
+ * one passthrough that carries the outer position (pane offset added). */
+static void test_place(void **state) {
+    (void)state;
+    char path[1024];
+    data_path(path, sizeof path, "quadrants.png");
+    struct mx_image img;
+    assert_int_equal(mx_image_load(path, &img, NULL), 0);
+    struct mx_gfx_answers a = {.tty = true, .colours = 16777216, .ws_rows = 24, .ws_cols = 80,
+                               .ws_xpix = 640, .ws_ypix = 384};
+    struct mx_gfx g;
+    struct mx_err err = {0};
+    struct mx_image_layout lay;
+    mx_gfx_decide(MX_GFX_BLOCKS, &a, &g);
+    struct sink s = {0};
+    assert_int_equal(mx_gfx_place(&g, &img, 2, 3, 4, 10, 0, 0, sink_write, &s, &lay, &err), 0);
+    assert_int_equal(lay.rows, 2);
+    assert_memory_equal(s.p, "\0337\033[3;4H", 8);
+    assert_non_null(strstr(s.p, "\033[0m\033[4;4H")); /* row 2 placed, not a newline */
+    assert_null(strchr(s.p, '\n'));
+    assert_memory_equal(s.p + s.n - 2, "\0338", 2);
+    free(s.p);
+#ifdef HAVE_SIXEL
+    mx_gfx_decide(MX_GFX_SIXEL, &a, &g);
+    g.tmux_wrap = true;
+    struct sink t = {0};
+    assert_int_equal(mx_gfx_place(&g, &img, 5, 10, 20, 10, 1, 40, sink_write, &t, &lay, &err),
+                     0);
+    /* ESC P tmux; then the doubled ESC 7, ESC [ 7;51 H (pane 1,40 + cell 5,10, 1-based) */
+    const char *head = "\033Ptmux;\033\0337\033\033[7;51H\033\033P";
+    assert_memory_equal(t.p, head, strlen(head));
+    assert_memory_equal(t.p + t.n - 5, "\033\0338\033\\", 5); /* ESC ESC 8, ESC \ */
+    free(t.p);
+#endif
+    assert_int_equal(mx_gfx_place(&g, &img, -1, 0, 4, 4, 0, 0, sink_write, &s, NULL, &err),
+                     MX_EINVAL);
+    mx_image_free(&img);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xterm_vt340_sixel),
@@ -977,6 +1016,7 @@ int main(void) {
         cmocka_unit_test(test_sixel_roundtrip),
         cmocka_unit_test(test_blocks_roundtrip),
         cmocka_unit_test(test_render),
+        cmocka_unit_test(test_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,11 +21,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mixel show FILE... [--graphics auto|sixel|blocks|none] [--width COLS] "
             "[--height ROWS]\n"
+            "                          [--at ROW,COL]\n"
             "\n"
             "Prints PNG or JPEG images to stdout: as sixel when the terminal shows sixel, else\n"
             "as Unicode half blocks, or as a plain `[image: FILE]` line with --graphics none.\n"
             "The image fits the terminal (80 columns when stdout is not a terminal); --width\n"
-            "and --height give the box in cells instead. MIXEL_GRAPHICS sets the default mode.\n");
+            "and --height give the box in cells instead. --at draws it at that cell (from 0,0\n"
+            "top left) and leaves the cursor where it was. MIXEL_GRAPHICS sets the default\n"
+            "mode.\n");
 }
 
 /* mx_image_write_fn to stdout: 0, or MX_EIO on a short write. */
@@ -34,12 +37,8 @@ static int stdout_write(void *ud, const char *buf, size_t n) {
     return fwrite(buf, 1, n, stdout) == n ? 0 : MX_EIO;
 }
 
-/* mx_image_write_fn into a tmux passthrough (ud: struct mx_tmux_wrap). */
-static int wrap_write(void *ud, const char *buf, size_t n) {
-    return mx_tmux_wrap_chunk(ud, buf, n);
-}
-
-static int show_one(const char *path, const struct mx_gfx *gp, int width, int height);
+static int show_one(const char *path, const struct mx_gfx *gp, int width, int height, int at_row,
+                    int at_col);
 
 /* Parses a positive cell count for option opt. Returns 0 or prints and returns -1. */
 static int parse_cells(const char *opt, const char *s, int *out) {
@@ -85,13 +84,14 @@ int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height)
     struct mx_gfx g;
     if (detect_for(path, mode, &g) != 0)
         return 1;
-    return show_one(path, &g, width, height);
+    return show_one(path, &g, width, height, -1, -1);
 }
 
 /* Loads path and prints it for the detected terminal g (detection comes first: transparent
- * pixels are composited over the terminal's background). Returns 0, or 1 with the error
- * printed. */
-static int show_one(const char *path, const struct mx_gfx *gp, int width, int height) {
+ * pixels are composited over the terminal's background), at the cursor, or with at_row >= 0 at
+ * that cell without moving the cursor. Returns 0, or 1 with the error printed. */
+static int show_one(const char *path, const struct mx_gfx *gp, int width, int height, int at_row,
+                    int at_col) {
     struct mx_gfx g = *gp;
     struct mx_err err = {0};
     struct mx_image img = {0};
@@ -104,6 +104,29 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
         print_plain(path);
         mx_image_free(&img);
         return fflush(stdout) == 0 ? 0 : 1;
+    }
+
+    if (at_row >= 0) {
+        /* at a cell: the box is what is left of the screen right and below it (not its last
+         * row, where a sixel would scroll the screen) unless --width/--height say otherwise */
+        int bc = width ? width : g.cols - at_col, br = height ? height : g.rows - 1 - at_row;
+        int top = 0, left = 0;
+        if (bc < 1 || br < 1) {
+            fprintf(stderr, "mixel show: --at %d,%d is off the %dx%d screen\n", at_row, at_col,
+                    g.rows, g.cols);
+            mx_image_free(&img);
+            return 1;
+        }
+        if (g.mode == MX_GFX_SIXEL && g.tmux_wrap)
+            mx_gfx_tmux_pane_offset(&top, &left);
+        rc = mx_gfx_place(&g, &img, at_row, at_col, bc, br, top, left, stdout_write, NULL, NULL,
+                          &err);
+        mx_image_free(&img);
+        if (fflush(stdout) != 0 && rc == 0)
+            rc = MX_EIO;
+        if (rc < 0)
+            fprintf(stderr, "mixel show: %s: %s\n", path, mx_err_msg(&err, rc));
+        return rc < 0;
     }
 
     /* The box in cells: what was asked, else the terminal (less one row for the prompt), else 80
@@ -136,31 +159,15 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
             rc = stdout_write(NULL, up, (size_t)n);
     }
     /* Inside tmux the passed-through image lands wherever tmux last left the outer terminal's
-     * cursor, which lags behind the pane's: position it in outer coordinates inside the same
-     * passthrough (pane offset + the pane cursor), else draw where the cursor is. */
-    char pre[48] = "";
-    if (rc == 0 && place && g.tmux_wrap) {
-        int row, col, top, left;
-        fflush(stdout);
-        if (mx_gfx_cursor_pos(0, &row, &col) == 0 && mx_gfx_tmux_pane_offset(&top, &left) == 0)
-            snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + row, left + col);
-    }
-    if (rc == 0 && pre[0]) {
-        struct mx_tmux_wrap tw = {stdout_write, NULL};
-        struct mx_gfx inner = g;
-        inner.tmux_wrap = false; /* one passthrough around the positioning and the image */
-        rc = mx_tmux_wrap_begin(&tw);
-        if (rc == 0)
-            rc = mx_tmux_wrap_chunk(&tw, pre, strlen(pre));
-        if (rc == 0)
-            rc = mx_gfx_render(&inner, &img, box_cols, box_rows, wrap_write, &tw, &lay, &err);
-        if (rc == 0)
-            rc = mx_tmux_wrap_chunk(&tw, "\0338", 2);
-        if (rc == 0)
-            rc = mx_tmux_wrap_end(&tw);
-    } else if (rc == 0) {
+     * cursor, which lags behind the pane's: place it in outer coordinates (pane offset + the
+     * pane cursor), else draw where the cursor is. */
+    int row, col, top, left;
+    if (rc == 0 && place && g.tmux_wrap && fflush(stdout) == 0 &&
+        mx_gfx_cursor_pos(0, &row, &col) == 0 && mx_gfx_tmux_pane_offset(&top, &left) == 0)
+        rc = mx_gfx_place(&g, &img, row - 1, col - 1, box_cols, box_rows, top, left,
+                          stdout_write, NULL, &lay, &err);
+    else if (rc == 0)
         rc = mx_gfx_render(&g, &img, box_cols, box_rows, stdout_write, NULL, &lay, &err);
-    }
     mx_image_free(&img);
     if (rc == 0 && g.mode == MX_GFX_SIXEL) {
         if (place) {
@@ -188,7 +195,7 @@ int mx_cmd_show(int argc, char **argv) {
     const char *paths[256];
     int n_paths = 0;
     enum mx_gfx_mode mode = MX_GFX_AUTO;
-    int width = 0, height = 0;
+    int width = 0, height = 0, at_row = -1, at_col = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -206,6 +213,14 @@ int mx_cmd_show(int argc, char **argv) {
         } else if (!strcmp(a, "--height")) {
             if (parse_cells("--height", i + 1 < argc ? argv[++i] : NULL, &height) < 0)
                 return 2;
+        } else if (!strcmp(a, "--at")) {
+            const char *v = i + 1 < argc ? argv[++i] : NULL;
+            char extra;
+            if (!v || sscanf(v, "%d,%d%c", &at_row, &at_col, &extra) != 2 || at_row < 0 ||
+                at_col < 0 || at_row > 4095 || at_col > 4095) {
+                fprintf(stderr, "mixel show: --at takes ROW,COL (cells from 0, top left)\n");
+                return 2;
+            }
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mixel show: unknown option '%s' (see mixel show --help)\n", a);
             return 2;
@@ -231,7 +246,7 @@ int mx_cmd_show(int argc, char **argv) {
             }
             detected = 1;
         }
-        if (show_one(paths[i], &g, width, height) != 0)
+        if (show_one(paths[i], &g, width, height, at_row, at_col) != 0)
             status = 1;
     }
     return status;

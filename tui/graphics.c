@@ -522,3 +522,77 @@ int mx_gfx_cursor_pos(int timeout_ms, int *row, int *col) {
     unguard_signals(old_act);
     return rc;
 }
+
+/* Half-block output with each "\n" turned into a CUP to the next row at the image's column. */
+struct row_sink {
+    mx_image_write_fn write;   /* the real sink (borrowed) */
+    void *ud;
+    int row, col;              /* 1-based screen position of the next text row */
+};
+
+/* mx_image_write_fn for struct row_sink. */
+static int row_sink_write(void *ud, const char *buf, size_t n) {
+    struct row_sink *r = ud;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] != '\n')
+            continue;
+        int rc = i > start ? r->write(r->ud, buf + start, i - start) : 0;
+        char cup[32];
+        int m = snprintf(cup, sizeof cup, "\033[%d;%dH", ++r->row, r->col);
+        if (rc == 0)
+            rc = r->write(r->ud, cup, (size_t)m);
+        if (rc < 0)
+            return rc;
+        start = i + 1;
+    }
+    return start < n ? r->write(r->ud, buf + start, n - start) : 0;
+}
+
+/* mx_image_write_fn into a tmux passthrough (ud: struct mx_tmux_wrap). */
+static int tmux_chunk_write(void *ud, const char *buf, size_t n) {
+    return mx_tmux_wrap_chunk(ud, buf, n);
+}
+
+int mx_gfx_place(const struct mx_gfx *g, const struct mx_image *img, int row, int col,
+                 int box_cols, int box_rows, int pane_top, int pane_left, mx_image_write_fn write,
+                 void *ud, struct mx_image_layout *lay, struct mx_err *err) {
+    struct mx_image_layout l;
+    if (!lay)
+        lay = &l;
+    memset(lay, 0, sizeof *lay);
+    if (g->mode != MX_GFX_SIXEL && g->mode != MX_GFX_BLOCKS)
+        return 0;
+    if (row < 0 || col < 0 || row > 65535 || col > 65535)
+        return mx_err_set(err, MX_EINVAL, "image: cell (%d,%d) is off the screen", row, col);
+    char pos[48];
+    int rc;
+    if (g->mode == MX_GFX_SIXEL && g->tmux_wrap) {
+        struct mx_tmux_wrap tw = {write, ud};
+        struct mx_gfx inner = *g;
+        inner.tmux_wrap = false; /* one passthrough around the positioning and the image */
+        int n = snprintf(pos, sizeof pos, "\0337\033[%d;%dH", pane_top + row + 1,
+                         pane_left + col + 1);
+        rc = mx_tmux_wrap_begin(&tw);
+        if (rc == 0)
+            rc = mx_tmux_wrap_chunk(&tw, pos, (size_t)n);
+        if (rc == 0)
+            rc = mx_gfx_render(&inner, img, box_cols, box_rows, tmux_chunk_write, &tw, lay, err);
+        if (rc == 0)
+            rc = mx_tmux_wrap_chunk(&tw, "\0338", 2);
+        if (rc == 0)
+            rc = mx_tmux_wrap_end(&tw);
+        return rc;
+    }
+    int n = snprintf(pos, sizeof pos, "\0337\033[%d;%dH", row + 1, col + 1);
+    rc = write(ud, pos, (size_t)n);
+    if (rc == 0 && g->mode == MX_GFX_SIXEL) {
+        rc = mx_gfx_render(g, img, box_cols, box_rows, write, ud, lay, err);
+    } else if (rc == 0) {
+        struct row_sink rs = {write, ud, row + 1, col + 1};
+        rc = mx_gfx_render(g, img, box_cols, box_rows, row_sink_write, &rs, lay, err);
+    }
+    if (rc == 0)
+        rc = write(ud, "\0338", 2);
+    return rc;
+}

@@ -109,6 +109,17 @@ int mx_gfx_render(const struct mx_gfx *g, const struct mx_image *img, int box_co
                   mx_image_write_fn write, void *ud, struct mx_image_layout *lay,
                   struct mx_err *err);
 
+/* Draws img fitted into box_cols x box_rows cells at cell (row, col) (0-based, of this terminal
+ * or tmux pane) and leaves the cursor where it was: DECSC, CUP, the image, DECRC. Inside tmux a
+ * sixel goes in one passthrough positioned in the outer terminal (pane_top/pane_left from
+ * mx_gfx_tmux_pane_offset; tmux would otherwise draw it wherever the outer cursor happens to be).
+ * Half-block rows are each positioned with CUP. The caller keeps the rectangle on the screen and
+ * off its last row (a sixel there scrolls it). lay (may be NULL) receives the layout. Returns 0
+ * or a negative MX_E* with err set. */
+int mx_gfx_place(const struct mx_gfx *g, const struct mx_image *img, int row, int col,
+                 int box_cols, int box_rows, int pane_top, int pane_left, mx_image_write_fn write,
+                 void *ud, struct mx_image_layout *lay, struct mx_err *err);
+
 /* `mixel show` as a function (tui/cmd_show.c), for `mixel image --show`: loads path, detects
  * (mode MX_GFX_AUTO honours MIXEL_GRAPHICS), prints to stdout in a box of width x height cells
  * (0: the terminal's, or 80 columns for a pipe) and reports errors on stderr prefixed "mixel

@@ -2,7 +2,7 @@
 """shotcheck.py - finds the quadrants test image (tests/data/quadrants.png) in a terminal
 screenshot and checks its size and colours. Python stdlib only (zlib): /usr/bin/python3 has no PIL.
 
-usage: shotcheck.py SHOT.png WIDTH HEIGHT TOL [IGNORE_BOTTOM_PX [R,G,B]]
+usage: shotcheck.py SHOT.png WIDTH HEIGHT TOL [IGNORE_BOTTOM_PX [R,G,B|- [X,Y]]]
 
 Pixels within 64 (max over channels) of one of the four quadrant colours are "image"; the bounding
 box of the rows and columns holding at least 16 of them (above the last IGNORE_BOTTOM_PX rows,
@@ -10,7 +10,8 @@ where tmux's status line is) must be WIDTH x HEIGHT within 3 px and start in the
 mean colour of each quadrant's interior (15 % inset, away from resampled edges) must be within TOL
 of the source colour.
 R,G,B replaces the bottom-right quadrant's expected colour (quadrants_rgba.png composited over
-the terminal's background). Prints what it measured; exits 0 when it matches, 1 when not, 2 on
+the terminal's background); X,Y is where the image's top-left pixel must be (within 2 px)
+instead of the first column. Prints what it measured; exits 0 when it matches, 1 when not, 2 on
 a bad PNG.
 """
 import struct
@@ -92,8 +93,9 @@ def main():
     path, ew, eh, tol = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     ignore = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     quads = list(QUADS)
-    if len(sys.argv) > 6:
+    if len(sys.argv) > 6 and sys.argv[6] != "-":
         quads[3] = tuple(int(v) for v in sys.argv[6].split(","))
+    at = tuple(int(v) for v in sys.argv[7].split(",")) if len(sys.argv) > 7 else None
     try:
         w, h, rows = read_png(path)
     except (OSError, ValueError, KeyError, zlib.error) as e:
@@ -115,7 +117,12 @@ def main():
         return 1
     bw, bh = x1 - x0 + 1, y1 - y0 + 1
     print("%s: image at (%d,%d) size %dx%d (want %dx%d)" % (path, x0, y0, bw, bh, ew, eh))
-    ok = abs(bw - ew) <= 3 and abs(bh - eh) <= 3 and x0 <= 4
+    if at:
+        print("  top-left (%d,%d), want (%d,%d)" % (x0, y0, at[0], at[1]))
+        ok = abs(bw - ew) <= 3 and abs(bh - eh) <= 3 and abs(x0 - at[0]) <= 2 and \
+            abs(y0 - at[1]) <= 2
+    else:
+        ok = abs(bw - ew) <= 3 and abs(bh - eh) <= 3 and x0 <= 4
     for q in range(4):
         qx0 = x0 + (q & 1) * bw // 2
         qy0 = y0 + (q >> 1) * bh // 2
