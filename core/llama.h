@@ -141,4 +141,26 @@ int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t de
 int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discard,
                         struct mx_err *err);
 
+/* ---- cache state (KV snapshots for instant resume) -------------------------------------- */
+
+/* Writes/reads n bytes of cache state; returns 0 or a negative MX_E* (then the call stops). */
+typedef int (*mx_llama_write_fn)(void *ud, const void *data, size_t n, struct mx_err *err);
+typedef int (*mx_llama_read_fn)(void *ud, void *data, size_t n, struct mx_err *err);
+
+/* Bytes mx_llama_kv_state_save will write for the cache as it is now (cells [0, n_used)). */
+size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c);
+
+/* Serializes the cache: a small header (n_layer, kv_type, row bytes of K and V, n_used,
+ * next_pos), kpos[0..n_used), then per layer K rows [0, n_used) and V rows [0, n_used) as
+ * stored (kv_type), through fn. Returns 0, a backend error or fn's error. */
+int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
+                           struct mx_err *err);
+
+/* Replaces the cache with a serialized state of exactly size bytes read through fn. Checks the
+ * header against this context (n_layer, kv_type, row sizes, n_used <= n_ctx, positions in
+ * range): MX_EFORMAT with the numbers otherwise. On any error the cache is left empty (as
+ * mx_llama_kv_clear). The logits are not restored (decode a token to get fresh ones). */
+int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn fn, void *ud,
+                           struct mx_err *err);
+
 #endif

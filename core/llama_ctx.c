@@ -552,3 +552,142 @@ int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discar
         return rc;
     return mx_llama_kv_shift(c, n_keep + n_discard, -1, -n_discard, err);
 }
+
+/* ---- cache state (snapshots) -------------------------------------------------------------- */
+
+#define KV_STATE_MAGIC 0x564b584du /* "MXKV" */
+#define KV_STATE_CHUNK ((size_t)4 << 20) /* host bounce buffer: devices copy rows through it */
+
+/* The fixed part of a serialised cache, little-endian host layout. */
+struct kv_state_hdr {
+    uint32_t magic;       /* KV_STATE_MAGIC */
+    uint32_t n_layer;     /* layers that follow */
+    uint32_t kv_type;     /* enum mx_type of the rows */
+    uint32_t reserved;    /* 0 */
+    uint64_t k_row;       /* bytes of one cell's K row (all kv heads) */
+    uint64_t v_row;       /* bytes of one cell's V row */
+    int64_t n_used;       /* cells [0, n_used) follow */
+    int64_t next_pos;     /* position of the next token */
+};
+
+size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c) {
+    size_t rows = (size_t)c->n_used, per_cell = 4;
+    for (int il = 0; il < c->m->hp.n_layer; il++)
+        per_cell += c->kc[il].nb[1] + c->vc[il].nb[1];
+    return sizeof(struct kv_state_hdr) + rows * per_cell;
+}
+
+/* Streams rows [0, n) of t through a bounce buffer to fn (save) or from fn (load). */
+static int kv_rows_io(struct mx_llama_ctx *c, const struct mx_tensor *t, int64_t n, bool load,
+                      void *bounce, mx_llama_write_fn wfn, mx_llama_read_fn rfn, void *ud,
+                      struct mx_err *err) {
+    size_t row = t->nb[1], per = MX_MAX((size_t)1, KV_STATE_CHUNK / row);
+    int rc = 0;
+    for (int64_t i = 0; i < n; i += (int64_t)per) {
+        size_t k = (size_t)MX_MIN((int64_t)per, n - i), bytes = k * row;
+        if (load) {
+            if ((rc = rfn(ud, bounce, bytes, err)) < 0)
+                return rc;
+            OP("kv state: write rows", mx_tensor_set(c->be, t, bounce, (size_t)i * row, bytes));
+        } else {
+            OP("kv state: read rows", mx_tensor_get(c->be, t, bounce, (size_t)i * row, bytes));
+            if ((rc = wfn(ud, bounce, bytes, err)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+fail:
+    return rc;
+}
+
+int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
+                           struct mx_err *err) {
+    struct mx_llama_ctx *cm = (struct mx_llama_ctx *)c; /* the backend calls take it non-const */
+    struct kv_state_hdr h = {
+        .magic = KV_STATE_MAGIC, .n_layer = (uint32_t)c->m->hp.n_layer,
+        .kv_type = (uint32_t)c->kv_type, .k_row = c->kc[0].nb[1], .v_row = c->vc[0].nb[1],
+        .n_used = c->n_used, .next_pos = c->next_pos,
+    };
+    int rc = fn(ud, &h, sizeof h, err);
+    if (rc == 0 && c->n_used > 0)
+        rc = fn(ud, c->kpos, (size_t)c->n_used * sizeof *c->kpos, err);
+    if (rc < 0 || c->n_used == 0)
+        return rc;
+    void *bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
+    if (!bounce)
+        return mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
+    for (int il = 0; il < c->m->hp.n_layer && rc == 0; il++) {
+        rc = kv_rows_io(cm, &c->kc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+        if (rc == 0)
+            rc = kv_rows_io(cm, &c->vc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+    }
+    free(bounce);
+    return rc;
+}
+
+int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn fn, void *ud,
+                           struct mx_err *err) {
+    struct kv_state_hdr h;
+    void *bounce = NULL;
+    int rc;
+    mx_llama_kv_clear(c);
+    if (size < sizeof h) {
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: %zu bytes, header needs %zu", size,
+                        sizeof h);
+        goto fail;
+    }
+    if ((rc = fn(ud, &h, sizeof h, err)) < 0)
+        goto fail;
+    if (h.magic != KV_STATE_MAGIC || h.n_layer != (uint32_t)c->m->hp.n_layer ||
+        h.kv_type != (uint32_t)c->kv_type || h.k_row != c->kc[0].nb[1] ||
+        h.v_row != c->vc[0].nb[1] || h.n_used < 0 || h.n_used > c->n_ctx ||
+        h.next_pos < h.n_used || h.next_pos > INT32_MAX) {
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: does not fit this context (%u layers, type "
+                        "%u, rows %llu/%llu, %lld cells; context: %d layers, type %d, rows "
+                        "%zu/%zu, %lld cells)", h.n_layer, h.kv_type,
+                        (unsigned long long)h.k_row, (unsigned long long)h.v_row,
+                        (long long)h.n_used, (int)c->m->hp.n_layer, (int)c->kv_type,
+                        c->kc[0].nb[1], c->vc[0].nb[1], (long long)c->n_ctx);
+        goto fail;
+    }
+    c->n_used = h.n_used; /* so mx_llama_kv_state_size describes what must follow */
+    if (mx_llama_kv_state_size(c) != size) {
+        c->n_used = 0;
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: %zu bytes for %lld cells, expected %zu",
+                        size, (long long)h.n_used, mx_llama_kv_state_size(c));
+        goto fail;
+    }
+    c->n_used = 0;
+    if (h.n_used == 0)
+        return 0;
+    if ((rc = fn(ud, c->kpos, (size_t)h.n_used * sizeof *c->kpos, err)) < 0)
+        goto fail;
+    for (int64_t i = 0; i < h.n_used; i++)
+        if (c->kpos[i] < 0 || c->kpos[i] >= h.next_pos) {
+            rc = mx_err_set(err, MX_EFORMAT, "kv state: cell %lld position %d outside [0, %lld)",
+                            (long long)i, (int)c->kpos[i], (long long)h.next_pos);
+            goto fail;
+        }
+    bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
+    if (!bounce) {
+        rc = mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < c->m->hp.n_layer; il++) {
+        if ((rc = kv_rows_io(c, &c->kc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0 ||
+            (rc = kv_rows_io(c, &c->vc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0)
+            goto fail;
+    }
+    free(bounce);
+    bounce = NULL;
+    OP("kv state: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
+                                            (size_t)c->n_ctx * 4));
+    OP("kv state: sync", mx_backend_sync(c->be));
+    c->n_used = h.n_used;
+    c->next_pos = h.next_pos;
+    return 0;
+fail:
+    free(bounce);
+    mx_llama_kv_clear(c);
+    return rc;
+}

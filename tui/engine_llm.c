@@ -32,17 +32,6 @@
 #include "history/kvsnap.h"
 #include "kernels/backend.h"
 
-/* ---- KV cache serialisation (requested from core/llama: /work/notes/llama-requests.md) --------
- * Declared weak until core/llama.h has them, so this file links either way: without them
- * mx_engine_llm_save/_load answer MX_EUNSUP. Identical redeclarations once they land. */
-typedef int (*mx_llama_write_fn)(void *ud, const void *data, size_t n, struct mx_err *err);
-typedef int (*mx_llama_read_fn)(void *ud, void *data, size_t n, struct mx_err *err);
-size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c) __attribute__((weak));
-int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
-                           struct mx_err *err) __attribute__((weak));
-int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn fn, void *ud,
-                           struct mx_err *err) __attribute__((weak));
-
 #define PREFILL_CHUNK 256   /* tokens per prefill step: progress and cancel granularity */
 #define HOLD_MAX 256        /* longest stop string we hold text back for */
 
@@ -576,8 +565,6 @@ int mx_engine_llm_save(struct mx_engine *e, const char *path, struct mx_err *err
     struct llm *L = as_llm(e);
     if (!L || !path)
         return mx_err_set(err, MX_EINVAL, "snapshot: not an LLM engine");
-    if (!mx_llama_kv_state_size || !mx_llama_kv_state_save)
-        return mx_err_set(err, MX_EUNSUP, "snapshot: this build cannot save the KV cache");
     if (!L->have_hash)
         return mx_err_set(err, MX_EIO, "snapshot: %s: cannot fingerprint the model file",
                           L->model_path);
@@ -609,8 +596,6 @@ int mx_engine_llm_load(struct mx_engine *e, const char *path, struct mx_err *err
     if (!L || !path)
         return mx_err_set(err, MX_EINVAL, "snapshot: not an LLM engine");
     cache_reset(L); /* whatever happens, the old cache is not the session's */
-    if (!mx_llama_kv_state_load)
-        return mx_err_set(err, MX_EUNSUP, "snapshot: this build cannot load a KV cache");
     if (!L->have_hash)
         return mx_err_set(err, MX_EIO, "snapshot: %s: cannot fingerprint the model file",
                           L->model_path);
