@@ -13,6 +13,7 @@
 #include "tui/app.h"
 
 #include "tui/discover.h"
+#include "tui/engine_llm.h"
 #include "tui/image.h"
 
 #include <curses.h>
@@ -37,6 +38,7 @@
 #include "core/util.h"
 #include "history/db.h"
 #include "history/images.h"
+#include "history/kvsnap.h"
 #include "history/paths.h"
 #include "tui/markdown.h"
 #include "tui/text.h"
@@ -197,6 +199,8 @@ static void notice(struct app *a, bool error, const char *fmt, ...) {
 
 static void store_warn(struct app *a, const struct mx_err *err, int rc);
 static void reload_session(struct app *a);
+static void snapshot_save(struct app *a);
+static void snapshot_load(struct app *a);
 static void start_load(struct app *a, const char *path);
 static void finish_load(struct app *a, int code, const char *msg);
 static bool store_writable(const struct app *a);
@@ -1142,6 +1146,7 @@ static void finish_load(struct app *a, int code, const char *msg) {
         notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
         return;
     }
+    snapshot_save(a);
     if (a->owned_engine)
         a->owned_engine->free(a->owned_engine);
     a->owned_engine = a->o.engine = g_load.result;
@@ -1149,7 +1154,12 @@ static void finish_load(struct app *a, int code, const char *msg) {
     a->o.model_path = g_load.path; /* kept alive in g_load until exit */
     a->picker = false;
     a->ctx_used = 0;
-    notice(a, false, "loaded %s", a->o.engine->name);
+    const char *warn = mx_engine_llm_warning(a->o.engine);
+    if (warn && warn[0])
+        notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
+    else
+        notice(a, false, "loaded %s", a->o.engine->name);
+    snapshot_load(a);
 }
 
 static void stop_generation(struct app *a) {
@@ -1225,6 +1235,41 @@ static void refresh_title(struct app *a) {
     }
 }
 
+/* KV snapshots: the cache of the session being left is saved so that coming back to it does not
+ * re-process its whole history; the one of the session being entered is loaded when it was made
+ * with this model (else the next answer re-prefills, with progress). Only between jobs: the
+ * engine belongs to the worker while one runs. The scripted engine answers MX_EINVAL: ignored. */
+static void snapshot_save(struct app *a) {
+    if (!a->o.engine || !a->session || a->generating || a->loading ||
+        !mx_engine_llm_template(a->o.engine))
+        return;
+    char path[4200], dir[4096];
+    struct mx_err err = {0};
+    if (mx_kvsnap_path(path, sizeof path, a->session, &err) != 0)
+        return;
+    int rc = mx_engine_llm_save(a->o.engine, path, &err);
+    if (rc != 0 && rc != MX_EINVAL) {
+        notice(a, true, "KV snapshot not saved: %s", mx_err_msg(&err, rc));
+        return;
+    }
+    if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
+        mx_kvsnap_evict(dir, MX_KVSNAP_DEFAULT_CAP, path, NULL, NULL);
+}
+
+static void snapshot_load(struct app *a) {
+    if (!a->o.engine || !a->session || !mx_engine_llm_template(a->o.engine))
+        return;
+    char path[4200];
+    struct mx_err err = {0};
+    if (mx_kvsnap_path(path, sizeof path, a->session, &err) != 0)
+        return;
+    int rc = mx_engine_llm_load(a->o.engine, path, &err);
+    if (rc == 0)
+        notice(a, false, "resumed from the KV snapshot: no re-processing needed");
+    else if (rc != MX_ENOENT)
+        notice(a, false, "%s: the history will be processed again", mx_err_msg(&err, rc));
+}
+
 /* Replaces the view with session id's active branch. Returns 0 or an MX_E* code. */
 static int load_session(struct app *a, int64_t id) {
     struct mx_msg_list l;
@@ -1234,6 +1279,9 @@ static int load_session(struct app *a, int64_t id) {
         notice(a, true, "%s", mx_err_msg(&err, rc));
         return rc;
     }
+    bool switching = a->session != id;
+    if (switching)
+        snapshot_save(a);
     conversation_clear(a);
     a->session = id;
     for (size_t i = 0; i < l.n; i++) {
@@ -1262,6 +1310,8 @@ static int load_session(struct app *a, int64_t id) {
         mx_session_deinit(&s);
     }
     refresh_title(a);
+    if (switching)
+        snapshot_load(a);
     return 0;
 }
 
@@ -1289,6 +1339,9 @@ static void cmd_clear(struct app *a, const char *arg) {
         notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
+    snapshot_save(a);
+    if (a->o.engine && mx_engine_llm_template(a->o.engine))
+        mx_engine_llm_clear(a->o.engine);
     conversation_clear(a);
     a->session = 0; /* the saved session stays in history; typing starts a new one */
     a->title[0] = '\0';
@@ -1703,6 +1756,9 @@ static void cmd_new(struct app *a, const char *arg) {
         notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
+    snapshot_save(a);
+    if (a->o.engine && mx_engine_llm_template(a->o.engine))
+        mx_engine_llm_clear(a->o.engine);
     conversation_clear(a);
     a->session = 0;
     a->title[0] = '\0';
@@ -2367,6 +2423,11 @@ int mx_app_run(const struct mx_app_opts *opts) {
             cmd_resume(&a, opts->resume);
         }
     }
+    if (opts->engine) {
+        const char *warn = mx_engine_llm_warning(opts->engine);
+        if (warn && warn[0])
+            notice(&a, true, "%s", warn);
+    }
     if (!opts->engine && opts->discover) {
         const char *home = getenv("HOME");
         char cwd[4096];
@@ -2413,6 +2474,8 @@ int mx_app_run(const struct mx_app_opts *opts) {
     }
     stop_generation(&a);
     mx_worker_free(a.w); /* joins the engine thread */
+    a.generating = a.loading = false;
+    snapshot_save(&a);
     gen_job_release();
     readline_deinit(&a);
     fputs("\033[?2004l", stdout);

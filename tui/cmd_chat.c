@@ -11,6 +11,7 @@
 #include "config.h"
 #include "tui/app.h"
 #include "tui/cmd.h"
+#include "tui/engine_llm.h"
 
 static void chat_usage(FILE *f) {
     fprintf(f, "usage: mixel [chat] [-m MODEL.gguf] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
@@ -25,7 +26,10 @@ static void chat_usage(FILE *f) {
                "  --db PATH          history database (default $XDG_DATA_HOME/mixel/history.db)\n"
                "  --no-history       keep this conversation in memory only\n"
                "  --graphics MODE    images as sixel, blocks (half blocks), none, or auto\n"
+               "  --chat-template NAME  override the model's template (mistral-v1, mistral-v3,\n"
+               "                     llama2, llama3, chatml, zephyr, gemma, phi3, ...)\n"
                "  --temp T, --top-p P, --seed N, -c CTX   sampling and context settings\n"
+               "  -n, --n-predict N  longest answer in tokens (default: until the model stops)\n"
                "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
                "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
                "paces it at N pieces per second.\n");
@@ -55,6 +59,8 @@ int mx_cmd_chat(int argc, char **argv) {
         {"ctx", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
         {"resume", optional_argument, NULL, 'r'}, {"db", required_argument, NULL, 'D'},
         {"no-history", no_argument, NULL, 'N'}, {"graphics", required_argument, NULL, 'G'},
+        {"chat-template", required_argument, NULL, 'C'},
+        {"n-predict", required_argument, NULL, 'n'},
         {NULL, 0, NULL, 0}};
     struct mx_app_opts o = {0};
     o.settings.temp = 0.8f;
@@ -64,10 +70,10 @@ int mx_cmd_chat(int argc, char **argv) {
     o.settings.repeat_penalty = 1.0f;
     o.settings.n_predict = -1;
     o.settings.seed = 0;
-    const char *model = NULL;
+    const char *model = NULL, *tmpl = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:c:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:c:n:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'T': o.theme = optarg; break;
@@ -87,6 +93,8 @@ int mx_cmd_chat(int argc, char **argv) {
             break;
         case 'D': o.db_path = optarg; break;
         case 'N': o.no_history = true; break;
+        case 'C': tmpl = optarg; break;
+        case 'n': o.settings.n_predict = atoi(optarg); break;
         case 'G':
             if (mx_gfx_mode_parse(optarg, &o.graphics) != 0) {
                 fprintf(stderr, "mixel chat: --graphics takes auto, sixel, blocks or none\n");
@@ -112,10 +120,17 @@ int mx_cmd_chat(int argc, char **argv) {
     if (scripted && scripted[0]) {
         o.engine = mx_engine_scripted_new(strcmp(scripted, "echo") ? scripted : NULL);
     } else if (model) {
-        fprintf(stderr, "mixel chat: the LLM engine is not in this build yet (%s)\n", model);
-        return 1;
+        struct mx_err err = {0};
+        fprintf(stderr, "mixel: loading %s\n", model);
+        o.engine = mx_engine_llm_new(model, &o.settings, tmpl, &err);
+        if (!o.engine) {
+            fprintf(stderr, "mixel chat: %s\n", mx_err_msg(&err, err.code));
+            return 1;
+        }
+        o.load_engine = mx_engine_llm_loader;
     } else {
         o.discover = true;
+        o.load_engine = mx_engine_llm_loader;
     }
     int rc = mx_app_run(&o);
     if (o.engine)
