@@ -3,7 +3,9 @@
  *
  * By default the image fills the terminal's width (and at most its height less one row, so the
  * prompt stays on screen); when stdout is not a terminal it is half blocks 80 columns wide and no
- * query is sent. The cell rectangle is the same whichever encoding is used.
+ * query is sent. The cell rectangle is the same whichever encoding is used. On a terminal a sixel
+ * gets its rows made first and the cursor is put below it by us, since terminals disagree on
+ * where they leave it; --at draws at a cell and leaves the cursor alone.
  */
 #include <errno.h>
 #include <stdio.h>

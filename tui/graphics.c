@@ -1,4 +1,5 @@
-/* graphics.c - terminal graphics detection: queries, answers, decision.
+/* graphics.c - terminal graphics detection (queries, answers, decision) and drawing an image
+ * for it at the cursor or at a cell, tmux passthrough included.
  *
  * Tuned for the start of `mixel show` and of the TUI: at most six queries, each followed by DA1
  * so a terminal that ignores one costs one round trip, not a timeout; a terminal that does not

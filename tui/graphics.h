@@ -1,11 +1,13 @@
-/* graphics.h - which kind of image a terminal can show, and how big.
+/* graphics.h - which kind of image a terminal can show, how big, and drawing it there.
  *
  * Detection is a handful of time-limited queries (tui/termquery.h): DA1 for sixel (attribute 4),
  * XTSMGRAPHICS for colour registers and sixel geometry, TIOCGWINSZ / CSI 16 t / CSI 14 t for the
- * cell size in pixels, and $TMUX plus `tmux show -gv allow-passthrough` for tmux. The answers
- * are collected into struct mx_gfx_answers by pure functions (unit-tested on recorded bytes of
- * real terminals, ../shared/TERMINALS.md) and turned into a decision by another pure function,
- * so only mx_gfx_detect touches the terminal. With stdin/stdout not a tty no query is sent.
+ * cell size in pixels, OSC 11 for the background (under transparent pixels), and $TMUX plus
+ * `tmux show -gv allow-passthrough` for tmux. The answers are collected into struct
+ * mx_gfx_answers by pure functions (unit-tested on recorded bytes of real terminals,
+ * ../shared/TERMINALS.md) and turned into a decision by another pure function, so only
+ * mx_gfx_detect touches the terminal. With stdin/stdout not a tty no query is sent.
+ * mx_gfx_render and mx_gfx_place then draw an image (tui/image.h) for that decision.
  */
 #ifndef MX_GRAPHICS_H
 #define MX_GRAPHICS_H
