@@ -98,7 +98,8 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
  * nothing is sent. raw (may be NULL) receives the answers. Never blocks longer than a few
  * timeouts; if SIGINT, SIGTSTP and the like arrive while the terminal is in raw mode, its mode
  * is restored before they take effect (handlers are installed for the duration and the old ones
- * put back). Call it before curses starts (it reads stdin itself). */
+ * put back). Call it before curses starts (it reads stdin itself); one detection at a time
+ * (the saved terminal mode is process-wide). */
 void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *out,
                    struct mx_gfx_answers *raw);
 
@@ -129,8 +130,8 @@ int mx_gfx_place(const struct mx_gfx *g, const struct mx_image *img, int row, in
 int mx_show_file(const char *path, enum mx_gfx_mode mode, int width, int height);
 
 /* Asks the terminal where the cursor is (DSR 6, `CSI row ; col R`, 1-based; inside tmux: in
- * the pane). Same tty rules and signal care as mx_gfx_detect. Returns 0 or MX_EUNSUP (no tty,
- * no answer). */
+ * the pane). Same tty rules, signal care and limits as mx_gfx_detect (not while curses reads
+ * the terminal). Returns 0 or MX_EUNSUP (no tty, no answer). */
 int mx_gfx_cursor_pos(int timeout_ms, int *row, int *col);
 
 /* Where the current tmux pane sits in the outer terminal (`tmux display -p`, 0-based cells), so
