@@ -122,6 +122,7 @@ struct app {
     int n_placed;
     bool full_repaint;    /* the terminal was cleared: sixels must be sent again */
     int viewer;           /* message index shown full screen, -1 none */
+    double prog_t0;       /* when the running progress (prompt, load) started, 0 none */
     bool gallery;         /* the session's images as a grid of thumbnails */
     int gsel;             /* selected thumbnail */
 };
@@ -1056,9 +1057,25 @@ static void handle_events(struct app *a) {
             if (dt > 0.2)
                 a->tok_s = a->gen_pieces / dt;
             break;
-        case MX_EV_PROGRESS:
-            notice(a, false, "%s %.0f/%.0f", ev.text ? ev.text : "", ev.a, ev.b);
+        case MX_EV_PROGRESS: {
+            /* a bar with an ETA from the rate so far: long histories take minutes on a CPU */
+            if (ev.a <= 0 || a->prog_t0 <= 0)
+                a->prog_t0 = mx_time_s();
+            double frac = ev.b > 0 ? ev.a / ev.b : 0, el = mx_time_s() - a->prog_t0;
+            char bar[64] = "", eta[32] = "";
+            int fill = (int)(frac * 20 + 0.5);
+            size_t o = 0;
+            for (int k = 0; k < 20; k++)
+                o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
+                                      k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+            if (frac > 0.02 && frac < 1 && el > 0.5)
+                snprintf(eta, sizeof eta, ", ETA %.0fs", el / frac - el);
+            notice(a, false, "%s %s %.0f/%.0f%s (Esc cancels)", ev.text ? ev.text : "", bar, ev.a,
+                   ev.b, eta);
+            if (ev.a >= ev.b)
+                a->prog_t0 = 0;
             break;
+        }
         case MX_EV_STATS:
             if (ev.a > 0)
                 a->tok_s = ev.a;
