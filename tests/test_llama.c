@@ -547,6 +547,71 @@ static __attribute__((unused)) void test_context_shift_text(void **state) {
     json_decref(g);
 }
 
+/* KV snapshot: save after a prompt, load into a fresh context, and the next token's logits are
+ * bit-identical; a state of the wrong size or for another cache type is refused and leaves the
+ * cache empty. */
+struct membuf {
+    unsigned char *p;
+    size_t n, cap, pos;
+};
+
+static int mem_write(void *ud, const void *data, size_t n, struct mx_err *err) {
+    (void)err;
+    struct membuf *b = ud;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q)
+            return MX_ENOMEM;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+    return 0;
+}
+
+static int mem_read(void *ud, void *data, size_t n, struct mx_err *err) {
+    struct membuf *b = ud;
+    if (b->pos + n > b->n)
+        return mx_err_set(err, MX_EIO, "short read");
+    memcpy(data, b->p + b->pos, n);
+    b->pos += n;
+    return 0;
+}
+
+static __attribute__((unused)) void test_kv_state(void **state) {
+    (void)state;
+    struct engine e, f, g;
+    engine_open(&e, "tiny-mixtral-f32.gguf", 128, MX_TYPE_F16, MX_ACT_GGML, 512);
+    engine_open(&f, "tiny-mixtral-f32.gguf", 128, MX_TYPE_F16, MX_ACT_GGML, 512);
+    engine_open(&g, "tiny-mixtral-f32.gguf", 128, MX_TYPE_F32, MX_ACT_GGML, 512);
+    int32_t ids[41];
+    some_ids(ids, 41, e.n_vocab, 9);
+    struct mx_err err = {0};
+    assert_int_equal(mx_llama_decode(e.c, ids, 40, false, NULL, NULL, &err), 0);
+    struct membuf b = {0};
+    assert_int_equal(mx_llama_kv_state_save(e.c, mem_write, &b, &err), 0);
+    assert_int_equal(b.n, mx_llama_kv_state_size(e.c));
+    assert_int_equal(mx_llama_kv_state_load(f.c, b.n, mem_read, &b, &err), 0);
+    assert_int_equal(mx_llama_ctx_n_past(f.c), 40);
+    assert_int_equal(mx_llama_decode(e.c, &ids[40], 1, false, NULL, NULL, &err), 0);
+    assert_int_equal(mx_llama_decode(f.c, &ids[40], 1, false, NULL, NULL, &err), 0);
+    assert_memory_equal(mx_llama_logits(e.c), mx_llama_logits(f.c), e.n_vocab * sizeof(float));
+    /* wrong size, wrong cache type */
+    b.pos = 0;
+    assert_int_equal(mx_llama_kv_state_load(f.c, b.n - 1, mem_read, &b, &err), MX_EFORMAT);
+    assert_int_equal(mx_llama_ctx_n_past(f.c), 0);
+    b.pos = 0;
+    mx_err_clear(&err);
+    assert_int_equal(mx_llama_kv_state_load(g.c, b.n, mem_read, &b, &err), MX_EFORMAT);
+    assert_non_null(strstr(err.msg, "does not fit"));
+    free(b.p);
+    engine_close(&e);
+    engine_close(&f);
+    engine_close(&g);
+}
+
 /* A tiny model written with the project's GGUF writer, with one thing wrong at a time. */
 static int write_bad_model(const char *path, int what) {
     struct mx_gguf_writer *w = mx_gguf_writer_new();
@@ -838,6 +903,7 @@ int main(void) {
         cmocka_unit_test(test_incremental_and_chunked),
         cmocka_unit_test(test_kv_edits),
         cmocka_unit_test(test_context_shift_text),
+        cmocka_unit_test(test_kv_state),
         cmocka_unit_test(test_f16_kv_cache),
         cmocka_unit_test(test_q8_0_kv_cache),
         cmocka_unit_test(test_tiny_mixtral_f16),
