@@ -19,6 +19,7 @@
 #include "kernels/backend.h"
 #include "tui/cmd.h"
 #include "tui/llm_cli.h"
+#include "tui/run_session.h"
 
 #define MAX_STOPS 8
 
@@ -43,6 +44,11 @@ static void usage(FILE *f) {
             "  --stop STR               stop before this text (up to %d times)\n"
             "  --ignore-eos             do not stop at end-of-generation tokens\n"
             "  --echo                   print the prompt before the completion\n"
+            "  --session NAME           one chat turn of the saved session NAME (id or title;\n"
+            "                           created when new): the prompt goes through the chat\n"
+            "                           template with the session's history, the answer is stored\n"
+            "  --chat-template NAME     with --session: override the model's template\n"
+            "  --db PATH                with --session: the history database\n"
             "%s",
             MAX_STOPS, mx_llm_common_help);
 }
@@ -129,7 +135,7 @@ int mx_cmd_run(int argc, char **argv) {
     struct mx_sampler_params sp;
     mx_sampler_params_default(&sp);
     bool seed_set = false, ignore_eos = false, echo = false;
-    const char *prompt = NULL, *pfile = NULL;
+    const char *prompt = NULL, *pfile = NULL, *session = NULL, *db_path = NULL, *tmpl = NULL;
     long long n_predict = 256;
     struct out out = {0};
     for (int i = 1; i < argc;) {
@@ -156,6 +162,12 @@ int mx_cmd_run(int argc, char **argv) {
         int bad = 0;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
             prompt = val;
+        else if (!strcmp(a, "--session"))
+            session = val;
+        else if (!strcmp(a, "--db"))
+            db_path = val;
+        else if (!strcmp(a, "--chat-template"))
+            tmpl = val;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
             pfile = val;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
@@ -205,6 +217,21 @@ int mx_cmd_run(int argc, char **argv) {
     }
     if (!seed_set)
         sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    if (session) { /* one chat turn of a stored conversation, through the chat template */
+        char *text = NULL;
+        size_t tlen = 0;
+        if (pfile && mx_llm_read_file(pfile, "run", &text, &tlen))
+            return 1;
+        struct mx_run_session_opts so = {
+            .model = o.model, .session = session, .prompt = pfile ? text : prompt,
+            .db_path = db_path, .tmpl = tmpl,
+            .settings = {.temp = sp.temp, .top_p = sp.top_p, .min_p = sp.min_p,
+                         .repeat_penalty = sp.repeat_penalty, .top_k = sp.top_k,
+                         .n_predict = (int)n_predict, .n_ctx = (int)o.n_ctx, .seed = sp.seed}};
+        int st = mx_run_session(&so);
+        free(text);
+        return st;
+    }
 
     int status = 1;
     struct mx_backend *be = NULL;
