@@ -4,6 +4,7 @@
 # ../shared/tools/termshot; check() finds the image in the screenshot and compares its size and
 # quadrant colours (tests/data/shotcheck.py).
 skip() { echo "SKIP: $*"; exit 77; }
+[ -z "${MX_SANITIZE:-}" ] || skip "slow real-terminal test, run in the normal pass only"
 TS="${MX_SHARED:-}/tools/termshot"
 [ -x "$TS" ] || skip "termshot not found ($TS): ../shared is absent"
 for p in Xvfb xterm xdotool import; do

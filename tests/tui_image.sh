@@ -5,6 +5,7 @@
 # more text scrolls it up (no ghost copies left behind), after a restart (--resume), full screen
 # (F3), inside tmux with passthrough, and as half blocks in a terminal told not to use sixel.
 set -u
+[ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow end-to-end test, run in the normal pass only"; exit 77; }
 . "$MX_SRCDIR/tests/show_lib.sh"   # skips without termshot/Xvfb/xterm; defines d, fail, check
 "$MIXEL" --version | grep -q sixel || skip "this build has no libsixel"
 IMG="$MX_SRCDIR/tests/data/quadrants.png"
