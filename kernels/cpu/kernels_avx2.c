@@ -527,6 +527,25 @@ static inline void load_slice(enum mx_type type, const void *row, int64_t i0, in
         const uint16_t *h = (const uint16_t *)row + i0;
         for (int64_t i = 0; i < n; i += 8)
             _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    } else if (type == MX_TYPE_Q8_0) { /* block by block; whole blocks 8 values at a time */
+        const mx_block_q8_0 *b = row;
+        for (int64_t i = 0; i < n;) {
+            int64_t j = i0 + i, off = j % MX_QK8_0, cnt = MX_MIN(MX_QK8_0 - off, n - i);
+            const mx_block_q8_0 *bj = &b[j / MX_QK8_0];
+            float d = h2f(bj->d);
+            if (cnt == MX_QK8_0) {
+                __m256 dv = _mm256_set1_ps(d);
+                for (int k = 0; k < MX_QK8_0; k += 8) {
+                    __m256i q =
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(bj->qs + k)));
+                    _mm256_storeu_ps(out + i + k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), dv));
+                }
+            } else {
+                for (int64_t k = 0; k < cnt; k++)
+                    out[i + k] = (float)bj->qs[off + k] * d;
+            }
+            i += cnt;
+        }
     } else {
         mx_ref_load_f32(type, row, i0, n, out);
     }

@@ -2,12 +2,14 @@
  *
  * Decode: one token through an n_out x n_in weight of each type, reported as weight bytes read
  * per second (the number that bounds generation speed). Prefill: a 512-column batch, in GFLOP/s.
- * Both with the fast kernels and with the scalar ones. Attention: 512 queries over a cache.
+ * Both with the fast kernels and with the scalar ones. Attention: one token over a 16K and a
+ * 60K cache (KV bytes read per token), and a 512-token chunk over 4K cells.
  * Wall time and process CPU time are both printed: on a shared machine CPU time / threads is the
  * better estimate of what an idle machine would do.
  *
  * usage: bench_kernels [threads] [n_in] [n_out] [level of the second set: 0 scalar, 1 avx2]
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +75,52 @@ static void bench_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
     free(row);
 }
 
+/* One attention call: T queries (positions at the end) over n_kv cells of a cache of type kvt;
+ * prints the cache bytes read per call and the rate. */
+static void bench_attn(struct mx_backend *be, enum mx_type kvt, int hd, int nh, int nkv,
+                       int64_t T, int64_t n_kv, int reps) {
+    struct mx_tensor q, y, kc, vc, qp, kp;
+    mx_tensor_init(&q, MX_TYPE_F32, hd, nh, T, 1);
+    mx_tensor_init(&y, MX_TYPE_F32, hd, nh, T, 1);
+    mx_tensor_init(&kc, kvt, (int64_t)hd * nkv, n_kv, 1, 1);
+    mx_tensor_init(&vc, kvt, (int64_t)hd * nkv, n_kv, 1, 1);
+    mx_tensor_init(&qp, MX_TYPE_I32, T, 1, 1, 1);
+    mx_tensor_init(&kp, MX_TYPE_I32, n_kv, 1, 1, 1);
+    q.data = calloc(1, mx_tensor_nbytes(&q));
+    y.data = xmalloc(mx_tensor_nbytes(&y));
+    kc.data = calloc(1, mx_tensor_nbytes(&kc));
+    vc.data = calloc(1, mx_tensor_nbytes(&vc));
+    qp.data = xmalloc(mx_tensor_nbytes(&qp));
+    kp.data = xmalloc(mx_tensor_nbytes(&kp));
+    if (!q.data || !kc.data || !vc.data) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < n_kv; i++)
+        ((int32_t *)kp.data)[i] = (int32_t)i;
+    for (int64_t t = 0; t < T; t++)
+        ((int32_t *)qp.data)[t] = (int32_t)(n_kv - T + t);
+    struct mx_attn_params p = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd, .n_kv = n_kv,
+                               .scale = 1.0f / sqrtf((float)hd)};
+    mx_op_attn(be, &y, &q, &kc, &vc, &qp, &kp, &p);
+    double t0 = mx_time_s(), c0 = cpu_s();
+    for (int i = 0; i < reps; i++)
+        mx_op_attn(be, &y, &q, &kc, &vc, &qp, &kp, &p);
+    double wall = (mx_time_s() - t0) / reps, cpu = (cpu_s() - c0) / reps;
+    double bytes = 2.0 * (double)mx_tensor_nbytes(&kc);
+    int nth = mx_backend_cpu_n_threads(be);
+    printf("  attn %-4s hd %d, %d/%d heads, T=%-4lld n_kv=%-6lld %8.2f ms  KV %.1f MB/call  "
+           "%.2f GB/s wall  %.2f by cpu time\n", mx_type_name(kvt), hd, nh, nkv, (long long)T,
+           (long long)n_kv, wall * 1e3, bytes / 1e6, bytes / wall / 1e9,
+           bytes / (cpu / nth) / 1e9);
+    free(q.data);
+    free(y.data);
+    free(kc.data);
+    free(vc.data);
+    free(qp.data);
+    free(kp.data);
+}
+
 int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : 2;
     int64_t n_in = argc > 2 ? atoll(argv[2]) : 4096, n_out = argc > 3 ? atoll(argv[3]) : 4096;
@@ -94,6 +142,12 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm");
+    /* decode at long context (a Mixtral-like layer: hd 128, 32 heads, 8 KV heads) and a
+     * prefill chunk of 512 tokens */
+    bench_attn(be, MX_TYPE_F16, 128, 32, 8, 1, 16384, 5);
+    bench_attn(be, MX_TYPE_F16, 128, 32, 8, 1, 61440, 2);
+    bench_attn(be, MX_TYPE_Q8_0, 128, 32, 8, 1, 61440, 2);
+    bench_attn(be, MX_TYPE_F16, 128, 32, 8, 512, 4096, 1);
     mx_backend_free(be);
     mx_backend_free(bs);
     return 0;
