@@ -72,9 +72,15 @@ struct mx_cpu_kernels {
  * correction, rescaling the accumulator) are shared by this many cells. A multiple of 8. */
 #define MX_ATTN_CBLOCK 32
 
-/* Floats of per-thread scratch the fast attention needs. */
+/* From this many query rows in a unit (tokens x GQA group) the fast attention computes a cache
+ * block's scores and weighted values with sgemm, MX_ATTN_GBLOCK cells at a time. */
+#define MX_ATTN_GEMM_ROWS 16
+#define MX_ATTN_GBLOCK 256
+
+/* Floats of per-thread scratch the fast attention needs (both paths). */
 static inline int64_t mx_attn_fast_scratch(int64_t head_dim, int64_t group) {
-    return 3 * MX_ATTN_CBLOCK * head_dim + MX_ATTN_QBLOCK * group * (2 * head_dim + 2) + 16;
+    return 3 * MX_ATTN_CBLOCK * head_dim + MX_ATTN_QBLOCK * group * (2 * head_dim + 2) +
+           2 * MX_ATTN_GBLOCK * head_dim + MX_ATTN_QBLOCK * group * MX_ATTN_GBLOCK + 16;
 }
 
 struct mx_cpu {

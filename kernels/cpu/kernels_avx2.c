@@ -9,6 +9,7 @@
  */
 #include "kernels/cpu/cpu.h"
 
+#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -551,6 +552,85 @@ static inline void load_slice(enum mx_type type, const void *row, int64_t i0, in
     }
 }
 
+/* Prefill: many query rows share each cache block, so the two products of a block go through
+ * sgemm (S = Q K^T over MX_ATTN_GBLOCK cells, then acc += P V); only the masking and the online
+ * softmax stay here. q rows, acc, m and l as in attn_avx2; kb, vb: [GB][hd], S: [R][GB]. */
+static void attn_blocks_gemm(const struct mx_ref_args *a, int64_t g, int64_t t0, int64_t R,
+                             int64_t G, int32_t qmin, int32_t qmax, const float *qs, float *acc,
+                             float *mrow, float *lrow, float *kb, float *vb, float *S) {
+    const struct mx_tensor *kc = a->src[1], *vc = a->src[2];
+    const int32_t *qpos = a->src[3]->data, *kpos = a->src[4]->data;
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, n_kv = p->n_kv, GB = MX_ATTN_GBLOCK;
+    for (int64_t c0 = 0; c0 < n_kv; c0 += GB) {
+        int32_t kp[MX_ATTN_GBLOCK];
+        int nvis = 0;
+        for (int64_t j = 0; j < GB; j++) {
+            kp[j] = c0 + j < n_kv ? kpos[c0 + j] : -1;
+            if (kp[j] >= 0 && kp[j] <= qmax &&
+                (p->window == 0 || (int64_t)qmin - kp[j] < p->window))
+                nvis++;
+        }
+        if (nvis == 0)
+            continue;
+        for (int64_t j = 0; j < GB; j++) {
+            if (kp[j] < 0) {
+                memset(kb + j * hd, 0, (size_t)hd * sizeof(float));
+                memset(vb + j * hd, 0, (size_t)hd * sizeof(float));
+                continue;
+            }
+            load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], g * hd,
+                       hd, kb + j * hd);
+            load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], g * hd,
+                       hd, vb + j * hd);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)GB, (int)hd, p->scale,
+                    qs, (int)hd, kb, (int)hd, 0.0f, S, (int)GB);
+        for (int64_t r = 0; r < R; r++) {
+            int32_t qp = qpos[t0 + r / G];
+            float *sr = S + r * GB;
+            __m256 mv = _mm256_set1_ps(-INFINITY);
+            for (int64_t j = 0; j < GB; j += 8) {
+                __m256i kpv = _mm256_loadu_si256((const __m256i *)(kp + j));
+                __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kpv, _mm256_set1_epi32(-1)),
+                                             _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv));
+                if (p->window > 0)
+                    v = _mm256_and_si256(
+                        v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
+                                              _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
+                __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_loadu_ps(sr + j),
+                                             _mm256_castsi256_ps(v));
+                _mm256_storeu_ps(sr + j, sv);
+                mv = _mm256_max_ps(mv, sv);
+            }
+            float mb = hmax8(mv);
+            if (mb == -INFINITY) { /* nothing visible to this row here: contributes nothing */
+                memset(sr, 0, (size_t)GB * sizeof(float));
+                continue;
+            }
+            float mold = mrow[r], mnew = mold > mb ? mold : mb;
+            float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+            __m256 lsum = _mm256_setzero_ps(), mn = _mm256_set1_ps(mnew);
+            for (int64_t j = 0; j < GB; j += 8) {
+                __m256 sv = _mm256_loadu_ps(sr + j);
+                __m256 vis = _mm256_cmp_ps(sv, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+                __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(sv, mn)), vis);
+                lsum = _mm256_add_ps(lsum, pv);
+                _mm256_storeu_ps(sr + j, pv);
+            }
+            lrow[r] = lrow[r] * corr + hsum8(lsum);
+            mrow[r] = mnew;
+            if (corr != 1.0f) {
+                float *ar = acc + r * hd;
+                for (int64_t i = 0; i < hd; i++)
+                    ar[i] *= corr;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)hd, (int)GB, 1.0f, S,
+                    (int)GB, vb, (int)hd, 1.0f, acc, (int)hd);
+    }
+}
+
 static void attn_avx2(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
     const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
@@ -590,7 +670,12 @@ static void attn_avx2(void *args, int ith, int nth) {
             qmax = MX_MAX(qmax, qpos[t]);
             qmin = MX_MIN(qmin, qpos[t]);
         }
-        for (int64_t c0 = 0; c0 < n_kv; c0 += CB) {
+        if (R >= MX_ATTN_GEMM_ROWS) {
+            float *gkb = lrow + MX_ATTN_QBLOCK * G, *gvb = gkb + MX_ATTN_GBLOCK * hd;
+            attn_blocks_gemm(a, g, t0, R, G, qmin, qmax, qs, acc, mrow, lrow, gkb, gvb,
+                             gvb + MX_ATTN_GBLOCK * hd);
+        }
+        for (int64_t c0 = 0; c0 < (R >= MX_ATTN_GEMM_ROWS ? 0 : n_kv); c0 += CB) {
             int32_t kp[MX_ATTN_CBLOCK];
             int nvis = 0;
             for (int64_t j = 0; j < CB; j++) {
