@@ -627,6 +627,8 @@ static int write_bad_model(const char *path, int what) {
     mx_gguf_writer_set_u32(w, "llama.attention.head_count_kv", NKV);
     mx_gguf_writer_set_u32(w, "llama.expert_count", X);
     mx_gguf_writer_set_u32(w, "llama.expert_used_count", what == 2 ? 5 : 2);
+    if (what == 6)
+        mx_gguf_writer_set_u32(w, "llama.attention.sliding_window", 1);
     static float buf[64 * 64 * 4];
     for (size_t i = 0; i < MX_ARRAY_LEN(buf); i++)
         buf[i] = 0.01f * (float)(i % 7);
@@ -654,6 +656,43 @@ static int write_bad_model(const char *path, int what) {
     int rc = mx_gguf_writer_write(w, path, 3, &err);
     mx_gguf_writer_free(w);
     return rc;
+}
+
+/* Sliding window: with a window of 1 a token attends to itself only, so the same token gives the
+ * same logits at any position (RoPE cancels in a one-cell softmax); without the window the
+ * context changes them. */
+static __attribute__((unused)) void test_sliding_window(void **state) {
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mx-test-swa-%d.gguf", (int)getpid());
+    struct mx_err err = {0};
+    struct mx_backend *be = mx_backend_cpu_new(1, &err);
+    assert_non_null(be);
+    double d[2];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(write_bad_model(path, k == 0 ? 6 : 0), 0);
+        struct mx_llama_model *m = NULL;
+        assert_int_equal(mx_llama_model_load(path, be, &m, &err), 0);
+        assert_int_equal(mx_llama_model_hparams(m)->sliding_window, k == 0 ? 1 : 0);
+        struct mx_llama_ctx *c;
+        struct mx_llama_ctx_params p;
+        mx_llama_ctx_params_default(&p);
+        p.n_ctx = 32;
+        p.kv_type = MX_TYPE_F32;
+        assert_int_equal(mx_llama_ctx_new(m, &p, &c, &err), 0);
+        struct engine e = {be, m, c, 40};
+        int32_t ids[4] = {5, 9, 17, 5};
+        struct rows r = decode_all(&e, ids, 4);
+        d[k] = max_diff(r.v, r.v + 3 * 40, 40);
+        free(r.v);
+        mx_llama_ctx_free(c);
+        mx_llama_model_free(m);
+    }
+    print_message("  same token at positions 0 and 3: window 1 %.3g, no window %.3g\n", d[0], d[1]);
+    assert_true(d[0] < 1e-6);
+    assert_true(d[1] > 5e-5); /* small: this model's weights are nearly constant */
+    unlink(path);
+    mx_backend_free(be);
 }
 
 static __attribute__((unused)) void test_bad_models(void **state) {
@@ -718,8 +757,24 @@ struct qmodel {
     float *w;                 /* original f32 values */
 };
 
+/* Set to write 3-D expert tensors as the older per-expert 2-D tensors (blk.N.ffn_gate.E.weight). */
+static bool g_split_experts;
+
 static void add_weight(struct mx_gguf_writer *w, const struct qmodel *t, int type, bool dequant) {
     int64_t n = t->ne[0] * t->ne[1] * t->ne[2];
+    if (g_split_experts && strstr(t->name, "_exps") && type == MX_TYPE_F32) {
+        int il;
+        char kind[8];
+        assert_int_equal(sscanf(t->name, "blk.%d.ffn_%4[a-z]_exps", &il, kind), 2);
+        for (int64_t e = 0; e < t->ne[2]; e++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "blk.%d.ffn_%s.%d.weight", il, kind, (int)e);
+            const int64_t ne[2] = {t->ne[0], t->ne[1]};
+            assert_int_equal(mx_gguf_writer_add_tensor(w, nm, MX_TYPE_F32, 2, ne,
+                                                       t->w + e * t->ne[0] * t->ne[1]), 0);
+        }
+        return;
+    }
     bool is_norm = t->nd == 1 || strstr(t->name, "ffn_gate_inp");
     if (is_norm || type == MX_TYPE_F32) {
         assert_int_equal(mx_gguf_writer_add_tensor(w, t->name, MX_TYPE_F32, t->nd, t->ne, t->w),
@@ -880,6 +935,17 @@ static __attribute__((unused)) void test_own_quantized_models(void **state) {
                      gap, types[k].vs_orig);
     }
     free(orig.v);
+    /* the older Mixtral layout (one 2-D tensor per expert) gives the same logits as 3-D */
+    write_qmodel(pa, ts, nt, MX_TYPE_F32, false);
+    g_split_experts = true;
+    write_qmodel(pb, ts, nt, MX_TYPE_F32, false);
+    g_split_experts = false;
+    struct rows s3 = run_qmodel(pa, ids, 24), s2 = run_qmodel(pb, ids, 24);
+    double dsplit = max_diff(s3.v, s2.v, 24 * QV);
+    print_message("  per-expert 2-D tensors vs stacked 3-D: %.3g\n", dsplit);
+    assert_true(dsplit == 0.0);
+    free(s3.v);
+    free(s2.v);
     for (int i = 0; i < nt; i++)
         free(ts[i].w);
     for (int i = 0; i < nd; i++)
@@ -896,6 +962,7 @@ int main(void) {
 #ifndef MX_TEST_LLAMA_QUANT
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_models),
+        cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_stories260K),
         cmocka_unit_test(test_stories260K_moe8),
         cmocka_unit_test(test_tiny_mixtral_f32),
