@@ -24,7 +24,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
-/* ---- hyperparameters ------------------------------------------------------------------------- */
+/* ---- hyperparameters ------------------------------------------------------------------------ */
 
 /* Reads integer key prefix.suffix into *out; absent keys keep *out when !required. */
 static int get_i32(const struct mx_gguf *g, const char *arch, const char *suffix, bool required,
@@ -182,7 +182,7 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
     return 0;
 }
 
-/* ---- tensors ---------------------------------------------------------------------------------- */
+/* ---- tensors -------------------------------------------------------------------------------- */
 
 enum use { USE_NORM, USE_MATMUL, USE_MATMUL_ID, USE_EMBD };
 
@@ -196,9 +196,9 @@ static void shape_str(char *buf, size_t n, int nd, const int64_t *ne) {
 }
 
 /* Checks tensor gt against the expected shape and use, and makes t a view of it in buf. */
-static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt, struct mx_buf *buf,
-                       enum use use, int nd, int64_t ne0, int64_t ne1, int64_t ne2,
-                       struct mx_tensor *t, struct mx_err *err) {
+static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt,
+                       struct mx_buf *buf, enum use use, int nd, int64_t ne0, int64_t ne1,
+                       int64_t ne2, struct mx_tensor *t, struct mx_err *err) {
     const char *path = mx_gguf_path(m->gguf);
     int64_t want[3] = {ne0, ne1, ne2};
     bool ok = gt->n_dims <= nd || (gt->n_dims == nd + 1 && gt->ne[nd] == 1);
@@ -357,7 +357,8 @@ int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama
         goto fail;
 
     const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff, X = hp->n_expert;
-    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     if ((rc = bind(m, "token_embd.weight", USE_EMBD, 2, E, V, 1, &m->tok_embd, err)) < 0 ||
         (rc = bind(m, "output_norm.weight", USE_NORM, 1, E, 1, 1, &m->output_norm, err)) < 0)
         goto fail;

@@ -262,7 +262,7 @@ void mx_llama_kv_clear(struct mx_llama_ctx *c) {
     c->next_pos = 0;
 }
 
-/* ---- views ------------------------------------------------------------------------------------ */
+/* ---- views ---------------------------------------------------------------------------------- */
 
 /* The first n elements of a 1-D tensor (or columns of a [n0, U] tensor: pass rows). */
 static struct mx_tensor head1d(const struct mx_tensor *t, int64_t n) {
@@ -298,7 +298,7 @@ static struct mx_tensor rows(const struct mx_tensor *t, int64_t row0, int64_t n)
         }                                                                                \
     } while (0)
 
-/* ---- the forward pass ------------------------------------------------------------------------- */
+/* ---- the forward pass ----------------------------------------------------------------------- */
 
 /* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
  * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
@@ -445,7 +445,7 @@ int mx_llama_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n, bool 
     return 0;
 }
 
-/* ---- KV cache edits --------------------------------------------------------------------------- */
+/* ---- KV cache edits ------------------------------------------------------------------------- */
 
 static int64_t max_pos_plus_one(const struct mx_llama_ctx *c) {
     int64_t mx = 0;
@@ -553,7 +553,7 @@ int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discar
     return mx_llama_kv_shift(c, n_keep + n_discard, -1, -n_discard, err);
 }
 
-/* ---- cache state (snapshots) -------------------------------------------------------------- */
+/* ---- cache state (snapshots) ---------------------------------------------------------------- */
 
 #define KV_STATE_MAGIC 0x564b584du /* "MXKV" */
 #define KV_STATE_CHUNK ((size_t)4 << 20) /* host bounce buffer: devices copy rows through it */

@@ -38,7 +38,8 @@ grep -q 'the prompt is [0-9]* tokens, the context holds 4' "$T/err" || fail "$(c
 "$MIXEL" run -m "$T/none.gguf" -p x >/dev/null 2>"$T/err"; [ $? -eq 1 ] || fail "missing model"
 grep -q 'none.gguf' "$T/err" || fail "missing model message: $(cat "$T/err")"
 # logits: the golden prompt ids, one row of 512, and --all rows
-"$MIXEL" logits -m "$M" -p "Once upon a time" >"$T/l.json" 2>"$T/err" || fail "logits: $(cat "$T/err")"
+"$MIXEL" logits -m "$M" -p "Once upon a time" >"$T/l.json" 2>"$T/err" \
+    || fail "logits: $(cat "$T/err")"
 grep -q '^{"ids": \[1,403,407,261,378\], "logits": \[' "$T/l.json" || fail "logits ids"
 [ "$(grep -c '^  \[' "$T/l.json")" -eq 1 ] || fail "logits: not one row"
 "$MIXEL" logits -m "$M" --ids 1,403,407 --all >"$T/a.json" || fail "logits --all"

@@ -257,8 +257,8 @@ static __attribute__((unused)) void test_f16_kv_cache(void **state) {
 }
 
 /* Q8_0 KV cache: 8-bit blocks of 32 carry ~0.4 % error (f16: 0.05 %), and llama.cpp's F16 cache
- * already moves stories260K by 0.023, so allow 1.5 (measured: 0.96) and check the argmax where the margin is
- * clear (teacher-forced). */
+ * already moves stories260K by 0.023, so allow 1.5 (measured: 0.96) and check the argmax where
+ * the margin is clear (teacher-forced). */
 static __attribute__((unused)) void test_q8_0_kv_cache(void **state) {
     (void)state;
     check_golden("stories260K.gguf", "logits-stories260K.json", MX_TYPE_Q8_0, MX_ACT_GGML, 1.5,

@@ -19,8 +19,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mixel logits -m MODEL (--ids 1,2,3 | --ids-file FILE | -p TEXT | -f FILE)\n"
             "                    [--all | --rows P1,P2,...] [options]\n"
-            "Prints {\"ids\": [...], \"logits\": [[...], ...]}: the logits after the last id, after\n"
-            "every id (--all), or after the ids at positions P (--rows).\n"
+            "Prints {\"ids\": [...], \"logits\": [[...], ...]}: the logits after the last id,\n"
+            "after every id (--all), or after the ids at positions P (--rows).\n"
             "  --ids LIST          token ids, comma separated\n"
             "  --ids-file FILE     token ids in a file (any separators; a JSON array works)\n"
             "  -p, --prompt TEXT   text, tokenized with the model's tokenizer (BOS added)\n"
