@@ -1350,8 +1350,9 @@ static void cmd_quit(struct app *a, const char *arg) {
     a->quit = true;
 }
 
-static void cmd_clear(struct app *a, const char *arg) {
-    (void)arg;
+/* /new and /clear: leave the current session (saved in history, its KV cache snapshotted) and
+ * start an empty conversation; the next message creates a new session. */
+static void start_fresh(struct app *a, const char *what) {
     if (a->generating) {
         notice(a, true, "an answer is still being generated: Esc stops it");
         return;
@@ -1360,9 +1361,14 @@ static void cmd_clear(struct app *a, const char *arg) {
     if (a->o.engine && mx_engine_llm_template(a->o.engine))
         mx_engine_llm_clear(a->o.engine);
     conversation_clear(a);
-    a->session = 0; /* the saved session stays in history; typing starts a new one */
+    a->session = 0;
     a->title[0] = '\0';
-    notice(a, false, "conversation cleared (the saved session is in /sessions)");
+    notice(a, false, "%s", what);
+}
+
+static void cmd_clear(struct app *a, const char *arg) {
+    (void)arg;
+    start_fresh(a, "conversation cleared (the saved session is in /sessions)");
 }
 
 static void cmd_stop(struct app *a, const char *arg) {
@@ -1769,17 +1775,7 @@ static void cmd_model(struct app *a, const char *arg) {
 
 static void cmd_new(struct app *a, const char *arg) {
     (void)arg;
-    if (a->generating) {
-        notice(a, true, "an answer is still being generated: Esc stops it");
-        return;
-    }
-    snapshot_save(a);
-    if (a->o.engine && mx_engine_llm_template(a->o.engine))
-        mx_engine_llm_clear(a->o.engine);
-    conversation_clear(a);
-    a->session = 0;
-    a->title[0] = '\0';
-    notice(a, false, "new conversation");
+    start_fresh(a, "new conversation");
 }
 
 static void cmd_title(struct app *a, const char *arg) {
