@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapfile.h"
 #include "core/quant.h"
 #include "core/util.h"
 
@@ -569,7 +570,7 @@ static int open_common(const void *base, size_t size, bool mapped, const char *n
     if (!g || !(g->path = strdup(name))) {
         free(g);
         if (mapped)
-            munmap((void *)base, size);
+            mx_unmap_file(base, size);
         return mx_err_set(err, MX_ENOMEM, "%s: out of memory", name);
     }
     g->base = base;
@@ -586,32 +587,11 @@ static int open_common(const void *base, size_t size, bool mapped, const char *n
 
 int mx_gguf_open(const char *path, struct mx_gguf **out, struct mx_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mx_err_set(err, errno == ENOENT ? MX_ENOENT : MX_EIO, "%s: %s", path,
-                          strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return mx_err_set(err, MX_EIO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return mx_err_set(err, MX_EINVAL, "%s: not a regular file", path);
-    }
-    if (st.st_size < 24) {
-        close(fd);
-        return mx_err_set(err, MX_EFORMAT, "%s: not a GGUF file (only %lld bytes)", path,
-                          (long long)st.st_size);
-    }
-    size_t size = (size_t)st.st_size;
-    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (p == MAP_FAILED)
-        return mx_err_set(err, e == ENOMEM ? MX_ENOMEM : MX_EIO, "%s: mmap: %s", path,
-                          strerror(e));
+    const void *p;
+    size_t size;
+    int rc = mx_map_file(path, 24, "GGUF", &p, &size, err);
+    if (rc < 0)
+        return rc;
     return open_common(p, size, true, path, out, err);
 }
 
@@ -629,7 +609,7 @@ void mx_gguf_close(struct mx_gguf *g) {
     if (!g)
         return;
     if (g->mapped)
-        munmap((void *)g->base, g->size);
+        mx_unmap_file(g->base, g->size);
     arena_free(&g->arena);
     free(g->kv_ix.slots);
     free(g->t_ix.slots);
