@@ -60,10 +60,23 @@ run_tests() {
     echo "setup: the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
     make -C "$build" check-sanitize 2>&1 | tee -a "$log" | grep -E '^(FAIL|ERROR|XPASS):|^# ' || true
     [ "$(grep -c '^# FAIL: *0$' "$log")" -eq 2 ] && [ "$(grep -c '^# ERROR: *0$' "$log")" -eq 2 ] || status=1
+    echo "setup: a short libFuzzer pass over the parsers (GGUF, safetensors, tokenizers)"
+    fuzz_passed=0 fuzz_failed=0
+    if command -v clang >/dev/null 2>&1; then
+        if make -C "$build" check-fuzz FUZZ_SECONDS=10 >"$log.fuzz" 2>&1; then
+            fuzz_passed=$(grep -c '^check-fuzz: .* for ' "$log.fuzz")
+        else
+            fuzz_failed=1
+            tail -40 "$log.fuzz"
+            status=1
+        fi
+        rm -f "$log.fuzz"
+    fi
     for f in $(find "$build" -name test-suite.log); do
         grep -q '^# FAIL: *0$' "$f" || { echo "---- $f"; cat "$f"; }
     done
-    passed=$(count PASS "$log"); failed=$(($(count FAIL "$log") + $(count ERROR "$log") + $(count XPASS "$log")))
+    passed=$(($(count PASS "$log") + fuzz_passed))
+    failed=$(($(count FAIL "$log") + $(count ERROR "$log") + $(count XPASS "$log") + fuzz_failed))
     skipped=$(count SKIP "$log")
     rm -f "$log"
     if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then status=1; fi
