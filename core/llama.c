@@ -423,6 +423,12 @@ int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama
         expert_params += m->size.n_params - p0;
         expert_bytes += m->size.n_bytes - b0;
     }
+    /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling); the
+     * backend's rope has no such input yet. Short contexts are barely affected (the factors
+     * scale only the slowly rotating dimensions), so load with a warning rather than refuse. */
+    if (mx_gguf_find_tensor(m->gguf, "rope_freqs.weight"))
+        mx_log(MX_LOG_WARN, "%s: rope_freqs.weight (Llama 3.1 rope scaling) is ignored: output "
+               "degrades at long contexts", path);
     /* the ops every forward uses on activations */
     static const enum mx_op f32_ops[] = {MX_OP_RMS_NORM, MX_OP_ROPE, MX_OP_SILU_MUL, MX_OP_ADD,
                                          MX_OP_CPY};
