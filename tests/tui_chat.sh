@@ -67,7 +67,15 @@ wait_for "more (PgDn)" || fail "PgUp did not scroll"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit after stop"
 
-# 8. no model given: the models found under ~/models are offered; Esc closes the picker
+# 8. doctor in a terminal without sixel (tmux, passthrough off): it asks, and says why blocks
+$T kill-server 2>/dev/null
+n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
+$T -f /dev/null new-session -d -s t -x 120 -y 40 "'$MIXEL' doctor; echo EXITED \$?; sleep 30"
+wait_for "EXITED 0" 15 || fail "doctor in tmux"
+$T capture-pane -p -t t | grep -q "sixel: no (no attribute 4)" || fail "doctor: DA1 answer"
+$T capture-pane -p -t t | grep -q "images: blocks: inside tmux" || fail "doctor: image mode"
+
+# 9. no model given: the models found under ~/models are offered; Esc closes the picker
 if [ -f "${MX_SHARED:-}/models/stories260K.gguf" ]; then
     mkdir -p "$work/home/models/tiny"
     cp "$MX_SHARED/models/stories260K.gguf" "$work/home/models/tiny/"

@@ -13,19 +13,8 @@
 #include "kernels/devinfo.h"
 #include "tui/cmd.h"
 #include "tui/discover.h"
+#include "tui/graphics.h"
 #include "tui/termquery.h"
-
-static void print_escaped(const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == 0x1b)
-            fputs("ESC", stdout);
-        else if (c < 0x20 || c == 0x7f)
-            printf("^%c", c ^ 0x40);
-        else
-            putchar(c);
-    }
-}
 
 static void doctor_terminal(void) {
     const char *term = getenv("TERM");
@@ -37,48 +26,26 @@ static void doctor_terminal(void) {
         printf("          colours: 24-bit truecolor (%s)\n", src);
     else
         printf("          colours: %d (%s)\n", depth, src);
-
-    struct mx_tq tq;
-    if (mx_tq_open(&tq) != 0) {
+    /* the same time-limited probe the chat and `mixel show` use (nothing is sent without a tty) */
+    struct mx_gfx g;
+    struct mx_gfx_answers ans;
+    mx_gfx_detect(MX_GFX_AUTO, 0, &g, &ans);
+    if (!ans.tty) {
         printf("          graphics: not a terminal (stdin/stdout redirected): queries skipped\n");
         return;
     }
-    char reply[512];
-    int n = mx_tq_ask(&tq, NULL, 500, reply, sizeof reply);
-    struct mx_da1 da1 = {0};
-    if (n > 0)
-        mx_tq_parse_da1(reply, (size_t)n, &da1);
-    struct winsize ws = {0};
-    int have_ws = ioctl(tq.out_fd, TIOCGWINSZ, &ws) == 0;
-    char cells[128] = "";
-    if (da1.valid) {
-        /* CSI 16 t asks for the cell size when TIOCGWINSZ has no pixel sizes */
-        if (!(have_ws && ws.ws_xpixel && ws.ws_ypixel && ws.ws_col && ws.ws_row)) {
-            char r16[256], ans[128];
-            int m = mx_tq_ask(&tq, "\033[16t", 300, r16, sizeof r16);
-            int ch = 0, cw = 0;
-            if (m > 0 && mx_tq_strip_da1(r16, (size_t)m, ans, sizeof ans) > 0 &&
-                sscanf(ans, "\033[6;%d;%dt", &ch, &cw) == 2 && ch > 0 && cw > 0)
-                snprintf(cells, sizeof cells, "%dx%d px (CSI 16 t)", cw, ch);
-        }
-    }
-    mx_tq_close(&tq);
-
-    if (!da1.valid) {
-        printf("          DA1: no answer within 500 ms: sixel: no\n");
-    } else {
-        printf("          DA1: ");
-        print_escaped(reply);
-        printf(" -> sixel: %s\n", da1.sixel ? "yes (attribute 4)" : "no (no attribute 4)");
-    }
-    if (have_ws && ws.ws_xpixel && ws.ws_ypixel && ws.ws_col && ws.ws_row)
-        printf("          cell size: %ux%u px (TIOCGWINSZ %ux%u px, %ux%u cells)\n",
-               ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row, ws.ws_xpixel, ws.ws_ypixel,
-               ws.ws_col, ws.ws_row);
-    else if (cells[0])
-        printf("          cell size: %s\n", cells);
+    if (!ans.da1_valid)
+        printf("          DA1: no answer: sixel: no\n");
     else
-        printf("          cell size: unknown (no pixel size from TIOCGWINSZ or CSI 16 t)\n");
+        printf("          DA1: answered -> sixel: %s\n",
+               ans.da1_sixel ? "yes (attribute 4)" : "no (no attribute 4)");
+    if (ans.regs)
+        printf("          sixel colour registers: %d\n", ans.regs);
+    if (g.cell_known)
+        printf("          cell size: %dx%d px (%s)\n", g.cell_w, g.cell_h, g.cell_src);
+    else
+        printf("          cell size: unknown (no pixel size from TIOCGWINSZ, CSI 16 t or 14 t)\n");
+    printf("          images: %s: %s\n", mx_gfx_mode_name(g.mode), g.why);
 }
 
 static void doctor_path(const char *label, int (*fn)(char *, size_t, struct mx_err *)) {
