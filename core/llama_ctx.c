@@ -143,9 +143,9 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     if (p->kv_type != MX_TYPE_F32 && p->kv_type != MX_TYPE_F16 && p->kv_type != MX_TYPE_Q8_0)
         return mx_err_set(err, MX_EINVAL, "KV cache: type %s not offered (f32, f16, q8_0)",
                           mx_type_name(p->kv_type));
-    if (p->n_ctx < 0 || p->n_ubatch < 0)
-        return mx_err_set(err, MX_EINVAL, "context: bad size (n_ctx %lld, ubatch %d)",
-                          (long long)p->n_ctx, (int)p->n_ubatch);
+    if (p->n_ctx < 0 || p->n_ubatch < 0 || p->n_ubatch > 8192)
+        return mx_err_set(err, MX_EINVAL, "context: bad size (n_ctx %lld, ubatch %d; ubatch "
+                          "at most 8192)", (long long)p->n_ctx, (int)p->n_ubatch);
     int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     size_t row;
     if (!mx_row_size(p->kv_type, KV, &row))
@@ -222,8 +222,12 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     mx_arena_init_measure(&meas);
     if ((rc = alloc_scratch(c, &meas, err)) < 0)
         goto fail;
-    if ((rc = mx_arena_init(&c->arena, c->be, meas.used, err)) < 0)
+    if ((rc = mx_arena_init(&c->arena, c->be, meas.used, err)) < 0) {
+        mx_err_clear(err);
+        rc = mx_err_set(err, MX_ENOMEM, "context: scratch needs %.1f MiB for ubatch %d; try a "
+                        "smaller --ubatch", meas.used / 1048576.0, (int)c->n_ubatch);
         goto fail;
+    }
     if ((rc = alloc_scratch(c, &c->arena, err)) < 0)
         goto fail;
     mx_log(MX_LOG_INFO, "context: %lld tokens, KV cache %s %.1f MiB, scratch %.1f MiB",

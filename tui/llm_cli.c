@@ -73,7 +73,7 @@ int mx_llm_parse_common(int argc, char **argv, int *i, struct mx_llm_opts *o, co
         o->kv_type = t;
     } else if (!strcmp(a, "--ubatch")) {
         NEED();
-        if (parse_int(val, 1, 65536, &v) < 0)
+        if (parse_int(val, 1, 8192, &v) < 0)
             goto bad;
         o->ubatch = (int)v;
     } else if (!strcmp(a, "--act")) {
