@@ -303,6 +303,39 @@ static void test_fast_dequant_bit_exact(void **state) {
     printf("%d fast dequantizers checked (kernels '%s')\n", n_checked, k->name);
 }
 
+/* The fast activation quantizers write the same bytes as mx_quantize_act (Q8_0 blocks with their
+ * sums, Q8_K blocks with bsums), on random rows with zero blocks, exact ties of magnitude with
+ * opposite signs, and values on the .5 rounding boundaries. */
+static void test_fast_act_quant_bit_exact(void **state) {
+    const struct mx_cpu_kernels *k = &mx_cpu_of(be4)->kern;
+    enum mx_type vts[] = {MX_TYPE_Q8_0, MX_TYPE_Q8_K};
+    int64_t n = 1024;
+    float *x = talloc((size_t)n * 4);
+    for (int ti = 0; ti < 2; ti++) {
+        if (!k->quantize_act[vts[ti]])
+            continue;
+        size_t bytes;
+        assert_true(mx_act_row_size(vts[ti], n, &bytes));
+        uint8_t *a = talloc(bytes), *b = talloc(bytes);
+        for (int rep = 0; rep < 40; rep++) {
+            for (int64_t i = 0; i < n; i++)
+                x[i] = (float)(rep % 3 + 1) * mx_test_randf(&rng);
+            for (int64_t i = 0; i < 32; i++)
+                x[i] = 0.0f; /* a zero block */
+            x[300] = 2.5f, x[301] = -3.0f, x[302] = 3.0f; /* a tie in magnitude */
+            x[520] = 63.5f / 127.0f * 3.0f, x[521] = 3.0f; /* x * id near a .5 boundary */
+            memset(a, 0xaa, bytes);
+            memset(b, 0xaa, bytes);
+            k->quantize_act[vts[ti]](x, a, n);
+            mx_quantize_act(vts[ti], x, b, n);
+            if (memcmp(a, b, bytes) != 0)
+                fail_msg("fast %s activation quantizer differs (rep %d)", mx_type_name(vts[ti]),
+                         rep);
+        }
+    }
+    free_all();
+}
+
 /* Results do not depend on the thread count (each output value has one owner). */
 static void test_matmul_threads_bitwise(void **state) {
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_Q4_0, MX_TYPE_Q6_K};
@@ -1327,6 +1360,7 @@ int main(void) {
         cmocka_unit_test_setup(test_arena_measure_then_alloc, reset_modes),
         cmocka_unit_test_setup(test_matmul_all_types, reset_modes),
         cmocka_unit_test_setup(test_fast_dequant_bit_exact, reset_modes),
+        cmocka_unit_test_setup(test_fast_act_quant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
         cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),

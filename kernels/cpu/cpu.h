@@ -51,6 +51,9 @@ struct mx_cpu_kernels {
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];
+    /* Activation quantizers bit-identical to mx_quantize_act, indexed by the vec_dot type (Q8_0
+     * with its block sums, Q8_K); NULL entries fall back to it. */
+    mx_from_float_fn quantize_act[MX_TYPE_COUNT];
     /* f32 dot of n values */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
     /* Attention task over struct mx_ref_args (same contract as mx_ref_attn), flash-style with

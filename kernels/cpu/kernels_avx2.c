@@ -552,6 +552,92 @@ static inline void load_slice(enum mx_type type, const void *row, int64_t i0, in
     }
 }
 
+/* ---- activation quantization (decode) ----------------------------------------------------------
+ * Bit-identical to mx_quantize_act: same products, round-to-nearest-even like nearbyintf, the
+ * same fp16 rounding (F16C, round to nearest even). */
+
+/* 32 int32 lanes (4 vectors) -> 32 int8 in order. */
+static inline __m256i pack32(__m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+    __m256i a = _mm256_packs_epi32(q0, q1), b = _mm256_packs_epi32(q2, q3);
+    __m256i c = _mm256_packs_epi16(a, b); /* lane-interleaved */
+    return _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void quant_act_q8_0(const float *x, void *dst, int64_t n) {
+    mx_block_q8_0 *b = dst;
+    float *sums = (float *)((char *)dst + mx_act_sums_offset(n));
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t ib = 0; ib < n / MX_QK8_0; ib++) {
+        const float *xb = x + ib * MX_QK8_0;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        float amax = hmax8(m);
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        b[ib].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(
+                _mm256_mul_ps(v[k], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_si256((__m256i *)b[ib].qs, pack32(q[0], q[1], q[2], q[3]));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        sums[ib] = (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+static void quant_act_q8_K(const float *x, void *dst, int64_t n) {
+    mx_block_q8_K *b = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t ib = 0; ib < n / MX_QK_K; ib++) {
+        const float *xb = x + ib * MX_QK_K;
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < MX_QK_K; k += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + k)));
+        float amax = hmax8(m);
+        if (amax == 0.0f) {
+            memset(&b[ib], 0, sizeof b[ib]);
+            continue;
+        }
+        float max = 0.0f; /* the first value of largest magnitude, with its sign */
+        __m256 am = _mm256_set1_ps(amax);
+        for (int k = 0; k < MX_QK_K; k += 8) {
+            int mask = _mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + k)), am, _CMP_EQ_OQ));
+            if (mask) {
+                max = xb[k + __builtin_ctz((unsigned)mask)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m256 is = _mm256_set1_ps(iscale);
+        for (int k = 0; k < MX_QK_K; k += 32) {
+            __m256i q[4];
+            for (int j = 0; j < 4; j++) {
+                __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + k + 8 * j), is),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[j] = _mm256_min_epi32(_mm256_cvtps_epi32(r), _mm256_set1_epi32(127));
+            }
+            _mm256_storeu_si256((__m256i *)(b[ib].qs + k), pack32(q[0], q[1], q[2], q[3]));
+        }
+        for (int g = 0; g < MX_QK_K / 16; g++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(b[ib].qs + 16 * g));
+            __m256i w16 = _mm256_cvtepi8_epi16(v);
+            __m256i s = _mm256_madd_epi16(w16, _mm256_set1_epi16(1));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+            b[ib].bsums[g] = (int16_t)_mm_cvtsi128_si32(s4);
+        }
+        b[ib].d = 1.0f / iscale;
+    }
+}
+
 /* Prefill: many query rows share each cache block, so the two products of a block go through
  * sgemm (S = Q K^T over MX_ATTN_GBLOCK cells, then acc += P V); only the masking and the online
  * softmax stay here. q rows, acc, m and l as in attn_avx2; kb, vb: [GB][hd], S: [R][GB]. */
@@ -808,6 +894,8 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
     k->vec_dot[MX_TYPE_BF16] = vec_dot_bf16;
     k->dequant[MX_TYPE_Q8_0] = dequant_q8_0;
+    k->quantize_act[MX_TYPE_Q8_0] = quant_act_q8_0;
+    k->quantize_act[MX_TYPE_Q8_K] = quant_act_q8_K;
     k->dequant[MX_TYPE_Q4_0] = dequant_q4_0;
     k->dequant[MX_TYPE_Q4_K] = dequant_q4_K;
     k->dequant[MX_TYPE_Q6_K] = dequant_q6_K;

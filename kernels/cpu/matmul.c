@@ -104,6 +104,7 @@ struct act_plan {
     bool quant;          /* a fast vec_dot kernel exists and decode-sized jobs use it */
     enum mx_type wtype;
     enum mx_type vdtype;
+    mx_from_float_fn qfn; /* fast activation quantizer or NULL */
     size_t xq_row;
 };
 
@@ -114,6 +115,7 @@ static int plan_act(struct mx_backend *be, enum mx_type wtype, int64_t n_in, str
     ap->round = ggml && wtype != MX_TYPE_F32;
     ap->wtype = wtype;
     ap->vdtype = mx_vec_dot_type(wtype);
+    ap->qfn = c->kern.quantize_act[ap->vdtype];
     ap->quant = ggml && c->kern.vec_dot[wtype] != NULL;
     if (ap->quant && !mx_act_row_size(ap->vdtype, n_in, &ap->xq_row))
         return MX_EINVAL;
@@ -129,7 +131,9 @@ static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, fl
         if (ap->round)
             mx_ref_round_act(ap->wtype, xr, n_in);
     }
-    if (xq)
+    if (xq && ap->qfn)
+        ap->qfn(x, xq, n_in);
+    else if (xq)
         mx_quantize_act(ap->vdtype, x, xq, n_in);
 }
 
