@@ -67,6 +67,17 @@ wait_for "more (PgDn)" || fail "PgUp did not scroll"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit after stop"
 
+# 7b. NO_COLOR: no colour escapes at all, roles still told apart (bold, reverse status bar)
+TUI_ENV="NO_COLOR=1" start echo
+$T send-keys -t t "plain please" Enter
+wait_for "You said: plain please" || fail "NO_COLOR answer"
+$T capture-pane -p -e -t t | grep -qE '\[(3[0-7]|4[0-7]|9[0-7]|10[0-7])m|[[;](38|48);' &&
+    fail "colours despite NO_COLOR"
+$T capture-pane -p -e -t t | grep -q "$(printf '\033')\[7m" || fail "status bar not reversed without colours"
+TUI_ENV=""
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit (NO_COLOR)"
+
 # 8. doctor in a terminal without sixel (tmux, passthrough off): it asks, and says why blocks
 $T kill-server 2>/dev/null
 n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"

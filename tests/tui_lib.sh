@@ -28,6 +28,7 @@ wait_for_re() { # like wait_for, with an extended regular expression
 }
 
 # start REPLY [RATE] [MIXEL ARGS...]: a fresh mixel in an 80x24 tmux window (own server each
+# time; $TUI_ENV adds environment settings such as NO_COLOR=1)
 # time), history in $work/h.db
 start() {
     reply=$1; rate=${2:-0}
@@ -35,7 +36,7 @@ start() {
     $T kill-server 2>/dev/null
     n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
     $T -f /dev/null new-session -d -s t -x 80 -y 24 \
-        "env HOME='$work/home' MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' \
+        "env ${TUI_ENV:-} HOME='$work/home' MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' \
          XDG_DATA_HOME='$work/data' \
          XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color \
          '$MIXEL' chat --db '$work/h.db' $*; echo EXITED \$?; sleep 30"
