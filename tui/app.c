@@ -2381,7 +2381,15 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (opts->system_prompt)
         a.system_prompt = strdup(opts->system_prompt);
     struct mx_err err = {0};
-    const char *theme = opts->theme ? opts->theme : "dark";
+    a.viewer = -1;
+    mx_gfx_detect(opts->graphics, 0, &a.gfx, NULL); /* before curses: it reads the answers */
+    /* no theme asked for: follow the terminal's background (OSC 11) so text stays readable */
+    const char *theme = opts->theme;
+    if (!theme) {
+        const unsigned char *bg = a.gfx.bg;
+        bool light = a.gfx.bg_known && 299 * bg[0] + 587 * bg[1] + 114 * bg[2] > 128000;
+        theme = light ? "light" : "dark";
+    }
     snprintf(a.theme_name, sizeof a.theme_name, "%s", theme);
     int theme_rc = mx_theme_load(theme, opts->themes_dir, &a.theme, &err);
     if (mx_worker_new(&a.w) != 0) {
@@ -2401,8 +2409,6 @@ int mx_app_run(const struct mx_app_opts *opts) {
     sa.sa_handler = on_winch;
     sigaction(SIGWINCH, &sa, NULL);
 
-    a.viewer = -1;
-    mx_gfx_detect(opts->graphics, 0, &a.gfx, NULL); /* before curses: it reads the answers */
     initscr();
     raw();
     noecho();
