@@ -10,6 +10,7 @@ set -u
 "$MIXEL" --version | grep -q sixel || skip "this build has no libsixel"
 IMG="$MX_SRCDIR/tests/data/quadrants.png"
 
+# The dark theme keeps caption text (cyan) apart from the quadrant colours the check looks for.
 # termshot's xterm has 8x17 px cells: a 64x48 image in the chat's 12-row block is 204 px high,
 # 272 px wide; full screen (100x32, 30 rows for the image) it is 510 x 680.
 tui() { # tui NAME [--tmux] KEYS... : mixel chat in a 100x32 xterm, termshot actions, a shot
@@ -19,7 +20,7 @@ tui() { # tui NAME [--tmux] KEYS... : mixel chat in a 100x32 xterm, termshot act
     [ "${1:-}" = --tmux ] && { tm=--tmux; shift; }
     "$TS" $tm --cols 100 --rows 32 --wait 1.5 "$@" --wait 1.5 "$d/$name.png" -- \
         env XDG_DATA_HOME="$d/data" MIXEL_SCRIPTED_REPLY=echo MX_SRCDIR="$MX_SRCDIR" \
-        "$MIXEL" chat --db "$d/h.db" $TUI_ARGS >"$d/$name.log" 2>&1 ||
+        "$MIXEL" chat --theme dark --db "$d/h.db" $TUI_ARGS >"$d/$name.log" 2>&1 ||
         fail "$name: termshot failed: $(cat "$d/$name.log")"
 }
 
@@ -56,7 +57,7 @@ check tmux 272 204 40 20
 # half blocks: the same place, two pixels per cell, 256 colours
 "$TS" --cols 100 --rows 32 --wait 2 "$d/blocks.png" -- env TERM=xterm-256color \
     XDG_DATA_HOME="$d/data" MIXEL_SCRIPTED_REPLY=echo MX_SRCDIR="$MX_SRCDIR" \
-    "$MIXEL" chat --db "$d/h.db" --resume --graphics blocks >"$d/blocks.log" 2>&1 ||
+    "$MIXEL" chat --theme dark --db "$d/h.db" --resume --graphics blocks >"$d/blocks.log" 2>&1 ||
     fail "blocks: termshot failed"
 check blocks 272 204 48 0
 echo ok
