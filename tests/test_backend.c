@@ -915,6 +915,30 @@ static void test_attn_fast_equals_reference(void **state) {
             mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
             free_all();
         }
+    /* one wide head (the SD VAE's mid-block attention has head_dim 512): decode (1 row) and
+     * batched (20 rows, sgemm) paths */
+    for (int T2 = 1; T2 <= 20; T2 += 19) {
+        int hd2 = 264, nc2 = 45;
+        struct mx_tensor q = mk(MX_TYPE_F32, hd2, 1, T2, 1), kv = mk(MX_TYPE_F32, hd2, nc2, 1, 1);
+        struct mx_tensor vv = mk(MX_TYPE_F32, hd2, nc2, 1, 1), qp = mk(MX_TYPE_I32, T2, 1, 1, 1);
+        struct mx_tensor kp = mk(MX_TYPE_I32, nc2, 1, 1, 1);
+        struct mx_tensor y1 = mk(MX_TYPE_F32, hd2, 1, T2, 1), y2 = mk(MX_TYPE_F32, hd2, 1, T2, 1);
+        fill(&q, 1.0f);
+        fill(&kv, 1.0f);
+        fill(&vv, 1.0f);
+        for (int j = 0; j < nc2; j++)
+            I(&kp)[j] = 0; /* all visible, as in image self-attention */
+        for (int t = 0; t < T2; t++)
+            I(&qp)[t] = 0;
+        struct mx_attn_params p = {.n_head = 1, .n_head_kv = 1, .head_dim = hd2, .n_kv = nc2,
+                                   .scale = 1.0f / sqrtf((float)hd2)};
+        assert_int_equal(mx_op_attn(be4, &y1, &q, &kv, &vv, &qp, &kp, &p), 0);
+        assert_int_equal(mx_op_attn(be_scalar, &y2, &q, &kv, &vv, &qp, &kp, &p), 0);
+        double d = maxdiff(F(&y1), F(&y2), hd2 * T2);
+        if (d > 1e-5)
+            fail_msg("fast attn, head_dim %d, %d rows: %g from the reference", hd2, T2, d);
+        free_all();
+    }
 }
 
 /* Decoding token by token (write K/V, attend with n_kv growing) equals one batched call over the

@@ -57,9 +57,8 @@ struct mx_cpu_kernels {
     /* f32 dot of n values */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
     /* Attention task over struct mx_ref_args (same contract as mx_ref_attn), flash-style with
-     * online softmax; NULL: use mx_ref_attn. Needs head_dim % 8 == 0, head_dim <= 256 and the
-     * per-thread scratch
-     * from mx_attn_fast_scratch. */
+     * online softmax; NULL: use mx_ref_attn. Needs head_dim % 8 == 0 and the per-thread
+     * scratch from mx_attn_fast_scratch. */
     mx_pool_fn attn;
     /* conv2d through im2col + sgemm (conv_gemm.c); NULL: the direct reference loop */
     int (*conv2d)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,

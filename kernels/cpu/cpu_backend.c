@@ -214,7 +214,7 @@ static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct m
                     const struct mx_tensor *qpos, const struct mx_tensor *kpos,
                     const struct mx_attn_params *p) {
     struct mx_cpu *c = be->ctx;
-    bool fast = c->kern.attn && p->head_dim % 8 == 0 && p->head_dim <= 256;
+    bool fast = c->kern.attn && p->head_dim % 8 == 0;
     int64_t need = fast ? mx_attn_fast_scratch(p->head_dim, p->n_head / p->n_head_kv)
                         : p->n_kv + 3 * (int64_t)p->head_dim;
     int rc = reserve_f32(be, "attn", need);
