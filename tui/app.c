@@ -1091,6 +1091,9 @@ static void handle_events(struct app *a) {
                 break;
             }
             a->generating = false;
+            struct mx_engine_llm_stats lst;
+            if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0)
+                a->ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
             if (m)
                 m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
                                                                              : MSG_FAILED;
@@ -1281,6 +1284,9 @@ static void snapshot_load(struct app *a) {
     if (mx_kvsnap_path(path, sizeof path, a->session, &err) != 0)
         return;
     int rc = mx_engine_llm_load(a->o.engine, path, &err);
+    struct mx_engine_llm_stats lst;
+    if (rc == 0 && mx_engine_llm_stats(a->o.engine, &lst) == 0)
+        a->ctx_used = (int)lst.n_cached;
     if (rc == 0)
         notice(a, false, "resumed from the KV snapshot: no re-processing needed");
     else if (rc != MX_ENOENT)
@@ -2491,7 +2497,17 @@ int mx_app_run(const struct mx_app_opts *opts) {
             handle_events(&a);
         draw(&a);
     }
-    stop_generation(&a);
+    /* an answer still streaming is stopped and stored as partial before the engine goes away:
+     * its DONE event finishes the message in the history */
+    if (a.generating || a.loading) {
+        stop_generation(&a);
+        double t_end = mx_time_s() + 10;
+        while ((a.generating || a.loading) && mx_time_s() < t_end) {
+            struct pollfd p = {.fd = mx_worker_wake_fd(a.w), .events = POLLIN};
+            poll(&p, 1, 100);
+            handle_events(&a);
+        }
+    }
     mx_worker_free(a.w); /* joins the engine thread */
     a.generating = a.loading = false;
     snapshot_save(&a);
