@@ -262,7 +262,9 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         return MX_EINVAL;
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
-    size_t xr_bytes, xq_bytes = 0, y_bytes, map_bytes, cnt_bytes, job_bytes, shared = 0;
+    /* zeroed: clang cannot see that ok == false stops every use below */
+    size_t xr_bytes = 0, xq_bytes = 0, y_bytes = 0, map_bytes = 0, cnt_bytes = 0, job_bytes = 0;
+    size_t shared = 0;
     size_t nq_bytes = (size_t)ncols;
     bool ok = size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes) &&
               size3((size_t)ncols, (size_t)n_out, sizeof(float), &y_bytes) &&
