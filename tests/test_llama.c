@@ -258,9 +258,9 @@ static __attribute__((unused)) void test_f16_kv_cache(void **state) {
 
 /* Q8_0 KV cache: 8-bit blocks of 32 carry ~0.4 % error (f16: 0.05 %), and in stories260K one
  * block spans 4 heads of 8 dims (one scale for all four, so a small head loses most of its
- * bits); llama.cpp's F16 cache already moves this model by 0.023 (llama.cpp itself refuses a
- * Q8_0 cache with 8-dim heads, so there is no peer figure). Allow 1.5 (measured: 0.96, the same
- * with float or ggml activations) and check the argmax where the margin is clear. */
+ * bits); llama.cpp's F16 cache already moves this model by 0.023 (the goldens have no Q8_0
+ * cache figure). Allow 1.5 (measured: 0.96, the same with float or ggml activations) and check
+ * the argmax where the margin is clear. */
 static __attribute__((unused)) void test_q8_0_kv_cache(void **state) {
     (void)state;
     check_golden("stories260K.gguf", "logits-stories260K.json", MX_TYPE_Q8_0, MX_ACT_GGML, 1.5,
