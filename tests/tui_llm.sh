@@ -12,7 +12,7 @@ start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 24
 wait_for "stories260K · CPU" || fail "model not shown in the status bar"
 $T send-keys -t t "Once upon a time" Enter
 wait_for_re "tok/s" 30 || fail "no tokens/s while answering"
-wait_for_re "ctx [0-9]+/512 · [0-9.]+ tok/s +(/help)? *$" 30 || fail "answer did not finish"
+wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s( +/help)? *$" 30 || fail "answer did not finish"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" 20 || fail "quit"
 ls "$work/data/mixel/kv/"*.kv >/dev/null 2>&1 || fail "no KV snapshot saved on quit"
@@ -22,7 +22,7 @@ wait_for "resumed from the KV snapshot" 20 || fail "snapshot not used on resume"
 wait_for "Once upon a time" || fail "conversation not restored"
 $T send-keys -t t "The end" Enter
 wait_for_re "You +$" 1 || true
-wait_for_re "ctx [0-9]+/512 · [0-9.]+ tok/s +(/help)? *$" 30 || fail "second answer did not finish"
+wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s( +/help)? *$" 30 || fail "second answer did not finish"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" 20 || fail "quit after resume"
 echo ok

@@ -11,6 +11,7 @@
  * generation) and bracketed paste (pasted text stays one message, newlines included).
  */
 #include "tui/app.h"
+#include "tui/app_int.h"
 
 #include "tui/discover.h"
 #include "tui/engine_llm.h"
@@ -45,95 +46,14 @@
 #include "tui/theme.h"
 #include "tui/worker.h"
 
-#define MIN_COLS 40
-#define MIN_ROWS 12
-#define INPUT_MAX_ROWS 6
-#define IMAGE_ROWS 12       /* an image in the conversation is a fixed block of rows */
-
-enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE };
-
-struct msg {
-    enum mx_role role;
-    enum msg_state state;
-    char *text;           /* raw text as received (untrusted for assistant messages) */
-    size_t len, cap;
-    struct mx_rtext r;    /* rendered lines, valid for r_width and r_len */
-    int r_width;
-    size_t r_len;
-    bool r_valid;
-    int64_t db_id;        /* row in the history database, 0 when not stored */
-    char *image;          /* an attached or generated image file: the message shows it */
-    struct mx_image img;  /* its pixels, loaded on first draw (w == 0: not loaded or failed) */
-    bool img_failed;
-    char *sixel;          /* encoded for sx_cols x sx_rows cells (cached across frames) */
-    size_t sixel_len;
-    int sx_cols, sx_rows;
-    int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
-};
-
-struct app {
-    struct mx_app_opts o;
-    struct mx_gen_settings settings;
-    char *system_prompt;
-    struct msg *msgs;
-    int n_msgs, cap_msgs;
-    struct mx_worker *w;
-    bool generating;
-    double gen_t0;
-    int gen_pieces;
-    double tok_s;
-    int ctx_used;
-    int scroll;           /* conversation lines scrolled up from the bottom (0: follow) */
-    struct mx_theme theme;
-    char theme_name[64];
-    int n_colours;        /* 0 (none), 8, 16, 256 */
-    bool reverse_role[MX_ROLE_COUNT]; /* roles shown reversed: their colours did not survive */
-    bool quit;
-    char note[256];       /* status-line notice */
-    bool note_is_error;
-    char history_path[4200];
-    int rl_char;          /* the byte readline's getc hook hands over */
-    char *paste;          /* bracketed paste being collected */
-    size_t paste_len, paste_cap;
-    bool in_paste;
-    /* history (NULL db: the conversation lives in memory only, with a warning) */
-    struct mx_db *db;
-    int64_t session;      /* 0: not created yet (created with the first message) */
-    char title[128];
-    double last_db_update;
-    /* sessions sidebar */
-    bool sidebar, sidebar_focus;
-    struct mx_session_list sessions;
-    int sel;
-    bool confirm_delete;
-    /* model picker (no model given) and loading */
-    bool picker;
-    struct mx_model_list models;
-    int pick;
-    bool loading;
-    struct mx_engine *owned_engine; /* an engine the app loaded (freed at exit or on switch) */
-    /* images */
-    struct mx_gfx gfx;    /* what the terminal can show (detected before curses starts) */
-    short next_pair;      /* colour pairs for half blocks are allocated from here */
-    struct { int fg, bg; } *pairs; /* allocated block pairs, index = pair - first block pair */
-    int n_pairs;
-    struct placed { int msg, y, x, rows, box_cols, box_rows; } placed[16]; /* sixel images on
-                                                  screen after the last frame, in their boxes */
-    int n_placed;
-    bool full_repaint;    /* the terminal was cleared: sixels must be sent again */
-    int viewer;           /* message index shown full screen, -1 none */
-    double prog_t0;       /* when the running progress (prompt, load) started, 0 none */
-    bool gallery;         /* the session's images as a grid of thumbnails */
-    int gsel;             /* selected thumbnail */
-};
-
 static struct app *g_app; /* readline's hooks carry no user pointer */
 static volatile sig_atomic_t g_winch;
 static int g_winch_pipe[2] = {-1, -1};
 
 /* ---- conversation ------------------------------------------------------------------------- */
 
-static struct msg *msg_add(struct app *a, enum mx_role role, enum msg_state st, const char *text) {
+struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
+                           const char *text) {
     if (a->n_msgs == a->cap_msgs) {
         int cap = a->cap_msgs ? a->cap_msgs * 2 : 16;
         struct msg *m = realloc(a->msgs, (size_t)cap * sizeof *m);
@@ -185,12 +105,9 @@ static void conversation_clear(struct app *a) {
         msg_free(&a->msgs[i]);
     a->n_msgs = 0;
     a->scroll = 0;
-    a->ctx_used = 0;
 }
 
-static void notice(struct app *a, bool error, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void notice(struct app *a, bool error, const char *fmt, ...) {
+void mx_app_notice(struct app *a, bool error, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(a->note, sizeof a->note, fmt, ap);
@@ -198,7 +115,7 @@ static void notice(struct app *a, bool error, const char *fmt, ...) {
     a->note_is_error = error;
 }
 
-static void store_warn(struct app *a, const struct mx_err *err, int rc);
+void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc);
 static void reload_session(struct app *a);
 static void snapshot_save(struct app *a);
 static void snapshot_load(struct app *a);
@@ -228,7 +145,7 @@ static void apply_theme(struct app *a) {
     }
 }
 
-static attr_t role_attr(const struct app *a, int role, unsigned extra) {
+attr_t mx_app_role_attr(const struct app *a, int role, unsigned extra) {
     unsigned at = a->theme.style[role].attrs | extra;
     attr_t c = a->n_colours ? COLOR_PAIR(role + 1) : 0;
     if (at & MX_ATTR_BOLD)
@@ -258,9 +175,9 @@ static attr_t role_attr(const struct app *a, int role, unsigned extra) {
 /* ---- drawing ------------------------------------------------------------------------------ */
 
 /* Draws s[0..len) at (y, x) clipped to `width` columns, styled by role; returns columns used. */
-static int put_text(struct app *a, int y, int x, const char *s, size_t len, int width, int role,
+int mx_app_put_text(struct app *a, int y, int x, const char *s, size_t len, int width, int role,
                     unsigned attrs) {
-    attrset(role_attr(a, role, attrs));
+    attrset(mx_app_role_attr(a, role, attrs));
     int used = 0;
     size_t i = 0;
     while (i < len) {
@@ -287,191 +204,6 @@ static const char *role_label(const struct msg *m) {
     }
 }
 
-/* ---- images in the conversation ----------------------------------------------------------- */
-
-/* Loads a message's image once; a file that cannot be read shows as its caption only. */
-static void img_ensure(struct app *a, struct msg *m) {
-    if (!m->image || m->img.w || m->img_failed)
-        return;
-    struct mx_err err = {0};
-    if (mx_image_load(m->image, &m->img, &err) != 0) {
-        m->img_failed = true;
-        notice(a, true, "%s", err.msg);
-    }
-}
-
-/* Rows the image of m takes at `width` columns (0: no image, or graphics off). */
-static int img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay) {
-    if (!m->image || a->gfx.mode == MX_GFX_NONE)
-        return 0;
-    img_ensure(a, m);
-    if (!m->img.w)
-        return 0;
-    struct mx_image_layout l;
-    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
-    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
-    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, width, IMAGE_ROWS, max_w,
-                     max_h, &l) != 0)
-        return 0;
-    if (lay)
-        *lay = l;
-    return l.rows;
-}
-
-/* A colour pair for a half-block cell (upper pixel fg, lower pixel bg), allocated on demand
- * from the pairs after the theme's. */
-static short block_pair(struct app *a, const uint8_t *top, const uint8_t *bot) {
-    int fg, bg;
-    if (a->n_colours >= 256) {
-        fg = mx_image_rgb_to_256(top[0], top[1], top[2]);
-        bg = mx_image_rgb_to_256(bot[0], bot[1], bot[2]);
-    } else {
-        struct mx_colour c1 = {.kind = MX_COLOUR_RGB, .r = top[0], .g = top[1], .b = top[2]};
-        struct mx_colour c2 = {.kind = MX_COLOUR_RGB, .r = bot[0], .g = bot[1], .b = bot[2]};
-        fg = mx_colour_reduce(&c1, a->n_colours);
-        bg = mx_colour_reduce(&c2, a->n_colours);
-    }
-    for (int i = 0; i < a->n_pairs; i++)
-        if (a->pairs[i].fg == fg && a->pairs[i].bg == bg)
-            return (short)(MX_ROLE_COUNT + 1 + i);
-    int cap = COLOR_PAIRS - MX_ROLE_COUNT - 1;
-    if (cap > 8192)
-        cap = 8192;
-    if (cap <= 0)
-        return 0;
-    if (!a->pairs && !(a->pairs = calloc((size_t)cap, sizeof *a->pairs)))
-        return 0;
-    if (a->n_pairs == cap)
-        a->n_pairs = 0; /* recycle: this frame repaints every image cell anyway */
-    a->pairs[a->n_pairs].fg = fg;
-    a->pairs[a->n_pairs].bg = bg;
-    short pair = (short)(MX_ROLE_COUNT + 1 + a->n_pairs++);
-    init_pair(pair, (short)fg, (short)bg);
-    return pair;
-}
-
-/* Draws row r of m's image as half blocks (two pixels per cell) at (y, x0). */
-static void draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width) {
-    struct mx_image_layout lay;
-    if (!img_rows(a, m, width, &lay) || !a->n_colours)
-        return;
-    /* the scaled copy is cached in the sixel slot's size fields to avoid rescaling per row */
-    static struct mx_image blk;
-    static const struct msg *blk_for;
-    static int blk_w, blk_h;
-    if (blk_for != m || blk_w != lay.blk_w || blk_h != lay.blk_h) {
-        mx_image_free(&blk);
-        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
-            return;
-        blk_for = m;
-        blk_w = lay.blk_w;
-        blk_h = lay.blk_h;
-    }
-    for (int c = 0; c < blk.w && c < width; c++) {
-        const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
-        const uint8_t black[3] = {0, 0, 0};
-        const uint8_t *bot = 2 * r + 1 < blk.h
-                                 ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
-                                 : black;
-        cchar_t cc;
-        wchar_t wc[2] = {0x2580, 0}; /* ▀ */
-        setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
-        mvadd_wch(y, x0 + c, &cc);
-    }
-}
-
-struct bytes {
-    char *p;
-    size_t n, cap;
-};
-
-static int bytes_write(void *ud, const char *buf, size_t n) {
-    struct bytes *b = ud;
-    if (b->n + n > b->cap) {
-        size_t cap = (b->n + n) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return MX_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, buf, n);
-    b->n += n;
-    return 0;
-}
-
-/* Where this pane sits in the tmux window: passthrough bytes reach the outer terminal unchanged,
- * so the cursor move that goes with them must be in the outer terminal's coordinates. */
-static void tmux_pane_origin(int *top, int *left) {
-    *top = *left = 0;
-    FILE *p = popen("tmux display -p '#{pane_top} #{pane_left}' 2>/dev/null", "r");
-    if (!p)
-        return;
-    if (fscanf(p, "%d %d", top, left) != 2)
-        *top = *left = 0;
-    pclose(p);
-}
-
-/* Writes "save cursor, move to (y, x), bytes, restore cursor". Inside tmux all of it goes through
- * one passthrough, so it is the outer terminal's cursor that moves and tmux's own model of the
- * pane is untouched; elsewhere the cursor is saved and restored around the image so ncurses'
- * idea of the cursor stays true (../shared/TERMINALS.md). */
-static void emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
-    char pre[48];
-    int k;
-    if (a->gfx.tmux_wrap) {
-        static int top = -1, left;
-        if (top < 0 || a->full_repaint)
-            tmux_pane_origin(&top, &left);
-        k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + y + 1, left + x + 1);
-        struct bytes b = {0};
-        struct mx_tmux_wrap w = {.write = bytes_write, .ud = &b};
-        if (mx_tmux_wrap_begin(&w) == 0 && mx_tmux_wrap_chunk(&w, pre, (size_t)k) == 0 &&
-            mx_tmux_wrap_chunk(&w, bytes, n) == 0 && mx_tmux_wrap_chunk(&w, "\0338", 2) == 0 &&
-            mx_tmux_wrap_end(&w) == 0)
-            fwrite(b.p, 1, b.n, stdout);
-        free(b.p);
-        return;
-    }
-    k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", y + 1, x + 1);
-    fwrite(pre, 1, (size_t)k, stdout);
-    fwrite(bytes, 1, n, stdout);
-    fputs("\0338", stdout);
-}
-
-/* Encodes img as a bare sixel (the tmux wrapping is emit_at's) to fit box_cols x box_rows. */
-static int encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
-                        struct bytes *b, struct mx_err *err) {
-    struct mx_gfx g = a->gfx;
-    g.tmux_wrap = false;
-    return mx_gfx_render(&g, img, box_cols, box_rows, bytes_write, b, NULL, err);
-}
-
-/* Sends the sixel of m at cell (y, x), after curses has drawn the frame. */
-static void emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows) {
-    struct mx_image_layout lay;
-    img_ensure(a, m);
-    if (!m->img.w || mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
-                                  box_rows, a->gfx.max_w, a->gfx.max_h, &lay) != 0)
-        return;
-    if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
-        struct bytes b = {0};
-        struct mx_err err = {0};
-        free(m->sixel);
-        m->sixel = NULL;
-        if (encode_sixel(a, &m->img, box_cols, box_rows, &b, &err) != 0) {
-            free(b.p);
-            notice(a, true, "image: %s", err.msg);
-            return;
-        }
-        m->sixel = b.p;
-        m->sixel_len = b.n;
-        m->sx_cols = lay.cols;
-        m->sx_rows = lay.rows;
-    }
-    emit_at(a, y, x, m->sixel, m->sixel_len);
-}
-
 /* (Re)renders a message for `width` columns when its text or the width changed. */
 static void msg_render(struct msg *m, int width) {
     if (m->r_valid && m->r_width == width && m->r_len == m->len)
@@ -496,7 +228,7 @@ static void msg_render(struct msg *m, int width) {
 
 /* Lines a message takes: header + rendered lines + image rows + a blank separator. */
 static int msg_lines(struct app *a, struct msg *m, int width) {
-    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + img_rows(a, m, width, NULL) + 1;
+    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + mx_app_img_rows(a, m, width, NULL) + 1;
 }
 
 static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0, int width) {
@@ -504,17 +236,17 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
         int role = m->role == MX_ROLE_USER ? MX_ROLE_user
                    : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
         const char *label = role_label(m);
-        int x = put_text(a, y, x0, label, strlen(label), width, role, MX_ATTR_BOLD);
+        int x = mx_app_put_text(a, y, x0, label, strlen(label), width, role, MX_ATTR_BOLD);
         if (m->sib_count > 1) {
             char sib[48];
             int k = snprintf(sib, sizeof sib, "  \xe2\x97\x82 %d/%d \xe2\x96\xb8", m->sib_index,
                              m->sib_count); /* ◂ 2/3 ▸ */
-            x += put_text(a, y, x0 + x, sib, (size_t)k, width - x, MX_ROLE_muted, 0);
+            x += mx_app_put_text(a, y, x0 + x, sib, (size_t)k, width - x, MX_ROLE_muted, 0);
         }
         const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
                           : m->state == MSG_STOPPED ? "  [stopped]"
                           : m->state == MSG_FAILED  ? "  [failed]" : "";
-        put_text(a, y, x0 + x, tag, strlen(tag), width - x,
+        mx_app_put_text(a, y, x0 + x, tag, strlen(tag), width - x,
                  m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
         return;
     }
@@ -522,7 +254,7 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
     int n_text = m->r_valid ? (int)m->r.n_lines : 0;
     if (line >= n_text) {
         if (a->gfx.mode == MX_GFX_BLOCKS)
-            draw_block_row(a, m, line - n_text, y, x0, width);
+            mx_app_draw_block_row(a, m, line - n_text, y, x0, width);
         return;
     }
     const struct mx_rline *l = &m->r.lines[line];
@@ -532,7 +264,7 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
         size_t j = i + 1;
         while (j < l->len && l->role[j] == l->role[i] && l->attrs[j] == l->attrs[i])
             j++;
-        x += put_text(a, y, x0 + x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
+        x += mx_app_put_text(a, y, x0 + x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
         i = j;
     }
 }
@@ -580,13 +312,13 @@ static void draw_conversation(struct app *a, int top, int left, int height, int 
     if (a->scroll > 0) {
         char more[64];
         int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->scroll);
-        put_text(a, top + height - 1, left + width - mx_text_width(more, (size_t)k), more,
+        mx_app_put_text(a, top + height - 1, left + width - mx_text_width(more, (size_t)k), more,
                  (size_t)k, width, MX_ROLE_status, 0);
     }
 }
 
 static void draw_status(struct app *a, int y, int width) {
-    attrset(role_attr(a, MX_ROLE_status, 0));
+    attrset(mx_app_role_attr(a, MX_ROLE_status, 0));
     mvhline(y, 0, ' ', width);
     char left[512];
     const struct mx_engine *e = a->o.engine;
@@ -605,18 +337,18 @@ static void draw_status(struct app *a, int y, int width) {
     /* a notice comes first: it is what the user must see when the bar is too narrow for all */
     if (a->note[0]) {
         size_t n = mx_text_sanitize(a->note, strlen(a->note), clean, false);
-        x = put_text(a, y, 1, clean, n, width - 1,
+        x = mx_app_put_text(a, y, 1, clean, n, width - 1,
                      a->note_is_error ? MX_ROLE_error : MX_ROLE_status, 0) + 1;
         if (x + 3 < width)
-            x += put_text(a, y, x, " \xe2\x94\x82", 4, width - x, MX_ROLE_status, 0);
+            x += mx_app_put_text(a, y, x, " \xe2\x94\x82", 4, width - x, MX_ROLE_status, 0);
     }
     size_t n = mx_text_sanitize(left, strlen(left), clean, false);
     if (x < width)
-        x += put_text(a, y, x, clean, n, width - x, MX_ROLE_status, 0);
+        x += mx_app_put_text(a, y, x, clean, n, width - x, MX_ROLE_status, 0);
     const char *hint = "/help ";
     int hw = (int)strlen(hint);
     if (!a->note[0] && x + hw < width)
-        put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
+        mx_app_put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
 }
 
 /* The input area: prompt + readline's buffer, wrapped, newest rows visible; places the cursor. */
@@ -677,16 +409,16 @@ static void draw_input(struct app *a, int top, int rows, int width, int *cy, int
     if (first < 0)
         first = 0;
     for (int r = 0; r < rows; r++) {
-        attrset(role_attr(a, MX_ROLE_input, 0));
+        attrset(mx_app_role_attr(a, MX_ROLE_input, 0));
         mvhline(top + r, 0, ' ', width);
         int li = first + r;
         if (li == 0)
-            put_text(a, top + r, 0, prompt, strlen(prompt), pw, MX_ROLE_user, MX_ATTR_BOLD);
+            mx_app_put_text(a, top + r, 0, prompt, strlen(prompt), pw, MX_ROLE_user, MX_ATTR_BOLD);
         if (li < n_lines) {
             char clean[MX_SANITIZE_MAX(512)];
             size_t n = lines[li].n > 512 ? 512 : lines[li].n;
             size_t cn = mx_text_sanitize(buf + lines[li].off, n, clean, false);
-            put_text(a, top + r, pw, clean, cn, w, MX_ROLE_input, 0);
+            mx_app_put_text(a, top + r, pw, clean, cn, w, MX_ROLE_input, 0);
         }
     }
     *cy = top + cur_row - first;
@@ -696,9 +428,9 @@ static void draw_input(struct app *a, int top, int rows, int width, int *cy, int
 /* The model picker: the GGUF files found on this machine, newest first. */
 static void draw_picker(struct app *a, int top, int height, int width) {
     const char *head = "Choose a model: Up/Down, Enter loads it, Esc closes";
-    put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    mx_app_put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
     const char *hint = "(or start mixel with --model PATH.gguf; /model PATH loads any file)";
-    put_text(a, top + 1, 0, hint, strlen(hint), width, MX_ROLE_muted, 0);
+    mx_app_put_text(a, top + 1, 0, hint, strlen(hint), width, MX_ROLE_muted, 0);
     int rows = height - 3;
     int first = a->pick >= rows ? a->pick - rows + 1 : 0;
     for (int r = 0; r < rows && first + r < (int)a->models.n; r++) {
@@ -709,10 +441,11 @@ static void draw_picker(struct app *a, int top, int height, int width) {
         size_t n = mx_text_sanitize(line, strlen(line), clean, false);
         bool sel = first + r == a->pick;
         if (sel) {
-            attrset(role_attr(a, MX_ROLE_selection, 0));
+            attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
             mvhline(top + 3 + r, 0, ' ', width);
         }
-        put_text(a, top + 3 + r, 0, clean, n, width, sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
+        mx_app_put_text(a, top + 3 + r, 0, clean, n, width,
+                        sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
     }
 }
 
@@ -730,7 +463,7 @@ static size_t picker_key(struct app *a, const unsigned char *b, size_t n) {
             start_load(a, a->models.items[a->pick].path);
     } else if (b[0] == 0x1b || b[0] == 'q') {
         a->picker = false;
-        notice(a, false, "no model: /model PATH loads one");
+        mx_app_notice(a, false, "no model: /model PATH loads one");
     }
     return 1;
 }
@@ -738,7 +471,7 @@ static size_t picker_key(struct app *a, const unsigned char *b, size_t n) {
 /* The sessions list: newest first, the open one marked, the selection highlighted. */
 static void draw_sidebar(struct app *a, int top, int height, int width) {
     const char *head = a->confirm_delete ? "Delete? y/n" : "Sessions (F2)";
-    put_text(a, top, 0, head, strlen(head), width,
+    mx_app_put_text(a, top, 0, head, strlen(head), width,
              a->confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
     int rows = height - 1;
     int first = a->sel >= rows ? a->sel - rows + 1 : 0;
@@ -750,132 +483,27 @@ static void draw_sidebar(struct app *a, int top, int height, int width) {
         size_t n = mx_text_sanitize(line, strlen(line), clean, false);
         bool sel = first + r == a->sel && a->sidebar_focus;
         if (sel) {
-            attrset(role_attr(a, MX_ROLE_selection, 0));
+            attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
             mvhline(top + 1 + r, 0, ' ', width);
         }
-        put_text(a, top + 1 + r, 0, clean, n, width, sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
+        mx_app_put_text(a, top + 1 + r, 0, clean, n, width,
+                        sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
     }
     if (!a->sessions.n)
-        put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
-}
-
-/* Draws img as half blocks fitted into box_cols x box_rows cells at (y, x). */
-static void draw_blocks_box(struct app *a, const struct mx_image *img, int y, int x, int box_cols,
-                            int box_rows) {
-    struct mx_image_layout lay;
-    struct mx_image blk;
-    if (!a->n_colours || mx_image_fit(img->w, img->h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
-                                      box_rows, 0, 0, &lay) != 0 ||
-        mx_image_scale(img, lay.blk_w, lay.blk_h, &blk) != 0)
-        return;
-    for (int r = 0; r < lay.rows; r++)
-        for (int c = 0; c < blk.w; c++) {
-            const uint8_t black[3] = {0, 0, 0};
-            const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
-            const uint8_t *bot =
-                2 * r + 1 < blk.h ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
-                                  : black;
-            cchar_t cc;
-            wchar_t wc[2] = {0x2580, 0}; /* ▀ */
-            setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
-            mvadd_wch(y + r, x + c, &cc);
-        }
-    mx_image_free(&blk);
-}
-
-#define THUMB_COLS 24
-#define THUMB_ROWS 8
-
-/* The gallery: every image of the conversation as a thumbnail with its caption; arrows move,
- * Enter opens one full screen, Esc closes. Sixel thumbnails are placed like inline images. */
-static void draw_gallery(struct app *a, int top, int height, int width) {
-    const char *head = "Gallery: arrows move, Enter opens, /save PATH copies, Esc closes";
-    put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
-    int per_row = width / (THUMB_COLS + 2);
-    if (per_row < 1)
-        per_row = 1;
-    int k = 0;
-    for (int i = 0; i < a->n_msgs; i++) {
-        struct msg *m = &a->msgs[i];
-        if (!m->image)
-            continue;
-        int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2), gx = (k % per_row) * (THUMB_COLS + 2);
-        if (gy + THUMB_ROWS + 1 > top + height)
-            break;
-        img_ensure(a, m);
-        if (a->gfx.mode == MX_GFX_BLOCKS && m->img.w)
-            draw_blocks_box(a, &m->img, gy, gx, THUMB_COLS, THUMB_ROWS);
-        else if (a->gfx.mode == MX_GFX_SIXEL && m->img.w && a->n_placed < 16)
-            a->placed[a->n_placed++] = (struct placed){i, gy, gx, THUMB_ROWS, THUMB_COLS, THUMB_ROWS};
-        const char *slash = strrchr(m->image, '/');
-        char cap[MX_SANITIZE_MAX(THUMB_COLS)];
-        const char *name = slash ? slash + 1 : m->image;
-        size_t n = mx_text_sanitize(name, strnlen(name, THUMB_COLS), cap, false);
-        put_text(a, gy + THUMB_ROWS, gx, cap, n, THUMB_COLS,
-                 k == a->gsel ? MX_ROLE_selection : MX_ROLE_muted, 0);
-        k++;
-    }
-    if (!k)
-        put_text(a, top + 2, 0, "no images yet: /show PATH attaches one", 38, width, MX_ROLE_muted, 0);
-}
-
-/* The message index of the gallery's k-th image, or -1. */
-static int gallery_msg(const struct app *a, int k) {
-    for (int i = 0; i < a->n_msgs; i++)
-        if (a->msgs[i].image && k-- == 0)
-            return i;
-    return -1;
-}
-
-static size_t gallery_key(struct app *a, const unsigned char *b, size_t n) {
-    int per_row = (COLS > 0 ? COLS : 80) / (THUMB_COLS + 2);
-    if (per_row < 1)
-        per_row = 1;
-    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && strchr("ABCD", b[2])) {
-        int d = b[2] == 'A' ? -per_row : b[2] == 'B' ? per_row : b[2] == 'C' ? 1 : -1;
-        if (gallery_msg(a, a->gsel + d) >= 0)
-            a->gsel += d;
-        return 3;
-    }
-    if (b[0] == '\r' || b[0] == '\n') {
-        int i = gallery_msg(a, a->gsel);
-        if (i >= 0)
-            a->viewer = i;
-    } else if (b[0] == 0x1b || b[0] == 'q') {
-        a->gallery = false;
-    } else if (b[0] == '/') {
-        a->gallery = false; /* typing a command (/save) leaves the grid, keeping the selection */
-        return 0;
-    }
-    return 1;
-}
-
-/* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
-static void draw_viewer(struct app *a, int rows, int cols) {
-    struct msg *m = &a->msgs[a->viewer];
-    const char *cap = "Esc closes";
-    char clean[MX_SANITIZE_MAX(512)], line[512];
-    snprintf(line, sizeof line, "%s  \xc2\xb7  %s", m->image, cap);
-    size_t n = mx_text_sanitize(line, strlen(line), clean, false);
-    put_text(a, rows - 1, 0, clean, n, cols, MX_ROLE_status, 0);
-    img_ensure(a, m);
-    if (!m->img.w)
-        return;
-    if (a->gfx.mode == MX_GFX_BLOCKS)
-        draw_blocks_box(a, &m->img, 0, 0, cols, rows - 2);
+        mx_app_put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
 }
 
 static void draw(struct app *a) {
     int rows, cols;
     getmaxyx(stdscr, rows, cols);
-    attrset(role_attr(a, MX_ROLE_normal, 0));
+    attrset(mx_app_role_attr(a, MX_ROLE_normal, 0));
     erase();
     struct placed old[16];
     int n_old = a->n_placed;
     memcpy(old, a->placed, sizeof old);
     a->n_placed = 0;
     if (a->viewer >= 0 && a->viewer < a->n_msgs && cols >= MIN_COLS && rows >= MIN_ROWS) {
-        draw_viewer(a, rows, cols);
+        mx_app_draw_viewer(a, rows, cols);
         curs_set(0);
         bool again = a->full_repaint || n_old != 1 || old[0].msg != a->viewer || old[0].rows != 0;
         if (again)
@@ -889,10 +517,10 @@ static void draw(struct app *a) {
         a->placed[0].box_rows = rows - 2;
         if (a->gfx.mode == MX_GFX_SIXEL && again) {
             struct msg *m = &a->msgs[a->viewer];
-            struct bytes b = {0};
+            struct mx_app_bytes b = {0};
             struct mx_err err = {0};
-            if (m->img.w && encode_sixel(a, &m->img, cols, rows - 2, &b, &err) == 0) {
-                emit_at(a, 0, 0, b.p, b.n);
+            if (m->img.w && mx_app_encode_sixel(a, &m->img, cols, rows - 2, &b, &err) == 0) {
+                mx_app_emit_at(a, 0, 0, b.p, b.n);
                 fflush(stdout);
             }
             free(b.p);
@@ -919,7 +547,7 @@ static void draw(struct app *a) {
         side_w = cols >= 70 ? 28 : cols; /* narrow terminals: the list takes the whole pane */
         draw_sidebar(a, 0, conv_h, side_w == cols ? cols : side_w - 1);
         if (side_w < cols) {
-            attrset(role_attr(a, MX_ROLE_border, 0));
+            attrset(mx_app_role_attr(a, MX_ROLE_border, 0));
             for (int y = 0; y < conv_h; y++)
                 mvaddstr(y, side_w - 1, "\xe2\x94\x82"); /* │ */
         }
@@ -927,10 +555,10 @@ static void draw(struct app *a) {
     if (a->picker)
         draw_picker(a, 0, conv_h, cols);
     else if (a->gallery)
-        draw_gallery(a, 0, conv_h, cols);
+        mx_app_draw_gallery(a, 0, conv_h, cols);
     else if (side_w < cols)
         draw_conversation(a, 0, side_w, conv_h, cols - side_w);
-    attrset(role_attr(a, MX_ROLE_border, 0));
+    attrset(mx_app_role_attr(a, MX_ROLE_border, 0));
     move(conv_h, 0);
     for (int x = 0; x < cols; x++) /* U+2500: ACS line drawing breaks in some UTF-8 setups */
         addstr("\xe2\x94\x80");
@@ -948,7 +576,7 @@ static void draw(struct app *a) {
     refresh();
     if (moved && a->n_placed) {
         for (int i = 0; i < a->n_placed; i++)
-            emit_sixel(a, &a->msgs[a->placed[i].msg], a->placed[i].y, a->placed[i].x,
+            mx_app_emit_sixel(a, &a->msgs[a->placed[i].msg], a->placed[i].y, a->placed[i].x,
                        a->placed[i].box_cols, a->placed[i].box_rows);
         fflush(stdout);
     }
@@ -981,7 +609,7 @@ static void gen_job_release(void) {
 /* Starts the answer to the conversation as it stands (the last message is the user's). */
 static void start_generation(struct app *a) {
     if (!a->o.engine) {
-        notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
+        mx_app_notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
         return;
     }
     if (a->generating)
@@ -1006,7 +634,7 @@ static void start_generation(struct app *a) {
     g_job.n = n;
     g_job.engine = a->o.engine;
     g_job.settings = a->settings;
-    struct msg *am = msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
+    struct msg *am = mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
     if (!am)
         return;
     if (a->session && store_writable(a)) {
@@ -1014,12 +642,12 @@ static void start_generation(struct app *a) {
         int rc = mx_db_msg_begin(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT,
                                  &am->db_id, &err);
         if (rc != 0)
-            store_warn(a, &err, rc);
+            mx_app_store_warn(a, &err, rc);
     }
     a->last_db_update = mx_time_s();
     if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
         a->msgs[a->n_msgs - 1].state = MSG_FAILED;
-        notice(a, true, "could not start the generation thread");
+        mx_app_notice(a, true, "could not start the generation thread");
         return;
     }
     a->generating = true;
@@ -1050,7 +678,7 @@ static void handle_events(struct app *a) {
                 struct mx_err err = {0};
                 int rc = mx_db_msg_update(a->db, m->db_id, m->text, a->gen_pieces, &err);
                 if (rc != 0)
-                    store_warn(a, &err, rc);
+                    mx_app_store_warn(a, &err, rc);
             }
             a->gen_pieces++;
             double dt = mx_time_s() - a->gen_t0;
@@ -1070,8 +698,8 @@ static void handle_events(struct app *a) {
                                       k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
             if (frac > 0.02 && frac < 1 && el > 0.5)
                 snprintf(eta, sizeof eta, ", ETA %.0fs", el / frac - el);
-            notice(a, false, "%s %s %.0f/%.0f%s (Esc cancels)", ev.text ? ev.text : "", bar, ev.a,
-                   ev.b, eta);
+            mx_app_notice(a, false, "%s %s %.0f/%.0f%s (Esc cancels)", ev.text ? ev.text : "",
+                          bar, ev.a, ev.b, eta);
             if (ev.a >= ev.b)
                 a->prog_t0 = 0;
             break;
@@ -1083,7 +711,7 @@ static void handle_events(struct app *a) {
                 a->ctx_used = (int)ev.b;
             break;
         case MX_EV_NOTICE:
-            notice(a, false, "%s", ev.text ? ev.text : "");
+            mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
             if (a->loading) {
@@ -1105,15 +733,15 @@ static void handle_events(struct app *a) {
                 int rc = mx_db_msg_finish(a->db, m->db_id, m->text, a->gen_pieces, timings,
                                           ev.code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
                 if (rc != 0)
-                    store_warn(a, &err, rc);
+                    mx_app_store_warn(a, &err, rc);
                 else
                     reload_session(a); /* sibling counts ("2/2") after a regenerate */
                 m = NULL;
             }
             if (ev.code == MX_ECANCELED)
-                notice(a, false, "stopped: the partial answer is kept");
+                mx_app_notice(a, false, "stopped: the partial answer is kept");
             else if (ev.code < 0)
-                notice(a, true, "generation failed: %s",
+                mx_app_notice(a, true, "generation failed: %s",
                        ev.text ? ev.text : mx_strerror(ev.code));
             break;
         }
@@ -1142,18 +770,18 @@ static void load_job_fn(struct mx_job *job, void *ud) {
 
 static void start_load(struct app *a, const char *path) {
     if (!a->o.load_engine) {
-        notice(a, true, "this build cannot load models (the LLM engine is not in it)");
+        mx_app_notice(a, true, "this build cannot load models (the LLM engine is not in it)");
         return;
     }
     if (a->generating || a->loading) {
-        notice(a, true, "busy: wait for the current answer or load to finish");
+        mx_app_notice(a, true, "busy: wait for the current answer or load to finish");
         return;
     }
     free(g_load.path);
     g_load = (struct load_job){.loader = a->o.load_engine, .path = strdup(path),
                                .settings = a->settings};
     if (!g_load.path || mx_worker_start(a->w, load_job_fn, &g_load) != 0) {
-        notice(a, true, "could not start loading");
+        mx_app_notice(a, true, "could not start loading");
         return;
     }
     a->loading = true;
@@ -1163,7 +791,7 @@ static void start_load(struct app *a, const char *path) {
 static void finish_load(struct app *a, int code, const char *msg) {
     a->loading = false;
     if (code != 0 || !g_load.result) {
-        notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
+        mx_app_notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
         return;
     }
     snapshot_save(a);
@@ -1176,9 +804,9 @@ static void finish_load(struct app *a, int code, const char *msg) {
     a->ctx_used = 0;
     const char *warn = mx_engine_llm_warning(a->o.engine);
     if (warn && warn[0])
-        notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
+        mx_app_notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
     else
-        notice(a, false, "loaded %s", a->o.engine->name);
+        mx_app_notice(a, false, "loaded %s", a->o.engine->name);
     snapshot_load(a);
 }
 
@@ -1191,8 +819,8 @@ static void stop_generation(struct app *a) {
 
 /* Storage problems never stop the chat: the message stays on screen and the status line says
  * it was not saved (DESIGN.md: chat continues in memory with a visible warning). */
-static void store_warn(struct app *a, const struct mx_err *err, int rc) {
-    notice(a, true, "not saved: %s", mx_err_msg(err, rc));
+void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc) {
+    mx_app_notice(a, true, "not saved: %s", mx_err_msg(err, rc));
 }
 
 static bool store_writable(const struct app *a) {
@@ -1220,7 +848,7 @@ static void settings_from_json(struct app *a, const char *text) {
         a->settings.n_ctx = n;
 }
 
-static int ensure_session(struct app *a) {
+int mx_app_ensure_session(struct app *a) {
     if (a->session || !store_writable(a))
         return a->session ? 0 : -1;
     struct mx_err err = {0};
@@ -1229,7 +857,7 @@ static int ensure_session(struct app *a) {
     const char *model = a->o.model_path ? a->o.model_path : NULL;
     int rc = mx_db_session_create(a->db, NULL, model, NULL, NULL, js, &a->session, &err);
     if (rc != 0) {
-        store_warn(a, &err, rc);
+        mx_app_store_warn(a, &err, rc);
         return rc;
     }
     return 0;
@@ -1243,7 +871,7 @@ static void store_settings(struct app *a) {
     struct mx_err err = {0};
     int rc = mx_db_session_set_model(a->db, a->session, NULL, NULL, NULL, js, &err);
     if (rc != 0)
-        store_warn(a, &err, rc);
+        mx_app_store_warn(a, &err, rc);
 }
 
 static void refresh_title(struct app *a) {
@@ -1269,7 +897,7 @@ static void snapshot_save(struct app *a) {
         return;
     int rc = mx_engine_llm_save(a->o.engine, path, &err);
     if (rc != 0 && rc != MX_EINVAL) {
-        notice(a, true, "KV snapshot not saved: %s", mx_err_msg(&err, rc));
+        mx_app_notice(a, true, "KV snapshot not saved: %s", mx_err_msg(&err, rc));
         return;
     }
     if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
@@ -1288,9 +916,9 @@ static void snapshot_load(struct app *a) {
     if (rc == 0 && mx_engine_llm_stats(a->o.engine, &lst) == 0)
         a->ctx_used = (int)lst.n_cached;
     if (rc == 0)
-        notice(a, false, "resumed from the KV snapshot: no re-processing needed");
+        mx_app_notice(a, false, "resumed from the KV snapshot: no re-processing needed");
     else if (rc != MX_ENOENT)
-        notice(a, false, "%s: the history will be processed again", mx_err_msg(&err, rc));
+        mx_app_notice(a, false, "%s: the history will be processed again", mx_err_msg(&err, rc));
 }
 
 /* Replaces the view with session id's active branch. Returns 0 or an MX_E* code. */
@@ -1299,7 +927,7 @@ static int load_session(struct app *a, int64_t id) {
     struct mx_err err = {0};
     int rc = mx_db_active_path(a->db, id, &l, &err);
     if (rc != 0) {
-        notice(a, true, "%s", mx_err_msg(&err, rc));
+        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return rc;
     }
     bool switching = a->session != id;
@@ -1310,7 +938,7 @@ static int load_session(struct app *a, int64_t id) {
     for (size_t i = 0; i < l.n; i++) {
         const struct mx_msg *dm = &l.v[i];
         enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE : MSG_STOPPED;
-        struct msg *m = msg_add(a, dm->role, st, dm->content);
+        struct msg *m = mx_app_msg_add(a, dm->role, st, dm->content);
         if (!m)
             break;
         m->db_id = dm->id;
@@ -1333,8 +961,10 @@ static int load_session(struct app *a, int64_t id) {
         mx_session_deinit(&s);
     }
     refresh_title(a);
-    if (switching)
+    if (switching) {
+        a->ctx_used = 0; /* the other session's cache is not this one's */
         snapshot_load(a);
+    }
     return 0;
 }
 
@@ -1360,16 +990,17 @@ static void cmd_quit(struct app *a, const char *arg) {
  * start an empty conversation; the next message creates a new session. */
 static void start_fresh(struct app *a, const char *what) {
     if (a->generating) {
-        notice(a, true, "an answer is still being generated: Esc stops it");
+        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
     snapshot_save(a);
     if (a->o.engine && mx_engine_llm_template(a->o.engine))
         mx_engine_llm_clear(a->o.engine);
     conversation_clear(a);
+    a->ctx_used = 0;
     a->session = 0;
     a->title[0] = '\0';
-    notice(a, false, "%s", what);
+    mx_app_notice(a, false, "%s", what);
 }
 
 static void cmd_clear(struct app *a, const char *arg) {
@@ -1380,32 +1011,32 @@ static void cmd_clear(struct app *a, const char *arg) {
 static void cmd_stop(struct app *a, const char *arg) {
     (void)arg;
     if (!a->generating)
-        notice(a, false, "nothing is being generated");
+        mx_app_notice(a, false, "nothing is being generated");
     stop_generation(a);
 }
 
 static void cmd_theme(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
-        notice(a, false, "theme: %s (dark, light, high-contrast, basic16 or your own)",
+        mx_app_notice(a, false, "theme: %s (dark, light, high-contrast, basic16 or your own)",
                a->theme_name);
         return;
     }
     struct mx_theme t;
     struct mx_err err = {0};
     if (mx_theme_load(arg, a->o.themes_dir, &t, &err) != 0) {
-        notice(a, true, "%s", err.msg);
+        mx_app_notice(a, true, "%s", err.msg);
         return;
     }
     a->theme = t;
     snprintf(a->theme_name, sizeof a->theme_name, "%s", arg);
     apply_theme(a);
-    notice(a, false, "theme %s", arg);
+    mx_app_notice(a, false, "theme %s", arg);
 }
 
 static void cmd_system(struct app *a, const char *arg) {
     free(a->system_prompt);
     a->system_prompt = arg && arg[0] ? strdup(arg) : NULL;
-    notice(a, false, a->system_prompt ? "system prompt set" : "system prompt cleared");
+    mx_app_notice(a, false, a->system_prompt ? "system prompt set" : "system prompt cleared");
 }
 
 static int parse_float_arg(struct app *a, const char *name, const char *arg, float lo, float hi,
@@ -1413,11 +1044,11 @@ static int parse_float_arg(struct app *a, const char *name, const char *arg, flo
     char *end;
     float v = arg ? strtof(arg, &end) : 0;
     if (!arg || !arg[0] || *end || v < lo || v > hi) {
-        notice(a, true, "%s takes a number from %g to %g", name, lo, hi);
+        mx_app_notice(a, true, "%s takes a number from %g to %g", name, lo, hi);
         return -1;
     }
     *out = v;
-    notice(a, false, "%s = %g", name, v);
+    mx_app_notice(a, false, "%s = %g", name, v);
     return 0;
 }
 
@@ -1435,24 +1066,24 @@ static void cmd_seed(struct app *a, const char *arg) {
     char *end;
     unsigned long long v = arg ? strtoull(arg, &end, 10) : 0;
     if (!arg || !arg[0] || *end) {
-        notice(a, true, "/seed takes a whole number");
+        mx_app_notice(a, true, "/seed takes a whole number");
         return;
     }
     a->settings.seed = v;
     store_settings(a);
-    notice(a, false, "seed = %llu", v);
+    mx_app_notice(a, false, "seed = %llu", v);
 }
 
 static void cmd_ctx(struct app *a, const char *arg) {
     char *end;
     long v = arg ? strtol(arg, &end, 10) : 0;
     if (!arg || !arg[0] || *end || v < 16 || v > 1 << 20) {
-        notice(a, true, "/ctx takes a context size in tokens (16 .. 1048576)");
+        mx_app_notice(a, true, "/ctx takes a context size in tokens (16 .. 1048576)");
         return;
     }
     a->settings.n_ctx = (int)v;
     store_settings(a);
-    notice(a, false, "context = %ld tokens (applies when the model is next loaded)", v);
+    mx_app_notice(a, false, "context = %ld tokens (applies when the model is next loaded)", v);
 }
 
 static void cmd_regen(struct app *a, const char *arg) {
@@ -1463,7 +1094,7 @@ static void cmd_regen(struct app *a, const char *arg) {
     while (last >= 0 && a->msgs[last].state == MSG_NOTICE)
         last--;
     if (last < 0 || a->msgs[last].role != MX_ROLE_ASSISTANT) {
-        notice(a, true, "/regen: no answer to regenerate");
+        mx_app_notice(a, true, "/regen: no answer to regenerate");
         return;
     }
     /* the new answer is a sibling of the old one: continue from the user message before it */
@@ -1471,7 +1102,7 @@ static void cmd_regen(struct app *a, const char *arg) {
         struct mx_err err = {0};
         int rc = mx_db_set_leaf(a->db, a->session, a->msgs[last - 1].db_id, &err);
         if (rc != 0)
-            store_warn(a, &err, rc);
+            mx_app_store_warn(a, &err, rc);
     }
     msg_free(&a->msgs[last]);
     memmove(&a->msgs[last], &a->msgs[last + 1], (size_t)(a->n_msgs - last - 1) * sizeof *a->msgs);
@@ -1495,16 +1126,16 @@ static void cmd_edit(struct app *a, const char *arg) {
             struct mx_err err = {0};
             int rc = mx_db_set_leaf(a->db, a->session, dm.parent, &err);
             if (rc != 0)
-                store_warn(a, &err, rc);
+                mx_app_store_warn(a, &err, rc);
             mx_msg_deinit(&dm);
         }
         for (int j = i; j < a->n_msgs; j++)
             msg_free(&a->msgs[j]);
         a->n_msgs = i;
-        notice(a, false, "editing your last message: Enter sends it again");
+        mx_app_notice(a, false, "editing your last message: Enter sends it again");
         return;
     }
-    notice(a, true, "/edit: no message of yours to edit");
+    mx_app_notice(a, true, "/edit: no message of yours to edit");
 }
 
 /* OSC 52 puts text on the clipboard of the terminal the user sits at, even over SSH. It is our
@@ -1537,12 +1168,12 @@ static void cmd_copy(struct app *a, const char *arg) {
             msg_render(m, COLS > 4 ? COLS : 80);
         if (m->r_valid && m->r.last_code) {
             osc52_copy(m->r.last_code, strlen(m->r.last_code));
-            notice(a, false, "copied the last code block (%zu bytes) to the clipboard",
+            mx_app_notice(a, false, "copied the last code block (%zu bytes) to the clipboard",
                    strlen(m->r.last_code));
             return;
         }
     }
-    notice(a, true, "/copy: no code block in the answers yet");
+    mx_app_notice(a, true, "/copy: no code block in the answers yet");
 }
 
 static void cmd_export(struct app *a, const char *arg) {
@@ -1553,14 +1184,14 @@ static void cmd_export(struct app *a, const char *arg) {
         char dir[4096];
         struct mx_err err = {0};
         if (mx_path_data_dir(dir, sizeof dir, &err) != 0 || mx_mkdir_p(dir, &err) != 0) {
-            notice(a, true, "/export: %s", err.msg);
+            mx_app_notice(a, true, "/export: %s", err.msg);
             return;
         }
         snprintf(path, sizeof path, "%s/export-%ld.md", dir, (long)time(NULL));
     }
     FILE *f = fopen(path, "w");
     if (!f) {
-        notice(a, true, "/export: %s: %s", path, strerror(errno));
+        mx_app_notice(a, true, "/export: %s: %s", path, strerror(errno));
         return;
     }
     if (a->system_prompt)
@@ -1574,122 +1205,14 @@ static void cmd_export(struct app *a, const char *arg) {
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        notice(a, true, "/export: writing %s failed", path);
+        mx_app_notice(a, true, "/export: writing %s failed", path);
         return;
     }
-    notice(a, false, "exported to %s", path);
-}
-
-/* /show PATH: attaches a PNG/JPEG to the conversation (stored with the session; not sent to the
- * model). Generated images will arrive the same way. */
-static void cmd_show(struct app *a, const char *arg) {
-    if (!arg || !arg[0]) {
-        notice(a, true, "/show takes the path of a PNG or JPEG file");
-        return;
-    }
-    char path[4096];
-    if (!realpath(arg, path)) {
-        notice(a, true, "/show: %s: %s", arg, strerror(errno));
-        return;
-    }
-    struct mx_image img;
-    struct mx_err err = {0};
-    if (mx_image_load(path, &img, &err) != 0) {
-        notice(a, true, "/show: %s", err.msg);
-        return;
-    }
-    char caption[4200];
-    const char *base = strrchr(path, '/');
-    snprintf(caption, sizeof caption, "[image: %s, %dx%d]", base ? base + 1 : path, img.w, img.h);
-    int64_t id = 0;
-    if (ensure_session(a) == 0) {
-        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, caption, 0,
-                                  NULL, &id, &err);
-        if (rc == 0)
-            rc = mx_db_image_add(a->db, a->session, id, path, "{\"source\": \"show\"}", NULL,
-                                 &err);
-        if (rc != 0)
-            store_warn(a, &err, rc);
-    }
-    struct msg *m = msg_add(a, MX_ROLE_USER, MSG_DONE, caption);
-    if (!m) {
-        mx_image_free(&img);
-        return;
-    }
-    m->db_id = id;
-    m->image = strdup(path);
-    m->img = img;
-    a->scroll = 0;
-    notice(a, false, "image attached (%s); F3 shows it full screen",
-           a->gfx.mode == MX_GFX_SIXEL ? "sixel" : a->gfx.mode == MX_GFX_BLOCKS ? "half blocks"
-                                                                                : "graphics off");
-}
-
-static void cmd_gallery(struct app *a, const char *arg) {
-    (void)arg;
-    a->gallery = true;
-    a->gsel = 0;
-    for (int k = 0; gallery_msg(a, k + 1) >= 0; k++)
-        a->gsel = k + 1; /* start on the newest image */
-}
-
-/* /save PATH: copies the image selected in the gallery (else the newest) to PATH. */
-static void cmd_save(struct app *a, const char *arg) {
-    if (!arg || !arg[0]) {
-        notice(a, true, "/save takes a destination path");
-        return;
-    }
-    int i = gallery_msg(a, a->gsel);
-    if (i < 0)
-        for (int k = a->n_msgs - 1; k >= 0 && i < 0; k--)
-            if (a->msgs[k].image)
-                i = k;
-    if (i < 0) {
-        notice(a, true, "/save: no image in this conversation");
-        return;
-    }
-    FILE *in = fopen(a->msgs[i].image, "rb");
-    if (!in) {
-        notice(a, true, "/save: %s: %s", a->msgs[i].image, strerror(errno));
-        return;
-    }
-    /* write beside the destination and rename, so a failed copy never leaves half a file */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.part", arg);
-    FILE *out = fopen(tmp, "wb");
-    if (!out) {
-        fclose(in);
-        notice(a, true, "/save: %s: %s", arg, strerror(errno));
-        return;
-    }
-    char buf[65536];
-    size_t n;
-    bool ok = true;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n)
-            ok = false;
-    ok = ok && !ferror(in);
-    fclose(in);
-    if (fclose(out) != 0 || !ok || rename(tmp, arg) != 0) {
-        unlink(tmp);
-        notice(a, true, "/save: writing %s failed", arg);
-        return;
-    }
-    notice(a, false, "saved %s", arg);
-}
-
-/* F3: the last image full screen. */
-static void show_last_image(struct app *a) {
-    for (int i = a->n_msgs - 1; i >= 0; i--)
-        if (a->msgs[i].image) {
-            a->viewer = i;
-            return;
-        }
-    notice(a, false, "no image in this conversation yet: /show PATH attaches one");
+    mx_app_notice(a, false, "exported to %s", path);
 }
 
 static void cmd_needs(struct app *a, const char *what) {
-    notice(a, true, "%s is not in this build yet", what);
+    mx_app_notice(a, true, "%s is not in this build yet", what);
 }
 
 static void cmd_image(struct app *a, const char *arg) {
@@ -1711,7 +1234,7 @@ static void sidebar_refresh(struct app *a) {
 static void cmd_sessions(struct app *a, const char *arg) {
     (void)arg;
     if (!a->db) {
-        notice(a, true, "no history database: sessions are not saved");
+        mx_app_notice(a, true, "no history database: sessions are not saved");
         return;
     }
     a->sidebar = true;
@@ -1720,16 +1243,16 @@ static void cmd_sessions(struct app *a, const char *arg) {
     for (size_t i = 0; i < a->sessions.n; i++)
         if (a->sessions.v[i].id == a->session)
             a->sel = (int)i;
-    notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
+    mx_app_notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
 }
 
 static void cmd_resume(struct app *a, const char *arg) {
     if (!a->db) {
-        notice(a, true, "no history database: sessions are not saved");
+        mx_app_notice(a, true, "no history database: sessions are not saved");
         return;
     }
     if (a->generating) {
-        notice(a, true, "an answer is still being generated: Esc stops it");
+        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
     if (!arg || !arg[0]) {
@@ -1740,23 +1263,23 @@ static void cmd_resume(struct app *a, const char *arg) {
     struct mx_err err = {0};
     int rc = mx_db_session_find(a->db, arg, &id, &err);
     if (rc != 0) {
-        notice(a, true, "%s", mx_err_msg(&err, rc));
+        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return;
     }
     if (load_session(a, id) == 0)
-        notice(a, false, "resumed session %lld", (long long)id);
+        mx_app_notice(a, false, "resumed session %lld", (long long)id);
 }
 
 static void cmd_search(struct app *a, const char *arg) {
     if (!a->db || !arg || !arg[0]) {
-        notice(a, true, a->db ? "/search takes words to look for" : "no history database");
+        mx_app_notice(a, true, a->db ? "/search takes words to look for" : "no history database");
         return;
     }
     struct mx_db_hit_list hits;
     struct mx_err err = {0};
     int rc = mx_db_search(a->db, arg, 20, &hits, &err);
     if (rc != 0) {
-        notice(a, true, "%s", mx_err_msg(&err, rc));
+        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return;
     }
     char buf[8192];
@@ -1766,13 +1289,13 @@ static void cmd_search(struct app *a, const char *arg) {
         o += (size_t)snprintf(buf + o, sizeof buf - o, "- session %lld: %s\n",
                               (long long)hits.v[i].session, hits.v[i].snippet);
     mx_db_hit_list_free(&hits);
-    msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
+    mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
     a->scroll = 0;
 }
 
 static void cmd_model(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
-        notice(a, false, "model: %s (/model PATH loads another GGUF file)",
+        mx_app_notice(a, false, "model: %s (/model PATH loads another GGUF file)",
                a->o.engine ? a->o.engine->name : "none");
         return;
     }
@@ -1786,49 +1309,49 @@ static void cmd_new(struct app *a, const char *arg) {
 
 static void cmd_title(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
-        notice(a, true, "/title takes the new title");
+        mx_app_notice(a, true, "/title takes the new title");
         return;
     }
-    if (ensure_session(a) != 0) {
-        notice(a, true, "/title: sessions are not being saved");
+    if (mx_app_ensure_session(a) != 0) {
+        mx_app_notice(a, true, "/title: sessions are not being saved");
         return;
     }
     struct mx_err err = {0};
     int rc = mx_db_session_rename(a->db, a->session, arg, &err);
     if (rc != 0) {
-        store_warn(a, &err, rc);
+        mx_app_store_warn(a, &err, rc);
         return;
     }
     refresh_title(a);
-    notice(a, false, "renamed");
+    mx_app_notice(a, false, "renamed");
 }
 
 /* X(name, args, help, fn): the slash commands; drives /help and Tab completion. */
-#define SLASH_COMMANDS(X)                                                                    \
-    X("/help",     "",        "this list of commands and keys",                cmd_help)     \
-    X("/new",      "",        "start a new conversation",                       cmd_new)      \
-    X("/sessions", "",        "saved sessions",                                 cmd_sessions) \
-    X("/resume",   "ID",      "continue a saved session (id or title)",         cmd_resume)   \
-    X("/search",   "WORDS",   "search every saved message",                     cmd_search)   \
-    X("/title",    "TEXT",    "rename this session",                            cmd_title)    \
-    X("/model",    "PATH",    "load another GGUF model",                        cmd_model)    \
-    X("/system",   "TEXT",    "set (or clear) the system prompt",               cmd_system)   \
-    X("/temp",     "T",       "sampling temperature (0 = greedy)",              cmd_temp)     \
-    X("/top-p",    "P",       "nucleus sampling threshold",                     cmd_top_p)    \
-    X("/seed",     "N",       "random seed",                                    cmd_seed)     \
-    X("/ctx",      "N",       "context size in tokens",                         cmd_ctx)      \
-    X("/regen",    "",        "regenerate the last answer",                     cmd_regen)    \
-    X("/edit",     "",        "edit your last message and resend it",           cmd_edit)     \
-    X("/stop",     "",        "stop the answer being generated (also Esc)",     cmd_stop)     \
-    X("/image",    "PROMPT",  "generate an image",                              cmd_image)    \
-    X("/show",     "PATH",    "attach a PNG/JPEG image to the conversation",    cmd_show)     \
-    X("/gallery",  "",        "the conversation's images as thumbnails",        cmd_gallery)  \
-    X("/save",     "PATH",    "copy the selected (or last) image to PATH",      cmd_save)     \
-    X("/theme",    "NAME",    "dark, light, high-contrast, basic16, or yours",  cmd_theme)    \
-    X("/export",   "[PATH]",  "save the conversation as Markdown",              cmd_export)   \
-    X("/copy",     "",        "copy the last code block (OSC 52 clipboard)",    cmd_copy)     \
-    X("/clear",    "",        "clear the conversation",                         cmd_clear)    \
-    X("/quit",     "",        "leave mixel (also Ctrl-D on an empty line)",     cmd_quit)
+#define SLASH_COMMANDS(X)                                                                         \
+    X("/help",     "",       "this list of commands and keys",                cmd_help)           \
+    X("/new",      "",       "start a new conversation",                      cmd_new)            \
+    X("/sessions", "",       "saved sessions",                                cmd_sessions)       \
+    X("/resume",   "ID",     "continue a saved session (id or title)",        cmd_resume)         \
+    X("/search",   "WORDS",  "search every saved message",                    cmd_search)         \
+    X("/title",    "TEXT",   "rename this session",                           cmd_title)          \
+    X("/model",    "PATH",   "load another GGUF model",                       cmd_model)          \
+    X("/system",   "TEXT",   "set (or clear) the system prompt",              cmd_system)         \
+    X("/temp",     "T",      "sampling temperature (0 = greedy)",             cmd_temp)           \
+    X("/top-p",    "P",      "nucleus sampling threshold",                    cmd_top_p)          \
+    X("/seed",     "N",      "random seed",                                   cmd_seed)           \
+    X("/ctx",      "N",      "context size in tokens",                        cmd_ctx)            \
+    X("/regen",    "",       "regenerate the last answer",                    cmd_regen)          \
+    X("/edit",     "",       "edit your last message and resend it",          cmd_edit)           \
+    X("/stop",     "",       "stop the answer being generated (also Esc)",    cmd_stop)           \
+    X("/image",    "PROMPT", "generate an image",                             cmd_image)          \
+    X("/show",     "PATH",   "attach a PNG/JPEG image to the conversation",   mx_app_cmd_show)    \
+    X("/gallery",  "",       "the conversation's images as thumbnails",       mx_app_cmd_gallery) \
+    X("/save",     "PATH",   "copy the selected (or last) image to PATH",     mx_app_cmd_save)    \
+    X("/theme",    "NAME",   "dark, light, high-contrast, basic16, or yours", cmd_theme)          \
+    X("/export",   "[PATH]", "save the conversation as Markdown",             cmd_export)         \
+    X("/copy",     "",       "copy the last code block (OSC 52 clipboard)",   cmd_copy)           \
+    X("/clear",    "",       "clear the conversation",                        cmd_clear)          \
+    X("/quit",     "",       "leave mixel (also Ctrl-D on an empty line)",    cmd_quit)
 
 static const struct { const char *name, *args, *help; slash_fn fn; } slash_table[] = {
 #define SLASH_ENTRY(n, ar, h, f) {n, ar, h, f},
@@ -1884,7 +1407,7 @@ static void cmd_help(struct app *a, const char *arg) {
                               (const char *)help);
     KEY_ACTIONS(HELP_KEY)
 #undef HELP_KEY
-    msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
+    mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
     a->scroll = 0;
 }
 
@@ -1927,12 +1450,12 @@ static int act_editor(int count, int key) {
     char path[] = "/tmp/mixel-msg-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0) {
-        notice(g_app, true, "cannot create a temporary file: %s", strerror(errno));
+        mx_app_notice(g_app, true, "cannot create a temporary file: %s", strerror(errno));
         return 0;
     }
     const char *buf = rl_line_buffer ? rl_line_buffer : "";
     if (write(fd, buf, strlen(buf)) < 0)
-        notice(g_app, true, "cannot write the temporary file");
+        mx_app_notice(g_app, true, "cannot write the temporary file");
     close(fd);
     const char *ed = getenv("VISUAL");
     if (!ed || !ed[0])
@@ -1970,7 +1493,7 @@ static int act_editor(int count, int key) {
 static int act_viewer(int count, int key) {
     (void)count;
     (void)key;
-    show_last_image(g_app);
+    mx_app_show_last_image(g_app);
     return 0;
 }
 
@@ -2004,7 +1527,7 @@ static void branch_step(struct app *a, int dir) {
         int64_t target = to >= 0 && to < (int)sibs.n ? sibs.v[to].id : 0;
         mx_msg_list_free(&sibs);
         if (!target) {
-            notice(a, false, "no %s branch", dir < 0 ? "earlier" : "later");
+            mx_app_notice(a, false, "no %s branch", dir < 0 ? "earlier" : "later");
             return;
         }
         int64_t leaf;
@@ -2012,13 +1535,13 @@ static void branch_step(struct app *a, int dir) {
         if (rc == 0)
             rc = mx_db_set_leaf(a->db, a->session, leaf, &err);
         if (rc != 0) {
-            store_warn(a, &err, rc);
+            mx_app_store_warn(a, &err, rc);
             return;
         }
         reload_session(a);
         return;
     }
-    notice(a, false, "no branches here yet: /regen or /edit make one");
+    mx_app_notice(a, false, "no branches here yet: /regen or /edit make one");
 }
 
 static int act_branch_prev(int count, int key) {
@@ -2044,18 +1567,18 @@ static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
             struct mx_err err = {0};
             int rc = mx_db_session_delete(a->db, id, &err);
             if (rc != 0) {
-                store_warn(a, &err, rc);
+                mx_app_store_warn(a, &err, rc);
             } else {
                 if (id == a->session) {
                     conversation_clear(a);
                     a->session = 0;
                     a->title[0] = '\0';
                 }
-                notice(a, false, "session deleted");
+                mx_app_notice(a, false, "session deleted");
             }
             sidebar_refresh(a);
         } else {
-            notice(a, false, "kept");
+            mx_app_notice(a, false, "kept");
         }
         return 1;
     }
@@ -2079,7 +1602,7 @@ static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
             a->sidebar_focus = false;
             if (COLS < 70)
                 a->sidebar = false;
-            notice(a, false, "resumed: %s", a->title[0] ? a->title : "(untitled)");
+            mx_app_notice(a, false, "resumed: %s", a->title[0] ? a->title : "(untitled)");
         }
         break;
     case 'n':
@@ -2151,23 +1674,23 @@ static void submit(struct app *a, char *line) {
                 slash_table[i].fn(a, arg);
                 return;
             }
-        notice(a, true, "unknown command %s (see /help)", name);
+        mx_app_notice(a, true, "unknown command %s (see /help)", name);
         return;
     }
     if (a->generating) {
-        notice(a, true, "an answer is still being generated: Esc stops it");
+        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
     a->note[0] = '\0';
     int64_t id = 0;
-    if (ensure_session(a) == 0) {
+    if (mx_app_ensure_session(a) == 0) {
         struct mx_err err = {0};
         int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, line, 0,
                                   NULL, &id, &err);
         if (rc != 0)
-            store_warn(a, &err, rc);
+            mx_app_store_warn(a, &err, rc);
     }
-    struct msg *m = msg_add(a, MX_ROLE_USER, MSG_DONE, line);
+    struct msg *m = mx_app_msg_add(a, MX_ROLE_USER, MSG_DONE, line);
     if (m)
         m->db_id = id;
     if (!a->title[0])
@@ -2214,7 +1737,7 @@ static void rl_show_matches(char **matches, int n, int max_len) {
     size_t o = 0;
     for (int i = 1; i <= n && o < sizeof buf - 1; i++)
         o += (size_t)snprintf(buf + o, sizeof buf - o, "%s ", matches[i]);
-    notice(g_app, false, "%s", buf);
+    mx_app_notice(g_app, false, "%s", buf);
 }
 
 static void readline_init(struct app *a) {
@@ -2316,7 +1839,7 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             continue;
         }
         if (a->gallery) {
-            size_t used = gallery_key(a, buf + i, n - i);
+            size_t used = mx_app_gallery_key(a, buf + i, n - i);
             if (used) {
                 i += used;
                 continue;
@@ -2425,15 +1948,15 @@ int mx_app_run(const struct mx_app_opts *opts) {
     fflush(stdout);
     readline_init(&a);
     if (theme_rc != 0)
-        notice(&a, true, "%s: using the default theme", err.msg);
+        mx_app_notice(&a, true, "%s: using the default theme", err.msg);
     if (!opts->no_history) {
         struct mx_db_opts dbo = {.path = opts->db_path};
         struct mx_err derr = {0};
         int rc = mx_db_open(&a.db, &dbo, &derr);
         if (rc != 0)
-            notice(&a, true, "history not saved: %s", mx_err_msg(&derr, rc));
+            mx_app_notice(&a, true, "history not saved: %s", mx_err_msg(&derr, rc));
         else if (mx_db_readonly(a.db))
-            notice(&a, true, "history is read-only (%s): new messages are not saved",
+            mx_app_notice(&a, true, "history is read-only (%s): new messages are not saved",
                    mx_db_readonly_reason(a.db));
     }
     if (a.db && opts->resume) {
@@ -2442,7 +1965,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
             if (mx_db_session_list(a.db, 1, &l, NULL) == 0 && l.n)
                 load_session(&a, l.v[0].id);
             else
-                notice(&a, false, "no saved session to resume yet");
+                mx_app_notice(&a, false, "no saved session to resume yet");
             mx_session_list_free(&l);
         } else {
             cmd_resume(&a, opts->resume);
@@ -2451,7 +1974,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (opts->engine) {
         const char *warn = mx_engine_llm_warning(opts->engine);
         if (warn && warn[0])
-            notice(&a, true, "%s", warn);
+            mx_app_notice(&a, true, "%s", warn);
     }
     if (!opts->engine && opts->discover) {
         const char *home = getenv("HOME");
@@ -2463,7 +1986,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
         }
     }
     if (!opts->engine)
-        msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
+        mx_app_msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
                 "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
                 "`mixel --help`. Type /help for commands, /quit to leave.");
     draw(&a);

@@ -1,0 +1,415 @@
+/* app_images.c - images in the chat: a fixed block of rows under their message (sixel, or half
+ * blocks drawn into curses cells), the gallery of thumbnails, the full-screen viewer, and the
+ * /show, /gallery and /save commands.
+ *
+ * Sixels live outside curses' model of the screen: they are sent after refresh() at the cell
+ * rectangle their message occupies, only when the whole image fits, and again whenever it moves
+ * (app.c repaints the rows it left so no ghost stays; ../shared/TERMINALS.md has the pitfalls).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "history/images.h"
+#include "tui/app_int.h"
+#include "tui/graphics.h"
+#include "tui/text.h"
+
+/* ---- images in the conversation ----------------------------------------------------------- */
+
+/* Loads a message's image once; a file that cannot be read shows as its caption only. */
+void mx_app_img_ensure(struct app *a, struct msg *m) {
+    if (!m->image || m->img.w || m->img_failed)
+        return;
+    struct mx_err err = {0};
+    if (mx_image_load(m->image, &m->img, &err) != 0) {
+        m->img_failed = true;
+        mx_app_notice(a, true, "%s", err.msg);
+    }
+}
+
+/* Rows the image of m takes at `width` columns (0: no image, or graphics off). */
+int mx_app_img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay) {
+    if (!m->image || a->gfx.mode == MX_GFX_NONE)
+        return 0;
+    mx_app_img_ensure(a, m);
+    if (!m->img.w)
+        return 0;
+    struct mx_image_layout l;
+    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
+    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
+    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, width, IMAGE_ROWS, max_w,
+                     max_h, &l) != 0)
+        return 0;
+    if (lay)
+        *lay = l;
+    return l.rows;
+}
+
+/* A colour pair for a half-block cell (upper pixel fg, lower pixel bg), allocated on demand
+ * from the pairs after the theme's. */
+static short block_pair(struct app *a, const uint8_t *top, const uint8_t *bot) {
+    int fg, bg;
+    if (a->n_colours >= 256) {
+        fg = mx_image_rgb_to_256(top[0], top[1], top[2]);
+        bg = mx_image_rgb_to_256(bot[0], bot[1], bot[2]);
+    } else {
+        struct mx_colour c1 = {.kind = MX_COLOUR_RGB, .r = top[0], .g = top[1], .b = top[2]};
+        struct mx_colour c2 = {.kind = MX_COLOUR_RGB, .r = bot[0], .g = bot[1], .b = bot[2]};
+        fg = mx_colour_reduce(&c1, a->n_colours);
+        bg = mx_colour_reduce(&c2, a->n_colours);
+    }
+    for (int i = 0; i < a->n_pairs; i++)
+        if (a->pairs[i].fg == fg && a->pairs[i].bg == bg)
+            return (short)(MX_ROLE_COUNT + 1 + i);
+    int cap = COLOR_PAIRS - MX_ROLE_COUNT - 1;
+    if (cap > 8192)
+        cap = 8192;
+    if (cap <= 0)
+        return 0;
+    if (!a->pairs && !(a->pairs = calloc((size_t)cap, sizeof *a->pairs)))
+        return 0;
+    if (a->n_pairs == cap)
+        a->n_pairs = 0; /* recycle: this frame repaints every image cell anyway */
+    a->pairs[a->n_pairs].fg = fg;
+    a->pairs[a->n_pairs].bg = bg;
+    short pair = (short)(MX_ROLE_COUNT + 1 + a->n_pairs++);
+    init_pair(pair, (short)fg, (short)bg);
+    return pair;
+}
+
+/* Draws row r of m's image as half blocks (two pixels per cell) at (y, x0). */
+void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width) {
+    struct mx_image_layout lay;
+    if (!mx_app_img_rows(a, m, width, &lay) || !a->n_colours)
+        return;
+    /* the scaled copy is cached in the sixel slot's size fields to avoid rescaling per row */
+    static struct mx_image blk;
+    static const struct msg *blk_for;
+    static int blk_w, blk_h;
+    if (blk_for != m || blk_w != lay.blk_w || blk_h != lay.blk_h) {
+        mx_image_free(&blk);
+        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
+            return;
+        blk_for = m;
+        blk_w = lay.blk_w;
+        blk_h = lay.blk_h;
+    }
+    for (int c = 0; c < blk.w && c < width; c++) {
+        const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
+        const uint8_t black[3] = {0, 0, 0};
+        const uint8_t *bot = 2 * r + 1 < blk.h
+                                 ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
+                                 : black;
+        cchar_t cc;
+        wchar_t wc[2] = {0x2580, 0}; /* ▀ */
+        setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+        mvadd_wch(y, x0 + c, &cc);
+    }
+}
+
+int mx_app_bytes_write(void *ud, const char *buf, size_t n) {
+    struct mx_app_bytes *b = ud;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return MX_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, buf, n);
+    b->n += n;
+    return 0;
+}
+
+/* Where this pane sits in the tmux window: passthrough bytes reach the outer terminal unchanged,
+ * so the cursor move that goes with them must be in the outer terminal's coordinates. */
+static void tmux_pane_origin(int *top, int *left) {
+    *top = *left = 0;
+    FILE *p = popen("tmux display -p '#{pane_top} #{pane_left}' 2>/dev/null", "r");
+    if (!p)
+        return;
+    if (fscanf(p, "%d %d", top, left) != 2)
+        *top = *left = 0;
+    pclose(p);
+}
+
+/* Writes "save cursor, move to (y, x), bytes, restore cursor". Inside tmux all of it goes through
+ * one passthrough, so it is the outer terminal's cursor that moves and tmux's own model of the
+ * pane is untouched; elsewhere the cursor is saved and restored around the image so ncurses'
+ * idea of the cursor stays true (../shared/TERMINALS.md). */
+void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
+    char pre[48];
+    int k;
+    if (a->gfx.tmux_wrap) {
+        static int top = -1, left;
+        if (top < 0 || a->full_repaint)
+            tmux_pane_origin(&top, &left);
+        k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + y + 1, left + x + 1);
+        struct mx_app_bytes b = {0};
+        struct mx_tmux_wrap w = {.write = mx_app_bytes_write, .ud = &b};
+        if (mx_tmux_wrap_begin(&w) == 0 && mx_tmux_wrap_chunk(&w, pre, (size_t)k) == 0 &&
+            mx_tmux_wrap_chunk(&w, bytes, n) == 0 && mx_tmux_wrap_chunk(&w, "\0338", 2) == 0 &&
+            mx_tmux_wrap_end(&w) == 0)
+            fwrite(b.p, 1, b.n, stdout);
+        free(b.p);
+        return;
+    }
+    k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", y + 1, x + 1);
+    fwrite(pre, 1, (size_t)k, stdout);
+    fwrite(bytes, 1, n, stdout);
+    fputs("\0338", stdout);
+}
+
+/* Encodes img as a bare sixel (the tmux wrapping is emit_at's) to fit box_cols x box_rows. */
+int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
+                        struct mx_app_bytes *b, struct mx_err *err) {
+    struct mx_gfx g = a->gfx;
+    g.tmux_wrap = false;
+    return mx_gfx_render(&g, img, box_cols, box_rows, mx_app_bytes_write, b, NULL, err);
+}
+
+/* Sends the sixel of m at cell (y, x), after curses has drawn the frame. */
+void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows) {
+    struct mx_image_layout lay;
+    mx_app_img_ensure(a, m);
+    if (!m->img.w || mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
+                                  box_rows, a->gfx.max_w, a->gfx.max_h, &lay) != 0)
+        return;
+    if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
+        struct mx_app_bytes b = {0};
+        struct mx_err err = {0};
+        free(m->sixel);
+        m->sixel = NULL;
+        if (mx_app_encode_sixel(a, &m->img, box_cols, box_rows, &b, &err) != 0) {
+            free(b.p);
+            mx_app_notice(a, true, "image: %s", err.msg);
+            return;
+        }
+        m->sixel = b.p;
+        m->sixel_len = b.n;
+        m->sx_cols = lay.cols;
+        m->sx_rows = lay.rows;
+    }
+    mx_app_emit_at(a, y, x, m->sixel, m->sixel_len);
+}
+
+/* Draws img as half blocks fitted into box_cols x box_rows cells at (y, x). */
+static void draw_blocks_box(struct app *a, const struct mx_image *img, int y, int x, int box_cols,
+                            int box_rows) {
+    struct mx_image_layout lay;
+    struct mx_image blk;
+    if (!a->n_colours || mx_image_fit(img->w, img->h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
+                                      box_rows, 0, 0, &lay) != 0 ||
+        mx_image_scale(img, lay.blk_w, lay.blk_h, &blk) != 0)
+        return;
+    for (int r = 0; r < lay.rows; r++)
+        for (int c = 0; c < blk.w; c++) {
+            const uint8_t black[3] = {0, 0, 0};
+            const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
+            const uint8_t *bot =
+                2 * r + 1 < blk.h ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
+                                  : black;
+            cchar_t cc;
+            wchar_t wc[2] = {0x2580, 0}; /* ▀ */
+            setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+            mvadd_wch(y + r, x + c, &cc);
+        }
+    mx_image_free(&blk);
+}
+
+#define THUMB_COLS 24
+#define THUMB_ROWS 8
+
+/* The gallery: every image of the conversation as a thumbnail with its caption; arrows move,
+ * Enter opens one full screen, Esc closes. Sixel thumbnails are placed like inline images. */
+void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
+    const char *head = "Gallery: arrows move, Enter opens, /save PATH copies, Esc closes";
+    mx_app_put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    int per_row = width / (THUMB_COLS + 2);
+    if (per_row < 1)
+        per_row = 1;
+    int k = 0;
+    for (int i = 0; i < a->n_msgs; i++) {
+        struct msg *m = &a->msgs[i];
+        if (!m->image)
+            continue;
+        int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2), gx = (k % per_row) * (THUMB_COLS + 2);
+        if (gy + THUMB_ROWS + 1 > top + height)
+            break;
+        mx_app_img_ensure(a, m);
+        if (a->gfx.mode == MX_GFX_BLOCKS && m->img.w)
+            draw_blocks_box(a, &m->img, gy, gx, THUMB_COLS, THUMB_ROWS);
+        else if (a->gfx.mode == MX_GFX_SIXEL && m->img.w && a->n_placed < 16)
+            a->placed[a->n_placed++] =
+                (struct placed){i, gy, gx, THUMB_ROWS, THUMB_COLS, THUMB_ROWS};
+        const char *slash = strrchr(m->image, '/');
+        char cap[MX_SANITIZE_MAX(THUMB_COLS)];
+        const char *name = slash ? slash + 1 : m->image;
+        size_t n = mx_text_sanitize(name, strnlen(name, THUMB_COLS), cap, false);
+        mx_app_put_text(a, gy + THUMB_ROWS, gx, cap, n, THUMB_COLS,
+                 k == a->gsel ? MX_ROLE_selection : MX_ROLE_muted, 0);
+        k++;
+    }
+    if (!k)
+        mx_app_put_text(a, top + 2, 0, "no images yet: /show PATH attaches one", 38, width,
+                        MX_ROLE_muted, 0);
+}
+
+/* The message index of the gallery's k-th image, or -1. */
+int mx_app_gallery_msg(const struct app *a, int k) {
+    for (int i = 0; i < a->n_msgs; i++)
+        if (a->msgs[i].image && k-- == 0)
+            return i;
+    return -1;
+}
+
+size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n) {
+    int per_row = (COLS > 0 ? COLS : 80) / (THUMB_COLS + 2);
+    if (per_row < 1)
+        per_row = 1;
+    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && strchr("ABCD", b[2])) {
+        int d = b[2] == 'A' ? -per_row : b[2] == 'B' ? per_row : b[2] == 'C' ? 1 : -1;
+        if (mx_app_gallery_msg(a, a->gsel + d) >= 0)
+            a->gsel += d;
+        return 3;
+    }
+    if (b[0] == '\r' || b[0] == '\n') {
+        int i = mx_app_gallery_msg(a, a->gsel);
+        if (i >= 0)
+            a->viewer = i;
+    } else if (b[0] == 0x1b || b[0] == 'q') {
+        a->gallery = false;
+    } else if (b[0] == '/') {
+        a->gallery = false; /* typing a command (/save) leaves the grid, keeping the selection */
+        return 0;
+    }
+    return 1;
+}
+
+/* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
+void mx_app_draw_viewer(struct app *a, int rows, int cols) {
+    struct msg *m = &a->msgs[a->viewer];
+    const char *cap = "Esc closes";
+    char clean[MX_SANITIZE_MAX(512)], line[512];
+    snprintf(line, sizeof line, "%s  \xc2\xb7  %s", m->image, cap);
+    size_t n = mx_text_sanitize(line, strlen(line), clean, false);
+    mx_app_put_text(a, rows - 1, 0, clean, n, cols, MX_ROLE_status, 0);
+    mx_app_img_ensure(a, m);
+    if (!m->img.w)
+        return;
+    if (a->gfx.mode == MX_GFX_BLOCKS)
+        draw_blocks_box(a, &m->img, 0, 0, cols, rows - 2);
+}
+
+/* /show PATH: attaches a PNG/JPEG to the conversation (stored with the session; not sent to the
+ * model). Generated images will arrive the same way. */
+void mx_app_cmd_show(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        mx_app_notice(a, true, "/show takes the path of a PNG or JPEG file");
+        return;
+    }
+    char path[4096];
+    if (!realpath(arg, path)) {
+        mx_app_notice(a, true, "/show: %s: %s", arg, strerror(errno));
+        return;
+    }
+    struct mx_image img;
+    struct mx_err err = {0};
+    if (mx_image_load(path, &img, &err) != 0) {
+        mx_app_notice(a, true, "/show: %s", err.msg);
+        return;
+    }
+    char caption[4200];
+    const char *base = strrchr(path, '/');
+    snprintf(caption, sizeof caption, "[image: %s, %dx%d]", base ? base + 1 : path, img.w, img.h);
+    int64_t id = 0;
+    if (mx_app_ensure_session(a) == 0) {
+        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, caption, 0,
+                                  NULL, &id, &err);
+        if (rc == 0)
+            rc = mx_db_image_add(a->db, a->session, id, path, "{\"source\": \"show\"}", NULL,
+                                 &err);
+        if (rc != 0)
+            mx_app_store_warn(a, &err, rc);
+    }
+    struct msg *m = mx_app_msg_add(a, MX_ROLE_USER, MSG_DONE, caption);
+    if (!m) {
+        mx_image_free(&img);
+        return;
+    }
+    m->db_id = id;
+    m->image = strdup(path);
+    m->img = img;
+    a->scroll = 0;
+    mx_app_notice(a, false, "image attached (%s); F3 shows it full screen",
+           a->gfx.mode == MX_GFX_SIXEL ? "sixel" : a->gfx.mode == MX_GFX_BLOCKS ? "half blocks"
+                                                                                : "graphics off");
+}
+
+void mx_app_cmd_gallery(struct app *a, const char *arg) {
+    (void)arg;
+    a->gallery = true;
+    a->gsel = 0;
+    for (int k = 0; mx_app_gallery_msg(a, k + 1) >= 0; k++)
+        a->gsel = k + 1; /* start on the newest image */
+}
+
+/* /save PATH: copies the image selected in the gallery (else the newest) to PATH. */
+void mx_app_cmd_save(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        mx_app_notice(a, true, "/save takes a destination path");
+        return;
+    }
+    int i = mx_app_gallery_msg(a, a->gsel);
+    if (i < 0)
+        for (int k = a->n_msgs - 1; k >= 0 && i < 0; k--)
+            if (a->msgs[k].image)
+                i = k;
+    if (i < 0) {
+        mx_app_notice(a, true, "/save: no image in this conversation");
+        return;
+    }
+    FILE *in = fopen(a->msgs[i].image, "rb");
+    if (!in) {
+        mx_app_notice(a, true, "/save: %s: %s", a->msgs[i].image, strerror(errno));
+        return;
+    }
+    /* write beside the destination and rename, so a failed copy never leaves half a file */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.part", arg);
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        fclose(in);
+        mx_app_notice(a, true, "/save: %s: %s", arg, strerror(errno));
+        return;
+    }
+    char buf[65536];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            ok = false;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (fclose(out) != 0 || !ok || rename(tmp, arg) != 0) {
+        unlink(tmp);
+        mx_app_notice(a, true, "/save: writing %s failed", arg);
+        return;
+    }
+    mx_app_notice(a, false, "saved %s", arg);
+}
+
+/* F3: the last image full screen. */
+void mx_app_show_last_image(struct app *a) {
+    for (int i = a->n_msgs - 1; i >= 0; i--)
+        if (a->msgs[i].image) {
+            a->viewer = i;
+            return;
+        }
+    mx_app_notice(a, false, "no image in this conversation yet: /show PATH attaches one");
+}
