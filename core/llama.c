@@ -195,10 +195,12 @@ static void shape_str(char *buf, size_t n, int nd, const int64_t *ne) {
         snprintf(buf + o, n - o, "]");
 }
 
-/* Checks tensor gt against the expected shape and use, and makes t a view of it in buf. */
+/* Checks tensor gt against the expected shape and use, and makes t a view of it in buf, which
+ * wraps the host memory starting at host_base. */
 static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt,
-                       struct mx_buf *buf, enum use use, int nd, int64_t ne0, int64_t ne1,
-                       int64_t ne2, struct mx_tensor *t, struct mx_err *err) {
+                       struct mx_buf *buf, const char *host_base, enum use use, int nd,
+                       int64_t ne0, int64_t ne1, int64_t ne2, struct mx_tensor *t,
+                       struct mx_err *err) {
     const char *path = mx_gguf_path(m->gguf);
     int64_t want[3] = {ne0, ne1, ne2};
     bool ok = gt->n_dims <= nd || (gt->n_dims == nd + 1 && gt->ne[nd] == 1);
@@ -232,7 +234,9 @@ static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt
         return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s': %zu bytes, expected %zu", path,
                           gt->name, gt->nbytes, mx_tensor_nbytes(t));
     t->buf = buf;
-    t->data = (void *)gt->data;
+    /* the same offset inside the backend's buffer (the host mapping itself on the CPU; a device
+     * backend's copy of it elsewhere) */
+    t->data = (char *)buf->base + ((const char *)gt->data - host_base);
     t->name = gt->name;
     /* counts for bench: all tensors; "active" adjusted by the caller for experts */
     m->size.n_params += (uint64_t)mx_tensor_nelements(t);
@@ -246,7 +250,7 @@ static int bind(struct mx_llama_model *m, const char *name, enum use use, int nd
     if (!gt)
         return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' missing", mx_gguf_path(m->gguf),
                           name);
-    return bind_tensor(m, gt, m->wbuf, use, nd, ne0, ne1, ne2, t, err);
+    return bind_tensor(m, gt, m->wbuf, m->host_base, use, nd, ne0, ne1, ne2, t, err);
 }
 
 /* Older Mixtral files: blk.N.ffn_{gate,up,down}.E.weight, one 2-D tensor per expert. They are
@@ -255,9 +259,12 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
     const struct mx_llama_hparams *hp = &m->hp;
     static const char *kinds[3] = {"gate", "up", "down"};
     size_t total = 0;
-    /* pass 1: check every piece and size the allocation */
+    int rc;
+    /* pass 1: check every piece (shape, type, backend support; viewed in the mapping) and size
+     * the allocation */
     for (int il = 0; il < hp->n_layer; il++)
         for (int k = 0; k < 3; k++) {
+            int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
             int type = -1;
             for (int e = 0; e < hp->n_expert; e++) {
                 char name[96];
@@ -271,6 +278,11 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
                     return mx_err_set(err, MX_EUNSUP, "%s: experts of '%s' differ in type",
                                       mx_gguf_path(m->gguf), name);
                 type = gt->type;
+                struct mx_tensor one;
+                rc = bind_tensor(m, gt, m->wbuf, m->host_base, USE_MATMUL_ID, 2, n_in, n_out, 1,
+                                 &one, err);
+                if (rc < 0)
+                    return rc;
                 if (!mx_add_size(total, gt->nbytes, &total))
                     return mx_err_set(err, MX_EFORMAT, "%s: expert sizes overflow",
                                       mx_gguf_path(m->gguf));
@@ -280,33 +292,38 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
     if (!m->owned_experts)
         return mx_err_set(err, MX_ENOMEM, "%s: gathering experts needs %zu bytes",
                           mx_gguf_path(m->gguf), total);
-    int rc = mx_buf_from_host(m->be, m->owned_experts, total ? total : 1, &m->ebuf, err);
+    /* pass 2: copy each kind's experts one after the other (before wrapping: a device backend
+     * copies the memory when it wraps it) */
+    char *p = m->owned_experts;
+    for (int il = 0; il < hp->n_layer; il++)
+        for (int k = 0; k < 3; k++)
+            for (int e = 0; e < hp->n_expert; e++) {
+                char name[96];
+                snprintf(name, sizeof name, "blk.%d.ffn_%s.%d.weight", il, kinds[k], e);
+                const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+                memcpy(p, gt->data, gt->nbytes);
+                p += gt->nbytes;
+            }
+    rc = mx_buf_from_host(m->be, m->owned_experts, total ? total : 1, &m->ebuf, err);
     if (rc < 0)
         return rc;
-    char *p = m->owned_experts;
+    /* the 3-D views [n_in, n_out, n_expert] */
+    size_t off = 0;
     for (int il = 0; il < hp->n_layer; il++) {
         struct mx_llama_layer *L = &m->layers[il];
         struct mx_tensor *dst[3] = {&L->gate_exps, &L->up_exps, &L->down_exps};
         for (int k = 0; k < 3; k++) {
             int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
-            char *start = p;
-            struct mx_tensor one;
-            for (int e = 0; e < hp->n_expert; e++) {
-                char name[96];
-                snprintf(name, sizeof name, "blk.%d.ffn_%s.%d.weight", il, kinds[k], e);
-                const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
-                rc = bind_tensor(m, gt, m->ebuf, USE_MATMUL_ID, 2, n_in, n_out, 1, &one, err);
-                if (rc < 0)
-                    return rc;
-                memcpy(p, gt->data, gt->nbytes);
-                p += gt->nbytes;
-            }
-            rc = mx_tensor_init(dst[k], one.type, n_in, n_out, hp->n_expert, 1);
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.ffn_%s.0.weight", il, kinds[k]);
+            const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+            rc = mx_tensor_init(dst[k], (enum mx_type)gt->type, n_in, n_out, hp->n_expert, 1);
             if (rc < 0)
                 return mx_err_set(err, MX_EFORMAT, "layer %d: bad expert shape", il);
             dst[k]->buf = m->ebuf;
-            dst[k]->data = start;
+            dst[k]->data = (char *)m->ebuf->base + off;
             dst[k]->name = kinds[k];
+            off += mx_tensor_nbytes(dst[k]);
         }
     }
     return 0;
@@ -351,6 +368,7 @@ int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama
     }
     const struct mx_gguf_tensor *t0t = mx_gguf_tensor(m->gguf, 0);
     char *base = (char *)t0t->data - t0t->offset;
+    m->host_base = base;
     size_t dsize = mx_gguf_file_size(m->gguf) - mx_gguf_data_offset(m->gguf);
     rc = mx_buf_from_host(be, base, dsize ? dsize : 1, &m->wbuf, err);
     if (rc < 0)

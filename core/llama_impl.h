@@ -30,6 +30,7 @@ struct mx_llama_model {
     struct mx_gguf *gguf;         /* owned: the mapping every weight points into */
     struct mx_backend *be;        /* borrowed */
     struct mx_buf *wbuf;          /* the data section wrapped for the backend (owned) */
+    const char *host_base;        /* start of the data section in the mapping (borrowed) */
     void *owned_experts;          /* experts stored as separate 2-D tensors, gathered (owned) */
     struct mx_buf *ebuf;          /* owned_experts wrapped (owned) */
     struct mx_tensor tok_embd;    /* [n_embd, n_vocab] */
