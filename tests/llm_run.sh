@@ -28,6 +28,16 @@ head -c "$(wc -c <"$T/want")" "$T/long" | cmp -s - "$T/want" || fail "default ru
 cmp -s "$T/s1" "$T/s2" || fail "same seed gave different text"
 "$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 --stop " Lily" -q >"$T/stop" 2>/dev/null
 [ "$(cat "$T/stop")" = ", there was a little girl named" ] || fail "--stop: '$(cat "$T/stop")'"
+# a full context stops generation with --no-context-shift (28 tokens after a 5-token prompt in
+# a 32-token context); by default it shifts and goes on, with the same text up to the shift
+"$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 -c 32 -n 80 --no-context-shift \
+    >"$T/full" 2>"$T/err" || fail "--no-context-shift"
+grep -q 'generated 28 tokens.*stopped: context full' "$T/err" || fail "$(cat "$T/err")"
+"$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 -c 32 -n 80 >"$T/shift" 2>"$T/err" \
+    || fail "run with context shifts: $(cat "$T/err")"
+grep -q 'generated 80 tokens' "$T/err" || fail "context shift: $(cat "$T/err")"
+grep -q '4 context shifts' "$T/err" || fail "context shift count: $(cat "$T/err")"
+head -c "$(wc -c <"$T/full")" "$T/shift" | cmp -s - "$T/full" || fail "text before the shift"
 # prompt longer than the context: an error with the numbers
 "$MIXEL" run -m "$M" -p "Once upon a time there was a dog" -c 4 >/dev/null 2>"$T/err"
 [ $? -eq 1 ] || fail "prompt longer than the context did not exit 1"

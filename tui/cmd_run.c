@@ -3,8 +3,9 @@
  * The prompt (-p or -f) goes through the batched path, then tokens are sampled one at a time
  * (core/sampler) and streamed through the tokenizer's streaming detokenizer, so stdout only ever
  * gets whole UTF-8 characters. Stops at -n tokens, an end-of-generation token (unless
- * --ignore-eos), a --stop string (not printed), or a full context. Load time and prompt /
- * generation speed go to stderr at the end. Exit status: 0 ok, 1 runtime error, 2 usage.
+ * --ignore-eos) or a --stop string (not printed); a full context shifts (the older half after
+ * --keep tokens is dropped) unless --no-context-shift. Load time and prompt / generation speed
+ * go to stderr at the end. Exit status: 0 ok, 1 runtime error, 2 usage.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +45,9 @@ static void usage(FILE *f) {
             "  --stop STR               stop before this text (up to %d times)\n"
             "  --ignore-eos             do not stop at end-of-generation tokens\n"
             "  --echo                   print the prompt before the completion\n"
+            "  --keep N                 tokens kept at the start when a full context shifts\n"
+            "                           (default 1: BOS); the older half of the rest is dropped\n"
+            "  --no-context-shift       stop when the context is full instead\n"
             "  --session NAME           one chat turn of the saved session NAME (id or title;\n"
             "                           created when new): the prompt goes through the chat\n"
             "                           template with the session's history, the answer is stored\n"
@@ -134,7 +138,8 @@ int mx_cmd_run(int argc, char **argv) {
     mx_llm_opts_init(&o);
     struct mx_sampler_params sp;
     mx_sampler_params_default(&sp);
-    bool seed_set = false, ignore_eos = false, echo = false;
+    bool seed_set = false, ignore_eos = false, echo = false, ctx_shift = true;
+    long long n_keep = 1; /* tokens kept at the start when the context shifts (BOS) */
     const char *prompt = NULL, *pfile = NULL, *session = NULL, *db_path = NULL, *tmpl = NULL;
     long long n_predict = 256;
     struct out out = {0};
@@ -154,6 +159,11 @@ int mx_cmd_run(int argc, char **argv) {
             i++;
             continue;
         }
+        if (!strcmp(a, "--no-context-shift")) {
+            ctx_shift = false;
+            i++;
+            continue;
+        }
         if (!val) {
             fprintf(stderr, "mixel run: %s needs a value (or is unknown; see --help)\n", a);
             return 2;
@@ -170,6 +180,8 @@ int mx_cmd_run(int argc, char **argv) {
             tmpl = val;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
             pfile = val;
+        else if (!strcmp(a, "--keep"))
+            bad = parse_ll(val, &n_keep) || n_keep < 0 || n_keep > INT32_MAX;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
             bad = parse_ll(val, &n_predict) || n_predict < -1;
         else if (!strcmp(a, "--temp"))
@@ -298,7 +310,7 @@ int mx_cmd_run(int argc, char **argv) {
     double t_prompt = mx_time_s() - t0;
     mx_detok_stream_init(&ds, tok, 0);
     ds_init = true;
-    int64_t n_gen = 0;
+    int64_t n_gen = 0, n_shifts = 0;
     const char *why = "length";
     double t1 = mx_time_s();
     while (n_predict < 0 || n_gen < n_predict) {
@@ -326,8 +338,20 @@ int mx_cmd_run(int argc, char **argv) {
         if (n_predict >= 0 && n_gen >= n_predict)
             break;
         if (mx_llama_ctx_n_past(c) >= n_ctx) {
-            why = "context full";
-            break;
+            /* context shift (llama.cpp's): keep the first n_keep tokens, drop half of the rest,
+             * move the newer half down (keys re-rotated), go on */
+            int64_t keep = MX_MIN((int64_t)n_keep, n_ctx - 2);
+            int64_t discard = (mx_llama_ctx_n_past(c) - keep) / 2;
+            if (!ctx_shift || discard < 1) {
+                why = "context full";
+                break;
+            }
+            rc = mx_llama_kv_discard(c, keep, discard, &err);
+            if (rc < 0) {
+                fprintf(stderr, "\nmixel run: context shift: %s\n", mx_err_msg(&err, rc));
+                goto done;
+            }
+            n_shifts++;
         }
         rc = mx_llama_decode(c, &t, 1, false, NULL, NULL, &err);
         if (rc < 0) {
@@ -347,6 +371,9 @@ int mx_cmd_run(int argc, char **argv) {
                 n_prompt, t_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9),
                 (long long)n_gen, t_gen, n_gen > 1 && t_gen > 0 ? (n_gen - 1) / t_gen : 0.0,
                 why);
+        if (n_shifts)
+            fprintf(stderr, "mixel run: %lld context shifts (the context holds %lld tokens)\n",
+                    (long long)n_shifts, (long long)n_ctx);
         if (o.verbose)
             fprintf(stderr, "mixel run: seed %llu\n", (unsigned long long)sp.seed);
     }
