@@ -14,11 +14,12 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian package names, one per need (configure.ac says what each is for).
+# Debian package names, one per need (configure.ac says what each is for; the X11, tmux and
+# python3 ones are for the terminal tests and the reference checks, which skip without them).
 PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
  libsixel-dev libopenblas-dev libsqlite3-dev libjansson-dev libpng-dev libcmocka-dev
  clang tmux xvfb xterm xdotool imagemagick fonts-dejavu-core xfonts-base
- libsixel-bin"
+ libsixel-bin python3 python3-numpy python3-regex"
 
 deps() {
     missing=""
