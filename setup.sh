@@ -19,7 +19,7 @@ as_root() {
 PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
  libsixel-dev libopenblas-dev libsqlite3-dev libjansson-dev libpng-dev libcmocka-dev
  clang tmux xvfb xterm xdotool imagemagick fonts-dejavu-core xfonts-base
- libsixel-bin python3 python3-numpy python3-regex"
+ libsixel-bin mlterm ncurses-term python3 python3-numpy python3-regex"
 
 deps() {
     missing=""
