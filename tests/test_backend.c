@@ -336,6 +336,47 @@ static void test_fast_act_quant_bit_exact(void **state) {
     free_all();
 }
 
+/* The 4-column prefill dots give, per column, exactly vec_dot's value (prefill and decode agree
+ * bit for bit), on 7 blocks (the 2-block loop and its tail) of random weights and activations. */
+static void test_vec_dot4_equals_vec_dot(void **state) {
+    const struct mx_cpu_kernels *k = &mx_cpu_of(be4)->kern;
+    int n_checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(wtypes); ti++) {
+        enum mx_type type = wtypes[ti], vt = mx_vec_dot_type(type);
+        if (!k->vec_dot4[type])
+            continue;
+        int64_t n = 7 * mx_type_traits(type)->blck_size;
+        size_t wb, xb;
+        assert_true(mx_row_size(type, n, &wb));
+        assert_true(mx_act_row_size(vt, n, &xb));
+        uint8_t *w = talloc(wb), *xq = talloc(4 * xb);
+        float *x = talloc((size_t)n * 4);
+        for (int rep = 0; rep < 20; rep++) {
+            for (size_t i = 0; i < wb; i++)
+                w[i] = (uint8_t)mx_test_rand(&rng);
+            size_t bs = mx_type_traits(type)->type_size;
+            for (size_t off = 0; off < wb; off += bs)
+                w[off + 1] &= 0x3b; /* finite, moderate fp16 scales */
+            for (int c = 0; c < 4; c++) {
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = (float)(c + 1) * mx_test_randf(&rng);
+                mx_quantize_act(vt, x, xq + (size_t)c * xb, n);
+            }
+            float r[4];
+            k->vec_dot4[type](n, w, xq, xb, r);
+            for (int c = 0; c < 4; c++) {
+                float e = k->vec_dot[type](n, w, xq + (size_t)c * xb);
+                if (memcmp(&e, &r[c], sizeof e) != 0)
+                    fail_msg("vec_dot4 %s column %d: %.9g, vec_dot %.9g", mx_type_name(type), c,
+                             r[c], e);
+            }
+        }
+        n_checked++;
+        free_all();
+    }
+    printf("%d 4-column dots checked (kernels '%s')\n", n_checked, k->name);
+}
+
 /* Results do not depend on the thread count (each output value has one owner). */
 static void test_matmul_threads_bitwise(void **state) {
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_Q4_0, MX_TYPE_Q6_K};
@@ -1385,6 +1426,7 @@ int main(void) {
         cmocka_unit_test_setup(test_matmul_all_types, reset_modes),
         cmocka_unit_test_setup(test_fast_dequant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_fast_act_quant_bit_exact, reset_modes),
+        cmocka_unit_test_setup(test_vec_dot4_equals_vec_dot, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
         cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),

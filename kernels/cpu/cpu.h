@@ -48,6 +48,11 @@ struct mx_cpu_kernels {
      * (the ggml vec_dot): n values, returns the f32 sum. NULL entries fall back to dequantize+
      * f32 dot. Indexed by weight type. */
     float (*vec_dot[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq);
+    /* The same for 4 activation columns xq_row bytes apart, bit-identical per column to
+     * vec_dot (prefill tiles: the weight row is unpacked once for 4 columns); out[4]. NULL:
+     * prefill uses dequantize + sgemm. */
+    void (*vec_dot4[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
+                                    float *out);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];

@@ -42,6 +42,8 @@ struct mm_task {
     size_t w_row;        /* bytes per weight row */
     size_t xq_row;       /* bytes per quantized activation column */
     float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
+    /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm */
+    void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, float *out);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -69,6 +71,24 @@ static void mm_task_run(void *args, int ith, int nth) {
         int64_t o0 = (u % t->tiles) * MX_TILE;
         int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
         const char *wt = j->w + (size_t)o0 * t->w_row;
+        if (t->vdot4 && j->xq && j->n >= 4) {
+            /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
+            int64_t c = 0;
+            for (; c + 4 <= j->n; c += 4) {
+                const char *xc = j->xq + (size_t)c * t->xq_row;
+                for (int64_t o = o0; o < o1; o++) {
+                    float r[4];
+                    t->vdot4(n_in, j->w + (size_t)o * t->w_row, xc, t->xq_row, r);
+                    for (int k = 0; k < 4; k++)
+                        j->y[(c + k) * j->ldy + o] = r[k];
+                }
+            }
+            for (; c < j->n; c++)
+                for (int64_t o = o0; o < o1; o++)
+                    j->y[c * j->ldy + o] =
+                        t->vdot(n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row);
+            continue;
+        }
         if (j->n >= MX_GEMM_MIN_COLS) {
             const float *a = (const float *)wt;
             if (!is_f32) {
@@ -200,7 +220,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     struct act_plan ap;
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
-    bool want_q = ap.quant && T < MX_GEMM_MIN_COLS;
+    bool has4 = ap.quant && c->kern.vec_dot4[w->type] != NULL;
+    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || has4);
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
         return MX_ENOMEM;
@@ -236,7 +257,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
         .xq_row = ap.xq_row, .vdot = want_q ? c->kern.vec_dot[w->type] : NULL,
-        .n_jobs = (int)planes, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+        .vdot4 = want_q && has4 ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = (int)planes, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
@@ -309,7 +330,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         int64_t n = start[e + 1] - start[e];
         if (n == 0)
             continue;
-        bool q = xq && n < MX_GEMM_MIN_COLS;
+        bool q = xq && (n < MX_GEMM_MIN_COLS || c->kern.vec_dot4[w->type]);
         memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
         j->w = (const char *)w->data + (size_t)e * w->nb[2];
@@ -326,7 +347,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
         .xq_row = ap.xq_row, .vdot = ap.quant ? c->kern.vec_dot[w->type] : NULL,
-        .n_jobs = n_jobs, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+        .vdot4 = ap.quant ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     /* scatter: gathered column k is dst[:, slot, t] */
