@@ -362,8 +362,12 @@ static void test_vec_dot4_equals_vec_dot(void **state) {
                     x[i] = (float)(c + 1) * mx_test_randf(&rng);
                 mx_quantize_act(vt, x, xq + (size_t)c * xb, n);
             }
-            float r[4];
-            k->vec_dot4[type](n, w, xq, xb, r);
+            float r[4], xd[4 * 7];
+            for (int c = 0; c < 4; c++)
+                for (int i = 0; i < 7; i++)
+                    xd[c * 7 + i] = mx_fp16_to_fp32(
+                        ((const mx_block_q8_0 *)(xq + (size_t)c * xb))[i].d);
+            k->vec_dot4[type](n, w, xq, xb, xd, r);
             for (int c = 0; c < 4; c++) {
                 float e = k->vec_dot[type](n, w, xq + (size_t)c * xb);
                 if (memcmp(&e, &r[c], sizeof e) != 0)

@@ -49,10 +49,11 @@ struct mx_cpu_kernels {
      * f32 dot. Indexed by weight type. */
     float (*vec_dot[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq);
     /* The same for 4 activation columns xq_row bytes apart, bit-identical per column to
-     * vec_dot (prefill tiles: the weight row is unpacked once for 4 columns); out[4]. NULL:
+     * vec_dot (prefill tiles: the weight row is unpacked once for 4 columns); xd: the 4 columns'
+     * Q8_0 block scales as f32 (n / 32 each, one after the other); out[4]. NULL:
      * prefill uses dequantize + sgemm. */
     void (*vec_dot4[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
-                                    float *out);
+                                    const float *xd, float *out);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];

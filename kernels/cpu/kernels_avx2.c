@@ -166,12 +166,15 @@ static float vec_dot_q4_0(int64_t n, const void *w, const void *x) {
     return hsum8(_mm256_add_ps(acc0, acc1)) - 8.0f * (corr0 + corr1);
 }
 
-/* One Q4_0 row against 4 activation columns (xq_row bytes apart) for prefill: the nibbles are
- * unpacked once per block and used 4 times, and the weights stay in registers, so a tile of
- * rows x columns runs from the caches on integer dots instead of dequantize + sgemm (whose
- * packing of the dequantized tile cost as much as the GEMM itself). Per column the arithmetic
- * is vec_dot_q4_0's, in the same order, so the results are bit-identical to it. */
-static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row, float *out) {
+/* One Q4_0 row against 4 activation columns (xq_row bytes apart; xd: their block scales as f32,
+ * n / 32 per column, converted once per tile by the caller instead of once per row) for
+ * prefill: the nibbles are unpacked once per block and used 4 times, so a tile of rows x
+ * columns runs from the caches on integer dots instead of dequantize + sgemm (whose packing of
+ * the dequantized tile cost as much as the GEMM itself at MoE expert batch sizes). Per column
+ * the arithmetic is vec_dot_q4_0's, in the same order (the f32 scale is exact), so the results
+ * are bit-identical to it. */
+static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
     const mx_block_q4_0 *a = w;
     const mx_block_q8_0 *b0 = x, *b1 = (const void *)((const char *)x + xq_row);
     const mx_block_q8_0 *b2 = (const void *)((const char *)x + 2 * xq_row);
@@ -181,15 +184,17 @@ static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row
     const float *y1 = (const float *)((const char *)b1 + so);
     const float *y2 = (const float *)((const char *)b2 + so);
     const float *y3 = (const float *)((const char *)b3 + so);
+    int64_t nbk = n / MX_QK4_0;
+    const float *x0 = xd, *x1 = xd + nbk, *x2 = xd + 2 * nbk, *x3 = xd + 3 * nbk;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
     __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     float c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f;
     float c20 = 0.0f, c21 = 0.0f, c30 = 0.0f, c31 = 0.0f;
     int64_t nb = n / MX_QK4_0, i = 0;
-#define MX_Q40_STEP(B, Y, Q, WD, ACC, CORR, I)                                                    \
+#define MX_Q40_STEP(B, XD, Y, Q, WD, ACC, CORR, I)                                                \
     do {                                                                                         \
-        float d_ = (WD) * h2f(B[I].d);                                                           \
+        float d_ = (WD) * XD[I];                                                                 \
         __m256i p_ = _mm256_madd_epi16(                                                          \
             _mm256_maddubs_epi16(Q, _mm256_loadu_si256((const __m256i *)B[I].qs)), ones);        \
         ACC = _mm256_fmadd_ps(_mm256_set1_ps(d_), _mm256_cvtepi32_ps(p_), ACC);                  \
@@ -198,22 +203,22 @@ static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row
     for (; i + 2 <= nb; i += 2) {
         __m256i q0 = unpack_nibbles(a[i].qs), q1 = unpack_nibbles(a[i + 1].qs);
         float w0 = h2f(a[i].d), w1 = h2f(a[i + 1].d);
-        MX_Q40_STEP(b0, y0, q0, w0, a00, c00, i);
-        MX_Q40_STEP(b0, y0, q1, w1, a01, c01, i + 1);
-        MX_Q40_STEP(b1, y1, q0, w0, a10, c10, i);
-        MX_Q40_STEP(b1, y1, q1, w1, a11, c11, i + 1);
-        MX_Q40_STEP(b2, y2, q0, w0, a20, c20, i);
-        MX_Q40_STEP(b2, y2, q1, w1, a21, c21, i + 1);
-        MX_Q40_STEP(b3, y3, q0, w0, a30, c30, i);
-        MX_Q40_STEP(b3, y3, q1, w1, a31, c31, i + 1);
+        MX_Q40_STEP(b0, x0, y0, q0, w0, a00, c00, i);
+        MX_Q40_STEP(b0, x0, y0, q1, w1, a01, c01, i + 1);
+        MX_Q40_STEP(b1, x1, y1, q0, w0, a10, c10, i);
+        MX_Q40_STEP(b1, x1, y1, q1, w1, a11, c11, i + 1);
+        MX_Q40_STEP(b2, x2, y2, q0, w0, a20, c20, i);
+        MX_Q40_STEP(b2, x2, y2, q1, w1, a21, c21, i + 1);
+        MX_Q40_STEP(b3, x3, y3, q0, w0, a30, c30, i);
+        MX_Q40_STEP(b3, x3, y3, q1, w1, a31, c31, i + 1);
     }
     for (; i < nb; i++) {
         __m256i q0 = unpack_nibbles(a[i].qs);
         float w0 = h2f(a[i].d);
-        MX_Q40_STEP(b0, y0, q0, w0, a00, c00, i);
-        MX_Q40_STEP(b1, y1, q0, w0, a10, c10, i);
-        MX_Q40_STEP(b2, y2, q0, w0, a20, c20, i);
-        MX_Q40_STEP(b3, y3, q0, w0, a30, c30, i);
+        MX_Q40_STEP(b0, x0, y0, q0, w0, a00, c00, i);
+        MX_Q40_STEP(b1, x1, y1, q0, w0, a10, c10, i);
+        MX_Q40_STEP(b2, x2, y2, q0, w0, a20, c20, i);
+        MX_Q40_STEP(b3, x3, y3, q0, w0, a30, c30, i);
     }
 #undef MX_Q40_STEP
     out[0] = hsum8(_mm256_add_ps(a00, a01)) - 8.0f * (c00 + c01);

@@ -9,6 +9,8 @@
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
+ *   4 <= n <= MX_VDOT4_MAX_COLS with a 4-column kernel (Q4_0; MoE experts at prefill get a few
+ *     dozen columns each): integer dots of each row with 4 quantized columns at a time.
  *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
  *     quantized activations when one exists (MX_ACT_GGML), else dequantize the row + f32 dot.
  * Activations are rounded first per be->act_mode (see backend.h), so both paths compute the
@@ -25,6 +27,11 @@
 
 #define MX_TILE 32
 #define MX_GEMM_MIN_COLS 8
+/* Up to this many columns a job with a 4-column kernel (vec_dot4) uses it; beyond, the
+ * dequantize + sgemm tile wins again. Measured on the Q4_0 bench model, 2 threads: MoE experts
+ * at prefill get ~T/4 columns each; pp 128 went 84 -> 99 tok/s with vec_dot4 and at 512 tokens
+ * vec_dot4 for every job lost (104 vs 119 tok/s), while sgemm over 64 columns held 113-120. */
+#define MX_VDOT4_MAX_COLS 64
 
 struct mm_job {
     const char *w;       /* row 0 of this job's weight matrix */
@@ -43,7 +50,8 @@ struct mm_task {
     size_t xq_row;       /* bytes per quantized activation column */
     float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
     /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm */
-    void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, float *out);
+    void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
+                  float *out);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -71,14 +79,21 @@ static void mm_task_run(void *args, int ith, int nth) {
         int64_t o0 = (u % t->tiles) * MX_TILE;
         int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
         const char *wt = j->w + (size_t)o0 * t->w_row;
-        if (t->vdot4 && j->xq && j->n >= 4) {
+        if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
             /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
             int64_t c = 0;
             for (; c + 4 <= j->n; c += 4) {
                 const char *xc = j->xq + (size_t)c * t->xq_row;
+                int64_t nb = n_in / MX_QK8_0; /* Q8_0 scales as f32, in buf (4 * nb floats) */
+                for (int k = 0; k < 4; k++) {
+                    const mx_block_q8_0 *bq =
+                        (const mx_block_q8_0 *)(xc + (size_t)k * t->xq_row);
+                    for (int64_t i = 0; i < nb; i++)
+                        buf[k * nb + i] = mx_fp16_to_fp32(bq[i].d);
+                }
                 for (int64_t o = o0; o < o1; o++) {
                     float r[4];
-                    t->vdot4(n_in, j->w + (size_t)o * t->w_row, xc, t->xq_row, r);
+                    t->vdot4(n_in, j->w + (size_t)o * t->w_row, xc, t->xq_row, buf, r);
                     for (int k = 0; k < 4; k++)
                         j->y[(c + k) * j->ldy + o] = r[k];
                 }
@@ -221,7 +236,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
     bool has4 = ap.quant && c->kern.vec_dot4[w->type] != NULL;
-    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || has4);
+    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || (has4 && T <= MX_VDOT4_MAX_COLS));
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
         return MX_ENOMEM;
@@ -257,7 +272,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
         .xq_row = ap.xq_row, .vdot = want_q ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = want_q && has4 ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = (int)planes, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+        .vdot4 = want_q && has4 ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = (int)planes,
+        .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
@@ -330,7 +346,8 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         int64_t n = start[e + 1] - start[e];
         if (n == 0)
             continue;
-        bool q = xq && (n < MX_GEMM_MIN_COLS || c->kern.vec_dot4[w->type]);
+        bool q = xq && (n < MX_GEMM_MIN_COLS ||
+                        (c->kern.vec_dot4[w->type] && n <= MX_VDOT4_MAX_COLS));
         memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
         j->w = (const char *)w->data + (size_t)e * w->nb[2];
@@ -347,7 +364,8 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
         .xq_row = ap.xq_row, .vdot = ap.quant ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = ap.quant ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs, .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+        .vdot4 = ap.quant ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs, .jobs = jobs,
+        .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     /* scatter: gathered column k is dst[:, slot, t] */
