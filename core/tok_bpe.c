@@ -298,75 +298,14 @@ int mx_tok_split_clip(const char *s, size_t len, mx_split_fn emit, void *ud) {
 
 /* ---- merging -------------------------------------------------------------------------------- */
 
-struct sym {
-    size_t off, n;
-    int64_t prev, next;
-};
-
-struct bigram {
-    int64_t left, right;
-    int32_t rank;
-    size_t size;
-};
-
-static bool bg_before(const struct bigram *a, const struct bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-struct heap {
-    struct bigram *v;
-    size_t n, cap;
-};
-
-static int heap_push(struct heap *h, struct bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct bigram *v = realloc(h->v, cap * sizeof(*v));
-        if (!v)
-            return MX_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bg_before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static struct bigram heap_pop(struct heap *h) {
-    struct bigram top = h->v[0];
-    struct bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bg_before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
-static int add_bigram(const struct mx_tokenizer *t, const char *w, const struct sym *syms,
-                      struct heap *h, int64_t l, int64_t r) {
-    if (l < 0 || r < 0)
-        return 0;
-    int32_t rank = mx_tok_merge_rank(t, w + syms[l].off, syms[l].n, w + syms[r].off, syms[r].n);
+/* GPT-2/CLIP BPE merges the pair with the lowest merge rank first. */
+static bool bpe_pair(const struct mx_tokenizer *t, const char *text, const struct mx_tok_sym *l,
+                     const struct mx_tok_sym *r, double *key) {
+    int32_t rank = mx_tok_merge_rank(t, text + l->off, l->n, text + r->off, r->n);
     if (rank < 0)
-        return 0;
-    return heap_push(h, (struct bigram){l, r, rank, syms[l].n + syms[r].n});
+        return false;
+    *key = -(double)rank;
+    return true;
 }
 
 int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len, size_t n_tail,
@@ -378,8 +317,7 @@ int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len,
         if (id >= 0)
             return mx_idvec_push(out, id);
     }
-    struct sym *syms = malloc(len * sizeof(*syms));
-    struct heap h = {0};
+    struct mx_tok_sym *syms = malloc(len * sizeof(*syms));
     int rc = MX_ENOMEM;
     if (!syms)
         return MX_ENOMEM;
@@ -389,30 +327,15 @@ int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len,
         size_t n = MX_MIN(mx_utf8_len((unsigned char)word[off]), len - off);
         if (off + n >= body && n_tail) /* CLIP: the last character carries "</w>" */
             n = len - off;
-        syms[n_sym] = (struct sym){off, n, n_sym - 1, off + n == len ? -1 : n_sym + 1};
+        syms[n_sym] = (struct mx_tok_sym){off, n, n_sym - 1, off + n == len ? -1 : n_sym + 1};
         off += n;
         n_sym++;
     }
-    for (int64_t i = 1; i < n_sym; i++)
-        if ((rc = add_bigram(t, word, syms, &h, i - 1, i)) < 0)
-            goto out;
-    while (h.n) {
-        struct bigram b = heap_pop(&h);
-        struct sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* outdated */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            syms[r->next].prev = b.left;
-        if ((rc = add_bigram(t, word, syms, &h, l->prev, b.left)) < 0 ||
-            (rc = add_bigram(t, word, syms, &h, b.left, l->next)) < 0)
-            goto out;
-    }
+    if ((rc = mx_tok_merge_symbols(t, word, syms, n_sym, bpe_pair)) < 0)
+        goto out;
     rc = 0;
     for (int64_t i = 0; i != -1 && rc == 0; i = syms[i].next) {
-        const struct sym *s = &syms[i];
+        const struct mx_tok_sym *s = &syms[i];
         int32_t id = mx_tokenizer_find(t, word + s->off, s->n);
         if (id >= 0) {
             rc = mx_idvec_push(out, id);
@@ -428,7 +351,6 @@ int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len,
         }
     }
 out:
-    free(h.v);
     free(syms);
     return rc;
 }

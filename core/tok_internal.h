@@ -119,4 +119,23 @@ typedef int (*mx_split_fn)(void *ud, size_t start, size_t end);
 int mx_tok_split(enum mx_tok_pre pre, const char *s, size_t len, mx_split_fn emit, void *ud);
 int mx_tok_split_clip(const char *s, size_t len, mx_split_fn emit, void *ud);
 
+/* ---- the merge loop shared by SentencePiece and BPE (tok_merge.c) ---- */
+
+/* A run of text bytes in a doubly linked list of symbols; n == 0 once merged into its left
+ * neighbour. */
+struct mx_tok_sym {
+    size_t off, n;
+    int64_t prev, next; /* -1 at the ends */
+};
+
+/* Whether symbols l and r merge, and with what priority (*key: larger merges first). */
+typedef bool (*mx_tok_pair_fn)(const struct mx_tokenizer *t, const char *text,
+                               const struct mx_tok_sym *l, const struct mx_tok_sym *r,
+                               double *key);
+
+/* Merges syms[0..n_sym) (linked in order) until no pair merges; ties go to the leftmost pair.
+ * Returns 0 or MX_ENOMEM (syms are then partly merged). */
+int mx_tok_merge_symbols(const struct mx_tokenizer *t, const char *text, struct mx_tok_sym *syms,
+                         int64_t n_sym, mx_tok_pair_fn pair_key);
+
 #endif
