@@ -178,29 +178,14 @@ static int write_all(int fd, const void *data, size_t n) {
     return 0;
 }
 
-/* Full read at the current offset; returns bytes read (short at end of file) or -errno. */
-static ssize_t read_all(int fd, void *data, size_t n) {
+/* Full read of n bytes at offset off, or at the current offset when off < 0; returns the bytes
+ * read (short at end of file) or -errno. */
+static ssize_t read_full(int fd, void *data, size_t n, off_t off) {
     uint8_t *p = data;
     size_t got = 0;
     while (got < n) {
-        ssize_t k = read(fd, p + got, MX_MIN(n - got, (size_t)1 << 30));
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    return (ssize_t)got;
-}
-
-static ssize_t pread_all(int fd, void *data, size_t n, off_t off) {
-    uint8_t *p = data;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, p + got, n - got, off + (off_t)got);
+        size_t want = MX_MIN(n - got, (size_t)1 << 30);
+        ssize_t k = off < 0 ? read(fd, p + got, want) : pread(fd, p + got, want, off + (off_t)got);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -251,7 +236,7 @@ int mx_kvsnap_model_hash(const char *path, uint64_t *hash, struct mx_err *err) {
     r[nr++].len = MX_MIN(size, (uint64_t)HEAD);
     int rc = 0;
     for (int i = 0; i < nr && rc == 0; i++) {
-        ssize_t k = pread_all(fd, buf, (size_t)r[i].len, (off_t)r[i].off);
+        ssize_t k = read_full(fd, buf, (size_t)r[i].len, (off_t)r[i].off);
         if (k < 0)
             rc = mx_err_set(err, errno_code((int)-k), "%s: read: %s", path, strerror((int)-k));
         else if ((uint64_t)k != r[i].len)
@@ -511,7 +496,7 @@ int mx_kvsnap_open(struct mx_kvsnap_reader **out, const char *path, uint64_t mod
         goto fail;
     }
     uint8_t h[MX_KVSNAP_HEADER_SIZE];
-    ssize_t k = read_all(r->fd, h, sizeof h);
+    ssize_t k = read_full(r->fd, h, sizeof h, -1);
     if (k < 0) {
         rc = mx_err_set(err, errno_code((int)-k), "%s: read: %s", path, strerror((int)-k));
         goto fail;
@@ -571,7 +556,7 @@ int mx_kvsnap_open(struct mx_kvsnap_reader **out, const char *path, uint64_t mod
         rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    k = read_all(r->fd, r->tokens, 4 * in->n_tokens);
+    k = read_full(r->fd, r->tokens, 4 * in->n_tokens, -1);
     if (k != (ssize_t)(4 * in->n_tokens)) {
         rc = mx_err_set(err, MX_EFORMAT, "%s: token ids truncated", path);
         goto fail;
@@ -594,7 +579,7 @@ const int32_t *mx_kvsnap_tokens(const struct mx_kvsnap_reader *r) {
 int mx_kvsnap_read(struct mx_kvsnap_reader *r, void *buf, size_t n, struct mx_err *err) {
     if (n > r->info.payload_size - r->done)
         return mx_err_set(err, MX_EINVAL, "%s: read past the payload", r->path);
-    ssize_t k = read_all(r->fd, buf, n);
+    ssize_t k = read_full(r->fd, buf, n, -1);
     if (k < 0)
         return mx_err_set(err, errno_code((int)-k), "%s: read: %s", r->path, strerror((int)-k));
     if ((size_t)k != n)
