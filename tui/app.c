@@ -96,6 +96,7 @@ static void msg_free(struct msg *m) {
     free(m->image);
     mx_image_free(&m->img);
     free(m->sixel);
+    mx_image_free(&m->blk);
     free(m->text);
     mx_rtext_free(&m->r);
 }

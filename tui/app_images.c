@@ -82,33 +82,34 @@ static short block_pair(struct app *a, const uint8_t *top, const uint8_t *bot) {
 }
 
 /* Draws row r of m's image as half blocks (two pixels per cell) at (y, x0). */
+/* Draws row r of a half-block image (blk: one pixel column per cell, two pixel rows per cell)
+ * at (y, x), at most width cells. */
+static void put_block_row(struct app *a, const struct mx_image *blk, int r, int y, int x,
+                          int width) {
+    static const uint8_t black[3] = {0, 0, 0};
+    for (int c = 0; c < blk->w && c < width; c++) {
+        const uint8_t *top = blk->rgb + ((size_t)(2 * r) * (size_t)blk->w + (size_t)c) * 3;
+        const uint8_t *bot =
+            2 * r + 1 < blk->h ? blk->rgb + ((size_t)(2 * r + 1) * (size_t)blk->w + (size_t)c) * 3
+                               : black;
+        cchar_t cc;
+        wchar_t wc[2] = {0x2580, 0}; /* ▀ */
+        setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
+        mvadd_wch(y, x + c, &cc);
+    }
+}
+
 void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width) {
     struct mx_image_layout lay;
     if (!mx_app_img_rows(a, m, width, &lay) || !a->n_colours)
         return;
-    /* the scaled copy is cached in the sixel slot's size fields to avoid rescaling per row */
-    static struct mx_image blk;
-    static const struct msg *blk_for;
-    static int blk_w, blk_h;
-    if (blk_for != m || blk_w != lay.blk_w || blk_h != lay.blk_h) {
-        mx_image_free(&blk);
-        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &blk) != 0)
+    /* scaled once per size and kept with the message, not once per row and frame */
+    if (m->blk.w != lay.blk_w || m->blk.h != lay.blk_h) {
+        mx_image_free(&m->blk);
+        if (mx_image_scale(&m->img, lay.blk_w, lay.blk_h, &m->blk) != 0)
             return;
-        blk_for = m;
-        blk_w = lay.blk_w;
-        blk_h = lay.blk_h;
     }
-    for (int c = 0; c < blk.w && c < width; c++) {
-        const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
-        const uint8_t black[3] = {0, 0, 0};
-        const uint8_t *bot = 2 * r + 1 < blk.h
-                                 ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
-                                 : black;
-        cchar_t cc;
-        wchar_t wc[2] = {0x2580, 0}; /* ▀ */
-        setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
-        mvadd_wch(y, x0 + c, &cc);
-    }
+    put_block_row(a, &m->blk, r, y, x0, width);
 }
 
 int mx_app_bytes_write(void *ud, const char *buf, size_t n) {
@@ -208,17 +209,7 @@ static void draw_blocks_box(struct app *a, const struct mx_image *img, int y, in
         mx_image_scale(img, lay.blk_w, lay.blk_h, &blk) != 0)
         return;
     for (int r = 0; r < lay.rows; r++)
-        for (int c = 0; c < blk.w; c++) {
-            const uint8_t black[3] = {0, 0, 0};
-            const uint8_t *top = blk.rgb + ((size_t)(2 * r) * (size_t)blk.w + (size_t)c) * 3;
-            const uint8_t *bot =
-                2 * r + 1 < blk.h ? blk.rgb + ((size_t)(2 * r + 1) * (size_t)blk.w + (size_t)c) * 3
-                                  : black;
-            cchar_t cc;
-            wchar_t wc[2] = {0x2580, 0}; /* ▀ */
-            setcchar(&cc, wc, A_NORMAL, block_pair(a, top, bot), NULL);
-            mvadd_wch(y + r, x + c, &cc);
-        }
+        put_block_row(a, &blk, r, y + r, x, box_cols);
     mx_image_free(&blk);
 }
 

@@ -42,6 +42,7 @@ struct msg {
     char *sixel;          /* encoded for sx_cols x sx_rows cells (cached across frames) */
     size_t sixel_len;
     int sx_cols, sx_rows;
+    struct mx_image blk;  /* scaled for half blocks (two pixels per cell), cached like sixel */
     int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
 };
 
