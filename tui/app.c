@@ -658,6 +658,16 @@ static void start_generation(struct app *a) {
     a->scroll = 0;
 }
 
+/* Re-reads one stored message's branch position (sibling index/count) into the view. */
+static void refresh_siblings(struct app *a, struct msg *m) {
+    struct mx_msg dm;
+    if (!a->db || !m->db_id || mx_db_msg_get(a->db, m->db_id, &dm, NULL) != 0)
+        return;
+    m->sib_index = dm.sibling_index;
+    m->sib_count = dm.sibling_count;
+    mx_msg_deinit(&dm);
+}
+
 static struct msg *streaming_msg(struct app *a) {
     for (int i = a->n_msgs - 1; i >= 0; i--)
         if (a->msgs[i].state == MSG_STREAMING)
@@ -736,8 +746,7 @@ static void handle_events(struct app *a) {
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
                 else
-                    reload_session(a); /* sibling counts ("2/2") after a regenerate */
-                m = NULL;
+                    refresh_siblings(a, m); /* "2/2" after a regenerate */
             }
             if (ev.code == MX_ECANCELED)
                 mx_app_notice(a, false, "stopped: the partial answer is kept");
