@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 
@@ -838,24 +839,31 @@ static bool store_writable(const struct app *a) {
 }
 
 static void settings_json(const struct app *a, char *buf, size_t size) {
-    snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %llu, \"n_ctx\": %d}",
-             (double)a->settings.temp, (double)a->settings.top_p,
-             (unsigned long long)a->settings.seed, a->settings.n_ctx);
+    /* the seed goes out as a signed 64-bit integer (what JSON readers take) and comes back
+     * through the same two's-complement cast in settings_from_json */
+    snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"n_ctx\": %d}",
+             (double)a->settings.temp, (double)a->settings.top_p, (long long)a->settings.seed,
+             a->settings.n_ctx);
 }
 
+/* A session's stored settings (written by settings_json); missing or mistyped keys keep the
+ * current value. */
 static void settings_from_json(struct app *a, const char *text) {
-    double v;
-    unsigned long long u;
-    const char *p;
-    if ((p = strstr(text, "\"temp\":")) && sscanf(p + 7, "%lf", &v) == 1)
-        a->settings.temp = (float)v;
-    if ((p = strstr(text, "\"top_p\":")) && sscanf(p + 8, "%lf", &v) == 1)
-        a->settings.top_p = (float)v;
-    if ((p = strstr(text, "\"seed\":")) && sscanf(p + 7, "%llu", &u) == 1)
-        a->settings.seed = u;
-    int n;
-    if ((p = strstr(text, "\"n_ctx\":")) && sscanf(p + 8, "%d", &n) == 1)
-        a->settings.n_ctx = n;
+    json_t *o = json_loads(text, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+    json_t *v;
+    if (json_is_number(v = json_object_get(o, "temp")))
+        a->settings.temp = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(o, "top_p")))
+        a->settings.top_p = (float)json_number_value(v);
+    if (json_is_integer(v = json_object_get(o, "seed")))
+        a->settings.seed = (uint64_t)json_integer_value(v);
+    if (json_is_integer(v = json_object_get(o, "n_ctx")))
+        a->settings.n_ctx = (int)json_integer_value(v);
+    json_decref(o);
 }
 
 int mx_app_ensure_session(struct app *a) {
