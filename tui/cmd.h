@@ -15,7 +15,8 @@
     X(inspect,    "describe a GGUF or safetensors file")                                  \
     X(tokenize,   "text -> token ids: tokenize -m MODEL TEXT")                            \
     X(detokenize, "token ids -> text: detokenize -m MODEL IDS...")                        \
-    X(logits,     "logits as JSON for comparisons with a peer")
+    X(logits,     "logits as JSON for comparisons with a peer")                           \
+    X(quantize,   "convert a GGUF: quantize IN.gguf OUT.gguf Q4_K_M (llama-quantize)")
 
 #define MX_CMD_DECL(name, help) int mx_cmd_##name(int argc, char **argv) __attribute__((weak));
 MX_CMD_LIST(MX_CMD_DECL)
