@@ -22,6 +22,7 @@
 #include "core/gguf.h"
 #include "core/llama_impl.h"
 #include "core/log.h"
+#include "core/mapfile.h"
 #include "core/util.h"
 
 /* ---- hyperparameters ------------------------------------------------------------------------ */
@@ -329,6 +330,50 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
     return 0;
 }
 
+/* Hands every matmul weight to the backend to put in its fast form (the CPU repacks Q4_0 into
+ * 8-row groups), one matrix at a time, and drops the file pages of each moved matrix right after
+ * it, so resident memory never holds both copies of more than one matrix. The embedding (read by
+ * get_rows) and a tied output stay as they are. MIXEL_NO_REPACK=1 keeps the file layout (for
+ * comparisons). */
+static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
+    const char *no = getenv("MIXEL_NO_REPACK");
+    if (no && *no && strcmp(no, "0") != 0)
+        return 0;
+    int per_layer = 10, cap = m->hp.n_layer * per_layer + 1, n = 0;
+    struct mx_tensor **ws = calloc((size_t)cap, sizeof *ws);
+    m->pbufs = calloc((size_t)cap, sizeof *m->pbufs);
+    if (!ws || !m->pbufs) {
+        free(ws);
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", mx_gguf_path(m->gguf));
+    }
+    if (m->output.data != m->tok_embd.data)
+        ws[n++] = &m->output;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct mx_llama_layer *L = &m->layers[il];
+        struct mx_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
+                                  &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
+        for (size_t i = 0; i < MX_ARRAY_LEN(lw); i++)
+            if (lw[i]->data)
+                ws[n++] = lw[i];
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct mx_tensor *t = ws[i];
+        const char *old = t->data;
+        struct mx_buf *pb = NULL;
+        rc = mx_backend_prepare_weights(m->be, &t, 1, &pb, err);
+        if (rc < 0 || !pb)
+            continue;
+        m->pbufs[m->n_pbufs++] = pb;
+        /* the file's copy (only for weights in the mapping, not gathered experts) */
+        const char *wb = m->wbuf->base;
+        if (old >= wb && old < wb + m->wbuf->size)
+            mx_map_release(m->host_base + (old - wb), mx_tensor_nbytes(t));
+    }
+    free(ws);
+    return rc;
+}
+
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err) {
     *out = NULL;
@@ -441,6 +486,9 @@ int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama
         expert_params += m->size.n_params - p0;
         expert_bytes += m->size.n_bytes - b0;
     }
+    rc = prepare_weights(m, err);
+    if (rc < 0)
+        goto fail;
     /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling); the
      * backend's rope has no such input yet. Short contexts are barely affected (the factors
      * scale only the slowly rotating dimensions), so load with a warning rather than refuse. */
@@ -491,6 +539,9 @@ fail:
 void mx_llama_model_free(struct mx_llama_model *m) {
     if (!m)
         return;
+    for (int i = 0; i < m->n_pbufs; i++)
+        mx_buf_free(m->pbufs[i]);
+    free(m->pbufs);
     mx_buf_free(m->ebuf);
     mx_buf_free(m->wbuf);
     free(m->owned_experts);

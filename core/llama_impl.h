@@ -33,6 +33,8 @@ struct mx_llama_model {
     const char *host_base;        /* start of the data section in the mapping (borrowed) */
     void *owned_experts;          /* experts stored as separate 2-D tensors, gathered (owned) */
     struct mx_buf *ebuf;          /* owned_experts wrapped (owned) */
+    struct mx_buf **pbufs;        /* the backend's prepared (repacked) weights, one per matrix */
+    int n_pbufs;
     struct mx_tensor tok_embd;    /* [n_embd, n_vocab] */
     struct mx_tensor output_norm; /* [n_embd] F32 */
     struct mx_tensor output;      /* [n_embd, n_vocab] (tok_embd when tied) */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -38,6 +39,16 @@ int mx_map_file(const char *path, size_t min_size, const char *kind, const void 
     *base = p;
     *size = (size_t)st.st_size;
     return 0;
+}
+
+void mx_map_release(const void *p, size_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || pg <= 0)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED); /* advice: failure only costs memory */
 }
 
 void mx_unmap_file(const void *base, size_t size) {

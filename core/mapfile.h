@@ -17,4 +17,10 @@ int mx_map_file(const char *path, size_t min_size, const char *kind, const void 
 
 void mx_unmap_file(const void *base, size_t size); /* NULL ok */
 
+/* Drops the whole pages inside [p, p + n) of a mapping made by mx_map_file from this process's
+ * resident memory (madvise MADV_DONTNEED): for bytes copied elsewhere (repacked weights) that
+ * will not be read again. The mapping stays valid: a later read faults the page back in from
+ * the file. Partial pages at either end are kept (they may hold neighbouring tensors). */
+void mx_map_release(const void *p, size_t n);
+
 #endif

@@ -89,6 +89,8 @@ int mx_tensor_view_rows(const struct mx_tensor *t, int64_t row0, int64_t n,
                         struct mx_tensor *view) {
     if (!mx_tensor_is_contiguous(t) || row0 < 0 || n <= 0 || row0 > mx_tensor_nrows(t) - n)
         return MX_EINVAL;
+    if (t->layout == MX_LAYOUT_Q4_0X8 && (row0 % 8 != 0 || n % 8 != 0))
+        return MX_EINVAL; /* a view must not cut through an 8-row group */
     struct mx_tensor v = *t;
     size_t row = mx_tensor_row_size(t);
     v.ne[1] = n;
@@ -111,6 +113,7 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     v.buf = t->buf;
     v.data = t->data;
     v.name = t->name;
+    v.layout = t->layout;
     *view = v;
     return 0;
 }
@@ -198,6 +201,18 @@ int mx_buf_from_host(struct mx_backend *be, void *ptr, size_t size, struct mx_bu
 void mx_buf_free(struct mx_buf *buf) {
     if (buf)
         buf->be->ops->buf_free(buf);
+}
+
+int mx_backend_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, int n,
+                               struct mx_buf **out, struct mx_err *err) {
+    *out = NULL;
+    if (!be->ops->prepare_weights || n <= 0)
+        return 0;
+    int rc = be->ops->prepare_weights(be, ws, n, out);
+    if (rc < 0)
+        return mx_err_set(err, rc, "%s: preparing %d weights: %s", be->ops->name, n,
+                          be->last_err.msg[0] ? be->last_err.msg : mx_strerror(rc));
+    return 0;
 }
 
 static int check_span(struct mx_backend *be, const struct mx_tensor *t, size_t offset,

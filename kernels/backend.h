@@ -70,8 +70,17 @@ struct mx_buf {
 };
 
 /* A view of typed n-d data. Plain struct: copy it freely; it owns nothing. */
+/* How a weight's blocks are arranged. Files hold MX_LAYOUT_GGML; a backend may rearrange a
+ * weight once at load (mx_backend_prepare_weights) into a form only its matmul ops read. The
+ * type, the element count and the bytes per row stay the same. */
+enum mx_layout {
+    MX_LAYOUT_GGML = 0,  /* rows one after the other, as in the file */
+    MX_LAYOUT_Q4_0X8,    /* CPU: Q4_0, 8 rows interleaved block by block (kernels/cpu/cpu.h) */
+};
+
 struct mx_tensor {
     enum mx_type type;          /* element type (weights: any quant type; activations: F32) */
+    enum mx_layout layout;      /* MX_LAYOUT_GGML but for weights a backend prepared */
     int64_t ne[MX_MAX_DIMS];    /* elements per dimension, ne[0] fastest; unused dims = 1 */
     size_t nb[MX_MAX_DIMS];     /* byte strides: nb[0] = type size, nb[1] = row bytes, ... */
     struct mx_buf *buf;         /* the buffer data points into (NULL: plain host memory, CPU) */
@@ -207,6 +216,10 @@ struct mx_backend_ops {
     int (*get)(struct mx_backend *be, const struct mx_tensor *t, void *dst, size_t offset,
                size_t size);
     int (*sync)(struct mx_backend *be);
+    /* Optional (see mx_backend_prepare_weights): moves what it wants of ws[0..n) into one new
+     * buffer *out (NULL: nothing moved), updating those tensors. */
+    int (*prepare_weights)(struct mx_backend *be, struct mx_tensor *const *ws, int n,
+                           struct mx_buf **out);
     /* Whether op runs with main type `type` (the weight type for matmul/matmul_id/get_rows, the
      * cache type for attn/kv_shift, the destination type for cpy, F32 for the rest). */
     bool (*supports)(struct mx_backend *be, enum mx_op op, enum mx_type type);
@@ -311,6 +324,19 @@ int mx_buf_from_host(struct mx_backend *be, void *ptr, size_t size, struct mx_bu
 
 /* Frees the buffer (not the wrapped host memory). NULL ok. */
 void mx_buf_free(struct mx_buf *buf);
+
+/* Lets the backend put weights into the form its kernels read fastest, once, after loading and
+ * before the first op. ws[0..n) are weights used only as the `w` of matmul / matmul_id (never by
+ * get_rows, cpy or mx_tensor_get: their bytes may be rearranged). The CPU backend repacks Q4_0
+ * matrices with rows a multiple of 8 into MX_LAYOUT_Q4_0X8 (decode streams one interleaved
+ * stream per 8 rows; prefill runs integer GEMM tiles on it); a device backend would copy them
+ * into its memory. A moved tensor gets new data, buf and layout; the others are left alone and
+ * their old bytes stay in use. *out receives the one buffer holding the moved tensors (NULL
+ * when none moved), owned by the caller: free it (mx_buf_free) after the last op using them.
+ * The old bytes of moved tensors are no longer read (a loader may release their pages).
+ * Returns 0, or MX_ENOMEM (nothing moved then). */
+int mx_backend_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, int n,
+                               struct mx_buf **out, struct mx_err *err);
 
 /* Copies size bytes from host src into t's data at byte offset (waits for nothing queued before
  * it on the CPU; ordered on a stream on devices). Returns 0 or MX_EINVAL (past the tensor end). */

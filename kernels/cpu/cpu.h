@@ -39,6 +39,32 @@ static inline void mx_split(int64_t n, int ith, int nth, int64_t *r0, int64_t *r
     *r1 = *r0 + per + (ith < rem ? 1 : 0);
 }
 
+/* ---- repacked weights (repack.c) ------------------------------------------------------------ */
+
+/* MX_LAYOUT_Q4_0X8: 8 Q4_0 rows stored block by block, so decode reads one stream per 8 rows
+ * (llama.cpp's CPU "repack" buffers do the same), and one activation block serves 8 rows.
+ * Block b of the group holds the 8 rows' block b: their scales, then 4 chunks of 32 bytes where
+ * chunk j, bytes 4r..4r+3, hold row r's values 4j..4j+3 in the low nibbles and values
+ * 4(j+4)..4(j+4)+3 in the high nibbles (unsigned 0..15, value - 8 is the quant). So a chunk
+ * masked or shifted gives "4 values of each of 8 rows", ready for maddubs against 4 broadcast
+ * activation bytes. Same size as the 8 rows: 8 x 18 bytes. */
+typedef struct {
+    mx_half d[8];
+    uint8_t qs[128];
+} mx_block_q4_0x8;
+_Static_assert(sizeof(mx_block_q4_0x8) == 8 * sizeof(mx_block_q4_0), "q4_0x8 block");
+
+/* Rearranges n_rows (a multiple of 8) Q4_0 rows of n values from src to dst (not aliased). */
+void mx_repack_q4_0x8(const void *src, void *dst, int64_t n, int64_t n_rows);
+
+/* Row r (0..7) of a repacked 8-row group of n values, dequantized to f32 (the values
+ * mx_dequantize_row gives for the original row). */
+void mx_dequant_q4_0x8_row(const void *group, int r, float *out, int64_t n);
+
+/* The backend op: repacks the Q4_0 weights it can into one new buffer (see backend.h). */
+int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, int n,
+                           struct mx_buf **out);
+
 /* ---- backend state --------------------------------------------------------------------------- */
 
 /* Fast row kernels chosen at backend creation from the CPU's features (scalar when none). */
@@ -54,6 +80,12 @@ struct mx_cpu_kernels {
      * prefill uses dequantize + sgemm. */
     void (*vec_dot4[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
                                     const float *xd, float *out);
+    /* Repacked Q4_0 (MX_LAYOUT_Q4_0X8) group of 8 rows times ncols (1..4) Q8_0 activation
+     * columns (mx_quantize_act rows, xq_row bytes apart): out[c * ldo + r] for row r of the
+     * group and column c. Per column the arithmetic does not depend on ncols, so prefill and
+     * decode agree bit for bit. NULL: the CPU does not repack (prepare_weights skips). */
+    void (*gemm_q4_0x8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                        float *out, size_t ldo);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];

@@ -350,6 +350,7 @@ static const struct mx_backend_ops cpu_ops = {
     .set = cpu_set,
     .get = cpu_get,
     .sync = cpu_sync,
+    .prepare_weights = mx_cpu_prepare_weights,
     .supports = cpu_supports,
     .matmul = mx_cpu_matmul,
     .matmul_id = mx_cpu_matmul_id,

@@ -227,6 +227,67 @@ static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row
     out[3] = hsum8(_mm256_add_ps(a30, a31)) - 8.0f * (c30 + c31);
 }
 
+/* Repacked Q4_0 (8 rows, mx_block_q4_0x8) times NC activation columns. Per block: the 4 chunks
+ * give, masked and shifted, 8 vectors "values 4g..4g+3 of the 8 rows"; each meets 4 activation
+ * bytes broadcast to every row, and maddubs leaves row r's partial sums in int16 lanes 2r, 2r+1.
+ * The 8 groups are summed in int16: a lane is at most 8 x 2 x 15 x 127 = 30480 < 32767, so
+ * nothing saturates, and one madd per block makes the row sums int32 (lane r = row r). Then
+ * (sum - 8 * sum(x)) is exact in f32 and one FMA with the 8 rows' scales times the column's
+ * scale accumulates it. Columns share the unpacked nibbles; their arithmetic is independent of
+ * NC (integer sums are exact in any order), so every NC gives the same bits per column. */
+static inline __attribute__((always_inline)) void
+gemm_q4_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+               size_t ldo) {
+    const mx_block_q4_0x8 *a = w;
+    const int64_t nb = n / MX_QK4_0;
+    const size_t so = mx_act_sums_offset(n);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    const float *xs[4];
+    for (int c = 0; c < NC; c++) {
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        xs[c] = (const float *)((const char *)xb[c] + so);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i s[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(a[b].qs + 32 * j));
+            __m256i lo = _mm256_and_si256(v, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            for (int c = 0; c < NC; c++) {
+                int32_t x0, x1;
+                memcpy(&x0, xb[c][b].qs + 4 * j, 4);
+                memcpy(&x1, xb[c][b].qs + 4 * (j + 4), 4);
+                __m256i p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, _mm256_set1_epi32(x0)),
+                    _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x1)));
+                s[c] = j == 0 ? p : _mm256_add_epi16(s[c], p);
+            }
+        }
+        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+        for (int c = 0; c < NC; c++) {
+            __m256 f = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s[c], ones)),
+                                     _mm256_set1_ps(8.0f * xs[c][b]));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(h2f(xb[c][b].d))), f,
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q4_0x8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                        float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q4_0x8_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q4_0x8_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q4_0x8_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q4_0x8_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
 /* ---- K-quants against Q8_K activations ------------------------------------------------------- */
 
 /* ggml's get_scale_min_k4: 6-bit scale and min j of a Q4_K/Q5_K block. */
@@ -949,6 +1010,7 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[MX_TYPE_Q4_0] = vec_dot_q4_0;
     k->vec_dot4[MX_TYPE_Q4_0] = vec_dot4_q4_0;
+    k->gemm_q4_0x8 = gemm_q4_0x8;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;

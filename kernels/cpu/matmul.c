@@ -45,6 +45,7 @@ struct mm_job {
 struct mm_task {
     struct mx_cpu *cpu;
     enum mx_type wtype;
+    enum mx_layout layout; /* MX_LAYOUT_Q4_0X8: tiles go to gemm_q4_0x8 (or dequantize) */
     int64_t n_in, n_out;
     size_t w_row;        /* bytes per weight row */
     size_t xq_row;       /* bytes per quantized activation column */
@@ -57,14 +58,32 @@ struct mm_task {
     int64_t tiles;       /* tiles per job */
 };
 
-static void dequant_rows(const struct mx_cpu *c, enum mx_type type, const char *w, size_t w_row,
-                         int64_t n_rows, int64_t n_in, float *out) {
+/* Rows [o0, o0 + n_rows) of a weight matrix starting at w, dequantized to f32 rows of n_in. */
+static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layout layout,
+                         const char *w, size_t w_row, int64_t o0, int64_t n_rows, int64_t n_in,
+                         float *out) {
     mx_to_float_fn fast = c->kern.dequant[type];
     for (int64_t r = 0; r < n_rows; r++) {
-        if (fast)
-            fast(w + (size_t)r * w_row, out + r * n_in, n_in);
+        int64_t o = o0 + r;
+        if (layout == MX_LAYOUT_Q4_0X8)
+            mx_dequant_q4_0x8_row(w + (size_t)(o / 8) * 8 * w_row, (int)(o % 8), out + r * n_in,
+                                  n_in);
+        else if (fast)
+            fast(w + (size_t)o * w_row, out + r * n_in, n_in);
         else
-            mx_dequantize_row(type, w + (size_t)r * w_row, out + r * n_in, n_in);
+            mx_dequantize_row(type, w + (size_t)o * w_row, out + r * n_in, n_in);
+    }
+}
+
+/* A tile of repacked Q4_0 rows [o0, o1) (multiples of 8) against the job's quantized columns,
+ * 4 columns at a time: the 4 columns (from L1) meet each 8-row group (from L2) once. */
+static void q4_0x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
+    for (int64_t c = 0; c < j->n; c += 4) {
+        int nc = (int)MX_MIN(4, j->n - c);
+        for (int64_t o = o0; o < o1; o += 8)
+            t->cpu->kern.gemm_q4_0x8(t->n_in, j->w + (size_t)o * t->w_row,
+                                     j->xq + (size_t)c * t->xq_row, t->xq_row, nc,
+                                     j->y + c * j->ldy + o, (size_t)j->ldy);
     }
 }
 
@@ -79,6 +98,10 @@ static void mm_task_run(void *args, int ith, int nth) {
         int64_t o0 = (u % t->tiles) * MX_TILE;
         int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
         const char *wt = j->w + (size_t)o0 * t->w_row;
+        if (t->layout == MX_LAYOUT_Q4_0X8 && j->xq && t->cpu->kern.gemm_q4_0x8) {
+            q4_0x8_tile(t, j, o0, o1);
+            continue;
+        }
         if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
             /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
             int64_t c = 0;
@@ -107,7 +130,7 @@ static void mm_task_run(void *args, int ith, int nth) {
         if (j->n >= MX_GEMM_MIN_COLS) {
             const float *a = (const float *)wt;
             if (!is_f32) {
-                dequant_rows(t->cpu, t->wtype, wt, t->w_row, o1 - o0, n_in, buf);
+                dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o0, o1 - o0, n_in, buf);
                 a = buf;
             }
             cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)j->n,
@@ -124,7 +147,7 @@ static void mm_task_run(void *args, int ith, int nth) {
             }
             const float *wf = (const float *)wr;
             if (!is_f32) {
-                dequant_rows(t->cpu, t->wtype, wr, t->w_row, 1, n_in, buf);
+                dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o, 1, n_in, buf);
                 wf = buf;
             }
             for (int64_t c = 0; c < j->n; c++)
@@ -236,7 +259,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
     bool has4 = ap.quant && c->kern.vec_dot4[w->type] != NULL;
-    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || (has4 && T <= MX_VDOT4_MAX_COLS));
+    bool x8 = w->layout == MX_LAYOUT_Q4_0X8 && c->kern.gemm_q4_0x8; /* integer tiles for any T */
+    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || (has4 && T <= MX_VDOT4_MAX_COLS) || x8);
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
         return MX_ENOMEM;
@@ -270,9 +294,12 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         j->ldy = n_out;
     }
     struct mm_task task = {
-        .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
-        .xq_row = ap.xq_row, .vdot = want_q ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = want_q && has4 ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = (int)planes,
+        .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
+        .w_row = w->nb[1], .xq_row = ap.xq_row,
+        /* the row kernels read the file layout only */
+        .vdot = want_q && !w->layout ? c->kern.vec_dot[w->type] : NULL,
+        .vdot4 = want_q && has4 && !w->layout ? c->kern.vec_dot4[w->type] : NULL,
+        .n_jobs = (int)planes,
         .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
@@ -297,6 +324,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     struct act_plan ap;
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
+    bool x8 = w->layout == MX_LAYOUT_Q4_0X8 && c->kern.gemm_q4_0x8;
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
     /* zeroed: clang cannot see that ok == false stops every use below */
@@ -347,7 +375,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         if (n == 0)
             continue;
         bool q = xq && (n < MX_GEMM_MIN_COLS ||
-                        (c->kern.vec_dot4[w->type] && n <= MX_VDOT4_MAX_COLS));
+                        (c->kern.vec_dot4[w->type] && n <= MX_VDOT4_MAX_COLS) || x8);
         memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
         j->w = (const char *)w->data + (size_t)e * w->nb[2];
@@ -362,9 +390,11 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
                              .ncols = ncols};
     prep_run(c, &prep);
     struct mm_task task = {
-        .cpu = c, .wtype = w->type, .n_in = n_in, .n_out = n_out, .w_row = w->nb[1],
-        .xq_row = ap.xq_row, .vdot = ap.quant ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = ap.quant ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs, .jobs = jobs,
+        .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
+        .w_row = w->nb[1], .xq_row = ap.xq_row,
+        .vdot = ap.quant && !w->layout ? c->kern.vec_dot[w->type] : NULL,
+        .vdot4 = ap.quant && !w->layout ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs,
+        .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);

@@ -34,7 +34,7 @@ static void *xmalloc(size_t n) {
 }
 
 static void bench_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in, int64_t n_out,
-                         int64_t T, int reps, const char *label) {
+                         int64_t T, int reps, const char *label, bool prepare) {
     struct mx_tensor w, x, y;
     if (mx_tensor_init(&w, type, n_in, n_out, 1, 1) < 0)
         return;
@@ -54,6 +54,19 @@ static void bench_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
     }
     for (int64_t i = 0; i < n_in * T; i++)
         ((float *)x.data)[i] = row[i % n_in];
+    struct mx_buf *pbuf = NULL;
+    void *orig = w.data;
+    if (prepare) {
+        struct mx_tensor *wp = &w;
+        struct mx_err err = {0};
+        if (mx_backend_prepare_weights(be, &wp, 1, &pbuf, &err) < 0 || !pbuf) {
+            free(orig);
+            free(x.data);
+            free(y.data);
+            free(row);
+            return; /* not a type this backend repacks */
+        }
+    }
     mx_op_matmul(be, &y, &w, &x); /* warm up: scratch, caches */
     double t0 = mx_time_s(), c0 = cpu_s();
     for (int i = 0; i < reps; i++)
@@ -69,7 +82,8 @@ static void bench_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
         printf("  %-6s %-7s T=%-4lld %8.3f ms  %6.1f GFLOP/s wall  %6.1f by cpu time\n",
                mx_type_name(type), label, (long long)T, wall * 1e3, flop / wall / 1e9,
                flop / (cpu / nth) / 1e9);
-    free(w.data);
+    free(orig);
+    mx_buf_free(pbuf);
     free(x.data);
     free(y.data);
     free(row);
@@ -136,12 +150,21 @@ int main(int argc, char **argv) {
            (long long)n_out, mx_cpu_of(be)->kern.name, mx_cpu_of(bs)->kern.name);
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_BF16, MX_TYPE_Q8_0, MX_TYPE_Q4_0,
                             MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K};
+    /* MX_BENCH_TYPE=q4_0 limits the matmul runs to one type */
+    const char *only = getenv("MX_BENCH_TYPE");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        bench_matmul(be, types[i], n_in, n_out, 1, 20, "fast");
-        bench_matmul(bs, types[i], n_in, n_out, 1, 3, mx_cpu_of(bs)->kern.name);
+        if (only && strcmp(only, mx_type_name(types[i])) != 0)
+            continue;
+        bench_matmul(be, types[i], n_in, n_out, 1, 20, "fast", false);
+        bench_matmul(be, types[i], n_in, n_out, 1, 20, "repack", true);
+        bench_matmul(bs, types[i], n_in, n_out, 1, 3, mx_cpu_of(bs)->kern.name, false);
     }
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (only && strcmp(only, mx_type_name(types[i])) != 0)
+            continue;
+        bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm", false);
+        bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "repack", true);
+    }
     /* decode at long context (a Mixtral-like layer: hd 128, 32 heads, 8 KV heads) and a
      * prefill chunk of 512 tokens */
     bench_attn(be, MX_TYPE_F16, 128, 32, 8, 1, 16384, 5);

@@ -1,0 +1,335 @@
+/* test_repack.c - the CPU backend's repacked Q4_0 weights (MX_LAYOUT_Q4_0X8, kernels/cpu/repack.c)
+ * against an oracle written here: double-precision sums of the file layout's dequantized weights
+ * times activations rounded as ggml rounds them (Q8_0 blocks), on awkward sizes (one block, odd
+ * block counts, one 8-row group, a partial 32-row tile), every column count the kernels split
+ * into (1..4 and remainders), 1 and 3 threads, matmul and matmul_id.
+ *
+ * Tolerance: each block's integer sum is exact, then one f32 product of the two scales and one
+ * FMA per block: the classic bound n * 2^-24 * sum|terms| covers it (TOL_DOT, as test_backend).
+ * Decode (1 column) and prefill (many) must agree bit for bit: the engine's logits must not
+ * depend on whether a token came in a batch.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/quant.h"
+#include "core/util.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
+#include "tests/mx_test.h"
+
+#define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
+
+static struct mx_backend *be1, *be3, *be_scalar;
+static uint64_t rng = 777;
+
+/* A random Q4_0 weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
+static struct mx_tensor make_q4_0(int64_t n_in, int64_t n_out, int64_t n_exp) {
+    struct mx_tensor w;
+    assert_int_equal(mx_tensor_init(&w, MX_TYPE_Q4_0, n_in, n_out, n_exp, 1), 0);
+    w.data = malloc(mx_tensor_nbytes(&w));
+    assert_non_null(w.data);
+    float *row = malloc((size_t)n_in * sizeof(float));
+    assert_non_null(row);
+    for (int64_t r = 0; r < n_out * n_exp; r++) {
+        for (int64_t i = 0; i < n_in; i++)
+            row[i] = mx_test_randf(&rng) * (float)(1 + r % 3);
+        assert_int_equal(mx_quantize_row(MX_TYPE_Q4_0, row, (char *)w.data + r * w.nb[1], n_in),
+                         0);
+    }
+    free(row);
+    return w;
+}
+
+/* A copy of w (same bytes, own memory) prepared by be: returns the backend's buffer. */
+static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tensor *w,
+                                    struct mx_tensor *out) {
+    *out = *w;
+    out->data = malloc(mx_tensor_nbytes(w));
+    assert_non_null(out->data);
+    memcpy(out->data, w->data, mx_tensor_nbytes(w));
+    void *orig = out->data;
+    struct mx_tensor *p = out;
+    struct mx_buf *buf = NULL;
+    struct mx_err err = {0};
+    assert_int_equal(mx_backend_prepare_weights(be, &p, 1, &buf, &err), 0);
+    free(orig); /* the backend's copy is all that is read from now on */
+    return buf;
+}
+
+/* ggml's Q8_0 rounding of activations (d = fp16(amax / 127), q = rint(x * 127 / amax)). */
+static void round_q8_0(float *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[b + j]));
+        float d = mx_fp16_to_fp32(mx_fp32_to_fp16(amax / 127.0f));
+        float id = amax != 0 ? 127.0f / amax : 0;
+        for (int j = 0; j < 32; j++)
+            x[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* |got - sum_i w[i] x[i]| within the dot tolerance (x already rounded). */
+static void check_dot(const float *wrow, const float *x, int64_t n, float got, const char *what) {
+    double s = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += (double)wrow[i] * x[i];
+        mag += fabs((double)wrow[i] * x[i]);
+    }
+    if (fabs(got - s) > TOL_DOT(n) * mag + 1e-6)
+        fail_msg("%s: %.9g, oracle %.9g (tolerance %.3g)", what, got, s, TOL_DOT(n) * mag);
+}
+
+/* The repacked layout holds the same numbers: every row dequantizes to the file row's values. */
+static void test_layout_round_trip(void **state) {
+    (void)state;
+    int64_t n = 7 * 32, rows = 24;
+    struct mx_tensor w = make_q4_0(n, rows, 1);
+    char *pk = malloc(mx_tensor_nbytes(&w));
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    assert_true(pk && a && b);
+    mx_repack_q4_0x8(w.data, pk, n, rows);
+    for (int64_t r = 0; r < rows; r++) {
+        assert_int_equal(mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], a, n), 0);
+        mx_dequant_q4_0x8_row(pk + (r / 8) * 8 * w.nb[1], (int)(r % 8), b, n);
+        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+    }
+    free(pk);
+    free(a);
+    free(b);
+    free(w.data);
+}
+
+/* matmul on repacked weights vs the oracle, and column t of every batch equal (bitwise) to the
+ * same column computed alone (decode). */
+static void test_matmul_against_oracle(void **state) {
+    (void)state;
+    static const int64_t n_ins[] = {32, 96, 320};
+    static const int64_t n_outs[] = {8, 40, 64};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 7, 9, 70};
+    struct mx_backend *bes[] = {be1, be3};
+    int checked = 0;
+    for (size_t a = 0; a < MX_ARRAY_LEN(n_ins); a++)
+        for (size_t b = 0; b < MX_ARRAY_LEN(n_outs); b++) {
+            int64_t n_in = n_ins[a], n_out = n_outs[b];
+            struct mx_tensor w = make_q4_0(n_in, n_out, 1);
+            float *wd = malloc((size_t)(n_in * n_out) * sizeof(float));
+            assert_non_null(wd);
+            for (int64_t r = 0; r < n_out; r++)
+                mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], wd + r * n_in,
+                                  n_in);
+            for (size_t k = 0; k < MX_ARRAY_LEN(bes); k++) {
+                struct mx_tensor wp;
+                struct mx_buf *buf = prepared_copy(bes[k], &w, &wp);
+                assert_non_null(buf);
+                assert_int_equal(wp.layout, MX_LAYOUT_Q4_0X8);
+                for (size_t ti = 0; ti < MX_ARRAY_LEN(Ts); ti++) {
+                    int64_t T = Ts[ti];
+                    struct mx_tensor x, y, x1, y1;
+                    mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
+                    mx_tensor_init(&y, MX_TYPE_F32, n_out, T, 1, 1);
+                    mx_tensor_init(&x1, MX_TYPE_F32, n_in, 1, 1, 1);
+                    mx_tensor_init(&y1, MX_TYPE_F32, n_out, 1, 1, 1);
+                    x.data = malloc(mx_tensor_nbytes(&x));
+                    y.data = malloc(mx_tensor_nbytes(&y));
+                    y1.data = malloc(mx_tensor_nbytes(&y1));
+                    float *xr = malloc(mx_tensor_nbytes(&x));
+                    assert_true(x.data && y.data && y1.data && xr);
+                    for (int64_t i = 0; i < n_in * T; i++)
+                        ((float *)x.data)[i] = mx_test_randf(&rng) * 2.0f;
+                    memcpy(xr, x.data, mx_tensor_nbytes(&x));
+                    round_q8_0(xr, n_in * T);
+                    assert_int_equal(mx_op_matmul(bes[k], &y, &wp, &x), 0);
+                    for (int64_t t = 0; t < T; t++) {
+                        x1.data = (float *)x.data + t * n_in;
+                        assert_int_equal(mx_op_matmul(bes[k], &y1, &wp, &x1), 0);
+                        for (int64_t o = 0; o < n_out; o++) {
+                            char what[96];
+                            snprintf(what, sizeof what, "n_in %lld n_out %lld T %lld t %lld o %lld",
+                                     (long long)n_in, (long long)n_out, (long long)T,
+                                     (long long)t, (long long)o);
+                            float got = ((float *)y.data)[t * n_out + o];
+                            check_dot(wd + o * n_in, xr + t * n_in, n_in, got, what);
+                            float one = ((float *)y1.data)[o];
+                            if (memcmp(&got, &one, sizeof got) != 0)
+                                fail_msg("%s: batch %.9g, alone %.9g", what, got, one);
+                        }
+                    }
+                    free(x.data);
+                    free(y.data);
+                    free(y1.data);
+                    free(xr);
+                    checked++;
+                }
+                mx_buf_free(buf);
+            }
+            free(wd);
+            free(w.data);
+        }
+    printf("%d repacked matmuls checked\n", checked);
+}
+
+/* matmul_id on repacked experts: each (slot, token) equals a plain matmul with the file-layout
+ * expert within the tolerance, for a decode step and a prefill batch spread over 5 experts. */
+static void test_matmul_id_against_plain(void **state) {
+    (void)state;
+    int64_t n_in = 128, n_out = 48, n_exp = 5, k = 2;
+    struct mx_tensor w = make_q4_0(n_in, n_out, n_exp);
+    float *wd = malloc((size_t)(n_in * n_out * n_exp) * sizeof(float));
+    assert_non_null(wd);
+    for (int64_t r = 0; r < n_out * n_exp; r++)
+        mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], wd + r * n_in, n_in);
+    struct mx_tensor wp;
+    struct mx_buf *buf = prepared_copy(be3, &w, &wp);
+    assert_non_null(buf);
+    for (int64_t T = 1; T <= 37; T += 36) {
+        struct mx_tensor x, ids, y;
+        mx_tensor_init(&x, MX_TYPE_F32, n_in, 1, T, 1);
+        mx_tensor_init(&ids, MX_TYPE_I32, k, T, 1, 1);
+        mx_tensor_init(&y, MX_TYPE_F32, n_out, k, T, 1);
+        x.data = malloc(mx_tensor_nbytes(&x));
+        ids.data = malloc(mx_tensor_nbytes(&ids));
+        y.data = malloc(mx_tensor_nbytes(&y));
+        float *xr = malloc(mx_tensor_nbytes(&x));
+        assert_true(x.data && ids.data && y.data && xr);
+        for (int64_t i = 0; i < n_in * T; i++)
+            ((float *)x.data)[i] = mx_test_randf(&rng);
+        memcpy(xr, x.data, mx_tensor_nbytes(&x));
+        round_q8_0(xr, n_in * T);
+        int32_t *id = ids.data;
+        for (int64_t t = 0; t < T; t++) {
+            id[t * k] = (int32_t)(t % n_exp);
+            id[t * k + 1] = (int32_t)((t * 3 + 1) % n_exp);
+        }
+        assert_int_equal(mx_op_matmul_id(be3, &y, &wp, &x, &ids), 0);
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t s = 0; s < k; s++)
+                for (int64_t o = 0; o < n_out; o++)
+                    check_dot(wd + (id[t * k + s] * n_out + o) * n_in, xr + t * n_in, n_in,
+                              ((float *)y.data)[(t * k + s) * n_out + o], "matmul_id");
+        free(x.data);
+        free(ids.data);
+        free(y.data);
+        free(xr);
+    }
+    mx_buf_free(buf);
+    free(wd);
+    free(w.data);
+}
+
+/* Exact mode (f32 activations) and kernels without the repacked GEMM dequantize the repacked
+ * rows: the same numbers as the file layout gives, bit for bit. */
+static void test_dequant_paths_equal_file_layout(void **state) {
+    (void)state;
+    int64_t n_in = 96, n_out = 40;
+    struct mx_tensor w = make_q4_0(n_in, n_out, 1), wp;
+    struct mx_buf *buf = prepared_copy(be3, &w, &wp);
+    assert_non_null(buf);
+    for (int64_t T = 1; T <= 9; T += 8) {
+        struct mx_tensor x, ya, yb;
+        mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
+        mx_tensor_init(&ya, MX_TYPE_F32, n_out, T, 1, 1);
+        mx_tensor_init(&yb, MX_TYPE_F32, n_out, T, 1, 1);
+        x.data = malloc(mx_tensor_nbytes(&x));
+        ya.data = malloc(mx_tensor_nbytes(&ya));
+        yb.data = malloc(mx_tensor_nbytes(&yb));
+        assert_true(x.data && ya.data && yb.data);
+        for (int64_t i = 0; i < n_in * T; i++)
+            ((float *)x.data)[i] = mx_test_randf(&rng);
+        assert_int_equal(mx_backend_set_act_mode(be3, MX_ACT_F32), 0);
+        assert_int_equal(mx_op_matmul(be3, &ya, &w, &x), 0);
+        assert_int_equal(mx_op_matmul(be3, &yb, &wp, &x), 0);
+        assert_memory_equal(ya.data, yb.data, mx_tensor_nbytes(&ya));
+        assert_int_equal(mx_backend_set_act_mode(be3, MX_ACT_GGML), 0);
+        /* scalar kernels: no repacked GEMM, so the rows are dequantized */
+        assert_int_equal(mx_op_matmul(be_scalar, &ya, &w, &x), 0);
+        assert_int_equal(mx_op_matmul(be_scalar, &yb, &wp, &x), 0);
+        assert_memory_equal(ya.data, yb.data, mx_tensor_nbytes(&ya));
+        free(x.data);
+        free(ya.data);
+        free(yb.data);
+    }
+    mx_buf_free(buf);
+    free(w.data);
+}
+
+/* What is not repacked stays as it was; views may not cut an 8-row group. */
+static void test_prepare_skips_and_views(void **state) {
+    (void)state;
+    struct mx_tensor odd = make_q4_0(64, 12, 1); /* 12 rows: not a multiple of 8 */
+    struct mx_tensor q8;
+    assert_int_equal(mx_tensor_init(&q8, MX_TYPE_Q8_0, 64, 16, 1, 1), 0);
+    q8.data = calloc(1, mx_tensor_nbytes(&q8));
+    assert_non_null(q8.data);
+    struct mx_tensor *ws[] = {&odd, &q8};
+    void *d0 = odd.data, *d1 = q8.data;
+    struct mx_buf *buf = NULL;
+    struct mx_err err = {0};
+    assert_int_equal(mx_backend_prepare_weights(be3, ws, 2, &buf, &err), 0);
+    assert_null(buf);
+    assert_ptr_equal(odd.data, d0);
+    assert_ptr_equal(q8.data, d1);
+    assert_int_equal(odd.layout, MX_LAYOUT_GGML);
+    /* the scalar kernel set does not repack */
+    struct mx_tensor w = make_q4_0(64, 16, 1), *wpp = &w;
+    void *d2 = w.data;
+    assert_int_equal(mx_backend_prepare_weights(be_scalar, &wpp, 1, &buf, &err), 0);
+    assert_null(buf);
+    assert_ptr_equal(w.data, d2);
+    struct mx_tensor wp, v;
+    buf = prepared_copy(be3, &w, &wp);
+    assert_non_null(buf);
+    assert_int_equal(mx_tensor_view_rows(&wp, 8, 8, &v), 0);
+    assert_int_equal(v.layout, MX_LAYOUT_Q4_0X8);
+    assert_int_equal(mx_tensor_view_rows(&wp, 4, 8, &v), MX_EINVAL);
+    assert_int_equal(mx_tensor_view_rows(&wp, 0, 12, &v), MX_EINVAL);
+    mx_buf_free(buf);
+    free(w.data);
+    free(odd.data);
+    free(q8.data);
+}
+
+static int setup(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    be1 = mx_backend_cpu_new(1, &err);
+    be3 = mx_backend_cpu_new(3, &err);
+    be_scalar = mx_backend_cpu_new(2, &err);
+    if (!be1 || !be3 || !be_scalar)
+        return -1;
+    mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
+    if (!mx_cpu_of(be1)->kern.gemm_q4_0x8) {
+        printf("SKIP: this CPU has no repacked Q4_0 kernels (kernels '%s')\n",
+               mx_cpu_of(be1)->kern.name);
+        exit(77);
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    mx_backend_free(be1);
+    mx_backend_free(be3);
+    mx_backend_free(be_scalar);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_round_trip),
+        cmocka_unit_test(test_matmul_against_oracle),
+        cmocka_unit_test(test_matmul_id_against_plain),
+        cmocka_unit_test(test_dequant_paths_equal_file_layout),
+        cmocka_unit_test(test_prepare_skips_and_views),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
