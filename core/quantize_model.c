@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,8 +277,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
 }
 
 /* llama.cpp's tensor_type_fallback: a type whose blocks do not tile ne[0] becomes a 32-block
- * type of about the same size, and F16 when even that does not fit. (llama.cpp stops with an
- * error for Q4_0/Q8_0-style types on such rows; F16 is kept here instead.) */
+ * type of about the same size, and F16 when even that does not fit (also for types that are
+ * already 32-block types, as the llama.cpp shipped with node-llama-cpp 3.21.1 does). */
 static int fallback_type(int type, int64_t ne0, bool *used) {
     const struct mx_type_traits *tr = mx_type_traits(type);
     *used = false;
@@ -504,6 +505,20 @@ static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quanti
     return 0;
 }
 
+/* Drops the source pages of a tensor that is done from the resident set, so a multi-GB input
+ * does not stay resident while the output grows. The reader maps the file read-only (gguf.h),
+ * so the pages are clean file pages: dropping them loses nothing. */
+static void release_source(const struct mx_gguf_tensor *t) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || t->nbytes == 0)
+        return;
+    uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
+    a = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg; /* whole pages inside only */
+    e = e / (uintptr_t)pg * (uintptr_t)pg;
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 /* Refuses an output that is the input itself or a folder, and checks early (before minutes of
  * work) that a file can be created beside out_path. Returns 0, MX_EINVAL or MX_EIO. */
 static int check_output(const char *in_path, const char *out_path, struct mx_err *err) {
@@ -613,6 +628,7 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         }
         rc = mx_gguf_writer_add_tensor(w, t->name, q->dst_type, t->n_dims, t->ne, data);
         free(buf);
+        release_source(t);
         if (rc < 0) {
             rc = mx_err_set(err, rc, "tensor '%.120s': cannot add it to the output (%s)",
                             t->name, mx_strerror(rc));

@@ -24,6 +24,8 @@ static void usage(FILE *f) {
             "(no importance matrix). OUT must differ from IN.\n"
             "  -t, --threads N     threads (default 2)\n"
             "  -q, --quiet         only the summary, not a line per tensor\n"
+            "  --allow-requantize  accepted for llama-quantize scripts; quantized sources are\n"
+            "                      always converted (with a note: their error adds up)\n"
             "  -h, --help          this text\n"
             "TYPE (case-insensitive, or llama.cpp's number):\n");
     int n;
@@ -46,13 +48,17 @@ static int parse_threads(const char *s, int *out) {
 
 struct progress {
     bool quiet;
+    int64_t n_requant;  /* tensors converted from an already quantized type */
 };
 
 /* One line per tensor: "[  i/n] name  src -> dst  (MiB -> MiB)". Names are from the file:
  * made inert before printing. Never cancels. */
 static int on_tensor(void *ud, int64_t i, int64_t n, const struct mx_quantize_tensor *t,
                      double seconds) {
-    const struct progress *pr = ud;
+    struct progress *pr = ud;
+    const struct mx_type_traits *st = mx_type_traits(t->src_type);
+    if (t->dst_type != t->src_type && st && st->is_quantized)
+        pr->n_requant++;
     if (pr->quiet)
         return 0;
     char name[MX_SANITIZE_MAX(96)];
@@ -71,7 +77,7 @@ int mx_cmd_quantize(int argc, char **argv) {
     const char *pos[4];
     int n_pos = 0, n_threads = 2;
     bool threads_set = false;
-    struct progress pr = {false};
+    struct progress pr = {false, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -79,6 +85,8 @@ int mx_cmd_quantize(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             pr.quiet = true;
+        } else if (strcmp(a, "--allow-requantize") == 0) {
+            /* llama-quantize refuses quantized sources without it; mixel converts them anyway */
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (i + 1 >= argc || parse_threads(argv[i + 1], &n_threads) < 0) {
                 fprintf(stderr, "mixel quantize: %s needs a thread count 1..256\n", a);
@@ -144,5 +152,9 @@ int mx_cmd_quantize(int argc, char **argv) {
     printf("%" PRId64 " tensors, %" PRId64 " converted (%" PRId64 " on a fallback type), "
            "%" PRIu64 " bytes written to %s in %.1f s\n",
            st.n_tensors, st.n_converted, st.n_fallback, st.file_bytes, out, st.seconds);
+    if (pr.n_requant)
+        printf("note: %" PRId64 " tensor%s requantized from a quantized type: the errors of both "
+               "quantizations add up; convert from F16/F32 when you can\n", pr.n_requant,
+               pr.n_requant == 1 ? " was" : "s were");
     return 0;
 }
