@@ -3,7 +3,8 @@
 # path / unwritable output exit 1 with a message and leave no output, the per-tensor lines and
 # the summary are printed; with ../shared, stories260K (F32, dim 64: every weight on a fallback
 # type) and tiny-mixtral-d256-q4_k (requantized K-quants, 8 experts) are converted, their types
-# checked, and the results load in `mixel run` / `mixel logits` with finite logits.
+# checked, the results load in `mixel run` / `mixel logits` with finite logits, and six
+# conversions give exactly the tensors llama.cpp's llama_model_quantize wrote (hashes below).
 set -u
 MIXEL=${MIXEL:-./mixel}
 PY=/usr/bin/python3
@@ -106,6 +107,51 @@ for k, v in ty.items():
            Q5_K if "attn_output" in k else Q4_K)
     assert v == exp, (k, v, exp)
 EOF
+fi
+
+# llama.cpp golden: the tensors (name, type, bytes; in name order) of llama_model_quantize's
+# output (node-llama-cpp 3.21.1's libllama, no imatrix) hashed; mixel's output must hash the same.
+# A case is skipped when the shared model is not the file the golden was made from.
+if [ -n "$PY" ]; then
+    while read -r model ftype insha want; do
+        have=$(sha256sum "$M/$model.gguf" 2>/dev/null | cut -c1-16)
+        if [ "$have" != "$insha" ]; then
+            echo "skip: golden $model $ftype (model file differs: $have)"
+            continue
+        fi
+        "$MIXEL" quantize -q "$M/$model.gguf" "$tmp/g.gguf" "$ftype" >/dev/null 2>"$tmp/err" ||
+            { bad "golden $model $ftype: $(cat "$tmp/err")"; continue; }
+        got=$("$PY" - "$MX_SHARED/tools" "$tmp/g.gguf" <<'EOF2'
+import sys, hashlib
+sys.path.insert(0, sys.argv[1])
+from gguf_writer import read_gguf
+from ggml_quants import TYPE_IDS
+BS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+      12: (256, 144), 13: (256, 176), 14: (256, 210)}
+kv, ts = read_gguf(sys.argv[2])
+data = open(sys.argv[2], "rb").read()
+h = hashlib.sha256()
+for k in sorted(ts):
+    v = ts[k]
+    t = TYPE_IDS[v["type"]] if v["type"] in TYPE_IDS else int(v["type"])
+    n = 1
+    for x in v["ne"]:
+        n *= x
+    nb = n // BS[t][0] * BS[t][1]
+    h.update(k.encode() + b"\0" + str(t).encode() + b"\0" + data[v["offset"]:v["offset"] + nb])
+print(h.hexdigest()[:32])
+EOF2
+)
+        [ "$got" = "$want" ] && ok "golden: $model $ftype == llama.cpp" ||
+            bad "golden $model $ftype: $got, llama.cpp $want"
+    done <<'EOF3'
+stories260K Q4_K_M e7c5b4c1d79632fe 310291dbdaaff81751dd80abe994bbd1
+stories260K Q4_0 e7c5b4c1d79632fe 68bd812458aa16bebcc782a5840f35a3
+tiny-mixtral-f32 Q4_K_M f2801cbd3380f937 076332b71f4b528131a487d2696059dd
+tiny-mixtral-d256-q4_k Q4_K_M 6f656fea6465042f 8c19076b2e363cc4337cec55fcace023
+tiny-mixtral-d256-q6_k Q5_K_M cda625cd6b1e162a f816869b5253616df842e6005b219dd4
+tiny-mixtral-q8_0 F16 0f817f4c0e8094c1 73138beb4e041d52a5960e9da0a53d45
+EOF3
 fi
 
 # the results load and run
