@@ -436,7 +436,7 @@ struct job {
  * quantizers would write garbage scales for them (llama.cpp validates its output likewise). */
 static void *job_run(void *arg) {
     struct job *j = arg;
-    float *row = malloc((size_t)j->ne0 * sizeof *row);
+    float *row = malloc((size_t)(j->ne0 > 0 ? j->ne0 : 1) * sizeof *row);
     if (!row) {
         j->rc = MX_ENOMEM;
         return NULL;
@@ -505,9 +505,266 @@ static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quanti
     return 0;
 }
 
+/* ---- the output file, streamed -------------------------------------------------------------- *
+ * The header is known before any tensor is converted (types and sizes come from the plan), so it
+ * is written first and the tensors follow one at a time: memory stays at one converted tensor,
+ * whatever the model's size. The bytes are those of the GGUF writer in core/gguf.c (version 3). */
+
+/* Growable buffer for the header; after an allocation failure `failed` is set and puts do
+ * nothing. */
+struct hbuf {
+    uint8_t *p;
+    size_t n, cap;
+    bool failed;
+};
+
+static void hput(struct hbuf *b, const void *src, size_t n) {
+    if (b->failed || n == 0)
+        return;
+    if (b->n + n < b->n) {
+        b->failed = true;
+        return;
+    }
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n && cap <= SIZE_MAX / 2)
+            cap *= 2;
+        uint8_t *q = cap >= b->n + n ? realloc(b->p, cap) : NULL;
+        if (!q) {
+            b->failed = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void hput_u32(struct hbuf *b, uint32_t v) { hput(b, &v, 4); }
+static void hput_u64(struct hbuf *b, uint64_t v) { hput(b, &v, 8); }
+static void hput_str(struct hbuf *b, const char *s, uint64_t len) {
+    hput_u64(b, len);
+    hput(b, s, (size_t)len);
+}
+
+/* Bytes of one numeric/bool array element; 0 for strings and arrays. */
+static size_t vtype_size(int t) {
+    switch (t) {
+    case MX_GGUF_UINT8: case MX_GGUF_INT8: case MX_GGUF_BOOL: return 1;
+    case MX_GGUF_UINT16: case MX_GGUF_INT16: return 2;
+    case MX_GGUF_UINT32: case MX_GGUF_INT32: case MX_GGUF_FLOAT32: return 4;
+    case MX_GGUF_UINT64: case MX_GGUF_INT64: case MX_GGUF_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+/* The payload of v (not its type tag) as GGUF stores it. v comes from the reader, which checked
+ * its shape (nesting depth, element counts against the file). */
+static void hput_value(struct hbuf *b, const struct mx_gguf_value *v) {
+    switch (v->type) {
+    case MX_GGUF_UINT8: { uint8_t y = (uint8_t)v->v.u64; hput(b, &y, 1); break; }
+    case MX_GGUF_INT8: { int8_t y = (int8_t)v->v.i64; hput(b, &y, 1); break; }
+    case MX_GGUF_BOOL: { uint8_t y = v->v.b ? 1 : 0; hput(b, &y, 1); break; }
+    case MX_GGUF_UINT16: { uint16_t y = (uint16_t)v->v.u64; hput(b, &y, 2); break; }
+    case MX_GGUF_INT16: { int16_t y = (int16_t)v->v.i64; hput(b, &y, 2); break; }
+    case MX_GGUF_UINT32: hput_u32(b, (uint32_t)v->v.u64); break;
+    case MX_GGUF_INT32: { int32_t y = (int32_t)v->v.i64; hput(b, &y, 4); break; }
+    case MX_GGUF_FLOAT32: { float y = (float)v->v.f64; hput(b, &y, 4); break; }
+    case MX_GGUF_UINT64: hput_u64(b, v->v.u64); break;
+    case MX_GGUF_INT64: hput(b, &v->v.i64, 8); break;
+    case MX_GGUF_FLOAT64: hput(b, &v->v.f64, 8); break;
+    case MX_GGUF_STRING: hput_str(b, v->v.str.data, v->v.str.len); break;
+    case MX_GGUF_ARRAY: {
+        size_t esz = vtype_size(v->v.arr.elem_type);
+        hput_u32(b, (uint32_t)v->v.arr.elem_type);
+        hput_u64(b, v->v.arr.n);
+        if (esz > 0) {
+            size_t bytes;
+            if (!mx_mul_size((size_t)v->v.arr.n, esz, &bytes))
+                b->failed = true;
+            else
+                hput(b, v->v.arr.raw, bytes);
+        } else {
+            for (uint64_t i = 0; i < v->v.arr.n; i++) {
+                if (v->v.arr.elem_type == MX_GGUF_ARRAY)
+                    hput_value(b, &v->v.arr.items[i]);
+                else
+                    hput_str(b, v->v.arr.items[i].v.str.data, v->v.arr.items[i].v.str.len);
+            }
+        }
+        break;
+    }
+    }
+}
+
+static void hput_pad(struct hbuf *b, size_t align) {
+    static const uint8_t zeros[64];
+    size_t pad = (align - b->n % align) % align;
+    while (pad > 0) {
+        size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+        hput(b, zeros, k);
+        pad -= k;
+    }
+}
+
+/* Metadata keys not carried over: they describe a split set, and the output is one file. */
+static bool skip_key(const char *key) {
+    return strcmp(key, "split.no") == 0 || strcmp(key, "split.count") == 0 ||
+           strcmp(key, "split.tensors.count") == 0;
+}
+
+/* The whole header of the output: the source's metadata in order (split keys left out), with
+ * general.quantization_version and general.file_type set as llama.cpp sets them (in place when
+ * present, else appended), then the tensor infos with offsets from the plan's sizes, padded to
+ * the alignment. Returns 0 or MX_ENOMEM; *out caller frees. */
+static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor *plan,
+                        int ftype, size_t align, struct hbuf *out) {
+    const struct mx_gguf_value qv = {.type = MX_GGUF_UINT32, .v.u64 = 2};
+    const struct mx_gguf_value fv = {.type = MX_GGUF_UINT32, .v.u64 = (uint64_t)ftype};
+    int64_t n_kv = mx_gguf_n_kv(g), n = mx_gguf_n_tensors(g), n_out = 0;
+    bool have_q = false, have_f = false;
+    for (int64_t i = 0; i < n_kv; i++) {
+        const char *key = mx_gguf_kv_key(g, i);
+        n_out += !skip_key(key);
+        have_q |= strcmp(key, "general.quantization_version") == 0;
+        have_f |= strcmp(key, "general.file_type") == 0;
+    }
+    n_out += !have_q + !have_f;
+    struct hbuf *b = out;
+    hput(b, "GGUF", 4);
+    hput_u32(b, 3);
+    hput_u64(b, (uint64_t)n);
+    hput_u64(b, (uint64_t)n_out);
+    for (int64_t i = 0; i < n_kv; i++) {
+        const char *key = mx_gguf_kv_key(g, i);
+        if (skip_key(key))
+            continue;
+        const struct mx_gguf_value *v = mx_gguf_kv_value(g, i);
+        if (strcmp(key, "general.quantization_version") == 0)
+            v = &qv;
+        else if (strcmp(key, "general.file_type") == 0)
+            v = &fv;
+        hput_str(b, key, strlen(key));
+        hput_u32(b, (uint32_t)v->type);
+        hput_value(b, v);
+    }
+    if (!have_q) {
+        hput_str(b, "general.quantization_version", strlen("general.quantization_version"));
+        hput_u32(b, MX_GGUF_UINT32);
+        hput_value(b, &qv);
+    }
+    if (!have_f) {
+        hput_str(b, "general.file_type", strlen("general.file_type"));
+        hput_u32(b, MX_GGUF_UINT32);
+        hput_value(b, &fv);
+    }
+    uint64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const struct mx_quantize_tensor *q = &plan[i];
+        hput_str(b, q->name, strlen(q->name));
+        hput_u32(b, (uint32_t)q->n_dims);
+        for (int d = 0; d < q->n_dims; d++)
+            hput_u64(b, (uint64_t)q->ne[d]);
+        hput_u32(b, (uint32_t)q->dst_type);
+        hput_u64(b, off);
+        off += (q->dst_bytes + align - 1) / align * align;
+    }
+    hput_pad(b, align);
+    return b->failed ? MX_ENOMEM : 0;
+}
+
+/* The output being written: a temp file beside the final path, renamed over it at the end. */
+struct out_file {
+    char *tmp;          /* "<out>.tmp.XXXXXX" (owned) */
+    int fd;             /* -1 when closed */
+    uint64_t written;   /* bytes so far */
+};
+
+/* Creates the temp file beside out_path: also the early check that the output can be written.
+ * Returns 0, MX_ENOMEM or MX_EIO ("<out>: cannot create the output file: <why>"). */
+static int out_open(struct out_file *o, const char *out_path, struct mx_err *err) {
+    size_t plen = strlen(out_path);
+    o->fd = -1;
+    o->written = 0;
+    o->tmp = malloc(plen + 16);
+    if (!o->tmp)
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", out_path);
+    memcpy(o->tmp, out_path, plen);
+    memcpy(o->tmp + plen, ".tmp.XXXXXX", 12);
+    o->fd = mkstemp(o->tmp);
+    if (o->fd < 0) {
+        int rc = mx_err_set(err, MX_EIO, "%s: cannot create the output file: %s", out_path,
+                            strerror(errno));
+        free(o->tmp);
+        o->tmp = NULL;
+        return rc;
+    }
+    (void)fchmod(o->fd, 0644); /* mkstemp makes 0600; a model is an ordinary readable file */
+    return 0;
+}
+
+/* Writes n bytes (retrying short writes). Returns 0 or MX_EIO ("disk full" and the like). */
+static int out_write(struct out_file *o, const void *p, size_t n, struct mx_err *err) {
+    const uint8_t *c = p;
+    while (n > 0) {
+        ssize_t k = write(o->fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return mx_err_set(err, MX_EIO, "%s: write: %s", o->tmp,
+                              strerror(k < 0 ? errno : EIO));
+        c += k;
+        n -= (size_t)k;
+        o->written += (uint64_t)k;
+    }
+    return 0;
+}
+
+static int out_pad(struct out_file *o, size_t align, struct mx_err *err) {
+    static const uint8_t zeros[256];
+    size_t pad = (size_t)((align - o->written % align) % align);
+    while (pad > 0) {
+        size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+        int rc = out_write(o, zeros, k, err);
+        if (rc < 0)
+            return rc;
+        pad -= k;
+    }
+    return 0;
+}
+
+/* Makes the file durable and gives it its final name. Returns 0 or MX_EIO. */
+static int out_commit(struct out_file *o, const char *out_path, struct mx_err *err) {
+    int rc = 0;
+    if (fsync(o->fd) != 0)
+        rc = mx_err_set(err, MX_EIO, "%s: fsync: %s", o->tmp, strerror(errno));
+    if (close(o->fd) != 0 && rc == 0)
+        rc = mx_err_set(err, MX_EIO, "%s: close: %s", o->tmp, strerror(errno));
+    o->fd = -1;
+    if (rc == 0 && rename(o->tmp, out_path) != 0)
+        rc = mx_err_set(err, MX_EIO, "%s: rename: %s", out_path, strerror(errno));
+    if (rc == 0) {
+        free(o->tmp);
+        o->tmp = NULL;
+    }
+    return rc;
+}
+
+/* Closes and removes an unfinished temp file (nothing when committed or never opened). */
+static void out_abort(struct out_file *o) {
+    if (o->fd >= 0)
+        close(o->fd);
+    if (o->tmp)
+        unlink(o->tmp);
+    free(o->tmp);
+    o->fd = -1;
+    o->tmp = NULL;
+}
+
 /* Drops the source pages of a tensor that is done from the resident set, so a multi-GB input
- * does not stay resident while the output grows. The reader maps the file read-only (gguf.h),
- * so the pages are clean file pages: dropping them loses nothing. */
+ * does not stay resident while the output is written. The reader maps the file read-only
+ * (gguf.h), so these are clean file pages: dropping them loses nothing. */
 static void release_source(const struct mx_gguf_tensor *t) {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0 || t->nbytes == 0)
@@ -519,42 +776,6 @@ static void release_source(const struct mx_gguf_tensor *t) {
         (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-/* Refuses an output that is the input itself or a folder, and checks early (before minutes of
- * work) that a file can be created beside out_path. Returns 0, MX_EINVAL or MX_EIO. */
-static int check_output(const char *in_path, const char *out_path, struct mx_err *err) {
-    struct stat si, so;
-    if (stat(out_path, &so) == 0) {
-        if (S_ISDIR(so.st_mode))
-            return mx_err_set(err, MX_EINVAL, "%s: is a folder, not an output file", out_path);
-        if (stat(in_path, &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
-            return mx_err_set(err, MX_EINVAL, "%s: output is the input file; choose another "
-                              "name (the input is never overwritten)", out_path);
-    }
-    size_t plen = strlen(out_path);
-    char *probe = malloc(plen + 16);
-    if (!probe)
-        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", out_path);
-    memcpy(probe, out_path, plen);
-    memcpy(probe + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(probe);
-    if (fd < 0) {
-        int rc = mx_err_set(err, MX_EIO, "%s: cannot create the output file: %s", out_path,
-                            strerror(errno));
-        free(probe);
-        return rc;
-    }
-    close(fd);
-    unlink(probe);
-    free(probe);
-    return 0;
-}
-
-/* Metadata keys not carried over: they describe a split set, and the output is one file. */
-static bool skip_key(const char *key) {
-    return strcmp(key, "split.no") == 0 || strcmp(key, "split.count") == 0 ||
-           strcmp(key, "split.tensors.count") == 0;
-}
-
 int mx_quantize_model(const char *in_path, const char *out_path,
                       const struct mx_quantize_params *p, struct mx_quantize_stats *stats,
                       struct mx_err *err) {
@@ -563,15 +784,27 @@ int mx_quantize_model(const char *in_path, const char *out_path,
                           p ? p->ftype : -1);
     double t0 = mx_time_s();
     struct mx_gguf *g = NULL;
-    struct mx_gguf_writer *w = NULL;
     struct mx_quantize_tensor *plan = NULL;
     struct mx_quantize_stats st = {0};
+    struct out_file o = {NULL, -1, 0};
+    struct hbuf hdr = {0};
+    void *buf = NULL;
     int rc = mx_gguf_open(in_path, &g, err);
     if (rc < 0)
         return rc;
-    rc = check_output(in_path, out_path, err);
-    if (rc < 0)
-        goto fail;
+    /* the same file under another name (or a link) would be replaced by the rename */
+    struct stat si, so;
+    if (stat(out_path, &so) == 0) {
+        if (S_ISDIR(so.st_mode)) {
+            rc = mx_err_set(err, MX_EINVAL, "%s: is a folder, not an output file", out_path);
+            goto fail;
+        }
+        if (stat(in_path, &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+            rc = mx_err_set(err, MX_EINVAL, "%s: output is the input file; choose another "
+                            "name (the input is never overwritten)", out_path);
+            goto fail;
+        }
+    }
     int64_t n_split = 0;
     if (mx_gguf_get_int(g, "split.count", &n_split, NULL) == 0 && n_split > 1) {
         rc = mx_err_set(err, MX_EUNSUP, "%s: part of a split model (%" PRId64 " files); merge "
@@ -580,36 +813,31 @@ int mx_quantize_model(const char *in_path, const char *out_path,
     }
     int64_t n = mx_gguf_n_tensors(g);
     plan = calloc((size_t)(n ? n : 1), sizeof *plan);
-    w = mx_gguf_writer_new();
-    if (!plan || !w) {
+    if (!plan) {
         rc = mx_err_set(err, MX_ENOMEM, "quantize: out of memory");
         goto fail;
     }
     rc = mx_quantize_plan(g, p->ftype, plan, err);
     if (rc < 0)
         goto fail;
-
-    /* metadata: everything, in order; then what llama.cpp sets on its output */
-    for (int64_t i = 0; i < mx_gguf_n_kv(g) && rc == 0; i++) {
-        const char *key = mx_gguf_kv_key(g, i);
-        if (!skip_key(key))
-            rc = mx_gguf_writer_set_value(w, key, mx_gguf_kv_value(g, i));
-    }
-    if (rc == 0)
-        rc = mx_gguf_writer_set_u32(w, "general.quantization_version", 2);
-    if (rc == 0)
-        rc = mx_gguf_writer_set_u32(w, "general.file_type", (uint32_t)p->ftype);
+    const size_t align = mx_gguf_alignment(g); /* general.alignment is copied with the rest */
+    rc = build_header(g, plan, p->ftype, align, &hdr);
     if (rc < 0) {
-        rc = mx_err_set(err, rc, "%s: copying metadata failed (%s)", in_path, mx_strerror(rc));
+        rc = mx_err_set(err, rc, "%s: out of memory for the header", out_path);
         goto fail;
     }
+    rc = out_open(&o, out_path, err);
+    if (rc < 0)
+        goto fail;
+    rc = out_write(&o, hdr.p, hdr.n, err);
+    if (rc < 0)
+        goto fail;
 
     /* tensors, in file order, one converted buffer alive at a time */
     for (int64_t i = 0; i < n; i++) {
         const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
         const struct mx_quantize_tensor *q = &plan[i];
         const void *data = t->data;
-        void *buf = NULL;
         if (q->dst_type != q->src_type) {
             buf = malloc(q->dst_bytes ? q->dst_bytes : 1);
             if (!buf) {
@@ -618,22 +846,20 @@ int mx_quantize_model(const char *in_path, const char *out_path,
                 goto fail;
             }
             rc = convert_tensor(t, q, buf, p->n_threads, err);
-            if (rc < 0) {
-                free(buf);
+            if (rc < 0)
                 goto fail;
-            }
             data = buf;
             st.n_converted++;
             st.n_fallback += q->fallback;
         }
-        rc = mx_gguf_writer_add_tensor(w, t->name, q->dst_type, t->n_dims, t->ne, data);
+        rc = out_write(&o, data, q->dst_bytes, err);
+        if (rc == 0)
+            rc = out_pad(&o, align, err);
         free(buf);
+        buf = NULL;
         release_source(t);
-        if (rc < 0) {
-            rc = mx_err_set(err, rc, "tensor '%.120s': cannot add it to the output (%s)",
-                            t->name, mx_strerror(rc));
+        if (rc < 0)
             goto fail;
-        }
         int64_t ne = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         st.n_elements += (uint64_t)ne;
         st.src_bytes += q->src_bytes;
@@ -644,17 +870,17 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         }
     }
     st.n_tensors = n;
-    rc = mx_gguf_writer_write(w, out_path, 3, err);
+    st.file_bytes = o.written;
+    rc = out_commit(&o, out_path, err);
     if (rc < 0)
         goto fail;
-    struct stat so;
-    if (stat(out_path, &so) == 0)
-        st.file_bytes = (uint64_t)so.st_size;
     st.seconds = mx_time_s() - t0;
     if (stats)
         *stats = st;
 fail:
-    mx_gguf_writer_free(w);
+    out_abort(&o);
+    free(buf);
+    free(hdr.p);
     free(plan);
     mx_gguf_close(g);
     return rc;

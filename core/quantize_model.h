@@ -97,8 +97,8 @@ struct mx_quantize_stats {
  * in_path (MX_EINVAL). Returns 0 or a negative MX_E* with the reason in err: the reader's codes
  * for a bad input, MX_EINVAL for bad params, MX_EIO when out_path cannot be written,
  * MX_ENOMEM, MX_ECANCELED when the progress callback asked to stop. stats (optional) is filled
- * on success. Memory: the output file is assembled in memory by the GGUF writer (about twice
- * its size at the end); sources are read from the mapping one row per thread at a time. */
+ * on success. Memory: one converted tensor at a time (the file is streamed: header first, its
+ * offsets known from the plan); source pages are released once their tensor is written. */
 int mx_quantize_model(const char *in_path, const char *out_path,
                       const struct mx_quantize_params *p, struct mx_quantize_stats *stats,
                       struct mx_err *err);

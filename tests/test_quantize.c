@@ -9,7 +9,8 @@
  *   - every converted tensor equals mx_quantize_row of the (dequantized) source values byte for
  *     byte, unchanged tensors equal the source bytes, from F32, F16 and Q8_0 sources;
  *   - metadata copied (every key, same value), general.file_type and quantization_version set,
- *     alignment kept, tensor order kept;
+ *     alignment kept, tensor order kept; the streamed file equals what the project's GGUF
+ *     writer (core/gguf.h) makes of the same metadata and tensors, byte for byte;
  *   - the results load in the LLM engine and give finite logits;
  *   - errors: missing / foreign input, unsupported type, output = input (also through another
  *     path spelling), output folder missing, non-finite weights, cancel from the callback; the
@@ -436,6 +437,31 @@ static void convert_and_check(const char *src, const char *dst, int ftype, int n
         free(q);
     }
     assert_int_equal(st.n_converted, converted);
+
+    /* the streamed file is byte for byte what the project's GGUF writer makes of its content */
+    struct mx_gguf_writer *w = mx_gguf_writer_new();
+    assert_non_null(w);
+    for (int64_t i = 0; i < mx_gguf_n_kv(go); i++)
+        assert_int_equal(mx_gguf_writer_set_value(w, mx_gguf_kv_key(go, i),
+                                                  mx_gguf_kv_value(go, i)), 0);
+    for (int64_t i = 0; i < n; i++) {
+        const struct mx_gguf_tensor *to = mx_gguf_tensor(go, i);
+        assert_int_equal(mx_gguf_writer_add_tensor(w, to->name, to->type, to->n_dims, to->ne,
+                                                   to->data), 0);
+    }
+    void *mem;
+    size_t size;
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &mem, &size, &err), 0);
+    FILE *f = fopen(path_in(dst), "rb");
+    assert_non_null(f);
+    uint8_t *file = malloc(size + 1);
+    assert_non_null(file);
+    assert_int_equal(fread(file, 1, size + 1, f), size);
+    fclose(f);
+    assert_memory_equal(file, mem, size);
+    free(file);
+    free(mem);
+    mx_gguf_writer_free(w);
     mx_gguf_close(gi);
     mx_gguf_close(go);
 }
