@@ -574,7 +574,7 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
 /* Q4_K/Q5_K pack 8 6-bit scales and 8 6-bit mins in 12 bytes: j < 4 in the low 6 bits of
  * bytes j and j+4; j >= 4 split as 4 low bits in byte j+4 and 2 high bits in the top of bytes
  * j-4 (scale) and j (min). */
-static void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+void mx_q4_k_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) {
         *d = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -779,9 +779,9 @@ static void q4_k_to_float(const void *src, float *dst, int64_t n) {
         const uint8_t *q = b.qs;
         for (int is = 0; is < 8; is += 2, q += 32) {
             uint8_t sc, m;
-            get_scale_min_k4(is, b.scales, &sc, &m);
+            mx_q4_k_scale_min(is, b.scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, b.scales, &sc, &m);
+            mx_q4_k_scale_min(is + 1, b.scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++)
                 *dst++ = d1 * (q[l] & 0x0f) - m1;
@@ -832,7 +832,7 @@ static void k_requantize(const float *x, int nmax, const uint8_t *b_scales, mx_h
                          mx_half b_dmin, uint8_t *L) {
     for (int j = 0; j < MX_QK_K / 32; j++) {
         uint8_t sc, m;
-        get_scale_min_k4(j, b_scales, &sc, &m);
+        mx_q4_k_scale_min(j, b_scales, &sc, &m);
         const float d = ld_half(b_d) * sc;
         if (d == 0)
             continue;
@@ -871,9 +871,9 @@ static void q5_k_to_float(const void *src, float *dst, int64_t n) {
         uint8_t u1 = 1, u2 = 2;
         for (int is = 0; is < 8; is += 2, ql += 32) {
             uint8_t sc, m;
-            get_scale_min_k4(is, b.scales, &sc, &m);
+            mx_q4_k_scale_min(is, b.scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, b.scales, &sc, &m);
+            mx_q4_k_scale_min(is + 1, b.scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++)
                 *dst++ = d1 * ((ql[l] & 0x0f) + (b.qh[l] & u1 ? 16 : 0)) - m1;

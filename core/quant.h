@@ -139,4 +139,7 @@ int mx_dequantize_row(int type, const void *src, float *dst, int64_t n);
  * MX_EUNSUP / MX_EINVAL as above. */
 int mx_quantize_row(int type, const float *src, void *dst, int64_t n);
 
+/* Scale and min j (0..7) of a Q4_K/Q5_K block from its 12 packed scale bytes q (6 bits each). */
+void mx_q4_k_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
+
 #endif

@@ -89,7 +89,7 @@ int mx_tensor_view_rows(const struct mx_tensor *t, int64_t row0, int64_t n,
                         struct mx_tensor *view) {
     if (!mx_tensor_is_contiguous(t) || row0 < 0 || n <= 0 || row0 > mx_tensor_nrows(t) - n)
         return MX_EINVAL;
-    if (t->layout == MX_LAYOUT_Q4_0X8 && (row0 % 8 != 0 || n % 8 != 0))
+    if (t->layout != MX_LAYOUT_GGML && (row0 % 8 != 0 || n % 8 != 0))
         return MX_EINVAL; /* a view must not cut through an 8-row group */
     struct mx_tensor v = *t;
     size_t row = mx_tensor_row_size(t);

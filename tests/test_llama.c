@@ -369,7 +369,7 @@ static __attribute__((unused)) void test_ggml_quantized(void **state) {
     struct mx_backend *be = mx_backend_cpu_new(1, &err);
     assert_non_null(be);
     const char *no = getenv("MIXEL_NO_REPACK");
-    bool repacks = mx_cpu_of(be)->kern.gemm_q4_0x8 && !(no && *no && strcmp(no, "0") != 0);
+    bool repacks = mx_cpu_of(be)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] && !(no && *no && strcmp(no, "0") != 0);
     mx_backend_free(be);
     check_ggml_quant("tiny-mixtral-q4_0.gguf", "logits-tiny-mixtral-q4_0.json",
                      repacks ? 1e-4 : 0.1);

@@ -1,11 +1,13 @@
-/* test_repack.c - the CPU backend's repacked Q4_0 weights (MX_LAYOUT_Q4_0X8, kernels/cpu/repack.c)
- * against an oracle written here: double-precision sums of the file layout's dequantized weights
- * times activations rounded as ggml rounds them (Q8_0 blocks), on awkward sizes (one block, odd
- * block counts, one 8-row group, a partial 32-row tile), every column count the kernels split
- * into (1..4 and remainders), 1 and 3 threads, matmul and matmul_id.
+/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, MX_LAYOUT_Q4_KX8,
+ * kernels/cpu/repack.c) against an oracle written here: double-precision sums of the file
+ * layout's dequantized weights times activations rounded as ggml rounds them (Q8_0 blocks for
+ * Q4_0, Q8_K for Q4_K), on awkward sizes (one block, odd block counts, one 8-row group, a partial
+ * 32-row tile), every column count the kernels split into (1..4 and remainders), 1 and 3
+ * threads, matmul and matmul_id.
  *
- * Tolerance: each block's integer sum is exact, then one f32 product of the two scales and one
- * FMA per block: the classic bound n * 2^-24 * sum|terms| covers it (TOL_DOT, as test_backend).
+ * Tolerance: each block's integer sums are exact, then a few f32 products of scales and FMAs
+ * per block: the classic bound n * 2^-24 * sum|terms| covers it (TOL_DOT, as test_backend),
+ * with the Q4_K min terms (d_min * m * sum x, subtracted) counted in sum|terms|.
  * Decode (1 column) and prefill (many) must agree bit for bit: the engine's logits must not
  * depend on whether a token came in a batch.
  */
@@ -31,10 +33,12 @@
 static struct mx_backend *be1, *be3, *be_scalar;
 static uint64_t rng = 777;
 
-/* A random Q4_0 weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
-static struct mx_tensor make_q4_0(int64_t n_in, int64_t n_out, int64_t n_exp) {
+static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K};
+
+/* A random weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
+static struct mx_tensor make_w(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp) {
     struct mx_tensor w;
-    assert_int_equal(mx_tensor_init(&w, MX_TYPE_Q4_0, n_in, n_out, n_exp, 1), 0);
+    assert_int_equal(mx_tensor_init(&w, type, n_in, n_out, n_exp, 1), 0);
     w.data = malloc(mx_tensor_nbytes(&w));
     assert_non_null(w.data);
     float *row = malloc((size_t)n_in * sizeof(float));
@@ -42,8 +46,7 @@ static struct mx_tensor make_q4_0(int64_t n_in, int64_t n_out, int64_t n_exp) {
     for (int64_t r = 0; r < n_out * n_exp; r++) {
         for (int64_t i = 0; i < n_in; i++)
             row[i] = mx_test_randf(&rng) * (float)(1 + r % 3);
-        assert_int_equal(mx_quantize_row(MX_TYPE_Q4_0, row, (char *)w.data + r * w.nb[1], n_in),
-                         0);
+        assert_int_equal(mx_quantize_row(type, row, (char *)w.data + r * w.nb[1], n_in), 0);
     }
     free(row);
     return w;
@@ -65,8 +68,25 @@ static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tenso
     return buf;
 }
 
-/* ggml's Q8_0 rounding of activations (d = fp16(amax / 127), q = rint(x * 127 / amax)). */
-static void round_q8_0(float *x, int64_t n) {
+/* ggml's rounding of activations for weights of type: Q8_0 (d = fp16(amax / 127),
+ * q = rint(x * 127 / amax)) or Q8_K (iscale = -127 / max, q = min(127, rint(iscale x))). */
+static void round_act(enum mx_type type, float *x, int64_t n) {
+    if (type == MX_TYPE_Q4_K) {
+        for (int64_t b = 0; b < n; b += 256) {
+            float amax = 0, max = 0;
+            for (int j = 0; j < 256; j++)
+                if (fabsf(x[b + j]) > amax) {
+                    amax = fabsf(x[b + j]);
+                    max = x[b + j];
+                }
+            if (amax == 0)
+                continue;
+            float is = -127.0f / max;
+            for (int j = 0; j < 256; j++)
+                x[b + j] = fminf(nearbyintf(is * x[b + j]), 127.0f) * (1.0f / is);
+        }
+        return;
+    }
     for (int64_t b = 0; b < n; b += 32) {
         float amax = 0;
         for (int j = 0; j < 32; j++)
@@ -92,46 +112,54 @@ static void check_dot(const float *wrow, const float *x, int64_t n, float got, c
 /* The repacked layout holds the same numbers: every row dequantizes to the file row's values. */
 static void test_layout_round_trip(void **state) {
     (void)state;
-    int64_t n = 7 * 32, rows = 24;
-    struct mx_tensor w = make_q4_0(n, rows, 1);
-    char *pk = malloc(mx_tensor_nbytes(&w));
-    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
-    assert_true(pk && a && b);
-    mx_repack_q4_0x8(w.data, pk, n, rows);
-    for (int64_t r = 0; r < rows; r++) {
-        assert_int_equal(mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], a, n), 0);
-        mx_dequant_q4_0x8_row(pk + (r / 8) * 8 * w.nb[1], (int)(r % 8), b, n);
-        assert_memory_equal(a, b, (size_t)n * sizeof(float));
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti];
+        enum mx_layout layout = mx_repack_layout(type);
+        assert_int_not_equal(layout, MX_LAYOUT_GGML);
+        int64_t n = 3 * mx_type_traits(type)->blck_size, rows = 24;
+        struct mx_tensor w = make_w(type, n, rows, 1);
+        char *pk = malloc(mx_tensor_nbytes(&w));
+        float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+        assert_true(pk && a && b);
+        mx_repack_rows(layout, w.data, pk, n, rows);
+        for (int64_t r = 0; r < rows; r++) {
+            assert_int_equal(mx_dequantize_row(type, (char *)w.data + r * w.nb[1], a, n), 0);
+            mx_dequant_x8_row(layout, pk + (r / 8) * 8 * w.nb[1], (int)(r % 8), b, n);
+            assert_memory_equal(a, b, (size_t)n * sizeof(float));
+        }
+        free(pk);
+        free(a);
+        free(b);
+        free(w.data);
     }
-    free(pk);
-    free(a);
-    free(b);
-    free(w.data);
 }
 
 /* matmul on repacked weights vs the oracle, and column t of every batch equal (bitwise) to the
  * same column computed alone (decode). */
 static void test_matmul_against_oracle(void **state) {
     (void)state;
-    static const int64_t n_ins[] = {32, 96, 320};
+    static const int64_t n_blocks[] = {1, 3, 10};
     static const int64_t n_outs[] = {8, 40, 64};
     static const int64_t Ts[] = {1, 2, 3, 4, 5, 7, 9, 70};
     struct mx_backend *bes[] = {be1, be3};
     int checked = 0;
-    for (size_t a = 0; a < MX_ARRAY_LEN(n_ins); a++)
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++)
+    for (size_t a = 0; a < MX_ARRAY_LEN(n_blocks); a++)
         for (size_t b = 0; b < MX_ARRAY_LEN(n_outs); b++) {
-            int64_t n_in = n_ins[a], n_out = n_outs[b];
-            struct mx_tensor w = make_q4_0(n_in, n_out, 1);
+            enum mx_type type = types[ti];
+            int64_t n_in = n_blocks[a] * mx_type_traits(type)->blck_size, n_out = n_outs[b];
+            if (type == MX_TYPE_Q4_K && n_blocks[a] == 10)
+                continue; /* 2560 values: slow and no new case */
+            struct mx_tensor w = make_w(type, n_in, n_out, 1);
             float *wd = malloc((size_t)(n_in * n_out) * sizeof(float));
             assert_non_null(wd);
             for (int64_t r = 0; r < n_out; r++)
-                mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], wd + r * n_in,
-                                  n_in);
+                mx_dequantize_row(type, (char *)w.data + r * w.nb[1], wd + r * n_in, n_in);
             for (size_t k = 0; k < MX_ARRAY_LEN(bes); k++) {
                 struct mx_tensor wp;
                 struct mx_buf *buf = prepared_copy(bes[k], &w, &wp);
                 assert_non_null(buf);
-                assert_int_equal(wp.layout, MX_LAYOUT_Q4_0X8);
+                assert_int_equal(wp.layout, mx_repack_layout(type));
                 for (size_t ti = 0; ti < MX_ARRAY_LEN(Ts); ti++) {
                     int64_t T = Ts[ti];
                     struct mx_tensor x, y, x1, y1;
@@ -147,16 +175,16 @@ static void test_matmul_against_oracle(void **state) {
                     for (int64_t i = 0; i < n_in * T; i++)
                         ((float *)x.data)[i] = mx_test_randf(&rng) * 2.0f;
                     memcpy(xr, x.data, mx_tensor_nbytes(&x));
-                    round_q8_0(xr, n_in * T);
+                    round_act(type, xr, n_in * T);
                     assert_int_equal(mx_op_matmul(bes[k], &y, &wp, &x), 0);
                     for (int64_t t = 0; t < T; t++) {
                         x1.data = (float *)x.data + t * n_in;
                         assert_int_equal(mx_op_matmul(bes[k], &y1, &wp, &x1), 0);
                         for (int64_t o = 0; o < n_out; o++) {
                             char what[96];
-                            snprintf(what, sizeof what, "n_in %lld n_out %lld T %lld t %lld o %lld",
-                                     (long long)n_in, (long long)n_out, (long long)T,
-                                     (long long)t, (long long)o);
+                            snprintf(what, sizeof what, "%s n_in %lld n_out %lld T %lld t %lld "
+                                     "o %lld", mx_type_name(type), (long long)n_in,
+                                     (long long)n_out, (long long)T, (long long)t, (long long)o);
                             float got = ((float *)y.data)[t * n_out + o];
                             check_dot(wd + o * n_in, xr + t * n_in, n_in, got, what);
                             float one = ((float *)y1.data)[o];
@@ -180,14 +208,13 @@ static void test_matmul_against_oracle(void **state) {
 
 /* matmul_id on repacked experts: each (slot, token) equals a plain matmul with the file-layout
  * expert within the tolerance, for a decode step and a prefill batch spread over 5 experts. */
-static void test_matmul_id_against_plain(void **state) {
-    (void)state;
-    int64_t n_in = 128, n_out = 48, n_exp = 5, k = 2;
-    struct mx_tensor w = make_q4_0(n_in, n_out, n_exp);
+static void check_matmul_id(enum mx_type type) {
+    int64_t n_in = 256, n_out = 48, n_exp = 5, k = 2;
+    struct mx_tensor w = make_w(type, n_in, n_out, n_exp);
     float *wd = malloc((size_t)(n_in * n_out * n_exp) * sizeof(float));
     assert_non_null(wd);
     for (int64_t r = 0; r < n_out * n_exp; r++)
-        mx_dequantize_row(MX_TYPE_Q4_0, (char *)w.data + r * w.nb[1], wd + r * n_in, n_in);
+        mx_dequantize_row(type, (char *)w.data + r * w.nb[1], wd + r * n_in, n_in);
     struct mx_tensor wp;
     struct mx_buf *buf = prepared_copy(be3, &w, &wp);
     assert_non_null(buf);
@@ -204,7 +231,7 @@ static void test_matmul_id_against_plain(void **state) {
         for (int64_t i = 0; i < n_in * T; i++)
             ((float *)x.data)[i] = mx_test_randf(&rng);
         memcpy(xr, x.data, mx_tensor_nbytes(&x));
-        round_q8_0(xr, n_in * T);
+        round_act(type, xr, n_in * T);
         int32_t *id = ids.data;
         for (int64_t t = 0; t < T; t++) {
             id[t * k] = (int32_t)(t % n_exp);
@@ -226,12 +253,17 @@ static void test_matmul_id_against_plain(void **state) {
     free(w.data);
 }
 
+static void test_matmul_id_against_plain(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++)
+        check_matmul_id(types[ti]);
+}
+
 /* Exact mode (f32 activations) and kernels without the repacked GEMM dequantize the repacked
  * rows: the same numbers as the file layout gives, bit for bit. */
-static void test_dequant_paths_equal_file_layout(void **state) {
-    (void)state;
-    int64_t n_in = 96, n_out = 40;
-    struct mx_tensor w = make_q4_0(n_in, n_out, 1), wp;
+static void check_dequant_paths(enum mx_type type) {
+    int64_t n_in = 512, n_out = 40;
+    struct mx_tensor w = make_w(type, n_in, n_out, 1), wp;
     struct mx_buf *buf = prepared_copy(be3, &w, &wp);
     assert_non_null(buf);
     for (int64_t T = 1; T <= 9; T += 8) {
@@ -262,10 +294,16 @@ static void test_dequant_paths_equal_file_layout(void **state) {
     free(w.data);
 }
 
+static void test_dequant_paths_equal_file_layout(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++)
+        check_dequant_paths(types[ti]);
+}
+
 /* What is not repacked stays as it was; views may not cut an 8-row group. */
 static void test_prepare_skips_and_views(void **state) {
     (void)state;
-    struct mx_tensor odd = make_q4_0(64, 12, 1); /* 12 rows: not a multiple of 8 */
+    struct mx_tensor odd = make_w(MX_TYPE_Q4_0, 64, 12, 1); /* 12 rows: not a multiple of 8 */
     struct mx_tensor q8;
     assert_int_equal(mx_tensor_init(&q8, MX_TYPE_Q8_0, 64, 16, 1, 1), 0);
     q8.data = calloc(1, mx_tensor_nbytes(&q8));
@@ -280,7 +318,7 @@ static void test_prepare_skips_and_views(void **state) {
     assert_ptr_equal(q8.data, d1);
     assert_int_equal(odd.layout, MX_LAYOUT_GGML);
     /* the scalar kernel set does not repack */
-    struct mx_tensor w = make_q4_0(64, 16, 1), *wpp = &w;
+    struct mx_tensor w = make_w(MX_TYPE_Q4_0, 64, 16, 1), *wpp = &w;
     void *d2 = w.data;
     assert_int_equal(mx_backend_prepare_weights(be_scalar, &wpp, 1, &buf, &err), 0);
     assert_null(buf);
@@ -307,7 +345,8 @@ static int setup(void **state) {
     if (!be1 || !be3 || !be_scalar)
         return -1;
     mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
-    if (!mx_cpu_of(be1)->kern.gemm_q4_0x8) {
+    if (!mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] ||
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8]) {
         printf("SKIP: this CPU has no repacked Q4_0 kernels (kernels '%s')\n",
                mx_cpu_of(be1)->kern.name);
         exit(77);

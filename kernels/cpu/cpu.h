@@ -54,12 +54,34 @@ typedef struct {
 } mx_block_q4_0x8;
 _Static_assert(sizeof(mx_block_q4_0x8) == 8 * sizeof(mx_block_q4_0), "q4_0x8 block");
 
-/* Rearranges n_rows (a multiple of 8) Q4_0 rows of n values from src to dst (not aliased). */
-void mx_repack_q4_0x8(const void *src, void *dst, int64_t n, int64_t n_rows);
+/* MX_LAYOUT_Q4_KX8: 8 Q4_K rows, super-block by super-block (8 x 144 bytes). The 8 rows' 6-bit
+ * scales and mins are re-encoded so a few vector ops decode them all: value k of "scales" is
+ * sub-block k / 8's scale of row k % 8; value k of "mins" is sub-block 2 (k / 16) + k % 2's min
+ * of row (k % 16) / 2 (so 16 bytes hold two sub-blocks' mins interleaved by row, ready for
+ * madd against a pair of activation sums). sm_lo byte k: scale k's low 4 bits (low nibble) and
+ * min k's (high nibble); sm_hi byte k: bits 4-5 of scale k, scale k + 32, min k, min k + 32 at
+ * bits 0-1, 2-3, 4-5, 6-7. qs: for each 64-value chunk c, 8 vectors of 32 bytes: vector v,
+ * bytes 4r..4r+3 = row r's original bytes qs[32c + 4v .. +3] (low nibbles: values 64c + 4v..,
+ * high nibbles: values 64c + 32 + 4v..). */
+typedef struct {
+    mx_half d[8], dmin[8];
+    uint8_t sm_lo[64];
+    uint8_t sm_hi[32];
+    uint8_t qs[1024];
+} mx_block_q4_Kx8;
+_Static_assert(sizeof(mx_block_q4_Kx8) == 8 * sizeof(mx_block_q4_K), "q4_Kx8 block");
+
+/* The repacked layout for weights of this type (MX_LAYOUT_GGML: none). */
+enum mx_layout mx_repack_layout(enum mx_type type);
+
+/* Rearranges n_rows (a multiple of 8) rows of n values from src (file layout) to dst (layout,
+ * not aliased). Same number of bytes. */
+void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n,
+                    int64_t n_rows);
 
 /* Row r (0..7) of a repacked 8-row group of n values, dequantized to f32 (the values
  * mx_dequantize_row gives for the original row). */
-void mx_dequant_q4_0x8_row(const void *group, int r, float *out, int64_t n);
+void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *out, int64_t n);
 
 /* The backend op: repacks the Q4_0 weights it can into one new buffer (see backend.h). */
 int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, int n,
@@ -80,12 +102,13 @@ struct mx_cpu_kernels {
      * prefill uses dequantize + sgemm. */
     void (*vec_dot4[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
                                     const float *xd, float *out);
-    /* Repacked Q4_0 (MX_LAYOUT_Q4_0X8) group of 8 rows times ncols (1..4) Q8_0 activation
-     * columns (mx_quantize_act rows, xq_row bytes apart): out[c * ldo + r] for row r of the
-     * group and column c. Per column the arithmetic does not depend on ncols, so prefill and
-     * decode agree bit for bit. NULL: the CPU does not repack (prepare_weights skips). */
-    void (*gemm_q4_0x8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo);
+    /* A repacked group of 8 rows (indexed by layout) times ncols (1..4) activation columns
+     * quantized to the weight's vec_dot type (mx_quantize_act rows, xq_row bytes apart):
+     * out[c * ldo + r] for row r of the group and column c. Per column the arithmetic does not
+     * depend on ncols, so prefill and decode agree bit for bit. NULL: the CPU does not repack
+     * into that layout (prepare_weights skips it). */
+    void (*gemm_x8[MX_LAYOUT_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
+                                     int ncols, float *out, size_t ldo);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];

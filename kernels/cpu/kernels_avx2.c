@@ -356,6 +356,122 @@ static float vec_dot_q4_K(int64_t n, const void *w, const void *x) {
     return hsum8(acc) - _mm_cvtss_f32(m);
 }
 
+/* Repacked Q4_K (8 rows, mx_block_q4_Kx8) times NC Q8_K activation columns. Per super-block:
+ * the 8 rows' scales and mins decode from 96 bytes in a few vector ops; per 64-value chunk, 8
+ * vectors of "4 values of each of 8 rows" (low nibbles: the chunk's first sub-block, high: its
+ * second) meet 4 broadcast activation bytes in maddubs, summed in int16 (at most 8 x 3810, no
+ * saturation), then madd with the sub-block's scales (each row's scale in its two int16 lanes)
+ * gives int32 row sums already scaled. The mins meet the activation's sub-block sums (from the
+ * Q8_K bsums) two sub-blocks per madd. d and dmin of the 8 rows scale the two int32 vectors in
+ * f32. Integer sums are exact, so the bits per column do not depend on NC. */
+static inline __attribute__((always_inline)) void
+gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+               size_t ldo) {
+    const mx_block_q4_Kx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_q4_Kx8 *blk = &a[b];
+        /* scales k = 8j + r, mins k = 16(j/2) + 2r + j%2 (cpu.h) */
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
+        __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
+        __m256i sca = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                      _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+        __m256i scb = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                      _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+        __m256i mna = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                      _mm256_and_si256(h, m30));
+        __m256i mnb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                      _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+        /* sub-block j's scales, each row's in int16 lanes 2r and 2r + 1 */
+        __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
+        __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
+        __m256i scv[8] = {
+            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s01, s01)),
+            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s01, s01)),
+            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s23, s23)),
+            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s23, s23)),
+            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s45, s45)),
+            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s45, s45)),
+            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s67, s67)),
+            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s67, s67)),
+        };
+        /* mins of sub-blocks 2p, 2p + 1: row r's pair in int16 lanes 2r, 2r + 1 */
+        __m256i mnv[4] = {
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mna)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mna, 1)),
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mnb)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mnb, 1)),
+        };
+        __m256i isum[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = _mm256_setzero_si256();
+        for (int ch = 0; ch < 4; ch++) {
+            __m256i slo[4], shi[4];
+            for (int v = 0; v < 8; v++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 256 * ch + 32 * v));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                for (int c = 0; c < NC; c++) {
+                    int32_t x0, x1;
+                    memcpy(&x0, xb[c][b].qs + 64 * ch + 4 * v, 4);
+                    memcpy(&x1, xb[c][b].qs + 64 * ch + 32 + 4 * v, 4);
+                    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(x0));
+                    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x1));
+                    slo[c] = v == 0 ? p0 : _mm256_add_epi16(slo[c], p0);
+                    shi[c] = v == 0 ? p1 : _mm256_add_epi16(shi[c], p1);
+                }
+            }
+            for (int c = 0; c < NC; c++)
+                isum[c] = _mm256_add_epi32(
+                    isum[c], _mm256_add_epi32(_mm256_madd_epi16(slo[c], scv[2 * ch]),
+                                              _mm256_madd_epi16(shi[c], scv[2 * ch + 1])));
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
+        for (int c = 0; c < NC; c++) {
+            /* the activation's 8 sub-block sums as int16 pairs (2p, 2p + 1) */
+            __m256i bs = _mm256_loadu_si256((const __m256i *)xb[c][b].bsums);
+            __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
+                                        _mm256_extracti128_si256(bs, 1));
+            __m256i msum = _mm256_add_epi32(
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mnv[0], _mm256_broadcastd_epi32(bx)),
+                    _mm256_madd_epi16(mnv[1],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 4)))),
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mnv[2],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
+                    _mm256_madd_epi16(mnv[3],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
+            __m256 xd = _mm256_set1_ps(xb[c][b].d);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
+                                      accm[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
+}
+
+static void gemm_q4_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                        float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q4_Kx8_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q4_Kx8_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q4_Kx8_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q4_Kx8_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
 /* Q5_K: Q4_K with a fifth bit per value from qh (bit 2j for the low nibbles of 64-value chunk
  * j, bit 2j + 1 for the high ones). */
 static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
@@ -1010,7 +1126,8 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q8_0] = vec_dot_q8_0;
     k->vec_dot[MX_TYPE_Q4_0] = vec_dot_q4_0;
     k->vec_dot4[MX_TYPE_Q4_0] = vec_dot4_q4_0;
-    k->gemm_q4_0x8 = gemm_q4_0x8;
+    k->gemm_x8[MX_LAYOUT_Q4_0X8] = gemm_q4_0x8;
+    k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;

@@ -45,7 +45,7 @@ struct mm_job {
 struct mm_task {
     struct mx_cpu *cpu;
     enum mx_type wtype;
-    enum mx_layout layout; /* MX_LAYOUT_Q4_0X8: tiles go to gemm_q4_0x8 (or dequantize) */
+    enum mx_layout layout; /* repacked: tiles go to gemm_x8[layout] (or dequantize) */
     int64_t n_in, n_out;
     size_t w_row;        /* bytes per weight row */
     size_t xq_row;       /* bytes per quantized activation column */
@@ -65,9 +65,9 @@ static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layo
     mx_to_float_fn fast = c->kern.dequant[type];
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t o = o0 + r;
-        if (layout == MX_LAYOUT_Q4_0X8)
-            mx_dequant_q4_0x8_row(w + (size_t)(o / 8) * 8 * w_row, (int)(o % 8), out + r * n_in,
-                                  n_in);
+        if (layout != MX_LAYOUT_GGML)
+            mx_dequant_x8_row(layout, w + (size_t)(o / 8) * 8 * w_row, (int)(o % 8),
+                              out + r * n_in, n_in);
         else if (fast)
             fast(w + (size_t)o * w_row, out + r * n_in, n_in);
         else
@@ -75,15 +75,15 @@ static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layo
     }
 }
 
-/* A tile of repacked Q4_0 rows [o0, o1) (multiples of 8) against the job's quantized columns,
- * 4 columns at a time: the 4 columns (from L1) meet each 8-row group (from L2) once. */
-static void q4_0x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
+/* A tile of repacked rows [o0, o1) (multiples of 8) against the job's quantized columns, 4
+ * columns at a time: the 4 columns (from L1) meet each 8-row group (from L2) once. */
+static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
     for (int64_t c = 0; c < j->n; c += 4) {
         int nc = (int)MX_MIN(4, j->n - c);
         for (int64_t o = o0; o < o1; o += 8)
-            t->cpu->kern.gemm_q4_0x8(t->n_in, j->w + (size_t)o * t->w_row,
-                                     j->xq + (size_t)c * t->xq_row, t->xq_row, nc,
-                                     j->y + c * j->ldy + o, (size_t)j->ldy);
+            t->cpu->kern.gemm_x8[t->layout](t->n_in, j->w + (size_t)o * t->w_row,
+                                            j->xq + (size_t)c * t->xq_row, t->xq_row, nc,
+                                            j->y + c * j->ldy + o, (size_t)j->ldy);
     }
 }
 
@@ -98,8 +98,8 @@ static void mm_task_run(void *args, int ith, int nth) {
         int64_t o0 = (u % t->tiles) * MX_TILE;
         int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
         const char *wt = j->w + (size_t)o0 * t->w_row;
-        if (t->layout == MX_LAYOUT_Q4_0X8 && j->xq && t->cpu->kern.gemm_q4_0x8) {
-            q4_0x8_tile(t, j, o0, o1);
+        if (t->layout != MX_LAYOUT_GGML && j->xq && t->cpu->kern.gemm_x8[t->layout]) {
+            x8_tile(t, j, o0, o1);
             continue;
         }
         if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
@@ -259,7 +259,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
     bool has4 = ap.quant && c->kern.vec_dot4[w->type] != NULL;
-    bool x8 = w->layout == MX_LAYOUT_Q4_0X8 && c->kern.gemm_q4_0x8; /* integer tiles for any T */
+    bool x8 = w->layout && c->kern.gemm_x8[w->layout]; /* integer tiles for any T */
     bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || (has4 && T <= MX_VDOT4_MAX_COLS) || x8);
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
@@ -324,7 +324,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     struct act_plan ap;
     if (plan_act(be, w->type, n_in, &ap) < 0)
         return MX_EINVAL;
-    bool x8 = w->layout == MX_LAYOUT_Q4_0X8 && c->kern.gemm_q4_0x8;
+    bool x8 = w->layout && c->kern.gemm_x8[w->layout];
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
     /* zeroed: clang cannot see that ok == false stops every use below */

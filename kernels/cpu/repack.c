@@ -1,4 +1,5 @@
-/* repack.c - the CPU backend's weight preparation: Q4_0 matrices repacked 8 rows at a time.
+/* repack.c - the CPU backend's weight preparation: Q4_0 and Q4_K matrices repacked 8 rows at a
+ * time.
  *
  * Why: decode reads every weight byte once per token, so its speed is the rate one core turns
  * weight bytes into dot products. Row by row that rate is capped by per-block work that does not
@@ -24,27 +25,93 @@ static inline uint8_t q4_0_nibble(const mx_block_q4_0 *b, int v) {
     return v < 16 ? (uint8_t)(b->qs[v] & 0x0f) : (uint8_t)(b->qs[v - 16] >> 4);
 }
 
-void mx_repack_q4_0x8(const void *src, void *dst, int64_t n, int64_t n_rows) {
-    const int64_t nb = n / MX_QK4_0;
-    const size_t row = (size_t)nb * sizeof(mx_block_q4_0);
-    mx_block_q4_0x8 *out = dst;
+static void repack_q4_0x8(const mx_block_q4_0 *const rows[8], mx_block_q4_0x8 *out) {
+    for (int r = 0; r < 8; r++) {
+        const mx_block_q4_0 *blk = rows[r];
+        out->d[r] = blk->d;
+        for (int j = 0; j < 4; j++)
+            for (int k = 0; k < 4; k++)
+                out->qs[32 * j + 4 * r + k] = (uint8_t)(q4_0_nibble(blk, 4 * j + k) |
+                                                        q4_0_nibble(blk, 4 * (j + 4) + k) << 4);
+    }
+}
+
+/* Where scale / min of sub-block j, row r sit among the 64 values (see mx_block_q4_Kx8). */
+static inline int k8_scale_index(int j, int r) {
+    return 8 * j + r;
+}
+
+static inline int k8_min_index(int j, int r) {
+    return 16 * (j / 2) + 2 * r + j % 2;
+}
+
+static void repack_q4_Kx8(const mx_block_q4_K *const rows[8], mx_block_q4_Kx8 *out) {
+    uint8_t sc[64], mn[64];
+    for (int r = 0; r < 8; r++) {
+        const mx_block_q4_K *blk = rows[r];
+        out->d[r] = blk->d;
+        out->dmin[r] = blk->dmin;
+        for (int j = 0; j < 8; j++)
+            mx_q4_k_scale_min(j, blk->scales, &sc[k8_scale_index(j, r)], &mn[k8_min_index(j, r)]);
+        for (int c = 0; c < 4; c++)
+            for (int v = 0; v < 8; v++)
+                memcpy(out->qs + 256 * c + 32 * v + 4 * r, blk->qs + 32 * c + 4 * v, 4);
+    }
+    for (int k = 0; k < 64; k++)
+        out->sm_lo[k] = (uint8_t)((sc[k] & 0x0f) | (mn[k] & 0x0f) << 4);
+    for (int k = 0; k < 32; k++)
+        out->sm_hi[k] = (uint8_t)((sc[k] >> 4) | (sc[k + 32] >> 4) << 2 | (mn[k] >> 4) << 4 |
+                                  (mn[k + 32] >> 4) << 6);
+}
+
+enum mx_layout mx_repack_layout(enum mx_type type) {
+    return type == MX_TYPE_Q4_0 ? MX_LAYOUT_Q4_0X8
+         : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8 : MX_LAYOUT_GGML;
+}
+
+void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n,
+                    int64_t n_rows) {
+    const bool k = layout == MX_LAYOUT_Q4_KX8;
+    const size_t bsz = k ? sizeof(mx_block_q4_K) : sizeof(mx_block_q4_0);
+    const int64_t nb = n / (k ? MX_QK_K : MX_QK4_0);
+    const size_t row = (size_t)nb * bsz;
+    char *out = dst;
     for (int64_t g = 0; g < n_rows / 8; g++) {
         const char *rows = (const char *)src + (size_t)g * 8 * row;
-        for (int64_t b = 0; b < nb; b++, out++) {
-            for (int r = 0; r < 8; r++) {
-                const mx_block_q4_0 *blk = (const mx_block_q4_0 *)(rows + r * row) + b;
-                out->d[r] = blk->d;
-                for (int j = 0; j < 4; j++)
-                    for (int k = 0; k < 4; k++)
-                        out->qs[32 * j + 4 * r + k] =
-                            (uint8_t)(q4_0_nibble(blk, 4 * j + k) |
-                                      q4_0_nibble(blk, 4 * (j + 4) + k) << 4);
+        for (int64_t b = 0; b < nb; b++, out += 8 * bsz) {
+            const void *blk[8];
+            for (int r = 0; r < 8; r++)
+                blk[r] = rows + r * row + (size_t)b * bsz;
+            if (k)
+                repack_q4_Kx8((const mx_block_q4_K *const *)blk, (mx_block_q4_Kx8 *)out);
+            else
+                repack_q4_0x8((const mx_block_q4_0 *const *)blk, (mx_block_q4_0x8 *)out);
+        }
+    }
+}
+
+static void dequant_q4_Kx8_row(const mx_block_q4_Kx8 *a, int r, float *out, int64_t n) {
+    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
+        float d = mx_fp16_to_fp32(a[b].d[r]), dmin = mx_fp16_to_fp32(a[b].dmin[r]);
+        for (int j = 0; j < 8; j++) {
+            int ks = k8_scale_index(j, r), km = k8_min_index(j, r);
+            int sc = (a[b].sm_lo[ks] & 0x0f) | (a[b].sm_hi[ks % 32] >> (ks < 32 ? 0 : 2) & 3) << 4;
+            int mn = (a[b].sm_lo[km] >> 4) | (a[b].sm_hi[km % 32] >> (km < 32 ? 4 : 6) & 3) << 4;
+            float ds = d * (float)sc, dm = dmin * (float)mn;
+            int c = j / 2, shift = j % 2 ? 4 : 0;
+            for (int l = 0; l < 32; l++) {
+                uint8_t q = a[b].qs[256 * c + 32 * (l / 4) + 4 * r + l % 4];
+                out[32 * j + l] = ds * (float)((q >> shift) & 0x0f) - dm;
             }
         }
     }
 }
 
-void mx_dequant_q4_0x8_row(const void *group, int r, float *out, int64_t n) {
+void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *out, int64_t n) {
+    if (layout == MX_LAYOUT_Q4_KX8) {
+        dequant_q4_Kx8_row(group, r, out, n);
+        return;
+    }
     const mx_block_q4_0x8 *a = group;
     for (int64_t b = 0; b < n / MX_QK4_0; b++) {
         float d = mx_fp16_to_fp32(a[b].d[r]);
@@ -58,12 +125,14 @@ void mx_dequant_q4_0x8_row(const void *group, int r, float *out, int64_t n) {
 }
 
 static bool repackable(const struct mx_cpu *c, const struct mx_tensor *t) {
-    return c->kern.gemm_q4_0x8 && t->type == MX_TYPE_Q4_0 && t->layout == MX_LAYOUT_GGML &&
+    enum mx_layout l = mx_repack_layout(t->type);
+    return l != MX_LAYOUT_GGML && c->kern.gemm_x8[l] && t->layout == MX_LAYOUT_GGML &&
            t->data && mx_tensor_is_contiguous(t) && t->ne[1] % 8 == 0;
 }
 
 /* Splits the repacking of one tensor over the pool by 8-row groups. */
 struct repack_task {
+    enum mx_layout layout;
     const void *src;
     void *dst;
     int64_t n, groups;
@@ -75,8 +144,8 @@ static void repack_task_run(void *args, int ith, int nth) {
     int64_t g0, g1;
     mx_split(t->groups, ith, nth, &g0, &g1);
     if (g1 > g0)
-        mx_repack_q4_0x8((const char *)t->src + (size_t)g0 * t->group_bytes,
-                         (char *)t->dst + (size_t)g0 * t->group_bytes, t->n, (g1 - g0) * 8);
+        mx_repack_rows(t->layout, (const char *)t->src + (size_t)g0 * t->group_bytes,
+                       (char *)t->dst + (size_t)g0 * t->group_bytes, t->n, (g1 - g0) * 8);
 }
 
 int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, int n,
@@ -108,13 +177,13 @@ int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, i
         if (!repackable(c, t))
             continue;
         struct repack_task task = {
-            .src = t->data, .dst = (char *)buf->base + off, .n = t->ne[0],
+            .layout = mx_repack_layout(t->type), .src = t->data, .dst = (char *)buf->base + off, .n = t->ne[0],
             .groups = mx_tensor_nrows(t) / 8, .group_bytes = 8 * t->nb[1],
         };
         mx_pool_run(c->pool, repack_task_run, &task);
         t->data = task.dst;
         t->buf = buf;
-        t->layout = MX_LAYOUT_Q4_0X8;
+        t->layout = task.layout;
         off += (mx_tensor_nbytes(t) + 63) / 64 * 64;
     }
     *out = buf;
