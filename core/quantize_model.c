@@ -419,7 +419,7 @@ int mx_quantize_plan(const struct mx_gguf *g, int ftype, struct mx_quantize_tens
     return rc;
 }
 
-/* ---- conversion -------------------------------------------------------------------------------- */
+/* ---- conversion ---------------------------------------------------------------------------- */
 
 /* One thread's share of a tensor: rows [r0, r1). */
 struct job {

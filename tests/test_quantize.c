@@ -168,7 +168,7 @@ static int teardown(void **state) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* ---- expected types (by hand from llama.cpp's rules) ------------------------------------------ */
+/* ---- expected types (by hand from llama.cpp's rules) --------------------------------------- */
 
 /* Is il one of the listed layers (list ends with -1)? */
 static bool in(int il, const int *list) {
