@@ -1,7 +1,7 @@
-/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, MX_LAYOUT_Q4_KX8,
+/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, _Q4_KX8, _Q6_KX8,
  * kernels/cpu/repack.c) against an oracle written here: double-precision sums of the file
  * layout's dequantized weights times activations rounded as ggml rounds them (Q8_0 blocks for
- * Q4_0, Q8_K for Q4_K), on awkward sizes (one block, odd block counts, one 8-row group, a partial
+ * Q4_0, Q8_K for the K-quants), on awkward sizes (one block, odd block counts, one 8-row group, a partial
  * 32-row tile), every column count the kernels split into (1..4 and remainders), 1 and 3
  * threads, matmul and matmul_id.
  *
@@ -33,7 +33,7 @@
 static struct mx_backend *be1, *be3, *be_scalar;
 static uint64_t rng = 777;
 
-static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K};
+static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K};
 
 /* A random weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
 static struct mx_tensor make_w(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp) {
@@ -71,7 +71,7 @@ static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tenso
 /* ggml's rounding of activations for weights of type: Q8_0 (d = fp16(amax / 127),
  * q = rint(x * 127 / amax)) or Q8_K (iscale = -127 / max, q = min(127, rint(iscale x))). */
 static void round_act(enum mx_type type, float *x, int64_t n) {
-    if (type == MX_TYPE_Q4_K) {
+    if (type == MX_TYPE_Q4_K || type == MX_TYPE_Q6_K) {
         for (int64_t b = 0; b < n; b += 256) {
             float amax = 0, max = 0;
             for (int j = 0; j < 256; j++)
@@ -148,7 +148,7 @@ static void test_matmul_against_oracle(void **state) {
         for (size_t b = 0; b < MX_ARRAY_LEN(n_outs); b++) {
             enum mx_type type = types[ti];
             int64_t n_in = n_blocks[a] * mx_type_traits(type)->blck_size, n_out = n_outs[b];
-            if (type == MX_TYPE_Q4_K && n_blocks[a] == 10)
+            if (type != MX_TYPE_Q4_0 && n_blocks[a] == 10)
                 continue; /* 2560 values: slow and no new case */
             struct mx_tensor w = make_w(type, n_in, n_out, 1);
             float *wd = malloc((size_t)(n_in * n_out) * sizeof(float));
@@ -346,7 +346,8 @@ static int setup(void **state) {
         return -1;
     mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
     if (!mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] ||
-        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8]) {
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8] ||
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q6_KX8]) {
         printf("SKIP: this CPU has no repacked Q4_0 kernels (kernels '%s')\n",
                mx_cpu_of(be1)->kern.name);
         exit(77);

@@ -472,6 +472,102 @@ static void gemm_q4_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row,
     }
 }
 
+/* 4 activation bytes broadcast to the 8 rows' lanes. */
+static inline __m256i bcast4(const int8_t *x) {
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* One ql vector of a repacked Q6_K chunk with its qh vector: the 6-bit values of its low
+ * nibbles (bit pair 0 or, for the odd vector of the pair, 2 of qh) and high nibbles (pair 1 /
+ * 3), see mx_block_q6_Kx8. */
+static inline void q6x8_unpack(const uint8_t *ql, __m256i h, bool odd, __m256i m4, __m256i m30,
+                               __m256i *lo, __m256i *hi) {
+    __m256i l = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i hl = odd ? h : _mm256_slli_epi16(h, 4);
+    __m256i hh = odd ? _mm256_srli_epi16(h, 2) : _mm256_slli_epi16(h, 2);
+    *lo = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+                          _mm256_and_si256(hh, m30));
+}
+
+/* Repacked Q6_K (8 rows, mx_block_q6_Kx8) times NC Q8_K columns. Values are unsigned 6-bit
+ * (q + 32) so maddubs takes them as they are; 32 x (scale-weighted activation group sums, from
+ * the bsums) is taken back at the end of each super-block. Two maddubs per int16 sum at most
+ * (2 x 2 x 63 x 127 = 32004 < 32767), then madd with the group's scales (row r's in lanes 2r,
+ * 2r + 1) into int32. Integer sums are exact: the bits per column do not depend on NC. */
+static inline __attribute__((always_inline)) void
+gemm_q6_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+               size_t ldo) {
+    const mx_block_q6_Kx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_q6_Kx8 *blk = &a[b];
+        __m256i isum[4], off[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = off[c] = _mm256_setzero_si256();
+        for (int ch = 0; ch < 8; ch++) {
+            __m128i sx = _mm_loadu_si128((const __m128i *)blk->ch[ch].scales);
+            __m256i sa = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sx, sx)); /* group 2ch */
+            __m256i sb = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(sx, sx)); /* group 2ch + 1 */
+            __m256i sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sx, _mm_srli_si128(sx, 8)));
+            __m256i h0 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[0]);
+            __m256i h1 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[1]);
+            __m256i lo[4], hi[4];
+            q6x8_unpack(blk->ch[ch].ql[0], h0, false, m4, m30, &lo[0], &hi[0]);
+            q6x8_unpack(blk->ch[ch].ql[1], h0, true, m4, m30, &lo[1], &hi[1]);
+            q6x8_unpack(blk->ch[ch].ql[2], h1, false, m4, m30, &lo[2], &hi[2]);
+            q6x8_unpack(blk->ch[ch].ql[3], h1, true, m4, m30, &lo[3], &hi[3]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 32 * ch;
+                __m256i sla = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], bcast4(x)),
+                                               _mm256_maddubs_epi16(lo[1], bcast4(x + 4)));
+                __m256i slb = _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], bcast4(x + 8)),
+                                               _mm256_maddubs_epi16(lo[3], bcast4(x + 12)));
+                __m256i sha = _mm256_add_epi16(_mm256_maddubs_epi16(hi[0], bcast4(x + 16)),
+                                               _mm256_maddubs_epi16(hi[1], bcast4(x + 20)));
+                __m256i shb = _mm256_add_epi16(_mm256_maddubs_epi16(hi[2], bcast4(x + 24)),
+                                               _mm256_maddubs_epi16(hi[3], bcast4(x + 28)));
+                isum[c] = _mm256_add_epi32(
+                    isum[c],
+                    _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(sla, sa),
+                                                      _mm256_madd_epi16(slb, sa)),
+                                     _mm256_add_epi32(_mm256_madd_epi16(sha, sb),
+                                                      _mm256_madd_epi16(shb, sb))));
+                int32_t bp;
+                memcpy(&bp, xb[c][b].bsums + 2 * ch, 4); /* groups 2ch, 2ch + 1 */
+                off[c] = _mm256_add_epi32(off[c], _mm256_madd_epi16(sp, _mm256_set1_epi32(bp)));
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        for (int c = 0; c < NC; c++) {
+            __m256i t = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(off[c], 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
+                                     _mm256_cvtepi32_ps(t), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q6_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                        float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q6_Kx8_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q6_Kx8_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q6_Kx8_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q6_Kx8_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
 /* Q5_K: Q4_K with a fifth bit per value from qh (bit 2j for the low nibbles of 64-value chunk
  * j, bit 2j + 1 for the high ones). */
 static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
@@ -1128,6 +1224,7 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot4[MX_TYPE_Q4_0] = vec_dot4_q4_0;
     k->gemm_x8[MX_LAYOUT_Q4_0X8] = gemm_q4_0x8;
     k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8;
+    k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;

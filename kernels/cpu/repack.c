@@ -1,5 +1,5 @@
-/* repack.c - the CPU backend's weight preparation: Q4_0 and Q4_K matrices repacked 8 rows at a
- * time.
+/* repack.c - the CPU backend's weight preparation: Q4_0, Q4_K and Q6_K matrices repacked 8 rows
+ * at a time.
  *
  * Why: decode reads every weight byte once per token, so its speed is the rate one core turns
  * weight bytes into dot products. Row by row that rate is capped by per-block work that does not
@@ -64,15 +64,60 @@ static void repack_q4_Kx8(const mx_block_q4_K *const rows[8], mx_block_q4_Kx8 *o
                                   (mn[k + 32] >> 4) << 6);
 }
 
+/* Value v (0..255) of a Q6_K block as unsigned 6 bits (q + 32), as ggml's dequantize_row_q6_K
+ * reads it: half h = v / 128, quarter i, lane l. */
+static inline uint8_t q6_value(const mx_block_q6_K *b, int v) {
+    int h = v / 128, i = (v % 128) / 32, l = v % 32;
+    uint8_t ql = b->ql[64 * h + l + 32 * (i & 1)];
+    uint8_t nib = i >= 2 ? (uint8_t)(ql >> 4) : (uint8_t)(ql & 0x0f);
+    return (uint8_t)(nib | ((b->qh[32 * h + l] >> (2 * i)) & 3) << 4);
+}
+
+static void repack_q6_Kx8(const mx_block_q6_K *const rows[8], mx_block_q6_Kx8 *out) {
+    memset(out, 0, sizeof *out);
+    for (int r = 0; r < 8; r++) {
+        const mx_block_q6_K *blk = rows[r];
+        out->d[r] = blk->d;
+        for (int g = 0; g < 16; g++)
+            out->ch[g / 2].scales[8 * (g % 2) + r] = blk->scales[g];
+        for (int c = 0; c < 8; c++)
+            for (int j = 0; j < 4; j++)
+                for (int i = 0; i < 4; i++) {
+                    uint8_t lo = q6_value(blk, 32 * c + 4 * j + i);
+                    uint8_t hi = q6_value(blk, 32 * c + 16 + 4 * j + i);
+                    out->ch[c].ql[j][4 * r + i] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
+                    int pos = 2 * (j % 2); /* bit pair of lo; hi takes the next */
+                    out->ch[c].qh[j / 2][4 * r + i] |=
+                        (uint8_t)((lo >> 4) << (2 * pos) | (hi >> 4) << (2 * pos + 2));
+                }
+    }
+}
+
+static void dequant_q6_Kx8_row(const mx_block_q6_Kx8 *a, int r, float *out, int64_t n) {
+    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
+        float d = mx_fp16_to_fp32(a[b].d[r]);
+        for (int v = 0; v < 256; v++) {
+            int c = v / 32, w = v % 32, hi = w >= 16, j = (w % 16) / 4, i = w % 4;
+            uint8_t ql = a[b].ch[c].ql[j][4 * r + i];
+            int pos = 2 * (j % 2) + hi;
+            int q = (hi ? ql >> 4 : ql & 0x0f) |
+                    ((a[b].ch[c].qh[j / 2][4 * r + i] >> (2 * pos)) & 3) << 4;
+            out[v] = d * (float)a[b].ch[c].scales[8 * hi + r] * (float)(q - 32);
+        }
+    }
+}
+
 enum mx_layout mx_repack_layout(enum mx_type type) {
     return type == MX_TYPE_Q4_0 ? MX_LAYOUT_Q4_0X8
-         : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8 : MX_LAYOUT_GGML;
+         : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8
+         : type == MX_TYPE_Q6_K ? MX_LAYOUT_Q6_KX8 : MX_LAYOUT_GGML;
 }
 
 void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n,
                     int64_t n_rows) {
-    const bool k = layout == MX_LAYOUT_Q4_KX8;
-    const size_t bsz = k ? sizeof(mx_block_q4_K) : sizeof(mx_block_q4_0);
+    const bool k = layout != MX_LAYOUT_Q4_0X8;
+    const size_t bsz = layout == MX_LAYOUT_Q4_KX8 ? sizeof(mx_block_q4_K)
+                     : layout == MX_LAYOUT_Q6_KX8 ? sizeof(mx_block_q6_K) : sizeof(mx_block_q4_0);
     const int64_t nb = n / (k ? MX_QK_K : MX_QK4_0);
     const size_t row = (size_t)nb * bsz;
     char *out = dst;
@@ -82,7 +127,9 @@ void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n
             const void *blk[8];
             for (int r = 0; r < 8; r++)
                 blk[r] = rows + r * row + (size_t)b * bsz;
-            if (k)
+            if (layout == MX_LAYOUT_Q6_KX8)
+                repack_q6_Kx8((const mx_block_q6_K *const *)blk, (mx_block_q6_Kx8 *)out);
+            else if (k)
                 repack_q4_Kx8((const mx_block_q4_K *const *)blk, (mx_block_q4_Kx8 *)out);
             else
                 repack_q4_0x8((const mx_block_q4_0 *const *)blk, (mx_block_q4_0x8 *)out);
@@ -110,6 +157,10 @@ static void dequant_q4_Kx8_row(const mx_block_q4_Kx8 *a, int r, float *out, int6
 void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *out, int64_t n) {
     if (layout == MX_LAYOUT_Q4_KX8) {
         dequant_q4_Kx8_row(group, r, out, n);
+        return;
+    }
+    if (layout == MX_LAYOUT_Q6_KX8) {
+        dequant_q6_Kx8_row(group, r, out, n);
         return;
     }
     const mx_block_q4_0x8 *a = group;
