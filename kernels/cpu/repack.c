@@ -19,20 +19,13 @@
 
 #include "core/util.h"
 
-/* Value v (0..31) of a Q4_0 block as its unsigned nibble (ggml: qs[i] low = value i, high =
- * value i + 16). */
-static inline uint8_t q4_0_nibble(const mx_block_q4_0 *b, int v) {
-    return v < 16 ? (uint8_t)(b->qs[v] & 0x0f) : (uint8_t)(b->qs[v - 16] >> 4);
-}
-
+/* Byte 4j + k of a Q4_0 block holds values 4j + k (low nibble) and 16 + 4j + k (high nibble):
+ * exactly the pair chunk j of the repacked block wants, so repacking is a gather of 4-byte runs. */
 static void repack_q4_0x8(const mx_block_q4_0 *const rows[8], mx_block_q4_0x8 *out) {
     for (int r = 0; r < 8; r++) {
-        const mx_block_q4_0 *blk = rows[r];
-        out->d[r] = blk->d;
+        out->d[r] = rows[r]->d;
         for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 4; k++)
-                out->qs[32 * j + 4 * r + k] = (uint8_t)(q4_0_nibble(blk, 4 * j + k) |
-                                                        q4_0_nibble(blk, 4 * (j + 4) + k) << 4);
+            memcpy(out->qs + 32 * j + 4 * r, rows[r]->qs + 4 * j, 4);
     }
 }
 
@@ -64,27 +57,32 @@ static void repack_q4_Kx8(const mx_block_q4_K *const rows[8], mx_block_q4_Kx8 *o
                                   (mn[k + 32] >> 4) << 6);
 }
 
-/* Value v (0..255) of a Q6_K block as unsigned 6 bits (q + 32), as ggml's dequantize_row_q6_K
- * reads it: half h = v / 128, quarter i, lane l. */
-static inline uint8_t q6_value(const mx_block_q6_K *b, int v) {
-    int h = v / 128, i = (v % 128) / 32, l = v % 32;
-    uint8_t ql = b->ql[64 * h + l + 32 * (i & 1)];
-    uint8_t nib = i >= 2 ? (uint8_t)(ql >> 4) : (uint8_t)(ql & 0x0f);
-    return (uint8_t)(nib | ((b->qh[32 * h + l] >> (2 * i)) & 3) << 4);
+/* The 256 values of a Q6_K block as unsigned 6 bits (q + 32), in ggml's dequantize_row_q6_K
+ * order: per half h, lane l, quarter i. */
+static void q6_values(const mx_block_q6_K *b, uint8_t v[256]) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            uint8_t ql0 = b->ql[64 * h + l], ql1 = b->ql[64 * h + l + 32], qh = b->qh[32 * h + l];
+            v[128 * h + l] = (uint8_t)((ql0 & 0x0f) | (qh & 3) << 4);
+            v[128 * h + l + 32] = (uint8_t)((ql1 & 0x0f) | ((qh >> 2) & 3) << 4);
+            v[128 * h + l + 64] = (uint8_t)((ql0 >> 4) | ((qh >> 4) & 3) << 4);
+            v[128 * h + l + 96] = (uint8_t)((ql1 >> 4) | ((qh >> 6) & 3) << 4);
+        }
 }
 
 static void repack_q6_Kx8(const mx_block_q6_K *const rows[8], mx_block_q6_Kx8 *out) {
     memset(out, 0, sizeof *out);
+    uint8_t v[256];
     for (int r = 0; r < 8; r++) {
         const mx_block_q6_K *blk = rows[r];
         out->d[r] = blk->d;
         for (int g = 0; g < 16; g++)
             out->ch[g / 2].scales[8 * (g % 2) + r] = blk->scales[g];
+        q6_values(blk, v);
         for (int c = 0; c < 8; c++)
             for (int j = 0; j < 4; j++)
                 for (int i = 0; i < 4; i++) {
-                    uint8_t lo = q6_value(blk, 32 * c + 4 * j + i);
-                    uint8_t hi = q6_value(blk, 32 * c + 16 + 4 * j + i);
+                    uint8_t lo = v[32 * c + 4 * j + i], hi = v[32 * c + 16 + 4 * j + i];
                     out->ch[c].ql[j][4 * r + i] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
                     int pos = 2 * (j % 2); /* bit pair of lo; hi takes the next */
                     out->ch[c].qh[j / 2][4 * r + i] |=
