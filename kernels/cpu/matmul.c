@@ -206,6 +206,7 @@ struct prep_task {
     float *xr;             /* rounded/gathered f32 columns; NULL: use x in place */
     char *xq;              /* quantized columns (NULL: none) */
     const uint8_t *needq;  /* per column: quantize it (NULL: all, when xq) */
+    bool q_only;           /* a quantized column is read only as xq: skip its rounded f32 copy */
     int64_t ncols;
 };
 
@@ -220,8 +221,8 @@ static void prep_task_run(void *args, int ith, int nth) {
             src = p->xv + (t * p->x_ne1 + slot % p->x_ne1) * p->n_in;
         }
         bool q = p->xq && (!p->needq || p->needq[k]);
-        prep_col(p->ap, src, p->n_in, p->xr ? p->xr + k * p->n_in : (float *)src,
-                 q ? p->xq + (size_t)k * p->ap->xq_row : NULL);
+        float *xr = p->xr && !(q && p->q_only) ? p->xr + k * p->n_in : (float *)src;
+        prep_col(p->ap, src, p->n_in, xr, q ? p->xq + (size_t)k * p->ap->xq_row : NULL);
     }
 }
 
@@ -279,8 +280,10 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     char *xq = want_q ? (char *)c->sbuf + xr_bytes : NULL;
     struct mm_job *jobs = (struct mm_job *)((char *)c->sbuf + xr_bytes + xq_bytes);
     const float *xv = x->data;
+    /* quantized columns go to integer kernels that never read x, except repacked weights on
+     * kernels without the repacked GEMM (they dequantize rows and dot with x) */
     struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .xr = xr, .xq = xq,
-                             .ncols = ncols};
+                             .q_only = !w->layout || x8, .ncols = ncols};
     prep_run(c, &prep);
     int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     for (int64_t p = 0; p < planes; p++) {
@@ -387,7 +390,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     }
     struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .map = map, .n_used = n_used,
                              .x_ne1 = x->ne[1], .xr = xr, .xq = xq, .needq = needq,
-                             .ncols = ncols};
+                             .q_only = !w->layout || x8, .ncols = ncols};
     prep_run(c, &prep);
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
