@@ -87,73 +87,80 @@ static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0,
     }
 }
 
+/* One tile u (job u / tiles, rows from (u % tiles) * MX_TILE) of the matmul; buf: the thread's
+ * scratch [MX_TILE, n_in]. */
+static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32) {
+    int64_t n_in = t->n_in;
+    const struct mm_job *j = &t->jobs[u / t->tiles];
+    int64_t o0 = (u % t->tiles) * MX_TILE;
+    int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
+    const char *wt = j->w + (size_t)o0 * t->w_row;
+    if (t->layout != MX_LAYOUT_GGML && j->xq && t->cpu->kern.gemm_x8[t->layout]) {
+        x8_tile(t, j, o0, o1);
+        return;
+    }
+    if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
+        /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
+        int64_t c = 0;
+        for (; c + 4 <= j->n; c += 4) {
+            const char *xc = j->xq + (size_t)c * t->xq_row;
+            int64_t nb = n_in / MX_QK8_0; /* Q8_0 scales as f32, in buf (4 * nb floats) */
+            for (int k = 0; k < 4; k++) {
+                const mx_block_q8_0 *bq =
+                    (const mx_block_q8_0 *)(xc + (size_t)k * t->xq_row);
+                for (int64_t i = 0; i < nb; i++)
+                    buf[k * nb + i] = mx_fp16_to_fp32(bq[i].d);
+            }
+            for (int64_t o = o0; o < o1; o++) {
+                float r[4];
+                t->vdot4(n_in, j->w + (size_t)o * t->w_row, xc, t->xq_row, buf, r);
+                for (int k = 0; k < 4; k++)
+                    j->y[(c + k) * j->ldy + o] = r[k];
+            }
+        }
+        for (; c < j->n; c++)
+            for (int64_t o = o0; o < o1; o++)
+                j->y[c * j->ldy + o] =
+                    t->vdot(n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row);
+        return;
+    }
+    if (j->n >= MX_GEMM_MIN_COLS) {
+        const float *a = (const float *)wt;
+        if (!is_f32) {
+            dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o0, o1 - o0, n_in, buf);
+            a = buf;
+        }
+        cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)j->n,
+                    (int)n_in, 1.0f, a, (int)n_in, j->x, (int)n_in, 0.0f, j->y + o0,
+                    (int)j->ldy);
+        return;
+    }
+    for (int64_t o = o0; o < o1; o++) {
+        const char *wr = j->w + (size_t)o * t->w_row;
+        if (t->vdot && j->xq) {
+            for (int64_t c = 0; c < j->n; c++)
+                j->y[c * j->ldy + o] = t->vdot(n_in, wr, j->xq + (size_t)c * t->xq_row);
+            continue;
+        }
+        const float *wf = (const float *)wr;
+        if (!is_f32) {
+            dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o, 1, n_in, buf);
+            wf = buf;
+        }
+        for (int64_t c = 0; c < j->n; c++)
+            j->y[c * j->ldy + o] = t->cpu->kern.dot_f32(n_in, wf, j->x + c * n_in);
+    }
+}
+
 static void mm_task_run(void *args, int ith, int nth) {
     const struct mm_task *t = args;
-    int64_t u0, u1, n_in = t->n_in;
-    float *buf = t->cpu->tbuf[ith]; /* [MX_TILE, n_in] */
-    bool is_f32 = t->wtype == MX_TYPE_F32;
+    int64_t u0, u1;
+    /* One contiguous run of tiles per thread: one sequential stream each for the prefetcher.
+     * (Chunks taken from a shared counter were measured slower in decode: 82 vs 87 tok/s,
+     * medians of 5 alternating runs on the Q4_K_M bench model.) */
     mx_split((int64_t)t->n_jobs * t->tiles, ith, nth, &u0, &u1);
-    for (int64_t u = u0; u < u1; u++) {
-        const struct mm_job *j = &t->jobs[u / t->tiles];
-        int64_t o0 = (u % t->tiles) * MX_TILE;
-        int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
-        const char *wt = j->w + (size_t)o0 * t->w_row;
-        if (t->layout != MX_LAYOUT_GGML && j->xq && t->cpu->kern.gemm_x8[t->layout]) {
-            x8_tile(t, j, o0, o1);
-            continue;
-        }
-        if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
-            /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
-            int64_t c = 0;
-            for (; c + 4 <= j->n; c += 4) {
-                const char *xc = j->xq + (size_t)c * t->xq_row;
-                int64_t nb = n_in / MX_QK8_0; /* Q8_0 scales as f32, in buf (4 * nb floats) */
-                for (int k = 0; k < 4; k++) {
-                    const mx_block_q8_0 *bq =
-                        (const mx_block_q8_0 *)(xc + (size_t)k * t->xq_row);
-                    for (int64_t i = 0; i < nb; i++)
-                        buf[k * nb + i] = mx_fp16_to_fp32(bq[i].d);
-                }
-                for (int64_t o = o0; o < o1; o++) {
-                    float r[4];
-                    t->vdot4(n_in, j->w + (size_t)o * t->w_row, xc, t->xq_row, buf, r);
-                    for (int k = 0; k < 4; k++)
-                        j->y[(c + k) * j->ldy + o] = r[k];
-                }
-            }
-            for (; c < j->n; c++)
-                for (int64_t o = o0; o < o1; o++)
-                    j->y[c * j->ldy + o] =
-                        t->vdot(n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row);
-            continue;
-        }
-        if (j->n >= MX_GEMM_MIN_COLS) {
-            const float *a = (const float *)wt;
-            if (!is_f32) {
-                dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o0, o1 - o0, n_in, buf);
-                a = buf;
-            }
-            cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)j->n,
-                        (int)n_in, 1.0f, a, (int)n_in, j->x, (int)n_in, 0.0f, j->y + o0,
-                        (int)j->ldy);
-            continue;
-        }
-        for (int64_t o = o0; o < o1; o++) {
-            const char *wr = j->w + (size_t)o * t->w_row;
-            if (t->vdot && j->xq) {
-                for (int64_t c = 0; c < j->n; c++)
-                    j->y[c * j->ldy + o] = t->vdot(n_in, wr, j->xq + (size_t)c * t->xq_row);
-                continue;
-            }
-            const float *wf = (const float *)wr;
-            if (!is_f32) {
-                dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o, 1, n_in, buf);
-                wf = buf;
-            }
-            for (int64_t c = 0; c < j->n; c++)
-                j->y[c * j->ldy + o] = t->cpu->kern.dot_f32(n_in, wf, j->x + c * n_in);
-        }
-    }
+    for (int64_t u = u0; u < u1; u++)
+        mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
 }
 
 /* Sizes of the activation copies for ncols columns: f32 (rounded) and quantized. */
