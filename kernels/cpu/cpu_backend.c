@@ -169,12 +169,23 @@ static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type
 
 /* ---- op glue --------------------------------------------------------------------------------- */
 
-/* Runs fn on the pool and turns a status a task reported into the op's error. */
-static int run(struct mx_backend *be, mx_pool_fn fn, struct mx_ref_args *a, const char *op) {
+/* Below this many output values an elementwise op runs on the calling thread: a decode step's
+ * norms, adds and activations are a few thousand values, less work than waking the workers and
+ * meeting them at the barrier (about 150 such ops per token). */
+#define MX_SERIAL_MAX ((int64_t)1 << 15)
+
+/* Runs fn on the pool (or, for a small elementwise op, on this thread alone: every task gives
+ * the same bits for any thread count) and turns a status a task reported into the op's error.
+ * elementwise: the op's cost follows its output size (not attention, conv2d, kv_shift). */
+static int run(struct mx_backend *be, mx_pool_fn fn, struct mx_ref_args *a, const char *op,
+               bool elementwise) {
     a->cpu = be->ctx;
     a->act_mode = be->act_mode;
     atomic_store(&a->status, 0);
-    mx_pool_run(a->cpu->pool, fn, a);
+    if (elementwise && mx_tensor_nelements(a->dst) < MX_SERIAL_MAX)
+        fn(a, 0, 1);
+    else
+        mx_pool_run(a->cpu->pool, fn, a);
     int st = atomic_load(&a->status);
     if (st < 0) {
         be->last_err.code = st;
@@ -189,32 +200,32 @@ static int run(struct mx_backend *be, mx_pool_fn fn, struct mx_ref_args *a, cons
 static int cpu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                         const struct mx_tensor *ids) {
     ARGS(.dst = dst, .src = {w, ids});
-    return run(be, mx_ref_get_rows, &a, "get_rows (token id outside the vocabulary?)");
+    return run(be, mx_ref_get_rows, &a, "get_rows (token id outside the vocabulary?)", true);
 }
 
 static int cpu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                         const struct mx_tensor *w, float eps) {
     ARGS(.dst = dst, .src = {x, w}, .f = eps);
-    return run(be, mx_ref_rms_norm, &a, "rms_norm");
+    return run(be, mx_ref_rms_norm, &a, "rms_norm", true);
 }
 
 static int cpu_layer_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                           const struct mx_tensor *w, const struct mx_tensor *b, float eps) {
     ARGS(.dst = dst, .src = {x, w, b}, .f = eps);
-    return run(be, mx_ref_layer_norm, &a, "layer_norm");
+    return run(be, mx_ref_layer_norm, &a, "layer_norm", true);
 }
 
 static int cpu_group_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                           const struct mx_tensor *w, const struct mx_tensor *b, int n_groups,
                           float eps) {
     ARGS(.dst = dst, .src = {x, w, b}, .f = eps, .i = n_groups);
-    return run(be, mx_ref_group_norm, &a, "group_norm");
+    return run(be, mx_ref_group_norm, &a, "group_norm", true);
 }
 
 static int cpu_rope(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                     const struct mx_tensor *pos, const struct mx_rope_params *p) {
     ARGS(.dst = dst, .src = {x, pos}, .p = p);
-    return run(be, mx_ref_rope, &a, "rope");
+    return run(be, mx_ref_rope, &a, "rope", true);
 }
 
 static int cpu_kv_shift(struct mx_backend *be, struct mx_tensor *kcache,
@@ -224,7 +235,7 @@ static int cpu_kv_shift(struct mx_backend *be, struct mx_tensor *kcache,
     if (rc < 0)
         return rc;
     ARGS(.dst = kcache, .src = {delta}, .i = head_dim, .p = p);
-    return run(be, mx_ref_kv_shift, &a, "kv_shift");
+    return run(be, mx_ref_kv_shift, &a, "kv_shift", false);
 }
 
 static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
@@ -239,53 +250,53 @@ static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct m
     if (rc < 0)
         return rc;
     ARGS(.dst = dst, .src = {q, kcache, vcache, qpos, kpos}, .p = p);
-    return run(be, fast ? c->kern.attn : mx_ref_attn, &a, "attn");
+    return run(be, fast ? c->kern.attn : mx_ref_attn, &a, "attn", false);
 }
 
 static int cpu_softmax(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                        float scale) {
     ARGS(.dst = dst, .src = {x}, .f = scale);
-    return run(be, mx_ref_softmax, &a, "softmax");
+    return run(be, mx_ref_softmax, &a, "softmax", true);
 }
 
 static int cpu_silu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    return run(be, mx_ref_silu, &a, "silu");
+    return run(be, mx_ref_silu, &a, "silu", true);
 }
 
 static int cpu_gelu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    return run(be, mx_ref_gelu, &a, "gelu");
+    return run(be, mx_ref_gelu, &a, "gelu", true);
 }
 
 static int cpu_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
                         const struct mx_tensor *u) {
     ARGS(.dst = dst, .src = {g, u});
-    return run(be, mx_ref_silu_mul, &a, "silu_mul");
+    return run(be, mx_ref_silu_mul, &a, "silu_mul", true);
 }
 
 static int cpu_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
                         const struct mx_tensor *u) {
     ARGS(.dst = dst, .src = {g, u});
-    return run(be, mx_ref_gelu_mul, &a, "gelu_mul");
+    return run(be, mx_ref_gelu_mul, &a, "gelu_mul", true);
 }
 
 static int cpu_add(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *y) {
     ARGS(.dst = dst, .src = {x, y});
-    return run(be, mx_ref_add, &a, "add");
+    return run(be, mx_ref_add, &a, "add", true);
 }
 
 static int cpu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *y) {
     ARGS(.dst = dst, .src = {x, y});
-    return run(be, mx_ref_mul, &a, "mul");
+    return run(be, mx_ref_mul, &a, "mul", true);
 }
 
 static int cpu_scale(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                      float s) {
     ARGS(.dst = dst, .src = {x}, .f = s);
-    return run(be, mx_ref_scale, &a, "scale");
+    return run(be, mx_ref_scale, &a, "scale", true);
 }
 
 static int cpu_cpy(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *src) {
@@ -293,7 +304,7 @@ static int cpu_cpy(struct mx_backend *be, struct mx_tensor *dst, const struct mx
     if (rc < 0)
         return rc;
     ARGS(.dst = dst, .src = {src});
-    return run(be, mx_ref_cpy, &a, "cpy");
+    return run(be, mx_ref_cpy, &a, "cpy", true);
 }
 
 static int cpu_moe_route(struct mx_backend *be, struct mx_tensor *ids, struct mx_tensor *weights,
@@ -302,13 +313,13 @@ static int cpu_moe_route(struct mx_backend *be, struct mx_tensor *ids, struct mx
     if (rc < 0)
         return rc;
     ARGS(.dst = ids, .dst2 = weights, .src = {logits}, .flag = renorm);
-    return run(be, mx_ref_moe_route, &a, "moe_route");
+    return run(be, mx_ref_moe_route, &a, "moe_route", true);
 }
 
 static int cpu_moe_combine(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *y,
                            const struct mx_tensor *weights) {
     ARGS(.dst = dst, .src = {y, weights});
-    return run(be, mx_ref_moe_combine, &a, "moe_combine");
+    return run(be, mx_ref_moe_combine, &a, "moe_combine", true);
 }
 
 static int cpu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
@@ -318,29 +329,29 @@ static int cpu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct
     if (c->kern.conv2d)
         return c->kern.conv2d(be, dst, x, w, b, p);
     ARGS(.dst = dst, .src = {x, w, b}, .p = p);
-    return run(be, mx_ref_conv2d, &a, "conv2d");
+    return run(be, mx_ref_conv2d, &a, "conv2d", false);
 }
 
 static int cpu_upsample(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                         int factor) {
     ARGS(.dst = dst, .src = {x}, .i = factor);
-    return run(be, mx_ref_upsample, &a, "upsample");
+    return run(be, mx_ref_upsample, &a, "upsample", true);
 }
 
 static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                       const struct mx_tensor *y, int dim) {
     ARGS(.dst = dst, .src = {x, y}, .i = dim);
-    return run(be, mx_ref_concat, &a, "concat");
+    return run(be, mx_ref_concat, &a, "concat", true);
 }
 
 static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    return run(be, mx_ref_gelu_quick, &a, "gelu_quick");
+    return run(be, mx_ref_gelu_quick, &a, "gelu_quick", true);
 }
 
 static int cpu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    return run(be, mx_ref_transpose, &a, "transpose");
+    return run(be, mx_ref_transpose, &a, "transpose", true);
 }
 
 /* ---- backend --------------------------------------------------------------------------------- */
