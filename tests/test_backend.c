@@ -918,6 +918,59 @@ static void test_attn_against_oracle(void **state) {
  * blocks, GQA, holes, a window, long-ish cache. Both compute in f32 from the same cache values;
  * only exp() (Cephes polynomial vs libm, ~1 ulp) and the summation order differ: 1e-5 on outputs
  * of magnitude <= 1. */
+/* One-token attention over a long cache takes the split path (chunks of cells, partials merged
+ * per head): against the reference for every cache type and both activation modes, with empty
+ * cells, future cells, a window that hides whole chunks, and a query that sees nothing; and the
+ * same bits for 1 and 4 threads (the chunking depends on the cache length only). */
+static void test_attn_split_decode(void **state) {
+    if (!mx_cpu_of(be4)->kern.attn_split) {
+        printf("no split decode attention on this CPU: nothing to compare\n");
+        return;
+    }
+    int hd = 64, nh = 8, nkv = 2, ncell = 3001, ekv = hd * nkv;
+    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
+    int32_t qposs[] = {2800, 2800, 0};
+    int windows[] = {0, 500, 0};
+    for (int ti = 0; ti < 3; ti++)
+        for (int k = 0; k < 3; k++) {
+            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, 1, 1),
+                             src = mk(MX_TYPE_F32, ekv, ncell, 1, 1);
+            struct mx_tensor kc = mk(types[ti], ekv, ncell, 1, 1),
+                             vc = mk(types[ti], ekv, ncell, 1, 1);
+            struct mx_tensor qp = mk(MX_TYPE_I32, 1, 1, 1, 1), kp = mk(MX_TYPE_I32, ncell, 1, 1, 1);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, hd, nh, 1, 1), y2 = mk(MX_TYPE_F32, hd, nh, 1, 1);
+            struct mx_tensor y3 = mk(MX_TYPE_F32, hd, nh, 1, 1);
+            fill(&q, 1.0f);
+            fill(&src, 1.0f);
+            assert_int_equal(mx_op_cpy(be4, &kc, &src), 0);
+            fill(&src, 1.0f);
+            assert_int_equal(mx_op_cpy(be4, &vc, &src), 0);
+            for (int j = 0; j < ncell; j++) /* holes, and a query at 0 that sees nothing */
+                I(&kp)[j] = j % 37 == 5 ? -1 : (k == 2 ? j + 1 : j);
+            I(&qp)[0] = qposs[k];
+            struct mx_attn_params p = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                                       .n_kv = ncell, .scale = 0.125f, .window = windows[k]};
+            for (int mode = 0; mode < 2; mode++) {
+                mx_backend_set_act_mode(be4, mode);
+                mx_backend_set_act_mode(be1, mode);
+                mx_backend_set_act_mode(be_scalar, mode);
+                assert_int_equal(mx_op_attn(be4, &y1, &q, &kc, &vc, &qp, &kp, &p), 0);
+                assert_int_equal(mx_op_attn(be_scalar, &y2, &q, &kc, &vc, &qp, &kp, &p), 0);
+                assert_int_equal(mx_op_attn(be1, &y3, &q, &kc, &vc, &qp, &kp, &p), 0);
+                double tol = mode == MX_ACT_GGML && types[ti] == MX_TYPE_F16 ? 1e-3 : 1e-5;
+                double d = maxdiff(F(&y1), F(&y2), hd * nh);
+                if (d > tol)
+                    fail_msg("split attn %s case %d mode %d: %g from the reference",
+                             mx_type_name(types[ti]), k, mode, d);
+                assert_memory_equal(y1.data, y3.data, (size_t)(hd * nh) * sizeof(float));
+            }
+            mx_backend_set_act_mode(be4, MX_ACT_GGML);
+            mx_backend_set_act_mode(be1, MX_ACT_GGML);
+            mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
+            free_all();
+        }
+}
+
 static void test_attn_fast_equals_reference(void **state) {
     if (!mx_cpu_of(be4)->kern.attn) {
         printf("no fast attention on this CPU: nothing to compare\n");
@@ -1444,6 +1497,7 @@ int main(void) {
         cmocka_unit_test_setup(test_rope_large_positions_follow_ggml, reset_modes),
         cmocka_unit_test_setup(test_attn_against_oracle, reset_modes),
         cmocka_unit_test_setup(test_attn_fast_equals_reference, reset_modes),
+        cmocka_unit_test_setup(test_attn_split_decode, reset_modes),
         cmocka_unit_test_setup(test_attn_incremental_equals_batch, reset_modes),
         cmocka_unit_test_setup(test_kv_shift, reset_modes),
         cmocka_unit_test_setup(test_cpy_conversions, reset_modes),

@@ -139,6 +139,10 @@ struct mx_cpu_kernels {
      * online softmax; NULL: use mx_ref_attn. Needs head_dim % 8 == 0 and the per-thread
      * scratch from mx_attn_fast_scratch. */
     mx_pool_fn attn;
+    /* Decode attention (one query token, n_kv >= MX_ATTN_SPLIT_MIN) split over the cache:
+     * attn_split writes per-chunk partials to the shared scratch (mx_attn_split_scratch), then
+     * attn_merge combines them into dst. NULL: attn covers decode too. */
+    mx_pool_fn attn_split, attn_merge;
     /* conv2d through im2col + sgemm (conv_gemm.c); NULL: the direct reference loop */
     int (*conv2d)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                   const struct mx_tensor *w, const struct mx_tensor *b,
@@ -157,6 +161,29 @@ struct mx_cpu_kernels {
  * block's scores and weighted values with sgemm, MX_ATTN_GBLOCK cells at a time. */
 #define MX_ATTN_GEMM_ROWS 16
 #define MX_ATTN_GBLOCK 256
+
+/* From this many cells a one-token attention goes through attn_split / attn_merge. */
+#define MX_ATTN_SPLIT_MIN 1024
+
+/* Cells per chunk of the split decode attention: at least 256, at most 64 chunks, a multiple
+ * of MX_ATTN_CBLOCK. Depends on n_kv only (so results do not depend on the thread count). */
+static inline int64_t mx_attn_split_chunk(int64_t n_kv) {
+    int64_t c = (n_kv + 63) / 64 > 256 ? (n_kv + 63) / 64 : 256;
+    return (c + MX_ATTN_CBLOCK - 1) / MX_ATTN_CBLOCK * MX_ATTN_CBLOCK;
+}
+
+/* Floats of the split decode attention's scratch: per thread (queries, K and V blocks) and
+ * shared (every chunk's partial: n_head x (head_dim + 2)). */
+static inline int64_t mx_attn_split_thread_scratch(int64_t head_dim, int64_t n_head,
+                                                   int64_t n_head_kv) {
+    return n_head * head_dim + 2 * MX_ATTN_CBLOCK * n_head_kv * head_dim + 16;
+}
+
+static inline int64_t mx_attn_split_shared_scratch(int64_t head_dim, int64_t n_head,
+                                                   int64_t n_kv) {
+    int64_t chunk = mx_attn_split_chunk(n_kv);
+    return (n_kv + chunk - 1) / chunk * n_head * (head_dim + 2) + 16;
+}
 
 /* Floats of per-thread scratch the fast attention needs (both paths). */
 static inline int64_t mx_attn_fast_scratch(int64_t head_dim, int64_t group) {

@@ -244,6 +244,21 @@ static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct m
                     const struct mx_attn_params *p) {
     struct mx_cpu *c = be->ctx;
     bool fast = c->kern.attn && p->head_dim % 8 == 0;
+    if (fast && c->kern.attn_split && q->ne[2] == 1 && p->n_kv >= MX_ATTN_SPLIT_MIN) {
+        int64_t per = mx_attn_split_thread_scratch(p->head_dim, p->n_head, p->n_head_kv);
+        int64_t shared = mx_attn_split_shared_scratch(p->head_dim, p->n_head, p->n_kv);
+        int rc = mx_cpu_reserve(c, (size_t)per * sizeof(float), (size_t)shared * sizeof(float));
+        if (rc < 0) {
+            be->last_err.code = rc;
+            snprintf(be->last_err.msg, sizeof be->last_err.msg,
+                     "attn: cannot allocate %lld + %lld floats of scratch", (long long)per,
+                     (long long)shared);
+            return rc;
+        }
+        ARGS(.dst = dst, .src = {q, kcache, vcache, qpos, kpos}, .p = p);
+        rc = run(be, c->kern.attn_split, &a, "attn", false);
+        return rc < 0 ? rc : run(be, c->kern.attn_merge, &a, "attn", false);
+    }
     int64_t need = fast ? mx_attn_fast_scratch(p->head_dim, p->n_head / p->n_head_kv)
                         : p->n_kv + 3 * (int64_t)p->head_dim;
     int rc = reserve_f32(be, "attn", need);

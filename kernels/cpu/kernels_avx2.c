@@ -29,6 +29,16 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* The horizontal sums of 8 vectors as one vector (lane j = sum of d[j]): a transpose-add tree,
+ * 9 instructions instead of 8 separate horizontal sums. */
+static inline __m256 hsum8x8(const __m256 d[8]) {
+    __m256 t0 = _mm256_hadd_ps(d[0], d[1]), t1 = _mm256_hadd_ps(d[2], d[3]);
+    __m256 t2 = _mm256_hadd_ps(d[4], d[5]), t3 = _mm256_hadd_ps(d[6], d[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 static float dot_f32_avx2(int64_t n, const float *a, const float *b) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -1051,6 +1061,203 @@ static void attn_blocks_gemm(const struct mx_ref_args *a, int64_t g, int64_t t0,
     }
 }
 
+/* Scores of one query row against 8 staged keys (kb: 8 rows of hd, ld apart): the 8 dot products
+ * advance
+ * together (8 independent FMA chains; one chain per key ran at FMA latency, not throughput),
+ * then one transpose-add tree gives the 8 sums. */
+static inline __m256 qk8(const float *qr, const float *kb, int64_t hd, int64_t ld) {
+    __m256 d[8];
+    __m256 q0 = _mm256_loadu_ps(qr);
+#pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++)
+        d[jj] = _mm256_mul_ps(q0, _mm256_loadu_ps(kb + jj * ld));
+    for (int64_t i = 8; i < hd; i += 8) {
+        __m256 qi = _mm256_loadu_ps(qr + i);
+    #pragma GCC unroll 8
+    for (int jj = 0; jj < 8; jj++)
+            d[jj] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kb + jj * ld + i), d[jj]);
+    }
+    return hsum8x8(d);
+}
+
+/* ar[0..hd) = ar * corr + sum_j pj[j] * vb[j][..] over n cells (rows ld apart): 64 dimensions at a time, so 8
+ * independent FMA chains run at throughput (two chains over all cells were latency-bound). */
+static inline void pv_accum(float *ar, const float *pj, const float *vb, int64_t n, int64_t hd,
+                            int64_t ld, float corr) {
+    __m256 cv = _mm256_set1_ps(corr);
+    int64_t i0 = 0;
+    for (; i0 + 64 <= hd; i0 += 64) {
+        __m256 o[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            o[k] = _mm256_mul_ps(_mm256_loadu_ps(ar + i0 + 8 * k), cv);
+        for (int64_t j = 0; j < n; j++) {
+            __m256 pv = _mm256_set1_ps(pj[j]);
+    #pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+                o[k] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vb + j * ld + i0 + 8 * k), o[k]);
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_ps(ar + i0 + 8 * k, o[k]);
+    }
+    for (; i0 < hd; i0 += 8) {
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), cv), o1 = _mm256_setzero_ps();
+        for (int64_t j = 0; j + 1 < n; j += 2) {
+            o0 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]), _mm256_loadu_ps(vb + j * ld + i0), o0);
+            o1 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j + 1]),
+                                 _mm256_loadu_ps(vb + (j + 1) * ld + i0), o1);
+        }
+        if (n % 2)
+            o0 = _mm256_fmadd_ps(_mm256_set1_ps(pj[n - 1]),
+                                 _mm256_loadu_ps(vb + (n - 1) * ld + i0), o0);
+        _mm256_storeu_ps(ar + i0, _mm256_add_ps(o0, o1));
+    }
+}
+
+/* ---- decode attention split over the cache ----------------------------------------------------
+ * One query token: the work is reading the whole K/V cache once. Split by heads, each thread
+ * walked the cache once per KV head, taking a head_dim slice of every row (256 of 2048 bytes):
+ * strided reads that kept it near 4 GB/s. Here the cache is cut into chunks of cells; a chunk is
+ * read row by row once (a 32-cell block of whole rows, converted to f32, stays in L2 while every
+ * KV head takes its slice) and
+ * gives each head a partial (max, sum, unnormalised output), merged per head in chunk order
+ * afterwards (flash-decoding). The chunking depends on n_kv only, never on the thread count,
+ * so results are the same for any number of threads. */
+
+static void attn_split_avx2(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
+    const int32_t *kpos = a->src[4]->data;
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, n_kv = p->n_kv, H = p->n_head, G = H / p->n_head_kv;
+    const int64_t kvd = p->n_head_kv * hd, CB = MX_ATTN_CBLOCK, NS = CB / 8;
+    const int64_t chunk = mx_attn_split_chunk(n_kv), nch = (n_kv + chunk - 1) / chunk;
+    const int32_t qp = ((const int32_t *)a->src[3]->data)[0];
+    const bool ggml = a->act_mode == MX_ACT_GGML;
+    float *qs = a->cpu->tbuf[ith]; /* [H][hd] (rounded) queries */
+    float *kb = qs + H * hd;       /* [CB][kvd]: a block's keys, all heads */
+    float *vb = kb + CB * kvd;     /* [CB][kvd] */
+    int64_t k0, k1;
+    mx_split(nch, ith, nth, &k0, &k1);
+    if (k0 >= k1)
+        return;
+    for (int64_t h = 0; h < H; h++) {
+        float *qr = qs + h * hd;
+        memcpy(qr, (const char *)q->data + (size_t)h * q->nb[1], (size_t)hd * sizeof(float));
+        if (ggml && kc->type == MX_TYPE_F16)
+            mx_ref_round_act(MX_TYPE_F16, qr, hd);
+        else if (ggml && kc->type == MX_TYPE_Q8_0 && hd % 32 == 0)
+            mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
+    }
+    for (int64_t k = k0; k < k1; k++) {
+        float *acc = (float *)a->cpu->sbuf + k * H * (hd + 2); /* [H][hd], then m[H], l[H] */
+        float *mrow = acc + H * hd, *lrow = mrow + H;
+        for (int64_t h = 0; h < H; h++) {
+            mrow[h] = -INFINITY;
+            lrow[h] = 0.0f;
+        }
+        memset(acc, 0, (size_t)(H * hd) * sizeof(float));
+        for (int64_t c0 = k * chunk; c0 < MX_MIN((k + 1) * chunk, n_kv); c0 += CB) {
+            int32_t kp[MX_ATTN_CBLOCK];
+            __m256 vis[MX_ATTN_CBLOCK / 8];
+            int any = 0;
+            for (int64_t j = 0; j < CB; j++)
+                kp[j] = c0 + j < MX_MIN((k + 1) * chunk, n_kv) ? kpos[c0 + j] : -1;
+            for (int64_t sb = 0; sb < NS; sb++) {
+                __m256i kv = _mm256_loadu_si256((const __m256i *)(kp + 8 * sb));
+                __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kv, _mm256_set1_epi32(-1)),
+                                             _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kv));
+                if (p->window > 0)
+                    v = _mm256_and_si256(v, _mm256_cmpgt_epi32(
+                                                _mm256_set1_epi32(p->window),
+                                                _mm256_sub_epi32(_mm256_set1_epi32(qp), kv)));
+                vis[sb] = _mm256_castsi256_ps(v);
+                any |= !_mm256_testz_si256(v, v);
+            }
+            if (!any)
+                continue;
+            /* whole rows, every head at once: the cache streams in order */
+            for (int64_t j = 0; j < CB; j++) {
+                if (kp[j] < 0) { /* empty cell: its score is masked; keep V finite */
+                    memset(kb + j * kvd, 0, (size_t)kvd * sizeof(float));
+                    memset(vb + j * kvd, 0, (size_t)kvd * sizeof(float));
+                    continue;
+                }
+                load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], 0,
+                           kvd, kb + j * kvd);
+                load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], 0,
+                           kvd, vb + j * kvd);
+            }
+            for (int64_t g = 0; g < p->n_head_kv; g++) {
+                for (int64_t h = g * G; h < (g + 1) * G; h++) {
+                    const float *qr = qs + h * hd;
+                    __m256 sv[MX_ATTN_CBLOCK / 8], mv = _mm256_set1_ps(-INFINITY);
+                    for (int64_t sb = 0; sb < NS; sb++) {
+                        sv[sb] = _mm256_blendv_ps(
+                            _mm256_set1_ps(-INFINITY),
+                            _mm256_mul_ps(qk8(qr, kb + 8 * sb * kvd + g * hd, hd, kvd),
+                                          _mm256_set1_ps(p->scale)),
+                            vis[sb]);
+                        mv = _mm256_max_ps(mv, sv[sb]);
+                    }
+                    float mb = hmax8(mv);
+                    if (mb == -INFINITY)
+                        continue;
+                    float mold = mrow[h], mnew = mold > mb ? mold : mb;
+                    float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+                    __m256 lsum = _mm256_setzero_ps();
+                    float pj[MX_ATTN_CBLOCK];
+                    for (int64_t sb = 0; sb < NS; sb++) {
+                        __m256 pv = _mm256_and_ps(
+                            exp8(_mm256_sub_ps(sv[sb], _mm256_set1_ps(mnew))), vis[sb]);
+                        lsum = _mm256_add_ps(lsum, pv);
+                        _mm256_storeu_ps(pj + 8 * sb, pv);
+                    }
+                    lrow[h] = lrow[h] * corr + hsum8(lsum);
+                    mrow[h] = mnew;
+                    pv_accum(acc + h * hd, pj, vb + g * hd, CB, hd, kvd, corr);
+                }
+            }
+        }
+    }
+}
+
+/* Per head, the chunks' partials in chunk order: out = sum_k acc_k e^(m_k - M) / sum_k l_k
+ * e^(m_k - M), M the largest m_k; a head that saw no cell gets zeros. */
+static void attn_merge_avx2(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, H = p->n_head;
+    const int64_t chunk = mx_attn_split_chunk(p->n_kv), nch = (p->n_kv + chunk - 1) / chunk;
+    const float *part = a->cpu->sbuf;
+    int64_t h0, h1;
+    mx_split(H, ith, nth, &h0, &h1);
+    for (int64_t h = h0; h < h1; h++) {
+        float M = -INFINITY, L = 0.0f;
+        for (int64_t k = 0; k < nch; k++)
+            M = fmaxf(M, part[k * H * (hd + 2) + H * hd + h]);
+        float *y = (float *)((char *)a->dst->data + (size_t)h * a->dst->nb[1]);
+        memset(y, 0, (size_t)hd * sizeof(float));
+        if (M == -INFINITY)
+            continue;
+        for (int64_t k = 0; k < nch; k++) {
+            const float *acc = part + k * H * (hd + 2), *mrow = acc + H * hd, *lrow = mrow + H;
+            if (mrow[h] == -INFINITY)
+                continue;
+            float w = expf(mrow[h] - M);
+            L += lrow[h] * w;
+            __m256 wv = _mm256_set1_ps(w);
+            for (int64_t i = 0; i < hd; i += 8)
+                _mm256_storeu_ps(y + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(acc + h * hd + i),
+                                                        _mm256_loadu_ps(y + i)));
+        }
+        __m256 inv = _mm256_set1_ps(L > 0.0f ? 1.0f / L : 0.0f);
+        for (int64_t i = 0; i < hd; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    }
+}
+
 static void attn_avx2(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
     const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
@@ -1160,16 +1367,11 @@ static void attn_avx2(void *args, int ith, int nth) {
                                                     s[sb]);
                     }
                 } else {
-                    float sc[MX_ATTN_CBLOCK];
-                    for (int64_t j = 0; j < CB; j++) {
-                        __m256 d0 = _mm256_setzero_ps();
-                        for (int64_t i = 0; i < hd; i += 8)
-                            d0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i),
-                                                 _mm256_loadu_ps(kb + j * hd + i), d0);
-                        sc[j] = hsum8(d0);
-                    }
+                    /* 8 cells' dot products at once, reduced together (hsum8x8): a horizontal
+                     * sum per cell cost as much as the cell's FMAs and kept decode attention at
+                     * a few GB/s of cache */
                     for (int64_t sb = 0; sb < NS; sb++)
-                        s[sb] = _mm256_loadu_ps(sc + 8 * sb);
+                        s[sb] = qk8(qr, kb + 8 * sb * hd, hd, hd);
                 }
                 for (int64_t sb = 0; sb < NS; sb++) {
                     s[sb] = _mm256_mul_ps(s[sb], _mm256_set1_ps(p->scale));
@@ -1188,19 +1390,7 @@ static void attn_avx2(void *args, int ith, int nth) {
                 }
                 lrow[r] = lrow[r] * corr + hsum8(lsum);
                 mrow[r] = mnew;
-                float *ar = acc + r * hd;
-                __m256 cv = _mm256_set1_ps(corr);
-                for (int64_t i = 0; i < hd; i += 8) {
-                    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(ar + i), cv);
-                    __m256 o1 = _mm256_setzero_ps();
-                    for (int64_t j = 0; j < CB; j += 2) {
-                        o0 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j]),
-                                             _mm256_loadu_ps(vb + j * hd + i), o0);
-                        o1 = _mm256_fmadd_ps(_mm256_set1_ps(pj[j + 1]),
-                                             _mm256_loadu_ps(vb + (j + 1) * hd + i), o1);
-                    }
-                    _mm256_storeu_ps(ar + i, _mm256_add_ps(o0, o1));
-                }
+                pv_accum(acc + r * hd, pj, vb, CB, hd, hd, corr);
             }
         }
         for (int64_t r = 0; r < R; r++) {
@@ -1216,6 +1406,8 @@ static void attn_avx2(void *args, int ith, int nth) {
 
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->attn = attn_avx2;
+    k->attn_split = attn_split_avx2;
+    k->attn_merge = attn_merge_avx2;
     k->name = "avx2";
     k->dot_f32 = dot_f32_avx2;
     k->vec_dot[MX_TYPE_F16] = vec_dot_f16;

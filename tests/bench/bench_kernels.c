@@ -110,6 +110,10 @@ static void bench_attn(struct mx_backend *be, enum mx_type kvt, int hd, int nh, 
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
+    /* written, not just calloc'd: untouched pages all map the one zero page, which reads from
+     * cache and would make any attention look memory-fast */
+    memset(kc.data, 0x11, mx_tensor_nbytes(&kc));
+    memset(vc.data, 0x22, mx_tensor_nbytes(&vc));
     for (int64_t i = 0; i < n_kv; i++)
         ((int32_t *)kp.data)[i] = (int32_t)i;
     for (int64_t t = 0; t < T; t++)
