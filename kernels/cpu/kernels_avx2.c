@@ -1177,6 +1177,17 @@ static void attn_split_avx2(void *args, int ith, int nth) {
             }
             if (!any)
                 continue;
+            /* the next block's rows are fetched while this one is computed: the compute phase
+             * alone left the memory idle (the staging loads were half the time) */
+            int64_t c1 = c0 + CB, cend = MX_MIN((k + 1) * chunk, n_kv);
+            for (int64_t j = c1; j < MX_MIN(c1 + CB, cend); j++) {
+                const char *kr = (const char *)kc->data + (size_t)j * kc->nb[1];
+                const char *vr = (const char *)vc->data + (size_t)j * vc->nb[1];
+                for (size_t o = 0; o < kc->nb[1]; o += 64)
+                    _mm_prefetch(kr + o, _MM_HINT_T0);
+                for (size_t o = 0; o < vc->nb[1]; o += 64)
+                    _mm_prefetch(vr + o, _MM_HINT_T0);
+            }
             /* whole rows, every head at once: the cache streams in order */
             for (int64_t j = 0; j < CB; j++) {
                 if (kp[j] < 0) { /* empty cell: its score is masked; keep V finite */
