@@ -176,7 +176,7 @@ static inline int64_t mx_attn_split_chunk(int64_t n_kv) {
  * shared (every chunk's partial: n_head x (head_dim + 2)). */
 static inline int64_t mx_attn_split_thread_scratch(int64_t head_dim, int64_t n_head,
                                                    int64_t n_head_kv) {
-    return n_head * head_dim + 2 * MX_ATTN_CBLOCK * n_head_kv * head_dim + 16;
+    return n_head * head_dim + 2 * MX_ATTN_CBLOCK * (n_head_kv * head_dim + 16) + 16;
 }
 
 static inline int64_t mx_attn_split_shared_scratch(int64_t head_dim, int64_t n_head,

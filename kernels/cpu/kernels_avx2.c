@@ -1132,12 +1132,15 @@ static void attn_split_avx2(void *args, int ith, int nth) {
     const struct mx_attn_params *p = a->p;
     const int64_t hd = p->head_dim, n_kv = p->n_kv, H = p->n_head, G = H / p->n_head_kv;
     const int64_t kvd = p->n_head_kv * hd, CB = MX_ATTN_CBLOCK, NS = CB / 8;
+    /* staged rows ld floats apart: a multiple of 4 KB (kvd = 1024) put the 8 keys of a score
+     * vector in one L1 set and the block ran several times slower */
+    const int64_t ld = kvd + 16;
     const int64_t chunk = mx_attn_split_chunk(n_kv), nch = (n_kv + chunk - 1) / chunk;
     const int32_t qp = ((const int32_t *)a->src[3]->data)[0];
     const bool ggml = a->act_mode == MX_ACT_GGML;
     float *qs = a->cpu->tbuf[ith]; /* [H][hd] (rounded) queries */
-    float *kb = qs + H * hd;       /* [CB][kvd]: a block's keys, all heads */
-    float *vb = kb + CB * kvd;     /* [CB][kvd] */
+    float *kb = qs + H * hd;       /* [CB][ld]: a block's keys, all heads */
+    float *vb = kb + CB * ld;      /* [CB][ld] */
     int64_t k0, k1;
     mx_split(nch, ith, nth, &k0, &k1);
     if (k0 >= k1)
@@ -1177,28 +1180,17 @@ static void attn_split_avx2(void *args, int ith, int nth) {
             }
             if (!any)
                 continue;
-            /* the next block's rows are fetched while this one is computed: the compute phase
-             * alone left the memory idle (the staging loads were half the time) */
-            int64_t c1 = c0 + CB, cend = MX_MIN((k + 1) * chunk, n_kv);
-            for (int64_t j = c1; j < MX_MIN(c1 + CB, cend); j++) {
-                const char *kr = (const char *)kc->data + (size_t)j * kc->nb[1];
-                const char *vr = (const char *)vc->data + (size_t)j * vc->nb[1];
-                for (size_t o = 0; o < kc->nb[1]; o += 64)
-                    _mm_prefetch(kr + o, _MM_HINT_T0);
-                for (size_t o = 0; o < vc->nb[1]; o += 64)
-                    _mm_prefetch(vr + o, _MM_HINT_T0);
-            }
             /* whole rows, every head at once: the cache streams in order */
             for (int64_t j = 0; j < CB; j++) {
                 if (kp[j] < 0) { /* empty cell: its score is masked; keep V finite */
-                    memset(kb + j * kvd, 0, (size_t)kvd * sizeof(float));
-                    memset(vb + j * kvd, 0, (size_t)kvd * sizeof(float));
+                    memset(kb + j * ld, 0, (size_t)kvd * sizeof(float));
+                    memset(vb + j * ld, 0, (size_t)kvd * sizeof(float));
                     continue;
                 }
                 load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], 0,
-                           kvd, kb + j * kvd);
+                           kvd, kb + j * ld);
                 load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], 0,
-                           kvd, vb + j * kvd);
+                           kvd, vb + j * ld);
             }
             for (int64_t g = 0; g < p->n_head_kv; g++) {
                 for (int64_t h = g * G; h < (g + 1) * G; h++) {
@@ -1207,7 +1199,7 @@ static void attn_split_avx2(void *args, int ith, int nth) {
                     for (int64_t sb = 0; sb < NS; sb++) {
                         sv[sb] = _mm256_blendv_ps(
                             _mm256_set1_ps(-INFINITY),
-                            _mm256_mul_ps(qk8(qr, kb + 8 * sb * kvd + g * hd, hd, kvd),
+                            _mm256_mul_ps(qk8(qr, kb + 8 * sb * ld + g * hd, hd, ld),
                                           _mm256_set1_ps(p->scale)),
                             vis[sb]);
                         mv = _mm256_max_ps(mv, sv[sb]);
@@ -1227,7 +1219,7 @@ static void attn_split_avx2(void *args, int ith, int nth) {
                     }
                     lrow[h] = lrow[h] * corr + hsum8(lsum);
                     mrow[h] = mnew;
-                    pv_accum(acc + h * hd, pj, vb + g * hd, CB, hd, kvd, corr);
+                    pv_accum(acc + h * hd, pj, vb + g * hd, CB, hd, ld, corr);
                 }
             }
         }
