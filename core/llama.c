@@ -370,6 +370,17 @@ static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
         if (old >= wb && old < wb + m->wbuf->size)
             mx_map_release(m->host_base + (old - wb), mx_tensor_nbytes(t));
     }
+    /* experts gathered from per-expert tensors: once all of them moved, the gathered copy is
+     * dead weight (as large as the experts) */
+    bool ebuf_used = false;
+    for (int i = 0; i < n && m->ebuf; i++)
+        ebuf_used |= ws[i]->buf == m->ebuf;
+    if (rc == 0 && m->ebuf && !ebuf_used) {
+        mx_buf_free(m->ebuf);
+        m->ebuf = NULL;
+        free(m->owned_experts);
+        m->owned_experts = NULL;
+    }
     free(ws);
     return rc;
 }
