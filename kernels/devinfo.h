@@ -12,6 +12,7 @@ struct mx_cpu_info {
     int n_logical;       /* online logical CPUs */
     int n_physical;      /* physical cores (threads default); n_logical when unknown */
     bool sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vnni, avx_vnni, neon;
+    bool avx512vl;       /* AVX-512 on 256-bit registers (what the VNNI kernels use) */
 };
 
 /* Fills *info from CPUID (x86) / hwcaps (ARM) and /proc. Never fails; unknown fields stay 0. */

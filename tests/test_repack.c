@@ -30,7 +30,7 @@
 
 #define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
 
-static struct mx_backend *be1, *be3, *be_scalar;
+static struct mx_backend *be1, *be3, *be_scalar, *be_avx2;
 static uint64_t rng = 777;
 
 static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K};
@@ -342,9 +342,13 @@ static int setup(void **state) {
     be1 = mx_backend_cpu_new(1, &err);
     be3 = mx_backend_cpu_new(3, &err);
     be_scalar = mx_backend_cpu_new(2, &err);
-    if (!be1 || !be3 || !be_scalar)
+    be_avx2 = mx_backend_cpu_new(2, &err);
+    if (!be1 || !be3 || !be_scalar || !be_avx2)
         return -1;
     mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
+    mx_cpu_kernels_init(&mx_cpu_of(be_avx2)->kern, MX_CPU_AVX2); /* also on AVX-512 CPUs */
+    printf("kernels: best '%s', second '%s'\n", mx_cpu_of(be1)->kern.name,
+           mx_cpu_of(be_avx2)->kern.name);
     if (!mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] ||
         !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8] ||
         !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q6_KX8]) {
@@ -360,7 +364,44 @@ static int teardown(void **state) {
     mx_backend_free(be1);
     mx_backend_free(be3);
     mx_backend_free(be_scalar);
+    mx_backend_free(be_avx2);
     return 0;
+}
+
+/* The AVX2 tiles and the best set's (AVX-512 VNNI where the CPU has it) give the same bits:
+ * both sum integers exactly and share the float steps. Decode and prefill column counts. */
+static void test_kernel_sets_agree(void **state) {
+    (void)state;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti];
+        int64_t n_in = 2 * mx_type_traits(type)->blck_size, n_out = 24;
+        struct mx_tensor w = make_w(type, n_in, n_out, 1), wp;
+        struct mx_buf *buf = prepared_copy(be3, &w, &wp);
+        assert_non_null(buf);
+        for (int64_t T = 1; T <= 11; T += 5) {
+            struct mx_tensor x, ya, yb;
+            mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
+            mx_tensor_init(&ya, MX_TYPE_F32, n_out, T, 1, 1);
+            mx_tensor_init(&yb, MX_TYPE_F32, n_out, T, 1, 1);
+            x.data = malloc(mx_tensor_nbytes(&x));
+            ya.data = malloc(mx_tensor_nbytes(&ya));
+            yb.data = malloc(mx_tensor_nbytes(&yb));
+            assert_true(x.data && ya.data && yb.data);
+            for (int64_t i = 0; i < n_in * T; i++)
+                ((float *)x.data)[i] = mx_test_randf(&rng) * 3.0f;
+            assert_int_equal(mx_op_matmul(be3, &ya, &wp, &x), 0);
+            assert_int_equal(mx_op_matmul(be_avx2, &yb, &wp, &x), 0);
+            if (memcmp(ya.data, yb.data, mx_tensor_nbytes(&ya)) != 0)
+                fail_msg("%s T %lld: kernels '%s' and '%s' differ", mx_type_name(type),
+                         (long long)T, mx_cpu_of(be3)->kern.name,
+                         mx_cpu_of(be_avx2)->kern.name);
+            free(x.data);
+            free(ya.data);
+            free(yb.data);
+        }
+        mx_buf_free(buf);
+        free(w.data);
+    }
 }
 
 int main(void) {
@@ -370,6 +411,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_id_against_plain),
         cmocka_unit_test(test_dequant_paths_equal_file_layout),
         cmocka_unit_test(test_prepare_skips_and_views),
+        cmocka_unit_test(test_kernel_sets_agree),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -309,9 +309,11 @@ int mx_cpu_conv2d_gemm(struct mx_backend *be, struct mx_tensor *dst, const struc
 enum mx_cpu_level {
     MX_CPU_SCALAR = 0, /* the reference loops only (tests compare the others with these) */
     MX_CPU_AVX2 = 1,   /* AVX2 + FMA + F16C (kernels_avx2.c) */
-    MX_CPU_BEST = 2,   /* the best this CPU runs. An AVX-512 VNNI Q4_0/Q8_0 set was measured no
-                        * faster than AVX2 on the Zen 4 development machine (11.9 vs 11.4 GB/s,
-                        * 26.7 vs 31.2 GB/s, one thread, L2-resident), so there is none yet. */
+    MX_CPU_AVX512 = 2, /* the AVX2 set with the repacked GEMM tiles on AVX-512 VNNI (vpdpbusd,
+                        * 256-bit registers; kernels_avx512.c): prefill. Per-row VNNI dots were
+                        * measured no faster than AVX2 in decode (memory-bound), so there are
+                        * none. */
+    MX_CPU_BEST = 3,   /* the best this CPU runs */
 };
 
 /* Fills k with the kernels of the highest level <= max_level that this binary and this CPU
@@ -321,5 +323,9 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level);
 /* The AVX2 set (kernels_avx2.c, compiled with -mavx2 -mfma -mf16c): only call after checking the
  * CPU's features. */
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k);
+
+/* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
+ * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
+void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
 
 #endif

@@ -36,6 +36,7 @@ static void detect_x86(struct mx_cpu_info *info) {
         info->avx2 = (b & (1u << 5)) && os_avx;
         info->avx512f = (b & (1u << 16)) && os_avx512;
         info->avx512bw = (b & (1u << 30)) && os_avx512;
+        info->avx512vl = (b & (1u << 31)) && os_avx512;
         info->avx512vnni = (c & (1u << 11)) && os_avx512;
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d))
@@ -131,6 +132,7 @@ void mx_cpu_features_str(const struct mx_cpu_info *info, char *buf, size_t size)
         {offsetof(struct mx_cpu_info, avx_vnni), "AVX-VNNI"},
         {offsetof(struct mx_cpu_info, avx512f), "AVX-512F"},
         {offsetof(struct mx_cpu_info, avx512bw), "AVX-512BW"},
+        {offsetof(struct mx_cpu_info, avx512vl), "AVX-512VL"},
         {offsetof(struct mx_cpu_info, avx512vnni), "AVX-512-VNNI"},
         {offsetof(struct mx_cpu_info, neon), "NEON"},
     };

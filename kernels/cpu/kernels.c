@@ -27,6 +27,11 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
     mx_cpu_info_get(&ci);
     if (max_level >= MX_CPU_AVX2 && ci.avx2 && ci.fma && ci.f16c) {
         mx_cpu_kernels_avx2(k);
+#ifdef HAVE_AVX512VNNI_BUILD
+        if (max_level >= MX_CPU_AVX512 && ci.avx512f && ci.avx512vl && ci.avx512bw &&
+            ci.avx512vnni)
+            mx_cpu_kernels_avx512(k);
+#endif
     }
 #endif
 }

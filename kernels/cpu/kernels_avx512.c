@@ -1,0 +1,261 @@
+/* kernels_avx512.c - AVX-512 VNNI versions of the repacked-weight GEMM tiles (prefill).
+ *
+ * Compiled on its own with -mavx512vl -mavx512vnni (kernels/backend.am) and installed over the
+ * AVX2 set by mx_cpu_kernels_init only when the CPU reports AVX-512 F/VL/BW/VNNI. vpdpbusd
+ * multiplies 4 unsigned weight bytes by 4 signed activation bytes and adds them into an int32
+ * lane in one instruction, where AVX2 needs maddubs, an int16 add and a final madd; with the
+ * repacked layout's "4 values of each of 8 rows" vectors a lane is exactly one row. On 256-bit
+ * registers (AVX-512VL) the CPU keeps its full clock and the compiler gets 32 vector registers.
+ * Integer sums are exact, so these give the same bits as the AVX2 kernels (tests check it), and
+ * decode (one column, memory-bound) may use them as well.
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline __m256i bcast4(const int8_t *x) {
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* As gemm_q4_0x8_nc in kernels_avx2.c; two int32 chains per column (low and high nibbles) so
+ * the vpdpbusd latency overlaps. */
+static inline __attribute__((always_inline)) void
+gemm_q4_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                    size_t ldo) {
+    const mx_block_q4_0x8 *a = w;
+    const int64_t nb = n / MX_QK4_0;
+    const size_t so = mx_act_sums_offset(n);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    const float *xs[4];
+    for (int c = 0; c < NC; c++) {
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        xs[c] = (const float *)((const char *)xb[c] + so);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(a[b].qs + 32 * j));
+            lo[j] = _mm256_and_si256(v, m4);
+            hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *x = xb[c][b].qs;
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                s0 = _mm256_dpbusd_epi32(s0, lo[j], bcast4(x + 4 * j));
+                s1 = _mm256_dpbusd_epi32(s1, hi[j], bcast4(x + 16 + 4 * j));
+            }
+            __m256 f = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
+                                     _mm256_set1_ps(8.0f * xs[c][b]));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(_cvtsh_ss(xb[c][b].d))), f,
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q4_0x8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                             float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
+/* As gemm_q4_Kx8_nc in kernels_avx2.c: per 64-value chunk, vpdpbusd sums each sub-block's
+ * 32 values per row in int32, then the row's 6-bit scale multiplies them (vpmulld; exact). */
+static inline __attribute__((always_inline)) void
+gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                    size_t ldo) {
+    const mx_block_q4_Kx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_q4_Kx8 *blk = &a[b];
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
+        __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
+        __m256i sca = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                      _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+        __m256i scb = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                      _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+        __m256i mna = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                      _mm256_and_si256(h, m30));
+        __m256i mnb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                      _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+        /* sub-block j's 8 scales as int32 lanes (scales k = 8j + r) */
+        __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
+        __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
+        __m256i scv[8] = {
+            _mm256_cvtepu8_epi32(s01), _mm256_cvtepu8_epi32(_mm_srli_si128(s01, 8)),
+            _mm256_cvtepu8_epi32(s23), _mm256_cvtepu8_epi32(_mm_srli_si128(s23, 8)),
+            _mm256_cvtepu8_epi32(s45), _mm256_cvtepu8_epi32(_mm_srli_si128(s45, 8)),
+            _mm256_cvtepu8_epi32(s67), _mm256_cvtepu8_epi32(_mm_srli_si128(s67, 8)),
+        };
+        __m256i mnv[4] = {
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mna)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mna, 1)),
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mnb)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mnb, 1)),
+        };
+        __m256i isum[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = _mm256_setzero_si256();
+        for (int ch = 0; ch < 4; ch++) {
+            __m256i lo[8], hi[8];
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 256 * ch + 32 * v));
+                lo[v] = _mm256_and_si256(q, m4);
+                hi[v] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 64 * ch;
+                __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) {
+                    sl = _mm256_dpbusd_epi32(sl, lo[v], bcast4(x + 4 * v));
+                    sh = _mm256_dpbusd_epi32(sh, hi[v], bcast4(x + 32 + 4 * v));
+                }
+                isum[c] = _mm256_add_epi32(
+                    isum[c], _mm256_add_epi32(_mm256_mullo_epi32(sl, scv[2 * ch]),
+                                              _mm256_mullo_epi32(sh, scv[2 * ch + 1])));
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
+        for (int c = 0; c < NC; c++) {
+            __m256i bs = _mm256_loadu_si256((const __m256i *)xb[c][b].bsums);
+            __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
+                                        _mm256_extracti128_si256(bs, 1));
+            __m256i msum = _mm256_add_epi32(
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mnv[0], _mm256_broadcastd_epi32(bx)),
+                    _mm256_madd_epi16(mnv[1],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 4)))),
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mnv[2],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
+                    _mm256_madd_epi16(mnv[3],
+                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
+            __m256 xd = _mm256_set1_ps(xb[c][b].d);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
+                                      accm[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
+}
+
+static void gemm_q4_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                             float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
+/* As gemm_q6_Kx8_nc in kernels_avx2.c: each 16-value group's sum per row in int32 (vpdpbusd),
+ * times the group's signed scale (vpmulld), minus 32 x the scale-weighted activation sums. */
+static inline __attribute__((always_inline)) void
+gemm_q6_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                    size_t ldo) {
+    const mx_block_q6_Kx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_q6_Kx8 *blk = &a[b];
+        __m256i isum[4], off[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = off[c] = _mm256_setzero_si256();
+        for (int ch = 0; ch < 8; ch++) {
+            __m128i sx = _mm_loadu_si128((const __m128i *)blk->ch[ch].scales);
+            __m256i sa = _mm256_cvtepi8_epi32(sx);                   /* group 2ch */
+            __m256i sb = _mm256_cvtepi8_epi32(_mm_srli_si128(sx, 8)); /* group 2ch + 1 */
+            __m256i sp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sx, _mm_srli_si128(sx, 8)));
+            __m256i h0 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[0]);
+            __m256i h1 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[1]);
+            __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m256i l = _mm256_loadu_si256((const __m256i *)blk->ch[ch].ql[j]);
+                __m256i hv = j < 2 ? h0 : h1;
+                __m256i hl = j % 2 ? hv : _mm256_slli_epi16(hv, 4);
+                __m256i hh = j % 2 ? _mm256_srli_epi16(hv, 2) : _mm256_slli_epi16(hv, 2);
+                lo[j] = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
+                hi[j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+                                        _mm256_and_si256(hh, m30));
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 32 * ch;
+                __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    s0 = _mm256_dpbusd_epi32(s0, lo[j], bcast4(x + 4 * j));
+                    s1 = _mm256_dpbusd_epi32(s1, hi[j], bcast4(x + 16 + 4 * j));
+                }
+                isum[c] = _mm256_add_epi32(isum[c],
+                                           _mm256_add_epi32(_mm256_mullo_epi32(s0, sa),
+                                                            _mm256_mullo_epi32(s1, sb)));
+                int32_t bp;
+                memcpy(&bp, xb[c][b].bsums + 2 * ch, 4);
+                off[c] = _mm256_add_epi32(off[c], _mm256_madd_epi16(sp, _mm256_set1_epi32(bp)));
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        for (int c = 0; c < NC; c++) {
+            __m256i t = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(off[c], 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
+                                     _mm256_cvtepi32_ps(t), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q6_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                             float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
+void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
+    k->name = "avx512vnni";
+    k->gemm_x8[MX_LAYOUT_Q4_0X8] = gemm_q4_0x8_vnni;
+    k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8_vnni;
+    k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8_vnni;
+}
