@@ -8,6 +8,7 @@
  * dot on the rounded activations) that tests/test_backend.c compares it against.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_x86.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -379,7 +380,7 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
                size_t ldo) {
     const mx_block_q4_Kx8 *a = w;
     const int64_t nb = n / MX_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -390,17 +391,9 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q4_Kx8 *blk = &a[b];
         /* scales k = 8j + r, mins k = 16(j/2) + 2r + j%2 (cpu.h) */
-        __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
-        __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
-        __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
-        __m256i sca = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                      _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-        __m256i scb = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                      _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-        __m256i mna = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                      _mm256_and_si256(h, m30));
-        __m256i mnb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                      _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+        __m256i scm[2], mnm[2];
+        q4kx8_scales(blk, scm, mnm);
+        __m256i sca = scm[0], scb = scm[1];
         /* sub-block j's scales, each row's in int16 lanes 2r and 2r + 1 */
         __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
         __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
@@ -414,13 +407,8 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
             _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s67, s67)),
             _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s67, s67)),
         };
-        /* mins of sub-blocks 2p, 2p + 1: row r's pair in int16 lanes 2r, 2r + 1 */
-        __m256i mnv[4] = {
-            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mna)),
-            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mna, 1)),
-            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mnb)),
-            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mnb, 1)),
-        };
+        __m256i mnv[4];
+        q4kx8_min_pairs(mnm, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -448,20 +436,7 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
         for (int c = 0; c < NC; c++) {
-            /* the activation's 8 sub-block sums as int16 pairs (2p, 2p + 1) */
-            __m256i bs = _mm256_loadu_si256((const __m256i *)xb[c][b].bsums);
-            __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
-                                        _mm256_extracti128_si256(bs, 1));
-            __m256i msum = _mm256_add_epi32(
-                _mm256_add_epi32(
-                    _mm256_madd_epi16(mnv[0], _mm256_broadcastd_epi32(bx)),
-                    _mm256_madd_epi16(mnv[1],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 4)))),
-                _mm256_add_epi32(
-                    _mm256_madd_epi16(mnv[2],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
-                    _mm256_madd_epi16(mnv[3],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
+            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
             __m256 xd = _mm256_set1_ps(xb[c][b].d);
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
             accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
@@ -482,26 +457,6 @@ static void gemm_q4_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row,
     }
 }
 
-/* 4 activation bytes broadcast to the 8 rows' lanes. */
-static inline __m256i bcast4(const int8_t *x) {
-    int32_t v;
-    memcpy(&v, x, 4);
-    return _mm256_set1_epi32(v);
-}
-
-/* One ql vector of a repacked Q6_K chunk with its qh vector: the 6-bit values of its low
- * nibbles (bit pair 0 or, for the odd vector of the pair, 2 of qh) and high nibbles (pair 1 /
- * 3), see mx_block_q6_Kx8. */
-static inline void q6x8_unpack(const uint8_t *ql, __m256i h, bool odd, __m256i m4, __m256i m30,
-                               __m256i *lo, __m256i *hi) {
-    __m256i l = _mm256_loadu_si256((const __m256i *)ql);
-    __m256i hl = odd ? h : _mm256_slli_epi16(h, 4);
-    __m256i hh = odd ? _mm256_srli_epi16(h, 2) : _mm256_slli_epi16(h, 2);
-    *lo = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
-    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
-                          _mm256_and_si256(hh, m30));
-}
-
 /* Repacked Q6_K (8 rows, mx_block_q6_Kx8) times NC Q8_K columns. Values are unsigned 6-bit
  * (q + 32) so maddubs takes them as they are; 32 x (scale-weighted activation group sums, from
  * the bsums) is taken back at the end of each super-block. Two maddubs per int16 sum at most
@@ -512,7 +467,6 @@ gemm_q6_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
                size_t ldo) {
     const mx_block_q6_Kx8 *a = w;
     const int64_t nb = n / MX_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     const mx_block_q8_K *xb[4];
@@ -531,10 +485,10 @@ gemm_q6_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
             __m256i h0 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[0]);
             __m256i h1 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[1]);
             __m256i lo[4], hi[4];
-            q6x8_unpack(blk->ch[ch].ql[0], h0, false, m4, m30, &lo[0], &hi[0]);
-            q6x8_unpack(blk->ch[ch].ql[1], h0, true, m4, m30, &lo[1], &hi[1]);
-            q6x8_unpack(blk->ch[ch].ql[2], h1, false, m4, m30, &lo[2], &hi[2]);
-            q6x8_unpack(blk->ch[ch].ql[3], h1, true, m4, m30, &lo[3], &hi[3]);
+            q6x8_unpack(blk->ch[ch].ql[0], h0, false, &lo[0], &hi[0]);
+            q6x8_unpack(blk->ch[ch].ql[1], h0, true, &lo[1], &hi[1]);
+            q6x8_unpack(blk->ch[ch].ql[2], h1, false, &lo[2], &hi[2]);
+            q6x8_unpack(blk->ch[ch].ql[3], h1, true, &lo[3], &hi[3]);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const int8_t *x = xb[c][b].qs + 32 * ch;
@@ -1080,8 +1034,9 @@ static inline __m256 qk8(const float *qr, const float *kb, int64_t hd, int64_t l
     return hsum8x8(d);
 }
 
-/* ar[0..hd) = ar * corr + sum_j pj[j] * vb[j][..] over n cells (rows ld apart): 64 dimensions at a time, so 8
- * independent FMA chains run at throughput (two chains over all cells were latency-bound). */
+/* ar[0..hd) = ar * corr + sum_j pj[j] * vb[j][..] over n cells (rows ld apart): 64 dimensions
+ * at a time, so 8 independent FMA chains run at throughput (two chains over all cells were
+ * latency-bound). */
 static inline void pv_accum(float *ar, const float *pj, const float *vb, int64_t n, int64_t hd,
                             int64_t ld, float corr) {
     __m256 cv = _mm256_set1_ps(corr);

@@ -10,15 +10,10 @@
  * decode (one column, memory-bound) may use them as well.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_x86.h"
 
 #include <immintrin.h>
 #include <string.h>
-
-static inline __m256i bcast4(const int8_t *x) {
-    int32_t v;
-    memcpy(&v, x, 4);
-    return _mm256_set1_epi32(v);
-}
 
 /* As gemm_q4_0x8_nc in kernels_avx2.c; two int32 chains per column (low and high nibbles) so
  * the vpdpbusd latency overlaps. */
@@ -82,7 +77,7 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
                     size_t ldo) {
     const mx_block_q4_Kx8 *a = w;
     const int64_t nb = n / MX_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -92,17 +87,9 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q4_Kx8 *blk = &a[b];
-        __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
-        __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
-        __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
-        __m256i sca = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                      _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-        __m256i scb = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                      _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-        __m256i mna = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                      _mm256_and_si256(h, m30));
-        __m256i mnb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                      _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+        __m256i scm[2], mnm[2];
+        q4kx8_scales(blk, scm, mnm);
+        __m256i sca = scm[0], scb = scm[1];
         /* sub-block j's 8 scales as int32 lanes (scales k = 8j + r) */
         __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
         __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
@@ -112,12 +99,8 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
             _mm256_cvtepu8_epi32(s45), _mm256_cvtepu8_epi32(_mm_srli_si128(s45, 8)),
             _mm256_cvtepu8_epi32(s67), _mm256_cvtepu8_epi32(_mm_srli_si128(s67, 8)),
         };
-        __m256i mnv[4] = {
-            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mna)),
-            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mna, 1)),
-            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mnb)),
-            _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mnb, 1)),
-        };
+        __m256i mnv[4];
+        q4kx8_min_pairs(mnm, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -146,19 +129,7 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
         for (int c = 0; c < NC; c++) {
-            __m256i bs = _mm256_loadu_si256((const __m256i *)xb[c][b].bsums);
-            __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
-                                        _mm256_extracti128_si256(bs, 1));
-            __m256i msum = _mm256_add_epi32(
-                _mm256_add_epi32(
-                    _mm256_madd_epi16(mnv[0], _mm256_broadcastd_epi32(bx)),
-                    _mm256_madd_epi16(mnv[1],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 4)))),
-                _mm256_add_epi32(
-                    _mm256_madd_epi16(mnv[2],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
-                    _mm256_madd_epi16(mnv[3],
-                                      _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
+            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
             __m256 xd = _mm256_set1_ps(xb[c][b].d);
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
             accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
@@ -186,7 +157,6 @@ gemm_q6_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
                     size_t ldo) {
     const mx_block_q6_Kx8 *a = w;
     const int64_t nb = n / MX_QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     const mx_block_q8_K *xb[4];
@@ -205,16 +175,10 @@ gemm_q6_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
             __m256i h0 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[0]);
             __m256i h1 = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[1]);
             __m256i lo[4], hi[4];
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m256i l = _mm256_loadu_si256((const __m256i *)blk->ch[ch].ql[j]);
-                __m256i hv = j < 2 ? h0 : h1;
-                __m256i hl = j % 2 ? hv : _mm256_slli_epi16(hv, 4);
-                __m256i hh = j % 2 ? _mm256_srli_epi16(hv, 2) : _mm256_slli_epi16(hv, 2);
-                lo[j] = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
-                hi[j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
-                                        _mm256_and_si256(hh, m30));
-            }
+            q6x8_unpack(blk->ch[ch].ql[0], h0, false, &lo[0], &hi[0]);
+            q6x8_unpack(blk->ch[ch].ql[1], h0, true, &lo[1], &hi[1]);
+            q6x8_unpack(blk->ch[ch].ql[2], h1, false, &lo[2], &hi[2]);
+            q6x8_unpack(blk->ch[ch].ql[3], h1, true, &lo[3], &hi[3]);
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const int8_t *x = xb[c][b].qs + 32 * ch;

@@ -1,0 +1,72 @@
+/* kernels_x86.h - vector helpers shared by the AVX2 and the AVX-512 VNNI kernel files (each
+ * compiled with its own flags; everything here is static inline and needs AVX2 + F16C only). */
+#ifndef MX_KERNELS_X86_H
+#define MX_KERNELS_X86_H
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+/* 4 activation bytes broadcast to the 8 rows' lanes. */
+static inline __m256i bcast4(const int8_t *x) {
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* The 8 rows' 6-bit scales and mins of a repacked Q4_K super-block (mx_block_q4_Kx8): sc[0]
+ * holds scales k = 0..31 (sub-blocks 0-3) as bytes, sc[1] k = 32..63; mn[0], mn[1] the mins in
+ * their pair-interleaved order. */
+static inline void q4kx8_scales(const mx_block_q4_Kx8 *blk, __m256i sc[2], __m256i mn[2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
+    __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
+    sc[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    sc[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    mn[0] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_and_si256(h, m30));
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+/* mins of sub-blocks 2p, 2p + 1 as int16, row r's pair in lanes 2r, 2r + 1 */
+static inline void q4kx8_min_pairs(const __m256i mn[2], __m256i mnv[4]) {
+    mnv[0] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn[0]));
+    mnv[1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn[0], 1));
+    mnv[2] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn[1]));
+    mnv[3] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn[1], 1));
+}
+
+/* Per row, sum over the 8 sub-blocks of min x (the activation's sub-block sum, from Q8_K's 16
+ * bsums), as int32 lanes. */
+static inline __m256i q4kx8_min_sums(const __m256i mnv[4], const int16_t *bsums) {
+    __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    return _mm256_add_epi32(
+        _mm256_add_epi32(_mm256_madd_epi16(mnv[0], _mm256_broadcastd_epi32(bx)),
+                         _mm256_madd_epi16(mnv[1], _mm256_broadcastd_epi32(_mm_srli_si128(bx, 4)))),
+        _mm256_add_epi32(
+            _mm256_madd_epi16(mnv[2], _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
+            _mm256_madd_epi16(mnv[3], _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
+}
+
+/* One ql vector of a repacked Q6_K chunk with its qh vector: the 6-bit values of its low
+ * nibbles (bit pair 0 or, for the odd vector of the pair, 2 of qh) and high nibbles (pair 1 /
+ * 3), see mx_block_q6_Kx8. */
+static inline void q6x8_unpack(const uint8_t *ql, __m256i h, bool odd, __m256i *lo,
+                               __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256i l = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i hl = odd ? h : _mm256_slli_epi16(h, 4);
+    __m256i hh = odd ? _mm256_srli_epi16(h, 2) : _mm256_slli_epi16(h, 2);
+    *lo = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
+                          _mm256_and_si256(hh, m30));
+}
+
+#endif
