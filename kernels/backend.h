@@ -294,6 +294,10 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err);
 /* Threads the CPU backend uses (calling thread included); 1 for other backends. */
 int mx_backend_cpu_n_threads(const struct mx_backend *be);
 
+/* Name of the CPU backend's kernel set ("scalar", "avx2", "avx512vnni"); "" for another
+ * backend. Static string. */
+const char *mx_backend_cpu_kernels(const struct mx_backend *be);
+
 /* Frees the backend (after waiting for queued work). NULL ok. All its buffers must be freed
  * first. */
 void mx_backend_free(struct mx_backend *be);

@@ -253,6 +253,7 @@ int mx_cmd_bench(int argc, char **argv) {
     int32_t *ids = NULL;
     double load_s = 0, pp = 0, tg = 0, tg_depth = 0;
     int n_threads = 0;
+    const char *kernels = "";
     struct mx_llama_size sz = {0};
     const struct mx_llama_hparams *hp = NULL;
     uint64_t kv_row = 0;
@@ -262,6 +263,7 @@ int mx_cmd_bench(int argc, char **argv) {
         if (mx_llm_open(&o, "bench", &be, &m, &c, &load_s))
             goto done;
         n_threads = mx_backend_cpu_n_threads(be);
+        kernels = mx_backend_cpu_kernels(be);
         hp = mx_llama_model_hparams(m);
         mx_llama_model_size(m, &sz);
         /* KV bytes read per token and per cached token (K and V, every layer) */
@@ -338,9 +340,9 @@ int mx_cmd_bench(int argc, char **argv) {
                 printf("\\u%04x", (unsigned char)*p);
             else
                 putchar(*p);
-        printf("\", \"threads\": %d, \"pp\": {\"n\": %lld, \"tokens_per_s\": %.3f}, "
-               "\"tg\": {\"n\": %lld, \"tokens_per_s\": %.3f}, ",
-               n_threads, n_prompt, pp, n_gen, tg);
+        printf("\", \"threads\": %d, \"kernels\": \"%s\", \"pp\": {\"n\": %lld, "
+               "\"tokens_per_s\": %.3f}, \"tg\": {\"n\": %lld, \"tokens_per_s\": %.3f}, ",
+               n_threads, kernels, n_prompt, pp, n_gen, tg);
         if (depth > 0)
             printf("\"tg_depth\": {\"depth\": %lld, \"n\": %lld, \"tokens_per_s\": %.3f, "
                    "\"kv_bytes_per_token\": %llu}, ", depth, n_gen, tg_depth,
@@ -361,8 +363,8 @@ int mx_cmd_bench(int argc, char **argv) {
                    "used); weights %.1f MB, %.1f MB read per token\n", sz.n_params / 1e9,
                    sz.n_params_active / 1e9, hp->n_expert, hp->n_expert_used, sz.n_bytes / 1e6,
                    sz.n_bytes_active / 1e6);
-            printf("threads         %d (load %.2f s, KV cache %s, median of %lld)\n", n_threads,
-                   load_s, mx_type_name(o.kv_type), reps);
+            printf("threads         %d (kernels %s, load %.2f s, KV cache %s, median of %lld)\n",
+                   n_threads, kernels, load_s, mx_type_name(o.kv_type), reps);
             if (n_prompt > 0)
                 printf("pp %-12lld %.2f tokens/s\n", n_prompt, pp);
             if (n_gen > 0)

@@ -80,8 +80,13 @@ int mx_cmd_doctor(int argc, char **argv) {
            cpu.n_physical);
     printf("          SIMD (run time): %s\n", feats);
 #ifdef HAVE_AVX2_BUILD
-    printf("          kernels: %s\n", cpu.avx2 && cpu.fma && cpu.f16c ? "AVX2+FMA+F16C"
-                                                                      : "scalar (no AVX2/FMA/F16C)");
+    bool vnni = false;
+#ifdef HAVE_AVX512VNNI_BUILD
+    vnni = cpu.avx512f && cpu.avx512vl && cpu.avx512bw && cpu.avx512vnni;
+#endif
+    printf("          kernels: %s%s\n",
+           cpu.avx2 && cpu.fma && cpu.f16c ? "AVX2+FMA+F16C" : "scalar (no AVX2/FMA/F16C)",
+           cpu.avx2 && cpu.fma && cpu.f16c && vnni ? ", AVX-512 VNNI prefill tiles" : "");
 #else
     printf("          kernels: scalar (built without AVX2 kernels)\n");
 #endif

@@ -466,3 +466,9 @@ int mx_backend_cpu_n_threads(const struct mx_backend *be) {
         return 1;
     return ((const struct mx_cpu *)be->ctx)->n_threads;
 }
+
+const char *mx_backend_cpu_kernels(const struct mx_backend *be) {
+    if (be->ops != &cpu_ops)
+        return "";
+    return ((const struct mx_cpu *)be->ctx)->kern.name;
+}
