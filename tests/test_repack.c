@@ -1,9 +1,9 @@
-/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, _Q4_KX8, _Q6_KX8,
- * kernels/cpu/repack.c) against an oracle written here: double-precision sums of the file
- * layout's dequantized weights times activations rounded as ggml rounds them (Q8_0 blocks for
- * Q4_0, Q8_K for the K-quants), on awkward sizes (one block, odd block counts, one 8-row group, a partial
- * 32-row tile), every column count the kernels split into (1..4 and remainders), 1 and 3
- * threads, matmul and matmul_id.
+/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, _Q4_KX8, _Q5_KX8,
+ * _Q6_KX8, kernels/cpu/repack.c) against an oracle written here: double-precision sums of the
+ * file layout's dequantized weights times activations rounded as ggml rounds them (Q8_0 blocks
+ * for Q4_0, Q8_K for the K-quants), on awkward sizes (one block, odd block counts, one 8-row
+ * group, a partial 32-row tile), every column count the kernels split into (1..4 and
+ * remainders), 1 and 3 threads, matmul and matmul_id.
  *
  * Tolerance: each block's integer sums are exact, then a few f32 products of scales and FMAs
  * per block: the classic bound n * 2^-24 * sum|terms| covers it (TOL_DOT, as test_backend),
@@ -33,7 +33,7 @@
 static struct mx_backend *be1, *be3, *be_scalar, *be_avx2;
 static uint64_t rng = 777;
 
-static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K};
+static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K};
 
 /* A random weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
 static struct mx_tensor make_w(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp) {
@@ -71,7 +71,7 @@ static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tenso
 /* ggml's rounding of activations for weights of type: Q8_0 (d = fp16(amax / 127),
  * q = rint(x * 127 / amax)) or Q8_K (iscale = -127 / max, q = min(127, rint(iscale x))). */
 static void round_act(enum mx_type type, float *x, int64_t n) {
-    if (type == MX_TYPE_Q4_K || type == MX_TYPE_Q6_K) {
+    if (type != MX_TYPE_Q4_0) {
         for (int64_t b = 0; b < n; b += 256) {
             float amax = 0, max = 0;
             for (int j = 0; j < 256; j++)
@@ -351,7 +351,8 @@ static int setup(void **state) {
            mx_cpu_of(be_avx2)->kern.name);
     if (!mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] ||
         !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8] ||
-        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q6_KX8]) {
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q6_KX8] ||
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q5_KX8]) {
         printf("SKIP: this CPU has no repacked Q4_0 kernels (kernels '%s')\n",
                mx_cpu_of(be1)->kern.name);
         exit(77);

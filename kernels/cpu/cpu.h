@@ -89,6 +89,22 @@ typedef struct {
 } mx_block_q6_Kx8;
 _Static_assert(sizeof(mx_block_q6_Kx8) == 8 * sizeof(mx_block_q6_K), "q6_Kx8 block");
 
+/* MX_LAYOUT_Q5_KX8: Q4_Kx8's header (Q5_K packs scales and mins as Q4_K does), then per
+ * 64-value chunk c the fifth bits before the chunk's low 4 bits, so the block streams front to
+ * back (fifth bits kept after all of qs measured slower than the per-row kernel): qh[0] bit v of
+ * byte 4r + i is the fifth bit of row r's value 64c + 4v + i (the low-nibble value of qs vector
+ * v), qh[1] that of value 64c + 32 + 4v + i; qs as Q4_Kx8's chunk c. 8 x 176 bytes. */
+typedef struct {
+    mx_half d[8], dmin[8];
+    uint8_t sm_lo[64];
+    uint8_t sm_hi[32];
+    struct {
+        uint8_t qh[2][32];
+        uint8_t qs[256];
+    } ch[4];
+} mx_block_q5_Kx8;
+_Static_assert(sizeof(mx_block_q5_Kx8) == 8 * sizeof(mx_block_q5_K), "q5_Kx8 block");
+
 /* The repacked layout for weights of this type (MX_LAYOUT_GGML: none). */
 enum mx_layout mx_repack_layout(enum mx_type type);
 

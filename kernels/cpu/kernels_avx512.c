@@ -88,7 +88,7 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q4_Kx8 *blk = &a[b];
         __m256i scm[2], mnm[2];
-        q4kx8_scales(blk, scm, mnm);
+        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
         __m256i sca = scm[0], scb = scm[1];
         /* sub-block j's 8 scales as int32 lanes (scales k = 8j + r) */
         __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
@@ -147,6 +147,80 @@ static void gemm_q4_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq
     case 2: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
     case 3: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
     default: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
+/* As gemm_q5_Kx8_nc in kernels_avx2.c, the sums in int32 (vpdpbusd), scaled by vpmulld. */
+static inline __attribute__((always_inline)) void
+gemm_q5_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                    size_t ldo) {
+    const mx_block_q5_Kx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_q5_Kx8 *blk = &a[b];
+        __m256i scm[2], mnm[2], mnv[4];
+        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
+        q4kx8_min_pairs(mnm, mnv);
+        __m128i s01 = _mm256_castsi256_si128(scm[0]), s23 = _mm256_extracti128_si256(scm[0], 1);
+        __m128i s45 = _mm256_castsi256_si128(scm[1]), s67 = _mm256_extracti128_si256(scm[1], 1);
+        __m256i scv[8] = {
+            _mm256_cvtepu8_epi32(s01), _mm256_cvtepu8_epi32(_mm_srli_si128(s01, 8)),
+            _mm256_cvtepu8_epi32(s23), _mm256_cvtepu8_epi32(_mm_srli_si128(s23, 8)),
+            _mm256_cvtepu8_epi32(s45), _mm256_cvtepu8_epi32(_mm_srli_si128(s45, 8)),
+            _mm256_cvtepu8_epi32(s67), _mm256_cvtepu8_epi32(_mm_srli_si128(s67, 8)),
+        };
+        __m256i isum[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = _mm256_setzero_si256();
+        for (int ch = 0; ch < 4; ch++) {
+            __m256i qhl = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[0]);
+            __m256i qhh = _mm256_loadu_si256((const __m256i *)blk->ch[ch].qh[1]);
+            __m256i lo[8], hi[8];
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++)
+                q5kx8_unpack(blk->ch[ch].qs + 32 * v, qhl, qhh, v, &lo[v], &hi[v]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 64 * ch;
+                __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) {
+                    sl = _mm256_dpbusd_epi32(sl, lo[v], bcast4(x + 4 * v));
+                    sh = _mm256_dpbusd_epi32(sh, hi[v], bcast4(x + 32 + 4 * v));
+                }
+                isum[c] = _mm256_add_epi32(
+                    isum[c], _mm256_add_epi32(_mm256_mullo_epi32(sl, scv[2 * ch]),
+                                              _mm256_mullo_epi32(sh, scv[2 * ch + 1])));
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
+        for (int c = 0; c < NC; c++) {
+            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
+            __m256 xd = _mm256_set1_ps(xb[c][b].d);
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
+                                      accm[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
+}
+
+static void gemm_q5_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                             float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
     }
 }
 
@@ -222,4 +296,5 @@ void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q4_0X8] = gemm_q4_0x8_vnni;
     k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8_vnni;
+    k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8_vnni;
 }

@@ -16,14 +16,16 @@ static inline __m256i bcast4(const int8_t *x) {
     return _mm256_set1_epi32(v);
 }
 
-/* The 8 rows' 6-bit scales and mins of a repacked Q4_K super-block (mx_block_q4_Kx8): sc[0]
+/* The 8 rows' 6-bit scales and mins of a repacked Q4_K / Q5_K super-block (its sm_lo, sm_hi;
+ * mx_block_q4_Kx8): sc[0]
  * holds scales k = 0..31 (sub-blocks 0-3) as bytes, sc[1] k = 32..63; mn[0], mn[1] the mins in
  * their pair-interleaved order. */
-static inline void q4kx8_scales(const mx_block_q4_Kx8 *blk, __m256i sc[2], __m256i mn[2]) {
+static inline void q4kx8_scales(const uint8_t *sm_lo, const uint8_t *sm_hi, __m256i sc[2],
+                                __m256i mn[2]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    __m256i l0 = _mm256_loadu_si256((const __m256i *)blk->sm_lo);
-    __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->sm_lo + 32));
-    __m256i h = _mm256_loadu_si256((const __m256i *)blk->sm_hi);
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)sm_lo);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(sm_lo + 32));
+    __m256i h = _mm256_loadu_si256((const __m256i *)sm_hi);
     sc[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
                             _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
     sc[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
@@ -67,6 +69,19 @@ static inline void q6x8_unpack(const uint8_t *ql, __m256i h, bool odd, __m256i *
     *lo = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hl, m30));
     *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4),
                           _mm256_and_si256(hh, m30));
+}
+
+/* Vector v of a repacked Q5_K chunk (mx_block_q5_Kx8): its 4-bit values (low nibbles: the
+ * chunk's first sub-block, high: its second) with the fifth bits of qhl / qhh (bit v) added. */
+static inline void q5kx8_unpack(const uint8_t *qs, __m256i qhl, __m256i qhh, int v, __m256i *lo,
+                                __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
+    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
+    __m256i bl = v <= 4 ? _mm256_slli_epi16(qhl, 4 - v) : _mm256_srli_epi16(qhl, v - 4);
+    __m256i bh = v <= 4 ? _mm256_slli_epi16(qhh, 4 - v) : _mm256_srli_epi16(qhh, v - 4);
+    *lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(bl, m10));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                          _mm256_and_si256(bh, m10));
 }
 
 #endif

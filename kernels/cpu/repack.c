@@ -1,5 +1,5 @@
-/* repack.c - the CPU backend's weight preparation: Q4_0, Q4_K and Q6_K matrices repacked 8 rows
- * at a time.
+/* repack.c - the CPU backend's weight preparation: Q4_0, Q4_K, Q5_K and Q6_K matrices repacked
+ * 8 rows at a time.
  *
  * Why: decode reads every weight byte once per token, so its speed is the rate one core turns
  * weight bytes into dot products. Row by row that rate is capped by per-block work that does not
@@ -38,23 +38,52 @@ static inline int k8_min_index(int j, int r) {
     return 16 * (j / 2) + 2 * r + j % 2;
 }
 
-static void repack_q4_Kx8(const mx_block_q4_K *const rows[8], mx_block_q4_Kx8 *out) {
+/* The Q4_K part shared by Q4_K and Q5_K blocks: scales/mins (same packing) into d, dmin, sm_lo,
+ * sm_hi, and the low 4 bits into qs (chunk c at qs + c * stride). */
+static void repack_k4_part(const void *const rows[8], bool q5, mx_half *d, mx_half *dmin,
+                           uint8_t *sm_lo, uint8_t *sm_hi, uint8_t *qs, size_t stride) {
     uint8_t sc[64], mn[64];
     for (int r = 0; r < 8; r++) {
-        const mx_block_q4_K *blk = rows[r];
-        out->d[r] = blk->d;
-        out->dmin[r] = blk->dmin;
+        const mx_block_q4_K *b4 = rows[r];
+        const mx_block_q5_K *b5 = rows[r];
+        d[r] = q5 ? b5->d : b4->d;
+        dmin[r] = q5 ? b5->dmin : b4->dmin;
+        const uint8_t *scales = q5 ? b5->scales : b4->scales;
+        const uint8_t *src = q5 ? b5->qs : b4->qs;
         for (int j = 0; j < 8; j++)
-            mx_q4_k_scale_min(j, blk->scales, &sc[k8_scale_index(j, r)], &mn[k8_min_index(j, r)]);
+            mx_q4_k_scale_min(j, scales, &sc[k8_scale_index(j, r)], &mn[k8_min_index(j, r)]);
         for (int c = 0; c < 4; c++)
             for (int v = 0; v < 8; v++)
-                memcpy(out->qs + 256 * c + 32 * v + 4 * r, blk->qs + 32 * c + 4 * v, 4);
+                memcpy(qs + c * stride + 32 * v + 4 * r, src + 32 * c + 4 * v, 4);
     }
     for (int k = 0; k < 64; k++)
-        out->sm_lo[k] = (uint8_t)((sc[k] & 0x0f) | (mn[k] & 0x0f) << 4);
+        sm_lo[k] = (uint8_t)((sc[k] & 0x0f) | (mn[k] & 0x0f) << 4);
     for (int k = 0; k < 32; k++)
-        out->sm_hi[k] = (uint8_t)((sc[k] >> 4) | (sc[k + 32] >> 4) << 2 | (mn[k] >> 4) << 4 |
-                                  (mn[k + 32] >> 4) << 6);
+        sm_hi[k] = (uint8_t)((sc[k] >> 4) | (sc[k + 32] >> 4) << 2 | (mn[k] >> 4) << 4 |
+                             (mn[k + 32] >> 4) << 6);
+}
+
+static void repack_q4_Kx8(const void *const rows[8], mx_block_q4_Kx8 *out) {
+    repack_k4_part(rows, false, out->d, out->dmin, out->sm_lo, out->sm_hi, out->qs, 256);
+}
+
+/* Q5_K value 64c + l (l < 32) takes its fifth bit from qh[l] bit 2c, value 64c + 32 + l from
+ * bit 2c + 1. */
+static void repack_q5_Kx8(const void *const rows[8], mx_block_q5_Kx8 *out) {
+    repack_k4_part(rows, true, out->d, out->dmin, out->sm_lo, out->sm_hi, out->ch[0].qs,
+                   sizeof out->ch[0]);
+    for (int c = 0; c < 4; c++)
+        memset(out->ch[c].qh, 0, sizeof out->ch[c].qh);
+    for (int r = 0; r < 8; r++) {
+        const mx_block_q5_K *b5 = rows[r];
+        for (int c = 0; c < 4; c++)
+            for (int v = 0; v < 8; v++)
+                for (int i = 0; i < 4; i++) {
+                    uint8_t h = b5->qh[4 * v + i];
+                    out->ch[c].qh[0][4 * r + i] |= (uint8_t)(((h >> (2 * c)) & 1) << v);
+                    out->ch[c].qh[1][4 * r + i] |= (uint8_t)(((h >> (2 * c + 1)) & 1) << v);
+                }
+    }
 }
 
 /* The 256 values of a Q6_K block as unsigned 6 bits (q + 32), in ggml's dequantize_row_q6_K
@@ -108,6 +137,7 @@ static void dequant_q6_Kx8_row(const mx_block_q6_Kx8 *a, int r, float *out, int6
 enum mx_layout mx_repack_layout(enum mx_type type) {
     return type == MX_TYPE_Q4_0 ? MX_LAYOUT_Q4_0X8
          : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8
+         : type == MX_TYPE_Q5_K ? MX_LAYOUT_Q5_KX8
          : type == MX_TYPE_Q6_K ? MX_LAYOUT_Q6_KX8 : MX_LAYOUT_GGML;
 }
 
@@ -115,6 +145,7 @@ void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n
                     int64_t n_rows) {
     const bool k = layout != MX_LAYOUT_Q4_0X8;
     const size_t bsz = layout == MX_LAYOUT_Q4_KX8 ? sizeof(mx_block_q4_K)
+                     : layout == MX_LAYOUT_Q5_KX8 ? sizeof(mx_block_q5_K)
                      : layout == MX_LAYOUT_Q6_KX8 ? sizeof(mx_block_q6_K) : sizeof(mx_block_q4_0);
     const int64_t nb = n / (k ? MX_QK_K : MX_QK4_0);
     const size_t row = (size_t)nb * bsz;
@@ -127,8 +158,10 @@ void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n
                 blk[r] = rows + r * row + (size_t)b * bsz;
             if (layout == MX_LAYOUT_Q6_KX8)
                 repack_q6_Kx8((const mx_block_q6_K *const *)blk, (mx_block_q6_Kx8 *)out);
+            else if (layout == MX_LAYOUT_Q5_KX8)
+                repack_q5_Kx8(blk, (mx_block_q5_Kx8 *)out);
             else if (k)
-                repack_q4_Kx8((const mx_block_q4_K *const *)blk, (mx_block_q4_Kx8 *)out);
+                repack_q4_Kx8(blk, (mx_block_q4_Kx8 *)out);
             else
                 repack_q4_0x8((const mx_block_q4_0 *const *)blk, (mx_block_q4_0x8 *)out);
         }
@@ -152,9 +185,34 @@ static void dequant_q4_Kx8_row(const mx_block_q4_Kx8 *a, int r, float *out, int6
     }
 }
 
+/* As dequant_q4_Kx8_row with the fifth bit, in mx_dequantize_row's arithmetic (d*sc*q - dmin*m
+ * with q = nibble + 16 x bit). */
+static void dequant_q5_Kx8_row(const mx_block_q5_Kx8 *a, int r, float *out, int64_t n) {
+    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
+        const mx_block_q5_Kx8 *k5 = &a[b];
+        float d = mx_fp16_to_fp32(k5->d[r]), dmin = mx_fp16_to_fp32(k5->dmin[r]);
+        for (int j = 0; j < 8; j++) {
+            int ks = k8_scale_index(j, r), km = k8_min_index(j, r);
+            int sc = (k5->sm_lo[ks] & 0x0f) | (k5->sm_hi[ks % 32] >> (ks < 32 ? 0 : 2) & 3) << 4;
+            int mn = (k5->sm_lo[km] >> 4) | (k5->sm_hi[km % 32] >> (km < 32 ? 4 : 6) & 3) << 4;
+            float ds = d * (float)sc, dm = dmin * (float)mn;
+            int c = j / 2, shift = j % 2 ? 4 : 0;
+            for (int l = 0; l < 32; l++) {
+                uint8_t q = k5->ch[c].qs[32 * (l / 4) + 4 * r + l % 4];
+                int bit = (k5->ch[c].qh[j % 2][4 * r + l % 4] >> (l / 4)) & 1;
+                out[32 * j + l] = ds * (float)(((q >> shift) & 0x0f) + (bit ? 16 : 0)) - dm;
+            }
+        }
+    }
+}
+
 void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *out, int64_t n) {
     if (layout == MX_LAYOUT_Q4_KX8) {
         dequant_q4_Kx8_row(group, r, out, n);
+        return;
+    }
+    if (layout == MX_LAYOUT_Q5_KX8) {
+        dequant_q5_Kx8_row(group, r, out, n);
         return;
     }
     if (layout == MX_LAYOUT_Q6_KX8) {
@@ -226,7 +284,8 @@ int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, i
         if (!repackable(c, t))
             continue;
         struct repack_task task = {
-            .layout = mx_repack_layout(t->type), .src = t->data, .dst = (char *)buf->base + off, .n = t->ne[0],
+            .layout = mx_repack_layout(t->type), .src = t->data,
+            .dst = (char *)buf->base + off, .n = t->ne[0],
             .groups = mx_tensor_nrows(t) / 8, .group_bytes = 8 * t->nb[1],
         };
         mx_pool_run(c->pool, repack_task_run, &task);
