@@ -79,6 +79,7 @@ enum mx_layout {
     MX_LAYOUT_Q4_KX8,    /* CPU: Q4_K, the same for 256-value super-blocks */
     MX_LAYOUT_Q6_KX8,    /* CPU: Q6_K, likewise */
     MX_LAYOUT_Q5_KX8,    /* CPU: Q5_K, likewise */
+    MX_LAYOUT_Q8_0X8,    /* CPU: Q8_0, as Q4_0 */
     MX_LAYOUT_COUNT
 };
 
@@ -336,7 +337,7 @@ void mx_buf_free(struct mx_buf *buf);
 /* Lets the backend put weights into the form its kernels read fastest, once, after loading and
  * before the first op. ws[0..n) are weights used only as the `w` of matmul / matmul_id (never by
  * get_rows, cpy or mx_tensor_get: their bytes may be rearranged). The CPU backend repacks Q4_0,
- * Q4_K, Q5_K and Q6_K matrices with rows a multiple of 8 into MX_LAYOUT_*X8 (decode
+ * Q8_0, Q4_K, Q5_K and Q6_K matrices with rows a multiple of 8 into MX_LAYOUT_*X8 (decode
  * streams one interleaved
  * stream per 8 rows; prefill runs integer GEMM tiles on it); a device backend would copy them
  * into its memory. A moved tensor gets new data, buf and layout; the others are left alone and

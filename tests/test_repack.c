@@ -1,8 +1,8 @@
-/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_Q4_0X8, _Q4_KX8, _Q5_KX8,
- * _Q6_KX8, kernels/cpu/repack.c) against an oracle written here: double-precision sums of the
+/* test_repack.c - the CPU backend's repacked weights (MX_LAYOUT_*X8 for Q4_0, Q8_0, Q4_K, Q5_K,
+ * Q6_K; kernels/cpu/repack.c) against an oracle written here: double-precision sums of the
  * file layout's dequantized weights times activations rounded as ggml rounds them (Q8_0 blocks
- * for Q4_0, Q8_K for the K-quants), on awkward sizes (one block, odd block counts, one 8-row
- * group, a partial 32-row tile), every column count the kernels split into (1..4 and
+ * for Q4_0 and Q8_0, Q8_K for the K-quants), on awkward sizes (one block, odd block counts, one
+ * 8-row group, a partial 32-row tile), every column count the kernels split into (1..4 and
  * remainders), 1 and 3 threads, matmul and matmul_id.
  *
  * Tolerance: each block's integer sums are exact, then a few f32 products of scales and FMAs
@@ -33,7 +33,8 @@
 static struct mx_backend *be1, *be3, *be_scalar, *be_avx2;
 static uint64_t rng = 777;
 
-static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K};
+static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q8_0, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
+                                     MX_TYPE_Q6_K};
 
 /* A random weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
 static struct mx_tensor make_w(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp) {
@@ -71,7 +72,7 @@ static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tenso
 /* ggml's rounding of activations for weights of type: Q8_0 (d = fp16(amax / 127),
  * q = rint(x * 127 / amax)) or Q8_K (iscale = -127 / max, q = min(127, rint(iscale x))). */
 static void round_act(enum mx_type type, float *x, int64_t n) {
-    if (type != MX_TYPE_Q4_0) {
+    if (type != MX_TYPE_Q4_0 && type != MX_TYPE_Q8_0) {
         for (int64_t b = 0; b < n; b += 256) {
             float amax = 0, max = 0;
             for (int j = 0; j < 256; j++)
@@ -148,7 +149,7 @@ static void test_matmul_against_oracle(void **state) {
         for (size_t b = 0; b < MX_ARRAY_LEN(n_outs); b++) {
             enum mx_type type = types[ti];
             int64_t n_in = n_blocks[a] * mx_type_traits(type)->blck_size, n_out = n_outs[b];
-            if (type != MX_TYPE_Q4_0 && n_blocks[a] == 10)
+            if (mx_type_traits(type)->blck_size == MX_QK_K && n_blocks[a] == 10)
                 continue; /* 2560 values: slow and no new case */
             struct mx_tensor w = make_w(type, n_in, n_out, 1);
             float *wd = malloc((size_t)(n_in * n_out) * sizeof(float));
@@ -304,8 +305,8 @@ static void test_dequant_paths_equal_file_layout(void **state) {
 static void test_prepare_skips_and_views(void **state) {
     (void)state;
     struct mx_tensor odd = make_w(MX_TYPE_Q4_0, 64, 12, 1); /* 12 rows: not a multiple of 8 */
-    struct mx_tensor q8;
-    assert_int_equal(mx_tensor_init(&q8, MX_TYPE_Q8_0, 64, 16, 1, 1), 0);
+    struct mx_tensor q8; /* a type without a repacked layout */
+    assert_int_equal(mx_tensor_init(&q8, MX_TYPE_Q5_0, 64, 16, 1, 1), 0);
     q8.data = calloc(1, mx_tensor_nbytes(&q8));
     assert_non_null(q8.data);
     struct mx_tensor *ws[] = {&odd, &q8};
@@ -352,7 +353,8 @@ static int setup(void **state) {
     if (!mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] ||
         !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q4_KX8] ||
         !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q6_KX8] ||
-        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q5_KX8]) {
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q5_KX8] ||
+        !mx_cpu_of(be1)->kern.gemm_x8[MX_LAYOUT_Q8_0X8]) {
         printf("SKIP: this CPU has no repacked Q4_0 kernels (kernels '%s')\n",
                mx_cpu_of(be1)->kern.name);
         exit(77);

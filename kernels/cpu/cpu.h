@@ -54,6 +54,14 @@ typedef struct {
 } mx_block_q4_0x8;
 _Static_assert(sizeof(mx_block_q4_0x8) == 8 * sizeof(mx_block_q4_0), "q4_0x8 block");
 
+/* MX_LAYOUT_Q8_0X8: 8 Q8_0 rows block by block: the 8 scales, then 8 vectors of 32 bytes,
+ * vector g holding at bytes 4r..4r+3 row r's values 4g..4g+3 (signed, as in the file). */
+typedef struct {
+    mx_half d[8];
+    int8_t qs[8][32];
+} mx_block_q8_0x8;
+_Static_assert(sizeof(mx_block_q8_0x8) == 8 * sizeof(mx_block_q8_0), "q8_0x8 block");
+
 /* MX_LAYOUT_Q4_KX8: 8 Q4_K rows, super-block by super-block (8 x 144 bytes). The 8 rows' 6-bit
  * scales and mins are re-encoded so a few vector ops decode them all: value k of "scales" is
  * sub-block k / 8's scale of row k % 8; value k of "mins" is sub-block 2 (k / 16) + k % 2's min

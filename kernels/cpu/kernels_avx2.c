@@ -299,6 +299,55 @@ static void gemm_q4_0x8(int64_t n, const void *w, const void *xq, size_t xq_row,
     }
 }
 
+/* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns: signed weights, so maddubs takes |w|
+ * and the activation bytes carrying w's sign (ggml's trick); a pair reaches 2 x 127 x 127 =
+ * 32258, so each maddubs goes to int32 (madd) at once. Exact integer sums: the bits per column
+ * do not depend on NC. */
+static inline __attribute__((always_inline)) void
+gemm_q8_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+               size_t ldo) {
+    const mx_block_q8_0x8 *a = w;
+    const int64_t nb = n / MX_QK8_0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i s[4];
+        for (int c = 0; c < NC; c++)
+            s[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
+            __m256i aw = _mm256_sign_epi8(wv, wv);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                __m256i xs = _mm256_sign_epi8(bcast4(xb[c][b].qs + 4 * g), wv);
+                s[c] = _mm256_add_epi32(s[c],
+                                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones));
+            }
+        }
+        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(h2f(xb[c][b].d))),
+                                     _mm256_cvtepi32_ps(s[c]), acc[c]);
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q8_0x8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                        float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q8_0x8_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q8_0x8_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q8_0x8_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q8_0x8_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
 /* ---- K-quants against Q8_K activations ------------------------------------------------------- */
 
 /* ggml's get_scale_min_k4: 6-bit scale and min j of a Q4_K/Q5_K block. */
@@ -1460,6 +1509,7 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8;
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8;
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8;
+    k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;

@@ -70,6 +70,59 @@ static void gemm_q4_0x8_vnni(int64_t n, const void *w, const void *xq, size_t xq
     }
 }
 
+/* As gemm_q8_0x8_nc in kernels_avx2.c: vpdpbusd wants unsigned weights, so w + 128 (w xor 0x80)
+ * goes in and 128 x the block's activation sum comes back out (exact; the activation row
+ * carries each block's sum). */
+static inline __attribute__((always_inline)) void
+gemm_q8_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                    size_t ldo) {
+    const mx_block_q8_0x8 *a = w;
+    const int64_t nb = n / MX_QK8_0;
+    const size_t so = mx_act_sums_offset(n);
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    const float *xs[4];
+    for (int c = 0; c < NC; c++) {
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        xs[c] = (const float *)((const char *)xb[c] + so);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wu[8];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            wu[g] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)a[b].qs[g]), bias);
+        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *x = xb[c][b].qs;
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                s0 = _mm256_dpbusd_epi32(s0, wu[g], bcast4(x + 4 * g));
+                s1 = _mm256_dpbusd_epi32(s1, wu[g + 4], bcast4(x + 16 + 4 * g));
+            }
+            __m256i sum = _mm256_sub_epi32(_mm256_add_epi32(s0, s1),
+                                           _mm256_set1_epi32(128 * (int32_t)xs[c][b]));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(_cvtsh_ss(xb[c][b].d))),
+                                     _mm256_cvtepi32_ps(sum), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+static void gemm_q8_0x8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
+                             float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
+}
+
 /* As gemm_q4_Kx8_nc in kernels_avx2.c: per 64-value chunk, vpdpbusd sums each sub-block's
  * 32 values per row in int32, then the row's 6-bit scale multiplies them (vpmulld; exact). */
 static inline __attribute__((always_inline)) void
@@ -297,4 +350,5 @@ void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8_vnni;
+    k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8_vnni;
 }

@@ -1,5 +1,5 @@
-/* repack.c - the CPU backend's weight preparation: Q4_0, Q4_K, Q5_K and Q6_K matrices repacked
- * 8 rows at a time.
+/* repack.c - the CPU backend's weight preparation: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices
+ * repacked 8 rows at a time.
  *
  * Why: decode reads every weight byte once per token, so its speed is the rate one core turns
  * weight bytes into dot products. Row by row that rate is capped by per-block work that does not
@@ -26,6 +26,14 @@ static void repack_q4_0x8(const mx_block_q4_0 *const rows[8], mx_block_q4_0x8 *o
         out->d[r] = rows[r]->d;
         for (int j = 0; j < 4; j++)
             memcpy(out->qs + 32 * j + 4 * r, rows[r]->qs + 4 * j, 4);
+    }
+}
+
+static void repack_q8_0x8(const mx_block_q8_0 *const rows[8], mx_block_q8_0x8 *out) {
+    for (int r = 0; r < 8; r++) {
+        out->d[r] = rows[r]->d;
+        for (int g = 0; g < 8; g++)
+            memcpy(&out->qs[g][4 * r], rows[r]->qs + 4 * g, 4);
     }
 }
 
@@ -136,6 +144,7 @@ static void dequant_q6_Kx8_row(const mx_block_q6_Kx8 *a, int r, float *out, int6
 
 enum mx_layout mx_repack_layout(enum mx_type type) {
     return type == MX_TYPE_Q4_0 ? MX_LAYOUT_Q4_0X8
+         : type == MX_TYPE_Q8_0 ? MX_LAYOUT_Q8_0X8
          : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8
          : type == MX_TYPE_Q5_K ? MX_LAYOUT_Q5_KX8
          : type == MX_TYPE_Q6_K ? MX_LAYOUT_Q6_KX8 : MX_LAYOUT_GGML;
@@ -143,10 +152,11 @@ enum mx_layout mx_repack_layout(enum mx_type type) {
 
 void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n,
                     int64_t n_rows) {
-    const bool k = layout != MX_LAYOUT_Q4_0X8;
+    const bool k = layout != MX_LAYOUT_Q4_0X8 && layout != MX_LAYOUT_Q8_0X8;
     const size_t bsz = layout == MX_LAYOUT_Q4_KX8 ? sizeof(mx_block_q4_K)
                      : layout == MX_LAYOUT_Q5_KX8 ? sizeof(mx_block_q5_K)
-                     : layout == MX_LAYOUT_Q6_KX8 ? sizeof(mx_block_q6_K) : sizeof(mx_block_q4_0);
+                     : layout == MX_LAYOUT_Q6_KX8 ? sizeof(mx_block_q6_K)
+                     : layout == MX_LAYOUT_Q8_0X8 ? sizeof(mx_block_q8_0) : sizeof(mx_block_q4_0);
     const int64_t nb = n / (k ? MX_QK_K : MX_QK4_0);
     const size_t row = (size_t)nb * bsz;
     char *out = dst;
@@ -158,6 +168,8 @@ void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n
                 blk[r] = rows + r * row + (size_t)b * bsz;
             if (layout == MX_LAYOUT_Q6_KX8)
                 repack_q6_Kx8((const mx_block_q6_K *const *)blk, (mx_block_q6_Kx8 *)out);
+            else if (layout == MX_LAYOUT_Q8_0X8)
+                repack_q8_0x8((const mx_block_q8_0 *const *)blk, (mx_block_q8_0x8 *)out);
             else if (layout == MX_LAYOUT_Q5_KX8)
                 repack_q5_Kx8(blk, (mx_block_q5_Kx8 *)out);
             else if (k)
@@ -213,6 +225,16 @@ void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *o
     }
     if (layout == MX_LAYOUT_Q5_KX8) {
         dequant_q5_Kx8_row(group, r, out, n);
+        return;
+    }
+    if (layout == MX_LAYOUT_Q8_0X8) {
+        const mx_block_q8_0x8 *a8 = group;
+        for (int64_t b = 0; b < n / MX_QK8_0; b++) {
+            float d = mx_fp16_to_fp32(a8[b].d[r]);
+            for (int g = 0; g < 8; g++)
+                for (int i = 0; i < 4; i++)
+                    out[b * 32 + 4 * g + i] = (float)a8[b].qs[g][4 * r + i] * d;
+        }
         return;
     }
     if (layout == MX_LAYOUT_Q6_KX8) {
