@@ -19,22 +19,48 @@
 
 #include "core/util.h"
 
+/* Each layout's converters work on one block of the 8 rows: repack gathers block b of each row
+ * (rows[r]) into the x8 block; dequant writes row r's values of one x8 block. */
+
 /* Byte 4j + k of a Q4_0 block holds values 4j + k (low nibble) and 16 + 4j + k (high nibble):
  * exactly the pair chunk j of the repacked block wants, so repacking is a gather of 4-byte runs. */
-static void repack_q4_0x8(const mx_block_q4_0 *const rows[8], mx_block_q4_0x8 *out) {
+static void repack_q4_0x8(const void *const rows[8], void *dst) {
+    mx_block_q4_0x8 *out = dst;
     for (int r = 0; r < 8; r++) {
-        out->d[r] = rows[r]->d;
+        const mx_block_q4_0 *b = rows[r];
+        out->d[r] = b->d;
         for (int j = 0; j < 4; j++)
-            memcpy(out->qs + 32 * j + 4 * r, rows[r]->qs + 4 * j, 4);
+            memcpy(out->qs + 32 * j + 4 * r, b->qs + 4 * j, 4);
     }
 }
 
-static void repack_q8_0x8(const mx_block_q8_0 *const rows[8], mx_block_q8_0x8 *out) {
+static void dequant_q4_0x8(const void *src, int r, float *out) {
+    const mx_block_q4_0x8 *a = src;
+    float d = mx_fp16_to_fp32(a->d[r]);
+    for (int j = 0; j < 4; j++)
+        for (int k = 0; k < 4; k++) {
+            uint8_t q = a->qs[32 * j + 4 * r + k];
+            out[4 * j + k] = (float)((q & 0x0f) - 8) * d;
+            out[4 * (j + 4) + k] = (float)((q >> 4) - 8) * d;
+        }
+}
+
+static void repack_q8_0x8(const void *const rows[8], void *dst) {
+    mx_block_q8_0x8 *out = dst;
     for (int r = 0; r < 8; r++) {
-        out->d[r] = rows[r]->d;
+        const mx_block_q8_0 *b = rows[r];
+        out->d[r] = b->d;
         for (int g = 0; g < 8; g++)
-            memcpy(&out->qs[g][4 * r], rows[r]->qs + 4 * g, 4);
+            memcpy(&out->qs[g][4 * r], b->qs + 4 * g, 4);
     }
+}
+
+static void dequant_q8_0x8(const void *src, int r, float *out) {
+    const mx_block_q8_0x8 *a = src;
+    float d = mx_fp16_to_fp32(a->d[r]);
+    for (int g = 0; g < 8; g++)
+        for (int i = 0; i < 4; i++)
+            out[4 * g + i] = (float)a->qs[g][4 * r + i] * d;
 }
 
 /* Where scale / min of sub-block j, row r sit among the 64 values (see mx_block_q4_Kx8). */
@@ -71,13 +97,40 @@ static void repack_k4_part(const void *const rows[8], bool q5, mx_half *d, mx_ha
                              (mn[k + 32] >> 4) << 6);
 }
 
-static void repack_q4_Kx8(const void *const rows[8], mx_block_q4_Kx8 *out) {
+/* Row r of a Q4_K / Q5_K x8 block in mx_dequantize_row's arithmetic: d*sc*q - dmin*m per
+ * sub-block, q = nibble (+ 16 x the fifth bit when qh, laid out with qs's chunk stride). */
+static void dequant_k4_part(const mx_half *dh, const mx_half *dminh, const uint8_t *sm_lo,
+                            const uint8_t *sm_hi, const uint8_t *qs, const uint8_t *qh,
+                            size_t stride, int r, float *out) {
+    float d = mx_fp16_to_fp32(dh[r]), dmin = mx_fp16_to_fp32(dminh[r]);
+    for (int j = 0; j < 8; j++) {
+        int ks = k8_scale_index(j, r), km = k8_min_index(j, r);
+        int sc = (sm_lo[ks] & 0x0f) | (sm_hi[ks % 32] >> (ks < 32 ? 0 : 2) & 3) << 4;
+        int mn = (sm_lo[km] >> 4) | (sm_hi[km % 32] >> (km < 32 ? 4 : 6) & 3) << 4;
+        float ds = d * (float)sc, dm = dmin * (float)mn;
+        int c = j / 2, shift = j % 2 ? 4 : 0;
+        for (int l = 0; l < 32; l++) {
+            uint8_t q = qs[c * stride + 32 * (l / 4) + 4 * r + l % 4];
+            int bit = qh ? (qh[c * stride + 32 * (j % 2) + 4 * r + l % 4] >> (l / 4)) & 1 : 0;
+            out[32 * j + l] = ds * (float)(((q >> shift) & 0x0f) + (bit ? 16 : 0)) - dm;
+        }
+    }
+}
+
+static void repack_q4_Kx8(const void *const rows[8], void *dst) {
+    mx_block_q4_Kx8 *out = dst;
     repack_k4_part(rows, false, out->d, out->dmin, out->sm_lo, out->sm_hi, out->qs, 256);
+}
+
+static void dequant_q4_Kx8(const void *src, int r, float *out) {
+    const mx_block_q4_Kx8 *a = src;
+    dequant_k4_part(a->d, a->dmin, a->sm_lo, a->sm_hi, a->qs, NULL, 256, r, out);
 }
 
 /* Q5_K value 64c + l (l < 32) takes its fifth bit from qh[l] bit 2c, value 64c + 32 + l from
  * bit 2c + 1. */
-static void repack_q5_Kx8(const void *const rows[8], mx_block_q5_Kx8 *out) {
+static void repack_q5_Kx8(const void *const rows[8], void *dst) {
+    mx_block_q5_Kx8 *out = dst;
     repack_k4_part(rows, true, out->d, out->dmin, out->sm_lo, out->sm_hi, out->ch[0].qs,
                    sizeof out->ch[0]);
     for (int c = 0; c < 4; c++)
@@ -94,6 +147,12 @@ static void repack_q5_Kx8(const void *const rows[8], mx_block_q5_Kx8 *out) {
     }
 }
 
+static void dequant_q5_Kx8(const void *src, int r, float *out) {
+    const mx_block_q5_Kx8 *a = src;
+    dequant_k4_part(a->d, a->dmin, a->sm_lo, a->sm_hi, a->ch[0].qs, a->ch[0].qh[0],
+                    sizeof a->ch[0], r, out);
+}
+
 /* The 256 values of a Q6_K block as unsigned 6 bits (q + 32), in ggml's dequantize_row_q6_K
  * order: per half h, lane l, quarter i. */
 static void q6_values(const mx_block_q6_K *b, uint8_t v[256]) {
@@ -107,7 +166,8 @@ static void q6_values(const mx_block_q6_K *b, uint8_t v[256]) {
         }
 }
 
-static void repack_q6_Kx8(const mx_block_q6_K *const rows[8], mx_block_q6_Kx8 *out) {
+static void repack_q6_Kx8(const void *const rows[8], void *dst) {
+    mx_block_q6_Kx8 *out = dst;
     memset(out, 0, sizeof *out);
     uint8_t v[256];
     for (int r = 0; r < 8; r++) {
@@ -128,36 +188,44 @@ static void repack_q6_Kx8(const mx_block_q6_K *const rows[8], mx_block_q6_Kx8 *o
     }
 }
 
-static void dequant_q6_Kx8_row(const mx_block_q6_Kx8 *a, int r, float *out, int64_t n) {
-    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
-        float d = mx_fp16_to_fp32(a[b].d[r]);
-        for (int v = 0; v < 256; v++) {
-            int c = v / 32, w = v % 32, hi = w >= 16, j = (w % 16) / 4, i = w % 4;
-            uint8_t ql = a[b].ch[c].ql[j][4 * r + i];
-            int pos = 2 * (j % 2) + hi;
-            int q = (hi ? ql >> 4 : ql & 0x0f) |
-                    ((a[b].ch[c].qh[j / 2][4 * r + i] >> (2 * pos)) & 3) << 4;
-            out[v] = d * (float)a[b].ch[c].scales[8 * hi + r] * (float)(q - 32);
-        }
+static void dequant_q6_Kx8(const void *src, int r, float *out) {
+    const mx_block_q6_Kx8 *a = src;
+    float d = mx_fp16_to_fp32(a->d[r]);
+    for (int v = 0; v < 256; v++) {
+        int c = v / 32, w = v % 32, hi = w >= 16, j = (w % 16) / 4, i = w % 4;
+        uint8_t ql = a->ch[c].ql[j][4 * r + i];
+        int pos = 2 * (j % 2) + hi;
+        int q = (hi ? ql >> 4 : ql & 0x0f) | ((a->ch[c].qh[j / 2][4 * r + i] >> (2 * pos)) & 3)
+                << 4;
+        out[v] = d * (float)a->ch[c].scales[8 * hi + r] * (float)(q - 32);
     }
 }
 
+/* Each layout's file type and block converters. */
+static const struct {
+    enum mx_type type;
+    void (*repack)(const void *const rows[8], void *out);
+    void (*dequant)(const void *block, int r, float *out);
+} layouts[MX_LAYOUT_COUNT] = {
+    [MX_LAYOUT_Q4_0X8] = {MX_TYPE_Q4_0, repack_q4_0x8, dequant_q4_0x8},
+    [MX_LAYOUT_Q8_0X8] = {MX_TYPE_Q8_0, repack_q8_0x8, dequant_q8_0x8},
+    [MX_LAYOUT_Q4_KX8] = {MX_TYPE_Q4_K, repack_q4_Kx8, dequant_q4_Kx8},
+    [MX_LAYOUT_Q5_KX8] = {MX_TYPE_Q5_K, repack_q5_Kx8, dequant_q5_Kx8},
+    [MX_LAYOUT_Q6_KX8] = {MX_TYPE_Q6_K, repack_q6_Kx8, dequant_q6_Kx8},
+};
+
 enum mx_layout mx_repack_layout(enum mx_type type) {
-    return type == MX_TYPE_Q4_0 ? MX_LAYOUT_Q4_0X8
-         : type == MX_TYPE_Q8_0 ? MX_LAYOUT_Q8_0X8
-         : type == MX_TYPE_Q4_K ? MX_LAYOUT_Q4_KX8
-         : type == MX_TYPE_Q5_K ? MX_LAYOUT_Q5_KX8
-         : type == MX_TYPE_Q6_K ? MX_LAYOUT_Q6_KX8 : MX_LAYOUT_GGML;
+    for (int l = MX_LAYOUT_GGML + 1; l < MX_LAYOUT_COUNT; l++)
+        if (layouts[l].repack && layouts[l].type == type)
+            return (enum mx_layout)l;
+    return MX_LAYOUT_GGML;
 }
 
 void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n,
                     int64_t n_rows) {
-    const bool k = layout != MX_LAYOUT_Q4_0X8 && layout != MX_LAYOUT_Q8_0X8;
-    const size_t bsz = layout == MX_LAYOUT_Q4_KX8 ? sizeof(mx_block_q4_K)
-                     : layout == MX_LAYOUT_Q5_KX8 ? sizeof(mx_block_q5_K)
-                     : layout == MX_LAYOUT_Q6_KX8 ? sizeof(mx_block_q6_K)
-                     : layout == MX_LAYOUT_Q8_0X8 ? sizeof(mx_block_q8_0) : sizeof(mx_block_q4_0);
-    const int64_t nb = n / (k ? MX_QK_K : MX_QK4_0);
+    const struct mx_type_traits *tr = mx_type_traits(layouts[layout].type);
+    const size_t bsz = tr->type_size;
+    const int64_t nb = n / tr->blck_size;
     const size_t row = (size_t)nb * bsz;
     char *out = dst;
     for (int64_t g = 0; g < n_rows / 8; g++) {
@@ -166,91 +234,22 @@ void mx_repack_rows(enum mx_layout layout, const void *src, void *dst, int64_t n
             const void *blk[8];
             for (int r = 0; r < 8; r++)
                 blk[r] = rows + r * row + (size_t)b * bsz;
-            if (layout == MX_LAYOUT_Q6_KX8)
-                repack_q6_Kx8((const mx_block_q6_K *const *)blk, (mx_block_q6_Kx8 *)out);
-            else if (layout == MX_LAYOUT_Q8_0X8)
-                repack_q8_0x8((const mx_block_q8_0 *const *)blk, (mx_block_q8_0x8 *)out);
-            else if (layout == MX_LAYOUT_Q5_KX8)
-                repack_q5_Kx8(blk, (mx_block_q5_Kx8 *)out);
-            else if (k)
-                repack_q4_Kx8(blk, (mx_block_q4_Kx8 *)out);
-            else
-                repack_q4_0x8((const mx_block_q4_0 *const *)blk, (mx_block_q4_0x8 *)out);
-        }
-    }
-}
-
-static void dequant_q4_Kx8_row(const mx_block_q4_Kx8 *a, int r, float *out, int64_t n) {
-    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
-        float d = mx_fp16_to_fp32(a[b].d[r]), dmin = mx_fp16_to_fp32(a[b].dmin[r]);
-        for (int j = 0; j < 8; j++) {
-            int ks = k8_scale_index(j, r), km = k8_min_index(j, r);
-            int sc = (a[b].sm_lo[ks] & 0x0f) | (a[b].sm_hi[ks % 32] >> (ks < 32 ? 0 : 2) & 3) << 4;
-            int mn = (a[b].sm_lo[km] >> 4) | (a[b].sm_hi[km % 32] >> (km < 32 ? 4 : 6) & 3) << 4;
-            float ds = d * (float)sc, dm = dmin * (float)mn;
-            int c = j / 2, shift = j % 2 ? 4 : 0;
-            for (int l = 0; l < 32; l++) {
-                uint8_t q = a[b].qs[256 * c + 32 * (l / 4) + 4 * r + l % 4];
-                out[32 * j + l] = ds * (float)((q >> shift) & 0x0f) - dm;
-            }
-        }
-    }
-}
-
-/* As dequant_q4_Kx8_row with the fifth bit, in mx_dequantize_row's arithmetic (d*sc*q - dmin*m
- * with q = nibble + 16 x bit). */
-static void dequant_q5_Kx8_row(const mx_block_q5_Kx8 *a, int r, float *out, int64_t n) {
-    for (int64_t b = 0; b < n / MX_QK_K; b++, out += MX_QK_K) {
-        const mx_block_q5_Kx8 *k5 = &a[b];
-        float d = mx_fp16_to_fp32(k5->d[r]), dmin = mx_fp16_to_fp32(k5->dmin[r]);
-        for (int j = 0; j < 8; j++) {
-            int ks = k8_scale_index(j, r), km = k8_min_index(j, r);
-            int sc = (k5->sm_lo[ks] & 0x0f) | (k5->sm_hi[ks % 32] >> (ks < 32 ? 0 : 2) & 3) << 4;
-            int mn = (k5->sm_lo[km] >> 4) | (k5->sm_hi[km % 32] >> (km < 32 ? 4 : 6) & 3) << 4;
-            float ds = d * (float)sc, dm = dmin * (float)mn;
-            int c = j / 2, shift = j % 2 ? 4 : 0;
-            for (int l = 0; l < 32; l++) {
-                uint8_t q = k5->ch[c].qs[32 * (l / 4) + 4 * r + l % 4];
-                int bit = (k5->ch[c].qh[j % 2][4 * r + l % 4] >> (l / 4)) & 1;
-                out[32 * j + l] = ds * (float)(((q >> shift) & 0x0f) + (bit ? 16 : 0)) - dm;
-            }
+            layouts[layout].repack(blk, out);
         }
     }
 }
 
 void mx_dequant_x8_row(enum mx_layout layout, const void *group, int r, float *out, int64_t n) {
-    if (layout == MX_LAYOUT_Q4_KX8) {
-        dequant_q4_Kx8_row(group, r, out, n);
-        return;
-    }
-    if (layout == MX_LAYOUT_Q5_KX8) {
-        dequant_q5_Kx8_row(group, r, out, n);
-        return;
-    }
-    if (layout == MX_LAYOUT_Q8_0X8) {
-        const mx_block_q8_0x8 *a8 = group;
-        for (int64_t b = 0; b < n / MX_QK8_0; b++) {
-            float d = mx_fp16_to_fp32(a8[b].d[r]);
-            for (int g = 0; g < 8; g++)
-                for (int i = 0; i < 4; i++)
-                    out[b * 32 + 4 * g + i] = (float)a8[b].qs[g][4 * r + i] * d;
-        }
-        return;
-    }
-    if (layout == MX_LAYOUT_Q6_KX8) {
-        dequant_q6_Kx8_row(group, r, out, n);
-        return;
-    }
-    const mx_block_q4_0x8 *a = group;
-    for (int64_t b = 0; b < n / MX_QK4_0; b++) {
-        float d = mx_fp16_to_fp32(a[b].d[r]);
-        for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 4; k++) {
-                uint8_t q = a[b].qs[32 * j + 4 * r + k];
-                out[b * 32 + 4 * j + k] = (float)((q & 0x0f) - 8) * d;
-                out[b * 32 + 4 * (j + 4) + k] = (float)((q >> 4) - 8) * d;
-            }
-    }
+    const struct mx_type_traits *tr = mx_type_traits(layouts[layout].type);
+    for (int64_t b = 0; b < n / tr->blck_size; b++)
+        layouts[layout].dequant((const char *)group + (size_t)b * 8 * tr->type_size, r,
+                                out + b * tr->blck_size);
+}
+
+/* Bytes a repacked tensor takes in the buffer: 64-byte aligned starts, so the kernels' 32-byte
+ * loads never split a cache line. */
+static size_t repacked_size(const struct mx_tensor *t) {
+    return (mx_tensor_nbytes(t) + 63) / 64 * 64;
 }
 
 static bool repackable(const struct mx_cpu *c, const struct mx_tensor *t) {
@@ -285,9 +284,7 @@ int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, i
     for (int i = 0; i < n; i++) {
         if (!repackable(c, ws[i]))
             continue;
-        /* 64-byte aligned starts: the kernels' 32-byte chunk loads never split a line */
-        size_t sz = (mx_tensor_nbytes(ws[i]) + 63) / 64 * 64;
-        if (!mx_add_size(total, sz, &total))
+        if (!mx_add_size(total, repacked_size(ws[i]), &total))
             return MX_ENOMEM;
     }
     if (total == 0)
@@ -314,7 +311,7 @@ int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, i
         t->data = task.dst;
         t->buf = buf;
         t->layout = task.layout;
-        off += (mx_tensor_nbytes(t) + 63) / 64 * 64;
+        off += repacked_size(t);
     }
     *out = buf;
     return 0;
