@@ -45,7 +45,7 @@ struct mm_job {
 struct mm_task {
     struct mx_cpu *cpu;
     enum mx_type wtype;
-    enum mx_layout layout; /* repacked: tiles go to gemm_x8[layout] (or dequantize) */
+    enum mx_layout layout; /* of the weight (repacked rows dequantize through it) */
     int64_t n_in, n_out;
     size_t w_row;        /* bytes per weight row */
     size_t xq_row;       /* bytes per quantized activation column */
@@ -53,6 +53,9 @@ struct mm_task {
     /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm */
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
+    /* repacked weights: 8-row groups times 1-4 quantized columns, for any column count */
+    void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
+                  size_t ldo);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -81,9 +84,8 @@ static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0,
     for (int64_t c = 0; c < j->n; c += 4) {
         int nc = (int)MX_MIN(4, j->n - c);
         for (int64_t o = o0; o < o1; o += 8)
-            t->cpu->kern.gemm_x8[t->layout](t->n_in, j->w + (size_t)o * t->w_row,
-                                            j->xq + (size_t)c * t->xq_row, t->xq_row, nc,
-                                            j->y + c * j->ldy + o, (size_t)j->ldy);
+            t->gemm8(t->n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row,
+                     t->xq_row, nc, j->y + c * j->ldy + o, (size_t)j->ldy);
     }
 }
 
@@ -95,7 +97,7 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
     int64_t o0 = (u % t->tiles) * MX_TILE;
     int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
     const char *wt = j->w + (size_t)o0 * t->w_row;
-    if (t->layout != MX_LAYOUT_GGML && j->xq && t->cpu->kern.gemm_x8[t->layout]) {
+    if (t->gemm8 && j->xq) {
         x8_tile(t, j, o0, o1);
         return;
     }
@@ -163,18 +165,27 @@ static void mm_task_run(void *args, int ith, int nth) {
         mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
 }
 
-/* Sizes of the activation copies for ncols columns: f32 (rounded) and quantized. */
+/* How a weight's activations are prepared, and which kernels take the quantized columns. */
 struct act_plan {
     bool round;          /* GGML mode with a non-F32 weight: x is rounded (so copied) */
-    bool quant;          /* a fast vec_dot kernel exists and decode-sized jobs use it */
+    bool quant;          /* a fast integer kernel exists: columns may be quantized for it */
+    bool q_only;         /* a quantized column is read only as xq (no rounded f32 copy) */
     enum mx_type wtype;
     enum mx_type vdtype;
     mx_from_float_fn qfn; /* fast activation quantizer or NULL */
     size_t xq_row;
+    /* the kernels for quantized columns: the row kernels read the file layout only, the
+     * 8-row GEMM the repacked one */
+    float (*vdot)(int64_t n, const void *w, const void *xq);
+    void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
+                  float *out);
+    void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
+                  size_t ldo);
 };
 
-static int plan_act(struct mx_backend *be, enum mx_type wtype, int64_t n_in, struct act_plan *ap) {
+static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act_plan *ap) {
     struct mx_cpu *c = mx_cpu_of(be);
+    enum mx_type wtype = w->type;
     memset(ap, 0, sizeof *ap);
     bool ggml = be->act_mode == MX_ACT_GGML;
     ap->round = ggml && wtype != MX_TYPE_F32;
@@ -182,9 +193,24 @@ static int plan_act(struct mx_backend *be, enum mx_type wtype, int64_t n_in, str
     ap->vdtype = mx_vec_dot_type(wtype);
     ap->qfn = c->kern.quantize_act[ap->vdtype];
     ap->quant = ggml && c->kern.vec_dot[wtype] != NULL;
-    if (ap->quant && !mx_act_row_size(ap->vdtype, n_in, &ap->xq_row))
+    if (ap->quant && !mx_act_row_size(ap->vdtype, w->ne[0], &ap->xq_row))
         return MX_EINVAL;
+    if (ap->quant && w->layout != MX_LAYOUT_GGML) {
+        ap->gemm8 = c->kern.gemm_x8[w->layout];
+    } else if (ap->quant) {
+        ap->vdot = c->kern.vec_dot[wtype];
+        ap->vdot4 = c->kern.vec_dot4[wtype];
+    }
+    /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
+    ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
     return 0;
+}
+
+/* Whether a job of n columns goes through the quantized activations: decode-sized jobs, the
+ * 4-column kernel's range, and every job on repacked weights. */
+static bool uses_xq(const struct act_plan *ap, int64_t n) {
+    return ap->quant && (n < MX_GEMM_MIN_COLS || (ap->vdot4 && n <= MX_VDOT4_MAX_COLS) ||
+                         ap->gemm8);
 }
 
 /* Prepares column c of the activations: rounded f32 copy at xr (when rounding) and quantized
@@ -213,7 +239,6 @@ struct prep_task {
     float *xr;             /* rounded/gathered f32 columns; NULL: use x in place */
     char *xq;              /* quantized columns (NULL: none) */
     const uint8_t *needq;  /* per column: quantize it (NULL: all, when xq) */
-    bool q_only;           /* a quantized column is read only as xq: skip its rounded f32 copy */
     int64_t ncols;
 };
 
@@ -228,7 +253,7 @@ static void prep_task_run(void *args, int ith, int nth) {
             src = p->xv + (t * p->x_ne1 + slot % p->x_ne1) * p->n_in;
         }
         bool q = p->xq && (!p->needq || p->needq[k]);
-        float *xr = p->xr && !(q && p->q_only) ? p->xr + k * p->n_in : (float *)src;
+        float *xr = p->xr && !(q && p->ap->q_only) ? p->xr + k * p->n_in : (float *)src;
         prep_col(p->ap, src, p->n_in, xr, q ? p->xq + (size_t)k * p->ap->xq_row : NULL);
     }
 }
@@ -264,11 +289,9 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     int64_t n_in = w->ne[0], n_out = w->ne[1], T = x->ne[1];
     int64_t planes = x->ne[2] * x->ne[3], ncols = T * planes;
     struct act_plan ap;
-    if (plan_act(be, w->type, n_in, &ap) < 0)
+    if (plan_act(be, w, &ap) < 0)
         return MX_EINVAL;
-    bool has4 = ap.quant && c->kern.vec_dot4[w->type] != NULL;
-    bool x8 = w->layout && c->kern.gemm_x8[w->layout]; /* integer tiles for any T */
-    bool want_q = ap.quant && (T < MX_GEMM_MIN_COLS || (has4 && T <= MX_VDOT4_MAX_COLS) || x8);
+    bool want_q = uses_xq(&ap, T);
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
         return MX_ENOMEM;
@@ -287,10 +310,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     char *xq = want_q ? (char *)c->sbuf + xr_bytes : NULL;
     struct mm_job *jobs = (struct mm_job *)((char *)c->sbuf + xr_bytes + xq_bytes);
     const float *xv = x->data;
-    /* quantized columns go to integer kernels that never read x, except repacked weights on
-     * kernels without the repacked GEMM (they dequantize rows and dot with x) */
     struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .xr = xr, .xq = xq,
-                             .q_only = !w->layout || x8, .ncols = ncols};
+                             .ncols = ncols};
     prep_run(c, &prep);
     int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     for (int64_t p = 0; p < planes; p++) {
@@ -305,12 +326,9 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     }
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row,
-        /* the row kernels read the file layout only */
-        .vdot = want_q && !w->layout ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = want_q && has4 && !w->layout ? c->kern.vec_dot4[w->type] : NULL,
-        .n_jobs = (int)planes,
-        .jobs = jobs, .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .gemm8 = ap.gemm8, .n_jobs = (int)planes, .jobs = jobs,
+        .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
@@ -332,9 +350,8 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         }
     }
     struct act_plan ap;
-    if (plan_act(be, w->type, n_in, &ap) < 0)
+    if (plan_act(be, w, &ap) < 0)
         return MX_EINVAL;
-    bool x8 = w->layout && c->kern.gemm_x8[w->layout];
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
     /* zeroed: clang cannot see that ok == false stops every use below */
@@ -384,8 +401,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         int64_t n = start[e + 1] - start[e];
         if (n == 0)
             continue;
-        bool q = xq && (n < MX_GEMM_MIN_COLS ||
-                        (c->kern.vec_dot4[w->type] && n <= MX_VDOT4_MAX_COLS) || x8);
+        bool q = xq && uses_xq(&ap, n);
         memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
         j->w = (const char *)w->data + (size_t)e * w->nb[2];
@@ -397,14 +413,12 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     }
     struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .map = map, .n_used = n_used,
                              .x_ne1 = x->ne[1], .xr = xr, .xq = xq, .needq = needq,
-                             .q_only = !w->layout || x8, .ncols = ncols};
+                             .ncols = ncols};
     prep_run(c, &prep);
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row,
-        .vdot = ap.quant && !w->layout ? c->kern.vec_dot[w->type] : NULL,
-        .vdot4 = ap.quant && !w->layout ? c->kern.vec_dot4[w->type] : NULL, .n_jobs = n_jobs,
-        .jobs = jobs,
+        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .gemm8 = ap.gemm8, .n_jobs = n_jobs, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
