@@ -268,12 +268,9 @@ gemm_q4_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
             __m256i lo = _mm256_and_si256(v, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             for (int c = 0; c < NC; c++) {
-                int32_t x0, x1;
-                memcpy(&x0, xb[c][b].qs + 4 * j, 4);
-                memcpy(&x1, xb[c][b].qs + 4 * (j + 4), 4);
                 __m256i p = _mm256_add_epi16(
-                    _mm256_maddubs_epi16(lo, _mm256_set1_epi32(x0)),
-                    _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x1)));
+                    _mm256_maddubs_epi16(lo, bcast4(xb[c][b].qs + 4 * j)),
+                    _mm256_maddubs_epi16(hi, bcast4(xb[c][b].qs + 4 * (j + 4))));
                 s[c] = j == 0 ? p : _mm256_add_epi16(s[c], p);
             }
         }
@@ -289,15 +286,7 @@ gemm_q4_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q4_0x8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q4_0x8_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q4_0x8_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q4_0x8_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q4_0x8_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q4_0x8, gemm_q4_0x8_nc)
 
 /* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns: signed weights, so maddubs takes |w|
  * and the activation bytes carrying w's sign (ggml's trick); a pair reaches 2 x 127 x 127 =
@@ -338,15 +327,7 @@ gemm_q8_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q8_0x8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q8_0x8_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q8_0x8_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q8_0x8_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q8_0x8_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q8_0x8, gemm_q8_0x8_nc)
 
 /* ---- K-quants against Q8_K activations ------------------------------------------------------- */
 
@@ -439,25 +420,8 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q4_Kx8 *blk = &a[b];
-        /* scales k = 8j + r, mins k = 16(j/2) + 2r + j%2 (cpu.h) */
-        __m256i scm[2], mnm[2];
-        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
-        __m256i sca = scm[0], scb = scm[1];
-        /* sub-block j's scales, each row's in int16 lanes 2r and 2r + 1 */
-        __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
-        __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
-        __m256i scv[8] = {
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s01, s01)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s01, s01)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s23, s23)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s23, s23)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s45, s45)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s45, s45)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s67, s67)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s67, s67)),
-        };
-        __m256i mnv[4];
-        q4kx8_min_pairs(mnm, mnv);
+        __m256i scv[8], mnv[4];
+        q4kx8_header(blk->sm_lo, blk->sm_hi, false, scv, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -468,11 +432,9 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
                 __m256i lo = _mm256_and_si256(q, m4);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                 for (int c = 0; c < NC; c++) {
-                    int32_t x0, x1;
-                    memcpy(&x0, xb[c][b].qs + 64 * ch + 4 * v, 4);
-                    memcpy(&x1, xb[c][b].qs + 64 * ch + 32 + 4 * v, 4);
-                    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(x0));
-                    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x1));
+                    const int8_t *x = xb[c][b].qs + 64 * ch;
+                    __m256i p0 = _mm256_maddubs_epi16(lo, bcast4(x + 4 * v));
+                    __m256i p1 = _mm256_maddubs_epi16(hi, bcast4(x + 32 + 4 * v));
                     slo[c] = v == 0 ? p0 : _mm256_add_epi16(slo[c], p0);
                     shi[c] = v == 0 ? p1 : _mm256_add_epi16(shi[c], p1);
                 }
@@ -484,27 +446,14 @@ gemm_q4_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
-        for (int c = 0; c < NC; c++) {
-            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
-            __m256 xd = _mm256_set1_ps(xb[c][b].d);
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
-                                      accm[c]);
-        }
+        for (int c = 0; c < NC; c++)
+            q4kx8_accumulate(d, dmin, mnv, &xb[c][b], isum[c], &acc[c], &accm[c]);
     }
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
 }
 
-static void gemm_q4_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q4_Kx8_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q4_Kx8_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q4_Kx8_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q4_Kx8_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q4_Kx8, gemm_q4_Kx8_nc)
 
 /* Repacked Q5_K (mx_block_q5_Kx8): gemm_q4_Kx8_nc with the fifth bit ORed into each value.
  * Values reach 31, so an int16 sum takes at most 4 maddubs (4 x 2 x 31 x 127 = 31496) and each
@@ -523,21 +472,8 @@ gemm_q5_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q5_Kx8 *blk = &a[b];
-        __m256i scm[2], mnm[2], mnv[4];
-        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
-        q4kx8_min_pairs(mnm, mnv);
-        __m128i s01 = _mm256_castsi256_si128(scm[0]), s23 = _mm256_extracti128_si256(scm[0], 1);
-        __m128i s45 = _mm256_castsi256_si128(scm[1]), s67 = _mm256_extracti128_si256(scm[1], 1);
-        __m256i scv[8] = {
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s01, s01)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s01, s01)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s23, s23)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s23, s23)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s45, s45)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s45, s45)),
-            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s67, s67)),
-            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s67, s67)),
-        };
+        __m256i scv[8], mnv[4];
+        q4kx8_header(blk->sm_lo, blk->sm_hi, false, scv, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -568,27 +504,14 @@ gemm_q5_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
-        for (int c = 0; c < NC; c++) {
-            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
-            __m256 xd = _mm256_set1_ps(xb[c][b].d);
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
-                                      accm[c]);
-        }
+        for (int c = 0; c < NC; c++)
+            q4kx8_accumulate(d, dmin, mnv, &xb[c][b], isum[c], &acc[c], &accm[c]);
     }
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
 }
 
-static void gemm_q5_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q5_Kx8_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q5_Kx8_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q5_Kx8_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q5_Kx8_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q5_Kx8, gemm_q5_Kx8_nc)
 
 /* Repacked Q6_K (8 rows, mx_block_q6_Kx8) times NC Q8_K columns. Values are unsigned 6-bit
  * (q + 32) so maddubs takes them as they are; 32 x (scale-weighted activation group sums, from
@@ -655,15 +578,7 @@ gemm_q6_Kx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q6_Kx8(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                        float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q6_Kx8_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q6_Kx8_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q6_Kx8_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q6_Kx8_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q6_Kx8, gemm_q6_Kx8_nc)
 
 /* Q5_K: Q4_K with a fifth bit per value from qh (bit 2j for the low nibbles of 64-value chunk
  * j, bit 2j + 1 for the high ones). */

@@ -60,15 +60,7 @@ gemm_q4_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q4_0x8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                             float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q4_0x8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q4_0x8_vnni, gemm_q4_0x8_vnni_nc)
 
 /* As gemm_q8_0x8_nc in kernels_avx2.c: vpdpbusd wants unsigned weights, so w + 128 (w xor 0x80)
  * goes in and 128 x the block's activation sum comes back out (exact; the activation row
@@ -113,15 +105,7 @@ gemm_q8_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q8_0x8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                             float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q8_0x8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q8_0x8_vnni, gemm_q8_0x8_vnni_nc)
 
 /* As gemm_q4_Kx8_nc in kernels_avx2.c: per 64-value chunk, vpdpbusd sums each sub-block's
  * 32 values per row in int32, then the row's 6-bit scale multiplies them (vpmulld; exact). */
@@ -140,20 +124,8 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q4_Kx8 *blk = &a[b];
-        __m256i scm[2], mnm[2];
-        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
-        __m256i sca = scm[0], scb = scm[1];
-        /* sub-block j's 8 scales as int32 lanes (scales k = 8j + r) */
-        __m128i s01 = _mm256_castsi256_si128(sca), s23 = _mm256_extracti128_si256(sca, 1);
-        __m128i s45 = _mm256_castsi256_si128(scb), s67 = _mm256_extracti128_si256(scb, 1);
-        __m256i scv[8] = {
-            _mm256_cvtepu8_epi32(s01), _mm256_cvtepu8_epi32(_mm_srli_si128(s01, 8)),
-            _mm256_cvtepu8_epi32(s23), _mm256_cvtepu8_epi32(_mm_srli_si128(s23, 8)),
-            _mm256_cvtepu8_epi32(s45), _mm256_cvtepu8_epi32(_mm_srli_si128(s45, 8)),
-            _mm256_cvtepu8_epi32(s67), _mm256_cvtepu8_epi32(_mm_srli_si128(s67, 8)),
-        };
-        __m256i mnv[4];
-        q4kx8_min_pairs(mnm, mnv);
+        __m256i scv[8], mnv[4];
+        q4kx8_header(blk->sm_lo, blk->sm_hi, true, scv, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -181,27 +153,14 @@ gemm_q4_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
-        for (int c = 0; c < NC; c++) {
-            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
-            __m256 xd = _mm256_set1_ps(xb[c][b].d);
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
-                                      accm[c]);
-        }
+        for (int c = 0; c < NC; c++)
+            q4kx8_accumulate(d, dmin, mnv, &xb[c][b], isum[c], &acc[c], &accm[c]);
     }
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
 }
 
-static void gemm_q4_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                             float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q4_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q4_Kx8_vnni, gemm_q4_Kx8_vnni_nc)
 
 /* As gemm_q5_Kx8_nc in kernels_avx2.c, the sums in int32 (vpdpbusd), scaled by vpmulld. */
 static inline __attribute__((always_inline)) void
@@ -218,17 +177,8 @@ gemm_q5_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     for (int64_t b = 0; b < nb; b++) {
         const mx_block_q5_Kx8 *blk = &a[b];
-        __m256i scm[2], mnm[2], mnv[4];
-        q4kx8_scales(blk->sm_lo, blk->sm_hi, scm, mnm);
-        q4kx8_min_pairs(mnm, mnv);
-        __m128i s01 = _mm256_castsi256_si128(scm[0]), s23 = _mm256_extracti128_si256(scm[0], 1);
-        __m128i s45 = _mm256_castsi256_si128(scm[1]), s67 = _mm256_extracti128_si256(scm[1], 1);
-        __m256i scv[8] = {
-            _mm256_cvtepu8_epi32(s01), _mm256_cvtepu8_epi32(_mm_srli_si128(s01, 8)),
-            _mm256_cvtepu8_epi32(s23), _mm256_cvtepu8_epi32(_mm_srli_si128(s23, 8)),
-            _mm256_cvtepu8_epi32(s45), _mm256_cvtepu8_epi32(_mm_srli_si128(s45, 8)),
-            _mm256_cvtepu8_epi32(s67), _mm256_cvtepu8_epi32(_mm_srli_si128(s67, 8)),
-        };
+        __m256i scv[8], mnv[4];
+        q4kx8_header(blk->sm_lo, blk->sm_hi, true, scv, mnv);
         __m256i isum[4];
         for (int c = 0; c < NC; c++)
             isum[c] = _mm256_setzero_si256();
@@ -255,27 +205,14 @@ gemm_q5_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->dmin));
-        for (int c = 0; c < NC; c++) {
-            __m256i msum = q4kx8_min_sums(mnv, xb[c][b].bsums);
-            __m256 xd = _mm256_set1_ps(xb[c][b].d);
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[c]), acc[c]);
-            accm[c] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum),
-                                      accm[c]);
-        }
+        for (int c = 0; c < NC; c++)
+            q4kx8_accumulate(d, dmin, mnv, &xb[c][b], isum[c], &acc[c], &accm[c]);
     }
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(out + (size_t)c * ldo, _mm256_sub_ps(acc[c], accm[c]));
 }
 
-static void gemm_q5_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                             float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q5_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q5_Kx8_vnni, gemm_q5_Kx8_vnni_nc)
 
 /* As gemm_q6_Kx8_nc in kernels_avx2.c: each 16-value group's sum per row in int32 (vpdpbusd),
  * times the group's signed scale (vpmulld), minus 32 x the scale-weighted activation sums. */
@@ -334,15 +271,7 @@ gemm_q6_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
-static void gemm_q6_Kx8_vnni(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,
-                             float *out, size_t ldo) {
-    switch (ncols) {
-    case 1: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 1, out, ldo); break;
-    case 2: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 2, out, ldo); break;
-    case 3: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 3, out, ldo); break;
-    default: gemm_q6_Kx8_vnni_nc(n, w, xq, xq_row, 4, out, ldo); break;
-    }
-}
+MX_X8_ENTRY(gemm_q6_Kx8_vnni, gemm_q6_Kx8_vnni_nc)
 
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->name = "avx512vnni";

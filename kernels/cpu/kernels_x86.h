@@ -36,12 +36,30 @@ static inline void q4kx8_scales(const uint8_t *sm_lo, const uint8_t *sm_hi, __m2
                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
 }
 
-/* mins of sub-blocks 2p, 2p + 1 as int16, row r's pair in lanes 2r, 2r + 1 */
-static inline void q4kx8_min_pairs(const __m256i mn[2], __m256i mnv[4]) {
-    mnv[0] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn[0]));
-    mnv[1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn[0], 1));
-    mnv[2] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn[1]));
-    mnv[3] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn[1], 1));
+/* A Q4_K / Q5_K x8 super-block's scales and mins, ready for the kernels: scv[j] holds
+ * sub-block j's 8 row scales, as int16 pairs (row r in lanes 2r, 2r + 1: madd's multiplier,
+ * AVX2) or, with i32, as int32 lanes (vpmulld's, VNNI); mnv[p] the mins of sub-blocks 2p and
+ * 2p + 1 as int16, row r's pair in lanes 2r, 2r + 1. */
+static inline void q4kx8_header(const uint8_t *sm_lo, const uint8_t *sm_hi, bool i32,
+                                __m256i scv[8], __m256i mnv[4]) {
+    __m256i sc[2], mn[2];
+    q4kx8_scales(sm_lo, sm_hi, sc, mn);
+    for (int h = 0; h < 2; h++) {
+        __m128i lo = _mm256_castsi256_si128(sc[h]), hi = _mm256_extracti128_si256(sc[h], 1);
+        if (i32) {
+            scv[4 * h] = _mm256_cvtepu8_epi32(lo);
+            scv[4 * h + 1] = _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8));
+            scv[4 * h + 2] = _mm256_cvtepu8_epi32(hi);
+            scv[4 * h + 3] = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
+        } else {
+            scv[4 * h] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, lo));
+            scv[4 * h + 1] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(lo, lo));
+            scv[4 * h + 2] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(hi, hi));
+            scv[4 * h + 3] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(hi, hi));
+        }
+        mnv[2 * h] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn[h]));
+        mnv[2 * h + 1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn[h], 1));
+    }
 }
 
 /* Per row, sum over the 8 sub-blocks of min x (the activation's sub-block sum, from Q8_K's 16
@@ -56,6 +74,31 @@ static inline __m256i q4kx8_min_sums(const __m256i mnv[4], const int16_t *bsums)
             _mm256_madd_epi16(mnv[2], _mm256_broadcastd_epi32(_mm_srli_si128(bx, 8))),
             _mm256_madd_epi16(mnv[3], _mm256_broadcastd_epi32(_mm_srli_si128(bx, 12)))));
 }
+
+/* One column's share of a Q4_K / Q5_K x8 super-block: acc += d x xd x isum (the scaled row
+ * sums), accm += dmin x xd x (mins times the activation's sub-block sums); the kernels return
+ * acc - accm. */
+static inline void q4kx8_accumulate(__m256 d, __m256 dmin, const __m256i mnv[4],
+                                    const mx_block_q8_K *x, __m256i isum, __m256 *acc,
+                                    __m256 *accm) {
+    __m256 xd = _mm256_set1_ps(x->d);
+    *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum), *acc);
+    *accm = _mm256_fmadd_ps(_mm256_mul_ps(dmin, xd),
+                            _mm256_cvtepi32_ps(q4kx8_min_sums(mnv, x->bsums)), *accm);
+}
+
+/* A gemm_x8 entry: the ncols switch over an always-inline kernel that takes NC as a constant
+ * (so each column count gets its own unrolled code). */
+#define MX_X8_ENTRY(name, kernel)                                                             \
+    static void name(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols,      \
+                     float *out, size_t ldo) {                                                \
+        switch (ncols) {                                                                      \
+        case 1: kernel(n, w, xq, xq_row, 1, out, ldo); break;                                 \
+        case 2: kernel(n, w, xq, xq_row, 2, out, ldo); break;                                 \
+        case 3: kernel(n, w, xq, xq_row, 3, out, ldo); break;                                 \
+        default: kernel(n, w, xq, xq_row, 4, out, ldo); break;                                \
+        }                                                                                     \
+    }
 
 /* One ql vector of a repacked Q6_K chunk with its qh vector: the 6-bit values of its low
  * nibbles (bit pair 0 or, for the odd vector of the pair, 2 of qh) and high nibbles (pair 1 /
