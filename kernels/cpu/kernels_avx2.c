@@ -984,38 +984,76 @@ static void quant_act_q8_K(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Cache positions of cells [c0, c0 + n) into kp (-1 past end or for an empty cell); true when
+ * some query at a position in [qmin, qmax] sees at least one of them (causal, window). */
+static bool block_kpos(const int32_t *kpos, int64_t c0, int64_t end, int64_t n, int32_t qmin,
+                       int32_t qmax, int32_t window, int32_t *kp) {
+    bool any = false;
+    for (int64_t j = 0; j < n; j++) {
+        kp[j] = c0 + j < end ? kpos[c0 + j] : -1;
+        any |= kp[j] >= 0 && kp[j] <= qmax && (window == 0 || (int64_t)qmin - kp[j] < window);
+    }
+    return any;
+}
+
+/* Lanes of 8 cells (positions kp) a query at position qp sees: filled, not in its future,
+ * within the window (0: none). */
+static inline __m256i visible8(__m256i kp, int32_t qp, int32_t window) {
+    __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kp, _mm256_set1_epi32(-1)),
+                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kp));
+    if (window > 0)
+        v = _mm256_and_si256(v, _mm256_cmpgt_epi32(_mm256_set1_epi32(window),
+                                                   _mm256_sub_epi32(_mm256_set1_epi32(qp), kp)));
+    return v;
+}
+
+/* The keys and values of cells c0 + j (j < n, kp as block_kpos), elements [i0, i0 + len) of
+ * each row, as f32 rows ld apart; empty cells give zeros (their scores are masked, and V must
+ * stay finite). */
+static void stage_kv(const struct mx_ref_args *a, const int32_t *kp, int64_t c0, int64_t n,
+                     int64_t i0, int64_t len, float *kb, float *vb, int64_t ld) {
+    const struct mx_tensor *kc = a->src[1], *vc = a->src[2];
+    for (int64_t j = 0; j < n; j++) {
+        if (kp[j] < 0) {
+            memset(kb + j * ld, 0, (size_t)len * sizeof(float));
+            memset(vb + j * ld, 0, (size_t)len * sizeof(float));
+            continue;
+        }
+        load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], i0, len,
+                   kb + j * ld);
+        load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], i0, len,
+                   vb + j * ld);
+    }
+}
+
+/* Query row (token t, head h) into qr, rounded in ggml mode as ggml rounds it for the cache
+ * type (f16; q8_0 blocks). */
+static void load_query(const struct mx_ref_args *a, int64_t t, int64_t h, float *qr) {
+    const struct mx_tensor *q = a->src[0], *kc = a->src[1];
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim;
+    memcpy(qr, (const char *)q->data + (size_t)(t * p->n_head + h) * q->nb[1],
+           (size_t)hd * sizeof(float));
+    if (a->act_mode == MX_ACT_GGML && kc->type == MX_TYPE_F16)
+        mx_ref_round_act(MX_TYPE_F16, qr, hd);
+    else if (a->act_mode == MX_ACT_GGML && kc->type == MX_TYPE_Q8_0 && hd % 32 == 0)
+        mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
+}
+
 /* Prefill: many query rows share each cache block, so the two products of a block go through
  * sgemm (S = Q K^T over MX_ATTN_GBLOCK cells, then acc += P V); only the masking and the online
  * softmax stay here. q rows, acc, m and l as in attn_avx2; kb, vb: [GB][hd], S: [R][GB]. */
 static void attn_blocks_gemm(const struct mx_ref_args *a, int64_t g, int64_t t0, int64_t R,
                              int64_t G, int32_t qmin, int32_t qmax, const float *qs, float *acc,
                              float *mrow, float *lrow, float *kb, float *vb, float *S) {
-    const struct mx_tensor *kc = a->src[1], *vc = a->src[2];
     const int32_t *qpos = a->src[3]->data, *kpos = a->src[4]->data;
     const struct mx_attn_params *p = a->p;
     const int64_t hd = p->head_dim, n_kv = p->n_kv, GB = MX_ATTN_GBLOCK;
     for (int64_t c0 = 0; c0 < n_kv; c0 += GB) {
         int32_t kp[MX_ATTN_GBLOCK];
-        int nvis = 0;
-        for (int64_t j = 0; j < GB; j++) {
-            kp[j] = c0 + j < n_kv ? kpos[c0 + j] : -1;
-            if (kp[j] >= 0 && kp[j] <= qmax &&
-                (p->window == 0 || (int64_t)qmin - kp[j] < p->window))
-                nvis++;
-        }
-        if (nvis == 0)
+        if (!block_kpos(kpos, c0, n_kv, GB, qmin, qmax, p->window, kp))
             continue;
-        for (int64_t j = 0; j < GB; j++) {
-            if (kp[j] < 0) {
-                memset(kb + j * hd, 0, (size_t)hd * sizeof(float));
-                memset(vb + j * hd, 0, (size_t)hd * sizeof(float));
-                continue;
-            }
-            load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], g * hd,
-                       hd, kb + j * hd);
-            load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], g * hd,
-                       hd, vb + j * hd);
-        }
+        stage_kv(a, kp, c0, GB, g * hd, hd, kb, vb, hd);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)GB, (int)hd, p->scale,
                     qs, (int)hd, kb, (int)hd, 0.0f, S, (int)GB);
         for (int64_t r = 0; r < R; r++) {
@@ -1023,13 +1061,7 @@ static void attn_blocks_gemm(const struct mx_ref_args *a, int64_t g, int64_t t0,
             float *sr = S + r * GB;
             __m256 mv = _mm256_set1_ps(-INFINITY);
             for (int64_t j = 0; j < GB; j += 8) {
-                __m256i kpv = _mm256_loadu_si256((const __m256i *)(kp + j));
-                __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kpv, _mm256_set1_epi32(-1)),
-                                             _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv));
-                if (p->window > 0)
-                    v = _mm256_and_si256(
-                        v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
-                                              _mm256_sub_epi32(_mm256_set1_epi32(qp), kpv)));
+                __m256i v = visible8(_mm256_loadu_si256((const __m256i *)(kp + j)), qp, p->window);
                 __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_loadu_ps(sr + j),
                                              _mm256_castsi256_ps(v));
                 _mm256_storeu_ps(sr + j, sv);
@@ -1118,6 +1150,33 @@ static inline void pv_accum(float *ar, const float *pj, const float *vb, int64_t
     }
 }
 
+/* One online-softmax step of a query row over MX_ATTN_CBLOCK cells: s are the scaled scores
+ * (-inf where vis hides the cell); updates the row's running max *m, sum *l and unnormalised
+ * output ar with the cells' values vb (rows ld apart). A row that sees none of them is left as
+ * it is. */
+static inline void softmax_step(const __m256 *s, const __m256 *vis, float *m, float *l,
+                                float *ar, const float *vb, int64_t hd, int64_t ld) {
+    const int64_t NS = MX_ATTN_CBLOCK / 8;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    for (int64_t sb = 0; sb < NS; sb++)
+        mv = _mm256_max_ps(mv, s[sb]);
+    float mb = hmax8(mv);
+    if (mb == -INFINITY)
+        return;
+    float mold = *m, mnew = mold > mb ? mold : mb;
+    float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+    __m256 lsum = _mm256_setzero_ps();
+    float pj[MX_ATTN_CBLOCK];
+    for (int64_t sb = 0; sb < NS; sb++) {
+        __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s[sb], _mm256_set1_ps(mnew))), vis[sb]);
+        lsum = _mm256_add_ps(lsum, pv);
+        _mm256_storeu_ps(pj + 8 * sb, pv);
+    }
+    *l = *l * corr + hsum8(lsum);
+    *m = mnew;
+    pv_accum(ar, pj, vb, MX_ATTN_CBLOCK, hd, ld, corr);
+}
+
 /* ---- decode attention split over the cache ----------------------------------------------------
  * One query token: the work is reading the whole K/V cache once. Split by heads, each thread
  * walked the cache once per KV head, taking a head_dim slice of every row (256 of 2048 bytes):
@@ -1130,7 +1189,6 @@ static inline void pv_accum(float *ar, const float *pj, const float *vb, int64_t
 
 static void attn_split_avx2(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
-    const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
     const int32_t *kpos = a->src[4]->data;
     const struct mx_attn_params *p = a->p;
     const int64_t hd = p->head_dim, n_kv = p->n_kv, H = p->n_head, G = H / p->n_head_kv;
@@ -1140,7 +1198,6 @@ static void attn_split_avx2(void *args, int ith, int nth) {
     const int64_t ld = kvd + 16;
     const int64_t chunk = mx_attn_split_chunk(n_kv), nch = (n_kv + chunk - 1) / chunk;
     const int32_t qp = ((const int32_t *)a->src[3]->data)[0];
-    const bool ggml = a->act_mode == MX_ACT_GGML;
     float *qs = a->cpu->tbuf[ith]; /* [H][hd] (rounded) queries */
     float *kb = qs + H * hd;       /* [CB][ld]: a block's keys, all heads */
     float *vb = kb + CB * ld;      /* [CB][ld] */
@@ -1148,14 +1205,8 @@ static void attn_split_avx2(void *args, int ith, int nth) {
     mx_split(nch, ith, nth, &k0, &k1);
     if (k0 >= k1)
         return;
-    for (int64_t h = 0; h < H; h++) {
-        float *qr = qs + h * hd;
-        memcpy(qr, (const char *)q->data + (size_t)h * q->nb[1], (size_t)hd * sizeof(float));
-        if (ggml && kc->type == MX_TYPE_F16)
-            mx_ref_round_act(MX_TYPE_F16, qr, hd);
-        else if (ggml && kc->type == MX_TYPE_Q8_0 && hd % 32 == 0)
-            mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
-    }
+    for (int64_t h = 0; h < H; h++)
+        load_query(a, 0, h, qs + h * hd);
     for (int64_t k = k0; k < k1; k++) {
         float *acc = (float *)a->cpu->sbuf + k * H * (hd + 2); /* [H][hd], then m[H], l[H] */
         float *mrow = acc + H * hd, *lrow = mrow + H;
@@ -1164,67 +1215,28 @@ static void attn_split_avx2(void *args, int ith, int nth) {
             lrow[h] = 0.0f;
         }
         memset(acc, 0, (size_t)(H * hd) * sizeof(float));
-        for (int64_t c0 = k * chunk; c0 < MX_MIN((k + 1) * chunk, n_kv); c0 += CB) {
+        const int64_t end = MX_MIN((k + 1) * chunk, n_kv);
+        for (int64_t c0 = k * chunk; c0 < end; c0 += CB) {
             int32_t kp[MX_ATTN_CBLOCK];
-            __m256 vis[MX_ATTN_CBLOCK / 8];
-            int any = 0;
-            for (int64_t j = 0; j < CB; j++)
-                kp[j] = c0 + j < MX_MIN((k + 1) * chunk, n_kv) ? kpos[c0 + j] : -1;
-            for (int64_t sb = 0; sb < NS; sb++) {
-                __m256i kv = _mm256_loadu_si256((const __m256i *)(kp + 8 * sb));
-                __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kv, _mm256_set1_epi32(-1)),
-                                             _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kv));
-                if (p->window > 0)
-                    v = _mm256_and_si256(v, _mm256_cmpgt_epi32(
-                                                _mm256_set1_epi32(p->window),
-                                                _mm256_sub_epi32(_mm256_set1_epi32(qp), kv)));
-                vis[sb] = _mm256_castsi256_ps(v);
-                any |= !_mm256_testz_si256(v, v);
-            }
-            if (!any)
+            if (!block_kpos(kpos, c0, end, CB, qp, qp, p->window, kp))
                 continue;
+            __m256 vis[MX_ATTN_CBLOCK / 8];
+            for (int64_t sb = 0; sb < NS; sb++)
+                vis[sb] = _mm256_castsi256_ps(
+                    visible8(_mm256_loadu_si256((const __m256i *)(kp + 8 * sb)), qp, p->window));
             /* whole rows, every head at once: the cache streams in order */
-            for (int64_t j = 0; j < CB; j++) {
-                if (kp[j] < 0) { /* empty cell: its score is masked; keep V finite */
-                    memset(kb + j * ld, 0, (size_t)kvd * sizeof(float));
-                    memset(vb + j * ld, 0, (size_t)kvd * sizeof(float));
-                    continue;
-                }
-                load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1], 0,
-                           kvd, kb + j * ld);
-                load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1], 0,
-                           kvd, vb + j * ld);
-            }
-            for (int64_t g = 0; g < p->n_head_kv; g++) {
+            stage_kv(a, kp, c0, CB, 0, kvd, kb, vb, ld);
+            for (int64_t g = 0; g < p->n_head_kv; g++)
                 for (int64_t h = g * G; h < (g + 1) * G; h++) {
-                    const float *qr = qs + h * hd;
-                    __m256 sv[MX_ATTN_CBLOCK / 8], mv = _mm256_set1_ps(-INFINITY);
-                    for (int64_t sb = 0; sb < NS; sb++) {
+                    __m256 sv[MX_ATTN_CBLOCK / 8];
+                    for (int64_t sb = 0; sb < NS; sb++)
                         sv[sb] = _mm256_blendv_ps(
                             _mm256_set1_ps(-INFINITY),
-                            _mm256_mul_ps(qk8(qr, kb + 8 * sb * ld + g * hd, hd, ld),
+                            _mm256_mul_ps(qk8(qs + h * hd, kb + 8 * sb * ld + g * hd, hd, ld),
                                           _mm256_set1_ps(p->scale)),
                             vis[sb]);
-                        mv = _mm256_max_ps(mv, sv[sb]);
-                    }
-                    float mb = hmax8(mv);
-                    if (mb == -INFINITY)
-                        continue;
-                    float mold = mrow[h], mnew = mold > mb ? mold : mb;
-                    float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
-                    __m256 lsum = _mm256_setzero_ps();
-                    float pj[MX_ATTN_CBLOCK];
-                    for (int64_t sb = 0; sb < NS; sb++) {
-                        __m256 pv = _mm256_and_ps(
-                            exp8(_mm256_sub_ps(sv[sb], _mm256_set1_ps(mnew))), vis[sb]);
-                        lsum = _mm256_add_ps(lsum, pv);
-                        _mm256_storeu_ps(pj + 8 * sb, pv);
-                    }
-                    lrow[h] = lrow[h] * corr + hsum8(lsum);
-                    mrow[h] = mnew;
-                    pv_accum(acc + h * hd, pj, vb + g * hd, CB, hd, ld, corr);
+                    softmax_step(sv, vis, &mrow[h], &lrow[h], acc + h * hd, vb + g * hd, hd, ld);
                 }
-            }
         }
     }
 }
@@ -1266,13 +1278,12 @@ static void attn_merge_avx2(void *args, int ith, int nth) {
 
 static void attn_avx2(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
-    const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
+    const struct mx_tensor *q = a->src[0];
     const int32_t *qpos = a->src[3]->data, *kpos = a->src[4]->data;
     const struct mx_attn_params *p = a->p;
     const int64_t hd = p->head_dim, n_kv = p->n_kv, G = p->n_head / p->n_head_kv;
     const int64_t T = q->ne[2], nqb = (T + MX_ATTN_QBLOCK - 1) / MX_ATTN_QBLOCK;
     const int64_t CB = MX_ATTN_CBLOCK, NS = CB / 8; /* cells per step, 8-cell sub-blocks */
-    const bool ggml = a->act_mode == MX_ACT_GGML;
     float *kt = a->cpu->tbuf[ith];               /* [hd][CB] keys of the block, transposed */
     float *vb = kt + CB * hd;                    /* [CB][hd] values of the block */
     float *kb = vb + CB * hd;                    /* [CB][hd] keys as loaded */
@@ -1287,14 +1298,7 @@ static void attn_avx2(void *args, int ith, int nth) {
         int64_t t1 = MX_MIN(t0 + MX_ATTN_QBLOCK, T), R = (t1 - t0) * G;
         int32_t qmax = INT32_MIN, qmin = INT32_MAX;
         for (int64_t r = 0; r < R; r++) {
-            int64_t t = t0 + r / G, h = g * G + r % G;
-            float *qr = qs + r * hd;
-            memcpy(qr, (const char *)q->data + (size_t)(t * p->n_head + h) * q->nb[1],
-                   (size_t)hd * sizeof(float));
-            if (ggml && kc->type == MX_TYPE_F16)
-                mx_ref_round_act(MX_TYPE_F16, qr, hd);
-            else if (ggml && kc->type == MX_TYPE_Q8_0 && hd % 32 == 0)
-                mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
+            load_query(a, t0 + r / G, g * G + r % G, qs + r * hd);
             mrow[r] = -INFINITY;
             lrow[r] = 0.0f;
             memset(acc + r * hd, 0, (size_t)hd * sizeof(float));
@@ -1310,27 +1314,10 @@ static void attn_avx2(void *args, int ith, int nth) {
         }
         for (int64_t c0 = 0; c0 < (R >= MX_ATTN_GEMM_ROWS ? 0 : n_kv); c0 += CB) {
             int32_t kp[MX_ATTN_CBLOCK];
-            int nvis = 0;
-            for (int64_t j = 0; j < CB; j++) {
-                kp[j] = c0 + j < n_kv ? kpos[c0 + j] : -1;
-                /* the block is skipped when no query of the unit can see any of its cells */
-                if (kp[j] >= 0 && kp[j] <= qmax &&
-                    (p->window == 0 || (int64_t)qmin - kp[j] < p->window))
-                    nvis++;
-            }
-            if (nvis == 0)
+            /* the block is skipped when no query of the unit can see any of its cells */
+            if (!block_kpos(kpos, c0, n_kv, CB, qmin, qmax, p->window, kp))
                 continue;
-            for (int64_t j = 0; j < CB; j++) {
-                if (kp[j] < 0) {
-                    memset(kb + j * hd, 0, (size_t)hd * sizeof(float));
-                    memset(vb + j * hd, 0, (size_t)hd * sizeof(float));
-                    continue;
-                }
-                load_slice(kc->type, (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1],
-                           g * hd, hd, kb + j * hd);
-                load_slice(vc->type, (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1],
-                           g * hd, hd, vb + j * hd);
-            }
+            stage_kv(a, kp, c0, CB, g * hd, hd, kb, vb, hd);
             /* Many query rows (prefill): transpose the keys once so each row's 32 scores come
              * from broadcast-FMAs. Few rows (decode, GQA groups of 1-4): the transpose would cost
              * more than it saves; take plain dot products instead. */
@@ -1339,24 +1326,15 @@ static void attn_avx2(void *args, int ith, int nth) {
                 for (int64_t j = 0; j < CB; j++)
                     for (int64_t i = 0; i < hd; i++)
                         kt[i * CB + j] = kb[j * hd + i];
-            __m256i kpv[MX_ATTN_CBLOCK / 8], valid[MX_ATTN_CBLOCK / 8];
-            for (int64_t sb = 0; sb < NS; sb++) {
+            __m256i kpv[MX_ATTN_CBLOCK / 8];
+            for (int64_t sb = 0; sb < NS; sb++)
                 kpv[sb] = _mm256_loadu_si256((const __m256i *)(kp + 8 * sb));
-                valid[sb] = _mm256_cmpgt_epi32(kpv[sb], _mm256_set1_epi32(-1));
-            }
             for (int64_t r = 0; r < R; r++) {
                 int32_t qp = qpos[t0 + r / G];
                 __m256 s[MX_ATTN_CBLOCK / 8], vis[MX_ATTN_CBLOCK / 8];
-                __m256 mv = _mm256_set1_ps(-INFINITY);
                 int any = 0;
                 for (int64_t sb = 0; sb < NS; sb++) {
-                    __m256i v = _mm256_and_si256(
-                        valid[sb], _mm256_cmpgt_epi32(_mm256_set1_epi32(qp + 1), kpv[sb]));
-                    if (p->window > 0)
-                        v = _mm256_and_si256(
-                            v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
-                                                  _mm256_sub_epi32(_mm256_set1_epi32(qp),
-                                                                   kpv[sb])));
+                    __m256i v = visible8(kpv[sb], qp, p->window);
                     vis[sb] = _mm256_castsi256_ps(v);
                     any |= !_mm256_testz_si256(v, v);
                 }
@@ -1379,24 +1357,11 @@ static void attn_avx2(void *args, int ith, int nth) {
                     for (int64_t sb = 0; sb < NS; sb++)
                         s[sb] = qk8(qr, kb + 8 * sb * hd, hd, hd);
                 }
-                for (int64_t sb = 0; sb < NS; sb++) {
-                    s[sb] = _mm256_mul_ps(s[sb], _mm256_set1_ps(p->scale));
-                    s[sb] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s[sb], vis[sb]);
-                    mv = _mm256_max_ps(mv, s[sb]);
-                }
-                float mb = hmax8(mv), mold = mrow[r], mnew = mold > mb ? mold : mb;
-                float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
-                __m256 lsum = _mm256_setzero_ps();
-                float pj[MX_ATTN_CBLOCK];
-                for (int64_t sb = 0; sb < NS; sb++) {
-                    __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s[sb], _mm256_set1_ps(mnew))),
-                                              vis[sb]);
-                    lsum = _mm256_add_ps(lsum, pv);
-                    _mm256_storeu_ps(pj + 8 * sb, pv);
-                }
-                lrow[r] = lrow[r] * corr + hsum8(lsum);
-                mrow[r] = mnew;
-                pv_accum(acc + r * hd, pj, vb, CB, hd, hd, corr);
+                for (int64_t sb = 0; sb < NS; sb++)
+                    s[sb] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY),
+                                             _mm256_mul_ps(s[sb], _mm256_set1_ps(p->scale)),
+                                             vis[sb]);
+                softmax_step(s, vis, &mrow[r], &lrow[r], acc + r * hd, vb, hd, hd);
             }
         }
         for (int64_t r = 0; r < R; r++) {
