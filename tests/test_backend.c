@@ -25,6 +25,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "tests/mx_test.h"
+#include "tests/mx_test_oracle.h"
 
 #define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
 
@@ -79,53 +80,6 @@ static double maxdiff(const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         m = fmax(m, fabs((double)a[i] - (double)b[i]));
     return m;
-}
-
-/* The oracle's own ggml activation rounding (independent of kernels/cpu): Q8_0 blocks with
- * d = fp16(amax/127), q = rint(x * 127/amax); Q8_K with iscale = -127/max(signed), d = 1/iscale;
- * F16 / BF16 round trips. */
-static void oracle_round(enum mx_type wtype, float *x, int64_t n) {
-    switch (wtype) {
-    case MX_TYPE_F32:
-        return;
-    case MX_TYPE_F16:
-        for (int64_t i = 0; i < n; i++)
-            x[i] = mx_fp16_to_fp32(mx_fp32_to_fp16(x[i]));
-        return;
-    case MX_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++)
-            x[i] = mx_bf16_to_fp32(mx_fp32_to_bf16(x[i]));
-        return;
-    case MX_TYPE_Q2_K: case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K:
-    case MX_TYPE_Q6_K:
-        for (int64_t b = 0; b < n; b += 256) {
-            float amax = 0, max = 0;
-            for (int j = 0; j < 256; j++)
-                if (fabsf(x[b + j]) > amax) {
-                    amax = fabsf(x[b + j]);
-                    max = x[b + j];
-                }
-            if (amax == 0)
-                continue;
-            float is = -127.0f / max;
-            for (int j = 0; j < 256; j++) {
-                float q = nearbyintf(is * x[b + j]);
-                x[b + j] = fminf(q, 127.0f) * (1.0f / is);
-            }
-        }
-        return;
-    default: /* Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: Q8_0/Q8_1 activations */
-        for (int64_t b = 0; b < n; b += 32) {
-            float amax = 0;
-            for (int j = 0; j < 32; j++)
-                amax = fmaxf(amax, fabsf(x[b + j]));
-            float d = mx_fp16_to_fp32(mx_fp32_to_fp16(amax / 127.0f));
-            float id = amax != 0 ? 127.0f / amax : 0;
-            for (int j = 0; j < 32; j++)
-                x[b + j] = nearbyintf(x[b + j] * id) * d;
-        }
-        return;
-    }
 }
 
 /* A weight matrix of type from random f32 values: the quantized tensor and its dequantized f32
@@ -229,7 +183,7 @@ static void check_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
     for (int64_t t = 0; t < T; t++) {
         memcpy(xr, F(&x) + t * n_in, (size_t)n_in * sizeof(float));
         if (mode == MX_ACT_GGML)
-            oracle_round(type, xr, n_in);
+            mx_test_round_act(type, xr, n_in);
         for (int64_t o = 0; o < n_out; o++) {
             double s = 0, sa = 0;
             for (int64_t i = 0; i < n_in; i++) {

@@ -27,6 +27,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "tests/mx_test.h"
+#include "tests/mx_test_oracle.h"
 
 #define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
 
@@ -36,12 +37,18 @@ static uint64_t rng = 777;
 static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q8_0, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
                                      MX_TYPE_Q6_K};
 
+/* A tensor [ne0, ne1, ne2] of type with malloc'd data (caller frees t.data). */
+static struct mx_tensor mk(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
+    struct mx_tensor t;
+    assert_int_equal(mx_tensor_init(&t, type, ne0, ne1, ne2, 1), 0);
+    t.data = malloc(mx_tensor_nbytes(&t));
+    assert_non_null(t.data);
+    return t;
+}
+
 /* A random weight [n_in, n_out, n_exp] in malloc'd memory (caller frees w->data). */
 static struct mx_tensor make_w(enum mx_type type, int64_t n_in, int64_t n_out, int64_t n_exp) {
-    struct mx_tensor w;
-    assert_int_equal(mx_tensor_init(&w, type, n_in, n_out, n_exp, 1), 0);
-    w.data = malloc(mx_tensor_nbytes(&w));
-    assert_non_null(w.data);
+    struct mx_tensor w = mk(type, n_in, n_out, n_exp);
     float *row = malloc((size_t)n_in * sizeof(float));
     assert_non_null(row);
     for (int64_t r = 0; r < n_out * n_exp; r++) {
@@ -67,36 +74,6 @@ static struct mx_buf *prepared_copy(struct mx_backend *be, const struct mx_tenso
     assert_int_equal(mx_backend_prepare_weights(be, &p, 1, &buf, &err), 0);
     free(orig); /* the backend's copy is all that is read from now on */
     return buf;
-}
-
-/* ggml's rounding of activations for weights of type: Q8_0 (d = fp16(amax / 127),
- * q = rint(x * 127 / amax)) or Q8_K (iscale = -127 / max, q = min(127, rint(iscale x))). */
-static void round_act(enum mx_type type, float *x, int64_t n) {
-    if (type != MX_TYPE_Q4_0 && type != MX_TYPE_Q8_0) {
-        for (int64_t b = 0; b < n; b += 256) {
-            float amax = 0, max = 0;
-            for (int j = 0; j < 256; j++)
-                if (fabsf(x[b + j]) > amax) {
-                    amax = fabsf(x[b + j]);
-                    max = x[b + j];
-                }
-            if (amax == 0)
-                continue;
-            float is = -127.0f / max;
-            for (int j = 0; j < 256; j++)
-                x[b + j] = fminf(nearbyintf(is * x[b + j]), 127.0f) * (1.0f / is);
-        }
-        return;
-    }
-    for (int64_t b = 0; b < n; b += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[b + j]));
-        float d = mx_fp16_to_fp32(mx_fp32_to_fp16(amax / 127.0f));
-        float id = amax != 0 ? 127.0f / amax : 0;
-        for (int j = 0; j < 32; j++)
-            x[b + j] = nearbyintf(x[b + j] * id) * d;
-    }
 }
 
 /* |got - sum_i w[i] x[i]| within the dot tolerance (x already rounded). */
@@ -161,28 +138,24 @@ static void test_matmul_against_oracle(void **state) {
                 struct mx_buf *buf = prepared_copy(bes[k], &w, &wp);
                 assert_non_null(buf);
                 assert_int_equal(wp.layout, mx_repack_layout(type));
-                for (size_t ti = 0; ti < MX_ARRAY_LEN(Ts); ti++) {
-                    int64_t T = Ts[ti];
-                    struct mx_tensor x, y, x1, y1;
-                    mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
-                    mx_tensor_init(&y, MX_TYPE_F32, n_out, T, 1, 1);
-                    mx_tensor_init(&x1, MX_TYPE_F32, n_in, 1, 1, 1);
-                    mx_tensor_init(&y1, MX_TYPE_F32, n_out, 1, 1, 1);
-                    x.data = malloc(mx_tensor_nbytes(&x));
-                    y.data = malloc(mx_tensor_nbytes(&y));
-                    y1.data = malloc(mx_tensor_nbytes(&y1));
+                for (size_t tt = 0; tt < MX_ARRAY_LEN(Ts); tt++) {
+                    int64_t T = Ts[tt];
+                    struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1);
+                    struct mx_tensor y = mk(MX_TYPE_F32, n_out, T, 1);
+                    struct mx_tensor y1 = mk(MX_TYPE_F32, n_out, 1, 1), x1;
+                    mx_tensor_init(&x1, MX_TYPE_F32, n_in, 1, 1, 1); /* views x's columns */
                     float *xr = malloc(mx_tensor_nbytes(&x));
-                    assert_true(x.data && y.data && y1.data && xr);
+                    assert_non_null(xr);
                     for (int64_t i = 0; i < n_in * T; i++)
                         ((float *)x.data)[i] = mx_test_randf(&rng) * 2.0f;
                     memcpy(xr, x.data, mx_tensor_nbytes(&x));
-                    round_act(type, xr, n_in * T);
+                    mx_test_round_act(type, xr, n_in * T);
                     assert_int_equal(mx_op_matmul(bes[k], &y, &wp, &x), 0);
                     for (int64_t t = 0; t < T; t++) {
                         x1.data = (float *)x.data + t * n_in;
                         assert_int_equal(mx_op_matmul(bes[k], &y1, &wp, &x1), 0);
                         for (int64_t o = 0; o < n_out; o++) {
-                            char what[96];
+                            char what[160];
                             snprintf(what, sizeof what, "%s n_in %lld n_out %lld T %lld t %lld "
                                      "o %lld", mx_type_name(type), (long long)n_in,
                                      (long long)n_out, (long long)T, (long long)t, (long long)o);
@@ -220,19 +193,14 @@ static void check_matmul_id(enum mx_type type) {
     struct mx_buf *buf = prepared_copy(be3, &w, &wp);
     assert_non_null(buf);
     for (int64_t T = 1; T <= 37; T += 36) {
-        struct mx_tensor x, ids, y;
-        mx_tensor_init(&x, MX_TYPE_F32, n_in, 1, T, 1);
-        mx_tensor_init(&ids, MX_TYPE_I32, k, T, 1, 1);
-        mx_tensor_init(&y, MX_TYPE_F32, n_out, k, T, 1);
-        x.data = malloc(mx_tensor_nbytes(&x));
-        ids.data = malloc(mx_tensor_nbytes(&ids));
-        y.data = malloc(mx_tensor_nbytes(&y));
+        struct mx_tensor x = mk(MX_TYPE_F32, n_in, 1, T), ids = mk(MX_TYPE_I32, k, T, 1);
+        struct mx_tensor y = mk(MX_TYPE_F32, n_out, k, T);
         float *xr = malloc(mx_tensor_nbytes(&x));
-        assert_true(x.data && ids.data && y.data && xr);
+        assert_non_null(xr);
         for (int64_t i = 0; i < n_in * T; i++)
             ((float *)x.data)[i] = mx_test_randf(&rng);
         memcpy(xr, x.data, mx_tensor_nbytes(&x));
-        round_act(type, xr, n_in * T);
+        mx_test_round_act(type, xr, n_in * T);
         int32_t *id = ids.data;
         for (int64_t t = 0; t < T; t++) {
             id[t * k] = (int32_t)(t % n_exp);
@@ -268,14 +236,8 @@ static void check_dequant_paths(enum mx_type type) {
     struct mx_buf *buf = prepared_copy(be3, &w, &wp);
     assert_non_null(buf);
     for (int64_t T = 1; T <= 9; T += 8) {
-        struct mx_tensor x, ya, yb;
-        mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
-        mx_tensor_init(&ya, MX_TYPE_F32, n_out, T, 1, 1);
-        mx_tensor_init(&yb, MX_TYPE_F32, n_out, T, 1, 1);
-        x.data = malloc(mx_tensor_nbytes(&x));
-        ya.data = malloc(mx_tensor_nbytes(&ya));
-        yb.data = malloc(mx_tensor_nbytes(&yb));
-        assert_true(x.data && ya.data && yb.data);
+        struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1), ya = mk(MX_TYPE_F32, n_out, T, 1);
+        struct mx_tensor yb = mk(MX_TYPE_F32, n_out, T, 1);
         for (int64_t i = 0; i < n_in * T; i++)
             ((float *)x.data)[i] = mx_test_randf(&rng);
         assert_int_equal(mx_backend_set_act_mode(be3, MX_ACT_F32), 0);
@@ -382,14 +344,8 @@ static void test_kernel_sets_agree(void **state) {
         struct mx_buf *buf = prepared_copy(be3, &w, &wp);
         assert_non_null(buf);
         for (int64_t T = 1; T <= 11; T += 5) {
-            struct mx_tensor x, ya, yb;
-            mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
-            mx_tensor_init(&ya, MX_TYPE_F32, n_out, T, 1, 1);
-            mx_tensor_init(&yb, MX_TYPE_F32, n_out, T, 1, 1);
-            x.data = malloc(mx_tensor_nbytes(&x));
-            ya.data = malloc(mx_tensor_nbytes(&ya));
-            yb.data = malloc(mx_tensor_nbytes(&yb));
-            assert_true(x.data && ya.data && yb.data);
+            struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1), ya = mk(MX_TYPE_F32, n_out, T, 1);
+            struct mx_tensor yb = mk(MX_TYPE_F32, n_out, T, 1);
             for (int64_t i = 0; i < n_in * T; i++)
                 ((float *)x.data)[i] = mx_test_randf(&rng) * 3.0f;
             assert_int_equal(mx_op_matmul(be3, &ya, &wp, &x), 0);
