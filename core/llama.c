@@ -335,11 +335,21 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
  * it, so resident memory never holds both copies of more than one matrix. The embedding (read by
  * get_rows) and a tied output stay as they are. MIXEL_NO_REPACK=1 keeps the file layout (for
  * comparisons). */
+/* The matmul weights of a layer (dense or MoE; absent ones have no data). The array size makes
+ * the compiler refuse a list longer than LAYER_MATS. */
+#define LAYER_MATS 10
+static void layer_mats(struct mx_llama_layer *L, struct mx_tensor *out[LAYER_MATS]) {
+    struct mx_tensor *all[LAYER_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
+                                         &L->ffn_up, &L->ffn_down, &L->gate_exps, &L->up_exps,
+                                         &L->down_exps};
+    memcpy(out, all, sizeof all);
+}
+
 static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
     const char *no = getenv("MIXEL_NO_REPACK");
     if (no && *no && strcmp(no, "0") != 0)
         return 0;
-    int per_layer = 10, cap = m->hp.n_layer * per_layer + 1, n = 0;
+    int cap = m->hp.n_layer * LAYER_MATS + 1, n = 0;
     struct mx_tensor **ws = calloc((size_t)cap, sizeof *ws);
     m->pbufs = calloc((size_t)cap, sizeof *m->pbufs);
     if (!ws || !m->pbufs) {
@@ -349,10 +359,9 @@ static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
     if (m->output.data != m->tok_embd.data)
         ws[n++] = &m->output;
     for (int il = 0; il < m->hp.n_layer; il++) {
-        struct mx_llama_layer *L = &m->layers[il];
-        struct mx_tensor *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
-                                  &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
-        for (size_t i = 0; i < MX_ARRAY_LEN(lw); i++)
+        struct mx_tensor *lw[LAYER_MATS];
+        layer_mats(&m->layers[il], lw);
+        for (int i = 0; i < LAYER_MATS; i++)
             if (lw[i]->data)
                 ws[n++] = lw[i];
     }
