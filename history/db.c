@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 #include "history/paths.h"
 
 /* ---- schema -------------------------------------------------------------------------------- */
@@ -94,22 +94,7 @@ static char *xstrdup(const char *s) {
     return d;
 }
 
-static const char *roles[] = {"system", "user", "assistant", "tool"};
 static const char *states[] = {"complete", "partial", "streaming"};
-
-const char *mx_role_name(enum mx_role r) {
-    return (unsigned)r < 4 ? roles[r] : "?";
-}
-
-int mx_role_parse(const char *s, enum mx_role *r) {
-    for (int i = 0; i < 4; i++) {
-        if (s && !strcmp(s, roles[i])) {
-            *r = (enum mx_role)i;
-            return 0;
-        }
-    }
-    return MX_EINVAL;
-}
 
 const char *mx_msg_state_name(enum mx_msg_state s) {
     return (unsigned)s < 3 ? states[s] : "?";
@@ -1014,7 +999,7 @@ static int msg_insert(struct mx_db *db, int64_t session, int64_t parent, enum mx
     int64_t t = now_ms();
     sqlite3_bind_int64(st, 1, session);
     bind_id_or_null(st, 2, parent);
-    sqlite3_bind_text(st, 3, roles[role], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, mx_role_name(role), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, content ? content : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 5, n_tokens);
     sqlite3_bind_text(st, 6, timings ? timings : "{}", -1, SQLITE_TRANSIENT);

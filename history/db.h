@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "core/base/err.h"
 
 struct mx_db;
 struct sqlite3;
@@ -35,7 +35,7 @@ struct sqlite3;
  * a newer file (a later mixel) is opened read-only so that nothing it relies on is damaged. */
 #define MX_DB_SCHEMA_VERSION 1
 
-#include "core/role.h" /* enum mx_role */
+#include "core/base/role.h" /* enum mx_role */
 
 /* complete: finished normally; partial: stopped by the user or by an error (kept, marked);
  * streaming: being written now, or its writer died mid-answer. */
@@ -218,8 +218,6 @@ int mx_db_active_path(struct mx_db *db, int64_t session, struct mx_msg_list *out
 void mx_msg_deinit(struct mx_msg *m);
 void mx_msg_list_free(struct mx_msg_list *l);
 
-const char *mx_role_name(enum mx_role r);
-int mx_role_parse(const char *s, enum mx_role *r);           /* 0 or MX_EINVAL */
 const char *mx_msg_state_name(enum mx_msg_state s);
 
 /* ---- images -------------------------------------------------------------------------------- */

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 #include "history/paths.h"
 
 /* ---- XXH64 --------------------------------------------------------------------------------- */

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "core/base/err.h"
 
 #define MX_KVSNAP_MAGIC "MXKVSNP\n"
 #define MX_KVSNAP_VERSION 1

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "core/err.h"
+#include "core/base/err.h"
 
 /* Writes the config / data folder path into buf (no trailing slash). Does not create it.
  * Returns 0, MX_ERANGE when buf is too small, MX_ENOENT when neither XDG_* nor HOME is set. */

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 /* ---- tensors --------------------------------------------------------------------------------- */
 

@@ -53,8 +53,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
-#include "core/quant.h"
+#include "core/base/err.h"
+#include "core/base/quant.h"
 
 #define MX_MAX_DIMS 4
 

@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""gen-tok-unicode.py - writes core/tok_unicode_table.h: Unicode general-category flags as sorted
-codepoint ranges, for the hand-written BPE pre-tokenizer splitters (core/tok_bpe.c).
+"""gen-tok-unicode.py - writes core/text/tok_unicode_table.h: Unicode general-category flags as sorted
+codepoint ranges, for the hand-written BPE pre-tokenizer splitters (core/text/tok_bpe.c).
 
 Flags follow the regex classes the splitters need: \\p{L} and its sub-categories, \\p{N}, \\p{M}.
-White space (\\s) is the Unicode White_Space property, hard-coded in core/tok_unicode.c like
+White space (\\s) is the Unicode White_Space property, hard-coded in core/text/tok_unicode.c like
 llama.cpp does, because Python's unicodedata does not expose it.
 
-Usage: /usr/bin/python3 scripts/gen-tok-unicode.py > core/tok_unicode_table.h
+Usage: /usr/bin/python3 scripts/gen-tok-unicode.py > core/text/tok_unicode_table.h
 """
 import sys
 import unicodedata

@@ -3,7 +3,7 @@
 # tiny-mixtral-64k-f32 (prints the times; fails if the resumed logits differ). Optional, not in
 # TESTS: the re-prefill takes minutes on a small CPU. Run from the build dir:
 #   MX_SHARED=../shared sh $srcdir/tests/engine_resume16k.sh
-# Needs the core/llama cache-state functions (see tui/engine_llm.c); exits 77 without them.
+# Needs the core/llama cache-state functions (see app/engine_llm.c); exits 77 without them.
 if [ -z "$MX_SHARED" ] || [ ! -f "$MX_SHARED/models/tiny-mixtral-64k-f32.gguf" ]; then
     echo "SKIP: needs \$MX_SHARED/models/tiny-mixtral-64k-f32.gguf"
     exit 77

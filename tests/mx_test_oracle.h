@@ -6,11 +6,11 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 
 /* The tests' own ggml activation rounding for weights of type wtype (independent of kernels/cpu
- * and core/quant.c), in place: Q8_0 blocks with d = fp16(amax/127), q = rint(x * 127/amax);
+ * and core/base/quant.c), in place: Q8_0 blocks with d = fp16(amax/127), q = rint(x * 127/amax);
  * Q8_K with iscale = -127/max(signed), d = 1/iscale; F16 / BF16 round trips. */
 static inline void mx_test_round_act(enum mx_type wtype, float *x, int64_t n) {
     switch (wtype) {

@@ -35,7 +35,7 @@ shot() {
 }
 
 # expected size in px from the cell size mixel found: 40 columns of a 64x48 image; half blocks
-# are rounded to whole half cells (tui/image.c mx_image_fit)
+# are rounded to whole half cells (tui/image_term.c mx_image_fit)
 sizes() {
     cw=$(sed -n 's/.*; cell \([0-9]*\)x\([0-9]*\) .*/\1/p' "$d/$1.dbg")
     ch=$(sed -n 's/.*; cell \([0-9]*\)x\([0-9]*\) .*/\2/p' "$d/$1.dbg")

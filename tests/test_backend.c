@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "tests/mx_test.h"
@@ -220,7 +220,7 @@ static void test_matmul_all_types(void **state) {
     mx_backend_set_act_mode(be_scalar, MX_ACT_GGML);
 }
 
-/* The fast row dequantizers used for prefill tiles are bit-identical to core/quant.c's reference
+/* The fast row dequantizers used for prefill tiles are bit-identical to core/base/quant.c's reference
  * (so prefill and decode see the same weights), on random bytes: every code and scale pattern,
  * including extreme fp16 scales. */
 static void test_fast_dequant_bit_exact(void **state) {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/chat.h"
-#include "core/util.h"
+#include "core/text/chat.h"
+#include "core/base/util.h"
 #include "tests/mx_test.h"
 
 /* ---- fake tokenizer ---- */

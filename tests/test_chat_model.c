@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/chat_vocab.h"
+#include "core/text/chat_vocab.h"
 #include "tests/mx_test.h"
 
 static const char *shared;

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
 #include "tests/mx_test.h"
 
 static void test_strerror_table(void **state) {

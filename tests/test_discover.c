@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/quant.h"
-#include "tui/discover.h"
+#include "core/format/gguf.h"
+#include "core/base/quant.h"
+#include "app/discover.h"
 
 #define T0 1700000000L
 

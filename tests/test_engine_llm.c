@@ -22,11 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
 #include "mx_test.h"
-#include "tui/engine_llm.h"
-#include "tui/worker.h"
+#include "app/engine_llm.h"
+#include "app/worker.h"
 
 static const char *g_shared;
 static char g_model[1024];

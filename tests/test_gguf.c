@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/format/gguf.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "tests/mx_test.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */

@@ -16,7 +16,7 @@
 #include "config.h"
 #include "tests/mx_test.h"
 #include "tui/graphics.h"
-#include "tui/image.h"
+#include "tui/image_term.h"
 #include "tui/termquery.h"
 
 #ifdef HAVE_SIXEL

@@ -33,10 +33,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/llama.h"
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/format/gguf.h"
+#include "core/llm/llama.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "tests/mx_test.h"

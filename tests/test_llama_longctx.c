@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/llama.h"
-#include "core/util.h"
+#include "core/llm/llama.h"
+#include "core/base/util.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
 

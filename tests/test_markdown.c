@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "tui/markdown.h"
-#include "tui/text.h"
+#include "core/base/text.h"
 
 static struct mx_rtext render(const char *s, int width) {
     struct mx_rtext r;

@@ -1,4 +1,4 @@
-/* test_quant.c - the traits table, reference dequantizers and quantizers of core/quant.c.
+/* test_quant.c - the traits table, reference dequantizers and quantizers of core/base/quant.c.
  *
  * Oracles: (1) blocks built by hand with the expected values written from the GGUF format
  * definitions (per-value index formulas here, independent of quant.c's loops); (2) golden bytes
@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "tests/mx_test.h"
 
 static const int all_types[] = {

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
-#include "core/gguf.h"
-#include "core/quant.h"
+#include "core/base/err.h"
+#include "core/format/gguf.h"
+#include "core/base/quant.h"
 #include "tests/mx_test.h"
 
 static const char *shared;

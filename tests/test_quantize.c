@@ -1,4 +1,4 @@
-/* test_quantize.c - `mixel quantize`'s library part (core/quantize_model.h).
+/* test_quantize.c - `mixel quantize`'s library part (core/format/quantize_model.h).
  *
  * Random llama-architecture models are written with the project's GGUF writer: a dense one with
  * 12 layers (so blk.10/blk.11 exist) and an FFN of 288 (not a multiple of 256: ffn_down needs
@@ -10,7 +10,7 @@
  *     byte, unchanged tensors equal the source bytes, from F32, F16 and Q8_0 sources;
  *   - metadata copied (every key, same value), general.file_type and quantization_version set,
  *     alignment kept, tensor order kept; the streamed file equals what the project's GGUF
- *     writer (core/gguf.h) makes of the same metadata and tensors, byte for byte;
+ *     writer (core/format/gguf.h) makes of the same metadata and tensors, byte for byte;
  *   - the results load in the LLM engine and give finite logits;
  *   - errors: missing / foreign input, unsupported type, output = input (also through another
  *     path spelling), output folder missing, non-finite weights, cancel from the callback; the
@@ -29,10 +29,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/llama.h"
-#include "core/quant.h"
-#include "core/quantize_model.h"
+#include "core/format/gguf.h"
+#include "core/llm/llama.h"
+#include "core/base/quant.h"
+#include "core/format/quantize_model.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
 

@@ -22,8 +22,8 @@
 
 #include <cmocka.h>
 
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "tests/mx_test.h"

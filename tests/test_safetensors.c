@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/safetensors.h"
-#include "core/util.h"
+#include "core/format/safetensors.h"
+#include "core/base/util.h"
 #include "tests/mx_test.h"
 
 static struct mx_st *open_buf(const void *buf, size_t size) {

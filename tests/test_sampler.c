@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/sampler.h"
+#include "core/llm/sampler.h"
 #include "tests/mx_test.h"
 
 /* Fills c with ids 0..n-1 and the given logits. */

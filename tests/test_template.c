@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/template.h"
+#include "core/text/template.h"
 #include "tests/mx_test.h"
 
 #define SYS "You are a helpful assistant"

@@ -25,10 +25,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/util.h"
-#include "core/tok_internal.h"
-#include "core/tokenizer.h"
+#include "core/format/gguf.h"
+#include "core/base/util.h"
+#include "core/text/tok_internal.h"
+#include "core/text/tokenizer.h"
 #include "tests/mx_test.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */

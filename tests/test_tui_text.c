@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tui/text.h"
+#include "core/base/text.h"
 
 static char *san(const char *s, bool nl) {
     static char buf[1024];

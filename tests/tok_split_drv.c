@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tok_internal.h"
+#include "core/text/tok_internal.h"
 
 static int emit(void *ud, size_t a, size_t b) {
     if (ud)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """tok_split_regex.py DRIVER [SEED N] - the hand-written pre-tokenizer splitters of
-core/tok_bpe.c against the real regexes (Python's `regex` module, which has \\p{..} classes):
+core/text/tok_bpe.c against the real regexes (Python's `regex` module, which has \\p{..} classes):
 random strings from a pool of tricky characters (case, digits, every kind of space, CR LF,
 contractions, combining marks, Lm/Lt/Lo/Nl/No letters and numbers, CJK, emoji) are split by both
 and must give the same pieces. CLIP's splitter is checked against stable-diffusion.cpp's

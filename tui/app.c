@@ -13,9 +13,9 @@
 #include "tui/app.h"
 #include "tui/app_int.h"
 
-#include "tui/discover.h"
-#include "tui/engine_llm.h"
-#include "tui/image.h"
+#include "app/discover.h"
+#include "app/engine_llm.h"
+#include "core/image/image.h"
 
 #include <curses.h>
 #include <errno.h>
@@ -36,16 +36,16 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
 #include "history/db.h"
 #include "history/images.h"
 #include "history/kvsnap.h"
 #include "history/paths.h"
 #include "tui/markdown.h"
-#include "tui/text.h"
+#include "core/base/text.h"
 #include "tui/theme.h"
-#include "tui/worker.h"
+#include "app/worker.h"
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
 static volatile sig_atomic_t g_winch;

@@ -2,13 +2,13 @@
  * input, status bar) and the glue to GNU readline in callback mode.
  *
  * Threading (DESIGN.md): this thread owns the terminal. It polls stdin and the worker's wake-up
- * pipe; generation runs on the worker (tui/worker.h). Only the main loop redraws.
+ * pipe; generation runs on the worker (app/worker.h). Only the main loop redraws.
  */
 #ifndef MX_APP_H
 #define MX_APP_H
 
-#include "core/err.h"
-#include "tui/engine.h"
+#include "core/base/err.h"
+#include "app/engine.h"
 #include "tui/graphics.h"
 
 /* Loads a model into a chat engine (called on the worker thread). Returns NULL with err set. */

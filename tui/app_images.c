@@ -16,7 +16,7 @@
 #include "history/images.h"
 #include "tui/app_int.h"
 #include "tui/graphics.h"
-#include "tui/text.h"
+#include "core/base/text.h"
 
 /* ---- images in the conversation ----------------------------------------------------------- */
 

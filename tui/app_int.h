@@ -9,15 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
-#include "core/role.h"
+#include "core/base/err.h"
+#include "core/base/role.h"
 #include "history/db.h"
 #include "tui/app.h"
-#include "tui/discover.h"
-#include "tui/image.h"
+#include "app/discover.h"
+#include "tui/image_term.h"
 #include "tui/markdown.h"
 #include "tui/theme.h"
-#include "tui/worker.h"
+#include "app/worker.h"
 
 #define MIN_COLS 40
 #define MIN_ROWS 12

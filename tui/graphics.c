@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "core/err.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
 #include "tui/termquery.h"
 
 /* Cells or pixels beyond these are not a real terminal's answer (hostile or broken). */

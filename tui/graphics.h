@@ -15,8 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/err.h"
-#include "tui/image.h"
+#include "core/base/err.h"
+#include "tui/image_term.h"
 
 enum mx_gfx_mode {
     MX_GFX_AUTO = 0,   /* detect */
@@ -123,7 +123,7 @@ int mx_gfx_place(const struct mx_gfx *g, const struct mx_image *img, int row, in
                  int box_cols, int box_rows, int pane_top, int pane_left, mx_image_write_fn write,
                  void *ud, struct mx_image_layout *lay, struct mx_err *err);
 
-/* `mixel show` as a function (tui/cmd_show.c), for `mixel image --show`: loads path, detects
+/* `mixel show` as a function (cli/cmd_show.c), for `mixel image --show`: loads path, detects
  * (mode MX_GFX_AUTO honours MIXEL_GRAPHICS), prints to stdout in a box of width x height cells
  * (0: the terminal's, or 80 columns for a pipe) and reports errors on stderr prefixed "mixel
  * show:". Returns the exit status: 0, or 1 on any error. */

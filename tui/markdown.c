@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
-#include "tui/text.h"
+#include "core/base/err.h"
+#include "core/base/text.h"
 
 /* An attributed string being built: bytes plus a role and attrs per byte. */
 struct astr {

@@ -10,8 +10,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
 
 _Static_assert(sizeof(struct termios) <= sizeof(((struct mx_tq *)0)->saved), "termios storage");
 

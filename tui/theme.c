@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 #include "history/paths.h"
 
 static const char *const role_names[] = {

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/err.h"
+#include "core/base/err.h"
 
 /* X(role, description): the one list of UI roles (ncdu UI_COLORS). */
 #define MX_THEME_ROLES(X)                                         \

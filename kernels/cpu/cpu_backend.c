@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 #include "kernels/devinfo.h"
 
 #define MX_CPU_ALIGN 64

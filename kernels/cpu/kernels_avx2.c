@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 /* fp16 -> f32 in one F16C instruction (util.h's portable version branches on the exponent). */
 static inline float h2f(mx_half h) {
@@ -742,7 +742,7 @@ static float vec_dot_q6_K(int64_t n, const void *w, const void *x) {
 }
 
 /* ---- dequantization for the prefill GEMM ------------------------------------------------------
- * Bit-identical to core/quant.c's reference: the same float operations in the same order, and no
+ * Bit-identical to core/base/quant.c's reference: the same float operations in the same order, and no
  * FMA (a fused multiply-add rounds once where the reference rounds twice). */
 
 /* 8 int8 -> 8 floats */

@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 #define MX_TILE 32
 #define MX_GEMM_MIN_COLS 8

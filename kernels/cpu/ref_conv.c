@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 /* Element (i0, i1, i2, i3) of a contiguous F32 tensor. */
 static inline float at(const struct mx_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {

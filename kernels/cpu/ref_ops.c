@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 /* ---- row conversion ------------------------------------------------------------------------- */
 

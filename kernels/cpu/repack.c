@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/util.h"
+#include "core/base/util.h"
 
 /* Each layout's converters work on one block of the 8 rows: repack gathers block b of each row
  * (rows[r]) into the x8 block; dequant writes row r's values of one x8 block. */

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/quant.h"
-#include "core/util.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 

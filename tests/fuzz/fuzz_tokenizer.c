@@ -1,4 +1,4 @@
-/* fuzz_tokenizer.c - libFuzzer target for the tokenizers (core/tokenizer.c, tok_*.c).
+/* fuzz_tokenizer.c - libFuzzer target for the tokenizers (core/text/tokenizer.c, tok_*.c).
  *
  * Input layout: byte 0 picks what is fuzzed, byte 1 the encode flags, the rest is the payload.
  *   mode 0-5: encode the payload as text with one of six fixed tokenizers built from hand-made
@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gguf.h"
-#include "core/tok_internal.h"
-#include "core/tokenizer.h"
+#include "core/format/gguf.h"
+#include "core/text/tok_internal.h"
+#include "core/text/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,0 +1,44 @@
+/* engine.h - what the chat view asks of a chat engine: generate the next assistant message for a
+ * conversation, on the worker thread, streaming text through the job's events. The LLM engine
+ * (core/llama + tokenizer + template + sampler) and the scripted test engine both implement it,
+ * so the TUI is tested without a model and the model without a TUI.
+ */
+#ifndef MX_ENGINE_H
+#define MX_ENGINE_H
+
+#include <stdint.h>
+
+#include "core/base/role.h"
+#include "app/worker.h"
+
+
+struct mx_turn {
+    enum mx_role role;
+    const char *text;
+};
+
+/* Sampling settings a session carries (persisted per session). */
+struct mx_gen_settings {
+    float temp, top_p, min_p, repeat_penalty;
+    int top_k, n_predict, n_ctx;
+    uint64_t seed;
+};
+
+struct mx_engine {
+    char name[128];     /* shown in the status bar (model file name) */
+    char device[32];    /* "CPU", "CUDA" */
+    int n_ctx;          /* context size in tokens (0: unknown) */
+    /* Runs on the worker thread: generates the answer to turns[0..n) (the last is the user's),
+     * posting MX_EV_TEXT pieces, MX_EV_STATS, and ending with mx_job_done. turns and settings
+     * are valid until the job ends. */
+    void (*reply)(struct mx_engine *e, struct mx_job *job, const struct mx_turn *turns, int n,
+                  const struct mx_gen_settings *settings);
+    void (*free)(struct mx_engine *e);
+};
+
+/* The scripted engine for tests and demos: answers with the contents of `reply_file` (streamed in
+ * small pieces, byte for byte, escape sequences included: it is how the hostile-output test feeds
+ * the view), or, when reply_file is NULL, echoes the user's last message. Returns NULL on OOM. */
+struct mx_engine *mx_engine_scripted_new(const char *reply_file);
+
+#endif

@@ -1,0 +1,107 @@
+/* engine_scripted.c - a chat engine without a model: replays a file or echoes the prompt.
+ * Used by the terminal tests (tmux) so the TUI is exercised end to end in CI without weights. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <time.h>
+
+#include "core/base/err.h"
+#include "core/base/util.h"
+#include "app/engine.h"
+
+struct scripted {
+    struct mx_engine base;
+    char *reply_file;
+    double rate; /* pieces per second like a model's tokens/s; 0: as fast as possible */
+};
+
+/* Waits until piece i is due at `rate` pieces/s since t0 (simulates a model's pace). */
+static void pace(double t0, size_t i, double rate) {
+    if (rate <= 0)
+        return;
+    double due = t0 + (double)i / rate, now = mx_time_s();
+    if (due > now) {
+        struct timespec ts = {(time_t)(due - now), (long)((due - now - (time_t)(due - now)) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct mx_turn *turns,
+                           int n, const struct mx_gen_settings *settings) {
+    (void)settings;
+    struct scripted *s = (struct scripted *)e;
+    char *text = NULL;
+    size_t len = 0;
+    if (s->reply_file) {
+        FILE *f = fopen(s->reply_file, "rb");
+        if (!f) {
+            mx_job_done(job, MX_ENOENT, "scripted engine: cannot open reply file");
+            return;
+        }
+        text = malloc(1 << 20);
+        len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+        fclose(f);
+    } else {
+        const char *last = n > 0 ? turns[n - 1].text : "";
+        len = strlen(last) + 16;
+        text = malloc(len);
+        if (text)
+            len = (size_t)snprintf(text, len, "You said: %s", last);
+    }
+    if (!text) {
+        mx_job_done(job, MX_ENOMEM, "scripted engine: out of memory");
+        return;
+    }
+    /* pieces of up to 4 bytes, cut at UTF-8 boundaries like a detokenizer would */
+    size_t pos = 0, pieces = 0;
+    double t0 = mx_time_s();
+    while (pos < len) {
+        pace(t0, pieces, s->rate);
+        if (mx_job_canceled(job)) {
+            free(text);
+            mx_job_done(job, MX_ECANCELED, NULL);
+            return;
+        }
+        size_t n_bytes = 1;
+        while (pos + n_bytes < len && n_bytes < 4)
+            n_bytes++;
+        while (pos + n_bytes < len && ((unsigned char)text[pos + n_bytes] & 0xc0) == 0x80)
+            n_bytes++;
+        char piece[16];
+        memcpy(piece, text + pos, n_bytes);
+        piece[n_bytes] = '\0';
+        mx_job_post(job, MX_EV_TEXT, piece, 0, 0);
+        pos += n_bytes;
+        pieces++;
+    }
+    mx_job_post(job, MX_EV_STATS, NULL, 0, (double)pieces);
+    free(text);
+    mx_job_done(job, 0, NULL);
+}
+
+static void scripted_free(struct mx_engine *e) {
+    struct scripted *s = (struct scripted *)e;
+    if (!s)
+        return;
+    free(s->reply_file);
+    free(s);
+}
+
+struct mx_engine *mx_engine_scripted_new(const char *reply_file) {
+    struct scripted *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    snprintf(s->base.name, sizeof s->base.name, "scripted%s", reply_file ? " (file)" : " (echo)");
+    snprintf(s->base.device, sizeof s->base.device, "none");
+    s->base.n_ctx = 4096;
+    s->base.reply = scripted_reply;
+    s->base.free = scripted_free;
+    const char *rate = getenv("MIXEL_SCRIPTED_RATE");
+    s->rate = rate ? strtod(rate, NULL) : 0;
+    if (reply_file && !(s->reply_file = strdup(reply_file))) {
+        free(s);
+        return NULL;
+    }
+    return &s->base;
+}

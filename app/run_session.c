@@ -1,0 +1,202 @@
+/* run_session.c - one chat turn of a stored session, for scripts (see run_session.h). It drives
+ * the same engine, worker and history code as the TUI, without a screen: events are printed as
+ * they arrive. */
+#include "app/run_session.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "history/db.h"
+#include "history/images.h"
+#include "history/kvsnap.h"
+#include "app/engine_llm.h"
+#include "app/worker.h"
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+struct turn_job {
+    struct mx_engine *e;
+    struct mx_turn *turns;
+    int n;
+    struct mx_gen_settings settings;
+};
+
+static void turn_job_fn(struct mx_job *job, void *ud) {
+    struct turn_job *t = ud;
+    t->e->reply(t->e, job, t->turns, t->n, &t->settings);
+}
+
+int mx_run_session(const struct mx_run_session_opts *o) {
+    struct mx_err err = {0};
+    struct mx_db *db = NULL;
+    struct mx_engine *e = NULL;
+    struct mx_worker *w = NULL;
+    struct mx_msg_list path = {0};
+    struct mx_db_image_list imgs = {0};
+    struct turn_job tj = {0};
+    char *answer = NULL;
+    size_t alen = 0, acap = 0;
+    int status = 1, rc;
+    int64_t sid = 0, uid = 0, aid = 0;
+    char snap[4200] = "";
+
+    struct mx_db_opts dbo = {.path = o->db_path};
+    if ((rc = mx_db_open(&db, &dbo, &err)) != 0 || mx_db_readonly(db)) {
+        fprintf(stderr, "mixel run: history: %s\n",
+                rc ? mx_err_msg(&err, rc) : mx_db_readonly_reason(db));
+        goto done;
+    }
+    rc = mx_db_session_find(db, o->session, &sid, &err);
+    if (rc == MX_ENOENT) {
+        mx_err_clear(&err);
+        rc = mx_db_session_create(db, o->session, o->model, NULL, NULL, NULL, &sid, &err);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "mixel run: session '%s': %s\n", o->session, mx_err_msg(&err, rc));
+        goto done;
+    }
+    double t0 = mx_time_s();
+    e = mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
+    if (!e) {
+        fprintf(stderr, "mixel run: %s\n", mx_err_msg(&err, err.code));
+        goto done;
+    }
+    double t_load = mx_time_s() - t0;
+    const char *warn = mx_engine_llm_warning(e);
+    if (warn && warn[0])
+        fprintf(stderr, "mixel run: %s\n", warn);
+    if (mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
+        mx_err_clear(&err);
+        rc = mx_engine_llm_load(e, snap, &err);
+        if (rc != 0 && rc != MX_ENOENT)
+            fprintf(stderr, "mixel run: %s: processing the history again\n", mx_err_msg(&err, rc));
+    }
+
+    /* the conversation so far (the active branch, without attached images) + the new message */
+    if ((rc = mx_db_active_path(db, sid, &path, &err)) != 0 ||
+        (rc = mx_db_image_list(db, sid, &imgs, &err)) != 0) {
+        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+        goto done;
+    }
+    tj.turns = calloc(path.n + 1, sizeof *tj.turns);
+    if (!tj.turns)
+        goto done;
+    for (size_t i = 0; i < path.n; i++) {
+        bool image = false;
+        for (size_t k = 0; k < imgs.n; k++)
+            image |= imgs.v[k].message == path.v[i].id;
+        if (image)
+            continue;
+        tj.turns[tj.n].role = path.v[i].role;
+        tj.turns[tj.n++].text = path.v[i].content;
+    }
+    if ((rc = mx_db_msg_append(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_USER, o->prompt, 0, NULL, &uid,
+                               &err)) != 0 ||
+        (rc = mx_db_msg_begin(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT, &aid, &err)) != 0) {
+        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+        goto done;
+    }
+    tj.turns[tj.n].role = MX_ROLE_USER;
+    tj.turns[tj.n++].text = o->prompt;
+    tj.e = e;
+    tj.settings = o->settings;
+
+    if (mx_worker_new(&w) != 0 || mx_worker_start(w, turn_job_fn, &tj) != 0) {
+        fprintf(stderr, "mixel run: cannot start the generation thread\n");
+        goto done;
+    }
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    double last_update = mx_time_s(), tok_s = 0;
+    int pieces = 0, code = 0;
+    bool done = false;
+    while (!done) {
+        if (g_interrupted)
+            mx_worker_cancel(w);
+        struct pollfd p = {.fd = mx_worker_wake_fd(w), .events = POLLIN};
+        if (poll(&p, 1, 200) < 0 && errno != EINTR)
+            break;
+        struct mx_event ev;
+        while (mx_worker_poll(w, &ev)) {
+            if (ev.kind == MX_EV_TEXT && ev.text) {
+                size_t n = strlen(ev.text);
+                if (alen + n + 1 > acap) {
+                    acap = (alen + n + 1) * 2;
+                    char *na = realloc(answer, acap);
+                    if (!na) {
+                        mx_worker_cancel(w);
+                    } else {
+                        answer = na;
+                    }
+                }
+                if (answer && alen + n + 1 <= acap) {
+                    memcpy(answer + alen, ev.text, n + 1);
+                    alen += n;
+                }
+                fputs(ev.text, stdout);
+                fflush(stdout);
+                pieces++;
+                if (mx_time_s() - last_update > 1.0) { /* a crash loses at most a second */
+                    last_update = mx_time_s();
+                    mx_db_msg_update(db, aid, answer ? answer : "", pieces, NULL);
+                }
+            } else if (ev.kind == MX_EV_STATS && ev.a > 0) {
+                tok_s = ev.a;
+            } else if (ev.kind == MX_EV_NOTICE && ev.text) {
+                fprintf(stderr, "mixel run: %s\n", ev.text);
+            } else if (ev.kind == MX_EV_DONE) {
+                code = ev.code;
+                if (code != 0 && code != MX_ECANCELED)
+                    fprintf(stderr, "mixel run: %s\n", ev.text ? ev.text : mx_strerror(code));
+                done = true;
+            }
+            free(ev.text);
+        }
+    }
+    sigaction(SIGINT, &old_sa, NULL);
+    putchar('\n');
+    char timings[128];
+    snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f}", tok_s);
+    rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
+                          code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+    if (rc != 0)
+        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+    struct mx_engine_llm_stats st;
+    if (mx_engine_llm_stats(e, &st) == 0)
+        fprintf(stderr,
+                "mixel run: session %lld: load %.2f s; prompt %zu tokens (%zu reused from the "
+                "cache, %zu processed in %.2f s); %zu generated at %.1f tokens/s\n",
+                (long long)sid, t_load, st.n_prompt, st.n_reused, st.n_prefilled, st.prefill_s,
+                st.n_generated, st.gen_s > 0 ? st.n_generated / st.gen_s : tok_s);
+    if (snap[0] && code != MX_ECANCELED) {
+        mx_err_clear(&err);
+        rc = mx_engine_llm_save(e, snap, &err);
+        char dir[4096];
+        if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
+            mx_kvsnap_evict(dir, MX_KVSNAP_DEFAULT_CAP, snap, NULL, NULL);
+        else if (rc != 0)
+            fprintf(stderr, "mixel run: KV snapshot not saved: %s\n", mx_err_msg(&err, rc));
+    }
+    status = code == 0 ? 0 : code == MX_ECANCELED ? 130 : 1;
+done:
+    mx_worker_free(w);
+    free(tj.turns);
+    free(answer);
+    mx_db_image_list_free(&imgs);
+    mx_msg_list_free(&path);
+    if (e)
+        e->free(e);
+    mx_db_close(db);
+    return status;
+}

@@ -1,0 +1,23 @@
+/* run_session.h - `mixel run --session NAME`: one chat turn of a saved session from a script.
+ * The prompt goes through the model's chat template with the session's history, the answer is
+ * streamed to stdout and stored, and the KV snapshot makes the next call start instantly. */
+#ifndef MX_RUN_SESSION_H
+#define MX_RUN_SESSION_H
+
+#include "app/engine.h"
+
+struct mx_run_session_opts {
+    const char *model;        /* GGUF path */
+    const char *session;      /* id or title; a new session with this title when none matches */
+    const char *prompt;       /* the user's message (UTF-8) */
+    const char *db_path;      /* NULL: $XDG_DATA_HOME/mixel/history.db */
+    const char *tmpl;         /* chat template override, NULL: the model's */
+    struct mx_gen_settings settings;
+};
+
+/* Runs the turn. Prints the answer to stdout, a one-line summary to stderr. Returns the exit
+ * status: 0, 1 (load, storage or generation failed), 130 (interrupted: the partial answer is
+ * stored as such). */
+int mx_run_session(const struct mx_run_session_opts *o);
+
+#endif

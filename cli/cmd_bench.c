@@ -1,0 +1,389 @@
+/* cmd_bench.c - `mixel bench`: how fast the LLM engine runs here, next to what the memory allows.
+ *
+ * Reports prompt processing tokens/s (p tokens in one decode, through the batched path),
+ * generation tokens/s (n tokens one at a time from a near-empty cache, and again after --depth
+ * tokens of context), the weights read per generated token (attention, norms, output, and only
+ * the expert_used_count selected experts: decode is memory-bound, so this over the time is the
+ * effective bandwidth), the machine's measured read bandwidth (every thread summing its slice of
+ * a large buffer, best of several passes, in a child process so that buffer stays out of the
+ * figures), and the peak resident memory of the model runs. A table, or one JSON
+ * object with --json so runs can be compared by scripts.
+ *
+ * Each figure is the median of -r repetitions after one warm-up (which also faults the mapped
+ * weights in, so the first repetition does not measure the disk).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/llm/llama.h"
+#include "core/base/util.h"
+#include "kernels/backend.h"
+#include "cli/cmd.h"
+#include "app/llm_cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mixel bench [-m MODEL] [-p N] [-n N] [--depth D] [-r N] [--json] [options]\n"
+            "Prompt and generation tokens/s, weights read per token, effective GB/s against the\n"
+            "machine's measured read bandwidth, peak RSS. Without -m: the bandwidth only.\n"
+            "  -p, --n-prompt N   prompt tokens (default 512; 0: skip)\n"
+            "  -n, --n-gen N      generated tokens (default 128; 0: skip)\n"
+            "  --depth D          also generate after D tokens of context (e.g. 16384)\n"
+            "  -r, --reps N       repetitions, median reported (default 3)\n"
+            "  --mem-mib N        size of the bandwidth sweep buffer (default 1024)\n"
+            "  --json             one JSON object on stdout\n"
+            "%s",
+            mx_llm_common_help);
+}
+
+/* ---- memory bandwidth ------------------------------------------------------------------------ */
+
+struct sweep_job {
+    const uint64_t *p; /* slice start */
+    size_t n;          /* 8-byte words */
+    uint64_t sum;      /* result, so the reads are not optimised away */
+};
+
+static void *sweep_slice(void *arg) {
+    struct sweep_job *j = arg;
+    const uint64_t *p = j->p;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    size_t i = 0;
+    for (; i + 8 <= j->n; i += 8) { /* independent chains: the loads, not the adds, limit it */
+        a0 += p[i];
+        a1 += p[i + 1];
+        a2 += p[i + 2];
+        a3 += p[i + 3];
+        a4 += p[i + 4];
+        a5 += p[i + 5];
+        a6 += p[i + 6];
+        a7 += p[i + 7];
+    }
+    for (; i < j->n; i++)
+        a0 += p[i];
+    j->sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    return NULL;
+}
+
+/* Best read bandwidth in bytes/s over `passes` sweeps of a `bytes` buffer by n_threads threads;
+ * 0 when the buffer cannot be had. */
+static double measure_bandwidth(size_t bytes, int n_threads, int passes) {
+    size_t words = bytes / 8;
+    uint64_t *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, words * 8) != 0)
+        return 0;
+    for (size_t i = 0; i < words; i++) /* fault every page in and give it non-zero data */
+        buf[i] = i * 0x9e3779b97f4a7c15ull;
+    if (n_threads < 1)
+        n_threads = 1;
+    if (n_threads > 256)
+        n_threads = 256;
+    struct sweep_job jobs[256];
+    pthread_t th[256];
+    double best = 0;
+    uint64_t sink = 0;
+    for (int pass = 0; pass < passes; pass++) {
+        size_t per = words / (size_t)n_threads;
+        double t0 = mx_time_s();
+        int started = 0;
+        for (int t = 0; t < n_threads; t++) {
+            jobs[t].p = buf + (size_t)t * per;
+            jobs[t].n = t == n_threads - 1 ? words - (size_t)t * per : per;
+            if (t > 0 && pthread_create(&th[t], NULL, sweep_slice, &jobs[t]) != 0)
+                jobs[t].n = 0; /* could not start: this slice is skipped */
+            else if (t > 0)
+                started |= 1;
+        }
+        sweep_slice(&jobs[0]);
+        size_t read = jobs[0].n;
+        for (int t = 1; t < n_threads; t++)
+            if (jobs[t].n) {
+                pthread_join(th[t], NULL);
+                read += jobs[t].n;
+            }
+        (void)started;
+        double dt = mx_time_s() - t0;
+        for (int t = 0; t < n_threads; t++)
+            sink += jobs[t].sum;
+        double bw = (double)read * 8 / dt;
+        if (bw > best)
+            best = bw;
+    }
+    free(buf);
+    return sink == 1 ? best + 1e-300 : best; /* keeps sink alive */
+}
+
+/* The sweep in a child process, so its buffer does not count in this process's peak RSS. Returns
+ * bytes/s, 0 on failure. */
+static double measure_bandwidth_apart(size_t bytes, int n_threads, int passes) {
+    int fd[2];
+    if (pipe(fd) != 0)
+        return 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return measure_bandwidth(bytes, n_threads, passes);
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        double bw = measure_bandwidth(bytes, n_threads, passes);
+        ssize_t w = write(fd[1], &bw, sizeof bw);
+        _exit(w == (ssize_t)sizeof bw ? 0 : 1);
+    }
+    close(fd[1]);
+    double bw = 0;
+    ssize_t r;
+    do
+        r = read(fd[0], &bw, sizeof bw);
+    while (r < 0 && errno == EINTR);
+    close(fd[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return r == (ssize_t)sizeof bw ? bw : 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static uint64_t peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
+}
+
+static int parse_n(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Feeds ids[0..n) in one decode; returns seconds, or < 0 after printing the error. */
+static double timed_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n) {
+    struct mx_err err = {0};
+    double t0 = mx_time_s();
+    int rc = mx_llama_decode(c, ids, n, false, NULL, NULL, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mixel bench: %s\n", mx_err_msg(&err, rc));
+        return -1;
+    }
+    return mx_time_s() - t0;
+}
+
+/* Generates n tokens one at a time (fed ids, not sampled: the speed is the same) after the
+ * cache's current content; returns tokens/s or < 0. */
+static double gen_speed(struct mx_llama_ctx *c, const int32_t *ids, int64_t n) {
+    double t0 = mx_time_s();
+    for (int64_t i = 0; i < n; i++)
+        if (timed_decode(c, &ids[i], 1) < 0)
+            return -1;
+    return (double)n / (mx_time_s() - t0);
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+int mx_cmd_bench(int argc, char **argv) {
+    struct mx_llm_opts o;
+    mx_llm_opts_init(&o);
+    o.quiet = true;
+    long long n_prompt = 512, n_gen = 128, depth = 0, reps = 3, mem_mib = 1024;
+    bool json = false;
+    for (int i = 1; i < argc;) {
+        int r = mx_llm_parse_common(argc, argv, &i, &o, "bench");
+        if (r < 0)
+            return 2;
+        if (r > 0)
+            continue;
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            json = true;
+            i++;
+            continue;
+        }
+        long long *dst = !strcmp(a, "-p") || !strcmp(a, "--n-prompt") ? &n_prompt
+                       : !strcmp(a, "-n") || !strcmp(a, "--n-gen")    ? &n_gen
+                       : !strcmp(a, "--depth")                        ? &depth
+                       : !strcmp(a, "-r") || !strcmp(a, "--reps")     ? &reps
+                       : !strcmp(a, "--mem-mib")                      ? &mem_mib
+                                                                      : NULL;
+        if (!dst) {
+            fprintf(stderr, "mixel bench: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!val || parse_n(val, dst == &reps ? 1 : 0, dst == &mem_mib ? 65536 : 1 << 24, dst)) {
+            fprintf(stderr, "mixel bench: bad or missing value for %s\n", a);
+            return 2;
+        }
+        i += 2;
+    }
+    if (reps > 99)
+        reps = 99;
+
+    int status = 1;
+    struct mx_backend *be = NULL;
+    struct mx_llama_model *m = NULL;
+    struct mx_llama_ctx *c = NULL;
+    int32_t *ids = NULL;
+    double load_s = 0, pp = 0, tg = 0, tg_depth = 0;
+    int n_threads = 0;
+    const char *kernels = "";
+    struct mx_llama_size sz = {0};
+    const struct mx_llama_hparams *hp = NULL;
+    uint64_t kv_row = 0;
+    if (o.model) {
+        if (o.n_ctx == 0) /* room for the runs, not the model's whole context */
+            o.n_ctx = MX_MAX(MX_MAX(n_prompt, depth + n_gen) + 16, 256);
+        if (mx_llm_open(&o, "bench", &be, &m, &c, &load_s))
+            goto done;
+        n_threads = mx_backend_cpu_n_threads(be);
+        kernels = mx_backend_cpu_kernels(be);
+        hp = mx_llama_model_hparams(m);
+        mx_llama_model_size(m, &sz);
+        /* KV bytes read per token and per cached token (K and V, every layer) */
+        kv_row = mx_llama_ctx_kv_bytes(c) / (uint64_t)mx_llama_ctx_n_ctx(c);
+        int64_t n_ids = MX_MAX(MX_MAX(n_prompt, n_gen), depth) + 1;
+        ids = malloc((size_t)n_ids * sizeof *ids);
+        if (!ids) {
+            fprintf(stderr, "mixel bench: out of memory\n");
+            goto done;
+        }
+        uint64_t s = 12345;
+        ids[0] = 1;
+        for (int64_t i = 1; i < n_ids; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = 3 + (int32_t)((s >> 33) % (uint64_t)(hp->n_vocab > 3 ? hp->n_vocab - 3 : 1));
+        }
+        double v[100];
+        if (n_prompt > 0) {
+            for (int r = 0; r <= reps; r++) { /* r == 0: warm-up */
+                mx_llama_kv_clear(c);
+                double dt = timed_decode(c, ids, n_prompt);
+                if (dt < 0)
+                    goto done;
+                if (r > 0)
+                    v[r - 1] = (double)n_prompt / dt;
+            }
+            pp = median(v, (int)reps);
+        }
+        if (n_gen > 0) {
+            for (int r = 0; r <= reps; r++) {
+                mx_llama_kv_clear(c);
+                if (timed_decode(c, ids, 1) < 0) /* BOS, then n tokens one by one */
+                    goto done;
+                double sp = gen_speed(c, ids + 1, r == 0 ? MX_MIN(n_gen, 8) : n_gen);
+                if (sp < 0)
+                    goto done;
+                if (r > 0)
+                    v[r - 1] = sp;
+            }
+            tg = median(v, (int)reps);
+        }
+        if (depth > 0 && n_gen > 0) {
+            mx_llama_kv_clear(c);
+            if (timed_decode(c, ids, depth) < 0)
+                goto done;
+            for (int r = 0; r < reps; r++) {
+                double sp = gen_speed(c, ids + 1, n_gen);
+                if (sp < 0)
+                    goto done;
+                v[r] = sp;
+                struct mx_err err = {0}; /* back to the same depth */
+                if (mx_llama_kv_remove(c, depth, -1, &err) < 0) {
+                    fprintf(stderr, "mixel bench: %s\n", err.msg);
+                    goto done;
+                }
+            }
+            tg_depth = median(v, (int)reps);
+        }
+    }
+    if (n_threads == 0)
+        n_threads = o.threads > 0 ? o.threads : 2;
+    uint64_t rss = peak_rss(); /* before the sweep (which runs in a child anyway) */
+    double machine = measure_bandwidth_apart((size_t)mem_mib << 20, n_threads, 5);
+    double wgbps = tg * (double)sz.n_bytes_active / 1e9;
+    const char *name = o.model ? strrchr(o.model, '/') : NULL;
+    name = name ? name + 1 : o.model;
+
+    if (json) {
+        printf("{\"model\": \"");
+        for (const char *p = name ? name : ""; *p; p++) /* file names are untrusted text */
+            if (*p == '"' || *p == '\\')
+                printf("\\%c", *p);
+            else if ((unsigned char)*p < 0x20)
+                printf("\\u%04x", (unsigned char)*p);
+            else
+                putchar(*p);
+        printf("\", \"threads\": %d, \"kernels\": \"%s\", \"pp\": {\"n\": %lld, "
+               "\"tokens_per_s\": %.3f}, \"tg\": {\"n\": %lld, \"tokens_per_s\": %.3f}, ",
+               n_threads, kernels, n_prompt, pp, n_gen, tg);
+        if (depth > 0)
+            printf("\"tg_depth\": {\"depth\": %lld, \"n\": %lld, \"tokens_per_s\": %.3f, "
+                   "\"kv_bytes_per_token\": %llu}, ", depth, n_gen, tg_depth,
+                   (unsigned long long)(kv_row * (uint64_t)depth));
+        printf("\"weights_gbps\": %.3f, \"machine_gbps\": %.3f, \"peak_rss_bytes\": %llu, "
+               "\"bytes_per_token\": %llu, \"params\": %llu, \"params_active\": %llu, "
+               "\"weight_bytes\": %llu, \"n_expert\": %d, \"n_expert_used\": %d, "
+               "\"kv_type\": \"%s\", \"load_s\": %.3f, \"reps\": %lld}\n",
+               wgbps, machine / 1e9, (unsigned long long)rss,
+               (unsigned long long)sz.n_bytes_active, (unsigned long long)sz.n_params,
+               (unsigned long long)sz.n_params_active, (unsigned long long)sz.n_bytes,
+               hp ? hp->n_expert : 0, hp ? hp->n_expert_used : 0,
+               mx_type_name(o.kv_type), load_s, reps);
+    } else {
+        if (o.model) {
+            printf("model           %s\n", name);
+            printf("params          %.3f B total, %.3f B active per token (%d experts, %d "
+                   "used); weights %.1f MB, %.1f MB read per token\n", sz.n_params / 1e9,
+                   sz.n_params_active / 1e9, hp->n_expert, hp->n_expert_used, sz.n_bytes / 1e6,
+                   sz.n_bytes_active / 1e6);
+            printf("threads         %d (kernels %s, load %.2f s, KV cache %s, median of %lld)\n",
+                   n_threads, kernels, load_s, mx_type_name(o.kv_type), reps);
+            if (n_prompt > 0)
+                printf("pp %-12lld %.2f tokens/s\n", n_prompt, pp);
+            if (n_gen > 0)
+                printf("tg %-12lld %.2f tokens/s\n", n_gen, tg);
+            if (depth > 0 && n_gen > 0)
+                printf("tg %lld @ %-6lld %.2f tokens/s (KV read per token %.1f MB)\n", n_gen,
+                       depth, tg_depth, kv_row * (double)depth / 1e6);
+            if (n_gen > 0)
+                printf("effective       %.2f GB/s of weights (%.1f MB x %.2f tokens/s), %.0f %% "
+                       "of the machine\n", wgbps, sz.n_bytes_active / 1e6, tg,
+                       machine > 0 ? 100 * wgbps * 1e9 / machine : 0.0);
+        }
+        printf("machine         %.2f GB/s measured read bandwidth (%lld MiB, %d threads, best "
+               "of 5)\n", machine / 1e9, mem_mib, n_threads);
+        printf("peak RSS        %.1f MB\n", rss / 1e6);
+    }
+    status = 0;
+done:
+    free(ids);
+    mx_llm_close(be, m, c);
+    return status;
+}

@@ -1,0 +1,197 @@
+/* cmd_logits.c - `mixel logits`: the model's logits as JSON, so any checkout can be compared with
+ * a peer's numbers (the format of ../shared/refs/llm):
+ *   {"ids": [...], "logits": [[...n_vocab...], ...]}
+ * one row (after the last id) by default, every row with --all, or the rows at chosen positions
+ * with --rows (then "rows": [positions] is printed too). Rows stream out as they are computed, so
+ * a 60K-token input never holds all its logits in memory. Floats are printed with 9 significant
+ * digits (enough to round-trip a float32). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/llm/llama.h"
+#include "kernels/backend.h"
+#include "cli/cmd.h"
+#include "app/llm_cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mixel logits -m MODEL (--ids 1,2,3 | --ids-file FILE | -p TEXT | -f FILE)\n"
+            "                    [--all | --rows P1,P2,...] [options]\n"
+            "Prints {\"ids\": [...], \"logits\": [[...], ...]}: the logits after the last id,\n"
+            "after every id (--all), or after the ids at positions P (--rows).\n"
+            "  --ids LIST          token ids, comma separated\n"
+            "  --ids-file FILE     token ids in a file (any separators; a JSON array works)\n"
+            "  -p, --prompt TEXT   text, tokenized with the model's tokenizer (BOS added)\n"
+            "  -f, --file FILE     the same from a file\n"
+            "  --all               every row\n"
+            "  --rows LIST         only these positions' rows\n"
+            "%s",
+            mx_llm_common_help);
+}
+
+struct out_state {
+    int32_t n_vocab;
+    const int32_t *rows;  /* sorted wanted positions (NULL: every row) */
+    int64_t n_rows, next; /* count, index of the next wanted one */
+    bool first;
+};
+
+static void print_row(const float *l, int32_t n) {
+    putchar('[');
+    for (int32_t j = 0; j < n; j++) {
+        if (isfinite(l[j]))
+            printf(j ? ",%.9g" : "%.9g", (double)l[j]);
+        else
+            fputs(j ? ",null" : "null", stdout);
+    }
+    putchar(']');
+}
+
+static int on_row(void *ud, int64_t i, const float *logits) {
+    struct out_state *s = ud;
+    if (s->rows) {
+        if (s->next >= s->n_rows || s->rows[s->next] != i)
+            return 0;
+        while (s->next < s->n_rows && s->rows[s->next] == i)
+            s->next++;
+    }
+    fputs(s->first ? "\n  " : ",\n  ", stdout);
+    s->first = false;
+    print_row(logits, s->n_vocab);
+    return ferror(stdout) ? MX_EIO : 0;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int mx_cmd_logits(int argc, char **argv) {
+    struct mx_llm_opts o;
+    mx_llm_opts_init(&o);
+    o.quiet = true;
+    const char *ids_s = NULL, *ids_file = NULL, *prompt = NULL, *pfile = NULL, *rows_s = NULL;
+    bool all = false;
+    for (int i = 1; i < argc;) {
+        int r = mx_llm_parse_common(argc, argv, &i, &o, "logits");
+        if (r < 0)
+            return 2;
+        if (r > 0)
+            continue;
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **dst = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--all")) {
+            all = true;
+            i++;
+            continue;
+        } else if (!strcmp(a, "--ids")) {
+            dst = &ids_s;
+        } else if (!strcmp(a, "--ids-file")) {
+            dst = &ids_file;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            dst = &prompt;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            dst = &pfile;
+        } else if (!strcmp(a, "--rows")) {
+            dst = &rows_s;
+        } else {
+            fprintf(stderr, "mixel logits: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!val) {
+            fprintf(stderr, "mixel logits: %s needs a value\n", a);
+            return 2;
+        }
+        *dst = val;
+        i += 2;
+    }
+    int n_inputs = !!ids_s + !!ids_file + !!prompt + !!pfile;
+    if (n_inputs != 1 || !o.model || (all && rows_s)) {
+        fprintf(stderr, "mixel logits: need -m and exactly one of --ids, --ids-file, -p, -f "
+                        "(and not both --all and --rows)\n");
+        usage(stderr);
+        return 2;
+    }
+
+    int status = 1;
+    struct mx_backend *be = NULL;
+    struct mx_llama_model *m = NULL;
+    struct mx_llama_ctx *c = NULL;
+    int32_t *ids = NULL, *rows = NULL;
+    int64_t n = 0, n_rows = 0;
+    char *text = NULL;
+    size_t tlen = 0;
+    if (rows_s) {
+        if (mx_llm_parse_ids(rows_s, "logits", &rows, &n_rows))
+            return 2;
+        qsort(rows, (size_t)n_rows, sizeof *rows, cmp_i32);
+    }
+    if (ids_s && mx_llm_parse_ids(ids_s, "logits", &ids, &n))
+        goto done;
+    if (ids_file) {
+        if (mx_llm_read_file(ids_file, "logits", &text, &tlen) ||
+            mx_llm_parse_ids(text, "logits", &ids, &n))
+            goto done;
+    }
+    if (pfile && mx_llm_read_file(pfile, "logits", &text, &tlen))
+        goto done;
+    if (mx_llm_open(&o, "logits", &be, &m, &c, NULL))
+        goto done;
+    if (prompt || pfile) {
+        if (prompt) {
+            text = strdup(prompt);
+            tlen = strlen(prompt);
+        }
+        if (!text || mx_llm_tokenize(m, text, tlen, "logits", &ids, &n))
+            goto done;
+        if (n == 0) {
+            fprintf(stderr, "mixel logits: the text gives no tokens\n");
+            goto done;
+        }
+    }
+    const struct mx_llama_hparams *hp = mx_llama_model_hparams(m);
+    if (n > mx_llama_ctx_n_ctx(c)) {
+        fprintf(stderr, "mixel logits: %lld tokens do not fit the context of %lld (use -c)\n",
+                (long long)n, (long long)mx_llama_ctx_n_ctx(c));
+        goto done;
+    }
+    printf("{\"ids\": [");
+    for (int64_t i = 0; i < n; i++)
+        printf(i ? ",%d" : "%d", (int)ids[i]);
+    printf("],");
+    if (rows) {
+        printf(" \"rows\": [");
+        for (int64_t i = 0; i < n_rows; i++)
+            printf(i ? ",%d" : "%d", (int)rows[i]);
+        printf("],");
+    }
+    printf(" \"logits\": [");
+    struct out_state st = {.n_vocab = hp->n_vocab, .rows = rows, .n_rows = n_rows, .first = true};
+    struct mx_err err = {0};
+    int rc = mx_llama_decode(c, ids, n, all || rows, on_row, &st, &err);
+    if (rc < 0) {
+        printf("]}\n");
+        fprintf(stderr, "mixel logits: %s\n", mx_err_msg(&err, rc));
+        goto done;
+    }
+    if (!all && !rows)
+        on_row(&st, n - 1, mx_llama_logits(c));
+    printf("\n]}\n");
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "mixel logits: write error on stdout\n");
+        goto done;
+    }
+    status = 0;
+done:
+    free(ids);
+    free(rows);
+    free(text);
+    mx_llm_close(be, m, c);
+    return status;
+}

@@ -1,0 +1,160 @@
+/* cmd_quantize.c - `mixel quantize IN.gguf OUT.gguf TYPE [-t N]`: llama-quantize's front door.
+ *
+ * Converts a GGUF model to one of llama.cpp's file types (Q4_K_M, Q4_0, Q8_0, ...) with the same
+ * per-tensor type mix (core/format/quantize_model.h), printing one line per tensor ("name type -> type")
+ * and a summary (sizes, bits per weight, seconds). The command line follows llama-quantize:
+ * TYPE may be a name in any case or llama.cpp's number, and a trailing number is the thread
+ * count. Exit status: 0 ok, 1 the conversion failed (message on stderr), 2 usage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/quant.h"
+#include "core/format/quantize_model.h"
+#include "cli/cmd.h"
+#include "core/base/text.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mixel quantize [options] IN.gguf OUT.gguf TYPE [THREADS]\n"
+            "Converts a GGUF model to a llama.cpp file type with llama-quantize's type mix\n"
+            "(no importance matrix). OUT must differ from IN.\n"
+            "  -t, --threads N     threads (default 2)\n"
+            "  -q, --quiet         only the summary, not a line per tensor\n"
+            "  --allow-requantize  accepted for llama-quantize scripts; quantized sources are\n"
+            "                      always converted (with a note: their error adds up)\n"
+            "  -h, --help          this text\n"
+            "TYPE (case-insensitive, or llama.cpp's number):\n");
+    int n;
+    const int *list = mx_ftype_list(&n);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "  %-7s (%2d)%s\n", mx_ftype_name(list[i]), list[i],
+                list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
+                : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K" : "");
+}
+
+static int parse_threads(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 256)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+struct progress {
+    bool quiet;
+    int64_t n_requant;  /* tensors converted from an already quantized type */
+};
+
+/* One line per tensor: "[  i/n] name  src -> dst  (MiB -> MiB)". Names are from the file:
+ * made inert before printing. Never cancels. */
+static int on_tensor(void *ud, int64_t i, int64_t n, const struct mx_quantize_tensor *t,
+                     double seconds) {
+    struct progress *pr = ud;
+    const struct mx_type_traits *st = mx_type_traits(t->src_type);
+    if (t->dst_type != t->src_type && st && st->is_quantized)
+        pr->n_requant++;
+    if (pr->quiet)
+        return 0;
+    char name[MX_SANITIZE_MAX(96)];
+    size_t len = strlen(t->name);
+    mx_text_sanitize(t->name, len > 96 ? 96 : len, name, false);
+    const char *how = t->dst_type == t->src_type ? "  (copied)"
+                    : t->fallback ? "  (fallback: row length)" : "";
+    printf("[%4" PRId64 "/%4" PRId64 "] %-40s %-5s -> %-5s %9.2f -> %8.2f MiB%s  %6.1fs\n",
+           i + 1, n, name, mx_type_name(t->src_type), mx_type_name(t->dst_type),
+           t->src_bytes / 1048576.0, t->dst_bytes / 1048576.0, how, seconds);
+    fflush(stdout);
+    return 0;
+}
+
+int mx_cmd_quantize(int argc, char **argv) {
+    const char *pos[4];
+    int n_pos = 0, n_threads = 2;
+    bool threads_set = false;
+    struct progress pr = {false, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            pr.quiet = true;
+        } else if (strcmp(a, "--allow-requantize") == 0) {
+            /* llama-quantize refuses quantized sources without it; mixel converts them anyway */
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            if (i + 1 >= argc || parse_threads(argv[i + 1], &n_threads) < 0) {
+                fprintf(stderr, "mixel quantize: %s needs a thread count 1..256\n", a);
+                return 2;
+            }
+            threads_set = true;
+            i++;
+        } else if (a[0] == '-' && a[1] != 0) {
+            fprintf(stderr, "mixel quantize: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (n_pos < 4) {
+            pos[n_pos++] = a;
+        } else {
+            fprintf(stderr, "mixel quantize: too many arguments (see --help)\n");
+            return 2;
+        }
+    }
+    if (n_pos < 3) {
+        usage(stderr);
+        return 2;
+    }
+    if (n_pos == 4) { /* llama-quantize's trailing nthreads */
+        if (threads_set || parse_threads(pos[3], &n_threads) < 0) {
+            fprintf(stderr, "mixel quantize: '%s' is not a thread count (see --help)\n", pos[3]);
+            return 2;
+        }
+    }
+    const char *in = pos[0], *out = pos[1];
+    int ftype = mx_ftype_from_name(pos[2]);
+    if (ftype < 0) {
+        fprintf(stderr, "mixel quantize: unknown type '%s'; one of:", pos[2]);
+        int n;
+        const int *list = mx_ftype_list(&n);
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, " %s", mx_ftype_name(list[i]));
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    if (strcmp(in, out) == 0) {
+        fprintf(stderr, "mixel quantize: %s: output is the input file; choose another name\n",
+                out);
+        return 1;
+    }
+
+    struct mx_quantize_params p = {
+        .ftype = ftype, .n_threads = n_threads, .progress = on_tensor, .progress_ud = &pr,
+    };
+    struct mx_quantize_stats st;
+    struct mx_err err = {0};
+    printf("quantize %s -> %s as %s (file type %d), %d thread%s\n", in, out,
+           mx_ftype_name(ftype), ftype, n_threads, n_threads == 1 ? "" : "s");
+    fflush(stdout);
+    int rc = mx_quantize_model(in, out, &p, &st, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mixel quantize: %s\n", mx_err_msg(&err, rc));
+        return 1;
+    }
+    double ne = st.n_elements ? (double)st.n_elements : 1.0;
+    printf("model size: %10.2f MiB (%.2f bits per weight)\n", st.src_bytes / 1048576.0,
+           st.src_bytes * 8.0 / ne);
+    printf("quant size: %10.2f MiB (%.2f bits per weight)\n", st.dst_bytes / 1048576.0,
+           st.dst_bytes * 8.0 / ne);
+    printf("%" PRId64 " tensors, %" PRId64 " converted (%" PRId64 " on a fallback type), "
+           "%" PRIu64 " bytes written to %s in %.1f s\n",
+           st.n_tensors, st.n_converted, st.n_fallback, st.file_bytes, out, st.seconds);
+    if (pr.n_requant)
+        printf("note: %" PRId64 " tensor%s requantized from a quantized type: the errors of both "
+               "quantizations add up; convert from F16/F32 when you can\n", pr.n_requant,
+               pr.n_requant == 1 ? " was" : "s were");
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* mapfile.h - read-only memory mapping of a whole model file, the one place that opens, checks
+ * and maps the files whose contents are then used in place (DESIGN.md: files are mapped, not
+ * copied). */
+#ifndef MX_MAPFILE_H
+#define MX_MAPFILE_H
+
+#include <stddef.h>
+
+#include "core/base/err.h"
+
+/* Maps path read-only. A file that is not a regular file, or shorter than min_size bytes, is
+ * refused with "path: not a KIND file (only N bytes)" (kind: "GGUF", "safetensors"). On success
+ * *base and *size describe the mapping (unmap with mx_unmap_file); on failure they are untouched.
+ * Errors: MX_ENOENT, MX_EIO, MX_EINVAL (not a regular file), MX_EFORMAT (too short), MX_ENOMEM. */
+int mx_map_file(const char *path, size_t min_size, const char *kind, const void **base,
+                size_t *size, struct mx_err *err);
+
+void mx_unmap_file(const void *base, size_t size); /* NULL ok */
+
+/* Drops the whole pages inside [p, p + n) of a mapping made by mx_map_file from this process's
+ * resident memory (madvise MADV_DONTNEED): for bytes copied elsewhere (repacked weights) that
+ * will not be read again. The mapping stays valid: a later read faults the page back in from
+ * the file. Partial pages at either end are kept (they may hold neighbouring tensors). */
+void mx_map_release(const void *p, size_t n);
+
+#endif

@@ -1,0 +1,1119 @@
+/* quant.c - the per-type traits table and the scalar reference (de)quantizers for the GGUF
+ * tensor types (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K).
+ *
+ * Why: these are the ground truth for every fast kernel and for files mixel writes. Dequantizers
+ * compute exactly what ggml's dequantize_row_* compute (same float operations in the same
+ * order), and quantizers produce the bytes of ggml's quantize_row_*_ref (no importance matrix),
+ * so a tensor quantized here is byte-identical to one quantized by llama.cpp's tools.
+ *
+ * Bit-exactness notes:
+ * - The arithmetic is float, in ggml's operation order; the build uses -std=c11, so GCC does not
+ *   contract a*b+c into FMA (ISO mode implies -ffp-contract=off).
+ * - ggml converts floats to 8-bit ints with plain C casts, which are undefined for NaN or
+ *   out-of-range values. cvtt() below does what x86 does for those casts (cvttss2si, then the low
+ *   byte), so finite inputs give ggml's bytes and garbage inputs give defined garbage, no UB.
+ * - Blocks are copied in and out with memcpy, so src/dst may sit at any byte offset of a mapped
+ *   file. Multi-byte fields are little endian, as in GGUF; like ggml, a little-endian host is
+ *   assumed.
+ *
+ * Workload: reference code, called on rows when loading, converting or testing; the hot paths
+ * live in kernels/. Thread-safe: no state besides the constant traits table.
+ *
+ * Ref: https://github.com/ggml-org/llama.cpp/blob/master/ggml/src/ggml-quants.c (read, not copied)
+ */
+#include "core/base/quant.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/base/err.h"
+#include "core/base/util.h"
+
+#define GROUP_MAX_EPS 1e-15f
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers shared by the quantizers
+ */
+
+/* Round half to even via the 1.5*2^23 trick, exactly like ggml's nearest_int(): exact for
+ * |fval| <= 2^22, defined (garbage) beyond. */
+static inline int nearest_int(float fval) {
+    float val = fval + 12582912.f;
+    int32_t i;
+    memcpy(&i, &val, sizeof(i));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* (int32_t)v as x86 computes it: truncation, and INT32_MIN for NaN or out-of-range values
+ * (where the C cast would be undefined). ggml's (int8_t)/(uint8_t) casts of floats are the low
+ * byte of this. */
+static inline int32_t cvtt(float v) {
+    if (!(v > -2147483904.0f && v < 2147483648.0f))
+        return INT32_MIN;
+    return (int32_t)v;
+}
+
+/* Low byte of cvtt: the value of C's (int8_t)v / (uint8_t)v on x86. */
+static inline uint8_t cvtt_u8(float v) {
+    return (uint8_t)((uint32_t)cvtt(v) & 0xff);
+}
+
+static inline int8_t cvtt_i8(float v) {
+    return (int8_t)cvtt_u8(v);
+}
+
+static inline float ld_half(mx_half h) {
+    return mx_fp16_to_fp32(h);
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* The signed value of largest magnitude (first one on ties) and its magnitude; 0 when all are
+ * zero. The sign matters: ggml maps that value to the most negative quant, which has one more
+ * level than the positive side. */
+static void absmax_signed(const float *x, int n, float *max, float *amax) {
+    float m = 0, a = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > a) {
+            a = ax;
+            m = x[i];
+        }
+    }
+    *max = m;
+    *amax = a;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Plain float types
+ */
+
+static void f32_to_float(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f32_from_float(const float *src, void *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = mx_fp16_to_fp32(h);
+    }
+}
+
+static void f16_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = mx_fp32_to_fp16(src[i]);
+        memcpy(p + 2 * i, &h, 2);
+    }
+}
+
+static void bf16_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = mx_bf16_to_fp32(h);
+    }
+}
+
+static void bf16_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = mx_fp32_to_bf16(src[i]);
+        memcpy(p + 2 * i, &h, 2);
+    }
+}
+
+static void f64_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        memcpy(&v, p + 8 * i, 8);
+        dst[i] = (float)v;
+    }
+}
+
+static void f64_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n; i++) {
+        double v = src[i];
+        memcpy(p + 8 * i, &v, 8);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 32-value blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1
+ */
+
+/* w = d * (q - 8); value j < 16 is the low nibble of qs[j], value j + 16 its high nibble. */
+static void q4_0_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK4_0; i++, dst += MX_QK4_0) {
+        mx_block_q4_0 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        for (int j = 0; j < MX_QK4_0 / 2; j++) {
+            const int x0 = (b.qs[j] & 0x0f) - 8;
+            const int x1 = (b.qs[j] >> 4) - 8;
+            dst[j] = x0 * d;
+            dst[j + MX_QK4_0 / 2] = x1 * d;
+        }
+    }
+}
+
+/* d = max / -8 where max is the signed absmax, so max itself maps to q = 0 exactly. */
+static void q4_0_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK4_0; i++, src += MX_QK4_0) {
+        mx_block_q4_0 b;
+        float max, amax;
+        absmax_signed(src, MX_QK4_0, &max, &amax);
+        const float d = max / -8;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        for (int j = 0; j < MX_QK4_0 / 2; j++) {
+            const float x0 = src[j] * id;
+            const float x1 = src[j + MX_QK4_0 / 2] * id;
+            const uint8_t q0 = (uint8_t)imin(15, cvtt_i8(x0 + 8.5f));
+            const uint8_t q1 = (uint8_t)imin(15, cvtt_i8(x1 + 8.5f));
+            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* w = d * q + m, q in 0..15. */
+static void q4_1_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK4_1; i++, dst += MX_QK4_1) {
+        mx_block_q4_1 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const float m = ld_half(b.m);
+        for (int j = 0; j < MX_QK4_1 / 2; j++) {
+            const int x0 = b.qs[j] & 0x0f;
+            const int x1 = b.qs[j] >> 4;
+            dst[j] = x0 * d + m;
+            dst[j + MX_QK4_1 / 2] = x1 * d + m;
+        }
+    }
+}
+
+/* Affine: m = min, d = (max - min) / 15. */
+static void q4_1_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK4_1; i++, src += MX_QK4_1) {
+        mx_block_q4_1 b;
+        float min = 3.40282347e+38f, max = -3.40282347e+38f;
+        for (int j = 0; j < MX_QK4_1; j++) {
+            if (src[j] < min)
+                min = src[j];
+            if (src[j] > max)
+                max = src[j];
+        }
+        const float d = (max - min) / 15;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        b.m = mx_fp32_to_fp16(min);
+        for (int j = 0; j < MX_QK4_1 / 2; j++) {
+            const float x0 = (src[j] - min) * id;
+            const float x1 = (src[j + MX_QK4_1 / 2] - min) * id;
+            const uint8_t q0 = (uint8_t)imin(15, cvtt_i8(x0 + 0.5f));
+            const uint8_t q1 = (uint8_t)imin(15, cvtt_i8(x1 + 0.5f));
+            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
+        }
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* qh (4 bytes, little endian) holds the 5th bit: bit j for value j. */
+static uint32_t load_qh(const uint8_t qh[4]) {
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+static void store_qh(uint8_t qh[4], uint32_t v) {
+    for (int k = 0; k < 4; k++)
+        qh[k] = (uint8_t)(v >> (8 * k));
+}
+
+/* w = d * (q - 16), q 5 bit. */
+static void q5_0_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK5_0; i++, dst += MX_QK5_0) {
+        mx_block_q5_0 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const uint32_t qh = load_qh(b.qh);
+        for (int j = 0; j < MX_QK5_0 / 2; j++) {
+            const int h0 = (int)((qh >> j) & 1) << 4;
+            const int h1 = (int)((qh >> (j + 16)) & 1) << 4;
+            const int x0 = ((b.qs[j] & 0x0f) | h0) - 16;
+            const int x1 = ((b.qs[j] >> 4) | h1) - 16;
+            dst[j] = x0 * d;
+            dst[j + MX_QK5_0 / 2] = x1 * d;
+        }
+    }
+}
+
+static void q5_0_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK5_0; i++, src += MX_QK5_0) {
+        mx_block_q5_0 b;
+        float max, amax;
+        absmax_signed(src, MX_QK5_0, &max, &amax);
+        const float d = max / -16;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < MX_QK5_0 / 2; j++) {
+            const float x0 = src[j] * id;
+            const float x1 = src[j + MX_QK5_0 / 2] * id;
+            const uint8_t q0 = (uint8_t)imin(31, cvtt_i8(x0 + 16.5f));
+            const uint8_t q1 = (uint8_t)imin(31, cvtt_i8(x1 + 16.5f));
+            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+            qh |= (uint32_t)((q0 & 0x10u) >> 4) << j;
+            qh |= (uint32_t)((q1 & 0x10u) >> 4) << (j + MX_QK5_0 / 2);
+        }
+        store_qh(b.qh, qh);
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* w = d * q + m, q 5 bit. */
+static void q5_1_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK5_1; i++, dst += MX_QK5_1) {
+        mx_block_q5_1 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const float m = ld_half(b.m);
+        const uint32_t qh = load_qh(b.qh);
+        for (int j = 0; j < MX_QK5_1 / 2; j++) {
+            const int h0 = (int)((qh >> j) & 1) << 4;
+            const int h1 = (int)((qh >> (j + 16)) & 1) << 4;
+            const int x0 = (b.qs[j] & 0x0f) | h0;
+            const int x1 = (b.qs[j] >> 4) | h1;
+            dst[j] = x0 * d + m;
+            dst[j + MX_QK5_1 / 2] = x1 * d + m;
+        }
+    }
+}
+
+static void q5_1_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK5_1; i++, src += MX_QK5_1) {
+        mx_block_q5_1 b;
+        float min = 3.40282347e+38f, max = -3.40282347e+38f;
+        for (int j = 0; j < MX_QK5_1; j++) {
+            if (src[j] < min)
+                min = src[j];
+            if (src[j] > max)
+                max = src[j];
+        }
+        const float d = (max - min) / 31;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        b.m = mx_fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < MX_QK5_1 / 2; j++) {
+            const float x0 = (src[j] - min) * id;
+            const float x1 = (src[j + MX_QK5_1 / 2] - min) * id;
+            /* ggml casts straight to uint8_t here, without a MIN(31, ...) */
+            const uint8_t q0 = cvtt_u8(x0 + 0.5f);
+            const uint8_t q1 = cvtt_u8(x1 + 0.5f);
+            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+            qh |= (uint32_t)((q0 & 0x10u) >> 4) << j;
+            qh |= (uint32_t)((q1 & 0x10u) >> 4) << (j + MX_QK5_1 / 2);
+        }
+        store_qh(b.qh, qh);
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* w = d * q. */
+static void q8_0_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK8_0; i++, dst += MX_QK8_0) {
+        mx_block_q8_0 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        for (int j = 0; j < MX_QK8_0; j++)
+            dst[j] = b.qs[j] * d;
+    }
+}
+
+/* Symmetric: d = absmax / 127, q = roundf(x / d) (half away from zero). */
+static void q8_0_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK8_0; i++, src += MX_QK8_0) {
+        mx_block_q8_0 b;
+        float amax = 0.0f;
+        for (int j = 0; j < MX_QK8_0; j++)
+            amax = MX_MAX(amax, fabsf(src[j]));
+        const float d = amax / 127;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        for (int j = 0; j < MX_QK8_0; j++)
+            b.qs[j] = cvtt_i8(roundf(src[j] * id));
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* w = d * q; s = d * sum(q) is only used by dot products. */
+static void q8_1_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK8_1; i++, dst += MX_QK8_1) {
+        mx_block_q8_1 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        for (int j = 0; j < MX_QK8_1; j++)
+            dst[j] = b.qs[j] * d;
+    }
+}
+
+static void q8_1_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK8_1; i++, src += MX_QK8_1) {
+        mx_block_q8_1 b;
+        float amax = 0.0f;
+        for (int j = 0; j < MX_QK8_1; j++)
+            amax = MX_MAX(amax, fabsf(src[j]));
+        const float d = amax / 127;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        b.d = mx_fp32_to_fp16(d);
+        int sum = 0;
+        for (int j = 0; j < MX_QK8_1; j++) {
+            b.qs[j] = cvtt_i8(roundf(src[j] * id));
+            sum += b.qs[j];
+        }
+        b.s = mx_fp32_to_fp16((float)sum * d);
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * K-quant helpers: ggml's scale searches (reference versions, no importance matrix)
+ */
+
+/* Fits x (n values, weights w) as scale * L + min with L in 0..nmax and min <= 0, trying nstep+1
+ * candidate scales around nmax/(max - min) and keeping the least weighted error (squared, or
+ * absolute with use_mad). Writes L, *the_min = -min, returns the scale. Laux: n bytes scratch. */
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                              float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                              bool use_mad) {
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += w[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = imax(0, imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += w[i] * diff;
+            }
+            if (cur_error < best_error) {
+                memcpy(L, Laux, (size_t)n);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights x^2 (ggml's rmse_type 1),
+ * searching 19 candidate scales. Returns the scale (0 and L = 0 for an all-zero group). */
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max, amax;
+    absmax_signed(x, n, &max, &amax);
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = imax(-nmax, imin(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * x[i]);
+            l = imax(-nmax, imin(nmax - 1, l));
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) {
+                int l = nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Q3_K's group fit: like make_qx_quants' first guess, then up to 5 passes of coordinate descent
+ * on each L (weights x^2). L ends in 0..2*nmax-1 (biased by nmax); all-zero groups get L = 0. */
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max, amax;
+    absmax_signed(x, n, &max, &amax);
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = imax(-nmax, imin(nmax - 1, l));
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int new_l = nearest_int(x[i] * sl2 / slx);
+                new_l = imax(-nmax, imin(nmax - 1, new_l));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Q4_K/Q5_K pack 8 6-bit scales and 8 6-bit mins in 12 bytes: j < 4 in the low 6 bits of
+ * bytes j and j+4; j >= 4 split as 4 low bits in byte j+4 and 2 high bits in the top of bytes
+ * j-4 (scale) and j (min). */
+void mx_q4_k_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void set_scale_min_k4(int j, uint8_t *q, uint8_t ls, uint8_t lm) {
+    if (j < 4) {
+        q[j] = ls;
+        q[j + 4] = lm;
+    } else {
+        q[j + 4] = (uint8_t)((ls & 0x0f) | ((lm & 0x0f) << 4));
+        q[j - 4] |= (uint8_t)((ls >> 4) << 6);
+        q[j] |= (uint8_t)((lm >> 4) << 6);
+    }
+}
+
+/* Q3_K's 16 6-bit scales (biased by 32): low nibbles in bytes 0..7 (j < 8 low half, j >= 8 high
+ * half of byte j-8), the 2 high bits of scale j in byte 8 + j%4 at bit 2*(j/4). */
+static int q3_k_scale(const uint8_t *s, int j) {
+    int lo = j < 8 ? (s[j] & 0x0f) : (s[j - 8] >> 4);
+    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * K-quants: 256-value super-blocks
+ */
+
+/* 16 groups of 16: w = d * (scales[g] & 15) * q - dmin * (scales[g] >> 4), q 2 bit. Values
+ * 128h + 32k + l (l < 32) sit in qs[32h + l] at bits 2k. */
+static void q2_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_q2_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const float min = ld_half(b.dmin);
+        const uint8_t *q = b.qs;
+        int is = 0;
+        for (int h = 0; h < MX_QK_K; h += 128, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                for (int half = 0; half < 2; half++) {
+                    const uint8_t sc = b.scales[is++];
+                    const float dl = d * (sc & 0x0f);
+                    const float ml = min * (sc >> 4);
+                    for (int l = 0; l < 16; l++)
+                        *dst++ = dl * ((q[l + 16 * half] >> shift) & 3) - ml;
+                }
+            }
+        }
+    }
+}
+
+static void q2_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    const float q4scale = 15.f;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q2_K b;
+        uint8_t L[MX_QK_K], Laux[16];
+        float weights[16], mins[MX_QK_K / 16], scales[MX_QK_K / 16];
+        float max_scale = 0, max_min = 0; /* scales are positive: the min was taken out */
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            for (int l = 0; l < 16; l++)
+                weights[l] = fabsf(src[16 * j + l]);
+            scales[j] = make_qkx2_quants(16, 3, src + 16 * j, weights, L + 16 * j, &mins[j],
+                                         Laux, -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale)
+                max_scale = scales[j];
+            if (mins[j] > max_min)
+                max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            float iscale = q4scale / max_scale;
+            for (int j = 0; j < MX_QK_K / 16; j++)
+                b.scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            b.d = mx_fp32_to_fp16(max_scale / q4scale);
+        } else {
+            memset(b.scales, 0, sizeof(b.scales));
+            b.d = mx_fp32_to_fp16(0.f);
+        }
+        if (max_min > 0) {
+            float iscale = q4scale / max_min;
+            for (int j = 0; j < MX_QK_K / 16; j++)
+                b.scales[j] |= (uint8_t)((unsigned)nearest_int(iscale * mins[j]) << 4);
+            b.dmin = mx_fp32_to_fp16(max_min / q4scale);
+        } else {
+            b.dmin = mx_fp32_to_fp16(0.f);
+        }
+        /* requantize against the rounded 4-bit scales actually stored */
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            const float d = ld_half(b.d) * (b.scales[j] & 0x0f);
+            if (d == 0)
+                continue;
+            const float dm = ld_half(b.dmin) * (b.scales[j] >> 4);
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int((src[16 * j + ii] + dm) / d);
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
+            }
+        }
+        for (int j = 0; j < MX_QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* 16 groups of 16: w = d * scale_g * (q - 4) with q = 2 low bits from qs (as in Q2_K) plus a high
+ * bit from hmask: value 128h + 32k + l has it in hmask[l] at bit 4h + k. */
+static void q3_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_q3_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d_all = ld_half(b.d);
+        const uint8_t *q = b.qs;
+        uint8_t m = 1;
+        int is = 0;
+        for (int h = 0; h < MX_QK_K; h += 128, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1)) {
+                for (int half = 0; half < 2; half++) {
+                    const float dl = d_all * q3_k_scale(b.scales, is++);
+                    for (int l = 16 * half; l < 16 * half + 16; l++)
+                        *dst++ = dl * (((q[l] >> shift) & 3) - ((b.hmask[l] & m) ? 0 : 4));
+                }
+            }
+        }
+    }
+}
+
+static void q3_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q3_K b;
+        int8_t L[MX_QK_K];
+        float scales[MX_QK_K / 16];
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            scales[j] = make_q3_quants(16, 4, src + 16 * j, L + 16 * j);
+            float a = fabsf(scales[j]);
+            if (a > amax) {
+                amax = a;
+                max_scale = scales[j];
+            }
+        }
+        memset(b.scales, 0, sizeof(b.scales));
+        if (max_scale != 0) {
+            float iscale = -32.f / max_scale;
+            for (int j = 0; j < MX_QK_K / 16; j++) {
+                int8_t l = (int8_t)nearest_int(iscale * scales[j]);
+                l = (int8_t)(imax(-32, imin(31, l)) + 32);
+                if (j < 8)
+                    b.scales[j] = l & 0x0f;
+                else
+                    b.scales[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+                l >>= 4;
+                b.scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            b.d = mx_fp32_to_fp16(1 / iscale);
+        } else {
+            b.d = mx_fp32_to_fp16(0.f);
+        }
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            const int8_t sc = (int8_t)q3_k_scale(b.scales, j);
+            const float d = ld_half(b.d) * sc;
+            if (d == 0)
+                continue;
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int(src[16 * j + ii] / d);
+                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
+            }
+        }
+        /* high bit of value j goes to hmask[j % 32], bit j / 32 */
+        memset(b.hmask, 0, sizeof(b.hmask));
+        for (int j = 0; j < MX_QK_K; j++) {
+            if (L[j] > 3) {
+                b.hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+                L[j] = (int8_t)(L[j] - 4);
+            }
+        }
+        for (int j = 0; j < MX_QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* 8 groups of 32: w = d * sc_g * q - dmin * m_g, q 4 bit; values 64c + l (l < 32) are the low
+ * nibbles of qs[32c + l], values 64c + 32 + l the high nibbles. */
+static void q4_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_q4_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const float min = ld_half(b.dmin);
+        const uint8_t *q = b.qs;
+        for (int is = 0; is < 8; is += 2, q += 32) {
+            uint8_t sc, m;
+            mx_q4_k_scale_min(is, b.scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            mx_q4_k_scale_min(is + 1, b.scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; l++)
+                *dst++ = d1 * (q[l] & 0x0f) - m1;
+            for (int l = 0; l < 32; l++)
+                *dst++ = d2 * (q[l] >> 4) - m2;
+        }
+    }
+}
+
+/* Shared by Q4_K and Q5_K: per-group (scale, min) fits with weights rms(group) + |x|, then the
+ * 6-bit scale/min codes and the super-block d/dmin. Fills L with the group fits' quants and the
+ * block's scales, d and dmin. */
+static void k_scales_mins(const float *x, int nmax, float rmin, float rdelta, int nstep,
+                          uint8_t *L, uint8_t b_scales[MX_K_SCALE_SIZE], mx_half *b_d,
+                          mx_half *b_dmin) {
+    uint8_t Laux[32];
+    float weights[32], mins[MX_QK_K / 32], scales[MX_QK_K / 32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < MX_QK_K / 32; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++)
+            weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                     rmin, rdelta, nstep, false);
+        if (scales[j] > max_scale)
+            max_scale = scales[j];
+        if (mins[j] > max_min)
+            max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    memset(b_scales, 0, MX_K_SCALE_SIZE);
+    for (int j = 0; j < MX_QK_K / 32; j++) {
+        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);
+        uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        set_scale_min_k4(j, b_scales, MX_MIN(ls, 63), MX_MIN(lm, 63));
+    }
+    *b_d = mx_fp32_to_fp16(max_scale / 63.f);
+    *b_dmin = mx_fp32_to_fp16(max_min / 63.f);
+}
+
+/* Requantizes each group of 32 against the stored 6-bit scale/min (groups whose scale rounds to
+ * 0 keep the fit's quants), L in 0..nmax. */
+static void k_requantize(const float *x, int nmax, const uint8_t *b_scales, mx_half b_d,
+                         mx_half b_dmin, uint8_t *L) {
+    for (int j = 0; j < MX_QK_K / 32; j++) {
+        uint8_t sc, m;
+        mx_q4_k_scale_min(j, b_scales, &sc, &m);
+        const float d = ld_half(b_d) * sc;
+        if (d == 0)
+            continue;
+        const float dm = ld_half(b_dmin) * m;
+        for (int ii = 0; ii < 32; ii++) {
+            int l = nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, l));
+        }
+    }
+}
+
+static void q4_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q4_K b;
+        uint8_t L[MX_QK_K];
+        k_scales_mins(src, 15, -1.f, 0.1f, 20, L, b.scales, &b.d, &b.dmin);
+        k_requantize(src, 15, b.scales, b.d, b.dmin, L);
+        for (int j = 0; j < MX_QK_K; j += 64)
+            for (int l = 0; l < 32; l++)
+                b.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* As Q4_K with a 5th bit: value 64c + l takes its high bit from qh[l] bit 2c, value 64c + 32 + l
+ * from qh[l] bit 2c + 1. */
+static void q5_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_q5_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const float min = ld_half(b.dmin);
+        const uint8_t *ql = b.qs;
+        uint8_t u1 = 1, u2 = 2;
+        for (int is = 0; is < 8; is += 2, ql += 32) {
+            uint8_t sc, m;
+            mx_q4_k_scale_min(is, b.scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            mx_q4_k_scale_min(is + 1, b.scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; l++)
+                *dst++ = d1 * ((ql[l] & 0x0f) + (b.qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++)
+                *dst++ = d2 * ((ql[l] >> 4) + (b.qh[l] & u2 ? 16 : 0)) - m2;
+            u1 = (uint8_t)(u1 << 2);
+            u2 = (uint8_t)(u2 << 2);
+        }
+    }
+}
+
+static void q5_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q5_K b;
+        uint8_t L[MX_QK_K];
+        k_scales_mins(src, 31, -0.5f, 0.1f, 15, L, b.scales, &b.d, &b.dmin);
+        k_requantize(src, 31, b.scales, b.d, b.dmin, L);
+        memset(b.qh, 0, sizeof(b.qh));
+        uint8_t m1 = 1, m2 = 2;
+        for (int c = 0; c < MX_QK_K; c += 64) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[c + j], l2 = L[c + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    b.qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    b.qh[j] |= m2;
+                }
+                b.qs[c / 2 + j] = (uint8_t)(l1 | (l2 << 4));
+            }
+            m1 = (uint8_t)(m1 << 2);
+            m2 = (uint8_t)(m2 << 2);
+        }
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* 16 groups of 16: w = d * scales[g] * (q - 32), q 6 bit. For h in {0,1} and l < 32 the values
+ * 128h + l, +32, +64, +96 take low nibbles from ql[64h + l] (low), ql[64h + 32 + l] (low),
+ * ql[64h + l] (high), ql[64h + 32 + l] (high), and their 2 high bits from qh[32h + l] at bits
+ * 0, 2, 4, 6. */
+static void q6_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_q6_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = ld_half(b.d);
+        const uint8_t *ql = b.ql, *qh = b.qh;
+        const int8_t *sc = b.scales;
+        for (int h = 0; h < MX_QK_K; h += 128, ql += 64, qh += 32, sc += 8, dst += 128) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                dst[l] = d * sc[is] * q1;
+                dst[l + 32] = d * sc[is + 2] * q2;
+                dst[l + 64] = d * sc[is + 4] * q3;
+                dst[l + 96] = d * sc[is + 6] * q4;
+            }
+        }
+    }
+}
+
+static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q6_K b;
+        int8_t L[MX_QK_K];
+        float scales[MX_QK_K / 16];
+        float max_scale, max_abs_scale;
+        for (int ib = 0; ib < MX_QK_K / 16; ib++)
+            scales[ib] = make_qx_quants(16, 32, src + 16 * ib, L + 16 * ib);
+        absmax_signed(scales, MX_QK_K / 16, &max_scale, &max_abs_scale);
+        memset(&b, 0, sizeof(b));
+        if (max_abs_scale < GROUP_MAX_EPS) { /* all (near) zero: the all-zero block */
+            memcpy(p + i * sizeof(b), &b, sizeof(b));
+            continue;
+        }
+        float iscale = -128.f / max_scale;
+        b.d = mx_fp32_to_fp16(1 / iscale);
+        for (int ib = 0; ib < MX_QK_K / 16; ib++)
+            b.scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            const float d = ld_half(b.d) * b.scales[j];
+            if (d == 0)
+                continue;
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int(src[16 * j + ii] / d);
+                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, l)) + 32);
+            }
+        }
+        uint8_t *ql = b.ql, *qh = b.qh;
+        for (int j = 0; j < MX_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t a0 = (uint8_t)L[j + l], a1 = (uint8_t)L[j + l + 32];
+                const uint8_t a2 = (uint8_t)L[j + l + 64], a3 = (uint8_t)L[j + l + 96];
+                ql[l] = (uint8_t)((a0 & 0x0f) | ((a2 & 0x0f) << 4));
+                ql[l + 32] = (uint8_t)((a1 & 0x0f) | ((a3 & 0x0f) << 4));
+                qh[l] = (uint8_t)((a0 >> 4) | ((a1 >> 4) << 2) | ((a2 >> 4) << 4) |
+                                  ((a3 >> 4) << 6));
+            }
+        }
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* w = d * q (d a float here: Q8_K is the activation type, never stored in files). */
+static void q8_k_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, dst += MX_QK_K) {
+        mx_block_q8_K b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        for (int j = 0; j < MX_QK_K; j++)
+            dst[j] = b.d * b.qs[j];
+    }
+}
+
+/* iscale = -127/max (signed absmax), q = min(127, nearest_int(iscale * x)), d = 1/iscale, and
+ * bsums = sums of 16 quants for the K-quant dot products' min terms. An all-zero block is all
+ * zero bytes (ggml leaves bsums unwritten there; we zero them). */
+static void q8_k_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
+        mx_block_q8_K b;
+        float max, amax;
+        memset(&b, 0, sizeof(b));
+        absmax_signed(src, MX_QK_K, &max, &amax);
+        if (amax != 0) {
+            const float iscale = -127.f / max;
+            for (int j = 0; j < MX_QK_K; j++)
+                b.qs[j] = (int8_t)imin(127, nearest_int(iscale * src[j]));
+            for (int j = 0; j < MX_QK_K / 16; j++) {
+                int sum = 0;
+                for (int ii = 0; ii < 16; ii++)
+                    sum += b.qs[16 * j + ii];
+                b.bsums[j] = (int16_t)sum;
+            }
+            b.d = 1 / iscale;
+        }
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The traits table and the public entry points
+ */
+
+#define T_FLOAT(id, nm, sz, to, from) [id] = { nm, 1, sz, false, to, from }
+#define T_QUANT(id, nm, bs, to, from) \
+    [id] = { #nm, bs, sizeof(mx_block_##nm), true, to, from }
+
+static const struct mx_type_traits traits[MX_TYPE_COUNT] = {
+    T_FLOAT(MX_TYPE_F32,  "f32",  4, f32_to_float,  f32_from_float),
+    T_FLOAT(MX_TYPE_F16,  "f16",  2, f16_to_float,  f16_from_float),
+    T_FLOAT(MX_TYPE_BF16, "bf16", 2, bf16_to_float, bf16_from_float),
+    T_FLOAT(MX_TYPE_F64,  "f64",  8, f64_to_float,  f64_from_float),
+    T_FLOAT(MX_TYPE_I8,   "i8",   1, NULL, NULL),
+    T_FLOAT(MX_TYPE_I16,  "i16",  2, NULL, NULL),
+    T_FLOAT(MX_TYPE_I32,  "i32",  4, NULL, NULL),
+    T_FLOAT(MX_TYPE_I64,  "i64",  8, NULL, NULL),
+    T_QUANT(MX_TYPE_Q4_0, q4_0, MX_QK4_0, q4_0_to_float, q4_0_from_float),
+    T_QUANT(MX_TYPE_Q4_1, q4_1, MX_QK4_1, q4_1_to_float, q4_1_from_float),
+    T_QUANT(MX_TYPE_Q5_0, q5_0, MX_QK5_0, q5_0_to_float, q5_0_from_float),
+    T_QUANT(MX_TYPE_Q5_1, q5_1, MX_QK5_1, q5_1_to_float, q5_1_from_float),
+    T_QUANT(MX_TYPE_Q8_0, q8_0, MX_QK8_0, q8_0_to_float, q8_0_from_float),
+    T_QUANT(MX_TYPE_Q8_1, q8_1, MX_QK8_1, q8_1_to_float, q8_1_from_float),
+    T_QUANT(MX_TYPE_Q2_K, q2_K, MX_QK_K,  q2_k_to_float, q2_k_from_float),
+    T_QUANT(MX_TYPE_Q3_K, q3_K, MX_QK_K,  q3_k_to_float, q3_k_from_float),
+    T_QUANT(MX_TYPE_Q4_K, q4_K, MX_QK_K,  q4_k_to_float, q4_k_from_float),
+    T_QUANT(MX_TYPE_Q5_K, q5_K, MX_QK_K,  q5_k_to_float, q5_k_from_float),
+    T_QUANT(MX_TYPE_Q6_K, q6_K, MX_QK_K,  q6_k_to_float, q6_k_from_float),
+    T_QUANT(MX_TYPE_Q8_K, q8_K, MX_QK_K,  q8_k_to_float, q8_k_from_float),
+};
+
+#undef T_FLOAT
+#undef T_QUANT
+
+const struct mx_type_traits *mx_type_traits(int type) {
+    if (type < 0 || type >= MX_TYPE_COUNT || traits[type].name == NULL)
+        return NULL;
+    return &traits[type];
+}
+
+const char *mx_type_name(int type) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    return t ? t->name : "?";
+}
+
+int mx_type_from_name(const char *name) {
+    if (name == NULL)
+        return -1;
+    for (int i = 0; i < MX_TYPE_COUNT; i++)
+        if (traits[i].name != NULL && strcasecmp(traits[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+bool mx_row_size(int type, int64_t n, size_t *out) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    if (t == NULL || n < 0 || n % t->blck_size != 0)
+        return false;
+    return mx_mul_size((size_t)(n / t->blck_size), t->type_size, out);
+}
+
+/* Shared argument checks of the two row converters: MX_EUNSUP without a converter, MX_EINVAL
+ * for a negative n, one that is not whole blocks, or one whose bytes do not fit a size_t. */
+static int check_row(const struct mx_type_traits *t, bool have_fn, int type, const void *a,
+                     const void *b, int64_t n) {
+    size_t bytes, floats;
+    if (t == NULL || !have_fn)
+        return MX_EUNSUP;
+    if (n < 0 || n % t->blck_size != 0 || !mx_row_size(type, n, &bytes) ||
+        !mx_mul_size((size_t)n, sizeof(float), &floats))
+        return MX_EINVAL;
+    if (n > 0 && (a == NULL || b == NULL))
+        return MX_EINVAL;
+    return 0;
+}
+
+int mx_dequantize_row(int type, const void *src, float *dst, int64_t n) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    int rc = check_row(t, t && t->to_float, type, src, dst, n);
+    if (rc < 0)
+        return rc;
+    if (n > 0)
+        t->to_float(src, dst, n);
+    return 0;
+}
+
+int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    int rc = check_row(t, t && t->from_float, type, src, dst, n);
+    if (rc < 0)
+        return rc;
+    if (n > 0)
+        t->from_float(src, dst, n);
+    return 0;
+}

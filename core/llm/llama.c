@@ -1,0 +1,583 @@
+/* llama.c - loading llama / mistral / Mixtral models from GGUF: hyperparameters, validation, and
+ * the weights as views into the file's mmap.
+ *
+ * Everything in a model file is untrusted: every key is range-checked, every tensor's presence,
+ * shape and type is checked against the hyperparameters before anything runs, and the backend is
+ * asked at load whether it supports each (op, type) the forward pass will use, so an unsupported
+ * file fails here with a message instead of at token 5,000.
+ *
+ * Tensor naming follows llama.cpp (src/llama-arch.cpp, LLM_ARCH_LLAMA): token_embd, output_norm,
+ * output (absent: tied to token_embd), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
+ * ffn_norm}, dense blk.N.ffn_{gate,up,down} or MoE blk.N.ffn_gate_inp + ffn_{gate,up,down}_exps
+ * (3-D), or the older Mixtral layout with one 2-D tensor per expert (blk.N.ffn_gate.E.weight),
+ * which is gathered into one allocation at load.
+ */
+#include "core/llm/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/format/gguf.h"
+#include "core/llm/llama_impl.h"
+#include "core/base/log.h"
+#include "core/base/mapfile.h"
+#include "core/base/util.h"
+
+/* ---- hyperparameters ------------------------------------------------------------------------ */
+
+/* Reads integer key prefix.suffix into *out; absent keys keep *out when !required. */
+static int get_i32(const struct mx_gguf *g, const char *arch, const char *suffix, bool required,
+                   int32_t *out, struct mx_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t v;
+    int rc = mx_gguf_get_int(g, key, &v, err);
+    if (rc == MX_ENOENT) {
+        if (required)
+            return mx_err_set(err, MX_EFORMAT, "%s: key '%s' missing", mx_gguf_path(g), key);
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (v < 0 || v > INT32_MAX)
+        return mx_err_set(err, MX_EFORMAT, "%s: key '%s' out of range (%lld)", mx_gguf_path(g),
+                          key, (long long)v);
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int get_f32(const struct mx_gguf *g, const char *arch, const char *suffix, float *out,
+                   struct mx_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    double v;
+    int rc = mx_gguf_get_float(g, key, &v, err);
+    if (rc == MX_ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (!isfinite(v))
+        return mx_err_set(err, MX_EFORMAT, "%s: key '%s' is not finite", mx_gguf_path(g), key);
+    *out = (float)v;
+    return 0;
+}
+
+int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
+                          struct mx_err *err) {
+    memset(hp, 0, sizeof *hp);
+    const char *path = mx_gguf_path(g);
+    const char *arch = NULL;
+    int rc = mx_gguf_get_str(g, "general.architecture", &arch, err);
+    if (rc == MX_ENOENT)
+        return mx_err_set(err, MX_EFORMAT, "%s: key 'general.architecture' missing", path);
+    if (rc < 0)
+        return rc;
+    /* llama.cpp writes Mistral and Mixtral files as 'llama' too */
+    if (strcmp(arch, "llama") != 0)
+        return mx_err_set(err, MX_EUNSUP, "%s: architecture '%.40s' not supported (only llama, "
+                          "which covers Llama 1-3, Mistral and Mixtral)", path, arch);
+    snprintf(hp->arch, sizeof hp->arch, "%s", arch);
+
+    if ((rc = get_i32(g, arch, "context_length", true, &hp->n_ctx_train, err)) < 0 ||
+        (rc = get_i32(g, arch, "embedding_length", true, &hp->n_embd, err)) < 0 ||
+        (rc = get_i32(g, arch, "block_count", true, &hp->n_layer, err)) < 0 ||
+        (rc = get_i32(g, arch, "feed_forward_length", true, &hp->n_ff, err)) < 0 ||
+        (rc = get_i32(g, arch, "attention.head_count", true, &hp->n_head, err)) < 0)
+        return rc;
+    hp->n_head_kv = hp->n_head;
+    if ((rc = get_i32(g, arch, "attention.head_count_kv", false, &hp->n_head_kv, err)) < 0)
+        return rc;
+    hp->head_dim = hp->n_head > 0 ? hp->n_embd / hp->n_head : 0;
+    int32_t vlen = -1;
+    if ((rc = get_i32(g, arch, "attention.key_length", false, &hp->head_dim, err)) < 0 ||
+        (rc = get_i32(g, arch, "attention.value_length", false, &vlen, err)) < 0)
+        return rc;
+    if (vlen >= 0 && vlen != hp->head_dim)
+        return mx_err_set(err, MX_EUNSUP, "%s: key length %d != value length %d not supported",
+                          path, (int)hp->head_dim, (int)vlen);
+    hp->n_rot = hp->head_dim;
+    if ((rc = get_i32(g, arch, "rope.dimension_count", false, &hp->n_rot, err)) < 0 ||
+        (rc = get_i32(g, arch, "expert_count", false, &hp->n_expert, err)) < 0 ||
+        (rc = get_i32(g, arch, "expert_used_count", false, &hp->n_expert_used, err)) < 0 ||
+        (rc = get_i32(g, arch, "attention.sliding_window", false, &hp->sliding_window, err)) < 0 ||
+        (rc = get_i32(g, arch, "vocab_size", false, &hp->n_vocab, err)) < 0)
+        return rc;
+    hp->rope_freq_base = 10000.0f;
+    hp->rope_freq_scale = 1.0f;
+    hp->norm_eps = 1e-5f;
+    if ((rc = get_f32(g, arch, "rope.freq_base", &hp->rope_freq_base, err)) < 0 ||
+        (rc = get_f32(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err)) < 0)
+        return rc;
+
+    /* RoPE scaling: linear only (position interpolation). "rope.scale_linear" is the old key. */
+    float factor = 0.0f;
+    if ((rc = get_f32(g, arch, "rope.scale_linear", &factor, err)) < 0)
+        return rc;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *stype = NULL;
+    rc = mx_gguf_get_str(g, key, &stype, err);
+    if (rc < 0 && rc != MX_ENOENT)
+        return rc;
+    if (stype && strcmp(stype, "none") != 0) {
+        if (strcmp(stype, "linear") != 0)
+            return mx_err_set(err, MX_EUNSUP, "%s: rope scaling '%.40s' not supported (only "
+                              "linear)", path, stype);
+        if ((rc = get_f32(g, arch, "rope.scaling.factor", &factor, err)) < 0)
+            return rc;
+    }
+    if (factor != 0.0f && factor != 1.0f) {
+        if (!(factor > 0.0f))
+            return mx_err_set(err, MX_EFORMAT, "%s: rope scaling factor %g", path, factor);
+        hp->rope_freq_scale = 1.0f / factor;
+    }
+
+    /* the vocabulary: the tokenizer's list when present (checked against token_embd later) */
+    const struct mx_gguf_value *toks = mx_gguf_get(g, "tokenizer.ggml.tokens");
+    if (toks && toks->type == MX_GGUF_ARRAY && toks->v.arr.n <= INT32_MAX)
+        hp->n_vocab = (int32_t)toks->v.arr.n;
+    return 0;
+}
+
+int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *err) {
+    /* Generous upper bounds: they stop absurd allocations from a corrupt header, not models. */
+    struct { const char *name; int64_t v, lo, hi; } r[] = {
+        {"embedding_length", hp->n_embd, 1, 1 << 17},
+        {"block_count", hp->n_layer, 1, 4096},
+        {"feed_forward_length", hp->n_ff, 1, 1 << 20},
+        {"attention.head_count", hp->n_head, 1, 4096},
+        {"attention.head_count_kv", hp->n_head_kv, 1, 4096},
+        {"head dimension", hp->head_dim, 2, 4096},
+        {"context_length", hp->n_ctx_train, 1, 1 << 24},
+        {"expert_count", hp->n_expert, 0, 1024},
+        {"vocabulary size", hp->n_vocab, 1, 1 << 24},
+        {"attention.sliding_window", hp->sliding_window, 0, 1 << 24},
+    };
+    for (size_t i = 0; i < MX_ARRAY_LEN(r); i++)
+        if (r[i].v < r[i].lo || r[i].v > r[i].hi)
+            return mx_err_set(err, MX_EFORMAT, "model: %s %lld out of range [%lld, %lld]",
+                              r[i].name, (long long)r[i].v, (long long)r[i].lo,
+                              (long long)r[i].hi);
+    if (hp->n_head % hp->n_head_kv != 0)
+        return mx_err_set(err, MX_EFORMAT, "model: head_count %d is not a multiple of "
+                          "head_count_kv %d", (int)hp->n_head, (int)hp->n_head_kv);
+    if ((int64_t)hp->head_dim * hp->n_head != hp->n_embd)
+        return mx_err_set(err, MX_EFORMAT, "model: embedding_length %d is not head_count %d x "
+                          "head dimension %d", (int)hp->n_embd, (int)hp->n_head,
+                          (int)hp->head_dim);
+    if (hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
+        return mx_err_set(err, MX_EFORMAT, "model: rope.dimension_count %d must be even and in "
+                          "[2, head dimension %d]", (int)hp->n_rot, (int)hp->head_dim);
+    if (hp->n_expert > 0 && (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert))
+        return mx_err_set(err, MX_EFORMAT, "model: expert_used_count %d must be in [1, "
+                          "expert_count %d]", (int)hp->n_expert_used, (int)hp->n_expert);
+    if (hp->n_expert == 0 && hp->n_expert_used != 0)
+        return mx_err_set(err, MX_EFORMAT, "model: expert_used_count %d without experts",
+                          (int)hp->n_expert_used);
+    if (!(hp->rope_freq_base > 0.0f) || !(hp->rope_freq_scale > 0.0f) || !(hp->norm_eps > 0.0f) ||
+        !isfinite(hp->rope_freq_base) || !isfinite(hp->norm_eps) || hp->norm_eps > 1.0f)
+        return mx_err_set(err, MX_EFORMAT, "model: rope base %g / scale %g / rms eps %g out of "
+                          "range", hp->rope_freq_base, hp->rope_freq_scale, hp->norm_eps);
+    return 0;
+}
+
+/* ---- tensors -------------------------------------------------------------------------------- */
+
+enum use { USE_NORM, USE_MATMUL, USE_MATMUL_ID, USE_EMBD };
+
+static void shape_str(char *buf, size_t n, int nd, const int64_t *ne) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "[");
+    for (int i = 0; i < nd && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (o < n)
+        snprintf(buf + o, n - o, "]");
+}
+
+/* Checks tensor gt against the expected shape and use, and makes t a view of it in buf, which
+ * wraps the host memory starting at host_base. */
+static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt,
+                       struct mx_buf *buf, const char *host_base, enum use use, int nd,
+                       int64_t ne0, int64_t ne1, int64_t ne2, struct mx_tensor *t,
+                       struct mx_err *err) {
+    const char *path = mx_gguf_path(m->gguf);
+    int64_t want[3] = {ne0, ne1, ne2};
+    bool ok = gt->n_dims <= nd || (gt->n_dims == nd + 1 && gt->ne[nd] == 1);
+    for (int i = 0; i < 3 && ok; i++)
+        ok = gt->ne[i] == (i < nd ? want[i] : 1);
+    if (!ok) {
+        char a[96], b[96];
+        shape_str(a, sizeof a, gt->n_dims, gt->ne);
+        shape_str(b, sizeof b, nd, want);
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' has shape %s, expected %s", path,
+                          gt->name, a, b);
+    }
+    const struct mx_type_traits *tr = mx_type_traits(gt->type);
+    if (!tr || !tr->to_float)
+        return mx_err_set(err, MX_EUNSUP, "%s: tensor '%s' has unsupported type %s (%d)", path,
+                          gt->name, mx_type_name(gt->type), gt->type);
+    enum mx_op op = use == USE_MATMUL ? MX_OP_MATMUL : use == USE_MATMUL_ID ? MX_OP_MATMUL_ID
+                  : use == USE_EMBD ? MX_OP_GET_ROWS : MX_OP_RMS_NORM;
+    if (use == USE_NORM && gt->type != MX_TYPE_F32)
+        return mx_err_set(err, MX_EUNSUP, "%s: norm tensor '%s' is %s, expected f32", path,
+                          gt->name, mx_type_name(gt->type));
+    if (!mx_backend_supports(m->be, op, (enum mx_type)gt->type))
+        return mx_err_set(err, MX_EUNSUP, "%s: tensor '%s': backend %s has no %s for type %s",
+                          path, gt->name, mx_backend_name(m->be), mx_op_name(op),
+                          mx_type_name(gt->type));
+    int rc = mx_tensor_init(t, (enum mx_type)gt->type, ne0, nd > 1 ? ne1 : 1, nd > 2 ? ne2 : 1, 1);
+    if (rc < 0)
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s': bad shape for type %s", path,
+                          gt->name, mx_type_name(gt->type));
+    if (mx_tensor_nbytes(t) != gt->nbytes)
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s': %zu bytes, expected %zu", path,
+                          gt->name, gt->nbytes, mx_tensor_nbytes(t));
+    t->buf = buf;
+    /* the same offset inside the backend's buffer (the host mapping itself on the CPU; a device
+     * backend's copy of it elsewhere) */
+    t->data = (char *)buf->base + ((const char *)gt->data - host_base);
+    t->name = gt->name;
+    /* counts for bench: all tensors; "active" adjusted by the caller for experts */
+    m->size.n_params += (uint64_t)mx_tensor_nelements(t);
+    m->size.n_bytes += gt->nbytes;
+    return 0;
+}
+
+static int bind(struct mx_llama_model *m, const char *name, enum use use, int nd, int64_t ne0,
+                int64_t ne1, int64_t ne2, struct mx_tensor *t, struct mx_err *err) {
+    const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+    if (!gt)
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' missing", mx_gguf_path(m->gguf),
+                          name);
+    return bind_tensor(m, gt, m->wbuf, m->host_base, use, nd, ne0, ne1, ne2, t, err);
+}
+
+/* Older Mixtral files: blk.N.ffn_{gate,up,down}.E.weight, one 2-D tensor per expert. They are
+ * copied into one 3-D tensor per kind (the backend's matmul_id wants [n_in, n_out, n_expert]). */
+static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &m->hp;
+    static const char *kinds[3] = {"gate", "up", "down"};
+    size_t total = 0;
+    int rc;
+    /* pass 1: check every piece (shape, type, backend support; viewed in the mapping) and size
+     * the allocation */
+    for (int il = 0; il < hp->n_layer; il++)
+        for (int k = 0; k < 3; k++) {
+            int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
+            int type = -1;
+            for (int e = 0; e < hp->n_expert; e++) {
+                char name[96];
+                snprintf(name, sizeof name, "blk.%d.ffn_%s.%d.weight", il, kinds[k], e);
+                const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+                if (!gt)
+                    return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' missing (MoE layer %d "
+                                      "has neither ffn_%s_exps nor per-expert tensors)",
+                                      mx_gguf_path(m->gguf), name, il, kinds[k]);
+                if (type >= 0 && gt->type != type)
+                    return mx_err_set(err, MX_EUNSUP, "%s: experts of '%s' differ in type",
+                                      mx_gguf_path(m->gguf), name);
+                type = gt->type;
+                struct mx_tensor one;
+                rc = bind_tensor(m, gt, m->wbuf, m->host_base, USE_MATMUL_ID, 2, n_in, n_out, 1,
+                                 &one, err);
+                if (rc < 0)
+                    return rc;
+                if (!mx_add_size(total, gt->nbytes, &total))
+                    return mx_err_set(err, MX_EFORMAT, "%s: expert sizes overflow",
+                                      mx_gguf_path(m->gguf));
+            }
+        }
+    m->owned_experts = malloc(total ? total : 1);
+    if (!m->owned_experts)
+        return mx_err_set(err, MX_ENOMEM, "%s: gathering experts needs %zu bytes",
+                          mx_gguf_path(m->gguf), total);
+    /* pass 2: copy each kind's experts one after the other (before wrapping: a device backend
+     * copies the memory when it wraps it) */
+    char *p = m->owned_experts;
+    for (int il = 0; il < hp->n_layer; il++)
+        for (int k = 0; k < 3; k++)
+            for (int e = 0; e < hp->n_expert; e++) {
+                char name[96];
+                snprintf(name, sizeof name, "blk.%d.ffn_%s.%d.weight", il, kinds[k], e);
+                const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+                memcpy(p, gt->data, gt->nbytes);
+                p += gt->nbytes;
+            }
+    rc = mx_buf_from_host(m->be, m->owned_experts, total ? total : 1, &m->ebuf, err);
+    if (rc < 0)
+        return rc;
+    /* the 3-D views [n_in, n_out, n_expert] */
+    size_t off = 0;
+    for (int il = 0; il < hp->n_layer; il++) {
+        struct mx_llama_layer *L = &m->layers[il];
+        struct mx_tensor *dst[3] = {&L->gate_exps, &L->up_exps, &L->down_exps};
+        for (int k = 0; k < 3; k++) {
+            int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.ffn_%s.0.weight", il, kinds[k]);
+            const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
+            rc = mx_tensor_init(dst[k], (enum mx_type)gt->type, n_in, n_out, hp->n_expert, 1);
+            if (rc < 0)
+                return mx_err_set(err, MX_EFORMAT, "layer %d: bad expert shape", il);
+            dst[k]->buf = m->ebuf;
+            dst[k]->data = (char *)m->ebuf->base + off;
+            dst[k]->name = kinds[k];
+            off += mx_tensor_nbytes(dst[k]);
+        }
+    }
+    return 0;
+}
+
+/* Hands every matmul weight to the backend to put in its fast form (the CPU repacks Q4_0 into
+ * 8-row groups), one matrix at a time, and drops the file pages of each moved matrix right after
+ * it, so resident memory never holds both copies of more than one matrix. The embedding (read by
+ * get_rows) and a tied output stay as they are. MIXEL_NO_REPACK=1 keeps the file layout (for
+ * comparisons). */
+/* The matmul weights of a layer (dense or MoE; absent ones have no data). The array size makes
+ * the compiler refuse a list longer than LAYER_MATS. */
+#define LAYER_MATS 10
+static void layer_mats(struct mx_llama_layer *L, struct mx_tensor *out[LAYER_MATS]) {
+    struct mx_tensor *all[LAYER_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
+                                         &L->ffn_up, &L->ffn_down, &L->gate_exps, &L->up_exps,
+                                         &L->down_exps};
+    memcpy(out, all, sizeof all);
+}
+
+static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
+    const char *no = getenv("MIXEL_NO_REPACK");
+    if (no && *no && strcmp(no, "0") != 0)
+        return 0;
+    int cap = m->hp.n_layer * LAYER_MATS + 1, n = 0;
+    struct mx_tensor **ws = calloc((size_t)cap, sizeof *ws);
+    m->pbufs = calloc((size_t)cap, sizeof *m->pbufs);
+    if (!ws || !m->pbufs) {
+        free(ws);
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", mx_gguf_path(m->gguf));
+    }
+    if (m->output.data != m->tok_embd.data)
+        ws[n++] = &m->output;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct mx_tensor *lw[LAYER_MATS];
+        layer_mats(&m->layers[il], lw);
+        for (int i = 0; i < LAYER_MATS; i++)
+            if (lw[i]->data)
+                ws[n++] = lw[i];
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct mx_tensor *t = ws[i];
+        const char *old = t->data;
+        struct mx_buf *pb = NULL;
+        rc = mx_backend_prepare_weights(m->be, &t, 1, &pb, err);
+        if (rc < 0 || !pb)
+            continue;
+        m->pbufs[m->n_pbufs++] = pb;
+        /* the file's copy (only for weights in the mapping, not gathered experts) */
+        const char *wb = m->wbuf->base;
+        if (old >= wb && old < wb + m->wbuf->size)
+            mx_map_release(m->host_base + (old - wb), mx_tensor_nbytes(t));
+    }
+    /* experts gathered from per-expert tensors: once all of them moved, the gathered copy is
+     * dead weight (as large as the experts) */
+    bool ebuf_used = false;
+    for (int i = 0; i < n && m->ebuf; i++)
+        ebuf_used |= ws[i]->buf == m->ebuf;
+    if (rc == 0 && m->ebuf && !ebuf_used) {
+        mx_buf_free(m->ebuf);
+        m->ebuf = NULL;
+        free(m->owned_experts);
+        m->owned_experts = NULL;
+    }
+    free(ws);
+    return rc;
+}
+
+int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
+                        struct mx_err *err) {
+    *out = NULL;
+    double t0 = mx_time_s();
+    struct mx_llama_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+    m->be = be;
+    int rc = mx_gguf_open(path, &m->gguf, err);
+    if (rc < 0)
+        goto fail;
+    struct mx_llama_hparams *hp = &m->hp;
+    rc = mx_llama_hparams_read(m->gguf, hp, err);
+    if (rc < 0)
+        goto fail;
+    const struct mx_gguf_tensor *te = mx_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: tensor 'token_embd.weight' missing", path);
+        goto fail;
+    }
+    if (hp->n_vocab == 0 && te->n_dims == 2 && te->ne[1] <= INT32_MAX)
+        hp->n_vocab = (int32_t)te->ne[1];
+    rc = mx_llama_hparams_validate(hp, err);
+    if (rc < 0) {
+        if (err && !strncmp(err->msg, "model:", 6)) { /* say which file */
+            char tmp[sizeof err->msg];
+            snprintf(tmp, sizeof tmp, "%s:%s", path, err->msg + 6);
+            memcpy(err->msg, tmp, sizeof tmp);
+        }
+        goto fail;
+    }
+
+    /* the data section, wrapped once; every weight is a view into it */
+    if (mx_gguf_n_tensors(m->gguf) <= 0) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: no tensors", path);
+        goto fail;
+    }
+    const struct mx_gguf_tensor *t0t = mx_gguf_tensor(m->gguf, 0);
+    char *base = (char *)t0t->data - t0t->offset;
+    m->host_base = base;
+    size_t dsize = mx_gguf_file_size(m->gguf) - mx_gguf_data_offset(m->gguf);
+    rc = mx_buf_from_host(be, base, dsize ? dsize : 1, &m->wbuf, err);
+    if (rc < 0)
+        goto fail;
+
+    const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff, X = hp->n_expert;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    if ((rc = bind(m, "token_embd.weight", USE_EMBD, 2, E, V, 1, &m->tok_embd, err)) < 0 ||
+        (rc = bind(m, "output_norm.weight", USE_NORM, 1, E, 1, 1, &m->output_norm, err)) < 0)
+        goto fail;
+    if (mx_gguf_find_tensor(m->gguf, "output.weight")) {
+        if ((rc = bind(m, "output.weight", USE_MATMUL, 2, E, V, 1, &m->output, err)) < 0)
+            goto fail;
+    } else {
+        if (!mx_backend_supports(be, MX_OP_MATMUL, m->tok_embd.type)) {
+            rc = mx_err_set(err, MX_EUNSUP, "%s: tied output: backend has no matmul for %s",
+                            path, mx_type_name(m->tok_embd.type));
+            goto fail;
+        }
+        m->output = m->tok_embd;
+    }
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    uint64_t expert_params = 0, expert_bytes = 0;
+    bool split_experts = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        struct mx_llama_layer *L = &m->layers[il];
+        char n[96];
+#define B(suffix, use, nd, a, b, c, t)                                                   \
+        do {                                                                             \
+            snprintf(n, sizeof n, "blk.%d." suffix ".weight", il);                       \
+            if ((rc = bind(m, n, use, nd, a, b, c, t, err)) < 0)                         \
+                goto fail;                                                               \
+        } while (0)
+        B("attn_norm", USE_NORM, 1, E, 1, 1, &L->attn_norm);
+        B("attn_q", USE_MATMUL, 2, E, Q, 1, &L->wq);
+        B("attn_k", USE_MATMUL, 2, E, KV, 1, &L->wk);
+        B("attn_v", USE_MATMUL, 2, E, KV, 1, &L->wv);
+        B("attn_output", USE_MATMUL, 2, Q, E, 1, &L->wo);
+        B("ffn_norm", USE_NORM, 1, E, 1, 1, &L->ffn_norm);
+        if (X == 0) {
+            B("ffn_gate", USE_MATMUL, 2, E, F, 1, &L->ffn_gate);
+            B("ffn_up", USE_MATMUL, 2, E, F, 1, &L->ffn_up);
+            B("ffn_down", USE_MATMUL, 2, F, E, 1, &L->ffn_down);
+            continue;
+        }
+        B("ffn_gate_inp", USE_MATMUL, 2, E, X, 1, &L->ffn_gate_inp);
+        snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", il);
+        if (!mx_gguf_find_tensor(m->gguf, n)) {
+            split_experts = true;
+            continue;
+        }
+        uint64_t p0 = m->size.n_params, b0 = m->size.n_bytes;
+        B("ffn_gate_exps", USE_MATMUL_ID, 3, E, F, X, &L->gate_exps);
+        B("ffn_up_exps", USE_MATMUL_ID, 3, E, F, X, &L->up_exps);
+        B("ffn_down_exps", USE_MATMUL_ID, 3, F, E, X, &L->down_exps);
+#undef B
+        expert_params += m->size.n_params - p0;
+        expert_bytes += m->size.n_bytes - b0;
+    }
+    if (split_experts) {
+        uint64_t p0 = m->size.n_params, b0 = m->size.n_bytes;
+        rc = gather_experts(m, err);
+        if (rc < 0)
+            goto fail;
+        expert_params += m->size.n_params - p0;
+        expert_bytes += m->size.n_bytes - b0;
+    }
+    rc = prepare_weights(m, err);
+    if (rc < 0)
+        goto fail;
+    /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling); the
+     * backend's rope has no such input yet. Short contexts are barely affected (the factors
+     * scale only the slowly rotating dimensions), so load with a warning rather than refuse. */
+    if (mx_gguf_find_tensor(m->gguf, "rope_freqs.weight"))
+        mx_log(MX_LOG_WARN, "%s: rope_freqs.weight (Llama 3.1 rope scaling) is ignored: output "
+               "degrades at long contexts", path);
+    /* the ops every forward uses on activations */
+    static const enum mx_op f32_ops[] = {MX_OP_RMS_NORM, MX_OP_ROPE, MX_OP_SILU_MUL, MX_OP_ADD,
+                                         MX_OP_CPY};
+    for (size_t i = 0; i < MX_ARRAY_LEN(f32_ops); i++)
+        if (!mx_backend_supports(be, f32_ops[i], MX_TYPE_F32)) {
+            rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no %s", path,
+                            mx_backend_name(be), mx_op_name(f32_ops[i]));
+            goto fail;
+        }
+    if (X > 0 && (!mx_backend_supports(be, MX_OP_MOE_ROUTE, MX_TYPE_F32) ||
+                  !mx_backend_supports(be, MX_OP_MOE_COMBINE, MX_TYPE_F32))) {
+        rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no MoE routing", path,
+                        mx_backend_name(be));
+        goto fail;
+    }
+    /* what one token reads: everything but the unused experts and all but one embedding row */
+    struct mx_llama_size *s = &m->size;
+    uint64_t embd_params = (uint64_t)mx_tensor_nelements(&m->tok_embd);
+    uint64_t embd_bytes = mx_tensor_nbytes(&m->tok_embd);
+    s->n_params_active = s->n_params - embd_params + (uint64_t)E;
+    s->n_bytes_active = s->n_bytes - embd_bytes + embd_bytes / (uint64_t)V;
+    if (m->output.data == m->tok_embd.data) { /* tied: the output matmul reads it all */
+        s->n_params_active += embd_params;
+        s->n_bytes_active += embd_bytes;
+    }
+    if (X > 0) {
+        s->n_params_active -= expert_params - expert_params / (uint64_t)X * hp->n_expert_used;
+        s->n_bytes_active -= expert_bytes - expert_bytes / (uint64_t)X * hp->n_expert_used;
+    }
+    mx_log(MX_LOG_INFO, "%s: %s, %d layers, n_embd %d, %d heads (%d kv), vocab %d, %s%d "
+           "experts (%d used), %.1f M params (%.1f M active), loaded in %.3f s", path, hp->arch,
+           hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_vocab,
+           split_experts ? "split " : "", hp->n_expert, hp->n_expert_used, s->n_params / 1e6,
+           s->n_params_active / 1e6, mx_time_s() - t0);
+    *out = m;
+    return 0;
+fail:
+    mx_llama_model_free(m);
+    return rc;
+}
+
+void mx_llama_model_free(struct mx_llama_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_pbufs; i++)
+        mx_buf_free(m->pbufs[i]);
+    free(m->pbufs);
+    mx_buf_free(m->ebuf);
+    mx_buf_free(m->wbuf);
+    free(m->owned_experts);
+    free(m->layers);
+    mx_gguf_close(m->gguf);
+    free(m);
+}
+
+const struct mx_llama_hparams *mx_llama_model_hparams(const struct mx_llama_model *m) {
+    return &m->hp;
+}
+
+const struct mx_gguf *mx_llama_model_gguf(const struct mx_llama_model *m) {
+    return m->gguf;
+}
+
+void mx_llama_model_size(const struct mx_llama_model *m, struct mx_llama_size *s) {
+    *s = m->size;
+}

@@ -1,0 +1,166 @@
+/* llama.h - the LLM engine: llama / mistral / Mixtral (sparse MoE) models from GGUF.
+ *
+ * Three objects, in the llama2.c spirit of keeping config, weights and state apart:
+ *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `llama.*` keys, validated);
+ *   struct mx_llama_model    read-only weights: views into the GGUF mmap (no copy on the CPU);
+ *   struct mx_llama_ctx      one sequence's state: the KV cache and every scratch tensor, all
+ *                            allocated at creation (nothing per token).
+ * The forward pass calls the device only through kernels/backend.h (mx_op_*), so the same code
+ * runs on every backend.
+ *
+ * Thread-safety: a model may be shared by contexts used from different threads only if they use
+ * different backends; a context is used by one thread at a time.
+ */
+#ifndef MX_LLAMA_H
+#define MX_LLAMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/err.h"
+#include "core/base/quant.h"
+
+struct mx_gguf;
+struct mx_backend;
+
+/* Hyperparameters of a llama-architecture model (Mixtral when n_expert > 0). */
+struct mx_llama_hparams {
+    char arch[32];          /* general.architecture ("llama") */
+    int32_t n_vocab;        /* tokens (token_embd rows) */
+    int32_t n_ctx_train;    /* llama.context_length */
+    int32_t n_embd;         /* llama.embedding_length */
+    int32_t n_layer;        /* llama.block_count */
+    int32_t n_ff;           /* llama.feed_forward_length (per expert for MoE) */
+    int32_t n_head;         /* llama.attention.head_count */
+    int32_t n_head_kv;      /* llama.attention.head_count_kv (default n_head) */
+    int32_t head_dim;       /* attention.key_length, default n_embd / n_head */
+    int32_t n_rot;          /* llama.rope.dimension_count (default head_dim) */
+    int32_t n_expert;       /* llama.expert_count (0: dense) */
+    int32_t n_expert_used;  /* llama.expert_used_count */
+    int32_t sliding_window; /* llama.attention.sliding_window (0: none) */
+    float rope_freq_base;   /* llama.rope.freq_base (default 10000) */
+    float rope_freq_scale;  /* 1 / linear rope scaling factor (1: none) */
+    float norm_eps;         /* llama.attention.layer_norm_rms_epsilon (default 1e-5) */
+};
+
+/* Reads hyperparameters from g's metadata (n_vocab from the token list, else 0 until the
+ * tensors are seen). Returns 0, MX_EUNSUP (architecture or rope scaling not supported),
+ * MX_EFORMAT (a key missing or of the wrong type); err names the key. Does not validate. */
+int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
+                          struct mx_err *err);
+
+/* Checks ranges and consistency (head counts dividing, expert_used_count <= expert_count, ...).
+ * Returns 0 or MX_EFORMAT with err saying what is wrong, with the numbers. */
+int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *err);
+
+struct mx_llama_model;
+
+/* Loads a model from a GGUF file for backend be (borrowed: it must outlive the model). Checks the
+ * hyperparameters, every tensor's presence, shape and type, and that the backend supports every
+ * op/type the forward pass will use. Returns 0 (caller frees *out), or MX_ENOENT / MX_EIO /
+ * MX_EFORMAT / MX_EUNSUP / MX_ENOMEM with err set ("M.gguf: ..."). */
+int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
+                        struct mx_err *err);
+
+void mx_llama_model_free(struct mx_llama_model *m); /* NULL ok */
+
+const struct mx_llama_hparams *mx_llama_model_hparams(const struct mx_llama_model *m);
+/* The opened file (borrowed, valid until the model is freed): the tokenizer reads from it. */
+const struct mx_gguf *mx_llama_model_gguf(const struct mx_llama_model *m);
+/* Parameter and byte counts: all weights, and what one generated token reads (attention, norms,
+ * output, one embedding row, and only expert_used_count of the experts). */
+struct mx_llama_size {
+    uint64_t n_params;          /* every weight element */
+    uint64_t n_params_active;   /* elements read per generated token */
+    uint64_t n_bytes;           /* bytes of every weight */
+    uint64_t n_bytes_active;    /* bytes of weights read per generated token */
+};
+void mx_llama_model_size(const struct mx_llama_model *m, struct mx_llama_size *s);
+
+/* ---- a context: one sequence, its KV cache and scratch ----------------------------------- */
+
+struct mx_llama_ctx_params {
+    int64_t n_ctx;       /* cells in the KV cache; 0 = default (see mx_llama_ctx_new) */
+    enum mx_type kv_type;/* KV cache type: MX_TYPE_F32, MX_TYPE_F16 (default) or MX_TYPE_Q8_0 */
+    int32_t n_ubatch;    /* tokens per forward chunk (0: 512) */
+};
+
+void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p);
+
+struct mx_llama_ctx;
+
+/* Creates a context on the model's backend. n_ctx 0 means the model's context_length, capped so
+ * that the KV cache takes at most half of the machine's available memory (but at least 65536 when
+ * the model supports it, memory permitting), and never below 16. Logs the cache size (mx_log).
+ * Returns 0 (caller frees *out; the model must outlive it), MX_EINVAL (bad params), MX_EUNSUP
+ * (cache type unsupported by the backend), MX_ENOMEM ("KV cache: needs N bytes ..."). */
+int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params *p,
+                     struct mx_llama_ctx **out, struct mx_err *err);
+
+void mx_llama_ctx_free(struct mx_llama_ctx *c); /* NULL ok */
+
+int64_t mx_llama_ctx_n_ctx(const struct mx_llama_ctx *c);
+/* Tokens currently in the cache (also the position of the next token, unless shifted). */
+int64_t mx_llama_ctx_n_past(const struct mx_llama_ctx *c);
+/* Bytes of the KV cache and of the scratch arena. */
+size_t mx_llama_ctx_kv_bytes(const struct mx_llama_ctx *c);
+
+/* Called with the logits of batch row i (n_vocab floats, borrowed for the call). Return 0 to go
+ * on, a negative MX_E* to stop decoding (returned by mx_llama_decode). */
+typedef int (*mx_llama_logits_fn)(void *ud, int64_t i, const float *logits);
+
+/* Feeds n tokens at the next positions, in chunks of n_ubatch through the batched path. With
+ * all = false only the last row's logits are computed (kept in the context: mx_llama_logits);
+ * with all = true every row is computed and handed to fn (if not NULL) in order. Returns 0,
+ * MX_EINVAL (an id out of range, n <= 0), MX_EFULL (not enough room: err gives the numbers; the
+ * cache is left as before the call), a backend error, or fn's error (cache then holds the rows
+ * fed so far). */
+int mx_llama_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n, bool all,
+                    mx_llama_logits_fn fn, void *ud, struct mx_err *err);
+
+/* The logits of the last row of the last decode (n_vocab floats, valid until the next decode). */
+const float *mx_llama_logits(const struct mx_llama_ctx *c);
+
+/* Empties the cache. */
+void mx_llama_kv_clear(struct mx_llama_ctx *c);
+
+/* Removes the cached tokens at positions [p0, p1) (p1 < 0: to the end) and compacts the cache.
+ * Positions of the others are unchanged (call mx_llama_kv_shift to close the gap). Returns 0 or
+ * a backend error. */
+int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx_err *err);
+
+/* Adds delta to the positions of cached tokens in [p0, p1) (p1 < 0: to the end), re-rotating
+ * their keys (RoPE angles add), as llama.cpp's context shift does. Returns 0, MX_EINVAL (a
+ * position would become negative), or a backend error. */
+int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t delta,
+                      struct mx_err *err);
+
+/* Context shift in one call: drops n_discard tokens after the first n_keep and moves the rest
+ * down, so generation can go on in a full context. Returns as above. */
+int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discard,
+                        struct mx_err *err);
+
+/* ---- cache state (KV snapshots for instant resume) -------------------------------------- */
+
+/* Writes/reads n bytes of cache state; returns 0 or a negative MX_E* (then the call stops). */
+typedef int (*mx_llama_write_fn)(void *ud, const void *data, size_t n, struct mx_err *err);
+typedef int (*mx_llama_read_fn)(void *ud, void *data, size_t n, struct mx_err *err);
+
+/* Bytes mx_llama_kv_state_save will write for the cache as it is now (cells [0, n_used)). */
+size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c);
+
+/* Serializes the cache: a small header (n_layer, kv_type, row bytes of K and V, n_used,
+ * next_pos), kpos[0..n_used), then per layer K rows [0, n_used) and V rows [0, n_used) as
+ * stored (kv_type), through fn. Returns 0, a backend error or fn's error. */
+int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
+                           struct mx_err *err);
+
+/* Replaces the cache with a serialized state of exactly size bytes read through fn. Checks the
+ * header against this context (n_layer, kv_type, row sizes, n_used <= n_ctx, positions in
+ * range): MX_EFORMAT with the numbers otherwise. On any error the cache is left empty (as
+ * mx_llama_kv_clear). The logits are not restored (decode a token to get fresh ones). */
+int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn fn, void *ud,
+                           struct mx_err *err);
+
+#endif

@@ -1,0 +1,697 @@
+/* llama_ctx.c - one sequence's state and the forward pass: KV cache, scratch, decode, context
+ * shift.
+ *
+ * The forward reads top to bottom like llama2.c's: embedding, then per block RMSNorm -> Q/K/V ->
+ * RoPE -> write K/V into the cache -> attention -> output projection -> residual, RMSNorm -> FFN
+ * (dense SwiGLU, or the Mixtral router + the selected experts only) -> residual; final norm and
+ * the output matrix. Every heavy step is an mx_op_* call on the backend, so the code is the same
+ * on every device. Tokens go through in chunks of n_ubatch (the batched GEMM path for prompts;
+ * one token per call when generating).
+ *
+ * The KV cache holds one row per cell (all kv heads of one token) per layer, and kpos[cell], the
+ * position of the token it holds. Cells [0, n_used) are in use, in insertion order; removing a
+ * range compacts them, a shift re-rotates keys and changes kpos. The attention op masks by
+ * position, so the cells need not be sorted.
+ *
+ * Memory: the cache and every activation come from two arenas sized at creation (measured with
+ * the same calls that allocate), nothing is allocated per token.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/llm/llama.h"
+#include "core/llm/llama_impl.h"
+#include "core/base/log.h"
+#include "core/base/util.h"
+
+/* tokens of logits computed per output matmul when every row is wanted */
+#define OUT_CHUNK 64
+
+struct mx_llama_ctx {
+    struct mx_llama_model *m;   /* borrowed */
+    struct mx_backend *be;      /* borrowed (the model's) */
+    int64_t n_ctx;              /* cache cells */
+    enum mx_type kv_type;       /* cache element type */
+    int32_t n_ubatch;           /* tokens per forward chunk */
+    struct mx_rope_params rope; /* from the hyperparameters */
+
+    struct mx_arena kv_arena;   /* the cache */
+    struct mx_tensor *kc, *vc;  /* n_layer caches: [n_head_kv * head_dim, n_ctx] */
+    struct mx_tensor kpos_t;    /* I32 [n_ctx]: position per cell (device copy of kpos) */
+    int32_t *kpos;              /* n_ctx: host copy; -1 = empty */
+    int64_t n_used;             /* cells [0, n_used) hold tokens */
+    int64_t next_pos;           /* position of the next token fed */
+
+    struct mx_arena arena;      /* activations, all [.., n_ubatch] */
+    struct mx_tensor ids;       /* I32 [U] token ids of the chunk */
+    struct mx_tensor pos;       /* I32 [U] positions of the chunk */
+    struct mx_tensor delta;     /* I32 [n_ctx] position deltas for a shift */
+    struct mx_tensor x;         /* [n_embd, U] residual stream */
+    struct mx_tensor xb;        /* [n_embd, U] normed input of a sub-block */
+    struct mx_tensor q;         /* [n_head * head_dim, U] */
+    struct mx_tensor k;         /* [n_head_kv * head_dim, U] */
+    struct mx_tensor v;         /* [n_head_kv * head_dim, U] */
+    struct mx_tensor att;       /* [n_head * head_dim, U] attention output */
+    struct mx_tensor tmp;       /* [n_embd, U] sub-block output before the residual add */
+    struct mx_tensor gate;      /* [n_ff, U * max(1, n_expert_used)] */
+    struct mx_tensor up;        /* same */
+    struct mx_tensor router;    /* [n_expert, U] router logits */
+    struct mx_tensor sel;       /* I32 [n_expert_used, U] selected experts */
+    struct mx_tensor selw;      /* [n_expert_used, U] their weights */
+    struct mx_tensor ey;        /* [n_embd, n_expert_used * U] expert outputs */
+    struct mx_tensor logits_t;  /* [n_vocab, OUT_CHUNK] */
+    float *logits;              /* host n_vocab: the last row */
+    int32_t *hbuf;              /* host n_ctx scratch for ids/positions/deltas */
+};
+
+void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p) {
+    memset(p, 0, sizeof *p);
+    p->kv_type = MX_TYPE_F16;
+    p->n_ubatch = 512;
+}
+
+/* Allocates (or, on a measuring arena, counts) every scratch tensor. */
+static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &c->m->hp;
+    int64_t U = c->n_ubatch;
+    int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t ku = hp->n_expert > 0 ? hp->n_expert_used : 1;
+    int rc;
+#define A(t, type, n0, n1, name)                                                   \
+    if ((rc = mx_arena_tensor(a, &c->t, type, n0, n1, 1, 1, name, err)) < 0)       \
+        return rc;
+    A(ids, MX_TYPE_I32, U, 1, "ids")
+    A(pos, MX_TYPE_I32, U, 1, "pos")
+    A(delta, MX_TYPE_I32, c->n_ctx, 1, "delta")
+    A(x, MX_TYPE_F32, hp->n_embd, U, "x")
+    A(xb, MX_TYPE_F32, hp->n_embd, U, "xb")
+    A(q, MX_TYPE_F32, Q, U, "q")
+    A(k, MX_TYPE_F32, KV, U, "k")
+    A(v, MX_TYPE_F32, KV, U, "v")
+    A(att, MX_TYPE_F32, Q, U, "att")
+    A(tmp, MX_TYPE_F32, hp->n_embd, U, "tmp")
+    A(gate, MX_TYPE_F32, hp->n_ff, U * ku, "gate")
+    A(up, MX_TYPE_F32, hp->n_ff, U * ku, "up")
+    if (hp->n_expert > 0) {
+        A(router, MX_TYPE_F32, hp->n_expert, U, "router")
+        A(sel, MX_TYPE_I32, ku, U, "sel")
+        A(selw, MX_TYPE_F32, ku, U, "selw")
+        A(ey, MX_TYPE_F32, hp->n_embd, U * ku, "ey")
+    }
+    A(logits_t, MX_TYPE_F32, hp->n_vocab, MX_MIN(U, OUT_CHUNK), "logits")
+#undef A
+    return 0;
+}
+
+static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &c->m->hp;
+    int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    int rc;
+    for (int il = 0; il < hp->n_layer; il++) {
+        if ((rc = mx_arena_tensor(a, &c->kc[il], c->kv_type, KV, c->n_ctx, 1, 1, "k cache",
+                                  err)) < 0 ||
+            (rc = mx_arena_tensor(a, &c->vc[il], c->kv_type, KV, c->n_ctx, 1, 1, "v cache",
+                                  err)) < 0)
+            return rc;
+    }
+    return mx_arena_tensor(a, &c->kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
+}
+
+/* Bytes the machine can still give us (MemAvailable), or 0 when unknown. */
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+    }
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
+
+int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params *p,
+                     struct mx_llama_ctx **out, struct mx_err *err) {
+    *out = NULL;
+    const struct mx_llama_hparams *hp = &m->hp;
+    if (p->kv_type != MX_TYPE_F32 && p->kv_type != MX_TYPE_F16 && p->kv_type != MX_TYPE_Q8_0)
+        return mx_err_set(err, MX_EINVAL, "KV cache: type %s not offered (f32, f16, q8_0)",
+                          mx_type_name(p->kv_type));
+    if (p->n_ctx < 0 || p->n_ubatch < 0 || p->n_ubatch > 8192)
+        return mx_err_set(err, MX_EINVAL, "context: bad size (n_ctx %lld, ubatch %d; ubatch "
+                          "at most 8192)", (long long)p->n_ctx, (int)p->n_ubatch);
+    int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    size_t row;
+    if (!mx_row_size(p->kv_type, KV, &row))
+        return mx_err_set(err, MX_EUNSUP, "KV cache: rows of %lld values do not fit type %s",
+                          (long long)KV, mx_type_name(p->kv_type));
+    static const enum mx_op kv_ops[] = {MX_OP_ATTN, MX_OP_CPY, MX_OP_KV_SHIFT};
+    for (size_t i = 0; i < MX_ARRAY_LEN(kv_ops); i++)
+        if (!mx_backend_supports(m->be, kv_ops[i], p->kv_type))
+            return mx_err_set(err, MX_EUNSUP, "KV cache: backend %s has no %s for %s",
+                              mx_backend_name(m->be), mx_op_name(kv_ops[i]),
+                              mx_type_name(p->kv_type));
+    uint64_t per_cell = (uint64_t)row * 2 * (uint64_t)hp->n_layer + 4;
+    int64_t n_ctx = p->n_ctx;
+    if (n_ctx == 0) {
+        n_ctx = hp->n_ctx_train;
+        uint64_t avail = mem_available();
+        if (avail > 0 && (uint64_t)n_ctx * per_cell > avail / 2) {
+            int64_t cap = (int64_t)(avail / 2 / per_cell);
+            int64_t want = MX_MIN((int64_t)hp->n_ctx_train, 65536);
+            n_ctx = (uint64_t)want * per_cell < avail * 8 / 10 ? MX_MAX(cap, want) : cap;
+            n_ctx = n_ctx / 256 * 256;
+            mx_log(MX_LOG_WARN, "context: %d tokens of the model's %d fit in memory",
+                   (int)n_ctx, (int)hp->n_ctx_train);
+        }
+        if (n_ctx < 16)
+            n_ctx = 16;
+    }
+    if (n_ctx > (int64_t)1 << 24)
+        return mx_err_set(err, MX_EINVAL, "context: %lld tokens is too many", (long long)n_ctx);
+    if (n_ctx > hp->n_ctx_train)
+        mx_log(MX_LOG_WARN, "context: %lld tokens is more than the model was trained on (%d)",
+               (long long)n_ctx, (int)hp->n_ctx_train);
+
+    struct mx_llama_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return mx_err_set(err, MX_ENOMEM, "context: out of memory");
+    c->m = m;
+    c->be = m->be;
+    c->n_ctx = n_ctx;
+    c->kv_type = p->kv_type;
+    c->n_ubatch = (int32_t)MX_MIN((int64_t)(p->n_ubatch ? p->n_ubatch : 512), n_ctx);
+    c->rope.n_rot = hp->n_rot;
+    c->rope.mode = MX_ROPE_NORM;
+    c->rope.freq_base = hp->rope_freq_base;
+    c->rope.freq_scale = hp->rope_freq_scale;
+    int rc = MX_ENOMEM;
+    c->kc = calloc((size_t)hp->n_layer, sizeof *c->kc);
+    c->vc = calloc((size_t)hp->n_layer, sizeof *c->vc);
+    c->kpos = malloc((size_t)n_ctx * sizeof *c->kpos);
+    c->hbuf = malloc((size_t)n_ctx * sizeof *c->hbuf);
+    c->logits = malloc((size_t)hp->n_vocab * sizeof *c->logits);
+    if (!c->kc || !c->vc || !c->kpos || !c->hbuf || !c->logits) {
+        mx_err_set(err, MX_ENOMEM, "context: out of memory (%lld cells)", (long long)n_ctx);
+        goto fail;
+    }
+    struct mx_arena meas;
+    mx_arena_init_measure(&meas);
+    if ((rc = alloc_cache(c, &meas, err)) < 0)
+        goto fail;
+    if (meas.overflow) {
+        rc = mx_err_set(err, MX_ENOMEM, "KV cache: size overflows (%lld cells)",
+                        (long long)n_ctx);
+        goto fail;
+    }
+    if ((rc = mx_arena_init(&c->kv_arena, c->be, meas.used, err)) < 0) {
+        mx_err_clear(err);
+        rc = mx_err_set(err, MX_ENOMEM, "KV cache: needs %.1f MiB for %lld tokens (%s); try a "
+                        "smaller -c or --kv-type q8_0", meas.used / 1048576.0, (long long)n_ctx,
+                        mx_type_name(c->kv_type));
+        goto fail;
+    }
+    if ((rc = alloc_cache(c, &c->kv_arena, err)) < 0)
+        goto fail;
+    mx_arena_init_measure(&meas);
+    if ((rc = alloc_scratch(c, &meas, err)) < 0)
+        goto fail;
+    if ((rc = mx_arena_init(&c->arena, c->be, meas.used, err)) < 0) {
+        mx_err_clear(err);
+        rc = mx_err_set(err, MX_ENOMEM, "context: scratch needs %.1f MiB for ubatch %d; try a "
+                        "smaller --ubatch", meas.used / 1048576.0, (int)c->n_ubatch);
+        goto fail;
+    }
+    if ((rc = alloc_scratch(c, &c->arena, err)) < 0)
+        goto fail;
+    mx_log(MX_LOG_INFO, "context: %lld tokens, KV cache %s %.1f MiB, scratch %.1f MiB",
+           (long long)n_ctx, mx_type_name(c->kv_type), c->kv_arena.used / 1048576.0,
+           c->arena.used / 1048576.0);
+    mx_llama_kv_clear(c);
+    *out = c;
+    return 0;
+fail:
+    mx_llama_ctx_free(c);
+    return rc;
+}
+
+void mx_llama_ctx_free(struct mx_llama_ctx *c) {
+    if (!c)
+        return;
+    mx_arena_deinit(&c->arena);
+    mx_arena_deinit(&c->kv_arena);
+    free(c->kc);
+    free(c->vc);
+    free(c->kpos);
+    free(c->hbuf);
+    free(c->logits);
+    free(c);
+}
+
+int64_t mx_llama_ctx_n_ctx(const struct mx_llama_ctx *c) { return c->n_ctx; }
+int64_t mx_llama_ctx_n_past(const struct mx_llama_ctx *c) { return c->next_pos; }
+size_t mx_llama_ctx_kv_bytes(const struct mx_llama_ctx *c) { return c->kv_arena.used; }
+const float *mx_llama_logits(const struct mx_llama_ctx *c) { return c->logits; }
+
+void mx_llama_kv_clear(struct mx_llama_ctx *c) {
+    for (int64_t i = 0; i < c->n_ctx; i++)
+        c->kpos[i] = -1;
+    c->n_used = 0;
+    c->next_pos = 0;
+}
+
+/* ---- views ---------------------------------------------------------------------------------- */
+
+/* The first n elements of a 1-D tensor (or columns of a [n0, U] tensor: pass rows). */
+static struct mx_tensor head1d(const struct mx_tensor *t, int64_t n) {
+    struct mx_tensor v = *t;
+    mx_tensor_init(&v, t->type, n, 1, 1, 1);
+    v.buf = t->buf;
+    v.data = t->data;
+    v.name = t->name;
+    return v;
+}
+
+/* The first n elements' worth of rows of a 2-D arena tensor, seen as [ne0, ne1, ne2]
+ * (ne0 * ne1 * ne2 must be a whole number of its rows). */
+static struct mx_tensor rows3(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2) {
+    struct mx_tensor v, r;
+    mx_tensor_view_rows(t, 0, ne0 * ne1 * ne2 / t->ne[0], &v);
+    mx_tensor_reshape(&v, ne0, ne1, ne2, 1, &r);
+    return r;
+}
+
+static struct mx_tensor rows(const struct mx_tensor *t, int64_t row0, int64_t n) {
+    struct mx_tensor v;
+    mx_tensor_view_rows(t, row0, n, &v);
+    return v;
+}
+
+/* Runs op; on failure records "forward: <what>: <backend detail>" and jumps to fail. */
+#define OP(what, call)                                                                   \
+    do {                                                                                 \
+        if ((rc = (call)) < 0) {                                                         \
+            mx_err_set(err, rc, "%s: %s", what, mx_backend_last_error(c->be));          \
+            goto fail;                                                                   \
+        }                                                                                \
+    } while (0)
+
+/* ---- the forward pass ----------------------------------------------------------------------- */
+
+/* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
+ * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
+static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int out_rows,
+                   int64_t row_base, mx_llama_logits_fn fn, void *ud, struct mx_err *err) {
+    const struct mx_llama_model *m = c->m;
+    const struct mx_llama_hparams *hp = &m->hp;
+    struct mx_backend *be = c->be;
+    const int64_t hd = hp->head_dim, cell0 = c->n_used;
+    const int64_t ku = hp->n_expert_used;
+    int rc = 0;
+
+    /* inputs: ids, positions, and the positions of the cells this chunk fills */
+    for (int64_t i = 0; i < T; i++) {
+        c->hbuf[i] = (int32_t)(c->next_pos + i);
+        c->kpos[cell0 + i] = (int32_t)(c->next_pos + i);
+    }
+    struct mx_tensor ids_t = head1d(&c->ids, T), pos_t = head1d(&c->pos, T);
+    OP("forward: ids", mx_tensor_set(be, &ids_t, ids, 0, (size_t)T * 4));
+    OP("forward: positions", mx_tensor_set(be, &pos_t, c->hbuf, 0, (size_t)T * 4));
+    OP("forward: kv positions", mx_tensor_set(be, &c->kpos_t, c->kpos + cell0,
+                                              (size_t)cell0 * 4, (size_t)T * 4));
+
+    struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
+    struct mx_tensor q = rows(&c->q, 0, T), k = rows(&c->k, 0, T), v = rows(&c->v, 0, T);
+    struct mx_tensor att = rows(&c->att, 0, T);
+    struct mx_tensor q3 = rows3(&c->q, hd, hp->n_head, T), k3 = rows3(&c->k, hd, hp->n_head_kv, T);
+    struct mx_tensor att3 = rows3(&c->att, hd, hp->n_head, T);
+    struct mx_attn_params ap = {
+        .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = (int)hd,
+        .n_kv = cell0 + T, .scale = 1.0f / sqrtf((float)hd), .window = hp->sliding_window,
+    };
+
+    /* token embedding: x = token_embd[ids] */
+    OP("forward: embedding", mx_op_get_rows(be, &x, &m->tok_embd, &ids_t));
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const struct mx_llama_layer *L = &m->layers[il];
+        /* attention: xb = norm(x); q, k, v = W xb; rotate q, k; cache k, v */
+        OP("forward: attn_norm", mx_op_rms_norm(be, &xb, &x, &L->attn_norm, hp->norm_eps));
+        OP("forward: attn_q", mx_op_matmul(be, &q, &L->wq, &xb));
+        OP("forward: attn_k", mx_op_matmul(be, &k, &L->wk, &xb));
+        OP("forward: attn_v", mx_op_matmul(be, &v, &L->wv, &xb));
+        OP("forward: rope q", mx_op_rope(be, &q3, &q3, &pos_t, &c->rope));
+        OP("forward: rope k", mx_op_rope(be, &k3, &k3, &pos_t, &c->rope));
+        struct mx_tensor kdst = rows(&c->kc[il], cell0, T), vdst = rows(&c->vc[il], cell0, T);
+        OP("forward: k cache write", mx_op_cpy(be, &kdst, &k));
+        OP("forward: v cache write", mx_op_cpy(be, &vdst, &v));
+        /* att: (head_dim, n_head, T) over cells [0, cell0 + T) */
+        OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], &pos_t,
+                                            &c->kpos_t, &ap));
+        OP("forward: attn_output", mx_op_matmul(be, &tmp, &L->wo, &att));
+        OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
+
+        /* feed-forward on xb = norm(x) */
+        OP("forward: ffn_norm", mx_op_rms_norm(be, &xb, &x, &L->ffn_norm, hp->norm_eps));
+        if (hp->n_expert == 0) {
+            /* SwiGLU: tmp = W_down (silu(W_gate xb) * (W_up xb)) */
+            struct mx_tensor g = rows(&c->gate, 0, T), u = rows(&c->up, 0, T);
+            OP("forward: ffn_gate", mx_op_matmul(be, &g, &L->ffn_gate, &xb));
+            OP("forward: ffn_up", mx_op_matmul(be, &u, &L->ffn_up, &xb));
+            OP("forward: swiglu", mx_op_silu_mul(be, &g, &g, &u));
+            OP("forward: ffn_down", mx_op_matmul(be, &tmp, &L->ffn_down, &g));
+        } else {
+            /* Mixtral: router logits -> top-k experts and softmax weights over those k; each
+             * token runs only its k experts' SwiGLU; tmp = the weighted sum of their outputs */
+            struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
+            struct mx_tensor selw = rows(&c->selw, 0, T);
+            struct mx_tensor g3 = rows3(&c->gate, hp->n_ff, ku, T);
+            struct mx_tensor u3 = rows3(&c->up, hp->n_ff, ku, T);
+            struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
+            struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
+            OP("forward: router", mx_op_matmul(be, &rl, &L->ffn_gate_inp, &xb));
+            OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
+            OP("forward: expert gate", mx_op_matmul_id(be, &g3, &L->gate_exps, &xb3, &sel));
+            OP("forward: expert up", mx_op_matmul_id(be, &u3, &L->up_exps, &xb3, &sel));
+            OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
+            OP("forward: expert down", mx_op_matmul_id(be, &ey3, &L->down_exps, &g3, &sel));
+            OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
+        }
+        OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
+    }
+
+    if (out_rows > 0) {
+        /* logits = output · norm(x), for the last row or in chunks of every row */
+        int64_t first = out_rows == 1 ? T - 1 : 0;
+        for (int64_t r0 = first; r0 < T; r0 += c->logits_t.ne[1]) {
+            int64_t n = MX_MIN(T - r0, c->logits_t.ne[1]);
+            struct mx_tensor xs = rows(&c->x, r0, n), xn = rows(&c->xb, r0, n);
+            struct mx_tensor lg = rows(&c->logits_t, 0, n);
+            OP("forward: output_norm", mx_op_rms_norm(be, &xn, &xs, &m->output_norm,
+                                                      hp->norm_eps));
+            OP("forward: output", mx_op_matmul(be, &lg, &m->output, &xn));
+            size_t rb = (size_t)hp->n_vocab * 4;
+            for (int64_t i = 0; i < n; i++) {
+                OP("forward: logits", mx_tensor_get(be, &lg, c->logits, (size_t)i * rb, rb));
+                if (out_rows == 2 && fn) {
+                    rc = fn(ud, row_base + r0 + i, c->logits);
+                    if (rc < 0) {
+                        mx_err_set(err, rc, "decode: stopped by the caller at row %lld",
+                                   (long long)(row_base + r0 + i));
+                        c->n_used += T;
+                        c->next_pos += T;
+                        return rc;
+                    }
+                }
+            }
+        }
+    } else {
+        OP("forward: sync", mx_backend_sync(be));
+    }
+    c->n_used += T;
+    c->next_pos += T;
+    return 0;
+fail:
+    for (int64_t i = 0; i < T; i++)
+        c->kpos[cell0 + i] = -1;
+    /* the device copy is rewritten before any later use of these cells */
+    return rc;
+}
+
+int mx_llama_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n, bool all,
+                    mx_llama_logits_fn fn, void *ud, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &c->m->hp;
+    if (n <= 0)
+        return mx_err_set(err, MX_EINVAL, "decode: no tokens");
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
+            return mx_err_set(err, MX_EINVAL, "decode: token %lld id %d out of range [0, %d)",
+                              (long long)i, (int)ids[i], (int)hp->n_vocab);
+    if (n > c->n_ctx - c->n_used)
+        return mx_err_set(err, MX_EFULL, "decode: %lld tokens do not fit: the context holds "
+                          "%lld of %lld", (long long)n, (long long)c->n_used,
+                          (long long)c->n_ctx);
+    if (c->next_pos + n > INT32_MAX)
+        return mx_err_set(err, MX_ERANGE, "decode: positions past %d", INT32_MAX);
+    for (int64_t i0 = 0; i0 < n; i0 += c->n_ubatch) {
+        int64_t T = MX_MIN(n - i0, (int64_t)c->n_ubatch);
+        int out = all ? 2 : (i0 + T == n ? 1 : 0);
+        int rc = forward(c, ids + i0, T, out, i0, fn, ud, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- KV cache edits ------------------------------------------------------------------------- */
+
+static int64_t max_pos_plus_one(const struct mx_llama_ctx *c) {
+    int64_t mx = 0;
+    for (int64_t i = 0; i < c->n_used; i++)
+        if (c->kpos[i] + 1 > mx)
+            mx = c->kpos[i] + 1;
+    return mx;
+}
+
+int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx_err *err) {
+    if (p1 < 0)
+        p1 = INT64_MAX;
+    if (p0 < 0)
+        p0 = 0;
+    int rc = 0;
+    const int n_layer = c->m->hp.n_layer;
+    /* move each run of kept cells down over the removed ones (same type: memmove semantics) */
+    int64_t dst = 0, i = 0;
+    while (i < c->n_used) {
+        if (c->kpos[i] >= p0 && c->kpos[i] < p1) {
+            i++;
+            continue;
+        }
+        int64_t j = i;
+        while (j < c->n_used && !(c->kpos[j] >= p0 && c->kpos[j] < p1))
+            j++;
+        if (dst != i) {
+            for (int il = 0; il < n_layer; il++) {
+                struct mx_tensor ks = rows(&c->kc[il], i, j - i), kd = rows(&c->kc[il], dst, j - i);
+                struct mx_tensor vs = rows(&c->vc[il], i, j - i), vd = rows(&c->vc[il], dst, j - i);
+                OP("kv remove: move keys", mx_op_cpy(c->be, &kd, &ks));
+                OP("kv remove: move values", mx_op_cpy(c->be, &vd, &vs));
+            }
+            memmove(c->kpos + dst, c->kpos + i, (size_t)(j - i) * sizeof *c->kpos);
+        }
+        dst += j - i;
+        i = j;
+    }
+    for (int64_t t = dst; t < c->n_used; t++)
+        c->kpos[t] = -1;
+    c->n_used = dst;
+    OP("kv remove: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
+                                             (size_t)c->n_ctx * 4));
+    c->next_pos = max_pos_plus_one(c);
+    return 0;
+fail:
+    return rc;
+}
+
+int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t delta,
+                      struct mx_err *err) {
+    if (p1 < 0)
+        p1 = INT64_MAX;
+    int rc = 0;
+    if (delta == 0)
+        return 0;
+    for (int64_t i = 0; i < c->n_used; i++)
+        if (c->kpos[i] >= p0 && c->kpos[i] < p1 &&
+            (c->kpos[i] + delta < 0 || c->kpos[i] + delta > INT32_MAX))
+            return mx_err_set(err, MX_EINVAL, "kv shift: position %d + %lld out of range",
+                              (int)c->kpos[i], (long long)delta);
+    for (int64_t i = 0; i < c->n_used; i++)
+        c->hbuf[i] = (c->kpos[i] >= p0 && c->kpos[i] < p1) ? (int32_t)delta : 0;
+    OP("kv shift: deltas", mx_tensor_set(c->be, &c->delta, c->hbuf, 0, (size_t)c->n_used * 4));
+    /* re-rotate only runs of affected cells, so other cells of a quantized cache are untouched */
+    int64_t i = 0;
+    while (i < c->n_used) {
+        if (c->hbuf[i] == 0) {
+            i++;
+            continue;
+        }
+        int64_t j = i;
+        while (j < c->n_used && c->hbuf[j] != 0)
+            j++;
+        struct mx_tensor d = head1d(&c->delta, j - i);
+        d.data = (char *)c->delta.data + i * 4;
+        for (int il = 0; il < c->m->hp.n_layer; il++) {
+            struct mx_tensor kr = rows(&c->kc[il], i, j - i);
+            OP("kv shift: rotate keys",
+               mx_op_kv_shift(c->be, &kr, &d, c->m->hp.head_dim, &c->rope));
+        }
+        i = j;
+    }
+    for (int64_t t = 0; t < c->n_used; t++)
+        c->kpos[t] += c->hbuf[t];
+    OP("kv shift: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
+                                            (size_t)c->n_used * 4));
+    OP("kv shift: sync", mx_backend_sync(c->be));
+    c->next_pos = max_pos_plus_one(c);
+    return 0;
+fail:
+    return rc;
+}
+
+int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discard,
+                        struct mx_err *err) {
+    if (n_keep < 0 || n_discard < 0)
+        return mx_err_set(err, MX_EINVAL, "kv discard: bad range (%lld, %lld)",
+                          (long long)n_keep, (long long)n_discard);
+    if (n_discard == 0)
+        return 0;
+    int rc = mx_llama_kv_remove(c, n_keep, n_keep + n_discard, err);
+    if (rc < 0)
+        return rc;
+    return mx_llama_kv_shift(c, n_keep + n_discard, -1, -n_discard, err);
+}
+
+/* ---- cache state (snapshots) ---------------------------------------------------------------- */
+
+#define KV_STATE_MAGIC 0x564b584du /* "MXKV" */
+#define KV_STATE_CHUNK ((size_t)4 << 20) /* host bounce buffer: devices copy rows through it */
+
+/* The fixed part of a serialised cache, little-endian host layout. */
+struct kv_state_hdr {
+    uint32_t magic;       /* KV_STATE_MAGIC */
+    uint32_t n_layer;     /* layers that follow */
+    uint32_t kv_type;     /* enum mx_type of the rows */
+    uint32_t reserved;    /* 0 */
+    uint64_t k_row;       /* bytes of one cell's K row (all kv heads) */
+    uint64_t v_row;       /* bytes of one cell's V row */
+    int64_t n_used;       /* cells [0, n_used) follow */
+    int64_t next_pos;     /* position of the next token */
+};
+
+size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c) {
+    size_t rows = (size_t)c->n_used, per_cell = 4;
+    for (int il = 0; il < c->m->hp.n_layer; il++)
+        per_cell += c->kc[il].nb[1] + c->vc[il].nb[1];
+    return sizeof(struct kv_state_hdr) + rows * per_cell;
+}
+
+/* Streams rows [0, n) of t through a bounce buffer to fn (save) or from fn (load). */
+static int kv_rows_io(struct mx_llama_ctx *c, const struct mx_tensor *t, int64_t n, bool load,
+                      void *bounce, mx_llama_write_fn wfn, mx_llama_read_fn rfn, void *ud,
+                      struct mx_err *err) {
+    size_t row = t->nb[1], per = MX_MAX((size_t)1, KV_STATE_CHUNK / row);
+    int rc = 0;
+    for (int64_t i = 0; i < n; i += (int64_t)per) {
+        size_t k = (size_t)MX_MIN((int64_t)per, n - i), bytes = k * row;
+        if (load) {
+            if ((rc = rfn(ud, bounce, bytes, err)) < 0)
+                return rc;
+            OP("kv state: write rows", mx_tensor_set(c->be, t, bounce, (size_t)i * row, bytes));
+        } else {
+            OP("kv state: read rows", mx_tensor_get(c->be, t, bounce, (size_t)i * row, bytes));
+            if ((rc = wfn(ud, bounce, bytes, err)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+fail:
+    return rc;
+}
+
+int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
+                           struct mx_err *err) {
+    struct mx_llama_ctx *cm = (struct mx_llama_ctx *)c; /* the backend calls take it non-const */
+    struct kv_state_hdr h = {
+        .magic = KV_STATE_MAGIC, .n_layer = (uint32_t)c->m->hp.n_layer,
+        .kv_type = (uint32_t)c->kv_type, .k_row = c->kc[0].nb[1], .v_row = c->vc[0].nb[1],
+        .n_used = c->n_used, .next_pos = c->next_pos,
+    };
+    int rc = fn(ud, &h, sizeof h, err);
+    if (rc == 0 && c->n_used > 0)
+        rc = fn(ud, c->kpos, (size_t)c->n_used * sizeof *c->kpos, err);
+    if (rc < 0 || c->n_used == 0)
+        return rc;
+    void *bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
+    if (!bounce)
+        return mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
+    for (int il = 0; il < c->m->hp.n_layer && rc == 0; il++) {
+        rc = kv_rows_io(cm, &c->kc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+        if (rc == 0)
+            rc = kv_rows_io(cm, &c->vc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+    }
+    free(bounce);
+    return rc;
+}
+
+int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn fn, void *ud,
+                           struct mx_err *err) {
+    struct kv_state_hdr h;
+    void *bounce = NULL;
+    int rc;
+    mx_llama_kv_clear(c);
+    if (size < sizeof h) {
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: %zu bytes, header needs %zu", size,
+                        sizeof h);
+        goto fail;
+    }
+    if ((rc = fn(ud, &h, sizeof h, err)) < 0)
+        goto fail;
+    if (h.magic != KV_STATE_MAGIC || h.n_layer != (uint32_t)c->m->hp.n_layer ||
+        h.kv_type != (uint32_t)c->kv_type || h.k_row != c->kc[0].nb[1] ||
+        h.v_row != c->vc[0].nb[1] || h.n_used < 0 || h.n_used > c->n_ctx ||
+        h.next_pos < h.n_used || h.next_pos > INT32_MAX) {
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: does not fit this context (%u layers, type "
+                        "%u, rows %llu/%llu, %lld cells; context: %d layers, type %d, rows "
+                        "%zu/%zu, %lld cells)", h.n_layer, h.kv_type,
+                        (unsigned long long)h.k_row, (unsigned long long)h.v_row,
+                        (long long)h.n_used, (int)c->m->hp.n_layer, (int)c->kv_type,
+                        c->kc[0].nb[1], c->vc[0].nb[1], (long long)c->n_ctx);
+        goto fail;
+    }
+    c->n_used = h.n_used; /* so mx_llama_kv_state_size describes what must follow */
+    if (mx_llama_kv_state_size(c) != size) {
+        c->n_used = 0;
+        rc = mx_err_set(err, MX_EFORMAT, "kv state: %zu bytes for %lld cells, expected %zu",
+                        size, (long long)h.n_used, mx_llama_kv_state_size(c));
+        goto fail;
+    }
+    c->n_used = 0;
+    if (h.n_used == 0)
+        return 0;
+    if ((rc = fn(ud, c->kpos, (size_t)h.n_used * sizeof *c->kpos, err)) < 0)
+        goto fail;
+    for (int64_t i = 0; i < h.n_used; i++)
+        if (c->kpos[i] < 0 || c->kpos[i] >= h.next_pos) {
+            rc = mx_err_set(err, MX_EFORMAT, "kv state: cell %lld position %d outside [0, %lld)",
+                            (long long)i, (int)c->kpos[i], (long long)h.next_pos);
+            goto fail;
+        }
+    bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
+    if (!bounce) {
+        rc = mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < c->m->hp.n_layer; il++) {
+        if ((rc = kv_rows_io(c, &c->kc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0 ||
+            (rc = kv_rows_io(c, &c->vc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0)
+            goto fail;
+    }
+    free(bounce);
+    bounce = NULL;
+    OP("kv state: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
+                                            (size_t)c->n_ctx * 4));
+    OP("kv state: sync", mx_backend_sync(c->be));
+    c->n_used = h.n_used;
+    c->next_pos = h.next_pos;
+    return 0;
+fail:
+    free(bounce);
+    mx_llama_kv_clear(c);
+    return rc;
+}

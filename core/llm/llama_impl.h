@@ -1,0 +1,45 @@
+/* llama_impl.h - private structs shared by core/llm/llama.c (load) and core/llm/llama_ctx.c (forward,
+ * KV cache). Not part of the API: only these two files include it. */
+#ifndef MX_LLAMA_IMPL_H
+#define MX_LLAMA_IMPL_H
+
+#include "core/llm/llama.h"
+#include "kernels/backend.h"
+
+/* One transformer block's weights: views into the mapped file. Shapes are ggml ne[] lists. */
+struct mx_llama_layer {
+    struct mx_tensor attn_norm;   /* [n_embd] F32 */
+    struct mx_tensor wq;          /* [n_embd, n_head * head_dim] */
+    struct mx_tensor wk;          /* [n_embd, n_head_kv * head_dim] */
+    struct mx_tensor wv;          /* [n_embd, n_head_kv * head_dim] */
+    struct mx_tensor wo;          /* [n_head * head_dim, n_embd] */
+    struct mx_tensor ffn_norm;    /* [n_embd] F32 */
+    /* dense FFN (n_expert == 0) */
+    struct mx_tensor ffn_gate;    /* [n_embd, n_ff] */
+    struct mx_tensor ffn_up;      /* [n_embd, n_ff] */
+    struct mx_tensor ffn_down;    /* [n_ff, n_embd] */
+    /* MoE FFN (n_expert > 0) */
+    struct mx_tensor ffn_gate_inp;/* router [n_embd, n_expert] */
+    struct mx_tensor gate_exps;   /* [n_embd, n_ff, n_expert] */
+    struct mx_tensor up_exps;     /* [n_embd, n_ff, n_expert] */
+    struct mx_tensor down_exps;   /* [n_ff, n_embd, n_expert] */
+};
+
+struct mx_llama_model {
+    struct mx_llama_hparams hp;
+    struct mx_gguf *gguf;         /* owned: the mapping every weight points into */
+    struct mx_backend *be;        /* borrowed */
+    struct mx_buf *wbuf;          /* the data section wrapped for the backend (owned) */
+    const char *host_base;        /* start of the data section in the mapping (borrowed) */
+    void *owned_experts;          /* experts stored as separate 2-D tensors, gathered (owned) */
+    struct mx_buf *ebuf;          /* owned_experts wrapped (owned) */
+    struct mx_buf **pbufs;        /* the backend's prepared (repacked) weights, one per matrix */
+    int n_pbufs;
+    struct mx_tensor tok_embd;    /* [n_embd, n_vocab] */
+    struct mx_tensor output_norm; /* [n_embd] F32 */
+    struct mx_tensor output;      /* [n_embd, n_vocab] (tok_embd when tied) */
+    struct mx_llama_layer *layers;/* n_layer */
+    struct mx_llama_size size;    /* parameter/byte counts */
+};
+
+#endif

@@ -1,0 +1,1003 @@
+/* template.c - chat templates written out in C, one renderer per family, plus recognition of a
+ * family from its Jinja text. See template.h for the BOS contract and the deviations.
+ *
+ * Each renderer names the Jinja template it reproduces. Jinja facts used throughout: HF renders
+ * with trim_blocks and lstrip_blocks, `trim` and Python's str.strip() remove leading/trailing
+ * whitespace, and `tojson` is json.dumps with ", " and ": " separators. Workload: a few
+ * conversations per second at most, texts up to a few MB (64K-token histories); a growable
+ * buffer with doubling is plenty.
+ */
+#include "core/text/template.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Names and detection
+ */
+
+static const char *const tmpl_names[MX_TMPL_COUNT] = {
+    [MX_TMPL_MISTRAL_LEGACY] = "mistral-legacy",
+    [MX_TMPL_MISTRAL_V1] = "mistral-v1",
+    [MX_TMPL_MISTRAL_V3] = "mistral-v3",
+    [MX_TMPL_MISTRAL_V3_TEKKEN] = "mistral-v3-tekken",
+    [MX_TMPL_MISTRAL_V7] = "mistral-v7",
+    [MX_TMPL_MISTRAL_V7_TEKKEN] = "mistral-v7-tekken",
+    [MX_TMPL_LLAMA2] = "llama2",
+    [MX_TMPL_LLAMA3] = "llama3",
+    [MX_TMPL_CHATML] = "chatml",
+    [MX_TMPL_ZEPHYR] = "zephyr",
+    [MX_TMPL_GEMMA] = "gemma",
+    [MX_TMPL_PHI3] = "phi3",
+};
+
+#define TMPL_NAME_LIST                                                                         \
+    "mistral-legacy, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, "                  \
+    "mistral-v7-tekken, llama2, llama3, chatml, zephyr, gemma, phi3"
+
+const char *mx_tmpl_name(enum mx_tmpl_kind kind) {
+    if ((unsigned)kind >= MX_TMPL_COUNT)
+        return "unknown";
+    return tmpl_names[kind];
+}
+
+const char *mx_tmpl_names(void) {
+    return TMPL_NAME_LIST;
+}
+
+static bool lookup_name(const char *name, enum mx_tmpl_kind *out) {
+    for (int k = 0; k < MX_TMPL_COUNT; k++) {
+        if (strcmp(name, tmpl_names[k]) == 0) {
+            *out = (enum mx_tmpl_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+int mx_tmpl_from_name(const char *name, enum mx_tmpl_kind *out, struct mx_err *err) {
+    if (name && out && lookup_name(name, out))
+        return 0;
+    return mx_err_set(err, MX_EINVAL, "chat template '%.64s': unknown name (known: %s)",
+                      name ? name : "(null)", TMPL_NAME_LIST);
+}
+
+static bool has(const char *hay, const char *needle) {
+    return strstr(hay, needle) != NULL;
+}
+
+bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
+    enum mx_tmpl_kind k;
+    if (!t || !*t || !out)
+        return false;
+    /* Order matters: test the most specific markers first (llama.cpp's order, trimmed to the
+     * families we render). */
+    if (has(t, "<|im_start|>")) {
+        k = MX_TMPL_CHATML;
+    } else if (has(t, "[INST]")) {
+        if (has(t, "[SYSTEM_PROMPT]")) {
+            /* Tekken (Mistral Small 3.x) writes '[INST]' with no space after it. */
+            k = (has(t, "'[INST]'") || has(t, "\"[INST]\"")) ? MX_TMPL_MISTRAL_V7_TEKKEN
+                                                             : MX_TMPL_MISTRAL_V7;
+        } else if (has(t, "' [INST] ' + system_message") || has(t, "[AVAILABLE_TOOLS]")) {
+            /* The official v1/v3/v3-tekken templates: v1 opens turns with " [INST]", tekken
+             * (Nemo) concatenates "[INST]" directly, v3 writes "[INST] ". Only the double-quoted
+             * form means tekken: the first Mixtral-8x22B template writes '[INST]' with single
+             * quotes and is a v3 model (llama.cpp makes the same call). */
+            if (has(t, " [INST]"))
+                k = MX_TMPL_MISTRAL_V1;
+            else if (has(t, "\"[INST]\""))
+                k = MX_TMPL_MISTRAL_V3_TEKKEN;
+            else
+                k = MX_TMPL_MISTRAL_V3;
+        } else if (has(t, "<<SYS>>")) {
+            k = MX_TMPL_LLAMA2;
+        } else if (has(t, "' [INST] '") || has(t, "\" [INST] \"")) {
+            k = MX_TMPL_MISTRAL_V1; /* the cookbook's basic v1 template */
+        } else if (has(t, " [/INST]'") || has(t, " [/INST]\"")) {
+            k = MX_TMPL_MISTRAL_LEGACY; /* '[INST] ' + content + ' [/INST]' */
+        } else if (has(t, "'[INST]' +") || has(t, "\"[INST]\" +")) {
+            k = MX_TMPL_MISTRAL_V3_TEKKEN; /* the cookbook's basic tekken template */
+        } else if (has(t, "'[INST] ' +") || has(t, "\"[INST] \" +")) {
+            k = MX_TMPL_MISTRAL_V3; /* the cookbook's basic v2/v3 template */
+        } else {
+            k = MX_TMPL_MISTRAL_LEGACY;
+        }
+    } else if (has(t, "<|assistant|>") && has(t, "<|end|>")) {
+        k = MX_TMPL_PHI3;
+    } else if (has(t, "<|user|>") &&
+               (has(t, "eos_token") || has(t, "</s>") || has(t, "<|endoftext|>"))) {
+        k = MX_TMPL_ZEPHYR;
+    } else if (has(t, "<start_of_turn>")) {
+        k = MX_TMPL_GEMMA;
+    } else if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>")) {
+        k = MX_TMPL_LLAMA3;
+    } else {
+        return false;
+    }
+    *out = k;
+    return true;
+}
+
+int mx_tmpl_choose(const char *override_name, const char *gguf_template, const char *arch,
+                   struct mx_tmpl_choice *out, struct mx_err *err) {
+    if (!out)
+        return mx_err_set(err, MX_EINVAL, "chat template: no output");
+    memset(out, 0, sizeof(*out));
+    if (override_name && *override_name) {
+        int rc = mx_tmpl_from_name(override_name, &out->kind, err);
+        if (rc < 0)
+            return rc;
+        out->source = "override";
+        return 0;
+    }
+    if (gguf_template && *gguf_template) {
+        if (lookup_name(gguf_template, &out->kind) || mx_tmpl_detect(gguf_template, &out->kind)) {
+            out->source = "gguf";
+            return 0;
+        }
+        out->kind = MX_TMPL_DEFAULT_OTHER;
+        out->source = "default";
+        snprintf(out->warning, sizeof(out->warning),
+                 "chat template not recognised; using %s (choose with --chat-template NAME: %s)",
+                 mx_tmpl_name(out->kind), TMPL_NAME_LIST);
+        return 0;
+    }
+    out->kind = (arch && strcmp(arch, "llama") == 0) ? MX_TMPL_DEFAULT_LLAMA
+                                                     : MX_TMPL_DEFAULT_OTHER;
+    out->source = "default";
+    snprintf(out->warning, sizeof(out->warning),
+             "model has no chat template; using %s (choose with --chat-template NAME: %s)",
+             mx_tmpl_name(out->kind), TMPL_NAME_LIST);
+    return 0;
+}
+
+static const char *const stops_none[] = {NULL};
+static const char *const stops_chatml[] = {"<|im_end|>", NULL};
+static const char *const stops_llama3[] = {"<|eot_id|>", NULL};
+static const char *const stops_gemma[] = {"<end_of_turn>", NULL};
+static const char *const stops_phi3[] = {"<|end|>", NULL};
+
+const char *const *mx_tmpl_stop_strings(enum mx_tmpl_kind kind) {
+    switch (kind) {
+    case MX_TMPL_CHATML: return stops_chatml;
+    case MX_TMPL_LLAMA3: return stops_llama3;
+    case MX_TMPL_GEMMA: return stops_gemma;
+    case MX_TMPL_PHI3: return stops_phi3;
+    default: return stops_none; /* the Mistral/Llama-2/Zephyr turns end with EOS itself */
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Growable output buffer. The first failure sticks in rc, so renderers append without checking
+ * each call and test once at the end.
+ */
+
+struct sbuf {
+    char *p;      /* NUL-terminated when cap > 0 */
+    size_t len;   /* bytes used, excluding the NUL */
+    size_t cap;   /* bytes allocated */
+    size_t max;   /* longest text allowed, <= MX_TMPL_MAX_TEXT */
+    int rc;       /* 0, or the first MX_ENOMEM/MX_ERANGE */
+};
+
+static void sb_put(struct sbuf *b, const char *s, size_t n) {
+    size_t need;
+    if (b->rc < 0 || n == 0)
+        return;
+    if (!mx_add_size(b->len, n, &need) || need > b->max) {
+        b->rc = MX_ERANGE;
+        return;
+    }
+    if (need + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need + 1)
+            cap *= 2; /* need <= 1 GiB, so this cannot overflow */
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->rc = MX_ENOMEM;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len = need;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
+
+/* Python's str.strip()/Jinja trim on ASCII whitespace (the characters templates meet in
+ * practice; Unicode spaces are left alone). */
+static bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static void sb_put_trimmed(struct sbuf *b, const char *s) {
+    size_t n = strlen(s);
+    while (n > 0 && is_ws(*s)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_ws(s[n - 1]))
+        n--;
+    sb_put(b, s, n);
+}
+
+/* A JSON string literal as json.dumps(ensure_ascii=False) writes it. */
+static void sb_put_json_string(struct sbuf *b, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    sb_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '"': sb_put(b, "\\\"", 2); break;
+        case '\\': sb_put(b, "\\\\", 2); break;
+        case '\n': sb_put(b, "\\n", 2); break;
+        case '\r': sb_put(b, "\\r", 2); break;
+        case '\t': sb_put(b, "\\t", 2); break;
+        case '\b': sb_put(b, "\\b", 2); break;
+        case '\f': sb_put(b, "\\f", 2); break;
+        default:
+            if (c < 0x20) {
+                char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                sb_put(b, u, 6);
+            } else {
+                sb_put(b, (const char *)&c, 1);
+            }
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON re-layout: tool arguments and parameter schemas arrive as JSON text, the templates emit
+ * them through `tojson`, i.e. with Python's separators. We validate the text and re-emit it with
+ * ", " and ": " and no other whitespace. String literals and numbers are copied as given (their
+ * escapes are not re-normalised).
+ */
+
+struct jparse {
+    const char *s; /* text */
+    size_t i;      /* cursor */
+    struct sbuf *b;
+};
+
+#define JSON_MAX_DEPTH 64
+
+static void j_ws(struct jparse *j) {
+    while (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r')
+        j->i++;
+}
+
+static bool j_string(struct jparse *j) {
+    size_t start = j->i;
+    if (j->s[j->i] != '"')
+        return false;
+    j->i++;
+    for (;;) {
+        unsigned char c = (unsigned char)j->s[j->i];
+        if (c == '\0' || c < 0x20)
+            return false;
+        if (c == '"')
+            break;
+        if (c == '\\') {
+            j->i++;
+            c = (unsigned char)j->s[j->i];
+            if (c == 'u') {
+                for (int k = 1; k <= 4; k++) {
+                    char h = j->s[j->i + (size_t)k];
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+                          (h >= 'A' && h <= 'F')))
+                        return false;
+                }
+                j->i += 4;
+            } else if (!c || !strchr("\"\\/bfnrt", c)) {
+                return false;
+            }
+        }
+        j->i++;
+    }
+    j->i++;
+    sb_put(j->b, j->s + start, j->i - start);
+    return true;
+}
+
+static bool j_value(struct jparse *j, int depth);
+
+static bool j_container(struct jparse *j, int depth, char open, char close) {
+    bool first = true;
+    if (depth >= JSON_MAX_DEPTH)
+        return false;
+    sb_put(j->b, &open, 1);
+    j->i++;
+    j_ws(j);
+    if (j->s[j->i] == close) {
+        j->i++;
+        sb_put(j->b, &close, 1);
+        return true;
+    }
+    for (;;) {
+        if (!first)
+            sb_put(j->b, ", ", 2);
+        first = false;
+        j_ws(j);
+        if (open == '{') {
+            if (!j_string(j))
+                return false;
+            j_ws(j);
+            if (j->s[j->i] != ':')
+                return false;
+            j->i++;
+            sb_put(j->b, ": ", 2);
+            j_ws(j);
+        }
+        if (!j_value(j, depth + 1))
+            return false;
+        j_ws(j);
+        if (j->s[j->i] == ',') {
+            j->i++;
+            continue;
+        }
+        if (j->s[j->i] == close) {
+            j->i++;
+            sb_put(j->b, &close, 1);
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool j_value(struct jparse *j, int depth) {
+    const char *s = j->s + j->i;
+    static const char *const words[] = {"true", "false", "null"};
+    if (*s == '{')
+        return j_container(j, depth, '{', '}');
+    if (*s == '[')
+        return j_container(j, depth, '[', ']');
+    if (*s == '"')
+        return j_string(j);
+    for (size_t w = 0; w < MX_ARRAY_LEN(words); w++) {
+        size_t n = strlen(words[w]);
+        if (strncmp(s, words[w], n) == 0) {
+            sb_put(j->b, s, n);
+            j->i += n;
+            return true;
+        }
+    }
+    /* number: -?int frac? exp? */
+    size_t k = 0;
+    if (s[k] == '-')
+        k++;
+    if (s[k] == '0') {
+        k++;
+    } else if (s[k] >= '1' && s[k] <= '9') {
+        while (s[k] >= '0' && s[k] <= '9')
+            k++;
+    } else {
+        return false;
+    }
+    if (s[k] == '.') {
+        k++;
+        if (!(s[k] >= '0' && s[k] <= '9'))
+            return false;
+        while (s[k] >= '0' && s[k] <= '9')
+            k++;
+    }
+    if (s[k] == 'e' || s[k] == 'E') {
+        k++;
+        if (s[k] == '+' || s[k] == '-')
+            k++;
+        if (!(s[k] >= '0' && s[k] <= '9'))
+            return false;
+        while (s[k] >= '0' && s[k] <= '9')
+            k++;
+    }
+    sb_put(j->b, s, k);
+    j->i += k;
+    return true;
+}
+
+/* Appends text (a JSON value) re-laid-out; NULL appends "{}". Returns 0 or MX_EINVAL with the
+ * byte offset of the first error; b is left with a partial value on error (caller fails). */
+static int sb_put_json(struct sbuf *b, const char *text, const char *what, struct mx_err *err) {
+    struct jparse j = {text ? text : "{}", 0, b};
+    j_ws(&j);
+    bool ok = j_value(&j, 0);
+    if (ok) {
+        j_ws(&j);
+        ok = j.s[j.i] == '\0';
+    }
+    if (!ok)
+        return mx_err_set(err, MX_EINVAL, "%s: not valid JSON (at byte %zu)", what, j.i);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Shared checks
+ */
+
+/* The templates' alternation exception, for messages[first..n). */
+static int check_alternation(const struct mx_chat_msg *m, size_t n, size_t first,
+                             struct mx_err *err) {
+    for (size_t i = first; i < n; i++) {
+        bool want_user = (i - first) % 2 == 0;
+        if ((m[i].role == MX_ROLE_USER) != want_user ||
+            (!want_user && m[i].role != MX_ROLE_ASSISTANT))
+            return mx_err_set(err, MX_EINVAL,
+                              "chat template: message %zu is '%s': after the optional system "
+                              "message, roles must alternate user/assistant/user/...",
+                              i, mx_role_name(m[i].role));
+    }
+    return 0;
+}
+
+/* Families with no tool syntax: reject tool messages, tool calls and tool definitions. */
+static int check_no_tools(const char *fam, const struct mx_chat_msg *m, size_t n,
+                          const struct mx_tmpl_opts *o, bool allow_tool_role,
+                          struct mx_err *err) {
+    if (o->n_tools > 0)
+        return mx_err_set(err, MX_EUNSUP, "chat template %s: no syntax for tool definitions",
+                          fam);
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].n_tool_calls > 0)
+            return mx_err_set(err, MX_EUNSUP,
+                              "chat template %s: no syntax for tool calls (message %zu)", fam, i);
+        if (m[i].role == MX_ROLE_TOOL && !allow_tool_role)
+            return mx_err_set(err, MX_EUNSUP,
+                              "chat template %s: no 'tool' role (message %zu)", fam, i);
+    }
+    return 0;
+}
+
+/* System messages only as messages[0] (the templates pop it off the front). */
+static int check_system_first(const char *fam, const struct mx_chat_msg *m, size_t n,
+                              struct mx_err *err) {
+    for (size_t i = 1; i < n; i++)
+        if (m[i].role == MX_ROLE_SYSTEM)
+            return mx_err_set(err, MX_EINVAL,
+                              "chat template %s: system message only allowed first (message %zu)",
+                              fam, i);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Renderers. Each appends to b and returns 0 or a negative code (b->rc is checked after).
+ */
+
+struct rctx {
+    const struct mx_chat_msg *m; /* messages */
+    size_t n;                    /* count, > 0 */
+    const struct mx_tmpl_opts *o;
+    const char *bos;             /* resolved BOS/EOS strings */
+    const char *eos;
+    const char *fam;             /* family name for messages */
+    struct sbuf *b;
+    struct mx_err *err;
+};
+
+/* ChatML. Ref: teknium/OpenHermes-2.5-Mistral-7B tokenizer_config.json chat_template:
+ *   {% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']
+ *   + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n'
+ *   }}{% endif %}
+ * Any role is written by name, so 'tool' is just another turn; no BOS in the text. */
+static int render_chatml(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, true, c->err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|im_start|>");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "\n");
+        sb_puts(c->b, c->m[i].content);
+        sb_puts(c->b, "<|im_end|>\n");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|im_start|>assistant\n");
+    return 0;
+}
+
+/* Llama 3. Ref: meta-llama/Meta-Llama-3-8B-Instruct chat_template:
+ *   {% for message in messages %}{% set content = '<|start_header_id|>' + message['role'] +
+ *   '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0
+ *   %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if
+ *   add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}
+ * (`|` binds tighter than `+`: only the content is trimmed.) */
+static int render_llama3(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, true, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|start_header_id|>");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "<|end_header_id|>\n\n");
+        sb_put_trimmed(c->b, c->m[i].content);
+        sb_puts(c->b, "<|eot_id|>");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return 0;
+}
+
+/* Zephyr. Ref: HuggingFaceH4/zephyr-7b-beta (and TinyLlama-1.1B-Chat) chat_template:
+ *   {% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' +
+ *   message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n'
+ *   + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{
+ *   '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and
+ *   add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}
+ * With trim_blocks the newline after each {% %} goes, the one after each {{ }} stays: every
+ * message is "<|role|>\n" content EOS "\n", the prompt is "<|assistant|>\n". */
+static int render_zephyr(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "|>\n");
+        sb_puts(c->b, c->m[i].content);
+        sb_puts(c->b, c->eos);
+        sb_puts(c->b, "\n");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|assistant|>\n");
+    return 0;
+}
+
+/* Phi-3. Ref: microsoft/Phi-3-mini-4k-instruct chat_template (2024-07 revision):
+ *   {% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' +
+ *   message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' +
+ *   message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n'
+ *   + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{
+ *   '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %} */
+static int render_phi3(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "|>\n");
+        sb_puts(c->b, c->m[i].content);
+        sb_puts(c->b, "<|end|>\n");
+    }
+    sb_puts(c->b, c->o->add_generation_prompt ? "<|assistant|>\n" : c->eos);
+    return 0;
+}
+
+/* Gemma. Ref: google/gemma-3-*-it chat_template (text part):
+ *   {{ bos_token }} ; if messages[0] is system: first_user_prefix = its content + '\n\n' and
+ *   loop_messages = messages[1:] ; roles must alternate user/assistant ; role 'assistant' is
+ *   written 'model' ; each turn: '<start_of_turn>' + role + '\n' + (first_user_prefix if
+ *   loop.first) + content|trim + '<end_of_turn>\n' ; generation prompt '<start_of_turn>model\n'.
+ * (Gemma 1/2 raise on a system message; Gemma 3's merge is the behaviour users expect.) */
+static int render_gemma(struct rctx *c) {
+    size_t first = c->m[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc == 0)
+        rc = check_alternation(c->m, c->n, first, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    for (size_t i = first; i < c->n; i++) {
+        sb_puts(c->b, "<start_of_turn>");
+        sb_puts(c->b, c->m[i].role == MX_ROLE_ASSISTANT ? "model" : "user");
+        sb_puts(c->b, "\n");
+        if (i == first && first == 1) {
+            sb_puts(c->b, c->m[0].content);
+            sb_puts(c->b, "\n\n");
+        }
+        sb_put_trimmed(c->b, c->m[i].content);
+        sb_puts(c->b, "<end_of_turn>\n");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<start_of_turn>model\n");
+    return 0;
+}
+
+/* Llama 2 chat. Ref: meta-llama/Llama-2-7b-chat-hf chat_template:
+ *   system popped off the front; roles must alternate; for the first loop message with a system
+ *   message content = '<<SYS>>\n' + system + '\n<</SYS>>\n\n' + content ; user: bos_token +
+ *   '[INST] ' + content.strip() + ' [/INST]' ; assistant: ' ' + content.strip() + ' ' +
+ *   eos_token. (strip() applies to the whole combined content.) No generation prompt: the text
+ *   already ends with [/INST]. */
+static int render_llama2(struct rctx *c) {
+    size_t first = c->m[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc == 0)
+        rc = check_alternation(c->m, c->n, first, c->err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = first; i < c->n; i++) {
+        const char *content = c->m[i].content;
+        if (c->m[i].role == MX_ROLE_USER) {
+            sb_puts(c->b, c->bos);
+            sb_puts(c->b, "[INST] ");
+        } else {
+            sb_puts(c->b, " ");
+        }
+        if (i == 1 && first == 1) {
+            /* strip() applies to '<<SYS>>\n' + sys + '\n<</SYS>>\n\n' + content as a whole:
+             * the head starts with '<', the tail may eat into the prefix when content is blank. */
+            size_t start = c->b->len;
+            sb_puts(c->b, "<<SYS>>\n");
+            sb_puts(c->b, c->m[0].content);
+            sb_puts(c->b, "\n<</SYS>>\n\n");
+            sb_puts(c->b, content);
+            if (c->b->rc == 0) {
+                while (c->b->len > start && is_ws(c->b->p[c->b->len - 1]))
+                    c->b->len--;
+                c->b->p[c->b->len] = '\0';
+            }
+        } else {
+            sb_put_trimmed(c->b, content);
+        }
+        if (c->m[i].role == MX_ROLE_USER) {
+            sb_puts(c->b, " [/INST]");
+        } else {
+            sb_puts(c->b, " ");
+            sb_puts(c->b, c->eos);
+        }
+    }
+    return 0;
+}
+
+/* Mistral legacy. Ref: mistralai/Mixtral-8x7B-Instruct-v0.1 chat_template as first published
+ * (also Mistral-7B-Instruct-v0.1/v0.2):
+ *   {{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') !=
+ *   (loop.index0 % 2 == 0) %}{{ raise_exception(...) }}{% endif %}{% if message['role'] == 'user'
+ *   %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{
+ *   message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles
+ *   are supported!') }}{% endif %}{% endfor %}
+ * Deviation: a leading system message is prepended to the first user message with "\n\n" (the
+ * v1 rule) instead of raising. */
+static int render_mistral_legacy(struct rctx *c) {
+    size_t first = c->m[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc == 0)
+        rc = check_alternation(c->m, c->n, first, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    for (size_t i = first; i < c->n; i++) {
+        if (c->m[i].role == MX_ROLE_USER) {
+            sb_puts(c->b, "[INST] ");
+            if (i == 1 && first == 1) {
+                sb_puts(c->b, c->m[0].content);
+                sb_puts(c->b, "\n\n");
+            }
+            sb_puts(c->b, c->m[i].content);
+            sb_puts(c->b, " [/INST]");
+        } else {
+            sb_puts(c->b, c->m[i].content);
+            sb_puts(c->b, c->eos);
+        }
+    }
+    return 0;
+}
+
+/* Mistral v1. Ref: mistralai/Mixtral-8x7B-Instruct-v0.1 (and Mistral-7B-Instruct-v0.1)
+ * chat_template, 2024 revision:
+ *   system popped off the front; {{- bos_token }}; roles must alternate; user: ' [INST] ' +
+ *   (system_message + '\n\n' if loop.first and system is defined) + content + ' [/INST]';
+ *   assistant: ' ' + content + eos_token; anything else raises. */
+static int render_mistral_v1(struct rctx *c) {
+    size_t first = c->m[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc == 0)
+        rc = check_alternation(c->m, c->n, first, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    for (size_t i = first; i < c->n; i++) {
+        if (c->m[i].role == MX_ROLE_USER) {
+            sb_puts(c->b, " [INST] ");
+            if (i == 1 && first == 1) {
+                sb_puts(c->b, c->m[0].content);
+                sb_puts(c->b, "\n\n");
+            }
+            sb_puts(c->b, c->m[i].content);
+            sb_puts(c->b, " [/INST]");
+        } else {
+            sb_puts(c->b, " ");
+            sb_puts(c->b, c->m[i].content);
+            sb_puts(c->b, c->eos);
+        }
+    }
+    return 0;
+}
+
+/* The spacing differences between the Mistral tool-capable templates. */
+struct mistral_style {
+    const char *sys_open;    /* v7: "[SYSTEM_PROMPT] " / tekken "[SYSTEM_PROMPT]"; v3: NULL */
+    const char *inst_open;   /* "[INST] " or "[INST]" */
+    const char *tools_open;  /* "[AVAILABLE_TOOLS] [" or "[AVAILABLE_TOOLS][" */
+    const char *calls_open;  /* "[TOOL_CALLS] [" or "[TOOL_CALLS][" */
+    const char *result_open; /* "[TOOL_RESULTS] {\"content\": " or without the space */
+    const char *asst_open;   /* " " before an answer, or "" */
+    bool trim_answer;        /* v3: content|trim */
+    bool id_exact9;          /* v3: ids of exactly 9 chars; v7: >= 9, last 9 used */
+};
+
+/* Tool-call id as the template writes it (v7 keeps the last 9 chars), or an error. */
+static int mistral_id(const struct mistral_style *st, const char *id, size_t msg, const char **out,
+                      struct mx_err *err) {
+    size_t n = id ? strlen(id) : 0;
+    if (st->id_exact9 ? n != 9 : n < 9)
+        return mx_err_set(err, MX_EINVAL,
+                          "chat template: message %zu: tool call id '%.32s' must be %s 9 "
+                          "alphanumeric chars",
+                          msg, id ? id : "(null)", st->id_exact9 ? "exactly" : "at least");
+    *out = id + n - 9;
+    return 0;
+}
+
+/* Mistral v3 / v3-tekken / v7 / v7-tekken.
+ * Ref v3: mistralai/Mistral-7B-Instruct-v0.3 chat_template (Mixtral-8x22B-Instruct-v0.1 uses the
+ * same rules):
+ *   system popped off the front; user/assistant alternate, skipping tool results and
+ *   assistant tool calls; {{- bos_token }}; for each message:
+ *   user: if tools and message == user_messages[-1]: '[AVAILABLE_TOOLS] [' + for each tool
+ *     '{"type": "function", "function": {' + '"name": "' + name + '", "description": "' + desc
+ *     + '", "parameters": ' + parameters|tojson + '}}' joined by ', ' + ']' + '[/AVAILABLE_TOOLS]';
+ *     then if loop.last and system: '[INST] ' + system + '\n\n' + content + '[/INST]'
+ *     else '[INST] ' + content + '[/INST]'
+ *   assistant with tool_calls: '[TOOL_CALLS] [' + (function|tojson)[:-1] + ', "id": "' + id
+ *     + '"}' joined by ', ' + ']' + eos_token   (function = {"name": .., "arguments": ..})
+ *   assistant: ' ' + content|trim + eos_token
+ *   tool: '[TOOL_RESULTS] {"content": ' + content + ', "call_id": "' + id + '"}[/TOOL_RESULTS]'
+ * So the system prompt sits before the LAST message when that is a user message, and nowhere
+ * otherwise (mistral-common places it before the last user message).
+ * Ref v3-tekken: mistralai/Mistral-Nemo-Instruct-2407: the same with no space after [INST],
+ *   [AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS], and assistant content + eos_token as is.
+ * Ref v7-tekken: mistralai/Mistral-Small-3.1-24B-Instruct-2503: bos_token + '[SYSTEM_PROMPT]' +
+ *   system + '[/SYSTEM_PROMPT]' first, then '[AVAILABLE_TOOLS] [' .. before the last user
+ *   message, '[INST]' + content + '[/INST]', content + eos_token, '[TOOL_CALLS] [' .. with
+ *   id[-9:], '[TOOL_RESULTS] {"content": ' .. id[-9:].
+ * Ref v7: Mistral-Large-Instruct-2411 model card: '[SYSTEM_PROMPT] ' + system +
+ *   '[/SYSTEM_PROMPT][INST] ' + user + '[/INST] ' + answer + '</s>'; tools as v7-tekken. */
+static int render_mistral_tools(struct rctx *c, const struct mistral_style *st) {
+    const struct mx_chat_msg *m = c->m;
+    size_t first = m[0].role == MX_ROLE_SYSTEM ? 1 : 0;
+    size_t last_user = SIZE_MAX;
+    int rc = check_system_first(c->fam, m, c->n, c->err);
+    if (rc < 0)
+        return rc;
+    /* Alternation over the messages that are not tool traffic. */
+    size_t k = 0;
+    for (size_t i = first; i < c->n; i++) {
+        bool tool_traffic = m[i].role == MX_ROLE_TOOL ||
+                            (m[i].role == MX_ROLE_ASSISTANT && m[i].n_tool_calls > 0);
+        if (m[i].role == MX_ROLE_USER)
+            last_user = i;
+        if (tool_traffic)
+            continue;
+        if ((m[i].role == MX_ROLE_USER) != (k % 2 == 0))
+            return mx_err_set(c->err, MX_EINVAL,
+                              "chat template %s: message %zu is '%s': after the optional system "
+                              "message, user and assistant must alternate (tool messages aside)",
+                              c->fam, i, mx_role_name(m[i].role));
+        k++;
+    }
+
+    sb_puts(c->b, c->bos);
+    if (first == 1 && st->sys_open) {
+        sb_puts(c->b, st->sys_open);
+        sb_puts(c->b, m[0].content);
+        sb_puts(c->b, "[/SYSTEM_PROMPT]");
+    }
+    for (size_t i = first; i < c->n; i++) {
+        const struct mx_chat_msg *msg = &m[i];
+        if (msg->role == MX_ROLE_USER) {
+            /* `message == user_messages[-1]` compares the dicts, so an earlier user message with
+             * the same content also gets the tool list: reproduce that. */
+            if (c->o->n_tools > 0 && strcmp(msg->content, m[last_user].content) == 0) {
+                sb_puts(c->b, st->tools_open);
+                for (size_t t = 0; t < c->o->n_tools; t++) {
+                    const struct mx_tool_def *td = &c->o->tools[t];
+                    if (!td->name || !td->description)
+                        return mx_err_set(c->err, MX_EINVAL,
+                                          "chat template: tool %zu has no name or description", t);
+                    sb_puts(c->b, "{\"type\": \"function\", \"function\": {\"name\": \"");
+                    sb_puts(c->b, td->name); /* the template concatenates, unescaped */
+                    sb_puts(c->b, "\", \"description\": \"");
+                    sb_puts(c->b, td->description);
+                    sb_puts(c->b, "\", \"parameters\": ");
+                    rc = sb_put_json(c->b, td->parameters, "chat template: tool parameters",
+                                     c->err);
+                    if (rc < 0)
+                        return rc;
+                    sb_puts(c->b, t + 1 < c->o->n_tools ? "}}, " : "}}]");
+                }
+                sb_puts(c->b, "[/AVAILABLE_TOOLS]");
+            }
+            sb_puts(c->b, st->inst_open);
+            if (!st->sys_open && first == 1 && i == c->n - 1) {
+                sb_puts(c->b, m[0].content);
+                sb_puts(c->b, "\n\n");
+            }
+            sb_puts(c->b, msg->content);
+            sb_puts(c->b, "[/INST]");
+        } else if (msg->role == MX_ROLE_ASSISTANT && msg->n_tool_calls > 0) {
+            sb_puts(c->b, st->calls_open);
+            for (size_t t = 0; t < msg->n_tool_calls; t++) {
+                const struct mx_tool_call *tc = &msg->tool_calls[t];
+                const char *id;
+                rc = mistral_id(st, tc->id, i, &id, c->err);
+                if (rc < 0)
+                    return rc;
+                if (!tc->name)
+                    return mx_err_set(c->err, MX_EINVAL,
+                                      "chat template: message %zu: tool call without a name", i);
+                sb_puts(c->b, "{\"name\": ");
+                sb_put_json_string(c->b, tc->name);
+                sb_puts(c->b, ", \"arguments\": ");
+                rc = sb_put_json(c->b, tc->arguments, "chat template: tool call arguments",
+                                 c->err);
+                if (rc < 0)
+                    return rc;
+                sb_puts(c->b, ", \"id\": \"");
+                sb_puts(c->b, id);
+                sb_puts(c->b, t + 1 < msg->n_tool_calls ? "\"}, " : "\"}]");
+            }
+            sb_puts(c->b, c->eos);
+        } else if (msg->role == MX_ROLE_ASSISTANT) {
+            sb_puts(c->b, st->asst_open);
+            if (st->trim_answer)
+                sb_put_trimmed(c->b, msg->content);
+            else
+                sb_puts(c->b, msg->content);
+            sb_puts(c->b, c->eos);
+        } else { /* tool result */
+            const char *id;
+            rc = mistral_id(st, msg->tool_call_id, i, &id, c->err);
+            if (rc < 0)
+                return rc;
+            sb_puts(c->b, st->result_open);
+            sb_puts(c->b, msg->content); /* content|string: inserted as is */
+            sb_puts(c->b, ", \"call_id\": \"");
+            sb_puts(c->b, id);
+            sb_puts(c->b, "\"}[/TOOL_RESULTS]");
+        }
+    }
+    return 0;
+}
+
+static const struct mistral_style style_v3 = {
+    NULL, "[INST] ", "[AVAILABLE_TOOLS] [", "[TOOL_CALLS] [", "[TOOL_RESULTS] {\"content\": ",
+    " ", true, true,
+};
+static const struct mistral_style style_v3_tekken = {
+    NULL, "[INST]", "[AVAILABLE_TOOLS][", "[TOOL_CALLS][", "[TOOL_RESULTS]{\"content\": ",
+    "", false, true,
+};
+static const struct mistral_style style_v7 = {
+    "[SYSTEM_PROMPT] ", "[INST] ", "[AVAILABLE_TOOLS] [", "[TOOL_CALLS] [",
+    "[TOOL_RESULTS] {\"content\": ", " ", false, false,
+};
+static const struct mistral_style style_v7_tekken = {
+    "[SYSTEM_PROMPT]", "[INST]", "[AVAILABLE_TOOLS] [", "[TOOL_CALLS] [",
+    "[TOOL_RESULTS] {\"content\": ", "", false, false,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Entry point
+ */
+
+static void family_tokens(enum mx_tmpl_kind kind, const char **bos, const char **eos) {
+    switch (kind) {
+    case MX_TMPL_LLAMA3: *bos = "<|begin_of_text|>"; *eos = "<|eot_id|>"; break;
+    case MX_TMPL_GEMMA: *bos = "<bos>"; *eos = "<eos>"; break;
+    case MX_TMPL_PHI3: *bos = "<s>"; *eos = "<|endoftext|>"; break;
+    case MX_TMPL_CHATML: *bos = "<s>"; *eos = "<|im_end|>"; break;
+    default: *bos = "<s>"; *eos = "</s>"; break;
+    }
+}
+
+void mx_tmpl_prompt_free(struct mx_tmpl_prompt *p) {
+    if (!p)
+        return;
+    free(p->text);
+    memset(p, 0, sizeof(*p));
+}
+
+int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_t n_msgs,
+                   const struct mx_tmpl_opts *opts, struct mx_tmpl_prompt *out,
+                   struct mx_err *err) {
+    static const struct mx_tmpl_opts no_opts;
+    struct sbuf b = {0};
+    struct rctx c;
+    int rc;
+
+    if (!out)
+        return mx_err_set(err, MX_EINVAL, "chat template: no output");
+    memset(out, 0, sizeof(*out));
+    if ((unsigned)kind >= MX_TMPL_COUNT)
+        return mx_err_set(err, MX_EINVAL, "chat template: unknown kind %d", (int)kind);
+    if (!opts)
+        opts = &no_opts;
+    b.max = opts->max_len && opts->max_len < MX_TMPL_MAX_TEXT ? opts->max_len : MX_TMPL_MAX_TEXT;
+    if (!msgs || n_msgs == 0)
+        return mx_err_set(err, MX_EINVAL, "chat template %s: empty conversation",
+                          mx_tmpl_name(kind));
+    if (opts->n_tools > 0 && !opts->tools)
+        return mx_err_set(err, MX_EINVAL, "chat template: %zu tools but no array", opts->n_tools);
+    for (size_t i = 0; i < n_msgs; i++) {
+        const struct mx_chat_msg *m = &msgs[i];
+        if ((unsigned)m->role > MX_ROLE_TOOL)
+            return mx_err_set(err, MX_EINVAL, "chat template: message %zu: bad role %d", i,
+                              (int)m->role);
+        if (m->n_tool_calls > 0 && (m->role != MX_ROLE_ASSISTANT || !m->tool_calls))
+            return mx_err_set(err, MX_EINVAL,
+                              "chat template: message %zu: tool calls need an assistant message "
+                              "and an array", i);
+        if (!m->content && m->n_tool_calls == 0)
+            return mx_err_set(err, MX_EINVAL, "chat template: message %zu (%s) has no content",
+                              i, mx_role_name(m->role));
+    }
+    /* Renderers read content of tool-call messages only in families that reject tool calls
+     * first, so a NULL content there is never dereferenced. */
+
+    c.m = msgs;
+    c.n = n_msgs;
+    c.o = opts;
+    family_tokens(kind, &c.bos, &c.eos);
+    if (opts->bos)
+        c.bos = opts->bos;
+    if (opts->eos)
+        c.eos = opts->eos;
+    c.fam = mx_tmpl_name(kind);
+    c.b = &b;
+    c.err = err;
+
+    switch (kind) {
+    case MX_TMPL_MISTRAL_LEGACY: rc = render_mistral_legacy(&c); break;
+    case MX_TMPL_MISTRAL_V1: rc = render_mistral_v1(&c); break;
+    case MX_TMPL_MISTRAL_V3: rc = render_mistral_tools(&c, &style_v3); break;
+    case MX_TMPL_MISTRAL_V3_TEKKEN: rc = render_mistral_tools(&c, &style_v3_tekken); break;
+    case MX_TMPL_MISTRAL_V7: rc = render_mistral_tools(&c, &style_v7); break;
+    case MX_TMPL_MISTRAL_V7_TEKKEN: rc = render_mistral_tools(&c, &style_v7_tekken); break;
+    case MX_TMPL_LLAMA2: rc = render_llama2(&c); break;
+    case MX_TMPL_LLAMA3: rc = render_llama3(&c); break;
+    case MX_TMPL_CHATML: rc = render_chatml(&c); break;
+    case MX_TMPL_ZEPHYR: rc = render_zephyr(&c); break;
+    case MX_TMPL_GEMMA: rc = render_gemma(&c); break;
+    case MX_TMPL_PHI3: rc = render_phi3(&c); break;
+    default: rc = MX_EINVAL; break;
+    }
+    if (rc == 0 && b.rc < 0) {
+        rc = b.rc;
+        if (rc == MX_ERANGE)
+            mx_err_set(err, rc, "chat template %s: prompt longer than %zu bytes", c.fam, b.max);
+        else
+            mx_err_set(err, rc, "chat template %s: out of memory", c.fam);
+    }
+    if (rc == 0 && !b.p) { /* never return a NULL text on success */
+        b.p = calloc(1, 1);
+        if (!b.p)
+            rc = mx_err_set(err, MX_ENOMEM, "chat template %s: out of memory", c.fam);
+    }
+    if (rc < 0) {
+        free(b.p);
+        return rc;
+    }
+    out->text = b.p;
+    out->len = b.len;
+    size_t nb = strlen(c.bos);
+    if (nb > 0 && b.len >= nb && memcmp(b.p, c.bos, nb) == 0) {
+        out->tok_offset = nb;
+        out->add_bos = true;
+    } else {
+        out->tok_offset = 0;
+        out->add_bos = opts->model_add_bos;
+    }
+    return 0;
+}
