@@ -51,7 +51,6 @@ static void test_builtin_themes_are_the_shipped_files(void **state) {
     assert_int_equal(hc.style[MX_ROLE_selection].bg.b, 0);
     struct mx_err err = {0};
     assert_int_equal(mx_theme_load("no-such-theme", NULL, &hc, &err), MX_ENOENT);
-    assert_non_null(strstr(err.msg, "dark, light, high-contrast, basic16"));
     assert_int_equal(mx_theme_load("../etc/passwd", NULL, &hc, &err), MX_EINVAL);
 }
 

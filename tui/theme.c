@@ -256,7 +256,7 @@ int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
         if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
             return mx_err_set(err, MX_EINVAL, "theme name '%s': use letters, digits, - and _",
                               name);
-    char path[4200], cfg[4096] = "";
+    char path[4200], cfg[4096];
     FILE *f = NULL;
     if (mx_path_config_dir(cfg, sizeof cfg, NULL) == 0) {
         snprintf(path, sizeof path, "%s/themes/%s.theme", cfg, name);
@@ -273,15 +273,8 @@ int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
         snprintf(path, sizeof path, "%s/%s.theme", themes_dir, name);
         f = fopen(path, "r");
     }
-    if (!f) {
-        char names[256] = "";
-        size_t n = 0;
-        for (const struct mx_theme_text *b = mx_builtin_themes; b->name && n < sizeof names; b++)
-            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "", b->name);
-        return mx_err_set(err, MX_ENOENT,
-                          "theme '%s' not found (built in: %s; or NAME.theme in %s/themes/)",
-                          name, names, cfg[0] ? cfg : "~/.config/mixel");
-    }
+    if (!f) /* short: it shows in the status line; `/theme` alone lists the names */
+        return mx_err_set(err, MX_ENOENT, "theme '%s' not found", name);
     char buf[65536];
     size_t n = fread(buf, 1, sizeof buf, f);
     int too_big = !feof(f);

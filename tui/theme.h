@@ -84,8 +84,8 @@ extern const struct mx_theme_text mx_builtin_themes[];
 /* Loads a theme by name, from the first of: the user's $XDG_CONFIG_HOME/mixel/themes/NAME.theme,
  * the built-in themes, NAME.theme in themes_dir (an extra folder; NULL for none). So the shipped
  * themes work from any folder, and a user's file of the same name overrides one. Same error
- * contract as mx_theme_parse; MX_ENOENT when no such theme (the message lists the built-in
- * names), MX_EINVAL for a name that is not a plain word. */
+ * contract as mx_theme_parse; MX_ENOENT when no such theme, MX_EINVAL for a name that is not a
+ * plain word. */
 int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
                   struct mx_err *err);
 
