@@ -285,7 +285,7 @@ static void test_not_a_tty_and_overrides(void **state) {
     assert_int_equal(g.mode, MX_GFX_SIXEL);
     assert_int_equal(g.max_w, 4096); /* a pipe has no screen to fit: a fixed bound */
     assert_int_equal(g.max_h, 4096);
-    /* NO_COLOR without sixel: text only */
+    /* a terminal without colours and without sixel: text only */
     struct mx_gfx_answers nc = {.tty = true, .colours = 0};
     absorb(&nc, MX_GFXQ_DA1, DA1_TMUX);
     mx_gfx_decide(MX_GFX_AUTO, &nc, &g);

@@ -247,7 +247,7 @@ void mx_gfx_decide(enum mx_gfx_mode requested, const struct mx_gfx_answers *a, s
     }
     if (g->mode == MX_GFX_BLOCKS && a->tty && a->colours == 0) {
         g->mode = MX_GFX_NONE;
-        snprintf(g->why, sizeof g->why, "NO_COLOR is set and there is no sixel: text only");
+        snprintf(g->why, sizeof g->why, "the terminal has no colours and no sixel: text only");
     }
 }
 
@@ -396,7 +396,7 @@ void mx_gfx_detect(enum mx_gfx_mode requested, int timeout_ms, struct mx_gfx *ou
     const char *tmux = getenv("TMUX");
     a.tmux = tmux && tmux[0];
     const char *src;
-    a.colours = mx_tq_colour_depth(&src);
+    a.colours = mx_tq_terminal_colours(&src); /* images keep colour under NO_COLOR */
     a.tmux_passthrough = -1;
 
     struct sigaction old_act[MX_ARRAY_LEN(guarded_sigs)];

@@ -47,7 +47,7 @@ struct mx_gfx_answers {
     int text18_rows, text18_cols; /* CSI 18 t: text area in cells (tmux 3.3a swaps them) */
     bool tmux;                 /* $TMUX is set */
     int tmux_passthrough;      /* allow-passthrough: 1 on, 0 off, -1 unknown */
-    int colours;               /* mx_tq_colour_depth(): 16777216 truecolor, 256, 8, 0 NO_COLOR */
+    int colours;               /* mx_tq_terminal_colours(): 16777216, 256, 8; 0 none */
     bool bg_known;             /* the terminal answered OSC 11 */
     unsigned char bg[3];       /* its default background, RGB8 */
 };

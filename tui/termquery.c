@@ -157,6 +157,10 @@ int mx_tq_colour_depth(const char **source) {
         *source = "NO_COLOR is set";
         return 0;
     }
+    return mx_tq_terminal_colours(source);
+}
+
+int mx_tq_terminal_colours(const char **source) {
     const char *ct = getenv("COLORTERM");
     if (ct && (!strcmp(ct, "truecolor") || !strcmp(ct, "24bit"))) {
         *source = "COLORTERM";

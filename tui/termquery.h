@@ -79,4 +79,9 @@ size_t mx_tq_strip_da1(const char *reply, size_t len, char *out, size_t size);
  * colors (via tigetnum), else 8; 0 when NO_COLOR is set. `source` gets a short explanation. */
 int mx_tq_colour_depth(const char **source);
 
+/* The colours the terminal itself can show (COLORTERM, terminfo, else 8), whatever NO_COLOR says:
+ * NO_COLOR asks for text without colour, not for pictures without it, so images (half blocks)
+ * use this. Same `source` contract. */
+int mx_tq_terminal_colours(const char **source);
+
 #endif
