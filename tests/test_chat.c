@@ -435,6 +435,56 @@ static void test_shift_pathological(void **state) {
     free(nw);
 }
 
+/* A turn that failed (or was cancelled before any answer) leaves a user message with no answer;
+ * the next user message follows it directly. The planner leaves every such message out, so the
+ * prompt is exactly the conversation without them, valid for templates that demand alternation
+ * (Gemma, Mistral), and says so; the last message (the current turn) is always kept. */
+static void test_prepare_leaves_out_unanswered(void **state) {
+    (void)state;
+    const struct mx_chat_msg m[] = {
+        {MX_ROLE_SYSTEM, "Be brief.", NULL, 0, NULL},
+        {MX_ROLE_USER, "First question", NULL, 0, NULL},
+        {MX_ROLE_ASSISTANT, "First answer", NULL, 0, NULL},
+        {MX_ROLE_USER, "a paste far too long for the context", NULL, 0, NULL},
+        {MX_ROLE_USER, "and a retry that was cancelled", NULL, 0, NULL},
+        {MX_ROLE_USER, "short one", NULL, 0, NULL},
+    };
+    const struct mx_chat_msg answered[] = {m[0], m[1], m[2], m[5]};
+    struct mx_tmpl_opts o = {.add_generation_prompt = true};
+    const enum mx_tmpl_kind kinds[] = {MX_TMPL_GEMMA, MX_TMPL_CHATML};
+    for (size_t k = 0; k < 2; k++) {
+        int32_t *want;
+        size_t n_want = render_tok(kinds[k], answered, 4, true, &want);
+        struct mx_chat_turn t;
+        struct mx_err e = {0};
+        assert_int_equal(mx_chat_prepare(kinds[k], m, 6, NULL, &o, &tok, NULL, 0, 4096, 16, &t,
+                                         &e),
+                         0);
+        assert_int_equal(t.n_unanswered, 2);
+        assert_int_equal(t.drop_count, 0);
+        assert_int_equal(t.n_tokens, n_want);
+        assert_memory_equal(t.tokens, want, n_want * sizeof(int32_t));
+        assert_non_null(strstr(t.note, "2 earlier messages that got no answer"));
+        mx_chat_turn_free(&t);
+        /* per-message counts stay aligned with the messages that are kept */
+        const size_t n_tok[] = {3, 3, 3, 500, 500, 3};
+        assert_int_equal(mx_chat_prepare(kinds[k], m, 6, n_tok, &o, &tok, NULL, 0, 4096, 16, &t,
+                                         &e),
+                         0);
+        assert_int_equal(t.n_tokens, n_want);
+        mx_chat_turn_free(&t);
+        free(want);
+    }
+    /* a conversation that is only the current turn, or only answered turns: nothing left out */
+    struct mx_chat_turn t;
+    assert_int_equal(mx_chat_prepare(MX_TMPL_GEMMA, m + 5, 1, NULL, &o, &tok, NULL, 0, 4096, 16,
+                                     &t, NULL),
+                     0);
+    assert_int_equal(t.n_unanswered, 0);
+    assert_string_equal(t.note, "");
+    mx_chat_turn_free(&t);
+}
+
 /* The whole turn through mx_chat_prepare: fits -> exact prefix reuse; overflows -> the oldest
  * exchange is left out and the cache plan moves the survivors; per-message counts optional. */
 static void test_prepare(void **state) {
@@ -504,8 +554,8 @@ static void test_prepare(void **state) {
                                      &t, NULL),
                      0);
     mx_chat_turn_free(&t);
-    const struct mx_chat_msg uu[] = {m[1], m[3]};
-    assert_int_equal(mx_chat_prepare(MX_TMPL_GEMMA, uu, 2, NULL, &o, &tok, NULL, 0, 4096, 0, &t,
+    const struct mx_chat_msg au[] = {m[2], m[3]}; /* Gemma refuses an assistant first */
+    assert_int_equal(mx_chat_prepare(MX_TMPL_GEMMA, au, 2, NULL, &o, &tok, NULL, 0, 4096, 0, &t,
                                      NULL),
                      MX_EINVAL);
     assert_int_equal(mx_chat_prepare(MX_TMPL_CHATML, m, 6, NULL, &o, &tok, NULL, 0, 16, 16, &t,
@@ -528,6 +578,7 @@ int main(void) {
         cmocka_unit_test(test_shift_edges),
         cmocka_unit_test(test_shift_pathological),
         cmocka_unit_test(test_prepare),
+        cmocka_unit_test(test_prepare_leaves_out_unanswered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

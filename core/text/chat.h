@@ -115,8 +115,11 @@ struct mx_chat_turn {
     size_t n_tokens;           /* > 0, and n_tokens + n_reserve <= n_ctx */
     struct mx_chat_shift cache; /* how to get there from the evaluated ids (n_move == 0 when
                                  * nothing was dropped: then the plan is exact) */
-    size_t drop_first;         /* messages [drop_first, drop_first + drop_count) are left out */
-    size_t drop_count;         /* 0: the whole conversation is in the prompt */
+    size_t n_unanswered;       /* user messages left out because another user message
+                                * followed them directly (a failed or cancelled turn) */
+    size_t drop_first;         /* messages [drop_first, drop_first + drop_count) of the
+                                * conversation without the unanswered ones are left out to fit */
+    size_t drop_count;         /* 0: the whole (answered) conversation is in the prompt */
     char note[160];            /* for the user when messages were left out, else empty */
 };
 
@@ -125,6 +128,9 @@ struct mx_chat_turn {
  * plans the cache against evaluated[0..n_evaluated). n_tok: per-message token estimates (e.g.
  * stored counts); NULL: each message's content is tokenized to estimate it. The same
  * conversation always drops the same messages, so the dropped range only grows turn by turn.
+ * A user message followed directly by another user message (a turn that failed or was
+ * cancelled before any answer) is left out first, so such a turn never breaks the role
+ * alternation templates require; out->n_unanswered counts them.
  * Returns 0 with *out (free with mx_chat_turn_free, also after errors); MX_EFULL when even the
  * system prompt plus the current turn do not fit; render/tokenizer errors otherwise. */
 int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_t n_msgs,
