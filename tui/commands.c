@@ -1,4 +1,4 @@
-/* app.c - the chat TUI: layout, drawing, keys, slash commands, readline glue, main loop.
+/* commands.c - the chat TUI: layout, drawing, keys, slash commands, readline glue, main loop.
  *
  * The screen: the conversation (scrollback) on top, a status bar, the input area at the bottom
  * (grows to 6 rows for multi-line input). Each frame is drawn into curses' virtual screen and
