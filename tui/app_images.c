@@ -33,15 +33,15 @@ void mx_app_img_ensure(struct app *a, struct msg *m) {
 
 /* Rows the image of m takes at `width` columns (0: no image, or graphics off). */
 int mx_app_img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay) {
-    if (!m->image || a->gfx.mode == MX_GFX_NONE)
+    if (!m->image || a->img.gfx.mode == MX_GFX_NONE)
         return 0;
     mx_app_img_ensure(a, m);
     if (!m->img.w)
         return 0;
     struct mx_image_layout l;
-    int max_w = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_w : 0;
-    int max_h = a->gfx.mode == MX_GFX_SIXEL ? a->gfx.max_h : 0;
-    if (mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, width, IMAGE_ROWS, max_w,
+    int max_w = a->img.gfx.mode == MX_GFX_SIXEL ? a->img.gfx.max_w : 0;
+    int max_h = a->img.gfx.mode == MX_GFX_SIXEL ? a->img.gfx.max_h : 0;
+    if (mx_image_fit(m->img.w, m->img.h, a->img.gfx.cell_w, a->img.gfx.cell_h, width, IMAGE_ROWS, max_w,
                      max_h, &l) != 0)
         return 0;
     if (lay)
@@ -53,30 +53,30 @@ int mx_app_img_rows(struct app *a, struct msg *m, int width, struct mx_image_lay
  * from the pairs after the theme's. */
 static short block_pair(struct app *a, const uint8_t *top, const uint8_t *bot) {
     int fg, bg;
-    if (a->n_colours >= 256) {
+    if (a->style.n_colours >= 256) {
         fg = mx_image_rgb_to_256(top[0], top[1], top[2]);
         bg = mx_image_rgb_to_256(bot[0], bot[1], bot[2]);
     } else {
         struct mx_colour c1 = {.kind = MX_COLOUR_RGB, .r = top[0], .g = top[1], .b = top[2]};
         struct mx_colour c2 = {.kind = MX_COLOUR_RGB, .r = bot[0], .g = bot[1], .b = bot[2]};
-        fg = mx_colour_reduce(&c1, a->n_colours);
-        bg = mx_colour_reduce(&c2, a->n_colours);
+        fg = mx_colour_reduce(&c1, a->style.n_colours);
+        bg = mx_colour_reduce(&c2, a->style.n_colours);
     }
-    for (int i = 0; i < a->n_pairs; i++)
-        if (a->pairs[i].fg == fg && a->pairs[i].bg == bg)
+    for (int i = 0; i < a->img.n_pairs; i++)
+        if (a->img.pairs[i].fg == fg && a->img.pairs[i].bg == bg)
             return (short)(MX_ROLE_COUNT + 1 + i);
     int cap = COLOR_PAIRS - MX_ROLE_COUNT - 1;
     if (cap > 8192)
         cap = 8192;
     if (cap <= 0)
         return 0;
-    if (!a->pairs && !(a->pairs = calloc((size_t)cap, sizeof *a->pairs)))
+    if (!a->img.pairs && !(a->img.pairs = calloc((size_t)cap, sizeof *a->img.pairs)))
         return 0;
-    if (a->n_pairs == cap)
-        a->n_pairs = 0; /* recycle: this frame repaints every image cell anyway */
-    a->pairs[a->n_pairs].fg = fg;
-    a->pairs[a->n_pairs].bg = bg;
-    short pair = (short)(MX_ROLE_COUNT + 1 + a->n_pairs++);
+    if (a->img.n_pairs == cap)
+        a->img.n_pairs = 0; /* recycle: this frame repaints every image cell anyway */
+    a->img.pairs[a->img.n_pairs].fg = fg;
+    a->img.pairs[a->img.n_pairs].bg = bg;
+    short pair = (short)(MX_ROLE_COUNT + 1 + a->img.n_pairs++);
     init_pair(pair, (short)fg, (short)bg);
     return pair;
 }
@@ -101,7 +101,7 @@ static void put_block_row(struct app *a, const struct mx_image *blk, int r, int 
 
 void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width) {
     struct mx_image_layout lay;
-    if (!mx_app_img_rows(a, m, width, &lay) || !a->n_colours)
+    if (!mx_app_img_rows(a, m, width, &lay) || !a->style.n_colours)
         return;
     /* scaled once per size and kept with the message, not once per row and frame */
     if (m->blk.w != lay.blk_w || m->blk.h != lay.blk_h) {
@@ -146,9 +146,9 @@ static void tmux_pane_origin(int *top, int *left) {
 void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
     char pre[48];
     int k;
-    if (a->gfx.tmux_wrap) {
+    if (a->img.gfx.tmux_wrap) {
         static int top = -1, left;
-        if (top < 0 || a->full_repaint)
+        if (top < 0 || a->frame.full_repaint)
             tmux_pane_origin(&top, &left);
         k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + y + 1, left + x + 1);
         struct mx_app_bytes b = {0};
@@ -169,7 +169,7 @@ void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
 /* Encodes img as a bare sixel (the tmux wrapping is emit_at's) to fit box_cols x box_rows. */
 int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
                         struct mx_app_bytes *b, struct mx_err *err) {
-    struct mx_gfx g = a->gfx;
+    struct mx_gfx g = a->img.gfx;
     g.tmux_wrap = false;
     return mx_gfx_render(&g, img, box_cols, box_rows, mx_app_bytes_write, b, NULL, err);
 }
@@ -178,8 +178,8 @@ int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols,
 void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows) {
     struct mx_image_layout lay;
     mx_app_img_ensure(a, m);
-    if (!m->img.w || mx_image_fit(m->img.w, m->img.h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
-                                  box_rows, a->gfx.max_w, a->gfx.max_h, &lay) != 0)
+    if (!m->img.w || mx_image_fit(m->img.w, m->img.h, a->img.gfx.cell_w, a->img.gfx.cell_h, box_cols,
+                                  box_rows, a->img.gfx.max_w, a->img.gfx.max_h, &lay) != 0)
         return;
     if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
         struct mx_app_bytes b = {0};
@@ -204,7 +204,7 @@ static void draw_blocks_box(struct app *a, const struct mx_image *img, int y, in
                             int box_rows) {
     struct mx_image_layout lay;
     struct mx_image blk;
-    if (!a->n_colours || mx_image_fit(img->w, img->h, a->gfx.cell_w, a->gfx.cell_h, box_cols,
+    if (!a->style.n_colours || mx_image_fit(img->w, img->h, a->img.gfx.cell_w, a->img.gfx.cell_h, box_cols,
                                       box_rows, 0, 0, &lay) != 0 ||
         mx_image_scale(img, lay.blk_w, lay.blk_h, &blk) != 0)
         return;
@@ -225,25 +225,25 @@ void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
     if (per_row < 1)
         per_row = 1;
     int k = 0;
-    for (int i = 0; i < a->n_msgs; i++) {
-        struct msg *m = &a->msgs[i];
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        struct msg *m = &a->conv.msgs[i];
         if (!m->image)
             continue;
         int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2), gx = (k % per_row) * (THUMB_COLS + 2);
         if (gy + THUMB_ROWS + 1 > top + height)
             break;
         mx_app_img_ensure(a, m);
-        if (a->gfx.mode == MX_GFX_BLOCKS && m->img.w)
+        if (a->img.gfx.mode == MX_GFX_BLOCKS && m->img.w)
             draw_blocks_box(a, &m->img, gy, gx, THUMB_COLS, THUMB_ROWS);
-        else if (a->gfx.mode == MX_GFX_SIXEL && m->img.w && a->n_placed < 16)
-            a->placed[a->n_placed++] =
+        else if (a->img.gfx.mode == MX_GFX_SIXEL && m->img.w && a->frame.n_placed < 16)
+            a->frame.placed[a->frame.n_placed++] =
                 (struct placed){i, gy, gx, THUMB_ROWS, THUMB_COLS, THUMB_ROWS};
         const char *slash = strrchr(m->image, '/');
         char cap[MX_SANITIZE_MAX(THUMB_COLS)];
         const char *name = slash ? slash + 1 : m->image;
         size_t n = mx_text_sanitize(name, strnlen(name, THUMB_COLS), cap, false);
         mx_app_put_text(a, gy + THUMB_ROWS, gx, cap, n, THUMB_COLS,
-                 k == a->gsel ? MX_ROLE_selection : MX_ROLE_muted, 0);
+                 k == a->gal.sel ? MX_ROLE_selection : MX_ROLE_muted, 0);
         k++;
     }
     if (!k)
@@ -253,8 +253,8 @@ void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
 
 /* The message index of the gallery's k-th image, or -1. */
 int mx_app_gallery_msg(const struct app *a, int k) {
-    for (int i = 0; i < a->n_msgs; i++)
-        if (a->msgs[i].image && k-- == 0)
+    for (int i = 0; i < a->conv.n_msgs; i++)
+        if (a->conv.msgs[i].image && k-- == 0)
             return i;
     return -1;
 }
@@ -265,18 +265,18 @@ size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n) {
         per_row = 1;
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && strchr("ABCD", b[2])) {
         int d = b[2] == 'A' ? -per_row : b[2] == 'B' ? per_row : b[2] == 'C' ? 1 : -1;
-        if (mx_app_gallery_msg(a, a->gsel + d) >= 0)
-            a->gsel += d;
+        if (mx_app_gallery_msg(a, a->gal.sel + d) >= 0)
+            a->gal.sel += d;
         return 3;
     }
     if (b[0] == '\r' || b[0] == '\n') {
-        int i = mx_app_gallery_msg(a, a->gsel);
+        int i = mx_app_gallery_msg(a, a->gal.sel);
         if (i >= 0)
-            a->viewer = i;
+            a->gal.viewer = i;
     } else if (b[0] == 0x1b || b[0] == 'q') {
-        a->gallery = false;
+        a->gal.open = false;
     } else if (b[0] == '/') {
-        a->gallery = false; /* typing a command (/save) leaves the grid, keeping the selection */
+        a->gal.open = false; /* typing a command (/save) leaves the grid, keeping the selection */
         return 0;
     }
     return 1;
@@ -284,7 +284,7 @@ size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n) {
 
 /* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
 void mx_app_draw_viewer(struct app *a, int rows, int cols) {
-    struct msg *m = &a->msgs[a->viewer];
+    struct msg *m = &a->conv.msgs[a->gal.viewer];
     const char *cap = "Esc closes";
     char clean[MX_SANITIZE_MAX(512)], line[512];
     snprintf(line, sizeof line, "%s  \xc2\xb7  %s", m->image, cap);
@@ -293,7 +293,7 @@ void mx_app_draw_viewer(struct app *a, int rows, int cols) {
     mx_app_img_ensure(a, m);
     if (!m->img.w)
         return;
-    if (a->gfx.mode == MX_GFX_BLOCKS)
+    if (a->img.gfx.mode == MX_GFX_BLOCKS)
         draw_blocks_box(a, &m->img, 0, 0, cols, rows - 2);
 }
 
@@ -320,10 +320,10 @@ void mx_app_cmd_show(struct app *a, const char *arg) {
     snprintf(caption, sizeof caption, "[image: %s, %dx%d]", base ? base + 1 : path, img.w, img.h);
     int64_t id = 0;
     if (mx_app_ensure_session(a) == 0) {
-        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, caption, 0,
+        int rc = mx_db_msg_append(a->store.db, a->store.session, MX_DB_PARENT_LEAF, MX_ROLE_USER, caption, 0,
                                   NULL, &id, &err);
         if (rc == 0)
-            rc = mx_db_image_add(a->db, a->session, id, path, "{\"source\": \"show\"}", NULL,
+            rc = mx_db_image_add(a->store.db, a->store.session, id, path, "{\"source\": \"show\"}", NULL,
                                  &err);
         if (rc != 0)
             mx_app_store_warn(a, &err, rc);
@@ -336,18 +336,18 @@ void mx_app_cmd_show(struct app *a, const char *arg) {
     m->db_id = id;
     m->image = strdup(path);
     m->img = img;
-    a->scroll = 0;
+    a->conv.scroll = 0;
     mx_app_notice(a, false, "image attached (%s); F3 shows it full screen",
-           a->gfx.mode == MX_GFX_SIXEL ? "sixel" : a->gfx.mode == MX_GFX_BLOCKS ? "half blocks"
+           a->img.gfx.mode == MX_GFX_SIXEL ? "sixel" : a->img.gfx.mode == MX_GFX_BLOCKS ? "half blocks"
                                                                                 : "graphics off");
 }
 
 void mx_app_cmd_gallery(struct app *a, const char *arg) {
     (void)arg;
-    a->gallery = true;
-    a->gsel = 0;
+    a->gal.open = true;
+    a->gal.sel = 0;
     for (int k = 0; mx_app_gallery_msg(a, k + 1) >= 0; k++)
-        a->gsel = k + 1; /* start on the newest image */
+        a->gal.sel = k + 1; /* start on the newest image */
 }
 
 /* /save PATH: copies the image selected in the gallery (else the newest) to PATH. */
@@ -356,18 +356,18 @@ void mx_app_cmd_save(struct app *a, const char *arg) {
         mx_app_notice(a, true, "/save takes a destination path");
         return;
     }
-    int i = mx_app_gallery_msg(a, a->gsel);
+    int i = mx_app_gallery_msg(a, a->gal.sel);
     if (i < 0)
-        for (int k = a->n_msgs - 1; k >= 0 && i < 0; k--)
-            if (a->msgs[k].image)
+        for (int k = a->conv.n_msgs - 1; k >= 0 && i < 0; k--)
+            if (a->conv.msgs[k].image)
                 i = k;
     if (i < 0) {
         mx_app_notice(a, true, "/save: no image in this conversation");
         return;
     }
-    FILE *in = fopen(a->msgs[i].image, "rb");
+    FILE *in = fopen(a->conv.msgs[i].image, "rb");
     if (!in) {
-        mx_app_notice(a, true, "/save: %s: %s", a->msgs[i].image, strerror(errno));
+        mx_app_notice(a, true, "/save: %s: %s", a->conv.msgs[i].image, strerror(errno));
         return;
     }
     /* write beside the destination and rename, so a failed copy never leaves half a file */
@@ -397,9 +397,9 @@ void mx_app_cmd_save(struct app *a, const char *arg) {
 
 /* F3: the last image full screen. */
 void mx_app_show_last_image(struct app *a) {
-    for (int i = a->n_msgs - 1; i >= 0; i--)
-        if (a->msgs[i].image) {
-            a->viewer = i;
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--)
+        if (a->conv.msgs[i].image) {
+            a->gal.viewer = i;
             return;
         }
     mx_app_notice(a, false, "no image in this conversation yet: /show PATH attaches one");

@@ -1,6 +1,7 @@
-/* app_int.h - the chat application's state, shared by the files of tui/app*.c (not an API:
- * only they include it). app.c holds the main loop, views, keys and commands; app_images.c the
- * images in the conversation, the gallery and the full-screen viewer. */
+/* app_int.h - the chat application's state, shared by the files of tui/ that make up the chat
+ * (not an API: only they include it). struct app groups its fields by concern, one sub-struct
+ * each; commands.c holds the main loop, views, keys and commands; app_images.c the images in the
+ * conversation, the gallery and the full-screen viewer. */
 #ifndef MX_APP_INT_H
 #define MX_APP_INT_H
 
@@ -46,60 +47,120 @@ struct msg {
     int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
 };
 
-struct app {
-    struct mx_app_opts o;
-    struct mx_gen_settings settings;
-    char *system_prompt;
-    struct msg *msgs;
+/* The conversation on screen: the active branch of the session, plus notices. */
+struct mx_app_conv {
+    struct msg *msgs;     /* n_msgs in order, oldest first; cap_msgs allocated */
     int n_msgs, cap_msgs;
-    struct mx_worker *w;
-    bool generating;
-    double gen_t0;
-    int gen_pieces;
-    double tok_s;
-    int ctx_used;
     int scroll;           /* conversation lines scrolled up from the bottom (0: follow) */
+    char *system_prompt;  /* owned; NULL: none */
+};
+
+/* The answer being generated on the worker, and the meters it feeds. */
+struct mx_app_gen {
+    bool busy;            /* a generation job runs on the worker */
+    double t0;            /* when it started (mx_time_s) */
+    int pieces;           /* text events received so far */
+    double tok_s;         /* speed shown in the status bar */
+    int ctx_used;         /* tokens in the engine's cache (the context meter) */
+    double last_db_update; /* when the streaming answer was last written to the history */
+};
+
+/* Colours: the theme and what the terminal made of it. */
+struct mx_app_style {
     struct mx_theme theme;
     char theme_name[64];
     int n_colours;        /* 0 (none), 8, 16, 256 */
     bool reverse_role[MX_ROLE_COUNT]; /* roles shown reversed: their colours did not survive */
-    bool quit;
-    char note[256];       /* status-line notice */
-    bool note_is_error;
-    char history_path[4200];
-    int rl_char;          /* the byte readline's getc hook hands over */
-    char *paste;          /* bracketed paste being collected */
-    size_t paste_len, paste_cap;
-    bool in_paste;
-    /* history (NULL db: the conversation lives in memory only, with a warning) */
+};
+
+/* The status line's notice and the progress it may show. */
+struct mx_app_status {
+    char note[256];       /* status-line notice ("" none) */
+    bool is_error;
+    double prog_t0;       /* when the running progress (prompt, load) started, 0 none */
+};
+
+/* Readline's side of the input (readline_glue.c). */
+struct mx_app_rl {
+    char history_path[4200]; /* input history file ("" none) */
+    int ch;               /* the byte readline's getc hook hands over */
+};
+
+/* A bracketed paste being collected (input.c). */
+struct mx_app_paste {
+    char *buf;
+    size_t len, cap;
+    bool active;          /* between ESC [200~ and ESC [201~ */
+};
+
+/* The history database (NULL db: the conversation lives in memory only, with a warning). */
+struct mx_app_store {
     struct mx_db *db;
     int64_t session;      /* 0: not created yet (created with the first message) */
     char title[128];
-    double last_db_update;
-    /* sessions sidebar */
-    bool sidebar, sidebar_focus;
+};
+
+/* The sessions sidebar (F2). */
+struct mx_app_sidebar {
+    bool open, focus;
     struct mx_session_list sessions;
     int sel;
-    bool confirm_delete;
-    /* model picker (no model given) and loading */
-    bool picker;
+    bool confirm_delete;  /* "Delete? y/n" is asked */
+};
+
+/* The model picker (no model given). */
+struct mx_app_picker {
+    bool open;
     struct mx_model_list models;
-    int pick;
-    bool loading;
-    struct mx_engine *owned_engine; /* an engine the app loaded (freed at exit or on switch) */
-    /* images */
+    int sel;
+};
+
+/* Loading a model on the worker (/model, the picker). */
+struct mx_app_load {
+    bool busy;
+    struct mx_engine *owned; /* an engine the app loaded (freed at exit or on switch) */
+};
+
+/* What the terminal can show and the colour pairs lent to half-block images. */
+struct mx_app_img {
     struct mx_gfx gfx;    /* what the terminal can show (detected before curses starts) */
-    short next_pair;      /* colour pairs for half blocks are allocated from here */
     struct { int fg, bg; } *pairs; /* allocated block pairs, index = pair - first block pair */
     int n_pairs;
+};
+
+/* The sixels of the last frame: they live outside curses' model of the screen. */
+struct mx_app_frame {
     struct placed { int msg, y, x, rows, box_cols, box_rows; } placed[16]; /* sixel images on
                                                   screen after the last frame, in their boxes */
     int n_placed;
     bool full_repaint;    /* the terminal was cleared: sixels must be sent again */
+};
+
+/* The gallery of thumbnails and the full-screen viewer. */
+struct mx_app_gallery {
+    bool open;            /* the session's images as a grid of thumbnails */
+    int sel;              /* selected thumbnail */
     int viewer;           /* message index shown full screen, -1 none */
-    double prog_t0;       /* when the running progress (prompt, load) started, 0 none */
-    bool gallery;         /* the session's images as a grid of thumbnails */
-    int gsel;             /* selected thumbnail */
+};
+
+struct app {
+    struct mx_app_opts o; /* the caller's options; o.engine and o.model_path follow /model */
+    struct mx_gen_settings settings; /* in force now (saved with the session) */
+    struct mx_worker *w;  /* runs generation and loading jobs, one at a time */
+    bool quit;
+    struct mx_app_conv conv;
+    struct mx_app_gen gen;
+    struct mx_app_style style;
+    struct mx_app_status status;
+    struct mx_app_rl rl;
+    struct mx_app_paste paste;
+    struct mx_app_store store;
+    struct mx_app_sidebar side;
+    struct mx_app_picker pick;
+    struct mx_app_load load;
+    struct mx_app_img img;
+    struct mx_app_frame frame;
+    struct mx_app_gallery gal;
 };
 
 

@@ -55,15 +55,15 @@ static int g_winch_pipe[2] = {-1, -1};
 
 struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
                            const char *text) {
-    if (a->n_msgs == a->cap_msgs) {
-        int cap = a->cap_msgs ? a->cap_msgs * 2 : 16;
-        struct msg *m = realloc(a->msgs, (size_t)cap * sizeof *m);
+    if (a->conv.n_msgs == a->conv.cap_msgs) {
+        int cap = a->conv.cap_msgs ? a->conv.cap_msgs * 2 : 16;
+        struct msg *m = realloc(a->conv.msgs, (size_t)cap * sizeof *m);
         if (!m)
             return NULL;
-        a->msgs = m;
-        a->cap_msgs = cap;
+        a->conv.msgs = m;
+        a->conv.cap_msgs = cap;
     }
-    struct msg *m = &a->msgs[a->n_msgs];
+    struct msg *m = &a->conv.msgs[a->conv.n_msgs];
     memset(m, 0, sizeof *m);
     m->role = role;
     m->state = st;
@@ -74,7 +74,7 @@ struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
         return NULL;
     memcpy(m->text, text ? text : "", len + 1);
     m->len = len;
-    a->n_msgs++;
+    a->conv.n_msgs++;
     return m;
 }
 
@@ -103,18 +103,18 @@ static void msg_free(struct msg *m) {
 }
 
 static void conversation_clear(struct app *a) {
-    for (int i = 0; i < a->n_msgs; i++)
-        msg_free(&a->msgs[i]);
-    a->n_msgs = 0;
-    a->scroll = 0;
+    for (int i = 0; i < a->conv.n_msgs; i++)
+        msg_free(&a->conv.msgs[i]);
+    a->conv.n_msgs = 0;
+    a->conv.scroll = 0;
 }
 
 void mx_app_notice(struct app *a, bool error, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(a->note, sizeof a->note, fmt, ap);
+    vsnprintf(a->status.note, sizeof a->status.note, fmt, ap);
     va_end(ap);
-    a->note_is_error = error;
+    a->status.is_error = error;
 }
 
 void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc);
@@ -128,42 +128,42 @@ static bool store_writable(const struct app *a);
 /* ---- colours ------------------------------------------------------------------------------ */
 
 static void apply_theme(struct app *a) {
-    a->n_colours = 0;
+    a->style.n_colours = 0;
     const char *nc = getenv("NO_COLOR");
     if (has_colors() && !(nc && nc[0])) {
         start_color();
         use_default_colors();
-        a->n_colours = COLORS >= 256 ? 256 : COLORS >= 16 ? 16 : COLORS >= 8 ? 8 : 0;
+        a->style.n_colours = COLORS >= 256 ? 256 : COLORS >= 16 ? 16 : COLORS >= 8 ? 8 : 0;
     }
-    if (!a->n_colours)
+    if (!a->style.n_colours)
         return;
     for (int r = 0; r < MX_ROLE_COUNT; r++) {
-        const struct mx_theme_style *s = &a->theme.style[r];
-        int fg = mx_colour_reduce(&s->fg, a->n_colours);
-        int bg = mx_colour_reduce(&s->bg, a->n_colours);
+        const struct mx_theme_style *s = &a->style.theme.style[r];
+        int fg = mx_colour_reduce(&s->fg, a->style.n_colours);
+        int bg = mx_colour_reduce(&s->bg, a->style.n_colours);
         /* a coloured bar whose colours both fell back to the defaults keeps standing out */
-        a->reverse_role[r] = fg < 0 && bg < 0 && s->bg.kind != MX_COLOUR_DEFAULT;
+        a->style.reverse_role[r] = fg < 0 && bg < 0 && s->bg.kind != MX_COLOUR_DEFAULT;
         init_pair((short)(r + 1), (short)fg, (short)bg);
     }
 }
 
 attr_t mx_app_role_attr(const struct app *a, int role, unsigned extra) {
-    unsigned at = a->theme.style[role].attrs | extra;
-    attr_t c = a->n_colours ? COLOR_PAIR(role + 1) : 0;
+    unsigned at = a->style.theme.style[role].attrs | extra;
+    attr_t c = a->style.n_colours ? COLOR_PAIR(role + 1) : 0;
     if (at & MX_ATTR_BOLD)
         c |= A_BOLD;
     if (at & MX_ATTR_DIM)
         c |= A_DIM;
     if (at & MX_ATTR_UNDERLINE)
         c |= A_UNDERLINE;
-    if ((at & MX_ATTR_REVERSE) || a->reverse_role[role])
+    if ((at & MX_ATTR_REVERSE) || a->style.reverse_role[role])
         c |= A_REVERSE;
 #ifdef A_ITALIC
     if (at & MX_ATTR_ITALIC)
         c |= A_ITALIC;
 #endif
     /* Without colours, roles that must stand out get attributes instead. */
-    if (!a->n_colours) {
+    if (!a->style.n_colours) {
         if (role == MX_ROLE_error || role == MX_ROLE_heading || role == MX_ROLE_user)
             c |= A_BOLD;
         if (role == MX_ROLE_status)
@@ -255,7 +255,7 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
     line--;
     int n_text = m->r_valid ? (int)m->r.n_lines : 0;
     if (line >= n_text) {
-        if (a->gfx.mode == MX_GFX_BLOCKS)
+        if (a->img.gfx.mode == MX_GFX_BLOCKS)
             mx_app_draw_block_row(a, m, line - n_text, y, x0, width);
         return;
     }
@@ -273,22 +273,22 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
 
 static void draw_conversation(struct app *a, int top, int left, int height, int width) {
     int total = 0;
-    for (int i = 0; i < a->n_msgs; i++) {
-        msg_render(&a->msgs[i], width);
-        total += msg_lines(a, &a->msgs[i], width);
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        msg_render(&a->conv.msgs[i], width);
+        total += msg_lines(a, &a->conv.msgs[i], width);
     }
     int max_scroll = total > height ? total - height : 0;
-    if (a->scroll > max_scroll)
-        a->scroll = max_scroll;
-    int first = total - height - a->scroll; /* first visible line index (may be < 0) */
+    if (a->conv.scroll > max_scroll)
+        a->conv.scroll = max_scroll;
+    int first = total - height - a->conv.scroll; /* first visible line index (may be < 0) */
     int y = top, idx = 0;
     if (first < 0) {
         y += -first; /* short conversations sit at the bottom, next to the input */
         first = 0;
     }
-    a->n_placed = 0;
-    for (int i = 0; i < a->n_msgs && y < top + height; i++) {
-        struct msg *m = &a->msgs[i];
+    a->frame.n_placed = 0;
+    for (int i = 0; i < a->conv.n_msgs && y < top + height; i++) {
+        struct msg *m = &a->conv.msgs[i];
         int n = msg_lines(a, m, width);
         int n_text = m->r_valid ? (int)m->r.n_lines : 0;
         int n_img = n - n_text - 2;
@@ -297,23 +297,23 @@ static void draw_conversation(struct app *a, int top, int left, int height, int 
                 continue;
             /* a sixel is sent only when the whole image fits the pane (never half an image) */
             if (n_img > 0 && l == 1 + n_text && y + n_img <= top + height &&
-                a->gfx.mode == MX_GFX_SIXEL && a->n_placed < 16) {
-                a->placed[a->n_placed].msg = i;
-                a->placed[a->n_placed].y = y;
-                a->placed[a->n_placed].x = left;
-                a->placed[a->n_placed].rows = n_img;
-                a->placed[a->n_placed].box_cols = width;
-                a->placed[a->n_placed].box_rows = IMAGE_ROWS;
-                a->n_placed++;
+                a->img.gfx.mode == MX_GFX_SIXEL && a->frame.n_placed < 16) {
+                a->frame.placed[a->frame.n_placed].msg = i;
+                a->frame.placed[a->frame.n_placed].y = y;
+                a->frame.placed[a->frame.n_placed].x = left;
+                a->frame.placed[a->frame.n_placed].rows = n_img;
+                a->frame.placed[a->frame.n_placed].box_cols = width;
+                a->frame.placed[a->frame.n_placed].box_rows = IMAGE_ROWS;
+                a->frame.n_placed++;
             }
             if (l < n - 1)
-                draw_msg_line(a, &a->msgs[i], l, y, left, width);
+                draw_msg_line(a, &a->conv.msgs[i], l, y, left, width);
             y++;
         }
     }
-    if (a->scroll > 0) {
+    if (a->conv.scroll > 0) {
         char more[64];
-        int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->scroll);
+        int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->conv.scroll);
         mx_app_put_text(a, top + height - 1, left + width - mx_text_width(more, (size_t)k), more,
                  (size_t)k, width, MX_ROLE_status, 0);
     }
@@ -326,21 +326,21 @@ static void draw_status(struct app *a, int y, int width) {
     const struct mx_engine *e = a->o.engine;
     int n_ctx = a->settings.n_ctx > 0 ? a->settings.n_ctx : e ? e->n_ctx : 0;
     char speed[32] = "";
-    if (a->generating || a->tok_s > 0)
-        snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->tok_s);
+    if (a->gen.busy || a->gen.tok_s > 0)
+        snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->gen.tok_s);
     snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
-             a->title[0] ? a->title : "", a->title[0] ? " \xc2\xb7 " : "",
-             e ? e->name : "no model", e ? e->device : "-", a->db ? "saved" : "not saved",
-             a->ctx_used, n_ctx, speed,
-             a->generating ? " \xc2\xb7 generating (Esc stops)"
-             : a->loading  ? " \xc2\xb7 loading" : "");
+             a->store.title[0] ? a->store.title : "", a->store.title[0] ? " \xc2\xb7 " : "",
+             e ? e->name : "no model", e ? e->device : "-", a->store.db ? "saved" : "not saved",
+             a->gen.ctx_used, n_ctx, speed,
+             a->gen.busy ? " \xc2\xb7 generating (Esc stops)"
+             : a->load.busy  ? " \xc2\xb7 loading" : "");
     char clean[MX_SANITIZE_MAX(512)];
     int x = 0;
     /* a notice comes first: it is what the user must see when the bar is too narrow for all */
-    if (a->note[0]) {
-        size_t n = mx_text_sanitize(a->note, strlen(a->note), clean, false);
+    if (a->status.note[0]) {
+        size_t n = mx_text_sanitize(a->status.note, strlen(a->status.note), clean, false);
         x = mx_app_put_text(a, y, 1, clean, n, width - 1,
-                     a->note_is_error ? MX_ROLE_error : MX_ROLE_status, 0) + 1;
+                     a->status.is_error ? MX_ROLE_error : MX_ROLE_status, 0) + 1;
         if (x + 3 < width)
             x += mx_app_put_text(a, y, x, " \xe2\x94\x82", 4, width - x, MX_ROLE_status, 0);
     }
@@ -349,7 +349,7 @@ static void draw_status(struct app *a, int y, int width) {
         x += mx_app_put_text(a, y, x, clean, n, width - x, MX_ROLE_status, 0);
     const char *hint = "/help ";
     int hw = (int)strlen(hint);
-    if (!a->note[0] && x + hw < width)
+    if (!a->status.note[0] && x + hw < width)
         mx_app_put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
 }
 
@@ -434,14 +434,14 @@ static void draw_picker(struct app *a, int top, int height, int width) {
     const char *hint = "(or start mixel with --model PATH.gguf; /model PATH loads any file)";
     mx_app_put_text(a, top + 1, 0, hint, strlen(hint), width, MX_ROLE_muted, 0);
     int rows = height - 3;
-    int first = a->pick >= rows ? a->pick - rows + 1 : 0;
-    for (int r = 0; r < rows && first + r < (int)a->models.n; r++) {
-        const struct mx_model_entry *e = &a->models.items[first + r];
+    int first = a->pick.sel >= rows ? a->pick.sel - rows + 1 : 0;
+    for (int r = 0; r < rows && first + r < (int)a->pick.models.n; r++) {
+        const struct mx_model_entry *e = &a->pick.models.items[first + r];
         char desc[256], line[768], clean[MX_SANITIZE_MAX(768)];
         mx_discover_describe(e, desc, sizeof desc);
         snprintf(line, sizeof line, "  %s  \xc2\xb7 %s", e->name, desc);
         size_t n = mx_text_sanitize(line, strlen(line), clean, false);
-        bool sel = first + r == a->pick;
+        bool sel = first + r == a->pick.sel;
         if (sel) {
             attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
             mvhline(top + 3 + r, 0, ' ', width);
@@ -453,18 +453,18 @@ static void draw_picker(struct app *a, int top, int height, int width) {
 
 static size_t picker_key(struct app *a, const unsigned char *b, size_t n) {
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
-        a->pick += b[2] == 'A' ? -1 : 1;
-        if (a->pick < 0)
-            a->pick = 0;
-        if (a->pick >= (int)a->models.n)
-            a->pick = (int)a->models.n - 1;
+        a->pick.sel += b[2] == 'A' ? -1 : 1;
+        if (a->pick.sel < 0)
+            a->pick.sel = 0;
+        if (a->pick.sel >= (int)a->pick.models.n)
+            a->pick.sel = (int)a->pick.models.n - 1;
         return 3;
     }
     if (b[0] == '\r' || b[0] == '\n') {
-        if (a->pick < (int)a->models.n)
-            start_load(a, a->models.items[a->pick].path);
+        if (a->pick.sel < (int)a->pick.models.n)
+            start_load(a, a->pick.models.items[a->pick.sel].path);
     } else if (b[0] == 0x1b || b[0] == 'q') {
-        a->picker = false;
+        a->pick.open = false;
         mx_app_notice(a, false, "no model: /model PATH loads one");
     }
     return 1;
@@ -472,18 +472,18 @@ static size_t picker_key(struct app *a, const unsigned char *b, size_t n) {
 
 /* The sessions list: newest first, the open one marked, the selection highlighted. */
 static void draw_sidebar(struct app *a, int top, int height, int width) {
-    const char *head = a->confirm_delete ? "Delete? y/n" : "Sessions (F2)";
+    const char *head = a->side.confirm_delete ? "Delete? y/n" : "Sessions (F2)";
     mx_app_put_text(a, top, 0, head, strlen(head), width,
-             a->confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
+             a->side.confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
     int rows = height - 1;
-    int first = a->sel >= rows ? a->sel - rows + 1 : 0;
-    for (int r = 0; r < rows && first + r < (int)a->sessions.n; r++) {
-        const struct mx_session *ss = &a->sessions.v[first + r];
+    int first = a->side.sel >= rows ? a->side.sel - rows + 1 : 0;
+    for (int r = 0; r < rows && first + r < (int)a->side.sessions.n; r++) {
+        const struct mx_session *ss = &a->side.sessions.v[first + r];
         char line[256], clean[MX_SANITIZE_MAX(256)];
-        snprintf(line, sizeof line, "%s%s", ss->id == a->session ? "\xe2\x80\xa2 " : "  ",
+        snprintf(line, sizeof line, "%s%s", ss->id == a->store.session ? "\xe2\x80\xa2 " : "  ",
                  ss->title[0] ? ss->title : "(untitled)");
         size_t n = mx_text_sanitize(line, strlen(line), clean, false);
-        bool sel = first + r == a->sel && a->sidebar_focus;
+        bool sel = first + r == a->side.sel && a->side.focus;
         if (sel) {
             attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
             mvhline(top + 1 + r, 0, ' ', width);
@@ -491,7 +491,7 @@ static void draw_sidebar(struct app *a, int top, int height, int width) {
         mx_app_put_text(a, top + 1 + r, 0, clean, n, width,
                         sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
     }
-    if (!a->sessions.n)
+    if (!a->side.sessions.n)
         mx_app_put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
 }
 
@@ -501,24 +501,24 @@ static void draw(struct app *a) {
     attrset(mx_app_role_attr(a, MX_ROLE_normal, 0));
     erase();
     struct placed old[16];
-    int n_old = a->n_placed;
-    memcpy(old, a->placed, sizeof old);
-    a->n_placed = 0;
-    if (a->viewer >= 0 && a->viewer < a->n_msgs && cols >= MIN_COLS && rows >= MIN_ROWS) {
+    int n_old = a->frame.n_placed;
+    memcpy(old, a->frame.placed, sizeof old);
+    a->frame.n_placed = 0;
+    if (a->gal.viewer >= 0 && a->gal.viewer < a->conv.n_msgs && cols >= MIN_COLS && rows >= MIN_ROWS) {
         mx_app_draw_viewer(a, rows, cols);
         curs_set(0);
-        bool again = a->full_repaint || n_old != 1 || old[0].msg != a->viewer || old[0].rows != 0;
+        bool again = a->frame.full_repaint || n_old != 1 || old[0].msg != a->gal.viewer || old[0].rows != 0;
         if (again)
             for (int i = 0; i < n_old; i++)
                 wredrawln(stdscr, old[i].y, old[i].rows ? old[i].rows : rows);
         refresh();
-        a->n_placed = 1;
-        a->placed[0].msg = a->viewer;
-        a->placed[0].y = a->placed[0].x = a->placed[0].rows = 0; /* rows 0 marks the viewer */
-        a->placed[0].box_cols = cols;
-        a->placed[0].box_rows = rows - 2;
-        if (a->gfx.mode == MX_GFX_SIXEL && again) {
-            struct msg *m = &a->msgs[a->viewer];
+        a->frame.n_placed = 1;
+        a->frame.placed[0].msg = a->gal.viewer;
+        a->frame.placed[0].y = a->frame.placed[0].x = a->frame.placed[0].rows = 0; /* rows 0 marks the viewer */
+        a->frame.placed[0].box_cols = cols;
+        a->frame.placed[0].box_rows = rows - 2;
+        if (a->img.gfx.mode == MX_GFX_SIXEL && again) {
+            struct msg *m = &a->conv.msgs[a->gal.viewer];
             struct mx_app_bytes b = {0};
             struct mx_err err = {0};
             if (m->img.w && mx_app_encode_sixel(a, &m->img, cols, rows - 2, &b, &err) == 0) {
@@ -527,7 +527,7 @@ static void draw(struct app *a) {
             }
             free(b.p);
         }
-        a->full_repaint = false;
+        a->frame.full_repaint = false;
         return;
     }
     curs_set(1);
@@ -545,7 +545,7 @@ static void draw(struct app *a) {
         in_rows = INPUT_MAX_ROWS;
     int conv_h = rows - in_rows - 2;
     int side_w = 0;
-    if (a->sidebar) {
+    if (a->side.open) {
         side_w = cols >= 70 ? 28 : cols; /* narrow terminals: the list takes the whole pane */
         draw_sidebar(a, 0, conv_h, side_w == cols ? cols : side_w - 1);
         if (side_w < cols) {
@@ -554,9 +554,9 @@ static void draw(struct app *a) {
                 mvaddstr(y, side_w - 1, "\xe2\x94\x82"); /* │ */
         }
     }
-    if (a->picker)
+    if (a->pick.open)
         draw_picker(a, 0, conv_h, cols);
-    else if (a->gallery)
+    else if (a->gal.open)
         mx_app_draw_gallery(a, 0, conv_h, cols);
     else if (side_w < cols)
         draw_conversation(a, 0, side_w, conv_h, cols - side_w);
@@ -570,19 +570,19 @@ static void draw(struct app *a) {
     move(cy, cx < cols ? cx : cols - 1);
     /* Sixels live outside curses' model of the screen: when one moves or goes away, the cells it
      * covered are repainted so no ghost stays, and it is sent again at its new place. */
-    bool moved = a->full_repaint || n_old != a->n_placed ||
-                 memcmp(old, a->placed, (size_t)n_old * sizeof old[0]) != 0;
+    bool moved = a->frame.full_repaint || n_old != a->frame.n_placed ||
+                 memcmp(old, a->frame.placed, (size_t)n_old * sizeof old[0]) != 0;
     if (moved)
         for (int i = 0; i < n_old; i++)
             wredrawln(stdscr, old[i].y, old[i].rows ? old[i].rows : rows);
     refresh();
-    if (moved && a->n_placed) {
-        for (int i = 0; i < a->n_placed; i++)
-            mx_app_emit_sixel(a, &a->msgs[a->placed[i].msg], a->placed[i].y, a->placed[i].x,
-                       a->placed[i].box_cols, a->placed[i].box_rows);
+    if (moved && a->frame.n_placed) {
+        for (int i = 0; i < a->frame.n_placed; i++)
+            mx_app_emit_sixel(a, &a->conv.msgs[a->frame.placed[i].msg], a->frame.placed[i].y, a->frame.placed[i].x,
+                       a->frame.placed[i].box_cols, a->frame.placed[i].box_rows);
         fflush(stdout);
     }
-    a->full_repaint = false;
+    a->frame.full_repaint = false;
 }
 
 /* ---- generation --------------------------------------------------------------------------- */
@@ -614,19 +614,19 @@ static void start_generation(struct app *a) {
         mx_app_notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
         return;
     }
-    if (a->generating)
+    if (a->gen.busy)
         return;
     gen_job_release();
     int n = 0;
-    g_job.turns = calloc((size_t)a->n_msgs + 1, sizeof *g_job.turns);
+    g_job.turns = calloc((size_t)a->conv.n_msgs + 1, sizeof *g_job.turns);
     if (!g_job.turns)
         return;
-    if (a->system_prompt) {
+    if (a->conv.system_prompt) {
         g_job.turns[n].role = MX_ROLE_SYSTEM;
-        g_job.turns[n++].text = strdup(a->system_prompt);
+        g_job.turns[n++].text = strdup(a->conv.system_prompt);
     }
-    for (int i = 0; i < a->n_msgs; i++) {
-        const struct msg *m = &a->msgs[i];
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        const struct msg *m = &a->conv.msgs[i];
         if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_SYSTEM ||
             m->image)
             continue;
@@ -639,30 +639,30 @@ static void start_generation(struct app *a) {
     struct msg *am = mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
     if (!am)
         return;
-    if (a->session && store_writable(a)) {
+    if (a->store.session && store_writable(a)) {
         struct mx_err err = {0};
-        int rc = mx_db_msg_begin(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT,
+        int rc = mx_db_msg_begin(a->store.db, a->store.session, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT,
                                  &am->db_id, &err);
         if (rc != 0)
             mx_app_store_warn(a, &err, rc);
     }
-    a->last_db_update = mx_time_s();
+    a->gen.last_db_update = mx_time_s();
     if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
-        a->msgs[a->n_msgs - 1].state = MSG_FAILED;
+        a->conv.msgs[a->conv.n_msgs - 1].state = MSG_FAILED;
         mx_app_notice(a, true, "could not start the generation thread");
         return;
     }
-    a->generating = true;
-    a->gen_t0 = mx_time_s();
-    a->gen_pieces = 0;
-    a->tok_s = 0;
-    a->scroll = 0;
+    a->gen.busy = true;
+    a->gen.t0 = mx_time_s();
+    a->gen.pieces = 0;
+    a->gen.tok_s = 0;
+    a->conv.scroll = 0;
 }
 
 /* Re-reads one stored message's branch position (sibling index/count) into the view. */
 static void refresh_siblings(struct app *a, struct msg *m) {
     struct mx_msg dm;
-    if (!a->db || !m->db_id || mx_db_msg_get(a->db, m->db_id, &dm, NULL) != 0)
+    if (!a->store.db || !m->db_id || mx_db_msg_get(a->store.db, m->db_id, &dm, NULL) != 0)
         return;
     m->sib_index = dm.sibling_index;
     m->sib_count = dm.sibling_count;
@@ -670,9 +670,9 @@ static void refresh_siblings(struct app *a, struct msg *m) {
 }
 
 static struct msg *streaming_msg(struct app *a) {
-    for (int i = a->n_msgs - 1; i >= 0; i--)
-        if (a->msgs[i].state == MSG_STREAMING)
-            return &a->msgs[i];
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--)
+        if (a->conv.msgs[i].state == MSG_STREAMING)
+            return &a->conv.msgs[i];
     return NULL;
 }
 
@@ -685,23 +685,23 @@ static void handle_events(struct app *a) {
             if (m && ev.text)
                 msg_append(m, ev.text);
             /* a crash loses at most the last second of an answer */
-            if (m && m->db_id && mx_time_s() - a->last_db_update > 1.0) {
-                a->last_db_update = mx_time_s();
+            if (m && m->db_id && mx_time_s() - a->gen.last_db_update > 1.0) {
+                a->gen.last_db_update = mx_time_s();
                 struct mx_err err = {0};
-                int rc = mx_db_msg_update(a->db, m->db_id, m->text, a->gen_pieces, &err);
+                int rc = mx_db_msg_update(a->store.db, m->db_id, m->text, a->gen.pieces, &err);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
             }
-            a->gen_pieces++;
-            double dt = mx_time_s() - a->gen_t0;
+            a->gen.pieces++;
+            double dt = mx_time_s() - a->gen.t0;
             if (dt > 0.2)
-                a->tok_s = a->gen_pieces / dt;
+                a->gen.tok_s = a->gen.pieces / dt;
             break;
         case MX_EV_PROGRESS: {
             /* a bar with an ETA from the rate so far: long histories take minutes on a CPU */
-            if (ev.a <= 0 || a->prog_t0 <= 0)
-                a->prog_t0 = mx_time_s();
-            double frac = ev.b > 0 ? ev.a / ev.b : 0, el = mx_time_s() - a->prog_t0;
+            if (ev.a <= 0 || a->status.prog_t0 <= 0)
+                a->status.prog_t0 = mx_time_s();
+            double frac = ev.b > 0 ? ev.a / ev.b : 0, el = mx_time_s() - a->status.prog_t0;
             char bar[64] = "", eta[32] = "";
             int fill = (int)(frac * 20 + 0.5);
             size_t o = 0;
@@ -713,36 +713,36 @@ static void handle_events(struct app *a) {
             mx_app_notice(a, false, "%s %s %.0f/%.0f%s (Esc cancels)", ev.text ? ev.text : "",
                           bar, ev.a, ev.b, eta);
             if (ev.a >= ev.b)
-                a->prog_t0 = 0;
+                a->status.prog_t0 = 0;
             break;
         }
         case MX_EV_STATS:
             if (ev.a > 0)
-                a->tok_s = ev.a;
+                a->gen.tok_s = ev.a;
             if (ev.b > 0)
-                a->ctx_used = (int)ev.b;
+                a->gen.ctx_used = (int)ev.b;
             break;
         case MX_EV_NOTICE:
             mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
-            if (a->loading) {
+            if (a->load.busy) {
                 finish_load(a, ev.code, ev.text);
                 break;
             }
-            a->generating = false;
+            a->gen.busy = false;
             struct mx_engine_llm_stats lst;
             if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0)
-                a->ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
+                a->gen.ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
             if (m)
                 m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
                                                                              : MSG_FAILED;
             if (m && m->db_id) {
                 char timings[128];
                 snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f, \"seconds\": %.3f}",
-                         a->tok_s, mx_time_s() - a->gen_t0);
+                         a->gen.tok_s, mx_time_s() - a->gen.t0);
                 struct mx_err err = {0};
-                int rc = mx_db_msg_finish(a->db, m->db_id, m->text, a->gen_pieces, timings,
+                int rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
                                           ev.code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
@@ -784,7 +784,7 @@ static void start_load(struct app *a, const char *path) {
         mx_app_notice(a, true, "this build cannot load models (the LLM engine is not in it)");
         return;
     }
-    if (a->generating || a->loading) {
+    if (a->gen.busy || a->load.busy) {
         mx_app_notice(a, true, "busy: wait for the current answer or load to finish");
         return;
     }
@@ -795,24 +795,24 @@ static void start_load(struct app *a, const char *path) {
         mx_app_notice(a, true, "could not start loading");
         return;
     }
-    a->loading = true;
+    a->load.busy = true;
 }
 
 /* The load job ended: switch engines, or say why not. */
 static void finish_load(struct app *a, int code, const char *msg) {
-    a->loading = false;
+    a->load.busy = false;
     if (code != 0 || !g_load.result) {
         mx_app_notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
         return;
     }
     snapshot_save(a);
-    if (a->owned_engine)
-        a->owned_engine->free(a->owned_engine);
-    a->owned_engine = a->o.engine = g_load.result;
+    if (a->load.owned)
+        a->load.owned->free(a->load.owned);
+    a->load.owned = a->o.engine = g_load.result;
     g_load.result = NULL;
     a->o.model_path = g_load.path; /* kept alive in g_load until exit */
-    a->picker = false;
-    a->ctx_used = 0;
+    a->pick.open = false;
+    a->gen.ctx_used = 0;
     const char *warn = mx_engine_llm_warning(a->o.engine);
     if (warn && warn[0])
         mx_app_notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
@@ -822,7 +822,7 @@ static void finish_load(struct app *a, int code, const char *msg) {
 }
 
 static void stop_generation(struct app *a) {
-    if (a->generating)
+    if (a->gen.busy)
         mx_worker_cancel(a->w);
 }
 
@@ -835,7 +835,7 @@ void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc) {
 }
 
 static bool store_writable(const struct app *a) {
-    return a->db && !mx_db_readonly(a->db);
+    return a->store.db && !mx_db_readonly(a->store.db);
 }
 
 static void settings_json(const struct app *a, char *buf, size_t size) {
@@ -867,13 +867,13 @@ static void settings_from_json(struct app *a, const char *text) {
 }
 
 int mx_app_ensure_session(struct app *a) {
-    if (a->session || !store_writable(a))
-        return a->session ? 0 : -1;
+    if (a->store.session || !store_writable(a))
+        return a->store.session ? 0 : -1;
     struct mx_err err = {0};
     char js[256];
     settings_json(a, js, sizeof js);
     const char *model = a->o.model_path ? a->o.model_path : NULL;
-    int rc = mx_db_session_create(a->db, NULL, model, NULL, NULL, js, &a->session, &err);
+    int rc = mx_db_session_create(a->store.db, NULL, model, NULL, NULL, js, &a->store.session, &err);
     if (rc != 0) {
         mx_app_store_warn(a, &err, rc);
         return rc;
@@ -882,21 +882,21 @@ int mx_app_ensure_session(struct app *a) {
 }
 
 static void store_settings(struct app *a) {
-    if (!a->session || !store_writable(a))
+    if (!a->store.session || !store_writable(a))
         return;
     char js[256];
     settings_json(a, js, sizeof js);
     struct mx_err err = {0};
-    int rc = mx_db_session_set_model(a->db, a->session, NULL, NULL, NULL, js, &err);
+    int rc = mx_db_session_set_model(a->store.db, a->store.session, NULL, NULL, NULL, js, &err);
     if (rc != 0)
         mx_app_store_warn(a, &err, rc);
 }
 
 static void refresh_title(struct app *a) {
-    a->title[0] = '\0';
+    a->store.title[0] = '\0';
     struct mx_session s;
-    if (a->db && a->session && mx_db_session_get(a->db, a->session, &s, NULL) == 0) {
-        snprintf(a->title, sizeof a->title, "%s", s.title);
+    if (a->store.db && a->store.session && mx_db_session_get(a->store.db, a->store.session, &s, NULL) == 0) {
+        snprintf(a->store.title, sizeof a->store.title, "%s", s.title);
         mx_session_deinit(&s);
     }
 }
@@ -906,12 +906,12 @@ static void refresh_title(struct app *a) {
  * with this model (else the next answer re-prefills, with progress). Only between jobs: the
  * engine belongs to the worker while one runs. The scripted engine answers MX_EINVAL: ignored. */
 static void snapshot_save(struct app *a) {
-    if (!a->o.engine || !a->session || a->generating || a->loading ||
+    if (!a->o.engine || !a->store.session || a->gen.busy || a->load.busy ||
         !mx_engine_llm_template(a->o.engine))
         return;
     char path[4200], dir[4096];
     struct mx_err err = {0};
-    if (mx_kvsnap_path(path, sizeof path, a->session, &err) != 0)
+    if (mx_kvsnap_path(path, sizeof path, a->store.session, &err) != 0)
         return;
     int rc = mx_engine_llm_save(a->o.engine, path, &err);
     if (rc != 0 && rc != MX_EINVAL) {
@@ -923,16 +923,16 @@ static void snapshot_save(struct app *a) {
 }
 
 static void snapshot_load(struct app *a) {
-    if (!a->o.engine || !a->session || !mx_engine_llm_template(a->o.engine))
+    if (!a->o.engine || !a->store.session || !mx_engine_llm_template(a->o.engine))
         return;
     char path[4200];
     struct mx_err err = {0};
-    if (mx_kvsnap_path(path, sizeof path, a->session, &err) != 0)
+    if (mx_kvsnap_path(path, sizeof path, a->store.session, &err) != 0)
         return;
     int rc = mx_engine_llm_load(a->o.engine, path, &err);
     struct mx_engine_llm_stats lst;
     if (rc == 0 && mx_engine_llm_stats(a->o.engine, &lst) == 0)
-        a->ctx_used = (int)lst.n_cached;
+        a->gen.ctx_used = (int)lst.n_cached;
     if (rc == 0)
         mx_app_notice(a, false, "resumed from the KV snapshot: no re-processing needed");
     else if (rc != MX_ENOENT)
@@ -943,16 +943,16 @@ static void snapshot_load(struct app *a) {
 static int load_session(struct app *a, int64_t id) {
     struct mx_msg_list l;
     struct mx_err err = {0};
-    int rc = mx_db_active_path(a->db, id, &l, &err);
+    int rc = mx_db_active_path(a->store.db, id, &l, &err);
     if (rc != 0) {
         mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return rc;
     }
-    bool switching = a->session != id;
+    bool switching = a->store.session != id;
     if (switching)
         snapshot_save(a);
     conversation_clear(a);
-    a->session = id;
+    a->store.session = id;
     for (size_t i = 0; i < l.n; i++) {
         const struct mx_msg *dm = &l.v[i];
         enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE : MSG_STOPPED;
@@ -965,22 +965,22 @@ static int load_session(struct app *a, int64_t id) {
     }
     mx_msg_list_free(&l);
     struct mx_db_image_list imgs;
-    if (mx_db_image_list(a->db, id, &imgs, NULL) == 0) {
+    if (mx_db_image_list(a->store.db, id, &imgs, NULL) == 0) {
         for (size_t k = 0; k < imgs.n; k++)
-            for (int i = 0; i < a->n_msgs; i++)
-                if (imgs.v[k].message && a->msgs[i].db_id == imgs.v[k].message &&
-                    !a->msgs[i].image)
-                    a->msgs[i].image = strdup(imgs.v[k].path);
+            for (int i = 0; i < a->conv.n_msgs; i++)
+                if (imgs.v[k].message && a->conv.msgs[i].db_id == imgs.v[k].message &&
+                    !a->conv.msgs[i].image)
+                    a->conv.msgs[i].image = strdup(imgs.v[k].path);
         mx_db_image_list_free(&imgs);
     }
     struct mx_session s;
-    if (mx_db_session_get(a->db, id, &s, NULL) == 0) {
+    if (mx_db_session_get(a->store.db, id, &s, NULL) == 0) {
         settings_from_json(a, s.sampling);
         mx_session_deinit(&s);
     }
     refresh_title(a);
     if (switching) {
-        a->ctx_used = 0; /* the other session's cache is not this one's */
+        a->gen.ctx_used = 0; /* the other session's cache is not this one's */
         snapshot_load(a);
     }
     return 0;
@@ -989,8 +989,8 @@ static int load_session(struct app *a, int64_t id) {
 /* After a store operation that moved the active leaf: re-read the branch so sibling counts
  * ("2/3") are current, keeping what is on screen if that fails. */
 static void reload_session(struct app *a) {
-    if (a->db && a->session && !a->generating)
-        load_session(a, a->session);
+    if (a->store.db && a->store.session && !a->gen.busy)
+        load_session(a, a->store.session);
 }
 
 /* ---- slash commands ----------------------------------------------------------------------- */
@@ -1007,7 +1007,7 @@ static void cmd_quit(struct app *a, const char *arg) {
 /* /new and /clear: leave the current session (saved in history, its KV cache snapshotted) and
  * start an empty conversation; the next message creates a new session. */
 static void start_fresh(struct app *a, const char *what) {
-    if (a->generating) {
+    if (a->gen.busy) {
         mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
@@ -1015,9 +1015,9 @@ static void start_fresh(struct app *a, const char *what) {
     if (a->o.engine && mx_engine_llm_template(a->o.engine))
         mx_engine_llm_clear(a->o.engine);
     conversation_clear(a);
-    a->ctx_used = 0;
-    a->session = 0;
-    a->title[0] = '\0';
+    a->gen.ctx_used = 0;
+    a->store.session = 0;
+    a->store.title[0] = '\0';
     mx_app_notice(a, false, "%s", what);
 }
 
@@ -1028,7 +1028,7 @@ static void cmd_clear(struct app *a, const char *arg) {
 
 static void cmd_stop(struct app *a, const char *arg) {
     (void)arg;
-    if (!a->generating)
+    if (!a->gen.busy)
         mx_app_notice(a, false, "nothing is being generated");
     stop_generation(a);
 }
@@ -1036,7 +1036,7 @@ static void cmd_stop(struct app *a, const char *arg) {
 static void cmd_theme(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
         mx_app_notice(a, false, "theme: %s (dark, light, high-contrast, basic16 or your own)",
-               a->theme_name);
+               a->style.theme_name);
         return;
     }
     struct mx_theme t;
@@ -1045,16 +1045,16 @@ static void cmd_theme(struct app *a, const char *arg) {
         mx_app_notice(a, true, "%s", err.msg);
         return;
     }
-    a->theme = t;
-    snprintf(a->theme_name, sizeof a->theme_name, "%s", arg);
+    a->style.theme = t;
+    snprintf(a->style.theme_name, sizeof a->style.theme_name, "%s", arg);
     apply_theme(a);
     mx_app_notice(a, false, "theme %s", arg);
 }
 
 static void cmd_system(struct app *a, const char *arg) {
-    free(a->system_prompt);
-    a->system_prompt = arg && arg[0] ? strdup(arg) : NULL;
-    mx_app_notice(a, false, a->system_prompt ? "system prompt set" : "system prompt cleared");
+    free(a->conv.system_prompt);
+    a->conv.system_prompt = arg && arg[0] ? strdup(arg) : NULL;
+    mx_app_notice(a, false, a->conv.system_prompt ? "system prompt set" : "system prompt cleared");
 }
 
 static int parse_float_arg(struct app *a, const char *name, const char *arg, float lo, float hi,
@@ -1106,50 +1106,50 @@ static void cmd_ctx(struct app *a, const char *arg) {
 
 static void cmd_regen(struct app *a, const char *arg) {
     (void)arg;
-    if (a->generating)
+    if (a->gen.busy)
         return;
-    int last = a->n_msgs - 1;
-    while (last >= 0 && a->msgs[last].state == MSG_NOTICE)
+    int last = a->conv.n_msgs - 1;
+    while (last >= 0 && a->conv.msgs[last].state == MSG_NOTICE)
         last--;
-    if (last < 0 || a->msgs[last].role != MX_ROLE_ASSISTANT) {
+    if (last < 0 || a->conv.msgs[last].role != MX_ROLE_ASSISTANT) {
         mx_app_notice(a, true, "/regen: no answer to regenerate");
         return;
     }
     /* the new answer is a sibling of the old one: continue from the user message before it */
-    if (a->db && a->session && last > 0 && a->msgs[last - 1].db_id) {
+    if (a->store.db && a->store.session && last > 0 && a->conv.msgs[last - 1].db_id) {
         struct mx_err err = {0};
-        int rc = mx_db_set_leaf(a->db, a->session, a->msgs[last - 1].db_id, &err);
+        int rc = mx_db_set_leaf(a->store.db, a->store.session, a->conv.msgs[last - 1].db_id, &err);
         if (rc != 0)
             mx_app_store_warn(a, &err, rc);
     }
-    msg_free(&a->msgs[last]);
-    memmove(&a->msgs[last], &a->msgs[last + 1], (size_t)(a->n_msgs - last - 1) * sizeof *a->msgs);
-    a->n_msgs--;
+    msg_free(&a->conv.msgs[last]);
+    memmove(&a->conv.msgs[last], &a->conv.msgs[last + 1], (size_t)(a->conv.n_msgs - last - 1) * sizeof *a->conv.msgs);
+    a->conv.n_msgs--;
     start_generation(a);
 }
 
 static void cmd_edit(struct app *a, const char *arg) {
     (void)arg;
-    if (a->generating)
+    if (a->gen.busy)
         return;
-    for (int i = a->n_msgs - 1; i >= 0; i--) {
-        if (a->msgs[i].role != MX_ROLE_USER)
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
+        if (a->conv.msgs[i].role != MX_ROLE_USER)
             continue;
-        rl_replace_line(a->msgs[i].text, 0);
+        rl_replace_line(a->conv.msgs[i].text, 0);
         rl_point = rl_end;
         /* the edited message becomes a sibling of this one: continue from its parent */
         struct mx_msg dm;
-        if (a->db && a->session && a->msgs[i].db_id &&
-            mx_db_msg_get(a->db, a->msgs[i].db_id, &dm, NULL) == 0) {
+        if (a->store.db && a->store.session && a->conv.msgs[i].db_id &&
+            mx_db_msg_get(a->store.db, a->conv.msgs[i].db_id, &dm, NULL) == 0) {
             struct mx_err err = {0};
-            int rc = mx_db_set_leaf(a->db, a->session, dm.parent, &err);
+            int rc = mx_db_set_leaf(a->store.db, a->store.session, dm.parent, &err);
             if (rc != 0)
                 mx_app_store_warn(a, &err, rc);
             mx_msg_deinit(&dm);
         }
-        for (int j = i; j < a->n_msgs; j++)
-            msg_free(&a->msgs[j]);
-        a->n_msgs = i;
+        for (int j = i; j < a->conv.n_msgs; j++)
+            msg_free(&a->conv.msgs[j]);
+        a->conv.n_msgs = i;
         mx_app_notice(a, false, "editing your last message: Enter sends it again");
         return;
     }
@@ -1178,8 +1178,8 @@ static void osc52_copy(const char *text, size_t len) {
 
 static void cmd_copy(struct app *a, const char *arg) {
     (void)arg;
-    for (int i = a->n_msgs - 1; i >= 0; i--) {
-        struct msg *m = &a->msgs[i];
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
+        struct msg *m = &a->conv.msgs[i];
         if (m->role != MX_ROLE_ASSISTANT)
             continue;
         if (!m->r_valid)
@@ -1212,10 +1212,10 @@ static void cmd_export(struct app *a, const char *arg) {
         mx_app_notice(a, true, "/export: %s: %s", path, strerror(errno));
         return;
     }
-    if (a->system_prompt)
-        fprintf(f, "## System\n\n%s\n\n", a->system_prompt);
-    for (int i = 0; i < a->n_msgs; i++) {
-        const struct msg *m = &a->msgs[i];
+    if (a->conv.system_prompt)
+        fprintf(f, "## System\n\n%s\n\n", a->conv.system_prompt);
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        const struct msg *m = &a->conv.msgs[i];
         if (m->state == MSG_NOTICE)
             continue;
         fprintf(f, "## %s%s\n\n%s\n\n", role_label(m), m->state == MSG_STOPPED ? " (stopped)" : "",
@@ -1239,37 +1239,37 @@ static void cmd_image(struct app *a, const char *arg) {
 }
 
 static void sidebar_refresh(struct app *a) {
-    mx_session_list_free(&a->sessions);
-    memset(&a->sessions, 0, sizeof a->sessions);
-    if (a->db)
-        mx_db_session_list(a->db, 500, &a->sessions, NULL);
-    if (a->sel >= (int)a->sessions.n)
-        a->sel = a->sessions.n ? (int)a->sessions.n - 1 : 0;
-    if (a->sel < 0)
-        a->sel = 0;
+    mx_session_list_free(&a->side.sessions);
+    memset(&a->side.sessions, 0, sizeof a->side.sessions);
+    if (a->store.db)
+        mx_db_session_list(a->store.db, 500, &a->side.sessions, NULL);
+    if (a->side.sel >= (int)a->side.sessions.n)
+        a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
+    if (a->side.sel < 0)
+        a->side.sel = 0;
 }
 
 static void cmd_sessions(struct app *a, const char *arg) {
     (void)arg;
-    if (!a->db) {
+    if (!a->store.db) {
         mx_app_notice(a, true, "no history database: sessions are not saved");
         return;
     }
-    a->sidebar = true;
-    a->sidebar_focus = true;
+    a->side.open = true;
+    a->side.focus = true;
     sidebar_refresh(a);
-    for (size_t i = 0; i < a->sessions.n; i++)
-        if (a->sessions.v[i].id == a->session)
-            a->sel = (int)i;
+    for (size_t i = 0; i < a->side.sessions.n; i++)
+        if (a->side.sessions.v[i].id == a->store.session)
+            a->side.sel = (int)i;
     mx_app_notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
 }
 
 static void cmd_resume(struct app *a, const char *arg) {
-    if (!a->db) {
+    if (!a->store.db) {
         mx_app_notice(a, true, "no history database: sessions are not saved");
         return;
     }
-    if (a->generating) {
+    if (a->gen.busy) {
         mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
@@ -1279,7 +1279,7 @@ static void cmd_resume(struct app *a, const char *arg) {
     }
     int64_t id;
     struct mx_err err = {0};
-    int rc = mx_db_session_find(a->db, arg, &id, &err);
+    int rc = mx_db_session_find(a->store.db, arg, &id, &err);
     if (rc != 0) {
         mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return;
@@ -1289,13 +1289,13 @@ static void cmd_resume(struct app *a, const char *arg) {
 }
 
 static void cmd_search(struct app *a, const char *arg) {
-    if (!a->db || !arg || !arg[0]) {
-        mx_app_notice(a, true, a->db ? "/search takes words to look for" : "no history database");
+    if (!a->store.db || !arg || !arg[0]) {
+        mx_app_notice(a, true, a->store.db ? "/search takes words to look for" : "no history database");
         return;
     }
     struct mx_db_hit_list hits;
     struct mx_err err = {0};
-    int rc = mx_db_search(a->db, arg, 20, &hits, &err);
+    int rc = mx_db_search(a->store.db, arg, 20, &hits, &err);
     if (rc != 0) {
         mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
         return;
@@ -1308,7 +1308,7 @@ static void cmd_search(struct app *a, const char *arg) {
                               (long long)hits.v[i].session, hits.v[i].snippet);
     mx_db_hit_list_free(&hits);
     mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
-    a->scroll = 0;
+    a->conv.scroll = 0;
 }
 
 static void cmd_model(struct app *a, const char *arg) {
@@ -1335,7 +1335,7 @@ static void cmd_title(struct app *a, const char *arg) {
         return;
     }
     struct mx_err err = {0};
-    int rc = mx_db_session_rename(a->db, a->session, arg, &err);
+    int rc = mx_db_session_rename(a->store.db, a->store.session, arg, &err);
     if (rc != 0) {
         mx_app_store_warn(a, &err, rc);
         return;
@@ -1426,22 +1426,22 @@ static void cmd_help(struct app *a, const char *arg) {
     KEY_ACTIONS(HELP_KEY)
 #undef HELP_KEY
     mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
-    a->scroll = 0;
+    a->conv.scroll = 0;
 }
 
 static int act_scroll_up(int count, int key) {
     (void)count;
     (void)key;
-    g_app->scroll += LINES > 8 ? LINES / 2 : 4;
+    g_app->conv.scroll += LINES > 8 ? LINES / 2 : 4;
     return 0;
 }
 
 static int act_scroll_down(int count, int key) {
     (void)count;
     (void)key;
-    g_app->scroll -= LINES > 8 ? LINES / 2 : 4;
-    if (g_app->scroll < 0)
-        g_app->scroll = 0;
+    g_app->conv.scroll -= LINES > 8 ? LINES / 2 : 4;
+    if (g_app->conv.scroll < 0)
+        g_app->conv.scroll = 0;
     return 0;
 }
 
@@ -1456,7 +1456,7 @@ static int act_redraw(int count, int key) {
     (void)count;
     (void)key;
     clearok(curscr, TRUE);
-    g_app->full_repaint = true;
+    g_app->frame.full_repaint = true;
     return 0;
 }
 
@@ -1518,9 +1518,9 @@ static int act_viewer(int count, int key) {
 static int act_sidebar(int count, int key) {
     (void)count;
     (void)key;
-    if (g_app->sidebar) {
-        g_app->sidebar = g_app->sidebar_focus = false;
-        g_app->note[0] = '\0';
+    if (g_app->side.open) {
+        g_app->side.open = g_app->side.focus = false;
+        g_app->status.note[0] = '\0';
     } else {
         cmd_sessions(g_app, NULL);
     }
@@ -1530,16 +1530,16 @@ static int act_sidebar(int count, int key) {
 /* Moves the conversation to the previous/next sibling of the last message that has siblings
  * (a regenerated answer or an edited question), continuing that branch to its newest leaf. */
 static void branch_step(struct app *a, int dir) {
-    if (!a->db || !a->session || a->generating)
+    if (!a->store.db || !a->store.session || a->gen.busy)
         return;
-    for (int i = a->n_msgs - 1; i >= 0; i--) {
-        struct msg *m = &a->msgs[i];
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
+        struct msg *m = &a->conv.msgs[i];
         if (m->sib_count < 2 || !m->db_id)
             continue;
         struct mx_msg_list sibs;
         int idx;
         struct mx_err err = {0};
-        if (mx_db_msg_siblings(a->db, m->db_id, &sibs, &idx, &err) != 0)
+        if (mx_db_msg_siblings(a->store.db, m->db_id, &sibs, &idx, &err) != 0)
             return;
         int to = idx - 1 + dir;
         int64_t target = to >= 0 && to < (int)sibs.n ? sibs.v[to].id : 0;
@@ -1549,9 +1549,9 @@ static void branch_step(struct app *a, int dir) {
             return;
         }
         int64_t leaf;
-        int rc = mx_db_msg_latest_leaf(a->db, target, &leaf, &err);
+        int rc = mx_db_msg_latest_leaf(a->store.db, target, &leaf, &err);
         if (rc == 0)
-            rc = mx_db_set_leaf(a->db, a->session, leaf, &err);
+            rc = mx_db_set_leaf(a->store.db, a->store.session, leaf, &err);
         if (rc != 0) {
             mx_app_store_warn(a, &err, rc);
             return;
@@ -1578,19 +1578,19 @@ static int act_branch_next(int count, int key) {
 
 /* Keys while the sessions list has the focus. Returns bytes consumed. */
 static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
-    if (a->confirm_delete) {
-        a->confirm_delete = false;
-        if (b[0] == 'y' && a->sel < (int)a->sessions.n) {
-            int64_t id = a->sessions.v[a->sel].id;
+    if (a->side.confirm_delete) {
+        a->side.confirm_delete = false;
+        if (b[0] == 'y' && a->side.sel < (int)a->side.sessions.n) {
+            int64_t id = a->side.sessions.v[a->side.sel].id;
             struct mx_err err = {0};
-            int rc = mx_db_session_delete(a->db, id, &err);
+            int rc = mx_db_session_delete(a->store.db, id, &err);
             if (rc != 0) {
                 mx_app_store_warn(a, &err, rc);
             } else {
-                if (id == a->session) {
+                if (id == a->store.session) {
                     conversation_clear(a);
-                    a->session = 0;
-                    a->title[0] = '\0';
+                    a->store.session = 0;
+                    a->store.title[0] = '\0';
                 }
                 mx_app_notice(a, false, "session deleted");
             }
@@ -1601,51 +1601,51 @@ static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
         return 1;
     }
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
-        a->sel += b[2] == 'A' ? -1 : 1;
-        if (a->sel < 0)
-            a->sel = 0;
-        if (a->sel >= (int)a->sessions.n)
-            a->sel = a->sessions.n ? (int)a->sessions.n - 1 : 0;
+        a->side.sel += b[2] == 'A' ? -1 : 1;
+        if (a->side.sel < 0)
+            a->side.sel = 0;
+        if (a->side.sel >= (int)a->side.sessions.n)
+            a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
         return 3;
     }
     if (n >= 3 && b[0] == 0x1b && b[1] == 'O' && b[2] == 'Q') { /* F2 closes */
-        a->sidebar = a->sidebar_focus = false;
+        a->side.open = a->side.focus = false;
         return 3;
     }
     switch (b[0]) {
     case '\r':
     case '\n':
-        if (a->sel < (int)a->sessions.n && !a->generating) {
-            load_session(a, a->sessions.v[a->sel].id);
-            a->sidebar_focus = false;
+        if (a->side.sel < (int)a->side.sessions.n && !a->gen.busy) {
+            load_session(a, a->side.sessions.v[a->side.sel].id);
+            a->side.focus = false;
             if (COLS < 70)
-                a->sidebar = false;
-            mx_app_notice(a, false, "resumed: %s", a->title[0] ? a->title : "(untitled)");
+                a->side.open = false;
+            mx_app_notice(a, false, "resumed: %s", a->store.title[0] ? a->store.title : "(untitled)");
         }
         break;
     case 'n':
         cmd_new(a, NULL);
-        a->sidebar_focus = false;
+        a->side.focus = false;
         break;
     case 'd':
-        if (a->sessions.n)
-            a->confirm_delete = true;
+        if (a->side.sessions.n)
+            a->side.confirm_delete = true;
         break;
     case 'r':
-        if (a->sel < (int)a->sessions.n && !a->generating) {
-            load_session(a, a->sessions.v[a->sel].id);
+        if (a->side.sel < (int)a->side.sessions.n && !a->gen.busy) {
+            load_session(a, a->side.sessions.v[a->side.sel].id);
             rl_replace_line("/title ", 0);
             rl_point = rl_end;
-            a->sidebar_focus = false;
+            a->side.focus = false;
         }
         break;
     case '\t':
     case 'q':
     case 0x1b:
-        a->sidebar_focus = false;
-        a->note[0] = '\0';
+        a->side.focus = false;
+        a->status.note[0] = '\0';
         if (COLS < 70)
-            a->sidebar = false;
+            a->side.open = false;
         break;
     default:
         break;
@@ -1657,7 +1657,7 @@ static size_t sidebar_key(struct app *a, const unsigned char *b, size_t n) {
 
 static int rl_getc_hook(FILE *f) {
     (void)f;
-    return g_app->rl_char;
+    return g_app->rl.ch;
 }
 
 static int rl_input_available(void) {
@@ -1695,15 +1695,15 @@ static void submit(struct app *a, char *line) {
         mx_app_notice(a, true, "unknown command %s (see /help)", name);
         return;
     }
-    if (a->generating) {
+    if (a->gen.busy) {
         mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
         return;
     }
-    a->note[0] = '\0';
+    a->status.note[0] = '\0';
     int64_t id = 0;
     if (mx_app_ensure_session(a) == 0) {
         struct mx_err err = {0};
-        int rc = mx_db_msg_append(a->db, a->session, MX_DB_PARENT_LEAF, MX_ROLE_USER, line, 0,
+        int rc = mx_db_msg_append(a->store.db, a->store.session, MX_DB_PARENT_LEAF, MX_ROLE_USER, line, 0,
                                   NULL, &id, &err);
         if (rc != 0)
             mx_app_store_warn(a, &err, rc);
@@ -1711,7 +1711,7 @@ static void submit(struct app *a, char *line) {
     struct msg *m = mx_app_msg_add(a, MX_ROLE_USER, MSG_DONE, line);
     if (m)
         m->db_id = id;
-    if (!a->title[0])
+    if (!a->store.title[0])
         refresh_title(a);
     start_generation(a);
 }
@@ -1773,8 +1773,8 @@ static void readline_init(struct app *a) {
     rl_outstream = fopen("/dev/null", "w"); /* readline must never write to the screen itself */
     char dir[4096];
     if (mx_path_data_dir(dir, sizeof dir, NULL) == 0) {
-        snprintf(a->history_path, sizeof a->history_path, "%s/input_history", dir);
-        read_history(a->history_path);
+        snprintf(a->rl.history_path, sizeof a->rl.history_path, "%s/input_history", dir);
+        read_history(a->rl.history_path);
     }
     rl_callback_handler_install("", rl_line_handler);
 #define BIND_KEY(f, seq, keyname, help) rl_bind_keyseq(seq, f);
@@ -1784,11 +1784,11 @@ static void readline_init(struct app *a) {
 
 static void readline_deinit(struct app *a) {
     rl_callback_handler_remove();
-    if (a->history_path[0]) {
+    if (a->rl.history_path[0]) {
         char dir[4096];
         if (mx_path_data_dir(dir, sizeof dir, NULL) == 0 && mx_mkdir_p(dir, NULL) == 0) {
             stifle_history(2000);
-            write_history(a->history_path);
+            write_history(a->rl.history_path);
         }
     }
     if (rl_outstream && rl_outstream != stdout) {
@@ -1798,43 +1798,43 @@ static void readline_deinit(struct app *a) {
 }
 
 static void feed_readline(struct app *a, unsigned char c) {
-    a->rl_char = c;
+    a->rl.ch = c;
     rl_callback_read_char();
 }
 
 /* ---- input -------------------------------------------------------------------------------- */
 
 static void paste_finish(struct app *a) {
-    for (size_t i = 0; i < a->paste_len; i++)
-        if (a->paste[i] == '\r')
-            a->paste[i] = '\n';
-    if (a->paste_len) {
-        a->paste[a->paste_len] = '\0';
-        rl_insert_text(a->paste);
+    for (size_t i = 0; i < a->paste.len; i++)
+        if (a->paste.buf[i] == '\r')
+            a->paste.buf[i] = '\n';
+    if (a->paste.len) {
+        a->paste.buf[a->paste.len] = '\0';
+        rl_insert_text(a->paste.buf);
     }
-    a->paste_len = 0;
-    a->in_paste = false;
+    a->paste.len = 0;
+    a->paste.active = false;
 }
 
 static void paste_add(struct app *a, const char *s, size_t n) {
-    if (a->paste_len + n + 1 > a->paste_cap) {
-        size_t cap = (a->paste_len + n + 1) * 2;
+    if (a->paste.len + n + 1 > a->paste.cap) {
+        size_t cap = (a->paste.len + n + 1) * 2;
         if (cap > (16u << 20)) /* a 16 MiB paste is plenty; ignore the rest */
             return;
-        char *p = realloc(a->paste, cap);
+        char *p = realloc(a->paste.buf, cap);
         if (!p)
             return;
-        a->paste = p;
-        a->paste_cap = cap;
+        a->paste.buf = p;
+        a->paste.cap = cap;
     }
-    memcpy(a->paste + a->paste_len, s, n);
-    a->paste_len += n;
+    memcpy(a->paste.buf + a->paste.len, s, n);
+    a->paste.len += n;
 }
 
 static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
     static const char paste_start[] = "\033[200~", paste_end[] = "\033[201~";
     for (size_t i = 0; i < n;) {
-        if (a->in_paste) {
+        if (a->paste.active) {
             const unsigned char *e = memmem(buf + i, n - i, paste_end, 6);
             size_t upto = e ? (size_t)(e - buf) : n;
             paste_add(a, (const char *)buf + i, upto - i);
@@ -1845,29 +1845,29 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
             continue;
         }
         if (n - i >= 6 && !memcmp(buf + i, paste_start, 6)) {
-            a->in_paste = true;
+            a->paste.active = true;
             i += 6;
             continue;
         }
-        if (a->viewer >= 0) { /* any key closes the full-screen image */
-            a->viewer = -1;
-            a->full_repaint = true;
+        if (a->gal.viewer >= 0) { /* any key closes the full-screen image */
+            a->gal.viewer = -1;
+            a->frame.full_repaint = true;
             clearok(curscr, TRUE);
             i = n;
             continue;
         }
-        if (a->gallery) {
+        if (a->gal.open) {
             size_t used = mx_app_gallery_key(a, buf + i, n - i);
             if (used) {
                 i += used;
                 continue;
             }
         }
-        if (a->picker && !a->loading) {
+        if (a->pick.open && !a->load.busy) {
             i += picker_key(a, buf + i, n - i);
             continue;
         }
-        if (a->sidebar_focus) {
+        if (a->side.focus) {
             i += sidebar_key(a, buf + i, n - i);
             continue;
         }
@@ -1877,14 +1877,14 @@ static void handle_input(struct app *a, const unsigned char *buf, size_t n) {
              * sequence in readline */
             struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
             if (poll(&p, 1, 30) <= 0) {
-                if (a->generating)
+                if (a->gen.busy)
                     stop_generation(a);
                 i++;
                 continue;
             }
         }
         if (c == 0x03) { /* Ctrl-C: stop the answer, else clear the line */
-            if (a->generating) {
+            if (a->gen.busy) {
                 stop_generation(a);
             } else {
                 rl_replace_line("", 0);
@@ -1917,7 +1917,7 @@ static void handle_resize(void) {
         resizeterm(ws.ws_row, ws.ws_col);
     clearok(curscr, TRUE);
     if (g_app)
-        g_app->full_repaint = true;
+        g_app->frame.full_repaint = true;
 }
 
 int mx_app_run(const struct mx_app_opts *opts) {
@@ -1926,19 +1926,19 @@ int mx_app_run(const struct mx_app_opts *opts) {
     a.settings = opts->settings;
     g_app = &a;
     if (opts->system_prompt)
-        a.system_prompt = strdup(opts->system_prompt);
+        a.conv.system_prompt = strdup(opts->system_prompt);
     struct mx_err err = {0};
-    a.viewer = -1;
-    mx_gfx_detect(opts->graphics, 0, &a.gfx, NULL); /* before curses: it reads the answers */
+    a.gal.viewer = -1;
+    mx_gfx_detect(opts->graphics, 0, &a.img.gfx, NULL); /* before curses: it reads the answers */
     /* no theme asked for: follow the terminal's background (OSC 11) so text stays readable */
     const char *theme = opts->theme;
     if (!theme) {
-        const unsigned char *bg = a.gfx.bg;
-        bool light = a.gfx.bg_known && 299 * bg[0] + 587 * bg[1] + 114 * bg[2] > 128000;
+        const unsigned char *bg = a.img.gfx.bg;
+        bool light = a.img.gfx.bg_known && 299 * bg[0] + 587 * bg[1] + 114 * bg[2] > 128000;
         theme = light ? "light" : "dark";
     }
-    snprintf(a.theme_name, sizeof a.theme_name, "%s", theme);
-    int theme_rc = mx_theme_load(theme, opts->themes_dir, &a.theme, &err);
+    snprintf(a.style.theme_name, sizeof a.style.theme_name, "%s", theme);
+    int theme_rc = mx_theme_load(theme, opts->themes_dir, &a.style.theme, &err);
     if (mx_worker_new(&a.w) != 0) {
         fprintf(stderr, "mixel: cannot start the worker thread\n");
         return 1;
@@ -1970,17 +1970,17 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (!opts->no_history) {
         struct mx_db_opts dbo = {.path = opts->db_path};
         struct mx_err derr = {0};
-        int rc = mx_db_open(&a.db, &dbo, &derr);
+        int rc = mx_db_open(&a.store.db, &dbo, &derr);
         if (rc != 0)
             mx_app_notice(&a, true, "history not saved: %s", mx_err_msg(&derr, rc));
-        else if (mx_db_readonly(a.db))
+        else if (mx_db_readonly(a.store.db))
             mx_app_notice(&a, true, "history is read-only (%s): new messages are not saved",
-                   mx_db_readonly_reason(a.db));
+                   mx_db_readonly_reason(a.store.db));
     }
-    if (a.db && opts->resume) {
+    if (a.store.db && opts->resume) {
         struct mx_session_list l = {0};
         if (!opts->resume[0]) {
-            if (mx_db_session_list(a.db, 1, &l, NULL) == 0 && l.n)
+            if (mx_db_session_list(a.store.db, 1, &l, NULL) == 0 && l.n)
                 load_session(&a, l.v[0].id);
             else
                 mx_app_notice(&a, false, "no saved session to resume yet");
@@ -1997,10 +1997,10 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (!opts->engine && opts->discover) {
         const char *home = getenv("HOME");
         char cwd[4096];
-        if (mx_discover_models(home, getcwd(cwd, sizeof cwd) ? cwd : NULL, &a.models, NULL) == 0 &&
-            a.models.n) {
-            mx_discover_read_meta_all(&a.models);
-            a.picker = true;
+        if (mx_discover_models(home, getcwd(cwd, sizeof cwd) ? cwd : NULL, &a.pick.models, NULL) == 0 &&
+            a.pick.models.n) {
+            mx_discover_read_meta_all(&a.pick.models);
+            a.pick.open = true;
         }
     }
     if (!opts->engine)
@@ -2040,17 +2040,17 @@ int mx_app_run(const struct mx_app_opts *opts) {
     }
     /* an answer still streaming is stopped and stored as partial before the engine goes away:
      * its DONE event finishes the message in the history */
-    if (a.generating || a.loading) {
+    if (a.gen.busy || a.load.busy) {
         stop_generation(&a);
         double t_end = mx_time_s() + 10;
-        while ((a.generating || a.loading) && mx_time_s() < t_end) {
+        while ((a.gen.busy || a.load.busy) && mx_time_s() < t_end) {
             struct pollfd p = {.fd = mx_worker_wake_fd(a.w), .events = POLLIN};
             poll(&p, 1, 100);
             handle_events(&a);
         }
     }
     mx_worker_free(a.w); /* joins the engine thread */
-    a.generating = a.loading = false;
+    a.gen.busy = a.load.busy = false;
     snapshot_save(&a);
     gen_job_release();
     readline_deinit(&a);
@@ -2058,19 +2058,19 @@ int mx_app_run(const struct mx_app_opts *opts) {
     fflush(stdout);
     endwin();
     conversation_clear(&a);
-    mx_session_list_free(&a.sessions);
-    mx_model_list_free(&a.models);
-    free(a.pairs);
-    if (a.owned_engine)
-        a.owned_engine->free(a.owned_engine);
+    mx_session_list_free(&a.side.sessions);
+    mx_model_list_free(&a.pick.models);
+    free(a.img.pairs);
+    if (a.load.owned)
+        a.load.owned->free(a.load.owned);
     if (g_load.result)
         g_load.result->free(g_load.result);
     free(g_load.path);
     memset(&g_load, 0, sizeof g_load);
-    mx_db_close(a.db);
-    free(a.msgs);
-    free(a.system_prompt);
-    free(a.paste);
+    mx_db_close(a.store.db);
+    free(a.conv.msgs);
+    free(a.conv.system_prompt);
+    free(a.paste.buf);
     close(g_winch_pipe[0]);
     close(g_winch_pipe[1]);
     g_winch_pipe[0] = g_winch_pipe[1] = -1;
