@@ -1,6 +1,6 @@
 /* app_int.h - the chat application's state, shared by the files of tui/ that make up the chat
  * (not an API: only they include it). struct app groups its fields by concern, one sub-struct
- * each; commands.c holds the main loop, views, keys and commands; app_images.c the images in the
+ * each; commands.c holds the main loop, views, keys and commands; images.c the images in the
  * conversation, the gallery and the full-screen viewer. */
 #ifndef MX_APP_INT_H
 #define MX_APP_INT_H
