@@ -1,5 +1,5 @@
 /* cmd_chat.c - `mixel` / `mixel chat`: the full-screen chat. Parses options, picks the engine
- * and hands over to the TUI main loop (tui/app.c). */
+ * and hands over to the TUI main loop (tui/loop.c). */
 #include <getopt.h>
 #include <locale.h>
 #include <stdio.h>

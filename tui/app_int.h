@@ -1,7 +1,20 @@
-/* app_int.h - the chat application's state, shared by the files of tui/ that make up the chat
- * (not an API: only they include it). struct app groups its fields by concern, one sub-struct
- * each; commands.c holds the main loop, views, keys and commands; images.c the images in the
- * conversation, the gallery and the full-screen viewer. */
+/* app_int.h - the chat's state, shared by the files of tui/ that make up the chat (not an API:
+ * only they include it). struct app groups its fields by concern, one sub-struct per file that
+ * owns them (conv.c, gen.c, style.c, status.c, readline_glue.c, input.c, store.c, sidebar.c,
+ * picker.c, load.c, images.c, draw.c, gallery.c); each file's functions are in its own header.
+ *
+ * The files depend on each other one way, each only on those in the rows above it:
+ *   conv, style                      the conversation model; colours and the text primitive
+ *   status                           notices, progress, the status bar
+ *   images, store                    images in cells; the history database glue
+ *   load, gallery, sidebar, conv_view
+ *   gen, picker, keys                generation; the model picker; key actions (keys.h table)
+ *   commands                         the slash command table (+ /help from keys.h)
+ *   readline_glue                    readline in callback mode
+ *   input                            the input area; typed bytes to the focused view or readline
+ *   draw                             one frame
+ *   loop                             the main loop (mx_app_run, app.h)
+ */
 #ifndef MX_APP_INT_H
 #define MX_APP_INT_H
 
@@ -163,37 +176,5 @@ struct app {
     struct mx_app_gallery gal;
 };
 
-
-/* A growing byte buffer used as an encoder's sink (mx_image_write_fn). */
-struct mx_app_bytes {
-    char *p;
-    size_t n, cap;
-};
-
-struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
-                           const char *text);
-void mx_app_notice(struct app *a, bool error, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-attr_t mx_app_role_attr(const struct app *a, int role, unsigned extra);
-int mx_app_put_text(struct app *a, int y, int x, const char *s, size_t len, int width, int role,
-                    unsigned attrs);
-void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc);
-int mx_app_ensure_session(struct app *a);
-void mx_app_img_ensure(struct app *a, struct msg *m);
-int mx_app_img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay);
-void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, int width);
-int mx_app_bytes_write(void *ud, const char *buf, size_t n);
-void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n);
-int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
-                        struct mx_app_bytes *b, struct mx_err *err);
-void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows);
-void mx_app_draw_gallery(struct app *a, int top, int height, int width);
-int mx_app_gallery_msg(const struct app *a, int k);
-size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n);
-void mx_app_draw_viewer(struct app *a, int rows, int cols);
-void mx_app_cmd_show(struct app *a, const char *arg);
-void mx_app_cmd_gallery(struct app *a, const char *arg);
-void mx_app_cmd_save(struct app *a, const char *arg);
-void mx_app_show_last_image(struct app *a);
 
 #endif

@@ -1,0 +1,24 @@
+/* conv.h - the conversation model: messages as received, rendered on demand (conv.c). */
+#ifndef MX_TUI_CONV_H
+#define MX_TUI_CONV_H
+
+#include "tui/app_int.h"
+
+/* Appends a message (text copied; NULL: empty). Returns it, valid until the next add, or NULL
+ * when out of memory (nothing added). */
+struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
+                           const char *text);
+/* Appends s to m's text. Returns 0 or MX_ENOMEM (m unchanged). */
+int mx_app_msg_append(struct msg *m, const char *s);
+/* Frees what m owns (m itself is an array slot). */
+void mx_app_msg_free(struct msg *m);
+/* Drops every message and scrolls back to the bottom. */
+void mx_app_conv_clear(struct app *a);
+/* "You", "Assistant", "System", "mixel" (a notice) or "Tool". */
+const char *mx_app_role_label(const struct msg *m);
+/* (Re)renders m for width columns when its text or the width changed (r_valid says if it did). */
+void mx_app_msg_render(struct msg *m, int width);
+/* The message being streamed into, or NULL. */
+struct msg *mx_app_streaming_msg(struct app *a);
+
+#endif

@@ -1,0 +1,107 @@
+/* conv_view.c - the conversation view: each message as a header line ("You", "Assistant", its
+ * branch "◂ 2/3 ▸" and state), its rendered lines, its image rows and a blank separator; short
+ * conversations sit at the bottom next to the input, long ones scroll (PgUp/PgDn).
+ *
+ * Sixels are not drawn here: the rows they take are left blank and their places recorded in
+ * a->frame for draw.c to send after the frame (only when the whole image fits the pane).
+ */
+#include "tui/conv_view.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/base/text.h"
+#include "tui/conv.h"
+#include "tui/images.h"
+#include "tui/style.h"
+
+/* Lines a message takes: header + rendered lines + image rows + a blank separator. */
+static int msg_lines(struct app *a, struct msg *m, int width) {
+    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + mx_app_img_rows(a, m, width, NULL) + 1;
+}
+
+static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0, int width) {
+    if (line == 0) {
+        int role = m->role == MX_ROLE_USER ? MX_ROLE_user
+                   : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_heading : MX_ROLE_muted;
+        const char *label = mx_app_role_label(m);
+        int x = mx_app_put_text(a, y, x0, label, strlen(label), width, role, MX_ATTR_BOLD);
+        if (m->sib_count > 1) {
+            char sib[48];
+            int k = snprintf(sib, sizeof sib, "  \xe2\x97\x82 %d/%d \xe2\x96\xb8", m->sib_index,
+                             m->sib_count); /* ◂ 2/3 ▸ */
+            x += mx_app_put_text(a, y, x0 + x, sib, (size_t)k, width - x, MX_ROLE_muted, 0);
+        }
+        const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
+                          : m->state == MSG_STOPPED ? "  [stopped]"
+                          : m->state == MSG_FAILED  ? "  [failed]" : "";
+        mx_app_put_text(a, y, x0 + x, tag, strlen(tag), width - x,
+                 m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
+        return;
+    }
+    line--;
+    int n_text = m->r_valid ? (int)m->r.n_lines : 0;
+    if (line >= n_text) {
+        if (a->img.gfx.mode == MX_GFX_BLOCKS)
+            mx_app_draw_block_row(a, m, line - n_text, y, x0, width);
+        return;
+    }
+    const struct mx_rline *l = &m->r.lines[line];
+    int x = 0;
+    size_t i = 0;
+    while (i < l->len && x < width) {
+        size_t j = i + 1;
+        while (j < l->len && l->role[j] == l->role[i] && l->attrs[j] == l->attrs[i])
+            j++;
+        x += mx_app_put_text(a, y, x0 + x, l->text + i, j - i, width - x, l->role[i], l->attrs[i]);
+        i = j;
+    }
+}
+
+void mx_app_draw_conversation(struct app *a, int top, int left, int height, int width) {
+    int total = 0;
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        mx_app_msg_render(&a->conv.msgs[i], width);
+        total += msg_lines(a, &a->conv.msgs[i], width);
+    }
+    int max_scroll = total > height ? total - height : 0;
+    if (a->conv.scroll > max_scroll)
+        a->conv.scroll = max_scroll;
+    int first = total - height - a->conv.scroll; /* first visible line index (may be < 0) */
+    int y = top, idx = 0;
+    if (first < 0) {
+        y += -first; /* short conversations sit at the bottom, next to the input */
+        first = 0;
+    }
+    a->frame.n_placed = 0;
+    for (int i = 0; i < a->conv.n_msgs && y < top + height; i++) {
+        struct msg *m = &a->conv.msgs[i];
+        int n = msg_lines(a, m, width);
+        int n_text = m->r_valid ? (int)m->r.n_lines : 0;
+        int n_img = n - n_text - 2;
+        for (int l = 0; l < n && y < top + height; l++, idx++) {
+            if (idx < first)
+                continue;
+            /* a sixel is sent only when the whole image fits the pane (never half an image) */
+            if (n_img > 0 && l == 1 + n_text && y + n_img <= top + height &&
+                a->img.gfx.mode == MX_GFX_SIXEL && a->frame.n_placed < 16) {
+                a->frame.placed[a->frame.n_placed].msg = i;
+                a->frame.placed[a->frame.n_placed].y = y;
+                a->frame.placed[a->frame.n_placed].x = left;
+                a->frame.placed[a->frame.n_placed].rows = n_img;
+                a->frame.placed[a->frame.n_placed].box_cols = width;
+                a->frame.placed[a->frame.n_placed].box_rows = IMAGE_ROWS;
+                a->frame.n_placed++;
+            }
+            if (l < n - 1)
+                draw_msg_line(a, &a->conv.msgs[i], l, y, left, width);
+            y++;
+        }
+    }
+    if (a->conv.scroll > 0) {
+        char more[64];
+        int k = snprintf(more, sizeof more, " \xe2\x86\x93 %d more (PgDn) ", a->conv.scroll);
+        mx_app_put_text(a, top + height - 1, left + width - mx_text_width(more, (size_t)k), more,
+                 (size_t)k, width, MX_ROLE_status, 0);
+    }
+}

@@ -1,0 +1,198 @@
+/* gen.c - generation: a message sent by the user (stored before it shows as sent), the answer
+ * generated on the worker thread and streamed into the conversation from its events (text,
+ * progress, stats, done), saved while it streams so a crash loses at most a second of it.
+ *
+ * The worker runs one job at a time (app/worker.h); this file owns the generation job, load.c the
+ * load job; the end of a load arrives here with the other events and is handed over.
+ */
+#include "tui/gen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/engine_llm.h"
+#include "core/base/err.h"
+#include "core/base/util.h"
+#include "history/db.h"
+#include "tui/conv.h"
+#include "tui/load.h"
+#include "tui/status.h"
+#include "tui/store.h"
+
+struct gen_job {
+    struct mx_engine *engine;
+    struct mx_turn *turns;
+    int n;
+    struct mx_gen_settings settings;
+};
+
+static struct gen_job g_job; /* one job at a time: the worker enforces it */
+
+static void gen_job_fn(struct mx_job *job, void *ud) {
+    struct gen_job *gj = ud;
+    gj->engine->reply(gj->engine, job, gj->turns, gj->n, &gj->settings);
+}
+
+void mx_app_gen_deinit(void) {
+    for (int i = 0; i < g_job.n; i++)
+        free((char *)g_job.turns[i].text);
+    free(g_job.turns);
+    memset(&g_job, 0, sizeof g_job);
+}
+
+/* Starts the answer to the conversation as it stands (the last message is the user's). */
+void mx_app_gen_start(struct app *a) {
+    if (!a->o.engine) {
+        mx_app_notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
+        return;
+    }
+    if (a->gen.busy)
+        return;
+    mx_app_gen_deinit();
+    int n = 0;
+    g_job.turns = calloc((size_t)a->conv.n_msgs + 1, sizeof *g_job.turns);
+    if (!g_job.turns)
+        return;
+    if (a->conv.system_prompt) {
+        g_job.turns[n].role = MX_ROLE_SYSTEM;
+        g_job.turns[n++].text = strdup(a->conv.system_prompt);
+    }
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        const struct msg *m = &a->conv.msgs[i];
+        if (m->state == MSG_NOTICE || m->state == MSG_FAILED || m->role == MX_ROLE_SYSTEM ||
+            m->image)
+            continue;
+        g_job.turns[n].role = m->role;
+        g_job.turns[n++].text = strdup(m->text);
+    }
+    g_job.n = n;
+    g_job.engine = a->o.engine;
+    g_job.settings = a->settings;
+    struct msg *am = mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
+    if (!am)
+        return;
+    if (a->store.session && mx_app_store_writable(a)) {
+        struct mx_err err = {0};
+        int rc = mx_db_msg_begin(a->store.db, a->store.session, MX_DB_PARENT_LEAF,
+                                 MX_ROLE_ASSISTANT, &am->db_id, &err);
+        if (rc != 0)
+            mx_app_store_warn(a, &err, rc);
+    }
+    a->gen.last_db_update = mx_time_s();
+    if (mx_worker_start(a->w, gen_job_fn, &g_job) != 0) {
+        a->conv.msgs[a->conv.n_msgs - 1].state = MSG_FAILED;
+        mx_app_notice(a, true, "could not start the generation thread");
+        return;
+    }
+    a->gen.busy = true;
+    a->gen.t0 = mx_time_s();
+    a->gen.pieces = 0;
+    a->gen.tok_s = 0;
+    a->conv.scroll = 0;
+}
+
+/* Re-reads one stored message's branch position (sibling index/count) into the view. */
+static void refresh_siblings(struct app *a, struct msg *m) {
+    struct mx_msg dm;
+    if (!a->store.db || !m->db_id || mx_db_msg_get(a->store.db, m->db_id, &dm, NULL) != 0)
+        return;
+    m->sib_index = dm.sibling_index;
+    m->sib_count = dm.sibling_count;
+    mx_msg_deinit(&dm);
+}
+
+void mx_app_gen_events(struct app *a) {
+    struct mx_event ev;
+    while (mx_worker_poll(a->w, &ev)) {
+        struct msg *m = mx_app_streaming_msg(a);
+        switch (ev.kind) {
+        case MX_EV_TEXT:
+            if (m && ev.text)
+                mx_app_msg_append(m, ev.text);
+            /* a crash loses at most the last second of an answer */
+            if (m && m->db_id && mx_time_s() - a->gen.last_db_update > 1.0) {
+                a->gen.last_db_update = mx_time_s();
+                struct mx_err err = {0};
+                int rc = mx_db_msg_update(a->store.db, m->db_id, m->text, a->gen.pieces, &err);
+                if (rc != 0)
+                    mx_app_store_warn(a, &err, rc);
+            }
+            a->gen.pieces++;
+            double dt = mx_time_s() - a->gen.t0;
+            if (dt > 0.2)
+                a->gen.tok_s = a->gen.pieces / dt;
+            break;
+        case MX_EV_PROGRESS:
+            mx_app_progress(a, ev.text, ev.a, ev.b);
+            break;
+        case MX_EV_STATS:
+            if (ev.a > 0)
+                a->gen.tok_s = ev.a;
+            if (ev.b > 0)
+                a->gen.ctx_used = (int)ev.b;
+            break;
+        case MX_EV_NOTICE:
+            mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
+            break;
+        case MX_EV_DONE:
+            if (a->load.busy) {
+                mx_app_load_finish(a, ev.code, ev.text);
+                break;
+            }
+            a->gen.busy = false;
+            struct mx_engine_llm_stats lst;
+            if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0)
+                a->gen.ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
+            if (m)
+                m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
+                                                                             : MSG_FAILED;
+            if (m && m->db_id) {
+                char timings[128];
+                snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f, \"seconds\": %.3f}",
+                         a->gen.tok_s, mx_time_s() - a->gen.t0);
+                struct mx_err err = {0};
+                int rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
+                                          ev.code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+                if (rc != 0)
+                    mx_app_store_warn(a, &err, rc);
+                else
+                    refresh_siblings(a, m); /* "2/2" after a regenerate */
+            }
+            if (ev.code == MX_ECANCELED)
+                mx_app_notice(a, false, "stopped: the partial answer is kept");
+            else if (ev.code < 0)
+                mx_app_notice(a, true, "generation failed: %s",
+                       ev.text ? ev.text : mx_strerror(ev.code));
+            break;
+        }
+        free(ev.text);
+    }
+}
+
+void mx_app_gen_stop(struct app *a) {
+    if (a->gen.busy)
+        mx_worker_cancel(a->w);
+}
+
+void mx_app_send(struct app *a, const char *line) {
+    if (a->gen.busy) {
+        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
+    a->status.note[0] = '\0';
+    int64_t id = 0;
+    if (mx_app_ensure_session(a) == 0) {
+        struct mx_err err = {0};
+        int rc = mx_db_msg_append(a->store.db, a->store.session, MX_DB_PARENT_LEAF,
+                                  MX_ROLE_USER, line, 0, NULL, &id, &err);
+        if (rc != 0)
+            mx_app_store_warn(a, &err, rc);
+    }
+    struct msg *m = mx_app_msg_add(a, MX_ROLE_USER, MSG_DONE, line);
+    if (m)
+        m->db_id = id;
+    if (!a->store.title[0])
+        mx_app_store_refresh_title(a);
+    mx_app_gen_start(a);
+}

@@ -1,0 +1,18 @@
+/* gen.h - generation: sending a message, the answer streaming in from the worker (gen.c). */
+#ifndef MX_TUI_GEN_H
+#define MX_TUI_GEN_H
+
+#include "tui/app_int.h"
+
+/* Sends line as the user's message (stored first) and starts the answer. */
+void mx_app_send(struct app *a, const char *line);
+/* Starts the answer to the conversation as it stands (the last message is the user's). */
+void mx_app_gen_start(struct app *a);
+/* Asks the running answer to stop (it ends with MX_ECANCELED, the partial answer kept). */
+void mx_app_gen_stop(struct app *a);
+/* Takes every pending worker event into the view and the history. */
+void mx_app_gen_events(struct app *a);
+/* Frees the last generation job. At exit, after the worker is joined. */
+void mx_app_gen_deinit(void);
+
+#endif

@@ -1,0 +1,79 @@
+/* load.c - loading a model (/model PATH, the picker) on the worker thread, so the screen stays
+ * alive for the seconds a big GGUF takes; on success the new engine replaces the old one, the
+ * session's KV cache saved before and the new engine's snapshot loaded after.
+ */
+#include "tui/load.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/engine_llm.h"
+#include "core/base/err.h"
+#include "tui/status.h"
+#include "tui/store.h"
+
+struct load_job {
+    mx_engine_loader loader;
+    char *path;
+    struct mx_gen_settings settings;
+    struct mx_engine *result;
+};
+
+static struct load_job g_load;
+
+static void load_job_fn(struct mx_job *job, void *ud) {
+    struct load_job *lj = ud;
+    struct mx_err err = {0};
+    mx_job_post(job, MX_EV_NOTICE, "loading the model\xe2\x80\xa6", 0, 0);
+    lj->result = lj->loader(lj->path, &lj->settings, &err);
+    mx_job_done(job, lj->result ? 0 : (err.code ? err.code : MX_EIO), lj->result ? NULL : err.msg);
+}
+
+void mx_app_load_start(struct app *a, const char *path) {
+    if (!a->o.load_engine) {
+        mx_app_notice(a, true, "this build cannot load models (the LLM engine is not in it)");
+        return;
+    }
+    if (a->gen.busy || a->load.busy) {
+        mx_app_notice(a, true, "busy: wait for the current answer or load to finish");
+        return;
+    }
+    free(g_load.path);
+    g_load = (struct load_job){.loader = a->o.load_engine, .path = strdup(path),
+                               .settings = a->settings};
+    if (!g_load.path || mx_worker_start(a->w, load_job_fn, &g_load) != 0) {
+        mx_app_notice(a, true, "could not start loading");
+        return;
+    }
+    a->load.busy = true;
+}
+
+/* The load job ended: switch engines, or say why not. */
+void mx_app_load_finish(struct app *a, int code, const char *msg) {
+    a->load.busy = false;
+    if (code != 0 || !g_load.result) {
+        mx_app_notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
+        return;
+    }
+    mx_app_snapshot_save(a);
+    if (a->load.owned)
+        a->load.owned->free(a->load.owned);
+    a->load.owned = a->o.engine = g_load.result;
+    g_load.result = NULL;
+    a->o.model_path = g_load.path; /* kept alive in g_load until exit */
+    a->pick.open = false;
+    a->gen.ctx_used = 0;
+    const char *warn = mx_engine_llm_warning(a->o.engine);
+    if (warn && warn[0])
+        mx_app_notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
+    else
+        mx_app_notice(a, false, "loaded %s", a->o.engine->name);
+    mx_app_snapshot_load(a);
+}
+
+void mx_app_load_deinit(void) {
+    if (g_load.result)
+        g_load.result->free(g_load.result);
+    free(g_load.path);
+    memset(&g_load, 0, sizeof g_load);
+}

@@ -1,0 +1,128 @@
+/* readline_glue.c - GNU readline in callback mode under curses (the way tig embeds it): bytes are
+ * handed over one at a time through the getc hook, readline never touches the terminal (no
+ * prep/deprep, no redisplay, output to /dev/null: the input view draws rl_line_buffer), Enter
+ * hands the line to the slash commands or sends it, Tab completes commands from their table and
+ * paths, several matches show in the status line. The input history persists in the data folder.
+ */
+#include "tui/readline_glue.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "history/paths.h"
+#include "tui/commands.h"
+#include "tui/keys.h"
+#include "tui/status.h"
+
+static struct app *g_app; /* readline's hooks carry no user pointer */
+
+static int rl_getc_hook(FILE *f) {
+    (void)f;
+    return g_app->rl.ch;
+}
+
+int mx_app_rl_input_available(void) {
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+static void rl_redisplay_hook(void) {
+    /* the main loop draws the input area from rl_line_buffer after each batch of keys */
+}
+
+static void rl_prep_noop(int meta) {
+    (void)meta;
+}
+
+static void rl_deprep_noop(void) {}
+
+static void rl_line_handler(char *line) {
+    if (!line) { /* Ctrl-D on an empty line */
+        g_app->quit = true;
+        return;
+    }
+    if (line[0])
+        add_history(line);
+    mx_app_submit(g_app, line);
+    free(line);
+}
+
+static char *slash_generator(const char *text, int state) {
+    static size_t i;
+    if (!state)
+        i = 0;
+    for (const char *n; (n = mx_app_command_name(i)) != NULL;) {
+        i++;
+        if (!strncmp(n, text, strlen(text)))
+            return strdup(n);
+    }
+    return NULL;
+}
+
+static char **complete_hook(const char *text, int start, int end) {
+    (void)end;
+    if (start == 0 && text[0] == '/') {
+        rl_attempted_completion_over = 1;
+        return rl_completion_matches(text, slash_generator);
+    }
+    return NULL; /* readline's file name completion, for /model PATH and the like */
+}
+
+/* Several matches: show them in the status line instead of readline printing to the screen. */
+static void rl_show_matches(char **matches, int n, int max_len) {
+    (void)max_len;
+    char buf[256];
+    size_t o = 0;
+    for (int i = 1; i <= n && o < sizeof buf - 1; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s ", matches[i]);
+    mx_app_notice(g_app, false, "%s", buf);
+}
+
+void mx_app_rl_init(struct app *a) {
+    g_app = a;
+    rl_readline_name = "mixel";
+    rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
+    rl_change_environment = 0;
+    rl_getc_function = rl_getc_hook;
+    rl_input_available_hook = mx_app_rl_input_available;
+    rl_redisplay_function = rl_redisplay_hook;
+    rl_prep_term_function = rl_prep_noop;
+    rl_deprep_term_function = rl_deprep_noop;
+    rl_attempted_completion_function = complete_hook;
+    rl_completion_display_matches_hook = rl_show_matches;
+    rl_outstream = fopen("/dev/null", "w"); /* readline must never write to the screen itself */
+    char dir[4096];
+    if (mx_path_data_dir(dir, sizeof dir, NULL) == 0) {
+        snprintf(a->rl.history_path, sizeof a->rl.history_path, "%s/input_history", dir);
+        read_history(a->rl.history_path);
+    }
+    rl_callback_handler_install("", rl_line_handler);
+    mx_app_keys_bind(a);
+}
+
+void mx_app_rl_deinit(struct app *a) {
+    rl_callback_handler_remove();
+    if (a->rl.history_path[0]) {
+        char dir[4096];
+        if (mx_path_data_dir(dir, sizeof dir, NULL) == 0 && mx_mkdir_p(dir, NULL) == 0) {
+            stifle_history(2000);
+            write_history(a->rl.history_path);
+        }
+    }
+    if (rl_outstream && rl_outstream != stdout) {
+        fclose(rl_outstream);
+        rl_outstream = NULL;
+    }
+}
+
+void mx_app_rl_feed(struct app *a, unsigned char c) {
+    a->rl.ch = c;
+    rl_callback_read_char();
+}

@@ -1,0 +1,154 @@
+/* sidebar.c - the sessions sidebar (F2, /sessions): the saved sessions, newest first, the open
+ * one marked; with the focus, Up/Down select, Enter opens, n starts a new one, d deletes (asks
+ * first), r renames, Tab/Esc give the focus back to typing. Narrow terminals: it takes the pane.
+ */
+#include "tui/sidebar.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <readline/readline.h>
+
+#include "core/base/text.h"
+#include "history/db.h"
+#include "tui/conv.h"
+#include "tui/status.h"
+#include "tui/store.h"
+#include "tui/style.h"
+
+/* The sessions list: newest first, the open one marked, the selection highlighted. */
+void mx_app_draw_sidebar(struct app *a, int top, int height, int width) {
+    const char *head = a->side.confirm_delete ? "Delete? y/n" : "Sessions (F2)";
+    mx_app_put_text(a, top, 0, head, strlen(head), width,
+             a->side.confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
+    int rows = height - 1;
+    int first = a->side.sel >= rows ? a->side.sel - rows + 1 : 0;
+    for (int r = 0; r < rows && first + r < (int)a->side.sessions.n; r++) {
+        const struct mx_session *ss = &a->side.sessions.v[first + r];
+        char line[256], clean[MX_SANITIZE_MAX(256)];
+        snprintf(line, sizeof line, "%s%s", ss->id == a->store.session ? "\xe2\x80\xa2 " : "  ",
+                 ss->title[0] ? ss->title : "(untitled)");
+        size_t n = mx_text_sanitize(line, strlen(line), clean, false);
+        bool sel = first + r == a->side.sel && a->side.focus;
+        if (sel) {
+            attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
+            mvhline(top + 1 + r, 0, ' ', width);
+        }
+        mx_app_put_text(a, top + 1 + r, 0, clean, n, width,
+                        sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
+    }
+    if (!a->side.sessions.n)
+        mx_app_put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
+}
+
+void mx_app_sidebar_refresh(struct app *a) {
+    mx_session_list_free(&a->side.sessions);
+    memset(&a->side.sessions, 0, sizeof a->side.sessions);
+    if (a->store.db)
+        mx_db_session_list(a->store.db, 500, &a->side.sessions, NULL);
+    if (a->side.sel >= (int)a->side.sessions.n)
+        a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
+    if (a->side.sel < 0)
+        a->side.sel = 0;
+}
+
+void mx_app_sidebar_open(struct app *a) {
+    if (!a->store.db) {
+        mx_app_notice(a, true, "no history database: sessions are not saved");
+        return;
+    }
+    a->side.open = true;
+    a->side.focus = true;
+    mx_app_sidebar_refresh(a);
+    for (size_t i = 0; i < a->side.sessions.n; i++)
+        if (a->side.sessions.v[i].id == a->store.session)
+            a->side.sel = (int)i;
+    mx_app_notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
+}
+
+void mx_app_sidebar_toggle(struct app *a) {
+    if (a->side.open) {
+        a->side.open = a->side.focus = false;
+        a->status.note[0] = '\0';
+    } else {
+        mx_app_sidebar_open(a);
+    }
+}
+
+/* Keys while the sessions list has the focus. Returns bytes consumed. */
+size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n) {
+    if (a->side.confirm_delete) {
+        a->side.confirm_delete = false;
+        if (b[0] == 'y' && a->side.sel < (int)a->side.sessions.n) {
+            int64_t id = a->side.sessions.v[a->side.sel].id;
+            struct mx_err err = {0};
+            int rc = mx_db_session_delete(a->store.db, id, &err);
+            if (rc != 0) {
+                mx_app_store_warn(a, &err, rc);
+            } else {
+                if (id == a->store.session) {
+                    mx_app_conv_clear(a);
+                    a->store.session = 0;
+                    a->store.title[0] = '\0';
+                }
+                mx_app_notice(a, false, "session deleted");
+            }
+            mx_app_sidebar_refresh(a);
+        } else {
+            mx_app_notice(a, false, "kept");
+        }
+        return 1;
+    }
+    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
+        a->side.sel += b[2] == 'A' ? -1 : 1;
+        if (a->side.sel < 0)
+            a->side.sel = 0;
+        if (a->side.sel >= (int)a->side.sessions.n)
+            a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
+        return 3;
+    }
+    if (n >= 3 && b[0] == 0x1b && b[1] == 'O' && b[2] == 'Q') { /* F2 closes */
+        a->side.open = a->side.focus = false;
+        return 3;
+    }
+    switch (b[0]) {
+    case '\r':
+    case '\n':
+        if (a->side.sel < (int)a->side.sessions.n && !a->gen.busy) {
+            mx_app_session_load(a, a->side.sessions.v[a->side.sel].id);
+            a->side.focus = false;
+            if (COLS < 70)
+                a->side.open = false;
+            mx_app_notice(a, false, "resumed: %s",
+                          a->store.title[0] ? a->store.title : "(untitled)");
+        }
+        break;
+    case 'n':
+        mx_app_session_fresh(a, "new conversation");
+        a->side.focus = false;
+        break;
+    case 'd':
+        if (a->side.sessions.n)
+            a->side.confirm_delete = true;
+        break;
+    case 'r':
+        if (a->side.sel < (int)a->side.sessions.n && !a->gen.busy) {
+            mx_app_session_load(a, a->side.sessions.v[a->side.sel].id);
+            rl_replace_line("/title ", 0);
+            rl_point = rl_end;
+            a->side.focus = false;
+        }
+        break;
+    case '\t':
+    case 'q':
+    case 0x1b:
+        a->side.focus = false;
+        a->status.note[0] = '\0';
+        if (COLS < 70)
+            a->side.open = false;
+        break;
+    default:
+        break;
+    }
+    return 1;
+}

@@ -1,0 +1,17 @@
+/* sidebar.h - the sessions sidebar (F2, /sessions) (sidebar.c). */
+#ifndef MX_TUI_SIDEBAR_H
+#define MX_TUI_SIDEBAR_H
+
+#include "tui/app_int.h"
+
+/* Re-reads the sessions list, keeping the selection in range. */
+void mx_app_sidebar_refresh(struct app *a);
+/* Opens the list with the focus, the current session selected. */
+void mx_app_sidebar_open(struct app *a);
+/* F2: opens, or closes when open. */
+void mx_app_sidebar_toggle(struct app *a);
+void mx_app_draw_sidebar(struct app *a, int top, int height, int width);
+/* Keys while the list has the focus. Returns bytes consumed. */
+size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n);
+
+#endif

@@ -1,0 +1,274 @@
+/* store.c - persistence glue: the conversation in the history database (a session created with
+ * the first message, each message stored before it is shown as sent, an answer saved while it
+ * streams), the session's sampling settings as JSON, branches (/regen, /edit, Alt-Left/Right),
+ * and KV-cache snapshots so that coming back to a long session does not re-process it.
+ *
+ * Storage problems never stop the chat: the message stays on screen and the status line says it
+ * was not saved (DESIGN.md).
+ */
+#include "tui/store.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/engine_llm.h"
+#include "core/base/err.h"
+#include "history/db.h"
+#include "history/images.h"
+#include "history/kvsnap.h"
+#include "tui/conv.h"
+#include "tui/status.h"
+
+void mx_app_store_open(struct app *a) {
+    if (!a->o.no_history) {
+        struct mx_db_opts dbo = {.path = a->o.db_path};
+        struct mx_err derr = {0};
+        int rc = mx_db_open(&a->store.db, &dbo, &derr);
+        if (rc != 0)
+            mx_app_notice(a, true, "history not saved: %s", mx_err_msg(&derr, rc));
+        else if (mx_db_readonly(a->store.db))
+            mx_app_notice(a, true, "history is read-only (%s): new messages are not saved",
+                          mx_db_readonly_reason(a->store.db));
+    }
+    if (a->store.db && a->o.resume) {
+        struct mx_session_list l = {0};
+        if (!a->o.resume[0]) {
+            if (mx_db_session_list(a->store.db, 1, &l, NULL) == 0 && l.n)
+                mx_app_session_load(a, l.v[0].id);
+            else
+                mx_app_notice(a, false, "no saved session to resume yet");
+            mx_session_list_free(&l);
+        } else {
+            mx_app_session_resume(a, a->o.resume);
+        }
+    }
+}
+
+bool mx_app_store_writable(const struct app *a) {
+    return a->store.db && !mx_db_readonly(a->store.db);
+}
+
+static void settings_json(const struct app *a, char *buf, size_t size) {
+    /* the seed goes out as a signed 64-bit integer (what JSON readers take) and comes back
+     * through the same two's-complement cast in settings_from_json */
+    snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"n_ctx\": %d}",
+             (double)a->settings.temp, (double)a->settings.top_p, (long long)a->settings.seed,
+             a->settings.n_ctx);
+}
+
+/* A session's stored settings (written by settings_json); missing or mistyped keys keep the
+ * current value. */
+static void settings_from_json(struct app *a, const char *text) {
+    json_t *o = json_loads(text, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+    json_t *v;
+    if (json_is_number(v = json_object_get(o, "temp")))
+        a->settings.temp = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(o, "top_p")))
+        a->settings.top_p = (float)json_number_value(v);
+    if (json_is_integer(v = json_object_get(o, "seed")))
+        a->settings.seed = (uint64_t)json_integer_value(v);
+    if (json_is_integer(v = json_object_get(o, "n_ctx")))
+        a->settings.n_ctx = (int)json_integer_value(v);
+    json_decref(o);
+}
+
+int mx_app_ensure_session(struct app *a) {
+    if (a->store.session || !mx_app_store_writable(a))
+        return a->store.session ? 0 : -1;
+    struct mx_err err = {0};
+    char js[256];
+    settings_json(a, js, sizeof js);
+    const char *model = a->o.model_path ? a->o.model_path : NULL;
+    int rc =
+        mx_db_session_create(a->store.db, NULL, model, NULL, NULL, js, &a->store.session, &err);
+    if (rc != 0) {
+        mx_app_store_warn(a, &err, rc);
+        return rc;
+    }
+    return 0;
+}
+
+void mx_app_store_settings(struct app *a) {
+    if (!a->store.session || !mx_app_store_writable(a))
+        return;
+    char js[256];
+    settings_json(a, js, sizeof js);
+    struct mx_err err = {0};
+    int rc = mx_db_session_set_model(a->store.db, a->store.session, NULL, NULL, NULL, js, &err);
+    if (rc != 0)
+        mx_app_store_warn(a, &err, rc);
+}
+
+void mx_app_store_refresh_title(struct app *a) {
+    a->store.title[0] = '\0';
+    struct mx_session s;
+    if (a->store.db && a->store.session &&
+        mx_db_session_get(a->store.db, a->store.session, &s, NULL) == 0) {
+        snprintf(a->store.title, sizeof a->store.title, "%s", s.title);
+        mx_session_deinit(&s);
+    }
+}
+
+/* KV snapshots: the cache of the session being left is saved so that coming back to it does not
+ * re-process its whole history; the one of the session being entered is loaded when it was made
+ * with this model (else the next answer re-prefills, with progress). Only between jobs: the
+ * engine belongs to the worker while one runs. The scripted engine answers MX_EINVAL: ignored. */
+void mx_app_snapshot_save(struct app *a) {
+    if (!a->o.engine || !a->store.session || a->gen.busy || a->load.busy ||
+        !mx_engine_llm_template(a->o.engine))
+        return;
+    char path[4200], dir[4096];
+    struct mx_err err = {0};
+    if (mx_kvsnap_path(path, sizeof path, a->store.session, &err) != 0)
+        return;
+    int rc = mx_engine_llm_save(a->o.engine, path, &err);
+    if (rc != 0 && rc != MX_EINVAL) {
+        mx_app_notice(a, true, "KV snapshot not saved: %s", mx_err_msg(&err, rc));
+        return;
+    }
+    if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
+        mx_kvsnap_evict(dir, MX_KVSNAP_DEFAULT_CAP, path, NULL, NULL);
+}
+
+void mx_app_snapshot_load(struct app *a) {
+    if (!a->o.engine || !a->store.session || !mx_engine_llm_template(a->o.engine))
+        return;
+    char path[4200];
+    struct mx_err err = {0};
+    if (mx_kvsnap_path(path, sizeof path, a->store.session, &err) != 0)
+        return;
+    int rc = mx_engine_llm_load(a->o.engine, path, &err);
+    struct mx_engine_llm_stats lst;
+    if (rc == 0 && mx_engine_llm_stats(a->o.engine, &lst) == 0)
+        a->gen.ctx_used = (int)lst.n_cached;
+    if (rc == 0)
+        mx_app_notice(a, false, "resumed from the KV snapshot: no re-processing needed");
+    else if (rc != MX_ENOENT)
+        mx_app_notice(a, false, "%s: the history will be processed again", mx_err_msg(&err, rc));
+}
+
+/* Replaces the view with session id's active branch. Returns 0 or an MX_E* code. */
+int mx_app_session_load(struct app *a, int64_t id) {
+    struct mx_msg_list l;
+    struct mx_err err = {0};
+    int rc = mx_db_active_path(a->store.db, id, &l, &err);
+    if (rc != 0) {
+        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
+        return rc;
+    }
+    bool switching = a->store.session != id;
+    if (switching)
+        mx_app_snapshot_save(a);
+    mx_app_conv_clear(a);
+    a->store.session = id;
+    for (size_t i = 0; i < l.n; i++) {
+        const struct mx_msg *dm = &l.v[i];
+        enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE : MSG_STOPPED;
+        struct msg *m = mx_app_msg_add(a, dm->role, st, dm->content);
+        if (!m)
+            break;
+        m->db_id = dm->id;
+        m->sib_index = dm->sibling_index;
+        m->sib_count = dm->sibling_count;
+    }
+    mx_msg_list_free(&l);
+    struct mx_db_image_list imgs;
+    if (mx_db_image_list(a->store.db, id, &imgs, NULL) == 0) {
+        for (size_t k = 0; k < imgs.n; k++)
+            for (int i = 0; i < a->conv.n_msgs; i++)
+                if (imgs.v[k].message && a->conv.msgs[i].db_id == imgs.v[k].message &&
+                    !a->conv.msgs[i].image)
+                    a->conv.msgs[i].image = strdup(imgs.v[k].path);
+        mx_db_image_list_free(&imgs);
+    }
+    struct mx_session s;
+    if (mx_db_session_get(a->store.db, id, &s, NULL) == 0) {
+        settings_from_json(a, s.sampling);
+        mx_session_deinit(&s);
+    }
+    mx_app_store_refresh_title(a);
+    if (switching) {
+        a->gen.ctx_used = 0; /* the other session's cache is not this one's */
+        mx_app_snapshot_load(a);
+    }
+    return 0;
+}
+
+/* After a store operation that moved the active leaf: re-read the branch so sibling counts
+ * ("2/3") are current, keeping what is on screen if that fails. */
+void mx_app_session_reload(struct app *a) {
+    if (a->store.db && a->store.session && !a->gen.busy)
+        mx_app_session_load(a, a->store.session);
+}
+
+/* /new and /clear: leave the current session (saved in history, its KV cache snapshotted) and
+ * start an empty conversation; the next message creates a new session. */
+void mx_app_session_fresh(struct app *a, const char *what) {
+    if (a->gen.busy) {
+        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
+        return;
+    }
+    mx_app_snapshot_save(a);
+    if (a->o.engine && mx_engine_llm_template(a->o.engine))
+        mx_engine_llm_clear(a->o.engine);
+    mx_app_conv_clear(a);
+    a->gen.ctx_used = 0;
+    a->store.session = 0;
+    a->store.title[0] = '\0';
+    mx_app_notice(a, false, "%s", what);
+}
+
+/* Moves the conversation to the previous/next sibling of the last message that has siblings
+ * (a regenerated answer or an edited question), continuing that branch to its newest leaf. */
+void mx_app_branch_step(struct app *a, int dir) {
+    if (!a->store.db || !a->store.session || a->gen.busy)
+        return;
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
+        struct msg *m = &a->conv.msgs[i];
+        if (m->sib_count < 2 || !m->db_id)
+            continue;
+        struct mx_msg_list sibs;
+        int idx;
+        struct mx_err err = {0};
+        if (mx_db_msg_siblings(a->store.db, m->db_id, &sibs, &idx, &err) != 0)
+            return;
+        int to = idx - 1 + dir;
+        int64_t target = to >= 0 && to < (int)sibs.n ? sibs.v[to].id : 0;
+        mx_msg_list_free(&sibs);
+        if (!target) {
+            mx_app_notice(a, false, "no %s branch", dir < 0 ? "earlier" : "later");
+            return;
+        }
+        int64_t leaf;
+        int rc = mx_db_msg_latest_leaf(a->store.db, target, &leaf, &err);
+        if (rc == 0)
+            rc = mx_db_set_leaf(a->store.db, a->store.session, leaf, &err);
+        if (rc != 0) {
+            mx_app_store_warn(a, &err, rc);
+            return;
+        }
+        mx_app_session_reload(a);
+        return;
+    }
+    mx_app_notice(a, false, "no branches here yet: /regen or /edit make one");
+}
+
+int mx_app_session_resume(struct app *a, const char *arg) {
+    int64_t id;
+    struct mx_err err = {0};
+    int rc = mx_db_session_find(a->store.db, arg, &id, &err);
+    if (rc != 0) {
+        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
+        return rc;
+    }
+    rc = mx_app_session_load(a, id);
+    if (rc == 0)
+        mx_app_notice(a, false, "resumed session %lld", (long long)id);
+    return rc;
+}
