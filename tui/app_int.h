@@ -96,7 +96,6 @@ struct mx_app_status {
 /* Readline's side of the input (readline_glue.c). */
 struct mx_app_rl {
     char history_path[4200]; /* input history file ("" none) */
-    int ch;               /* the byte readline's getc hook hands over */
 };
 
 /* A bracketed paste being collected (input.c). */

@@ -123,8 +123,32 @@ static void paste_add(struct app *a, const char *s, size_t n) {
     a->paste.len += n;
 }
 
+/* More input is waiting on stdin (already typed, not read yet). */
+static bool stdin_pending(void) {
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* A view other than the input line has the keys (the order of the checks below). */
+static bool focus_elsewhere(const struct app *a) {
+    return a->gal.viewer >= 0 || a->gal.open || (a->pick.open && !a->load.busy) || a->side.focus;
+}
+
+static const char paste_start[] = "\033[200~", paste_end[] = "\033[201~";
+
+/* The end of the run of bytes from i that readline takes in one go: up to a Ctrl-C, the start of
+ * a paste or a last byte that is Esc (a lone Esc, maybe), which are handled here. */
+static size_t readline_run(const unsigned char *buf, size_t i, size_t n) {
+    size_t end = i + 1;
+    while (end < n && buf[end] != 0x03 && !(buf[end] == 0x1b && end + 1 == n) &&
+           !(n - end >= 6 && !memcmp(buf + end, paste_start, 6)))
+        end++;
+    return end;
+}
+
+/* Routes the bytes of one read: linear in n (a run of typed text goes to readline in one call,
+ * which inserts it without a per-byte pass over the line), and nothing here draws. */
 void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
-    static const char paste_start[] = "\033[200~", paste_end[] = "\033[201~";
     for (size_t i = 0; i < n;) {
         if (a->paste.active) {
             const unsigned char *e = memmem(buf + i, n - i, paste_end, 6);
@@ -164,7 +188,7 @@ void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
             continue;
         }
         unsigned char c = buf[i];
-        if (c == 0x1b && i + 1 == n && !mx_app_rl_input_available()) {
+        if (c == 0x1b && i + 1 == n && !stdin_pending()) {
             /* a lone Esc (nothing follows within the poll below): stop, don't start a key
              * sequence in readline */
             struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
@@ -185,8 +209,7 @@ void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
             i++;
             continue;
         }
-        mx_app_rl_feed(a, c);
-        i++;
+        i += mx_app_rl_feed(a, buf + i, readline_run(buf, i, n) - i, focus_elsewhere);
         if (a->quit)
             return;
     }

@@ -69,16 +69,32 @@ static int winch_init(void) {
     return 0;
 }
 
-/* Polls until something arrives, handles it, draws; until the user quits. */
+/* At most one frame per FRAME_S: whatever arrives within a frame (keys, tokens, a resize) is
+ * handled first and drawn once, so drawing costs the same however fast input comes. */
+#define FRAME_S (1.0 / 60)
+
+/* Polls until something arrives and handles it; draws when something changed and a frame has
+ * passed since the last one; until the user quits. */
 static void main_loop(struct app *a) {
-    mx_app_draw(a);
+    bool dirty = true; /* something changed since the last frame */
+    double last_draw = 0;
     while (!a->quit) {
+        double now = mx_time_s();
+        if (dirty && now - last_draw >= FRAME_S) {
+            mx_app_draw(a);
+            last_draw = now;
+            dirty = false;
+        }
+        int timeout = dirty ? (int)((last_draw + FRAME_S - now) * 1000) + 1 : -1;
         struct pollfd p[3] = {{.fd = STDIN_FILENO, .events = POLLIN},
                               {.fd = mx_worker_wake_fd(a->w), .events = POLLIN},
                               {.fd = g_winch_pipe[0], .events = POLLIN}};
-        int r = poll(p, 3, -1);
+        int r = poll(p, 3, timeout);
         if (r < 0 && errno != EINTR)
             break;
+        if (r <= 0 && !g_winch)
+            continue; /* the frame is due (or a signal came in) */
+        dirty = true;
         if (p[2].revents & POLLIN) {
             char tmp[64];
             while (read(g_winch_pipe[0], tmp, sizeof tmp) > 0)
@@ -100,7 +116,6 @@ static void main_loop(struct app *a) {
         }
         if (p[1].revents & POLLIN)
             mx_app_gen_events(a);
-        mx_app_draw(a);
     }
 }
 

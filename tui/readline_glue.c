@@ -6,11 +6,9 @@
  */
 #include "tui/readline_glue.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -22,14 +20,24 @@
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
 
+/* The bytes being handed to readline (mx_app_rl_feed): its getc hook takes them one at a time
+ * and its input-available hook says whether more of them wait, so that readline's typeahead
+ * batching (rl_insert inserts every pending self-inserting byte in one call) works on them. The
+ * two hooks must agree: when the second looked at stdin while the first handed over the byte
+ * already read, rl_insert inserted that byte again and again for as long as more keys waited in
+ * the terminal (a paste typed as keys stalled the TUI). */
+static const unsigned char *g_feed;
+static size_t g_feed_len, g_feed_pos;
+
 static int rl_getc_hook(FILE *f) {
     (void)f;
-    return g_app->rl.ch;
+    /* readline reads once per rl_callback_read_char and then only after the hook below said yes;
+     * an empty buffer never happens, and 0 (set-mark) would be harmless if it did */
+    return g_feed_pos < g_feed_len ? g_feed[g_feed_pos++] : 0;
 }
 
-int mx_app_rl_input_available(void) {
-    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
+static int rl_input_available(void) {
+    return g_feed_pos < g_feed_len;
 }
 
 static void rl_redisplay_hook(void) {
@@ -91,7 +99,7 @@ void mx_app_rl_init(struct app *a) {
     rl_catch_sigwinch = 0;
     rl_change_environment = 0;
     rl_getc_function = rl_getc_hook;
-    rl_input_available_hook = mx_app_rl_input_available;
+    rl_input_available_hook = rl_input_available;
     rl_redisplay_function = rl_redisplay_hook;
     rl_prep_term_function = rl_prep_noop;
     rl_deprep_term_function = rl_deprep_noop;
@@ -122,7 +130,21 @@ void mx_app_rl_deinit(struct app *a) {
     }
 }
 
-void mx_app_rl_feed(struct app *a, unsigned char c) {
-    a->rl.ch = c;
-    rl_callback_read_char();
+size_t mx_app_rl_feed(struct app *a, const unsigned char *buf, size_t n,
+                      bool (*stop)(const struct app *a)) {
+    g_feed = buf;
+    g_feed_len = n;
+    g_feed_pos = 0;
+    while (g_feed_pos < g_feed_len && !a->quit) {
+        size_t before = g_feed_pos;
+        rl_callback_read_char();
+        if (g_feed_pos == before) /* cannot happen (see rl_getc_hook): never loop on it */
+            g_feed_pos++;
+        if (stop && stop(a))
+            break;
+    }
+    size_t used = g_feed_pos;
+    g_feed = NULL;
+    g_feed_len = g_feed_pos = 0;
+    return used;
 }

@@ -8,9 +8,10 @@
 void mx_app_rl_init(struct app *a);
 /* Saves the input history and unhooks readline. */
 void mx_app_rl_deinit(struct app *a);
-/* Hands one typed byte to readline. */
-void mx_app_rl_feed(struct app *a, unsigned char c);
-/* More input is waiting on stdin. */
-int mx_app_rl_input_available(void);
+/* Hands typed bytes to readline, which takes a run of plain characters in one go (linear in the
+ * text typed). Stops early, after a whole key, when stop(a) says the focus went elsewhere (a
+ * key opened a view) or the user quit. Returns the bytes consumed (>= 1 when n > 0). */
+size_t mx_app_rl_feed(struct app *a, const unsigned char *buf, size_t n,
+                      bool (*stop)(const struct app *a));
 
 #endif
