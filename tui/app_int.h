@@ -3,6 +3,7 @@
  * owns them (conv.c, gen.c, style.c, status.c, readline_glue.c, input.c, store.c, sidebar.c,
  * picker.c, load.c, images.c, draw.c, gallery.c); each file's functions are in its own header.
  *
+ * The views (conversation, sidebar, picker, gallery, viewer) are struct mx_view_ops (view.h).
  * The files depend on each other one way, each only on those in the rows above it:
  *   conv, style                      the conversation model; colours and the text primitive
  *   status                           notices, progress, the status bar

@@ -5,7 +5,7 @@
  * Sixels are not drawn here: the rows they take are left blank and their places recorded in
  * a->frame for draw.c to send after the frame (only when the whole image fits the pane).
  */
-#include "tui/conv_view.h"
+#include "tui/view.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -58,7 +58,7 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
     }
 }
 
-void mx_app_draw_conversation(struct app *a, int top, int left, int height, int width) {
+static void conversation_draw(struct app *a, int top, int left, int height, int width) {
     int total = 0;
     for (int i = 0; i < a->conv.n_msgs; i++) {
         mx_app_msg_render(&a->conv.msgs[i], width);
@@ -105,3 +105,8 @@ void mx_app_draw_conversation(struct app *a, int top, int left, int height, int 
                  (size_t)k, width, MX_ROLE_status, 0);
     }
 }
+
+/* The conversation takes no keys of its own: the input line has them (PgUp/PgDn are keys.h's). */
+const struct mx_view_ops mx_view_conversation = {
+    .name = "conversation", .draw = conversation_draw,
+};

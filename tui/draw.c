@@ -15,14 +15,11 @@
 
 #include <readline/readline.h>
 
-#include "tui/conv_view.h"
-#include "tui/gallery.h"
 #include "tui/images.h"
 #include "tui/input.h"
-#include "tui/picker.h"
-#include "tui/sidebar.h"
 #include "tui/status.h"
 #include "tui/style.h"
+#include "tui/view.h"
 
 void mx_app_draw(struct app *a) {
     int rows, cols;
@@ -35,7 +32,7 @@ void mx_app_draw(struct app *a) {
     a->frame.n_placed = 0;
     if (a->gal.viewer >= 0 && a->gal.viewer < a->conv.n_msgs && cols >= MIN_COLS &&
         rows >= MIN_ROWS) {
-        mx_app_draw_viewer(a, rows, cols);
+        mx_view_viewer.draw(a, 0, 0, rows, cols);
         curs_set(0);
         bool again =
             a->frame.full_repaint || n_old != 1 || old[0].msg != a->gal.viewer || old[0].rows != 0;
@@ -77,19 +74,20 @@ void mx_app_draw(struct app *a) {
     int side_w = 0;
     if (a->side.open) {
         side_w = cols >= 70 ? 28 : cols; /* narrow terminals: the list takes the whole pane */
-        mx_app_draw_sidebar(a, 0, conv_h, side_w == cols ? cols : side_w - 1);
+        mx_view_sidebar.draw(a, 0, 0, conv_h, side_w == cols ? cols : side_w - 1);
         if (side_w < cols) {
             attrset(mx_app_role_attr(a, MX_ROLE_border, 0));
             for (int y = 0; y < conv_h; y++)
                 mvaddstr(y, side_w - 1, "\xe2\x94\x82"); /* │ */
         }
     }
+    /* the main pane: the picker or the gallery over the whole width, else the conversation */
     if (a->pick.open)
-        mx_app_draw_picker(a, 0, conv_h, cols);
+        mx_view_picker.draw(a, 0, 0, conv_h, cols);
     else if (a->gal.open)
-        mx_app_draw_gallery(a, 0, conv_h, cols);
+        mx_view_gallery.draw(a, 0, 0, conv_h, cols);
     else if (side_w < cols)
-        mx_app_draw_conversation(a, 0, side_w, conv_h, cols - side_w);
+        mx_view_conversation.draw(a, 0, side_w, conv_h, cols - side_w);
     attrset(mx_app_role_attr(a, MX_ROLE_border, 0));
     move(conv_h, 0);
     for (int x = 0; x < cols; x++) /* U+2500: ACS line drawing breaks in some UTF-8 setups */

@@ -26,9 +26,9 @@
 
 /* The gallery: every image of the conversation as a thumbnail with its caption; arrows move,
  * Enter opens one full screen, Esc closes. Sixel thumbnails are placed like inline images. */
-void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
+static void gallery_draw(struct app *a, int top, int left, int height, int width) {
     const char *head = "Gallery: arrows move, Enter opens, /save PATH copies, Esc closes";
-    mx_app_put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    mx_app_put_text(a, top, left, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
     int per_row = width / (THUMB_COLS + 2);
     if (per_row < 1)
         per_row = 1;
@@ -37,7 +37,8 @@ void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
         struct msg *m = &a->conv.msgs[i];
         if (!m->image)
             continue;
-        int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2), gx = (k % per_row) * (THUMB_COLS + 2);
+        int gy = top + 2 + (k / per_row) * (THUMB_ROWS + 2);
+        int gx = left + (k % per_row) * (THUMB_COLS + 2);
         if (gy + THUMB_ROWS + 1 > top + height)
             break;
         mx_app_img_ensure(a, m);
@@ -55,7 +56,7 @@ void mx_app_draw_gallery(struct app *a, int top, int height, int width) {
         k++;
     }
     if (!k)
-        mx_app_put_text(a, top + 2, 0, "no images yet: /show PATH attaches one", 38, width,
+        mx_app_put_text(a, top + 2, left, "no images yet: /show PATH attaches one", 38, width,
                         MX_ROLE_muted, 0);
 }
 
@@ -67,43 +68,72 @@ int mx_app_gallery_msg(const struct app *a, int k) {
     return -1;
 }
 
-size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n) {
+static bool gallery_focused(const struct app *a) {
+    return a->gal.open;
+}
+
+/* Arrows move, Enter opens the selection full screen, Esc or q closes; "/" is not the grid's:
+ * typing a command (/save) leaves it, keeping the selection. */
+static int gallery_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
     int per_row = (COLS > 0 ? COLS : 80) / (THUMB_COLS + 2);
     if (per_row < 1)
         per_row = 1;
+    *used = 1;
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && strchr("ABCD", b[2])) {
         int d = b[2] == 'A' ? -per_row : b[2] == 'B' ? per_row : b[2] == 'C' ? 1 : -1;
         if (mx_app_gallery_msg(a, a->gal.sel + d) >= 0)
             a->gal.sel += d;
-        return 3;
-    }
-    if (b[0] == '\r' || b[0] == '\n') {
+        *used = 3;
+    } else if (b[0] == '\r' || b[0] == '\n') {
         int i = mx_app_gallery_msg(a, a->gal.sel);
         if (i >= 0)
             a->gal.viewer = i;
     } else if (b[0] == 0x1b || b[0] == 'q') {
         a->gal.open = false;
     } else if (b[0] == '/') {
-        a->gal.open = false; /* typing a command (/save) leaves the grid, keeping the selection */
-        return 0;
+        a->gal.open = false;
+        return MX_KEY_REDRAW; /* not handled: the input line takes the "/" */
     }
-    return 1;
+    return MX_KEY_HANDLED | MX_KEY_REDRAW;
 }
 
-/* Full-screen view of one image (F3, or Enter in the gallery); any key closes it. */
-void mx_app_draw_viewer(struct app *a, int rows, int cols) {
+const struct mx_view_ops mx_view_gallery = {
+    .name = "gallery", .focused = gallery_focused, .draw = gallery_draw, .key = gallery_key,
+};
+
+/* Full-screen view of one image (F3, or Enter in the gallery): the image fitted into all but the
+ * last two rows, its path and "Esc closes" on the last. Sixels are sent by draw.c. */
+static void viewer_draw(struct app *a, int top, int left, int height, int width) {
     struct msg *m = &a->conv.msgs[a->gal.viewer];
     const char *cap = "Esc closes";
     char clean[MX_SANITIZE_MAX(512)], line[512];
     snprintf(line, sizeof line, "%s  \xc2\xb7  %s", m->image, cap);
     size_t n = mx_text_sanitize(line, strlen(line), clean, false);
-    mx_app_put_text(a, rows - 1, 0, clean, n, cols, MX_ROLE_status, 0);
+    mx_app_put_text(a, top + height - 1, left, clean, n, width, MX_ROLE_status, 0);
     mx_app_img_ensure(a, m);
     if (!m->img.w)
         return;
     if (a->img.gfx.mode == MX_GFX_BLOCKS)
-        mx_app_draw_blocks_box(a, &m->img, 0, 0, cols, rows - 2);
+        mx_app_draw_blocks_box(a, &m->img, top, left, width, height - 2);
 }
+
+static bool viewer_focused(const struct app *a) {
+    return a->gal.viewer >= 0;
+}
+
+/* Any key closes the image (the rest of what was read with it goes too). */
+static int viewer_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
+    (void)b;
+    a->gal.viewer = -1;
+    a->frame.full_repaint = true;
+    clearok(curscr, TRUE);
+    *used = n;
+    return MX_KEY_HANDLED | MX_KEY_REDRAW;
+}
+
+const struct mx_view_ops mx_view_viewer = {
+    .name = "viewer", .focused = viewer_focused, .draw = viewer_draw, .key = viewer_key,
+};
 
 /* /show PATH: attaches a PNG/JPEG to the conversation (stored with the session; not sent to the
  * model). Generated images will arrive the same way. */

@@ -4,13 +4,13 @@
 #define MX_TUI_GALLERY_H
 
 #include "tui/app_int.h"
+#include "tui/view.h"
 
-void mx_app_draw_gallery(struct app *a, int top, int height, int width);
 /* The message index of the gallery's k-th image, or -1. */
 int mx_app_gallery_msg(const struct app *a, int k);
-/* Keys while the gallery is open. Returns bytes consumed (0: not its key). */
-size_t mx_app_gallery_key(struct app *a, const unsigned char *b, size_t n);
-void mx_app_draw_viewer(struct app *a, int rows, int cols);
+/* The gallery's and the viewer's draw and keys: mx_view_gallery, mx_view_viewer (view.h). */
+
+/* /show PATH, /gallery, /save PATH (the commands' table is in commands.c). */
 void mx_app_cmd_show(struct app *a, const char *arg);
 void mx_app_cmd_gallery(struct app *a, const char *arg);
 void mx_app_cmd_save(struct app *a, const char *arg);

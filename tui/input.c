@@ -14,12 +14,10 @@
 #include <readline/readline.h>
 
 #include "core/base/text.h"
-#include "tui/gallery.h"
 #include "tui/gen.h"
-#include "tui/picker.h"
 #include "tui/readline_glue.h"
-#include "tui/sidebar.h"
 #include "tui/style.h"
+#include "tui/view.h"
 
 /* The input area: prompt + readline's buffer, wrapped, newest rows visible; places the cursor. */
 int mx_app_input_rows(const char *buf, int width) {
@@ -129,9 +127,17 @@ static bool stdin_pending(void) {
     return poll(&p, 1, 0) > 0;
 }
 
-/* A view other than the input line has the keys (the order of the checks below). */
+/* The views that take keys before the input line, in the order they are offered a key. */
+static const struct mx_view_ops *const focus_order[] = {
+    &mx_view_viewer, &mx_view_gallery, &mx_view_picker, &mx_view_sidebar,
+};
+
+/* A view other than the input line has the keys. */
 static bool focus_elsewhere(const struct app *a) {
-    return a->gal.viewer >= 0 || a->gal.open || (a->pick.open && !a->load.busy) || a->side.focus;
+    for (size_t v = 0; v < sizeof focus_order / sizeof focus_order[0]; v++)
+        if (focus_order[v]->focused(a))
+            return true;
+    return false;
 }
 
 static const char paste_start[] = "\033[200~", paste_end[] = "\033[201~";
@@ -148,14 +154,15 @@ static size_t readline_run(const unsigned char *buf, size_t i, size_t n) {
 
 /* Routes the bytes of one read: linear in n (a run of typed text goes to readline in one call,
  * which inserts it without a per-byte pass over the line), and nothing here draws. */
-void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
+int mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
+    int flags = MX_KEY_REDRAW; /* the input line, paste and Esc/Ctrl-C change what is shown */
     for (size_t i = 0; i < n;) {
         if (a->paste.active) {
             const unsigned char *e = memmem(buf + i, n - i, paste_end, 6);
             size_t upto = e ? (size_t)(e - buf) : n;
             paste_add(a, (const char *)buf + i, upto - i);
             if (!e)
-                return;
+                return flags;
             paste_finish(a);
             i = upto + 6;
             continue;
@@ -165,26 +172,19 @@ void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
             i += 6;
             continue;
         }
-        if (a->gal.viewer >= 0) { /* any key closes the full-screen image */
-            a->gal.viewer = -1;
-            a->frame.full_repaint = true;
-            clearok(curscr, TRUE);
-            i = n;
-            continue;
-        }
-        if (a->gal.open) {
-            size_t used = mx_app_gallery_key(a, buf + i, n - i);
-            if (used) {
-                i += used;
-                continue;
+        /* the focused views, in order; one that does not take the key passes it on */
+        size_t used = 0;
+        for (size_t v = 0; v < sizeof focus_order / sizeof focus_order[0] && !used; v++) {
+            const struct mx_view_ops *view = focus_order[v];
+            if (view->focused(a) && view->key) {
+                int r = view->key(a, buf + i, n - i, &used);
+                flags |= r & ~MX_KEY_HANDLED;
+                if (!(r & MX_KEY_HANDLED))
+                    used = 0;
             }
         }
-        if (a->pick.open && !a->load.busy) {
-            i += mx_app_picker_key(a, buf + i, n - i);
-            continue;
-        }
-        if (a->side.focus) {
-            i += mx_app_sidebar_key(a, buf + i, n - i);
+        if (used) {
+            i += used;
             continue;
         }
         unsigned char c = buf[i];
@@ -211,6 +211,7 @@ void mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
         }
         i += mx_app_rl_feed(a, buf + i, readline_run(buf, i, n) - i, focus_elsewhere);
         if (a->quit)
-            return;
+            return flags | MX_KEY_QUIT;
     }
+    return flags | (a->quit ? MX_KEY_QUIT : 0);
 }

@@ -33,6 +33,7 @@
 #include "tui/status.h"
 #include "tui/store.h"
 #include "tui/style.h"
+#include "tui/view.h"
 
 static volatile sig_atomic_t g_winch;
 static int g_winch_pipe[2] = {-1, -1};
@@ -46,12 +47,22 @@ static void on_winch(int sig) {
     }
 }
 
+/* Every view, for resize(). */
+static const struct mx_view_ops *const all_views[] = {
+    &mx_view_conversation, &mx_view_sidebar, &mx_view_picker, &mx_view_gallery, &mx_view_viewer,
+};
+
+/* The terminal changed size (SIGWINCH): curses learns the new size, the whole screen is sent
+ * again (sixels too), and the views adjust. */
 static void handle_resize(struct app *a) {
     struct winsize ws;
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
         resizeterm(ws.ws_row, ws.ws_col);
     clearok(curscr, TRUE);
     a->frame.full_repaint = true;
+    for (size_t v = 0; v < sizeof all_views / sizeof all_views[0]; v++)
+        if (all_views[v]->resize)
+            all_views[v]->resize(a, LINES, COLS);
 }
 
 /* The wake-up pipe for SIGWINCH (non-blocking both ends) and the handler, installed before
@@ -94,7 +105,6 @@ static void main_loop(struct app *a) {
             break;
         if (r <= 0 && !g_winch)
             continue; /* the frame is due (or a signal came in) */
-        dirty = true;
         if (p[2].revents & POLLIN) {
             char tmp[64];
             while (read(g_winch_pipe[0], tmp, sizeof tmp) > 0)
@@ -103,6 +113,7 @@ static void main_loop(struct app *a) {
         if (g_winch) {
             g_winch = 0;
             handle_resize(a);
+            dirty = true;
         }
         if (p[0].revents & (POLLIN | POLLHUP)) {
             unsigned char buf[4096];
@@ -111,11 +122,18 @@ static void main_loop(struct app *a) {
                 a->quit = true; /* the terminal went away */
                 break;
             }
-            if (n > 0)
-                mx_app_input(a, buf, (size_t)n);
+            int flags = n > 0 ? mx_app_input(a, buf, (size_t)n) : 0;
+            if (flags & MX_KEY_RESIZE)
+                handle_resize(a);
+            if (flags & (MX_KEY_REDRAW | MX_KEY_RESIZE))
+                dirty = true;
+            if (flags & MX_KEY_QUIT)
+                a->quit = true;
         }
-        if (p[1].revents & POLLIN)
+        if (p[1].revents & POLLIN) {
             mx_app_gen_events(a);
+            dirty = true;
+        }
     }
 }
 

@@ -25,11 +25,11 @@ void mx_app_picker_open(struct app *a) {
 }
 
 /* The model picker: the GGUF files found on this machine, newest first. */
-void mx_app_draw_picker(struct app *a, int top, int height, int width) {
+static void picker_draw(struct app *a, int top, int left, int height, int width) {
     const char *head = "Choose a model: Up/Down, Enter loads it, Esc closes";
-    mx_app_put_text(a, top, 0, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
+    mx_app_put_text(a, top, left, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
     const char *hint = "(or start mixel with --model PATH.gguf; /model PATH loads any file)";
-    mx_app_put_text(a, top + 1, 0, hint, strlen(hint), width, MX_ROLE_muted, 0);
+    mx_app_put_text(a, top + 1, left, hint, strlen(hint), width, MX_ROLE_muted, 0);
     int rows = height - 3;
     int first = a->pick.sel >= rows ? a->pick.sel - rows + 1 : 0;
     for (int r = 0; r < rows && first + r < (int)a->pick.models.n; r++) {
@@ -41,29 +41,37 @@ void mx_app_draw_picker(struct app *a, int top, int height, int width) {
         bool sel = first + r == a->pick.sel;
         if (sel) {
             attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
-            mvhline(top + 3 + r, 0, ' ', width);
+            mvhline(top + 3 + r, left, ' ', width);
         }
-        mx_app_put_text(a, top + 3 + r, 0, clean, n, width,
+        mx_app_put_text(a, top + 3 + r, left, clean, n, width,
                         sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
     }
 }
 
-size_t mx_app_picker_key(struct app *a, const unsigned char *b, size_t n) {
+static bool picker_focused(const struct app *a) {
+    return a->pick.open && !a->load.busy; /* while a model loads, keys go to the input line */
+}
+
+/* Up/Down select, Enter loads the selection, Esc or q closes; every key is the picker's. */
+static int picker_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
+    *used = 1;
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
         a->pick.sel += b[2] == 'A' ? -1 : 1;
         if (a->pick.sel < 0)
             a->pick.sel = 0;
         if (a->pick.sel >= (int)a->pick.models.n)
             a->pick.sel = (int)a->pick.models.n - 1;
-        return 3;
-    }
-    if (b[0] == '\r' || b[0] == '\n') {
+        *used = 3;
+    } else if (b[0] == '\r' || b[0] == '\n') {
         if (a->pick.sel < (int)a->pick.models.n)
             mx_app_load_start(a, a->pick.models.items[a->pick.sel].path);
     } else if (b[0] == 0x1b || b[0] == 'q') {
         a->pick.open = false;
         mx_app_notice(a, false, "no model: /model PATH loads one");
     }
-    return 1;
+    return MX_KEY_HANDLED | MX_KEY_REDRAW;
 }
 
+const struct mx_view_ops mx_view_picker = {
+    .name = "picker", .focused = picker_focused, .draw = picker_draw, .key = picker_key,
+};

@@ -3,11 +3,10 @@
 #define MX_TUI_PICKER_H
 
 #include "tui/app_int.h"
+#include "tui/view.h"
 
 /* Looks for models (no model given) and opens the picker when some are found. */
 void mx_app_picker_open(struct app *a);
-void mx_app_draw_picker(struct app *a, int top, int height, int width);
-/* Keys while the picker is open. Returns bytes consumed. */
-size_t mx_app_picker_key(struct app *a, const unsigned char *b, size_t n);
+/* The picker's draw and keys: mx_view_picker (view.h). */
 
 #endif

@@ -17,10 +17,10 @@
 #include "tui/style.h"
 
 /* The sessions list: newest first, the open one marked, the selection highlighted. */
-void mx_app_draw_sidebar(struct app *a, int top, int height, int width) {
+static void sidebar_draw(struct app *a, int top, int left, int height, int width) {
     const char *head = a->side.confirm_delete ? "Delete? y/n" : "Sessions (F2)";
-    mx_app_put_text(a, top, 0, head, strlen(head), width,
-             a->side.confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
+    mx_app_put_text(a, top, left, head, strlen(head), width,
+                    a->side.confirm_delete ? MX_ROLE_warning : MX_ROLE_heading, MX_ATTR_BOLD);
     int rows = height - 1;
     int first = a->side.sel >= rows ? a->side.sel - rows + 1 : 0;
     for (int r = 0; r < rows && first + r < (int)a->side.sessions.n; r++) {
@@ -32,13 +32,13 @@ void mx_app_draw_sidebar(struct app *a, int top, int height, int width) {
         bool sel = first + r == a->side.sel && a->side.focus;
         if (sel) {
             attrset(mx_app_role_attr(a, MX_ROLE_selection, 0));
-            mvhline(top + 1 + r, 0, ' ', width);
+            mvhline(top + 1 + r, left, ' ', width);
         }
-        mx_app_put_text(a, top + 1 + r, 0, clean, n, width,
+        mx_app_put_text(a, top + 1 + r, left, clean, n, width,
                         sel ? MX_ROLE_selection : MX_ROLE_normal, 0);
     }
     if (!a->side.sessions.n)
-        mx_app_put_text(a, top + 1, 0, "  (none yet)", 12, width, MX_ROLE_muted, 0);
+        mx_app_put_text(a, top + 1, left, "  (none yet)", 12, width, MX_ROLE_muted, 0);
 }
 
 void mx_app_sidebar_refresh(struct app *a) {
@@ -75,8 +75,13 @@ void mx_app_sidebar_toggle(struct app *a) {
     }
 }
 
-/* Keys while the sessions list has the focus. Returns bytes consumed. */
-size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n) {
+static bool sidebar_focused(const struct app *a) {
+    return a->side.focus;
+}
+
+/* Keys while the list has the focus: every key is the list's (Tab, q or Esc give it back). */
+static int sidebar_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
+    *used = 1;
     if (a->side.confirm_delete) {
         a->side.confirm_delete = false;
         if (b[0] == 'y' && a->side.sel < (int)a->side.sessions.n) {
@@ -97,7 +102,7 @@ size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n) {
         } else {
             mx_app_notice(a, false, "kept");
         }
-        return 1;
+        return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
     if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
         a->side.sel += b[2] == 'A' ? -1 : 1;
@@ -105,11 +110,13 @@ size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n) {
             a->side.sel = 0;
         if (a->side.sel >= (int)a->side.sessions.n)
             a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
-        return 3;
+        *used = 3;
+        return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
     if (n >= 3 && b[0] == 0x1b && b[1] == 'O' && b[2] == 'Q') { /* F2 closes */
         a->side.open = a->side.focus = false;
-        return 3;
+        *used = 3;
+        return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
     switch (b[0]) {
     case '\r':
@@ -150,5 +157,9 @@ size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n) {
     default:
         break;
     }
-    return 1;
+    return MX_KEY_HANDLED | MX_KEY_REDRAW;
 }
+
+const struct mx_view_ops mx_view_sidebar = {
+    .name = "sidebar", .focused = sidebar_focused, .draw = sidebar_draw, .key = sidebar_key,
+};

@@ -3,6 +3,7 @@
 #define MX_TUI_SIDEBAR_H
 
 #include "tui/app_int.h"
+#include "tui/view.h"
 
 /* Re-reads the sessions list, keeping the selection in range. */
 void mx_app_sidebar_refresh(struct app *a);
@@ -10,8 +11,6 @@ void mx_app_sidebar_refresh(struct app *a);
 void mx_app_sidebar_open(struct app *a);
 /* F2: opens, or closes when open. */
 void mx_app_sidebar_toggle(struct app *a);
-void mx_app_draw_sidebar(struct app *a, int top, int height, int width);
-/* Keys while the list has the focus. Returns bytes consumed. */
-size_t mx_app_sidebar_key(struct app *a, const unsigned char *b, size_t n);
+/* The list's draw and keys: mx_view_sidebar (view.h). */
 
 #endif
