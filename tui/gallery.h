@@ -10,9 +10,12 @@
 int mx_app_gallery_msg(const struct app *a, int k);
 /* The gallery's and the viewer's draw and keys: mx_view_gallery, mx_view_viewer (view.h). */
 
-/* /show PATH, /gallery, /save PATH (the commands' table is in commands.c). */
+/* The image commands (their table entries are in commands.c); each leaves a notice.
+ * /show PATH: attaches a PNG/JPEG (stored with the session, not sent to the model). */
 void mx_app_cmd_show(struct app *a, const char *arg);
+/* /gallery: opens the thumbnails, the newest selected. */
 void mx_app_cmd_gallery(struct app *a, const char *arg);
+/* /save PATH: copies the selected (else the newest) image to PATH (via PATH.part + rename). */
 void mx_app_cmd_save(struct app *a, const char *arg);
 /* F3: the last image full screen. */
 void mx_app_show_last_image(struct app *a);
