@@ -828,6 +828,53 @@ static void put_inert(FILE *f, const char *s) {
     free(tmp);
 }
 
+/* Whether entry e answers to name (see mx_discover_resolve). */
+static bool entry_named(const struct mx_model_entry *e, const char *name) {
+    if (!strcmp(e->name, name))
+        return true;
+    const char *tag = strrchr(e->name, ' ');
+    size_t n = strlen(name);
+    if (tag && tag[1] == '(' && (size_t)(tag - e->name) == n && !strncmp(e->name, name, n))
+        return true;
+    const char *base = strrchr(e->path, '/');
+    return e->source != MX_SRC_OLLAMA && !strcmp(base ? base + 1 : e->path, name);
+}
+
+int mx_discover_resolve(const char *home, const char *cwd, const char *name, char **path,
+                        struct mx_err *err) {
+    struct mx_model_list list;
+    *path = NULL;
+    int rc = mx_discover_models(home, cwd, &list, err);
+    if (rc < 0)
+        goto out;
+    const struct mx_model_entry *hit = NULL;
+    size_t n_hits = 0;
+    char others[512] = "";
+    for (size_t i = 0; i < list.n; i++) {
+        const struct mx_model_entry *e = &list.items[i];
+        if (!entry_named(e, name) ||
+            (hit && hit->real && e->real && !strcmp(hit->real, e->real)))
+            continue; /* the same file reached again */
+        n_hits++;
+        size_t k = strlen(others);
+        snprintf(others + k, sizeof others - k, "%s%s", k ? ", " : "", e->path);
+        if (!hit)
+            hit = e;
+    }
+    if (!hit) {
+        rc = mx_err_set(err, MX_ENOENT, "%s: no such file, and no model of that name (see "
+                        "mixel list)", name);
+    } else if (n_hits > 1) {
+        rc = mx_err_set(err, MX_EINVAL, "%s: %zu models have that name (%s): give the path",
+                        name, n_hits, others);
+    } else if (!(*path = strdup(hit->path))) {
+        rc = mx_err_set(err, MX_ENOMEM, "out of memory");
+    }
+out:
+    mx_model_list_free(&list);
+    return rc;
+}
+
 int mx_discover_print(FILE *f) {
     struct mx_model_list list;
     struct mx_err err = { 0 };
@@ -845,7 +892,7 @@ int mx_discover_print(FILE *f) {
               "the current folder.\nDownload one (for example a Mixtral or Mistral GGUF) and "
               "run: mixel chat --model PATH.gguf\n", f);
     } else {
-        fprintf(f, "%zu GGUF model%s found (newest first; use --model PATH):\n", list.n,
+        fprintf(f, "%zu GGUF model%s found (newest first; use -m NAME or -m PATH):\n", list.n,
                 list.n == 1 ? "" : "s");
         for (size_t i = 0; i < list.n; i++) {
             const struct mx_model_entry *e = &list.items[i];

@@ -110,9 +110,18 @@ const char *mx_model_source_name(enum mx_model_source s);
 /* Human size "26.4 GB" / "812 MB" / "3.0 KB" (decimal units, as model cards use). */
 void mx_discover_format_size(uint64_t bytes, char *buf, size_t size);
 
+/* The model file for a name as discovery shows it (the same places as mx_discover_models): an
+ * entry's display name ("ORG/NAME: f.gguf", "sub/f.gguf"), that name without its " (source)"
+ * tag ("tinystory:latest"), or the file's own name. Returns 0 with *path (caller frees),
+ * MX_ENOENT when no model has that name, MX_EINVAL when several different files do (err lists
+ * them), MX_ENOMEM. */
+int mx_discover_resolve(const char *home, const char *cwd, const char *name, char **path,
+                        struct mx_err *err);
+
 /* Discovers from $HOME and the current directory, reads headers and prints the list to f
  * (sanitised: control bytes shown inert), or a hint about --model when nothing was found.
- * For `mixel doctor` and `mixel chat`. Returns the number of models or a negative MX_E*. */
+ * For `mixel list`, `mixel doctor` and `mixel chat`. Returns the number of models or a negative
+ * MX_E*. */
 int mx_discover_print(FILE *f);
 
 #endif

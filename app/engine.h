@@ -6,22 +6,24 @@
 #ifndef MX_ENGINE_H
 #define MX_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/base/role.h"
+#include "core/text/template.h"
+#include "app/llm.h"
 #include "app/worker.h"
 
 
+/* One message of a conversation as the engine sees it: what core/text's chat template renders
+ * (struct mx_chat_msg), so an assistant's tool calls and a tool's answer reach the model.
+ * Strings borrowed. */
 struct mx_turn {
     enum mx_role role;
-    const char *text;
-};
-
-/* Sampling settings a session carries (persisted per session). */
-struct mx_gen_settings {
-    float temp, top_p, min_p, repeat_penalty;
-    int top_k, n_predict, n_ctx;
-    uint64_t seed;
+    const char *text;                      /* NULL only for an assistant turn of tool calls */
+    const struct mx_tool_call *tool_calls; /* assistant only; NULL when n_tool_calls == 0 */
+    size_t n_tool_calls;
+    const char *tool_call_id;              /* tool turns: the call answered; NULL: none */
 };
 
 struct mx_engine {

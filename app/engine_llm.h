@@ -15,18 +15,20 @@
 #include "core/base/err.h"
 #include "app/engine.h"
 
-/* Loads model_path on the CPU backend (threads: physical cores): model, tokenizer, chat
- * template (template_override: a --chat-template name, NULL/"" for the GGUF's own or the
- * default), and a context of s->n_ctx tokens (0 or s NULL: the model's context_length, capped by
- * memory as `mixel run` does) with an f16 KV cache. Fills name (general.name, else the file's
- * basename), device ("CPU") and n_ctx. Returns the engine (free with e->free) or NULL with err
- * set (the model's, tokenizer's or template's error). */
+/* Opens model_path through the one open path (mx_llm_open: s->device, s->threads, s->n_ctx,
+ * s->kv_type, ...; s NULL: defaults), then the chat template (template_override: a
+ * --chat-template name, NULL/"" for the GGUF's own or the default). Fills name (general.name,
+ * else the file's basename), device ("CPU", "CUDA") and n_ctx. Returns the engine (free with
+ * e->free) or NULL with err set (the device's, model's, tokenizer's or template's error). */
 struct mx_engine *mx_engine_llm_new(const char *model_path, const struct mx_gen_settings *s,
                                     const char *template_override, struct mx_err *err);
 
 /* The same with the GGUF's own template: matches mx_engine_loader (tui/app.h). */
 struct mx_engine *mx_engine_llm_loader(const char *model_path, const struct mx_gen_settings *s,
                                        struct mx_err *err);
+
+/* The model under the engine (borrowed, valid while e lives), NULL when e is not an LLM engine. */
+struct mx_llm *mx_engine_llm_model(const struct mx_engine *e);
 
 /* The template warning for the user (non-empty when a default was used because the GGUF has no
  * or an unknown template), "" otherwise, or NULL when e is not an LLM engine. Valid while e

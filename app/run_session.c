@@ -6,10 +6,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/base/text.h"
 #include "core/base/util.h"
 #include "history/db.h"
 #include "history/images.h"
@@ -18,6 +21,42 @@
 #include "app/worker.h"
 
 static volatile sig_atomic_t g_interrupted;
+
+/* Prints "mixel run: <message>" to stderr with the message made inert (it quotes session titles,
+ * paths and model metadata: untrusted text). */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...) {
+    char msg[1024], safe[MX_SANITIZE_MAX(sizeof msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(msg);
+    if (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    mx_text_sanitize(msg, n, safe, false);
+    fprintf(stderr, "mixel run: %s\n", safe);
+}
+
+int mx_run_write(const char *s, size_t n) {
+    static int tty = -1;
+    if (tty < 0)
+        tty = isatty(STDOUT_FILENO);
+    if (!tty)
+        return fwrite(s, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : MX_EIO;
+    /* a terminal: escape sequences in model output are never passed to it */
+    char buf[4096];
+    while (n > 0) {
+        size_t k = n < 512 ? n : 512;
+        while (k < n && k > 1 && ((unsigned char)s[k] & 0xc0) == 0x80)
+            k--; /* never cut a UTF-8 character in two */
+        size_t m = mx_text_sanitize(s, k, buf, true);
+        if (fwrite(buf, 1, m, stdout) != m)
+            return MX_EIO;
+        s += k;
+        n -= k;
+    }
+    return fflush(stdout) == 0 ? 0 : MX_EIO;
+}
 
 static void on_sigint(int sig) {
     (void)sig;
@@ -52,7 +91,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
 
     struct mx_db_opts dbo = {.path = o->db_path};
     if ((rc = mx_db_open(&db, &dbo, &err)) != 0 || mx_db_readonly(db)) {
-        fprintf(stderr, "mixel run: history: %s\n",
+        say("history: %s\n",
                 rc ? mx_err_msg(&err, rc) : mx_db_readonly_reason(db));
         goto done;
     }
@@ -62,30 +101,30 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         rc = mx_db_session_create(db, o->session, o->model, NULL, NULL, NULL, &sid, &err);
     }
     if (rc != 0) {
-        fprintf(stderr, "mixel run: session '%s': %s\n", o->session, mx_err_msg(&err, rc));
+        say("session '%s': %s\n", o->session, mx_err_msg(&err, rc));
         goto done;
     }
     double t0 = mx_time_s();
     e = mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
     if (!e) {
-        fprintf(stderr, "mixel run: %s\n", mx_err_msg(&err, err.code));
+        say("%s\n", mx_err_msg(&err, err.code));
         goto done;
     }
     double t_load = mx_time_s() - t0;
     const char *warn = mx_engine_llm_warning(e);
     if (warn && warn[0])
-        fprintf(stderr, "mixel run: %s\n", warn);
+        say("%s\n", warn);
     if (mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
         mx_err_clear(&err);
         rc = mx_engine_llm_load(e, snap, &err);
         if (rc != 0 && rc != MX_ENOENT)
-            fprintf(stderr, "mixel run: %s: processing the history again\n", mx_err_msg(&err, rc));
+            say("%s: processing the history again\n", mx_err_msg(&err, rc));
     }
 
     /* the conversation so far (the active branch, without attached images) + the new message */
     if ((rc = mx_db_active_path(db, sid, &path, &err)) != 0 ||
         (rc = mx_db_image_list(db, sid, &imgs, &err)) != 0) {
-        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s\n", mx_err_msg(&err, rc));
         goto done;
     }
     tj.turns = calloc(path.n + 1, sizeof *tj.turns);
@@ -103,7 +142,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     if ((rc = mx_db_msg_append(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_USER, o->prompt, 0, NULL, &uid,
                                &err)) != 0 ||
         (rc = mx_db_msg_begin(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT, &aid, &err)) != 0) {
-        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s\n", mx_err_msg(&err, rc));
         goto done;
     }
     tj.turns[tj.n].role = MX_ROLE_USER;
@@ -112,7 +151,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     tj.settings = o->settings;
 
     if (mx_worker_new(&w) != 0 || mx_worker_start(w, turn_job_fn, &tj) != 0) {
-        fprintf(stderr, "mixel run: cannot start the generation thread\n");
+        say("cannot start the generation thread\n");
         goto done;
     }
     struct sigaction sa = {0}, old_sa;
@@ -144,8 +183,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
                     memcpy(answer + alen, ev.text, n + 1);
                     alen += n;
                 }
-                fputs(ev.text, stdout);
-                fflush(stdout);
+                mx_run_write(ev.text, n);
                 pieces++;
                 if (mx_time_s() - last_update > 1.0) { /* a crash loses at most a second */
                     last_update = mx_time_s();
@@ -154,11 +192,11 @@ int mx_run_session(const struct mx_run_session_opts *o) {
             } else if (ev.kind == MX_EV_STATS && ev.a > 0) {
                 tok_s = ev.a;
             } else if (ev.kind == MX_EV_NOTICE && ev.text) {
-                fprintf(stderr, "mixel run: %s\n", ev.text);
+                say("%s\n", ev.text);
             } else if (ev.kind == MX_EV_DONE) {
                 code = ev.code;
                 if (code != 0 && code != MX_ECANCELED)
-                    fprintf(stderr, "mixel run: %s\n", ev.text ? ev.text : mx_strerror(code));
+                    say("%s\n", ev.text ? ev.text : mx_strerror(code));
                 done = true;
             }
             free(ev.text);
@@ -171,7 +209,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
                           code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
     if (rc != 0)
-        fprintf(stderr, "mixel run: history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s\n", mx_err_msg(&err, rc));
     struct mx_engine_llm_stats st;
     if (mx_engine_llm_stats(e, &st) == 0)
         fprintf(stderr,
@@ -186,7 +224,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
             mx_kvsnap_evict(dir, MX_KVSNAP_DEFAULT_CAP, snap, NULL, NULL);
         else if (rc != 0)
-            fprintf(stderr, "mixel run: KV snapshot not saved: %s\n", mx_err_msg(&err, rc));
+            say("KV snapshot not saved: %s\n", mx_err_msg(&err, rc));
     }
     status = code == 0 ? 0 : code == MX_ECANCELED ? 130 : 1;
 done:

@@ -20,4 +20,9 @@ struct mx_run_session_opts {
  * stored as such). */
 int mx_run_session(const struct mx_run_session_opts *o);
 
+/* Writes model output s[0..n) (whole UTF-8 characters) to stdout and flushes: as it is into a
+ * pipe or file, made inert (mx_text_sanitize, newlines kept) when stdout is a terminal. Returns
+ * 0 or MX_EIO. For `mixel run` with and without --session. */
+int mx_run_write(const char *s, size_t n);
+
 #endif

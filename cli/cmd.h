@@ -1,4 +1,4 @@
-/* cmd.h - the subcommands of the mixel binary. Each lives in tui/cmd_<name>.c and is declared
+/* cmd.h - the subcommands of the mixel binary. Each lives in cli/cmd_<name>.c and is declared
  * weak here, so the table in main.c lists every command of DESIGN.md and --help can say which are
  * in this build. A command returns the process exit status (0 ok, 1 runtime error, 2 usage). */
 #ifndef MX_CMD_H
@@ -10,6 +10,7 @@
     X(image,      "one image: image -d SD.safetensors -p TEXT -o out.png [--show]")       \
     X(show,       "print a PNG/JPEG in the terminal as sixel or half blocks")             \
     X(sessions,   "list, show, export, search or remove saved sessions")                  \
+    X(list,       "the models found on this machine, by the name -m takes (alias: models)") \
     X(bench,      "tokens/s, GB/s against measured bandwidth, s/step")                    \
     X(doctor,     "what was found: CPU features, BLAS, CUDA, terminal graphics, paths")   \
     X(inspect,    "describe a GGUF or safetensors file")                                  \

@@ -25,7 +25,8 @@
 #include "core/base/util.h"
 #include "kernels/backend.h"
 #include "cli/cmd.h"
-#include "app/llm_cli.h"
+#include "cli/opts.h"
+#include "app/llm.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -37,9 +38,20 @@ static void usage(FILE *f) {
             "  --depth D          also generate after D tokens of context (e.g. 16384)\n"
             "  -r, --reps N       repetitions, median reported (default 3)\n"
             "  --mem-mib N        size of the bandwidth sweep buffer (default 1024)\n"
-            "  --json             one JSON object on stdout\n"
-            "%s",
-            mx_llm_common_help);
+            "  --json             one JSON object on stdout\n");
+    mx_cli_common_help(f, MX_CLI_BENCH);
+}
+
+/* "812.3 K", "4.6 M", "46.70 B": parameter counts of tiny test models and of Mixtral alike. */
+static void fmt_count(uint64_t n, char *buf, size_t size) {
+    if (n >= 1000000000ull)
+        snprintf(buf, size, "%.2f B", n / 1e9);
+    else if (n >= 1000000ull)
+        snprintf(buf, size, "%.2f M", n / 1e6);
+    else if (n >= 1000ull)
+        snprintf(buf, size, "%.1f K", n / 1e3);
+    else
+        snprintf(buf, size, "%llu", (unsigned long long)n);
 }
 
 /* ---- memory bandwidth ------------------------------------------------------------------------ */
@@ -186,7 +198,7 @@ static double timed_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n
     double t0 = mx_time_s();
     int rc = mx_llama_decode(c, ids, n, false, NULL, NULL, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel bench: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("bench", "%s", mx_err_msg(&err, rc));
         return -1;
     }
     return mx_time_s() - t0;
@@ -205,13 +217,13 @@ static double gen_speed(struct mx_llama_ctx *c, const int32_t *ids, int64_t n) {
 /* ---- the command ----------------------------------------------------------------------------- */
 
 int mx_cmd_bench(int argc, char **argv) {
-    struct mx_llm_opts o;
-    mx_llm_opts_init(&o);
+    struct mx_cli_opts o;
+    mx_cli_opts_init(&o);
     o.quiet = true;
     long long n_prompt = 512, n_gen = 128, depth = 0, reps = 3, mem_mib = 1024;
     bool json = false;
     for (int i = 1; i < argc;) {
-        int r = mx_llm_parse_common(argc, argv, &i, &o, "bench");
+        int r = mx_cli_parse_common("bench", MX_CLI_BENCH, argc, argv, &i, &o);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -233,12 +245,14 @@ int mx_cmd_bench(int argc, char **argv) {
                        : !strcmp(a, "--mem-mib")                      ? &mem_mib
                                                                       : NULL;
         if (!dst) {
-            fprintf(stderr, "mixel bench: unknown option '%s'\n", a);
-            usage(stderr);
+            mx_cli_err("bench", "unknown option '%s' (see mixel bench --help)",
+                    mx_safe(a));
             return 2;
         }
-        if (!val || parse_n(val, dst == &reps ? 1 : 0, dst == &mem_mib ? 65536 : 1 << 24, dst)) {
-            fprintf(stderr, "mixel bench: bad or missing value for %s\n", a);
+        long long lo = dst == &reps ? 1 : 0, hi = dst == &mem_mib ? 65536 : 1 << 24;
+        if (!val || parse_n(val, lo, hi, dst)) {
+            mx_cli_err("bench", "%s: '%s' is not a whole number from %lld to %lld",
+                    a, val ? mx_safe(val) : "", lo, hi);
             return 2;
         }
         i += 2;
@@ -247,6 +261,7 @@ int mx_cmd_bench(int argc, char **argv) {
         reps = 99;
 
     int status = 1;
+    struct mx_llm *L = NULL;
     struct mx_backend *be = NULL;
     struct mx_llama_model *m = NULL;
     struct mx_llama_ctx *c = NULL;
@@ -258,10 +273,21 @@ int mx_cmd_bench(int argc, char **argv) {
     const struct mx_llama_hparams *hp = NULL;
     uint64_t kv_row = 0;
     if (o.model) {
-        if (o.n_ctx == 0) /* room for the runs, not the model's whole context */
-            o.n_ctx = MX_MAX(MX_MAX(n_prompt, depth + n_gen) + 16, 256);
-        if (mx_llm_open(&o, "bench", &be, &m, &c, &load_s))
+        if (o.s.n_ctx == 0) /* room for the runs, not the model's whole context */
+            o.s.n_ctx = (int)MX_MAX(MX_MAX(n_prompt, depth + n_gen) + 16, 256);
+        if (mx_cli_resolve_model("bench", &o))
             goto done;
+        mx_cli_log_init(&o);
+        struct mx_err oerr = {0};
+        int rc = mx_llm_open(&L, o.model, &o.s, &oerr);
+        if (rc < 0) {
+            mx_cli_err("bench", "%s", mx_err_msg(&oerr, rc));
+            goto done;
+        }
+        be = mx_llm_backend(L);
+        m = mx_llm_model(L);
+        c = mx_llm_ctx(L);
+        load_s = mx_llm_load_s(L);
         n_threads = mx_backend_cpu_n_threads(be);
         kernels = mx_backend_cpu_kernels(be);
         hp = mx_llama_model_hparams(m);
@@ -271,7 +297,7 @@ int mx_cmd_bench(int argc, char **argv) {
         int64_t n_ids = MX_MAX(MX_MAX(n_prompt, n_gen), depth) + 1;
         ids = malloc((size_t)n_ids * sizeof *ids);
         if (!ids) {
-            fprintf(stderr, "mixel bench: out of memory\n");
+            mx_cli_err("bench", "out of memory");
             goto done;
         }
         uint64_t s = 12345;
@@ -316,7 +342,7 @@ int mx_cmd_bench(int argc, char **argv) {
                 v[r] = sp;
                 struct mx_err err = {0}; /* back to the same depth */
                 if (mx_llama_kv_remove(c, depth, -1, &err) < 0) {
-                    fprintf(stderr, "mixel bench: %s\n", err.msg);
+                    mx_cli_err("bench", "%s", err.msg);
                     goto done;
                 }
             }
@@ -324,7 +350,7 @@ int mx_cmd_bench(int argc, char **argv) {
         }
     }
     if (n_threads == 0)
-        n_threads = o.threads > 0 ? o.threads : 2;
+        n_threads = o.s.threads > 0 ? o.s.threads : 2;
     uint64_t rss = peak_rss(); /* before the sweep (which runs in a child anyway) */
     double machine = measure_bandwidth_apart((size_t)mem_mib << 20, n_threads, 5);
     double wgbps = tg * (double)sz.n_bytes_active / 1e9;
@@ -333,11 +359,14 @@ int mx_cmd_bench(int argc, char **argv) {
 
     if (json) {
         printf("{\"model\": \"");
-        for (const char *p = name ? name : ""; *p; p++) /* file names are untrusted text */
+        /* file names are untrusted text: controls (C0, DEL, C1) only as JSON escapes */
+        for (const unsigned char *p = (const unsigned char *)(name ? name : ""); *p; p++)
             if (*p == '"' || *p == '\\')
                 printf("\\%c", *p);
-            else if ((unsigned char)*p < 0x20)
-                printf("\\u%04x", (unsigned char)*p);
+            else if (*p < 0x20 || *p == 0x7f)
+                printf("\\u%04x", *p);
+            else if (*p == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0)
+                printf("\\u%04x", *++p);
             else
                 putchar(*p);
         printf("\", \"threads\": %d, \"kernels\": \"%s\", \"pp\": {\"n\": %lld, "
@@ -355,16 +384,18 @@ int mx_cmd_bench(int argc, char **argv) {
                (unsigned long long)sz.n_bytes_active, (unsigned long long)sz.n_params,
                (unsigned long long)sz.n_params_active, (unsigned long long)sz.n_bytes,
                hp ? hp->n_expert : 0, hp ? hp->n_expert_used : 0,
-               mx_type_name(o.kv_type), load_s, reps);
+               mx_type_name(o.s.kv_type), load_s, reps);
     } else {
         if (o.model) {
-            printf("model           %s\n", name);
-            printf("params          %.3f B total, %.3f B active per token (%d experts, %d "
-                   "used); weights %.1f MB, %.1f MB read per token\n", sz.n_params / 1e9,
-                   sz.n_params_active / 1e9, hp->n_expert, hp->n_expert_used, sz.n_bytes / 1e6,
-                   sz.n_bytes_active / 1e6);
+            char total[32], active[32];
+            fmt_count(sz.n_params, total, sizeof total);
+            fmt_count(sz.n_params_active, active, sizeof active);
+            printf("model           %s\n", mx_safe(name));
+            printf("params          %s total, %s active per token (%d experts, %d used); "
+                   "weights %.1f MB, %.1f MB read per token\n", total, active, hp->n_expert,
+                   hp->n_expert_used, sz.n_bytes / 1e6, sz.n_bytes_active / 1e6);
             printf("threads         %d (kernels %s, load %.2f s, KV cache %s, median of %lld)\n",
-                   n_threads, kernels, load_s, mx_type_name(o.kv_type), reps);
+                   n_threads, kernels, load_s, mx_type_name(o.s.kv_type), reps);
             if (n_prompt > 0)
                 printf("pp %-12lld %.2f tokens/s\n", n_prompt, pp);
             if (n_gen > 0)
@@ -384,6 +415,6 @@ int mx_cmd_bench(int argc, char **argv) {
     status = 0;
 done:
     free(ids);
-    mx_llm_close(be, m, c);
+    mx_llm_close(L);
     return status;
 }

@@ -13,7 +13,8 @@
 #include "core/llm/llama.h"
 #include "kernels/backend.h"
 #include "cli/cmd.h"
-#include "app/llm_cli.h"
+#include "cli/opts.h"
+#include "app/llm.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -26,9 +27,8 @@ static void usage(FILE *f) {
             "  -p, --prompt TEXT   text, tokenized with the model's tokenizer (BOS added)\n"
             "  -f, --file FILE     the same from a file\n"
             "  --all               every row\n"
-            "  --rows LIST         only these positions' rows\n"
-            "%s",
-            mx_llm_common_help);
+            "  --rows LIST         only these positions' rows\n");
+    mx_cli_common_help(f, MX_CLI_LOGITS);
 }
 
 struct out_state {
@@ -69,13 +69,13 @@ static int cmp_i32(const void *a, const void *b) {
 }
 
 int mx_cmd_logits(int argc, char **argv) {
-    struct mx_llm_opts o;
-    mx_llm_opts_init(&o);
+    struct mx_cli_opts o;
+    mx_cli_opts_init(&o);
     o.quiet = true;
     const char *ids_s = NULL, *ids_file = NULL, *prompt = NULL, *pfile = NULL, *rows_s = NULL;
     bool all = false;
     for (int i = 1; i < argc;) {
-        int r = mx_llm_parse_common(argc, argv, &i, &o, "logits");
+        int r = mx_cli_parse_common("logits", MX_CLI_LOGITS, argc, argv, &i, &o);
         if (r < 0)
             return 2;
         if (r > 0)
@@ -100,12 +100,12 @@ int mx_cmd_logits(int argc, char **argv) {
         } else if (!strcmp(a, "--rows")) {
             dst = &rows_s;
         } else {
-            fprintf(stderr, "mixel logits: unknown option '%s'\n", a);
-            usage(stderr);
+            mx_cli_err("logits", "unknown option '%s' (see mixel logits --help)",
+                    mx_safe(a));
             return 2;
         }
         if (!val) {
-            fprintf(stderr, "mixel logits: %s needs a value\n", a);
+            mx_cli_err("logits", "%s needs a value", a);
             return 2;
         }
         *dst = val;
@@ -113,51 +113,60 @@ int mx_cmd_logits(int argc, char **argv) {
     }
     int n_inputs = !!ids_s + !!ids_file + !!prompt + !!pfile;
     if (n_inputs != 1 || !o.model || (all && rows_s)) {
-        fprintf(stderr, "mixel logits: need -m and exactly one of --ids, --ids-file, -p, -f "
-                        "(and not both --all and --rows)\n");
-        usage(stderr);
+        mx_cli_err("logits", "need -m and exactly one of --ids, --ids-file, -p, -f "
+                        "(and not both --all and --rows; see mixel logits --help)");
         return 2;
     }
 
-    int status = 1;
-    struct mx_backend *be = NULL;
-    struct mx_llama_model *m = NULL;
+    int status = 1, rc;
+    struct mx_llm *L = NULL;
     struct mx_llama_ctx *c = NULL;
+    struct mx_err err = {0};
     int32_t *ids = NULL, *rows = NULL;
     int64_t n = 0, n_rows = 0;
     char *text = NULL;
     size_t tlen = 0;
     if (rows_s) {
-        if (mx_llm_parse_ids(rows_s, "logits", &rows, &n_rows))
+        if (mx_cli_parse_ids(rows_s, "logits", &rows, &n_rows))
             return 2;
         qsort(rows, (size_t)n_rows, sizeof *rows, cmp_i32);
     }
-    if (ids_s && mx_llm_parse_ids(ids_s, "logits", &ids, &n))
+    if (ids_s && mx_cli_parse_ids(ids_s, "logits", &ids, &n))
         goto done;
     if (ids_file) {
-        if (mx_llm_read_file(ids_file, "logits", &text, &tlen) ||
-            mx_llm_parse_ids(text, "logits", &ids, &n))
+        if (mx_cli_read_file(ids_file, "logits", &text, &tlen) ||
+            mx_cli_parse_ids(text, "logits", &ids, &n))
             goto done;
     }
-    if (pfile && mx_llm_read_file(pfile, "logits", &text, &tlen))
+    if (pfile && mx_cli_read_file(pfile, "logits", &text, &tlen))
         goto done;
-    if (mx_llm_open(&o, "logits", &be, &m, &c, NULL))
+    if (mx_cli_resolve_model("logits", &o))
         goto done;
+    mx_cli_log_init(&o);
+    if ((rc = mx_llm_open(&L, o.model, &o.s, &err)) < 0) {
+        mx_cli_err("logits", "%s", mx_err_msg(&err, rc));
+        goto done;
+    }
+    c = mx_llm_ctx(L);
     if (prompt || pfile) {
         if (prompt) {
             text = strdup(prompt);
             tlen = strlen(prompt);
         }
-        if (!text || mx_llm_tokenize(m, text, tlen, "logits", &ids, &n))
+        size_t nt = 0;
+        if (!text || (rc = mx_llm_tokenize(L, text, tlen, &ids, &nt, &err)) < 0) {
+            mx_cli_err("logits", "tokenizer: %s", text ? mx_err_msg(&err, rc) : "out of memory");
             goto done;
+        }
+        n = (int64_t)nt;
         if (n == 0) {
-            fprintf(stderr, "mixel logits: the text gives no tokens\n");
+            mx_cli_err("logits", "the text gives no tokens");
             goto done;
         }
     }
-    const struct mx_llama_hparams *hp = mx_llama_model_hparams(m);
+    const struct mx_llama_hparams *hp = mx_llama_model_hparams(mx_llm_model(L));
     if (n > mx_llama_ctx_n_ctx(c)) {
-        fprintf(stderr, "mixel logits: %lld tokens do not fit the context of %lld (use -c)\n",
+        mx_cli_err("logits", "%lld tokens do not fit the context of %lld (use -c)",
                 (long long)n, (long long)mx_llama_ctx_n_ctx(c));
         goto done;
     }
@@ -173,18 +182,17 @@ int mx_cmd_logits(int argc, char **argv) {
     }
     printf(" \"logits\": [");
     struct out_state st = {.n_vocab = hp->n_vocab, .rows = rows, .n_rows = n_rows, .first = true};
-    struct mx_err err = {0};
-    int rc = mx_llama_decode(c, ids, n, all || rows, on_row, &st, &err);
+    rc = mx_llama_decode(c, ids, n, all || rows, on_row, &st, &err);
     if (rc < 0) {
         printf("]}\n");
-        fprintf(stderr, "mixel logits: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("logits", "%s", mx_err_msg(&err, rc));
         goto done;
     }
     if (!all && !rows)
         on_row(&st, n - 1, mx_llama_logits(c));
     printf("\n]}\n");
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "mixel logits: write error on stdout\n");
+        mx_cli_err("logits", "write error on stdout");
         goto done;
     }
     status = 0;
@@ -192,6 +200,6 @@ done:
     free(ids);
     free(rows);
     free(text);
-    mx_llm_close(be, m, c);
+    mx_llm_close(L);
     return status;
 }

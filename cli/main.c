@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 
 struct cmd {
     const char *name;
@@ -78,15 +79,18 @@ int main(int argc, char **argv) {
             sub_argv = argv + 1;
         }
     }
+    if (!strcmp(name, "models")) /* the alias ollama users type */
+        name = "list";
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(commands[i].name, name) != 0)
             continue;
         if (!commands[i].fn) {
-            fprintf(stderr, "mixel: '%s' is not in this build yet (see mixel --help)\n", name);
+            fprintf(stderr, "mixel: '%s' is not in this build yet (see mixel --help)\n",
+                    mx_safe(name));
             return 2;
         }
         return commands[i].fn(sub_argc, sub_argv);
     }
-    fprintf(stderr, "mixel: unknown command '%s' (see mixel --help)\n", name);
+    fprintf(stderr, "mixel: unknown command '%s' (see mixel --help)\n", mx_safe(name));
     return 2;
 }

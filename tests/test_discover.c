@@ -509,6 +509,45 @@ static void test_header_read_touches_only_the_header(void **state) {
     mx_model_list_free(&l);
 }
 
+/* -m NAME: a name as the list shows it, without its "(ollama)" tag, or a file's own name opens
+ * that file; the same file reached twice is one answer; two files of one name and unknown names
+ * are errors that say so. */
+static void test_resolve_names(void **state) {
+    (void)state;
+    build_home();
+    write_gguf(P("work/b.gguf"), NULL, 512, T0 + 21); /* a second b.gguf (~/models has one) */
+    struct mx_err err = { 0 };
+    char *path = NULL, want[512];
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "mistral:7b", &path, &err), 0);
+    snprintf(want, sizeof want, "home/.ollama/models/blobs/sha256-%s", HEX_A);
+    assert_non_null(strstr(path, want));
+    free(path);
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "mistral:7b (ollama)", &path,
+                                         &err), 0);
+    free(path);
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "someuser/thing:q4", &path,
+                                         &err), 0);
+    snprintf(want, sizeof want, "sha256-%s", HEX_B);
+    assert_non_null(strstr(path, want));
+    free(path);
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "sub/deep/b.gguf", &path, &err),
+                     0);
+    assert_non_null(strstr(path, "home/models/sub/deep/b.gguf"));
+    free(path);
+    /* the hub file and ~/models/hf-link.gguf are one file */
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "cool.Q4_K.gguf", &path, &err),
+                     0);
+    free(path);
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "b.gguf", &path, &err),
+                     MX_EINVAL);
+    assert_null(path);
+    assert_non_null(strstr(err.msg, "2 models have that name"));
+    mx_err_clear(&err);
+    assert_int_equal(mx_discover_resolve(P("home"), P("work"), "mistral:latest-nope", &path,
+                                         &err), MX_ENOENT);
+    assert_non_null(strstr(err.msg, "mixel list"));
+}
+
 static void test_print_is_inert_and_explains_model_flag(void **state) {
     (void)state;
     char cwd0[4096];
@@ -556,6 +595,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_header_metadata, setup_root, teardown_root),
         cmocka_unit_test_setup_teardown(test_header_read_touches_only_the_header, setup_root,
                                         teardown_root),
+        cmocka_unit_test_setup_teardown(test_resolve_names, setup_root, teardown_root),
         cmocka_unit_test_setup_teardown(test_print_is_inert_and_explains_model_flag, setup_root,
                                         teardown_root),
     };

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/base/err.h"
@@ -27,6 +28,7 @@
 #include "mx_test.h"
 #include "app/engine_llm.h"
 #include "app/worker.h"
+#include "kernels/devices.h"
 
 static const char *g_shared;
 static char g_model[1024];
@@ -107,7 +109,9 @@ static void run_reply(struct mx_worker *w, struct mx_engine *e, const struct mx_
 
 static struct mx_engine *load(const char *path, int n_ctx) {
     struct mx_err err = {0};
-    struct mx_gen_settings s = {.n_ctx = n_ctx};
+    struct mx_gen_settings s;
+    mx_gen_settings_default(&s);
+    s.n_ctx = n_ctx;
     struct mx_engine *e = mx_engine_llm_new(path, &s, NULL, &err);
     if (!e)
         fail_msg("load %s: %s", path, err.msg);
@@ -115,8 +119,14 @@ static struct mx_engine *load(const char *path, int n_ctx) {
 }
 
 static struct mx_gen_settings greedy(int n_predict) {
-    struct mx_gen_settings s = {.temp = 0, .top_p = 1, .min_p = 0, .repeat_penalty = 1,
-                                .top_k = 0, .n_predict = n_predict, .seed = 42};
+    struct mx_gen_settings s;
+    mx_gen_settings_default(&s);
+    s.sampling.temp = 0;
+    s.sampling.top_p = 1;
+    s.sampling.min_p = 0;
+    s.sampling.top_k = 0;
+    s.sampling.seed = 42;
+    s.n_predict = n_predict;
     return s;
 }
 
@@ -331,6 +341,115 @@ static void test_stop_string_held_back(void **state) {
     mx_worker_free(w);
 }
 
+/* The session's settings carry --stop strings (run --session, the TUI): they cut the answer
+ * exactly as the template's stops do, through the same hold-back. */
+static void test_settings_stop_joins_template_stops(void **state) {
+    (void)state;
+    struct mx_worker *w;
+    assert_int_equal(mx_worker_new(&w), 0);
+    struct mx_gen_settings s = greedy(40);
+    struct mx_engine *e = load(g_model, 256);
+    struct mx_turn turns[1] = {{MX_ROLE_USER, "Once upon a time"}};
+    struct result full, cut;
+    run_reply(w, e, turns, 1, &s, &full);
+    assert_int_equal(full.code, 0);
+    assert_true(full.len > 12);
+    char stop[16];
+    snprintf(stop, sizeof stop, "%.4s", full.text + 6);
+    s.stop[0] = stop;
+    s.stop[1] = NULL;
+    mx_engine_llm_clear(e);
+    run_reply(w, e, turns, 1, &s, &cut);
+    assert_int_equal(cut.code, 0);
+    size_t first = (size_t)(strstr(full.text, stop) - full.text);
+    assert_int_equal(cut.len, first);
+    assert_memory_equal(cut.text, full.text, first);
+    e->free(e);
+    mx_worker_free(w);
+}
+
+/* An assistant turn of tool calls and the tool's answer reach the chat template (mx_turn
+ * carries what mx_chat_msg carries): the prompt in the cache holds the call and the result. */
+static void test_tool_calls_reach_the_template(void **state) {
+    (void)state;
+    struct mx_worker *w;
+    assert_int_equal(mx_worker_new(&w), 0);
+    struct mx_gen_settings s = greedy(2);
+    struct mx_err err = {0};
+    struct mx_gen_settings ls;
+    mx_gen_settings_default(&ls);
+    ls.n_ctx = 512;
+    struct mx_engine *e = mx_engine_llm_new(g_model, &ls, "mistral-v3", &err);
+    if (!e)
+        fail_msg("load: %s", err.msg);
+    struct mx_tool_call call = {"abcdefghi", "get_weather", "{\"city\": \"Paris\"}"};
+    /* the answer to the tool's result is the next assistant turn */
+    struct mx_turn turns[3] = {
+        {MX_ROLE_USER, "What is the weather?"},
+        {.role = MX_ROLE_ASSISTANT, .text = NULL, .tool_calls = &call, .n_tool_calls = 1},
+        {.role = MX_ROLE_TOOL, .text = "sunny and warm", .tool_call_id = "abcdefghi"},
+    };
+    struct result r;
+    run_reply(w, e, turns, 3, &s, &r);
+    if (r.code != 0)
+        fail_msg("reply: %s", r.msg);
+    char text[4096];
+    cached_text(e, text, sizeof text);
+    printf("tool prompt: %s\n", text);
+    assert_non_null(strstr(text, "get_weather"));
+    assert_non_null(strstr(text, "Paris"));
+    assert_non_null(strstr(text, "sunny and warm"));
+    e->free(e);
+    mx_worker_free(w);
+}
+
+/* --device reaches the one open path: "cpu" gives the CPU backend, a name not in the registry is
+ * an error naming the choices, "auto" picks what mx_device_best says. */
+static void test_device_choice(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    struct mx_gen_settings s;
+    mx_gen_settings_default(&s);
+    s.n_ctx = 64;
+    s.device = "cpu";
+    struct mx_engine *e = mx_engine_llm_new(g_model, &s, NULL, &err);
+    assert_non_null(e);
+    assert_string_equal(e->device, "CPU");
+    e->free(e);
+    s.device = "tpu";
+    assert_null(mx_engine_llm_new(g_model, &s, NULL, &err));
+    assert_int_equal(err.code, MX_EINVAL);
+    assert_non_null(strstr(err.msg, "cpu"));
+    mx_err_clear(&err);
+    s.device = "auto";
+    e = mx_engine_llm_new(g_model, &s, NULL, &err);
+    assert_non_null(e);
+    assert_true(strcasecmp(e->device, mx_device_best()) == 0);
+    e->free(e);
+}
+
+/* A full context ends the answer after one last token that is shown but not cached, with a
+ * notice; `mixel run --no-context-shift` stops at the same token (tests/llm_run.sh). */
+static void test_full_context_cuts(void **state) {
+    (void)state;
+    struct mx_worker *w;
+    assert_int_equal(mx_worker_new(&w), 0);
+    struct mx_gen_settings s = greedy(-1);
+    s.ignore_eos = true;
+    struct mx_engine *e = load(g_model, 64);
+    struct mx_turn turns[1] = {{MX_ROLE_USER, "Once"}};
+    struct result r;
+    run_reply(w, e, turns, 1, &s, &r);
+    assert_int_equal(r.code, 0);
+    struct mx_engine_llm_stats st;
+    assert_int_equal(mx_engine_llm_stats(e, &st), 0);
+    assert_non_null(strstr(r.notice, "context full"));
+    assert_int_equal(st.n_cached, 64);
+    assert_int_equal(st.n_generated, 64 - st.n_prompt + 1);
+    e->free(e);
+    mx_worker_free(w);
+}
+
 static void cached_text(struct mx_engine *e, char *out, size_t cap) {
     size_t n;
     const int32_t *ids = mx_engine_llm_tokens(e, &n);
@@ -485,7 +604,9 @@ static int bench16k(void) {
     snprintf(model, sizeof model, "%s/models/tiny-mixtral-64k-f32.gguf", g_shared);
     snap_path(path, sizeof path, "bench16k.kv");
     struct mx_err err = {0};
-    struct mx_gen_settings gs = {.n_ctx = 16384 + 512};
+    struct mx_gen_settings gs;
+    mx_gen_settings_default(&gs);
+    gs.n_ctx = 16384 + 512;
     struct mx_engine *a = mx_engine_llm_new(model, &gs, NULL, &err);
     if (!a) {
         printf("bench16k: %s\n", err.msg);
@@ -564,6 +685,10 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_overflow_drops_oldest),
             cmocka_unit_test(test_long_prompt_progress),
             cmocka_unit_test(test_stop_string_held_back),
+            cmocka_unit_test(test_settings_stop_joins_template_stops),
+            cmocka_unit_test(test_tool_calls_reach_the_template),
+            cmocka_unit_test(test_device_choice),
+            cmocka_unit_test(test_full_context_cuts),
             cmocka_unit_test(test_snapshot_resume_equals_uninterrupted),
             cmocka_unit_test(test_snapshot_bad_is_rejected),
         };

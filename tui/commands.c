@@ -88,12 +88,12 @@ static int parse_float_arg(struct app *a, const char *name, const char *arg, flo
 }
 
 static void cmd_temp(struct app *a, const char *arg) {
-    if (parse_float_arg(a, "/temp", arg, 0, 5, &a->settings.temp) == 0)
+    if (parse_float_arg(a, "/temp", arg, 0, 5, &a->settings.sampling.temp) == 0)
         mx_app_store_settings(a);
 }
 
 static void cmd_top_p(struct app *a, const char *arg) {
-    if (parse_float_arg(a, "/top-p", arg, 0, 1, &a->settings.top_p) == 0)
+    if (parse_float_arg(a, "/top-p", arg, 0, 1, &a->settings.sampling.top_p) == 0)
         mx_app_store_settings(a);
 }
 
@@ -104,7 +104,7 @@ static void cmd_seed(struct app *a, const char *arg) {
         mx_app_notice(a, true, "/seed takes a whole number");
         return;
     }
-    a->settings.seed = v;
+    a->settings.sampling.seed = v;
     mx_app_store_settings(a);
     mx_app_notice(a, false, "seed = %llu", v);
 }

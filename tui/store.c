@@ -54,8 +54,8 @@ static void settings_json(const struct app *a, char *buf, size_t size) {
     /* the seed goes out as a signed 64-bit integer (what JSON readers take) and comes back
      * through the same two's-complement cast in settings_from_json */
     snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"n_ctx\": %d}",
-             (double)a->settings.temp, (double)a->settings.top_p, (long long)a->settings.seed,
-             a->settings.n_ctx);
+             (double)a->settings.sampling.temp, (double)a->settings.sampling.top_p,
+             (long long)a->settings.sampling.seed, a->settings.n_ctx);
 }
 
 /* A session's stored settings (written by settings_json); missing or mistyped keys keep the
@@ -68,11 +68,11 @@ static void settings_from_json(struct app *a, const char *text) {
     }
     json_t *v;
     if (json_is_number(v = json_object_get(o, "temp")))
-        a->settings.temp = (float)json_number_value(v);
+        a->settings.sampling.temp = (float)json_number_value(v);
     if (json_is_number(v = json_object_get(o, "top_p")))
-        a->settings.top_p = (float)json_number_value(v);
+        a->settings.sampling.top_p = (float)json_number_value(v);
     if (json_is_integer(v = json_object_get(o, "seed")))
-        a->settings.seed = (uint64_t)json_integer_value(v);
+        a->settings.sampling.seed = (uint64_t)json_integer_value(v);
     if (json_is_integer(v = json_object_get(o, "n_ctx")))
         a->settings.n_ctx = (int)json_integer_value(v);
     json_decref(o);

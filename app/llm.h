@@ -1,0 +1,167 @@
+/* llm.h - the one LLM stack every front end shares: the settings (one struct: how to open a
+ * model, how to sample, when to stop), opening a model on a device (backend + weights +
+ * tokenizer + KV cache, with a mirror of the token ids the cache holds), prefill, and the
+ * generate loop (sampling, end-of-generation, stop strings with hold-back, context shift,
+ * cancel, statistics).
+ *
+ * `mixel run`, `mixel run --session`, the TUI's engine (engine_llm.c, on top of this), bench and
+ * logits all open models through mx_llm_open and generate through mx_llm_generate, so --device,
+ * --stop, the hold-back, the statistics and the settings cannot drift apart between them.
+ *
+ * Threading: an mx_llm is used by one thread at a time (the worker while a reply runs).
+ */
+#ifndef MX_LLM_H
+#define MX_LLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/err.h"
+#include "core/llm/sampler.h"
+
+#define MX_GEN_MAX_STOPS 8 /* --stop strings a caller may add to the template's */
+
+/* Everything a front end decides about a model run; persisted per chat session (the sampling
+ * part) and handed around by value. Strings are borrowed: they must outlive every copy. */
+struct mx_gen_settings {
+    /* opening a model (mx_llm_open) */
+    const char *device;     /* "auto" (or NULL), "cpu", "cuda": kernels/devices.h names */
+    int threads;            /* CPU threads; 0: physical cores */
+    int n_ctx;              /* KV cache cells; 0: the model's context_length, capped by memory */
+    int kv_type;            /* enum mx_type of the KV cache: F16 (default), F32, Q8_0 */
+    int ubatch;             /* tokens per forward chunk; 0: 512 */
+    int act_mode;           /* enum mx_act_mode: rounding of activations before matmuls */
+    /* sampling: handed to the sampler chain as it is (core/llm/sampler.h) */
+    struct mx_sampler_params sampling;
+    /* generating (mx_llm_generate) */
+    int n_predict;          /* longest answer in tokens; -1: until the end or a full context */
+    const char *stop[MX_GEN_MAX_STOPS + 1]; /* extra stop strings, NULL-terminated */
+    bool ignore_eos;        /* go on past end-of-generation tokens */
+    bool ctx_shift;         /* full context: drop the older half after n_keep tokens, go on */
+    int n_keep;             /* tokens kept at the start when the context shifts (1: BOS) */
+};
+
+/* The defaults every front end starts from: automatic device, physical cores, the model's
+ * context, f16 cache, ubatch 512, ggml activations, llama.cpp's sampling defaults with seed 0,
+ * no length limit, no extra stops, stop at a full context (n_keep 1 for when shifting is on). */
+void mx_gen_settings_default(struct mx_gen_settings *s);
+
+/* Why a generation ended. */
+enum mx_gen_end {
+    MX_GEN_LENGTH,    /* n_predict tokens */
+    MX_GEN_EOG,       /* an end-of-generation token */
+    MX_GEN_STOP,      /* a stop string (not emitted) */
+    MX_GEN_FULL,      /* the context was full and shifting was off */
+    MX_GEN_CANCELED,  /* the cancel callback said so */
+    MX_GEN_ERROR,     /* an error (the return value) */
+};
+
+/* "length", "end of text", "stop string", "context full", "canceled", "error". */
+const char *mx_gen_end_name(enum mx_gen_end end);
+
+/* What a prefill + generation did. */
+struct mx_gen_stats {
+    size_t n_prefilled;   /* prompt tokens evaluated by mx_llm_prefill */
+    size_t n_generated;   /* tokens sampled and emitted (the last may not be in the cache when
+                           * the context was full) */
+    size_t n_shifts;      /* context shifts */
+    double prefill_s;     /* seconds in mx_llm_prefill */
+    double gen_s;         /* seconds in the generate loop */
+    enum mx_gen_end end;  /* why the loop ended */
+};
+
+/* Tokens per second of the generation (0 when nothing was generated). */
+double mx_gen_stats_tok_s(const struct mx_gen_stats *st);
+
+/* Where prefill and generation report; every callback but text may be NULL. Called on the thread
+ * running the loop. */
+struct mx_gen_io {
+    /* s[0..n): whole UTF-8 characters of the answer, never a stop string or its start; may
+     * contain NUL bytes (a <0x00> byte token). Returns 0, or < 0 to stop with that error. */
+    int (*text)(void *ud, const char *s, size_t n);
+    bool (*canceled)(void *ud);                      /* polled between tokens and chunks */
+    void (*progress)(void *ud, size_t done, size_t total); /* prefill, after each chunk */
+    void (*stats)(void *ud, double tok_s, size_t n_cached); /* every 16 generated tokens */
+    void (*token)(void *ud, int32_t id, size_t n);   /* after the n-th generated token */
+    void *ud;
+    const char *const *stops;   /* more stop strings (the chat template's), NULL-terminated */
+    unsigned detok_flags;       /* mx_detok_stream flags (MX_DETOK_LSTRIP for an answer) */
+    size_t prefill_chunk;       /* tokens per prefill step (progress and cancel); 0: one step */
+};
+
+struct mx_llm;
+struct mx_backend;
+struct mx_llama_model;
+struct mx_llama_ctx;
+struct mx_tokenizer;
+
+/* Opens model_path on the device s->device (s NULL: defaults) with s->threads threads: backend,
+ * weights (mapped), tokenizer (checked against the model's vocabulary), a context of s->n_ctx
+ * cells with an s->kv_type cache. Returns 0 with *out (mx_llm_close), or an error in err
+ * (MX_EINVAL/MX_EUNSUP device names, the loader's, the tokenizer's); then *out is NULL and
+ * nothing is left behind. */
+int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen_settings *s,
+                struct mx_err *err);
+void mx_llm_close(struct mx_llm *L); /* NULL ok */
+
+/* Borrowed parts, valid while L lives. */
+struct mx_backend *mx_llm_backend(const struct mx_llm *L);
+struct mx_llama_model *mx_llm_model(const struct mx_llm *L);
+struct mx_llama_ctx *mx_llm_ctx(const struct mx_llm *L);
+struct mx_tokenizer *mx_llm_tokenizer(const struct mx_llm *L);
+const char *mx_llm_path(const struct mx_llm *L);  /* the path as given */
+const char *mx_llm_name(const struct mx_llm *L);  /* general.name or the basename, no controls */
+const char *mx_llm_device(const struct mx_llm *L); /* "CPU", "CUDA" */
+double mx_llm_load_s(const struct mx_llm *L);     /* seconds to open backend + weights */
+int32_t mx_llm_n_vocab(const struct mx_llm *L);
+size_t mx_llm_n_ctx(const struct mx_llm *L);
+
+/* Tokenizes text[0..len) with BOS as the vocabulary says. Returns 0 with *ids (caller frees)
+ * and *n, or the tokenizer's error. */
+int mx_llm_tokenize(const struct mx_llm *L, const char *text, size_t len, int32_t **ids,
+                    size_t *n, struct mx_err *err);
+
+/* The token ids the KV cache holds, in position order (*n of them; borrowed, valid until the
+ * next call that changes the cache). NULL with *n = 0 when it is empty. */
+const int32_t *mx_llm_cached(const struct mx_llm *L, size_t *n);
+
+/* Decodes ids[0..n) after the cached ones (logits of the last are then mx_llama_logits). Returns
+ * 0, MX_EFULL/MX_EINVAL (cache unchanged), MX_ENOMEM, or a backend error (cache emptied). */
+int mx_llm_feed(struct mx_llm *L, const int32_t *ids, size_t n, struct mx_err *err);
+
+/* Empties the cache. */
+void mx_llm_clear(struct mx_llm *L);
+
+/* Edits the cache to hold `ids`' first n_keep + n_move tokens: cells [0, n_keep) stay, cached
+ * cells [src, src + n_move) move down to n_keep (keys re-rotated), the rest goes. A plan that
+ * does not fit what is cached empties the cache (all is prefilled again). Returns 0, or a backend
+ * error (cache emptied). */
+int mx_llm_cache_plan(struct mx_llm *L, const int32_t *ids, size_t n_keep, size_t src,
+                      size_t n_move, struct mx_err *err);
+
+/* Feeds ids[0..n) after the cache in io->prefill_chunk steps, reporting progress and polling
+ * cancel between steps; adds to st (NULL ok). Returns 0, MX_ECANCELED (the steps done stay in
+ * the cache) or mx_llm_feed's error. */
+int mx_llm_prefill(struct mx_llm *L, const int32_t *ids, size_t n, const struct mx_gen_io *io,
+                   struct mx_gen_stats *st, struct mx_err *err);
+
+/* The generate loop, after the prompt is in the cache (its last logits current): samples with
+ * s->sampling (the penalty window first sees history[0..n_history), usually the prompt), stops
+ * at n_predict tokens, an end-of-generation token (unless ignore_eos), a stop string (s->stop
+ * and io->stops; text that could still become one is held back and never emitted past it) or
+ * cancel; a full context shifts (s->ctx_shift) or ends the answer after one last token that is
+ * emitted but not cached. Each token enters the cache before its text is emitted. Fills *st
+ * (its generation fields). Returns 0 (also when canceled: st->end says so), or an error (the
+ * sampler's "no candidate left", io->text's, a decode error); text emitted so far stays. */
+int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int32_t *history,
+                    size_t n_history, const struct mx_gen_io *io, struct mx_gen_stats *st,
+                    struct mx_err *err);
+
+/* KV snapshots (history/kvsnap): save the cache with its token ids to path (temp file + rename,
+ * 0600), or replace the cache with a snapshot made with this model file, cache type and a fitting
+ * context. Errors as mx_engine_llm_save / mx_engine_llm_load (engine_llm.h) say. */
+int mx_llm_save(struct mx_llm *L, const char *path, struct mx_err *err);
+int mx_llm_load(struct mx_llm *L, const char *path, struct mx_err *err);
+
+#endif

@@ -1,0 +1,432 @@
+/* opts.c - the LLM commands' shared options, logger, model names and output sanitiser (see
+ * opts.h). One table drives parsing, range checks and help, so run, chat, bench and logits
+ * cannot disagree about what -c or --temp accepts. */
+#include "cli/opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/base/log.h"
+#include "core/base/quant.h"
+#include "core/base/text.h"
+#include "kernels/backend.h"
+#include "kernels/devices.h"
+#include "app/discover.h"
+
+enum kind {
+    K_STR,      /* const char * */
+    K_INT,      /* int in [lo, hi] */
+    K_FLOAT,    /* float in [lo, hi] (lo excluded when lo_open) */
+    K_SEED,     /* uint64_t, any; sets seed_set */
+    K_ON,       /* bool set true */
+    K_OFF,      /* bool set false */
+    K_KV,       /* f32 | f16 | q8_0 -> enum mx_type */
+    K_ACT,      /* ggml | f32 -> enum mx_act_mode */
+    K_DEVICE,   /* auto or a registry name */
+    K_STOP,     /* appended to s.stop */
+};
+
+struct spec {
+    const char *shrt, *lng, *alt; /* "-t", "--threads", another long name (or NULL) */
+    enum kind kind;
+    size_t off;                   /* field in struct mx_cli_opts */
+    double lo, hi;                /* range of K_INT / K_FLOAT */
+    bool lo_open;                 /* lo itself is not allowed */
+    unsigned who;                 /* MX_CLI_* commands that take it */
+    const char *arg, *help;       /* value name for the help; help text */
+};
+
+#define OFF(f) offsetof(struct mx_cli_opts, f)
+#define ALL (MX_CLI_RUN | MX_CLI_CHAT | MX_CLI_BENCH | MX_CLI_LOGITS)
+#define GEN (MX_CLI_RUN | MX_CLI_CHAT)
+#define LOAD_ONLY (MX_CLI_RUN | MX_CLI_BENCH | MX_CLI_LOGITS)
+
+static const struct spec specs[] = {
+    {"-m", "--model", NULL, K_STR, OFF(model), 0, 0, false, ALL, "M",
+     "GGUF model: a file, or a name `mixel list` shows (tinystory:latest)"},
+    {"-t", "--threads", NULL, K_INT, OFF(s.threads), 1, 1024, false, ALL, "N",
+     "CPU threads (default: physical cores)"},
+    {"-c", "--ctx-size", "--ctx", K_INT, OFF(s.n_ctx), 1, 1 << 24, false, ALL, "N",
+     "context (KV cache) size in tokens (default: the model's, capped by memory)"},
+    {NULL, "--device", NULL, K_DEVICE, OFF(s.device), 0, 0, false, ALL, "D",
+     "auto (default: CUDA when a GPU answers, else CPU), cpu or cuda"},
+    {NULL, "--kv-type", NULL, K_KV, OFF(s.kv_type), 0, 0, false, LOAD_ONLY, "T",
+     "KV cache type: f32, f16 (default), q8_0"},
+    {NULL, "--ubatch", NULL, K_INT, OFF(s.ubatch), 1, 8192, false, LOAD_ONLY, "N",
+     "tokens per forward chunk (default 512)"},
+    {NULL, "--act", NULL, K_ACT, OFF(s.act_mode), 0, 0, false, LOAD_ONLY, "ggml|f32",
+     "activation rounding before quantized matmuls: ggml (default, like llama.cpp) or f32"},
+    {"-n", "--n-predict", NULL, K_INT, OFF(s.n_predict), -1, 1 << 24, false, GEN, "N",
+     "longest answer in tokens (-1: until the end or a full context)"},
+    {NULL, "--temp", NULL, K_FLOAT, OFF(s.sampling.temp), 0, 5, false, GEN, "T",
+     "temperature (default 0.8; 0 = greedy)"},
+    {NULL, "--top-k", NULL, K_INT, OFF(s.sampling.top_k), 0, 1000000, false, GEN, "K",
+     "keep the K likeliest tokens (default 40; 0 = off)"},
+    {NULL, "--top-p", NULL, K_FLOAT, OFF(s.sampling.top_p), 0, 1, true, GEN, "P",
+     "nucleus mass (default 0.95; 1 = off)"},
+    {NULL, "--min-p", NULL, K_FLOAT, OFF(s.sampling.min_p), 0, 1, false, GEN, "P",
+     "drop tokens below P x the top one (default 0.05; 0 = off)"},
+    {NULL, "--typical", NULL, K_FLOAT, OFF(s.sampling.typical_p), 0, 1, true, GEN, "P",
+     "locally typical sampling (default 1 = off)"},
+    {NULL, "--repeat-penalty", NULL, K_FLOAT, OFF(s.sampling.repeat_penalty), 0, 10, true, GEN,
+     "R", "(default 1 = off)"},
+    {NULL, "--repeat-last-n", NULL, K_INT, OFF(s.sampling.penalty_last_n), 0, 1 << 20, false,
+     GEN, "N", "window of the penalties (default 64)"},
+    {NULL, "--presence-penalty", NULL, K_FLOAT, OFF(s.sampling.presence_penalty), -2, 2, false,
+     GEN, "P", "(default 0)"},
+    {NULL, "--frequency-penalty", NULL, K_FLOAT, OFF(s.sampling.freq_penalty), -2, 2, false,
+     GEN, "F", "(default 0)"},
+    {"-s", "--seed", NULL, K_SEED, OFF(s.sampling.seed), 0, 0, false, GEN, "S",
+     "RNG seed (run: from the clock by default, printed with -v; chat: 0)"},
+    {NULL, "--stop", NULL, K_STOP, 0, 0, 0, false, GEN, "STR",
+     "stop before this text (up to 8 times)"},
+    {NULL, "--ignore-eos", NULL, K_ON, OFF(s.ignore_eos), 0, 0, false, MX_CLI_RUN, NULL,
+     "do not stop at end-of-generation tokens"},
+    {NULL, "--keep", NULL, K_INT, OFF(s.n_keep), 0, 1 << 24, false, MX_CLI_RUN, "N",
+     "tokens kept at the start when a full context shifts (default 1: BOS); the older half "
+     "of the rest is dropped"},
+    {NULL, "--no-context-shift", NULL, K_OFF, OFF(s.ctx_shift), 0, 0, false, MX_CLI_RUN, NULL,
+     "stop when the context is full instead"},
+    {"-v", "--verbose", NULL, K_ON, OFF(verbose), 0, 0, false, LOAD_ONLY, NULL,
+     "debug messages"},
+    {"-q", "--quiet", NULL, K_ON, OFF(quiet), 0, 0, false, LOAD_ONLY, NULL, "warnings only"},
+};
+
+void mx_cli_opts_init(struct mx_cli_opts *o) {
+    memset(o, 0, sizeof *o);
+    mx_gen_settings_default(&o->s);
+}
+
+/* "from 0 to 5", "above 0, up to 1" */
+static void range_text(const struct spec *p, char *buf, size_t size) {
+    if (p->lo_open)
+        snprintf(buf, size, "above %.10g, up to %.10g", p->lo, p->hi);
+    else
+        snprintf(buf, size, "from %.10g to %.10g", p->lo, p->hi);
+}
+
+/* " run" for "mixel run: ...", "" for the bare `mixel` (the chat without its name) */
+#define SP(cmd) ((cmd)[0] ? " " : ""), (cmd)
+
+static int bad(const char *cmd, const char *opt, const char *val, const char *want) {
+    fprintf(stderr, "mixel%s%s: %s: '%s' is not %s (see mixel%s%s --help)\n", SP(cmd), opt,
+            mx_safe(val), want, SP(cmd));
+    return -1;
+}
+
+static int set(const char *cmd, const struct spec *p, const char *opt, const char *val,
+               struct mx_cli_opts *o) {
+    char *f = (char *)o + p->off, *end, want[96];
+    switch (p->kind) {
+    case K_STR:
+        *(const char **)f = val;
+        return 0;
+    case K_INT: {
+        range_text(p, want, sizeof want);
+        char full[128];
+        snprintf(full, sizeof full, "a whole number %s", want);
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end || v < p->lo || v > p->hi)
+            return bad(cmd, opt, val, full);
+        *(int *)f = (int)v;
+        return 0;
+    }
+    case K_FLOAT: {
+        range_text(p, want, sizeof want);
+        char full[128];
+        snprintf(full, sizeof full, "a number %s", want);
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v) || v < p->lo || v > p->hi ||
+            (p->lo_open && v <= p->lo))
+            return bad(cmd, opt, val, full);
+        *(float *)f = (float)v;
+        return 0;
+    }
+    case K_SEED: {
+        errno = 0;
+        const char *s = val;
+        while (*s == ' ')
+            s++;
+        unsigned long long v = strtoull(val, &end, 0);
+        if (errno || end == val || *end || *s == '-')
+            return bad(cmd, opt, val, "a whole number from 0 to 18446744073709551615");
+        *(uint64_t *)f = (uint64_t)v;
+        o->seed_set = true;
+        return 0;
+    }
+    case K_ON:
+    case K_OFF:
+        *(bool *)f = p->kind == K_ON;
+        return 0;
+    case K_KV: {
+        int t = mx_type_from_name(val);
+        if (t != MX_TYPE_F32 && t != MX_TYPE_F16 && t != MX_TYPE_Q8_0)
+            return bad(cmd, opt, val, "one of f32, f16, q8_0");
+        *(int *)f = t;
+        return 0;
+    }
+    case K_ACT:
+        if (!strcmp(val, "ggml"))
+            *(int *)f = MX_ACT_GGML;
+        else if (!strcmp(val, "f32"))
+            *(int *)f = MX_ACT_F32;
+        else
+            return bad(cmd, opt, val, "ggml or f32");
+        return 0;
+    case K_DEVICE: {
+        char names[128] = "auto";
+        bool ok = !strcmp(val, "auto");
+        for (int i = 0; i < mx_device_count(); i++) {
+            struct mx_device d;
+            if (mx_device_get(i, &d) != 0)
+                continue;
+            ok |= !strcmp(val, d.name);
+            size_t k = strlen(names);
+            snprintf(names + k, sizeof names - k, ", %s", d.name);
+        }
+        if (!ok) {
+            char full[160];
+            snprintf(full, sizeof full, "a device (%s)", names);
+            return bad(cmd, opt, val, full);
+        }
+        *(const char **)f = val;
+        return 0;
+    }
+    case K_STOP:
+        if (o->n_stops == MX_GEN_MAX_STOPS || !val[0]) {
+            fprintf(stderr, "mixel%s%s: at most %d non-empty --stop strings\n", SP(cmd),
+                    MX_GEN_MAX_STOPS);
+            return -1;
+        }
+        o->s.stop[o->n_stops++] = val;
+        o->s.stop[o->n_stops] = NULL;
+        return 0;
+    }
+    return -1;
+}
+
+int mx_cli_parse_common(const char *cmd, unsigned who, int argc, char **argv, int *i,
+                        struct mx_cli_opts *o) {
+    const char *a = argv[*i];
+    const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    size_t alen = eq ? (size_t)(eq - a) : strlen(a);
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        const struct spec *p = &specs[k];
+        if (!(p->who & who))
+            continue;
+        const char *names[3] = {p->shrt, p->lng, p->alt}, *hit = NULL;
+        for (int j = 0; j < 3 && !hit; j++)
+            if (names[j] && strlen(names[j]) == alen && !strncmp(a, names[j], alen))
+                hit = names[j];
+        if (!hit)
+            continue;
+        bool takes = p->kind != K_ON && p->kind != K_OFF;
+        if (!takes) {
+            if (eq) {
+                fprintf(stderr, "mixel%s%s: %s takes no value\n", SP(cmd), hit);
+                return -1;
+            }
+            (*i)++;
+            return set(cmd, p, hit, NULL, o) < 0 ? -1 : 1;
+        }
+        const char *val = eq ? eq + 1 : *i + 1 < argc ? argv[*i + 1] : NULL;
+        if (!val) {
+            fprintf(stderr, "mixel%s%s: %s needs a value (%s)\n", SP(cmd), hit, p->arg);
+            return -1;
+        }
+        if (set(cmd, p, hit, val, o) < 0)
+            return -1;
+        *i += eq ? 1 : 2;
+        return 1;
+    }
+    return 0;
+}
+
+void mx_cli_common_help(FILE *f, unsigned who) {
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        const struct spec *p = &specs[k];
+        if (!(p->who & who))
+            continue;
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s%s%s%s%s", p->shrt ? p->shrt : "",
+                 p->shrt ? ", " : "", p->lng, p->alt ? ", " : "", p->alt ? p->alt : "",
+                 p->arg ? " " : "", p->arg ? p->arg : "");
+        /* the help wrapped at 100 columns under its own column */
+        const char *h = p->help;
+        int col = 28;
+        fprintf(f, "  %-*s", col - 2, left);
+        if (strlen(left) > (size_t)col - 3)
+            fprintf(f, "\n%*s", col, "");
+        for (;;) {
+            size_t room = 99 - (size_t)col, n = strlen(h);
+            if (n <= room) {
+                fprintf(f, "%s\n", h);
+                break;
+            }
+            size_t cut = room;
+            while (cut > 0 && h[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = room;
+            fprintf(f, "%.*s\n%*s", (int)cut, h, col, "");
+            h += cut + (h[cut] == ' ');
+        }
+    }
+}
+
+static void log_stderr(enum mx_log_level level, const char *msg, void *ud) {
+    const struct mx_cli_opts *o = ud;
+    if (level == MX_LOG_DEBUG && !o->verbose)
+        return;
+    if (level == MX_LOG_INFO && o->quiet)
+        return;
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "mixel: %s: %s\n", names[level], mx_safe(msg));
+}
+
+void mx_cli_log_init(const struct mx_cli_opts *o) {
+    mx_log_set(log_stderr, (void *)o);
+}
+
+int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o) {
+    static char *resolved;
+    struct stat st;
+    if (!o->model || stat(o->model, &st) == 0)
+        return 0; /* a file (or a path the loader will explain) */
+    struct mx_err err = {0};
+    char cwd[4096];
+    char *path = NULL;
+    int rc = mx_discover_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd) ? cwd : NULL, o->model,
+                                 &path, &err);
+    if (rc == MX_ENOENT)
+        return 0; /* no such name either: opening the path says "No such file" with the name */
+    if (rc < 0) {
+        mx_cli_err(cmd, "%s", mx_err_msg(&err, rc));
+        return 1;
+    }
+    free(resolved);
+    resolved = path;
+    o->model = resolved;
+    return 0;
+}
+
+const char *mx_safe(const char *s) {
+    static char *bufs[8];
+    static size_t caps[8];
+    static unsigned next;
+    if (!s)
+        s = "(null)";
+    size_t len = strlen(s), need = MX_SANITIZE_MAX(len);
+    unsigned k = next++ % 8;
+    if (caps[k] < need) {
+        char *b = realloc(bufs[k], need);
+        if (!b)
+            return "(out of memory)";
+        bufs[k] = b;
+        caps[k] = need;
+    }
+    mx_text_sanitize(s, len, bufs[k], false);
+    return bufs[k];
+}
+
+void mx_cli_err(const char *cmd, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mixel %s: %s\n", cmd, mx_safe(msg));
+}
+
+int mx_cli_read_file(const char *path, const char *cmd, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mx_cli_err(cmd, "%s: %s", path, strerror(errno));
+        return 1;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *nb = cap < SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!b || err) {
+        mx_cli_err(cmd, "%s: %s", path, b ? "read error" : "out of memory");
+        free(b);
+        return 1;
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int mx_cli_parse_ids(const char *s, const char *cmd, int32_t **ids, int64_t *n) {
+    size_t cap = 64, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v)
+        goto oom;
+    for (const char *p = s; *p;) {
+        if (*p < '0' || *p > '9') {
+            if (*p == '-') {
+                fprintf(stderr, "mixel %s: negative token id in the list\n", cmd);
+                free(v);
+                return 1;
+            }
+            p++;
+            continue;
+        }
+        long long x = 0;
+        while (*p >= '0' && *p <= '9') {
+            x = x * 10 + (*p++ - '0');
+            if (x > INT32_MAX) {
+                fprintf(stderr, "mixel %s: token id too large\n", cmd);
+                free(v);
+                return 1;
+            }
+        }
+        if (k == cap) {
+            int32_t *nv = realloc(v, cap * 2 * sizeof *v);
+            if (!nv)
+                goto oom;
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = (int32_t)x;
+    }
+    if (k == 0) {
+        fprintf(stderr, "mixel %s: no token ids given\n", cmd);
+        free(v);
+        return 1;
+    }
+    *ids = v;
+    *n = (int64_t)k;
+    return 0;
+oom:
+    free(v);
+    fprintf(stderr, "mixel %s: out of memory\n", cmd);
+    return 1;
+}

@@ -1,0 +1,70 @@
+/* opts.h - what the LLM commands (run, chat, bench, logits) share on the command line: one table
+ * of the common options (-m, -t, -c, --device, the sampling knobs, -n, --stop, ...) that parses,
+ * validates (every number against its range, the message naming the option) and prints their
+ * help; the stderr logger; model names as discovery shows them; and the output sanitiser every
+ * command prints untrusted strings (paths, titles, model names, error messages) through.
+ * cli/ only: it prints.
+ */
+#ifndef MX_CLI_OPTS_H
+#define MX_CLI_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "app/llm.h"
+
+/* Which commands take an option (bits of mx_cli_opt_spec.who). */
+#define MX_CLI_RUN    1u
+#define MX_CLI_CHAT   2u
+#define MX_CLI_BENCH  4u
+#define MX_CLI_LOGITS 8u
+
+/* The common options' values. */
+struct mx_cli_opts {
+    const char *model;          /* -m: a path, or a name `mixel list` shows */
+    struct mx_gen_settings s;   /* the one settings struct (app/llm.h) */
+    bool seed_set;              /* --seed given */
+    bool verbose, quiet;        /* -v / -q: log levels on stderr */
+    int n_stops;                /* --stop strings in s.stop */
+};
+
+/* Defaults: mx_gen_settings_default. */
+void mx_cli_opts_init(struct mx_cli_opts *o);
+
+/* If argv[*i] is a common option of a command in `who`, consumes it (and its value: "--opt V" or
+ * "--opt=V"), advances *i and returns 1; returns 0 when it is not one; -1 after printing a
+ * one-line error naming the option and its range ("mixel run: --temp: 'abc' is not a number
+ * from 0 to 100"). */
+int mx_cli_parse_common(const char *cmd, unsigned who, int argc, char **argv, int *i,
+                        struct mx_cli_opts *o);
+
+/* Prints the help lines of the common options of `who`. */
+void mx_cli_common_help(FILE *f, unsigned who);
+
+/* Installs the stderr logger for core/ messages (-v: debug too; -q: warnings only). */
+void mx_cli_log_init(const struct mx_cli_opts *o);
+
+/* Turns o->model into a file to open: an existing path as it is, else a name model discovery
+ * shows (`mixel list`: "tinystory:latest", "ORG/NAME: f.gguf", a file name). Returns 0 with
+ * o->model replaced (a static copy, valid until the next call), 1 after printing why not. */
+int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o);
+
+/* s made safe for the terminal (mx_text_sanitize: ESC, BEL, C1 controls and bidi overrides
+ * shown inert, newlines shown as ^J). The result lives in one of 8 rotating static buffers:
+ * valid until the 8th next call; NULL gives "(null)". Not thread-safe (the CLI's main thread). */
+const char *mx_safe(const char *s);
+
+/* Prints "mixel CMD: <message>\n" to stderr with the whole message sanitised (error messages
+ * quote paths and model metadata). */
+void mx_cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a whole file (NUL-terminated copy; caller frees). Returns 0, or 1 after printing why. */
+int mx_cli_read_file(const char *path, const char *cmd, char **buf, size_t *len);
+
+/* Parses ids "1,2 3\n4" (any non-digit separators; a JSON array works too). Returns 0 with *ids
+ * (caller frees) and *n, or 1 after printing why. */
+int mx_cli_parse_ids(const char *s, const char *cmd, int32_t **ids, int64_t *n);
+
+#endif
