@@ -13,14 +13,15 @@
 #include "kernels/devices.h"
 #include "kernels/devinfo.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 #include "app/discover.h"
 #include "tui/graphics.h"
 #include "tui/termquery.h"
 
 static void doctor_terminal(void) {
     const char *term = getenv("TERM");
-    printf("terminal  TERM=%s%s%s\n", term ? term : "(unset)", getenv("TMUX") ? ", inside tmux" : "",
-           getenv("SSH_CONNECTION") ? ", over SSH" : "");
+    printf("terminal  TERM=%s%s%s\n", term ? mx_safe(term) : "(unset)",
+           getenv("TMUX") ? ", inside tmux" : "", getenv("SSH_CONNECTION") ? ", over SSH" : "");
     const char *src;
     int depth = mx_tq_colour_depth(&src);
     if (depth == 16777216)
@@ -53,11 +54,11 @@ static void doctor_path(const char *label, int (*fn)(char *, size_t, struct mx_e
     char path[4096];
     struct mx_err err = {0};
     if (fn(path, sizeof path, &err) != 0) {
-        printf("          %s: %s\n", label, err.msg);
+        printf("          %s: %s\n", label, mx_safe(err.msg));
         return;
     }
     struct stat st;
-    printf("          %s: %s (%s)\n", label, path,
+    printf("          %s: %s (%s)\n", label, mx_safe(path),
            stat(path, &st) == 0 ? "exists" : "not created yet");
 }
 
@@ -68,7 +69,7 @@ int mx_cmd_doctor(int argc, char **argv) {
                    "devices, the terminal's graphics\nanswers and the config/data paths.\n");
             return 0;
         }
-        fprintf(stderr, "mixel doctor: unknown option '%s'\n", argv[i]);
+        mx_cli_err("doctor", "unknown option '%s'", argv[i]);
         return 2;
     }
     printf("mixel %s doctor\n", PACKAGE_VERSION);

@@ -22,6 +22,7 @@
 #include "core/format/safetensors.h"
 #include "core/base/util.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 #include "core/diffusion/sd_kind.h"
 #include "core/llm/model_info.h"
 #include "core/base/text.h"
@@ -229,7 +230,7 @@ static int inspect_gguf(const char *path, const struct opts *o) {
     struct mx_err err = {0};
     int rc = mx_gguf_open(path, &g, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel inspect: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("inspect", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     char b1[64], b2[32], s1[MX_SANITIZE_MAX(SHOW_MAX) + 4];
@@ -529,7 +530,7 @@ static int inspect_st(const char *path, const struct opts *o) {
     struct mx_err err = {0};
     int rc = mx_st_open(path, &st, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel inspect: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("inspect", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     if (o->json) {
@@ -548,7 +549,7 @@ static int inspect_folder(const char *path, const struct opts *o) {
     struct mx_err err = {0};
     int rc = mx_st_folder_open(path, &f, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel inspect: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("inspect", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     const json_t *index = mx_st_folder_config(f, NULL);
@@ -629,13 +630,13 @@ int mx_cmd_inspect(int argc, char **argv) {
         } else if (!strcmp(a, "--tensors")) {
             o.tensors = true;
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "mixel inspect: unknown option '%s'\n", a);
+            mx_cli_err("inspect", "unknown option '%s'", a);
             usage(stderr);
             return 2;
         } else if (!path) {
             path = a;
         } else {
-            fprintf(stderr, "mixel inspect: one file at a time\n");
+            mx_cli_err("inspect", "one file at a time");
             return 2;
         }
     }
@@ -646,7 +647,7 @@ int mx_cmd_inspect(int argc, char **argv) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         char s1[MX_SANITIZE_MAX(SHOW_MAX) + 4];
-        fprintf(stderr, "mixel inspect: %s: %s\n", inert(path, strlen(path), s1),
+        mx_cli_err("inspect", "%s: %s", inert(path, strlen(path), s1),
                 strerror(errno));
         return 1;
     }
@@ -663,7 +664,7 @@ int mx_cmd_inspect(int argc, char **argv) {
     if ((n == 9 && head[8] == '{') || ends_with(path, ".safetensors"))
         return inspect_st(path, &o);
     char s1[MX_SANITIZE_MAX(SHOW_MAX) + 4];
-    fprintf(stderr, "mixel inspect: %s: not a GGUF or safetensors file\n",
+    mx_cli_err("inspect", "%s: not a GGUF or safetensors file",
             inert(path, strlen(path), s1));
     return 1;
 }

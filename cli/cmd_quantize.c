@@ -15,6 +15,7 @@
 #include "core/base/quant.h"
 #include "core/format/quantize_model.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 #include "core/base/text.h"
 
 static void usage(FILE *f) {
@@ -89,18 +90,18 @@ int mx_cmd_quantize(int argc, char **argv) {
             /* llama-quantize refuses quantized sources without it; mixel converts them anyway */
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (i + 1 >= argc || parse_threads(argv[i + 1], &n_threads) < 0) {
-                fprintf(stderr, "mixel quantize: %s needs a thread count 1..256\n", a);
+                mx_cli_err("quantize", "%s needs a thread count 1..256", a);
                 return 2;
             }
             threads_set = true;
             i++;
         } else if (a[0] == '-' && a[1] != 0) {
-            fprintf(stderr, "mixel quantize: unknown option '%s' (see --help)\n", a);
+            mx_cli_err("quantize", "unknown option '%s' (see --help)", a);
             return 2;
         } else if (n_pos < 4) {
             pos[n_pos++] = a;
         } else {
-            fprintf(stderr, "mixel quantize: too many arguments (see --help)\n");
+            mx_cli_err("quantize", "too many arguments (see --help)");
             return 2;
         }
     }
@@ -110,14 +111,14 @@ int mx_cmd_quantize(int argc, char **argv) {
     }
     if (n_pos == 4) { /* llama-quantize's trailing nthreads */
         if (threads_set || parse_threads(pos[3], &n_threads) < 0) {
-            fprintf(stderr, "mixel quantize: '%s' is not a thread count (see --help)\n", pos[3]);
+            mx_cli_err("quantize", "'%s' is not a thread count (see --help)", pos[3]);
             return 2;
         }
     }
     const char *in = pos[0], *out = pos[1];
     int ftype = mx_ftype_from_name(pos[2]);
     if (ftype < 0) {
-        fprintf(stderr, "mixel quantize: unknown type '%s'; one of:", pos[2]);
+        fprintf(stderr, "mixel quantize: unknown type '%s'; one of:", mx_safe(pos[2]));
         int n;
         const int *list = mx_ftype_list(&n);
         for (int i = 0; i < n; i++)
@@ -126,7 +127,7 @@ int mx_cmd_quantize(int argc, char **argv) {
         return 2;
     }
     if (strcmp(in, out) == 0) {
-        fprintf(stderr, "mixel quantize: %s: output is the input file; choose another name\n",
+        mx_cli_err("quantize", "%s: output is the input file; choose another name",
                 out);
         return 1;
     }
@@ -136,12 +137,12 @@ int mx_cmd_quantize(int argc, char **argv) {
     };
     struct mx_quantize_stats st;
     struct mx_err err = {0};
-    printf("quantize %s -> %s as %s (file type %d), %d thread%s\n", in, out,
+    printf("quantize %s -> %s as %s (file type %d), %d thread%s\n", mx_safe(in), mx_safe(out),
            mx_ftype_name(ftype), ftype, n_threads, n_threads == 1 ? "" : "s");
     fflush(stdout);
     int rc = mx_quantize_model(in, out, &p, &st, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel quantize: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("quantize", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     double ne = st.n_elements ? (double)st.n_elements : 1.0;
@@ -151,7 +152,7 @@ int mx_cmd_quantize(int argc, char **argv) {
            st.dst_bytes * 8.0 / ne);
     printf("%" PRId64 " tensors, %" PRId64 " converted (%" PRId64 " on a fallback type), "
            "%" PRIu64 " bytes written to %s in %.1f s\n",
-           st.n_tensors, st.n_converted, st.n_fallback, st.file_bytes, out, st.seconds);
+           st.n_tensors, st.n_converted, st.n_fallback, st.file_bytes, mx_safe(out), st.seconds);
     if (pr.n_requant)
         printf("note: %" PRId64 " tensor%s requantized from a quantized type: the errors of both "
                "quantizations add up; convert from F16/F32 when you can\n", pr.n_requant,

@@ -18,6 +18,7 @@
 #include "history/db.h"
 #include "history/kvsnap.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 
 struct opts {
     const char *db;      /* --db PATH, or NULL for $XDG_DATA_HOME/mixel/history.db */
@@ -113,7 +114,7 @@ static int open_db(const struct opts *o, struct mx_db **db) {
     if (o->db) {
         snprintf(path, sizeof path, "%s", o->db);
     } else if (mx_db_default_path(path, sizeof path, &err) < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", err.msg);
+        mx_cli_err("sessions", "%s", err.msg);
         return 1;
     }
     if (access(path, F_OK) != 0) {
@@ -123,7 +124,7 @@ static int open_db(const struct opts *o, struct mx_db **db) {
     struct mx_db_opts dbo = {.path = path};
     int rc = mx_db_open(db, &dbo, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     return 0;
@@ -133,7 +134,7 @@ static int find(struct mx_db *db, const char *key, int64_t *id) {
     struct mx_err err = {0};
     int rc = db ? mx_db_session_find(db, key, id, &err) : MX_ENOENT;
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n",
+        mx_cli_err("sessions", "%s",
                 db ? mx_err_msg(&err, rc) : "no sessions saved yet");
         return 1;
     }
@@ -149,7 +150,7 @@ static int do_list(struct mx_db *db, const struct opts *o) {
     struct mx_err err = {0};
     int rc = mx_db_session_list(db, 0, &l, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     if (l.n == 0)
@@ -161,7 +162,7 @@ static int do_list(struct mx_db *db, const struct opts *o) {
         printf("%6lld  ", (long long)s->id);
         put_time(stdout, s->updated_ms);
         printf("  %5lld  ", (long long)s->n_messages);
-        put_safe(stdout, s->title[0] ? s->title : "(untitled)", o->escape, true);
+        fputs(mx_safe(s->title[0] ? s->title : "(untitled)"), stdout); /* never raw: a name */
         putchar('\n');
     }
     mx_session_list_free(&l);
@@ -179,17 +180,16 @@ static int do_show(struct mx_db *db, const struct opts *o, const char *key) {
     if (rc == 0 && (rc = mx_db_active_path(db, id, &path, &err)) < 0)
         mx_session_deinit(&s);
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     printf("session %lld: ", (long long)s.id);
-    put_safe(stdout, s.title[0] ? s.title : "(untitled)", o->escape, true);
-    printf("\nmodel:   ");
-    put_safe(stdout, s.model_path[0] ? s.model_path : "(unknown)", o->escape, true);
-    if (s.template_name[0]) {
-        printf("\ntemplate: ");
-        put_safe(stdout, s.template_name, o->escape, true);
-    }
+    /* names are made inert always (cli/opts.h mx_safe, the TUI's sanitiser); messages are the
+     * session's data: raw into a pipe, inert on a terminal or with --escape */
+    fputs(mx_safe(s.title[0] ? s.title : "(untitled)"), stdout);
+    printf("\nmodel:   %s", mx_safe(s.model_path[0] ? s.model_path : "(unknown)"));
+    if (s.template_name[0])
+        printf("\ntemplate: %s", mx_safe(s.template_name));
     printf("\ncreated: ");
     put_time(stdout, s.created_ms);
     printf(", updated: ");
@@ -216,7 +216,7 @@ static int do_show(struct mx_db *db, const struct opts *o, const char *key) {
 static int do_export(struct mx_db *db, const struct opts *o, const char *key) {
     bool json = !strcmp(o->format, "json");
     if (!json && strcmp(o->format, "md") != 0) {
-        fprintf(stderr, "mixel sessions: --format must be md or json, not '%s'\n", o->format);
+        mx_cli_err("sessions", "--format must be md or json, not '%s'", o->format);
         return 2;
     }
     int64_t id;
@@ -226,7 +226,7 @@ static int do_export(struct mx_db *db, const struct opts *o, const char *key) {
     struct mx_err err = {0};
     int rc = json ? mx_db_export_json(db, id, &out, &err) : mx_db_export_md(db, id, &out, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     fputs(out, stdout);
@@ -250,11 +250,11 @@ static void snapshot_path(const struct opts *o, int64_t id, char *buf, size_t si
 
 static int do_rm(struct mx_db *db, const struct opts *o, int n, char **keys) {
     if (!db) {
-        fprintf(stderr, "mixel sessions: no sessions saved yet\n");
+        mx_cli_err("sessions", "no sessions saved yet");
         return 1;
     }
     if (mx_db_readonly(db)) {
-        fprintf(stderr, "mixel sessions: cannot remove: history is read-only (%s)\n",
+        mx_cli_err("sessions", "cannot remove: history is read-only (%s)",
                 mx_db_readonly_reason(db));
         return 1;
     }
@@ -268,14 +268,14 @@ static int do_rm(struct mx_db *db, const struct opts *o, int n, char **keys) {
         struct mx_err err = {0};
         int rc = mx_db_session_delete(db, id, &err);
         if (rc < 0) {
-            fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+            mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
             status = 1;
             continue;
         }
         char kv[4200];
         snapshot_path(o, id, kv, sizeof kv);
         if (kv[0] && unlink(kv) != 0 && errno != ENOENT)
-            fprintf(stderr, "mixel sessions: %s: %s\n", kv, strerror(errno));
+            mx_cli_err("sessions", "%s: %s", kv, strerror(errno));
         printf("removed session %lld\n", (long long)id);
     }
     return status;
@@ -303,7 +303,7 @@ static int do_search(struct mx_db *db, const struct opts *o, int n, char **words
     int rc = mx_db_search(db, text, 100, &h, &err);
     free(text);
     if (rc < 0) {
-        fprintf(stderr, "mixel sessions: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("sessions", "%s", mx_err_msg(&err, rc));
         return rc == MX_EINVAL ? 2 : 1;
     }
     for (size_t i = 0; i < h.n; i++) {
@@ -363,7 +363,7 @@ int mx_cmd_sessions(int argc, char **argv) {
     int have = nargs ? nargs - 1 : 0;
     if (!known || (need >= 0 && have != need) || (need < 0 && have < 1)) {
         if (!known)
-            fprintf(stderr, "mixel sessions: unknown subcommand '%s'\n", sub);
+            mx_cli_err("sessions", "unknown subcommand '%s'", sub);
         usage(stderr);
         free(args);
         return 2;

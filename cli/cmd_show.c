@@ -15,6 +15,7 @@
 
 #include "core/base/err.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 #include "tui/graphics.h"
 #include "tui/image_term.h"
 
@@ -48,19 +49,16 @@ static int parse_cells(const char *opt, const char *s, int *out) {
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || errno || *end || v < 1 || v > 4096) {
-        fprintf(stderr, "mixel show: %s needs a number of cells from 1 to 4096\n", opt);
+        mx_cli_err("show", "%s needs a number of cells from 1 to 4096", opt);
         return -1;
     }
     *out = (int)v;
     return 0;
 }
 
-/* The file name, with control characters shown as '?' (it goes to a terminal). */
+/* The file name, with control characters shown inert (it goes to a terminal). */
 static void print_plain(const char *path) {
-    fputs("[image: ", stdout);
-    for (const char *p = path; *p; p++)
-        putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
-    fputs("]\n", stdout);
+    printf("[image: %s]\n", mx_safe(path));
 }
 
 /* Detects the terminal for mode (after checking that path opens, so a missing file is reported
@@ -68,14 +66,14 @@ static void print_plain(const char *path) {
 static int detect_for(const char *path, enum mx_gfx_mode mode, struct mx_gfx *g) {
     FILE *probe = fopen(path, "rb");
     if (!probe) {
-        fprintf(stderr, "mixel show: %s: %s\n", path, strerror(errno));
+        mx_cli_err("show", "%s: %s", path, strerror(errno));
         return 1;
     }
     fclose(probe);
     mx_gfx_detect(mode, 0, g, NULL);
     if (getenv("MIXEL_DEBUG_GRAPHICS"))
-        fprintf(stderr, "mixel show: mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
-                "%d colours, %s, background %02x%02x%02x%s\n", mx_gfx_mode_name(g->mode),
+        mx_cli_err("show", "mode %s: %s; cell %dx%d (%s), %dx%d cells, max %dx%d px, "
+                "%d colours, %s, background %02x%02x%02x%s", mx_gfx_mode_name(g->mode),
                 g->why, g->cell_w, g->cell_h, g->cell_src, g->cols, g->rows, g->max_w, g->max_h,
                 g->colour_regs, g->truecolor ? "24-bit blocks" : "256-colour blocks", g->bg[0],
                 g->bg[1], g->bg[2], g->bg_known ? "" : " (assumed)");
@@ -99,7 +97,7 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
     struct mx_image img = {0};
     int rc = mx_image_load_over(path, g.bg, &img, &err);
     if (rc < 0) {
-        fprintf(stderr, "mixel show: %s\n", mx_err_msg(&err, rc));
+        mx_cli_err("show", "%s", mx_err_msg(&err, rc));
         return 1;
     }
     if (g.mode == MX_GFX_NONE) {
@@ -114,7 +112,7 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
         int bc = width ? width : g.cols - at_col, br = height ? height : g.rows - 1 - at_row;
         int top = 0, left = 0;
         if (bc < 1 || br < 1) {
-            fprintf(stderr, "mixel show: --at %d,%d is off the %dx%d screen\n", at_row, at_col,
+            mx_cli_err("show", "--at %d,%d is off the %dx%d screen", at_row, at_col,
                     g.rows, g.cols);
             mx_image_free(&img);
             return 1;
@@ -127,7 +125,7 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
         if (fflush(stdout) != 0 && rc == 0)
             rc = MX_EIO;
         if (rc < 0)
-            fprintf(stderr, "mixel show: %s: %s\n", path, mx_err_msg(&err, rc));
+            mx_cli_err("show", "%s: %s", path, mx_err_msg(&err, rc));
         return rc < 0;
     }
 
@@ -186,7 +184,7 @@ static int show_one(const char *path, const struct mx_gfx *gp, int width, int he
     if (fflush(stdout) != 0 && rc == 0)
         rc = MX_EIO;
     if (rc < 0) {
-        fprintf(stderr, "mixel show: %s: %s\n", path,
+        mx_cli_err("show", "%s: %s", path,
                 rc == MX_EIO ? "cannot write to stdout" : mx_err_msg(&err, rc));
         return 1;
     }
@@ -206,7 +204,7 @@ int mx_cmd_show(int argc, char **argv) {
         } else if (!strcmp(a, "--graphics") || !strncmp(a, "--graphics=", 11)) {
             const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v || mx_gfx_mode_parse(v, &mode) != 0) {
-                fprintf(stderr, "mixel show: --graphics takes auto, sixel, blocks or none\n");
+                mx_cli_err("show", "--graphics takes auto, sixel, blocks or none");
                 return 2;
             }
         } else if (!strcmp(a, "--width") || !strcmp(a, "-w")) {
@@ -220,16 +218,16 @@ int mx_cmd_show(int argc, char **argv) {
             char extra;
             if (!v || sscanf(v, "%d,%d%c", &at_row, &at_col, &extra) != 2 || at_row < 0 ||
                 at_col < 0 || at_row > 4095 || at_col > 4095) {
-                fprintf(stderr, "mixel show: --at takes ROW,COL (cells from 0, top left)\n");
+                mx_cli_err("show", "--at takes ROW,COL (cells from 0, top left)");
                 return 2;
             }
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "mixel show: unknown option '%s' (see mixel show --help)\n", a);
+            mx_cli_err("show", "unknown option '%s' (see mixel show --help)", a);
             return 2;
         } else if (n_paths < (int)(sizeof paths / sizeof paths[0])) {
             paths[n_paths++] = a;
         } else {
-            fprintf(stderr, "mixel show: at most 256 files at a time\n");
+            mx_cli_err("show", "at most 256 files at a time");
             return 2;
         }
     }

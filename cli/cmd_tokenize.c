@@ -24,6 +24,7 @@
 #include "core/text/tokenizer.h"
 #include "core/base/util.h"
 #include "cli/cmd.h"
+#include "cli/opts.h"
 #include "core/base/text.h"
 
 #define MAX_INPUT (256u << 20) /* bytes of text read from a file or stdin */
@@ -69,7 +70,7 @@ static struct mx_tokenizer *load_tokenizer(const char *model) {
         mx_gguf_close(g);
     }
     if (rc < 0) {
-        fprintf(stderr, "mixel: %s\n", mx_err_msg(&err, rc));
+        fprintf(stderr, "mixel: %s\n", mx_safe(mx_err_msg(&err, rc)));
         return NULL;
     }
     return t;
@@ -79,7 +80,7 @@ static struct mx_tokenizer *load_tokenizer(const char *model) {
 static char *read_all(const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "mixel: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "mixel: %s: %s\n", mx_safe(path), strerror(errno));
         return NULL;
     }
     size_t cap = 4096, n = 0;
@@ -87,7 +88,8 @@ static char *read_all(const char *path, size_t *len) {
     while (buf) {
         if (n == cap) {
             if (cap >= MAX_INPUT) {
-                fprintf(stderr, "mixel: %s: more than %u bytes of text\n", path, MAX_INPUT);
+                fprintf(stderr, "mixel: %s: more than %u bytes of text\n", mx_safe(path),
+                        MAX_INPUT);
                 free(buf);
                 buf = NULL;
                 break;
@@ -105,7 +107,7 @@ static char *read_all(const char *path, size_t *len) {
         n += k;
         if (k == 0) {
             if (ferror(f)) {
-                fprintf(stderr, "mixel: %s: read error\n", path);
+                fprintf(stderr, "mixel: %s: read error\n", mx_safe(path));
                 free(buf);
                 buf = NULL;
             }
@@ -173,7 +175,7 @@ int mx_cmd_tokenize(int argc, char **argv) {
             first_text = i + 1;
             break;
         } else if (a[0] == '-' && a[1] != 0) {
-            fprintf(stderr, "mixel tokenize: unknown option '%s'\n", a);
+            mx_cli_err("tokenize", "unknown option '%s'", a);
             goto usage;
         } else {
             first_text = i;
@@ -181,11 +183,11 @@ int mx_cmd_tokenize(int argc, char **argv) {
         }
     }
     if (!model) {
-        fprintf(stderr, "mixel tokenize: -m MODEL is required\n");
+        mx_cli_err("tokenize", "-m MODEL is required");
         goto usage;
     }
     if ((file != NULL) == (first_text < argc)) {
-        fprintf(stderr, "mixel tokenize: give either TEXT or -f FILE\n");
+        mx_cli_err("tokenize", "give either TEXT or -f FILE");
         goto usage;
     }
 
@@ -222,7 +224,7 @@ int mx_cmd_tokenize(int argc, char **argv) {
     int rc = mx_tokenizer_encode(t, text, len, flags, &ids, &n, &err);
     free(text);
     if (rc < 0) {
-        fprintf(stderr, "mixel: %s\n", mx_err_msg(&err, rc));
+        fprintf(stderr, "mixel: %s\n", mx_safe(mx_err_msg(&err, rc)));
         mx_tokenizer_free(t);
         return 1;
     }
@@ -282,11 +284,11 @@ static int parse_ids(const char *a, struct idlist *iv) {
         if (end == p || errno || v < INT32_MIN || v > INT32_MAX ||
             !(*end == 0 || *end == ',' || *end == ' ' || *end == ']' || *end == '\t' ||
               *end == '\n')) {
-            fprintf(stderr, "mixel detokenize: '%s' is not a list of token ids\n", a);
+            mx_cli_err("detokenize", "'%s' is not a list of token ids", a);
             return -1;
         }
         if (idlist_push(iv, (int32_t)v) < 0) {
-            fprintf(stderr, "mixel detokenize: out of memory\n");
+            mx_cli_err("detokenize", "out of memory");
             return -1;
         }
         p = end;
@@ -332,14 +334,14 @@ int mx_cmd_detokenize(int argc, char **argv) {
             if (rc_ids < 0)
                 goto usage;
         } else if (a[0] == '-' && !(a[1] >= '0' && a[1] <= '9')) {
-            fprintf(stderr, "mixel detokenize: unknown option '%s'\n", a);
+            mx_cli_err("detokenize", "unknown option '%s'", a);
             goto usage;
         } else if (parse_ids(a, &iv) < 0) {
             goto usage;
         }
     }
     if (!model) {
-        fprintf(stderr, "mixel detokenize: -m MODEL is required\n");
+        mx_cli_err("detokenize", "-m MODEL is required");
         goto usage;
     }
     struct mx_tokenizer *t = load_tokenizer(model);
@@ -355,7 +357,7 @@ int mx_cmd_detokenize(int argc, char **argv) {
     mx_tokenizer_free(t);
     free(iv.v);
     if (rc < 0) {
-        fprintf(stderr, "mixel: %s\n", mx_err_msg(&err, rc));
+        fprintf(stderr, "mixel: %s\n", mx_safe(mx_err_msg(&err, rc)));
         return 1;
     }
     if (isatty(STDOUT_FILENO)) {
