@@ -111,6 +111,9 @@ int mx_cmd_run(int argc, char **argv) {
     if (session) { /* one chat turn of a stored conversation, through the chat template */
         struct mx_run_session_opts so = {.model = o.model, .session = session, .prompt = text,
                                          .db_path = db_path, .tmpl = tmpl, .settings = o.s};
+        /* as in the TUI, an answer never shifts the conversation out from under itself: a full
+         * context ends it, and the next turn leaves out whole old messages instead */
+        so.settings.ctx_shift = false;
         int st = mx_run_session(&so);
         free(text);
         return st;

@@ -90,7 +90,7 @@ static const struct spec specs[] = {
      "do not stop at end-of-generation tokens"},
     {NULL, "--keep", NULL, K_INT, OFF(s.n_keep), 0, 1 << 24, false, MX_CLI_RUN, "N",
      "tokens kept at the start when a full context shifts (default 1: BOS); the older half "
-     "of the rest is dropped"},
+     "of the rest is dropped (not with --session: a chat answer ends at a full context)"},
     {NULL, "--no-context-shift", NULL, K_OFF, OFF(s.ctx_shift), 0, 0, false, MX_CLI_RUN, NULL,
      "stop when the context is full instead"},
     {"-v", "--verbose", NULL, K_ON, OFF(verbose), 0, 0, false, LOAD_ONLY, NULL,

@@ -92,4 +92,9 @@ case "$(tr -d '\n' <"$T/sfree")" in
 "$(tr -d '\n' <"$T/scut")$stop"*) ;;
 *) fail "--stop '$stop' in a session: '$(cat "$T/scut")' vs '$(cat "$T/sfree")'" ;;
 esac
+# a session answer ends at a full context with a notice (it never shifts the chat out from
+# under itself, whatever run's shift default), exit 0
+"$MIXEL" run -m "$M" -p "Once" --temp 0 -c 32 -n 80 --ignore-eos --session s3 --db "$T/h.db" \
+    >"$T/o" 2>"$T/err" || fail "session in a small context: $(cat "$T/err")"
+grep -q 'context full: the answer was cut' "$T/err" || fail "no cut in a session: $(cat "$T/err")"
 echo "ok"
