@@ -79,14 +79,26 @@ try "--$EVIL"
 try run "--$EVIL"
 try run -m "$M" -p x --temp "$EVIL"
 try chat "$EVIL"
-# chat's own messages before the TUI starts, on a terminal: loading, then the error
-if command -v script >/dev/null 2>&1; then
+# on a terminal (script(1) gives a pty): chat's own messages before the TUI starts (loading,
+# then the error), and run's output (--echo writes the prompt through the same path as the
+# answer: inert on a terminal); into a pipe the echoed prompt stays raw data
+pty() { # pty NAME ARGS...: runs mixel ARGS on a pty, output in $T/out.$n
     n=$((n + 1))
-    printf '%s\n' "exec \"\$MIXEL\" chat -m \"\$1\"" >"$T/chat.sh"
-    MIXEL="$MIXEL" script -qec "sh '$T/chat.sh' '$GONE'" /dev/null </dev/null >"$T/out.$n" 2>&1
-    grep -q 'loading' "$T/out.$n" || fail "chat on a pty: $(cat "$T/out.$n")"
+    what=$1
+    shift
+    printf 'exec "$MIXEL" "$@"\n' >"$T/pty.sh"
+    MIXEL="$MIXEL" script -qec "sh '$T/pty.sh' $(printf "'%s' " "$@")" /dev/null </dev/null \
+        >"$T/out.$n" 2>&1
     if LC_ALL=C grep -q "[$esc$bel]" "$T/out.$n" || LC_ALL=C grep -q "$c1" "$T/out.$n"; then
-        fail "chat -m on a terminal: $(od -c "$T/out.$n" | head)"
+        fail "$what on a terminal: $(od -c "$T/out.$n" | head)"
     fi
+}
+if command -v script >/dev/null 2>&1; then
+    pty "chat -m" chat -m "$GONE"
+    grep -q 'loading' "$T/out.$n" || fail "chat on a pty: $(cat "$T/out.$n")"
+    pty "run --echo" run -m "$M" -p "$EVIL" --echo -n 2 --temp 0
+    grep -q 'OWNED' "$T/out.$n" || fail "run --echo on a pty: $(cat "$T/out.$n")"
+    "$MIXEL" run -m "$M" -p "$EVIL" --echo -n 2 --temp 0 -q >"$T/raw" 2>/dev/null
+    LC_ALL=C grep -q "$esc" "$T/raw" || fail "run into a pipe lost the prompt's raw bytes"
 fi
 echo "ok ($n commands)"
