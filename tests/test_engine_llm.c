@@ -311,10 +311,11 @@ static void test_overflow_drops_oldest(void **state) {
     mx_worker_free(w);
 }
 
-/* A stop string: the answer ends right before it and no byte of it is ever posted, even when it
- * arrives over several tokens. */
-static void test_stop_string_held_back(void **state) {
-    (void)state;
+/* A stop string (5 bytes of the answer from its 9th on: several characters, so it spans
+ * tokens), given through the engine's stop list (the template's place) or through the settings
+ * (--stop of run --session): the answer ends right before it and no byte of it is ever posted.
+ * Both go through the one hold-back of app/llm.c. */
+static void check_stop_cuts(bool via_settings) {
     struct mx_worker *w;
     assert_int_equal(mx_worker_new(&w), 0);
     struct mx_gen_settings s = greedy(40);
@@ -324,13 +325,15 @@ static void test_stop_string_held_back(void **state) {
     run_reply(w, e, turns, 1, &s, &full);
     assert_int_equal(full.code, 0);
     assert_true(full.len > 12);
-    /* a stop string made of the answer's bytes after its first 8: several characters long, so
-     * it spans tokens */
     char stop[16];
-    size_t at = 8;
-    snprintf(stop, sizeof stop, "%.5s", full.text + at);
+    snprintf(stop, sizeof stop, "%.5s", full.text + 8);
     const char *stops[] = {stop, "never-seen-stop", NULL};
-    mx_engine_llm_set_stops(e, stops);
+    if (via_settings) {
+        s.stop[0] = stop;
+        s.stop[1] = NULL;
+    } else {
+        mx_engine_llm_set_stops(e, stops);
+    }
     mx_engine_llm_clear(e);
     run_reply(w, e, turns, 1, &s, &cut);
     assert_int_equal(cut.code, 0);
@@ -341,31 +344,14 @@ static void test_stop_string_held_back(void **state) {
     mx_worker_free(w);
 }
 
-/* The session's settings carry --stop strings (run --session, the TUI): they cut the answer
- * exactly as the template's stops do, through the same hold-back. */
+static void test_stop_string_held_back(void **state) {
+    (void)state;
+    check_stop_cuts(false);
+}
+
 static void test_settings_stop_joins_template_stops(void **state) {
     (void)state;
-    struct mx_worker *w;
-    assert_int_equal(mx_worker_new(&w), 0);
-    struct mx_gen_settings s = greedy(40);
-    struct mx_engine *e = load(g_model, 256);
-    struct mx_turn turns[1] = {{MX_ROLE_USER, "Once upon a time"}};
-    struct result full, cut;
-    run_reply(w, e, turns, 1, &s, &full);
-    assert_int_equal(full.code, 0);
-    assert_true(full.len > 12);
-    char stop[16];
-    snprintf(stop, sizeof stop, "%.4s", full.text + 6);
-    s.stop[0] = stop;
-    s.stop[1] = NULL;
-    mx_engine_llm_clear(e);
-    run_reply(w, e, turns, 1, &s, &cut);
-    assert_int_equal(cut.code, 0);
-    size_t first = (size_t)(strstr(full.text, stop) - full.text);
-    assert_int_equal(cut.len, first);
-    assert_memory_equal(cut.text, full.text, first);
-    e->free(e);
-    mx_worker_free(w);
+    check_stop_cuts(true);
 }
 
 /* An assistant turn of tool calls and the tool's answer reach the chat template (mx_turn
