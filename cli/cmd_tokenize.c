@@ -55,6 +55,8 @@ static struct mx_tokenizer *load_tokenizer(const char *model) {
     struct mx_err err = {0};
     struct mx_tokenizer *t = NULL;
     struct stat st;
+    if (strcmp(model, "clip") != 0 && !(model = mx_cli_model_path("tokenize", model)))
+        return NULL; /* -m takes the names `mixel list` shows too */
     size_t len = strlen(model);
     int rc;
     if (strcmp(model, "clip") == 0) {

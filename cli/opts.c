@@ -296,25 +296,32 @@ void mx_cli_log_init(const struct mx_cli_opts *o) {
     mx_log_set(log_stderr, (void *)o);
 }
 
-int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o) {
+const char *mx_cli_model_path(const char *cmd, const char *model) {
     static char *resolved;
     struct stat st;
-    if (!o->model || stat(o->model, &st) == 0)
-        return 0; /* a file (or a path the loader will explain) */
+    if (!model || stat(model, &st) == 0)
+        return model;
     struct mx_err err = {0};
     char cwd[4096];
     char *path = NULL;
-    int rc = mx_discover_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd) ? cwd : NULL, o->model,
+    int rc = mx_discover_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd) ? cwd : NULL, model,
                                  &path, &err);
     if (rc == MX_ENOENT)
-        return 0; /* no such name either: opening the path says "No such file" with the name */
+        return model; /* no such name either: opening the path explains, with the name */
     if (rc < 0) {
         mx_cli_err(cmd, "%s", mx_err_msg(&err, rc));
-        return 1;
+        return NULL;
     }
     free(resolved);
     resolved = path;
-    o->model = resolved;
+    return resolved;
+}
+
+int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o) {
+    const char *path = mx_cli_model_path(cmd, o->model);
+    if (!path)
+        return 1;
+    o->model = path;
     return 0;
 }
 

@@ -46,9 +46,14 @@ void mx_cli_common_help(FILE *f, unsigned who);
 /* Installs the stderr logger for core/ messages (-v: debug too; -q: warnings only). */
 void mx_cli_log_init(const struct mx_cli_opts *o);
 
-/* Turns o->model into a file to open: an existing path as it is, else a name model discovery
- * shows (`mixel list`: "tinystory:latest", "ORG/NAME: f.gguf", a file name). Returns 0 with
- * o->model replaced (a static copy, valid until the next call), 1 after printing why not. */
+/* A model argument as a file to open: an existing path as it is, else a name model discovery
+ * shows (`mixel list`: "tinystory:latest", "ORG/NAME: f.gguf", a file name), else the argument
+ * unchanged (opening it then says "No such file" with its name). Returns the path (the argument,
+ * or a static copy valid until the next call), or NULL after printing why not (several models
+ * have that name). */
+const char *mx_cli_model_path(const char *cmd, const char *model);
+
+/* mx_cli_model_path on o->model, replacing it. Returns 0, or 1 after printing why not. */
 int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o);
 
 /* s made safe for the terminal (mx_text_sanitize: ESC, BEL, C1 controls and bidi overrides

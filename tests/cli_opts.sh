@@ -72,6 +72,9 @@ grep -q '^  tinystory:latest (ollama)' "$T/list" || fail "list: $(cat "$T/list")
 (cd "$T" && HOME="$H" "$MIXEL" run -m tinystory:latest -p "Once upon a time" --temp 0 -n 10 \
     -q) >"$T/o" 2>"$T/err" || fail "run -m tinystory:latest: $(cat "$T/err")"
 [ "$(cat "$T/o")" = "$want" ] || fail "run -m tinystory:latest: '$(cat "$T/o")'"
+(cd "$T" && HOME="$H" "$MIXEL" tokenize -m tinystory:latest "Once upon a time") >"$T/o" \
+    2>"$T/err" || fail "tokenize -m tinystory:latest: $(cat "$T/err")"
+grep -q '^\[1, 403, 407' "$T/o" || fail "tokenize -m tinystory:latest: $(cat "$T/o")"
 (cd "$T" && HOME="$H" "$MIXEL" run -m nosuch:latest -p x) >/dev/null 2>"$T/err"
 [ $? -eq 1 ] || fail "unknown model name did not exit 1"
 grep -q "nosuch:latest" "$T/err" || fail "unknown name message: $(cat "$T/err")"
