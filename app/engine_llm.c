@@ -183,10 +183,12 @@ struct reply_io {
 };
 
 /* Posts s[0..n) as one text event without NUL bytes (a <0x00> byte token): events carry C
- * strings, and a NUL would hide the text after it. */
+ * strings, and a NUL would hide the text after it. A piece is a token or two: the stack holds
+ * it, so nothing is allocated per token here (mx_job_post copies). */
 static int io_text(void *ud, const char *s, size_t n) {
     struct reply_io *r = ud;
-    char *t = malloc(n + 1);
+    char small[512];
+    char *t = n < sizeof small ? small : malloc(n + 1);
     if (!t)
         return MX_ENOMEM;
     size_t k = 0;
@@ -196,7 +198,8 @@ static int io_text(void *ud, const char *s, size_t n) {
     t[k] = '\0';
     if (k)
         mx_job_post(r->job, MX_EV_TEXT, t, 0, 0);
-    free(t);
+    if (t != small)
+        free(t);
     return 0;
 }
 
