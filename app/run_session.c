@@ -30,10 +30,7 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t n = strlen(msg);
-    if (n && msg[n - 1] == '\n')
-        msg[--n] = '\0';
-    mx_text_sanitize(msg, n, safe, false);
+    mx_text_sanitize(msg, strlen(msg), safe, false);
     fprintf(stderr, "mixel run: %s\n", safe);
 }
 
@@ -44,7 +41,7 @@ int mx_run_write(const char *s, size_t n) {
     if (!tty)
         return fwrite(s, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : MX_EIO;
     /* a terminal: escape sequences in model output are never passed to it */
-    char buf[4096];
+    char buf[MX_SANITIZE_MAX(512)];
     while (n > 0) {
         size_t k = n < 512 ? n : 512;
         while (k < n && k > 1 && ((unsigned char)s[k] & 0xc0) == 0x80)
@@ -91,8 +88,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
 
     struct mx_db_opts dbo = {.path = o->db_path};
     if ((rc = mx_db_open(&db, &dbo, &err)) != 0 || mx_db_readonly(db)) {
-        say("history: %s\n",
-                rc ? mx_err_msg(&err, rc) : mx_db_readonly_reason(db));
+        say("history: %s", rc ? mx_err_msg(&err, rc) : mx_db_readonly_reason(db));
         goto done;
     }
     rc = mx_db_session_find(db, o->session, &sid, &err);
@@ -101,30 +97,30 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         rc = mx_db_session_create(db, o->session, o->model, NULL, NULL, NULL, &sid, &err);
     }
     if (rc != 0) {
-        say("session '%s': %s\n", o->session, mx_err_msg(&err, rc));
+        say("session '%s': %s", o->session, mx_err_msg(&err, rc));
         goto done;
     }
     double t0 = mx_time_s();
     e = mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
     if (!e) {
-        say("%s\n", mx_err_msg(&err, err.code));
+        say("%s", mx_err_msg(&err, err.code));
         goto done;
     }
     double t_load = mx_time_s() - t0;
     const char *warn = mx_engine_llm_warning(e);
     if (warn && warn[0])
-        say("%s\n", warn);
+        say("%s", warn);
     if (mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
         mx_err_clear(&err);
         rc = mx_engine_llm_load(e, snap, &err);
         if (rc != 0 && rc != MX_ENOENT)
-            say("%s: processing the history again\n", mx_err_msg(&err, rc));
+            say("%s: processing the history again", mx_err_msg(&err, rc));
     }
 
     /* the conversation so far (the active branch, without attached images) + the new message */
     if ((rc = mx_db_active_path(db, sid, &path, &err)) != 0 ||
         (rc = mx_db_image_list(db, sid, &imgs, &err)) != 0) {
-        say("history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s", mx_err_msg(&err, rc));
         goto done;
     }
     tj.turns = calloc(path.n + 1, sizeof *tj.turns);
@@ -142,7 +138,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     if ((rc = mx_db_msg_append(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_USER, o->prompt, 0, NULL, &uid,
                                &err)) != 0 ||
         (rc = mx_db_msg_begin(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_ASSISTANT, &aid, &err)) != 0) {
-        say("history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s", mx_err_msg(&err, rc));
         goto done;
     }
     tj.turns[tj.n].role = MX_ROLE_USER;
@@ -151,7 +147,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     tj.settings = o->settings;
 
     if (mx_worker_new(&w) != 0 || mx_worker_start(w, turn_job_fn, &tj) != 0) {
-        say("cannot start the generation thread\n");
+        say("cannot start the generation thread");
         goto done;
     }
     struct sigaction sa = {0}, old_sa;
@@ -192,11 +188,11 @@ int mx_run_session(const struct mx_run_session_opts *o) {
             } else if (ev.kind == MX_EV_STATS && ev.a > 0) {
                 tok_s = ev.a;
             } else if (ev.kind == MX_EV_NOTICE && ev.text) {
-                say("%s\n", ev.text);
+                say("%s", ev.text);
             } else if (ev.kind == MX_EV_DONE) {
                 code = ev.code;
                 if (code != 0 && code != MX_ECANCELED)
-                    say("%s\n", ev.text ? ev.text : mx_strerror(code));
+                    say("%s", ev.text ? ev.text : mx_strerror(code));
                 done = true;
             }
             free(ev.text);
@@ -209,7 +205,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
                           code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
     if (rc != 0)
-        say("history: %s\n", mx_err_msg(&err, rc));
+        say("history: %s", mx_err_msg(&err, rc));
     struct mx_engine_llm_stats st;
     if (mx_engine_llm_stats(e, &st) == 0)
         fprintf(stderr,
@@ -224,7 +220,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
             mx_kvsnap_evict(dir, MX_KVSNAP_DEFAULT_CAP, snap, NULL, NULL);
         else if (rc != 0)
-            say("KV snapshot not saved: %s\n", mx_err_msg(&err, rc));
+            say("KV snapshot not saved: %s", mx_err_msg(&err, rc));
     }
     status = code == 0 ? 0 : code == MX_ECANCELED ? 130 : 1;
 done:
