@@ -59,9 +59,25 @@ want=', there was a little girl named Lily'
 "$MIXEL" run -m "$M" -p "Once upon a time" --temp=0 -n 10 --device cpu -q >"$T/o" 2>"$T/err" \
     || fail "run --device cpu: $(cat "$T/err")"
 [ "$(cat "$T/o")" = "$want" ] || fail "run --device cpu: '$(cat "$T/o")'"
+# a device this machine cannot use: run and the chat's engine (on a pty: chat wants a terminal)
+# fail before anything else, saying why
+if "$MIXEL" doctor </dev/null | grep -q '^          cuda .*: no\|^          cuda .*not'; then
+    "$MIXEL" run -m "$M" -p x --device cuda >/dev/null 2>"$T/err"
+    [ $? -eq 1 ] || fail "run --device cuda without a usable GPU did not exit 1"
+    grep -q "device 'cuda' cannot be used" "$T/err" || fail "run --device cuda: $(cat "$T/err")"
+    if command -v script >/dev/null 2>&1; then
+        printf 'exec "$MIXEL" chat -m "$1" --device cuda\n' >"$T/chat.sh"
+        # bounded: a chat that did start would wait for keys on the pty
+        MIXEL="$MIXEL" timeout 20 script -qec "sh '$T/chat.sh' '$M'" /dev/null </dev/null \
+            >"$T/o" 2>&1
+        grep -q "mixel chat: device 'cuda' cannot be used" "$T/o" ||
+            fail "chat --device: $(cat "$T/o")"
+    fi
+fi
 # -m NAME: an ollama tag as `mixel list` shows it (a manifest pointing at a blob)
 H="$T/home"
-mkdir -p "$H/.ollama/models/blobs" "$H/.ollama/models/manifests/registry.ollama.ai/library/tinystory"
+O="$H/.ollama/models"
+mkdir -p "$O/blobs" "$O/manifests/registry.ollama.ai/library/tinystory"
 D=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 cp "$M" "$H/.ollama/models/blobs/sha256-$D"
 printf '{"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s"}]}' \

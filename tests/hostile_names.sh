@@ -87,8 +87,8 @@ pty() { # pty NAME ARGS...: runs mixel ARGS on a pty, output in $T/out.$n
     what=$1
     shift
     printf 'exec "$MIXEL" "$@"\n' >"$T/pty.sh"
-    MIXEL="$MIXEL" script -qec "sh '$T/pty.sh' $(printf "'%s' " "$@")" /dev/null </dev/null \
-        >"$T/out.$n" 2>&1
+    MIXEL="$MIXEL" timeout 20 script -qec "sh '$T/pty.sh' $(printf "'%s' " "$@")" /dev/null \
+        </dev/null >"$T/out.$n" 2>&1
     if LC_ALL=C grep -q "[$esc$bel]" "$T/out.$n" || LC_ALL=C grep -q "$c1" "$T/out.$n"; then
         fail "$what on a terminal: $(od -c "$T/out.$n" | head)"
     fi

@@ -1,14 +1,14 @@
 #!/bin/sh
 # tui_llm.sh - the TUI with a real model (../shared/models/stories260K.gguf, greedy): an answer
 # streams with tokens/s in the status bar; after /quit, --resume loads the KV snapshot instead of
-# re-processing the history, and the next answer continues from it.
+# re-processing the history, and the next answer continues from it. --device reaches the engine.
 set -u
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
     { echo "SKIP: needs ../shared/models/stories260K.gguf (set MX_SHARED)"; exit 77; }
 . "$MX_SRCDIR/tests/tui_lib.sh"
 M="$MX_SHARED/models/stories260K.gguf"
 
-start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 24
+start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 24 --device cpu
 wait_for "stories260K · CPU" || fail "model not shown in the status bar"
 $T send-keys -t t "Once upon a time" Enter
 wait_for_re "tok/s" 30 || fail "no tokens/s while answering"
