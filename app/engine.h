@@ -1,7 +1,7 @@
 /* engine.h - what the chat view asks of a chat engine: generate the next assistant message for a
  * conversation, on the worker thread, streaming text through the job's events. The LLM engine
- * (core/llama + tokenizer + template + sampler) and the scripted test engine both implement it,
- * so the TUI is tested without a model and the model without a TUI.
+ * (app/llm.c's model and generate loop + the chat template) and the scripted test engine both
+ * implement it, so the TUI is tested without a model and the model without a TUI.
  */
 #ifndef MX_ENGINE_H
 #define MX_ENGINE_H

@@ -4,9 +4,10 @@
  * generate loop (sampling, end-of-generation, stop strings with hold-back, context shift,
  * cancel, statistics).
  *
- * `mixel run`, `mixel run --session`, the TUI's engine (engine_llm.c, on top of this), bench and
- * logits all open models through mx_llm_open and generate through mx_llm_generate, so --device,
- * --stop, the hold-back, the statistics and the settings cannot drift apart between them.
+ * Every front end opens models through mx_llm_open (run, run --session, the TUI's engine in
+ * engine_llm.c, bench, logits), and run, run --session and the TUI generate through
+ * mx_llm_generate, so --device, --stop, the hold-back, the statistics and the settings cannot
+ * drift apart between them.
  *
  * Threading: an mx_llm is used by one thread at a time (the worker while a reply runs).
  */
