@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "core/base/quant.h"
 #include "core/base/util.h"
@@ -52,6 +54,16 @@ void mx_gen_settings_default(struct mx_gen_settings *s) {
     s->sampling.seed = 0;
     s->n_predict = -1;
     s->n_keep = 1;
+}
+
+uint64_t mx_gen_fresh_seed(void) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    static _Atomic uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) + 0x9e3779b97f4a7c15ull * ++counter;
 }
 
 const char *mx_gen_end_name(enum mx_gen_end end) {

@@ -48,6 +48,10 @@ struct mx_gen_settings {
  * no length limit, no extra stops, stop at a full context (n_keep 1 for when shifting is on). */
 void mx_gen_settings_default(struct mx_gen_settings *s);
 
+/* A seed for an answer the user did not pin to one: from the kernel's random source (getrandom),
+ * else the clock and a counter, so two calls in the same second still differ. Thread-safe. */
+uint64_t mx_gen_fresh_seed(void);
+
 /* Why a generation ended. */
 enum mx_gen_end {
     MX_GEN_LENGTH,    /* n_predict tokens */

@@ -112,6 +112,7 @@ int mx_cmd_chat(int argc, char **argv) {
         i += 2;
     }
     o.settings = co.s;
+    o.seed_fixed = co.seed_set;
     const char *model = co.model;
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         mx_cli_err("chat", "needs a terminal (for scripts use `mixel run`)");

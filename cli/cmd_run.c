@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/base/util.h"
 #include "cli/cmd.h"
@@ -91,7 +90,7 @@ int mx_cmd_run(int argc, char **argv) {
         return 2;
     }
     if (!o.seed_set)
-        o.s.sampling.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+        o.s.sampling.seed = mx_gen_fresh_seed();
     if (mx_cli_resolve_model("run", &o))
         return 1;
     mx_cli_log_init(&o);

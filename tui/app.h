@@ -22,6 +22,7 @@ struct mx_app_opts {
     const char *themes_dir;     /* where the shipped themes are */
     const char *system_prompt;  /* NULL: none */
     struct mx_gen_settings settings;
+    bool seed_fixed;            /* --seed given: every answer uses settings.sampling.seed */
     const char *model_path;     /* stored with new sessions; NULL: none */
     const char *db_path;        /* history database; NULL: $XDG_DATA_HOME/mixel/history.db */
     bool no_history;            /* keep the conversation in memory only */

@@ -159,6 +159,8 @@ struct mx_app_gallery {
 struct app {
     struct mx_app_opts o; /* the caller's options; o.engine and o.model_path follow /model */
     struct mx_gen_settings settings; /* in force now (saved with the session) */
+    bool seed_fixed;      /* /seed N or --seed: every answer samples with settings.sampling.seed;
+                           * else each answer (and each /regen) draws a fresh seed */
     struct mx_worker *w;  /* runs generation and loading jobs, one at a time */
     bool quit;
     struct mx_app_conv conv;

@@ -97,16 +97,34 @@ static void cmd_top_p(struct app *a, const char *arg) {
         mx_app_store_settings(a);
 }
 
+/* /seed N pins the seed: every answer, /regen included, samples the same way (reproducible);
+ * /seed random (the default) draws a fresh one per answer; /seed alone says which is in force. */
 static void cmd_seed(struct app *a, const char *arg) {
+    if (!arg || !arg[0]) {
+        if (a->seed_fixed)
+            mx_app_notice(a, false, "seed fixed at %llu (/seed random for a fresh one per answer)",
+                          (unsigned long long)a->settings.sampling.seed);
+        else
+            mx_app_notice(a, false, "seed: a fresh one per answer (/seed N to fix it)");
+        return;
+    }
+    if (!strcmp(arg, "random")) {
+        a->seed_fixed = false;
+        mx_app_store_settings(a);
+        mx_app_notice(a, false, "seed: a fresh one per answer");
+        return;
+    }
     char *end;
-    unsigned long long v = arg ? strtoull(arg, &end, 10) : 0;
-    if (!arg || !arg[0] || *end) {
-        mx_app_notice(a, true, "/seed takes a whole number");
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (*end || errno || arg[0] == '-') {
+        mx_app_notice(a, true, "/seed takes a whole number or 'random'");
         return;
     }
     a->settings.sampling.seed = v;
+    a->seed_fixed = true;
     mx_app_store_settings(a);
-    mx_app_notice(a, false, "seed = %llu", v);
+    mx_app_notice(a, false, "seed fixed at %llu: /regen repeats an answer exactly", v);
 }
 
 static void cmd_ctx(struct app *a, const char *arg) {
@@ -143,6 +161,9 @@ static void cmd_regen(struct app *a, const char *arg) {
     memmove(&a->conv.msgs[last], &a->conv.msgs[last + 1],
             (size_t)(a->conv.n_msgs - last - 1) * sizeof *a->conv.msgs);
     a->conv.n_msgs--;
+    if (a->seed_fixed) /* said, so the same answer again is no surprise */
+        mx_app_notice(a, false, "seed fixed at %llu: the same settings give the same answer "
+                      "(/seed random to vary)", (unsigned long long)a->settings.sampling.seed);
     mx_app_gen_start(a);
 }
 
@@ -346,7 +367,7 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/system",   "TEXT",   "set (or clear) the system prompt",              cmd_system)         \
     X("/temp",     "T",      "sampling temperature (0 = greedy)",             cmd_temp)           \
     X("/top-p",    "P",      "nucleus sampling threshold",                    cmd_top_p)          \
-    X("/seed",     "N",      "random seed",                                   cmd_seed)           \
+    X("/seed",     "N",      "fix the seed (/seed random: fresh per answer)", cmd_seed)           \
     X("/ctx",      "N",      "context size in tokens",                        cmd_ctx)            \
     X("/regen",    "",       "regenerate the last answer",                    cmd_regen)          \
     X("/edit",     "",       "edit your last message and resend it",          cmd_edit)           \

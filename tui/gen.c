@@ -69,6 +69,9 @@ void mx_app_gen_start(struct app *a) {
     g_job.n = n;
     g_job.engine = a->o.engine;
     g_job.settings = a->settings;
+    /* a new answer, a /regen or an /edit samples anew unless the user pinned the seed */
+    if (!a->seed_fixed)
+        g_job.settings.sampling.seed = mx_gen_fresh_seed();
     struct msg *am = mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_STREAMING, "");
     if (!am)
         return;

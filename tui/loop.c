@@ -141,6 +141,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     struct app a = {0};
     a.o = *opts;
     a.settings = opts->settings;
+    a.seed_fixed = opts->seed_fixed;
     if (opts->system_prompt)
         a.conv.system_prompt = strdup(opts->system_prompt);
     struct mx_err err = {0};

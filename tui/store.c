@@ -53,9 +53,11 @@ bool mx_app_store_writable(const struct app *a) {
 static void settings_json(const struct app *a, char *buf, size_t size) {
     /* the seed goes out as a signed 64-bit integer (what JSON readers take) and comes back
      * through the same two's-complement cast in settings_from_json */
-    snprintf(buf, size, "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"n_ctx\": %d}",
+    snprintf(buf, size,
+             "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"seed_fixed\": %s, \"n_ctx\": %d}",
              (double)a->settings.sampling.temp, (double)a->settings.sampling.top_p,
-             (long long)a->settings.sampling.seed, a->settings.n_ctx);
+             (long long)a->settings.sampling.seed, a->seed_fixed ? "true" : "false",
+             a->settings.n_ctx);
 }
 
 /* A session's stored settings (written by settings_json); missing or mistyped keys keep the
@@ -73,6 +75,8 @@ static void settings_from_json(struct app *a, const char *text) {
         a->settings.sampling.top_p = (float)json_number_value(v);
     if (json_is_integer(v = json_object_get(o, "seed")))
         a->settings.sampling.seed = (uint64_t)json_integer_value(v);
+    /* sessions saved before "seed_fixed" stored "seed": 0 for every one: they vary now */
+    a->seed_fixed = json_is_true(json_object_get(o, "seed_fixed"));
     if (json_is_integer(v = json_object_get(o, "n_ctx")))
         a->settings.n_ctx = (int)json_integer_value(v);
     json_decref(o);
