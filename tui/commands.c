@@ -295,7 +295,8 @@ static void cmd_resume(struct app *a, const char *arg) {
         cmd_sessions(a, arg);
         return;
     }
-    mx_app_session_resume(a, arg);
+    if (mx_app_session_resume(a, arg) == 0)
+        mx_app_load_session_model(a);
 }
 
 static void cmd_search(struct app *a, const char *arg) {

@@ -6,9 +6,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/engine_llm.h"
 #include "core/base/err.h"
+#include "history/db.h"
 #include "tui/status.h"
 #include "tui/store.h"
 
@@ -69,6 +71,34 @@ void mx_app_load_finish(struct app *a, int code, const char *msg) {
     else
         mx_app_notice(a, false, "loaded %s", a->o.engine->name);
     mx_app_snapshot_load(a);
+}
+
+/* The file name of a path, for notices. */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+void mx_app_load_session_model(struct app *a) {
+    struct mx_session s;
+    if (!a->store.db || !a->store.session ||
+        mx_db_session_get(a->store.db, a->store.session, &s, NULL) != 0)
+        return;
+    if (!s.model_path[0]) {
+        /* made before any model was loaded: nothing to restore */
+    } else if (!a->o.engine && !a->load.busy) {
+        if (access(s.model_path, R_OK) == 0) {
+            mx_app_notice(a, false, "loading this session's model, %s", base_name(s.model_path));
+            mx_app_load_start(a, s.model_path);
+        } else {
+            mx_app_notice(a, true, "this session's model %s is not there any more: choose one "
+                          "with /model", s.model_path);
+        }
+    } else if (a->o.model_path && strcmp(a->o.model_path, s.model_path) != 0) {
+        mx_app_notice(a, false, "this session was made with %s; answering with %s",
+                      base_name(s.model_path), base_name(a->o.model_path));
+    }
+    mx_session_deinit(&s);
 }
 
 void mx_app_load_deinit(void) {

@@ -177,6 +177,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (theme_rc != 0)
         mx_app_notice(&a, true, "%s: using the default theme", err.msg);
     mx_app_store_open(&a);
+    mx_app_load_session_model(&a); /* --resume: the session's model, if none was given */
     if (opts->engine) {
         const char *warn = mx_engine_llm_warning(opts->engine);
         if (warn && warn[0])

@@ -12,6 +12,7 @@
 #include "core/base/text.h"
 #include "history/db.h"
 #include "tui/conv.h"
+#include "tui/load.h"
 #include "tui/status.h"
 #include "tui/store.h"
 #include "tui/style.h"
@@ -128,6 +129,7 @@ static int sidebar_key(struct app *a, const unsigned char *b, size_t n, size_t *
                 a->side.open = false;
             mx_app_notice(a, false, "resumed: %s",
                           a->store.title[0] ? a->store.title : "(untitled)");
+            mx_app_load_session_model(a);
         }
         break;
     case 'n':
