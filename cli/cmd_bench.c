@@ -182,16 +182,6 @@ static uint64_t peak_rss(void) {
     return (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
 }
 
-static int parse_n(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* Feeds ids[0..n) in one decode; returns seconds, or < 0 after printing the error. */
 static double timed_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n) {
     struct mx_err err = {0};
@@ -222,41 +212,18 @@ int mx_cmd_bench(int argc, char **argv) {
     o.quiet = true;
     long long n_prompt = 512, n_gen = 128, depth = 0, reps = 3, mem_mib = 1024;
     bool json = false;
-    for (int i = 1; i < argc;) {
-        int r = mx_cli_parse_common("bench", MX_CLI_BENCH, argc, argv, &i, &o);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--json")) {
-            json = true;
-            i++;
-            continue;
-        }
-        long long *dst = !strcmp(a, "-p") || !strcmp(a, "--n-prompt") ? &n_prompt
-                       : !strcmp(a, "-n") || !strcmp(a, "--n-gen")    ? &n_gen
-                       : !strcmp(a, "--depth")                        ? &depth
-                       : !strcmp(a, "-r") || !strcmp(a, "--reps")     ? &reps
-                       : !strcmp(a, "--mem-mib")                      ? &mem_mib
-                                                                      : NULL;
-        if (!dst) {
-            mx_cli_err("bench", "unknown option '%s' (see mixel bench --help)",
-                    mx_safe(a));
-            return 2;
-        }
-        long long lo = dst == &reps ? 1 : 0, hi = dst == &mem_mib ? 65536 : 1 << 24;
-        if (!val || parse_n(val, lo, hi, dst)) {
-            mx_cli_err("bench", "%s: '%s' is not a whole number from %lld to %lld",
-                    a, val ? mx_safe(val) : "", lo, hi);
-            return 2;
-        }
-        i += 2;
-    }
+    const struct mx_cli_extra extra[] = {
+        {"-p", "--n-prompt", MX_X_INT, &n_prompt, 0, 1 << 24},
+        {"-n", "--n-gen", MX_X_INT, &n_gen, 0, 1 << 24},
+        {NULL, "--depth", MX_X_INT, &depth, 0, 1 << 24},
+        {"-r", "--reps", MX_X_INT, &reps, 1, 1 << 24},
+        {NULL, "--mem-mib", MX_X_INT, &mem_mib, 0, 65536},
+        {NULL, "--json", MX_X_FLAG, &json, 0, 0},
+    };
+    int pr = mx_cli_parse("bench", MX_CLI_BENCH, argc, argv, &o, extra,
+                          sizeof extra / sizeof extra[0], usage);
+    if (pr != 0)
+        return pr > 0 ? 0 : 2;
     if (reps > 99)
         reps = 99;
 

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -36,80 +35,32 @@ static void chat_usage(FILE *f) {
                "paces it at N pieces per second.\n");
 }
 
-/* The shipped themes: next to the binary's source tree when run from a build, else installed. */
-static const char *themes_dir(void) {
-    static char buf[4200];
-    const char *src = getenv("MX_SRCDIR");
-    struct stat st;
-    if (src) {
-        snprintf(buf, sizeof buf, "%s/themes", src);
-        if (stat(buf, &st) == 0)
-            return buf;
-    }
-    snprintf(buf, sizeof buf, "%s/themes", MX_DATADIR);
-    if (stat(buf, &st) == 0)
-        return buf;
-    return "themes";
-}
-
 int mx_cmd_chat(int argc, char **argv) {
     /* `mixel --bogus` reaches here with argv[0] the binary's path: errors then name `mixel` */
     const bool named = argc > 0 && !strcmp(argv[0], "chat");
-    const char *who = named ? "mixel chat" : "mixel", *help = named ? "mixel chat --help"
-                                                                     : "mixel --help";
+    const char *who = named ? "mixel chat" : "mixel";
     struct mx_app_opts o = {0};
     struct mx_cli_opts co;
     mx_cli_opts_init(&co);
     const char *tmpl = NULL;
-    for (int i = 1; i < argc;) {
-        int r = mx_cli_parse_common(named ? "chat" : "", MX_CLI_CHAT, argc, argv, &i, &co);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            chat_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-history")) {
-            o.no_history = true;
-            i++;
-            continue;
-        }
-        if (!strcmp(a, "--resume") || !strncmp(a, "--resume=", 9)) {
-            /* --resume, --resume=ID or --resume ID */
-            if (a[8] == '=')
-                o.resume = a + 9;
-            else if (val && val[0] != '-')
-                o.resume = argv[++i];
-            else
-                o.resume = "";
-            i++;
-            continue;
-        }
-        const char **dst = !strcmp(a, "--theme")         ? &o.theme
-                         : !strcmp(a, "--system")        ? &o.system_prompt
-                         : !strcmp(a, "--db")            ? &o.db_path
-                         : !strcmp(a, "--chat-template") ? &tmpl
-                         : !strcmp(a, "--graphics")      ? &val
-                                                         : NULL;
-        if (!dst) {
-            fprintf(stderr, "%s: %s '%s' (see %s)\n", who,
-                    a[0] == '-' ? "unknown option" : "unexpected argument", mx_safe(a), help);
-            return 2;
-        }
-        if (!val) {
-            fprintf(stderr, "%s: %s needs a value (see %s)\n", who, a, help);
-            return 2;
-        }
-        if (dst == &val && mx_gfx_mode_parse(val, &o.graphics) != 0) {
-            fprintf(stderr, "%s: --graphics: '%s' is not one of auto, sixel, blocks, none\n",
-                    who, mx_safe(val));
-            return 2;
-        }
-        *dst = val;
-        i += 2;
+    const char *graphics = NULL;
+    const struct mx_cli_extra extra[] = {
+        {NULL, "--no-history", MX_X_FLAG, &o.no_history, 0, 0},
+        {NULL, "--resume", MX_X_OPTSTR, &o.resume, 0, 0}, /* --resume, --resume ID, =ID */
+        {NULL, "--theme", MX_X_STR, &o.theme, 0, 0},
+        {NULL, "--system", MX_X_STR, &o.system_prompt, 0, 0},
+        {NULL, "--db", MX_X_STR, &o.db_path, 0, 0},
+        {NULL, "--chat-template", MX_X_STR, &tmpl, 0, 0},
+        {NULL, "--graphics", MX_X_STR, &graphics, 0, 0},
+    };
+    int pr = mx_cli_parse(named ? "chat" : "", MX_CLI_CHAT, argc, argv, &co, extra,
+                          sizeof extra / sizeof extra[0], chat_usage);
+    if (pr != 0)
+        return pr > 0 ? 0 : 2;
+    if (graphics && mx_gfx_mode_parse(graphics, &o.graphics) != 0) {
+        fprintf(stderr, "%s: --graphics: '%s' is not one of auto, sixel, blocks, none\n", who,
+                mx_safe(graphics));
+        return 2;
     }
     o.settings = co.s;
     o.seed_fixed = co.seed_set;
@@ -122,7 +73,7 @@ int mx_cmd_chat(int argc, char **argv) {
         return 1;
     model = co.model;
     setlocale(LC_ALL, "");
-    o.themes_dir = themes_dir();
+    o.themes_dir = NULL; /* the shipped themes are built in (tui/theme.c) */
     o.model_path = model;
     const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
     if (scripted && scripted[0]) {

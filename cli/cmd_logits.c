@@ -74,43 +74,18 @@ int mx_cmd_logits(int argc, char **argv) {
     o.quiet = true;
     const char *ids_s = NULL, *ids_file = NULL, *prompt = NULL, *pfile = NULL, *rows_s = NULL;
     bool all = false;
-    for (int i = 1; i < argc;) {
-        int r = mx_cli_parse_common("logits", MX_CLI_LOGITS, argc, argv, &i, &o);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        const char **dst = NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--all")) {
-            all = true;
-            i++;
-            continue;
-        } else if (!strcmp(a, "--ids")) {
-            dst = &ids_s;
-        } else if (!strcmp(a, "--ids-file")) {
-            dst = &ids_file;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            dst = &prompt;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            dst = &pfile;
-        } else if (!strcmp(a, "--rows")) {
-            dst = &rows_s;
-        } else {
-            mx_cli_err("logits", "unknown option '%s' (see mixel logits --help)",
-                    mx_safe(a));
-            return 2;
-        }
-        if (!val) {
-            mx_cli_err("logits", "%s needs a value", a);
-            return 2;
-        }
-        *dst = val;
-        i += 2;
-    }
+    const struct mx_cli_extra extra[] = {
+        {NULL, "--ids", MX_X_STR, &ids_s, 0, 0},
+        {NULL, "--ids-file", MX_X_STR, &ids_file, 0, 0},
+        {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
+        {"-f", "--file", MX_X_STR, &pfile, 0, 0},
+        {NULL, "--rows", MX_X_STR, &rows_s, 0, 0},
+        {NULL, "--all", MX_X_FLAG, &all, 0, 0},
+    };
+    int pr = mx_cli_parse("logits", MX_CLI_LOGITS, argc, argv, &o, extra,
+                          sizeof extra / sizeof extra[0], usage);
+    if (pr != 0)
+        return pr > 0 ? 0 : 2;
     int n_inputs = !!ids_s + !!ids_file + !!prompt + !!pfile;
     if (n_inputs != 1 || !o.model || (all && rows_s)) {
         mx_cli_err("logits", "need -m and exactly one of --ids, --ids-file, -p, -f "

@@ -50,40 +50,18 @@ int mx_cmd_run(int argc, char **argv) {
     o.s.ctx_shift = true;
     bool echo = false;
     const char *prompt = NULL, *pfile = NULL, *session = NULL, *db_path = NULL, *tmpl = NULL;
-    for (int i = 1; i < argc;) {
-        int r = mx_cli_parse_common("run", MX_CLI_RUN, argc, argv, &i, &o);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--echo")) {
-            echo = true;
-            i++;
-            continue;
-        }
-        const char **dst = !strcmp(a, "-p") || !strcmp(a, "--prompt") ? &prompt
-                         : !strcmp(a, "-f") || !strcmp(a, "--file")   ? &pfile
-                         : !strcmp(a, "--session")                    ? &session
-                         : !strcmp(a, "--db")                         ? &db_path
-                         : !strcmp(a, "--chat-template")              ? &tmpl
-                                                                      : NULL;
-        if (!dst) {
-            mx_cli_err("run", "unknown option '%s' (see mixel run --help)",
-                    mx_safe(a));
-            return 2;
-        }
-        if (!val) {
-            mx_cli_err("run", "%s needs a value", a);
-            return 2;
-        }
-        *dst = val;
-        i += 2;
-    }
+    const struct mx_cli_extra extra[] = {
+        {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
+        {"-f", "--file", MX_X_STR, &pfile, 0, 0},
+        {NULL, "--session", MX_X_STR, &session, 0, 0},
+        {NULL, "--db", MX_X_STR, &db_path, 0, 0},
+        {NULL, "--chat-template", MX_X_STR, &tmpl, 0, 0},
+        {NULL, "--echo", MX_X_FLAG, &echo, 0, 0},
+    };
+    int pr = mx_cli_parse("run", MX_CLI_RUN, argc, argv, &o, extra,
+                          sizeof extra / sizeof extra[0], usage);
+    if (pr != 0)
+        return pr > 0 ? 0 : 2;
     if (!o.model || !!prompt + !!pfile != 1) {
         mx_cli_err("run", "need -m MODEL and one of -p TEXT, -f FILE (see mixel run "
                         "--help)");

@@ -250,6 +250,98 @@ int mx_cli_parse_common(const char *cmd, unsigned who, int argc, char **argv, in
     return 0;
 }
 
+/* Parses a whole number in [lo, hi] (leading spaces and a sign allowed, nothing after). */
+static bool parse_whole(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Takes argv[*i] if it is one of the extras: 1 taken, 0 not one of them, -1 error printed. */
+static int parse_extra(const char *cmd, int argc, char **argv, int *i,
+                       const struct mx_cli_extra *x, size_t n_x) {
+    const char *a = argv[*i];
+    const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    size_t alen = eq ? (size_t)(eq - a) : strlen(a);
+    for (size_t k = 0; k < n_x; k++) {
+        const struct mx_cli_extra *p = &x[k];
+        const char *hit = p->shrt && strlen(p->shrt) == alen && !strncmp(a, p->shrt, alen)
+                              ? p->shrt
+                          : strlen(p->lng) == alen && !strncmp(a, p->lng, alen) ? p->lng
+                                                                                  : NULL;
+        if (!hit)
+            continue;
+        const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+        switch (p->kind) {
+        case MX_X_FLAG:
+            if (eq) {
+                fprintf(stderr, "mixel%s%s: %s takes no value\n", SP(cmd), hit);
+                return -1;
+            }
+            *(bool *)p->dst = true;
+            *i += 1;
+            return 1;
+        case MX_X_OPTSTR:
+            if (eq) {
+                *(const char **)p->dst = eq + 1;
+                *i += 1;
+            } else if (next && next[0] != '-') {
+                *(const char **)p->dst = next;
+                *i += 2;
+            } else {
+                *(const char **)p->dst = "";
+                *i += 1;
+            }
+            return 1;
+        case MX_X_STR:
+        case MX_X_INT: {
+            const char *val = eq ? eq + 1 : next;
+            if (!val) {
+                fprintf(stderr, "mixel%s%s: %s needs a value (see mixel%s%s --help)\n", SP(cmd),
+                        hit, SP(cmd));
+                return -1;
+            }
+            if (p->kind == MX_X_STR) {
+                *(const char **)p->dst = val;
+            } else if (!parse_whole(val, p->lo, p->hi, (long long *)p->dst)) {
+                char want[96];
+                snprintf(want, sizeof want, "a whole number from %lld to %lld", p->lo, p->hi);
+                return bad(cmd, hit, val, want);
+            }
+            *i += eq ? 1 : 2;
+            return 1;
+        }
+        }
+    }
+    return 0;
+}
+
+int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx_cli_opts *o,
+                 const struct mx_cli_extra *x, size_t n_x, void (*help)(FILE *f)) {
+    for (int i = 1; i < argc;) {
+        int r = mx_cli_parse_common(cmd, who, argc, argv, &i, o);
+        if (r == 0)
+            r = parse_extra(cmd, argc, argv, &i, x, n_x);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 1;
+        }
+        fprintf(stderr, "mixel%s%s: %s '%s' (see mixel%s%s --help)\n", SP(cmd),
+                a[0] == '-' ? "unknown option" : "unexpected argument", mx_safe(a), SP(cmd));
+        return -1;
+    }
+    return 0;
+}
+
 void mx_cli_common_help(FILE *f, unsigned who) {
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
         const struct spec *p = &specs[k];

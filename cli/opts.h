@@ -40,6 +40,28 @@ void mx_cli_opts_init(struct mx_cli_opts *o);
 int mx_cli_parse_common(const char *cmd, unsigned who, int argc, char **argv, int *i,
                         struct mx_cli_opts *o);
 
+/* A command's own options, parsed by mx_cli_parse after the common ones. */
+enum mx_cli_xkind {
+    MX_X_FLAG,   /* bool *dst = true; no value */
+    MX_X_STR,    /* const char **dst = the value (--opt V or --opt=V) */
+    MX_X_INT,    /* long long *dst, a whole number in [lo, hi] */
+    MX_X_OPTSTR, /* const char **dst: --opt=V, --opt V (V not starting with '-'), or --opt: "" */
+};
+
+struct mx_cli_extra {
+    const char *shrt, *lng;     /* "-p" (or NULL), "--prompt" */
+    enum mx_cli_xkind kind;
+    void *dst;                  /* borrowed: where the value goes (type by kind) */
+    long long lo, hi;           /* range of MX_X_INT */
+};
+
+/* Parses argv[1..argc): the common options of `who` (mx_cli_parse_common), -h/--help (help(stdout)
+ * is printed), then the command's extras x[0..n_x). Returns 0 when every argument was taken,
+ * 1 after printing the help (exit 0), -1 after printing a one-line error that names the option
+ * or the unknown argument and where to look (exit 2). cmd "" stands for the bare `mixel`. */
+int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx_cli_opts *o,
+                 const struct mx_cli_extra *x, size_t n_x, void (*help)(FILE *f));
+
 /* Prints the help lines of the common options of `who`. */
 void mx_cli_common_help(FILE *f, unsigned who);
 
