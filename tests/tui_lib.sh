@@ -42,3 +42,18 @@ start() {
          '$MIXEL' chat --db '$work/h.db' $*; echo EXITED \$?; sleep 30"
     wait_for "────────" || fail "the TUI did not start"
 }
+
+# say TEXT [SECONDS]: types TEXT and Enter, then waits until a real model's answer has finished
+# (the status bar ends with "ctx N/M · R tok/s" again; give the window room for it). Fails
+# with WHAT ($2 of fail) left to the caller: returns 1 on timeout.
+say() {
+    $T send-keys -t t "$1" Enter
+    sleep 0.2
+    wait_for_re "ctx [1-9][0-9]*/[0-9]+ · [0-9.]+ tok/s( +/help)? *$" "${2:-30}"
+}
+
+# quit: /quit and wait for mixel to exit cleanly
+quit() {
+    $T send-keys -t t "/quit" Enter
+    wait_for "EXITED 0" 20 || fail "quit"
+}
