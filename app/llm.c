@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "core/base/bytes.h"
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
@@ -292,34 +293,21 @@ int mx_llm_prefill(struct mx_llm *L, const int32_t *ids, size_t n, const struct 
 
 /* Text generated but not yet emitted: the tail that may still turn into a stop string. */
 struct holdback {
-    char *buf;
-    size_t len, cap;
+    struct mx_bytes b;
 };
 
 static int hold_append(struct holdback *h, const char *s, size_t n) {
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = h->cap ? h->cap : 256;
-        while (cap < h->len + n + 1)
-            cap *= 2;
-        char *p = realloc(h->buf, cap);
-        if (!p)
-            return MX_ENOMEM;
-        h->buf = p;
-        h->cap = cap;
-    }
-    memcpy(h->buf + h->len, s, n);
-    h->len += n;
-    return 0;
+    return mx_bytes_add(&h->b, s, n);
 }
 
-/* Emits h->buf[0..n) and keeps the rest. n falls on a UTF-8 boundary: the buffer holds whole
+/* Emits h->b.p[0..n) and keeps the rest. n falls on a UTF-8 boundary: the buffer holds whole
  * characters and the kept tail starts where a stop string (valid UTF-8) starts. */
 static int hold_emit(const struct mx_gen_io *io, struct holdback *h, size_t n) {
     if (n == 0)
         return 0;
-    int rc = io->text(io->ud, h->buf, n);
-    memmove(h->buf, h->buf + n, h->len - n);
-    h->len -= n;
+    int rc = io->text(io->ud, h->b.p, n);
+    memmove(h->b.p, h->b.p + n, h->b.n - n);
+    h->b.n -= n;
     return rc;
 }
 
@@ -332,14 +320,14 @@ static bool hold_find(const struct holdback *h, const char *const *stops, size_t
         size_t sl = strlen(*s);
         if (sl == 0 || sl > HOLD_MAX)
             continue;
-        const char *p = h->len >= sl ? memmem(h->buf, h->len, *s, sl) : NULL;
-        if (p && (!found || (size_t)(p - h->buf) < *hit)) {
-            *hit = (size_t)(p - h->buf);
+        const char *p = h->b.n >= sl ? memmem(h->b.p, h->b.n, *s, sl) : NULL;
+        if (p && (!found || (size_t)(p - h->b.p) < *hit)) {
+            *hit = (size_t)(p - h->b.p);
             found = true;
         }
         /* longest suffix of the text that is a proper prefix of this stop string */
-        for (size_t k = MX_MIN(sl - 1, h->len); k > *keep; k--)
-            if (!memcmp(h->buf + h->len - k, *s, k)) {
+        for (size_t k = MX_MIN(sl - 1, h->b.n); k > *keep; k--)
+            if (!memcmp(h->b.p + h->b.n - k, *s, k)) {
                 *keep = k;
                 break;
             }
@@ -360,10 +348,10 @@ static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *i
     }
     if (found) {
         *rc = hold_emit(io, h, hit);
-        h->len = 0;
+        h->b.n = 0;
         return true;
     }
-    *rc = hold_emit(io, h, h->len - keep);
+    *rc = hold_emit(io, h, h->b.n - keep);
     return false;
 }
 
@@ -482,11 +470,11 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
         if (mx_detok_stream_flush(&ds, &tail, &nt) == 0 && nt)
             rc = hold_append(&hold, tail, nt);
         if (rc >= 0)
-            rc = hold_emit(io, &hold, hold.len);
+            rc = hold_emit(io, &hold, hold.b.n);
     }
     if (rc < 0)
         st->end = MX_GEN_ERROR;
-    free(hold.buf);
+    mx_bytes_free(&hold.b);
     mx_detok_stream_deinit(&ds);
     mx_sampler_free(smp);
     return rc < 0 ? rc : 0;

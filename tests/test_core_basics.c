@@ -6,7 +6,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/base/bytes.h"
 #include "core/base/err.h"
+#include "core/base/role.h"
 #include "core/base/util.h"
 #include "tests/mx_test.h"
 
@@ -94,6 +96,63 @@ static void test_bf16(void **state) {
     assert_true(isnan(mx_bf16_to_fp32(mx_fp32_to_bf16(NAN))));
 }
 
+/* The byte buffer: pieces of every size append in order, the text stays NUL-terminated, and an
+ * impossible size is refused with the buffer unchanged. */
+static void test_bytes(void **state) {
+    (void)state;
+    struct mx_bytes b = {0};
+    size_t want = 0;
+    for (size_t k = 0; k < 300; k++) {
+        char piece[600];
+        size_t n = (k * 37) % sizeof piece;
+        memset(piece, 'a' + (int)(k % 26), n);
+        assert_int_equal(mx_bytes_add(&b, piece, n), 0);
+        for (size_t j = 0; j < n; j++)
+            assert_int_equal(b.p[want + j], 'a' + (int)(k % 26));
+        want += n;
+        assert_int_equal(b.n, want);
+        assert_true(b.cap > b.n);
+        assert_int_equal(b.p[b.n], '\0');
+    }
+    char *p = b.p;
+    assert_int_equal(mx_bytes_add(&b, "x", (size_t)-1 / 2), MX_ENOMEM);
+    assert_ptr_equal(b.p, p);
+    assert_int_equal(b.n, want);
+    assert_int_equal(mx_bytes_write(&b, "yz", 2), 0);
+    assert_string_equal(b.p + want, "yz");
+    mx_bytes_free(&b);
+    assert_null(b.p);
+    assert_int_equal(b.n, 0);
+    mx_bytes_free(NULL);
+    /* sizes that land exactly on the growth steps still leave room for the NUL */
+    for (size_t n = 255; n <= 513; n++) {
+        char big[513];
+        memset(big, 'q', n);
+        struct mx_bytes e = {0};
+        assert_int_equal(mx_bytes_add(&e, big, n), 0);
+        assert_true(e.cap > n);
+        assert_int_equal(e.p[n], '\0');
+        mx_bytes_free(&e);
+    }
+}
+
+/* One table of role names: every role round-trips through its name, anything else is refused. */
+static void test_role_names(void **state) {
+    (void)state;
+    const char *names[] = {"system", "user", "assistant", "tool"};
+    for (int r = 0; r < MX_N_ROLES; r++) {
+        assert_string_equal(mx_role_name((enum mx_role)r), names[r]);
+        enum mx_role back = MX_ROLE_TOOL;
+        assert_int_equal(mx_role_parse(names[r], &back), 0);
+        assert_int_equal(back, r);
+    }
+    enum mx_role keep = MX_ROLE_USER;
+    assert_int_equal(mx_role_parse("model", &keep), MX_EINVAL);
+    assert_int_equal(mx_role_parse(NULL, &keep), MX_EINVAL);
+    assert_int_equal(keep, MX_ROLE_USER);
+    assert_string_equal(mx_role_name((enum mx_role)7), "?");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror_table),
@@ -102,6 +161,8 @@ int main(void) {
         cmocka_unit_test(test_fp16_exhaustive),
         cmocka_unit_test(test_fp16_rounding),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_bytes),
+        cmocka_unit_test(test_role_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,7 +46,7 @@ void mx_app_draw(struct app *a) {
                                              .box_rows = rows - 2};
         if (a->img.gfx.mode == MX_GFX_SIXEL && again) {
             struct msg *m = &a->conv.msgs[a->gal.viewer];
-            struct mx_app_bytes b = {0};
+            struct mx_bytes b = {0};
             struct mx_err err = {0};
             if (m->img.w && mx_app_encode_sixel(a, &m->img, cols, rows - 2, &b, &err) == 0) {
                 mx_app_emit_at(a, 0, 0, b.p, b.n);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "core/base/bytes.h"
 #include "core/base/util.h"
 
 #ifdef HAVE_SIXEL
@@ -89,30 +90,9 @@ int mx_image_rgb_to_256(uint8_t r, uint8_t g, uint8_t b) {
 
 /* ---- half blocks ----------------------------------------------------------------------------- */
 
-/* A growing byte buffer for one text row. */
-struct row_buf {
-    char *p;
-    size_t n, cap;
-};
-
-/* Appends n bytes. Returns 0 or MX_ENOMEM (b unchanged). */
-static int rb_add(struct row_buf *b, const char *s, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t cap = MX_MAX(b->cap * 2, b->n + n + 256);
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return MX_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-
 int mx_image_blocks(const struct mx_image *img, bool truecolor, mx_image_write_fn write,
                     void *ud) {
-    struct row_buf b = {0};
+    struct mx_bytes b = {0};
     int rc = 0;
     for (int y = 0; y < img->h && rc == 0; y += 2) {
         b.n = 0;
@@ -145,16 +125,16 @@ int mx_image_blocks(const struct mx_image *img, bool truecolor, mx_image_write_f
             }
             prev_fg = fg;
             prev_bg = bg;
-            rc = rb_add(&b, sgr, (size_t)len);
+            rc = mx_bytes_add(&b, sgr, (size_t)len);
             if (rc == 0)
-                rc = rb_add(&b, "\xe2\x96\x80", 3); /* U+2580 UPPER HALF BLOCK */
+                rc = mx_bytes_add(&b, "\xe2\x96\x80", 3); /* U+2580 UPPER HALF BLOCK */
         }
         if (rc == 0)
-            rc = rb_add(&b, "\033[0m\n", 5);
+            rc = mx_bytes_add(&b, "\033[0m\n", 5);
         if (rc == 0)
             rc = write(ud, b.p, b.n);
     }
-    free(b.p);
+    mx_bytes_free(&b);
     return rc;
 }
 

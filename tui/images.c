@@ -108,21 +108,6 @@ void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, i
     put_block_row(a, &m->blk, r, y, x0, width);
 }
 
-int mx_app_bytes_write(void *ud, const char *buf, size_t n) {
-    struct mx_app_bytes *b = ud;
-    if (b->n + n > b->cap) {
-        size_t cap = (b->n + n) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return MX_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, buf, n);
-    b->n += n;
-    return 0;
-}
-
 /* Where this pane sits in the tmux window: passthrough bytes reach the outer terminal unchanged,
  * so the cursor move that goes with them must be in the outer terminal's coordinates. */
 static void tmux_pane_origin(int *top, int *left) {
@@ -147,8 +132,8 @@ void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
         if (top < 0 || a->frame.full_repaint)
             tmux_pane_origin(&top, &left);
         k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", top + y + 1, left + x + 1);
-        struct mx_app_bytes b = {0};
-        struct mx_tmux_wrap w = {.write = mx_app_bytes_write, .ud = &b};
+        struct mx_bytes b = {0};
+        struct mx_tmux_wrap w = {.write = mx_bytes_write, .ud = &b};
         if (mx_tmux_wrap_begin(&w) == 0 && mx_tmux_wrap_chunk(&w, pre, (size_t)k) == 0 &&
             mx_tmux_wrap_chunk(&w, bytes, n) == 0 && mx_tmux_wrap_chunk(&w, "\0338", 2) == 0 &&
             mx_tmux_wrap_end(&w) == 0)
@@ -164,10 +149,10 @@ void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
 
 /* Encodes img as a bare sixel (the tmux wrapping is emit_at's) to fit box_cols x box_rows. */
 int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
-                        struct mx_app_bytes *b, struct mx_err *err) {
+                        struct mx_bytes *b, struct mx_err *err) {
     struct mx_gfx g = a->img.gfx;
     g.tmux_wrap = false;
-    return mx_gfx_render(&g, img, box_cols, box_rows, mx_app_bytes_write, b, NULL, err);
+    return mx_gfx_render(&g, img, box_cols, box_rows, mx_bytes_write, b, NULL, err);
 }
 
 /* Sends the sixel of m at cell (y, x), after curses has drawn the frame. */
@@ -179,7 +164,7 @@ void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols,
                      a->img.gfx.max_w, a->img.gfx.max_h, &lay) != 0)
         return;
     if (!m->sixel || m->sx_cols != lay.cols || m->sx_rows != lay.rows) {
-        struct mx_app_bytes b = {0};
+        struct mx_bytes b = {0};
         struct mx_err err = {0};
         free(m->sixel);
         m->sixel = NULL;

@@ -2,13 +2,8 @@
 #ifndef MX_TUI_IMAGES_H
 #define MX_TUI_IMAGES_H
 
+#include "core/base/bytes.h"
 #include "tui/app_int.h"
-
-/* A growing byte buffer used as an encoder's sink (mx_image_write_fn). */
-struct mx_app_bytes {
-    char *p;
-    size_t n, cap;
-};
 
 /* Loads m's image once (a file that cannot be read: a notice, and the caption only). */
 void mx_app_img_ensure(struct app *a, struct msg *m);
@@ -19,14 +14,12 @@ void mx_app_draw_block_row(struct app *a, struct msg *m, int r, int y, int x0, i
 /* Draws img as half blocks fitted into box_cols x box_rows cells at (y, x). */
 void mx_app_draw_blocks_box(struct app *a, const struct mx_image *img, int y, int x, int box_cols,
                             int box_rows);
-/* mx_image_write_fn appending to a struct mx_app_bytes. Returns 0 or MX_ENOMEM. */
-int mx_app_bytes_write(void *ud, const char *buf, size_t n);
 /* Writes bytes (a sixel) at cell (y, x), the cursor saved and restored; inside tmux through one
  * passthrough at the outer terminal's coordinates. */
 void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n);
 /* Encodes img as a bare sixel fitted to box_cols x box_rows into b. Returns 0 or an MX_E* code. */
 int mx_app_encode_sixel(struct app *a, const struct mx_image *img, int box_cols, int box_rows,
-                        struct mx_app_bytes *b, struct mx_err *err);
+                        struct mx_bytes *b, struct mx_err *err);
 /* Sends m's sixel (encoded once per size, cached with m) at cell (y, x), after the frame. */
 void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols, int box_rows);
 
