@@ -97,6 +97,10 @@ struct mx_app_status {
 /* Readline's side of the input (readline_glue.c). */
 struct mx_app_rl {
     char history_path[4200]; /* input history file ("" none) */
+    char *next_text;      /* text to put in front of the input line (owned; NULL none): readline
+                           * empties its buffer after the line handler returns, so commands and
+                           * events leave it here (mx_app_input_give) and readline_glue.c puts it
+                           * in once readline is done with the line being entered */
 };
 
 /* A bracketed paste being collected (input.c). */

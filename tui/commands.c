@@ -12,8 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <readline/readline.h>
-
 #include "app/engine_llm.h"
 #include "core/base/err.h"
 #include "core/base/util.h"
@@ -174,8 +172,8 @@ static void cmd_edit(struct app *a, const char *arg) {
     for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
         if (a->conv.msgs[i].role != MX_ROLE_USER)
             continue;
-        rl_replace_line(a->conv.msgs[i].text, 0);
-        rl_point = rl_end;
+        /* readline empties the line after this command returns: the text goes in after it */
+        mx_app_input_give(a, a->conv.msgs[i].text);
         /* the edited message becomes a sibling of this one: continue from its parent */
         struct mx_msg dm;
         if (a->store.db && a->store.session && a->conv.msgs[i].db_id &&

@@ -106,3 +106,17 @@ struct msg *mx_app_streaming_msg(struct app *a) {
             return &a->conv.msgs[i];
     return NULL;
 }
+
+void mx_app_input_give(struct app *a, const char *text) {
+    size_t n = strlen(text), old = a->rl.next_text ? strlen(a->rl.next_text) : 0;
+    char *t = malloc(old + n + 2);
+    if (!t)
+        return;
+    if (old) { /* a second give before readline took the first: keep both, oldest first */
+        memcpy(t, a->rl.next_text, old);
+        t[old++] = '\n';
+    }
+    memcpy(t + old, text, n + 1);
+    free(a->rl.next_text);
+    a->rl.next_text = t;
+}

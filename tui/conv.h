@@ -18,6 +18,10 @@ void mx_app_conv_clear(struct app *a);
 const char *mx_app_role_label(const struct msg *m);
 /* (Re)renders m for width columns when its text or the width changed (r_valid says if it did). */
 void mx_app_msg_render(struct msg *m, int width);
+/* Gives text back to the input line for the user to edit (/edit, a queued message that was not
+ * sent): it goes in front of what is typed there once readline is done with the line being
+ * entered (a->rl.next_text). Out of memory: nothing changes. */
+void mx_app_input_give(struct app *a, const char *text);
 /* The message being streamed into, or NULL. */
 struct msg *mx_app_streaming_msg(struct app *a);
 

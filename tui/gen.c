@@ -193,8 +193,10 @@ void mx_app_send(struct app *a, const char *line) {
             mx_app_store_warn(a, &err, rc);
     }
     struct msg *m = mx_app_msg_add(a, MX_ROLE_USER, MSG_DONE, line);
-    if (m)
+    if (m) {
         m->db_id = id;
+        refresh_siblings(a, m); /* an edited message is a branch: "2/2", Alt-Left at once */
+    }
     if (!a->store.title[0])
         mx_app_store_refresh_title(a);
     mx_app_gen_start(a);

@@ -132,6 +132,7 @@ static void main_loop(struct app *a) {
         }
         if (p[1].revents & POLLIN) {
             mx_app_gen_events(a);
+            mx_app_rl_take_text(a); /* a queued message that was not sent is back to edit */
             dirty = true;
         }
     }

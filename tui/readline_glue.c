@@ -124,10 +124,34 @@ void mx_app_rl_deinit(struct app *a) {
             write_history(a->rl.history_path);
         }
     }
+    free(a->rl.next_text);
+    a->rl.next_text = NULL;
     if (rl_outstream && rl_outstream != stdout) {
         fclose(rl_outstream);
         rl_outstream = NULL;
     }
+}
+
+void mx_app_rl_take_text(struct app *a) {
+    if (!a->rl.next_text)
+        return;
+    char *t = a->rl.next_text;
+    a->rl.next_text = NULL;
+    if (rl_line_buffer && rl_end > 0) { /* something is typed already: the text goes first */
+        size_t n = strlen(t);
+        char *both = malloc(n + (size_t)rl_end + 2);
+        if (both) {
+            memcpy(both, t, n);
+            both[n] = '\n';
+            memcpy(both + n + 1, rl_line_buffer, (size_t)rl_end);
+            both[n + 1 + (size_t)rl_end] = '\0';
+            free(t);
+            t = both;
+        }
+    }
+    rl_replace_line(t, 0);
+    rl_point = rl_end;
+    free(t);
 }
 
 size_t mx_app_rl_feed(struct app *a, const unsigned char *buf, size_t n,
@@ -138,6 +162,7 @@ size_t mx_app_rl_feed(struct app *a, const unsigned char *buf, size_t n,
     while (g_feed_pos < g_feed_len && !a->quit) {
         size_t before = g_feed_pos;
         rl_callback_read_char();
+        mx_app_rl_take_text(a); /* after the handler: readline has emptied its buffer by now */
         if (g_feed_pos == before) /* cannot happen (see rl_getc_hook): never loop on it */
             g_feed_pos++;
         if (stop && stop(a))

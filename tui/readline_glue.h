@@ -13,5 +13,9 @@ void mx_app_rl_deinit(struct app *a);
  * key opened a view) or the user quit. Returns the bytes consumed (>= 1 when n > 0). */
 size_t mx_app_rl_feed(struct app *a, const unsigned char *buf, size_t n,
                       bool (*stop)(const struct app *a));
+/* Puts the text given back to the input line (a->rl.next_text, mx_app_input_give) in front of
+ * what is typed there, cursor at the end. Called after each key readline took and after worker
+ * events; nothing when none is waiting. */
+void mx_app_rl_take_text(struct app *a);
 
 #endif
