@@ -52,22 +52,28 @@ static bool picker_focused(const struct app *a) {
     return a->pick.open && !a->load.busy; /* while a model loads, keys go to the input line */
 }
 
-/* Up/Down select, Enter loads the selection, Esc or q closes; every key is the picker's. */
+/* Up/Down select, Enter loads the selection, Esc or q closes. "/" closes it too and is not
+ * the picker's: the input line takes it, so a command typed here (/quit) is that command. Every
+ * other key is the picker's; none reaches the chat (issue 15: "/quit" there sent "uit"). */
 static int picker_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
-    *used = 1;
-    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
+    *used = mx_key_len(b, n);
+    if (*used == 3 && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
         a->pick.sel += b[2] == 'A' ? -1 : 1;
         if (a->pick.sel < 0)
             a->pick.sel = 0;
         if (a->pick.sel >= (int)a->pick.models.n)
             a->pick.sel = (int)a->pick.models.n - 1;
-        *used = 3;
     } else if (b[0] == '\r' || b[0] == '\n') {
         if (a->pick.sel < (int)a->pick.models.n)
             mx_app_load_start(a, a->pick.models.items[a->pick.sel].path);
-    } else if (b[0] == 0x1b || b[0] == 'q') {
+    } else if (b[0] == '/') {
+        a->pick.open = false;
+        return MX_KEY_REDRAW; /* not handled: the input line takes the "/" */
+    } else if ((b[0] == 0x1b && *used == 1) || b[0] == 'q') {
         a->pick.open = false;
         mx_app_notice(a, false, "no model: /model PATH loads one");
+        if (b[0] == 'q')
+            *used = n; /* what was typed with the q is not a message either */
     }
     return MX_KEY_HANDLED | MX_KEY_REDRAW;
 }

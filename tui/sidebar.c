@@ -17,6 +17,9 @@
 #include "tui/store.h"
 #include "tui/style.h"
 
+#define SIDEBAR_HELP \
+    "sessions: Up/Down, Enter opens, n new, d delete, r rename, Tab or q back to typing, / a command"
+
 /* The sessions list: newest first, the open one marked, the selection highlighted. */
 static void sidebar_draw(struct app *a, int top, int left, int height, int width) {
     const char *head = a->side.confirm_delete ? "Delete? y/n" : "Sessions (F2)";
@@ -64,11 +67,11 @@ void mx_app_sidebar_open(struct app *a) {
     for (size_t i = 0; i < a->side.sessions.n; i++)
         if (a->side.sessions.v[i].id == a->store.session)
             a->side.sel = (int)i;
-    mx_app_notice(a, false, "sessions: Up/Down, Enter opens, n new, d delete, Tab back to typing");
+    mx_app_notice(a, false, SIDEBAR_HELP);
 }
 
 void mx_app_sidebar_toggle(struct app *a) {
-    if (a->side.open) {
+    if (a->side.open && a->side.focus) { /* open but typing has the focus: F2 gives it back */
         a->side.open = a->side.focus = false;
         a->status.note[0] = '\0';
     } else {
@@ -80,9 +83,20 @@ static bool sidebar_focused(const struct app *a) {
     return a->side.focus;
 }
 
-/* Keys while the list has the focus: every key is the list's (Tab, q or Esc give it back). */
+/* Gives the focus back to typing (the list stays open where there is room for both). */
+static void sidebar_unfocus(struct app *a) {
+    a->side.focus = false;
+    a->status.note[0] = '\0';
+    if (COLS < 70)
+        a->side.open = false;
+}
+
+/* Keys while the list has the focus. Tab, q or Esc give it back to typing; "/" does too and is
+ * not the list's: the input line takes it, so a command typed here (/quit) is that command.
+ * Every other key is the list's (unknown ones say which keys are), and none reaches the chat:
+ * what was typed with a q goes with it (issue 15: "/quit" here sent "uit" as a message). */
 static int sidebar_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
-    *used = 1;
+    *used = mx_key_len(b, n);
     if (a->side.confirm_delete) {
         a->side.confirm_delete = false;
         if (b[0] == 'y' && a->side.sel < (int)a->side.sessions.n) {
@@ -105,20 +119,21 @@ static int sidebar_key(struct app *a, const unsigned char *b, size_t n, size_t *
         }
         return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
-    if (n >= 3 && b[0] == 0x1b && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
+    if (*used == 3 && (b[1] == '[' || b[1] == 'O') && (b[2] == 'A' || b[2] == 'B')) {
         a->side.sel += b[2] == 'A' ? -1 : 1;
         if (a->side.sel < 0)
             a->side.sel = 0;
         if (a->side.sel >= (int)a->side.sessions.n)
             a->side.sel = a->side.sessions.n ? (int)a->side.sessions.n - 1 : 0;
-        *used = 3;
         return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
-    if (n >= 3 && b[0] == 0x1b && b[1] == 'O' && b[2] == 'Q') { /* F2 closes */
+    if ((*used == 3 && b[1] == 'O' && b[2] == 'Q') ||
+        (*used == 5 && !memcmp(b, "\033[12~", 5))) { /* F2 closes */
         a->side.open = a->side.focus = false;
-        *used = 3;
         return MX_KEY_HANDLED | MX_KEY_REDRAW;
     }
+    if (b[0] == 0x1b && *used > 1)
+        return MX_KEY_HANDLED; /* another key's sequence: not the list's, not text either */
     switch (b[0]) {
     case '\r':
     case '\n':
@@ -148,15 +163,19 @@ static int sidebar_key(struct app *a, const unsigned char *b, size_t n, size_t *
             a->side.focus = false;
         }
         break;
-    case '\t':
+    case '/':
+        sidebar_unfocus(a);
+        return MX_KEY_REDRAW; /* not handled: the input line takes the "/" */
     case 'q':
+        *used = n; /* what was typed with the q is not a message either */
+        sidebar_unfocus(a);
+        break;
+    case '\t':
     case 0x1b:
-        a->side.focus = false;
-        a->status.note[0] = '\0';
-        if (COLS < 70)
-            a->side.open = false;
+        sidebar_unfocus(a);
         break;
     default:
+        mx_app_notice(a, false, SIDEBAR_HELP);
         break;
     }
     return MX_KEY_HANDLED | MX_KEY_REDRAW;

@@ -33,6 +33,22 @@ struct mx_view_ops {
     void (*resize)(struct app *a, int rows, int cols);
 };
 
+/* Bytes of the key at b[0..n): a whole escape sequence (CSI ESC [ ... final byte, SS3 ESC O x,
+ * Alt-x ESC x), else 1. A list that does not know a key still takes all of it, so no tail of an
+ * escape sequence ("[15~") reaches the input line as text. */
+static inline size_t mx_key_len(const unsigned char *b, size_t n) {
+    if (n < 2 || b[0] != 0x1b)
+        return 1;
+    if (b[1] == 'O')
+        return n >= 3 ? 3 : 2;
+    if (b[1] != '[')
+        return 2;
+    size_t i = 2;
+    while (i < n && !(b[i] >= 0x40 && b[i] <= 0x7e))
+        i++;
+    return i < n ? i + 1 : n;
+}
+
 extern const struct mx_view_ops mx_view_conversation; /* conv_view.c */
 extern const struct mx_view_ops mx_view_sidebar;      /* sidebar.c */
 extern const struct mx_view_ops mx_view_picker;       /* picker.c */
