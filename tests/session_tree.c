@@ -8,7 +8,8 @@
  *
  * usage: session_tree DB [--dump]
  * --dump also prints every message: "S<session> leaf=<id>" then "<id> <parent> <role> <state>
- * <index>/<count> <first line of content>", for the tmux tests to assert the stored session.
+ * <index>/<count> <first line of content>", and "I <message> <path>" per image, for the tmux
+ * tests to assert the stored session.
  * Prints "ok: ..." and exits 0 when every branch passes; 1 with the reasons otherwise.
  */
 #include <sqlite3.h>
@@ -174,6 +175,15 @@ int main(int argc, char **argv) {
                    (int)strcspn(m.content, "\n"), m.content);
             mx_msg_deinit(&m);
         }
+        sqlite3_finalize(all);
+        /* and its images: "I <message> <path>" */
+        sqlite3_prepare_v2(mx_db_sqlite(db),
+                           "SELECT message, path FROM images WHERE session = ?1 ORDER BY id", -1,
+                           &all, NULL);
+        sqlite3_bind_int64(all, 1, sid);
+        while (sqlite3_step(all) == SQLITE_ROW)
+            printf("I %lld %s\n", (long long)sqlite3_column_int64(all, 0),
+                   (const char *)sqlite3_column_text(all, 1));
         sqlite3_finalize(all);
     }
     sqlite3_finalize(st);

@@ -22,6 +22,7 @@
 #include "tui/gen.h"
 #include "tui/keys.h"
 #include "tui/load.h"
+#include "tui/patharg.h"
 #include "tui/sidebar.h"
 #include "tui/status.h"
 #include "tui/store.h"
@@ -422,14 +423,31 @@ void mx_app_submit(struct app *a, char *line) {
     while (*arg == ' ' || *arg == '\t')
         arg++;
     snprintf(name, sizeof name, "%.*s", (int)(n < 31 ? n : 31), line);
-    for (size_t i = 0; i < sizeof slash_table / sizeof slash_table[0]; i++)
-        if (!strcmp(slash_table[i].name, name)) {
-            slash_table[i].fn(a, arg);
+    for (size_t i = 0; i < sizeof slash_table / sizeof slash_table[0]; i++) {
+        if (strcmp(slash_table[i].name, name))
+            continue;
+        if (mx_app_command_takes_path(i)) {
+            /* one reading of a path for every command that takes one: quotes, backslashes and
+             * ~ as Tab completion writes them (patharg.c) */
+            char path[4096];
+            struct mx_err err = {0};
+            if (mx_path_arg(arg, path, sizeof path, &err) != 0) {
+                mx_app_notice(a, true, "%s: %s", name, err.msg);
+                return;
+            }
+            slash_table[i].fn(a, path);
             return;
         }
+        slash_table[i].fn(a, arg);
+        return;
+    }
     mx_app_notice(a, true, "unknown command %s (see /help)", name);
 }
 
 const char *mx_app_command_name(size_t i) {
     return i < sizeof slash_table / sizeof slash_table[0] ? slash_table[i].name : NULL;
+}
+
+bool mx_app_command_takes_path(size_t i) {
+    return i < sizeof slash_table / sizeof slash_table[0] && strstr(slash_table[i].args, "PATH");
 }

@@ -6,9 +6,11 @@
  */
 #include "tui/readline_glue.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -16,6 +18,7 @@
 #include "history/paths.h"
 #include "tui/commands.h"
 #include "tui/keys.h"
+#include "tui/patharg.h"
 #include "tui/status.h"
 
 static struct app *g_app; /* readline's hooks carry no user pointer */
@@ -73,13 +76,104 @@ static char *slash_generator(const char *text, int state) {
     return NULL;
 }
 
+/* The state of one path completion (path_generator): the folder part of the word as typed
+ * (quoting kept), the folder it names, the name prefix to match, the quote the word opened. */
+static struct {
+    char *dir_typed;
+    char dir[4096];
+    char *prefix;
+    char quote;
+    DIR *d;
+} g_pc;
+
+static void path_completion_end(void) {
+    free(g_pc.dir_typed);
+    free(g_pc.prefix);
+    if (g_pc.d)
+        closedir(g_pc.d);
+    memset(&g_pc, 0, sizeof g_pc);
+}
+
+/* Names in the folder the word names, each as the word must read for the command (patharg.c):
+ * the folder part as typed, the name quoted (a backslash before a blank, or as the opened quote
+ * needs), a folder with "/". A ~ stays as typed: the command expands it. */
+static char *path_generator(const char *text, int state) {
+    if (!state) {
+        path_completion_end();
+        g_pc.quote = (char)rl_completion_quote_character;
+        const char *slash = strrchr(text, '/');
+        size_t dn = slash ? (size_t)(slash - text) + 1 : 0;
+        g_pc.dir_typed = strndup(text, dn);
+        g_pc.prefix = mx_path_unquote(text + dn, g_pc.quote);
+        if (!g_pc.dir_typed || !g_pc.prefix)
+            return NULL;
+        if (!dn) {
+            snprintf(g_pc.dir, sizeof g_pc.dir, ".");
+        } else if (g_pc.quote) { /* inside quotes a ~ is a ~, as the command reads it */
+            char *u = mx_path_unquote(g_pc.dir_typed, g_pc.quote);
+            snprintf(g_pc.dir, sizeof g_pc.dir, "%s", u ? u : "");
+            free(u);
+        } else if (mx_path_arg(g_pc.dir_typed, g_pc.dir, sizeof g_pc.dir, NULL) != 0) {
+            return NULL;
+        }
+        g_pc.d = opendir(g_pc.dir);
+    }
+    if (!g_pc.d)
+        return NULL;
+    size_t pn = strlen(g_pc.prefix);
+    for (struct dirent *e; (e = readdir(g_pc.d)) != NULL;) {
+        if (strncmp(e->d_name, g_pc.prefix, pn) || !strcmp(e->d_name, ".") ||
+            !strcmp(e->d_name, "..") || (e->d_name[0] == '.' && g_pc.prefix[0] != '.'))
+            continue;
+        char full[8192];
+        struct stat st;
+        snprintf(full, sizeof full, "%s/%s", g_pc.dir, e->d_name);
+        bool is_dir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
+        char *q = mx_path_quote(e->d_name, g_pc.quote);
+        if (!q)
+            return NULL;
+        size_t n = strlen(g_pc.dir_typed) + strlen(q) + 2;
+        char *m = malloc(n);
+        if (m)
+            snprintf(m, n, "%s%s%s", g_pc.dir_typed, q, is_dir ? "/" : "");
+        free(q);
+        return m;
+    }
+    return NULL;
+}
+
+/* The line starts with a command that takes a path (/show, /save, /export, /model). */
+static bool line_takes_path(void) {
+    const char *l = rl_line_buffer;
+    size_t n = strcspn(l, " \t");
+    for (size_t i = 0; mx_app_command_name(i); i++)
+        if (strlen(mx_app_command_name(i)) == n && !strncmp(l, mx_app_command_name(i), n))
+            return mx_app_command_takes_path(i);
+    return false;
+}
+
 static char **complete_hook(const char *text, int start, int end) {
     (void)end;
     if (start == 0 && text[0] == '/') {
         rl_attempted_completion_over = 1;
         return rl_completion_matches(text, slash_generator);
     }
-    return NULL; /* readline's file name completion, for /model PATH and the like */
+    if (!line_takes_path())
+        return NULL; /* readline's own file name completion */
+    /* a command's path: completed the way the command reads it (patharg.c), so that a name
+     * with blanks or a ~ that completion offers is one the command takes */
+    rl_attempted_completion_over = 1;
+    char **m = rl_completion_matches(text, path_generator);
+    path_completion_end();
+    if (m && !m[1] && m[0][0] && m[0][strlen(m[0]) - 1] == '/') {
+        rl_completion_suppress_append = 1; /* a folder: go on typing in it */
+        rl_completion_suppress_quote = 1;
+    }
+    return m;
+}
+
+static int quoted_hook(char *text, int i) {
+    return mx_path_char_quoted(text, i);
 }
 
 /* Several matches: show them in the status line instead of readline printing to the screen. */
@@ -104,6 +198,10 @@ void mx_app_rl_init(struct app *a) {
     rl_prep_term_function = rl_prep_noop;
     rl_deprep_term_function = rl_deprep_noop;
     rl_attempted_completion_function = complete_hook;
+    /* a path's word may hold quoted blanks ("my\\ pics/a") and begin with a quote */
+    rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(";
+    rl_completer_quote_characters = "'\"";
+    rl_char_is_quoted_p = quoted_hook;
     rl_completion_display_matches_hook = rl_show_matches;
     rl_outstream = fopen("/dev/null", "w"); /* readline must never write to the screen itself */
     char dir[4096];
