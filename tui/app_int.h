@@ -39,7 +39,8 @@
 #define INPUT_MAX_ROWS 6
 #define IMAGE_ROWS 12       /* an image in the conversation is a fixed block of rows */
 
-enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE };
+enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE,
+                 MSG_QUEUED /* typed while an answer streams: a->gen.queued, not yet sent */ };
 
 struct msg {
     enum mx_role role;
@@ -77,6 +78,9 @@ struct mx_app_gen {
     double tok_s;         /* speed shown in the status bar */
     int ctx_used;         /* tokens in the engine's cache (the context meter) */
     double last_db_update; /* when the streaming answer was last written to the history */
+    struct msg queued;    /* a message typed while the answer streams (state MSG_QUEUED, shown
+                           * under the answer; text NULL: none): sent when the answer ends,
+                           * back in the input line when it is stopped or fails (gen.c) */
 };
 
 /* Colours: the theme and what the terminal made of it. */

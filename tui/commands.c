@@ -140,8 +140,10 @@ static void cmd_ctx(struct app *a, const char *arg) {
 
 static void cmd_regen(struct app *a, const char *arg) {
     (void)arg;
-    if (a->gen.busy)
+    if (a->gen.busy) {
+        mx_app_notice(a, true, "/regen: an answer is still being generated: Esc stops it");
         return;
+    }
     int last = a->conv.n_msgs - 1;
     while (last >= 0 && a->conv.msgs[last].state == MSG_NOTICE)
         last--;
@@ -168,8 +170,10 @@ static void cmd_regen(struct app *a, const char *arg) {
 
 static void cmd_edit(struct app *a, const char *arg) {
     (void)arg;
-    if (a->gen.busy)
+    if (a->gen.busy) {
+        mx_app_notice(a, true, "/edit: an answer is still being generated: Esc stops it");
         return;
+    }
     for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
         if (a->conv.msgs[i].role != MX_ROLE_USER)
             continue;

@@ -34,7 +34,9 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
         }
         const char *tag = m->state == MSG_STREAMING ? "  \xe2\x80\xa6" /* … */
                           : m->state == MSG_STOPPED ? "  [stopped]"
-                          : m->state == MSG_FAILED  ? "  [failed]" : "";
+                          : m->state == MSG_FAILED  ? "  [failed]"
+                          : m->state == MSG_QUEUED  ? "  [queued: sent when the answer ends]"
+                                                    : "";
         mx_app_put_text(a, y, x0 + x, tag, strlen(tag), width - x,
                  m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
         return;
@@ -58,11 +60,17 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
     }
 }
 
+/* Message i of what the view shows: the conversation, then a queued message (gen.c). */
+static struct msg *shown_msg(struct app *a, int i) {
+    return i < a->conv.n_msgs ? &a->conv.msgs[i] : &a->gen.queued;
+}
+
 static void conversation_draw(struct app *a, int top, int left, int height, int width) {
+    int n_shown = a->conv.n_msgs + (a->gen.queued.text ? 1 : 0);
     int total = 0;
-    for (int i = 0; i < a->conv.n_msgs; i++) {
-        mx_app_msg_render(&a->conv.msgs[i], width);
-        total += msg_lines(a, &a->conv.msgs[i], width);
+    for (int i = 0; i < n_shown; i++) {
+        mx_app_msg_render(shown_msg(a, i), width);
+        total += msg_lines(a, shown_msg(a, i), width);
     }
     int max_scroll = total > height ? total - height : 0;
     if (a->conv.scroll > max_scroll)
@@ -74,8 +82,8 @@ static void conversation_draw(struct app *a, int top, int left, int height, int 
         first = 0;
     }
     a->frame.n_placed = 0;
-    for (int i = 0; i < a->conv.n_msgs && y < top + height; i++) {
-        struct msg *m = &a->conv.msgs[i];
+    for (int i = 0; i < n_shown && y < top + height; i++) {
+        struct msg *m = shown_msg(a, i);
         int n = msg_lines(a, m, width);
         int n_text = m->r_valid ? (int)m->r.n_lines : 0;
         int n_img = n - n_text - 2;
@@ -94,7 +102,7 @@ static void conversation_draw(struct app *a, int top, int left, int height, int 
                 a->frame.n_placed++;
             }
             if (l < n - 1)
-                draw_msg_line(a, &a->conv.msgs[i], l, y, left, width);
+                draw_msg_line(a, m, l, y, left, width);
             y++;
         }
     }

@@ -29,12 +29,67 @@ struct gen_job {
 
 static struct gen_job g_job; /* one job at a time: the worker enforces it */
 
+/* Enter while an answer streams: the message waits, shown as queued under the answer, and is
+ * sent when the answer ends (as Claude Code and Codex queue what is typed while they work):
+ * nothing typed is lost, and reading the answer need not wait for it. A second one joins the
+ * first. Stopping the answer (Esc, Ctrl-C, /stop) or its failure gives the text back to the
+ * input line instead: the user stopped the turn, so nothing is sent behind their back. */
+static void queue_add(struct app *a, const char *line) {
+    struct msg *q = &a->gen.queued;
+    if (q->text) {
+        if (mx_app_msg_append(q, "\n") != 0 || mx_app_msg_append(q, line) != 0)
+            mx_app_notice(a, true, "out of memory: the message was not queued");
+    } else {
+        memset(q, 0, sizeof *q);
+        q->role = MX_ROLE_USER;
+        q->state = MSG_QUEUED;
+        q->len = strlen(line);
+        q->cap = q->len + 1;
+        if (!(q->text = strdup(line))) {
+            mx_app_notice(a, true, "out of memory: the message was not queued");
+            return;
+        }
+    }
+    a->conv.scroll = 0;
+    mx_app_notice(a, false, "queued: sent when the answer ends (Esc stops it and gives the "
+                            "message back to edit)");
+}
+
+/* Takes the queued message's text (caller frees), NULL when none. */
+static char *queue_take(struct app *a) {
+    char *t = a->gen.queued.text;
+    a->gen.queued.text = NULL;
+    mx_app_msg_free(&a->gen.queued);
+    memset(&a->gen.queued, 0, sizeof a->gen.queued);
+    return t;
+}
+
+/* The answer ended with code (why: the engine's message, or NULL): the queued message is sent
+ * (a complete answer) or goes back to the input line (stopped or failed), saying so. */
+static void queue_after(struct app *a, int code, const char *why) {
+    char *t = queue_take(a);
+    if (!t)
+        return;
+    if (code == 0)
+        mx_app_send(a, t);
+    else if (code == MX_ECANCELED)
+        mx_app_notice(a, false, "stopped: your queued message is back in the input");
+    else
+        mx_app_notice(a, true, "generation failed: %s; your queued message is back in the input",
+                      why ? why : mx_strerror(code));
+    if (code != 0)
+        mx_app_input_give(a, t);
+    free(t);
+}
+
 static void gen_job_fn(struct mx_job *job, void *ud) {
     struct gen_job *gj = ud;
     gj->engine->reply(gj->engine, job, gj->turns, gj->n, &gj->settings);
 }
 
-void mx_app_gen_deinit(void) {
+void mx_app_gen_deinit(struct app *a) {
+    if (a)
+        free(queue_take(a));
     for (int i = 0; i < g_job.n; i++)
         free((char *)g_job.turns[i].text);
     free(g_job.turns);
@@ -49,7 +104,7 @@ void mx_app_gen_start(struct app *a) {
     }
     if (a->gen.busy)
         return;
-    mx_app_gen_deinit();
+    mx_app_gen_deinit(NULL);
     int n = 0;
     g_job.turns = calloc((size_t)a->conv.n_msgs + 1, sizeof *g_job.turns);
     if (!g_job.turns)
@@ -167,6 +222,7 @@ void mx_app_gen_events(struct app *a) {
             else if (ev.code < 0)
                 mx_app_notice(a, true, "generation failed: %s",
                        ev.text ? ev.text : mx_strerror(ev.code));
+            queue_after(a, ev.code, ev.text); /* may start the next answer */
             break;
         }
         free(ev.text);
@@ -180,7 +236,7 @@ void mx_app_gen_stop(struct app *a) {
 
 void mx_app_send(struct app *a, const char *line) {
     if (a->gen.busy) {
-        mx_app_notice(a, true, "an answer is still being generated: Esc stops it");
+        queue_add(a, line);
         return;
     }
     a->status.note[0] = '\0';

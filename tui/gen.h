@@ -4,7 +4,9 @@
 
 #include "tui/app_int.h"
 
-/* Sends line as the user's message (stored first) and starts the answer. */
+/* Sends line as the user's message (stored first) and starts the answer; while an answer
+ * streams, queues it instead (shown; sent when the answer ends, back in the input line when it
+ * is stopped or fails). */
 void mx_app_send(struct app *a, const char *line);
 /* Starts the answer to the conversation as it stands (the last message is the user's). */
 void mx_app_gen_start(struct app *a);
@@ -12,7 +14,8 @@ void mx_app_gen_start(struct app *a);
 void mx_app_gen_stop(struct app *a);
 /* Takes every pending worker event into the view and the history. */
 void mx_app_gen_events(struct app *a);
-/* Frees the last generation job. At exit, after the worker is joined. */
-void mx_app_gen_deinit(void);
+/* Frees the last generation job (and a's queued message; a NULL: only the job). At exit, after
+ * the worker is joined. */
+void mx_app_gen_deinit(struct app *a);
 
 #endif

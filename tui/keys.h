@@ -17,7 +17,7 @@
  * - key name, help: what /help and the README say; NULL for another sequence of the action above
  *   (terminals disagree on some keys). */
 #define MX_KEY_TABLE(X)                                                                         \
-    X(NULL,            NULL,           "Enter",         "send")                                 \
+    X(NULL,            NULL,           "Enter",         "send (queued while an answer streams)") \
     X(NULL,            NULL,           "Esc",           "stop the answer")                      \
     X(NULL,            NULL,           "Ctrl-C",        "stop the answer, else clear the line") \
     X(NULL,            NULL,           "Tab",           "complete commands and paths")          \

@@ -205,7 +205,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     mx_worker_free(a.w); /* joins the engine thread */
     a.gen.busy = a.load.busy = false;
     mx_app_snapshot_save(&a);
-    mx_app_gen_deinit();
+    mx_app_gen_deinit(&a);
     mx_app_rl_deinit(&a);
     fputs("\033[?2004l", stdout);
     fflush(stdout);
