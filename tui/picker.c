@@ -26,7 +26,7 @@ void mx_app_picker_open(struct app *a) {
 
 /* The model picker: the GGUF files found on this machine, newest first. */
 static void picker_draw(struct app *a, int top, int left, int height, int width) {
-    const char *head = "Choose a model: Up/Down, Enter loads it, Esc closes";
+    const char *head = "Choose a model: Up/Down, Enter loads it, Esc or q closes, / a command";
     mx_app_put_text(a, top, left, head, strlen(head), width, MX_ROLE_heading, MX_ATTR_BOLD);
     const char *hint = "(or start mixel with --model PATH.gguf; /model PATH loads any file)";
     mx_app_put_text(a, top + 1, left, hint, strlen(hint), width, MX_ROLE_muted, 0);
