@@ -10,9 +10,12 @@ tree() { "$MX_BUILDDIR/tests/session_tree" "$work/h.db" --dump; }
 start echo
 $T send-keys -t t "first question" Enter
 wait_for "You said: first question" || fail "no answer"
+cp "$MX_SRCDIR/tests/data/quadrants.png" "$work/x.png"
+$T send-keys -t t "/show $work/x.png" Enter
+wait_for "image attached" || fail "/show"
 $T send-keys -t t "/edit" Enter
 wait_for "editing your last message" || fail "/edit said nothing"
-wait_for "› first question" 3 || fail "/edit left the input box empty"
+wait_for "› first question" 3 || fail "/edit left the input box empty (or took the image caption)"
 $T send-keys -t t " again" Enter
 wait_for "You said: first question again" || fail "the edited message was not sent"
 wait_for_re "You +◂ 2/2 ▸" 3 || fail "the edited message is not shown as branch 2/2"

@@ -175,8 +175,8 @@ static void cmd_edit(struct app *a, const char *arg) {
         return;
     }
     for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
-        if (a->conv.msgs[i].role != MX_ROLE_USER)
-            continue;
+        if (a->conv.msgs[i].role != MX_ROLE_USER || a->conv.msgs[i].image)
+            continue; /* an attached image's caption (/show) is not a message to edit */
         /* readline empties the line after this command returns: the text goes in after it */
         mx_app_input_give(a, a->conv.msgs[i].text);
         /* the edited message becomes a sibling of this one: continue from its parent */
