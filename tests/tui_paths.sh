@@ -13,7 +13,9 @@ cp "$MX_SRCDIR/tests/data/quadrants.png" "$work/home/my pics/a b.png"
 
 start echo
 # ~ completes and /show takes it
-$T send-keys -t t "/show ~/x" Tab
+$T send-keys -t t "/show ~" Tab
+wait_for "› /show ~/" 3 || fail "Tab did not complete ~ to ~/"
+$T send-keys -t t "x" Tab
 wait_for "› /show ~/x.png" 3 || fail "Tab did not complete ~/x"
 $T send-keys -t t Enter
 wait_for "image attached" 5 || fail "/show ~/x.png was rejected"

@@ -98,6 +98,8 @@ static void path_completion_end(void) {
  * the folder part as typed, the name quoted (a backslash before a blank, or as the opened quote
  * needs), a folder with "/". A ~ stays as typed: the command expands it. */
 static char *path_generator(const char *text, int state) {
+    if (!strcmp(text, "~") && !rl_completion_quote_character) /* the home folder itself */
+        return state ? NULL : strdup("~/");
     if (!state) {
         path_completion_end();
         g_pc.quote = (char)rl_completion_quote_character;
