@@ -19,7 +19,7 @@ done
 $T load-buffer "$work/paste.txt"
 $T paste-buffer -p -t t
 $T send-keys -t t Enter
-wait_for "generation failed" 30 || fail "the oversized turn did not fail visibly"
+wait_for "does not fit the context" 30 || fail "the oversized turn did not fail visibly"
 say "short one" || fail "the turn after a failed one did not answer"
 $T capture-pane -p -t t | grep -q "roles must alternate" && fail "template error after a failed turn"
 say "/regen" || fail "/regen after a failed turn did not answer"

@@ -18,7 +18,7 @@ wait_for "EXITED 0" 20 || fail "quit"
 ls "$work/data/mixel/kv/"*.kv >/dev/null 2>&1 || fail "no KV snapshot saved on quit"
 
 start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 8 --resume
-wait_for "resumed from the KV snapshot" 20 || fail "snapshot not used on resume"
+wait_for "resumed with the saved context" 20 || fail "snapshot not used on resume"
 wait_for "Once upon a time" || fail "conversation not restored"
 $T send-keys -t t "The end" Enter
 wait_for_re "You +$" 1 || true

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/base/err.h"
 #include "core/base/role.h"
@@ -91,10 +92,23 @@ struct mx_app_style {
     bool reverse_role[MX_ROLE_COUNT]; /* roles shown reversed: their colours did not survive */
 };
 
-/* The status line's notice and the progress it may show. */
+/* One notice kept for /log. */
+struct mx_notice {
+    time_t t;             /* when it was posted */
+    bool error;
+    char text[600];       /* as shown, plus the detail behind it when there was one */
+};
+
+#define MX_NOTICE_LOG 64  /* notices /log can show (the oldest go first) */
+
+/* The notice line above the input (what just happened, or went wrong: shown whole, wrapped),
+ * the log of recent notices, and the progress of a long job in the status bar. */
 struct mx_app_status {
-    char note[256];       /* status-line notice ("" none) */
+    char note[512];       /* the notice shown above the input ("" none; Esc or sending clears) */
     bool is_error;
+    struct mx_notice log[MX_NOTICE_LOG]; /* ring: the newest is log[(n_log - 1) % MX_NOTICE_LOG] */
+    long n_log;           /* notices posted since the start */
+    char prog[256];       /* progress in the status bar ("" none) */
     double prog_t0;       /* when the running progress (prompt, load) started, 0 none */
 };
 

@@ -280,6 +280,25 @@ static void cmd_image(struct app *a, const char *arg) {
     cmd_needs(a, "image generation (/image)");
 }
 
+/* /log: the recent notices with their times (and the details behind them), oldest first. */
+static void cmd_log(struct app *a, const char *arg) {
+    (void)arg;
+    char log[MX_NOTICE_LOG * 640];
+    if (mx_app_notice_log(a, log, sizeof log) == 0) {
+        mx_app_notice(a, false, "no notices yet");
+        return;
+    }
+    /* a code block: the lines as they are, without markdown reading into them */
+    size_t n = strlen(log) + 64;
+    char *buf = malloc(n);
+    if (!buf)
+        return;
+    snprintf(buf, n, "**Recent notices**\n```\n%s```\n", log);
+    mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, buf);
+    free(buf);
+    a->conv.scroll = 0;
+}
+
 static void cmd_sessions(struct app *a, const char *arg) {
     (void)arg;
     mx_app_sidebar_open(a);
@@ -383,6 +402,7 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/theme",    "NAME",   "dark, light, high-contrast, basic16, or yours", cmd_theme)          \
     X("/export",   "[PATH]", "save the conversation as Markdown",             cmd_export)         \
     X("/copy",     "",       "copy the last code block (OSC 52 clipboard)",   cmd_copy)           \
+    X("/log",      "",       "recent notices with their times",               cmd_log)            \
     X("/clear",    "",       "clear the conversation",                        cmd_clear)          \
     X("/quit",     "",       "leave mixel (also Ctrl-D on an empty line)",    cmd_quit)
 

@@ -3,7 +3,8 @@
  * drawn into curses' virtual screen and ncurses sends only the difference, so streaming a long
  * answer costs one markdown render of the growing message plus a diff per batch of tokens.
  *
- * Sixels live outside curses' model of the screen: they are sent after refresh() at the cells
+ * Below the conversation: the rule, the status bar, the notice (wrapped, when there is one) and
+ * the input. Sixels live outside curses' model of the screen: they are sent after refresh() at the cells
  * their views recorded in a->frame; when one moves or goes away, the rows it covered are
  * repainted so no ghost stays (../shared/TERMINALS.md has the pitfalls).
  */
@@ -70,7 +71,12 @@ void mx_app_draw(struct app *a) {
     int in_rows = mx_app_input_rows(buf, cols - 2);
     if (in_rows > INPUT_MAX_ROWS)
         in_rows = INPUT_MAX_ROWS;
-    int conv_h = rows - in_rows - 2;
+    /* the notice, whole, above the input: at most a third of what the conversation would get */
+    int note_rows = mx_app_notice_rows(a, cols);
+    int note_max = (rows - in_rows - 2) / 3;
+    if (note_rows > note_max)
+        note_rows = note_max < 1 && note_rows ? 1 : note_max;
+    int conv_h = rows - in_rows - 2 - note_rows;
     int side_w = 0;
     if (a->side.open) {
         side_w = cols >= 70 ? 28 : cols; /* narrow terminals: the list takes the whole pane */
@@ -93,8 +99,9 @@ void mx_app_draw(struct app *a) {
     for (int x = 0; x < cols; x++) /* U+2500: ACS line drawing breaks in some UTF-8 setups */
         addstr("\xe2\x94\x80");
     mx_app_draw_status(a, conv_h + 1, cols);
+    mx_app_draw_notice(a, conv_h + 2, note_rows, cols);
     int cy, cx;
-    mx_app_draw_input(a, conv_h + 2, in_rows, cols, &cy, &cx);
+    mx_app_draw_input(a, conv_h + 2 + note_rows, in_rows, cols, &cy, &cx);
     move(cy, cx < cols ? cx : cols - 1);
     /* Sixels live outside curses' model of the screen: when one moves or goes away, the cells it
      * covered are repainted so no ghost stays, and it is sent again at its new place. */

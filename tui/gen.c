@@ -194,6 +194,7 @@ void mx_app_gen_events(struct app *a) {
             mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
+            mx_app_progress_end(a);
             if (a->load.busy) {
                 mx_app_load_finish(a, ev.code, ev.text);
                 break;
@@ -219,9 +220,12 @@ void mx_app_gen_events(struct app *a) {
             }
             if (ev.code == MX_ECANCELED)
                 mx_app_notice(a, false, "stopped: the partial answer is kept");
+            else if (ev.code == MX_EFULL)
+                mx_app_notice_detail(a, true, ev.text, "your message does not fit the context: "
+                                     "shorten it, or /ctx N sets a larger context");
             else if (ev.code < 0)
-                mx_app_notice(a, true, "generation failed: %s",
-                       ev.text ? ev.text : mx_strerror(ev.code));
+                mx_app_notice_detail(a, true, ev.text, "no answer: generation failed (%s)",
+                                     mx_strerror(ev.code));
             queue_after(a, ev.code, ev.text); /* may start the next answer */
             break;
         }
@@ -239,7 +243,7 @@ void mx_app_send(struct app *a, const char *line) {
         queue_add(a, line);
         return;
     }
-    a->status.note[0] = '\0';
+    mx_app_notice_clear(a);
     int64_t id = 0;
     if (mx_app_ensure_session(a) == 0) {
         struct mx_err err = {0};

@@ -2,7 +2,8 @@
  * growing to INPUT_MAX_ROWS rows, the newest visible), and the routing of the bytes read from the
  * terminal: bracketed paste is collected whole (pasted text stays one message, newlines
  * included), a view with the focus (viewer, gallery, picker, sidebar) takes its keys first, a
- * lone Esc and Ctrl-C stop the answer, everything else goes to readline byte by byte.
+ * lone Esc and Ctrl-C stop the answer (idle: Esc dismisses the notice, Ctrl-C clears the line or
+ * says how to quit), everything else goes to readline byte by byte.
  */
 #include "tui/input.h"
 
@@ -16,6 +17,7 @@
 #include "core/base/text.h"
 #include "tui/gen.h"
 #include "tui/readline_glue.h"
+#include "tui/status.h"
 #include "tui/style.h"
 #include "tui/view.h"
 
@@ -195,6 +197,8 @@ int mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
             if (poll(&p, 1, 30) <= 0) {
                 if (a->gen.busy)
                     mx_app_gen_stop(a);
+                else
+                    mx_app_notice_clear(a); /* Esc dismisses the notice */
                 i++;
                 continue;
             }
@@ -202,9 +206,12 @@ int mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
         if (c == 0x03) { /* Ctrl-C: stop the answer, else clear the line */
             if (a->gen.busy) {
                 mx_app_gen_stop(a);
-            } else {
+            } else if (rl_end > 0) {
                 rl_replace_line("", 0);
                 rl_point = 0;
+            } else { /* nothing to stop or clear: the user may be trying to leave */
+                mx_app_notice(a, false, "nothing to stop: to leave mixel, type /quit or press "
+                              "Ctrl-D on an empty line");
             }
             i++;
             continue;

@@ -37,7 +37,7 @@ void mx_app_load_start(struct app *a, const char *path) {
         return;
     }
     if (a->gen.busy || a->load.busy) {
-        mx_app_notice(a, true, "busy: wait for the current answer or load to finish");
+        mx_app_notice(a, true, "busy: wait for the answer (Esc stops it) or the load to finish");
         return;
     }
     free(g_load.path);
@@ -54,7 +54,7 @@ void mx_app_load_start(struct app *a, const char *path) {
 void mx_app_load_finish(struct app *a, int code, const char *msg) {
     a->load.busy = false;
     if (code != 0 || !g_load.result) {
-        mx_app_notice(a, true, "cannot load %s: %s", g_load.path, msg ? msg : mx_strerror(code));
+        mx_app_notice_detail(a, true, msg, "cannot load %s (%s)", g_load.path, mx_strerror(code));
         return;
     }
     mx_app_snapshot_save(a);
@@ -67,7 +67,7 @@ void mx_app_load_finish(struct app *a, int code, const char *msg) {
     a->gen.ctx_used = 0;
     const char *warn = mx_engine_llm_warning(a->o.engine);
     if (warn && warn[0])
-        mx_app_notice(a, true, "loaded %s: %s", a->o.engine->name, warn);
+        mx_app_notice(a, true, "loaded %s; %s", a->o.engine->name, warn);
     else
         mx_app_notice(a, false, "loaded %s", a->o.engine->name);
     mx_app_snapshot_load(a);

@@ -176,7 +176,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     fflush(stdout);
     mx_app_rl_init(&a);
     if (theme_rc != 0)
-        mx_app_notice(&a, true, "%s: using the default theme", err.msg);
+        mx_app_notice(&a, true, "%s: using the default colours", err.msg);
     mx_app_store_open(&a);
     mx_app_load_session_model(&a); /* --resume: the session's model, if none was given */
     if (opts->engine) {

@@ -1,28 +1,88 @@
-/* status.c - the status line: a notice (what just happened, or went wrong) first, then the
- * session, model, device, context meter and speed; progress of long jobs as a bar with an ETA.
+/* status.c - notices and the status bar. A notice (what just happened, or went wrong) shows
+ * whole on the notice line above the input, wrapped, until Esc, the next message sent or the next
+ * notice; the last MX_NOTICE_LOG of them, with their times, are kept for /log. The status bar
+ * shows the session, model, device, context meter and speed, and the progress of long jobs as a
+ * bar with an ETA. Notices are written for users: an internal error's text goes to /log only, as
+ * the detail behind a notice that says what it means for the chat.
  */
 #include "tui/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/base/text.h"
 #include "core/base/util.h"
 #include "tui/style.h"
 
+/* Keeps a notice for /log: a notice repeated at once (the same text) only updates its time. */
+static void log_notice(struct app *a, bool error, const char *text, const char *detail) {
+    struct mx_app_status *st = &a->status;
+    char full[sizeof st->log[0].text];
+    snprintf(full, sizeof full, "%s%s%s", text, detail ? " \xe2\x80\x94 " : "", /* — */
+             detail ? detail : "");
+    struct mx_notice *last = st->n_log ? &st->log[(st->n_log - 1) % MX_NOTICE_LOG] : NULL;
+    if (last && last->error == error && !strcmp(last->text, full)) {
+        last->t = time(NULL);
+        return;
+    }
+    struct mx_notice *n = &st->log[st->n_log++ % MX_NOTICE_LOG];
+    n->t = time(NULL);
+    n->error = error;
+    memcpy(n->text, full, sizeof n->text);
+}
+
+static void notice_v(struct app *a, bool error, const char *detail, const char *fmt, va_list ap) {
+    vsnprintf(a->status.note, sizeof a->status.note, fmt, ap);
+    a->status.is_error = error;
+    log_notice(a, error, a->status.note, detail);
+}
+
 void mx_app_notice(struct app *a, bool error, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(a->status.note, sizeof a->status.note, fmt, ap);
+    notice_v(a, error, NULL, fmt, ap);
     va_end(ap);
-    a->status.is_error = error;
 }
 
-/* Storage problems never stop the chat: the message stays on screen and the status line says
- * it was not saved (DESIGN.md: chat continues in memory with a visible warning). */
+void mx_app_notice_detail(struct app *a, bool error, const char *detail, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    notice_v(a, error, detail && detail[0] ? detail : NULL, fmt, ap);
+    va_end(ap);
+}
+
+void mx_app_notice_clear(struct app *a) {
+    a->status.note[0] = '\0';
+    a->status.is_error = false;
+}
+
+int mx_app_notice_log(const struct app *a, char *buf, size_t size) {
+    const struct mx_app_status *st = &a->status;
+    long first = st->n_log > MX_NOTICE_LOG ? st->n_log - MX_NOTICE_LOG : 0;
+    size_t o = 0;
+    int n = 0;
+    buf[0] = '\0';
+    for (long i = first; i < st->n_log && o + 1 < size; i++, n++) {
+        const struct mx_notice *e = &st->log[i % MX_NOTICE_LOG];
+        struct tm tm;
+        char when[16] = "";
+        if (localtime_r(&e->t, &tm))
+            strftime(when, sizeof when, "%H:%M:%S", &tm);
+        int k = snprintf(buf + o, size - o, "%s %s%s\n", when, e->error ? "(error) " : "",
+                         e->text);
+        o = k < 0 ? o : MX_MIN(size - 1, o + (size_t)k);
+    }
+    return n;
+}
+
+/* Storage problems never stop the chat: the message stays on screen and the notice says it was
+ * not saved (DESIGN.md: chat continues in memory with a visible warning). */
 void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc) {
-    mx_app_notice(a, true, "not saved: %s", mx_err_msg(err, rc));
+    mx_app_notice_detail(a, true, mx_err_msg(err, rc),
+                         "not saved to the history (%s); the chat goes on in memory",
+                         mx_strerror(rc));
 }
 
 void mx_app_progress(struct app *a, const char *what, double done, double total) {
@@ -38,10 +98,71 @@ void mx_app_progress(struct app *a, const char *what, double done, double total)
                               k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
     if (frac > 0.02 && frac < 1 && el > 0.5)
         snprintf(eta, sizeof eta, ", ETA %.0fs", el / frac - el);
-    mx_app_notice(a, false, "%s %s %.0f/%.0f%s (Esc cancels)", what ? what : "", bar, done, total,
-                  eta);
-    if (done >= total)
+    snprintf(a->status.prog, sizeof a->status.prog, "%s %s %.0f/%.0f%s (Esc cancels)",
+             what ? what : "", bar, done, total, eta);
+    if (done >= total) {
         a->status.prog_t0 = 0;
+        a->status.prog[0] = '\0';
+    }
+}
+
+void mx_app_progress_end(struct app *a) {
+    a->status.prog[0] = '\0';
+    a->status.prog_t0 = 0;
+}
+
+/* The notice's lines at width: the offsets and lengths of up to max of them. Returns how many
+ * lines the whole notice takes (may be more than max). */
+static int notice_lines(const char *s, int width, size_t *off, size_t *len, int max) {
+    size_t n = strlen(s), pos = 0;
+    int rows = 0;
+    while (pos < n) {
+        size_t next, k = mx_text_wrap(s + pos, n - pos, width, &next);
+        if (rows < max) {
+            off[rows] = pos;
+            len[rows] = k;
+        }
+        rows++;
+        if (next == 0)
+            break;
+        pos += next;
+    }
+    return rows;
+}
+
+int mx_app_notice_rows(const struct app *a, int width) {
+    if (!a->status.note[0] || width < 8)
+        return 0;
+    size_t off[1], len[1];
+    return notice_lines(a->status.note, width - 2, off, len, 0);
+}
+
+/* The notice, whole, on rows y .. y + rows - 1 (wrapped; when it needs more rows than it has,
+ * the last one says /log has all of it). */
+void mx_app_draw_notice(struct app *a, int y, int rows, int width) {
+    if (rows <= 0)
+        return;
+    char clean[MX_SANITIZE_MAX(sizeof a->status.note)];
+    size_t cn = mx_text_sanitize(a->status.note, strlen(a->status.note), clean, false);
+    clean[cn] = '\0';
+    size_t off[INPUT_MAX_ROWS], len[INPUT_MAX_ROWS];
+    int max = MX_MIN(rows, INPUT_MAX_ROWS);
+    int total = notice_lines(clean, width - 2, off, len, max);
+    int role = a->status.is_error ? MX_ROLE_error : MX_ROLE_normal;
+    for (int r = 0; r < rows; r++) {
+        attrset(mx_app_role_attr(a, MX_ROLE_normal, 0));
+        mvhline(y + r, 0, ' ', width);
+        if (r >= total || r >= max)
+            continue;
+        const char *mark = r ? "  " : a->status.is_error ? "! " : "\xc2\xbb "; /* » */
+        mx_app_put_text(a, y + r, 0, mark, strlen(mark), 2, role, MX_ATTR_BOLD);
+        const char *more = " \xe2\x80\xa6 (/log)"; /* … */
+        bool cut = r == max - 1 && total > max;
+        int w = width - 2 - (cut ? 9 : 0);
+        int x = mx_app_put_text(a, y + r, 2, clean + off[r], len[r], w, role, 0);
+        if (cut)
+            mx_app_put_text(a, y + r, 2 + x, more, strlen(more), 9, MX_ROLE_status, 0);
+    }
 }
 
 /* The status bar: the notice first (what the user must see when the bar is too narrow for all),
@@ -63,11 +184,10 @@ void mx_app_draw_status(struct app *a, int y, int width) {
              : a->load.busy  ? " \xc2\xb7 loading" : "");
     char clean[MX_SANITIZE_MAX(512)];
     int x = 0;
-    /* a notice comes first: it is what the user must see when the bar is too narrow for all */
-    if (a->status.note[0]) {
-        size_t n = mx_text_sanitize(a->status.note, strlen(a->status.note), clean, false);
-        x = mx_app_put_text(a, y, 1, clean, n, width - 1,
-                     a->status.is_error ? MX_ROLE_error : MX_ROLE_status, 0) + 1;
+    /* a running job's progress comes first: it is what the user waits for */
+    if (a->status.prog[0]) {
+        size_t n = mx_text_sanitize(a->status.prog, strlen(a->status.prog), clean, false);
+        x = mx_app_put_text(a, y, 1, clean, n, width - 1, MX_ROLE_status, 0) + 1;
         if (x + 3 < width)
             x += mx_app_put_text(a, y, x, " \xe2\x94\x82", 4, width - x, MX_ROLE_status, 0);
     }
@@ -76,6 +196,6 @@ void mx_app_draw_status(struct app *a, int y, int width) {
         x += mx_app_put_text(a, y, x, clean, n, width - x, MX_ROLE_status, 0);
     const char *hint = "/help ";
     int hw = (int)strlen(hint);
-    if (!a->status.note[0] && x + hw < width)
+    if (!a->status.prog[0] && x + hw < width)
         mx_app_put_text(a, y, width - hw, hint, (size_t)hw, hw, MX_ROLE_status, 0);
 }

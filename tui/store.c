@@ -27,10 +27,12 @@ void mx_app_store_open(struct app *a) {
         struct mx_err derr = {0};
         int rc = mx_db_open(&a->store.db, &dbo, &derr);
         if (rc != 0)
-            mx_app_notice(a, true, "history not saved: %s", mx_err_msg(&derr, rc));
+            mx_app_notice_detail(a, true, mx_err_msg(&derr, rc),
+                                 "the history cannot be opened (%s): this chat is not saved",
+                                 mx_strerror(rc));
         else if (mx_db_readonly(a->store.db))
-            mx_app_notice(a, true, "history is read-only (%s): new messages are not saved",
-                          mx_db_readonly_reason(a->store.db));
+            mx_app_notice_detail(a, true, mx_db_readonly_reason(a->store.db),
+                                 "the history is read-only: new messages are not saved");
     }
     if (a->store.db && a->o.resume) {
         struct mx_session_list l = {0};
@@ -133,7 +135,9 @@ void mx_app_snapshot_save(struct app *a) {
         return;
     int rc = mx_engine_llm_save(a->o.engine, path, &err);
     if (rc != 0 && rc != MX_EINVAL) {
-        mx_app_notice(a, true, "KV snapshot not saved: %s", mx_err_msg(&err, rc));
+        mx_app_notice_detail(a, true, mx_err_msg(&err, rc),
+                             "could not keep this conversation's processed context (%s); "
+                             "resuming it will process it again", mx_strerror(rc));
         return;
     }
     if (rc == 0 && mx_kvsnap_dir(dir, sizeof dir, NULL) == 0)
@@ -151,10 +155,17 @@ void mx_app_snapshot_load(struct app *a) {
     struct mx_engine_llm_stats lst;
     if (rc == 0 && mx_engine_llm_stats(a->o.engine, &lst) == 0)
         a->gen.ctx_used = (int)lst.n_cached;
+    /* what a failed snapshot means for the user: the next answer processes the conversation
+     * again (slower, same result); the reason's detail goes to /log */
     if (rc == 0)
-        mx_app_notice(a, false, "resumed from the KV snapshot: no re-processing needed");
+        mx_app_notice(a, false, "resumed with the saved context: no reprocessing needed");
     else if (rc != MX_ENOENT)
-        mx_app_notice(a, false, "%s: the history will be processed again", mx_err_msg(&err, rc));
+        mx_app_notice_detail(a, false, mx_err_msg(&err, rc), "the saved context %s; "
+                             "reprocessing the conversation",
+                             rc == MX_EINVAL ? "is for another model"
+                             : rc == MX_EUNSUP || rc == MX_ERANGE
+                                 ? "does not fit this model's settings"
+                                 : "could not be read");
 }
 
 /* Replaces the view with session id's active branch. Returns 0 or an MX_E* code. */
@@ -163,7 +174,9 @@ int mx_app_session_load(struct app *a, int64_t id) {
     struct mx_err err = {0};
     int rc = mx_db_active_path(a->store.db, id, &l, &err);
     if (rc != 0) {
-        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
+        mx_app_notice_detail(a, true, mx_err_msg(&err, rc),
+                             "session %lld could not be read from the history (%s)",
+                             (long long)id, mx_strerror(rc));
         return rc;
     }
     bool switching = a->store.session != id;
@@ -268,7 +281,12 @@ int mx_app_session_resume(struct app *a, const char *arg) {
     struct mx_err err = {0};
     int rc = mx_db_session_find(a->store.db, arg, &id, &err);
     if (rc != 0) {
-        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
+        if (rc == MX_ENOENT)
+            mx_app_notice(a, true, "no saved session has the id or title '%s' (F2 lists them)",
+                          arg);
+        else
+            mx_app_notice_detail(a, true, mx_err_msg(&err, rc),
+                                 "cannot look sessions up (%s)", mx_strerror(rc));
         return rc;
     }
     rc = mx_app_session_load(a, id);

@@ -143,7 +143,8 @@ int mx_tmpl_choose(const char *override_name, const char *gguf_template, const c
         out->kind = MX_TMPL_DEFAULT_OTHER;
         out->source = "default";
         snprintf(out->warning, sizeof(out->warning),
-                 "chat template not recognised; using %s (choose with --chat-template NAME: %s)",
+                 "the model's chat template is not recognised; mixel uses %s (if answers look "
+                 "wrong, pick another with --chat-template NAME: %s)",
                  mx_tmpl_name(out->kind), TMPL_NAME_LIST);
         return 0;
     }
@@ -151,7 +152,8 @@ int mx_tmpl_choose(const char *override_name, const char *gguf_template, const c
                                                      : MX_TMPL_DEFAULT_OTHER;
     out->source = "default";
     snprintf(out->warning, sizeof(out->warning),
-             "model has no chat template; using %s (choose with --chat-template NAME: %s)",
+             "the model has no chat template; mixel uses %s (if answers look wrong, pick "
+             "another with --chat-template NAME: %s)",
              mx_tmpl_name(out->kind), TMPL_NAME_LIST);
     return 0;
 }
