@@ -305,7 +305,7 @@ static void llm_reply(struct mx_engine *e, struct mx_job *job, const struct mx_t
     if (rc == 0 && gs.end == MX_GEN_CANCELED)
         rc = MX_ECANCELED;
     if (rc == 0 && gs.end == MX_GEN_FULL)
-        mx_job_post(job, MX_EV_NOTICE, "context full: the answer was cut", 0, 0);
+        mx_job_post(job, MX_EV_NOTICE, "the context is full: the answer was cut short", 1, 0);
 
 out:
     if (rc != MX_ECANCELED || E->st.n_generated > 0 || E->st.n_prefilled > 0) {

@@ -27,9 +27,11 @@ static void pace(double t0, size_t i, double rate) {
     }
 }
 
+/* The answer streams in pieces; with a context size set (settings->n_ctx > 0) the pieces stand
+ * for tokens and the answer is cut short when they fill it, as a model's is (a notice with
+ * a = 1, then done with code 0). */
 static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct mx_turn *turns,
                            int n, const struct mx_gen_settings *settings) {
-    (void)settings;
     struct scripted *s = (struct scripted *)e;
     char *text = NULL;
     size_t len = 0;
@@ -56,7 +58,12 @@ static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct
     /* pieces of up to 4 bytes, cut at UTF-8 boundaries like a detokenizer would */
     size_t pos = 0, pieces = 0;
     double t0 = mx_time_s();
+    size_t n_ctx = settings && settings->n_ctx > 0 ? (size_t)settings->n_ctx : 0;
     while (pos < len) {
+        if (n_ctx && pieces >= n_ctx) {
+            mx_job_post(job, MX_EV_NOTICE, "the context is full: the answer was cut short", 1, 0);
+            break;
+        }
         pace(t0, pieces, s->rate);
         if (mx_job_canceled(job)) {
             free(text);

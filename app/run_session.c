@@ -155,7 +155,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     sigaction(SIGINT, &sa, &old_sa);
     double last_update = mx_time_s(), tok_s = 0;
     int pieces = 0, code = 0;
-    bool done = false;
+    bool done = false, cut = false;
     while (!done) {
         if (g_interrupted)
             mx_worker_cancel(w);
@@ -188,6 +188,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
             } else if (ev.kind == MX_EV_STATS && ev.a > 0) {
                 tok_s = ev.a;
             } else if (ev.kind == MX_EV_NOTICE && ev.text) {
+                cut |= ev.a == 1; /* the context is full: stored as partial, not complete */
                 say("%s", ev.text);
             } else if (ev.kind == MX_EV_DONE) {
                 code = ev.code;
@@ -201,9 +202,10 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     sigaction(SIGINT, &old_sa, NULL);
     putchar('\n');
     char timings[128];
-    snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f}", tok_s);
+    snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f%s}", tok_s,
+             cut && code == 0 ? ", \"stop\": \"context_full\"" : "");
     rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
-                          code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+                          code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
     if (rc != 0)
         say("history: %s", mx_err_msg(&err, rc));
     struct mx_engine_llm_stats st;

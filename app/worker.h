@@ -12,7 +12,8 @@ enum mx_event_kind {
     MX_EV_TEXT,      /* text: a piece of the answer (UTF-8, may be partial-free: whole chars) */
     MX_EV_PROGRESS,  /* a = done, b = total; text: what is in progress ("prompt", "loading") */
     MX_EV_STATS,     /* a = tokens/s, b = context tokens used */
-    MX_EV_NOTICE,    /* text: a message for the status line */
+    MX_EV_NOTICE,    /* text: a message for the user; a = 1: the answer stops here, cut short
+                      * by a full context (the job still ends with code 0) */
     MX_EV_DONE,      /* code: 0 ok, MX_ECANCELED stopped, other < 0 failed; text: error message */
 };
 

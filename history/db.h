@@ -37,7 +37,8 @@ struct sqlite3;
 
 #include "core/base/role.h" /* enum mx_role */
 
-/* complete: finished normally; partial: stopped by the user or by an error (kept, marked);
+/* complete: finished normally; partial: stopped by the user or by an error, or cut short by a
+ * full context (kept, marked; a cut answer's timings hold "stop": "context_full");
  * streaming: being written now, or its writer died mid-answer. */
 enum mx_msg_state { MX_MSG_COMPLETE, MX_MSG_PARTIAL, MX_MSG_STREAMING };
 

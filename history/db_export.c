@@ -158,7 +158,9 @@ int mx_db_export_md(struct mx_db *db, int64_t session, char **out, struct mx_err
             snprintf(line, sizeof line, " (%d/%d)", m->sibling_index, m->sibling_count);
             bput(&b, line);
         }
-        if (m->state == MX_MSG_PARTIAL)
+        if (m->state == MX_MSG_PARTIAL && m->timings && strstr(m->timings, "\"context_full\""))
+            bput(&b, " [cut: the context was full]");
+        else if (m->state == MX_MSG_PARTIAL)
             bput(&b, " [stopped]");
         else if (m->state == MX_MSG_STREAMING)
             bput(&b, " [interrupted]");

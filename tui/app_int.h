@@ -32,6 +32,7 @@
 #include "app/discover.h"
 #include "tui/image_term.h"
 #include "tui/markdown.h"
+#include "tui/rate.h"
 #include "tui/theme.h"
 #include "app/worker.h"
 
@@ -40,8 +41,10 @@
 #define INPUT_MAX_ROWS 6
 #define IMAGE_ROWS 12       /* an image in the conversation is a fixed block of rows */
 
+/* TRUNCATED: cut short by a full context (stored as partial, timings "stop": "context_full") */
 enum msg_state { MSG_DONE, MSG_STREAMING, MSG_STOPPED, MSG_FAILED, MSG_NOTICE,
-                 MSG_QUEUED /* typed while an answer streams: a->gen.queued, not yet sent */ };
+                 MSG_QUEUED, /* typed while an answer streams: a->gen.queued, not yet sent */
+                 MSG_TRUNCATED };
 
 struct msg {
     enum mx_role role;
@@ -76,7 +79,10 @@ struct mx_app_gen {
     bool busy;            /* a generation job runs on the worker */
     double t0;            /* when it started (mx_time_s) */
     int pieces;           /* text events received so far */
-    double tok_s;         /* speed shown in the status bar */
+    struct mx_rate rate;  /* the live speed, smoothed (rate.h) */
+    double tok_s;         /* speed shown in the status bar (0: none yet) */
+    double eng_tok_s;     /* the engine's own figure from its last stats (0: none) */
+    bool cut;             /* the engine said the answer stops here: the context is full */
     int ctx_used;         /* tokens in the engine's cache (the context meter) */
     double last_db_update; /* when the streaming answer was last written to the history */
     struct msg queued;    /* a message typed while the answer streams (state MSG_QUEUED, shown

@@ -36,7 +36,7 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
                           : m->state == MSG_STOPPED ? "  [stopped]"
                           : m->state == MSG_FAILED  ? "  [failed]"
                           : m->state == MSG_QUEUED  ? "  [queued: sent when the answer ends]"
-                                                    : "";
+                          : m->state == MSG_TRUNCATED ? "  [cut: the context is full]" : "";
         mx_app_put_text(a, y, x0 + x, tag, strlen(tag), width - x,
                  m->state == MSG_FAILED ? MX_ROLE_error : MX_ROLE_muted, 0);
         return;

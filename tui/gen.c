@@ -146,7 +146,9 @@ void mx_app_gen_start(struct app *a) {
     a->gen.busy = true;
     a->gen.t0 = mx_time_s();
     a->gen.pieces = 0;
-    a->gen.tok_s = 0;
+    a->gen.tok_s = a->gen.eng_tok_s = 0;
+    a->gen.cut = false;
+    mx_rate_reset(&a->gen.rate);
     a->conv.scroll = 0;
 }
 
@@ -177,20 +179,22 @@ void mx_app_gen_events(struct app *a) {
                     mx_app_store_warn(a, &err, rc);
             }
             a->gen.pieces++;
-            double dt = mx_time_s() - a->gen.t0;
-            if (dt > 0.2)
-                a->gen.tok_s = a->gen.pieces / dt;
+            a->gen.tok_s = mx_rate_add(&a->gen.rate, mx_time_s(), 1);
             break;
         case MX_EV_PROGRESS:
             mx_app_progress(a, ev.text, ev.a, ev.b);
             break;
         case MX_EV_STATS:
+            /* the engine's average: kept for the end of the answer, where it is exact (while
+             * the answer streams the smoothed rate of arrivals is shown) */
             if (ev.a > 0)
-                a->gen.tok_s = ev.a;
+                a->gen.eng_tok_s = ev.a;
             if (ev.b > 0)
                 a->gen.ctx_used = (int)ev.b;
             break;
         case MX_EV_NOTICE:
+            if (ev.a == 1) /* the answer stops here: the context is full */
+                a->gen.cut = true;
             mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
@@ -203,16 +207,23 @@ void mx_app_gen_events(struct app *a) {
             struct mx_engine_llm_stats lst;
             if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0)
                 a->gen.ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
+            if (a->gen.eng_tok_s > 0)
+                a->gen.tok_s = a->gen.eng_tok_s;
+            bool cut = ev.code == 0 && a->gen.cut;
             if (m)
-                m->state = ev.code == 0 ? MSG_DONE : ev.code == MX_ECANCELED ? MSG_STOPPED
-                                                                             : MSG_FAILED;
+                m->state = cut ? MSG_TRUNCATED : ev.code == 0 ? MSG_DONE
+                           : ev.code == MX_ECANCELED ? MSG_STOPPED : MSG_FAILED;
             if (m && m->db_id) {
-                char timings[128];
-                snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f, \"seconds\": %.3f}",
-                         a->gen.tok_s, mx_time_s() - a->gen.t0);
+                /* cut by a full context: partial, and the timings say why (mx_app_session_load
+                 * and `mixel sessions export` read it back) */
+                char timings[160];
+                snprintf(timings, sizeof timings,
+                         "{\"tokens_per_s\": %.2f, \"seconds\": %.3f%s}", a->gen.tok_s,
+                         mx_time_s() - a->gen.t0, cut ? ", \"stop\": \"context_full\"" : "");
                 struct mx_err err = {0};
                 int rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
-                                          ev.code == 0 ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+                                          ev.code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL,
+                                          &err);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
                 else
@@ -220,6 +231,9 @@ void mx_app_gen_events(struct app *a) {
             }
             if (ev.code == MX_ECANCELED)
                 mx_app_notice(a, false, "stopped: the partial answer is kept");
+            else if (cut)
+                mx_app_notice(a, true, "the context is full: the answer was cut short (kept, "
+                              "marked cut); /new starts afresh, /ctx N sets a larger context");
             else if (ev.code == MX_EFULL)
                 mx_app_notice_detail(a, true, ev.text, "your message does not fit the context: "
                                      "shorten it, or /ctx N sets a larger context");

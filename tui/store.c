@@ -186,7 +186,10 @@ int mx_app_session_load(struct app *a, int64_t id) {
     a->store.session = id;
     for (size_t i = 0; i < l.n; i++) {
         const struct mx_msg *dm = &l.v[i];
-        enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE : MSG_STOPPED;
+        /* partial: stopped, or cut by a full context when the timings say so (gen.c) */
+        enum msg_state st = dm->state == MX_MSG_COMPLETE ? MSG_DONE
+                            : dm->timings && strstr(dm->timings, "\"context_full\"")
+                                ? MSG_TRUNCATED : MSG_STOPPED;
         struct msg *m = mx_app_msg_add(a, dm->role, st, dm->content);
         if (!m)
             break;
