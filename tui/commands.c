@@ -7,10 +7,13 @@
 #include "tui/commands.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app/engine_llm.h"
 #include "core/base/err.h"
@@ -218,25 +221,102 @@ static void osc52_copy(const char *text, size_t len) {
     fflush(stdout);
 }
 
-static void cmd_copy(struct app *a, const char *arg) {
-    (void)arg;
-    for (int i = a->conv.n_msgs - 1; i >= 0; i--) {
-        struct msg *m = &a->conv.msgs[i];
-        if (m->role != MX_ROLE_ASSISTANT)
-            continue;
-        if (!m->r_valid)
-            mx_app_msg_render(m, COLS > 4 ? COLS : 80);
-        if (m->r_valid && m->r.last_code) {
-            osc52_copy(m->r.last_code, strlen(m->r.last_code));
-            mx_app_notice(a, false, "copied the last code block (%zu bytes) to the clipboard",
-                   strlen(m->r.last_code));
-            return;
+/* The fenced code blocks of text (``` or ~~~ lines), in order: block k (0-based) starts at
+ * *from and is *len bytes long. Returns how many there are (an unclosed last block counts: it
+ * runs to the end, as it is shown). */
+static int code_block(const char *text, int k, const char **from, size_t *len) {
+    int n = 0;
+    const char *open = NULL;
+    char fence = 0;
+    for (const char *p = text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        const char *q = p;
+        while (*q == ' ')
+            q++;
+        bool is_fence = (q[0] == '`' || q[0] == '~') && q[1] == q[0] && q[2] == q[0];
+        if (is_fence && !open) {
+            open = eol ? eol + 1 : p + strlen(p);
+            fence = q[0];
+        } else if (is_fence && q[0] == fence) {
+            if (n == k) {
+                *from = open;
+                *len = (size_t)(p - open);
+            }
+            n++;
+            open = NULL;
         }
+        p = eol ? eol + 1 : NULL;
     }
-    mx_app_notice(a, true, "/copy: no code block in the answers yet");
+    if (open) {
+        if (n == k) {
+            *from = open;
+            *len = strlen(open);
+        }
+        n++;
+    }
+    if (n > k && *len && (*from)[*len - 1] == '\n')
+        (*len)--; /* the block's text, without the newline before the closing fence */
+    return n;
 }
 
+/* /copy: the whole last answer; /copy code [N]: its code block N (1 = the first; default the
+ * last one). */
+static void cmd_copy(struct app *a, const char *arg) {
+    const struct msg *m = NULL;
+    for (int i = a->conv.n_msgs - 1; i >= 0 && !m; i--)
+        if (a->conv.msgs[i].role == MX_ROLE_ASSISTANT && a->conv.msgs[i].state != MSG_NOTICE &&
+            a->conv.msgs[i].len)
+            m = &a->conv.msgs[i];
+    if (!m) {
+        mx_app_notice(a, true, "/copy: there is no answer to copy yet");
+        return;
+    }
+    if (!arg || !arg[0]) {
+        osc52_copy(m->text, m->len);
+        mx_app_notice(a, false, "copied the last answer (%zu bytes) to the clipboard", m->len);
+        return;
+    }
+    char *end = NULL;
+    long k = 0;
+    if (strncmp(arg, "code", 4) || (arg[4] && arg[4] != ' ')) {
+        mx_app_notice(a, true, "/copy copies the last answer; /copy code [N] its code block N");
+        return;
+    }
+    const char *num = arg + 4;
+    while (*num == ' ')
+        num++;
+    if (*num && ((k = strtol(num, &end, 10)) < 1 || *end)) {
+        mx_app_notice(a, true, "/copy code takes the number of a code block (1 is the first)");
+        return;
+    }
+    const char *from = NULL;
+    size_t len = 0;
+    int n = code_block(m->text, 1 << 30, &from, &len);
+    if (n == 0) {
+        mx_app_notice(a, true, "/copy code: the last answer has no code block");
+        return;
+    }
+    if (k > n) {
+        mx_app_notice(a, true, "/copy code: the last answer has %d code block%s", n,
+                      n == 1 ? "" : "s");
+        return;
+    }
+    code_block(m->text, *num ? (int)k - 1 : n - 1, &from, &len);
+    osc52_copy(from, len);
+    mx_app_notice(a, false, "copied code block %d of %d (%zu bytes) to the clipboard",
+                  *num ? (int)k : n, n, len);
+}
+
+/* /export [PATH]: the conversation as Markdown, in a file only the user can read (0600, like
+ * everything mixel stores); an empty conversation is not exported. */
 static void cmd_export(struct app *a, const char *arg) {
+    int n_msgs = 0;
+    for (int i = 0; i < a->conv.n_msgs; i++)
+        n_msgs += a->conv.msgs[i].state != MSG_NOTICE;
+    if (!n_msgs) {
+        mx_app_notice(a, true, "/export: the conversation is empty: nothing to export");
+        return;
+    }
     char path[4200];
     if (arg && arg[0]) {
         snprintf(path, sizeof path, "%s", arg);
@@ -249,9 +329,12 @@ static void cmd_export(struct app *a, const char *arg) {
         }
         snprintf(path, sizeof path, "%s/export-%ld.md", dir, (long)time(NULL));
     }
-    FILE *f = fopen(path, "w");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 && fchmod(fd, 0600) == 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         mx_app_notice(a, true, "/export: %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return;
     }
     if (a->conv.system_prompt)
@@ -261,7 +344,8 @@ static void cmd_export(struct app *a, const char *arg) {
         if (m->state == MSG_NOTICE)
             continue;
         fprintf(f, "## %s%s\n\n%s\n\n", mx_app_role_label(m),
-                m->state == MSG_STOPPED ? " (stopped)" : "", m->text);
+                m->state == MSG_STOPPED ? " (stopped)"
+                : m->state == MSG_TRUNCATED ? " (cut: the context was full)" : "", m->text);
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
@@ -395,13 +479,13 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/regen",    "",       "regenerate the last answer",                    cmd_regen)          \
     X("/edit",     "",       "edit your last message and resend it",          cmd_edit)           \
     X("/stop",     "",       "stop the answer being generated (also Esc)",    cmd_stop)           \
-    X("/image",    "PROMPT", "generate an image",                             cmd_image)          \
+    X("/image",    "PROMPT", "generate an image (not in this build yet)",     cmd_image)          \
     X("/show",     "PATH",   "attach a PNG/JPEG image to the conversation",   mx_app_cmd_show)    \
     X("/gallery",  "",       "the conversation's images as thumbnails",       mx_app_cmd_gallery) \
     X("/save",     "PATH",   "copy the selected (or last) image to PATH",     mx_app_cmd_save)    \
     X("/theme",    "NAME",   "dark, light, high-contrast, basic16, or yours", cmd_theme)          \
     X("/export",   "[PATH]", "save the conversation as Markdown",             cmd_export)         \
-    X("/copy",     "",       "copy the last code block (OSC 52 clipboard)",   cmd_copy)           \
+    X("/copy",     "[code [N]]", "copy the last answer, or its code block N (OSC 52)", cmd_copy) \
     X("/log",      "",       "recent notices with their times",               cmd_log)            \
     X("/clear",    "",       "clear the conversation",                        cmd_clear)          \
     X("/quit",     "",       "leave mixel (also Ctrl-D on an empty line)",    cmd_quit)

@@ -68,6 +68,26 @@ void mx_app_conv_clear(struct app *a) {
     a->conv.scroll = 0;
 }
 
+static const char no_model_banner[] =
+    "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see `mixel --help`. "
+    "Type /help for commands, /quit to leave.";
+
+void mx_app_conv_add_banner(struct app *a) {
+    mx_app_msg_add(a, MX_ROLE_SYSTEM, MSG_NOTICE, no_model_banner);
+}
+
+void mx_app_conv_drop_banner(struct app *a) {
+    int o = 0;
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        struct msg *m = &a->conv.msgs[i];
+        if (m->state == MSG_NOTICE && m->text && !strcmp(m->text, no_model_banner))
+            mx_app_msg_free(m);
+        else
+            a->conv.msgs[o++] = *m;
+    }
+    a->conv.n_msgs = o;
+}
+
 const char *mx_app_role_label(const struct msg *m) {
     switch (m->role) {
     case MX_ROLE_USER: return "You";

@@ -14,6 +14,9 @@ int mx_app_msg_append(struct msg *m, const char *s);
 void mx_app_msg_free(struct msg *m);
 /* Drops every message and scrolls back to the bottom. */
 void mx_app_conv_clear(struct app *a);
+/* Adds the "No model is loaded" banner; drop takes it out again (a model was loaded). */
+void mx_app_conv_add_banner(struct app *a);
+void mx_app_conv_drop_banner(struct app *a);
 /* "You", "Assistant", "System", "mixel" (a notice) or "Tool". */
 const char *mx_app_role_label(const struct msg *m);
 /* (Re)renders m for width columns when its text or the width changed (r_valid says if it did). */

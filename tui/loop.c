@@ -187,9 +187,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (!opts->engine && opts->discover)
         mx_app_picker_open(&a);
     if (!opts->engine)
-        mx_app_msg_add(&a, MX_ROLE_SYSTEM, MSG_NOTICE,
-                       "No model is loaded. Start mixel with `mixel chat -m MODEL.gguf`, or see "
-                       "`mixel --help`. Type /help for commands, /quit to leave.");
+        mx_app_conv_add_banner(&a);
     main_loop(&a);
     /* an answer still streaming is stopped and stored as partial before the engine goes away:
      * its DONE event finishes the message in the history */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -207,9 +208,23 @@ void mx_app_rl_init(struct app *a) {
     rl_completion_display_matches_hook = rl_show_matches;
     rl_outstream = fopen("/dev/null", "w"); /* readline must never write to the screen itself */
     char dir[4096];
+    /* a message of several lines is one history entry, in the file too: entries are written
+     * after a "#<time>" line, which lets read_history join the lines that follow one */
+    history_comment_char = '#';
+    history_write_timestamps = 1;
     if (mx_path_data_dir(dir, sizeof dir, NULL) == 0) {
         snprintf(a->rl.history_path, sizeof a->rl.history_path, "%s/input_history", dir);
         read_history(a->rl.history_path);
+        /* entries from a file of older mixels have no time: give them one, so the whole file
+         * is written in the joined form */
+        HIST_ENTRY **h = history_list();
+        for (int i = 0; h && h[i]; i++)
+            if (!h[i]->timestamp || !h[i]->timestamp[0]) {
+                char t[24];
+                snprintf(t, sizeof t, "#%ld", (long)time(NULL));
+                free(h[i]->timestamp);
+                h[i]->timestamp = strdup(t);
+            }
     }
     rl_callback_handler_install("", rl_line_handler);
     mx_app_keys_bind(a);

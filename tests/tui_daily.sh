@@ -1,0 +1,88 @@
+#!/bin/sh
+# tui_daily.sh - the smaller daily-use items of issue 15 (item 13), each as the user meets it:
+# an answer cut by a full context shows and is stored as cut (not complete); a message of several
+# lines is one input-history entry, also after a restart; /export writes a 0600 file and refuses
+# an empty chat; /copy copies the whole last answer and /copy code N a code block (OSC 52, read
+# back from tmux's clipboard); /help marks /image as not in this build; the "No model is loaded"
+# banner goes away once a model is loaded.
+set -u
+umask 022 # mixel inherits it: the 0600 below is its own doing
+. "$MX_SRCDIR/tests/tui_lib.sh"
+
+# 1. a full context cuts the answer: marked on screen, stored as partial with the reason, and
+#    still marked after --resume (the scripted engine's pieces stand for tokens with -c)
+start echo 0 -c 12
+$T send-keys -t t "please repeat this rather long sentence back to me in full" Enter
+wait_for "[cut: the context is full]" || fail "a cut answer is not marked on screen"
+wait_for "the context is full: the answer was cut short" || fail "no notice for a cut answer"
+"$MIXEL" sessions export 1 --format json --db "$work/h.db" > "$work/cut.json" || fail "export"
+grep -q '"state": *"partial"' "$work/cut.json" || fail "a cut answer is stored as complete"
+grep -q '"stop": *"context_full"' "$work/cut.json" || fail "the stored answer lacks the reason"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+start echo 0 --resume
+wait_for "[cut: the context is full]" || fail "cut answer not marked after --resume"
+
+# 2. a message of several lines (Alt-Enter) is one history entry, after a restart too
+$T send-keys -t t "first of two" M-Enter "second of two" Enter
+wait_for "You said: first of two" || fail "two-line message not sent"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+start echo
+$T send-keys -t t Up Up # past "/quit"
+wait_for "second of two" || fail "Up did not bring the message back"
+$T capture-pane -p -t t | grep -q "› first of two" ||
+    fail "the lines of one message are separate history entries"
+$T send-keys -t t C-c
+
+# 3. /export: an empty chat is refused (no file); a chat is written 0600
+$T send-keys -t t "/new" Enter
+$T send-keys -t t "/export $work/empty.md" Enter
+wait_for "the conversation is empty: nothing to export" || fail "empty /export not refused"
+[ -e "$work/empty.md" ] && fail "empty /export wrote a file"
+$T send-keys -t t "hello export" Enter
+wait_for "You said: hello export" || fail "answer"
+$T send-keys -t t "/export $work/chat.md" Enter
+wait_for "exported to" || fail "/export"
+[ "$(stat -c %a "$work/chat.md")" = 600 ] || fail "/export wrote mode $(stat -c %a "$work/chat.md")"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+
+# 4. /copy: the whole last answer; /copy code 2 the second code block (tmux takes OSC 52 into
+#    its paste buffer with set-clipboard on)
+printf 'Two blocks:\n\n```\nfirst block\n```\n\nand\n\n```sh\necho second\n```\n\nend.' > "$work/code.txt"
+start "$work/code.txt"
+$T set-option -g set-clipboard on
+$T send-keys -t t "code please" Enter
+wait_for "end." || fail "answer with code not shown"
+$T send-keys -t t "/copy" Enter
+wait_for "copied the last answer" || fail "/copy did not copy the answer"
+sleep 0.2
+$T show-buffer | grep -q "^Two blocks:" || fail "/copy did not copy the whole answer"
+$T show-buffer | grep -q "^end.$" || fail "/copy lost the answer's end"
+$T send-keys -t t "/copy code 2" Enter
+wait_for "copied code block 2 of 2" || fail "/copy code 2"
+sleep 0.2
+[ "$($T show-buffer)" = "echo second" ] || fail "/copy code 2 copied: $($T show-buffer)"
+$T send-keys -t t "/copy code 3" Enter
+wait_for "has 2 code blocks" || fail "/copy code 3 not refused"
+
+# 5. /help: /image is marked as not in this build, as `mixel image` is
+$T resize-window -t t -x 100 -y 70 # /help whole on the screen
+$T send-keys -t t "/help" Enter
+wait_for "generate an image (not in this build yet)" || fail "/help does not mark /image"
+"$MIXEL" image --help 2>&1 | grep -q "not in this build yet" || fail "mixel image says otherwise"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+
+# 6. the "No model is loaded" banner goes once a model is loaded
+[ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
+    { echo "daily ok (model part skipped: no ../shared/models)"; exit 0; }
+start ""
+wait_for "No model is loaded" || fail "no banner without a model"
+$T send-keys -t t "/model $MX_SHARED/models/stories260K.gguf" Enter
+wait_for "loaded stories260K" 20 || fail "/model did not load"
+$T capture-pane -p -t t | grep -q "No model is loaded" && fail "the banner stays after loading"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+echo "daily ok"
