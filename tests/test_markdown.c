@@ -93,11 +93,61 @@ static void test_wrapping_respects_width_and_indent(void **state) {
     mx_rtext_free(&r);
 }
 
+/* Tables render as aligned columns (issue 15 item 13): the header bold, a rule under it, cells
+ * padded by their alignment; a table wider than the screen wraps its cells inside columns. */
+static void test_table_columns(void **state) {
+    (void)state;
+    struct mx_rtext r = render("Sizes:\n| Model | Params | Note |\n|:---|---:|:-:|\n"
+                               "| tiny | 260K | **fast** |\n| mixtral | 46.7B | x |\nafter", 60);
+    assert_int_equal(r.n_lines, 6);
+    assert_string_equal(r.lines[0].text, "Sizes:");
+    assert_string_equal(r.lines[1].text, "Model   \xe2\x94\x82 Params \xe2\x94\x82 Note");
+    unsigned a;
+    role_at(&r.lines[1], "Params", &a);
+    assert_int_equal(a, MX_ATTR_BOLD);
+    assert_int_equal(role_at(&r.lines[1], "\xe2\x94\x82", NULL), MX_ROLE_border);
+    assert_non_null(strstr(r.lines[2].text, "\xe2\x94\x80\xe2\x94\xbc\xe2\x94\x80"));
+    assert_string_equal(r.lines[3].text, "tiny    \xe2\x94\x82   260K \xe2\x94\x82 fast");
+    role_at(&r.lines[3], "fast", &a);
+    assert_int_equal(a, MX_ATTR_BOLD);
+    assert_string_equal(r.lines[4].text, "mixtral \xe2\x94\x82  46.7B \xe2\x94\x82  x");
+    assert_string_equal(r.lines[5].text, "after");
+    mx_rtext_free(&r);
+    /* narrower than the table: cells wrap inside their columns, every line within the width */
+    r = render("| a | b |\n|---|---|\n| one two three four | five six seven eight |", 20);
+    for (size_t i = 0; i < r.n_lines; i++)
+        assert_true(mx_text_width(r.lines[i].text, r.lines[i].len) <= 20);
+    assert_true(r.n_lines > 3);
+    assert_non_null(strstr(r.lines[2].text, "\xe2\x94\x82"));
+    mx_rtext_free(&r);
+    /* no delimiter row: not a table, the line shows as written */
+    r = render("| just | pipes |", 40);
+    assert_string_equal(r.lines[0].text, "| just | pipes |");
+    mx_rtext_free(&r);
+}
+
+/* Links: the text, underlined, then the URL dimmed (muted) in parentheses. */
+static void test_links(void **state) {
+    (void)state;
+    struct mx_rtext r = render("see [the docs](https://example.org/x) now", 80);
+    assert_string_equal(r.lines[0].text, "see the docs (https://example.org/x) now");
+    unsigned a;
+    assert_int_equal(role_at(&r.lines[0], "the docs", &a), MX_ROLE_assistant);
+    assert_int_equal(a, MX_ATTR_UNDERLINE);
+    assert_int_equal(role_at(&r.lines[0], "https://", NULL), MX_ROLE_muted);
+    mx_rtext_free(&r);
+    r = render("[not a link] and [x]() stay", 80);
+    assert_string_equal(r.lines[0].text, "[not a link] and [x]() stay");
+    mx_rtext_free(&r);
+}
+
 int main(void) {
     setlocale(LC_ALL, "C.UTF-8");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inline_styles),
         cmocka_unit_test(test_blocks),
+        cmocka_unit_test(test_table_columns),
+        cmocka_unit_test(test_links),
         cmocka_unit_test(test_code_block_box_and_keywords),
         cmocka_unit_test(test_wrapping_respects_width_and_indent),
     };

@@ -104,8 +104,8 @@ static int emit_wrapped(struct mx_rtext *out, const char *first, const char *res
     return 0;
 }
 
-/* Inline markup of one source line: **bold**, *italic* / _italic_, `code`. A marker without its
- * closing partner is kept as text, so a lone '*' in prose stays visible. */
+/* Inline markup of one source line: **bold**, *italic* / _italic_, `code`, [text](url). A marker
+ * without its closing partner is kept as text, so a lone '*' in prose stays visible. */
 static int inline_md(struct astr *dst, const char *p, size_t n, int role, unsigned base_attrs) {
     for (size_t i = 0; i < n;) {
         int rc;
@@ -116,6 +116,24 @@ static int inline_md(struct astr *dst, const char *p, size_t n, int role, unsign
                 if ((rc = astr_put(dst, p + i + 1, cl, MX_ROLE_code, base_attrs)))
                     return rc;
                 i += cl + 2;
+                continue;
+            }
+        } else if (p[i] == '[') {
+            /* [text](url): the text as text, underlined, then the URL dimmed in parentheses
+             * (its bytes are the sanitised source: nothing in it reaches the terminal raw) */
+            const char *mid = memchr(p + i + 1, ']', n - i - 1);
+            size_t m = mid ? (size_t)(mid - p) : n;
+            const char *close = m + 1 < n && p[m + 1] == '(' ? memchr(p + m + 2, ')', n - m - 2)
+                                                             : NULL;
+            if (mid && close && m > i + 1 && close > p + m + 2) {
+                size_t c = (size_t)(close - p);
+                if ((rc = inline_md(dst, p + i + 1, m - i - 1, role,
+                                    base_attrs | MX_ATTR_UNDERLINE)) ||
+                    (rc = astr_put(dst, " (", 2, MX_ROLE_muted, 0)) ||
+                    (rc = astr_put(dst, p + m + 2, c - m - 2, MX_ROLE_muted, 0)) ||
+                    (rc = astr_put(dst, ")", 1, MX_ROLE_muted, 0)))
+                    return rc;
+                i = c + 1;
                 continue;
             }
         } else if (p[i] == '*' && i + 1 < n && p[i + 1] == '*') {
@@ -207,6 +225,210 @@ static int box_edge(struct mx_rtext *out, const char *head, const char *label, i
     return rc;
 }
 
+/* ---- tables --------------------------------------------------------------------------------- */
+
+#define TABLE_MAX_COLS 16
+
+/* Appends src[from..from+n) with its roles and attributes. */
+static int astr_cat(struct astr *dst, const struct astr *src, size_t from, size_t n) {
+    size_t at = dst->len;
+    int rc = astr_put(dst, src->t + from, n, 0, 0);
+    if (!rc && n) {
+        memcpy(dst->r + at, src->r + from, n);
+        memcpy(dst->a + at, src->a + from, n);
+    }
+    return rc;
+}
+
+static int astr_pad(struct astr *dst, int cols) {
+    int rc = 0;
+    for (int i = 0; i < cols && !rc; i++)
+        rc = astr_put(dst, " ", 1, MX_ROLE_normal, 0);
+    return rc;
+}
+
+/* The line p[0..n) without up to 3 leading spaces starts with '|': a table row, maybe. */
+static bool is_row(const char *p, size_t n) {
+    size_t i = 0;
+    while (i < n && i < 3 && p[i] == ' ')
+        i++;
+    return i < n && p[i] == '|';
+}
+
+/* Splits a row into cells (outer pipes dropped, spaces trimmed; a '|' inside `code` or after a
+ * backslash is no separator): cell k is p[off[k]..off[k]+len[k]). Returns the count. */
+static int split_row(const char *p, size_t n, size_t *off, size_t *len) {
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    if (i < n && p[i] == '|')
+        i++;
+    while (n > i && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    if (n > i && p[n - 1] == '|' && !(n >= 2 && p[n - 2] == '\\'))
+        n--;
+    int k = 0;
+    bool code = false;
+    size_t start = i;
+    for (; i <= n && k < TABLE_MAX_COLS; i++) {
+        if (i < n && p[i] == '`')
+            code = !code;
+        if (i < n && (p[i] != '|' || code || (i > 0 && p[i - 1] == '\\')))
+            continue;
+        size_t a = start, b = i;
+        while (a < b && p[a] == ' ')
+            a++;
+        while (b > a && p[b - 1] == ' ')
+            b--;
+        off[k] = a;
+        len[k++] = b - a;
+        start = i + 1;
+    }
+    return k;
+}
+
+/* A delimiter row (| --- | :-: | --: |): the alignment of each column ('l', 'c', 'r'). Returns
+ * the column count, 0 when the line is no delimiter row. */
+static int delim_row(const char *p, size_t n, char *align) {
+    if (!is_row(p, n))
+        return 0;
+    size_t off[TABLE_MAX_COLS], len[TABLE_MAX_COLS];
+    int k = split_row(p, n, off, len);
+    for (int c = 0; c < k; c++) {
+        const char *q = p + off[c];
+        size_t l = len[c], dashes = 0;
+        for (size_t i = 0; i < l; i++) {
+            if (q[i] == '-')
+                dashes++;
+            else if (q[i] != ':' || (i != 0 && i != l - 1))
+                return 0;
+        }
+        if (dashes == 0)
+            return 0;
+        align[c] = l > 1 && q[0] == ':' && q[l - 1] == ':' ? 'c' : q[l - 1] == ':' ? 'r' : 'l';
+    }
+    return k;
+}
+
+/* The lines of text[pos..) that form a table: a header row, a delimiter row, then rows, all
+ * starting with '|'. Renders them as aligned columns (cells wrap inside their column when the
+ * table is wider than width) and returns the position after the table; returns pos when there
+ * is no table there (or it cannot fit: the lines then render as text). */
+static size_t table(const char *text, size_t len, size_t pos, int width, int base_role,
+                    struct mx_rtext *out, int *rc) {
+    const char *nl = memchr(text + pos, '\n', len - pos);
+    if (!nl || !is_row(text + pos, (size_t)(nl - text) - pos))
+        return pos;
+    size_t dpos = (size_t)(nl - text) + 1;
+    const char *dnl = memchr(text + dpos, '\n', len - dpos);
+    size_t dend = dnl ? (size_t)(dnl - text) : len;
+    char align[TABLE_MAX_COLS];
+    int ncols = delim_row(text + dpos, dend - dpos, align);
+    if (ncols == 0)
+        return pos;
+    /* the rows: the header, then every '|' line after the delimiter */
+    size_t starts[256], ends[256];
+    int nrows = 0;
+    starts[nrows] = pos;
+    ends[nrows++] = (size_t)(nl - text);
+    size_t p = dnl ? dend + 1 : len, after = p;
+    while (p < len && nrows < 256) {
+        const char *e = memchr(text + p, '\n', len - p);
+        size_t end = e ? (size_t)(e - text) : len;
+        if (!is_row(text + p, end - p))
+            break;
+        starts[nrows] = p;
+        ends[nrows++] = end;
+        p = e ? end + 1 : len;
+        after = p;
+    }
+    /* cells rendered (inline markup), and each column's natural width */
+    struct astr *cell = calloc((size_t)nrows * ncols, sizeof *cell);
+    int colw[TABLE_MAX_COLS] = {0};
+    if (!cell) {
+        *rc = MX_ENOMEM;
+        return after;
+    }
+    for (int r = 0; r < nrows && !*rc; r++) {
+        size_t off[TABLE_MAX_COLS], l[TABLE_MAX_COLS];
+        int k = split_row(text + starts[r], ends[r] - starts[r], off, l);
+        for (int c = 0; c < ncols && c < k && !*rc; c++) {
+            struct astr *a = &cell[r * ncols + c];
+            *rc = inline_md(a, text + starts[r] + off[c], l[c], base_role,
+                            r == 0 ? MX_ATTR_BOLD : 0);
+            int w = a->len ? mx_text_width(a->t, a->len) : 0;
+            colw[c] = w > colw[c] ? w : colw[c];
+        }
+    }
+    /* too wide: take columns from the widest until the table fits (3 columns at least each) */
+    int sep = 3, total = sep * (ncols - 1);
+    for (int c = 0; c < ncols; c++) {
+        colw[c] = colw[c] < 1 ? 1 : colw[c];
+        total += colw[c];
+    }
+    while (total > width) {
+        int wide = 0;
+        for (int c = 1; c < ncols; c++)
+            wide = colw[c] > colw[wide] ? c : wide;
+        if (colw[wide] <= 3)
+            break;
+        colw[wide]--;
+        total--;
+    }
+    if (total > width) { /* cannot fit: the caller shows the source lines */
+        for (int i = 0; i < nrows * ncols; i++)
+            astr_free(&cell[i]);
+        free(cell);
+        return pos;
+    }
+    for (int r = 0; r < nrows && !*rc; r++) {
+        size_t at[TABLE_MAX_COLS] = {0};
+        bool more = true;
+        while (more && !*rc) { /* one screen line of the row per pass: cells wrap */
+            struct astr line = {0};
+            more = false;
+            for (int c = 0; c < ncols && !*rc; c++) {
+                struct astr *a = &cell[r * ncols + c];
+                size_t next = 0, n = 0;
+                if (at[c] < a->len)
+                    n = mx_text_wrap(a->t + at[c], a->len - at[c], colw[c], &next);
+                int w = n ? mx_text_width(a->t + at[c], n) : 0, pad = colw[c] - w;
+                int left = align[c] == 'r' ? pad : align[c] == 'c' ? pad / 2 : 0;
+                if (c > 0)
+                    *rc = astr_put(&line, " \xe2\x94\x82 ", 5, MX_ROLE_border, 0); /* │ */
+                if (!*rc)
+                    *rc = astr_pad(&line, left);
+                if (!*rc)
+                    *rc = astr_cat(&line, a, at[c], n);
+                if (!*rc && c + 1 < ncols)
+                    *rc = astr_pad(&line, pad - left);
+                at[c] += next ? next : n;
+                more |= at[c] < a->len;
+            }
+            if (!*rc)
+                *rc = emit(out, "", base_role, &line, 0, line.len);
+            astr_free(&line);
+        }
+        if (r == 0 && !*rc) { /* under the header: ───┼─── */
+            struct astr line = {0};
+            for (int c = 0; c < ncols && !*rc; c++) {
+                if (c > 0)
+                    *rc = astr_put(&line, "\xe2\x94\x80\xe2\x94\xbc\xe2\x94\x80", 9,
+                                   MX_ROLE_border, 0);
+                for (int i = 0; i < colw[c] && !*rc; i++)
+                    *rc = astr_put(&line, "\xe2\x94\x80", 3, MX_ROLE_border, 0);
+            }
+            if (!*rc)
+                *rc = emit(out, "", MX_ROLE_border, &line, 0, line.len);
+            astr_free(&line);
+        }
+    }
+    for (int i = 0; i < nrows * ncols; i++)
+        astr_free(&cell[i]);
+    free(cell);
+    return after;
+}
+
 int mx_markdown_render(const char *text, size_t len, int width, int base_role,
                        struct mx_rtext *out) {
     memset(out, 0, sizeof *out);
@@ -224,6 +446,15 @@ int mx_markdown_render(const char *text, size_t len, int width, int base_role,
         while (lead < n && lead < 3 && p[lead] == ' ')
             lead++;
         struct astr s = {0};
+        if (!in_code && lead < n && p[lead] == '|') {
+            size_t after = table(text, len, pos, width, base_role, out, &rc);
+            if (after != pos) {
+                if (after >= len)
+                    break;
+                pos = after;
+                continue;
+            }
+        }
         if (n - lead >= 3 && !memcmp(p + lead, "```", 3)) {
             if (!in_code) {
                 char label[32] = "";

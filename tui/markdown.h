@@ -1,6 +1,8 @@
 /* markdown.h - renders a chat message (Markdown essentials) into styled, wrapped screen lines:
  * headings, **bold**, *italic*, `inline code`, fenced code blocks drawn as boxes with a language
- * label and keyword highlighting, lists with hanging indents, quotes. The input must already be
+ * label and keyword highlighting, lists with hanging indents, quotes, tables as aligned columns
+ * (cells wrap inside their column when the table is wider than the screen), links as their text
+ * underlined + the URL dimmed (no OSC 8: the text stays inert). The input must already be
  * sanitised (core/base/text.h); the output is plain data that a view draws with its theme, so the
  * renderer is tested without a terminal. Workload: re-rendering the message being streamed after
  * every token, so it is linear in the message length and allocates per call only.
