@@ -37,7 +37,8 @@ wait_for_re "[0-2][0-9]:[0-5][0-9]:[0-5][0-9] nothing to stop" || fail "/log lac
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "/quit"
 
-[ -f "${MX_SHARED:-}/models/stories260K.gguf" ] && [ -f "$MX_SHARED/models/stories260K-moe8.gguf" ] ||
+[ -f "${MX_SHARED:-}/models/stories260K.gguf" ] &&
+    [ -f "$MX_SHARED/models/stories260K-moe8.gguf" ] ||
     { echo "notices ok (model part skipped: no ../shared/models)"; exit 0; }
 M="$MX_SHARED/models/stories260K.gguf"
 M2="$MX_SHARED/models/stories260K-moe8.gguf"

@@ -4,8 +4,8 @@
  * answer costs one markdown render of the growing message plus a diff per batch of tokens.
  *
  * Below the conversation: the rule, the status bar, the notice (wrapped, when there is one) and
- * the input. Sixels live outside curses' model of the screen: they are sent after refresh() at the cells
- * their views recorded in a->frame; when one moves or goes away, the rows it covered are
+ * the input. Sixels live outside curses' model of the screen: they are sent after refresh() at
+ * the cells their views recorded in a->frame; when one moves or goes away, the rows it covered are
  * repainted so no ghost stays (../shared/TERMINALS.md has the pitfalls).
  */
 #include "tui/draw.h"

@@ -18,7 +18,7 @@
  *   (terminals disagree on some keys). */
 #define MX_KEY_TABLE(X)                                                                         \
     X(NULL,            NULL,           "Enter",         "send (queued while an answer streams)") \
-    X(NULL,            NULL,           "Esc",           "stop the answer, else dismiss the notice") \
+    X(NULL,            NULL,           "Esc",           "stop the answer, else hide the notice") \
     X(NULL,            NULL,           "Ctrl-C",        "stop the answer, else clear the line") \
     X(NULL,            NULL,           "Tab",           "complete commands and paths")          \
     X(NULL,            NULL,           "Up/Down",       "input history")                        \
