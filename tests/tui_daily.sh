@@ -3,8 +3,8 @@
 # an answer cut by a full context shows and is stored as cut (not complete); a message of several
 # lines is one input-history entry, also after a restart; /export writes a 0600 file and refuses
 # an empty chat; /copy copies the whole last answer and /copy code N a code block (OSC 52, read
-# back from tmux's clipboard); /help marks /image as not in this build; the "No model is loaded"
-# banner goes away once a model is loaded.
+# back from tmux's clipboard); /help marks /image as not in this build; high-contrast fills the
+# screen with its background; the "No model is loaded" banner goes away once a model is loaded.
 set -u
 umask 022 # mixel inherits it: the 0600 below is its own doing
 . "$MX_SRCDIR/tests/tui_lib.sh"
@@ -50,7 +50,8 @@ wait_for "EXITED 0" || fail "quit"
 
 # 4. /copy: the whole last answer; /copy code 2 the second code block (tmux takes OSC 52 into
 #    its paste buffer with set-clipboard on)
-printf 'Two blocks:\n\n```\nfirst block\n```\n\nand\n\n```sh\necho second\n```\n\nend.' > "$work/code.txt"
+printf 'Two blocks:\n\n```\nfirst block\n```\n\nand\n\n```sh\necho second\n```\n\nend.' \
+    > "$work/code.txt"
 start "$work/code.txt"
 $T set-option -g set-clipboard on
 $T send-keys -t t "code please" Enter
@@ -75,7 +76,52 @@ wait_for "generate an image (not in this build yet)" || fail "/help does not mar
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit"
 
-# 6. the "No model is loaded" banner goes once a model is loaded
+# 6. high-contrast on a terminal of another background: no cell is left on the terminal's own
+#    background (it painted black boxes behind the text on a white terminal). TERM without bce,
+#    so that ncurses writes every cell and tmux can show what each one holds.
+cat > "$work/bgcheck.py" <<'PY'
+import re, sys
+# reads `tmux capture-pane -p -e -N` and the pane width; prints rows with cells on the
+# terminal's default background (a cell never drawn, or drawn with SGR 49 / 0)
+width = int(sys.argv[1])
+bg = None
+bad = []
+for y, line in enumerate(sys.stdin.read().split('\n')[:-1]):
+    cells = 0; default = 0
+    for m in re.finditer(r'\x1b\[([0-9;:]*)m|(.)', line):
+        if m.group(1) is not None:
+            p = [int(x) if x else 0 for x in re.split('[;:]', m.group(1))] or [0]
+            i = 0
+            while i < len(p):
+                c = p[i]
+                if c == 0 or c == 49: bg = None
+                elif 40 <= c <= 47 or 100 <= c <= 107: bg = c
+                elif c == 48:
+                    k = 3 if p[i + 1] == 5 else 5
+                    bg = tuple(p[i:i + k]); i += k - 1
+                elif c == 38: i += 2 if p[i + 1] == 5 else 4
+                i += 1
+        else:
+            cells += 1
+            default += bg is None
+    default += max(0, width - cells)
+    if default:
+        bad.append("row %d: %d cells on the default background" % (y, default))
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
+TUI_TERM=tmux-256color start echo 0 --theme high-contrast
+$T send-keys -t t "hi" Enter
+wait_for "You said: hi" || fail "high-contrast answer"
+sleep 0.2
+$T capture-pane -p -e -N -t t | python3 "$work/bgcheck.py" 80 ||
+    fail "high-contrast leaves cells on the terminal's background"
+TUI_TERM=
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+
+# 7. the "No model is loaded" banner goes once a model is loaded
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
     { echo "daily ok (model part skipped: no ../shared/models)"; exit 0; }
 start ""

@@ -28,7 +28,7 @@ wait_for_re() { # like wait_for, with an extended regular expression
 }
 
 # start REPLY [RATE] [MIXEL ARGS...]: a fresh mixel in an 80x24 tmux window (own server each
-# time; $TUI_ENV adds environment settings such as NO_COLOR=1)
+# time; $TUI_ENV adds environment settings such as NO_COLOR=1, $TUI_TERM another TERM)
 # time), history in $work/h.db
 start() {
     reply=$1; rate=${2:-0}
@@ -38,7 +38,7 @@ start() {
     $T -f /dev/null new-session -d -s t -x 80 -y 24 \
         "env ${TUI_ENV:-} HOME='$work/home' MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' \
          XDG_DATA_HOME='$work/data' \
-         XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=xterm-256color \
+         XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=${TUI_TERM:-xterm-256color} \
          '$MIXEL' chat --db '$work/h.db' $*; echo EXITED \$?; sleep 30"
     wait_for "────────" || fail "the TUI did not start"
 }

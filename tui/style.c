@@ -9,6 +9,7 @@
 
 void mx_app_style_apply(struct app *a) {
     a->style.n_colours = 0;
+    bkgdset(' '); /* no colours (yet): the terminal's own background */
     const char *nc = getenv("NO_COLOR");
     if (has_colors() && !(nc && nc[0])) {
         start_color();
@@ -25,6 +26,10 @@ void mx_app_style_apply(struct app *a) {
         a->style.reverse_role[r] = fg < 0 && bg < 0 && s->bg.kind != MX_COLOUR_DEFAULT;
         init_pair((short)(r + 1), (short)fg, (short)bg);
     }
+    /* the screen's own background is the theme's: cells no view draws (blank lines, the ends of
+     * lines) carry it too, so a theme with a background of its own (high-contrast: black) fills
+     * the screen instead of painting boxes behind the text on a terminal of another colour */
+    bkgdset((chtype)COLOR_PAIR(MX_ROLE_normal + 1) | ' ');
 }
 
 attr_t mx_app_role_attr(const struct app *a, int role, unsigned extra) {
