@@ -4,7 +4,8 @@
 # lines is one input-history entry, also after a restart; /export writes a 0600 file and refuses
 # an empty chat; /copy copies the whole last answer and /copy code N a code block (OSC 52, read
 # back from tmux's clipboard); /help marks /image as not in this build; high-contrast fills the
-# screen with its background; the "No model is loaded" banner goes away once a model is loaded.
+# screen with its background; transparent PNG areas show the background; the "No model is
+# loaded" banner goes away once a model is loaded.
 set -u
 umask 022 # mixel inherits it: the 0600 below is its own doing
 . "$MX_SRCDIR/tests/tui_lib.sh"
@@ -121,7 +122,37 @@ TUI_TERM=
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit"
 
-# 7. the "No model is loaded" banner goes once a model is loaded
+# 7. transparent PNG pixels go over the background (the theme's own here, else the terminal's
+#    from OSC 11), not black: half blocks of a left-transparent, right-blue image on "paper"
+cat > "$work/mkpng.py" <<'PY'
+import struct, zlib, sys
+# 16x8 RGBA: left half transparent (colour red underneath), right half opaque blue
+W, H = 16, 8
+raw = b''.join(b'\0' + b''.join(bytes((255, 0, 0, 0)) if x < W // 2 else bytes((0, 0, 255, 255))
+                                 for x in range(W)) for y in range(H))
+def chunk(t, d):
+    return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+png = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', W, H, 8, 6, 0, 0, 0)) + \
+      chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
+open(sys.argv[1], 'wb').write(png)
+PY
+python3 "$work/mkpng.py" "$work/half.png"
+mkdir -p "$work/cfg/mixel/themes"
+printf 'name = paper\nnormal = #000000 #ffffff\n' > "$work/cfg/mixel/themes/paper.theme"
+TUI_ENV="MIXEL_GRAPHICS=blocks" start echo 0 --theme paper
+$T send-keys -t t "/show $work/half.png" Enter
+wait_for "image attached" || fail "/show of a transparent PNG"
+sleep 0.2
+# the image's rows: each starts with its left (transparent) half
+rows=$($T capture-pane -p -e -t t | grep "$(printf '\342\226\200')")
+[ -n "$rows" ] || fail "no half-block image on the screen"
+echo "$rows" | grep -q "48;5;231m" || fail "transparent pixels are not on the white background"
+echo "$rows" | grep -qE "48;5;(16|196)m" && fail "transparent pixels show black or their hidden red"
+TUI_ENV=
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+
+# 8. the "No model is loaded" banner goes once a model is loaded
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
     { echo "daily ok (model part skipped: no ../shared/models)"; exit 0; }
 start ""

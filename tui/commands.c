@@ -23,6 +23,7 @@
 #include "tui/conv.h"
 #include "tui/gallery.h"
 #include "tui/gen.h"
+#include "tui/images.h"
 #include "tui/keys.h"
 #include "tui/load.h"
 #include "tui/patharg.h"
@@ -67,6 +68,7 @@ static void cmd_theme(struct app *a, const char *arg) {
     a->style.theme = t;
     snprintf(a->style.theme_name, sizeof a->style.theme_name, "%s", arg);
     mx_app_style_apply(a);
+    mx_app_img_forget(a); /* transparent pixels go over the new background */
     mx_app_notice(a, false, "theme %s", arg);
 }
 

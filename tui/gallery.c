@@ -149,7 +149,7 @@ void mx_app_cmd_show(struct app *a, const char *arg) {
     }
     struct mx_image img;
     struct mx_err err = {0};
-    if (mx_image_load(path, &img, &err) != 0) {
+    if (mx_app_img_load(a, path, &img, &err) != 0) {
         mx_app_notice(a, true, "/show: %s", err.msg);
         return;
     }

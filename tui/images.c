@@ -16,14 +16,48 @@
 #include "tui/status.h"
 
 
+void mx_app_img_bg(const struct app *a, unsigned char bg[3]) {
+    const struct mx_colour *c = &a->style.theme.style[MX_ROLE_normal].bg;
+    if (a->style.n_colours && c->kind == MX_COLOUR_RGB) {
+        bg[0] = c->r;
+        bg[1] = c->g;
+        bg[2] = c->b;
+    } else {
+        memcpy(bg, a->img.gfx.bg, 3);
+    }
+}
+
+int mx_app_img_load(const struct app *a, const char *path, struct mx_image *img,
+                    struct mx_err *err) {
+    unsigned char bg[3];
+    mx_app_img_bg(a, bg);
+    return mx_image_load_over(path, bg, img, err);
+}
+
+void mx_app_img_forget(struct app *a) {
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        struct msg *m = &a->conv.msgs[i];
+        mx_image_free(&m->img);
+        mx_image_free(&m->blk);
+        free(m->sixel);
+        m->sixel = NULL;
+        m->sixel_len = 0;
+        m->sx_cols = m->sx_rows = 0;
+        m->img_failed = false;
+    }
+    a->frame.full_repaint = true;
+}
+
 /* Loads a message's image once; a file that cannot be read shows as its caption only. */
 void mx_app_img_ensure(struct app *a, struct msg *m) {
     if (!m->image || m->img.w || m->img_failed)
         return;
     struct mx_err err = {0};
-    if (mx_image_load(m->image, &m->img, &err) != 0) {
+    int rc = mx_app_img_load(a, m->image, &m->img, &err);
+    if (rc != 0) {
         m->img_failed = true;
-        mx_app_notice(a, true, "%s", err.msg);
+        mx_app_notice_detail(a, true, mx_err_msg(&err, rc), "an image cannot be shown (%s): %s",
+                             mx_strerror(rc), m->image);
     }
 }
 

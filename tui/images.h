@@ -7,6 +7,15 @@
 
 /* Loads m's image once (a file that cannot be read: a notice, and the caption only). */
 void mx_app_img_ensure(struct app *a, struct msg *m);
+/* What transparent pixels are composited over: the theme's background when it has one of its
+ * own, else the terminal's (OSC 11; black when it did not answer). */
+void mx_app_img_bg(const struct app *a, unsigned char bg[3]);
+/* Drops every message's decoded and encoded pixels (they load again when next drawn): the
+ * background they were composited over changed (/theme). */
+void mx_app_img_forget(struct app *a);
+/* mx_image_load with PNG alpha composited over mx_app_img_bg. Errors as mx_image_load. */
+int mx_app_img_load(const struct app *a, const char *path, struct mx_image *img,
+                    struct mx_err *err);
 /* Rows m's image takes at width columns (0: no image, or graphics off); its layout in *lay. */
 int mx_app_img_rows(struct app *a, struct msg *m, int width, struct mx_image_layout *lay);
 /* Draws row r of m's image as half blocks at (y, x0). */
