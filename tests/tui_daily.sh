@@ -4,8 +4,8 @@
 # lines is one input-history entry, also after a restart; /export writes a 0600 file and refuses
 # an empty chat; /copy copies the whole last answer and /copy code N a code block (OSC 52, read
 # back from tmux's clipboard); /help marks /image as not in this build; high-contrast fills the
-# screen with its background; transparent PNG areas show the background; the "No model is
-# loaded" banner goes away once a model is loaded.
+# screen with its background; transparent PNG areas show the background; /save converts a JPEG
+# for a .png name; the "No model is loaded" banner goes away once a model is loaded.
 set -u
 umask 022 # mixel inherits it: the 0600 below is its own doing
 . "$MX_SRCDIR/tests/tui_lib.sh"
@@ -152,7 +152,30 @@ TUI_ENV=
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "quit"
 
-# 8. the "No model is loaded" banner goes once a model is loaded
+# 8. /save x.png of a JPEG writes a PNG (converted), never JPEG bytes under .png; /save y.jpg of
+#    a PNG keeps it a PNG, named y.png
+start echo
+$T send-keys -t t "/show $MX_SRCDIR/tests/data/quadrants.jpg" Enter
+wait_for "image attached" || fail "/show of a JPEG"
+$T send-keys -t t "/save $work/out.png" Enter
+wait_for "saved $work/out.png" || fail "/save of a JPEG as .png"
+[ "$(od -An -tx1 -N4 "$work/out.png" | tr -d ' ')" = 89504e47 ] ||
+    fail "/save wrote $(od -An -tx1 -N4 "$work/out.png") under a .png name"
+"$MIXEL" show --graphics none "$work/out.png" >/dev/null 2>&1 ||
+    fail "the converted PNG is unreadable"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+start echo
+$T send-keys -t t "/show $MX_SRCDIR/tests/data/quadrants.png" Enter
+wait_for "image attached" || fail "/show of a PNG"
+$T send-keys -t t "/save $work/y.jpg" Enter
+wait_for "saved $work/y.png" || fail "/save of a PNG as .jpg did not keep it a PNG"
+[ -e "$work/y.jpg" ] && fail "/save wrote PNG bytes under a .jpg name"
+[ "$(od -An -tx1 -N4 "$work/y.png" | tr -d ' ')" = 89504e47 ] || fail "y.png is no PNG"
+$T send-keys -t t "/quit" Enter
+wait_for "EXITED 0" || fail "quit"
+
+# 9. the "No model is loaded" banner goes once a model is loaded
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
     { echo "daily ok (model part skipped: no ../shared/models)"; exit 0; }
 start ""

@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/base/text.h"
+#include "core/image/image.h"
 #include "history/db.h"
 #include "history/images.h"
 #include "tui/conv.h"
@@ -189,7 +191,59 @@ void mx_app_cmd_gallery(struct app *a, const char *arg) {
         a->gal.sel = k + 1; /* start on the newest image */
 }
 
-/* /save PATH: copies the image selected in the gallery (else the newest) to PATH. */
+/* 'p' PNG, 'j' JPEG (by the file's magic bytes), 0 other or unreadable. */
+static char image_kind(const char *path) {
+    unsigned char b[8] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+    if (f)
+        fclose(f);
+    return n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8) ? 'p'
+           : n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff ? 'j' : 0;
+}
+
+/* 'p' for a .png name, 'j' for .jpg/.jpeg, 0 for anything else (case ignored). */
+static char name_kind(const char *path) {
+    const char *dot = strrchr(path, '.');
+    if (!dot || strchr(dot, '/'))
+        return 0;
+    return !strcasecmp(dot, ".png") ? 'p' : !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")
+                                                ? 'j' : 0;
+}
+
+/* /save of an image whose format the destination's extension contradicts: a JPEG saved as .png
+ * is converted (decoded, written as PNG); a PNG saved as .jpg keeps its format and takes the
+ * .png extension (no JPEG writer here). Never JPEG bytes under a .png name. Returns true when
+ * it handled the save (done or failed, with a notice), false for a plain copy. */
+static bool save_converted(struct app *a, const char *src, const char *dest) {
+    char have = image_kind(src), want = name_kind(dest);
+    if (!have || !want || have == want)
+        return false;
+    struct mx_image img = {0};
+    struct mx_err err = {0};
+    int rc = mx_image_load(src, &img, &err);
+    char path[4200];
+    if (want == 'p') {
+        snprintf(path, sizeof path, "%s", dest);
+    } else {
+        const char *dot = strrchr(dest, '.');
+        snprintf(path, sizeof path, "%.*s.png", (int)(dot - dest), dest);
+    }
+    if (rc == 0)
+        rc = mx_image_save_png(&img, path, &err);
+    mx_image_free(&img);
+    if (rc != 0)
+        mx_app_notice_detail(a, true, mx_err_msg(&err, rc), "/save: %s could not be written (%s)",
+                             path, mx_strerror(rc));
+    else if (want == 'p')
+        mx_app_notice(a, false, "saved %s (converted from JPEG to PNG)", path);
+    else
+        mx_app_notice(a, false, "saved %s: the image is a PNG, and mixel writes no JPEG", path);
+    return true;
+}
+
+/* /save PATH: copies the image selected in the gallery (else the newest) to PATH (converting a
+ * JPEG to PNG for a .png name: save_converted). */
 void mx_app_cmd_save(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
         mx_app_notice(a, true, "/save takes a destination path");
@@ -204,6 +258,8 @@ void mx_app_cmd_save(struct app *a, const char *arg) {
         mx_app_notice(a, true, "/save: no image in this conversation");
         return;
     }
+    if (save_converted(a, a->conv.msgs[i].image, arg))
+        return;
     FILE *in = fopen(a->conv.msgs[i].image, "rb");
     if (!in) {
         mx_app_notice(a, true, "/save: %s: %s", a->conv.msgs[i].image, strerror(errno));

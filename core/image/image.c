@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "core/base/util.h"
@@ -535,3 +536,51 @@ fail:
     return rc;
 }
 
+/* ---- PNG writing ---------------------------------------------------------------------------- */
+
+/* Writes the rows with libpng into f; its errors unwind here. Returns 0 or -1 (m says why). */
+static int write_png_rows(FILE *f, const struct mx_image *img, struct png_msgs *m) {
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, m, png_error_cb,
+                                              png_warning_cb);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_write_struct(&png, &info);
+        snprintf(m->error, sizeof m->error, "out of memory");
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return -1;
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < img->h; y++)
+        png_write_row(png, img->rgb + (size_t)y * (size_t)img->w * 3);
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    return 0;
+}
+
+int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_err *err) {
+    if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
+        return mx_err_set(err, MX_EINVAL, "%s: no image to write", path);
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.part", path) >= (int)sizeof tmp)
+        return mx_err_set(err, MX_ERANGE, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return mx_err_set(err, errno == ENOENT ? MX_ENOENT : errno == EACCES ? MX_EPERM : MX_EIO,
+                          "%s: %s", path, strerror(errno));
+    struct png_msgs m = {{0}, {0}};
+    int bad = write_png_rows(f, img, &m);
+    bad |= ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return mx_err_set(err, MX_EIO, "%s: writing failed (%s)", path,
+                          m.error[0] ? m.error : strerror(e));
+    }
+    return 0;
+}

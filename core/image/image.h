@@ -37,6 +37,11 @@ int mx_image_load(const char *path, struct mx_image *out, struct mx_err *err);
 int mx_image_load_over(const char *path, const uint8_t bg[3], struct mx_image *out,
                        struct mx_err *err);
 
+/* Writes img as an 8-bit RGB PNG at path (through path.part and a rename, so a failure never
+ * leaves half a file). Errors: MX_EINVAL (empty image), MX_ENOENT/MX_EPERM/MX_EIO, MX_ERANGE
+ * (path too long); err says "path: problem". */
+int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_err *err);
+
 /* Frees the pixels (img may be NULL) and empties the struct. */
 void mx_image_free(struct mx_image *img);
 
