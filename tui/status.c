@@ -174,7 +174,7 @@ void mx_app_draw_status(struct app *a, int y, int width) {
     const struct mx_engine *e = a->o.engine;
     int n_ctx = a->settings.n_ctx > 0 ? a->settings.n_ctx : e ? e->n_ctx : 0;
     char speed[32] = "";
-    if (a->gen.busy || a->gen.tok_s > 0)
+    if (a->gen.tok_s > 0) /* none until a few tokens came in (rate.h) */
         snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->gen.tok_s);
     snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
              a->store.title[0] ? a->store.title : "", a->store.title[0] ? " \xc2\xb7 " : "",
