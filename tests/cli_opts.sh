@@ -115,5 +115,9 @@ esac
 # under itself, whatever run's shift default), exit 0
 "$MIXEL" run -m "$M" -p "Once" --temp 0 -c 32 -n 80 --ignore-eos --session s3 --db "$T/h.db" \
     >"$T/o" 2>"$T/err" || fail "session in a small context: $(cat "$T/err")"
-grep -q 'context full: the answer was cut' "$T/err" || fail "no cut in a session: $(cat "$T/err")"
+grep -q 'the context is full: the answer was cut' "$T/err" ||
+    fail "no cut in a session: $(cat "$T/err")"
+# ... and stored as cut (partial, "stop": "context_full"), not as complete
+"$MIXEL" sessions export s3 --format json --db "$T/h.db" >"$T/s3.json" || fail "export s3"
+grep -q '"stop": *"context_full"' "$T/s3.json" || fail "the cut answer is stored as complete"
 echo "ok"

@@ -42,6 +42,7 @@ struct result {
     char msg[256];
     int n_notices;
     char notice[256];
+    double notice_a; /* the last notice's a: 1 = the answer was cut by a full context */
     int n_progress;
     double prog_done, prog_total; /* the last progress event */
     double tps, ctx_used;
@@ -83,6 +84,7 @@ static void run_reply(struct mx_worker *w, struct mx_engine *e, const struct mx_
             case MX_EV_NOTICE:
                 r->n_notices++;
                 snprintf(r->notice, sizeof r->notice, "%s", ev.text ? ev.text : "");
+                r->notice_a = ev.a;
                 break;
             case MX_EV_PROGRESS:
                 r->n_progress++;
@@ -429,7 +431,8 @@ static void test_full_context_cuts(void **state) {
     assert_int_equal(r.code, 0);
     struct mx_engine_llm_stats st;
     assert_int_equal(mx_engine_llm_stats(e, &st), 0);
-    assert_non_null(strstr(r.notice, "context full"));
+    assert_non_null(strstr(r.notice, "the context is full"));
+    assert_true(r.notice_a == 1); /* marks the answer as cut (worker.h) */
     assert_int_equal(st.n_cached, 64);
     assert_int_equal(st.n_generated, 64 - st.n_prompt + 1);
     e->free(e);
