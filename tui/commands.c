@@ -417,7 +417,9 @@ static void cmd_search(struct app *a, const char *arg) {
     struct mx_err err = {0};
     int rc = mx_db_search(a->store.db, arg, 20, &hits, &err);
     if (rc != 0) {
-        mx_app_notice(a, true, "%s", mx_err_msg(&err, rc));
+        mx_app_notice_detail(a, true, mx_err_msg(&err, rc),
+                             "/search found nothing: the search failed (%s); plain words work best",
+                             mx_strerror(rc));
         return;
     }
     char buf[8192];

@@ -204,7 +204,8 @@ void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols,
         m->sixel = NULL;
         if (mx_app_encode_sixel(a, &m->img, box_cols, box_rows, &b, &err) != 0) {
             free(b.p);
-            mx_app_notice(a, true, "image: %s", err.msg);
+            mx_app_notice_detail(a, true, err.msg, "an image cannot be drawn as sixel: %s",
+                                 m->image);
             return;
         }
         m->sixel = b.p;
