@@ -58,10 +58,12 @@ ls "$work/data/mixel/kv/"*.kv >/dev/null 2>&1 || fail "no KV snapshot saved on q
 start "" 0 -m "$M2" --chat-template mistral-v1 --temp 0 -n 8 --resume
 $T resize-window -t t -x 100 -y 30
 wait_for "Once upon a time" 20 || fail "conversation not restored"
+wait_for "answering with stories260K-moe8.gguf" || fail "no notice of the other model"
+$T capture-pane -p -t t | grep -q "\.kv" && fail "an internal file name shows outside /log"
+# (the notice about the model comes last; the snapshot's is in /log, with its detail)
+$T send-keys -t t "/log" Enter
 wait_for "the saved context is for another model; reprocessing the conversation" ||
     fail "the KV mismatch is not worded for users"
-$T capture-pane -p -t t | grep -q "\.kv" && fail "an internal file name shows outside /log"
-$T send-keys -t t "/log" Enter
 wait_for_re "\.kv: snapshot is for another model" || fail "/log lacks the detail"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" 20 || fail "quit after resume"

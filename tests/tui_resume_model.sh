@@ -20,7 +20,7 @@ start "" 0 --chat-template mistral-v1 --temp 0 -n 16 --resume
 $T resize-window -t t -x 160 -y 40
 # (the "loading this session's model, story.gguf" notice is replaced by the next ones at once)
 wait_for "stories260K · CPU" 30 || fail "resume did not load the session's model"
-wait_for "resumed from the KV snapshot" 20 || fail "the KV snapshot was not used"
+wait_for "resumed with the saved context" 20 || fail "the KV snapshot was not used"
 say "The end" || fail "no answer after resume without -m"
 quit
 [ "$(sqlite3 "$work/h.db" "SELECT count(*) FROM messages WHERE role = 'assistant' \
