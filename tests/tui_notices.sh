@@ -59,8 +59,10 @@ start "" 0 -m "$M2" --chat-template mistral-v1 --temp 0 -n 8 --resume
 $T resize-window -t t -x 100 -y 30
 wait_for "Once upon a time" 20 || fail "conversation not restored"
 wait_for "answering with stories260K-moe8.gguf" || fail "no notice of the other model"
+# notices that come together stack: the snapshot's shows too, worded for users
+wait_for "the saved context is for another model; reprocessing the conversation" ||
+    fail "the KV mismatch is not worded for users (or hidden by the next notice)"
 $T capture-pane -p -t t | grep -q "\.kv" && fail "an internal file name shows outside /log"
-# (the notice about the model comes last; the snapshot's is in /log, with its detail)
 $T send-keys -t t "/log" Enter
 wait_for "the saved context is for another model; reprocessing the conversation" ||
     fail "the KV mismatch is not worded for users"

@@ -110,8 +110,13 @@ struct mx_notice {
 /* The notice line above the input (what just happened, or went wrong: shown whole, wrapped),
  * the log of recent notices, and the progress of a long job in the status bar. */
 struct mx_app_status {
-    char note[512];       /* the notice shown above the input ("" none; Esc or sending clears) */
-    bool is_error;
+    char note[512];       /* the notices shown above the input, '\n' between ("" none; Esc or
+                           * sending clears) */
+    bool is_error;        /* one of them is an error */
+    unsigned err_mask;    /* bit k: the k-th notice in note is an error */
+    int n_stacked;        /* notices in note */
+    double note_t;        /* when the last one came (mx_time_s) */
+    bool replace;         /* a key came since: the next notice replaces them */
     struct mx_notice log[MX_NOTICE_LOG]; /* ring: the newest is log[(n_log - 1) % MX_NOTICE_LOG] */
     long n_log;           /* notices posted since the start */
     char prog[256];       /* progress in the status bar ("" none) */

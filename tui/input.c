@@ -158,6 +158,7 @@ static size_t readline_run(const unsigned char *buf, size_t i, size_t n) {
  * which inserts it without a per-byte pass over the line), and nothing here draws. */
 int mx_app_input(struct app *a, const unsigned char *buf, size_t n) {
     int flags = MX_KEY_REDRAW; /* the input line, paste and Esc/Ctrl-C change what is shown */
+    mx_app_notice_keyed(a);
     for (size_t i = 0; i < n;) {
         if (a->paste.active) {
             const unsigned char *e = memmem(buf + i, n - i, paste_end, 6);

@@ -33,10 +33,31 @@ static void log_notice(struct app *a, bool error, const char *text, const char *
     memcpy(n->text, full, sizeof n->text);
 }
 
+/* A notice replaces the one shown, unless that one came moments ago with no key pressed since
+ * (several at once: the start, a load): then it goes under it, so none is hidden at once. */
 static void notice_v(struct app *a, bool error, const char *detail, const char *fmt, va_list ap) {
-    vsnprintf(a->status.note, sizeof a->status.note, fmt, ap);
-    a->status.is_error = error;
-    log_notice(a, error, a->status.note, detail);
+    struct mx_app_status *st = &a->status;
+    char text[sizeof st->note];
+    vsnprintf(text, sizeof text, fmt, ap);
+    log_notice(a, error, text, detail);
+    double now = mx_time_s();
+    size_t have = strlen(st->note), n = strlen(text);
+    bool stack = have && !st->replace && now - st->note_t < 2.0 && st->n_stacked < 8 &&
+                 have + 1 + n < sizeof st->note;
+    if (stack && strstr(st->note, text))
+        return; /* already shown */
+    if (stack) {
+        st->note[have] = '\n';
+        memcpy(st->note + have + 1, text, n + 1);
+        st->err_mask |= (unsigned)error << st->n_stacked++;
+    } else {
+        memcpy(st->note, text, n + 1);
+        st->err_mask = error;
+        st->n_stacked = 1;
+    }
+    st->is_error = st->err_mask != 0;
+    st->note_t = now;
+    st->replace = false;
 }
 
 void mx_app_notice(struct app *a, bool error, const char *fmt, ...) {
@@ -56,6 +77,12 @@ void mx_app_notice_detail(struct app *a, bool error, const char *detail, const c
 void mx_app_notice_clear(struct app *a) {
     a->status.note[0] = '\0';
     a->status.is_error = false;
+    a->status.err_mask = 0;
+    a->status.n_stacked = 0;
+}
+
+void mx_app_notice_keyed(struct app *a) {
+    a->status.replace = true;
 }
 
 int mx_app_notice_log(const struct app *a, char *buf, size_t size) {
@@ -142,19 +169,26 @@ int mx_app_notice_rows(const struct app *a, int width) {
 void mx_app_draw_notice(struct app *a, int y, int rows, int width) {
     if (rows <= 0)
         return;
+    /* the notices, one per '\n' (kept by the sanitiser; a tab would upset the wrap) */
     char clean[MX_SANITIZE_MAX(sizeof a->status.note)];
-    size_t cn = mx_text_sanitize(a->status.note, strlen(a->status.note), clean, false);
+    size_t cn = mx_text_sanitize(a->status.note, strlen(a->status.note), clean, true);
     clean[cn] = '\0';
+    for (char *t = clean; (t = strchr(t, '\t')) != NULL;)
+        *t = ' ';
     size_t off[INPUT_MAX_ROWS], len[INPUT_MAX_ROWS];
     int max = MX_MIN(rows, INPUT_MAX_ROWS);
     int total = notice_lines(clean, width - 2, off, len, max);
-    int role = a->status.is_error ? MX_ROLE_error : MX_ROLE_normal;
+    int k = -1; /* which of the stacked notices row r belongs to */
     for (int r = 0; r < rows; r++) {
         attrset(mx_app_role_attr(a, MX_ROLE_normal, 0));
         mvhline(y + r, 0, ' ', width);
         if (r >= total || r >= max)
             continue;
-        const char *mark = r ? "  " : a->status.is_error ? "! " : "\xc2\xbb "; /* » */
+        bool starts = off[r] == 0 || clean[off[r] - 1] == '\n';
+        k += starts;
+        bool err = k < 32 && (a->status.err_mask >> k) & 1;
+        int role = err ? MX_ROLE_error : MX_ROLE_normal;
+        const char *mark = !starts ? "  " : err ? "! " : "\xc2\xbb "; /* » */
         mx_app_put_text(a, y + r, 0, mark, strlen(mark), 2, role, MX_ATTR_BOLD);
         const char *more = " \xe2\x80\xa6 (/log)"; /* … */
         bool cut = r == max - 1 && total > max;

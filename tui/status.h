@@ -13,6 +13,9 @@ void mx_app_notice_detail(struct app *a, bool error, const char *detail, const c
     __attribute__((format(printf, 4, 5)));
 /* Takes the notice off the screen (the log keeps it). */
 void mx_app_notice_clear(struct app *a);
+/* The user pressed a key: the next notice replaces what is shown (without one since, notices
+ * that come within 2 s of each other stack, so that none is hidden at once). */
+void mx_app_notice_keyed(struct app *a);
 /* The logged notices, oldest first, one "HH:MM:SS [(error) ]text" line each, into buf (always
  * NUL-terminated, cut at size). Returns how many there are. */
 int mx_app_notice_log(const struct app *a, char *buf, size_t size);
