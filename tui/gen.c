@@ -193,8 +193,10 @@ void mx_app_gen_events(struct app *a) {
                 a->gen.ctx_used = (int)ev.b;
             break;
         case MX_EV_NOTICE:
-            if (ev.a == 1) /* the answer stops here: the context is full */
+            if (ev.a == 1) { /* the answer stops here: the context is full (said at the end) */
                 a->gen.cut = true;
+                break;
+            }
             mx_app_notice(a, false, "%s", ev.text ? ev.text : "");
             break;
         case MX_EV_DONE:
