@@ -472,6 +472,35 @@ static void check_quadrants(const struct mx_image *img, const uint8_t want[4][3]
     }
 }
 
+/* mx_image_save_png (/save of a JPEG under a .png name): what it writes loads back pixel for
+ * pixel, and a failed write leaves no file behind. */
+static void test_save_png_round_trip(void **state) {
+    (void)state;
+    char path[4096], out[4200];
+    data_path(path, sizeof path, "quadrants.jpg");
+    struct mx_image img, back;
+    assert_int_equal(mx_image_load(path, &img, NULL), 0);
+    snprintf(out, sizeof out, "/tmp/mx-save-png-%d.png", (int)getpid());
+    assert_int_equal(mx_image_save_png(&img, out, NULL), 0);
+    FILE *f = fopen(out, "rb");
+    unsigned char magic[8] = {0};
+    assert_non_null(f);
+    assert_int_equal(fread(magic, 1, 8, f), 8);
+    fclose(f);
+    assert_memory_equal(magic, "\x89PNG\r\n\x1a\n", 8);
+    assert_int_equal(mx_image_load(out, &back, NULL), 0);
+    assert_int_equal(back.w, img.w);
+    assert_int_equal(back.h, img.h);
+    assert_memory_equal(back.rgb, img.rgb, (size_t)img.w * img.h * 3);
+    unlink(out);
+    mx_image_free(&back);
+    struct mx_err err = {0};
+    assert_int_equal(mx_image_save_png(&img, "/nonexistent-dir/x.png", &err), MX_ENOENT);
+    assert_true(err.msg[0] != '\0');
+    assert_int_equal(access("/nonexistent-dir/x.png.part", F_OK), -1);
+    mx_image_free(&img);
+}
+
 static void test_load_png_flavours(void **state) {
     (void)state;
     static const char *const names[] = {"quadrants.png", "quadrants_rgb16.png",
@@ -1010,6 +1039,7 @@ int main(void) {
         cmocka_unit_test(test_fit),
         cmocka_unit_test(test_scale_area_average),
         cmocka_unit_test(test_load_png_flavours),
+        cmocka_unit_test(test_save_png_round_trip),
         cmocka_unit_test(test_load_jpeg),
         cmocka_unit_test(test_load_corrupt),
         cmocka_unit_test(test_load_mutations),
