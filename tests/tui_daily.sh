@@ -19,16 +19,14 @@ wait_for "the context is full: the answer was cut short" || fail "no notice for 
 "$MIXEL" sessions export 1 --format json --db "$work/h.db" > "$work/cut.json" || fail "export"
 grep -q '"state": *"partial"' "$work/cut.json" || fail "a cut answer is stored as complete"
 grep -q '"stop": *"context_full"' "$work/cut.json" || fail "the stored answer lacks the reason"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 start echo 0 --resume
 wait_for "[cut: the context is full]" || fail "cut answer not marked after --resume"
 
 # 2. a message of several lines (Alt-Enter) is one history entry, after a restart too
 $T send-keys -t t "first of two" M-Enter "second of two" Enter
 wait_for "You said: first of two" || fail "two-line message not sent"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 start echo
 $T send-keys -t t Up Up # past "/quit"
 wait_for "second of two" || fail "Up did not bring the message back"
@@ -46,8 +44,7 @@ wait_for "You said: hello export" || fail "answer"
 $T send-keys -t t "/export $work/chat.md" Enter
 wait_for "exported to" || fail "/export"
 [ "$(stat -c %a "$work/chat.md")" = 600 ] || fail "/export wrote mode $(stat -c %a "$work/chat.md")"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 4. /copy: the whole last answer; /copy code 2 the second code block (tmux takes OSC 52 into
 #    its paste buffer with set-clipboard on)
@@ -74,8 +71,7 @@ $T resize-window -t t -x 100 -y 70 # /help whole on the screen
 $T send-keys -t t "/help" Enter
 wait_for "generate an image (not in this build yet)" || fail "/help does not mark /image"
 "$MIXEL" image --help 2>&1 | grep -q "not in this build yet" || fail "mixel image says otherwise"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 6. high-contrast on a terminal of another background: no cell is left on the terminal's own
 #    background (it painted black boxes behind the text on a white terminal). TERM without bce,
@@ -119,8 +115,7 @@ sleep 0.2
 $T capture-pane -p -e -N -t t | python3 "$work/bgcheck.py" 80 ||
     fail "high-contrast leaves cells on the terminal's background"
 TUI_TERM=
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 7. transparent PNG pixels go over the background (the theme's own here, else the terminal's
 #    from OSC 11), not black: half blocks of a left-transparent, right-blue image on "paper"
@@ -149,8 +144,7 @@ rows=$($T capture-pane -p -e -t t | grep "$(printf '\342\226\200')")
 echo "$rows" | grep -q "48;5;231m" || fail "transparent pixels are not on the white background"
 echo "$rows" | grep -qE "48;5;(16|196)m" && fail "transparent pixels show black or their hidden red"
 TUI_ENV=
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 8. /save x.png of a JPEG writes a PNG (converted), never JPEG bytes under .png; /save y.jpg of
 #    a PNG keeps it a PNG, named y.png
@@ -163,8 +157,7 @@ wait_for "saved $work/out.png" || fail "/save of a JPEG as .png"
     fail "/save wrote $(od -An -tx1 -N4 "$work/out.png") under a .png name"
 "$MIXEL" show --graphics none "$work/out.png" >/dev/null 2>&1 ||
     fail "the converted PNG is unreadable"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 start echo
 $T send-keys -t t "/show $MX_SRCDIR/tests/data/quadrants.png" Enter
 wait_for "image attached" || fail "/show of a PNG"
@@ -172,8 +165,7 @@ $T send-keys -t t "/save $work/y.jpg" Enter
 wait_for "saved $work/y.png" || fail "/save of a PNG as .jpg did not keep it a PNG"
 [ -e "$work/y.jpg" ] && fail "/save wrote PNG bytes under a .jpg name"
 [ "$(od -An -tx1 -N4 "$work/y.png" | tr -d ' ')" = 89504e47 ] || fail "y.png is no PNG"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 9. the "No model is loaded" banner goes once a model is loaded
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
@@ -183,6 +175,5 @@ wait_for "No model is loaded" || fail "no banner without a model"
 $T send-keys -t t "/model $MX_SHARED/models/stories260K.gguf" Enter
 wait_for "loaded stories260K" 20 || fail "/model did not load"
 $T capture-pane -p -t t | grep -q "No model is loaded" && fail "the banner stays after loading"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 echo "daily ok"

@@ -26,17 +26,13 @@ $T capture-pane -p -t t | grep -q "no branches here yet" && fail "Alt-Left: no b
 $T capture-pane -p -t t | grep -q "first question again" && fail "Alt-Left: still on branch 2"
 $T send-keys -t t M-Right
 wait_for "You said: first question again" || fail "Alt-Right did not come back to branch 2"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # the stored tree: two user messages under the root (siblings), each with its answer; the
 # active leaf is the answer to the edited one
-tree > "$work/tree.txt" || { cat "$work/tree.txt"; fail "stored tree not valid"; }
-grep -q "^[0-9]* 0 user complete 1/2 first question$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "original message not stored as branch 1/2"; }
-grep -q "^[0-9]* 0 user complete 2/2 first question again$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "edited message not stored as sibling 2/2"; }
+tree_dump
+tree_has "^[0-9]* 0 user complete 1/2 first question$" "original message not stored as branch 1/2"
+tree_has "^[0-9]* 0 user complete 2/2 first question again$" "edited message not stored as sibling 2/2"
 leaf=$(sed -n 's/^S[0-9]* leaf=\([0-9]*\).*/\1/p' "$work/tree.txt")
-grep -q "^$leaf [0-9]* assistant complete 1/1 You said: first question again$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "active leaf is not the edited branch's answer"; }
+tree_has "^$leaf [0-9]* assistant complete 1/1 You said: first question again$" "active leaf is not the edited branch's answer"
 echo ok

@@ -57,3 +57,15 @@ quit() {
     $T send-keys -t t "/quit" Enter
     wait_for "EXITED 0" 20 || fail "quit"
 }
+
+# tree: the stored session tree (tests/session_tree --dump) into $work/tree.txt; fails when the
+# tree is not valid for the next turn
+tree_dump() {
+    "$MX_BUILDDIR/tests/session_tree" "$work/h.db" --dump >"$work/tree.txt" ||
+        { cat "$work/tree.txt"; fail "stored tree not valid"; }
+}
+
+# tree_has REGEX WHAT: the last tree_dump has a line matching REGEX, else fail with WHAT
+tree_has() {
+    grep -q -- "$1" "$work/tree.txt" || { cat "$work/tree.txt"; fail "$2"; }
+}

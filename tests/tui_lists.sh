@@ -16,7 +16,7 @@ $T send-keys -t t F2
 wait_for "Sessions (F2)" || fail "F2 did not open the sessions list"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" || fail "/quit typed in the sidebar did not quit"
-tree > "$work/tree.txt" || { cat "$work/tree.txt"; fail "stored tree not valid"; }
+tree_dump
 grep -q "uit" "$work/tree.txt" &&
     { cat "$work/tree.txt"; fail "the sidebar leaked 'uit' into the chat"; }
 [ "$(grep -c ' user ' "$work/tree.txt")" = 1 ] || { cat "$work/tree.txt"; fail "a key was sent"; }

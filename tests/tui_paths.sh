@@ -37,13 +37,10 @@ i=0; while [ ! -s "$work/home/copy of a b.png" ] && [ $i -lt 60 ]; do sleep 0.05
 $T send-keys -t t "/export ~/chat\ log.md" Enter
 wait_for "exported to" 5 || fail "/export ~/chat\\ log.md"
 [ -s "$work/home/chat log.md" ] || fail "/export did not write ~/chat log.md"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
-tree > "$work/tree.txt" || { cat "$work/tree.txt"; fail "stored tree not valid"; }
-grep -q "^I [0-9]* $work/home/x.png$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "x.png not stored under its full path"; }
-grep -q "^I [0-9]* $work/home/my pics/a b.png$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "'my pics/a b.png' not stored under its full path"; }
+quit
+tree_dump
+tree_has "^I [0-9]* $work/home/x.png$" "x.png not stored under its full path"
+tree_has "^I [0-9]* $work/home/my pics/a b.png$" "'my pics/a b.png' not stored under its full path"
 
 # /model (a real model: the scripted engine loads none) completes and loads ~/M.gguf
 if [ -f "${MX_SHARED:-}/models/stories260K.gguf" ]; then

@@ -38,13 +38,11 @@ sleep 0.5
 tree | grep -q "third thought" && fail "a message queued and then stopped was sent"
 $T send-keys -t t C-c "/quit" Enter
 wait_for "EXITED 0" || fail "quit"
-tree > "$work/tree.txt" || { cat "$work/tree.txt"; fail "stored tree not valid"; }
+tree_dump
 # stored: first, its complete answer, second (under that answer), its stopped answer
-grep -q "^[0-9]* 0 user complete 1/1 first$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "first message not stored"; }
+tree_has "^[0-9]* 0 user complete 1/1 first$" "first message not stored"
 a1=$(sed -n 's/^\([0-9]*\) [0-9]* assistant complete .*END\.$/\1/p' "$work/tree.txt" | head -1)
 [ -n "$a1" ] || { cat "$work/tree.txt"; fail "the first answer is not stored complete"; }
-grep -q "^[0-9]* $a1 user complete 1/1 second question$" "$work/tree.txt" ||
-    { cat "$work/tree.txt"; fail "the queued message is not stored after the first answer"; }
+tree_has "^[0-9]* $a1 user complete 1/1 second question$" "the queued message is not stored after the first answer"
 grep -q " assistant partial " "$work/tree.txt" || { cat "$work/tree.txt"; fail "stopped answer"; }
 echo ok

@@ -11,8 +11,7 @@ $T send-keys -t t "first question" Enter
 wait_for "You said: first question" || fail "no answer"
 $T send-keys -t t "/temp 0.25" Enter
 wait_for "/temp = 0.25" || fail "/temp"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 start echo 0 --resume
 wait_for "You said: first question" || fail "--resume did not bring the conversation back"
 $T capture-pane -p -t t | grep -q "first question" || fail "user message missing after resume"
@@ -37,8 +36,7 @@ wait_for "first question" || fail "first session not listed"
 $T send-keys -t t Down Enter
 wait_for "resumed: first question" || fail "Enter did not open the first session"
 wait_for "You said: first question" || fail "first session content not shown"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 
 # 4. kill -9 while an answer streams: on resume the partial answer is there, marked stopped
 awk 'BEGIN { for (i = 0; i < 100000; i++) printf "tok%d ", i }' > "$work/long.txt"
@@ -57,6 +55,5 @@ wait_for_re "tok[0-9]+ " || fail "partial answer not shown after resume"
 $T send-keys -t t "/export $work/out.md" Enter
 wait_for "exported to" || fail "/export"
 grep -q "Assistant (stopped)" "$work/out.md" || fail "resumed partial answer not marked stopped"
-$T send-keys -t t "/quit" Enter
-wait_for "EXITED 0" || fail "quit"
+quit
 echo ok
