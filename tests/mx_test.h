@@ -30,6 +30,33 @@ static inline const char *mx_test_require_shared(const char *what) {
     return d;
 }
 
+/* Tests skipped inside a cmocka program by mx_test_skip(), for mx_test_status(). */
+static int mx_test_n_skipped __attribute__((unused));
+
+/* Skips the running cmocka test visibly: prints "SKIP: <reason>", counts it and calls cmocka's
+ * skip(). Use it instead of skip() or an early return: those leave the program's exit status 0,
+ * a PASS that tested nothing. Needs <cmocka.h> before the call site. */
+#define mx_test_skip(...)                                                                         \
+    do {                                                                                          \
+        printf("SKIP: " __VA_ARGS__);                                                             \
+        printf("\n");                                                                             \
+        fflush(stdout);                                                                           \
+        mx_test_n_skipped++;                                                                      \
+        skip();                                                                                   \
+    } while (0)
+
+/* The exit status of a cmocka program: the failure count from cmocka_run_group_tests(), or 77
+ * (Automake's SKIP, which tests/run_test.sh refuses in CI) when nothing failed but a test was
+ * skipped with mx_test_skip(). */
+static inline int mx_test_status(int failures) {
+    if (failures == 0 && mx_test_n_skipped > 0) {
+        printf("SKIP: %d test(s) of this program skipped (see SKIP: lines above)\n",
+               mx_test_n_skipped);
+        return MX_TEST_SKIP;
+    }
+    return failures;
+}
+
 /* splitmix64: small, seedable, good enough for test inputs. */
 static inline uint64_t mx_test_rand(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

@@ -580,5 +580,5 @@ int main(void) {
         cmocka_unit_test(test_prepare),
         cmocka_unit_test(test_prepare_leaves_out_unanswered),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -206,5 +206,5 @@ int main(void) {
         cmocka_unit_test(test_bos_contract_real_tokenizer),
         cmocka_unit_test(test_incremental_real_tokenizer),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

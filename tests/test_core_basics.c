@@ -164,5 +164,5 @@ int main(void) {
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_role_names),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

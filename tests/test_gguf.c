@@ -472,14 +472,13 @@ static void test_shared_models(void **state) {
     (void)state;
     const char *shared = mx_test_shared_dir();
     if (!shared) {
-        printf("SKIP: ../shared absent\n");
-        skip();
+        mx_test_skip("test_shared_models needs ../shared (set MX_SHARED)");
     }
     char dir[512];
     snprintf(dir, sizeof dir, "%s/models", shared);
     DIR *d = opendir(dir);
     if (!d)
-        skip();
+        mx_test_skip("test_shared_models: no folder %s", dir);
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
@@ -889,5 +888,5 @@ int main(void) {
         cmocka_unit_test(test_corrupt_cases),
         cmocka_unit_test(test_truncate_everywhere),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

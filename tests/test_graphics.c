@@ -574,7 +574,7 @@ static void test_load_jpeg(void **state) {
         mx_image_free(&img);
     }
 #else
-    skip();
+    mx_test_skip("%s: this build has no libsixel (--without-sixel)", __func__);
 #endif
 }
 
@@ -822,7 +822,7 @@ static void test_sixel_roundtrip(void **state) {
     free(s.p);
     mx_image_free(&src);
 #else
-    skip();
+    mx_test_skip("%s: this build has no libsixel (--without-sixel)", __func__);
 #endif
 }
 
@@ -1048,5 +1048,5 @@ int main(void) {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_place),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

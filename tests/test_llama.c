@@ -1031,5 +1031,5 @@ int main(void) {
         cmocka_unit_test(test_own_quantized_models),
     };
 #endif
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

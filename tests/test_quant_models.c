@@ -146,5 +146,5 @@ int main(void) {
         cmocka_unit_test(test_dequantize_d256_q4_k),
         cmocka_unit_test(test_dequantize_d256_q6_k),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

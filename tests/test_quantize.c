@@ -608,5 +608,5 @@ int main(void) {
         cmocka_unit_test(test_other_sources),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

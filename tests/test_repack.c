@@ -372,5 +372,5 @@ int main(void) {
         cmocka_unit_test(test_prepare_skips_and_views),
         cmocka_unit_test(test_kernel_sets_agree),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -396,5 +396,5 @@ int main(void) {
         cmocka_unit_test(test_corrupt_cases),
         cmocka_unit_test(test_truncate_everywhere),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -325,5 +325,5 @@ int main(void) {
         cmocka_unit_test(test_seed_determinism),
         cmocka_unit_test(test_greedy_params),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -737,5 +737,5 @@ int main(void) {
         cmocka_unit_test(test_names_and_choice),
         cmocka_unit_test(test_stop_strings),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }
