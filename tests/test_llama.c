@@ -294,19 +294,28 @@ static __attribute__((unused)) void test_exact_quantized(void **state) {
 
 /* Quantized weights with ggml's activation rounding against llama.cpp, teacher-forced on the
  * prompt and the golden continuation. Rule (README "robust checks"): the argmax agrees wherever
- * the golden top-1/top-2 margin exceeds 0.5 on all but 3 % of those steps, and the median row's
- * max |diff| stays under max_median: the README's float64 emulation of ggml reaches ~1e-6 (most
- * rows), float activations (no emulation) ~0.2. The K-quant paths match ggml (median 6e-6 here);
- * the Q8_0-activation paths (Q8_0, Q4_0 weights) are at 0.045 for now (the backend's rounding is
- * not yet ggml's bit for bit), hence their looser bound. Repacked Q4_0 (8-row groups, as llama.cpp
- * repacks on AVX2 when it made these goldens) sums each block the way ggml's repacked kernel
- * does: median 5e-7, so where this CPU repacks the bound is 1e-4. */
-static void check_ggml_quant(const char *model, const char *golden, double max_median) {
+ * the golden top-1/top-2 margin exceeds 0.5 on all but 3 % of those steps, the median row's
+ * max |diff| stays under max_median, at least min_close of the rows are within 0.05, and no row
+ * is off by max_worst or more. The README's float64 emulation of ggml reaches ~1e-6 (most rows),
+ * float activations (no emulation) ~0.2. The K-quant paths match ggml (median 2e-6 to 6e-6
+ * here); the Q8_0-activation paths (Q8_0, Q4_0 weights) are at 0.043 to 0.058 for now (the
+ * backend's rounding is not yet ggml's bit for bit), hence their looser median. Repacked Q4_0
+ * (8-row groups, as llama.cpp repacks on AVX2 when it made these goldens) sums each block the
+ * way ggml's repacked kernel does: median 5e-7. The rows are chaotic (an expert flip moves a
+ * row by whole units), so the share within 0.05 and the worst row have bounds measured on this
+ * suite's CPU (AMD EPYC, AVX2 and AVX-512, with and without MIXEL_NO_REPACK) with some room:
+ * measured within-0.05 shares 86-92 % (Q4_K), 70-77 % (Q6_K), 53-55 % (Q8_0), 75 % (Q4_0
+ * repacked), 45 % (Q4_0 not repacked); worst rows 0.18 (Q4_K), 0.20 (Q6_K), 1.38 (Q8_0), 1.73
+ * (Q4_0). A bug that spoils a minority of the rows passes the median and the argmax rule but
+ * not these two. */
+static void check_ggml_quant(const char *model, const char *golden, double max_median,
+                             double min_close, double max_worst) {
     json_t *g = load_json(golden);
     json_t *cases = json_object_get(g, "cases");
     struct engine e;
     engine_open(&e, model, 2048, MX_TYPE_F32, MX_ACT_GGML, 512);
     int n_rows = 0, n_close = 0, n_margin = 0, n_margin_ok = 0;
+    double worst = 0;
     double *diffs = malloc(4096 * sizeof *diffs);
     for (size_t ci = 0; ci < json_array_size(cases); ci++) {
         json_t *cs = json_array_get(cases, ci);
@@ -338,6 +347,7 @@ static void check_ggml_quant(const char *model, const char *golden, double max_m
                 diffs[n_rows] = d;
             n_rows++;
             n_close += d <= 0.05;
+            worst = d > worst ? d : worst;
         }
         free(r.v);
         free(all);
@@ -350,21 +360,28 @@ static void check_ggml_quant(const char *model, const char *golden, double max_m
             double t = diffs[j]; diffs[j] = diffs[j - 1]; diffs[j - 1] = t;
         }
     double median = diffs[k / 2];
-    print_message("  %s (act ggml): %d rows, median max|diff| %.3g, %d within 0.05, argmax "
-                  "%d/%d where margin > 0.5\n", golden, n_rows, median, n_close, n_margin_ok,
-                  n_margin);
+    print_message("  %s (act ggml): %d rows, median max|diff| %.3g, worst %.3g, %d within 0.05, "
+                  "argmax %d/%d where margin > 0.5\n", golden, n_rows, median, worst, n_close,
+                  n_margin_ok, n_margin);
     free(diffs);
     engine_close(&e);
     json_decref(g);
     assert_true(median < max_median);
     assert_true(n_margin_ok >= n_margin - n_margin * 3 / 100);
+    if (n_close < min_close * n_rows)
+        fail_msg("%s: only %d of %d rows within 0.05 (want >= %.0f %%)", golden, n_close, n_rows,
+                 100 * min_close);
+    if (worst >= max_worst)
+        fail_msg("%s: the worst row is off by %.3g (bound %.3g)", golden, worst, max_worst);
 }
 
 static __attribute__((unused)) void test_ggml_quantized(void **state) {
     (void)state;
-    check_ggml_quant("tiny-mixtral-d256-q4_k.gguf", "logits-tiny-mixtral-d256-q4_k.json", 1e-3);
-    check_ggml_quant("tiny-mixtral-d256-q6_k.gguf", "logits-tiny-mixtral-d256-q6_k.json", 1e-3);
-    check_ggml_quant("tiny-mixtral-q8_0.gguf", "logits-tiny-mixtral-q8_0.json", 0.1);
+    check_ggml_quant("tiny-mixtral-d256-q4_k.gguf", "logits-tiny-mixtral-d256-q4_k.json", 1e-4,
+                     0.75, 0.5);
+    check_ggml_quant("tiny-mixtral-d256-q6_k.gguf", "logits-tiny-mixtral-d256-q6_k.json", 1e-4,
+                     0.6, 0.5);
+    check_ggml_quant("tiny-mixtral-q8_0.gguf", "logits-tiny-mixtral-q8_0.json", 0.06, 0.45, 3.0);
     struct mx_err err = {0};
     struct mx_backend *be = mx_backend_cpu_new(1, &err);
     assert_non_null(be);
@@ -372,7 +389,7 @@ static __attribute__((unused)) void test_ggml_quantized(void **state) {
     bool repacks = mx_cpu_of(be)->kern.gemm_x8[MX_LAYOUT_Q4_0X8] && !(no && *no && strcmp(no, "0") != 0);
     mx_backend_free(be);
     check_ggml_quant("tiny-mixtral-q4_0.gguf", "logits-tiny-mixtral-q4_0.json",
-                     repacks ? 1e-4 : 0.1);
+                     repacks ? 1e-5 : 0.07, repacks ? 0.65 : 0.38, 3.0);
 }
 
 static double max_diff(const float *a, const float *b, int64_t n) {
