@@ -34,12 +34,17 @@ shot() {
     echo "$name: $(cat "$d/$name.dbg")"
 }
 
-# expected size in px from the cell size mixel found: 40 columns of a 64x48 image; half blocks
-# are rounded to whole half cells (tui/image_term.c mx_image_fit)
+# expected size in px of 40 columns of a 64x48 image, from the cell size the terminal really
+# has: termshot's xterm (DejaVu Sans Mono 10, also inside tmux) 8x17 px, mlterm (its default
+# font) 10x19 px; half blocks are rounded to whole half cells (tui/image_term.c mx_image_fit).
+# sizes NAME [WxH] also fails when the cell size mixel found (its debug line) is not that one:
+# deriving the expectation from mixel's own answer would let a wrong cell size through.
 sizes() {
-    cw=$(sed -n 's/.*; cell \([0-9]*\)x\([0-9]*\) .*/\1/p' "$d/$1.dbg")
-    ch=$(sed -n 's/.*; cell \([0-9]*\)x\([0-9]*\) .*/\2/p' "$d/$1.dbg")
-    [ -n "$cw" ] && [ -n "$ch" ] || fail "$1: no cell size in $(cat "$d/$1.dbg")"
+    want=${2:-8x17}
+    cw=${want%x*} ch=${want#*x}
+    got=$(sed -n 's/.*; cell \([0-9]*x[0-9]*\) .*/\1/p' "$d/$1.dbg")
+    [ -n "$got" ] || fail "$1: no cell size in $(cat "$d/$1.dbg")"
+    [ "$got" = "$want" ] || fail "$1: mixel found ${got}-px cells; this terminal has $want"
     sw=$((40 * cw)) sh=$(((40 * cw * 48 + 32) / 64))
     bh2=$(((sh * 2 * 2 + ch) / (2 * ch)))                 # half-block rows, rounded
     bh=$((bh2 / 2 * ch + bh2 % 2 * ch / 2))

@@ -11,12 +11,12 @@ if [ $sixel_build = yes ]; then
     shot mlsixel "--term mlterm" "seq 1 20;"
     grep -q 'mode sixel: terminal answers DA1 with sixel' "$d/mlsixel.dbg" ||
         fail "mlterm not detected as sixel"
-    sizes mlsixel
+    sizes mlsixel 10x19
     check mlsixel "$sw" "$sh" 12 0
 fi
 
 shot mlblocks "--term mlterm" "" MIXEL_GRAPHICS=blocks COLORTERM=truecolor
 grep -q 'mode blocks:' "$d/mlblocks.dbg" || fail "MIXEL_GRAPHICS=blocks ignored in mlterm"
-sizes mlblocks
+sizes mlblocks 10x19
 check mlblocks "$sw" "$bh" 4 0
 echo "ok"
