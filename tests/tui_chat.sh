@@ -36,6 +36,20 @@ $T load-buffer "$work/paste.txt"
 $T paste-buffer -p -t t
 $T send-keys -t t Enter
 wait_for "You said: first line" || fail "pasted message not sent"
+# the history holds it as one user message with both lines (on screen, two messages "first
+# line" and "second line" would also show "second line" twice, once the second answer is there)
+i=0
+until /usr/bin/python3 - "$work/h.db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+users = [r[0] for r in c.execute("SELECT content FROM messages WHERE role = 'user' ORDER BY id")]
+sys.exit(0 if "first line\nsecond line" in users and "second line" not in users else 1)
+EOF
+do
+    i=$((i + 1))
+    [ $i -lt 40 ] || fail "the paste is not one user message (both lines) in the history"
+    sleep 0.05
+done
 $T capture-pane -p -t t | grep -c "second line" | grep -q 2 || fail "paste lost its second line"
 
 # 5. /quit leaves with status 0
