@@ -1,9 +1,20 @@
 #!/bin/sh
 # tui_sessions.sh - conversations persist: quit and resume, a regenerated answer is a branch
 # (◂ 2/2 ▸, Alt-Left goes back), kill -9 mid-answer keeps the partial answer, the sessions list
-# opens another session, settings persist per session.
+# opens another session, settings persist per session (/temp set before a quit is still in force
+# after --resume).
 set -u
 . "$MX_SRCDIR/tests/tui_lib.sh"
+
+# sampling KEY: the first session's stored sampling setting KEY (history database)
+sampling() {
+    /usr/bin/python3 - "$work/h.db" "$1" <<'EOF'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+r = c.execute("SELECT sampling FROM sessions ORDER BY id LIMIT 1").fetchone()
+print(json.loads(r[0]).get(sys.argv[2]) if r else "no session")
+EOF
+}
 
 # 1. a conversation survives /quit and --resume
 start echo
@@ -16,6 +27,16 @@ start echo 0 --resume
 wait_for "You said: first question" || fail "--resume did not bring the conversation back"
 $T capture-pane -p -t t | grep -q "first question" || fail "user message missing after resume"
 $T capture-pane -p -t t | grep -q "first question · scripted" || fail "title not shown"
+# the resumed session uses the /temp set before the quit: storing another setting writes all of
+# them back, so a temperature not loaded on resume would come back as the default
+[ "$(sampling temp)" = 0.25 ] || fail "/temp 0.25 not stored (temp: $(sampling temp))"
+$T send-keys -t t "/top-p 0.5" Enter
+wait_for "/top-p = 0.5" || fail "/top-p"
+i=0
+until [ "$(sampling top_p)" = 0.5 ]; do
+    i=$((i + 1)); [ $i -lt 40 ] || fail "/top-p 0.5 not stored"; sleep 0.05
+done
+[ "$(sampling temp)" = 0.25 ] || fail "/temp 0.25 lost after --resume (temp: $(sampling temp))"
 
 # 2. /regen makes a sibling answer; Alt-Left/Alt-Right move between the branches
 $T send-keys -t t "/regen" Enter
