@@ -3,7 +3,10 @@
 # reuses the first from the KV snapshot), and SIGKILL at random moments while answers stream, 50
 # times, never damages what was committed: after every kill the database passes
 # integrity_check, opens normally, and every message of the previous export is still there
-# unchanged (the answer being streamed when killed stays as its last committed prefix).
+# unchanged (the answer being streamed when killed stays as its last committed prefix). Each
+# kill's session must export, and at least 10 kills must have landed mid-answer (the answer
+# still marked streaming, with committed text): kills that all came before the first commit or
+# after the answer ended would test nothing.
 set -u
 [ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow end-to-end test, run in the normal pass only"; exit 77; }
 M="${MX_SHARED:-}/models/stories260K.gguf"
@@ -32,37 +35,58 @@ printed = open(sys.argv[2]).read().rstrip("\n")
 assert s["messages"][1]["content"] == printed, (s["messages"][1]["content"], printed)
 PYEOF
 
-# 50 kills at pseudo-random points (fixed seed) while answers stream
+# 50 kills at pseudo-random points (fixed seed) 0.2 to 2 s into a run, each in a session of its
+# own (a growing history would make later runs spend those seconds on the prompt). The answers
+# cannot end before: a 16K context and --ignore-eos (stories260K writes its 512-token context
+# full in 40 ms, and mixel commits a streaming answer once a second).
+# dump FILE: every message of the database (all sessions) as JSON {id: content}, read-only
+dump() {
+    "$PY" - "$DB" "$1" <<'PYEOF'
+import json, sqlite3, sys
+c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+json.dump({str(i): t for i, t in c.execute("SELECT id, content FROM messages")},
+          open(sys.argv[2], "w"))
+PYEOF
+}
 i=0
 seed=12345
-prev=""
+n_mid=0 n_other=0
+dump "$work/prev.json" || fail "cannot read the database"
 while [ $i -lt 50 ]; do
     seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
-    delay=$(( seed % 600 ))
+    delay=$(( 200 + seed % 1800 ))
     # exec: $! must be mixel itself, not a subshell that SIGKILL would leave its child behind
-    ( exec "$MIXEL" run -m "$M" --chat-template mistral-v1 --db "$DB" --temp 0 \
-        --session kill -n 400 -p "turn $i" >/dev/null 2>&1 ) &
+    ( exec "$MIXEL" run -m "$M" --chat-template mistral-v1 --db "$DB" --temp 0 -c 16384 \
+        --session "kill$i" -n 16000 --ignore-eos -p "turn $i" >/dev/null 2>&1 ) &
     pid=$!
-    sleep "$(printf '0.%03d' "$delay")"
+    sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     "$MX_BUILDDIR/tests/db_integrity" "$DB" >/dev/null || fail "kill $i: database damaged"
-    if "$MIXEL" sessions export kill --format json --db "$DB" >"$work/now.json" 2>/dev/null; then
-        if [ -n "$prev" ]; then
-            "$PY" - "$prev" "$work/now.json" <<'PYEOF' || fail "kill $i: committed messages changed"
+    "$MIXEL" sessions export "kill$i" --format json --db "$DB" >"$work/now.json" 2>"$work/err" ||
+        fail "kill $i: export failed: $(cat "$work/err")"
+    dump "$work/all.json" || fail "kill $i: cannot read the database"
+    "$PY" - "$work/prev.json" "$work/all.json" <<'PYEOF' || fail "kill $i: messages changed"
 import json, sys
-a = json.load(open(sys.argv[1]))["messages"]
-b = {m["id"]: m for m in json.load(open(sys.argv[2]))["messages"]}
-for m in a:
-    assert m["id"] in b, ("lost", m["id"])
-    assert b[m["id"]]["content"] == m["content"], ("changed", m["id"])
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k, v in a.items():
+    assert k in b, ("lost", k)
+    assert b[k] == v, ("changed", k)
 PYEOF
-        fi
-        cp "$work/now.json" "$work/prev.json"
-        prev="$work/prev.json"
-    fi
+    mv "$work/all.json" "$work/prev.json"
+    last=$("$PY" -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["messages"]
+print("%s:%s:%d" % (m[-1]["role"], m[-1]["state"], len(m[-1]["content"])) if m else "none")
+' "$work/now.json") || fail "kill $i: export unreadable"
+    case $last in
+    assistant:streaming:0) n_other=$((n_other + 1)) ;;
+    assistant:streaming:*) n_mid=$((n_mid + 1)) ;;
+    *) fail "kill $i: the last message is $last, not the answer being streamed" ;;
+    esac
     i=$((i + 1))
 done
-[ -n "$prev" ] || fail "no session was ever stored"
-n=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["messages"]))' "$prev")
+n=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$work/prev.json")
+echo "kills: $n_mid mid-answer with committed text, $n_other before the first commit"
+[ $n_mid -ge 10 ] || fail "only $n_mid of 50 kills landed mid-answer after a commit"
 echo "ok: 50 kills, $n messages intact"
