@@ -1,8 +1,8 @@
 #!/bin/sh
 # llm_bench.sh - the LLM speed record of tests/bench/RESULTS.md, reproducible.
 #
-# Makes three random Mixtral-architecture Q4_0 files with ../shared/tools/make_bench_moe.py (in
-# $BENCH_DIR, default /tmp; ~1 GB each; never commit them): the default top-2-of-8 MoE, the same
+# Makes the benchmark models with tests/bench/make_bench_models.sh (in $BENCH_DIR, default /tmp;
+# ~1 GB each; never commit them), of which it runs three: the default top-2-of-8 MoE, the same
 # weights with all 8 experts used (a dense model of the total size), and a 2-expert top-2 model
 # (a dense model of the active size). Then runs `mixel bench --json` on them in turn, REPS rounds
 # (alternating, so a busy machine hurts each alike), and finally the issue's command on the MoE.
@@ -13,13 +13,7 @@ MIXEL=${1:?usage: llm_bench.sh MIXEL [THREADS] [REPS]}
 T=${2:-2}
 REPS=${3:-2}
 D=${BENCH_DIR:-/tmp}
-TOOLS=$(cd "$(dirname "$0")/../../../shared/tools" 2>/dev/null && pwd || echo /work/shared/tools)
-PY=/usr/bin/python3
-[ -f "$D/bench-moe-q4_0.gguf" ] || $PY "$TOOLS/make_bench_moe.py" "$D/bench-moe-q4_0.gguf"
-[ -f "$D/bench-moe-top8-q4_0.gguf" ] ||
-    $PY "$TOOLS/make_bench_moe.py" "$D/bench-moe-top8-q4_0.gguf" --top-k 8
-[ -f "$D/bench-dense-active-q4_0.gguf" ] ||
-    $PY "$TOOLS/make_bench_moe.py" "$D/bench-dense-active-q4_0.gguf" --experts 2 --top-k 2
+sh "$(dirname "$0")/make_bench_models.sh" "$MIXEL" "$D"
 echo "# $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) threads $T"
 i=0
 while [ "$i" -lt "$REPS" ]; do

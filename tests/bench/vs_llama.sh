@@ -5,6 +5,9 @@
 # Each round runs `mixel bench --json` then llref's bench (../shared/tools/peer-llama: llama.cpp
 # from npm) with the same -p / -n / -r and an f16 KV cache, and prints both; the end prints the
 # medians and the ratios mixel / llama.cpp. MIXEL_NO_REPACK etc. pass through the environment.
+# Everything printed also goes to a raw log, a small text file per run kept for RESULTS.md:
+# $BENCH_LOG, default tests/bench/logs/<UTC time>-<commit>-<model>.txt, whose first lines give
+# the command, the commit of the source tree, mixel's version line and the machine.
 #
 # usage: tests/bench/vs_llama.sh MIXEL LLREF MODEL [THREADS] [ROUNDS] [PP] [TG] [REPS]
 set -eu
@@ -18,9 +21,20 @@ TG=${7:-32}
 REPS=${8:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-echo "# $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) threads $T" \
-     "model $(basename "$MODEL") pp $PP tg $TG reps $REPS rounds $ROUNDS" \
-     "load $(cut -d' ' -f1 /proc/loadavg)"
+here=$(cd "$(dirname "$0")" && pwd)
+commit=$(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)
+log=${BENCH_LOG:-$here/logs/$(date -u +%Y%m%dT%H%M%SZ)-$commit-$(basename "$MODEL" .gguf).txt}
+mkdir -p "$(dirname "$log")"
+: >"$log"
+say() { echo "$*" | tee -a "$log"; }
+
+say "# command: tests/bench/vs_llama.sh $*"
+say "# commit: $commit; $("$MIXEL" --version 2>&1 | head -n 1)"
+say "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')," \
+    "$(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
+    "$(uname -sr)"
+say "# $(date -u +%FT%TZ) threads $T model $(basename "$MODEL") ($(stat -c %s "$MODEL") bytes)" \
+    "pp $PP tg $TG reps $REPS rounds $ROUNDS load $(cut -d' ' -f1 /proc/loadavg)"
 i=0
 while [ "$i" -lt "$ROUNDS" ]; do
     j=$("$MIXEL" bench -m "$MODEL" -t "$T" -p "$PP" -n "$TG" -r "$REPS" --json 2>/dev/null)
@@ -31,8 +45,8 @@ while [ "$i" -lt "$ROUNDS" ]; do
         grep '^BENCH')
     lpp=$(printf '%s' "$l" | sed -n 's/.*pp_median=\([0-9.]*\).*/\1/p')
     ltg=$(printf '%s' "$l" | sed -n 's/.*tg_median=\([0-9.]*\).*/\1/p')
-    echo "round $i: mixel pp $mpp tg $mtg | llama.cpp pp $lpp tg $ltg | machine $bw GB/s" \
-         "| load $(cut -d' ' -f1 /proc/loadavg)"
+    say "round $i: mixel pp $mpp tg $mtg | llama.cpp pp $lpp tg $ltg | machine $bw GB/s" \
+        "| load $(cut -d' ' -f1 /proc/loadavg)"
     echo "$mpp $mtg $lpp $ltg" >>"$out"
     i=$((i + 1))
 done
@@ -50,4 +64,5 @@ END {
     if (c > 0) rp = a / c
     if (d > 0) rt = b / d
     printf "median: mixel pp %.1f tg %.1f | llama.cpp pp %.1f tg %.1f | ratio pp %.2fx tg %.2fx\n", a, b, c, d, rp, rt
-}' "$out"
+}' "$out" | tee -a "$log"
+echo "raw log: $log"
