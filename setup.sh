@@ -89,20 +89,20 @@ run_tests() {
     if command -v clang >/dev/null 2>&1; then
         if make -C "$build" check-fuzz FUZZ_SECONDS=10 >"$log.fuzz" 2>&1; then
             fuzz_passed=$(grep -c '^check-fuzz: .* for ' "$log.fuzz" || true)
-            grep '^check-fuzz: .* for ' "$log.fuzz" | sed 's/^check-fuzz: \([^ ]*\).*/PASS: fuzz \1/'
+            sed -n 's/^check-fuzz: \([^ ]*\) for .*/PASS: tests\/fuzz\/\1/p' "$log.fuzz"
         else
             fuzz_failed=1
             tail -40 "$log.fuzz"
-            echo "FAIL: fuzz (make check-fuzz)"
+            echo "FAIL: tests/fuzz (make check-fuzz)"
             status=1
         fi
         rm -f "$log.fuzz"
     elif [ $ci = yes ]; then
-        echo "FAIL: fuzz: clang is not installed; CI runs the libFuzzer pass (apt-get install clang)"
+        echo "FAIL: tests/fuzz: no clang; CI runs the libFuzzer pass (apt-get install clang)"
         fuzz_failed=1
         status=1
     else
-        echo "SKIP: fuzz: clang is not installed (apt-get install clang)"
+        echo "SKIP: tests/fuzz: clang is not installed (apt-get install clang)"
         fuzz_skipped=1
     fi
     for f in $(find "$build" -name test-suite.log); do
@@ -112,9 +112,13 @@ run_tests() {
     failed=$(($(count FAIL "$log") + $(count ERROR "$log") + $(count XPASS "$log") + fuzz_failed))
     skipped=$(($(count SKIP "$log") + fuzz_skipped))
     if [ "$skipped" -gt 0 ]; then
-        echo "setup: skipped (a line each; in CI only tests/allowed_skips may appear):"
-        for f in $(find "$build" -name test-suite.log); do
-            grep -h '^SKIP' "$f" | sed 's/^/  /'
+        echo "setup: skipped, with the reason each test gave (in CI only tests/allowed_skips):"
+        for t in $(grep -l '^:test-result: SKIP' $(find "$build" -name '*.trs')); do
+            l=${t%.trs}.log
+            why=$(grep -m1 '^SKIP allowed' "$l" || grep -m1 '^SKIP: ' "$l" || echo "(no reason)")
+            t=${t#"$build"/}
+            echo "  ${t%.trs}: $why" | sed -e 's/: SKIP: /: /' \
+                -e 's/SKIP allowed in CI (\([a-z]*\) pass): [^:]*: /allowed in CI, \1 pass: /'
         done
     fi
     rm -f "$log"
