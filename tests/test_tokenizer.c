@@ -880,7 +880,7 @@ static void test_clip_real(void **state) {
     const char *shared = mx_test_shared_dir();
     if (!shared) {
         mx_tokenizer_free(t);
-        return;
+        mx_test_skip("the refs/sd CLIP prompts need ../shared (set MX_SHARED)");
     }
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s/refs/sd", shared);
