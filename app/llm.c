@@ -139,7 +139,8 @@ int mx_llm_cache_plan(struct mx_llm *L, const int32_t *ids, size_t n_keep, size_
         return rc;
     }
     /* the mirror now equals the new prompt's first n_keep + n_move ids (that is the plan) */
-    memcpy(L->cached, ids, (n_keep + n_move) * sizeof *ids);
+    if (n_keep + n_move > 0) /* cached may still be NULL for an empty cache */
+        memcpy(L->cached, ids, (n_keep + n_move) * sizeof *ids);
     L->n_cached = n_keep + n_move;
     return 0;
 }

@@ -161,7 +161,7 @@ static void test_two_turns_cached_equals_recomputed(void **state) {
     struct result r1, r2, rf;
     struct mx_engine_llm_stats st1, st2, stf;
 
-    struct mx_turn turns[3] = {{MX_ROLE_USER, "Once upon a time there was a cat."}};
+    struct mx_turn turns[3] = {{.role = MX_ROLE_USER, .text = "Once upon a time there was a cat."}};
     run_reply(w, e, turns, 1, &s, &r1);
     assert_int_equal(r1.code, 0);
     assert_true(r1.len > 0);
@@ -172,8 +172,8 @@ static void test_two_turns_cached_equals_recomputed(void **state) {
     assert_int_equal(st1.n_cached, st1.n_prompt + st1.n_generated);
     assert_true(r1.ctx_used == (double)st1.n_cached);
 
-    turns[1] = (struct mx_turn){MX_ROLE_ASSISTANT, r1.text};
-    turns[2] = (struct mx_turn){MX_ROLE_USER, "What did the cat do?"};
+    turns[1] = (struct mx_turn){.role = MX_ROLE_ASSISTANT, .text = r1.text};
+    turns[2] = (struct mx_turn){.role = MX_ROLE_USER, .text = "What did the cat do?"};
     run_reply(w, e, turns, 3, &s, &r2);
     assert_int_equal(r2.code, 0);
     assert_int_equal(mx_engine_llm_stats(e, &st2), 0);
@@ -221,7 +221,7 @@ static void test_cancel_then_next_turn(void **state) {
     mx_engine_llm_on_token(e, cancel_hook, &c);
     struct result r1, r2;
     struct mx_engine_llm_stats st;
-    struct mx_turn turns[3] = {{MX_ROLE_USER, "Tell me a story about a dog."}};
+    struct mx_turn turns[3] = {{.role = MX_ROLE_USER, .text = "Tell me a story about a dog."}};
     run_reply(w, e, turns, 1, &s, &r1);
     assert_int_equal(r1.code, MX_ECANCELED);
     assert_int_equal(mx_engine_llm_stats(e, &st), 0);
@@ -231,8 +231,8 @@ static void test_cancel_then_next_turn(void **state) {
     size_t n_before = st.n_prompt;
 
     mx_engine_llm_on_token(e, NULL, NULL);
-    turns[1] = (struct mx_turn){MX_ROLE_ASSISTANT, r1.text};
-    turns[2] = (struct mx_turn){MX_ROLE_USER, "Go on."};
+    turns[1] = (struct mx_turn){.role = MX_ROLE_ASSISTANT, .text = r1.text};
+    turns[2] = (struct mx_turn){.role = MX_ROLE_USER, .text = "Go on."};
     run_reply(w, e, turns, 3, &s, &r2);
     assert_int_equal(r2.code, 0);
     assert_true(r2.len > 0);
@@ -253,7 +253,7 @@ static void test_long_prompt_progress(void **state) {
     size_t k = 0;
     while (k + 30 < sizeof text)
         k += (size_t)snprintf(text + k, sizeof text - k, "The cat sat on the mat. ");
-    struct mx_turn turns[1] = {{MX_ROLE_USER, text}};
+    struct mx_turn turns[1] = {{.role = MX_ROLE_USER, .text = text}};
     struct result r;
     struct mx_engine_llm_stats st;
     run_reply(w, e, turns, 1, &s, &r);
@@ -278,11 +278,14 @@ static void test_overflow_drops_oldest(void **state) {
     struct mx_gen_settings s = greedy(8);
     struct mx_engine *e = load(g_model, 128);
     struct mx_turn turns[9] = {
-        {MX_ROLE_SYSTEM, "Be kind."},
-        {MX_ROLE_USER, "Zebra one."},  {MX_ROLE_ASSISTANT, "Yes one."},
-        {MX_ROLE_USER, "Lion two."},   {MX_ROLE_ASSISTANT, "Yes two."},
-        {MX_ROLE_USER, "Frog three."}, {MX_ROLE_ASSISTANT, "Yes three."},
-        {MX_ROLE_USER, "Bird four."},
+        {.role = MX_ROLE_SYSTEM, .text = "Be kind."},
+        {.role = MX_ROLE_USER, .text = "Zebra one."},
+        {.role = MX_ROLE_ASSISTANT, .text = "Yes one."},
+        {.role = MX_ROLE_USER, .text = "Lion two."},
+        {.role = MX_ROLE_ASSISTANT, .text = "Yes two."},
+        {.role = MX_ROLE_USER, .text = "Frog three."},
+        {.role = MX_ROLE_ASSISTANT, .text = "Yes three."},
+        {.role = MX_ROLE_USER, .text = "Bird four."},
     };
     struct result r;
     struct mx_engine_llm_stats st;
@@ -322,7 +325,7 @@ static void check_stop_cuts(bool via_settings) {
     assert_int_equal(mx_worker_new(&w), 0);
     struct mx_gen_settings s = greedy(40);
     struct mx_engine *e = load(g_model, 256);
-    struct mx_turn turns[1] = {{MX_ROLE_USER, "Once upon a time"}};
+    struct mx_turn turns[1] = {{.role = MX_ROLE_USER, .text = "Once upon a time"}};
     struct result full, cut;
     run_reply(w, e, turns, 1, &s, &full);
     assert_int_equal(full.code, 0);
@@ -373,7 +376,7 @@ static void test_tool_calls_reach_the_template(void **state) {
     struct mx_tool_call call = {"abcdefghi", "get_weather", "{\"city\": \"Paris\"}"};
     /* the answer to the tool's result is the next assistant turn */
     struct mx_turn turns[3] = {
-        {MX_ROLE_USER, "What is the weather?"},
+        {.role = MX_ROLE_USER, .text = "What is the weather?"},
         {.role = MX_ROLE_ASSISTANT, .text = NULL, .tool_calls = &call, .n_tool_calls = 1},
         {.role = MX_ROLE_TOOL, .text = "sunny and warm", .tool_call_id = "abcdefghi"},
     };
@@ -425,7 +428,7 @@ static void test_full_context_cuts(void **state) {
     struct mx_gen_settings s = greedy(-1);
     s.ignore_eos = true;
     struct mx_engine *e = load(g_model, 64);
-    struct mx_turn turns[1] = {{MX_ROLE_USER, "Once"}};
+    struct mx_turn turns[1] = {{.role = MX_ROLE_USER, .text = "Once"}};
     struct result r;
     run_reply(w, e, turns, 1, &s, &r);
     assert_int_equal(r.code, 0);
@@ -466,7 +469,8 @@ static void test_snapshot_resume_equals_uninterrupted(void **state) {
     struct mx_gen_settings s = greedy(16);
     struct mx_engine *a = load(g_model, 512);
     struct result r1, ra, rb;
-    struct mx_turn turns[3] = {{MX_ROLE_USER, "Once upon a time there was a bird."}};
+    struct mx_turn turns[3] = {
+        {.role = MX_ROLE_USER, .text = "Once upon a time there was a bird."}};
     run_reply(w, a, turns, 1, &s, &r1);
     assert_int_equal(r1.code, 0);
     char path[512];
@@ -488,8 +492,8 @@ static void test_snapshot_resume_equals_uninterrupted(void **state) {
     assert_memory_equal(ta, tb, na * sizeof *ta);
 
     /* the next turn on the uninterrupted engine and on the resumed one */
-    turns[1] = (struct mx_turn){MX_ROLE_ASSISTANT, r1.text};
-    turns[2] = (struct mx_turn){MX_ROLE_USER, "Where did it fly?"};
+    turns[1] = (struct mx_turn){.role = MX_ROLE_ASSISTANT, .text = r1.text};
+    turns[2] = (struct mx_turn){.role = MX_ROLE_USER, .text = "Where did it fly?"};
     run_reply(w, a, turns, 3, &s, &ra);
     run_reply(w, b, turns, 3, &s, &rb);
     assert_int_equal(ra.code, 0);
@@ -544,7 +548,7 @@ static void test_snapshot_bad_is_rejected(void **state) {
     struct mx_gen_settings s = greedy(8);
     struct mx_engine *e = load(g_model, 512);
     struct result r;
-    struct mx_turn turns[1] = {{MX_ROLE_USER, "A small red fox."}};
+    struct mx_turn turns[1] = {{.role = MX_ROLE_USER, .text = "A small red fox."}};
     run_reply(w, e, turns, 1, &s, &r);
     char good[512], bad[512], foreign[512], cmd[2200];
     snap_path(good, sizeof good, "good.kv");
