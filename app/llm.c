@@ -292,43 +292,34 @@ int mx_llm_prefill(struct mx_llm *L, const int32_t *ids, size_t n, const struct 
     return rc;
 }
 
-/* Text generated but not yet emitted: the tail that may still turn into a stop string. */
-struct holdback {
-    struct mx_bytes b;
-};
-
-static int hold_append(struct holdback *h, const char *s, size_t n) {
-    return mx_bytes_add(&h->b, s, n);
-}
-
-/* Emits h->b.p[0..n) and keeps the rest. n falls on a UTF-8 boundary: the buffer holds whole
- * characters and the kept tail starts where a stop string (valid UTF-8) starts. */
-static int hold_emit(const struct mx_gen_io *io, struct holdback *h, size_t n) {
+/* Emits the held text h->p[0..n) and keeps the rest. n falls on a UTF-8 boundary: the buffer
+ * holds whole characters and the kept tail starts where a stop string (valid UTF-8) starts. */
+static int hold_emit(const struct mx_gen_io *io, struct mx_bytes *h, size_t n) {
     if (n == 0)
         return 0;
-    int rc = io->text(io->ud, h->b.p, n);
-    memmove(h->b.p, h->b.p + n, h->b.n - n);
-    h->b.n -= n;
+    int rc = io->text(io->ud, h->p, n);
+    memmove(h->p, h->p + n, h->n - n);
+    h->n -= n;
     return rc;
 }
 
 /* The earliest complete stop string in h (*hit: its offset), or how many bytes at the end could
  * still start one (*keep). */
-static bool hold_find(const struct holdback *h, const char *const *stops, size_t *hit,
+static bool hold_find(const struct mx_bytes *h, const char *const *stops, size_t *hit,
                       size_t *keep) {
     bool found = false;
     for (const char *const *s = stops; s && *s; s++) {
         size_t sl = strlen(*s);
         if (sl == 0 || sl > HOLD_MAX)
             continue;
-        const char *p = h->b.n >= sl ? memmem(h->b.p, h->b.n, *s, sl) : NULL;
-        if (p && (!found || (size_t)(p - h->b.p) < *hit)) {
-            *hit = (size_t)(p - h->b.p);
+        const char *p = h->n >= sl ? memmem(h->p, h->n, *s, sl) : NULL;
+        if (p && (!found || (size_t)(p - h->p) < *hit)) {
+            *hit = (size_t)(p - h->p);
             found = true;
         }
         /* longest suffix of the text that is a proper prefix of this stop string */
-        for (size_t k = MX_MIN(sl - 1, h->b.n); k > *keep; k--)
-            if (!memcmp(h->b.p + h->b.n - k, *s, k)) {
+        for (size_t k = MX_MIN(sl - 1, h->n); k > *keep; k--)
+            if (!memcmp(h->p + h->n - k, *s, k)) {
                 *keep = k;
                 break;
             }
@@ -339,7 +330,7 @@ static bool hold_find(const struct holdback *h, const char *const *stops, size_t
 /* Looks for a stop string in s->stop and io->stops: true when one is complete (the text before
  * it is emitted, the rest dropped); otherwise emits what can no longer start one. */
 static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *io,
-                      struct holdback *h, int *rc) {
+                      struct mx_bytes *h, int *rc) {
     size_t hit = 0, keep = 0;
     bool found = hold_find(h, s->stop, &hit, &keep);
     size_t hit2 = 0;
@@ -349,10 +340,10 @@ static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *i
     }
     if (found) {
         *rc = hold_emit(io, h, hit);
-        h->b.n = 0;
+        h->n = 0;
         return true;
     }
-    *rc = hold_emit(io, h, h->b.n - keep);
+    *rc = hold_emit(io, h, h->n - keep);
     return false;
 }
 
@@ -394,7 +385,8 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
                     struct mx_err *err) {
     struct mx_sampler *smp = NULL;
     struct mx_detok_stream ds;
-    struct holdback hold = {0};
+    struct mx_bytes hold = {0}; /* text generated but not yet emitted: the tail that may
+                                 * still turn into a stop string */
     const size_t n_ctx = mx_llm_n_ctx(L);
     int rc = make_sampler(L, s, &smp, err);
     st->n_generated = 0;
@@ -444,7 +436,7 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
         size_t np;
         rc = mx_detok_stream_push(&ds, id, &piece, &np);
         if (rc == 0 && np)
-            rc = hold_append(&hold, piece, np);
+            rc = mx_bytes_add(&hold, piece, np);
         if (rc < 0) {
             mx_err_set(err, rc, "detokenizer failed on token %d", (int)id);
             break;
@@ -469,13 +461,13 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
         const char *tail;
         size_t nt;
         if (mx_detok_stream_flush(&ds, &tail, &nt) == 0 && nt)
-            rc = hold_append(&hold, tail, nt);
+            rc = mx_bytes_add(&hold, tail, nt);
         if (rc >= 0)
-            rc = hold_emit(io, &hold, hold.b.n);
+            rc = hold_emit(io, &hold, hold.n);
     }
     if (rc < 0)
         st->end = MX_GEN_ERROR;
-    mx_bytes_free(&hold.b);
+    mx_bytes_free(&hold);
     mx_detok_stream_deinit(&ds);
     mx_sampler_free(smp);
     return rc < 0 ? rc : 0;
