@@ -184,13 +184,10 @@ static int set(const char *cmd, const struct spec *p, const char *opt, const cha
     case K_DEVICE: {
         char names[128] = "auto";
         bool ok = !strcmp(val, "auto");
-        for (int i = 0; i < mx_device_count(); i++) {
-            struct mx_device d;
-            if (mx_device_get(i, &d) != 0)
-                continue;
-            ok |= !strcmp(val, d.name);
+        for (int i = 0; i < mx_device_count(); i++) { /* names only: no device probed here */
+            ok |= !strcmp(val, mx_device_name(i));
             size_t k = strlen(names);
-            snprintf(names + k, sizeof names - k, ", %s", d.name);
+            snprintf(names + k, sizeof names - k, ", %s", mx_device_name(i));
         }
         if (!ok) {
             char full[160];

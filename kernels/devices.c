@@ -49,6 +49,10 @@ int mx_device_count(void) {
     return (int)MX_ARRAY_LEN(devices);
 }
 
+const char *mx_device_name(int i) {
+    return i >= 0 && i < mx_device_count() ? devices[i].name : NULL;
+}
+
 int mx_device_get(int i, struct mx_device *d) {
     if (i < 0 || i >= mx_device_count())
         return MX_EINVAL;

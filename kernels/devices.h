@@ -27,6 +27,10 @@ struct mx_device {
 /* Entries in the registry (every backend mixel knows of, compiled in or not). */
 int mx_device_count(void);
 
+/* The --device name of entry i ("cpu", "cuda"; static), or NULL for a bad index. Probes nothing,
+ * so checking a user's --device is free. */
+const char *mx_device_name(int i);
+
 /* Fills *d with entry i (0 <= i < mx_device_count()); probes the device (cheap: CPUID, or one
  * CUDA runtime query). Returns 0 or MX_EINVAL for a bad index. */
 int mx_device_get(int i, struct mx_device *d);
