@@ -73,7 +73,6 @@ int mx_cmd_chat(int argc, char **argv) {
         return 1;
     model = co.model;
     setlocale(LC_ALL, "");
-    o.themes_dir = NULL; /* the shipped themes are built in (tui/theme.c) */
     o.model_path = model;
     const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
     if (scripted && scripted[0]) {

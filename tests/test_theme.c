@@ -28,7 +28,7 @@ static void test_builtin_themes_are_the_shipped_files(void **state) {
     for (size_t i = 0; i < 4; i++) {
         struct mx_theme t;
         struct mx_err err = {0};
-        assert_int_equal(mx_theme_load(names[i], NULL, &t, &err), 0);
+        assert_int_equal(mx_theme_load(names[i], &t, &err), 0);
         assert_string_equal(t.name, names[i]);
         char path[4096], file[65536];
         snprintf(path, sizeof path, "%s/themes/%s.theme", src, names[i]);
@@ -45,13 +45,13 @@ static void test_builtin_themes_are_the_shipped_files(void **state) {
         assert_string_equal(text, file);
     }
     struct mx_theme hc;
-    assert_int_equal(mx_theme_load("high-contrast", NULL, &hc, NULL), 0);
+    assert_int_equal(mx_theme_load("high-contrast", &hc, NULL), 0);
     assert_int_equal(hc.style[MX_ROLE_selection].bg.kind, MX_COLOUR_RGB);
     assert_int_equal(hc.style[MX_ROLE_selection].bg.r, 255);
     assert_int_equal(hc.style[MX_ROLE_selection].bg.b, 0);
     struct mx_err err = {0};
-    assert_int_equal(mx_theme_load("no-such-theme", NULL, &hc, &err), MX_ENOENT);
-    assert_int_equal(mx_theme_load("../etc/passwd", NULL, &hc, &err), MX_EINVAL);
+    assert_int_equal(mx_theme_load("no-such-theme", &hc, &err), MX_ENOENT);
+    assert_int_equal(mx_theme_load("../etc/passwd", &hc, &err), MX_EINVAL);
 }
 
 /* A user's theme file of the same name overrides the built-in one; other names still resolve to
@@ -72,10 +72,10 @@ static void test_user_theme_overrides_builtin(void **state) {
     fclose(f);
     setenv("XDG_CONFIG_HOME", dir, 1);
     struct mx_theme t;
-    assert_int_equal(mx_theme_load("dark", NULL, &t, NULL), 0);
+    assert_int_equal(mx_theme_load("dark", &t, NULL), 0);
     assert_string_equal(t.name, "my-dark");
     assert_int_equal(t.style[MX_ROLE_user].fg.r, 1);
-    assert_int_equal(mx_theme_load("light", NULL, &t, NULL), 0);
+    assert_int_equal(mx_theme_load("light", &t, NULL), 0);
     assert_string_equal(t.name, "light");
     unlink(path);
     snprintf(path, sizeof path, "%s/mixel/themes", dir);

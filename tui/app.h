@@ -19,7 +19,6 @@ typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
 struct mx_app_opts {
     struct mx_engine *engine;   /* borrowed; NULL: no model yet (the welcome screen explains) */
     const char *theme;          /* theme name, NULL: "dark" */
-    const char *themes_dir;     /* where the shipped themes are */
     const char *system_prompt;  /* NULL: none */
     struct mx_gen_settings settings;
     bool seed_fixed;            /* --seed given: every answer uses settings.sampling.seed */

@@ -61,7 +61,7 @@ static void cmd_theme(struct app *a, const char *arg) {
     }
     struct mx_theme t;
     struct mx_err err = {0};
-    if (mx_theme_load(arg, a->o.themes_dir, &t, &err) != 0) {
+    if (mx_theme_load(arg, &t, &err) != 0) {
         mx_app_notice(a, true, "%s", err.msg);
         return;
     }

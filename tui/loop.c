@@ -156,7 +156,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
         theme = light ? "light" : "dark";
     }
     snprintf(a.style.theme_name, sizeof a.style.theme_name, "%s", theme);
-    int theme_rc = mx_theme_load(theme, opts->themes_dir, &a.style.theme, &err);
+    int theme_rc = mx_theme_load(theme, &a.style.theme, &err);
     if (mx_worker_new(&a.w) != 0) {
         fprintf(stderr, "mixel: cannot start the worker thread\n");
         return 1;

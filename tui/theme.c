@@ -249,8 +249,7 @@ int mx_theme_parse(const char *text, size_t len, const char *file, struct mx_the
     return 0;
 }
 
-int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
-                  struct mx_err *err) {
+int mx_theme_load(const char *name, struct mx_theme *t, struct mx_err *err) {
     mx_theme_default(t);
     for (const char *c = name; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
@@ -268,10 +267,6 @@ int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
                 snprintf(path, sizeof path, "(built-in) %s.theme", name);
                 return mx_theme_parse(b->text, strlen(b->text), path, t, err);
             }
-    }
-    if (!f && themes_dir) {
-        snprintf(path, sizeof path, "%s/%s.theme", themes_dir, name);
-        f = fopen(path, "r");
     }
     if (!f) /* short: it shows in the status line; `/theme` alone lists the names */
         return mx_err_set(err, MX_ENOENT, "theme '%s' not found", name);

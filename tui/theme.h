@@ -81,13 +81,11 @@ struct mx_theme_text {
 };
 extern const struct mx_theme_text mx_builtin_themes[];
 
-/* Loads a theme by name, from the first of: the user's $XDG_CONFIG_HOME/mixel/themes/NAME.theme,
- * the built-in themes, NAME.theme in themes_dir (an extra folder; NULL for none). So the shipped
- * themes work from any folder, and a user's file of the same name overrides one. Same error
- * contract as mx_theme_parse; MX_ENOENT when no such theme, MX_EINVAL for a name that is not a
- * plain word. */
-int mx_theme_load(const char *name, const char *themes_dir, struct mx_theme *t,
-                  struct mx_err *err);
+/* Loads a theme by name: the user's $XDG_CONFIG_HOME/mixel/themes/NAME.theme, else the built-in
+ * one. So the shipped themes work from any folder, and a user's file of the same name overrides
+ * one. Same error contract as mx_theme_parse; MX_ENOENT when no such theme, MX_EINVAL for a name
+ * that is not a plain word. */
+int mx_theme_load(const char *name, struct mx_theme *t, struct mx_err *err);
 
 /* Reduces a colour to the terminal's palette: returns -1 for "default", else an index below
  * n_colours (256, 16 or 8; RGB goes to the nearest xterm-256 cube/grey entry or basic colour). */
