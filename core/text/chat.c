@@ -216,10 +216,10 @@ int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size
                     size_t n_evaluated, size_t n_ctx, size_t n_reserve,
                     struct mx_chat_turn *out, struct mx_err *err) {
     struct mx_chat_msg *answered = NULL; /* msgs without the unanswered user messages */
-    size_t *answered_tok = NULL;         /* n_tok of those, when given */
-    struct mx_chat_msg *view = NULL;   /* msgs without the dropped range */
+    size_t n_unanswered = 0;             /* user messages left out: no answer followed */
+    struct mx_chat_msg *view = NULL;   /* answered msgs without the dropped range */
     enum mx_role *roles = NULL;        /* roles of view */
-    size_t *counts = NULL;             /* token estimates of msgs */
+    size_t *counts = NULL;             /* token estimates of the answered msgs */
     size_t *vcounts = NULL;            /* ... of view */
     struct mx_tmpl_prompt p = {0};
     size_t head, dropped = 0;
@@ -233,51 +233,39 @@ int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size
     if (n_ctx == 0 || n_reserve >= n_ctx)
         return mx_err_set(err, MX_EINVAL, "chat: reserve %zu tokens leaves no room in n_ctx %zu",
                           n_reserve, n_ctx);
+    answered = malloc(n_msgs * sizeof(*answered));
+    view = malloc(n_msgs * sizeof(*view));
+    roles = malloc(n_msgs * sizeof(*roles));
+    counts = malloc(n_msgs * sizeof(*counts));
+    vcounts = malloc(n_msgs * sizeof(*vcounts));
+    if (!answered || !view || !roles || !counts || !vcounts) {
+        rc = mx_err_set(err, MX_ENOMEM, "chat: out of memory planning a turn (%zu messages)",
+                        n_msgs);
+        goto done;
+    }
     /* A user message followed directly by another one never got an answer: its turn failed
      * (the context was too small, the engine stopped with an error) or was cancelled before
      * the first token. Leaving it out keeps the roles alternating as templates require, so one
      * failed turn cannot make every later turn fail; the history keeps it (the front end shows
      * it as unanswered, for the user to retry or edit). The current turn, the last message, is
-     * always kept. */
-    answered = malloc(n_msgs * sizeof(*answered));
-    answered_tok = n_tok ? malloc(n_msgs * sizeof(*answered_tok)) : NULL;
-    if (!answered || (n_tok && !answered_tok)) {
-        rc = mx_err_set(err, MX_ENOMEM, "chat: out of memory planning a turn (%zu messages)",
-                        n_msgs);
-        goto done;
-    }
+     * always kept. From here on msgs[0..n_msgs) and counts are the answered messages. */
     size_t n_answered = 0;
     for (size_t i = 0; i < n_msgs; i++) {
         if (i + 1 < n_msgs && msgs[i].role == MX_ROLE_USER && msgs[i + 1].role == MX_ROLE_USER) {
-            out->n_unanswered++;
+            n_unanswered++;
             continue;
         }
-        if (n_tok)
-            answered_tok[n_answered] = n_tok[i];
+        if (n_tok) {
+            counts[n_answered] = n_tok[i];
+        } else {
+            rc = estimate_tokens(tok, &msgs[i], &counts[n_answered], err);
+            if (rc < 0)
+                goto done;
+        }
         answered[n_answered++] = msgs[i];
     }
     msgs = answered;
     n_msgs = n_answered;
-    n_tok = answered_tok;
-
-    view = malloc(n_msgs * sizeof(*view));
-    roles = malloc(n_msgs * sizeof(*roles));
-    counts = malloc(n_msgs * sizeof(*counts));
-    vcounts = malloc(n_msgs * sizeof(*vcounts));
-    if (!view || !roles || !counts || !vcounts) {
-        rc = mx_err_set(err, MX_ENOMEM, "chat: out of memory planning a turn (%zu messages)",
-                        n_msgs);
-        goto done;
-    }
-    for (size_t i = 0; i < n_msgs; i++) {
-        if (n_tok) {
-            counts[i] = n_tok[i];
-        } else {
-            rc = estimate_tokens(tok, &msgs[i], &counts[i], err);
-            if (rc < 0)
-                goto done;
-        }
-    }
     head = msgs[0].role == MX_ROLE_SYSTEM ? 1 : 0;
 
     /* Each pass either fits or leaves out at least one more message, so n_msgs + 1 passes
@@ -293,9 +281,7 @@ int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size
             nv++;
         }
         mx_tmpl_prompt_free(&p);
-        size_t n_unanswered = out->n_unanswered;
         mx_chat_turn_free(out);
-        out->n_unanswered = n_unanswered;
         rc = mx_tmpl_render(kind, view, nv, opts, &p, err);
         if (rc == 0)
             rc = mx_chat_tokenize_prompt(&p, tok, &out->tokens, &out->n_tokens, err);
@@ -326,6 +312,7 @@ int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size
             goto done;
         }
     }
+    out->n_unanswered = n_unanswered;
     out->drop_first = head;
     out->drop_count = dropped;
     if (dropped == 0) {
@@ -359,7 +346,6 @@ done:
         mx_chat_turn_free(out);
     mx_tmpl_prompt_free(&p);
     free(answered);
-    free(answered_tok);
     free(view);
     free(roles);
     free(counts);
