@@ -31,10 +31,6 @@ static void probe_cuda(struct mx_device *d) {
                  "(only the device query is implemented)", ci.dev[0].name);
 }
 
-static struct mx_backend *open_cpu(int n_threads, struct mx_err *err) {
-    return mx_backend_cpu_new(n_threads, err);
-}
-
 static const struct {
     const char *name;
     const char *what;
@@ -42,7 +38,7 @@ static const struct {
     struct mx_backend *(*open)(int n_threads, struct mx_err *err); /* NULL: none yet */
 } devices[] = {
     {"cuda", "NVIDIA GPU (CUDA kernels + cuBLAS)", probe_cuda, NULL},
-    {"cpu", "CPU (SIMD kernels with run-time dispatch + OpenBLAS)", probe_cpu, open_cpu},
+    {"cpu", "CPU (SIMD kernels with run-time dispatch + OpenBLAS)", probe_cpu, mx_backend_cpu_new},
 };
 
 int mx_device_count(void) {

@@ -1055,7 +1055,7 @@ static __attribute__((unused)) void test_own_quantized_models(void **state) {
     unlink(pb);
 }
 
-/* Built twice (see core/llama.am): tests/test_llama runs the goldens and self-consistency
+/* Built twice (see core/llm/llm.am): tests/test_llama runs the goldens and self-consistency
  * checks, tests/test_llama_quant (-DMX_TEST_LLAMA_QUANT) the quantized-weight checks, so each
  * program stays well under 30 s. */
 int main(void) {

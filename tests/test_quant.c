@@ -505,19 +505,16 @@ static void free_cases(struct golden_case *c, int nc) {
     free(c);
 }
 
-/* Quantizes every golden case that is whole blocks of type and compares with <name>.bin.
- * Returns false (and checks nothing) when the file is absent and not required. */
-static bool check_golden(int type, bool required) {
+/* Quantizes every golden case that is whole blocks of type and compares with <name>.bin, which
+ * must be there (every committed golden is checked). */
+static void check_golden(int type) {
     const struct mx_type_traits *t = mx_type_traits(type);
     char file[32];
     snprintf(file, sizeof(file), "%s.bin", t->name);
     size_t size = 0;
     uint8_t *want = read_golden(file, &size);
-    if (!want) {
-        if (required)
-            fail_msg("golden %s missing", file);
-        return false;
-    }
+    if (!want)
+        fail_msg("golden %s missing", file);
     struct golden_case *c;
     int nc = load_cases(&c);
     size_t off = 0;
@@ -541,7 +538,7 @@ static bool check_golden(int type, bool required) {
     assert_int_equal(off, size);
     free(want);
     free_cases(c, nc);
-    return true;
+
 }
 
 /* numpy port of ggml (../shared/tools/ggml_quants.py): these five must be there. */
@@ -550,7 +547,7 @@ static void test_golden_numpy_types(void **state) {
     static const int types[] = {MX_TYPE_F16, MX_TYPE_Q8_0, MX_TYPE_Q4_0, MX_TYPE_Q4_K,
                                 MX_TYPE_Q6_K};
     for (size_t i = 0; i < MX_ARRAY_LEN(types); i++)
-        check_golden(types[i], true);
+        check_golden(types[i]);
 }
 
 /* ggml's own quantize_row_*_ref (libggml-base, ggml 0.23.0) for the other quantizers. The files
@@ -562,7 +559,7 @@ static void test_golden_ggml_types(void **state) {
                                 MX_TYPE_Q8_1, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q5_K,
                                 MX_TYPE_Q8_K};
     for (size_t i = 0; i < MX_ARRAY_LEN(types); i++)
-        check_golden(types[i], true);
+        check_golden(types[i]);
 }
 
 /* ggml's dequantize_row_* on random blocks: dq_<type>.bin = 4 blocks then 4 * blck floats (all

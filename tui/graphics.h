@@ -7,7 +7,8 @@
  * mx_gfx_answers by pure functions (unit-tested on recorded bytes of real terminals,
  * ../shared/TERMINALS.md) and turned into a decision by another pure function, so only
  * mx_gfx_detect touches the terminal. With stdin/stdout not a tty no query is sent.
- * mx_gfx_render and mx_gfx_place then draw an image (tui/image.h) for that decision.
+ * mx_gfx_render and mx_gfx_place then draw an image (core/image/image.h, encoded by tui/image_term.h) for
+ * that decision.
  */
 #ifndef MX_GRAPHICS_H
 #define MX_GRAPHICS_H

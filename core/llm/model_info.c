@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-bool mx_llm_is_expert_tensor(const struct mx_gguf_tensor *t, int64_t n_expert) {
+/* True for an MoE expert tensor: stacked (blk.N.ffn_*_exps.weight, 3-D, ne[2] = n_expert) or
+ * the older one-tensor-per-expert naming (blk.N.ffn_gate.E.weight). False when n_expert <= 0. */
+static bool is_expert_tensor(const struct mx_gguf_tensor *t, int64_t n_expert) {
     if (n_expert <= 0)
         return false;
     if (strstr(t->name, "_exps.") && t->n_dims == 3 && t->ne[2] == n_expert)
@@ -32,7 +34,7 @@ void mx_llm_count_params(const struct mx_gguf *g, struct mx_llm_params *p) {
         const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
         double nel = (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
         p->total += nel;
-        if (mx_llm_is_expert_tensor(t, p->n_expert))
+        if (is_expert_tensor(t, p->n_expert))
             p->experts += nel;
         p->type_count[t->type]++;
         p->type_bytes[t->type] += t->nbytes;

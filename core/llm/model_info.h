@@ -1,6 +1,6 @@
 /* model_info.h - facts about an LLM read from its GGUF without loading it: parameter counts,
  * total and active per token for mixtures of experts (only n_used of n_expert expert FFNs run),
- * and the tensor-type histogram. Used by `mixel inspect`, discovery and the model picker.
+ * and the tensor-type histogram. Used by `mixel inspect`.
  */
 #ifndef MX_MODEL_INFO_H
 #define MX_MODEL_INFO_H
@@ -22,10 +22,6 @@ struct mx_llm_params {
     int64_t type_count[MX_TYPE_COUNT]; /* tensors per mx_type */
     size_t type_bytes[MX_TYPE_COUNT];  /* bytes per mx_type */
 };
-
-/* True for an MoE expert tensor: stacked (blk.N.ffn_*_exps.weight, 3-D, ne[2] = n_expert) or
- * the older one-tensor-per-expert naming (blk.N.ffn_gate.E.weight). False when n_expert <= 0. */
-bool mx_llm_is_expert_tensor(const struct mx_gguf_tensor *t, int64_t n_expert);
 
 /* Fills *p from g's metadata and tensor list. Never fails: missing keys count as 0. */
 void mx_llm_count_params(const struct mx_gguf *g, struct mx_llm_params *p);

@@ -56,12 +56,12 @@ int mx_idvec_push(struct mx_idvec *iv, int32_t id); /* 0 or MX_ENOMEM */
 uint64_t mx_tok_hash(const char *s, size_t len, uint64_t h);
 #define MX_TOK_HASH_SEED 0xcbf29ce484222325ull
 
-/* Rank of the merge (left, right) or -1. */
 /* Slot of text in t's vocabulary map: the one holding it, or the empty one where it would go.
  * Slot of the pair (l, r) in the merge map, likewise. The maps are never full (capacity >= 2x). */
 size_t mx_tok_map_slot(const struct mx_tokenizer *t, const char *s, size_t len);
 size_t mx_tok_merge_slot(const struct mx_tokenizer *t, const char *l, size_t ll, const char *r,
                          size_t rl);
+/* Rank of the merge (left, right) or -1. */
 int32_t mx_tok_merge_rank(const struct mx_tokenizer *t, const char *l, size_t ll, const char *r,
                           size_t rl);
 

@@ -1,6 +1,6 @@
 /* kernels_avx2.c - AVX2 + FMA + F16C row kernels for the CPU backend's decode matmul.
  *
- * Compiled on its own with -mavx2 -mfma -mf16c (kernels/backend.am) and installed by
+ * Compiled on its own with -mavx2 -mfma -mf16c (kernels/cpu/cpu.am) and installed by
  * mx_cpu_kernels_init only when the CPU reports those features. Decode is memory-bound: each
  * kernel streams one weight row once and keeps the activation (already quantized to the weight's
  * ggml vec_dot type: Q8_0 blocks or F16) hot in cache, so the inner loops are integer

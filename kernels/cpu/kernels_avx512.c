@@ -1,6 +1,6 @@
 /* kernels_avx512.c - AVX-512 VNNI versions of the repacked-weight GEMM tiles (prefill).
  *
- * Compiled on its own with -mavx512vl -mavx512vnni (kernels/backend.am) and installed over the
+ * Compiled on its own with -mavx512vl -mavx512vnni (kernels/cpu/cpu.am) and installed over the
  * AVX2 set by mx_cpu_kernels_init only when the CPU reports AVX-512 F/VL/BW/VNNI. vpdpbusd
  * multiplies 4 unsigned weight bytes by 4 signed activation bytes and adds them into an int32
  * lane in one instruction, where AVX2 needs maddubs, an int16 add and a final madd; with the
