@@ -101,11 +101,6 @@ static struct llm *as_llm(const struct mx_engine *e) {
     return e && e->reply == llm_reply ? (struct llm *)e : NULL;
 }
 
-struct mx_llm *mx_engine_llm_model(const struct mx_engine *e) {
-    struct llm *E = as_llm(e);
-    return E ? E->L : NULL;
-}
-
 const char *mx_engine_llm_warning(const struct mx_engine *e) {
     struct llm *E = as_llm(e);
     return E ? E->tmpl.warning : NULL;
@@ -218,7 +213,6 @@ static void io_stats(void *ud, double tok_s, size_t n_cached) {
 
 static void io_token(void *ud, int32_t id, size_t n) {
     struct llm *E = ((struct reply_io *)ud)->E;
-    E->st.n_generated = n;
     if (E->on_token)
         E->on_token(E->on_token_ud, id, n);
 }

@@ -27,8 +27,6 @@ struct mx_engine *mx_engine_llm_new(const char *model_path, const struct mx_gen_
 struct mx_engine *mx_engine_llm_loader(const char *model_path, const struct mx_gen_settings *s,
                                        struct mx_err *err);
 
-/* The model under the engine (borrowed, valid while e lives), NULL when e is not an LLM engine. */
-struct mx_llm *mx_engine_llm_model(const struct mx_engine *e);
 
 /* The template warning for the user (non-empty when a default was used because the GGUF has no
  * or an unknown template), "" otherwise, or NULL when e is not an LLM engine. Valid while e

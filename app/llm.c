@@ -254,7 +254,6 @@ struct mx_backend *mx_llm_backend(const struct mx_llm *L) { return L->be; }
 struct mx_llama_model *mx_llm_model(const struct mx_llm *L) { return L->model; }
 struct mx_llama_ctx *mx_llm_ctx(const struct mx_llm *L) { return L->ctx; }
 struct mx_tokenizer *mx_llm_tokenizer(const struct mx_llm *L) { return L->tok; }
-const char *mx_llm_path(const struct mx_llm *L) { return L->path; }
 const char *mx_llm_name(const struct mx_llm *L) { return L->name; }
 const char *mx_llm_device(const struct mx_llm *L) { return L->device; }
 double mx_llm_load_s(const struct mx_llm *L) { return L->load_s; }
@@ -451,9 +450,11 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
             st->end = MX_GEN_FULL;
             break;
         }
-        double dt = mx_time_s() - t1;
-        if (io->stats && (st->n_generated & 15) == 0 && dt > 0)
-            io->stats(io->ud, (double)st->n_generated / dt, L->n_cached);
+        if (io->stats && (st->n_generated & 15) == 0) { /* the clock only every 16th token */
+            double dt = mx_time_s() - t1;
+            if (dt > 0)
+                io->stats(io->ud, (double)st->n_generated / dt, L->n_cached);
+        }
     }
     st->gen_s = mx_time_s() - t1;
     if (rc >= 0 && st->end != MX_GEN_STOP) {

@@ -115,7 +115,6 @@ struct mx_backend *mx_llm_backend(const struct mx_llm *L);
 struct mx_llama_model *mx_llm_model(const struct mx_llm *L);
 struct mx_llama_ctx *mx_llm_ctx(const struct mx_llm *L);
 struct mx_tokenizer *mx_llm_tokenizer(const struct mx_llm *L);
-const char *mx_llm_path(const struct mx_llm *L);  /* the path as given */
 const char *mx_llm_name(const struct mx_llm *L);  /* general.name or the basename, no controls */
 const char *mx_llm_device(const struct mx_llm *L); /* "CPU", "CUDA" */
 double mx_llm_load_s(const struct mx_llm *L);     /* seconds to open backend + weights */

@@ -120,6 +120,17 @@ static int bad(const char *cmd, const char *opt, const char *val, const char *wa
     return -1;
 }
 
+/* Parses a whole number in [lo, hi] (leading spaces and a sign allowed, nothing after). */
+static bool parse_whole(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
 static int set(const char *cmd, const struct spec *p, const char *opt, const char *val,
                struct mx_cli_opts *o) {
     char *f = (char *)o + p->off, *end, want[96];
@@ -131,9 +142,8 @@ static int set(const char *cmd, const struct spec *p, const char *opt, const cha
         range_text(p, want, sizeof want);
         char full[128];
         snprintf(full, sizeof full, "a whole number %s", want);
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || v < p->lo || v > p->hi)
+        long long v;
+        if (!parse_whole(val, (long long)p->lo, (long long)p->hi, &v))
             return bad(cmd, opt, val, full);
         *(int *)f = (int)v;
         return 0;
@@ -245,17 +255,6 @@ int mx_cli_parse_common(const char *cmd, unsigned who, int argc, char **argv, in
         return 1;
     }
     return 0;
-}
-
-/* Parses a whole number in [lo, hi] (leading spaces and a sign allowed, nothing after). */
-static bool parse_whole(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* Takes argv[*i] if it is one of the extras: 1 taken, 0 not one of them, -1 error printed. */
