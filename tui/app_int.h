@@ -112,7 +112,6 @@ struct mx_notice {
 struct mx_app_status {
     char note[512];       /* the notices shown above the input, '\n' between ("" none; Esc or
                            * sending clears) */
-    bool is_error;        /* one of them is an error */
     unsigned err_mask;    /* bit k: the k-th notice in note is an error */
     int n_stacked;        /* notices in note */
     double note_t;        /* when the last one came (mx_time_s) */

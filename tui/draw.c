@@ -53,7 +53,7 @@ void mx_app_draw(struct app *a) {
                 mx_app_emit_at(a, 0, 0, b.p, b.n);
                 fflush(stdout);
             }
-            free(b.p);
+            mx_bytes_free(&b);
         }
         a->frame.full_repaint = false;
         return;

@@ -5,7 +5,6 @@
 #include "tui/gallery.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,6 @@
 #include "core/base/text.h"
 #include "core/image/image.h"
 #include "history/db.h"
-#include "history/images.h"
 #include "tui/conv.h"
 #include "tui/images.h"
 #include "tui/status.h"

@@ -172,7 +172,7 @@ void mx_app_emit_at(struct app *a, int y, int x, const char *bytes, size_t n) {
             mx_tmux_wrap_chunk(&w, bytes, n) == 0 && mx_tmux_wrap_chunk(&w, "\0338", 2) == 0 &&
             mx_tmux_wrap_end(&w) == 0)
             fwrite(b.p, 1, b.n, stdout);
-        free(b.p);
+        mx_bytes_free(&b);
         return;
     }
     k = snprintf(pre, sizeof pre, "\0337\033[%d;%dH", y + 1, x + 1);
@@ -203,7 +203,7 @@ void mx_app_emit_sixel(struct app *a, struct msg *m, int y, int x, int box_cols,
         free(m->sixel);
         m->sixel = NULL;
         if (mx_app_encode_sixel(a, &m->img, box_cols, box_rows, &b, &err) != 0) {
-            free(b.p);
+            mx_bytes_free(&b);
             mx_app_notice_detail(a, true, err.msg, "an image cannot be drawn as sixel: %s",
                                  m->image);
             return;

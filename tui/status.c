@@ -55,7 +55,6 @@ static void notice_v(struct app *a, bool error, const char *detail, const char *
         st->err_mask = error;
         st->n_stacked = 1;
     }
-    st->is_error = st->err_mask != 0;
     st->note_t = now;
     st->replace = false;
 }
@@ -76,7 +75,6 @@ void mx_app_notice_detail(struct app *a, bool error, const char *detail, const c
 
 void mx_app_notice_clear(struct app *a) {
     a->status.note[0] = '\0';
-    a->status.is_error = false;
     a->status.err_mask = 0;
     a->status.n_stacked = 0;
 }

@@ -207,12 +207,13 @@ int mx_app_session_load(struct app *a, int64_t id) {
                     a->conv.msgs[i].image = strdup(imgs.v[k].path);
         mx_db_image_list_free(&imgs);
     }
-    struct mx_session s;
+    struct mx_session s; /* one read for the settings and the title */
+    a->store.title[0] = '\0';
     if (mx_db_session_get(a->store.db, id, &s, NULL) == 0) {
         settings_from_json(a, s.sampling);
+        snprintf(a->store.title, sizeof a->store.title, "%s", s.title);
         mx_session_deinit(&s);
     }
-    mx_app_store_refresh_title(a);
     if (switching) {
         a->gen.ctx_used = 0; /* the other session's cache is not this one's */
         mx_app_snapshot_load(a);
