@@ -18,6 +18,17 @@ wait_for() {
     return 1
 }
 
+# wait_gone TEXT [SECONDS]: poll the screen until TEXT no longer shows (the screen follows the
+# database by up to a frame and tmux's refresh: a state already stored may still be on screen)
+wait_gone() {
+    i=0; limit=$(( ${2:-10} * 20 ))
+    while [ $i -lt $limit ]; do
+        $T capture-pane -p -t t 2>/dev/null | grep -qF -- "$1" || return 0
+        i=$((i + 1)); sleep 0.05
+    done
+    return 1
+}
+
 wait_for_re() { # like wait_for, with an extended regular expression
     i=0; limit=$(( ${2:-10} * 20 ))
     while [ $i -lt $limit ]; do

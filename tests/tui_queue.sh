@@ -25,7 +25,7 @@ while ! tree 2>/dev/null | grep -q " user complete 1/1 second question$"; do
     i=$((i + 1)); [ $i -lt 200 ] || { tree; fail "the queued message was never sent"; }
     sleep 0.05
 done
-$T capture-pane -p -t t | grep -q "\[queued" && fail "still shown as queued after it was sent"
+wait_gone "[queued" 2 || fail "still shown as queued after it was sent"
 # while its answer streams, queue another and stop with Esc: it comes back into the input
 wait_for "generating (Esc stops)" 5 || fail "the second answer did not start"
 $T send-keys -t t "third thought" Enter
@@ -33,7 +33,7 @@ wait_for "[queued: sent when the answer ends]" 2 || fail "second queue"
 $T send-keys -t t Escape
 wait_for "your queued message is back in the input" 5 || fail "Esc did not give the message back"
 wait_for "› third thought" 2 || fail "the queued text is not in the input line"
-$T capture-pane -p -t t | grep -q "\[queued" && fail "still shown as queued after Esc"
+wait_gone "[queued" 2 || fail "still shown as queued after Esc"
 sleep 0.5
 tree | grep -q "third thought" && fail "a message queued and then stopped was sent"
 $T send-keys -t t C-c "/quit" Enter
