@@ -101,4 +101,8 @@ static inline uint16_t mx_fp32_to_bf16(float f) {
 /* Monotonic clock in seconds. */
 double mx_time_s(void);
 
+/* Bytes the machine can still give this process (MemAvailable of /proc/meminfo; else the free
+ * pages), or 0 when unknown. Reads a file: call it at load time, not in a hot loop. */
+uint64_t mx_mem_available(void);
+
 #endif

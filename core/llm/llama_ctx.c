@@ -120,22 +120,6 @@ static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err
     return mx_arena_tensor(a, &c->kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
 }
 
-/* Bytes the machine can still give us (MemAvailable), or 0 when unknown. */
-static uint64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) {
-        long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-        return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
-    }
-    char line[256];
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb * 1024;
-}
-
 int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params *p,
                      struct mx_llama_ctx **out, struct mx_err *err) {
     *out = NULL;
@@ -161,7 +145,7 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     int64_t n_ctx = p->n_ctx;
     if (n_ctx == 0) {
         n_ctx = hp->n_ctx_train;
-        uint64_t avail = mem_available();
+        uint64_t avail = mx_mem_available();
         if (avail > 0 && (uint64_t)n_ctx * per_cell > avail / 2) {
             int64_t cap = (int64_t)(avail / 2 / per_cell);
             int64_t want = MX_MIN((int64_t)hp->n_ctx_train, 65536);
