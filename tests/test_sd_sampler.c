@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,12 +382,442 @@ static void test_replay_peer_trajectories(void **state) {
     replay_case("sd-s08", MX_SD_SAMPLER_EULER);
 }
 
+/* ---- samplers against float64 re-derivations of their formulas ----------------------------- */
+
+#define TOY_N 40 /* latent values in the toy runs */
+
+/* The analytic denoiser: the exact E[x0 | x] for x0 ~ N(0, 1) plus a smooth, element- and
+ * sigma-dependent bias so that derivatives differ between elements and steps. */
+static double toy_den(double x, double sigma, int k) {
+    return x / (1.0 + sigma * sigma) + 0.3 * sin(k + 1.0) * sigma / (1.0 + sigma);
+}
+
+/* The toy's state for mx_sd_sample: counts calls, may fail or cancel on request. */
+struct toy {
+    int calls;
+    int fail_at;    /* call index that returns fail_rc (-1: never) */
+    int fail_rc;
+    int cancel_at;  /* step after which the step callback cancels (0: never) */
+    int steps_seen;
+};
+
+static int toy_denoise(void *ud, const float *x, float sigma, float *den) {
+    struct toy *t = ud;
+    if (t->calls++ == t->fail_at)
+        return t->fail_rc;
+    for (int k = 0; k < TOY_N; k++)
+        den[k] = (float)toy_den(x[k], sigma, k);
+    return 0;
+}
+
+static int toy_step(void *ud, int step, int steps, const float *x, const float *den) {
+    struct toy *t = ud;
+    assert_int_equal(step, t->steps_seen + 1);
+    assert_true(step <= steps);
+    assert_non_null(x);
+    assert_non_null(den);
+    t->steps_seen = step;
+    return t->cancel_at != 0 && step == t->cancel_at;
+}
+
+/* k-diffusion's get_ancestral_step in double. */
+static void ref_ancestral(double from, double to, double eta, double *down, double *up) {
+    *up = 0, *down = to;
+    if (eta <= 0)
+        return;
+    *up = fmin(to, eta * sqrt(to * to * (from * from - to * to) / (from * from)));
+    *down = sqrt(to * to - *up * *up);
+}
+
+/* One element's trajectory under sampler s, in double, from the formulas as published
+ * (k-diffusion sampling.py; the peer's variants for dpm++2mv2, ipndm_v, lcm, tcd). noise[j][k]
+ * is the j-th draw; *n_draws receives how many draws the formula makes. */
+static double ref_sample(int s, double eta, double x, int k, const float *sg, int steps,
+                         float noise[][TOY_N], int *n_draws) {
+    int nd = 0;
+    double old_den = 0, h_last = 0, hist[3] = {0};
+    int n_hist = 0;
+    for (int i = 0; i < steps; i++) {
+        double sig = sg[i], sn = sg[i + 1];
+        double den = toy_den((float)x, sig, k), d = (x - den) / sig;
+        switch (s) {
+        case MX_SD_SAMPLER_EULER:
+            x += d * (sn - sig);
+            break;
+        case MX_SD_SAMPLER_EULER_A:
+        case MX_SD_SAMPLER_DDIM_TRAILING: {
+            double down, up;
+            ref_ancestral(sig, sn, eta, &down, &up);
+            x += d * (down - sig);
+            if (sn > 0 && eta > 0)
+                x += noise[nd++][k] * up;
+            break;
+        }
+        case MX_SD_SAMPLER_HEUN:
+            if (sn == 0) {
+                x += d * (sn - sig);
+            } else {
+                double x2 = x + d * (sn - sig);
+                double d2 = (x2 - toy_den((float)x2, (float)sn, k)) / sn;
+                x += (d + d2) / 2 * (sn - sig);
+            }
+            break;
+        case MX_SD_SAMPLER_DPM2:
+            if (sn == 0) {
+                x += d * (sn - sig);
+            } else {
+                double mid = (float)sqrt(sig * sn);
+                double x2 = x + d * (mid - sig);
+                double d2 = (x2 - toy_den((float)x2, mid, k)) / mid;
+                x += d2 * (sn - sig);
+            }
+            break;
+        case MX_SD_SAMPLER_DPMPP2S_A: {
+            double down, up;
+            ref_ancestral(sig, sn, eta, &down, &up);
+            if (down == 0) {
+                x = den;
+            } else {
+                double t = -log(sig), tn = -log(down), h = tn - t, ss = (float)exp(-(t + h / 2));
+                double x2 = (ss / sig) * x - expm1(-h / 2) * den;
+                double den2 = toy_den((float)x2, ss, k);
+                x = (down / sig) * x - expm1(-h) * den2;
+            }
+            if (sn > 0)
+                x += noise[nd++][k] * up;
+            break;
+        }
+        case MX_SD_SAMPLER_DPMPP2M:
+        case MX_SD_SAMPLER_DPMPP2MV2: {
+            double t = -log(sig), tn = -log(sn), h = tn - t;
+            if (i == 0 || sn == 0) {
+                x = (sn / sig) * x - expm1(-h) * den;
+            } else {
+                double hl = t + log(sg[i - 1]), r = hl / h, b = expm1(-h);
+                if (s == MX_SD_SAMPLER_DPMPP2MV2) {
+                    r = fmax(hl, h) / fmin(hl, h);
+                    b = expm1(-(hl + h) / 2);
+                }
+                double dd = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old_den;
+                x = (sn / sig) * x - b * dd;
+            }
+            old_den = den;
+            break;
+        }
+        case MX_SD_SAMPLER_DPMPP2M_SDE:
+            if (sn == 0) {
+                x = den;
+            } else {
+                double t = -log(sig), tn = -log(sn), h = tn - t, eh = eta * h;
+                x = sn / sig * exp(-eh) * x - expm1(-h - eh) * den;
+                if (i > 0)
+                    x += 0.5 * -expm1(-h - eh) * (h / h_last) * (den - old_den);
+                if (eta > 0)
+                    x += noise[nd++][k] * sn * sqrt(-expm1(-2 * eh));
+                h_last = h;
+            }
+            old_den = den;
+            break;
+        case MX_SD_SAMPLER_IPNDM:
+        case MX_SD_SAMPLER_IPNDM_V: {
+            double dt = sn - sig;
+            int order = i + 1 < 4 ? i + 1 : 4;
+            double *h1 = &hist[n_hist - 1];
+            if (order == 1)
+                x += d * dt;
+            else if (order == 2 && s == MX_SD_SAMPLER_IPNDM_V) {
+                double q = dt / (sig - sg[i - 1]);
+                x += ((2 + q) * d - q * h1[0]) / 2 * dt;
+            } else if (order == 2)
+                x += (3 * d - h1[0]) / 2 * dt;
+            else if (order == 3)
+                x += (23 * d - 16 * h1[0] + 5 * h1[-1]) / 12 * dt;
+            else
+                x += (55 * d - 59 * h1[0] + 37 * h1[-1] - 9 * h1[-2]) / 24 * dt;
+            if (n_hist == 3) {
+                hist[0] = hist[1];
+                hist[1] = hist[2];
+                n_hist = 2;
+            }
+            hist[n_hist++] = d;
+            break;
+        }
+        case MX_SD_SAMPLER_LCM:
+            x = den;
+            if (sn > 0)
+                x += noise[nd++][k] * sn;
+            break;
+        case MX_SD_SAMPLER_TCD: {
+            /* DDIM from t to s = floor((1 - eta) t_prev) on SD's scaled-linear alphas, t_prev
+             * the training step nearest sigma_next; then renoised to sigma_next for eta > 0 */
+            double ac[MX_SD_TRAIN_STEPS], prod = 1, best = INFINITY;
+            int tp = 0;
+            for (int q = 0; q < MX_SD_TRAIN_STEPS; q++) {
+                double b = sqrt(0.00085) + (sqrt(0.012) - sqrt(0.00085)) * q / 999.0;
+                ac[q] = prod *= 1 - b * b;
+                double dist = fabs(sqrt((1 - ac[q]) / ac[q]) - sn);
+                if (dist < best)
+                    best = dist, tp = q;
+            }
+            int ts = (int)floor((float)(1 - (float)eta) * (float)tp); /* float, as the peer */
+            double a_prev = 1 / (sn * sn + 1), a_s = ac[ts];
+            x = sqrt(a_s / a_prev) * den + sqrt((1 - a_s) / a_prev) * d;
+            if (eta > 0 && sn > 0) {
+                /* 1/a_prev - 1/a_s cancels badly when s is t_prev (near sigma_min): there the
+                 * result is the float rounding noise of the peer's formula, so take it in
+                 * float as the peer does */
+                float fa_prev = 1.0f / ((float)sn * (float)sn + 1.0f), fa_s = (float)ac[ts];
+                double c_n = sqrtf(1.0f / fa_prev - 1.0f / fa_s);
+                x = sqrt(a_prev / a_s) * x + c_n * noise[nd++][k];
+            }
+            break;
+        }
+        default:
+            fail_msg("no reference for sampler %d", s);
+        }
+    }
+    *n_draws = nd;
+    return x;
+}
+
+/* Each sampler, at its default eta and at a second eta where it has one, over a full discrete
+ * schedule, a Karras schedule and an img2img tail, against ref_sample. The float
+ * implementation may differ from the double formula by accumulated rounding only: 5e-6
+ * relative, ten times the worst seen (a wrong coefficient or a missed draw is off by 1e-3
+ * or far more). Also checks the
+ * number of denoiser calls (mx_sd_sampler_evals) and of noise draws (the Philox offset). */
+static void test_samplers_match_formulas(void **state) {
+    (void)state;
+    float ac[MX_SD_TRAIN_STEPS];
+    scaled_linear_alphas(ac);
+    struct mx_sd_sigma_table tab;
+    mx_sd_sigma_table_init(&tab, ac);
+    float disc[9], kar[7];
+    int n_out;
+    assert_int_equal(mx_sd_schedule_sigmas(&tab, MX_SD_SCHED_DISCRETE, 8, disc, &n_out, NULL), 0);
+    assert_int_equal(mx_sd_schedule_sigmas(&tab, MX_SD_SCHED_KARRAS, 6, kar, &n_out, NULL), 0);
+    struct {
+        const float *sg;
+        int steps;
+        bool full;
+    } scheds[] = {{disc, 8, true}, {kar, 6, true}, {disc + 3, 5, true}, {disc, 5, false}};
+    static float noise[16][TOY_N];
+    double worst = 0;
+    for (int s = 0; s < MX_SD_SAMPLER_COUNT; s++) {
+        float etas[2] = {-1.0f, mx_sd_sampler_default_eta(s) > 0 ? 0.5f : 0.3f};
+        for (int e = 0; e < 2; e++) {
+            for (size_t q = 0; q < MX_ARRAY_LEN(scheds); q++) {
+                const float *sg = scheds[q].sg;
+                int steps = scheds[q].steps;
+                float eta = etas[e] < 0 ? mx_sd_sampler_default_eta(s) : etas[e];
+                struct mx_sd_rng rng, ref_rng;
+                mx_sd_rng_init(&rng, MX_SD_RNG_CUDA, 1000 + (uint64_t)s);
+                float x[TOY_N];
+                mx_sd_rng_randn(&rng, x, TOY_N);
+                for (int k = 0; k < TOY_N; k++)
+                    x[k] *= sg[0];
+                float x0[TOY_N];
+                memcpy(x0, x, sizeof x);
+                ref_rng = rng;
+                for (int j = 0; j < 16; j++)
+                    mx_sd_rng_randn(&ref_rng, noise[j], TOY_N);
+                uint32_t offset0 = rng.offset;
+                struct toy t = {.fail_at = -1};
+                struct mx_err err = {0};
+                int rc = mx_sd_sample(s, etas[e], x, TOY_N, sg, steps, &rng, toy_denoise,
+                                      toy_step, &t, &err);
+                if (rc != 0)
+                    fail_msg("%s: %s", mx_sd_sampler_name(s), mx_err_msg(&err, rc));
+                assert_int_equal(t.steps_seen, steps);
+                if (scheds[q].full)
+                    assert_int_equal(t.calls, mx_sd_sampler_evals(s, steps));
+                int n_draws = 0;
+                for (int k = 0; k < TOY_N; k++) {
+                    double want = ref_sample(s, eta, x0[k], k, sg, steps, noise, &n_draws);
+                    double err_k = fabs(x[k] - want) / (1.0 + fabs(want));
+                    if (err_k > worst)
+                        worst = err_k;
+                    if (err_k > 5e-6)
+                        fail_msg("%s eta %g schedule %zu: x[%d] = %.9g, formula %.9g",
+                                 mx_sd_sampler_name(s), (double)eta, q, k, (double)x[k], want);
+                }
+                if ((int)(rng.offset - offset0) != n_draws)
+                    fail_msg("%s eta %g: %u noise draws, formula %d", mx_sd_sampler_name(s),
+                             (double)eta, rng.offset - offset0, n_draws);
+            }
+        }
+    }
+    printf("samplers vs float64 formulas: worst relative difference %.3g\n", worst);
+}
+
+/* Same inputs, same outputs, bit for bit; a different seed changes ancestral results. */
+static void test_sampler_determinism(void **state) {
+    (void)state;
+    float ac[MX_SD_TRAIN_STEPS];
+    scaled_linear_alphas(ac);
+    struct mx_sd_sigma_table tab;
+    mx_sd_sigma_table_init(&tab, ac);
+    float sg[6];
+    int n_out;
+    assert_int_equal(mx_sd_schedule_sigmas(&tab, MX_SD_SCHED_KARRAS, 5, sg, &n_out, NULL), 0);
+    for (int s = 0; s < MX_SD_SAMPLER_COUNT; s++) {
+        float out[3][TOY_N], start[TOY_N];
+        struct mx_sd_rng rng;
+        mx_sd_rng_init(&rng, MX_SD_RNG_CPU, 7);
+        mx_sd_rng_randn(&rng, start, TOY_N);
+        for (int run = 0; run < 3; run++) {
+            /* the same start for all three; run 2's sampler noise comes from another seed */
+            mx_sd_rng_init(&rng, MX_SD_RNG_CPU, run == 2 ? 8 : 7);
+            for (int k = 0; k < TOY_N; k++)
+                out[run][k] = start[k] * sg[0];
+            struct toy t = {.fail_at = -1};
+            assert_int_equal(mx_sd_sample(s, 0.7f, out[run], TOY_N, sg, 5, &rng, toy_denoise,
+                                          NULL, &t, NULL),
+                             0);
+        }
+        assert_memory_equal(out[0], out[1], sizeof out[0]);
+        bool noisy = s == MX_SD_SAMPLER_EULER_A || s == MX_SD_SAMPLER_DPMPP2S_A ||
+                     s == MX_SD_SAMPLER_DPMPP2M_SDE || s == MX_SD_SAMPLER_LCM ||
+                     s == MX_SD_SAMPLER_DDIM_TRAILING || s == MX_SD_SAMPLER_TCD;
+        if (noisy)
+            assert_memory_not_equal(out[0], out[2], sizeof out[0]);
+        else
+            assert_memory_equal(out[0], out[2], sizeof out[0]);
+    }
+}
+
+/* The step callback cancels (MX_ECANCELED after exactly that step); a denoiser error or cancel
+ * passes through with its code; bad arguments are MX_EINVAL with a message. */
+static void test_sampler_cancel_and_errors(void **state) {
+    (void)state;
+    float sg[] = {14.6f, 4.0f, 1.0f, 0.3f, 0.0f};
+    float x[TOY_N] = {0};
+    struct mx_sd_rng rng;
+    mx_sd_rng_init(&rng, MX_SD_RNG_CUDA, 1);
+    for (int s = 0; s < MX_SD_SAMPLER_COUNT; s++) {
+        struct toy t = {.fail_at = -1, .cancel_at = 2};
+        struct mx_err err = {0};
+        int rc = mx_sd_sample(s, -1, x, TOY_N, sg, 4, &rng, toy_denoise, toy_step, &t, &err);
+        assert_int_equal(rc, MX_ECANCELED);
+        assert_int_equal(t.steps_seen, 2);
+        assert_non_null(strstr(err.msg, "canceled"));
+        struct toy t2 = {.fail_at = 2, .fail_rc = MX_ENOMEM};
+        mx_err_clear(&err);
+        rc = mx_sd_sample(s, -1, x, TOY_N, sg, 4, &rng, toy_denoise, toy_step, &t2, &err);
+        assert_int_equal(rc, MX_ENOMEM);
+        assert_int_equal(t2.calls, 3);
+        assert_non_null(strstr(err.msg, mx_sd_sampler_name(s)));
+        struct toy t3 = {.fail_at = 0, .fail_rc = MX_ECANCELED};
+        rc = mx_sd_sample(s, -1, x, TOY_N, sg, 4, &rng, toy_denoise, NULL, &t3, NULL);
+        assert_int_equal(rc, MX_ECANCELED);
+    }
+    struct toy t = {.fail_at = -1};
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_sample(MX_SD_SAMPLER_COUNT, -1, x, TOY_N, sg, 4, &rng, toy_denoise,
+                                  NULL, &t, &err),
+                     MX_EINVAL);
+    assert_non_null(strstr(err.msg, "euler_a"));
+    assert_int_equal(mx_sd_sample(MX_SD_SAMPLER_EULER_A, -1, x, TOY_N, sg, 4, NULL, toy_denoise,
+                                  NULL, &t, NULL),
+                     MX_EINVAL);
+    float bad[] = {14.6f, 0.0f, 1.0f};
+    assert_int_equal(mx_sd_sample(MX_SD_SAMPLER_EULER, -1, x, TOY_N, bad, 2, NULL, toy_denoise,
+                                  NULL, &t, NULL),
+                     MX_EINVAL);
+    assert_int_equal(mx_sd_sample(MX_SD_SAMPLER_EULER, -1, x, TOY_N, sg, 0, NULL, toy_denoise,
+                                  NULL, &t, NULL),
+                     MX_EINVAL);
+    assert_int_equal(t.calls, 0);
+}
+
+/* ---- names -------------------------------------------------------------------------------- */
+
+static void test_names(void **state) {
+    (void)state;
+    int s, sc;
+    /* every spelling round-trips */
+    for (int i = 0; i < MX_SD_SAMPLER_COUNT; i++) {
+        assert_int_equal(mx_sd_sampler_parse(mx_sd_sampler_name(i), &s, &sc, NULL), 0);
+        assert_int_equal(s, i);
+        assert_int_equal(sc, -1);
+        assert_int_equal(mx_sd_sampler_parse(mx_sd_sampler_a1111_name(i), &s, &sc, NULL), 0);
+        assert_int_equal(s, i);
+        assert_non_null(strstr(mx_sd_sampler_names(), mx_sd_sampler_name(i)));
+    }
+    for (int i = 0; i < MX_SD_SCHED_COUNT; i++) {
+        assert_int_equal(mx_sd_schedule_parse(mx_sd_schedule_name(i), &sc, NULL), 0);
+        assert_int_equal(sc, i);
+        assert_int_equal(mx_sd_schedule_parse(mx_sd_schedule_a1111_name(i), &sc, NULL), 0);
+        assert_int_equal(sc, i);
+        assert_non_null(strstr(mx_sd_schedule_names(), mx_sd_schedule_name(i)));
+    }
+    /* A1111 spellings, case-insensitive, with and without a schedule */
+    const struct {
+        const char *name;
+        int sampler, schedule;
+    } cases[] = {
+        {"Euler a", MX_SD_SAMPLER_EULER_A, -1},
+        {"euler A", MX_SD_SAMPLER_EULER_A, -1},
+        {" DPM++ 2M ", MX_SD_SAMPLER_DPMPP2M, -1},
+        {"DPM++ 2M Karras", MX_SD_SAMPLER_DPMPP2M, MX_SD_SCHED_KARRAS},
+        {"dpm++ 2m sde exponential", MX_SD_SAMPLER_DPMPP2M_SDE, MX_SD_SCHED_EXPONENTIAL},
+        {"DPM++ 2S a Karras", MX_SD_SAMPLER_DPMPP2S_A, MX_SD_SCHED_KARRAS},
+        {"DPM2 Karras", MX_SD_SAMPLER_DPM2, MX_SD_SCHED_KARRAS},
+        {"Euler SGM Uniform", MX_SD_SAMPLER_EULER, MX_SD_SCHED_SGM_UNIFORM},
+        {"Heun Align Your Steps", MX_SD_SAMPLER_HEUN, MX_SD_SCHED_AYS},
+        {"k_dpmpp_2m", MX_SD_SAMPLER_DPMPP2M, -1},
+        {"k_euler_a", MX_SD_SAMPLER_EULER_A, -1},
+        {"DDIM", MX_SD_SAMPLER_DDIM_TRAILING, -1},
+        {"LCM", MX_SD_SAMPLER_LCM, -1},
+        {"dpm++2m", MX_SD_SAMPLER_DPMPP2M, -1},
+    };
+    for (size_t i = 0; i < MX_ARRAY_LEN(cases); i++) {
+        struct mx_err err = {0};
+        int rc = mx_sd_sampler_parse(cases[i].name, &s, &sc, &err);
+        if (rc != 0)
+            fail_msg("'%s': %s", cases[i].name, err.msg);
+        assert_int_equal(s, cases[i].sampler);
+        assert_int_equal(sc, cases[i].schedule);
+    }
+    /* A1111 1.9+'s PNG parameters: "Sampler: DPM++ 2M, Schedule type: Karras" */
+    assert_string_equal(mx_sd_sampler_a1111_name(MX_SD_SAMPLER_DPMPP2M), "DPM++ 2M");
+    assert_string_equal(mx_sd_sampler_a1111_name(MX_SD_SAMPLER_EULER_A), "Euler a");
+    assert_string_equal(mx_sd_schedule_a1111_name(MX_SD_SCHED_KARRAS), "Karras");
+    assert_string_equal(mx_sd_schedule_a1111_name(MX_SD_SCHED_DISCRETE), "Uniform");
+    assert_int_equal(mx_sd_schedule_parse("Automatic", &sc, NULL), 0);
+    assert_int_equal(sc, -1);
+    assert_int_equal(mx_sd_schedule_parse("normal", &sc, NULL), 0);
+    assert_int_equal(sc, MX_SD_SCHED_DISCRETE);
+    /* unknown names list the valid ones */
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_sampler_parse("DPM++ SDE", &s, &sc, &err), MX_EINVAL);
+    assert_non_null(strstr(err.msg, "DPM++ SDE"));
+    assert_non_null(strstr(err.msg, "dpm++2m_sde"));
+    assert_int_equal(mx_sd_sampler_parse("Euler Karras Karras", &s, &sc, NULL), MX_EINVAL);
+    assert_int_equal(mx_sd_sampler_parse("", &s, &sc, NULL), MX_EINVAL);
+    assert_int_equal(mx_sd_sampler_parse(NULL, &s, &sc, NULL), MX_EINVAL);
+    mx_err_clear(&err);
+    assert_int_equal(mx_sd_schedule_parse("linear", &sc, &err), MX_EINVAL);
+    assert_non_null(strstr(err.msg, "karras"));
+    assert_string_equal(mx_sd_sampler_name(-1), "unknown");
+    assert_string_equal(mx_sd_schedule_a1111_name(MX_SD_SCHED_COUNT), "unknown");
+    /* defaults */
+    assert_int_equal(mx_sd_schedule_default(MX_SD_SAMPLER_LCM), MX_SD_SCHED_LCM);
+    assert_int_equal(mx_sd_schedule_default(MX_SD_SAMPLER_EULER_A), MX_SD_SCHED_DISCRETE);
+    assert_float_equal(mx_sd_sampler_default_eta(MX_SD_SAMPLER_EULER_A), 1.0, 0);
+    assert_float_equal(mx_sd_sampler_default_eta(MX_SD_SAMPLER_DDIM_TRAILING), 0.0, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedules_match_peer),
         cmocka_unit_test(test_unet_timesteps_match_peer),
         cmocka_unit_test(test_schedule_shapes),
         cmocka_unit_test(test_replay_peer_trajectories),
+        cmocka_unit_test(test_samplers_match_formulas),
+        cmocka_unit_test(test_sampler_determinism),
+        cmocka_unit_test(test_sampler_cancel_and_errors),
+        cmocka_unit_test(test_names),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }
