@@ -505,6 +505,7 @@ static double ref_sample(int s, double eta, double x, int k, const float *sg, in
             break;
         }
         case MX_SD_SAMPLER_DPMPP2M_SDE:
+        case MX_SD_SAMPLER_DPMPP2M_SDE_BT: /* noise[] then holds the tree's increments */
             if (sn == 0) {
                 x = den;
             } else {
@@ -572,6 +573,42 @@ static double ref_sample(int s, double eta, double x, int k, const float *sg, in
             }
             break;
         }
+        case MX_SD_SAMPLER_LMS: {
+            /* k-diffusion's coefficients (integrals of the Lagrange basis over the step, here
+             * exact by 4-point Gauss-Legendre) and the peer's history shift 1: the derivative
+             * paired with coefficient c >= 2 is hist[min(newest, n_hist + 1 - c + 1)] */
+            int max_order = steps < 4 ? steps : 4, order = i + 1 < max_order ? i + 1 : max_order;
+            static const double gx[4] = {-0.8611363115940526, -0.3399810435848563,
+                                         0.3399810435848563, 0.8611363115940526};
+            static const double gw[4] = {0.3478548451374538, 0.6521451548625461,
+                                         0.6521451548625461, 0.3478548451374538};
+            double coeff[4];
+            for (int j = 0; j < order; j++) {
+                double sum = 0;
+                for (int g = 0; g < 4; g++) {
+                    double tau = sig + (sn - sig) * (gx[g] + 1) / 2, prod = 1;
+                    for (int q = 0; q < order; q++)
+                        if (q != j)
+                            prod *= (tau - sg[i - q]) / (sg[i - j] - sg[i - q]);
+                    sum += gw[g] * prod;
+                }
+                coeff[j] = sum * (sn - sig) / 2;
+            }
+            x += d * coeff[0];
+            if (max_order > 1) {
+                for (int c = 2; c <= order && i > 0; c++) {
+                    int idx = n_hist + 1 - c + 1 < n_hist - 1 ? n_hist + 1 - c + 1 : n_hist - 1;
+                    x += hist[idx] * coeff[c - 1];
+                }
+                if (n_hist + 1 == max_order) {
+                    for (int q = 0; q + 1 < n_hist; q++)
+                        hist[q] = hist[q + 1];
+                    n_hist--;
+                }
+                hist[n_hist++] = d;
+            }
+            break;
+        }
         default:
             fail_msg("no reference for sampler %d", s);
         }
@@ -602,6 +639,7 @@ static void test_samplers_match_formulas(void **state) {
         bool full;
     } scheds[] = {{disc, 8, true}, {kar, 6, true}, {disc + 3, 5, true}, {disc, 5, false}};
     static float noise[16][TOY_N];
+    memset(noise, 0, sizeof noise);
     double worst = 0;
     for (int s = 0; s < MX_SD_SAMPLER_COUNT; s++) {
         float etas[2] = {-1.0f, mx_sd_sampler_default_eta(s) > 0 ? 0.5f : 0.3f};
@@ -619,8 +657,26 @@ static void test_samplers_match_formulas(void **state) {
                 float x0[TOY_N];
                 memcpy(x0, x, sizeof x);
                 ref_rng = rng;
-                for (int j = 0; j < 16; j++)
-                    mx_sd_rng_randn(&ref_rng, noise[j], TOY_N);
+                int want_draws = -1; /* from the formula, except for the tree's one seed draw */
+                if (s == MX_SD_SAMPLER_DPMPP2M_SDE_BT) {
+                    /* the Brownian increments of the noisy steps, in order, from a tree seeded
+                     * with the bits of the generator's next randn(2) */
+                    float draw[2];
+                    uint64_t seed;
+                    mx_sd_rng_randn(&ref_rng, draw, 2);
+                    memcpy(&seed, draw, sizeof seed);
+                    struct mx_sd_brownian bt;
+                    float smin = sg[steps] > 0 ? sg[steps] : sg[steps - 1]; /* least > 0 */
+                    assert_int_equal(mx_sd_brownian_init(&bt, TOY_N, smin, sg[0], seed, NULL), 0);
+                    for (int j = 0, m = 0; j < steps; j++)
+                        if (sg[j + 1] > 0)
+                            mx_sd_brownian_noise(&bt, sg[j], sg[j + 1], noise[m++]);
+                    mx_sd_brownian_deinit(&bt);
+                    want_draws = 1;
+                } else {
+                    for (int j = 0; j < 16; j++)
+                        mx_sd_rng_randn(&ref_rng, noise[j], TOY_N);
+                }
                 uint32_t offset0 = rng.offset;
                 struct toy t = {.fail_at = -1};
                 struct mx_err err = {0};
@@ -641,6 +697,8 @@ static void test_samplers_match_formulas(void **state) {
                         fail_msg("%s eta %g schedule %zu: x[%d] = %.9g, formula %.9g",
                                  mx_sd_sampler_name(s), (double)eta, q, k, (double)x[k], want);
                 }
+                if (want_draws >= 0)
+                    n_draws = want_draws;
                 if ((int)(rng.offset - offset0) != n_draws)
                     fail_msg("%s eta %g: %u noise draws, formula %d", mx_sd_sampler_name(s),
                              (double)eta, rng.offset - offset0, n_draws);
@@ -648,6 +706,48 @@ static void test_samplers_match_formulas(void **state) {
         }
     }
     printf("samplers vs float64 formulas: worst relative difference %.3g\n", worst);
+}
+
+/* The Brownian tree is a Brownian path: increments add up across a split interval (to float
+ * rounding), have mean 0 and variance 1 once scaled, are uncorrelated across disjoint
+ * intervals, and depend only on (seed, interval), not on what was asked before. */
+static void test_brownian_tree(void **state) {
+    (void)state;
+    enum { N = 20000 };
+    static float a[N], b[N], c[N], a2[N];
+    struct mx_sd_brownian bt;
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_brownian_init(&bt, N, 0.03, 14.6, 12345, &err), 0);
+    const double t0 = 0.5, t1 = 1.7, t2 = 6.25;
+    mx_sd_brownian_noise(&bt, t0, t2, a);
+    mx_sd_brownian_noise(&bt, t1, t0, b); /* either order */
+    mx_sd_brownian_noise(&bt, t1, t2, c);
+    double max_err = 0, sum = 0, sum2 = 0, cross = 0;
+    for (int k = 0; k < N; k++) {
+        double whole = a[k] * sqrt(t2 - t0), parts = b[k] * sqrt(t1 - t0) + c[k] * sqrt(t2 - t1);
+        max_err = fmax(max_err, fabs(whole - parts));
+        sum += b[k];
+        sum2 += (double)b[k] * b[k];
+        cross += (double)b[k] * c[k];
+    }
+    if (max_err > 1e-4)
+        fail_msg("W(t2)-W(t0) differs from the sum of its parts by %g", max_err);
+    /* 4.5 standard errors for N = 20000 */
+    assert_true(fabs(sum / N) < 0.032);
+    assert_true(fabs(sum2 / N - 1) < 0.045);
+    assert_true(fabs(cross / N) < 0.032);
+    /* the same interval again, after other queries: the same values */
+    mx_sd_brownian_noise(&bt, 0.03, 14.6, a2);
+    mx_sd_brownian_noise(&bt, t0, t2, a2);
+    assert_memory_equal(a, a2, sizeof a);
+    mx_sd_brownian_deinit(&bt);
+    /* another seed, another path */
+    assert_int_equal(mx_sd_brownian_init(&bt, N, 0.03, 14.6, 12346, NULL), 0);
+    mx_sd_brownian_noise(&bt, t0, t2, a2);
+    assert_memory_not_equal(a, a2, sizeof a);
+    mx_sd_brownian_deinit(&bt);
+    mx_sd_brownian_deinit(NULL);
+    assert_int_equal(mx_sd_brownian_init(&bt, N, 2.0, 1.0, 1, &err), MX_EINVAL);
 }
 
 /* Same inputs, same outputs, bit for bit; a different seed changes ancestral results. */
@@ -678,7 +778,8 @@ static void test_sampler_determinism(void **state) {
         assert_memory_equal(out[0], out[1], sizeof out[0]);
         bool noisy = s == MX_SD_SAMPLER_EULER_A || s == MX_SD_SAMPLER_DPMPP2S_A ||
                      s == MX_SD_SAMPLER_DPMPP2M_SDE || s == MX_SD_SAMPLER_LCM ||
-                     s == MX_SD_SAMPLER_DDIM_TRAILING || s == MX_SD_SAMPLER_TCD;
+                     s == MX_SD_SAMPLER_DDIM_TRAILING || s == MX_SD_SAMPLER_TCD ||
+                     s == MX_SD_SAMPLER_DPMPP2M_SDE_BT;
         if (noisy)
             assert_memory_not_equal(out[0], out[2], sizeof out[0]);
         else
@@ -770,6 +871,9 @@ static void test_names(void **state) {
         {"DDIM", MX_SD_SAMPLER_DDIM_TRAILING, -1},
         {"LCM", MX_SD_SAMPLER_LCM, -1},
         {"dpm++2m", MX_SD_SAMPLER_DPMPP2M, -1},
+        {"LMS Karras", MX_SD_SAMPLER_LMS, MX_SD_SCHED_KARRAS},
+        {"DPM++ 2M SDE", MX_SD_SAMPLER_DPMPP2M_SDE, -1},
+        {"dpm++2m_sde_bt", MX_SD_SAMPLER_DPMPP2M_SDE_BT, -1},
     };
     for (size_t i = 0; i < MX_ARRAY_LEN(cases); i++) {
         struct mx_err err = {0};
@@ -815,6 +919,7 @@ int main(void) {
         cmocka_unit_test(test_schedule_shapes),
         cmocka_unit_test(test_replay_peer_trajectories),
         cmocka_unit_test(test_samplers_match_formulas),
+        cmocka_unit_test(test_brownian_tree),
         cmocka_unit_test(test_sampler_determinism),
         cmocka_unit_test(test_sampler_cancel_and_errors),
         cmocka_unit_test(test_names),

@@ -59,6 +59,7 @@ static float philox_normal(uint64_t seed, uint32_t offset, uint32_t i) {
     return (float)(s * sin(v));
 }
 
+/* One cuda randn(n): element i from block (offset, 0, i, 0); the offset moves on by one. */
 static void randn_philox(struct mx_sd_rng *r, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         out[i] = philox_normal(r->seed, r->offset, (uint32_t)i);
@@ -72,6 +73,7 @@ static void randn_philox(struct mx_sd_rng *r, float *out, int64_t n) {
 #define MT_UMASK 0x80000000u
 #define MT_LMASK 0x7fffffffu
 
+/* The mt19937 recurrence on the top bit of u and the low bits of v. */
 static uint32_t mt_twist(uint32_t u, uint32_t v) {
     uint32_t mix = (u & MT_UMASK) | (v & MT_LMASK);
     return (mix >> 1) ^ ((v & 1) ? MT_MATRIX_A : 0);
@@ -90,6 +92,7 @@ static void mt_next_state(struct mx_sd_rng *r) {
     r->mt_next = 0;
 }
 
+/* The next tempered 32-bit output (twisting when the state is used up). */
 static uint32_t mt_u32(struct mx_sd_rng *r) {
     if (--r->mt_left == 0)
         mt_next_state(r);
@@ -101,6 +104,7 @@ static uint32_t mt_u32(struct mx_sd_rng *r) {
     return y;
 }
 
+/* torch's random64(): two 32-bit outputs, the first one high. */
 static uint64_t mt_u64(struct mx_sd_rng *r) {
     uint64_t hi = mt_u32(r);
     uint64_t lo = mt_u32(r);
@@ -146,6 +150,7 @@ static void mt_fill16(float *d) {
     }
 }
 
+/* One cpu randn(n), as torch's normal_kernel on a contiguous float tensor. */
 static void randn_mt(struct mx_sd_rng *r, float *out, int64_t n) {
     if (n < 16) {
         /* torch's scalar path for small tensors: double normals, rounded to float */
@@ -171,6 +176,7 @@ static void randn_mt(struct mx_sd_rng *r, float *out, int64_t n) {
 #define MINSTD_M 2147483647u /* 2^31 - 1 */
 #define MINSTD_A 16807u
 
+/* minstd_rand0's next state x = 16807 x mod (2^31 - 1), which is also its output. */
 static uint32_t minstd_next(struct mx_sd_rng *r) {
     r->lcg = (uint32_t)(((uint64_t)r->lcg * MINSTD_A) % MINSTD_M);
     return r->lcg;

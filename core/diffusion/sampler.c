@@ -448,6 +448,239 @@ static int sample_tcd(struct run *r, float *x, float eta) {
     return 0;
 }
 
+/* LMS as the peer runs it: k-diffusion's linear multistep (order up to 4, coefficients the
+ * integrals of the Lagrange basis over each step, here a 1000-division midpoint sum in float)
+ * with its "history shift" of 1, which pairs the older coefficients with newer derivatives
+ * (stable-diffusion.cpp PR 1843: fewer steps needed). */
+static float lms_coeff(const float *sg, int order, int m, int j) {
+    const int divisions = 1000;
+    const float a = sg[m], dx = (sg[m + 1] - a) / (float)divisions, s = sg[m - j];
+    const float b0 = a + 0.5f * dx;
+    float sum = 0.0f;
+    for (int h = 0; h < divisions; h++) {
+        const float b = (float)h * dx + b0;
+        float prod = 1.0f;
+        for (int k = 0; k < order; k++) {
+            if (k == j)
+                continue;
+            const float t = sg[m - k];
+            prod *= (b - t) / (s - t);
+        }
+        sum += prod;
+    }
+    return sum * dx;
+}
+
+static int sample_lms(struct run *r, float *x) {
+    const int64_t n = r->n;
+    const int shift = 1;
+    int max_order = r->steps < 4 ? r->steps : 4;
+    float coeff[4];
+    r->n_hist = 0;
+    for (int i = 0; i < r->steps; i++) {
+        float sigma = r->sigmas[i];
+        int rc = eval(r, x, sigma, r->den, i);
+        if (rc < 0)
+            return rc;
+        int order = i + 1 < max_order ? i + 1 : max_order;
+        for (int c = 0; c < order; c++)
+            coeff[c] = lms_coeff(r->sigmas, order, i, c);
+        float *d = r->d;
+        for (int64_t k = 0; k < n; k++) {
+            d[k] = (x[k] - r->den[k]) / sigma;
+            x[k] += d[k] * coeff[0];
+        }
+        if (max_order > 1) {
+            int h_p1 = r->n_hist + 1;
+            if (i) {
+                int h_max = r->n_hist - 1;
+                for (int c = 2; c <= order; c++) {
+                    int idx = h_p1 - c + shift < h_max ? h_p1 - c + shift : h_max;
+                    const float *h = r->hist[idx];
+                    for (int64_t k = 0; k < n; k++)
+                        x[k] += h[k] * coeff[c - 1];
+                }
+            }
+            if (h_p1 == max_order) { /* drop the oldest, recycling its buffer */
+                float *oldest = r->hist[0];
+                for (int q = 0; q + 1 < r->n_hist; q++)
+                    r->hist[q] = r->hist[q + 1];
+                r->hist[r->n_hist - 1] = oldest;
+                r->n_hist--;
+            }
+            memcpy(r->hist[r->n_hist++], d, sizeof(float) * (size_t)n);
+        }
+        if ((rc = step_done(r, i, x, r->den)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the Brownian tree -------------------------------------------------------------------- */
+
+#define BT_MAX_DEPTH 24 /* bisection levels: intervals down to (t_max - t_min) / 2^24 */
+
+/* splitmix64's finaliser on v + salt: the seed of a child node / a derived generator. */
+static uint64_t mix64(uint64_t v, uint64_t salt) {
+    uint64_t z = v + salt;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+int mx_sd_brownian_init(struct mx_sd_brownian *b, int64_t n, double sigma_min, double sigma_max,
+                        uint64_t seed, struct mx_err *err) {
+    memset(b, 0, sizeof *b);
+    if (n < 1 || !(sigma_min < sigma_max))
+        return mx_err_set(err, MX_EINVAL, "brownian tree: bad range [%g, %g] or size %lld",
+                          sigma_min, sigma_max, (long long)n);
+    size_t bytes;
+    if (!mx_mul_size((size_t)n, 5 * sizeof(float), &bytes))
+        return mx_err_set(err, MX_ENOMEM, "brownian tree: %lld values overflow", (long long)n);
+    float *mem = malloc(bytes);
+    if (!mem)
+        return mx_err_set(err, MX_ENOMEM, "brownian tree: no memory for %zu bytes", bytes);
+    b->n = n;
+    b->t_min = sigma_min;
+    b->t_max = sigma_max;
+    b->root_seed = mix64(seed, 0x9E3779B97F4A7C15ull);
+    b->w_max = mem;
+    b->buf = mem + n;
+    struct mx_sd_rng rng;
+    mx_sd_rng_init(&rng, MX_SD_RNG_STD_DEFAULT, mix64(seed, 0xBF58476D1CE4E5B9ull));
+    mx_sd_rng_randn(&rng, b->w_max, n);
+    float scale = sqrtf((float)(sigma_max - sigma_min));
+    for (int64_t k = 0; k < n; k++)
+        b->w_max[k] *= scale;
+    return 0;
+}
+
+void mx_sd_brownian_deinit(struct mx_sd_brownian *b) {
+    if (!b)
+        return;
+    free(b->w_max);
+    memset(b, 0, sizeof *b);
+}
+
+/* W(t) into out: bisect [t_min, t_max] towards t, each midpoint drawn from the Brownian bridge
+ * between the current ends with a generator seeded by the node; linear interpolation at the
+ * bottom. Uses buf[0..3n) (out must not be one of those). */
+static void brownian_w(struct mx_sd_brownian *b, double t, float *out) {
+    const int64_t n = b->n;
+    float *wa = b->buf, *wc = b->buf + n, *wm = b->buf + 2 * n;
+    double a = b->t_min, c = b->t_max;
+    uint64_t seed = b->root_seed;
+    memset(wa, 0, sizeof(float) * (size_t)n);
+    memcpy(wc, b->w_max, sizeof(float) * (size_t)n);
+    for (int depth = BT_MAX_DEPTH;; depth--) {
+        if (depth <= 0 || c - a < 1e-9) {
+            float alpha = c > a ? (float)((t - a) / (c - a)) : 0.5f;
+            for (int64_t k = 0; k < n; k++)
+                out[k] = wa[k] * (1.0f - alpha) + wc[k] * alpha;
+            return;
+        }
+        double m = 0.5 * (a + c);
+        float sd = (float)sqrt((c - m) * (m - a) / (c - a));
+        struct mx_sd_rng rng;
+        mx_sd_rng_init(&rng, MX_SD_RNG_STD_DEFAULT, seed);
+        mx_sd_rng_randn(&rng, wm, n);
+        for (int64_t k = 0; k < n; k++)
+            wm[k] = (wa[k] + wc[k]) * 0.5f + wm[k] * sd;
+        if (t == m) {
+            memcpy(out, wm, sizeof(float) * (size_t)n);
+            return;
+        }
+        float *tmp = wm;
+        if (t < m) { /* descend left: the midpoint becomes the right end */
+            c = m;
+            wm = wc;
+            wc = tmp;
+            seed = mix64(seed, 1);
+        } else {
+            a = m;
+            wm = wa;
+            wa = tmp;
+            seed = mix64(seed, 2);
+        }
+    }
+}
+
+void mx_sd_brownian_noise(struct mx_sd_brownian *b, double sigma_a, double sigma_b, float *out) {
+    double lo = sigma_a < sigma_b ? sigma_a : sigma_b, hi = sigma_a < sigma_b ? sigma_b : sigma_a;
+    lo = lo < b->t_min ? b->t_min : lo > b->t_max ? b->t_max : lo;
+    hi = hi < b->t_min ? b->t_min : hi > b->t_max ? b->t_max : hi;
+    float *w_lo = b->buf + 3 * b->n;
+    brownian_w(b, hi, out);
+    brownian_w(b, lo, w_lo);
+    double span = fabs(sigma_b - sigma_a);
+    float c = 1.0f / sqrtf((float)(span > 1e-12 ? span : 1e-12));
+    for (int64_t k = 0; k < b->n; k++)
+        out[k] = (out[k] - w_lo[k]) * c;
+}
+
+/* DPM-Solver++(2M) SDE with Brownian-tree noise over the run's positive sigma range; the tree's
+ * seed is the bit pattern of one randn(2) from the run's generator, drawn first. With a single
+ * positive sigma no noise is ever needed and no tree is made (the peer then returns x
+ * unsampled, which this does not copy). */
+static int sample_dpmpp2m_sde_bt(struct run *r, float *x, float eta) {
+    const int64_t n = r->n;
+    double smax = 0.0, smin = INFINITY;
+    for (int i = 0; i <= r->steps; i++)
+        if (r->sigmas[i] > 0.0f) {
+            smax = fmax(smax, r->sigmas[i]);
+            smin = fmin(smin, r->sigmas[i]);
+        }
+    struct mx_sd_brownian tree = {0};
+    bool have_tree = smax > smin;
+    if (have_tree) {
+        float draw[2];
+        uint64_t seed;
+        mx_sd_rng_randn(r->rng, draw, 2);
+        memcpy(&seed, draw, sizeof seed); /* little-endian: draw[0] is the low half */
+        int rc = mx_sd_brownian_init(&tree, n, smin, smax, seed, r->err);
+        if (rc < 0)
+            return rc;
+    }
+    float *old = r->den2;
+    bool have_old = false;
+    float h_last = 0.f;
+    int rc = 0;
+    for (int i = 0; i < r->steps; i++) {
+        float s0 = r->sigmas[i], s1 = r->sigmas[i + 1];
+        if ((rc = eval(r, x, s0, r->den, i)) < 0)
+            break;
+        if (s1 == 0.f) {
+            memcpy(x, r->den, sizeof(float) * (size_t)n);
+        } else {
+            float t = -logf(s0), s = -logf(s1);
+            float h = s - t;
+            float eta_h = eta * h;
+            float a = s1 / s0 * expf(-eta_h);
+            float b = -expm1f(-h - eta_h);
+            for (int64_t k = 0; k < n; k++)
+                x[k] = x[k] * a + r->den[k] * b;
+            if (have_old) {
+                float c = 0.5f * b / (h_last / h);
+                for (int64_t k = 0; k < n; k++)
+                    x[k] += (r->den[k] - old[k]) * c;
+            }
+            if (eta > 0.f && have_tree) {
+                mx_sd_brownian_noise(&tree, s0, s1, r->noise);
+                float scale = s1 * sqrtf(-expm1f(-2.f * eta_h));
+                for (int64_t k = 0; k < n; k++)
+                    x[k] += r->noise[k] * scale;
+            }
+            h_last = h;
+        }
+        memcpy(old, r->den, sizeof(float) * (size_t)n);
+        have_old = true;
+        if ((rc = step_done(r, i, x, r->den)) < 0)
+            break;
+    }
+    mx_sd_brownian_deinit(&tree);
+    return rc;
+}
+
 /* ---- the entry point ---------------------------------------------------------------------- */
 
 float mx_sd_sampler_default_eta(int s) {
@@ -455,6 +688,7 @@ float mx_sd_sampler_default_eta(int s) {
     case MX_SD_SAMPLER_EULER_A:
     case MX_SD_SAMPLER_DPMPP2S_A:
     case MX_SD_SAMPLER_DPMPP2M_SDE:
+    case MX_SD_SAMPLER_DPMPP2M_SDE_BT:
         return 1.0f;
     default:
         return 0.0f;
@@ -484,6 +718,7 @@ static bool needs_rng(int s, float eta) {
         return eta > 0.f;
     case MX_SD_SAMPLER_DPMPP2S_A:
     case MX_SD_SAMPLER_LCM:
+    case MX_SD_SAMPLER_DPMPP2M_SDE_BT: /* the tree's seed is drawn whatever eta */
         return true;
     default:
         return false;
@@ -510,8 +745,10 @@ int mx_sd_sample(int s, float eta, float *x, int64_t n, const float *sigmas, int
         return mx_err_set(err, MX_EINVAL, "%s: needs a noise generator (eta %g)",
                           mx_sd_sampler_name(s), (double)eta);
 
-    /* scratch: den, den2, x2, d, noise, 3 history slots (ipndm only) */
-    int n_buf = s == MX_SD_SAMPLER_IPNDM || s == MX_SD_SAMPLER_IPNDM_V ? 8 : 5;
+    /* scratch: den, den2, x2, d, noise, 3 history slots (ipndm and lms only) */
+    int n_buf = s == MX_SD_SAMPLER_IPNDM || s == MX_SD_SAMPLER_IPNDM_V || s == MX_SD_SAMPLER_LMS
+                    ? 8
+                    : 5;
     size_t bytes;
     if (!mx_mul_size((size_t)n, sizeof(float) * (size_t)n_buf, &bytes))
         return mx_err_set(err, MX_ENOMEM, "%s: %lld latent values overflow",
@@ -565,6 +802,12 @@ int mx_sd_sample(int s, float eta, float *x, int64_t n, const float *sigmas, int
     case MX_SD_SAMPLER_LCM:
         rc = sample_lcm(&r, x);
         break;
+    case MX_SD_SAMPLER_LMS:
+        rc = sample_lms(&r, x);
+        break;
+    case MX_SD_SAMPLER_DPMPP2M_SDE_BT:
+        rc = sample_dpmpp2m_sde_bt(&r, x, eta);
+        break;
     default: /* MX_SD_SAMPLER_TCD */
         rc = sample_tcd(&r, x, eta);
         break;
@@ -594,6 +837,8 @@ static const struct {
     [MX_SD_SAMPLER_LCM] = {"lcm", "LCM", "k_lcm"},
     [MX_SD_SAMPLER_DDIM_TRAILING] = {"ddim_trailing", "DDIM", "ddim"},
     [MX_SD_SAMPLER_TCD] = {"tcd", "TCD", NULL},
+    [MX_SD_SAMPLER_LMS] = {"lms", "LMS", "k_lms"},
+    [MX_SD_SAMPLER_DPMPP2M_SDE_BT] = {"dpm++2m_sde_bt", "DPM++ 2M SDE BT", NULL},
 };
 
 const char *mx_sd_sampler_name(int s) {
@@ -606,7 +851,7 @@ const char *mx_sd_sampler_a1111_name(int s) {
 
 const char *mx_sd_sampler_names(void) {
     return "euler, euler_a, heun, dpm2, dpm++2s_a, dpm++2m, dpm++2mv2, dpm++2m_sde, ipndm, "
-           "ipndm_v, lcm, ddim_trailing, tcd";
+           "ipndm_v, lcm, ddim_trailing, tcd, lms, dpm++2m_sde_bt";
 }
 
 /* A sampler by exact name (any of its three spellings, case-insensitive), or -1. */

@@ -38,6 +38,8 @@ enum mx_sd_sampler {
     MX_SD_SAMPLER_LCM,           /* "lcm": latent consistency, denoise then renoise */
     MX_SD_SAMPLER_DDIM_TRAILING, /* "ddim_trailing": DDIM (eta, default 0) = Euler a on simple */
     MX_SD_SAMPLER_TCD,           /* "tcd": trajectory consistency distillation (eta, default 0) */
+    MX_SD_SAMPLER_LMS,           /* "lms": linear multistep, order 4, the peer's history shift 1 */
+    MX_SD_SAMPLER_DPMPP2M_SDE_BT, /* "dpm++2m_sde_bt": 2M SDE with Brownian-tree noise (eta 1) */
     MX_SD_SAMPLER_COUNT
 };
 
@@ -54,17 +56,44 @@ typedef int (*mx_sd_step_fn)(void *ud, int step, int steps, const float *x,
 /* Runs sampler s over sigmas[0..steps] (steps + 1 values, descending, sigmas[0..steps-1] > 0)
  * on x[n] in place. eta < 0 (or NaN) selects the sampler's default (mx_sd_sampler_default_eta);
  * samplers without noise ignore it. rng is used by the noisy samplers (euler_a with eta > 0,
- * dpm++2s_a, dpm++2m_sde, lcm, ddim_trailing/tcd with eta > 0) and may be NULL for the others.
+ * dpm++2s_a, dpm++2m_sde, lcm, ddim_trailing/tcd with eta > 0, dpm++2m_sde_bt, whose tree
+ * seed is one randn(2) drawn first) and may be NULL for the others.
  * step_fn may be NULL. Returns 0 with x the sampled latent; MX_ECANCELED (from the callbacks);
  * the denoiser's error; MX_EINVAL (bad sampler, steps < 1, n < 1, missing rng); MX_ENOMEM.
- * After an error x holds an intermediate latent. Allocates its scratch (at most 7 n floats)
- * per call. Thread-safe for distinct x and rng. */
+ * After an error x holds an intermediate latent. Allocates its scratch (at most 10 n floats,
+ * 8 n for all but dpm++2m_sde_bt) per call. Thread-safe for distinct x and rng. */
 int mx_sd_sample(int s, float eta, float *x, int64_t n, const float *sigmas, int steps,
                  struct mx_sd_rng *rng, mx_sd_denoise_fn denoise, mx_sd_step_fn step_fn,
                  void *ud, struct mx_err *err);
 
-/* The eta a sampler uses when given none: 1 for euler_a, dpm++2s_a and dpm++2m_sde, else 0
- * (stable-diffusion.cpp's resolve_eta). */
+/* A Brownian motion W over noise levels [sigma_min, sigma_max] on n values, sampled lazily
+ * by bisection (torchsde's BrownianTree idea, the peer's BrownianTreeNoiseSampler, bit-exact):
+ * W(sigma_max) is one randn(n) times sqrt(sigma_max - sigma_min); W(t) at any other level comes
+ * from 24 levels of Brownian bridges whose midpoint draws are seeded per tree node
+ * (std_default generators). So the noise of an interval does not depend on which other
+ * intervals were asked for: runs with different step counts see the same path. */
+struct mx_sd_brownian {
+    int64_t n;            /* values per sample */
+    double t_min, t_max;  /* the interval the path is defined on */
+    uint64_t root_seed;   /* seed of the bisection tree's root node */
+    float *w_max;         /* [n] W(t_max) */
+    float *buf;           /* [4n] scratch: the bridge ends, the midpoint, W at the lower level */
+};
+
+/* Builds the path for seed (the peer takes it from the bits of one randn(2) of the sampling
+ * generator). sigma_min < sigma_max. Returns 0, MX_EINVAL or MX_ENOMEM; on failure b needs no
+ * deinit. */
+int mx_sd_brownian_init(struct mx_sd_brownian *b, int64_t n, double sigma_min, double sigma_max,
+                        uint64_t seed, struct mx_err *err);
+
+/* out[n] = (W(hi) - W(lo)) / sqrt(hi - lo) for the interval between sigma_a and sigma_b (either
+ * order, clamped to the path's range): unit-variance noise for that step. */
+void mx_sd_brownian_noise(struct mx_sd_brownian *b, double sigma_a, double sigma_b, float *out);
+
+void mx_sd_brownian_deinit(struct mx_sd_brownian *b); /* NULL ok; frees the buffers */
+
+/* The eta a sampler uses when given none: 1 for euler_a, dpm++2s_a, dpm++2m_sde and
+ * dpm++2m_sde_bt, else 0 (stable-diffusion.cpp's resolve_eta). */
 float mx_sd_sampler_default_eta(int s);
 
 /* Denoiser evaluations for `steps` steps of sampler s over a full schedule (ending at 0): steps
@@ -74,7 +103,7 @@ int mx_sd_sampler_evals(int s, int steps);
 
 /* Parses a sampler name, case-insensitive: stable-diffusion.cpp's ("euler", "euler_a", "heun",
  * "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "dpm++2m_sde", "ipndm", "ipndm_v", "lcm",
- * "ddim_trailing", "tcd"), A1111's display names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM",
+ * "ddim_trailing", "tcd", "lms", "dpm++2m_sde_bt"), A1111's display names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM",
  * "LCM", ...), A1111's old API aliases ("k_euler_a", "k_dpmpp_2m", ...) and A1111's pre-1.9
  * names that carry a schedule ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential"). *schedule gets
  * that schedule (enum mx_sd_schedule) or -1 when the name has none. Returns 0, or MX_EINVAL
@@ -83,7 +112,9 @@ int mx_sd_sampler_parse(const char *name, int *sampler, int *schedule, struct mx
 
 /* stable-diffusion.cpp's name ("euler_a") / A1111's display name ("Euler a") of a sampler, as
  * A1111 1.9+ writes it in the PNG parameters ("Sampler: DPM++ 2M, Schedule type: Karras");
- * samplers A1111 lacks get a name in its style ("DPM++ 2M v2", "iPNDM", "TCD").
+ * samplers A1111 lacks get a name in its style ("DPM++ 2M v2", "iPNDM", "TCD", "DPM++ 2M SDE
+ * BT"). A1111's "DPM++ 2M SDE" is dpm++2m_sde (the peer's randn noise; A1111 itself uses a
+ * Brownian tree, so no SDE sampler is bit-exact with A1111).
  * "unknown" out of range. Static strings. */
 const char *mx_sd_sampler_name(int s);
 const char *mx_sd_sampler_a1111_name(int s);

@@ -109,8 +109,11 @@ static void log_linear_interp(const float *in, int n_in, float *out, int n_out) 
 /* ---- Beta(alpha, beta) quantiles (the peer's BetaScheduler: Lentz continued fraction for the
  * regularised incomplete beta, Newton for its inverse) -------------------------------------- */
 
+/* log B(a, b). */
 static double log_beta(double a, double b) { return lgamma(a) + lgamma(b) - lgamma(a + b); }
 
+/* The regularised incomplete beta I_x(a, b) by Lentz's continued fraction (for x below the
+ * mean; beta_cdf uses the symmetry otherwise). */
 static double incbeta(double x, double a, double b) {
     if (x <= 0.0)
         return 0.0;
@@ -150,6 +153,7 @@ static double incbeta(double x, double a, double b) {
     return exp(a * log(x) + b * log(1.0 - x) - log_beta(a, b)) / a * h;
 }
 
+/* The Beta(a, b) distribution function. */
 static double beta_cdf(double x, double a, double b) {
     if (x == 0.0)
         return 0.0;
@@ -160,6 +164,7 @@ static double beta_cdf(double x, double a, double b) {
     return 1.0 - incbeta(1.0 - x, b, a);
 }
 
+/* Its inverse at u by 30 Newton steps from 0.5, kept inside (0, 1). */
 static double beta_ppf(double u, double a, double b) {
     double x = 0.5;
     for (int i = 0; i < 30; i++) {
