@@ -523,7 +523,7 @@ static double ref_sample(int s, double eta, double x, int k, const float *sg, in
         case MX_SD_SAMPLER_IPNDM_V: {
             double dt = sn - sig;
             int order = i + 1 < 4 ? i + 1 : 4;
-            double *h1 = &hist[n_hist - 1];
+            double *h1 = hist + (n_hist > 0 ? n_hist - 1 : 0); /* the newest */
             if (order == 1)
                 x += d * dt;
             else if (order == 2 && s == MX_SD_SAMPLER_IPNDM_V) {
