@@ -388,6 +388,8 @@ static void test_tiny_sd2(void **state) {
     free(h);
 
     /* BREAK: one chunk per side, each encoded alone */
+    assert_int_equal(mx_sd_clip_n_chunks(c, "cat BREAK dog", &e), 2);
+    assert_int_equal(mx_sd_clip_n_chunks(c, "", &e), 1);
     assert_int_equal(mx_sd_clip_encode(c, "cat BREAK dog", 0, 1, &h, &n_ctx, &e), 0);
     assert_int_equal(n_ctx, 2 * T77);
     chunk_ids(ids, (int32_t[]){cat}, 1, bos, eos, 0);
@@ -406,6 +408,7 @@ static void test_tiny_sd2(void **state) {
         memcpy(p + 4 * i, "cat ", 4);
     p[cap - 1] = 0;
     assert_int_equal(mx_sd_clip_encode(c, p, 0, 1, &h, &n_ctx, &e), MX_ERANGE);
+    assert_int_equal(mx_sd_clip_n_chunks(c, p, NULL), MX_ERANGE);
     assert_null(h);
     free(p);
     assert_int_equal(mx_sd_clip_encode(c, "", 0, 33, &h, &n_ctx, NULL), MX_ERANGE);

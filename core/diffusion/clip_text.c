@@ -410,6 +410,16 @@ void mx_sd_clip_apply_weights(float *h, const float *w, int64_t n_tok, int64_t d
         h[i] *= s;
 }
 
+int mx_sd_clip_n_chunks(struct mx_sd_clip *c, const char *prompt, struct mx_err *err) {
+    struct mx_sd_prompt_tokens t;
+    int rc = mx_sd_prompt_tokenize(c->tok, prompt, c->pad_id, MX_SD_MAX_CHUNKS, &t, err);
+    if (rc < 0)
+        return rc;
+    rc = (int)t.n_chunks;
+    mx_sd_prompt_tokens_deinit(&t);
+    return rc;
+}
+
 int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, int min_chunks,
                       float **h, int64_t *n_ctx, struct mx_err *err) {
     *h = NULL;

@@ -62,6 +62,11 @@ void mx_sd_clip_free(struct mx_sd_clip *c); /* NULL ok */
 int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, int min_chunks,
                       float **h, int64_t *n_ctx, struct mx_err *err);
 
+/* How many 77-token chunks prompt needs (tokenizing only, no encoder work): the pipeline takes
+ * the larger of the prompt's and the negative prompt's count as min_chunks for both. Returns
+ * the count (>= 1), or MX_ERANGE / MX_ENOMEM as mx_sd_clip_encode. */
+int mx_sd_clip_n_chunks(struct mx_sd_clip *c, const char *prompt, struct mx_err *err);
+
 /* The encoder alone on one chunk of 77 ids (checked against the vocabulary): h [77][dim]
  * (caller's memory) gets the hidden states before weighting. clip_skip as above. Returns 0,
  * MX_EINVAL (an id outside the vocabulary, a bad clip_skip) or a backend error. */
