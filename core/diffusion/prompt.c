@@ -1,0 +1,452 @@
+/* prompt.c - A1111 prompt attention syntax and CLIP chunking (see prompt.h).
+ *
+ * The parser is a hand-written scanner equal to A1111's re_attention regex run with finditer:
+ * at each position the first alternative that matches wins (escapes, brackets, ":number)",
+ * a text run, a lone ':'), and every byte is matched by one of them. Weights are doubles and are
+ * multiplied in the same order as Python does, so equal-weight merging and the float32 weights
+ * given to CLIP are bit-identical to A1111's. Prompts are short (hundreds of bytes); nothing
+ * here is tuned for speed beyond being linear in the prompt for every realistic input.
+ * Ref: https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/prompt_parser.py
+ * Ref: https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/sd_hijack_clip.py
+ */
+#include "core/diffusion/prompt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A segment while parsing: text not yet NUL-terminated, grown by merging. */
+struct seg {
+    char *text;    /* owned, len bytes (+1 for the NUL added at the end) */
+    size_t len;    /* bytes of text */
+    double weight; /* A1111 multiplier */
+    float wf;      /* the same product in float32, as stable-diffusion.cpp computes it */
+};
+
+/* The parser's state. */
+struct parser {
+    struct seg *res;     /* [n] segments so far (A1111's res) */
+    int64_t n, cap;
+    int64_t *round;      /* [n_round] stack: index into res where each open '(' began */
+    int64_t n_round, cap_round;
+    int64_t *square;     /* [n_square] the same for '[' */
+    int64_t n_square, cap_square;
+};
+
+/* Python's \s for the ASCII range: space, \t \n \v \f \r and the separators 0x1c..0x1f. */
+static bool is_space(unsigned char c) {
+    return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f);
+}
+
+/* \w: ASCII letters, digits, '_'; bytes of non-ASCII characters count as word bytes. */
+static bool is_word(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c >= 0x80;
+}
+
+static bool is_digit(unsigned char c) {
+    return c >= '0' && c <= '9';
+}
+
+/* Appends a segment with a copy of s[0..len). Returns 0 or MX_ENOMEM. */
+static int push_seg(struct parser *p, const char *s, size_t len, double weight) {
+    if (p->n == p->cap) {
+        int64_t cap = p->cap ? p->cap * 2 : 16;
+        struct seg *r = realloc(p->res, (size_t)cap * sizeof *r);
+        if (!r)
+            return MX_ENOMEM;
+        p->res = r;
+        p->cap = cap;
+    }
+    char *t = malloc(len + 1);
+    if (!t)
+        return MX_ENOMEM;
+    memcpy(t, s, len);
+    t[len] = 0;
+    p->res[p->n++] = (struct seg){.text = t, .len = len, .weight = weight, .wf = (float)weight};
+    return 0;
+}
+
+/* Pushes v on a bracket stack. Returns 0 or MX_ENOMEM. */
+static int push_pos(int64_t **st, int64_t *n, int64_t *cap, int64_t v) {
+    if (*n == *cap) {
+        int64_t c = *cap ? *cap * 2 : 16;
+        int64_t *s = realloc(*st, (size_t)c * sizeof *s);
+        if (!s)
+            return MX_ENOMEM;
+        *st = s;
+        *cap = c;
+    }
+    (*st)[(*n)++] = v;
+    return 0;
+}
+
+/* A1111 multiply_range: every segment from start on gets its weight multiplied by m (and its
+ * float32 twin by mf). */
+static void multiply_range(struct parser *p, int64_t start, double m, float mf) {
+    for (int64_t i = start; i < p->n; i++) {
+        p->res[i].weight *= m;
+        p->res[i].wf *= mf;
+    }
+}
+
+/* Finds the next match of A1111's re_break (\s*\bBREAK\b\s*) in s[0..len) at or after from.
+ * Word boundaries look at the whole of s, as Python's re.split does on the run. Returns true
+ * with the match in [*ms, *me). */
+static bool find_break(const char *s, size_t len, size_t from, size_t *ms, size_t *me) {
+    for (size_t q = from; q + 5 <= len; q++) {
+        if (memcmp(s + q, "BREAK", 5) != 0)
+            continue;
+        if (q > 0 && is_word((unsigned char)s[q - 1]))
+            continue;
+        if (q + 5 < len && is_word((unsigned char)s[q + 5]))
+            continue;
+        size_t a = q;
+        while (a > from && is_space((unsigned char)s[a - 1]))
+            a--;
+        size_t b = q + 5;
+        while (b < len && is_space((unsigned char)s[b]))
+            b++;
+        *ms = a;
+        *me = b;
+        return true;
+    }
+    return false;
+}
+
+/* A1111's text branch: the run split at BREAK words, a ["BREAK", -1] between the parts. */
+static int push_text(struct parser *p, const char *s, size_t len) {
+    size_t prev = 0, ms, me;
+    int rc;
+    while (find_break(s, len, prev, &ms, &me)) {
+        if ((rc = push_seg(p, s + prev, ms - prev, 1.0)) < 0 ||
+            (rc = push_seg(p, "BREAK", 5, -1.0)) < 0)
+            return rc;
+        prev = me;
+    }
+    return push_seg(p, s + prev, len - prev, 1.0);
+}
+
+/* Python float() of the weight text s[0..len) ([+-]?[.\d]+). A malformed number (A1111 raises)
+ * gives its longest valid prefix, as std::stod in stable-diffusion.cpp; no digit at all gives
+ * 1. The digits are handed to strtod as "DIGITSe-N" (no decimal point, so the locale cannot
+ * interfere), which rounds correctly like Python does. */
+static double parse_weight(const char *s, size_t len, float *f) {
+    char buf[400];
+    size_t i = 0, k = 0;
+    int exp10 = 0, n_digits = 0;
+    bool dot = false;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        buf[k++] = s[i++];
+    for (; i < len; i++) {
+        if (s[i] == '.') {
+            if (dot)
+                break;
+            dot = true;
+            continue;
+        }
+        if (!is_digit((unsigned char)s[i]))
+            break;
+        n_digits++;
+        if (k < sizeof buf - 32) {
+            buf[k++] = s[i];
+            exp10 -= dot;
+        } else if (!dot) {
+            exp10++; /* a digit beyond what the buffer keeps: only its place value counts */
+        }
+    }
+    *f = 1.0f;
+    if (n_digits == 0)
+        return 1.0;
+    snprintf(buf + k, sizeof buf - k, "e%d", exp10);
+    *f = strtof(buf, NULL); /* std::stof, rounded once (not via double) */
+    return strtod(buf, NULL);
+}
+
+/* Matches ":\s*([+-]?[.\d]+)\s*\)" at s[i] (s[i] == ':'). Returns the end of the match (after
+ * the ')') and the number's span in [*ws, *we), or 0 when it does not match. */
+static size_t match_weight(const char *s, size_t n, size_t i, size_t *ws, size_t *we) {
+    size_t k = i + 1;
+    while (k < n && is_space((unsigned char)s[k]))
+        k++;
+    *ws = k;
+    if (k < n && (s[k] == '+' || s[k] == '-'))
+        k++;
+    size_t d0 = k;
+    while (k < n && (is_digit((unsigned char)s[k]) || s[k] == '.'))
+        k++;
+    if (k == d0)
+        return 0;
+    *we = k;
+    while (k < n && is_space((unsigned char)s[k]))
+        k++;
+    if (k >= n || s[k] != ')')
+        return 0;
+    return k + 1;
+}
+
+static void parser_free(struct parser *p) {
+    for (int64_t i = 0; i < p->n; i++)
+        free(p->res[i].text);
+    free(p->res);
+    free(p->round);
+    free(p->square);
+}
+
+/* A1111 parse_prompt_attention's main loop over the re_attention matches. */
+static int scan(struct parser *p, const char *s, size_t n) {
+    size_t i = 0;
+    int rc = 0;
+    while (i < n && rc == 0) {
+        char c = s[i];
+        if (c == '\\') {
+            /* \( \) \[ \] \\ give the character; a lone backslash matches "\\" alone and
+             * appends text[1:], the empty string */
+            if (i + 1 < n && strchr("()[]\\", s[i + 1])) {
+                rc = push_seg(p, s + i + 1, 1, 1.0);
+                i += 2;
+            } else {
+                rc = push_seg(p, "", 0, 1.0);
+                i += 1;
+            }
+        } else if (c == '(') {
+            rc = push_pos(&p->round, &p->n_round, &p->cap_round, p->n);
+            i++;
+        } else if (c == '[') {
+            rc = push_pos(&p->square, &p->n_square, &p->cap_square, p->n);
+            i++;
+        } else if (c == ':') {
+            size_t ws, we, end = match_weight(s, n, i, &ws, &we);
+            if (end && p->n_round > 0) {
+                float f;
+                double d = parse_weight(s + ws, we - ws, &f);
+                multiply_range(p, p->round[--p->n_round], d, f);
+            } else if (end) {
+                rc = push_text(p, s + i, end - i);
+            } else {
+                rc = push_text(p, ":", 1);
+                end = i + 1;
+            }
+            i = end;
+        } else if (c == ')' || c == ']') {
+            if (c == ')' && p->n_round > 0)
+                multiply_range(p, p->round[--p->n_round], 1.1, 1.1f);
+            else if (c == ']' && p->n_square > 0)
+                multiply_range(p, p->square[--p->n_square], 1 / 1.1, 1.0f / 1.1f);
+            else
+                rc = push_text(p, s + i, 1);
+            i++;
+        } else {
+            size_t j = i;
+            while (j < n && !strchr("\\()[]:", s[j]))
+                j++;
+            rc = push_text(p, s + i, j - i);
+            i = j;
+        }
+    }
+    return rc;
+}
+
+int mx_sd_prompt_parse(const char *text, struct mx_sd_prompt *out, struct mx_err *err) {
+    memset(out, 0, sizeof *out);
+    struct parser p = {0};
+    int rc = scan(&p, text, strlen(text));
+    if (rc < 0)
+        goto fail;
+    /* unclosed brackets apply to everything after them, innermost last, as A1111 does */
+    for (int64_t k = 0; k < p.n_round; k++)
+        multiply_range(&p, p.round[k], 1.1, 1.1f);
+    for (int64_t k = 0; k < p.n_square; k++)
+        multiply_range(&p, p.square[k], 1 / 1.1, 1.0f / 1.1f);
+    if (p.n == 0 && (rc = push_seg(&p, "", 0, 1.0)) < 0)
+        goto fail;
+    /* merge runs of identical weights (the group's weights all equal its first's) */
+    int64_t w = 0;
+    for (int64_t i = 0; i < p.n;) {
+        int64_t j = i + 1;
+        size_t len = p.res[i].len;
+        while (j < p.n && p.res[j].weight == p.res[i].weight)
+            len += p.res[j++].len;
+        struct seg g = p.res[i];
+        if (j > i + 1) {
+            char *t = malloc(len + 1);
+            if (!t) {
+                for (int64_t k = i; k < p.n; k++)
+                    free(p.res[k].text);
+                p.n = w;
+                rc = MX_ENOMEM;
+                goto fail;
+            }
+            size_t at = 0;
+            for (int64_t k = i; k < j; k++) {
+                memcpy(t + at, p.res[k].text, p.res[k].len);
+                at += p.res[k].len;
+                free(p.res[k].text);
+            }
+            t[len] = 0;
+            g.text = t;
+            g.len = len;
+        }
+        p.res[w++] = g;
+        i = j;
+    }
+    p.n = w;
+    out->segs = calloc((size_t)p.n, sizeof *out->segs);
+    if (!out->segs) {
+        rc = MX_ENOMEM;
+        goto fail;
+    }
+    for (int64_t i = 0; i < p.n; i++) {
+        out->segs[i].text = p.res[i].text;
+        out->segs[i].weight = p.res[i].weight;
+        out->segs[i].weight_f = p.res[i].wf;
+        out->segs[i].is_break = p.res[i].weight == -1.0 && !strcmp(p.res[i].text, "BREAK");
+        p.res[i].text = NULL;
+    }
+    out->n = p.n;
+    parser_free(&p);
+    return 0;
+fail:
+    parser_free(&p);
+    return mx_err_set(err, rc, "prompt: out of memory while parsing");
+}
+
+void mx_sd_prompt_deinit(struct mx_sd_prompt *p) {
+    if (!p)
+        return;
+    for (int64_t i = 0; i < p->n; i++)
+        free(p->segs[i].text);
+    free(p->segs);
+    p->segs = NULL;
+    p->n = 0;
+}
+
+/* ---- chunks ----------------------------------------------------------------------------- */
+
+/* A1111 tokenize_line's state: finished chunks and the one being filled. */
+struct chunker {
+    struct mx_sd_prompt_tokens *out;
+    int64_t cap_chunks;              /* chunks out->ids/w have room for */
+    int max_chunks;
+    int32_t bos, eos, pad;
+    int32_t tok[MX_SD_CHUNK_CONTENT]; /* the chunk being filled */
+    float w[MX_SD_CHUNK_CONTENT];
+    int n;                           /* tokens in it */
+    int last_comma;                  /* index of the last comma in it, -1 none */
+};
+
+/* A1111 next_chunk(): closes the current chunk as BOS + tokens + EOS + pads. Returns 0,
+ * MX_ERANGE past max_chunks, MX_ENOMEM. */
+static int next_chunk(struct chunker *c, bool is_last, struct mx_err *err) {
+    struct mx_sd_prompt_tokens *o = c->out;
+    o->n_tokens += is_last ? c->n : MX_SD_CHUNK_CONTENT;
+    if (o->n_chunks >= c->max_chunks)
+        return mx_err_set(err, MX_ERANGE, "prompt: more than %d chunks of %d tokens (%d tokens)",
+                          c->max_chunks, MX_SD_CHUNK_CONTENT,
+                          c->max_chunks * MX_SD_CHUNK_CONTENT);
+    if (o->n_chunks == c->cap_chunks) {
+        int64_t cap = c->cap_chunks ? c->cap_chunks * 2 : 2;
+        int32_t *ids = realloc(o->ids, (size_t)cap * MX_SD_CHUNK_LEN * sizeof *ids);
+        if (ids)
+            o->ids = ids;
+        float *w = ids ? realloc(o->w, (size_t)cap * MX_SD_CHUNK_LEN * sizeof *w) : NULL;
+        if (!ids || !w)
+            return mx_err_set(err, MX_ENOMEM, "prompt: out of memory (%lld chunks)",
+                              (long long)cap);
+        o->w = w;
+        c->cap_chunks = cap;
+    }
+    int32_t *ids = o->ids + o->n_chunks * MX_SD_CHUNK_LEN;
+    float *w = o->w + o->n_chunks * MX_SD_CHUNK_LEN;
+    ids[0] = c->bos;
+    w[0] = 1.0f;
+    for (int i = 0; i < c->n; i++) {
+        ids[1 + i] = c->tok[i];
+        w[1 + i] = c->w[i];
+    }
+    /* A1111 pads with EOS and then, where the pad id differs (OpenCLIP: 0), overwrites
+     * everything after the first EOS with it; stable-diffusion.cpp does the same */
+    ids[1 + c->n] = c->eos;
+    w[1 + c->n] = 1.0f;
+    for (int i = 2 + c->n; i < MX_SD_CHUNK_LEN; i++) {
+        ids[i] = c->pad;
+        w[i] = 1.0f;
+    }
+    o->n_chunks++;
+    c->n = 0;
+    c->last_comma = -1;
+    return 0;
+}
+
+/* Adds one segment's tokens with their weight (the body of A1111's per-token loop). */
+static int add_tokens(struct chunker *c, const int32_t *ids, size_t n, float weight,
+                      int32_t comma, struct mx_err *err) {
+    int rc;
+    for (size_t k = 0; k < n; k++) {
+        if (ids[k] == comma) {
+            c->last_comma = c->n;
+        } else if (c->n == MX_SD_CHUNK_CONTENT && c->last_comma != -1 &&
+                   c->n - c->last_comma <= MX_SD_COMMA_BACKTRACK) {
+            /* full, and a comma is near: the words after it move to the next chunk */
+            int from = c->last_comma + 1, n_move = c->n - from;
+            int32_t mt[MX_SD_CHUNK_CONTENT];
+            float mw[MX_SD_CHUNK_CONTENT];
+            memcpy(mt, c->tok + from, (size_t)n_move * sizeof *mt);
+            memcpy(mw, c->w + from, (size_t)n_move * sizeof *mw);
+            c->n = from;
+            if ((rc = next_chunk(c, false, err)) < 0)
+                return rc;
+            memcpy(c->tok, mt, (size_t)n_move * sizeof *mt);
+            memcpy(c->w, mw, (size_t)n_move * sizeof *mw);
+            c->n = n_move;
+        }
+        if (c->n == MX_SD_CHUNK_CONTENT && (rc = next_chunk(c, false, err)) < 0)
+            return rc;
+        c->tok[c->n] = ids[k];
+        c->w[c->n++] = weight;
+    }
+    return 0;
+}
+
+int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, int32_t pad_id,
+                          int max_chunks, struct mx_sd_prompt_tokens *out, struct mx_err *err) {
+    memset(out, 0, sizeof *out);
+    struct chunker c = {.out = out, .max_chunks = max_chunks > 0 ? max_chunks : MX_SD_MAX_CHUNKS,
+                        .bos = mx_tokenizer_bos(tok), .eos = mx_tokenizer_eos(tok),
+                        .pad = pad_id, .last_comma = -1};
+    if (c.bos == MX_TOK_NONE || c.eos == MX_TOK_NONE)
+        return mx_err_set(err, MX_EINVAL, "prompt: the tokenizer has no BOS/EOS (not CLIP?)");
+    int32_t comma = mx_tokenizer_find(tok, ",</w>", 5);
+    if (comma == MX_TOK_NONE)
+        comma = -2; /* no id equals it */
+    struct mx_sd_prompt p;
+    int rc = mx_sd_prompt_parse(prompt, &p, err);
+    if (rc < 0)
+        return rc;
+    for (int64_t i = 0; i < p.n && rc == 0; i++) {
+        if (p.segs[i].is_break) {
+            rc = next_chunk(&c, false, err);
+            continue;
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rc = mx_tokenizer_encode(tok, p.segs[i].text, strlen(p.segs[i].text), 0, &ids, &n, err);
+        if (rc == 0)
+            rc = add_tokens(&c, ids, n, p.segs[i].weight_f, comma, err);
+        free(ids);
+    }
+    if (rc == 0 && (c.n > 0 || out->n_chunks == 0))
+        rc = next_chunk(&c, true, err);
+    mx_sd_prompt_deinit(&p);
+    if (rc < 0)
+        mx_sd_prompt_tokens_deinit(out);
+    return rc;
+}
+
+void mx_sd_prompt_tokens_deinit(struct mx_sd_prompt_tokens *t) {
+    if (!t)
+        return;
+    free(t->ids);
+    free(t->w);
+    memset(t, 0, sizeof *t);
+}
