@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "app/model_hash.h"
+#include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/diffusion/infotext.h"
 #include "core/image/image.h"
@@ -626,6 +628,168 @@ static void test_png_infotext_roundtrip(void **state) {
     unlink(path);
 }
 
+/* ---- SHA-256 and the model hash ------------------------------------------------------------ */
+
+/* FIPS 180-4 / NIST CAVP vectors through both block functions, and split updates (every split
+ * point of a 200-byte message) equal to one-shot hashing. */
+static void test_sha256(void **state) {
+    (void)state;
+    static const struct {
+        const char *msg;
+        const char *hex;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqr"
+         "lmnopqrsmnopqrstnopqrstu",
+         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
+    };
+    char hex[65];
+    printf("SHA-NI available: %s\n", mx_sha256_hw() ? "yes" : "no");
+    for (int portable = 0; portable <= 1; portable++) {
+        mx_sha256_force_portable(portable);
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+            mx_sha256_hex(v[i].msg, strlen(v[i].msg), hex);
+            assert_string_equal(hex, v[i].hex);
+        }
+        // One million 'a' in uneven pieces.
+        struct mx_sha256 s;
+        uint8_t d[32];
+        char *a = malloc(1000000);
+        memset(a, 'a', 1000000);
+        mx_sha256_init(&s);
+        for (size_t off = 0, step = 1; off < 1000000; off += step, step = step * 3 % 1000 + 1)
+            mx_sha256_update(&s, a + off, off + step > 1000000 ? 1000000 - off : step);
+        mx_sha256_final(&s, d);
+        mx_sha256_to_hex(d, hex);
+        assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+        free(a);
+        uint8_t msg[200];
+        uint64_t seed = 3;
+        for (int i = 0; i < 200; i++)
+            msg[i] = (uint8_t)mx_test_rand(&seed);
+        char whole[65];
+        mx_sha256_hex(msg, sizeof msg, whole);
+        for (size_t cut = 0; cut <= sizeof msg; cut++) {
+            mx_sha256_init(&s);
+            mx_sha256_update(&s, msg, cut);
+            mx_sha256_update(&s, msg + cut, sizeof msg - cut);
+            mx_sha256_final(&s, d);
+            mx_sha256_to_hex(d, hex);
+            assert_string_equal(hex, whole);
+        }
+    }
+    mx_sha256_force_portable(0);
+    // Both paths agree on random lengths (the hardware one, where there is one).
+    uint64_t seed = 11;
+    for (int it = 0; it < 50; it++) {
+        size_t n = mx_test_rand(&seed) % 5000;
+        uint8_t *b = malloc(n + 1);
+        for (size_t i = 0; i < n; i++)
+            b[i] = (uint8_t)mx_test_rand(&seed);
+        char h1[65], h2[65];
+        mx_sha256_hex(b, n, h1);
+        mx_sha256_force_portable(1);
+        mx_sha256_hex(b, n, h2);
+        mx_sha256_force_portable(0);
+        assert_string_equal(h1, h2);
+        free(b);
+    }
+}
+
+/* Runs a shell command, asserting it succeeds. */
+static void sh(const char *cmd) {
+    assert_int_equal(system(cmd), 0);
+}
+
+/* mx_sd_model_hash: AutoV2 of the file, cached by path + size + mtime in
+ * $XDG_CACHE_HOME/mixel/model_hashes.json, recomputed when the file changes, robust to a broken
+ * cache; a diffusers folder hashes its UNet file. */
+static void test_model_hash(void **state) {
+    (void)state;
+    char dir[512], path[600], cache[600], cmd[2048];
+    tmp_path(dir, sizeof dir, "hash");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s/xdg' '%s/m/unet'", dir, dir, dir);
+    sh(cmd);
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("abc", f);
+    fclose(f);
+    char *old = getenv("XDG_CACHE_HOME") ? strdup(getenv("XDG_CACHE_HOME")) : NULL;
+    snprintf(cache, sizeof cache, "%s/xdg", dir);
+    setenv("XDG_CACHE_HOME", cache, 1);
+
+    char h[11], full[65];
+    bool cached = true;
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_model_sha256(path, full, &cached, &err), 0);
+    assert_false(cached);
+    assert_string_equal(full, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_int_equal(mx_sd_model_sha256(path, full, &cached, &err), 0);
+    assert_true(cached);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), 0);
+    assert_string_equal(h, "ba7816bf8f");
+    snprintf(cache, sizeof cache, "%s/xdg/mixel/model_hashes.json", dir);
+    assert_int_equal(access(cache, R_OK), 0);
+
+    // A wrong digest planted in the cache is what comes back while size and mtime match: proof
+    // that the file is not read again...
+    snprintf(cmd, sizeof cmd, "sed -i 's/ba7816bf8f01/0123456789ab/' '%s'", cache);
+    sh(cmd);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), 0);
+    assert_string_equal(h, "0123456789");
+    // ...and a new mtime (same size) or new content makes it hash again.
+    snprintf(cmd, sizeof cmd, "touch -d '2001-02-03 04:05:06' '%s'", path);
+    sh(cmd);
+    assert_int_equal(mx_sd_model_sha256(path, full, &cached, &err), 0);
+    assert_false(cached);
+    assert_string_equal(full, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    f = fopen(path, "wb");
+    fputs("", f);
+    fclose(f);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), 0);
+    assert_string_equal(h, "e3b0c44298");
+
+    // A broken cache file is ignored and replaced.
+    f = fopen(cache, "wb");
+    fputs("{\"sha256\": [1, 2", f);
+    fclose(f);
+    assert_int_equal(mx_sd_model_sha256(path, full, &cached, &err), 0);
+    assert_false(cached);
+    assert_int_equal(mx_sd_model_sha256(path, full, &cached, &err), 0);
+    assert_true(cached);
+
+    // Diffusers folder: the UNet file's hash; a folder without one is refused.
+    snprintf(cmd, sizeof cmd, "printf abc > '%s/m/unet/diffusion_pytorch_model.fp16.safetensors'"
+             " && echo '{}' > '%s/m/model_index.json'", dir, dir);
+    sh(cmd);
+    snprintf(path, sizeof path, "%s/m", dir);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), 0);
+    assert_string_equal(h, "ba7816bf8f");
+    snprintf(path, sizeof path, "%s/xdg", dir);
+    mx_err_clear(&err);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), MX_EINVAL);
+    assert_non_null(strstr(err.msg, "diffusers"));
+    snprintf(path, sizeof path, "%s/none.safetensors", dir);
+    assert_int_equal(mx_sd_model_hash(path, h, NULL), MX_ENOENT);
+
+    // No usable cache folder: the hash still comes back.
+    setenv("XDG_CACHE_HOME", "/proc/mixel-no-such-dir", 1);
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    assert_int_equal(mx_sd_model_hash(path, h, &err), 0);
+    assert_string_equal(h, "e3b0c44298");
+
+    if (old)
+        setenv("XDG_CACHE_HOME", old, 1);
+    else
+        unsetenv("XDG_CACHE_HOME");
+    free(old);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    sh(cmd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_exact),
@@ -637,6 +801,8 @@ int main(void) {
         cmocka_unit_test(test_png_write_read),
         cmocka_unit_test(test_png_read_hostile),
         cmocka_unit_test(test_png_infotext_roundtrip),
+        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_model_hash),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }
