@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "core/base/util.h"
+#include "core/image/png_text.h"
 
 #ifdef HAVE_SIXEL
 /* sixel.h defines its own PACKAGE_VERSION; this file does not use ours */
@@ -538,8 +539,18 @@ fail:
 
 /* ---- PNG writing ---------------------------------------------------------------------------- */
 
-/* Writes the rows with libpng into f; its errors unwind here. Returns 0 or -1 (m says why). */
-static int write_png_rows(FILE *f, const struct mx_image *img, struct png_msgs *m) {
+/* One text chunk to write: Latin-1 bytes for tEXt, else UTF-8 for an uncompressed iTXt. */
+struct png_text_out {
+    const char *key;   /* keyword, 1-79 printable ASCII bytes; borrowed */
+    char *text;        /* chunk text, NUL-terminated; owned by the caller of write_png_rows */
+    size_t len;        /* bytes of text */
+    int itxt;          /* 1: iTXt (UTF-8), 0: tEXt (Latin-1) */
+};
+
+/* Writes the rows with libpng into f, with the text chunk t (NULL: none) before the pixels as
+ * Pillow places it; its errors unwind here. Returns 0 or -1 (m says why). */
+static int write_png_rows(FILE *f, const struct mx_image *img, const struct png_text_out *t,
+                          struct png_msgs *m) {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, m, png_error_cb,
                                               png_warning_cb);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -555,6 +566,18 @@ static int write_png_rows(FILE *f, const struct mx_image *img, struct png_msgs *
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (t) {
+        png_text pt;
+        memset(&pt, 0, sizeof pt);
+        pt.compression = t->itxt ? PNG_ITXT_COMPRESSION_NONE : PNG_TEXT_COMPRESSION_NONE;
+        pt.key = (png_charp)t->key;
+        pt.text = t->text;
+        if (t->itxt)
+            pt.itxt_length = t->len;
+        else
+            pt.text_length = t->len;
+        png_set_text(png, info, &pt, 1);
+    }
     png_write_info(png, info);
     for (int y = 0; y < img->h; y++)
         png_write_row(png, img->rgb + (size_t)y * (size_t)img->w * 3);
@@ -563,7 +586,9 @@ static int write_png_rows(FILE *f, const struct mx_image *img, struct png_msgs *
     return 0;
 }
 
-int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_err *err) {
+/* Writes img (and the text chunk t, NULL: none) at path through path.part and a rename. */
+static int save_png(const struct mx_image *img, const char *path, const struct png_text_out *t,
+                    struct mx_err *err) {
     if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
         return mx_err_set(err, MX_EINVAL, "%s: no image to write", path);
     char tmp[4200];
@@ -574,7 +599,7 @@ int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_er
         return mx_err_set(err, errno == ENOENT ? MX_ENOENT : errno == EACCES ? MX_EPERM : MX_EIO,
                           "%s: %s", path, strerror(errno));
     struct png_msgs m = {{0}, {0}};
-    int bad = write_png_rows(f, img, &m);
+    int bad = write_png_rows(f, img, t, &m);
     bad |= ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         int e = errno;
@@ -583,4 +608,38 @@ int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_er
                           m.error[0] ? m.error : strerror(e));
     }
     return 0;
+}
+
+int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_err *err) {
+    return save_png(img, path, NULL, err);
+}
+
+int mx_image_save_png_text(const struct mx_image *img, const char *path, const char *key,
+                           const char *text, struct mx_err *err) {
+    if (!key || !text)
+        return mx_err_set(err, MX_EINVAL, "%s: no text chunk given", path);
+    size_t klen = strlen(key);
+    bool key_ok = klen >= 1 && klen <= 79 && key[0] != ' ' && key[klen - 1] != ' ';
+    for (size_t i = 0; key_ok && i < klen; i++)
+        key_ok = key[i] >= 0x20 && key[i] < 0x7f && !(key[i] == ' ' && key[i + 1] == ' ');
+    if (!key_ok)
+        return mx_err_set(err, MX_EINVAL, "%s: bad PNG text keyword (1-79 printable ASCII "
+                          "characters, no leading, trailing or double spaces)", path);
+    size_t len = strlen(text);
+    if (len > MX_PNG_TEXT_MAX)
+        return mx_err_set(err, MX_ERANGE, "%s: text of %zu bytes for '%s' (limit %u)", path,
+                          len, key, MX_PNG_TEXT_MAX);
+    // Pillow's PngInfo.add_text: tEXt when the text encodes as Latin-1, else iTXt (UTF-8).
+    struct png_text_out t = {key, NULL, 0, 0};
+    int rc = mx_utf8_to_latin1(text, len, &t.text, &t.len);
+    if (rc == 0) {
+        t.itxt = 1;
+        rc = mx_utf8_sanitize_dup(text, len, &t.text);
+        t.len = rc == 0 ? strlen(t.text) : 0;
+    }
+    if (rc < 0)
+        return mx_err_set(err, rc, "%s: out of memory for the text chunk", path);
+    rc = save_png(img, path, &t, err);
+    free(t.text);
+    return rc;
 }

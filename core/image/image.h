@@ -42,6 +42,15 @@ int mx_image_load_over(const char *path, const uint8_t bg[3], struct mx_image *o
  * (path too long); err says "path: problem". */
 int mx_image_save_png(const struct mx_image *img, const char *path, struct mx_err *err);
 
+/* mx_image_save_png with one text chunk, as AUTOMATIC1111 stores its "parameters": text (UTF-8)
+ * goes into a tEXt chunk when it encodes as Latin-1, else into an uncompressed iTXt chunk
+ * (Pillow's PngInfo.add_text), placed before the image data; invalid UTF-8 bytes are written
+ * as U+FFFD. key: 1-79 printable ASCII characters, no leading, trailing or double spaces.
+ * Read back with mx_png_read_text (png_text.h). Errors: those of mx_image_save_png, MX_EINVAL
+ * (bad key, NULL text), MX_ERANGE (text over MX_PNG_TEXT_MAX bytes), MX_ENOMEM. */
+int mx_image_save_png_text(const struct mx_image *img, const char *path, const char *key,
+                           const char *text, struct mx_err *err);
+
 /* Frees the pixels (img may be NULL) and empties the struct. */
 void mx_image_free(struct mx_image *img);
 
