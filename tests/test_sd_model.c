@@ -278,7 +278,7 @@ static void test_prediction(void **state) {
         bool detected;
         const char *source;
     } cases[] = {
-        {NULL, NULL, false, -1, 0, MX_SD_PRED_EPS, false, "assumed eps"},
+        {NULL, NULL, false, -1, 0, MX_SD_PRED_EPS, false, "assumed: not detectable"},
         {"modelspec.prediction_type", "v", false, -1, 0, MX_SD_PRED_V, true,
          "metadata modelspec.prediction_type"},
         {"modelspec.prediction_type", "epsilon", false, -1, 0, MX_SD_PRED_EPS, true,

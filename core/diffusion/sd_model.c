@@ -543,8 +543,8 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
                           m->path, (long long)tok->ne[0], (long long)m->context_dim);
     m->prediction = MX_SD_PRED_EPS;
     m->prediction_detected = false;
-    m->prediction_source = "assumed eps (not detectable from tensor names; --prediction v for "
-                           "v-models)";
+    m->prediction_source = "assumed: not detectable from tensor names; --prediction v for "
+                           "v-models";
     if (m->priv->hint_pred >= 0) {
         m->prediction = (enum mx_sd_pred)m->priv->hint_pred;
         m->prediction_detected = true;
