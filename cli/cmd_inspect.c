@@ -5,7 +5,11 @@
  * tensor type histogram, total parameters and, for MoE models, parameters active per token
  * (stacked expert tensors count expert_used_count / expert_count of their size). safetensors (a
  * file or a diffusers folder): tensors, dtype histogram, parameters, metadata and a guess of the
- * model kind from key names. Every string from the file is made inert before it is printed.
+ * model kind from key names. A Stable Diffusion checkpoint (single file, diffusers folder or
+ * stable-diffusion.cpp GGUF) also gets what the engine's loader (core/diffusion/sd_model.h) makes
+ * of it: family, prediction type and whether it was detected or assumed, inpainting UNet, source
+ * format, parameters and weight types per component, the schedule's source, or the loader's
+ * one-line complaint. Every string from the file is made inert before it is printed.
  * Exit status: 0 ok, 1 the file could not be read (the reader's message on stderr), 2 usage.
  */
 #include <errno.h>
@@ -24,6 +28,7 @@
 #include "cli/cmd.h"
 #include "cli/opts.h"
 #include "core/diffusion/sd_kind.h"
+#include "core/diffusion/sd_model.h"
 #include "core/llm/model_info.h"
 #include "core/base/text.h"
 
@@ -225,6 +230,109 @@ static json_t *value_json(const struct mx_gguf_value *v) {
     return json_null();
 }
 
+/* ---- Stable Diffusion checkpoints ------------------------------------------------------- */
+
+/* The components of a checkpoint, by canonical name prefix. */
+static const char *const sd_comp_prefix[3] = {"model.diffusion_model.", "first_stage_model.",
+                                              "cond_stage_model."};
+static const char *const sd_comp_name[3] = {"UNet", "VAE", "text encoder"};
+static const char *const sd_comp_key[3] = {"unet", "vae", "text_encoder"};
+
+/* Weight counts per component and type. */
+static void sd_type_counts(const struct mx_sd_model *m, int64_t count[3][MX_TYPE_COUNT]) {
+    memset(count, 0, sizeof(int64_t) * 3 * MX_TYPE_COUNT);
+    for (int64_t i = 0; i < mx_sd_n_weights(m); i++) {
+        const struct mx_tensor *t = mx_sd_weight_at(m, i);
+        for (int c = 0; c < 3; c++)
+            if (!strncmp(t->name, sd_comp_prefix[c], strlen(sd_comp_prefix[c])) &&
+                (int)t->type >= 0 && t->type < MX_TYPE_COUNT)
+                count[c][t->type]++;
+    }
+}
+
+/* What the SD loader makes of path (a file or a diffusers folder): added to j as
+ * "stable_diffusion" when j is set, else printed. A checkpoint the loader refuses shows its
+ * message (the file itself was readable, so inspect still succeeds). */
+static void sd_section(const char *path, json_t *j) {
+    struct mx_sd_model *m = NULL;
+    struct mx_err err = {0};
+    int rc = mx_sd_model_open(NULL, path, NULL, &m, &err);
+    char s1[MX_SANITIZE_MAX(SHOW_MAX) + 4], b1[32];
+    const char *msg = rc < 0 ? mx_err_msg(&err, rc) : NULL;
+    if (j && rc < 0) {
+        json_object_set_new(j, "stable_diffusion",
+                            json_pack("{s:o}", "error", json_text(msg, strlen(msg))));
+        return;
+    }
+    if (rc < 0) {
+        printf("stable diffusion checkpoint, not usable: %s\n", inert(msg, strlen(msg), s1));
+        return;
+    }
+    int64_t count[3][MX_TYPE_COUNT];
+    sd_type_counts(m, count);
+    const int64_t params[3] = {m->n_params_unet, m->n_params_vae, m->n_params_text};
+    const bool present[3] = {true, m->has_vae, m->has_text_encoder};
+    if (j) {
+        json_t *sd = json_object(), *pj = json_object(), *tj = json_object();
+        json_object_set_new(sd, "family", json_string(mx_sd_family_name(m->family)));
+        json_object_set_new(sd, "source", json_string(mx_sd_source_name(m->source)));
+        json_object_set_new(sd, "context_dim", json_integer(m->context_dim));
+        json_object_set_new(sd, "prediction", json_string(mx_sd_pred_name(m->prediction)));
+        json_object_set_new(sd, "prediction_detected", json_boolean(m->prediction_detected));
+        json_object_set_new(sd, "prediction_source", json_string(m->prediction_source));
+        json_object_set_new(sd, "inpaint", json_boolean(m->inpaint));
+        json_object_set_new(sd, "unet_in_channels", json_integer(m->unet_in_channels));
+        json_object_set_new(sd, "has_vae", json_boolean(m->has_vae));
+        json_object_set_new(sd, "has_text_encoder", json_boolean(m->has_text_encoder));
+        for (int c = 0; c < 3; c++) {
+            json_object_set_new(pj, sd_comp_key[c], json_integer(params[c]));
+            json_t *types = json_object();
+            for (int t = 0; t < MX_TYPE_COUNT; t++)
+                if (count[c][t])
+                    json_object_set_new(types, mx_type_name(t), json_integer(count[c][t]));
+            json_object_set_new(tj, sd_comp_key[c], types);
+        }
+        json_object_set_new(pj, "total", json_integer(m->n_params));
+        json_object_set_new(sd, "parameters", pj);
+        json_object_set_new(sd, "weight_types", tj);
+        json_object_set_new(sd, "tensors", json_integer(mx_sd_n_weights(m)));
+        json_object_set_new(sd, "schedule_source", json_string(m->schedule_source));
+        json_object_set_new(j, "stable_diffusion", sd);
+        mx_sd_model_close(m);
+        return;
+    }
+    printf("stable diffusion (as the image engine loads it)\n");
+    printf("  family        %s (cross-attention context %" PRId64 ")\n",
+           mx_sd_family_name(m->family), m->context_dim);
+    printf("  source        %s\n", m->source == MX_SD_SRC_DIFFUSERS ? "diffusers folder"
+                                   : m->source == MX_SD_SRC_GGUF ? "GGUF (stable-diffusion.cpp)"
+                                                                 : "safetensors (LDM names)");
+    printf("  prediction    %s (%s%s)\n", mx_sd_pred_name(m->prediction),
+           m->prediction_detected ? "detected: " : "", m->prediction_source);
+    printf("  inpainting    %s (UNet input %" PRId64 " channels)\n", m->inpaint ? "yes" : "no",
+           m->unet_in_channels);
+    printf("  parameters    %s:", human_count((double)m->n_params, b1));
+    for (int c = 0; c < 3; c++)
+        if (present[c])
+            printf("%s %s %s", c ? "," : "", sd_comp_name[c],
+                   human_count((double)params[c], b1));
+        else
+            printf("%s no %s", c ? "," : "", sd_comp_name[c]);
+    printf("\n");
+    for (int c = 0; c < 3; c++) {
+        if (!present[c])
+            continue;
+        printf("  %-13s", c ? "" : "weight types");
+        printf(" %-12s", sd_comp_name[c]);
+        for (int t = 0, sep = 0; t < MX_TYPE_COUNT; t++)
+            if (count[c][t])
+                printf("%s %s %" PRId64, sep++ ? "," : "", mx_type_name(t), count[c][t]);
+        printf("\n");
+    }
+    printf("  schedule      %s\n", m->schedule_source);
+    mx_sd_model_close(m);
+}
+
 static int inspect_gguf(const char *path, const struct opts *o) {
     struct mx_gguf *g = NULL;
     struct mx_err err = {0};
@@ -246,6 +354,7 @@ static int inspect_gguf(const char *path, const struct opts *o) {
     int64_t ftype = -1;
     (void)mx_gguf_get_int(g, "general.file_type", &ftype, NULL);
     size_t arch_len = arch ? strlen(arch) : 0;
+    const bool sd = mx_gguf_find_tensor(g, "model.diffusion_model.input_blocks.0.0.weight");
 
     /* parameters (total, and active per token for MoE) and the type histogram */
     struct mx_llm_params pc;
@@ -325,6 +434,8 @@ static int inspect_gguf(const char *path, const struct opts *o) {
                                     value_json(mx_gguf_kv_value(g, i)));
             json_object_set_new(j, "metadata", md);
         }
+        if (sd)
+            sd_section(path, j);
         print_json(j);
         json_decref(j);
         mx_gguf_close(g);
@@ -422,6 +533,8 @@ static int inspect_gguf(const char *path, const struct opts *o) {
             printf("  %-42s %s\n", inert(k, strlen(k), s1), v);
         }
     }
+    if (sd)
+        sd_section(path, NULL);
     mx_gguf_close(g);
     return 0;
 }
@@ -533,12 +646,17 @@ static int inspect_st(const char *path, const struct opts *o) {
         mx_cli_err("inspect", "%s", mx_err_msg(&err, rc));
         return 1;
     }
+    const bool sd = mx_st_find_tensor(st, "model.diffusion_model.input_blocks.0.0.weight");
     if (o->json) {
         json_t *j = st_json(st, o);
+        if (sd)
+            sd_section(path, j);
         print_json(j);
         json_decref(j);
     } else {
         st_print(st, o, "");
+        if (sd)
+            sd_section(path, NULL);
     }
     mx_st_close(st);
     return 0;
@@ -583,14 +701,19 @@ static int inspect_folder(const char *path, const struct opts *o) {
             st_print(st, o, "  ");
         }
     }
+    const bool sd = mx_st_folder_file(f, "unet") != NULL;
     if (j) {
         json_object_set_new(j, "components", comps);
         json_object_set_new(j, "parameters", json_integer((json_int_t)total));
+        if (sd)
+            sd_section(path, j);
         print_json(j);
         json_decref(j);
     } else {
         char b1[32];
         printf("parameters    %s in all components\n", human_count(total, b1));
+        if (sd)
+            sd_section(path, NULL);
     }
     mx_st_folder_close(f);
     return 0;

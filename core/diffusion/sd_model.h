@@ -9,6 +9,43 @@
  *         (Hugging Face CLIPTextModel names for SD 1.x and SD 2.x alike: the loader splits
  *         OpenCLIP's fused in_proj of SD 2.x checkpoints into q/k/v row views)
  * Diffusers folders and stable-diffusion.cpp GGUF files are renamed to these at load.
+ * Only tensors under these three prefixes are kept: EMA copies (model_ema.*), the 12 DDPM
+ * schedule buffers (betas, alphas_cumprod, ...), position_ids, text_projection and anything else
+ * are left out of the table (alphas_cumprod is read into the schedule first).
+ *
+ * SOURCES (mx_sd_model_open tells them apart by content, not by file name):
+ *   .safetensors  CompVis/LDM names. SD 2.x files carry OpenCLIP names under
+ *                 cond_stage_model.model.* (transformer.resblocks.N.attn.in_proj_weight, ln_1,
+ *                 mlp.c_fc, token_embedding, positional_embedding, ln_final): renamed to the HF
+ *                 names, the fused in_proj [3*w, w] split into q/k/v row views of the same bytes.
+ *   diffusers     a folder with unet/ vae/ text_encoder/ (diffusion_pytorch_model[.fp16]
+ *                 .safetensors, model[.fp16].safetensors) and scheduler/scheduler_config.json;
+ *                 UNet down_blocks/mid_block/up_blocks and VAE down/up/mid names (old
+ *                 query/key/value/proj_attn or to_q/to_k/to_v/to_out.0) mapped to LDM names.
+ *   .gguf         stable-diffusion.cpp's `sd-cli -M convert` output: its names are already the
+ *                 LDM ones (an SD 2.x text encoder keeps the fused self_attn.in_proj, split here);
+ *                 quantized matrices stay quantized (matmul reads every type); a quantized
+ *                 vector (sd.cpp quantizes norm weights whose length is a block multiple) is
+ *                 dequantized to F32 at load, as is any quantized or BF16 conv kernel.
+ *
+ * PREDICTION TYPE (what is detected, in this order; m->prediction_source says which):
+ *   1. opts->prediction >= 0 (the user's --prediction): "--prediction", not detected
+ *   2. safetensors __metadata__ "modelspec.prediction_type", "prediction_type" or
+ *      "parameterization": "epsilon"/"eps" -> eps, "v"/"v_prediction"/"v-prediction" -> v
+ *   3. a tensor named "v_pred" (the marker some v-prediction exports carry) -> v
+ *   4. diffusers scheduler/scheduler_config.json "prediction_type" (epsilon, v_prediction)
+ *   5. otherwise eps, ASSUMED: SD 2.x 768-v and 512-base have identical tensor names and
+ *      shapes, so a v-model without one of the markers above needs --prediction v.
+ *
+ * SCHEDULE (m->schedule_source): the file's alphas_cumprod (single file, GGUF), else a diffusers
+ * scheduler_config.json (beta_schedule scaled_linear/linear, beta_start, beta_end or
+ * trained_betas), else the SD default scaled_linear 0.00085..0.012.
+ *
+ * PARTIAL CHECKPOINTS: a UNet is required (else MX_EFORMAT "no Stable Diffusion UNet"). A missing
+ * VAE or text encoder is not an error at open (has_vae / has_text_encoder are false; a separate
+ * VAE may come with opts->vae_path); mx_sd_require() gives the one-line error when a job needs
+ * the part. A VAE whose latent has other than 4 channels (SD3/Flux VAEs have 16), a text encoder
+ * whose width is not the UNet's context width, and weights in a non-float dtype are errors.
  *
  * SHAPES are in ggml order (ne[0] innermost): a conv weight [out, in, kh, kw] in the file is
  * ne = [kw, kh, in, out]; a linear weight [out, in] is ne = [in, out]; vectors [n]. Where two
@@ -28,6 +65,7 @@
 #define MX_SD_MODEL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/base/err.h"
@@ -52,6 +90,13 @@ enum mx_sd_source {
     MX_SD_SRC_GGUF,            /* stable-diffusion.cpp's `-M convert` output */
 };
 
+/* Parts of a checkpoint a job needs (mx_sd_require). */
+enum mx_sd_part {
+    MX_SD_PART_UNET = 1, /* model.diffusion_model.* */
+    MX_SD_PART_VAE = 2,  /* first_stage_model.*: decoding latents (and img2img encoding) */
+    MX_SD_PART_TEXT = 4, /* cond_stage_model.*: encoding the prompt */
+};
+
 struct mx_sd_open_opts {
     const char *vae_path; /* a separate VAE file (its tensors replace the checkpoint's), or NULL */
     int prediction;       /* -1: detect; else enum mx_sd_pred (the user's --prediction) */
@@ -67,7 +112,13 @@ struct mx_sd_model {
     bool has_vae, has_text_encoder;
     int64_t context_dim;          /* cross-attention width: 768 (SD1), 1024 (SD2) */
     int64_t unet_in_channels;     /* 4, or 9 for inpainting */
-    int64_t n_params;             /* weights counted over every tensor loaded */
+    int64_t n_params;             /* weights of every tensor in the table (UNet + VAE + text
+                                     encoder; schedule buffers and skipped tensors excluded) */
+    int64_t n_params_unet;        /* of them under model.diffusion_model. */
+    int64_t n_params_vae;         /* under first_stage_model. */
+    int64_t n_params_text;        /* under cond_stage_model. */
+    const char *prediction_source; /* how prediction was found (see PREDICTION TYPE); static */
+    const char *schedule_source;  /* where alphas_cumprod came from (see SCHEDULE); static */
     /* The schedule the model was trained with: the file's alphas_cumprod when it has one (as
      * stable-diffusion.cpp reads it), else the SD "scaled linear" betas 0.00085..0.012. */
     bool alphas_from_file;
@@ -79,9 +130,24 @@ struct mx_sd_model {
 /* Opens a checkpoint: a .safetensors file, a diffusers folder or a .gguf file (the kind is
  * detected from the content). Every tensor becomes a view into the mapped file (on the CPU, no
  * copy). Returns 0, or MX_ENOENT / MX_EFORMAT / MX_EUNSUP / MX_ENOMEM with err saying "path:
- * problem" in one line. opts may be NULL. */
+ * problem" in one line. opts may be NULL. be may be NULL: the tensors then point into host
+ * memory with buf NULL (inspect, tests, fuzzing: nothing can be computed with them). */
 int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd_open_opts *opts,
                      struct mx_sd_model **out, struct mx_err *err);
+
+/* The same over a safetensors or GGUF image in memory (borrowed: it must outlive the model);
+ * name is used in messages. opts->vae_path, when set, is still a file. */
+int mx_sd_model_open_mem(struct mx_backend *be, const void *buf, size_t size, const char *name,
+                         const struct mx_sd_open_opts *opts, struct mx_sd_model **out,
+                         struct mx_err *err);
+
+/* Checks that the parts (enum mx_sd_part bits) a job needs are present. Returns 0 or MX_EFORMAT
+ * with err "path: no VAE (first_stage_model.*): pass a VAE file (--vae)" and the like. */
+int mx_sd_require(const struct mx_sd_model *m, unsigned parts, struct mx_err *err);
+
+/* The table in name order: n entries, entry i (0 <= i < n) or NULL. Borrowed. */
+int64_t mx_sd_n_weights(const struct mx_sd_model *m);
+const struct mx_tensor *mx_sd_weight_at(const struct mx_sd_model *m, int64_t i);
 
 void mx_sd_model_close(struct mx_sd_model *m); /* NULL ok */
 
@@ -94,8 +160,9 @@ const struct mx_tensor *mx_sd_weight(const struct mx_sd_model *m, const char *na
 int mx_sd_need(const struct mx_sd_model *m, const struct mx_tensor **out, const int64_t ne[4],
                struct mx_err *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* "SD 1.x", "SD 2.x", "unknown"; "eps", "v". Static strings. */
+/* "SD 1.x", "SD 2.x", "unknown"; "eps", "v"; "safetensors", "diffusers", "gguf". Static. */
 const char *mx_sd_family_name(enum mx_sd_family f);
 const char *mx_sd_pred_name(enum mx_sd_pred p);
+const char *mx_sd_source_name(enum mx_sd_source s);
 
 #endif
