@@ -573,6 +573,23 @@ static double ref_sample(int s, double eta, double x, int k, const float *sg, in
             }
             break;
         }
+        case MX_SD_SAMPLER_DPMPP_SDE:
+            /* k-diffusion sample_dpmpp_sde, r = 1/2; noise[] holds the tree's increments over
+             * (sigma, sigma_mid) and (sigma, sigma_next) of each noisy step, in that order */
+            if (sn == 0) {
+                x += d * (sn - sig);
+            } else {
+                double t = -log(sig), tn = -log(sn), h = tn - t, smid = exp(-(t + h / 2));
+                double down, up;
+                ref_ancestral(sig, smid, eta, &down, &up);
+                double x2 = (down / sig) * x - expm1(t + log(down)) * den;
+                x2 += noise[nd++][k] * up;
+                double den2 = toy_den((float)x2, (float)smid, k);
+                ref_ancestral(sig, sn, eta, &down, &up);
+                x = (down / sig) * x - expm1(t + log(down)) * (0.5 * den + 0.5 * den2);
+                x += noise[nd++][k] * up;
+            }
+            break;
         case MX_SD_SAMPLER_LMS: {
             /* k-diffusion's coefficients (integrals of the Lagrange basis over the step, here
              * exact by 4-point Gauss-Legendre) and the peer's history shift 1: the derivative
@@ -658,7 +675,7 @@ static void test_samplers_match_formulas(void **state) {
                 memcpy(x0, x, sizeof x);
                 ref_rng = rng;
                 int want_draws = -1; /* from the formula, except for the tree's one seed draw */
-                if (s == MX_SD_SAMPLER_DPMPP2M_SDE_BT) {
+                if (s == MX_SD_SAMPLER_DPMPP2M_SDE_BT || s == MX_SD_SAMPLER_DPMPP_SDE) {
                     /* the Brownian increments of the noisy steps, in order, from a tree seeded
                      * with the bits of the generator's next randn(2) */
                     float draw[2];
@@ -668,9 +685,18 @@ static void test_samplers_match_formulas(void **state) {
                     struct mx_sd_brownian bt;
                     float smin = sg[steps] > 0 ? sg[steps] : sg[steps - 1]; /* least > 0 */
                     assert_int_equal(mx_sd_brownian_init(&bt, TOY_N, smin, sg[0], seed, NULL), 0);
-                    for (int j = 0, m = 0; j < steps; j++)
-                        if (sg[j + 1] > 0)
-                            mx_sd_brownian_noise(&bt, sg[j], sg[j + 1], noise[m++]);
+                    for (int j = 0, m = 0; j < steps; j++) {
+                        if (!(sg[j + 1] > 0))
+                            continue;
+                        if (s == MX_SD_SAMPLER_DPMPP_SDE) {
+                            /* the half step's interval first, its end the float midpoint the
+                             * sampler computes: the path is rough at the tree's 2^-24 grid,
+                             * so a level 1e-7 off gives visibly different noise */
+                            float t = -logf(sg[j]), h = -logf(sg[j + 1]) - t;
+                            mx_sd_brownian_noise(&bt, sg[j], expf(-(t + h * 0.5f)), noise[m++]);
+                        }
+                        mx_sd_brownian_noise(&bt, sg[j], sg[j + 1], noise[m++]);
+                    }
                     mx_sd_brownian_deinit(&bt);
                     want_draws = 1;
                 } else {
@@ -779,7 +805,7 @@ static void test_sampler_determinism(void **state) {
         bool noisy = s == MX_SD_SAMPLER_EULER_A || s == MX_SD_SAMPLER_DPMPP2S_A ||
                      s == MX_SD_SAMPLER_DPMPP2M_SDE || s == MX_SD_SAMPLER_LCM ||
                      s == MX_SD_SAMPLER_DDIM_TRAILING || s == MX_SD_SAMPLER_TCD ||
-                     s == MX_SD_SAMPLER_DPMPP2M_SDE_BT;
+                     s == MX_SD_SAMPLER_DPMPP2M_SDE_BT || s == MX_SD_SAMPLER_DPMPP_SDE;
         if (noisy)
             assert_memory_not_equal(out[0], out[2], sizeof out[0]);
         else
@@ -874,6 +900,7 @@ static void test_names(void **state) {
         {"LMS Karras", MX_SD_SAMPLER_LMS, MX_SD_SCHED_KARRAS},
         {"DPM++ 2M SDE", MX_SD_SAMPLER_DPMPP2M_SDE, -1},
         {"dpm++2m_sde_bt", MX_SD_SAMPLER_DPMPP2M_SDE_BT, -1},
+        {"DPM++ SDE Karras", MX_SD_SAMPLER_DPMPP_SDE, MX_SD_SCHED_KARRAS},
     };
     for (size_t i = 0; i < MX_ARRAY_LEN(cases); i++) {
         struct mx_err err = {0};
@@ -894,8 +921,8 @@ static void test_names(void **state) {
     assert_int_equal(sc, MX_SD_SCHED_DISCRETE);
     /* unknown names list the valid ones */
     struct mx_err err = {0};
-    assert_int_equal(mx_sd_sampler_parse("DPM++ SDE", &s, &sc, &err), MX_EINVAL);
-    assert_non_null(strstr(err.msg, "DPM++ SDE"));
+    assert_int_equal(mx_sd_sampler_parse("DPM++ 3M SDE", &s, &sc, &err), MX_EINVAL);
+    assert_non_null(strstr(err.msg, "DPM++ 3M SDE"));
     assert_non_null(strstr(err.msg, "dpm++2m_sde"));
     assert_int_equal(mx_sd_sampler_parse("Euler Karras Karras", &s, &sc, NULL), MX_EINVAL);
     assert_int_equal(mx_sd_sampler_parse("", &s, &sc, NULL), MX_EINVAL);

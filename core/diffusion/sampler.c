@@ -618,33 +618,98 @@ void mx_sd_brownian_noise(struct mx_sd_brownian *b, double sigma_a, double sigma
         out[k] = (out[k] - w_lo[k]) * c;
 }
 
-/* DPM-Solver++(2M) SDE with Brownian-tree noise over the run's positive sigma range; the tree's
- * seed is the bit pattern of one randn(2) from the run's generator, drawn first. With a single
- * positive sigma no noise is ever needed and no tree is made (the peer then returns x
- * unsampled, which this does not copy). */
-static int sample_dpmpp2m_sde_bt(struct run *r, float *x, float eta) {
-    const int64_t n = r->n;
+/* The Brownian tree over the run's positive sigma range, seeded by the bit pattern of one
+ * randn(2) from the run's generator (drawn here, first). *have is false, and nothing drawn,
+ * when there is a single positive sigma (no step then needs noise). */
+static int make_tree(struct run *r, struct mx_sd_brownian *tree, bool *have) {
     double smax = 0.0, smin = INFINITY;
     for (int i = 0; i <= r->steps; i++)
         if (r->sigmas[i] > 0.0f) {
             smax = fmax(smax, r->sigmas[i]);
             smin = fmin(smin, r->sigmas[i]);
         }
+    *have = smax > smin;
+    if (!*have)
+        return 0;
+    float draw[2];
+    uint64_t seed;
+    mx_sd_rng_randn(r->rng, draw, 2);
+    memcpy(&seed, draw, sizeof seed); /* little-endian: draw[0] is the low half */
+    return mx_sd_brownian_init(tree, r->n, smin, smax, seed, r->err);
+}
+
+/* k-diffusion's sample_dpmpp_sde (r = 1/2): an ancestral DPM-Solver++ half step to the
+ * log-sigma midpoint, a second evaluation there, then the full step from the blend of both
+ * estimates, each half with Brownian noise of its interval. Computed in float with the
+ * k-diffusion order of operations (no peer to match). */
+static int sample_dpmpp_sde(struct run *r, float *x, float eta) {
+    const int64_t n = r->n;
     struct mx_sd_brownian tree = {0};
-    bool have_tree = smax > smin;
-    if (have_tree) {
-        float draw[2];
-        uint64_t seed;
-        mx_sd_rng_randn(r->rng, draw, 2);
-        memcpy(&seed, draw, sizeof seed); /* little-endian: draw[0] is the low half */
-        int rc = mx_sd_brownian_init(&tree, n, smin, smax, seed, r->err);
-        if (rc < 0)
-            return rc;
+    bool have_tree;
+    int rc = make_tree(r, &tree, &have_tree);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < r->steps; i++) {
+        float s0 = r->sigmas[i], s1 = r->sigmas[i + 1];
+        if ((rc = eval(r, x, s0, r->den, i)) < 0)
+            break;
+        if (s1 == 0.f) {
+            float dt = s1 - s0;
+            for (int64_t k = 0; k < n; k++)
+                x[k] += (x[k] - r->den[k]) / s0 * dt;
+        } else {
+            float t = -logf(s0), t_next = -logf(s1);
+            float h = t_next - t, t_mid = t + h * 0.5f;
+            float sig_mid = expf(-t_mid);
+            /* step 1: to the midpoint, sigma_down plus sigma_up of noise */
+            float down, up;
+            ancestral_step(s0, sig_mid, eta, &down, &up);
+            float t_d = -logf(down);
+            float a1 = expf(-t_d) / s0, b1 = expm1f(t - t_d);
+            for (int64_t k = 0; k < n; k++)
+                r->x2[k] = x[k] * a1 - r->den[k] * b1;
+            if (have_tree && up > 0.f) {
+                mx_sd_brownian_noise(&tree, s0, sig_mid, r->noise);
+                for (int64_t k = 0; k < n; k++)
+                    r->x2[k] += r->noise[k] * up;
+            }
+            if ((rc = eval(r, r->x2, sig_mid, r->den2, i)) < 0)
+                break;
+            /* step 2: the whole step from (den + den2) / 2 */
+            ancestral_step(s0, s1, eta, &down, &up);
+            t_d = -logf(down);
+            float a2 = expf(-t_d) / s0, b2 = expm1f(t - t_d);
+            for (int64_t k = 0; k < n; k++) {
+                float dd = r->den[k] * 0.5f + r->den2[k] * 0.5f;
+                x[k] = x[k] * a2 - dd * b2;
+            }
+            if (have_tree && up > 0.f) {
+                mx_sd_brownian_noise(&tree, s0, s1, r->noise);
+                for (int64_t k = 0; k < n; k++)
+                    x[k] += r->noise[k] * up;
+            }
+        }
+        if ((rc = step_done(r, i, x, r->den)) < 0)
+            break;
     }
+    mx_sd_brownian_deinit(&tree);
+    return rc;
+}
+
+/* DPM-Solver++(2M) SDE with Brownian-tree noise over the run's positive sigma range; the tree's
+ * seed is the bit pattern of one randn(2) from the run's generator, drawn first. With a single
+ * positive sigma no noise is ever needed and no tree is made (the peer then returns x
+ * unsampled, which this does not copy). */
+static int sample_dpmpp2m_sde_bt(struct run *r, float *x, float eta) {
+    const int64_t n = r->n;
+    struct mx_sd_brownian tree = {0};
+    bool have_tree;
+    int rc = make_tree(r, &tree, &have_tree);
+    if (rc < 0)
+        return rc;
     float *old = r->den2;
     bool have_old = false;
     float h_last = 0.f;
-    int rc = 0;
     for (int i = 0; i < r->steps; i++) {
         float s0 = r->sigmas[i], s1 = r->sigmas[i + 1];
         if ((rc = eval(r, x, s0, r->den, i)) < 0)
@@ -689,6 +754,7 @@ float mx_sd_sampler_default_eta(int s) {
     case MX_SD_SAMPLER_DPMPP2S_A:
     case MX_SD_SAMPLER_DPMPP2M_SDE:
     case MX_SD_SAMPLER_DPMPP2M_SDE_BT:
+    case MX_SD_SAMPLER_DPMPP_SDE:
         return 1.0f;
     default:
         return 0.0f;
@@ -702,6 +768,7 @@ int mx_sd_sampler_evals(int s, int steps) {
     case MX_SD_SAMPLER_HEUN:
     case MX_SD_SAMPLER_DPM2:
     case MX_SD_SAMPLER_DPMPP2S_A:
+    case MX_SD_SAMPLER_DPMPP_SDE:
         return 2 * steps - 1;
     default:
         return steps;
@@ -719,6 +786,7 @@ static bool needs_rng(int s, float eta) {
     case MX_SD_SAMPLER_DPMPP2S_A:
     case MX_SD_SAMPLER_LCM:
     case MX_SD_SAMPLER_DPMPP2M_SDE_BT: /* the tree's seed is drawn whatever eta */
+    case MX_SD_SAMPLER_DPMPP_SDE:
         return true;
     default:
         return false;
@@ -808,6 +876,9 @@ int mx_sd_sample(int s, float eta, float *x, int64_t n, const float *sigmas, int
     case MX_SD_SAMPLER_DPMPP2M_SDE_BT:
         rc = sample_dpmpp2m_sde_bt(&r, x, eta);
         break;
+    case MX_SD_SAMPLER_DPMPP_SDE:
+        rc = sample_dpmpp_sde(&r, x, eta);
+        break;
     default: /* MX_SD_SAMPLER_TCD */
         rc = sample_tcd(&r, x, eta);
         break;
@@ -839,6 +910,7 @@ static const struct {
     [MX_SD_SAMPLER_TCD] = {"tcd", "TCD", NULL},
     [MX_SD_SAMPLER_LMS] = {"lms", "LMS", "k_lms"},
     [MX_SD_SAMPLER_DPMPP2M_SDE_BT] = {"dpm++2m_sde_bt", "DPM++ 2M SDE BT", NULL},
+    [MX_SD_SAMPLER_DPMPP_SDE] = {"dpm++sde", "DPM++ SDE", "k_dpmpp_sde"},
 };
 
 const char *mx_sd_sampler_name(int s) {
@@ -851,7 +923,7 @@ const char *mx_sd_sampler_a1111_name(int s) {
 
 const char *mx_sd_sampler_names(void) {
     return "euler, euler_a, heun, dpm2, dpm++2s_a, dpm++2m, dpm++2mv2, dpm++2m_sde, ipndm, "
-           "ipndm_v, lcm, ddim_trailing, tcd, lms, dpm++2m_sde_bt";
+           "ipndm_v, lcm, ddim_trailing, tcd, lms, dpm++2m_sde_bt, dpm++sde";
 }
 
 /* A sampler by exact name (any of its three spellings, case-insensitive), or -1. */

@@ -40,6 +40,9 @@ enum mx_sd_sampler {
     MX_SD_SAMPLER_TCD,           /* "tcd": trajectory consistency distillation (eta, default 0) */
     MX_SD_SAMPLER_LMS,           /* "lms": linear multistep, order 4, the peer's history shift 1 */
     MX_SD_SAMPLER_DPMPP2M_SDE_BT, /* "dpm++2m_sde_bt": 2M SDE with Brownian-tree noise (eta 1) */
+    MX_SD_SAMPLER_DPMPP_SDE,     /* "dpm++sde": k-diffusion's DPM++ SDE (A1111 "DPM++ SDE"), two
+                                    evaluations per step, Brownian-tree noise (eta 1); not in
+                                    the peer, so its name is mixel's */
     MX_SD_SAMPLER_COUNT
 };
 
@@ -56,12 +59,12 @@ typedef int (*mx_sd_step_fn)(void *ud, int step, int steps, const float *x,
 /* Runs sampler s over sigmas[0..steps] (steps + 1 values, descending, sigmas[0..steps-1] > 0)
  * on x[n] in place. eta < 0 (or NaN) selects the sampler's default (mx_sd_sampler_default_eta);
  * samplers without noise ignore it. rng is used by the noisy samplers (euler_a with eta > 0,
- * dpm++2s_a, dpm++2m_sde, lcm, ddim_trailing/tcd with eta > 0, dpm++2m_sde_bt, whose tree
- * seed is one randn(2) drawn first) and may be NULL for the others.
+ * dpm++2s_a, dpm++2m_sde, lcm, ddim_trailing/tcd with eta > 0, dpm++2m_sde_bt and dpm++sde,
+ * whose tree seed is one randn(2) drawn first) and may be NULL for the others.
  * step_fn may be NULL. Returns 0 with x the sampled latent; MX_ECANCELED (from the callbacks);
  * the denoiser's error; MX_EINVAL (bad sampler, steps < 1, n < 1, missing rng); MX_ENOMEM.
  * After an error x holds an intermediate latent. Allocates its scratch (at most 10 n floats,
- * 8 n for all but dpm++2m_sde_bt) per call. Thread-safe for distinct x and rng. */
+ * 8 n for all but the Brownian-tree samplers) per call. Thread-safe for distinct x and rng. */
 int mx_sd_sample(int s, float eta, float *x, int64_t n, const float *sigmas, int steps,
                  struct mx_sd_rng *rng, mx_sd_denoise_fn denoise, mx_sd_step_fn step_fn,
                  void *ud, struct mx_err *err);
@@ -92,18 +95,18 @@ void mx_sd_brownian_noise(struct mx_sd_brownian *b, double sigma_a, double sigma
 
 void mx_sd_brownian_deinit(struct mx_sd_brownian *b); /* NULL ok; frees the buffers */
 
-/* The eta a sampler uses when given none: 1 for euler_a, dpm++2s_a, dpm++2m_sde and
- * dpm++2m_sde_bt, else 0 (stable-diffusion.cpp's resolve_eta). */
+/* The eta a sampler uses when given none: 1 for euler_a, dpm++2s_a, dpm++2m_sde,
+ * dpm++2m_sde_bt and dpm++sde, else 0 (stable-diffusion.cpp's resolve_eta). */
 float mx_sd_sampler_default_eta(int s);
 
 /* Denoiser evaluations for `steps` steps of sampler s over a full schedule (ending at 0): steps
- * for one-evaluation samplers, 2 steps - 1 for heun, dpm2 and dpm++2s_a (their last step is a
- * plain Euler step). For progress bars and time estimates. */
+ * for one-evaluation samplers, 2 steps - 1 for heun, dpm2, dpm++2s_a and dpm++sde (their last
+ * step is a plain Euler step). For progress bars and time estimates. */
 int mx_sd_sampler_evals(int s, int steps);
 
 /* Parses a sampler name, case-insensitive: stable-diffusion.cpp's ("euler", "euler_a", "heun",
  * "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "dpm++2m_sde", "ipndm", "ipndm_v", "lcm",
- * "ddim_trailing", "tcd", "lms", "dpm++2m_sde_bt"), A1111's display names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM",
+ * "ddim_trailing", "tcd", "lms", "dpm++2m_sde_bt"; and "dpm++sde"), A1111's display names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM",
  * "LCM", ...), A1111's old API aliases ("k_euler_a", "k_dpmpp_2m", ...) and A1111's pre-1.9
  * names that carry a schedule ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential"). *schedule gets
  * that schedule (enum mx_sd_schedule) or -1 when the name has none. Returns 0, or MX_EINVAL
