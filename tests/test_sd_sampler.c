@@ -766,6 +766,20 @@ static void test_brownian_tree(void **state) {
     mx_sd_brownian_noise(&bt, 0.03, 14.6, a2);
     mx_sd_brownian_noise(&bt, t0, t2, a2);
     assert_memory_equal(a, a2, sizeof a);
+    /* the level cache changes nothing: a long run of queries on one tree equals fresh trees */
+    uint64_t rs = 99;
+    double prev = 14.6;
+    for (int q = 0; q < 12; q++) {
+        double u = (double)(mx_test_rand(&rs) >> 11) / 9007199254740992.0; /* [0, 1) */
+        double lvl = q % 3 == 2 ? prev : 0.03 + 14.5 * u;
+        mx_sd_brownian_noise(&bt, prev, lvl == prev ? 1.0 : lvl, a2);
+        struct mx_sd_brownian fresh;
+        assert_int_equal(mx_sd_brownian_init(&fresh, N, 0.03, 14.6, 12345, NULL), 0);
+        mx_sd_brownian_noise(&fresh, prev, lvl == prev ? 1.0 : lvl, b);
+        assert_memory_equal(a2, b, sizeof b);
+        mx_sd_brownian_deinit(&fresh);
+        prev = lvl;
+    }
     mx_sd_brownian_deinit(&bt);
     /* another seed, another path */
     assert_int_equal(mx_sd_brownian_init(&bt, N, 0.03, 14.6, 12346, NULL), 0);

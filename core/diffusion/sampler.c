@@ -535,7 +535,7 @@ int mx_sd_brownian_init(struct mx_sd_brownian *b, int64_t n, double sigma_min, d
         return mx_err_set(err, MX_EINVAL, "brownian tree: bad range [%g, %g] or size %lld",
                           sigma_min, sigma_max, (long long)n);
     size_t bytes;
-    if (!mx_mul_size((size_t)n, 5 * sizeof(float), &bytes))
+    if (!mx_mul_size((size_t)n, 7 * sizeof(float), &bytes))
         return mx_err_set(err, MX_ENOMEM, "brownian tree: %lld values overflow", (long long)n);
     float *mem = malloc(bytes);
     if (!mem)
@@ -546,6 +546,8 @@ int mx_sd_brownian_init(struct mx_sd_brownian *b, int64_t n, double sigma_min, d
     b->root_seed = mix64(seed, 0x9E3779B97F4A7C15ull);
     b->w_max = mem;
     b->buf = mem + n;
+    for (int i = 0; i < 3; i++)
+        b->w[i] = mem + (4 + i) * n;
     struct mx_sd_rng rng;
     mx_sd_rng_init(&rng, MX_SD_RNG_STD_DEFAULT, mix64(seed, 0xBF58476D1CE4E5B9ull));
     mx_sd_rng_randn(&rng, b->w_max, n);
@@ -565,7 +567,7 @@ void mx_sd_brownian_deinit(struct mx_sd_brownian *b) {
 /* W(t) into out: bisect [t_min, t_max] towards t, each midpoint drawn from the Brownian bridge
  * between the current ends with a generator seeded by the node; linear interpolation at the
  * bottom. Uses buf[0..3n) (out must not be one of those). */
-static void brownian_w(struct mx_sd_brownian *b, double t, float *out) {
+static void brownian_bisect(struct mx_sd_brownian *b, double t, float *out) {
     const int64_t n = b->n;
     float *wa = b->buf, *wc = b->buf + n, *wm = b->buf + 2 * n;
     double a = b->t_min, c = b->t_max;
@@ -605,17 +607,36 @@ static void brownian_w(struct mx_sd_brownian *b, double t, float *out) {
     }
 }
 
+/* W(t) from the cache of the last three levels, or bisected into the least recently used slot
+ * (never the one just returned, so two calls in a row give two valid arrays). Borrowed until
+ * the second call after. Bit-identical either way: W(t) depends only on (seed, t). */
+static const float *brownian_w(struct mx_sd_brownian *b, double t) {
+    int slot = 0;
+    b->clock++;
+    for (int i = 0; i < 3; i++) {
+        if (b->w_used[i] && b->w_t[i] == t) {
+            b->w_used[i] = b->clock;
+            return b->w[i];
+        }
+        if (b->w_used[i] < b->w_used[slot])
+            slot = i;
+    }
+    brownian_bisect(b, t, b->w[slot]);
+    b->w_t[slot] = t;
+    b->w_used[slot] = b->clock;
+    return b->w[slot];
+}
+
 void mx_sd_brownian_noise(struct mx_sd_brownian *b, double sigma_a, double sigma_b, float *out) {
     double lo = sigma_a < sigma_b ? sigma_a : sigma_b, hi = sigma_a < sigma_b ? sigma_b : sigma_a;
     lo = lo < b->t_min ? b->t_min : lo > b->t_max ? b->t_max : lo;
     hi = hi < b->t_min ? b->t_min : hi > b->t_max ? b->t_max : hi;
-    float *w_lo = b->buf + 3 * b->n;
-    brownian_w(b, hi, out);
-    brownian_w(b, lo, w_lo);
+    const float *w_hi = brownian_w(b, hi);
+    const float *w_lo = brownian_w(b, lo);
     double span = fabs(sigma_b - sigma_a);
     float c = 1.0f / sqrtf((float)(span > 1e-12 ? span : 1e-12));
     for (int64_t k = 0; k < b->n; k++)
-        out[k] = (out[k] - w_lo[k]) * c;
+        out[k] = (w_hi[k] - w_lo[k]) * c;
 }
 
 /* The Brownian tree over the run's positive sigma range, seeded by the bit pattern of one

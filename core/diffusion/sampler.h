@@ -80,7 +80,12 @@ struct mx_sd_brownian {
     double t_min, t_max;  /* the interval the path is defined on */
     uint64_t root_seed;   /* seed of the bisection tree's root node */
     float *w_max;         /* [n] W(t_max) */
-    float *buf;           /* [4n] scratch: the bridge ends, the midpoint, W at the lower level */
+    float *buf;           /* [3n] scratch: the bridge's two ends and its midpoint */
+    float *w[3];          /* [n] each: W at the levels last asked for (samplers ask each level
+                             two or three times; a W costs 24 randn(n)) */
+    double w_t[3];        /* their levels */
+    unsigned w_used[3];   /* when each was last used (0: empty) */
+    unsigned clock;       /* use counter for w_used */
 };
 
 /* Builds the path for seed (the peer takes it from the bits of one randn(2) of the sampling
@@ -106,8 +111,9 @@ int mx_sd_sampler_evals(int s, int steps);
 
 /* Parses a sampler name, case-insensitive: stable-diffusion.cpp's ("euler", "euler_a", "heun",
  * "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "dpm++2m_sde", "ipndm", "ipndm_v", "lcm",
- * "ddim_trailing", "tcd", "lms", "dpm++2m_sde_bt"; and "dpm++sde"), A1111's display names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DDIM",
- * "LCM", ...), A1111's old API aliases ("k_euler_a", "k_dpmpp_2m", ...) and A1111's pre-1.9
+ * "ddim_trailing", "tcd", "lms", "dpm++2m_sde_bt"; and mixel's "dpm++sde"), A1111's display
+ * names ("Euler a", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ SDE", "DDIM", "LCM", ...), A1111's old
+ * API aliases ("k_euler_a", "k_dpmpp_2m", ...) and A1111's pre-1.9
  * names that carry a schedule ("DPM++ 2M Karras", "DPM++ 2M SDE Exponential"). *schedule gets
  * that schedule (enum mx_sd_schedule) or -1 when the name has none. Returns 0, or MX_EINVAL
  * with err listing the valid sd.cpp names. */
