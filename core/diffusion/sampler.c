@@ -10,8 +10,11 @@
  * Workload: steps x (one or two UNet evaluations) on latents of 4*h*w floats; the loops here
  * are a rounding error beside the UNet, so they stay plain scalar loops.
  *
- * Ref: stable-diffusion.cpp src/runtime/denoiser.hpp (sample_*) and src/stable-diffusion.cpp
- * (resolve_eta) at 97d2990; k-diffusion k_diffusion/sampling.py.
+ * dpm++sde, which the peer lacks, follows k-diffusion's sample_dpmpp_sde on the peer's
+ * Brownian tree.
+ *
+ * Ref: stable-diffusion.cpp src/runtime/denoiser.hpp (sample_*, BrownianTreeNoiseSampler) and
+ * src/stable-diffusion.cpp (resolve_eta) at 97d2990; k-diffusion k_diffusion/sampling.py.
  */
 #include "core/diffusion/sampler.h"
 
@@ -32,17 +35,17 @@ struct run {
     int steps;              /* sigma intervals */
     const float *sigmas;    /* [steps + 1], borrowed */
     struct mx_sd_rng *rng;  /* noise source, borrowed (NULL for deterministic samplers) */
-    mx_sd_denoise_fn denoise;
-    mx_sd_step_fn step_fn;  /* NULL ok */
-    void *ud;
-    struct mx_err *err;
+    mx_sd_denoise_fn denoise; /* the network */
+    mx_sd_step_fn step_fn;  /* progress / cancel; NULL ok */
+    void *ud;               /* the caller's, passed to both callbacks */
+    struct mx_err *err;     /* detail of a failure; NULL ok */
     float *den;             /* [n] denoised at the step's first evaluation */
     float *den2;            /* [n] denoised at the second evaluation / the previous step's */
     float *x2;              /* [n] intermediate latent */
     float *d;               /* [n] derivative (x - denoised) / sigma */
     float *noise;           /* [n] one randn draw */
-    float *hist[3];         /* [n] each: ipndm's previous derivatives, oldest first */
-    int n_hist;
+    float *hist[3];         /* [n] each: ipndm's/lms's previous derivatives, oldest first */
+    int n_hist;             /* entries of hist in use */
 };
 
 /* The denoiser at sigma; on failure a message naming the step (the callback's own, set first
