@@ -128,11 +128,16 @@ static void tiny_write(const struct tiny *m, bool sd2, char *path, size_t size) 
         }
     }
     /* the UNet tensors the loader reads the family from: cross-attention width, in channels */
-    int64_t ctx = sd2 ? 1024 : 768;
-    float *k = calloc((size_t)(8 * ctx), sizeof *k), conv[8 * 4] = {0};
+    /* (the width is the encoder's; SD 2.x projects into its transformers with a linear, SD 1.x
+     * with a 1x1 conv) */
+    int64_t ctx = TD;
+    float *k = calloc((size_t)(8 * ctx), sizeof *k), conv[8 * 4] = {0}, proj[8 * 8] = {0};
     assert_non_null(k);
     add(w, "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", k, 8,
         ctx);
+    int64_t pshape[4] = {8, 8, 1, 1};
+    assert_int_equal(mx_st_writer_add_tensor(w, "model.diffusion_model.input_blocks.1.1.proj_in"
+                                             ".weight", MX_ST_F32, sd2 ? 2 : 4, pshape, proj), 0);
     int64_t cshape[4] = {8, 4, 1, 1};
     assert_int_equal(mx_st_writer_add_tensor(w, "model.diffusion_model.input_blocks.0.0.weight",
                                              MX_ST_F32, 4, cshape, conv), 0);

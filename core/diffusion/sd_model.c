@@ -511,13 +511,26 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
         return mx_err_set(err, MX_EFORMAT, "%s: no Stable Diffusion UNet found (expected "
                           "model.diffusion_model.* tensors)", m->path);
     m->context_dim = k->ne[0];
+    /* The family from the UNet's structure, as the LDM configs differ: SD 1.x projects into its
+     * transformers with 1x1 convs, SD 2.x with linears; SDXL (also linear) adds a label
+     * embedding and attends to 2048-wide text. Real checkpoints also say it by the context width
+     * (768 / 1024); small test models of either shape have other widths. */
+    const struct mx_tensor *pin =
+        mx_sd_weight(m, "model.diffusion_model.input_blocks.1.1.proj_in.weight");
+    bool linear_proj = pin && pin->ne[2] == 1 && pin->ne[3] == 1;
+    if (mx_sd_weight(m, "model.diffusion_model.label_emb.0.0.weight") || m->context_dim == 2048)
+        return mx_err_set(err, MX_EUNSUP, "%s: an SDXL-style UNet (label embedding, %lld-wide "
+                          "context): only SD 1.x and SD 2.x are supported so far", m->path,
+                          (long long)m->context_dim);
     m->family = m->context_dim == 768    ? MX_SD_FAMILY_SD1
                 : m->context_dim == 1024 ? MX_SD_FAMILY_SD2
-                                         : MX_SD_FAMILY_UNKNOWN;
+                : !pin                   ? MX_SD_FAMILY_UNKNOWN
+                : linear_proj            ? MX_SD_FAMILY_SD2
+                                         : MX_SD_FAMILY_SD1;
     if (m->family == MX_SD_FAMILY_UNKNOWN)
         return mx_err_set(err, MX_EUNSUP, "%s: UNet cross-attention width %lld is neither SD 1.x "
-                          "(768) nor SD 2.x (1024); SDXL and other families are not supported "
-                          "yet", m->path, (long long)m->context_dim);
+                          "(768) nor SD 2.x (1024); other families are not supported yet",
+                          m->path, (long long)m->context_dim);
     m->unet_in_channels = in->ne[2];
     if (m->unet_in_channels != 4 && m->unet_in_channels != 9)
         return mx_err_set(err, MX_EFORMAT, "%s: UNet takes %lld input channels (4, or 9 for "
