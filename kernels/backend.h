@@ -506,7 +506,9 @@ int mx_op_moe_combine(struct mx_backend *be, struct mx_tensor *dst, const struct
 /* 2-D convolution (cross-correlation, like ggml_conv_2d / PyTorch Conv2d):
  * x: F32 [W, H, C_in, N]; w: F32 or F16 [KW, KH, C_in, C_out]; b: F32 [C_out] or NULL;
  * dst: F32 [W_out, H_out, C_out, N], W_out = (W + 2 pad_x - dil_x (KW - 1) - 1) / stride_x + 1
- * (same for H). */
+ * (same for H). Numerics as ggml_conv_2d (im2col in the kernel's type): with an F16 kernel in
+ * MX_ACT_GGML mode the input values are rounded to f16 first (MX_ACT_F32: kept f32); products
+ * are summed in f32. */
 int mx_op_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                  const struct mx_tensor *w, const struct mx_tensor *b,
                  const struct mx_conv2d_params *p);

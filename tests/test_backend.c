@@ -1210,10 +1210,14 @@ static void test_conv2d(void **state) {
             fill(&wf, 1.0f);
             fill(&b, 1.0f);
             struct mx_tensor w = wf;
-            if (wt) { /* F16 weights: the oracle uses the rounded values */
+            if (wt) { /* F16 weights: the oracle uses the rounded values, of the weights and
+                       * (ggml numerics: im2col in f16) of the input */
                 w = mk(MX_TYPE_F16, KW, KH, C, CO);
                 assert_int_equal(mx_op_cpy(be4, &w, &wf), 0);
                 assert_int_equal(mx_op_cpy(be4, &wf, &w), 0);
+                struct mx_tensor x16 = mk(MX_TYPE_F16, W, H, C, N);
+                assert_int_equal(mx_op_cpy(be4, &x16, &x), 0);
+                assert_int_equal(mx_op_cpy(be4, &x, &x16), 0);
             }
             assert_int_equal(mx_op_conv2d(be4, &y, &x, &w, &b, p), 0);
             for (int n = 0; n < N; n++)

@@ -157,6 +157,9 @@ struct mx_cpu_kernels {
     /* Activation quantizers bit-identical to mx_quantize_act, indexed by the vec_dot type (Q8_0
      * with its block sums, Q8_K); NULL entries fall back to it. */
     mx_from_float_fn quantize_act[MX_TYPE_COUNT];
+    /* x = f32(f16(x)) in place, round to nearest even (the F16 activation rounding of
+     * mx_ref_round_act, bit-identical); NULL: the scalar mx_ref_round_act */
+    void (*round_f16)(float *x, int64_t n);
     /* f32 dot of n values */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
     /* Attention task over struct mx_ref_args (same contract as mx_ref_attn), flash-style with

@@ -898,6 +898,38 @@ static inline void load_slice(enum mx_type type, const void *row, int64_t i0, in
     }
 }
 
+/* ---- F16 rows <-> f32 (F16C) -----------------------------------------------------------------
+ * The UNet and VAE read F16 conv kernels and linear weights as f32 tiles for sgemm, and round
+ * their f32 activations to f16 first as ggml does: one instruction per 8 values each way. */
+
+static void dequant_f16(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++)
+        dst[i] = h2f(h[i]);
+}
+
+static void quant_act_f16(const float *x, void *dst, int64_t n) {
+    uint16_t *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        h[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+static void round_f16(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                                                _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++)
+        x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 /* ---- activation quantization (decode) ----------------------------------------------------------
  * Bit-identical to mx_quantize_act: same products, round-to-nearest-even like nearbyintf, the
  * same fp16 rounding (F16C, round to nearest even). */
@@ -1396,6 +1428,9 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
     k->vec_dot[MX_TYPE_BF16] = vec_dot_bf16;
+    k->dequant[MX_TYPE_F16] = dequant_f16;
+    k->quantize_act[MX_TYPE_F16] = quant_act_f16;
+    k->round_f16 = round_f16;
     k->dequant[MX_TYPE_Q8_0] = dequant_q8_0;
     k->quantize_act[MX_TYPE_Q8_0] = quant_act_q8_0;
     k->quantize_act[MX_TYPE_Q8_K] = quant_act_q8_K;

@@ -173,6 +173,7 @@ struct act_plan {
     enum mx_type wtype;
     enum mx_type vdtype;
     mx_from_float_fn qfn; /* fast activation quantizer or NULL */
+    void (*rnd16)(float *x, int64_t n); /* fast F16 rounding (F16 weights) or NULL */
     size_t xq_row;
     /* the kernels for quantized columns: the row kernels read the file layout only, the
      * 8-row GEMM the repacked one */
@@ -192,6 +193,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     ap->wtype = wtype;
     ap->vdtype = mx_vec_dot_type(wtype);
     ap->qfn = c->kern.quantize_act[ap->vdtype];
+    ap->rnd16 = ap->vdtype == MX_TYPE_F16 ? c->kern.round_f16 : NULL;
     ap->quant = ggml && c->kern.vec_dot[wtype] != NULL;
     if (ap->quant && !mx_act_row_size(ap->vdtype, w->ne[0], &ap->xq_row))
         return MX_EINVAL;
@@ -219,7 +221,9 @@ static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, fl
                      char *xq) {
     if (xr != x) {
         memcpy(xr, x, (size_t)n_in * sizeof(float));
-        if (ap->round)
+        if (ap->round && ap->rnd16)
+            ap->rnd16(xr, n_in);
+        else if (ap->round)
             mx_ref_round_act(ap->wtype, xr, n_in);
     }
     if (xq && ap->qfn)
@@ -283,6 +287,50 @@ static int reserve(struct mx_backend *be, int64_t n_in, size_t shared) {
     return rc;
 }
 
+/* ---- wide path: a float weight times thousands of columns (the diffusion UNet's linears over
+ * 4096-8192 image tokens). The row tiles above re-pack all of x for every 32 weight rows, one
+ * sgemm each; here the whole weight is widened to f32 once (in parallel), and each thread runs
+ * one sgemm over all weight rows and its own range of columns. */
+#define MX_WIDE_MIN_COLS 256
+
+struct wide_task {
+    struct mx_cpu *cpu;
+    const struct mx_tensor *w;
+    float *wf;              /* [n_out][n_in] f32 weight (NULL in the GEMM phase when F32) */
+    const float *wsrc;      /* the f32 weight the GEMM reads */
+    const float *x;         /* [T][n_in] (rounded) columns */
+    float *y;               /* [T][n_out] */
+    int64_t n_in, n_out, T;
+};
+
+static void wide_widen_run(void *args, int ith, int nth) {
+    const struct wide_task *t = args;
+    int64_t r0, r1;
+    mx_split(t->n_out, ith, nth, &r0, &r1);
+    dequant_rows(t->cpu, t->w->type, MX_LAYOUT_GGML, t->w->data, t->w->nb[1], r0, r1 - r0,
+                 t->n_in, t->wf + r0 * t->n_in);
+}
+
+static void wide_gemm_run(void *args, int ith, int nth) {
+    const struct wide_task *t = args;
+    /* columns in chunks of 16 so the split does not depend on odd sizes */
+    int64_t c0, c1, nch = (t->T + 15) / 16;
+    mx_split(nch, ith, nth, &c0, &c1);
+    c0 *= 16;
+    c1 = MX_MIN(c1 * 16, t->T);
+    if (c0 >= c1)
+        return;
+    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)t->n_out, (int)(c1 - c0),
+                (int)t->n_in, 1.0f, t->wsrc, (int)t->n_in, t->x + c0 * t->n_in, (int)t->n_in,
+                0.0f, t->y + c0 * t->n_out, (int)t->n_out);
+}
+
+static bool wide_ok(const struct mx_tensor *w, const struct mx_tensor *x) {
+    return (w->type == MX_TYPE_F16 || w->type == MX_TYPE_BF16 || w->type == MX_TYPE_F32) &&
+           w->layout == MX_LAYOUT_GGML && w->ne[2] == 1 && w->ne[3] == 1 &&
+           x->ne[1] * x->ne[2] * x->ne[3] >= MX_WIDE_MIN_COLS;
+}
+
 int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                   const struct mx_tensor *x) {
     struct mx_cpu *c = mx_cpu_of(be);
@@ -291,6 +339,35 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     struct act_plan ap;
     if (plan_act(be, w, &ap) < 0)
         return MX_EINVAL;
+    if (wide_ok(w, x)) {
+        /* shared scratch: rounded columns, then the f32 weight */
+        size_t xr_b = 0, wf_b = 0, tot;
+        if ((ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_b)) ||
+            (w->type != MX_TYPE_F32 && !size3((size_t)n_out, (size_t)n_in, sizeof(float), &wf_b)))
+            return MX_ENOMEM;
+        xr_b = (xr_b + 63) / 64 * 64;
+        if (!mx_add_size(xr_b, wf_b, &tot))
+            return MX_ENOMEM;
+        int rc = reserve(be, 0, tot);
+        if (rc < 0)
+            return rc;
+        float *xr = ap.round ? (float *)c->sbuf : NULL;
+        struct prep_task prep = {.ap = &ap, .xv = x->data, .n_in = n_in, .xr = xr,
+                                 .ncols = ncols};
+        if (xr)
+            prep_run(c, &prep);
+        struct wide_task wt = {.cpu = c, .w = w, .x = xr ? xr : x->data, .y = dst->data,
+                               .n_in = n_in, .n_out = n_out, .T = ncols};
+        if (w->type != MX_TYPE_F32) {
+            wt.wf = (float *)((char *)c->sbuf + xr_b);
+            mx_pool_run(c->pool, wide_widen_run, &wt);
+            wt.wsrc = wt.wf;
+        } else {
+            wt.wsrc = w->data;
+        }
+        mx_pool_run(c->pool, wide_gemm_run, &wt);
+        return 0;
+    }
     bool want_q = uses_xq(&ap, T);
     size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
     if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))

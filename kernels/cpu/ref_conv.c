@@ -65,6 +65,7 @@ void mx_ref_conv2d(void *args, int ith, int nth) {
     struct mx_tensor *d = a->dst;
     int64_t KW = w->ne[0], KH = w->ne[1], CI = w->ne[2], CO = w->ne[3];
     int64_t r0, r1;
+    bool round = a->act_mode == MX_ACT_GGML && w->type == MX_TYPE_F16;
     mx_split(CO * d->ne[3], ith, nth, &r0, &r1); /* one unit = one output channel of one image */
     for (int64_t u = r0; u < r1; u++) {
         int64_t img = u / CO, co = u % CO;
@@ -87,7 +88,10 @@ void mx_ref_conv2d(void *args, int ith, int nth) {
                             float wv = w->type == MX_TYPE_F16
                                            ? mx_fp16_to_fp32(*(const uint16_t *)wp)
                                            : *(const float *)wp;
-                            s += wv * at(x, ix, iy, ci, img);
+                            float xv = at(x, ix, iy, ci, img);
+                            if (round) /* ggml's im2col in the kernel's type */
+                                xv = mx_fp16_to_fp32(mx_fp32_to_fp16(xv));
+                            s += wv * xv;
                         }
                     }
                 }
