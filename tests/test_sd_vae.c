@@ -154,6 +154,7 @@ static double rel_rms_f(const float *a, const float *r, size_t n) {
 /* A ResnetBlock 32 -> 64 channels (so with the 1x1 nin_shortcut) on a 5x4 input. */
 static void test_resblock_matches_scalar(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_F32); /* exact f32 activations: compared with float64 */
     enum { CI = 32, CO = 64, W = 5, H = 4, N = W * H };
     const char *P = "first_stage_model.decoder.mid.block_1";
     struct tw t = {mx_st_writer_new(), 7};
@@ -205,6 +206,7 @@ static void test_resblock_matches_scalar(void **state) {
 /* The attention block over 64 channels on a 4x3 input (12 tokens). */
 static void test_attention_matches_scalar(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_F32); /* exact f32 activations: compared with float64 */
     enum { C = 64, W = 4, H = 3, N = W * H };
     const char *P = "first_stage_model.decoder.mid.attn_1";
     struct tw t = {mx_st_writer_new(), 11};
@@ -269,6 +271,7 @@ static void test_attention_matches_scalar(void **state) {
  * tensor and the shapes. */
 static void test_missing_and_wrong_shape(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     struct tw t = {mx_st_writer_new(), 3};
     add_unet_stub(&t);
     struct mx_sd_model *m = open_written(&t, "novae.safetensors");
@@ -352,17 +355,20 @@ static void check_decode(const char *id, int lw, int lh) {
 
 static void test_decode_s01(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     check_decode("sd-s01", 8, 8);
 }
 
 static void test_decode_s06(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     check_decode("sd-s06", 16, 16);
 }
 
 /* sd-s08's init image, scaled x / 127.5 - 1, encoded: the moments the peer dumped. */
 static void test_encode_s08(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     if (!vae)
         mx_test_skip("no SD checkpoint (see tests/sd_ckpt.sh)");
     char path[512];
@@ -396,6 +402,7 @@ static void test_encode_s08(void **state) {
  * path's scratch does not grow with the image. */
 static void test_tiled_matches_untiled(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     if (!vae)
         mx_test_skip("no SD checkpoint (see tests/sd_ckpt.sh)");
     enum { L = 16, NP = 3 * 128 * 128 };
@@ -455,6 +462,7 @@ static void test_tiled_matches_untiled(void **state) {
 /* A raised cancel flag stops the decode with MX_ECANCELED. */
 static void test_cancel(void **state) {
     (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_GGML); /* the peer's numerics (f16 conv inputs) */
     if (!vae)
         mx_test_skip("no SD checkpoint (see tests/sd_ckpt.sh)");
     float z[4 * 8 * 8] = {0}, *rgb = malloc(3 * 64 * 64 * sizeof *rgb);
