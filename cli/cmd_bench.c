@@ -27,6 +27,7 @@
 #include "cli/cmd.h"
 #include "cli/opts.h"
 #include "app/llm.h"
+#include "cli/bench_image.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -38,7 +39,12 @@ static void usage(FILE *f) {
             "  --depth D          also generate after D tokens of context (e.g. 16384)\n"
             "  -r, --reps N       repetitions, median reported (default 3)\n"
             "  --mem-mib N        size of the bandwidth sweep buffer (default 1024)\n"
-            "  --json             one JSON object on stdout\n");
+            "  --json             one JSON object on stdout\n"
+            "  -d, --sd-model CKPT  Stable Diffusion instead: text encoder s, s/step (cfg 7),\n"
+            "                     VAE decode s, peak RSS (-r: runs, default 1; with more, the\n"
+            "                     first is a warm-up)\n"
+            "  -W N, -H N         image size for -d (default 512x512)\n"
+            "  --steps N          sampling steps for -d (default 2)\n");
     mx_cli_common_help(f, MX_CLI_BENCH);
 }
 
@@ -210,7 +216,9 @@ int mx_cmd_bench(int argc, char **argv) {
     struct mx_cli_opts o;
     mx_cli_opts_init(&o);
     o.quiet = true;
-    long long n_prompt = 512, n_gen = 128, depth = 0, reps = 3, mem_mib = 1024;
+    long long n_prompt = 512, n_gen = 128, depth = 0, reps = -1, mem_mib = 1024;
+    long long sd_w = 512, sd_h = 512, sd_steps = 2;
+    const char *sd_model = NULL;
     bool json = false;
     const struct mx_cli_extra extra[] = {
         {"-p", "--n-prompt", MX_X_INT, &n_prompt, 0, 1 << 24},
@@ -219,11 +227,22 @@ int mx_cmd_bench(int argc, char **argv) {
         {"-r", "--reps", MX_X_INT, &reps, 1, 1 << 24},
         {NULL, "--mem-mib", MX_X_INT, &mem_mib, 0, 65536},
         {NULL, "--json", MX_X_FLAG, &json, 0, 0},
+        {"-d", "--sd-model", MX_X_STR, &sd_model, 0, 0},
+        {"-W", "--width", MX_X_INT, &sd_w, 64, 4096},
+        {"-H", "--height", MX_X_INT, &sd_h, 64, 4096},
+        {NULL, "--steps", MX_X_INT, &sd_steps, 1, 64},
     };
     int pr = mx_cli_parse("bench", MX_CLI_BENCH, argc, argv, &o, extra,
                           sizeof extra / sizeof extra[0], usage);
     if (pr != 0)
         return pr > 0 ? 0 : 2;
+    if (sd_model) {
+        mx_cli_log_init(&o);
+        return mx_bench_image(&o, sd_model, (int)sd_w, (int)sd_h, (int)sd_steps,
+                              reps < 1 ? 1 : (int)reps, json);
+    }
+    if (reps < 1)
+        reps = 3;
     if (reps > 99)
         reps = 99;
 

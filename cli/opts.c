@@ -50,11 +50,11 @@ struct spec {
 static const struct spec specs[] = {
     {"-m", "--model", NULL, K_STR, OFF(model), 0, 0, false, ALL, "M",
      "GGUF model: a file, or a name `mixel list` shows (tinystory:latest)"},
-    {"-t", "--threads", NULL, K_INT, OFF(s.threads), 1, 1024, false, ALL, "N",
+    {"-t", "--threads", NULL, K_INT, OFF(s.threads), 1, 1024, false, ALL | MX_CLI_IMAGE, "N",
      "CPU threads (default: physical cores)"},
     {"-c", "--ctx-size", "--ctx", K_INT, OFF(s.n_ctx), 1, 1 << 24, false, ALL, "N",
      "context (KV cache) size in tokens (default: the model's, capped by memory)"},
-    {NULL, "--device", NULL, K_DEVICE, OFF(s.device), 0, 0, false, ALL, "D",
+    {NULL, "--device", NULL, K_DEVICE, OFF(s.device), 0, 0, false, ALL | MX_CLI_IMAGE, "D",
      "auto (default: CUDA when a GPU answers, else CPU), cpu or cuda"},
     {NULL, "--kv-type", NULL, K_KV, OFF(s.kv_type), 0, 0, false, LOAD_ONLY, "T",
      "KV cache type: f32, f16 (default), q8_0"},
@@ -82,8 +82,8 @@ static const struct spec specs[] = {
      GEN, "P", "(default 0)"},
     {NULL, "--frequency-penalty", NULL, K_FLOAT, OFF(s.sampling.freq_penalty), -2, 2, false,
      GEN, "F", "(default 0)"},
-    {"-s", "--seed", NULL, K_SEED, OFF(s.sampling.seed), 0, 0, false, GEN, "S",
-     "RNG seed (run: from the clock by default, printed with -v; chat: 0)"},
+    {"-s", "--seed", NULL, K_SEED, OFF(s.sampling.seed), 0, 0, false, GEN | MX_CLI_IMAGE, "S",
+     "RNG seed; -1: random (run, image: random by default, printed; chat: 0)"},
     {NULL, "--stop", NULL, K_STOP, 0, 0, 0, false, GEN, "STR",
      "stop before this text (up to 8 times)"},
     {NULL, "--ignore-eos", NULL, K_ON, OFF(s.ignore_eos), 0, 0, false, MX_CLI_RUN, NULL,
@@ -93,9 +93,10 @@ static const struct spec specs[] = {
      "of the rest is dropped (not with --session: a chat answer ends at a full context)"},
     {NULL, "--no-context-shift", NULL, K_OFF, OFF(s.ctx_shift), 0, 0, false, MX_CLI_RUN, NULL,
      "stop when the context is full instead"},
-    {"-v", "--verbose", NULL, K_ON, OFF(verbose), 0, 0, false, LOAD_ONLY, NULL,
+    {"-v", "--verbose", NULL, K_ON, OFF(verbose), 0, 0, false, LOAD_ONLY | MX_CLI_IMAGE, NULL,
      "debug messages"},
-    {"-q", "--quiet", NULL, K_ON, OFF(quiet), 0, 0, false, LOAD_ONLY, NULL, "warnings only"},
+    {"-q", "--quiet", NULL, K_ON, OFF(quiet), 0, 0, false, LOAD_ONLY | MX_CLI_IMAGE, NULL,
+     "warnings only"},
 };
 
 void mx_cli_opts_init(struct mx_cli_opts *o) {
@@ -165,6 +166,10 @@ static int set(const char *cmd, const struct spec *p, const char *opt, const cha
         const char *s = val;
         while (*s == ' ')
             s++;
+        if (!strcmp(s, "-1")) { /* A1111 and stable-diffusion.cpp: -1 = a random seed */
+            o->seed_set = false;
+            return 0;
+        }
         unsigned long long v = strtoull(val, &end, 0);
         if (errno || end == val || *end || *s == '-')
             return bad(cmd, opt, val, "a whole number from 0 to 18446744073709551615");

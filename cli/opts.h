@@ -20,6 +20,7 @@
 #define MX_CLI_CHAT   2u
 #define MX_CLI_BENCH  4u
 #define MX_CLI_LOGITS 8u
+#define MX_CLI_IMAGE  16u
 
 /* The common options' values. */
 struct mx_cli_opts {

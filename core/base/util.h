@@ -11,6 +11,7 @@
 #define MX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MX_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MX_CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
 
 /* Checked multiply/add: return false (and leave *out untouched) on overflow. All size maths on
  * untrusted shapes goes through these. */

@@ -1,0 +1,384 @@
+/* cmd_image.c - `mixel image`: Stable Diffusion txt2img, img2img and inpainting to PNG files
+ * carrying AUTOMATIC1111's "parameters" chunk, with a progress bar on stderr, and --show to draw
+ * the result in the terminal. Option names follow stable-diffusion.cpp's sd-cli (and A1111's
+ * sampler names are accepted), so users' command lines carry over.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "app/llm.h"
+#include "app/model_hash.h"
+#include "cli/cmd.h"
+#include "cli/opts.h"
+#include "core/base/util.h"
+#include "core/diffusion/infotext.h"
+#include "core/diffusion/params_text.h"
+#include "core/diffusion/pipeline.h"
+#include "core/diffusion/rng.h"
+#include "core/diffusion/sampler.h"
+#include "core/diffusion/schedule.h"
+#include "core/image/png_text.h"
+#include "kernels/devices.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: mixel image -d CKPT -p PROMPT [options] -o out.png\n"
+            "\n"
+            "Generates images with a Stable Diffusion 1.x/2.x checkpoint (.safetensors, a\n"
+            "diffusers folder, or a stable-diffusion.cpp .gguf) and writes PNGs with an\n"
+            "AUTOMATIC1111 \"parameters\" chunk (A1111's PNG Info reads it back).\n"
+            "\n"
+            "  -d, --model CKPT          the checkpoint (also -m)\n"
+            "  -p, --prompt TEXT         the prompt; A1111 weighting: (word), (word:1.5), [word],\n"
+            "                            BREAK\n"
+            "  -n, --negative-prompt T   what to steer away from\n"
+            "  -W, --width N, -H, --height N   size in pixels, multiples of 8 (default 512, or\n"
+            "                            768 for SD 2.x v-prediction)\n"
+            "  --steps N                 sampling steps (default 20)\n"
+            "  --cfg, --cfg-scale S      classifier-free guidance (default 7; 1 = no negative\n"
+            "                            pass)\n"
+            "  --sampler NAME            euler, euler_a (default), heun, dpm2, dpm++2m,\n"
+            "                            dpm++2s_a, dpm++sde, ddim_trailing, lcm, or an A1111 name\n"
+            "                            (\"DPM++ 2M Karras\" picks the schedule too)\n"
+            "  --scheduler NAME          discrete (default), karras, exponential, simple\n"
+            "  --eta E                   noise of ancestral samplers / DDIM (default: the\n"
+            "                            sampler's)\n"
+            "  -s, --seed S              seed (default random; printed); -1 = random\n"
+            "  --rng cuda|cpu|std_default   initial noise generator: cuda = A1111's (default),\n"
+            "                            cpu = ComfyUI's, std_default = stable-diffusion.cpp's\n"
+            "  --clip-skip N             1 = last CLIP layer (SD 1.x default), 2 = penultimate\n"
+            "  -i, --init-img FILE       img2img: start from this picture (resized to the size)\n"
+            "  --strength S              img2img denoising strength (default 0.75)\n"
+            "  --mask FILE               inpaint: white = repaint, same size as the init image\n"
+            "  -b, --batch N             N images, seeds S, S+1, ... (out.png, out_2.png, ...)\n"
+            "  --vae FILE                a separate VAE (.safetensors)\n"
+            "  --vae-tiling              decode in tiles (automatic when memory is short)\n"
+            "  --prediction eps|v        override the detected prediction type\n"
+            "  --from-png OLD.png        take prompt and settings from a PNG's parameters chunk\n"
+            "                            (options given as well override them)\n"
+            "  -o, --output FILE         output PNG (default output.png)\n"
+            "  --show                    draw the result in the terminal\n");
+    mx_cli_common_help(f, MX_CLI_IMAGE);
+}
+
+/* Parses a float option value in [lo, hi]. Returns 0 or prints and returns -1. */
+static int parse_float(const char *opt, const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi)) {
+        mx_cli_err("image", "%s: '%s' is not a number from %g to %g", opt, s ? s : "", lo, hi);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+struct bar {
+    bool tty;
+    int last_step;
+    int image, n_images;
+    struct mx_sd_progress last; /* the latest report: its timings end up in the summary */
+    double sample_t0;           /* when sampling started */
+};
+
+/* The progress line on stderr: redrawn in place on a terminal, one line per step otherwise. */
+static int on_progress(void *ud, const struct mx_sd_progress *p) {
+    struct bar *b = ud;
+    if (p->phase == MX_SD_PHASE_SAMPLE && p->step == 0)
+        b->sample_t0 = p->elapsed_s;
+    b->last = *p;
+    if (p->phase == MX_SD_PHASE_SAMPLE && p->step > 0 && p->step != b->last_step) {
+        b->last_step = p->step;
+        double eta = p->step_s * (p->steps - p->step);
+        char img[32] = "";
+        if (b->n_images > 1)
+            snprintf(img, sizeof img, "image %d/%d ", b->image + 1, b->n_images);
+        int w = 30, fill = p->steps ? w * p->step / p->steps : w;
+        char barbuf[64];
+        for (int i = 0; i < w; i++)
+            barbuf[i] = i < fill ? '#' : '.';
+        barbuf[w] = '\0';
+        fprintf(stderr, "%s%sstep %d/%d [%s] %.2f s/step, ETA %.0f s%s", b->tty ? "\r" : "", img,
+                p->step, p->steps, barbuf, p->step_s, eta, b->tty ? "\033[K" : "\n");
+        if (p->step == p->steps && b->tty)
+            fputc('\n', stderr);
+        fflush(stderr);
+    }
+    return 0;
+}
+
+/* Output name of image i: out.png, out_2.png, ... (stable-diffusion.cpp's batch naming). */
+static void out_name(const char *out, int i, char *buf, size_t size) {
+    if (i == 0) {
+        snprintf(buf, size, "%s", out);
+        return;
+    }
+    const char *dot = strrchr(out, '.');
+    const char *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash))
+        snprintf(buf, size, "%s_%d", out, i + 1);
+    else
+        snprintf(buf, size, "%.*s_%d%s", (int)(dot - out), out, i + 1, dot);
+}
+
+/* Settings from an earlier PNG's parameters chunk into par (strings owned by info). Returns 0 or
+ * prints and returns 1. */
+static int apply_png(const char *path, struct mx_sd_infotext *info, struct mx_sd_params *par,
+                     uint64_t *seed, bool *seed_set) {
+    struct mx_err err = {0};
+    char *text = NULL;
+    if (mx_png_read_text(path, "parameters", &text, &err) < 0) {
+        mx_cli_err("image", "--from-png: %s", err.msg);
+        return 1;
+    }
+    int rc = mx_sd_infotext_parse(text, strlen(text), info, &err);
+    free(text);
+    int has = 0;
+    if (rc == 0)
+        rc = mx_sd_params_from_infotext(info, par, seed, &has, &err);
+    if (rc < 0) {
+        mx_cli_err("image", "--from-png %s: %s", path, err.msg);
+        return 1;
+    }
+    if (has)
+        *seed_set = true;
+    return 0;
+}
+
+int mx_cmd_image(int argc, char **argv) {
+    struct mx_cli_opts o;
+    mx_cli_opts_init(&o);
+    const char *model = NULL, *model_m = NULL, *prompt = NULL, *negative = NULL, *out = NULL;
+    const char *sampler = NULL, *scheduler = NULL, *rng = NULL, *init = NULL, *mask = NULL;
+    const char *vae = NULL, *prediction = NULL, *from_png = NULL, *cfg_s = NULL, *cfg2_s = NULL;
+    const char *strength_s = NULL, *eta_s = NULL;
+    long long width = 0, height = 0, steps = 0, clip_skip = 0, batch = 1;
+    bool show = false, tiling = false;
+    const struct mx_cli_extra extra[] = {
+        {"-d", "--diffusion-model", MX_X_STR, &model, 0, 0},
+        {"-m", "--model", MX_X_STR, &model_m, 0, 0},
+        {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
+        {"-n", "--negative-prompt", MX_X_STR, &negative, 0, 0},
+        {"-W", "--width", MX_X_INT, &width, 8, 1 << 16},
+        {"-H", "--height", MX_X_INT, &height, 8, 1 << 16},
+        {NULL, "--steps", MX_X_INT, &steps, 1, 10000},
+        {NULL, "--cfg", MX_X_STR, &cfg_s, 0, 0},
+        {NULL, "--cfg-scale", MX_X_STR, &cfg2_s, 0, 0},
+        {NULL, "--sampler", MX_X_STR, &sampler, 0, 0},
+        {NULL, "--sampling-method", MX_X_STR, &sampler, 0, 0},
+        {NULL, "--scheduler", MX_X_STR, &scheduler, 0, 0},
+        {NULL, "--schedule", MX_X_STR, &scheduler, 0, 0},
+        {NULL, "--eta", MX_X_STR, &eta_s, 0, 0},
+        {NULL, "--rng", MX_X_STR, &rng, 0, 0},
+        {NULL, "--clip-skip", MX_X_INT, &clip_skip, 0, 12},
+        {"-i", "--init-img", MX_X_STR, &init, 0, 0},
+        {NULL, "--strength", MX_X_STR, &strength_s, 0, 0},
+        {NULL, "--mask", MX_X_STR, &mask, 0, 0},
+        {"-b", "--batch", MX_X_INT, &batch, 1, 1000},
+        {NULL, "--batch-count", MX_X_INT, &batch, 1, 1000},
+        {NULL, "--vae", MX_X_STR, &vae, 0, 0},
+        {NULL, "--vae-tiling", MX_X_FLAG, &tiling, 0, 0},
+        {NULL, "--prediction", MX_X_STR, &prediction, 0, 0},
+        {NULL, "--from-png", MX_X_STR, &from_png, 0, 0},
+        {"-o", "--output", MX_X_STR, &out, 0, 0},
+        {NULL, "--show", MX_X_FLAG, &show, 0, 0},
+    };
+    int pr = mx_cli_parse("image", MX_CLI_IMAGE, argc, argv, &o, extra,
+                          sizeof extra / sizeof extra[0], usage);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+    mx_cli_log_init(&o);
+    if (!model)
+        model = model_m;
+    if (!model) {
+        mx_cli_err("image", "no checkpoint: give one with -d CKPT (see mixel image --help)");
+        return 2;
+    }
+    if (!prompt && !from_png) {
+        mx_cli_err("image", "no prompt: give one with -p TEXT (or --from-png OLD.png)");
+        return 2;
+    }
+    struct mx_sd_open_opts oo = {.vae_path = vae, .prediction = -1};
+    if (prediction) {
+        if (!strcmp(prediction, "eps"))
+            oo.prediction = MX_SD_PRED_EPS;
+        else if (!strcmp(prediction, "v"))
+            oo.prediction = MX_SD_PRED_V;
+        else {
+            mx_cli_err("image", "--prediction: '%s' is not eps or v", prediction);
+            return 2;
+        }
+    }
+    int status = 1;
+    struct mx_err err = {0};
+    struct mx_backend *be = NULL;
+    struct mx_sd_pipeline *p = NULL;
+    struct mx_image init_img = {0}, mask_img = {0};
+    struct mx_sd_infotext png_info;
+    mx_sd_infotext_init(&png_info);
+    double t_start = mx_time_s();
+
+    be = mx_device_open(o.s.device, o.s.threads, &err);
+    if (!be) {
+        mx_cli_err("image", "%s", err.msg);
+        goto done;
+    }
+    if (mx_sd_pipeline_open(be, model, &oo, &p, &err) < 0) {
+        mx_cli_err("image", "%s", err.msg);
+        goto done;
+    }
+    const struct mx_sd_model *m = mx_sd_pipeline_model(p);
+    struct mx_sd_params par;
+    mx_sd_params_default(&par, p);
+    uint64_t seed = o.s.sampling.seed;
+    bool seed_set = o.seed_set;
+    if (from_png && apply_png(from_png, &png_info, &par, &seed, &seed_set))
+        goto done;
+    if (prompt)
+        par.prompt = prompt;
+    if (negative)
+        par.negative = negative;
+    if (width)
+        par.width = (int)width;
+    if (height)
+        par.height = (int)height;
+    if (steps)
+        par.steps = (int)steps;
+    if (clip_skip)
+        par.clip_skip = (int)clip_skip;
+    par.vae_tiling = tiling;
+    if ((cfg_s && parse_float("--cfg", cfg_s, 0, 100, &par.cfg) < 0) ||
+        (cfg2_s && parse_float("--cfg-scale", cfg2_s, 0, 100, &par.cfg) < 0) ||
+        (strength_s && parse_float("--strength", strength_s, 0, 1, &par.strength) < 0) ||
+        (eta_s && parse_float("--eta", eta_s, 0, 10, &par.eta) < 0)) {
+        status = 2;
+        goto done;
+    }
+    if (sampler) {
+        int smp, sch = -1;
+        if (mx_sd_sampler_parse(sampler, &smp, &sch, &err) < 0) {
+            mx_cli_err("image", "--sampler: %s", err.msg);
+            status = 2;
+            goto done;
+        }
+        par.sampler = smp;
+        if (sch >= 0)
+            par.scheduler = sch;
+    }
+    if (scheduler) {
+        int sch;
+        if (mx_sd_schedule_parse(scheduler, &sch, &err) < 0) {
+            mx_cli_err("image", "--scheduler: %s", err.msg);
+            status = 2;
+            goto done;
+        }
+        par.scheduler = sch;
+    }
+    if (rng) {
+        int k;
+        if (mx_sd_rng_parse(rng, &k, &err) < 0) {
+            mx_cli_err("image", "--rng: %s", err.msg);
+            status = 2;
+            goto done;
+        }
+        par.rng = k;
+    }
+    if (init) {
+        if (mx_image_load(init, &init_img, &err) < 0) {
+            mx_cli_err("image", "--init-img: %s", err.msg);
+            goto done;
+        }
+        par.init = &init_img;
+    } else if (strength_s) {
+        mx_cli_err("image", "--strength needs --init-img");
+        status = 2;
+        goto done;
+    }
+    if (mask) {
+        if (mx_image_load(mask, &mask_img, &err) < 0) {
+            mx_cli_err("image", "--mask: %s", err.msg);
+            goto done;
+        }
+        par.mask = &mask_img;
+    }
+    if (!seed_set)
+        seed = mx_gen_fresh_seed() & 0xffffffffu; /* A1111 seeds are 32-bit */
+    par.seed = seed;
+    if (mx_sd_params_check(p, &par, &err) < 0) {
+        mx_cli_err("image", "%s", err.msg);
+        status = 2;
+        goto done;
+    }
+    char hash[16] = "";
+    if (mx_sd_model_hash(model, hash, &err) < 0) { /* A1111's "Model hash": not fatal */
+        fprintf(stderr, "mixel image: warning: model hash: %s\n", mx_safe(err.msg));
+        hash[0] = '\0';
+        memset(&err, 0, sizeof err);
+    }
+    if (!o.quiet)
+        fprintf(stderr, "mixel image: %s (%s, %s-prediction) on %s; %dx%d, %d steps, %s, %s, "
+                "cfg %g, seed %llu, rng %s\n", mx_safe(model), mx_sd_family_name(m->family),
+                mx_sd_pred_name(m->prediction), mx_backend_name(be), par.width, par.height,
+                par.steps, mx_sd_sampler_name(par.sampler), mx_sd_schedule_name(par.scheduler),
+                (double)par.cfg, (unsigned long long)seed, mx_sd_rng_name(par.rng));
+    struct bar bar = {.tty = isatty(2), .n_images = (int)batch};
+    if (!out)
+        out = "output.png";
+    for (int i = 0; i < (int)batch; i++) {
+        struct mx_image img = {0};
+        bar.image = i;
+        bar.last_step = 0;
+        int rc = mx_sd_generate(p, &par, i, &img, on_progress, &bar, &err);
+        if (rc < 0) {
+            if (bar.tty)
+                fputc('\n', stderr);
+            mx_cli_err("image", "%s", err.msg);
+            goto done;
+        }
+        const struct mx_sd_progress *lp = &bar.last;
+        double sample_s = lp->elapsed_s - bar.sample_t0 - lp->decode_s;
+        if (!o.quiet)
+            fprintf(stderr, "mixel image: text encoder %.2f s, sampling %.2f s (%.2f s/step), "
+                    "VAE decode %.2f s, total %.2f s\n", lp->text_s, sample_s,
+                    lp->steps ? sample_s / lp->steps : 0.0, lp->decode_s, lp->elapsed_s);
+        char name[4096];
+        out_name(out, i, name, sizeof name);
+        char *text = NULL;
+        rc = mx_sd_params_to_infotext(&par, seed + (uint64_t)i, model, hash, &text, &err);
+        if (rc == 0)
+            rc = mx_image_save_png_text(&img, name, "parameters", text, &err);
+        free(text);
+        mx_image_free(&img);
+        if (rc < 0) {
+            mx_cli_err("image", "%s", err.msg);
+            goto done;
+        }
+        printf("%s\n", mx_safe(name));
+        fflush(stdout);
+        if (show) {
+            char *sargv[] = {"show", name, NULL};
+            mx_cmd_show(2, sargv);
+        }
+    }
+    if (!o.quiet) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        fprintf(stderr, "mixel image: %d image%s in %.1f s, peak memory %.2f GiB\n", (int)batch,
+                batch == 1 ? "" : "s", mx_time_s() - t_start,
+                (double)ru.ru_maxrss / (1024.0 * 1024.0));
+    }
+    status = 0;
+done:
+    mx_image_free(&init_img);
+    mx_image_free(&mask_img);
+    mx_sd_infotext_free(&png_info);
+    mx_sd_pipeline_close(p);
+    mx_backend_free(be);
+    return status;
+}

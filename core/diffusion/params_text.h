@@ -1,0 +1,29 @@
+/* params_text.h - generation parameters <-> AUTOMATIC1111's infotext (the PNG "parameters"
+ * text): the one conversion `mixel image`, `--from-png` and the chat's /image share, so every
+ * image mixel writes can be read back by A1111's PNG Info and by mixel itself.
+ */
+#ifndef MX_SD_PARAMS_TEXT_H
+#define MX_SD_PARAMS_TEXT_H
+
+#include <stdint.h>
+
+#include "core/base/err.h"
+#include "core/diffusion/infotext.h"
+#include "core/diffusion/pipeline.h"
+
+/* The infotext of one image made with par and seed (par->seed + index) by the checkpoint at
+ * model_path (A1111's "Model": its file or folder name without extension), with A1111 hash
+ * hash (NULL or empty: left out). *out is malloc'd (caller frees). Returns 0 or MX_ENOMEM. */
+int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
+                             const char *model_path, const char *hash, char **out,
+                             struct mx_err *err);
+
+/* Applies the settings of a parsed infotext to par: prompt, negative prompt, steps, sampler
+ * (and the schedule an A1111 sampler name carries), schedule type, CFG, size, clip skip, RNG,
+ * denoising strength; *seed and *has_seed get the seed when the text has one. Strings in par borrow
+ * from it (keep it alive while par is used). Fields the text lacks are left as they were.
+ * Returns 0, or MX_EINVAL naming a value mixel cannot use (an unknown sampler, ...). */
+int mx_sd_params_from_infotext(const struct mx_sd_infotext *it, struct mx_sd_params *par,
+                               uint64_t *seed, int *has_seed, struct mx_err *err);
+
+#endif

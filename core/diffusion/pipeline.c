@@ -1,0 +1,572 @@
+/* pipeline.c - txt2img, img2img and inpainting from the pieces: CLIP text encoder, UNet as a
+ * k-diffusion denoiser with classifier-free guidance, a sampler, the VAE (see pipeline.h).
+ *
+ * Tuned for reproducing stable-diffusion.cpp's and A1111's images bit for bit where the maths
+ * allows: the order of random draws, the sigma list, c_in/c_out, the CFG formula, the latent
+ * scale 0.18215, and the inpainting blend follow ../shared/refs/sd/README.md ("How the peer
+ * computes a case"). Latents are small host arrays ([4][h/8][w/8] floats); only the networks
+ * run on the backend.
+ */
+#include "core/diffusion/pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "core/diffusion/clip_text.h"
+#include "core/diffusion/rng.h"
+#include "core/diffusion/sampler.h"
+#include "core/diffusion/schedule.h"
+#include "core/diffusion/unet.h"
+#include "core/diffusion/vae.h"
+#include "core/text/tokenizer.h"
+
+#define SD_LATENT_SCALE 0.18215f /* SD 1.x/2.x VAE latent scale factor */
+#define SD_MAX_SIDE 4096          /* pixels; A1111 allows 2048 in its UI */
+#define SD_MAX_STEPS 1000
+#define SD_MAX_CHUNKS 32          /* 75 tokens each: prompts past 2400 tokens are refused */
+
+struct mx_sd_pipeline {
+    struct mx_backend *be;       /* borrowed */
+    struct mx_sd_model *model;   /* owned */
+    struct mx_tokenizer *tok;    /* owned: CLIP BPE */
+    struct mx_sd_clip *clip;     /* owned */
+    struct mx_sd_unet *unet;     /* owned; made for unet_b x unet_lw x unet_lh latents */
+    int unet_b, unet_lw, unet_lh;
+    struct mx_sd_vae *vae;       /* owned; made on first decode/encode */
+    struct mx_sd_sigma_table sigmas; /* the model's noise levels, for schedules and timesteps */
+};
+
+/* One generation's state, the denoiser callback's user data. */
+struct sd_run {
+    struct mx_sd_pipeline *p;
+    const struct mx_sd_params *par;
+    int batch;                   /* 2 with CFG (cond, uncond), else 1 */
+    int lw, lh;                  /* latent size */
+    int64_t n;                   /* 4 * lw * lh */
+    float *ctx;                  /* [batch][n_ctx][dim] */
+    int64_t n_ctx;
+    float *unet_in;              /* [batch][C_in][lh][lw] */
+    float *unet_out;             /* [batch][4][lh][lw] */
+    float *t;                    /* [batch] */
+    float *init_latent;          /* img2img/inpaint: [4][lh][lw] scaled, else NULL */
+    float *mask;                 /* inpaint: [lh][lw] 0/1 latent mask, else NULL */
+    float *cond_extra;           /* 9-channel inpaint UNet: [5][lh][lw] mask + masked latent */
+    mx_sd_progress_fn progress;
+    void *ud;
+    struct mx_sd_progress prog;
+    double t0, step_t0;
+    volatile int cancel;
+    struct mx_err *err;
+};
+
+const struct mx_sd_model *mx_sd_pipeline_model(const struct mx_sd_pipeline *p) {
+    return p->model;
+}
+
+int mx_sd_pipeline_open(struct mx_backend *be, const char *path,
+                        const struct mx_sd_open_opts *opts, struct mx_sd_pipeline **out,
+                        struct mx_err *err) {
+    *out = NULL;
+    struct mx_sd_pipeline *p = calloc(1, sizeof *p);
+    if (!p)
+        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+    p->be = be;
+    int rc = mx_sd_model_open(be, path, opts, &p->model, err);
+    if (rc < 0)
+        goto fail;
+    if (!p->model->has_text_encoder) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: the checkpoint has no text encoder", path);
+        goto fail;
+    }
+    if (!p->model->has_vae) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: the checkpoint has no VAE (give one with --vae "
+                        "FILE)", path);
+        goto fail;
+    }
+    mx_sd_sigma_table_init(&p->sigmas, p->model->alphas_cumprod);
+    if ((rc = mx_sd_clip_tokenizer_open(path, &p->tok, err)) < 0 ||
+        (rc = mx_sd_clip_new(p->model, p->tok, &p->clip, err)) < 0)
+        goto fail;
+    *out = p;
+    return 0;
+fail:
+    mx_sd_pipeline_close(p);
+    return rc;
+}
+
+void mx_sd_pipeline_close(struct mx_sd_pipeline *p) {
+    if (!p)
+        return;
+    mx_sd_vae_free(p->vae);
+    mx_sd_unet_free(p->unet);
+    mx_sd_clip_free(p->clip);
+    mx_tokenizer_free(p->tok);
+    mx_sd_model_close(p->model);
+    free(p);
+}
+
+void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline *p) {
+    memset(par, 0, sizeof *par);
+    par->prompt = "";
+    par->negative = "";
+    bool v768 = p && p->model->family == MX_SD_FAMILY_SD2 && p->model->prediction == MX_SD_PRED_V;
+    par->width = par->height = v768 ? 768 : 512;
+    par->steps = 20;
+    par->cfg = 7.0f;
+    par->sampler = MX_SD_SAMPLER_EULER_A;
+    par->scheduler = -1;
+    par->eta = -1.0f;
+    par->rng = MX_SD_RNG_CUDA;
+    par->strength = 0.75f;
+}
+
+/* Bytes one generation needs beyond the mapped weights: UNet scratch for the batch, the VAE's
+ * decode (tiled or not) and, for img2img, its encode. */
+static uint64_t run_mem(const struct mx_sd_pipeline *p, const struct mx_sd_params *par,
+                        bool tiled) {
+    int lw = par->width / 8, lh = par->height / 8, batch = par->cfg != 1.0f ? 2 : 1;
+    uint64_t unet = mx_sd_unet_mem(p->model, batch, lw, lh);
+    uint64_t vae = p->vae ? mx_sd_vae_decode_mem(p->vae, lw, lh, tiled) : 0;
+    if (p->vae && par->init)
+        vae = MX_MAX(vae, (uint64_t)mx_sd_vae_encode_mem(p->vae, par->width, par->height));
+    /* the UNet's scratch is freed before the decode only when it must be: count the larger */
+    return MX_MAX(unet, vae);
+}
+
+int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params *par,
+                       struct mx_err *err) {
+    if (par->width < 64 || par->height < 64 || par->width > SD_MAX_SIDE ||
+        par->height > SD_MAX_SIDE)
+        return mx_err_set(err, MX_EINVAL, "size %dx%d: width and height must be 64 to %d pixels",
+                          par->width, par->height, SD_MAX_SIDE);
+    if (par->width % 8 || par->height % 8)
+        return mx_err_set(err, MX_EINVAL, "size %dx%d: width and height must be multiples of 8 "
+                          "(the VAE works on 8x8 pixel blocks)", par->width, par->height);
+    if (par->steps < 1 || par->steps > SD_MAX_STEPS)
+        return mx_err_set(err, MX_EINVAL, "steps %d: must be 1 to %d", par->steps, SD_MAX_STEPS);
+    if (!(par->cfg >= 0.0f && par->cfg <= 100.0f))
+        return mx_err_set(err, MX_EINVAL, "cfg %g: must be 0 to 100", (double)par->cfg);
+    if (par->clip_skip < 0 || par->clip_skip > 12)
+        return mx_err_set(err, MX_EINVAL, "clip skip %d: must be 0 (default) to 12",
+                          par->clip_skip);
+    if (par->mask && !par->init)
+        return mx_err_set(err, MX_EINVAL, "a mask needs an init image (--init-img)");
+    if (par->init) {
+        if (!(par->strength > 0.0f && par->strength <= 1.0f))
+            return mx_err_set(err, MX_EINVAL, "strength %g: must be above 0 and at most 1",
+                              (double)par->strength);
+        if (par->init->w < 1 || par->init->h < 1 || !par->init->rgb)
+            return mx_err_set(err, MX_EINVAL, "init image is empty");
+    }
+    if (par->mask && (par->mask->w != par->init->w || par->mask->h != par->init->h))
+        return mx_err_set(err, MX_EINVAL, "mask is %dx%d but the init image is %dx%d: they must "
+                          "be the same size", par->mask->w, par->mask->h, par->init->w,
+                          par->init->h);
+    uint64_t avail = mx_mem_available();
+    uint64_t need = run_mem(p, par, true);
+    if (avail && need > avail)
+        return mx_err_set(err, MX_ENOMEM, "size %dx%d needs %.1f GiB of working memory, %.1f GiB "
+                          "is available: choose a smaller size", par->width, par->height,
+                          (double)need / (1u << 30), (double)avail / (1u << 30));
+    return 0;
+}
+
+/* Reports progress; returns MX_ECANCELED when the callback asks to stop. */
+static int report(struct sd_run *r) {
+    r->prog.elapsed_s = mx_time_s() - r->t0;
+    if (r->cancel)
+        return mx_err_set(r->err, MX_ECANCELED, "image generation cancelled");
+    if (r->progress && r->progress(r->ud, &r->prog)) {
+        r->cancel = 1;
+        return mx_err_set(r->err, MX_ECANCELED, "image generation cancelled");
+    }
+    return 0;
+}
+
+/* The k-diffusion denoiser: x at noise level sigma -> the model's estimate of the clean latent,
+ * with classifier-free guidance over one batch (cond first, then uncond, as the peer calls them)
+ * and, for inpainting with an ordinary UNet, the known region pinned to the init latent. */
+static int denoise(void *ud, const float *x, float sigma, float *denoised) {
+    struct sd_run *r = ud;
+    const struct mx_sd_model *m = r->p->model;
+    const int64_t n = r->n, plane = (int64_t)r->lw * r->lh;
+    const int64_t cin = m->unet_in_channels;
+    float s2 = sigma * sigma;
+    float c_in = 1.0f / sqrtf(s2 + 1.0f);
+    float t = mx_sd_sigma_to_t(&r->p->sigmas, sigma);
+    for (int b = 0; b < r->batch; b++) {
+        float *in = r->unet_in + (size_t)b * (size_t)(cin * plane);
+        for (int64_t i = 0; i < n; i++)
+            in[i] = c_in * x[i];
+        if (r->cond_extra) /* 9-channel inpainting UNet: mask, then the masked image's latent */
+            memcpy(in + n, r->cond_extra, (size_t)(5 * plane) * sizeof *in);
+        r->t[b] = t;
+    }
+    int rc = mx_sd_unet_eval(r->p->unet, r->batch, r->lw, r->lh, r->unet_in, r->t, r->ctx,
+                             r->n_ctx, r->unet_out, &r->cancel, r->err);
+    if (rc < 0)
+        return rc;
+    const float *cond = r->unet_out, *unc = r->unet_out + n;
+    const float cfg = r->par->cfg;
+    for (int64_t i = 0; i < n; i++) {
+        float e = r->batch == 2 ? unc[i] + cfg * (cond[i] - unc[i]) : cond[i];
+        if (m->prediction == MX_SD_PRED_V) /* k-diffusion's v-prediction wrapper, sigma_data 1 */
+            denoised[i] = x[i] / (s2 + 1.0f) - e * sigma * c_in;
+        else
+            denoised[i] = x[i] - sigma * e;
+    }
+    if (r->mask && !r->cond_extra)
+        for (int c = 0; c < 4; c++)
+            for (int64_t j = 0; j < plane; j++) {
+                int64_t i = c * plane + j;
+                denoised[i] = denoised[i] * r->mask[j] + r->init_latent[i] * (1.0f - r->mask[j]);
+            }
+    return 0;
+}
+
+/* After each sampling step (1-based): timing and the progress callback. */
+static int on_step(void *ud, int step, int steps, const float *x, const float *denoised) {
+    struct sd_run *r = ud;
+    (void)steps;
+    (void)x;
+    (void)denoised;
+    double now = mx_time_s();
+    r->prog.step = step;
+    r->prog.step_s = now - r->step_t0;
+    r->step_t0 = now;
+    return report(r);
+}
+
+/* The UNet for this batch and latent size (remade when a bigger one is asked for). */
+static int need_unet(struct mx_sd_pipeline *p, int batch, int lw, int lh, struct mx_err *err) {
+    if (p->unet && batch <= p->unet_b && lw <= p->unet_lw && lh <= p->unet_lh)
+        return 0;
+    mx_sd_unet_free(p->unet);
+    p->unet = NULL;
+    int rc = mx_sd_unet_new(p->model, batch, lw, lh, &p->unet, err);
+    if (rc < 0)
+        return rc;
+    p->unet_b = batch;
+    p->unet_lw = lw;
+    p->unet_lh = lh;
+    return 0;
+}
+
+static int need_vae(struct mx_sd_pipeline *p, struct mx_err *err) {
+    return p->vae ? 0 : mx_sd_vae_new(p->model, &p->vae, err);
+}
+
+/* Text conditioning: cond (and uncond with CFG) encoded to the same number of 77-token chunks
+ * (A1111 pads the shorter with empty chunks), laid out as the UNet batch [cond, uncond]. */
+static int encode_text(struct sd_run *r) {
+    struct mx_sd_pipeline *p = r->p;
+    const struct mx_sd_params *par = r->par;
+    float *hc = NULL, *hu = NULL;
+    int64_t nc = 0, nu = 0;
+    double t0 = mx_time_s();
+    int rc = mx_sd_clip_encode(p->clip, par->prompt, par->clip_skip, 1, &hc, &nc, r->err);
+    if (rc < 0)
+        return rc;
+    if (r->batch == 2) {
+        rc = mx_sd_clip_encode(p->clip, par->negative ? par->negative : "", par->clip_skip,
+                               (int)(nc / 77), &hu, &nu, r->err);
+        if (rc == 0 && nu > nc) { /* the negative prompt is longer: pad the prompt to match */
+            free(hc);
+            hc = NULL;
+            rc = mx_sd_clip_encode(p->clip, par->prompt, par->clip_skip, (int)(nu / 77), &hc,
+                                   &nc, r->err);
+        }
+        if (rc < 0)
+            goto done;
+    }
+    int64_t dim = p->model->context_dim;
+    r->n_ctx = nc;
+    r->ctx = malloc((size_t)(r->batch * nc * dim) * sizeof *r->ctx);
+    if (!r->ctx) {
+        rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (text context)");
+        goto done;
+    }
+    memcpy(r->ctx, hc, (size_t)(nc * dim) * sizeof *hc);
+    if (r->batch == 2)
+        memcpy(r->ctx + nc * dim, hu, (size_t)(nc * dim) * sizeof *hu);
+    r->prog.text_s = mx_time_s() - t0;
+done:
+    free(hc);
+    free(hu);
+    return rc;
+}
+
+/* The init image scaled to the target size as [3][h][w] floats in [-1, 1]. */
+static int image_to_rgbf(const struct mx_image *img, int w, int h, float **out,
+                         struct mx_err *err) {
+    struct mx_image scaled = {0};
+    const struct mx_image *src = img;
+    if (img->w != w || img->h != h) {
+        if (mx_image_scale(img, w, h, &scaled) < 0)
+            return mx_err_set(err, MX_ENOMEM, "out of memory (scaling the init image)");
+        src = &scaled;
+    }
+    float *f = malloc((size_t)3 * (size_t)w * (size_t)h * sizeof *f);
+    if (!f) {
+        mx_image_free(&scaled);
+        return mx_err_set(err, MX_ENOMEM, "out of memory (init image)");
+    }
+    int64_t plane = (int64_t)w * h;
+    for (int64_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++)
+            f[c * plane + i] = (float)src->rgb[3 * i + c] / 127.5f - 1.0f;
+    mx_image_free(&scaled);
+    *out = f;
+    return 0;
+}
+
+/* img2img/inpaint: the init image through the VAE encoder, sampled with the generator's first
+ * draw and scaled, as the peer does: (mean + exp(0.5 clamp(logvar, -30, 20)) * randn) * 0.18215.
+ * For the 9-channel inpainting UNet also its extra input: the latent mask and the latent of the
+ * image with the repainted region blanked. */
+static int encode_init(struct sd_run *r, struct mx_sd_rng *rng) {
+    struct mx_sd_pipeline *p = r->p;
+    const struct mx_sd_params *par = r->par;
+    const int w = par->width, h = par->height;
+    const int64_t plane = (int64_t)r->lw * r->lh;
+    float *rgb = NULL, *mom = NULL, *eps = NULL, *mpix = NULL;
+    int rc = need_vae(p, r->err);
+    if (rc < 0)
+        return rc;
+    r->prog.phase = MX_SD_PHASE_ENCODE;
+    if ((rc = report(r)) < 0)
+        return rc;
+    if ((rc = image_to_rgbf(par->init, w, h, &rgb, r->err)) < 0)
+        return rc;
+    mom = malloc((size_t)(8 * plane) * sizeof *mom);
+    eps = malloc((size_t)(4 * plane) * sizeof *eps);
+    r->init_latent = malloc((size_t)(4 * plane) * sizeof *r->init_latent);
+    if (!mom || !eps || !r->init_latent) {
+        rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (init latent)");
+        goto done;
+    }
+    if (par->mask) { /* the mask in pixels, 0/1 (rounded), white = repaint */
+        struct mx_image ms = {0};
+        const struct mx_image *msrc = par->mask;
+        if (par->mask->w != w || par->mask->h != h) {
+            if (mx_image_scale(par->mask, w, h, &ms) < 0) {
+                rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (scaling the mask)");
+                goto done;
+            }
+            msrc = &ms;
+        }
+        mpix = malloc((size_t)w * (size_t)h * sizeof *mpix);
+        r->mask = calloc((size_t)plane, sizeof *r->mask);
+        if (!mpix || !r->mask) {
+            mx_image_free(&ms);
+            rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (mask)");
+            goto done;
+        }
+        for (int64_t i = 0; i < (int64_t)w * h; i++) {
+            const uint8_t *px = msrc->rgb + 3 * i;
+            mpix[i] = (px[0] + px[1] + px[2]) / 3.0f >= 127.5f ? 1.0f : 0.0f;
+        }
+        mx_image_free(&ms);
+        /* shrink to the latent grid by nearest-max: a latent pixel is repainted when any of its
+         * 8x8 pixels is */
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                if (mpix[(int64_t)y * w + x] > 0.0f)
+                    r->mask[(y / 8) * r->lw + x / 8] = 1.0f;
+    }
+    if ((rc = mx_sd_vae_encode(p->vae, w, h, rgb, mom, &r->cancel, r->err)) < 0)
+        goto done;
+    mx_sd_rng_randn(rng, eps, 4 * plane);
+    for (int64_t i = 0; i < 4 * plane; i++) {
+        float lv = MX_CLAMP(mom[4 * plane + i], -30.0f, 20.0f);
+        r->init_latent[i] = (mom[i] + expf(0.5f * lv) * eps[i]) * SD_LATENT_SCALE;
+    }
+    if (p->model->inpaint) {
+        /* 9-channel UNet: [mask (1), latent of the image with the masked region grey (4)]; an
+         * img2img run without a mask repaints everything */
+        r->cond_extra = malloc((size_t)(5 * plane) * sizeof *r->cond_extra);
+        if (!r->cond_extra) {
+            rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (inpainting input)");
+            goto done;
+        }
+        for (int64_t j = 0; j < plane; j++)
+            r->cond_extra[j] = r->mask ? r->mask[j] : 1.0f;
+        int64_t P = (int64_t)w * h;
+        for (int c = 0; c < 3; c++)
+            for (int64_t i = 0; i < P; i++)
+                if (!mpix || mpix[i] > 0.0f)
+                    rgb[c * P + i] = 0.0f;
+        if ((rc = mx_sd_vae_encode(p->vae, w, h, rgb, mom, &r->cancel, r->err)) < 0)
+            goto done;
+        for (int64_t i = 0; i < 4 * plane; i++)
+            r->cond_extra[plane + i] = mom[i] * SD_LATENT_SCALE;
+        /* the 9-channel model repaints by itself: no latent blending */
+    }
+done:
+    free(rgb);
+    free(mom);
+    free(eps);
+    free(mpix);
+    return rc;
+}
+
+/* txt2img on a 9-channel inpainting UNet: everything is repainted (mask 1) and the "masked
+ * image" is a blank grey picture, as A1111 conditions such models without an init image. */
+static int blank_inpaint_input(struct sd_run *r) {
+    const int w = r->par->width, h = r->par->height;
+    const int64_t plane = (int64_t)r->lw * r->lh, P = (int64_t)w * h;
+    int rc = need_vae(r->p, r->err);
+    if (rc < 0)
+        return rc;
+    float *rgb = calloc((size_t)(3 * P), sizeof *rgb); /* 0 in [-1, 1]: mid grey */
+    float *mom = malloc((size_t)(8 * plane) * sizeof *mom);
+    r->cond_extra = malloc((size_t)(5 * plane) * sizeof *r->cond_extra);
+    if (!rgb || !mom || !r->cond_extra) {
+        rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (inpainting input)");
+        goto done;
+    }
+    if ((rc = mx_sd_vae_encode(r->p->vae, w, h, rgb, mom, &r->cancel, r->err)) < 0)
+        goto done;
+    for (int64_t j = 0; j < plane; j++)
+        r->cond_extra[j] = 1.0f;
+    for (int64_t i = 0; i < 4 * plane; i++)
+        r->cond_extra[plane + i] = mom[i] * SD_LATENT_SCALE;
+done:
+    free(rgb);
+    free(mom);
+    return rc;
+}
+
+/* The final latent through the VAE decoder to 8-bit RGB. */
+static int decode(struct sd_run *r, const float *x, struct mx_image *out) {
+    struct mx_sd_pipeline *p = r->p;
+    const struct mx_sd_params *par = r->par;
+    const int w = par->width, h = par->height;
+    const int64_t plane = (int64_t)r->lw * r->lh, P = (int64_t)w * h;
+    int rc = need_vae(p, r->err);
+    if (rc < 0)
+        return rc;
+    r->prog.phase = MX_SD_PHASE_DECODE;
+    if ((rc = report(r)) < 0)
+        return rc;
+    double t0 = mx_time_s();
+    bool tiled = par->vae_tiling;
+    uint64_t avail = mx_mem_available();
+    if (!tiled && avail && mx_sd_vae_decode_mem(p->vae, r->lw, r->lh, false) > avail)
+        tiled = true; /* the whole image would not fit: decode in tiles */
+    float *z = malloc((size_t)(4 * plane) * sizeof *z);
+    float *rgb = malloc((size_t)(3 * P) * sizeof *rgb);
+    uint8_t *px = malloc((size_t)(3 * P));
+    if (!z || !rgb || !px) {
+        rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (decoded image)");
+        goto done;
+    }
+    for (int64_t i = 0; i < 4 * plane; i++)
+        z[i] = x[i] / SD_LATENT_SCALE;
+    if ((rc = mx_sd_vae_decode(p->vae, r->lw, r->lh, z, tiled, rgb, &r->cancel, r->err)) < 0)
+        goto done;
+    for (int64_t i = 0; i < P; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = MX_CLAMP((rgb[c * P + i] + 1.0f) * 0.5f, 0.0f, 1.0f);
+            px[3 * i + c] = (uint8_t)lrintf(v * 255.0f);
+        }
+    out->w = w;
+    out->h = h;
+    out->rgb = px;
+    px = NULL;
+    r->prog.decode_s = mx_time_s() - t0;
+done:
+    free(z);
+    free(rgb);
+    free(px);
+    return rc;
+}
+
+int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
+                   struct mx_image *out, mx_sd_progress_fn progress, void *ud,
+                   struct mx_err *err) {
+    memset(out, 0, sizeof *out);
+    int rc = mx_sd_params_check(p, par, err);
+    if (rc < 0)
+        return rc;
+    struct sd_run r = {.p = p, .par = par, .progress = progress, .ud = ud, .err = err};
+    r.t0 = mx_time_s();
+    r.batch = par->cfg != 1.0f ? 2 : 1;
+    r.lw = par->width / 8;
+    r.lh = par->height / 8;
+    r.n = 4 * (int64_t)r.lw * r.lh;
+    const int64_t plane = (int64_t)r.lw * r.lh, cin = p->model->unet_in_channels;
+    int steps = par->steps;
+    float *sigmas = NULL, *x = NULL;
+    struct mx_sd_rng rng;
+    const uint64_t seed = par->seed + (uint64_t)index;
+
+    r.prog.phase = MX_SD_PHASE_TEXT;
+    r.prog.steps = steps;
+    if ((rc = report(&r)) < 0 || (rc = encode_text(&r)) < 0)
+        goto done;
+
+    /* the schedule: all steps + a final 0; img2img runs its last t_enc + 1 steps */
+    sigmas = malloc((size_t)(steps + 1) * sizeof *sigmas);
+    x = malloc((size_t)r.n * sizeof *x);
+    r.unet_in = malloc((size_t)(r.batch * cin * plane) * sizeof *r.unet_in);
+    r.unet_out = malloc((size_t)(r.batch * 4 * plane) * sizeof *r.unet_out);
+    r.t = malloc((size_t)r.batch * sizeof *r.t);
+    if (!sigmas || !x || !r.unet_in || !r.unet_out || !r.t) {
+        rc = mx_err_set(err, MX_ENOMEM, "out of memory (latents)");
+        goto done;
+    }
+    int sched = par->scheduler >= 0 ? par->scheduler : mx_sd_schedule_default(par->sampler);
+    int n_sig = 0;
+    if ((rc = mx_sd_schedule_sigmas(&p->sigmas, sched, steps, sigmas, &n_sig, err)) < 0)
+        goto done;
+    steps = n_sig - 1; /* the beta schedule may drop duplicate levels */
+    int first = 0;
+    mx_sd_rng_init(&rng, par->rng, seed);
+    if (par->init) {
+        int t_enc = (int)((float)steps * par->strength);
+        if (t_enc > steps - 1)
+            t_enc = steps - 1;
+        first = steps - t_enc - 1;
+        if ((rc = encode_init(&r, &rng)) < 0)
+            goto done;
+        mx_sd_rng_init(&rng, par->rng, seed); /* the peer seeds again: the noise repeats draw 1 */
+    } else if (p->model->inpaint && (rc = blank_inpaint_input(&r)) < 0) {
+        goto done;
+    }
+    r.prog.steps = steps - first;
+    /* the initial latent: noise at the first sigma, around the init image's latent */
+    mx_sd_rng_randn(&rng, x, r.n);
+    for (int64_t i = 0; i < r.n; i++)
+        x[i] = (r.init_latent ? r.init_latent[i] : 0.0f) + x[i] * sigmas[first];
+
+    if ((rc = need_unet(p, r.batch, r.lw, r.lh, err)) < 0)
+        goto done;
+    r.prog.phase = MX_SD_PHASE_SAMPLE;
+    if ((rc = report(&r)) < 0)
+        goto done;
+    r.step_t0 = mx_time_s();
+    rc = mx_sd_sample(par->sampler, par->eta, x, r.n, sigmas + first, steps - first, &rng,
+                      denoise, on_step, &r, err);
+    if (rc < 0)
+        goto done;
+    if ((rc = decode(&r, x, out)) < 0)
+        goto done;
+    r.prog.phase = MX_SD_PHASE_DONE;
+    rc = report(&r);
+    if (rc < 0)
+        mx_image_free(out);
+done:
+    free(sigmas);
+    free(x);
+    free(r.ctx);
+    free(r.unet_in);
+    free(r.unet_out);
+    free(r.t);
+    free(r.init_latent);
+    free(r.mask);
+    free(r.cond_extra);
+    return rc;
+}
