@@ -80,6 +80,7 @@ static int parse_float(const char *opt, const char *s, double lo, double hi, flo
 }
 
 struct bar {
+    bool quiet;                 /* -q: no progress lines */
     bool tty;
     int last_step;
     int image, n_images;
@@ -93,7 +94,7 @@ static int on_progress(void *ud, const struct mx_sd_progress *p) {
     if (p->phase == MX_SD_PHASE_SAMPLE && p->step == 0)
         b->sample_t0 = p->elapsed_s;
     b->last = *p;
-    if (p->phase == MX_SD_PHASE_SAMPLE && p->step > 0 && p->step != b->last_step) {
+    if (!b->quiet && p->phase == MX_SD_PHASE_SAMPLE && p->step > 0 && p->step != b->last_step) {
         b->last_step = p->step;
         double eta = p->step_s * (p->steps - p->step);
         char img[32] = "";
@@ -327,7 +328,7 @@ int mx_cmd_image(int argc, char **argv) {
                 mx_sd_pred_name(m->prediction), mx_backend_name(be), par.width, par.height,
                 par.steps, mx_sd_sampler_name(par.sampler), mx_sd_schedule_name(par.scheduler),
                 (double)par.cfg, (unsigned long long)seed, mx_sd_rng_name(par.rng));
-    struct bar bar = {.tty = isatty(2), .n_images = (int)batch};
+    struct bar bar = {.quiet = o.quiet, .tty = isatty(2), .n_images = (int)batch};
     if (!out)
         out = "output.png";
     for (int i = 0; i < (int)batch; i++) {

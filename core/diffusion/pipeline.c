@@ -144,6 +144,10 @@ int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params
     if (par->width % 8 || par->height % 8)
         return mx_err_set(err, MX_EINVAL, "size %dx%d: width and height must be multiples of 8 "
                           "(the VAE works on 8x8 pixel blocks)", par->width, par->height);
+    if (par->width % 64 || par->height % 64)
+        return mx_err_set(err, MX_EINVAL, "size %dx%d: width and height must be multiples of 64 "
+                          "(the UNet halves the latent three times); try %dx%d", par->width,
+                          par->height, (par->width + 32) / 64 * 64, (par->height + 32) / 64 * 64);
     if (par->steps < 1 || par->steps > SD_MAX_STEPS)
         return mx_err_set(err, MX_EINVAL, "steps %d: must be 1 to %d", par->steps, SD_MAX_STEPS);
     if (!(par->cfg >= 0.0f && par->cfg <= 100.0f))
