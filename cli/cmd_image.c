@@ -42,10 +42,10 @@ static void usage(FILE *f) {
             "  --steps N                 sampling steps (default 20)\n"
             "  --cfg, --cfg-scale S      classifier-free guidance (default 7; 1 = no negative\n"
             "                            pass)\n"
-            "  --sampler NAME            euler, euler_a (default), heun, dpm2, dpm++2m,\n"
-            "                            dpm++2s_a, dpm++sde, ddim_trailing, lcm, or an A1111 name\n"
-            "                            (\"DPM++ 2M Karras\" picks the schedule too)\n"
-            "  --scheduler NAME          discrete (default), karras, exponential, simple\n"
+            "  --sampler NAME            euler_a (default), or any of the list below, or an A1111\n"
+            "                            name (\"DPM++ 2M Karras\" picks the schedule too)\n"
+            "  --scheduler NAME          the sampler's default (discrete; simple for\n"
+            "                            ddim_trailing, lcm for lcm), or any of the list below\n"
             "  --eta E                   noise of ancestral samplers / DDIM (default: the\n"
             "                            sampler's)\n"
             "  -s, --seed S              seed (default random; printed); -1 = random\n"
@@ -64,6 +64,7 @@ static void usage(FILE *f) {
             "  -o, --output FILE         output PNG (default output.png)\n"
             "  --show                    draw the result in the terminal\n");
     mx_cli_common_help(f, MX_CLI_IMAGE);
+    fprintf(f, "\nsamplers: %s\nschedules: %s\n", mx_sd_sampler_names(), mx_sd_schedule_names());
 }
 
 /* Parses a float option value in [lo, hi]. Returns 0 or prints and returns -1. */
