@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -434,6 +435,63 @@ static void test_apply_weights(void **state) {
         assert_true(fabsf(h[i] - exp[i]) < 1e-6f);
 }
 
+/* mx_sd_clip_tokenizer_open: a diffusers folder's tokenizer/ first, else the installed file. */
+static void test_tokenizer_open(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mx-test-sd-clip-XXXXXX", sub[300], path[400];
+    assert_non_null(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/tokenizer", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    /* the hand-made vocabulary as vocab.json + merges.txt */
+    struct mx_tokenizer *small = small_tok();
+    snprintf(path, sizeof path, "%s/vocab.json", sub);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{", f);
+    for (int32_t i = 0; i < mx_tokenizer_n_vocab(small); i++) {
+        size_t len;
+        const char *t = mx_tokenizer_token_text(small, i, &len);
+        fputs(i ? ", \"" : "\"", f);
+        for (size_t k = 0; k < len; k++) {
+            unsigned char ch = (unsigned char)t[k];
+            if (ch == '"' || ch == '\\')
+                fprintf(f, "\\%c", ch);
+            else
+                fputc(ch, f);
+        }
+        fprintf(f, "\": %d", (int)i);
+    }
+    fputs("}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/merges.txt", sub);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("#version: 0.2\nc a\nca t</w>\nd o\ndo g</w>\n", f);
+    fclose(f);
+    struct mx_tokenizer *t = NULL;
+    struct mx_err e = {0};
+    int rc = mx_sd_clip_tokenizer_open(dir, &t, &e);
+    if (rc < 0)
+        fail_msg("%s", mx_err_msg(&e, rc));
+    assert_int_equal(mx_tokenizer_n_vocab(t), mx_tokenizer_n_vocab(small));
+    assert_int_equal(mx_tokenizer_find(t, "dog</w>", 7), mx_tokenizer_find(small, "dog</w>", 7));
+    mx_tokenizer_free(t);
+    mx_tokenizer_free(small);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/vocab.json", sub);
+    unlink(path);
+    rmdir(sub);
+    /* a folder without tokenizer/ (and a file) fall back to the installed vocabulary */
+    t = NULL;
+    rc = mx_sd_clip_tokenizer_open(dir, &t, &e);
+    rmdir(dir);
+    if (rc == 0)
+        assert_int_equal(mx_tokenizer_n_vocab(t), 49408);
+    else
+        assert_int_equal(rc, MX_ENOENT);
+    mx_tokenizer_free(t);
+}
+
 /* ---- the SD 1.5 reference checkpoint -------------------------------------------------------- */
 
 static float *read_f32(const char *shared, const char *rel, size_t n) {
@@ -598,6 +656,7 @@ int main(void) {
         cmocka_unit_test(test_apply_weights),
         cmocka_unit_test(test_tiny_sd1),
         cmocka_unit_test(test_tiny_sd2),
+        cmocka_unit_test(test_tokenizer_open),
         cmocka_unit_test(test_ref_sd15),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
