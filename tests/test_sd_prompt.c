@@ -384,6 +384,18 @@ static void test_chunks(void **state) {
     s = words("cat", 151, NULL);
     assert_int_equal(mx_sd_prompt_tokenize(t, s, eos, 2, &tk, NULL), MX_ERANGE);
     free(s);
+    /* the byte limit: 64 KiB of brackets (no tokens) is refused, not parsed for seconds */
+    s = malloc(MX_SD_MAX_PROMPT_BYTES + 2);
+    assert_non_null(s);
+    for (int i = 0; i <= MX_SD_MAX_PROMPT_BYTES; i++)
+        s[i] = i % 2 ? 'a' : '(';
+    s[MX_SD_MAX_PROMPT_BYTES + 1] = 0;
+    e = (struct mx_err){0};
+    assert_int_equal(mx_sd_prompt_tokenize(t, s, eos, 0, &tk, &e), MX_ERANGE);
+    assert_non_null(strstr(e.msg, "bytes"));
+    s[MX_SD_MAX_PROMPT_BYTES] = 0; /* at the limit: parsed (32768 unclosed brackets) */
+    assert_int_equal(mx_sd_prompt_tokenize(t, s, eos, 0, &tk, NULL), MX_ERANGE); /* too long */
+    free(s);
     mx_tokenizer_free(t);
 }
 

@@ -416,6 +416,10 @@ int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, in
                         .pad = pad_id, .last_comma = -1};
     if (c.bos == MX_TOK_NONE || c.eos == MX_TOK_NONE)
         return mx_err_set(err, MX_EINVAL, "prompt: the tokenizer has no BOS/EOS (not CLIP?)");
+    size_t len = strlen(prompt);
+    if (len > MX_SD_MAX_PROMPT_BYTES)
+        return mx_err_set(err, MX_ERANGE, "prompt: %zu bytes, at most %d", len,
+                          MX_SD_MAX_PROMPT_BYTES);
     int32_t comma = mx_tokenizer_find(tok, ",</w>", 5);
     if (comma == MX_TOK_NONE)
         comma = -2; /* no id equals it */

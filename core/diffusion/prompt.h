@@ -40,6 +40,9 @@
 #define MX_SD_CHUNK_LEN 77     /* ids per chunk, what CLIP reads at once */
 #define MX_SD_COMMA_BACKTRACK 20 /* A1111's comma_padding_backtrack default */
 #define MX_SD_MAX_CHUNKS 32    /* default chunk limit (2400 prompt tokens) */
+#define MX_SD_MAX_PROMPT_BYTES 65536 /* longer prompts are refused before parsing: unclosed
+                                        brackets cost A1111's parser (and this one) time
+                                        quadratic in the prompt */
 
 /* One parsed piece of the prompt. */
 struct mx_sd_prompt_seg {
@@ -76,7 +79,7 @@ struct mx_sd_prompt_tokens {
 /* Parses prompt and lays it out in chunks (see CHUNKS above) with tok (CLIP; its BOS and EOS
  * are used) and pad_id after the EOS. max_chunks <= 0 means MX_SD_MAX_CHUNKS. Returns 0, or
  * MX_ERANGE when the prompt needs more than max_chunks chunks ("prompt: more than 32 chunks of
- * 75 tokens (2400 tokens)"), MX_EINVAL when tok has no BOS/EOS, MX_ENOMEM; *out is zeroed on
+ * 75 tokens (2400 tokens)") or has more than MX_SD_MAX_PROMPT_BYTES bytes, MX_EINVAL when tok has no BOS/EOS, MX_ENOMEM; *out is zeroed on
  * failure. */
 int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, int32_t pad_id,
                           int max_chunks, struct mx_sd_prompt_tokens *out, struct mx_err *err);
