@@ -79,8 +79,8 @@ struct mx_sd_prompt_tokens {
 /* Parses prompt and lays it out in chunks (see CHUNKS above) with tok (CLIP; its BOS and EOS
  * are used) and pad_id after the EOS. max_chunks <= 0 means MX_SD_MAX_CHUNKS. Returns 0, or
  * MX_ERANGE when the prompt needs more than max_chunks chunks ("prompt: more than 32 chunks of
- * 75 tokens (2400 tokens)") or has more than MX_SD_MAX_PROMPT_BYTES bytes, MX_EINVAL when tok has no BOS/EOS, MX_ENOMEM; *out is zeroed on
- * failure. */
+ * 75 tokens (2400 tokens)") or has more than MX_SD_MAX_PROMPT_BYTES bytes, MX_EINVAL when tok
+ * has no BOS/EOS, MX_ENOMEM; *out is zeroed on failure. */
 int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, int32_t pad_id,
                           int max_chunks, struct mx_sd_prompt_tokens *out, struct mx_err *err);
 
