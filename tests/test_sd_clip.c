@@ -5,8 +5,8 @@
  *   loader see SD 1.x (context 768) or SD 2.x (context 1024). Their output is checked against a
  *   float64 recomputation of the network written out here in plain loops: one layer
  *   (clip_skip 3), two (clip_skip 2) and all three, quick_gelu for SD 1.x, gelu for SD 2.x,
- *   SD 2.x's defaults (penultimate layer, pad id 0), A1111 weighting, BREAK and padding chunks,
- *   the error cases.
+ *   SD 2.x's defaults (penultimate layer, pad id 0), a 23-layer SD 2.x encoder as diffusers
+ *   stores it, A1111 weighting, BREAK and padding chunks, the error cases.
  * - With ../shared, the SD 1.5 reference checkpoint (tests/sd_ckpt.sh) and OpenAI's vocabulary:
  *   clip_hidden_{cond,uncond} of sd-s01 and sd-s06 (relative RMS <= 2e-3, the README's bar),
  *   sd-s06's weighted context, clip_skip 2 against 1, and the encoder's time for one chunk.
@@ -54,7 +54,8 @@ struct tiny_layer {
 struct tiny {
     float emb[TV * TD]; /* [vocab][dim] */
     float pos[T77 * TD]; /* [77][dim] */
-    struct tiny_layer l[TL];
+    int n_layer;
+    struct tiny_layer *l; /* [n_layer] */
     float fw[TD], fb[TD];
 };
 
@@ -63,11 +64,14 @@ static void fill(float *a, size_t n, float scale, float offset, uint64_t *s) {
         a[i] = offset + scale * mx_test_randf(s);
 }
 
-static void tiny_init(struct tiny *m, uint64_t seed) {
+static void tiny_init(struct tiny *m, uint64_t seed, int n_layer) {
     uint64_t s = seed;
+    m->n_layer = n_layer;
+    m->l = malloc((size_t)n_layer * sizeof *m->l);
+    assert_non_null(m->l);
     fill(m->emb, TV * TD, 1.0f, 0, &s);
     fill(m->pos, T77 * TD, 0.5f, 0, &s);
-    for (int il = 0; il < TL; il++) {
+    for (int il = 0; il < n_layer; il++) {
         struct tiny_layer *l = &m->l[il];
         fill(l->ln1w, TD, 0.2f, 1, &s);
         fill(l->ln1b, TD, 0.1f, 0, &s);
@@ -106,7 +110,7 @@ static void tiny_write(const struct tiny *m, bool sd2, char *path, size_t size) 
     add(w, PFX "embeddings.position_embedding.weight", m->pos, T77, TD);
     add(w, PFX "final_layer_norm.weight", m->fw, TD, 0);
     add(w, PFX "final_layer_norm.bias", m->fb, TD, 0);
-    for (int il = 0; il < TL; il++) {
+    for (int il = 0; il < m->n_layer; il++) {
         const struct tiny_layer *l = &m->l[il];
         struct {
             const char *what;
@@ -258,10 +262,10 @@ struct tiny_env {
     struct mx_sd_clip *clip;
 };
 
-static void tiny_open(struct tiny_env *env, bool sd2, uint64_t seed) {
+static void tiny_open(struct tiny_env *env, bool sd2, uint64_t seed, int n_layer) {
     env->m = malloc(sizeof *env->m);
     assert_non_null(env->m);
-    tiny_init(env->m, seed);
+    tiny_init(env->m, seed, n_layer);
     tiny_write(env->m, sd2, env->path, sizeof env->path);
     struct mx_err e = {0};
     int rc = mx_sd_model_open(be, env->path, NULL, &env->model, &e);
@@ -279,6 +283,7 @@ static void tiny_close(struct tiny_env *env) {
     mx_tokenizer_free(env->tok);
     mx_sd_model_close(env->model);
     unlink(env->path);
+    free(env->m->l);
     free(env->m);
 }
 
@@ -301,7 +306,7 @@ static void chunk_ids(int32_t *ids, const int32_t *content, int n, int32_t bos, 
 static void test_tiny_sd1(void **state) {
     (void)state;
     struct tiny_env env;
-    tiny_open(&env, false, 11);
+    tiny_open(&env, false, 11, TL);
     struct mx_sd_clip *c = env.clip;
     int32_t bos = mx_tokenizer_bos(env.tok), eos = mx_tokenizer_eos(env.tok);
     assert_int_equal(mx_sd_clip_dim(c), TD);
@@ -347,7 +352,7 @@ static void test_tiny_sd1(void **state) {
 static void test_tiny_sd2(void **state) {
     (void)state;
     struct tiny_env env;
-    tiny_open(&env, true, 12);
+    tiny_open(&env, true, 12, TL);
     struct mx_sd_clip *c = env.clip;
     int32_t bos = mx_tokenizer_bos(env.tok), eos = mx_tokenizer_eos(env.tok);
     int32_t cat = mx_tokenizer_find(env.tok, "cat</w>", 7);
@@ -419,6 +424,37 @@ static void test_tiny_sd2(void **state) {
     free(p);
     assert_int_equal(mx_sd_clip_encode(c, "", 0, 33, &h, &n_ctx, NULL), MX_ERANGE);
     assert_int_equal(mx_sd_clip_encode(c, "", 4, 1, &h, &n_ctx, NULL), MX_EINVAL);
+    free(r);
+    tiny_close(&env);
+}
+
+/* An SD 2.x encoder stored with 23 layers (diffusers): clip_skip counts OpenCLIP's 24, so the
+ * default and 1 run all 23, 3 runs 22. */
+static void test_tiny_sd2_23(void **state) {
+    (void)state;
+    struct tiny_env env;
+    tiny_open(&env, true, 13, 23);
+    struct mx_sd_clip *c = env.clip;
+    assert_int_equal(mx_sd_clip_n_layers(c), 23);
+    int32_t ids[T77], content[5] = {1, 100, 200, 300, 511};
+    chunk_ids(ids, content, 5, mx_tokenizer_bos(env.tok), mx_tokenizer_eos(env.tok), 0);
+    float *h = malloc(T77 * TD * sizeof *h), *r = malloc(T77 * TD * sizeof *r);
+    assert_true(h && r);
+    struct mx_err e = {0};
+    tiny_ref(env.m, ids, 23, true, r);
+    for (int skip = 0; skip <= 2; skip++) {
+        assert_int_equal(mx_sd_clip_encode_ids(c, ids, skip, h, &e), 0);
+        double err = rel_rms(h, r, T77 * TD);
+        if (skip == 0)
+            printf("tiny SD2 (23 layers, diffusers) default vs float64: rel RMS %.2e\n", err);
+        assert_true(err < TINY_TOL);
+    }
+    assert_int_equal(mx_sd_clip_encode_ids(c, ids, 3, h, &e), 0);
+    tiny_ref(env.m, ids, 22, true, r);
+    assert_true(rel_rms(h, r, T77 * TD) < TINY_TOL);
+    assert_int_equal(mx_sd_clip_encode_ids(c, ids, 24, h, &e), 0); /* one layer */
+    assert_int_equal(mx_sd_clip_encode_ids(c, ids, 25, h, NULL), MX_EINVAL);
+    free(h);
     free(r);
     tiny_close(&env);
 }
@@ -656,6 +692,7 @@ int main(void) {
         cmocka_unit_test(test_apply_weights),
         cmocka_unit_test(test_tiny_sd1),
         cmocka_unit_test(test_tiny_sd2),
+        cmocka_unit_test(test_tiny_sd2_23),
         cmocka_unit_test(test_tokenizer_open),
         cmocka_unit_test(test_ref_sd15),
     };

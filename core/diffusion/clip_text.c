@@ -24,6 +24,7 @@
 #define HEAD_DIM 64      /* every CLIP text tower uses 64-wide heads (ViT-L 12, ViT-H 16) */
 #define LN_EPS 1e-5f     /* nn.LayerNorm default, CLIP and OpenCLIP alike */
 #define MAX_LAYERS 64    /* sanity bound on the layer count read from the names */
+#define OPENCLIP_H_LAYERS 24 /* OpenCLIP ViT-H/14's text tower (SD 2.x) */
 
 /* One transformer layer's weights. Matrices are borrowed views into the checkpoint (ne =
  * [n_in, n_out]); vectors are F32 copies in the encoder's weight arena. */
@@ -47,6 +48,9 @@ struct mx_sd_clip {
     int64_t n_ff;                    /* MLP width: 3072 / 4096 */
     int64_t n_vocab;                 /* token embedding rows: 49408 */
     int n_layer;                     /* layers in the checkpoint */
+    int n_full;                      /* layers clip_skip counts from: n_layer, or 24 for an SD
+                                        2.x encoder stored with 23 (diffusers drops OpenCLIP's
+                                        last layer, which SD 2.x never uses) */
     int n_head;                      /* dim / 64 */
     bool quick_gelu;                 /* SD 1.x quick_gelu, else gelu (OpenCLIP) */
     int default_skip;                /* clip_skip used for 0: 1 (SD 1.x), 2 (SD 2.x) */
@@ -67,7 +71,7 @@ struct mx_sd_clip {
     struct mx_tensor ff;             /* [n_ff, 77] MLP hidden */
     int32_t empty_ids[MX_SD_CHUNK_LEN]; /* the empty-prompt chunk: BOS, EOS, pads */
     float *empty_h;                  /* [77][dim] its hidden states, or NULL */
-    int empty_skip;                  /* the clip_skip empty_h was computed with; 0 = none */
+    int empty_layers;                /* the layers empty_h was computed with; 0 = none */
 };
 
 /* ---- creation ----------------------------------------------------------------------------- */
@@ -233,9 +237,10 @@ int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
     c->n_ff = fc1->ne[1];
     bool sd2 = m->family == MX_SD_FAMILY_SD2;
     c->quick_gelu = !sd2;
+    c->n_full = sd2 && c->n_layer == OPENCLIP_H_LAYERS - 1 ? OPENCLIP_H_LAYERS : c->n_layer;
     c->default_skip = sd2 ? 2 : 1;
-    if (c->default_skip > c->n_layer)
-        c->default_skip = c->n_layer;
+    if (c->default_skip > c->n_full)
+        c->default_skip = c->n_full;
     c->pad_id = sd2 ? 0 : mx_tokenizer_eos(tok);
     enum mx_op need[] = {MX_OP_LAYER_NORM, MX_OP_ATTN, MX_OP_ADD, MX_OP_CPY,
                          sd2 ? MX_OP_GELU : MX_OP_GELU_QUICK};
@@ -357,20 +362,22 @@ static int layer_forward(struct mx_sd_clip *c, const struct clip_layer *l) {
     return 0;
 }
 
-/* The effective clip_skip, or MX_EINVAL with err set. */
-static int resolve_skip(const struct mx_sd_clip *c, int clip_skip, struct mx_err *err) {
+/* The number of layers to run for clip_skip (0: the default), or MX_EINVAL with err set. A
+ * 23-layer SD 2.x encoder runs all its layers for clip_skip 1 and 2 (it has no 24th). */
+static int layers_to_run(const struct mx_sd_clip *c, int clip_skip, struct mx_err *err) {
     int skip = clip_skip == 0 ? c->default_skip : clip_skip;
-    if (clip_skip < 0 || skip > c->n_layer)
+    if (clip_skip < 0 || skip > c->n_full)
         return mx_err_set(err, MX_EINVAL, "clip_skip %d: must be 0 (default) or 1..%d (the "
-                          "text encoder's layers)", clip_skip, c->n_layer);
-    return skip;
+                          "text encoder's layers)", clip_skip, c->n_full);
+    int n = c->n_full - (skip - 1);
+    return n < c->n_layer ? n : c->n_layer;
 }
 
 int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_skip, float *h,
                           struct mx_err *err) {
-    int skip = resolve_skip(c, clip_skip, err);
-    if (skip < 0)
-        return skip;
+    int n_run = layers_to_run(c, clip_skip, err);
+    if (n_run < 0)
+        return n_run;
     for (int i = 0; i < MX_SD_CHUNK_LEN; i++)
         if (ids[i] < 0 || ids[i] >= c->n_vocab)
             return mx_err_set(err, MX_EINVAL, "clip: token id %d at %d is outside the "
@@ -383,7 +390,7 @@ int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_ski
         (rc = mx_op_add(be, &c->x, &c->x, &c->pos_emb)) < 0)
         goto fail;
     /* layers up to the one clip_skip picks (hidden_states[-clip_skip] in HF terms) */
-    for (int il = 0; il < c->n_layer - (skip - 1); il++)
+    for (int il = 0; il < n_run; il++)
         if ((rc = layer_forward(c, &c->layers[il])) < 0)
             goto fail;
     if ((rc = mx_op_layer_norm(be, &c->xn, &c->x, &c->fin_w, &c->fin_b, LN_EPS)) < 0 ||
@@ -424,9 +431,9 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
                       float **h, int64_t *n_ctx, struct mx_err *err) {
     *h = NULL;
     *n_ctx = 0;
-    int skip = resolve_skip(c, clip_skip, err);
-    if (skip < 0)
-        return skip;
+    int n_run = layers_to_run(c, clip_skip, err);
+    if (n_run < 0)
+        return n_run;
     if (min_chunks > MX_SD_MAX_CHUNKS)
         return mx_err_set(err, MX_ERANGE, "clip: %d chunks asked for, at most %d", min_chunks,
                           MX_SD_MAX_CHUNKS);
@@ -445,10 +452,10 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
         const int32_t *ids = i < t.n_chunks ? t.ids + i * MX_SD_CHUNK_LEN : c->empty_ids;
         float *hi = out + i * chunk;
         bool empty = !memcmp(ids, c->empty_ids, sizeof c->empty_ids);
-        if (empty && c->empty_h && c->empty_skip == skip) {
+        if (empty && c->empty_h && c->empty_layers == n_run) {
             memcpy(hi, c->empty_h, (size_t)chunk * sizeof *hi);
         } else {
-            if ((rc = mx_sd_clip_encode_ids(c, ids, skip, hi, err)) < 0)
+            if ((rc = mx_sd_clip_encode_ids(c, ids, clip_skip, hi, err)) < 0)
                 goto done;
             if (empty) {
                 /* the unconditional prompt and every padding chunk: keep it */
@@ -456,7 +463,7 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
                     c->empty_h = malloc((size_t)chunk * sizeof *c->empty_h);
                 if (c->empty_h) {
                     memcpy(c->empty_h, hi, (size_t)chunk * sizeof *hi);
-                    c->empty_skip = skip;
+                    c->empty_layers = n_run;
                 }
             }
         }

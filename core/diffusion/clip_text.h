@@ -12,7 +12,9 @@
  * clip_skip in A1111's meaning: 1 = the last layer, 2 = the penultimate, ...; final_layer_norm
  * is applied to the chosen layer's output in every case. 0 means the family's default: 1 for
  * SD 1.x, 2 for SD 2.x (LDM's FrozenOpenCLIPEmbedder uses layer "penultimate"; A1111 and
- * stable-diffusion.cpp do the same).
+ * stable-diffusion.cpp do the same). Diffusers stores SD 2.x's encoder with 23 layers (the
+ * penultimate output is its last): clip_skip still counts OpenCLIP's 24, so the default (2) and
+ * 1 both run the 23 there are, and 3 runs 22.
  *
  * WEIGHTING (A1111 "Original" emphasis), per chunk: z = h; h *= w[token] row by row; then
  * h *= mean(z) / mean(h), means over the whole [77][dim] chunk.
@@ -79,7 +81,7 @@ int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_ski
 void mx_sd_clip_apply_weights(float *h, const float *w, int64_t n_tok, int64_t dim);
 
 int64_t mx_sd_clip_dim(const struct mx_sd_clip *c);      /* 768 (SD 1.x), 1024 (SD 2.x) */
-int mx_sd_clip_n_layers(const struct mx_sd_clip *c);     /* 12, 23 or 24, ... */
+int mx_sd_clip_n_layers(const struct mx_sd_clip *c);     /* in the file: 12, 23 or 24 */
 int mx_sd_clip_default_skip(const struct mx_sd_clip *c); /* 1 (SD 1.x) or 2 (SD 2.x) */
 int32_t mx_sd_clip_pad_id(const struct mx_sd_clip *c);   /* EOS (SD 1.x) or 0 (SD 2.x) */
 
