@@ -549,13 +549,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The path tests/sd_ckpt.sh prints, or NULL (it skipped: reason on stderr). */
-static char *ckpt_path(void) {
+/* The path tests/sd_ckpt.sh prints (kind "" for the single file, "diffusers" for the folder),
+ * or NULL (it skipped: reason on stderr). */
+static char *ckpt_path(const char *kind) {
     const char *src = getenv("MX_SRCDIR");
     if (!src)
         return NULL;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/tests/sd_ckpt.sh'", src);
+    snprintf(cmd, sizeof cmd, "'%s/tests/sd_ckpt.sh' %s", src, kind);
     FILE *p = popen(cmd, "r");
     if (!p)
         return NULL;
@@ -581,7 +582,7 @@ static void test_ref_sd15(void **state) {
     if (rc == MX_ENOENT)
         mx_test_skip("OpenAI's CLIP vocabulary is not installed: %s", e.msg);
     assert_int_equal(rc, 0);
-    char *path = ckpt_path();
+    char *path = ckpt_path("");
     if (!path) {
         mx_tokenizer_free(tok);
         mx_test_skip("tests/sd_ckpt.sh gave no SD 1.5 reference checkpoint (see its message)");
@@ -636,6 +637,33 @@ static void test_ref_sd15(void **state) {
         }
         mx_sd_prompt_tokens_deinit(&t);
         free(ref);
+    }
+
+    /* the same weights as a diffusers folder (no tokenizer/ in it: the installed vocabulary):
+     * the same bits */
+    char *dpath = ckpt_path("diffusers");
+    if (dpath) {
+        struct mx_tokenizer *dtok = NULL;
+        assert_int_equal(mx_sd_clip_tokenizer_open(dpath, &dtok, &e), 0);
+        assert_int_equal(mx_tokenizer_n_vocab(dtok), 49408);
+        struct mx_sd_model *dm = NULL;
+        struct mx_sd_clip *dc = NULL;
+        if ((rc = mx_sd_model_open(be, dpath, NULL, &dm, &e)) < 0 ||
+            (rc = mx_sd_clip_new(dm, dtok, &dc, &e)) < 0)
+            fail_msg("%s", mx_err_msg(&e, rc));
+        float *hd = NULL;
+        int64_t nd = 0;
+        assert_int_equal(mx_sd_clip_encode(dc, "a photo of a cat", 0, 1, &hd, &nd, &e), 0);
+        assert_int_equal(nd, T77);
+        assert_memory_equal(hd, h1, N * sizeof *hd);
+        printf("diffusers folder: sd-s01 cond bit-identical to the single file\n");
+        free(hd);
+        mx_sd_clip_free(dc);
+        mx_sd_model_close(dm);
+        mx_tokenizer_free(dtok);
+        free(dpath);
+    } else {
+        printf("(no diffusers copy of the reference checkpoint: that comparison not run)\n");
     }
     free(h1);
 
