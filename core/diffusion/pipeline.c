@@ -270,21 +270,22 @@ static int encode_text(struct sd_run *r) {
     float *hc = NULL, *hu = NULL;
     int64_t nc = 0, nu = 0;
     double t0 = mx_time_s();
-    int rc = mx_sd_clip_encode(p->clip, par->prompt, par->clip_skip, 1, &hc, &nc, r->err);
+    const char *neg = par->negative ? par->negative : "";
+    int chunks = mx_sd_clip_n_chunks(p->clip, par->prompt, r->err);
+    if (chunks < 0)
+        return chunks;
+    if (r->batch == 2) {
+        int cu = mx_sd_clip_n_chunks(p->clip, neg, r->err);
+        if (cu < 0)
+            return cu;
+        chunks = MX_MAX(chunks, cu);
+    }
+    int rc = mx_sd_clip_encode(p->clip, par->prompt, par->clip_skip, chunks, &hc, &nc, r->err);
     if (rc < 0)
         return rc;
-    if (r->batch == 2) {
-        rc = mx_sd_clip_encode(p->clip, par->negative ? par->negative : "", par->clip_skip,
-                               (int)(nc / 77), &hu, &nu, r->err);
-        if (rc == 0 && nu > nc) { /* the negative prompt is longer: pad the prompt to match */
-            free(hc);
-            hc = NULL;
-            rc = mx_sd_clip_encode(p->clip, par->prompt, par->clip_skip, (int)(nu / 77), &hc,
-                                   &nc, r->err);
-        }
-        if (rc < 0)
-            goto done;
-    }
+    if (r->batch == 2 &&
+        (rc = mx_sd_clip_encode(p->clip, neg, par->clip_skip, chunks, &hu, &nu, r->err)) < 0)
+        goto done;
     int64_t dim = p->model->context_dim;
     r->n_ctx = nc;
     r->ctx = malloc((size_t)(r->batch * nc * dim) * sizeof *r->ctx);
