@@ -23,7 +23,9 @@
 
 #include <jansson.h>
 
+#include "core/diffusion/sd_kind.h"
 #include "core/format/gguf.h"
+#include "core/format/safetensors.h"
 #include "core/base/quant.h"
 #include "core/base/text.h"
 
@@ -73,9 +75,14 @@ static char *fmt_str(const char *fmt, ...) {
     return s;
 }
 
+/* True when name ends with ext (case-insensitive) and has something before it. */
+static bool ends_with(const char *name, const char *ext) {
+    size_t n = strlen(name), k = strlen(ext);
+    return n > k && strcasecmp(name + n - k, ext) == 0;
+}
+
 static bool ends_with_gguf(const char *name) {
-    size_t n = strlen(name);
-    return n > 5 && strcasecmp(name + n - 5, ".gguf") == 0;
+    return ends_with(name, ".gguf");
 }
 
 /* Recognises llama.cpp's split naming "<prefix>-NNNNN-of-MMMMM.gguf" (digits 1..5 each). Returns
@@ -150,12 +157,12 @@ static void free_names(char **names, size_t n) {
 }
 
 /* Reads the names in folder path (without "." and ".." and hidden names), sorted bytewise so
- * results do not depend on the file system's order. With gguf_walk, regular files not named
- * *.gguf are dropped when readdir's d_type already says so, which spares a stat per file in big
- * trees. Each name costs one unit of the budget; when it runs out the list is cut and
+ * results do not depend on the file system's order. With ext (".gguf", ".safetensors"), regular
+ * files not named *ext are dropped when readdir's d_type already says so, which spares a stat
+ * per file in big trees. Each name costs one unit of the budget; when it runs out the list is cut and
  * out->truncated set. Returns the count with *names caller-freed (free_names), 0 with *names
  * NULL for an unreadable folder. */
-static size_t read_names(struct disc *d, const char *path, bool gguf_walk, char ***names) {
+static size_t read_names(struct disc *d, const char *path, const char *ext, char ***names) {
     *names = NULL;
     if (d->rc < 0)
         return 0;
@@ -174,7 +181,7 @@ static size_t read_names(struct disc *d, const char *path, bool gguf_walk, char 
             break;
         }
         d->out->n_visited++;
-        if (nm[0] == '.' || (gguf_walk && de->d_type == DT_REG && !ends_with_gguf(nm)))
+        if (nm[0] == '.' || (ext && de->d_type == DT_REG && !ends_with(nm, ext)))
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -203,6 +210,7 @@ nomem:
 /* ---- the list -------------------------------------------------------------------------------- */
 
 static void entry_free(struct mx_model_entry *e) {
+    free(e->sd_kind);
     free(e->name);
     free(e->path);
     free(e->real);
@@ -217,6 +225,57 @@ void mx_model_list_free(struct mx_model_list *list) {
         entry_free(&list->items[i]);
     free(list->items);
     memset(list, 0, sizeof *list);
+}
+
+/* Appends an entry for path (display name, source, size, time, shards) unless its resolved path
+ * is listed already. Takes sd_kind (may be NULL; freed here when the entry is not added). */
+static void add_entry(struct disc *d, const char *path, const char *name,
+                      enum mx_model_source src, uint64_t size, int64_t mtime, int n_shards,
+                      char *sd_kind) {
+    char *real = realpath(path, NULL);
+    if (!real) {
+        if (errno == ENOMEM)
+            d->rc = MX_ENOMEM;
+        free(sd_kind);
+        return;
+    }
+    struct mx_model_list *l = d->out;
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i].real, real) == 0) {
+            free(real);
+            free(sd_kind);
+            return;
+        }
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        void *p = realloc(l->items, cap * sizeof *l->items);
+        if (!p) {
+            free(real);
+            free(sd_kind);
+            d->rc = MX_ENOMEM;
+            return;
+        }
+        l->items = p;
+        l->cap = cap;
+    }
+    struct mx_model_entry *e = &l->items[l->n];
+    memset(e, 0, sizeof *e);
+    e->real = real;
+    e->sd_kind = sd_kind;
+    e->path = strdup(path);
+    e->name = strdup(name);
+    if (!e->path || !e->name) {
+        entry_free(e);
+        d->rc = MX_ENOMEM;
+        return;
+    }
+    e->size = size;
+    e->mtime = mtime;
+    e->source = src;
+    e->n_shards = n_shards;
+    e->main_type = -1;
+    l->n++;
 }
 
 /* Adds a candidate unless it is not a GGUF file, too small, a later shard, or a file already
@@ -261,46 +320,131 @@ static void consider(struct disc *d, const char *path, const char *name, enum mx
     }
     if (!has_gguf_magic(path))
         return;
-    char *real = realpath(path, NULL);
-    if (!real) {
-        if (errno == ENOMEM)
-            d->rc = MX_ENOMEM;
+    add_entry(d, path, name, src, size,
+              mtime_override >= 0 ? mtime_override : (int64_t)st.st_mtime, n_shards, NULL);
+}
+
+/* ---- Stable Diffusion candidates ------------------------------------------------------------ */
+
+/* A small JSON file (regular, at most MAX_MANIFEST_BYTES), parsed; NULL when it is not one. */
+static json_t *load_small_json(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    char *buf = NULL;
+    json_t *root = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        st.st_size <= MAX_MANIFEST_BYTES && (buf = malloc((size_t)st.st_size)) &&
+        pread(fd, buf, (size_t)st.st_size, 0) == (ssize_t)st.st_size)
+        root = json_loadb(buf, (size_t)st.st_size, JSON_REJECT_DUPLICATES, NULL);
+    free(buf);
+    close(fd);
+    return root;
+}
+
+/* "SD 1.x" / "SD 2.x" / "SDXL" from the UNet's cross-attention width, "SD" when unknown. */
+static const char *sd_version_name(int64_t ctx) {
+    return ctx == 768 ? "SD 1.x" : ctx == 1024 ? "SD 2.x" : ctx == 2048 ? "SDXL" : "SD";
+}
+
+/* Adds a single-file checkpoint: a regular .safetensors file whose header (read through the
+ * mapping reader, header pages only) names a CompVis/LDM UNet with cross-attention. */
+static void consider_sd(struct disc *d, const char *path, const char *name,
+                        enum mx_model_source src) {
+    if (d->rc < 0)
         return;
-    }
-    struct mx_model_list *l = d->out;
-    for (size_t i = 0; i < l->n; i++) {
-        if (strcmp(l->items[i].real, real) == 0) {
-            free(real);
-            return;
-        }
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        void *p = realloc(l->items, cap * sizeof *l->items);
-        if (!p) {
-            free(real);
-            d->rc = MX_ENOMEM;
-            return;
-        }
-        l->items = p;
-        l->cap = cap;
-    }
-    struct mx_model_entry *e = &l->items[l->n];
-    memset(e, 0, sizeof *e);
-    e->real = real;
-    e->path = strdup(path);
-    e->name = strdup(name);
-    if (!e->path || !e->name) {
-        entry_free(e);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < MIN_MODEL_BYTES)
+        return;
+    // Re-check the type on an open, non-blocking descriptor: a FIFO swapped in must not hang us.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return;
+    struct stat fst;
+    bool reg = fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode);
+    close(fd);
+    struct mx_st *sf = NULL;
+    if (!reg || mx_st_open(path, &sf, NULL) != 0)
+        return;
+    int64_t ctx = mx_sd_unet_context_dim(sf, "model.diffusion_model.");
+    char kind[256];
+    if (ctx > 0)
+        mx_st_guess_kind(sf, kind, sizeof kind);
+    mx_st_close(sf);
+    if (ctx <= 0)
+        return;
+    char *k = strdup(kind);
+    if (!k) {
         d->rc = MX_ENOMEM;
         return;
     }
-    e->size = size;
-    e->mtime = mtime_override >= 0 ? mtime_override : (int64_t)st.st_mtime;
-    e->source = src;
-    e->n_shards = n_shards;
-    e->main_type = -1;
-    l->n++;
+    add_entry(d, path, name, src, (uint64_t)st.st_size, (int64_t)st.st_mtime, 1, k);
+}
+
+/* Whether folder dir holds a model_index.json (a diffusers pipeline folder). */
+static bool is_diffusers_dir(const char *dir) {
+    char *mi = join(dir, "model_index.json");
+    struct stat st;
+    bool yes = mi && stat(mi, &st) == 0 && S_ISREG(st.st_mode);
+    free(mi);
+    return yes;
+}
+
+/* Adds a diffusers folder whose model_index.json names a StableDiffusion* pipeline; its size is
+ * that of the files in its component folders, its time the model_index.json's. */
+static void consider_diffusers(struct disc *d, const char *dir, const char *name,
+                               enum mx_model_source src) {
+    if (d->rc < 0)
+        return;
+    char *mi = join(dir, "model_index.json");
+    char *uc = join(dir, "unet/config.json");
+    if (!mi || !uc) {
+        free(mi);
+        free(uc);
+        d->rc = MX_ENOMEM;
+        return;
+    }
+    struct stat st;
+    json_t *root = stat(mi, &st) == 0 ? load_small_json(mi) : NULL;
+    const char *cls = json_string_value(json_object_get(root, "_class_name"));
+    char *kind = NULL;
+    if (cls && !strncmp(cls, "StableDiffusion", 15)) {
+        json_t *ucfg = load_small_json(uc);
+        json_int_t ctx = json_integer_value(json_object_get(ucfg, "cross_attention_dim"));
+        json_decref(ucfg);
+        char *safe = malloc(MX_SANITIZE_MAX(strlen(cls)));
+        if (safe)
+            mx_text_sanitize(cls, strlen(cls), safe, false);
+        kind = safe ? fmt_str("%s diffusers folder (%s)", sd_version_name((int64_t)ctx), safe)
+                    : NULL;
+        free(safe);
+        if (!kind)
+            d->rc = MX_ENOMEM;
+    }
+    json_decref(root);
+    free(mi);
+    free(uc);
+    if (!kind)
+        return;
+    // The weights: the files directly in the component folders (symlinks into blobs followed).
+    static const char *const parts[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
+    uint64_t size = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && d->rc == 0; i++) {
+        char *pd = join(dir, parts[i]);
+        char **names = NULL;
+        size_t n = pd ? read_names(d, pd, NULL, &names) : 0;
+        for (size_t k = 0; k < n; k++) {
+            char *fp = join(pd, names[k]);
+            struct stat fs;
+            if (fp && stat(fp, &fs) == 0 && S_ISREG(fs.st_mode))
+                size += (uint64_t)fs.st_size;
+            free(fp);
+        }
+        free_names(names, n);
+        free(pd);
+    }
+    add_entry(d, dir, name, src, size, (int64_t)st.st_mtime, 1, kind);
 }
 
 /* ---- folder walks ---------------------------------------------------------------------------- */
@@ -317,6 +461,7 @@ struct walk {
     enum naming naming;
     const char *prefix;  /* NAME_PREFIXED */
     int max_depth;       /* folders below the root that are entered (0: the root only) */
+    bool sd;             /* Stable Diffusion checkpoints (.safetensors, diffusers folders) */
 };
 
 static char *display_name(const struct walk *w, const char *rel) {
@@ -336,7 +481,7 @@ static char *display_name(const struct walk *w, const char *rel) {
 static void walk_dir(struct disc *d, const struct walk *w, const char *dir, const char *rel,
                      int depth) {
     char **names;
-    size_t n = read_names(d, dir, true, &names);
+    size_t n = read_names(d, dir, w->sd ? ".safetensors" : ".gguf", &names);
     for (size_t i = 0; i < n && d->rc == 0; i++) {
         char *path = join(dir, names[i]);
         char *r = rel[0] ? join(rel, names[i]) : strdup(names[i]);
@@ -345,13 +490,24 @@ static void walk_dir(struct disc *d, const struct walk *w, const char *dir, cons
             d->rc = MX_ENOMEM;
         } else if (stat(path, &st) != 0) {
             // dangling symlink or vanished: skip
-        } else if (S_ISDIR(st.st_mode)) {
-            if (depth < w->max_depth && enter_dir(d, &st))
-                walk_dir(d, w, path, r, depth + 1);
-        } else if (S_ISREG(st.st_mode) && ends_with_gguf(names[i])) {
+        } else if (S_ISDIR(st.st_mode) && w->sd && is_diffusers_dir(path)) {
+            // A pipeline folder is one entry; its components are not checkpoints of their own.
             char *nm = display_name(w, r);
             if (!nm)
                 d->rc = MX_ENOMEM;
+            else
+                consider_diffusers(d, path, nm, w->src);
+            free(nm);
+        } else if (S_ISDIR(st.st_mode)) {
+            if (depth < w->max_depth && enter_dir(d, &st))
+                walk_dir(d, w, path, r, depth + 1);
+        } else if (S_ISREG(st.st_mode) &&
+                   (w->sd ? ends_with(names[i], ".safetensors") : ends_with_gguf(names[i]))) {
+            char *nm = display_name(w, r);
+            if (!nm)
+                d->rc = MX_ENOMEM;
+            else if (w->sd)
+                consider_sd(d, path, nm, w->src);
             else
                 consider(d, path, nm, w->src, -1, true);
             free(nm);
@@ -394,26 +550,34 @@ static char *hf_repo_name(const char *folder) {
     return r;
 }
 
-static void scan_hf(struct disc *d, const char *hub) {
+/* Walks the hub cache's model repos: every snapshot of models--ORG--NAME. With sd, a snapshot
+ * holding model_index.json is a diffusers entry "ORG/NAME" whose own top-level files are still
+ * looked at (a repo may ship a single-file checkpoint beside the pipeline). */
+static void scan_hf(struct disc *d, const char *hub, bool sd) {
     struct stat st;
     if (!hub || stat(hub, &st) != 0 || !S_ISDIR(st.st_mode) || !enter_dir(d, &st))
         return;
     char **repos;
-    size_t nr = read_names(d, hub, false, &repos);
+    size_t nr = read_names(d, hub, NULL, &repos);
     for (size_t i = 0; i < nr && d->rc == 0; i++) {
         char *repo = hf_repo_name(repos[i]);
         if (!repo)
             continue;  // not a model repo (out of memory here just skips one repo)
         char *snaps = fmt_str("%s/%s/snapshots", hub, repos[i]);
         char **revs = NULL;
-        size_t nv = snaps ? read_names(d, snaps, false, &revs) : 0;
-        struct walk w = { MX_SRC_HF, NAME_PREFIXED, repo, HF_SNAPSHOT_DEPTH };
+        size_t nv = snaps ? read_names(d, snaps, NULL, &revs) : 0;
+        struct walk w = { MX_SRC_HF, NAME_PREFIXED, repo, HF_SNAPSHOT_DEPTH, sd };
         for (size_t k = 0; k < nv && d->rc == 0; k++) {
             char *rev = join(snaps, revs[k]);
-            if (!rev)
+            struct walk top = w;
+            if (!rev) {
                 d->rc = MX_ENOMEM;
-            else
-                walk_root(d, &w, rev);
+            } else if (sd && is_diffusers_dir(rev)) {
+                consider_diffusers(d, rev, repo, MX_SRC_HF);
+                top.max_depth = 0;
+            }
+            if (rev)
+                walk_root(d, &top, rev);
             free(rev);
         }
         free_names(revs, nv);
@@ -514,7 +678,7 @@ static size_t ollama_level(struct disc *d, const char *path, char ***names) {
         *names = NULL;
         return 0;
     }
-    return read_names(d, path, false, names);
+    return read_names(d, path, NULL, names);
 }
 
 static void scan_ollama(struct disc *d, const char *models) {
@@ -568,6 +732,18 @@ static const char *env_nonempty(const char *k) {
     return v && v[0] ? v : NULL;
 }
 
+/* The Hugging Face hub cache folder (caller frees; NULL when unknown or out of memory):
+ * $HF_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub. */
+static char *hub_path(const char *home) {
+    if (env_nonempty("HF_HUB_CACHE"))
+        return strdup(env_nonempty("HF_HUB_CACHE"));
+    if (env_nonempty("HF_HOME"))
+        return join(env_nonempty("HF_HOME"), "hub");
+    if (env_nonempty("XDG_CACHE_HOME"))
+        return join(env_nonempty("XDG_CACHE_HOME"), "huggingface/hub");
+    return home ? join(home, ".cache/huggingface/hub") : NULL;
+}
+
 static int cmp_entry(const void *pa, const void *pb) {
     const struct mx_model_entry *a = pa, *b = pb;
     if (a->mtime != b->mtime)
@@ -588,17 +764,8 @@ int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
 
     // Sources in order of how well they name a file: when one file is reachable from several
     // places (a ~/models symlink into the hub cache), the first, most descriptive name wins.
-    const char *hub = env_nonempty("HF_HUB_CACHE");
-    if (hub) {
-        p = strdup(hub);
-    } else if (env_nonempty("HF_HOME")) {
-        p = join(env_nonempty("HF_HOME"), "hub");
-    } else if (env_nonempty("XDG_CACHE_HOME")) {
-        p = join(env_nonempty("XDG_CACHE_HOME"), "huggingface/hub");
-    } else if (home) {
-        p = join(home, ".cache/huggingface/hub");
-    }
-    scan_hf(&d, p);
+    p = hub_path(home);
+    scan_hf(&d, p, false);
     free(p);
     p = NULL;
 
@@ -611,7 +778,7 @@ int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
     p = NULL;
 
     if (home) {
-        struct walk lms = { MX_SRC_LMSTUDIO, NAME_REPO, NULL, MX_DISCOVER_MAX_DEPTH };
+        struct walk lms = { MX_SRC_LMSTUDIO, NAME_REPO, NULL, MX_DISCOVER_MAX_DEPTH, false };
         static const char *const lms_dirs[] = { ".lmstudio/models", ".cache/lm-studio/models" };
         for (size_t i = 0; i < 2 && d.rc == 0; i++) {
             p = join(home, lms_dirs[i]);
@@ -619,7 +786,7 @@ int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
             free(p);
             p = NULL;
         }
-        struct walk mod = { MX_SRC_MODELS, NAME_REL, NULL, MX_DISCOVER_MAX_DEPTH };
+        struct walk mod = { MX_SRC_MODELS, NAME_REL, NULL, MX_DISCOVER_MAX_DEPTH, false };
         p = join(home, "models");
         walk_root(&d, &mod, p);
         free(p);
@@ -629,7 +796,7 @@ int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
         // The current folder itself only: it may be $HOME or / and is not ours to crawl. It is
         // not checked against the folders seen, so a cwd inside ~/models still lists its files
         // (files already listed are dropped as duplicates).
-        struct walk here = { MX_SRC_CWD, NAME_REL, NULL, 0 };
+        struct walk here = { MX_SRC_CWD, NAME_REL, NULL, 0, false };
         struct stat st;
         if (stat(cwd, &st) == 0 && S_ISDIR(st.st_mode))
             walk_dir(&d, &here, cwd, "", 0);
@@ -645,6 +812,56 @@ int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
 int mx_discover_models(const char *home, const char *cwd, struct mx_model_list *out,
                        struct mx_err *err) {
     return mx_discover_models_ex(home, cwd, 0, out, err);
+}
+
+int mx_discover_sd(const char *home, const char *cwd, const char *const *dirs, size_t max_visit,
+                   struct mx_model_list *out, struct mx_err *err) {
+    if (!out)
+        return mx_err_set(err, MX_EINVAL, "discover: no output list");
+    memset(out, 0, sizeof *out);
+    struct disc d = { .out = out, .max_visit = max_visit ? max_visit : MX_DISCOVER_MAX_VISIT };
+    if (home && !home[0])
+        home = NULL;
+    struct walk cfg = { MX_SRC_CONFIG, NAME_REL, NULL, MX_DISCOVER_MAX_DEPTH, true };
+    for (size_t i = 0; dirs && dirs[i] && d.rc == 0; i++)
+        walk_root(&d, &cfg, dirs[i]);
+    static const struct {
+        const char *rel;
+        enum mx_model_source src;
+    } roots[] = {
+        { "stable-diffusion-webui/models/Stable-diffusion", MX_SRC_A1111 },
+        { "stable-diffusion-webui-forge/models/Stable-diffusion", MX_SRC_A1111 },
+        { "ComfyUI/models/checkpoints", MX_SRC_COMFYUI },
+    };
+    for (size_t i = 0; home && i < sizeof roots / sizeof roots[0] && d.rc == 0; i++) {
+        struct walk w = { roots[i].src, NAME_REL, NULL, MX_DISCOVER_MAX_DEPTH, true };
+        char *p = join(home, roots[i].rel);
+        if (!p)
+            d.rc = MX_ENOMEM;
+        walk_root(&d, &w, p);
+        free(p);
+    }
+    char *hub = hub_path(home);
+    scan_hf(&d, hub, true);
+    free(hub);
+    if (home && d.rc == 0) {
+        struct walk mod = { MX_SRC_MODELS, NAME_REL, NULL, MX_DISCOVER_MAX_DEPTH, true };
+        char *p = join(home, "models");
+        walk_root(&d, &mod, p);
+        free(p);
+    }
+    if (cwd && cwd[0] && d.rc == 0) {
+        struct walk here = { MX_SRC_CWD, NAME_REL, NULL, 0, true };
+        struct stat st;
+        if (stat(cwd, &st) == 0 && S_ISDIR(st.st_mode))
+            walk_dir(&d, &here, cwd, "", 0);
+    }
+    free(d.seen);
+    if (d.rc < 0)
+        return mx_err_set(err, d.rc, "discover: out of memory after %zu checkpoints", out->n);
+    if (out->n > 1)
+        qsort(out->items, out->n, sizeof *out->items, cmp_entry);
+    return 0;
 }
 
 /* ---- GGUF headers ---------------------------------------------------------------------------- */
@@ -763,6 +980,9 @@ const char *mx_model_source_name(enum mx_model_source s) {
     case MX_SRC_LMSTUDIO: return "lm-studio";
     case MX_SRC_MODELS: return "~/models";
     case MX_SRC_CWD: return "current dir";
+    case MX_SRC_A1111: return "a1111";
+    case MX_SRC_COMFYUI: return "comfyui";
+    case MX_SRC_CONFIG: return "configured";
     }
     return "?";
 }
@@ -799,6 +1019,10 @@ static void format_params(uint64_t n, char *buf, size_t size) {
 size_t mx_discover_describe(const struct mx_model_entry *e, char *buf, size_t size) {
     char sz[32], pr[32], moe[32] = "";
     mx_discover_format_size(e->size, sz, sizeof sz);
+    if (e->sd_kind) {
+        int n = snprintf(buf, size, "%s · %s", e->sd_kind, sz);
+        return n < 0 ? 0 : (size_t)n;
+    }
     if (e->meta != 1) {
         int n = snprintf(buf, size, "%s%s", e->meta < 0 ? "unreadable · " : "", sz);
         return n < 0 ? 0 : (size_t)n;
@@ -840,18 +1064,14 @@ static bool entry_named(const struct mx_model_entry *e, const char *name) {
     return e->source != MX_SRC_OLLAMA && !strcmp(base ? base + 1 : e->path, name);
 }
 
-int mx_discover_resolve(const char *home, const char *cwd, const char *name, char **path,
-                        struct mx_err *err) {
-    struct mx_model_list list;
-    *path = NULL;
-    int rc = mx_discover_models(home, cwd, &list, err);
-    if (rc < 0)
-        goto out;
+/* The one entry of list named name (see mx_discover_resolve), copied into *path. */
+static int resolve_in(const struct mx_model_list *list, const char *name, const char *what,
+                      char **path, struct mx_err *err) {
     const struct mx_model_entry *hit = NULL;
     size_t n_hits = 0;
     char others[512] = "";
-    for (size_t i = 0; i < list.n; i++) {
-        const struct mx_model_entry *e = &list.items[i];
+    for (size_t i = 0; i < list->n; i++) {
+        const struct mx_model_entry *e = &list->items[i];
         if (!entry_named(e, name) ||
             (hit && hit->real && e->real && !strcmp(hit->real, e->real)))
             continue; /* the same file reached again */
@@ -861,18 +1081,72 @@ int mx_discover_resolve(const char *home, const char *cwd, const char *name, cha
         if (!hit)
             hit = e;
     }
-    if (!hit) {
-        rc = mx_err_set(err, MX_ENOENT, "%s: no such file, and no model of that name (see "
-                        "mixel list)", name);
-    } else if (n_hits > 1) {
-        rc = mx_err_set(err, MX_EINVAL, "%s: %zu models have that name (%s): give the path",
-                        name, n_hits, others);
-    } else if (!(*path = strdup(hit->path))) {
-        rc = mx_err_set(err, MX_ENOMEM, "out of memory");
-    }
-out:
+    if (!hit)
+        return mx_err_set(err, MX_ENOENT, "%s: no such file, and no %s of that name (see "
+                          "mixel list)", name, what);
+    if (n_hits > 1)
+        return mx_err_set(err, MX_EINVAL, "%s: %zu %ss have that name (%s): give the path",
+                          name, n_hits, what, others);
+    if (!(*path = strdup(hit->path)))
+        return mx_err_set(err, MX_ENOMEM, "out of memory");
+    return 0;
+}
+
+int mx_discover_resolve(const char *home, const char *cwd, const char *name, char **path,
+                        struct mx_err *err) {
+    struct mx_model_list list;
+    *path = NULL;
+    int rc = mx_discover_models(home, cwd, &list, err);
+    if (rc == 0)
+        rc = resolve_in(&list, name, "model", path, err);
     mx_model_list_free(&list);
     return rc;
+}
+
+int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const *dirs,
+                           const char *name, char **path, struct mx_err *err) {
+    struct mx_model_list list;
+    *path = NULL;
+    int rc = mx_discover_sd(home, cwd, dirs, 0, &list, err);
+    if (rc == 0)
+        rc = resolve_in(&list, name, "checkpoint", path, err);
+    mx_model_list_free(&list);
+    return rc;
+}
+
+/* The Stable Diffusion section of mx_discover_print. */
+static void print_sd(FILE *f, const char *home, const char *cwd) {
+    struct mx_model_list list;
+    struct mx_err err = { 0 };
+    int rc = mx_discover_sd(home, cwd, NULL, 0, &list, &err);
+    fputc('\n', f);
+    if (rc < 0) {
+        fprintf(f, "checkpoint discovery failed: %s\n", mx_err_msg(&err, rc));
+    } else if (list.n == 0) {
+        fputs("no Stable Diffusion checkpoints found in stable-diffusion-webui(-forge)/models/"
+              "Stable-diffusion, ComfyUI/models/checkpoints, the Hugging Face cache, ~/models or "
+              "the current folder.\nGive one to mixel image with -d PATH.safetensors (or a "
+              "diffusers folder).\n", f);
+    } else {
+        fprintf(f, "%zu Stable Diffusion checkpoint%s found (newest first; use -d NAME or "
+                "-d PATH):\n", list.n, list.n == 1 ? "" : "s");
+        for (size_t i = 0; i < list.n; i++) {
+            const struct mx_model_entry *e = &list.items[i];
+            char desc[512];
+            mx_discover_describe(e, desc, sizeof desc);
+            fputs("  ", f);
+            put_inert(f, e->name);
+            fprintf(f, "  [%s]\n      ", mx_model_source_name(e->source));
+            put_inert(f, desc);
+            fputs("\n      ", f);
+            put_inert(f, e->path);
+            fputc('\n', f);
+        }
+        if (list.truncated)
+            fprintf(f, "(search stopped after %zu folder entries; some folders were not looked "
+                    "at)\n", list.n_visited);
+    }
+    mx_model_list_free(&list);
 }
 
 int mx_discover_print(FILE *f) {
@@ -912,5 +1186,6 @@ int mx_discover_print(FILE *f) {
                 list.n_visited);
     rc = (int)(list.n > INT32_MAX ? INT32_MAX : list.n);
     mx_model_list_free(&list);
+    print_sd(f, home, getcwd(cwd, sizeof cwd) ? cwd : NULL);
     return rc;
 }

@@ -7,6 +7,9 @@
  * of a split model (NAME-00001-of-0000N.gguf) only the first shard is listed, with the size of
  * all shards. The same file reached two ways (a symlink, two hub revisions) is listed once.
  *
+ * Stable Diffusion checkpoints (single-file safetensors and diffusers folders) are found by
+ * mx_discover_sd in the folders AUTOMATIC1111, Forge, ComfyUI and the Hugging Face hub use.
+ *
  * This module is pure (no ncurses): it walks folders, reads 4-byte magics, ollama's JSON
  * manifests and, on request, GGUF headers through core/format/gguf.h (mmap; only header pages are
  * touched). The walk never follows a symlink loop (folders are tracked by device and inode),
@@ -38,6 +41,9 @@ enum mx_model_source {
     MX_SRC_LMSTUDIO = 2,  /* ~/.lmstudio/models, ~/.cache/lm-studio/models */
     MX_SRC_MODELS = 3,    /* ~/models */
     MX_SRC_CWD = 4,       /* the current directory (not recursive) */
+    MX_SRC_A1111 = 5,     /* AUTOMATIC1111 / Forge: models/Stable-diffusion */
+    MX_SRC_COMFYUI = 6,   /* ComfyUI: ~/ComfyUI/models/checkpoints */
+    MX_SRC_CONFIG = 7,    /* a folder the caller passes (configured checkpoint folders) */
 };
 
 /* One model found. Strings are owned by the list (freed by mx_model_list_free). */
@@ -50,6 +56,10 @@ struct mx_model_entry {
     int64_t mtime;               /* seconds since the epoch: the file's (ollama: the manifest's) */
     enum mx_model_source source;
     int n_shards;                /* 1, or N of a -00001-of-0000N split */
+    char *sd_kind;               /* SD entries (mx_discover_sd) only: what the keys say, e.g.
+                                    "SD 1.x checkpoint (CompVis/LDM key names): UNet + VAE + ..."
+                                    or "SD 1.x diffusers folder (StableDiffusionPipeline)";
+                                    NULL for GGUF entries */
 
     /* Filled by mx_discover_read_meta (meta == 0 until then). */
     int meta;                    /* 0 not read, 1 read, -1 header unreadable (see meta_err) */
@@ -86,6 +96,28 @@ int mx_discover_models(const char *home, const char *cwd, struct mx_model_list *
 int mx_discover_models_ex(const char *home, const char *cwd, size_t max_visit,
                           struct mx_model_list *out, struct mx_err *err);
 
+/* Stable Diffusion checkpoints, found the way mx_discover_models finds GGUFs: single-file
+ * .safetensors whose tensor names hold a CompVis/LDM UNet with cross-attention (SD 1.x, 2.x,
+ * SDXL; core/diffusion/sd_kind.h reads the header only), and diffusers folders (model_index.json
+ * naming a StableDiffusion* pipeline; listed as the folder, its size that of the files in its
+ * unet/, vae/, text_encoder/ and text_encoder_2/ folders, not descended into). Places, in this order (the first name of a file reached twice wins): each
+ * folder of dirs (NULL-terminated, may be NULL: configured checkpoint folders, recursive), the
+ * A1111 and Forge checkpoint folders (~/stable-diffusion-webui/models/Stable-diffusion,
+ * ~/stable-diffusion-webui-forge/models/Stable-diffusion), ComfyUI's (~/ComfyUI/models/
+ * checkpoints), the Hugging Face hub cache (a snapshot with model_index.json is a diffusers
+ * entry named "ORG/NAME"; single files are "ORG/NAME: file.safetensors"), ~/models and the
+ * current folder (its own entries only). Names are relative to their folder, as A1111 shows them
+ * ("sub/name.safetensors"). The budget, loop guard, environment, ordering and ownership are those
+ * of mx_discover_models_ex (max_visit 0: MX_DISCOVER_MAX_VISIT); entries have sd_kind set and
+ * meta 0 (mx_discover_read_meta is for GGUFs). Returns 0, MX_EINVAL, MX_ENOMEM. */
+int mx_discover_sd(const char *home, const char *cwd, const char *const *dirs, size_t max_visit,
+                   struct mx_model_list *out, struct mx_err *err);
+
+/* The SD checkpoint for a name as mx_discover_sd shows it (its display name, or the file's or
+ * folder's own name), for `mixel image -d NAME`. Same results as mx_discover_resolve. */
+int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const *dirs,
+                           const char *name, char **path, struct mx_err *err);
+
 /* Frees the entries and their strings and zeroes the list (NULL ok). */
 void mx_model_list_free(struct mx_model_list *list);
 
@@ -104,7 +136,8 @@ size_t mx_discover_read_meta_all(struct mx_model_list *list);
  * NUL-terminates buf (size > 0); returns the length it wanted (snprintf style). */
 size_t mx_discover_describe(const struct mx_model_entry *e, char *buf, size_t size);
 
-/* Name of a source: "huggingface", "ollama", "lm-studio", "~/models", "current dir". */
+/* Name of a source: "huggingface", "ollama", "lm-studio", "~/models", "current dir",
+ * "a1111", "comfyui", "configured". */
 const char *mx_model_source_name(enum mx_model_source s);
 
 /* Human size "26.4 GB" / "812 MB" / "3.0 KB" (decimal units, as model cards use). */
@@ -119,9 +152,10 @@ int mx_discover_resolve(const char *home, const char *cwd, const char *name, cha
                         struct mx_err *err);
 
 /* Discovers from $HOME and the current directory, reads headers and prints the list to f
- * (sanitised: control bytes shown inert), or a hint about --model when nothing was found.
- * For `mixel list`, `mixel doctor` and `mixel chat`. Returns the number of models or a negative
- * MX_E*. */
+ * (sanitised: control bytes shown inert), or a hint about --model when nothing was found; then,
+ * in a section of their own, the Stable Diffusion checkpoints (mx_discover_sd, no configured
+ * folders) or where they were looked for. For `mixel list`, `mixel doctor` and `mixel chat`.
+ * Returns the number of GGUF models or a negative MX_E*. */
 int mx_discover_print(FILE *f);
 
 #endif

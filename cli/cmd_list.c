@@ -1,7 +1,9 @@
 /* cmd_list.c - `mixel list` (alias `mixel models`): the GGUF models model discovery finds on
  * this machine (app/discover.c: ~/models, the Hugging Face cache, ollama, LM Studio, the current
- * folder), newest first, with the name -m accepts, what the header says and the path. Names and
- * paths are untrusted bytes: mx_discover_print shows control bytes inert. */
+ * folder), newest first, with the name -m accepts, what the header says and the path; then, in a
+ * section of their own, the Stable Diffusion checkpoints (A1111/Forge, ComfyUI, the Hugging Face
+ * cache, ~/models, the current folder). Names and paths are untrusted bytes: mx_discover_print
+ * shows control bytes inert. */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +17,10 @@ int mx_cmd_list(int argc, char **argv) {
             printf("usage: mixel list   (alias: mixel models)\n"
                    "The GGUF models found in ~/models, the Hugging Face cache, ollama, LM Studio\n"
                    "and the current folder, newest first. Each name works as -m NAME for chat,\n"
-                   "run, bench and logits.\n");
+                   "run, bench and logits.\n"
+                   "Then the Stable Diffusion checkpoints (.safetensors and diffusers folders) in\n"
+                   "stable-diffusion-webui(-forge)/models/Stable-diffusion, ComfyUI/models/\n"
+                   "checkpoints, the Hugging Face cache, ~/models and the current folder.\n");
             return 0;
         }
         mx_cli_err("list", "unexpected argument '%s' (see mixel list --help)",

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/format/gguf.h"
+#include "core/format/safetensors.h"
 #include "core/base/quant.h"
 #include "app/discover.h"
 
@@ -584,6 +585,207 @@ static void test_print_is_inert_and_explains_model_flag(void **state) {
     free(saved);
 }
 
+/* ---- Stable Diffusion checkpoints ----------------------------------------------------------- */
+
+/* Writes a safetensors file holding a UNet cross-attention key of width ctx under prefix (ctx 0:
+ * a file of other keys), padded past the 1 KiB floor by a "pad" tensor; mtime t. */
+static void write_st(const char *path, const char *prefix, int64_t ctx, const char *extra_key,
+                     long t) {
+    mkparent(path);
+    struct mx_st_writer *w = mx_st_writer_new();
+    assert_non_null(w);
+    char key[256];
+    float x[768] = { 0 };
+    if (ctx > 0) {
+        snprintf(key, sizeof key, "%sinput_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+                 prefix);
+        int64_t shape[2] = { 1, ctx };
+        assert_int_equal(mx_st_writer_add_tensor(w, key, MX_ST_F32, 2, shape, x), 0);
+    }
+    if (extra_key) {
+        int64_t shape[1] = { 4 };
+        assert_int_equal(mx_st_writer_add_tensor(w, extra_key, MX_ST_F32, 1, shape, x), 0);
+    }
+    int64_t pad[1] = { 300 };
+    assert_int_equal(mx_st_writer_add_tensor(w, "pad", MX_ST_F32, 1, pad, x), 0);
+    struct mx_err err = { 0 };
+    assert_int_equal(mx_st_writer_write(w, path, &err), 0);
+    mx_st_writer_free(w);
+    set_mtime(path, t);
+}
+
+/* A diffusers folder: model_index.json naming cls, unet/config.json with the context width
+ * (28 or 29 bytes), 4500 bytes of weights in unet/, vae/ and text_encoder/; mtime t. */
+static void write_diffusers(const char *dir, const char *cls, int ctx, long t) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"_class_name\": \"%s\", \"unet\": [\"diffusers\", "
+             "\"UNet2DConditionModel\"]}", cls);
+    snprintf(buf + 128, 128, "{\"cross_attention_dim\": %d}", ctx);
+    write_text(P("%s/unet/config.json", dir), buf + 128, 1, t);
+    write_text(P("%s/unet/diffusion_pytorch_model.safetensors", dir), "u", 3000, t);
+    write_text(P("%s/vae/diffusion_pytorch_model.safetensors", dir), "v", 1000, t);
+    write_text(P("%s/text_encoder/model.safetensors", dir), "t", 500, t);
+    write_text(P("%s/model_index.json", dir), buf, 1, t);
+}
+
+/* Every SD layout: A1111 and Forge, ComfyUI, a configured folder, hub diffusers snapshots and
+ * single files, ~/models, the current folder; non-SD safetensors (a VAE, a diffusers UNet, an
+ * LLM shard, garbage, a FIFO, a tiny file), a non-SD pipeline, duplicates by symlink. The exact
+ * list, names, sources, order, kinds and sizes; then resolve and the printed section. */
+static void test_sd_checkpoints(void **state) {
+    (void)state;
+    const char *ldm = "model.diffusion_model.";
+    write_st(P("home/stable-diffusion-webui/models/Stable-diffusion/v1-5.safetensors"), ldm, 768,
+             "first_stage_model.decoder.conv_in.weight", T0 + 10);
+    write_st(P("home/stable-diffusion-webui/models/Stable-diffusion/XL/sdxl.safetensors"), ldm,
+             2048, NULL, T0 + 11);
+    write_st(P("home/stable-diffusion-webui/models/Stable-diffusion/vae.safetensors"), "", 0,
+             "first_stage_model.decoder.conv_in.weight", T0 + 12);
+    write_text(P("home/stable-diffusion-webui/models/Stable-diffusion/old.ckpt"), "PK", 1000,
+               T0 + 13);
+    write_text(P("home/stable-diffusion-webui/models/Stable-diffusion/junk.safetensors"),
+               "\xff\xff\xff\xff\xff\xff\xff\x7f{", 200, T0 + 14);
+    write_st(P("home/stable-diffusion-webui-forge/models/Stable-diffusion/sd2.safetensors"), ldm,
+             1024, NULL, T0 + 15);
+    write_st(P("home/ComfyUI/models/checkpoints/comfy.safetensors"), ldm, 768, NULL, T0 + 16);
+    assert_int_equal(mkfifo(P("home/ComfyUI/models/checkpoints/fifo.safetensors"), 0644), 0);
+    write_st(P("cfg/mine.safetensors"), ldm, 768, NULL, T0 + 17);
+    // The same file as the A1111 one, reached from ComfyUI: listed once, under A1111.
+    symlink_to("../../../stable-diffusion-webui/models/Stable-diffusion/v1-5.safetensors",
+               P("home/ComfyUI/models/checkpoints/v1-5-link.safetensors"));
+
+    const char *hub = "home/.cache/huggingface/hub";
+    write_diffusers(P("%s/models--runwayml--sd-v1-5/snapshots/r1", hub) + strlen(g_root) + 1,
+                    "StableDiffusionPipeline", 768, T0 + 20);
+    write_st(P("%s/models--runwayml--sd-v1-5/snapshots/r1/v1-5-pruned.safetensors", hub), ldm,
+             768, NULL, T0 + 21);
+    write_diffusers(P("%s/models--other--flux/snapshots/r1", hub) + strlen(g_root) + 1,
+                    "FluxPipeline", 4096, T0 + 22);
+    write_st(P("%s/models--org--llm/snapshots/r1/model-00001-of-00002.safetensors", hub), "", 0,
+             "model.layers.0.mlp.up_proj.weight", T0 + 23);
+
+    write_diffusers("home/models/my-xl", "StableDiffusionXLPipeline", 2048, T0 + 30);
+    write_st(P("home/models/sub/m.safetensors"), ldm, 768, NULL, T0 + 31);
+    write_st(P("home/models/unet-only.safetensors"), "", 0,
+             "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", T0 + 32);
+    write_text(P("home/models/tiny.safetensors"), "x", 10, T0 + 33);
+    write_gguf(P("home/models/llm.gguf"), NULL, 512, T0 + 34);
+    write_st(P("work/here.safetensors"), ldm, 768, NULL, T0 + 40);
+    write_st(P("work/sub/not-here.safetensors"), ldm, 768, NULL, T0 + 41);
+
+    struct mx_model_list l;
+    struct mx_err err = { 0 };
+    const char *dirs[] = { P("cfg"), NULL };
+    assert_int_equal(mx_discover_sd(P("home"), P("work"), dirs, 0, &l, &err), 0);
+    static const struct {
+        const char *name;
+        enum mx_model_source src;
+        const char *path;
+        long mtime;
+        const char *kind;  /* prefix of sd_kind */
+        uint64_t size;     /* 0: the file's */
+    } want[] = {
+        { "here.safetensors", MX_SRC_CWD, "work/here.safetensors", T0 + 40, "SD 1.x checkpoint", 0 },
+        { "sub/m.safetensors", MX_SRC_MODELS, "home/models/sub/m.safetensors", T0 + 31,
+          "SD 1.x checkpoint", 0 },
+        { "my-xl", MX_SRC_MODELS, "home/models/my-xl", T0 + 30,
+          "SDXL diffusers folder (StableDiffusionXLPipeline)", 4500 + 29 },
+        { "runwayml/sd-v1-5: v1-5-pruned.safetensors", MX_SRC_HF,
+          "home/.cache/huggingface/hub/models--runwayml--sd-v1-5/snapshots/r1/"
+          "v1-5-pruned.safetensors", T0 + 21, "SD 1.x checkpoint", 0 },
+        { "runwayml/sd-v1-5", MX_SRC_HF,
+          "home/.cache/huggingface/hub/models--runwayml--sd-v1-5/snapshots/r1", T0 + 20,
+          "SD 1.x diffusers folder (StableDiffusionPipeline)", 4500 + 28 },
+        { "mine.safetensors", MX_SRC_CONFIG, "cfg/mine.safetensors", T0 + 17,
+          "SD 1.x checkpoint", 0 },
+        { "comfy.safetensors", MX_SRC_COMFYUI, "home/ComfyUI/models/checkpoints/comfy.safetensors",
+          T0 + 16, "SD 1.x checkpoint", 0 },
+        { "sd2.safetensors", MX_SRC_A1111,
+          "home/stable-diffusion-webui-forge/models/Stable-diffusion/sd2.safetensors", T0 + 15,
+          "SD 2.x checkpoint", 0 },
+        { "XL/sdxl.safetensors", MX_SRC_A1111,
+          "home/stable-diffusion-webui/models/Stable-diffusion/XL/sdxl.safetensors", T0 + 11,
+          "SDXL checkpoint", 0 },
+        { "v1-5.safetensors", MX_SRC_A1111,
+          "home/stable-diffusion-webui/models/Stable-diffusion/v1-5.safetensors", T0 + 10,
+          "SD 1.x checkpoint (CompVis/LDM key names): UNet + VAE", 0 },
+    };
+    size_t n_want = sizeof want / sizeof want[0];
+    for (size_t i = 0; i < l.n; i++)
+        printf("  %zu: %s | %s | %s | %lld\n", i, l.items[i].name, l.items[i].sd_kind,
+               l.items[i].path, (long long)l.items[i].mtime);
+    assert_int_equal(l.n, n_want);
+    for (size_t i = 0; i < n_want; i++) {
+        const struct mx_model_entry *e = &l.items[i];
+        assert_string_equal(e->name, want[i].name);
+        assert_int_equal(e->source, want[i].src);
+        assert_string_equal(e->path, P("%s", want[i].path));
+        assert_int_equal(e->mtime, want[i].mtime);
+        assert_non_null(e->sd_kind);
+        assert_memory_equal(e->sd_kind, want[i].kind, strlen(want[i].kind));
+        struct stat st;
+        assert_int_equal(stat(e->path, &st), 0);
+        assert_int_equal(e->size, want[i].size ? want[i].size : (uint64_t)st.st_size);
+        char desc[512];
+        mx_discover_describe(e, desc, sizeof desc);
+        assert_non_null(strstr(desc, want[i].kind));
+    }
+    mx_model_list_free(&l);
+
+    // Without home, cwd or dirs: nothing, no error; a tiny budget stops early.
+    assert_int_equal(mx_discover_sd(NULL, NULL, NULL, 0, &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    mx_model_list_free(&l);
+    assert_int_equal(mx_discover_sd(P("home"), NULL, NULL, 5, &l, &err), 0);
+    assert_true(l.truncated);
+    mx_model_list_free(&l);
+
+    // Names resolve as listed, by file or folder name too; GGUF discovery is unchanged.
+    char *path = NULL;
+    assert_int_equal(mx_discover_sd_resolve(P("home"), P("work"), NULL, "XL/sdxl.safetensors",
+                                            &path, &err), 0);
+    assert_string_equal(path, P("home/stable-diffusion-webui/models/Stable-diffusion/XL/"
+                                "sdxl.safetensors"));
+    free(path);
+    assert_int_equal(mx_discover_sd_resolve(P("home"), P("work"), NULL, "my-xl", &path, &err), 0);
+    assert_string_equal(path, P("home/models/my-xl"));
+    free(path);
+    mx_err_clear(&err);
+    assert_int_equal(mx_discover_sd_resolve(P("home"), P("work"), NULL, "vae.safetensors", &path,
+                                            &err), MX_ENOENT);
+    assert_non_null(strstr(err.msg, "no checkpoint of that name"));
+    assert_int_equal(mx_discover_models(P("home"), NULL, &l, NULL), 0);
+    assert_int_equal(l.n, 1);
+    assert_null(l.items[0].sd_kind);
+    mx_model_list_free(&l);
+
+    // `mixel list` prints them in their own section.
+    char cwd0[4096];
+    assert_non_null(getcwd(cwd0, sizeof cwd0));
+    const char *home0 = getenv("HOME");
+    char *saved = home0 ? strdup(home0) : NULL;
+    setenv("HOME", P("home"), 1);
+    assert_int_equal(chdir(P("work")), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(mx_discover_print(f), 1);
+    fclose(f);
+    printf("%s", buf);
+    const char *sec = strstr(buf, "9 Stable Diffusion checkpoints found");
+    assert_non_null(sec);
+    assert_true(sec > strstr(buf, "llm.gguf"));
+    assert_non_null(strstr(sec, "runwayml/sd-v1-5  [huggingface]"));
+    assert_non_null(strstr(sec, "v1-5.safetensors  [a1111]"));
+    free(buf);
+    assert_int_equal(chdir(cwd0), 0);
+    if (saved)
+        setenv("HOME", saved, 1);
+    else
+        unsetenv("HOME");
+    free(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_finds_every_layout_in_order, setup_root,
@@ -598,6 +800,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resolve_names, setup_root, teardown_root),
         cmocka_unit_test_setup_teardown(test_print_is_inert_and_explains_model_flag, setup_root,
                                         teardown_root),
+        cmocka_unit_test_setup_teardown(test_sd_checkpoints, setup_root, teardown_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
