@@ -265,7 +265,19 @@ static void test_parse_rules(void **state) {
     assert_string_equal(it.negative, "n1\nn2");
     mx_sd_infotext_free(&it);
 
-    // Duplicate keys: the last value wins.
+    // A key needs two characters, counted as characters: "猫" (3 bytes) is one, "é猫" two.
+    parse("p\n\xe7\x8c\xab: 1, \xc3\xa9\xe7\x8c\xab: 2, cd: 3, ef: 4", &it);
+    assert_int_equal(it.n_extra, 3);
+    assert_string_equal(it.extra[0].key, "\xc3\xa9\xe7\x8c\xab");
+    mx_sd_infotext_free(&it);
+
+    // Duplicate keys: the last value wins, also between a valid and an invalid typed value.
+    parse("p\nSteps: x, Seed: 1, Steps: 4, Model: a, Size: 8x8, Size: big", &it);
+    assert_int_equal(it.steps, 4);
+    assert_null(mx_sd_infotext_get_extra(&it, "Steps"));
+    assert_int_equal(it.w, 0);
+    assert_string_equal(mx_sd_infotext_get_extra(&it, "Size"), "big");
+    mx_sd_infotext_free(&it);
     parse("p\nSteps: 1, Steps: 2, Seed: 3, Foo: a, Foo: b", &it);
     assert_int_equal(it.steps, 2);
     assert_int_equal(it.n_extra, 1);

@@ -390,7 +390,15 @@ static bool re_param_at(const unsigned char *s, size_t e, size_t pos, struct re_
         *next = pos + 1;
         return false;
     }
-    size_t k0 = p++, q = p;
+    // \w[\w \-/]+ counts characters, not bytes: a key needs two, and "猫" is one.
+    size_t k0 = p;
+    if (s[p] >= 0x80) {
+        unsigned int cp;
+        p += mx_utf8_decode((const char *)s + p, e - p, &cp);
+    } else {
+        p++;
+    }
+    size_t q = p;
     while (q < e && (re_word(s[q]) || s[q] == ' ' || s[q] == '-' || s[q] == '/'))
         q++;
     if (q == p || q >= e || s[q] != ':') {
@@ -649,37 +657,53 @@ static int set_str(char **field, const char *v) {
     return 0;
 }
 
+/* Removes the extra named key, if there is one. */
+static void drop_extra(struct mx_sd_infotext *it, const char *key) {
+    for (size_t i = 0; i < it->n_extra; i++) {
+        if (!strcmp(it->extra[i].key, key)) {
+            free(it->extra[i].key);
+            free(it->extra[i].value);
+            memmove(&it->extra[i], &it->extra[i + 1], (it->n_extra - i - 1) * sizeof *it->extra);
+            it->n_extra--;
+            return;
+        }
+    }
+}
+
 /* Stores one parsed pair: a struct field when the key names one and the value reads as its
- * type, else an extra. */
+ * type, else an extra. A later pair of the same key replaces an earlier one (A1111's dict), so
+ * a valid value drops an earlier invalid one kept as an extra, and an invalid value clears the
+ * field an earlier valid one set. */
 static int store_pair(struct mx_sd_infotext *it, const char *key, const char *v) {
     long long n;
     uint64_t u;
     float f;
     int w, h;
-    if (!strcmp(key, "Steps") && read_long(v, 1, 0x7fffffff, &n)) {
-        it->steps = (int)n;
-        return 0;
+    bool typed = true, ok = false;
+    if (!strcmp(key, "Steps")) {
+        it->steps = (ok = read_long(v, 1, 0x7fffffff, &n)) ? (int)n : 0;
+    } else if (!strcmp(key, "Seed")) {
+        it->has_seed = ok = read_u64(v, &u);
+        it->seed = ok ? u : 0;
+    } else if (!strcmp(key, "CFG scale")) {
+        it->cfg = (ok = read_float(v, &f)) ? f : NAN;
+    } else if (!strcmp(key, "Size")) {
+        ok = read_size(v, &w, &h);
+        it->w = ok ? w : 0;
+        it->h = ok ? h : 0;
+    } else if (!strcmp(key, "Denoising strength")) {
+        it->strength = (ok = read_float(v, &f) && f >= 0) ? f : -1.0f;
+    } else if (!strcmp(key, "Clip skip")) {
+        it->clip_skip = (ok = read_long(v, 1, 0x7fffffff, &n)) ? (int)n : 1;
+    } else {
+        typed = false;
     }
-    if (!strcmp(key, "Seed") && read_u64(v, &u)) {
-        it->seed = u;
-        it->has_seed = true;
-        return 0;
-    }
-    if (!strcmp(key, "CFG scale") && read_float(v, &f)) {
-        it->cfg = f;
-        return 0;
-    }
-    if (!strcmp(key, "Size") && read_size(v, &w, &h)) {
-        it->w = w;
-        it->h = h;
-        return 0;
-    }
-    if (!strcmp(key, "Denoising strength") && read_float(v, &f) && f >= 0) {
-        it->strength = f;
-        return 0;
-    }
-    if (!strcmp(key, "Clip skip") && read_long(v, 1, 0x7fffffff, &n)) {
-        it->clip_skip = (int)n;
+    if (typed) {
+        if (!ok) {
+            int rc = set_extra_n(it, key, strlen(key), v, strlen(v));
+            return rc == MX_ERANGE ? 0 : rc;
+        }
+        drop_extra(it, key);
         return 0;
     }
     static const struct {
