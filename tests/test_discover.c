@@ -595,7 +595,7 @@ static void write_st(const char *path, const char *prefix, int64_t ctx, const ch
     struct mx_st_writer *w = mx_st_writer_new();
     assert_non_null(w);
     char key[256];
-    float x[768] = { 0 };
+    static const float x[2048]; /* zeros: the widest context, SDXL */
     if (ctx > 0) {
         snprintf(key, sizeof key, "%sinput_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
                  prefix);
