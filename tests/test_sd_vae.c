@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,7 +125,8 @@ static void ref_conv(double *y, const double *x, const double *wt, const double 
                         for (int kx = 0; kx < k; kx++) {
                             int iy = yy + ky - p, ix = xx + kx - p;
                             if (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                s += wt[((o * ci + i) * k + ky) * k + kx] * x[(i * h + iy) * w + ix];
+                                s += wt[((o * ci + i) * k + ky) * k + kx] *
+                                     x[(i * h + iy) * w + ix];
                         }
                 y[(o * h + yy) * w + xx] = s;
             }
@@ -147,6 +149,65 @@ static double rel_rms_f(const float *a, const float *r, size_t n) {
         s += (double)r[i] * r[i];
     }
     return sqrt(e / (s > 0 ? s : 1));
+}
+
+/* ---- the VAE's conv shapes on the CPU backend ------------------------------------------- */
+
+/* mx_op_conv2d with stride 1 against float64 on the VAE's shapes and the gather's edge cases: a
+ * 3x3 "same" conv over 512 channels whose second pixel tile starts inside an image row, a 3x3
+ * "valid" conv (output narrower than the input) likewise, a 1x1 over several tiles, a padded
+ * 1x1. Exact-f32 mode (no f16 rounding of the inputs), so float64 is the oracle. */
+static void test_conv_s1_matches_scalar(void **state) {
+    (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_F32);
+    static const struct { int w, h, ci, co, k, pad, f16; } cs[] = {
+        {37, 11, 512, 5, 3, 1, 1}, {20, 20, 512, 3, 3, 0, 0}, {70, 60, 64, 16, 1, 0, 1},
+        {5, 4, 8, 6, 1, 1, 0}, {9, 7, 32, 4, 3, 1, 0},
+    };
+    uint64_t seed = 17;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        int W = cs[c].w, H = cs[c].h, CI = cs[c].ci, CO = cs[c].co, K = cs[c].k, pd = cs[c].pad;
+        int WO = W + 2 * pd - K + 1, HO = H + 2 * pd - K + 1;
+        size_t nx = (size_t)W * H * CI, nw = (size_t)K * K * CI * CO, ny = (size_t)WO * HO * CO;
+        float *x = malloc(nx * sizeof *x), *wf = malloc(nw * sizeof *wf), *y = malloc(ny * 4);
+        float *bias = malloc((size_t)CO * sizeof *bias);
+        uint16_t *wh = malloc(nw * sizeof *wh);
+        double *yd = malloc(ny * sizeof *yd);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = mx_test_randf(&seed);
+        for (size_t i = 0; i < nw; i++) {
+            wh[i] = mx_fp32_to_fp16(mx_test_randf(&seed));
+            wf[i] = cs[c].f16 ? mx_fp16_to_fp32(wh[i]) : mx_test_randf(&seed);
+        }
+        for (int i = 0; i < CO; i++)
+            bias[i] = mx_test_randf(&seed);
+        struct mx_tensor xt, wt, bt, yt;
+        mx_tensor_init(&xt, MX_TYPE_F32, W, H, CI, 1);
+        mx_tensor_init(&wt, cs[c].f16 ? MX_TYPE_F16 : MX_TYPE_F32, K, K, CI, CO);
+        mx_tensor_init(&bt, MX_TYPE_F32, CO, 1, 1, 1);
+        mx_tensor_init(&yt, MX_TYPE_F32, WO, HO, CO, 1);
+        xt.data = x, wt.data = cs[c].f16 ? (void *)wh : (void *)wf, bt.data = bias, yt.data = y;
+        struct mx_conv2d_params p = {1, 1, pd, pd, 1, 1};
+        assert_int_equal(mx_op_conv2d(be, &yt, &xt, &wt, &bt, &p), 0);
+        for (int o = 0; o < CO; o++)
+            for (int oy = 0; oy < HO; oy++)
+                for (int ox = 0; ox < WO; ox++) {
+                    double sum = bias[o];
+                    for (int i = 0; i < CI; i++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++) {
+                                int iy = oy + ky - pd, ix = ox + kx - pd;
+                                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                    sum += (double)wf[((o * CI + i) * K + ky) * K + kx] *
+                                           x[((size_t)i * H + iy) * W + ix];
+                            }
+                    yd[((size_t)o * HO + oy) * WO + ox] = sum;
+                }
+        double e = rel_rms(y, yd, ny);
+        printf("conv %dx%d %d->%d k%d pad %d: rel RMS %.3g\n", W, H, CI, CO, K, pd, e);
+        assert_true(e < 1e-5); /* f32 sums of <= 4608 terms */
+        free(x), free(wf), free(y), free(bias), free(wh), free(yd);
+    }
 }
 
 /* ---- block tests ------------------------------------------------------------------------- */
@@ -483,13 +544,22 @@ static void bench_decode_512(void) {
     for (int i = 0; i < 4 * L * L; i++)
         z[i] = 4 * mx_test_randf(&s);
     struct mx_err err = {0};
-    printf("decode %dx%d scratch %zu MB\n", 8 * L, 8 * L, mx_sd_vae_decode_mem(vae, L, L, false) >> 20);
+    printf("decode %dx%d scratch %zu MB\n", 8 * L, 8 * L,
+           mx_sd_vae_decode_mem(vae, L, L, getenv("MX_VAE_TILED") != NULL) >> 20);
     struct timespec t0, t1;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = mx_sd_vae_decode(vae, L, L, z, getenv("MX_VAE_TILED") != NULL, rgb, NULL, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("decode %dx%d: rc %d %s, %.2f s\n", 8 * L, 8 * L, rc, err.msg,
-           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    getrusage(RUSAGE_SELF, &r1);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) +
+                 1e-6 * (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+                 (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                 1e-6 * (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+    printf("decode %dx%d: rc %d %s, %.2f s wall, %.2f s CPU (user+sys)\n", 8 * L, 8 * L, rc,
+           err.msg, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
+           cpu);
     free(z);
     free(rgb);
 }
@@ -535,6 +605,7 @@ int main(void) {
                "(tests/sd_ckpt.sh)\n");
     bench_decode_512();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_s1_matches_scalar),
         cmocka_unit_test(test_resblock_matches_scalar),
         cmocka_unit_test(test_attention_matches_scalar),
         cmocka_unit_test(test_missing_and_wrong_shape),

@@ -12,7 +12,8 @@
  *            when the channel count changes); GroupNorm 32 groups, eps 1e-6.
  *   attention: one head over the H*W pixels of the lowest level with C = 512 dims; q, k, v,
  *            proj_out are 1x1 convs; softmax(q k^T / sqrt(C)) v; plus the input.
- * Ref: https://github.com/leejet/stable-diffusion.cpp/blob/97d2990807fe6d558e395f8764198d7c7e7b411c/src/model/vae/auto_encoder_kl.hpp
+ * Ref: auto_encoder_kl.hpp (src/model/vae/) of stable-diffusion.cpp at
+ *      https://github.com/leejet/stable-diffusion.cpp/tree/97d2990807fe6d558e395f8764198d7c7e7b411c
  *
  * The workload: one decode per image, 512x512 typical, where ~2.5 TFLOP of 3x3 convs over
  * 128-512 channels at 64^2 .. 512^2 pixels dominate (the last two levels alone are ~60%); the
@@ -122,6 +123,7 @@ static int load_vec(struct vae_loader *l, struct mx_tensor *out, const char *pre
     return 0;
 }
 
+/* A conv prefix.weight of shape [k, k, cin, cout] (F16 or F32) and its F32 bias. */
 static int load_conv(struct vae_loader *l, struct vae_conv *c, const char *prefix, int64_t k,
                      int64_t cin, int64_t cout) {
     int rc = mx_sd_need(l->m, &c->w, (int64_t[4]){k, k, cin, cout}, l->err, "%s.weight", prefix);
@@ -133,11 +135,13 @@ static int load_conv(struct vae_loader *l, struct vae_conv *c, const char *prefi
     return load_vec(l, &c->b, prefix, "bias", cout);
 }
 
+/* A GroupNorm's prefix.weight and prefix.bias over c channels, as F32. */
 static int load_norm(struct vae_loader *l, struct vae_norm *n, const char *prefix, int64_t c) {
     int rc = load_vec(l, &n->w, prefix, "weight", c);
     return rc < 0 ? rc : load_vec(l, &n->b, prefix, "bias", c);
 }
 
+/* A ResnetBlock under prefix (nin_shortcut only when cin != cout). */
 static int load_res(struct vae_loader *l, struct vae_res *r, const char *prefix, int64_t cin,
                     int64_t cout) {
     char p[160];
@@ -164,6 +168,7 @@ static int load_res(struct vae_loader *l, struct vae_res *r, const char *prefix,
     return 0;
 }
 
+/* The attention block under prefix: norm, q, k, v, proj_out over c channels. */
 static int load_attn(struct vae_loader *l, struct vae_attn *a, const char *prefix, int64_t c) {
     static const char *names[4] = {"q", "k", "v", "proj_out"};
     struct vae_conv *convs[4] = {&a->q, &a->k, &a->v, &a->proj};
@@ -178,6 +183,7 @@ static int load_attn(struct vae_loader *l, struct vae_attn *a, const char *prefi
     return rc;
 }
 
+/* post_quant_conv and the whole decoder, in checkpoint order (the first problem is reported). */
 static int load_decoder(struct vae_loader *l, struct vae_decoder *d) {
     const char *P = "first_stage_model.decoder";
     char p[160];
@@ -217,6 +223,7 @@ static int load_decoder(struct vae_loader *l, struct vae_decoder *d) {
     return rc;
 }
 
+/* The whole encoder and quant_conv. */
 static int load_encoder(struct vae_loader *l, struct vae_encoder *e) {
     const char *P = "first_stage_model.encoder";
     char p[160];
@@ -355,11 +362,21 @@ static bool enc_layout(int64_t w, int64_t h, size_t *slot, size_t *total) {
     return true;
 }
 
+/* Bytes of n floats plus the conv scratch estimate; SIZE_MAX on overflow. */
 static size_t floats_bytes(size_t n) {
     size_t b;
     return mx_mul_size(n, sizeof(float), &b) && b <= SIZE_MAX - VAE_CONV_SCRATCH
                ? b + VAE_CONV_SCRATCH
                : SIZE_MAX;
+}
+
+/* The scratch estimate of a layout: the slots, the conv scratch and, in MX_ACT_GGML mode, the
+ * CPU conv's f16-rounded copy of its largest input (one slot: conv_gemm.c rounds the whole
+ * input of an F16 kernel into shared scratch, which the backend keeps afterwards). */
+static size_t layout_bytes(const struct mx_sd_vae *v, size_t slot, size_t total) {
+    if (v->be->act_mode == MX_ACT_GGML)
+        total = total <= SIZE_MAX - slot ? total + slot : SIZE_MAX;
+    return total == SIZE_MAX ? SIZE_MAX : floats_bytes(total);
 }
 
 size_t mx_sd_vae_decode_mem(const struct mx_sd_vae *v, int lw, int lh, bool tiled) {
@@ -370,15 +387,14 @@ size_t mx_sd_vae_decode_mem(const struct mx_sd_vae *v, int lw, int lh, bool tile
     }
     if (lw < 1 || lh < 1 || !dec_layout(lw, lh, &slot, &total))
         return SIZE_MAX;
-    return floats_bytes(total);
+    return layout_bytes(v, slot, total);
 }
 
 size_t mx_sd_vae_encode_mem(const struct mx_sd_vae *v, int w, int h) {
-    (void)v;
     size_t slot, total;
     if (w < 8 || h < 8 || !enc_layout(w, h, &slot, &total))
         return SIZE_MAX;
-    return floats_bytes(total);
+    return layout_bytes(v, slot, total);
 }
 
 /* ---- forward ----------------------------------------------------------------------------- */
@@ -419,12 +435,14 @@ static int op_fail(struct vae_run *r, int rc, const char *what) {
             return op_fail(r, rc_, what);                                                         \
     } while (0)
 
+/* MX_ECANCELED (err set) once the caller raised the cancel flag, else 0. */
 static int poll_cancel(struct vae_run *r) {
     if (r->cancel && *r->cancel)
         return mx_err_set(r->err, MX_ECANCELED, "vae: canceled");
     return 0;
 }
 
+/* dst = conv(x) + bias with the given stride and symmetric padding. */
 static int conv(struct vae_run *r, struct mx_tensor *dst, const struct mx_tensor *x,
                 const struct vae_conv *c, int stride, int pad) {
     struct mx_conv2d_params p = {stride, stride, pad, pad, 1, 1};
