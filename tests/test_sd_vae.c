@@ -513,6 +513,35 @@ static void test_tiled_matches_untiled(void **state) {
     assert_int_equal(mx_sd_vae_set_tiling(vae, 16, 4), 0);
     assert_int_equal(mx_sd_vae_decode(vae, L, L, z, true, tiled, NULL, &err), 0);
     assert_true(rel_rms_f(tiled, full, NP) < 1e-6);
+    /* non-square, not a whole number of steps: 20x12 latent, tiles at x 0,4,8,12 and y 0,4;
+     * latent x >= 16, y >= 8 is covered by the last tile alone (its right/bottom edges are the
+     * image's, so they carry full weight): pixels [128, 160) x [64, 96) must equal it */
+    assert_int_equal(mx_sd_vae_set_tiling(vae, 8, 4), 0);
+    enum { LW = 20, LH = 12 };
+    float zb[4 * LW * LH], zl[4 * 8 * 8];
+    for (int c = 0; c < 4; c++)
+        for (int y = 0; y < LH; y++)
+            for (int x = 0; x < LW; x++)
+                zb[(c * LH + y) * LW + x] = z[(c * L + y % L) * L + (x * 7) % L];
+    for (int c = 0; c < 4; c++)
+        for (int y = 0; y < 8; y++)
+            memcpy(zl + (c * 8 + y) * 8, zb + (c * LH + 4 + y) * LW + 12, 8 * sizeof(float));
+    float *big = malloc(3 * 64 * LW * LH * sizeof *big);
+    assert_int_equal(mx_sd_vae_decode(vae, LW, LH, zb, true, big, NULL, &err), 0);
+    assert_int_equal(mx_sd_vae_decode(vae, 8, 8, zl, false, tiled, NULL, &err), 0);
+    de = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 64; y < 96; y++)
+            for (int x = 128; x < 160; x++) {
+                double d = fabs(tiled[(c * 64 + y - 32) * 64 + x - 96] -
+                                big[(c * 8 * LH + y) * 8 * LW + x]);
+                de = d > de ? d : de;
+            }
+    printf("tiled 160x96: last tile alone vs blended max |diff| %.3g\n", de);
+    assert_true(de < 1e-5);
+    for (int i = 0; i < 3 * 64 * LW * LH; i++)
+        assert_true(isfinite(big[i]));
+    free(big);
     assert_int_equal(mx_sd_vae_set_tiling(vae, MX_SD_VAE_TILE, MX_SD_VAE_OVERLAP), 0);
     assert_int_equal(mx_sd_vae_set_tiling(vae, 8, 5), MX_EINVAL);
     free(z);
