@@ -328,6 +328,11 @@ static void test_errors(void **state) {
         {4, MX_EUNSUP, "an SDXL-style UNet"},
         {5, MX_EFORMAT, "t.safetensors: alphas_cumprod[0] = 0 is not in (0, 1)"},
         {6, MX_EFORMAT, "UNet takes 5 input channels"},
+        /* found by fuzz_sd_model: a 0 dimension was read as 1 (reads past the data) */
+        {7, MX_EFORMAT, "t.safetensors: tensor first_stage_model.decoder.conv_out.bias has no "
+                        "elements (dimension 1 is 0)"},
+        /* found by fuzz_sd_model: a name from the file broke the message's one line */
+        {8, MX_EFORMAT, "t.safetensors: tensor first_stage_model.bad?name has dtype I8"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct mx_st_writer *w = mx_st_writer_new();
@@ -344,6 +349,16 @@ static void test_errors(void **state) {
             int8_t b[8] = {0};
             assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.encoder.conv_in.bias",
                                                      MX_ST_I8, 1, (int64_t[]){8}, b), 0);
+        }
+        if (what == 8) {
+            int8_t b[2] = {0};
+            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.bad\nname", MX_ST_I8,
+                                                     1, (int64_t[]){2}, b), 0);
+        }
+        if (what == 7) {
+            uint16_t z[1] = {0};
+            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.decoder.conv_out.bias",
+                                                     MX_ST_F16, 2, (int64_t[]){0, 4}, z), 0);
         }
         if (what == 5) {
             float ac[1000] = {0};

@@ -359,6 +359,10 @@ int mx_sd_add(struct mx_sd_model *m, const char *name, const struct mx_sd_src *s
         mx_sd_hint_prediction(m, MX_SD_PRED_V, "a v_pred tensor in the file");
     if (!canonical(name, cname, sizeof cname))
         return 0;
+    for (int i = 0; i < 4; i++) /* mx_tensor_init would read a 0 as 1 */
+        if (s->ne[i] <= 0)
+            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has no elements (dimension %d is "
+                              "%lld)", s->file, name, i, (long long)s->ne[i]);
     struct mx_tensor t;
     if (mx_tensor_init(&t, (enum mx_type)s->type, s->ne[0], s->ne[1], s->ne[2], s->ne[3]) < 0)
         return mx_err_set(err, MX_EFORMAT, "%s: tensor %s: unusable shape or type %s", s->file,
@@ -687,6 +691,16 @@ fail:
 
 static const char gguf_magic[4] = {'G', 'G', 'U', 'F'};
 
+/* Tensor names in messages come from the file: control bytes become '?' so the message stays
+ * one inert line. Returns rc. */
+static int clean_msg(struct mx_err *err, int rc) {
+    if (err)
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return rc;
+}
+
 int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd_open_opts *opts,
                      struct mx_sd_model **out, struct mx_err *err) {
     *out = NULL;
@@ -717,9 +731,9 @@ int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd
     }
     if (rc < 0) {
         mx_sd_model_close(m);
-        return rc;
+        return clean_msg(err, rc);
     }
-    return finish(m, opts, out, err);
+    return clean_msg(err, finish(m, opts, out, err));
 }
 
 int mx_sd_model_open_mem(struct mx_backend *be, const void *buf, size_t size, const char *name,
@@ -742,9 +756,9 @@ int mx_sd_model_open_mem(struct mx_backend *be, const void *buf, size_t size, co
     }
     if (rc < 0) {
         mx_sd_model_close(m);
-        return rc;
+        return clean_msg(err, rc);
     }
-    return finish(m, opts, out, err);
+    return clean_msg(err, finish(m, opts, out, err));
 }
 
 void mx_sd_model_close(struct mx_sd_model *m) {
