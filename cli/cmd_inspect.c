@@ -354,7 +354,9 @@ static int inspect_gguf(const char *path, const struct opts *o) {
     int64_t ftype = -1;
     (void)mx_gguf_get_int(g, "general.file_type", &ftype, NULL);
     size_t arch_len = arch ? strlen(arch) : 0;
-    const bool sd = mx_gguf_find_tensor(g, "model.diffusion_model.input_blocks.0.0.weight");
+    /* LDM names, or a diffusers folder stable-diffusion.cpp converted without --convert-name */
+    const bool sd = mx_gguf_find_tensor(g, "model.diffusion_model.input_blocks.0.0.weight") ||
+                    mx_gguf_find_tensor(g, "unet.conv_in.weight");
 
     /* parameters (total, and active per token for MoE) and the type histogram */
     struct mx_llm_params pc;
