@@ -395,6 +395,14 @@ static void test_errors(void **state) {
     free(buf);
 }
 
+/* Writes text to path. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* Writes w to path. */
 static void write_st(struct mx_st_writer *w, const char *path) {
     struct mx_err err = {0};
@@ -487,14 +495,63 @@ static void test_vae_file(void **state) {
     rmdir(dir);
 }
 
-/* ---- diffusers folders ---------------------------------------------------------------------- */
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+/* The .yaml A1111 reads beside a checkpoint gives the prediction type; and with a CPU backend
+ * the tensors are the same bytes, now in backend buffers (a widened BF16 kernel too). */
+static void test_sidecar_and_backend(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mx_sd_side.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char ck[300], yaml[300];
+    snprintf(ck, sizeof ck, "%s/768-v-ema.safetensors", dir);
+    snprintf(yaml, sizeof yaml, "%s/768-v-ema.yaml", dir);
+    struct mx_st_writer *w = mx_st_writer_new();
+    add_min_unet(w, 1024, 4);
+    uint16_t bf[4 * 8 * 9];
+    for (int i = 0; i < 4 * 8 * 9; i++)
+        bf[i] = (uint16_t)(0x3f80 + i); /* 1.0 and up, exact in F32 */
+    assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.decoder.conv_out.weight",
+                                             MX_ST_BF16, 4, (int64_t[]){4, 8, 3, 3}, bf), 0);
+    write_st(w, ck);
+    write_text(yaml, "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n"
+                     "    parameterization: \"v\"\n    linear_start: 0.00085\n");
+    struct mx_sd_model *m = NULL, *h = NULL;
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_model_open(NULL, ck, NULL, &h, &err), 0);
+    assert_int_equal(h->prediction, MX_SD_PRED_V);
+    assert_true(h->prediction_detected);
+    assert_string_equal(h->prediction_source, "parameterization in the .yaml beside it");
+    struct mx_backend *be = mx_backend_cpu_new(1, &err);
+    assert_non_null(be);
+    assert_int_equal(mx_sd_model_open(be, ck, NULL, &m, &err), 0);
+    assert_int_equal(mx_sd_n_weights(m), mx_sd_n_weights(h));
+    for (int64_t i = 0; i < mx_sd_n_weights(m); i++) {
+        const struct mx_tensor *x = mx_sd_weight_at(m, i), *y = mx_sd_weight_at(h, i);
+        assert_string_equal(x->name, y->name);
+        assert_non_null(x->buf);
+        assert_null(y->buf);
+        assert_true((char *)x->data >= (char *)x->buf->base &&
+                    (char *)x->data + mx_tensor_nbytes(x) <= (char *)x->buf->base + x->buf->size);
+        assert_int_equal(x->type, y->type);
+        assert_memory_equal(x->data, y->data, mx_tensor_nbytes(x));
+    }
+    const struct mx_tensor *t = mx_sd_weight(m, "first_stage_model.decoder.conv_out.weight");
+    assert_int_equal(t->type, MX_TYPE_F32);
+    for (int i = 0; i < 4 * 8 * 9; i++)
+        assert_true(((const float *)t->data)[i] == mx_bf16_to_fp32(bf[i]));
+    mx_sd_model_close(m);
+    mx_sd_model_close(h);
+    mx_backend_free(be);
+    /* "eps" in the yaml: detected eps */
+    write_text(yaml, "model:\n  params:\n    parameterization: eps # default\n");
+    assert_int_equal(mx_sd_model_open(NULL, ck, NULL, &h, &err), 0);
+    assert_true(h->prediction == MX_SD_PRED_EPS && h->prediction_detected);
+    mx_sd_model_close(h);
+    unlink(yaml);
+    unlink(ck);
+    rmdir(dir);
 }
+
+/* ---- diffusers folders ---------------------------------------------------------------------- */
 
 /* A small diffusers folder (fp16 variant file names) with its UNet mapping checked name by name,
  * and the scheduler config's prediction type and schedule. */
@@ -1005,6 +1062,7 @@ int main(void) {
         cmocka_unit_test(test_prediction),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_vae_file),
+        cmocka_unit_test(test_sidecar_and_backend),
         cmocka_unit_test(test_diffusers_small),
         cmocka_unit_test(test_gguf),
         cmocka_unit_test(test_gguf_diffusers_names),

@@ -503,6 +503,37 @@ static int meta_prediction(struct mx_sd_model *m, const struct mx_st *st, struct
     return 0;
 }
 
+/* Prediction type from the LDM config A1111 reads beside a checkpoint (<stem>.yaml, e.g.
+ * v2-inference-v.yaml saved as 768-v-ema.yaml): its model.params.parameterization, "v" for
+ * v-models ("eps" or absent: eps). A plain text scan for the one key; a missing or unreadable
+ * file is no error. */
+static void sidecar_prediction(struct mx_sd_model *m, const char *path) {
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash))
+        return;
+    char yaml[4096];
+    if ((size_t)snprintf(yaml, sizeof yaml, "%.*s.yaml", (int)(dot - path), path) >= sizeof yaml)
+        return;
+    FILE *f = fopen(yaml, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *k = line + strspn(line, " \t");
+        if (strncmp(k, "parameterization:", 17) != 0)
+            continue;
+        char *v = k + 17;
+        v += strspn(v, " \t\"'");
+        size_t n = strcspn(v, " \t\"'\r\n#");
+        if (n == 1 && v[0] == 'v')
+            mx_sd_hint_prediction(m, MX_SD_PRED_V, "parameterization in the .yaml beside it");
+        else if (n == 3 && !strncmp(v, "eps", 3))
+            mx_sd_hint_prediction(m, MX_SD_PRED_EPS, "parameterization in the .yaml beside it");
+        break;
+    }
+    fclose(f);
+}
+
 /* ---- checks --------------------------------------------------------------------------------- */
 
 /* Family, inpainting, prediction type and the consistency of the parts in the table. */
@@ -733,6 +764,8 @@ int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd
         mx_sd_model_close(m);
         return clean_msg(err, rc);
     }
+    if (m->source != MX_SD_SRC_DIFFUSERS && m->priv->hint_pred < 0)
+        sidecar_prediction(m, path);
     return clean_msg(err, finish(m, opts, out, err));
 }
 

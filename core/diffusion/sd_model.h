@@ -34,7 +34,9 @@
  *      "parameterization": "epsilon"/"eps" -> eps, "v"/"v_prediction"/"v-prediction" -> v
  *   3. a tensor named "v_pred" (the marker some v-prediction exports carry) -> v
  *   4. diffusers scheduler/scheduler_config.json "prediction_type" (epsilon, v_prediction)
- *   5. otherwise eps, ASSUMED: SD 2.x 768-v and 512-base have identical tensor names and
+ *   5. the LDM config A1111 reads beside a file checkpoint, <stem>.yaml (768-v-ema.yaml next to
+ *      768-v-ema.safetensors): "parameterization: v" -> v, "eps" -> eps
+ *   6. otherwise eps, ASSUMED: SD 2.x 768-v and 512-base have identical tensor names and
  *      shapes, so a v-model without one of the markers above needs --prediction v.
  *
  * SCHEDULE (m->schedule_source): the file's alphas_cumprod (single file, GGUF), else a diffusers
