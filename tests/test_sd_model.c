@@ -333,7 +333,7 @@ static void test_errors(void **state) {
         {7, MX_EFORMAT, "t.safetensors: tensor first_stage_model.decoder.conv_out.bias has no "
                         "elements (dimension 1 is 0)"},
         /* found by fuzz_sd_model: a name from the file broke the message's one line */
-        {8, MX_EFORMAT, "t.safetensors: tensor first_stage_model.bad?name has dtype I8"},
+        {8, MX_EFORMAT, "t.safetensors: tensor first_stage_model.encoder.bad?name has dtype I8"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct mx_st_writer *w = mx_st_writer_new();
@@ -353,8 +353,8 @@ static void test_errors(void **state) {
         }
         if (what == 8) {
             int8_t b[2] = {0};
-            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.bad\nname", MX_ST_I8,
-                                                     1, (int64_t[]){2}, b), 0);
+            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.encoder.bad\nname",
+                                                     MX_ST_I8, 1, (int64_t[]){2}, b), 0);
         }
         if (what == 7) {
             uint16_t z[1] = {0};
@@ -425,10 +425,14 @@ static void test_vae_file(void **state) {
     add_min_unet(w, 768, 4);
     add_min_vae(w, "first_stage_model.", 4);
     write_st(w, ck);
-    /* an unprefixed LDM VAE whose values are keyed differently from the checkpoint's */
+    /* an unprefixed LDM VAE whose values are keyed differently from the checkpoint's, with the
+     * training loss and EMA tensors VAE files carry (left out) */
     w = mx_st_writer_new();
     st_add(w, "decoder.conv_in.weight", "vae1", D(8), D(4), D(3), D(3), D(-1));
     st_add(w, "decoder.conv_out.weight", "vae1b", D(3), D(8), D(3), D(3), D(-1));
+    st_add(w, "loss.logvar", NULL, D(1), D(-1));
+    st_add(w, "loss.discriminator.main.0.weight", NULL, D(8), D(3), D(4), D(4), D(-1));
+    st_add(w, "model_ema.decay", NULL, D(1), D(-1));
     write_st(w, v1);
     /* diffusers names: old attention names, a shortcut, an up block counted from the end */
     static const char *const dn[][2] = {
@@ -472,6 +476,8 @@ static void test_vae_file(void **state) {
     assert_values(m, "first_stage_model.decoder.conv_in.weight", "vae1");
     assert_values(m, "first_stage_model.decoder.conv_out.weight", "vae1b");
     assert_values(m, "first_stage_model.post_quant_conv.weight", NULL); /* the checkpoint's */
+    assert_int_equal(mx_sd_n_weights(m), 8); /* 5 UNet + conv_in, conv_out, post_quant_conv */
+    assert_null(mx_sd_weight(m, "first_stage_model.loss.logvar"));
     mx_sd_model_close(m);
 
     o.vae_path = v2;

@@ -279,6 +279,17 @@ static bool canonical(const char *name, char *out, size_t size) {
     if (!keep || ends(name, "position_ids") || ends(name, "text_projection") ||
         ends(name, "text_projection.weight"))
         return false;
+    /* VAE files also carry their training loss (loss.discriminator.*, loss.logvar) and EMA
+     * bookkeeping: only the autoencoder's own modules are the VAE */
+    static const char *const vae_parts[] = {"encoder.", "decoder.", "quant_conv.",
+                                            "post_quant_conv."};
+    if (starts(name, "first_stage_model.")) {
+        bool part = false;
+        for (size_t i = 0; i < MX_ARRAY_LEN(vae_parts); i++)
+            part |= starts(name + strlen("first_stage_model."), vae_parts[i]);
+        if (!part)
+            return false;
+    }
     return (size_t)snprintf(out, size, "%s", name) < size;
 }
 
