@@ -845,6 +845,12 @@ static void test_gguf_diffusers_names(void **state) {
         assert_int_equal(mx_gguf_writer_add_tensor(w, ts[i].name, ts[i].type, 4, ts[i].ne, q), 0);
         free(q);
     }
+    /* sd.cpp's `--type f16` converts alphas_cumprod too (its block size 1 divides 1000) */
+    uint16_t ach[1000];
+    for (int i = 0; i < 1000; i++)
+        ach[i] = mx_fp32_to_fp16(0.999f - 0.0009f * (float)i);
+    assert_int_equal(mx_gguf_writer_add_tensor(w, "alphas_cumprod", MX_TYPE_F16, 1,
+                                               (int64_t[]){1000}, ach), 0);
     void *buf;
     size_t size;
     assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, NULL), 0);
@@ -853,6 +859,8 @@ static void test_gguf_diffusers_names(void **state) {
     struct mx_err err = {0};
     if (mx_sd_model_open_mem(NULL, buf, size, "d.gguf", NULL, &m, &err) != 0)
         fail_msg("%s", err.msg);
+    assert_true(m->alphas_from_file);
+    assert_true(m->alphas_cumprod[500] == mx_fp16_to_fp32(ach[500]));
     assert_int_equal(mx_sd_n_weights(m), (int64_t)nts);
     assert_true(m->has_vae && m->has_text_encoder && m->family == MX_SD_FAMILY_SD1);
     for (size_t i = 0; i < nts; i++) {

@@ -89,13 +89,18 @@ int mx_sd_load_gguf(struct mx_sd_model *m, struct mx_gguf *g, struct mx_err *err
     struct mx_buf *buf;
     if ((rc = mx_sd_wrap(m, base, mx_gguf_file_size(g) - mx_gguf_data_offset(g), &buf, err)) < 0)
         return rc;
+    /* F32 as sd.cpp leaves it for quantized types; `--type f16` (block size 1) converts it too */
     const struct mx_gguf_tensor *a = mx_gguf_find_tensor(g, "alphas_cumprod");
     if (a) {
-        if (a->type != MX_TYPE_F32)
-            return mx_err_set(err, MX_EFORMAT, "%s: alphas_cumprod has type %s, expected f32",
-                              path, mx_type_name(a->type));
-        if ((rc = mx_sd_set_alphas(m, a->data, MX_ST_F32, a->ne[0] * a->ne[1] * a->ne[2] *
-                                   a->ne[3], "alphas_cumprod in the file", err)) < 0)
+        int64_t n = a->ne[0] * a->ne[1] * a->ne[2] * a->ne[3];
+        if (n != MX_SD_TRAIN_STEPS || (a->type != MX_TYPE_F32 && a->type != MX_TYPE_F16 &&
+                                       a->type != MX_TYPE_BF16))
+            return mx_err_set(err, MX_EFORMAT, "%s: alphas_cumprod has %lld %s values, expected "
+                              "%d f32/f16/bf16", path, (long long)n, mx_type_name(a->type),
+                              MX_SD_TRAIN_STEPS);
+        float ac[MX_SD_TRAIN_STEPS];
+        mx_type_traits(a->type)->to_float(a->data, ac, MX_SD_TRAIN_STEPS);
+        if ((rc = mx_sd_set_alphas(m, ac, MX_ST_F32, n, "alphas_cumprod in the file", err)) < 0)
             return rc;
     }
     struct layout l;
