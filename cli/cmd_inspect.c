@@ -354,7 +354,9 @@ static int inspect_gguf(const char *path, const struct opts *o) {
     int64_t ftype = -1;
     (void)mx_gguf_get_int(g, "general.file_type", &ftype, NULL);
     size_t arch_len = arch ? strlen(arch) : 0;
-    const bool sd = mx_gguf_find_tensor(g, "model.diffusion_model.input_blocks.0.0.weight");
+    /* LDM names, or a diffusers folder stable-diffusion.cpp converted without --convert-name */
+    const bool sd = mx_gguf_find_tensor(g, "model.diffusion_model.input_blocks.0.0.weight") ||
+                    mx_gguf_find_tensor(g, "unet.conv_in.weight");
 
     /* parameters (total, and active per token for MoE) and the type histogram */
     struct mx_llm_params pc;
@@ -727,6 +729,9 @@ static void usage(FILE *f) {
                "Describes a model file: architecture, hyperparameters, tokenizer, tensor types,\n"
                "parameter counts (total and active per token for mixtures of experts).\n"
                "A directory is read as a diffusers folder (unet/, vae/, text_encoder/).\n"
+               "A Stable Diffusion checkpoint also shows what the image engine makes of it:\n"
+               "family, prediction type (detected or assumed), inpainting, source format,\n"
+               "parameters and weight types per component, the schedule's source.\n"
                "\n"
                "  --json     machine-readable output\n"
                "  --tensors  list every tensor (name, type, shape, size)\n"

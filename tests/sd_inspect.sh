@@ -85,8 +85,8 @@ assert "16 latent channels" in json.load(sys.stdin)["stable_diffusion"]["error"]
 
 # the SD 1.5 reference checkpoint: single file and diffusers folder agree
 src=${MX_SRCDIR:-$(dirname "$0")/..}
-if file=$("$src/tests/sd_ckpt.sh" 2>/dev/null) && dir=$("$src/tests/sd_ckpt.sh" diffusers 2>/dev/null)
-then
+if file=$("$src/tests/sd_ckpt.sh" 2>/dev/null) &&
+    dir=$("$src/tests/sd_ckpt.sh" diffusers 2>/dev/null); then
     "$MIXEL" inspect --json "$file" >"$tmp/a" && "$MIXEL" inspect --json "$dir" >"$tmp/b" ||
         bad "sd15 inspect"
     "$PY" - "$tmp/a" "$tmp/b" <<'PYEOF' && ok "sd15 file and folder" || bad "sd15 file vs folder"

@@ -7,6 +7,7 @@
  * ../shared/refs/sd opened as a single file and as a diffusers folder (same weights, written by
  * ../shared/tools/make_sd15_random.py), which must give the same table byte for byte.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -328,6 +329,11 @@ static void test_errors(void **state) {
         {4, MX_EUNSUP, "an SDXL-style UNet"},
         {5, MX_EFORMAT, "t.safetensors: alphas_cumprod[0] = 0 is not in (0, 1)"},
         {6, MX_EFORMAT, "UNet takes 5 input channels"},
+        /* found by fuzz_sd_model: a 0 dimension was read as 1 (reads past the data) */
+        {7, MX_EFORMAT, "t.safetensors: tensor first_stage_model.decoder.conv_out.bias has no "
+                        "elements (dimension 1 is 0)"},
+        /* found by fuzz_sd_model: a name from the file broke the message's one line */
+        {8, MX_EFORMAT, "t.safetensors: tensor first_stage_model.encoder.bad?name has dtype I8"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct mx_st_writer *w = mx_st_writer_new();
@@ -344,6 +350,16 @@ static void test_errors(void **state) {
             int8_t b[8] = {0};
             assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.encoder.conv_in.bias",
                                                      MX_ST_I8, 1, (int64_t[]){8}, b), 0);
+        }
+        if (what == 8) {
+            int8_t b[2] = {0};
+            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.encoder.bad\nname",
+                                                     MX_ST_I8, 1, (int64_t[]){2}, b), 0);
+        }
+        if (what == 7) {
+            uint16_t z[1] = {0};
+            assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.decoder.conv_out.bias",
+                                                     MX_ST_F16, 2, (int64_t[]){0, 4}, z), 0);
         }
         if (what == 5) {
             float ac[1000] = {0};
@@ -379,6 +395,14 @@ static void test_errors(void **state) {
     free(buf);
 }
 
+/* Writes text to path. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* Writes w to path. */
 static void write_st(struct mx_st_writer *w, const char *path) {
     struct mx_err err = {0};
@@ -401,10 +425,14 @@ static void test_vae_file(void **state) {
     add_min_unet(w, 768, 4);
     add_min_vae(w, "first_stage_model.", 4);
     write_st(w, ck);
-    /* an unprefixed LDM VAE whose values are keyed differently from the checkpoint's */
+    /* an unprefixed LDM VAE whose values are keyed differently from the checkpoint's, with the
+     * training loss and EMA tensors VAE files carry (left out) */
     w = mx_st_writer_new();
     st_add(w, "decoder.conv_in.weight", "vae1", D(8), D(4), D(3), D(3), D(-1));
     st_add(w, "decoder.conv_out.weight", "vae1b", D(3), D(8), D(3), D(3), D(-1));
+    st_add(w, "loss.logvar", NULL, D(1), D(-1));
+    st_add(w, "loss.discriminator.main.0.weight", NULL, D(8), D(3), D(4), D(4), D(-1));
+    st_add(w, "model_ema.decay", NULL, D(1), D(-1));
     write_st(w, v1);
     /* diffusers names: old attention names, a shortcut, an up block counted from the end */
     static const char *const dn[][2] = {
@@ -448,6 +476,8 @@ static void test_vae_file(void **state) {
     assert_values(m, "first_stage_model.decoder.conv_in.weight", "vae1");
     assert_values(m, "first_stage_model.decoder.conv_out.weight", "vae1b");
     assert_values(m, "first_stage_model.post_quant_conv.weight", NULL); /* the checkpoint's */
+    assert_int_equal(mx_sd_n_weights(m), 8); /* 5 UNet + conv_in, conv_out, post_quant_conv */
+    assert_null(mx_sd_weight(m, "first_stage_model.loss.logvar"));
     mx_sd_model_close(m);
 
     o.vae_path = v2;
@@ -471,14 +501,63 @@ static void test_vae_file(void **state) {
     rmdir(dir);
 }
 
-/* ---- diffusers folders ---------------------------------------------------------------------- */
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+/* The .yaml A1111 reads beside a checkpoint gives the prediction type; and with a CPU backend
+ * the tensors are the same bytes, now in backend buffers (a widened BF16 kernel too). */
+static void test_sidecar_and_backend(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mx_sd_side.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char ck[300], yaml[300];
+    snprintf(ck, sizeof ck, "%s/768-v-ema.safetensors", dir);
+    snprintf(yaml, sizeof yaml, "%s/768-v-ema.yaml", dir);
+    struct mx_st_writer *w = mx_st_writer_new();
+    add_min_unet(w, 1024, 4);
+    uint16_t bf[4 * 8 * 9];
+    for (int i = 0; i < 4 * 8 * 9; i++)
+        bf[i] = (uint16_t)(0x3f80 + i); /* 1.0 and up, exact in F32 */
+    assert_int_equal(mx_st_writer_add_tensor(w, "first_stage_model.decoder.conv_out.weight",
+                                             MX_ST_BF16, 4, (int64_t[]){4, 8, 3, 3}, bf), 0);
+    write_st(w, ck);
+    write_text(yaml, "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n"
+                     "    parameterization: \"v\"\n    linear_start: 0.00085\n");
+    struct mx_sd_model *m = NULL, *h = NULL;
+    struct mx_err err = {0};
+    assert_int_equal(mx_sd_model_open(NULL, ck, NULL, &h, &err), 0);
+    assert_int_equal(h->prediction, MX_SD_PRED_V);
+    assert_true(h->prediction_detected);
+    assert_string_equal(h->prediction_source, "parameterization in the .yaml beside it");
+    struct mx_backend *be = mx_backend_cpu_new(1, &err);
+    assert_non_null(be);
+    assert_int_equal(mx_sd_model_open(be, ck, NULL, &m, &err), 0);
+    assert_int_equal(mx_sd_n_weights(m), mx_sd_n_weights(h));
+    for (int64_t i = 0; i < mx_sd_n_weights(m); i++) {
+        const struct mx_tensor *x = mx_sd_weight_at(m, i), *y = mx_sd_weight_at(h, i);
+        assert_string_equal(x->name, y->name);
+        assert_non_null(x->buf);
+        assert_null(y->buf);
+        assert_true((char *)x->data >= (char *)x->buf->base &&
+                    (char *)x->data + mx_tensor_nbytes(x) <= (char *)x->buf->base + x->buf->size);
+        assert_int_equal(x->type, y->type);
+        assert_memory_equal(x->data, y->data, mx_tensor_nbytes(x));
+    }
+    const struct mx_tensor *t = mx_sd_weight(m, "first_stage_model.decoder.conv_out.weight");
+    assert_int_equal(t->type, MX_TYPE_F32);
+    for (int i = 0; i < 4 * 8 * 9; i++)
+        assert_true(((const float *)t->data)[i] == mx_bf16_to_fp32(bf[i]));
+    mx_sd_model_close(m);
+    mx_sd_model_close(h);
+    mx_backend_free(be);
+    /* "eps" in the yaml: detected eps */
+    write_text(yaml, "model:\n  params:\n    parameterization: eps # default\n");
+    assert_int_equal(mx_sd_model_open(NULL, ck, NULL, &h, &err), 0);
+    assert_true(h->prediction == MX_SD_PRED_EPS && h->prediction_detected);
+    mx_sd_model_close(h);
+    unlink(yaml);
+    unlink(ck);
+    rmdir(dir);
 }
+
+/* ---- diffusers folders ---------------------------------------------------------------------- */
 
 /* A small diffusers folder (fp16 variant file names) with its UNet mapping checked name by name,
  * and the scheduler config's prediction type and schedule. */
@@ -717,6 +796,93 @@ static void test_gguf(void **state) {
     free(buf);
 }
 
+/* sd.cpp's convert of a diffusers folder without --convert-name keeps the diffusers names under
+ * unet. / vae. / te. prefixes: mapped like a folder (the upsampler index from the attentions
+ * present, VAE up blocks counted from the end, the quantized linear attention widened). */
+static void test_gguf_diffusers_names(void **state) {
+    (void)state;
+    static const struct {
+        const char *name, *ldm;
+        int type;
+        int64_t ne[4];
+    } ts[] = {
+        {"unet.conv_in.weight", "model.diffusion_model.input_blocks.0.0.weight", MX_TYPE_F16,
+         {3, 3, 4, 32}},
+        {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+         "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+         MX_TYPE_Q8_0, {768, 32, 1, 1}},
+        {"unet.up_blocks.0.upsamplers.0.conv.weight",
+         "model.diffusion_model.output_blocks.2.1.conv.weight", MX_TYPE_F16, {3, 3, 32, 32}},
+        {"unet.up_blocks.1.attentions.0.proj_in.weight",
+         "model.diffusion_model.output_blocks.3.1.proj_in.weight", MX_TYPE_Q8_0, {32, 32, 1, 1}},
+        {"unet.up_blocks.1.upsamplers.0.conv.bias",
+         "model.diffusion_model.output_blocks.5.2.conv.bias", MX_TYPE_F32, {32, 1, 1, 1}},
+        {"vae.decoder.conv_in.weight", "first_stage_model.decoder.conv_in.weight", MX_TYPE_F16,
+         {3, 3, 4, 32}},
+        {"vae.decoder.conv_out.weight", "first_stage_model.decoder.conv_out.weight", MX_TYPE_F16,
+         {3, 3, 32, 3}},
+        {"vae.decoder.up_blocks.0.resnets.0.conv1.weight",
+         "first_stage_model.decoder.up.1.block.0.conv1.weight", MX_TYPE_F16, {3, 3, 32, 32}},
+        {"vae.decoder.up_blocks.1.resnets.0.conv1.weight",
+         "first_stage_model.decoder.up.0.block.0.conv1.weight", MX_TYPE_F16, {3, 3, 32, 32}},
+        {"vae.decoder.mid_block.attentions.0.to_q.weight",
+         "first_stage_model.decoder.mid.attn_1.q.weight", MX_TYPE_Q8_0, {32, 32, 1, 1}},
+        {"te.text_model.embeddings.token_embedding.weight",
+         "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", MX_TYPE_F16,
+         {768, 10, 1, 1}},
+    };
+    size_t nts = sizeof ts / sizeof ts[0];
+    struct mx_gguf_writer *w = mx_gguf_writer_new();
+    float *vals[16];
+    for (size_t i = 0; i < nts; i++) {
+        int64_t n = ts[i].ne[0] * ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3];
+        vals[i] = values_f32(ts[i].ldm, n);
+        size_t bytes;
+        assert_true(mx_row_size(ts[i].type, n, &bytes));
+        void *q = malloc(bytes);
+        assert_int_equal(mx_quantize_row(ts[i].type, vals[i], q, n), 0);
+        assert_int_equal(mx_dequantize_row(ts[i].type, q, vals[i], n), 0);
+        assert_int_equal(mx_gguf_writer_add_tensor(w, ts[i].name, ts[i].type, 4, ts[i].ne, q), 0);
+        free(q);
+    }
+    /* sd.cpp's `--type f16` converts alphas_cumprod too (its block size 1 divides 1000) */
+    uint16_t ach[1000];
+    for (int i = 0; i < 1000; i++)
+        ach[i] = mx_fp32_to_fp16(0.999f - 0.0009f * (float)i);
+    assert_int_equal(mx_gguf_writer_add_tensor(w, "alphas_cumprod", MX_TYPE_F16, 1,
+                                               (int64_t[]){1000}, ach), 0);
+    void *buf;
+    size_t size;
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, NULL), 0);
+    mx_gguf_writer_free(w);
+    struct mx_sd_model *m = NULL;
+    struct mx_err err = {0};
+    if (mx_sd_model_open_mem(NULL, buf, size, "d.gguf", NULL, &m, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_true(m->alphas_from_file);
+    assert_true(m->alphas_cumprod[500] == mx_fp16_to_fp32(ach[500]));
+    assert_int_equal(mx_sd_n_weights(m), (int64_t)nts);
+    assert_true(m->has_vae && m->has_text_encoder && m->family == MX_SD_FAMILY_SD1);
+    for (size_t i = 0; i < nts; i++) {
+        const struct mx_tensor *t = mx_sd_weight(m, ts[i].ldm);
+        if (!t)
+            fail_msg("%s (from %s) missing", ts[i].ldm, ts[i].name);
+        int64_t n = mx_tensor_nelements(t);
+        float *got = malloc((size_t)n * 4);
+        assert_int_equal(mx_dequantize_row(t->type, t->data, got, n), 0);
+        if (memcmp(got, vals[i], (size_t)n * 4))
+            fail_msg("%s: wrong values", ts[i].ldm);
+        free(got);
+        free(vals[i]);
+    }
+    const struct mx_tensor *t;
+    assert_int_equal(mx_sd_need(m, &t, (int64_t[4]){1, 1, 32, 32}, &err,
+                                "first_stage_model.decoder.mid.attn_1.q.weight"), 0);
+    assert_int_equal(t->type, MX_TYPE_F32);
+    mx_sd_model_close(m);
+    free(buf);
+}
+
 /* ---- the SD 1.5 reference checkpoint -------------------------------------------------------- */
 
 /* The path sd_ckpt.sh prints (kind "" or "diffusers"), or NULL when it skips. */
@@ -820,6 +986,89 @@ static void test_diffusers_equals_single(void **state) {
     free(dir);
 }
 
+/* Converts src (file or folder) with sd-cli into dst once (a .ok marker beside it). */
+static bool sdcpp_convert(const char *cli, const char *src, const char *dst) {
+    char ok[1100], cmd[4096];
+    snprintf(ok, sizeof ok, "%s.ok", dst);
+    struct stat sb;
+    if (stat(ok, &sb) == 0)
+        return true;
+    snprintf(cmd, sizeof cmd, "'%s' -M convert -m '%s' -o '%s' --type q8_0 -t 2 >/dev/null 2>&1 "
+             "&& touch '%s'", cli, src, dst, ok);
+    return system(cmd) == 0;
+}
+
+/* Opt-in (MX_SD_CLI = a stable-diffusion.cpp sd-cli): the SD 1.5 reference checkpoint converted
+ * by the peer itself (`-M convert --type q8_0`, names kept as in the source), from the single
+ * file and from the diffusers folder, loads as the single file's table: same names and shapes,
+ * F16 tensors byte for byte, the quantized ones (kept Q8_0, or widened to F32 for vectors and
+ * the VAE's linear attention projections) within one Q8_0 step (max|block| / 127) of the F16
+ * originals. Not in the default run: it needs the peer and writes 3.6 GB under the build dir. */
+static void test_sdcpp_gguf(void **state) {
+    (void)state;
+    const char *cli = getenv("MX_SD_CLI");
+    char *file = ckpt_path(""), *dir = ckpt_path("diffusers");
+    if (!cli || !file || !dir) {
+        free(file);
+        free(dir);
+        mx_test_skip("needs MX_SD_CLI and tests/sd_ckpt.sh's SD 1.5 checkpoint");
+    }
+    const char *bd = getenv("MX_BUILDDIR");
+    char out[2][1024];
+    snprintf(out[0], sizeof out[0], "%s/sd15_file.sdcpp_q8_0.gguf", bd ? bd : ".");
+    snprintf(out[1], sizeof out[1], "%s/sd15_diffusers.sdcpp_q8_0.gguf", bd ? bd : ".");
+    assert_true(sdcpp_convert(cli, file, out[0]));
+    assert_true(sdcpp_convert(cli, dir, out[1]));
+    struct mx_sd_model *a = NULL;
+    struct mx_err err = {0};
+    if (mx_sd_model_open(NULL, file, NULL, &a, &err) != 0)
+        fail_msg("%s", err.msg);
+    for (int k = 0; k < 2; k++) {
+        struct mx_sd_model *b = NULL;
+        if (mx_sd_model_open(NULL, out[k], NULL, &b, &err) != 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(b->source, MX_SD_SRC_GGUF);
+        assert_int_equal(mx_sd_n_weights(b), mx_sd_n_weights(a));
+        assert_int_equal(b->n_params, a->n_params);
+        int64_t n_q = 0, n_w = 0;
+        for (int64_t i = 0; i < mx_sd_n_weights(a); i++) {
+            const struct mx_tensor *x = mx_sd_weight_at(a, i), *y = mx_sd_weight_at(b, i);
+            if (strcmp(x->name, y->name) || memcmp(x->ne, y->ne, sizeof x->ne))
+                fail_msg("%s: %s / shape differs", x->name, y->name);
+            if (y->type == MX_TYPE_F16) {
+                if (memcmp(x->data, y->data, mx_tensor_nbytes(x)))
+                    fail_msg("%s: bytes differ", x->name);
+                continue;
+            }
+            n_q += y->type == MX_TYPE_Q8_0;
+            n_w += y->type == MX_TYPE_F32;
+            int64_t n = mx_tensor_nelements(x);
+            float *fx = malloc((size_t)n * 4), *fy = malloc((size_t)n * 4);
+            assert_int_equal(mx_dequantize_row(x->type, x->data, fx, n), 0);
+            assert_int_equal(mx_dequantize_row(y->type, y->data, fy, n), 0);
+            for (int64_t b0 = 0; b0 < n; b0 += 32) {
+                float amax = 0, emax = 0;
+                for (int64_t j = b0; j < b0 + 32 && j < n; j++) {
+                    amax = fabsf(fx[j]) > amax ? fabsf(fx[j]) : amax;
+                    emax = fabsf(fx[j] - fy[j]) > emax ? fabsf(fx[j] - fy[j]) : emax;
+                }
+                if (emax > amax / 127.0f)
+                    fail_msg("%s: block at %lld off by %g (max %g)", x->name, (long long)b0,
+                             (double)emax, (double)amax);
+            }
+            free(fx);
+            free(fy);
+        }
+        printf("%s: %lld tensors Q8_0, %lld widened to F32, the rest F16 byte-equal\n", out[k],
+               (long long)n_q, (long long)n_w);
+        assert_true(n_q > 0 && n_w > 0);
+        mx_sd_model_close(b);
+    }
+    mx_sd_model_close(a);
+    free(file);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_file),
@@ -827,9 +1076,17 @@ int main(void) {
         cmocka_unit_test(test_prediction),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_vae_file),
+        cmocka_unit_test(test_sidecar_and_backend),
         cmocka_unit_test(test_diffusers_small),
         cmocka_unit_test(test_gguf),
+        cmocka_unit_test(test_gguf_diffusers_names),
         cmocka_unit_test(test_diffusers_equals_single),
     };
+    if (getenv("MX_SD_CLI")) {
+        const struct CMUnitTest peer[] = {cmocka_unit_test(test_sdcpp_gguf)};
+        int failures = cmocka_run_group_tests(tests, NULL, NULL);
+        return mx_test_status(failures + cmocka_run_group_tests(peer, NULL, NULL));
+    }
+    printf("note: MX_SD_CLI (stable-diffusion.cpp's sd-cli) unset: its real GGUFs not checked\n");
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

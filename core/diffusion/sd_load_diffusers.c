@@ -50,7 +50,8 @@ static bool unet_res(const char *rest, char *out, size_t size, const char *prefi
 bool mx_sd_diffusers_unet_name(const char *name, int lpb, const bool up_has_attn[8], char *out,
                                size_t size) {
     static const char *const whole[][2] = {
-        {"time_embedding.linear_1.", "time_embed.0."}, {"time_embedding.linear_2.", "time_embed.2."},
+        {"time_embedding.linear_1.", "time_embed.0."},
+        {"time_embedding.linear_2.", "time_embed.2."},
         {"conv_in.", "input_blocks.0.0."},             {"conv_norm_out.", "out.0."},
         {"conv_out.", "out.2."},
     };

@@ -279,6 +279,17 @@ static bool canonical(const char *name, char *out, size_t size) {
     if (!keep || ends(name, "position_ids") || ends(name, "text_projection") ||
         ends(name, "text_projection.weight"))
         return false;
+    /* VAE files also carry their training loss (loss.discriminator.*, loss.logvar) and EMA
+     * bookkeeping: only the autoencoder's own modules are the VAE */
+    static const char *const vae_parts[] = {"encoder.", "decoder.", "quant_conv.",
+                                            "post_quant_conv."};
+    if (starts(name, "first_stage_model.")) {
+        bool part = false;
+        for (size_t i = 0; i < MX_ARRAY_LEN(vae_parts); i++)
+            part |= starts(name + strlen("first_stage_model."), vae_parts[i]);
+        if (!part)
+            return false;
+    }
     return (size_t)snprintf(out, size, "%s", name) < size;
 }
 
@@ -359,6 +370,10 @@ int mx_sd_add(struct mx_sd_model *m, const char *name, const struct mx_sd_src *s
         mx_sd_hint_prediction(m, MX_SD_PRED_V, "a v_pred tensor in the file");
     if (!canonical(name, cname, sizeof cname))
         return 0;
+    for (int i = 0; i < 4; i++) /* mx_tensor_init would read a 0 as 1 */
+        if (s->ne[i] <= 0)
+            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has no elements (dimension %d is "
+                              "%lld)", s->file, name, i, (long long)s->ne[i]);
     struct mx_tensor t;
     if (mx_tensor_init(&t, (enum mx_type)s->type, s->ne[0], s->ne[1], s->ne[2], s->ne[3]) < 0)
         return mx_err_set(err, MX_EFORMAT, "%s: tensor %s: unusable shape or type %s", s->file,
@@ -497,6 +512,37 @@ static int meta_prediction(struct mx_sd_model *m, const struct mx_st *st, struct
         return 0;
     }
     return 0;
+}
+
+/* Prediction type from the LDM config A1111 reads beside a checkpoint (<stem>.yaml, e.g.
+ * v2-inference-v.yaml saved as 768-v-ema.yaml): its model.params.parameterization, "v" for
+ * v-models ("eps" or absent: eps). A plain text scan for the one key; a missing or unreadable
+ * file is no error. */
+static void sidecar_prediction(struct mx_sd_model *m, const char *path) {
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash))
+        return;
+    char yaml[4096];
+    if ((size_t)snprintf(yaml, sizeof yaml, "%.*s.yaml", (int)(dot - path), path) >= sizeof yaml)
+        return;
+    FILE *f = fopen(yaml, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *k = line + strspn(line, " \t");
+        if (strncmp(k, "parameterization:", 17) != 0)
+            continue;
+        char *v = k + 17;
+        v += strspn(v, " \t\"'");
+        size_t n = strcspn(v, " \t\"'\r\n#");
+        if (n == 1 && v[0] == 'v')
+            mx_sd_hint_prediction(m, MX_SD_PRED_V, "parameterization in the .yaml beside it");
+        else if (n == 3 && !strncmp(v, "eps", 3))
+            mx_sd_hint_prediction(m, MX_SD_PRED_EPS, "parameterization in the .yaml beside it");
+        break;
+    }
+    fclose(f);
 }
 
 /* ---- checks --------------------------------------------------------------------------------- */
@@ -687,6 +733,16 @@ fail:
 
 static const char gguf_magic[4] = {'G', 'G', 'U', 'F'};
 
+/* Tensor names in messages come from the file: control bytes become '?' so the message stays
+ * one inert line. Returns rc. */
+static int clean_msg(struct mx_err *err, int rc) {
+    if (err)
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return rc;
+}
+
 int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd_open_opts *opts,
                      struct mx_sd_model **out, struct mx_err *err) {
     *out = NULL;
@@ -717,9 +773,11 @@ int mx_sd_model_open(struct mx_backend *be, const char *path, const struct mx_sd
     }
     if (rc < 0) {
         mx_sd_model_close(m);
-        return rc;
+        return clean_msg(err, rc);
     }
-    return finish(m, opts, out, err);
+    if (m->source != MX_SD_SRC_DIFFUSERS && m->priv->hint_pred < 0)
+        sidecar_prediction(m, path);
+    return clean_msg(err, finish(m, opts, out, err));
 }
 
 int mx_sd_model_open_mem(struct mx_backend *be, const void *buf, size_t size, const char *name,
@@ -742,9 +800,9 @@ int mx_sd_model_open_mem(struct mx_backend *be, const void *buf, size_t size, co
     }
     if (rc < 0) {
         mx_sd_model_close(m);
-        return rc;
+        return clean_msg(err, rc);
     }
-    return finish(m, opts, out, err);
+    return clean_msg(err, finish(m, opts, out, err));
 }
 
 void mx_sd_model_close(struct mx_sd_model *m) {

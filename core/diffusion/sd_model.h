@@ -22,11 +22,15 @@
  *                 .safetensors, model[.fp16].safetensors) and scheduler/scheduler_config.json;
  *                 UNet down_blocks/mid_block/up_blocks and VAE down/up/mid names (old
  *                 query/key/value/proj_attn or to_q/to_k/to_v/to_out.0) mapped to LDM names.
- *   .gguf         stable-diffusion.cpp's `sd-cli -M convert` output: its names are already the
- *                 LDM ones (an SD 2.x text encoder keeps the fused self_attn.in_proj, split here);
- *                 quantized matrices stay quantized (matmul reads every type); a quantized
- *                 vector (sd.cpp quantizes norm weights whose length is a block multiple) is
- *                 dequantized to F32 at load, as is any quantized or BF16 conv kernel.
+ *   .gguf         stable-diffusion.cpp's `sd-cli -M convert` output. It keeps the source's
+ *                 names unless --convert-name: a single file's LDM (and SD 2.x OpenCLIP) names,
+ *                 a diffusers folder's under unet./vae./te. (mapped as a folder's); with
+ *                 --convert-name, LDM names (an SD 2.x text encoder in HF names with a fused
+ *                 self_attn.in_proj, split here). Quantized matrices stay quantized (matmul
+ *                 reads every type); a quantized vector (sd.cpp quantizes norm weights whose
+ *                 length is a block multiple) is dequantized to F32 at load, as is any
+ *                 quantized or BF16 conv kernel (the VAE's attention projections from diffusers
+ *                 sources are quantized linears: F32 1x1 kernels here).
  *
  * PREDICTION TYPE (what is detected, in this order; m->prediction_source says which):
  *   1. opts->prediction >= 0 (the user's --prediction): "--prediction", not detected
@@ -34,7 +38,9 @@
  *      "parameterization": "epsilon"/"eps" -> eps, "v"/"v_prediction"/"v-prediction" -> v
  *   3. a tensor named "v_pred" (the marker some v-prediction exports carry) -> v
  *   4. diffusers scheduler/scheduler_config.json "prediction_type" (epsilon, v_prediction)
- *   5. otherwise eps, ASSUMED: SD 2.x 768-v and 512-base have identical tensor names and
+ *   5. the LDM config A1111 reads beside a file checkpoint, <stem>.yaml (768-v-ema.yaml next to
+ *      768-v-ema.safetensors): "parameterization: v" -> v, "eps" -> eps
+ *   6. otherwise eps, ASSUMED: SD 2.x 768-v and 512-base have identical tensor names and
  *      shapes, so a v-model without one of the markers above needs --prediction v.
  *
  * SCHEDULE (m->schedule_source): the file's alphas_cumprod (single file, GGUF), else a diffusers
@@ -51,7 +57,8 @@
  * ne = [kw, kh, in, out]; a linear weight [out, in] is ne = [in, out]; vectors [n]. Where two
  * layouts hold the same bytes (the VAE's attention projections: 1x1 convs in LDM files, linears
  * in diffusers) the loader presents the LDM shape. Weight types stay as stored (F16 stays F16);
- * only types an op cannot read are widened at load (BF16 conv kernels -> F32).
+ * only types an op cannot read are widened to F32 at load (BF16 or quantized conv kernels,
+ * quantized vectors), into copies the model owns.
  *
  * HOW TO USE
  *   mx_sd_model_open(be, "v1-5.safetensors", NULL, &m, &err);
