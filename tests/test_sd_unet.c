@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/base/util.h"
@@ -194,6 +195,13 @@ static void refs_s08(void **state) {
     check_ref("sd-s08", 0, 8, 8, "clip_hidden_cond.f32", 666.0f);
 }
 
+/* CPU seconds of the whole process (all threads). */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* ---- bench -------------------------------------------------------------------------------- */
 
 /* MX_UNET_BENCH=WxH: one batch-2 eval at that latent size on the SD 1.5 checkpoint, timed,
@@ -225,12 +233,13 @@ static int bench(const char *spec) {
            mx_sd_unet_describe(u), mx_sd_unet_scratch_bytes(u) / 1048576.0, lw, lh,
            mx_sd_unet_mem(g_sd.m, 2, lw, lh) / 1048576.0);
     for (int k = 0; k < reps; k++) {
-        double t0 = mx_time_s();
+        double t0 = mx_time_s(), c0 = cpu_s();
         if (mx_sd_unet_eval(u, 2, lw, lh, x, ts, ctx, 77, out, NULL, &err) < 0) {
             printf("unet: %s\n", err.msg);
             return 1;
         }
-        printf("eval %d: %.2f s (batch 2, %dx%d latent)\n", k, mx_time_s() - t0, lw, lh);
+        printf("eval %d: %.2f s wall, %.2f s CPU (batch 2, %dx%d latent)\n", k,
+               mx_time_s() - t0, cpu_s() - c0, lw, lh);
     }
     if (getenv("MX_UNET_PROFILE")) {
         mx_sd_unet_set_profile(u, 1);

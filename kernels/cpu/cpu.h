@@ -166,6 +166,12 @@ struct mx_cpu_kernels {
      * online softmax; NULL: use mx_ref_attn. Needs head_dim % 8 == 0 and the per-thread
      * scratch from mx_attn_fast_scratch. */
     mx_pool_fn attn;
+    /* Dense attention for many queries that all see every cell (the diffusion UNet's
+     * non-causal self- and cross-attention: kpos all 0, qpos all 0): per head and block of
+     * MX_ATTN_DENSE_QB queries, S = Q K^T over all n_kv cells and O = softmax(S) V as two sgemm,
+     * the softmax in between over whole rows. F32 cache only; per-thread scratch from
+     * mx_attn_dense_scratch. NULL: the flash path. */
+    mx_pool_fn attn_dense;
     /* Decode attention (one query token, n_kv >= MX_ATTN_SPLIT_MIN) split over the cache:
      * attn_split writes per-chunk partials to the shared scratch (mx_attn_split_scratch), then
      * attn_merge combines them into dst. NULL: attn covers decode too. */
@@ -210,6 +216,16 @@ static inline int64_t mx_attn_split_shared_scratch(int64_t head_dim, int64_t n_h
                                                    int64_t n_kv) {
     int64_t chunk = mx_attn_split_chunk(n_kv);
     return (n_kv + chunk - 1) / chunk * n_head * (head_dim + 2) + 16;
+}
+
+/* Queries per block of the dense attention: S is MX_ATTN_DENSE_QB x n_kv floats (1 MiB at
+ * 4096 cells), in L2 while its rows are exponentiated and multiplied by V. */
+#define MX_ATTN_DENSE_QB 64
+/* Below this many queries the flash path is as good. */
+#define MX_ATTN_DENSE_MIN_T 64
+
+static inline int64_t mx_attn_dense_scratch(int64_t n_kv) {
+    return MX_ATTN_DENSE_QB * (n_kv + 16) + 16;
 }
 
 /* Floats of per-thread scratch the fast attention needs (both paths). */
@@ -328,6 +344,11 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
                      const struct mx_tensor *x, const struct mx_tensor *ids);
 
 /* conv2d as im2col + sgemm (conv_gemm.c); same contract as the backend op. */
+/* Pool tasks over struct mx_ref_args with the contracts of mx_ref_transpose / mx_ref_concat,
+ * for contiguous tensors only (layout.c): a tiled transpose and a row-copy concat. */
+void mx_cpu_transpose_tiled(void *args, int ith, int nth);
+void mx_cpu_concat_rows(void *args, int ith, int nth);
+
 int mx_cpu_conv2d_gemm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                        const struct mx_tensor *w, const struct mx_tensor *b,
                        const struct mx_conv2d_params *p);

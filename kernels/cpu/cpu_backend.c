@@ -238,12 +238,37 @@ static int cpu_kv_shift(struct mx_backend *be, struct mx_tensor *kcache,
     return run(be, mx_ref_kv_shift, &a, "kv_shift", false);
 }
 
+/* Whether the dense attention applies: many queries, an F32 cache, no window, and every query
+ * sees every cell (each kpos in [0, min qpos]): the UNet's attention with all positions 0. */
+static bool dense_ok(const struct mx_tensor *q, const struct mx_tensor *kc,
+                     const struct mx_tensor *vc, const struct mx_tensor *qpos,
+                     const struct mx_tensor *kpos, const struct mx_attn_params *p) {
+    if (q->ne[2] < MX_ATTN_DENSE_MIN_T || kc->type != MX_TYPE_F32 || vc->type != MX_TYPE_F32 ||
+        p->window != 0 || p->n_kv <= 0)
+        return false;
+    const int32_t *qp = qpos->data, *kp = kpos->data;
+    int32_t qmin = INT32_MAX;
+    for (int64_t t = 0; t < q->ne[2]; t++)
+        qmin = qp[t] < qmin ? qp[t] : qmin;
+    for (int64_t c = 0; c < p->n_kv; c++)
+        if (kp[c] < 0 || kp[c] > qmin)
+            return false;
+    return true;
+}
+
 static int cpu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
                     const struct mx_tensor *kcache, const struct mx_tensor *vcache,
                     const struct mx_tensor *qpos, const struct mx_tensor *kpos,
                     const struct mx_attn_params *p) {
     struct mx_cpu *c = be->ctx;
     bool fast = c->kern.attn && p->head_dim % 8 == 0;
+    if (c->kern.attn_dense && dense_ok(q, kcache, vcache, qpos, kpos, p)) {
+        int rc = reserve_f32(be, "attn", mx_attn_dense_scratch(p->n_kv));
+        if (rc < 0)
+            return rc;
+        ARGS(.dst = dst, .src = {q, kcache, vcache, qpos, kpos}, .p = p);
+        return run(be, c->kern.attn_dense, &a, "attn", false);
+    }
     if (fast && c->kern.attn_split && q->ne[2] == 1 && p->n_kv >= MX_ATTN_SPLIT_MIN) {
         int64_t per = mx_attn_split_thread_scratch(p->head_dim, p->n_head, p->n_head_kv);
         int64_t shared = mx_attn_split_shared_scratch(p->head_dim, p->n_head, p->n_kv);
@@ -356,7 +381,9 @@ static int cpu_upsample(struct mx_backend *be, struct mx_tensor *dst, const stru
 static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                       const struct mx_tensor *y, int dim) {
     ARGS(.dst = dst, .src = {x, y}, .i = dim);
-    return run(be, mx_ref_concat, &a, "concat", true);
+    bool contig = mx_tensor_is_contiguous(dst) && mx_tensor_is_contiguous(x) &&
+                  mx_tensor_is_contiguous(y);
+    return run(be, contig ? mx_cpu_concat_rows : mx_ref_concat, &a, "concat", true);
 }
 
 static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
@@ -366,7 +393,8 @@ static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const st
 
 static int cpu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    return run(be, mx_ref_transpose, &a, "transpose", true);
+    bool contig = mx_tensor_is_contiguous(dst) && mx_tensor_is_contiguous(x);
+    return run(be, contig ? mx_cpu_transpose_tiled : mx_ref_transpose, &a, "transpose", true);
 }
 
 /* ---- backend --------------------------------------------------------------------------------- */

@@ -1407,7 +1407,70 @@ static void attn_avx2(void *args, int ith, int nth) {
     }
 }
 
+/* ---- dense attention (see attn_dense in cpu.h) ----------------------------------------------
+ * Work unit: one head h and one block of up to MX_ATTN_DENSE_QB queries. q rows (token t, head
+ * h) are ldq = n_head * hd floats apart, cache rows ldk / ldv apart; head h reads columns
+ * [g*hd, (g+1)*hd) of the cache with g = h / (n_head / n_head_kv). */
+static void attn_dense_avx2(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const struct mx_tensor *q = a->src[0], *kc = a->src[1], *vc = a->src[2];
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, n_kv = p->n_kv, H = p->n_head, G = H / p->n_head_kv;
+    const int64_t T = q->ne[2], QB = MX_ATTN_DENSE_QB, nqb = (T + QB - 1) / QB;
+    const int64_t ldq = (int64_t)(q->nb[2] / sizeof(float)), ldo =
+        (int64_t)(a->dst->nb[2] / sizeof(float));
+    const int64_t ldk = (int64_t)(kc->nb[1] / sizeof(float)), ldv =
+        (int64_t)(vc->nb[1] / sizeof(float));
+    const int64_t lds = n_kv + 16; /* row stride of S: off 4 KiB multiples */
+    float *S = a->cpu->tbuf[ith];
+    int64_t u0, u1;
+    mx_split(H * nqb, ith, nth, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t h = u / nqb, t0 = (u % nqb) * QB, R = MX_MIN(QB, T - t0), g = h / G;
+        const float *qb = (const float *)q->data + t0 * ldq + h * hd;
+        const float *kb = (const float *)kc->data + g * hd, *vb = (const float *)vc->data + g * hd;
+        float *ob = (float *)a->dst->data + t0 * ldo + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)n_kv, (int)hd, p->scale,
+                    qb, (int)ldq, kb, (int)ldk, 0.0f, S, (int)lds);
+        float inv[MX_ATTN_DENSE_QB];
+        for (int64_t r = 0; r < R; r++) {
+            float *sr = S + r * lds;
+            __m256 mv = _mm256_set1_ps(-INFINITY);
+            int64_t j = 0;
+            for (; j + 8 <= n_kv; j += 8)
+                mv = _mm256_max_ps(mv, _mm256_loadu_ps(sr + j));
+            float m = hmax8(mv);
+            for (; j < n_kv; j++)
+                m = fmaxf(m, sr[j]);
+            __m256 mm = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
+            for (j = 0; j + 8 <= n_kv; j += 8) {
+                __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sr + j), mm));
+                _mm256_storeu_ps(sr + j, e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            float l = hsum8(sum);
+            for (; j < n_kv; j++) {
+                sr[j] = expf(sr[j] - m);
+                l += sr[j];
+            }
+            inv[r] = l > 0.0f ? 1.0f / l : 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)hd, (int)n_kv, 1.0f,
+                    S, (int)lds, vb, (int)ldv, 0.0f, ob, (int)ldo);
+        for (int64_t r = 0; r < R; r++) {
+            float *o = ob + r * ldo;
+            __m256 iv = _mm256_set1_ps(inv[r]);
+            int64_t i = 0;
+            for (; i + 8 <= hd; i += 8)
+                _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), iv));
+            for (; i < hd; i++)
+                o[i] *= inv[r];
+        }
+    }
+}
+
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
+    k->attn_dense = attn_dense_avx2;
     k->attn = attn_avx2;
     k->attn_split = attn_split_avx2;
     k->attn_merge = attn_merge_avx2;
