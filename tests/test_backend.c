@@ -924,6 +924,45 @@ static void test_attn_split_decode(void **state) {
         }
 }
 
+/* Non-causal attention with many queries that all see every cell (the diffusion UNet: all
+ * positions 0) takes the dense path (two sgemm per head and block of queries): against the
+ * reference for a query count that is not a multiple of the block, head dims 40 (not a multiple
+ * of 8) and 64, GQA, and a cache whose rows are wider than the heads; and a cache with one cell
+ * in a query's future falls back to the masked paths, still equal to the reference. */
+static void test_attn_dense(void **state) {
+    if (!mx_cpu_of(be4)->kern.attn_dense) {
+        mx_test_skip("no dense attention on this CPU: nothing to compare");
+    }
+    struct { int hd, nh, nkv, T, ncell; } cs[] = {{40, 8, 8, 130, 77}, {64, 4, 2, 200, 300}};
+    for (int ci = 0; ci < 2; ci++)
+        for (int future = 0; future < 2; future++) {
+            int hd = cs[ci].hd, nh = cs[ci].nh, nkv = cs[ci].nkv, T = cs[ci].T;
+            int ncell = cs[ci].ncell, ekv = hd * nkv;
+            struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, T, 1);
+            struct mx_tensor kc = mk(MX_TYPE_F32, ekv, ncell, 1, 1),
+                             vc = mk(MX_TYPE_F32, ekv, ncell, 1, 1);
+            struct mx_tensor qp = mk(MX_TYPE_I32, T, 1, 1, 1), kp = mk(MX_TYPE_I32, ncell, 1, 1, 1);
+            struct mx_tensor y1 = mk(MX_TYPE_F32, hd, nh, T, 1), y2 = mk(MX_TYPE_F32, hd, nh, T, 1);
+            fill(&q, 2.0f);
+            fill(&kc, 2.0f);
+            fill(&vc, 1.0f);
+            for (int j = 0; j < ncell; j++)
+                I(&kp)[j] = 0;
+            for (int t = 0; t < T; t++)
+                I(&qp)[t] = 0;
+            if (future)
+                I(&kp)[ncell / 2] = 1; /* seen by no query: not the dense case */
+            struct mx_attn_params p = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                                       .n_kv = ncell, .scale = 1.0f / sqrtf((float)hd)};
+            assert_int_equal(mx_op_attn(be4, &y1, &q, &kc, &vc, &qp, &kp, &p), 0);
+            assert_int_equal(mx_op_attn(be_scalar, &y2, &q, &kc, &vc, &qp, &kp, &p), 0);
+            double d = maxdiff(F(&y1), F(&y2), (int64_t)hd * nh * T);
+            if (d > 1e-5)
+                fail_msg("dense attn case %d future %d: %g from the reference", ci, future, d);
+            free_all();
+        }
+}
+
 static void test_attn_fast_equals_reference(void **state) {
     if (!mx_cpu_of(be4)->kern.attn) {
         mx_test_skip("no fast attention on this CPU: nothing to compare");
@@ -1454,6 +1493,7 @@ int main(void) {
         cmocka_unit_test_setup(test_attn_against_oracle, reset_modes),
         cmocka_unit_test_setup(test_attn_fast_equals_reference, reset_modes),
         cmocka_unit_test_setup(test_attn_split_decode, reset_modes),
+        cmocka_unit_test_setup(test_attn_dense, reset_modes),
         cmocka_unit_test_setup(test_attn_incremental_equals_batch, reset_modes),
         cmocka_unit_test_setup(test_kv_shift, reset_modes),
         cmocka_unit_test_setup(test_cpy_conversions, reset_modes),
