@@ -205,9 +205,11 @@ static void test_matmul_all_types(void **state) {
         int64_t blk = mx_type_traits(type)->blck_size;
         int64_t n_in = blk == 256 ? 512 : 224; /* 7 blocks: a 4-block SIMD loop and a tail */
         assert_true(mx_backend_supports(be4, MX_OP_MATMUL, type));
-        int64_t Ts[] = {1, 3, 9}; /* decode, small batch, GEMM path (>= 8 columns) */
+        /* decode, small batch, GEMM path (>= 8 columns), and for float weights the wide path
+         * (>= 256 columns: the whole weight widened once, columns split over the threads) */
+        int64_t Ts[] = {1, 3, 9, 300};
         for (int mode = 0; mode < 2; mode++)
-            for (int i = 0; i < 3; i++) {
+            for (int i = 0; i < 4; i++) {
                 check_matmul(be4, type, n_in, 37, Ts[i], mode); /* 37: a tile and a remainder */
                 check_matmul(be1, type, n_in, 1, Ts[i], mode);  /* a single output row */
                 check_matmul(be_scalar, type, n_in, 5, Ts[i], mode);
