@@ -874,8 +874,8 @@ static int bench(const char *spec) {
         const char *nm[] = {"conv", "matmul", "attn", "norm", "eltwise"};
         printf("profiled eval: %.2f s\n", tot);
         for (int i = 0; i < MX_SD_UNET_PROF_COUNT; i++)
-            printf("  %-8s %7.2f s %5.1f%% (%lld calls)\n", nm[i], p.s[i], 100 * p.s[i] / tot,
-                   (long long)p.n[i]);
+            printf("  %-8s %7.2f s wall %5.1f%%, %7.2f s CPU (%lld calls)\n", nm[i], p.s[i],
+                   100 * p.s[i] / tot, p.cpu[i], (long long)p.n[i]);
     }
     mx_sd_unet_free(u);
     free(x);

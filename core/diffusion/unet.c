@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/base/util.h"
 #include "kernels/backend.h"
@@ -574,6 +575,7 @@ struct fwd {
     struct mx_tensor ctx;   /* F32 [ctx_dim, n_ctx * n] */
     struct mx_tensor pos;   /* I32 [>= max(tokens, n_ctx)] zeros */
     struct mx_err *err;
+    double c0;              /* profiling: CPU clock at the start of the current op */
 };
 
 /* A new F32 tensor on top of the stack (64-byte aligned). Returns 0 or MX_ENOMEM. */
@@ -597,14 +599,22 @@ static int push(struct fwd *f, struct mx_tensor *t, int64_t ne0, int64_t ne1, in
     return 0;
 }
 
+/* CPU seconds used by the process so far (profiling only). */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Op wrappers: nothing in measuring mode; the backend's message on failure; timing per class
- * when profiling. */
+ * when profiling (f->c0: the CPU clock when the op started). */
 static int op_done(struct fwd *f, int rc, int cls, double t0, const char *what) {
     if (rc < 0)
         return mx_err_set(f->err, rc, "unet: %s: %s", what, mx_backend_last_error(f->be));
     if (f->u->profile) {
         rc = mx_backend_sync(f->be);
         f->u->prof.s[cls] += mx_time_s() - t0;
+        f->u->prof.cpu[cls] += cpu_now() - f->c0;
         f->u->prof.n[cls]++;
         if (rc < 0)
             return mx_err_set(f->err, rc, "unet: %s: %s", what, mx_backend_last_error(f->be));
@@ -616,6 +626,7 @@ static int op_done(struct fwd *f, int rc, int cls, double t0, const char *what) 
     do {                                                                                      \
         if (!(f)->measure) {                                                                  \
             double t0_ = (f)->u->profile ? mx_time_s() : 0.0;                                 \
+            (f)->c0 = (f)->u->profile ? cpu_now() : 0.0;                                      \
             int r_ = op_done((f), (call), (cls), t0_, (what));                                \
             if (r_ < 0)                                                                       \
                 return r_;                                                                    \

@@ -37,6 +37,8 @@ enum mx_sd_unet_prof {
 /* Seconds and calls per op class since profiling was switched on. */
 struct mx_sd_unet_profile {
     double s[MX_SD_UNET_PROF_COUNT];  /* wall seconds per class */
+    double cpu[MX_SD_UNET_PROF_COUNT]; /* CPU seconds of the process (all threads) per class:
+                                          steadier than wall time on a shared machine */
     int64_t n[MX_SD_UNET_PROF_COUNT]; /* op calls per class */
 };
 

@@ -317,8 +317,9 @@ static int cpu_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const stru
 
 static int cpu_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
                         const struct mx_tensor *u) {
+    struct mx_cpu *c = be->ctx;
     ARGS(.dst = dst, .src = {g, u});
-    return run(be, mx_ref_gelu_mul, &a, "gelu_mul", true);
+    return run(be, c->kern.gelu_mul ? c->kern.gelu_mul : mx_ref_gelu_mul, &a, "gelu_mul", true);
 }
 
 static int cpu_add(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,

@@ -1469,7 +1469,35 @@ static void attn_dense_avx2(void *args, int ith, int nth) {
     }
 }
 
+/* dst = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) * u, with tanh(y) = 1 - 2 / (1 + e^2y)
+ * (exp8 saturates, so large |y| give exactly +-1). */
+static void gelu_mul_avx2(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const float *x = a->src[0]->data, *u = a->src[1]->data;
+    float *y = a->dst->data;
+    int64_t e0, e1;
+    mx_split(mx_tensor_nelements(a->dst), ith, nth, &e0, &e1);
+    const __m256 c = _mm256_set1_ps(2.0f * 0.79788456080286535587989211986876f);
+    const __m256 k = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
+    const __m256 two = _mm256_set1_ps(2.0f), half = _mm256_set1_ps(0.5f);
+    int64_t i = e0;
+    for (; i + 8 <= e1; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m256 inner = _mm256_mul_ps(_mm256_mul_ps(c, xv),
+                                     _mm256_fmadd_ps(_mm256_mul_ps(k, xv), xv, one));
+        __m256 t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(one, exp8(inner))));
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, xv), _mm256_add_ps(one, t));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(g, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < e1; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286535587989211986876f * v *
+                                        (1.0f + 0.044715f * v * v))) * u[i];
+    }
+}
+
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
+    k->gelu_mul = gelu_mul_avx2;
     k->attn_dense = attn_dense_avx2;
     k->attn = attn_avx2;
     k->attn_split = attn_split_avx2;

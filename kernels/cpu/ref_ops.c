@@ -504,8 +504,20 @@ static void binary(struct mx_ref_args *a, int ith, int nth, bool mul) {
                             (size_t)(i3 % b->ne[3]) * b->nb[3]);
         float *y = mx_row(a->dst, r);
         int64_t nb0 = b->ne[0];
-        for (int64_t i = 0; i < n; i++)
-            y[i] = mul ? xr[i] * br[i % nb0] : xr[i] + br[i % nb0];
+        /* the common shapes without the per-element modulo (which keeps the loop scalar): the
+         * same row, or one value per row (a per-channel bias over an image plane) */
+        if (nb0 == n && !mul)
+            for (int64_t i = 0; i < n; i++)
+                y[i] = xr[i] + br[i];
+        else if (nb0 == n)
+            for (int64_t i = 0; i < n; i++)
+                y[i] = xr[i] * br[i];
+        else if (nb0 == 1 && !mul)
+            for (int64_t i = 0; i < n; i++)
+                y[i] = xr[i] + br[0];
+        else
+            for (int64_t i = 0; i < n; i++)
+                y[i] = mul ? xr[i] * br[i % nb0] : xr[i] + br[i % nb0];
     }
 }
 
