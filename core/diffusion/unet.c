@@ -136,6 +136,7 @@ struct mx_sd_unet {
     int n_st;                    /* transformers in all */
     bool linear_proj;            /* SD 2.x: proj_in/out stored as linears */
     int64_t max_w_f32;           /* elements of the largest F16 conv kernel (CPU widens it) */
+    int64_t max_k;               /* largest conv K = kw * kh * c_in (CPU im2col rows) */
     int max_batch;
     struct mx_tensor *skips;     /* [n_in]: the input blocks' outputs during a pass */
     float *te_host;              /* [max_batch][ch]: the sinusoidal embeddings being uploaded */
@@ -322,6 +323,8 @@ static int parse_st(struct mx_sd_unet *u, const char *p, int64_t c, struct unet_
 static void note_conv(struct mx_sd_unet *u, const struct mx_tensor *w) {
     if (w && w->type != MX_TYPE_F32)
         u->max_w_f32 = MX_MAX(u->max_w_f32, mx_tensor_nelements(w));
+    if (w)
+        u->max_k = MX_MAX(u->max_k, w->ne[0] * w->ne[1] * w->ne[2]);
 }
 
 static void free_block(struct unet_block *b) {
@@ -569,6 +572,7 @@ struct fwd {
     struct mx_backend *be;
     bool measure;           /* sizes only: no data, no ops */
     size_t used, peak;      /* stack bytes in use, most ever */
+    size_t big;             /* bytes of the largest single tensor pushed */
     int n;                  /* batch */
     int64_t n_ctx;          /* context tokens per image */
     struct mx_tensor emb_s; /* F32 [emb_dim, n]: SiLU(time embedding), read by every ResBlock */
@@ -584,6 +588,7 @@ static int push(struct fwd *f, struct mx_tensor *t, int64_t ne0, int64_t ne1, in
     if (mx_tensor_init(t, MX_TYPE_F32, ne0, ne1, ne2, ne3) < 0)
         return mx_err_set(f->err, MX_EINVAL, "unet: bad scratch shape");
     size_t bytes = (mx_tensor_nbytes(t) + 63) / 64 * 64;
+    f->big = MX_MAX(f->big, bytes);
     if (f->measure) {
         f->used += bytes;
         f->peak = MX_MAX(f->peak, f->used);
@@ -968,7 +973,8 @@ done:
 
 /* Runs forward in measuring mode: the stack bytes for batch n of lw x lh and n_ctx tokens
  * (eps, inputs and positions included). */
-static size_t measure(struct mx_sd_unet *u, int n, int lw, int lh, int64_t n_ctx) {
+static size_t measure(struct mx_sd_unet *u, int n, int lw, int lh, int64_t n_ctx,
+                      size_t *big) {
     struct mx_err e = {0};
     struct fwd f = {.u = u, .be = u->be, .measure = true, .n = n, .n_ctx = n_ctx, .err = &e};
     struct mx_tensor x, eps;
@@ -977,6 +983,8 @@ static size_t measure(struct mx_sd_unet *u, int n, int lw, int lh, int64_t n_ctx
         return 0;
     if (forward(&f, &x, NULL, &eps, NULL) < 0)
         return 0;
+    if (big)
+        *big = f.big;
     return f.peak;
 }
 
@@ -1058,11 +1066,16 @@ size_t mx_sd_unet_mem(const struct mx_sd_model *m, int batch, int lw, int lh) {
     struct mx_err e = {0};
     if (batch <= 0 || lw <= 0 || lh <= 0 || make(m, &u, &e) < 0)
         return 0;
-    size_t s = measure(u, batch, lw, lh, UNET_DEFAULT_CTX);
+    size_t big = 0, s = measure(u, batch, lw, lh, UNET_DEFAULT_CTX, &big);
     size_t vec = 0;
     for (int i = 0; i < u->n_vecs; i++)
         vec += ((size_t)mx_tensor_nelements(u->vecs[i].src) * sizeof(float) + 63) / 64 * 64;
-    size_t total = s ? s + vec + (size_t)u->max_w_f32 * sizeof(float) : 0;
+    /* the backend's scratch (CPU): a widened conv kernel or linear weight plus a rounded copy
+     * of the op's input (at most the largest activation), and per thread an im2col tile */
+    size_t be_scratch = (size_t)u->max_w_f32 * sizeof(float) + big +
+                        (size_t)mx_backend_cpu_n_threads(m->be) * (size_t)u->max_k * 256 *
+                            sizeof(float);
+    size_t total = s ? s + vec + be_scratch : 0;
     mx_sd_unet_free(u);
     return total;
 }
@@ -1092,7 +1105,7 @@ int mx_sd_unet_new(const struct mx_sd_model *m, int max_batch, int max_lw, int m
     rc = widen(u, err);
     if (rc < 0)
         goto fail;
-    size_t need = measure(u, max_batch, max_lw, max_lh, UNET_DEFAULT_CTX);
+    size_t need = measure(u, max_batch, max_lw, max_lh, UNET_DEFAULT_CTX, NULL);
     if (!need) {
         rc = mx_err_set(err, MX_EINVAL, "unet: cannot size scratch for %dx%d x %d", max_lw,
                         max_lh, max_batch);
@@ -1117,7 +1130,7 @@ int mx_sd_unet_eval(struct mx_sd_unet *u, int batch, int lw, int lh, const float
         return mx_err_set(err, MX_EINVAL, "unet: bad eval size (batch %d of at most %d, latent "
                           "%dx%d in multiples of %lld, %lld context tokens)", batch,
                           u->max_batch, lw, lh, (long long)mult, (long long)n_ctx);
-    size_t need = measure(u, batch, lw, lh, n_ctx);
+    size_t need = measure(u, batch, lw, lh, n_ctx, NULL);
     if (!need)
         return mx_err_set(err, MX_EINVAL, "unet: cannot size scratch");
     int rc = ensure(u, need, MX_MAX((int64_t)lw * lh, n_ctx), err);

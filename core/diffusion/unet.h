@@ -54,8 +54,9 @@ int mx_sd_unet_new(const struct mx_sd_model *m, int max_batch, int max_lw, int m
 void mx_sd_unet_free(struct mx_sd_unet *u);
 
 /* Bytes of memory the UNet needs beyond the mapped weights for this batch / latent size and a
- * 77-token context: activation scratch, the F32 vectors, and the CPU backend's largest per-op
- * scratch (an F16 conv kernel widened to F32). 0 when m is not a UNet this code can run. */
+ * 77-token context: activation scratch, the F32 vectors, and an estimate of the CPU backend's
+ * largest per-op scratch (an F16 conv kernel widened to F32, a rounded copy of the largest
+ * activation, an im2col tile per thread). 0 when m is not a UNet this code can run. */
 size_t mx_sd_unet_mem(const struct mx_sd_model *m, int batch, int lw, int lh);
 
 /* eps (or v) for `batch` latents at once.
