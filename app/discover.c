@@ -1110,6 +1110,22 @@ int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const 
     int rc = mx_discover_sd(home, cwd, dirs, 0, &list, err);
     if (rc == 0)
         rc = resolve_in(&list, name, "checkpoint", path, err);
+    /* A1111 users name a checkpoint without its extension ("v1-5-pruned-emaonly") */
+    static const char *const exts[] = {".safetensors", ".gguf"};
+    for (size_t i = 0; rc == MX_ENOENT && i < sizeof exts / sizeof exts[0]; i++) {
+        char full[1024];
+        if (snprintf(full, sizeof full, "%s%s", name, exts[i]) >= (int)sizeof full)
+            break;
+        struct mx_err e2 = {0};
+        int r2 = resolve_in(&list, full, "checkpoint", path, &e2);
+        if (r2 != MX_ENOENT) {
+            rc = r2;
+            if (err && r2 < 0)
+                *err = e2;
+            else if (err)
+                memset(err, 0, sizeof *err);
+        }
+    }
     mx_model_list_free(&list);
     return rc;
 }

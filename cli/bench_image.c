@@ -51,6 +51,8 @@ int mx_bench_image(const struct mx_cli_opts *o, const char *ckpt, int w, int h, 
     struct mx_err err = {0};
     int status = 1;
     struct mx_sd_pipeline *p = NULL;
+    if (!(ckpt = mx_cli_sd_model_path("bench", ckpt)))
+        return 1;
     double open_t0 = mx_time_s();
     struct mx_backend *be = mx_device_open(o->s.device, o->s.threads, &err);
     if (!be) {

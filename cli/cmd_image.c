@@ -206,6 +206,8 @@ int mx_cmd_image(int argc, char **argv) {
         mx_cli_err("image", "no prompt: give one with -p TEXT (or --from-png OLD.png)");
         return 2;
     }
+    if (!(model = mx_cli_sd_model_path("image", model)))
+        return 1;
     struct mx_sd_open_opts oo = {.vae_path = vae, .prediction = -1};
     if (prediction) {
         if (!strcmp(prediction, "eps"))

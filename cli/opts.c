@@ -389,7 +389,11 @@ void mx_cli_log_init(const struct mx_cli_opts *o) {
     mx_log_set(log_stderr, (void *)o);
 }
 
-const char *mx_cli_model_path(const char *cmd, const char *model) {
+/* mx_cli_model_path / mx_cli_sd_model_path with the discovery's resolver. */
+static const char *model_path_with(const char *cmd, const char *model,
+                                   int (*resolve)(const char *, const char *,
+                                                  const char *const *, const char *, char **,
+                                                  struct mx_err *)) {
     static char *resolved;
     struct stat st;
     if (!model || stat(model, &st) == 0)
@@ -397,8 +401,8 @@ const char *mx_cli_model_path(const char *cmd, const char *model) {
     struct mx_err err = {0};
     char cwd[4096];
     char *path = NULL;
-    int rc = mx_discover_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd) ? cwd : NULL, model,
-                                 &path, &err);
+    int rc = resolve(getenv("HOME"), getcwd(cwd, sizeof cwd) ? cwd : NULL, NULL, model, &path,
+                     &err);
     if (rc == MX_ENOENT)
         return model; /* no such name either: opening the path explains, with the name */
     if (rc < 0) {
@@ -408,6 +412,21 @@ const char *mx_cli_model_path(const char *cmd, const char *model) {
     free(resolved);
     resolved = path;
     return resolved;
+}
+
+/* mx_discover_resolve in the resolver's shape (GGUF discovery takes no extra folders). */
+static int resolve_gguf(const char *home, const char *cwd, const char *const *dirs,
+                        const char *name, char **path, struct mx_err *err) {
+    (void)dirs;
+    return mx_discover_resolve(home, cwd, name, path, err);
+}
+
+const char *mx_cli_model_path(const char *cmd, const char *model) {
+    return model_path_with(cmd, model, resolve_gguf);
+}
+
+const char *mx_cli_sd_model_path(const char *cmd, const char *model) {
+    return model_path_with(cmd, model, mx_discover_sd_resolve);
 }
 
 int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o) {

@@ -76,6 +76,10 @@ void mx_cli_log_init(const struct mx_cli_opts *o);
  * have that name). */
 const char *mx_cli_model_path(const char *cmd, const char *model);
 
+/* The same for a Stable Diffusion checkpoint: a path, else a name `mixel list` shows in its SD
+ * section (mx_discover_sd_resolve). Shares the static copy with mx_cli_model_path. */
+const char *mx_cli_sd_model_path(const char *cmd, const char *model);
+
 /* mx_cli_model_path on o->model, replacing it. Returns 0, or 1 after printing why not. */
 int mx_cli_resolve_model(const char *cmd, struct mx_cli_opts *o);
 

@@ -118,4 +118,13 @@ stats=$("$diff_tool" "$tmp/c_2.png" "$tmp/d.png")
 case $stats in "mean 0.0000 max 0 "*) echo "ok: --batch seed+1" ;; *) fail "--batch image 2 is not seed 8: $stats" ;; esac
 stats=$("$diff_tool" "$tmp/c.png" "$tmp/d.png")
 case $stats in "mean 0.0000 max 0 "*) fail "--batch images 1 and 2 are equal" ;; *) echo "ok: --batch images differ" ;; esac
+# -d NAME: a checkpoint in A1111's folder, named as A1111 users do (no extension)
+fake=$tmp/home
+mkdir -p "$fake/stable-diffusion-webui/models/Stable-diffusion"
+ln -s "$ckpt" "$fake/stable-diffusion-webui/models/Stable-diffusion/my-model.safetensors"
+data=${XDG_DATA_HOME:-$HOME/.local/share} # the installed CLIP vocabulary stays where it is
+(cd "$tmp" && HOME=$fake XDG_DATA_HOME=$data "$MIXEL" image -q -t 2 -d my-model -p fox -W 64 \
+    -H 64 --steps 1 --seed 8 -o "$tmp/e.png" > /dev/null) || fail "-d my-model not found"
+stats=$("$diff_tool" "$tmp/e.png" "$tmp/d.png")
+case $stats in "mean 0.0000 max 0 "*) echo "ok: -d NAME" ;; *) fail "-d NAME gave another image: $stats" ;; esac
 [ "$fails" -eq 0 ]
