@@ -6,6 +6,8 @@
  *   tiny_*: small random UNets written by the test (SD 1.x-shaped: 1x1-conv proj, 8 heads;
  *           SD 2.x-shaped: linear proj, heads of 64, context 1024) against a float64 scalar
  *           recomputation of every block, and a wrong-shaped checkpoint that must be refused.
+ *   block_*: one ResBlock or SpatialTransformer of a tiny F16 UNet run alone (unet_impl.h's
+ *           mx_sd_unet_block, exact-f32 mode) against the float64 recomputation of that block.
  * MX_UNET_BENCH=WxH (latent size) runs one timed batch-2 eval on the SD 1.5 checkpoint and
  * prints the per-op-class profile instead of the tests.
  */
@@ -24,6 +26,7 @@
 #include "core/base/util.h"
 #include "core/diffusion/sd_model.h"
 #include "core/diffusion/unet.h"
+#include "core/diffusion/unet_impl.h"
 #include "core/format/safetensors.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
@@ -227,6 +230,7 @@ struct tiny {
     struct tiny_w *w;
     int n, cap;
     uint64_t rng;
+    bool f16; /* tiny_write writes F16 (tiny_to_f16 rounded the values) */
 };
 
 /* Adds weight NAME (printf) of shape dims with values scale * U(-1, 1) + offset. */
@@ -419,13 +423,33 @@ static void tiny_free(struct tiny *t) {
     free(t->w);
 }
 
-/* Writes the tiny checkpoint (F32) to path. */
+/* Rounds every weight to F16 in place (the oracle then sees what the file holds) and makes
+ * tiny_write store F16, like real checkpoints. */
+static void tiny_to_f16(struct tiny *t) {
+    for (int i = 0; i < t->n; i++)
+        for (int64_t j = 0; j < t->w[i].n; j++)
+            t->w[i].v[j] = mx_fp16_to_fp32(mx_fp32_to_fp16(t->w[i].v[j]));
+    t->f16 = true;
+}
+
+/* Writes the tiny checkpoint (F32, or F16 after tiny_to_f16) to path. */
 static void tiny_write(const struct tiny *t, const char *path) {
     struct mx_st_writer *w = mx_st_writer_new();
     assert_non_null(w);
-    for (int i = 0; i < t->n; i++)
-        assert_int_equal(mx_st_writer_add_tensor(w, t->w[i].name, MX_ST_F32, t->w[i].nd,
-                                                 t->w[i].shape, t->w[i].v), 0);
+    for (int i = 0; i < t->n; i++) {
+        uint16_t *h = NULL;
+        if (t->f16) {
+            h = malloc((size_t)t->w[i].n * sizeof *h);
+            assert_non_null(h);
+            for (int64_t j = 0; j < t->w[i].n; j++)
+                h[j] = mx_fp32_to_fp16(t->w[i].v[j]);
+        }
+        assert_int_equal(mx_st_writer_add_tensor(w, t->w[i].name, t->f16 ? MX_ST_F16 : MX_ST_F32,
+                                                 t->w[i].nd, t->w[i].shape,
+                                                 h ? (const void *)h : (const void *)t->w[i].v),
+                         0);
+        free(h);
+    }
     struct mx_err err = {0};
     if (mx_st_writer_write(w, path, &err) < 0)
         fail_msg("%s", err.msg);
@@ -825,6 +849,156 @@ static void tiny_wrong_shape(void **state) {
     unlink(file);
 }
 
+
+/* ---- one block alone against float64 ------------------------------------------------------ */
+
+/* The tiny UNet of cfg with F16 weights, written to file and opened on be (exact-f32 mode, so
+ * float64 is the oracle: in the default mode conv inputs of F16 kernels are rounded to f16). */
+static struct mx_sd_model *block_model(struct tiny *t, const struct tiny_cfg *cfg,
+                                       const char *file, struct mx_backend **be) {
+    tiny_build(t, cfg, 21);
+    tiny_to_f16(t);
+    tiny_write(t, file);
+    struct mx_err err = {0};
+    *be = mx_backend_cpu_new(2, &err);
+    assert_non_null(*be);
+    assert_int_equal(mx_backend_set_act_mode(*be, MX_ACT_F32), 0);
+    struct mx_sd_model *m = NULL;
+    if (mx_sd_model_open(*be, file, NULL, &m, &err) < 0)
+        fail_msg("%s", err.msg);
+    return m;
+}
+
+/* Relative RMS of the float32 result a against the float64 reference r. */
+static double rel_rms_d(const float *a, const double *r, int64_t n) {
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)a[i] - r[i]) * ((double)a[i] - r[i]);
+        s += r[i] * r[i];
+    }
+    return sqrt(e / (s > 0 ? s : 1));
+}
+
+static const struct tiny_cfg block_sd1 = {.ch = 64, .n_lev = 2, .mult = {1, 2}, .n_res = 1,
+                                          .attn_lev = 3, .linear = false, .ctx = 768,
+                                          .in_ch = 4, .depth = 1};
+static const struct tiny_cfg block_sd2 = {.ch = 64, .n_lev = 3, .mult = {1, 2, 2}, .n_res = 1,
+                                          .attn_lev = 3, .linear = true, .ctx = 1024,
+                                          .in_ch = 4, .depth = 2};
+
+/* The ResBlocks input_blocks.3.0 (64 -> 128: GN 32 + SiLU + conv, + the time embedding's
+ * projection, GN + SiLU + conv, + the 1x1 skip_connection) and input_blocks.1.0 (64 -> 64,
+ * identity skip) alone on a 5x3 batch of 2 with different time embeddings, against d_res.
+ * Image 0 has a small variance, so that a wrong GroupNorm eps shows. */
+static void block_res(void **state) {
+    (void)state;
+    const char *file = "test_sd_unet_block_res.safetensors";
+    struct tiny t;
+    struct mx_backend *be;
+    struct mx_sd_model *m = block_model(&t, &block_sd1, file, &be);
+    static const struct { const char *p; int64_t ci, co; } cs[] = {
+        {"input_blocks.3.0", 64, 128}, {"input_blocks.1.0", 64, 64}};
+    enum { W = 5, H = 3, N = 2 };
+    int64_t E = 4 * block_sd1.ch;
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        int64_t ci = cs[c].ci, co = cs[c].co, nx = ci * H * W, ny = co * H * W;
+        float *x = malloc((size_t)(N * nx) * sizeof *x), *y = malloc((size_t)(N * ny) * sizeof *y);
+        float *emb = malloc((size_t)(N * E) * sizeof *emb);
+        double *xd = dalloc(nx), *ed = dalloc(E);
+        assert_true(x && y && emb);
+        uint64_t r = 31 + c;
+        for (int64_t i = 0; i < N * nx; i++) /* image 0 of small variance: eps matters */
+            x[i] = (i < nx ? 0.03f : 1.5f) * (mx_test_randf(&r) + 0.2f);
+        for (int64_t i = 0; i < N * E; i++)
+            emb[i] = 2.0f * mx_test_randf(&r);
+        struct mx_err err = {0};
+        if (mx_sd_unet_block(m, cs[c].p, false, ci, co, W, H, N, x, emb, NULL, 0, y, &err) < 0)
+            fail_msg("%s", err.msg);
+        for (int b = 0; b < N; b++) {
+            for (int64_t i = 0; i < nx; i++)
+                xd[i] = x[b * nx + i];
+            for (int64_t i = 0; i < E; i++)
+                ed[i] = emb[b * E + i];
+            int64_t co_ref;
+            double *want = d_res(&t, cs[c].p, xd, ci, H, W, ed, &co_ref);
+            assert_int_equal(co_ref, co);
+            double e = rel_rms_d(y + b * ny, want, ny);
+            printf("ResBlock %s %lld -> %lld image %d: rel RMS %.3g against float64\n", cs[c].p,
+                   (long long)ci, (long long)co, b, e);
+            assert_true(e < 1e-5); /* f32 sums of <= 1152 terms: ~1e-7 */
+            free(want);
+        }
+        free(x), free(y), free(emb), free(xd), free(ed);
+    }
+    mx_sd_model_close(m);
+    mx_backend_free(be);
+    tiny_free(&t);
+    unlink(file);
+}
+
+/* The SpatialTransformer at prefix (c channels) of the tiny UNet cfg alone on a 4x3 batch of 2
+ * with different contexts of 5 tokens, against d_st (GN, proj_in, per block LN + self-attention,
+ * LN + cross-attention, LN + GEGLU, then proj_out and the residual). Image 0 has a small
+ * variance, so that a wrong GroupNorm eps shows. */
+static void check_block_st(const struct tiny_cfg *cfg, const char *prefix, int64_t c,
+                           const char *file) {
+    struct tiny t;
+    struct mx_backend *be;
+    struct mx_sd_model *m = block_model(&t, cfg, file, &be);
+    enum { W = 4, H = 3, N = 2, NCTX = 5 };
+    int64_t nx = c * H * W, nc = (int64_t)NCTX * cfg->ctx;
+    float *x = malloc((size_t)(N * nx) * sizeof *x), *y = malloc((size_t)(N * nx) * sizeof *y);
+    float *ctx = malloc((size_t)(N * nc) * sizeof *ctx);
+    double *xd = dalloc(nx), *cd = dalloc(nc);
+    assert_true(x && y && ctx);
+    uint64_t r = 43;
+    for (int64_t i = 0; i < N * nx; i++) /* image 0 of small variance: GroupNorm's eps matters */
+        x[i] = (i < nx ? 0.02f : 1.5f) * (mx_test_randf(&r) - 0.2f);
+    for (int64_t i = 0; i < N * nc; i++)
+        ctx[i] = mx_test_randf(&r);
+    struct mx_err err = {0};
+    if (mx_sd_unet_block(m, prefix, true, c, c, W, H, N, x, NULL, ctx, NCTX, y, &err) < 0)
+        fail_msg("%s", err.msg);
+    for (int b = 0; b < N; b++) {
+        for (int64_t i = 0; i < nx; i++)
+            xd[i] = x[b * nx + i];
+        for (int64_t i = 0; i < nc; i++)
+            cd[i] = ctx[b * nc + i];
+        d_st(&t, prefix, xd, c, H, W, cd, NCTX);
+        double e = rel_rms_d(y + b * nx, xd, nx);
+        /* the block's own contribution y - x (the residual x would hide errors in it) */
+        double de = 0, dn = 0;
+        for (int64_t i = 0; i < nx; i++) {
+            double got = (double)y[b * nx + i] - x[b * nx + i], want = xd[i] - x[b * nx + i];
+            de += (got - want) * (got - want);
+            dn += want * want;
+        }
+        de = sqrt(de / dn);
+        printf("SpatialTransformer %s (%s proj, depth %d) image %d: rel RMS %.3g (of y - x: "
+               "%.3g) against float64\n", prefix, cfg->linear ? "linear" : "conv", cfg->depth,
+               b, e, de);
+        assert_true(e < 1e-5);
+        assert_true(dn > 0 && de < 1e-5);
+    }
+    free(x), free(y), free(ctx), free(xd), free(cd);
+    mx_sd_model_close(m);
+    mx_backend_free(be);
+    tiny_free(&t);
+    unlink(file);
+}
+
+/* SD 1.x: 1x1-conv proj_in/out, 8 heads of 8, context 768, depth 1. */
+static void block_st_sd1(void **state) {
+    (void)state;
+    check_block_st(&block_sd1, "input_blocks.1.1", 64, "test_sd_unet_block_st1.safetensors");
+}
+
+/* SD 2.x: linear proj_in/out, 2 heads of 64, context 1024, depth 2. */
+static void block_st_sd2(void **state) {
+    (void)state;
+    check_block_st(&block_sd2, "input_blocks.3.1", 128, "test_sd_unet_block_st2.safetensors");
+}
+
 /* ---- bench -------------------------------------------------------------------------------- */
 
 /* MX_UNET_BENCH=WxH: one batch-2 eval at that latent size on the SD 1.5 checkpoint, timed,
@@ -898,6 +1072,9 @@ int main(void) {
         cmocka_unit_test(tiny_sd1),
         cmocka_unit_test(tiny_sd2),
         cmocka_unit_test(tiny_wrong_shape),
+        cmocka_unit_test(block_res),
+        cmocka_unit_test(block_st_sd1),
+        cmocka_unit_test(block_st_sd2),
     };
     int fails = cmocka_run_group_tests_name("sd_unet_tiny", tiny, NULL, NULL);
     fails += cmocka_run_group_tests_name("sd_unet_refs", refs, sd_setup, sd_teardown);

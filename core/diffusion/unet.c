@@ -18,6 +18,7 @@
  * a measuring mode (no data, no ops) that sizes the stack for a batch and latent size.
  */
 #include "core/diffusion/unet.h"
+#include "core/diffusion/unet_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -1174,4 +1175,92 @@ size_t mx_sd_unet_scratch_bytes(const struct mx_sd_unet *u) {
 
 const char *mx_sd_unet_describe(const struct mx_sd_unet *u) {
     return u->desc;
+}
+
+/* ---- one block alone (tests) ---------------------------------------------------------------- */
+
+/* The pass of mx_sd_unet_block over u->mid[0] (its ResBlock, or its transformer when st): in
+ * measuring mode only the stack is counted; otherwise x, emb and ctx are uploaded and y
+ * downloaded. */
+static int block_pass(struct fwd *f, bool st, int64_t cin, int64_t cout, int w, int h,
+                      const float *x, const float *emb, const float *ctx, float *y) {
+    struct mx_sd_unet *u = f->u;
+    const struct unet_block *b = &u->mid[0];
+    struct mx_tensor xt, yt;
+    TRY(push(f, &xt, w, h, cin, f->n));
+    if (st)
+        TRY(push(f, &f->ctx, u->ctx_dim, f->n_ctx * f->n, 1, 1));
+    else
+        TRY(push(f, &f->emb_s, u->emb_dim, f->n, 1, 1));
+    TRY(push(f, &yt, w, h, cout, f->n));
+    if (!f->measure) {
+        int rc = mx_tensor_set(f->be, &xt, x, 0, mx_tensor_nbytes(&xt));
+        if (rc == 0)
+            rc = st ? mx_tensor_set(f->be, &f->ctx, ctx, 0, mx_tensor_nbytes(&f->ctx))
+                    : mx_tensor_set(f->be, &f->emb_s, emb, 0, mx_tensor_nbytes(&f->emb_s));
+        if (rc < 0)
+            return mx_err_set(f->err, rc, "unet: block input upload failed");
+    }
+    if (st) {
+        TRY(spatial(f, b->st, &xt, &yt));
+    } else {
+        /* SiLU(time embedding), as forward leaves it for every ResBlock */
+        OP(f, MX_SD_UNET_PROF_ELTWISE, "silu", mx_op_silu(f->be, &f->emb_s, &f->emb_s));
+        TRY(res_block(f, &b->res, &xt, &yt));
+    }
+    if (!f->measure) {
+        int rc = mx_tensor_get(f->be, &yt, y, 0, mx_tensor_nbytes(&yt));
+        if (rc < 0)
+            return mx_err_set(f->err, rc, "unet: %s", mx_backend_last_error(f->be));
+    }
+    return 0;
+}
+
+int mx_sd_unet_block(const struct mx_sd_model *m, const char *prefix, bool st, int64_t cin,
+                     int64_t cout, int w, int h, int n, const float *x, const float *emb,
+                     const float *ctx, int64_t n_ctx, float *y, struct mx_err *err) {
+    if (w <= 0 || h <= 0 || n <= 0 || (st && (cin != cout || n_ctx <= 0)))
+        return mx_err_set(err, MX_EINVAL, "unet: bad block size (%dx%d x %d, %lld -> %lld "
+                          "channels, %lld context tokens)", w, h, n, (long long)cin,
+                          (long long)cout, (long long)n_ctx);
+    struct mx_sd_unet *u = calloc(1, sizeof *u);
+    if (!u)
+        return mx_err_set(err, MX_ENOMEM, "unet: out of memory");
+    u->m = m;
+    u->be = m->be;
+    u->max_batch = n;
+    int rc;
+    struct unet_block *b = &u->mid[0]; /* widen finds the GEGLU biases of mid[0] */
+    b->kind = UNET_RES;
+    b->c_out = cout;
+    if (st) {
+        /* the widths parse reads from input_blocks.1.1, here from the block itself */
+        const struct mx_tensor *k = has(u, "%s.transformer_blocks.0.attn2.to_k.weight", prefix);
+        const struct mx_tensor *pin = has(u, "%s.proj_in.weight", prefix);
+        u->ctx_dim = k ? k->ne[0] : m->context_dim;
+        u->linear_proj = pin && pin->ne[2] == 1 && pin->ne[1] > 1;
+        rc = parse_st(u, prefix, cin, &b->st, err);
+    } else {
+        const struct mx_tensor *e = has(u, "%s.emb_layers.1.weight", prefix);
+        u->emb_dim = e ? e->ne[0] : 0;
+        rc = e ? parse_res(u, prefix, cin, cout, &b->res, err)
+               : mx_err_set(err, MX_EFORMAT, "%s: no ResBlock %s%s (emb_layers.1.weight "
+                            "missing)", m->path, UNET_PREFIX, prefix);
+    }
+    if (rc == 0)
+        rc = widen(u, err);
+    struct fwd f = {.u = u, .be = u->be, .measure = true, .n = n, .n_ctx = n_ctx, .err = err};
+    if (rc == 0)
+        rc = block_pass(&f, st, cin, cout, w, h, NULL, NULL, NULL, NULL);
+    if (rc == 0)
+        rc = ensure(u, f.peak, MX_MAX((int64_t)w * h, n_ctx), err);
+    if (rc == 0) {
+        f = (struct fwd){.u = u, .be = u->be, .n = n, .n_ctx = n_ctx, .err = err};
+        mx_tensor_init(&f.pos, MX_TYPE_I32, u->pcap, 1, 1, 1);
+        f.pos.buf = u->pbuf;
+        f.pos.data = u->pbuf->base;
+        rc = block_pass(&f, st, cin, cout, w, h, x, emb, ctx, y);
+    }
+    mx_sd_unet_free(u);
+    return rc;
 }
