@@ -1,7 +1,8 @@
 /* test_sd_vae.c - the Stable Diffusion VAE (core/diffusion/vae.c).
  *
  * Oracles:
- *   - one ResnetBlock and the attention block on tiny random F16 weights against float64 scalar
+ *   - one ResnetBlock, the attention block and a decoder up block (3 ResnetBlocks, nearest x2,
+ *     conv) on tiny random F16 weights against float64 scalar
  *     recomputations written here from the LDM definitions;
  *   - the decoder and the encoder against stable-diffusion.cpp's dumped tensors for the random
  *     SD 1.5 checkpoint (../shared/refs/sd: sd-s01 8x8 and sd-s06 16x16 latents, sd-s08's init
@@ -328,6 +329,88 @@ static void test_attention_matches_scalar(void **state) {
     mx_sd_model_close(m);
 }
 
+/* The float64 ResnetBlock under prefix P (weights from the tensors added with ADD, in the order
+ * norm1 w b, conv1 w b, norm2 w b, conv2 w b, nin_shortcut w b): y [co][h][w] from x [ci][h][w]. */
+static void ref_resnet(double *y, const double *x, double *const wt[10], int ci, int co, int w,
+                       int h) {
+    int n = w * h;
+    double *h1 = malloc((size_t)(ci * n) * sizeof *h1), *h2 = malloc((size_t)(co * n) * sizeof *h2);
+    assert_true(h1 && h2);
+    memcpy(h1, x, (size_t)(ci * n) * sizeof *h1);
+    ref_group_norm(h1, ci, n, wt[0], wt[1]);
+    ref_silu(h1, ci * n);
+    ref_conv(h2, h1, wt[2], wt[3], ci, co, 3, w, h);
+    ref_group_norm(h2, co, n, wt[4], wt[5]);
+    ref_silu(h2, co * n);
+    ref_conv(y, h2, wt[6], wt[7], co, co, 3, w, h);
+    if (ci != co)
+        ref_conv(h2, x, wt[8], wt[9], ci, co, 1, w, h);
+    for (int i = 0; i < co * n; i++)
+        y[i] += ci != co ? h2[i] : x[i];
+    free(h1), free(h2);
+}
+
+/* A decoder up block (up.1's layout: block.0 64 -> 32 with the nin_shortcut, block.1 and
+ * block.2 32 -> 32, nearest x2, upsample.conv) on a 5x4 input against float64. */
+static void test_up_block_matches_scalar(void **state) {
+    (void)state;
+    mx_backend_set_act_mode(be, MX_ACT_F32); /* exact f32 activations: compared with float64 */
+    enum { CI = 64, CO = 32, W = 5, H = 4, N = W * H, N2 = 4 * N };
+    const char *P = "first_stage_model.decoder.up.1";
+    struct tw t = {mx_st_writer_new(), 13};
+    add_unet_stub(&t);
+    double *wt[3][10], *uw, *ub;
+    char name[160];
+    for (int j = 0; j < 3; j++) {
+        int ci = j ? CO : CI;
+#define ADDJ(field, i, nd, shp, sc, off)                                                          \
+    snprintf(name, sizeof name, "%s.block.%d.%s", P, j, field);                                   \
+    add_f16(&t, name, nd, (int64_t[])shp, sc, off, &wt[j][i])
+        ADDJ("norm1.weight", 0, 1, SHP(ci), 0.3f, 1.0f);
+        ADDJ("norm1.bias", 1, 1, SHP(ci), 0.2f, 0);
+        ADDJ("conv1.weight", 2, 4, SHP(CO, ci, 3, 3), 0.5f / sqrtf(9.0f * ci), 0);
+        ADDJ("conv1.bias", 3, 1, SHP(CO), 0.1f, 0);
+        ADDJ("norm2.weight", 4, 1, SHP(CO), 0.3f, 1.0f);
+        ADDJ("norm2.bias", 5, 1, SHP(CO), 0.2f, 0);
+        ADDJ("conv2.weight", 6, 4, SHP(CO, CO, 3, 3), 0.5f / sqrtf(9.0f * CO), 0);
+        ADDJ("conv2.bias", 7, 1, SHP(CO), 0.1f, 0);
+        wt[j][8] = wt[j][9] = NULL;
+        if (ci != CO) {
+            ADDJ("nin_shortcut.weight", 8, 4, SHP(CO, ci, 1, 1), 0.2f, 0);
+            ADDJ("nin_shortcut.bias", 9, 1, SHP(CO), 0.1f, 0);
+        }
+#undef ADDJ
+    }
+    ADD("upsample.conv.weight", 4, SHP(CO, CO, 3, 3), 0.5f / sqrtf(9.0f * CO), 0, &uw);
+    ADD("upsample.conv.bias", 1, SHP(CO), 0.1f, 0, &ub);
+    struct mx_sd_model *m = open_written(&t, "up.safetensors");
+    float x[CI * N], y[CO * N2];
+    double xd[CI * N], a[CO * N], b2[CO * N], up[CO * N2], out[CO * N2];
+    uint64_t s = 23;
+    for (int i = 0; i < CI * N; i++)
+        xd[i] = x[i] = 1.5f * mx_test_randf(&s) + 0.3f;
+    struct mx_err err = {0};
+    int rc = mx_sd_vae_up_block(m, P, true, CI, CO, W, H, x, y, &err);
+    if (rc < 0)
+        fail_msg("%s", err.msg);
+    ref_resnet(a, xd, wt[0], CI, CO, W, H);
+    ref_resnet(b2, a, wt[1], CO, CO, W, H);
+    ref_resnet(a, b2, wt[2], CO, CO, W, H);
+    for (int c = 0; c < CO; c++) /* nearest x2 */
+        for (int yy = 0; yy < 2 * H; yy++)
+            for (int xx = 0; xx < 2 * W; xx++)
+                up[(c * 2 * H + yy) * 2 * W + xx] = a[(c * H + yy / 2) * W + xx / 2];
+    ref_conv(out, up, uw, ub, CO, CO, 3, 2 * W, 2 * H);
+    double e = rel_rms(y, out, CO * N2);
+    printf("up block rel RMS vs float64: %.3g\n", e);
+    assert_true(e < 1e-5); /* f32 sums of <= 576 terms, four blocks deep */
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < 10; i++)
+            free(wt[j][i]);
+    free(uw), free(ub);
+    mx_sd_model_close(m);
+}
+
 /* A checkpoint without a VAE, and one whose conv_in has the wrong width: the message names the
  * tensor and the shapes. */
 static void test_missing_and_wrong_shape(void **state) {
@@ -637,6 +720,7 @@ int main(void) {
         cmocka_unit_test(test_conv_s1_matches_scalar),
         cmocka_unit_test(test_resblock_matches_scalar),
         cmocka_unit_test(test_attention_matches_scalar),
+        cmocka_unit_test(test_up_block_matches_scalar),
         cmocka_unit_test(test_missing_and_wrong_shape),
         cmocka_unit_test(test_decode_s01),
         cmocka_unit_test(test_decode_s06),

@@ -183,6 +183,23 @@ static int load_attn(struct vae_loader *l, struct vae_attn *a, const char *prefi
     return rc;
 }
 
+/* A decoder up block under prefix (e.g. "first_stage_model.decoder.up.1"): block.0..2 from cin
+ * to cout channels and, when up is not NULL, upsample.conv over cout. */
+static int load_up(struct vae_loader *l, struct vae_res res[3], struct vae_conv *up,
+                   const char *prefix, int64_t cin, int64_t cout) {
+    char p[160];
+    int rc = 0;
+    for (int j = 0; j < 3 && rc == 0; j++) {
+        snprintf(p, sizeof p, "%s.block.%d", prefix, j);
+        rc = load_res(l, &res[j], p, j ? cout : cin, cout);
+    }
+    if (up && rc == 0) {
+        snprintf(p, sizeof p, "%s.upsample.conv", prefix);
+        rc = load_conv(l, up, p, 3, cout, cout);
+    }
+    return rc;
+}
+
 /* post_quant_conv and the whole decoder, in checkpoint order (the first problem is reported). */
 static int load_decoder(struct vae_loader *l, struct vae_decoder *d) {
     const char *P = "first_stage_model.decoder";
@@ -204,15 +221,9 @@ static int load_decoder(struct vae_loader *l, struct vae_decoder *d) {
     int64_t cin = top;
     for (int i = 3; i >= 0 && rc == 0; i--) {
         int64_t cout = VAE_CH * vae_mult[i];
-        for (int j = 0; j < 3 && rc == 0; j++) {
-            snprintf(p, sizeof p, "%s.up.%d.block.%d", P, i, j);
-            rc = load_res(l, &d->up[i][j], p, cin, cout);
-            cin = cout;
-        }
-        if (i > 0 && rc == 0) {
-            snprintf(p, sizeof p, "%s.up.%d.upsample.conv", P, i);
-            rc = load_conv(l, &d->upconv[i], p, 3, cout, cout);
-        }
+        snprintf(p, sizeof p, "%s.up.%d", P, i);
+        rc = load_up(l, d->up[i], i > 0 ? &d->upconv[i] : NULL, p, cin, cout);
+        cin = cout;
     }
     snprintf(p, sizeof p, "%s.norm_out", P);
     if (rc == 0)
@@ -558,6 +569,23 @@ static int upsample_fwd(struct vae_run *r, const struct vae_conv *cv, int64_t w,
     return 0;
 }
 
+/* A decoder up block on the w x h activation in slot cur: its three ResnetBlocks, then (up not
+ * NULL) nearest x2 and up's conv; *w and *h become the output size. */
+static int up_fwd(struct vae_run *r, const struct vae_res res[3], const struct vae_conv *up,
+                  int64_t *w, int64_t *h) {
+    int rc;
+    for (int j = 0; j < 3; j++)
+        if ((rc = res_fwd(r, &res[j], *w, *h)) < 0)
+            return rc;
+    if (up) {
+        if ((rc = upsample_fwd(r, up, *w, *h, res[2].cout)) < 0)
+            return rc;
+        *w *= 2;
+        *h *= 2;
+    }
+    return 0;
+}
+
 /* Pads [w, h, c] with one zero column on the right and one zero row at the bottom (torch's
  * F.pad(x, (0, 1, 0, 1))), then a stride-2 3x3 conv: -> [w/2, h/2, c]. */
 static int downsample_fwd(struct vae_run *r, const struct vae_conv *cv, int64_t w, int64_t h,
@@ -624,17 +652,9 @@ static int decode_one(struct mx_sd_vae *v, struct vae_run *r, int64_t w, int64_t
     if ((rc = res_fwd(r, &d->mid1, w, h)) < 0 || (rc = attn_fwd(r, &d->attn, w, h)) < 0 ||
         (rc = res_fwd(r, &d->mid2, w, h)) < 0)
         return rc;
-    for (int i = 3; i >= 0; i--) {
-        for (int j = 0; j < 3; j++)
-            if ((rc = res_fwd(r, &d->up[i][j], w, h)) < 0)
-                return rc;
-        if (i > 0) {
-            if ((rc = upsample_fwd(r, &d->upconv[i], w, h, d->up[i][2].cout)) < 0)
-                return rc;
-            w *= 2;
-            h *= 2;
-        }
-    }
+    for (int i = 3; i >= 0; i--)
+        if ((rc = up_fwd(r, d->up[i], i > 0 ? &d->upconv[i] : NULL, &w, &h)) < 0)
+            return rc;
     if ((rc = poll_cancel(r)) < 0)
         return rc;
     int a = r->cur;
@@ -852,6 +872,47 @@ int mx_sd_vae_block(const struct mx_sd_model *m, const char *prefix, bool attn, 
         rc = attn ? attn_fwd(&r, &at_, w, h) : res_fwd(&r, &res, w, h);
     if (rc == 0) {
         slot_t(&r, &yt, r.cur, w, h, cout);
+        if ((rc = mx_tensor_get(m->be, &yt, y, 0, mx_tensor_nbytes(&yt))) < 0)
+            rc = op_fail(&r, rc, "block output");
+    }
+    mx_buf_free(r.buf);
+    mx_arena_deinit(&params);
+    return rc;
+}
+
+int mx_sd_vae_up_block(const struct mx_sd_model *m, const char *prefix, bool upsample,
+                       int64_t cin, int64_t cout, int w, int h, const float *x, float *y,
+                       struct mx_err *err) {
+    struct vae_res res[3];
+    struct vae_conv up;
+    struct mx_arena params;
+    struct vae_loader l = {.m = m, .a = &params, .real = false, .err = err};
+    if (w <= 0 || h <= 0)
+        return mx_err_set(err, MX_EINVAL, "vae: up block %s: bad size %dx%d", prefix, w, h);
+    mx_arena_init_measure(&params);
+    int rc = load_up(&l, res, upsample ? &up : NULL, prefix, cin, cout);
+    if (rc < 0)
+        return rc;
+    if ((rc = mx_arena_init(&params, m->be, params.used, err)) < 0)
+        return rc;
+    l.real = true;
+    rc = load_up(&l, res, upsample ? &up : NULL, prefix, cin, cout);
+    int f = upsample ? 4 : 1; /* three slots of the widest activation */
+    size_t slot = (size_t)(cin > cout ? cin : cout) * (size_t)w * (size_t)h * (size_t)f;
+    struct vae_run r = {0};
+    if (rc == 0)
+        rc = run_open(&r, m->be, slot, 3 * slot, NULL, err);
+    struct mx_tensor xt, yt;
+    if (rc == 0) {
+        at(&r, &xt, 0, w, h, cin);
+        if ((rc = mx_tensor_set(m->be, &xt, x, 0, mx_tensor_nbytes(&xt))) < 0)
+            rc = op_fail(&r, rc, "block input");
+    }
+    int64_t ow = w, oh = h;
+    if (rc == 0)
+        rc = up_fwd(&r, res, upsample ? &up : NULL, &ow, &oh);
+    if (rc == 0) {
+        slot_t(&r, &yt, r.cur, ow, oh, cout);
         if ((rc = mx_tensor_get(m->be, &yt, y, 0, mx_tensor_nbytes(&yt))) < 0)
             rc = op_fail(&r, rc, "block output");
     }
