@@ -32,8 +32,8 @@ struct mx_db;
 /* One image to make. Strings owned by the request (mx_image_req_free); NULL: the default. */
 struct mx_image_req {
     char *prompt;          /* the words of the command that are not options ("" none) */
-    char *negative;        /* -n/--negative */
-    char *ckpt;            /* -d/--model as typed (the caller resolves it), then the checkpoint
+    char *negative;        /* -n/--negative(-prompt) */
+    char *ckpt;            /* -d/-m/--model as typed (the caller resolves it), then the checkpoint
                             * path the job opens */
     int width, height;     /* -W/-H pixels; 0: the model family's default */
     int steps;             /* --steps; 0: default (20) */
@@ -42,8 +42,9 @@ struct mx_image_req {
     char *scheduler;       /* --scheduler name */
     char *rng;             /* --rng: cuda, cpu, std_default */
     uint64_t seed;         /* --seed; the caller draws one when !seed_set */
-    bool seed_set;         /* --seed given (and not -1) */
+    bool seed_set;         /* -s/--seed given (and not -1) */
     int clip_skip;         /* --clip-skip; 0: the family's default */
+    float eta;             /* --eta: ancestral/DDIM noise; < 0: the sampler's default */
     float strength;        /* --strength for img2img; < 0: 0.75 (A1111's default) */
     char *init_path;       /* img2img: the source image file; NULL: txt2img */
     char *out_dir;         /* the folder the PNG goes into (created 0700 when missing) */
@@ -77,9 +78,10 @@ void mx_sd_engine_close(struct mx_sd_engine *e);
 const char *mx_sd_engine_path(const struct mx_sd_engine *e);
 
 /* Reads a slash command's argument: words and options, with '...' and "..." quoting and \
- * escapes as a shell does; "--" ends the options. Options (the CLI's names): -n/--negative,
- * -W/--width, -H/--height, --steps, --cfg, --sampler, --scheduler, --seed (-1: random), --rng,
- * --clip-skip, --strength, -d/--model. Numbers are checked for form and range here; the pipeline
+ * escapes as a shell does; "--" ends the options. Options (`mixel image`'s names): -n/--negative
+ * (--negative-prompt), -W/--width, -H/--height, --steps, --cfg (--cfg-scale), --sampler,
+ * --scheduler, -s/--seed (-1: random), --rng, --clip-skip, --eta, --strength, -d/-m/--model.
+ * Numbers are checked for form and range here; the pipeline
  * checks the rest (multiples of 8, memory). Returns 0, MX_EINVAL (err: which option and why,
  * one line) or MX_ENOMEM; *req is then empty. */
 int mx_image_req_parse(const char *arg, struct mx_image_req *req, struct mx_err *err);

@@ -78,16 +78,19 @@ static int next_word(const char **s, char *out, size_t size, struct mx_err *err)
 
 /* Option names the request takes, with the field each fills. */
 enum opt_id { O_NEG, O_W, O_H, O_STEPS, O_CFG, O_SAMPLER, O_SCHED, O_SEED, O_RNG, O_CLIP,
-              O_STRENGTH, O_MODEL };
+              O_ETA, O_STRENGTH, O_MODEL };
 
+/* `mixel image`'s names (cli/cmd_image.c), so a command line carries over */
 static const struct { const char *shrt, *lng; enum opt_id id; } opts[] = {
-    {"-n", "--negative", O_NEG},       {"-W", "--width", O_W},
-    {"-H", "--height", O_H},           {NULL, "--steps", O_STEPS},
-    {NULL, "--cfg", O_CFG},            {NULL, "--cfg-scale", O_CFG},
-    {NULL, "--sampler", O_SAMPLER},    {NULL, "--scheduler", O_SCHED},
-    {NULL, "--schedule", O_SCHED},     {NULL, "--seed", O_SEED},
-    {NULL, "--rng", O_RNG},            {NULL, "--clip-skip", O_CLIP},
+    {"-n", "--negative", O_NEG},       {NULL, "--negative-prompt", O_NEG},
+    {"-W", "--width", O_W},            {"-H", "--height", O_H},
+    {NULL, "--steps", O_STEPS},        {NULL, "--cfg", O_CFG},
+    {NULL, "--cfg-scale", O_CFG},      {NULL, "--sampler", O_SAMPLER},
+    {NULL, "--scheduler", O_SCHED},    {NULL, "--schedule", O_SCHED},
+    {"-s", "--seed", O_SEED},          {NULL, "--rng", O_RNG},
+    {NULL, "--clip-skip", O_CLIP},     {NULL, "--eta", O_ETA},
     {NULL, "--strength", O_STRENGTH},  {"-d", "--model", O_MODEL},
+    {"-m", "--model", O_MODEL},
 };
 
 /* A whole number in [lo, hi] from v for option name. */
@@ -132,6 +135,7 @@ static int prompt_add(struct mx_image_req *r, const char *word) {
 int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *err) {
     memset(r, 0, sizeof *r);
     r->cfg = -1;
+    r->eta = -1;
     r->strength = -1;
     size_t cap = (arg ? strlen(arg) : 0) + 1;
     char *w = malloc(cap), *v = malloc(cap);
@@ -151,8 +155,8 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
         }
         if (k < 0 && options && w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9')) {
             rc = mx_err_set(err, MX_EINVAL, "unknown option %s (options: -n/--negative, -W, -H, "
-                            "--steps, --cfg, --sampler, --scheduler, --seed, --rng, --clip-skip, "
-                            "--strength, -d/--model; -- ends them)", w);
+                            "--steps, --cfg, --sampler, --scheduler, -s/--seed, --rng, "
+                            "--clip-skip, --eta, --strength, -d/--model; -- ends them)", w);
             break;
         }
         if (k < 0) {
@@ -201,6 +205,7 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
                 r->seed = u, r->seed_set = true;
             break;
         case O_CFG: rc = parse_num(w, v, 0, 100, &r->cfg, err); break;
+        case O_ETA: rc = parse_num(w, v, 0, 10, &r->eta, err); break;
         case O_STRENGTH:
             rc = parse_num(w, v, 0, 1, &r->strength, err);
             if (rc == 0 && r->strength <= 0)

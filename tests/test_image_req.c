@@ -18,7 +18,7 @@ static void test_words_and_options(void **state) {
     assert_int_equal(mx_image_req_parse("a red  cube -W 64 --height 72 --steps 2 --cfg 7.5 "
                                         "-n \"blurry, \\\"dark\\\"\" on 'a  table' --seed 42 "
                                         "--sampler 'DPM++ 2M' --scheduler karras --rng cpu "
-                                        "--clip-skip 2 -d ~/m.safetensors",
+                                        "--clip-skip 2 --eta 0.5 -d ~/m.safetensors",
                                         &r, &err), 0);
     assert_string_equal(r.prompt, "a red cube on a  table");
     assert_string_equal(r.negative, "blurry, \"dark\"");
@@ -32,6 +32,7 @@ static void test_words_and_options(void **state) {
     assert_string_equal(r.scheduler, "karras");
     assert_string_equal(r.rng, "cpu");
     assert_int_equal(r.clip_skip, 2);
+    assert_true(r.eta == 0.5f);
     assert_string_equal(r.ckpt, "~/m.safetensors");
     assert_true(r.strength < 0); /* not given */
     assert_null(r.init_path);
@@ -50,7 +51,16 @@ static void test_defaults_and_end_of_options(void **state) {
     assert_int_equal(r.width, 0);
     assert_int_equal(r.steps, 0);
     assert_true(r.cfg < 0);
+    assert_true(r.eta < 0);
     assert_false(r.seed_set);
+    mx_image_req_free(&r);
+    /* mixel image's other spellings */
+    assert_int_equal(mx_image_req_parse("p -s 9 --negative-prompt no -m x.gguf --cfg-scale 2",
+                                        &r, &err), 0);
+    assert_true(r.seed_set && r.seed == 9);
+    assert_string_equal(r.negative, "no");
+    assert_string_equal(r.ckpt, "x.gguf");
+    assert_true(r.cfg == 2.0f);
     mx_image_req_free(&r);
     assert_int_equal(mx_image_req_parse("x --seed -1 -- --steps 3 -n -5", &r, &err), 0);
     assert_false(r.seed_set);
