@@ -5,11 +5,12 @@
 # images folder); a finished image is in the conversation and stored in the session (message,
 # image row with its parameters, the PNG with A1111's "parameters" chunk); /img2img redraws the
 # last image; the checkpoint given with -d is remembered by the session (--resume without
-# --sd-model finds it); the chat goes on between images. With ../shared/models/stories260K.gguf
-# also: when the image model does not fit beside the chat model (MIXEL_MEM_AVAILABLE stands in
-# for a small machine), the chat model is unloaded with a notice and loaded again by the next
-# message, which is answered. In xterm (termshot), the generated image is in the panel;
-# MX_KEEP_SHOTS=DIR keeps the screenshot and the image there to look at.
+# --sd-model finds it), else the first one discovered is used, and -d takes a discovered name;
+# the chat goes on between images. In xterm (termshot), the generated image is in the panel;
+# MX_KEEP_SHOTS=DIR keeps the screenshot and the image there to look at. With
+# ../shared/models/stories260K.gguf also: when the image model does not fit beside the chat
+# model (MIXEL_MEM_AVAILABLE stands in for a small machine), the chat model is unloaded with a
+# notice and loaded again by the next message, which is answered.
 set -u
 [ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow end-to-end test, run in the normal pass only"; exit 77; }
 ckpt=$("$MX_SRCDIR/tests/sd_ckpt.sh")
@@ -137,6 +138,24 @@ if [ -x "$TS" ] && [ -z "$shot_ok" ] && "$MIXEL" --version | grep -q sixel; then
 else
     echo "(termshot, Xvfb, xterm, xdotool, ImageMagick or sixel absent: no screenshot)"
 fi
+
+# --- no --sd-model, none chosen: the first checkpoint found where A1111 keeps them; -d also
+# takes a name as `mixel list` shows it
+sdd="$work/home/stable-diffusion-webui/models/Stable-diffusion"
+mkdir -p "$sdd" && ln -s "$ckpt" "$sdd/found.safetensors" || fail "cannot make the A1111 folder"
+start echo 0
+$T resize-window -t t -x 160 -y 40
+$T send-keys -t t "/image a found cube -W 64 -H 64 --steps 1 --cfg 1 --seed 45" Enter
+wait_for_re "\[image: [0-9]+-45\.png, 64x64, seed 45, 1 step," 300 ||
+    fail "the discovered checkpoint was not used"
+q "SELECT sampling FROM sessions ORDER BY id DESC LIMIT 1" |
+    grep -qF "\"sd_model\": \"$sdd/found.safetensors\"" || fail "discovered checkpoint not kept"
+$T send-keys -t t "/image by name -d found.safetensors -W 64 -H 64 --steps 1 --cfg 1 --seed 46" Enter
+wait_for_re "\[image: [0-9]+-46\.png, 64x64, seed 46, 1 step," 300 || fail "-d NAME did not resolve"
+$T send-keys -t t "/image x -d no-such-model -W 64 -H 64" Enter
+wait_for "/image: -d no-such-model: No such file or directory (nor is it a checkpoint" 5 ||
+    fail "-d with an unknown name: no notice"
+quit
 
 # --- a small machine: the chat model makes room and comes back for the next message
 M="${MX_SHARED:-}/models/stories260K.gguf"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/llm.h"
 #include "core/base/err.h"
@@ -73,7 +74,18 @@ static char *default_ckpt(struct app *a) {
         char p[4096];
         return resolve_path(a->o.sd_model, p, sizeof p) == 0 ? strdup(p) : strdup(a->o.sd_model);
     }
-    return NULL; /* SD discovery (app/discover.c) is not in this build yet */
+    /* the first SD 1.x/2.x checkpoint found where A1111, ComfyUI and the hub keep them (SDXL is
+     * listed there too, and this pipeline does not draw it) */
+    struct mx_model_list l;
+    char *found = NULL;
+    char cwd[4096];
+    if (mx_discover_sd(getenv("HOME"), getcwd(cwd, sizeof cwd), NULL, 0, &l, NULL) == 0)
+        for (size_t i = 0; i < l.n && !found; i++)
+            if (l.items[i].sd_kind && (!strncmp(l.items[i].sd_kind, "SD 1", 4) ||
+                                       !strncmp(l.items[i].sd_kind, "SD 2", 4)))
+                found = strdup(l.items[i].path);
+    mx_model_list_free(&l);
+    return found;
 }
 
 /* Unloads the chat model to make room for the image model (only one that can be loaded again),
@@ -157,9 +169,19 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
     }
     char path[4096];
     if (req.ckpt) {
+        /* a path, else a name as `mixel list` shows it (as `mixel image -d NAME` takes) */
+        char *named = NULL;
+        char cwd[4096];
         if (resolve_path(req.ckpt, path, sizeof path) != 0) {
-            mx_app_notice(a, true, "%s: -d %s: %s", cmd, req.ckpt, strerror(errno));
-            goto fail;
+            int e = errno;
+            if (mx_discover_sd_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd), NULL, req.ckpt,
+                                       &named, NULL) != 0 || !named) {
+                mx_app_notice(a, true, "%s: -d %s: %s (nor is it a checkpoint `mixel list` "
+                              "shows)", cmd, req.ckpt, strerror(e));
+                goto fail;
+            }
+            snprintf(path, sizeof path, "%s", named);
+            free(named);
         }
         free(req.ckpt);
         req.ckpt = strdup(path);
