@@ -6,7 +6,8 @@
 # image row with its parameters, the PNG with A1111's "parameters" chunk); /img2img redraws the
 # last image; the checkpoint given with -d is remembered by the session (--resume without
 # --sd-model finds it), else the first one discovered is used, and -d takes a discovered name;
-# the chat goes on between images. In xterm (termshot), the generated image is in the panel;
+# the chat goes on between images; the image and its parameters are those `mixel image` makes
+# with the same settings. In xterm (termshot), the generated image is in the panel;
 # MX_KEEP_SHOTS=DIR keeps the screenshot and the image there to look at. With
 # ../shared/models/stories260K.gguf also: when the image model does not fit beside the chat
 # model (MIXEL_MEM_AVAILABLE stands in for a small machine), the chat model is unloaded with a
@@ -86,6 +87,20 @@ grep -q "^Steps: 2, Sampler: .*Seed: 42, Size: 64x64, Model hash: fe5778e666, Mo
     { cat "$work/p1.txt"; fail "PNG parameters line"; }
 tree | grep -q " assistant complete 1/1 \[image: .*\] a red cube$" ||
     { tree; fail "the image message is not in the session's tree"; }
+# the same image as `mixel image` makes with the same settings: pixels and parameters
+HOME="$work/home" XDG_DATA_HOME="$work/data" "$MIXEL" image -d "$ckpt" -p "a red cube" \
+    -n "blurry, dark" -W 64 -H 64 --steps 2 -s 42 -q -o "$work/cli.png" >"$work/cli.log" 2>&1 ||
+    fail "mixel image failed: $(cat "$work/cli.log")"
+/usr/bin/python3 - "$MX_SRCDIR/tests/data" "$png" "$work/cli.png" <<'PY' ||
+import sys
+sys.path.insert(0, sys.argv[1])
+from shotcheck import read_png
+a, b = read_png(sys.argv[2]), read_png(sys.argv[3])
+sys.exit(0 if a == b else 1)
+PY
+    fail "/image and mixel image made different pixels from the same settings"
+params "$work/cli.png" | cmp -s - "$work/p1.txt" ||
+    { params "$work/cli.png"; cat "$work/p1.txt"; fail "/image and mixel image differ in parameters"; }
 # the checkpoint is the session's
 q "SELECT sampling FROM sessions" | grep -qF "\"sd_model\": \"$ckpt\"" ||
     fail "the session does not remember the checkpoint: $(q 'SELECT sampling FROM sessions')"
