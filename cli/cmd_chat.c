@@ -26,6 +26,8 @@ static void chat_usage(FILE *f) {
                "                            $XDG_DATA_HOME/mixel/history.db)\n"
                "  --no-history              keep this conversation in memory only\n"
                "  --graphics MODE           images as sixel, blocks (half blocks), none, or auto\n"
+               "  --sd-model PATH           the image checkpoint /image uses in sessions that\n"
+               "                            chose none with -d (default: the first found)\n"
                "  --chat-template NAME      override the model's template (mistral-v1,\n"
                "                            mistral-v3, llama2, llama3, chatml, zephyr, gemma,\n"
                "                            phi3, ...)\n");
@@ -52,6 +54,7 @@ int mx_cmd_chat(int argc, char **argv) {
         {NULL, "--db", MX_X_STR, &o.db_path, 0, 0},
         {NULL, "--chat-template", MX_X_STR, &tmpl, 0, 0},
         {NULL, "--graphics", MX_X_STR, &graphics, 0, 0},
+        {NULL, "--sd-model", MX_X_STR, &o.sd_model, 0, 0},
     };
     int pr = mx_cli_parse(named ? "chat" : "", MX_CLI_CHAT, argc, argv, &co, extra,
                           sizeof extra / sizeof extra[0], chat_usage);
@@ -90,8 +93,5 @@ int mx_cmd_chat(int argc, char **argv) {
         o.discover = true;
         o.load_engine = mx_engine_llm_loader;
     }
-    int rc = mx_app_run(&o);
-    if (o.engine)
-        o.engine->free(o.engine);
-    return rc;
+    return mx_app_run(&o); /* it frees the engine (app.h) */
 }

@@ -4,7 +4,8 @@
  * path from the root to each leaf, the active one included - can take the next turn: the
  * conversation along it plus a new user message (or the path as it is when it ends with one)
  * goes through the chat planner (mx_chat_prepare) with a strict-alternation template
- * (mistral-v1: user/assistant must alternate after the optional system message) and renders.
+ * (mistral-v1: user/assistant must alternate after the optional system message) and renders;
+ * messages with an image are not turns (the engines leave them out) and are skipped.
  *
  * usage: session_tree DB [--dump]
  * --dump also prints every message: "S<session> leaf=<id>" then "<id> <parent> <role> <state>
@@ -41,8 +42,21 @@ static const char *state_name(enum mx_msg_state s) {
     return s == MX_MSG_COMPLETE ? "complete" : s == MX_MSG_PARTIAL ? "partial" : "streaming";
 }
 
+/* Whether message id has an image (a /show attachment, an /image result): such messages are
+ * not turns of the conversation the model sees (app/run_session.c and tui/gen.c leave them
+ * out), so they are left out of the branch check too. */
+static bool has_image(struct mx_db *db, int64_t id) {
+    sqlite3_stmt *st = NULL;
+    bool yes = sqlite3_prepare_v2(mx_db_sqlite(db), "SELECT 1 FROM images WHERE message = ?1",
+                                  -1, &st, NULL) == SQLITE_OK &&
+               sqlite3_bind_int64(st, 1, id) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return yes;
+}
+
 /* Checks the branch path[0..n) (root first) of session sid ending at leaf. Returns 0 or 1. */
-static int check_branch(int64_t sid, int64_t leaf, const struct mx_msg *path, size_t n) {
+static int check_branch(struct mx_db *db, int64_t sid, int64_t leaf, const struct mx_msg *path,
+                        size_t n) {
     struct mx_chat_msg *msgs = calloc(n + 1, sizeof *msgs);
     if (!msgs)
         return 1;
@@ -54,6 +68,8 @@ static int check_branch(int64_t sid, int64_t leaf, const struct mx_msg *path, si
             free(msgs);
             return 1;
         }
+        if (has_image(db, path[i].id))
+            continue;
         msgs[k].role = path[i].role;
         msgs[k++].content = path[i].content;
     }
@@ -137,7 +153,7 @@ int main(int argc, char **argv) {
             bad = 1;
             continue;
         }
-        bad |= check_branch(sid, sl.v[s].active_leaf, act.v, act.n);
+        bad |= check_branch(db, sid, sl.v[s].active_leaf, act.v, act.n);
         n_branches++;
         mx_msg_list_free(&act);
         if (dump)
@@ -153,7 +169,7 @@ int main(int argc, char **argv) {
                        (long long)leaf);
                 bad = 1;
             } else {
-                bad |= check_branch(sid, leaf, p.v, p.n);
+                bad |= check_branch(db, sid, leaf, p.v, p.n);
                 n_branches++;
             }
             mx_msg_list_free(&p);

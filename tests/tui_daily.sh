@@ -3,7 +3,7 @@
 # an answer cut by a full context shows and is stored as cut (not complete); a message of several
 # lines is one input-history entry, also after a restart; /export writes a 0600 file and refuses
 # an empty chat; /copy copies the whole last answer and /copy code N a code block (OSC 52, read
-# back from tmux's clipboard); /help marks /image as not in this build; high-contrast fills the
+# back from tmux's clipboard); /help lists /image and /img2img; high-contrast fills the
 # screen with its background; transparent PNG areas show the background; /save converts a JPEG
 # for a .png name; the "No model is loaded" banner goes away once a model is loaded.
 set -u
@@ -66,11 +66,12 @@ sleep 0.2
 $T send-keys -t t "/copy code 3" Enter
 wait_for "has 2 code blocks" || fail "/copy code 3 not refused"
 
-# 5. /help: /image is marked as not in this build, as `mixel image` is
-$T resize-window -t t -x 100 -y 70 # /help whole on the screen
+# 5. /help lists /image with its options and /img2img (tests/tui_image_gen.sh runs them)
+$T resize-window -t t -x 120 -y 70 # /help whole on the screen
 $T send-keys -t t "/help" Enter
-wait_for "generate an image (not in this build yet)" || fail "/help does not mark /image"
-"$MIXEL" image --help 2>&1 | grep -q "not in this build yet" || fail "mixel image says otherwise"
+wait_for "/image PROMPT [opts]" || fail "/help does not list /image"
+wait_for "-n NEG -W/-H --steps --cfg" || fail "/help does not list /image's options"
+wait_for "/img2img PROMPT [opts]" || fail "/help does not list /img2img"
 quit
 
 # 6. high-contrast on a terminal of another background: no cell is left on the terminal's own

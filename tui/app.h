@@ -17,7 +17,9 @@ typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
                                               struct mx_err *err);
 
 struct mx_app_opts {
-    struct mx_engine *engine;   /* borrowed; NULL: no model yet (the welcome screen explains) */
+    struct mx_engine *engine;   /* owned by the app from mx_app_run on (freed when replaced, when
+                                 * unloaded for an image model, or at exit); NULL: no model yet
+                                 * (the welcome screen explains) */
     const char *theme;          /* theme name, NULL: "dark" */
     const char *system_prompt;  /* NULL: none */
     struct mx_gen_settings settings;
@@ -29,6 +31,8 @@ struct mx_app_opts {
     mx_engine_loader load_engine; /* for /model and the model picker; NULL: cannot load */
     bool discover;              /* no model given: offer the models found on this machine */
     enum mx_gfx_mode graphics;  /* --graphics: auto (detect), sixel, blocks or none */
+    const char *sd_model;       /* --sd-model: the image checkpoint for sessions that chose none;
+                                 * NULL: the first one discovered */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

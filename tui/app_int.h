@@ -9,6 +9,7 @@
  *   status                           notices, progress, the status bar
  *   images, store                    images in cells; the history database glue
  *   load, gallery, sidebar, conv_view
+ *   imagegen                         image generation on the worker (/image, /img2img)
  *   gen, picker, keys                generation; the model picker; key actions (keys.h table)
  *   commands                         the slash command table (+ /help from keys.h)
  *   readline_glue                    readline in callback mode
@@ -30,6 +31,7 @@
 #include "history/db.h"
 #include "tui/app.h"
 #include "app/discover.h"
+#include "app/image_job.h"
 #include "tui/image_term.h"
 #include "tui/markdown.h"
 #include "tui/rate.h"
@@ -85,6 +87,7 @@ struct mx_app_gen {
     bool cut;             /* the engine said the answer stops here: the context is full */
     int ctx_used;         /* tokens in the engine's cache (the context meter) */
     double last_db_update; /* when the streaming answer was last written to the history */
+    bool image;           /* the running job makes an image (imagegen.c), not an answer */
     struct msg queued;    /* a message typed while the answer streams (state MSG_QUEUED, shown
                            * under the answer; text NULL: none): sent when the answer ends,
                            * back in the input line when it is stopped or fails (gen.c) */
@@ -163,7 +166,20 @@ struct mx_app_picker {
 /* Loading a model on the worker (/model, the picker). */
 struct mx_app_load {
     bool busy;
-    struct mx_engine *owned; /* an engine the app loaded (freed at exit or on switch) */
+    struct mx_engine *owned; /* the chat engine the app owns: the one mx_app_run was given, or
+                           * the one loaded since (freed on switch, unload or exit) */
+};
+
+/* Image generation (/image, /img2img: imagegen.c). */
+struct mx_app_imagegen {
+    struct mx_sd_engine *engine; /* the SD pipeline kept open between images (NULL: none yet) */
+    char *ckpt;           /* the session's checkpoint (owned; NULL: --sd-model, else the first
+                           * one discovered) */
+    char *parked_llm;     /* the chat model unloaded to make room for the image model (owned;
+                           * NULL none): loaded again, and the answer started, by the next
+                           * message */
+    bool answer_after_load; /* the load running is that reload: answer when it is done */
+    bool retried;         /* the running image job is the retry after unloading the LLM */
 };
 
 /* What the terminal can show and the colour pairs lent to half-block images. */
@@ -208,6 +224,7 @@ struct app {
     struct mx_app_img img;
     struct mx_app_frame frame;
     struct mx_app_gallery gal;
+    struct mx_app_imagegen imgen;
 };
 
 

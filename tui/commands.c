@@ -23,6 +23,7 @@
 #include "tui/conv.h"
 #include "tui/gallery.h"
 #include "tui/gen.h"
+#include "tui/imagegen.h"
 #include "tui/images.h"
 #include "tui/keys.h"
 #include "tui/load.h"
@@ -156,6 +157,11 @@ static void cmd_regen(struct app *a, const char *arg) {
         mx_app_notice(a, true, "/regen: no answer to regenerate");
         return;
     }
+    if (a->conv.msgs[last].image) {
+        mx_app_notice(a, true, "/regen: the last message is an image: /image draws another "
+                      "(a new seed each time unless --seed is given)");
+        return;
+    }
     /* the new answer is a sibling of the old one: continue from the user message before it */
     if (a->store.db && a->store.session && last > 0 && a->conv.msgs[last - 1].db_id) {
         struct mx_err err = {0};
@@ -267,7 +273,7 @@ static void cmd_copy(struct app *a, const char *arg) {
     const struct msg *m = NULL;
     for (int i = a->conv.n_msgs - 1; i >= 0 && !m; i--)
         if (a->conv.msgs[i].role == MX_ROLE_ASSISTANT && a->conv.msgs[i].state != MSG_NOTICE &&
-            a->conv.msgs[i].len)
+            a->conv.msgs[i].len && !a->conv.msgs[i].image) /* an image's caption is no answer */
             m = &a->conv.msgs[i];
     if (!m) {
         mx_app_notice(a, true, "/copy: there is no answer to copy yet");
@@ -355,15 +361,6 @@ static void cmd_export(struct app *a, const char *arg) {
         return;
     }
     mx_app_notice(a, false, "exported to %s", path);
-}
-
-static void cmd_needs(struct app *a, const char *what) {
-    mx_app_notice(a, true, "%s is not in this build yet", what);
-}
-
-static void cmd_image(struct app *a, const char *arg) {
-    (void)arg;
-    cmd_needs(a, "image generation (/image)");
 }
 
 /* /log: the recent notices with their times (and the details behind them), oldest first. */
@@ -483,7 +480,10 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/regen",    "",       "regenerate the last answer",                    cmd_regen)          \
     X("/edit",     "",       "edit your last message and resend it",          cmd_edit)           \
     X("/stop",     "",       "stop the answer being generated (also Esc)",    cmd_stop)           \
-    X("/image",    "PROMPT", "generate an image (not in this build yet)",     cmd_image)          \
+    X("/image",    "PROMPT [opts]", "draw an image (-n NEG -W/-H --steps --cfg --sampler " \
+      "--scheduler --seed --rng --clip-skip -d CKPT)", mx_app_cmd_image)                          \
+    X("/img2img",  "PROMPT [opts]", "redraw the last image (--strength S, /image's options)",   \
+      mx_app_cmd_img2img)                                                                         \
     X("/show",     "PATH",   "attach a PNG/JPEG image to the conversation",   mx_app_cmd_show)    \
     X("/gallery",  "",       "the conversation's images as thumbnails",       mx_app_cmd_gallery) \
     X("/save",     "PATH",   "copy the selected (or last) image to PATH",     mx_app_cmd_save)    \
@@ -502,7 +502,7 @@ static const struct { const char *name, *args, *help; slash_fn fn; } slash_table
 
 static void cmd_help(struct app *a, const char *arg) {
     (void)arg;
-    char buf[4096];
+    char buf[8192];
     size_t o = 0;
     o += (size_t)snprintf(buf + o, sizeof buf - o, "**Commands**\n");
     for (size_t i = 0; i < sizeof slash_table / sizeof slash_table[0]; i++)

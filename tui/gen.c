@@ -16,6 +16,7 @@
 #include "core/base/util.h"
 #include "history/db.h"
 #include "tui/conv.h"
+#include "tui/imagegen.h"
 #include "tui/load.h"
 #include "tui/status.h"
 #include "tui/store.h"
@@ -98,6 +99,8 @@ void mx_app_gen_deinit(struct app *a) {
 
 /* Starts the answer to the conversation as it stands (the last message is the user's). */
 void mx_app_gen_start(struct app *a) {
+    if (!a->o.engine && mx_app_image_unpark(a))
+        return; /* the chat model comes back for this answer (unloaded for images) */
     if (!a->o.engine) {
         mx_app_notice(a, true, "no model loaded: start mixel with -m MODEL.gguf (or /model PATH)");
         return;
@@ -182,7 +185,10 @@ void mx_app_gen_events(struct app *a) {
             a->gen.tok_s = mx_rate_add(&a->gen.rate, mx_time_s(), 1);
             break;
         case MX_EV_PROGRESS:
-            mx_app_progress(a, ev.text, ev.a, ev.b);
+            if (a->gen.image)
+                mx_app_image_progress(a, ev.text);
+            else
+                mx_app_progress(a, ev.text, ev.a, ev.b);
             break;
         case MX_EV_STATS:
             /* the engine's average: kept for the end of the answer, where it is exact (while
@@ -203,6 +209,16 @@ void mx_app_gen_events(struct app *a) {
             mx_app_progress_end(a);
             if (a->load.busy) {
                 mx_app_load_finish(a, ev.code, ev.text);
+                bool answer = a->imgen.answer_after_load;
+                a->imgen.answer_after_load = false;
+                if (answer && ev.code == 0) /* the chat model is back for a waiting message */
+                    mx_app_gen_start(a);
+                break;
+            }
+            if (a->gen.image) {
+                mx_app_image_done(a, ev.code, ev.text);
+                if (!a->gen.busy) /* not retried: a message typed meanwhile goes now */
+                    queue_after(a, ev.code, ev.text);
                 break;
             }
             a->gen.busy = false;

@@ -26,6 +26,7 @@
 #include "tui/conv.h"
 #include "tui/draw.h"
 #include "tui/gen.h"
+#include "tui/imagegen.h"
 #include "tui/input.h"
 #include "tui/load.h"
 #include "tui/picker.h"
@@ -141,6 +142,7 @@ static void main_loop(struct app *a) {
 int mx_app_run(const struct mx_app_opts *opts) {
     struct app a = {0};
     a.o = *opts;
+    a.load.owned = opts->engine; /* the app's from here on (app.h) */
     a.settings = opts->settings;
     a.seed_fixed = opts->seed_fixed;
     if (opts->system_prompt)
@@ -159,10 +161,14 @@ int mx_app_run(const struct mx_app_opts *opts) {
     int theme_rc = mx_theme_load(theme, &a.style.theme, &err);
     if (mx_worker_new(&a.w) != 0) {
         fprintf(stderr, "mixel: cannot start the worker thread\n");
+        if (a.load.owned)
+            a.load.owned->free(a.load.owned);
         return 1;
     }
     if (winch_init() != 0) {
         mx_worker_free(a.w);
+        if (a.load.owned)
+            a.load.owned->free(a.load.owned);
         return 1;
     }
 
@@ -204,6 +210,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     a.gen.busy = a.load.busy = false;
     mx_app_snapshot_save(&a);
     mx_app_gen_deinit(&a);
+    mx_app_image_deinit(&a);
     mx_app_rl_deinit(&a);
     fputs("\033[?2004l", stdout);
     fflush(stdout);

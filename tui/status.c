@@ -212,8 +212,9 @@ void mx_app_draw_status(struct app *a, int y, int width) {
              a->store.title[0] ? a->store.title : "", a->store.title[0] ? " \xc2\xb7 " : "",
              e ? e->name : "no model", e ? e->device : "-", a->store.db ? "saved" : "not saved",
              a->gen.ctx_used, n_ctx, speed,
-             a->gen.busy ? " \xc2\xb7 generating (Esc stops)"
-             : a->load.busy  ? " \xc2\xb7 loading" : "");
+             /* an image's progress, shown first, says itself that Esc cancels */
+             a->gen.busy && !a->gen.image ? " \xc2\xb7 generating (Esc stops)"
+             : a->load.busy               ? " \xc2\xb7 loading" : "");
     char clean[MX_SANITIZE_MAX(512)];
     int x = 0;
     /* a running job's progress comes first: it is what the user waits for */

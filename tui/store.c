@@ -52,14 +52,20 @@ bool mx_app_store_writable(const struct app *a) {
     return a->store.db && !mx_db_readonly(a->store.db);
 }
 
-static void settings_json(const struct app *a, char *buf, size_t size) {
+/* The session's settings as a JSON object text (caller frees; NULL when out of memory): the
+ * sampling settings and the image checkpoint chosen with /image -d. */
+static char *settings_json(const struct app *a) {
     /* the seed goes out as a signed 64-bit integer (what JSON readers take) and comes back
      * through the same two's-complement cast in settings_from_json */
-    snprintf(buf, size,
-             "{\"temp\": %g, \"top_p\": %g, \"seed\": %lld, \"seed_fixed\": %s, \"n_ctx\": %d}",
-             (double)a->settings.sampling.temp, (double)a->settings.sampling.top_p,
-             (long long)a->settings.sampling.seed, a->seed_fixed ? "true" : "false",
-             a->settings.n_ctx);
+    json_t *o = json_pack("{s:f, s:f, s:I, s:b, s:i}", "temp", (double)a->settings.sampling.temp,
+                          "top_p", (double)a->settings.sampling.top_p, "seed",
+                          (json_int_t)a->settings.sampling.seed, "seed_fixed", a->seed_fixed,
+                          "n_ctx", a->settings.n_ctx);
+    if (o && a->imgen.ckpt)
+        json_object_set_new(o, "sd_model", json_string(a->imgen.ckpt));
+    char *s = o ? json_dumps(o, JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(o);
+    return s;
 }
 
 /* A session's stored settings (written by settings_json); missing or mistyped keys keep the
@@ -81,6 +87,10 @@ static void settings_from_json(struct app *a, const char *text) {
     a->seed_fixed = json_is_true(json_object_get(o, "seed_fixed"));
     if (json_is_integer(v = json_object_get(o, "n_ctx")))
         a->settings.n_ctx = (int)json_integer_value(v);
+    /* the image checkpoint is the session's own: none stored, the default applies */
+    free(a->imgen.ckpt);
+    a->imgen.ckpt = json_is_string(v = json_object_get(o, "sd_model"))
+                        ? strdup(json_string_value(v)) : NULL;
     json_decref(o);
 }
 
@@ -88,11 +98,11 @@ int mx_app_ensure_session(struct app *a) {
     if (a->store.session || !mx_app_store_writable(a))
         return a->store.session ? 0 : -1;
     struct mx_err err = {0};
-    char js[256];
-    settings_json(a, js, sizeof js);
+    char *js = settings_json(a);
     const char *model = a->o.model_path ? a->o.model_path : NULL;
     int rc =
         mx_db_session_create(a->store.db, NULL, model, NULL, NULL, js, &a->store.session, &err);
+    free(js);
     if (rc != 0) {
         mx_app_store_warn(a, &err, rc);
         return rc;
@@ -103,10 +113,10 @@ int mx_app_ensure_session(struct app *a) {
 void mx_app_store_settings(struct app *a) {
     if (!a->store.session || !mx_app_store_writable(a))
         return;
-    char js[256];
-    settings_json(a, js, sizeof js);
+    char *js = settings_json(a);
     struct mx_err err = {0};
     int rc = mx_db_session_set_model(a->store.db, a->store.session, NULL, NULL, NULL, js, &err);
+    free(js);
     if (rc != 0)
         mx_app_store_warn(a, &err, rc);
 }
@@ -241,6 +251,8 @@ void mx_app_session_fresh(struct app *a, const char *what) {
     mx_app_conv_clear(a);
     a->gen.ctx_used = 0;
     a->store.session = 0;
+    free(a->imgen.ckpt); /* a new session starts from the default image model */
+    a->imgen.ckpt = NULL;
     a->store.title[0] = '\0';
     mx_app_notice(a, false, "%s", what);
 }

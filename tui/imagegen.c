@@ -1,0 +1,320 @@
+/* imagegen.c - /image and /img2img in the chat: the command's words read into a request
+ * (app/image_job.h), the checkpoint chosen (the one given, else the session's, else --sd-model,
+ * else the first discovered) and remembered with the session, the job run on the engine worker
+ * like an answer (Esc cancels, messages typed meanwhile are queued), its progress in the status
+ * bar, and the finished image stored in the session and shown under its message and in the
+ * gallery, as /show images are.
+ *
+ * Memory: the chat model stays loaded while both fit. When the machine cannot hold the image
+ * model beside it (MemAvailable before the job, or the job failing with MX_ENOMEM), the chat
+ * model is unloaded with a notice, and loaded again (the image model freed) by the next message.
+ */
+#include "tui/imagegen.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/llm.h"
+#include "core/base/err.h"
+#include "core/base/text.h"
+#include "core/base/util.h"
+#include "history/paths.h"
+#include "tui/conv.h"
+#include "tui/load.h"
+#include "tui/status.h"
+#include "tui/store.h"
+
+/* The running (or last) image job: the worker runs one job at a time. */
+static struct {
+    struct mx_sd_engine *engine;  /* borrowed from a->imgen.engine */
+    struct mx_image_req req;
+    struct mx_image_result res;
+} g_img;
+
+static void image_job_fn(struct mx_job *job, void *ud) {
+    (void)ud;
+    mx_image_job_run(job, g_img.engine, &g_img.req, &g_img.res);
+}
+
+/* The file name of a path, for notices. */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s && s[1] ? s + 1 : path;
+}
+
+/* path with a leading ~/ expanded, resolved (realpath) into out. Returns 0 or -1 (errno). */
+static int resolve_path(const char *path, char *out, size_t size) {
+    char tmp[4200];
+    const char *home = getenv("HOME");
+    if (path[0] == '~' && (path[1] == '/' || !path[1]) && home)
+        snprintf(tmp, sizeof tmp, "%s%s", home, path + 1);
+    else
+        snprintf(tmp, sizeof tmp, "%s", path);
+    char real[4096];
+    if (!realpath(tmp, real))
+        return -1;
+    if (strlen(real) >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(out, real, strlen(real) + 1);
+    return 0;
+}
+
+/* The checkpoint for a request without -d: the session's, --sd-model, else the first SD
+ * checkpoint found on this machine (app/discover.h). Returns a path (owned by the caller) or
+ * NULL. */
+static char *default_ckpt(struct app *a) {
+    if (a->imgen.ckpt)
+        return strdup(a->imgen.ckpt);
+    if (a->o.sd_model && a->o.sd_model[0]) {
+        char p[4096];
+        return resolve_path(a->o.sd_model, p, sizeof p) == 0 ? strdup(p) : strdup(a->o.sd_model);
+    }
+    /* the first SD 1.x/2.x checkpoint found where A1111, ComfyUI and the hub keep them (SDXL is
+     * listed there too, and this pipeline does not draw it) */
+    struct mx_model_list l;
+    char *found = NULL;
+    char cwd[4096];
+    if (mx_discover_sd(getenv("HOME"), getcwd(cwd, sizeof cwd), NULL, 0, &l, NULL) == 0)
+        for (size_t i = 0; i < l.n && !found; i++)
+            if (l.items[i].sd_kind && (!strncmp(l.items[i].sd_kind, "SD 1", 4) ||
+                                       !strncmp(l.items[i].sd_kind, "SD 2", 4)))
+                found = strdup(l.items[i].path);
+    mx_model_list_free(&l);
+    return found;
+}
+
+/* Unloads the chat model to make room for the image model (only one that can be loaded again),
+ * saying so. Returns true when it did. */
+static bool park_llm(struct app *a, const char *why) {
+    if (!a->o.engine || !a->o.load_engine || !a->o.model_path || a->imgen.parked_llm)
+        return false;
+    char *path = strdup(a->o.model_path);
+    if (!path)
+        return false;
+    mx_app_snapshot_save(a); /* the conversation's processed context, for the reload */
+    if (a->load.owned == a->o.engine)
+        a->load.owned = NULL;
+    a->o.engine->free(a->o.engine);
+    a->o.engine = NULL;
+    a->imgen.parked_llm = path;
+    mx_app_notice(a, false, "unloaded the chat model %s to make room for the image model (%s); "
+                  "your next message loads it again", base_name(path), why);
+    return true;
+}
+
+bool mx_app_image_unpark(struct app *a) {
+    if (!a->imgen.parked_llm || a->o.engine || a->gen.busy || a->load.busy)
+        return false;
+    mx_sd_engine_close(a->imgen.engine); /* the room the chat model needs */
+    char *path = a->imgen.parked_llm;
+    a->imgen.parked_llm = NULL;
+    mx_app_notice(a, false, "loading the chat model %s again (the image model is unloaded)",
+                  base_name(path));
+    mx_app_load_start(a, path);
+    free(path);
+    a->imgen.answer_after_load = a->load.busy;
+    return a->load.busy;
+}
+
+/* Starts g_img.req on the worker (the request is complete). */
+static void job_start(struct app *a) {
+    g_img.engine = a->imgen.engine;
+    if (mx_worker_start(a->w, image_job_fn, NULL) != 0) {
+        mx_app_notice(a, true, "could not start the image job");
+        mx_image_req_free(&g_img.req);
+        return;
+    }
+    a->gen.busy = true;
+    a->gen.image = true;
+    a->gen.t0 = mx_time_s();
+    a->gen.tok_s = 0;
+    mx_app_image_progress(a, "image: starting");
+}
+
+/* The conversation's last image (a /show attachment or a generated one), or NULL. */
+static const char *last_image(const struct app *a) {
+    for (int i = a->conv.n_msgs - 1; i >= 0; i--)
+        if (a->conv.msgs[i].image)
+            return a->conv.msgs[i].image;
+    return NULL;
+}
+
+/* /image and /img2img: img2img takes the conversation's last image as the source. */
+static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2img) {
+    if (a->gen.busy || a->load.busy) {
+        mx_app_notice(a, true, "%s: busy: wait for the answer or image (Esc stops it)", cmd);
+        return;
+    }
+    struct mx_image_req req;
+    struct mx_err err = {0};
+    if (mx_image_req_parse(arg, &req, &err) != 0) {
+        mx_app_notice(a, true, "%s: %s", cmd, err.msg);
+        return;
+    }
+    if (!req.prompt[0]) {
+        mx_app_notice(a, true, "%s takes a prompt, then options: -n NEGATIVE, -W/-H PIXELS, "
+                      "--steps N, --cfg S, --sampler NAME, --seed N, -d CHECKPOINT%s", cmd,
+                      img2img ? ", --strength S" : "");
+        goto fail;
+    }
+    if (!img2img && req.strength > 0) {
+        mx_app_notice(a, true, "/image: --strength is for /img2img (how much of the source "
+                      "image is redrawn)");
+        goto fail;
+    }
+    char path[4096];
+    if (req.ckpt) {
+        /* a path, else a name as `mixel list` shows it (as `mixel image -d NAME` takes) */
+        char *named = NULL;
+        char cwd[4096];
+        if (resolve_path(req.ckpt, path, sizeof path) != 0) {
+            int e = errno;
+            if (mx_discover_sd_resolve(getenv("HOME"), getcwd(cwd, sizeof cwd), NULL, req.ckpt,
+                                       &named, NULL) != 0 || !named) {
+                mx_app_notice(a, true, "%s: -d %s: %s (nor is it a checkpoint `mixel list` "
+                              "shows)", cmd, req.ckpt, strerror(e));
+                goto fail;
+            }
+            snprintf(path, sizeof path, "%s", named);
+            free(named);
+        }
+        free(req.ckpt);
+        req.ckpt = strdup(path);
+    } else {
+        req.ckpt = default_ckpt(a);
+        if (!req.ckpt) {
+            mx_app_notice(a, true, "%s: no image model: give one with -d CHECKPOINT.safetensors "
+                          "(kept for this session) or start mixel with --sd-model PATH", cmd);
+            goto fail;
+        }
+    }
+    if (img2img) {
+        const char *src = last_image(a);
+        if (!src) {
+            mx_app_notice(a, true, "/img2img: the conversation has no image yet (/image makes "
+                          "one, /show attaches one)");
+            goto fail;
+        }
+        req.init_path = strdup(src);
+    }
+    if (!req.seed_set) /* A1111's seed range: what its UI and the infotext show */
+        req.seed = mx_gen_fresh_seed() & 0xffffffffu;
+    char dir[4096];
+    if (mx_path_data_dir(dir, sizeof dir, &err) != 0) {
+        mx_app_notice(a, true, "%s: %s", cmd, err.msg);
+        goto fail;
+    }
+    size_t n = strlen(dir) + 8;
+    if ((req.out_dir = malloc(n)))
+        snprintf(req.out_dir, n, "%s/images", dir);
+    req.device = strdup(a->settings.device ? a->settings.device : "auto");
+    req.threads = a->settings.threads;
+    if (!req.ckpt || !req.out_dir || !req.device || (img2img && !req.init_path)) {
+        mx_app_notice(a, true, "%s: out of memory", cmd);
+        goto fail;
+    }
+    if (!a->imgen.engine && mx_sd_engine_new(&a->imgen.engine) != 0) {
+        mx_app_notice(a, true, "%s: out of memory", cmd);
+        goto fail;
+    }
+    /* the checkpoint is the session's from now on: remembered with its settings */
+    if (!a->imgen.ckpt || strcmp(a->imgen.ckpt, req.ckpt)) {
+        free(a->imgen.ckpt);
+        a->imgen.ckpt = strdup(req.ckpt);
+        mx_app_ensure_session(a);
+        mx_app_store_settings(a);
+    }
+    /* both models where both fit; else the chat model makes room (and comes back later) */
+    uint64_t need, avail;
+    mx_image_mem_need(a->imgen.engine, &req, &need, &avail);
+    if (avail && need > avail) {
+        char why[96];
+        snprintf(why, sizeof why, "it needs %.1f GB, %.1f GB are free", need / 1e9, avail / 1e9);
+        park_llm(a, why);
+    }
+    mx_image_req_free(&g_img.req);
+    mx_image_result_free(&g_img.res);
+    g_img.req = req;
+    a->imgen.retried = false;
+    a->conv.scroll = 0;
+    mx_app_notice_clear(a);
+    job_start(a);
+    return;
+fail:
+    mx_image_req_free(&req);
+}
+
+void mx_app_cmd_image(struct app *a, const char *arg) {
+    image_cmd(a, "/image", arg, false);
+}
+
+void mx_app_cmd_img2img(struct app *a, const char *arg) {
+    image_cmd(a, "/img2img", arg, true);
+}
+
+void mx_app_image_progress(struct app *a, const char *text) {
+    char clean[MX_SANITIZE_MAX(200)];
+    size_t n = mx_text_sanitize(text ? text : "", strnlen(text ? text : "", 200), clean, false);
+    snprintf(a->status.prog, sizeof a->status.prog, "%.*s (Esc cancels)", (int)n, clean);
+}
+
+void mx_app_image_done(struct app *a, int code, const char *msg) {
+    a->gen.busy = false;
+    a->gen.image = false;
+    mx_app_progress_end(a);
+    if (code == MX_ENOMEM && !a->imgen.retried && a->o.engine &&
+        park_llm(a, "there was no room for both")) {
+        /* once more, with the chat model's memory given back */
+        a->imgen.retried = true;
+        job_start(a);
+        return;
+    }
+    if (code == MX_ECANCELED) {
+        mx_app_notice(a, false, "image cancelled: nothing was saved");
+    } else if (code != 0) {
+        mx_app_notice_detail(a, true, msg, "no image: %s", msg && msg[0] ? msg : mx_strerror(code));
+    } else {
+        const struct mx_image_result *r = &g_img.res;
+        const struct mx_image_req *q = &g_img.req;
+        char caption[1024];
+        snprintf(caption, sizeof caption, "[image: %s, %dx%d, seed %llu, %d step%s, %.1f s%s] %s",
+                 base_name(r->path), r->w, r->h, (unsigned long long)q->seed, r->steps,
+                 r->steps == 1 ? "" : "s", r->seconds, q->init_path ? ", from the last image" : "",
+                 q->prompt);
+        int64_t id = 0;
+        if (mx_app_ensure_session(a) == 0) {
+            struct mx_err err = {0};
+            int rc = mx_image_store(a->store.db, a->store.session, r, caption, &id, &err);
+            if (rc != 0)
+                mx_app_store_warn(a, &err, rc);
+        }
+        struct msg *m = mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_DONE, caption);
+        if (m) {
+            m->db_id = id;
+            m->image = strdup(r->path);
+        }
+        if (!a->store.title[0])
+            mx_app_store_refresh_title(a);
+        a->conv.scroll = 0;
+        mx_app_notice(a, false, "image saved in %s (%.2f s/step%s); F3 shows it full screen",
+                      r->path, r->step_s,
+                      r->load_s > 0 ? ", the model loaded first" : "");
+    }
+    mx_image_result_free(&g_img.res);
+}
+
+void mx_app_image_deinit(struct app *a) {
+    mx_image_req_free(&g_img.req);
+    mx_image_result_free(&g_img.res);
+    memset(&g_img, 0, sizeof g_img);
+    mx_sd_engine_free(a->imgen.engine);
+    a->imgen.engine = NULL;
+    free(a->imgen.ckpt);
+    free(a->imgen.parked_llm);
+    a->imgen.ckpt = a->imgen.parked_llm = NULL;
+}
