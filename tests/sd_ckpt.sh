@@ -3,13 +3,14 @@
 # made with, generating it once (about 20 s, 2.1 GB) with ../shared/tools/make_sd15_random.py.
 #   tests/sd_ckpt.sh            the single-file (CompVis/LDM names) .safetensors
 #   tests/sd_ckpt.sh diffusers  the same weights as a diffusers folder
-# The files live in $MX_SD_CACHE (default $MX_BUILDDIR/sd-ckpt, else ./sd-ckpt); parallel tests
-# wait on one lock. Exit 77 (Automake's skip) with the reason on stderr when ../shared, python3
+# The files live in $MX_SD_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/mixel-tests/sd-ckpt, so
+# the normal and the sanitizer builds, and later clones, share one copy); parallel tests wait
+# on one lock. Exit 77 (Automake's skip) with the reason on stderr when ../shared, python3
 # or numpy is missing; exit 1 when the generated file's sha256 is not the documented one.
 set -eu
 kind=${1:-ldm}
 shared=${MX_SHARED:-$(dirname "$0")/../../shared}
-dir=${MX_SD_CACHE:-${MX_BUILDDIR:-.}/sd-ckpt}
+dir=${MX_SD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mixel-tests/sd-ckpt}
 tool=$shared/tools/make_sd15_random.py
 SHA=fe5778e6666fd3bbdb93b11484fc1f84621b2a855c082737848486252f173942
 if [ ! -f "$tool" ]; then
