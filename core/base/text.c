@@ -43,24 +43,29 @@ size_t mx_utf8_decode(const char *s, size_t len, unsigned int *cp) {
     return n;
 }
 
-static size_t put_utf8(char *d, unsigned int cp) {
+size_t mx_utf8_put(uint32_t cp, char *buf) {
+    unsigned char *b = (unsigned char *)buf;
+    if (cp > 0x10FFFF)
+        cp = 0xFFFD;
     if (cp < 0x80) {
-        d[0] = (char)cp;
+        b[0] = (unsigned char)cp;
         return 1;
-    } else if (cp < 0x800) {
-        d[0] = (char)(0xc0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3f));
+    }
+    if (cp < 0x800) {
+        b[0] = (unsigned char)(0xC0 | (cp >> 6));
+        b[1] = (unsigned char)(0x80 | (cp & 0x3f));
         return 2;
-    } else if (cp < 0x10000) {
-        d[0] = (char)(0xe0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char)(0x80 | (cp & 0x3f));
+    }
+    if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | (cp >> 12));
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
         return 3;
     }
-    d[0] = (char)(0xf0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char)(0x80 | (cp & 0x3f));
+    b[0] = (unsigned char)(0xF0 | (cp >> 18));
+    b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+    b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+    b[3] = (unsigned char)(0x80 | (cp & 0x3f));
     return 4;
 }
 
@@ -86,7 +91,7 @@ size_t mx_text_sanitize(const char *src, size_t len, char *dst, bool keep_newlin
         } else if ((cp >= 0x80 && cp <= 0x9f) || is_bidi_control(cp)) {
             o += (size_t)sprintf(dst + o, "<U+%04X>", cp);
         } else {
-            o += put_utf8(dst + o, cp);
+            o += mx_utf8_put(cp, dst + o);
         }
         i += n;
     }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Upper bound of mx_text_sanitize's output for len input bytes, NUL included. */
 #define MX_SANITIZE_MAX(len) ((len) * 8 + 1)
@@ -24,6 +25,10 @@ size_t mx_text_sanitize(const char *src, size_t len, char *dst, bool keep_newlin
 /* Decodes one UTF-8 character at s (at most len bytes): returns its byte length (>= 1) and the
  * code point in *cp, or U+FFFD with length 1 for an invalid or truncated sequence. */
 size_t mx_utf8_decode(const char *s, size_t len, unsigned int *cp);
+
+/* Writes code point cp as UTF-8 at buf (room for 4 bytes; code points past U+10FFFF become
+ * U+FFFD) and returns the bytes written, 1..4. */
+size_t mx_utf8_put(uint32_t cp, char *buf);
 
 /* Display width of one code point (wcwidth; 0 for combining marks; control characters -1). */
 int mx_char_width(unsigned int cp);

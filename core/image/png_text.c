@@ -47,29 +47,6 @@ int mx_utf8_to_latin1(const char *s, size_t len, char **out, size_t *out_len) {
     return 1;
 }
 
-/* Appends code point cp as UTF-8 at d; returns the bytes written (1-4). */
-static size_t put_utf8(char *d, unsigned int cp) {
-    if (cp < 0x80) {
-        d[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char)(0xc0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char)(0xe0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    d[0] = (char)(0xf0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
 
 int mx_utf8_sanitize_dup(const char *s, size_t len, char **out) {
     const char *nul = memchr(s, '\0', len);
@@ -83,7 +60,7 @@ int mx_utf8_sanitize_dup(const char *s, size_t len, char **out) {
     for (size_t i = 0; i < len;) {
         unsigned int cp;
         i += mx_utf8_decode(s + i, len - i, &cp);
-        k += put_utf8(o + k, cp);
+        k += mx_utf8_put(cp, o + k);
     }
     o[k] = '\0';
     *out = o;
@@ -100,7 +77,7 @@ static int latin1_to_utf8(const unsigned char *s, size_t len, char **out) {
         return MX_ENOMEM;
     size_t k = 0;
     for (size_t i = 0; i < len; i++)
-        k += put_utf8(o + k, s[i]);
+        k += mx_utf8_put((unsigned char)s[i], o + k);
     o[k] = '\0';
     *out = o;
     return 0;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/base/text.h"
 #include "core/text/tokenizer.h"
 
 #define MX_TOK_MAX_TEXT 65536 /* longest token text accepted from a vocabulary */
@@ -78,8 +79,6 @@ static inline size_t mx_utf8_len(unsigned char c) {
  * invalid or truncated sequence consumes one byte and gives U+FFFD. */
 uint32_t mx_utf8_next(const char *s, size_t len, size_t *off);
 
-/* Appends cp as UTF-8 to buf (room for 4); returns the bytes written. */
-size_t mx_utf8_put(uint32_t cp, char *buf);
 
 /* Category flags of a codepoint. */
 #define MX_UC_L  0x001u /* \p{L} */

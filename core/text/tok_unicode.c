@@ -47,32 +47,6 @@ bad:
     return 0xFFFD;
 }
 
-/* Encodes cp (codepoints past U+10FFFF become U+FFFD); returns 1..4. */
-size_t mx_utf8_put(uint32_t cp, char *buf) {
-    unsigned char *b = (unsigned char *)buf;
-    if (cp > 0x10FFFF)
-        cp = 0xFFFD;
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        b[0] = (unsigned char)(0xC0 | (cp >> 6));
-        b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | (cp >> 12));
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    b[0] = (unsigned char)(0xF0 | (cp >> 18));
-    b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-    b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-    b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    return 4;
-}
 
 /* White_Space (the \s of the pre-tokenizer regexes), as llama.cpp's unicode-data tables. */
 static bool uc_is_space(uint32_t cp) {
