@@ -20,6 +20,7 @@
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
+#include "core/llm/grammar.h"
 #include "core/llm/llama.h"
 #include "core/text/tokenizer.h"
 #include "history/kvsnap.h"
@@ -69,7 +70,7 @@ uint64_t mx_gen_fresh_seed(void) {
 
 const char *mx_gen_end_name(enum mx_gen_end end) {
     static const char *const names[] = {"length", "end of text", "stop string", "context full",
-                                        "canceled", "error"};
+                                        "canceled", "error", "no token fits the grammar"};
     return (unsigned)end < sizeof names / sizeof names[0] ? names[end] : "?";
 }
 
@@ -346,8 +347,76 @@ static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *i
     return false;
 }
 
+/* Reads the GBNF file path and gives it the vocabulary's pieces (raw bytes, as the stream
+ * detokenizer produces them before its first-piece space strip). Returns 0 with *out (caller
+ * frees), or an error in err (MX_EIO / MX_ENOENT reading, MX_EFORMAT "file:line:col: ...",
+ * MX_ENOMEM). */
+static int load_grammar(const struct mx_llm *L, const char *path, struct mx_grammar **out,
+                        struct mx_err *err) {
+    struct mx_grammar *g = NULL;
+    char *text = NULL, *piece = NULL;
+    size_t len = 0, cap = 0, pcap = 256;
+    int rc = 0;
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mx_err_set(err, MX_ENOENT, "%s: cannot open the grammar", path);
+    for (;;) {
+        if (len + 4096 > cap) {
+            char *t = realloc(text, cap = cap * 2 + 8192);
+            if (!t) {
+                rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            text = t;
+        }
+        size_t k = fread(text + len, 1, cap - len, f);
+        len += k;
+        if (k == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = mx_err_set(err, MX_EIO, "%s: read error", path);
+        goto done;
+    }
+    if ((rc = mx_grammar_parse(text, len, path, &g, err)) < 0)
+        goto done;
+    if ((rc = mx_grammar_vocab_init(g, L->n_vocab)) < 0 || !(piece = malloc(pcap))) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory for the vocabulary", path);
+        goto done;
+    }
+    for (int32_t id = 0; id < L->n_vocab; id++) {
+        int n = mx_tokenizer_piece(L->tok, id, 0, piece, pcap);
+        if (n > (int)pcap) {
+            char *p = realloc(piece, pcap = (size_t)n);
+            if (!p) {
+                rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            piece = p;
+            n = mx_tokenizer_piece(L->tok, id, 0, piece, pcap);
+        }
+        if (n < 0)
+            n = 0;
+        if ((rc = mx_grammar_vocab_set(g, id, piece, (size_t)n,
+                                       mx_tokenizer_is_eog(L->tok, id))) < 0) {
+            mx_err_set(err, rc, "%s: cannot set token %d", path, (int)id);
+            goto done;
+        }
+    }
+    *out = g;
+    g = NULL;
+done:
+    fclose(f);
+    free(text);
+    free(piece);
+    mx_grammar_free(g);
+    return rc;
+}
+
 /* The sampler chain from the settings; impossible values (a session stored before they were
- * checked) fall back to "off" rather than failing a chat. */
+ * checked) fall back to "off" rather than failing a chat. With s->grammar, the chain is
+ * constrained to it. */
 static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
                         struct mx_sampler **out, struct mx_err *err) {
     struct mx_sampler_params p = s->sampling;
@@ -357,7 +426,17 @@ static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
         p.repeat_penalty = 1.0f;
     if (!(p.typical_p > 0))
         p.typical_p = 1.0f;
-    return mx_sampler_new_params(L->n_vocab, &p, out, err);
+    int rc = mx_sampler_new_params(L->n_vocab, &p, out, err);
+    if (rc < 0 || !s->grammar || !s->grammar[0])
+        return rc;
+    struct mx_grammar *g;
+    if ((rc = load_grammar(L, s->grammar, &g, err)) < 0) {
+        mx_sampler_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    mx_sampler_set_grammar(*out, g);
+    return 0;
 }
 
 /* A full context: drops the older half after n_keep cells (llama.cpp's context shift), the mirror
@@ -393,7 +472,8 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n_history; i++)
-        mx_sampler_accept(smp, history[i]); /* the penalties' window sees the prompt */
+        mx_sampler_accept_prompt(smp, history[i]); /* the penalties' window sees the prompt */
+    struct mx_grammar *gram = mx_sampler_grammar(smp);
     mx_detok_stream_init(&ds, L->tok, io->detok_flags);
     double t1 = mx_time_s();
     for (;;) {
@@ -405,8 +485,17 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
             st->end = MX_GEN_LENGTH;
             break;
         }
+        if (gram && mx_grammar_finished(gram)) { /* nothing more can follow: as if EOS came */
+            st->end = MX_GEN_EOG;
+            break;
+        }
         int32_t id;
         if ((rc = mx_sampler_sample(smp, mx_llama_logits(L->ctx), &id)) < 0) {
+            if (rc == MX_ENOENT && gram) { /* no token of the vocabulary fits: a clean end */
+                st->end = MX_GEN_GRAMMAR;
+                rc = 0;
+                break;
+            }
             mx_err_set(err, rc, "sampler: no candidate left (check the sampling settings)");
             break;
         }
@@ -414,7 +503,10 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
             st->end = MX_GEN_EOG;
             break;
         }
-        mx_sampler_accept(smp, id);
+        if ((rc = mx_sampler_accept(smp, id)) < 0) {
+            mx_err_set(err, rc, "grammar: refused token %d it allowed", (int)id);
+            break;
+        }
         /* the token goes into the cache before its text is shown: what the user saw is what the
          * next turn finds cached; in a full context that cannot shift it is the last one, shown
          * but not cached */
@@ -468,6 +560,12 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
     }
     if (rc < 0)
         st->end = MX_GEN_ERROR;
+    if (gram) {
+        struct mx_sampler_grammar_stats gs;
+        mx_sampler_grammar_stats(smp, &gs);
+        st->grammar_s = gs.seconds;
+        st->grammar_refused = (size_t)gs.n_refused;
+    }
     mx_bytes_free(&hold);
     mx_detok_stream_deinit(&ds);
     mx_sampler_free(smp);

@@ -41,6 +41,8 @@ struct mx_gen_settings {
     bool ignore_eos;        /* go on past end-of-generation tokens */
     bool ctx_shift;         /* full context: drop the older half after n_keep tokens, go on */
     int n_keep;             /* tokens kept at the start when the context shifts (1: BOS) */
+    const char *grammar;    /* a GBNF file the answer must follow (llama.cpp's dialect, see
+                             * core/llm/grammar.h); NULL: unconstrained */
 };
 
 /* The defaults every front end starts from: automatic device, physical cores, the model's
@@ -60,6 +62,7 @@ enum mx_gen_end {
     MX_GEN_FULL,      /* the context was full and shifting was off */
     MX_GEN_CANCELED,  /* the cancel callback said so */
     MX_GEN_ERROR,     /* an error (the return value) */
+    MX_GEN_GRAMMAR,   /* the grammar allowed no token of the vocabulary (a clean end) */
 };
 
 /* "length", "end of text", "stop string", "context full", "canceled", "error". */
@@ -74,6 +77,9 @@ struct mx_gen_stats {
     double prefill_s;     /* seconds in mx_llm_prefill */
     double gen_s;         /* seconds in the generate loop */
     enum mx_gen_end end;  /* why the loop ended */
+    double grammar_s;     /* seconds of the generation spent in grammar checks (--grammar) */
+    size_t grammar_refused; /* sampled tokens the grammar refused (then the whole vocabulary
+                             * was filtered) */
 };
 
 /* Tokens per second of the generation (0 when nothing was generated). */

@@ -146,6 +146,10 @@ int mx_cmd_run(int argc, char **argv) {
                     st.n_shifts, n_ctx);
         if (o.verbose)
             mx_cli_err("run", "seed %llu", (unsigned long long)o.s.sampling.seed);
+        if (o.s.grammar && st.n_generated)
+            mx_cli_err("run", "grammar: %.1f us per token (%zu of %zu picks refused, then the "
+                       "vocabulary was filtered)", st.grammar_s * 1e6 / (double)st.n_generated,
+                       st.grammar_refused, st.n_generated);
     }
     status = 0;
     goto done;

@@ -86,6 +86,8 @@ static const struct spec specs[] = {
      "RNG seed; -1: random (run, image: random by default, printed; chat: 0)"},
     {NULL, "--stop", NULL, K_STOP, 0, 0, 0, false, GEN, "STR",
      "stop before this text (up to 8 times)"},
+    {NULL, "--grammar", NULL, K_STR, OFF(s.grammar), 0, 0, false, GEN, "FILE",
+     "keep the answer inside this GBNF grammar (llama.cpp's .gbnf format; root is the start)"},
     {NULL, "--ignore-eos", NULL, K_ON, OFF(s.ignore_eos), 0, 0, false, MX_CLI_RUN, NULL,
      "do not stop at end-of-generation tokens"},
     {NULL, "--keep", NULL, K_INT, OFF(s.n_keep), 0, 1 << 24, false, MX_CLI_RUN, "N",

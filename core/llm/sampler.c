@@ -11,6 +11,9 @@
  */
 #include "core/llm/sampler.h"
 
+#include "core/base/util.h"
+#include "core/llm/grammar.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +292,8 @@ struct mx_sampler {
     int ring_len, ring_head;     /* tokens in the window, index of the oldest */
     struct mx_rng rng;
     uint64_t seed;
+    struct mx_grammar *grammar;             /* owned; NULL: unconstrained */
+    struct mx_sampler_grammar_stats gstats; /* the grammar stage's cost */
 };
 
 void mx_sampler_params_default(struct mx_sampler_params *p) {
@@ -331,6 +336,7 @@ void mx_sampler_free(struct mx_sampler *s) {
     free(s->buf);
     free(s->counts);
     free(s->ring);
+    mx_grammar_free(s->grammar);
     free(s);
 }
 
@@ -482,7 +488,10 @@ int mx_sampler_new_params(int32_t n_vocab, const struct mx_sampler_params *p,
     return 0;
 }
 
-int mx_sampler_sample(struct mx_sampler *s, const float *logits, int32_t *out) {
+/* One run of the chain: fill the candidates, (under a grammar, when constrain) drop the tokens
+ * it refuses, the stages, the pick. Returns 0, MX_EINVAL (nothing left), MX_ENOENT (the grammar
+ * allows no token). */
+static int chain(struct mx_sampler *s, const float *logits, bool constrain, int32_t *out) {
     struct mx_cand *c = &s->cand;
     int any = 0;
     for (int32_t i = 0; i < s->n_vocab; i++) {
@@ -500,6 +509,13 @@ int mx_sampler_sample(struct mx_sampler *s, const float *logits, int32_t *out) {
     c->data = s->buf;
     c->n = (size_t)s->n_vocab;
     c->sorted = 0;
+    if (constrain) {
+        double t0 = mx_time_s();
+        mx_grammar_filter(s->grammar, c);
+        s->gstats.seconds += mx_time_s() - t0;
+        if (c->n == 0)
+            return MX_ENOENT;
+    }
     for (int i = 0; i < s->n_st; i++) {
         const struct stage *st = &s->st[i];
         switch (st->kind) {
@@ -548,11 +564,47 @@ int mx_sampler_sample(struct mx_sampler *s, const float *logits, int32_t *out) {
     return 0;
 }
 
+int mx_sampler_sample(struct mx_sampler *s, const float *logits, int32_t *out) {
+    if (!s->grammar)
+        return chain(s, logits, false, out);
+    s->gstats.n_sample++;
+    int rc = chain(s, logits, false, out);
+    double t0 = mx_time_s();
+    bool ok = rc == 0 && mx_grammar_token_allowed(s->grammar, *out);
+    s->gstats.seconds += mx_time_s() - t0;
+    if (ok)
+        return 0;
+    s->gstats.n_refused++;
+    return chain(s, logits, true, out);
+}
+
+void mx_sampler_set_grammar(struct mx_sampler *s, struct mx_grammar *g) {
+    mx_grammar_free(s->grammar);
+    s->grammar = g;
+    memset(&s->gstats, 0, sizeof s->gstats);
+}
+
+struct mx_grammar *mx_sampler_grammar(const struct mx_sampler *s) { return s->grammar; }
+
+void mx_sampler_grammar_stats(const struct mx_sampler *s, struct mx_sampler_grammar_stats *st) {
+    *st = s->gstats;
+}
+
 const struct mx_cand *mx_sampler_last_cand(const struct mx_sampler *s) {
     return &s->cand;
 }
 
-void mx_sampler_accept(struct mx_sampler *s, int32_t token) {
+int mx_sampler_accept(struct mx_sampler *s, int32_t token) {
+    mx_sampler_accept_prompt(s, token);
+    if (!s->grammar)
+        return 0;
+    double t0 = mx_time_s();
+    int rc = mx_grammar_accept_token(s->grammar, token);
+    s->gstats.seconds += mx_time_s() - t0;
+    return rc;
+}
+
+void mx_sampler_accept_prompt(struct mx_sampler *s, int32_t token) {
     if (s->last_n == 0 || token < 0 || token >= s->n_vocab)
         return;
     if (s->ring_len == s->last_n) {
@@ -571,4 +623,6 @@ void mx_sampler_reset(struct mx_sampler *s) {
         memset(s->counts, 0, (size_t)s->n_vocab * sizeof *s->counts);
     s->ring_len = s->ring_head = 0;
     mx_rng_seed(&s->rng, s->seed);
+    if (s->grammar)
+        mx_grammar_reset(s->grammar);
 }

@@ -15,6 +15,7 @@
 #ifndef MX_SAMPLER_H
 #define MX_SAMPLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -121,9 +122,35 @@ int mx_sampler_sample(struct mx_sampler *s, const float *logits, int32_t *out);
  * until the next call). For tests and for showing alternatives. */
 const struct mx_cand *mx_sampler_last_cand(const struct mx_sampler *s);
 
-/* Records a token as part of the text (prompt tokens too, for the penalties' window). */
-void mx_sampler_accept(struct mx_sampler *s, int32_t token);
-/* Forgets the penalty history and reseeds the RNG with its seed. */
+/* Records a generated token: the penalties' window and the grammar (if any) take it. Returns 0,
+ * or MX_EINVAL when the grammar refuses it (the grammar unchanged; the window has it). */
+int mx_sampler_accept(struct mx_sampler *s, int32_t token);
+/* Records a prompt token: the penalties' window only (the grammar constrains the answer). */
+void mx_sampler_accept_prompt(struct mx_sampler *s, int32_t token);
+
+/* ---- grammar-constrained sampling (core/llm/grammar.h) ---------------------------------------- */
+
+struct mx_grammar;
+
+/* Constrains the chain to g (which must have a vocabulary of the chain's n_vocab ids): the chain
+ * runs as usual and its pick is checked against the grammar; only when it is refused does the
+ * grammar filter the whole candidate list and the chain run again on what is left (so the result
+ * is a draw from the chain over the allowed tokens, at the cost of one check in the common case).
+ * The chain owns g from now on and frees it (a previous grammar is freed; NULL removes it).
+ * mx_sampler_sample() then returns MX_ENOENT when no token may come next. */
+void mx_sampler_set_grammar(struct mx_sampler *s, struct mx_grammar *g);
+/* The chain's grammar (borrowed), or NULL. */
+struct mx_grammar *mx_sampler_grammar(const struct mx_sampler *s);
+
+/* What the grammar stage cost so far. */
+struct mx_sampler_grammar_stats {
+    uint64_t n_sample;  /* mx_sampler_sample() calls under a grammar */
+    uint64_t n_refused; /* of those, picks the grammar refused (the whole list was filtered) */
+    double seconds;     /* time spent in grammar checks and filtering (not the chain itself) */
+};
+void mx_sampler_grammar_stats(const struct mx_sampler *s, struct mx_sampler_grammar_stats *st);
+/* Forgets the penalty history, reseeds the RNG with its seed, and puts the grammar (if any) back
+ * at its start. */
 void mx_sampler_reset(struct mx_sampler *s);
 
 #endif
