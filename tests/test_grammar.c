@@ -662,7 +662,10 @@ static void test_cost_llama2(void **state) {
     assert_non_null(logits);
     uint64_t rs = 77;
     size_t n_tok = 0;
-    double t_chain = 0;
+    double t_chain = 0, t_filter = 0;
+    size_t n_filter = 0, n_kept = 0;
+    struct mx_token_data *cand = malloc((size_t)nv * sizeof *cand);
+    assert_non_null(cand);
     for (int step = 0; step < 200; step++) {
         for (int32_t i = 0; i < nv; i++)
             logits[i] = 4.0f * mx_test_randf(&rs);
@@ -670,6 +673,15 @@ static void test_cost_llama2(void **state) {
         double t0 = mx_time_s();
         int rc = mx_sampler_sample(smp, logits, &id);
         t_chain += mx_time_s() - t0;
+        /* the slow path alone: the whole vocabulary through the filter */
+        for (int32_t i = 0; i < nv; i++)
+            cand[i] = (struct mx_token_data){.id = i, .logit = logits[i]};
+        struct mx_cand c = {cand, (size_t)nv, 0};
+        t0 = mx_time_s();
+        mx_grammar_filter(g, &c);
+        t_filter += mx_time_s() - t0;
+        n_filter++;
+        n_kept += c.n;
         assert_int_equal(rc, 0);
         if (mx_tokenizer_is_eog(tok, id) || mx_grammar_finished(g)) {
             mx_sampler_reset(smp); /* a whole object: start another */
@@ -684,7 +696,10 @@ static void test_cost_llama2(void **state) {
            "per token (%llu of %llu picks refused), whole sample %.1f us per token\n", (int)nv,
            n_tok, gs.seconds * 1e6 / (double)gs.n_sample, (unsigned long long)gs.n_refused,
            (unsigned long long)gs.n_sample, t_chain * 1e6 / (double)gs.n_sample);
+    printf("filtering the whole vocabulary: %.1f us per call (%.0f tokens kept on average)\n",
+           t_filter * 1e6 / (double)n_filter, (double)n_kept / (double)n_filter);
     assert_true(n_tok > 100);
+    free(cand);
     free(logits);
     mx_sampler_free(smp);
     mx_tokenizer_free(tok);

@@ -45,6 +45,16 @@ struct gset {
     size_t n, cap;
 };
 
+/* One memo edge: from set `from`, code point cp leads to set `to` (-1: no stack survives). */
+struct trans {
+    uint32_t from;          /* UINT32_MAX: an empty slot */
+    uint32_t cp;
+    int32_t to;
+};
+
+#define MEMO_MAX_SETS 8192       /* more interned sets than this: flush the memo */
+#define MEMO_MAX_EDGES (1u << 20)
+
 struct mx_grammar {
     struct el *el;          /* [n_el] all rules, flat */
     size_t n_el;
@@ -54,7 +64,16 @@ struct mx_grammar {
     struct gset cur;        /* the live stacks */
     uint32_t part_val;      /* bits of a pending incomplete UTF-8 character */
     int part_rem;           /* its continuation bytes still to come (0: none) */
+    int32_t cur_id;         /* cur's index among the memo's sets, or -1 (not interned yet) */
     struct gset tmp[2];     /* scratch for advancing */
+    /* the transition memo: a lazy DFA whose states are the stack sets met so far (interned by
+     * content) and whose edges are (set, code point) -> set; flushed when it grows too big */
+    struct gset *st;        /* [n_st] interned sets (owned) */
+    size_t n_st, cap_st;
+    int32_t *st_tab;        /* [cap_tab] open addressing: index into st, or -1 */
+    size_t cap_tab;
+    struct trans *tr;       /* [cap_tr] open addressing over (from, cp) */
+    size_t n_tr, cap_tr;
     uint32_t *work;         /* scratch stack for expansion */
     size_t cap_work;
     /* vocabulary (optional) */
@@ -217,13 +236,137 @@ static int advance(struct mx_grammar *g, const struct gset *in, uint32_t cp, str
     return 0;
 }
 
-/* Runs bytes[0..n) from the current state. Returns 1 (allowed) with the final set in *res (cur
- * or a scratch set) and the pending UTF-8 state, 0 (refused), or MX_ENOMEM. */
-static int run(struct mx_grammar *g, const char *bytes, size_t n, const struct gset **res,
-               uint32_t *pval, int *prem) {
-    const struct gset *s = &g->cur;
+/* ---- the transition memo --------------------------------------------------------------------- */
+
+static uint64_t set_hash(const struct gset *s) {
+    uint64_t h = 0xcbf29ce484222325ull ^ s->n;
+    for (size_t i = 0; i < s->n; i++) {
+        h = (h ^ (s->len[i] | 0x80000000u)) * 0x100000001b3ull;
+        for (uint32_t j = 0; j < s->len[i]; j++)
+            h = (h ^ s->pos[s->start[i] + j]) * 0x100000001b3ull;
+    }
+    return h ^ h >> 29;
+}
+
+static bool set_equal(const struct gset *a, const struct gset *b) {
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->len[i] != b->len[i] ||
+            memcmp(a->pos + a->start[i], b->pos + b->start[i], a->len[i] * sizeof *a->pos))
+            return false;
+    return true;
+}
+
+/* d = a copy of s (d's buffers reused). Returns 0 or MX_ENOMEM. */
+static int gset_assign(struct gset *d, const struct gset *s) {
+    d->n = d->n_pos = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        /* no duplicate check needed, but gset_add's is cheap next to the copy */
+        if (gset_add(d, s->pos + s->start[i], s->len[i]) < 0)
+            return MX_ENOMEM;
+    }
+    return 0;
+}
+
+static void memo_flush(struct mx_grammar *g) {
+    for (size_t i = 0; i < g->n_st; i++)
+        gset_free(&g->st[i]);
+    g->n_st = 0;
+    if (g->st_tab)
+        memset(g->st_tab, 0xff, g->cap_tab * sizeof *g->st_tab);
+    if (g->tr)
+        memset(g->tr, 0xff, g->cap_tr * sizeof *g->tr);
+    g->n_tr = 0;
+    g->cur_id = -1;
+}
+
+/* The memo's index of a set equal to s, interned when new. Returns it or MX_ENOMEM. */
+static int32_t intern(struct mx_grammar *g, const struct gset *s) {
+    if (2 * (g->n_st + 1) > g->cap_tab) { /* grow and rehash the index */
+        size_t cap = g->cap_tab ? g->cap_tab * 2 : 64;
+        int32_t *t = malloc(cap * sizeof *t);
+        if (!t)
+            return MX_ENOMEM;
+        memset(t, 0xff, cap * sizeof *t);
+        for (size_t i = 0; i < g->n_st; i++) {
+            size_t k = set_hash(&g->st[i]) & (cap - 1);
+            while (t[k] >= 0)
+                k = (k + 1) & (cap - 1);
+            t[k] = (int32_t)i;
+        }
+        free(g->st_tab);
+        g->st_tab = t;
+        g->cap_tab = cap;
+    }
+    size_t k = set_hash(s) & (g->cap_tab - 1);
+    for (; g->st_tab[k] >= 0; k = (k + 1) & (g->cap_tab - 1))
+        if (set_equal(&g->st[g->st_tab[k]], s))
+            return g->st_tab[k];
+    if (grow((void **)&g->st, &g->cap_st, g->n_st + 1, sizeof *g->st) < 0)
+        return MX_ENOMEM;
+    struct gset *d = &g->st[g->n_st];
+    memset(d, 0, sizeof *d);
+    if (gset_assign(d, s) < 0) {
+        gset_free(d);
+        return MX_ENOMEM;
+    }
+    g->st_tab[k] = (int32_t)g->n_st;
+    return (int32_t)g->n_st++;
+}
+
+static size_t trans_slot(const struct mx_grammar *g, uint32_t from, uint32_t cp) {
+    uint64_t h = ((uint64_t)from << 32 | cp) * 0x9e3779b97f4a7c15ull;
+    size_t k = (size_t)(h >> 20) & (g->cap_tr - 1);
+    while (g->tr[k].from != UINT32_MAX && (g->tr[k].from != from || g->tr[k].cp != cp))
+        k = (k + 1) & (g->cap_tr - 1);
+    return k;
+}
+
+/* The set after code point cp from interned set `from`: its index, -1 (nothing survives), or
+ * MX_ENOMEM (as a value below -1). */
+static int32_t step(struct mx_grammar *g, int32_t from, uint32_t cp) {
+    if (2 * (g->n_tr + 1) > g->cap_tr) { /* grow and rehash the edges */
+        size_t cap = g->cap_tr ? g->cap_tr * 2 : 1024;
+        struct trans *old = g->tr, *t = malloc(cap * sizeof *t);
+        if (!t)
+            return MX_ENOMEM;
+        memset(t, 0xff, cap * sizeof *t);
+        size_t old_cap = g->cap_tr;
+        g->tr = t;
+        g->cap_tr = cap;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].from != UINT32_MAX)
+                g->tr[trans_slot(g, old[i].from, old[i].cp)] = old[i];
+        free(old);
+    }
+    size_t k = trans_slot(g, (uint32_t)from, cp);
+    if (g->tr[k].from != UINT32_MAX)
+        return g->tr[k].to;
+    if (advance(g, &g->st[from], cp, &g->tmp[0]) < 0)
+        return MX_ENOMEM;
+    int32_t to = -1;
+    if (g->tmp[0].n > 0 && (to = intern(g, &g->tmp[0])) < 0)
+        return MX_ENOMEM;
+    k = trans_slot(g, (uint32_t)from, cp); /* intern does not touch the edges, but be plain */
+    g->tr[k] = (struct trans){(uint32_t)from, cp, to};
+    g->n_tr++;
+    return to;
+}
+
+/* Runs bytes[0..n) from the current state through the memo. Returns 1 (allowed) with the final
+ * set's index in *res and the pending UTF-8 state, 0 (refused), or MX_ENOMEM. */
+static int run(struct mx_grammar *g, const char *bytes, size_t n, int32_t *res, uint32_t *pval,
+               int *prem) {
+    if (g->n_st > MEMO_MAX_SETS || g->n_tr > MEMO_MAX_EDGES)
+        memo_flush(g);
+    if (g->cur_id < 0 && (g->cur_id = intern(g, &g->cur)) < 0) {
+        g->cur_id = -1;
+        return MX_ENOMEM;
+    }
+    int32_t sid = g->cur_id;
     uint32_t val = g->part_val;
-    int rem = g->part_rem, k = 0;
+    int rem = g->part_rem;
     for (size_t i = 0; i < n; i++) {
         unsigned char b = (unsigned char)bytes[i];
         if (rem > 0) {
@@ -246,16 +389,15 @@ static int run(struct mx_grammar *g, const char *bytes, size_t n, const struct g
         } else {
             return 0; /* a stray continuation byte or an impossible lead */
         }
-        struct gset *o = &g->tmp[k];
-        if (advance(g, s, val, o) < 0)
+        sid = step(g, sid, val);
+        if (sid < -1)
             return MX_ENOMEM;
-        if (o->n == 0)
+        if (sid < 0)
             return 0;
-        s = o;
-        k ^= 1;
     }
     if (rem > 0) { /* an incomplete character: some stack must take some completion of it */
         uint32_t lo = val << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
+        const struct gset *s = &g->st[sid];
         bool ok = false;
         for (size_t i = 0; i < s->n && !ok; i++)
             ok = s->len[i] > 0 &&
@@ -263,31 +405,33 @@ static int run(struct mx_grammar *g, const char *bytes, size_t n, const struct g
         if (!ok)
             return 0;
     }
-    *res = s;
+    *res = sid;
     *pval = val;
     *prem = rem;
     return 1;
 }
 
 bool mx_grammar_allows(struct mx_grammar *g, const char *bytes, size_t n) {
-    const struct gset *r;
+    int32_t r;
     uint32_t v;
     int rem;
     return run(g, bytes, n, &r, &v, &rem) == 1;
 }
 
 int mx_grammar_accept(struct mx_grammar *g, const char *bytes, size_t n) {
-    const struct gset *r;
+    int32_t r;
     uint32_t v;
     int rem;
     int rc = run(g, bytes, n, &r, &v, &rem);
     if (rc <= 0)
         return rc < 0 ? rc : MX_EINVAL;
-    if (r != &g->cur) {
-        struct gset t = g->cur; /* the result becomes cur; the old cur becomes scratch */
-        size_t k = r == &g->tmp[0] ? 0 : 1;
-        g->cur = g->tmp[k];
-        g->tmp[k] = t;
+    if (r != g->cur_id) {
+        if (gset_assign(&g->tmp[1], &g->st[r]) < 0)
+            return MX_ENOMEM;
+        struct gset t = g->cur; /* the copy becomes cur; the old cur becomes scratch */
+        g->cur = g->tmp[1];
+        g->tmp[1] = t;
+        g->cur_id = r;
     }
     g->part_val = v;
     g->part_rem = rem;
@@ -316,6 +460,7 @@ size_t mx_grammar_n_stacks(const struct mx_grammar *g) { return g->cur.n; }
 
 void mx_grammar_reset(struct mx_grammar *g) {
     g->cur.n = g->cur.n_pos = 0;
+    g->cur_id = -1;
     g->part_val = 0;
     g->part_rem = 0;
     /* the start: a stack holding a reference to root, expanded. The root element sits at the
@@ -333,6 +478,10 @@ void mx_grammar_free(struct mx_grammar *g) {
     gset_free(&g->cur);
     gset_free(&g->tmp[0]);
     gset_free(&g->tmp[1]);
+    memo_flush(g);
+    free(g->st);
+    free(g->st_tab);
+    free(g->tr);
     free(g->work);
     for (int32_t i = 0; i < g->n_vocab; i++)
         free(g->tok[i]);
