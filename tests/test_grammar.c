@@ -143,6 +143,23 @@ static void test_parse_errors(void **state) {
     parse_err("root ::= \"é\" foo\n", "t.gbnf:1:14: undefined rule 'foo'");
 }
 
+/* A grammar whose parses double with every character ends with MX_ERANGE at 4096 parses, not
+ * by exhausting the machine. */
+static void test_ambiguity_cap(void **state) {
+    (void)state;
+    struct mx_grammar *g = parse_ok("root ::= s\ns ::= \"a\" s \"x\" | \"a\" s \"y\" | "
+                                    "\"\"\n");
+    int rc = 0, i;
+    for (i = 0; i < 30 && rc == 0; i++)
+        rc = mx_grammar_accept(g, "a", 1);
+    assert_int_equal(rc, MX_ERANGE);
+    assert_true(i >= 9 && i <= 14);
+    assert_true(mx_grammar_n_stacks(g) <= 4096);
+    assert_false(mx_grammar_allows(g, "a", 1));
+    assert_true(mx_grammar_accept(g, "x", 1) == 0); /* the state before the refusal goes on */
+    mx_grammar_free(g);
+}
+
 /* A small vocabulary for token tests: id i has text voc[i]; the last id is EOS. */
 static const char *const voc[] = {"{", "}", "\"", "a", "ab", "\":", "\"a\":1}", "1", "\xc3",
                                   "\xa9", "\xc3\xa9", " ", "x", ""};
@@ -711,6 +728,7 @@ int main(void) {
         cmocka_unit_test(test_parse_constructs),
         cmocka_unit_test(test_parse_escapes_unicode),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_ambiguity_cap),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_sampler_stage),
         cmocka_unit_test(test_property),

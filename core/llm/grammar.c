@@ -106,11 +106,19 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
     return 0;
 }
 
-/* Adds stack w[0..n) unless an equal one is there. Returns 0 or MX_ENOMEM. */
+/* Most parse stacks one set may hold: a very ambiguous grammar (nested recursion over
+ * overlapping classes) can double them with every character; past this, the text is refused
+ * with MX_ERANGE rather than taking the machine's memory and time. */
+#define MAX_STACKS 4096
+
+/* Adds stack w[0..n) unless an equal one is there. Returns 0, MX_ENOMEM, MX_ERANGE (more than
+ * MAX_STACKS). */
 static int gset_add(struct gset *s, const uint32_t *w, size_t n) {
     for (size_t i = 0; i < s->n; i++)
         if (s->len[i] == n && !memcmp(s->pos + s->start[i], w, n * sizeof *w))
             return 0;
+    if (s->n >= MAX_STACKS)
+        return MX_ERANGE;
     if (grow((void **)&s->pos, &s->cap_pos, s->n_pos + n + 1, sizeof *s->pos) < 0)
         return MX_ENOMEM;
     if (s->n == s->cap) { /* start and len share one capacity */
@@ -324,7 +332,7 @@ static size_t trans_slot(const struct mx_grammar *g, uint32_t from, uint32_t cp)
 }
 
 /* The set after code point cp from interned set `from`: its index, -1 (nothing survives), or
- * MX_ENOMEM (as a value below -1). */
+ * MX_ENOMEM / MX_ERANGE (values below -1). */
 static int32_t step(struct mx_grammar *g, int32_t from, uint32_t cp) {
     if (2 * (g->n_tr + 1) > g->cap_tr) { /* grow and rehash the edges */
         size_t cap = g->cap_tr ? g->cap_tr * 2 : 1024;
@@ -343,11 +351,12 @@ static int32_t step(struct mx_grammar *g, int32_t from, uint32_t cp) {
     size_t k = trans_slot(g, (uint32_t)from, cp);
     if (g->tr[k].from != UINT32_MAX)
         return g->tr[k].to;
-    if (advance(g, &g->st[from], cp, &g->tmp[0]) < 0)
-        return MX_ENOMEM;
+    int rc = advance(g, &g->st[from], cp, &g->tmp[0]);
+    if (rc < 0)
+        return rc;
     int32_t to = -1;
     if (g->tmp[0].n > 0 && (to = intern(g, &g->tmp[0])) < 0)
-        return MX_ENOMEM;
+        return to;
     k = trans_slot(g, (uint32_t)from, cp); /* intern does not touch the edges, but be plain */
     g->tr[k] = (struct trans){(uint32_t)from, cp, to};
     g->n_tr++;
@@ -355,7 +364,8 @@ static int32_t step(struct mx_grammar *g, int32_t from, uint32_t cp) {
 }
 
 /* Runs bytes[0..n) from the current state through the memo. Returns 1 (allowed) with the final
- * set's index in *res and the pending UTF-8 state, 0 (refused), or MX_ENOMEM. */
+ * set's index in *res and the pending UTF-8 state, 0 (refused), MX_ENOMEM or MX_ERANGE (too
+ * many parses). */
 static int run(struct mx_grammar *g, const char *bytes, size_t n, int32_t *res, uint32_t *pval,
                int *prem) {
     if (g->n_st > MEMO_MAX_SETS || g->n_tr > MEMO_MAX_EDGES)
@@ -391,7 +401,7 @@ static int run(struct mx_grammar *g, const char *bytes, size_t n, int32_t *res, 
         }
         sid = step(g, sid, val);
         if (sid < -1)
-            return MX_ENOMEM;
+            return sid;
         if (sid < 0)
             return 0;
     }

@@ -43,8 +43,9 @@ void mx_grammar_reset(struct mx_grammar *g);
 /* True when bytes[0..n) can follow the text accepted so far (a trailing incomplete UTF-8
  * sequence counts when some continuation of it could be accepted). Does not change the state. */
 bool mx_grammar_allows(struct mx_grammar *g, const char *bytes, size_t n);
-/* Accepts bytes[0..n). Returns 0, or MX_EINVAL when they cannot follow (state unchanged),
- * MX_ENOMEM (state unchanged). */
+/* Accepts bytes[0..n). Returns 0, or MX_EINVAL when they cannot follow, MX_ENOMEM, MX_ERANGE
+ * (a grammar so ambiguous that more than 4096 parses are alive; such text is also refused by
+ * mx_grammar_allows); the state is unchanged after an error. */
 int mx_grammar_accept(struct mx_grammar *g, const char *bytes, size_t n);
 /* True when the text so far is a complete sentence of the grammar (end of generation allowed). */
 bool mx_grammar_complete(const struct mx_grammar *g);
