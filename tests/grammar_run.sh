@@ -10,7 +10,8 @@ if [ ! -d "${MX_SHARED:-}/models" ]; then
     echo "SKIP: grammar_run.sh needs ../shared (set MX_SHARED); it is absent here"
     exit 77
 fi
-command -v python3 >/dev/null || { echo "SKIP: grammar_run.sh needs python3 (the JSON check)"; exit 77; }
+command -v python3 >/dev/null \
+    || { echo "SKIP: grammar_run.sh needs python3 (the JSON check)"; exit 77; }
 M="$MX_SHARED/models/tiny-mixtral-f32.gguf"
 T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
@@ -48,6 +49,11 @@ cat >"$T/greek.gbnf" <<'G'
 root ::= word (" " word){1,3} "!"
 word ::= [α-ω]{2,5}
 G
+matches() { # python regex: does all of $T/out match it?
+    python3 -c 'import re, sys
+t = open(sys.argv[2], encoding="utf-8").read()
+sys.exit(0 if re.fullmatch(sys.argv[1], t) else 1)' "$1" "$T/out"
+}
 run() { # grammar seed -> $T/out, $T/err
     "$MIXEL" run -m "$M" -p "Answer:" --grammar "$T/$1.gbnf" --temp 1 --seed "$2" -n 300 \
         >"$T/out" 2>"$T/err" || fail "$1 seed $2: exit $?: $(cat "$T/err")"
@@ -55,11 +61,11 @@ run() { # grammar seed -> $T/out, $T/err
 for s in 1 2 3 4; do
     run yesno $s
     grep -q 'stopped: end of text' "$T/err" || fail "yesno seed $s did not end: $(cat "$T/err")"
-    python3 -c 'import re,sys; t=open(sys.argv[1],encoding="utf-8").read(); sys.exit(0 if re.fullmatch(r"(yes|no)(, ?(yes|no)){0,5}\.", t) else 1)' "$T/out" \
+    matches '(yes|no)(, ?(yes|no)){0,5}\.' \
         || fail "yesno seed $s: '$(cat "$T/out")' is not a list of yes|no"
     run greek $s
     grep -q 'stopped: end of text' "$T/err" || fail "greek seed $s did not end: $(cat "$T/err")"
-    python3 -c 'import re,sys; t=open(sys.argv[1],encoding="utf-8").read(); sys.exit(0 if re.fullmatch(r"[α-ω]{2,5}( [α-ω]{2,5}){1,3}!", t) else 1)' "$T/out" \
+    matches '[α-ω]{2,5}( [α-ω]{2,5}){1,3}!' \
         || fail "greek seed $s: '$(cat "$T/out")'"
 done
 n_done=0
@@ -67,7 +73,9 @@ for s in 1 2 3 4 5; do
     run json $s
     # an object the length limit cut is a prefix of one; a finished one must parse
     if grep -q 'stopped: end of text' "$T/err"; then
-        python3 -c 'import json,sys; v=json.load(open(sys.argv[1],encoding="utf-8")); sys.exit(0 if isinstance(v, dict) else 1)' "$T/out" \
+        python3 -c 'import json, sys
+v = json.load(open(sys.argv[1], encoding="utf-8"))
+sys.exit(0 if isinstance(v, dict) else 1)' "$T/out" \
             || fail "json seed $s: not a JSON object: '$(cat "$T/out")'"
         n_done=$((n_done + 1))
     else

@@ -116,6 +116,12 @@ static void test_parse_escapes_unicode(void **state) {
     assert_true(accepts("root ::= [^a-c]", "d"));
     assert_false(accepts("root ::= [^a-c]", "b"));
     assert_true(accepts("root ::= [^a-c]", "\xf0\x9f\x98\x80"));
+    /* punctuation as llama.cpp's english.gbnf writes it: ",-." is a range, "\\\]" two escapes;
+     * names with dashes, a group glued to a name */
+    const char *punct = "root ::= en-char+\nen-char ::= [!\"#$%&'()*+,-./:;<=>?@[\\\\\\]^_`{|}~]\n";
+    assert_true(accepts(punct, "-]\\[~!,."));
+    assert_false(accepts(punct, "a"));
+    assert_true(accepts("root ::= x(\"a\"|\"b\")\nx ::= \"x\"", "xb"));
     /* CRLF line ends */
     assert_true(accepts("root ::= a\r\na ::= \"x\"\r\n", "x"));
 }

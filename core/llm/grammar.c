@@ -1029,7 +1029,8 @@ static int compile(struct parser *P, long root, struct mx_grammar *g) {
     size_t k = 0;
     for (size_t r = 0; r < P->n_r; r++) {
         g->rule_start[r] = (uint32_t)k;
-        memcpy(g->el + k, P->r[r].e, P->r[r].n * sizeof *g->el);
+        if (P->r[r].n) /* an empty rule has no elements yet (e is NULL) */
+            memcpy(g->el + k, P->r[r].e, P->r[r].n * sizeof *g->el);
         k += P->r[r].n;
         g->el[k++] = (struct el){EL_END, 0};
     }

@@ -54,7 +54,7 @@ bool mx_grammar_finished(const struct mx_grammar *g);
 /* Number of live parse stacks (for tests and statistics). */
 size_t mx_grammar_n_stacks(const struct mx_grammar *g);
 
-/* ---- a vocabulary: what each token id stands for ---------------------------------------------- */
+/* ---- a vocabulary: what each token id stands for ------------------------------------------- */
 
 /* Attaches a vocabulary of n_vocab ids, all empty (never allowed) until set. Returns 0,
  * MX_EINVAL (n_vocab <= 0), MX_ENOMEM. */

@@ -128,7 +128,7 @@ int mx_sampler_accept(struct mx_sampler *s, int32_t token);
 /* Records a prompt token: the penalties' window only (the grammar constrains the answer). */
 void mx_sampler_accept_prompt(struct mx_sampler *s, int32_t token);
 
-/* ---- grammar-constrained sampling (core/llm/grammar.h) ---------------------------------------- */
+/* ---- grammar-constrained sampling (core/llm/grammar.h) ------------------------------------- */
 
 struct mx_grammar;
 
