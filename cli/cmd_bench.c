@@ -40,6 +40,9 @@ static void usage(FILE *f) {
             "  -r, --reps N       repetitions, median reported (default 3)\n"
             "  --mem-mib N        size of the bandwidth sweep buffer (default 1024)\n"
             "  --json             one JSON object on stdout\n"
+            "  --grammar FILE     also generate -n tokens (temperature 1) under this GBNF\n"
+            "                     grammar: the grammar's cost per token and its share of a\n"
+            "                     decode step\n"
             "  -d, --sd-model CKPT  Stable Diffusion instead: text encoder s, s/step (cfg 7),\n"
             "                     VAE decode s, peak RSS (-r: runs, default 1; with more, the\n"
             "                     first is a warm-up)\n"
@@ -210,6 +213,34 @@ static double gen_speed(struct mx_llama_ctx *c, const int32_t *ids, int64_t n) {
     return (double)n / (mx_time_s() - t0);
 }
 
+/* Drops the generated text (the grammar run only times it). */
+static int sink(void *ud, const char *s, size_t n) {
+    (void)ud, (void)s, (void)n;
+    return 0;
+}
+
+/* --grammar: n tokens sampled at temperature 1 under the grammar after a BOS, the EOS ignored
+ * (a finished sentence ends the run early). Returns 0 with *st, or 1 after printing why. */
+static int bench_grammar(struct mx_llm *L, const struct mx_cli_opts *o, const char *file,
+                         const int32_t *ids, long long n, struct mx_gen_stats *st) {
+    struct mx_gen_settings s = o->s;
+    s.grammar = file;
+    s.n_predict = (int)n;
+    s.sampling.temp = 1.0f;
+    s.ignore_eos = false;
+    struct mx_gen_io io = {.text = sink};
+    struct mx_err err = {0};
+    mx_llm_clear(L);
+    int rc = mx_llm_prefill(L, ids, 1, &io, st, &err);
+    if (rc == 0)
+        rc = mx_llm_generate(L, &s, ids, 1, &io, st, &err);
+    if (rc < 0) {
+        mx_cli_err("bench", "%s", mx_err_msg(&err, rc));
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 int mx_cmd_bench(int argc, char **argv) {
@@ -218,7 +249,7 @@ int mx_cmd_bench(int argc, char **argv) {
     o.quiet = true;
     long long n_prompt = 512, n_gen = 128, depth = 0, reps = -1, mem_mib = 1024;
     long long sd_w = 512, sd_h = 512, sd_steps = 2;
-    const char *sd_model = NULL;
+    const char *sd_model = NULL, *grammar = NULL;
     bool json = false;
     const struct mx_cli_extra extra[] = {
         {"-p", "--n-prompt", MX_X_INT, &n_prompt, 0, 1 << 24},
@@ -227,6 +258,7 @@ int mx_cmd_bench(int argc, char **argv) {
         {"-r", "--reps", MX_X_INT, &reps, 1, 1 << 24},
         {NULL, "--mem-mib", MX_X_INT, &mem_mib, 0, 65536},
         {NULL, "--json", MX_X_FLAG, &json, 0, 0},
+        {NULL, "--grammar", MX_X_STR, &grammar, 0, 0},
         {"-d", "--sd-model", MX_X_STR, &sd_model, 0, 0},
         {"-W", "--width", MX_X_INT, &sd_w, 64, 4096},
         {"-H", "--height", MX_X_INT, &sd_h, 64, 4096},
@@ -253,6 +285,7 @@ int mx_cmd_bench(int argc, char **argv) {
     struct mx_llama_ctx *c = NULL;
     int32_t *ids = NULL;
     double load_s = 0, pp = 0, tg = 0, tg_depth = 0;
+    struct mx_gen_stats gst = {0}; /* the --grammar run */
     int n_threads = 0;
     const char *kernels = "";
     struct mx_llama_size sz = {0};
@@ -334,6 +367,10 @@ int mx_cmd_bench(int argc, char **argv) {
             }
             tg_depth = median(v, (int)reps);
         }
+        if (grammar && n_gen > 0 && (status = bench_grammar(L, &o, grammar, ids, n_gen,
+                                                           &gst)) != 0)
+            goto done;
+        status = 1;
     }
     if (n_threads == 0)
         n_threads = o.s.threads > 0 ? o.s.threads : 2;
@@ -362,6 +399,11 @@ int mx_cmd_bench(int argc, char **argv) {
             printf("\"tg_depth\": {\"depth\": %lld, \"n\": %lld, \"tokens_per_s\": %.3f, "
                    "\"kv_bytes_per_token\": %llu}, ", depth, n_gen, tg_depth,
                    (unsigned long long)(kv_row * (uint64_t)depth));
+        if (grammar && gst.n_generated > 0)
+            printf("\"grammar\": {\"n\": %zu, \"us_per_token\": %.3f, \"step_ms\": %.4f, "
+                   "\"refused\": %zu}, ", gst.n_generated,
+                   gst.grammar_s * 1e6 / (double)gst.n_generated,
+                   gst.gen_s * 1e3 / (double)gst.n_generated, gst.grammar_refused);
         printf("\"weights_gbps\": %.3f, \"machine_gbps\": %.3f, \"peak_rss_bytes\": %llu, "
                "\"bytes_per_token\": %llu, \"params\": %llu, \"params_active\": %llu, "
                "\"weight_bytes\": %llu, \"n_expert\": %d, \"n_expert_used\": %d, "
@@ -389,6 +431,14 @@ int mx_cmd_bench(int argc, char **argv) {
             if (depth > 0 && n_gen > 0)
                 printf("tg %lld @ %-6lld %.2f tokens/s (KV read per token %.1f MB)\n", n_gen,
                        depth, tg_depth, kv_row * (double)depth / 1e6);
+            if (grammar && gst.n_generated > 0) {
+                double per = gst.grammar_s / (double)gst.n_generated;
+                double step = gst.gen_s / (double)gst.n_generated;
+                printf("grammar         %.1f us per token, %.1f %% of a %.2f ms step (%zu tokens, "
+                       "%zu picks refused, ended: %s)\n", per * 1e6,
+                       step > 0 ? 100 * per / step : 0.0, step * 1e3, gst.n_generated,
+                       gst.grammar_refused, mx_gen_end_name(gst.end));
+            }
             if (n_gen > 0)
                 printf("effective       %.2f GB/s of weights (%.1f MB x %.2f tokens/s), %.0f %% "
                        "of the machine\n", wgbps, sz.n_bytes_active / 1e6, tg,

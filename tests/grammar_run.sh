@@ -96,4 +96,9 @@ grep -q 'bad.gbnf:1:16: undefined rule .foo.' "$T/err" || fail "bad grammar: $(c
 "$MIXEL" run -m "$M" -p x --grammar "$T/none.gbnf" >/dev/null 2>"$T/err"
 [ $? -eq 1 ] || fail "missing grammar: exit code"
 grep -q 'none.gbnf' "$T/err" || fail "missing grammar: $(cat "$T/err")"
+# mixel bench --grammar: the cost per token and its share of a decode step
+"$MIXEL" bench -m "$M" -p 0 -n 32 -r 1 --mem-mib 16 --grammar "$T/yesno.gbnf" >"$T/out" \
+    2>"$T/err" || fail "bench --grammar: $(cat "$T/err")"
+grep -Eq '^grammar +[0-9.]+ us per token, [0-9.]+ % of a [0-9.]+ ms step' "$T/out" \
+    || fail "bench --grammar: $(cat "$T/out")"
 echo "PASS: grammar_run.sh ($n_done of 5 JSON answers finished)"
