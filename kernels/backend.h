@@ -293,7 +293,8 @@ struct mx_backend {
  * backend (caller owns; mx_backend_free) or NULL with err set (MX_ENOMEM, thread start failure). */
 struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err);
 
-/* Threads the CPU backend uses (calling thread included); 1 for other backends. */
+/* Threads the CPU backend uses (calling thread included); 1 for other backends and NULL (a
+ * model opened without a backend, as `mixel inspect` does). */
 int mx_backend_cpu_n_threads(const struct mx_backend *be);
 
 /* Name of the CPU backend's kernel set ("scalar", "avx2", "avx512vnni"); "" for another

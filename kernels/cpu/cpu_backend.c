@@ -491,13 +491,13 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {
 }
 
 int mx_backend_cpu_n_threads(const struct mx_backend *be) {
-    if (be->ops != &cpu_ops)
+    if (!be || be->ops != &cpu_ops)
         return 1;
     return ((const struct mx_cpu *)be->ctx)->n_threads;
 }
 
 const char *mx_backend_cpu_kernels(const struct mx_backend *be) {
-    if (be->ops != &cpu_ops)
+    if (!be || be->ops != &cpu_ops)
         return "";
     return ((const struct mx_cpu *)be->ctx)->kern.name;
 }
