@@ -249,17 +249,6 @@ const char *mx_tq_parse_winop(const char *buf, size_t len, int code, struct mx_w
     return NULL;
 }
 
-/* Hex digit value, or -1. */
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 const char *mx_tq_parse_osc_colour(const char *buf, size_t len, int code, unsigned char rgb[3]) {
     char head[16];
     int hn = snprintf(head, sizeof head, "\033]%d;rgb:", code);
@@ -272,8 +261,8 @@ const char *mx_tq_parse_osc_colour(const char *buf, size_t len, int code, unsign
         for (int k = 0; k < 3 && ok; k++) {
             unsigned v = 0;
             int nd = 0;
-            while (j < len && hexval(buf[j]) >= 0 && nd < 4) {
-                v = v * 16 + (unsigned)hexval(buf[j++]);
+            while (j < len && mx_hex_digit((unsigned char)buf[j]) >= 0 && nd < 4) {
+                v = v * 16 + (unsigned)mx_hex_digit((unsigned char)buf[j++]);
                 nd++;
             }
             if (nd == 0 || (k < 2 && (j >= len || buf[j++] != '/'))) {

@@ -15,6 +15,17 @@
 
 /* Checked multiply/add: return false (and leave *out untouched) on overflow. All size maths on
  * untrusted shapes goes through these. */
+/* Value of one hexadecimal digit (0-9, a-f, A-F), or -1. */
+static inline int mx_hex_digit(int c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static inline bool mx_mul_size(size_t a, size_t b, size_t *out) {
     size_t r;
     if (__builtin_mul_overflow(a, b, &r))

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/util.h"
 #include "core/base/text.h"
 
 /* ---- small string helpers ------------------------------------------------------------------- */
@@ -468,24 +469,13 @@ static int re_findall(const unsigned char *s, size_t e, struct re_match **out, s
     return 0;
 }
 
-/* Value of one hex digit, or -1. */
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at s (within e) as a number, or -1. */
 static long hex4(const unsigned char *s, const unsigned char *e) {
     if (e - s < 4)
         return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]);
+        int h = mx_hex_digit((unsigned char)s[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/util.h"
+
 enum el_type {
     EL_END,       /* end of a rule */
     EL_ALT,       /* start of the next alternative */
@@ -687,16 +689,6 @@ static const char *skip_space(struct parser *P, const char *p, bool nl) {
     return p;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads one code point (escaped or UTF-8) at *pp into *cp. Returns 0 or MX_EFORMAT. */
 static int read_char(struct parser *P, const char **pp, uint32_t *cp) {
     const char *p = *pp;
@@ -711,7 +703,7 @@ static int read_char(struct parser *P, const char **pp, uint32_t *cp) {
         if (nh) {
             uint32_t v = 0;
             for (int i = 0; i < nh; i++) {
-                int h = p + 2 + i < P->end ? hexval(p[2 + i]) : -1;
+                int h = p + 2 + i < P->end ? mx_hex_digit((unsigned char)p[2 + i]) : -1;
                 if (h < 0)
                     return perr(P, p, "escape '\\%c' needs %d hex digits", c, nh);
                 v = v << 4 | (uint32_t)h;

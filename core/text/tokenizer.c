@@ -411,16 +411,6 @@ fail:
 
 /* ---- decode --------------------------------------------------------------------------------- */
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Copies src[0..n) into buf (room cap), dropping one leading space when lstrip. Returns n. */
 static size_t put(char *buf, size_t cap, size_t at, const char *src, size_t n) {
     if (at < cap)
@@ -467,8 +457,8 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
         if (e->type == MX_TOKT_BYTE) {
             /* llama.cpp: strtol(text + 3, 16) of "<0xNN>" */
             unsigned v = 0;
-            for (size_t i = 3; i < len && hexval(s[i]) >= 0 && v < 256; i++)
-                v = v * 16 + (unsigned)hexval(s[i]);
+            for (size_t i = 3; i < len && mx_hex_digit((unsigned char)s[i]) >= 0 && v < 256; i++)
+                v = v * 16 + (unsigned)mx_hex_digit((unsigned char)s[i]);
             char c = (char)(v & 0xff);
             if (lstrip && c == ' ')
                 return 0;
