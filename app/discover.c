@@ -1130,6 +1130,22 @@ int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const 
     return rc;
 }
 
+/* One entry per model: name and source, what it is, where it is (all shown inert). */
+static void print_entries(FILE *f, const struct mx_model_list *list) {
+    for (size_t i = 0; i < list->n; i++) {
+        const struct mx_model_entry *e = &list->items[i];
+        char desc[512];
+        mx_discover_describe(e, desc, sizeof desc);
+        fputs("  ", f);
+        put_inert(f, e->name);
+        fprintf(f, "  [%s]\n      ", mx_model_source_name(e->source));
+        put_inert(f, desc);
+        fputs("\n      ", f);
+        put_inert(f, e->path);
+        fputc('\n', f);
+    }
+}
+
 /* The Stable Diffusion section of mx_discover_print. */
 static void print_sd(FILE *f, const char *home, const char *cwd) {
     struct mx_model_list list;
@@ -1146,18 +1162,7 @@ static void print_sd(FILE *f, const char *home, const char *cwd) {
     } else {
         fprintf(f, "%zu Stable Diffusion checkpoint%s found (newest first; use -d NAME or "
                 "-d PATH):\n", list.n, list.n == 1 ? "" : "s");
-        for (size_t i = 0; i < list.n; i++) {
-            const struct mx_model_entry *e = &list.items[i];
-            char desc[512];
-            mx_discover_describe(e, desc, sizeof desc);
-            fputs("  ", f);
-            put_inert(f, e->name);
-            fprintf(f, "  [%s]\n      ", mx_model_source_name(e->source));
-            put_inert(f, desc);
-            fputs("\n      ", f);
-            put_inert(f, e->path);
-            fputc('\n', f);
-        }
+        print_entries(f, &list);
         if (list.truncated)
             fprintf(f, "(search stopped after %zu folder entries; some folders were not looked "
                     "at)\n", list.n_visited);
@@ -1184,18 +1189,7 @@ int mx_discover_print(FILE *f) {
     } else {
         fprintf(f, "%zu GGUF model%s found (newest first; use -m NAME or -m PATH):\n", list.n,
                 list.n == 1 ? "" : "s");
-        for (size_t i = 0; i < list.n; i++) {
-            const struct mx_model_entry *e = &list.items[i];
-            char desc[512];
-            mx_discover_describe(e, desc, sizeof desc);
-            fputs("  ", f);
-            put_inert(f, e->name);
-            fprintf(f, "  [%s]\n      ", mx_model_source_name(e->source));
-            put_inert(f, desc);
-            fputs("\n      ", f);
-            put_inert(f, e->path);
-            fputc('\n', f);
-        }
+        print_entries(f, &list);
     }
     if (list.truncated)
         fprintf(f, "(search stopped after %zu folder entries; some folders were not looked at)\n",
