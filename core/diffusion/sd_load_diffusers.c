@@ -168,12 +168,8 @@ static void close_folder(void *f) {
 static int add_component(struct mx_sd_model *m, const struct mx_st *st, int kind, int lpb,
                          const bool up_attn[8], int n_up, struct mx_err *err) {
     int64_t nt = mx_st_n_tensors(st);
-    if (nt <= 0)
-        return mx_err_set(err, MX_EFORMAT, "%s: no tensors", mx_st_path(st));
-    const struct mx_st_tensor *t0 = mx_st_tensor(st, 0);
     struct mx_buf *buf;
-    int rc = mx_sd_wrap(m, (const char *)t0->data - t0->offset,
-                        mx_st_file_size(st) - mx_st_data_offset(st), &buf, err);
+    int rc = mx_sd_wrap_st(m, st, &buf, err);
     if (rc < 0)
         return rc;
     static const char *const prefix[3] = {"model.diffusion_model.", "first_stage_model.",
@@ -194,16 +190,7 @@ static int add_component(struct mx_sd_model *m, const struct mx_st *st, int kind
         if (!ok)
             return mx_err_set(err, MX_EFORMAT, "%s: unknown diffusers %s tensor %s",
                               mx_st_path(st), kind == 0 ? "UNet" : "VAE", s->name);
-        if (!mx_st_dtype_is_float(s->dtype))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has dtype %s; Stable Diffusion "
-                              "weights must be F32, F16 or BF16", mx_st_path(st), s->name,
-                              mx_st_dtype_name(s->dtype));
-        struct mx_sd_src src = {.file = mx_st_path(st), .type = mx_st_dtype_to_type(s->dtype),
-                                .host = s->data, .buf = buf, .offset = s->offset};
-        if (!mx_st_tensor_ne(s, src.ne))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has %d dimensions (at most 4)",
-                              mx_st_path(st), s->name, s->n_dims);
-        if ((rc = mx_sd_add(m, name, &src, err)) < 0)
+        if ((rc = mx_sd_add_st_tensor(m, st, s, buf, name, err)) < 0)
             return rc;
     }
     return 0;

@@ -409,13 +409,8 @@ int mx_sd_add_st(struct mx_sd_model *m, struct mx_st *st, const char *from, cons
     if (rc < 0)
         return rc;
     int64_t nt = mx_st_n_tensors(st);
-    if (nt <= 0)
-        return mx_err_set(err, MX_EFORMAT, "%s: no tensors", mx_st_path(st));
-    const struct mx_st_tensor *t0 = mx_st_tensor(st, 0);
-    const char *base = (const char *)t0->data - t0->offset;
-    size_t dsize = mx_st_file_size(st) - mx_st_data_offset(st);
     struct mx_buf *buf;
-    if ((rc = mx_sd_wrap(m, base, dsize, &buf, err)) < 0)
+    if ((rc = mx_sd_wrap_st(m, st, &buf, err)) < 0)
         return rc;
     size_t nf = strlen(from);
     for (int64_t i = 0; i < nt; i++) {
@@ -431,19 +426,34 @@ int mx_sd_add_st(struct mx_sd_model *m, struct mx_st *st, const char *from, cons
         char cname[320];
         if (!canonical(name, cname, sizeof cname))
             continue;
-        if (!mx_st_dtype_is_float(s->dtype))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has dtype %s; Stable Diffusion "
-                              "weights must be F32, F16 or BF16", mx_st_path(st), s->name,
-                              mx_st_dtype_name(s->dtype));
-        struct mx_sd_src src = {.file = mx_st_path(st), .type = mx_st_dtype_to_type(s->dtype),
-                                .host = s->data, .buf = buf, .offset = s->offset};
-        if (!mx_st_tensor_ne(s, src.ne))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has %d dimensions (at most 4)",
-                              mx_st_path(st), s->name, s->n_dims);
-        if ((rc = mx_sd_add(m, name, &src, err)) < 0)
+        if ((rc = mx_sd_add_st_tensor(m, st, s, buf, name, err)) < 0)
             return rc;
     }
     return 0;
+}
+
+int mx_sd_wrap_st(struct mx_sd_model *m, const struct mx_st *st, struct mx_buf **out,
+                  struct mx_err *err) {
+    if (mx_st_n_tensors(st) <= 0)
+        return mx_err_set(err, MX_EFORMAT, "%s: no tensors", mx_st_path(st));
+    const struct mx_st_tensor *t0 = mx_st_tensor(st, 0);
+    return mx_sd_wrap(m, (const char *)t0->data - t0->offset,
+                      mx_st_file_size(st) - mx_st_data_offset(st), out, err);
+}
+
+int mx_sd_add_st_tensor(struct mx_sd_model *m, const struct mx_st *st,
+                        const struct mx_st_tensor *s, struct mx_buf *buf, const char *name,
+                        struct mx_err *err) {
+    if (!mx_st_dtype_is_float(s->dtype))
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has dtype %s; Stable Diffusion "
+                          "weights must be F32, F16 or BF16", mx_st_path(st), s->name,
+                          mx_st_dtype_name(s->dtype));
+    struct mx_sd_src src = {.file = mx_st_path(st), .type = mx_st_dtype_to_type(s->dtype),
+                            .host = s->data, .buf = buf, .offset = s->offset};
+    if (!mx_st_tensor_ne(s, src.ne))
+        return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has %d dimensions (at most 4)",
+                          mx_st_path(st), s->name, s->n_dims);
+    return mx_sd_add(m, name, &src, err);
 }
 
 /* ---- schedule and prediction ---------------------------------------------------------------- */

@@ -36,6 +36,17 @@ int mx_sd_add(struct mx_sd_model *m, const char *name, const struct mx_sd_src *s
 int mx_sd_wrap(struct mx_sd_model *m, const void *base, size_t size, struct mx_buf **out,
                struct mx_err *err);
 
+/* Wraps the data section of st (every tensor's bytes) for the backend: *out is owned by m.
+ * Returns 0, MX_EFORMAT (a file with no tensors) or the backend's error. */
+int mx_sd_wrap_st(struct mx_sd_model *m, const struct mx_st *st, struct mx_buf **out,
+                  struct mx_err *err);
+
+/* Adds safetensors tensor s of st, whose data buf wraps, under canonical name (dtype and rank
+ * checked: "path: tensor NAME has dtype ..."). Returns 0 or a negative MX_E*. */
+int mx_sd_add_st_tensor(struct mx_sd_model *m, const struct mx_st *st,
+                        const struct mx_st_tensor *s, struct mx_buf *buf, const char *name,
+                        struct mx_err *err);
+
 /* Gives obj to the model, which calls close(obj) at close (after freeing the buffers). On
  * failure (MX_ENOMEM) obj is closed here. */
 int mx_sd_own(struct mx_sd_model *m, void *obj, void (*close)(void *), struct mx_err *err);
