@@ -164,9 +164,14 @@ static void close_folder(void *f) {
     mx_st_folder_close(f);
 }
 
-/* Adds one component's tensors, each renamed by kind (0 UNet, 1 VAE, 2 text encoder). */
-static int add_component(struct mx_sd_model *m, const struct mx_st *st, int kind, int lpb,
-                         const bool up_attn[8], int n_up, struct mx_err *err) {
+int mx_sd_add_diffusers(struct mx_sd_model *m, const struct mx_st *st, int kind, int lpb,
+                        const bool up_attn[8], struct mx_err *err) {
+    int n_up = 0; /* VAE: the decoder's up blocks */
+    char key[64];
+    while (kind == 1 && n_up < 8 &&
+           (snprintf(key, sizeof key, "decoder.up_blocks.%d.resnets.0.conv1.weight", n_up),
+            mx_st_find_tensor(st, key)))
+        n_up++;
     int64_t nt = mx_st_n_tensors(st);
     struct mx_buf *buf;
     int rc = mx_sd_wrap_st(m, st, &buf, err);
@@ -285,19 +290,13 @@ int mx_sd_load_diffusers(struct mx_sd_model *m, const char *dir, struct mx_err *
         snprintf(key, sizeof key, "up_blocks.%d.attentions.0.proj_in.weight", L);
         up_attn[L] = mx_st_find_tensor(unet, key) != NULL;
     }
-    if ((rc = add_component(m, unet, 0, lpb, up_attn, 0, err)) < 0)
+    if ((rc = mx_sd_add_diffusers(m, unet, 0, lpb, up_attn, err)) < 0)
         return rc;
     const struct mx_st *vae = mx_st_folder_file(f, "vae");
-    if (vae) {
-        int n_up = 0;
-        while (n_up < 8 && (snprintf(key, sizeof key, "decoder.up_blocks.%d.resnets.0.conv1."
-                                     "weight", n_up), mx_st_find_tensor(vae, key)))
-            n_up++;
-        if ((rc = add_component(m, vae, 1, lpb, up_attn, n_up, err)) < 0)
-            return rc;
-    }
+    if (vae && (rc = mx_sd_add_diffusers(m, vae, 1, lpb, up_attn, err)) < 0)
+        return rc;
     const struct mx_st *te = mx_st_folder_file(f, "text_encoder");
-    if (te && (rc = add_component(m, te, 2, lpb, up_attn, 0, err)) < 0)
+    if (te && (rc = mx_sd_add_diffusers(m, te, 2, lpb, up_attn, err)) < 0)
         return rc;
     return read_scheduler(m, dir, err);
 }

@@ -664,37 +664,7 @@ static int load_vae(struct mx_sd_model *m, const char *path, struct mx_err *err)
                             err);
     if ((rc = mx_sd_own(m, v, close_st, err)) < 0)
         return rc;
-    const struct mx_st_tensor *t0 = mx_st_tensor(v, 0);
-    struct mx_buf *buf;
-    if ((rc = mx_sd_wrap(m, (const char *)t0->data - t0->offset,
-                         mx_st_file_size(v) - mx_st_data_offset(v), &buf, err)) < 0)
-        return rc;
-    int n_up = 0;
-    char key[64];
-    while (n_up < 8 && (snprintf(key, sizeof key, "decoder.up_blocks.%d.resnets.0.conv1.weight",
-                                 n_up),
-                        mx_st_find_tensor(v, key)))
-        n_up++;
-    for (int64_t i = 0; i < mx_st_n_tensors(v); i++) {
-        const struct mx_st_tensor *s = mx_st_tensor(v, i);
-        char name[320];
-        strcpy(name, "first_stage_model.");
-        if (!mx_sd_diffusers_vae_name(s->name, n_up, name + strlen(name),
-                                      sizeof name - strlen(name)))
-            return mx_err_set(err, MX_EFORMAT, "%s: unknown diffusers VAE tensor %s", path,
-                              s->name);
-        if (!mx_st_dtype_is_float(s->dtype))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has dtype %s; VAE weights must be "
-                              "F32, F16 or BF16", path, s->name, mx_st_dtype_name(s->dtype));
-        struct mx_sd_src src = {.file = path, .type = mx_st_dtype_to_type(s->dtype),
-                                .host = s->data, .buf = buf, .offset = s->offset};
-        if (!mx_st_tensor_ne(s, src.ne))
-            return mx_err_set(err, MX_EFORMAT, "%s: tensor %s has more than 4 dimensions", path,
-                              s->name);
-        if ((rc = mx_sd_add(m, name, &src, err)) < 0)
-            return rc;
-    }
-    return 0;
+    return mx_sd_add_diffusers(m, v, 1, 0, (const bool[8]){false}, err);
 }
 
 static int model_new(struct mx_backend *be, const char *path, struct mx_sd_model **out,

@@ -71,6 +71,13 @@ void mx_sd_hint_prediction(struct mx_sd_model *m, enum mx_sd_pred p, const char 
 
 /* The readers (sd_load_diffusers.c, sd_load_gguf.c): add everything of their source to m. */
 int mx_sd_load_diffusers(struct mx_sd_model *m, const char *dir, struct mx_err *err);
+
+/* Adds the tensors of one diffusers component file st (borrowed: the caller keeps it open as
+ * long as m), each renamed to its canonical name by kind: 0 UNet (lpb layers per block,
+ * up_attn[i]: up block i has attentions), 1 VAE, 2 text encoder. Returns 0,
+ * or MX_EFORMAT naming a tensor no mapping knows or a bad dtype/rank. */
+int mx_sd_add_diffusers(struct mx_sd_model *m, const struct mx_st *st, int kind, int lpb,
+                        const bool up_attn[8], struct mx_err *err);
 int mx_sd_load_gguf(struct mx_sd_model *m, struct mx_gguf *g, struct mx_err *err); /* owns g */
 
 /* diffusers -> LDM names: a UNet (lpb resnets per down block), a VAE (n_up up blocks) key
