@@ -201,7 +201,7 @@ static char *params_json(const struct mx_image_req *req, const struct mx_sd_para
     json_object_set_new(o, "steps", json_integer(par->steps));
     json_object_set_new(o, "cfg", json_real(par->cfg));
     json_object_set_new(o, "sampler", json_string(mx_sd_sampler_name(par->sampler)));
-    json_object_set_new(o, "scheduler", json_string(mx_sd_schedule_name(par->scheduler)));
+    json_object_set_new(o, "scheduler", json_string(mx_sd_schedule_name(mx_sd_params_schedule(par))));
     json_object_set_new(o, "seed", json_integer((json_int_t)par->seed));
     json_object_set_new(o, "rng", json_string(mx_sd_rng_name(par->rng)));
     json_object_set_new(o, "width", json_integer(res->w));

@@ -70,11 +70,9 @@ int mx_bench_image(const struct mx_cli_opts *o, const char *ckpt, int w, int h, 
     par.width = w;
     par.height = h;
     par.steps = steps;
-    par.cfg = 7.0f;
-    par.sampler = MX_SD_SAMPLER_EULER;
+    par.sampler = MX_SD_SAMPLER_EULER; /* cfg 7 and rng cuda are the defaults */
     par.scheduler = MX_SD_SCHED_DISCRETE;
     par.seed = 42;
-    par.rng = MX_SD_RNG_CUDA;
     if (steps > 64)
         steps = par.steps = 64;
     double text[100], step[100 * 64], dec[100];

@@ -483,22 +483,10 @@ static long hex4(const unsigned char *s, const unsigned char *e) {
     return v;
 }
 
-/* Appends code point cp as UTF-8. */
+/* Appends code point cp (at most U+10FFFF) as UTF-8. */
 static void sb_cp(struct sbuf *b, unsigned long cp) {
     char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp, n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-    } else {
-        u[0] = (char)(0xf0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-    }
-    sb_add(b, u, n);
+    sb_add(b, u, mx_utf8_put((uint32_t)cp, u));
 }
 
 /* json.loads of the string literal s[0..n) (s[0] == s[n-1] == '"'): returns 1 with *out (caller

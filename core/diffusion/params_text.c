@@ -18,8 +18,7 @@ int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
     it.negative = par->negative && *par->negative ? (char *)par->negative : NULL;
     it.steps = par->steps;
     it.sampler = (char *)mx_sd_sampler_a1111_name(par->sampler);
-    int sched = par->scheduler >= 0 ? par->scheduler : mx_sd_schedule_default(par->sampler);
-    it.schedule = (char *)mx_sd_schedule_a1111_name(sched);
+    it.schedule = (char *)mx_sd_schedule_a1111_name(mx_sd_params_schedule(par));
     it.cfg = par->cfg;
     it.has_seed = true;
     it.seed = seed;

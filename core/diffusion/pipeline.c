@@ -25,7 +25,6 @@
 #define SD_LATENT_SCALE 0.18215f /* SD 1.x/2.x VAE latent scale factor */
 #define SD_MAX_SIDE 4096          /* pixels; A1111 allows 2048 in its UI */
 #define SD_MAX_STEPS 1000
-#define SD_MAX_CHUNKS 32          /* 75 tokens each: prompts past 2400 tokens are refused */
 
 struct mx_sd_pipeline {
     struct mx_backend *be;       /* borrowed */
@@ -133,6 +132,10 @@ static uint64_t run_mem(const struct mx_sd_pipeline *p, const struct mx_sd_param
         vae = MX_MAX(vae, (uint64_t)mx_sd_vae_encode_mem(p->vae, par->width, par->height));
     /* the UNet's scratch is freed before the decode only when it must be: count the larger */
     return MX_MAX(unet, vae);
+}
+
+int mx_sd_params_schedule(const struct mx_sd_params *par) {
+    return par->scheduler >= 0 ? par->scheduler : mx_sd_schedule_default(par->sampler);
 }
 
 int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params *par,
@@ -523,7 +526,7 @@ int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int
         rc = mx_err_set(err, MX_ENOMEM, "out of memory (latents)");
         goto done;
     }
-    int sched = par->scheduler >= 0 ? par->scheduler : mx_sd_schedule_default(par->sampler);
+    int sched = mx_sd_params_schedule(par);
     int n_sig = 0;
     if ((rc = mx_sd_schedule_sigmas(&p->sigmas, sched, steps, sigmas, &n_sig, err)) < 0)
         goto done;

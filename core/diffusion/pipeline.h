@@ -34,7 +34,7 @@ struct mx_sd_params {
     int steps;
     float cfg;                   /* 1: no unconditional pass */
     int sampler;                 /* enum mx_sd_sampler (sampler.h) */
-    int scheduler;               /* enum mx_sd_schedule (schedule.h) */
+    int scheduler;               /* enum mx_sd_schedule (schedule.h); -1: the sampler's default */
     float eta;                   /* ancestral/DDIM noise; < 0: the sampler's default */
     uint64_t seed;               /* image i of a batch uses seed + i */
     int rng;                     /* enum mx_sd_rng_kind (rng.h) */
@@ -70,6 +70,9 @@ const struct mx_sd_model *mx_sd_pipeline_model(const struct mx_sd_pipeline *p);
 /* The defaults A1111 uses for the model's family (512x512 or 768x768 for SD2 v-prediction,
  * 20 steps, cfg 7, euler_a + discrete, seed 0, rng cuda). */
 void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline *p);
+
+/* The schedule par runs with: par->scheduler, or the sampler's default when it is -1. */
+int mx_sd_params_schedule(const struct mx_sd_params *par);
 
 /* Checks par before anything runs: sizes (multiples of 8, bounds), steps, strength, mask size,
  * and whether the memory the run needs is there. Returns 0 or MX_EINVAL / MX_ENOMEM with a
