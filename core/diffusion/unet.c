@@ -1138,7 +1138,6 @@ int mx_sd_unet_eval(struct mx_sd_unet *u, int batch, int lw, int lh, const float
     if (rc < 0)
         return rc;
     struct fwd f = {.u = u, .be = u->be, .n = batch, .n_ctx = n_ctx, .err = err};
-    f.pos.type = MX_TYPE_I32;
     mx_tensor_init(&f.pos, MX_TYPE_I32, u->pcap, 1, 1, 1);
     f.pos.buf = u->pbuf;
     f.pos.data = u->pbuf->base;

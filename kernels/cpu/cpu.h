@@ -348,12 +348,12 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
 
-/* conv2d as im2col + sgemm (conv_gemm.c); same contract as the backend op. */
 /* Pool tasks over struct mx_ref_args with the contracts of mx_ref_transpose / mx_ref_concat,
  * for contiguous tensors only (layout.c): a tiled transpose and a row-copy concat. */
 void mx_cpu_transpose_tiled(void *args, int ith, int nth);
 void mx_cpu_concat_rows(void *args, int ith, int nth);
 
+/* conv2d as im2col + sgemm (conv_gemm.c); same contract as the backend op. */
 int mx_cpu_conv2d_gemm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                        const struct mx_tensor *w, const struct mx_tensor *b,
                        const struct mx_conv2d_params *p);

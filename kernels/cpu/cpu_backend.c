@@ -382,9 +382,8 @@ static int cpu_upsample(struct mx_backend *be, struct mx_tensor *dst, const stru
 static int cpu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                       const struct mx_tensor *y, int dim) {
     ARGS(.dst = dst, .src = {x, y}, .i = dim);
-    bool contig = mx_tensor_is_contiguous(dst) && mx_tensor_is_contiguous(x) &&
-                  mx_tensor_is_contiguous(y);
-    return run(be, contig ? mx_cpu_concat_rows : mx_ref_concat, &a, "concat", true);
+    /* mx_op_concat admits contiguous tensors only: the row-copy kernel always applies */
+    return run(be, mx_cpu_concat_rows, &a, "concat", true);
 }
 
 static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
@@ -394,8 +393,8 @@ static int cpu_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const st
 
 static int cpu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     ARGS(.dst = dst, .src = {x});
-    bool contig = mx_tensor_is_contiguous(dst) && mx_tensor_is_contiguous(x);
-    return run(be, contig ? mx_cpu_transpose_tiled : mx_ref_transpose, &a, "transpose", true);
+    /* mx_op_transpose admits contiguous tensors only: the tiled kernel always applies */
+    return run(be, mx_cpu_transpose_tiled, &a, "transpose", true);
 }
 
 /* ---- backend --------------------------------------------------------------------------------- */
