@@ -343,6 +343,7 @@ static json_t *load_small_json(const char *path) {
     return root;
 }
 
+
 /* "SD 1.x" / "SD 2.x" / "SDXL" from the UNet's cross-attention width, "SD" when unknown. */
 static const char *sd_version_name(int64_t ctx) {
     return ctx == 768 ? "SD 1.x" : ctx == 1024 ? "SD 2.x" : ctx == 2048 ? "SDXL" : "SD";
@@ -428,10 +429,9 @@ static void consider_diffusers(struct disc *d, const char *dir, const char *name
     if (!kind)
         return;
     // The weights: the files directly in the component folders (symlinks into blobs followed).
-    static const char *const parts[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
     uint64_t size = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && d->rc == 0; i++) {
-        char *pd = join(dir, parts[i]);
+    for (size_t i = 0; mx_st_folder_components[i] && d->rc == 0; i++) {
+        char *pd = join(dir, mx_st_folder_components[i]);
         char **names = NULL;
         size_t n = pd ? read_names(d, pd, NULL, &names) : 0;
         for (size_t k = 0; k < n; k++) {
@@ -593,19 +593,8 @@ static void scan_hf(struct disc *d, const char *hub, bool sd) {
  * false for a file that is not such a manifest (unreadable, too big, bad JSON, no model layer, a
  * digest that is not plain hex and so could name a path outside blobs/). */
 static bool ollama_manifest_digest(const char *path, char hex[65]) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return false;
-    struct stat st;
-    char *buf = NULL;
     bool ok = false;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-        st.st_size > MAX_MANIFEST_BYTES || !(buf = malloc((size_t)st.st_size)))
-        goto done;
-    size_t len = (size_t)st.st_size;
-    if (pread(fd, buf, len, 0) != (ssize_t)len)
-        goto done;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *root = load_small_json(path);
     json_t *layers = root ? json_object_get(root, "layers") : NULL;
     size_t i;
     json_t *layer;
@@ -629,9 +618,6 @@ static bool ollama_manifest_digest(const char *path, char hex[65]) {
         }
     }
     json_decref(root);
-done:
-    free(buf);
-    close(fd);
     return ok;
 }
 
