@@ -21,18 +21,11 @@
 #include "history/paths.h"
 
 int mx_sd_model_hash_cache_path(char *buf, size_t size, struct mx_err *err) {
-    const char *x = getenv("XDG_CACHE_HOME");
-    int n;
-    // The XDG spec says relative values are invalid and must be ignored.
-    if (x && x[0] == '/') {
-        n = snprintf(buf, size, "%s/mixel/model_hashes.json", x);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !home[0])
-            return mx_err_set(err, MX_ENOENT, "neither XDG_CACHE_HOME nor HOME is set");
-        n = snprintf(buf, size, "%s/.cache/mixel/model_hashes.json", home);
-    }
-    if (n < 0 || (size_t)n >= size)
+    int rc = mx_path_cache_dir(buf, size, err);
+    if (rc < 0)
+        return rc;
+    size_t n = strlen(buf);
+    if ((size_t)snprintf(buf + n, size - n, "/model_hashes.json") >= size - n)
         return mx_err_set(err, MX_ERANGE, "model hash cache: path too long");
     return 0;
 }

@@ -33,6 +33,10 @@ int mx_path_data_dir(char *buf, size_t size, struct mx_err *err) {
     return xdg_dir(buf, size, "XDG_DATA_HOME", ".local/share", err);
 }
 
+int mx_path_cache_dir(char *buf, size_t size, struct mx_err *err) {
+    return xdg_dir(buf, size, "XDG_CACHE_HOME", ".cache", err);
+}
+
 int mx_mkdir_p(const char *path, struct mx_err *err) {
     char tmp[4096];
     size_t len = strlen(path);
