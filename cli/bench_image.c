@@ -9,7 +9,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 
 #include "cli/cmd.h"
 #include "core/base/util.h"
@@ -32,18 +31,6 @@ static int record(void *ud, const struct mx_sd_progress *p) {
         r->step_s[r->n_steps++] = p->step_s;
     r->last = *p;
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    if (n <= 0)
-        return 0;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int mx_bench_image(const struct mx_cli_opts *o, const char *ckpt, int w, int h, int steps,
@@ -93,11 +80,9 @@ int mx_bench_image(const struct mx_cli_opts *o, const char *ckpt, int w, int h, 
         for (int i = 0; i < rec.n_steps; i++)
             step[n_step++] = rec.step_s[i];
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double rss_gib = (double)ru.ru_maxrss / (1024.0 * 1024.0);
-    double t_text = median(text, n_runs), t_step = median(step, n_step),
-           t_dec = median(dec, n_runs);
+    double rss_gib = (double)mx_bench_peak_rss() / (1024.0 * 1024.0 * 1024.0);
+    double t_text = mx_bench_median(text, n_runs), t_step = mx_bench_median(step, n_step),
+           t_dec = mx_bench_median(dec, n_runs);
     const struct mx_sd_model *m = mx_sd_pipeline_model(p);
     int threads = mx_backend_cpu_n_threads(be);
     if (json) {

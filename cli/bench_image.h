@@ -4,7 +4,14 @@
 
 #include <stdbool.h>
 
+#include <stdint.h>
+
 #include "cli/opts.h"
+
+/* Median of v[0..n) (sorts v; 0 for n <= 0), and the process's peak RSS in bytes (0 unknown):
+ * shared by the LLM and image parts of `mixel bench` (cmd_bench.c). */
+double mx_bench_median(double *v, int n);
+uint64_t mx_bench_peak_rss(void);
 
 /* Runs txt2img on ckpt at w x h for `steps` euler steps with cfg 7 (so two UNet evaluations per
  * step, as the peer's figures), reps times after nothing else was loaded, and prints the text

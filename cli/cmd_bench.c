@@ -179,12 +179,14 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+double mx_bench_median(double *v, int n) {
+    if (n <= 0)
+        return 0;
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static uint64_t peak_rss(void) {
+uint64_t mx_bench_peak_rss(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         return 0;
@@ -335,7 +337,7 @@ int mx_cmd_bench(int argc, char **argv) {
                 if (r > 0)
                     v[r - 1] = (double)n_prompt / dt;
             }
-            pp = median(v, (int)reps);
+            pp = mx_bench_median(v, (int)reps);
         }
         if (n_gen > 0) {
             for (int r = 0; r <= reps; r++) {
@@ -348,7 +350,7 @@ int mx_cmd_bench(int argc, char **argv) {
                 if (r > 0)
                     v[r - 1] = sp;
             }
-            tg = median(v, (int)reps);
+            tg = mx_bench_median(v, (int)reps);
         }
         if (depth > 0 && n_gen > 0) {
             mx_llama_kv_clear(c);
@@ -365,7 +367,7 @@ int mx_cmd_bench(int argc, char **argv) {
                     goto done;
                 }
             }
-            tg_depth = median(v, (int)reps);
+            tg_depth = mx_bench_median(v, (int)reps);
         }
         if (grammar && n_gen > 0 && (status = bench_grammar(L, &o, grammar, ids, n_gen,
                                                            &gst)) != 0)
@@ -374,7 +376,7 @@ int mx_cmd_bench(int argc, char **argv) {
     }
     if (n_threads == 0)
         n_threads = o.s.threads > 0 ? o.s.threads : 2;
-    uint64_t rss = peak_rss(); /* before the sweep (which runs in a child anyway) */
+    uint64_t rss = mx_bench_peak_rss(); /* before the sweep (which runs in a child anyway) */
     double machine = measure_bandwidth_apart((size_t)mem_mib << 20, n_threads, 5);
     double wgbps = tg * (double)sz.n_bytes_active / 1e9;
     const char *name = o.model ? strrchr(o.model, '/') : NULL;
