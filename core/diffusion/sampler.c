@@ -286,9 +286,12 @@ static int sample_dpmpp2m(struct run *r, float *x, bool v2) {
     return 0;
 }
 
-/* DPM-Solver++(2M) SDE, midpoint variant, with plain randn noise from the run's generator (the
- * peer's dpm++2m_sde; k-diffusion's default noise is a Brownian tree instead). */
-static int sample_dpmpp2m_sde(struct run *r, float *x, float eta) {
+/* DPM-Solver++(2M) SDE, midpoint variant. Its noise: plain randn from the run's generator
+ * (bt false: the peer's dpm++2m_sde; k-diffusion's default is a Brownian tree instead), or the
+ * Brownian tree's increments (bt true: dpm++2m_sde_bt; tree NULL when the schedule spans no
+ * interval, then no noise). */
+static int dpmpp2m_sde_run(struct run *r, float *x, float eta, bool bt,
+                           struct mx_sd_brownian *tree) {
     const int64_t n = r->n;
     float *old = r->den2;
     bool have_old = false;
@@ -313,8 +316,14 @@ static int sample_dpmpp2m_sde(struct run *r, float *x, float eta) {
                 for (int64_t k = 0; k < n; k++)
                     x[k] += (r->den[k] - old[k]) * c;
             }
-            if (eta > 0.f)
-                add_noise(r, x, s1 * sqrtf(-expm1f(-2.f * eta_h)));
+            float scale = s1 * sqrtf(-expm1f(-2.f * eta_h));
+            if (eta > 0.f && !bt) {
+                add_noise(r, x, scale);
+            } else if (eta > 0.f && tree) {
+                mx_sd_brownian_noise(tree, s0, s1, r->noise);
+                for (int64_t k = 0; k < n; k++)
+                    x[k] += r->noise[k] * scale;
+            }
             h_last = h;
         }
         memcpy(old, r->den, sizeof(float) * (size_t)n);
@@ -323,6 +332,10 @@ static int sample_dpmpp2m_sde(struct run *r, float *x, float eta) {
             return rc;
     }
     return 0;
+}
+
+static int sample_dpmpp2m_sde(struct run *r, float *x, float eta) {
+    return dpmpp2m_sde_run(r, x, eta, false, NULL);
 }
 
 /* iPNDM (v: variable step sizes in the second-order term): Adams-Bashforth on the derivative
@@ -725,47 +738,12 @@ static int sample_dpmpp_sde(struct run *r, float *x, float eta) {
  * positive sigma no noise is ever needed and no tree is made (the peer then returns x
  * unsampled, which this does not copy). */
 static int sample_dpmpp2m_sde_bt(struct run *r, float *x, float eta) {
-    const int64_t n = r->n;
     struct mx_sd_brownian tree = {0};
     bool have_tree;
     int rc = make_tree(r, &tree, &have_tree);
     if (rc < 0)
         return rc;
-    float *old = r->den2;
-    bool have_old = false;
-    float h_last = 0.f;
-    for (int i = 0; i < r->steps; i++) {
-        float s0 = r->sigmas[i], s1 = r->sigmas[i + 1];
-        if ((rc = eval(r, x, s0, r->den, i)) < 0)
-            break;
-        if (s1 == 0.f) {
-            memcpy(x, r->den, sizeof(float) * (size_t)n);
-        } else {
-            float t = -logf(s0), s = -logf(s1);
-            float h = s - t;
-            float eta_h = eta * h;
-            float a = s1 / s0 * expf(-eta_h);
-            float b = -expm1f(-h - eta_h);
-            for (int64_t k = 0; k < n; k++)
-                x[k] = x[k] * a + r->den[k] * b;
-            if (have_old) {
-                float c = 0.5f * b / (h_last / h);
-                for (int64_t k = 0; k < n; k++)
-                    x[k] += (r->den[k] - old[k]) * c;
-            }
-            if (eta > 0.f && have_tree) {
-                mx_sd_brownian_noise(&tree, s0, s1, r->noise);
-                float scale = s1 * sqrtf(-expm1f(-2.f * eta_h));
-                for (int64_t k = 0; k < n; k++)
-                    x[k] += r->noise[k] * scale;
-            }
-            h_last = h;
-        }
-        memcpy(old, r->den, sizeof(float) * (size_t)n);
-        have_old = true;
-        if ((rc = step_done(r, i, x, r->den)) < 0)
-            break;
-    }
+    rc = dpmpp2m_sde_run(r, x, eta, true, have_tree ? &tree : NULL);
     mx_sd_brownian_deinit(&tree);
     return rc;
 }
