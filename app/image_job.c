@@ -32,6 +32,8 @@ struct mx_sd_engine {
     char be_device[32];          /* the device name it was opened for ("auto", "cpu", ...) */
     struct mx_sd_pipeline *p;    /* owned; NULL: none open */
     char *path;                  /* the checkpoint p was opened from (owned) */
+    bool hashed;                 /* hash below computed for path */
+    char hash[11];               /* A1111's "Model hash" of path; "" when it could not be read */
 };
 
 int mx_sd_engine_new(struct mx_sd_engine **out) {
@@ -48,6 +50,7 @@ void mx_sd_engine_close(struct mx_sd_engine *e) {
     e->path = NULL;
     mx_backend_free(e->be); /* its device memory goes back too */
     e->be = NULL;
+    e->hashed = false;
 }
 
 void mx_sd_engine_free(struct mx_sd_engine *e) {
@@ -296,11 +299,15 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     r.h = img.h;
     /* A1111's "Model hash": the file's SHA-256, read once and cached (app/model_hash.h); an
      * image is not lost for want of it */
-    char hash[11] = "";
-    mx_job_post(job, MX_EV_PROGRESS, "image: the checkpoint's hash (read once per file)", 0, 0);
-    if (mx_sd_model_hash(req->ckpt, hash, NULL) != 0)
-        hash[0] = '\0';
-    if ((rc = mx_sd_params_to_infotext(&par, par.seed, req->ckpt, hash, &r.infotext, &err)) != 0)
+    if (!e->hashed) { /* once per opened checkpoint */
+        mx_job_post(job, MX_EV_PROGRESS, "image: the checkpoint's hash (read once per file)", 0,
+                    0);
+        if (mx_sd_model_hash(req->ckpt, e->hash, NULL) != 0)
+            e->hash[0] = '\0';
+        e->hashed = true;
+    }
+    if ((rc = mx_sd_params_to_infotext(&par, par.seed, req->ckpt, e->hash, &r.infotext,
+                                       &err)) != 0)
         goto done;
     if ((rc = out_path(req, par.seed, &r.path, &err)) != 0)
         goto done;
