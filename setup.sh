@@ -18,8 +18,9 @@ as_root() {
 # python3 ones are for the terminal tests and the reference checks, which skip without them).
 PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
  libsixel-dev libopenblas-dev libsqlite3-dev libjansson-dev libpng-dev libcmocka-dev
+ libcurl4-openssl-dev libmicrohttpd-dev
  clang tmux xvfb xterm xdotool imagemagick fonts-dejavu-core xfonts-base
- libsixel-bin mlterm ncurses-term python3 python3-numpy python3-regex"
+ libsixel-bin mlterm ncurses-term python3 python3-numpy python3-regex python3-jsonschema"
 
 deps() {
     missing=""

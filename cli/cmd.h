@@ -17,10 +17,19 @@
     X(tokenize,   "text -> token ids: tokenize -m MODEL TEXT")                            \
     X(detokenize, "token ids -> text: detokenize -m MODEL IDS...")                        \
     X(logits,     "logits as JSON for comparisons with a peer")                           \
-    X(quantize,   "convert a GGUF: quantize IN.gguf OUT.gguf Q4_K_M (llama-quantize)")
+    X(quantize,   "convert a GGUF: quantize IN.gguf OUT.gguf Q4_K_M (llama-quantize)")    \
+    X(eval,       "quality: eval ppl|mc|gen -m MODEL -f FILE (perplexity, KL, benchmarks)") \
+    X(serve,      "OpenAI-compatible and A1111 sdapi HTTP server: serve -m M [-d SD]")    \
+    X(pull,       "download a model: pull hf://OWNER/REPO/FILE.gguf (resumes, verifies)")
 
 #define MX_CMD_DECL(name, help) int mx_cmd_##name(int argc, char **argv) __attribute__((weak));
 MX_CMD_LIST(MX_CMD_DECL)
 #undef MX_CMD_DECL
+
+/* `mixel eval`'s subcommands (cli/cmd_eval.c dispatches; each in its own cli/eval_<name>.c),
+ * weak for the same reason as the commands. */
+int mx_cmd_eval_ppl(int argc, char **argv) __attribute__((weak));
+int mx_cmd_eval_mc(int argc, char **argv) __attribute__((weak));
+int mx_cmd_eval_gen(int argc, char **argv) __attribute__((weak));
 
 #endif
