@@ -11,6 +11,7 @@
 #include "cli/cmd.h"
 #include "cli/opts.h"
 #include "app/engine_llm.h"
+#include "net/pull.h"
 
 static void chat_usage(FILE *f) {
     fprintf(f, "usage: mixel [chat] [-m MODEL] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
@@ -93,5 +94,6 @@ int mx_cmd_chat(int argc, char **argv) {
         o.discover = true;
         o.load_engine = mx_engine_llm_loader;
     }
+    o.fetch = mx_pull_fetch; /* the first-run screen's downloads (net/pull.h) */
     return mx_app_run(&o); /* it frees the engine (app.h) */
 }

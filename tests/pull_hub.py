@@ -15,6 +15,7 @@ Behaviour chosen by the repo's name, so one server serves every case of a test:
   *drop*     the first GET of each file sends half the bytes and closes the connection
   *norange*  ignores Range (200 with the whole file, no Accept-Ranges)
   *slow*     sends the body in 16 KiB pieces, 20 ms apart (for Ctrl-C tests)
+--rate B/S paces every body like that (the first-run test's progress and Esc).
 Every request is logged as one JSON line to --log: method, path, range, auth (bool).
 The port (chosen by the system) is written to --port-file once the server listens.
 """
@@ -154,12 +155,14 @@ class Hub(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
-        if "slow" in repo:
+        if "slow" in repo or self.server.rate:
+            piece = 16384 if "slow" in repo else 65536
+            pause = 0.02 if "slow" in repo else piece / self.server.rate
             try:
-                for i in range(0, len(data), 16384):
-                    self.wfile.write(data[i:i + 16384])
+                for i in range(0, len(data), piece):
+                    self.wfile.write(data[i:i + piece])
                     self.wfile.flush()
-                    time.sleep(0.02)
+                    time.sleep(pause)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away (the Ctrl-C test)
             return
@@ -172,12 +175,15 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--token", default="hf_test_secret")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="bytes per second for every file body (0: as fast as possible)")
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     srv.daemon_threads = True
     srv.root = os.path.abspath(a.root)
     srv.log_path = a.log
     srv.token = a.token
+    srv.rate = a.rate
     tmp = a.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(srv.server_address[1]))

@@ -7,6 +7,8 @@
 #ifndef MX_APP_H
 #define MX_APP_H
 
+#include <stdint.h>
+
 #include "core/base/err.h"
 #include "app/engine.h"
 #include "tui/graphics.h"
@@ -15,6 +17,16 @@
 typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
                                               const struct mx_gen_settings *settings,
                                               struct mx_err *err);
+
+/* Downloads a model by its hf:// reference into the models folder (mixel pull: cli/ passes
+ * net/pull.h's mx_pull_fetch, tui/ does not include net/). Runs on the worker thread and blocks
+ * until done; progress(ud, done, total, rate) is called about ten times a second and returns
+ * nonzero to stop (then MX_ECANCELED, the .partial kept). Returns 0 with *path (caller frees) or a
+ * negative MX_E* with err saying why. */
+typedef int (*mx_model_fetch_fn)(const char *ref,
+                                 int (*progress)(void *ud, uint64_t done, uint64_t total,
+                                                 double rate),
+                                 void *ud, char **path, struct mx_err *err);
 
 struct mx_app_opts {
     struct mx_engine *engine;   /* owned by the app from mx_app_run on (freed when replaced, when
@@ -33,6 +45,8 @@ struct mx_app_opts {
     enum mx_gfx_mode graphics;  /* --graphics: auto (detect), sixel, blocks or none */
     const char *sd_model;       /* --sd-model: the image checkpoint for sessions that chose none;
                                  * NULL: the first one discovered */
+    mx_model_fetch_fn fetch;    /* the first-run screen's downloads (tui/firstrun.h); NULL: it
+                                 * shows the `mixel pull` commands only */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

@@ -1,7 +1,7 @@
 /* app_int.h - the chat's state, shared by the files of tui/ that make up the chat (not an API:
  * only they include it). struct app groups its fields by concern, one sub-struct per file that
  * owns them (conv.c, gen.c, style.c, status.c, readline_glue.c, input.c, store.c, sidebar.c,
- * picker.c, load.c, images.c, draw.c, gallery.c); each file's functions are in its own header.
+ * picker.c, firstrun.c, load.c, images.c, draw.c, gallery.c); each file's functions are in its own header.
  *
  * The views (conversation, sidebar, picker, gallery, viewer) are struct mx_view_ops (view.h).
  * The files depend on each other one way, each only on those in the rows above it:
@@ -10,6 +10,7 @@
  *   images, store                    images in cells; the history database glue
  *   load, gallery, sidebar, conv_view
  *   imagegen                         image generation on the worker (/image, /img2img)
+ *   firstrun                         no model anywhere: picks to download (mixel pull)
  *   gen, picker, keys                generation; the model picker; key actions (keys.h table)
  *   commands                         the slash command table (+ /help from keys.h)
  *   readline_glue                    readline in callback mode
@@ -163,6 +164,18 @@ struct mx_app_picker {
     int sel;
 };
 
+/* The first-run screen (firstrun.c): no model anywhere; picks to download with `mixel pull`. */
+struct mx_app_firstrun {
+    bool open;
+    int sel;              /* the selected pick (index into the picks shown) */
+    bool busy;            /* a download runs on the worker */
+    double t0;            /* when it started (mx_time_s), for the rate */
+    double done, total;   /* bytes so far and expected (0 unknown), from its progress events */
+    double done0;         /* done at the first event (a resumed .partial): not this run's speed */
+    uint64_t ram_total;   /* this machine's memory in bytes (0 unknown), read at open */
+    uint64_t ram_free;    /* what it could still give then (MemAvailable; 0 unknown) */
+};
+
 /* Loading a model on the worker (/model, the picker). */
 struct mx_app_load {
     bool busy;
@@ -220,6 +233,7 @@ struct app {
     struct mx_app_store store;
     struct mx_app_sidebar side;
     struct mx_app_picker pick;
+    struct mx_app_firstrun fr;
     struct mx_app_load load;
     struct mx_app_img img;
     struct mx_app_frame frame;

@@ -90,6 +90,8 @@ void mx_app_draw(struct app *a) {
     /* the main pane: the picker or the gallery over the whole width, else the conversation */
     if (a->pick.open)
         mx_view_picker.draw(a, 0, 0, conv_h, cols);
+    else if (a->fr.open)
+        mx_view_firstrun.draw(a, 0, 0, conv_h, cols);
     else if (a->gal.open)
         mx_view_gallery.draw(a, 0, 0, conv_h, cols);
     else if (side_w < cols)

@@ -16,6 +16,7 @@
 #include "core/base/util.h"
 #include "history/db.h"
 #include "tui/conv.h"
+#include "tui/firstrun.h"
 #include "tui/imagegen.h"
 #include "tui/load.h"
 #include "tui/status.h"
@@ -185,7 +186,9 @@ void mx_app_gen_events(struct app *a) {
             a->gen.tok_s = mx_rate_add(&a->gen.rate, mx_time_s(), 1);
             break;
         case MX_EV_PROGRESS:
-            if (a->gen.image)
+            if (a->fr.busy)
+                mx_app_firstrun_progress(a, ev.a, ev.b);
+            else if (a->gen.image)
                 mx_app_image_progress(a, ev.text);
             else
                 mx_app_progress(a, ev.text, ev.a, ev.b);
@@ -207,6 +210,10 @@ void mx_app_gen_events(struct app *a) {
             break;
         case MX_EV_DONE:
             mx_app_progress_end(a);
+            if (a->fr.busy) { /* the first-run screen's download */
+                mx_app_firstrun_done(a, ev.code, ev.text);
+                break;
+            }
             if (a->load.busy) {
                 mx_app_load_finish(a, ev.code, ev.text);
                 bool answer = a->imgen.answer_after_load;

@@ -131,7 +131,7 @@ static bool stdin_pending(void) {
 
 /* The views that take keys before the input line, in the order they are offered a key. */
 static const struct mx_view_ops *const focus_order[] = {
-    &mx_view_viewer, &mx_view_gallery, &mx_view_picker, &mx_view_sidebar,
+    &mx_view_viewer, &mx_view_gallery, &mx_view_picker, &mx_view_firstrun, &mx_view_sidebar,
 };
 
 /* A view other than the input line has the keys. */

@@ -25,6 +25,7 @@
 #include "tui/app_int.h"
 #include "tui/conv.h"
 #include "tui/draw.h"
+#include "tui/firstrun.h"
 #include "tui/gen.h"
 #include "tui/imagegen.h"
 #include "tui/input.h"
@@ -51,6 +52,7 @@ static void on_winch(int sig) {
 /* Every view, for resize(). */
 static const struct mx_view_ops *const all_views[] = {
     &mx_view_conversation, &mx_view_sidebar, &mx_view_picker, &mx_view_gallery, &mx_view_viewer,
+    &mx_view_firstrun,
 };
 
 /* The terminal changed size (SIGWINCH): curses learns the new size, the whole screen is sent
@@ -192,6 +194,8 @@ int mx_app_run(const struct mx_app_opts *opts) {
     }
     if (!opts->engine && opts->discover)
         mx_app_picker_open(&a);
+    if (!opts->engine && opts->discover && !a.pick.open && !a.load.busy)
+        mx_app_firstrun_open(&a); /* no model anywhere: what a model is, picks to download */
     if (!opts->engine)
         mx_app_conv_add_banner(&a);
     main_loop(&a);
@@ -222,6 +226,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     if (a.load.owned)
         a.load.owned->free(a.load.owned);
     mx_app_load_deinit();
+    mx_app_firstrun_deinit();
     mx_db_close(a.store.db);
     free(a.conv.msgs);
     free(a.conv.system_prompt);

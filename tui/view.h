@@ -52,6 +52,7 @@ static inline size_t mx_key_len(const unsigned char *b, size_t n) {
 extern const struct mx_view_ops mx_view_conversation; /* conv_view.c */
 extern const struct mx_view_ops mx_view_sidebar;      /* sidebar.c */
 extern const struct mx_view_ops mx_view_picker;       /* picker.c */
+extern const struct mx_view_ops mx_view_firstrun;     /* firstrun.c */
 extern const struct mx_view_ops mx_view_gallery;      /* gallery.c */
 extern const struct mx_view_ops mx_view_viewer;       /* gallery.c */
 
