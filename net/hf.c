@@ -82,6 +82,9 @@ int mx_hf_parse(const char *s, struct mx_hf_ref *ref, struct mx_err *err) {
             return mx_err_set(err, MX_EINVAL, "%.120s: the file path is empty, too long or has "
                               "'.'/'..' segments or control characters", s);
         memcpy(ref->path, rest + 1, pn);
+        if (!mx_hf_is_model_file(ref->path))
+            return mx_err_set(err, MX_EINVAL, "%.120s: mixel pull downloads model files: a .gguf "
+                              "or a .safetensors", s);
     }
     return 0;
 }

@@ -28,8 +28,8 @@ struct mx_hf_ref {
 
 /* Parses "hf://OWNER/REPO/PATH/FILE", "hf://OWNER/REPO:QUANT" or "hf://OWNER/REPO" (the repo's
  * one model file). Owner and repo are [A-Za-z0-9._-] (no "..", not starting with '.' or '-'),
- * the path's segments are printable without '\\' and never "." or "..". Returns 0, or MX_EINVAL
- * with err saying what is wrong with the name. */
+ * the path's segments are printable without '\\' and never "." or "..", and it names a model
+ * file (mx_hf_is_model_file). Returns 0, or MX_EINVAL with err saying what is wrong. */
 int mx_hf_parse(const char *s, struct mx_hf_ref *ref, struct mx_err *err);
 
 /* The download URL: "{endpoint}/OWNER/REPO/resolve/main/PATH", each path segment

@@ -166,7 +166,7 @@ mkdir -p "$a1111"
 "$MIXEL" pull hf://alice/tiny-GGUF/x.gguf --retries >"$dir/out" 2>&1; [ $? = 2 ] \
     || fail "--retries without a value"
 for bad in "https://x/y" "hf://alice" "hf://alice/../x.gguf" "hf://alice/r/../../etc/passwd" \
-    "hf://alice/r:" "hf://a b/r/f.gguf"; do
+    "hf://alice/r:" "hf://a b/r/f.gguf" "hf://alice/tiny-GGUF/README.md"; do
     "$MIXEL" pull "$bad" --dir "$out" >"$dir/out" 2>&1; rc=$?
     [ $rc = 1 ] || fail "'$bad': exit $rc"
     grep -q 'mixel pull: ' "$dir/out" || fail "'$bad': no message"
