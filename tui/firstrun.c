@@ -135,7 +135,9 @@ static void start(struct app *a, int i) {
 }
 
 void mx_app_firstrun_progress(struct app *a, double done, double total) {
-    if (a->fr.done0 < 0) { /* the first event: bytes resumed from a .partial are not speed */
+    if (done == 0 && total == 0)
+        return; /* still asking the hub: nothing to show */
+    if (a->fr.done0 < 0) { /* the first bytes: those resumed from a .partial are not speed */
         a->fr.done0 = done;
         a->fr.t0 = mx_time_s();
     }
