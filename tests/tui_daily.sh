@@ -172,6 +172,9 @@ quit
 [ -f "${MX_SHARED:-}/models/stories260K.gguf" ] ||
     { echo "daily ok (model part skipped: no ../shared/models)"; exit 0; }
 start ""
+# no model anywhere: the first-run screen (tests/pull_firstrun.sh) comes first; Esc closes it
+wait_for "no model was found on this machine" || fail "no first-run screen without a model"
+$T send-keys -t t Escape
 wait_for "No model is loaded" || fail "no banner without a model"
 $T send-keys -t t "/model $MX_SHARED/models/stories260K.gguf" Enter
 wait_for "loaded stories260K" 20 || fail "/model did not load"

@@ -241,8 +241,8 @@ static void firstrun_draw(struct app *a, int top, int left, int height, int widt
              "answers (a GGUF, 1 to 100 GB); mixel runs it on this machine. Download one below, "
              "or start mixel with -m FILE.gguf.", MX_ROLE_normal, 0);
     y = line(a, y, bottom, x, w, 0, false, a->fr.busy ? "Esc stops the download (resumable)."
-             : "Up/Down choose, Enter downloads it (into ~/models) and opens the chat, Esc "
-               "closes, / a command.", MX_ROLE_muted, 0);
+             : "Up/Down choose, Enter downloads it (into ~/models) and opens the chat; Esc "
+               "or typing closes this.", MX_ROLE_muted, 0);
     fmt_gb((double)a->fr.ram_total, tot, sizeof tot);
     fmt_gb((double)a->fr.ram_free, fre, sizeof fre);
     snprintf(buf, sizeof buf, "This machine: %s of RAM, %s free now.",
@@ -281,8 +281,10 @@ static bool firstrun_focused(const struct app *a) {
     return a->fr.open && !a->load.busy;
 }
 
-/* Up/Down choose, Enter downloads, Esc stops a download or closes the screen, q closes, "/"
- * goes to the input line (as in the picker). Every other key is the screen's. */
+/* Up/Down choose, Enter downloads, Esc stops a download or closes the screen. Any other key
+ * closes the screen and goes on to the input line: a user who starts typing a message (or a
+ * /command) gets it, rather than losing the letters to a list. While a download runs, the
+ * screen keeps every key (Esc stops it). */
 static int firstrun_key(struct app *a, const unsigned char *b, size_t n, size_t *used) {
     *used = mx_key_len(b, n);
     int idx[N_PICKS], np = picks_shown(a, idx);
@@ -298,16 +300,14 @@ static int firstrun_key(struct app *a, const unsigned char *b, size_t n, size_t 
             start(a, idx[a->fr.sel]);
     } else if (b[0] == 0x1b && *used == 1 && a->fr.busy) {
         mx_worker_cancel(a->w);
-    } else if (b[0] == '/' && a->fr.busy) {
+    } else if (a->fr.busy) {
         mx_app_notice(a, false, "downloading: Esc stops it first");
-    } else if (b[0] == '/') {
-        a->fr.open = false;
-        return MX_KEY_REDRAW; /* not handled: the input line takes the "/" */
-    } else if (((b[0] == 0x1b && *used == 1) || b[0] == 'q') && !a->fr.busy) {
+    } else if (b[0] == 0x1b && *used == 1) {
         a->fr.open = false;
         mx_app_notice(a, false, "no model: /model PATH loads one, or run mixel pull");
-        if (b[0] == 'q')
-            *used = n;
+    } else if (b[0] >= 0x20 && b[0] != 0x7f) {
+        a->fr.open = false;
+        return MX_KEY_REDRAW; /* not handled: the input line takes the key */
     }
     return MX_KEY_HANDLED | MX_KEY_REDRAW;
 }
