@@ -8,6 +8,7 @@
 # Range support (restart, said), Ctrl-C leaving a resumable .partial, and the default folders
 # (~/models; A1111's checkpoint folder for .safetensors when it exists).
 set -u
+# every refusal must exit 1: a crash or a sanitizer report (another status) fails the test too
 fail() { echo "FAIL: $*"; [ -f "$dir/out" ] && sed 's/^/  out: /' "$dir/out"; exit 1; }
 command -v python3 >/dev/null || { echo "SKIP: python3 not found (the mock hub)"; exit 77; }
 dir=$(mktemp -d /tmp/mx-pull-XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
@@ -69,18 +70,18 @@ cmp -s "$HOME/models/tiny-Q4_K_S.gguf" "$root/alice/tiny-GGUF/tiny-Q4_K_S.gguf" 
     || fail "short form: wrong bytes"
 grep -q '/api/models/alice/tiny-GGUF' "$dir/log" || fail "short form: no listing asked"
 # ... ambiguous: refused, both candidates named
-"$MIXEL" pull "hf://alice/amb-GGUF:Q4_0" --dir "$out" >"$dir/out" 2>&1 && fail "ambiguous accepted"
+"$MIXEL" pull "hf://alice/amb-GGUF:Q4_0" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] || fail "ambiguous accepted"
 grep -q 'ambiguous' "$dir/out" && grep -q 'a-Q4_0.gguf' "$dir/out" && grep -q 'b-Q4_0.gguf' \
     "$dir/out" || fail "ambiguous: candidates not listed"
 # ... no such quant: the repo's files listed
-"$MIXEL" pull "hf://alice/tiny-GGUF:Q5_K_M" --dir "$out" >"$dir/out" 2>&1 && fail "missing quant"
+"$MIXEL" pull "hf://alice/tiny-GGUF:Q5_K_M" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] || fail "missing quant"
 grep -q 'no GGUF file for Q5_K_M' "$dir/out" && grep -q 'tiny-Q8_0.gguf' "$dir/out" \
     || fail "missing quant: files not listed"
 
 # 3. a connection dropped mid-file, no retries: a .partial of about half; the next pull resumes
 # it with a Range request and the result verifies
-"$MIXEL" pull "hf://alice/drop-GGUF/big.gguf" --dir "$out" --retries 0 >"$dir/out" 2>&1 \
-    && fail "a dropped connection succeeded"
+"$MIXEL" pull "hf://alice/drop-GGUF/big.gguf" --dir "$out" --retries 0 >"$dir/out" 2>&1; [ $? = 1 ] \
+    || fail "a dropped connection succeeded"
 grep -q 'resumable' "$dir/out" || fail "dropped: no resume hint"
 psize=$(stat -c %s "$out/big.gguf.partial" 2>/dev/null) || fail "dropped: no .partial"
 [ "$psize" -gt 0 ] && [ "$psize" -lt $((2048 * 1024)) ] || fail "dropped: .partial size $psize"
@@ -96,21 +97,21 @@ grep -q 'retrying in 1 s' "$dir/out" || fail "retry not said"
 cmp -s "$out/big2.gguf" "$root/alice/drop-GGUF/big2.gguf" || fail "retry: wrong bytes"
 
 # 4. a wrong SHA-256: refused, kept as .partial, nothing in place
-"$MIXEL" pull "hf://alice/badsha-GGUF/x.gguf" --dir "$out" >"$dir/out" 2>&1 && fail "bad sha ok"
+"$MIXEL" pull "hf://alice/badsha-GGUF/x.gguf" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] || fail "bad sha ok"
 grep -q 'SHA-256 mismatch' "$dir/out" || fail "bad sha: no message"
 [ -f "$out/x.gguf.partial" ] && [ ! -e "$out/x.gguf" ] || fail "bad sha: .partial not kept"
 
 # 5. 404s: a missing file and a missing repo
 "$MIXEL" pull "hf://alice/tiny-GGUF/nope.gguf" --dir "$out" >"$dir/out" 2>&1; rc=$?
 [ $rc = 1 ] && grep -q 'not found (404)' "$dir/out" || fail "404 file: rc $rc"
-"$MIXEL" pull "hf://alice/nothere:Q4_K_M" --dir "$out" >"$dir/out" 2>&1 && fail "404 repo ok"
+"$MIXEL" pull "hf://alice/nothere:Q4_K_M" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] || fail "404 repo ok"
 grep -q 'not found (404)' "$dir/out" || fail "404 repo: message"
 
 # 6. a gated repo: 401 and the HF_TOKEN hint without a token; with it, success; never printed
-"$MIXEL" pull "hf://alice/gated-GGUF/g.gguf" --dir "$out" >"$dir/out" 2>&1 && fail "gated ok"
+"$MIXEL" pull "hf://alice/gated-GGUF/g.gguf" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] || fail "gated ok"
 grep -q '401' "$dir/out" && grep -q 'HF_TOKEN' "$dir/out" || fail "gated: no token hint"
-HF_TOKEN=wrong "$MIXEL" pull "hf://alice/gated-GGUF/g.gguf" --dir "$out" >"$dir/out" 2>&1 \
-    && fail "gated with a wrong token ok"
+HF_TOKEN=wrong "$MIXEL" pull "hf://alice/gated-GGUF/g.gguf" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] \
+    || fail "gated with a wrong token ok"
 grep -q 'HF_TOKEN was refused' "$dir/out" || fail "gated: wrong token message"
 grep -q 'wrong' "$dir/out" && fail "the token was printed"
 HF_TOKEN=hf_test_secret "$MIXEL" pull "hf://alice/gated-GGUF/g.gguf" --dir "$out" \
@@ -120,8 +121,8 @@ cmp -s "$out/g.gguf" "$root/alice/gated-GGUF/g.gguf" || fail "gated: wrong bytes
 
 # 7. a different file at the destination is never overwritten; the same one is "already there"
 echo "my own file" >"$out/tiny-Q8_0.gguf"
-"$MIXEL" pull "hf://alice/tiny-GGUF/tiny-Q8_0.gguf" --dir "$out" >"$dir/out" 2>&1 \
-    && fail "overwrote a different file"
+"$MIXEL" pull "hf://alice/tiny-GGUF/tiny-Q8_0.gguf" --dir "$out" >"$dir/out" 2>&1; [ $? = 1 ] \
+    || fail "overwrote a different file"
 grep -q 'not overwritten' "$dir/out" || fail "different file: message"
 [ "$(cat "$out/tiny-Q8_0.gguf")" = "my own file" ] || fail "different file: changed"
 n_get=$(grep -c '"GET"' "$dir/log")
