@@ -485,27 +485,53 @@ static int publish(const char *partial, const char *dest, const char *dir, struc
     return 0;
 }
 
-/* Lists the repo and picks the file of ref->quant into ref->path. */
+/* The repo listing being received: bounded, so a hostile server cannot fill the memory. */
+#define LISTING_MAX (16u << 20)
+struct listing {
+    char *buf;            /* n bytes received (caller frees) */
+    size_t n, cap;
+    bool too_big;         /* the server sent more than LISTING_MAX */
+};
+
+/* libcurl's write callback for the listing: appends, or aborts the transfer past LISTING_MAX. */
+static size_t on_listing(char *data, size_t size, size_t nmemb, void *ud) {
+    struct listing *l = ud;
+    size_t n = size * nmemb;
+    if (n > LISTING_MAX - l->n) {
+        l->too_big = true;
+        return 0;
+    }
+    if (l->n + n > l->cap) {
+        size_t cap = l->cap ? l->cap : 65536;
+        while (cap < l->n + n)
+            cap *= 2;
+        char *b = realloc(l->buf, cap);
+        if (!b)
+            return 0;
+        l->buf = b;
+        l->cap = cap;
+    }
+    memcpy(l->buf + l->n, data, n);
+    l->n += n;
+    return n;
+}
+
+/* Lists the repo and picks the file of ref->quant (or its one model file) into ref->path.
+ * Returns 0 or the errors of mx_pull. */
 static int resolve_quant(struct pull *p, const char *endpoint, struct mx_hf_ref *ref,
                          struct mx_err *err) {
     char url[4096], what[256];
     if (mx_hf_api_url(endpoint, ref, url, sizeof url) >= sizeof url)
         return mx_err_set(err, MX_ERANGE, "%s/%s: the URL is too long", ref->owner, ref->repo);
     snprintf(what, sizeof what, "%s/%s", ref->owner, ref->repo);
-    /* the listing is small (bounded by CURLOPT_MAXFILESIZE): collected in a memory FILE */
-    char *buf = NULL;
-    size_t n_buf = 0;
+    struct listing l = {0};
     CURLcode rc = CURLE_OK;
-    FILE *mem = open_memstream(&buf, &n_buf);
-    if (!mem)
-        return mx_err_set(err, MX_ENOMEM, "%s: out of memory for the listing", what);
     int retries = p->o->retries < 0 ? 4 : p->o->retries;
     for (int attempt = 0;; attempt++) {
         setup_request(p, url, false);
-        curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, NULL); /* fwrite into mem */
-        curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, mem);
-        curl_easy_setopt(p->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(64 << 20));
-        rewind(mem);
+        curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, on_listing);
+        curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &l);
+        l.n = 0;
         rc = curl_easy_perform(p->curl);
         if (rc == CURLE_OK || !retryable(rc) || p->canceled || attempt >= retries)
             break;
@@ -516,16 +542,19 @@ static int resolve_quant(struct pull *p, const char *endpoint, struct mx_hf_ref 
             break;
         }
     }
-    long len = ftell(mem);
-    fclose(mem);
     int r;
-    if (rc != CURLE_OK)
+    if (rc == CURLE_WRITE_ERROR && l.too_big)
+        r = mx_err_set(err, MX_EFORMAT, "%s: the hub's listing is larger than %u MB", what,
+                       LISTING_MAX >> 20);
+    else if (rc == CURLE_WRITE_ERROR)
+        r = mx_err_set(err, MX_ENOMEM, "%s: out of memory for the hub's listing", what);
+    else if (rc != CURLE_OK)
         r = curl_error(p, rc, what, NULL, err);
     else if (p->status != 200)
         r = http_error(p, what, err);
     else
-        r = mx_hf_pick(buf, len > 0 ? (size_t)len : 0, ref, err);
-    free(buf);
+        r = mx_hf_pick(l.buf ? l.buf : "", l.n, ref, err);
+    free(l.buf);
     return r;
 }
 
