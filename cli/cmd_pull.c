@@ -89,7 +89,7 @@ static int on_progress(void *ud, const struct mx_pull_progress *p) {
         for (int k = 0; k < 24; k++)
             o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
                                   k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
-        fprintf(stderr, "\r%.40s %s %3.0f%%  %s / %s  %s/s  ETA %s\033[K", mx_safe(p->file), bar,
+        fprintf(stderr, "\r%s %s %3.0f%%  %s / %s  %s/s  ETA %s\033[K", mx_safe(p->file), bar,
                 frac * 100, done, p->total ? total : "?", rate, eta);
         d->bar_shown = true;
     } else {
