@@ -101,6 +101,11 @@ static struct llm *as_llm(const struct mx_engine *e) {
     return e && e->reply == llm_reply ? (struct llm *)e : NULL;
 }
 
+struct mx_llm *mx_engine_llm_handle(struct mx_engine *e) {
+    struct llm *E = as_llm(e);
+    return E ? E->L : NULL;
+}
+
 const char *mx_engine_llm_warning(const struct mx_engine *e) {
     struct llm *E = as_llm(e);
     return E ? E->tmpl.warning : NULL;

@@ -28,6 +28,12 @@ struct mx_engine *mx_engine_llm_loader(const char *model_path, const struct mx_g
                                        struct mx_err *err);
 
 
+/* The model and its cache behind the engine (borrowed, valid while e lives; NULL when e is not an
+ * LLM engine), for a front end that also completes raw text on the same loaded model (`mixel
+ * serve`'s /v1/completions) through app/llm.h. Only while no reply runs; the engine plans its next
+ * reply against whatever the cache then holds. */
+struct mx_llm *mx_engine_llm_handle(struct mx_engine *e);
+
 /* The template warning for the user (non-empty when a default was used because the GGUF has no
  * or an unknown template), "" otherwise, or NULL when e is not an LLM engine. Valid while e
  * lives. */
