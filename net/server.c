@@ -402,6 +402,9 @@ static void run_llm(struct mx_server *srv, struct job *j) {
         u.completion_tokens = j->n_generated;
     }
     const char *finish = mx_oai_finish(j->end);
+    if (code == MX_ECANCELED)
+        slog(srv, "%s: canceled after %zu tokens (%s)", j->id, u.completion_tokens,
+             srv->stopping ? "the server stops" : "the client went away");
     pthread_mutex_lock(&srv->mu);
     snprintf(j->note, sizeof j->note, "prompt %zu, generated %zu tokens%s", u.prompt_tokens,
              u.completion_tokens, code == MX_ECANCELED ? ", canceled" : "");
