@@ -311,6 +311,26 @@ static int status_of(int code) {
                ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR;
 }
 
+static void job_abandon(struct mx_server *srv, struct job *j);
+
+/* Drops the waiting jobs whose clients went away, so that they hold no place in the queue (their
+ * connections are woken and end). Under srv->mu. */
+static void queue_prune(struct mx_server *srv) {
+    size_t cap = (size_t)srv->o.queue, kept = 0;
+    for (size_t i = 0; i < srv->q_len; i++) {
+        struct job *q = srv->q[(srv->q_head + i) % cap];
+        if (!q->gone && client_gone(q))
+            q->gone = true;
+        if (q->gone) {
+            job_abandon(srv, q);
+            job_unref(q);
+        } else {
+            srv->q[(srv->q_head + kept++) % cap] = q;
+        }
+    }
+    srv->q_len = kept;
+}
+
 /* Runs fn on the worker and moves its events into j until MX_EV_DONE, cancelling when the client
  * goes or the server stops. on_text appends a piece of text (under srv->mu). Returns the job's
  * end code; *msg gets its message (malloc'd, NULL: none), *cut whether a notice said the context
@@ -357,6 +377,7 @@ static int run_on_worker(struct mx_server *srv, struct job *j, mx_job_fn fn, voi
         pthread_mutex_lock(&srv->mu);
         if (!j->gone && client_gone(j))
             j->gone = true;
+        queue_prune(srv);
         bool stop = j->gone || srv->stopping;
         pthread_mutex_unlock(&srv->mu);
         if (stop && !canceled) {
@@ -546,7 +567,9 @@ static void job_abandon(struct mx_server *srv, struct job *j) {
     if (j->oai.stream)
         out_add(j, "data: [DONE]\n\n", 14);
     j->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-    j->body = mx_oai_error("the server is shutting down", "server_error", NULL);
+    j->body = mx_oai_error(srv->stopping ? "the server is shutting down"
+                                         : "the request was dropped: its client went away",
+                           "server_error", NULL);
     j->done = true;
     pthread_cond_broadcast(&srv->cv);
 }

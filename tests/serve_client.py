@@ -336,8 +336,22 @@ def check_overflow(port, long_n):
     expect_error(s, out, 503, "busy", "queue_full")
     if h.get("retry-after") != "1":
         fail("503 without Retry-After: %r" % h)
-    a.close()
+    # a waiting client that leaves frees its place: the next one is queued (200 and a stream)
     b.close()
+    t0 = time.time()
+    while True:
+        c = socket.create_connection((HOST, port), timeout=30)
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                  b"\r\n%s" % (len(data), data))
+        head = c.recv(12)
+        if head.startswith(b"HTTP/1.1 200") or time.time() - t0 > 3:
+            break
+        c.close()
+        time.sleep(0.05)
+    if not head.startswith(b"HTTP/1.1 200"):
+        fail("a left client's queue place was not freed: %r" % head)
+    a.close()
+    c.close()
     t0 = time.time()
     while True:  # as a client honouring Retry-After would (the cancels take a poll or two)
         s, _, out = request(port, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})
@@ -346,7 +360,8 @@ def check_overflow(port, long_n):
         time.sleep(0.05)
     if s != 200 or time.time() - t0 > 4:
         fail("after the queue emptied: %d in %.1f s" % (s, time.time() - t0))
-    print("ok: queue full -> 503 with Retry-After; cancelled queue drains")
+    print("ok: queue full -> 503 with Retry-After; a waiting client that leaves frees its place; "
+          "cancelled queue drains")
 
 
 def check_txt2img(port, prompt, seed, steps, w, h, expected_png):
