@@ -383,12 +383,29 @@ def check_txt2img(port, prompt, seed, steps, w, h, expected_png):
         fail("txt2img info/parameters: %r %r" % (info, r["parameters"]))
     s, _, b = request(port, "GET", "/sdapi/v1/progress")
     p = json.loads(b)
-    if s != 200 or "progress" not in p or "state" not in p:
-        fail("progress: %d %r" % (s, b))
+    if s != 200 or p["progress"] != 0 or "state" not in p:
+        fail("idle progress: %d %r" % (s, b))
+    # progress while an image of more steps runs: some report in (0, 1] naming those steps
+    seen, busy = [], [True]
+
+    def watch():
+        while busy[0]:
+            _, _, pb = request(port, "GET", "/sdapi/v1/progress")
+            pj = json.loads(pb)
+            if pj["state"]["sampling_steps"] == 8 and 0 < pj["progress"] <= 1:
+                seen.append(pj["progress"])
+            time.sleep(0.005)
+    th = threading.Thread(target=watch)
+    th.start()
+    s, _, b = request(port, "POST", "/sdapi/v1/txt2img", dict(body, steps=8), timeout=300)
+    busy[0] = False
+    th.join()
+    if s != 200 or not seen:
+        fail("no progress seen during an 8-step image (%d)" % s)
     s, _, b = request(port, "POST", "/sdapi/v1/txt2img", {"steps": "many"})
     expect_error(s, b, 400, "steps")
-    print("ok: txt2img %dx%d = mixel image byte for byte (%d bytes PNG), progress, 400" %
-          (w, h, len(png)))
+    print("ok: txt2img %dx%d = mixel image byte for byte (%d bytes PNG), progress %s, 400" %
+          (w, h, len(png), sorted(set(seen))))
 
 
 def main():

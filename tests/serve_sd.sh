@@ -2,7 +2,8 @@
 # serve_sd.sh - `mixel serve -d SD` on 127.0.0.1: POST /sdapi/v1/txt2img with the random-weight
 # SD 1.5 checkpoint (tests/sd_ckpt.sh) at 64x64, 2 steps, returns A1111's response whose base64
 # PNG equals, byte for byte, what `mixel image` writes with the same settings (pixels and the
-# parameters chunk); its info names the seed and steps; /sdapi/v1/progress answers; a bad field
+# parameters chunk); its info names the seed and steps; /sdapi/v1/progress reports the steps of
+# a running 8-step image (and 0 when idle); a bad field
 # gets 400. Slow part: opening the 2.1 GB checkpoint twice (a few seconds).
 set -u
 fail() { echo "FAIL: $*"; [ -f "$T/log" ] && sed 's/^/  server: /' "$T/log" | tail -20; exit 1; }
@@ -20,6 +21,7 @@ export XDG_CACHE_HOME="$T/cache" # the model-hash cache (the CLIP vocabulary sta
 
 "$MIXEL" image -q -d "$ckpt" -p "a red fox" -W 64 -H 64 --steps 2 --seed 42 -o "$T/want.png" >/dev/null \
     2>"$T/err" || fail "mixel image: $(cat "$T/err")"
+: >"$T/log"
 TMPDIR="$T" "$MIXEL" serve -m "$MX_SHARED/models/stories260K.gguf" -d "$ckpt" --port 0 2>"$T/log" &
 PID=$!
 i=0
