@@ -176,7 +176,7 @@ int mx_kl_acc_add(struct mx_kl_acc *k, const float *logits, int32_t n_vocab, int
     const float log_sum = (float)log(sum_exp);
 
     const float nll = max_l + log_sum - logits[tok];
-    const float nll_base = -(base->scale * base->q[tok] + base->min);
+    const float nll_base = base->nll;
     k->sum_nll += nll;
     k->sum_nll2 += nll * nll;
     k->sum_nll_base += nll_base;
@@ -353,7 +353,7 @@ struct chunk_ud {
     struct mx_kl_acc *kl;      /* NULL: no base */
     const uint8_t *base_rows;  /* this chunk's base rows (n_ctx - 1 - first of them) */
     uint8_t *save_rows;        /* where this chunk's rows to save go; NULL: no saving */
-    size_t row_bytes;          /* 8 + 2 * n_vocab: float32 scale, float32 min, uint16 q[] */
+    size_t row_bytes;          /* 12 + 2 * n_vocab: float32 scale, min, nll; uint16 q[] */
     struct mx_err *err;        /* the run's (NULL ok) */
 };
 
@@ -366,11 +366,13 @@ static int chunk_row(void *ud, size_t i, const float *logits) {
     if (c->save_rows) {
         uint8_t *p = c->save_rows + r * c->row_bytes;
         float scale, min;
-        /* q is written in place (p + 8 is 2-byte aligned: row_bytes is even) */
-        uint16_t *q = (uint16_t *)(void *)(p + 8);
+        /* q is written in place (p + 12 is 2-byte aligned: row_bytes is even) */
+        uint16_t *q = (uint16_t *)(void *)(p + 12);
         double nll = mx_kl_row_encode(logits, c->n_vocab, tok, q, &scale, &min);
+        float nllf = (float)nll;
         memcpy(p, &scale, 4);
         memcpy(p + 4, &min, 4);
+        memcpy(p + 8, &nllf, 4);
         mx_ppl_acc_add(c->acc, nll);
     } else {
         mx_ppl_acc_add(c->acc, -mx_eval_log_softmax(logits, c->n_vocab, tok));
@@ -380,7 +382,8 @@ static int chunk_row(void *ud, size_t i, const float *logits) {
         struct mx_kl_row row;
         memcpy(&row.scale, p, 4);
         memcpy(&row.min, p + 4, 4);
-        row.q = (const uint16_t *)(const void *)(p + 8);
+        memcpy(&row.nll, p + 8, 4);
+        row.q = (const uint16_t *)(const void *)(p + 12);
         int rc = mx_kl_acc_add(c->kl, logits, c->n_vocab, tok, &row);
         if (rc < 0)
             return mx_err_set(c->err, rc, "perplexity: out of memory for the KL values of %zu "
@@ -405,7 +408,7 @@ int mx_eval_ppl(struct mx_llm *L, const int32_t *tokens, size_t n_tokens,
         return mx_err_set(err, MX_EINVAL, "perplexity: %zu tokens, fewer than one chunk of %d",
                           n_tokens, (int)n_ctx);
     const size_t first = (size_t)n_ctx / 2, n_scored = (size_t)n_ctx - 1 - first;
-    const size_t row_bytes = 8 + 2 * (size_t)n_vocab;
+    const size_t row_bytes = 12 + 2 * (size_t)n_vocab;
     struct mx_kl_file *files[2] = {o->save, o->base};
     for (int k = 0; k < 2; k++) {
         struct mx_kl_file *f = files[k];

@@ -71,9 +71,14 @@ void mx_ppl_acc_result(const struct mx_ppl_acc *a, double *ppl, double *ppl_err)
 /* One scored position of the base model, stored compactly: log p_i = min + scale * q[i], with
  * q[i] in [0, 65535] covering the 16 nats below the most likely token (llama.cpp's
  * --kl-divergence-base row encoding: rounding error <= scale/2 <= 1.3e-4 nats; tokens more than
- * 16 nats below the top one are clamped there, below what KL and top-1 can notice). */
+ * 16 nats below the top one are clamped there, below what KL and top-1 can notice), plus the
+ * exact -log p of the actual next token. llama.cpp takes PPL(base) from the 16-bit row, which
+ * the clamp biases on models that are confidently wrong (random weights: the base then looks
+ * better than itself); mixel takes it from nll, so a model against its own file gives
+ * PPL(Q) - PPL(base) = 0. */
 struct mx_kl_row {
     float scale, min;        /* log p = min + scale * q */
+    float nll;               /* -log p(next token), as mx_eval_log_softmax */
     const uint16_t *q;       /* [n_vocab], borrowed */
 };
 
@@ -98,8 +103,8 @@ struct mx_kl_acc {
 };
 
 /* Compares Q's logits[0..n_vocab) at one position with the base's row there, tok being the
- * actual next token (both as llama.cpp's kl_divergence: base log-probabilities below -16 are
- * left out of the sum). Returns 0 or MX_ENOMEM (sums unchanged). */
+ * actual next token (as llama.cpp's kl_divergence: base log-probabilities below -16 are left out
+ * of the KL sum; but the base's nll is the row's exact one, see struct mx_kl_row). Returns 0 or MX_ENOMEM (sums unchanged). */
 int mx_kl_acc_add(struct mx_kl_acc *k, const float *logits, int32_t n_vocab, int32_t tok,
                   const struct mx_kl_row *base);
 
@@ -137,7 +142,7 @@ int mx_kl_acc_stats(const struct mx_kl_acc *k, struct mx_kl_stats *s, struct mx_
  *   uint32   name_len     then name_len bytes: the base model's name (mx_llm_name), no NUL
  *   int32    tokens[n_chunk * n_ctx]   the text's tokens as tokenized (before BOS replacement)
  *   per chunk, per scored position (n_ctx - 1 - n_ctx/2 of them, in order):
- *            float32 scale, float32 min, uint16 q[n_vocab]   (struct mx_kl_row)
+ *            float32 scale, float32 min, float32 nll, uint16 q[n_vocab]  (struct mx_kl_row)
  * The file's size must be exactly that; a reader refuses anything else. At n_vocab 32000 a row
  * is 64 KB, a 512-token chunk 16 MB. */
 
@@ -168,7 +173,7 @@ int32_t mx_kl_file_n_chunk(const struct mx_kl_file *f);
 const char *mx_kl_file_model(const struct mx_kl_file *f);
 const int32_t *mx_kl_file_tokens(const struct mx_kl_file *f);
 
-/* The rows of the next chunk: bytes = (n_ctx - 1 - n_ctx/2) * (8 + 2 * n_vocab). Read from an
+/* The rows of the next chunk: bytes = (n_ctx - 1 - n_ctx/2) * (12 + 2 * n_vocab). Read from an
  * opened file (MX_EIO when it ends early), or appended to a created one (MX_EIO). */
 int mx_kl_file_read_chunk(struct mx_kl_file *f, uint8_t *rows, size_t bytes, struct mx_err *err);
 int mx_kl_file_write_chunk(struct mx_kl_file *f, const uint8_t *rows, size_t bytes,

@@ -45,7 +45,7 @@ static bool sizes(int64_t n_vocab, int64_t n_ctx, int64_t n_chunk, uint64_t name
     if (n_vocab < 1 || n_ctx < 2 || n_chunk < 1 || n_vocab > (1 << 24) || n_ctx > (1 << 24) ||
         n_chunk > (1 << 24))
         return false;
-    uint64_t rows = (uint64_t)(n_ctx - 1 - n_ctx / 2), row = 8 + 2 * (uint64_t)n_vocab;
+    uint64_t rows = (uint64_t)(n_ctx - 1 - n_ctx / 2), row = 12 + 2 * (uint64_t)n_vocab;
     *chunk_bytes = rows * row; /* < 2^24 * 2^26: no overflow */
     uint64_t toks = (uint64_t)n_chunk * (uint64_t)n_ctx * 4;
     if (*chunk_bytes && (uint64_t)n_chunk > (UINT64_MAX - HEADER_BYTES - name_len - toks) /
