@@ -175,7 +175,9 @@ int mx_kl_acc_add(struct mx_kl_acc *k, const float *logits, int32_t n_vocab, int
         sum_exp += expf(logits[i] - max_l);
     const float log_sum = (float)log(sum_exp);
 
-    const float nll = max_l + log_sum - logits[tok];
+    /* Q's nll exactly as mx_eval_log_softmax (and as a saved row's nll), so a model against
+     * its own file gives PPL(Q) = PPL(base) to the last digit */
+    const float nll = (float)(log(sum_exp) - (double)(logits[tok] - max_l));
     const float nll_base = base->nll;
     k->sum_nll += nll;
     k->sum_nll2 += nll * nll;
@@ -363,19 +365,18 @@ static int chunk_row(void *ud, size_t i, const float *logits) {
         return 0; /* the last row predicts past the chunk */
     int32_t tok = c->tokens[i + 1];
     size_t r = i - c->first;
+    /* the run's sums always come from the double-precision log-softmax, so saving changes no
+     * digit of the perplexity; the row keeps it as its exact nll */
+    const double nll = -mx_eval_log_softmax(logits, c->n_vocab, tok);
+    mx_ppl_acc_add(c->acc, nll);
     if (c->save_rows) {
         uint8_t *p = c->save_rows + r * c->row_bytes;
-        float scale, min;
+        float scale, min, nllf = (float)nll;
         /* q is written in place (p + 12 is 2-byte aligned: row_bytes is even) */
-        uint16_t *q = (uint16_t *)(void *)(p + 12);
-        double nll = mx_kl_row_encode(logits, c->n_vocab, tok, q, &scale, &min);
-        float nllf = (float)nll;
+        mx_kl_row_encode(logits, c->n_vocab, tok, (uint16_t *)(void *)(p + 12), &scale, &min);
         memcpy(p, &scale, 4);
         memcpy(p + 4, &min, 4);
         memcpy(p + 8, &nllf, 4);
-        mx_ppl_acc_add(c->acc, nll);
-    } else {
-        mx_ppl_acc_add(c->acc, -mx_eval_log_softmax(logits, c->n_vocab, tok));
     }
     if (c->kl) {
         const uint8_t *p = c->base_rows + r * c->row_bytes;
