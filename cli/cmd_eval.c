@@ -15,12 +15,11 @@ static const struct {
     const char *help;
 } subs[] = {
     {"ppl", mx_cmd_eval_ppl,
-     "perplexity of a text file as llama-perplexity computes it; KL divergence against a saved "
-     "base (--save-logits, --kl-base)"},
+     "perplexity as llama-perplexity computes it; KL divergence against a saved base"},
     {"mc", mx_cmd_eval_mc,
-     "multiple choice by log-likelihood: HellaSwag, Winogrande, ARC, MMLU files"},
+     "multiple choice by log-likelihood (HellaSwag, Winogrande, ARC, MMLU)"},
     {"gen", mx_cmd_eval_gen,
-     "generated answers with the chat template, exact-match scoring (GSM8K style)"},
+     "generated answers, exact-match scoring (GSM8K style)"},
 };
 
 #define N_SUBS (sizeof subs / sizeof subs[0])
