@@ -10,7 +10,7 @@
  * empty cache with its first token replaced by BOS when the vocabulary adds one; only the second
  * half is scored: the rows at positions first = n_ctx/2 .. n_ctx-2 predict the tokens at
  * first+1 .. n_ctx-1, so n_ctx - 1 - first tokens per chunk. nll and nll^2 are summed in double,
- * ppl = exp(mean nll), and its standard error is ppl * sqrt((mean nll^2 - mean nll^2) / (N-1)).
+ * ppl = exp(mean(nll)), and its standard error is ppl * sqrt((mean(nll^2) - mean(nll)^2) / (N-1)).
  *
  * Everything goes through mx_llm (app/llm.h), so it runs on whatever device the model was opened
  * on. Functions that decode leave the model's cache empty. An mx_llm is used by one thread at a
