@@ -1,0 +1,30 @@
+#!/bin/sh
+# eval_ppl_peer.sh - `mixel eval ppl --json` against llama.cpp: perplexity (and KL divergence
+# against a saved base) on tests/data/story.txt for the small models in ../shared/models,
+# compared with the numbers llama-perplexity's method gives on the peer's logits
+# (tests/data/eval_ppl_peer.json, made once by `tests/eval_ppl_peer.py golden` from
+# ../shared/tools/peer-llama's llref; the tolerances per case are in that file and explained in
+# eval_ppl_peer.py). When the peer is built here ($MX_LLREF, ~/.cache/mixel-peer/llref or
+# /tmp/peer21/llref), the peer's numbers are also recomputed now and must equal the golden.
+set -u
+MIXEL=${MIXEL:-./mixel}
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3 || true)
+if [ ! -f "${MX_SHARED:-}/models/stories260K.gguf" ]; then
+    echo "SKIP: eval_ppl_peer.sh needs ../shared/models (set MX_SHARED)"
+    exit 77
+fi
+if [ -z "$PY" ] || ! "$PY" -c 'import numpy' 2>/dev/null; then
+    echo "SKIP: eval_ppl_peer.sh needs python3 with numpy"
+    exit 77
+fi
+src=${MX_SRCDIR:-.}
+llref=
+for c in "${MX_LLREF:-}" "$HOME/.cache/mixel-peer/llref" /tmp/peer21/llref; do
+    if [ -n "$c" ] && [ -x "$c" ]; then llref=$c; break; fi
+done
+[ -n "$llref" ] && echo "peer: $llref (recomputing its numbers too)" ||
+    echo "peer: not built here; comparing with the committed golden only"
+# shellcheck disable=SC2086
+"$PY" "$src/tests/eval_ppl_peer.py" check "$src/tests/data/eval_ppl_peer.json" "$MIXEL" \
+    "$MX_SHARED" "$src" $llref
