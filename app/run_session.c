@@ -101,7 +101,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         goto done;
     }
     double t0 = mx_time_s();
-    e = mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
+    e = o->engine ? o->engine : mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
     if (!e) {
         say("%s", mx_err_msg(&err, err.code));
         goto done;
@@ -110,7 +110,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     const char *warn = mx_engine_llm_warning(e);
     if (warn && warn[0])
         say("%s", warn);
-    if (mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
+    if (!o->engine && mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
         mx_err_clear(&err);
         rc = mx_engine_llm_load(e, snap, &err);
         if (rc != 0 && rc != MX_ENOENT)
@@ -215,6 +215,9 @@ int mx_run_session(const struct mx_run_session_opts *o) {
                 "cache, %zu processed in %.2f s); %zu generated at %.1f tokens/s\n",
                 (long long)sid, t_load, st.n_prompt, st.n_reused, st.n_prefilled, st.prefill_s,
                 st.n_generated, st.gen_s > 0 ? st.n_generated / st.gen_s : tok_s);
+    else
+        say("session %lld: %s answered, %d pieces at %.1f tokens/s", (long long)sid, e->name,
+            pieces, tok_s);
     if (snap[0] && code != MX_ECANCELED) {
         mx_err_clear(&err);
         rc = mx_engine_llm_save(e, snap, &err);
@@ -231,7 +234,7 @@ done:
     free(answer);
     mx_db_image_list_free(&imgs);
     mx_msg_list_free(&path);
-    if (e)
+    if (e && e != o->engine)
         e->free(e);
     mx_db_close(db);
     return status;
