@@ -89,11 +89,14 @@ static int run_remote(const struct mx_cli_opts *o, const struct mx_remote_opts *
         return 1;
     }
     if (!o->quiet) {
+        /* a rate only for a streamed answer: a whole one arrives in no measurable time */
         double gen_s = st.total_s - st.first_s;
+        char rate[48] = "";
+        if (gen_s >= 0.01)
+            snprintf(rate, sizeof rate, " (%.1f tokens/s)", st.n_generated / gen_s);
         fprintf(stderr, "\nmixel run: remote; prompt %zu tokens, first text after %.2f s; "
-                "generated %zu tokens in %.2f s (%.1f tokens/s); stopped: %s\n", st.n_prompt,
-                st.first_s, st.n_generated, gen_s, gen_s > 0 ? st.n_generated / gen_s : 0,
-                st.finish[0] ? mx_safe(st.finish) : "end of stream");
+                "generated %zu tokens in %.2f s%s; stopped: %s\n", st.n_prompt, st.first_s,
+                st.n_generated, gen_s, rate, st.finish[0] ? mx_safe(st.finish) : "end of stream");
         if (o->verbose)
             mx_cli_err("run", "seed %llu", (unsigned long long)o->s.sampling.seed);
     }

@@ -326,7 +326,8 @@ static char *request_body(const char *model, const char *key, json_t *what,
         json_decref(req);
         return NULL;
     }
-    char *text = json_dumps(req, JSON_COMPACT);
+    /* settings are floats: 7 digits give 0.8 back as "0.8", not 0.800000011920929 */
+    char *text = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(7));
     json_decref(req);
     return text;
 }
