@@ -522,6 +522,10 @@ static void remote_reply(struct mx_engine *e, struct mx_job *job, const struct m
 out:
     free(body);
     free(url);
+    /* the server's own words (HTTP 401: Invalid API key) are what the user needs to act on:
+     * shown as a notice, not only in the failure's detail */
+    if (rc < 0 && rc != MX_ECANCELED)
+        mx_job_post(job, MX_EV_NOTICE, mx_err_msg(&err, rc), 0, 0);
     mx_job_done(job, rc, rc < 0 && rc != MX_ECANCELED ? mx_err_msg(&err, rc) : NULL);
 }
 
