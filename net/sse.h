@@ -22,7 +22,8 @@
 #include "core/base/err.h"
 
 /* Called per dispatched event: type is the "event:" name ("message" when none was given), data
- * the joined data lines (NUL-terminated, n bytes; both borrowed until the callback returns).
+ * the joined data lines (n bytes and a NUL after them; untrusted, so NUL bytes may occur inside;
+ * both borrowed until the callback returns).
  * Returns 0 to go on, or a negative MX_E* code that mx_sse_feed stops with and returns. */
 typedef int (*mx_sse_event_fn)(void *ud, const char *type, const char *data, size_t n);
 
