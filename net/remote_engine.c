@@ -249,19 +249,25 @@ static int add_sampling(json_t *req, const struct mx_gen_settings *s) {
         return 0;
     const struct mx_sampler_params *p = &s->sampling;
     int rc = 0;
+    /* every truncation is sent also when it is off (top_k 0, top_p 1, min_p 0): left out, the
+     * server's own defaults (top_k 40 in llama.cpp's) would sample differently */
     rc |= json_object_set_new(req, "temperature", json_real(p->temp > 0 ? p->temp : 0.0));
-    if (p->top_p < 1)
-        rc |= json_object_set_new(req, "top_p", json_real(p->top_p));
-    if (p->top_k > 0)
-        rc |= json_object_set_new(req, "top_k", json_integer(p->top_k));
-    if (p->min_p > 0)
-        rc |= json_object_set_new(req, "min_p", json_real(p->min_p));
+    rc |= json_object_set_new(req, "top_p", json_real(p->top_p < 1 ? p->top_p : 1.0));
+    rc |= json_object_set_new(req, "top_k", json_integer(p->top_k > 0 ? p->top_k : 0));
+    rc |= json_object_set_new(req, "min_p", json_real(p->min_p > 0 ? p->min_p : 0.0));
+    if (p->typical_p > 0 && p->typical_p < 1)
+        rc |= json_object_set_new(req, "typical_p", json_real(p->typical_p));
     if (p->freq_penalty != 0)
         rc |= json_object_set_new(req, "frequency_penalty", json_real(p->freq_penalty));
     if (p->presence_penalty != 0)
         rc |= json_object_set_new(req, "presence_penalty", json_real(p->presence_penalty));
-    if (p->repeat_penalty != 1 && p->repeat_penalty > 0)
+    if (p->repeat_penalty != 1 && p->repeat_penalty > 0) { /* llama.cpp's name, vLLM's name */
         rc |= json_object_set_new(req, "repeat_penalty", json_real(p->repeat_penalty));
+        rc |= json_object_set_new(req, "repetition_penalty", json_real(p->repeat_penalty));
+    }
+    if ((p->repeat_penalty != 1 || p->freq_penalty != 0 || p->presence_penalty != 0) &&
+        p->penalty_last_n != 64) /* llama.cpp's window, when not its default */
+        rc |= json_object_set_new(req, "repeat_last_n", json_integer(p->penalty_last_n));
     /* a JSON integer is signed 64-bit: the seed goes out as its two's complement */
     rc |= json_object_set_new(req, "seed", json_integer((json_int_t)p->seed));
     if (s->n_predict > 0)
