@@ -14,6 +14,7 @@
 #include "net/remote.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,8 +269,10 @@ static int add_sampling(json_t *req, const struct mx_gen_settings *s) {
     if ((p->repeat_penalty != 1 || p->freq_penalty != 0 || p->presence_penalty != 0) &&
         p->penalty_last_n != 64) /* llama.cpp's window, when not its default */
         rc |= json_object_set_new(req, "repeat_last_n", json_integer(p->penalty_last_n));
-    /* a JSON integer is signed 64-bit: the seed goes out as its two's complement */
-    rc |= json_object_set_new(req, "seed", json_integer((json_int_t)p->seed));
+    /* a seed past 2^53 (a fresh random one: the user's are small) is folded to 31 bits: many
+     * JSON readers keep numbers as doubles, and llama.cpp's server takes 32-bit seeds */
+    uint64_t seed = p->seed <= ((uint64_t)1 << 53) ? p->seed : p->seed % 2147483647u;
+    rc |= json_object_set_new(req, "seed", json_integer((json_int_t)seed));
     if (s->n_predict > 0)
         rc |= json_object_set_new(req, "max_tokens", json_integer(s->n_predict));
     if (s->stop[0]) {
