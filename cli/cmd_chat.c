@@ -13,6 +13,7 @@
 #include "app/engine_llm.h"
 #include "net/pull.h"
 #include "cli/remote.h"
+#include "net/remote_images.h"
 
 static void chat_usage(FILE *f) {
     fprintf(f, "usage: mixel [chat] [-m MODEL] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
@@ -33,7 +34,9 @@ static void chat_usage(FILE *f) {
                "  --chat-template NAME      override the model's template (mistral-v1,\n"
                "                            mistral-v3, llama2, llama3, chatml, zephyr, gemma,\n"
                "                            phi3, ...)\n"
-               "  --list-models             with --remote: print the server's models and exit\n");
+               "  --list-models             with --remote: print the server's models and exit\n"
+               "  --remote-images URL       /image and /img2img drawn by an AUTOMATIC1111-\n"
+               "                            compatible server (e.g. http://gpu-box:7860)\n");
     mx_cli_common_help(f, MX_CLI_CHAT);
     fprintf(f, "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
                "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
@@ -50,7 +53,9 @@ int mx_cmd_chat(int argc, char **argv) {
     const char *tmpl = NULL;
     const char *graphics = NULL;
     bool list_models = false;
+    const char *images_url = NULL;
     const struct mx_cli_extra extra[] = {
+        {NULL, "--remote-images", MX_X_STR, &images_url, 0, 0},
         {NULL, "--list-models", MX_X_FLAG, &list_models, 0, 0},
         {NULL, "--no-history", MX_X_FLAG, &o.no_history, 0, 0},
         {NULL, "--resume", MX_X_OPTSTR, &o.resume, 0, 0}, /* --resume, --resume ID, =ID */
@@ -96,6 +101,17 @@ int mx_cmd_chat(int argc, char **argv) {
     setlocale(LC_ALL, "");
     o.model_path = model;
     const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
+    if (images_url) {
+        struct mx_remote_opts io;
+        struct mx_err err = {0};
+        if (mx_cli_remote_images_opts("chat", images_url, &io) < 0)
+            return 2;
+        if (!(o.remote_images = mx_remote_images_new(&io, &err))) {
+            mx_cli_err("chat", "--remote-images: %s", mx_err_msg(&err, err.code));
+            mx_cli_remote_end();
+            return 2;
+        }
+    }
     static char remote_id[700]; /* the session's model path: "remote:URL#MODEL" */
     if (scripted && scripted[0]) {
         o.engine = mx_engine_scripted_new(strcmp(scripted, "echo") ? scripted : NULL);
@@ -105,6 +121,8 @@ int mx_cmd_chat(int argc, char **argv) {
         if (!o.engine) {
             mx_cli_err("chat", "%s", mx_err_msg(&err, err.code));
             mx_cli_remote_end();
+            if (o.remote_images)
+                o.remote_images->free(o.remote_images);
             return 1;
         }
         mx_remote_engine_id(o.engine, remote_id, sizeof remote_id);
@@ -116,6 +134,8 @@ int mx_cmd_chat(int argc, char **argv) {
         o.engine = mx_engine_llm_new(model, &o.settings, tmpl, &err);
         if (!o.engine) {
             mx_cli_err("chat", "%s", mx_err_msg(&err, err.code));
+            if (o.remote_images)
+                o.remote_images->free(o.remote_images);
             return 1;
         }
         o.load_engine = mx_cli_remote_loader; /* GGUF paths and remote ones */

@@ -63,6 +63,20 @@ struct mx_engine *mx_cli_remote_loader(const char *path, const struct mx_gen_set
     return e;
 }
 
+int mx_cli_remote_images_opts(const char *cmd, const char *url, struct mx_remote_opts *ro) {
+    struct mx_err err = {0};
+    *ro = (struct mx_remote_opts){.url = url, .model = "-", .retries = -1};
+    int rc = g_cfg ? 0 : mx_config_load(&g_cfg, NULL, &err);
+    if (rc == 0)
+        rc = mx_remote_opts_fill(ro, g_cfg, &err);
+    if (rc < 0) {
+        mx_cli_err(cmd, "%s", mx_err_msg(&err, rc));
+        return -1;
+    }
+    ro->model = NULL; /* the image server draws with its own checkpoint */
+    return 0;
+}
+
 int mx_cli_remote_list(const char *cmd, const struct mx_remote_opts *ro, FILE *f) {
     struct mx_err err = {0};
     char **names = NULL;

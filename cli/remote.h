@@ -25,6 +25,11 @@ void mx_cli_remote_end(void);
 struct mx_engine *mx_cli_remote_loader(const char *path, const struct mx_gen_settings *s,
                                        struct mx_err *err);
 
+/* The options of an image server at url (--remote-images): the key and timeouts from the
+ * environment and the settings file as for --remote. Returns 0, or -1 after printing why the
+ * settings file is unusable. Strings valid until mx_cli_remote_end. */
+int mx_cli_remote_images_opts(const char *cmd, const char *url, struct mx_remote_opts *ro);
+
 /* Prints the server's models to f, one a line. Returns the exit status (0, or 1 after printing
  * why not). */
 int mx_cli_remote_list(const char *cmd, const struct mx_remote_opts *ro, FILE *f);
