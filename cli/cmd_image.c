@@ -174,9 +174,12 @@ static bool remote_canceled(void *ud) {
 
 /* The server's progress (from the polling thread) as the local progress line. */
 static void remote_progress(void *ud, const char *text, double done, double total) {
-    const struct bar *b = ud;
-    (void)done, (void)total;
-    if (!b->quiet) {
+    struct bar *b = ud;
+    (void)total;
+    /* a terminal's line is redrawn at every poll; a log gets a line per step */
+    bool again = (int)done == b->last_step;
+    b->last_step = (int)done;
+    if (!b->quiet && (b->tty || !again)) {
         fprintf(stderr, "%s%s%s", b->tty ? "\r" : "", mx_safe(text), b->tty ? "\033[K" : "\n");
         fflush(stderr);
     }
