@@ -40,20 +40,20 @@ PY
 }
 
 # 1. txt2img: fields, progress, the PNG and its parameters
-img -p "a lighthouse" -n "blurry" --seed 42 -W 64 -H 48 --steps 4 --cfg 5.5 \
+img -p "a lighthouse" -n "blurry" --seed 42 -W 64 -H 48 --steps 8 --cfg 5.5 \
     --sampler "DPM++ 2M Karras" -o "$work/a.png" || fail "txt2img"
 [ "$(cat "$work/out")" = "$work/a.png" ] || fail "txt2img: the path printed"
-grep -q "image 2/4 · " "$work/err" || fail "txt2img: no progress from /sdapi/v1/progress"
+grep -qE "image [1-7]/8 · " "$work/err" || fail "txt2img: no progress from /sdapi/v1/progress"
 python3 - "$work/a.log" <<'PY' || fail "txt2img: the request's fields"
 import json, sys
 r = [json.loads(l) for l in open(sys.argv[1]) if '/txt2img"' in l][-1]["body"]
 want = {"prompt": "a lighthouse", "negative_prompt": "blurry", "seed": 42, "width": 64,
-        "height": 48, "steps": 4, "cfg_scale": 5.5, "sampler_name": "DPM++ 2M",
+        "height": 48, "steps": 8, "cfg_scale": 5.5, "sampler_name": "DPM++ 2M",
         "scheduler": "Karras", "send_images": True}
 bad = {k: (r.get(k), v) for k, v in want.items() if r.get(k) != v}
 sys.exit("mismatch: %r" % bad if bad else 0)
 PY
-pngtext "$work/a.png" | grep -q "^64x48|a lighthouse / Negative prompt: blurry / Steps: 4.*Seed: 42" ||
+pngtext "$work/a.png" | grep -q "^64x48|a lighthouse / Negative prompt: blurry / Steps: 8.*Seed: 42" ||
     fail "txt2img: PNG $(pngtext "$work/a.png")"
 # a PNG without the chunk gets the server's infotext
 img -p "noinfo tree" --seed 7 -W 32 -H 32 --steps 2 -o "$work/b.png" || fail "noinfo"
@@ -98,8 +98,8 @@ grep -q '"path": "/sdapi/v1/interrupt"' "$work/a.log" || fail "SIGINT: no interr
 # 5. the chat: /image drawn by the server, stored with the session and shown
 start echo 0 --remote-images "$U"
 $T resize-window -t t -x 120 -y 40
-$T send-keys -t t "/image a red door --steps 4 -W 64 -H 64 --seed 9" Enter
-wait_for "image 2/4" 5 || fail "chat: no progress"
+$T send-keys -t t "/image a red door --steps 8 -W 64 -H 64 --seed 9" Enter
+wait_for_re "image [1-7]/8" 5 || fail "chat: no progress"
 wait_for "image saved in" 10 || fail "chat: no image"
 p=$(sqlite3 "$work/h.db" "SELECT path FROM images")
 [ -f "$p" ] || fail "chat: the image is not stored ($p)"
