@@ -4,6 +4,7 @@
 #include "app/run_session.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -201,11 +202,18 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     }
     sigaction(SIGINT, &old_sa, NULL);
     putchar('\n');
-    char timings[128];
-    snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f%s}", tok_s,
-             cut && code == 0 ? ", \"stop\": \"context_full\"" : "");
+    /* the model that answered (as the chat records it: each answer says its own) */
+    json_t *tim = json_pack("{s:f}", "tokens_per_s", tok_s);
+    if (tim && cut && code == 0)
+        json_object_set_new(tim, "stop", json_string("context_full"));
+    if (tim && o->model)
+        json_object_set_new(tim, "model", json_string(o->model));
+    char *tjs = tim ? json_dumps(tim, JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(tim);
+    const char *timings = tjs ? tjs : "{}";
     rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
                           code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+    free(tjs);
     if (rc != 0)
         say("history: %s", mx_err_msg(&err, rc));
     struct mx_engine_llm_stats st;

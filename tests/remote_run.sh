@@ -120,6 +120,8 @@ grep '"path": "/v1/chat/completions"' "$work/keyed.log" | grep -q \
     fail "--session: backend and model not recorded: $(sqlite3 "$work/h.db" "SELECT model_path FROM sessions")"
 [ "$(sqlite3 "$work/h.db" "SELECT content FROM messages WHERE role = 'assistant'")" = \
   "Hello, wörld! ✓ done." ] || fail "--session: answer not stored"
+[ "$(sqlite3 "$work/h.db" "SELECT json_extract(timings, '\$.model') FROM messages WHERE role = 'assistant'")" = \
+  "remote:$K#chunky" ] || fail "--session: the answer does not record its model"
 # the second turn sends the first exchange
 MIXEL_API_KEY="$KEY" "$MIXEL" run --remote "$K" --remote-model chunky --session remote-s \
     --db "$work/h.db" -p "Again" >"$work/out" 2>"$work/err" || fail "--session: 2nd turn"
@@ -129,7 +131,9 @@ tail -n 1 "$work/keyed.log" | grep -qF '{"role": "assistant", "content": "Hello,
 for f in "$work"/h.db*; do grep -q "$KEY" "$f" && fail "the key is in $f"; done
 grep -rq "$KEY" "$work/out" "$work/err" && fail "the key was printed"
 
-# 7. connection refused, then the server comes up: retried with backoff
+# 7. connection refused, then the server comes up: retried with backoff (6 retries: 0.25 s to
+# 4 s apart, room for a python start on a busy machine)
+printf '{"remote": {"retries": 6}}\n' >"$work/cfg/mixel/config.json"
 free=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$MIXEL" run --remote "http://127.0.0.1:$free/v1" --remote-model chunky -p x >"$work/out" \
     2>"$work/err" & rp=$!

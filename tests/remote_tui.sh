@@ -1,7 +1,8 @@
 #!/bin/sh
 # remote_tui.sh - the chat over a remote engine (tests/remote_mock.py on 127.0.0.1): the status
 # bar names the server and model, a streamed answer shows and is stored, /regen asks again (a
-# second branch), the session records "remote:URL#MODEL" and resumes on that backend, Esc stops a
+# second branch), the session records "remote:URL#MODEL" and resumes on that backend (also
+# without --remote), /model remote:URL#MODEL switches models, Esc stops a
 # streaming answer at once (the server sees the client go, the partial answer is kept), and an
 # HTTP error shows the server's message as a notice.
 set -u
@@ -52,6 +53,23 @@ wait_sql "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'co
 sql "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMIT 1" |
     grep -qF '{"content": "Say hello", "role": "user"}, {"content": "Hello, w\u00f6rld! \u2713 done.", "role": "assistant"}, {"content": "And now?", "role": "user"}' ||
     fail "resume: the conversation was not sent"
+
+# /model remote:URL#MODEL switches to another of the server's models
+$T send-keys -t t "/model remote:$U#plain" Enter
+wait_for "remote: 127.0.0.1:$(cat "$work/port") / plain" || fail "/model remote:...: status bar"
+$T send-keys -t t "Once more" Enter
+wait_sql "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'complete'" 4
+tail -n 1 "$work/mock.log" | grep -q '"model": "plain"' || fail "/model: not asked for plain"
+# each answer records the backend and model that gave it
+[ "$(sql "SELECT json_extract(timings, '\$.model') FROM messages WHERE role = 'assistant' ORDER BY id" | tr '\n' ' ')" = \
+  "remote:$U#chunky remote:$U#chunky remote:$U#echo remote:$U#plain " ] ||
+    fail "answers' models: $(sql "SELECT timings FROM messages WHERE role = 'assistant'")"
+quit
+
+# resumed without --remote: the session's server and model (the first) are reconnected
+start "" 0 --resume
+$T resize-window -t t -x 120 -y 30
+wait_for "remote: 127.0.0.1:$(cat "$work/port") / chunky" || fail "resume without --remote"
 
 # Esc stops a streaming answer at once; the partial answer is kept
 quit
