@@ -450,8 +450,11 @@ static int run_request(const char *url, const char *key, double connect_s, doubl
         else if ((rc = take_chunk(rd, j)) < 0)
             rc = mx_err_set(err, rc, "%s: %s", shown, rd->err.msg);
         json_decref(j);
-    } else if (rc == 0 && !rd->done && rd->n_pieces == 0 && !rd->finish[0]) {
-        rc = mx_err_set(err, MX_EIO, "%s: the stream ended without an answer", shown);
+    } else if (rc == 0 && !rd->done && !rd->finish[0]) {
+        /* neither [DONE] nor a finish_reason: the connection closed mid-answer (a crashed or
+         * restarted server); not retried, since the server may have done the work */
+        rc = mx_err_set(err, MX_EIO, "%s: the stream broke off before the end (%zu pieces "
+                        "received)", shown, rd->n_pieces);
     }
     free(r.answer);
     return rc;

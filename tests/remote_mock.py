@@ -10,6 +10,7 @@ The model name in a request picks the behaviour (the test passes it with --remot
   stall   one piece, then silence for 30 s
   err500  HTTP 500 with a plain-text body
   midfail one piece, then an {"error": ...} event (a server failing mid-stream)
+  drop    one piece, then the connection closes (no finish_reason, no [DONE])
 GET /v1/models lists these names, chunky first. With --key K every request needs
 "Authorization: Bearer K" (else HTTP 401 with OpenAI's error object). Every request is logged
 to --log as one JSON line (path, model, the Authorization header, the body's keys).
@@ -23,7 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ANSWER = "Hello, w\u00f6rld! \u2713 done."
-MODELS = ["chunky", "plain", "echo", "slow", "stall", "err500", "midfail"]
+MODELS = ["chunky", "plain", "echo", "slow", "stall", "err500", "midfail", "drop"]
 
 
 def chunk(text, chat):
@@ -124,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.raw(b"data: " + json.dumps(chunk("wait", chat)).encode() + b"\n\n")
                 time.sleep(30)
                 return
+            elif model == "drop":
+                self.raw(b"data: " + json.dumps(chunk("cut ", chat)).encode() + b"\n\n")
+                return  # the connection closes: no finish_reason, no [DONE]
             elif model == "midfail":
                 self.raw(b"data: " + json.dumps(chunk("partial ", chat)).encode() + b"\n\n")
                 self.raw(b'data: {"error": {"message": "out of KV cache slots", '

@@ -4,9 +4,9 @@
 # comments, cuts inside UTF-8 characters) prints exactly the answer; a server that does not
 # stream; the request's fields (model, prompt, sampling, seed, stop, max_tokens); the model list
 # and the first model as the default; HTTP 401 with OpenAI's error text, 500 with a plain body,
-# an error event mid-stream; a refused connection retried until the server is up; a stalled
-# stream ended by the stall timeout; Ctrl-C stopping the request at once (the server sees the
-# disconnect); a chat turn of a stored session (--session) over /chat/completions, recording the
+# an error event mid-stream; a stream broken off (an error, not retried); a refused connection
+# retried until the server is up; a stalled stream ended by the stall timeout; Ctrl-C stopping
+# the request at once (the server sees the disconnect); a chat turn of a stored session (--session) over /chat/completions, recording the
 # backend and model; the API key sent only as a Bearer header: never in argv, output, or the
 # session database.
 set -u
@@ -65,7 +65,7 @@ PY
 
 # 4. models: listed; the first is the default
 "$MIXEL" chat --remote "$U" --list-models >"$work/out" 2>"$work/err" || fail "--list-models"
-[ "$(head -n 1 "$work/out")" = chunky ] && [ "$(wc -l <"$work/out")" -eq 7 ] ||
+[ "$(head -n 1 "$work/out")" = chunky ] && [ "$(wc -l <"$work/out")" -eq 8 ] ||
     fail "--list-models: $(cat "$work/out")"
 run -p x || fail "default model"
 [ "$(cat "$work/out")" = "Hello, wörld! ✓ done." ] || fail "default model: not the first"
@@ -78,6 +78,14 @@ grep -q "HTTP 500: upstream model crashed (worker 3)" "$work/err" || fail "500: 
 run --remote-model midfail -p x; [ $? -eq 1 ] || fail "error event: exit status"
 grep -q "out of KV cache slots" "$work/err" || fail "error event: message"
 [ "$(cat "$work/out")" = "partial " ] || fail "error event: the text before it"
+# a stream that breaks off: the text so far, an error, and no second request (not retried)
+n0=$(grep -c '"model": "drop"' "$work/open.log")
+run --remote-model drop -p x; [ $? -eq 1 ] || fail "broken stream: exit status"
+grep -q "the stream broke off before the end (1 pieces received)" "$work/err" ||
+    fail "broken stream: message"
+[ "$(cat "$work/out")" = "cut " ] || fail "broken stream: the text before it"
+[ "$(grep -c '"model": "drop"' "$work/open.log")" -eq $((n0 + 1)) ] ||
+    fail "broken stream: the request was sent again"
 "$MIXEL" run --remote "ftp://127.0.0.1:$port" -p x 2>"$work/err"; [ $? -eq 1 ] || fail "ftp URL"
 grep -q "not an http:// or https:// URL" "$work/err" || fail "ftp URL: message"
 "$MIXEL" run --remote "$U" -m some.gguf -p x 2>"$work/err"; [ $? -eq 2 ] || fail "-m with --remote"
