@@ -56,8 +56,9 @@ void mx_remote_names_free(char **names, size_t n); /* NULL ok */
 
 /* A chat engine on the server: o's strings copied, the model resolved ({url}/models when
  * o->model is empty: then the server is asked once, now). name is "remote: HOST / MODEL",
- * device "http" or "https", n_ctx 0 (the server's own). Returns the engine (e->free), or NULL
- * with err set. */
+ * device "http" or "https", n_ctx the context length {url}/models states for the model (vLLM's
+ * max_model_len, llama.cpp's meta.n_ctx_train; 0 when none). Returns the engine (e->free), or
+ * NULL with err set. */
 struct mx_engine *mx_remote_engine_new(const struct mx_remote_opts *o, struct mx_err *err);
 
 /* The model an engine made by mx_remote_engine_new asks for; NULL for any other engine. */

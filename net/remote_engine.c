@@ -153,9 +153,23 @@ void mx_remote_names_free(char **names, size_t n) {
     free(names);
 }
 
-/* GET base/models: the ids. */
+/* The context length a model entry states: vLLM's "max_model_len", llama.cpp's
+ * "meta": {"n_ctx_train"}, or "context_length"; 0 when none. */
+static int entry_n_ctx(json_t *e) {
+    json_t *v = json_object_get(e, "max_model_len");
+    if (!json_is_integer(v))
+        v = json_object_get(json_object_get(e, "meta"), "n_ctx_train");
+    if (!json_is_integer(v))
+        v = json_object_get(e, "context_length");
+    json_int_t k = json_is_integer(v) ? json_integer_value(v) : 0;
+    return k > 0 && k <= INT32_MAX ? (int)k : 0;
+}
+
+/* GET base/models: the ids; *n_ctx (NULL ok) gets the context length the entry of `want` (NULL:
+ * the first) states, 0 when none. */
 static int list_models(const char *base, const char *key, double connect_s, double stall_s,
-                       int retries, char ***names, size_t *n, struct mx_err *err) {
+                       int retries, const char *want, int *n_ctx, char ***names, size_t *n,
+                       struct mx_err *err) {
     *names = NULL;
     *n = 0;
     char *url = join(base, "models");
@@ -185,6 +199,8 @@ static int list_models(const char *base, const char *key, double connect_s, doub
         json_t *id = json_object_get(json_array_get(data, i), "id");
         if (!json_is_string(id))
             continue;
+        if (n_ctx && (want ? !strcmp(want, json_string_value(id)) : k == 0))
+            *n_ctx = entry_n_ctx(json_array_get(data, i));
         if (!(v[k] = strdup(json_string_value(id)))) {
             mx_remote_names_free(v, k);
             rc = mx_err_set(err, MX_ENOMEM, "remote: out of memory");
@@ -210,24 +226,31 @@ int mx_remote_models(const struct mx_remote_opts *o, char ***names, size_t *n,
                                 o->url ? o->url : "")
                    : mx_err_set(err, MX_ENOMEM, "remote: out of memory");
     int rc = list_models(base, o->api_key, o->connect_timeout_s, o->stall_timeout_s, o->retries,
-                         names, n, err);
+                         NULL, NULL, names, n, err);
     free(base);
     return rc;
 }
 
-/* The model to ask for: o->model, else the server's first. Returns a new string or NULL with
- * err set. */
-static char *resolve_model(const struct mx_remote_opts *o, const char *base, struct mx_err *err) {
+/* The model to ask for: o->model, else the server's first. *n_ctx (NULL ok) gets the context
+ * length the server states for it (0: none; a named model's list is asked for this only, and
+ * its failure is no error). Returns a new string or NULL with err set. */
+static char *resolve_model(const struct mx_remote_opts *o, const char *base, int *n_ctx,
+                           struct mx_err *err) {
+    char **names = NULL;
+    size_t n = 0;
+    if (n_ctx)
+        *n_ctx = 0;
     if (o->model && o->model[0]) {
+        if (n_ctx && list_models(base, o->api_key, o->connect_timeout_s, o->stall_timeout_s,
+                                 0, o->model, n_ctx, &names, &n, NULL) == 0)
+            mx_remote_names_free(names, n);
         char *m = strdup(o->model);
         if (!m)
             mx_err_set(err, MX_ENOMEM, "remote: out of memory");
         return m;
     }
-    char **names = NULL;
-    size_t n = 0;
     if (list_models(base, o->api_key, o->connect_timeout_s, o->stall_timeout_s, o->retries,
-                    &names, &n, err) < 0)
+                    NULL, n_ctx, &names, &n, err) < 0)
         return NULL;
     char *m = NULL;
     if (n == 0) {
@@ -565,7 +588,7 @@ struct mx_engine *mx_remote_engine_new(const struct mx_remote_opts *o, struct mx
         mx_err_set(err, MX_ENOMEM, "remote: out of memory");
         goto fail;
     }
-    if (!(R->model = resolve_model(o, R->url, err)))
+    if (!(R->model = resolve_model(o, R->url, &R->base.n_ctx, err)))
         goto fail;
     char shown[512];
     mx_http_url_display(R->url, shown, sizeof shown);
@@ -616,7 +639,7 @@ int mx_remote_complete(const struct mx_remote_opts *o, const char *prompt,
         return bad ? mx_err_set(err, MX_EINVAL, "remote: '%s' is not an http:// or https:// URL",
                                 o->url ? o->url : "")
                    : mx_err_set(err, MX_ENOMEM, "remote: out of memory");
-    if (!(model = resolve_model(o, base, err))) {
+    if (!(model = resolve_model(o, base, NULL, err))) {
         rc = err && err->code ? err->code : MX_EIO;
         goto out;
     }

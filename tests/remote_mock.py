@@ -68,8 +68,10 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorized():
             return
         if self.path.rstrip("/") == "/v1/models":
+            # vLLM states each model's context length as max_model_len
             self.send(200, json.dumps({"object": "list", "data": [
-                {"id": m, "object": "model", "owned_by": "mock"} for m in MODELS]}))
+                {"id": m, "object": "model", "owned_by": "mock", "max_model_len": 4096 + i}
+                for i, m in enumerate(MODELS)]}))
         else:
             self.send(404, json.dumps({"error": {"message": "no route " + self.path}}))
 

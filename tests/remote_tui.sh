@@ -31,6 +31,7 @@ wait_sql() {
 start "" 0 --remote "$U" --remote-model chunky
 $T resize-window -t t -x 120 -y 30
 wait_for "remote: 127.0.0.1:$(cat "$work/port") / chunky · http" || fail "status bar"
+wait_for "ctx 0/4096" || fail "status bar: the context length /v1/models states"
 $T send-keys -t t "Say hello" Enter
 wait_for "Hello, wörld! ✓ done." || fail "the answer does not show"
 wait_sql "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'complete'" 1
@@ -57,6 +58,7 @@ sql "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id DESC LIMI
 # /model remote:URL#MODEL switches to another of the server's models
 $T send-keys -t t "/model remote:$U#plain" Enter
 wait_for "remote: 127.0.0.1:$(cat "$work/port") / plain" || fail "/model remote:...: status bar"
+wait_for "/4097" || fail "/model remote:...: the named model's context length"
 $T send-keys -t t "Once more" Enter
 wait_sql "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'complete'" 4
 tail -n 1 "$work/mock.log" | grep -q '"model": "plain"' || fail "/model: not asked for plain"
