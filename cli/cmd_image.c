@@ -162,11 +162,13 @@ static int apply_png(const char *path, struct mx_sd_infotext *info, struct mx_sd
 
 static volatile sig_atomic_t g_image_interrupted;
 
+/* Ctrl-C during `mixel image --remote-images`: the request stops, the server is told. */
 static void on_sigint(int sig) {
     (void)sig;
     g_image_interrupted = 1;
 }
 
+/* The remote image's cancel check. */
 static bool remote_canceled(void *ud) {
     (void)ud;
     return g_image_interrupted != 0;

@@ -52,11 +52,13 @@ static int out_text(void *ud, const char *s, size_t n) {
 
 static volatile sig_atomic_t g_run_interrupted;
 
+/* Ctrl-C during `mixel run --remote`: the transfer sees the flag and stops. */
 static void on_sigint(int sig) {
     (void)sig;
     g_run_interrupted = 1;
 }
 
+/* The remote completion's cancel check. */
 static bool run_canceled(void *ud) {
     (void)ud;
     return g_run_interrupted != 0;

@@ -36,6 +36,7 @@ struct remote {
     int retries;                /* extra attempts after a connection error */
 };
 
+/* Monotonic seconds, for the answer's timings. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -424,6 +425,7 @@ static int take_chunk(struct reader *rd, json_t *j) {
     return 0;
 }
 
+/* One server-sent event: "[DONE]" ends the answer, anything else must be a JSON chunk. */
 static int on_event(void *ud, const char *type, const char *data, size_t n) {
     struct reader *rd = ud;
     (void)type;
@@ -485,6 +487,7 @@ static int run_request(const char *url, const char *key, double connect_s, doubl
 
 /* ---- the engine ----------------------------------------------------------------------------- */
 
+/* e->free: the key wiped before it is freed. NULL ok. */
 static void remote_free(struct mx_engine *e) {
     struct remote *R = (struct remote *)e;
     if (!R)
@@ -498,8 +501,9 @@ static void remote_free(struct mx_engine *e) {
     free(R);
 }
 
+/* A reply's sink: the job its text events go to. */
 struct reply_io {
-    struct mx_job *job;
+    struct mx_job *job;   /* borrowed: the running job */
 };
 
 /* A streamed piece as a text event (events carry C strings: NUL bytes are left out). */
@@ -521,10 +525,13 @@ static int reply_text(void *ud, const char *s, size_t n) {
     return 0;
 }
 
+/* Esc in the chat: the job's cancel flag, polled by the transfer. */
 static bool reply_canceled(void *ud) {
     return mx_job_canceled(((struct reply_io *)ud)->job);
 }
 
+/* e->reply on the worker thread: the conversation as one streamed chat request; text events,
+ * the server's numbers as stats, an error also as a notice; ends with mx_job_done. */
 static void remote_reply(struct mx_engine *e, struct mx_job *job, const struct mx_turn *turns,
                          int n, const struct mx_gen_settings *s) {
     struct remote *R = (struct remote *)e;
@@ -604,6 +611,7 @@ fail:
     return NULL;
 }
 
+/* e as a remote engine, or NULL when it is another kind. */
 static struct remote *as_remote(const struct mx_engine *e) {
     return e && e->reply == remote_reply ? (struct remote *)e : NULL;
 }

@@ -31,6 +31,7 @@ static void curl_init_once(void) {
     g_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Monotonic seconds: the stall clock and the backoff. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -122,6 +123,9 @@ static bool keep(struct xfer *x, const char *s, size_t n, size_t cap) {
     return true;
 }
 
+/* libcurl's body callback: the first bytes decide what the answer is (an event stream, a body
+ * to keep, an HTTP error's text); returns n, or 0 to stop the transfer (a parser error, a body
+ * over the cap). */
 static size_t on_write(char *s, size_t size, size_t nmemb, void *ud) {
     struct xfer *x = ud;
     size_t n = size * nmemb;
@@ -159,6 +163,7 @@ static size_t on_write(char *s, size_t size, size_t nmemb, void *ud) {
     }
 }
 
+/* libcurl's header callback: only the stall clock's business. */
 static size_t on_header(char *s, size_t size, size_t nmemb, void *ud) {
     struct xfer *x = ud;
     (void)s;
@@ -166,6 +171,8 @@ static size_t on_header(char *s, size_t size, size_t nmemb, void *ud) {
     return size * nmemb;
 }
 
+/* libcurl's progress callback (at least once a second, also while nothing arrives): non-zero
+ * ends the transfer, for a cancel or a stall. */
 static int on_progress(void *ud, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln) {
     struct xfer *x = ud;
     (void)dlt, (void)dln, (void)ult, (void)uln;

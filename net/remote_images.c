@@ -28,6 +28,7 @@
 #define POLL_S 0.5          /* between progress polls */
 #define SOURCE_MAX ((size_t)64 << 20) /* largest img2img source file sent */
 
+/* Monotonic seconds: the image's timings and the poll clock. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -49,6 +50,7 @@ static char *server_root(const char *url, bool *bad) {
     return s;
 }
 
+/* root + path, or NULL (OOM). */
 static char *join(const char *root, const char *path) {
     size_t n = strlen(root) + strlen(path) + 1;
     char *s = malloc(n);
@@ -57,6 +59,7 @@ static char *join(const char *root, const char *path) {
     return s;
 }
 
+/* A request to url with o's key, timeouts and retries (defaults for what is unset). */
 static struct mx_http_req request(const struct mx_remote_opts *o, const char *url) {
     return (struct mx_http_req){
         .url = url, .api_key = o->api_key,
@@ -69,14 +72,16 @@ static struct mx_http_req request(const struct mx_remote_opts *o, const char *ur
 
 /* ---- progress ------------------------------------------------------------------------------- */
 
+/* The progress thread's state, shared with the request's thread. */
 struct poller {
-    const struct mx_remote_opts *o;
-    const struct mx_remote_image_io *io;
+    const struct mx_remote_opts *o;      /* borrowed: the server */
+    const struct mx_remote_image_io *io; /* borrowed: where progress goes, the cancel flag */
     char *url;                  /* owned: root + /sdapi/v1/progress */
     atomic_bool stop;           /* set when the POST is over */
     double t0;                  /* when the request began */
 };
 
+/* The poller ends when the image request is over or the user cancelled. */
 static bool poll_stopped(void *ud) {
     struct poller *p = ud;
     return atomic_load(&p->stop) || (p->io->canceled && p->io->canceled(p->io->ud));
@@ -106,6 +111,8 @@ static void report(struct poller *p, const char *body, size_t n) {
     json_decref(j);
 }
 
+/* The progress thread: GET /sdapi/v1/progress every POLL_S until stopped (errors ignored: the
+ * bar is a courtesy, the image request says what went wrong). */
 static void *poll_main(void *ud) {
     struct poller *p = ud;
     double next = now_s() + POLL_S;
@@ -410,24 +417,29 @@ out:
 
 /* ---- the chat's image engine ---------------------------------------------------------------- */
 
+/* The chat's image engine: a copy of the server's options. */
 struct remote_images {
-    struct mx_image_remote base;
+    struct mx_image_remote base;     /* what the TUI calls */
     char *url, *api_key;             /* owned */
     struct mx_remote_opts o;         /* borrows url and api_key */
 };
 
+/* A job's side of the progress and cancel callbacks. */
 struct job_io {
-    struct mx_job *job;
+    struct mx_job *job;   /* borrowed: the running image job */
 };
 
+/* Progress as the job's event (from the polling thread: mx_job_post is thread-safe). */
 static void job_progress(void *ud, const char *text, double done, double total) {
     mx_job_post(((struct job_io *)ud)->job, MX_EV_PROGRESS, text, done, total);
 }
 
+/* Esc in the chat: the job's cancel flag. */
 static bool job_canceled(void *ud) {
     return mx_job_canceled(((struct job_io *)ud)->job);
 }
 
+/* r->run on the worker thread: the image from the server, then mx_job_done. */
 static void ri_run(struct mx_image_remote *ri, struct mx_job *job, const struct mx_image_req *req,
                    struct mx_image_result *res) {
     struct remote_images *R = (struct remote_images *)ri;
@@ -442,6 +454,7 @@ static void ri_run(struct mx_image_remote *ri, struct mx_job *job, const struct 
     mx_job_done(job, rc, rc ? mx_err_msg(&err, rc) : NULL);
 }
 
+/* r->free: the key wiped before it is freed. NULL ok. */
 static void ri_free(struct mx_image_remote *ri) {
     struct remote_images *R = (struct remote_images *)ri;
     if (!R)

@@ -6,8 +6,8 @@
 # and the first model as the default; HTTP 401 with OpenAI's error text, 500 with a plain body,
 # an error event mid-stream; a stream broken off (an error, not retried); a refused connection
 # retried until the server is up; a stalled stream ended by the stall timeout; Ctrl-C stopping
-# the request at once (the server sees the disconnect); a chat turn of a stored session (--session) over /chat/completions, recording the
-# backend and model; the API key sent only as a Bearer header: never in argv, output, or the
+# the request at once (the server sees the disconnect); a chat turn of a stored session
+# (--session) over /chat/completions, recording the backend and model; the API key sent only as a Bearer header: never in argv, output, or the
 # session database.
 set -u
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: needs python3 for the mock server"; exit 77; }
