@@ -108,6 +108,18 @@ void mx_image_mem_need(const struct mx_sd_engine *e, const struct mx_image_req *
 void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct mx_image_req *req,
                       struct mx_image_result *res);
 
+/* An image engine elsewhere (net/remote_images.h: an AUTOMATIC1111-compatible server). run does
+ * what mx_image_job_run does - the same events, the PNG with its "parameters" chunk written into
+ * req->out_dir, *res filled (params_json with "backend": "remote"), mx_job_done at the end - so
+ * the chat's /image and /img2img do not care where the picture is drawn. The server draws with
+ * its loaded checkpoint unless req->ckpt names one of its own; device and threads are unused. */
+struct mx_image_remote {
+    char name[128];    /* "remote: HOST", for notices */
+    void (*run)(struct mx_image_remote *r, struct mx_job *job, const struct mx_image_req *req,
+                struct mx_image_result *res);           /* on the worker thread */
+    void (*free)(struct mx_image_remote *r);            /* NULL ok as r; never while running */
+};
+
 /* Records a finished image in the session (main thread): an assistant message with caption
  * (the conversation's text for it) after the active leaf, and the image row (path, params JSON)
  * attached to it. Writes the message id to *msg_id. Errors: those of mx_db_msg_append /

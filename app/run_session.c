@@ -4,6 +4,7 @@
 #include "app/run_session.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -101,7 +102,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         goto done;
     }
     double t0 = mx_time_s();
-    e = mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
+    e = o->engine ? o->engine : mx_engine_llm_new(o->model, &o->settings, o->tmpl, &err);
     if (!e) {
         say("%s", mx_err_msg(&err, err.code));
         goto done;
@@ -110,7 +111,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     const char *warn = mx_engine_llm_warning(e);
     if (warn && warn[0])
         say("%s", warn);
-    if (mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
+    if (!o->engine && mx_kvsnap_path(snap, sizeof snap, sid, NULL) == 0) {
         mx_err_clear(&err);
         rc = mx_engine_llm_load(e, snap, &err);
         if (rc != 0 && rc != MX_ENOENT)
@@ -201,11 +202,18 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     }
     sigaction(SIGINT, &old_sa, NULL);
     putchar('\n');
-    char timings[128];
-    snprintf(timings, sizeof timings, "{\"tokens_per_s\": %.2f%s}", tok_s,
-             cut && code == 0 ? ", \"stop\": \"context_full\"" : "");
+    /* the model that answered (as the chat records it: each answer says its own) */
+    json_t *tim = json_pack("{s:f}", "tokens_per_s", tok_s);
+    if (tim && cut && code == 0)
+        json_object_set_new(tim, "stop", json_string("context_full"));
+    if (tim && o->model)
+        json_object_set_new(tim, "model", json_string(o->model));
+    char *tjs = tim ? json_dumps(tim, JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(tim);
+    const char *timings = tjs ? tjs : "{}";
     rc = mx_db_msg_finish(db, aid, answer ? answer : "", pieces, timings,
                           code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL, &err);
+    free(tjs);
     if (rc != 0)
         say("history: %s", mx_err_msg(&err, rc));
     struct mx_engine_llm_stats st;
@@ -215,6 +223,9 @@ int mx_run_session(const struct mx_run_session_opts *o) {
                 "cache, %zu processed in %.2f s); %zu generated at %.1f tokens/s\n",
                 (long long)sid, t_load, st.n_prompt, st.n_reused, st.n_prefilled, st.prefill_s,
                 st.n_generated, st.gen_s > 0 ? st.n_generated / st.gen_s : tok_s);
+    else
+        say("session %lld: %s answered, %d pieces at %.1f tokens/s", (long long)sid, e->name,
+            pieces, tok_s);
     if (snap[0] && code != MX_ECANCELED) {
         mx_err_clear(&err);
         rc = mx_engine_llm_save(e, snap, &err);
@@ -231,7 +242,7 @@ done:
     free(answer);
     mx_db_image_list_free(&imgs);
     mx_msg_list_free(&path);
-    if (e)
+    if (e && e != o->engine)
         e->free(e);
     mx_db_close(db);
     return status;

@@ -7,7 +7,9 @@
 #include "app/engine.h"
 
 struct mx_run_session_opts {
-    const char *model;        /* GGUF path */
+    const char *model;        /* GGUF path (with engine: the model path the session stores) */
+    struct mx_engine *engine; /* borrowed: answers instead of a GGUF opened from model (a
+                               * remote engine); NULL: open model. No KV snapshot with it */
     const char *session;      /* id or title; a new session with this title when none matches */
     const char *prompt;       /* the user's message (UTF-8) */
     const char *db_path;      /* NULL: $XDG_DATA_HOME/mixel/history.db */

@@ -12,6 +12,8 @@
 #include "cli/opts.h"
 #include "app/engine_llm.h"
 #include "net/pull.h"
+#include "cli/remote.h"
+#include "net/remote_images.h"
 
 static void chat_usage(FILE *f) {
     fprintf(f, "usage: mixel [chat] [-m MODEL] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
@@ -31,7 +33,10 @@ static void chat_usage(FILE *f) {
                "                            chose none with -d (default: the first found)\n"
                "  --chat-template NAME      override the model's template (mistral-v1,\n"
                "                            mistral-v3, llama2, llama3, chatml, zephyr, gemma,\n"
-               "                            phi3, ...)\n");
+               "                            phi3, ...)\n"
+               "  --list-models             with --remote: print the server's models and exit\n"
+               "  --remote-images URL       /image and /img2img drawn by an AUTOMATIC1111-\n"
+               "                            compatible server (e.g. http://gpu-box:7860)\n");
     mx_cli_common_help(f, MX_CLI_CHAT);
     fprintf(f, "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
                "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
@@ -47,7 +52,11 @@ int mx_cmd_chat(int argc, char **argv) {
     mx_cli_opts_init(&co);
     const char *tmpl = NULL;
     const char *graphics = NULL;
+    bool list_models = false;
+    const char *images_url = NULL;
     const struct mx_cli_extra extra[] = {
+        {NULL, "--remote-images", MX_X_STR, &images_url, 0, 0},
+        {NULL, "--list-models", MX_X_FLAG, &list_models, 0, 0},
         {NULL, "--no-history", MX_X_FLAG, &o.no_history, 0, 0},
         {NULL, "--resume", MX_X_OPTSTR, &o.resume, 0, 0}, /* --resume, --resume ID, =ID */
         {NULL, "--theme", MX_X_STR, &o.theme, 0, 0},
@@ -69,6 +78,19 @@ int mx_cmd_chat(int argc, char **argv) {
     o.settings = co.s;
     o.seed_fixed = co.seed_set;
     const char *model = co.model;
+    struct mx_remote_opts ro;
+    int remote = mx_cli_remote_begin("chat", &co, &ro);
+    if (remote < 0)
+        return 2;
+    if (list_models) {
+        int st = 2;
+        if (remote)
+            st = mx_cli_remote_list("chat", &ro, stdout);
+        else
+            mx_cli_err("chat", "--list-models lists a server's models: give --remote URL");
+        mx_cli_remote_end();
+        return st;
+    }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         mx_cli_err("chat", "needs a terminal (for scripts use `mixel run`)");
         return 2;
@@ -79,21 +101,50 @@ int mx_cmd_chat(int argc, char **argv) {
     setlocale(LC_ALL, "");
     o.model_path = model;
     const char *scripted = getenv("MIXEL_SCRIPTED_REPLY");
+    if (images_url) {
+        struct mx_remote_opts io;
+        struct mx_err err = {0};
+        if (mx_cli_remote_images_opts("chat", images_url, &io) < 0)
+            return 2;
+        if (!(o.remote_images = mx_remote_images_new(&io, &err))) {
+            mx_cli_err("chat", "--remote-images: %s", mx_err_msg(&err, err.code));
+            mx_cli_remote_end();
+            return 2;
+        }
+    }
+    static char remote_id[700]; /* the session's model path: "remote:URL#MODEL" */
     if (scripted && scripted[0]) {
         o.engine = mx_engine_scripted_new(strcmp(scripted, "echo") ? scripted : NULL);
+    } else if (remote) {
+        struct mx_err err = {0};
+        o.engine = mx_remote_engine_new(&ro, &err);
+        if (!o.engine) {
+            mx_cli_err("chat", "%s", mx_err_msg(&err, err.code));
+            mx_cli_remote_end();
+            if (o.remote_images)
+                o.remote_images->free(o.remote_images);
+            return 1;
+        }
+        mx_remote_engine_id(o.engine, remote_id, sizeof remote_id);
+        o.model_path = remote_id;
+        o.load_engine = mx_cli_remote_loader;
     } else if (model) {
         struct mx_err err = {0};
         fprintf(stderr, "mixel: loading %s\n", mx_safe(model));
         o.engine = mx_engine_llm_new(model, &o.settings, tmpl, &err);
         if (!o.engine) {
             mx_cli_err("chat", "%s", mx_err_msg(&err, err.code));
+            if (o.remote_images)
+                o.remote_images->free(o.remote_images);
             return 1;
         }
-        o.load_engine = mx_engine_llm_loader;
+        o.load_engine = mx_cli_remote_loader; /* GGUF paths and remote ones */
     } else {
         o.discover = true;
-        o.load_engine = mx_engine_llm_loader;
+        o.load_engine = mx_cli_remote_loader; /* GGUF paths and remote ones */
     }
     o.fetch = mx_pull_fetch; /* the first-run screen's downloads (net/pull.h) */
-    return mx_app_run(&o); /* it frees the engine (app.h) */
+    int st = mx_app_run(&o); /* it frees the engine (app.h) */
+    mx_cli_remote_end();
+    return st;
 }

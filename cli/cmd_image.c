@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@
 #include "core/diffusion/schedule.h"
 #include "core/image/png_text.h"
 #include "kernels/devices.h"
+#include "cli/remote.h"
+#include "net/remote_images.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -62,7 +65,11 @@ static void usage(FILE *f) {
             "  --from-png OLD.png        take prompt and settings from a PNG's parameters chunk\n"
             "                            (options given as well override them)\n"
             "  -o, --output FILE         output PNG (default output.png)\n"
-            "  --show                    draw the result in the terminal\n");
+            "  --show                    draw the result in the terminal\n"
+            "  --remote-images URL       draw on an AUTOMATIC1111-compatible server instead\n"
+            "                            (e.g. http://gpu-box:7860; /sdapi/v1/txt2img, img2img;\n"
+            "                            -d names one of its checkpoints, default its loaded\n"
+            "                            one; not with --mask, --vae, --rng, --from-png)\n");
     mx_cli_common_help(f, MX_CLI_IMAGE);
     fprintf(f, "\nsamplers: %s\nschedules: %s\n", mx_sd_sampler_names(), mx_sd_schedule_names());
 }
@@ -153,6 +160,79 @@ static int apply_png(const char *path, struct mx_sd_infotext *info, struct mx_sd
     return 0;
 }
 
+static volatile sig_atomic_t g_image_interrupted;
+
+/* Ctrl-C during `mixel image --remote-images`: the request stops, the server is told. */
+static void on_sigint(int sig) {
+    (void)sig;
+    g_image_interrupted = 1;
+}
+
+/* The remote image's cancel check. */
+static bool remote_canceled(void *ud) {
+    (void)ud;
+    return g_image_interrupted != 0;
+}
+
+/* The server's progress (from the polling thread) as the local progress line. */
+static void remote_progress(void *ud, const char *text, double done, double total) {
+    struct bar *b = ud;
+    (void)total;
+    /* a terminal's line is redrawn at every poll; a log gets a line per step */
+    bool again = (int)done == b->last_step;
+    b->last_step = (int)done;
+    if (!b->quiet && (b->tty || !again)) {
+        fprintf(stderr, "%s%s%s", b->tty ? "\r" : "", mx_safe(text), b->tty ? "\033[K" : "\n");
+        fflush(stderr);
+    }
+}
+
+/* `mixel image --remote-images URL`: req drawn by the server, batch times (seeds S, S+1, ...),
+ * each PNG written as out, out_2, ... Returns the exit status. */
+static int image_remote(const struct mx_cli_opts *o, const char *url, struct mx_image_req *req,
+                        int batch, const char *out, bool show) {
+    struct mx_remote_opts ro;
+    if (mx_cli_remote_images_opts("image", url, &ro) < 0)
+        return 2;
+    struct bar bar = {.quiet = o->quiet, .tty = isatty(2)};
+    struct mx_remote_image_io io = {.progress = remote_progress, .canceled = remote_canceled,
+                                    .ud = &bar};
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    int status = 0;
+    uint64_t seed = req->seed;
+    for (int i = 0; i < batch && status == 0; i++) {
+        char name[4096];
+        out_name(out, i, name, sizeof name);
+        req->seed = seed + (uint64_t)i;
+        struct mx_image_result res;
+        struct mx_err err = {0};
+        int rc = mx_remote_image_generate(&ro, req, name, &io, &res, &err);
+        if (bar.tty && !bar.quiet)
+            fputs("\r\033[K", stderr);
+        if (rc != 0) {
+            mx_cli_err("image", "%s", rc == MX_ECANCELED ? "interrupted: the server was asked "
+                       "to stop" : mx_err_msg(&err, rc));
+            status = rc == MX_ECANCELED ? 130 : 1;
+            break;
+        }
+        if (!o->quiet)
+            fprintf(stderr, "mixel image: %dx%d, seed %llu, drawn by the server in %.1f s\n",
+                    res.w, res.h, (unsigned long long)req->seed, res.seconds);
+        printf("%s\n", mx_safe(name));
+        fflush(stdout);
+        mx_image_result_free(&res);
+        if (show) {
+            char *sargv[] = {"show", name, NULL};
+            mx_cmd_show(2, sargv);
+        }
+    }
+    sigaction(SIGINT, &old_sa, NULL);
+    mx_cli_remote_end();
+    return status;
+}
+
 int mx_cmd_image(int argc, char **argv) {
     struct mx_cli_opts o;
     mx_cli_opts_init(&o);
@@ -162,7 +242,9 @@ int mx_cmd_image(int argc, char **argv) {
     const char *strength_s = NULL, *eta_s = NULL;
     long long width = 0, height = 0, steps = 0, clip_skip = 0, batch = 1;
     bool show = false, tiling = false;
+    const char *remote_url = NULL;
     const struct mx_cli_extra extra[] = {
+        {NULL, "--remote-images", MX_X_STR, &remote_url, 0, 0},
         {"-d", "--diffusion-model", MX_X_STR, &model, 0, 0},
         {"-m", "--model", MX_X_STR, &model_m, 0, 0},
         {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
@@ -198,6 +280,34 @@ int mx_cmd_image(int argc, char **argv) {
     mx_cli_log_init(&o);
     if (!model)
         model = model_m;
+    if (remote_url) { /* the strings are borrowed by req: nothing of it is freed */
+        if (vae || mask || prediction || from_png || rng || tiling) {
+            mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng "
+                       "and --vae-tiling are for local images");
+            return 2;
+        }
+        if (!prompt) {
+            mx_cli_err("image", "no prompt: give one with -p TEXT");
+            return 2;
+        }
+        struct mx_image_req req = {
+            .prompt = (char *)prompt, .negative = (char *)negative, .ckpt = (char *)model,
+            .width = (int)width, .height = (int)height, .steps = (int)steps, .cfg = -1,
+            .sampler = (char *)sampler, .scheduler = (char *)scheduler,
+            .clip_skip = (int)clip_skip, .eta = -1, .strength = -1, .init_path = (char *)init,
+        };
+        if ((cfg_s && parse_float("--cfg", cfg_s, 0, 100, &req.cfg) < 0) ||
+            (cfg2_s && parse_float("--cfg-scale", cfg2_s, 0, 100, &req.cfg) < 0) ||
+            (strength_s && parse_float("--strength", strength_s, 0, 1, &req.strength) < 0) ||
+            (eta_s && parse_float("--eta", eta_s, 0, 10, &req.eta) < 0))
+            return 2;
+        if (strength_s && !init) {
+            mx_cli_err("image", "--strength needs --init-img");
+            return 2;
+        }
+        req.seed = o.seed_set ? o.s.sampling.seed : mx_gen_fresh_seed() & 0xffffffffu;
+        return image_remote(&o, remote_url, &req, (int)batch, out ? out : "output.png", show);
+    }
     if (!model) {
         mx_cli_err("image", "no checkpoint: give one with -d CKPT (see mixel image --help)");
         return 2;

@@ -7,9 +7,14 @@
  * --ignore-eos) or a --stop string (not printed); a full context shifts (the older half after
  * --keep tokens is dropped) unless --no-context-shift. Load time and prompt / generation speed
  * go to stderr at the end. With --session the prompt is one chat turn of a stored session
- * (app/run_session.c, through the chat engine). Exit status: 0 ok, 1 runtime error, 2 usage.
+ * (app/run_session.c, through the chat engine). With --remote URL the prompt goes to an
+ * OpenAI-compatible server's /completions (the same raw completion, no chat template; with
+ * --session: its /chat/completions through the remote chat engine) and the answer streams the
+ * same way; Ctrl-C stops the request (exit 130). Exit status: 0 ok, 1 runtime error, 2 usage,
+ * 130 interrupted.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +24,12 @@
 #include "cli/opts.h"
 #include "app/llm.h"
 #include "app/run_session.h"
+#include "cli/remote.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: mixel run -m MODEL (-p TEXT | -f FILE) [options]\n"
+            "       mixel run --remote URL [--remote-model NAME] (-p TEXT | -f FILE) [options]\n"
             "Streams one completion of the prompt to stdout.\n"
             "  -p, --prompt TEXT         the prompt\n"
             "  -f, --file FILE           the prompt from a file\n"
@@ -41,6 +48,61 @@ static void usage(FILE *f) {
 static int out_text(void *ud, const char *s, size_t n) {
     (void)ud;
     return mx_run_write(s, n);
+}
+
+static volatile sig_atomic_t g_run_interrupted;
+
+/* Ctrl-C during `mixel run --remote`: the transfer sees the flag and stops. */
+static void on_sigint(int sig) {
+    (void)sig;
+    g_run_interrupted = 1;
+}
+
+/* The remote completion's cancel check. */
+static bool run_canceled(void *ud) {
+    (void)ud;
+    return g_run_interrupted != 0;
+}
+
+/* `mixel run --remote`: the prompt's completion from the server, streamed to stdout. Returns
+ * the exit status. */
+static int run_remote(const struct mx_cli_opts *o, const struct mx_remote_opts *ro,
+                      const char *text, size_t tlen, bool echo) {
+    struct mx_err err = {0};
+    struct mx_remote_stats st = {0};
+    if (echo && out_text(NULL, text, tlen) < 0) {
+        mx_cli_err("run", "cannot write the output: %s", strerror(errno));
+        return 1;
+    }
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    struct mx_remote_sink sink = {.text = out_text, .canceled = run_canceled};
+    int rc = mx_remote_complete(ro, text, &o->s, &sink, &st, &err);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (rc == MX_ECANCELED) {
+        fputc('\n', stderr);
+        mx_cli_err("run", "interrupted: the request was stopped");
+        return 130;
+    }
+    if (rc < 0) {
+        fputc('\n', stderr);
+        mx_cli_err("run", "%s", mx_err_msg(&err, rc));
+        return 1;
+    }
+    if (!o->quiet) {
+        /* a rate only for a streamed answer: a whole one arrives in no measurable time */
+        double gen_s = st.total_s - st.first_s;
+        char rate[48] = "";
+        if (gen_s >= 0.01)
+            snprintf(rate, sizeof rate, " (%.1f tokens/s)", st.n_generated / gen_s);
+        fprintf(stderr, "\nmixel run: remote; prompt %zu tokens, first text after %.2f s; "
+                "generated %zu tokens in %.2f s%s; stopped: %s\n", st.n_prompt, st.first_s,
+                st.n_generated, gen_s, rate, st.finish[0] ? mx_safe(st.finish) : "end of stream");
+        if (o->verbose)
+            mx_cli_err("run", "seed %llu", (unsigned long long)o->s.sampling.seed);
+    }
+    return 0;
 }
 
 int mx_cmd_run(int argc, char **argv) {
@@ -62,14 +124,19 @@ int mx_cmd_run(int argc, char **argv) {
                           sizeof extra / sizeof extra[0], usage);
     if (pr != 0)
         return pr > 0 ? 0 : 2;
-    if (!o.model || !!prompt + !!pfile != 1) {
-        mx_cli_err("run", "need -m MODEL and one of -p TEXT, -f FILE (see mixel run "
-                        "--help)");
+    struct mx_remote_opts ro;
+    int remote = mx_cli_remote_begin("run", &o, &ro);
+    if (remote < 0)
+        return 2;
+    if ((!o.model && !remote) || !!prompt + !!pfile != 1) {
+        mx_cli_err("run", "need -m MODEL (or --remote URL) and one of -p TEXT, -f FILE (see "
+                   "mixel run --help)");
+        mx_cli_remote_end();
         return 2;
     }
     if (!o.seed_set)
         o.s.sampling.seed = mx_gen_fresh_seed();
-    if (mx_cli_resolve_model("run", &o))
+    if (!remote && mx_cli_resolve_model("run", &o))
         return 1;
     mx_cli_log_init(&o);
 
@@ -84,6 +151,29 @@ int mx_cmd_run(int argc, char **argv) {
             mx_cli_err("run", "out of memory");
             return 1;
         }
+    }
+    if (remote) {
+        int st = 1;
+        if (!session) {
+            st = run_remote(&o, &ro, text, tlen, echo);
+        } else { /* a chat turn of a stored session, answered by the server */
+            struct mx_err err = {0};
+            struct mx_engine *e = mx_remote_engine_new(&ro, &err);
+            if (!e) {
+                mx_cli_err("run", "%s", mx_err_msg(&err, err.code));
+            } else {
+                char id[700];
+                mx_remote_engine_id(e, id, sizeof id);
+                struct mx_run_session_opts so = {.model = id, .engine = e, .session = session,
+                                                 .prompt = text, .db_path = db_path,
+                                                 .settings = o.s};
+                st = mx_run_session(&so);
+                e->free(e);
+            }
+        }
+        free(text);
+        mx_cli_remote_end();
+        return st;
     }
     if (session) { /* one chat turn of a stored conversation, through the chat template */
         struct mx_run_session_opts so = {.model = o.model, .session = session, .prompt = text,

@@ -95,6 +95,13 @@ static const struct spec specs[] = {
      "of the rest is dropped (not with --session: a chat answer ends at a full context)"},
     {NULL, "--no-context-shift", NULL, K_OFF, OFF(s.ctx_shift), 0, 0, false, MX_CLI_RUN, NULL,
      "stop when the context is full instead"},
+    {NULL, "--remote", NULL, K_STR, OFF(remote_url), 0, 0, false, GEN, "URL",
+     "answer with an OpenAI-compatible server instead of a local model (vLLM, llama.cpp's "
+     "server, ollama, mixel serve), e.g. http://gpu-box:8000/v1; key from $MIXEL_API_KEY, "
+     "$OPENAI_API_KEY or the config"},
+    {NULL, "--remote-model", NULL, K_STR, OFF(remote_model), 0, 0, false, GEN, "NAME",
+     "with --remote: the server's model to use (default: the config's remote.model, else the "
+     "first the server lists)"},
     {"-v", "--verbose", NULL, K_ON, OFF(verbose), 0, 0, false, LOAD_ONLY | MX_CLI_IMAGE, NULL,
      "debug messages"},
     {"-q", "--quiet", NULL, K_ON, OFF(quiet), 0, 0, false, LOAD_ONLY | MX_CLI_IMAGE, NULL,

@@ -29,6 +29,8 @@ struct mx_cli_opts {
     bool seed_set;              /* --seed given */
     bool verbose, quiet;        /* -v / -q: log levels on stderr */
     int n_stops;                /* --stop strings in s.stop */
+    const char *remote_url;     /* --remote: an OpenAI-compatible server's base URL, or NULL */
+    const char *remote_model;   /* --remote-model: the server's model name, or NULL */
 };
 
 /* Defaults: mx_gen_settings_default. */

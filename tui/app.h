@@ -11,6 +11,7 @@
 
 #include "core/base/err.h"
 #include "app/engine.h"
+#include "app/image_job.h"
 #include "tui/graphics.h"
 
 /* Loads a model into a chat engine (called on the worker thread). Returns NULL with err set. */
@@ -43,6 +44,9 @@ struct mx_app_opts {
     mx_engine_loader load_engine; /* for /model and the model picker; NULL: cannot load */
     bool discover;              /* no model given: offer the models found on this machine */
     enum mx_gfx_mode graphics;  /* --graphics: auto (detect), sixel, blocks or none */
+    struct mx_image_remote *remote_images; /* --remote-images: /image and /img2img drawn by
+                                 * that server (owned by the app from mx_app_run on); NULL: the
+                                 * local SD engine */
     const char *sd_model;       /* --sd-model: the image checkpoint for sessions that chose none;
                                  * NULL: the first one discovered */
     mx_model_fetch_fn fetch;    /* the first-run screen's downloads (tui/firstrun.h); NULL: it

@@ -7,6 +7,7 @@
  */
 #include "tui/gen.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,14 +242,23 @@ void mx_app_gen_events(struct app *a) {
             if (m && m->db_id) {
                 /* cut by a full context: partial, and the timings say why (mx_app_session_load
                  * and `mixel sessions export` read it back) */
-                char timings[160];
-                snprintf(timings, sizeof timings,
-                         "{\"tokens_per_s\": %.2f, \"seconds\": %.3f%s}", a->gen.tok_s,
-                         mx_time_s() - a->gen.t0, cut ? ", \"stop\": \"context_full\"" : "");
+                /* the model that answered (a GGUF path, or "remote:URL#MODEL"): a session
+                 * may change models, so each answer says its own */
+                json_t *tj = json_pack("{s:f, s:f}", "tokens_per_s", a->gen.tok_s, "seconds",
+                                       mx_time_s() - a->gen.t0);
+                if (tj && cut)
+                    json_object_set_new(tj, "stop", json_string("context_full"));
+                if (tj && a->o.model_path)
+                    json_object_set_new(tj, "model", json_string(a->o.model_path));
+                char *tjs = tj ? json_dumps(tj, JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER)
+                               : NULL;
+                json_decref(tj);
+                const char *timings = tjs ? tjs : "{}";
                 struct mx_err err = {0};
                 int rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
                                           ev.code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL,
                                           &err);
+                free(tjs);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
                 else

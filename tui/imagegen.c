@@ -5,6 +5,11 @@
  * bar, and the finished image stored in the session and shown under its message and in the
  * gallery, as /show images are.
  *
+ * With --remote-images an A1111-compatible server draws instead (app/image_job.h's
+ * mx_image_remote, made by cli/): no checkpoint is chosen here (the server's, or -d naming one of
+ * its own), no memory is made room for, and the rest - progress, Esc, the stored PNG - is the
+ * same.
+ *
  * Memory: the chat model stays loaded while both fit. When the machine cannot hold the image
  * model beside it (MemAvailable before the job, or the job failing with MX_ENOMEM), the chat
  * model is unloaded with a notice, and loaded again (the image model freed) by the next message.
@@ -35,8 +40,11 @@ static struct {
 } g_img;
 
 static void image_job_fn(struct mx_job *job, void *ud) {
-    (void)ud;
-    mx_image_job_run(job, g_img.engine, &g_img.req, &g_img.res);
+    struct mx_image_remote *remote = ud; /* NULL: the local engine */
+    if (remote)
+        remote->run(remote, job, &g_img.req, &g_img.res);
+    else
+        mx_image_job_run(job, g_img.engine, &g_img.req, &g_img.res);
 }
 
 /* The file name of a path, for notices. */
@@ -124,7 +132,7 @@ bool mx_app_image_unpark(struct app *a) {
 /* Starts g_img.req on the worker (the request is complete). */
 static void job_start(struct app *a) {
     g_img.engine = a->imgen.engine;
-    if (mx_worker_start(a->w, image_job_fn, NULL) != 0) {
+    if (mx_worker_start(a->w, image_job_fn, a->o.remote_images) != 0) {
         mx_app_notice(a, true, "could not start the image job");
         mx_image_req_free(&g_img.req);
         return;
@@ -168,7 +176,10 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
         goto fail;
     }
     char path[4096];
-    if (req.ckpt) {
+    const bool remote = a->o.remote_images != NULL;
+    if (remote) {
+        /* the server's checkpoint, or the one of its own -d names: nothing to resolve here */
+    } else if (req.ckpt) {
         /* a path, else a name as `mixel list` shows it (as `mixel image -d NAME` takes) */
         char *named = NULL;
         char cwd[4096];
@@ -214,9 +225,19 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
         snprintf(req.out_dir, n, "%s/images", dir);
     req.device = strdup(a->settings.device ? a->settings.device : "auto");
     req.threads = a->settings.threads;
-    if (!req.ckpt || !req.out_dir || !req.device || (img2img && !req.init_path)) {
+    if ((!remote && !req.ckpt) || !req.out_dir || !req.device || (img2img && !req.init_path)) {
         mx_app_notice(a, true, "%s: out of memory", cmd);
         goto fail;
+    }
+    if (remote) {
+        mx_image_req_free(&g_img.req);
+        mx_image_result_free(&g_img.res);
+        g_img.req = req;
+        a->imgen.retried = true; /* no memory to make room for */
+        a->conv.scroll = 0;
+        mx_app_notice_clear(a);
+        job_start(a);
+        return;
     }
     if (!a->imgen.engine && mx_sd_engine_new(&a->imgen.engine) != 0) {
         mx_app_notice(a, true, "%s: out of memory", cmd);
@@ -317,4 +338,7 @@ void mx_app_image_deinit(struct app *a) {
     free(a->imgen.ckpt);
     free(a->imgen.parked_llm);
     a->imgen.ckpt = a->imgen.parked_llm = NULL;
+    if (a->o.remote_images)
+        a->o.remote_images->free(a->o.remote_images);
+    a->o.remote_images = NULL;
 }

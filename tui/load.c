@@ -89,7 +89,8 @@ void mx_app_load_session_model(struct app *a) {
     if (!s.model_path[0]) {
         /* made before any model was loaded: nothing to restore */
     } else if (!a->o.engine && !a->load.busy) {
-        if (access(s.model_path, R_OK) == 0) {
+        /* "remote:URL#MODEL": a server answered this session; the loader reconnects to it */
+        if (!strncmp(s.model_path, "remote:", 7) || access(s.model_path, R_OK) == 0) {
             mx_app_notice(a, false, "loading this session's model, %s", base_name(s.model_path));
             mx_app_load_start(a, s.model_path);
         } else {

@@ -165,12 +165,16 @@ int mx_app_run(const struct mx_app_opts *opts) {
         fprintf(stderr, "mixel: cannot start the worker thread\n");
         if (a.load.owned)
             a.load.owned->free(a.load.owned);
+        if (a.o.remote_images)
+            a.o.remote_images->free(a.o.remote_images);
         return 1;
     }
     if (winch_init() != 0) {
         mx_worker_free(a.w);
         if (a.load.owned)
             a.load.owned->free(a.load.owned);
+        if (a.o.remote_images)
+            a.o.remote_images->free(a.o.remote_images);
         return 1;
     }
 
