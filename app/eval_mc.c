@@ -16,6 +16,7 @@
 
 #include "core/base/util.h"
 #include "core/llm/llama.h"
+#include "app/eval.h"
 #include "app/llm.h"
 
 /* ---- llama.cpp's task order: std::mt19937 and libstdc++'s uniform_int_distribution ---------- */
@@ -208,19 +209,12 @@ struct span {
 };
 
 /* Row i holds the logits after ids[keep + i]: they predict ids[keep + i + 1]. Adds that token's
- * log-softmax when it is one of the scored ones. */
+ * log-probability (the one log-softmax every eval uses, app/eval.h) when it is a scored one. */
 static int on_row(void *ud, int64_t i, const float *logits) {
     struct span *s = ud;
     size_t target = s->keep + (size_t)i + 1;
-    if (target < s->from || target >= s->to)
-        return 0;
-    float mx = logits[0];
-    for (int32_t j = 1; j < s->n_vocab; j++)
-        mx = logits[j] > mx ? logits[j] : mx;
-    double z = 0;
-    for (int32_t j = 0; j < s->n_vocab; j++)
-        z += exp((double)logits[j] - mx);
-    s->sum += (double)logits[s->ids[target]] - mx - log(z);
+    if (target >= s->from && target < s->to)
+        s->sum += mx_eval_log_softmax(logits, s->n_vocab, s->ids[target]);
     return 0;
 }
 
