@@ -442,10 +442,10 @@ static int read_binary(const char *data, size_t len, const char *name, struct mx
         if (!it || !(it->context = dup_n(q, qn)))
             return mx_err_set(err, MX_ENOMEM, "%s: out of memory", name);
         for (int set = 0; set < 2; set++) { /* mc1 (one right answer), then mc2 (skipped) */
-            if (!bin_u32(&b, &n) || n > MC_MAX_CHOICES)
+            bool have_n = bin_u32(&b, &n);
+            if (!have_n || n > MC_MAX_CHOICES)
                 return mx_err_set(err, MX_EFORMAT, "%s: task %u: answer count %s (at most %d)",
-                                  name, t + 1, b.p >= b.end ? "cut off" : "too large",
-                                  MC_MAX_CHOICES);
+                                  name, t + 1, have_n ? "too large" : "cut off", MC_MAX_CHOICES);
             if (set == 0) {
                 if (n < 2)
                     return mx_err_set(err, MX_EFORMAT, "%s: task %u: %u answers, need 2 or "
