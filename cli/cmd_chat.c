@@ -66,6 +66,8 @@ int mx_cmd_chat(int argc, char **argv) {
                 mx_safe(graphics));
         return 2;
     }
+    if (mx_cli_grammar_setup("chat", &co))
+        return 1;
     o.settings = co.s;
     o.seed_fixed = co.seed_set;
     const char *model = co.model;

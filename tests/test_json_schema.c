@@ -376,6 +376,31 @@ static void test_refused(void **state) {
             MX_EUNSUP, "property 'a' defined twice");
 }
 
+/* The grammar engine reads only well-formed UTF-8: an overlong "-" (E0 80 AD), a surrogate or a
+ * code point past U+10FFFF never gets into a JSON answer (a decoder shows them as U+FFFD). */
+static void test_utf8_well_formed(void **state) {
+    (void)state;
+    const char *g = "root ::= [^\"]*";
+    assert_true(grammar_takes(g, "-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xed\x9f\xbf\xf4\x8f\xbf\xbf"));
+    assert_false(grammar_takes(g, "\xe0\x80\xad"));
+    assert_false(grammar_takes(g, "\xc0\xad"));
+    assert_false(grammar_takes(g, "\xf0\x80\x80\xad"));
+    assert_false(grammar_takes(g, "\xed\xa0\x80"));
+    assert_false(grammar_takes(g, "\xf4\x90\x80\x80"));
+    /* a lead byte alone (a byte token) is allowed only when a well-formed character can follow */
+    struct mx_grammar *gr = NULL;
+    const char *dash = "root ::= \"-\" | [\\u0800-\\uFFFF]";
+    assert_int_equal(mx_grammar_parse(dash, strlen(dash), "d", &gr, NULL), 0);
+    assert_true(mx_grammar_allows(gr, "\xe0", 1));
+    mx_grammar_free(gr);
+    const char *dash_only = "root ::= \"-\" | [\\x80-\\u07FF]";
+    assert_int_equal(mx_grammar_parse(dash_only, strlen(dash_only), "d", &gr, NULL), 0);
+    assert_false(mx_grammar_allows(gr, "\xe0", 1)); /* E0 80 AD would be an overlong "-" */
+    assert_false(mx_grammar_allows(gr, "\xf0", 1));
+    assert_true(mx_grammar_allows(gr, "\xc2", 1));
+    mx_grammar_free(gr);
+}
+
 /* --json: any object, bounded whitespace. */
 static void test_any_json(void **state) {
     (void)state;
@@ -671,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_llama_cases),
         cmocka_unit_test(test_integer_ranges),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_utf8_well_formed),
         cmocka_unit_test(test_any_json),
         cmocka_unit_test(test_property),
     };
