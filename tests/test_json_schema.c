@@ -154,6 +154,13 @@ static const struct cas own_cases[] = {
      {"{\"ab\":true}", "{\"a\":1}", "{\"ab\":1,\"ab\":true}", "{\"x\":true,\"ab\":1}"}},
     {"required but not declared", "{\"type\":\"object\",\"required\":[\"id\"]}",
      {"{\"id\":{}}", "{\"id\":{\"x\":[1]}}"}, {"{}", "{\"x\":1}"}},
+    {"odd property names",
+     "{\"type\":\"object\",\"properties\":{\"\":{\"type\":\"integer\"},\"root\":"
+     "{\"type\":\"null\"},\"a b\\\"c\":{\"const\":1},\"space\":{\"type\":\"boolean\"}},"
+     "\"required\":[\"\",\"root\",\"a b\\\"c\",\"space\"]}",
+     {"{\"\":1,\"root\":null,\"a b\\\"c\":1,\"space\":true}"},
+     {"{\"\":1,\"root\":null,\"a b\\\"c\":1}", "{\"\":null,\"root\":null,\"a b\\\"c\":1,"
+      "\"space\":true}"}},
     {"tuple and rest",
      "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"string\"},{\"type\":\"integer\"}],"
      "\"items\":{\"type\":\"boolean\"},\"minItems\":3,\"maxItems\":4}",
@@ -524,11 +531,9 @@ static bool valid(json_t *doc, json_t *s, json_t *v) {
     json_t *x;
     json_object_foreach(v, k, x) {
         json_t *ps = json_object_get(props, k);
-        if (ps ? !valid(doc, ps, x) : json_is_false(add) ? true : false)
+        if (ps && !valid(doc, ps, x))
             return false;
-        if (!ps && json_is_false(add))
-            return false;
-        if (!ps && json_is_object(add) && !valid(doc, add, x))
+        if (!ps && (json_is_false(add) || (json_is_object(add) && !valid(doc, add, x))))
             return false;
     }
     return true;

@@ -23,12 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/bytes.h"
+#include "core/base/text.h"
 #include "core/llm/grammar.h"
+#include "core/llm/json_schema_regex.h"
 
 #define MAX_DEPTH 200      /* nested sub-schemas (and $ref hops) */
 #define MAX_COUNT 10000    /* minLength, maxItems, regex {m,n}: larger is refused */
 #define MAX_NAME 64        /* rule names are cut to this many bytes (suffixes keep them unique) */
-#define MAX_RX_DEPTH 64    /* nested regex groups */
 #define INT_DIGITS_MAX 9999999999999999LL /* a missing integer bound: 16 digits, as llama.cpp */
 #define INT_LIMIT 1000000000000000000LL   /* bounds beyond +-1e18 are refused */
 
@@ -131,33 +133,17 @@ const char *mx_json_any_gbnf(void) {
 
 /* ---- growing text ------------------------------------------------------------------------ */
 
-/* A NUL-terminated text buffer; oom latches the first allocation failure (checked once). */
+/* GBNF text being written: a byte buffer that remembers a failed append (checked once, at the
+ * end of a rule) instead of failing every call. */
 struct sb {
-    char *p;     /* the text (owned), NULL until the first byte */
-    size_t n;    /* bytes used, without the NUL */
-    size_t cap;  /* bytes allocated */
-    bool oom;    /* an append failed: the text is cut */
+    struct mx_bytes m;  /* the text (NUL-terminated once anything was added) */
+    bool oom;           /* an append failed: the text is cut */
 };
 
 /* Appends s[0..n). */
 static void sb_put(struct sb *b, const char *s, size_t n) {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    if (!b->oom && mx_bytes_add(&b->m, s, n) < 0)
+        b->oom = true;
 }
 
 static void sb_puts(struct sb *b, const char *s) { sb_put(b, s, strlen(s)); }
@@ -176,7 +162,9 @@ static void sb_printf(struct sb *b, const char *fmt, ...) {
 }
 
 /* The text, or "" when nothing was appended (still owned by b). */
-static const char *sb_str(const struct sb *b) { return b->p ? b->p : ""; }
+static const char *sb_str(const struct sb *b) { return b->m.p ? b->m.p : ""; }
+
+static void sb_free(struct sb *b) { mx_bytes_free(&b->m); }
 
 /* ---- the converter's state ---------------------------------------------------------------- */
 
@@ -378,30 +366,10 @@ static void put_literal(struct sb *b, const char *s, size_t n) {
     sb_put(b, "\"", 1);
 }
 
-/* Appends code point cp as a GBNF class member (escaped unless a letter or digit). */
+/* Appends code point cp as a GBNF class member. */
 static void put_class_cp(struct sb *b, uint32_t cp) {
-    if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9'))
-        sb_printf(b, "%c", (char)cp);
-    else if (cp < 0x100)
-        sb_printf(b, "\\x%02X", (unsigned)cp);
-    else if (cp < 0x10000)
-        sb_printf(b, "\\u%04X", (unsigned)cp);
-    else
-        sb_printf(b, "\\U%08X", (unsigned)cp);
-}
-
-/* Decodes one UTF-8 code point at s[*i] (jansson strings are valid UTF-8; a bad byte reads as
- * itself). */
-static uint32_t utf8_next(const char *s, size_t n, size_t *i) {
-    unsigned char c0 = (unsigned char)s[*i];
-    int len = c0 < 0x80 ? 1 : c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : c0 >= 0xC0 ? 2 : 1;
-    if (*i + (size_t)len > n)
-        len = 1;
-    uint32_t cp = len == 1 ? c0 : len == 2 ? c0 & 0x1F : len == 3 ? c0 & 0x0F : c0 & 0x07;
-    for (int k = 1; k < len; k++)
-        cp = (cp << 6) | ((unsigned char)s[*i + (size_t)k] & 0x3F);
-    *i += (size_t)len;
-    return cp;
+    if (!b->oom && mx_gbnf_class_cp(&b->m, cp) < 0)
+        b->oom = true;
 }
 
 /* Appends the GBNF literal of value v as compact JSON text (const, enum). */
@@ -447,8 +415,8 @@ static void put_repetition(struct sb *b, const char *item, long min, long max, c
     else
         sb_puts(b, sb_str(&one));
     b->oom |= one.oom || rest.oom;
-    free(one.p);
-    free(rest.p);
+    sb_free(&one);
+    sb_free(&rest);
 }
 
 /* ---- integer ranges ------------------------------------------------------------------------- */
@@ -699,7 +667,7 @@ static int visit_ref(struct conv *c, json_t *s, struct sb *body) {
         if (!(r->body = strdup(sb_str(&tb))))
             rc = oom(c);
     }
-    free(tb.p);
+    sb_free(&tb);
     if (rc == 0)
         sb_puts(body, name);
     return rc;
@@ -937,7 +905,8 @@ static int trie_add(struct trie *root, const char *name) {
     size_t n = strlen(name), i = 0;
     struct trie *t = root;
     while (i < n) {
-        uint32_t cp = utf8_next(name, n, &i);
+        unsigned int cp;
+        i += mx_utf8_decode(name + i, n - i, &cp);
         struct trie **pp = &t->kid;
         while (*pp && (*pp)->cp < cp)
             pp = &(*pp)->next;
@@ -1012,7 +981,7 @@ static const char *key_rule(struct conv *c, json_t *props, const char *name) {
         oom(c);
     else if (use_builtin(c, "key-char") && use_builtin(c, "space"))
         r = add_rule(c, name, sb_str(&b));
-    free(b.p);
+    sb_free(&b);
     return r;
 }
 
@@ -1034,7 +1003,7 @@ static const char *kv_rule(struct conv *c, const char *key, json_t *schema, cons
     free(kt);
     snprintf(sub, sizeof sub, "%s%s%s-kv", name, *name ? "-" : "", key);
     const char *r = b.oom ? (oom(c), NULL) : add_rule(c, sub, sb_str(&b));
-    free(b.p);
+    sb_free(&b);
     return r;
 }
 
@@ -1058,7 +1027,7 @@ static int put_optional_chain(struct conv *c, struct sb *b, const char *const *o
         snprintf(rn, sizeof rn, "%s%s%s-rest", name, *name ? "-" : "", star ? "additional" :
                  opt[i]);
         const char *r = rest.oom ? (oom(c), NULL) : add_rule(c, rn, sb_str(&rest));
-        free(rest.p);
+        sb_free(&rest);
         if (!r)
             return c->rc;
         sb_printf(b, " %s", r);
@@ -1158,7 +1127,7 @@ static int visit_object(struct conv *c, json_t *s, const char *name, struct sb *
         snprintf(kn, sizeof kn, "%s-kv", sub);
         op[no] = "*";
         op_kv[no] = b.oom ? (oom(c), NULL) : add_rule(c, kn, sb_str(&b));
-        free(b.p);
+        sb_free(&b);
         if (!op_kv[no++]) {
             rc = c->rc;
             goto done;
@@ -1266,465 +1235,23 @@ static int visit_array(struct conv *c, json_t *s, const char *name, struct sb *b
     return c->rc;
 }
 
-/* ---- strings: patterns ---------------------------------------------------------------------- */
-
-/* A set of code points as sorted, disjoint ranges. */
-struct cpset {
-    uint32_t lo[64], hi[64];
-    size_t n;
-    bool full;   /* more than 64 ranges were added (refused) */
-};
-
-static void cpset_add(struct cpset *s, uint32_t lo, uint32_t hi) {
-    if (s->n == 64) {
-        s->full = true;
-        return;
-    }
-    s->lo[s->n] = lo;
-    s->hi[s->n++] = hi;
-}
-
-/* Sorts and merges the ranges. */
-static void cpset_norm(struct cpset *s) {
-    for (size_t i = 1; i < s->n; i++)
-        for (size_t j = i; j > 0 && s->lo[j - 1] > s->lo[j]; j--) {
-            uint32_t t = s->lo[j]; s->lo[j] = s->lo[j - 1]; s->lo[j - 1] = t;
-            t = s->hi[j]; s->hi[j] = s->hi[j - 1]; s->hi[j - 1] = t;
-        }
-    size_t o = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        if (o && s->lo[i] <= s->hi[o - 1] + 1) {
-            if (s->hi[i] > s->hi[o - 1])
-                s->hi[o - 1] = s->hi[i];
-        } else {
-            s->lo[o] = s->lo[i];
-            s->hi[o++] = s->hi[i];
-        }
-    }
-    s->n = o;
-}
-
-/* The complement of s within [lo, hi] (s normalised). */
-static void cpset_invert(const struct cpset *s, uint32_t lo, uint32_t hi, struct cpset *out) {
-    out->n = 0;
-    out->full = s->full;
-    uint32_t at = lo;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->hi[i] < at)
-            continue;
-        if (s->lo[i] > hi)
-            break;
-        if (s->lo[i] > at)
-            cpset_add(out, at, s->lo[i] - 1);
-        at = s->hi[i] + 1;
-        if (s->hi[i] >= hi)
-            return;
-    }
-    if (at <= hi)
-        cpset_add(out, at, hi);
-}
-
-/* A regex being translated (the pattern's text and where the parser is). */
-struct rx {
-    struct conv *c;
-    const char *p, *end;   /* the rest of the pattern */
-    int depth;             /* nested groups */
-};
-
-static int rx_fail(struct rx *x, const char *what) {
-    return fail(x->c, MX_EUNSUP, "'pattern' at %s: %s is not supported", here(x->c), what);
-}
-
-/* Appends the JSON encoding of code point cp (as it appears inside the output's quotes) as a
- * GBNF literal. */
-static void put_json_char(struct sb *b, uint32_t cp) {
-    char u[8];
-    size_t n = 0;
-    switch (cp) {
-    case '"': sb_puts(b, "\"\\\\\\\"\""); return;
-    case '\\': sb_puts(b, "\"\\\\\\\\\""); return;
-    case '\n': sb_puts(b, "\"\\\\n\""); return;
-    case '\r': sb_puts(b, "\"\\\\r\""); return;
-    case '\t': sb_puts(b, "\"\\\\t\""); return;
-    case '\b': sb_puts(b, "\"\\\\b\""); return;
-    case '\f': sb_puts(b, "\"\\\\f\""); return;
-    }
-    if (cp < 0x20) {
-        sb_printf(b, "\"\\\\u%04x\"", (unsigned)cp);
-        return;
-    }
-    if (cp < 0x80) {
-        u[n++] = (char)cp;
-    } else if (cp < 0x800) {
-        u[n++] = (char)(0xC0 | (cp >> 6));
-        u[n++] = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        u[n++] = (char)(0xE0 | (cp >> 12));
-        u[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[n++] = (char)(0x80 | (cp & 0x3F));
-    } else {
-        u[n++] = (char)(0xF0 | (cp >> 18));
-        u[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[n++] = (char)(0x80 | (cp & 0x3F));
-    }
-    put_literal(b, u, n);
-}
-
-/* Appends a group matching one character of set s as JSON writes it: the characters JSON
- * writes as they are in one class, quote, backslash and control characters as their escapes. */
-static int put_cpset(struct rx *x, struct sb *b, struct cpset *s) {
-    if (s->full)
-        return rx_fail(x, "a character class with more than 64 ranges");
-    cpset_norm(s);
-    /* the plain part: s without 0x00-0x1F, '"', '\\', surrogates */
-    struct cpset plain = {.n = 0}, special = {.n = 0};
-    static const uint32_t cut_lo[] = {0x00, '"', '\\', 0xD800}, cut_hi[] = {0x1F, '"', '\\',
-                                                                             0xDFFF};
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t lo = s->lo[i], hi = s->hi[i];
-        for (size_t k = 0; k < 4 && lo <= hi; k++) {
-            if (cut_hi[k] < lo || cut_lo[k] > hi)
-                continue;
-            if (cut_lo[k] > lo)
-                cpset_add(&plain, lo, cut_lo[k] - 1);
-            for (uint32_t cp = cut_lo[k] > lo ? cut_lo[k] : lo;
-                 k < 3 && cp <= cut_hi[k] && cp <= hi; cp++)
-                cpset_add(&special, cp, cp);
-            lo = cut_hi[k] + 1;
-        }
-        if (lo <= hi)
-            cpset_add(&plain, lo, hi);
-    }
-    if (plain.full || special.full)
-        return rx_fail(x, "a character class with more than 64 ranges");
-    size_t alts = (plain.n > 0) + special.n;
-    if (alts == 0)
-        return rx_fail(x, "a character class that no character matches");
-    sb_puts(b, "(");
-    bool first = true;
-    if (plain.n) {
-        sb_puts(b, "[");
-        for (size_t i = 0; i < plain.n; i++) {
-            put_class_cp(b, plain.lo[i]);
-            if (plain.hi[i] > plain.lo[i]) {
-                sb_puts(b, "-");
-                put_class_cp(b, plain.hi[i]);
-            }
-        }
-        sb_puts(b, "]");
-        first = false;
-    }
-    for (size_t i = 0; i < special.n; i++) {
-        if (!first)
-            sb_puts(b, " | ");
-        put_json_char(b, special.lo[i]);
-        first = false;
-    }
-    sb_puts(b, ")");
-    return 0;
-}
-
-/* \d \w \s into set (positive forms only). */
-static void add_shorthand(struct cpset *s, char ch) {
-    switch (ch) {
-    case 'd': cpset_add(s, '0', '9'); break;
-    case 'w':
-        cpset_add(s, '0', '9'), cpset_add(s, 'A', 'Z'), cpset_add(s, 'a', 'z');
-        cpset_add(s, '_', '_');
-        break;
-    case 's': cpset_add(s, '\t', '\r'), cpset_add(s, ' ', ' '); break;
-    }
-}
-
-/* Reads hex digits (n of them) as a code point. Returns -1 when they are not there. */
-static long rx_hex(struct rx *x, int n) {
-    if (x->end - x->p < n)
-        return -1;
-    long v = 0;
-    for (int i = 0; i < n; i++) {
-        char ch = x->p[i];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    x->p += n;
-    return v;
-}
-
-/* An escape after '\\' (x->p at the letter) naming one character: its code point in *cp, or
- * a shorthand class letter in *cls (d w s D W S). Returns 0 or an error. */
-static int rx_escape(struct rx *x, uint32_t *cp, char *cls) {
-    *cls = 0;
-    if (x->p >= x->end)
-        return rx_fail(x, "a trailing backslash");
-    char ch = *x->p++;
-    long v;
-    switch (ch) {
-    case 'd': case 'w': case 's': case 'D': case 'W': case 'S': *cls = ch; return 0;
-    case 'n': *cp = '\n'; return 0;
-    case 'r': *cp = '\r'; return 0;
-    case 't': *cp = '\t'; return 0;
-    case 'f': *cp = '\f'; return 0;
-    case 'v': *cp = '\v'; return 0;
-    case '0': *cp = 0; return 0;
-    case 'x':
-        if ((v = rx_hex(x, 2)) < 0)
-            return rx_fail(x, "a \\x escape without two hex digits");
-        *cp = (uint32_t)v;
-        return 0;
-    case 'u':
-        if ((v = rx_hex(x, 4)) < 0 || (v >= 0xD800 && v <= 0xDFFF))
-            return rx_fail(x, "a \\u escape without four hex digits (or a surrogate)");
-        *cp = (uint32_t)v;
-        return 0;
-    }
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) {
-        char what[32];
-        snprintf(what, sizeof what, "the escape \\%c", ch);
-        return rx_fail(x, what);
-    }
-    *cp = (unsigned char)ch; /* \. \* \\ \/ ...: the character itself */
-    return 0;
-}
-
-/* The code point at x->p (UTF-8). */
-static uint32_t rx_char(struct rx *x) {
-    size_t i = 0;
-    uint32_t cp = utf8_next(x->p, (size_t)(x->end - x->p), &i);
-    x->p += i;
-    return cp;
-}
-
-/* A class "[...]" (x->p after '['). Negated classes and negated shorthands (\D \W \S) keep to
- * printable ASCII when they hold a shorthand, so they never take a Unicode digit, letter or space
- * a validator's \d \w \s would count. */
-static int rx_class(struct rx *x, struct sb *b) {
-    struct cpset s = {.n = 0};
-    bool neg = x->p < x->end && *x->p == '^', shorthand = false;
-    if (neg)
-        x->p++;
-    bool first = true;
-    while (x->p < x->end && (*x->p != ']' || first)) {
-        if (*x->p == ']' && first)
-            return rx_fail(x, "an empty character class");
-        first = false;
-        uint32_t lo;
-        char cls = 0;
-        if (*x->p == '\\') {
-            x->p++;
-            if (rx_escape(x, &lo, &cls))
-                return x->c->rc;
-        } else if (*x->p == '[' && x->p + 1 < x->end && x->p[1] == ':') {
-            return rx_fail(x, "a POSIX class [:...:]");
-        } else {
-            lo = rx_char(x);
-        }
-        if (cls) {
-            if (cls >= 'A' && cls <= 'Z')
-                return rx_fail(x, "a negated shorthand inside a class");
-            add_shorthand(&s, cls);
-            shorthand = true;
-            continue;
-        }
-        uint32_t hi = lo;
-        if (x->p + 1 < x->end && *x->p == '-' && x->p[1] != ']') {
-            x->p++;
-            if (*x->p == '\\') {
-                x->p++;
-                if (rx_escape(x, &hi, &cls))
-                    return x->c->rc;
-                if (cls)
-                    return rx_fail(x, "a range ending in a shorthand");
-            } else {
-                hi = rx_char(x);
-            }
-            if (hi < lo)
-                return rx_fail(x, "a reversed range in a class");
-        }
-        cpset_add(&s, lo, hi);
-    }
-    if (x->p >= x->end)
-        return rx_fail(x, "an unclosed '['");
-    x->p++;
-    if (!neg)
-        return put_cpset(x, b, &s);
-    cpset_norm(&s);
-    struct cpset inv;
-    cpset_invert(&s, 0x20, shorthand ? 0x7E : 0x10FFFF, &inv);
-    return put_cpset(x, b, &inv);
-}
-
-static int rx_alt(struct rx *x, struct sb *b);
-
-/* A quantifier after an atom: appends its GBNF form. Returns 0 or an error. */
-static int rx_quant(struct rx *x, struct sb *b) {
-    if (x->p >= x->end)
-        return 0;
-    char ch = *x->p;
-    if (ch == '*' || ch == '+' || ch == '?') {
-        x->p++;
-        sb_put(b, &ch, 1);
-    } else if (ch == '{') {
-        const char *q = x->p + 1;
-        char *end;
-        long m = strtol(q, &end, 10), n;
-        if (end == q || m < 0)
-            return rx_fail(x, "a '{' that is not a repetition {m,n}");
-        if (*end == '}') {
-            n = m;
-        } else if (*end == ',' && end[1] == '}') {
-            n = -1;
-            end++;
-        } else if (*end == ',') {
-            q = end + 1;
-            n = strtol(q, &end, 10);
-            if (end == q || *end != '}' || n < m)
-                return rx_fail(x, "a '{' that is not a repetition {m,n}");
-        } else {
-            return rx_fail(x, "a '{' that is not a repetition {m,n}");
-        }
-        if (m > MAX_COUNT || n > MAX_COUNT)
-            return rx_fail(x, "a repetition count above 10000");
-        x->p = end + 1;
-        if (n < 0)
-            sb_printf(b, "{%ld,}", m);
-        else
-            sb_printf(b, "{%ld,%ld}", m, n);
-    } else {
-        return 0;
-    }
-    if (x->p < x->end && *x->p == '?') /* lazy: the same strings */
-        x->p++;
-    else if (x->p < x->end && *x->p == '+')
-        return rx_fail(x, "a possessive quantifier");
-    if (x->p < x->end && (*x->p == '*' || *x->p == '+' || *x->p == '?' || *x->p == '{'))
-        return rx_fail(x, "a quantifier after a quantifier");
-    return 0;
-}
-
-/* A sequence of quantified atoms up to '|' or ')' or the end. */
-static int rx_seq(struct rx *x, struct sb *b) {
-    bool any = false;
-    while (x->p < x->end && *x->p != '|' && *x->p != ')') {
-        if (any)
-            sb_puts(b, " ");
-        char ch = *x->p;
-        struct sb atom = {0};
-        int rc = 0;
-        if (ch == '(') {
-            x->p++;
-            if (x->p < x->end && *x->p == '?') {
-                if (x->p + 1 < x->end && x->p[1] == ':') {
-                    x->p += 2;
-                } else {
-                    free(atom.p);
-                    return rx_fail(x, "a lookaround or named group '(?'");
-                }
-            }
-            if (++x->depth > MAX_RX_DEPTH) {
-                free(atom.p);
-                return rx_fail(x, "groups nested more than 64 deep");
-            }
-            sb_puts(&atom, "(");
-            rc = rx_alt(x, &atom);
-            x->depth--;
-            if (rc == 0 && (x->p >= x->end || *x->p != ')'))
-                rc = rx_fail(x, "an unclosed '('");
-            if (rc == 0) {
-                x->p++;
-                sb_puts(&atom, ")");
-            }
-        } else if (ch == '[') {
-            x->p++;
-            rc = rx_class(x, &atom);
-        } else if (ch == '.') {
-            x->p++;
-            struct cpset s = {.n = 0};
-            cpset_add(&s, 0x20, 0x10FFFF); /* any character but line breaks (and controls) */
-            rc = put_cpset(x, &atom, &s);
-        } else if (ch == '\\') {
-            x->p++;
-            uint32_t cp;
-            char cls;
-            rc = rx_escape(x, &cp, &cls);
-            if (rc == 0 && cls) {
-                struct cpset s = {.n = 0};
-                add_shorthand(&s, (char)(cls | 0x20));
-                if (cls >= 'A' && cls <= 'Z') {
-                    struct cpset inv;
-                    cpset_norm(&s);
-                    cpset_invert(&s, 0x20, 0x7E, &inv);
-                    s = inv;
-                }
-                rc = put_cpset(x, &atom, &s);
-            } else if (rc == 0) {
-                put_json_char(&atom, cp);
-            }
-        } else if (ch == '^' || ch == '$') {
-            rc = rx_fail(x, "an anchor ('^' or '$') inside the pattern");
-        } else if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
-            rc = rx_fail(x, "a quantifier with nothing before it");
-        } else if (ch == ']' || ch == '}') {
-            x->p++;
-            put_json_char(&atom, (uint32_t)ch);
-        } else {
-            put_json_char(&atom, rx_char(x));
-        }
-        if (rc == 0)
-            rc = rx_quant(x, &atom);
-        if (rc == 0)
-            sb_puts(b, sb_str(&atom));
-        b->oom |= atom.oom;
-        free(atom.p);
-        if (rc)
-            return rc;
-        any = true;
-    }
-    if (!any)
-        sb_puts(b, "\"\"");
-    return 0;
-}
-
-static int rx_alt(struct rx *x, struct sb *b) {
-    for (;;) {
-        if (rx_seq(x, b))
-            return x->c->rc;
-        if (x->p >= x->end || *x->p != '|')
-            return 0;
-        x->p++;
-        sb_puts(b, " | ");
-    }
-}
-
 /* A string matching pattern (JSON Schema: a search; anchored with ^ ... $ it is the whole
- * string). */
+ * string): json_schema_regex.c writes the expression. */
 static int visit_pattern(struct conv *c, json_t *s, struct sb *body) {
     json_t *pv = json_object_get(s, "pattern");
     if (!json_is_string(pv))
         return fail(c, MX_EFORMAT, "'pattern' at %s is not a string", here(c));
-    const char *p = json_string_value(pv);
-    size_t n = json_string_length(pv);
-    if (memchr(p, 0, n))
-        return fail(c, MX_EUNSUP, "'pattern' at %s holds a NUL character", here(c));
-    bool start = n > 0 && p[0] == '^';
-    bool end = n > (size_t)start && p[n - 1] == '$' && (n < 2 || p[n - 2] != '\\');
-    struct rx x = {c, p + start, p + n - end, 0};
     if (!use_builtin(c, "char") || !use_builtin(c, "space"))
         return c->rc;
     sb_puts(body, "\"\\\"\" ");
-    if (!start)
-        sb_puts(body, "char* ");
-    sb_puts(body, "(");
-    if (rx_alt(&x, body))
-        return c->rc;
-    if (x.p < x.end)
-        return rx_fail(&x, "an unbalanced ')'");
-    sb_puts(body, ")");
-    if (!end)
-        sb_puts(body, " char*");
+    struct mx_err e = {0};
+    int rc = body->oom ? MX_ENOMEM
+                       : mx_json_pattern_gbnf(json_string_value(pv), json_string_length(pv),
+                                              &body->m, &e);
+    if (rc == MX_ENOMEM)
+        return oom(c);
+    if (rc < 0)
+        return fail(c, rc, "'pattern' at %s: %s", here(c), e.msg);
     sb_puts(body, " \"\\\"\" space");
     return 0;
 }
@@ -2031,10 +1558,12 @@ static int visit_body(struct conv *c, json_t *s, const char *name, struct sb *bo
  * after an error. A body that is just another rule's name is returned as that name. */
 static const char *visit(struct conv *c, json_t *s, const char *name) {
     char rn[MAX_NAME + 8];
-    snprintf(rn, sizeof rn, "%s%s", *name ? name : "root", reserved_name(name) ? "-" : "");
+    bool top = c->depth == 0; /* only the whole schema is root (a property may be named "") */
+    snprintf(rn, sizeof rn, "%s%s", top ? "root" : *name ? name : "empty",
+             !top && reserved_name(name) ? "-" : "");
     struct sb body = {0};
     if (visit_body(c, s, name, &body)) {
-        free(body.p);
+        sb_free(&body);
         return NULL;
     }
     const char *t = sb_str(&body);
@@ -2047,7 +1576,7 @@ static const char *visit(struct conv *c, json_t *s, const char *name) {
     }
     if (!r)
         r = add_rule(c, rn, t);
-    free(body.p);
+    sb_free(&body);
     return r;
 }
 
@@ -2076,7 +1605,7 @@ int mx_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, struct m
     if (rc == 0) { /* the grammar must compile: left recursion through $ref shows here */
         struct mx_grammar *g = NULL;
         struct mx_err ge = {0};
-        rc = mx_grammar_parse(out.p, out.n, "schema", &g, &ge);
+        rc = mx_grammar_parse(out.m.p, out.m.n, "schema", &g, &ge);
         mx_grammar_free(g);
         if (rc == MX_ENOMEM)
             rc = mx_err_set(err, rc, "json schema: out of memory compiling the grammar");
@@ -2094,9 +1623,9 @@ int mx_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, struct m
     free(c.refs);
     json_decref(doc);
     if (rc < 0) {
-        free(out.p);
+        sb_free(&out);
         return rc;
     }
-    *gbnf = out.p;
+    *gbnf = out.m.p;
     return 0;
 }
