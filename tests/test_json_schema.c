@@ -585,7 +585,7 @@ static json_t *gen_schema(uint64_t *rs, int depth) {
         json_t *props = json_object(), *req = json_array();
         int n = 1 + (int)(mx_test_rand(rs) % 3);
         for (int i = 0; i < n; i++) {
-            char name[8];
+            char name[16];
             snprintf(name, sizeof name, "p%d", i);
             json_object_set_new(props, name, gen_schema(rs, depth + 1));
             if (mx_test_rand(rs) % 2)
