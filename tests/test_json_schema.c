@@ -2,15 +2,19 @@
  * grammar accepts valid instances and refuses invalid ones, fed byte by byte through the
  * grammar engine; llama.cpp's own conversion cases (tests/test-grammar-integration.cpp,
  * translated: the same schemas, the same passing and failing strings) as a second oracle;
- * refused keywords name themselves and their JSON pointer; a property test: random schemas from
- * a small generator, random walks of their grammars (random allowed bytes), every finished walk
- * parses as JSON and validates against the schema by a small validator written here. */
+ * refused keywords name themselves and their JSON pointer; every integer range over -320..320
+ * for bounds around digit boundaries; a property test: random schemas from a small generator
+ * (types and type lists, bounds, lengths, dates, patterns, enums, objects with required and
+ * additional properties, arrays, anyOf, disjoint oneOf, allOf, $ref), random walks of their
+ * grammars (random allowed bytes), every finished walk parses as JSON and validates against the
+ * schema by a small validator written here (patterns through POSIX regexec). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <jansson.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +451,27 @@ static bool valid(json_t *doc, json_t *s, json_t *v) {
         }
         return false;
     }
+    json_t *one = json_object_get(s, "oneOf"), *all = json_object_get(s, "allOf");
+    if (one || all) { /* oneOf: exactly one branch; allOf: every component */
+        size_t i, n_ok = 0;
+        json_t *a;
+        json_array_foreach(one ? one : all, i, a) n_ok += valid(doc, a, v);
+        return one ? n_ok == 1 : n_ok == json_array_size(all);
+    }
+    json_t *types = json_object_get(s, "type");
+    if (json_is_array(types)) { /* one of the types, the other keywords applying to it */
+        size_t i;
+        json_t *t1;
+        json_array_foreach(types, i, t1) {
+            json_t *c1 = json_copy(s);
+            json_object_set(c1, "type", t1);
+            bool ok = valid(doc, c1, v);
+            json_decref(c1);
+            if (ok)
+                return true;
+        }
+        return false;
+    }
     json_t *e = json_object_get(s, "enum");
     if (e) {
         size_t i;
@@ -488,6 +513,14 @@ static bool valid(json_t *doc, json_t *s, json_t *v) {
             return false;
         if ((m = json_object_get(s, "maxLength")) && n > (size_t)json_integer_value(m))
             return false;
+        if ((m = json_object_get(s, "pattern"))) { /* ASCII patterns POSIX ERE reads alike */
+            regex_t re;
+            assert_int_equal(regcomp(&re, json_string_value(m), REG_EXTENDED | REG_NOSUB), 0);
+            int r = regexec(&re, json_string_value(v), 0, NULL, 0);
+            regfree(&re);
+            if (r != 0)
+                return false;
+        }
         const char *f = json_string_value(json_object_get(s, "format"));
         if (f && !strcmp(f, "date")) {
             const char *d = json_string_value(v);
@@ -579,7 +612,51 @@ static json_t *gen_schema(uint64_t *rs, int depth) {
         json_object_set_new(s, "enum", e);
         break;
     }
-    case 5: json_object_set_new(s, "$ref", json_string("#/$defs/leaf")); break;
+    case 5: {
+        static const char *const pats[] = {"^[a-c]{2,3}(-x|y)?$", "^(ab|c)+[0-9]{1,2}$", "b[0-9]",
+                                           "^[A-Z][a-z_]{0,4}\\.?$"};
+        int how = (int)(mx_test_rand(rs) % 5);
+        if (how == 0) {
+            json_object_set_new(s, "$ref", json_string("#/$defs/leaf"));
+        } else if (how == 1) { /* disjoint branches: exactly one matches */
+            json_t *one = json_array(), *a = json_object(), *b = gen_schema(rs, 99);
+            json_object_set_new(a, "type", json_string("string"));
+            json_object_set_new(a, "pattern", json_string(pats[mx_test_rand(rs) % 4]));
+            json_array_append_new(one, a);
+            json_array_append_new(one, b);
+            json_object_set_new(s, "oneOf", one);
+            const char *bt = json_string_value(json_object_get(b, "type"));
+            if (!bt || !strcmp(bt, "string")) /* could be a string too: not disjoint */
+                json_array_remove(one, 1);
+        } else if (how == 2) {
+            json_t *types = json_array();
+            json_array_append_new(types, json_string("integer"));
+            json_array_append_new(types, json_string("null"));
+            json_array_append_new(types, json_string("string"));
+            json_object_set_new(s, "type", types);
+            json_object_set_new(s, "minimum", json_integer(-3));
+            json_object_set_new(s, "maximum", json_integer(3));
+            json_object_set_new(s, "maxLength", json_integer(2));
+        } else if (how == 3 && depth < 3) { /* allOf of two objects, merged */
+            json_t *all = json_array();
+            for (int k = 0; k < 2; k++) {
+                json_t *o = json_object(), *props = json_object(), *req = json_array();
+                char name[16];
+                snprintf(name, sizeof name, "q%d", k);
+                json_object_set_new(props, name, gen_schema(rs, depth + 1));
+                json_array_append_new(req, json_string(name));
+                json_object_set_new(o, "type", json_string("object"));
+                json_object_set_new(o, "properties", props);
+                json_object_set_new(o, "required", req);
+                json_array_append_new(all, o);
+            }
+            json_object_set_new(s, "allOf", all);
+        } else {
+            json_object_set_new(s, "type", json_string("string"));
+            json_object_set_new(s, "pattern", json_string(pats[mx_test_rand(rs) % 4]));
+        }
+        break;
+    }
     case 6: case 7: {
         json_object_set_new(s, "type", json_string("object"));
         json_t *props = json_object(), *req = json_array();
