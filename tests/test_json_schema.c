@@ -376,6 +376,8 @@ static void test_refused(void **state) {
     refused("{\"type\":\"integer\",\"multipleOf\":3}", MX_EUNSUP, "'multipleOf'");
     refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", MX_EUNSUP, "leave no integer");
     refused("{\"type\":\"string\",\"maxLength\":100000}", MX_EUNSUP, "'maxLength'");
+    refused("{\"type\":\"integer\",\"exclusiveMinimum\":1e18}", MX_EUNSUP,
+            "'exclusiveMinimum' at / is beyond");
     refused("{\"type\":\"strin\"}", MX_EFORMAT, "'type' at / is not a JSON type");
     refused("{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/a\"},"
             "{\"type\":\"null\"}]}}}",

@@ -32,7 +32,7 @@
 #define MAX_COUNT 10000    /* minLength, maxItems, regex {m,n}: larger is refused */
 #define MAX_NAME 64        /* rule names are cut to this many bytes (suffixes keep them unique) */
 #define INT_DIGITS_MAX 9999999999999999LL /* a missing integer bound: 16 digits, as llama.cpp */
-#define INT_LIMIT 1000000000000000000LL   /* bounds beyond +-1e18 are refused */
+#define INT_LIMIT 1000000000000000000LL   /* the widest integer range written (+-1e18) */
 
 /* ---- the built-in rules: one text each, shared by the converter and mx_json_any_gbnf ------ */
 
@@ -116,6 +116,7 @@ static const struct builtin builtins[] = {
     {"date-time-string", R_DATE_TIME_STRING, {"date-time", "space"}},
 };
 
+/* The built-ins an object needs, root first (one text with the converter's rules). */
 const char *mx_json_any_gbnf(void) {
     return "root ::= object\n"
            "object ::= " R_OBJECT "\n"
@@ -146,6 +147,7 @@ static void sb_put(struct sb *b, const char *s, size_t n) {
         b->oom = true;
 }
 
+/* Appends the C string s. */
 static void sb_puts(struct sb *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -164,6 +166,7 @@ static void sb_printf(struct sb *b, const char *fmt, ...) {
 /* The text, or "" when nothing was appended (still owned by b). */
 static const char *sb_str(const struct sb *b) { return b->m.p ? b->m.p : ""; }
 
+/* Frees the text (b itself is the caller's). */
 static void sb_free(struct sb *b) { mx_bytes_free(&b->m); }
 
 /* ---- the converter's state ---------------------------------------------------------------- */
@@ -208,6 +211,7 @@ static int fail(struct conv *c, int rc, const char *fmt, ...) {
     return rc;
 }
 
+/* An allocation failed: MX_ENOMEM recorded. */
 static int oom(struct conv *c) { return fail(c, MX_ENOMEM, "out of memory"); }
 
 /* Where we are, for messages: the JSON pointer, or "/" for the top. */
@@ -236,11 +240,13 @@ static size_t path_push(struct conv *c, const char *seg) {
     return old;
 }
 
+/* Back to the path as it was before path_push returned old. */
 static void path_pop(struct conv *c, size_t old) {
     c->path_n = old;
     c->path[old] = 0;
 }
 
+/* path_push of "/key/i" (an array member: /anyOf/2); returns the old length. */
 static size_t path_push_index(struct conv *c, const char *key, size_t i) {
     char seg[32];
     snprintf(seg, sizeof seg, "%zu", i);
@@ -265,6 +271,7 @@ static void clean_name(const char *in, char *out, size_t size) {
     out[n] = 0;
 }
 
+/* The rule named name, or NULL (a linear search: schemas make tens to hundreds of rules). */
 static struct rule *find_rule(struct conv *c, const char *name) {
     for (size_t i = 0; i < c->n_r; i++)
         if (!strcmp(c->r[i].name, name))
@@ -506,6 +513,7 @@ static void put_int_range(struct sb *b, long long lo, long long hi) {
 
 /* ---- the visitor ---------------------------------------------------------------------------- */
 
+/* the visitor's two entry points, defined at the end (they recurse through the rest) */
 static const char *visit(struct conv *c, json_t *s, const char *name);
 static int visit_body(struct conv *c, json_t *s, const char *name, struct sb *body);
 
@@ -524,6 +532,7 @@ static const char *const annotation_keywords[] = {
     "contentEncoding", "$vocabulary",
 };
 
+/* True when k is one of list[0..n). */
 static bool in_list(const char *k, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strcmp(k, list[i]))
@@ -533,6 +542,7 @@ static bool in_list(const char *k, const char *const *list, size_t n) {
 
 #define IN(k, list) in_list(k, list, sizeof list / sizeof list[0])
 
+/* True for a keyword that only describes. */
 static bool is_annotation(const char *k) { return IN(k, annotation_keywords); }
 
 /* Refuses the keywords of s that the grammar cannot follow. Returns 0 or MX_EUNSUP. */
@@ -822,6 +832,7 @@ static bool has_type(const json_t *v, const char *t) {
     return false;
 }
 
+/* True for the seven JSON Schema type names. */
 static bool known_type(const char *t) {
     static const char *const types[] = {"integer", "number", "string", "boolean", "null",
                                         "object", "array"};
@@ -891,6 +902,7 @@ struct trie {
     struct trie *next;     /* next sibling (owned by the parent's list) */
 };
 
+/* Frees t, its siblings after it and everything below them (NULL ok). */
 static void trie_free(struct trie *t) {
     while (t) {
         struct trie *n = t->next;
@@ -1163,6 +1175,8 @@ done:
 
 /* ---- arrays ------------------------------------------------------------------------------ */
 
+/* An array: a tuple (prefixItems, or draft 7's items list) then the rest (items, or
+ * additionalItems), counted by minItems / maxItems. */
 static int visit_array(struct conv *c, json_t *s, const char *name, struct sb *body) {
     json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
     json_t *rest = NULL; /* the schema of the items after the tuple; NULL: none after it */
@@ -1258,6 +1272,7 @@ static int visit_pattern(struct conv *c, json_t *s, struct sb *body) {
 
 /* ---- strings, numbers ------------------------------------------------------------------------ */
 
+/* A string: a pattern, a format, lengths, or any. */
 static int visit_string(struct conv *c, json_t *s, struct sb *body) {
     json_t *fmt = json_object_get(s, "format"), *pat = json_object_get(s, "pattern");
     long min, max;
@@ -1317,8 +1332,8 @@ static int get_bound(struct conv *c, json_t *s, const char *key, bool *has, doub
     if (!json_is_number(j) || !isfinite(json_number_value(j)))
         return fail(c, MX_EFORMAT, "'%s' at %s is not a number", key, here(c));
     *v = json_number_value(j);
-    if (fabs(*v) > (double)INT_LIMIT)
-        return fail(c, MX_EUNSUP, "'%s' at %s is beyond +-1e18", key, here(c));
+    if (fabs(*v) > 9007199254740991.0) /* 2^53 - 1: whole numbers stay exact as doubles */
+        return fail(c, MX_EUNSUP, "'%s' at %s is beyond +-(2^53 - 1)", key, here(c));
     *has = true;
     return 0;
 }

@@ -44,6 +44,7 @@ struct cpset {
     bool full;   /* more than 64 ranges were added (refused) */
 };
 
+/* Adds lo..hi (unsorted until cpset_norm; past 64 ranges the set is marked full). */
 static void cpset_add(struct cpset *s, uint32_t lo, uint32_t hi) {
     if (s->n == 64) {
         s->full = true;
@@ -109,6 +110,7 @@ static void out_n(struct rx *x, const char *s, size_t n) {
         x->oom = true;
 }
 
+/* Appends the C string s. */
 static void out_s(struct rx *x, const char *s) { out_n(x, s, strlen(s)); }
 
 static void out_f(struct rx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -339,6 +341,7 @@ static int rx_class(struct rx *x) {
     return put_cpset(x, &inv);
 }
 
+/* alternation: defined below, used by groups */
 static int rx_alt(struct rx *x);
 
 /* A quantifier after an atom: appends its GBNF form. Returns 0 or an error. */
@@ -462,6 +465,7 @@ static int rx_seq(struct rx *x) {
     return 0;
 }
 
+/* Alternatives separated by '|' up to ')' or the end. */
 static int rx_alt(struct rx *x) {
     for (;;) {
         if (rx_seq(x))
