@@ -347,42 +347,63 @@ static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *i
     return false;
 }
 
-/* Reads the GBNF file path and gives it the vocabulary's pieces (raw bytes, as the stream
- * detokenizer produces them before its first-piece space strip). Returns 0 with *out (caller
- * frees), or an error in err (MX_EIO / MX_ENOENT reading, MX_EFORMAT "file:line:col: ...",
- * MX_ENOMEM). */
-static int load_grammar(const struct mx_llm *L, const char *path, struct mx_grammar **out,
-                        struct mx_err *err) {
-    struct mx_grammar *g = NULL;
-    char *text = NULL, *piece = NULL;
-    size_t len = 0, cap = 0, pcap = 256;
+/* Reads a whole file into *text (caller frees). Returns 0, or MX_ENOENT / MX_EIO / MX_ENOMEM
+ * with the path in err. */
+static int read_grammar_file(const char *path, char **text, size_t *len, struct mx_err *err) {
+    size_t cap = 0;
     int rc = 0;
-    *out = NULL;
+    *text = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return mx_err_set(err, MX_ENOENT, "%s: cannot open the grammar", path);
     for (;;) {
-        if (len + 4096 > cap) {
-            char *t = realloc(text, cap = cap * 2 + 8192);
+        if (*len + 4096 > cap) {
+            char *t = realloc(*text, cap = cap * 2 + 8192);
             if (!t) {
                 rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
-                goto done;
+                break;
             }
-            text = t;
+            *text = t;
         }
-        size_t k = fread(text + len, 1, cap - len, f);
-        len += k;
+        size_t k = fread(*text + *len, 1, cap - *len, f);
+        *len += k;
         if (k == 0)
             break;
     }
-    if (ferror(f)) {
+    if (rc == 0 && ferror(f))
         rc = mx_err_set(err, MX_EIO, "%s: read error", path);
-        goto done;
+    fclose(f);
+    if (rc < 0) {
+        free(*text);
+        *text = NULL;
     }
-    if ((rc = mx_grammar_parse(text, len, path, &g, err)) < 0)
+    return rc;
+}
+
+/* The settings' grammar (s->grammar_text, else the file s->grammar) with the vocabulary's
+ * pieces (raw bytes, as the stream detokenizer produces them before its first-piece space
+ * strip). Returns 0 with *out (caller frees), or an error in err (MX_EIO / MX_ENOENT reading,
+ * MX_EFORMAT "name:line:col: ...", MX_ENOMEM). */
+static int load_grammar(const struct mx_llm *L, const struct mx_gen_settings *s,
+                        struct mx_grammar **out, struct mx_err *err) {
+    struct mx_grammar *g = NULL;
+    char *file_text = NULL, *piece = NULL;
+    const char *name = s->grammar_text ? (s->grammar_name ? s->grammar_name : "grammar")
+                                       : s->grammar;
+    const char *text = s->grammar_text;
+    size_t len = text ? strlen(text) : 0, pcap = 256;
+    int rc = 0;
+    *out = NULL;
+    if (!text) {
+        if ((rc = read_grammar_file(s->grammar, &file_text, &len, err)) < 0)
+            return rc;
+        text = file_text;
+    }
+    if ((rc = mx_grammar_parse(text, len, name, &g, err)) < 0)
         goto done;
     if ((rc = mx_grammar_vocab_init(g, L->n_vocab)) < 0 || !(piece = malloc(pcap))) {
-        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory for the vocabulary", path);
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory for the vocabulary", name);
         goto done;
     }
     for (int32_t id = 0; id < L->n_vocab; id++) {
@@ -390,7 +411,7 @@ static int load_grammar(const struct mx_llm *L, const char *path, struct mx_gram
         if (n > (int)pcap) {
             char *p = realloc(piece, pcap = (size_t)n);
             if (!p) {
-                rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+                rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", name);
                 goto done;
             }
             piece = p;
@@ -400,23 +421,22 @@ static int load_grammar(const struct mx_llm *L, const char *path, struct mx_gram
             n = 0;
         if ((rc = mx_grammar_vocab_set(g, id, piece, (size_t)n,
                                        mx_tokenizer_is_eog(L->tok, id))) < 0) {
-            mx_err_set(err, rc, "%s: cannot set token %d", path, (int)id);
+            mx_err_set(err, rc, "%s: cannot set token %d", name, (int)id);
             goto done;
         }
     }
     *out = g;
     g = NULL;
 done:
-    fclose(f);
-    free(text);
+    free(file_text);
     free(piece);
     mx_grammar_free(g);
     return rc;
 }
 
 /* The sampler chain from the settings; impossible values (a session stored before they were
- * checked) fall back to "off" rather than failing a chat. With s->grammar, the chain is
- * constrained to it. */
+ * checked) fall back to "off" rather than failing a chat. With s->grammar_text or s->grammar,
+ * the chain is constrained to it. */
 static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
                         struct mx_sampler **out, struct mx_err *err) {
     struct mx_sampler_params p = s->sampling;
@@ -427,10 +447,10 @@ static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
     if (!(p.typical_p > 0))
         p.typical_p = 1.0f;
     int rc = mx_sampler_new_params(L->n_vocab, &p, out, err);
-    if (rc < 0 || !s->grammar || !s->grammar[0])
+    if (rc < 0 || ((!s->grammar || !s->grammar[0]) && !s->grammar_text))
         return rc;
     struct mx_grammar *g;
-    if ((rc = load_grammar(L, s->grammar, &g, err)) < 0) {
+    if ((rc = load_grammar(L, s, &g, err)) < 0) {
         mx_sampler_free(*out);
         *out = NULL;
         return rc;

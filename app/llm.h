@@ -43,6 +43,10 @@ struct mx_gen_settings {
     int n_keep;             /* tokens kept at the start when the context shifts (1: BOS) */
     const char *grammar;    /* a GBNF file the answer must follow (llama.cpp's dialect, see
                              * core/llm/grammar.h); NULL: unconstrained */
+    const char *grammar_text; /* GBNF text in memory (--json-schema, --json); used instead of
+                               * the file when set */
+    const char *grammar_name; /* what messages call grammar_text ("schema.json"); NULL:
+                               * "grammar" */
 };
 
 /* The defaults every front end starts from: automatic device, physical cores, the model's

@@ -43,6 +43,7 @@ static void usage(FILE *f) {
             "  --grammar FILE     also generate -n tokens (temperature 1) under this GBNF\n"
             "                     grammar: the grammar's cost per token and its share of a\n"
             "                     decode step\n"
+            "  --json-schema FILE the same under the grammar of this JSON Schema\n"
             "  -d, --sd-model CKPT  Stable Diffusion instead: text encoder s, s/step (cfg 7),\n"
             "                     VAE decode s, peak RSS (-r: runs, default 1; with more, the\n"
             "                     first is a warm-up)\n"
@@ -251,7 +252,7 @@ int mx_cmd_bench(int argc, char **argv) {
     o.quiet = true;
     long long n_prompt = 512, n_gen = 128, depth = 0, reps = -1, mem_mib = 1024;
     long long sd_w = 512, sd_h = 512, sd_steps = 2;
-    const char *sd_model = NULL, *grammar = NULL;
+    const char *sd_model = NULL, *grammar = NULL, *schema = NULL;
     bool json = false;
     const struct mx_cli_extra extra[] = {
         {"-p", "--n-prompt", MX_X_INT, &n_prompt, 0, 1 << 24},
@@ -261,6 +262,7 @@ int mx_cmd_bench(int argc, char **argv) {
         {NULL, "--mem-mib", MX_X_INT, &mem_mib, 0, 65536},
         {NULL, "--json", MX_X_FLAG, &json, 0, 0},
         {NULL, "--grammar", MX_X_STR, &grammar, 0, 0},
+        {NULL, "--json-schema", MX_X_STR, &schema, 0, 0},
         {"-d", "--sd-model", MX_X_STR, &sd_model, 0, 0},
         {"-W", "--width", MX_X_INT, &sd_w, 64, 4096},
         {"-H", "--height", MX_X_INT, &sd_h, 64, 4096},
@@ -270,6 +272,15 @@ int mx_cmd_bench(int argc, char **argv) {
                           sizeof extra / sizeof extra[0], usage);
     if (pr != 0)
         return pr > 0 ? 0 : 2;
+    if (schema && grammar) {
+        mx_cli_err("bench", "--grammar and --json-schema exclude each other");
+        return 2;
+    }
+    if (schema) { /* the grammar run takes the converted text (it wins over the file name) */
+        if (!(o.s.grammar_text = mx_cli_schema_gbnf("bench", schema)))
+            return 1;
+        o.s.grammar_name = grammar = schema;
+    }
     if (sd_model) {
         mx_cli_log_init(&o);
         return mx_bench_image(&o, sd_model, (int)sd_w, (int)sd_h, (int)sd_steps,

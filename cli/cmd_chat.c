@@ -75,6 +75,8 @@ int mx_cmd_chat(int argc, char **argv) {
                 mx_safe(graphics));
         return 2;
     }
+    if (mx_cli_grammar_setup("chat", &co))
+        return 1;
     o.settings = co.s;
     o.seed_fixed = co.seed_set;
     const char *model = co.model;
@@ -82,6 +84,13 @@ int mx_cmd_chat(int argc, char **argv) {
     int remote = mx_cli_remote_begin("chat", &co, &ro);
     if (remote < 0)
         return 2;
+    if (remote && (co.s.grammar || co.s.grammar_text)) {
+        /* the grammar stage runs in the local sampler; a server samples on its own */
+        mx_cli_err("chat", "--grammar, --json-schema and --json need a local model, not "
+                   "--remote");
+        mx_cli_remote_end();
+        return 2;
+    }
     if (list_models) {
         int st = 2;
         if (remote)

@@ -136,7 +136,14 @@ int mx_cmd_run(int argc, char **argv) {
     }
     if (!o.seed_set)
         o.s.sampling.seed = mx_gen_fresh_seed();
-    if (!remote && mx_cli_resolve_model("run", &o))
+    if (remote && (o.s.grammar || o.json || o.json_schema)) {
+        /* the grammar stage runs in the local sampler; a server samples on its own */
+        mx_cli_err("run", "--grammar, --json-schema and --json need a local model (-m), not "
+                   "--remote");
+        mx_cli_remote_end();
+        return 2;
+    }
+    if (mx_cli_grammar_setup("run", &o) || (!remote && mx_cli_resolve_model("run", &o)))
         return 1;
     mx_cli_log_init(&o);
 
@@ -236,7 +243,7 @@ int mx_cmd_run(int argc, char **argv) {
                     st.n_shifts, n_ctx);
         if (o.verbose)
             mx_cli_err("run", "seed %llu", (unsigned long long)o.s.sampling.seed);
-        if (o.s.grammar && st.n_generated)
+        if ((o.s.grammar || o.s.grammar_text) && st.n_generated)
             mx_cli_err("run", "grammar: %.1f us per token (%zu of %zu picks refused, then the "
                        "vocabulary was filtered)", st.grammar_s * 1e6 / (double)st.n_generated,
                        st.grammar_refused, st.n_generated);

@@ -15,6 +15,7 @@
 #include "core/base/log.h"
 #include "core/base/quant.h"
 #include "core/base/text.h"
+#include "core/llm/json_schema.h"
 #include "kernels/backend.h"
 #include "kernels/devices.h"
 #include "app/discover.h"
@@ -88,6 +89,11 @@ static const struct spec specs[] = {
      "stop before this text (up to 8 times)"},
     {NULL, "--grammar", NULL, K_STR, OFF(s.grammar), 0, 0, false, GEN, "FILE",
      "keep the answer inside this GBNF grammar (llama.cpp's .gbnf format; root is the start)"},
+    {NULL, "--json-schema", NULL, K_STR, OFF(json_schema), 0, 0, false, GEN, "FILE",
+     "keep the answer JSON that validates against this JSON Schema (types, properties, enum, "
+     "bounds, formats, pattern, anyOf, allOf, local $ref; other keywords are refused)"},
+    {NULL, "--json", NULL, K_ON, OFF(json), 0, 0, false, GEN, NULL,
+     "keep the answer one JSON object"},
     {NULL, "--ignore-eos", NULL, K_ON, OFF(s.ignore_eos), 0, 0, false, MX_CLI_RUN, NULL,
      "do not stop at end-of-generation tokens"},
     {NULL, "--keep", NULL, K_INT, OFF(s.n_keep), 0, 1 << 24, false, MX_CLI_RUN, "N",
@@ -348,6 +354,46 @@ int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx
         fprintf(stderr, "mixel%s%s: %s '%s' (see mixel%s%s --help)\n", SP(cmd),
                 a[0] == '-' ? "unknown option" : "unexpected argument", mx_safe(a), SP(cmd));
         return -1;
+    }
+    if (!!o->s.grammar + !!o->json_schema + o->json > 1) {
+        fprintf(stderr, "mixel%s%s: --grammar, --json-schema and --json exclude each other "
+                "(see mixel%s%s --help)\n", SP(cmd), SP(cmd));
+        return -1;
+    }
+    return 0;
+}
+
+const char *mx_cli_schema_gbnf(const char *cmd, const char *path) {
+    static char *kept[4]; /* reachable until exit: settings borrow the text */
+    static size_t n_kept;
+    char *text = NULL, *gbnf = NULL;
+    size_t len = 0;
+    if (mx_cli_read_file(path, cmd, &text, &len))
+        return NULL;
+    struct mx_err err = {0};
+    int rc = mx_json_schema_to_gbnf(text, len, &gbnf, &err);
+    free(text);
+    if (rc < 0) {
+        mx_cli_err(cmd, "%s: %s", path, mx_err_msg(&err, rc));
+        return NULL;
+    }
+    if (n_kept == sizeof kept / sizeof kept[0]) {
+        free(gbnf);
+        mx_cli_err(cmd, "%s: too many schemas", path);
+        return NULL;
+    }
+    kept[n_kept++] = gbnf;
+    return gbnf;
+}
+
+int mx_cli_grammar_setup(const char *cmd, struct mx_cli_opts *o) {
+    if (o->json) {
+        o->s.grammar_text = mx_json_any_gbnf();
+        o->s.grammar_name = "--json";
+    } else if (o->json_schema) {
+        if (!(o->s.grammar_text = mx_cli_schema_gbnf(cmd, o->json_schema)))
+            return 1;
+        o->s.grammar_name = o->json_schema;
     }
     return 0;
 }

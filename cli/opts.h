@@ -31,6 +31,9 @@ struct mx_cli_opts {
     int n_stops;                /* --stop strings in s.stop */
     const char *remote_url;     /* --remote: an OpenAI-compatible server's base URL, or NULL */
     const char *remote_model;   /* --remote-model: the server's model name, or NULL */
+    const char *json_schema;    /* --json-schema FILE (mx_cli_grammar_setup turns it into
+                                 * s.grammar_text) */
+    bool json;                  /* --json: the answer is one JSON object */
 };
 
 /* Defaults: mx_gen_settings_default. */
@@ -64,6 +67,17 @@ struct mx_cli_extra {
  * or the unknown argument and where to look (exit 2). cmd "" stands for the bare `mixel`. */
 int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx_cli_opts *o,
                  const struct mx_cli_extra *x, size_t n_x, void (*help)(FILE *f));
+
+/* --json-schema FILE / --json into o->s.grammar_text (the schema converted to GBNF, kept until
+ * the process ends; grammar_name says where it came from). Returns 0 (also when neither was
+ * given), or 1 after printing why not: the file cannot be read, is not JSON, or uses a keyword
+ * the conversion refuses ("mixel run: s.json: json schema: 'not' at /properties/a is not
+ * supported"). --grammar, --json-schema and --json exclude each other (mx_cli_parse says so). */
+int mx_cli_grammar_setup(const char *cmd, struct mx_cli_opts *o);
+
+/* The GBNF text of the JSON Schema file path (kept until the process ends), or NULL after
+ * printing why not (as mx_cli_grammar_setup). */
+const char *mx_cli_schema_gbnf(const char *cmd, const char *path);
 
 /* Prints the help lines of the common options of `who`. */
 void mx_cli_common_help(FILE *f, unsigned who);

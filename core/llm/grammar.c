@@ -384,6 +384,12 @@ static int run(struct mx_grammar *g, const char *bytes, size_t n, int32_t *res, 
         if (rem > 0) {
             if ((b & 0xc0) != 0x80)
                 return 0;
+            /* the first continuation byte rules out overlong forms (E0 80..9F, F0 80..8F),
+             * surrogates (ED A0..BF) and code points past U+10FFFF (F4 90..): text a decoder
+             * would show as U+FFFD; val < 0x10 with rem 2 means a 3-byte lead just came */
+            if ((rem == 3 && ((val == 0 && b < 0x90) || (val == 4 && b >= 0x90))) ||
+                (rem == 2 && val < 0x10 && ((val == 0 && b < 0xa0) || (val == 0xd && b >= 0xa0))))
+                return 0;
             val = val << 6 | (b & 0x3f);
             if (--rem > 0)
                 continue;
@@ -409,6 +415,12 @@ static int run(struct mx_grammar *g, const char *bytes, size_t n, int32_t *res, 
     }
     if (rem > 0) { /* an incomplete character: some stack must take some completion of it */
         uint32_t lo = val << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
+        if (rem == 3) /* right after a 4-byte lead: U+10000..U+10FFFF only */
+            lo = lo < 0x10000 ? 0x10000 : lo, hi = hi > 0x10ffff ? 0x10ffff : hi;
+        else if (rem == 2 && val < 0x10) /* after a 3-byte lead: no overlong, no surrogate */
+            lo = lo < 0x800 ? 0x800 : lo, hi = val == 0xd ? 0xd7ff : hi;
+        if (lo > hi)
+            return 0;
         const struct gset *s = &g->st[sid];
         bool ok = false;
         for (size_t i = 0; i < s->n && !ok; i++)
