@@ -487,21 +487,25 @@ static void test_bad_roles(void **state) {
         expect_fail(strict[i], late_system, 3, NULL, MX_EINVAL, NULL);
         expect_fail(strict[i], answer_first, 1, NULL, MX_EINVAL, NULL);
     }
-    /* Families without a tool role. */
-    expect_fail(MX_TMPL_ZEPHYR, tool_msg, 2, NULL, MX_EUNSUP, "tool");
-    expect_fail(MX_TMPL_PHI3, tool_msg, 2, NULL, MX_EUNSUP, "tool");
-    expect_fail(MX_TMPL_GEMMA, tool_msg, 2, NULL, MX_EUNSUP, "tool");
-    expect_fail(MX_TMPL_MISTRAL_V1, tool_msg, 2, NULL, MX_EUNSUP, "tool");
+    /* Families without a tool role write results as a user message (the generic convention,
+     * tests/test_tool_call.c); where roles must alternate, user + result is two users. */
+    expect_render(MX_TMPL_ZEPHYR, tool_msg, 2, false,
+                  "<|user|>\na</s>\n<|user|>\nTool result:\nr</s>\n", 0, false);
+    expect_render(MX_TMPL_PHI3, tool_msg, 2, false,
+                  "<|user|>\na<|end|>\n<|user|>\nTool result:\nr<|end|>\n<|endoftext|>", 0,
+                  false);
+    expect_fail(MX_TMPL_GEMMA, tool_msg, 2, NULL, MX_EINVAL, "alternate");
+    expect_fail(MX_TMPL_MISTRAL_V1, tool_msg, 2, NULL, MX_EINVAL, "alternate");
     /* ChatML and Llama 3 write any role by name, as their Jinja does. */
     expect_render(MX_TMPL_CHATML, tool_msg, 2, false,
                   "<|im_start|>user\na<|im_end|>\n<|im_start|>tool\nr<|im_end|>\n", 0, false);
     /* ChatML accepts free role order (no alternation rule in its template). */
     expect_render(MX_TMPL_CHATML, two_users, 2, false,
                   "<|im_start|>user\na<|im_end|>\n<|im_start|>user\nb<|im_end|>\n", 0, false);
-    /* Tool definitions on a family without tool syntax. */
+    /* Llama 3.1 puts the tools into the first user message: there must be one. */
     struct mx_tool_def td = {"f", "d", NULL};
     struct mx_tmpl_opts o = {.tools = &td, .n_tools = 1};
-    expect_fail(MX_TMPL_LLAMA3, two_users, 1, &o, MX_EUNSUP, "tool");
+    expect_fail(MX_TMPL_LLAMA3, answer_first, 1, &o, MX_EINVAL, "first user message");
 }
 
 /* NULL/empty input, bad enums, empty content, huge content. */

@@ -270,6 +270,7 @@ struct jparse {
     const char *s; /* text */
     size_t i;      /* cursor */
     struct sbuf *b;
+    int indent;    /* 0: one line with ", " and ": "; n: json.dumps(indent=n) layout */
 };
 
 #define JSON_MAX_DEPTH 64
@@ -314,6 +315,13 @@ static bool j_string(struct jparse *j) {
 
 static bool j_value(struct jparse *j, int depth);
 
+/* A line break and the indentation of nesting level `level` (json.dumps(indent=n)). */
+static void j_newline(struct jparse *j, int level) {
+    sb_put(j->b, "\n", 1);
+    for (int k = 0; k < level * j->indent; k++)
+        sb_put(j->b, " ", 1);
+}
+
 static bool j_container(struct jparse *j, int depth, char open, char close) {
     bool first = true;
     if (depth >= JSON_MAX_DEPTH)
@@ -328,7 +336,9 @@ static bool j_container(struct jparse *j, int depth, char open, char close) {
     }
     for (;;) {
         if (!first)
-            sb_put(j->b, ", ", 2);
+            sb_put(j->b, j->indent ? "," : ", ", j->indent ? 1 : 2);
+        if (j->indent)
+            j_newline(j, depth + 1);
         first = false;
         j_ws(j);
         if (open == '{') {
@@ -350,6 +360,8 @@ static bool j_container(struct jparse *j, int depth, char open, char close) {
         }
         if (j->s[j->i] == close) {
             j->i++;
+            if (j->indent)
+                j_newline(j, depth);
             sb_put(j->b, &close, 1);
             return true;
         }
@@ -407,10 +419,12 @@ static bool j_value(struct jparse *j, int depth) {
     return true;
 }
 
-/* Appends text (a JSON value) re-laid-out; NULL appends "{}". Returns 0 or MX_EINVAL with the
- * byte offset of the first error; b is left with a partial value on error (caller fails). */
-static int sb_put_json(struct sbuf *b, const char *text, const char *what, struct mx_err *err) {
-    struct jparse j = {text ? text : "{}", 0, b};
+/* Appends text (a JSON value) re-laid-out (indent as in struct jparse); NULL appends "{}".
+ * Returns 0 or MX_EINVAL with the byte offset of the first error; b is left with a partial
+ * value on error (caller fails). */
+static int sb_put_json_indent(struct sbuf *b, const char *text, int indent, const char *what,
+                              struct mx_err *err) {
+    struct jparse j = {text ? text : "{}", 0, b, indent};
     j_ws(&j);
     bool ok = j_value(&j, 0);
     if (ok) {
@@ -420,6 +434,11 @@ static int sb_put_json(struct sbuf *b, const char *text, const char *what, struc
     if (!ok)
         return mx_err_set(err, MX_EINVAL, "%s: not valid JSON (at byte %zu)", what, j.i);
     return 0;
+}
+
+/* Appends text (a JSON value) as `tojson` writes it: one line, ", " and ": ". */
+static int sb_put_json(struct sbuf *b, const char *text, const char *what, struct mx_err *err) {
+    return sb_put_json_indent(b, text, 0, what, err);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -891,6 +910,359 @@ static const struct mistral_style style_v7_tekken = {
 };
 
 /* ---------------------------------------------------------------------------------------------
+ * Tools outside the Mistral families: Llama 3.1 JSON calls, Hermes/Qwen <tool_call> blocks, and
+ * a generic JSON convention for the families whose templates have no tool syntax.
+ */
+
+/* True when the conversation needs a family's tool layout: tools offered or calls in it. */
+static bool uses_tools(const struct rctx *c) {
+    if (c->o->n_tools > 0)
+        return true;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->m[i].n_tool_calls > 0)
+            return true;
+    return false;
+}
+
+/* Appends one tool as HF passes it to a template, {"type": "function", "function": {"name",
+ * "description", "parameters"}}, through `tojson` (indent 0) or `tojson(indent=n)`. */
+static int sb_put_tool_def(struct sbuf *b, const struct mx_tool_def *td, size_t t, int indent,
+                           struct mx_err *err) {
+    struct sbuf raw = {0};
+    int rc;
+    if (!td->name || !*td->name)
+        return mx_err_set(err, MX_EINVAL, "chat template: tool %zu has no name", t);
+    raw.max = b->max;
+    sb_puts(&raw, "{\"type\": \"function\", \"function\": {\"name\": ");
+    sb_put_json_string(&raw, td->name);
+    if (td->description) {
+        sb_puts(&raw, ", \"description\": ");
+        sb_put_json_string(&raw, td->description);
+    }
+    sb_puts(&raw, ", \"parameters\": ");
+    sb_puts(&raw, td->parameters ? td->parameters : "{}");
+    sb_puts(&raw, "}}");
+    if (raw.rc < 0) {
+        rc = mx_err_set(err, raw.rc, "chat template: tool %zu: out of memory", t);
+    } else {
+        rc = sb_put_json_indent(b, raw.p, indent, "chat template: tool parameters", err);
+    }
+    free(raw.p);
+    return rc;
+}
+
+/* The call id a tool message answers, looked up among the earlier assistant calls: the call's
+ * name, or NULL. */
+static const char *call_name_for(const struct mx_chat_msg *m, size_t upto, const char *id) {
+    if (!id)
+        return NULL;
+    for (size_t i = upto; i-- > 0;)
+        for (size_t t = 0; t < m[i].n_tool_calls; t++)
+            if (m[i].tool_calls[t].id && strcmp(m[i].tool_calls[t].id, id) == 0)
+                return m[i].tool_calls[t].name;
+    return NULL;
+}
+
+/* Llama 3.1 with tools. Ref: meta-llama/Llama-3.1-8B-Instruct chat_template (tools_in_user_message
+ * defaults to true, date_string to "26 Jul 2024", no builtin_tools):
+ *   bos_token; system message popped off the front (content|trim, else "");
+ *   '<|start_header_id|>system<|end_header_id|>\n\n' + ('Environment: ipython\n' if tools) +
+ *   'Cutting Knowledge Date: December 2023\n' + 'Today Date: ' + date_string + '\n\n' +
+ *   system_message + '<|eot_id|>';
+ *   if tools: the first user message is popped and written as '<|start_header_id|>user
+ *   <|end_header_id|>\n\n' + 'Given the following functions, please respond with a JSON for a
+ *   function call ' + 'with its proper arguments that best answers the given prompt.\n\n' +
+ *   'Respond in the format {"name": function name, "parameters": dictionary of argument name
+ *   and its value}.' + 'Do not use variables.\n\n' + for each tool: t|tojson(indent=4) +
+ *   '\n\n' + first_user_message|trim + '<|eot_id|>';
+ *   messages: plain ones as in Llama 3; with tool_calls (exactly one): assistant header +
+ *   '{"name": "' + name + '", ' + '"parameters": ' + arguments|tojson + '}' + '<|eot_id|>';
+ *   tool/ipython: '<|start_header_id|>ipython<|end_header_id|>\n\n' + content|tojson (a string
+ *   is "iterable" in Jinja, so the content is written as a JSON string) + '<|eot_id|>'.
+ * Deviation: the template raises on several calls in one message; we write each call as its own
+ * assistant turn, so a turn with parallel calls still renders. */
+static int render_llama31_tools(struct rctx *c) {
+    size_t i = 0;
+    int rc = check_system_first(c->fam, c->m, c->n, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    sb_puts(c->b, "<|start_header_id|>system<|end_header_id|>\n\n");
+    if (c->o->n_tools > 0)
+        sb_puts(c->b, "Environment: ipython\n");
+    sb_puts(c->b, "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    if (c->m[0].role == MX_ROLE_SYSTEM)
+        sb_put_trimmed(c->b, c->m[i++].content);
+    sb_puts(c->b, "<|eot_id|>");
+    if (c->o->n_tools > 0) {
+        if (i >= c->n || c->m[i].role != MX_ROLE_USER)
+            return mx_err_set(c->err, MX_EINVAL,
+                              "chat template %s: tools need a first user message to go in",
+                              c->fam);
+        sb_puts(c->b, "<|start_header_id|>user<|end_header_id|>\n\n"
+                      "Given the following functions, please respond with a JSON for a function "
+                      "call with its proper arguments that best answers the given prompt.\n\n"
+                      "Respond in the format {\"name\": function name, \"parameters\": "
+                      "dictionary of argument name and its value}.Do not use variables.\n\n");
+        for (size_t t = 0; t < c->o->n_tools; t++) {
+            if ((rc = sb_put_tool_def(c->b, &c->o->tools[t], t, 4, c->err)) < 0)
+                return rc;
+            sb_puts(c->b, "\n\n");
+        }
+        sb_put_trimmed(c->b, c->m[i++].content);
+        sb_puts(c->b, "<|eot_id|>");
+    }
+    for (; i < c->n; i++) {
+        const struct mx_chat_msg *msg = &c->m[i];
+        if (msg->role == MX_ROLE_TOOL) {
+            sb_puts(c->b, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            sb_put_json_string(c->b, msg->content);
+            sb_puts(c->b, "<|eot_id|>");
+        } else if (msg->n_tool_calls > 0) {
+            for (size_t t = 0; t < msg->n_tool_calls; t++) {
+                const struct mx_tool_call *tc = &msg->tool_calls[t];
+                if (!tc->name)
+                    return mx_err_set(c->err, MX_EINVAL,
+                                      "chat template: message %zu: tool call without a name", i);
+                sb_puts(c->b, "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"");
+                sb_puts(c->b, tc->name); /* concatenated, unescaped, as the template does */
+                sb_puts(c->b, "\", \"parameters\": ");
+                rc = sb_put_json(c->b, tc->arguments, "chat template: tool call arguments",
+                                 c->err);
+                if (rc < 0)
+                    return rc;
+                sb_puts(c->b, "}<|eot_id|>");
+            }
+        } else {
+            sb_puts(c->b, "<|start_header_id|>");
+            sb_puts(c->b, mx_role_name(msg->role));
+            sb_puts(c->b, "<|end_header_id|>\n\n");
+            sb_put_trimmed(c->b, msg->content);
+            sb_puts(c->b, "<|eot_id|>");
+        }
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return 0;
+}
+
+/* ChatML with tools, the Hermes-2-Pro convention. Ref: Qwen/Qwen2.5-7B-Instruct chat_template:
+ *   if tools: '<|im_start|>system\n' + (messages[0].content if system else Qwen's default
+ *   prompt) + '\n\n# Tools\n\nYou may call one or more functions to assist with the user
+ *   query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n
+ *   <tools>' + for each tool '\n' + tool|tojson + '\n</tools>\n\nFor each function call, return
+ *   a json object with function name and arguments within <tool_call></tool_call> XML tags:\n
+ *   <tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>
+ *   <|im_end|>\n'; else the system message as a plain turn (or Qwen's default);
+ *   user, later system, assistant without calls: '<|im_start|>' + role + '\n' + content +
+ *   '<|im_end|>\n'; assistant with calls: '<|im_start|>assistant' + ('\n' + content if content)
+ *   + for each call '\n<tool_call>\n{"name": "' + name + '", "arguments": ' + arguments|tojson +
+ *   '}\n</tool_call>' + '<|im_end|>\n'; tool: '<|im_start|>user' before the first of a run of
+ *   tool messages, '\n<tool_response>\n' + content + '\n</tool_response>', '<|im_end|>\n' after
+ *   the last of the run; generation prompt '<|im_start|>assistant\n'.
+ * Deviation: no Qwen default system prompt (ChatML models are not all Qwen): without a system
+ * message the tools block starts the system turn ("# Tools..."), and no system turn is written
+ * when there are no tools. */
+static int render_hermes_tools(struct rctx *c) {
+    size_t i = 0;
+    int rc;
+    if (c->o->n_tools > 0) {
+        sb_puts(c->b, "<|im_start|>system\n");
+        if (c->m[0].role == MX_ROLE_SYSTEM) {
+            sb_puts(c->b, c->m[i++].content);
+            sb_puts(c->b, "\n\n");
+        }
+        sb_puts(c->b, "# Tools\n\nYou may call one or more functions to assist with the user "
+                      "query.\n\nYou are provided with function signatures within <tools></tools>"
+                      " XML tags:\n<tools>");
+        for (size_t t = 0; t < c->o->n_tools; t++) {
+            sb_puts(c->b, "\n");
+            if ((rc = sb_put_tool_def(c->b, &c->o->tools[t], t, 0, c->err)) < 0)
+                return rc;
+        }
+        sb_puts(c->b, "\n</tools>\n\nFor each function call, return a json object with function "
+                      "name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+                      "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n"
+                      "</tool_call><|im_end|>\n");
+    }
+    for (; i < c->n; i++) {
+        const struct mx_chat_msg *msg = &c->m[i];
+        if (msg->role == MX_ROLE_TOOL) {
+            if (i == 0 || c->m[i - 1].role != MX_ROLE_TOOL)
+                sb_puts(c->b, "<|im_start|>user");
+            sb_puts(c->b, "\n<tool_response>\n");
+            sb_puts(c->b, msg->content);
+            sb_puts(c->b, "\n</tool_response>");
+            if (i + 1 == c->n || c->m[i + 1].role != MX_ROLE_TOOL)
+                sb_puts(c->b, "<|im_end|>\n");
+        } else if (msg->n_tool_calls > 0) {
+            sb_puts(c->b, "<|im_start|>assistant");
+            if (msg->content && *msg->content) {
+                sb_puts(c->b, "\n");
+                sb_puts(c->b, msg->content);
+            }
+            for (size_t t = 0; t < msg->n_tool_calls; t++) {
+                const struct mx_tool_call *tc = &msg->tool_calls[t];
+                if (!tc->name)
+                    return mx_err_set(c->err, MX_EINVAL,
+                                      "chat template: message %zu: tool call without a name", i);
+                sb_puts(c->b, "\n<tool_call>\n{\"name\": \"");
+                sb_puts(c->b, tc->name); /* concatenated, unescaped, as the template does */
+                sb_puts(c->b, "\", \"arguments\": ");
+                rc = sb_put_json(c->b, tc->arguments, "chat template: tool call arguments",
+                                 c->err);
+                if (rc < 0)
+                    return rc;
+                sb_puts(c->b, "}\n</tool_call>");
+            }
+            sb_puts(c->b, "<|im_end|>\n");
+        } else {
+            sb_puts(c->b, "<|im_start|>");
+            sb_puts(c->b, mx_role_name(msg->role));
+            sb_puts(c->b, "\n");
+            sb_puts(c->b, msg->content);
+            sb_puts(c->b, "<|im_end|>\n");
+        }
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|im_start|>assistant\n");
+    return 0;
+}
+
+/* The generic JSON convention (mixel's own; these families' templates have no tool syntax):
+ * the tools and the reply format go into the system message, calls are the assistant's text, and
+ * results come back as a user message the family can render.
+ *   system: (the caller's system text + '\n\n' if any) + GENERIC_INTRO + one line per
+ *     tool (tool|tojson) + GENERIC_FORMAT
+ *   assistant with calls: (content|trim + '\n' if content) + '{"tool_calls": [' + for each call
+ *     '{"name": ' + name|tojson + ', "arguments": ' + arguments|tojson + '}' joined by ', ' + ']}'
+ *   a run of tool messages: one user message, each result 'Result of NAME:\n' + content (or
+ *     'Tool result:\n' when the call is not found), joined by '\n\n'.
+ * The rewritten conversation is then rendered by the family's own renderer. */
+#define GENERIC_INTRO                                                                          \
+    "# Tools\n\nYou can call these tools (JSON schemas of their arguments):\n"
+#define GENERIC_FORMAT                                                                         \
+    "\nTo call tools, reply with only this JSON and nothing else:\n"                            \
+    "{\"tool_calls\": [{\"name\": <tool name>, \"arguments\": <arguments as a JSON object>}]}\n" \
+    "The results come back in the next message."
+
+/* Owned strings of a rewritten conversation. */
+struct generic_conv {
+    struct mx_chat_msg *m; /* [n] messages; content points into texts[] or the caller's */
+    size_t n;
+    char **texts;          /* [n_texts] owned strings */
+    size_t n_texts;
+};
+
+static void generic_conv_free(struct generic_conv *g) {
+    for (size_t i = 0; i < g->n_texts; i++)
+        free(g->texts[i]);
+    free(g->texts);
+    free(g->m);
+    memset(g, 0, sizeof(*g));
+}
+
+/* Takes ownership of the buffer's text as the content of message g->m[g->n - 1]. */
+static int generic_take(struct generic_conv *g, struct sbuf *b, struct mx_err *err) {
+    if (b->rc < 0) {
+        int rc = b->rc;
+        free(b->p);
+        memset(b, 0, sizeof(*b));
+        return mx_err_set(err, rc, "chat template: tool conversation too long or out of memory");
+    }
+    if (!b->p && !(b->p = calloc(1, 1)))
+        return mx_err_set(err, MX_ENOMEM, "chat template: out of memory");
+    g->texts[g->n_texts++] = b->p;
+    g->m[g->n - 1].content = b->p;
+    memset(b, 0, sizeof(*b));
+    return 0;
+}
+
+/* Rewrites c's conversation with the generic convention into g (caller frees g even on
+ * error). */
+static int generic_rewrite(const struct rctx *c, struct generic_conv *g) {
+    const struct mx_chat_msg *m = c->m;
+    struct sbuf b = {0};
+    int rc = 0;
+    memset(g, 0, sizeof(*g));
+    g->m = calloc(c->n + 1, sizeof(*g->m));
+    g->texts = calloc(c->n + 1, sizeof(*g->texts));
+    if (!g->m || !g->texts)
+        return mx_err_set(c->err, MX_ENOMEM, "chat template: out of memory");
+    size_t i = 0;
+    if (c->o->n_tools > 0) {
+        b.max = c->b->max;
+        g->m[g->n++].role = MX_ROLE_SYSTEM;
+        if (m[0].role == MX_ROLE_SYSTEM) {
+            sb_puts(&b, m[i++].content);
+            sb_puts(&b, "\n\n");
+        }
+        sb_puts(&b, GENERIC_INTRO);
+        for (size_t t = 0; t < c->o->n_tools; t++) {
+            if ((rc = sb_put_tool_def(&b, &c->o->tools[t], t, 0, c->err)) < 0)
+                goto fail;
+            sb_puts(&b, "\n");
+        }
+        sb_puts(&b, GENERIC_FORMAT);
+        if ((rc = generic_take(g, &b, c->err)) < 0)
+            goto fail;
+    }
+    for (; i < c->n; i++) {
+        b.max = c->b->max;
+        if (m[i].role == MX_ROLE_TOOL) {
+            g->m[g->n++].role = MX_ROLE_USER;
+            for (; i < c->n && m[i].role == MX_ROLE_TOOL; i++) {
+                const char *name = call_name_for(m, i, m[i].tool_call_id);
+                if (b.len > 0)
+                    sb_puts(&b, "\n\n");
+                if (name) {
+                    sb_puts(&b, "Result of ");
+                    sb_puts(&b, name);
+                    sb_puts(&b, ":\n");
+                } else {
+                    sb_puts(&b, "Tool result:\n");
+                }
+                sb_puts(&b, m[i].content);
+            }
+            i--;
+            if ((rc = generic_take(g, &b, c->err)) < 0)
+                goto fail;
+        } else if (m[i].n_tool_calls > 0) {
+            g->m[g->n++].role = MX_ROLE_ASSISTANT;
+            if (m[i].content && *m[i].content) {
+                sb_put_trimmed(&b, m[i].content);
+                sb_puts(&b, "\n");
+            }
+            sb_puts(&b, "{\"tool_calls\": [");
+            for (size_t t = 0; t < m[i].n_tool_calls; t++) {
+                const struct mx_tool_call *tc = &m[i].tool_calls[t];
+                if (!tc->name) {
+                    rc = mx_err_set(c->err, MX_EINVAL,
+                                    "chat template: message %zu: tool call without a name", i);
+                    goto fail;
+                }
+                sb_puts(&b, t ? ", {\"name\": " : "{\"name\": ");
+                sb_put_json_string(&b, tc->name);
+                sb_puts(&b, ", \"arguments\": ");
+                rc = sb_put_json(&b, tc->arguments, "chat template: tool call arguments", c->err);
+                if (rc < 0)
+                    goto fail;
+                sb_puts(&b, "}");
+            }
+            sb_puts(&b, "]}");
+            if ((rc = generic_take(g, &b, c->err)) < 0)
+                goto fail;
+        } else {
+            g->m[g->n++] = m[i];
+        }
+    }
+    return 0;
+fail:
+    free(b.p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Entry point
  */
 
@@ -960,6 +1332,34 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
     c.b = &b;
     c.err = err;
 
+    /* Tool traffic: Llama 3 and ChatML switch to their tool layouts, the families without tool
+     * syntax render a conversation rewritten with the generic convention. */
+    struct generic_conv gconv = {0};
+    struct mx_tmpl_opts gopts;
+    bool tool_role = false;
+    for (size_t i = 0; i < n_msgs; i++)
+        tool_role |= msgs[i].role == MX_ROLE_TOOL;
+    switch (kind) {
+    case MX_TMPL_MISTRAL_LEGACY: case MX_TMPL_MISTRAL_V1: case MX_TMPL_LLAMA2:
+    case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3:
+        if (!tool_role && !uses_tools(&c))
+            break;
+        rc = generic_rewrite(&c, &gconv);
+        if (rc < 0) {
+            generic_conv_free(&gconv);
+            free(b.p);
+            return rc;
+        }
+        gopts = *opts;
+        gopts.tools = NULL;
+        gopts.n_tools = 0;
+        c.o = &gopts;
+        c.m = gconv.m;
+        c.n = gconv.n;
+        break;
+    default: break;
+    }
+
     switch (kind) {
     case MX_TMPL_MISTRAL_LEGACY: rc = render_mistral_legacy(&c); break;
     case MX_TMPL_MISTRAL_V1: rc = render_mistral_v1(&c); break;
@@ -968,13 +1368,18 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
     case MX_TMPL_MISTRAL_V7: rc = render_mistral_tools(&c, &style_v7); break;
     case MX_TMPL_MISTRAL_V7_TEKKEN: rc = render_mistral_tools(&c, &style_v7_tekken); break;
     case MX_TMPL_LLAMA2: rc = render_llama2(&c); break;
-    case MX_TMPL_LLAMA3: rc = render_llama3(&c); break;
-    case MX_TMPL_CHATML: rc = render_chatml(&c); break;
+    case MX_TMPL_LLAMA3:
+        rc = uses_tools(&c) ? render_llama31_tools(&c) : render_llama3(&c);
+        break;
+    case MX_TMPL_CHATML:
+        rc = uses_tools(&c) ? render_hermes_tools(&c) : render_chatml(&c);
+        break;
     case MX_TMPL_ZEPHYR: rc = render_zephyr(&c); break;
     case MX_TMPL_GEMMA: rc = render_gemma(&c); break;
     case MX_TMPL_PHI3: rc = render_phi3(&c); break;
     default: rc = MX_EINVAL; break;
     }
+    generic_conv_free(&gconv);
     if (rc == 0 && b.rc < 0) {
         rc = b.rc;
         if (rc == MX_ERANGE)

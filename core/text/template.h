@@ -22,8 +22,23 @@
  *   prepend it to the first user message with "\n\n", as Mistral's later v1 template does.
  * - mistral-v7-tekken (Mistral Small 3.1) injects a dated default system prompt when none is
  *   given; we render no system block instead (the caller passes its own system prompt).
- * - Roles a template silently skips (tool messages in Zephyr/Phi-3, ...) are an MX_EUNSUP error,
- *   so a tool result never vanishes from the prompt unnoticed.
+ * - Roles a template silently skips are an MX_EUNSUP error, so a message never vanishes from the
+ *   prompt unnoticed.
+ *
+ * Tools (opts->tools, assistant tool_calls, tool messages), per family:
+ * - mistral-v3/-v3-tekken/-v7/-v7-tekken: [AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS] as
+ *   their templates write them.
+ * - llama3: the Llama 3.1 template's JSON tool calling (tools in the first user message, calls
+ *   {"name": .., "parameters": ..}, results in "ipython" turns), used as soon as tools are
+ *   offered or a message carries calls; several calls in one message become one assistant turn
+ *   each (the template raises on them).
+ * - chatml: the Hermes-2-Pro / Qwen2.5 convention (<tools> in the system turn, <tool_call> and
+ *   <tool_response> blocks), without Qwen's default system prompt.
+ * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3 (no tool syntax): mixel's generic
+ *   JSON convention: the tools and the reply format {"tool_calls": [{"name": .., "arguments":
+ *   {..}}]} in the system message, calls as the assistant's text, results as a user message.
+ * core/text/tool_call.h parses each family's calls out of an answer and builds the grammar that
+ * constrains them.
  */
 #ifndef MX_TEMPLATE_H
 #define MX_TEMPLATE_H
@@ -59,7 +74,8 @@ enum mx_tmpl_kind {
 
 #include "core/base/role.h" /* enum mx_role */
 
-/* One tool call made by the assistant (Mistral v3/v7 [TOOL_CALLS]). Strings borrowed. */
+/* One tool call made by the assistant. Strings borrowed (owned where mx_tool_calls_parse filled
+ * it, see core/text/tool_call.h). */
 struct mx_tool_call {
     const char *id;        /* call id: exactly 9 chars for v3, >= 9 for v7 (last 9 used) */
     const char *name;      /* function name */
@@ -75,7 +91,7 @@ struct mx_chat_msg {
     const char *tool_call_id;             /* tool messages: the call answered (Mistral v3/v7) */
 };
 
-/* A tool the model may call ([AVAILABLE_TOOLS]). Strings borrowed. */
+/* A tool the model may call. Strings borrowed. */
 struct mx_tool_def {
     const char *name;
     const char *description;
@@ -90,7 +106,7 @@ struct mx_tmpl_opts {
     bool add_generation_prompt; /* append the assistant header; Mistral and Llama-2 have
                                  * none (their text ends with [/INST]) and ignore it */
     bool model_add_bos;         /* tokenizer.ggml.add_bos_token (llama.cpp default: true) */
-    const struct mx_tool_def *tools; /* Mistral v3/v7 only; others fail with MX_EUNSUP */
+    const struct mx_tool_def *tools; /* tools offered to the model (see "Tools" above) */
     size_t n_tools;
     size_t max_len;             /* longest text accepted; 0: MX_TMPL_MAX_TEXT */
 };
