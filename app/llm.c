@@ -381,6 +381,23 @@ static int read_grammar_file(const char *path, char **text, size_t *len, struct 
     return rc;
 }
 
+/* The control token whose text is trigger (Mistral's [TOOL_CALLS]): its id, or -1 when the
+ * trigger is no such token (it then appears in the answer as ordinary text). */
+static int32_t trigger_token(const struct mx_llm *L, const char *trigger) {
+    char buf[64];
+    size_t tl = trigger ? strlen(trigger) : 0;
+    if (tl == 0 || tl > sizeof buf)
+        return -1;
+    for (int32_t id = 0; id < L->n_vocab; id++) {
+        if (mx_tokenizer_piece(L->tok, id, 0, buf, sizeof buf) != 0)
+            continue; /* an ordinary token: it has text of its own */
+        int n = mx_tokenizer_piece(L->tok, id, MX_DETOK_SPECIAL, buf, sizeof buf);
+        if (n == (int)tl && memcmp(buf, trigger, tl) == 0)
+            return id;
+    }
+    return -1;
+}
+
 /* The settings' grammar (s->grammar_text, else the file s->grammar) with the vocabulary's
  * pieces (raw bytes, as the stream detokenizer produces them before its first-piece space
  * strip). Returns 0 with *out (caller frees), or an error in err (MX_EIO / MX_ENOENT reading,
@@ -436,10 +453,12 @@ done:
 
 /* The sampler chain from the settings; impossible values (a session stored before they were
  * checked) fall back to "off" rather than failing a chat. With s->grammar_text or s->grammar,
- * the chain is constrained to it. */
+ * the chain is constrained to it, or (s->grammar_trigger) the grammar waits in *lazy for its
+ * trigger. */
 static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
-                        struct mx_sampler **out, struct mx_err *err) {
+                        struct mx_sampler **out, struct mx_grammar **lazy, struct mx_err *err) {
     struct mx_sampler_params p = s->sampling;
+    *lazy = NULL;
     if (!(p.top_p > 0))
         p.top_p = 1.0f;
     if (!(p.repeat_penalty > 0))
@@ -455,7 +474,64 @@ static int make_sampler(const struct mx_llm *L, const struct mx_gen_settings *s,
         *out = NULL;
         return rc;
     }
-    mx_sampler_set_grammar(*out, g);
+    if (s->grammar_trigger && s->grammar_trigger[0])
+        *lazy = g;
+    else
+        mx_sampler_set_grammar(*out, g);
+    return 0;
+}
+
+/* A lazy grammar's watch for its trigger: the raw text of the answer (the pieces the grammar
+ * sees), kept only as far back as a trigger could still start. */
+struct lazy_watch {
+    struct mx_grammar *g;   /* owned until it is handed to the sampler; NULL: none waiting */
+    const char *trigger;    /* borrowed from the settings */
+    size_t tl;              /* strlen(trigger) */
+    struct mx_bytes tail;   /* the answer's last bytes, fewer than tl unless a trigger is in */
+    char *piece;            /* scratch for a token's raw bytes */
+    size_t pcap;            /* bytes allocated at piece */
+};
+
+/* Feeds token id's raw bytes (text, when it is the trigger token) to the watch. When the
+ * trigger appears, the grammar accepts the text from the trigger's first byte and the sampler
+ * takes it over (*gram is set). Returns 0, or an error in err (the text after the trigger does
+ * not fit the grammar, MX_ENOMEM). */
+static int lazy_feed(struct lazy_watch *w, const struct mx_llm *L, struct mx_sampler *smp,
+                     int32_t id, const char *text, size_t n_text, struct mx_grammar **gram,
+                     struct mx_err *err) {
+    int n = (int)n_text;
+    if (!text) {
+        n = mx_tokenizer_piece(L->tok, id, 0, w->piece, w->pcap);
+        if (n > (int)w->pcap) {
+            char *p = realloc(w->piece, (size_t)n);
+            if (!p)
+                return mx_err_set(err, MX_ENOMEM, "grammar: out of memory");
+            w->piece = p;
+            w->pcap = (size_t)n;
+            n = mx_tokenizer_piece(L->tok, id, 0, w->piece, w->pcap);
+        }
+        text = w->piece;
+    }
+    if (n > 0 && mx_bytes_add(&w->tail, text, (size_t)n) < 0)
+        return mx_err_set(err, MX_ENOMEM, "grammar: out of memory");
+    const char *hit = w->tail.n >= w->tl ? memmem(w->tail.p, w->tail.n, w->trigger, w->tl) : NULL;
+    if (!hit) {
+        if (w->tail.n >= w->tl) { /* keep what could still begin the trigger */
+            size_t keep = w->tl - 1;
+            memmove(w->tail.p, w->tail.p + w->tail.n - keep, keep);
+            w->tail.n = keep;
+        }
+        return 0;
+    }
+    size_t off = (size_t)(hit - w->tail.p);
+    int rc = mx_grammar_accept(w->g, hit, w->tail.n - off);
+    if (rc < 0)
+        return mx_err_set(err, rc, "grammar: the text after the trigger '%.64s' does not fit the "
+                          "grammar ('%.*s')", w->trigger, (int)MX_MIN(w->tail.n - off, 64),
+                          hit);
+    mx_sampler_set_grammar(smp, w->g);
+    *gram = w->g;
+    w->g = NULL;
     return 0;
 }
 
@@ -486,11 +562,17 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
     struct mx_bytes hold = {0}; /* text generated but not yet emitted: the tail that may
                                  * still turn into a stop string */
     const size_t n_ctx = mx_llm_n_ctx(L);
-    int rc = make_sampler(L, s, &smp, err);
+    struct lazy_watch lazy = {0};
+    const char *trigger = s->grammar_trigger && s->grammar_trigger[0] ? s->grammar_trigger : NULL;
+    int rc = make_sampler(L, s, &smp, &lazy.g, err);
     st->n_generated = 0;
     st->end = MX_GEN_ERROR;
     if (rc < 0)
         return rc;
+    /* a control token that is the trigger is written into the answer as its text */
+    const int32_t trigger_id = trigger ? trigger_token(L, trigger) : -1;
+    lazy.trigger = trigger;
+    lazy.tl = trigger ? strlen(trigger) : 0;
     for (size_t i = 0; i < n_history; i++)
         mx_sampler_accept_prompt(smp, history[i]); /* the penalties' window sees the prompt */
     struct mx_grammar *gram = mx_sampler_grammar(smp);
@@ -527,6 +609,9 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
             mx_err_set(err, rc, "grammar: refused token %d it allowed", (int)id);
             break;
         }
+        if (lazy.g && (rc = lazy_feed(&lazy, L, smp, id, id == trigger_id ? trigger : NULL,
+                                      lazy.tl, &gram, err)) < 0)
+            break;
         /* the token goes into the cache before its text is shown: what the user saw is what the
          * next turn finds cached; in a full context that cannot shift it is the last one, shown
          * but not cached */
@@ -545,9 +630,14 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
             io->token(io->ud, id, st->n_generated);
         const char *piece;
         size_t np;
-        rc = mx_detok_stream_push(&ds, id, &piece, &np);
+        /* the trigger's control token: what the stream holds (a character cut short by it)
+         * comes out first, then the trigger's text */
+        rc = id == trigger_id ? mx_detok_stream_flush(&ds, &piece, &np)
+                              : mx_detok_stream_push(&ds, id, &piece, &np);
         if (rc == 0 && np)
             rc = mx_bytes_add(&hold, piece, np);
+        if (rc == 0 && id == trigger_id)
+            rc = mx_bytes_add(&hold, trigger, lazy.tl);
         if (rc < 0) {
             mx_err_set(err, rc, "detokenizer failed on token %d", (int)id);
             break;
@@ -587,6 +677,9 @@ int mx_llm_generate(struct mx_llm *L, const struct mx_gen_settings *s, const int
         st->grammar_refused = (size_t)gs.n_refused;
     }
     mx_bytes_free(&hold);
+    mx_bytes_free(&lazy.tail);
+    free(lazy.piece);
+    mx_grammar_free(lazy.g);
     mx_detok_stream_deinit(&ds);
     mx_sampler_free(smp);
     return rc < 0 ? rc : 0;

@@ -47,6 +47,14 @@ struct mx_gen_settings {
                                * the file when set */
     const char *grammar_name; /* what messages call grammar_text ("schema.json"); NULL:
                                * "grammar" */
+    const char *grammar_trigger; /* a lazy grammar: the answer is free text until this text
+                               * appears in it, then the grammar (whose sentences start with it)
+                               * constrains the rest, from the trigger's first byte on, as
+                               * llama.cpp's lazy grammars (tool calls: core/text/tool_call.h).
+                               * A control token whose text this is (Mistral's [TOOL_CALLS])
+                               * counts, and its text is written into the answer, with or
+                               * without a grammar. NULL: the grammar (if any) applies from the
+                               * first token */
 };
 
 /* The defaults every front end starts from: automatic device, physical cores, the model's
