@@ -628,7 +628,8 @@ static enum mx_gen_end gen(struct mx_gen_settings *s, const char *prompt, struct
 }
 
 /* A lazy grammar: free text until the first "e", then the grammar; the text before has no "e"
- * (the trigger), the rest follows the grammar and ends where it is finished. */
+ * (the trigger), the rest follows the grammar and ends where it is finished. The trigger is a
+ * letter so that an untrained model writes it, inside longer tokens too ("e" + "nd" in one). */
 static void test_lazy_trigger(void **state) {
     (void)state;
     if (!tiny)
@@ -640,7 +641,7 @@ static void test_lazy_trigger(void **state) {
         s.sampling.temp = 1.0f;
         s.sampling.seed = seed;
         s.n_predict = 120;
-        s.grammar_text = "root ::= \"e\" [^\\n0-9e]{0,12} \"=\" [0-9]{3}\n";
+        s.grammar_text = "root ::= \"e\" [^\\n0-9e\\x00]{0,12} \"=\" [0-9]{3}\n";
         s.grammar_name = "lazy";
         s.grammar_trigger = "e";
         struct mx_bytes out = {0};
@@ -649,7 +650,7 @@ static void test_lazy_trigger(void **state) {
         enum mx_gen_end end = gen(&s, "Once upon a time", &out, &e, &rc);
         if (rc != 0)
             fail_msg("seed %llu: %s", (unsigned long long)seed, e.msg);
-        const char *t = strchr(out.p, 'e');
+        const char *t = memchr(out.p, 'e', out.n); /* the free text may hold NUL bytes */
         printf("lazy, seed %llu: %s\n", (unsigned long long)seed, out.p);
         if (t) { /* triggered: the rest is a sentence of the grammar, generation ended there */
             size_t k = strcspn(t + 1, "="), cps = 0;
@@ -668,6 +669,47 @@ static void test_lazy_trigger(void **state) {
         mx_bytes_free(&out);
     }
     assert_true(constrained > 0);
+}
+
+/* A control token as the trigger (as [TOOL_CALLS] is in Mistral v3 vocabularies; here the
+ * tiny vocabulary's BOS "<s>", which an untrained model samples now and then): its text is
+ * written into the answer, and the grammar, which starts with that text, takes over after it. */
+static void test_control_token_trigger(void **state) {
+    (void)state;
+    if (!tiny)
+        mx_test_skip("the control-token trigger test needs ../shared/models/tiny-mixtral-f32.gguf");
+    size_t triggered = 0;
+    for (uint64_t seed = 1; seed <= 8 && triggered < 2; seed++) {
+        struct mx_gen_settings s;
+        mx_gen_settings_default(&s);
+        s.sampling.temp = 3.0f; /* flat enough that the rare BOS comes up */
+        s.sampling.seed = seed;
+        s.n_predict = 400;
+        s.ignore_eos = true;
+        s.sampling.top_k = 0; /* the whole vocabulary */
+        s.sampling.top_p = 1.0f;
+        s.sampling.min_p = 0.0f;
+        s.grammar_text = "root ::= \"<s>\" [0-9]{2}\n";
+        s.grammar_trigger = "<s>";
+        struct mx_bytes out = {0};
+        struct mx_err e = {0};
+        int rc;
+        enum mx_gen_end end = gen(&s, "Once upon a time", &out, &e, &rc);
+        if (rc != 0)
+            fail_msg("seed %llu: %s", (unsigned long long)seed, e.msg);
+        const char *t = memmem(out.p, out.n, "<s>", 3); /* the text may hold NUL bytes */
+        printf("control trigger, seed %llu (%s): %s\n", (unsigned long long)seed, mx_gen_end_name(end),
+               t ? t : "no <s>");
+        if (t) { /* the trigger's text, then the grammar's two digits and the end (or the
+                  * length limit came first) */
+            assert_int_equal(strspn(t + 3, "0123456789"), strlen(t + 3));
+            assert_true(strlen(t + 3) <= 2);
+            assert_true(end == MX_GEN_EOG ? strlen(t + 3) == 2 : end == MX_GEN_LENGTH);
+            triggered += end == MX_GEN_EOG;
+        }
+        mx_bytes_free(&out);
+    }
+    assert_true(triggered > 0);
 }
 
 /* The tool grammar from the first token (no trigger): every answer of the untrained model is a
@@ -740,6 +782,7 @@ int main(void) {
         cmocka_unit_test(test_grammar_walks),
         cmocka_unit_test(test_grammar_utf8_forms),
         cmocka_unit_test(test_lazy_trigger),
+        cmocka_unit_test(test_control_token_trigger),
         cmocka_unit_test(test_tool_grammar_model),
     };
     int failures = cmocka_run_group_tests(tests, NULL, NULL);
