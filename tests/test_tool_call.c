@@ -262,6 +262,12 @@ static void test_parse_mistral(void **state) {
     assert_int_equal(mx_tool_calls_parse(MX_TMPL_MISTRAL_V7_TEKKEN, tk, strlen(tk), &c, &e), 0);
     assert_string_equal(c.calls[1].id, "abc123XYZ");
     mx_tool_calls_free(&c);
+    /* numbers of any size, escaped names, arguments laid out on one line */
+    const char *want4[] = {"get_weather={\"x\": 1e99999, \"s\": \"a\\u00e9\"}"};
+    expect_calls(MX_TMPL_MISTRAL_V3,
+                 "[TOOL_CALLS] [{\"name\": \"get\\u005fweather\", \"arguments\": {\"x\":\n"
+                 "  1e99999 ,\"s\":\"a\\u00e9\"}}]",
+                 "", 1, want4);
     /* no marker: all text */
     expect_calls(MX_TMPL_MISTRAL_V7, "  Just text [TOOL] here. ", "Just text [TOOL] here.", 0,
                  NULL);
@@ -500,6 +506,12 @@ static size_t random_walk(struct mx_grammar *g, uint64_t *seed, char *out, size_
         }
         assert_true(k > 0); /* a grammar that is not complete always allows something */
         char ch = ok[mx_test_rand(seed) % (uint64_t)k];
+        /* now and then prefer a closing character, so that free strings end soon */
+        for (int i = 0; i < k && mx_test_rand(seed) % 4 == 0; i++)
+            if (strchr("\"}]", ok[i])) {
+                ch = ok[i];
+                break;
+            }
         assert_int_equal(mx_grammar_accept(g, &ch, 1), 0);
         out[n++] = ch;
     }
@@ -524,7 +536,7 @@ static void test_grammar_walks(void **state) {
         if (mx_grammar_parse(gbnf, strlen(gbnf), "tools", &g, &e) != 0)
             fail_msg("%s: %s\n%s", mx_tmpl_name(k), e.msg, gbnf);
         size_t seen[2] = {0, 0};
-        for (int w = 0; w < 200; w++) {
+        for (int w = 0; w < 100; w++) {
             char text[4096];
             mx_grammar_reset(g);
             size_t n = random_walk(g, &seed, text, sizeof text);
@@ -572,6 +584,110 @@ static void test_grammar_walks(void **state) {
     assert_false(mx_tool_name_valid(""));
     assert_false(mx_tool_name_valid("a\"b"));
     assert_true(mx_tool_name_valid("generate_image"));
+}
+
+/* Tools with real JSON schemas, through the converter (core/llm/json_schema.h). */
+static const struct mx_tool_def schema_tools[] = {
+    {"get_weather", "Get the weather", WEATHER_SCHEMA},
+    {"get_forecast", "Forecast",
+     "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\", "
+     "\"maxLength\": 12}, \"days\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 7}, "
+     "\"unit\": {\"enum\": [\"C\", \"F\"]}}, \"required\": [\"city\", \"days\"], "
+     "\"additionalProperties\": false}"},
+    {"ping", "No arguments", NULL},
+};
+
+/* Bounded arguments only, for an untrained model (an unbounded string may never close). */
+static const struct mx_tool_def model_tools[] = {
+    {"get_forecast", "Forecast", NULL /* schema_tools[1]'s, set where used */},
+    {"set_unit", "Unit",
+     "{\"type\": \"object\", \"properties\": {\"unit\": {\"enum\": [\"C\", \"F\"]}}, "
+     "\"required\": [\"unit\"], \"additionalProperties\": false}"},
+};
+
+/* The arguments validate against schema_tools' and model_tools' schemas (a validator for
+ * exactly these). */
+static void check_schema_args(const struct mx_tool_call *c) {
+    if (strcmp(c->name, "ping") == 0) { /* any object, numbers beyond a double's range too */
+        assert_int_equal(c->arguments[0], '{');
+        return;
+    }
+    json_t *a = json_loads(c->arguments, 0, NULL);
+    if (!json_is_object(a))
+        fail_msg("arguments '%s' are not an object", c->arguments);
+    if (strcmp(c->name, "get_weather") == 0) {
+        assert_true(json_is_string(json_object_get(a, "city")));
+    } else if (strcmp(c->name, "get_forecast") == 0) {
+        json_t *city = json_object_get(a, "city"), *days = json_object_get(a, "days");
+        json_t *unit = json_object_get(a, "unit");
+        assert_true(json_is_string(city));
+        const char *cs = json_string_value(city);
+        size_t cps = 0;
+        for (const char *p = cs; *p; p++)
+            cps += ((unsigned char)*p & 0xc0) != 0x80;
+        assert_true(cps <= 12);
+        assert_true(json_is_integer(days));
+        assert_true(json_integer_value(days) >= 1 && json_integer_value(days) <= 7);
+        if (unit) {
+            assert_true(json_is_string(unit));
+            assert_true(strcmp(json_string_value(unit), "C") == 0 ||
+                        strcmp(json_string_value(unit), "F") == 0);
+        }
+        assert_int_equal(json_object_size(a), 2 + (unit != NULL));
+    } else if (strcmp(c->name, "set_unit") == 0) {
+        json_t *unit = json_object_get(a, "unit");
+        assert_int_equal(json_object_size(a), 1);
+        assert_true(json_is_string(unit));
+        assert_true(strcmp(json_string_value(unit), "C") == 0 ||
+                    strcmp(json_string_value(unit), "F") == 0);
+    } else {
+        fail_msg("call to unknown tool '%s'", c->name);
+    }
+    json_decref(a);
+}
+
+static void test_grammar_schema_walks(void **state) {
+    (void)state;
+    static const enum mx_tmpl_kind kinds[] = {MX_TMPL_MISTRAL_V3, MX_TMPL_CHATML, MX_TMPL_LLAMA3,
+                                              MX_TMPL_GEMMA};
+    uint64_t seed = 11;
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        char *gbnf = NULL;
+        const char *trigger = NULL;
+        struct mx_err e = {0};
+        if (mx_tool_grammar(kinds[ki], schema_tools, 3, &gbnf, &trigger, &e) != 0)
+            fail_msg("%s: %s", mx_tmpl_name(kinds[ki]), e.msg);
+        struct mx_grammar *g = NULL;
+        if (mx_grammar_parse(gbnf, strlen(gbnf), "tools", &g, &e) != 0)
+            fail_msg("%s: %s\n%s", mx_tmpl_name(kinds[ki]), e.msg, gbnf);
+        size_t seen[3] = {0};
+        for (int w = 0; w < 40; w++) {
+            static char text[16384];
+            mx_grammar_reset(g);
+            size_t n = random_walk(g, &seed, text, sizeof text);
+            struct mx_tool_calls c;
+            if (mx_tool_calls_parse(kinds[ki], text, n, &c, &e) != 0 || c.n_calls == 0)
+                fail_msg("%s: walk '%s' is no call: %s", mx_tmpl_name(kinds[ki]), text, e.msg);
+            for (size_t i = 0; i < c.n_calls; i++) {
+                check_schema_args(&c.calls[i]);
+                for (int t = 0; t < 3; t++)
+                    seen[t] += strcmp(c.calls[i].name, schema_tools[t].name) == 0;
+            }
+            mx_tool_calls_free(&c);
+        }
+        assert_true(seen[0] && seen[1] && seen[2]);
+        mx_grammar_free(g);
+        free(gbnf);
+    }
+    /* a schema the converter refuses names the tool and the keyword */
+    const struct mx_tool_def bad[] = {{"f", "d", "{\"not\": {}}"}};
+    char *gbnf = NULL;
+    const char *trigger = NULL;
+    struct mx_err e = {0};
+    assert_int_equal(mx_tool_grammar(MX_TMPL_CHATML, bad, 1, &gbnf, &trigger, &e), MX_EUNSUP);
+    assert_non_null(strstr(e.msg, "tool 'f'"));
+    assert_non_null(strstr(e.msg, "not"));
+    assert_null(gbnf);
 }
 
 /* The grammar engine takes characters, not byte patterns: an overlong ',' (E0 80 AC, which the
@@ -712,8 +828,9 @@ static void test_control_token_trigger(void **state) {
     assert_true(triggered > 0);
 }
 
-/* The tool grammar from the first token (no trigger): every answer of the untrained model is a
- * call that parses, names a tool and carries valid arguments. */
+/* The tool grammar from the tools' JSON schemas, from the first token (no trigger): every
+ * answer of the untrained model is a call that parses, names a tool and carries arguments that
+ * validate. */
 static void test_tool_grammar_model(void **state) {
     (void)state;
     if (!tiny)
@@ -724,8 +841,10 @@ static void test_tool_grammar_model(void **state) {
         char *gbnf = NULL;
         const char *trigger = NULL;
         struct mx_err e = {0};
-        assert_int_equal(mx_tool_grammar_args(kinds[ki], tools, 2, args_gbnf, &gbnf, &trigger,
-                                              &e), 0);
+        struct mx_tool_def mt[2] = {model_tools[0], model_tools[1]};
+        mt[0].parameters = schema_tools[1].parameters;
+        if (mx_tool_grammar(kinds[ki], mt, 2, &gbnf, &trigger, &e) != 0)
+            fail_msg("%s: %s", mx_tmpl_name(kinds[ki]), e.msg);
         for (uint64_t seed = 1; seed <= 3; seed++) {
             struct mx_gen_settings s;
             mx_gen_settings_default(&s);
@@ -744,7 +863,7 @@ static void test_tool_grammar_model(void **state) {
                 fail_msg("%s seed %llu: '%s' is no call: %s", mx_tmpl_name(kinds[ki]),
                          (unsigned long long)seed, out.p, e.msg);
             for (size_t i = 0; i < c.n_calls; i++)
-                check_args(&c.calls[i]);
+                check_schema_args(&c.calls[i]);
             mx_tool_calls_free(&c);
             mx_bytes_free(&out);
         }
@@ -780,6 +899,7 @@ int main(void) {
         cmocka_unit_test(test_parse_random),
         cmocka_unit_test(test_text_len),
         cmocka_unit_test(test_grammar_walks),
+        cmocka_unit_test(test_grammar_schema_walks),
         cmocka_unit_test(test_grammar_utf8_forms),
         cmocka_unit_test(test_lazy_trigger),
         cmocka_unit_test(test_control_token_trigger),

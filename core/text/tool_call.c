@@ -1,15 +1,14 @@
 /* tool_call.c - tool calls in answers, per template family: the parser, the streaming text
  * length and the call grammar (see tool_call.h for the syntaxes and the rules).
  *
- * JSON values are read with jansson in "stop after one value" mode, which reports how many bytes
- * the value took, so a call embedded in text (a <tool_call> block, a [TOOL_CALLS] array, an
- * object after some words) is cut out exactly. Workload: one answer per turn, a few KB; the
+ * JSON is scanned as spans of the answer (RFC 8259's grammar, no conversion to values), so a
+ * call embedded in text (a <tool_call> block, a [TOOL_CALLS] array, an object after some words)
+ * is cut out exactly and numbers of any size pass. Workload: one answer per turn, a few KB; the
  * streaming length is asked once per generated token on the answer so far, which stays
  * quadratic in the answer's length but with a tiny constant (a few marker compares per byte).
  */
 #include "core/text/tool_call.h"
 
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "core/base/bytes.h"
 #include "core/base/util.h"
+#include "core/llm/json_schema.h"
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -142,6 +142,233 @@ size_t mx_tool_calls_text_len(enum mx_tmpl_kind kind, const char *text, size_t n
     return n;
 }
 
+/* ---- JSON spans ----------------------------------------------------------------------------
+ * Calls are cut out of the answer as spans of JSON text, checked against RFC 8259's grammar
+ * (numbers of any size: a grammar-constrained 1e99999 is valid JSON and must not fail a call,
+ * which a double-based decoder would) and re-laid-out as text, never converted to values.
+ */
+
+#define JS_BAD SIZE_MAX /* a span function's "not JSON here" */
+#define JS_MAX_DEPTH 128
+
+static size_t js_value(const char *s, size_t n, size_t p, int depth);
+
+/* The end of the string literal at s[p] == '"', or JS_BAD. */
+static size_t js_string(const char *s, size_t n, size_t p) {
+    if (p >= n || s[p] != '"')
+        return JS_BAD;
+    for (p++; p < n; p++) {
+        unsigned char c = (unsigned char)s[p];
+        if (c == '"')
+            return p + 1;
+        if (c < 0x20)
+            return JS_BAD;
+        if (c == '\\') {
+            if (++p >= n)
+                return JS_BAD;
+            if (s[p] == 'u') {
+                for (int k = 1; k <= 4; k++) {
+                    char h = p + (size_t)k < n ? s[p + (size_t)k] : 0;
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+                          (h >= 'A' && h <= 'F')))
+                        return JS_BAD;
+                }
+                p += 4;
+            } else if (!strchr("\"\\/bfnrt", s[p]) || !s[p]) {
+                return JS_BAD;
+            }
+        }
+    }
+    return JS_BAD;
+}
+
+static size_t js_digits(const char *s, size_t n, size_t p) {
+    size_t q = p;
+    while (q < n && s[q] >= '0' && s[q] <= '9')
+        q++;
+    return q > p ? q : JS_BAD;
+}
+
+static size_t js_number(const char *s, size_t n, size_t p) {
+    if (p < n && s[p] == '-')
+        p++;
+    if (p < n && s[p] == '0')
+        p++;
+    else if ((p = js_digits(s, n, p)) == JS_BAD)
+        return JS_BAD;
+    if (p < n && s[p] == '.' && (p = js_digits(s, n, p + 1)) == JS_BAD)
+        return JS_BAD;
+    if (p < n && (s[p] == 'e' || s[p] == 'E')) {
+        p++;
+        if (p < n && (s[p] == '+' || s[p] == '-'))
+            p++;
+        p = js_digits(s, n, p);
+    }
+    return p;
+}
+
+/* The end of the array or object at s[p] ('[' or '{'), or JS_BAD. */
+static size_t js_container(const char *s, size_t n, size_t p, int depth) {
+    char close = s[p] == '{' ? '}' : ']';
+    bool obj = close == '}';
+    if (depth >= JS_MAX_DEPTH)
+        return JS_BAD;
+    p = skip_ws(s, n, p + 1);
+    if (p < n && s[p] == close)
+        return p + 1;
+    for (;;) {
+        if (obj) {
+            if ((p = js_string(s, n, p)) == JS_BAD)
+                return JS_BAD;
+            p = skip_ws(s, n, p);
+            if (p >= n || s[p] != ':')
+                return JS_BAD;
+            p = skip_ws(s, n, p + 1);
+        }
+        if ((p = js_value(s, n, p, depth + 1)) == JS_BAD)
+            return JS_BAD;
+        p = skip_ws(s, n, p);
+        if (p < n && s[p] == ',') {
+            p = skip_ws(s, n, p + 1);
+            continue;
+        }
+        return p < n && s[p] == close ? p + 1 : JS_BAD;
+    }
+}
+
+/* The end of the JSON value starting exactly at s[p], or JS_BAD. */
+static size_t js_value(const char *s, size_t n, size_t p, int depth) {
+    if (p >= n)
+        return JS_BAD;
+    switch (s[p]) {
+    case '{': case '[': return js_container(s, n, p, depth);
+    case '"': return js_string(s, n, p);
+    case 't': return starts_with(s, n, p, "true") ? p + 4 : JS_BAD;
+    case 'f': return starts_with(s, n, p, "false") ? p + 5 : JS_BAD;
+    case 'n': return starts_with(s, n, p, "null") ? p + 4 : JS_BAD;
+    default: return js_number(s, n, p);
+    }
+}
+
+/* A span s[b..e) of the answer. */
+struct span {
+    size_t b, e;
+};
+
+/* The members of the object span o that a call uses (each {0, 0} when absent; a repeated key:
+ * the last one, as JSON parsers do) and how many members it has. o must be a valid object. */
+struct call_obj {
+    struct span name, args, id, type;
+    size_t n_members;
+};
+
+static bool key_is(const char *s, struct span k, const char *lit) {
+    size_t l = strlen(lit);
+    return k.e - k.b == l + 2 && memcmp(s + k.b + 1, lit, l) == 0;
+}
+
+static void js_call_members(const char *s, struct span o, struct call_obj *c) {
+    size_t p = skip_ws(s, o.e, o.b + 1);
+    memset(c, 0, sizeof(*c));
+    if (s[p] == '}')
+        return;
+    for (;;) {
+        struct span k = {p, js_string(s, o.e, p)}, v;
+        p = skip_ws(s, o.e, skip_ws(s, o.e, k.e) + 1);
+        v.b = p;
+        v.e = js_value(s, o.e, p, 1);
+        c->n_members++;
+        if (key_is(s, k, "name"))
+            c->name = v;
+        else if (key_is(s, k, "arguments") || key_is(s, k, "parameters"))
+            c->args = v;
+        else if (key_is(s, k, "id"))
+            c->id = v;
+        else if (key_is(s, k, "type"))
+            c->type = v;
+        p = skip_ws(s, o.e, v.e);
+        if (s[p] != ',')
+            return;
+        p = skip_ws(s, o.e, p + 1);
+    }
+}
+
+/* The text of the string literal span (escapes decoded, UTF-8; a lone surrogate becomes
+ * U+FFFD), NUL-terminated, or NULL (out of memory). *len: its length (it may hold NULs). */
+static char *js_unescape(const char *s, struct span v, size_t *len) {
+    char *o = malloc(v.e - v.b + 1), *w = o;
+    if (!o)
+        return NULL;
+    for (size_t p = v.b + 1; p + 1 < v.e; p++) {
+        if (s[p] != '\\') {
+            *w++ = s[p];
+            continue;
+        }
+        char c = s[++p];
+        if (c != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            *w++ = to[strchr(from, c) - from];
+            continue;
+        }
+        uint32_t cp = (uint32_t)strtoul((char[5]){s[p + 1], s[p + 2], s[p + 3], s[p + 4], 0},
+                                        NULL, 16);
+        p += 4;
+        if (cp >= 0xd800 && cp < 0xdc00 && p + 6 < v.e && s[p + 1] == '\\' && s[p + 2] == 'u') {
+            uint32_t lo = (uint32_t)strtoul(
+                (char[5]){s[p + 3], s[p + 4], s[p + 5], s[p + 6], 0}, NULL, 16);
+            if (lo >= 0xdc00 && lo < 0xe000) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            }
+        }
+        if (cp >= 0xd800 && cp < 0xe000)
+            cp = 0xfffd;
+        if (cp < 0x80) {
+            *w++ = (char)cp;
+        } else if (cp < 0x800) {
+            *w++ = (char)(0xc0 | cp >> 6);
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            *w++ = (char)(0xe0 | cp >> 12);
+            *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        } else {
+            *w++ = (char)(0xf0 | cp >> 18);
+            *w++ = (char)(0x80 | (cp >> 12 & 0x3f));
+            *w++ = (char)(0x80 | (cp >> 6 & 0x3f));
+            *w++ = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    *w = '\0';
+    *len = (size_t)(w - o);
+    return o;
+}
+
+/* The valid JSON value span s[v.b..v.e) on one line with ", " and ": " (json.dumps' default
+ * separators; literals copied as written), NUL-terminated, or NULL (out of memory). */
+static char *js_relayout(const char *s, struct span v) {
+    char *o = malloc(2 * (v.e - v.b) + 1), *w = o;
+    if (!o)
+        return NULL;
+    for (size_t p = v.b; p < v.e;) {
+        if (s[p] == '"') {
+            size_t q = js_string(s, v.e, p);
+            memcpy(w, s + p, q - p);
+            w += q - p;
+            p = q;
+            continue;
+        }
+        char c = s[p++];
+        if (is_space(c))
+            continue;
+        *w++ = c;
+        if (c == ',' || c == ':')
+            *w++ = ' ';
+    }
+    *w = '\0';
+    return o;
+}
+
 /* ---- parsing ----------------------------------------------------------------------------- */
 
 struct pctx {
@@ -173,16 +400,19 @@ static void make_id(char id[10]) {
     id[9] = '\0';
 }
 
-/* The JSON value at s[p..n) after whitespace, or NULL; *end: the offset after it. */
-static json_t *json_at(const struct pctx *P, size_t p, size_t *end) {
-    json_error_t je;
-    p = skip_ws(P->s, P->n, p);
-    if (p >= P->n || (P->s[p] != '{' && P->s[p] != '['))
-        return NULL;
-    json_t *v = json_loadb(P->s + p, P->n - p, JSON_DISABLE_EOF_CHECK, &je);
-    if (v)
-        *end = p + (size_t)je.position;
+/* The array or object after whitespace at p: its span, or b == JS_BAD. */
+static struct span js_at(const struct pctx *P, size_t p) {
+    struct span v;
+    v.b = skip_ws(P->s, P->n, p);
+    v.e = v.b < P->n && (P->s[v.b] == '{' || P->s[v.b] == '[') ? js_value(P->s, P->n, v.b, 0)
+                                                                : JS_BAD;
+    if (v.e == JS_BAD)
+        v.b = JS_BAD;
     return v;
+}
+
+static bool is_obj(const struct pctx *P, struct span v) {
+    return v.b != JS_BAD && v.e > v.b && P->s[v.b] == '{';
 }
 
 static int fail(struct pctx *P, size_t at, const char *what) {
@@ -195,73 +425,79 @@ static int add_content(struct pctx *P, size_t from, size_t to) {
     return 0;
 }
 
-/* Appends a call; name and id are copied, args (an object) dumped. */
-static int add_call(struct pctx *P, const char *name, size_t name_len, json_t *args,
-                    const char *id, size_t id_len, size_t at) {
+/* Appends a call with owned name, id (made up when NULL) and arguments text; frees them on
+ * error. */
+static int add_call(struct pctx *P, char *name, char *args, char *id) {
     struct mx_tool_calls *o = P->out;
+    char gen[10];
+    if (!id) {
+        make_id(gen);
+        id = strdup(gen);
+    }
     if (o->n_calls == P->cap) {
         size_t cap = P->cap ? P->cap * 2 : 4;
         struct mx_tool_call *c = realloc(o->calls, cap * sizeof(*c));
-        if (!c)
-            return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
-        o->calls = c;
-        P->cap = cap;
+        if (c) {
+            o->calls = c;
+            P->cap = cap;
+        }
     }
-    if (name_len == 0)
-        return fail(P, at, "a call without a name");
-    char gen[10];
-    if (!id || id_len == 0) {
-        make_id(gen);
-        id = gen;
-        id_len = 9;
-    }
-    char *nm = strndup(name, name_len), *ids = strndup(id, id_len);
-    char *ar = args ? json_dumps(args, JSON_PRESERVE_ORDER) : strdup("{}");
-    if (!nm || !ids || !ar) {
-        free(nm);
-        free(ids);
-        free(ar);
+    if (!name || !args || !id || o->n_calls == P->cap) {
+        free(name);
+        free(args);
+        free(id);
         return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
     }
-    o->calls[o->n_calls++] = (struct mx_tool_call){ids, nm, ar};
+    o->calls[o->n_calls++] = (struct mx_tool_call){id, name, args};
     return 0;
 }
 
-/* A call object {"name": "f", "arguments"|"parameters": {...} or "{...}", "id": "..."}; strict:
- * no other keys but "type" (for Llama 3's bare objects, where anything else is plain JSON).
- * Returns 0, 1 (strict and not call-shaped), or an error. */
-static int call_from_obj(struct pctx *P, json_t *o, size_t at, bool strict) {
-    json_t *name = json_object_get(o, "name");
-    json_t *args = json_object_get(o, "arguments");
-    json_t *id = json_object_get(o, "id");
-    json_t *decoded = NULL;
-    int rc;
-    if (!args)
-        args = json_object_get(o, "parameters");
-    if (strict && (!json_is_string(name) || !json_is_object(args) ||
-                   json_object_size(o) != 2 + (json_object_get(o, "type") ? 1u : 0u)))
+/* A call object {"name": "f", "arguments"|"parameters": {...} or "{...}", "id": "..."} at span
+ * o (a valid object). strict (Llama 3's bare objects, where anything else is plain JSON): only
+ * name, arguments/parameters and "type"; returns 1 when it is not call-shaped. Returns 0, 1, or
+ * an error. */
+static int call_from_obj(struct pctx *P, struct span o, bool strict) {
+    struct call_obj c;
+    const char *s = P->s;
+    char *args = NULL;
+    size_t len;
+    js_call_members(s, o, &c);
+    bool name_ok = c.name.e > c.name.b && s[c.name.b] == '"' && c.name.e - c.name.b > 2;
+    bool args_obj = c.args.e > c.args.b && s[c.args.b] == '{';
+    if (strict && (!name_ok || !args_obj ||
+                   c.n_members != 2 + (c.type.e > c.type.b ? 1u : 0u)))
         return 1;
-    if (!json_is_object(o) || !json_is_string(name))
-        return fail(P, at, "a call needs a string \"name\"");
-    if (json_is_string(args)) { /* OpenAI style: the arguments object as a JSON string */
-        json_error_t je;
-        decoded = json_loads(json_string_value(args), 0, &je);
-        if (!decoded)
-            return fail(P, at, "the arguments are not a JSON object");
-        args = decoded;
+    if (!name_ok)
+        return fail(P, o.b, "a call needs a non-empty string \"name\"");
+    if (c.id.e > c.id.b && s[c.id.b] != '"')
+        return fail(P, c.id.b, "the call id is not a string");
+    if (c.args.e == c.args.b) { /* no arguments: none */
+        args = strdup("{}");
+    } else if (args_obj) {
+        args = js_relayout(s, c.args);
+    } else if (s[c.args.b] == '"') { /* OpenAI style: the arguments object as a JSON string */
+        char *inner = js_unescape(s, c.args, &len);
+        if (!inner)
+            return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
+        size_t b = skip_ws(inner, len, 0), e = b < len && inner[b] == '{'
+                                                   ? js_value(inner, len, b, 0) : JS_BAD;
+        if (e == JS_BAD || skip_ws(inner, len, e) != len) {
+            free(inner);
+            return fail(P, c.args.b, "the arguments are not a JSON object");
+        }
+        args = js_relayout(inner, (struct span){b, e});
+        free(inner);
+    } else {
+        return fail(P, c.args.b, "the arguments are not a JSON object");
     }
-    if (args && !json_is_object(args)) {
-        json_decref(decoded);
-        return fail(P, at, "the arguments are not a JSON object");
+    char *name = js_unescape(s, c.name, &len);
+    char *id = c.id.e > c.id.b + 2 ? js_unescape(s, c.id, &len) : NULL;
+    if (c.id.e > c.id.b + 2 && !id) {
+        free(name);
+        free(args);
+        return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
     }
-    if (id && !json_is_string(id)) {
-        json_decref(decoded);
-        return fail(P, at, "the call id is not a string");
-    }
-    rc = add_call(P, json_string_value(name), json_string_length(name), args,
-                  id ? json_string_value(id) : NULL, id ? json_string_length(id) : 0, at);
-    json_decref(decoded);
-    return rc;
+    return add_call(P, name, args, id);
 }
 
 /* Mistral: [TOOL_CALLS] then a JSON array of calls, or tekken's name[ARGS]{...} (with an
@@ -274,19 +510,21 @@ static int parse_mistral(struct pctx *P) {
         return rc;
     p = m + strlen(mark);
     for (;;) {
-        size_t end = 0;
+        struct span v;
         p = skip_ws(P->s, P->n, p);
         if (p < P->n && P->s[p] == '[') {
-            json_t *arr = json_at(P, p, &end);
-            if (!json_is_array(arr) || json_array_size(arr) == 0) {
-                json_decref(arr);
+            v = js_at(P, p);
+            if (v.b == JS_BAD || skip_ws(P->s, v.e, v.b + 1) == v.e - 1)
                 return fail(P, p, "expected a JSON array of calls after [TOOL_CALLS]");
+            for (size_t q = skip_ws(P->s, v.e, v.b + 1); q < v.e - 1;) {
+                struct span el = {q, js_value(P->s, v.e, q, 1)};
+                if (!is_obj(P, el))
+                    return fail(P, q, "a call needs a non-empty string \"name\"");
+                if ((rc = call_from_obj(P, el, false)) < 0)
+                    return rc;
+                q = skip_ws(P->s, v.e, el.e);
+                q = P->s[q] == ',' ? skip_ws(P->s, v.e, q + 1) : q;
             }
-            for (size_t i = 0; i < json_array_size(arr) && rc == 0; i++)
-                rc = call_from_obj(P, json_array_get(arr, i), p, false);
-            json_decref(arr);
-            if (rc < 0)
-                return rc;
         } else {
             size_t q = p, idp = 0, idn = 0;
             while (q < P->n && P->s[q] != '[' && q - p <= 64)
@@ -300,17 +538,17 @@ static int parse_mistral(struct pctx *P) {
             }
             if (!starts_with(P->s, P->n, q, "[ARGS]"))
                 return fail(P, p, "expected a JSON array or NAME[ARGS] after [TOOL_CALLS]");
-            json_t *args = json_at(P, q + 6, &end);
-            if (!json_is_object(args)) {
-                json_decref(args);
+            v = js_at(P, q + 6);
+            if (!is_obj(P, v))
                 return fail(P, q + 6, "expected a JSON object after [ARGS]");
-            }
-            rc = add_call(P, P->s + p, name_end - p, args, idn ? P->s + idp : NULL, idn, p);
-            json_decref(args);
+            if (name_end == p)
+                return fail(P, p, "a call without a name");
+            rc = add_call(P, strndup(P->s + p, name_end - p), js_relayout(P->s, v),
+                          idn ? strndup(P->s + idp, idn) : NULL);
             if (rc < 0)
                 return rc;
         }
-        p = skip_ws(P->s, P->n, end);
+        p = skip_ws(P->s, P->n, v.e);
         if (!starts_with(P->s, P->n, p, mark))
             break;
         p += strlen(mark);
@@ -323,19 +561,15 @@ static int parse_hermes(struct pctx *P) {
     size_t p = 0;
     int rc = 0;
     for (;;) {
-        size_t m = find(P->s, P->n, p, "<tool_call>"), end = 0;
+        size_t m = find(P->s, P->n, p, "<tool_call>");
         if ((rc = add_content(P, p, m)) < 0 || m == P->n)
             return rc;
-        json_t *o = json_at(P, m + 11, &end);
-        if (!json_is_object(o)) {
-            json_decref(o);
+        struct span v = js_at(P, m + 11);
+        if (!is_obj(P, v))
             return fail(P, m + 11, "expected a JSON object after <tool_call>");
-        }
-        rc = call_from_obj(P, o, m, false);
-        json_decref(o);
-        if (rc < 0)
+        if ((rc = call_from_obj(P, v, false)) < 0)
             return rc;
-        p = skip_ws(P->s, P->n, end);
+        p = skip_ws(P->s, P->n, v.e);
         if (starts_with(P->s, P->n, p, "</tool_call>"))
             p += 12;
         else if (p < P->n)
@@ -352,11 +586,9 @@ static int parse_objects(struct pctx *P, size_t p, bool strict) {
             p++;
         if (p == P->n)
             return 0;
-        size_t end = 0;
-        json_t *o = json_at(P, p, &end);
-        int rc = json_is_object(o) ? call_from_obj(P, o, p, strict)
-                                   : strict ? 1 : fail(P, p, "expected a JSON call object");
-        json_decref(o);
+        struct span v = js_at(P, p);
+        int rc = is_obj(P, v) ? call_from_obj(P, v, strict)
+                              : strict ? 1 : fail(P, p, "expected a JSON call object");
         if (rc != 0) {
             if (rc == 1) { /* drop what this run added: it is text after all */
                 for (size_t i = n0; i < P->out->n_calls; i++) {
@@ -368,7 +600,7 @@ static int parse_objects(struct pctx *P, size_t p, bool strict) {
             }
             return rc;
         }
-        p = end;
+        p = v.e;
     }
 }
 
@@ -392,22 +624,29 @@ static int parse_llama3(struct pctx *P) {
 
 /* The generic convention: {"tool_calls": [...]} anywhere in the text. */
 static int parse_generic(struct pctx *P) {
-    size_t m = pat_find(P->s, P->n, 0, "{ \"tool_calls\""), end = 0;
+    size_t m = pat_find(P->s, P->n, 0, "{ \"tool_calls\"");
     int rc;
     if ((rc = add_content(P, 0, m)) < 0 || m == P->n)
         return rc;
-    json_t *o = json_at(P, m, &end);
-    json_t *arr = json_object_get(o, "tool_calls");
-    if (!json_is_array(arr) || json_array_size(arr) == 0) {
-        json_decref(o);
-        return fail(P, m, "expected {\"tool_calls\": [calls]}");
+    struct span v = js_at(P, m), arr = {0, 0};
+    if (is_obj(P, v)) { /* the value of "tool_calls": the first member, by the marker */
+        size_t q = skip_ws(P->s, v.e, v.b + 1);
+        q = skip_ws(P->s, v.e, js_string(P->s, v.e, q));
+        arr.b = skip_ws(P->s, v.e, q + 1);
+        arr.e = js_value(P->s, v.e, arr.b, 1);
     }
-    for (size_t i = 0; i < json_array_size(arr) && rc == 0; i++)
-        rc = call_from_obj(P, json_array_get(arr, i), m, false);
-    json_decref(o);
-    if (rc < 0)
-        return rc;
-    return add_content(P, end, P->n);
+    if (arr.e <= arr.b || P->s[arr.b] != '[' || skip_ws(P->s, arr.e, arr.b + 1) == arr.e - 1)
+        return fail(P, m, "expected {\"tool_calls\": [calls]}");
+    for (size_t q = skip_ws(P->s, arr.e, arr.b + 1); q < arr.e - 1;) {
+        struct span el = {q, js_value(P->s, arr.e, q, 2)};
+        if (!is_obj(P, el))
+            return fail(P, q, "a call needs a non-empty string \"name\"");
+        if ((rc = call_from_obj(P, el, false)) < 0)
+            return rc;
+        q = skip_ws(P->s, arr.e, el.e);
+        q = P->s[q] == ',' ? skip_ws(P->s, arr.e, q + 1) : q;
+    }
+    return add_content(P, v.e, P->n);
 }
 
 void mx_tool_calls_free(struct mx_tool_calls *c) {
@@ -588,4 +827,38 @@ int mx_tool_grammar_args(enum mx_tmpl_kind kind, const struct mx_tool_def *tools
     *gbnf = g.b.p;
     *trigger = mx_tool_trigger(kind);
     return 0;
+}
+
+int mx_tool_grammar(enum mx_tmpl_kind kind, const struct mx_tool_def *tools, size_t n,
+                    char **gbnf, const char **trigger, struct mx_err *err) {
+    char **args = NULL;
+    int rc = 0;
+    if (!gbnf || !trigger)
+        return mx_err_set(err, MX_EINVAL, "tool grammar: no output");
+    *gbnf = NULL;
+    *trigger = NULL;
+    if (!tools || n == 0)
+        return mx_err_set(err, MX_EINVAL, "tool grammar: no tools");
+    if (!(args = calloc(n, sizeof(*args))))
+        return mx_err_set(err, MX_ENOMEM, "tool grammar: out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct mx_err e = {0};
+        if (!tools[i].parameters) {
+            args[i] = strdup(mx_json_any_gbnf());
+            if (!args[i])
+                rc = mx_err_set(err, MX_ENOMEM, "tool grammar: out of memory");
+            continue;
+        }
+        rc = mx_json_schema_to_gbnf(tools[i].parameters, strlen(tools[i].parameters), &args[i],
+                                    &e);
+        if (rc < 0)
+            mx_err_set(err, rc, "tool '%.64s': %s", tools[i].name ? tools[i].name : "(null)",
+                       mx_err_msg(&e, rc));
+    }
+    if (rc == 0)
+        rc = mx_tool_grammar_args(kind, tools, n, (const char *const *)args, gbnf, trigger, err);
+    for (size_t i = 0; i < n; i++)
+        free(args[i]);
+    free(args);
+    return rc;
 }

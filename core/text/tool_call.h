@@ -26,6 +26,12 @@
  * Arguments are kept as JSON text (one line, ", " and ": " separators, key order kept); an
  * "arguments" given as a JSON string that holds an object (OpenAI style) is decoded.
  *
+ * Use (the chat loop): render with opts.tools; generate with mx_gen_settings.grammar_text =
+ * the mx_tool_grammar text and .grammar_trigger = its trigger (app/llm.h), showing the streamed
+ * answer only up to mx_tool_calls_text_len; parse the finished answer with mx_tool_calls_parse;
+ * run the calls; append the assistant message (content + calls) and one tool message per call
+ * (tool_call_id = the call's id) and render again.
+ *
  * Thread-safety: no shared state except the id generator's counter (atomic).
  */
 #ifndef MX_TOOL_CALL_H
@@ -83,5 +89,13 @@ bool mx_tool_name_valid(const char *name);
 int mx_tool_grammar_args(enum mx_tmpl_kind kind, const struct mx_tool_def *tools, size_t n,
                          const char *const *args_gbnf, char **gbnf, const char **trigger,
                          struct mx_err *err);
+
+/* mx_tool_grammar_args with each tool's argument grammar converted from its JSON schema
+ * (tools[i].parameters; core/llm/json_schema.h, llama.cpp's semantics; NULL: any JSON object),
+ * so the arguments of every constrained call validate. Returns 0 with *gbnf (caller frees) and
+ * *trigger (static), or the converter's error prefixed with the tool's name (MX_EFORMAT: not
+ * JSON; MX_EUNSUP: a keyword the grammar cannot follow), or mx_tool_grammar_args's. */
+int mx_tool_grammar(enum mx_tmpl_kind kind, const struct mx_tool_def *tools, size_t n,
+                    char **gbnf, const char **trigger, struct mx_err *err);
 
 #endif
