@@ -268,6 +268,16 @@ static void test_parse_mistral(void **state) {
                  "[TOOL_CALLS] [{\"name\": \"get\\u005fweather\", \"arguments\": {\"x\":\n"
                  "  1e99999 ,\"s\":\"a\\u00e9\"}}]",
                  "", 1, want4);
+    /* an id no renderer could write back (v3: exactly 9 alphanumerics) is replaced */
+    const char *odd = "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}, \"id\": \"x\"}, "
+                      "{\"name\": \"f\", \"arguments\": {}, \"id\": \"abcdefghij\"}]";
+    assert_int_equal(mx_tool_calls_parse(MX_TMPL_MISTRAL_V3, odd, strlen(odd), &c, &e), 0);
+    assert_true(id_ok(c.calls[0].id) && id_ok(c.calls[1].id));
+    mx_tool_calls_free(&c);
+    assert_int_equal(mx_tool_calls_parse(MX_TMPL_MISTRAL_V7, odd, strlen(odd), &c, &e), 0);
+    assert_true(id_ok(c.calls[0].id));
+    assert_string_equal(c.calls[1].id, "abcdefghij"); /* v7 takes longer ids */
+    mx_tool_calls_free(&c);
     /* no marker: all text */
     expect_calls(MX_TMPL_MISTRAL_V7, "  Just text [TOOL] here. ", "Just text [TOOL] here.", 0,
                  NULL);
@@ -356,6 +366,10 @@ static void test_parse_malformed(void **state) {
     expect_bad(MX_TMPL_ZEPHYR, "{\"tool_calls\": 5}", "tool_calls");
     expect_bad(MX_TMPL_ZEPHYR, "{\"tool_calls\": [{\"name\": \"f\", \"arguments\": \"{x\"}]}",
                "not a JSON object");
+    expect_bad(MX_TMPL_CHATML, "<tool_call>{\"name\": \"rm -rf /\", \"arguments\": {}}",
+               "tool name");
+    expect_bad(MX_TMPL_CHATML, "<tool_call>{\"name\": \"a\\u0000b\", \"arguments\": {}}",
+               "tool name");
     /* bad arguments to the call itself */
     struct mx_tool_calls c;
     struct mx_err e = {0};

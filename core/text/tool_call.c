@@ -425,11 +425,35 @@ static int add_content(struct pctx *P, size_t from, size_t to) {
     return 0;
 }
 
-/* Appends a call with owned name, id (made up when NULL) and arguments text; frees them on
- * error. */
-static int add_call(struct pctx *P, char *name, char *args, char *id) {
+/* An id from the answer that every renderer can write back: 9 alphanumerics (mistral-v3 and
+ * v3-tekken take exactly 9, the others at least 9; 64 at most). */
+static bool id_usable(const struct pctx *P, const char *id) {
+    size_t n = strlen(id);
+    bool exact = strcmp(P->fam, "mistral-v3") == 0 || strcmp(P->fam, "mistral-v3-tekken") == 0;
+    if (exact ? n != 9 : (n < 9 || n > 64))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+              (id[i] >= '0' && id[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* Appends a call with owned name, id (made up when NULL or not usable) and arguments text;
+ * frees them on error. at: the call's offset, for messages. */
+static int add_call(struct pctx *P, char *name, char *args, char *id, size_t at) {
     struct mx_tool_calls *o = P->out;
     char gen[10];
+    if (name && !mx_tool_name_valid(name)) {
+        free(name);
+        free(args);
+        free(id);
+        return fail(P, at, "a tool name must be 1-64 of [A-Za-z0-9_.-]");
+    }
+    if (id && !id_usable(P, id)) {
+        free(id);
+        id = NULL;
+    }
     if (!id) {
         make_id(gen);
         id = strdup(gen);
@@ -491,13 +515,17 @@ static int call_from_obj(struct pctx *P, struct span o, bool strict) {
         return fail(P, c.args.b, "the arguments are not a JSON object");
     }
     char *name = js_unescape(s, c.name, &len);
+    if (name && strlen(name) != len)
+        name[0] = '\0'; /* a NUL inside: not a tool name */
     char *id = c.id.e > c.id.b + 2 ? js_unescape(s, c.id, &len) : NULL;
-    if (c.id.e > c.id.b + 2 && !id) {
+    if (id && strlen(id) != len)
+        id[0] = '\0'; /* not usable: one is made up */
+    if ((c.id.e > c.id.b + 2 && !id) || !name) {
         free(name);
         free(args);
         return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
     }
-    return add_call(P, name, args, id);
+    return add_call(P, name, args, id, o.b);
 }
 
 /* Mistral: [TOOL_CALLS] then a JSON array of calls, or tekken's name[ARGS]{...} (with an
@@ -543,8 +571,10 @@ static int parse_mistral(struct pctx *P) {
                 return fail(P, q + 6, "expected a JSON object after [ARGS]");
             if (name_end == p)
                 return fail(P, p, "a call without a name");
-            rc = add_call(P, strndup(P->s + p, name_end - p), js_relayout(P->s, v),
-                          idn ? strndup(P->s + idp, idn) : NULL);
+            char *name = memchr(P->s + p, '\0', name_end - p) ? strdup("")
+                                                               : strndup(P->s + p, name_end - p);
+            char *id = idn && !memchr(P->s + idp, '\0', idn) ? strndup(P->s + idp, idn) : NULL;
+            rc = add_call(P, name, js_relayout(P->s, v), id, p);
             if (rc < 0)
                 return rc;
         }

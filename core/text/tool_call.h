@@ -23,8 +23,11 @@
  * string "name" and an object "parameters"/"arguments" and nothing else but "type"; any other
  * JSON (an answer the user asked to be JSON) stays text.
  *
- * Arguments are kept as JSON text (one line, ", " and ": " separators, key order kept); an
- * "arguments" given as a JSON string that holds an object (OpenAI style) is decoded.
+ * Arguments are kept as JSON text (one line, ", " and ": " separators, key order kept, literals
+ * as written); an "arguments" given as a JSON string that holds an object (OpenAI style) is
+ * decoded. A tool name outside mx_tool_name_valid is a malformed call. An id from the answer is
+ * kept when every renderer can write it back (9 alphanumerics; exactly 9 for mistral-v3 and
+ * -v3-tekken, up to 64 otherwise), else one is made up.
  *
  * Use (the chat loop): render with opts.tools; generate with mx_gen_settings.grammar_text =
  * the mx_tool_grammar text and .grammar_trigger = its trigger (app/llm.h), showing the streamed
@@ -48,8 +51,7 @@ struct mx_tool_calls {
     char *content;              /* the text outside the calls, ends trimmed, NUL-terminated;
                                  * "" when there is none, never NULL after a parse */
     struct mx_tool_call *calls; /* [n_calls]: id, name, arguments all owned, never NULL; ids
-                                 * from the answer, or made up (9 alphanumerics) when it has
-                                 * none */
+                                 * from the answer, or made up (9 alphanumerics) */
     size_t n_calls;
 };
 
