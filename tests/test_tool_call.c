@@ -34,7 +34,9 @@ static const struct mx_tool_def tools[] = {
     {"get_time", "The time now", "{\"type\": \"object\", \"properties\": {}}"},
 };
 
-static const struct mx_tool_call call_paris[] = {{"abc123XYZ", "get_weather", "{\"city\":\"Paris\"}"}};
+static const struct mx_tool_call call_paris[] = {
+    {"abc123XYZ", "get_weather", "{\"city\":\"Paris\"}"},
+};
 
 /* system, user, assistant call, tool result: the round trip every render golden uses. */
 static const struct mx_chat_msg conv[] = {
@@ -320,19 +322,21 @@ static void test_parse_hermes(void **state) {
 static void test_parse_llama3(void **state) {
     (void)state;
     const char *want[] = {"get_weather={\"city\": \"Paris\"}", "g={\"a\": [1, 2]}"};
-    expect_calls(MX_TMPL_LLAMA3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
-                 "", 1, want);
+    expect_calls(MX_TMPL_LLAMA3,
+                 "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", "", 1,
+                 want);
     expect_calls(MX_TMPL_LLAMA3,
                  "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": "
                  "\"Paris\"}}; {\"name\": \"g\", \"parameters\": {\"a\": [1,2]}}",
                  "", 2, want);
     /* "type": "function" and "arguments" are accepted; text before the object */
     expect_calls(MX_TMPL_LLAMA3,
-                 "Sure.\n{ \"type\": \"function\", \"name\": \"g\", \"arguments\": {\"a\": [1, 2]}}",
+                 "Sure.\n{ \"type\": \"function\", \"name\": \"g\", "
+                 "\"arguments\": {\"a\": [1, 2]}}",
                  "Sure.", 1, want + 1);
     /* JSON that is not call-shaped stays text */
-    expect_calls(MX_TMPL_LLAMA3, "{\"name\": \"Bob\", \"age\": 3}", "{\"name\": \"Bob\", \"age\": 3}",
-                 0, NULL);
+    expect_calls(MX_TMPL_LLAMA3, "{\"name\": \"Bob\", \"age\": 3}",
+                 "{\"name\": \"Bob\", \"age\": 3}", 0, NULL);
     expect_calls(MX_TMPL_LLAMA3, "{\"name\": \"f\", \"parameters\": {", "{\"name\": \"f\", "
                  "\"parameters\": {", 0, NULL);
 }
@@ -828,7 +832,8 @@ static void test_control_token_trigger(void **state) {
         if (rc != 0)
             fail_msg("seed %llu: %s", (unsigned long long)seed, e.msg);
         const char *t = memmem(out.p, out.n, "<s>", 3); /* the text may hold NUL bytes */
-        printf("control trigger, seed %llu (%s): %s\n", (unsigned long long)seed, mx_gen_end_name(end),
+        printf("control trigger, seed %llu (%s): %s\n", (unsigned long long)seed,
+               mx_gen_end_name(end),
                t ? t : "no <s>");
         if (t) { /* the trigger's text, then the grammar's two digits and the end (or the
                   * length limit came first) */

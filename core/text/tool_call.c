@@ -21,16 +21,19 @@
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
+/* JSON's whitespace (what a model writes between tokens of a call). */
 static bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* The first offset >= p in s[0..n) that is not whitespace (n when none). */
 static size_t skip_ws(const char *s, size_t n, size_t p) {
     while (p < n && is_space(s[p]))
         p++;
     return p;
 }
 
+/* True when lit appears at s[p] within s[0..n). */
 static bool starts_with(const char *s, size_t n, size_t p, const char *lit) {
     size_t k = strlen(lit);
     return p <= n && n - p >= k && memcmp(s + p, lit, k) == 0;
@@ -49,7 +52,8 @@ static size_t find(const char *s, size_t n, size_t from, const char *lit) {
  * whitespace ('{ "name"' meets '{"name"' and '{\n  "name"'). */
 enum pat_match { PAT_NO, PAT_PARTIAL, PAT_FULL };
 
-static enum pat_match pat_at(const char *s, size_t n, size_t p, const char *pat, size_t *end) {
+static enum pat_match pat_at(const char *s, size_t n, size_t p, const char *pat,
+                             size_t *end) {
     for (; *pat; pat++) {
         if (*pat == ' ') {
             p = skip_ws(s, n, p);
@@ -182,6 +186,7 @@ static size_t js_string(const char *s, size_t n, size_t p) {
     return JS_BAD;
 }
 
+/* The end of a run of one or more digits at s[p], or JS_BAD. */
 static size_t js_digits(const char *s, size_t n, size_t p) {
     size_t q = p;
     while (q < n && s[q] >= '0' && s[q] <= '9')
@@ -189,6 +194,7 @@ static size_t js_digits(const char *s, size_t n, size_t p) {
     return q > p ? q : JS_BAD;
 }
 
+/* The end of the number at s[p] (-?int frac? exp?, any number of digits), or JS_BAD. */
 static size_t js_number(const char *s, size_t n, size_t p) {
     if (p < n && s[p] == '-')
         p++;
@@ -252,21 +258,27 @@ static size_t js_value(const char *s, size_t n, size_t p, int depth) {
 
 /* A span s[b..e) of the answer. */
 struct span {
-    size_t b, e;
+    size_t b; /* first byte */
+    size_t e; /* one past the last */
 };
 
-/* The members of the object span o that a call uses (each {0, 0} when absent; a repeated key:
- * the last one, as JSON parsers do) and how many members it has. o must be a valid object. */
+/* The members of an object span that a call uses (a repeated key: the last one, as JSON
+ * parsers do). The object must be valid JSON. */
 struct call_obj {
-    struct span name, args, id, type;
-    size_t n_members;
+    struct span name;   /* "name"'s value; {0, 0} when absent */
+    struct span args;   /* "arguments" or "parameters" */
+    struct span id;     /* "id" */
+    struct span type;   /* "type" (Llama 3's {"type": "function", ...}) */
+    size_t n_members;   /* all members, for the strict shape check */
 };
 
+/* True when the key literal span k is "lit" (keys are compared as written, unescaped). */
 static bool key_is(const char *s, struct span k, const char *lit) {
     size_t l = strlen(lit);
     return k.e - k.b == l + 2 && memcmp(s + k.b + 1, lit, l) == 0;
 }
 
+/* Fills c from the object span o (see struct call_obj). */
 static void js_call_members(const char *s, struct span o, struct call_obj *c) {
     size_t p = skip_ws(s, o.e, o.b + 1);
     memset(c, 0, sizeof(*c));
@@ -411,14 +423,17 @@ static struct span js_at(const struct pctx *P, size_t p) {
     return v;
 }
 
+/* True when v is a parsed object span. */
 static bool is_obj(const struct pctx *P, struct span v) {
     return v.b != JS_BAD && v.e > v.b && P->s[v.b] == '{';
 }
 
+/* Records a malformed call: MX_EFORMAT "tool call (FAMILY): what (at byte N)". */
 static int fail(struct pctx *P, size_t at, const char *what) {
     return mx_err_set(P->err, MX_EFORMAT, "tool call (%s): %s (at byte %zu)", P->fam, what, at);
 }
 
+/* Appends s[from..to) to the content. Returns 0 or MX_ENOMEM. */
 static int add_content(struct pctx *P, size_t from, size_t to) {
     if (to > from && mx_bytes_add(&P->content, P->s + from, to - from) < 0)
         return mx_err_set(P->err, MX_ENOMEM, "tool call: out of memory");
@@ -743,15 +758,18 @@ struct gbuf {
     int rc; /* sticky: MX_ENOMEM once an append failed */
 };
 
+/* Appends s[0..n) (a failure is remembered in g->rc). */
 static void gput(struct gbuf *g, const char *s, size_t n) {
     if (g->rc == 0 && mx_bytes_add(&g->b, s, n) < 0)
         g->rc = MX_ENOMEM;
 }
 
+/* Appends the C string s. */
 static void gputs(struct gbuf *g, const char *s) {
     gput(g, s, strlen(s));
 }
 
+/* A character of a GBNF rule name (llama.cpp: letters, digits, '-', '_'). */
 static bool gbnf_word_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '-' || c == '_';
