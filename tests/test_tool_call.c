@@ -396,6 +396,73 @@ static void test_parse_malformed(void **state) {
     }
 }
 
+/* The answer so far, byte by byte: never an error, calls only grow, the content is always the
+ * start of the final content, and the whole answer parses as mx_tool_calls_parse does. */
+static void test_parse_partial(void **state) {
+    (void)state;
+    static const struct {
+        enum mx_tmpl_kind kind;
+        const char *text;
+        size_t n_calls;
+        size_t n_cut; /* calls complete when the last byte is missing */
+    } cases[] = {
+        {MX_TMPL_MISTRAL_V3,
+         "Let me check. [TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {\"x\": [1, 2.5e3, "
+         "\"s\\\"]\\u00e9\", true, null]}}, {\"name\": \"b\", \"arguments\": {}}]", 2, 0},
+        {MX_TMPL_MISTRAL_V7_TEKKEN,
+         "[TOOL_CALLS]a[ARGS]{\"x\": false}[TOOL_CALLS]b[CALL_ID]abc123XYZ[ARGS]{}", 2, 1},
+        {MX_TMPL_CHATML,
+         "Sure.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": -0.5}}\n</tool_call>"
+         "\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call>", 2, 2},
+        {MX_TMPL_LLAMA3, "{\"name\": \"a\", \"parameters\": {\"x\": null}}", 1, 0},
+        {MX_TMPL_LLAMA3, "x <|python_tag|>{\"name\": \"a\", \"parameters\": {}}; "
+                         "{\"name\": \"b\", \"parameters\": {}}", 2, 1},
+        {MX_TMPL_PHI3, "ok {\"tool_calls\": [{\"name\": \"a\", \"arguments\": {\"x\": 1}}]}", 1, 0},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const char *t = cases[ci].text;
+        size_t n = strlen(t), prev = 0;
+        struct mx_tool_calls fin, c;
+        struct mx_err e = {0};
+        assert_int_equal(mx_tool_calls_parse(cases[ci].kind, t, n, &fin, &e), 0);
+        assert_int_equal(fin.n_calls, cases[ci].n_calls);
+        for (size_t k = 0; k <= n; k++) {
+            char *cut = malloc(k ? k : 1); /* no NUL: ASan catches a read past k */
+            memcpy(cut, t, k);
+            if (mx_tool_calls_parse_partial(cases[ci].kind, cut, k, &c, &e) != 0)
+                fail_msg("%s: prefix %zu of '%s': %s", mx_tmpl_name(cases[ci].kind), k, t,
+                         e.msg);
+            assert_true(c.n_calls >= prev && c.n_calls <= fin.n_calls);
+            prev = c.n_calls;
+            if (strncmp(c.content, fin.content, strlen(c.content)) != 0)
+                fail_msg("%s: prefix %zu: content '%s' is not the start of '%s'",
+                         mx_tmpl_name(cases[ci].kind), k, c.content, fin.content);
+            for (size_t i = 0; i < c.n_calls; i++) {
+                assert_string_equal(c.calls[i].name, fin.calls[i].name);
+                assert_string_equal(c.calls[i].arguments, fin.calls[i].arguments);
+            }
+            if (k == n) {
+                assert_false(c.partial);
+                assert_int_equal(c.n_calls, fin.n_calls);
+            } else if (k == n - 1) { /* every answer here ends inside its last call */
+                assert_true(c.partial);
+                assert_int_equal(c.n_calls, cases[ci].n_cut);
+            }
+            mx_tool_calls_free(&c);
+            free(cut);
+        }
+        mx_tool_calls_free(&fin);
+    }
+    /* malformed before the end is still an error */
+    struct mx_tool_calls c;
+    struct mx_err e = {0};
+    const char *bad = "<tool_call>{\"name\": 5, \"arguments\": {}}";
+    assert_int_equal(mx_tool_calls_parse_partial(MX_TMPL_CHATML, bad, strlen(bad), &c, &e),
+                     MX_EFORMAT);
+    assert_false(c.partial);
+    mx_tool_calls_free(&c);
+}
+
 /* Random bytes salted with the families' markers: every parse returns 0 or MX_EFORMAT, leaves a
  * content, and every call it reports has a name, a 9+ char id and arguments that are a JSON
  * object. */
@@ -431,6 +498,10 @@ static void test_parse_random(void **state) {
             assert_true(json_is_object(a));
             json_decref(a);
         }
+        mx_tool_calls_free(&c);
+        rc = mx_tool_calls_parse_partial(k, buf, n, &c, &e);
+        assert_true(rc == 0 || rc == MX_EFORMAT);
+        assert_non_null(c.content);
         size_t tl = mx_tool_calls_text_len(k, buf, n);
         assert_true(tl <= n);
         mx_tool_calls_free(&c);
@@ -915,6 +986,7 @@ int main(void) {
         cmocka_unit_test(test_parse_llama3),
         cmocka_unit_test(test_parse_generic),
         cmocka_unit_test(test_parse_malformed),
+        cmocka_unit_test(test_parse_partial),
         cmocka_unit_test(test_parse_random),
         cmocka_unit_test(test_text_len),
         cmocka_unit_test(test_grammar_walks),

@@ -152,14 +152,24 @@ size_t mx_tool_calls_text_len(enum mx_tmpl_kind kind, const char *text, size_t n
  * which a double-based decoder would) and re-laid-out as text, never converted to values.
  */
 
-#define JS_BAD SIZE_MAX /* a span function's "not JSON here" */
+#define JS_BAD SIZE_MAX       /* a span function's "not JSON here" */
+#define JS_MORE (SIZE_MAX - 1) /* "JSON so far, but the text ends inside the value" */
+#define JS_FAILED(e) ((e) >= JS_MORE)
 #define JS_MAX_DEPTH 128
 
 static size_t js_value(const char *s, size_t n, size_t p, int depth);
 
-/* The end of the string literal at s[p] == '"', or JS_BAD. */
+/* True when s[p..n) is a proper prefix of lit: the text ends inside it. */
+static bool cut_in(const char *s, size_t n, size_t p, const char *lit) {
+    size_t k = strlen(lit);
+    return p <= n && n - p < k && memcmp(s + p, lit, n - p) == 0;
+}
+
+/* The end of the string literal at s[p] == '"', or JS_BAD / JS_MORE. */
 static size_t js_string(const char *s, size_t n, size_t p) {
-    if (p >= n || s[p] != '"')
+    if (p >= n)
+        return JS_MORE;
+    if (s[p] != '"')
         return JS_BAD;
     for (p++; p < n; p++) {
         unsigned char c = (unsigned char)s[p];
@@ -169,10 +179,12 @@ static size_t js_string(const char *s, size_t n, size_t p) {
             return JS_BAD;
         if (c == '\\') {
             if (++p >= n)
-                return JS_BAD;
+                return JS_MORE;
             if (s[p] == 'u') {
                 for (int k = 1; k <= 4; k++) {
-                    char h = p + (size_t)k < n ? s[p + (size_t)k] : 0;
+                    if (p + (size_t)k >= n)
+                        return JS_MORE;
+                    char h = s[p + (size_t)k];
                     if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
                           (h >= 'A' && h <= 'F')))
                         return JS_BAD;
@@ -183,27 +195,28 @@ static size_t js_string(const char *s, size_t n, size_t p) {
             }
         }
     }
-    return JS_BAD;
+    return JS_MORE;
 }
 
-/* The end of a run of one or more digits at s[p], or JS_BAD. */
+/* The end of a run of one or more digits at s[p], or JS_BAD / JS_MORE. */
 static size_t js_digits(const char *s, size_t n, size_t p) {
     size_t q = p;
     while (q < n && s[q] >= '0' && s[q] <= '9')
         q++;
-    return q > p ? q : JS_BAD;
+    return q > p ? q : p >= n ? JS_MORE : JS_BAD;
 }
 
-/* The end of the number at s[p] (-?int frac? exp?, any number of digits), or JS_BAD. */
+/* The end of the number at s[p] (-?int frac? exp?, any number of digits), or JS_BAD /
+ * JS_MORE. A number that ends the text counts as complete. */
 static size_t js_number(const char *s, size_t n, size_t p) {
     if (p < n && s[p] == '-')
         p++;
     if (p < n && s[p] == '0')
         p++;
-    else if ((p = js_digits(s, n, p)) == JS_BAD)
-        return JS_BAD;
-    if (p < n && s[p] == '.' && (p = js_digits(s, n, p + 1)) == JS_BAD)
-        return JS_BAD;
+    else if (JS_FAILED(p = js_digits(s, n, p)))
+        return p;
+    if (p < n && s[p] == '.' && JS_FAILED(p = js_digits(s, n, p + 1)))
+        return p;
     if (p < n && (s[p] == 'e' || s[p] == 'E')) {
         p++;
         if (p < n && (s[p] == '+' || s[p] == '-'))
@@ -213,7 +226,7 @@ static size_t js_number(const char *s, size_t n, size_t p) {
     return p;
 }
 
-/* The end of the array or object at s[p] ('[' or '{'), or JS_BAD. */
+/* The end of the array or object at s[p] ('[' or '{'), or JS_BAD / JS_MORE. */
 static size_t js_container(const char *s, size_t n, size_t p, int depth) {
     char close = s[p] == '{' ? '}' : ']';
     bool obj = close == '}';
@@ -224,34 +237,44 @@ static size_t js_container(const char *s, size_t n, size_t p, int depth) {
         return p + 1;
     for (;;) {
         if (obj) {
-            if ((p = js_string(s, n, p)) == JS_BAD)
-                return JS_BAD;
+            if (JS_FAILED(p = js_string(s, n, p)))
+                return p;
             p = skip_ws(s, n, p);
-            if (p >= n || s[p] != ':')
+            if (p >= n)
+                return JS_MORE;
+            if (s[p] != ':')
                 return JS_BAD;
             p = skip_ws(s, n, p + 1);
         }
-        if ((p = js_value(s, n, p, depth + 1)) == JS_BAD)
-            return JS_BAD;
+        if (JS_FAILED(p = js_value(s, n, p, depth + 1)))
+            return p;
         p = skip_ws(s, n, p);
-        if (p < n && s[p] == ',') {
+        if (p >= n)
+            return JS_MORE;
+        if (s[p] == ',') {
             p = skip_ws(s, n, p + 1);
             continue;
         }
-        return p < n && s[p] == close ? p + 1 : JS_BAD;
+        return s[p] == close ? p + 1 : JS_BAD;
     }
 }
 
-/* The end of the JSON value starting exactly at s[p], or JS_BAD. */
+/* The end of the JSON value starting exactly at s[p], or JS_BAD / JS_MORE. */
 static size_t js_value(const char *s, size_t n, size_t p, int depth) {
+    static const char *const words[] = {"true", "false", "null"};
     if (p >= n)
-        return JS_BAD;
+        return JS_MORE;
     switch (s[p]) {
     case '{': case '[': return js_container(s, n, p, depth);
     case '"': return js_string(s, n, p);
-    case 't': return starts_with(s, n, p, "true") ? p + 4 : JS_BAD;
-    case 'f': return starts_with(s, n, p, "false") ? p + 5 : JS_BAD;
-    case 'n': return starts_with(s, n, p, "null") ? p + 4 : JS_BAD;
+    case 't': case 'f': case 'n':
+        for (size_t w = 0; w < 3; w++) {
+            if (starts_with(s, n, p, words[w]))
+                return p + strlen(words[w]);
+            if (cut_in(s, n, p, words[w]))
+                return JS_MORE;
+        }
+        return JS_BAD;
     default: return js_number(s, n, p);
     }
 }
@@ -390,8 +413,11 @@ struct pctx {
     struct mx_bytes content;    /* text outside the calls */
     struct mx_tool_calls *out;
     size_t cap;                 /* out->calls allocated */
+    bool partial;               /* the answer so far: a call cut off by its end is no error */
     struct mx_err *err;
 };
+
+#define STOP 2 /* a parse step's "the answer so far ends inside a call": stop, no error */
 
 /* A made-up call id: 9 alphanumerics, different on every call in the process. */
 static void make_id(char id[10]) {
@@ -412,13 +438,18 @@ static void make_id(char id[10]) {
     id[9] = '\0';
 }
 
-/* The array or object after whitespace at p: its span, or b == JS_BAD. */
+/* The array or object after whitespace at p: its span, or b == JS_BAD with e == JS_MORE (the
+ * text ends inside it, or before it starts) or JS_BAD. */
 static struct span js_at(const struct pctx *P, size_t p) {
     struct span v;
     v.b = skip_ws(P->s, P->n, p);
-    v.e = v.b < P->n && (P->s[v.b] == '{' || P->s[v.b] == '[') ? js_value(P->s, P->n, v.b, 0)
-                                                                : JS_BAD;
-    if (v.e == JS_BAD)
+    if (v.b >= P->n)
+        v.e = JS_MORE;
+    else if (P->s[v.b] == '{' || P->s[v.b] == '[')
+        v.e = js_value(P->s, P->n, v.b, 0);
+    else
+        v.e = JS_BAD;
+    if (JS_FAILED(v.e))
         v.b = JS_BAD;
     return v;
 }
@@ -431,6 +462,16 @@ static bool is_obj(const struct pctx *P, struct span v) {
 /* Records a malformed call: MX_EFORMAT "tool call (FAMILY): what (at byte N)". */
 static int fail(struct pctx *P, size_t at, const char *what) {
     return mx_err_set(P->err, MX_EFORMAT, "tool call (%s): %s (at byte %zu)", P->fam, what, at);
+}
+
+/* fail(), unless the text ended inside the call (cut) and this is the answer so far: then
+ * out->partial is set and STOP returned. */
+static int fail_or_cut(struct pctx *P, bool cut, size_t at, const char *what) {
+    if (cut && P->partial) {
+        P->out->partial = true;
+        return STOP;
+    }
+    return fail(P, at, what);
 }
 
 /* Appends s[from..to) to the content. Returns 0 or MX_ENOMEM. */
@@ -555,10 +596,13 @@ static int parse_mistral(struct pctx *P) {
     for (;;) {
         struct span v;
         p = skip_ws(P->s, P->n, p);
-        if (p < P->n && P->s[p] == '[') {
+        if (p >= P->n)
+            return fail_or_cut(P, true, p, "expected a JSON array of calls after [TOOL_CALLS]");
+        if (P->s[p] == '[') {
             v = js_at(P, p);
             if (v.b == JS_BAD || skip_ws(P->s, v.e, v.b + 1) == v.e - 1)
-                return fail(P, p, "expected a JSON array of calls after [TOOL_CALLS]");
+                return fail_or_cut(P, v.e == JS_MORE, p,
+                                   "expected a JSON array of calls after [TOOL_CALLS]");
             for (size_t q = skip_ws(P->s, v.e, v.b + 1); q < v.e - 1;) {
                 struct span el = {q, js_value(P->s, v.e, q, 1)};
                 if (!is_obj(P, el))
@@ -580,17 +624,20 @@ static int parse_mistral(struct pctx *P) {
                 idn = q - idp;
             }
             if (!starts_with(P->s, P->n, q, "[ARGS]"))
-                return fail(P, p, "expected a JSON array or NAME[ARGS] after [TOOL_CALLS]");
+                return fail_or_cut(P, q == P->n || cut_in(P->s, P->n, q, "[ARGS]") ||
+                                          cut_in(P->s, P->n, q, "[CALL_ID]"),
+                                   p, "expected a JSON array or NAME[ARGS] after [TOOL_CALLS]");
             v = js_at(P, q + 6);
             if (!is_obj(P, v))
-                return fail(P, q + 6, "expected a JSON object after [ARGS]");
+                return fail_or_cut(P, v.e == JS_MORE, q + 6,
+                                   "expected a JSON object after [ARGS]");
             if (name_end == p)
                 return fail(P, p, "a call without a name");
             char *name = memchr(P->s + p, '\0', name_end - p) ? strdup("")
                                                                : strndup(P->s + p, name_end - p);
             char *id = idn && !memchr(P->s + idp, '\0', idn) ? strndup(P->s + idp, idn) : NULL;
             rc = add_call(P, name, js_relayout(P->s, v), id, p);
-            if (rc < 0)
+            if (rc != 0)
                 return rc;
         }
         p = skip_ws(P->s, P->n, v.e);
@@ -611,12 +658,17 @@ static int parse_hermes(struct pctx *P) {
             return rc;
         struct span v = js_at(P, m + 11);
         if (!is_obj(P, v))
-            return fail(P, m + 11, "expected a JSON object after <tool_call>");
+            return fail_or_cut(P, v.e == JS_MORE, m + 11,
+                               "expected a JSON object after <tool_call>");
         if ((rc = call_from_obj(P, v, false)) < 0)
             return rc;
         p = skip_ws(P->s, P->n, v.e);
         if (starts_with(P->s, P->n, p, "</tool_call>"))
             p += 12;
+        else if (p < P->n && cut_in(P->s, P->n, p, "</tool_call>") && P->partial)
+            return fail_or_cut(P, true, p, ""); /* complete, its closing tag on its way */
+        else if (p < P->n && cut_in(P->s, P->n, p, "</tool_call>"))
+            p = P->n; /* a finished answer cut inside the closing tag: the call is complete */
         else if (p < P->n)
             return fail(P, p, "expected </tool_call>");
     }
@@ -632,8 +684,10 @@ static int parse_objects(struct pctx *P, size_t p, bool strict) {
         if (p == P->n)
             return 0;
         struct span v = js_at(P, p);
-        int rc = is_obj(P, v) ? call_from_obj(P, v, strict)
-                              : strict ? 1 : fail(P, p, "expected a JSON call object");
+        int rc = is_obj(P, v)              ? call_from_obj(P, v, strict)
+                 : v.e == JS_MORE && P->partial ? fail_or_cut(P, true, p, "")
+                 : strict                   ? 1
+                                            : fail(P, p, "expected a JSON call object");
         if (rc != 0) {
             if (rc == 1) { /* drop what this run added: it is text after all */
                 for (size_t i = n0; i < P->out->n_calls; i++) {
@@ -659,10 +713,9 @@ static int parse_llama3(struct pctx *P) {
         return parse_objects(P, m + 14, false);
     }
     m = MX_MIN(pat_find(P->s, P->n, 0, LLAMA3_OBJ), pat_find(P->s, P->n, 0, LLAMA3_TYPED_OBJ));
-    if (m < P->n && (rc = parse_objects(P, m, true)) <= 0) {
-        if (rc < 0)
-            return rc;
-        return add_content(P, 0, m);
+    if (m < P->n && (rc = parse_objects(P, m, true)) != 1) { /* calls (or one on its way) */
+        int r2 = rc < 0 ? rc : add_content(P, 0, m);
+        return r2 < 0 ? r2 : rc;
     }
     return add_content(P, 0, P->n);
 }
@@ -674,6 +727,8 @@ static int parse_generic(struct pctx *P) {
     if ((rc = add_content(P, 0, m)) < 0 || m == P->n)
         return rc;
     struct span v = js_at(P, m), arr = {0, 0};
+    if (v.e == JS_MORE)
+        return fail_or_cut(P, true, m, "expected {\"tool_calls\": [calls]}");
     if (is_obj(P, v)) { /* the value of "tool_calls": the first member, by the marker */
         size_t q = skip_ws(P->s, v.e, v.b + 1);
         q = skip_ws(P->s, v.e, js_string(P->s, v.e, q));
@@ -720,14 +775,27 @@ static int set_content(struct mx_tool_calls *out, const char *s, size_t n, struc
     return out->content ? 0 : mx_err_set(err, MX_ENOMEM, "tool call: out of memory");
 }
 
-int mx_tool_calls_parse(enum mx_tmpl_kind kind, const char *text, size_t n,
+/* The parse behind both entry points; partial: the answer so far (see tool_call.h). */
+static int parse_answer(enum mx_tmpl_kind kind, const char *text, size_t n, bool partial,
                         struct mx_tool_calls *out, struct mx_err *err) {
     if (!out)
         return mx_err_set(err, MX_EINVAL, "tool call: no output");
     memset(out, 0, sizeof(*out));
     if ((unsigned)kind >= MX_TMPL_COUNT || (!text && n > 0))
         return mx_err_set(err, MX_EINVAL, "tool call: bad arguments (kind %d)", (int)kind);
-    struct pctx P = {text ? text : "", n, mx_tmpl_name(kind), {0}, out, 0, err};
+    text = text ? text : "";
+    size_t len = n;
+    if (partial) { /* a marker's start at the very end is not text yet */
+        const char *const *pats = markers(kind);
+        for (size_t p = 0; p < n && len == n; p++)
+            for (const char *const *m = pats; *m; m++)
+                if (text[p] == (*m)[0] && pat_at(text, n, p, *m, NULL) == PAT_PARTIAL) {
+                    len = p;
+                    out->partial = true;
+                    break;
+                }
+    }
+    struct pctx P = {text, len, mx_tmpl_name(kind), {0}, out, 0, partial, err};
     int rc;
     switch (kind) {
     case MX_TMPL_MISTRAL_V3: case MX_TMPL_MISTRAL_V3_TEKKEN:
@@ -742,13 +810,24 @@ int mx_tool_calls_parse(enum mx_tmpl_kind kind, const char *text, size_t n,
         mx_tool_calls_free(&keep);
         out->calls = NULL;
         out->n_calls = 0;
-        if (set_content(out, P.s, n, NULL) < 0)
+        out->partial = false;
+        if (set_content(out, text, n, NULL) < 0)
             rc = mx_err_set(err, MX_ENOMEM, "tool call: out of memory");
     } else {
         rc = set_content(out, P.content.p, P.content.n, err);
     }
     mx_bytes_free(&P.content);
     return rc;
+}
+
+int mx_tool_calls_parse(enum mx_tmpl_kind kind, const char *text, size_t n,
+                        struct mx_tool_calls *out, struct mx_err *err) {
+    return parse_answer(kind, text, n, false, out, err);
+}
+
+int mx_tool_calls_parse_partial(enum mx_tmpl_kind kind, const char *text, size_t n,
+                                struct mx_tool_calls *out, struct mx_err *err) {
+    return parse_answer(kind, text, n, true, out, err);
 }
 
 /* ---- the call grammar -------------------------------------------------------------------- */

@@ -53,15 +53,24 @@ struct mx_tool_calls {
     struct mx_tool_call *calls; /* [n_calls]: id, name, arguments all owned, never NULL; ids
                                  * from the answer, or made up (9 alphanumerics) */
     size_t n_calls;
+    bool partial;               /* mx_tool_calls_parse_partial: the answer so far ends inside a
+                                 * call or a marker (more calls may follow the ones here) */
 };
 
-/* Parses text[0..n) (a finished answer, or the answer so far) with kind's call syntax into *out
+/* Parses text[0..n) (a finished answer) with kind's call syntax into *out
  * (zeroed first; caller frees with mx_tool_calls_free even on error). An answer without calls
  * gives n_calls 0 and the whole text as content. Returns 0, MX_EFORMAT (a marker followed by a
  * malformed call: "tool call (FAMILY): problem (at byte N)"; out->content then holds the whole
  * text), MX_EINVAL (bad kind or NULL text with n > 0), MX_ENOMEM. Never reads past text + n. */
 int mx_tool_calls_parse(enum mx_tmpl_kind kind, const char *text, size_t n,
                         struct mx_tool_calls *out, struct mx_err *err);
+
+/* mx_tool_calls_parse for the answer so far, while it streams: a call (or a marker) that the
+ * text ends inside is no error; the complete calls before it are returned, the content is the
+ * text outside them, and out->partial is set. A call that is malformed before the end of the
+ * text is MX_EFORMAT as in mx_tool_calls_parse. */
+int mx_tool_calls_parse_partial(enum mx_tmpl_kind kind, const char *text, size_t n,
+                                struct mx_tool_calls *out, struct mx_err *err);
 
 /* Frees everything and zeroes *c; NULL ok. */
 void mx_tool_calls_free(struct mx_tool_calls *c);

@@ -3,7 +3,8 @@
  * MX_EFORMAT (memory aside) with a C-string content; every call has a name, an id of 9+ chars
  * and one-line JSON-object arguments, and the calls render back through the family's template
  * (core/text/template.c re-reads the arguments as JSON: they must be valid). The streaming
- * text length never exceeds the input. Built by `make check-fuzz` (tests/fuzz/fuzz.am). */
+ * text length never exceeds the input; the partial parse (the answer so far) holds the same
+ * invariants. Built by `make check-fuzz` (tests/fuzz/fuzz.am). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +49,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort(); /* only an answer's own odd id may be refused, never the arguments */
         mx_tmpl_prompt_free(&p);
     }
+    mx_tool_calls_free(&c);
+    /* the same answer as a stream's text so far */
+    rc = mx_tool_calls_parse_partial(kind, text, n, &c, &err);
+    if ((rc != 0 && rc != MX_EFORMAT && rc != MX_ENOMEM) || (rc != MX_ENOMEM && !c.content))
+        abort();
+    for (size_t i = 0; i < c.n_calls; i++)
+        if (!c.calls[i].name || strlen(c.calls[i].id) < 9 || c.calls[i].arguments[0] != '{')
+            abort();
     mx_tool_calls_free(&c);
     return 0;
 }
