@@ -37,6 +37,7 @@
 #include "app/llm.h"
 #include "app/worker.h"
 #include "net/oai.h"
+#include "net/base64.h"
 #include "net/server_sd.h"
 
 #define MAX_CONNECTIONS 64           /* concurrent sockets (each a thread) */
@@ -520,12 +521,13 @@ static void run_image(struct mx_server *srv, struct job *j) {
             size_t len = 0;
             code = read_all(ud.res.path, &png, &len);
             if (code == 0) {
-                im[n].png_b64 = mx_base64(png, len);
+                char *b64 = NULL;
+                code = mx_base64_encode((const unsigned char *)png, len, &b64, NULL);
+                im[n].png_b64 = b64;
                 im[n].infotext = ud.res.infotext;
                 im[n].seed = req.seed;
                 ud.res.infotext = NULL;
-                if (!im[n++].png_b64)
-                    code = MX_ENOMEM;
+                n++; /* freed with the others even when the encoding failed */
             } else {
                 free(msg);
                 msg = strdup("cannot read the image back");

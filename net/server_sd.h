@@ -49,8 +49,5 @@ char *mx_sdapi_response(const struct mx_sdapi_req *r, const struct mx_sdapi_imag
 char *mx_sdapi_progress(double done, double total, double eta_s, int job_count,
                         const char *textinfo);
 
-/* data[0..n) as standard base64 with padding, NUL-terminated. Returns a malloc'd string or
- * NULL (out of memory, or n too large to encode). */
-char *mx_base64(const void *data, size_t n);
 
 #endif
