@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/base/text.h"
+#include "core/llm/json_schema.h"
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
@@ -304,18 +305,57 @@ static int read_sampling(const json_t *o, struct mx_gen_settings *s, bool *max_s
     return read_stop(json_object_get(o, "stop"), s, err);
 }
 
+/* "response_format": OpenAI's {"type": "text" | "json_object" | "json_schema", "json_schema":
+ * {"name", "schema", "strict"}} (llama.cpp's server also takes "schema" beside "json_object"),
+ * turned into the grammar the answer must follow: the same converter as `--json-schema` and the
+ * same any-object grammar as `--json`, so the server and the CLI constrain alike. The grammar
+ * text is kept in req. */
+static int read_response_format(const json_t *o, struct mx_oai_req *req,
+                                struct mx_gen_settings *s, struct mx_err *err) {
+    const json_t *rf = json_object_get(o, "response_format");
+    if (!rf || json_is_null(rf))
+        return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf) || !type)
+        return mx_err_set(err, MX_EINVAL, "response_format: must be {\"type\": ...}");
+    const json_t *schema = NULL;
+    if (strcmp(type, "text") == 0)
+        return 0;
+    if (strcmp(type, "json_object") == 0) {
+        schema = json_object_get(rf, "schema");
+    } else if (strcmp(type, "json_schema") == 0) {
+        const json_t *js = json_object_get(rf, "json_schema");
+        schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+        if (!schema)
+            return mx_err_set(err, MX_EINVAL, "response_format: type \"json_schema\" needs "
+                              "\"json_schema\": {\"schema\": {...}}");
+    } else {
+        return mx_err_set(err, MX_EINVAL, "response_format: type '%.40s' is not one of text, "
+                          "json_object, json_schema", type);
+    }
+    if (!schema) {
+        s->grammar_text = mx_json_any_gbnf();
+        s->grammar_name = "response_format";
+        return 0;
+    }
+    char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return mx_err_set(err, MX_ENOMEM, "response_format: out of memory");
+    char *gbnf = NULL;
+    struct mx_err e2 = {0};
+    int rc = mx_json_schema_to_gbnf(text, strlen(text), &gbnf, &e2);
+    free(text);
+    if (rc < 0)
+        return mx_err_set(err, MX_EINVAL, "response_format: %s", mx_err_msg(&e2, rc));
+    if ((rc = keep(req, gbnf, err)) < 0)
+        return rc;
+    s->grammar_text = gbnf;
+    s->grammar_name = "response_format";
+    return 0;
+}
+
 /* Fields this server would otherwise silently ignore although they change the answer. */
 static int refuse_unsupported(const json_t *o, struct mx_err *err) {
-    const json_t *rf = json_object_get(o, "response_format");
-    if (rf && !json_is_null(rf)) {
-        const char *type = json_string_value(json_object_get(rf, "type"));
-        if (!type)
-            return mx_err_set(err, MX_EINVAL, "response_format: must be {\"type\": ...}");
-        if (strcmp(type, "text") != 0)
-            return mx_err_set(err, MX_EINVAL, "response_format: type '%.40s' is not supported "
-                              "by this build (the JSON-schema-to-grammar converter is not in "
-                              "it); only \"text\"", type);
-    }
     const json_t *tools = json_object_get(o, "tools");
     if (json_is_array(tools) && json_array_size(tools) > 0)
         return mx_err_set(err, MX_EINVAL, "tools: function calling is not supported by mixel "
@@ -353,7 +393,8 @@ int mx_oai_parse(enum mx_oai_kind kind, const char *body, size_t len, struct mx_
     }
     if ((rc = get_bool(root, "stream", &req->stream, err)) < 0 ||
         (rc = refuse_unsupported(root, err)) < 0 ||
-        (rc = read_sampling(root, s, &req->max_set, err)) < 0)
+        (rc = read_sampling(root, s, &req->max_set, err)) < 0 ||
+        (rc = read_response_format(root, req, s, err)) < 0)
         goto fail;
     if (kind == MX_OAI_CHAT) {
         if ((rc = read_messages(req, json_object_get(root, "messages"), err)) < 0)

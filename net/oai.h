@@ -47,7 +47,9 @@ struct mx_oai_req {
  * has). s's other fields stay as the caller set them; s->stop's strings then point into req.
  * Fields OpenAI has that change nothing here (user, logprobs false, ...) are ignored; fields
  * this server cannot honour are refused rather than ignored (n other than 1, tools,
- * response_format other than "text", logprobs true). Returns 0, MX_EINVAL with err naming the
+ * logprobs true). response_format json_object / json_schema sets s->grammar_text (kept in req)
+ * to the JSON grammar (--json) or the schema's (--json-schema); a schema the converter refuses
+ * is MX_EINVAL naming the keyword. Returns 0, MX_EINVAL with err naming the
  * field (the body is not JSON, a field has the wrong type or range) or MX_ENOMEM; *req is then
  * empty. */
 int mx_oai_parse(enum mx_oai_kind kind, const char *body, size_t len, struct mx_oai_req *req,

@@ -80,6 +80,11 @@ start -m "$S"
 $PY "$PORT" completion "Once upon a time" 5 30 "$T/story.txt" || fail "story completion"
 stop
 
+# 2b. response_format: JSON and JSON Schema answers through the grammar stage (end of text on)
+start -m "$M"
+$PY "$PORT" json_schema || fail "response_format"
+stop
+
 # 3. a queue of one: the third request gets 503
 start -m "$M" -c 8192 --ignore-eos --queue 1
 $PY "$PORT" overflow 8000 || fail overflow

@@ -186,7 +186,7 @@ def check_errors(port):
                       {"n": 2, "messages": [{"role": "user", "content": "x"}]})
     expect_error(s, b, 400, "n:")
     s, _, b = request(port, "POST", "/v1/chat/completions",
-                      {"response_format": {"type": "json_object"},
+                      {"response_format": {"type": "yaml"},
                        "messages": [{"role": "user", "content": "x"}]})
     expect_error(s, b, 400, "response_format")
     s, _, b = request(port, "POST", "/v1/completions", {"prompt": 5})
@@ -408,6 +408,52 @@ def check_txt2img(port, prompt, seed, steps, w, h, expected_png):
           (w, h, len(png), sorted(set(seen))))
 
 
+def check_json_schema(port):
+    """response_format json_schema / json_object: with an untrained model at temperature 1, every
+    answer (streamed or not) parses as JSON and validates against the schema."""
+    try:
+        import jsonschema
+    except ImportError:
+        jsonschema = None
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "size": {"enum": ["small", "large"]},
+        "n": {"type": "integer", "minimum": -5, "maximum": 40},
+        "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3}},
+        "required": ["name", "size", "n"], "additionalProperties": False}
+    for seed in (1, 2, 3):
+        for fmt in ({"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+                    {"type": "json_object"}):
+            body = {"messages": [{"role": "user", "content": "Describe a box."}],
+                    "temperature": 1, "seed": seed, "max_tokens": 600, "response_format": fmt}
+            s, _, b = request(port, "POST", "/v1/chat/completions", body)
+            if s != 200:
+                fail("response_format: HTTP %d %s" % (s, b[:200]))
+            text = json.loads(b)["choices"][0]["message"]["content"]
+            st, events, done, _ = stream(port, "/v1/chat/completions", dict(body, stream=True))
+            streamed = "".join(e["choices"][0]["delta"].get("content", "") for e in events
+                               if e.get("choices"))
+            if st != 200 or not done or streamed != text:
+                fail("response_format: streamed answer differs: %r vs %r" % (streamed, text))
+            try:
+                v = json.loads(text)
+            except ValueError:
+                fail("response_format %s seed %d: not JSON: %r" % (fmt["type"], seed, text))
+            if not isinstance(v, dict):
+                fail("response_format: not an object: %r" % text)
+            if fmt["type"] == "json_schema":
+                if jsonschema:
+                    jsonschema.validate(v, schema)
+                elif set(v) - set(schema["properties"]) or v["size"] not in ("small", "large"):
+                    fail("response_format: does not follow the schema: %r" % text)
+    bad = {"messages": [{"role": "user", "content": "x"}],
+           "response_format": {"type": "json_schema", "json_schema": {"schema": {"not": {}}}}}
+    s, _, b = request(port, "POST", "/v1/chat/completions", bad)
+    expect_error(s, b, 400, "'not'")
+    print("ok: response_format json_schema / json_object: 12 answers are valid JSON%s" %
+          (" (jsonschema-validated)" if jsonschema else ""))
+
+
 def main():
     port = int(sys.argv[1])
     check = sys.argv[2]
@@ -430,6 +476,8 @@ def main():
         check_concurrent(port, int(a[0]))
     elif check == "overflow":
         check_overflow(port, int(a[0]))
+    elif check == "json_schema":
+        check_json_schema(port)
     elif check == "txt2img":
         check_txt2img(port, a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), a[5])
     else:

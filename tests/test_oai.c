@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/llm/json_schema.h"
 #include "net/oai.h"
 #include "net/server_sd.h"
 
@@ -128,6 +129,9 @@ static void test_refusals(void **state) {
          "at most"},
         {"{\"tools\":[{}],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "tools"},
         {"{\"response_format\":{\"type\":\"json_schema\"},\"messages\":[]}", "response_format"},
+        {"{\"response_format\":{\"type\":\"xml\"},\"messages\":[]}", "not one of"},
+        {"{\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":"
+         "{\"not\":{}}}},\"messages\":[]}", "'not'"},
         {"{\"model\":5,\"messages\":[]}", "model"},
         {"{\"a\":1,\"a\":2}", "not valid JSON"},
     };
@@ -153,6 +157,41 @@ static void test_refusals(void **state) {
     mx_oai_req_free(&r);
     assert_int_equal(mx_oai_parse(MX_OAI_COMPLETION, "{}", 2, &r, &s, &err), MX_EINVAL);
     assert_non_null(strstr(err.msg, "prompt"));
+}
+
+/* response_format: json_object -> the --json grammar; json_schema (and llama.cpp's
+ * json_object + schema) -> the schema's grammar, kept in the request; text -> none. */
+static void test_response_format(void **state) {
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"response_format\":{\"type\":\"text\"},\"messages\":[{\"role\":\"user\","
+        "\"content\":\"x\"}]}",
+        "{\"response_format\":{\"type\":\"json_object\"},\"messages\":[{\"role\":\"user\","
+        "\"content\":\"x\"}]}",
+        "{\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
+        "\"schema\":{\"type\":\"object\",\"properties\":{\"zq\":{\"enum\":[\"kx\"]}},"
+        "\"required\":[\"zq\"]}}},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"response_format\":{\"type\":\"json_object\",\"schema\":{\"enum\":[\"qv\"]}},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    };
+    for (size_t i = 0; i < 4; i++) {
+        struct mx_oai_req r;
+        struct mx_gen_settings s;
+        mx_gen_settings_default(&s);
+        struct mx_err err = {0};
+        assert_int_equal(mx_oai_parse(MX_OAI_CHAT, bodies[i], strlen(bodies[i]), &r, &s, &err),
+                         0);
+        if (i == 0) {
+            assert_null(s.grammar_text);
+        } else if (i == 1) {
+            assert_ptr_equal(s.grammar_text, mx_json_any_gbnf());
+        } else {
+            assert_non_null(s.grammar_text);
+            /* the schema's own words are in its grammar */
+            assert_non_null(strstr(s.grammar_text, i == 2 ? "kx" : "qv"));
+        }
+        mx_oai_req_free(&r);
+    }
 }
 
 /* A1111's txt2img fields; the response's info is JSON text; base64 as RFC 4648 section 10. */
@@ -202,6 +241,7 @@ int main(void) {
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_parse_chat),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_sdapi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
