@@ -3,6 +3,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/base/readfile.h"
 #include <math.h>
 #include <string.h>
 
@@ -153,6 +158,45 @@ static void test_role_names(void **state) {
     assert_string_equal(mx_role_name((enum mx_role)7), "?");
 }
 
+/* mx_read_file: exact bytes (NULs kept, NUL appended) across the growth steps, the cap exactly
+ * at and one below the size, a pipe, a missing file. */
+static void test_read_file(void **state) {
+    (void)state;
+    char path[] = "/tmp/mx_readfile_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t size = 100000;
+    unsigned char *data = malloc(size);
+    assert_non_null(data);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (unsigned char)(i * 7 + (i >> 9));
+    assert_int_equal(write(fd, data, size), (ssize_t)size);
+    close(fd);
+    char *b = NULL;
+    size_t n = 0;
+    struct mx_err err = {0};
+    assert_int_equal(mx_read_file(path, 0, &b, &n, &err), 0);
+    assert_int_equal(n, size);
+    assert_memory_equal(b, data, size);
+    assert_int_equal(b[n], '\0');
+    free(b);
+    assert_int_equal(mx_read_file(path, size, &b, &n, &err), 0);
+    assert_int_equal(n, size);
+    free(b);
+    assert_int_equal(mx_read_file(path, size - 1, &b, &n, &err), MX_ERANGE);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, "more than 99999 bytes"));
+    mx_err_clear(&err);
+    assert_int_equal(mx_read_file("/dev/null", 10, &b, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_string_equal(b, "");
+    free(b);
+    unlink(path);
+    assert_int_equal(mx_read_file(path, 0, &b, &n, &err), MX_ENOENT);
+    assert_non_null(strstr(err.msg, "cannot open"));
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror_table),
@@ -163,6 +207,7 @@ int main(void) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_role_names),
+        cmocka_unit_test(test_read_file),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }
