@@ -40,7 +40,10 @@ struct mx_engine {
 
 /* The scripted engine for tests and demos: answers with the contents of `reply_file` (streamed in
  * small pieces, byte for byte, escape sequences included: it is how the hostile-output test feeds
- * the view), or, when reply_file is NULL, echoes the user's last message. Returns NULL on OOM. */
+ * the view), or, when reply_file is NULL, echoes the user's last message. reply_file may list
+ * files separated by ':': the k-th answer after the user's message (the rounds of a turn with
+ * tool calls) replays the k-th, the last one when there are fewer. It speaks Mistral's tool-call
+ * syntax ([TOOL_CALLS] in the file). Returns NULL on OOM. */
 struct mx_engine *mx_engine_scripted_new(const char *reply_file);
 
 #endif

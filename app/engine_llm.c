@@ -41,6 +41,7 @@ struct llm {
     struct mx_engine_llm_stats st;  /* the last reply's numbers */
     mx_engine_llm_token_fn on_token; /* called per generated token (tests), or NULL */
     void *on_token_ud;
+    bool tools_warned;              /* said once that the template cannot describe tools */
 };
 
 static struct llm *as_llm(const struct mx_engine *e);
@@ -267,10 +268,28 @@ static void llm_reply(struct mx_engine *e, struct mx_job *job, const struct mx_t
         };
 
     /* 1. render + tokenize + fit + plan against what the cache holds */
-    struct mx_tmpl_opts opts = {.add_generation_prompt = true};
+    struct mx_tmpl_opts opts = {.add_generation_prompt = true, .tools = s->tools,
+                                .n_tools = s->tools ? s->n_tools : 0};
     mx_chat_vocab_apply(&E->vocab, &opts);
     rc = mx_chat_prepare(E->tmpl.kind, msgs, (size_t)n, NULL, &opts, &E->ctok, cached, n_cached,
                          n_ctx, answer_reserve(n_ctx, s), &plan, &err);
+    if ((rc == MX_EUNSUP || rc == MX_EFULL) && opts.n_tools) {
+        /* a template family that cannot describe tools, or a context too small for their
+         * descriptions: the chat goes on without them */
+        mx_chat_turn_free(&plan);
+        memset(&err, 0, sizeof err);
+        opts.tools = NULL;
+        opts.n_tools = 0;
+        if (!E->tools_warned)
+            mx_job_post(job, MX_EV_NOTICE, rc == MX_EUNSUP
+                        ? "tools: this model's chat template cannot describe tools; it answers "
+                          "without them"
+                        : "tools: the context is too small to describe the tools as well; the "
+                          "model answers without them (/ctx N sets a larger context)", 0, 0);
+        E->tools_warned = true;
+        rc = mx_chat_prepare(E->tmpl.kind, msgs, (size_t)n, NULL, &opts, &E->ctok, cached,
+                             n_cached, n_ctx, answer_reserve(n_ctx, s), &plan, &err);
+    }
     if (rc < 0)
         goto out;
     E->st.n_prompt = plan.n_tokens;

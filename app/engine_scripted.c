@@ -36,7 +36,18 @@ static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct
     char *text = NULL;
     size_t len = 0;
     if (s->reply_file) {
-        FILE *f = fopen(s->reply_file, "rb");
+        /* the k-th answer of a turn (k: assistant turns after the last user turn, the rounds of
+         * tool calls) replays the k-th file of the list, the last one past its end */
+        int k = 0;
+        for (int i = n - 1; i >= 0 && turns[i].role != MX_ROLE_USER; i--)
+            k += turns[i].role == MX_ROLE_ASSISTANT;
+        char path[4096];
+        const char *p = s->reply_file;
+        for (const char *colon; k > 0 && (colon = strchr(p, ':')); k--)
+            p = colon + 1;
+        size_t plen = strcspn(p, ":");
+        snprintf(path, sizeof path, "%.*s", (int)MX_MIN(plen, sizeof path - 1), p);
+        FILE *f = fopen(path, "rb");
         if (!f) {
             mx_job_done(job, MX_ENOENT, "scripted engine: cannot open reply file");
             return;

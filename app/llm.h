@@ -21,6 +21,8 @@
 #include "core/base/err.h"
 #include "core/llm/sampler.h"
 
+struct mx_tool_def; /* core/text/template.h */
+
 #define MX_GEN_MAX_STOPS 8 /* --stop strings a caller may add to the template's */
 
 /* Everything a front end decides about a model run; persisted per chat session (the sampling
@@ -55,6 +57,10 @@ struct mx_gen_settings {
                                * counts, and its text is written into the answer, with or
                                * without a grammar. NULL: the grammar (if any) applies from the
                                * first token */
+    /* chatting (app/engine.h): the tools the chat template describes to the model, which may
+     * answer with calls (app/tools.h runs them); borrowed; NULL/0: none */
+    const struct mx_tool_def *tools;
+    size_t n_tools;
 };
 
 /* The defaults every front end starts from: automatic device, physical cores, the model's

@@ -19,6 +19,7 @@
 #include "history/images.h"
 #include "history/kvsnap.h"
 #include "app/engine_llm.h"
+#include "app/tools.h"
 #include "app/worker.h"
 
 static volatile sig_atomic_t g_interrupted;
@@ -81,6 +82,8 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     struct mx_msg_list path = {0};
     struct mx_db_image_list imgs = {0};
     struct turn_job tj = {0};
+    struct mx_tool_calls *calls = NULL; /* [path.n + 1]: turns' tool calls (owned) */
+    char **results = NULL;              /* [path.n + 1]: tool results as the template takes them */
     char *answer = NULL;
     size_t alen = 0, acap = 0;
     int status = 1, rc;
@@ -125,16 +128,35 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         goto done;
     }
     tj.turns = calloc(path.n + 1, sizeof *tj.turns);
-    if (!tj.turns)
+    calls = calloc(path.n + 1, sizeof *calls);
+    results = calloc(path.n + 1, sizeof *results);
+    if (!tj.turns || !calls || !results)
         goto done;
+    enum mx_tmpl_kind kind = MX_TMPL_MISTRAL_V3;
+    if (mx_engine_llm_template(e))
+        mx_tmpl_from_name(mx_engine_llm_template(e), &kind, NULL);
     for (size_t i = 0; i < path.n; i++) {
         bool image = false;
         for (size_t k = 0; k < imgs.n; k++)
             image |= imgs.v[k].message == path.v[i].id;
         if (image)
             continue;
-        tj.turns[tj.n].role = path.v[i].role;
-        tj.turns[tj.n++].text = path.v[i].content;
+        const struct mx_msg *m = &path.v[i];
+        struct mx_turn *t = &tj.turns[tj.n];
+        t->role = m->role;
+        t->text = m->content;
+        /* a chat's tool calls and results (app/tools.h) replay as the template writes them */
+        if (m->tool_calls[0] && mx_tool_calls_from_json(m->tool_calls, &calls[tj.n], NULL) == 0) {
+            t->tool_calls = calls[tj.n].calls;
+            t->n_tool_calls = calls[tj.n].n_calls;
+        }
+        if (m->role == MX_ROLE_TOOL) {
+            t->tool_call_id = m->tool_call_id[0] ? m->tool_call_id : NULL;
+            if (!(results[tj.n] = mx_tool_result_text(kind, m->content)))
+                goto done;
+            t->text = results[tj.n];
+        }
+        tj.n++;
     }
     if ((rc = mx_db_msg_append(db, sid, MX_DB_PARENT_LEAF, MX_ROLE_USER, o->prompt, 0, NULL, &uid,
                                &err)) != 0 ||
@@ -238,6 +260,12 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     status = code == 0 ? 0 : code == MX_ECANCELED ? 130 : 1;
 done:
     mx_worker_free(w);
+    for (size_t i = 0; calls && results && i < path.n + 1; i++) {
+        mx_tool_calls_free(&calls[i]);
+        free(results[i]);
+    }
+    free(calls);
+    free(results);
     free(tj.turns);
     free(answer);
     mx_db_image_list_free(&imgs);

@@ -10,7 +10,9 @@
 #include "tui/app.h"
 #include "cli/cmd.h"
 #include "cli/opts.h"
+#include "app/config.h"
 #include "app/engine_llm.h"
+#include "app/tools.h"
 #include "net/pull.h"
 #include "cli/remote.h"
 #include "net/remote_images.h"
@@ -18,6 +20,7 @@
 static void chat_usage(FILE *f) {
     fprintf(f, "usage: mixel [chat] [-m MODEL] [--resume [ID]] [--theme NAME] [--system TEXT]\n"
                "                    [--temp T] [--top-p P] [--seed N] [-c CTX] [--db PATH]\n"
+               "                    [--allow-dir DIR] [--yes] [--no-tools]\n"
                "\n"
                "Full-screen chat. Type /help inside for commands and keys.\n"
                "  --theme NAME              dark (default), light, high-contrast, basic16, or a\n"
@@ -36,11 +39,21 @@ static void chat_usage(FILE *f) {
                "                            phi3, ...)\n"
                "  --list-models             with --remote: print the server's models and exit\n"
                "  --remote-images URL       /image and /img2img drawn by an AUTOMATIC1111-\n"
-               "                            compatible server (e.g. http://gpu-box:7860)\n");
+               "                            compatible server (e.g. http://gpu-box:7860)\n"
+               "  --allow-dir DIR           let the model read text files in DIR (read_file;\n"
+               "                            more folders: tools.allow_dirs in config.json)\n"
+               "  --yes                     run the model's tool calls without asking (default:\n"
+               "                            each call waits for y / n / a)\n"
+               "  --no-tools                offer the model no tools (generate_image, read_file\n"
+               "                            and the config's commands)\n");
     mx_cli_common_help(f, MX_CLI_CHAT);
-    fprintf(f, "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
-               "instead of a model: for testing the interface without weights; MIXEL_SCRIPTED_RATE=N\n"
-               "paces it at N pieces per second.\n");
+    fprintf(f, "Tools (README, man mixel): generate_image, read_file in allowed folders and\n"
+               "the commands under \"tools\" in $XDG_CONFIG_HOME/mixel/config.json; each call\n"
+               "waits for y / n / a(lways this session) unless --yes.\n"
+               "Environment: MIXEL_SCRIPTED_REPLY=FILE|echo answers from a file (or echoes)\n"
+               "instead of a model: for testing the interface without weights (FILE1:FILE2: one\n"
+               "file per round of tool calls); MIXEL_SCRIPTED_RATE=N paces it at N pieces per\n"
+               "second.\n");
 }
 
 int mx_cmd_chat(int argc, char **argv) {
@@ -54,6 +67,8 @@ int mx_cmd_chat(int argc, char **argv) {
     const char *graphics = NULL;
     bool list_models = false;
     const char *images_url = NULL;
+    const char *allow_dir = NULL;
+    bool no_tools = false;
     const struct mx_cli_extra extra[] = {
         {NULL, "--remote-images", MX_X_STR, &images_url, 0, 0},
         {NULL, "--list-models", MX_X_FLAG, &list_models, 0, 0},
@@ -65,6 +80,9 @@ int mx_cmd_chat(int argc, char **argv) {
         {NULL, "--chat-template", MX_X_STR, &tmpl, 0, 0},
         {NULL, "--graphics", MX_X_STR, &graphics, 0, 0},
         {NULL, "--sd-model", MX_X_STR, &o.sd_model, 0, 0},
+        {NULL, "--allow-dir", MX_X_STR, &allow_dir, 0, 0},
+        {NULL, "--yes", MX_X_FLAG, &o.tools_yes, 0, 0},
+        {NULL, "--no-tools", MX_X_FLAG, &no_tools, 0, 0},
     };
     int pr = mx_cli_parse(named ? "chat" : "", MX_CLI_CHAT, argc, argv, &co, extra,
                           sizeof extra / sizeof extra[0], chat_usage);
@@ -100,12 +118,33 @@ int mx_cmd_chat(int argc, char **argv) {
         mx_cli_remote_end();
         return st;
     }
+    if (no_tools && (allow_dir || o.tools_yes)) {
+        fprintf(stderr, "%s: --no-tools: there are no tool calls for %s to act on\n", who,
+                allow_dir ? "--allow-dir" : "--yes");
+        mx_cli_remote_end();
+        return 2;
+    }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         mx_cli_err("chat", "needs a terminal (for scripts use `mixel run`)");
         return 2;
     }
-    if (model && mx_cli_resolve_model("chat", &co))
+    if (!no_tools) { /* the tools: config.json's and the built-ins (app/tools.h) */
+        struct mx_config *cfg = NULL;
+        struct mx_err err = {0};
+        int rc = mx_config_load(&cfg, NULL, &err);
+        if (rc == 0)
+            rc = mx_tools_new(&o.tools, cfg, &allow_dir, allow_dir ? 1 : 0, true, &err);
+        mx_config_free(cfg);
+        if (rc != 0) {
+            mx_cli_err("chat", "%s", mx_err_msg(&err, rc));
+            mx_cli_remote_end();
+            return 2;
+        }
+    }
+    if (model && mx_cli_resolve_model("chat", &co)) {
+        mx_tools_free(o.tools);
         return 1;
+    }
     model = co.model;
     setlocale(LC_ALL, "");
     o.model_path = model;
@@ -113,11 +152,14 @@ int mx_cmd_chat(int argc, char **argv) {
     if (images_url) {
         struct mx_remote_opts io;
         struct mx_err err = {0};
-        if (mx_cli_remote_images_opts("chat", images_url, &io) < 0)
+        if (mx_cli_remote_images_opts("chat", images_url, &io) < 0) {
+            mx_tools_free(o.tools);
             return 2;
+        }
         if (!(o.remote_images = mx_remote_images_new(&io, &err))) {
             mx_cli_err("chat", "--remote-images: %s", mx_err_msg(&err, err.code));
             mx_cli_remote_end();
+            mx_tools_free(o.tools);
             return 2;
         }
     }
@@ -132,6 +174,7 @@ int mx_cmd_chat(int argc, char **argv) {
             mx_cli_remote_end();
             if (o.remote_images)
                 o.remote_images->free(o.remote_images);
+            mx_tools_free(o.tools);
             return 1;
         }
         mx_remote_engine_id(o.engine, remote_id, sizeof remote_id);
@@ -145,6 +188,7 @@ int mx_cmd_chat(int argc, char **argv) {
             mx_cli_err("chat", "%s", mx_err_msg(&err, err.code));
             if (o.remote_images)
                 o.remote_images->free(o.remote_images);
+            mx_tools_free(o.tools);
             return 1;
         }
         o.load_engine = mx_cli_remote_loader; /* GGUF paths and remote ones */

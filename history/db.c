@@ -73,6 +73,11 @@ static const struct migration steps[] = {
      "  INSERT INTO messages_fts(messages_fts, rowid, content)"
      "    VALUES ('delete', old.id, old.content);"
      "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"},
+    /* an assistant's tool calls (JSON array of {"id","name","arguments"}, '' none) and the
+     * call a tool message answers ('' none): what the chat template needs to replay them */
+    {2, "tool calls",
+     "ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE messages ADD COLUMN tool_call_id TEXT NOT NULL DEFAULT '';"},
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == MX_DB_SCHEMA_VERSION,
@@ -806,7 +811,9 @@ int mx_db__msg_from_row(sqlite3_stmt *st, struct mx_msg *m) {
     m->timings = xstrdup(col_text(st, 6));
     m->n_tokens = sqlite3_column_int(st, 7);
     m->created_ms = sqlite3_column_int64(st, 8);
-    if (!m->content || !m->timings) {
+    m->tool_calls = xstrdup(col_text(st, 9));
+    m->tool_call_id = xstrdup(col_text(st, 10));
+    if (!m->content || !m->timings || !m->tool_calls || !m->tool_call_id) {
         mx_msg_deinit(m);
         return MX_ENOMEM;
     }
@@ -818,6 +825,8 @@ void mx_msg_deinit(struct mx_msg *m) {
         return;
     free(m->content);
     free(m->timings);
+    free(m->tool_calls);
+    free(m->tool_call_id);
     memset(m, 0, sizeof *m);
 }
 
@@ -1107,6 +1116,38 @@ int mx_db_msg_finish(struct mx_db *db, int64_t id, const char *content, int n_to
         return mx_err_set(err, MX_EINVAL, "message %lld: finish needs complete or partial",
                           (long long)id);
     return msg_write(db, id, content, n_tokens, timings, (int)state, err);
+}
+
+int mx_db_msg_set_tool(struct mx_db *db, int64_t id, const char *tool_calls,
+                       const char *tool_call_id, struct mx_err *err) {
+    if (tool_calls && tool_calls[0]) {
+        json_t *j = json_loads(tool_calls, 0, NULL);
+        bool ok = json_is_array(j);
+        json_decref(j);
+        if (!ok)
+            return mx_err_set(err, MX_EINVAL, "message %lld: tool calls: not a JSON array",
+                              (long long)id);
+    }
+    int rc = tx_begin(db, err);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = mx_db__prepare(db, "UPDATE messages SET tool_calls = ?1, tool_call_id = ?2"
+                             " WHERE id = ?3", &st, err)) < 0)
+        goto fail;
+    sqlite3_bind_text(st, 1, tool_calls ? tool_calls : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, tool_call_id ? tool_call_id : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, id);
+    if ((rc = step_done(db, st, "store tool calls", err)) < 0)
+        goto fail;
+    if (sqlite3_changes(db->h) == 0) {
+        rc = mx_err_set(err, MX_ENOENT, "message %lld: no such message", (long long)id);
+        goto fail;
+    }
+    return tx_commit(db, err);
+fail:
+    tx_rollback(db);
+    return rc;
 }
 
 static int select_list(struct mx_db *db, sqlite3_stmt *st, struct mx_msg_list *out,

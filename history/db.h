@@ -33,7 +33,7 @@ struct sqlite3;
 
 /* The schema version this build writes (PRAGMA user_version). Older files are migrated on open;
  * a newer file (a later mixel) is opened read-only so that nothing it relies on is damaged. */
-#define MX_DB_SCHEMA_VERSION 1
+#define MX_DB_SCHEMA_VERSION 2
 
 #include "core/base/role.h" /* enum mx_role */
 
@@ -81,6 +81,9 @@ struct mx_msg {
     char *timings;         /* JSON object text, "{}" when none */
     int n_tokens;          /* tokens of content as the model saw it, 0 = unknown */
     int64_t created_ms;
+    char *tool_calls;      /* assistant: its tool calls as a JSON array of {"id", "name",
+                            * "arguments"} (app/tools.h writes and reads it); "" none */
+    char *tool_call_id;    /* tool: the id of the call this message answers; "" none */
     int sibling_index;     /* 1-based position among messages with the same parent (by id) */
     int sibling_count;     /* how many there are: shown as "index/count" */
 };
@@ -190,6 +193,13 @@ int mx_db_msg_update(struct mx_db *db, int64_t id, const char *content, int n_to
                      struct mx_err *err);
 int mx_db_msg_finish(struct mx_db *db, int64_t id, const char *content, int n_tokens,
                      const char *timings, enum mx_msg_state state, struct mx_err *err);
+
+/* Records an assistant message's tool calls (tool_calls: a JSON array, NULL/"" none) or the
+ * call a tool message answers (tool_call_id, NULL/"" none) on message id, so a resumed or
+ * exported session replays them. Errors: MX_EINVAL (tool_calls not a JSON array), MX_ENOENT
+ * (no such message), write errors. */
+int mx_db_msg_set_tool(struct mx_db *db, int64_t id, const char *tool_calls,
+                       const char *tool_call_id, struct mx_err *err);
 
 /* One message with its sibling index/count. Errors: MX_ENOENT, MX_EDB, MX_ENOMEM. */
 int mx_db_msg_get(struct mx_db *db, int64_t id, struct mx_msg *m, struct mx_err *err);

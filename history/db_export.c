@@ -69,6 +69,14 @@ int mx_db_export_json(struct mx_db *db, int64_t session, char **out, struct mx_e
         bad |= put(o, "created_ms", json_integer(m->created_ms));
         bad |= put(o, "sibling_index", json_integer(m->sibling_index));
         bad |= put(o, "sibling_count", json_integer(m->sibling_count));
+        if (m->tool_calls && m->tool_calls[0]) { /* stored as an array: kept one when sound */
+            json_t *tc = json_loads(m->tool_calls, 0, NULL);
+            bad |= put(o, "tool_calls", json_is_array(tc) ? tc : jstr(m->tool_calls));
+            if (tc && !json_is_array(tc))
+                json_decref(tc);
+        }
+        if (m->tool_call_id && m->tool_call_id[0])
+            bad |= put(o, "tool_call_id", jstr(m->tool_call_id));
         bad |= json_array_append_new(msgs, o);
     }
     if (!bad) {
@@ -167,6 +175,16 @@ int mx_db_export_md(struct mx_db *db, int64_t session, char **out, struct mx_err
         bput(&b, "\n\n");
         bput(&b, m->content);
         bput(&b, "\n");
+        if (m->tool_calls && m->tool_calls[0]) {
+            bput(&b, "\nTool calls:\n\n```json\n");
+            bput(&b, m->tool_calls);
+            bput(&b, "\n```\n");
+        }
+        if (m->tool_call_id && m->tool_call_id[0]) {
+            bput(&b, "\n(the result of call ");
+            bput(&b, m->tool_call_id);
+            bput(&b, ")\n");
+        }
     }
     mx_msg_list_free(&path);
     mx_session_deinit(&s);

@@ -24,9 +24,10 @@ int mx_db__fail(struct mx_db *db, int rc, const char *what, struct mx_err *err);
 /* Prepares sql; returns 0 or an error code (message in err). */
 int mx_db__prepare(struct mx_db *db, const char *sql, sqlite3_stmt **st, struct mx_err *err);
 
-/* Fills m from a row selected with MX_DB__MSG_COLS (columns 0..8); sibling fields are zeroed.
+/* Fills m from a row selected with MX_DB__MSG_COLS (columns 0..10); sibling fields are zeroed.
  * Returns 0 or MX_ENOMEM. */
-#define MX_DB__MSG_COLS "id, session, parent, role, state, content, timings, n_tokens, created"
+#define MX_DB__MSG_COLS "id, session, parent, role, state, content, timings, n_tokens, created, " \
+                        "tool_calls, tool_call_id"
 int mx_db__msg_from_row(sqlite3_stmt *st, struct mx_msg *m);
 
 /* Replaces invalid UTF-8 in s by U+FFFD (model output is arbitrary bytes; JSON needs UTF-8).

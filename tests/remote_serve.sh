@@ -59,7 +59,9 @@ chat() { # chat DB ARGS...: two turns and a /regen
     wait_n "$db" 3
     quit
 }
-chat "$work/local.db" -m "$M" -t 1
+# --no-tools: the server's chat does not describe tools to the model (yet), the local one
+# would (generate_image), and the prompts must be the same
+chat "$work/local.db" -m "$M" -t 1 --no-tools
 chat "$work/remote.db" --remote "$U"
 answers "$work/local.db" >"$work/local.txt"
 answers "$work/remote.db" >"$work/remote.txt"

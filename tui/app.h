@@ -14,6 +14,8 @@
 #include "app/image_job.h"
 #include "tui/graphics.h"
 
+struct mx_tools;
+
 /* Loads a model into a chat engine (called on the worker thread). Returns NULL with err set. */
 typedef struct mx_engine *(*mx_engine_loader)(const char *model_path,
                                               const struct mx_gen_settings *settings,
@@ -51,6 +53,9 @@ struct mx_app_opts {
                                  * NULL: the first one discovered */
     mx_model_fetch_fn fetch;    /* the first-run screen's downloads (tui/firstrun.h); NULL: it
                                  * shows the `mixel pull` commands only */
+    struct mx_tools *tools;     /* the tools the model may call (app/tools.h), owned by the app
+                                 * from mx_app_run on; NULL: none (--no-tools) */
+    bool tools_yes;             /* --yes: every tool call runs without asking */
 };
 
 /* Runs the TUI until the user quits. Returns the process exit status. */

@@ -11,6 +11,7 @@
  *   load, gallery, sidebar, conv_view
  *   imagegen                         image generation on the worker (/image, /img2img)
  *   firstrun                         no model anywhere: picks to download (mixel pull)
+ *   tools                            tool calls: confirmation, runs, results (tools.h)
  *   gen, picker, keys                generation; the model picker; key actions (keys.h table)
  *   commands                         the slash command table (+ /help from keys.h)
  *   readline_glue                    readline in callback mode
@@ -67,6 +68,11 @@ struct msg {
     int sx_cols, sx_rows;
     struct mx_image blk;  /* scaled for half blocks (two pixels per cell), cached like sixel */
     int sib_index, sib_count; /* branch position among siblings ("2/3"), count 0 = unknown */
+    char *tool_calls;     /* assistant: its tool calls, JSON as stored (app/tools.h); NULL none */
+    char *tool_call_id;   /* tool: the call this result answers; NULL none */
+    char *shown;          /* drawn instead of text (the folded call lines "⚙ f(x=1) → 2 KB");
+                           * NULL: text (tools.c) */
+    bool hidden;          /* a tool result: folded into its call's line, not drawn itself */
 };
 
 /* The conversation on screen: the active branch of the session, plus notices. */
@@ -89,6 +95,7 @@ struct mx_app_gen {
     int ctx_used;         /* tokens in the engine's cache (the context meter) */
     double last_db_update; /* when the streaming answer was last written to the history */
     bool image;           /* the running job makes an image (imagegen.c), not an answer */
+    bool tool;            /* the running job runs a tool (tools.c), not an answer */
     struct msg queued;    /* a message typed while the answer streams (state MSG_QUEUED, shown
                            * under the answer; text NULL: none): sent when the answer ends,
                            * back in the input line when it is stopped or fails (gen.c) */
@@ -193,8 +200,28 @@ struct mx_app_imagegen {
                            * message */
     bool answer_after_load; /* the load running is that reload: answer when it is done */
     bool retried;         /* the running image job is the retry after unloading the LLM */
+    bool for_tool;        /* the running image job draws a generate_image call (tools.c) */
+    char result[1400];    /* what the last image job tells the model when for_tool was set */
 };
 
+/* Tool calls in the chat (tools.c): the model's calls of one answer, asked and run one by one,
+ * their results fed back as tool messages, then the answer goes on (a bounded number of
+ * rounds per user message). */
+struct mx_app_tools {
+    struct mx_tools *reg; /* the registry (owned; NULL: no tools, --no-tools) */
+    bool yes;             /* --yes: run every call without asking */
+    bool *always;         /* reg->n flags: "a" answered for that tool (this session) */
+    char *calls;          /* the calls being worked through: JSON as stored (owned; NULL none) */
+    int msg;              /* index of the assistant message that made them */
+    size_t next;          /* the call asked or running now */
+    bool asking;          /* waiting for y / n / a (the confirmation view has the keys) */
+    int rounds;           /* answers with calls since the user's message */
+    bool go_on;           /* every call has its result: the answer goes on (gen.c) */
+    char *grammar;        /* the calls' lazy grammar for grammar_kind (owned; NULL: none, or
+                           * a schema the converter refused: calls are then unconstrained) */
+    const char *trigger;  /* the text that starts a call in grammar_kind's syntax (static) */
+    int grammar_kind;     /* the template family grammar was made for (-1: none made yet) */
+};
 /* What the terminal can show and the colour pairs lent to half-block images. */
 struct mx_app_img {
     struct mx_gfx gfx;    /* what the terminal can show (detected before curses starts) */
@@ -239,6 +266,7 @@ struct app {
     struct mx_app_frame frame;
     struct mx_app_gallery gal;
     struct mx_app_imagegen imgen;
+    struct mx_app_tools tools;
 };
 
 

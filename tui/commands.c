@@ -32,6 +32,7 @@
 #include "tui/status.h"
 #include "tui/store.h"
 #include "tui/style.h"
+#include "tui/tools.h"
 
 typedef void (*slash_fn)(struct app *a, const char *arg);
 
@@ -484,6 +485,7 @@ static void cmd_title(struct app *a, const char *arg) {
       "--scheduler --seed --rng --clip-skip -d CKPT)", mx_app_cmd_image)                          \
     X("/img2img",  "PROMPT [opts]", "redraw the last image (--strength S, /image's options)",   \
       mx_app_cmd_img2img)                                                                         \
+    X("/tools",    "",       "list the tools the model may call",             mx_app_cmd_tools)   \
     X("/show",     "PATH",   "attach a PNG/JPEG image to the conversation",   mx_app_cmd_show)    \
     X("/gallery",  "",       "the conversation's images as thumbnails",       mx_app_cmd_gallery) \
     X("/save",     "PATH",   "copy the selected (or last) image to PATH",     mx_app_cmd_save)    \

@@ -4,12 +4,14 @@
  */
 #include "tui/conv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/base/err.h"
 #include "core/base/text.h"
 #include "core/image/image.h"
+#include "app/tools.h"
 #include "tui/markdown.h"
 
 struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
@@ -53,6 +55,9 @@ int mx_app_msg_append(struct msg *m, const char *s) {
 }
 
 void mx_app_msg_free(struct msg *m) {
+    free(m->tool_calls);
+    free(m->tool_call_id);
+    free(m->shown);
     free(m->image);
     mx_image_free(&m->img);
     free(m->sixel);
@@ -103,10 +108,12 @@ void mx_app_msg_render(struct msg *m, int width) {
         return;
     mx_rtext_free(&m->r);
     m->r_valid = false;
-    char *clean = malloc(MX_SANITIZE_MAX(m->len));
+    const char *text = m->shown ? m->shown : m->text; /* folded tool calls: their lines */
+    size_t len = m->shown ? strlen(m->shown) : m->len;
+    char *clean = malloc(MX_SANITIZE_MAX(len));
     if (!clean)
         return;
-    size_t n = mx_text_sanitize(m->text, m->len, clean, true);
+    size_t n = mx_text_sanitize(text, len, clean, true);
     int base = m->role == MX_ROLE_USER        ? MX_ROLE_user
                : m->role == MX_ROLE_ASSISTANT ? MX_ROLE_assistant
                : m->state == MSG_NOTICE           ? MX_ROLE_muted
@@ -139,4 +146,87 @@ void mx_app_input_give(struct app *a, const char *text) {
     memcpy(t + old, text, n + 1);
     free(a->rl.next_text);
     a->rl.next_text = t;
+}
+
+/* ---- tool calls, folded ------------------------------------------------------------------- */
+
+/* "1.2 KB" for n bytes. */
+static void size_text(size_t n, char *buf, size_t size) {
+    if (n < 1024)
+        snprintf(buf, size, "%zu B", n);
+    else if (n < 1024 * 1024)
+        snprintf(buf, size, "%.1f KB", (double)n / 1024);
+    else
+        snprintf(buf, size, "%.1f MB", (double)n / (1024 * 1024));
+}
+
+/* The result message answering call id after message i (NULL: none yet). */
+static struct msg *result_of(struct app *a, int i, const char *id) {
+    for (int k = i + 1; k < a->conv.n_msgs; k++) {
+        struct msg *r = &a->conv.msgs[k];
+        if (r->role == MX_ROLE_USER)
+            break;
+        if (r->role == MX_ROLE_TOOL && r->tool_call_id && !strcmp(r->tool_call_id, id))
+            return r;
+    }
+    return NULL;
+}
+
+/* Recomputes message i's folded text: its words, then one line per call with where it stands
+ * ("→ 1.2 KB", "→ declined", "→ failed", the question, "running"). */
+void mx_app_conv_fold(struct app *a, int i) {
+    struct msg *m = &a->conv.msgs[i];
+    struct mx_tool_calls c;
+    if (!m->tool_calls || mx_tool_calls_from_json(m->tool_calls, &c, NULL) != 0)
+        return;
+    size_t cap = m->len + 64 + c.n_calls * 600, len = 0;
+    char *s = malloc(cap);
+    if (!s) {
+        mx_tool_calls_free(&c);
+        return;
+    }
+    s[0] = '\0';
+    if (m->len)
+        len += (size_t)snprintf(s + len, cap - len, "%s\n\n", m->text);
+    for (size_t k = 0; k < c.n_calls; k++) {
+        char line[300], status[200];
+        mx_tool_call_line(c.calls[k].name, c.calls[k].arguments, 48, line, sizeof line);
+        for (char *p = line; *p; p++) /* the line is a code span: no backtick may end it */
+            if (*p == '`')
+                *p = '\'';
+        struct msg *r = result_of(a, i, c.calls[k].id);
+        bool current = a->tools.msg == i && a->tools.next == k && a->tools.calls;
+        if (r && !strcmp(r->text, MX_APP_TOOL_DECLINED)) {
+            snprintf(status, sizeof status, " \xe2\x86\x92 declined");
+        } else if (r && !strncmp(r->text, MX_APP_TOOL_ERROR, strlen(MX_APP_TOOL_ERROR))) {
+            snprintf(status, sizeof status, " \xe2\x86\x92 failed");
+        } else if (r) {
+            char sz[32];
+            size_text(r->len, sz, sizeof sz);
+            snprintf(status, sizeof status, " \xe2\x86\x92 %s", sz);
+        } else if (current && a->tools.asking) {
+            snprintf(status, sizeof status, "  run it? **y** yes \xc2\xb7 **n** no \xc2\xb7 **a** "
+                     "always (this session)");
+        } else if (current) {
+            snprintf(status, sizeof status, "  running\xe2\x80\xa6");
+        } else {
+            status[0] = '\0';
+        }
+        len += (size_t)snprintf(s + len, cap - len, "%s\xe2\x9a\x99 `%s`%s", k ? "\n" : "", line,
+                                status);
+    }
+    free(m->shown);
+    m->shown = s;
+    m->r_valid = false;
+    mx_tool_calls_free(&c);
+}
+
+void mx_app_conv_fold_all(struct app *a) {
+    for (int i = 0; i < a->conv.n_msgs; i++) {
+        struct msg *m = &a->conv.msgs[i];
+        if (m->role == MX_ROLE_TOOL)
+            m->hidden = true;
+        else if (m->role == MX_ROLE_ASSISTANT && m->tool_calls)
+            mx_app_conv_fold(a, i);
+    }
 }

@@ -28,4 +28,15 @@ void mx_app_input_give(struct app *a, const char *text);
 /* The message being streamed into, or NULL. */
 struct msg *mx_app_streaming_msg(struct app *a);
 
+/* What the model is told for a call the user refused, and the prefix of a result that is an
+ * error (the folded line then says "failed"). */
+#define MX_APP_TOOL_DECLINED "the user declined this call"
+#define MX_APP_TOOL_ERROR "error: "
+/* Recomputes the folded text (m->shown) of message i, an answer with tool calls: its words, then
+ * one line per call "⚙ `f(x=1)` → 1.2 KB" (or declined, failed, the question while a->tools asks
+ * it, running); the results (tool messages after it) count for the sizes. */
+void mx_app_conv_fold(struct app *a, int i);
+/* The same for every answer with calls, and hides the tool messages (after a session load). */
+void mx_app_conv_fold_all(struct app *a);
+
 #endif

@@ -17,6 +17,8 @@
 
 /* Lines a message takes: header + rendered lines + image rows + a blank separator. */
 static int msg_lines(struct app *a, struct msg *m, int width) {
+    if (m->hidden) /* a tool result: shown on its call's line */
+        return 0;
     return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + mx_app_img_rows(a, m, width, NULL) + 1;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "app/engine_llm.h"
+#include "app/tools.h"
 #include "core/base/err.h"
 #include "core/base/util.h"
 #include "history/db.h"
@@ -22,10 +23,12 @@
 #include "tui/load.h"
 #include "tui/status.h"
 #include "tui/store.h"
+#include "tui/tools.h"
 
 struct gen_job {
     struct mx_engine *engine;
-    struct mx_turn *turns;
+    struct mx_turn *turns;     /* n turns; their strings owned */
+    struct mx_tool_calls *calls; /* n: an assistant turn's tool calls (owned; turns point in) */
     int n;
     struct mx_gen_settings settings;
 };
@@ -93,9 +96,13 @@ static void gen_job_fn(struct mx_job *job, void *ud) {
 void mx_app_gen_deinit(struct app *a) {
     if (a)
         free(queue_take(a));
-    for (int i = 0; i < g_job.n; i++)
+    for (int i = 0; i < g_job.n; i++) {
         free((char *)g_job.turns[i].text);
+        free((char *)g_job.turns[i].tool_call_id);
+        mx_tool_calls_free(&g_job.calls[i]);
+    }
     free(g_job.turns);
+    free(g_job.calls);
     memset(&g_job, 0, sizeof g_job);
 }
 
@@ -112,7 +119,8 @@ void mx_app_gen_start(struct app *a) {
     mx_app_gen_deinit(NULL);
     int n = 0;
     g_job.turns = calloc((size_t)a->conv.n_msgs + 1, sizeof *g_job.turns);
-    if (!g_job.turns)
+    g_job.calls = calloc((size_t)a->conv.n_msgs + 1, sizeof *g_job.calls);
+    if (!g_job.turns || !g_job.calls)
         return;
     if (a->conv.system_prompt) {
         g_job.turns[n].role = MX_ROLE_SYSTEM;
@@ -124,11 +132,21 @@ void mx_app_gen_start(struct app *a) {
             m->image)
             continue;
         g_job.turns[n].role = m->role;
-        g_job.turns[n++].text = strdup(m->text);
+        g_job.turns[n].text = m->role == MX_ROLE_TOOL ? mx_app_tools_result(a, m->text)
+                                                      : strdup(m->text);
+        /* an answer's tool calls and the call a result answers reach the template */
+        if (m->tool_calls && mx_tool_calls_from_json(m->tool_calls, &g_job.calls[n], NULL) == 0) {
+            g_job.turns[n].tool_calls = g_job.calls[n].calls;
+            g_job.turns[n].n_tool_calls = g_job.calls[n].n_calls;
+        }
+        if (m->tool_call_id)
+            g_job.turns[n].tool_call_id = strdup(m->tool_call_id);
+        n++;
     }
     g_job.n = n;
     g_job.engine = a->o.engine;
     g_job.settings = a->settings;
+    mx_app_tools_settings(a, &g_job.settings);
     /* a new answer, a /regen or an /edit samples anew unless the user pinned the seed */
     if (!a->seed_fixed)
         g_job.settings.sampling.seed = mx_gen_fresh_seed();
@@ -173,8 +191,10 @@ void mx_app_gen_events(struct app *a) {
         struct msg *m = mx_app_streaming_msg(a);
         switch (ev.kind) {
         case MX_EV_TEXT:
-            if (m && ev.text)
+            if (m && ev.text) {
                 mx_app_msg_append(m, ev.text);
+                mx_app_tools_streaming(a, m); /* a call in the making stays off the screen */
+            }
             /* a crash loses at most the last second of an answer */
             if (m && m->db_id && mx_time_s() - a->gen.last_db_update > 1.0) {
                 a->gen.last_db_update = mx_time_s();
@@ -225,7 +245,20 @@ void mx_app_gen_events(struct app *a) {
             }
             if (a->gen.image) {
                 mx_app_image_done(a, ev.code, ev.text);
-                if (!a->gen.busy) /* not retried: a message typed meanwhile goes now */
+                if (!a->gen.busy && a->imgen.for_tool) { /* a generate_image call's picture */
+                    a->imgen.for_tool = false;
+                    mx_app_tools_image_done(a, ev.code, a->imgen.result);
+                    mx_app_gen_go_on(a);
+                }
+                if (!a->gen.busy && !a->tools.asking) /* not retried, no tool call waiting:
+                                                       * a message typed meanwhile goes now */
+                    queue_after(a, ev.code, ev.text);
+                break;
+            }
+            if (a->gen.tool) {
+                mx_app_tools_job_done(a, ev.code, ev.text);
+                mx_app_gen_go_on(a);
+                if (!a->gen.busy && !a->tools.asking)
                     queue_after(a, ev.code, ev.text);
                 break;
             }
@@ -236,6 +269,13 @@ void mx_app_gen_events(struct app *a) {
             if (a->gen.eng_tok_s > 0)
                 a->gen.tok_s = a->gen.eng_tok_s;
             bool cut = ev.code == 0 && a->gen.cut;
+            if (m && m->shown) { /* the held-back tail (tools.c): the whole answer is in now */
+                free(m->shown);
+                m->shown = NULL;
+                m->r_valid = false;
+            }
+            /* an answer calling tools: its words stay the message, its calls go with it */
+            bool calls = ev.code == 0 && !cut && m && mx_app_tools_take(a, m);
             if (m)
                 m->state = cut ? MSG_TRUNCATED : ev.code == 0 ? MSG_DONE
                            : ev.code == MX_ECANCELED ? MSG_STOPPED : MSG_FAILED;
@@ -259,10 +299,16 @@ void mx_app_gen_events(struct app *a) {
                                           ev.code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL,
                                           &err);
                 free(tjs);
+                if (rc == 0 && calls)
+                    rc = mx_db_msg_set_tool(a->store.db, m->db_id, m->tool_calls, NULL, &err);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
                 else
                     refresh_siblings(a, m); /* "2/2" after a regenerate */
+            }
+            if (calls) { /* the turn goes on with the calls: asked, run, answered */
+                mx_app_tools_start(a);
+                break;
             }
             if (ev.code == MX_ECANCELED)
                 mx_app_notice(a, false, "stopped: the partial answer is kept");
@@ -282,6 +328,13 @@ void mx_app_gen_events(struct app *a) {
     }
 }
 
+void mx_app_gen_go_on(struct app *a) {
+    if (!a->tools.go_on || a->gen.busy || a->load.busy)
+        return;
+    a->tools.go_on = false;
+    mx_app_gen_start(a);
+}
+
 void mx_app_gen_stop(struct app *a) {
     if (a->gen.busy)
         mx_worker_cancel(a->w);
@@ -293,6 +346,7 @@ void mx_app_send(struct app *a, const char *line) {
         return;
     }
     mx_app_notice_clear(a);
+    mx_app_tools_new_turn(a);
     int64_t id = 0;
     if (mx_app_ensure_session(a) == 0) {
         struct mx_err err = {0};

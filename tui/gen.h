@@ -10,6 +10,9 @@
 void mx_app_send(struct app *a, const char *line);
 /* Starts the answer to the conversation as it stands (the last message is the user's). */
 void mx_app_gen_start(struct app *a);
+/* Every tool call of the last answer has its result (a->tools.go_on): the answer goes on. Called
+ * after the events and keys that may finish a call. */
+void mx_app_gen_go_on(struct app *a);
 /* Asks the running answer to stop (it ends with MX_ECANCELED, the partial answer kept). */
 void mx_app_gen_stop(struct app *a);
 /* Takes every pending worker event into the view and the history. */

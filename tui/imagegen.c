@@ -176,11 +176,9 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
         goto fail;
     }
     char path[4096];
-    const bool remote = a->o.remote_images != NULL;
-    if (remote) {
-        /* the server's checkpoint, or the one of its own -d names: nothing to resolve here */
-    } else if (req.ckpt) {
-        /* a path, else a name as `mixel list` shows it (as `mixel image -d NAME` takes) */
+    if (!a->o.remote_images && req.ckpt) {
+        /* a path, else a name as `mixel list` shows it (as `mixel image -d NAME` takes); a
+         * server's checkpoint (--remote-images) is the server's to resolve */
         char *named = NULL;
         char cwd[4096];
         if (resolve_path(req.ckpt, path, sizeof path) != 0) {
@@ -195,12 +193,8 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
             free(named);
         }
         free(req.ckpt);
-        req.ckpt = strdup(path);
-    } else {
-        req.ckpt = default_ckpt(a);
-        if (!req.ckpt) {
-            mx_app_notice(a, true, "%s: no image model: give one with -d CHECKPOINT.safetensors "
-                          "(kept for this session) or start mixel with --sd-model PATH", cmd);
+        if (!(req.ckpt = strdup(path))) {
+            mx_app_notice(a, true, "%s: out of memory", cmd);
             goto fail;
         }
     }
@@ -211,7 +205,31 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
                           "one, /show attaches one)");
             goto fail;
         }
-        req.init_path = strdup(src);
+        if (!(req.init_path = strdup(src))) {
+            mx_app_notice(a, true, "%s: out of memory", cmd);
+            goto fail;
+        }
+    }
+    mx_app_image_request(a, cmd, &req, false);
+    return;
+fail:
+    mx_image_req_free(&req);
+}
+
+int mx_app_image_request(struct app *a, const char *cmd, struct mx_image_req *reqp,
+                         bool for_tool) {
+    struct mx_image_req req = *reqp;
+    struct mx_err err = {0};
+    memset(reqp, 0, sizeof *reqp);
+    const bool remote = a->o.remote_images != NULL;
+    if (a->gen.busy || a->load.busy) {
+        mx_app_notice(a, true, "%s: busy: wait for the answer or image (Esc stops it)", cmd);
+        goto fail;
+    }
+    if (!remote && !req.ckpt && !(req.ckpt = default_ckpt(a))) {
+        mx_app_notice(a, true, "%s: no image model: give one with -d CHECKPOINT.safetensors "
+                      "(kept for this session) or start mixel with --sd-model PATH", cmd);
+        goto fail;
     }
     if (!req.seed_set) /* A1111's seed range: what its UI and the infotext show */
         req.seed = mx_gen_fresh_seed() & 0xffffffffu;
@@ -225,7 +243,7 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
         snprintf(req.out_dir, n, "%s/images", dir);
     req.device = strdup(a->settings.device ? a->settings.device : "auto");
     req.threads = a->settings.threads;
-    if ((!remote && !req.ckpt) || !req.out_dir || !req.device || (img2img && !req.init_path)) {
+    if ((!remote && !req.ckpt) || !req.out_dir || !req.device) {
         mx_app_notice(a, true, "%s: out of memory", cmd);
         goto fail;
     }
@@ -234,40 +252,42 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
         mx_image_result_free(&g_img.res);
         g_img.req = req;
         a->imgen.retried = true; /* no memory to make room for */
-        a->conv.scroll = 0;
-        mx_app_notice_clear(a);
-        job_start(a);
-        return;
+    } else {
+        if (!a->imgen.engine && mx_sd_engine_new(&a->imgen.engine) != 0) {
+            mx_app_notice(a, true, "%s: out of memory", cmd);
+            goto fail;
+        }
+        /* the checkpoint is the session's from now on: remembered with its settings */
+        if (!a->imgen.ckpt || strcmp(a->imgen.ckpt, req.ckpt)) {
+            free(a->imgen.ckpt);
+            a->imgen.ckpt = strdup(req.ckpt);
+            mx_app_ensure_session(a);
+            mx_app_store_settings(a);
+        }
+        /* both models where both fit; else the chat model makes room (and comes back later) */
+        uint64_t need, avail;
+        mx_image_mem_need(a->imgen.engine, &req, &need, &avail);
+        if (avail && need > avail) {
+            char why[96];
+            snprintf(why, sizeof why, "it needs %.1f GB, %.1f GB are free", need / 1e9,
+                     avail / 1e9);
+            park_llm(a, why);
+        }
+        mx_image_req_free(&g_img.req);
+        mx_image_result_free(&g_img.res);
+        g_img.req = req;
+        a->imgen.retried = false;
     }
-    if (!a->imgen.engine && mx_sd_engine_new(&a->imgen.engine) != 0) {
-        mx_app_notice(a, true, "%s: out of memory", cmd);
-        goto fail;
-    }
-    /* the checkpoint is the session's from now on: remembered with its settings */
-    if (!a->imgen.ckpt || strcmp(a->imgen.ckpt, req.ckpt)) {
-        free(a->imgen.ckpt);
-        a->imgen.ckpt = strdup(req.ckpt);
-        mx_app_ensure_session(a);
-        mx_app_store_settings(a);
-    }
-    /* both models where both fit; else the chat model makes room (and comes back later) */
-    uint64_t need, avail;
-    mx_image_mem_need(a->imgen.engine, &req, &need, &avail);
-    if (avail && need > avail) {
-        char why[96];
-        snprintf(why, sizeof why, "it needs %.1f GB, %.1f GB are free", need / 1e9, avail / 1e9);
-        park_llm(a, why);
-    }
-    mx_image_req_free(&g_img.req);
-    mx_image_result_free(&g_img.res);
-    g_img.req = req;
-    a->imgen.retried = false;
+    a->imgen.for_tool = for_tool;
     a->conv.scroll = 0;
     mx_app_notice_clear(a);
     job_start(a);
-    return;
+    if (!a->gen.busy)
+        a->imgen.for_tool = false;
+    return a->gen.busy ? 0 : -1;
 fail:
     mx_image_req_free(&req);
+    return -1;
 }
 
 void mx_app_cmd_image(struct app *a, const char *arg) {
@@ -295,9 +315,14 @@ void mx_app_image_done(struct app *a, int code, const char *msg) {
         job_start(a);
         return;
     }
+    char *result = a->imgen.result; /* gen.c hands it to the tool call that asked (for_tool) */
+    size_t rsize = sizeof a->imgen.result;
+    result[0] = '\0';
     if (code == MX_ECANCELED) {
         mx_app_notice(a, false, "image cancelled: nothing was saved");
+        snprintf(result, rsize, "the user stopped the image: nothing was drawn");
     } else if (code != 0) {
+        snprintf(result, rsize, "no image: %s", msg && msg[0] ? msg : mx_strerror(code));
         mx_app_notice_detail(a, true, msg, "no image: %s", msg && msg[0] ? msg : mx_strerror(code));
     } else {
         const struct mx_image_result *r = &g_img.res;
@@ -325,6 +350,9 @@ void mx_app_image_done(struct app *a, int code, const char *msg) {
         mx_app_notice(a, false, "image saved in %s (%.2f s/step%s); F3 shows it full screen",
                       r->path, r->step_s,
                       r->load_s > 0 ? ", the model loaded first" : "");
+        snprintf(result, rsize, "the image is drawn and shown to the user: %s, %dx%d, "
+                 "seed %llu, %d step%s", base_name(r->path), r->w, r->h,
+                 (unsigned long long)q->seed, r->steps, r->steps == 1 ? "" : "s");
     }
     mx_image_result_free(&g_img.res);
 }

@@ -20,6 +20,7 @@
 #include "tui/status.h"
 #include "tui/style.h"
 #include "tui/view.h"
+#include "tui/tools.h"
 
 /* The input area: prompt + readline's buffer, wrapped, newest rows visible; places the cursor. */
 int mx_app_input_rows(const char *buf, int width) {
@@ -131,6 +132,7 @@ static bool stdin_pending(void) {
 
 /* The views that take keys before the input line, in the order they are offered a key. */
 static const struct mx_view_ops *const focus_order[] = {
+    &mx_view_toolask, /* a tool call waiting for y / n / a comes first: the model waits */
     &mx_view_viewer, &mx_view_gallery, &mx_view_picker, &mx_view_firstrun, &mx_view_sidebar,
 };
 

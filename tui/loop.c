@@ -36,6 +36,7 @@
 #include "tui/store.h"
 #include "tui/style.h"
 #include "tui/view.h"
+#include "tui/tools.h"
 
 static volatile sig_atomic_t g_winch;
 static int g_winch_pipe[2] = {-1, -1};
@@ -138,6 +139,10 @@ static void main_loop(struct app *a) {
             mx_app_rl_take_text(a); /* a queued message that was not sent is back to edit */
             dirty = true;
         }
+        if (a->tools.go_on) { /* a key answered the last tool call: the answer goes on */
+            mx_app_gen_go_on(a);
+            dirty = true;
+        }
     }
 }
 
@@ -147,6 +152,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     a.load.owned = opts->engine; /* the app's from here on (app.h) */
     a.settings = opts->settings;
     a.seed_fixed = opts->seed_fixed;
+    mx_app_tools_init(&a, opts->tools, opts->tools_yes); /* the registry is the app's now */
     if (opts->system_prompt)
         a.conv.system_prompt = strdup(opts->system_prompt);
     struct mx_err err = {0};
@@ -219,6 +225,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     mx_app_snapshot_save(&a);
     mx_app_gen_deinit(&a);
     mx_app_image_deinit(&a);
+    mx_app_tools_deinit(&a);
     mx_app_rl_deinit(&a);
     fputs("\033[?2004l", stdout);
     fflush(stdout);

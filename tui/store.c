@@ -206,8 +206,13 @@ int mx_app_session_load(struct app *a, int64_t id) {
         m->db_id = dm->id;
         m->sib_index = dm->sibling_index;
         m->sib_count = dm->sibling_count;
+        if (dm->tool_calls && dm->tool_calls[0])
+            m->tool_calls = strdup(dm->tool_calls);
+        if (dm->tool_call_id && dm->tool_call_id[0])
+            m->tool_call_id = strdup(dm->tool_call_id);
     }
     mx_msg_list_free(&l);
+    mx_app_conv_fold_all(a); /* calls on one line each, their results folded in */
     struct mx_db_image_list imgs;
     if (mx_db_image_list(a->store.db, id, &imgs, NULL) == 0) {
         for (size_t k = 0; k < imgs.n; k++)
