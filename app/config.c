@@ -1,54 +1,18 @@
 /* config.c - the user's settings file (config.h): load, dotted lookups. */
 #include "app/config.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/base/readfile.h"
 #include "history/paths.h"
 
 struct mx_config {
     json_t *root;    /* always an object (empty when the file does not exist) */
     char path[4096]; /* where it was (or would have been) read from */
 };
-
-/* Reads the whole file into a NUL-terminated buffer of at most MX_CONFIG_MAX_BYTES. */
-static int read_small_file(const char *path, char **out, size_t *n, struct mx_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mx_err_set(err, errno == ENOENT ? MX_ENOENT : MX_EIO, "%s: cannot open (%s)",
-                          path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return mx_err_set(err, MX_EIO, "%s: not a regular file", path);
-    }
-    if ((size_t)st.st_size > MX_CONFIG_MAX_BYTES) {
-        fclose(f);
-        return mx_err_set(err, MX_ERANGE, "%s: too large for a settings file (%lld bytes, at "
-                          "most %zu)", path, (long long)st.st_size, MX_CONFIG_MAX_BYTES);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        fclose(f);
-        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return mx_err_set(err, MX_EIO, "%s: read error", path);
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *n = got;
-    return 0;
-}
 
 int mx_config_load(struct mx_config **out, const char *path, struct mx_err *err)
 {
@@ -78,7 +42,7 @@ int mx_config_load(struct mx_config **out, const char *path, struct mx_err *err)
     }
     char *text = NULL;
     size_t n = 0;
-    int rc = read_small_file(c->path, &text, &n, err);
+    int rc = mx_read_file(c->path, MX_CONFIG_MAX_BYTES, &text, &n, err);
     if (rc == MX_ENOENT && !explicit_path) {
         mx_err_clear(err);
         if (!(c->root = json_object())) {

@@ -20,6 +20,7 @@
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
+#include "core/base/readfile.h"
 #include "core/llm/grammar.h"
 #include "core/llm/llama.h"
 #include "core/text/tokenizer.h"
@@ -28,6 +29,7 @@
 #include "kernels/devices.h"
 
 #define HOLD_MAX 256 /* longest stop string text is held back for */
+#define MX_GRAMMAR_MAX_FILE ((size_t)16 << 20) /* a .gbnf file is text, never this large */
 
 struct mx_llm {
     struct mx_backend *be;          /* owned */
@@ -347,40 +349,6 @@ static bool hold_scan(const struct mx_gen_settings *s, const struct mx_gen_io *i
     return false;
 }
 
-/* Reads a whole file into *text (caller frees). Returns 0, or MX_ENOENT / MX_EIO / MX_ENOMEM
- * with the path in err. */
-static int read_grammar_file(const char *path, char **text, size_t *len, struct mx_err *err) {
-    size_t cap = 0;
-    int rc = 0;
-    *text = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mx_err_set(err, MX_ENOENT, "%s: cannot open the grammar", path);
-    for (;;) {
-        if (*len + 4096 > cap) {
-            char *t = realloc(*text, cap = cap * 2 + 8192);
-            if (!t) {
-                rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            *text = t;
-        }
-        size_t k = fread(*text + *len, 1, cap - *len, f);
-        *len += k;
-        if (k == 0)
-            break;
-    }
-    if (rc == 0 && ferror(f))
-        rc = mx_err_set(err, MX_EIO, "%s: read error", path);
-    fclose(f);
-    if (rc < 0) {
-        free(*text);
-        *text = NULL;
-    }
-    return rc;
-}
-
 /* The control token whose text is trigger (Mistral's [TOOL_CALLS]): its id, or -1 when the
  * trigger is no such token (it then appears in the answer as ordinary text). */
 static int32_t trigger_token(const struct mx_llm *L, const char *trigger) {
@@ -413,7 +381,7 @@ static int load_grammar(const struct mx_llm *L, const struct mx_gen_settings *s,
     int rc = 0;
     *out = NULL;
     if (!text) {
-        if ((rc = read_grammar_file(s->grammar, &file_text, &len, err)) < 0)
+        if ((rc = mx_read_file(s->grammar, MX_GRAMMAR_MAX_FILE, &file_text, &len, err)) < 0)
             return rc;
         text = file_text;
     }

@@ -14,6 +14,7 @@
 
 #include "core/base/log.h"
 #include "core/base/quant.h"
+#include "core/base/readfile.h"
 #include "core/base/text.h"
 #include "core/llm/json_schema.h"
 #include "kernels/backend.h"
@@ -521,40 +522,12 @@ void mx_cli_err(const char *cmd, const char *fmt, ...) {
 }
 
 int mx_cli_read_file(const char *path, const char *cmd, char **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mx_cli_err(cmd, "%s: %s", path, strerror(errno));
+    struct mx_err err = {0};
+    int rc = mx_read_file(path, 0, buf, len, &err);
+    if (rc < 0) {
+        mx_cli_err(cmd, "%s", mx_err_msg(&err, rc));
         return 1;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        if (n + 1 >= cap) {
-            char *nb = cap < SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!b || err) {
-        mx_cli_err(cmd, "%s: %s", path, b ? "read error" : "out of memory");
-        free(b);
-        return 1;
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
     return 0;
 }
 

@@ -37,6 +37,7 @@
 #include "app/llm.h"
 #include "app/worker.h"
 #include "net/oai.h"
+#include "core/base/readfile.h"
 #include "net/base64.h"
 #include "net/server_sd.h"
 
@@ -462,42 +463,6 @@ static void run_llm(struct mx_server *srv, struct job *j) {
     free(msg);
 }
 
-/* Reads a whole file (at most MAX_IMAGE_FILE bytes). Returns 0 with *data (caller frees). */
-static int read_all(const char *path, char **data, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return MX_EIO;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + len, 1, cap - len, f);
-        len += k;
-        if (len < cap)
-            break;
-        if (cap >= MAX_IMAGE_FILE) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return MX_EIO;
-    }
-    *data = buf;
-    *n = len;
-    return 0;
-}
-
 /* Runs an image request: one image job per picture (seed, seed + 1, ...), each PNG read back as
  * base64 and its file removed, then the A1111 response. */
 static void run_image(struct mx_server *srv, struct job *j) {
@@ -519,7 +484,7 @@ static void run_image(struct mx_server *srv, struct job *j) {
         if (code == 0) {
             char *png = NULL;
             size_t len = 0;
-            code = read_all(ud.res.path, &png, &len);
+            code = mx_read_file(ud.res.path, MAX_IMAGE_FILE, &png, &len, NULL);
             if (code == 0) {
                 char *b64 = NULL;
                 code = mx_base64_encode((const unsigned char *)png, len, &b64, NULL);

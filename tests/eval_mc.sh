@@ -91,7 +91,7 @@ head -n 5 "$D/hellaswag.txt" >"$T/bad.txt"
 "$MIXEL" eval mc -m "$S" -f "$T/bad.txt" >/dev/null 2>"$T/err"; [ $? -eq 1 ] || fail "bad exit"
 grep -q 'bad.txt: 5 lines, not a multiple of 6' "$T/err" || fail "bad file: $(cat "$T/err")"
 "$MIXEL" eval mc -m "$S" -f "$T/none.txt" >/dev/null 2>"$T/err"; [ $? -eq 1 ] || fail "none"
-grep -q 'none.txt: No such file' "$T/err" || fail "missing file: $(cat "$T/err")"
+grep -q 'none.txt: cannot open (No such file' "$T/err" || fail "missing file: $(cat "$T/err")"
 "$MIXEL" eval mc -m "$S" -f "$D/mc.bin" -c 16 >/dev/null 2>"$T/err"; [ $? -eq 1 ] || fail "-c 16"
 grep -q 'task [0-9]*: a choice needs [0-9]* tokens, the context holds 16' "$T/err" \
     || fail "small context: $(cat "$T/err")"
