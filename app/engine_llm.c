@@ -183,25 +183,10 @@ struct reply_io {
     struct mx_job *job;
 };
 
-/* Posts s[0..n) as one text event without NUL bytes (a <0x00> byte token): events carry C
- * strings, and a NUL would hide the text after it. A piece is a token or two: the stack holds
- * it, so nothing is allocated per token here (mx_job_post copies). */
+/* The answer's text as events (NUL bytes left out: mx_job_post_text). */
 static int io_text(void *ud, const char *s, size_t n) {
     struct reply_io *r = ud;
-    char small[512];
-    char *t = n < sizeof small ? small : malloc(n + 1);
-    if (!t)
-        return MX_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '\0')
-            t[k++] = s[i];
-    t[k] = '\0';
-    if (k)
-        mx_job_post(r->job, MX_EV_TEXT, t, 0, 0);
-    if (t != small)
-        free(t);
-    return 0;
+    return mx_job_post_text(r->job, s, n);
 }
 
 static bool io_canceled(void *ud) {

@@ -159,6 +159,23 @@ void mx_job_post(struct mx_job *job, enum mx_event_kind kind, const char *text, 
     post(job, kind, text, a, b, 0);
 }
 
+int mx_job_post_text(struct mx_job *job, const char *s, size_t n) {
+    char small[512]; /* a piece is a token or two: nothing allocated per token */
+    char *t = n < sizeof small ? small : malloc(n + 1);
+    if (!t)
+        return MX_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\0')
+            t[k++] = s[i];
+    t[k] = '\0';
+    if (k)
+        mx_job_post(job, MX_EV_TEXT, t, 0, 0);
+    if (t != small)
+        free(t);
+    return 0;
+}
+
 void mx_job_done(struct mx_job *job, int code, const char *msg) {
     post(job, MX_EV_DONE, msg, 0, 0, code);
 }

@@ -7,6 +7,7 @@
 #define MX_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum mx_event_kind {
     MX_EV_TEXT,      /* text: a piece of the answer (UTF-8, may be partial-free: whole chars) */
@@ -54,5 +55,9 @@ bool mx_worker_poll(struct mx_worker *w, struct mx_event *ev);
 bool mx_job_canceled(const struct mx_job *job);
 void mx_job_post(struct mx_job *job, enum mx_event_kind kind, const char *text, double a, double b);
 void mx_job_done(struct mx_job *job, int code, const char *msg);
+/* Posts s[0..n) as one MX_EV_TEXT event, leaving out NUL bytes (a <0x00> byte token): events
+ * carry C strings, and a NUL would hide the text after it. Nothing is posted when no byte is
+ * left. Returns 0 or MX_ENOMEM (a piece over 512 bytes needs a buffer). */
+int mx_job_post_text(struct mx_job *job, const char *s, size_t n);
 
 #endif

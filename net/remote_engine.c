@@ -509,20 +509,7 @@ struct reply_io {
 /* A streamed piece as a text event (events carry C strings: NUL bytes are left out). */
 static int reply_text(void *ud, const char *s, size_t n) {
     struct reply_io *io = ud;
-    char small[512];
-    char *t = n < sizeof small ? small : malloc(n + 1);
-    if (!t)
-        return MX_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '\0')
-            t[k++] = s[i];
-    t[k] = '\0';
-    if (k)
-        mx_job_post(io->job, MX_EV_TEXT, t, 0, 0);
-    if (t != small)
-        free(t);
-    return 0;
+    return mx_job_post_text(io->job, s, n);
 }
 
 /* Esc in the chat: the job's cancel flag, polled by the transfer. */

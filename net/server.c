@@ -235,20 +235,7 @@ struct compl_ud {
 
 static int compl_text(void *ud, const char *s, size_t n) {
     struct mx_job *job = ud;
-    char small[512];
-    char *t = n < sizeof small ? small : malloc(n + 1);
-    if (!t)
-        return MX_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '\0')
-            t[k++] = s[i];
-    t[k] = '\0';
-    if (k)
-        mx_job_post(job, MX_EV_TEXT, t, 0, 0);
-    if (t != small)
-        free(t);
-    return 0;
+    return mx_job_post_text(job, s, n);
 }
 
 static bool compl_canceled(void *ud) {
