@@ -1185,3 +1185,16 @@ int mx_discover_print(FILE *f) {
     print_sd(f, home, getcwd(cwd, sizeof cwd) ? cwd : NULL);
     return rc;
 }
+
+char *mx_discover_sd_default(const char *home, const char *cwd) {
+    struct mx_model_list l;
+    char *found = NULL;
+    if (mx_discover_sd(home, cwd, NULL, 0, &l, NULL) != 0)
+        return NULL;
+    for (size_t i = 0; i < l.n && !found; i++)
+        if (l.items[i].sd_kind && (!strncmp(l.items[i].sd_kind, "SD 1", 4) ||
+                                   !strncmp(l.items[i].sd_kind, "SD 2", 4)))
+            found = strdup(l.items[i].path);
+    mx_model_list_free(&l);
+    return found;
+}

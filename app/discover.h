@@ -118,6 +118,11 @@ int mx_discover_sd(const char *home, const char *cwd, const char *const *dirs, s
 int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const *dirs,
                            const char *name, char **path, struct mx_err *err);
 
+/* The checkpoint the chat draws with when none was chosen: the first SD 1.x/2.x entry of
+ * mx_discover_sd (SDXL is listed there too, and the pipeline does not draw it). Returns a
+ * malloc'd path, or NULL when there is none (or out of memory). */
+char *mx_discover_sd_default(const char *home, const char *cwd);
+
 /* Frees the entries and their strings and zeroes the list (NULL ok). */
 void mx_model_list_free(struct mx_model_list *list);
 

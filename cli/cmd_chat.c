@@ -11,6 +11,7 @@
 #include "cli/cmd.h"
 #include "cli/opts.h"
 #include "app/config.h"
+#include "app/discover.h"
 #include "app/engine_llm.h"
 #include "app/tools.h"
 #include "net/pull.h"
@@ -54,6 +55,19 @@ static void chat_usage(FILE *f) {
                "instead of a model: for testing the interface without weights (FILE1:FILE2: one\n"
                "file per round of tool calls); MIXEL_SCRIPTED_RATE=N paces it at N pieces per\n"
                "second.\n");
+}
+
+/* Whether the chat has something to draw with: --sd-model, --remote-images, or an SD 1.x/2.x
+ * checkpoint where A1111, ComfyUI and the hub keep them (what /image would pick). Only then is
+ * generate_image offered: a tool that can only fail teaches the model nothing and costs every
+ * prompt its description. */
+static bool image_model_known(const char *sd_model, const char *images_url) {
+    if ((sd_model && *sd_model) || (images_url && *images_url))
+        return true;
+    char cwd[4096];
+    char *found = mx_discover_sd_default(getenv("HOME"), getcwd(cwd, sizeof cwd));
+    free(found);
+    return found != NULL;
 }
 
 int mx_cmd_chat(int argc, char **argv) {
@@ -133,7 +147,8 @@ int mx_cmd_chat(int argc, char **argv) {
         struct mx_err err = {0};
         int rc = mx_config_load(&cfg, NULL, &err);
         if (rc == 0)
-            rc = mx_tools_new(&o.tools, cfg, &allow_dir, allow_dir ? 1 : 0, true, &err);
+            rc = mx_tools_new(&o.tools, cfg, &allow_dir, allow_dir ? 1 : 0,
+                              image_model_known(o.sd_model, images_url), &err);
         mx_config_free(cfg);
         if (rc != 0) {
             mx_cli_err("chat", "%s", mx_err_msg(&err, rc));

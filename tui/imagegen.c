@@ -82,18 +82,9 @@ static char *default_ckpt(struct app *a) {
         char p[4096];
         return resolve_path(a->o.sd_model, p, sizeof p) == 0 ? strdup(p) : strdup(a->o.sd_model);
     }
-    /* the first SD 1.x/2.x checkpoint found where A1111, ComfyUI and the hub keep them (SDXL is
-     * listed there too, and this pipeline does not draw it) */
-    struct mx_model_list l;
-    char *found = NULL;
+    /* the first SD 1.x/2.x checkpoint found where A1111, ComfyUI and the hub keep them */
     char cwd[4096];
-    if (mx_discover_sd(getenv("HOME"), getcwd(cwd, sizeof cwd), NULL, 0, &l, NULL) == 0)
-        for (size_t i = 0; i < l.n && !found; i++)
-            if (l.items[i].sd_kind && (!strncmp(l.items[i].sd_kind, "SD 1", 4) ||
-                                       !strncmp(l.items[i].sd_kind, "SD 2", 4)))
-                found = strdup(l.items[i].path);
-    mx_model_list_free(&l);
-    return found;
+    return mx_discover_sd_default(getenv("HOME"), getcwd(cwd, sizeof cwd));
 }
 
 /* Unloads the chat model to make room for the image model (only one that can be loaded again),
