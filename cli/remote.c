@@ -83,8 +83,10 @@ int mx_cli_remote_models(const char *current, char ***paths, size_t *n, struct m
     /* the screen waits for this: short timeouts, no retries */
     struct mx_remote_opts ro = g_ro;
     ro.url = url;
-    ro.connect_timeout_s = 2;
-    ro.stall_timeout_s = 3;
+    if (ro.connect_timeout_s <= 0 || ro.connect_timeout_s > 2)
+        ro.connect_timeout_s = 2;
+    if (ro.stall_timeout_s <= 0 || ro.stall_timeout_s > 3)
+        ro.stall_timeout_s = 3;
     ro.retries = 0;
     char **names = NULL;
     size_t count = 0;

@@ -61,6 +61,27 @@ wait_for "remote: 127.0.0.1:$P / chunky" || fail "status bar (2)"
 kill $mock_pid; wait $mock_pid 2>/dev/null
 $T send-keys -t t "/model" Enter
 wait_for_re "127\.0\.0\.1.*(refused|connect)" 8 || fail "a dead server gives no notice"
+# a server that takes the connection and never answers: the stall timeout (3 s) ends the wait
+python3 -c "
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $P)); s.listen(8); open(sys.argv[1], 'w').write('up'); time.sleep(60)
+" "$work/silent" &
+mock_pid=$!
+i=0
+while [ ! -s "$work/silent" ]; do
+    i=$((i + 1)); [ $i -gt 200 ] && fail "the silent server did not start"
+    sleep 0.05
+done
+t0=$(date +%s)
+$T send-keys -t t "/model" Enter
+wait_for "no answer for 3 s" 10 || fail "a silent server gives no notice"
+t1=$(date +%s)
+[ $((t1 - t0)) -le 6 ] || fail "a silent server froze the screen for $((t1 - t0)) s"
+echo "a silent server: notice after about $((t1 - t0)) s"
+$T send-keys -t t Escape
+wait_gone "local-tiny.gguf" 3 || fail "after a silent server: the screen does not answer keys"
+kill $mock_pid 2>/dev/null
 quit
 
 # without a server the picker is unchanged: /model says which model answers
