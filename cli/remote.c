@@ -1,6 +1,7 @@
 /* remote.c (cli) - --remote on the command line (see cli/remote.h). */
 #include "cli/remote.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,59 @@ struct mx_engine *mx_cli_remote_loader(const char *path, const struct mx_gen_set
     struct mx_engine *e = mx_remote_engine_new(&ro, err);
     free(url);
     return e;
+}
+
+int mx_cli_remote_models(const char *current, char ***paths, size_t *n, struct mx_err *err) {
+    *paths = NULL;
+    *n = 0;
+    char *url = NULL;
+    if (current && !strncmp(current, "remote:", 7)) { /* the server of the model in use */
+        const char *hash = strrchr(current, '#');
+        url = strndup(current + 7, hash ? (size_t)(hash - current - 7) : strlen(current + 7));
+    } else if (g_ro.url && g_ro.url[0]) {
+        url = strdup(g_ro.url);
+    } else {
+        return 1;
+    }
+    if (!url) {
+        mx_err_set(err, MX_ENOMEM, "remote: out of memory");
+        return MX_ENOMEM;
+    }
+    /* the screen waits for this: short timeouts, no retries */
+    struct mx_remote_opts ro = g_ro;
+    ro.url = url;
+    if (ro.connect_timeout_s <= 0 || ro.connect_timeout_s > 2)
+        ro.connect_timeout_s = 2;
+    if (ro.stall_timeout_s <= 0 || ro.stall_timeout_s > 3)
+        ro.stall_timeout_s = 3;
+    ro.retries = 0;
+    char **names = NULL;
+    size_t count = 0;
+    int rc = mx_remote_models(&ro, &names, &count, err);
+    if (rc == 0 && count && !(*paths = calloc(count, sizeof **paths))) {
+        mx_err_set(err, MX_ENOMEM, "remote: out of memory");
+        rc = MX_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        size_t len = strlen(url) + strlen(names[i]) + 9;
+        if (!((*paths)[i] = malloc(len))) {
+            mx_err_set(err, MX_ENOMEM, "remote: out of memory");
+            rc = MX_ENOMEM;
+            break;
+        }
+        snprintf((*paths)[i], len, "remote:%s#%s", url, names[i]);
+        *n = i + 1;
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < *n; i++)
+            free((*paths)[i]);
+        free(*paths);
+        *paths = NULL;
+        *n = 0;
+    }
+    mx_remote_names_free(names, count);
+    free(url);
+    return rc;
 }
 
 int mx_cli_remote_images_opts(const char *cmd, const char *url, struct mx_remote_opts *ro) {

@@ -25,6 +25,14 @@ void mx_cli_remote_end(void);
 struct mx_engine *mx_cli_remote_loader(const char *path, const struct mx_gen_settings *s,
                                        struct mx_err *err);
 
+/* The chat's picker list (tui/app.h mx_model_list_fn): the models of the server of current (a
+ * "remote:URL#MODEL" path), else of the --remote server, as loader paths "remote:URL#MODEL";
+ * short timeouts (at most 2 s to connect, 3 s without a byte: the configured ones when shorter)
+ * and no retries, since the screen waits.
+ * Returns 0 with *paths (the caller frees each and the array), 1 when there is no server to ask,
+ * or a negative MX_E* with err set. */
+int mx_cli_remote_models(const char *current, char ***paths, size_t *n, struct mx_err *err);
+
 /* The options of an image server at url (--remote-images): the key and timeouts from the
  * environment and the settings file as for --remote. Returns 0, or -1 after printing why the
  * settings file is unusable. Strings valid until mx_cli_remote_end. */

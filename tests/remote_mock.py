@@ -11,13 +11,15 @@ The model name in a request picks the behaviour (the test passes it with --remot
   err500  HTTP 500 with a plain-text body
   midfail one piece, then an {"error": ...} event (a server failing mid-stream)
   drop    one piece, then the connection closes (no finish_reason, no [DONE])
-GET /v1/models lists these names, chunky first. With --key K every request needs
+GET /v1/models lists these names, chunky first (--models A,B: only those); while the file
+--models-fail names exists it answers HTTP 503 instead (a server failing to list). With --key K every request needs
 "Authorization: Bearer K" (else HTTP 401 with OpenAI's error object). Every request is logged
 to --log as one JSON line (path, model, the Authorization header, the body's keys).
 The server writes its port to --port-file once it listens (--port 0: any free port).
 """
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -68,10 +70,14 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorized():
             return
         if self.path.rstrip("/") == "/v1/models":
+            fail = self.server.models_fail
+            if fail and os.path.exists(fail):
+                self.send(503, json.dumps({"error": {"message": "model registry unavailable"}}))
+                return
             # vLLM states each model's context length as max_model_len
             self.send(200, json.dumps({"object": "list", "data": [
                 {"id": m, "object": "model", "owned_by": "mock", "max_model_len": 4096 + i}
-                for i, m in enumerate(MODELS)]}))
+                for i, m in enumerate(self.server.models)]}))
         else:
             self.send(404, json.dumps({"error": {"message": "no route " + self.path}}))
 
@@ -162,15 +168,18 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--key", default="")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models-fail", default="")
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.daemon_threads = True
     srv.key = a.key
+    srv.models = a.models.split(",")
+    srv.models_fail = a.models_fail
     srv.log_path = a.log
     srv.log_lock = threading.Lock()
     with open(a.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
-    import os
     os.rename(a.port_file + ".tmp", a.port_file)
     srv.serve_forever()
 

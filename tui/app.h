@@ -31,6 +31,16 @@ typedef int (*mx_model_fetch_fn)(const char *ref,
                                                  double rate),
                                  void *ud, char **path, struct mx_err *err);
 
+/* Lists the models of the chat's server for the picker (/model with no argument; cli/ passes
+ * cli/remote.h's mx_cli_remote_models, tui/ does not include net/). current is the model path in
+ * use (NULL: none): a "remote:URL#MODEL" one names the server, else the --remote one is asked.
+ * Runs on the main thread and returns within a few seconds (short timeouts, no retries). Returns
+ * 0 with *paths[0..*n) the models as loader paths "remote:URL#MODEL" (malloc'd; the caller frees
+ * each and the array), 1 when there is no server to ask, or a negative MX_E* with err saying
+ * why. */
+typedef int (*mx_model_list_fn)(const char *current, char ***paths, size_t *n,
+                                struct mx_err *err);
+
 struct mx_app_opts {
     struct mx_engine *engine;   /* owned by the app from mx_app_run on (freed when replaced, when
                                  * unloaded for an image model, or at exit); NULL: no model yet
@@ -51,6 +61,7 @@ struct mx_app_opts {
                                  * local SD engine */
     const char *sd_model;       /* --sd-model: the image checkpoint for sessions that chose none;
                                  * NULL: the first one discovered */
+    mx_model_list_fn list_models; /* the server's models in the picker; NULL: local ones only */
     mx_model_fetch_fn fetch;    /* the first-run screen's downloads (tui/firstrun.h); NULL: it
                                  * shows the `mixel pull` commands only */
     struct mx_tools *tools;     /* the tools the model may call (app/tools.h), owned by the app

@@ -164,11 +164,14 @@ struct mx_app_sidebar {
     bool confirm_delete;  /* "Delete? y/n" is asked */
 };
 
-/* The model picker (no model given). */
+/* The model picker (no model given, or /model with no argument in a chat over a server). */
 struct mx_app_picker {
     bool open;
-    struct mx_model_list models;
-    int sel;
+    char **remote;               /* the server's models as loader paths "remote:URL#MODEL",
+                                  * listed first (opts.list_models); NULL: none asked */
+    size_t n_remote;
+    struct mx_model_list models; /* the GGUF files found on this machine, listed after them */
+    int sel;                     /* index into the remote entries, then the local ones */
 };
 
 /* The first-run screen (firstrun.c): no model anywhere; picks to download with `mixel pull`. */

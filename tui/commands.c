@@ -28,6 +28,7 @@
 #include "tui/keys.h"
 #include "tui/load.h"
 #include "tui/patharg.h"
+#include "tui/picker.h"
 #include "tui/sidebar.h"
 #include "tui/status.h"
 #include "tui/store.h"
@@ -431,8 +432,12 @@ static void cmd_search(struct app *a, const char *arg) {
     a->conv.scroll = 0;
 }
 
+/* /model PATH loads a model; with no argument, a chat over a server opens the picker with the
+ * server's models (and the local files), anything else says which model answers. */
 static void cmd_model(struct app *a, const char *arg) {
     if (!arg || !arg[0]) {
+        if (mx_app_picker_open_remote(a) == 0)
+            return;
         mx_app_notice(a, false, "model: %s (/model PATH loads another GGUF file)",
                a->o.engine ? a->o.engine->name : "none");
         return;
@@ -472,7 +477,7 @@ static void cmd_title(struct app *a, const char *arg) {
     X("/resume",   "ID",     "continue a saved session (id or title)",        cmd_resume)         \
     X("/search",   "WORDS",  "search every saved message",                    cmd_search)         \
     X("/title",    "TEXT",   "rename this session",                           cmd_title)          \
-    X("/model",    "PATH",   "load another GGUF model",                       cmd_model)          \
+    X("/model",    "[PATH]", "load another model (none: pick a server's)",    cmd_model)          \
     X("/system",   "TEXT",   "set (or clear) the system prompt",              cmd_system)         \
     X("/temp",     "T",      "sampling temperature (0 = greedy)",             cmd_temp)           \
     X("/top-p",    "P",      "nucleus sampling threshold",                    cmd_top_p)          \

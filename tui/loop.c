@@ -233,6 +233,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
     mx_app_conv_clear(&a);
     mx_session_list_free(&a.side.sessions);
     mx_model_list_free(&a.pick.models);
+    mx_app_picker_free(&a);
     free(a.img.pairs);
     if (a.load.owned)
         a.load.owned->free(a.load.owned);
