@@ -64,7 +64,7 @@ int mx_remote_calls_add(struct mx_remote_calls *c, json_t *tool_calls, struct mx
         long index = json_is_integer(ix) ? (long)json_integer_value(ix) : -1 - (long)c->n;
         struct mx_remote_call *k = call_at(c, index, err);
         if (!k)
-            return err && err->code ? err->code : MX_ERANGE;
+            return MX_ERANGE; /* the only way call_at fails */
         json_t *fn = json_object_get(e, "function");
         json_t *name = json_object_get(fn, "name");
         json_t *args = json_object_get(fn, "arguments");
