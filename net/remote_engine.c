@@ -8,6 +8,11 @@
  * with one JSON object instead of a stream (some proxies turn streaming off) is read the same
  * way from choices[0].message.content.
  *
+ * Tools: the chat's tools go out as OpenAI's "tools" definitions; the calls the server streams
+ * back (delta.tool_calls fragments, or message.tool_calls) are gathered (net/remote_calls.h) and
+ * posted after the answer's text as Mistral v3 call text, which the TUI parses for any engine
+ * that is not the local LLM, so remote calls are confirmed, run and stored like local ones.
+ *
  * Tuned for a chat's rhythm: one request per answer, events of a token or a few, so nothing is
  * kept between replies but the settings (the server keeps its own caches).
  */
@@ -20,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "net/remote_calls.h"
 #include "net/remote_http.h"
 
 #define DEFAULT_CONNECT_S 10.0
@@ -347,15 +353,54 @@ static json_t *message_json(const struct mx_turn *t) {
     return m;
 }
 
+/* The chat's tools as OpenAI's definitions, [{"type": "function", "function": {"name",
+ * "description", "parameters"}}], into *out (NULL when there are none). Returns 0, MX_EFORMAT
+ * (a tool's parameters are not a JSON object), MX_ENOMEM. */
+static int tools_json(const struct mx_gen_settings *s, json_t **out, struct mx_err *err) {
+    *out = NULL;
+    if (!s || s->n_tools == 0 || !s->tools)
+        return 0;
+    json_t *arr = json_array();
+    if (!arr)
+        return mx_err_set(err, MX_ENOMEM, "remote: out of memory");
+    for (size_t i = 0; i < s->n_tools; i++) {
+        const struct mx_tool_def *t = &s->tools[i];
+        json_error_t je;
+        json_t *params = t->parameters ? json_loads(t->parameters, 0, &je) : json_object();
+        if (!json_is_object(params)) {
+            json_decref(params);
+            json_decref(arr);
+            return mx_err_set(err, MX_EFORMAT, "tool %s: its parameters are not a JSON object",
+                              t->name ? t->name : "?");
+        }
+        json_t *fn = json_pack("{s:s, s:s, s:o}", "name", t->name ? t->name : "", "description",
+                               t->description ? t->description : "", "parameters", params);
+        json_t *def = fn ? json_pack("{s:s, s:o}", "type", "function", "function", fn) : NULL;
+        if (!def || json_array_append_new(arr, def) != 0) {
+            json_decref(arr);
+            return mx_err_set(err, MX_ENOMEM, "remote: out of memory");
+        }
+    }
+    *out = arr;
+    return 0;
+}
+
 /* The body of a streamed request: model, stream, the usage chunk, sampling, then `what` (the
- * messages array or the prompt string, stolen). Returns the JSON text (caller frees) or NULL. */
-static char *request_body(const char *model, const char *key, json_t *what,
+ * messages array or the prompt string, stolen) and tools (stolen, NULL: none). Returns the JSON
+ * text (caller frees) or NULL. */
+static char *request_body(const char *model, const char *key, json_t *what, json_t *tools,
                           const struct mx_gen_settings *s) {
     json_t *req = json_pack("{s:s, s:b, s:{s:b}}", "model", model, "stream", 1,
                             "stream_options", "include_usage", 1);
-    if (!req || !what || json_object_set_new(req, key, what) != 0 || add_sampling(req, s) != 0) {
-        if (!req)
-            json_decref(what);
+    if (!req) {
+        json_decref(what);
+        json_decref(tools);
+        return NULL;
+    }
+    /* json_object_set_new takes the value also when it fails */
+    int rc = tools ? json_object_set_new(req, "tools", tools) : 0;
+    if (rc != 0 || !what || json_object_set_new(req, key, what) != 0 ||
+        add_sampling(req, s) != 0) {
         json_decref(req);
         return NULL;
     }
@@ -377,6 +422,7 @@ struct reader {
     bool done;                         /* [DONE] came */
     double t0, t_first;                /* request start, first text (0: none yet) */
     char finish[32];                   /* finish_reason */
+    struct mx_remote_calls *calls;     /* chat: the tool calls gathered (NULL: not asked for) */
     struct mx_err err;                 /* an error inside the stream */
 };
 
@@ -409,6 +455,12 @@ static int take_chunk(struct reader *rd, json_t *j) {
         json_t *d = json_object_get(c0, "delta");
         if (!json_is_object(d))
             d = json_object_get(c0, "message");
+        json_t *tc = json_object_get(d, "tool_calls");
+        if (rd->calls && tc && !json_is_null(tc)) {
+            int rc = mx_remote_calls_add(rd->calls, tc, &rd->err);
+            if (rc < 0)
+                return rc;
+        }
         t = json_object_get(d, "content");
     } else {
         t = json_object_get(c0, "text");
@@ -525,21 +577,43 @@ static void remote_reply(struct mx_engine *e, struct mx_job *job, const struct m
     struct mx_err err = {0};
     int rc = 0;
     char *body = NULL, *url = NULL;
+    struct mx_remote_calls calls = {0};
+    json_t *tools = NULL;
+    if ((rc = tools_json(s, &tools, &err)) < 0)
+        goto out;
     json_t *msgs = json_array();
     for (int i = 0; msgs && i < n; i++)
         if (json_array_append_new(msgs, message_json(&turns[i])) != 0) {
             json_decref(msgs);
             msgs = NULL;
         }
-    if (!msgs || !(body = request_body(R->model, "messages", msgs, s)) ||
+    if (!msgs)
+        json_decref(tools); /* request_body takes both, but is not reached */
+    if (!msgs || !(body = request_body(R->model, "messages", msgs, tools, s)) ||
         !(url = join(R->url, "chat/completions"))) {
         rc = mx_err_set(&err, MX_ENOMEM, "remote: out of memory");
         goto out;
     }
     struct reply_io io = {job};
-    struct reader rd = {.chat = true, .text = reply_text, .ud = &io};
+    struct reader rd = {.chat = true, .text = reply_text, .ud = &io, .calls = &calls};
     rc = run_request(url, R->api_key, R->connect_s, R->stall_s, R->retries, body, &rd,
                      reply_canceled, &io, &err);
+    if (rc == 0 && calls.n > 0) {
+        /* the calls after the text, in the syntax the TUI parses for a remote engine; calls it
+         * cannot use (arguments that are not JSON) are a notice, the answer's text stays */
+        char *ct = NULL;
+        struct mx_err cerr = {0};
+        int crc = mx_remote_calls_text(&calls, &ct, &cerr);
+        if (crc == MX_ENOMEM)
+            rc = mx_err_set(&err, crc, "%s", cerr.msg);
+        else if (crc < 0)
+            mx_job_post(job, MX_EV_NOTICE, cerr.msg, 0, 0);
+        else if (rd.n_pieces > 0 && mx_job_post_text(job, "\n", 1) < 0)
+            rc = mx_err_set(&err, MX_ENOMEM, "remote: out of memory");
+        if (ct && rc == 0 && mx_job_post_text(job, ct, strlen(ct)) < 0)
+            rc = mx_err_set(&err, MX_ENOMEM, "remote: out of memory");
+        free(ct);
+    }
     double gen_s = rd.t_first > 0 ? now_s() - rd.t_first : 0;
     size_t n_gen = rd.n_completion ? rd.n_completion : rd.n_pieces;
     if (rc == 0 || n_gen > 0)
@@ -549,6 +623,7 @@ static void remote_reply(struct mx_engine *e, struct mx_job *job, const struct m
         mx_job_post(job, MX_EV_NOTICE, "the server's context is full: the answer was cut "
                     "short", 1, 0);
 out:
+    mx_remote_calls_free(&calls);
     free(body);
     free(url);
     /* the server's own words (HTTP 401: Invalid API key) are what the user needs to act on:
@@ -639,7 +714,7 @@ int mx_remote_complete(const struct mx_remote_opts *o, const char *prompt,
         goto out;
     }
     json_t *p = json_string(prompt ? prompt : "");
-    if (!p || !(body = request_body(model, "prompt", p, s)) ||
+    if (!p || !(body = request_body(model, "prompt", p, NULL, s)) ||
         !(url = join(base, "completions"))) {
         rc = mx_err_set(err, MX_ENOMEM, "remote: out of memory");
         goto out;

@@ -11,6 +11,12 @@ The model name in a request picks the behaviour (the test passes it with --remot
   err500  HTTP 500 with a plain-text body
   midfail one piece, then an {"error": ...} event (a server failing mid-stream)
   drop    one piece, then the connection closes (no finish_reason, no [DONE])
+  tools   a request carrying "tools" whose last message is not a tool result gets some text and
+          a streamed read_file call ({"path": "note.txt"}), name and arguments cut across
+          events; a request ending in tool results gets a text answer quoting the first result
+          ("The tool said: ...") when its tool_call_id matches the id of the assistant call
+          before it, else "tool_call_id mismatch"; a request without "tools": "no tools sent";
+          a user message with "broken" gets a call whose arguments are not JSON ({"path": oops)
 GET /v1/models lists these names, chunky first (--models A,B: only those); while the file
 --models-fail names exists it answers HTTP 503 instead (a server failing to list). With --key K every request needs
 "Authorization: Bearer K" (else HTTP 401 with OpenAI's error object). Every request is logged
@@ -26,7 +32,37 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ANSWER = "Hello, w\u00f6rld! \u2713 done."
-MODELS = ["chunky", "plain", "echo", "slow", "stall", "err500", "midfail", "drop"]
+MODELS = ["chunky", "plain", "echo", "slow", "stall", "err500", "midfail", "drop", "tools"]
+
+
+def tool_chunk(index, fn, call_id=None):
+    tc = {"index": index, "function": fn}
+    if call_id:
+        tc.update({"id": call_id, "type": "function"})
+    return {"object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"tool_calls": [tc]}, "finish_reason": None}]}
+
+
+def tools_answer(req):
+    """The events of the "tools" model's answer to req (see the module's doc)."""
+    msgs = req.get("messages") or []
+    if not req.get("tools"):
+        return [chunk("no tools sent", True)]
+    if msgs and msgs[-1].get("role") == "tool":
+        res = [m for m in msgs if m.get("role") == "tool"][-1]
+        calls = [m for m in msgs if m.get("tool_calls")]
+        ids = [c.get("id") for c in calls[-1]["tool_calls"]] if calls else []
+        if res.get("tool_call_id") not in ids:
+            return [chunk("tool_call_id mismatch", True)]
+        return [chunk("The tool said: ", True), chunk(res.get("content") or "", True)]
+    if msgs and "broken" in (msgs[-1].get("content") or ""):
+        return [chunk("Trying.", True),
+                tool_chunk(0, {"name": "read_file", "arguments": "{\"path\": oops"}, "c1")]
+    return [chunk("Reading it.", True),
+            tool_chunk(0, {"name": "read_", "arguments": ""}, "call_Xy12"),
+            tool_chunk(0, {"name": "file", "arguments": "{\"pa"}),
+            tool_chunk(0, {"arguments": "th\": \"note"}),
+            tool_chunk(0, {"arguments": ".txt\"}"})]
 
 
 def chunk(text, chat):
@@ -136,6 +172,12 @@ class Handler(BaseHTTPRequestHandler):
             elif model == "drop":
                 self.raw(b"data: " + json.dumps(chunk("cut ", chat)).encode() + b"\n\n")
                 return  # the connection closes: no finish_reason, no [DONE]
+            elif model == "tools":
+                for ev in tools_answer(req):
+                    self.raw(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                self.raw(b"data: " + json.dumps({"choices": [{"index": 0, "delta": {},
+                                                              "finish_reason": "tool_calls"}]})
+                         .encode() + b"\n\n")
             elif model == "midfail":
                 self.raw(b"data: " + json.dumps(chunk("partial ", chat)).encode() + b"\n\n")
                 self.raw(b'data: {"error": {"message": "out of KV cache slots", '

@@ -65,7 +65,7 @@ PY
 
 # 4. models: listed; the first is the default
 "$MIXEL" chat --remote "$U" --list-models >"$work/out" 2>"$work/err" || fail "--list-models"
-[ "$(head -n 1 "$work/out")" = chunky ] && [ "$(wc -l <"$work/out")" -eq 8 ] ||
+[ "$(head -n 1 "$work/out")" = chunky ] && [ "$(wc -l <"$work/out")" -eq 9 ] ||
     fail "--list-models: $(cat "$work/out")"
 run -p x || fail "default model"
 [ "$(cat "$work/out")" = "Hello, wörld! ✓ done." ] || fail "default model: not the first"
