@@ -19,6 +19,7 @@
 #include "app/memplan.h"
 #include "core/base/bytes.h"
 #include "core/base/log.h"
+#include "core/base/mapfile.h"
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
@@ -224,7 +225,8 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
         mx_err_set(err, rc, "backend: activation mode %d", s->act_mode);
         goto fail;
     }
-    if ((rc = mx_llama_model_load(model_path, L->be, &L->model, err)) < 0)
+    unsigned mflags = (s->no_mmap ? MX_MAP_NO_MMAP : 0u) | (s->mlock ? MX_MAP_MLOCK : 0u);
+    if ((rc = mx_llama_model_load_flags(model_path, L->be, mflags, &L->model, err)) < 0)
         goto fail;
     L->load_s = mx_time_s() - t0;
     if ((rc = mx_tokenizer_from_gguf(mx_llama_model_gguf(L->model), &L->tok, err)) < 0)

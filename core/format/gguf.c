@@ -586,10 +586,15 @@ static int open_common(const void *base, size_t size, bool mapped, const char *n
 }
 
 int mx_gguf_open(const char *path, struct mx_gguf **out, struct mx_err *err) {
+    return mx_gguf_open_flags(path, 0, out, err);
+}
+
+int mx_gguf_open_flags(const char *path, unsigned flags, struct mx_gguf **out,
+                       struct mx_err *err) {
     *out = NULL;
     const void *p;
     size_t size;
-    int rc = mx_map_file(path, 24, "GGUF", &p, &size, err);
+    int rc = mx_map_file_flags(path, 24, "GGUF", flags, &p, &size, err);
     if (rc < 0)
         return rc;
     return open_common(p, size, true, path, out, err);

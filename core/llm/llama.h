@@ -63,6 +63,11 @@ struct mx_llama_model;
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err);
 
+/* mx_llama_model_load with MX_MAP_* flags (core/base/mapfile.h: --no-mmap, --mlock) for the
+ * file. 0 is mx_llama_model_load. */
+int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned flags,
+                              struct mx_llama_model **out, struct mx_err *err);
+
 void mx_llama_model_free(struct mx_llama_model *m); /* NULL ok */
 
 const struct mx_llama_hparams *mx_llama_model_hparams(const struct mx_llama_model *m);
