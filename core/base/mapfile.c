@@ -118,3 +118,42 @@ void mx_unmap_file(const void *base, size_t size) {
     if (base)
         munmap((void *)base, size);
 }
+
+void *mx_map_reserve(size_t size, const char *path, struct mx_err *err) {
+    void *p = mmap(NULL, size ? size : 1, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        mx_err_set(err, MX_ENOMEM, "%s: cannot reserve %zu bytes of address space: %s", path,
+                   size, strerror(errno));
+        return NULL;
+    }
+    return p;
+}
+
+int mx_map_file_at(const char *path, unsigned flags, void *at, size_t size, struct mx_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mx_err_set(err, errno == ENOENT ? MX_ENOENT : MX_EIO, "%s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != size) {
+        close(fd);
+        return mx_err_set(err, MX_EIO, "%s: not a regular file of %zu bytes", path, size);
+    }
+    int e = 0;
+    if (flags & MX_MAP_NO_MMAP) {
+        if (mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+                 0) == MAP_FAILED)
+            e = errno;
+        else if ((e = read_all(fd, at, size)) == 0)
+            mprotect(at, size, PROT_READ);
+    } else if (mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        e = errno;
+    }
+    close(fd);
+    if (e)
+        return mx_err_set(err, e == ENOMEM ? MX_ENOMEM : MX_EIO, "%s: %s", path, strerror(e));
+    if (flags & MX_MAP_MLOCK)
+        lock_pages(path, at, size);
+    return 0;
+}

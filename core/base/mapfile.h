@@ -30,6 +30,15 @@ int mx_map_file_flags(const char *path, size_t min_size, const char *kind, unsig
 
 void mx_unmap_file(const void *base, size_t size); /* NULL ok */
 
+/* Address space for several files side by side (split GGUFs: one model over shards): size bytes
+ * reserved without access, released with mx_unmap_file. Returns NULL (err set) on failure. */
+void *mx_map_reserve(size_t size, const char *path, struct mx_err *err);
+
+/* Brings path (exactly size bytes, as a stat said) in at `at`, inside a mx_map_reserve region,
+ * mapped or read (MX_MAP_NO_MMAP) read-only, and locked with MX_MAP_MLOCK. Returns 0, or
+ * MX_ENOENT / MX_EIO (also a file whose size changed) / MX_ENOMEM with err set. */
+int mx_map_file_at(const char *path, unsigned flags, void *at, size_t size, struct mx_err *err);
+
 /* Drops the whole pages inside [p, p + n) of a mapping made by mx_map_file from this process's
  * resident memory (madvise MADV_DONTNEED): for bytes copied elsewhere (repacked weights) that
  * will not be read again. The mapping stays valid: a later read faults the page back in from
