@@ -4,7 +4,7 @@
 # (whose matrices are repacked at load and whose experts are gathered: the paths that copy out
 # of the file); run, chat, bench and serve list both options; a failed lock (RLIMIT_MEMLOCK
 # below the file, without CAP_IPC_LOCK; needs capsh when run as root) is a warning naming the
-# limit, and the model still answers.
+# limit, and the model still answers (not under ASan, whose mlock does nothing).
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
 if [ ! -d "${MX_SHARED:-}/models" ]; then
@@ -35,7 +35,11 @@ done
 # a lock the limit refuses: a warning with the limit, the answer still comes
 M="$MX_SHARED/models/tiny-mixtral-q4_0.gguf"
 lockrun() { "$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 -n 24 --mlock >"$T/t2" 2>"$T/err"; }
-if [ "$(id -u)" != 0 ]; then
+if [ -n "${MX_SANITIZE:-}" ]; then
+    # AddressSanitizer's mlock interceptor does nothing: no lock can fail there
+    echo "(sanitizer build: mlock is a no-op under ASan, the failed-lock warning is not checked)"
+    echo ok; exit 0
+elif [ "$(id -u)" != 0 ]; then
     (ulimit -l 64 && lockrun) || fail "--mlock under a small limit: $(cat "$T/err")"
 elif command -v capsh >/dev/null 2>&1; then
     export MIXEL M T
