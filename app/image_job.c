@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/memplan.h"
 #include "app/model_hash.h"
 #include "core/base/util.h"
 #include "core/diffusion/params_text.h"
@@ -62,13 +63,6 @@ const char *mx_sd_engine_path(const struct mx_sd_engine *e) {
     return e && e->p ? e->path : NULL;
 }
 
-/* Bytes the machine can still give (mx_mem_available; 0 unknown). MIXEL_MEM_AVAILABLE (bytes)
- * stands in for it: how the tests reach the "no room for both models" path. */
-static uint64_t mem_available(void) {
-    const char *fake = getenv("MIXEL_MEM_AVAILABLE");
-    return fake && fake[0] ? strtoull(fake, NULL, 10) : mx_mem_available();
-}
-
 /* Bytes of the files under path (a checkpoint file, or a diffusers folder two levels deep). */
 static uint64_t path_bytes(const char *path, int depth) {
     struct stat st;
@@ -109,7 +103,7 @@ void mx_image_mem_need(const struct mx_sd_engine *e, const struct mx_image_req *
      * about 1.5 GB at 512x512 on stable-diffusion.cpp, scaled by the pixel count */
     double px = (double)(req->width > 0 ? req->width : 512) * (req->height > 0 ? req->height : 512);
     *need = weights + (uint64_t)(1.5e9 * px / (512.0 * 512.0)) + (256u << 20);
-    *avail = mem_available();
+    *avail = mx_app_mem_available();
 }
 
 /* ---- the run --------------------------------------------------------------------------------- */

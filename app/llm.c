@@ -16,7 +16,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "app/memplan.h"
 #include "core/base/bytes.h"
+#include "core/base/log.h"
+#include "core/base/mapfile.h"
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
@@ -194,6 +197,22 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
         return mx_err_set(err, MX_ENOMEM, "out of memory");
     }
     int rc;
+    /* the plan first, from the header alone: a refusal leaves nothing allocated */
+    struct mx_mem_plan plan;
+    if ((rc = mx_mem_plan_make(model_path, s->n_ctx, s->kv_type, s->ubatch, &plan, err)) < 0)
+        goto fail;
+    int n_ctx = s->n_ctx > 0 ? s->n_ctx : 0;
+    if (!s->no_mem_check) {
+        if ((rc = mx_mem_plan_check(model_path, &plan, s->kv_type, s->ubatch, err)) < 0)
+            goto fail;
+        if (n_ctx == 0 && plan.avail > 0)
+            n_ctx = (int)plan.n_ctx;
+        char kv[32], av[32];
+        if (plan.capped)
+            mx_log(MX_LOG_WARN, "context: %lld tokens of the model's %lld fit in memory (KV %s, "
+                   "%s available)", (long long)plan.n_ctx, (long long)plan.n_ctx_train,
+                   mx_mem_fmt(plan.kv, kv, sizeof kv), mx_mem_fmt(plan.avail, av, sizeof av));
+    }
     double t0 = mx_time_s();
     L->be = mx_device_open(s->device, s->threads, err);
     if (!L->be) {
@@ -208,7 +227,8 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
         mx_err_set(err, rc, "backend: activation mode %d", s->act_mode);
         goto fail;
     }
-    if ((rc = mx_llama_model_load(model_path, L->be, &L->model, err)) < 0)
+    unsigned mflags = (s->no_mmap ? MX_MAP_NO_MMAP : 0u) | (s->mlock ? MX_MAP_MLOCK : 0u);
+    if ((rc = mx_llama_model_load_flags(model_path, L->be, mflags, &L->model, err)) < 0)
         goto fail;
     L->load_s = mx_time_s() - t0;
     if ((rc = mx_tokenizer_from_gguf(mx_llama_model_gguf(L->model), &L->tok, err)) < 0)
@@ -222,7 +242,7 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
     }
     struct mx_llama_ctx_params cp;
     mx_llama_ctx_params_default(&cp);
-    cp.n_ctx = s->n_ctx > 0 ? s->n_ctx : 0;
+    cp.n_ctx = n_ctx;
     cp.kv_type = (enum mx_type)s->kv_type;
     cp.n_ubatch = s->ubatch;
     L->kv_type = cp.kv_type;

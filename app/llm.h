@@ -35,6 +35,11 @@ struct mx_gen_settings {
     int kv_type;            /* enum mx_type of the KV cache: F16 (default), F32, Q8_0 */
     int ubatch;             /* tokens per forward chunk; 0: 512 */
     int act_mode;           /* enum mx_act_mode: rounding of activations before matmuls */
+    bool no_mmap;           /* read the weights into memory instead of mapping them */
+    bool mlock;             /* lock the weights in RAM (a failure is a warning: RLIMIT_MEMLOCK) */
+    bool no_mem_check;      /* open even when the memory plan (app/memplan.h) says the model,
+                             * its KV cache and buffers do not fit what the machine has: for
+                             * swap or zram the plan cannot see */
     /* sampling: handed to the sampler chain as it is (core/llm/sampler.h) */
     struct mx_sampler_params sampling;
     /* generating (mx_llm_generate) */
@@ -126,9 +131,11 @@ struct mx_llama_ctx;
 struct mx_tokenizer;
 
 /* Opens model_path on the device s->device (s NULL: defaults) with s->threads threads: backend,
- * weights (mapped), tokenizer (checked against the model's vocabulary), a context of s->n_ctx
- * cells with an s->kv_type cache. Returns 0 with *out (mx_llm_close), or an error in err
- * (MX_EINVAL/MX_EUNSUP device names, the loader's, the tokenizer's); then *out is NULL and
+ * weights (mapped, or read with s->no_mmap; locked with s->mlock), tokenizer (checked against the model's vocabulary), a context of s->n_ctx
+ * cells with an s->kv_type cache. Before anything is allocated, plans the memory from the file's
+ * header (app/memplan.h): a model that does not fit is refused with MX_ENOMEM and the numbers
+ * (unless s->no_mem_check), and n_ctx 0 becomes the largest context that fits (logged). Returns 0 with *out (mx_llm_close), or an error in err
+ * (MX_EINVAL/MX_EUNSUP device names, MX_ENOMEM, the loader's, the tokenizer's); then *out is NULL and
  * nothing is left behind. */
 int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen_settings *s,
                 struct mx_err *err);

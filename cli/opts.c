@@ -60,6 +60,13 @@ static const struct spec specs[] = {
      "auto (default: CUDA when a GPU answers, else CPU), cpu or cuda"},
     {NULL, "--kv-type", NULL, K_KV, OFF(s.kv_type), 0, 0, false, LOAD_ONLY, "T",
      "KV cache type: f32, f16 (default), q8_0"},
+    {NULL, "--no-mmap", NULL, K_ON, OFF(s.no_mmap), 0, 0, false, ALL, NULL,
+     "read the weights into memory instead of mapping the file"},
+    {NULL, "--mlock", NULL, K_ON, OFF(s.mlock), 0, 0, false, ALL, NULL,
+     "lock the weights in RAM (a failure is a warning naming RLIMIT_MEMLOCK)"},
+    {NULL, "--no-mem-check", NULL, K_ON, OFF(s.no_mem_check), 0, 0, false, ALL, NULL,
+     "load even when the model, its KV cache and buffers do not fit the available memory "
+     "(swap, zram)"},
     {NULL, "--ubatch", NULL, K_INT, OFF(s.ubatch), 1, 8192, false, LOAD_ONLY, "N",
      "tokens per forward chunk (default 512)"},
     {NULL, "--act", NULL, K_ACT, OFF(s.act_mode), 0, 0, false, LOAD_ONLY, "ggml|f32",

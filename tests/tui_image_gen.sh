@@ -176,7 +176,7 @@ quit
 M="${MX_SHARED:-}/models/stories260K.gguf"
 if [ -f "$M" ]; then
     rm -f "$work/h.db"
-    TUI_ENV="MIXEL_MEM_AVAILABLE=1000000"
+    TUI_ENV="MIXEL_MEM_AVAILABLE=100000000"
     start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 8 --device cpu --sd-model "$ckpt"
     TUI_ENV=
     $T resize-window -t t -x 160 -y 40

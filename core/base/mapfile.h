@@ -15,7 +15,29 @@
 int mx_map_file(const char *path, size_t min_size, const char *kind, const void **base,
                 size_t *size, struct mx_err *err);
 
+/* How mx_map_file_flags brings the file in. */
+#define MX_MAP_NO_MMAP 1u /* read the whole file into anonymous memory instead of mapping it:
+                           * for file systems where mapping is slow or impossible (network,
+                           * FUSE) and for users who want the weights resident from the start */
+#define MX_MAP_MLOCK   2u /* lock the pages in RAM (mlock) so the kernel never pages them out;
+                           * a failure (RLIMIT_MEMLOCK) is a warning with the limit, not an
+                           * error, as llama.cpp does */
+
+/* mx_map_file with flags (MX_MAP_*; 0 is mx_map_file). The memory is released with
+ * mx_unmap_file either way. Errors as mx_map_file, plus MX_EIO for a short read. */
+int mx_map_file_flags(const char *path, size_t min_size, const char *kind, unsigned flags,
+                      const void **base, size_t *size, struct mx_err *err);
+
 void mx_unmap_file(const void *base, size_t size); /* NULL ok */
+
+/* Address space for several files side by side (split GGUFs: one model over shards): size bytes
+ * reserved without access, released with mx_unmap_file. Returns NULL (err set) on failure. */
+void *mx_map_reserve(size_t size, const char *path, struct mx_err *err);
+
+/* Brings path (exactly size bytes, as a stat said) in at `at`, inside a mx_map_reserve region,
+ * mapped or read (MX_MAP_NO_MMAP) read-only, and locked with MX_MAP_MLOCK. Returns 0, or
+ * MX_ENOENT / MX_EIO (also a file whose size changed) / MX_ENOMEM with err set. */
+int mx_map_file_at(const char *path, unsigned flags, void *at, size_t size, struct mx_err *err);
 
 /* Drops the whole pages inside [p, p + n) of a mapping made by mx_map_file from this process's
  * resident memory (madvise MADV_DONTNEED): for bytes copied elsewhere (repacked weights) that

@@ -585,14 +585,200 @@ static int open_common(const void *base, size_t size, bool mapped, const char *n
     return 0;
 }
 
+/* ---- split files (llama.cpp's gguf-split: NAME-00001-of-0000N.gguf) ---------------------- */
+
+#define MAX_SHARDS 9999
+
+/* Copies the tensors of shard sh into g's table at *n (names into g's arena; data pointers stay
+ * in the shared region). Returns 0 or MX_ENOMEM. */
+static int add_shard_tensors(struct mx_gguf *g, const struct mx_gguf *sh, int64_t *n) {
+    for (int64_t i = 0; i < sh->n_tensors; i++) {
+        struct mx_gguf_tensor t = sh->tensors[i];
+        size_t len = strlen(t.name) + 1;
+        char *name = arena_alloc(&g->arena, len);
+        if (!name)
+            return MX_ENOMEM;
+        memcpy(name, t.name, len);
+        t.name = name;
+        /* from the start of the first shard's data section: the model wraps the region from
+         * there as one buffer */
+        t.offset = (uint64_t)((const uint8_t *)t.data - (g->base + g->data_offset));
+        g->tensors[(*n)++] = t;
+    }
+    return 0;
+}
+
+/* Opens the shards of a split model whose first shard (already parsed: first) is path, into
+ * one region of address space, shard i at a page boundary after shard i-1, so that the whole
+ * model is one buffer from the first data section on. The metadata is the first shard's; the
+ * tensors are all shards' in order. Checks the names, split.no and split.count of every shard,
+ * split.tensors.count and duplicate tensor names. */
+static int open_split(const char *path, unsigned flags, const struct mx_gguf *first,
+                      int64_t count, struct mx_gguf **out, struct mx_err *err) {
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", 1, (int)MX_MIN(count, 99999));
+    size_t plen = strlen(path), slen = strlen(suffix);
+    if (count > MAX_SHARDS || plen < slen || strcmp(path + plen - slen, suffix) != 0)
+        return mx_err_set(err, MX_EFORMAT, "%s: split.count %lld, but the name does not end in "
+                          "%s (the first shard of a split model)", path, (long long)count,
+                          suffix);
+    int64_t no = 0;
+    if (mx_gguf_get(first, "split.no") && mx_gguf_get_int(first, "split.no", &no, err) < 0)
+        return err ? err->code : MX_EFORMAT;
+    if (no != 0)
+        return mx_err_set(err, MX_EFORMAT, "%s: split.no %lld, the first shard has 0", path,
+                          (long long)no);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    char **paths = calloc((size_t)count, sizeof *paths);
+    size_t *sizes = calloc((size_t)count, sizeof *sizes), *at = calloc((size_t)count, sizeof *at);
+    struct mx_gguf **sh = calloc((size_t)count, sizeof *sh);
+    struct mx_gguf *g = NULL;
+    uint8_t *region = NULL;
+    size_t total = 0;
+    int rc = MX_ENOMEM;
+    if (!paths || !sizes || !at || !sh) {
+        mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int64_t i = 0; i < count; i++) {
+        if (!(paths[i] = malloc(plen + 1))) {
+            rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        memcpy(paths[i], path, plen - slen);
+        snprintf(paths[i] + plen - slen, slen + 1, "-%05d-of-%05d.gguf", (int)i + 1, (int)count);
+        struct stat st;
+        if (stat(paths[i], &st) != 0 || !S_ISREG(st.st_mode)) {
+            rc = mx_err_set(err, MX_ENOENT, "%s: shard %lld of %lld missing: %s", paths[i],
+                            (long long)i + 1, (long long)count, strerror(errno ? errno : EINVAL));
+            goto done;
+        }
+        sizes[i] = (size_t)st.st_size;
+        at[i] = total;
+        if (!mx_add_size(total, sizes[i] + page - 1, &total)) {
+            rc = mx_err_set(err, MX_EFORMAT, "%s: shard sizes overflow", path);
+            goto done;
+        }
+        total &= ~(page - 1);
+    }
+    if (!(region = mx_map_reserve(total, path, err))) {
+        rc = MX_ENOMEM;
+        goto done;
+    }
+    int64_t n_tensors = 0;
+    for (int64_t i = 0; i < count; i++) {
+        if ((rc = mx_map_file_at(paths[i], flags, region + at[i], sizes[i], err)) < 0 ||
+            (rc = mx_gguf_open_mem(region + at[i], sizes[i], paths[i], &sh[i], err)) < 0)
+            goto done;
+        int64_t c = 1, n = -1;
+        if (!mx_gguf_get(sh[i], "split.count") || !mx_gguf_get(sh[i], "split.no") ||
+            mx_gguf_get_int(sh[i], "split.count", &c, err) < 0 ||
+            mx_gguf_get_int(sh[i], "split.no", &n, err) < 0 || c != count || n != i) {
+            mx_err_clear(err);
+            rc = mx_err_set(err, MX_EFORMAT, "%s: shard %lld of %lld says split.no %lld of "
+                            "split.count %lld", paths[i], (long long)i + 1, (long long)count,
+                            (long long)n, (long long)c);
+            goto done;
+        }
+        n_tensors += sh[i]->n_tensors;
+    }
+    int64_t want = n_tensors;
+    if (mx_gguf_get(sh[0], "split.tensors.count") &&
+        (rc = mx_gguf_get_int(sh[0], "split.tensors.count", &want, err)) < 0)
+        goto done;
+    if (want != n_tensors) {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: split.tensors.count %lld, the %lld shards hold "
+                        "%lld", path, (long long)want, (long long)count, (long long)n_tensors);
+        goto done;
+    }
+    /* the first shard's reader becomes the model's: its metadata, all tensors, the region */
+    g = sh[0];
+    sh[0] = NULL;
+    free(g->path);
+    if (!(g->path = strdup(path))) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    struct mx_gguf_tensor *ts = arena_alloc(&g->arena, (size_t)n_tensors * sizeof *ts);
+    free(g->t_ix.slots);
+    g->t_ix.slots = NULL;
+    struct mx_gguf_tensor *own = g->tensors;
+    int64_t n_own = g->n_tensors;
+    if (!ts || index_init(&g->t_ix, n_tensors) < 0) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    struct mx_gguf first_view = *g;
+    first_view.tensors = own;
+    first_view.n_tensors = n_own;
+    g->tensors = ts;
+    int64_t n = 0;
+    for (int64_t i = 0; i < count; i++)
+        if ((rc = add_shard_tensors(g, i == 0 ? &first_view : sh[i], &n)) < 0) {
+            mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+    g->n_tensors = n;
+    for (int64_t i = 0; i < n; i++)
+        if (index_insert(&g->t_ix, i, t_name, g) >= 0) {
+            rc = mx_err_set(err, MX_EFORMAT, "%s: tensor '%.*s' is in two shards", path,
+                            NAME_SHOW, g->tensors[i].name);
+            goto done;
+        }
+    g->base = region;
+    g->size = total;
+    g->mapped = true;
+    region = NULL; /* g owns it now */
+    *out = g;
+    g = NULL;
+    rc = 0;
+done:
+    if (g) {
+        g->mapped = false;
+        mx_gguf_close(g);
+    }
+    for (int64_t i = 0; sh && i < count; i++)
+        mx_gguf_close(sh[i]); /* readers over the region: they do not own it */
+    if (region)
+        mx_unmap_file(region, total);
+    for (int64_t i = 0; paths && i < count; i++)
+        free(paths[i]);
+    free(paths);
+    free(sizes);
+    free(at);
+    free(sh);
+    return rc;
+}
+
 int mx_gguf_open(const char *path, struct mx_gguf **out, struct mx_err *err) {
+    return mx_gguf_open_flags(path, 0, out, err);
+}
+
+int mx_gguf_open_flags(const char *path, unsigned flags, struct mx_gguf **out,
+                       struct mx_err *err) {
     *out = NULL;
     const void *p;
     size_t size;
-    int rc = mx_map_file(path, 24, "GGUF", &p, &size, err);
+    int rc = mx_map_file_flags(path, 24, "GGUF", flags, &p, &size, err);
     if (rc < 0)
         return rc;
-    return open_common(p, size, true, path, out, err);
+    if ((rc = open_common(p, size, true, path, out, err)) < 0)
+        return rc;
+    int64_t count = 1;
+    if (mx_gguf_get(*out, "split.count") &&
+        (rc = mx_gguf_get_int(*out, "split.count", &count, err)) < 0) {
+        mx_gguf_close(*out);
+        *out = NULL;
+        return rc;
+    }
+    if (count <= 1)
+        return 0;
+    struct mx_gguf *first = *out;
+    *out = NULL;
+    rc = open_split(path, flags, first, count, out, err);
+    mx_gguf_close(first);
+    return rc;
 }
 
 int mx_gguf_open_mem(const void *buf, size_t size, const char *name, struct mx_gguf **out,

@@ -76,6 +76,10 @@ struct mx_gguf;
 /* Opens and validates path, mapping it read-only. On success *out owns the mapping (caller
  * closes). On failure *out is NULL, nothing stays mapped, and err says "path: what (numbers)". */
 int mx_gguf_open(const char *path, struct mx_gguf **out, struct mx_err *err);
+/* mx_gguf_open with MX_MAP_* flags (core/base/mapfile.h): read into memory instead of mapping,
+ * lock the pages. 0 is mx_gguf_open. */
+int mx_gguf_open_flags(const char *path, unsigned flags, struct mx_gguf **out,
+                       struct mx_err *err);
 
 /* The same over a caller's buffer (borrowed: it must outlive the result). Used by fuzzers and by
  * tests that build files in memory; `name` is used in messages. */

@@ -396,13 +396,18 @@ static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
 
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err) {
+    return mx_llama_model_load_flags(path, be, 0, out, err);
+}
+
+int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned flags,
+                              struct mx_llama_model **out, struct mx_err *err) {
     *out = NULL;
     double t0 = mx_time_s();
     struct mx_llama_model *m = calloc(1, sizeof *m);
     if (!m)
         return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
     m->be = be;
-    int rc = mx_gguf_open(path, &m->gguf, err);
+    int rc = mx_gguf_open_flags(path, flags, &m->gguf, err);
     if (rc < 0)
         goto fail;
     struct mx_llama_hparams *hp = &m->hp;

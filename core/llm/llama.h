@@ -63,6 +63,11 @@ struct mx_llama_model;
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err);
 
+/* mx_llama_model_load with MX_MAP_* flags (core/base/mapfile.h: --no-mmap, --mlock) for the
+ * file. 0 is mx_llama_model_load. */
+int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned flags,
+                              struct mx_llama_model **out, struct mx_err *err);
+
 void mx_llama_model_free(struct mx_llama_model *m); /* NULL ok */
 
 const struct mx_llama_hparams *mx_llama_model_hparams(const struct mx_llama_model *m);
@@ -99,6 +104,14 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
                      struct mx_llama_ctx **out, struct mx_err *err);
 
 void mx_llama_ctx_free(struct mx_llama_ctx *c); /* NULL ok */
+
+/* What mx_llama_ctx_new would allocate for n_ctx cells of kv_type and ubatch n_ubatch (0: 512),
+ * without allocating it: *kv_bytes the KV cache, *buf_bytes the scratch arena and the host
+ * arrays. For planning memory before a model is loaded (app/memplan.h). Returns 0, MX_EINVAL
+ * (bad sizes) or MX_ENOMEM (sizes overflow). */
+int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, int64_t n_ctx,
+                      int32_t n_ubatch, uint64_t *kv_bytes, uint64_t *buf_bytes,
+                      struct mx_err *err);
 
 int64_t mx_llama_ctx_n_ctx(const struct mx_llama_ctx *c);
 /* Tokens currently in the cache (also the position of the next token, unless shifted). */

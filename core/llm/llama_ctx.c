@@ -120,6 +120,41 @@ static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err
     return mx_arena_tensor(a, &c->kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
 }
 
+int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, int64_t n_ctx,
+                      int32_t n_ubatch, uint64_t *kv_bytes, uint64_t *buf_bytes,
+                      struct mx_err *err) {
+    *kv_bytes = *buf_bytes = 0;
+    if (n_ctx < 1 || n_ctx > (int64_t)1 << 24 || n_ubatch < 0 || n_ubatch > 8192)
+        return mx_err_set(err, MX_EINVAL, "context: bad size (n_ctx %lld, ubatch %d)",
+                          (long long)n_ctx, (int)n_ubatch);
+    /* the same walks mx_llama_ctx_new makes, on measuring arenas over a context that only has
+     * the sizes: the plan cannot drift from what is allocated */
+    struct mx_llama_model m = {.hp = *hp};
+    struct mx_llama_ctx c = {.m = &m, .n_ctx = n_ctx, .kv_type = kv_type};
+    c.n_ubatch = (int32_t)MX_MIN((int64_t)(n_ubatch ? n_ubatch : 512), n_ctx);
+    struct mx_tensor *kv = calloc((size_t)hp->n_layer * 2, sizeof *kv);
+    if (!kv)
+        return mx_err_set(err, MX_ENOMEM, "context: out of memory");
+    c.kc = kv;
+    c.vc = kv + hp->n_layer;
+    struct mx_arena ka, sa;
+    mx_arena_init_measure(&ka);
+    mx_arena_init_measure(&sa);
+    int rc = alloc_cache(&c, &ka, err);
+    if (rc == 0)
+        rc = alloc_scratch(&c, &sa, err);
+    free(kv);
+    if (rc < 0)
+        return rc;
+    if (ka.overflow || sa.overflow)
+        return mx_err_set(err, MX_ENOMEM, "context: sizes overflow (%lld cells)",
+                          (long long)n_ctx);
+    *kv_bytes = ka.used;
+    /* the scratch arena and the host arrays: kpos and hbuf per cell, the last logits row */
+    *buf_bytes = sa.used + (uint64_t)n_ctx * 8 + (uint64_t)hp->n_vocab * sizeof(float);
+    return 0;
+}
+
 int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params *p,
                      struct mx_llama_ctx **out, struct mx_err *err) {
     *out = NULL;

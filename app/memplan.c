@@ -1,0 +1,123 @@
+/* memplan.c - the memory plan of a model load (see memplan.h). */
+#include "app/memplan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/log.h"
+#include "core/base/quant.h"
+#include "core/base/util.h"
+#include "core/format/gguf.h"
+#include "core/llm/llama.h"
+
+uint64_t mx_app_mem_available(void) {
+    const char *fake = getenv("MIXEL_MEM_AVAILABLE");
+    return fake && fake[0] ? strtoull(fake, NULL, 10) : mx_mem_available();
+}
+
+const char *mx_mem_fmt(uint64_t bytes, char *buf, size_t size) {
+    if (bytes >= (1ull << 30))
+        snprintf(buf, size, "%.1f GiB", bytes / 1073741824.0);
+    else if (bytes >= (1ull << 20))
+        snprintf(buf, size, "%.1f MiB", bytes / 1048576.0);
+    else
+        snprintf(buf, size, "%llu KiB", (unsigned long long)((bytes + 1023) / 1024));
+    return buf;
+}
+
+/* Fills plan's kv, buffers and total for n_ctx cells. */
+static int plan_ctx(const struct mx_llama_hparams *hp, int kv_type, int ubatch, int64_t n_ctx,
+                    struct mx_mem_plan *plan, struct mx_err *err) {
+    int rc = mx_llama_ctx_need(hp, (enum mx_type)kv_type, n_ctx, ubatch, &plan->kv,
+                               &plan->buffers, err);
+    if (rc < 0)
+        return rc;
+    plan->n_ctx = n_ctx;
+    plan->total = plan->weights + plan->kv + plan->buffers;
+    return 0;
+}
+
+/* The largest context in [16, hi] (a multiple of 256 from 256 on) whose plan fits plan->avail,
+ * or 0 when not even 16 cells fit. Leaves plan at hi's numbers. */
+static int64_t largest_fit(const struct mx_llama_hparams *hp, int kv_type, int ubatch,
+                           int64_t hi, const struct mx_mem_plan *plan) {
+    struct mx_mem_plan t = *plan;
+    struct mx_err e = {0};
+    int64_t lo = 16, best = 0;
+    while (lo <= hi) { /* the need grows with n_ctx: bisect */
+        int64_t mid = lo + (hi - lo) / 2;
+        if (plan_ctx(hp, kv_type, ubatch, mid, &t, &e) == 0 && t.total <= plan->avail) {
+            best = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return best >= 256 ? best / 256 * 256 : best;
+}
+
+int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
+                     struct mx_mem_plan *plan, struct mx_err *err) {
+    memset(plan, 0, sizeof *plan);
+    struct mx_gguf *g = NULL;
+    int rc = mx_gguf_open(path, &g, err);
+    if (rc < 0)
+        return rc;
+    struct mx_llama_hparams hp;
+    if ((rc = mx_llama_hparams_read(g, &hp, err)) < 0 ||
+        (rc = mx_llama_hparams_validate(&hp, err)) < 0) {
+        mx_gguf_close(g);
+        return rc;
+    }
+    /* the data section: every tensor's bytes with their alignment padding, as mapped */
+    size_t fsz = mx_gguf_file_size(g), off = mx_gguf_data_offset(g);
+    plan->weights = fsz > off ? fsz - off : 0;
+    mx_gguf_close(g);
+    plan->is_moe = hp.n_expert > 0;
+    plan->n_ctx_train = hp.n_ctx_train;
+    plan->avail = mx_app_mem_available();
+    int64_t want = n_ctx > 0 ? n_ctx : MX_MAX((int64_t)hp.n_ctx_train, 16);
+    if ((rc = plan_ctx(&hp, kv_type, ubatch, want, plan, err)) < 0)
+        return rc;
+    if (n_ctx > 0 || plan->avail == 0 || plan->total <= plan->avail)
+        return 0;
+    int64_t fit = largest_fit(&hp, kv_type, ubatch, want, plan);
+    if (fit == 0)
+        return 0; /* not even the smallest context: mx_mem_plan_check refuses it */
+    if ((rc = plan_ctx(&hp, kv_type, ubatch, fit, plan, err)) < 0)
+        return rc;
+    plan->capped = true;
+    return 0;
+}
+
+int mx_mem_plan_check(const char *path, const struct mx_mem_plan *plan, int kv_type, int ubatch,
+                      struct mx_err *err) {
+    if (plan->avail == 0 || plan->total <= plan->avail)
+        return 0;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char w[32], kv[32], b[32], t[32], a[32], fkv[32];
+    char hint[96] = "";
+    /* a context that fits with the same cache type: only when the weights leave room for one */
+    struct mx_gguf *g = NULL;
+    struct mx_err e = {0};
+    struct mx_llama_hparams hp;
+    if (mx_gguf_open(path, &g, &e) == 0 && mx_llama_hparams_read(g, &hp, &e) == 0 &&
+        mx_llama_hparams_validate(&hp, &e) == 0) {
+        int64_t fit = largest_fit(&hp, kv_type, ubatch, plan->n_ctx - 1, plan);
+        struct mx_mem_plan f = *plan;
+        if (fit > 0 && plan_ctx(&hp, kv_type, ubatch, fit, &f, &e) == 0)
+            snprintf(hint, sizeof hint, "-c %lld (KV %s), ", (long long)fit,
+                     mx_mem_fmt(f.kv, fkv, sizeof fkv));
+    }
+    mx_gguf_close(g);
+    return mx_err_set(err, MX_ENOMEM,
+                      "%s: does not fit in memory: model %s + KV %s (%s, %lld tokens) + buffers "
+                      "%s = %s, %s available; try %s%sa smaller quant, or --no-mem-check",
+                      base, mx_mem_fmt(plan->weights, w, sizeof w),
+                      mx_mem_fmt(plan->kv, kv, sizeof kv), mx_type_name((enum mx_type)kv_type),
+                      (long long)plan->n_ctx, mx_mem_fmt(plan->buffers, b, sizeof b),
+                      mx_mem_fmt(plan->total, t, sizeof t), mx_mem_fmt(plan->avail, a, sizeof a),
+                      hint, kv_type == MX_TYPE_Q8_0 ? "" : "--kv-type q8_0, ");
+}

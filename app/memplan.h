@@ -1,0 +1,60 @@
+/* memplan.h - will a model fit? The memory an LLM needs (weights, KV cache, work buffers),
+ * computed from the GGUF header before anything is loaded, against what the machine can give;
+ * and the one place that asks how much memory is available (with the tests' stand-in).
+ *
+ * mx_llm_open (app/llm.h) plans every model it opens, so run, chat, bench, serve and the TUI
+ * refuse a model that would swap the machine to death with the same numbers, and choose the
+ * same context when none was asked for.
+ *
+ * Weights are counted as the tensor bytes of the file, experts of a MoE model included: the
+ * experts are mapped and paged in on demand, but the router may pick any of them for any token,
+ * so over a conversation every expert is read; a machine that holds only part of them re-reads
+ * the disk on most tokens (the clean pages are dropped and faulted in again), which is the
+ * swapping this check is there to prevent. --no-mem-check is for those who know better (swap on
+ * a fast disk, zram, a model whose experts are mostly idle for their prompts).
+ */
+#ifndef MX_MEMPLAN_H
+#define MX_MEMPLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/err.h"
+
+/* Bytes the machine can still give this process (mx_mem_available), or 0 when unknown. The
+ * environment variable MIXEL_MEM_AVAILABLE (bytes) stands in for it when set: how the tests
+ * simulate a small machine (image jobs, model planning). */
+uint64_t mx_app_mem_available(void);
+
+/* The plan of one model load. */
+struct mx_mem_plan {
+    uint64_t weights;     /* tensor bytes of the file (see the top of this file for MoE) */
+    uint64_t kv;          /* the KV cache for n_ctx cells of the chosen type */
+    uint64_t buffers;     /* scratch arena and host arrays of the context */
+    uint64_t total;       /* the sum */
+    uint64_t avail;       /* what the machine can give (0: unknown, nothing checked) */
+    int64_t n_ctx;        /* cells: the asked context, or the largest that fits when none was */
+    int64_t n_ctx_train;  /* the model's context_length */
+    bool capped;          /* n_ctx was chosen below the model's context to fit memory */
+    bool is_moe;          /* the model has experts (weights count all of them) */
+};
+
+/* Plans opening path with n_ctx cells (0: the model's context, capped to what fits) of
+ * kv_type (enum mx_type) and ubatch (0: 512), against mx_app_mem_available(). Reads only the
+ * GGUF header. Returns 0 with *plan (also when it does not fit: check plan->total against
+ * plan->avail with mx_mem_plan_check), or the GGUF reader's / hyperparameter error. */
+int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
+                     struct mx_mem_plan *plan, struct mx_err *err);
+
+/* 0 when plan fits (or availability is unknown); else MX_ENOMEM with err saying the numbers and
+ * what would fit: "M.gguf: does not fit in memory: model 24.6 GiB + KV 4.0 GiB (f16, 32768
+ * tokens) + buffers 0.3 GiB = 28.9 GiB, 12.1 GiB available; try -c 8192 (KV 1.0 GiB),
+ * --kv-type q8_0, a smaller quant, or --no-mem-check". */
+int mx_mem_plan_check(const char *path, const struct mx_mem_plan *plan, int kv_type, int ubatch,
+                      struct mx_err *err);
+
+/* "12.1 GiB", "3.4 MiB", "512 KiB" into buf (size bytes); returns buf. */
+const char *mx_mem_fmt(uint64_t bytes, char *buf, size_t size);
+
+#endif
