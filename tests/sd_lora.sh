@@ -1,0 +1,106 @@
+#!/bin/sh
+# sd_lora.sh - LoRA on `mixel image` end to end, on the random SD 1.5 checkpoint (tests/sd_ckpt.sh)
+# with small LoRA files tests/sd_lora_tool writes (kohya names: UNet attention, feed-forward,
+# a LoCon 3x3 conv, a 1x1 proj_in, a time-embedding projection, two text-encoder layers):
+#   - --lora FILE:W equals the checkpoint with W + W * alpha/rank * up * down merged offline by
+#     the tool (its own name table, double sums), within the SD tolerance (mean <= 0.5, max <= 4)
+#     at two weights (0.8 and -0.6), for kohya and diffusers/PEFT names;
+#   - the LoRA changes the picture (else the comparison would prove nothing);
+#   - weight 0 gives the pixels of no LoRA exactly; <lora:NAME:0.8> found in a ComfyUI
+#     models/loras folder beside the checkpoint folder equals --lora FILE:0.8, and the PNG says
+#     Lora hashes as A1111 does;
+#   - SDXL names, a mismatched shape, a tensor that fits no weight, LoHa, and an unknown
+#     <lora:NAME> are refused with one line naming the problem.
+set -eu
+: "${MIXEL:?}" "${MX_SRCDIR:?}"
+ckpt=$("$MX_SRCDIR/tests/sd_ckpt.sh") || exit $?
+bin=${MX_BUILDDIR:-.}/tests
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export XDG_DATA_HOME="${XDG_DATA_HOME:-$HOME/.local/share}" # the CLIP vocabulary
+export XDG_CACHE_HOME="$tmp/cache" HOME="$tmp/home"
+mkdir -p "$HOME"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+gen() { # gen OUT CKPT ARGS...: a 64x64 2-step image
+    out=$1 model=$2
+    shift 2
+    "$MIXEL" image -q -t 2 -d "$model" -W 64 -H 64 --steps 2 --cfg 5 --seed 3 -o "$out" "$@" \
+        > /dev/null
+}
+# close A B MAXMEAN MAXMAX WHAT: the pictures differ by at most these
+close() {
+    d=$("$bin/sd_png_diff" "$1" "$2") || { fail "$5: $d"; return; }
+    echo "$5: $d"
+    echo "$d" | awk -v m="$3" -v x="$4" '{ exit !($2 <= m && $4 <= x) }' || fail "$5: $d"
+}
+far() { # far A B WHAT: the pictures differ clearly (mean > 2)
+    d=$("$bin/sd_png_diff" "$1" "$2") || { fail "$3: $d"; return; }
+    echo "$3: $d"
+    echo "$d" | awk '{ exit !($2 > 2) }' || fail "$3: the LoRA changed nothing ($d)"
+}
+expect_err() { # expect_err TEXT ARGS...: mixel image exits 1 with TEXT in a one-line message
+    text=$1
+    shift
+    set +e
+    gen "$tmp/x.png" "$ckpt" "$@" 2> "$tmp/err"
+    got=$?
+    set -e
+    if [ "$got" -ne 1 ] || ! grep -qF -- "$text" "$tmp/err" || [ "$(wc -l < "$tmp/err")" -ne 1 ]
+    then
+        fail "$*: exit $got, wanted 1 and '$text': $(cat "$tmp/err")"
+    else
+        echo "ok: $(cat "$tmp/err")"
+    fi
+}
+
+"$bin/sd_lora_tool" make "$ckpt" "$tmp/k.safetensors"
+"$bin/sd_lora_tool" make "$ckpt" "$tmp/p.safetensors" peft
+p='a red lighthouse by the sea'
+gen "$tmp/none.png" "$ckpt" -p "$p"
+gen "$tmp/k08.png" "$ckpt" -p "$p" --lora "$tmp/k.safetensors:0.8"
+far "$tmp/none.png" "$tmp/k08.png" "no LoRA vs kohya 0.8"
+gen "$tmp/k0.png" "$ckpt" -p "$p" --lora "$tmp/k.safetensors:0"
+cmp -s "$tmp/none.png" "$tmp/k0.png" ||
+    close "$tmp/none.png" "$tmp/k0.png" 0 0 "weight 0 vs no LoRA (must be exact)"
+for w in 0.8 -0.6; do
+    "$bin/sd_lora_tool" merge "$ckpt" "$tmp/k.safetensors" "$w" "$tmp/merged.safetensors"
+    gen "$tmp/m.png" "$tmp/merged.safetensors" -p "$p"
+    gen "$tmp/l.png" "$ckpt" -p "$p" --lora "$tmp/k.safetensors:$w"
+    close "$tmp/m.png" "$tmp/l.png" 0.5 4 "kohya --lora $w vs merged offline"
+    if [ "$w" = 0.8 ]; then
+        gen "$tmp/pl.png" "$ckpt" -p "$p" --lora "$tmp/p.safetensors:$w"
+        "$bin/sd_lora_tool" merge "$ckpt" "$tmp/p.safetensors" "$w" "$tmp/merged.safetensors"
+        gen "$tmp/pm.png" "$tmp/merged.safetensors" -p "$p"
+        close "$tmp/pm.png" "$tmp/pl.png" 0.5 4 "PEFT --lora $w vs merged offline"
+    fi
+done
+rm -f "$tmp/merged.safetensors"
+
+# <lora:NAME:W> from ComfyUI's models/loras beside models/checkpoints
+mkdir -p "$tmp/ComfyUI/models/checkpoints" "$tmp/ComfyUI/models/loras"
+ln -s "$ckpt" "$tmp/ComfyUI/models/checkpoints/sd15.safetensors"
+cp "$tmp/k.safetensors" "$tmp/ComfyUI/models/loras/style.safetensors"
+gen "$tmp/tag.png" "$tmp/ComfyUI/models/checkpoints/sd15.safetensors" -p "$p <lora:style:0.8>"
+close "$tmp/tag.png" "$tmp/k08.png" 0 0 "<lora:style:0.8> vs --lora FILE:0.8"
+hash=$(sha256sum "$tmp/k.safetensors" | cut -c1-12)
+grep -aqF "Lora hashes: \"style: $hash\"" "$tmp/tag.png" ||
+    fail "the PNG lacks Lora hashes: \"style: $hash\""
+grep -aqF "<lora:style:0.8>" "$tmp/tag.png" || fail "the PNG's prompt lost the <lora:> tag"
+
+# refusals
+for kind in sdxl shape unknown loha; do
+    "$bin/sd_lora_tool" make "$ckpt" "$tmp/$kind.safetensors" "$kind"
+done
+expect_err "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight is an SDXL" \
+    -p "$p" --lora "$tmp/sdxl.safetensors"
+expect_err "lora_unet_up_blocks_1_attentions_2_transformer_blocks_0_ff_net_2.lora_up.weight has shape [640, 4]" \
+    -p "$p" --lora "$tmp/shape.safetensors"
+expect_err "attn9_to_q.lora_up.weight matches no weight" -p "$p" --lora "$tmp/unknown.safetensors"
+expect_err "hada_w1_a: LyCORIS LoHa" -p "$p" --lora "$tmp/loha.safetensors"
+expect_err "no nothere.safetensors in the LoRA folders" -p "$p <lora:nothere:1>"
+expect_err "bad weight \"x\"" -p "$p <lora:style:x>"
+expect_err "No such file" -p "$p" --lora "$tmp/missing.safetensors:0.5"
+
+[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "all LoRA checks passed"
