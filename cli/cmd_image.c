@@ -93,32 +93,6 @@ static int parse_float(const char *opt, const char *s, double lo, double hi, flo
     return 0;
 }
 
-/* "--lora PATH[:W]": the path (into buf) and weight W (default 1) for text encoder and UNet
- * alike. A ':' followed by something that is not a number belongs to the path. Returns 0 or
- * prints and returns -1. */
-static int parse_lora(const char *arg, char *buf, size_t size, struct mx_sd_lora_req *out) {
-    const char *colon = strrchr(arg, ':');
-    float w = 1.0f;
-    size_t n = strlen(arg);
-    if (colon && colon[1]) {
-        char *end;
-        errno = 0;
-        double v = strtod(colon + 1, &end);
-        if (!errno && *end == '\0' && isfinite(v) && fabs(v) <= 100) {
-            w = (float)v;
-            n = (size_t)(colon - arg);
-        }
-    }
-    if (n == 0 || n >= size) {
-        mx_cli_err("image", "--lora: '%s' is not FILE[:WEIGHT]", arg);
-        return -1;
-    }
-    memcpy(buf, arg, n);
-    buf[n] = '\0';
-    *out = (struct mx_sd_lora_req){buf, w, w};
-    return 0;
-}
-
 struct bar {
     bool quiet;                 /* -q: no progress lines */
     bool tty;
@@ -365,9 +339,16 @@ int mx_cmd_image(int argc, char **argv) {
     }
     struct mx_sd_lora_req loras[MX_CLI_LIST_MAX];
     char lora_paths[MX_CLI_LIST_MAX][4096];
-    for (int i = 0; i < lora_opts.n; i++)
-        if (parse_lora(lora_opts.v[i], lora_paths[i], sizeof lora_paths[i], &loras[i]) < 0)
+    for (int i = 0; i < lora_opts.n; i++) {
+        struct mx_err lerr = {0};
+        float w;
+        if (mx_sd_lora_arg_parse(lora_opts.v[i], lora_paths[i], sizeof lora_paths[i], &w,
+                                 &lerr) < 0) {
+            mx_cli_err("image", "%s", lerr.msg);
             return 2;
+        }
+        loras[i] = (struct mx_sd_lora_req){lora_paths[i], w, w};
+    }
     char **lora_dirs = NULL;
     int status = 1;
     struct mx_err err = {0};

@@ -674,6 +674,25 @@ static int lora_prepare(struct mx_sd_pipeline *p, const struct mx_sd_params *par
     return 0;
 }
 
+int mx_sd_lora_arg_parse(const char *arg, char *path, size_t size, float *w, struct mx_err *err) {
+    const char *colon = strrchr(arg, ':');
+    size_t n = strlen(arg);
+    *w = 1.0f;
+    if (colon && colon[1]) {
+        char *end;
+        double v = strtod(colon + 1, &end);
+        if (*end == '\0' && v >= -100 && v <= 100) {
+            *w = (float)v;
+            n = (size_t)(colon - arg);
+        }
+    }
+    if (n == 0 || n >= size)
+        return mx_err_set(err, MX_EINVAL, "--lora: '%s' is not FILE[:WEIGHT]", arg);
+    memcpy(path, arg, n);
+    path[n] = '\0';
+    return 0;
+}
+
 const char *mx_sd_pipeline_lora_hashes(const struct mx_sd_pipeline *p, char *buf, size_t size) {
     size_t o = 0;
     if (size)

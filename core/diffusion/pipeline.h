@@ -16,6 +16,7 @@
 #define MX_SD_PIPELINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/base/err.h"
@@ -99,6 +100,11 @@ int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params
 int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
                    struct mx_image *out, mx_sd_progress_fn progress, void *ud,
                    struct mx_err *err);
+
+/* Reads a `--lora PATH[:W]` argument: the path into path (size bytes) and W (default 1). A ':'
+ * followed by something that is not a number from -100 to 100 belongs to the path. Returns 0 or
+ * MX_EINVAL with err "--lora: 'ARG' is not FILE[:WEIGHT]". */
+int mx_sd_lora_arg_parse(const char *arg, char *path, size_t size, float *w, struct mx_err *err);
 
 /* The LoRAs the last mx_sd_generate ran with, as A1111 writes them in the infotext:
  * "NAME: hash12, NAME2: hash12" (NAME the file stem) into buf; "" when none. Returns buf. */

@@ -11,6 +11,7 @@
  */
 #include "core/diffusion/prompt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,7 +475,7 @@ static bool tag_weight(const char *s, size_t n, float *out) {
     float v = strtof(buf, &end);
     while (*end == ' ')
         end++;
-    if (end == buf || *end != '\0' || v != v)
+    if (end == buf || *end != '\0' || !isfinite(v))
         return false;
     *out = v;
     return true;
