@@ -9,6 +9,7 @@
 #   - weight 0 gives the pixels of no LoRA exactly; <lora:NAME:0.8> found in a ComfyUI
 #     models/loras folder beside the checkpoint folder equals --lora FILE:0.8, and the PNG says
 #     Lora hashes as A1111 does;
+#   - with MX_SD_CLI set, stable-diffusion.cpp's sd-cli gives the same picture (SD tolerance);
 #   - SDXL names, a mismatched shape, a tensor that fits no weight, LoHa, and an unknown
 #     <lora:NAME> are refused with one line naming the problem.
 set -eu
@@ -87,6 +88,20 @@ hash=$(sha256sum "$tmp/k.safetensors" | cut -c1-12)
 grep -aqF "Lora hashes: \"style: $hash\"" "$tmp/tag.png" ||
     fail "the PNG lacks Lora hashes: \"style: $hash\""
 grep -aqF "<lora:style:0.8>" "$tmp/tag.png" || fail "the PNG's prompt lost the <lora:> tag"
+
+# stable-diffusion.cpp with the same LoRA through <lora:k:0.8> and --lora-model-dir (about a
+# minute on 2 cores: only when MX_SD_CLI names its sd-cli, see ../shared/tools/peer-sd)
+if [ -n "${MX_SD_CLI:-}" ] && [ -x "$MX_SD_CLI" ]; then
+    mkdir -p "$tmp/peer"
+    cp "$tmp/k.safetensors" "$tmp/peer/k.safetensors"
+    "$MX_SD_CLI" -m "$ckpt" -p "$p<lora:k:0.8>" --lora-model-dir "$tmp/peer" -W 64 -H 64 \
+        --steps 2 --cfg-scale 5 --sampling-method euler --seed 3 --rng cuda -t 2 \
+        -o "$tmp/peer.png" > "$tmp/peer.log" 2>&1 || fail "sd-cli: $(tail -3 "$tmp/peer.log")"
+    gen "$tmp/mxe.png" "$ckpt" -p "$p" --sampler euler --lora "$tmp/k.safetensors:0.8"
+    close "$tmp/peer.png" "$tmp/mxe.png" 0.5 4 "stable-diffusion.cpp <lora:k:0.8> vs mixel"
+else
+    echo "note: MX_SD_CLI (stable-diffusion.cpp's sd-cli) unset: no peer comparison"
+fi
 
 # refusals
 for kind in sdxl shape unknown loha; do

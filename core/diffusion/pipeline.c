@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/base/log.h"
 #include "core/base/util.h"
 #include "core/diffusion/clip_text.h"
 #include "core/diffusion/prompt.h"
@@ -665,10 +666,14 @@ static int lora_prepare(struct mx_sd_pipeline *p, const struct mx_sd_params *par
     p->n_lora_use = 0;
     /* the CLIP keeps F32 copies of vectors only, the UNet too: matrices are read from the
      * table at every evaluation, so swapping the table's tensors is enough */
+    double t0 = mx_time_s();
     if ((rc = mx_sd_lora_apply(p->model, p->lora_state, use, n, err)) < 0) {
         free(use);
         return rc;
     }
+    mx_log(MX_LOG_INFO, "lora: %d file%s applied: %.1f MB of working copies in %.3f s", n,
+           n == 1 ? "" : "s", (double)mx_sd_lora_state_bytes(p->lora_state) / 1e6,
+           mx_time_s() - t0);
     p->lora_use = use;
     p->n_lora_use = n;
     return 0;
