@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/base/log.h"
+#include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/diffusion/clip_text.h"
 #include "core/diffusion/prompt.h"
@@ -41,6 +42,7 @@ struct mx_sd_pipeline {
     struct mx_sd_vae *vae;       /* owned; made on first decode/encode */
     struct mx_sd_sigma_table sigmas; /* the model's noise levels, for schedules and timesteps */
     struct mx_sd_lora **loras;   /* every LoRA file opened so far (owned), kept for the next image */
+    char (*lora_hash)[13];       /* [n_loras_open]: each file's short SHA-256 (A1111's) */
     int n_loras_open;
     struct mx_sd_lora_state *lora_state; /* the working copies now in the model (owned) */
     struct mx_sd_lora_use *lora_use; /* the set lora_state holds: n_lora_use entries (owned) */
@@ -114,6 +116,7 @@ void mx_sd_pipeline_close(struct mx_sd_pipeline *p) {
     for (int i = 0; i < p->n_loras_open; i++)
         mx_sd_lora_close(p->loras[i]);
     free(p->loras);
+    free(p->lora_hash);
     free(p->lora_use);
     mx_sd_clip_free(p->clip);
     mx_tokenizer_free(p->tok);
@@ -596,6 +599,30 @@ done:
 
 /* ---- LoRA ----------------------------------------------------------------------------------- */
 
+/* The short SHA-256 of the file at path into hash (12 hex digits; "" when unreadable). */
+static void file_hash(const char *path, char hash[13]) {
+    hash[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    struct mx_sha256 s;
+    mx_sha256_init(&s);
+    unsigned char chunk[1 << 14];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        mx_sha256_update(&s, chunk, n);
+    bool ok = !ferror(f);
+    fclose(f);
+    if (!ok)
+        return;
+    uint8_t d[32];
+    char hex[65];
+    mx_sha256_final(&s, d);
+    mx_sha256_to_hex(d, hex);
+    memcpy(hash, hex, 12);
+    hash[12] = '\0';
+}
+
 /* The LoRA at path, opened on the pipeline's model once and kept. */
 static int lora_get(struct mx_sd_pipeline *p, const char *path, struct mx_sd_lora **out,
                     struct mx_err *err) {
@@ -605,12 +632,17 @@ static int lora_get(struct mx_sd_pipeline *p, const char *path, struct mx_sd_lor
             return 0;
         }
     struct mx_sd_lora **a = realloc(p->loras, (size_t)(p->n_loras_open + 1) * sizeof *a);
-    if (!a)
+    if (a)
+        p->loras = a;
+    char(*h)[13] = realloc(p->lora_hash, (size_t)(p->n_loras_open + 1) * sizeof *h);
+    if (h)
+        p->lora_hash = h;
+    if (!a || !h)
         return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
-    p->loras = a;
     int rc = mx_sd_lora_open(p->model, path, out, err);
     if (rc < 0)
         return rc;
+    file_hash(path, p->lora_hash[p->n_loras_open]);
     p->loras[p->n_loras_open++] = *out;
     return 0;
 }
@@ -708,8 +740,12 @@ const char *mx_sd_pipeline_lora_hashes(const struct mx_sd_pipeline *p, char *buf
         size_t stem = strlen(base);
         if (stem > 12 && !strcmp(base + stem - 12, ".safetensors"))
             stem -= 12;
+        const char *hash = "";
+        for (int k = 0; k < p->n_loras_open; k++)
+            if (p->loras[k] == p->lora_use[i].lora)
+                hash = p->lora_hash[k];
         o += (size_t)snprintf(buf + o, size - o, "%s%.*s: %s", i ? ", " : "", (int)stem, base,
-                              mx_sd_lora_hash(p->lora_use[i].lora));
+                              hash);
     }
     return buf;
 }

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "core/base/quant.h"
-#include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/diffusion/sd_model_impl.h"
 #include "core/format/safetensors.h"
@@ -32,7 +31,6 @@ struct mx_sd_lora {
     char *path;             /* as opened (owned), for messages */
     struct lora_mod *mods;  /* [n] (owned) */
     int n;
-    char hash[13];          /* first 12 hex digits of the file's SHA-256 */
 };
 
 /* One weight the state changed: the table tensor, what it was, and the copy now in it. */
@@ -288,30 +286,6 @@ static int bind_mod(const char *path, const struct mod_parts *mp, const struct m
     return 0;
 }
 
-/* The short SHA-256 of the file at path into hash (12 hex digits; "" when unreadable). */
-static void file_hash(const char *path, char hash[13]) {
-    hash[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return;
-    struct mx_sha256 s;
-    mx_sha256_init(&s);
-    unsigned char chunk[1 << 14];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        mx_sha256_update(&s, chunk, n);
-    bool ok = !ferror(f);
-    fclose(f);
-    if (!ok)
-        return;
-    uint8_t d[32];
-    char hex[65];
-    mx_sha256_final(&s, d);
-    mx_sha256_to_hex(d, hex);
-    memcpy(hash, hex, 12);
-    hash[12] = '\0';
-}
-
 /* Groups the file's tensors into modules (*parts, *n_parts), refusing unknown tensors. */
 static int group(const struct mx_st *st, const char *path, struct mod_parts **parts,
                  int *n_parts, struct mx_err *err) {
@@ -352,13 +326,10 @@ static int group(const struct mx_st *st, const char *path, struct mod_parts **pa
     return 0;
 }
 
-int mx_sd_lora_open(const struct mx_sd_model *m, const char *path, struct mx_sd_lora **out,
-                    struct mx_err *err) {
-    *out = NULL;
-    struct mx_st *st;
-    int rc = mx_st_open(path, &st, err);
-    if (rc < 0)
-        return rc;
+/* Reads the modules of st (named path in messages; closed here) into *out. */
+static int open_st(const struct mx_sd_model *m, struct mx_st *st, const char *path,
+                   struct mx_sd_lora **out, struct mx_err *err) {
+    int rc;
     struct mx_sd_lora *l = calloc(1, sizeof *l);
     struct mod_parts *parts = NULL;
     int n_parts = 0;
@@ -400,7 +371,6 @@ int mx_sd_lora_open(const struct mx_sd_model *m, const char *path, struct mx_sd_
         if ((rc = bind_mod(path, mp, w, mod, err)) < 0)
             goto done;
     }
-    file_hash(path, l->hash);
     *out = l;
     l = NULL;
     rc = 0;
@@ -411,6 +381,26 @@ done:
     mx_sd_lora_close(l);
     mx_st_close(st);
     return rc;
+}
+
+int mx_sd_lora_open(const struct mx_sd_model *m, const char *path, struct mx_sd_lora **out,
+                    struct mx_err *err) {
+    *out = NULL;
+    struct mx_st *st;
+    int rc = mx_st_open(path, &st, err);
+    if (rc < 0)
+        return rc;
+    return open_st(m, st, path, out, err);
+}
+
+int mx_sd_lora_open_mem(const struct mx_sd_model *m, const void *buf, size_t size,
+                        const char *name, struct mx_sd_lora **out, struct mx_err *err) {
+    *out = NULL;
+    struct mx_st *st;
+    int rc = mx_st_open_mem(buf, size, name, &st, err);
+    if (rc < 0)
+        return rc;
+    return open_st(m, st, name, out, err);
 }
 
 void mx_sd_lora_close(struct mx_sd_lora *l) {
@@ -436,10 +426,6 @@ int mx_sd_lora_n_modules(const struct mx_sd_lora *l) {
 
 const char *mx_sd_lora_target(const struct mx_sd_lora *l, int i) {
     return i >= 0 && i < l->n ? l->mods[i].target : NULL;
-}
-
-const char *mx_sd_lora_hash(const struct mx_sd_lora *l) {
-    return l->hash;
 }
 
 /* ---- applying ------------------------------------------------------------------------------- */

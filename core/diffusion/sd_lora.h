@@ -57,14 +57,15 @@ struct mx_sd_lora_use {
  * values are kept as F32 (the file is closed). */
 int mx_sd_lora_open(const struct mx_sd_model *m, const char *path, struct mx_sd_lora **out,
                     struct mx_err *err);
+/* The same over a file image in memory (borrowed only during the call); name in messages. */
+int mx_sd_lora_open_mem(const struct mx_sd_model *m, const void *buf, size_t size,
+                        const char *name, struct mx_sd_lora **out, struct mx_err *err);
 void mx_sd_lora_close(struct mx_sd_lora *l); /* NULL ok */
 
 const char *mx_sd_lora_path(const struct mx_sd_lora *l);
 int mx_sd_lora_n_modules(const struct mx_sd_lora *l); /* adapted weights */
 /* The canonical weight name module i adapts (0 <= i < n), or NULL. */
 const char *mx_sd_lora_target(const struct mx_sd_lora *l, int i);
-/* The first 12 hex digits of the file's SHA-256 (A1111's "Lora hashes" short hash). */
-const char *mx_sd_lora_hash(const struct mx_sd_lora *l);
 
 /* The working copies a model currently runs with (none at first). */
 struct mx_sd_lora_state *mx_sd_lora_state_new(void); /* NULL on out of memory */
