@@ -289,9 +289,9 @@ int mx_cmd_image(int argc, char **argv) {
     if (!model)
         model = model_m;
     if (remote_url) { /* the strings are borrowed by req: nothing of it is freed */
-        if (vae || mask || prediction || from_png || rng || tiling) {
-            mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng "
-                       "and --vae-tiling are for local images");
+        if (vae || mask || prediction || from_png || rng || tiling || lora_opts.n) {
+            mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng, "
+                       "--vae-tiling and --lora are for local images");
             return 2;
         }
         if (!prompt) {
