@@ -31,6 +31,7 @@
 #define TO_K U "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 #define CONV_IN U "input_blocks.0.0.weight"
 #define Q_PROJ TE "encoder.layers.0.self_attn.q_proj.weight"
+#define TO_Q U "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight"
 
 /* ---- tags ------------------------------------------------------------------------------------ */
 
@@ -82,34 +83,36 @@ static float *randv(uint64_t *seed, int64_t n, float sd) {
 }
 
 /* Adds an F16 (or F32) tensor of random values with shape (outermost first, up to 4 dims). */
-static void add(struct mx_st_writer *w, uint64_t *seed, const char *name, bool f32, int nd,
+static void add(struct mx_st_writer *w, uint64_t *seed, const char *name, int dtype, int nd,
                 int64_t a, int64_t b, int64_t c, int64_t d) {
     int64_t shape[4] = {a, b, c, d}, n = 1;
     for (int i = 0; i < nd; i++)
         n *= shape[i];
     float *v = randv(seed, n, 1.0f);
-    if (f32) {
+    if (dtype == MX_ST_F32) {
         assert_int_equal(mx_st_writer_add_tensor(w, name, MX_ST_F32, nd, shape, v), 0);
     } else {
         uint16_t *h = malloc((size_t)n * 2);
-        mx_type_traits(MX_TYPE_F16)->from_float(v, h, n);
-        assert_int_equal(mx_st_writer_add_tensor(w, name, MX_ST_F16, nd, shape, h), 0);
+        mx_type_traits(dtype == MX_ST_F16 ? MX_TYPE_F16 : MX_TYPE_BF16)->from_float(v, h, n);
+        assert_int_equal(mx_st_writer_add_tensor(w, name, dtype, nd, shape, h), 0);
         free(h);
     }
     free(v);
 }
 
 /* An SD 1.x checkpoint small enough to check by hand: conv_in [8, 4, 3, 3], one cross
- * attention to_k [8, 768] (F16), a text encoder whose q_proj [768, 768] is F32. */
+ * attention to_k [8, 768] (F16), a self-attention to_q [8, 8] in BF16 (a type the copy widens
+ * to F32, as it does quantized weights), a text encoder whose q_proj [768, 768] is F32. */
 static struct mx_sd_model *tiny_model(void **buf) {
     uint64_t seed = 7;
     struct mx_st_writer *w = mx_st_writer_new();
-    add(w, &seed, CONV_IN, false, 4, 8, 4, 3, 3);
-    add(w, &seed, U "input_blocks.0.0.bias", false, 1, 8, 1, 1, 1);
-    add(w, &seed, TO_K, false, 2, 8, 768, 1, 1);
-    add(w, &seed, U "out.2.weight", false, 4, 4, 8, 3, 3);
-    add(w, &seed, TE "embeddings.token_embedding.weight", false, 2, 10, 768, 1, 1);
-    add(w, &seed, Q_PROJ, true, 2, 768, 768, 1, 1);
+    add(w, &seed, CONV_IN, MX_ST_F16, 4, 8, 4, 3, 3);
+    add(w, &seed, U "input_blocks.0.0.bias", MX_ST_F16, 1, 8, 1, 1, 1);
+    add(w, &seed, TO_K, MX_ST_F16, 2, 8, 768, 1, 1);
+    add(w, &seed, TO_Q, MX_ST_BF16, 2, 8, 8, 1, 1);
+    add(w, &seed, U "out.2.weight", MX_ST_F16, 4, 4, 8, 3, 3);
+    add(w, &seed, TE "embeddings.token_embedding.weight", MX_ST_F16, 2, 10, 768, 1, 1);
+    add(w, &seed, Q_PROJ, MX_ST_F32, 2, 768, 768, 1, 1);
     size_t size;
     assert_int_equal(mx_st_writer_write_mem(w, buf, &size, NULL), 0);
     mx_st_writer_free(w);
@@ -168,6 +171,9 @@ static const struct wmod k_good[] = {
     /* PEFT text encoder */
     {"text_encoder.text_model.encoder.layers.0.self_attn.q_proj", ".lora_A.weight",
      ".lora_B.weight", {4, 768}, {768, 4}, 2, 0},
+    /* a BF16 weight: the working copy is F32 */
+    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
+     ".lora_down.weight", ".lora_up.weight", {2, 8}, {8, 2}, 2, 4.0f},
 };
 
 /* The stored weight + w * scale * up * down, from the LoRA file, in double. */
@@ -216,20 +222,21 @@ static void test_apply(void **state) {
     (void)state;
     void *buf;
     struct mx_sd_model *m = tiny_model(&buf);
-    char *path = write_lora(k_good, 3, "good");
+    char *path = write_lora(k_good, 4, "good");
     struct mx_sd_lora *l;
     struct mx_err err = {0};
     if (mx_sd_lora_open(m, path, &l, &err) < 0)
         fail_msg("%s", err.msg);
-    assert_int_equal(mx_sd_lora_n_modules(l), 3);
+    assert_int_equal(mx_sd_lora_n_modules(l), 4);
     assert_string_equal(mx_sd_lora_target(l, 0), TO_K);
     assert_string_equal(mx_sd_lora_target(l, 1), CONV_IN);
     assert_string_equal(mx_sd_lora_target(l, 2), Q_PROJ);
+    assert_string_equal(mx_sd_lora_target(l, 3), TO_Q);
 
-    const char *names[] = {TO_K, CONV_IN, Q_PROJ};
-    struct mx_tensor before[3];
-    float *orig[3];
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {TO_K, CONV_IN, Q_PROJ, TO_Q};
+    struct mx_tensor before[4];
+    float *orig[4];
+    for (int i = 0; i < 4; i++) {
         before[i] = *mx_sd_weight(m, names[i]);
         orig[i] = values(m, names[i]);
     }
@@ -241,14 +248,18 @@ static void test_apply(void **state) {
         assert_int_equal(mx_sd_lora_apply(m, s, &u, 1, &err), 0);
         assert_int_equal(mx_sd_weight(m, TO_K)->type, MX_TYPE_F16);
         assert_int_equal(mx_sd_weight(m, Q_PROJ)->type, MX_TYPE_F32);
+        assert_int_equal(mx_sd_weight(m, TO_Q)->type, MX_TYPE_F32);
         assert_ptr_not_equal(mx_sd_weight(m, TO_K)->data, before[0].data);
-        assert_int_equal(mx_sd_lora_state_bytes(s), 8 * 768 * 2 + 8 * 4 * 9 * 2 + 768 * 768 * 4);
+        assert_int_equal(mx_sd_lora_state_bytes(s),
+                         8 * 768 * 2 + 8 * 4 * 9 * 2 + 768 * 768 * 4 + 8 * 8 * 4);
         expect_merged(m, orig[0], TO_K, path, k_good[0].key, k_good[0].down_sfx,
                       k_good[0].up_sfx, wu);
         expect_merged(m, orig[1], CONV_IN, path, k_good[1].key, k_good[1].down_sfx,
                       k_good[1].up_sfx, wu);
         expect_merged(m, orig[2], Q_PROJ, path, k_good[2].key, k_good[2].down_sfx,
                       k_good[2].up_sfx, wt);
+        expect_merged(m, orig[3], TO_Q, path, k_good[3].key, k_good[3].down_sfx,
+                      k_good[3].up_sfx, wu);
     }
     /* the same LoRA twice sums; a weight of 0 leaves a part untouched */
     struct mx_sd_lora_use two[2] = {{l, 0.0f, 0.25f}, {l, 0.0f, 0.5f}};
@@ -259,7 +270,7 @@ static void test_apply(void **state) {
     /* undo: the stored tensors, same pointers and bytes */
     assert_int_equal(mx_sd_lora_apply(m, s, NULL, 0, &err), 0);
     assert_int_equal(mx_sd_lora_state_bytes(s), 0);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         const struct mx_tensor *t = mx_sd_weight(m, names[i]);
         assert_memory_equal(t, &before[i], sizeof *t);
         float *v = values(m, names[i]);
