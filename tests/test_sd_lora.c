@@ -110,6 +110,7 @@ static struct mx_sd_model *tiny_model(void **buf) {
     add(w, &seed, U "input_blocks.0.0.bias", MX_ST_F16, 1, 8, 1, 1, 1);
     add(w, &seed, TO_K, MX_ST_F16, 2, 8, 768, 1, 1);
     add(w, &seed, TO_Q, MX_ST_BF16, 2, 8, 8, 1, 1);
+    add(w, &seed, U "input_blocks.1.0.in_layers.0.weight", MX_ST_F16, 1, 8, 1, 1, 1);
     add(w, &seed, U "out.2.weight", MX_ST_F16, 4, 4, 8, 3, 3);
     add(w, &seed, TE "embeddings.token_embedding.weight", MX_ST_F16, 2, 10, 768, 1, 1);
     add(w, &seed, Q_PROJ, MX_ST_F32, 2, 768, 768, 1, 1);
@@ -363,6 +364,9 @@ static void test_refused(void **state) {
          "lora_unet_conv_in.bias is not a LoRA tensor"},
         {{"lora_unet_conv_in", ".lora_down.weight", ".alpha", {3, 4, 3, 3}, {1}, 1, 0},
          "module lora_unet_conv_in has no up weight"},
+        {{"lora_unet_input_blocks_1_0_in_layers_0", ".lora_down.weight", ".lora_up.weight",
+          {1, 1}, {8, 1}, 2, 0},
+         "adapts model.diffusion_model.input_blocks.1.0.in_layers.0.weight, a vector"},
         {{"lora_unet_conv_in", ".lora_mid.weight", ".lora_up.weight", {3, 4, 3, 3},
           {8, 3, 1, 1}, 4, 0}, "Tucker"},
     };

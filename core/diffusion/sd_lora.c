@@ -251,6 +251,11 @@ static const char *shape_str(const struct mx_st_tensor *s, char *buf, size_t siz
 /* Checks a module's up/down against its target weight w and reads them into mod. */
 static int bind_mod(const char *path, const struct mod_parts *mp, const struct mx_tensor *w,
                     struct lora_mod *mod, struct mx_err *err) {
+    /* vectors (norms, biases) are copied to F32 by the UNet and CLIP when they are built, so a
+     * change here would not reach them: refused rather than silently ignored */
+    if (w->ne[1] == 1 && w->ne[2] == 1 && w->ne[3] == 1)
+        return mx_err_set(err, MX_EUNSUP, "%s: tensor %s adapts %s, a vector: only matrices "
+                          "and conv kernels take a LoRA", path, mp->up->name, w->name);
     bool linear = w->ne[2] == 1 && w->ne[3] == 1;
     int64_t n_out = linear ? w->ne[1] : w->ne[3];
     int64_t n_in = mx_tensor_nelements(w) / n_out;

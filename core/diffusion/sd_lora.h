@@ -17,7 +17,8 @@
  * REFUSED with a message naming the tensor: a tensor that maps onto no weight of the checkpoint,
  * up/down shapes that do not fit the weight, SDXL names (lora_te1_/lora_te2_, text_encoder_2),
  * LyCORIS kinds other than LoCon (LoHa hada_*, LoKr lokr_*, Tucker lora_mid), a module without
- * both up and down, non-float dtypes.
+ * both up and down, non-float dtypes, a module on a vector (norm or bias: the UNet and CLIP keep
+ * F32 copies of those made when they are built).
  * Ref: A1111 extensions-builtin/Lora (networks.py convert_diffusers_name_to_compvis,
  * network_lora.py), stable-diffusion.cpp lora.hpp.
  *
