@@ -113,7 +113,8 @@ for kind in sdxl shape unknown loha; do
 done
 expect_err "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight is an SDXL" \
     -p "$p" --lora "$tmp/sdxl.safetensors"
-expect_err "lora_unet_up_blocks_1_attentions_2_transformer_blocks_0_ff_net_2.lora_up.weight has shape [640, 4]" \
+ff=lora_unet_up_blocks_1_attentions_2_transformer_blocks_0_ff_net_2
+expect_err "$ff.lora_up.weight has shape [640, 4], expected [1280, 4]" \
     -p "$p" --lora "$tmp/shape.safetensors"
 expect_err "attn9_to_q.lora_up.weight matches no weight" -p "$p" --lora "$tmp/unknown.safetensors"
 expect_err "hada_w1_a: LyCORIS LoHa" -p "$p" --lora "$tmp/loha.safetensors"

@@ -41,7 +41,7 @@ struct mx_sd_pipeline {
     int unet_b, unet_lw, unet_lh;
     struct mx_sd_vae *vae;       /* owned; made on first decode/encode */
     struct mx_sd_sigma_table sigmas; /* the model's noise levels, for schedules and timesteps */
-    struct mx_sd_lora **loras;   /* every LoRA file opened so far (owned), kept for the next image */
+    struct mx_sd_lora **loras;   /* every LoRA file opened so far (owned), kept for reuse */
     char (*lora_hash)[13];       /* [n_loras_open]: each file's short SHA-256 (A1111's) */
     int n_loras_open;
     struct mx_sd_lora_state *lora_state; /* the working copies now in the model (owned) */
