@@ -10,6 +10,8 @@
 #     models/loras folder beside the checkpoint folder equals --lora FILE:0.8, and the PNG says
 #     Lora hashes as A1111 does;
 #   (under MX_SANITIZE=1 only weight 0.8 of the kohya file is compared);
+#   - the chat's /image path (tests/sd_lora_job) gives the same pixels with --lora, the tag, and
+#     after switching LoRAs off and on again on one open engine;
 #   - with MX_SD_CLI set, stable-diffusion.cpp's sd-cli gives the same picture (SD tolerance);
 #   - SDXL names, a mismatched shape, a tensor that fits no weight, LoHa, and an unknown
 #     <lora:NAME> are refused with one line naming the problem.
@@ -92,6 +94,18 @@ hash=$(sha256sum "$tmp/k.safetensors" | cut -c1-12)
 grep -aqF "Lora hashes: \"style: $hash\"" "$tmp/tag.png" ||
     fail "the PNG lacks Lora hashes: \"style: $hash\""
 grep -aqF "<lora:style:0.8>" "$tmp/tag.png" || fail "the PNG's prompt lost the <lora:> tag"
+
+# the chat's /image (app/image_job.c on a worker, one engine for all four jobs): --lora, none,
+# <lora:style:0.8>, --lora again (undone and redone without reopening) give the CLI's pixels
+"$bin/sd_lora_job" "$tmp/ComfyUI/models/checkpoints/sd15.safetensors" "$tmp/k.safetensors" \
+    "$tmp/chat" > "$tmp/chat.out" || fail "sd_lora_job"
+if [ "$(wc -l < "$tmp/chat.out")" -eq 4 ]; then
+    set -- $(cat "$tmp/chat.out")
+    close "$1" "$tmp/k08.png" 0 0 "/image --lora FILE:0.8 vs mixel image --lora FILE:0.8"
+    close "$2" "$tmp/none.png" 0 0 "/image without LoRA after one vs mixel image without"
+    close "$3" "$tmp/k08.png" 0 0 "/image <lora:style:0.8> vs mixel image --lora FILE:0.8"
+    close "$4" "$tmp/k08.png" 0 0 "/image --lora FILE:0.8 redone vs mixel image --lora"
+fi
 
 # stable-diffusion.cpp with the same LoRA through <lora:k:0.8> and --lora-model-dir (about a
 # minute on 2 cores: only when MX_SD_CLI names its sd-cli, see ../shared/tools/peer-sd)
