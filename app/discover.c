@@ -850,6 +850,74 @@ int mx_discover_sd(const char *home, const char *cwd, const char *const *dirs, s
     return 0;
 }
 
+/* ---- LoRA folders --------------------------------------------------------------------------- */
+
+void mx_discover_lora_dirs_free(char **dirs) {
+    for (size_t i = 0; dirs && dirs[i]; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
+/* Appends dir (taken) to the NULL-terminated list *v of *n when it is a folder not yet there. */
+static int lora_dir_add(char ***v, size_t *n, char *dir) {
+    struct stat st;
+    bool keep = dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    for (size_t i = 0; keep && i < *n; i++)
+        keep = strcmp((*v)[i], dir) != 0;
+    if (!keep) {
+        free(dir);
+        return 0;
+    }
+    char **nv = realloc(*v, (*n + 2) * sizeof *nv);
+    if (!nv) {
+        free(dir);
+        return MX_ENOMEM;
+    }
+    nv[(*n)++] = dir;
+    nv[*n] = NULL;
+    *v = nv;
+    return 0;
+}
+
+int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err) {
+    char **v = calloc(1, sizeof *v);
+    size_t n = 0;
+    int rc = v ? 0 : MX_ENOMEM;
+    static const struct {
+        const char *ckpt_dir, *lora_dir;
+    } beside[] = {
+        { "/models/Stable-diffusion/", "/models/Lora" },
+        { "/models/checkpoints/", "/models/loras" },
+    };
+    for (size_t i = 0; ckpt && rc == 0 && i < sizeof beside / sizeof beside[0]; i++) {
+        const char *at = strstr(ckpt, beside[i].ckpt_dir);
+        if (!at)
+            continue;
+        size_t base = (size_t)(at - ckpt), nl = strlen(beside[i].lora_dir);
+        char *d = malloc(base + nl + 1);
+        if (d) {
+            memcpy(d, ckpt, base);
+            memcpy(d + base, beside[i].lora_dir, nl + 1);
+        }
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    static const char *const rel[] = {
+        "stable-diffusion-webui/models/Lora", "stable-diffusion-webui-forge/models/Lora",
+        "ComfyUI/models/loras",
+    };
+    for (size_t i = 0; home && home[0] && rc == 0 && i < sizeof rel / sizeof rel[0]; i++) {
+        char *d = join(home, rel[i]);
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    if (rc < 0) {
+        mx_discover_lora_dirs_free(v);
+        *out = NULL;
+        return mx_err_set(err, MX_ENOMEM, "discover: out of memory (LoRA folders)");
+    }
+    *out = v;
+    return 0;
+}
+
 /* ---- GGUF headers ---------------------------------------------------------------------------- */
 
 /* Adds one file's tensors to the parameter count and the bytes-per-type histogram. */

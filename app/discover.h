@@ -122,6 +122,13 @@ int mx_discover_sd_resolve(const char *home, const char *cwd, const char *const 
  * mx_discover_sd (SDXL is listed there too, and the pipeline does not draw it). Returns a
  * malloc'd path, or NULL when there is none (or out of memory). */
 char *mx_discover_sd_default(const char *home, const char *cwd);
+/* The LoRA folders where <lora:NAME> is looked up for checkpoint ckpt (may be NULL): beside the
+ * checkpoint's own models folder (A1111 .../models/Stable-diffusion/x -> .../models/Lora,
+ * ComfyUI .../models/checkpoints/x -> .../models/loras), then ~/stable-diffusion-webui(-forge)/
+ * models/Lora and ~/ComfyUI/models/loras; only folders that exist, without repeats. *out is a
+ * NULL-terminated array (free with mx_discover_lora_dirs_free). Returns 0 or MX_ENOMEM. */
+int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err);
+void mx_discover_lora_dirs_free(char **dirs); /* NULL ok */
 
 /* Frees the entries and their strings and zeroes the list (NULL ok). */
 void mx_model_list_free(struct mx_model_list *list);

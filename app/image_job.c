@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "app/memplan.h"
+#include "app/discover.h"
 #include "app/model_hash.h"
 #include "core/base/util.h"
 #include "core/diffusion/params_text.h"
@@ -244,6 +245,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     struct mx_err err = {0};
     struct mx_image init = {0}, img = {0};
     struct mx_image_result r = {0};
+    char **lora_dirs = NULL;
     memset(res, 0, sizeof *res);
     int rc = engine_open(job, e, req, &r.load_s, &err);
     if (rc != 0)
@@ -279,6 +281,21 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
         if (!req->height)
             par.height = init.h / 8 * 8;
     }
+    /* <lora:NAME:W> in the prompt: NAME.safetensors in the LoRA folders of the checkpoint */
+    if ((rc = mx_discover_lora_dirs(getenv("HOME"), req->ckpt, &lora_dirs, &err)) != 0)
+        goto done;
+    par.lora_dirs = (const char *const *)lora_dirs;
+    struct mx_sd_lora_req loras[MX_IMAGE_MAX_LORAS];
+    char lora_paths[MX_IMAGE_MAX_LORAS][4096];
+    for (int i = 0; i < req->n_loras && rc == 0; i++) {
+        float w = 1.0f;
+        rc = mx_sd_lora_arg_parse(req->loras[i], lora_paths[i], sizeof lora_paths[i], &w, &err);
+        loras[i] = (struct mx_sd_lora_req){lora_paths[i], w, w};
+    }
+    if (rc != 0)
+        goto done;
+    par.loras = loras;
+    par.n_loras = req->n_loras;
     if ((rc = mx_sd_params_check(e->p, &par, &err)) != 0)
         goto done;
     struct progress_ud pu = {.job = job, .t_sample0 = -1};
@@ -300,8 +317,10 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
             e->hash[0] = '\0';
         e->hashed = true;
     }
-    if ((rc = mx_sd_params_to_infotext(&par, par.seed, req->ckpt, e->hash, &r.infotext,
-                                       &err)) != 0)
+    char lh[1024];
+    if ((rc = mx_sd_params_to_infotext_ex(&par, par.seed, req->ckpt, e->hash,
+                                          mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
+                                          &r.infotext, &err)) != 0)
         goto done;
     if ((rc = out_path(req, par.seed, &r.path, &err)) != 0)
         goto done;
@@ -314,6 +333,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     *res = r;
     memset(&r, 0, sizeof r);
 done:
+    mx_discover_lora_dirs_free(lora_dirs);
     mx_image_result_free(&r);
     mx_image_free(&img);
     mx_image_free(&init);

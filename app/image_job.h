@@ -30,6 +30,8 @@
 struct mx_db;
 
 /* One image to make. Strings owned by the request (mx_image_req_free); NULL: the default. */
+#define MX_IMAGE_MAX_LORAS 8 /* --lora options one /image takes */
+
 struct mx_image_req {
     char *prompt;          /* the words of the command that are not options ("" none) */
     char *negative;        /* -n/--negative(-prompt) */
@@ -50,6 +52,8 @@ struct mx_image_req {
     char *out_dir;         /* the folder the PNG goes into (created 0700 when missing) */
     char *device;          /* backend name as the LLM's settings say ("auto", "cpu", "cuda") */
     int threads;           /* CPU threads; 0: physical cores */
+    char *loras[MX_IMAGE_MAX_LORAS]; /* --lora FILE[:W] arguments as typed, n_loras of them */
+    int n_loras;
 };
 
 /* What a finished job made. Strings owned (mx_image_result_free). */

@@ -23,6 +23,8 @@ void mx_image_req_free(struct mx_image_req *r) {
     free(r->init_path);
     free(r->out_dir);
     free(r->device);
+    for (int i = 0; i < r->n_loras; i++)
+        free(r->loras[i]);
     memset(r, 0, sizeof *r);
 }
 
@@ -78,7 +80,7 @@ static int next_word(const char **s, char *out, size_t size, struct mx_err *err)
 
 /* Option names the request takes, with the field each fills. */
 enum opt_id { O_NEG, O_W, O_H, O_STEPS, O_CFG, O_SAMPLER, O_SCHED, O_SEED, O_RNG, O_CLIP,
-              O_ETA, O_STRENGTH, O_MODEL };
+              O_ETA, O_STRENGTH, O_MODEL, O_LORA };
 
 /* `mixel image`'s names (cli/cmd_image.c), so a command line carries over */
 static const struct { const char *shrt, *lng; enum opt_id id; } opts[] = {
@@ -90,7 +92,7 @@ static const struct { const char *shrt, *lng; enum opt_id id; } opts[] = {
     {"-s", "--seed", O_SEED},          {NULL, "--rng", O_RNG},
     {NULL, "--clip-skip", O_CLIP},     {NULL, "--eta", O_ETA},
     {NULL, "--strength", O_STRENGTH},  {"-d", "--model", O_MODEL},
-    {"-m", "--model", O_MODEL},
+    {"-m", "--model", O_MODEL},        {NULL, "--lora", O_LORA},
 };
 
 /* A whole number in [lo, hi] from v for option name. */
@@ -156,7 +158,7 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
         if (k < 0 && options && w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9')) {
             rc = mx_err_set(err, MX_EINVAL, "unknown option %s (options: -n/--negative, -W, -H, "
                             "--steps, --cfg, --sampler, --scheduler, -s/--seed, --rng, "
-                            "--clip-skip, --eta, --strength, -d/--model; -- ends them)", w);
+                            "--clip-skip, --eta, --strength, -d/--model, --lora; -- ends them)", w);
             break;
         }
         if (k < 0) {
@@ -176,6 +178,13 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
         case O_SCHED: str = &r->scheduler; break;
         case O_RNG: str = &r->rng; break;
         case O_MODEL: str = &r->ckpt; break;
+        case O_LORA:
+            if (r->n_loras == MX_IMAGE_MAX_LORAS)
+                rc = mx_err_set(err, MX_EINVAL, "--lora given more than %d times",
+                                MX_IMAGE_MAX_LORAS);
+            else if (!(r->loras[r->n_loras++] = strdup(v)))
+                rc = MX_ENOMEM;
+            break;
         case O_W:
         case O_H:
             if ((rc = parse_int(w, v, 8, 4096, &x, err)) == 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "app/llm.h"
+#include "app/discover.h"
 #include "app/model_hash.h"
 #include "cli/cmd.h"
 #include "cli/opts.h"
@@ -59,6 +60,11 @@ static void usage(FILE *f) {
             "  --strength S              img2img denoising strength (default 0.75)\n"
             "  --mask FILE               inpaint: white = repaint, same size as the init image\n"
             "  -b, --batch N             N images, seeds S, S+1, ... (out.png, out_2.png, ...)\n"
+            "  --lora FILE[:W]           apply a LoRA (kohya/A1111 or diffusers .safetensors) at\n"
+            "                            weight W (default 1; may be negative); repeatable. In\n"
+            "                            the prompt, <lora:NAME:W> loads NAME.safetensors from\n"
+            "                            models/Lora (A1111) or models/loras (ComfyUI) beside\n"
+            "                            the checkpoint folder or under ~\n"
             "  --vae FILE                a separate VAE (.safetensors)\n"
             "  --vae-tiling              decode in tiles (automatic when memory is short)\n"
             "  --prediction eps|v        override the detected prediction type\n"
@@ -243,8 +249,10 @@ int mx_cmd_image(int argc, char **argv) {
     long long width = 0, height = 0, steps = 0, clip_skip = 0, batch = 1;
     bool show = false, tiling = false;
     const char *remote_url = NULL;
+    struct mx_cli_list lora_opts = {0};
     const struct mx_cli_extra extra[] = {
         {NULL, "--remote-images", MX_X_STR, &remote_url, 0, 0},
+        {NULL, "--lora", MX_X_LIST, &lora_opts, 0, 0},
         {"-d", "--diffusion-model", MX_X_STR, &model, 0, 0},
         {"-m", "--model", MX_X_STR, &model_m, 0, 0},
         {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
@@ -281,9 +289,9 @@ int mx_cmd_image(int argc, char **argv) {
     if (!model)
         model = model_m;
     if (remote_url) { /* the strings are borrowed by req: nothing of it is freed */
-        if (vae || mask || prediction || from_png || rng || tiling) {
-            mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng "
-                       "and --vae-tiling are for local images");
+        if (vae || mask || prediction || from_png || rng || tiling || lora_opts.n) {
+            mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng, "
+                       "--vae-tiling and --lora are for local images");
             return 2;
         }
         if (!prompt) {
@@ -329,6 +337,19 @@ int mx_cmd_image(int argc, char **argv) {
             return 2;
         }
     }
+    struct mx_sd_lora_req loras[MX_CLI_LIST_MAX];
+    char lora_paths[MX_CLI_LIST_MAX][4096];
+    for (int i = 0; i < lora_opts.n; i++) {
+        struct mx_err lerr = {0};
+        float w;
+        if (mx_sd_lora_arg_parse(lora_opts.v[i], lora_paths[i], sizeof lora_paths[i], &w,
+                                 &lerr) < 0) {
+            mx_cli_err("image", "%s", lerr.msg);
+            return 2;
+        }
+        loras[i] = (struct mx_sd_lora_req){lora_paths[i], w, w};
+    }
+    char **lora_dirs = NULL;
     int status = 1;
     struct mx_err err = {0};
     struct mx_backend *be = NULL;
@@ -367,6 +388,13 @@ int mx_cmd_image(int argc, char **argv) {
     if (clip_skip)
         par.clip_skip = (int)clip_skip;
     par.vae_tiling = tiling;
+    par.loras = loras;
+    par.n_loras = lora_opts.n;
+    if (mx_discover_lora_dirs(getenv("HOME"), model, &lora_dirs, &err) < 0) {
+        mx_cli_err("image", "%s", err.msg);
+        goto done;
+    }
+    par.lora_dirs = (const char *const *)lora_dirs;
     if ((cfg_s && parse_float("--cfg", cfg_s, 0, 100, &par.cfg) < 0) ||
         (cfg2_s && parse_float("--cfg-scale", cfg2_s, 0, 100, &par.cfg) < 0) ||
         (strength_s && parse_float("--strength", strength_s, 0, 1, &par.strength) < 0) ||
@@ -464,7 +492,10 @@ int mx_cmd_image(int argc, char **argv) {
         char name[4096];
         out_name(out, i, name, sizeof name);
         char *text = NULL;
-        rc = mx_sd_params_to_infotext(&par, seed + (uint64_t)i, model, hash, &text, &err);
+        char lh[1024];
+        rc = mx_sd_params_to_infotext_ex(&par, seed + (uint64_t)i, model, hash,
+                                         mx_sd_pipeline_lora_hashes(p, lh, sizeof lh), &text,
+                                         &err);
         if (rc == 0)
             rc = mx_image_save_png_text(&img, name, "parameters", text, &err);
         free(text);
@@ -493,6 +524,7 @@ done:
     mx_image_free(&mask_img);
     mx_sd_infotext_free(&png_info);
     mx_sd_pipeline_close(p);
+    mx_discover_lora_dirs_free(lora_dirs);
     mx_backend_free(be);
     return status;
 }

@@ -321,6 +321,23 @@ static int parse_extra(const char *cmd, int argc, char **argv, int *i,
                 *i += 1;
             }
             return 1;
+        case MX_X_LIST: {
+            struct mx_cli_list *l = p->dst;
+            const char *val = eq ? eq + 1 : next;
+            if (!val) {
+                fprintf(stderr, "mixel%s%s: %s needs a value (see mixel%s%s --help)\n", SP(cmd),
+                        hit, SP(cmd));
+                return -1;
+            }
+            if (l->n == MX_CLI_LIST_MAX) {
+                fprintf(stderr, "mixel%s%s: %s given more than %d times\n", SP(cmd), hit,
+                        MX_CLI_LIST_MAX);
+                return -1;
+            }
+            l->v[l->n++] = val;
+            *i += eq ? 1 : 2;
+            return 1;
+        }
         case MX_X_STR:
         case MX_X_INT: {
             const char *val = eq ? eq + 1 : next;

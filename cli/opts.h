@@ -52,6 +52,14 @@ enum mx_cli_xkind {
     MX_X_STR,    /* const char **dst = the value (--opt V or --opt=V) */
     MX_X_INT,    /* long long *dst, a whole number in [lo, hi] */
     MX_X_OPTSTR, /* const char **dst: --opt=V, --opt V (V not starting with '-'), or --opt: "" */
+    MX_X_LIST,   /* struct mx_cli_list *dst: a repeatable option, each value appended */
+};
+
+/* The values of a repeatable option (MX_X_LIST), in order: `--lora A --lora B`. */
+#define MX_CLI_LIST_MAX 16
+struct mx_cli_list {
+    const char *v[MX_CLI_LIST_MAX]; /* borrowed from argv */
+    int n;
 };
 
 struct mx_cli_extra {

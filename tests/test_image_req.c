@@ -18,8 +18,12 @@ static void test_words_and_options(void **state) {
     assert_int_equal(mx_image_req_parse("a red  cube -W 64 --height 72 --steps 2 --cfg 7.5 "
                                         "-n \"blurry, \\\"dark\\\"\" on 'a  table' --seed 42 "
                                         "--sampler 'DPM++ 2M' --scheduler karras --rng cpu "
-                                        "--clip-skip 2 --eta 0.5 -d ~/m.safetensors",
+                                        "--clip-skip 2 --eta 0.5 -d ~/m.safetensors "
+                                        "--lora a.safetensors:0.5 --lora 'b c.safetensors'",
                                         &r, &err), 0);
+    assert_int_equal(r.n_loras, 2);
+    assert_string_equal(r.loras[0], "a.safetensors:0.5");
+    assert_string_equal(r.loras[1], "b c.safetensors");
     assert_string_equal(r.prompt, "a red cube on a  table");
     assert_string_equal(r.negative, "blurry, \"dark\"");
     assert_int_equal(r.width, 64);

@@ -157,7 +157,8 @@ static void image_cmd(struct app *a, const char *cmd, const char *arg, bool img2
     }
     if (!req.prompt[0]) {
         mx_app_notice(a, true, "%s takes a prompt, then options: -n NEGATIVE, -W/-H PIXELS, "
-                      "--steps N, --cfg S, --sampler NAME, --seed N, -d CHECKPOINT%s", cmd,
+                      "--steps N, --cfg S, --sampler NAME, --seed N, -d CHECKPOINT, "
+                      "--lora FILE[:W]%s", cmd,
                       img2img ? ", --strength S" : "");
         goto fail;
     }

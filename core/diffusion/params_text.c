@@ -1,6 +1,8 @@
 /* params_text.c - mx_sd_params <-> A1111 infotext (see params_text.h). */
 #include "core/diffusion/params_text.h"
 
+#include <stdlib.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +14,12 @@
 int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
                              const char *model_path, const char *hash, char **out,
                              struct mx_err *err) {
+    return mx_sd_params_to_infotext_ex(par, seed, model_path, hash, NULL, out, err);
+}
+
+int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
+                                const char *model_path, const char *hash,
+                                const char *lora_hashes, char **out, struct mx_err *err) {
     struct mx_sd_infotext it;
     mx_sd_infotext_init(&it);
     it.prompt = (char *)(par->prompt ? par->prompt : "");
@@ -50,8 +58,18 @@ int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
              : par->rng == MX_SD_RNG_STD_DEFAULT ? "std_default"
                                                   : NULL;
     it.version = "mixel";
-    int rc = mx_sd_infotext_format(&it, out, err);
-    /* every string above is borrowed: nothing to free in it */
+    int rc = 0;
+    if (lora_hashes && *lora_hashes && (rc = mx_sd_infotext_set_extra(&it, "Lora hashes",
+                                                                      lora_hashes)) < 0)
+        rc = mx_err_set(err, rc, "infotext: out of memory");
+    if (rc == 0)
+        rc = mx_sd_infotext_format(&it, out, err);
+    /* every string above is borrowed but the extras set_extra copied */
+    for (size_t i = 0; i < it.n_extra; i++) {
+        free(it.extra[i].key);
+        free(it.extra[i].value);
+    }
+    free(it.extra);
     return rc;
 }
 

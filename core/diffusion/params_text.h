@@ -18,6 +18,12 @@ int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
                              const char *model_path, const char *hash, char **out,
                              struct mx_err *err);
 
+/* The same with A1111's "Lora hashes" parameter ("NAME: hash12, ...", from
+ * mx_sd_pipeline_lora_hashes; NULL or empty: left out), quoted as A1111 writes it. */
+int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
+                                const char *model_path, const char *hash,
+                                const char *lora_hashes, char **out, struct mx_err *err);
+
 /* Applies the settings of a parsed infotext to par: prompt, negative prompt, steps, sampler
  * (and the schedule an A1111 sampler name carries), schedule type, CFG, size, clip skip, RNG,
  * denoising strength; *seed and *has_seed get the seed when the text has one. Strings in par borrow

@@ -16,6 +16,7 @@
 #define MX_SD_PIPELINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/base/err.h"
@@ -26,6 +27,13 @@
 struct mx_sd_pipeline;
 
 enum mx_sd_task { MX_SD_TXT2IMG = 0, MX_SD_IMG2IMG, MX_SD_INPAINT };
+
+/* A LoRA file to apply (`--lora PATH[:W]`). */
+struct mx_sd_lora_req {
+    const char *path; /* a kohya/diffusers LoRA .safetensors (see sd_lora.h) */
+    float w_te;       /* text-encoder multiplier */
+    float w_unet;     /* UNet multiplier (the CLI gives both the same W) */
+};
 
 struct mx_sd_params {
     const char *prompt;          /* A1111 syntax: (word:1.2), [word], BREAK */
@@ -43,6 +51,13 @@ struct mx_sd_params {
     float strength;              /* img2img denoising strength in (0, 1] */
     const struct mx_image *mask; /* inpaint mask (white = repaint), same size as init, or NULL */
     bool vae_tiling;             /* decode in tiles (automatic when the whole would not fit) */
+    /* LoRAs: loras[n_loras] (--lora), then the prompt's <lora:NAME:W> tags, each looked up as
+     * NAME.safetensors in lora_dirs (NULL-terminated, or NULL: tags are an error). The tags
+     * are stripped from the prompt before encoding. Files stay loaded in the pipeline and the
+     * working copies are remade only when the set or a weight changes. */
+    const struct mx_sd_lora_req *loras;
+    int n_loras;
+    const char *const *lora_dirs;
 };
 
 enum mx_sd_phase { MX_SD_PHASE_TEXT = 0, MX_SD_PHASE_ENCODE, MX_SD_PHASE_SAMPLE,
@@ -85,5 +100,14 @@ int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params
 int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
                    struct mx_image *out, mx_sd_progress_fn progress, void *ud,
                    struct mx_err *err);
+
+/* Reads a `--lora PATH[:W]` argument: the path into path (size bytes) and W (default 1). A ':'
+ * followed by something that is not a number from -100 to 100 belongs to the path. Returns 0 or
+ * MX_EINVAL with err "--lora: 'ARG' is not FILE[:WEIGHT]". */
+int mx_sd_lora_arg_parse(const char *arg, char *path, size_t size, float *w, struct mx_err *err);
+
+/* The LoRAs the last mx_sd_generate ran with, as A1111 writes them in the infotext:
+ * "NAME: hash12, NAME2: hash12" (NAME the file stem) into buf; "" when none. Returns buf. */
+const char *mx_sd_pipeline_lora_hashes(const struct mx_sd_pipeline *p, char *buf, size_t size);
 
 #endif

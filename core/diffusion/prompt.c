@@ -11,6 +11,7 @@
  */
 #include "core/diffusion/prompt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,4 +454,122 @@ void mx_sd_prompt_tokens_deinit(struct mx_sd_prompt_tokens *t) {
     free(t->ids);
     free(t->w);
     memset(t, 0, sizeof *t);
+}
+
+/* ---- extra networks: <lora:NAME:W> ---------------------------------------------------------- */
+
+void mx_sd_lora_tags_free(struct mx_sd_lora_tag *tags, int n) {
+    for (int i = 0; tags && i < n; i++)
+        free(tags[i].name);
+    free(tags);
+}
+
+/* A weight argument: a whole number in float (strtof, as the peer reads it); false if not. */
+static bool tag_weight(const char *s, size_t n, float *out) {
+    char buf[64];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    float v = strtof(buf, &end);
+    while (*end == ' ')
+        end++;
+    if (end == buf || *end != '\0' || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses the arguments of one tag body "NAME[:A[:B]]" (len n) into t. */
+static int parse_tag(const char *body, size_t n, const char *tag, size_t tag_len,
+                     struct mx_sd_lora_tag *t, struct mx_err *err) {
+    const char *args[4];
+    size_t lens[4];
+    int na = 0;
+    const char *s = body, *end = body + n;
+    while (na < 4) {
+        const char *c = memchr(s, ':', (size_t)(end - s));
+        args[na] = s;
+        lens[na++] = (size_t)((c ? c : end) - s);
+        if (!c)
+            break;
+        s = c + 1;
+    }
+    if (na == 4 || lens[0] == 0)
+        return mx_err_set(err, MX_EINVAL, "prompt: %.*s: expected <lora:NAME[:WEIGHT[:UNET "
+                          "WEIGHT]]>", (int)tag_len, tag);
+    bool have_te = false, have_unet = false;
+    t->w_te = t->w_unet = 1.0f;
+    int pos = 0;
+    for (int i = 1; i < na; i++) {
+        const char *a = args[i];
+        size_t l = lens[i];
+        float *dst;
+        if (l > 3 && !strncmp(a, "te=", 3)) {
+            dst = &t->w_te, a += 3, l -= 3, have_te = true;
+        } else if (l > 5 && !strncmp(a, "unet=", 5)) {
+            dst = &t->w_unet, a += 5, l -= 5, have_unet = true;
+        } else if (pos == 0) {
+            dst = &t->w_te, have_te = true, pos++;
+        } else {
+            dst = &t->w_unet, have_unet = true, pos++;
+        }
+        if (!tag_weight(a, l, dst))
+            return mx_err_set(err, MX_EINVAL, "prompt: %.*s: bad weight \"%.*s\"",
+                              (int)tag_len, tag, (int)l, a);
+    }
+    if (have_te && !have_unet)
+        t->w_unet = t->w_te;
+    if (!(t->name = strndup(args[0], lens[0])))
+        return mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+    return 0;
+}
+
+int mx_sd_prompt_loras(const char *text, char **stripped, struct mx_sd_lora_tag **tags, int *n,
+                       struct mx_err *err) {
+    *stripped = NULL;
+    *tags = NULL;
+    *n = 0;
+    size_t len = strlen(text);
+    char *out = malloc(len + 1);
+    if (!out)
+        return mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+    size_t o = 0;
+    int rc = 0, cap = 0;
+    for (size_t i = 0; i < len;) {
+        size_t kw = !strncmp(text + i, "<lora:", 6) ? 6 : !strncmp(text + i, "<lyco:", 6) ? 6 : 0;
+        const char *close = kw ? strchr(text + i + kw, '>') : NULL;
+        /* A1111's [^>]+ : a body of at least one character */
+        if (!close || close == text + i + kw) {
+            out[o++] = text[i++];
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 4;
+            struct mx_sd_lora_tag *t = realloc(*tags, (size_t)cap * sizeof *t);
+            if (!t) {
+                rc = mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+                break;
+            }
+            *tags = t;
+        }
+        size_t tag_len = (size_t)(close - (text + i)) + 1;
+        (*tags)[*n].name = NULL;
+        if ((rc = parse_tag(text + i + kw, (size_t)(close - (text + i + kw)), text + i, tag_len,
+                            &(*tags)[*n], err)) < 0)
+            break;
+        (*n)++;
+        i += tag_len;
+    }
+    out[o] = '\0';
+    if (rc < 0) {
+        free(out);
+        mx_sd_lora_tags_free(*tags, *n);
+        *tags = NULL;
+        *n = 0;
+        return rc;
+    }
+    *stripped = out;
+    return 0;
 }

@@ -87,4 +87,20 @@ int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, in
 /* Frees ids and w; t may be zeroed. */
 void mx_sd_prompt_tokens_deinit(struct mx_sd_prompt_tokens *t);
 
+/* One <lora:NAME:TE:UNET> tag of a prompt (A1111 extra-network syntax; <lyco:...> alike). */
+struct mx_sd_lora_tag {
+    char *name;    /* NAME (owned): a file stem looked up in the LoRA folders */
+    float w_te;    /* the first number, default 1 ("te=X" names it) */
+    float w_unet;  /* the second, default the first ("unet=X" names it) */
+};
+
+/* Takes every <lora:...> / <lyco:...> tag out of text, as A1111 does before encoding: *stripped
+ * (caller frees) is text without them, tags[*n] (free with mx_sd_lora_tags_free) what they
+ * asked for, in order. Other <...> text is left as it is. Returns 0, MX_EINVAL with err
+ * "prompt: <lora:x:abc>: bad weight \"abc\"" for a weight that is not a number or a tag with
+ * no name, or MX_ENOMEM. */
+int mx_sd_prompt_loras(const char *text, char **stripped, struct mx_sd_lora_tag **tags, int *n,
+                       struct mx_err *err);
+void mx_sd_lora_tags_free(struct mx_sd_lora_tag *tags, int n); /* NULL ok */
+
 #endif

@@ -111,6 +111,11 @@ const struct mx_tensor *mx_sd_weight(const struct mx_sd_model *m, const char *na
     return e ? &e->t : NULL;
 }
 
+struct mx_tensor *mx_sd_weight_mut(struct mx_sd_model *m, const char *name) {
+    struct sd_entry *e = find_entry(m->priv, name);
+    return e ? &e->t : NULL;
+}
+
 int64_t mx_sd_n_weights(const struct mx_sd_model *m) {
     sort_table(m->priv);
     return m->priv->n;

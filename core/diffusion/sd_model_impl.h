@@ -31,6 +31,10 @@ struct mx_sd_src {
 int mx_sd_add(struct mx_sd_model *m, const char *name, const struct mx_sd_src *s,
               struct mx_err *err);
 
+/* The table entry of weight name, writable (LoRA working copies swap its data in and out;
+ * sd_lora.c), or NULL. */
+struct mx_tensor *mx_sd_weight_mut(struct mx_sd_model *m, const char *name);
+
 /* Wraps host memory [base, base + size) for the model's backend; the model frees the buffer at
  * close. *out is NULL when the model has no backend. Returns 0 or the backend's error. */
 int mx_sd_wrap(struct mx_sd_model *m, const void *base, size_t size, struct mx_buf **out,

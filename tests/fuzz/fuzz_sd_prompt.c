@@ -8,8 +8,11 @@
  * segment; a segment is a break exactly when its text is "BREAK" and its weight -1; the text of
  * all segments together is no longer than the prompt (syntax only removes bytes); tokenizing
  * returns 0 or MX_ERANGE; every chunk is BOS, ids inside the vocabulary, EOS, then only pads,
- * with weight 1 on BOS, EOS and pads; the chunk count is within the limit.
+ * with weight 1 on BOS, EOS and pads; the chunk count is within the limit. <lora:NAME:W> tags
+ * (mx_sd_prompt_loras): 0 or MX_EINVAL (nothing returned then), the stripped prompt no longer
+ * than the prompt, names non-empty, weights finite.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +74,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (total > len)
         die("segments longer than the prompt");
     mx_sd_prompt_deinit(&p);
+
+    char *stripped;
+    struct mx_sd_lora_tag *tags;
+    int n_tags;
+    rc = mx_sd_prompt_loras(s, &stripped, &tags, &n_tags, NULL);
+    if (rc == 0) {
+        if (!stripped || strlen(stripped) > len)
+            die("stripped prompt");
+        for (int i = 0; i < n_tags; i++)
+            if (!tags[i].name || !tags[i].name[0] || !isfinite(tags[i].w_te) ||
+                !isfinite(tags[i].w_unet))
+                die("lora tag");
+        free(stripped);
+        mx_sd_lora_tags_free(tags, n_tags);
+    } else if (rc != MX_EINVAL && rc != MX_ENOMEM) {
+        die("lora tags result");
+    } else if (stripped || tags || n_tags) {
+        die("lora tags left on failure");
+    }
 
     struct mx_sd_prompt_tokens t;
     rc = mx_sd_prompt_tokenize(tok, s, pad, max_chunks, &t, NULL);
