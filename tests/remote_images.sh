@@ -7,18 +7,11 @@
 # that is not a PNG (no file left), and Ctrl-C stops the request and asks the server to stop;
 # in the chat, /image over the remote server stores and shows the image like a local one.
 set -u
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: needs python3 for the mock server"; exit 77; }
 command -v sqlite3 >/dev/null 2>&1 || { echo "SKIP: needs the sqlite3 shell"; exit 77; }
 . "$MX_SRCDIR/tests/tui_lib.sh"
-python3 "$MX_SRCDIR/tests/remote_a1111_mock.py" --port-file "$work/port" --log "$work/a.log" &
-mock_pid=$!
-trap 'kill $mock_pid 2>/dev/null; cleanup' EXIT
-i=0
-while [ ! -s "$work/port" ]; do
-    i=$((i + 1)); [ $i -gt 200 ] && fail "the mock server did not start"
-    sleep 0.05
-done
-U="http://127.0.0.1:$(cat "$work/port")"
+. "$MX_SRCDIR/tests/remote_lib.sh"
+start_mock remote_a1111_mock.py "$work/a.log"
+U="http://127.0.0.1:$P"
 export HOME="$work/home" XDG_CONFIG_HOME="$work/cfg" XDG_DATA_HOME="$work/data"
 unset MIXEL_API_KEY OPENAI_API_KEY MIXEL_CONFIG
 img() { "$MIXEL" image --remote-images "$U" "$@" >"$work/out" 2>"$work/err"; }

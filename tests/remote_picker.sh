@@ -6,18 +6,9 @@
 # it, the answer comes from it); a server that fails /v1/models gives a notice, not a hang, and
 # the local files stay offered.
 set -u
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: needs python3 for the mock server"; exit 77; }
 . "$MX_SRCDIR/tests/tui_lib.sh"
-python3 "$MX_SRCDIR/tests/remote_mock.py" --port-file "$work/port" --log "$work/mock.log" \
-    --models chunky,echo --models-fail "$work/fail" &
-mock_pid=$!
-trap 'kill $mock_pid 2>/dev/null; cleanup' EXIT
-i=0
-while [ ! -s "$work/port" ]; do
-    i=$((i + 1)); [ $i -gt 200 ] && fail "the mock server did not start"
-    sleep 0.05
-done
-P=$(cat "$work/port")
+. "$MX_SRCDIR/tests/remote_lib.sh"
+start_mock remote_mock.py "$work/mock.log" --models chunky,echo --models-fail "$work/fail"
 U="http://127.0.0.1:$P/v1"
 # a local model for the second section (only its header: it is listed, never loaded)
 mkdir -p "$work/home/models"

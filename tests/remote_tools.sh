@@ -7,18 +7,11 @@
 # (quoting the result) shows; n sends the declined result instead and nothing is read; a call
 # whose arguments are not JSON is a notice quoting the server's text, the answer's text stays.
 set -u
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: needs python3 for the mock server"; exit 77; }
 command -v sqlite3 >/dev/null 2>&1 || { echo "SKIP: needs the sqlite3 shell"; exit 77; }
 . "$MX_SRCDIR/tests/tui_lib.sh"
-python3 "$MX_SRCDIR/tests/remote_mock.py" --port-file "$work/port" --log "$work/mock.log" &
-mock_pid=$!
-trap 'kill $mock_pid 2>/dev/null; cleanup' EXIT
-i=0
-while [ ! -s "$work/port" ]; do
-    i=$((i + 1)); [ $i -gt 200 ] && fail "the mock server did not start"
-    sleep 0.05
-done
-U="http://127.0.0.1:$(cat "$work/port")/v1"
+. "$MX_SRCDIR/tests/remote_lib.sh"
+start_mock remote_mock.py "$work/mock.log"
+U="http://127.0.0.1:$P/v1"
 mkdir -p "$work/allowed"
 echo "hello from a note" > "$work/allowed/note.txt"
 # last_post PYTHON-EXPR: the expression on the last chat request's body (b)
