@@ -5,8 +5,8 @@
 #define MX_CMD_H
 
 #define MX_CMD_LIST(X)                                                                    \
-    X(chat,       "full-screen chat (the default with no command)")                       \
-    X(run,        "one completion to stdout: run -m M.gguf -p TEXT")                      \
+    X(chat,       "full-screen chat (the default with no command; --remote URL: a server)") \
+    X(run,        "one completion to stdout: run -m M.gguf (or --remote URL) -p TEXT")    \
     X(image,      "one image: image -d SD.safetensors -p TEXT -o out.png [--show]")       \
     X(show,       "print a PNG/JPEG in the terminal as sixel or half blocks")             \
     X(sessions,   "list, show, export, search or remove saved sessions")                  \

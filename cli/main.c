@@ -36,12 +36,14 @@ static void usage(FILE *f) {
             "  -h, --help     this help; `mixel COMMAND --help` for a command's options\n"
             "  -V, --version  version and build features\n"
             "\n"
-            "Config: $XDG_CONFIG_HOME/mixel (~/.config/mixel). Data: $XDG_DATA_HOME/mixel\n"
-            "(~/.local/share/mixel). NO_COLOR is honoured. See mixel(1).\n"
+            "Config: $XDG_CONFIG_HOME/mixel (~/.config/mixel; settings in config.json, or\n"
+            "$MIXEL_CONFIG). Data: $XDG_DATA_HOME/mixel (~/.local/share/mixel). NO_COLOR is\n"
+            "honoured. See mixel(1).\n"
             "\n"
-            "Source layout: cli/ (these commands) and tui/ (the chat) sit on app/ (the engine\n"
-            "layer they share), which uses history/ (sessions), core/ (formats, text, llm,\n"
-            "diffusion, image; core/base is the ground floor) and kernels/ (cpu, cuda).\n");
+            "Source layout: cli/ (these commands), tui/ (the chat) and net/ (serve, remote, pull)\n"
+            "sit on app/ (the engine layer they share), which uses history/ (sessions), core/\n"
+            "(formats, text, llm, diffusion, image; core/base is the ground floor) and\n"
+            "kernels/ (cpu, cuda).\n");
 }
 
 static void version(void) {
