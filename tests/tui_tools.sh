@@ -24,6 +24,15 @@ wait_q() {
 answers() { wait_q "SELECT count(*) FROM messages WHERE role = 'assistant' AND tool_calls = ''
                     AND state = 'complete'" "$1" 10; }
 mark="$work/mark"
+# wait_mark: until the command's trace appears (10 s); the answer's row can be complete a moment
+# before its calls are stored and run, so the trace is polled rather than checked once
+wait_mark() {
+    _i=0
+    while [ ! -e "$mark" ]; do
+        _i=$((_i + 1)); [ $_i -gt 100 ] && return 1
+        sleep 0.1
+    done
+}
 mkdir -p "$work/cfg/mixel" "$work/allowed"
 echo "hello from a note" > "$work/allowed/note.txt"
 # touch_mark: a command that leaves a trace; echo_json: /bin/cat (prints its stdin)
@@ -67,7 +76,7 @@ wait_for "the model calls touch_mark()" 10 || fail "second call not asked"
 $T send-keys -t t "y"
 answers 2 || fail "no answer after y"
 wait_for_re "⚙ touch_mark\(\) → 0 B" 10 || fail "the run is not on the folded line"
-[ -e "$mark" ] || fail "the approved command did not run"
+wait_mark || fail "the approved command did not run"
 rm -f "$mark"
 # the calls and their results are stored: ids match
 [ "$(q "SELECT count(*) FROM messages WHERE tool_calls LIKE '%touch_mark%'")" = 2 ] ||
@@ -81,7 +90,7 @@ $T send-keys -t t "and again" Enter
 wait_for "the model calls touch_mark()" 10 || fail "third call not asked"
 $T send-keys -t t "a"
 answers 3 || fail "no answer after a"
-[ -e "$mark" ] || fail "the command did not run after a"
+wait_mark || fail "the command did not run after a"
 rm -f "$mark"
 $T send-keys -t t "/tools" Enter
 wait_for "touch_mark: runs /usr/bin/touch (no shell, 10 s, 65536 bytes) (always allowed" 5 ||
@@ -92,7 +101,7 @@ wait_for "read_file: reads text files in $(cd "$work/allowed" && pwd -P)" 5 ||
 $T capture-pane -p -t t | grep -q "generate_image" && fail "/tools: generate_image without an image model"
 $T send-keys -t t "once more" Enter
 answers 4 || fail "an 'a' tool asked again"
-[ -e "$mark" ] || fail "an 'a' tool did not run"
+wait_mark || fail "an 'a' tool did not run"
 $T capture-pane -p -t t | grep -q "run it? y yes" && fail "an always-allowed tool asked"
 quit
 
