@@ -24,8 +24,8 @@ wait_q() {
 answers() { wait_q "SELECT count(*) FROM messages WHERE role = 'assistant' AND tool_calls = ''
                     AND state = 'complete'" "$1" 10; }
 mark="$work/mark"
-# wait_mark: until the command's trace appears (10 s); the answer's row can be complete a moment
-# before its calls are stored and run, so the trace is polled rather than checked once
+# wait_mark: until the command's trace appears (10 s): the command runs on the worker after the
+# answer that called it is stored, so the trace is polled rather than checked once
 wait_mark() {
     _i=0
     while [ ! -e "$mark" ]; do

@@ -295,12 +295,17 @@ void mx_app_gen_events(struct app *a) {
                 json_decref(tj);
                 const char *timings = tjs ? tjs : "{}";
                 struct mx_err err = {0};
-                int rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
-                                          ev.code == 0 && !cut ? MX_MSG_COMPLETE : MX_MSG_PARTIAL,
+                /* the calls first: a row is never complete without the calls it made (a crash
+                 * between the two writes leaves an unfinished answer, which resume shows so) */
+                int rc = calls ? mx_db_msg_set_tool(a->store.db, m->db_id, m->tool_calls, NULL,
+                                                    &err)
+                               : 0;
+                if (rc == 0)
+                    rc = mx_db_msg_finish(a->store.db, m->db_id, m->text, a->gen.pieces, timings,
+                                          ev.code == 0 && !cut ? MX_MSG_COMPLETE
+                                                               : MX_MSG_PARTIAL,
                                           &err);
                 free(tjs);
-                if (rc == 0 && calls)
-                    rc = mx_db_msg_set_tool(a->store.db, m->db_id, m->tool_calls, NULL, &err);
                 if (rc != 0)
                     mx_app_store_warn(a, &err, rc);
                 else
