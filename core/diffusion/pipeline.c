@@ -705,6 +705,8 @@ static int lora_prepare(struct mx_sd_pipeline *p, const struct mx_sd_params *par
      * sd_lora_job; the cause inside clip_text.c is not pinned down). */
     mx_sd_unet_free(p->unet);
     p->unet = NULL;
+    mx_sd_clip_free(p->clip); /* made again below (a failed change leaves none: see above) */
+    p->clip = NULL;
     double t0 = mx_time_s();
     if ((rc = mx_sd_lora_apply(p->model, p->lora_state, use, n, err)) < 0) {
         free(use);
