@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/bytes.h"
 #include "core/base/util.h"
 #include "app/engine_llm.h"
 #include "app/worker.h"
@@ -128,33 +129,12 @@ static void ask_job(struct mx_job *job, void *ud) {
     a->e->reply(a->e, job, a->turns, a->n, &a->s);
 }
 
-/* A growing reply text. */
-struct text {
-    char *p;
-    size_t n, cap;
-};
-
-static int text_add(struct text *t, const char *s) {
-    size_t k = strlen(s);
-    if (t->n + k + 1 > t->cap) {
-        size_t nc = (t->n + k + 1) * 2;
-        char *np = realloc(t->p, nc);
-        if (!np)
-            return MX_ENOMEM;
-        t->p = np;
-        t->cap = nc;
-    }
-    memcpy(t->p + t->n, s, k + 1);
-    t->n += k;
-    return 0;
-}
-
 /* Runs one reply to completion, collecting its text in t. Returns the job's code (0,
  * MX_ECANCELED, an error with its message in err). */
-static int ask_one(struct mx_worker *w, struct ask *a, struct text *t, const struct mx_qa_opts *o,
-                   struct mx_err *err) {
+static int ask_one(struct mx_worker *w, struct ask *a, struct mx_bytes *t,
+                   const struct mx_qa_opts *o, struct mx_err *err) {
     t->n = 0;
-    if (text_add(t, "") < 0)
+    if (mx_bytes_add(t, "", 0) < 0)
         return mx_err_set(err, MX_ENOMEM, "eval gen: out of memory");
     if (mx_worker_start(w, ask_job, a) != 0)
         return mx_err_set(err, MX_EBUSY, "eval gen: the generation thread is busy");
@@ -168,7 +148,8 @@ static int ask_one(struct mx_worker *w, struct ask *a, struct text *t, const str
             break;
         struct mx_event ev;
         while (mx_worker_poll(w, &ev)) {
-            if (ev.kind == MX_EV_TEXT && ev.text && !oom && text_add(t, ev.text) < 0) {
+            if (ev.kind == MX_EV_TEXT && ev.text && !oom &&
+                mx_bytes_add(t, ev.text, strlen(ev.text)) < 0) {
                 oom = true;
                 mx_worker_cancel(w);
             } else if (ev.kind == MX_EV_DONE) {
@@ -206,7 +187,7 @@ int mx_qa_run(struct mx_engine *e, const struct mx_qa_set *set, const struct mx_
                               "number", i + 1);
         }
     struct mx_worker *w = NULL;
-    struct text t = {0};
+    struct mx_bytes t = {0};
     int rc = mx_worker_new(&w);
     if (rc < 0) {
         free(want);
@@ -243,7 +224,7 @@ int mx_qa_run(struct mx_engine *e, const struct mx_qa_set *set, const struct mx_
     }
     tot->seconds = mx_time_s() - t0;
     mx_worker_free(w);
-    free(t.p);
+    mx_bytes_free(&t);
     free(want);
     return rc;
 }
