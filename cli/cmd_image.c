@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,19 +165,6 @@ static int apply_png(const char *path, struct mx_sd_infotext *info, struct mx_sd
     return 0;
 }
 
-static volatile sig_atomic_t g_image_interrupted;
-
-/* Ctrl-C during `mixel image --remote-images`: the request stops, the server is told. */
-static void on_sigint(int sig) {
-    (void)sig;
-    g_image_interrupted = 1;
-}
-
-/* The remote image's cancel check. */
-static bool remote_canceled(void *ud) {
-    (void)ud;
-    return g_image_interrupted != 0;
-}
 
 /* The server's progress (from the polling thread) as the local progress line. */
 static void remote_progress(void *ud, const char *text, double done, double total) {
@@ -201,11 +187,9 @@ static int image_remote(const struct mx_cli_opts *o, const char *url, struct mx_
     if (mx_cli_remote_images_opts("image", url, &ro) < 0)
         return 2;
     struct bar bar = {.quiet = o->quiet, .tty = isatty(2)};
-    struct mx_remote_image_io io = {.progress = remote_progress, .canceled = remote_canceled,
+    struct mx_remote_image_io io = {.progress = remote_progress, .canceled = mx_cli_interrupted,
                                     .ud = &bar};
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    mx_cli_interrupt_catch(false);
     int status = 0;
     uint64_t seed = req->seed;
     for (int i = 0; i < batch && status == 0; i++) {
@@ -234,7 +218,7 @@ static int image_remote(const struct mx_cli_opts *o, const char *url, struct mx_
             mx_cmd_show(2, sargv);
         }
     }
-    sigaction(SIGINT, &old_sa, NULL);
+    mx_cli_interrupt_restore();
     mx_cli_remote_end();
     return status;
 }

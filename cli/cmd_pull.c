@@ -1,7 +1,6 @@
 /* cmd_pull.c - `mixel pull hf://OWNER/REPO/FILE.gguf`: downloads a model into the folder mixel's
  * discovery reads (net/pull.h does the work), with a progress bar on a terminal and plain lines
  * otherwise; Ctrl-C stops it with a resumable .partial. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +32,6 @@ static void pull_usage(FILE *f) {
             MX_PULL_ENDPOINT);
 }
 
-static volatile sig_atomic_t g_interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
 
 /* The display's state: a bar redrawn in place on a terminal, else a line every 10%. */
 struct display {
@@ -72,7 +65,7 @@ static void fmt_eta(double s, char *buf, size_t size) {
 
 static int on_progress(void *ud, const struct mx_pull_progress *p) {
     struct display *d = ud;
-    if (g_interrupted)
+    if (mx_cli_interrupted(NULL))
         return 1;
     if (d->quiet || !p->receiving)
         return 0;
@@ -167,16 +160,12 @@ int mx_cmd_pull(int argc, char **argv) {
     o.progress = on_progress;
     o.note = on_note;
     o.ud = &d;
-    struct sigaction sa = {0}, old_int, old_term;
-    sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns and curl checks us */
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    mx_cli_interrupt_catch(true); /* a blocked read returns and curl checks us */
     char *path = NULL;
     bool already = false;
     struct mx_err err = {0};
     int rc = mx_pull(ref, &o, &path, &already, &err);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    mx_cli_interrupt_restore();
     if (d.bar_shown)
         fputc('\n', stderr);
     if (rc != 0) {

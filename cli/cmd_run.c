@@ -14,7 +14,6 @@
  * 130 interrupted.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,19 +49,6 @@ static int out_text(void *ud, const char *s, size_t n) {
     return mx_run_write(s, n);
 }
 
-static volatile sig_atomic_t g_run_interrupted;
-
-/* Ctrl-C during `mixel run --remote`: the transfer sees the flag and stops. */
-static void on_sigint(int sig) {
-    (void)sig;
-    g_run_interrupted = 1;
-}
-
-/* The remote completion's cancel check. */
-static bool run_canceled(void *ud) {
-    (void)ud;
-    return g_run_interrupted != 0;
-}
 
 /* `mixel run --remote`: the prompt's completion from the server, streamed to stdout. Returns
  * the exit status. */
@@ -74,12 +60,10 @@ static int run_remote(const struct mx_cli_opts *o, const struct mx_remote_opts *
         mx_cli_err("run", "cannot write the output: %s", strerror(errno));
         return 1;
     }
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
-    struct mx_remote_sink sink = {.text = out_text, .canceled = run_canceled};
+    mx_cli_interrupt_catch(false);
+    struct mx_remote_sink sink = {.text = out_text, .canceled = mx_cli_interrupted};
     int rc = mx_remote_complete(ro, text, &o->s, &sink, &st, &err);
-    sigaction(SIGINT, &old_sa, NULL);
+    mx_cli_interrupt_restore();
     if (rc == MX_ECANCELED) {
         fputc('\n', stderr);
         mx_cli_err("run", "interrupted: the request was stopped");

@@ -3,7 +3,6 @@
  * answer is generated greedily, and its final number is compared with the reference's. Progress
  * on stderr, a summary on stdout (or one JSON line with --json), and one JSON line per question
  * (question, reply, both numbers) with --json-items FILE. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,17 +38,6 @@ static void usage(FILE *f) {
     mx_cli_common_help(f, MX_CLI_LOGITS);
 }
 
-static volatile sig_atomic_t g_stop;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static bool canceled(void *ud) {
-    (void)ud;
-    return g_stop != 0;
-}
 
 /* What the progress callback needs. */
 struct run {
@@ -141,15 +129,13 @@ int mx_cmd_eval_gen(int argc, char **argv) {
                 mx_safe(file), mx_safe(e->name), mx_engine_llm_template(e));
     }
     struct mx_qa_opts qo = {
-        .n = (size_t)n_q, .system = system, .progress = progress, .canceled = canceled,
+        .n = (size_t)n_q, .system = system, .progress = progress, .canceled = mx_cli_interrupted,
         .ud = &r,
     };
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    mx_cli_interrupt_catch(false);
     struct mx_qa_totals tot;
     rc = mx_qa_run(e, &set, &o.s, &qo, &tot, &err);
-    sigaction(SIGINT, &old_sa, NULL);
+    mx_cli_interrupt_restore();
     if (r.items && ((items_stdout ? fflush(r.items) : fclose(r.items)) != 0 || r.write_failed)) {
         r.items = NULL;
         mx_cli_err(CMD, "%s: write error", items);

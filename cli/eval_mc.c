@@ -2,7 +2,6 @@
  * model, as llama-perplexity scores it (app/eval_mc.h), with the running accuracy and its 95 %
  * confidence interval on stderr, a summary on stdout (or one JSON line with --json) and, with
  * --json-items FILE, one JSON line per task (the log-likelihood of every choice). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +41,6 @@ static void usage(FILE *f) {
     mx_cli_common_help(f, MX_CLI_LOGITS);
 }
 
-static volatile sig_atomic_t g_stop;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 /* What the progress callback needs. */
 struct run {
@@ -56,11 +49,6 @@ struct run {
     size_t every;       /* non-terminal progress: a line every this many tasks */
     bool write_failed;
 };
-
-static bool canceled(void *ud) {
-    (void)ud;
-    return g_stop != 0;
-}
 
 static void progress(void *ud, const struct mx_mc_task *t, const struct mx_mc_totals *tot) {
     struct run *r = ud;
@@ -203,16 +191,14 @@ int mx_cmd_eval_mc(int argc, char **argv) {
                 mx_safe(mx_llm_name(L)));
     struct mx_mc_opts mo = {
         .n_tasks = (size_t)n_tasks, .k_shot = (int)k_shot, .shots = dev ? &shots : NULL,
-        .subject = subject, .progress = progress, .canceled = canceled, .ud = &r,
+        .subject = subject, .progress = progress, .canceled = mx_cli_interrupted, .ud = &r,
     };
     size_t n_will = n_tasks > 0 && (size_t)n_tasks < set.n ? (size_t)n_tasks : set.n;
     r.every = n_will / 20 ? n_will / 20 : 1;
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    mx_cli_interrupt_catch(false);
     struct mx_mc_totals tot;
     rc = mx_mc_run(L, &set, &mo, &tot, &err);
-    sigaction(SIGINT, &old_sa, NULL);
+    mx_cli_interrupt_restore();
     if (r.items && ((items_stdout ? fflush(r.items) : fclose(r.items)) != 0 || r.write_failed)) {
         r.items = NULL;
         mx_cli_err(CMD, "%s: write error", items);

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -553,6 +554,36 @@ int mx_cli_read_file(const char *path, const char *cmd, char **buf, size_t *len)
         return 1;
     }
     return 0;
+}
+
+static volatile sig_atomic_t g_interrupted;           /* set by on_interrupt */
+static struct sigaction g_old_int, g_old_term;         /* what the catch replaced */
+static bool g_caught_term;                             /* SIGTERM was caught too */
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+void mx_cli_interrupt_catch(bool term) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_interrupt; /* no SA_RESTART: a blocked read returns and is polled */
+    g_interrupted = 0;
+    g_caught_term = term;
+    sigaction(SIGINT, &sa, &g_old_int);
+    if (term)
+        sigaction(SIGTERM, &sa, &g_old_term);
+}
+
+void mx_cli_interrupt_restore(void) {
+    sigaction(SIGINT, &g_old_int, NULL);
+    if (g_caught_term)
+        sigaction(SIGTERM, &g_old_term, NULL);
+}
+
+bool mx_cli_interrupted(void *ud) {
+    (void)ud;
+    return g_interrupted != 0;
 }
 
 int mx_cli_parse_ids(const char *s, const char *cmd, int32_t **ids, int64_t *n) {

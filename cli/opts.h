@@ -119,6 +119,15 @@ void mx_cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Reads a whole file (NUL-terminated copy; caller frees). Returns 0, or 1 after printing why. */
 int mx_cli_read_file(const char *path, const char *cmd, char **buf, size_t *len);
 
+/* Ctrl-C (and with term, SIGTERM) as a flag a long command polls between steps (a download, a
+ * remote request, an evaluation), instead of killing it mid-write: catch before the work,
+ * restore after it. The handler has no SA_RESTART, so a blocked read returns and the caller's
+ * poll sees the flag. One catch at a time. */
+void mx_cli_interrupt_catch(bool term);
+void mx_cli_interrupt_restore(void);
+/* True once the signal came since the catch; ud ignored (the shape of a canceled callback). */
+bool mx_cli_interrupted(void *ud);
+
 /* Parses ids "1,2 3\n4" (any non-digit separators; a JSON array works too). Returns 0 with *ids
  * (caller frees) and *n, or 1 after printing why. */
 int mx_cli_parse_ids(const char *s, const char *cmd, int32_t **ids, int64_t *n);
