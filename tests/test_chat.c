@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/text/chat.h"
@@ -567,6 +568,144 @@ static void test_prepare(void **state) {
     free(kept_ids);
 }
 
+/* ---- keeping the ids the model wrote ---------------------------------------------------- */
+
+/* Text of fake ids as the engine stores a generation: specials as their text, byte ids as their
+ * byte, the merged id 600 as "ab", and id 601 as a byte that is not UTF-8 on its own: shown as
+ * U+FFFD, like the streaming detokenizer does. */
+static int fake_text(void *ud, const int32_t *ids, size_t n, char **text, size_t **ends) {
+    (void)ud;
+    char *t = malloc(n * 8 + 1);
+    size_t *e = malloc((n + 1) * sizeof(*e)), len = 0;
+    assert_non_null(t);
+    assert_non_null(e);
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        const char *p = NULL;
+        for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++)
+            if (specials[k].id == id)
+                p = specials[k].s;
+        if (p) {
+            memcpy(t + len, p, strlen(p));
+            len += strlen(p);
+        } else if (id == 600) {
+            memcpy(t + len, "ab", 2);
+            len += 2;
+        } else if (id == 601) {
+            memcpy(t + len, "\xef\xbf\xbd", 3);
+            len += 3;
+        } else {
+            t[len++] = (char)(id - 256);
+        }
+        e[i] = len;
+    }
+    *text = t;
+    *ends = e;
+    return 0;
+}
+
+static const struct mx_chat_tokenizer tok_text = {fake_tokenize, &fk, fake_text};
+
+static void ids_of(const char *s, int32_t *out, size_t *n) {
+    int32_t *v;
+    assert_int_equal(fake_tokenize(&fk, s, strlen(s), false, &v, n, NULL), 0);
+    memcpy(out, v, *n * sizeof(*v));
+    free(v);
+}
+
+/* The cache holds "[INST] hi [/INST]" and then the model's own ids for "xab\xef\xbf\xbdy" (with
+ * the merged "ab", the U+FFFD byte and no leading space); the next prompt renders the stored
+ * answer with the template's space and re-tokenizes it byte by byte. Everything up to the end of
+ * the answer is kept, spliced in as the model's ids; the rest is the new prompt's. */
+static void test_keep_evaluated(void **state) {
+    (void)state;
+    int32_t ev[64], pr[128];
+    size_t n_ev, n_pr;
+    ids_of("[INST] hi [/INST]", ev, &n_ev);
+    size_t n_prompt = n_ev;
+    int32_t answer[] = {256 + 'x', 600, 601, 256 + 'y'};
+    memcpy(ev + n_ev, answer, sizeof answer);
+    n_ev += 4;
+    ids_of("[INST] hi [/INST] xab\xef\xbf\xbdy</s>[INST] more [/INST]", pr, &n_pr);
+    int32_t *ids = malloc(n_pr * sizeof(*ids));
+    memcpy(ids, pr, n_pr * sizeof(*ids));
+    size_t n = n_pr;
+    size_t keep = mx_chat_common_prefix(ids, n, ev, n_ev);
+    assert_int_equal(keep, n_prompt);
+    size_t k2 = mx_chat_keep_evaluated(&tok_text, &ids, &n, keep, ev, n_ev, SIZE_MAX);
+    assert_int_equal(k2, n_ev); /* the whole cache is kept */
+    assert_memory_equal(ids, ev, n_ev * sizeof(*ids));
+    /* the new part is the prompt's own tail: "</s>[INST] more [/INST]" */
+    int32_t tail[32];
+    size_t n_tail;
+    ids_of("</s>[INST] more [/INST]", tail, &n_tail);
+    assert_int_equal(n, n_ev + n_tail);
+    assert_memory_equal(ids + n_ev, tail, n_tail * sizeof(*ids));
+
+    /* no text callback: nothing beyond the common prefix */
+    size_t n2 = n_pr;
+    int32_t *ids2 = malloc(n_pr * sizeof(*ids2));
+    memcpy(ids2, pr, n_pr * sizeof(*ids2));
+    assert_int_equal(mx_chat_keep_evaluated(&tok, &ids2, &n2, keep, ev, n_ev, SIZE_MAX), keep);
+    assert_int_equal(n2, n_pr);
+    /* a limit the spliced prompt would pass: kept as it was (the splice is 2 ids shorter here,
+     * so a limit below the new length refuses it) */
+    assert_int_equal(mx_chat_keep_evaluated(&tok_text, &ids2, &n2, keep, ev, n_ev, n_ev), keep);
+    free(ids2);
+
+    /* an edited answer ("xaBy"): kept only up to the last boundary both share ("x") */
+    ids_of("[INST] hi [/INST] xaB\xef\xbf\xbdy</s>[INST] more [/INST]", pr, &n_pr);
+    ids2 = malloc(n_pr * sizeof(*ids2));
+    memcpy(ids2, pr, n_pr * sizeof(*ids2));
+    n2 = n_pr;
+    assert_int_equal(mx_chat_keep_evaluated(&tok_text, &ids2, &n2, keep, ev, n_ev, SIZE_MAX),
+                     keep + 1);
+    assert_int_equal(ids2[keep], 256 + 'x');
+    assert_int_equal(ids2[keep + 1], 256 + 'a'); /* the prompt's own ids from there on */
+    free(ids2);
+    /* two spaces where the model wrote none: only one is the template's, nothing is kept */
+    ids_of("[INST] hi [/INST]  xab\xef\xbf\xbdy</s>", pr, &n_pr);
+    ids2 = malloc(n_pr * sizeof(*ids2));
+    memcpy(ids2, pr, n_pr * sizeof(*ids2));
+    n2 = n_pr;
+    assert_int_equal(mx_chat_keep_evaluated(&tok_text, &ids2, &n2, keep, ev, n_ev, SIZE_MAX),
+                     keep);
+    free(ids2);
+    free(ids);
+}
+
+/* Three turns through mx_chat_prepare: each turn reuses the whole cache (prompts and the
+ * model's answers, as it wrote them) and evaluates only the new user turn. */
+static void test_prepare_keeps_answer_ids(void **state) {
+    (void)state;
+    int32_t cache[512];
+    size_t n_cache = 0;
+    struct mx_chat_msg msgs[8];
+    const char *users[] = {"one", "two", "three"};
+    /* the model writes merged and U+FFFD ids the byte tokenizer never makes */
+    int32_t answer[] = {600, 256 + 'c', 601, 600};
+    for (int t = 0; t < 3; t++) {
+        msgs[2 * t] = (struct mx_chat_msg){.role = MX_ROLE_USER, .content = users[t]};
+        struct mx_chat_turn plan;
+        struct mx_err err = {0};
+        assert_int_equal(mx_chat_prepare(MX_TMPL_MISTRAL_V1, msgs, (size_t)(2 * t + 1), NULL,
+                                         NULL, &tok_text, cache, n_cache, 512, 16, &plan, &err),
+                         0);
+        assert_int_equal(plan.cache.n_keep, n_cache); /* all of it */
+        assert_memory_equal(plan.tokens, cache, n_cache * sizeof(*cache));
+        /* what is new: this user turn and its markers, no earlier answer */
+        size_t n_new = plan.n_tokens - plan.cache.n_keep;
+        assert_true(n_new <= 2 + ntok(" [INST] ") + ntok(users[t]) + ntok(" [/INST]"));
+        memcpy(cache, plan.tokens, plan.n_tokens * sizeof(*cache));
+        n_cache = plan.n_tokens;
+        memcpy(cache + n_cache, answer, sizeof answer);
+        n_cache += 4;
+        msgs[2 * t + 1] = (struct mx_chat_msg){.role = MX_ROLE_ASSISTANT,
+                                               .content = "abc\xef\xbf\xbd" "ab"};
+        mx_chat_turn_free(&plan);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_prefix),
@@ -579,6 +718,8 @@ int main(void) {
         cmocka_unit_test(test_shift_pathological),
         cmocka_unit_test(test_prepare),
         cmocka_unit_test(test_prepare_leaves_out_unanswered),
+        cmocka_unit_test(test_keep_evaluated),
+        cmocka_unit_test(test_prepare_keeps_answer_ids),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

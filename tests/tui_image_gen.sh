@@ -188,7 +188,7 @@ if [ -f "$M" ]; then
         fail "no notice said the chat model was unloaded"
     $T send-keys -t t "Once upon a time" Enter
     wait_for "loading the chat model stories260K.gguf again" 10 || fail "no reload"
-    wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s" 60 || fail "the message was not answered"
+    wait_for_re "ctx [1-9][0-9]*/512( \([0-9]+ reused, [0-9]+ new\))? · [0-9.]+ tok/s" 60 || fail "the message was not answered"
     quit
 else
     echo "(stories260K.gguf absent: the unload/reload case is not run)"

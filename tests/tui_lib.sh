@@ -46,7 +46,7 @@ start() {
     shift; [ $# -gt 0 ] && shift
     $T kill-server 2>/dev/null
     n_start=$((n_start + 1)); T="tmux -S $work/tmux.$n_start"
-    $T -f /dev/null new-session -d -s t -x 80 -y 24 \
+    $T -f /dev/null new-session -d -s t -x ${TUI_WIDTH:-80} -y 24 \
         "env ${TUI_ENV:-} HOME='$work/home' MIXEL_SCRIPTED_REPLY='$reply' MIXEL_SCRIPTED_RATE='$rate' \
          XDG_DATA_HOME='$work/data' \
          XDG_CONFIG_HOME='$work/cfg' MX_SRCDIR='$MX_SRCDIR' TERM=${TUI_TERM:-xterm-256color} \
@@ -60,7 +60,7 @@ start() {
 say() {
     $T send-keys -t t "$1" Enter
     sleep 0.2
-    wait_for_re "ctx [1-9][0-9]*/[0-9]+ · [0-9.]+ tok/s( +/help)? *$" "${2:-30}"
+    wait_for_re "ctx [1-9][0-9]*/[0-9]+( \([0-9]+ reused, [0-9]+ new\))? · [0-9.]+ tok/s( +/help)? *$" "${2:-30}"
 }
 
 # quit: /quit and wait for mixel to exit cleanly

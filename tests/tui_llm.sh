@@ -14,13 +14,14 @@ start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 24 --device cpu
 wait_for "stories260K · CPU" || fail "model not shown in the status bar"
 $T send-keys -t t "Once upon a time" Enter
 wait_for_re "tok/s" 30 || fail "no tokens/s while answering"
-wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s( +/help)? *$" 30 || fail "answer did not finish"
+wait_for_re "ctx [1-9][0-9]*/512( \([0-9]+ reused, [0-9]+ new\))? · [0-9.]+ tok/s( +/help)? *$" 30 || fail "answer did not finish"
 # ctx_now: the context fill the status bar shows
 ctx_now() { $T capture-pane -p -t t | sed -n 's|.*ctx \([0-9][0-9]*\)/512.*|\1|p' | tail -n 1; }
 c1=$(ctx_now)
 quit
 ls "$work/data/mixel/kv/"*.kv >/dev/null 2>&1 || fail "no KV snapshot saved on quit"
 
+TUI_WIDTH=120 # room for the prompt's reuse in the status bar
 start "" 0 -m "$M" --chat-template mistral-v1 --temp 0 -n 8 --resume
 wait_for "resumed with the saved context" 20 || fail "snapshot not used on resume"
 wait_for "Once upon a time" || fail "conversation not restored"
@@ -41,11 +42,18 @@ do
     [ $i -lt 600 ] || fail "no complete answer to 'The end' in the history"
     sleep 0.05
 done
-wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s( +/help)? *$" 30 || fail "second answer did not finish"
+wait_for_re "ctx [1-9][0-9]*/512( \([0-9]+ reused, [0-9]+ new\))? · [0-9.]+ tok/s( +/help)? *$" 30 || fail "second answer did not finish"
 c2=$(ctx_now)
 echo "context: $c1 after the first answer, $c2 after the answer on the resumed snapshot"
 [ -n "$c1" ] && [ -n "$c2" ] && [ "$c2" -gt "$c1" ] ||
     fail "the resumed context did not grow from the first conversation ($c1 -> $c2)"
+# the status bar says what the prompt cost: the whole first conversation (prompt and the
+# answer's own ids) came from the snapshot, only the new question was evaluated
+reuse=$($T capture-pane -p -t t | sed -n 's|.*ctx [0-9]*/512 (\([0-9]*\) reused, \([0-9]*\) new).*|\1 \2|p' | tail -n 1)
+echo "status bar: reused/new $reuse"
+set -- $reuse
+[ $# -eq 2 ] && [ "$1" -eq "$c1" ] && [ "$2" -gt 0 ] && [ "$2" -lt 24 ] ||
+    fail "status bar reuse: expected all $c1 cached tokens reused and a few new, got '$reuse'"
 $T send-keys -t t "/quit" Enter
 wait_for "EXITED 0" 20 || fail "quit after resume"
 echo ok

@@ -98,7 +98,7 @@ if [ -f "${MX_SHARED:-}/models/stories260K.gguf" ]; then
     $T resize-window -t t -x 200 -y 40
     $T send-keys -t t "once more" Enter
     sleep 0.3
-    wait_for_re "ctx [1-9][0-9]*/512 · [0-9.]+ tok/s( +/help)? *$" 30 ||
+    wait_for_re "ctx [1-9][0-9]*/512( \([0-9]+ reused, [0-9]+ new\))? · [0-9.]+ tok/s( +/help)? *$" 30 ||
         fail "stories260K: the resumed session did not answer"
     screen | grep -q "generation failed" && fail "stories260K: the resumed session failed"
     $T send-keys -t t "/quit" Enter

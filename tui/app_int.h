@@ -93,6 +93,8 @@ struct mx_app_gen {
     double eng_tok_s;     /* the engine's own figure from its last stats (0: none) */
     bool cut;             /* the engine said the answer stops here: the context is full */
     int ctx_used;         /* tokens in the engine's cache (the context meter) */
+    long n_reused;        /* the last answer's prompt: tokens the cache already held ... */
+    long n_prefilled;     /* ... and tokens evaluated for it (-1 both: not known, not shown) */
     double last_db_update; /* when the streaming answer was last written to the history */
     bool image;           /* the running job makes an image (imagegen.c), not an answer */
     bool tool;            /* the running job runs a tool (tools.c), not an answer */

@@ -264,8 +264,15 @@ void mx_app_gen_events(struct app *a) {
             }
             a->gen.busy = false;
             struct mx_engine_llm_stats lst;
-            if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0)
+            a->gen.n_reused = a->gen.n_prefilled = -1;
+            if (a->o.engine && mx_engine_llm_stats(a->o.engine, &lst) == 0) {
                 a->gen.ctx_used = (int)lst.n_cached; /* the context meter: tokens in the cache */
+                /* what the prompt cost: the cache's reuse is what keeps long chats fast */
+                if (lst.n_prompt > 0) {
+                    a->gen.n_reused = (long)lst.n_reused;
+                    a->gen.n_prefilled = (long)lst.n_prefilled;
+                }
+            }
             if (a->gen.eng_tok_s > 0)
                 a->gen.tok_s = a->gen.eng_tok_s;
             bool cut = ev.code == 0 && a->gen.cut;

@@ -66,6 +66,7 @@ void mx_app_load_finish(struct app *a, int code, const char *msg) {
     a->o.model_path = g_load.path; /* kept alive in g_load until exit */
     a->pick.open = false;
     a->gen.ctx_used = 0;
+    a->gen.n_reused = a->gen.n_prefilled = -1;
     mx_app_conv_drop_banner(a); /* "No model is loaded" is no longer true */
     const char *warn = mx_engine_llm_warning(a->o.engine);
     if (warn && warn[0])

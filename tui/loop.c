@@ -157,6 +157,7 @@ int mx_app_run(const struct mx_app_opts *opts) {
         a.conv.system_prompt = strdup(opts->system_prompt);
     struct mx_err err = {0};
     a.gal.viewer = -1;
+    a.gen.n_reused = a.gen.n_prefilled = -1; /* no prompt evaluated yet: nothing to show */
     mx_gfx_detect(opts->graphics, 0, &a.img.gfx, NULL); /* before curses: it reads the answers */
     /* no theme asked for: follow the terminal's background (OSC 11) so text stays readable */
     const char *theme = opts->theme;

@@ -208,13 +208,26 @@ void mx_app_draw_status(struct app *a, int y, int width) {
     char speed[32] = "";
     if (a->gen.tok_s > 0) /* none until a few tokens came in (rate.h) */
         snprintf(speed, sizeof speed, " \xc2\xb7 %.1f tok/s", a->gen.tok_s);
-    snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s ",
-             a->store.title[0] ? a->store.title : "", a->store.title[0] ? " \xc2\xb7 " : "",
-             e ? e->name : "no model", e ? e->device : "-", a->store.db ? "saved" : "not saved",
-             a->gen.ctx_used, n_ctx, speed,
-             /* an image's progress, shown first, says itself that Esc cancels */
-             a->gen.busy && !a->gen.image ? " \xc2\xb7 generating (Esc stops)"
-             : a->load.busy               ? " \xc2\xb7 loading" : "");
+    /* the last prompt's cost, kept vs evaluated: shown only when the bar has room for all
+     * (the speed and what runs matter more on a narrow terminal) */
+    char reuse[64] = "";
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(left, sizeof left, " %s%s%s \xc2\xb7 %s \xc2\xb7 %s \xc2\xb7 ctx %d/%d%s%s%s ",
+                 a->store.title[0] ? a->store.title : "", a->store.title[0] ? " \xc2\xb7 " : "",
+                 e ? e->name : "no model", e ? e->device : "-", a->store.db ? "saved" : "not saved",
+                 a->gen.ctx_used, n_ctx, reuse, speed,
+                 /* an image's progress, shown first, says itself that Esc cancels */
+                 a->gen.busy && !a->gen.image ? " \xc2\xb7 generating (Esc stops)"
+                 : a->load.busy               ? " \xc2\xb7 loading" : "");
+        if (pass == 1 || a->gen.n_prefilled < 0 || a->gen.busy || a->status.prog[0])
+            break;
+        char with[64];
+        snprintf(with, sizeof with, " (%ld reused, %ld new)", a->gen.n_reused,
+                 a->gen.n_prefilled);
+        if ((int)(mx_text_width(left, strlen(left)) + strlen(with) + 7) > width)
+            break;
+        memcpy(reuse, with, sizeof reuse);
+    }
     char clean[MX_SANITIZE_MAX(512)];
     int x = 0;
     /* a running job's progress comes first: it is what the user waits for */

@@ -231,6 +231,7 @@ int mx_app_session_load(struct app *a, int64_t id) {
     }
     if (switching) {
         a->gen.ctx_used = 0; /* the other session's cache is not this one's */
+        a->gen.n_reused = a->gen.n_prefilled = -1;
         mx_app_snapshot_load(a);
     }
     return 0;
@@ -255,6 +256,7 @@ void mx_app_session_fresh(struct app *a, const char *what) {
         mx_engine_llm_clear(a->o.engine);
     mx_app_conv_clear(a);
     a->gen.ctx_used = 0;
+    a->gen.n_reused = a->gen.n_prefilled = -1;
     a->store.session = 0;
     free(a->imgen.ckpt); /* a new session starts from the default image model */
     a->imgen.ckpt = NULL;

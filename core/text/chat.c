@@ -5,6 +5,10 @@
  */
 #include "core/text/chat.h"
 
+#include "core/base/util.h"
+
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,94 @@ size_t mx_chat_common_prefix(const int32_t *a, size_t na, const int32_t *b, size
     while (i < n && a[i] == b[i])
         i++;
     return i;
+}
+
+/* One splice of mx_chat_keep_evaluated at keep (the first differing id): returns the new
+ * common prefix length, or keep when nothing can be kept. The texts are decoded in windows that
+ * double until they differ inside the window, so a splice costs about the tokens it spans. */
+static size_t splice_once(const struct mx_chat_tokenizer *tok, int32_t **ids, size_t *n_ids,
+                          size_t keep, const int32_t *evaluated, size_t n_evaluated,
+                          size_t max_ids) {
+    const int32_t *a = evaluated + keep, *b = *ids + keep;
+    size_t na_all = n_evaluated - keep, nb_all = *n_ids - keep;
+    char *ab = NULL, *bb = NULL;
+    size_t *ae = NULL, *be = NULL, result = keep, best_m = 0, best_j = 0;
+    for (size_t w = 256;; w *= 2) {
+        size_t na = MX_MIN(na_all, w), nb = MX_MIN(nb_all, w);
+        free(ab);
+        free(bb);
+        free(ae);
+        free(be);
+        ab = bb = NULL;
+        ae = be = NULL;
+        if (tok->text(tok->ud, a, na, &ab, &ae) < 0 || tok->text(tok->ud, b, nb, &bb, &be) < 0)
+            goto done;
+        /* Templates put one space between a role marker and the message ("[/INST] answer"),
+         * which the model did not write when its first token has none: that space alone may
+         * differ (the model then reads its answer as it wrote it; the stored text is as it
+         * was). */
+        size_t la = na ? ae[na - 1] : 0, lb = nb ? be[nb - 1] : 0, skip = 0, same = 0;
+        if (la > 0 && lb > 1 && ab[0] != ' ' && bb[0] == ' ')
+            skip = 1;
+        while (same < la && same + skip < lb && ab[same] == bb[same + skip])
+            same++;
+        /* the last offset <= same where a token of each ends (both lists ascend) */
+        size_t m = 0, j = 0;
+        best_m = best_j = 0;
+        while (m < na && j < nb && ae[m] <= same && be[j] <= same + skip) {
+            if (be[j] <= skip) { /* B's tokens inside the skipped space */
+                j++;
+            } else if (ae[m] == be[j] - skip) {
+                if (ae[m] > 0 && keep + (m + 1) + (nb_all - (j + 1)) <= max_ids) {
+                    best_m = m + 1;
+                    best_j = j + 1;
+                }
+                m++;
+                j++;
+            } else if (ae[m] < be[j] - skip) {
+                m++;
+            } else {
+                j++;
+            }
+        }
+        bool differ_inside = same < la && same + skip < lb;
+        if (differ_inside || (na == na_all && nb == nb_all))
+            break;
+    }
+    if (best_m == 0)
+        goto done;
+    size_t n_new = keep + best_m + (nb_all - best_j);
+    int32_t *v = malloc(n_new * sizeof(*v));
+    if (!v)
+        goto done;
+    memcpy(v, *ids, keep * sizeof(*v));
+    memcpy(v + keep, a, best_m * sizeof(*v));
+    memcpy(v + keep + best_m, b + best_j, (nb_all - best_j) * sizeof(*v));
+    free(*ids);
+    *ids = v;
+    *n_ids = n_new;
+    result = keep + best_m;
+done:
+    free(ab);
+    free(bb);
+    free(ae);
+    free(be);
+    return result;
+}
+
+size_t mx_chat_keep_evaluated(const struct mx_chat_tokenizer *tok, int32_t **ids, size_t *n_ids,
+                              size_t keep, const int32_t *evaluated, size_t n_evaluated,
+                              size_t max_ids) {
+    if (!tok || !tok->text || !ids || !*ids || !n_ids || !evaluated)
+        return keep;
+    /* each answer in the conversation is one splice; between them the ids agree again */
+    while (keep < *n_ids && keep < n_evaluated) {
+        size_t k = splice_once(tok, ids, n_ids, keep, evaluated, n_evaluated, max_ids);
+        if (k == keep)
+            break;
+        keep = k + mx_chat_common_prefix(*ids + k, *n_ids - k, evaluated + k, n_evaluated - k);
+    }
+    return keep;
 }
 
 int mx_chat_tokenize_prompt(const struct mx_tmpl_prompt *prompt,
@@ -65,6 +157,8 @@ int mx_chat_plan_prefill(const struct mx_tmpl_prompt *prompt, const struct mx_ch
         return mx_err_set(err, MX_EINVAL, "chat: prompt tokenizes to nothing");
     }
     size_t keep = mx_chat_common_prefix(out->tokens, out->n_tokens, evaluated, n_evaluated);
+    keep = mx_chat_keep_evaluated(tok, &out->tokens, &out->n_tokens, keep, evaluated,
+                                  n_evaluated, SIZE_MAX);
     /* The logits for the next token come from evaluating the last prompt token, so it must be
      * (re-)evaluated even when the cache already holds it. */
     if (keep == out->n_tokens)
@@ -318,6 +412,8 @@ int mx_chat_prepare(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size
     if (dropped == 0) {
         /* Nothing left out: exact reuse of the common prefix only. */
         size_t keep = mx_chat_common_prefix(out->tokens, out->n_tokens, evaluated, n_evaluated);
+        keep = mx_chat_keep_evaluated(tok, &out->tokens, &out->n_tokens, keep, evaluated,
+                                      n_evaluated, n_ctx - n_reserve);
         if (keep == out->n_tokens)
             keep--;
         out->cache.n_keep = keep;

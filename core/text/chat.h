@@ -29,13 +29,38 @@
 typedef int (*mx_chat_tokenize_fn)(void *ud, const char *text, size_t len, bool add_bos,
                                    int32_t **ids, size_t *n_ids, struct mx_err *err);
 
+/* Detokenizes ids[0..n) as a generation's text is shown and stored (whole UTF-8, invalid bytes
+ * as U+FFFD, special tokens as their text) into *text (malloc'd) and, in *ends (malloc'd, n
+ * entries), the text's length once each id is in; an id whose bytes wait for the next ones adds
+ * nothing yet. Returns 0, or a negative MX_E* (bad id, out of memory) with nothing allocated. */
+typedef int (*mx_chat_text_fn)(void *ud, const int32_t *ids, size_t n, char **text,
+                               size_t **ends);
+
 struct mx_chat_tokenizer {
     mx_chat_tokenize_fn fn; /* required */
     void *ud;               /* passed through, borrowed */
+    mx_chat_text_fn text;   /* optional: lets a plan keep the cache's own ids for text the new
+                             * prompt spells with different ids (mx_chat_keep_evaluated) */
 };
 
 /* Length of the longest common prefix of a[0..na) and b[0..nb). NULL with a zero count is ok. */
 size_t mx_chat_common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb);
+
+/* Keeps the ids the cache already holds where the new prompt holds the same text with other
+ * ids. A generated answer is the model's own token sequence; the next turn renders its text and
+ * re-tokenizes it, and the tokenizer may spell it differently (a word merged otherwise, byte
+ * tokens, the text around the answer's end) — then everything from the first difference on
+ * would be evaluated again, every turn. Past the common prefix keep, this compares the text of
+ * evaluated[keep..) with that of (*ids)[keep..) (tok->text: as the answer was stored, so bytes
+ * the model wrote that are not UTF-8 compare as the U+FFFD the history holds) and, if they agree up to a point where both
+ * have a token boundary, splices the evaluated ids in: (*ids) becomes ids[0..keep) +
+ * evaluated[keep..m) + ids[j..), the same text, so the model reads what it wrote (as llama.cpp's
+ * server keeps the tokens it generated). The longest such agreement is taken, never making the
+ * prompt longer than max_ids. Returns the new common prefix length (>= keep); keeps *ids as
+ * they are when nothing can be kept, tok->text is NULL, or memory runs out. */
+size_t mx_chat_keep_evaluated(const struct mx_chat_tokenizer *tok, int32_t **ids, size_t *n_ids,
+                              size_t keep, const int32_t *evaluated, size_t n_evaluated,
+                              size_t max_ids);
 
 /* Tokenizes a rendered prompt the way the engine must (text + tok_offset, add_bos). Returns 0
  * with *ids (caller frees with free()) and *n_ids; MX_EINVAL for a bad prompt or a callback

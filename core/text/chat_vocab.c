@@ -2,6 +2,8 @@
  * adapter and the vocabulary strings. See chat_vocab.h. */
 #include "core/text/chat_vocab.h"
 
+#include "core/base/bytes.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +90,34 @@ static int vocab_tokenize(void *ud, const char *text, size_t len, bool add_bos, 
     return 0;
 }
 
+/* The text of ids as the streaming detokenizer gives it while generating (what the history
+ * stores), specials as their text (prompts parse them), with the length after each id. */
+static int vocab_text(void *ud, const int32_t *ids, size_t n, char **text, size_t **ends) {
+    struct mx_detok_stream st;
+    struct mx_bytes out = {0};
+    size_t *e = malloc((n ? n : 1) * sizeof(*e));
+    int rc = e ? 0 : MX_ENOMEM;
+    mx_detok_stream_init(&st, ud, MX_DETOK_SPECIAL);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *p;
+        size_t k;
+        rc = mx_detok_stream_push(&st, ids[i], &p, &k);
+        if (rc == 0)
+            rc = mx_bytes_add(&out, p, k);
+        e[i] = out.n;
+    }
+    mx_detok_stream_deinit(&st);
+    if (rc < 0) {
+        free(e);
+        mx_bytes_free(&out);
+        return rc;
+    }
+    *text = out.p; /* NULL when nothing was added: no byte is read then */
+    *ends = e;
+    return 0;
+}
+
 struct mx_chat_tokenizer mx_chat_tokenizer_from(const struct mx_tokenizer *t) {
-    struct mx_chat_tokenizer ct = {vocab_tokenize, (void *)(uintptr_t)t};
+    struct mx_chat_tokenizer ct = {vocab_tokenize, (void *)(uintptr_t)t, vocab_text};
     return ct;
 }
