@@ -227,8 +227,11 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
         mx_err_set(err, rc, "backend: activation mode %d", s->act_mode);
         goto fail;
     }
-    unsigned mflags = (s->no_mmap ? MX_MAP_NO_MMAP : 0u) | (s->mlock ? MX_MAP_MLOCK : 0u);
-    if ((rc = mx_llama_model_load_flags(model_path, L->be, mflags, &L->model, err)) < 0)
+    struct mx_llama_load_opts lo = {
+        .map_flags = (s->no_mmap ? MX_MAP_NO_MMAP : 0u) | (s->mlock ? MX_MAP_MLOCK : 0u),
+        .progress = s->on_load, .progress_ud = s->on_load_ud,
+    };
+    if ((rc = mx_llama_model_load_opts(model_path, L->be, &lo, &L->model, err)) < 0)
         goto fail;
     L->load_s = mx_time_s() - t0;
     if ((rc = mx_tokenizer_from_gguf(mx_llama_model_gguf(L->model), &L->tok, err)) < 0)

@@ -40,6 +40,10 @@ struct mx_gen_settings {
     bool no_mem_check;      /* open even when the memory plan (app/memplan.h) says the model,
                              * its KV cache and buffers do not fit what the machine has: for
                              * swap or zram the plan cannot see */
+    /* not a setting but a hook: the load's progress in bytes (weights read and prepared), called
+     * on the opening thread; NULL: none (struct mx_llama_load_opts) */
+    void (*on_load)(void *ud, uint64_t done, uint64_t total);
+    void *on_load_ud;
     /* sampling: handed to the sampler chain as it is (core/llm/sampler.h) */
     struct mx_sampler_params sampling;
     /* generating (mx_llm_generate) */

@@ -211,6 +211,8 @@ int mx_cmd_chat(int argc, char **argv) {
         o.discover = true;
         o.load_engine = mx_cli_remote_loader; /* GGUF paths and remote ones */
     }
+    o.settings.on_load = NULL; /* stderr belongs to curses from here on: the TUI shows loads */
+    o.settings.on_load_ud = NULL;
     o.list_models = mx_cli_remote_models; /* /model with no argument: the server's models */
     o.fetch = mx_pull_fetch; /* the first-run screen's downloads (net/pull.h) */
     int st = mx_app_run(&o); /* it frees the engine (app.h) */

@@ -8,6 +8,7 @@
 
 #include "cli/cmd.h"
 #include "cli/opts.h"
+#include "core/base/text.h"
 #include "net/pull.h"
 
 static void pull_usage(FILE *f) {
@@ -41,16 +42,6 @@ struct display {
     int last_decile;     /* the last 10% step printed (plain lines) */
 };
 
-/* "4.37 GB", decimal units. */
-static void fmt_size(double n, char *buf, size_t size) {
-    if (n >= 1e9)
-        snprintf(buf, size, "%.2f GB", n / 1e9);
-    else if (n >= 1e6)
-        snprintf(buf, size, "%.1f MB", n / 1e6);
-    else
-        snprintf(buf, size, "%.0f KB", n / 1e3);
-}
-
 /* "4m12s", "1h03m", "12s". */
 static void fmt_eta(double s, char *buf, size_t size) {
     if (s < 0)
@@ -70,9 +61,9 @@ static int on_progress(void *ud, const struct mx_pull_progress *p) {
     if (d->quiet || !p->receiving)
         return 0;
     char done[32], total[32], rate[32], eta[32];
-    fmt_size((double)p->done, done, sizeof done);
-    fmt_size((double)p->total, total, sizeof total);
-    fmt_size(p->rate, rate, sizeof rate);
+    mx_fmt_bytes((double)p->done, done, sizeof done);
+    mx_fmt_bytes((double)p->total, total, sizeof total);
+    mx_fmt_bytes(p->rate, rate, sizeof rate);
     fmt_eta(p->eta_s, eta, sizeof eta);
     double frac = p->total ? (double)p->done / (double)p->total : 0;
     if (d->tty) {

@@ -362,6 +362,30 @@ static int parse_extra(const char *cmd, int argc, char **argv, int *i,
     return 0;
 }
 
+/* The load's bar on stderr: "loading ████░░… 1.21 GB of 4.37 GB", redrawn in place at most every
+ * 1 % and cleared when done (the load's own line says what was loaded). */
+static void load_bar(void *ud, uint64_t done, uint64_t total) {
+    static uint64_t last;
+    (void)ud;
+    if (done < total && done >= last && done - last < total / 100)
+        return;
+    last = done;
+    if (done >= total) {
+        fprintf(stderr, "\r\033[K");
+        last = 0;
+        return;
+    }
+    char d[24], t[24], bar[24 * 3 + 1];
+    mx_fmt_bytes((double)done, d, sizeof d);
+    mx_fmt_bytes((double)total, t, sizeof t);
+    int fill = total ? (int)((double)done / (double)total * 24 + 0.5) : 0;
+    size_t o = 0;
+    for (int k = 0; k < 24; k++)
+        o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
+                              k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+    fprintf(stderr, "\rloading %s %s of %s\033[K", bar, d, t);
+}
+
 int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx_cli_opts *o,
                  const struct mx_cli_extra *x, size_t n_x, void (*help)(FILE *f)) {
     for (int i = 1; i < argc;) {
@@ -385,6 +409,11 @@ int mx_cli_parse(const char *cmd, unsigned who, int argc, char **argv, struct mx
         fprintf(stderr, "mixel%s%s: --grammar, --json-schema and --json exclude each other "
                 "(see mixel%s%s --help)\n", SP(cmd), SP(cmd));
         return -1;
+    }
+    /* a model's load shows its bytes on a terminal (cold multi-GB files take a while) */
+    if (!o->quiet && isatty(STDERR_FILENO)) {
+        o->s.on_load = load_bar;
+        o->s.on_load_ud = NULL;
     }
     return 0;
 }

@@ -732,6 +732,45 @@ static void test_turns_prefill_only_new(void **state) {
     mx_worker_free(w);
 }
 
+/* The load reports its bytes: increasing, ending at the total, which is the weights the backend
+ * prepared (all the matrices of the model: most of the file's data). */
+struct load_seen {
+    int calls;
+    uint64_t last, total;
+    bool monotonic;
+};
+
+static void on_load_seen(void *ud, uint64_t done, uint64_t total) {
+    struct load_seen *ls = ud;
+    ls->monotonic &= done >= ls->last && (ls->total == 0 || total == ls->total) && done <= total;
+    ls->calls++;
+    ls->last = done;
+    ls->total = total;
+}
+
+static void test_load_progress_bytes(void **state) {
+    (void)state;
+    char model[1100];
+    snprintf(model, sizeof model, "%s/models/tiny-mixtral-f32.gguf", g_shared);
+    struct mx_gen_settings s;
+    mx_gen_settings_default(&s);
+    s.n_ctx = 256;
+    struct load_seen ls = {.monotonic = true};
+    s.on_load = on_load_seen;
+    s.on_load_ud = &ls;
+    struct mx_err err = {0};
+    struct mx_engine *e = mx_engine_llm_new(model, &s, NULL, &err);
+    assert_non_null(e);
+    printf("load progress: %d calls, %llu of %llu bytes\n", ls.calls,
+           (unsigned long long)ls.last, (unsigned long long)ls.total);
+    assert_true(ls.calls >= 4 * 3); /* at least the attention matrices of each layer */
+    assert_true(ls.monotonic);
+    assert_true(ls.last == ls.total);
+    /* 3.4 M f32 parameters, 13.8 MB file: the matrices are all but the embeddings and norms */
+    assert_true(ls.total > 10000000 && ls.total < 13797856);
+    e->free(e);
+}
+
 int main(int argc, char **argv) {
     g_shared = mx_test_require_shared("test_engine_llm");
     snprintf(g_model, sizeof g_model, "%s/models/stories260K.gguf", g_shared);
@@ -758,6 +797,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_snapshot_resume_equals_uninterrupted),
             cmocka_unit_test(test_snapshot_bad_is_rejected),
             cmocka_unit_test(test_turns_prefill_only_new),
+            cmocka_unit_test(test_load_progress_bytes),
         };
         rc = mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
     }

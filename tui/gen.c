@@ -211,6 +211,8 @@ void mx_app_gen_events(struct app *a) {
                 mx_app_firstrun_progress(a, ev.a, ev.b);
             else if (a->gen.image)
                 mx_app_image_progress(a, ev.text);
+            else if (a->load.busy) /* the weights, in bytes */
+                mx_app_progress_bytes(a, ev.text, ev.a, ev.b);
             else
                 mx_app_progress(a, ev.text, ev.a, ev.b);
             break;

@@ -4,6 +4,7 @@
  */
 #include "tui/load.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,11 +25,30 @@ struct load_job {
 
 static struct load_job g_load;
 
+/* The weights' progress, as a bar in the status bar; at most ~100 events for a big file. */
+struct load_progress {
+    struct mx_job *job;
+    uint64_t last;
+};
+
+static void on_load(void *ud, uint64_t done, uint64_t total) {
+    struct load_progress *p = ud;
+    if (done < total && done - p->last < total / 100)
+        return;
+    p->last = done;
+    mx_job_post(p->job, MX_EV_PROGRESS, "loading", (double)done, (double)total);
+}
+
 static void load_job_fn(struct mx_job *job, void *ud) {
     struct load_job *lj = ud;
     struct mx_err err = {0};
+    struct load_progress lp = {job, 0};
     mx_job_post(job, MX_EV_NOTICE, "loading the model\xe2\x80\xa6", 0, 0);
+    lj->settings.on_load = on_load;
+    lj->settings.on_load_ud = &lp;
     lj->result = lj->loader(lj->path, &lj->settings, &err);
+    lj->settings.on_load = NULL; /* lp ends here */
+    lj->settings.on_load_ud = NULL;
     mx_job_done(job, lj->result ? 0 : (err.code ? err.code : MX_EIO), lj->result ? NULL : err.msg);
 }
 

@@ -110,8 +110,10 @@ void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc) {
                          mx_strerror(rc));
 }
 
-void mx_app_progress(struct app *a, const char *what, double done, double total) {
-    /* a bar with an ETA from the rate so far: long histories take minutes on a CPU */
+/* The bar of a progress event: what, 20 cells, the amount (done/total as the caller words it), an
+ * ETA from the rate so far (long histories and cold model files take minutes), and tail. */
+static void progress_bar(struct app *a, const char *what, double done, double total,
+                         const char *amount, const char *tail) {
     if (done <= 0 || a->status.prog_t0 <= 0)
         a->status.prog_t0 = mx_time_s();
     double frac = total > 0 ? done / total : 0, el = mx_time_s() - a->status.prog_t0;
@@ -123,12 +125,26 @@ void mx_app_progress(struct app *a, const char *what, double done, double total)
                               k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
     if (frac > 0.02 && frac < 1 && el > 0.5)
         snprintf(eta, sizeof eta, ", ETA %.0fs", el / frac - el);
-    snprintf(a->status.prog, sizeof a->status.prog, "%s %s %.0f/%.0f%s (Esc cancels)",
-             what ? what : "", bar, done, total, eta);
+    snprintf(a->status.prog, sizeof a->status.prog, "%s %s %s%s%s", what ? what : "", bar,
+             amount, eta, tail);
     if (done >= total) {
         a->status.prog_t0 = 0;
         a->status.prog[0] = '\0';
     }
+}
+
+void mx_app_progress(struct app *a, const char *what, double done, double total) {
+    char amount[48];
+    snprintf(amount, sizeof amount, "%.0f/%.0f", done, total);
+    progress_bar(a, what, done, total, amount, " (Esc cancels)");
+}
+
+void mx_app_progress_bytes(struct app *a, const char *what, double done, double total) {
+    char d[24], t[24], amount[56];
+    mx_fmt_bytes(done, d, sizeof d);
+    mx_fmt_bytes(total, t, sizeof t);
+    snprintf(amount, sizeof amount, "%s of %s", d, t);
+    progress_bar(a, what, done, total, amount, ""); /* a load cannot be stopped half-way */
 }
 
 void mx_app_progress_end(struct app *a) {

@@ -29,6 +29,10 @@ void mx_app_store_warn(struct app *a, const struct mx_err *err, int rc);
  * done reaches total or at mx_app_progress_end. */
 void mx_app_progress(struct app *a, const char *what, double done, double total);
 void mx_app_progress_end(struct app *a);
+/* The same for an amount in bytes ("1.21 GB of 4.37 GB"), with no "Esc cancels": a model's
+ * load cannot be stopped half-way. */
+void mx_app_progress_bytes(struct app *a, const char *what, double done, double total);
+
 /* Draws the status bar on row y. */
 void mx_app_draw_status(struct app *a, int y, int width);
 

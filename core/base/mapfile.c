@@ -114,6 +114,24 @@ void mx_map_release(const void *p, size_t n) {
         madvise((void *)a, b - a, MADV_DONTNEED); /* advice: failure only costs memory */
 }
 
+void mx_map_prefault(const void *p, size_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || pg <= 0)
+        return;
+    uintptr_t a = (uintptr_t)p & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+#ifdef MADV_POPULATE_READ
+    if (madvise((void *)a, b - a, MADV_POPULATE_READ) == 0)
+        return;
+#endif
+    /* older kernels: touch each page (the volatile read cannot be dropped) */
+    volatile unsigned char sink = 0;
+    for (uintptr_t q = a < (uintptr_t)p ? (uintptr_t)p : a; q < (uintptr_t)p + n;
+         q = (q & ~((uintptr_t)pg - 1)) + (uintptr_t)pg)
+        sink ^= *(const volatile unsigned char *)q;
+    (void)sink;
+}
+
 void mx_unmap_file(const void *base, size_t size) {
     if (base)
         munmap((void *)base, size);

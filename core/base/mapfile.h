@@ -45,4 +45,9 @@ int mx_map_file_at(const char *path, unsigned flags, void *at, size_t size, stru
  * the file. Partial pages at either end are kept (they may hold neighbouring tensors). */
 void mx_map_release(const void *p, size_t n);
 
+/* Reads the mapped pages of p[0..n) into memory now (MADV_POPULATE_READ, or a read of one byte
+ * per page on kernels before 5.14), so that a load's time is spent while it shows progress, not
+ * in the first answer's page faults. Advice: nothing fails. */
+void mx_map_prefault(const void *p, size_t n);
+
 #endif

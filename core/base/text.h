@@ -36,6 +36,10 @@ int mx_char_width(unsigned int cp);
 /* Display columns of s[0..len) (invalid bytes count 1, controls count 0). */
 int mx_text_width(const char *s, size_t len);
 
+/* A byte count for people, decimal units as downloads and disks state them: "4.37 GB",
+ * "812.4 MB", "64 KB". */
+void mx_fmt_bytes(double n, char *buf, size_t size);
+
 /* Word wrap: the longest prefix of s[0..len) that fits `width` columns, breaking after a space
  * when possible, else between characters (never inside one, never before a combining mark).
  * A '\n' ends the line. Returns the prefix length in bytes (> 0 when len > 0, even if a single

@@ -345,7 +345,8 @@ static void layer_mats(struct mx_llama_layer *L, struct mx_tensor *out[LAYER_MAT
     memcpy(out, all, sizeof all);
 }
 
-static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
+static int prepare_weights(struct mx_llama_model *m, const struct mx_llama_load_opts *o,
+                           struct mx_err *err) {
     const char *no = getenv("MIXEL_NO_REPACK");
     if (no && *no && strcmp(no, "0") != 0)
         return 0;
@@ -366,11 +367,20 @@ static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
                 ws[n++] = lw[i];
     }
     int rc = 0;
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < n; i++)
+        total += mx_tensor_nbytes(ws[i]);
     for (int i = 0; i < n && rc == 0; i++) {
         struct mx_tensor *t = ws[i];
         const char *old = t->data;
         struct mx_buf *pb = NULL;
         rc = mx_backend_prepare_weights(m->be, &t, 1, &pb, err);
+        /* weights the backend uses in place are read now, while the load shows its bytes */
+        if (rc == 0 && !pb)
+            mx_map_prefault(t->data, mx_tensor_nbytes(t));
+        done += mx_tensor_nbytes(ws[i]);
+        if (rc == 0 && o && o->progress)
+            o->progress(o->progress_ud, done, total);
         if (rc < 0 || !pb)
             continue;
         m->pbufs[m->n_pbufs++] = pb;
@@ -396,11 +406,13 @@ static int prepare_weights(struct mx_llama_model *m, struct mx_err *err) {
 
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err) {
-    return mx_llama_model_load_flags(path, be, 0, out, err);
+    return mx_llama_model_load_opts(path, be, NULL, out, err);
 }
 
-int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned flags,
-                              struct mx_llama_model **out, struct mx_err *err) {
+int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
+                             const struct mx_llama_load_opts *o, struct mx_llama_model **out,
+                             struct mx_err *err) {
+    unsigned flags = o ? o->map_flags : 0;
     *out = NULL;
     double t0 = mx_time_s();
     struct mx_llama_model *m = calloc(1, sizeof *m);
@@ -511,7 +523,7 @@ int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned 
         expert_params += m->size.n_params - p0;
         expert_bytes += m->size.n_bytes - b0;
     }
-    rc = prepare_weights(m, err);
+    rc = prepare_weights(m, o, err);
     if (rc < 0)
         goto fail;
     /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling); the

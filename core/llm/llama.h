@@ -63,10 +63,20 @@ struct mx_llama_model;
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
                         struct mx_err *err);
 
-/* mx_llama_model_load with MX_MAP_* flags (core/base/mapfile.h: --no-mmap, --mlock) for the
- * file. 0 is mx_llama_model_load. */
-int mx_llama_model_load_flags(const char *path, struct mx_backend *be, unsigned flags,
-                              struct mx_llama_model **out, struct mx_err *err);
+/* How a load goes beyond the defaults of mx_llama_model_load. */
+struct mx_llama_load_opts {
+    unsigned map_flags; /* MX_MAP_* (core/base/mapfile.h: --no-mmap, --mlock) for the file */
+    /* called on the loading thread as the weights are read and prepared for the backend (the
+     * long part of a load: every byte of a cold file comes from the disk here), with the bytes
+     * done and the total; NULL: none */
+    void (*progress)(void *ud, uint64_t done, uint64_t total);
+    void *progress_ud;
+};
+
+/* mx_llama_model_load with options (NULL: the defaults). */
+int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
+                             const struct mx_llama_load_opts *o, struct mx_llama_model **out,
+                             struct mx_err *err);
 
 void mx_llama_model_free(struct mx_llama_model *m); /* NULL ok */
 
