@@ -375,8 +375,9 @@ static int prepare_weights(struct mx_llama_model *m, const struct mx_llama_load_
         const char *old = t->data;
         struct mx_buf *pb = NULL;
         rc = mx_backend_prepare_weights(m->be, &t, 1, &pb, err);
-        /* weights the backend uses in place are read now, while the load shows its bytes */
-        if (rc == 0 && !pb)
+        /* weights the backend uses in place (host memory: the mapping) are read now, while
+         * the load shows its bytes; a device backend has copied them already */
+        if (rc == 0 && !pb && (!t->buf || t->buf->wraps_host))
             mx_map_prefault(t->data, mx_tensor_nbytes(t));
         done += mx_tensor_nbytes(ws[i]);
         if (rc == 0 && o && o->progress)
