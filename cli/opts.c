@@ -58,7 +58,7 @@ static const struct spec specs[] = {
     {"-c", "--ctx-size", "--ctx", K_INT, OFF(s.n_ctx), 1, 1 << 24, false, ALL, "N",
      "context (KV cache) size in tokens (default: the model's, capped by memory)"},
     {NULL, "--device", NULL, K_DEVICE, OFF(s.device), 0, 0, false, ALL | MX_CLI_IMAGE, "D",
-     "auto (default: CUDA when a GPU answers, else CPU), cpu or cuda"},
+     "auto (default: CUDA when a GPU answers, else CPU), cpu, cuda or cuda:N"},
     {NULL, "--kv-type", NULL, K_KV, OFF(s.kv_type), 0, 0, false, LOAD_ONLY, "T",
      "KV cache type: f32, f16 (default), q8_0"},
     {NULL, "--no-mmap", NULL, K_ON, OFF(s.no_mmap), 0, 0, false, ALL, NULL,
@@ -222,7 +222,7 @@ static int set(const char *cmd, const struct spec *p, const char *opt, const cha
         return 0;
     case K_DEVICE: {
         char names[128] = "auto";
-        bool ok = !strcmp(val, "auto");
+        bool ok = !strcmp(val, "auto") || !strncmp(val, "cuda:", 5); /* index: checked at open */
         for (int i = 0; i < mx_device_count(); i++) { /* names only: no device probed here */
             ok |= !strcmp(val, mx_device_name(i));
             size_t k = strlen(names);

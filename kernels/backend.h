@@ -293,6 +293,13 @@ struct mx_backend {
  * backend (caller owns; mx_backend_free) or NULL with err set (MX_ENOMEM, thread start failure). */
 struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err);
 
+/* The CUDA backend on device index `device` (kernels/cuda/): VRAM buffers, one stream, cuBLAS.
+ * Returns the backend (caller owns; mx_backend_free) or NULL with err set: MX_ENODEV (no device
+ * answers, or a build without CUDA), MX_EINVAL (no such index), MX_EIO (the runtime or cuBLAS
+ * does not start), MX_ENOMEM. Numerics: activations stay F32 before weight matmuls (the
+ * MX_ACT_F32 rule) on every act_mode; attention rounds q like the CPU in MX_ACT_GGML. */
+struct mx_backend *mx_backend_cuda_new(int device, struct mx_err *err);
+
 /* Threads the CPU backend uses (calling thread included); 1 for other backends and NULL (a
  * model opened without a backend, as `mixel inspect` does). */
 int mx_backend_cpu_n_threads(const struct mx_backend *be);

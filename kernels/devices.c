@@ -3,6 +3,7 @@
 #include "kernels/devices.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/util.h"
@@ -14,21 +15,22 @@ static void probe_cpu(struct mx_device *d) {
     d->usable = true;
 }
 
-/* The CUDA query exists in every build (cuda_none.c without the toolkit); the backend's ops do
- * not yet, so a CUDA device is reported and refused with that reason rather than half-used. */
+/* The CUDA query exists in every build (cuda_none.c without the toolkit). */
 static void probe_cuda(struct mx_device *d) {
     struct mx_cuda_info ci;
     mx_cuda_info_get(&ci);
     d->compiled = ci.compiled;
-    d->usable = false;
+    d->usable = ci.compiled && ci.n_devices > 0;
     if (!ci.compiled)
         snprintf(d->why, sizeof d->why, "CUDA is %s", ci.status);
     else if (ci.n_devices == 0)
         snprintf(d->why, sizeof d->why, "no CUDA device: %s", ci.status);
-    else
-        snprintf(d->why, sizeof d->why,
-                 "%.48s found, but this build's CUDA backend cannot run models yet "
-                 "(only the device query is implemented)", ci.dev[0].name);
+}
+
+/* "cuda" is the first device; "cuda:N" (mx_device_open) picks another */
+static struct mx_backend *open_cuda(int n_threads, struct mx_err *err) {
+    (void)n_threads;
+    return mx_backend_cuda_new(0, err);
 }
 
 static const struct {
@@ -37,7 +39,7 @@ static const struct {
     void (*probe)(struct mx_device *d);
     struct mx_backend *(*open)(int n_threads, struct mx_err *err); /* NULL: none yet */
 } devices[] = {
-    {"cuda", "NVIDIA GPU (CUDA kernels + cuBLAS)", probe_cuda, NULL},
+    {"cuda", "NVIDIA GPU (CUDA kernels + cuBLAS)", probe_cuda, open_cuda},
     {"cpu", "CPU (SIMD kernels with run-time dispatch + OpenBLAS)", probe_cpu, mx_backend_cpu_new},
 };
 
@@ -71,6 +73,21 @@ const char *mx_device_best(void) {
 struct mx_backend *mx_device_open(const char *name, int n_threads, struct mx_err *err) {
     if (!name || !*name || !strcmp(name, "auto"))
         name = mx_device_best();
+    if (!strncmp(name, "cuda:", 5)) { /* a GPU by index */
+        char *end;
+        long idx = strtol(name + 5, &end, 10);
+        if (end == name + 5 || *end || idx < 0 || idx > 255) {
+            mx_err_set(err, MX_EINVAL, "device '%s': expected cuda:N with N a GPU index", name);
+            return NULL;
+        }
+        struct mx_device d;
+        mx_device_get(0, &d);
+        if (!d.usable) {
+            mx_err_set(err, MX_EUNSUP, "device '%s' cannot be used: %s", name, d.why);
+            return NULL;
+        }
+        return mx_backend_cuda_new((int)idx, err);
+    }
     for (int i = 0; i < mx_device_count(); i++) {
         if (strcmp(name, devices[i].name) != 0)
             continue;

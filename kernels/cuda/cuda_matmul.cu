@@ -1,0 +1,222 @@
+/* cuda_matmul.cu - weight matmuls on the GPU straight from the GGUF block formats: a warp per
+ * output row for the few columns of decode (the weights stream from VRAM once per token, the
+ * memory-bound case), dequantized tiles through cuBLAS SGEMM for prefill (compute-bound), the
+ * MoE expert matmul (only the selected experts' rows are read) and the embedding lookup.
+ *
+ * Activations stay F32 (the backend's MX_ACT_F32 numerics: W dequantized times x): the GPU
+ * kernels do not round x to Q8 blocks as ggml's CPU path does. Never a dequantized copy of the
+ * model: prefill dequantizes one tile of at most MAX_TILE values at a time into scratch.
+ */
+#include <stdio.h>
+
+#include "kernels/cuda/cuda_impl.h"
+#include "kernels/cuda/cuda_dq.cuh"
+
+#define MV_COLS 8                 /* decode path up to this many columns (tokens) */
+#define MAX_TILE ((int64_t)1 << 26) /* values per dequantized prefill tile (256 MB of F32) */
+
+bool mx_cu_matmul_type(enum mx_type t) {
+    switch (t) {
+    case MX_TYPE_F32: case MX_TYPE_F16: case MX_TYPE_BF16: case MX_TYPE_Q4_0: case MX_TYPE_Q4_1:
+    case MX_TYPE_Q5_0: case MX_TYPE_Q5_1: case MX_TYPE_Q8_0: case MX_TYPE_Q2_K:
+    case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K: case MX_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* dst[o, t] = W[:, o] · x[:, t] for t < T <= MV_COLS: one warp per row o. */
+__global__ void k_matvec(int type, const uint8_t *w, size_t w_row, int64_t n_in, int64_t n_out,
+                         const float *x, int64_t x_col, float *dst, int64_t d_col, int T) {
+    int64_t o = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (o >= n_out)
+        return;
+    const uint8_t *row = w + o * w_row;
+    float acc[MV_COLS];
+    for (int t = 0; t < MV_COLS; t++)
+        acc[t] = 0.0f;
+    for (int64_t i = lane; i < n_in; i += 32) {
+        float v = cu_dq(type, row, i);
+        for (int t = 0; t < T; t++)
+            acc[t] += v * x[t * x_col + i];
+    }
+    for (int t = 0; t < T; t++) {
+        float s = acc[t];
+        for (int off = 16; off > 0; off >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, off);
+        if (lane == 0)
+            dst[t * d_col + o] = s;
+    }
+}
+
+/* out[r * n_in + i] = W[i, row0 + r] for r < n_rows: a tile of W as F32 for cuBLAS. */
+__global__ void k_dequant_rows(int type, const uint8_t *w, size_t w_row, int64_t n_in,
+                               int64_t row0, int64_t n_rows, float *out) {
+    int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n_in * n_rows)
+        return;
+    int64_t r = k / n_in, i = k % n_in;
+    out[k] = cu_dq(type, w + (row0 + r) * w_row, i);
+}
+
+/* One 2-D product dst [n_out, T] = W [n_in, n_out] · x [n_in, T], columns strided. */
+static int matmul2d(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
+                    const uint8_t *wdata, const float *x, int64_t x_col, int64_t T) {
+    struct cu_ctx *c = cu(be);
+    const int64_t n_in = w->ne[0], n_out = w->ne[1];
+    if (T <= MV_COLS) {
+        const int warps = 8;
+        k_matvec<<<mx_cu_blocks(n_out, warps), warps * 32, 0, c->stream>>>(
+            (int)w->type, wdata, w->nb[1], n_in, n_out, x, x_col, dst, d_col, (int)T);
+        return mx_cu_check(be, "matmul");
+    }
+    if (w->type == MX_TYPE_F32 && d_col == n_out && x_col == n_in) {
+        const float one = 1.0f, zero = 0.0f;
+        cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_out, (int)T,
+                                       (int)n_in, &one, (const float *)wdata, (int)n_in, x,
+                                       (int)n_in, &zero, dst, (int)n_out);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            mx_err_set(&be->last_err, MX_EIO, "matmul: cuBLAS SGEMM failed (%d)", (int)s);
+            return MX_EIO;
+        }
+        return 0;
+    }
+    /* tiles of whole rows, dequantized to F32, then C[rows, T] = tile^T · x */
+    int64_t rows = MAX_TILE / n_in;
+    if (rows < 1)
+        rows = 1;
+    if (rows > n_out)
+        rows = n_out;
+    float *tile = mx_cu_work(be, (size_t)(rows * n_in) * sizeof(float));
+    if (!tile)
+        return MX_ENOMEM;
+    for (int64_t r0 = 0; r0 < n_out; r0 += rows) {
+        int64_t n = n_out - r0 < rows ? n_out - r0 : rows;
+        k_dequant_rows<<<mx_cu_blocks(n * n_in, 256), 256, 0, c->stream>>>(
+            (int)w->type, wdata, w->nb[1], n_in, r0, n, tile);
+        int rc = mx_cu_check(be, "matmul: dequantize");
+        if (rc < 0)
+            return rc;
+        const float one = 1.0f, zero = 0.0f;
+        cublasStatus_t s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T,
+                                       (int)n_in, &one, tile, (int)n_in, x, (int)x_col, &zero,
+                                       dst + r0, (int)d_col);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            mx_err_set(&be->last_err, MX_EIO, "matmul: cuBLAS SGEMM failed (%d)", (int)s);
+            return MX_EIO;
+        }
+    }
+    return 0;
+}
+
+int mx_cu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                 const struct mx_tensor *x) {
+    /* ggml's broadcast: W's ne2/ne3 divide x's; each x slice uses W slice i2 / (x2 / w2) */
+    const int64_t T = x->ne[1];
+    for (int64_t i3 = 0; i3 < x->ne[3]; i3++) {
+        for (int64_t i2 = 0; i2 < x->ne[2]; i2++) {
+            const uint8_t *wd = (const uint8_t *)w->data +
+                                (i2 / (x->ne[2] / w->ne[2])) * w->nb[2] +
+                                (i3 / (x->ne[3] / w->ne[3])) * w->nb[3];
+            const float *xd = (const float *)((const char *)x->data + i2 * x->nb[2] +
+                                              i3 * x->nb[3]);
+            float *dd = (float *)((char *)dst->data + i2 * dst->nb[2] + i3 * dst->nb[3]);
+            int rc = matmul2d(be, dd, dst->ne[0], w, wd, xd, x->ne[0], T);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* dst[:, s, t] = W[:, :, ids[s, t]] · x[:, s % x_slots, t]: one warp per (row, slot, token).
+ * An id outside [0, n_expert) writes NaN there and raises *bad (reported by the next wait). */
+__global__ void k_matvec_id(int type, const uint8_t *w, size_t w_row, size_t w_expert,
+                            int64_t n_in, int64_t n_out, int n_expert, const float *x,
+                            int64_t x_slots, const int32_t *ids, int n_used, float *dst,
+                            int *bad) {
+    int64_t o = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int s = blockIdx.y, lane = threadIdx.x % 32;
+    int64_t t = blockIdx.z;
+    if (o >= n_out)
+        return;
+    int e = ids[t * n_used + s];
+    float *out = dst + (t * n_used + s) * n_out + o;
+    if (e < 0 || e >= n_expert) {
+        if (lane == 0) {
+            *out = __int_as_float(0x7fc00000);
+            atomicExch(bad, 1);
+        }
+        return;
+    }
+    const uint8_t *row = w + (size_t)e * w_expert + o * w_row;
+    const float *xc = x + (t * x_slots + s % x_slots) * n_in;
+    float acc = 0.0f;
+    for (int64_t i = lane; i < n_in; i += 32)
+        acc += cu_dq(type, row, i) * xc[i];
+    for (int off = 16; off > 0; off >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0)
+        *out = acc;
+}
+
+extern int *mx_cu_bad_flag(struct mx_backend *be);
+
+int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                    const struct mx_tensor *x, const struct mx_tensor *ids) {
+    struct cu_ctx *c = cu(be);
+    const int n_used = (int)ids->ne[0];
+    const int64_t T = ids->ne[1], n_out = w->ne[1];
+    if (T <= 0)
+        return 0;
+    const int warps = 8;
+    for (int64_t t0 = 0; t0 < T; t0 += 65535) { /* grid z limit */
+        int64_t nt = T - t0 < 65535 ? T - t0 : 65535;
+        dim3 grid(mx_cu_blocks(n_out, warps), (unsigned)n_used, (unsigned)nt);
+        k_matvec_id<<<grid, warps * 32, 0, c->stream>>>(
+            (int)w->type, (const uint8_t *)w->data, w->nb[1], w->nb[2], w->ne[0], n_out,
+            (int)w->ne[2], (const float *)x->data + t0 * x->ne[1] * x->ne[0], x->ne[1],
+            (const int32_t *)ids->data + t0 * n_used, n_used,
+            (float *)dst->data + t0 * n_used * n_out, mx_cu_bad_flag(be));
+        int rc = mx_cu_check(be, "matmul_id");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+__global__ void k_get_rows(int type, const uint8_t *w, size_t w_row, int64_t n, int64_t n_rows,
+                           const int32_t *ids, float *dst, int *bad) {
+    int64_t t = blockIdx.y;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    int32_t r = ids[t];
+    if (r < 0 || r >= n_rows) {
+        dst[t * n + i] = __int_as_float(0x7fc00000);
+        if (i == 0)
+            atomicExch(bad, 1);
+        return;
+    }
+    dst[t * n + i] = cu_dq(type, w + (size_t)r * w_row, i);
+}
+
+int mx_cu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                   const struct mx_tensor *ids) {
+    struct cu_ctx *c = cu(be);
+    const int64_t T = ids->ne[0], n = w->ne[0];
+    for (int64_t t0 = 0; t0 < T; t0 += 65535) {
+        int64_t nt = T - t0 < 65535 ? T - t0 : 65535;
+        dim3 grid(mx_cu_blocks(n, 256), (unsigned)nt);
+        k_get_rows<<<grid, 256, 0, c->stream>>>((int)w->type, (const uint8_t *)w->data,
+                                                w->nb[1], n, w->ne[1],
+                                                (const int32_t *)ids->data + t0,
+                                                (float *)dst->data + t0 * n, mx_cu_bad_flag(be));
+        int rc = mx_cu_check(be, "get_rows");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
