@@ -199,8 +199,17 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
     int rc;
     /* the plan first, from the header alone: a refusal leaves nothing allocated */
     struct mx_mem_plan plan;
-    if ((rc = mx_mem_plan_make(model_path, s->n_ctx, s->kv_type, s->ubatch, &plan, err)) < 0)
+    if ((rc = mx_mem_plan_make_on(model_path, s->device, s->n_ctx, s->kv_type, s->ubatch, &plan,
+                                  err)) < 0)
         goto fail;
+    {
+        char w[32], kv[32], b[32], t[32], a[32];
+        mx_log(MX_LOG_INFO, "memory: model %s + KV %s (%lld tokens) + buffers %s = %s; %s free in %s",
+               mx_mem_fmt(plan.weights, w, sizeof w), mx_mem_fmt(plan.kv, kv, sizeof kv),
+               (long long)plan.n_ctx, mx_mem_fmt(plan.buffers, b, sizeof b),
+               mx_mem_fmt(plan.total, t, sizeof t),
+               plan.avail ? mx_mem_fmt(plan.avail, a, sizeof a) : "unknown", plan.where);
+    }
     int n_ctx = s->n_ctx > 0 ? s->n_ctx : 0;
     if (!s->no_mem_check) {
         if ((rc = mx_mem_plan_check(model_path, &plan, s->kv_type, s->ubatch, err)) < 0)
@@ -209,9 +218,10 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
             n_ctx = (int)plan.n_ctx;
         char kv[32], av[32];
         if (plan.capped)
-            mx_log(MX_LOG_WARN, "context: %lld tokens of the model's %lld fit in memory (KV %s, "
+            mx_log(MX_LOG_WARN, "context: %lld tokens of the model's %lld fit in %s (KV %s, "
                    "%s available)", (long long)plan.n_ctx, (long long)plan.n_ctx_train,
-                   mx_mem_fmt(plan.kv, kv, sizeof kv), mx_mem_fmt(plan.avail, av, sizeof av));
+                   plan.where, mx_mem_fmt(plan.kv, kv, sizeof kv),
+                   mx_mem_fmt(plan.avail, av, sizeof av));
     }
     double t0 = mx_time_s();
     L->be = mx_device_open(s->device, s->threads, err);

@@ -10,6 +10,8 @@
 #include "core/base/util.h"
 #include "core/format/gguf.h"
 #include "core/llm/llama.h"
+#include "kernels/devices.h"
+#include "kernels/devinfo.h"
 
 uint64_t mx_app_mem_available(void) {
     const char *fake = getenv("MIXEL_MEM_AVAILABLE");
@@ -57,8 +59,30 @@ static int64_t largest_fit(const struct mx_llama_hparams *hp, int kv_type, int u
     return best >= 256 ? best / 256 * 256 : best;
 }
 
+uint64_t mx_app_device_mem_available(const char *device, char *where, size_t n) {
+    const char *d = device && *device && strcmp(device, "auto") != 0 ? device : mx_device_best();
+    if (strncmp(d, "cuda", 4) != 0) {
+        snprintf(where, n, "memory");
+        return mx_app_mem_available();
+    }
+    int idx = d[4] == ':' ? atoi(d + 5) : 0;
+    struct mx_cuda_info ci;
+    mx_cuda_info_get(&ci);
+    const char *fake = getenv("MIXEL_VRAM_AVAILABLE");
+    snprintf(where, n, "VRAM on %.64s", idx >= 0 && idx < ci.n_devices ? ci.dev[idx].name
+                                                                       : "the GPU");
+    if (fake && fake[0])
+        return strtoull(fake, NULL, 10);
+    return idx >= 0 && idx < ci.n_devices ? (uint64_t)ci.dev[idx].free_mem : 0;
+}
+
 int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
                      struct mx_mem_plan *plan, struct mx_err *err) {
+    return mx_mem_plan_make_on(path, "cpu", n_ctx, kv_type, ubatch, plan, err);
+}
+
+int mx_mem_plan_make_on(const char *path, const char *device, int n_ctx, int kv_type,
+                        int ubatch, struct mx_mem_plan *plan, struct mx_err *err) {
     memset(plan, 0, sizeof *plan);
     struct mx_gguf *g = NULL;
     int rc = mx_gguf_open(path, &g, err);
@@ -76,7 +100,7 @@ int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
     mx_gguf_close(g);
     plan->is_moe = hp.n_expert > 0;
     plan->n_ctx_train = hp.n_ctx_train;
-    plan->avail = mx_app_mem_available();
+    plan->avail = mx_app_device_mem_available(device, plan->where, sizeof plan->where);
     int64_t want = n_ctx > 0 ? n_ctx : MX_MAX((int64_t)hp.n_ctx_train, 16);
     if ((rc = plan_ctx(&hp, kv_type, ubatch, want, plan, err)) < 0)
         return rc;
@@ -113,9 +137,10 @@ int mx_mem_plan_check(const char *path, const struct mx_mem_plan *plan, int kv_t
     }
     mx_gguf_close(g);
     return mx_err_set(err, MX_ENOMEM,
-                      "%s: does not fit in memory: model %s + KV %s (%s, %lld tokens) + buffers "
+                      "%s: does not fit in %s: model %s + KV %s (%s, %lld tokens) + buffers "
                       "%s = %s, %s available; try %s%sa smaller quant, or --no-mem-check",
-                      base, mx_mem_fmt(plan->weights, w, sizeof w),
+                      base, plan->where[0] ? plan->where : "memory",
+                      mx_mem_fmt(plan->weights, w, sizeof w),
                       mx_mem_fmt(plan->kv, kv, sizeof kv), mx_type_name((enum mx_type)kv_type),
                       (long long)plan->n_ctx, mx_mem_fmt(plan->buffers, b, sizeof b),
                       mx_mem_fmt(plan->total, t, sizeof t), mx_mem_fmt(plan->avail, a, sizeof a),

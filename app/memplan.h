@@ -38,7 +38,13 @@ struct mx_mem_plan {
     int64_t n_ctx_train;  /* the model's context_length */
     bool capped;          /* n_ctx was chosen below the model's context to fit memory */
     bool is_moe;          /* the model has experts (weights count all of them) */
+    char where[96];       /* what avail is: "memory", or "VRAM on NVIDIA H100 80GB HBM3" */
 };
+
+/* Bytes device (a --device name: NULL/"auto", "cpu", "cuda", "cuda:N") can still give, and in
+ * where what that is: RAM (mx_app_mem_available) for the CPU, the GPU's free VRAM for CUDA
+ * (MIXEL_VRAM_AVAILABLE stands in for it, as MIXEL_MEM_AVAILABLE does for RAM). 0: unknown. */
+uint64_t mx_app_device_mem_available(const char *device, char *where, size_t n);
 
 /* Plans opening path with n_ctx cells (0: the model's context, capped to what fits) of
  * kv_type (enum mx_type) and ubatch (0: 512), against mx_app_mem_available(). Reads only the
@@ -46,6 +52,11 @@ struct mx_mem_plan {
  * plan->avail with mx_mem_plan_check), or the GGUF reader's / hyperparameter error. */
 int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
                      struct mx_mem_plan *plan, struct mx_err *err);
+
+/* The same against the memory of device (mx_app_device_mem_available): on a GPU the weights,
+ * the KV cache and the buffers all live in its VRAM. */
+int mx_mem_plan_make_on(const char *path, const char *device, int n_ctx, int kv_type,
+                        int ubatch, struct mx_mem_plan *plan, struct mx_err *err);
 
 /* 0 when plan fits (or availability is unknown); else MX_ENOMEM with err saying the numbers and
  * what would fit: "M.gguf: does not fit in memory: model 24.6 GiB + KV 4.0 GiB (f16, 32768

@@ -40,5 +40,16 @@ MIXEL_MEM_AVAILABLE=2000000 run -c 512 --kv-type f32 --no-mem-check ||
 MIXEL_MEM_AVAILABLE=1000000 run -c 16; rc=$?
 [ $rc -eq 1 ] || fail "weights above the limit: exit $rc"
 grep -q 'does not fit in memory: model 1.1 MiB' "$T/err" || fail "$(cat "$T/err")"
+# on a GPU the plan is against its free VRAM (refused before the device is even opened, so this
+# runs without one): the same numbers, and where they did not fit
+MIXEL_MEM_AVAILABLE=100000000 MIXEL_VRAM_AVAILABLE=2000000 run -c 512 --kv-type f32 --device cuda
+rc=$?
+[ $rc -eq 1 ] || fail "a model that does not fit in VRAM: exit $rc"
+grep -q 'stories260K.gguf: does not fit in VRAM on .*: model 1.1 MiB + KV 642 KiB (f32, 512 tokens)' \
+    "$T/err" || fail "VRAM refusal: $(cat "$T/err")"
+# the plan is said before loading
+MIXEL_MEM_AVAILABLE=100000000 run -c 512 || fail "$(cat "$T/err")"
+grep -q 'memory: model 1.1 MiB + KV [0-9]* KiB (512 tokens) + buffers [0-9.]* MiB = [0-9.]* MiB; 95.4 MiB free in memory' \
+    "$T/err" || fail "the plan is not said: $(cat "$T/err")"
 "$MIXEL" run --help | grep -q -- '--no-mem-check' || fail "--no-mem-check not in run --help"
 echo ok
