@@ -26,6 +26,7 @@
 #include "kernels/backend.h"
 #include "cli/cmd.h"
 #include "cli/opts.h"
+#include "kernels/devinfo.h"
 #include "app/llm.h"
 #include "cli/bench_image.h"
 
@@ -390,6 +391,16 @@ int mx_cmd_bench(int argc, char **argv) {
     uint64_t rss = mx_bench_peak_rss(); /* before the sweep (which runs in a child anyway) */
     double machine = measure_bandwidth_apart((size_t)mem_mib << 20, n_threads, 5);
     double wgbps = tg * (double)sz.n_bytes_active / 1e9;
+    /* on a GPU the bound is the card's memory, not the host's */
+    struct mx_cuda_info ci;
+    const struct mx_cuda_device *card = NULL;
+    if (L && !strcmp(mx_llm_device(L), "CUDA")) {
+        mx_cuda_info_get(&ci);
+        const char *dv = o.s.device ? o.s.device : "";
+        int idx = !strncmp(dv, "cuda:", 5) ? atoi(dv + 5) : 0;
+        if (idx >= 0 && idx < ci.n_devices)
+            card = &ci.dev[idx];
+    }
     const char *name = o.model ? strrchr(o.model, '/') : NULL;
     name = name ? name + 1 : o.model;
 
@@ -417,6 +428,8 @@ int mx_cmd_bench(int argc, char **argv) {
                    "\"refused\": %zu}, ", gst.n_generated,
                    gst.grammar_s * 1e6 / (double)gst.n_generated,
                    gst.gen_s * 1e3 / (double)gst.n_generated, gst.grammar_refused);
+        if (card)
+            printf("\"device\": \"cuda\", \"card_gbps\": %.3f, ", card->mem_bw / 1e9);
         printf("\"weights_gbps\": %.3f, \"machine_gbps\": %.3f, \"peak_rss_bytes\": %llu, "
                "\"bytes_per_token\": %llu, \"params\": %llu, \"params_active\": %llu, "
                "\"weight_bytes\": %llu, \"n_expert\": %d, \"n_expert_used\": %d, "
@@ -452,7 +465,12 @@ int mx_cmd_bench(int argc, char **argv) {
                        step > 0 ? 100 * per / step : 0.0, step * 1e3, gst.n_generated,
                        gst.grammar_refused, mx_gen_end_name(gst.end));
             }
-            if (n_gen > 0)
+            if (n_gen > 0 && card)
+                printf("effective       %.2f GB/s of weights (%.1f MB x %.2f tokens/s), %.0f %% "
+                       "of the card's %.0f GB/s (%s)\n", wgbps, sz.n_bytes_active / 1e6, tg,
+                       card->mem_bw > 0 ? 100 * wgbps * 1e9 / card->mem_bw : 0.0,
+                       card->mem_bw / 1e9, mx_safe(card->name));
+            else if (n_gen > 0)
                 printf("effective       %.2f GB/s of weights (%.1f MB x %.2f tokens/s), %.0f %% "
                        "of the machine\n", wgbps, sz.n_bytes_active / 1e6, tg,
                        machine > 0 ? 100 * wgbps * 1e9 / machine : 0.0);

@@ -109,9 +109,10 @@ int mx_cmd_doctor(int argc, char **argv) {
         if (cuda.n_devices == 0)
             printf("          %s: the CPU backend will be used\n", cuda.status);
         for (int i = 0; i < cuda.n_devices; i++)
-            printf("          device %d: %s, compute %d.%d, %.1f GiB (%.1f GiB free)\n", i,
-                   cuda.dev[i].name, cuda.dev[i].cc_major, cuda.dev[i].cc_minor,
-                   cuda.dev[i].total_mem / 1073741824.0, cuda.dev[i].free_mem / 1073741824.0);
+            printf("          device %d: %s, compute %d.%d, %.1f GiB (%.1f GiB free), %.0f GB/s "
+                   "peak memory bandwidth\n", i, mx_safe(cuda.dev[i].name), cuda.dev[i].cc_major,
+                   cuda.dev[i].cc_minor, cuda.dev[i].total_mem / 1073741824.0,
+                   cuda.dev[i].free_mem / 1073741824.0, cuda.dev[i].mem_bw / 1e9);
     }
 
     /* the registry's verdict: what `--device auto` picks, and why another device is not used */

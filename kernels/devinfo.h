@@ -36,6 +36,8 @@ struct mx_cuda_device {
     size_t total_mem;    /* bytes */
     size_t free_mem;     /* bytes, when queried */
     int cc_major, cc_minor;
+    double mem_bw;       /* peak memory bandwidth, bytes/s (memory clock x bus width x 2, DDR);
+                          * 0 if the runtime does not say */
 };
 
 struct mx_cuda_info {

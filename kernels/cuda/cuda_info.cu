@@ -29,6 +29,10 @@ extern "C" void mx_cuda_info_get(struct mx_cuda_info *info) {
         d->total_mem = p.totalGlobalMem;
         d->cc_major = p.major;
         d->cc_minor = p.minor;
+        int khz = 0, bits = 0;
+        if (cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, i) == cudaSuccess &&
+            cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, i) == cudaSuccess)
+            d->mem_bw = 2.0 * khz * 1e3 * (bits / 8.0);
         size_t fr = 0, tot = 0;
         if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
             d->free_mem = fr;
