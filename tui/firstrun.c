@@ -171,16 +171,6 @@ void mx_app_firstrun_deinit(void) {
     memset(&g_fr, 0, sizeof g_fr);
 }
 
-/* "26.44 GB" / "669 MB" / "13.8 MB". */
-static void fmt_gb(double bytes, char *buf, size_t size) {
-    if (bytes >= 1e9)
-        snprintf(buf, size, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e8)
-        snprintf(buf, size, "%.0f MB", bytes / 1e6);
-    else
-        snprintf(buf, size, "%.1f MB", bytes / 1e6);
-}
-
 /* Draws s from row y, wrapped at width, the rows below the first indented by indent; hard:
  * broken between characters, not at spaces (a command stays one piece to copy); rows past bottom
  * are left out. Returns the row after the last. */
@@ -218,9 +208,9 @@ static int draw_progress(struct app *a, int y, int bottom, int x, int w) {
     for (int k = 0; k < 20; k++)
         o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
                               k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
-    fmt_gb(a->fr.done, done, sizeof done);
-    fmt_gb(a->fr.total, total, sizeof total);
-    fmt_gb(rate, rs, sizeof rs);
+    mx_fmt_bytes(a->fr.done, done, sizeof done);
+    mx_fmt_bytes(a->fr.total, total, sizeof total);
+    mx_fmt_bytes(rate, rs, sizeof rs);
     if (rate > 0 && a->fr.total > a->fr.done)
         snprintf(eta, sizeof eta, "%.0fs", (a->fr.total - a->fr.done) / rate);
     snprintf(buf, sizeof buf, "    %s %3.0f%%  %s / %s  %s/s  ETA %s", bar, frac * 100, done,
@@ -243,8 +233,8 @@ static void firstrun_draw(struct app *a, int top, int left, int height, int widt
     y = line(a, y, bottom, x, w, 0, false, a->fr.busy ? "Esc stops the download (resumable)."
              : "Up/Down choose, Enter downloads it (into ~/models) and opens the chat; Esc "
                "or typing closes this.", MX_ROLE_muted, 0);
-    fmt_gb((double)a->fr.ram_total, tot, sizeof tot);
-    fmt_gb((double)a->fr.ram_free, fre, sizeof fre);
+    mx_fmt_bytes((double)a->fr.ram_total, tot, sizeof tot);
+    mx_fmt_bytes((double)a->fr.ram_free, fre, sizeof fre);
     snprintf(buf, sizeof buf, "This machine: %s of RAM, %s free now.",
              a->fr.ram_total ? tot : "an unknown amount", a->fr.ram_free ? fre : "unknown");
     y = line(a, y + 1, bottom, x, w, 0, false, buf, MX_ROLE_normal, 0);
@@ -256,7 +246,7 @@ static void firstrun_draw(struct app *a, int top, int left, int height, int widt
         const struct pick *p = &g_picks[idx[k]];
         bool sel = k == a->fr.sel;
         char size[32];
-        fmt_gb(p->size_gb * 1e9, size, sizeof size);
+        mx_fmt_bytes(p->size_gb * 1e9, size, sizeof size);
         /* the pick's purpose when there is room for it on the line */
         snprintf(buf, sizeof buf, "%s %s \xc2\xb7 %s \xc2\xb7 needs ~%.1f GB RAM", sel ? ">" : " ",
                  p->title, size, p->ram_gb);

@@ -169,6 +169,8 @@ size_t mx_text_wrap(const char *s, size_t len, int width, size_t *next) {
 void mx_fmt_bytes(double n, char *buf, size_t size) {
     if (n >= 1e9)
         snprintf(buf, size, "%.2f GB", n / 1e9);
+    else if (n >= 1e8)
+        snprintf(buf, size, "%.0f MB", n / 1e6);
     else if (n >= 1e6)
         snprintf(buf, size, "%.1f MB", n / 1e6);
     else

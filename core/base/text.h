@@ -37,7 +37,7 @@ int mx_char_width(unsigned int cp);
 int mx_text_width(const char *s, size_t len);
 
 /* A byte count for people, decimal units as downloads and disks state them: "4.37 GB",
- * "812.4 MB", "64 KB". */
+ * "670 MB", "13.8 MB", "64 KB". */
 void mx_fmt_bytes(double n, char *buf, size_t size);
 
 /* Word wrap: the longest prefix of s[0..len) that fits `width` columns, breaking after a space
