@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/base/err.h"
+#include "core/diffusion/hires.h"
 #include "core/diffusion/infotext.h"
 #include "core/diffusion/pipeline.h"
 
@@ -23,6 +24,13 @@ int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
 int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
                                 const char *model_path, const char *hash,
                                 const char *lora_hashes, char **out, struct mx_err *err);
+
+/* The same for an image made with the hires fix hr (NULL or not enabled: as _ex): Size is the
+ * first pass's, then "Denoising strength" and A1111's "Hires upscale" (or "Hires resize: WxH"),
+ * "Hires steps" (when not 0) and "Hires upscaler". */
+int mx_sd_params_to_infotext_hires(const struct mx_sd_params *par, const struct mx_sd_hires *hr,
+                                   uint64_t seed, const char *model_path, const char *hash,
+                                   const char *lora_hashes, char **out, struct mx_err *err);
 
 /* Applies the settings of a parsed infotext to par: prompt, negative prompt, steps, sampler
  * (and the schedule an A1111 sampler name carries), schedule type, CFG, size, clip skip, RNG,

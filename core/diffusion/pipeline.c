@@ -8,6 +8,7 @@
  * run on the backend.
  */
 #include "core/diffusion/pipeline.h"
+#include "core/diffusion/pipeline_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -260,8 +261,15 @@ static int on_step(void *ud, int step, int steps, const float *x, const float *d
     double now = mx_time_s();
     r->prog.step = step;
     r->prog.step_s = now - r->step_t0;
-    r->step_t0 = now;
-    return report(r);
+    r->prog.latent = denoised;
+    r->prog.lw = r->lw;
+    r->prog.lh = r->lh;
+    int rc = report(r);
+    r->prog.latent = NULL;
+    /* the clock restarts after the callback: what it spends (a preview decode) is its own
+     * cost, not the next step's */
+    r->step_t0 = mx_time_s();
+    return rc;
 }
 
 /* The UNet for this batch and latent size (remade when a bigger one is asked for). */
@@ -510,13 +518,18 @@ done:
     return rc;
 }
 
-/* One image with par's prompt as it is encoded (LoRA tags already taken out and applied). */
+/* One image with par's prompt as it is encoded (LoRA tags already taken out and applied); ext
+ * (NULL: none) starts from a given latent and/or hands the final latent back undecoded. */
 static int generate_one(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
-                        struct mx_image *out, mx_sd_progress_fn progress, void *ud,
-                        struct mx_err *err) {
+                        const struct mx_sd_gen_ext *ext, struct mx_image *out,
+                        mx_sd_progress_fn progress, void *ud, struct mx_err *err) {
     int rc = mx_sd_params_check(p, par, err);
     if (rc < 0)
         return rc;
+    const float *init_latent = ext ? ext->init_latent : NULL;
+    if (init_latent && (par->init || !(par->strength > 0.0f && par->strength <= 1.0f)))
+        return mx_err_set(err, MX_EINVAL, "strength %g: must be above 0 and at most 1 (and no "
+                          "init image with an init latent)", (double)par->strength);
     struct sd_run r = {.p = p, .par = par, .progress = progress, .ud = ud, .err = err};
     r.t0 = mx_time_s();
     r.batch = par->cfg != 1.0f ? 2 : 1;
@@ -551,14 +564,24 @@ static int generate_one(struct mx_sd_pipeline *p, const struct mx_sd_params *par
     steps = n_sig - 1; /* the beta schedule may drop duplicate levels */
     int first = 0;
     mx_sd_rng_init(&rng, par->rng, seed);
-    if (par->init) {
+    if (par->init || init_latent) {
         int t_enc = (int)((float)steps * par->strength);
         if (t_enc > steps - 1)
             t_enc = steps - 1;
         first = steps - t_enc - 1;
-        if ((rc = encode_init(&r, &rng)) < 0)
-            goto done;
-        mx_sd_rng_init(&rng, par->rng, seed); /* the peer seeds again: the noise repeats draw 1 */
+        if (init_latent) { /* hires fix: the upscaled first pass, already a latent */
+            if (!(r.init_latent = malloc((size_t)r.n * sizeof *r.init_latent))) {
+                rc = mx_err_set(err, MX_ENOMEM, "out of memory (init latent)");
+                goto done;
+            }
+            memcpy(r.init_latent, init_latent, (size_t)r.n * sizeof *r.init_latent);
+            if (p->model->inpaint && (rc = blank_inpaint_input(&r)) < 0)
+                goto done;
+        } else {
+            if ((rc = encode_init(&r, &rng)) < 0)
+                goto done;
+            mx_sd_rng_init(&rng, par->rng, seed); /* the peer seeds again: noise repeats draw 1 */
+        }
     } else if (p->model->inpaint && (rc = blank_inpaint_input(&r)) < 0) {
         goto done;
     }
@@ -578,6 +601,11 @@ static int generate_one(struct mx_sd_pipeline *p, const struct mx_sd_params *par
                       denoise, on_step, &r, err);
     if (rc < 0)
         goto done;
+    if (ext && ext->latent_out) { /* the caller decodes (or samples again) */
+        *ext->latent_out = x;
+        x = NULL;
+        goto done;
+    }
     if ((rc = decode(&r, x, out)) < 0)
         goto done;
     r.prog.phase = MX_SD_PHASE_DONE;
@@ -762,7 +790,15 @@ const char *mx_sd_pipeline_lora_hashes(const struct mx_sd_pipeline *p, char *buf
 int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
                    struct mx_image *out, mx_sd_progress_fn progress, void *ud,
                    struct mx_err *err) {
+    return mx_sd_generate_ext(p, par, index, NULL, out, progress, ud, err);
+}
+
+int mx_sd_generate_ext(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
+                       const struct mx_sd_gen_ext *ext, struct mx_image *out,
+                       mx_sd_progress_fn progress, void *ud, struct mx_err *err) {
     memset(out, 0, sizeof *out);
+    if (ext && ext->latent_out)
+        *ext->latent_out = NULL;
     char *stripped;
     struct mx_sd_lora_tag *tags;
     int n_tags;
@@ -772,9 +808,52 @@ int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int
     if ((rc = lora_prepare(p, par, tags, n_tags, err)) == 0) {
         struct mx_sd_params q = *par;
         q.prompt = stripped;
-        rc = generate_one(p, &q, index, out, progress, ud, err);
+        rc = generate_one(p, &q, index, ext, out, progress, ud, err);
     }
     mx_sd_lora_tags_free(tags, n_tags);
     free(stripped);
     return rc;
+}
+
+int mx_sd_decode_latent(struct mx_sd_pipeline *p, const struct mx_sd_params *par,
+                        const float *latent, struct mx_image *out, mx_sd_progress_fn progress,
+                        void *ud, struct mx_err *err) {
+    memset(out, 0, sizeof *out);
+    struct sd_run r = {.p = p, .par = par, .progress = progress, .ud = ud, .err = err};
+    r.t0 = mx_time_s();
+    r.lw = par->width / 8;
+    r.lh = par->height / 8;
+    r.n = 4 * (int64_t)r.lw * r.lh;
+    int rc = decode(&r, latent, out);
+    if (rc == 0) {
+        r.prog.phase = MX_SD_PHASE_DONE;
+        if ((rc = report(&r)) < 0)
+            mx_image_free(out);
+    }
+    return rc;
+}
+
+int mx_sd_encode_image(struct mx_sd_pipeline *p, const struct mx_sd_params *par, uint64_t seed,
+                       float **latent, struct mx_err *err) {
+    *latent = NULL;
+    if (!par->init)
+        return mx_err_set(err, MX_EINVAL, "no image to encode");
+    struct mx_sd_params q = *par;
+    q.mask = NULL;
+    struct sd_run r = {.p = p, .par = &q, .err = err};
+    r.t0 = mx_time_s();
+    r.lw = par->width / 8;
+    r.lh = par->height / 8;
+    r.n = 4 * (int64_t)r.lw * r.lh;
+    struct mx_sd_rng rng;
+    mx_sd_rng_init(&rng, par->rng, seed);
+    int rc = encode_init(&r, &rng);
+    free(r.mask);
+    free(r.cond_extra);
+    if (rc < 0) {
+        free(r.init_latent);
+        return rc;
+    }
+    *latent = r.init_latent;
+    return 0;
 }

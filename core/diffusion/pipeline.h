@@ -69,6 +69,11 @@ struct mx_sd_progress {
     double elapsed_s;            /* since mx_sd_generate started */
     double step_s;               /* seconds of the last sampling step */
     double text_s, decode_s;     /* time spent encoding the prompt / decoding (when done) */
+    /* sampling steps > 0: the model's current estimate of the clean latent (k-diffusion's
+     * "denoised", [4][lh][lw] as the UNet sees it, scaled), valid only during the callback, for
+     * a live preview (preview.h); NULL in the other phases */
+    const float *latent;
+    int lw, lh;                  /* latent size of latent */
 };
 
 /* Returns non-zero to cancel. */
