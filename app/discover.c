@@ -918,6 +918,42 @@ int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struc
     return 0;
 }
 
+int mx_discover_taesd(const char *home, const char *ckpt, bool xl, char *buf, size_t size) {
+    static const struct {
+        const char *ckpt_dir, *dir;
+    } beside[] = {
+        { "/models/Stable-diffusion/", "/models/VAE-approx" },
+        { "/models/checkpoints/", "/models/vae_approx" },
+    };
+    static const char *const rel[] = {
+        "stable-diffusion-webui/models/VAE-approx", "stable-diffusion-webui-forge/models/VAE-approx",
+        "ComfyUI/models/vae_approx",
+    };
+    static const char *const names[2][2] = {
+        { "taesd_decoder.safetensors", "taesd.safetensors" },
+        { "taesdxl_decoder.safetensors", "taesdxl.safetensors" },
+    };
+    char dir[4096];
+    for (size_t i = 0; i < 5; i++) {
+        if (i < 2) {
+            const char *at = ckpt ? strstr(ckpt, beside[i].ckpt_dir) : NULL;
+            if (!at || (size_t)snprintf(dir, sizeof dir, "%.*s%s", (int)(at - ckpt), ckpt,
+                                        beside[i].dir) >= sizeof dir)
+                continue;
+        } else if (!home || !home[0] ||
+                   (size_t)snprintf(dir, sizeof dir, "%s/%s", home, rel[i - 2]) >= sizeof dir) {
+            continue;
+        }
+        for (int k = 0; k < 2; k++)
+            if ((size_t)snprintf(buf, size, "%s/%s", dir, names[xl ? 1 : 0][k]) < size &&
+                access(buf, R_OK) == 0)
+                return 0;
+    }
+    if (size)
+        buf[0] = '\0';
+    return MX_ENOENT;
+}
+
 /* ---- GGUF headers ---------------------------------------------------------------------------- */
 
 /* Adds one file's tensors to the parameter count and the bytes-per-type histogram. */

@@ -130,6 +130,13 @@ char *mx_discover_sd_default(const char *home, const char *cwd);
 int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err);
 void mx_discover_lora_dirs_free(char **dirs); /* NULL ok */
 
+/* A TAESD decoder for live previews of checkpoint ckpt (may be NULL): taesd_decoder.safetensors
+ * or taesd.safetensors (xl: taesdxl_...) in the preview-decoder folders beside its models folder
+ * (A1111 .../models/VAE-approx, ComfyUI .../models/vae_approx), then under home in
+ * stable-diffusion-webui(-forge)/models/VAE-approx and ComfyUI/models/vae_approx. The first
+ * found goes into buf. Returns 0, or MX_ENOENT when there is none. */
+int mx_discover_taesd(const char *home, const char *ckpt, bool xl, char *buf, size_t size);
+
 /* Frees the entries and their strings and zeroes the list (NULL ok). */
 void mx_model_list_free(struct mx_model_list *list);
 
