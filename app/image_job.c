@@ -20,10 +20,12 @@
 #include "app/discover.h"
 #include "app/model_hash.h"
 #include "core/base/util.h"
+#include "core/diffusion/hires.h"
 #include "core/diffusion/params_text.h"
 #include "core/diffusion/rng.h"
 #include "core/diffusion/sampler.h"
 #include "core/diffusion/schedule.h"
+#include "core/image/grid.h"
 #include "core/image/image.h"
 #include "history/db.h"
 #include "history/paths.h"
@@ -189,7 +191,7 @@ static int resolve_names(const struct mx_image_req *req, struct mx_sd_params *pa
 
 /* The record of an image as JSON (stored with its row; `mixel sessions export` shows it). */
 static char *params_json(const struct mx_image_req *req, const struct mx_sd_params *par,
-                         const struct mx_image_result *res) {
+                         const struct mx_sd_hires *hr, const struct mx_image_result *res) {
     json_t *o = json_object();
     if (!o)
         return NULL;
@@ -209,6 +211,15 @@ static char *params_json(const struct mx_image_req *req, const struct mx_sd_para
         json_object_set_new(o, "strength", json_real(par->strength));
         json_object_set_new(o, "init", json_string(req->init_path));
     }
+    if (hr->enabled) {
+        json_object_set_new(o, "hires_upscaler",
+                            json_string(mx_sd_upscaler_a1111_name(hr->upscaler)));
+        json_object_set_new(o, "hires_scale", json_real(hr->scale));
+        json_object_set_new(o, "hires_steps", json_integer(hr->steps));
+        json_object_set_new(o, "denoising_strength", json_real(hr->strength));
+    }
+    if (res->n_images > 1)
+        json_object_set_new(o, "grid_of", json_integer(res->n_images));
     json_object_set_new(o, "model", json_string(req->ckpt));
     json_object_set_new(o, "seconds", json_real(res->seconds));
     json_object_set_new(o, "parameters", json_string(res->infotext ? res->infotext : ""));
@@ -218,20 +229,20 @@ static char *params_json(const struct mx_image_req *req, const struct mx_sd_para
 }
 
 /* A file name for the image that no earlier one has: <ms since the epoch>-<seed>.png. */
-static int out_path(const struct mx_image_req *req, uint64_t seed, char **out,
-                    struct mx_err *err) {
+static int out_path(const struct mx_image_req *req, uint64_t seed, const char *suffix,
+                    char **out, struct mx_err *err) {
     int rc = mx_mkdir_p(req->out_dir, err);
     if (rc != 0)
         return rc;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    size_t n = strlen(req->out_dir) + 64;
+    size_t n = strlen(req->out_dir) + strlen(suffix) + 64;
     if (!(*out = malloc(n)))
         return mx_err_set(err, MX_ENOMEM, "out of memory");
     for (int k = 0; k < 100; k++) {
-        snprintf(*out, n, "%s/%lld-%llu%s%.0d.png", req->out_dir, ms,
-                 (unsigned long long)seed, k ? "-" : "", k);
+        snprintf(*out, n, "%s/%lld-%llu%s%s%.0d.png", req->out_dir, ms,
+                 (unsigned long long)seed, suffix, k ? "-" : "", k);
         if (access(*out, F_OK) != 0)
             return 0;
     }
@@ -246,6 +257,8 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     struct mx_image init = {0}, img = {0};
     struct mx_image_result r = {0};
     char **lora_dirs = NULL;
+    struct mx_image *made = NULL; /* a batch's images, for the grid */
+    int n_made = 0;
     memset(res, 0, sizeof *res);
     int rc = engine_open(job, e, req, &r.load_s, &err);
     if (rc != 0)
@@ -298,41 +311,115 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     par.n_loras = req->n_loras;
     if ((rc = mx_sd_params_check(e->p, &par, &err)) != 0)
         goto done;
+    struct mx_sd_hires hr;
+    mx_sd_hires_default(&hr);
+    if (req->hires) {
+        hr.enabled = true;
+        if (req->hires_scale > 0)
+            hr.scale = req->hires_scale;
+        hr.width = req->hires_width;
+        hr.height = req->hires_height;
+        hr.steps = req->hires_steps;
+        if (req->denoise >= 0)
+            hr.strength = req->denoise;
+        if (req->hires_upscaler &&
+            (rc = mx_sd_upscaler_parse(req->hires_upscaler, &hr.upscaler, &err)) != 0)
+            goto done;
+        if (req->init_path) {
+            rc = mx_err_set(&err, MX_EINVAL, "the hires fix is for /image, not /img2img");
+            goto done;
+        }
+        if ((rc = mx_sd_hires_check(e->p, &par, &hr, &err)) != 0)
+            goto done;
+    }
+    int n = (req->batch_count > 0 ? req->batch_count : 1) *
+            (req->batch_size > 0 ? req->batch_size : 1);
+    if (n > 1 && !(made = calloc((size_t)n, sizeof *made))) {
+        rc = mx_err_set(&err, MX_ENOMEM, "out of memory");
+        goto done;
+    }
     struct progress_ud pu = {.job = job, .t_sample0 = -1};
     double t0 = mx_time_s();
-    rc = mx_sd_generate(e->p, &par, 0, &img, on_progress, &pu, &err);
-    if (rc != 0)
-        goto done;
+    char lh[1024];
+    for (int i = 0; i < n; i++) {
+        if (n > 1) {
+            char note[64];
+            snprintf(note, sizeof note, "image %d of %d", i + 1, n);
+            mx_job_post(job, MX_EV_PROGRESS, note, 0, 0);
+        }
+        pu.t_sample0 = -1;
+        if ((rc = mx_sd_generate_hires(e->p, &par, &hr, i, &img, on_progress, &pu, &err)) != 0)
+            goto done;
+        /* A1111's "Model hash": the file's SHA-256, read once and cached (app/model_hash.h); an
+         * image is not lost for want of it */
+        if (!e->hashed) { /* once per opened checkpoint */
+            mx_job_post(job, MX_EV_PROGRESS, "image: the checkpoint's hash (read once per file)",
+                        0, 0);
+            if (mx_sd_model_hash(req->ckpt, e->hash, NULL) != 0)
+                e->hash[0] = '\0';
+            e->hashed = true;
+        }
+        char *text = NULL, *path = NULL;
+        uint64_t seed = par.seed + (uint64_t)i;
+        if ((rc = mx_sd_params_to_infotext_hires(&par, &hr, seed, req->ckpt, e->hash,
+                                                 mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
+                                                 &text, &err)) != 0)
+            goto done;
+        if ((rc = out_path(req, seed, "", &path, &err)) == 0)
+            rc = mx_image_save_png_text(&img, path, "parameters", text, &err);
+        if (rc == 0 && i == 0) { /* the result (a batch's parameters are its first image's) */
+            r.infotext = text;
+            r.path = path;
+            r.w = img.w;
+            r.h = img.h;
+            text = path = NULL;
+        }
+        free(text);
+        free(path);
+        if (rc != 0)
+            goto done;
+        if (made)
+            made[n_made++] = img;
+        else
+            mx_image_free(&img);
+        memset(&img, 0, sizeof img);
+    }
     r.seconds = mx_time_s() - t0;
     r.step_s = pu.step_s;
     r.steps = par.steps; /* as asked (img2img runs fewer: A1111 says the same) */
-    r.w = img.w;
-    r.h = img.h;
-    /* A1111's "Model hash": the file's SHA-256, read once and cached (app/model_hash.h); an
-     * image is not lost for want of it */
-    if (!e->hashed) { /* once per opened checkpoint */
-        mx_job_post(job, MX_EV_PROGRESS, "image: the checkpoint's hash (read once per file)", 0,
-                    0);
-        if (mx_sd_model_hash(req->ckpt, e->hash, NULL) != 0)
-            e->hash[0] = '\0';
-        e->hashed = true;
+    r.n_images = n;
+    if (made) { /* the contact sheet is what the conversation shows */
+        struct mx_image sheet;
+        char *gpath = NULL;
+        if ((rc = mx_image_grid(made, n_made, 0, &sheet)) != 0) {
+            rc = mx_err_set(&err, rc, "grid of %d images: cannot be made", n_made);
+            goto done;
+        }
+        rc = out_path(req, par.seed, "-grid", &gpath, &err);
+        if (rc == 0)
+            rc = mx_image_save_png_text(&sheet, gpath, "parameters", r.infotext, &err);
+        if (rc == 0) {
+            r.w = sheet.w;
+            r.h = sheet.h;
+            free(r.path);
+            r.path = gpath;
+            gpath = NULL;
+        }
+        free(gpath);
+        mx_image_free(&sheet);
+        if (rc != 0)
+            goto done;
     }
-    char lh[1024];
-    if ((rc = mx_sd_params_to_infotext_ex(&par, par.seed, req->ckpt, e->hash,
-                                          mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
-                                          &r.infotext, &err)) != 0)
-        goto done;
-    if ((rc = out_path(req, par.seed, &r.path, &err)) != 0)
-        goto done;
-    if ((rc = mx_image_save_png_text(&img, r.path, "parameters", r.infotext, &err)) != 0)
-        goto done;
-    if (!(r.params_json = params_json(req, &par, &r))) {
+    if (!(r.params_json = params_json(req, &par, &hr, &r))) {
         rc = mx_err_set(&err, MX_ENOMEM, "out of memory");
         goto done;
     }
     *res = r;
     memset(&r, 0, sizeof r);
 done:
+    for (int i = 0; i < n_made; i++)
+        mx_image_free(&made[i]);
+    free(made);
     mx_discover_lora_dirs_free(lora_dirs);
     mx_image_result_free(&r);
     mx_image_free(&img);

@@ -54,11 +54,21 @@ struct mx_image_req {
     int threads;           /* CPU threads; 0: physical cores */
     char *loras[MX_IMAGE_MAX_LORAS]; /* --lora FILE[:W] arguments as typed, n_loras of them */
     int n_loras;
+    /* the hires fix (core/diffusion/hires.h), on when any of its options is given */
+    bool hires;            /* any of the options below was given */
+    float hires_scale;     /* --hires-scale; <= 0: 2 */
+    int hires_width, hires_height; /* --hires-width/--hires-height; 0: from the scale */
+    int hires_steps;       /* --hires-steps; 0: --steps */
+    float denoise;         /* --denoise: the second pass's strength; < 0: 0.7 */
+    char *hires_upscaler;  /* --hires-upscaler name; NULL: latent */
+    int batch_count, batch_size; /* A1111's n_iter and batch_size; 0: 1. More than one image:
+                            * each saved, and the grid is the result (the panel shows it) */
 };
 
 /* What a finished job made. Strings owned (mx_image_result_free). */
 struct mx_image_result {
-    char *path;            /* the PNG written */
+    char *path;            /* the PNG written (a batch: its grid; the images beside it) */
+    int n_images;          /* images made (a batch: more than 1) */
     char *infotext;        /* A1111 parameters text (also in the PNG's "parameters" chunk) */
     char *params_json;     /* the same as a JSON object (stored with the image row) */
     int w, h;              /* pixels */
@@ -84,7 +94,9 @@ const char *mx_sd_engine_path(const struct mx_sd_engine *e);
 /* Reads a slash command's argument: words and options, with '...' and "..." quoting and \
  * escapes as a shell does; "--" ends the options. Options (`mixel image`'s names): -n/--negative
  * (--negative-prompt), -W/--width, -H/--height, --steps, --cfg (--cfg-scale), --sampler,
- * --scheduler, -s/--seed (-1: random), --rng, --clip-skip, --eta, --strength, -d/-m/--model.
+ * --scheduler, -s/--seed (-1: random), --rng, --clip-skip, --eta, --strength, -d/-m/--model,
+ * --lora, the hires fix's --hires-scale, --hires-width, --hires-height, --hires-steps, --denoise,
+ * --hires-upscaler, and --batch-count, --batch-size.
  * Numbers are checked for form and range here; the pipeline
  * checks the rest (multiples of 8, memory). Returns 0, MX_EINVAL (err: which option and why,
  * one line) or MX_ENOMEM; *req is then empty. */

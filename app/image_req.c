@@ -23,6 +23,7 @@ void mx_image_req_free(struct mx_image_req *r) {
     free(r->init_path);
     free(r->out_dir);
     free(r->device);
+    free(r->hires_upscaler);
     for (int i = 0; i < r->n_loras; i++)
         free(r->loras[i]);
     memset(r, 0, sizeof *r);
@@ -80,7 +81,8 @@ static int next_word(const char **s, char *out, size_t size, struct mx_err *err)
 
 /* Option names the request takes, with the field each fills. */
 enum opt_id { O_NEG, O_W, O_H, O_STEPS, O_CFG, O_SAMPLER, O_SCHED, O_SEED, O_RNG, O_CLIP,
-              O_ETA, O_STRENGTH, O_MODEL, O_LORA };
+              O_ETA, O_STRENGTH, O_MODEL, O_LORA, O_HR_SCALE, O_HR_W, O_HR_H, O_HR_STEPS,
+              O_DENOISE, O_HR_UP, O_BCOUNT, O_BSIZE };
 
 /* `mixel image`'s names (cli/cmd_image.c), so a command line carries over */
 static const struct { const char *shrt, *lng; enum opt_id id; } opts[] = {
@@ -93,6 +95,10 @@ static const struct { const char *shrt, *lng; enum opt_id id; } opts[] = {
     {NULL, "--clip-skip", O_CLIP},     {NULL, "--eta", O_ETA},
     {NULL, "--strength", O_STRENGTH},  {"-d", "--model", O_MODEL},
     {"-m", "--model", O_MODEL},        {NULL, "--lora", O_LORA},
+    {NULL, "--hires-scale", O_HR_SCALE}, {NULL, "--hires-width", O_HR_W},
+    {NULL, "--hires-height", O_HR_H},  {NULL, "--hires-steps", O_HR_STEPS},
+    {NULL, "--denoise", O_DENOISE},    {NULL, "--hires-upscaler", O_HR_UP},
+    {NULL, "--batch-count", O_BCOUNT}, {NULL, "--batch-size", O_BSIZE},
 };
 
 /* A whole number in [lo, hi] from v for option name. */
@@ -139,6 +145,7 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
     r->cfg = -1;
     r->eta = -1;
     r->strength = -1;
+    r->denoise = -1;
     size_t cap = (arg ? strlen(arg) : 0) + 1;
     char *w = malloc(cap), *v = malloc(cap);
     const char *s = arg ? arg : "";
@@ -158,7 +165,9 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
         if (k < 0 && options && w[0] == '-' && w[1] && !(w[1] >= '0' && w[1] <= '9')) {
             rc = mx_err_set(err, MX_EINVAL, "unknown option %s (options: -n/--negative, -W, -H, "
                             "--steps, --cfg, --sampler, --scheduler, -s/--seed, --rng, "
-                            "--clip-skip, --eta, --strength, -d/--model, --lora; -- ends them)", w);
+                            "--clip-skip, --eta, --strength, -d/--model, --lora, --hires-scale, "
+                            "--hires-width, --hires-height, --hires-steps, --denoise, "
+                            "--hires-upscaler, --batch-count, --batch-size; -- ends them)", w);
             break;
         }
         if (k < 0) {
@@ -212,6 +221,31 @@ int mx_image_req_parse(const char *arg, struct mx_image_req *r, struct mx_err *e
                                 "not '%s'", v);
             else
                 r->seed = u, r->seed_set = true;
+            break;
+        case O_HR_UP: str = &r->hires_upscaler; r->hires = true; break;
+        case O_HR_SCALE:
+            rc = parse_num(w, v, 1, 8, &r->hires_scale, err);
+            r->hires = true;
+            break;
+        case O_DENOISE:
+            rc = parse_num(w, v, 0, 1, &r->denoise, err);
+            r->hires = true;
+            break;
+        case O_HR_W:
+        case O_HR_H:
+            if ((rc = parse_int(w, v, 64, 4096, &x, err)) == 0)
+                *(opts[k].id == O_HR_W ? &r->hires_width : &r->hires_height) = (int)x;
+            r->hires = true;
+            break;
+        case O_HR_STEPS:
+            if ((rc = parse_int(w, v, 0, 1000, &x, err)) == 0)
+                r->hires_steps = (int)x;
+            r->hires = true;
+            break;
+        case O_BCOUNT:
+        case O_BSIZE:
+            if ((rc = parse_int(w, v, 1, 100, &x, err)) == 0)
+                *(opts[k].id == O_BCOUNT ? &r->batch_count : &r->batch_size) = (int)x;
             break;
         case O_CFG: rc = parse_num(w, v, 0, 100, &r->cfg, err); break;
         case O_ETA: rc = parse_num(w, v, 0, 10, &r->eta, err); break;

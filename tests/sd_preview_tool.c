@@ -6,11 +6,18 @@
  *   resample IN.png W H lanczos|nearest OUT.png    mixel's Pillow-style resize
  *   tiles GRID.png ROWS COLS A.png B.png ...       every tile of the grid equals its PNG, the
  *                                                  cells after the last are black
+ *   job CKPT OUT_DIR LINE          one chat /image command line through app/image_job.h (the
+ *                                  worker, the engine): prints the result's path, WxH, image
+ *                                  count and infotext
  * Exit 0 on success, 1 with a message on stderr otherwise. */
+#include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/image_job.h"
+#include "app/worker.h"
 #include "core/diffusion/taesd.h"
 #include "core/image/image.h"
 #include "core/image/resample.h"
@@ -126,7 +133,70 @@ static int tiles(int argc, char **argv) {
     return bad;
 }
 
+struct job_args {
+    struct mx_sd_engine *e;
+    struct mx_image_req *req;
+    struct mx_image_result *res;
+};
+
+static void job_fn(struct mx_job *job, void *ud) {
+    struct job_args *a = ud;
+    mx_image_job_run(job, a->e, a->req, a->res);
+}
+
+static int job(char **argv) {
+    struct mx_image_req req;
+    struct mx_err err = {0};
+    if (mx_image_req_parse(argv[4], &req, &err) != 0) {
+        fprintf(stderr, "job: %s\n", err.msg);
+        return 1;
+    }
+    req.ckpt = strdup(argv[2]);
+    req.out_dir = strdup(argv[3]);
+    req.device = strdup("cpu");
+    req.threads = 2;
+    struct mx_worker *w;
+    struct mx_sd_engine *e;
+    if (mx_worker_new(&w) != 0 || mx_sd_engine_new(&e) != 0)
+        return 1;
+    struct mx_image_result res = {0};
+    struct job_args a = {e, &req, &res};
+    int code = -1;
+    char msg[512] = "";
+    if (mx_worker_start(w, job_fn, &a) != 0)
+        return 1;
+    for (bool done = false; !done;) {
+        struct pollfd p = {.fd = mx_worker_wake_fd(w), .events = POLLIN};
+        if (poll(&p, 1, 600000) <= 0) {
+            fprintf(stderr, "job: no event in 600 s\n");
+            return 1;
+        }
+        struct mx_event ev;
+        while (mx_worker_poll(w, &ev)) {
+            if (ev.kind == MX_EV_DONE) {
+                code = ev.code;
+                snprintf(msg, sizeof msg, "%s", ev.text ? ev.text : "");
+                done = true;
+            }
+            free(ev.text);
+        }
+    }
+    while (mx_worker_busy(w))
+        sched_yield();
+    if (code == 0)
+        printf("%s\n%dx%d\n%d\n%s\n", res.path, res.w, res.h, res.n_images, res.infotext);
+    else
+        fprintf(stderr, "job: %s\n", msg);
+    mx_image_result_free(&res);
+    mx_image_req_free(&req);
+    mx_sd_engine_free(e);
+    mx_worker_free(w);
+    return code != 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "job"))
+        return job(argv);
     if (argc == 6 && !strcmp(argv[1], "taesd-write")) {
         struct mx_err err = {0};
         int rc = taesd_test_write(argv[2], !strcmp(argv[3], "diffusers"), !strcmp(argv[4], "f16"),

@@ -218,6 +218,11 @@ int mx_app_image_request(struct app *a, const char *cmd, struct mx_image_req *re
         mx_app_notice(a, true, "%s: busy: wait for the answer or image (Esc stops it)", cmd);
         goto fail;
     }
+    if (remote && (req.hires || req.batch_count > 1 || req.batch_size > 1)) {
+        mx_app_notice(a, true, "%s: the hires fix and batches are for local images (not with "
+                      "--remote-images)", cmd);
+        goto fail;
+    }
     if (!remote && !req.ckpt && !(req.ckpt = default_ckpt(a))) {
         mx_app_notice(a, true, "%s: no image model: give one with -d CHECKPOINT.safetensors "
                       "(kept for this session) or start mixel with --sd-model PATH", cmd);
