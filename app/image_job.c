@@ -22,6 +22,7 @@
 #include "core/base/util.h"
 #include "core/diffusion/hires.h"
 #include "core/diffusion/params_text.h"
+#include "core/diffusion/preview.h"
 #include "core/diffusion/rng.h"
 #include "core/diffusion/sampler.h"
 #include "core/diffusion/schedule.h"
@@ -114,6 +115,9 @@ void mx_image_mem_need(const struct mx_sd_engine *e, const struct mx_image_req *
 /* What the progress callback needs: the job (cancel, events) and the sampling clock. */
 struct progress_ud {
     struct mx_job *job;
+    struct mx_sd_preview *pv;    /* the live preview, or NULL */
+    const char *preview_path;    /* where it goes */
+    int w, h;                    /* the image's final size */
     double t_sample0;            /* elapsed_s when sampling started (-1: not yet) */
     double step_s;               /* mean seconds per step so far */
 };
@@ -127,6 +131,15 @@ static int on_progress(void *ud, const struct mx_sd_progress *p) {
             pu->t_sample0 = p->elapsed_s - (p->step > 0 ? p->step * p->step_s : 0);
         if (p->step > 0)
             pu->step_s = (p->elapsed_s - pu->t_sample0) / p->step;
+    }
+    if (pu->pv && mx_sd_preview_due(pu->pv, p)) {
+        struct mx_image img;
+        struct mx_err err = {0};
+        /* best effort: a preview that cannot be made or written is just not shown */
+        if (mx_sd_preview_make(pu->pv, p, pu->w, pu->h, &img, &err) == 0) {
+            mx_image_save_png(&img, pu->preview_path, NULL);
+            mx_image_free(&img);
+        }
     }
     char text[160];
     mx_image_progress_text(p, pu->step_s, text, sizeof text);
@@ -259,6 +272,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     char **lora_dirs = NULL;
     struct mx_image *made = NULL; /* a batch's images, for the grid */
     int n_made = 0;
+    struct mx_sd_preview *pu_pv = NULL; /* the live preview (owned; pu.pv borrows it) */
     memset(res, 0, sizeof *res);
     int rc = engine_open(job, e, req, &r.load_s, &err);
     if (rc != 0)
@@ -338,7 +352,25 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
         rc = mx_err_set(&err, MX_ENOMEM, "out of memory");
         goto done;
     }
-    struct progress_ud pu = {.job = job, .t_sample0 = -1};
+    struct progress_ud pu = {.job = job, .t_sample0 = -1, .preview_path = req->preview_path,
+                             .w = par.width, .h = par.height};
+    if (hr.enabled) {
+        int uw, uh;
+        mx_sd_hires_sizes(&hr, par.width, par.height, &uw, &uh, &pu.w, &pu.h, NULL);
+    }
+    if (req->preview_path) {
+        mx_mkdir_p(req->out_dir, NULL); /* the preview comes before the first image */
+        char tf[4096];
+        bool have = mx_discover_taesd(getenv("HOME"), req->ckpt, false, tf, sizeof tf) == 0;
+        struct mx_err perr = {0};
+        if (mx_sd_preview_new(e->be, MX_SD_PREVIEW_SD1, have ? tf : NULL, 0, &pu.pv, &perr) != 0) {
+            char note[600];
+            snprintf(note, sizeof note, "preview: %s; the linear approximation instead", perr.msg);
+            mx_job_post(job, MX_EV_NOTICE, note, 0, 0);
+            mx_sd_preview_new(e->be, MX_SD_PREVIEW_SD1, NULL, 0, &pu.pv, NULL);
+        }
+        pu_pv = pu.pv;
+    }
     double t0 = mx_time_s();
     char lh[1024];
     for (int i = 0; i < n; i++) {
@@ -420,6 +452,7 @@ done:
     for (int i = 0; i < n_made; i++)
         mx_image_free(&made[i]);
     free(made);
+    mx_sd_preview_free(pu_pv);
     mx_discover_lora_dirs_free(lora_dirs);
     mx_image_result_free(&r);
     mx_image_free(&img);

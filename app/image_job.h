@@ -63,6 +63,12 @@ struct mx_image_req {
     char *hires_upscaler;  /* --hires-upscaler name; NULL: latent */
     int batch_count, batch_size; /* A1111's n_iter and batch_size; 0: 1. More than one image:
                             * each saved, and the grid is the result (the panel shows it) */
+    char *preview_path;    /* NULL, or where the job writes the live preview PNG while it
+                            * samples (core/diffusion/preview.h: TAESD when the checkpoint's
+                            * models folder or ~ has a taesd_decoder.safetensors, else the
+                            * linear map; at the automatic interval), each time before the step's
+                            * MX_EV_PROGRESS: the front end shows it (tui/imagegen.c) and removes
+                            * the file when the job is done */
 };
 
 /* What a finished job made. Strings owned (mx_image_result_free). */

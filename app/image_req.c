@@ -24,6 +24,7 @@ void mx_image_req_free(struct mx_image_req *r) {
     free(r->out_dir);
     free(r->device);
     free(r->hires_upscaler);
+    free(r->preview_path);
     for (int i = 0; i < r->n_loras; i++)
         free(r->loras[i]);
     memset(r, 0, sizeof *r);

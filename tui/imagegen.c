@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,7 +38,60 @@ static struct {
     struct mx_sd_engine *engine;  /* borrowed from a->imgen.engine */
     struct mx_image_req req;
     struct mx_image_result res;
+    int preview_msg;              /* the conversation's "forming" message + 1 (0: none) */
+    struct timespec preview_mtime;/* of the preview file when last loaded */
 } g_img;
+
+/* The text of the message that shows the live preview while an image is sampled. */
+#define PREVIEW_TEXT "[preview: the picture forming\xe2\x80\xa6]"
+
+/* The live-preview message, or NULL (none, or the conversation changed under it). */
+static struct msg *preview_msg(struct app *a) {
+    int i = g_img.preview_msg - 1;
+    if (i < 0 || i >= a->conv.n_msgs || !a->conv.msgs[i].text ||
+        strcmp(a->conv.msgs[i].text, PREVIEW_TEXT) != 0)
+        return NULL;
+    return &a->conv.msgs[i];
+}
+
+/* Takes the live-preview message out of the conversation and removes its file. */
+static void preview_end(struct app *a) {
+    struct msg *m = preview_msg(a);
+    if (m) {
+        int i = (int)(m - a->conv.msgs);
+        mx_app_msg_free(m);
+        memmove(m, m + 1, (size_t)(a->conv.n_msgs - i - 1) * sizeof *m);
+        a->conv.n_msgs--;
+        a->frame.full_repaint = true;
+    }
+    g_img.preview_msg = 0;
+    if (g_img.req.preview_path)
+        unlink(g_img.req.preview_path);
+}
+
+/* Shows the preview file in its message when the job wrote a new one since the last look. */
+static void preview_poll(struct app *a) {
+    struct msg *m = preview_msg(a);
+    struct stat st;
+    if (!m || !g_img.req.preview_path || stat(g_img.req.preview_path, &st) != 0)
+        return;
+    if (st.st_mtim.tv_sec == g_img.preview_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == g_img.preview_mtime.tv_nsec)
+        return;
+    g_img.preview_mtime = st.st_mtim;
+    if (!m->image && !(m->image = strdup(g_img.req.preview_path)))
+        return;
+    /* drop the cached pixels: the next frame loads the new picture */
+    mx_image_free(&m->img);
+    mx_image_free(&m->blk);
+    free(m->sixel);
+    m->sixel = NULL;
+    m->sixel_len = 0;
+    m->sx_cols = m->sx_rows = 0;
+    m->img_failed = false;
+    m->r_valid = false;
+    a->frame.full_repaint = true;
+}
 
 static void image_job_fn(struct mx_job *job, void *ud) {
     struct mx_image_remote *remote = ud; /* NULL: the local engine */
@@ -132,6 +186,10 @@ static void job_start(struct app *a) {
     a->gen.image = true;
     a->gen.t0 = mx_time_s();
     a->gen.tok_s = 0;
+    g_img.preview_msg = 0;
+    memset(&g_img.preview_mtime, 0, sizeof g_img.preview_mtime);
+    if (g_img.req.preview_path && mx_app_msg_add(a, MX_ROLE_ASSISTANT, MSG_DONE, PREVIEW_TEXT))
+        g_img.preview_msg = a->conv.n_msgs;
     mx_app_image_progress(a, "image: starting");
 }
 
@@ -270,6 +328,10 @@ int mx_app_image_request(struct app *a, const char *cmd, struct mx_image_req *re
                      avail / 1e9);
             park_llm(a, why);
         }
+        /* the picture forming, shown in the conversation while it is sampled */
+        size_t pn = strlen(req.out_dir) + 48;
+        if ((req.preview_path = malloc(pn)))
+            snprintf(req.preview_path, pn, "%s/.preview-%ld.png", req.out_dir, (long)getpid());
         mx_image_req_free(&g_img.req);
         mx_image_result_free(&g_img.res);
         g_img.req = req;
@@ -299,9 +361,11 @@ void mx_app_image_progress(struct app *a, const char *text) {
     char clean[MX_SANITIZE_MAX(200)];
     size_t n = mx_text_sanitize(text ? text : "", strnlen(text ? text : "", 200), clean, false);
     snprintf(a->status.prog, sizeof a->status.prog, "%.*s (Esc cancels)", (int)n, clean);
+    preview_poll(a);
 }
 
 void mx_app_image_done(struct app *a, int code, const char *msg) {
+    preview_end(a);
     a->gen.busy = false;
     a->gen.image = false;
     mx_app_progress_end(a);
