@@ -69,9 +69,9 @@ static void usage(FILE *f) {
             "                            with more than one a contact sheet out_grid.png\n"
             "                            (A1111's grid layout, the first image's parameters;\n"
             "                            --no-grid: none)\n"
+            "  --hires                   the hires fix with A1111's defaults (x2, Latent, 0.7)\n"
             "  --hires-scale F           hires fix: generate at the size, upscale by F, then a\n"
-            "                            second pass (A1111's \"Hires upscale\"; default 2 with\n"
-            "                            --hires)\n"
+            "                            second pass (A1111's \"Hires upscale\"; default 2)\n"
             "  --hires-width N, --hires-height N   hires fix to this size instead\n"
             "  --hires-steps N           second-pass steps (default: --steps)\n"
             "  --denoise S               second-pass denoising strength (default 0.7; 0 keeps the\n"
@@ -683,7 +683,9 @@ int mx_cmd_image(int argc, char **argv) {
             fprintf(stderr, "mixel image: preview: the terminal did not say where the cursor "
                     "is: no preview\n");
         }
+        double t_img = mx_time_s();
         int rc = mx_sd_generate_hires(p, &par, &hr, i, &img, on_progress, &bar, &err);
+        t_img = mx_time_s() - t_img;
         if (rc < 0) {
             if (bar.tty)
                 fputc('\n', stderr);
@@ -702,7 +704,7 @@ int mx_cmd_image(int argc, char **argv) {
         if (!o.quiet)
             fprintf(stderr, "mixel image: text encoder %.2f s, sampling %.2f s (%.2f s/step), "
                     "VAE decode %.2f s, total %.2f s\n", lp->text_s, sample_s,
-                    lp->steps ? sample_s / lp->steps : 0.0, lp->decode_s, lp->elapsed_s);
+                    lp->steps ? sample_s / lp->steps : 0.0, lp->decode_s, t_img);
         if (want_preview && prev.pv && !o.quiet)
             fprintf(stderr, "mixel image: preview: %d %s previews, %.3f s (%.1f%% of sampling)"
                     "\n", mx_sd_preview_count(prev.pv), mx_sd_preview_kind(prev.pv),

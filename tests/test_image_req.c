@@ -75,6 +75,17 @@ static void test_defaults_and_end_of_options(void **state) {
     assert_string_equal(r.prompt, "cold -3 degrees");
     assert_true(r.strength == 0.5f);
     mx_image_req_free(&r);
+    /* the hires fix and batches (sdpreview) */
+    assert_int_equal(mx_image_req_parse("p --hires-scale 1.5 --hires-steps 4 --denoise 0.3 "
+                                        "--hires-upscaler 'Latent (bicubic)' --batch-count 2 "
+                                        "--batch-size 3", &r, &err), 0);
+    assert_true(r.hires && r.hires_scale == 1.5f && r.hires_steps == 4 && r.denoise == 0.3f);
+    assert_string_equal(r.hires_upscaler, "Latent (bicubic)");
+    assert_true(r.batch_count == 2 && r.batch_size == 3);
+    mx_image_req_free(&r);
+    assert_int_equal(mx_image_req_parse("p --hires-width 1024", &r, &err), 0);
+    assert_true(r.hires && r.hires_width == 1024 && r.hires_height == 0 && r.denoise < 0);
+    mx_image_req_free(&r);
     /* the same option twice: the last one counts (as getopt does) */
     assert_int_equal(mx_image_req_parse("p -d a.safetensors -d b.safetensors", &r, &err), 0);
     assert_string_equal(r.ckpt, "b.safetensors");
@@ -96,6 +107,10 @@ static void test_errors(void **state) {
         {"p --seed 18446744073709551616", "--seed takes a whole number (-1: random)"},
         {"p --clip-skip 13", "--clip-skip takes a whole number from 1 to 12, not '13'"},
         {"p --steps", "--steps needs a value"},
+        {"p --denoise 2", "--denoise takes a number from 0 to 1, not '2'"},
+        {"p --hires-scale 0.5", "--hires-scale takes a number from 1 to 8, not '0.5'"},
+        {"p --hires-width 32", "--hires-width takes a whole number from 64 to 4096, not '32'"},
+        {"p --batch-count 0", "--batch-count takes a whole number from 1 to 100, not '0'"},
         {"p --bogus 3", "unknown option --bogus"},
         {"p -n \"open", "a double quote is not closed"},
         {"p -n 'open", "a single quote is not closed"},

@@ -67,7 +67,8 @@ struct mx_sd_progress {
     enum mx_sd_phase phase;
     int step, steps;             /* sampling: steps done of steps */
     double elapsed_s;            /* since mx_sd_generate started */
-    double step_s;               /* seconds of the last sampling step */
+    double step_s;               /* seconds of the last sampling step (what the progress
+                                  * callback itself spends, a preview, is not counted) */
     double text_s, decode_s;     /* time spent encoding the prompt / decoding (when done) */
     /* sampling steps > 0: the model's current estimate of the clean latent (k-diffusion's
      * "denoised", [4][lh][lw] as the UNet sees it, scaled), valid only during the callback, for

@@ -77,9 +77,8 @@ bool mx_sd_preview_due(struct mx_sd_preview *pv, const struct mx_sd_progress *p)
         pv->sampled_s = 0;
     }
     pv->sampled_s += p->step_s;
-    if (pv->every)
-        return pv->last_step == 0 ? p->step >= pv->every || p->step == 1
-                                  : p->step - pv->last_step >= pv->every;
+    if (pv->every) /* the first at once, then every `every` steps */
+        return pv->last_step == 0 || p->step - pv->last_step >= pv->every;
     /* automatic: the first at once (to learn the cost), then when the budget covers it */
     return pv->last_step == 0 || pv->sampled_s * MX_SD_PREVIEW_BUDGET >= pv->last_cost_s;
 }

@@ -119,16 +119,11 @@ static int load_all(struct mx_sd_taesd *t, struct taesd_load *l) {
     return rc;
 }
 
-int mx_sd_taesd_open(struct mx_backend *be, const char *path, struct mx_sd_taesd **out,
-                     struct mx_err *err) {
-    *out = NULL;
-    if (!be || strcmp(mx_backend_name(be), "cpu") != 0)
-        return mx_err_set(err, MX_EUNSUP, "%s: the TAESD preview runs on the CPU backend, not %s",
-                          path, be ? mx_backend_name(be) : "none");
-    struct mx_st *st;
-    int rc = mx_st_open(path, &st, err);
-    if (rc < 0)
-        return rc;
+/* Reads the decoder from the opened file st (closed here in every case). */
+static int open_st(struct mx_backend *be, struct mx_st *st, struct mx_sd_taesd **out,
+                   struct mx_err *err) {
+    const char *path = mx_st_path(st);
+    int rc = 0;
     struct taesd_load l = {.st = st, .err = err};
     if (mx_st_find_tensor(st, "decoder.layers.0.weight")) {
         l.prefix = "decoder.layers.";
@@ -136,14 +131,16 @@ int mx_sd_taesd_open(struct mx_backend *be, const char *path, struct mx_sd_taesd
         l.prefix = "";
         l.offset = 1;
     } else {
+        rc = mx_err_set(err, MX_EFORMAT, "%s: not a TAESD decoder (neither "
+                        "decoder.layers.0.weight nor 1.weight is in it)", path);
         mx_st_close(st);
-        return mx_err_set(err, MX_EFORMAT, "%s: not a TAESD decoder (neither "
-                          "decoder.layers.0.weight nor 1.weight is in it)", path);
+        return rc;
     }
     struct mx_sd_taesd *t = calloc(1, sizeof *t);
     if (!t) {
+        rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
         mx_st_close(st);
-        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
+        return rc;
     }
     t->be = be;
     if ((rc = load_all(t, &l)) == 0) { /* counted: now read */
@@ -168,6 +165,34 @@ int mx_sd_taesd_open(struct mx_backend *be, const char *path, struct mx_sd_taesd
             t->blk[b][k].w.name = t->blk[b][k].b.name = "taesd";
     *out = t;
     return 0;
+}
+
+/* The backend rule: the CPU one (host-memory activations), or none (load only). */
+static int check_be(struct mx_backend *be, const char *name, struct mx_err *err) {
+    if (be && strcmp(mx_backend_name(be), "cpu") != 0)
+        return mx_err_set(err, MX_EUNSUP, "%s: the TAESD preview runs on the CPU backend, not %s",
+                          name, mx_backend_name(be));
+    return 0;
+}
+
+int mx_sd_taesd_open(struct mx_backend *be, const char *path, struct mx_sd_taesd **out,
+                     struct mx_err *err) {
+    *out = NULL;
+    struct mx_st *st;
+    int rc = check_be(be, path, err);
+    if (rc == 0)
+        rc = mx_st_open(path, &st, err);
+    return rc < 0 ? rc : open_st(be, st, out, err);
+}
+
+int mx_sd_taesd_open_mem(struct mx_backend *be, const void *buf, size_t size, const char *name,
+                         struct mx_sd_taesd **out, struct mx_err *err) {
+    *out = NULL;
+    struct mx_st *st;
+    int rc = check_be(be, name, err);
+    if (rc == 0)
+        rc = mx_st_open_mem(buf, size, name, &st, err);
+    return rc < 0 ? rc : open_st(be, st, out, err);
 }
 
 void mx_sd_taesd_free(struct mx_sd_taesd *t) {
@@ -245,6 +270,8 @@ int mx_sd_taesd_decode(struct mx_sd_taesd *t, const float *latent, int lw, int l
                        struct mx_err *err) {
     if (lw < 1 || lh < 1)
         return mx_err_set(err, MX_EINVAL, "taesd: latent %dx%d is empty", lw, lh);
+    if (!t->be)
+        return mx_err_set(err, MX_EUNSUP, "taesd: opened without a backend (load only)");
     struct taesd_run r = {.t = t, .err = err};
     size_t n = (size_t)TAESD_CH * 64 * (size_t)lw * (size_t)lh;
     int rc = 0;

@@ -25,11 +25,15 @@
 
 struct mx_sd_taesd;
 
-/* Reads path's decoder weights (checking every name and shape) for be, which must be the CPU
- * backend. Returns 0, MX_ENOENT/MX_EIO, MX_EFORMAT ("path: tensor NAME missing", "... has shape
- * [..], expected [..]", "not a TAESD decoder"), MX_EUNSUP (another backend) or MX_ENOMEM. */
+/* Reads path's decoder weights (checking every name, shape and type) for be, which must be the
+ * CPU backend (NULL: load only, for checks and the fuzz target; decoding then fails). Returns 0,
+ * MX_ENOENT/MX_EIO, MX_EFORMAT ("path: tensor NAME missing", "... has shape [..], expected
+ * [..]", "not a TAESD decoder"), MX_EUNSUP (another backend) or MX_ENOMEM. */
 int mx_sd_taesd_open(struct mx_backend *be, const char *path, struct mx_sd_taesd **out,
                      struct mx_err *err);
+/* The same from a safetensors image in memory (borrowed while opening); name is for messages. */
+int mx_sd_taesd_open_mem(struct mx_backend *be, const void *buf, size_t size, const char *name,
+                         struct mx_sd_taesd **out, struct mx_err *err);
 void mx_sd_taesd_free(struct mx_sd_taesd *t); /* NULL ok */
 
 /* Bytes of host scratch a decode of an lw x lh latent needs (three 64-channel images at the
