@@ -19,6 +19,7 @@
 #include "core/base/quant_iq.h"
 #include "core/base/util.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_iq.h"
 #include "tests/mx_test.h"
 
 static const int iq_types[] = {
@@ -248,12 +249,128 @@ static void test_roundtrip(void **state) {
     free(q);
 }
 
+/* ---- kernels -------------------------------------------------------------------------------- */
+
+/* A random row of n values of an IQ type: random bytes, every block's fp16 scale a finite half
+ * of moderate size (IQ1_M keeps it in the top nibbles of its 4 scale words). */
+static void random_row(int type, int64_t n, uint8_t *w, uint64_t *rng) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    size_t bytes = (size_t)(n / t->blck_size) * t->type_size;
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)mx_test_rand(rng);
+    for (size_t off = 0; off < bytes; off += t->type_size) {
+        uint16_t h = mx_fp32_to_fp16(mx_test_randf(rng) * 0.01f);
+        if (type == MX_TYPE_IQ1_M) {
+            for (int k = 0; k < 4; k++) {
+                uint16_t v;
+                memcpy(&v, w + off + 48 + 2 * k, 2);
+                v = (uint16_t)((v & 0x0fff) | (((h >> (4 * k)) & 15) << 12));
+                memcpy(w + off + 48 + 2 * k, &v, 2);
+            }
+        } else {
+            memcpy(w + off, &h, 2);
+        }
+    }
+}
+
+/* The activation row as floats (Q8_K: q * d; Q8_0: q * fp16 d). */
+static void act_to_float(enum mx_type vt, const void *xq, float *x, int64_t n) {
+    assert_int_equal(mx_dequantize_row(vt, xq, x, n), 0);
+}
+
+/* The scalar integer dots equal the dot of the dequantized weights and activations: the
+ * integer path decodes grids, signs, scales and shifts the way dequantization does. Bound: both
+ * sides are float sums of the same products (each within a few ulps), so 1e-5 of sum |w x|. */
+static void test_scalar_vec_dot(void **state) {
+    (void)state;
+    uint64_t rng = 1616;
+    int64_t n = 1024;
+    uint8_t *w = xmalloc((size_t)n * 2), *xq = xmalloc((size_t)n * 2);
+    float *wf = xmalloc((size_t)n * 4), *x = xmalloc((size_t)n * 4), *xf = xmalloc((size_t)n * 4);
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(iq_types); ti++) {
+        int type = iq_types[ti];
+        enum mx_type vt = mx_vec_dot_type((enum mx_type)type);
+        assert_true(vt == (type == MX_TYPE_IQ4_NL ? MX_TYPE_Q8_0 : MX_TYPE_Q8_K));
+        assert_non_null(mx_iq_vec_dot_scalar[type]);
+        for (int rep = 0; rep < 30; rep++) {
+            random_row(type, n, w, &rng);
+            for (int64_t i = 0; i < n; i++)
+                x[i] = mx_test_randf(&rng) * (float)(1 + rep % 5);
+            mx_quantize_act(vt, x, xq, n);
+            assert_int_equal(mx_dequantize_row(type, w, wf, n), 0);
+            act_to_float(vt, xq, xf, n);
+            double exact = 0, mag = 0;
+            for (int64_t i = 0; i < n; i++) {
+                exact += (double)wf[i] * xf[i];
+                mag += fabs((double)wf[i] * xf[i]);
+            }
+            float got = mx_iq_vec_dot_scalar[type](n, w, xq);
+            if (!(fabs(got - exact) <= 1e-5 * mag + 1e-30))
+                fail_msg("%s rep %d: integer dot %.9g, dequantized dot %.9g (sum |wx| %g)",
+                         mx_type_name(type), rep, got, exact, mag);
+        }
+    }
+    free(w), free(xq), free(wf), free(x), free(xf);
+}
+
+/* Every kernel level's IQ vec_dot and dequantizer equals the scalar one bit for bit (the AVX2
+ * set is checked on AVX-512 CPUs too, by asking for that level). */
+static void test_simd_equals_scalar(void **state) {
+    (void)state;
+    static const int levels[] = {MX_CPU_AVX2, MX_CPU_AVX512};
+    uint64_t rng = 4242;
+    int64_t n = 7 * 256; /* odd block counts: the 2-block loops and their tails */
+    uint8_t *w = xmalloc((size_t)n * 2), *xq = xmalloc((size_t)n * 2);
+    float *x = xmalloc((size_t)n * 4), *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
+    for (size_t li = 0; li < MX_ARRAY_LEN(levels); li++) {
+        struct mx_cpu_kernels k;
+        mx_cpu_kernels_init(&k, levels[li]);
+        int n_simd = 0;
+        for (size_t ti = 0; ti < MX_ARRAY_LEN(iq_types); ti++) {
+            int type = iq_types[ti];
+            enum mx_type vt = mx_vec_dot_type((enum mx_type)type);
+            n = type == MX_TYPE_IQ4_NL ? 7 * 256 - 32 : 7 * 256; /* IQ4_NL: 55 blocks */
+            assert_non_null(k.vec_dot[type]); /* at least the scalar integer dot */
+            bool simd = k.vec_dot[type] != mx_iq_vec_dot_scalar[type];
+            if (!simd && !k.dequant[type])
+                continue;
+            n_simd++;
+            for (int rep = 0; rep < 40; rep++) {
+                random_row(type, n, w, &rng);
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = mx_test_randf(&rng) * (float)(1 + rep % 3);
+                if (rep == 0) /* the extremes: activations at +-127 against the largest levels */
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = i % 2 ? 1.0f : -1.0f;
+                mx_quantize_act(vt, x, xq, n);
+                float want = mx_iq_vec_dot_scalar[type](n, w, xq), got = k.vec_dot[type](n, w, xq);
+                if (memcmp(&want, &got, 4) != 0)
+                    fail_msg("%s level %s rep %d: vec_dot %.9g, scalar %.9g", mx_type_name(type),
+                             k.name, rep, got, want);
+                if (k.dequant[type]) {
+                    assert_int_equal(mx_dequantize_row(type, w, a, n), 0);
+                    k.dequant[type](w, b, n);
+                    for (int64_t i = 0; i < n; i++)
+                        if (memcmp(&a[i], &b[i], 4) != 0)
+                            fail_msg("%s level %s: dequant value %lld %.9g, scalar %.9g",
+                                     mx_type_name(type), k.name, (long long)i, b[i], a[i]);
+                }
+            }
+        }
+        printf("kernels '%s': %d IQ types with SIMD kernels equal the scalar ones\n", k.name,
+               n_simd);
+    }
+    free(w), free(xq), free(x), free(a), free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_golden_dequant),
         cmocka_unit_test(test_golden_quantize),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_scalar_vec_dot),
+        cmocka_unit_test(test_simd_equals_scalar),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }
