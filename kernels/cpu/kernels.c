@@ -33,8 +33,10 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
         mx_cpu_kernels_iq_avx2(k);
 #ifdef HAVE_AVX512VNNI_BUILD
         if (max_level >= MX_CPU_AVX512 && ci.avx512f && ci.avx512vl && ci.avx512bw &&
-            ci.avx512vnni)
+            ci.avx512vnni) {
             mx_cpu_kernels_avx512(k);
+            mx_cpu_kernels_iq_avx512(k);
+        }
 #endif
     }
 #endif

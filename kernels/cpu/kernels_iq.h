@@ -29,4 +29,8 @@ void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
  * call when the CPU has AVX2 + FMA + F16C). */
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 
+/* Replaces the IQ2_XS and IQ3_S vec_dots with AVX-512 BW/VL ones (masked sign application; only
+ * call when the CPU has the AVX-512 level's features). */
+void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k);
+
 #endif
