@@ -21,6 +21,17 @@ else
     echo "peer: MX_LLREF not set; comparing with the committed golden only"
 fi
 rc=0
+# mixel inspect names the IQ file type and the tensors' type
+for t in iq4_xs:30:IQ4_XS iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS; do
+    f=${t%%:*}; rest=${t#*:}; n=${rest%%:*}; name=${rest#*:}
+    out=$("$MIXEL" inspect "$src/tests/golden/iq/tiny-mixtral-d256-$f.gguf" 2>&1)
+    if printf '%s\n' "$out" | grep -q "file type  *$n ($name)" &&
+       printf '%s\n' "$out" | grep -q "tensors .*$f 16"; then
+        echo "ok: inspect shows $name"
+    else
+        echo "FAIL: inspect of the $name model:"; printf '%s\n' "$out" | head -12; rc=1
+    fi
+done
 for t in iq4_xs iq3_s iq2_xs; do
     # shellcheck disable=SC2086
     "$PY" "$src/tests/iq_logits_peer.py" "$MIXEL" "$src/tests/golden/iq" $t 1e-4 0.75 0.5 \
