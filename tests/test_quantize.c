@@ -225,6 +225,13 @@ static int expect_dense(const char *name, int ftype) {
         return MX_TYPE_Q8_0;
     case MX_FTYPE_MOSTLY_F16:
         return MX_TYPE_F16;
+    case MX_FTYPE_MOSTLY_IQ4_XS:
+    case MX_FTYPE_MOSTLY_IQ4_NL:
+        if (strcmp(name, "output.weight") == 0)
+            return MX_TYPE_Q6_K;
+        if (strcmp(kind, "ffn_down") == 0) /* layer 0: Q5_K -> Q5_1; IQ4_XS -> IQ4_NL (288) */
+            return il < 1 ? MX_TYPE_Q5_1 : MX_TYPE_IQ4_NL;
+        return ftype == MX_FTYPE_MOSTLY_IQ4_XS ? MX_TYPE_IQ4_XS : MX_TYPE_IQ4_NL;
     }
     fail_msg("no table for ftype %d", ftype);
     return -1;
@@ -238,7 +245,8 @@ static int expect_moe(const char *name, int ftype) {
         return MX_TYPE_F32;
     sscanf(name, "blk.%d.%31[a-z_]", &il, kind);
     bool more = il >= 0 && in(il, more4);
-    bool k_mix = ftype == MX_FTYPE_MOSTLY_Q4_K_M || ftype == MX_FTYPE_MOSTLY_Q4_K_S;
+    bool k_mix = ftype == MX_FTYPE_MOSTLY_Q4_K_M || ftype == MX_FTYPE_MOSTLY_Q4_K_S ||
+                 ftype == MX_FTYPE_MOSTLY_IQ4_XS || ftype == MX_FTYPE_MOSTLY_IQ4_NL;
     if (ftype == MX_FTYPE_MOSTLY_F16)
         return MX_TYPE_F16;
     if (strcmp(name, "output.weight") == 0)
@@ -246,7 +254,9 @@ static int expect_moe(const char *name, int ftype) {
     if (strcmp(kind, "attn_v") == 0 || strcmp(kind, "attn_k") == 0)
         return MX_TYPE_Q8_0;
     int base = ftype == MX_FTYPE_MOSTLY_Q4_0 ? MX_TYPE_Q4_0
-             : ftype == MX_FTYPE_MOSTLY_Q8_0 ? MX_TYPE_Q8_0 : MX_TYPE_Q4_K;
+             : ftype == MX_FTYPE_MOSTLY_Q8_0 ? MX_TYPE_Q8_0
+             : ftype == MX_FTYPE_MOSTLY_IQ4_XS ? MX_TYPE_IQ4_XS
+             : ftype == MX_FTYPE_MOSTLY_IQ4_NL ? MX_TYPE_IQ4_NL : MX_TYPE_Q4_K;
     if (strcmp(kind, "attn_output") == 0)
         return k_mix ? MX_TYPE_Q5_K : base;
     if (strcmp(kind, "ffn_down_exps") == 0 && ftype == MX_FTYPE_MOSTLY_Q4_K_M)
@@ -284,7 +294,7 @@ static void test_plan_dense(void **state) {
     (void)state;
     const int fts[] = {MX_FTYPE_MOSTLY_Q4_K_M, MX_FTYPE_MOSTLY_Q4_K_S, MX_FTYPE_MOSTLY_Q5_K_M,
                        MX_FTYPE_MOSTLY_Q6_K, MX_FTYPE_MOSTLY_Q4_0, MX_FTYPE_MOSTLY_Q8_0,
-                       MX_FTYPE_MOSTLY_F16};
+                       MX_FTYPE_MOSTLY_F16, MX_FTYPE_MOSTLY_IQ4_XS, MX_FTYPE_MOSTLY_IQ4_NL};
     for (size_t i = 0; i < sizeof fts / sizeof fts[0]; i++)
         check_plan("dense.gguf", fts[i], expect_dense);
 }
@@ -292,7 +302,8 @@ static void test_plan_dense(void **state) {
 static void test_plan_moe(void **state) {
     (void)state;
     const int fts[] = {MX_FTYPE_MOSTLY_Q4_K_M, MX_FTYPE_MOSTLY_Q4_K_S, MX_FTYPE_MOSTLY_Q4_0,
-                       MX_FTYPE_MOSTLY_Q8_0, MX_FTYPE_MOSTLY_F16};
+                       MX_FTYPE_MOSTLY_Q8_0, MX_FTYPE_MOSTLY_F16, MX_FTYPE_MOSTLY_IQ4_XS,
+                       MX_FTYPE_MOSTLY_IQ4_NL};
     for (size_t i = 0; i < sizeof fts / sizeof fts[0]; i++)
         check_plan("moe.gguf", fts[i], expect_moe);
 }
