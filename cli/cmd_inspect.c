@@ -136,6 +136,9 @@ static const char *ftype_name(int64_t ft) {
         [8] = "Q5_0", [9] = "Q5_1", [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M",
         [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
         [18] = "Q6_K", [32] = "BF16",
+        [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS", [23] = "IQ3_XXS",
+        [24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M", [28] = "IQ2_S",
+        [29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M",
     };
     if (ft >= 0 && ft < (int64_t)MX_ARRAY_LEN(names) && names[ft])
         return names[ft];

@@ -3,8 +3,9 @@
 # path / unwritable output exit 1 with a message and leave no output, the per-tensor lines and
 # the summary are printed; with ../shared, stories260K (F32, dim 64: every weight on a fallback
 # type) and tiny-mixtral-d256-q4_k (requantized K-quants, 8 experts) are converted, their types
-# checked, the results load in `mixel run` / `mixel logits` with finite logits, and six
-# conversions give exactly the tensors llama.cpp's llama_model_quantize wrote (hashes below).
+# checked, the results load in `mixel run` / `mixel logits` with finite logits, and ten
+# conversions (IQ4_NL / IQ4_XS among them) give exactly the tensors llama.cpp's
+# llama_model_quantize wrote (hashes below).
 # A case that cannot run (no python3; a shared model that is not the golden's file) is counted
 # and the test ends as a SKIP (exit 77, refused in CI) instead of a PASS.
 set -u
@@ -135,7 +136,7 @@ sys.path.insert(0, sys.argv[1])
 from gguf_writer import read_gguf
 from ggml_quants import TYPE_IDS
 BS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-      12: (256, 144), 13: (256, 176), 14: (256, 210)}
+      12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136)}
 kv, ts = read_gguf(sys.argv[2])
 data = open(sys.argv[2], "rb").read()
 h = hashlib.sha256()
@@ -159,6 +160,10 @@ tiny-mixtral-f32 Q4_K_M f2801cbd3380f937 076332b71f4b528131a487d2696059dd
 tiny-mixtral-d256-q4_k Q4_K_M 6f656fea6465042f 8c19076b2e363cc4337cec55fcace023
 tiny-mixtral-d256-q6_k Q5_K_M cda625cd6b1e162a f816869b5253616df842e6005b219dd4
 tiny-mixtral-q8_0 F16 0f817f4c0e8094c1 73138beb4e041d52a5960e9da0a53d45
+tiny-mixtral-d256-q4_k IQ4_NL 6f656fea6465042f 002f65240248d2895a4f8cd99445626c
+tiny-mixtral-d256-q4_k IQ4_XS 6f656fea6465042f 4d59943d1e6348ba0f2813de50333658
+tiny-mixtral-f32 IQ4_NL f2801cbd3380f937 afc6a176341d40f5c884c67436e91460
+tiny-mixtral-f32 IQ4_XS f2801cbd3380f937 add9159de93eb4ac3ff5a393ffa44a7b
 EOF3
 fi
 

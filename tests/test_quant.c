@@ -26,6 +26,9 @@ static const int all_types[] = {
     MX_TYPE_Q8_0, MX_TYPE_Q8_1, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
     MX_TYPE_Q6_K, MX_TYPE_Q8_K, MX_TYPE_I8,   MX_TYPE_I16,  MX_TYPE_I32,  MX_TYPE_I64,
     MX_TYPE_F64,  MX_TYPE_BF16,
+    /* IQ types (tested in test_quant_iq.c) */
+    MX_TYPE_IQ2_XXS, MX_TYPE_IQ2_XS, MX_TYPE_IQ2_S, MX_TYPE_IQ3_XXS, MX_TYPE_IQ3_S,
+    MX_TYPE_IQ1_S, MX_TYPE_IQ1_M, MX_TYPE_IQ4_NL, MX_TYPE_IQ4_XS,
 };
 
 /* Types with a quantizer (all of them also dequantize). */
@@ -75,8 +78,9 @@ static void test_traits_table(void **state) {
 
 static void test_traits_unknown_ids(void **state) {
     (void)state;
-    /* 4, 5: removed Q4_2/Q4_3; 16..23: IQ types; 39/40: ends of the table; the rest: garbage */
-    static const int bad[] = {4, 5, 16, 20, 23, 29, 31, 39, 40, 1000, -1, INT_MIN, INT_MAX};
+    /* 4, 5: removed Q4_2/Q4_3; 31-38: unused or ggml's repacked ids; 39/40: ends of the table;
+     * the rest: garbage */
+    static const int bad[] = {4, 5, 31, 34, 36, 39, 40, 1000, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < MX_ARRAY_LEN(bad); i++) {
         assert_null(mx_type_traits(bad[i]));
         assert_string_equal(mx_type_name(bad[i]), "?");

@@ -59,6 +59,7 @@ struct spec {
     int n_layer, n_ff, n_expert; /* n_expert 0: dense */
     int type;                    /* type of the 2-D/3-D weights in the source file */
     bool nan;                    /* put a NaN into blk.0.attn_q */
+    int n_head;                  /* query heads over 2 KV heads (0: 4, a GQA factor of 2) */
 };
 
 static void add(struct mx_gguf_writer *w, const char *name, int nd, int64_t a, int64_t b,
@@ -100,7 +101,7 @@ static void write_model(const char *path, const struct spec *s, uint64_t seed) {
     mx_gguf_writer_set_u32(w, "llama.embedding_length", D);
     mx_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layer);
     mx_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->n_ff);
-    mx_gguf_writer_set_u32(w, "llama.attention.head_count", 4);
+    mx_gguf_writer_set_u32(w, "llama.attention.head_count", s->n_head ? (uint32_t)s->n_head : 4);
     mx_gguf_writer_set_u32(w, "llama.attention.head_count_kv", 2);
     mx_gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
     mx_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
@@ -147,8 +148,9 @@ static void write_model(const char *path, const struct spec *s, uint64_t seed) {
     mx_gguf_writer_free(w);
 }
 
-static const struct spec dense = {12, 288, 0, MX_TYPE_F32, false};
-static const struct spec moe = {4, 256, 8, MX_TYPE_F32, false};
+static const struct spec dense = {12, 288, 0, MX_TYPE_F32, false, 0};
+static const struct spec moe = {4, 256, 8, MX_TYPE_F32, false, 0};
+static const struct spec gqa8 = {4, 256, 0, MX_TYPE_F32, false, 8}; /* GQA factor 4 */
 
 static int setup(void **state) {
     (void)state;
@@ -158,6 +160,7 @@ static int setup(void **state) {
         return -1;
     write_model(path_in("dense.gguf"), &dense, 1);
     write_model(path_in("moe.gguf"), &moe, 2);
+    write_model(path_in("gqa.gguf"), &gqa8, 3);
     return 0;
 }
 
@@ -225,6 +228,13 @@ static int expect_dense(const char *name, int ftype) {
         return MX_TYPE_Q8_0;
     case MX_FTYPE_MOSTLY_F16:
         return MX_TYPE_F16;
+    case MX_FTYPE_MOSTLY_IQ4_XS:
+    case MX_FTYPE_MOSTLY_IQ4_NL:
+        if (strcmp(name, "output.weight") == 0)
+            return MX_TYPE_Q6_K;
+        if (strcmp(kind, "ffn_down") == 0) /* layer 0: Q5_K -> Q5_1; IQ4_XS -> IQ4_NL (288) */
+            return il < 1 ? MX_TYPE_Q5_1 : MX_TYPE_IQ4_NL;
+        return ftype == MX_FTYPE_MOSTLY_IQ4_XS ? MX_TYPE_IQ4_XS : MX_TYPE_IQ4_NL;
     }
     fail_msg("no table for ftype %d", ftype);
     return -1;
@@ -238,7 +248,8 @@ static int expect_moe(const char *name, int ftype) {
         return MX_TYPE_F32;
     sscanf(name, "blk.%d.%31[a-z_]", &il, kind);
     bool more = il >= 0 && in(il, more4);
-    bool k_mix = ftype == MX_FTYPE_MOSTLY_Q4_K_M || ftype == MX_FTYPE_MOSTLY_Q4_K_S;
+    bool k_mix = ftype == MX_FTYPE_MOSTLY_Q4_K_M || ftype == MX_FTYPE_MOSTLY_Q4_K_S ||
+                 ftype == MX_FTYPE_MOSTLY_IQ4_XS || ftype == MX_FTYPE_MOSTLY_IQ4_NL;
     if (ftype == MX_FTYPE_MOSTLY_F16)
         return MX_TYPE_F16;
     if (strcmp(name, "output.weight") == 0)
@@ -246,7 +257,9 @@ static int expect_moe(const char *name, int ftype) {
     if (strcmp(kind, "attn_v") == 0 || strcmp(kind, "attn_k") == 0)
         return MX_TYPE_Q8_0;
     int base = ftype == MX_FTYPE_MOSTLY_Q4_0 ? MX_TYPE_Q4_0
-             : ftype == MX_FTYPE_MOSTLY_Q8_0 ? MX_TYPE_Q8_0 : MX_TYPE_Q4_K;
+             : ftype == MX_FTYPE_MOSTLY_Q8_0 ? MX_TYPE_Q8_0
+             : ftype == MX_FTYPE_MOSTLY_IQ4_XS ? MX_TYPE_IQ4_XS
+             : ftype == MX_FTYPE_MOSTLY_IQ4_NL ? MX_TYPE_IQ4_NL : MX_TYPE_Q4_K;
     if (strcmp(kind, "attn_output") == 0)
         return k_mix ? MX_TYPE_Q5_K : base;
     if (strcmp(kind, "ffn_down_exps") == 0 && ftype == MX_FTYPE_MOSTLY_Q4_K_M)
@@ -284,7 +297,7 @@ static void test_plan_dense(void **state) {
     (void)state;
     const int fts[] = {MX_FTYPE_MOSTLY_Q4_K_M, MX_FTYPE_MOSTLY_Q4_K_S, MX_FTYPE_MOSTLY_Q5_K_M,
                        MX_FTYPE_MOSTLY_Q6_K, MX_FTYPE_MOSTLY_Q4_0, MX_FTYPE_MOSTLY_Q8_0,
-                       MX_FTYPE_MOSTLY_F16};
+                       MX_FTYPE_MOSTLY_F16, MX_FTYPE_MOSTLY_IQ4_XS, MX_FTYPE_MOSTLY_IQ4_NL};
     for (size_t i = 0; i < sizeof fts / sizeof fts[0]; i++)
         check_plan("dense.gguf", fts[i], expect_dense);
 }
@@ -292,9 +305,28 @@ static void test_plan_dense(void **state) {
 static void test_plan_moe(void **state) {
     (void)state;
     const int fts[] = {MX_FTYPE_MOSTLY_Q4_K_M, MX_FTYPE_MOSTLY_Q4_K_S, MX_FTYPE_MOSTLY_Q4_0,
-                       MX_FTYPE_MOSTLY_Q8_0, MX_FTYPE_MOSTLY_F16};
+                       MX_FTYPE_MOSTLY_Q8_0, MX_FTYPE_MOSTLY_F16, MX_FTYPE_MOSTLY_IQ4_XS,
+                       MX_FTYPE_MOSTLY_IQ4_NL};
     for (size_t i = 0; i < sizeof fts / sizeof fts[0]; i++)
         check_plan("moe.gguf", fts[i], expect_moe);
+}
+
+/* IQ4 mixes on a dense model whose attn_v serves 4 query heads each: llama.cpp gives attn_v
+ * Q5_K there (no ffn_down bump: 4 layers / 8 = 0). */
+static int expect_gqa(const char *name, int ftype) {
+    if (strstr(name, "_norm."))
+        return MX_TYPE_F32;
+    if (strcmp(name, "output.weight") == 0)
+        return MX_TYPE_Q6_K;
+    if (strstr(name, "attn_v."))
+        return MX_TYPE_Q5_K;
+    return ftype == MX_FTYPE_MOSTLY_IQ4_XS ? MX_TYPE_IQ4_XS : MX_TYPE_IQ4_NL;
+}
+
+static void test_plan_gqa_iq4(void **state) {
+    (void)state;
+    check_plan("gqa.gguf", MX_FTYPE_MOSTLY_IQ4_XS, expect_gqa);
+    check_plan("gqa.gguf", MX_FTYPE_MOSTLY_IQ4_NL, expect_gqa);
 }
 
 static void test_ftype_names(void **state) {
@@ -515,8 +547,8 @@ static void test_moe_q4_k_m_and_q4_0(void **state) {
  * are copied, not requantized. The 2-layer models keep this quick. */
 static void test_other_sources(void **state) {
     (void)state;
-    struct spec s16 = {2, 256, 8, MX_TYPE_F16, false};
-    struct spec s8 = {2, 256, 0, MX_TYPE_Q8_0, false};
+    struct spec s16 = {2, 256, 8, MX_TYPE_F16, false, 0};
+    struct spec s8 = {2, 256, 0, MX_TYPE_Q8_0, false, 0};
     write_model(path_in("moe-f16.gguf"), &s16, 3);
     write_model(path_in("dense-q8_0.gguf"), &s8, 4);
     convert_and_check("moe-f16.gguf", "moe-f16-q4_k_m.gguf", MX_FTYPE_MOSTLY_Q4_K_M, 2, NULL);
@@ -603,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_ftype_names),
         cmocka_unit_test(test_plan_dense),
         cmocka_unit_test(test_plan_moe),
+        cmocka_unit_test(test_plan_gqa_iq4),
         cmocka_unit_test(test_dense_q4_k_m),
         cmocka_unit_test(test_moe_q4_k_m_and_q4_0),
         cmocka_unit_test(test_other_sources),

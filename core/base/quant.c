@@ -1,5 +1,6 @@
 /* quant.c - the per-type traits table and the scalar reference (de)quantizers for the GGUF
- * tensor types (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K).
+ * tensor types (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K); the IQ
+ * types' converters live in quant_iq.c and are listed here.
  *
  * Why: these are the ground truth for every fast kernel and for files mixel writes. Dequantizers
  * compute exactly what ggml's dequantize_row_* compute (same float operations in the same
@@ -28,6 +29,7 @@
 #include <strings.h>
 
 #include "core/base/err.h"
+#include "core/base/quant_iq.h"
 #include "core/base/util.h"
 
 #define GROUP_MAX_EPS 1e-15f
@@ -1051,6 +1053,16 @@ static const struct mx_type_traits traits[MX_TYPE_COUNT] = {
     T_QUANT(MX_TYPE_Q5_K, q5_K, MX_QK_K,  q5_k_to_float, q5_k_from_float),
     T_QUANT(MX_TYPE_Q6_K, q6_K, MX_QK_K,  q6_k_to_float, q6_k_from_float),
     T_QUANT(MX_TYPE_Q8_K, q8_K, MX_QK_K,  q8_k_to_float, q8_k_from_float),
+    /* IQ types (quant_iq.c): only IQ4_NL / IQ4_XS quantize without an importance matrix */
+    T_QUANT(MX_TYPE_IQ2_XXS, iq2_xxs, MX_QK_K, mx_iq2_xxs_to_float, NULL),
+    T_QUANT(MX_TYPE_IQ2_XS,  iq2_xs,  MX_QK_K, mx_iq2_xs_to_float,  NULL),
+    T_QUANT(MX_TYPE_IQ2_S,   iq2_s,   MX_QK_K, mx_iq2_s_to_float,   NULL),
+    T_QUANT(MX_TYPE_IQ3_XXS, iq3_xxs, MX_QK_K, mx_iq3_xxs_to_float, NULL),
+    T_QUANT(MX_TYPE_IQ3_S,   iq3_s,   MX_QK_K, mx_iq3_s_to_float,   NULL),
+    T_QUANT(MX_TYPE_IQ1_S,   iq1_s,   MX_QK_K, mx_iq1_s_to_float,   NULL),
+    T_QUANT(MX_TYPE_IQ1_M,   iq1_m,   MX_QK_K, mx_iq1_m_to_float,   NULL),
+    T_QUANT(MX_TYPE_IQ4_NL,  iq4_nl,  MX_QK4_NL, mx_iq4_nl_to_float, mx_iq4_nl_from_float),
+    T_QUANT(MX_TYPE_IQ4_XS,  iq4_xs,  MX_QK_K, mx_iq4_xs_to_float,  mx_iq4_xs_from_float),
 };
 
 #undef T_FLOAT

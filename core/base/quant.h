@@ -30,11 +30,20 @@ enum mx_type {
     MX_TYPE_Q5_K = 13,
     MX_TYPE_Q6_K = 14,
     MX_TYPE_Q8_K = 15,
+    MX_TYPE_IQ2_XXS = 16, /* the IQ types: block layouts and tables in quant_iq.h */
+    MX_TYPE_IQ2_XS = 17,
+    MX_TYPE_IQ3_XXS = 18,
+    MX_TYPE_IQ1_S = 19,
+    MX_TYPE_IQ4_NL = 20,
+    MX_TYPE_IQ3_S = 21,
+    MX_TYPE_IQ2_S = 22,
+    MX_TYPE_IQ4_XS = 23,
     MX_TYPE_I8 = 24,
     MX_TYPE_I16 = 25,
     MX_TYPE_I32 = 26,
     MX_TYPE_I64 = 27,
     MX_TYPE_F64 = 28,
+    MX_TYPE_IQ1_M = 29,
     MX_TYPE_BF16 = 30,
     MX_TYPE_COUNT = 40 /* size of the traits table; ids without traits are unsupported */
 };

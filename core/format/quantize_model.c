@@ -2,8 +2,8 @@
  *
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
- * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q4_K_S/M, Q5_K_S/M, Q6_K, F16, BF16,
- * F32); the rules for Q2_K/Q3_K/IQ mixes are left out. The conversion (mx_quantize_model) then
+ * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL,
+ * IQ4_XS, F16, BF16, F32); the rules for Q2_K/Q3_K and the imatrix-only IQ mixes are left out. The conversion (mx_quantize_model) then
  * dequantizes each source row with the scalar reference dequantizer and quantizes it with the
  * reference quantizer (ggml's *_ref, what llama-quantize uses without an importance matrix), the
  * rows of a tensor split over a few threads; tensors whose type does not change are copied.
@@ -32,6 +32,7 @@
 
 #include "core/format/gguf.h"
 #include "core/base/quant.h"
+#include "core/base/quant_iq.h"
 #include "core/base/util.h"
 
 #define MAX_THREADS 256
@@ -54,6 +55,8 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
+    {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
+    {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
     {MX_FTYPE_MOSTLY_F16,    "F16",    MX_TYPE_F16},
     {MX_FTYPE_MOSTLY_BF16,   "BF16",   MX_TYPE_BF16},
@@ -192,6 +195,7 @@ struct mix_state {
     bool is_70b;           /* llama with 80 layers and GQA: llama.cpp's LLM_TYPE_70B */
     int64_t n_expert;      /* <arch>.expert_count, 0 when absent */
     int64_t n_layer;       /* <arch>.block_count (or 1 + the highest blk.N seen) */
+    int64_t n_gqa;         /* head_count / head_count_kv (0 when unknown) */
     bool tied;             /* no output.weight: token_embd doubles as the output matrix */
     int n_attention_wv;    /* attn_v-like tensors in the file */
     int i_attention_wv;    /* those visited so far (in visit order) */
@@ -241,6 +245,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q6_K;
         else if (ft == MX_FTYPE_MOSTLY_Q4_K_S && s->i_attention_wv < 4)
             type = MX_TYPE_Q5_K;
+        else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && s->n_gqa >= 4)
+            type = MX_TYPE_Q5_K; /* GQA: attn_v is small and shared by >= 4 query heads */
         /* 70B: 8 query heads share each attn_v, so it is small; more bits are nearly free */
         if (s->is_70b && type == MX_TYPE_Q4_K)
             type = MX_TYPE_Q5_K;
@@ -262,6 +268,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
                      : use_more_bits(il, nl) ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
             else if (use_more_bits(il, nl))
                 type = MX_TYPE_Q6_K;
+        } else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && il < nl / 8) {
+            type = MX_TYPE_Q5_K; /* llama.cpp: without an importance matrix */
         } else if (ft == MX_FTYPE_MOSTLY_Q5_K_M && use_more_bits(il, nl)) {
             type = MX_TYPE_Q6_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q4_K_S && !s->falcon && il < nl / 8) {
@@ -270,7 +278,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         s->i_ffn_down++;
     } else if (cat == CAT_ATTN_OUTPUT) {
         if (!s->falcon && s->n_expert == 8 &&
-            (ft == MX_FTYPE_MOSTLY_Q4_K_S || ft == MX_FTYPE_MOSTLY_Q4_K_M))
+            (ft == MX_FTYPE_MOSTLY_Q4_K_S || ft == MX_FTYPE_MOSTLY_Q4_K_M ||
+             ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS))
             type = MX_TYPE_Q5_K;
     }
     return type;
@@ -292,6 +301,7 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q4_K: r = MX_TYPE_Q5_0; break;
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
+    case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
     }
     if (ne0 % mx_type_traits(r)->blck_size != 0)
@@ -335,6 +345,7 @@ static int mix_init(struct mix_state *s, const struct mx_gguf *g, int ftype) {
     }
     if (s->n_layer == 0)
         s->n_layer = max_blk + 1;
+    s->n_gqa = n_head > 0 && n_head_kv > 0 ? n_head / n_head_kv : 0;
     s->is_70b = strcmp(arch, "llama") == 0 && s->n_layer == 80 && n_head != n_head_kv &&
                 s->n_expert != 8;
     return 0;
@@ -432,6 +443,17 @@ struct job {
     int64_t bad_row;             /* the row of MX_EFORMAT */
 };
 
+/* One row with llama-quantize's quantizer for the type: ggml's quantize_<type>() without an
+ * importance matrix. For IQ4_NL that is not quantize_row_iq4_nl_ref (it refines the scale with 7
+ * more tries), for every other type it is the *_ref one (mx_quantize_row). */
+static int quantize_row_as_tool(int type, const float *x, void *dst, int64_t n) {
+    if (type == MX_TYPE_IQ4_NL && n % MX_QK4_NL == 0) {
+        mx_quantize_iq4_nl(x, dst, n, NULL);
+        return 0;
+    }
+    return mx_quantize_row(type, x, dst, n);
+}
+
 /* Dequantizes and requantizes the job's rows. Non-finite source values are refused: ggml's
  * quantizers would write garbage scales for them (llama.cpp validates its output likewise). */
 static void *job_run(void *arg) {
@@ -453,7 +475,7 @@ static void *job_run(void *arg) {
             }
         }
         if (rc == 0)
-            rc = mx_quantize_row(j->dst_type, row, j->dst + (size_t)r * j->dst_row, j->ne0);
+            rc = quantize_row_as_tool(j->dst_type, row, j->dst + (size_t)r * j->dst_row, j->ne0);
         if (rc < 0) {
             j->rc = rc;
             break;

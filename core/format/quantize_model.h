@@ -35,6 +35,8 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_Q5_K_S = 16,
     MX_FTYPE_MOSTLY_Q5_K_M = 17,
     MX_FTYPE_MOSTLY_Q6_K = 18,
+    MX_FTYPE_MOSTLY_IQ4_NL = 25, /* need no importance matrix in llama.cpp */
+    MX_FTYPE_MOSTLY_IQ4_XS = 30,
     MX_FTYPE_MOSTLY_BF16 = 32,
 };
 

@@ -148,6 +148,9 @@ static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type
         case MX_TYPE_Q4_1: case MX_TYPE_Q5_0: case MX_TYPE_Q5_1: case MX_TYPE_Q8_0:
         case MX_TYPE_Q2_K: case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K:
         case MX_TYPE_Q6_K:
+        case MX_TYPE_IQ2_XXS: case MX_TYPE_IQ2_XS: case MX_TYPE_IQ2_S: case MX_TYPE_IQ3_XXS:
+        case MX_TYPE_IQ3_S: case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M: case MX_TYPE_IQ4_NL:
+        case MX_TYPE_IQ4_XS:
             return has_dequant(type);
         default:
             return false;

@@ -2,6 +2,7 @@
  * ones (kernels_avx2.c, built with those flags) when configure could compile them and the CPU
  * reports the features, so one binary runs on any x86-64. */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_iq.h"
 
 #include <string.h>
 
@@ -22,15 +23,20 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
     k->dot_f32 = dot_f32_scalar;
     if (max_level > MX_CPU_SCALAR) /* sgemm is not ours, but level 0 means the reference set */
         k->conv2d = mx_cpu_conv2d_gemm;
+    if (max_level > MX_CPU_SCALAR) /* integer dots of the IQ types (ggml's numbers) */
+        mx_cpu_kernels_iq(k);
 #ifdef HAVE_AVX2_BUILD
     struct mx_cpu_info ci;
     mx_cpu_info_get(&ci);
     if (max_level >= MX_CPU_AVX2 && ci.avx2 && ci.fma && ci.f16c) {
         mx_cpu_kernels_avx2(k);
+        mx_cpu_kernels_iq_avx2(k);
 #ifdef HAVE_AVX512VNNI_BUILD
         if (max_level >= MX_CPU_AVX512 && ci.avx512f && ci.avx512vl && ci.avx512bw &&
-            ci.avx512vnni)
+            ci.avx512vnni) {
             mx_cpu_kernels_avx512(k);
+            mx_cpu_kernels_iq_avx512(k);
+        }
 #endif
     }
 #endif

@@ -96,11 +96,14 @@ void mx_ref_store_row(enum mx_type type, const float *src, void *dst, int64_t n)
 enum mx_type mx_vec_dot_type(enum mx_type wtype) {
     switch (wtype) {
     case MX_TYPE_Q4_0: case MX_TYPE_Q5_0: case MX_TYPE_Q8_0:
+    case MX_TYPE_IQ4_NL:
         return MX_TYPE_Q8_0;
     case MX_TYPE_Q4_1: case MX_TYPE_Q5_1:
         return MX_TYPE_Q8_1;
     case MX_TYPE_Q2_K: case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K:
     case MX_TYPE_Q6_K:
+    case MX_TYPE_IQ2_XXS: case MX_TYPE_IQ2_XS: case MX_TYPE_IQ2_S: case MX_TYPE_IQ3_XXS:
+    case MX_TYPE_IQ3_S: case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M: case MX_TYPE_IQ4_XS:
         return MX_TYPE_Q8_K;
     case MX_TYPE_F16:
         return MX_TYPE_F16;

@@ -122,6 +122,7 @@ def main():
                                     if name in NUMPY_TYPES else " (ggml)"))
     if lib:
         write_dequant_goldens(lib)
+        write_iq_goldens(lib, cases)
 
 
 def random_blocks(rng, name, nb):
@@ -155,6 +156,107 @@ def write_dequant_goldens(lib):
         with open(os.path.join(HERE, "dq_%s.bin" % name), "wb") as f:
             f.write(raw + y.astype("<f4").tobytes())
         print("dq_%-5s %d blocks (ggml)" % (name, nb))
+
+
+# IQ types: (ggml id, block bytes, fp16 offsets, grid entries, indices per block)
+IQ_TYPES = {
+    "iq2_xxs": (16, 66, [0], 256, 32), "iq2_xs": (17, 74, [0], 512, 32),
+    "iq2_s": (22, 82, [0], 1024, 32), "iq3_xxs": (18, 98, [0], 256, 64),
+    "iq3_s": (21, 110, [0], 512, 64), "iq1_s": (19, 50, [0], 2048, 32),
+    "iq1_m": (29, 56, [], 2048, 32), "iq4_nl": (20, 18, [0], 16, 32),
+    "iq4_xs": (23, 136, [0], 16, 256),
+}
+
+
+def iq_set_index(name, blk, k, idx):
+    """Writes grid index idx as the k-th index of one block (bytearray), leaving sign bits."""
+    def u16(off, v, mask):
+        old = struct.unpack_from("<H", blk, off)[0]
+        struct.pack_into("<H", blk, off, (old & ~mask & 0xffff) | (v & mask))
+    if name == "iq2_xxs":                       # byte l of the first u32 of each 8-byte group
+        blk[2 + 8 * (k // 4) + k % 4] = idx
+    elif name == "iq2_xs":                      # low 9 bits of qs[k]
+        u16(2 + 2 * k, idx, 511)
+    elif name == "iq2_s":                       # qs[k] + 2 bits of qh[k / 4]
+        blk[2 + k] = idx & 255
+        sh = 2 * (k % 4)
+        blk[66 + k // 4] = (blk[66 + k // 4] & ~(3 << sh)) | ((idx >> 8) << sh)
+    elif name == "iq3_xxs":
+        blk[2 + k] = idx
+    elif name == "iq3_s":                       # qs[k] + bit k % 8 of qh[k / 8]
+        blk[2 + k] = idx & 255
+        b = 66 + k // 8
+        blk[b] = (blk[b] & ~(1 << (k % 8))) | ((idx >> 8) << (k % 8))
+    elif name == "iq1_s":                       # qs[k] + 3 bits of qh[k / 4]
+        blk[2 + k] = idx & 255
+        u16(34 + 2 * (k // 4), (idx >> 8) << (3 * (k % 4)), 7 << (3 * (k % 4)))
+    elif name == "iq1_m":                       # qs[k] + 3 bits of qh[k / 2]
+        blk[k] = idx & 255
+        sh = 4 * (k % 2)
+        blk[32 + k // 2] = (blk[32 + k // 2] & ~(7 << sh)) | ((idx >> 8) << sh)
+
+
+def write_iq_goldens(lib, cases):
+    """dq_<iq type>.bin: random blocks whose grid indices run through the whole grid (so every
+    table entry is checked), then ggml's dequantize_row_*; IQ4 quantizer goldens (see README)."""
+    rng = np.random.default_rng(16)
+    for name, (tid, bb, halves, ngrid, per) in IQ_TYPES.items():
+        bs = 32 if name == "iq4_nl" else 256
+        nb = max(4, ngrid // per)
+        raw = bytearray(rng.integers(0, 256, nb * bb, dtype=np.uint8).tobytes())
+        for b in range(nb):
+            blk = raw[b * bb:(b + 1) * bb]
+            for off in halves:
+                h = np.float16(rng.uniform(-2, 2) * 10.0 ** rng.integers(-4, 2)).view(np.uint16)
+                struct.pack_into("<H", blk, off, int(h))
+            if name == "iq1_m":                 # fp16 scale in the top nibbles of 4 u16
+                h = int(np.float16(rng.uniform(-2, 2) * 10.0 ** rng.integers(-4, 2))
+                        .view(np.uint16))
+                for i in range(4):
+                    v = struct.unpack_from("<H", blk, 48 + 2 * i)[0] & 0x0fff
+                    struct.pack_into("<H", blk, 48 + 2 * i, v | (((h >> (4 * i)) & 15) << 12))
+            if ngrid > 16:
+                for k in range(per):
+                    iq_set_index(name, blk, k, (b * per + k) % ngrid)
+            raw[b * bb:(b + 1) * bb] = blk
+        raw = bytes(raw)
+        y = np.zeros(nb * bs, F32)
+        fn = getattr(lib, "dequantize_row_" + name)
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int64]
+        fn.restype = None
+        fn(raw, y.ctypes.data, nb * bs)
+        with open(os.path.join(HERE, "dq_%s.bin" % name), "wb") as f:
+            f.write(raw + y.astype("<f4").tobytes())
+        print("dq_%-7s %d blocks (ggml)" % (name, nb))
+    for name in ["iq4_nl", "iq4_xs"]:
+        tid, bb, _, _, bs = IQ_TYPES[name]
+        ref = getattr(lib, "quantize_row_%s_ref" % name)
+        ref.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        ref.restype = None
+        full = getattr(lib, "quantize_" + name)
+        full.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                         ctypes.c_void_p]
+        full.restype = ctypes.c_size_t
+        blob, wblob = b"", b""
+        for cname, x in cases:
+            if len(x) % bs:
+                continue
+            xp = np.ascontiguousarray(x, F32)
+            out = ctypes.create_string_buffer(len(x) // bs * bb)
+            # ggml's IQ4_NL _ref leaves a group of all |x| < 1e-15 with uninitialised indices
+            if name == "iq4_xs" or np.abs(x).reshape(-1, 32).max(axis=1).min() >= 1e-15:
+                ref(xp.ctypes.data, out, len(x))
+                blob += out.raw
+            qw = (0.25 + (np.arange(len(x)) % 11) / 4.0).astype(F32)
+            for w in (None, qw):
+                out = ctypes.create_string_buffer(len(x) // bs * bb)
+                full(xp.ctypes.data, out, 1, len(x), None if w is None else w.ctypes.data)
+                wblob += out.raw
+        with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+            f.write(blob)
+        with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
+            f.write(wblob)
+        print("%-7s %6d bytes, %s_w %d bytes (ggml)" % (name, len(blob), name, len(wblob)))
 
 
 if __name__ == "__main__":

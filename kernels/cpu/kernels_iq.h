@@ -1,0 +1,36 @@
+/* kernels_iq.h - the IQ quant types' row kernels (kernels_iq.c scalar, kernels_iq_avx2.c,
+ * kernels_iq_avx512.c), installed into a struct mx_cpu_kernels by kernels.c.
+ *
+ * Why separate from kernels_avx2.c: the IQ kernels decode through lookup grids (format tables
+ * in core/base/quant_iq_tables.c) and live apart from the K-quant kernels other work rewrites.
+ *
+ * Numbers: every IQ vec_dot sums each 256-value super-block (IQ4_NL: each 32-value block) in
+ * exact integers, then accumulates d_w x d_x x isum in float, super-block after super-block, in
+ * one fixed order. So the SIMD kernels equal the scalar ones bit for bit, and both equal ggml's
+ * generic vec_dot_iq*_q8_K except for IQ4_XS (ggml adds each 32-value sub-block's scaled sum
+ * in float; here the 8 sub-blocks' integer sums are scaled and added in int32 first: a
+ * difference of float rounding only, ~1e-7 relative).
+ */
+#ifndef MX_KERNELS_IQ_H
+#define MX_KERNELS_IQ_H
+
+#include "kernels/cpu/cpu.h"
+
+/* The scalar integer vec_dots of every IQ type, by weight type (NULL for other types): the
+ * reference the SIMD ones are tested against. */
+extern float (*const mx_iq_vec_dot_scalar[MX_TYPE_COUNT])(int64_t n, const void *w,
+                                                          const void *xq);
+
+/* Installs the scalar vec_dots of the IQ types (for the kernel levels above the pure reference
+ * one: an integer dot per row beats dequantize + f32 dot). */
+void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
+
+/* Replaces IQ4_XS, IQ4_NL, IQ3_S and IQ2_XS entries with AVX2 versions (vec_dot, dequant; only
+ * call when the CPU has AVX2 + FMA + F16C). */
+void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
+
+/* Replaces the IQ2_XS and IQ3_S vec_dots with AVX-512 BW/VL ones (masked sign application; only
+ * call when the CPU has the AVX-512 level's features). */
+void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k);
+
+#endif

@@ -1,0 +1,292 @@
+/* kernels_iq_avx2.c - AVX2 kernels of the IQ types people run most (IQ4_XS, IQ4_NL, IQ3_S,
+ * IQ2_XS): integer vec_dots for decode and bit-exact dequantizers for the prefill tiles.
+ *
+ * Compiled with -mavx2 -mfma -mf16c (kernels/cpu/cpu.am), installed by kernels.c only when the
+ * CPU has them. Each vec_dot sums a super-block (IQ4_NL: a block) in exact integers and adds
+ * d_w x d_x x isum to a float in the scalar kernel's order (kernels_iq.h), so results equal
+ * kernels_iq.c's bit for bit; tests/test_quant_iq.c checks that.
+ *
+ * Techniques (as ggml's x86 kernels, read, not copied): the 16 IQ4 levels are looked up with
+ * one byte shuffle; signed x signed byte products go through maddubs as |w| x (x with w's sign);
+ * IQ2/IQ3 grid entries are gathered with scalar loads into a vector, and the 8 sign bits per 8
+ * values are expanded to byte masks by a shuffle + compare against a bit table.
+ */
+#include "kernels/cpu/kernels_iq.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "core/base/quant_iq.h"
+#include "core/base/util.h"
+
+static inline float h2f(mx_half h) {
+    return _cvtsh_ss(h);
+}
+
+/* Sum of the 8 int32 lanes (exact). */
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Signed bytes w times signed bytes x, pairs summed to int16 (|w| <= 127, so no saturation). */
+static inline __m256i mul_i8_pairs(__m256i w, __m256i x) {
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+/* The 16 IQ4 levels in both 128-bit lanes, for vpshufb. */
+static inline __m256i iq4_table(void) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mx_kvalues_iq4nl));
+}
+
+/* 32 IQ4 values of 16 packed bytes: low nibbles (values 0..15) in the low lane, high nibbles
+ * (values 16..31) in the high lane, as signed levels. */
+static inline __m256i iq4_values32(const uint8_t *qs, __m256i tbl) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i idx = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    idx = _mm256_and_si256(idx, _mm256_set1_epi8(0x0f));
+    return _mm256_shuffle_epi8(tbl, idx);
+}
+
+/* ---- IQ4_NL (Q8_0 activations) --------------------------------------------------------------- */
+
+/* Per block: isum in integers (maddubs + madd, then a horizontal add of 8 lanes), then
+ * sumf += (d_x * d_w) * isum as the scalar kernel does. Two blocks per step share the
+ * horizontal reduction. */
+static float vec_dot_iq4_nl(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq4_nl *x = w;
+    const mx_block_q8_0 *y = xq;
+    const __m256i tbl = iq4_table(), ones = _mm256_set1_epi16(1);
+    const int64_t nb = n / MX_QK4_NL;
+    float sumf = 0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        __m256i p0 = _mm256_madd_epi16(
+            mul_i8_pairs(iq4_values32(x[ib].qs, tbl),
+                         _mm256_loadu_si256((const __m256i *)y[ib].qs)), ones);
+        __m256i p1 = _mm256_madd_epi16(
+            mul_i8_pairs(iq4_values32(x[ib + 1].qs, tbl),
+                         _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)), ones);
+        /* lanes 0-3 / 4-7 of hadd: pair sums of p0 and p1 per 128-bit half */
+        __m256i h = _mm256_hadd_epi32(p0, p1);
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        s = _mm_hadd_epi32(s, s); /* s0 = isum0, s1 = isum1 */
+        const float d0 = h2f(y[ib].d) * h2f(x[ib].d), d1 = h2f(y[ib + 1].d) * h2f(x[ib + 1].d);
+        sumf += d0 * (float)_mm_cvtsi128_si32(s);
+        sumf += d1 * (float)_mm_extract_epi32(s, 1);
+    }
+    for (; ib < nb; ib++) {
+        __m256i p = _mm256_madd_epi16(
+            mul_i8_pairs(iq4_values32(x[ib].qs, tbl),
+                         _mm256_loadu_si256((const __m256i *)y[ib].qs)), ones);
+        sumf += h2f(y[ib].d) * h2f(x[ib].d) * (float)hsum_i32(p);
+    }
+    return sumf;
+}
+
+/* ---- IQ4_XS --------------------------------------------------------------------------------- */
+
+static float vec_dot_iq4_xs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq4_xs *x = w;
+    const mx_block_q8_K *y = xq;
+    const __m256i tbl = iq4_table();
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        const uint16_t sh = x[i].scales_h;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib = 0; ib < MX_QK_K / 32; ib += 2, qs += 32, q8 += 64) {
+            const int ls1 = (x[i].scales_l[ib / 2] & 0xf) | (((sh >> 2 * ib) & 3) << 4);
+            const int ls2 = (x[i].scales_l[ib / 2] >> 4) | (((sh >> (2 * ib + 2)) & 3) << 4);
+            __m256i p1 = mul_i8_pairs(iq4_values32(qs, tbl),
+                                      _mm256_loadu_si256((const __m256i *)q8));
+            __m256i p2 = mul_i8_pairs(iq4_values32(qs + 16, tbl),
+                                      _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)(ls1 - 32))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p2, _mm256_set1_epi16((short)(ls2 - 32))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return sumf;
+}
+
+/* ---- sign masks of the IQ2/IQ3 grids -------------------------------------------------------- */
+
+/* 4 sign bytes (one per 8 values; bit j set: value j negative) as 32 bytes of +1 / -1, ready
+ * for _mm256_sign_epi8. */
+static inline __m256i signs_to_pm1(uint32_t s4) {
+    const __m256i bytesel = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                              0x0101010101010101, 0x0000000000000000);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)s4), bytesel);
+    __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits);
+    return _mm256_or_si256(neg, _mm256_set1_epi8(1));
+}
+
+/* ---- IQ2_XS --------------------------------------------------------------------------------- */
+
+/* Per 32 values: 4 grid entries (8 unsigned bytes each, <= 43) gathered into a vector, the
+ * activations given the grid's signs, maddubs, then madd with the two 4-bit scales 2s + 1 (one
+ * per 16 values). */
+static float vec_dot_iq2_xs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq2_xs *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint16_t *q2 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, q2 += 4, q8 += 32) {
+            __m256i g = _mm256_set_epi64x((long long)mx_iq2xs_grid[q2[3] & 511],
+                                          (long long)mx_iq2xs_grid[q2[2] & 511],
+                                          (long long)mx_iq2xs_grid[q2[1] & 511],
+                                          (long long)mx_iq2xs_grid[q2[0] & 511]);
+            uint32_t s4 = (uint32_t)mx_ksigns_iq2xs[q2[0] >> 9] |
+                          (uint32_t)mx_ksigns_iq2xs[q2[1] >> 9] << 8 |
+                          (uint32_t)mx_ksigns_iq2xs[q2[2] >> 9] << 16 |
+                          (uint32_t)mx_ksigns_iq2xs[q2[3] >> 9] << 24;
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            const uint8_t sc = x[i].scales[ib32];
+            __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (sc >> 4) + 1)),
+                                           _mm_set1_epi16((short)(2 * (sc & 0xf) + 1)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.125f * sumf;
+}
+
+/* ---- IQ3_S ---------------------------------------------------------------------------------- */
+
+/* Per 32 values: 8 grid entries (4 unsigned bytes each, <= 15; index = qs | qh bit << 8), the
+ * 4 sign bytes, maddubs, madd with the 4-bit scale 2s + 1. */
+static float vec_dot_iq3_s(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq3_s *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs, *signs = x[i].signs;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 8, signs += 4, q8 += 32) {
+            const uint32_t qh = x[i].qh[ib32];
+            __m256i g = _mm256_set_epi32(
+                (int)mx_iq3s_grid[qs[7] | ((qh << 1) & 256)],
+                (int)mx_iq3s_grid[qs[6] | ((qh << 2) & 256)],
+                (int)mx_iq3s_grid[qs[5] | ((qh << 3) & 256)],
+                (int)mx_iq3s_grid[qs[4] | ((qh << 4) & 256)],
+                (int)mx_iq3s_grid[qs[3] | ((qh << 5) & 256)],
+                (int)mx_iq3s_grid[qs[2] | ((qh << 6) & 256)],
+                (int)mx_iq3s_grid[qs[1] | ((qh << 7) & 256)],
+                (int)mx_iq3s_grid[qs[0] | ((qh << 8) & 256)]);
+            uint32_t s4;
+            memcpy(&s4, signs, 4);
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            const int ls = ib32 % 2 ? x[i].scales[ib32 / 2] >> 4 : x[i].scales[ib32 / 2] & 0xf;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * ls + 1))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return sumf;
+}
+
+/* ---- dequantizers (prefill tiles): the scalar ones' products, 8 floats at a time ------------- */
+
+/* 8 bytes (unsigned) x db, negated where sign bit j is set: (db * g) * (+-1) as in the scalar
+ * code, the sign applied by flipping the sign bit (exact, -0.0 included). */
+static inline void store8_signed(float *y, uint64_t g8, uint8_t signs, __m256 db) {
+    __m256 v = _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                     _mm_cvtsi64_si128((long long)g8))));
+    const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(signs), bits), bits);
+    v = _mm256_xor_ps(v, _mm256_and_ps(_mm256_castsi256_ps(neg), _mm256_set1_ps(-0.0f)));
+    _mm256_storeu_ps(y, v);
+}
+
+static void dequant_iq2_xs(const void *src, float *y, int64_t n) {
+    const mx_block_iq2_xs *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++) {
+            const float db0 = d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f;
+            const float db1 = d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f;
+            for (int l = 0; l < 4; l++, y += 8) {
+                const uint16_t q = x[i].qs[4 * ib32 + l];
+                store8_signed(y, mx_iq2xs_grid[q & 511], mx_ksigns_iq2xs[q >> 9],
+                              _mm256_set1_ps(l < 2 ? db0 : db1));
+            }
+        }
+    }
+}
+
+static void dequant_iq3_s(const void *src, float *y, int64_t n) {
+    const mx_block_iq3_s *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs, *signs = x[i].signs;
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 8, signs += 4) {
+            const int ls = ib32 % 2 ? x[i].scales[ib32 / 2] >> 4 : x[i].scales[ib32 / 2] & 0xf;
+            const __m256 db = _mm256_set1_ps(d * (1 + 2 * ls));
+            const uint32_t qh = x[i].qh[ib32];
+            for (int l = 0; l < 4; l++, y += 8) {
+                uint64_t g = (uint64_t)mx_iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)] |
+                             (uint64_t)mx_iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)]
+                                 << 32;
+                store8_signed(y, g, signs[l], db);
+            }
+        }
+    }
+}
+
+/* 32 IQ4 values times dl: levels widened to int32, converted, multiplied (exact as scalar). */
+static inline void store32_iq4(float *y, const uint8_t *qs, __m256i tbl, __m256 dl) {
+    __m256i v = iq4_values32(qs, tbl);
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(dl, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(dl, _mm256_cvtepi32_ps(
+                                                  _mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(dl, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(dl, _mm256_cvtepi32_ps(
+                                                   _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+static void dequant_iq4_nl(const void *src, float *y, int64_t n) {
+    const mx_block_iq4_nl *x = src;
+    const __m256i tbl = iq4_table();
+    for (int64_t i = 0; i < n / MX_QK4_NL; i++, y += 32)
+        store32_iq4(y, x[i].qs, tbl, _mm256_set1_ps(h2f(x[i].d)));
+}
+
+static void dequant_iq4_xs(const void *src, float *y, int64_t n) {
+    const mx_block_iq4_xs *x = src;
+    const __m256i tbl = iq4_table();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, y += 32) {
+            const int ls = ((x[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) |
+                           (((x[i].scales_h >> 2 * ib) & 3) << 4);
+            store32_iq4(y, x[i].qs + 16 * ib, tbl, _mm256_set1_ps(d * (ls - 32)));
+        }
+    }
+}
+
+void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
+    k->vec_dot[MX_TYPE_IQ4_NL] = vec_dot_iq4_nl;
+    k->vec_dot[MX_TYPE_IQ4_XS] = vec_dot_iq4_xs;
+    k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs;
+    k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
+    k->dequant[MX_TYPE_IQ4_NL] = dequant_iq4_nl;
+    k->dequant[MX_TYPE_IQ4_XS] = dequant_iq4_xs;
+    k->dequant[MX_TYPE_IQ2_XS] = dequant_iq2_xs;
+    k->dequant[MX_TYPE_IQ3_S] = dequant_iq3_s;
+}

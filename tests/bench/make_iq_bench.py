@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""make_iq_bench.py - IQ benchmark models (IQ4_XS, IQ2_XS, IQ3_S, IQ4_NL) with the shape and the
+F32 tensors of bench-moe-f16.gguf, for tests/bench/vs_llama.sh (speed only).
+
+Quantizing the 1.8 B bench model with ggml's IQ2_XS search takes hours on this shared 2-core
+machine, and speed does not depend on the values: the IQ kernels have no data-dependent
+branches. So each quantized tensor is random bytes (seed 16) with every block's fp16 scale set
+to a fixed moderate value: valid blocks of the type, finite activations in both engines. The
+norms and the router (ffn_gate_inp) are the source's F32 tensors, so the routing is the source
+model's; output.weight is Q6_K (llama.cpp's usual output type, random the same way), every other
+2-D/3-D weight (token_embd included) the IQ type. The logits are meaningless; never use these
+files for accuracy.
+
+usage: make_iq_bench.py SRC.gguf OUT.gguf IQ4_XS|IQ4_NL|IQ3_S|IQ2_XS
+(numpy and ../shared/tools/gguf_writer.py; a few seconds)
+"""
+import os
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../../../shared/tools"))
+import ggml_quants  # noqa: E402
+from gguf_writer import GGUFWriter, read_gguf  # noqa: E402
+
+# name: ggml type id, llama ftype, values per block, bytes per block, fp16 scale offset, scale
+TYPES = {"IQ4_XS": (23, 30, 256, 136, 0, 1e-5), "IQ4_NL": (20, 25, 32, 18, 0, 1e-3),
+         "IQ3_S": (21, 26, 256, 110, 0, 1e-3), "IQ2_XS": (17, 20, 256, 74, 0, 2e-3),
+         "Q6_K": (14, None, 256, 210, 208, 1e-5)}
+
+
+def random_blocks(rng, qt, n):
+    tid, _, bs, bb, off, d = TYPES[qt]
+    nb = n // bs
+    raw = rng.integers(0, 256, nb * bb, dtype=np.uint8).reshape(nb, bb)
+    h = np.frombuffer(np.float16(d).tobytes(), dtype=np.uint8)
+    raw[:, off:off + 2] = h
+    return raw.tobytes()
+
+
+def main():
+    src, out, qname = sys.argv[1:4]
+    rng = np.random.default_rng(16)
+    for name, t in TYPES.items():
+        ggml_quants.TYPE_IDS.setdefault(name, t[0])
+    kv, tensors = read_gguf(src)
+    raw = np.memmap(src, dtype=np.uint8, mode="r")
+    g = GGUFWriter()
+    for k, v in kv.items():
+        if k == "GGUF.version":
+            continue
+        if k == "general.file_type":
+            g.add(k, TYPES[qname][1], "u32")
+        elif k == "general.name":
+            g.add(k, "bench-moe-%s-random" % qname.lower())
+        elif isinstance(v, list):
+            g.add(k, v, "arr", "str" if v and isinstance(v[0], str) else
+                  "i32" if v and isinstance(v[0], int) else "f32")
+        elif isinstance(v, float):
+            g.add(k, v, "f32")
+        else:
+            g.add(k, v)
+    for name, t in tensors.items():
+        ne = t["ne"]
+        if len([d for d in ne if d > 1]) < 2 or "norm" in name or "ffn_gate_inp" in name:
+            g.add_raw_tensor(name, ne, t["type"], bytes(raw[t["offset"]:t["offset"] + t["nbytes"]]))
+            continue
+        qt = "Q6_K" if name == "output.weight" else qname
+        n = 1
+        for d in ne:
+            n *= d
+        g.add_raw_tensor(name, ne, qt, random_blocks(rng, qt, n))
+    g.write(out)
+    print("wrote %s (%d bytes)" % (out, os.path.getsize(out)))
+
+
+if __name__ == "__main__":
+    main()
