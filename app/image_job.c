@@ -245,7 +245,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     struct mx_err err = {0};
     struct mx_image init = {0}, img = {0};
     struct mx_image_result r = {0};
-    char **lora_dirs = NULL;
+    char **lora_dirs = NULL, **emb_dirs = NULL;
     memset(res, 0, sizeof *res);
     int rc = engine_open(job, e, req, &r.load_s, &err);
     if (rc != 0)
@@ -285,6 +285,10 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     if ((rc = mx_discover_lora_dirs(getenv("HOME"), req->ckpt, &lora_dirs, &err)) != 0)
         goto done;
     par.lora_dirs = (const char *const *)lora_dirs;
+    /* textual-inversion embeddings the prompt calls: the checkpoint's embeddings folders */
+    if ((rc = mx_discover_embedding_dirs(getenv("HOME"), req->ckpt, NULL, &emb_dirs, &err)) != 0)
+        goto done;
+    par.embedding_dirs = (const char *const *)emb_dirs;
     struct mx_sd_lora_req loras[MX_IMAGE_MAX_LORAS];
     char lora_paths[MX_IMAGE_MAX_LORAS][4096];
     for (int i = 0; i < req->n_loras && rc == 0; i++) {
@@ -317,10 +321,11 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
             e->hash[0] = '\0';
         e->hashed = true;
     }
-    char lh[1024];
-    if ((rc = mx_sd_params_to_infotext_ex(&par, par.seed, req->ckpt, e->hash,
-                                          mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
-                                          &r.infotext, &err)) != 0)
+    char lh[1024], th[1024];
+    if ((rc = mx_sd_params_to_infotext_hashes(&par, par.seed, req->ckpt, e->hash,
+                                              mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
+                                              mx_sd_pipeline_ti_hashes(e->p, th, sizeof th),
+                                              &r.infotext, &err)) != 0)
         goto done;
     if ((rc = out_path(req, par.seed, &r.path, &err)) != 0)
         goto done;
@@ -334,6 +339,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     memset(&r, 0, sizeof r);
 done:
     mx_discover_lora_dirs_free(lora_dirs);
+    mx_discover_lora_dirs_free(emb_dirs);
     mx_image_result_free(&r);
     mx_image_free(&img);
     mx_image_free(&init);

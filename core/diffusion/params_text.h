@@ -24,6 +24,13 @@ int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
                                 const char *model_path, const char *hash,
                                 const char *lora_hashes, char **out, struct mx_err *err);
 
+/* The same with A1111's "TI hashes" too ("name: hash12, ...", from mx_sd_pipeline_ti_hashes;
+ * NULL or empty: left out). */
+int mx_sd_params_to_infotext_hashes(const struct mx_sd_params *par, uint64_t seed,
+                                    const char *model_path, const char *hash,
+                                    const char *lora_hashes, const char *ti_hashes, char **out,
+                                    struct mx_err *err);
+
 /* Applies the settings of a parsed infotext to par: prompt, negative prompt, steps, sampler
  * (and the schedule an A1111 sampler name carries), schedule type, CFG, size, clip skip, RNG,
  * denoising strength; *seed and *has_seed get the seed when the text has one. Strings in par borrow
