@@ -11,6 +11,8 @@
  *   tokens: bit for bit, for the A1111 word, ComfyUI's embedding:NAME (with and without the
  *   extension), inside (NAME:1.3) and [NAME] weighting, and in two places at once.
  * - An embedding that does not fit in the rest of a chunk starts the next one (A1111).
+ * `test_sd_embedding make CKPT OUT.safetensors WORD...` writes an embedding whose vectors are
+ * the checkpoint's token-embedding rows of the words' tokens (for tests/sd_embedding.sh).
  * - Missing: embedding:NAME without a file is refused naming the folders; a plain word with no
  *   file is text. Refused when called: a pickle, a width that is not the encoder's (naming the
  *   file). "TI hashes" lists what was called, with the file's SHA-256 prefix.
@@ -26,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base/quant.h"
 #include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/diffusion/clip_text.h"
@@ -485,7 +488,52 @@ static int teardown(void **state) {
     return 0;
 }
 
-int main(void) {
+/* make CKPT OUT WORD...: the rows of the words' CLIP tokens as an A1111 emb_params file. */
+static int make_from_rows(int argc, char **argv) {
+    struct mx_err e = {0};
+    struct mx_backend *cpu = mx_backend_cpu_new(1, &e);
+    struct mx_sd_model *m = NULL;
+    struct mx_tokenizer *tok = NULL;
+    if (!cpu || mx_sd_model_open(cpu, argv[2], NULL, &m, &e) < 0 ||
+        mx_sd_clip_tokenizer_open(argv[2], &tok, &e) < 0) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    const struct mx_tensor *te = mx_sd_weight(m, PFX "embeddings.token_embedding.weight");
+    int64_t dim = te->ne[0];
+    float *v = malloc((size_t)(dim * MX_SD_EMB_MAX_VECTORS) * sizeof *v);
+    int64_t n = 0;
+    for (int i = 4; i < argc; i++) {
+        int32_t *ids;
+        size_t k;
+        if (mx_tokenizer_encode(tok, argv[i], strlen(argv[i]), 0, &ids, &k, &e) < 0)
+            return 1;
+        for (size_t j = 0; j < k && n < MX_SD_EMB_MAX_VECTORS; j++, n++) {
+            size_t row;
+            mx_row_size(te->type, dim, &row);
+            mx_type_traits(te->type)->to_float((const char *)te->data + (size_t)ids[j] * row,
+                                               v + n * dim, dim);
+        }
+        free(ids);
+    }
+    struct mx_st_writer *w = mx_st_writer_new();
+    int64_t shape[2] = {n, dim};
+    int rc = mx_st_writer_add_tensor(w, "emb_params", MX_ST_F32, 2, shape, v);
+    if (rc == 0)
+        rc = mx_st_writer_write(w, argv[3], &e);
+    if (rc < 0)
+        fprintf(stderr, "%s: %s\n", argv[3], e.msg);
+    mx_st_writer_free(w);
+    free(v);
+    mx_tokenizer_free(tok);
+    mx_sd_model_close(m);
+    mx_backend_free(cpu);
+    return rc < 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 5 && !strcmp(argv[1], "make"))
+        return make_from_rows(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_encode_equals_injected),
