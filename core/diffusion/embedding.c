@@ -30,7 +30,7 @@ void mx_sd_embedding_free(struct mx_sd_embedding *e) {
     free(e);
 }
 
-/* True when path ends in suffix (ASCII case-insensitive). */
+/* True when s[0, n) ends in suffix (lower case; s compared ASCII case-insensitively). */
 static bool ends_with(const char *s, size_t n, const char *suffix) {
     size_t k = strlen(suffix);
     if (n < k)
@@ -45,6 +45,7 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
     return true;
 }
 
+/* True for the extensions of pickled PyTorch files (never read). */
 static bool is_pickle(const char *s, size_t n) {
     return ends_with(s, n, ".pt") || ends_with(s, n, ".bin") || ends_with(s, n, ".ckpt") ||
            ends_with(s, n, ".pth");
@@ -239,6 +240,7 @@ void mx_sd_emb_db_free(struct mx_sd_emb_db *db) {
     free(db);
 }
 
+/* The entry whose stem is name[0, len), or -1. */
 static int find(const struct mx_sd_emb_db *db, const char *name, size_t len) {
     for (int i = 0; i < db->n; i++)
         if (strlen(db->v[i].name) == len && !memcmp(db->v[i].name, name, len))
@@ -246,6 +248,7 @@ static int find(const struct mx_sd_emb_db *db, const char *name, size_t len) {
     return -1;
 }
 
+/* qsort order of entries: by stem. */
 static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const struct emb_entry *)a)->name, ((const struct emb_entry *)b)->name);
 }

@@ -438,6 +438,7 @@ struct emb_names {
     int n;
 };
 
+/* Frees the tokenized names; nm may be zeroed. */
 static void emb_names_free(struct emb_names *nm) {
     for (int i = 0; i < nm->n; i++)
         free(nm->ids[i]);
@@ -446,6 +447,8 @@ static void emb_names_free(struct emb_names *nm) {
     memset(nm, 0, sizeof *nm);
 }
 
+/* Tokenizes every name of db (none: nm stays empty). Returns 0, MX_ENOMEM or the tokenizer's
+ * error. */
 static int emb_names_init(struct emb_names *nm, const struct mx_tokenizer *tok,
                           const struct mx_sd_emb_db *db, struct mx_err *err) {
     memset(nm, 0, sizeof *nm);
@@ -478,6 +481,7 @@ struct items {
     int n_m, cap_m;
 };
 
+/* Appends one item. Returns 0 or MX_ENOMEM. */
 static int items_push(struct items *it, int32_t id) {
     if (it->n == it->cap) {
         size_t cap = it->cap ? it->cap * 2 : 64;

@@ -10,6 +10,7 @@
  */
 #include "core/llm/lora.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct mx_llama_lora {
     float alpha;                  /* adapter.lora.alpha (0: absent) */
 };
 
+/* Frees an adapter and its mapping (NULL ok). */
 static void lora_free(struct mx_llama_lora *l) {
     if (!l)
         return;
@@ -83,6 +85,7 @@ static const struct mx_tensor *base_weight(const struct mx_llama_model *m, const
     return NULL;
 }
 
+/* "[a, b, c]" of the first nd entries of ne, for messages. */
 static void shape_str(char *buf, size_t n, const int64_t *ne, int nd) {
     size_t o = (size_t)snprintf(buf, n, "[");
     for (int i = 0; i < nd && o < n; i++)
