@@ -954,6 +954,50 @@ int mx_discover_taesd(const char *home, const char *ckpt, bool xl, char *buf, si
     return MX_ENOENT;
 }
 
+int mx_discover_embedding_dirs(const char *home, const char *ckpt, const char *first,
+                               char ***out, struct mx_err *err) {
+    char **v = calloc(1, sizeof *v);
+    size_t n = 0;
+    int rc = v ? 0 : MX_ENOMEM;
+    if (rc == 0 && first) {
+        char *d = strdup(first);
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    static const struct {
+        const char *ckpt_dir, *emb_dir;
+    } beside[] = {
+        { "/models/Stable-diffusion/", "/embeddings" },
+        { "/models/checkpoints/", "/models/embeddings" },
+    };
+    for (size_t i = 0; ckpt && rc == 0 && i < sizeof beside / sizeof beside[0]; i++) {
+        const char *at = strstr(ckpt, beside[i].ckpt_dir);
+        if (!at)
+            continue;
+        size_t base = (size_t)(at - ckpt), nl = strlen(beside[i].emb_dir);
+        char *d = malloc(base + nl + 1);
+        if (d) {
+            memcpy(d, ckpt, base);
+            memcpy(d + base, beside[i].emb_dir, nl + 1);
+        }
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    static const char *const rel[] = {
+        "stable-diffusion-webui/embeddings", "stable-diffusion-webui-forge/embeddings",
+        "ComfyUI/models/embeddings",
+    };
+    for (size_t i = 0; home && home[0] && rc == 0 && i < sizeof rel / sizeof rel[0]; i++) {
+        char *d = join(home, rel[i]);
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    if (rc < 0) {
+        mx_discover_lora_dirs_free(v);
+        *out = NULL;
+        return mx_err_set(err, MX_ENOMEM, "discover: out of memory (embedding folders)");
+    }
+    *out = v;
+    return 0;
+}
+
 /* ---- GGUF headers ---------------------------------------------------------------------------- */
 
 /* Adds one file's tensors to the parameter count and the bytes-per-type histogram. */

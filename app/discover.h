@@ -129,6 +129,14 @@ char *mx_discover_sd_default(const char *home, const char *cwd);
  * NULL-terminated array (free with mx_discover_lora_dirs_free). Returns 0 or MX_ENOMEM. */
 int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err);
 void mx_discover_lora_dirs_free(char **dirs); /* NULL ok */
+/* The textual-inversion embedding folders for checkpoint ckpt (may be NULL): first (a folder
+ * the user named, or NULL), then beside the checkpoint's models folder (A1111
+ * .../models/Stable-diffusion/x -> .../embeddings, ComfyUI .../models/checkpoints/x ->
+ * .../models/embeddings), then ~/stable-diffusion-webui(-forge)/embeddings and
+ * ~/ComfyUI/models/embeddings; only folders that exist, without repeats. *out as
+ * mx_discover_lora_dirs (free with mx_discover_lora_dirs_free). Returns 0 or MX_ENOMEM. */
+int mx_discover_embedding_dirs(const char *home, const char *ckpt, const char *first,
+                               char ***out, struct mx_err *err);
 
 /* A TAESD decoder for live previews of checkpoint ckpt (may be NULL): taesd_decoder.safetensors
  * or taesd.safetensors (xl: taesdxl_...) in the preview-decoder folders beside its models folder

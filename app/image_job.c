@@ -269,7 +269,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     struct mx_err err = {0};
     struct mx_image init = {0}, img = {0};
     struct mx_image_result r = {0};
-    char **lora_dirs = NULL;
+    char **lora_dirs = NULL, **emb_dirs = NULL;
     struct mx_image *made = NULL; /* a batch's images, for the grid */
     int n_made = 0;
     struct mx_sd_preview *pu_pv = NULL; /* the live preview (owned; pu.pv borrows it) */
@@ -312,6 +312,10 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     if ((rc = mx_discover_lora_dirs(getenv("HOME"), req->ckpt, &lora_dirs, &err)) != 0)
         goto done;
     par.lora_dirs = (const char *const *)lora_dirs;
+    /* textual-inversion embeddings the prompt calls: the checkpoint's embeddings folders */
+    if ((rc = mx_discover_embedding_dirs(getenv("HOME"), req->ckpt, NULL, &emb_dirs, &err)) != 0)
+        goto done;
+    par.embedding_dirs = (const char *const *)emb_dirs;
     struct mx_sd_lora_req loras[MX_IMAGE_MAX_LORAS];
     char lora_paths[MX_IMAGE_MAX_LORAS][4096];
     for (int i = 0; i < req->n_loras && rc == 0; i++) {
@@ -372,7 +376,7 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
         pu_pv = pu.pv;
     }
     double t0 = mx_time_s();
-    char lh[1024];
+    char lh[1024], th[1024];
     for (int i = 0; i < n; i++) {
         if (n > 1) {
             char note[64];
@@ -393,9 +397,10 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
         }
         char *text = NULL, *path = NULL;
         uint64_t seed = par.seed + (uint64_t)i;
-        if ((rc = mx_sd_params_to_infotext_hires(&par, &hr, seed, req->ckpt, e->hash,
-                                                 mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
-                                                 &text, &err)) != 0)
+        if ((rc = mx_sd_params_to_infotext_full(&par, &hr, seed, req->ckpt, e->hash,
+                                                mx_sd_pipeline_lora_hashes(e->p, lh, sizeof lh),
+                                                mx_sd_pipeline_ti_hashes(e->p, th, sizeof th),
+                                                &text, &err)) != 0)
             goto done;
         if ((rc = out_path(req, seed, "", &path, &err)) == 0)
             rc = mx_image_save_png_text(&img, path, "parameters", text, &err);
@@ -454,6 +459,7 @@ done:
     free(made);
     mx_sd_preview_free(pu_pv);
     mx_discover_lora_dirs_free(lora_dirs);
+    mx_discover_lora_dirs_free(emb_dirs);
     mx_image_result_free(&r);
     mx_image_free(&img);
     mx_image_free(&init);

@@ -26,6 +26,7 @@
 #include "core/base/readfile.h"
 #include "core/llm/grammar.h"
 #include "core/llm/llama.h"
+#include "core/llm/lora.h"
 #include "core/text/tokenizer.h"
 #include "history/kvsnap.h"
 #include "kernels/backend.h"
@@ -243,6 +244,9 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
     };
     if ((rc = mx_llama_model_load_opts(model_path, L->be, &lo, &L->model, err)) < 0)
         goto fail;
+    for (int i = 0; i < s->n_lora; i++)
+        if ((rc = mx_llama_lora_add(L->model, s->lora[i], s->lora_scale[i], err)) < 0)
+            goto fail;
     L->load_s = mx_time_s() - t0;
     if ((rc = mx_tokenizer_from_gguf(mx_llama_model_gguf(L->model), &L->tok, err)) < 0)
         goto fail;
@@ -265,6 +269,9 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
     /* the hash only gates snapshots: a failure here must not stop the model */
     struct mx_err herr = {0};
     L->have_hash = mx_kvsnap_model_hash(model_path, &L->model_hash, &herr) == 0;
+    /* a cache computed with an adapter is not the model's: no snapshots to share then */
+    if (s->n_lora > 0)
+        L->have_hash = false;
     *out = L;
     return 0;
 fail:

@@ -24,6 +24,7 @@
 struct mx_tool_def; /* core/text/template.h */
 
 #define MX_GEN_MAX_STOPS 8 /* --stop strings a caller may add to the template's */
+#define MX_GEN_MAX_LORAS 8 /* --lora adapters on one model */
 
 /* Everything a front end decides about a model run; persisted per chat session (the sampling
  * part) and handed around by value. Strings are borrowed: they must outlive every copy. */
@@ -44,6 +45,10 @@ struct mx_gen_settings {
      * on the opening thread; NULL: none (struct mx_llama_load_opts) */
     void (*on_load)(void *ud, uint64_t done, uint64_t total);
     void *on_load_ud;
+    const char *lora[MX_GEN_MAX_LORAS]; /* LoRA adapter GGUFs (llama.cpp's --lora), applied on
+                                         * the fly with their scales (core/llm/lora.h) */
+    float lora_scale[MX_GEN_MAX_LORAS]; /* scale of each (1: as trained; 0: off) */
+    int n_lora;             /* adapters in lora[] */
     /* sampling: handed to the sampler chain as it is (core/llm/sampler.h) */
     struct mx_sampler_params sampling;
     /* generating (mx_llm_generate) */

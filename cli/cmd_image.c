@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/llm.h"
@@ -91,6 +92,11 @@ static void usage(FILE *f) {
             "                            the prompt, <lora:NAME:W> loads NAME.safetensors from\n"
             "                            models/Lora (A1111) or models/loras (ComfyUI) beside\n"
             "                            the checkpoint folder or under ~\n"
+            "  --embeddings DIR          textual-inversion embeddings (.safetensors) the prompt\n"
+            "                            calls by file name (A1111) or embedding:NAME (ComfyUI);\n"
+            "                            also looked up in embeddings/ (A1111) or\n"
+            "                            models/embeddings (ComfyUI) beside the checkpoint folder\n"
+            "                            or under ~ (--embd-dir: the same)\n"
             "  --vae FILE                a separate VAE (.safetensors)\n"
             "  --vae-tiling              decode in tiles (automatic when memory is short)\n"
             "  --prediction eps|v        override the detected prediction type\n"
@@ -336,7 +342,10 @@ int mx_cmd_image(int argc, char **argv) {
     const char *hires_scale_s = NULL, *denoise_s = NULL, *upscaler = NULL, *taesd = NULL;
     const char *remote_url = NULL;
     struct mx_cli_list lora_opts = {0};
+    const char *emb_dir = NULL;
     const struct mx_cli_extra extra[] = {
+        {NULL, "--embeddings", MX_X_STR, &emb_dir, 0, 0},
+        {NULL, "--embd-dir", MX_X_STR, &emb_dir, 0, 0},
         {NULL, "--remote-images", MX_X_STR, &remote_url, 0, 0},
         {NULL, "--lora", MX_X_LIST, &lora_opts, 0, 0},
         {"-d", "--diffusion-model", MX_X_STR, &model, 0, 0},
@@ -395,9 +404,9 @@ int mx_cmd_image(int argc, char **argv) {
                        "for local images");
             return 2;
         }
-        if (vae || mask || prediction || from_png || rng || tiling || lora_opts.n) {
+        if (vae || mask || prediction || from_png || rng || tiling || lora_opts.n || emb_dir) {
             mx_cli_err("image", "--remote-images: --vae, --mask, --prediction, --from-png, --rng, "
-                       "--vae-tiling and --lora are for local images");
+                       "--vae-tiling, --lora and --embeddings are for local images");
             return 2;
         }
         if (!prompt) {
@@ -456,7 +465,7 @@ int mx_cmd_image(int argc, char **argv) {
         }
         loras[i] = (struct mx_sd_lora_req){lora_paths[i], w, w};
     }
-    char **lora_dirs = NULL;
+    char **lora_dirs = NULL, **emb_dirs = NULL;
     int status = 1;
     struct mx_err err = {0};
     struct mx_backend *be = NULL;
@@ -505,6 +514,16 @@ int mx_cmd_image(int argc, char **argv) {
         goto done;
     }
     par.lora_dirs = (const char *const *)lora_dirs;
+    struct stat est;
+    if (emb_dir && (stat(emb_dir, &est) != 0 || !S_ISDIR(est.st_mode))) {
+        mx_cli_err("image", "--embeddings %s: not a folder", emb_dir);
+        goto done;
+    }
+    if (mx_discover_embedding_dirs(getenv("HOME"), model, emb_dir, &emb_dirs, &err) < 0) {
+        mx_cli_err("image", "%s", err.msg);
+        goto done;
+    }
+    par.embedding_dirs = (const char *const *)emb_dirs;
     if ((cfg_s && parse_float("--cfg", cfg_s, 0, 100, &par.cfg) < 0) ||
         (cfg2_s && parse_float("--cfg-scale", cfg2_s, 0, 100, &par.cfg) < 0) ||
         (strength_s && parse_float("--strength", strength_s, 0, 1, &par.strength) < 0) ||
@@ -713,10 +732,11 @@ int mx_cmd_image(int argc, char **argv) {
         char name[4096];
         out_name(out, i, name, sizeof name);
         char *text = NULL;
-        char lh[1024];
-        rc = mx_sd_params_to_infotext_hires(&par, &hr, seed + (uint64_t)i, model, hash,
-                                            mx_sd_pipeline_lora_hashes(p, lh, sizeof lh), &text,
-                                            &err);
+        char lh[1024], th[1024];
+        rc = mx_sd_params_to_infotext_full(&par, &hr, seed + (uint64_t)i, model, hash,
+                                           mx_sd_pipeline_lora_hashes(p, lh, sizeof lh),
+                                           mx_sd_pipeline_ti_hashes(p, th, sizeof th), &text,
+                                           &err);
         if (rc == 0)
             rc = mx_image_save_png_text(&img, name, "parameters", text, &err);
         if (rc == 0 && i == 0)
@@ -787,6 +807,7 @@ done:
     mx_sd_infotext_free(&png_info);
     mx_sd_pipeline_close(p);
     mx_discover_lora_dirs_free(lora_dirs);
+    mx_discover_lora_dirs_free(emb_dirs);
     mx_backend_free(be);
     return status;
 }

@@ -17,6 +17,8 @@
 #include "core/base/quant.h"
 #include "core/base/readfile.h"
 #include "core/base/text.h"
+#include "core/base/util.h"
+#include "core/diffusion/pipeline.h"
 #include "core/llm/json_schema.h"
 #include "kernels/backend.h"
 #include "kernels/devices.h"
@@ -33,6 +35,7 @@ enum kind {
     K_ACT,      /* ggml | f32 -> enum mx_act_mode */
     K_DEVICE,   /* auto or a registry name */
     K_STOP,     /* appended to s.stop */
+    K_LORA,     /* FILE[:SCALE] appended to s.lora / s.lora_scale */
 };
 
 struct spec {
@@ -103,6 +106,9 @@ static const struct spec specs[] = {
      "bounds, formats, pattern, anyOf, allOf, local $ref; other keywords are refused)"},
     {NULL, "--json", NULL, K_ON, OFF(json), 0, 0, false, GEN, NULL,
      "keep the answer one JSON object"},
+    {NULL, "--lora", NULL, K_LORA, 0, 0, 0, false, ALL, "FILE[:S]",
+     "apply a LoRA adapter GGUF (llama.cpp's convert_lora_to_gguf.py) at scale S (default 1) "
+     "on the fly; repeatable (up to 8)"},
     {NULL, "--ignore-eos", NULL, K_ON, OFF(s.ignore_eos), 0, 0, false, MX_CLI_RUN, NULL,
      "do not stop at end-of-generation tokens"},
     {NULL, "--keep", NULL, K_INT, OFF(s.n_keep), 0, 1 << 24, false, MX_CLI_RUN, "N",
@@ -245,6 +251,32 @@ static int set(const char *cmd, const struct spec *p, const char *opt, const cha
         o->s.stop[o->n_stops++] = val;
         o->s.stop[o->n_stops] = NULL;
         return 0;
+    case K_LORA: {
+        /* the same FILE[:W] reading as mixel image --lora; the path is kept until the process
+         * ends (the settings borrow it) */
+        char path[4096];
+        float w;
+        struct mx_err e = {0};
+        if (o->s.n_lora == MX_GEN_MAX_LORAS) {
+            fprintf(stderr, "mixel%s%s: at most %d --lora adapters\n", SP(cmd), MX_GEN_MAX_LORAS);
+            return -1;
+        }
+        if (mx_sd_lora_arg_parse(val, path, sizeof path, &w, &e) < 0)
+            return bad(cmd, opt, val, "FILE[:SCALE] with a scale from -100 to 100");
+        /* reachable from a static list so the leak checker sees it held, not lost */
+        static char *kept[4 * MX_GEN_MAX_LORAS];
+        static int n_kept;
+        char *keep = n_kept < (int)MX_ARRAY_LEN(kept) ? strdup(path) : NULL;
+        if (keep)
+            kept[n_kept++] = keep;
+        if (!keep) {
+            fprintf(stderr, "mixel%s%s: out of memory\n", SP(cmd));
+            return -1;
+        }
+        o->s.lora[o->s.n_lora] = keep;
+        o->s.lora_scale[o->s.n_lora++] = w;
+        return 0;
+    }
     }
     return -1;
 }

@@ -241,8 +241,8 @@ static void test_hires_infotext(void **state) {
     h.steps = 10;
     char *text;
     struct mx_err err = {0};
-    assert_int_equal(mx_sd_params_to_infotext_hires(&par, &h, 42, "/m/v1-5.safetensors", NULL,
-                                                    NULL, &text, &err), 0);
+    assert_int_equal(mx_sd_params_to_infotext_full(&par, &h, 42, "/m/v1-5.safetensors", NULL,
+                                                   NULL, NULL, &text, &err), 0);
     assert_non_null(strstr(text, "Size: 512x512, Model: v1-5, Denoising strength: 0.55, "));
     assert_non_null(strstr(text, "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent"));
     /* and back, as --from-png reads it */
@@ -260,14 +260,14 @@ static void test_hires_infotext(void **state) {
     h.height = 768;
     h.upscaler = MX_SD_UP_LANCZOS;
     h.scale = 1.5f;
-    assert_int_equal(mx_sd_params_to_infotext_hires(&par, &h, 42, NULL, NULL, NULL, &text, &err),
+    assert_int_equal(mx_sd_params_to_infotext_full(&par, &h, 42, NULL, NULL, NULL, NULL, &text, &err),
                      0);
     assert_non_null(strstr(text, "Hires resize: 1024x768, Hires upscaler: Lanczos"));
     assert_null(strstr(text, "Hires steps"));
     assert_null(strstr(text, "Hires upscale:"));
     free(text);
     h.enabled = false; /* off: no hires key, no strength */
-    assert_int_equal(mx_sd_params_to_infotext_hires(&par, &h, 42, NULL, NULL, NULL, &text, &err),
+    assert_int_equal(mx_sd_params_to_infotext_full(&par, &h, 42, NULL, NULL, NULL, NULL, &text, &err),
                      0);
     assert_null(strstr(text, "Hires"));
     assert_null(strstr(text, "Denoising"));

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/diffusion/embedding.h"
 #include "core/diffusion/prompt.h"
 
 #define PFX "cond_stage_model.transformer.text_model."
@@ -72,6 +73,8 @@ struct mx_sd_clip {
     int32_t empty_ids[MX_SD_CHUNK_LEN]; /* the empty-prompt chunk: BOS, EOS, pads */
     float *empty_h;                  /* [77][dim] its hidden states, or NULL */
     int empty_layers;                /* the layers empty_h was computed with; 0 = none */
+    struct mx_sd_emb_db *emb;        /* textual-inversion embeddings prompts may call
+                                        (borrowed; NULL: none) */
 };
 
 /* ---- creation ----------------------------------------------------------------------------- */
@@ -373,21 +376,41 @@ static int layers_to_run(const struct mx_sd_clip *c, int clip_skip, struct mx_er
     return n < c->n_layer ? n : c->n_layer;
 }
 
-int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_skip, float *h,
-                          struct mx_err *err) {
+/* One chunk through the encoder; ids < 0 are textual-inversion vectors -(1 + k) of t->emb
+ * (t NULL: none allowed). */
+static int encode_chunk(struct mx_sd_clip *c, const int32_t *ids,
+                        const struct mx_sd_prompt_tokens *t, int clip_skip, float *h,
+                        struct mx_err *err) {
     int n_run = layers_to_run(c, clip_skip, err);
     if (n_run < 0)
         return n_run;
-    for (int i = 0; i < MX_SD_CHUNK_LEN; i++)
-        if (ids[i] < 0 || ids[i] >= c->n_vocab)
+    int32_t real[MX_SD_CHUNK_LEN];
+    const float *vec[MX_SD_CHUNK_LEN] = {0};
+    for (int i = 0; i < MX_SD_CHUNK_LEN; i++) {
+        real[i] = ids[i];
+        if (ids[i] < 0 && t && -(int64_t)ids[i] - 1 < t->n_emb) {
+            const struct mx_sd_emb_ref *r = &t->emb[-(int64_t)ids[i] - 1];
+            const float *v = mx_sd_embedding_vectors(r->e, c->dim, err);
+            if (!v)
+                return MX_EFORMAT;
+            vec[i] = v + (int64_t)r->row * c->dim;
+            real[i] = 0; /* a placeholder row, overwritten below (A1111 inserts id 0) */
+        } else if (ids[i] < 0 || ids[i] >= c->n_vocab) {
             return mx_err_set(err, MX_EINVAL, "clip: token id %d at %d is outside the "
                               "vocabulary (%lld)", (int)ids[i], i, (long long)c->n_vocab);
+        }
+    }
     struct mx_backend *be = c->be;
     int rc;
-    /* x = token_embedding[ids] + position_embedding */
-    if ((rc = mx_tensor_set(be, &c->ids, ids, 0, MX_SD_CHUNK_LEN * sizeof *ids)) < 0 ||
-        (rc = mx_op_get_rows(be, &c->x, c->tok_emb, &c->ids)) < 0 ||
-        (rc = mx_op_add(be, &c->x, &c->x, &c->pos_emb)) < 0)
+    /* x = token_embedding[ids] (an embedding's vectors in their places) + position_embedding */
+    if ((rc = mx_tensor_set(be, &c->ids, real, 0, MX_SD_CHUNK_LEN * sizeof *real)) < 0 ||
+        (rc = mx_op_get_rows(be, &c->x, c->tok_emb, &c->ids)) < 0)
+        goto fail;
+    size_t row = (size_t)c->dim * sizeof(float);
+    for (int i = 0; i < MX_SD_CHUNK_LEN; i++)
+        if (vec[i] && (rc = mx_tensor_set(be, &c->x, vec[i], (size_t)i * row, row)) < 0)
+            goto fail;
+    if ((rc = mx_op_add(be, &c->x, &c->x, &c->pos_emb)) < 0)
         goto fail;
     /* layers up to the one clip_skip picks (hidden_states[-clip_skip] in HF terms) */
     for (int il = 0; il < n_run; il++)
@@ -399,6 +422,15 @@ int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_ski
     return 0;
 fail:
     return mx_err_set(err, rc, "clip: text encoder: %s", mx_backend_last_error(be));
+}
+
+int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_skip, float *h,
+                          struct mx_err *err) {
+    return encode_chunk(c, ids, NULL, clip_skip, h, err);
+}
+
+void mx_sd_clip_set_embeddings(struct mx_sd_clip *c, struct mx_sd_emb_db *db) {
+    c->emb = db;
 }
 
 void mx_sd_clip_apply_weights(float *h, const float *w, int64_t n_tok, int64_t dim) {
@@ -419,7 +451,8 @@ void mx_sd_clip_apply_weights(float *h, const float *w, int64_t n_tok, int64_t d
 
 int mx_sd_clip_n_chunks(struct mx_sd_clip *c, const char *prompt, struct mx_err *err) {
     struct mx_sd_prompt_tokens t;
-    int rc = mx_sd_prompt_tokenize(c->tok, prompt, c->pad_id, MX_SD_MAX_CHUNKS, &t, err);
+    int rc = mx_sd_prompt_tokenize_emb(c->tok, prompt, c->pad_id, MX_SD_MAX_CHUNKS, c->emb, &t,
+                                       err);
     if (rc < 0)
         return rc;
     rc = (int)t.n_chunks;
@@ -438,7 +471,8 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
         return mx_err_set(err, MX_ERANGE, "clip: %d chunks asked for, at most %d", min_chunks,
                           MX_SD_MAX_CHUNKS);
     struct mx_sd_prompt_tokens t;
-    int rc = mx_sd_prompt_tokenize(c->tok, prompt, c->pad_id, MX_SD_MAX_CHUNKS, &t, err);
+    int rc = mx_sd_prompt_tokenize_emb(c->tok, prompt, c->pad_id, MX_SD_MAX_CHUNKS, c->emb, &t,
+                                       err);
     if (rc < 0)
         return rc;
     int64_t n = t.n_chunks > min_chunks ? t.n_chunks : min_chunks;
@@ -455,7 +489,7 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
         if (empty && c->empty_h && c->empty_layers == n_run) {
             memcpy(hi, c->empty_h, (size_t)chunk * sizeof *hi);
         } else {
-            if ((rc = mx_sd_clip_encode_ids(c, ids, clip_skip, hi, err)) < 0)
+            if ((rc = encode_chunk(c, ids, &t, clip_skip, hi, err)) < 0)
                 goto done;
             if (empty) {
                 /* the unconditional prompt and every padding chunk: keep it */

@@ -80,6 +80,13 @@ int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_ski
  * (A1111 would divide by it). */
 void mx_sd_clip_apply_weights(float *h, const float *w, int64_t n_tok, int64_t dim);
 
+/* Textual-inversion embeddings (embedding.h) that prompts given to mx_sd_clip_encode and
+ * mx_sd_clip_n_chunks may call by name; db is borrowed (it must outlive its use), NULL: none.
+ * Each vector takes one token's place in the encoder's input (before the position embedding),
+ * the vectors for this encoder's width (SDXL files: clip_l or clip_g). */
+struct mx_sd_emb_db;
+void mx_sd_clip_set_embeddings(struct mx_sd_clip *c, struct mx_sd_emb_db *db);
+
 int64_t mx_sd_clip_dim(const struct mx_sd_clip *c);      /* 768 (SD 1.x), 1024 (SD 2.x) */
 int mx_sd_clip_n_layers(const struct mx_sd_clip *c);     /* in the file: 12, 23 or 24 */
 int mx_sd_clip_default_skip(const struct mx_sd_clip *c); /* 1 (SD 1.x) or 2 (SD 2.x) */

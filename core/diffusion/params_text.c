@@ -20,13 +20,14 @@ int mx_sd_params_to_infotext(const struct mx_sd_params *par, uint64_t seed,
 int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
                                 const char *model_path, const char *hash,
                                 const char *lora_hashes, char **out, struct mx_err *err) {
-    return mx_sd_params_to_infotext_hires(par, NULL, seed, model_path, hash, lora_hashes, out,
-                                          err);
+    return mx_sd_params_to_infotext_full(par, NULL, seed, model_path, hash, lora_hashes, NULL,
+                                         out, err);
 }
 
-int mx_sd_params_to_infotext_hires(const struct mx_sd_params *par, const struct mx_sd_hires *hr,
-                                   uint64_t seed, const char *model_path, const char *hash,
-                                   const char *lora_hashes, char **out, struct mx_err *err) {
+int mx_sd_params_to_infotext_full(const struct mx_sd_params *par, const struct mx_sd_hires *hr,
+                                  uint64_t seed, const char *model_path, const char *hash,
+                                  const char *lora_hashes, const char *ti_hashes, char **out,
+                                  struct mx_err *err) {
     struct mx_sd_infotext it;
     mx_sd_infotext_init(&it);
     it.prompt = (char *)(par->prompt ? par->prompt : "");
@@ -73,6 +74,9 @@ int mx_sd_params_to_infotext_hires(const struct mx_sd_params *par, const struct 
     if (rc == 0 && lora_hashes && *lora_hashes)
         rc = mx_sd_infotext_set_extra(&it, "Lora hashes", lora_hashes);
     if (rc < 0)
+        rc = mx_err_set(err, rc, "infotext: out of memory");
+    if (rc == 0 && ti_hashes && *ti_hashes &&
+        (rc = mx_sd_infotext_set_extra(&it, "TI hashes", ti_hashes)) < 0)
         rc = mx_err_set(err, rc, "infotext: out of memory");
     if (rc == 0)
         rc = mx_sd_infotext_format(&it, out, err);

@@ -25,12 +25,14 @@ int mx_sd_params_to_infotext_ex(const struct mx_sd_params *par, uint64_t seed,
                                 const char *model_path, const char *hash,
                                 const char *lora_hashes, char **out, struct mx_err *err);
 
-/* The same for an image made with the hires fix hr (NULL or not enabled: as _ex): Size is the
- * first pass's, then "Denoising strength" and A1111's "Hires upscale" (or "Hires resize: WxH"),
- * "Hires steps" (when not 0) and "Hires upscaler". */
-int mx_sd_params_to_infotext_hires(const struct mx_sd_params *par, const struct mx_sd_hires *hr,
-                                   uint64_t seed, const char *model_path, const char *hash,
-                                   const char *lora_hashes, char **out, struct mx_err *err);
+/* The same for an image made with the hires fix hr (NULL or not enabled: none) and textual-
+ * inversion embeddings: Size is the first pass's, then "Denoising strength" and A1111's "Hires
+ * upscale" (or "Hires resize: WxH"), "Hires steps" (when not 0) and "Hires upscaler"; and
+ * "TI hashes" ("name: hash12, ...", from mx_sd_pipeline_ti_hashes; NULL or empty: left out). */
+int mx_sd_params_to_infotext_full(const struct mx_sd_params *par, const struct mx_sd_hires *hr,
+                                  uint64_t seed, const char *model_path, const char *hash,
+                                  const char *lora_hashes, const char *ti_hashes, char **out,
+                                  struct mx_err *err);
 
 /* Applies the settings of a parsed infotext to par: prompt, negative prompt, steps, sampler
  * (and the schedule an A1111 sampler name carries), schedule type, CFG, size, clip skip, RNG,

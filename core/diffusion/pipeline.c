@@ -20,6 +20,7 @@
 #include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/diffusion/clip_text.h"
+#include "core/diffusion/embedding.h"
 #include "core/diffusion/prompt.h"
 #include "core/diffusion/sd_lora.h"
 #include "core/diffusion/rng.h"
@@ -48,6 +49,7 @@ struct mx_sd_pipeline {
     struct mx_sd_lora_state *lora_state; /* the working copies now in the model (owned) */
     struct mx_sd_lora_use *lora_use; /* the set lora_state holds: n_lora_use entries (owned) */
     int n_lora_use;
+    struct mx_sd_emb_db *emb;    /* the embeddings of par->embedding_dirs (owned), or NULL */
 };
 
 /* One generation's state, the denoiser callback's user data. */
@@ -120,6 +122,7 @@ void mx_sd_pipeline_close(struct mx_sd_pipeline *p) {
     free(p->lora_hash);
     free(p->lora_use);
     mx_sd_clip_free(p->clip);
+    mx_sd_emb_db_free(p->emb);
     mx_tokenizer_free(p->tok);
     mx_sd_model_close(p->model);
     free(p);
@@ -298,8 +301,17 @@ static int encode_text(struct sd_run *r) {
     const struct mx_sd_params *par = r->par;
     float *hc = NULL, *hu = NULL;
     int64_t nc = 0, nu = 0;
+    int rc0;
     double t0 = mx_time_s();
     const char *neg = par->negative ? par->negative : "";
+    /* the embedding folders as they are now (files added since the last image count) */
+    mx_sd_emb_db_free(p->emb);
+    p->emb = NULL;
+    if (par->embedding_dirs &&
+        (rc0 = mx_sd_emb_db_new(par->embedding_dirs, mx_sd_clip_dim(p->clip), &p->emb,
+                                r->err)) < 0)
+        return rc0;
+    mx_sd_clip_set_embeddings(p->clip, p->emb);
     int chunks = mx_sd_clip_n_chunks(p->clip, par->prompt, r->err);
     if (chunks < 0)
         return chunks;
@@ -765,6 +777,10 @@ int mx_sd_lora_arg_parse(const char *arg, char *path, size_t size, float *w, str
     memcpy(path, arg, n);
     path[n] = '\0';
     return 0;
+}
+
+const char *mx_sd_pipeline_ti_hashes(const struct mx_sd_pipeline *p, char *buf, size_t size) {
+    return mx_sd_emb_db_hashes(p->emb, buf, size);
 }
 
 const char *mx_sd_pipeline_lora_hashes(const struct mx_sd_pipeline *p, char *buf, size_t size) {

@@ -58,6 +58,10 @@ struct mx_sd_params {
     const struct mx_sd_lora_req *loras;
     int n_loras;
     const char *const *lora_dirs;
+    /* Textual-inversion embeddings (embedding.h) the prompts may call by file stem (A1111) or
+     * embedding:NAME (ComfyUI): the .safetensors files in these folders (NULL-terminated, the
+     * first folder wins a name clash; NULL: none). Listed at each generation. */
+    const char *const *embedding_dirs;
 };
 
 enum mx_sd_phase { MX_SD_PHASE_TEXT = 0, MX_SD_PHASE_ENCODE, MX_SD_PHASE_SAMPLE,
@@ -106,6 +110,10 @@ int mx_sd_params_check(const struct mx_sd_pipeline *p, const struct mx_sd_params
 int mx_sd_generate(struct mx_sd_pipeline *p, const struct mx_sd_params *par, int index,
                    struct mx_image *out, mx_sd_progress_fn progress, void *ud,
                    struct mx_err *err);
+
+/* A1111's "TI hashes" infotext value for the embeddings the last generation's prompts called
+ * ("name: 0123456789ab, ..."), into buf; "" when none. */
+const char *mx_sd_pipeline_ti_hashes(const struct mx_sd_pipeline *p, char *buf, size_t size);
 
 /* Reads a `--lora PATH[:W]` argument: the path into path (size bytes) and W (default 1). A ':'
  * followed by something that is not a number from -100 to 100 belongs to the path. Returns 0 or

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/diffusion/embedding.h"
+
 /* A segment while parsing: text not yet NUL-terminated, grown by merging. */
 struct seg {
     char *text;    /* owned, len bytes (+1 for the NUL added at the end) */
@@ -379,9 +381,17 @@ static int next_chunk(struct chunker *c, bool is_last, struct mx_err *err) {
     return 0;
 }
 
-/* Adds one segment's tokens with their weight (the body of A1111's per-token loop). */
+/* An embedding in a segment's item list: the item -(1 + j) is match j. */
+struct emb_match {
+    int64_t ref0;  /* its first vector in out->emb */
+    int n_vec;
+};
+
+/* Adds one segment's tokens with their weight (the body of A1111's per-token loop). An id
+ * -(1 + j) < 0 is embedding match m[j]: its vectors go in whole, in the next chunk when they
+ * would not fit in this one (A1111). */
 static int add_tokens(struct chunker *c, const int32_t *ids, size_t n, float weight,
-                      int32_t comma, struct mx_err *err) {
+                      int32_t comma, const struct emb_match *m, struct mx_err *err) {
     int rc;
     for (size_t k = 0; k < n; k++) {
         if (ids[k] == comma) {
@@ -403,14 +413,183 @@ static int add_tokens(struct chunker *c, const int32_t *ids, size_t n, float wei
         }
         if (c->n == MX_SD_CHUNK_CONTENT && (rc = next_chunk(c, false, err)) < 0)
             return rc;
+        if (ids[k] < 0) {
+            const struct emb_match *e = &m[-(ids[k] + 1)];
+            if (c->n + e->n_vec > MX_SD_CHUNK_CONTENT && (rc = next_chunk(c, false, err)) < 0)
+                return rc;
+            for (int r = 0; r < e->n_vec; r++) {
+                c->tok[c->n] = -(int32_t)(e->ref0 + r) - 1;
+                c->w[c->n++] = weight;
+            }
+            continue;
+        }
         c->tok[c->n] = ids[k];
         c->w[c->n++] = weight;
     }
     return 0;
 }
 
+/* ---- textual-inversion embeddings in a segment ------------------------------------------ */
+
+/* The names of an embedding set, tokenized (A1111 matches them token by token). */
+struct emb_names {
+    int32_t **ids;   /* [n] each name's tokens (owned) */
+    size_t *len;     /* [n] */
+    int n;
+};
+
+/* Frees the tokenized names; nm may be zeroed. */
+static void emb_names_free(struct emb_names *nm) {
+    for (int i = 0; i < nm->n; i++)
+        free(nm->ids[i]);
+    free(nm->ids);
+    free(nm->len);
+    memset(nm, 0, sizeof *nm);
+}
+
+/* Tokenizes every name of db (none: nm stays empty). Returns 0, MX_ENOMEM or the tokenizer's
+ * error. */
+static int emb_names_init(struct emb_names *nm, const struct mx_tokenizer *tok,
+                          const struct mx_sd_emb_db *db, struct mx_err *err) {
+    memset(nm, 0, sizeof *nm);
+    int n = mx_sd_emb_db_count(db);
+    if (n == 0)
+        return 0;
+    nm->ids = calloc((size_t)n, sizeof *nm->ids);
+    nm->len = calloc((size_t)n, sizeof *nm->len);
+    if (!nm->ids || !nm->len) {
+        emb_names_free(nm);
+        return mx_err_set(err, MX_ENOMEM, "prompt: out of memory (embedding names)");
+    }
+    nm->n = n;
+    for (int i = 0; i < n; i++) {
+        const char *name = mx_sd_emb_db_name(db, i);
+        int rc = mx_tokenizer_encode(tok, name, strlen(name), 0, &nm->ids[i], &nm->len[i], err);
+        if (rc < 0) {
+            emb_names_free(nm);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Items of one segment: token ids, and -(1 + j) for embedding match j (matches in *m). */
+struct items {
+    int32_t *v;
+    size_t n, cap;
+    struct emb_match *m;
+    int n_m, cap_m;
+};
+
+/* Appends one item. Returns 0 or MX_ENOMEM. */
+static int items_push(struct items *it, int32_t id) {
+    if (it->n == it->cap) {
+        size_t cap = it->cap ? it->cap * 2 : 64;
+        int32_t *v = realloc(it->v, cap * sizeof *v);
+        if (!v)
+            return MX_ENOMEM;
+        it->v = v;
+        it->cap = cap;
+    }
+    it->v[it->n++] = id;
+    return 0;
+}
+
+/* Appends embedding e as a match: its vectors become refs in out->emb. */
+static int add_match(struct items *it, struct mx_sd_prompt_tokens *out,
+                     const struct mx_sd_embedding *e, struct mx_err *err) {
+    if (it->n_m == it->cap_m) {
+        int cap = it->cap_m ? it->cap_m * 2 : 8;
+        struct emb_match *m = realloc(it->m, (size_t)cap * sizeof *m);
+        if (!m)
+            return mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+        it->m = m;
+        it->cap_m = cap;
+    }
+    struct mx_sd_emb_ref *r = realloc(out->emb, (size_t)(out->n_emb + e->n_vec) * sizeof *r);
+    if (!r)
+        return mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+    out->emb = r;
+    for (int64_t k = 0; k < e->n_vec; k++)
+        out->emb[out->n_emb + k] = (struct mx_sd_emb_ref){e, (int)k};
+    it->m[it->n_m] = (struct emb_match){out->n_emb, (int)e->n_vec};
+    out->n_emb += e->n_vec;
+    if (items_push(it, -(it->n_m + 1)) < 0)
+        return mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+    it->n_m++;
+    return 0;
+}
+
+/* Tokenizes text[0, len) into items, replacing runs of tokens equal to an embedding's name
+ * (the longest that matches) with the embedding (A1111's find_embedding_at_position). */
+static int add_text(struct items *it, const struct mx_tokenizer *tok, const char *text,
+                    size_t len, struct mx_sd_emb_db *db, const struct emb_names *nm,
+                    struct mx_sd_prompt_tokens *out, struct mx_err *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = mx_tokenizer_encode(tok, text, len, 0, &ids, &n, err);
+    for (size_t p = 0; rc == 0 && p < n;) {
+        int best = -1;
+        for (int i = 0; i < nm->n; i++)
+            if (nm->len[i] > 0 && nm->len[i] <= n - p &&
+                (best < 0 || nm->len[i] > nm->len[best]) &&
+                !memcmp(ids + p, nm->ids[i], nm->len[i] * sizeof *ids))
+                best = i;
+        if (best < 0) {
+            if (items_push(it, ids[p++]) < 0)
+                rc = mx_err_set(err, MX_ENOMEM, "prompt: out of memory");
+            continue;
+        }
+        const char *name = mx_sd_emb_db_name(db, best);
+        const struct mx_sd_embedding *e;
+        if ((rc = mx_sd_emb_db_get(db, name, strlen(name), &e, err)) == 0)
+            rc = add_match(it, out, e, err);
+        p += nm->len[best];
+    }
+    free(ids);
+    return rc;
+}
+
+/* True when "embedding:" starts a word at s (the start of the text or after a space). */
+static bool comfy_at(const char *text, const char *s) {
+    return !strncmp(s, "embedding:", 10) && (s == text || s[-1] == ' ' || s[-1] == '\t' ||
+                                             s[-1] == '\n' || s[-1] == ',');
+}
+
+/* One segment's items: its text with ComfyUI's embedding:NAME words (NAME up to a space or a
+ * comma) taken out as embeddings, the rest through add_text. */
+static int segment_items(struct items *it, const struct mx_tokenizer *tok, const char *text,
+                         struct mx_sd_emb_db *db, const struct emb_names *nm,
+                         struct mx_sd_prompt_tokens *out, struct mx_err *err) {
+    const char *s = text, *from = text;
+    int rc = 0;
+    for (; rc == 0 && *s; s++) {
+        if (!comfy_at(text, s))
+            continue;
+        if (s > from && (rc = add_text(it, tok, from, (size_t)(s - from), db, nm, out, err)) < 0)
+            break;
+        const char *name = s + 10, *end = name;
+        while (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n')
+            end++;
+        const struct mx_sd_embedding *e;
+        if ((rc = mx_sd_emb_db_get(db, name, (size_t)(end - name), &e, err)) == 0)
+            rc = add_match(it, out, e, err);
+        from = end;
+        s = end - 1;
+    }
+    if (rc == 0 && *from)
+        rc = add_text(it, tok, from, strlen(from), db, nm, out, err);
+    return rc;
+}
+
 int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, int32_t pad_id,
                           int max_chunks, struct mx_sd_prompt_tokens *out, struct mx_err *err) {
+    return mx_sd_prompt_tokenize_emb(tok, prompt, pad_id, max_chunks, NULL, out, err);
+}
+
+int mx_sd_prompt_tokenize_emb(const struct mx_tokenizer *tok, const char *prompt,
+                              int32_t pad_id, int max_chunks, struct mx_sd_emb_db *db,
+                              struct mx_sd_prompt_tokens *out, struct mx_err *err) {
     memset(out, 0, sizeof *out);
     struct chunker c = {.out = out, .max_chunks = max_chunks > 0 ? max_chunks : MX_SD_MAX_CHUNKS,
                         .bos = mx_tokenizer_bos(tok), .eos = mx_tokenizer_eos(tok),
@@ -425,9 +604,14 @@ int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, in
     if (comma == MX_TOK_NONE)
         comma = -2; /* no id equals it */
     struct mx_sd_prompt p;
-    int rc = mx_sd_prompt_parse(prompt, &p, err);
+    struct emb_names nm;
+    int rc = emb_names_init(&nm, tok, db, err);
     if (rc < 0)
         return rc;
+    if ((rc = mx_sd_prompt_parse(prompt, &p, err)) < 0) {
+        emb_names_free(&nm);
+        return rc;
+    }
     for (int64_t i = 0; i < p.n && rc == 0; i++) {
         if (p.segs[i].is_break) {
             rc = next_chunk(&c, false, err);
@@ -435,14 +619,25 @@ int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, in
         }
         int32_t *ids = NULL;
         size_t n = 0;
-        rc = mx_tokenizer_encode(tok, p.segs[i].text, strlen(p.segs[i].text), 0, &ids, &n, err);
+        if (!db) {
+            rc = mx_tokenizer_encode(tok, p.segs[i].text, strlen(p.segs[i].text), 0, &ids, &n,
+                                     err);
+            if (rc == 0)
+                rc = add_tokens(&c, ids, n, p.segs[i].weight_f, comma, NULL, err);
+            free(ids);
+            continue;
+        }
+        struct items it = {0};
+        rc = segment_items(&it, tok, p.segs[i].text, db, &nm, out, err);
         if (rc == 0)
-            rc = add_tokens(&c, ids, n, p.segs[i].weight_f, comma, err);
-        free(ids);
+            rc = add_tokens(&c, it.v, it.n, p.segs[i].weight_f, comma, it.m, err);
+        free(it.v);
+        free(it.m);
     }
     if (rc == 0 && (c.n > 0 || out->n_chunks == 0))
         rc = next_chunk(&c, true, err);
     mx_sd_prompt_deinit(&p);
+    emb_names_free(&nm);
     if (rc < 0)
         mx_sd_prompt_tokens_deinit(out);
     return rc;
@@ -453,6 +648,7 @@ void mx_sd_prompt_tokens_deinit(struct mx_sd_prompt_tokens *t) {
         return;
     free(t->ids);
     free(t->w);
+    free(t->emb);
     memset(t, 0, sizeof *t);
 }
 

@@ -36,6 +36,9 @@
 #include "core/base/err.h"
 #include "core/text/tokenizer.h"
 
+struct mx_sd_embedding;
+struct mx_sd_emb_db;
+
 #define MX_SD_CHUNK_CONTENT 75 /* prompt tokens per chunk (77 less BOS and EOS) */
 #define MX_SD_CHUNK_LEN 77     /* ids per chunk, what CLIP reads at once */
 #define MX_SD_COMMA_BACKTRACK 20 /* A1111's comma_padding_backtrack default */
@@ -68,12 +71,21 @@ int mx_sd_prompt_parse(const char *text, struct mx_sd_prompt *out, struct mx_err
 /* Frees the segments; p may be zeroed. */
 void mx_sd_prompt_deinit(struct mx_sd_prompt *p);
 
+/* One textual-inversion vector in a chunk (embedding.h): row `row` of e's vectors. */
+struct mx_sd_emb_ref {
+    const struct mx_sd_embedding *e; /* borrowed from the embedding set */
+    int row;
+};
+
 /* A prompt as CLIP chunks. */
 struct mx_sd_prompt_tokens {
-    int32_t *ids;     /* [n_chunks * 77] ids, chunk after chunk (owned) */
+    int32_t *ids;     /* [n_chunks * 77] ids, chunk after chunk (owned); an id -(1 + k) < 0
+                         stands for the embedding vector emb[k] */
     float *w;         /* [n_chunks * 77] weight of each id (owned) */
     int64_t n_chunks; /* >= 1 */
     int64_t n_tokens; /* prompt tokens without BOS/EOS/pads, A1111's "token_count" */
+    struct mx_sd_emb_ref *emb; /* [n_emb] the embedding vectors the ids call (owned), or NULL */
+    int64_t n_emb;
 };
 
 /* Parses prompt and lays it out in chunks (see CHUNKS above) with tok (CLIP; its BOS and EOS
@@ -83,6 +95,17 @@ struct mx_sd_prompt_tokens {
  * has no BOS/EOS, MX_ENOMEM; *out is zeroed on failure. */
 int mx_sd_prompt_tokenize(const struct mx_tokenizer *tok, const char *prompt, int32_t pad_id,
                           int max_chunks, struct mx_sd_prompt_tokens *out, struct mx_err *err);
+
+/* mx_sd_prompt_tokenize with textual-inversion embeddings from db (NULL: none): a run of
+ * tokens equal to an embedding's name tokenized (A1111, longest name first) or the word
+ * "embedding:NAME" (ComfyUI) becomes its n vectors (ids < 0, see struct mx_sd_prompt_tokens),
+ * with the weight of the text around it; one that would cross the end of a chunk starts the
+ * next (A1111). Returns as mx_sd_prompt_tokenize, or the error of the embedding: MX_ENOENT for
+ * embedding:NAME with no such file, a pickle, a bad file or a width that is not the encoder's
+ * (mx_sd_emb_db_get). */
+int mx_sd_prompt_tokenize_emb(const struct mx_tokenizer *tok, const char *prompt,
+                              int32_t pad_id, int max_chunks, struct mx_sd_emb_db *db,
+                              struct mx_sd_prompt_tokens *out, struct mx_err *err);
 
 /* Frees ids and w; t may be zeroed. */
 void mx_sd_prompt_tokens_deinit(struct mx_sd_prompt_tokens *t);

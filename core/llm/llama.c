@@ -21,6 +21,7 @@
 
 #include "core/format/gguf.h"
 #include "core/llm/llama_impl.h"
+#include "core/llm/lora.h"
 #include "core/base/log.h"
 #include "core/base/mapfile.h"
 #include "core/base/util.h"
@@ -581,6 +582,7 @@ void mx_llama_model_free(struct mx_llama_model *m) {
         mx_buf_free(m->pbufs[i]);
     free(m->pbufs);
     mx_buf_free(m->ebuf);
+    mx_llama_lora_free_all(m);
     mx_buf_free(m->wbuf);
     free(m->owned_experts);
     free(m->layers);

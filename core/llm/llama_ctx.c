@@ -24,6 +24,7 @@
 
 #include "core/llm/llama.h"
 #include "core/llm/llama_impl.h"
+#include "core/llm/lora.h"
 #include "core/base/log.h"
 #include "core/base/util.h"
 
@@ -63,6 +64,8 @@ struct mx_llama_ctx {
     struct mx_tensor selw;      /* [n_expert_used, U] their weights */
     struct mx_tensor ey;        /* [n_embd, n_expert_used * U] expert outputs */
     struct mx_tensor logits_t;  /* [n_vocab, OUT_CHUNK] */
+    struct mx_tensor lora_a;    /* 1-D: A x of a LoRA adapter (max rank * U * ku; lora.h) */
+    struct mx_tensor lora_b;    /* 1-D: B (A x) (largest adapted n_out * U * ku) */
     float *logits;              /* host n_vocab: the last row */
     int32_t *hbuf;              /* host n_ctx scratch for ids/positions/deltas */
 };
@@ -102,6 +105,12 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
         A(ey, MX_TYPE_F32, hp->n_embd, U * ku, "ey")
     }
     A(logits_t, MX_TYPE_F32, hp->n_vocab, MX_MIN(U, OUT_CHUNK), "logits")
+    int64_t la, lb;
+    mx_llama_lora_scratch(c->m, U, ku, &la, &lb);
+    if (la > 0) {
+        A(lora_a, MX_TYPE_F32, la, 1, "lora a")
+        A(lora_b, MX_TYPE_F32, lb, 1, "lora b")
+    }
 #undef A
     return 0;
 }
@@ -323,6 +332,15 @@ static struct mx_tensor rows(const struct mx_tensor *t, int64_t row0, int64_t n)
 
 /* ---- the forward pass ----------------------------------------------------------------------- */
 
+/* dst = W x (ids NULL) or the expert matmul W[ids] x, plus the LoRA adapters' terms for W. */
+static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *w,
+              const struct mx_tensor *x, const struct mx_tensor *ids) {
+    int rc = ids ? mx_op_matmul_id(c->be, dst, w, x, ids) : mx_op_matmul(c->be, dst, w, x);
+    if (rc < 0 || c->m->n_loras == 0)
+        return rc;
+    return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
+}
+
 /* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
  * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
 static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int out_rows,
@@ -362,9 +380,9 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         const struct mx_llama_layer *L = &m->layers[il];
         /* attention: xb = norm(x); q, k, v = W xb; rotate q, k; cache k, v */
         OP("forward: attn_norm", mx_op_rms_norm(be, &xb, &x, &L->attn_norm, hp->norm_eps));
-        OP("forward: attn_q", mx_op_matmul(be, &q, &L->wq, &xb));
-        OP("forward: attn_k", mx_op_matmul(be, &k, &L->wk, &xb));
-        OP("forward: attn_v", mx_op_matmul(be, &v, &L->wv, &xb));
+        OP("forward: attn_q", mm(c, &q, &L->wq, &xb, NULL));
+        OP("forward: attn_k", mm(c, &k, &L->wk, &xb, NULL));
+        OP("forward: attn_v", mm(c, &v, &L->wv, &xb, NULL));
         OP("forward: rope q", mx_op_rope(be, &q3, &q3, &pos_t, &c->rope));
         OP("forward: rope k", mx_op_rope(be, &k3, &k3, &pos_t, &c->rope));
         struct mx_tensor kdst = rows(&c->kc[il], cell0, T), vdst = rows(&c->vc[il], cell0, T);
@@ -373,7 +391,7 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         /* att: (head_dim, n_head, T) over cells [0, cell0 + T) */
         OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], &pos_t,
                                             &c->kpos_t, &ap));
-        OP("forward: attn_output", mx_op_matmul(be, &tmp, &L->wo, &att));
+        OP("forward: attn_output", mm(c, &tmp, &L->wo, &att, NULL));
         OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
 
         /* feed-forward on xb = norm(x) */
@@ -381,10 +399,10 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         if (hp->n_expert == 0) {
             /* SwiGLU: tmp = W_down (silu(W_gate xb) * (W_up xb)) */
             struct mx_tensor g = rows(&c->gate, 0, T), u = rows(&c->up, 0, T);
-            OP("forward: ffn_gate", mx_op_matmul(be, &g, &L->ffn_gate, &xb));
-            OP("forward: ffn_up", mx_op_matmul(be, &u, &L->ffn_up, &xb));
+            OP("forward: ffn_gate", mm(c, &g, &L->ffn_gate, &xb, NULL));
+            OP("forward: ffn_up", mm(c, &u, &L->ffn_up, &xb, NULL));
             OP("forward: swiglu", mx_op_silu_mul(be, &g, &g, &u));
-            OP("forward: ffn_down", mx_op_matmul(be, &tmp, &L->ffn_down, &g));
+            OP("forward: ffn_down", mm(c, &tmp, &L->ffn_down, &g, NULL));
         } else {
             /* Mixtral: router logits -> top-k experts and softmax weights over those k; each
              * token runs only its k experts' SwiGLU; tmp = the weighted sum of their outputs */
@@ -394,12 +412,12 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
             struct mx_tensor u3 = rows3(&c->up, hp->n_ff, ku, T);
             struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
             struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
-            OP("forward: router", mx_op_matmul(be, &rl, &L->ffn_gate_inp, &xb));
+            OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
             OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
-            OP("forward: expert gate", mx_op_matmul_id(be, &g3, &L->gate_exps, &xb3, &sel));
-            OP("forward: expert up", mx_op_matmul_id(be, &u3, &L->up_exps, &xb3, &sel));
+            OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
+            OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
             OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
-            OP("forward: expert down", mx_op_matmul_id(be, &ey3, &L->down_exps, &g3, &sel));
+            OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
             OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
         }
         OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
@@ -414,7 +432,7 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
             struct mx_tensor lg = rows(&c->logits_t, 0, n);
             OP("forward: output_norm", mx_op_rms_norm(be, &xn, &xs, &m->output_norm,
                                                       hp->norm_eps));
-            OP("forward: output", mx_op_matmul(be, &lg, &m->output, &xn));
+            OP("forward: output", mm(c, &lg, &m->output, &xn, NULL));
             size_t rb = (size_t)hp->n_vocab * 4;
             for (int64_t i = 0; i < n; i++) {
                 OP("forward: logits", mx_tensor_get(be, &lg, c->logits, (size_t)i * rb, rb));

@@ -1,5 +1,6 @@
 /* llama_impl.h - private structs shared by core/llm/llama.c (load) and core/llm/llama_ctx.c (forward,
- * KV cache). Not part of the API: only these two files include it. */
+ * KV cache), and core/llm/lora.c (adapters on the model's weights). Not part of the API: only
+ * these files include it. */
 #ifndef MX_LLAMA_IMPL_H
 #define MX_LLAMA_IMPL_H
 
@@ -40,6 +41,8 @@ struct mx_llama_model {
     struct mx_tensor output;      /* [n_embd, n_vocab] (tok_embd when tied) */
     struct mx_llama_layer *layers;/* n_layer */
     struct mx_llama_size size;    /* parameter/byte counts */
+    struct mx_llama_lora **loras; /* LoRA adapters applied on the fly (owned; core/llm/lora.h) */
+    int n_loras;
 };
 
 #endif
