@@ -108,32 +108,22 @@ static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
     return _mm256_cvtepi32_ps(s32);
 }
 
-/* Two accumulators: the FMA chain through one register would cap the loop at one block per FMA
- * latency (4-5 cycles), below what the loads and integer work allow. */
+/* ggml's order (ggml_vec_dot_q8_0_q8_0 on AVX2, and llamafile's tinyBLAS_Q0_AVX for prompt
+ * batches): one 8-lane accumulator, lane k gathering values 4k..4k+3 of every block, and the
+ * 8 lanes summed at the end. A second accumulator would be faster but rounds differently, and
+ * those roundings moved Q8_0 logits by a median 0.04 from llama.cpp's. */
 static float vec_dot_q8_0(int64_t n, const void *w, const void *x) {
     const mx_block_q8_0 *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / MX_QK8_0, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256 d0 = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        __m256 d1 = _mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d));
-        __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-                               _mm256_loadu_si256((const __m256i *)b[i].qs));
-        __m256 p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
-                               _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, p0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, p1, acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK8_0; i++) {
         __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc0 = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-                                             _mm256_loadu_si256((const __m256i *)b[i].qs)),
-                               acc0);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+                                            _mm256_loadu_si256((const __m256i *)b[i].qs)),
+                              acc);
     }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return hsum8(acc);
 }
 
-/* 32 nibbles (low nibbles = values 0..15, high nibbles = 16..31) as bytes 0..15. */
 static inline __m256i unpack_nibbles(const uint8_t *qs) {
     __m128i t = _mm_loadu_si128((const __m128i *)qs);
     __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
@@ -288,43 +278,39 @@ gemm_q4_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
 
 MX_X8_ENTRY(gemm_q4_0x8, gemm_q4_0x8_nc)
 
-/* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns: signed weights, so maddubs takes |w|
- * and the activation bytes carrying w's sign (ggml's trick); a pair reaches 2 x 127 x 127 =
- * 32258, so each maddubs goes to int32 (madd) at once. Exact integer sums: the bits per column
- * do not depend on NC. */
+/* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns, in ggml's float order (see
+ * vec_dot_q8_0): vector g of a block holds values 4g..4g+3 of the 8 rows, so its dot with 4
+ * broadcast activation bytes is, for row r, lane g of ggml's per-row accumulator. Each column
+ * keeps those 8 lanes as 8 accumulators (one per g, lane r = row r) and sums them at the end
+ * the way hsum8 sums lanes; so a repacked row gives the bits of vec_dot_q8_0 on the file row.
+ * Signed weights: maddubs takes |w| and the activation bytes carrying w's sign (a pair reaches
+ * 2 x 127 x 127 = 32258, so each maddubs goes to int32 at once). Columns one after the other
+ * (8 accumulators each; 4 columns at once would not fit the 16 registers). */
 static inline __attribute__((always_inline)) void
 gemm_q8_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
                size_t ldo) {
     const mx_block_q8_0x8 *a = w;
     const int64_t nb = n / MX_QK8_0;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    const mx_block_q8_0 *xb[4];
-    for (int c = 0; c < NC; c++)
-        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i s[4];
-        for (int c = 0; c < NC; c++)
-            s[c] = _mm256_setzero_si256();
+    for (int c = 0; c < NC; c++) {
+        const mx_block_q8_0 *xb = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        __m256 acc[8];
+        for (int g = 0; g < 8; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d)),
+                                     _mm256_set1_ps(h2f(xb[b].d)));
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
-            __m256i aw = _mm256_sign_epi8(wv, wv);
-#pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) {
-                __m256i xs = _mm256_sign_epi8(bcast4(xb[c][b].qs + 4 * g), wv);
-                s[c] = _mm256_add_epi32(s[c],
-                                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones));
+            for (int g = 0; g < 8; g++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
+                __m256i xs = _mm256_sign_epi8(bcast4(xb[b].qs + 4 * g), wv);
+                __m256i s = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), xs), ones);
+                acc[g] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[g]);
             }
         }
-        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
-        for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(h2f(xb[c][b].d))),
-                                     _mm256_cvtepi32_ps(s[c]), acc[c]);
+        _mm256_storeu_ps(out + (size_t)c * ldo, q8_0x8_lane_sum(acc));
     }
-    for (int c = 0; c < NC; c++)
-        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
 MX_X8_ENTRY(gemm_q8_0x8, gemm_q8_0x8_nc)
