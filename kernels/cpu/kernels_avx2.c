@@ -228,6 +228,171 @@ static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row
     out[3] = hsum8(_mm256_add_ps(a30, a31)) - 8.0f * (c30 + c31);
 }
 
+/* ---- Q4_1, Q5_0, Q5_1 ------------------------------------------------------------------------
+ * In ggml's float order (ggml_vec_dot_q4_1_q8_1 / _q5_0_q8_0 / _q5_1_q8_1 on AVX2, and for Q5_0
+ * prompt batches llamafile's tinyBLAS_Q0_AVX, which does the same per column): per block one
+ * FMA of the block's 8 int32 lane sums (lane k: values 4k..4k+3) into one 8-lane accumulator,
+ * the lanes summed at the end as hsum8 does; for the types with a min, m x s (the activation
+ * block's d x sum, from Q8_1) summed in a float, block after block, and added last. */
+
+/* 32 bits -> 32 bytes, byte i = 0xff where bit i is set (the fifth bits of Q5_0 / Q5_1). */
+static inline __m256i bits_to_bytes(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    /* byte i holds byte i / 8 of v; then test bit i % 8 */
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), pick);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+/* Unsigned bytes times signed bytes, 8 int32 lane sums as floats (ggml's
+ * mul_sum_us8_pairs_float): no saturation, a pair is at most 2 x 31 x 127. */
+static inline __m256 mul_sum_u8(__m256i u, __m256i y) {
+    return _mm256_cvtepi32_ps(
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1)));
+}
+
+/* Q5_0's 32 values as signed bytes: (nibble | fifth bit << 4) - 16, i.e. nibble | 0xf0 where the
+ * fifth bit is clear. */
+static inline __m256i q5_0_values(const mx_block_q5_0 *a) {
+    return _mm256_or_si256(unpack_nibbles(a->qs),
+                           _mm256_andnot_si256(bits_to_bytes(a->qh), _mm256_set1_epi8((char)0xf0)));
+}
+
+/* Q5_1's 32 values as unsigned bytes 0..31. */
+static inline __m256i q5_1_values(const mx_block_q5_1 *a) {
+    return _mm256_or_si256(unpack_nibbles(a->qs),
+                           _mm256_and_si256(bits_to_bytes(a->qh), _mm256_set1_epi8(0x10)));
+}
+
+static float vec_dot_q4_1(int64_t n, const void *w, const void *x) {
+    const mx_block_q4_1 *a = w;
+    const mx_block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / MX_QK4_1; i++) {
+        summs += h2f(a[i].m) * h2f(b[i].s);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_u8(unpack_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs)),
+            acc);
+    }
+    return hsum8(acc) + summs;
+}
+
+static float vec_dot_q5_0(int64_t n, const void *w, const void *x) {
+    const mx_block_q5_0 *a = w;
+    const mx_block_q8_0 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK5_0; i++) {
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_i8(q5_0_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
+    }
+    return hsum8(acc);
+}
+
+static float vec_dot_q5_1(int64_t n, const void *w, const void *x) {
+    const mx_block_q5_1 *a = w;
+    const mx_block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / MX_QK5_1; i++) {
+        summs += h2f(a[i].m) * h2f(b[i].s);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_u8(q5_1_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
+    }
+    return hsum8(acc) + summs;
+}
+
+/* The 4-column forms for prefill (vec_dot4): a weight block is unpacked once and meets the 4
+ * columns' blocks; per column the arithmetic is the row kernel's, in its order, so the bits are
+ * the same. The columns' scales are read from their blocks (one F16C instruction each); xd is not
+ * used (it holds Q8_0 scales, and Q4_1 / Q5_1 columns are Q8_1). */
+#define MX_COL4(T, X, C) ((const T *)((const char *)(X) + (size_t)(C) * xq_row))
+
+static void vec_dot4_q4_1(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q4_1 *a = w;
+    const mx_block_q8_1 *b[4];
+    __m256 acc[4];
+    float summs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_1, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / MX_QK4_1; i++) {
+        __m256i q = unpack_nibbles(a[i].qs);
+        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            summs[c] += wm * h2f(b[c][i].s);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+                                     mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]) + summs[c];
+}
+
+static void vec_dot4_q5_0(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    const mx_block_q5_0 *a = w;
+    const mx_block_q8_0 *b[4];
+    const int64_t nb = n / MX_QK5_0;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_0, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i q = q5_0_values(&a[i]);
+        __m256i aq = _mm256_sign_epi8(q, q);
+        float wd = h2f(a[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b[c][i].qs), q);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[c * nb + i]), mul_sum_u8(aq, y),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
+}
+
+static void vec_dot4_q5_1(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q5_1 *a = w;
+    const mx_block_q8_1 *b[4];
+    __m256 acc[4];
+    float summs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_1, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / MX_QK5_1; i++) {
+        __m256i q = q5_1_values(&a[i]);
+        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            summs[c] += wm * h2f(b[c][i].s);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+                                     mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]) + summs[c];
+}
+
+#undef MX_COL4
+
 /* Repacked Q4_0 (8 rows, mx_block_q4_0x8) times NC activation columns. Per block: the 4 chunks
  * give, masked and shifted, 8 vectors "values 4g..4g+3 of the 8 rows"; each meets 4 activation
  * bytes broadcast to every row, and maddubs leaves row r's partial sums in int16 lanes 2r, 2r+1.
@@ -955,6 +1120,35 @@ static void quant_act_q8_0(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Q8_1 (Q4_1 / Q5_1 activations): Q8_0's values, and s = fp16(d x sum) with d the f32 scale
+ * before its fp16 rounding, as ggml's quantize_row_q8_1 and mx_quantize_act. */
+static void quant_act_q8_1(const float *x, void *dst, int64_t n) {
+    mx_block_q8_1 *b = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t ib = 0; ib < n / MX_QK8_1; ib++) {
+        const float *xb = x + ib * MX_QK8_1;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        float amax = hmax8(m);
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(
+                _mm256_mul_ps(v[k], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_si256((__m256i *)b[ib].qs, pack32(q[0], q[1], q[2], q[3]));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        b[ib].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        b[ib].s = _cvtss_sh(d * (float)_mm_cvtsi128_si32(s4), _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
 static void quant_act_q8_K(const float *x, void *dst, int64_t n) {
     mx_block_q8_K *b = dst;
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -1499,6 +1693,13 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8;
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8;
     k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8;
+    k->vec_dot[MX_TYPE_Q4_1] = vec_dot_q4_1;
+    k->vec_dot4[MX_TYPE_Q4_1] = vec_dot4_q4_1;
+    k->vec_dot[MX_TYPE_Q5_0] = vec_dot_q5_0;
+    k->vec_dot4[MX_TYPE_Q5_0] = vec_dot4_q5_0;
+    k->vec_dot[MX_TYPE_Q5_1] = vec_dot_q5_1;
+    k->vec_dot4[MX_TYPE_Q5_1] = vec_dot4_q5_1;
+    k->quantize_act[MX_TYPE_Q8_1] = quant_act_q8_1;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
