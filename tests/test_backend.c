@@ -399,6 +399,90 @@ static void test_legacy_dots_in_ggml_order(void **state) {
     printf("%d legacy-quant dots checked against ggml's order\n", n_checked);
 }
 
+/* Q2_K and Q3_K row kernels against ggml's AVX2 order written out in scalar C: per
+ * super-block 8 exact int32 lanes (lane l of the 32-value vector k of half h: values
+ * 128h + 32k + 4l .. +3, times their 16-value group's scale), Q2_K's mins as lanes
+ * (mins[2l] bsums[2l] + mins[2l + 1] bsums[2l + 1]) fused-multiply-added first with -d_x dmin,
+ * then the values with d_x d; the lanes summed as hsum8. Random blocks, both kernel sets. */
+static void test_low_k_dots_in_ggml_order(void **state) {
+    enum mx_type types[] = {MX_TYPE_Q2_K, MX_TYPE_Q3_K};
+    const struct mx_cpu_kernels *sets[] = {&mx_cpu_of(be4)->kern, &mx_cpu_of(be_avx2)->kern};
+    int n_checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti];
+        int64_t nb = 3, n = nb * MX_QK_K;
+        size_t wb, xb, bs = mx_type_traits(type)->type_size;
+        assert_true(mx_row_size(type, n, &wb));
+        assert_true(mx_act_row_size(MX_TYPE_Q8_K, n, &xb));
+        uint8_t *w = talloc(wb);
+        mx_block_q8_K *xq = talloc(xb);
+        float *x = talloc((size_t)n * 4);
+        for (int rep = 0; rep < 30; rep++) {
+            for (size_t i = 0; i < wb; i++)
+                w[i] = (uint8_t)mx_test_rand(&rng);
+            for (size_t off = 0; off < wb; off += bs) /* finite fp16 d (and dmin) at the end */
+                for (size_t k = bs - (type == MX_TYPE_Q2_K ? 3 : 1); k < bs; k += 2)
+                    w[off + k] &= 0x3b;
+            for (int64_t i = 0; i < n; i++)
+                x[i] = (float)(rep % 4 + 1) * mx_test_randf(&rng);
+            mx_quantize_act(MX_TYPE_Q8_K, x, xq, n);
+            float lane[8] = {0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w + (size_t)b * bs;
+                const int8_t *y = xq[b].qs;
+                int sc[16], val[256];
+                float d, dmin = 0.0f;
+                if (type == MX_TYPE_Q2_K) {
+                    const mx_block_q2_K *q = (const mx_block_q2_K *)blk;
+                    d = mx_fp16_to_fp32(q->d), dmin = mx_fp16_to_fp32(q->dmin);
+                    for (int g = 0; g < 16; g++)
+                        sc[g] = q->scales[g] & 15;
+                    for (int v = 0; v < 256; v++) /* half h, bit pair k, byte l */
+                        val[v] = (q->qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
+                    for (int l = 0; l < 8; l++) {
+                        int mt = (q->scales[2 * l] >> 4) * xq[b].bsums[2 * l] +
+                                 (q->scales[2 * l + 1] >> 4) * xq[b].bsums[2 * l + 1];
+                        lane[l] = fmaf(-xq[b].d * dmin, (float)mt, lane[l]);
+                    }
+                } else {
+                    const mx_block_q3_K *q = (const mx_block_q3_K *)blk;
+                    d = mx_fp16_to_fp32(q->d);
+                    for (int g = 0; g < 16; g++) { /* the format's 6-bit scales */
+                        int lo = g < 8 ? q->scales[g] & 15 : q->scales[g - 8] >> 4;
+                        int hi = (q->scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+                        sc[g] = (lo | hi << 4) - 32;
+                    }
+                    for (int v = 0; v < 256; v++) {
+                        int u = (q->qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
+                        int hb = (q->hmask[v % 32] >> (v / 32)) & 1;
+                        val[v] = u + 4 * hb - 4;
+                    }
+                }
+                for (int l = 0; l < 8; l++) {
+                    int sum = 0;
+                    for (int v = 0; v < 256; v++)
+                        if ((v % 32) / 4 == l)
+                            sum += sc[v / 16] * val[v] * y[v];
+                    lane[l] = fmaf(xq[b].d * d, (float)sum, lane[l]);
+                }
+            }
+            float want = ((lane[4] + lane[0]) + (lane[6] + lane[2])) +
+                         ((lane[5] + lane[1]) + (lane[7] + lane[3]));
+            for (size_t si = 0; si < MX_ARRAY_LEN(sets); si++) {
+                if (!sets[si]->vec_dot[type])
+                    continue;
+                float got = sets[si]->vec_dot[type](n, w, xq);
+                if (memcmp(&got, &want, sizeof got) != 0)
+                    fail_msg("%s vec_dot (kernels '%s'): %.9g, ggml's order %.9g",
+                             mx_type_name(type), sets[si]->name, got, want);
+                n_checked++;
+            }
+        }
+        free_all();
+    }
+    printf("%d Q2_K / Q3_K dots checked against ggml's order\n", n_checked);
+}
+
 /* The 4-column prefill dots give, per column, exactly vec_dot's value (prefill and decode agree
  * bit for bit), on 7 blocks (the 2-block loop and its tail) of random weights and activations. */
 static void test_vec_dot4_equals_vec_dot(void **state) {
@@ -1589,6 +1673,7 @@ int main(void) {
         cmocka_unit_test_setup(test_fast_act_quant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_vec_dot4_equals_vec_dot, reset_modes),
         cmocka_unit_test_setup(test_legacy_dots_in_ggml_order, reset_modes),
+        cmocka_unit_test_setup(test_low_k_dots_in_ggml_order, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
         cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),

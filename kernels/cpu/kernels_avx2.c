@@ -769,78 +769,153 @@ static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
     return hsum8(acc) - _mm_cvtss_f32(m);
 }
 
-/* Q2_K: 16 groups of 16, value = d * (sc & 15) * q - dmin * (sc >> 4), q in [0, 3]; the 2-bit
- * fields of byte l of each 32-byte quarter hold values 32k + l (k = bit pair). */
+/* ---- Q2_K, Q3_K in ggml's float order (ggml_vec_dot_q2_K_q8_K / _q3_K_q8_K on AVX2; ggml
+ * takes prompts through the same kernels on AVX2): per super-block, int32 lanes (vector k of
+ * a 128-value half: lane l holds values 4l..4l+3, times the scale of their 16-value group),
+ * one FMA per block into a single 8-lane accumulator (Q2_K: first -dmin x the mins' lanes, then
+ * d x the values' lanes), the lanes summed by hsum8 at the end. */
+
+/* The 16 Q3_K scales as signed bytes (6 bits each, minus 32), in group order. */
+static inline __m128i q3_K_scales(const uint8_t *packed) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4], tmp;
+    memcpy(aux, packed, 12);
+    tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+}
+
+/* Group g's and g + 1's scales (int16) in the low and high 128-bit halves: madd's multiplier
+ * for a 32-value vector whose first 16 values are group g. */
+static inline __m256i pair_scales(const int16_t *s16, int g) {
+    return _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
+}
+
+/* One Q2_K super-block's value lanes (without the mins) against column y. */
+static inline __m256i q2_K_lanes(const mx_block_q2_K *a, const int16_t *s16, const int8_t *y) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+        __m256i p[4];
+        for (int k = 0; k < 4; k++)
+            p[k] = _mm256_madd_epi16(
+                pair_scales(s16, 8 * h + 2 * k),
+                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3),
+                                     _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k))));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
+                                                       _mm256_add_epi32(p[2], p[3])));
+    }
+    return sumi;
+}
+
+/* One Q3_K super-block's lanes against column y: value = u + 4 h - 4, as maddubs(u, y) minus
+ * maddubs(4 (1 - h), y) per int16 pair (ggml's split; |each| <= 1024, no saturation). */
+static inline __m256i q3_K_lanes(const mx_block_q3_K *a, const int16_t *s16, const int8_t *y) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256i hm = _mm256_loadu_si256((const __m256i *)a->hmask);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+        __m256i p[4];
+        for (int k = 0; k < 4; k++) {
+            __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            __m256i nh = _mm256_slli_epi16(
+                _mm256_andnot_si256(_mm256_srli_epi16(hm, 4 * h + k), one), 2);
+            __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k));
+            __m256i d16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, yv),
+                                           _mm256_maddubs_epi16(nh, yv));
+            p[k] = _mm256_madd_epi16(pair_scales(s16, 8 * h + 2 * k), d16);
+        }
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
+                                                       _mm256_add_epi32(p[2], p[3])));
+    }
+    return sumi;
+}
+
+/* A Q2_K block's 4-bit scales (int16, s16[16]) and the mins' lanes against column bsums. */
+static inline __m256i q2_K_header(const mx_block_q2_K *a, int16_t s16[16]) {
+    __m128i sc8 = _mm_loadu_si128((const __m128i *)a->scales);
+    _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(15))));
+    return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+}
+
 static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
     const mx_block_q2_K *a = w;
     const mx_block_q8_K *b = x;
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        __m128i sc8 = _mm_loadu_si128((const __m128i *)a[i].scales);
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
-        __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
-                               accm);
         int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4)));
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k;
-                __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                __m256i y = _mm256_loadu_si256((const __m256i *)(b[i].qs + 128 * h + 32 * k));
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scv));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        __m256i mins = q2_K_header(&a[i], s16);
+        __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
+                              acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(q2_K_lanes(&a[i], s16, b[i].qs)), acc);
     }
-    return hsum8(acc) - hsum8(accm);
+    return hsum8(acc);
 }
 
-/* Q3_K: value = d * (s_g - 32) * (u + 4 h - 4) with u the 2-bit field, h the hmask bit; the
- * unsigned u + 4h goes to maddubs and 4 * sum(q8) per group is taken back via bsums. The 16
- * 6-bit scales are unpacked with ggml's 32-bit shuffle. */
 static float vec_dot_q3_K(int64_t n, const void *w, const void *x) {
     const mx_block_q3_K *a = w;
     const mx_block_q8_K *b = x;
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        uint32_t aux[4];
-        memcpy(aux, a[i].scales, 12);
-        uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-        __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
-        __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, sc16);
-        __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-        __m256i hm = _mm256_loadu_si256((const __m256i *)a[i].hmask);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k;
-                __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
-                __m256i v = _mm256_or_si256(u, _mm256_slli_epi16(hb, 2));
-                __m256i y = _mm256_loadu_si256((const __m256i *)(b[i].qs + 128 * h + 32 * k));
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(v, y), scv));
-            }
-        }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(q3_K_lanes(&a[i], s16, b[i].qs)), acc);
     }
     return hsum8(acc);
+}
+
+/* 4-column forms (prefill): the weight block's scales decoded once for 4 columns; per column
+ * the row kernel's arithmetic in its order (same bits). xd is not used (Q8_K columns). */
+static void vec_dot4_q2_K(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q2_K *a = w;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int16_t s16[16];
+        __m256i mins = q2_K_header(&a[i], s16);
+        float wd = h2f(a[i].d), wm = h2f(a[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
+            __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b->bsums));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-b->d * wm), _mm256_cvtepi32_ps(mt), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
+                                     _mm256_cvtepi32_ps(q2_K_lanes(&a[i], s16, b->qs)), acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
+}
+
+static void vec_dot4_q3_K(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q3_K *a = w;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int16_t s16[16];
+        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
+        float wd = h2f(a[i].d);
+        for (int c = 0; c < 4; c++) {
+            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
+                                     _mm256_cvtepi32_ps(q3_K_lanes(&a[i], s16, b->qs)), acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
 }
 
 /* Q6_K: 6-bit q in [-32, 31] = u - 32 with u in [0, 63]; q.q8 = u.q8 - 32 sum(q8), the last
@@ -1701,7 +1776,9 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot4[MX_TYPE_Q5_1] = vec_dot4_q5_1;
     k->quantize_act[MX_TYPE_Q8_1] = quant_act_q8_1;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
+    k->vec_dot4[MX_TYPE_Q2_K] = vec_dot4_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
+    k->vec_dot4[MX_TYPE_Q3_K] = vec_dot4_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;

@@ -10,7 +10,8 @@
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
  *   4 <= n <= MX_VDOT4_MAX_COLS with a 4-column kernel (Q4_0, Q5_0; MoE experts at prefill get
- *     a few dozen columns each), or any n >= 4 for Q4_1 / Q5_1 (see act_plan.vdot4_all):
+ *     a few dozen columns each), or any n >= 4 for Q4_1 / Q5_1 / Q2_K / Q3_K (see
+ *     act_plan.vdot4_all):
  *     integer dots of each row with 4 quantized columns at a time.
  *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
  *     quantized activations when one exists (MX_ACT_GGML), else dequantize the row + f32 dot.
@@ -184,10 +185,11 @@ struct act_plan {
     float (*vdot)(int64_t n, const void *w, const void *xq);
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
-    /* vdot4 for every column count (Q4_1, Q5_1): their kernels take each block's min times the
-     * Q8_1 column's s = fp16(d x sum), as ggml does for prompts too (llamafile has no kernel for
-     * them); dequantize + sgemm would take the min times the rounded values, a different number
-     * (~1e-3 of the min's part), so prefill and decode would disagree */
+    /* vdot4 for every column count (Q4_1, Q5_1, Q2_K, Q3_K): ggml on AVX2 takes prompts through
+     * the same row kernels (llamafile has none for them), and Q4_1 / Q5_1 take each block's min
+     * times the Q8_1 column's s = fp16(d x sum): dequantize + sgemm would take the min times the
+     * rounded values, a different number (~1e-3 of the min's part), so prefill and decode
+     * would disagree */
     bool vdot4_all;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
@@ -211,7 +213,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
-        ap->vdot4_all = ap->vdot4 && ap->vdtype == MX_TYPE_Q8_1;
+        ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0;
     }
     /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
     ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
