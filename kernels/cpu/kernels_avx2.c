@@ -788,50 +788,52 @@ static inline __m128i q3_K_scales(const uint8_t *packed) {
     return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
 }
 
-/* Group g's and g + 1's scales (int16) in the low and high 128-bit halves: madd's multiplier
- * for a 32-value vector whose first 16 values are group g. */
-static inline __m256i pair_scales(const int16_t *s16, int g) {
-    return _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
+/* madd's multipliers for the 8 vectors of a super-block: vector v's first 16 values are group
+ * 2v, its last 16 group 2v + 1, so scv[v] holds those two scales (int16) in its 128-bit halves. */
+static inline void pair_scales(const int16_t *s16, __m256i scv[8]) {
+    for (int v = 0; v < 8; v++)
+        scv[v] = _mm256_set_m128i(_mm_set1_epi16(s16[2 * v + 1]), _mm_set1_epi16(s16[2 * v]));
 }
 
-/* One Q2_K super-block's value lanes (without the mins) against column y. */
-static inline __m256i q2_K_lanes(const mx_block_q2_K *a, const int16_t *s16, const int8_t *y) {
+/* A Q2_K super-block's 2-bit values as 8 vectors of unsigned bytes (u[4h + k]: values
+ * 128h + 32k .. +31), unpacked once for every column. */
+static inline void q2_K_unpack(const mx_block_q2_K *a, __m256i u[8]) {
     const __m256i m3 = _mm256_set1_epi8(3);
-    __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
-        __m256i p[4];
         for (int k = 0; k < 4; k++)
-            p[k] = _mm256_madd_epi16(
-                pair_scales(s16, 8 * h + 2 * k),
-                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3),
-                                     _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k))));
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
-                                                       _mm256_add_epi32(p[2], p[3])));
+            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
     }
-    return sumi;
 }
 
-/* One Q3_K super-block's lanes against column y: value = u + 4 h - 4, as maddubs(u, y) minus
- * maddubs(4 (1 - h), y) per int16 pair (ggml's split; |each| <= 1024, no saturation). */
-static inline __m256i q3_K_lanes(const mx_block_q3_K *a, const int16_t *s16, const int8_t *y) {
+/* A Q3_K super-block as Q2_K's u vectors plus nh[v] = 4 where the high bit is clear (value =
+ * u + 4 h - 4 = u - nh). */
+static inline void q3_K_unpack(const mx_block_q3_K *a, __m256i u[8], __m256i nh[8]) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     __m256i hm = _mm256_loadu_si256((const __m256i *)a->hmask);
-    __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
-        __m256i p[4];
         for (int k = 0; k < 4; k++) {
-            __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-            __m256i nh = _mm256_slli_epi16(
+            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            nh[4 * h + k] = _mm256_slli_epi16(
                 _mm256_andnot_si256(_mm256_srli_epi16(hm, 4 * h + k), one), 2);
-            __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k));
-            __m256i d16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, yv),
-                                           _mm256_maddubs_epi16(nh, yv));
-            p[k] = _mm256_madd_epi16(pair_scales(s16, 8 * h + 2 * k), d16);
         }
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]),
-                                                       _mm256_add_epi32(p[2], p[3])));
+    }
+}
+
+/* The value lanes of an unpacked Q2_K (nh NULL) or Q3_K super-block against column y. Q3_K
+ * takes maddubs(u, y) - maddubs(nh, y) per int16 pair (ggml's split; each |.| <= 1024, no
+ * saturation). The int32 lane sums are exact, so their order is free. */
+static inline __m256i k_low_lanes(const __m256i u[8], const __m256i *nh, const __m256i scv[8],
+                                  const int8_t *y) {
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 32 * v));
+        __m256i p16 = _mm256_maddubs_epi16(u[v], yv);
+        if (nh)
+            p16 = _mm256_sub_epi16(p16, _mm256_maddubs_epi16(nh[v], yv));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv[v], p16));
     }
     return sumi;
 }
@@ -853,8 +855,11 @@ static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
         __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
                               acc);
+        __m256i u[8], scv[8];
+        q2_K_unpack(&a[i], u);
+        pair_scales(s16, scv);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
-                              _mm256_cvtepi32_ps(q2_K_lanes(&a[i], s16, b[i].qs)), acc);
+                              _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b[i].qs)), acc);
     }
     return hsum8(acc);
 }
@@ -866,8 +871,11 @@ static float vec_dot_q3_K(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
         int16_t s16[16];
         _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
+        __m256i u[8], nh[8], scv[8];
+        q3_K_unpack(&a[i], u, nh);
+        pair_scales(s16, scv);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
-                              _mm256_cvtepi32_ps(q3_K_lanes(&a[i], s16, b[i].qs)), acc);
+                              _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b[i].qs)), acc);
     }
     return hsum8(acc);
 }
@@ -885,12 +893,15 @@ static void vec_dot4_q2_K(int64_t n, const void *w, const void *x, size_t xq_row
         int16_t s16[16];
         __m256i mins = q2_K_header(&a[i], s16);
         float wd = h2f(a[i].d), wm = h2f(a[i].dmin);
+        __m256i u[8], scv[8];
+        q2_K_unpack(&a[i], u);
+        pair_scales(s16, scv);
         for (int c = 0; c < 4; c++) {
             const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
             __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b->bsums));
             acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-b->d * wm), _mm256_cvtepi32_ps(mt), acc[c]);
             acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
-                                     _mm256_cvtepi32_ps(q2_K_lanes(&a[i], s16, b->qs)), acc[c]);
+                                     _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b->qs)), acc[c]);
         }
     }
     for (int c = 0; c < 4; c++)
@@ -908,10 +919,13 @@ static void vec_dot4_q3_K(int64_t n, const void *w, const void *x, size_t xq_row
         int16_t s16[16];
         _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
         float wd = h2f(a[i].d);
+        __m256i u[8], nh[8], scv[8];
+        q3_K_unpack(&a[i], u, nh);
+        pair_scales(s16, scv);
         for (int c = 0; c < 4; c++) {
             const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
             acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
-                                     _mm256_cvtepi32_ps(q3_K_lanes(&a[i], s16, b->qs)), acc[c]);
+                                     _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b->qs)), acc[c]);
         }
     }
     for (int c = 0; c < 4; c++)

@@ -10,7 +10,7 @@
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
  *   4 <= n <= MX_VDOT4_MAX_COLS with a 4-column kernel (Q4_0, Q5_0; MoE experts at prefill get
- *     a few dozen columns each), or any n >= 4 for Q4_1 / Q5_1 / Q2_K / Q3_K (see
+ *     a few dozen columns each; Q3_K), or any n >= 4 for Q4_1 / Q5_1 / Q2_K (see
  *     act_plan.vdot4_all):
  *     integer dots of each row with 4 quantized columns at a time.
  *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
@@ -185,11 +185,13 @@ struct act_plan {
     float (*vdot)(int64_t n, const void *w, const void *xq);
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
-    /* vdot4 for every column count (Q4_1, Q5_1, Q2_K, Q3_K): ggml on AVX2 takes prompts through
-     * the same row kernels (llamafile has none for them), and Q4_1 / Q5_1 take each block's min
+    /* vdot4 for every column count (Q4_1, Q5_1, Q2_K): ggml on AVX2 takes prompts through the
+     * same row kernels (llamafile has none for them), and Q4_1 / Q5_1 take each block's min
      * times the Q8_1 column's s = fp16(d x sum): dequantize + sgemm would take the min times the
      * rounded values, a different number (~1e-3 of the min's part), so prefill and decode
-     * would disagree */
+     * would disagree. Q3_K keeps sgemm beyond MX_VDOT4_MAX_COLS: its 4-column dot (two maddubs
+     * per vector) ran 512 columns at ~75 GFLOP/s of CPU time against sgemm's ~95-115
+     * (tests/bench/bench_kernels, 4096 x 1024, shared machine, rough); Q2_K's were even. */
     bool vdot4_all;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
@@ -213,7 +215,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
-        ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0;
+        ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0 && wtype != MX_TYPE_Q3_K;
     }
     /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
     ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
