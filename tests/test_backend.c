@@ -318,8 +318,12 @@ static int legacy_value(enum mx_type type, const void *blk, int j) {
     switch (type) {
     case MX_TYPE_Q8_0: return ((const mx_block_q8_0 *)blk)->qs[j];
     case MX_TYPE_Q4_1: qs = ((const mx_block_q4_1 *)blk)->qs; break;
-    case MX_TYPE_Q5_0: qs = ((const mx_block_q5_0 *)blk)->qs, qh = ((const mx_block_q5_0 *)blk)->qh; break;
-    default: qs = ((const mx_block_q5_1 *)blk)->qs, qh = ((const mx_block_q5_1 *)blk)->qh; break;
+    case MX_TYPE_Q5_0:
+        qs = ((const mx_block_q5_0 *)blk)->qs, qh = ((const mx_block_q5_0 *)blk)->qh;
+        break;
+    default:
+        qs = ((const mx_block_q5_1 *)blk)->qs, qh = ((const mx_block_q5_1 *)blk)->qh;
+        break;
     }
     int v = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
     if (qh)

@@ -3,10 +3,11 @@
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
- * Q6_K, F16, BF16, F32); the rules for IQ mixes are left out. The conversion (mx_quantize_model) then
- * dequantizes each source row with the scalar reference dequantizer and quantizes it with the
- * reference quantizer (ggml's *_ref, what llama-quantize uses without an importance matrix), the
- * rows of a tensor split over a few threads; tensors whose type does not change are copied.
+ * Q6_K, F16, BF16, F32); the rules for IQ mixes are left out. The conversion
+ * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
+ * and quantizes it with the reference quantizer (ggml's *_ref, what llama-quantize uses without
+ * an importance matrix), the rows of a tensor split over a few threads; tensors whose type does
+ * not change are copied.
  *
  * Workload: multi-GB models converted once; the time is in the row quantizers (Q4_K/Q6_K search
  * for scales), so rows are split evenly across threads and nothing else is clever.

@@ -841,7 +841,8 @@ static inline __m256i k_low_lanes(const __m256i u[8], const __m256i *nh, const _
 /* A Q2_K block's 4-bit scales (int16, s16[16]) and the mins' lanes against column bsums. */
 static inline __m256i q2_K_header(const mx_block_q2_K *a, int16_t s16[16]) {
     __m128i sc8 = _mm_loadu_si128((const __m128i *)a->scales);
-    _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(15))));
+    __m128i lo = _mm_and_si128(sc8, _mm_set1_epi8(15));
+    _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(lo));
     return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
 }
 
