@@ -117,7 +117,8 @@ else
 fi
 
 # llama.cpp golden: the tensors (name, type, bytes; in name order) of llama_model_quantize's
-# output (node-llama-cpp 3.21.1's libllama, no imatrix) hashed; mixel's output must hash the same.
+# output (node-llama-cpp 3.21.1's libllama, no imatrix; tests/golden/quant/llama_quantize.c
+# calls it) hashed; mixel's output must hash the same.
 # A case is skipped (and counted) when the shared model is not the file the golden was made from.
 if [ -z "$PY" ]; then
     skip "llama.cpp goldens: no python3"
@@ -136,7 +137,8 @@ sys.path.insert(0, sys.argv[1])
 from gguf_writer import read_gguf
 from ggml_quants import TYPE_IDS
 BS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-      12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136)}
+      10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+      20: (32, 18), 23: (256, 136)}
 kv, ts = read_gguf(sys.argv[2])
 data = open(sys.argv[2], "rb").read()
 h = hashlib.sha256()
@@ -164,6 +166,13 @@ tiny-mixtral-d256-q4_k IQ4_NL 6f656fea6465042f 002f65240248d2895a4f8cd99445626c
 tiny-mixtral-d256-q4_k IQ4_XS 6f656fea6465042f 4d59943d1e6348ba0f2813de50333658
 tiny-mixtral-f32 IQ4_NL f2801cbd3380f937 afc6a176341d40f5c884c67436e91460
 tiny-mixtral-f32 IQ4_XS f2801cbd3380f937 add9159de93eb4ac3ff5a393ffa44a7b
+tiny-mixtral-d256-q4_k Q2_K 6f656fea6465042f 55668bd706f17d89c68fef2ea53c3fdf
+tiny-mixtral-d256-q4_k Q3_K_S 6f656fea6465042f 9ad53ec53f7380c5a9a9618957f72973
+tiny-mixtral-d256-q4_k Q3_K_M 6f656fea6465042f 8b27aa00c0e3477e759c01f69b90c2d2
+tiny-mixtral-d256-q4_k Q3_K_L 6f656fea6465042f ce9d0704cfdcc47b481a0ab3d01e6011
+tiny-mixtral-f32 Q3_K_M f2801cbd3380f937 3c9eb7af9a2e6b46f74b379bd78381fb
+stories260K Q3_K_L e7c5b4c1d79632fe abc63774283e574524e4facf0b78792d
+stories260K Q3_K_M e7c5b4c1d79632fe 6e31cfac29b860a2692b7590b19ee712
 EOF3
 fi
 

@@ -180,8 +180,16 @@ static void check_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
     assert_int_equal(mx_backend_set_act_mode(be, mode), 0);
     assert_int_equal(mx_op_matmul(be, &y, &w, &x), 0);
     float *xr = talloc((size_t)n_in * sizeof(float));
+    /* A Q4_1 / Q5_1 row kernel takes each block's min times the Q8_1 column's s = fp16(d x
+     * sum(q)), as ggml does, not times the rounded values' sum: the oracle adds that difference
+     * for backends with the kernel (the dequantize + f32 dot path has none). */
+    bool q8_1 = mode == MX_ACT_GGML && mx_vec_dot_type(type) == MX_TYPE_Q8_1 &&
+                mx_cpu_of(be)->kern.vec_dot[type];
+    mx_block_q8_1 *xq = talloc((size_t)(n_in / MX_QK8_1) * sizeof(mx_block_q8_1));
     for (int64_t t = 0; t < T; t++) {
         memcpy(xr, F(&x) + t * n_in, (size_t)n_in * sizeof(float));
+        if (q8_1)
+            mx_quantize_act(MX_TYPE_Q8_1, xr, xq, n_in);
         if (mode == MX_ACT_GGML)
             mx_test_round_act(type, xr, n_in);
         for (int64_t o = 0; o < n_out; o++) {
@@ -189,6 +197,17 @@ static void check_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
             for (int64_t i = 0; i < n_in; i++) {
                 s += (double)wd[o * n_in + i] * xr[i];
                 sa += fabs((double)wd[o * n_in + i] * xr[i]);
+            }
+            for (int64_t b = 0; q8_1 && b < n_in / MX_QK8_1; b++) {
+                const char *blk = (const char *)mx_row(&w, o) +
+                                  (size_t)b * mx_type_traits(type)->type_size;
+                mx_half m;
+                memcpy(&m, blk + sizeof(mx_half), sizeof m); /* d, then m, in both types */
+                int sum = 0;
+                for (int j = 0; j < MX_QK8_1; j++)
+                    sum += xq[b].qs[j];
+                s += (double)mx_fp16_to_fp32(m) * ((double)mx_fp16_to_fp32(xq[b].s) -
+                                                   (double)mx_fp16_to_fp32(xq[b].d) * sum);
             }
             double got = F(&y)[t * n_out + o];
             if (fabs(got - s) > TOL_DOT(n_in) * sa + 1e-6)
@@ -264,10 +283,10 @@ static void test_fast_dequant_bit_exact(void **state) {
  * opposite signs, and values on the .5 rounding boundaries. */
 static void test_fast_act_quant_bit_exact(void **state) {
     const struct mx_cpu_kernels *k = &mx_cpu_of(be4)->kern;
-    enum mx_type vts[] = {MX_TYPE_Q8_0, MX_TYPE_Q8_K};
+    enum mx_type vts[] = {MX_TYPE_Q8_0, MX_TYPE_Q8_K, MX_TYPE_Q8_1};
     int64_t n = 1024;
     float *x = talloc((size_t)n * 4);
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         if (!k->quantize_act[vts[ti]])
             continue;
         size_t bytes;
@@ -290,6 +309,182 @@ static void test_fast_act_quant_bit_exact(void **state) {
         }
     }
     free_all();
+}
+
+/* Value j (0..31) of a legacy-quant weight block as the integer ggml's kernels multiply: Q4_1
+ * and Q5_1 unsigned (their min is applied apart), Q5_0 and Q8_0 signed. */
+static int legacy_value(enum mx_type type, const void *blk, int j) {
+    const uint8_t *qs, *qh = NULL;
+    switch (type) {
+    case MX_TYPE_Q8_0: return ((const mx_block_q8_0 *)blk)->qs[j];
+    case MX_TYPE_Q4_1: qs = ((const mx_block_q4_1 *)blk)->qs; break;
+    case MX_TYPE_Q5_0:
+        qs = ((const mx_block_q5_0 *)blk)->qs, qh = ((const mx_block_q5_0 *)blk)->qh;
+        break;
+    default:
+        qs = ((const mx_block_q5_1 *)blk)->qs, qh = ((const mx_block_q5_1 *)blk)->qh;
+        break;
+    }
+    int v = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+    if (qh)
+        v |= ((qh[j / 8] >> (j % 8)) & 1) << 4;
+    return type == MX_TYPE_Q5_0 ? v - 16 : v;
+}
+
+/* The row kernels of Q8_0, Q4_1, Q5_0 and Q5_1 compute ggml's AVX2 vec_dot bit for bit, written
+ * out here in scalar C: per block, 8 exact integer lane sums (lane k: values 4k..4k+3) each
+ * fused-multiply-added into its lane with (weight d x activation d), the lanes summed
+ * ((4 + 0) + (6 + 2)) + ((5 + 1) + (7 + 3)), plus the mins' m x s summed block by block. The
+ * float order is what makes logits agree with llama.cpp to the ulp; both kernel sets. */
+static void test_legacy_dots_in_ggml_order(void **state) {
+    enum mx_type types[] = {MX_TYPE_Q8_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1};
+    const struct mx_cpu_kernels *sets[] = {&mx_cpu_of(be4)->kern, &mx_cpu_of(be_avx2)->kern};
+    int n_checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti], vt = mx_vec_dot_type(type);
+        int64_t n = 7 * 32, nb = 7;
+        size_t wb, xb, bs = mx_type_traits(type)->type_size;
+        assert_true(mx_row_size(type, n, &wb));
+        assert_true(mx_act_row_size(vt, n, &xb));
+        uint8_t *w = talloc(wb), *xq = talloc(xb);
+        float *x = talloc((size_t)n * 4);
+        for (int rep = 0; rep < 30; rep++) {
+            for (size_t i = 0; i < wb; i++)
+                w[i] = (uint8_t)mx_test_rand(&rng);
+            for (size_t off = 0; off < wb; off += bs) {
+                w[off + 1] &= 0x3b; /* finite, moderate fp16 scale (and min) */
+                if (type == MX_TYPE_Q4_1 || type == MX_TYPE_Q5_1)
+                    w[off + 3] &= 0x3b;
+            }
+            for (int64_t i = 0; i < n; i++)
+                x[i] = (float)(rep % 4 + 1) * mx_test_randf(&rng);
+            mx_quantize_act(vt, x, xq, n);
+            float lane[8] = {0}, summs = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w + (size_t)b * bs;
+                const int8_t *q8;
+                float xd;
+                if (vt == MX_TYPE_Q8_1) {
+                    const mx_block_q8_1 *y = (const mx_block_q8_1 *)xq + b;
+                    q8 = y->qs, xd = mx_fp16_to_fp32(y->d);
+                    mx_half m;
+                    memcpy(&m, blk + 2, 2);
+                    summs += mx_fp16_to_fp32(m) * mx_fp16_to_fp32(y->s);
+                } else {
+                    const mx_block_q8_0 *y = (const mx_block_q8_0 *)xq + b;
+                    q8 = y->qs, xd = mx_fp16_to_fp32(y->d);
+                }
+                mx_half wdh;
+                memcpy(&wdh, blk, 2);
+                float d = mx_fp16_to_fp32(wdh) * xd;
+                for (int k = 0; k < 8; k++) {
+                    int sum = 0;
+                    for (int j = 4 * k; j < 4 * k + 4; j++)
+                        sum += legacy_value(type, blk, j) * q8[j];
+                    lane[k] = fmaf(d, (float)sum, lane[k]);
+                }
+            }
+            float want = ((lane[4] + lane[0]) + (lane[6] + lane[2])) +
+                         ((lane[5] + lane[1]) + (lane[7] + lane[3]));
+            if (vt == MX_TYPE_Q8_1)
+                want += summs;
+            for (size_t si = 0; si < MX_ARRAY_LEN(sets); si++) {
+                if (!sets[si]->vec_dot[type])
+                    continue;
+                float got = sets[si]->vec_dot[type](n, w, xq);
+                if (memcmp(&got, &want, sizeof got) != 0)
+                    fail_msg("%s vec_dot (kernels '%s'): %.9g, ggml's order %.9g",
+                             mx_type_name(type), sets[si]->name, got, want);
+                n_checked++;
+            }
+        }
+        free_all();
+    }
+    printf("%d legacy-quant dots checked against ggml's order\n", n_checked);
+}
+
+/* Q2_K and Q3_K row kernels against ggml's AVX2 order written out in scalar C: per
+ * super-block 8 exact int32 lanes (lane l of the 32-value vector k of half h: values
+ * 128h + 32k + 4l .. +3, times their 16-value group's scale), Q2_K's mins as lanes
+ * (mins[2l] bsums[2l] + mins[2l + 1] bsums[2l + 1]) fused-multiply-added first with -d_x dmin,
+ * then the values with d_x d; the lanes summed as hsum8. Random blocks, both kernel sets. */
+static void test_low_k_dots_in_ggml_order(void **state) {
+    enum mx_type types[] = {MX_TYPE_Q2_K, MX_TYPE_Q3_K};
+    const struct mx_cpu_kernels *sets[] = {&mx_cpu_of(be4)->kern, &mx_cpu_of(be_avx2)->kern};
+    int n_checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti];
+        int64_t nb = 3, n = nb * MX_QK_K;
+        size_t wb, xb, bs = mx_type_traits(type)->type_size;
+        assert_true(mx_row_size(type, n, &wb));
+        assert_true(mx_act_row_size(MX_TYPE_Q8_K, n, &xb));
+        uint8_t *w = talloc(wb);
+        mx_block_q8_K *xq = talloc(xb);
+        float *x = talloc((size_t)n * 4);
+        for (int rep = 0; rep < 30; rep++) {
+            for (size_t i = 0; i < wb; i++)
+                w[i] = (uint8_t)mx_test_rand(&rng);
+            for (size_t off = 0; off < wb; off += bs) /* finite fp16 d (and dmin) at the end */
+                for (size_t k = bs - (type == MX_TYPE_Q2_K ? 3 : 1); k < bs; k += 2)
+                    w[off + k] &= 0x3b;
+            for (int64_t i = 0; i < n; i++)
+                x[i] = (float)(rep % 4 + 1) * mx_test_randf(&rng);
+            mx_quantize_act(MX_TYPE_Q8_K, x, xq, n);
+            float lane[8] = {0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w + (size_t)b * bs;
+                const int8_t *y = xq[b].qs;
+                int sc[16], val[256];
+                float d, dmin = 0.0f;
+                if (type == MX_TYPE_Q2_K) {
+                    const mx_block_q2_K *q = (const mx_block_q2_K *)blk;
+                    d = mx_fp16_to_fp32(q->d), dmin = mx_fp16_to_fp32(q->dmin);
+                    for (int g = 0; g < 16; g++)
+                        sc[g] = q->scales[g] & 15;
+                    for (int v = 0; v < 256; v++) /* half h, bit pair k, byte l */
+                        val[v] = (q->qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
+                    for (int l = 0; l < 8; l++) {
+                        int mt = (q->scales[2 * l] >> 4) * xq[b].bsums[2 * l] +
+                                 (q->scales[2 * l + 1] >> 4) * xq[b].bsums[2 * l + 1];
+                        lane[l] = fmaf(-xq[b].d * dmin, (float)mt, lane[l]);
+                    }
+                } else {
+                    const mx_block_q3_K *q = (const mx_block_q3_K *)blk;
+                    d = mx_fp16_to_fp32(q->d);
+                    for (int g = 0; g < 16; g++) { /* the format's 6-bit scales */
+                        int lo = g < 8 ? q->scales[g] & 15 : q->scales[g - 8] >> 4;
+                        int hi = (q->scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+                        sc[g] = (lo | hi << 4) - 32;
+                    }
+                    for (int v = 0; v < 256; v++) {
+                        int u = (q->qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
+                        int hb = (q->hmask[v % 32] >> (v / 32)) & 1;
+                        val[v] = u + 4 * hb - 4;
+                    }
+                }
+                for (int l = 0; l < 8; l++) {
+                    int sum = 0;
+                    for (int v = 0; v < 256; v++)
+                        if ((v % 32) / 4 == l)
+                            sum += sc[v / 16] * val[v] * y[v];
+                    lane[l] = fmaf(xq[b].d * d, (float)sum, lane[l]);
+                }
+            }
+            float want = ((lane[4] + lane[0]) + (lane[6] + lane[2])) +
+                         ((lane[5] + lane[1]) + (lane[7] + lane[3]));
+            for (size_t si = 0; si < MX_ARRAY_LEN(sets); si++) {
+                if (!sets[si]->vec_dot[type])
+                    continue;
+                float got = sets[si]->vec_dot[type](n, w, xq);
+                if (memcmp(&got, &want, sizeof got) != 0)
+                    fail_msg("%s vec_dot (kernels '%s'): %.9g, ggml's order %.9g",
+                             mx_type_name(type), sets[si]->name, got, want);
+                n_checked++;
+            }
+        }
+        free_all();
+    }
+    printf("%d Q2_K / Q3_K dots checked against ggml's order\n", n_checked);
 }
 
 /* The 4-column prefill dots give, per column, exactly vec_dot's value (prefill and decode agree
@@ -1481,6 +1676,8 @@ int main(void) {
         cmocka_unit_test_setup(test_fast_dequant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_fast_act_quant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_vec_dot4_equals_vec_dot, reset_modes),
+        cmocka_unit_test_setup(test_legacy_dots_in_ggml_order, reset_modes),
+        cmocka_unit_test_setup(test_low_k_dots_in_ggml_order, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),
         cmocka_unit_test_setup(test_matmul_broadcast, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),

@@ -2,11 +2,12 @@
  *
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
- * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL,
- * IQ4_XS, F16, BF16, F32); the rules for Q2_K/Q3_K and the imatrix-only IQ mixes are left out. The conversion (mx_quantize_model) then
- * dequantizes each source row with the scalar reference dequantizer and quantizes it with the
- * reference quantizer (ggml's *_ref, what llama-quantize uses without an importance matrix), the
- * rows of a tensor split over a few threads; tensors whose type does not change are copied.
+ * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
+ * Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32); the imatrix-only IQ mixes are left out. The conversion
+ * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
+ * and quantizes it with the reference quantizer (ggml's *_ref, what llama-quantize uses without
+ * an importance matrix), the rows of a tensor split over a few threads; tensors whose type does
+ * not change are copied.
  *
  * Workload: multi-GB models converted once; the time is in the row quantizers (Q4_K/Q6_K search
  * for scales), so rows are split evenly across threads and nothing else is clever.
@@ -50,6 +51,10 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q4_1,   "Q4_1",   MX_TYPE_Q4_1},
     {MX_FTYPE_MOSTLY_Q5_0,   "Q5_0",   MX_TYPE_Q5_0},
     {MX_FTYPE_MOSTLY_Q5_1,   "Q5_1",   MX_TYPE_Q5_1},
+    {MX_FTYPE_MOSTLY_Q2_K,   "Q2_K",   MX_TYPE_Q2_K},
+    {MX_FTYPE_MOSTLY_Q3_K_S, "Q3_K_S", MX_TYPE_Q3_K},
+    {MX_FTYPE_MOSTLY_Q3_K_M, "Q3_K_M", MX_TYPE_Q3_K},
+    {MX_FTYPE_MOSTLY_Q3_K_L, "Q3_K_L", MX_TYPE_Q3_K},
     {MX_FTYPE_MOSTLY_Q4_K_S, "Q4_K_S", MX_TYPE_Q4_K},
     {MX_FTYPE_MOSTLY_Q4_K_M, "Q4_K_M", MX_TYPE_Q4_K},
     {MX_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", MX_TYPE_Q5_K},
@@ -193,9 +198,9 @@ struct mix_state {
     int ftype;
     bool falcon;           /* general.architecture == "falcon" */
     bool is_70b;           /* llama with 80 layers and GQA: llama.cpp's LLM_TYPE_70B */
+    int64_t n_gqa;         /* query heads per KV head (llama.cpp's n_gqa(); 0 without heads) */
     int64_t n_expert;      /* <arch>.expert_count, 0 when absent */
     int64_t n_layer;       /* <arch>.block_count (or 1 + the highest blk.N seen) */
-    int64_t n_gqa;         /* head_count / head_count_kv (0 when unknown) */
     bool tied;             /* no output.weight: token_embd doubles as the output matrix */
     int n_attention_wv;    /* attn_v-like tensors in the file */
     int i_attention_wv;    /* those visited so far (in visit order) */
@@ -240,7 +245,13 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     } else if (cat == CAT_TOKEN_EMBD) {
         /* only IQ/TQ mixes change it */
     } else if (is_attn_v_like(cat)) {
-        if ((ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_Q5_K_M) &&
+        if (ft == MX_FTYPE_MOSTLY_Q2_K)
+            type = s->n_gqa >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
+        else if (ft == MX_FTYPE_MOSTLY_Q3_K_M)
+            type = s->i_attention_wv < 2 ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
+        else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
+            type = MX_TYPE_Q5_K;
+        else if ((ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_Q5_K_M) &&
             use_more_bits(s->i_attention_wv, s->n_attention_wv))
             type = MX_TYPE_Q6_K;
         else if (ft == MX_FTYPE_MOSTLY_Q4_K_S && s->i_attention_wv < 4)
@@ -248,7 +259,7 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && s->n_gqa >= 4)
             type = MX_TYPE_Q5_K; /* GQA: attn_v is small and shared by >= 4 query heads */
         /* 70B: 8 query heads share each attn_v, so it is small; more bits are nearly free */
-        if (s->is_70b && type == MX_TYPE_Q4_K)
+        if (s->is_70b && (type == MX_TYPE_Q3_K || type == MX_TYPE_Q4_K))
             type = MX_TYPE_Q5_K;
         if (s->n_expert == 8)
             type = MX_TYPE_Q8_0; /* Mixtral: attention is a small share of the bytes */
@@ -262,7 +273,14 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         if (rc < 0)
             return rc;
         int64_t nl = s->n_layer;
-        if (ft == MX_FTYPE_MOSTLY_Q4_K_M) {
+        if (ft == MX_FTYPE_MOSTLY_Q2_K) {
+            type = MX_TYPE_Q3_K;
+        } else if (ft == MX_FTYPE_MOSTLY_Q3_K_M) {
+            type = il < nl / 16 ? MX_TYPE_Q5_K
+                 : !s->falcon || use_more_bits(il, nl) ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
+        } else if (ft == MX_FTYPE_MOSTLY_Q3_K_L) {
+            type = s->falcon ? MX_TYPE_Q4_K : MX_TYPE_Q5_K;
+        } else if (ft == MX_FTYPE_MOSTLY_Q4_K_M) {
             if (s->falcon)
                 type = il < nl / 16 ? MX_TYPE_Q6_K
                      : use_more_bits(il, nl) ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
@@ -277,10 +295,29 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         }
         s->i_ffn_down++;
     } else if (cat == CAT_ATTN_OUTPUT) {
-        if (!s->falcon && s->n_expert == 8 &&
-            (ft == MX_FTYPE_MOSTLY_Q4_K_S || ft == MX_FTYPE_MOSTLY_Q4_K_M ||
-             ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS))
+        if (!s->falcon && s->n_expert == 8) {
+            if (ft == MX_FTYPE_MOSTLY_Q2_K || ft == MX_FTYPE_MOSTLY_Q3_K_S ||
+                ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q4_K_S ||
+                ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_IQ4_NL ||
+                ft == MX_FTYPE_MOSTLY_IQ4_XS)
+                type = MX_TYPE_Q5_K;
+        } else if (!s->falcon) {
+            if (ft == MX_FTYPE_MOSTLY_Q2_K)
+                type = MX_TYPE_Q3_K;
+            else if (ft == MX_FTYPE_MOSTLY_Q3_K_M)
+                type = MX_TYPE_Q4_K;
+            else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
+                type = MX_TYPE_Q5_K;
+        } else if (ft == MX_FTYPE_MOSTLY_Q3_K_L) {
+            type = MX_TYPE_Q4_K;
+        }
+    } else if (cat == CAT_ATTN_QKV) {
+        if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q3_K_L)
+            type = MX_TYPE_Q4_K;
+        else if (ft == MX_FTYPE_MOSTLY_Q4_K_M)
             type = MX_TYPE_Q5_K;
+        else if (ft == MX_FTYPE_MOSTLY_Q5_K_M)
+            type = MX_TYPE_Q6_K;
     }
     return type;
 }

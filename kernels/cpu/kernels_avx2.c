@@ -108,32 +108,22 @@ static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
     return _mm256_cvtepi32_ps(s32);
 }
 
-/* Two accumulators: the FMA chain through one register would cap the loop at one block per FMA
- * latency (4-5 cycles), below what the loads and integer work allow. */
+/* ggml's order (ggml_vec_dot_q8_0_q8_0 on AVX2, and llamafile's tinyBLAS_Q0_AVX for prompt
+ * batches): one 8-lane accumulator, lane k gathering values 4k..4k+3 of every block, and the
+ * 8 lanes summed at the end. A second accumulator would be faster but rounds differently, and
+ * those roundings moved Q8_0 logits by a median 0.04 from llama.cpp's. */
 static float vec_dot_q8_0(int64_t n, const void *w, const void *x) {
     const mx_block_q8_0 *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / MX_QK8_0, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256 d0 = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        __m256 d1 = _mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d));
-        __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-                               _mm256_loadu_si256((const __m256i *)b[i].qs));
-        __m256 p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
-                               _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, p0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, p1, acc1);
-    }
-    for (; i < nb; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK8_0; i++) {
         __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc0 = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-                                             _mm256_loadu_si256((const __m256i *)b[i].qs)),
-                               acc0);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+                                            _mm256_loadu_si256((const __m256i *)b[i].qs)),
+                              acc);
     }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return hsum8(acc);
 }
 
-/* 32 nibbles (low nibbles = values 0..15, high nibbles = 16..31) as bytes 0..15. */
 static inline __m256i unpack_nibbles(const uint8_t *qs) {
     __m128i t = _mm_loadu_si128((const __m128i *)qs);
     __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
@@ -238,6 +228,171 @@ static void vec_dot4_q4_0(int64_t n, const void *w, const void *x, size_t xq_row
     out[3] = hsum8(_mm256_add_ps(a30, a31)) - 8.0f * (c30 + c31);
 }
 
+/* ---- Q4_1, Q5_0, Q5_1 ------------------------------------------------------------------------
+ * In ggml's float order (ggml_vec_dot_q4_1_q8_1 / _q5_0_q8_0 / _q5_1_q8_1 on AVX2, and for Q5_0
+ * prompt batches llamafile's tinyBLAS_Q0_AVX, which does the same per column): per block one
+ * FMA of the block's 8 int32 lane sums (lane k: values 4k..4k+3) into one 8-lane accumulator,
+ * the lanes summed at the end as hsum8 does; for the types with a min, m x s (the activation
+ * block's d x sum, from Q8_1) summed in a float, block after block, and added last. */
+
+/* 32 bits -> 32 bytes, byte i = 0xff where bit i is set (the fifth bits of Q5_0 / Q5_1). */
+static inline __m256i bits_to_bytes(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    /* byte i holds byte i / 8 of v; then test bit i % 8 */
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), pick);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+/* Unsigned bytes times signed bytes, 8 int32 lane sums as floats (ggml's
+ * mul_sum_us8_pairs_float): no saturation, a pair is at most 2 x 31 x 127. */
+static inline __m256 mul_sum_u8(__m256i u, __m256i y) {
+    return _mm256_cvtepi32_ps(
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1)));
+}
+
+/* Q5_0's 32 values as signed bytes: (nibble | fifth bit << 4) - 16, i.e. nibble | 0xf0 where the
+ * fifth bit is clear. */
+static inline __m256i q5_0_values(const mx_block_q5_0 *a) {
+    return _mm256_or_si256(unpack_nibbles(a->qs),
+                           _mm256_andnot_si256(bits_to_bytes(a->qh), _mm256_set1_epi8((char)0xf0)));
+}
+
+/* Q5_1's 32 values as unsigned bytes 0..31. */
+static inline __m256i q5_1_values(const mx_block_q5_1 *a) {
+    return _mm256_or_si256(unpack_nibbles(a->qs),
+                           _mm256_and_si256(bits_to_bytes(a->qh), _mm256_set1_epi8(0x10)));
+}
+
+static float vec_dot_q4_1(int64_t n, const void *w, const void *x) {
+    const mx_block_q4_1 *a = w;
+    const mx_block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / MX_QK4_1; i++) {
+        summs += h2f(a[i].m) * h2f(b[i].s);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_u8(unpack_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs)),
+            acc);
+    }
+    return hsum8(acc) + summs;
+}
+
+static float vec_dot_q5_0(int64_t n, const void *w, const void *x) {
+    const mx_block_q5_0 *a = w;
+    const mx_block_q8_0 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK5_0; i++) {
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_i8(q5_0_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
+    }
+    return hsum8(acc);
+}
+
+static float vec_dot_q5_1(int64_t n, const void *w, const void *x) {
+    const mx_block_q5_1 *a = w;
+    const mx_block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / MX_QK5_1; i++) {
+        summs += h2f(a[i].m) * h2f(b[i].s);
+        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+        acc = _mm256_fmadd_ps(
+            d, mul_sum_u8(q5_1_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
+    }
+    return hsum8(acc) + summs;
+}
+
+/* The 4-column forms for prefill (vec_dot4): a weight block is unpacked once and meets the 4
+ * columns' blocks; per column the arithmetic is the row kernel's, in its order, so the bits are
+ * the same. The columns' scales are read from their blocks (one F16C instruction each); xd is not
+ * used (it holds Q8_0 scales, and Q4_1 / Q5_1 columns are Q8_1). */
+#define MX_COL4(T, X, C) ((const T *)((const char *)(X) + (size_t)(C) * xq_row))
+
+static void vec_dot4_q4_1(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q4_1 *a = w;
+    const mx_block_q8_1 *b[4];
+    __m256 acc[4];
+    float summs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_1, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / MX_QK4_1; i++) {
+        __m256i q = unpack_nibbles(a[i].qs);
+        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            summs[c] += wm * h2f(b[c][i].s);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+                                     mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]) + summs[c];
+}
+
+static void vec_dot4_q5_0(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    const mx_block_q5_0 *a = w;
+    const mx_block_q8_0 *b[4];
+    const int64_t nb = n / MX_QK5_0;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_0, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i q = q5_0_values(&a[i]);
+        __m256i aq = _mm256_sign_epi8(q, q);
+        float wd = h2f(a[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b[c][i].qs), q);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[c * nb + i]), mul_sum_u8(aq, y),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
+}
+
+static void vec_dot4_q5_1(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q5_1 *a = w;
+    const mx_block_q8_1 *b[4];
+    __m256 acc[4];
+    float summs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c = 0; c < 4; c++) {
+        b[c] = MX_COL4(mx_block_q8_1, x, c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / MX_QK5_1; i++) {
+        __m256i q = q5_1_values(&a[i]);
+        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            summs[c] += wm * h2f(b[c][i].s);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+                                     mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
+                                     acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]) + summs[c];
+}
+
+#undef MX_COL4
+
 /* Repacked Q4_0 (8 rows, mx_block_q4_0x8) times NC activation columns. Per block: the 4 chunks
  * give, masked and shifted, 8 vectors "values 4g..4g+3 of the 8 rows"; each meets 4 activation
  * bytes broadcast to every row, and maddubs leaves row r's partial sums in int16 lanes 2r, 2r+1.
@@ -288,43 +443,39 @@ gemm_q4_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, 
 
 MX_X8_ENTRY(gemm_q4_0x8, gemm_q4_0x8_nc)
 
-/* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns: signed weights, so maddubs takes |w|
- * and the activation bytes carrying w's sign (ggml's trick); a pair reaches 2 x 127 x 127 =
- * 32258, so each maddubs goes to int32 (madd) at once. Exact integer sums: the bits per column
- * do not depend on NC. */
+/* Repacked Q8_0 (mx_block_q8_0x8) times NC Q8_0 columns, in ggml's float order (see
+ * vec_dot_q8_0): vector g of a block holds values 4g..4g+3 of the 8 rows, so its dot with 4
+ * broadcast activation bytes is, for row r, lane g of ggml's per-row accumulator. Each column
+ * keeps those 8 lanes as 8 accumulators (one per g, lane r = row r) and sums them at the end
+ * the way hsum8 sums lanes; so a repacked row gives the bits of vec_dot_q8_0 on the file row.
+ * Signed weights: maddubs takes |w| and the activation bytes carrying w's sign (a pair reaches
+ * 2 x 127 x 127 = 32258, so each maddubs goes to int32 at once). Columns one after the other
+ * (8 accumulators each; 4 columns at once would not fit the 16 registers). */
 static inline __attribute__((always_inline)) void
 gemm_q8_0x8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
                size_t ldo) {
     const mx_block_q8_0x8 *a = w;
     const int64_t nb = n / MX_QK8_0;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    const mx_block_q8_0 *xb[4];
-    for (int c = 0; c < NC; c++)
-        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i s[4];
-        for (int c = 0; c < NC; c++)
-            s[c] = _mm256_setzero_si256();
+    for (int c = 0; c < NC; c++) {
+        const mx_block_q8_0 *xb = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        __m256 acc[8];
+        for (int g = 0; g < 8; g++)
+            acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d)),
+                                     _mm256_set1_ps(h2f(xb[b].d)));
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
-            __m256i aw = _mm256_sign_epi8(wv, wv);
-#pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) {
-                __m256i xs = _mm256_sign_epi8(bcast4(xb[c][b].qs + 4 * g), wv);
-                s[c] = _mm256_add_epi32(s[c],
-                                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones));
+            for (int g = 0; g < 8; g++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
+                __m256i xs = _mm256_sign_epi8(bcast4(xb[b].qs + 4 * g), wv);
+                __m256i s = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), xs), ones);
+                acc[g] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[g]);
             }
         }
-        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
-        for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(h2f(xb[c][b].d))),
-                                     _mm256_cvtepi32_ps(s[c]), acc[c]);
+        _mm256_storeu_ps(out + (size_t)c * ldo, q8_0x8_lane_sum(acc));
     }
-    for (int c = 0; c < NC; c++)
-        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
 MX_X8_ENTRY(gemm_q8_0x8, gemm_q8_0x8_nc)
@@ -618,78 +769,168 @@ static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
     return hsum8(acc) - _mm_cvtss_f32(m);
 }
 
-/* Q2_K: 16 groups of 16, value = d * (sc & 15) * q - dmin * (sc >> 4), q in [0, 3]; the 2-bit
- * fields of byte l of each 32-byte quarter hold values 32k + l (k = bit pair). */
+/* ---- Q2_K, Q3_K in ggml's float order (ggml_vec_dot_q2_K_q8_K / _q3_K_q8_K on AVX2; ggml
+ * takes prompts through the same kernels on AVX2): per super-block, int32 lanes (vector k of
+ * a 128-value half: lane l holds values 4l..4l+3, times the scale of their 16-value group),
+ * one FMA per block into a single 8-lane accumulator (Q2_K: first -dmin x the mins' lanes, then
+ * d x the values' lanes), the lanes summed by hsum8 at the end. */
+
+/* The 16 Q3_K scales as signed bytes (6 bits each, minus 32), in group order. */
+static inline __m128i q3_K_scales(const uint8_t *packed) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[4], tmp;
+    memcpy(aux, packed, 12);
+    tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+}
+
+/* madd's multipliers for the 8 vectors of a super-block: vector v's first 16 values are group
+ * 2v, its last 16 group 2v + 1, so scv[v] holds those two scales (int16) in its 128-bit halves. */
+static inline void pair_scales(const int16_t *s16, __m256i scv[8]) {
+    for (int v = 0; v < 8; v++)
+        scv[v] = _mm256_set_m128i(_mm_set1_epi16(s16[2 * v + 1]), _mm_set1_epi16(s16[2 * v]));
+}
+
+/* A Q2_K super-block's 2-bit values as 8 vectors of unsigned bytes (u[4h + k]: values
+ * 128h + 32k .. +31), unpacked once for every column. */
+static inline void q2_K_unpack(const mx_block_q2_K *a, __m256i u[8]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+        for (int k = 0; k < 4; k++)
+            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+    }
+}
+
+/* A Q3_K super-block as Q2_K's u vectors plus nh[v] = 4 where the high bit is clear (value =
+ * u + 4 h - 4 = u - nh). */
+static inline void q3_K_unpack(const mx_block_q3_K *a, __m256i u[8], __m256i nh[8]) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256i hm = _mm256_loadu_si256((const __m256i *)a->hmask);
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+        for (int k = 0; k < 4; k++) {
+            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            nh[4 * h + k] = _mm256_slli_epi16(
+                _mm256_andnot_si256(_mm256_srli_epi16(hm, 4 * h + k), one), 2);
+        }
+    }
+}
+
+/* The value lanes of an unpacked Q2_K (nh NULL) or Q3_K super-block against column y. Q3_K
+ * takes maddubs(u, y) - maddubs(nh, y) per int16 pair (ggml's split; each |.| <= 1024, no
+ * saturation). The int32 lane sums are exact, so their order is free. */
+static inline __m256i k_low_lanes(const __m256i u[8], const __m256i *nh, const __m256i scv[8],
+                                  const int8_t *y) {
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 32 * v));
+        __m256i p16 = _mm256_maddubs_epi16(u[v], yv);
+        if (nh)
+            p16 = _mm256_sub_epi16(p16, _mm256_maddubs_epi16(nh[v], yv));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv[v], p16));
+    }
+    return sumi;
+}
+
+/* A Q2_K block's 4-bit scales (int16, s16[16]) and the mins' lanes against column bsums. */
+static inline __m256i q2_K_header(const mx_block_q2_K *a, int16_t s16[16]) {
+    __m128i sc8 = _mm_loadu_si128((const __m128i *)a->scales);
+    __m128i lo = _mm_and_si128(sc8, _mm_set1_epi8(15));
+    _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(lo));
+    return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+}
+
 static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
     const mx_block_q2_K *a = w;
     const mx_block_q8_K *b = x;
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        __m128i sc8 = _mm_loadu_si128((const __m128i *)a[i].scales);
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4));
-        __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
-                               accm);
         int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(_mm_and_si128(sc8, m4)));
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k;
-                __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                __m256i y = _mm256_loadu_si256((const __m256i *)(b[i].qs + 128 * h + 32 * k));
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scv));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        __m256i mins = q2_K_header(&a[i], s16);
+        __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
+                              acc);
+        __m256i u[8], scv[8];
+        q2_K_unpack(&a[i], u);
+        pair_scales(s16, scv);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b[i].qs)), acc);
     }
-    return hsum8(acc) - hsum8(accm);
+    return hsum8(acc);
 }
 
-/* Q3_K: value = d * (s_g - 32) * (u + 4 h - 4) with u the 2-bit field, h the hmask bit; the
- * unsigned u + 4h goes to maddubs and 4 * sum(q8) per group is taken back via bsums. The 16
- * 6-bit scales are unpacked with ggml's 32-bit shuffle. */
 static float vec_dot_q3_K(int64_t n, const void *w, const void *x) {
     const mx_block_q3_K *a = w;
     const mx_block_q8_K *b = x;
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        uint32_t aux[4];
-        memcpy(aux, a[i].scales, 12);
-        uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-        __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
-        __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, sc16);
-        __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-        __m256i hm = _mm256_loadu_si256((const __m256i *)a[i].hmask);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k;
-                __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
-                __m256i v = _mm256_or_si256(u, _mm256_slli_epi16(hb, 2));
-                __m256i y = _mm256_loadu_si256((const __m256i *)(b[i].qs + 128 * h + 32 * k));
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s16[g + 1]), _mm_set1_epi16(s16[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(v, y), scv));
-            }
-        }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
+        __m256i u[8], nh[8], scv[8];
+        q3_K_unpack(&a[i], u, nh);
+        pair_scales(s16, scv);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b[i].qs)), acc);
     }
     return hsum8(acc);
+}
+
+/* 4-column forms (prefill): the weight block's scales decoded once for 4 columns; per column
+ * the row kernel's arithmetic in its order (same bits). xd is not used (Q8_K columns). */
+static void vec_dot4_q2_K(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q2_K *a = w;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int16_t s16[16];
+        __m256i mins = q2_K_header(&a[i], s16);
+        float wd = h2f(a[i].d), wm = h2f(a[i].dmin);
+        __m256i u[8], scv[8];
+        q2_K_unpack(&a[i], u);
+        pair_scales(s16, scv);
+        for (int c = 0; c < 4; c++) {
+            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
+            __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b->bsums));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-b->d * wm), _mm256_cvtepi32_ps(mt), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
+                                     _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b->qs)), acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
+}
+
+static void vec_dot4_q3_K(int64_t n, const void *w, const void *x, size_t xq_row,
+                          const float *xd, float *out) {
+    (void)xd;
+    const mx_block_q3_K *a = w;
+    __m256 acc[4];
+    for (int c = 0; c < 4; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        int16_t s16[16];
+        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
+        float wd = h2f(a[i].d);
+        __m256i u[8], nh[8], scv[8];
+        q3_K_unpack(&a[i], u, nh);
+        pair_scales(s16, scv);
+        for (int c = 0; c < 4; c++) {
+            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
+                                     _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b->qs)), acc[c]);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        out[c] = hsum8(acc[c]);
 }
 
 /* Q6_K: 6-bit q in [-32, 31] = u - 32 with u in [0, 63]; q.q8 = u.q8 - 32 sum(q8), the last
@@ -966,6 +1207,35 @@ static void quant_act_q8_0(const float *x, void *dst, int64_t n) {
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
         sums[ib] = (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+/* Q8_1 (Q4_1 / Q5_1 activations): Q8_0's values, and s = fp16(d x sum) with d the f32 scale
+ * before its fp16 rounding, as ggml's quantize_row_q8_1 and mx_quantize_act. */
+static void quant_act_q8_1(const float *x, void *dst, int64_t n) {
+    mx_block_q8_1 *b = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t ib = 0; ib < n / MX_QK8_1; ib++) {
+        const float *xb = x + ib * MX_QK8_1;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        float amax = hmax8(m);
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(
+                _mm256_mul_ps(v[k], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_si256((__m256i *)b[ib].qs, pack32(q[0], q[1], q[2], q[3]));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        b[ib].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        b[ib].s = _cvtss_sh(d * (float)_mm_cvtsi128_si32(s4), _MM_FROUND_TO_NEAREST_INT);
     }
 }
 
@@ -1513,8 +1783,17 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8;
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8;
     k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8;
+    k->vec_dot[MX_TYPE_Q4_1] = vec_dot_q4_1;
+    k->vec_dot4[MX_TYPE_Q4_1] = vec_dot4_q4_1;
+    k->vec_dot[MX_TYPE_Q5_0] = vec_dot_q5_0;
+    k->vec_dot4[MX_TYPE_Q5_0] = vec_dot4_q5_0;
+    k->vec_dot[MX_TYPE_Q5_1] = vec_dot_q5_1;
+    k->vec_dot4[MX_TYPE_Q5_1] = vec_dot4_q5_1;
+    k->quantize_act[MX_TYPE_Q8_1] = quant_act_q8_1;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K;
+    k->vec_dot4[MX_TYPE_Q2_K] = vec_dot4_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
+    k->vec_dot4[MX_TYPE_Q3_K] = vec_dot4_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;

@@ -62,47 +62,32 @@ gemm_q4_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
 
 MX_X8_ENTRY(gemm_q4_0x8_vnni, gemm_q4_0x8_vnni_nc)
 
-/* As gemm_q8_0x8_nc in kernels_avx2.c: vpdpbusd wants unsigned weights, so w + 128 (w xor 0x80)
- * goes in and 128 x the block's activation sum comes back out (exact; the activation row
- * carries each block's sum). */
+/* As gemm_q8_0x8_nc in kernels_avx2.c (ggml's per-lane float order, one column at a time):
+ * vpdpbusd takes |w| as its unsigned operand and the activation bytes carrying w's sign (|-128|
+ * reads as 128 unsigned, so -128 stays exact), one instruction where AVX2 needs two. */
 static inline __attribute__((always_inline)) void
 gemm_q8_0x8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
                     size_t ldo) {
     const mx_block_q8_0x8 *a = w;
     const int64_t nb = n / MX_QK8_0;
-    const size_t so = mx_act_sums_offset(n);
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    const mx_block_q8_0 *xb[4];
-    const float *xs[4];
     for (int c = 0; c < NC; c++) {
-        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
-        xs[c] = (const float *)((const char *)xb[c] + so);
-    }
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i wu[8];
-#pragma GCC unroll 8
+        const mx_block_q8_0 *xb = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+        __m256 acc[8];
         for (int g = 0; g < 8; g++)
-            wu[g] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)a[b].qs[g]), bias);
-        __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) {
-            const int8_t *x = xb[c][b].qs;
-            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                s0 = _mm256_dpbusd_epi32(s0, wu[g], bcast4(x + 4 * g));
-                s1 = _mm256_dpbusd_epi32(s1, wu[g + 4], bcast4(x + 16 + 4 * g));
+            acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d)),
+                                     _mm256_set1_ps(_cvtsh_ss(xb[b].d)));
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)a[b].qs[g]);
+                __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv),
+                                                _mm256_sign_epi8(bcast4(xb[b].qs + 4 * g), wv));
+                acc[g] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[g]);
             }
-            __m256i sum = _mm256_sub_epi32(_mm256_add_epi32(s0, s1),
-                                           _mm256_set1_epi32(128 * (int32_t)xs[c][b]));
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(_cvtsh_ss(xb[c][b].d))),
-                                     _mm256_cvtepi32_ps(sum), acc[c]);
         }
+        _mm256_storeu_ps(out + (size_t)c * ldo, q8_0x8_lane_sum(acc));
     }
-    for (int c = 0; c < NC; c++)
-        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
 }
 
 MX_X8_ENTRY(gemm_q8_0x8_vnni, gemm_q8_0x8_vnni_nc)

@@ -87,6 +87,14 @@ static inline void q4kx8_accumulate(__m256 d, __m256 dmin, const __m256i mnv[4],
                             _mm256_cvtepi32_ps(q4kx8_min_sums(mnv, x->bsums)), *accm);
 }
 
+/* Per row (lane r), the 8 accumulators acc[g] summed as ggml's hsum_float_8 sums the lanes
+ * g of one row's accumulator: ((4 + 0) + (6 + 2)) + ((5 + 1) + (7 + 3)). */
+static inline __m256 q8_0x8_lane_sum(const __m256 acc[8]) {
+    __m256 u0 = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
+    __m256 u1 = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
+    return _mm256_add_ps(u0, u1);
+}
+
 /* A gemm_x8 entry: the ncols switch over an always-inline kernel that takes NC as a constant
  * (so each column count gets its own unrolled code). */
 #define MX_X8_ENTRY(name, kernel)                                                             \

@@ -9,8 +9,10 @@
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
- *   4 <= n <= MX_VDOT4_MAX_COLS with a 4-column kernel (Q4_0; MoE experts at prefill get a few
- *     dozen columns each): integer dots of each row with 4 quantized columns at a time.
+ *   4 <= n <= MX_VDOT4_MAX_COLS with a 4-column kernel (Q4_0, Q5_0; MoE experts at prefill get
+ *     a few dozen columns each; Q3_K), or any n >= 4 for Q4_1 / Q5_1 / Q2_K (see
+ *     act_plan.vdot4_all):
+ *     integer dots of each row with 4 quantized columns at a time.
  *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
  *     quantized activations when one exists (MX_ACT_GGML), else dequantize the row + f32 dot.
  * Activations are rounded first per be->act_mode (see backend.h), so both paths compute the
@@ -49,8 +51,11 @@ struct mm_task {
     int64_t n_in, n_out;
     size_t w_row;        /* bytes per weight row */
     size_t xq_row;       /* bytes per quantized activation column */
+    bool xd_q8_0;        /* the columns are Q8_0 blocks, whose scales vdot4 takes as f32 */
+    bool vdot4_all;      /* vdot4 takes jobs of any column count (see act_plan) */
     float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
-    /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm */
+    /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm. Its xd
+     * argument (the columns' block scales as f32) is filled for Q8_0 columns only (xd_q8_0). */
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
     /* repacked weights: 8-row groups times 1-4 quantized columns, for any column count */
@@ -101,13 +106,13 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
         x8_tile(t, j, o0, o1);
         return;
     }
-    if (t->vdot4 && j->xq && j->n >= 4 && j->n <= MX_VDOT4_MAX_COLS) {
+    if (t->vdot4 && j->xq && j->n >= 4 && (j->n <= MX_VDOT4_MAX_COLS || t->vdot4_all)) {
         /* 4 columns (from L1) against the tile's rows (from L2), then the next 4 */
         int64_t c = 0;
         for (; c + 4 <= j->n; c += 4) {
             const char *xc = j->xq + (size_t)c * t->xq_row;
             int64_t nb = n_in / MX_QK8_0; /* Q8_0 scales as f32, in buf (4 * nb floats) */
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 4 && t->xd_q8_0; k++) {
                 const mx_block_q8_0 *bq =
                     (const mx_block_q8_0 *)(xc + (size_t)k * t->xq_row);
                 for (int64_t i = 0; i < nb; i++)
@@ -180,6 +185,14 @@ struct act_plan {
     float (*vdot)(int64_t n, const void *w, const void *xq);
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
+    /* vdot4 for every column count (Q4_1, Q5_1, Q2_K): ggml on AVX2 takes prompts through the
+     * same row kernels (llamafile has none for them), and Q4_1 / Q5_1 take each block's min
+     * times the Q8_1 column's s = fp16(d x sum): dequantize + sgemm would take the min times the
+     * rounded values, a different number (~1e-3 of the min's part), so prefill and decode
+     * would disagree. Q3_K keeps sgemm beyond MX_VDOT4_MAX_COLS: its 4-column dot (two maddubs
+     * per vector) ran 512 columns at ~75 GFLOP/s of CPU time against sgemm's ~95-115
+     * (tests/bench/bench_kernels, 4096 x 1024, shared machine, rough); Q2_K's were even. */
+    bool vdot4_all;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
 };
@@ -202,6 +215,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
+        ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0 && wtype != MX_TYPE_Q3_K;
     }
     /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
     ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
@@ -212,6 +226,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
  * 4-column kernel's range, and every job on repacked weights. */
 static bool uses_xq(const struct act_plan *ap, int64_t n) {
     return ap->quant && (n < MX_GEMM_MIN_COLS || (ap->vdot4 && n <= MX_VDOT4_MAX_COLS) ||
+                         ap->vdot4_all ||
                          ap->gemm8);
 }
 
@@ -404,6 +419,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .gemm8 = ap.gemm8, .n_jobs = (int)planes, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
@@ -495,6 +511,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .gemm8 = ap.gemm8, .n_jobs = n_jobs, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };

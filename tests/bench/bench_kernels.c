@@ -152,8 +152,10 @@ int main(int argc, char **argv) {
     mx_cpu_kernels_init(&mx_cpu_of(bs)->kern, argc > 4 ? atoi(argv[4]) : MX_CPU_SCALAR);
     printf("threads %d, W %lld x %lld, kernels '%s' vs '%s'\n", nth, (long long)n_in,
            (long long)n_out, mx_cpu_of(be)->kern.name, mx_cpu_of(bs)->kern.name);
-    enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_BF16, MX_TYPE_Q8_0, MX_TYPE_Q4_0,
-                            MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K};
+    enum mx_type types[] = {MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q8_0,
+                            MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
+                            MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
+                            MX_TYPE_Q6_K};
     /* MX_BENCH_TYPE=q4_0 limits the matmul runs to one type */
     const char *only = getenv("MX_BENCH_TYPE");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -168,6 +170,7 @@ int main(int argc, char **argv) {
             continue;
         bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "sgemm", false);
         bench_matmul(be, types[i], n_in, n_out / 4, 512, 2, "repack", true);
+        bench_matmul(bs, types[i], n_in, n_out / 4, 512, 1, mx_cpu_of(bs)->kern.name, false);
     }
     /* decode at long context (a Mixtral-like layer: hd 128, 32 heads, 8 KV heads) and a
      * prefill chunk of 512 tokens */
