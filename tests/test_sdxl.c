@@ -10,7 +10,7 @@
  * - one UNet step at 8x8 latents: finite, deterministic bit for bit, the label vector read
  *   (another size conditioning changes eps), refused without it;
  * - whole 64x64 images through the pipeline: the 1024x1024 default, deterministic, the
- *   negative prompt used.
+ *   negative prompt used; SDXL-Turbo known by its file name, with its own defaults.
  * The full-size checkpoint and the peer comparison are in tests/sdxl_peer.sh.
  */
 #include <setjmp.h>
@@ -22,11 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/base/quant.h"
 #include "core/diffusion/clip_text.h"
 #include "core/diffusion/pipeline.h"
 #include "core/diffusion/prompt.h"
+#include "core/diffusion/sampler.h"
 #include "core/diffusion/sd_kind.h"
 #include "core/diffusion/sd_model.h"
 #include "core/diffusion/sdxl_cond.h"
@@ -349,7 +351,33 @@ static void test_image(void **state) {
     mx_image_free(&a);
     mx_image_free(&b);
     mx_image_free(&c);
+    assert_false(mx_sd_pipeline_model(p)->turbo);
     mx_sd_pipeline_close(p);
+}
+
+/* SDXL-Turbo is known by its file name (or metadata) and gets its model card's defaults. */
+static void test_turbo(void **state) {
+    (void)state;
+    need_tok();
+    const char *bd = getenv("MX_BUILDDIR");
+    char link[1024];
+    snprintf(link, sizeof link, "%s/tests/sd_xl_Turbo_1.0_test.safetensors", bd ? bd : ".");
+    unlink(link);
+    assert_int_equal(symlink(g_path, link), 0);
+    struct mx_err e = {0};
+    struct mx_sd_pipeline *p = NULL;
+    if (mx_sd_pipeline_open(be, link, NULL, &p, &e) < 0)
+        fail_msg("%s", e.msg);
+    assert_true(mx_sd_pipeline_model(p)->turbo);
+    struct mx_sd_params par;
+    mx_sd_params_default(&par, p);
+    assert_int_equal(par.width, 512);
+    assert_int_equal(par.height, 512);
+    assert_int_equal(par.steps, 1);
+    assert_true(par.cfg == 1.0f);
+    assert_int_equal(par.sampler, MX_SD_SAMPLER_EULER_A);
+    mx_sd_pipeline_close(p);
+    unlink(link);
 }
 
 static int setup(void **state) {
@@ -384,6 +412,7 @@ int main(void) {
         cmocka_unit_test(test_encoders),
         cmocka_unit_test(test_unet_step),
         cmocka_unit_test(test_image),
+        cmocka_unit_test(test_turbo),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -147,6 +147,11 @@ void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline 
     par->eta = -1.0f;
     par->rng = MX_SD_RNG_CUDA;
     par->strength = 0.75f;
+    if (xl && p->model->turbo) { /* SDXL-Turbo's model card: 512x512, 1 step, no guidance */
+        par->width = par->height = 512;
+        par->steps = 1;
+        par->cfg = 1.0f;
+    }
 }
 
 /* Bytes one generation needs beyond the mapped weights: UNet scratch for the batch, the VAE's

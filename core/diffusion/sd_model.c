@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/base/util.h"
@@ -39,6 +40,7 @@ struct mx_sd_model_priv {
     struct sd_res *res;          /* resources in acquisition order, released in reverse */
     int n_res, cap_res;
     int hint_pred;               /* a reader's prediction hint, or -1 */
+    bool turbo_meta;             /* the file's metadata names SDXL-Turbo */
     const char *hint_from;       /* where the hint came from (static) */
 };
 
@@ -598,12 +600,22 @@ static int first_transformer(const struct mx_sd_model *m) {
     return -1;
 }
 
+/* Whether s[0, n) contains "turbo" in any case (SDXL-Turbo's file and model names). */
+static bool has_word_turbo(const char *s, size_t n) {
+    for (size_t i = 0; i + 5 <= n; i++)
+        if (!strncasecmp(s + i, "turbo", 5))
+            return true;
+    return false;
+}
+
 /* SDXL's parts: the label embedding's width, and the two text encoders' widths adding up to
  * the context (a checkpoint with one of them only has no usable text encoder). */
 static int detect_sdxl(struct mx_sd_model *m, const struct mx_tensor *label,
                        struct mx_err *err) {
     m->family = MX_SD_FAMILY_SDXL;
     m->adm_dim = label->ne[0];
+    const char *base = strrchr(m->path, '/') ? strrchr(m->path, '/') + 1 : m->path;
+    m->turbo = m->priv->turbo_meta || has_word_turbo(base, strlen(base));
     const struct mx_tensor *l =
         mx_sd_weight(m, "cond_stage_model.transformer.text_model.embeddings.token_embedding."
                         "weight");
@@ -717,6 +729,11 @@ static int load_st(struct mx_sd_model *m, struct mx_st *st, struct mx_err *err) 
                               err);
     if (rc == 0)
         rc = meta_prediction(m, st, err);
+    static const char *const turbo_keys[] = {"modelspec.title", "modelspec.architecture"};
+    for (size_t i = 0; i < MX_ARRAY_LEN(turbo_keys); i++) {
+        const char *v = mx_st_get_meta(st, turbo_keys[i]);
+        m->priv->turbo_meta |= v && has_word_turbo(v, strlen(v));
+    }
     if (rc < 0) {
         mx_st_close(st);
         return rc;

@@ -124,6 +124,10 @@ struct mx_sd_model {
     enum mx_sd_source source;
     bool prediction_detected;     /* false when opts forced it */
     bool inpaint;                 /* the UNet takes 9 input channels (latent + mask + masked) */
+    bool turbo;                   /* SDXL-Turbo (adversarially distilled: 1-4 steps, no CFG, 512
+                                     px): "turbo" in the file name or in the metadata's
+                                     modelspec.title / modelspec.architecture; it only changes
+                                     the defaults (mx_sd_params_default) */
     bool has_vae, has_text_encoder;
     int64_t context_dim;          /* cross-attention width: 768 (SD1), 1024 (SD2), 2048 (SDXL) */
     int64_t adm_dim;              /* SDXL: width of the vector label_emb takes (2816: the pooled
