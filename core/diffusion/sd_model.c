@@ -621,6 +621,10 @@ static int detect_sdxl(struct mx_sd_model *m, const struct mx_tensor *label,
                         "weight");
     const struct mx_tensor *g = mx_sd_weight(m, SDXL_TE2 "embeddings.token_embedding.weight");
     const struct mx_tensor *p = mx_sd_weight(m, SDXL_TE2 "text_projection");
+    if (!l && !g && m->context_dim == 1280)
+        return mx_err_set(err, MX_EUNSUP, "%s: an SDXL refiner (OpenCLIP bigG context only, "
+                          "label_emb of %lld): the refiner is not supported, only base models",
+                          m->path, (long long)m->adm_dim);
     m->has_text_encoder = l && g && p;
     if ((l || g) && !m->has_text_encoder)
         return mx_err_set(err, MX_EFORMAT, "%s: SDXL checkpoint with an incomplete text encoder "
