@@ -10,7 +10,8 @@
  * - one UNet step at 8x8 latents: finite, deterministic bit for bit, the label vector read
  *   (another size conditioning changes eps), refused without it;
  * - whole 64x64 images through the pipeline: the 1024x1024 default, deterministic, the
- *   negative prompt used; SDXL-Turbo known by its file name, with its own defaults.
+ *   negative prompt used; SDXL-Turbo known by its file name, with its own defaults;
+ * - with MX_SD_CLI, stable-diffusion.cpp's GGUF conversion of the checkpoint: the same table.
  * The full-size checkpoint and the peer comparison are in tests/sdxl_peer.sh.
  */
 #include <setjmp.h>
@@ -380,6 +381,36 @@ static void test_turbo(void **state) {
     unlink(link);
 }
 
+/* Opt-in (MX_SD_CLI = a stable-diffusion.cpp sd-cli): the small checkpoint converted by the
+ * peer (`-M convert`, F16, names kept as in the source) loads as the same table: same names,
+ * shapes and bytes. */
+static void test_sdcpp_gguf(void **state) {
+    (void)state;
+    need_model();
+    const char *cli = getenv("MX_SD_CLI"), *bd = getenv("MX_BUILDDIR");
+    char out[1024], cmd[4096];
+    snprintf(out, sizeof out, "%s/sdxl_small.sdcpp_f16.gguf", bd ? bd : ".");
+    snprintf(cmd, sizeof cmd, "'%s' -M convert -m '%s' -o '%s' --type f16 -t 2 >/dev/null 2>&1",
+             cli, g_path, out);
+    assert_int_equal(system(cmd), 0);
+    struct mx_sd_model *g = NULL;
+    struct mx_err e = {0};
+    if (mx_sd_model_open(NULL, out, NULL, &g, &e) < 0)
+        fail_msg("%s", e.msg);
+    assert_int_equal(g->source, MX_SD_SRC_GGUF);
+    assert_int_equal(g->family, MX_SD_FAMILY_SDXL);
+    assert_int_equal(mx_sd_n_weights(g), mx_sd_n_weights(g_m));
+    for (int64_t i = 0; i < mx_sd_n_weights(g_m); i++) {
+        const struct mx_tensor *x = mx_sd_weight_at(g_m, i), *y = mx_sd_weight_at(g, i);
+        if (strcmp(x->name, y->name) || memcmp(x->ne, y->ne, sizeof x->ne) ||
+            x->type != y->type || memcmp(x->data, y->data, mx_tensor_nbytes(x)))
+            fail_msg("%s / %s differs", x->name, y->name);
+    }
+    printf("sd.cpp GGUF of the small SDXL: %lld tensors equal\n", (long long)mx_sd_n_weights(g));
+    mx_sd_model_close(g);
+    unlink(out);
+}
+
 static int setup(void **state) {
     (void)state;
     struct mx_err e = {0};
@@ -414,5 +445,11 @@ int main(void) {
         cmocka_unit_test(test_image),
         cmocka_unit_test(test_turbo),
     };
+    if (getenv("MX_SD_CLI")) {
+        const struct CMUnitTest peer[] = {cmocka_unit_test(test_sdcpp_gguf)};
+        int failures = cmocka_run_group_tests(tests, setup, teardown);
+        return mx_test_status(failures + cmocka_run_group_tests(peer, setup, teardown));
+    }
+    printf("note: MX_SD_CLI (stable-diffusion.cpp's sd-cli) unset: its GGUF of SDXL not checked\n");
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -13,7 +13,8 @@
  *         bigG) -> cond_stage_model.1.transformer.text_model.* (HF names, in_proj split as for
  *         SD 2.x) plus cond_stage_model.1.transformer.text_model.text_projection, kept in
  *         OpenCLIP's orientation (pooled = x @ P: torch [width, proj], ne [proj, width]); the
- *         names stable-diffusion.cpp uses, so its GGUF conversions load the same way
+ *         names stable-diffusion.cpp uses (its `-M convert` GGUF of an SGM file, names kept,
+ *         loads as the file: tests/test_sdxl with MX_SD_CLI)
  * Diffusers folders and stable-diffusion.cpp GGUF files are renamed to these at load.
  * Only tensors under these three prefixes are kept: EMA copies (model_ema.*), the 12 DDPM
  * schedule buffers (betas, alphas_cumprod, ...), position_ids, text_projection and anything else
