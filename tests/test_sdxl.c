@@ -11,6 +11,7 @@
  *   (another size conditioning changes eps), refused without it;
  * - whole 64x64 images through the pipeline: the 1024x1024 default, deterministic, the
  *   negative prompt used; SDXL-Turbo known by its file name, with its own defaults;
+ * - an SDXL refiner and a half text encoder refused with a message;
  * - with MX_SD_CLI, stable-diffusion.cpp's GGUF conversion of the checkpoint: the same table.
  * The full-size checkpoint and the peer comparison are in tests/sdxl_peer.sh.
  */
@@ -381,6 +382,62 @@ static void test_turbo(void **state) {
     unlink(link);
 }
 
+/* A minimal SDXL-style UNet (conv_in, one cross-attention key of width ctx, label_emb of adm)
+ * plus, when te, SDXL text-encoder token embeddings of widths l and g, opened from memory. */
+static int open_stub(int64_t ctx, int64_t adm, int64_t l, int64_t g, struct mx_err *err) {
+    struct mx_st_writer *w = mx_st_writer_new();
+    assert_non_null(w);
+    static float z[4 * 64 * 9];
+    const char *U = "model.diffusion_model.";
+    char name[256];
+    snprintf(name, sizeof name, "%sinput_blocks.0.0.weight", U);
+    assert_int_equal(mx_st_writer_add_tensor(w, name, MX_ST_F32, 4, (int64_t[]){64, 4, 3, 3}, z),
+                     0);
+    float *k = calloc((size_t)(64 * ctx), sizeof *k), *lb = calloc((size_t)(8 * adm), sizeof *lb);
+    assert_non_null(k);
+    assert_non_null(lb);
+    snprintf(name, sizeof name, "%sinput_blocks.4.1.transformer_blocks.0.attn2.to_k.weight", U);
+    assert_int_equal(mx_st_writer_add_tensor(w, name, MX_ST_F32, 2, (int64_t[]){64, ctx}, k), 0);
+    snprintf(name, sizeof name, "%slabel_emb.0.0.weight", U);
+    assert_int_equal(mx_st_writer_add_tensor(w, name, MX_ST_F32, 2, (int64_t[]){8, adm}, lb), 0);
+    float *te = calloc((size_t)(4 * (l > g ? l : g)), sizeof *te);
+    assert_non_null(te);
+    if (l)
+        assert_int_equal(mx_st_writer_add_tensor(w, "conditioner.embedders.0.transformer."
+                                                 "text_model.embeddings.token_embedding.weight",
+                                                 MX_ST_F32, 2, (int64_t[]){4, l}, te), 0);
+    if (g)
+        assert_int_equal(mx_st_writer_add_tensor(w, "conditioner.embedders.1.model."
+                                                 "token_embedding.weight", MX_ST_F32, 2,
+                                                 (int64_t[]){4, g}, te), 0);
+    void *buf;
+    size_t size;
+    assert_int_equal(mx_st_writer_write_mem(w, &buf, &size, NULL), 0);
+    mx_st_writer_free(w);
+    struct mx_sd_model *m = NULL;
+    int rc = mx_sd_model_open_mem(NULL, buf, size, "x.safetensors", NULL, &m, err);
+    mx_sd_model_close(m);
+    free(buf);
+    free(k);
+    free(lb);
+    free(te);
+    return rc;
+}
+
+/* What is not an SDXL base model mixel runs: one line each. */
+static void test_refused(void **state) {
+    (void)state;
+    struct mx_err e = {0};
+    assert_int_equal(open_stub(1280, 2560, 0, 0, &e), MX_EUNSUP);
+    assert_non_null(strstr(e.msg, "x.safetensors: an SDXL refiner"));
+    e = (struct mx_err){0};
+    assert_int_equal(open_stub(2048, 2816, 768, 0, &e), MX_EFORMAT);
+    assert_non_null(strstr(e.msg, "incomplete text encoder (CLIP-L present, OpenCLIP bigG "
+                                  "missing"));
+    e = (struct mx_err){0};
+    assert_int_equal(open_stub(2048, 2816, 0, 0, &e), 0); /* a UNet-only file opens */
+}
+
 /* Opt-in (MX_SD_CLI = a stable-diffusion.cpp sd-cli): the small checkpoint converted by the
  * peer (`-M convert`, F16, names kept as in the source) loads as the same table: same names,
  * shapes and bytes. */
@@ -444,6 +501,7 @@ int main(void) {
         cmocka_unit_test(test_unet_step),
         cmocka_unit_test(test_image),
         cmocka_unit_test(test_turbo),
+        cmocka_unit_test(test_refused),
     };
     if (getenv("MX_SD_CLI")) {
         const struct CMUnitTest peer[] = {cmocka_unit_test(test_sdcpp_gguf)};

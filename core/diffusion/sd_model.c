@@ -670,7 +670,7 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
                 : !pin                   ? MX_SD_FAMILY_UNKNOWN
                 : linear_proj            ? MX_SD_FAMILY_SD2
                                          : MX_SD_FAMILY_SD1;
-    if (m->family == MX_SD_FAMILY_UNKNOWN)
+    if (m->family == MX_SD_FAMILY_UNKNOWN && !label) /* SDXL: detect_sdxl below */
         return mx_err_set(err, MX_EUNSUP, "%s: UNet cross-attention width %lld is neither SD 1.x "
                           "(768) nor SD 2.x (1024); other families are not supported yet",
                           m->path, (long long)m->context_dim);
