@@ -38,7 +38,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: mixel image -d CKPT -p PROMPT [options] -o out.png\n"
             "\n"
-            "Generates images with a Stable Diffusion 1.x/2.x checkpoint (.safetensors, a\n"
+            "Generates images with a Stable Diffusion 1.x/2.x or SDXL checkpoint (.safetensors, a\n"
             "diffusers folder, or a stable-diffusion.cpp .gguf) and writes PNGs with an\n"
             "AUTOMATIC1111 \"parameters\" chunk (A1111's PNG Info reads it back).\n"
             "\n"
@@ -47,7 +47,8 @@ static void usage(FILE *f) {
             "                            BREAK\n"
             "  -n, --negative-prompt T   what to steer away from\n"
             "  -W, --width N, -H, --height N   size in pixels, multiples of 8 (default 512, or\n"
-            "                            768 for SD 2.x v-prediction)\n"
+            "                            768 for SD 2.x v-prediction, 1024 for SDXL, 512 with\n"
+            "                            1 step and cfg 1 for SDXL-Turbo)\n"
             "  --steps N                 sampling steps (default 20)\n"
             "  --cfg, --cfg-scale S      classifier-free guidance (default 7; 1 = no negative\n"
             "                            pass)\n"

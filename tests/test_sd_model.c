@@ -326,7 +326,7 @@ static void test_errors(void **state) {
         {1, MX_EFORMAT, "t.safetensors: the VAE decodes 16 latent channels"},
         {2, MX_EFORMAT, "t.safetensors: the text encoder is 1024 wide but the UNet attends to 768"},
         {3, MX_EFORMAT, "has dtype I8; Stable Diffusion weights must be F32, F16 or BF16"},
-        {4, MX_EUNSUP, "an SDXL-style UNet"},
+        {4, MX_EUNSUP, "a UNet with a 2048-wide context but no label embedding"},
         {5, MX_EFORMAT, "t.safetensors: alphas_cumprod[0] = 0 is not in (0, 1)"},
         {6, MX_EFORMAT, "UNet takes 5 input channels"},
         /* found by fuzz_sd_model: a 0 dimension was read as 1 (reads past the data) */

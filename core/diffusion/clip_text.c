@@ -21,7 +21,8 @@
 #include "core/diffusion/embedding.h"
 #include "core/diffusion/prompt.h"
 
-#define PFX "cond_stage_model.transformer.text_model."
+#define PFX "cond_stage_model.transformer.text_model."    /* SD 1.x/2.x, SDXL's CLIP-L */
+#define PFX_BIGG "cond_stage_model.1.transformer.text_model." /* SDXL's OpenCLIP bigG */
 #define HEAD_DIM 64      /* every CLIP text tower uses 64-wide heads (ViT-L 12, ViT-H 16) */
 #define LN_EPS 1e-5f     /* nn.LayerNorm default, CLIP and OpenCLIP alike */
 #define MAX_LAYERS 64    /* sanity bound on the layer count read from the names */
@@ -56,6 +57,11 @@ struct mx_sd_clip {
     bool quick_gelu;                 /* SD 1.x quick_gelu, else gelu (OpenCLIP) */
     int default_skip;                /* clip_skip used for 0: 1 (SD 1.x), 2 (SD 2.x) */
     int32_t pad_id;                  /* id after the EOS in a chunk: EOS (SD 1.x), 0 (SD 2.x) */
+    const char *pfx;                 /* the tower's weight names: PFX or PFX_BIGG */
+    bool final_ln;                   /* final_layer_norm on the hidden states (SDXL: not) */
+    float *proj;                     /* SDXL bigG: text_projection as host F32 [dim][proj_dim]
+                                        (pooled = x @ P), or NULL */
+    int64_t proj_dim;                /* its output width (1280), 0 without */
     const struct mx_tensor *tok_emb; /* [dim, n_vocab] token_embedding, borrowed */
     struct mx_tensor pos_emb;        /* F32 [dim, 77] position_embedding */
     struct mx_tensor fin_w, fin_b;   /* F32 [dim] final_layer_norm */
@@ -145,15 +151,18 @@ static int copy_vec(struct mx_sd_clip *c, struct mx_tensor *dst, const char *nam
 /* Looks up every weight, checks shapes, fills the F32 vectors. */
 static int bind_weights(struct mx_sd_clip *c, struct mx_err *err) {
     const int64_t D = c->dim, F = c->n_ff;
-    char name[256];
+    char name[256], nb[256], nc[256];
     int rc;
-    if ((rc = copy_vec(c, &c->pos_emb, PFX "embeddings.position_embedding.weight", err)) < 0 ||
-        (rc = copy_vec(c, &c->fin_w, PFX "final_layer_norm.weight", err)) < 0 ||
-        (rc = copy_vec(c, &c->fin_b, PFX "final_layer_norm.bias", err)) < 0)
+    snprintf(name, sizeof name, "%sembeddings.position_embedding.weight", c->pfx);
+    snprintf(nb, sizeof nb, "%sfinal_layer_norm.weight", c->pfx);
+    snprintf(nc, sizeof nc, "%sfinal_layer_norm.bias", c->pfx);
+    if ((rc = copy_vec(c, &c->pos_emb, name, err)) < 0 ||
+        (rc = copy_vec(c, &c->fin_w, nb, err)) < 0 || (rc = copy_vec(c, &c->fin_b, nc, err)) < 0)
         return rc;
     for (int il = 0; il < c->n_layer; il++) {
         struct clip_layer *l = &c->layers[il];
-        const char *lp = PFX "encoder.layers.";
+        char lp[128];
+        snprintf(lp, sizeof lp, "%sencoder.layers.", c->pfx);
         struct {
             const struct mx_tensor **w;
             const char *what;
@@ -193,12 +202,49 @@ static int bind_weights(struct mx_sd_clip *c, struct mx_err *err) {
 
 int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
                    struct mx_sd_clip **out, struct mx_err *err) {
+    return mx_sd_clip_new_tower(m, tok, MX_SD_CLIP_MAIN, out, err);
+}
+
+/* SDXL's text_projection [dim in, proj out] (OpenCLIP's orientation) as host F32. */
+static int load_projection(struct mx_sd_clip *c, struct mx_err *err) {
+    const struct mx_tensor *p;
+    int rc = mx_sd_need(c->m, &p, (int64_t[4]){-1, c->dim, 1, 1}, err, "%stext_projection",
+                        c->pfx);
+    if (rc < 0)
+        return rc;
+    const struct mx_type_traits *tr = mx_type_traits(p->type);
+    size_t bytes = mx_tensor_nbytes(p);
+    void *raw = malloc(bytes);
+    c->proj_dim = p->ne[0];
+    c->proj = malloc((size_t)(c->proj_dim * c->dim) * sizeof *c->proj);
+    if (!raw || !c->proj || !tr || !tr->to_float) {
+        free(raw);
+        return mx_err_set(err, raw && c->proj ? MX_EFORMAT : MX_ENOMEM, "%s: %stext_projection: "
+                          "%s", c->m->path, c->pfx, raw && c->proj ? "unreadable type"
+                                                                   : "out of memory");
+    }
+    if ((rc = mx_tensor_get(c->be, p, raw, 0, bytes)) < 0) {
+        free(raw);
+        return mx_err_set(err, rc, "%s: %stext_projection: %s", c->m->path, c->pfx,
+                          mx_backend_last_error(c->be));
+    }
+    tr->to_float(raw, c->proj, c->proj_dim * c->dim);
+    free(raw);
+    return 0;
+}
+
+int mx_sd_clip_new_tower(const struct mx_sd_model *m, const struct mx_tokenizer *tok, int tower,
+                         struct mx_sd_clip **out, struct mx_err *err) {
     *out = NULL;
     int rc;
-    const struct mx_tensor *te = mx_sd_weight(m, PFX "embeddings.token_embedding.weight");
+    bool xl = m->family == MX_SD_FAMILY_SDXL, bigg = tower == MX_SD_CLIP_BIGG;
+    const char *pfx = bigg ? PFX_BIGG : PFX;
+    char name[256];
+    snprintf(name, sizeof name, "%sembeddings.token_embedding.weight", pfx);
+    const struct mx_tensor *te = mx_sd_weight(m, name);
     if (!te)
         return mx_err_set(err, MX_EFORMAT, "%s: no CLIP text encoder (expected %s* tensors)",
-                          m->path, PFX);
+                          m->path, pfx);
     if (mx_tokenizer_kind(tok) != MX_TOK_CLIP || mx_tokenizer_bos(tok) == MX_TOK_NONE ||
         mx_tokenizer_eos(tok) == MX_TOK_NONE)
         return mx_err_set(err, MX_EINVAL, "%s: the text encoder needs a CLIP tokenizer",
@@ -209,6 +255,8 @@ int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
     c->m = m;
     c->tok = tok;
     c->be = m->be;
+    c->pfx = pfx;
+    c->final_ln = !xl; /* SDXL: the penultimate layer's hidden states as they are */
     c->tok_emb = te;
     c->dim = te->ne[0];
     c->n_vocab = te->ne[1];
@@ -224,29 +272,33 @@ int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
                         (long long)c->n_vocab);
         goto fail;
     }
-    char name[256];
     while (c->n_layer < MAX_LAYERS) {
-        snprintf(name, sizeof name, PFX "encoder.layers.%d.self_attn.q_proj.weight", c->n_layer);
+        snprintf(name, sizeof name, "%sencoder.layers.%d.self_attn.q_proj.weight", pfx,
+                 c->n_layer);
         if (!mx_sd_weight(m, name))
             break;
         c->n_layer++;
     }
-    const struct mx_tensor *fc1 = mx_sd_weight(m, PFX "encoder.layers.0.mlp.fc1.weight");
+    snprintf(name, sizeof name, "%sencoder.layers.0.mlp.fc1.weight", pfx);
+    const struct mx_tensor *fc1 = mx_sd_weight(m, name);
     if (c->n_layer == 0 || !fc1) {
         rc = mx_err_set(err, MX_EFORMAT, "%s: CLIP text encoder has no layers (%sencoder."
-                        "layers.0.* missing)", m->path, PFX);
+                        "layers.0.* missing)", m->path, pfx);
         goto fail;
     }
     c->n_ff = fc1->ne[1];
-    bool sd2 = m->family == MX_SD_FAMILY_SD2;
-    c->quick_gelu = !sd2;
+    /* OpenCLIP towers (SD 2.x, SDXL's bigG) use gelu and pad with 0 after the EOS; both SDXL
+     * towers give the penultimate layer by default (SGM: layer "hidden" index 11 / "penultimate"),
+     * as stable-diffusion.cpp's clip_skip 2 for SDXL */
+    bool sd2 = m->family == MX_SD_FAMILY_SD2, open_clip = sd2 || bigg;
+    c->quick_gelu = !open_clip;
     c->n_full = sd2 && c->n_layer == OPENCLIP_H_LAYERS - 1 ? OPENCLIP_H_LAYERS : c->n_layer;
-    c->default_skip = sd2 ? 2 : 1;
+    c->default_skip = sd2 || xl ? 2 : 1;
     if (c->default_skip > c->n_full)
         c->default_skip = c->n_full;
-    c->pad_id = sd2 ? 0 : mx_tokenizer_eos(tok);
+    c->pad_id = open_clip ? 0 : mx_tokenizer_eos(tok);
     enum mx_op need[] = {MX_OP_LAYER_NORM, MX_OP_ATTN, MX_OP_ADD, MX_OP_CPY,
-                         sd2 ? MX_OP_GELU : MX_OP_GELU_QUICK};
+                         open_clip ? MX_OP_GELU : MX_OP_GELU_QUICK};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
         if (!mx_backend_supports(c->be, need[i], MX_TYPE_F32)) {
             rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s lacks %s for the text encoder",
@@ -275,7 +327,7 @@ int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
         (rc = mx_arena_init(&c->act, c->be, meas.used, err)) < 0 ||
         (rc = alloc_acts(c, &c->act, err)) < 0)
         goto fail;
-    if ((rc = bind_weights(c, err)) < 0)
+    if ((rc = bind_weights(c, err)) < 0 || (bigg && (rc = load_projection(c, err)) < 0))
         goto fail;
     int32_t pos[MX_SD_CHUNK_LEN];
     for (int i = 0; i < MX_SD_CHUNK_LEN; i++)
@@ -304,6 +356,7 @@ void mx_sd_clip_free(struct mx_sd_clip *c) {
     mx_arena_deinit(&c->wts);
     free(c->layers);
     free(c->empty_h);
+    free(c->proj);
     free(c);
 }
 
@@ -321,6 +374,10 @@ int mx_sd_clip_default_skip(const struct mx_sd_clip *c) {
 
 int32_t mx_sd_clip_pad_id(const struct mx_sd_clip *c) {
     return c->pad_id;
+}
+
+int64_t mx_sd_clip_proj_dim(const struct mx_sd_clip *c) {
+    return c->proj_dim;
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -376,14 +433,42 @@ static int layers_to_run(const struct mx_sd_clip *c, int clip_skip, struct mx_er
     return n < c->n_layer ? n : c->n_layer;
 }
 
-/* One chunk through the encoder; ids < 0 are textual-inversion vectors -(1 + k) of t->emb
- * (t NULL: none allowed). */
+/* The pooled output of a chunk whose first n_run layers c->x holds: the remaining layers,
+ * final_layer_norm, the row of the first EOS (the last token when there is none, as
+ * stable-diffusion.cpp), times text_projection. pooled: host [proj_dim]. */
+static int pool(struct mx_sd_clip *c, const int32_t *ids, int n_run, float *pooled) {
+    int rc;
+    for (int il = n_run; il < c->n_layer; il++)
+        if ((rc = layer_forward(c, &c->layers[il])) < 0)
+            return rc;
+    int eos = 0;
+    while (eos < MX_SD_CHUNK_LEN - 1 && ids[eos] != mx_tokenizer_eos(c->tok))
+        eos++;
+    float *row = malloc((size_t)c->dim * sizeof *row);
+    if (!row)
+        return MX_ENOMEM;
+    if ((rc = mx_op_layer_norm(c->be, &c->xn, &c->x, &c->fin_w, &c->fin_b, LN_EPS)) < 0 ||
+        (rc = mx_tensor_get(c->be, &c->xn, row, (size_t)(eos * c->dim) * sizeof *row,
+                            (size_t)c->dim * sizeof *row)) < 0) {
+        free(row);
+        return rc;
+    }
+    for (int64_t j = 0; j < c->proj_dim; j++) {
+        double acc = 0; /* x @ P: OpenCLIP's text_projection is [width, embed_dim] */
+        for (int64_t i = 0; i < c->dim; i++)
+            acc += (double)row[i] * c->proj[i * c->proj_dim + j];
+        pooled[j] = (float)acc;
+    }
+    free(row);
+    return 0;
+}
+
+/* One chunk through the first n_run layers into h (final_layer_norm when the tower has it),
+ * and, when pooled is not NULL, the pooled output (all layers) into it; ids < 0 are
+ * textual-inversion vectors -(1 + k) of t->emb (t NULL: none allowed). */
 static int encode_chunk(struct mx_sd_clip *c, const int32_t *ids,
-                        const struct mx_sd_prompt_tokens *t, int clip_skip, float *h,
+                        const struct mx_sd_prompt_tokens *t, int n_run, float *h, float *pooled,
                         struct mx_err *err) {
-    int n_run = layers_to_run(c, clip_skip, err);
-    if (n_run < 0)
-        return n_run;
     int32_t real[MX_SD_CHUNK_LEN];
     const float *vec[MX_SD_CHUNK_LEN] = {0};
     for (int i = 0; i < MX_SD_CHUNK_LEN; i++) {
@@ -416,17 +501,38 @@ static int encode_chunk(struct mx_sd_clip *c, const int32_t *ids,
     for (int il = 0; il < n_run; il++)
         if ((rc = layer_forward(c, &c->layers[il])) < 0)
             goto fail;
-    if ((rc = mx_op_layer_norm(be, &c->xn, &c->x, &c->fin_w, &c->fin_b, LN_EPS)) < 0 ||
-        (rc = mx_tensor_get(be, &c->xn, h, 0, mx_tensor_nbytes(&c->xn))) < 0)
+    if (c->final_ln) {
+        if ((rc = mx_op_layer_norm(be, &c->xn, &c->x, &c->fin_w, &c->fin_b, LN_EPS)) < 0 ||
+            (rc = mx_tensor_get(be, &c->xn, h, 0, mx_tensor_nbytes(&c->xn))) < 0)
+            goto fail;
+    } else if ((rc = mx_tensor_get(be, &c->x, h, 0, mx_tensor_nbytes(&c->x))) < 0) {
+        goto fail;
+    }
+    if (pooled && (rc = pool(c, ids, n_run, pooled)) < 0)
         goto fail;
     return 0;
 fail:
-    return mx_err_set(err, rc, "clip: text encoder: %s", mx_backend_last_error(be));
+    return mx_err_set(err, rc, "clip: text encoder: %s", rc == MX_ENOMEM ? "out of memory"
+                      : mx_backend_last_error(be));
 }
 
 int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_skip, float *h,
                           struct mx_err *err) {
-    return encode_chunk(c, ids, NULL, clip_skip, h, err);
+    int n_run = layers_to_run(c, clip_skip, err);
+    if (n_run < 0)
+        return n_run;
+    return encode_chunk(c, ids, NULL, n_run, h, NULL, err);
+}
+
+int mx_sd_clip_encode_ids_pooled(struct mx_sd_clip *c, const int32_t *ids, int clip_skip,
+                                 float *h, float *pooled, struct mx_err *err) {
+    int n_run = layers_to_run(c, clip_skip, err);
+    if (n_run < 0)
+        return n_run;
+    if (!c->proj)
+        return mx_err_set(err, MX_EINVAL, "clip: this text encoder has no text_projection (only "
+                          "SDXL's OpenCLIP bigG gives a pooled output)");
+    return encode_chunk(c, ids, NULL, n_run, h, pooled, err);
 }
 
 void mx_sd_clip_set_embeddings(struct mx_sd_clip *c, struct mx_sd_emb_db *db) {
@@ -462,6 +568,12 @@ int mx_sd_clip_n_chunks(struct mx_sd_clip *c, const char *prompt, struct mx_err 
 
 int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, int min_chunks,
                       float **h, int64_t *n_ctx, struct mx_err *err) {
+    return mx_sd_clip_encode_pooled(c, prompt, clip_skip, min_chunks, h, n_ctx, NULL, err);
+}
+
+int mx_sd_clip_encode_pooled(struct mx_sd_clip *c, const char *prompt, int clip_skip,
+                             int min_chunks, float **h, int64_t *n_ctx, float *pooled,
+                             struct mx_err *err) {
     *h = NULL;
     *n_ctx = 0;
     int n_run = layers_to_run(c, clip_skip, err);
@@ -486,10 +598,15 @@ int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, i
         const int32_t *ids = i < t.n_chunks ? t.ids + i * MX_SD_CHUNK_LEN : c->empty_ids;
         float *hi = out + i * chunk;
         bool empty = !memcmp(ids, c->empty_ids, sizeof c->empty_ids);
-        if (empty && c->empty_h && c->empty_layers == n_run) {
+        float *pool_out = i == 0 ? pooled : NULL; /* SDXL pools the first chunk (A1111, sd.cpp) */
+        if (pool_out && !c->proj) {
+            rc = mx_err_set(err, MX_EINVAL, "clip: this text encoder has no text_projection");
+            goto done;
+        }
+        if (empty && c->empty_h && c->empty_layers == n_run && !pool_out) {
             memcpy(hi, c->empty_h, (size_t)chunk * sizeof *hi);
         } else {
-            if ((rc = encode_chunk(c, ids, &t, clip_skip, hi, err)) < 0)
+            if ((rc = encode_chunk(c, ids, &t, n_run, hi, pool_out, err)) < 0)
                 goto done;
             if (empty) {
                 /* the unconditional prompt and every padding chunk: keep it */

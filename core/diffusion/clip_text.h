@@ -54,6 +54,18 @@ int mx_sd_clip_tokenizer_open(const char *model_path, struct mx_tokenizer **out,
 int mx_sd_clip_new(const struct mx_sd_model *m, const struct mx_tokenizer *tok,
                    struct mx_sd_clip **out, struct mx_err *err);
 
+/* The text towers of a checkpoint: SD 1.x/2.x have one (MAIN); SDXL has CLIP ViT-L (MAIN,
+ * "cond_stage_model.transformer.text_model.*") and OpenCLIP ViT-bigG (BIGG,
+ * "cond_stage_model.1.transformer.text_model.*" with text_projection). */
+enum mx_sd_clip_tower { MX_SD_CLIP_MAIN = 0, MX_SD_CLIP_BIGG = 1 };
+
+/* mx_sd_clip_new for one tower. For an SDXL model both towers give their hidden states
+ * without final_layer_norm, clip_skip 0 meaning 2 (the penultimate layer, as SGM's configs and
+ * stable-diffusion.cpp); BIGG uses gelu, pads with 0 after the EOS and loads text_projection
+ * for the pooled output. Errors as mx_sd_clip_new. */
+int mx_sd_clip_new_tower(const struct mx_sd_model *m, const struct mx_tokenizer *tok, int tower,
+                         struct mx_sd_clip **out, struct mx_err *err);
+
 void mx_sd_clip_free(struct mx_sd_clip *c); /* NULL ok */
 
 /* Encodes prompt (A1111 syntax) into *h (malloc'd host f32 [n_ctx][dim], caller frees),
@@ -63,6 +75,14 @@ void mx_sd_clip_free(struct mx_sd_clip *c); /* NULL ok */
  * (clip_skip < 0 or beyond the layer count), MX_ENOMEM, or a backend error; *h is NULL then. */
 int mx_sd_clip_encode(struct mx_sd_clip *c, const char *prompt, int clip_skip, int min_chunks,
                       float **h, int64_t *n_ctx, struct mx_err *err);
+
+/* mx_sd_clip_encode that also writes the pooled output of the first chunk into pooled (host
+ * [mx_sd_clip_proj_dim], or NULL for none): all layers, final_layer_norm, the first EOS's row,
+ * @ text_projection (OpenCLIP's x @ P), before any weighting. MX_EINVAL when the tower has no
+ * text_projection. */
+int mx_sd_clip_encode_pooled(struct mx_sd_clip *c, const char *prompt, int clip_skip,
+                             int min_chunks, float **h, int64_t *n_ctx, float *pooled,
+                             struct mx_err *err);
 
 /* How many 77-token chunks prompt needs (tokenizing only, no encoder work): the pipeline takes
  * the larger of the prompt's and the negative prompt's count as min_chunks for both. Returns
@@ -74,6 +94,10 @@ int mx_sd_clip_n_chunks(struct mx_sd_clip *c, const char *prompt, struct mx_err 
  * MX_EINVAL (an id outside the vocabulary, a bad clip_skip) or a backend error. */
 int mx_sd_clip_encode_ids(struct mx_sd_clip *c, const int32_t *ids, int clip_skip, float *h,
                           struct mx_err *err);
+
+/* mx_sd_clip_encode_ids plus the pooled output of the chunk (see mx_sd_clip_encode_pooled). */
+int mx_sd_clip_encode_ids_pooled(struct mx_sd_clip *c, const int32_t *ids, int clip_skip,
+                                 float *h, float *pooled, struct mx_err *err);
 
 /* A1111 emphasis on one chunk: h [n_tok][dim] *= w[t] per row, then scaled so that the mean
  * over the chunk is what it was (means taken in double). Leaves h alone when the new mean is 0
@@ -91,5 +115,6 @@ int64_t mx_sd_clip_dim(const struct mx_sd_clip *c);      /* 768 (SD 1.x), 1024 (
 int mx_sd_clip_n_layers(const struct mx_sd_clip *c);     /* in the file: 12, 23 or 24 */
 int mx_sd_clip_default_skip(const struct mx_sd_clip *c); /* 1 (SD 1.x) or 2 (SD 2.x) */
 int32_t mx_sd_clip_pad_id(const struct mx_sd_clip *c);   /* EOS (SD 1.x) or 0 (SD 2.x) */
+int64_t mx_sd_clip_proj_dim(const struct mx_sd_clip *c); /* pooled width (1280), 0: none */
 
 #endif

@@ -26,11 +26,13 @@
 #include "core/diffusion/rng.h"
 #include "core/diffusion/sampler.h"
 #include "core/diffusion/schedule.h"
+#include "core/diffusion/sdxl_cond.h"
 #include "core/diffusion/unet.h"
 #include "core/diffusion/vae.h"
 #include "core/text/tokenizer.h"
 
 #define SD_LATENT_SCALE 0.18215f /* SD 1.x/2.x VAE latent scale factor */
+#define SDXL_LATENT_SCALE 0.13025f /* SDXL's VAE (and its fp16-fix retrain) */
 #define SD_MAX_SIDE 4096          /* pixels; A1111 allows 2048 in its UI */
 #define SD_MAX_STEPS 1000
 
@@ -39,6 +41,7 @@ struct mx_sd_pipeline {
     struct mx_sd_model *model;   /* owned */
     struct mx_tokenizer *tok;    /* owned: CLIP BPE */
     struct mx_sd_clip *clip;     /* owned */
+    struct mx_sd_clip *clip2;    /* owned: SDXL's OpenCLIP bigG (clip is its CLIP-L), or NULL */
     struct mx_sd_unet *unet;     /* owned; made for unet_b x unet_lw x unet_lh latents */
     int unet_b, unet_lw, unet_lh;
     struct mx_sd_vae *vae;       /* owned; made on first decode/encode */
@@ -61,6 +64,7 @@ struct sd_run {
     int64_t n;                   /* 4 * lw * lh */
     float *ctx;                  /* [batch][n_ctx][dim] */
     int64_t n_ctx;
+    float *y;                    /* SDXL: [batch][adm_dim] label vectors, else NULL */
     float *unet_in;              /* [batch][C_in][lh][lw] */
     float *unet_out;             /* [batch][4][lh][lw] */
     float *t;                    /* [batch] */
@@ -103,6 +107,9 @@ int mx_sd_pipeline_open(struct mx_backend *be, const char *path,
     if ((rc = mx_sd_clip_tokenizer_open(path, &p->tok, err)) < 0 ||
         (rc = mx_sd_clip_new(p->model, p->tok, &p->clip, err)) < 0)
         goto fail;
+    if (p->model->family == MX_SD_FAMILY_SDXL &&
+        (rc = mx_sd_clip_new_tower(p->model, p->tok, MX_SD_CLIP_BIGG, &p->clip2, err)) < 0)
+        goto fail;
     *out = p;
     return 0;
 fail:
@@ -123,6 +130,7 @@ void mx_sd_pipeline_close(struct mx_sd_pipeline *p) {
     free(p->lora_use);
     mx_sd_clip_free(p->clip);
     mx_sd_emb_db_free(p->emb);
+    mx_sd_clip_free(p->clip2);
     mx_tokenizer_free(p->tok);
     mx_sd_model_close(p->model);
     free(p);
@@ -133,7 +141,8 @@ void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline 
     par->prompt = "";
     par->negative = "";
     bool v768 = p && p->model->family == MX_SD_FAMILY_SD2 && p->model->prediction == MX_SD_PRED_V;
-    par->width = par->height = v768 ? 768 : 512;
+    bool xl = p && p->model->family == MX_SD_FAMILY_SDXL;
+    par->width = par->height = xl ? 1024 : v768 ? 768 : 512;
     par->steps = 20;
     par->cfg = 7.0f;
     par->sampler = MX_SD_SAMPLER_EULER_A;
@@ -141,6 +150,11 @@ void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline 
     par->eta = -1.0f;
     par->rng = MX_SD_RNG_CUDA;
     par->strength = 0.75f;
+    if (xl && p->model->turbo) { /* SDXL-Turbo's model card: 512x512, 1 step, no guidance */
+        par->width = par->height = 512;
+        par->steps = 1;
+        par->cfg = 1.0f;
+    }
 }
 
 /* Bytes one generation needs beyond the mapped weights: UNet scratch for the batch, the VAE's
@@ -233,8 +247,8 @@ static int denoise(void *ud, const float *x, float sigma, float *denoised) {
             memcpy(in + n, r->cond_extra, (size_t)(5 * plane) * sizeof *in);
         r->t[b] = t;
     }
-    int rc = mx_sd_unet_eval(r->p->unet, r->batch, r->lw, r->lh, r->unet_in, r->t, r->ctx,
-                             r->n_ctx, r->unet_out, &r->cancel, r->err);
+    int rc = mx_sd_unet_eval_y(r->p->unet, r->batch, r->lw, r->lh, r->unet_in, r->t, r->ctx,
+                               r->n_ctx, r->y, r->unet_out, &r->cancel, r->err);
     if (rc < 0)
         return rc;
     const float *cond = r->unet_out, *unc = r->unet_out + n;
@@ -294,17 +308,65 @@ static int need_vae(struct mx_sd_pipeline *p, struct mx_err *err) {
     return p->vae ? 0 : mx_sd_vae_new(p->model, &p->vae, err);
 }
 
+/* SDXL's conditioning (sdxl_cond.h): both encoders' context and the label vectors, [cond,
+ * uncond]; an empty negative prompt gives a zero context and pooled text (A1111). */
+static int encode_text_sdxl(struct sd_run *r) {
+    struct mx_sd_pipeline *p = r->p;
+    const struct mx_sd_params *par = r->par;
+    const char *neg = par->negative ? par->negative : "";
+    double t0 = mx_time_s();
+    float *hc = NULL, *hu = NULL;
+    int64_t nc = 0, nu = 0, pd = mx_sd_clip_proj_dim(p->clip2), adm = p->model->adm_dim;
+    int64_t dim = p->model->context_dim;
+    bool zero_uncond = r->batch == 2 && neg[0] == '\0';
+    float *pooled = malloc((size_t)(2 * pd) * sizeof *pooled);
+    r->y = malloc((size_t)(r->batch * adm) * sizeof *r->y);
+    if (!pooled || !r->y) {
+        free(pooled);
+        return mx_err_set(r->err, MX_ENOMEM, "out of memory (SDXL conditioning)");
+    }
+    int chunks = mx_sd_clip_n_chunks(p->clip, par->prompt, r->err), rc = chunks;
+    if (chunks >= 0 && r->batch == 2 && (rc = mx_sd_clip_n_chunks(p->clip, neg, r->err)) >= 0)
+        chunks = MX_MAX(chunks, rc);
+    if (rc < 0)
+        goto done;
+    if ((rc = mx_sdxl_encode(p->clip, p->clip2, par->prompt, par->clip_skip, chunks, &hc, &nc,
+                             pooled, r->err)) < 0)
+        goto done;
+    if (r->batch == 2 && !zero_uncond &&
+        (rc = mx_sdxl_encode(p->clip, p->clip2, neg, par->clip_skip, chunks, &hu, &nu,
+                             pooled + pd, r->err)) < 0)
+        goto done;
+    r->n_ctx = nc;
+    r->ctx = calloc((size_t)(r->batch * nc * dim), sizeof *r->ctx);
+    if (!r->ctx) {
+        rc = mx_err_set(r->err, MX_ENOMEM, "out of memory (text context)");
+        goto done;
+    }
+    memcpy(r->ctx, hc, (size_t)(nc * dim) * sizeof *hc);
+    if (hu)
+        memcpy(r->ctx + nc * dim, hu, (size_t)(nc * dim) * sizeof *hu);
+    const struct mx_sdxl_sizes sz = {(float)par->height, (float)par->width, 0.0f, 0.0f,
+                                     (float)par->height, (float)par->width};
+    for (int b = 0; b < r->batch && rc == 0; b++)
+        rc = mx_sdxl_adm(b == 1 && zero_uncond ? NULL : pooled + b * pd, pd, &sz,
+                         r->y + b * adm, adm, r->err);
+    r->prog.text_s = mx_time_s() - t0;
+done:
+    free(pooled);
+    free(hc);
+    free(hu);
+    return rc;
+}
+
 /* Text conditioning: cond (and uncond with CFG) encoded to the same number of 77-token chunks
  * (A1111 pads the shorter with empty chunks), laid out as the UNet batch [cond, uncond]. */
 static int encode_text(struct sd_run *r) {
     struct mx_sd_pipeline *p = r->p;
     const struct mx_sd_params *par = r->par;
-    float *hc = NULL, *hu = NULL;
-    int64_t nc = 0, nu = 0;
     int rc0;
-    double t0 = mx_time_s();
-    const char *neg = par->negative ? par->negative : "";
-    /* the embedding folders as they are now (files added since the last image count) */
+    /* the embedding folders as they are now (files added since the last image count); SDXL's
+     * two-part files give each encoder the vectors of its width (mx_sd_embedding_vectors) */
     mx_sd_emb_db_free(p->emb);
     p->emb = NULL;
     if (par->embedding_dirs &&
@@ -312,6 +374,14 @@ static int encode_text(struct sd_run *r) {
                                 r->err)) < 0)
         return rc0;
     mx_sd_clip_set_embeddings(p->clip, p->emb);
+    if (p->clip2) {
+        mx_sd_clip_set_embeddings(p->clip2, p->emb);
+        return encode_text_sdxl(r);
+    }
+    float *hc = NULL, *hu = NULL;
+    int64_t nc = 0, nu = 0;
+    double t0 = mx_time_s();
+    const char *neg = par->negative ? par->negative : "";
     int chunks = mx_sd_clip_n_chunks(p->clip, par->prompt, r->err);
     if (chunks < 0)
         return chunks;
@@ -342,6 +412,11 @@ done:
     free(hc);
     free(hu);
     return rc;
+}
+
+/* The VAE's latent scale factor for the model's family. */
+static float latent_scale(const struct mx_sd_pipeline *p) {
+    return p->model->family == MX_SD_FAMILY_SDXL ? SDXL_LATENT_SCALE : SD_LATENT_SCALE;
 }
 
 /* The init image scaled to the target size as [3][h][w] floats in [-1, 1]. */
@@ -427,7 +502,7 @@ static int encode_init(struct sd_run *r, struct mx_sd_rng *rng) {
     mx_sd_rng_randn(rng, eps, 4 * plane);
     for (int64_t i = 0; i < 4 * plane; i++) {
         float lv = MX_CLAMP(mom[4 * plane + i], -30.0f, 20.0f);
-        r->init_latent[i] = (mom[i] + expf(0.5f * lv) * eps[i]) * SD_LATENT_SCALE;
+        r->init_latent[i] = (mom[i] + expf(0.5f * lv) * eps[i]) * latent_scale(p);
     }
     if (p->model->inpaint) {
         /* 9-channel UNet: [mask (1), latent of the image with the masked region grey (4)]; an
@@ -447,7 +522,7 @@ static int encode_init(struct sd_run *r, struct mx_sd_rng *rng) {
         if ((rc = mx_sd_vae_encode(p->vae, w, h, rgb, mom, &r->cancel, r->err)) < 0)
             goto done;
         for (int64_t i = 0; i < 4 * plane; i++)
-            r->cond_extra[plane + i] = mom[i] * SD_LATENT_SCALE;
+            r->cond_extra[plane + i] = mom[i] * latent_scale(p);
         /* the 9-channel model repaints by itself: no latent blending */
     }
 done:
@@ -478,7 +553,7 @@ static int blank_inpaint_input(struct sd_run *r) {
     for (int64_t j = 0; j < plane; j++)
         r->cond_extra[j] = 1.0f;
     for (int64_t i = 0; i < 4 * plane; i++)
-        r->cond_extra[plane + i] = mom[i] * SD_LATENT_SCALE;
+        r->cond_extra[plane + i] = mom[i] * latent_scale(r->p);
 done:
     free(rgb);
     free(mom);
@@ -510,7 +585,7 @@ static int decode(struct sd_run *r, const float *x, struct mx_image *out) {
         goto done;
     }
     for (int64_t i = 0; i < 4 * plane; i++)
-        z[i] = x[i] / SD_LATENT_SCALE;
+        z[i] = x[i] / latent_scale(p);
     if ((rc = mx_sd_vae_decode(p->vae, r->lw, r->lh, z, tiled, rgb, &r->cancel, r->err)) < 0)
         goto done;
     for (int64_t i = 0; i < P; i++)
@@ -628,6 +703,7 @@ done:
     free(sigmas);
     free(x);
     free(r.ctx);
+    free(r.y);
     free(r.unet_in);
     free(r.unet_out);
     free(r.t);

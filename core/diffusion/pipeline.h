@@ -92,8 +92,9 @@ int mx_sd_pipeline_open(struct mx_backend *be, const char *path,
 void mx_sd_pipeline_close(struct mx_sd_pipeline *p); /* NULL ok */
 const struct mx_sd_model *mx_sd_pipeline_model(const struct mx_sd_pipeline *p);
 
-/* The defaults A1111 uses for the model's family (512x512 or 768x768 for SD2 v-prediction,
- * 20 steps, cfg 7, euler_a + discrete, seed 0, rng cuda). */
+/* The defaults A1111 uses for the model's family (512x512, 768x768 for SD2 v-prediction,
+ * 1024x1024 for SDXL; 20 steps, cfg 7, euler_a + discrete, seed 0, rng cuda); for SDXL-Turbo
+ * (m->turbo) its model card's: 512x512, 1 step, cfg 1 (no negative pass), euler_a. */
 void mx_sd_params_default(struct mx_sd_params *par, const struct mx_sd_pipeline *p);
 
 /* The schedule par runs with: par->scheduler, or the sampler's default when it is -1. */

@@ -42,7 +42,9 @@ void mx_st_guess_kind(const struct mx_st *st, char *out, size_t size) {
 #define ADD(...) (n += (size_t)snprintf(out + n, n < size ? size - n : 0, __VA_ARGS__))
     if (has_prefix(st, "model.diffusion_model.")) {
         int64_t ctx = mx_sd_unet_context_dim(st, "model.diffusion_model.");
-        ADD("%s checkpoint (CompVis/LDM key names): UNet", sd_version(ctx));
+        /* the label embedding (size and pooled-text conditioning) marks SDXL at any width */
+        bool xl = mx_st_find_tensor(st, "model.diffusion_model.label_emb.0.0.weight") != NULL;
+        ADD("%s checkpoint (CompVis/LDM key names): UNet", xl ? "SDXL" : sd_version(ctx));
         if (has_prefix(st, "first_stage_model."))
             ADD(" + VAE");
         if (has_prefix(st, "cond_stage_model.transformer.text_model."))

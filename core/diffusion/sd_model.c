@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/base/util.h"
@@ -39,15 +40,21 @@ struct mx_sd_model_priv {
     struct sd_res *res;          /* resources in acquisition order, released in reverse */
     int n_res, cap_res;
     int hint_pred;               /* a reader's prediction hint, or -1 */
+    bool turbo_meta;             /* the file's metadata names SDXL-Turbo */
     const char *hint_from;       /* where the hint came from (static) */
 };
 
-/* The three prefixes the engine reads; every other tensor is left out of the table. */
+/* The prefixes the engine reads (SDXL's second text encoder last); every other tensor is left
+ * out of the table. */
+#define SDXL_TE2 "cond_stage_model.1.transformer.text_model."
 static const char *const k_prefixes[] = {"model.diffusion_model.", "first_stage_model.",
-                                         "cond_stage_model.transformer.text_model."};
+                                         "cond_stage_model.transformer.text_model.", SDXL_TE2};
 
 const char *mx_sd_family_name(enum mx_sd_family f) {
-    return f == MX_SD_FAMILY_SD1 ? "SD 1.x" : f == MX_SD_FAMILY_SD2 ? "SD 2.x" : "unknown";
+    return f == MX_SD_FAMILY_SD1    ? "SD 1.x"
+           : f == MX_SD_FAMILY_SD2  ? "SD 2.x"
+           : f == MX_SD_FAMILY_SDXL ? "SDXL"
+                                    : "unknown";
 }
 
 const char *mx_sd_pred_name(enum mx_sd_pred p) {
@@ -235,10 +242,12 @@ int mx_sd_wrap(struct mx_sd_model *m, const void *base, size_t size, struct mx_b
 
 /* ---- canonical names ------------------------------------------------------------------------ */
 
-/* OpenCLIP (SD 2.x single files: cond_stage_model.model.*) -> Hugging Face CLIP names; false
- * for what the engine never reads (text_projection, logit_scale, a vision tower).
+/* OpenCLIP (SD 2.x single files: cond_stage_model.model.*; SDXL: conditioner.embedders.1.
+ * model.*) -> Hugging Face CLIP names under tm; false for what the engine never reads
+ * (logit_scale, a vision tower, and text_projection unless keep_proj: SDXL pools through it).
  * Ref: stable-diffusion.cpp name_conversion.cpp convert_open_clip_to_hf_clip_name (97d2990) */
-static bool open_clip_name(const char *rest, char *out, size_t size) {
+static bool open_clip_name(const char *rest, const char *tm, bool keep_proj, char *out,
+                           size_t size) {
     static const char *const whole[][2] = {
         {"token_embedding.weight", "embeddings.token_embedding.weight"},
         {"positional_embedding", "embeddings.position_embedding.weight"},
@@ -254,7 +263,8 @@ static bool open_clip_name(const char *rest, char *out, size_t size) {
         {"mlp.c_fc.", "mlp.fc1."},
         {"mlp.c_proj.", "mlp.fc2."},
     };
-    const char *tm = "cond_stage_model.transformer.text_model.";
+    if (keep_proj && !strcmp(rest, "text_projection"))
+        return (size_t)snprintf(out, size, "%stext_projection", tm) < size;
     for (size_t i = 0; i < MX_ARRAY_LEN(whole); i++)
         if (!strcmp(rest, whole[i][0]))
             return (size_t)snprintf(out, size, "%s%s", tm, whole[i][1]) < size;
@@ -277,7 +287,21 @@ static bool open_clip_name(const char *rest, char *out, size_t size) {
  * never reads it. */
 static bool canonical(const char *name, char *out, size_t size) {
     if (starts(name, "cond_stage_model.model."))
-        return open_clip_name(name + strlen("cond_stage_model.model."), out, size);
+        return open_clip_name(name + strlen("cond_stage_model.model."),
+                              "cond_stage_model.transformer.text_model.", false, out, size);
+    /* SDXL's SGM names: CLIP-L under embedders.0 as SD 1.x's, OpenCLIP bigG under .1 */
+    if (starts(name, "conditioner.embedders.0.transformer.text_model.")) {
+        char tmp[320];
+        if ((size_t)snprintf(tmp, sizeof tmp, "cond_stage_model.%s",
+                             name + strlen("conditioner.embedders.0.")) >= sizeof tmp)
+            return false;
+        return canonical(tmp, out, size);
+    }
+    if (starts(name, "conditioner.embedders.1.model."))
+        return open_clip_name(name + strlen("conditioner.embedders.1.model."), SDXL_TE2, true,
+                              out, size);
+    if (!strcmp(name, SDXL_TE2 "text_projection")) /* already canonical (sd.cpp GGUF) */
+        return (size_t)snprintf(out, size, "%s", name) < size;
     bool keep = false;
     for (size_t i = 0; i < MX_ARRAY_LEN(k_prefixes); i++)
         keep |= starts(name, k_prefixes[i]);
@@ -563,10 +587,66 @@ static void sidecar_prediction(struct mx_sd_model *m, const char *path) {
 /* ---- checks --------------------------------------------------------------------------------- */
 
 /* Family, inpainting, prediction type and the consistency of the parts in the table. */
+/* The first input block with a transformer (SD: 1; SDXL has none at the first level: 4), or
+ * -1. */
+static int first_transformer(const struct mx_sd_model *m) {
+    char name[128];
+    for (int i = 1; i < 16; i++) {
+        snprintf(name, sizeof name, "model.diffusion_model.input_blocks.%d.1.transformer_blocks."
+                 "0.attn2.to_k.weight", i);
+        if (mx_sd_weight(m, name))
+            return i;
+    }
+    return -1;
+}
+
+/* Whether s[0, n) contains "turbo" in any case (SDXL-Turbo's file and model names). */
+static bool has_word_turbo(const char *s, size_t n) {
+    for (size_t i = 0; i + 5 <= n; i++)
+        if (!strncasecmp(s + i, "turbo", 5))
+            return true;
+    return false;
+}
+
+/* SDXL's parts: the label embedding's width, and the two text encoders' widths adding up to
+ * the context (a checkpoint with one of them only has no usable text encoder). */
+static int detect_sdxl(struct mx_sd_model *m, const struct mx_tensor *label,
+                       struct mx_err *err) {
+    m->family = MX_SD_FAMILY_SDXL;
+    m->adm_dim = label->ne[0];
+    const char *base = strrchr(m->path, '/') ? strrchr(m->path, '/') + 1 : m->path;
+    m->turbo = m->priv->turbo_meta || has_word_turbo(base, strlen(base));
+    const struct mx_tensor *l =
+        mx_sd_weight(m, "cond_stage_model.transformer.text_model.embeddings.token_embedding."
+                        "weight");
+    const struct mx_tensor *g = mx_sd_weight(m, SDXL_TE2 "embeddings.token_embedding.weight");
+    const struct mx_tensor *p = mx_sd_weight(m, SDXL_TE2 "text_projection");
+    if (!l && !g && m->context_dim == 1280)
+        return mx_err_set(err, MX_EUNSUP, "%s: an SDXL refiner (OpenCLIP bigG context only, "
+                          "label_emb of %lld): the refiner is not supported, only base models",
+                          m->path, (long long)m->adm_dim);
+    m->has_text_encoder = l && g && p;
+    if ((l || g) && !m->has_text_encoder)
+        return mx_err_set(err, MX_EFORMAT, "%s: SDXL checkpoint with an incomplete text encoder "
+                          "(CLIP-L %s, OpenCLIP bigG %s, text_projection %s)", m->path,
+                          l ? "present" : "missing", g ? "present" : "missing",
+                          p ? "present" : "missing");
+    if (m->has_text_encoder && l->ne[0] + g->ne[0] != m->context_dim)
+        return mx_err_set(err, MX_EFORMAT, "%s: the SDXL text encoders are %lld + %lld wide but "
+                          "the UNet attends to %lld", m->path, (long long)l->ne[0],
+                          (long long)g->ne[0], (long long)m->context_dim);
+    if (m->has_text_encoder && (p->ne[1] != g->ne[0] || p->ne[0] + 6 * 256 != m->adm_dim))
+        return mx_err_set(err, MX_EFORMAT, "%s: text_projection [%lld, %lld] does not feed the "
+                          "UNet's label embedding of %lld (pooled + 6 x 256)", m->path,
+                          (long long)p->ne[0], (long long)p->ne[1], (long long)m->adm_dim);
+    return 0;
+}
+
 static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct mx_err *err) {
-    const struct mx_tensor *k =
-        mx_sd_weight(m, "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k"
-                        ".weight");
+    char kname[128];
+    snprintf(kname, sizeof kname, "model.diffusion_model.input_blocks.%d.1.transformer_blocks.0."
+             "attn2.to_k.weight", first_transformer(m));
+    const struct mx_tensor *k = mx_sd_weight(m, kname);
     const struct mx_tensor *in = mx_sd_weight(m, "model.diffusion_model.input_blocks.0.0.weight");
     if (!k || !in)
         return mx_err_set(err, MX_EFORMAT, "%s: no Stable Diffusion UNet found (expected "
@@ -576,19 +656,21 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
      * transformers with 1x1 convs, SD 2.x with linears; SDXL (also linear) adds a label
      * embedding and attends to 2048-wide text. Real checkpoints also say it by the context width
      * (768 / 1024); small test models of either shape have other widths. */
-    const struct mx_tensor *pin =
-        mx_sd_weight(m, "model.diffusion_model.input_blocks.1.1.proj_in.weight");
+    snprintf(kname, sizeof kname, "model.diffusion_model.input_blocks.%d.1.proj_in.weight",
+             first_transformer(m));
+    const struct mx_tensor *pin = mx_sd_weight(m, kname);
     bool linear_proj = pin && pin->ne[2] == 1 && pin->ne[3] == 1;
-    if (mx_sd_weight(m, "model.diffusion_model.label_emb.0.0.weight") || m->context_dim == 2048)
-        return mx_err_set(err, MX_EUNSUP, "%s: an SDXL-style UNet (label embedding, %lld-wide "
-                          "context): only SD 1.x and SD 2.x are supported so far", m->path,
-                          (long long)m->context_dim);
+    const struct mx_tensor *label = mx_sd_weight(m, "model.diffusion_model.label_emb.0.0.weight");
+    if (!label && m->context_dim == 2048)
+        return mx_err_set(err, MX_EUNSUP, "%s: a UNet with a 2048-wide context but no label "
+                          "embedding (label_emb.0.0.weight): not an SDXL base model mixel knows",
+                          m->path);
     m->family = m->context_dim == 768    ? MX_SD_FAMILY_SD1
                 : m->context_dim == 1024 ? MX_SD_FAMILY_SD2
                 : !pin                   ? MX_SD_FAMILY_UNKNOWN
                 : linear_proj            ? MX_SD_FAMILY_SD2
                                          : MX_SD_FAMILY_SD1;
-    if (m->family == MX_SD_FAMILY_UNKNOWN)
+    if (m->family == MX_SD_FAMILY_UNKNOWN && !label) /* SDXL: detect_sdxl below */
         return mx_err_set(err, MX_EUNSUP, "%s: UNet cross-attention width %lld is neither SD 1.x "
                           "(768) nor SD 2.x (1024); other families are not supported yet",
                           m->path, (long long)m->context_dim);
@@ -597,6 +679,9 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
         return mx_err_set(err, MX_EFORMAT, "%s: UNet takes %lld input channels (4, or 9 for "
                           "inpainting)", m->path, (long long)m->unet_in_channels);
     m->inpaint = m->unet_in_channels == 9;
+    if (label && m->inpaint)
+        return mx_err_set(err, MX_EUNSUP, "%s: SDXL inpainting UNets (9 input channels) are not "
+                          "supported", m->path);
     const struct mx_tensor *dec = mx_sd_weight(m, "first_stage_model.decoder.conv_in.weight");
     m->has_vae = mx_sd_weight(m, "first_stage_model.decoder.conv_out.weight") != NULL && dec;
     if (m->has_vae && dec->ne[2] != 4)
@@ -611,7 +696,11 @@ static int detect(struct mx_sd_model *m, const struct mx_sd_open_opts *o, struct
         mx_sd_weight(m, "cond_stage_model.transformer.text_model.embeddings.token_embedding."
                         "weight");
     m->has_text_encoder = tok != NULL;
-    if (tok && tok->ne[0] != m->context_dim)
+    if (label) {
+        int rc = detect_sdxl(m, label, err);
+        if (rc < 0)
+            return rc;
+    } else if (tok && tok->ne[0] != m->context_dim)
         return mx_err_set(err, MX_EFORMAT, "%s: the text encoder is %lld wide but the UNet "
                           "attends to %lld (text encoder and UNet of different families)",
                           m->path, (long long)tok->ne[0], (long long)m->context_dim);
@@ -644,6 +733,11 @@ static int load_st(struct mx_sd_model *m, struct mx_st *st, struct mx_err *err) 
                               err);
     if (rc == 0)
         rc = meta_prediction(m, st, err);
+    static const char *const turbo_keys[] = {"modelspec.title", "modelspec.architecture"};
+    for (size_t i = 0; i < MX_ARRAY_LEN(turbo_keys); i++) {
+        const char *v = mx_st_get_meta(st, turbo_keys[i]);
+        m->priv->turbo_meta |= v && has_word_turbo(v, strlen(v));
+    }
     if (rc < 0) {
         mx_st_close(st);
         return rc;

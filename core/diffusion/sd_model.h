@@ -8,6 +8,13 @@
  *   CLIP  "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight", ...
  *         (Hugging Face CLIPTextModel names for SD 1.x and SD 2.x alike: the loader splits
  *         OpenCLIP's fused in_proj of SD 2.x checkpoints into q/k/v row views)
+ *   SDXL  (SGM names in the file) conditioner.embedders.0.transformer.text_model.* (CLIP-L) ->
+ *         cond_stage_model.transformer.text_model.*; conditioner.embedders.1.model.* (OpenCLIP
+ *         bigG) -> cond_stage_model.1.transformer.text_model.* (HF names, in_proj split as for
+ *         SD 2.x) plus cond_stage_model.1.transformer.text_model.text_projection, kept in
+ *         OpenCLIP's orientation (pooled = x @ P: torch [width, proj], ne [proj, width]); the
+ *         names stable-diffusion.cpp uses (its `-M convert` GGUF of an SGM file, names kept,
+ *         loads as the file: tests/test_sdxl with MX_SD_CLI)
  * Diffusers folders and stable-diffusion.cpp GGUF files are renamed to these at load.
  * Only tensors under these three prefixes are kept: EMA copies (model_ema.*), the 12 DDPM
  * schedule buffers (betas, alphas_cumprod, ...), position_ids, text_projection and anything else
@@ -84,6 +91,8 @@ enum mx_sd_family {
     MX_SD_FAMILY_UNKNOWN = 0,
     MX_SD_FAMILY_SD1, /* CLIP ViT-L/14 text encoder, context 768 */
     MX_SD_FAMILY_SD2, /* OpenCLIP ViT-H text encoder, context 1024, linear proj_in/out */
+    MX_SD_FAMILY_SDXL, /* CLIP ViT-L + OpenCLIP ViT-bigG, context 768 + 1280 = 2048, a label
+                          embedding (label_emb) for the pooled text and the size conditioning */
 };
 
 enum mx_sd_pred {
@@ -101,7 +110,7 @@ enum mx_sd_source {
 enum mx_sd_part {
     MX_SD_PART_UNET = 1, /* model.diffusion_model.* */
     MX_SD_PART_VAE = 2,  /* first_stage_model.*: decoding latents (and img2img encoding) */
-    MX_SD_PART_TEXT = 4, /* cond_stage_model.*: encoding the prompt */
+    MX_SD_PART_TEXT = 4, /* cond_stage_model.*: encoding the prompt (SDXL: both encoders) */
 };
 
 struct mx_sd_open_opts {
@@ -116,8 +125,14 @@ struct mx_sd_model {
     enum mx_sd_source source;
     bool prediction_detected;     /* false when opts forced it */
     bool inpaint;                 /* the UNet takes 9 input channels (latent + mask + masked) */
+    bool turbo;                   /* SDXL-Turbo (adversarially distilled: 1-4 steps, no CFG, 512
+                                     px): "turbo" in the file name or in the metadata's
+                                     modelspec.title / modelspec.architecture; it only changes
+                                     the defaults (mx_sd_params_default) */
     bool has_vae, has_text_encoder;
-    int64_t context_dim;          /* cross-attention width: 768 (SD1), 1024 (SD2) */
+    int64_t context_dim;          /* cross-attention width: 768 (SD1), 1024 (SD2), 2048 (SDXL) */
+    int64_t adm_dim;              /* SDXL: width of the vector label_emb takes (2816: the pooled
+                                     text 1280 + 6 x 256 size/crop embeddings); 0 otherwise */
     int64_t unet_in_channels;     /* 4, or 9 for inpainting */
     int64_t n_params;             /* weights of every tensor in the table (UNet + VAE + text
                                      encoder; schedule buffers and skipped tensors excluded) */
@@ -167,7 +182,7 @@ const struct mx_tensor *mx_sd_weight(const struct mx_sd_model *m, const char *na
 int mx_sd_need(const struct mx_sd_model *m, const struct mx_tensor **out, const int64_t ne[4],
                struct mx_err *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* "SD 1.x", "SD 2.x", "unknown"; "eps", "v"; "safetensors", "diffusers", "gguf". Static. */
+/* "SD 1.x", "SD 2.x", "SDXL", "unknown"; "eps", "v"; "safetensors", "diffusers", "gguf". Static. */
 const char *mx_sd_family_name(enum mx_sd_family f);
 const char *mx_sd_pred_name(enum mx_sd_pred p);
 const char *mx_sd_source_name(enum mx_sd_source s);

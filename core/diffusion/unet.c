@@ -121,6 +121,11 @@ struct mx_sd_unet {
     int levels;                  /* resolution levels (downsamples + 1) */
     const struct mx_tensor *te0_w, *te2_w; /* time_embed.0 [ch, emb], .2 [emb, emb] */
     struct mx_tensor te0_b, te2_b;         /* F32 [emb] */
+    /* SDXL's label embedding: emb += label_emb.0.2(SiLU(label_emb.0.0(y))) for the vector y of
+     * the pooled text and the size conditioning (mx_sd_unet_eval_y) */
+    int64_t adm_dim;                       /* width of y (2816), 0: no label embedding */
+    const struct mx_tensor *le0_w, *le2_w; /* label_emb.0.0 [adm, emb], .0.2 [emb, emb] */
+    struct mx_tensor le0_b, le2_b;         /* F32 [emb] */
     int n_in, n_out;             /* input / output blocks */
     struct unet_block *in;       /* [n_in] */
     struct unet_block mid[2];    /* middle_block: ResBlock + ST (mid[0]), ResBlock (mid[1]) */
@@ -320,6 +325,22 @@ static int parse_st(struct mx_sd_unet *u, const char *p, int64_t c, struct unet_
     return 0;
 }
 
+/* SDXL's label_emb (a Linear-SiLU-Linear on the ADM vector), when the UNet has one. */
+static int parse_label(struct mx_sd_unet *u, struct mx_err *err) {
+    int rc;
+    const struct mx_tensor *w, *l0 = has(u, "label_emb.0.0.weight");
+    if (!l0)
+        return 0;
+    u->adm_dim = l0->ne[0];
+    NEED(&u->le0_w, (struct mx_tensor *)NULL, u->adm_dim, u->emb_dim, 1, 1,
+         "label_emb.0.0.weight");
+    NEED(&w, &u->le0_b, u->emb_dim, 1, 1, 1, "label_emb.0.0.bias");
+    NEED(&u->le2_w, (struct mx_tensor *)NULL, u->emb_dim, u->emb_dim, 1, 1,
+         "label_emb.0.2.weight");
+    NEED(&w, &u->le2_b, u->emb_dim, 1, 1, 1, "label_emb.0.2.bias");
+    return 0;
+}
+
 /* Notes an F16 conv kernel's size (the CPU backend widens it to F32 per call). */
 static void note_conv(struct mx_sd_unet *u, const struct mx_tensor *w) {
     if (w && w->type != MX_TYPE_F32)
@@ -343,6 +364,8 @@ static int parse(struct mx_sd_unet *u, struct mx_err *err) {
     const struct mx_tensor *w;
     const struct mx_tensor *cin = has(u, "input_blocks.0.0.weight");
     const struct mx_tensor *k = has(u, "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
+    for (int i = 2; !k && i < 16; i++)
+        k = has(u, "input_blocks.%d.1.transformer_blocks.0.attn2.to_k.weight", i);
     if (!cin)
         return mx_err_set(err, MX_EFORMAT, "%s: no UNet (tensor %sinput_blocks.0.0.weight "
                           "missing)", u->m->path, UNET_PREFIX);
@@ -351,6 +374,9 @@ static int parse(struct mx_sd_unet *u, struct mx_err *err) {
     u->emb_dim = 4 * u->ch;
     u->ctx_dim = k ? k->ne[0] : u->m->context_dim;
     const struct mx_tensor *pin = has(u, "input_blocks.1.1.proj_in.weight");
+    /* SDXL has no transformer at the first level: the first one found tells the projection */
+    for (int i = 2; !pin && i < 16; i++)
+        pin = has(u, "input_blocks.%d.1.proj_in.weight", i);
     u->linear_proj = pin && pin->ne[2] == 1 && pin->ne[1] > 1;
     if (cin->ne[0] != 3 || cin->ne[1] != 3 || u->ch % UNET_GROUPS)
         return mx_err_set(err, MX_EFORMAT, "%s: %sinput_blocks.0.0.weight has shape [%lld, %lld, "
@@ -362,6 +388,8 @@ static int parse(struct mx_sd_unet *u, struct mx_err *err) {
     NEED(&u->te2_w, (struct mx_tensor *)NULL, u->emb_dim, u->emb_dim, 1, 1,
          "time_embed.2.weight");
     NEED(&w, &u->te2_b, u->emb_dim, 1, 1, 1, "time_embed.2.bias");
+    if ((rc = parse_label(u, err)) < 0)
+        return rc;
 
     /* input blocks: conv_in, then per level ResBlocks [+ transformer], a Downsample between */
     while (has(u, "input_blocks.%d.0.op.weight", u->n_in) ||
@@ -578,6 +606,7 @@ struct fwd {
     int64_t n_ctx;          /* context tokens per image */
     struct mx_tensor emb_s; /* F32 [emb_dim, n]: SiLU(time embedding), read by every ResBlock */
     struct mx_tensor ctx;   /* F32 [ctx_dim, n_ctx * n] */
+    const float *y;         /* SDXL: host [n][adm_dim], the label embedding's input; NULL */
     struct mx_tensor pos;   /* I32 [>= max(tokens, n_ctx)] zeros */
     struct mx_err *err;
     double c0;              /* profiling: CPU clock at the start of the current op */
@@ -861,6 +890,27 @@ static int check_cancel(struct fwd *f, const volatile int *cancel) {
     return 0;
 }
 
+/* SDXL: emb_s += label_emb.0.2(SiLU(label_emb.0.0(y))) for the batch's vectors f->y. */
+static int label_emb(struct fwd *f, int64_t N) {
+    struct mx_sd_unet *u = f->u;
+    size_t mark = f->used;
+    struct mx_tensor y, l1, l2;
+    TRY(push(f, &y, u->adm_dim, N, 1, 1));
+    TRY(push(f, &l1, u->emb_dim, N, 1, 1));
+    TRY(push(f, &l2, u->emb_dim, N, 1, 1));
+    if (!f->measure) {
+        int rc = mx_tensor_set(f->be, &y, f->y, 0, mx_tensor_nbytes(&y));
+        if (rc < 0)
+            return mx_err_set(f->err, rc, "unet: label vector upload failed");
+    }
+    TRY(linear(f, &l1, u->le0_w, &u->le0_b, &y));
+    OP(f, MX_SD_UNET_PROF_ELTWISE, "silu", mx_op_silu(f->be, &l1, &l1));
+    TRY(linear(f, &l2, u->le2_w, &u->le2_b, &l1));
+    OP(f, MX_SD_UNET_PROF_ELTWISE, "add", mx_op_add(f->be, &f->emb_s, &f->emb_s, &l2));
+    f->used = mark;
+    return 0;
+}
+
 /* The whole network: x F32 [W, H, in_ch, N] (on the stack), t host [N], result into eps
  * [W, H, out_ch, N] (on the stack). In measuring mode only the stack is counted. */
 static int forward(struct fwd *f, const struct mx_tensor *x, const float *t,
@@ -892,6 +942,8 @@ static int forward(struct fwd *f, const struct mx_tensor *x, const float *t,
     TRY(linear(f, &e1, u->te0_w, &u->te0_b, &te));
     OP(f, MX_SD_UNET_PROF_ELTWISE, "silu", mx_op_silu(f->be, &e1, &e1));
     TRY(linear(f, &f->emb_s, u->te2_w, &u->te2_b, &e1));
+    if (u->adm_dim)
+        TRY(label_emb(f, N));
     OP(f, MX_SD_UNET_PROF_ELTWISE, "silu", mx_op_silu(f->be, &f->emb_s, &f->emb_s));
 
     /* input blocks: each output stays on the stack as its skip */
@@ -1125,6 +1177,19 @@ fail:
 int mx_sd_unet_eval(struct mx_sd_unet *u, int batch, int lw, int lh, const float *x,
                     const float *t, const float *ctx, int64_t n_ctx, float *out,
                     const volatile int *cancel, struct mx_err *err) {
+    return mx_sd_unet_eval_y(u, batch, lw, lh, x, t, ctx, n_ctx, NULL, out, cancel, err);
+}
+
+int64_t mx_sd_unet_adm_dim(const struct mx_sd_unet *u) {
+    return u->adm_dim;
+}
+
+int mx_sd_unet_eval_y(struct mx_sd_unet *u, int batch, int lw, int lh, const float *x,
+                      const float *t, const float *ctx, int64_t n_ctx, const float *y,
+                      float *out, const volatile int *cancel, struct mx_err *err) {
+    if (u->adm_dim && !y)
+        return mx_err_set(err, MX_EINVAL, "unet: this UNet (SDXL) needs the pooled-text and "
+                          "size vector y (%lld wide)", (long long)u->adm_dim);
     int64_t mult = (int64_t)1 << (u->levels - 1);
     if (batch <= 0 || batch > u->max_batch || lw <= 0 || lh <= 0 || lw % mult || lh % mult ||
         n_ctx <= 0)
@@ -1137,7 +1202,7 @@ int mx_sd_unet_eval(struct mx_sd_unet *u, int batch, int lw, int lh, const float
     int rc = ensure(u, need, MX_MAX((int64_t)lw * lh, n_ctx), err);
     if (rc < 0)
         return rc;
-    struct fwd f = {.u = u, .be = u->be, .n = batch, .n_ctx = n_ctx, .err = err};
+    struct fwd f = {.u = u, .be = u->be, .n = batch, .n_ctx = n_ctx, .err = err, .y = y};
     mx_tensor_init(&f.pos, MX_TYPE_I32, u->pcap, 1, 1, 1);
     f.pos.buf = u->pbuf;
     f.pos.data = u->pbuf->base;

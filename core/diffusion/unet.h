@@ -1,11 +1,13 @@
-/* unet.h - the Stable Diffusion UNet (LDM openaimodel.py: SD 1.x and SD 2.x) on the backend.
+/* unet.h - the Stable Diffusion UNet (LDM/SGM openaimodel.py: SD 1.x, SD 2.x, SDXL) on the
+ * backend.
  *
  * One call evaluates eps (or v) for a batch of latents at one timestep each; the pipeline puts
  * the conditional and the unconditional latent in one batch of 2 for CFG. The network's shape
  * (model channels, channel multipliers, res blocks per level, where the transformers sit, their
- * depth, heads, context width, 4 or 9 input channels, 1x1-conv or linear proj_in/out) is read
- * from the checkpoint's tensor shapes, so SD 1.x, SD 2.x and inpainting UNets take the same
- * path. Weights stay as stored (F16 matrices and conv kernels are read in place); only the
+ * depth, heads, context width, 4 or 9 input channels, 1x1-conv or linear proj_in/out, SDXL's
+ * label embedding) is read from the checkpoint's tensor shapes, so SD 1.x, SD 2.x, SDXL (no
+ * attention at the first level, depths 2 / 10, context 2048) and inpainting UNets take the
+ * same path. Weights stay as stored (F16 matrices and conv kernels are read in place); only the
  * bias and norm vectors are widened to F32 once at load (a few MB).
  *
  * HOW TO USE
@@ -69,6 +71,17 @@ size_t mx_sd_unet_mem(const struct mx_sd_model *m, int batch, int lw, int lh);
 int mx_sd_unet_eval(struct mx_sd_unet *u, int batch, int lw, int lh, const float *x,
                     const float *t, const float *ctx, int64_t n_ctx, float *out,
                     const volatile int *cancel, struct mx_err *err);
+
+/* mx_sd_unet_eval for UNets with a label embedding (SDXL): y is host f32 [batch][adm_dim], the
+ * pooled text embedding followed by the sinusoidal embeddings of the size conditioning (see
+ * sdxl_cond.h); it is passed through label_emb and added to the time embedding. y is ignored
+ * (may be NULL) for UNets without one; MX_EINVAL when it is NULL for one with. */
+int mx_sd_unet_eval_y(struct mx_sd_unet *u, int batch, int lw, int lh, const float *x,
+                      const float *t, const float *ctx, int64_t n_ctx, const float *y,
+                      float *out, const volatile int *cancel, struct mx_err *err);
+
+/* The width of y the UNet's label embedding takes (2816 for SDXL), 0 when it has none. */
+int64_t mx_sd_unet_adm_dim(const struct mx_sd_unet *u);
 
 /* Switches per-op-class timing on (and zeroes it) or off. Timing waits for each op
  * (mx_backend_sync), so leave it off outside measurements. */
