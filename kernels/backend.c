@@ -554,6 +554,11 @@ int mx_op_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         return bad_shape(be, "attn", qpos, "[T]");
     if (mx_tensor_nelements(kpos) < p->n_kv)
         return bad_shape(be, "attn", kpos, "[>= n_kv]");
+    if (p->sinks) {
+        TRY(need(be, "attn", p->sinks, MX_TYPE_F32, "sinks"));
+        if (mx_tensor_nelements(p->sinks) != p->n_head)
+            return bad_shape(be, "attn", p->sinks, "[n_head]");
+    }
     DISPATCH(attn, kcache->type, dst, q, kcache, vcache, qpos, kpos, p);
 }
 

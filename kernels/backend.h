@@ -198,6 +198,9 @@ struct mx_attn_params {
     float scale;        /* score scale, normally 1/sqrtf(head_dim) */
     int32_t window;     /* sliding window: a query at p sees keys at p' with p - p' < window;
                            0 = unlimited (only causal) */
+    const struct mx_tensor *sinks; /* F32 [n_head] or NULL: attention sinks (gpt-oss), a learned
+                           logit per head that joins the softmax's denominator only: head h's
+                           weights become e^(s_c - M) / (sum_c e^(s_c - M) + e^(sinks[h] - M)) */
 };
 
 /* 2-D convolution parameters (NCHW with ggml order: ne = [W, H, C, N]). */
@@ -456,8 +459,8 @@ int mx_op_kv_shift(struct mx_backend *be, struct mx_tensor *kcache, const struct
  *   dst: F32 [head_dim, n_head, T] (reshape to [n_embd, T] for the output projection).
  * Query head h uses kv head h / (n_head / n_head_kv). Token t attends cell c < p->n_kv iff
  * kpos[c] >= 0 && kpos[c] <= qpos[t] && (window == 0 || qpos[t] - kpos[c] < window).
- * score = scale * q·k; softmax over the attended cells; out = sum w * v. A query that sees no
- * cell gets zeros. Write this batch's K/V into the cache first (mx_op_cpy into a row view) and
+ * score = scale * q·k; softmax over the attended cells (with p->sinks, each head's sink logit
+ * joins the denominator); out = sum w * v. A query that sees no cell gets zeros. Write this batch's K/V into the cache first (mx_op_cpy into a row view) and
  * set kpos for those cells; cells need not be in position order (after a shift/removal). */
 int mx_op_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
                const struct mx_tensor *kcache, const struct mx_tensor *vcache,

@@ -150,7 +150,7 @@ static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type
         case MX_TYPE_Q6_K:
         case MX_TYPE_IQ2_XXS: case MX_TYPE_IQ2_XS: case MX_TYPE_IQ2_S: case MX_TYPE_IQ3_XXS:
         case MX_TYPE_IQ3_S: case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M: case MX_TYPE_IQ4_NL:
-        case MX_TYPE_IQ4_XS:
+        case MX_TYPE_IQ4_XS: case MX_TYPE_MXFP4:
             return has_dequant(type);
         default:
             return false;
@@ -247,7 +247,7 @@ static bool dense_ok(const struct mx_tensor *q, const struct mx_tensor *kc,
                      const struct mx_tensor *vc, const struct mx_tensor *qpos,
                      const struct mx_tensor *kpos, const struct mx_attn_params *p) {
     if (q->ne[2] < MX_ATTN_DENSE_MIN_T || kc->type != MX_TYPE_F32 || vc->type != MX_TYPE_F32 ||
-        p->window != 0 || p->n_kv <= 0)
+        p->window != 0 || p->n_kv <= 0 || p->sinks)
         return false;
     const int32_t *qp = qpos->data, *kp = kpos->data;
     int32_t qmin = INT32_MAX;

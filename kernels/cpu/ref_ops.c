@@ -95,7 +95,7 @@ void mx_ref_store_row(enum mx_type type, const float *src, void *dst, int64_t n)
 
 enum mx_type mx_vec_dot_type(enum mx_type wtype) {
     switch (wtype) {
-    case MX_TYPE_Q4_0: case MX_TYPE_Q5_0: case MX_TYPE_Q8_0:
+    case MX_TYPE_Q4_0: case MX_TYPE_Q5_0: case MX_TYPE_Q8_0: case MX_TYPE_MXFP4:
     case MX_TYPE_IQ4_NL:
         return MX_TYPE_Q8_0;
     case MX_TYPE_Q4_1: case MX_TYPE_Q5_1:
@@ -408,7 +408,10 @@ void mx_ref_attn(void *args, int ith, int nth) {
             memset(y, 0, (size_t)hd * sizeof(float));
             continue;
         }
-        double sum = 0.0;
+        /* a sink logit above every score becomes the max, so no term overflows */
+        float sink = p->sinks ? ((const float *)p->sinks->data)[h] : -INFINITY;
+        max = fmaxf(max, sink);
+        double sum = p->sinks ? (double)expf(sink - max) : 0.0;
         for (int64_t c = 0; c < n_kv; c++) {
             float e = sc[c] == -INFINITY ? 0.0f : expf(sc[c] - max);
             sc[c] = e;
