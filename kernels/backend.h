@@ -144,7 +144,8 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     X(UPSAMPLE, upsample)         \
     X(CONCAT, concat)             \
     X(GELU_QUICK, gelu_quick)     \
-    X(TRANSPOSE, transpose)
+    X(TRANSPOSE, transpose)       \
+    X(SWIGLU_OAI, swiglu_oai)
 
 enum mx_op {
 #define MX_OP_ENUM(N, n) MX_OP_##N,
@@ -280,6 +281,8 @@ struct mx_backend_ops {
                   const struct mx_tensor *b, int dim);
     int (*gelu_quick)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
     int (*transpose)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+    int (*swiglu_oai)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                      const struct mx_tensor *up, float alpha, float limit);
 };
 
 struct mx_backend {
@@ -482,6 +485,12 @@ int mx_op_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx
                    const struct mx_tensor *up);
 int mx_op_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
                    const struct mx_tensor *up);
+
+/* gpt-oss's gated unit (ggml_swiglu_oai): with g = min(gate, limit), u = clamp(up, -limit, limit),
+ * dst = g / (1 + e^(-alpha g)) * (u + 1). gpt-oss: alpha 1.702, limit 7. F32, all the same
+ * shape; dst may alias gate or up. */
+int mx_op_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                     const struct mx_tensor *up, float alpha, float limit);
 
 /* dst = a + b, dst = a * b; F32. b broadcasts: each b.ne[i] is a.ne[i] or divides it (ggml
  * repeat rule; e.g. a bias [n] over [n, T]). dst has a's shape; in place (dst == a) ok. */

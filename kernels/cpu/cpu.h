@@ -342,6 +342,7 @@ void mx_ref_silu(void *args, int ith, int nth);
 void mx_ref_gelu(void *args, int ith, int nth);
 void mx_ref_silu_mul(void *args, int ith, int nth);
 void mx_ref_gelu_mul(void *args, int ith, int nth);
+void mx_ref_swiglu_oai(void *args, int ith, int nth);
 void mx_ref_add(void *args, int ith, int nth);
 void mx_ref_mul(void *args, int ith, int nth);
 void mx_ref_scale(void *args, int ith, int nth);

@@ -318,6 +318,12 @@ static int cpu_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const stru
     return run(be, mx_ref_silu_mul, &a, "silu_mul", true);
 }
 
+static int cpu_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
+                          const struct mx_tensor *u, float alpha, float limit) {
+    ARGS(.dst = dst, .src = {g, u}, .f = alpha, .p = &limit);
+    return run(be, mx_ref_swiglu_oai, &a, "swiglu_oai", true);
+}
+
 static int cpu_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
                         const struct mx_tensor *u) {
     struct mx_cpu *c = be->ctx;
@@ -440,6 +446,7 @@ static const struct mx_backend_ops cpu_ops = {
     .silu = cpu_silu,
     .gelu = cpu_gelu,
     .silu_mul = cpu_silu_mul,
+    .swiglu_oai = cpu_swiglu_oai,
     .gelu_mul = cpu_gelu_mul,
     .add = cpu_add,
     .mul = cpu_mul,

@@ -496,6 +496,21 @@ UNARY_TASK(mx_ref_gelu_mul, gelu(x[i]) * u[i])
 UNARY_TASK(mx_ref_scale, x[i] * s)
 UNARY_TASK(mx_ref_gelu_quick, x[i] / (1.0f + expf(-1.702f * x[i])))
 
+/* ggml_swiglu_oai: a->f = alpha, a->p = &limit (float). */
+void mx_ref_swiglu_oai(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const float *x = a->src[0]->data, *u = a->src[1]->data;
+    float *y = a->dst->data;
+    const float alpha = a->f, limit = *(const float *)a->p;
+    int64_t e0, e1;
+    split_elems(a->dst, ith, nth, &e0, &e1);
+    for (int64_t i = e0; i < e1; i++) {
+        float g = fminf(x[i], limit);
+        float v = fminf(fmaxf(u[i], -limit), limit);
+        y[i] = g / (1.0f + expf(alpha * (-g))) * (v + 1.0f);
+    }
+}
+
 /* a op b with b broadcast (ggml repeat rule), split by rows of a. */
 static void binary(struct mx_ref_args *a, int ith, int nth, bool mul) {
     const struct mx_tensor *x = a->src[0], *b = a->src[1];
