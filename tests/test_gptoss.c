@@ -37,6 +37,7 @@
 #include "core/base/util.h"
 #include "core/format/gguf.h"
 #include "core/llm/llama.h"
+#include "core/text/tokenizer.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
 
@@ -414,6 +415,24 @@ static void test_hparams(void **state) {
     mx_gguf_close(g);
 }
 
+/* End of generation as llama.cpp decides it for o200k_harmony: <|return|> and <|call|> end a
+ * turn, <|end|> (which closes the analysis channel first) does not. */
+static void test_harmony_eog(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    struct mx_gguf *g = NULL;
+    struct mx_tokenizer *t = NULL;
+    assert_int_equal(mx_gguf_open(model_path, &g, &err), 0);
+    assert_int_equal(mx_tokenizer_from_gguf(g, &t, &err), 0);
+    assert_true(mx_tokenizer_is_eog(t, mx_tokenizer_find(t, "<|return|>", 10)));
+    assert_true(mx_tokenizer_is_eog(t, mx_tokenizer_find(t, "<|call|>", 8)));
+    int32_t end = mx_tokenizer_find(t, "<|end|>", 7);
+    assert_true(end >= 0);
+    assert_false(mx_tokenizer_is_eog(t, end));
+    mx_tokenizer_free(t);
+    mx_gguf_close(g);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(model_buf, sizeof model_buf, "/tmp/mx-test-gptoss-%d.gguf", (int)getpid());
@@ -432,6 +451,7 @@ int main(int argc, char **argv) {
         return write_model(argv[2]) == 0 ? 0 : 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hparams),
+        cmocka_unit_test(test_harmony_eog),
         cmocka_unit_test(test_logits_vs_golden),
         cmocka_unit_test(test_logits_vs_peer_now),
     };
