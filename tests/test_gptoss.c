@@ -163,6 +163,11 @@ static int write_model(const char *path) {
     mx_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 258);
     mx_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 257);
     mx_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+    /* the lines of gpt-oss's published template that name its family (template.c) */
+    mx_gguf_writer_set_str(w, "tokenizer.chat_template",
+                           "{{- \"<|start|>system<|message|>\" }}{{- build_system_message() }}"
+                           "{{- \"<|end|>\" }}{{- \"<|start|>assistant<|channel|>final"
+                           "<|message|>\" + message.content + \"<|end|>\" }}");
 
     /* weights: scales keep the activations of order 1 and the router decisive (gain 3) */
     uint64_t s = 0x6770746f7373ull; /* "gptoss" */
