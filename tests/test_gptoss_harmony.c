@@ -3,8 +3,8 @@
  *     harmony_renders.txt, made with jinja2 by make_harmony.py) for every case there;
  *   - the family is recognised from the template text, is named "harmony", stops at <|return|>
  *     and <|call|> but not <|end|>;
- *   - what the template cannot express (tools, a later system message, channel tags in an
- *     answer, an unknown reasoning effort) is refused;
+ *   - what the template cannot express (a later system message, channel tags in an answer, an
+ *     unknown reasoning effort) is refused; tools take mixel's generic convention;
  *   - the channel splitter gives the analysis and the final text of an answer cut into pieces
  *     at every byte boundary, passes plain text through, and never loses text. */
 #include <setjmp.h>
@@ -135,13 +135,19 @@ static void test_refusals(void **state) {
     assert_int_equal(mx_tmpl_render(MX_TMPL_HARMONY, tagged, 2, NULL, &p, &err), MX_EINVAL);
     assert_non_null(strstr(err.msg, "channel"));
     mx_tmpl_prompt_free(&p);
+    /* tools: mixel's generic convention (the tools in the developer block, a result as a user
+     * turn), as for the other families without a tool syntax */
     const struct mx_chat_msg tool[] = {{MX_ROLE_USER, "a", NULL, 0, NULL},
                                        {MX_ROLE_TOOL, "42", NULL, 0, NULL}};
-    assert_int_equal(mx_tmpl_render(MX_TMPL_HARMONY, tool, 2, NULL, &p, &err), MX_EUNSUP);
-    mx_tmpl_prompt_free(&p);
-    const struct mx_tool_def td = {"f", "d", NULL};
-    struct mx_tmpl_opts o = {.tools = &td, .n_tools = 1};
-    assert_int_equal(mx_tmpl_render(MX_TMPL_HARMONY, tool, 1, &o, &p, &err), MX_EUNSUP);
+    const struct mx_tool_def td = {"get_answer", "d", NULL};
+    struct mx_tmpl_opts o = {.tools = &td, .n_tools = 1, .date = "2026-12-07"};
+    err = (struct mx_err){0};
+    if (mx_tmpl_render(MX_TMPL_HARMONY, tool, 2, &o, &p, &err) < 0)
+        fail_msg("tools: %s", err.msg);
+    assert_non_null(strstr(p.text, "<|start|>developer<|message|># Instructions\n\n"));
+    assert_non_null(strstr(p.text, "get_answer"));
+    assert_non_null(strstr(p.text, "<|start|>user<|message|>a<|end|>"));
+    assert_non_null(strstr(p.text, "42"));
     mx_tmpl_prompt_free(&p);
     struct mx_tmpl_opts e = {.reasoning_effort = "extreme"};
     assert_int_equal(mx_tmpl_render(MX_TMPL_HARMONY, tool, 1, &e, &p, &err), MX_EINVAL);

@@ -1419,7 +1419,7 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
         tool_role |= msgs[i].role == MX_ROLE_TOOL;
     switch (kind) {
     case MX_TMPL_MISTRAL_LEGACY: case MX_TMPL_MISTRAL_V1: case MX_TMPL_LLAMA2:
-    case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3:
+    case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3: case MX_TMPL_HARMONY:
         if (!tool_role && !uses_tools(&c))
             break;
         rc = generic_rewrite(&c, &gconv);

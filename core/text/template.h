@@ -34,10 +34,11 @@
  *   each (the template raises on them).
  * - chatml: the Hermes-2-Pro / Qwen2.5 convention (<tools> in the system turn, <tool_call> and
  *   <tool_response> blocks), without Qwen's default system prompt.
- * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3 (no tool syntax): mixel's generic
+ * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3, harmony: mixel's generic
  *   JSON convention: the tools and the reply format {"tool_calls": [{"name": .., "arguments":
  *   {..}}]} in the system message, calls as the assistant's text, results as a user message.
- * - harmony: none yet (tools, tool calls and tool results are MX_EUNSUP).
+ * - harmony: mixel's generic JSON convention below for now (harmony's own "to=functions.f"
+ *   calls on the commentary channel are not written yet).
  * core/text/tool_call.h parses each family's calls out of an answer and builds the grammar that
  * constrains them.
  *
