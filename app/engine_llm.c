@@ -22,6 +22,7 @@
 
 #include "core/text/chat.h"
 #include "core/text/chat_vocab.h"
+#include "core/text/harmony.h"
 #include "core/format/gguf.h"
 #include "core/llm/llama.h"
 #include "core/text/template.h"
@@ -181,11 +182,21 @@ int mx_engine_llm_eval(struct mx_engine *e, const int32_t *ids, size_t n, float 
 struct reply_io {
     struct llm *E;
     struct mx_job *job;
+    struct mx_harmony_stream *harmony; /* harmony template: the answer's channel splitter */
 };
+
+/* A harmony channel's text: the final channel is the answer, the others reasoning. */
+static int io_harmony(void *ud, enum mx_harmony_part part, const char *s, size_t n) {
+    struct reply_io *r = ud;
+    return part == MX_HARMONY_FINAL ? mx_job_post_text(r->job, s, n)
+                                    : mx_job_post_reasoning(r->job, s, n);
+}
 
 /* The answer's text as events (NUL bytes left out: mx_job_post_text). */
 static int io_text(void *ud, const char *s, size_t n) {
     struct reply_io *r = ud;
+    if (r->harmony) /* gpt-oss: the channels apart, only the final one is the answer */
+        return mx_harmony_stream_push(r->harmony, s, n, io_harmony, r);
     return mx_job_post_text(r->job, s, n);
 }
 
@@ -290,10 +301,15 @@ static void llm_reply(struct mx_engine *e, struct mx_job *job, const struct mx_t
                                      &err)) < 0)
         goto out;
     mx_llm_cached(E->L, &E->st.n_reused);
-    struct reply_io rio = {E, job};
+    /* harmony answers come with their channel tags (special tokens as text) to be split */
+    struct mx_harmony_stream hs;
+    bool harmony = E->tmpl.kind == MX_TMPL_HARMONY;
+    mx_harmony_stream_init(&hs);
+    struct reply_io rio = {E, job, harmony ? &hs : NULL};
     struct mx_gen_io io = {
         .text = io_text, .canceled = io_canceled, .progress = io_progress, .stats = io_stats,
-        .token = io_token, .ud = &rio, .stops = E->stops, .detok_flags = MX_DETOK_LSTRIP,
+        .token = io_token, .ud = &rio, .stops = E->stops,
+        .detok_flags = MX_DETOK_LSTRIP | (harmony ? MX_DETOK_SPECIAL : 0u),
         .prefill_chunk = PREFILL_CHUNK,
     };
     rc = mx_llm_prefill(E->L, plan.tokens + E->st.n_reused, plan.n_tokens - E->st.n_reused, &io,
@@ -303,6 +319,10 @@ static void llm_reply(struct mx_engine *e, struct mx_job *job, const struct mx_t
     if (rc < 0)
         goto out;
     rc = mx_llm_generate(E->L, s, plan.tokens, plan.n_tokens, &io, &gs, &err);
+    if (harmony) {
+        int frc = mx_harmony_stream_flush(&hs, io_harmony, &rio);
+        rc = rc < 0 ? rc : frc;
+    }
     E->st.n_generated = gs.n_generated;
     E->st.gen_s = gs.gen_s;
     if (rc == 0 && gs.end == MX_GEN_CANCELED)

@@ -1,5 +1,7 @@
 /* engine_scripted.c - a chat engine without a model: replays a file or echoes the prompt.
- * Used by the terminal tests (tmux) so the TUI is exercised end to end in CI without weights. */
+ * Used by the terminal tests (tmux) so the TUI is exercised end to end in CI without weights.
+ * A reply file that starts with "<|channel|>" is a gpt-oss (harmony) answer: its channels are
+ * split as the LLM engine splits them, the reasoning posted as MX_EV_REASONING. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include "core/base/err.h"
 #include "core/base/util.h"
+#include "core/text/harmony.h"
 #include "app/engine.h"
 
 struct scripted {
@@ -25,6 +28,13 @@ static void pace(double t0, size_t i, double rate) {
         struct timespec ts = {(time_t)(due - now), (long)((due - now - (time_t)(due - now)) * 1e9)};
         nanosleep(&ts, NULL);
     }
+}
+
+/* A harmony answer's channel: the final one is the answer, the others reasoning. */
+static int post_channel(void *ud, enum mx_harmony_part part, const char *s, size_t n) {
+    struct mx_job *job = ud;
+    return part == MX_HARMONY_FINAL ? mx_job_post_text(job, s, n)
+                                    : mx_job_post_reasoning(job, s, n);
 }
 
 /* The answer streams in pieces; with a context size set (settings->n_ctx > 0) the pieces stand
@@ -68,6 +78,9 @@ static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct
     }
     /* pieces of up to 4 bytes, cut at UTF-8 boundaries like a detokenizer would */
     size_t pos = 0, pieces = 0;
+    struct mx_harmony_stream hs;
+    bool harmony = len >= 11 && memcmp(text, "<|channel|>", 11) == 0;
+    mx_harmony_stream_init(&hs);
     double t0 = mx_time_s();
     size_t n_ctx = settings && settings->n_ctx > 0 ? (size_t)settings->n_ctx : 0;
     while (pos < len) {
@@ -89,10 +102,15 @@ static void scripted_reply(struct mx_engine *e, struct mx_job *job, const struct
         char piece[16];
         memcpy(piece, text + pos, n_bytes);
         piece[n_bytes] = '\0';
-        mx_job_post(job, MX_EV_TEXT, piece, 0, 0);
+        if (harmony)
+            mx_harmony_stream_push(&hs, piece, n_bytes, post_channel, job);
+        else
+            mx_job_post(job, MX_EV_TEXT, piece, 0, 0);
         pos += n_bytes;
         pieces++;
     }
+    if (harmony)
+        mx_harmony_stream_flush(&hs, post_channel, job);
     mx_job_post(job, MX_EV_STATS, NULL, 0, (double)pieces);
     free(text);
     mx_job_done(job, 0, NULL);

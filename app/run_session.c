@@ -178,7 +178,7 @@ int mx_run_session(const struct mx_run_session_opts *o) {
     sigaction(SIGINT, &sa, &old_sa);
     double last_update = mx_time_s(), tok_s = 0;
     int pieces = 0, code = 0;
-    bool done = false, cut = false;
+    bool done = false, cut = false, reasoned = false;
     while (!done) {
         if (g_interrupted)
             mx_worker_cancel(w);
@@ -189,6 +189,8 @@ int mx_run_session(const struct mx_run_session_opts *o) {
         while (mx_worker_poll(w, &ev)) {
             if (ev.kind == MX_EV_TEXT && ev.text) {
                 size_t n = strlen(ev.text);
+                if (reasoned && pieces == 0)
+                    mx_run_write("\n\n", 2);
                 if (alen + n + 1 > acap) {
                     acap = (alen + n + 1) * 2;
                     char *na = realloc(answer, acap);
@@ -207,6 +209,11 @@ int mx_run_session(const struct mx_run_session_opts *o) {
                 if (mx_time_s() - last_update > 1.0) { /* a crash loses at most a second */
                     last_update = mx_time_s();
                     mx_db_msg_update(db, aid, answer ? answer : "", pieces, NULL);
+                }
+            } else if (ev.kind == MX_EV_REASONING && ev.text && o->show_reasoning) {
+                if (pieces == 0) { /* before the answer, set off from it by a blank line */
+                    mx_run_write(ev.text, strlen(ev.text));
+                    reasoned = true;
                 }
             } else if (ev.kind == MX_EV_STATS && ev.a > 0) {
                 tok_s = ev.a;

@@ -15,6 +15,8 @@ struct mx_run_session_opts {
     const char *db_path;      /* NULL: $XDG_DATA_HOME/mixel/history.db */
     const char *tmpl;         /* chat template override, NULL: the model's */
     struct mx_gen_settings settings;
+    bool show_reasoning;      /* print the model's reasoning (gpt-oss's analysis channel) before
+                               * the answer; false: left out (it is never stored) */
 };
 
 /* Runs the turn. Prints the answer to stdout, a one-line summary to stderr. Returns the exit

@@ -159,7 +159,8 @@ void mx_job_post(struct mx_job *job, enum mx_event_kind kind, const char *text, 
     post(job, kind, text, a, b, 0);
 }
 
-int mx_job_post_text(struct mx_job *job, const char *s, size_t n) {
+/* s[0..n) without its NUL bytes as one event of kind. */
+static int post_text_kind(struct mx_job *job, enum mx_event_kind kind, const char *s, size_t n) {
     char small[512]; /* a piece is a token or two: nothing allocated per token */
     char *t = n < sizeof small ? small : malloc(n + 1);
     if (!t)
@@ -170,10 +171,18 @@ int mx_job_post_text(struct mx_job *job, const char *s, size_t n) {
             t[k++] = s[i];
     t[k] = '\0';
     if (k)
-        mx_job_post(job, MX_EV_TEXT, t, 0, 0);
+        mx_job_post(job, kind, t, 0, 0);
     if (t != small)
         free(t);
     return 0;
+}
+
+int mx_job_post_text(struct mx_job *job, const char *s, size_t n) {
+    return post_text_kind(job, MX_EV_TEXT, s, n);
+}
+
+int mx_job_post_reasoning(struct mx_job *job, const char *s, size_t n) {
+    return post_text_kind(job, MX_EV_REASONING, s, n);
 }
 
 void mx_job_done(struct mx_job *job, int code, const char *msg) {

@@ -16,6 +16,9 @@ enum mx_event_kind {
     MX_EV_NOTICE,    /* text: a message for the user; a = 1: the answer stops here, cut short
                       * by a full context (the job still ends with code 0) */
     MX_EV_DONE,      /* code: 0 ok, MX_ECANCELED stopped, other < 0 failed; text: error message */
+    MX_EV_REASONING, /* text: a piece of the model's reasoning (gpt-oss's analysis channel):
+                      * shown folded, never part of the stored answer; receivers that do not
+                      * show reasoning ignore it */
 };
 
 struct mx_event {
@@ -59,5 +62,7 @@ void mx_job_done(struct mx_job *job, int code, const char *msg);
  * carry C strings, and a NUL would hide the text after it. Nothing is posted when no byte is
  * left. Returns 0 or MX_ENOMEM (a piece over 512 bytes needs a buffer). */
 int mx_job_post_text(struct mx_job *job, const char *s, size_t n);
+/* The same as one MX_EV_REASONING event. */
+int mx_job_post_reasoning(struct mx_job *job, const char *s, size_t n);
 
 #endif

@@ -19,6 +19,11 @@
 #include <string.h>
 
 #include "core/base/util.h"
+#include "core/format/gguf.h"
+#include "core/llm/llama.h"
+#include "core/text/harmony.h"
+#include "core/text/template.h"
+#include "core/text/tokenizer.h"
 #include "cli/cmd.h"
 #include "cli/opts.h"
 #include "app/llm.h"
@@ -38,7 +43,10 @@ static void usage(FILE *f) {
             "                            template with the session's history, the answer is\n"
             "                            stored\n"
             "  --chat-template NAME      with --session: override the model's template\n"
-            "  --db PATH                 with --session: the history database\n");
+            "  --db PATH                 with --session: the history database\n"
+            "  --reasoning show|hide     a reasoning model's thinking (gpt-oss's analysis\n"
+            "                            channel): printed before the answer, or left out\n"
+            "                            (default: hide; never stored in a session)\n");
     mx_cli_common_help(f, MX_CLI_RUN);
 }
 
@@ -47,6 +55,45 @@ static void usage(FILE *f) {
 static int out_text(void *ud, const char *s, size_t n) {
     (void)ud;
     return mx_run_write(s, n);
+}
+
+/* A harmony model's raw completion: its channels apart (core/text/harmony.h). */
+struct run_harmony {
+    struct mx_harmony_stream hs;
+    bool show;      /* --reasoning show */
+    bool reasoned;  /* reasoning was printed: a blank line goes before the answer */
+    bool answered;  /* answer text was printed */
+};
+
+/* A channel's text: the final one to stdout; the others only with --reasoning show, before the
+ * answer. */
+static int out_channel(void *ud, enum mx_harmony_part part, const char *s, size_t n) {
+    struct run_harmony *h = ud;
+    if (part != MX_HARMONY_FINAL) {
+        if (!h->show || h->answered)
+            return 0;
+        h->reasoned = true;
+        return mx_run_write(s, n);
+    }
+    if (h->reasoned && !h->answered && mx_run_write("\n\n", 2) < 0)
+        return MX_EIO;
+    h->answered = true;
+    return mx_run_write(s, n);
+}
+
+static int out_harmony(void *ud, const char *s, size_t n) {
+    struct run_harmony *h = ud;
+    return mx_harmony_stream_push(&h->hs, s, n, out_channel, h);
+}
+
+/* Whether the model's chat template is gpt-oss's harmony (its answers have channels). */
+static bool model_is_harmony(const struct mx_llm *L) {
+    const struct mx_gguf *g = mx_llama_model_gguf(mx_llm_model(L));
+    const char *t = NULL;
+    struct mx_err err = {0};
+    enum mx_tmpl_kind k;
+    return mx_gguf_get_str(g, "tokenizer.chat_template", &t, &err) == 0 &&
+           mx_tmpl_detect(t, &k) && k == MX_TMPL_HARMONY;
 }
 
 
@@ -96,6 +143,7 @@ int mx_cmd_run(int argc, char **argv) {
     o.s.ctx_shift = true;
     bool echo = false;
     const char *prompt = NULL, *pfile = NULL, *session = NULL, *db_path = NULL, *tmpl = NULL;
+    const char *reasoning = NULL;
     const struct mx_cli_extra extra[] = {
         {"-p", "--prompt", MX_X_STR, &prompt, 0, 0},
         {"-f", "--file", MX_X_STR, &pfile, 0, 0},
@@ -103,11 +151,17 @@ int mx_cmd_run(int argc, char **argv) {
         {NULL, "--db", MX_X_STR, &db_path, 0, 0},
         {NULL, "--chat-template", MX_X_STR, &tmpl, 0, 0},
         {NULL, "--echo", MX_X_FLAG, &echo, 0, 0},
+        {NULL, "--reasoning", MX_X_STR, &reasoning, 0, 0},
     };
     int pr = mx_cli_parse("run", MX_CLI_RUN, argc, argv, &o, extra,
                           sizeof extra / sizeof extra[0], usage);
     if (pr != 0)
         return pr > 0 ? 0 : 2;
+    if (reasoning && strcmp(reasoning, "show") != 0 && strcmp(reasoning, "hide") != 0) {
+        mx_cli_err("run", "--reasoning '%s': say show or hide", mx_safe(reasoning));
+        return 2;
+    }
+    const bool show_reasoning = reasoning && !strcmp(reasoning, "show");
     struct mx_remote_opts ro;
     int remote = mx_cli_remote_begin("run", &o, &ro);
     if (remote < 0)
@@ -168,7 +222,8 @@ int mx_cmd_run(int argc, char **argv) {
     }
     if (session) { /* one chat turn of a stored conversation, through the chat template */
         struct mx_run_session_opts so = {.model = o.model, .session = session, .prompt = text,
-                                         .db_path = db_path, .tmpl = tmpl, .settings = o.s};
+                                         .db_path = db_path, .tmpl = tmpl, .settings = o.s,
+                                         .show_reasoning = show_reasoning};
         /* as in the TUI, an answer never shifts the conversation out from under itself: a full
          * context ends it, and the next turn leaves out whole old messages instead */
         so.settings.ctx_shift = false;
@@ -202,6 +257,13 @@ int mx_cmd_run(int argc, char **argv) {
         goto done;
     }
     struct mx_gen_io io = {.text = out_text};
+    struct run_harmony rh = {.show = show_reasoning};
+    mx_harmony_stream_init(&rh.hs);
+    if (model_is_harmony(L)) { /* the channel tags are special tokens: shown, then split */
+        io.text = out_harmony;
+        io.ud = &rh;
+        io.detok_flags = MX_DETOK_SPECIAL;
+    }
     if (echo && out_text(NULL, text, tlen) < 0)
         goto write_error;
     if ((rc = mx_llm_prefill(L, ids, n_prompt, &io, &st, &err)) < 0) {
@@ -209,6 +271,8 @@ int mx_cmd_run(int argc, char **argv) {
         goto done;
     }
     rc = mx_llm_generate(L, &o.s, ids, n_prompt, &io, &st, &err);
+    if (rc >= 0 && io.ud == &rh)
+        rc = mx_harmony_stream_flush(&rh.hs, out_channel, &rh);
     if (rc == MX_EIO && !err.code)
         goto write_error;
     if (rc < 0) {

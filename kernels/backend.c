@@ -6,6 +6,7 @@
 #include "kernels/backend.h"
 
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -363,6 +364,7 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
 #define MX_OP_concat_ID MX_OP_CONCAT
 #define MX_OP_gelu_quick_ID MX_OP_GELU_QUICK
 #define MX_OP_transpose_ID MX_OP_TRANSPOSE
+#define MX_OP_swiglu_oai_ID MX_OP_SWIGLU_OAI
 
 #define TRY(x)             \
     do {                   \
@@ -554,6 +556,11 @@ int mx_op_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         return bad_shape(be, "attn", qpos, "[T]");
     if (mx_tensor_nelements(kpos) < p->n_kv)
         return bad_shape(be, "attn", kpos, "[>= n_kv]");
+    if (p->sinks) {
+        TRY(need(be, "attn", p->sinks, MX_TYPE_F32, "sinks"));
+        if (mx_tensor_nelements(p->sinks) != p->n_head)
+            return bad_shape(be, "attn", p->sinks, "[n_head]");
+    }
     DISPATCH(attn, kcache->type, dst, q, kcache, vcache, qpos, kpos, p);
 }
 
@@ -598,6 +605,15 @@ int mx_op_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx
                    const struct mx_tensor *up) {
     TRY(glu_check(be, "silu_mul", dst, gate, up));
     DISPATCH(silu_mul, MX_TYPE_F32, dst, gate, up);
+}
+
+int mx_op_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                     const struct mx_tensor *up, float alpha, float limit) {
+    TRY(glu_check(be, "swiglu_oai", dst, gate, up));
+    if (!isfinite(alpha) || !(limit > 0.0f))
+        return op_fail(be, MX_EINVAL, "swiglu_oai: bad alpha %g / limit %g", (double)alpha,
+                       (double)limit);
+    DISPATCH(swiglu_oai, MX_TYPE_F32, dst, gate, up, alpha, limit);
 }
 
 int mx_op_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,

@@ -144,7 +144,8 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     X(UPSAMPLE, upsample)         \
     X(CONCAT, concat)             \
     X(GELU_QUICK, gelu_quick)     \
-    X(TRANSPOSE, transpose)
+    X(TRANSPOSE, transpose)       \
+    X(SWIGLU_OAI, swiglu_oai)
 
 enum mx_op {
 #define MX_OP_ENUM(N, n) MX_OP_##N,
@@ -198,6 +199,9 @@ struct mx_attn_params {
     float scale;        /* score scale, normally 1/sqrtf(head_dim) */
     int32_t window;     /* sliding window: a query at p sees keys at p' with p - p' < window;
                            0 = unlimited (only causal) */
+    const struct mx_tensor *sinks; /* F32 [n_head] or NULL: attention sinks (gpt-oss), a learned
+                           logit per head that joins the softmax's denominator only: head h's
+                           weights become e^(s_c - M) / (sum_c e^(s_c - M) + e^(sinks[h] - M)) */
 };
 
 /* 2-D convolution parameters (NCHW with ggml order: ne = [W, H, C, N]). */
@@ -277,6 +281,8 @@ struct mx_backend_ops {
                   const struct mx_tensor *b, int dim);
     int (*gelu_quick)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
     int (*transpose)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+    int (*swiglu_oai)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                      const struct mx_tensor *up, float alpha, float limit);
 };
 
 struct mx_backend {
@@ -456,8 +462,8 @@ int mx_op_kv_shift(struct mx_backend *be, struct mx_tensor *kcache, const struct
  *   dst: F32 [head_dim, n_head, T] (reshape to [n_embd, T] for the output projection).
  * Query head h uses kv head h / (n_head / n_head_kv). Token t attends cell c < p->n_kv iff
  * kpos[c] >= 0 && kpos[c] <= qpos[t] && (window == 0 || qpos[t] - kpos[c] < window).
- * score = scale * q·k; softmax over the attended cells; out = sum w * v. A query that sees no
- * cell gets zeros. Write this batch's K/V into the cache first (mx_op_cpy into a row view) and
+ * score = scale * q·k; softmax over the attended cells (with p->sinks, each head's sink logit
+ * joins the denominator); out = sum w * v. A query that sees no cell gets zeros. Write this batch's K/V into the cache first (mx_op_cpy into a row view) and
  * set kpos for those cells; cells need not be in position order (after a shift/removal). */
 int mx_op_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
                const struct mx_tensor *kcache, const struct mx_tensor *vcache,
@@ -479,6 +485,12 @@ int mx_op_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx
                    const struct mx_tensor *up);
 int mx_op_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
                    const struct mx_tensor *up);
+
+/* gpt-oss's gated unit (ggml_swiglu_oai): with g = min(gate, limit), u = clamp(up, -limit, limit),
+ * dst = g / (1 + e^(-alpha g)) * (u + 1). gpt-oss: alpha 1.702, limit 7. F32, all the same
+ * shape; dst may alias gate or up. */
+int mx_op_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                     const struct mx_tensor *up, float alpha, float limit);
 
 /* dst = a + b, dst = a * b; F32. b broadcasts: each b.ne[i] is a.ne[i] or divides it (ggml
  * repeat rule; e.g. a bias [n] over [n, T]). dst has a's shape; in place (dst == a) ok. */

@@ -25,7 +25,7 @@ static const int all_types[] = {
     MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
     MX_TYPE_Q8_0, MX_TYPE_Q8_1, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
     MX_TYPE_Q6_K, MX_TYPE_Q8_K, MX_TYPE_I8,   MX_TYPE_I16,  MX_TYPE_I32,  MX_TYPE_I64,
-    MX_TYPE_F64,  MX_TYPE_BF16,
+    MX_TYPE_F64,  MX_TYPE_BF16, MX_TYPE_MXFP4,
     /* IQ types (tested in test_quant_iq.c) */
     MX_TYPE_IQ2_XXS, MX_TYPE_IQ2_XS, MX_TYPE_IQ2_S, MX_TYPE_IQ3_XXS, MX_TYPE_IQ3_S,
     MX_TYPE_IQ1_S, MX_TYPE_IQ1_M, MX_TYPE_IQ4_NL, MX_TYPE_IQ4_XS,
@@ -60,6 +60,7 @@ static void test_traits_table(void **state) {
         {MX_TYPE_I8, "i8", 1, 1, false},       {MX_TYPE_I16, "i16", 1, 2, false},
         {MX_TYPE_I32, "i32", 1, 4, false},     {MX_TYPE_I64, "i64", 1, 8, false},
         {MX_TYPE_F64, "f64", 1, 8, false},     {MX_TYPE_BF16, "bf16", 1, 2, false},
+        {MX_TYPE_MXFP4, "mxfp4", 32, 17, true},
     };
     for (size_t i = 0; i < MX_ARRAY_LEN(want); i++) {
         const struct mx_type_traits *t = mx_type_traits(want[i].type);
@@ -78,9 +79,9 @@ static void test_traits_table(void **state) {
 
 static void test_traits_unknown_ids(void **state) {
     (void)state;
-    /* 4, 5: removed Q4_2/Q4_3; 31-38: unused or ggml's repacked ids; 39/40: ends of the table;
+    /* 4, 5: removed Q4_2/Q4_3; 31-38: unused or ggml's repacked ids; 40: end of the table;
      * the rest: garbage */
-    static const int bad[] = {4, 5, 31, 34, 36, 39, 40, 1000, -1, INT_MIN, INT_MAX};
+    static const int bad[] = {4, 5, 31, 34, 36, 40, 1000, -1, INT_MIN, INT_MAX};
     for (size_t i = 0; i < MX_ARRAY_LEN(bad); i++) {
         assert_null(mx_type_traits(bad[i]));
         assert_string_equal(mx_type_name(bad[i]), "?");
@@ -561,7 +562,7 @@ static void test_golden_ggml_types(void **state) {
     (void)state;
     static const int types[] = {MX_TYPE_BF16, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
                                 MX_TYPE_Q8_1, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q5_K,
-                                MX_TYPE_Q8_K};
+                                MX_TYPE_Q8_K, MX_TYPE_MXFP4};
     for (size_t i = 0; i < MX_ARRAY_LEN(types); i++)
         check_golden(types[i]);
 }
@@ -572,7 +573,7 @@ static void test_golden_dequant(void **state) {
     (void)state;
     static const int types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
                                 MX_TYPE_Q8_0, MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K,
-                                MX_TYPE_Q5_K, MX_TYPE_Q6_K, MX_TYPE_Q8_K};
+                                MX_TYPE_Q5_K, MX_TYPE_Q6_K, MX_TYPE_Q8_K, MX_TYPE_MXFP4};
     for (size_t i = 0; i < MX_ARRAY_LEN(types); i++) {
         const struct mx_type_traits *t = mx_type_traits(types[i]);
         char file[32];

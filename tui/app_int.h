@@ -73,6 +73,13 @@ struct msg {
     char *shown;          /* drawn instead of text (the folded call lines "⚙ f(x=1) → 2 KB");
                            * NULL: text (tools.c) */
     bool hidden;          /* a tool result: folded into its call's line, not drawn itself */
+    char *reasoning;      /* assistant: the model's reasoning as it streamed (gpt-oss's analysis
+                           * channel; untrusted), shown folded; never stored. NULL: none */
+    size_t reasoning_len, reasoning_cap;
+    struct mx_rtext rr;   /* the reasoning's rendered lines, valid for rr_width and rr_len */
+    int rr_width;
+    size_t rr_len;
+    bool rr_valid;
 };
 
 /* The conversation on screen: the active branch of the session, plus notices. */
@@ -81,6 +88,7 @@ struct mx_app_conv {
     int n_msgs, cap_msgs;
     int scroll;           /* conversation lines scrolled up from the bottom (0: follow) */
     char *system_prompt;  /* owned; NULL: none */
+    bool show_reasoning;  /* answers' reasoning unfolded (F4 toggles); false: one line each */
 };
 
 /* The answer being generated on the worker, and the meters it feeds. */

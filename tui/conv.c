@@ -54,7 +54,24 @@ int mx_app_msg_append(struct msg *m, const char *s) {
     return 0;
 }
 
+int mx_app_msg_append_reasoning(struct msg *m, const char *s) {
+    size_t n = strlen(s);
+    if (m->reasoning_len + n + 1 > m->reasoning_cap) {
+        size_t cap = (m->reasoning_len + n + 1) * 2;
+        char *t = realloc(m->reasoning, cap);
+        if (!t)
+            return MX_ENOMEM;
+        m->reasoning = t;
+        m->reasoning_cap = cap;
+    }
+    memcpy(m->reasoning + m->reasoning_len, s, n + 1);
+    m->reasoning_len += n;
+    return 0;
+}
+
 void mx_app_msg_free(struct msg *m) {
+    free(m->reasoning);
+    mx_rtext_free(&m->rr);
     free(m->tool_calls);
     free(m->tool_call_id);
     free(m->shown);

@@ -10,6 +10,8 @@ struct msg *mx_app_msg_add(struct app *a, enum mx_role role, enum msg_state st,
                            const char *text);
 /* Appends s to m's text. Returns 0 or MX_ENOMEM (m unchanged). */
 int mx_app_msg_append(struct msg *m, const char *s);
+/* Appends s to m's reasoning (shown folded). Returns 0 or MX_ENOMEM (m unchanged). */
+int mx_app_msg_append_reasoning(struct msg *m, const char *s);
 /* Frees what m owns (m itself is an array slot). */
 void mx_app_msg_free(struct msg *m);
 /* Drops every message and scrolls back to the bottom. */

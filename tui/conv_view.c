@@ -2,24 +2,88 @@
  * branch "◂ 2/3 ▸" and state), its rendered lines, its image rows and a blank separator; short
  * conversations sit at the bottom next to the input, long ones scroll (PgUp/PgDn).
  *
+ * An answer with reasoning (a reasoning model's thinking, gpt-oss's analysis channel) gets one
+ * folded line under its header, "▸ Reasoning · N words (F4 unfolds)"; unfolded (F4 again
+ * folds), "▾ Reasoning (F4 folds)" and the reasoning's lines in the muted colour, before the
+ * answer. The reasoning is never the answer: it is not stored, and the next turn's prompt does
+ * not contain it.
+ *
  * Sixels are not drawn here: the rows they take are left blank and their places recorded in
  * a->frame for draw.c to send after the frame (only when the whole image fits the pane).
  */
 #include "tui/view.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/text.h"
 #include "tui/conv.h"
+#include "tui/markdown.h"
 #include "tui/images.h"
 #include "tui/style.h"
 
-/* Lines a message takes: header + rendered lines + image rows + a blank separator. */
+/* (Re)renders m's reasoning for width columns, muted, when it or the width changed. */
+static void reasoning_render(struct msg *m, int width) {
+    if (m->rr_valid && m->rr_width == width && m->rr_len == m->reasoning_len)
+        return;
+    mx_rtext_free(&m->rr);
+    m->rr_valid = false;
+    char *clean = malloc(MX_SANITIZE_MAX(m->reasoning_len));
+    if (!clean)
+        return;
+    size_t n = mx_text_sanitize(m->reasoning, m->reasoning_len, clean, true);
+    if (mx_markdown_render(clean, n, width, MX_ROLE_muted, &m->rr) == 0) {
+        m->rr_valid = true;
+        m->rr_width = width;
+        m->rr_len = m->reasoning_len;
+    }
+    free(clean);
+}
+
+/* Lines the reasoning takes under the header: none, the folded line, or that line and the
+ * reasoning's lines. */
+static int reasoning_lines(struct app *a, struct msg *m, int width) {
+    if (!m->reasoning || m->reasoning_len == 0)
+        return 0;
+    if (!a->conv.show_reasoning)
+        return 1;
+    reasoning_render(m, width);
+    return 1 + (m->rr_valid ? (int)m->rr.n_lines : 0);
+}
+
+/* Lines a message takes: header + reasoning + rendered lines + image rows + a blank separator. */
 static int msg_lines(struct app *a, struct msg *m, int width) {
     if (m->hidden) /* a tool result: shown on its call's line */
         return 0;
-    return 1 + (m->r_valid ? (int)m->r.n_lines : 0) + mx_app_img_rows(a, m, width, NULL) + 1;
+    return 1 + reasoning_lines(a, m, width) + (m->r_valid ? (int)m->r.n_lines : 0) +
+           mx_app_img_rows(a, m, width, NULL) + 1;
+}
+
+/* Words of the reasoning (runs of non-space bytes), for the folded line. */
+static size_t word_count(const char *s, size_t n) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && (i == 0 || s[i - 1] == ' ' ||
+                                                              s[i - 1] == '\n' || s[i - 1] == '\t'))
+            w++;
+    return w;
+}
+
+/* Line `line` of the reasoning block (0: the fold line). */
+static void draw_reasoning_line(struct app *a, struct msg *m, int line, int y, int x0,
+                                int width) {
+    if (line == 0) {
+        char t[96];
+        int k = a->conv.show_reasoning
+                    ? snprintf(t, sizeof t, "\xe2\x96\xbe Reasoning (F4 folds)") /* ▾ */
+                    : snprintf(t, sizeof t, "\xe2\x96\xb8 Reasoning \xc2\xb7 %zu words (F4 "
+                               "unfolds)", word_count(m->reasoning, m->reasoning_len)); /* ▸ · */
+        mx_app_put_text(a, y, x0, t, (size_t)k, width, MX_ROLE_muted, 0);
+        return;
+    }
+    const struct mx_rline *l = &m->rr.lines[line - 1];
+    mx_app_put_text(a, y, x0, l->text, l->len, width, MX_ROLE_muted, 0);
 }
 
 static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0, int width) {
@@ -44,6 +108,12 @@ static void draw_msg_line(struct app *a, struct msg *m, int line, int y, int x0,
         return;
     }
     line--;
+    int n_reason = reasoning_lines(a, m, width);
+    if (line < n_reason) {
+        draw_reasoning_line(a, m, line, y, x0, width);
+        return;
+    }
+    line -= n_reason;
     int n_text = m->r_valid ? (int)m->r.n_lines : 0;
     if (line >= n_text) {
         if (a->img.gfx.mode == MX_GFX_BLOCKS)
@@ -87,7 +157,7 @@ static void conversation_draw(struct app *a, int top, int left, int height, int 
     for (int i = 0; i < n_shown && y < top + height; i++) {
         struct msg *m = shown_msg(a, i);
         int n = msg_lines(a, m, width);
-        int n_text = m->r_valid ? (int)m->r.n_lines : 0;
+        int n_text = (m->r_valid ? (int)m->r.n_lines : 0) + reasoning_lines(a, m, width);
         int n_img = n - n_text - 2;
         for (int l = 0; l < n && y < top + height; l++, idx++) {
             if (idx < first)

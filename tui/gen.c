@@ -206,6 +206,10 @@ void mx_app_gen_events(struct app *a) {
             a->gen.pieces++;
             a->gen.tok_s = mx_rate_add(&a->gen.rate, mx_time_s(), 1);
             break;
+        case MX_EV_REASONING: /* gpt-oss's thinking: folded above the answer, not stored */
+            if (m && ev.text)
+                mx_app_msg_append_reasoning(m, ev.text);
+            break;
         case MX_EV_PROGRESS:
             if (a->fr.busy)
                 mx_app_firstrun_progress(a, ev.a, ev.b);

@@ -107,6 +107,14 @@ static int act_viewer(int count, int key) {
     return 0;
 }
 
+/* F4: every answer's reasoning (a reasoning model's thinking) unfolded, or folded to one line. */
+static int act_reasoning(int count, int key) {
+    (void)count;
+    (void)key;
+    g_app->conv.show_reasoning = !g_app->conv.show_reasoning;
+    return 0;
+}
+
 static int act_branch_prev(int count, int key) {
     (void)count;
     (void)key;

@@ -37,7 +37,9 @@
     X(act_viewer,      "\033OR",       "F3",            "the last image full screen")           \
     X(act_viewer,      "\033[13~",     NULL,            NULL)                                   \
     X(act_branch_prev, "\033\033[D",   NULL,            NULL)                                   \
-    X(act_branch_next, "\033\033[C",   NULL,            NULL)
+    X(act_branch_next, "\033\033[C",   NULL,            NULL)                                   \
+    X(act_reasoning,   "\033OS",       "F4",            "unfold / fold the answers' reasoning") \
+    X(act_reasoning,   "\033[14~",     NULL,            NULL)
 
 struct app;
 

@@ -1,6 +1,6 @@
 /* quant.c - the per-type traits table and the scalar reference (de)quantizers for the GGUF
- * tensor types (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K); the IQ
- * types' converters live in quant_iq.c and are listed here.
+ * tensor types (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K, MXFP4);
+ * the IQ types' converters live in quant_iq.c and are listed here.
  *
  * Why: these are the ground truth for every fast kernel and for files mixel writes. Dequantizers
  * compute exactly what ggml's dequantize_row_* compute (same float operations in the same
@@ -1025,6 +1025,60 @@ static void q8_k_from_float(const float *src, void *dst, int64_t n) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * MXFP4: 32 E2M1 values sharing one E8M0 exponent (gpt-oss expert weights)
+ */
+
+/* Doubled E2M1 values by 4-bit code: transcribed from the format (ggml-common.h kvalues_mxfp4). */
+const int8_t mx_kvalues_mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* w = kvalue * 2^(e - 128); low nibbles are values 0..15, high nibbles 16..31. */
+static void mxfp4_to_float(const void *src, float *dst, int64_t n) {
+    const unsigned char *p = src;
+    for (int64_t i = 0; i < n / MX_QK_MXFP4; i++, dst += MX_QK_MXFP4) {
+        mx_block_mxfp4 b;
+        memcpy(&b, p + i * sizeof(b), sizeof(b));
+        const float d = mx_e8m0_to_fp32_half(b.e);
+        for (int j = 0; j < MX_QK_MXFP4 / 2; j++) {
+            dst[j] = mx_kvalues_mxfp4[b.qs[j] & 0x0f] * d;
+            dst[j + MX_QK_MXFP4 / 2] = mx_kvalues_mxfp4[b.qs[j] >> 4] * d;
+        }
+    }
+}
+
+/* The code whose value times d is nearest to x (the first on ties), as ggml's best_index. */
+static uint8_t mxfp4_best(float x, float d) {
+    uint8_t best = 0;
+    float best_err = fabsf(mx_kvalues_mxfp4[0] * d - x);
+    for (uint8_t i = 1; i < 16; i++) {
+        float err = fabsf(mx_kvalues_mxfp4[i] * d - x);
+        if (err < best_err) {
+            best = i;
+            best_err = err;
+        }
+    }
+    return best;
+}
+
+/* e = floor(log2(absmax)) - 2 + 127 (so absmax lands in the top code's range), then the nearest
+ * code per value (ggml's quantize_row_mxfp4_ref). */
+static void mxfp4_from_float(const float *src, void *dst, int64_t n) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_MXFP4; i++, src += MX_QK_MXFP4) {
+        mx_block_mxfp4 b;
+        float amax = 0.0f;
+        for (int j = 0; j < MX_QK_MXFP4; j++)
+            if (amax < fabsf(src[j]))
+                amax = fabsf(src[j]);
+        b.e = amax > 0.0f ? cvtt_u8(floorf(log2f(amax)) - 2 + 127) : 0;
+        const float d = mx_e8m0_to_fp32_half(b.e);
+        for (int j = 0; j < MX_QK_MXFP4 / 2; j++)
+            b.qs[j] = (uint8_t)(mxfp4_best(src[j], d) |
+                                mxfp4_best(src[j + MX_QK_MXFP4 / 2], d) << 4);
+        memcpy(p + i * sizeof(b), &b, sizeof(b));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The traits table and the public entry points
  */
 
@@ -1063,6 +1117,7 @@ static const struct mx_type_traits traits[MX_TYPE_COUNT] = {
     T_QUANT(MX_TYPE_IQ1_M,   iq1_m,   MX_QK_K, mx_iq1_m_to_float,   NULL),
     T_QUANT(MX_TYPE_IQ4_NL,  iq4_nl,  MX_QK4_NL, mx_iq4_nl_to_float, mx_iq4_nl_from_float),
     T_QUANT(MX_TYPE_IQ4_XS,  iq4_xs,  MX_QK_K, mx_iq4_xs_to_float,  mx_iq4_xs_from_float),
+    T_QUANT(MX_TYPE_MXFP4, mxfp4, MX_QK_MXFP4, mxfp4_to_float, mxfp4_from_float),
 };
 
 #undef T_FLOAT

@@ -45,6 +45,7 @@ enum mx_type {
     MX_TYPE_F64 = 28,
     MX_TYPE_IQ1_M = 29,
     MX_TYPE_BF16 = 30,
+    MX_TYPE_MXFP4 = 39, /* OCP microscaling FP4 (gpt-oss experts) */
     MX_TYPE_COUNT = 40 /* size of the traits table; ids without traits are unsupported */
 };
 
@@ -55,6 +56,7 @@ enum mx_type {
 #define MX_QK8_0 32
 #define MX_QK8_1 32
 #define MX_QK_K 256
+#define MX_QK_MXFP4 32
 #define MX_K_SCALE_SIZE 12
 
 typedef uint16_t mx_half; /* IEEE binary16 bits */
@@ -65,6 +67,22 @@ typedef struct { mx_half d; uint8_t qh[4]; uint8_t qs[MX_QK5_0 / 2]; } mx_block_
 typedef struct { mx_half d, m; uint8_t qh[4]; uint8_t qs[MX_QK5_1 / 2]; } mx_block_q5_1;
 typedef struct { mx_half d; int8_t qs[MX_QK8_0]; } mx_block_q8_0;
 typedef struct { mx_half d, s; int8_t qs[MX_QK8_1]; } mx_block_q8_1; /* s = d * sum(qs) */
+
+/* MXFP4 (ggml's block_mxfp4): 32 values, each an E2M1 float stored as a 4-bit index into
+ * mx_kvalues_mxfp4 (values doubled so they are integers: 0, 0.5, 1, 1.5, 2, 3, 4, 6 become 0..12;
+ * bit 3 is the sign), and one shared E8M0 exponent e: value = kvalue * 2^(e - 128) (half of
+ * 2^(e - 127), undoing the doubling). Byte j holds value j (low nibble) and value j + 16 (high). */
+typedef struct { uint8_t e; uint8_t qs[MX_QK_MXFP4 / 2]; } mx_block_mxfp4;
+
+/* The E2M1 values, doubled (ggml's kvalues_mxfp4; the table is the format's definition). */
+extern const int8_t mx_kvalues_mxfp4[16];
+
+/* 2^(e - 128) as ggml's GGML_E8M0_TO_FP32_HALF computes it (denormal bit patterns for e < 2). */
+static inline float mx_e8m0_to_fp32_half(uint8_t e) {
+    union { uint32_t u; float f; } v;
+    v.u = e < 2 ? (uint32_t)0x00200000u << e : (uint32_t)(e - 1) << 23;
+    return v.f;
+}
 
 /* K-quants: super-blocks of 256 values. */
 typedef struct {
@@ -113,6 +131,7 @@ _Static_assert(sizeof(mx_block_q4_K) == 144, "q4_K block");
 _Static_assert(sizeof(mx_block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(mx_block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(mx_block_q8_K) == 292, "q8_K block");
+_Static_assert(sizeof(mx_block_mxfp4) == 17, "mxfp4 block");
 
 /* Scalar row converters: n values, n a multiple of the type's block size. */
 typedef void (*mx_to_float_fn)(const void *src, float *dst, int64_t n);

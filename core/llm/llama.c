@@ -11,6 +11,11 @@
  * ffn_norm}, dense blk.N.ffn_{gate,up,down} or MoE blk.N.ffn_gate_inp + ffn_{gate,up,down}_exps
  * (3-D), or the older Mixtral layout with one 2-D tensor per expert (blk.N.ffn_gate.E.weight),
  * which is gathered into one allocation at load.
+ *
+ * gpt-oss (general.architecture "gpt-oss", llama.cpp's LLM_ARCH_OPENAI_MOE) shares the loader
+ * with its own pieces: gptoss_hparams_read (sliding-window pattern, NEOX rope), yarn_read (YaRN
+ * as llama.cpp sets it up) and gptoss_bind_layer (biases, attention sinks, post_attention_norm,
+ * expert biases; experts usually MXFP4).
  */
 #include "core/llm/llama.h"
 
@@ -65,6 +70,64 @@ static int get_f32(const struct mx_gguf *g, const char *arch, const char *suffix
     return 0;
 }
 
+/* gpt-oss's own keys: its sliding-window layer pattern (default 2: even layers slide, odd ones
+ * see everything, as llama.cpp's set_swa_pattern) and NEOX rope. The window itself is required,
+ * as llama.cpp requires it. */
+static int gptoss_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
+                               struct mx_err *err) {
+    int rc;
+    hp->swa_pattern = 2;
+    hp->rope_mode = 2; /* MX_ROPE_NEOX */
+    if ((rc = get_i32(g, hp->arch, "attention.sliding_window", true, &hp->sliding_window,
+                      err)) < 0 ||
+        (rc = get_i32(g, hp->arch, "attention.sliding_window_pattern", false, &hp->swa_pattern,
+                      err)) < 0)
+        return rc;
+    if (hp->swa_pattern < 1 || hp->swa_pattern > 64)
+        return mx_err_set(err, MX_EFORMAT, "%s: attention.sliding_window_pattern %d out of "
+                          "range [1, 64]", mx_gguf_path(g), (int)hp->swa_pattern);
+    return 0;
+}
+
+/* YaRN as llama.cpp sets it up (llama-context.cpp): extrapolation mix 1 unless the file says
+ * otherwise, the ramp between beta_fast and beta_slow rotations over the original context, and
+ * the magnitude factor 0.1 ln(factor) + 1 -- which ggml's rope multiplies in again, so llama.cpp
+ * divides it out here (ggml-org/llama.cpp#17945) -- times rope.scaling.attn_factor. */
+static int yarn_read(const struct mx_gguf *g, const char *arch, float factor,
+                     struct mx_llama_hparams *hp, struct mx_err *err) {
+    int rc;
+    float log_mul = 0.0f, attn = 1.0f;
+    if (factor == 0.0f) /* no factor key: llama.cpp's freq_scale 1 */
+        factor = 1.0f;
+    hp->yarn_ext_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    hp->yarn_n_ctx_orig = hp->n_ctx_train;
+    if ((rc = get_f32(g, arch, "rope.scaling.yarn_ext_factor", &hp->yarn_ext_factor, err)) < 0 ||
+        (rc = get_f32(g, arch, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast, err)) < 0 ||
+        (rc = get_f32(g, arch, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow, err)) < 0 ||
+        (rc = get_f32(g, arch, "rope.scaling.yarn_log_multiplier", &log_mul, err)) < 0 ||
+        (rc = get_f32(g, arch, "rope.scaling.attn_factor", &attn, err)) < 0 ||
+        (rc = get_i32(g, arch, "rope.scaling.original_context_length", false,
+                      &hp->yarn_n_ctx_orig, err)) < 0)
+        return rc;
+    if (!(factor >= 1.0f) || !(hp->yarn_beta_fast > 0.0f) || !(hp->yarn_beta_slow > 0.0f) ||
+        hp->yarn_n_ctx_orig < 1 || !(hp->yarn_ext_factor >= 0.0f) || !(attn > 0.0f))
+        return mx_err_set(err, MX_EFORMAT, "%s: YaRN parameters out of range (factor %g, beta "
+                          "%g/%g, original context %d)", mx_gguf_path(g), factor,
+                          hp->yarn_beta_fast, hp->yarn_beta_slow, (int)hp->yarn_n_ctx_orig);
+    /* get_mscale(scale, m) = scale <= 1 ? 1 : 0.1 m ln(scale) + 1, in float like llama.cpp */
+    hp->yarn_attn_factor = 1.0f;
+    if (hp->yarn_ext_factor != 0.0f) {
+        float ms1 = factor <= 1.0f ? 1.0f : 0.1f * 1.0f * logf(factor) + 1.0f;
+        float msl = factor <= 1.0f ? 1.0f : 0.1f * log_mul * logf(factor) + 1.0f;
+        hp->yarn_attn_factor = log_mul != 0.0f ? ms1 / msl : ms1;
+        hp->yarn_attn_factor *= 1.0f / (1.0f + 0.1f * logf(factor));
+    }
+    hp->yarn_attn_factor *= attn;
+    return 0;
+}
+
 int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
                           struct mx_err *err) {
     memset(hp, 0, sizeof *hp);
@@ -76,15 +139,17 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
     if (rc < 0)
         return rc;
     /* llama.cpp writes Mistral and Mixtral files as 'llama' too */
-    if (strcmp(arch, "llama") != 0)
+    hp->gptoss = strcmp(arch, "gpt-oss") == 0;
+    if (strcmp(arch, "llama") != 0 && !hp->gptoss)
         return mx_err_set(err, MX_EUNSUP, "%s: architecture '%.40s' not supported (only llama, "
-                          "which covers Llama 1-3, Mistral and Mixtral)", path, arch);
+                          "which covers Llama 1-3, Mistral and Mixtral, and gpt-oss)", path, arch);
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
 
     if ((rc = get_i32(g, arch, "context_length", true, &hp->n_ctx_train, err)) < 0 ||
         (rc = get_i32(g, arch, "embedding_length", true, &hp->n_embd, err)) < 0 ||
         (rc = get_i32(g, arch, "block_count", true, &hp->n_layer, err)) < 0 ||
-        (rc = get_i32(g, arch, "feed_forward_length", true, &hp->n_ff, err)) < 0 ||
+        (rc = get_i32(g, arch, hp->gptoss ? "expert_feed_forward_length" : "feed_forward_length",
+                      true, &hp->n_ff, err)) < 0 ||
         (rc = get_i32(g, arch, "attention.head_count", true, &hp->n_head, err)) < 0)
         return rc;
     hp->n_head_kv = hp->n_head;
@@ -112,7 +177,11 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
         (rc = get_f32(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err)) < 0)
         return rc;
 
-    /* RoPE scaling: linear only (position interpolation). "rope.scale_linear" is the old key. */
+    if (hp->gptoss && (rc = gptoss_hparams_read(g, hp, err)) < 0)
+        return rc;
+
+    /* RoPE scaling: linear (position interpolation; "rope.scale_linear" is the old key) or
+     * YaRN. */
     float factor = 0.0f;
     if ((rc = get_f32(g, arch, "rope.scale_linear", &factor, err)) < 0)
         return rc;
@@ -122,10 +191,11 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
     rc = mx_gguf_get_str(g, key, &stype, err);
     if (rc < 0 && rc != MX_ENOENT)
         return rc;
+    bool yarn = stype && strcmp(stype, "yarn") == 0;
     if (stype && strcmp(stype, "none") != 0) {
-        if (strcmp(stype, "linear") != 0)
+        if (strcmp(stype, "linear") != 0 && !yarn)
             return mx_err_set(err, MX_EUNSUP, "%s: rope scaling '%.40s' not supported (only "
-                              "linear)", path, stype);
+                              "linear and yarn)", path, stype);
         if ((rc = get_f32(g, arch, "rope.scaling.factor", &factor, err)) < 0)
             return rc;
     }
@@ -134,6 +204,8 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
             return mx_err_set(err, MX_EFORMAT, "%s: rope scaling factor %g", path, factor);
         hp->rope_freq_scale = 1.0f / factor;
     }
+    if (yarn && (rc = yarn_read(g, arch, factor, hp, err)) < 0)
+        return rc;
 
     /* the vocabulary: the tokenizer's list when present (checked against token_embd later) */
     const struct mx_gguf_value *toks = mx_gguf_get(g, "tokenizer.ggml.tokens");
@@ -164,7 +236,8 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
     if (hp->n_head % hp->n_head_kv != 0)
         return mx_err_set(err, MX_EFORMAT, "model: head_count %d is not a multiple of "
                           "head_count_kv %d", (int)hp->n_head, (int)hp->n_head_kv);
-    if ((int64_t)hp->head_dim * hp->n_head != hp->n_embd)
+    /* gpt-oss projects 2880 to 64 heads x 64: its q width is not n_embd */
+    if (!hp->gptoss && (int64_t)hp->head_dim * hp->n_head != hp->n_embd)
         return mx_err_set(err, MX_EFORMAT, "model: embedding_length %d is not head_count %d x "
                           "head dimension %d", (int)hp->n_embd, (int)hp->n_head,
                           (int)hp->head_dim);
@@ -174,6 +247,8 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
     if (hp->n_expert > 0 && (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert))
         return mx_err_set(err, MX_EFORMAT, "model: expert_used_count %d must be in [1, "
                           "expert_count %d]", (int)hp->n_expert_used, (int)hp->n_expert);
+    if (hp->gptoss && hp->n_expert == 0)
+        return mx_err_set(err, MX_EFORMAT, "model: gpt-oss without experts (expert_count 0)");
     if (hp->n_expert == 0 && hp->n_expert_used != 0)
         return mx_err_set(err, MX_EFORMAT, "model: expert_used_count %d without experts",
                           (int)hp->n_expert_used);
@@ -186,7 +261,7 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
 
 /* ---- tensors -------------------------------------------------------------------------------- */
 
-enum use { USE_NORM, USE_MATMUL, USE_MATMUL_ID, USE_EMBD };
+enum use { USE_NORM, USE_MATMUL, USE_MATMUL_ID, USE_EMBD, USE_BIAS };
 
 static void shape_str(char *buf, size_t n, int nd, const int64_t *ne) {
     size_t o = 0;
@@ -220,10 +295,11 @@ static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt
         return mx_err_set(err, MX_EUNSUP, "%s: tensor '%s' has unsupported type %s (%d)", path,
                           gt->name, mx_type_name(gt->type), gt->type);
     enum mx_op op = use == USE_MATMUL ? MX_OP_MATMUL : use == USE_MATMUL_ID ? MX_OP_MATMUL_ID
-                  : use == USE_EMBD ? MX_OP_GET_ROWS : MX_OP_RMS_NORM;
-    if (use == USE_NORM && gt->type != MX_TYPE_F32)
-        return mx_err_set(err, MX_EUNSUP, "%s: norm tensor '%s' is %s, expected f32", path,
-                          gt->name, mx_type_name(gt->type));
+                  : use == USE_EMBD ? MX_OP_GET_ROWS : use == USE_BIAS ? MX_OP_ADD
+                  : MX_OP_RMS_NORM;
+    if ((use == USE_NORM || use == USE_BIAS) && gt->type != MX_TYPE_F32)
+        return mx_err_set(err, MX_EUNSUP, "%s: %s tensor '%s' is %s, expected f32", path,
+                          use == USE_NORM ? "norm" : "bias", gt->name, mx_type_name(gt->type));
     if (!mx_backend_supports(m->be, op, (enum mx_type)gt->type))
         return mx_err_set(err, MX_EUNSUP, "%s: tensor '%s': backend %s has no %s for type %s",
                           path, gt->name, mx_backend_name(m->be), mx_op_name(op),
@@ -253,6 +329,56 @@ static int bind(struct mx_llama_model *m, const char *name, enum use use, int nd
         return mx_err_set(err, MX_EFORMAT, "%s: tensor '%s' missing", mx_gguf_path(m->gguf),
                           name);
     return bind_tensor(m, gt, m->wbuf, m->host_base, use, nd, ne0, ne1, ne2, t, err);
+}
+
+/* One gpt-oss block (llama.cpp's llama_model_openai_moe::load_arch_tensors): the llama names
+ * plus q/k/v/output biases, attn_sinks [n_head], post_attention_norm (the pre-FFN norm), a
+ * router bias and per-expert biases [n, n_expert]. *eparams / *ebytes receive the experts' share
+ * (matrices and their biases), which only n_expert_used / n_expert of is read per token. */
+static int gptoss_bind_layer(struct mx_llama_model *m, int il, uint64_t *eparams,
+                             uint64_t *ebytes, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &m->hp;
+    struct mx_llama_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    const struct {
+        const char *name; enum use use; int nd; int64_t ne0, ne1, ne2; struct mx_tensor *t;
+        bool expert;
+    } ts[] = {
+        {"attn_norm.weight", USE_NORM, 1, E, 1, 1, &L->attn_norm, false},
+        {"attn_q.weight", USE_MATMUL, 2, E, Q, 1, &L->wq, false},
+        {"attn_k.weight", USE_MATMUL, 2, E, KV, 1, &L->wk, false},
+        {"attn_v.weight", USE_MATMUL, 2, E, KV, 1, &L->wv, false},
+        {"attn_output.weight", USE_MATMUL, 2, Q, E, 1, &L->wo, false},
+        {"attn_q.bias", USE_BIAS, 1, Q, 1, 1, &L->bq, false},
+        {"attn_k.bias", USE_BIAS, 1, KV, 1, 1, &L->bk, false},
+        {"attn_v.bias", USE_BIAS, 1, KV, 1, 1, &L->bv, false},
+        {"attn_output.bias", USE_BIAS, 1, E, 1, 1, &L->bo, false},
+        {"attn_sinks.weight", USE_BIAS, 1, hp->n_head, 1, 1, &L->sinks, false},
+        {"post_attention_norm.weight", USE_NORM, 1, E, 1, 1, &L->ffn_norm, false},
+        {"ffn_gate_inp.weight", USE_MATMUL, 2, E, X, 1, &L->ffn_gate_inp, false},
+        {"ffn_gate_inp.bias", USE_BIAS, 1, X, 1, 1, &L->gate_inp_b, false},
+        {"ffn_gate_exps.weight", USE_MATMUL_ID, 3, E, F, X, &L->gate_exps, true},
+        {"ffn_up_exps.weight", USE_MATMUL_ID, 3, E, F, X, &L->up_exps, true},
+        {"ffn_down_exps.weight", USE_MATMUL_ID, 3, F, E, X, &L->down_exps, true},
+        {"ffn_gate_exps.bias", USE_BIAS, 2, F, X, 1, &L->gate_exps_b, true},
+        {"ffn_up_exps.bias", USE_BIAS, 2, F, X, 1, &L->up_exps_b, true},
+        {"ffn_down_exps.bias", USE_BIAS, 2, E, X, 1, &L->down_exps_b, true},
+    };
+    for (size_t i = 0; i < MX_ARRAY_LEN(ts); i++) {
+        char n[96];
+        snprintf(n, sizeof n, "blk.%d.%s", il, ts[i].name);
+        uint64_t p0 = m->size.n_params, b0 = m->size.n_bytes;
+        int rc = bind(m, n, ts[i].use, ts[i].nd, ts[i].ne0, ts[i].ne1, ts[i].ne2, ts[i].t, err);
+        if (rc < 0)
+            return rc;
+        if (ts[i].expert) {
+            *eparams += m->size.n_params - p0;
+            *ebytes += m->size.n_bytes - b0;
+        }
+    }
+    return 0;
 }
 
 /* Older Mixtral files: blk.N.ffn_{gate,up,down}.E.weight, one 2-D tensor per expert. They are
@@ -491,6 +617,11 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
             if ((rc = bind(m, n, use, nd, a, b, c, t, err)) < 0)                         \
                 goto fail;                                                               \
         } while (0)
+        if (hp->gptoss) {
+            if ((rc = gptoss_bind_layer(m, il, &expert_params, &expert_bytes, err)) < 0)
+                goto fail;
+            continue;
+        }
         B("attn_norm", USE_NORM, 1, E, 1, 1, &L->attn_norm);
         B("attn_q", USE_MATMUL, 2, E, Q, 1, &L->wq);
         B("attn_k", USE_MATMUL, 2, E, KV, 1, &L->wk);
@@ -547,6 +678,11 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
                   !mx_backend_supports(be, MX_OP_MOE_COMBINE, MX_TYPE_F32))) {
         rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no MoE routing", path,
                         mx_backend_name(be));
+        goto fail;
+    }
+    if (hp->gptoss && !mx_backend_supports(be, MX_OP_SWIGLU_OAI, MX_TYPE_F32)) {
+        rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no swiglu_oai (gpt-oss experts)",
+                        path, mx_backend_name(be));
         goto fail;
     }
     /* what one token reads: everything but the unused experts and all but one embedding row */

@@ -1,4 +1,4 @@
-/* llama.h - the LLM engine: llama / mistral / Mixtral (sparse MoE) models from GGUF.
+/* llama.h - the LLM engine: llama / mistral / Mixtral (sparse MoE) and gpt-oss models from GGUF.
  *
  * Three objects, in the llama2.c spirit of keeping config, weights and state apart:
  *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `llama.*` keys, validated);
@@ -42,6 +42,20 @@ struct mx_llama_hparams {
     float rope_freq_base;   /* llama.rope.freq_base (default 10000) */
     float rope_freq_scale;  /* 1 / linear rope scaling factor (1: none) */
     float norm_eps;         /* llama.attention.layer_norm_rms_epsilon (default 1e-5) */
+    /* gpt-oss (general.architecture "gpt-oss", llama.cpp's LLM_ARCH_OPENAI_MOE); all zero for
+     * llama files */
+    bool gptoss;            /* the gpt-oss block: biases, attention sinks, post-attention norm,
+                               SwiGLU-OAI experts with softmax-over-top-k weights */
+    int32_t swa_pattern;    /* attention.sliding_window_pattern: layer il uses the sliding window
+                               iff il % swa_pattern < swa_pattern - 1 (gpt-oss: 2, so even
+                               layers); 0: every layer uses sliding_window (Mistral) */
+    int32_t rope_mode;      /* enum mx_rope_mode: 0 NORM (llama), 2 NEOX (gpt-oss) */
+    float yarn_ext_factor;  /* YaRN (rope.scaling.type yarn): 1, else 0 (no YaRN) */
+    float yarn_attn_factor; /* YaRN magnitude factor handed to the rope op (llama.cpp's
+                               yarn_attn_factor after its mscale cancellation) */
+    float yarn_beta_fast;   /* rope.scaling.yarn_beta_fast (32) */
+    float yarn_beta_slow;   /* rope.scaling.yarn_beta_slow (1) */
+    int32_t yarn_n_ctx_orig;/* rope.scaling.original_context_length */
 };
 
 /* Reads hyperparameters from g's metadata (n_vocab from the token list, else 0 until the

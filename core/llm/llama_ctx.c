@@ -8,6 +8,10 @@
  * on every device. Tokens go through in chunks of n_ubatch (the batched GEMM path for prompts;
  * one token per call when generating).
  *
+ * gpt-oss blocks add, in the same order as llama.cpp's graph: q/k/v/o biases, attention sinks
+ * and a sliding window on every other layer, NEOX rope with YaRN, and gptoss_moe (biased router,
+ * softmax over the top-k logits, biased experts with SwiGLU-OAI).
+ *
  * The KV cache holds one row per cell (all kv heads of one token) per layer, and kpos[cell], the
  * position of the token it holds. Cells [0, n_used) are in use, in insertion order; removing a
  * range compacts them, a shift re-rotates keys and changes kpos. The attention op masks by
@@ -63,6 +67,8 @@ struct mx_llama_ctx {
     struct mx_tensor sel;       /* I32 [n_expert_used, U] selected experts */
     struct mx_tensor selw;      /* [n_expert_used, U] their weights */
     struct mx_tensor ey;        /* [n_embd, n_expert_used * U] expert outputs */
+    struct mx_tensor ebias;     /* gpt-oss: F32 [max(n_ff, n_embd) * n_expert_used * U], the
+                                   selected experts' biases gathered (get_rows) before the add */
     struct mx_tensor logits_t;  /* [n_vocab, OUT_CHUNK] */
     struct mx_tensor lora_a;    /* 1-D: A x of a LoRA adapter (max rank * U * ku; lora.h) */
     struct mx_tensor lora_b;    /* 1-D: B (A x) (largest adapted n_out * U * ku) */
@@ -103,6 +109,8 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
         A(sel, MX_TYPE_I32, ku, U, "sel")
         A(selw, MX_TYPE_F32, ku, U, "selw")
         A(ey, MX_TYPE_F32, hp->n_embd, U * ku, "ey")
+        if (hp->gptoss)
+            A(ebias, MX_TYPE_F32, MX_MAX(hp->n_ff, hp->n_embd) * U * ku, 1, "ebias")
     }
     A(logits_t, MX_TYPE_F32, hp->n_vocab, MX_MIN(U, OUT_CHUNK), "logits")
     int64_t la, lb;
@@ -219,6 +227,12 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     c->rope.mode = MX_ROPE_NORM;
     c->rope.freq_base = hp->rope_freq_base;
     c->rope.freq_scale = hp->rope_freq_scale;
+    c->rope.mode = hp->rope_mode;
+    c->rope.ext_factor = hp->yarn_ext_factor;
+    c->rope.attn_factor = hp->yarn_attn_factor;
+    c->rope.beta_fast = hp->yarn_beta_fast;
+    c->rope.beta_slow = hp->yarn_beta_slow;
+    c->rope.n_ctx_orig = hp->yarn_n_ctx_orig;
     int rc = MX_ENOMEM;
     c->kc = calloc((size_t)hp->n_layer, sizeof *c->kc);
     c->vc = calloc((size_t)hp->n_layer, sizeof *c->vc);
@@ -341,6 +355,53 @@ static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_ten
     return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
 }
 
+/* View of the first ne0 * ne1 elements of a 1-D arena tensor as [ne0, ne1]. */
+static struct mx_tensor flat2(const struct mx_tensor *t, int64_t ne0, int64_t ne1) {
+    struct mx_tensor v = head1d(t, ne0 * ne1), r;
+    mx_tensor_reshape(&v, ne0, ne1, 1, 1, &r);
+    return r;
+}
+
+/* gpt-oss's expert block on xb (llama.cpp build_moe_ffn with SWIGLU_OAI_MOE and
+ * SOFTMAX_WEIGHT): router logits + bias; the top-k logits, their weights a softmax over those k;
+ * per selected expert g = W_gate xb + b_gate, u = W_up xb + b_up, h = swiglu_oai(g, u) (alpha
+ * 1.702, limit 7), y = W_down h + b_down; tmp = sum of the weighted y. Returns 0 or a backend
+ * error (err set). */
+static int gptoss_moe(struct mx_llama_ctx *c, const struct mx_llama_layer *L, int64_t T,
+                      struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &c->m->hp;
+    struct mx_backend *be = c->be;
+    const int64_t ku = hp->n_expert_used, F = hp->n_ff, E = hp->n_embd;
+    int rc = 0;
+    struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
+    struct mx_tensor selw = rows(&c->selw, 0, T), xb = rows(&c->xb, 0, T);
+    struct mx_tensor tmp = rows(&c->tmp, 0, T);
+    struct mx_tensor g3 = rows3(&c->gate, F, ku, T), u3 = rows3(&c->up, F, ku, T);
+    struct mx_tensor ey3 = rows3(&c->ey, E, ku, T), xb3 = rows3(&c->xb, E, 1, T);
+    struct mx_tensor g2 = rows(&c->gate, 0, ku * T), u2 = rows(&c->up, 0, ku * T);
+    struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
+    struct mx_tensor bf = flat2(&c->ebias, F, ku * T), be2 = flat2(&c->ebias, E, ku * T);
+    struct mx_tensor ids1 = head1d(&c->sel, ku * T);
+    OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
+    OP("forward: router bias", mx_op_add(be, &rl, &rl, &L->gate_inp_b));
+    /* renorm: the softmax over all logits divided by its sum over the k = a softmax over k */
+    OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
+    OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
+    OP("forward: expert gate bias", mx_op_get_rows(be, &bf, &L->gate_exps_b, &ids1));
+    OP("forward: expert gate bias", mx_op_add(be, &g2, &g2, &bf));
+    OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
+    OP("forward: expert up bias", mx_op_get_rows(be, &bf, &L->up_exps_b, &ids1));
+    OP("forward: expert up bias", mx_op_add(be, &u2, &u2, &bf));
+    OP("forward: expert swiglu_oai", mx_op_swiglu_oai(be, &g2, &g2, &u2, 1.702f, 7.0f));
+    OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
+    OP("forward: expert down bias", mx_op_get_rows(be, &be2, &L->down_exps_b, &ids1));
+    OP("forward: expert down bias", mx_op_add(be, &ey2, &ey2, &be2));
+    OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
+    return 0;
+fail:
+    return rc;
+}
+
 /* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
  * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
 static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int out_rows,
@@ -383,6 +444,14 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         OP("forward: attn_q", mm(c, &q, &L->wq, &xb, NULL));
         OP("forward: attn_k", mm(c, &k, &L->wk, &xb, NULL));
         OP("forward: attn_v", mm(c, &v, &L->wv, &xb, NULL));
+        if (hp->gptoss) {
+            OP("forward: attn_q bias", mx_op_add(be, &q, &q, &L->bq));
+            OP("forward: attn_k bias", mx_op_add(be, &k, &k, &L->bk));
+            OP("forward: attn_v bias", mx_op_add(be, &v, &v, &L->bv));
+            /* sliding-window layers (il % pattern < pattern - 1) and sinks */
+            ap.window = il % hp->swa_pattern < hp->swa_pattern - 1 ? hp->sliding_window : 0;
+            ap.sinks = &L->sinks;
+        }
         OP("forward: rope q", mx_op_rope(be, &q3, &q3, &pos_t, &c->rope));
         OP("forward: rope k", mx_op_rope(be, &k3, &k3, &pos_t, &c->rope));
         struct mx_tensor kdst = rows(&c->kc[il], cell0, T), vdst = rows(&c->vc[il], cell0, T);
@@ -392,11 +461,16 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], &pos_t,
                                             &c->kpos_t, &ap));
         OP("forward: attn_output", mm(c, &tmp, &L->wo, &att, NULL));
+        if (hp->gptoss)
+            OP("forward: attn_output bias", mx_op_add(be, &tmp, &tmp, &L->bo));
         OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
 
         /* feed-forward on xb = norm(x) */
         OP("forward: ffn_norm", mx_op_rms_norm(be, &xb, &x, &L->ffn_norm, hp->norm_eps));
-        if (hp->n_expert == 0) {
+        if (hp->gptoss) {
+            if ((rc = gptoss_moe(c, L, T, err)) < 0)
+                goto fail;
+        } else if (hp->n_expert == 0) {
             /* SwiGLU: tmp = W_down (silu(W_gate xb) * (W_up xb)) */
             struct mx_tensor g = rows(&c->gate, 0, T), u = rows(&c->up, 0, T);
             OP("forward: ffn_gate", mm(c, &g, &L->ffn_gate, &xb, NULL));

@@ -24,6 +24,14 @@ struct mx_llama_layer {
     struct mx_tensor gate_exps;   /* [n_embd, n_ff, n_expert] */
     struct mx_tensor up_exps;     /* [n_embd, n_ff, n_expert] */
     struct mx_tensor down_exps;   /* [n_ff, n_embd, n_expert] */
+    /* gpt-oss only (absent: data NULL); ffn_norm holds its post_attention_norm */
+    struct mx_tensor bq, bk, bv;  /* F32 q/k/v biases [n_head * head_dim] / [n_head_kv * ..] */
+    struct mx_tensor bo;          /* F32 output projection bias [n_embd] */
+    struct mx_tensor sinks;       /* F32 attention sink logit per head [n_head] */
+    struct mx_tensor gate_inp_b;  /* F32 router bias [n_expert] */
+    struct mx_tensor gate_exps_b; /* F32 per-expert biases [n_ff, n_expert] */
+    struct mx_tensor up_exps_b;   /* F32 [n_ff, n_expert] */
+    struct mx_tensor down_exps_b; /* F32 [n_embd, n_expert] */
 };
 
 struct mx_llama_model {

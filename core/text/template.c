@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/base/util.h"
 
@@ -33,11 +34,12 @@ static const char *const tmpl_names[MX_TMPL_COUNT] = {
     [MX_TMPL_ZEPHYR] = "zephyr",
     [MX_TMPL_GEMMA] = "gemma",
     [MX_TMPL_PHI3] = "phi3",
+    [MX_TMPL_HARMONY] = "harmony",
 };
 
 #define TMPL_NAME_LIST                                                                         \
     "mistral-legacy, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, "                  \
-    "mistral-v7-tekken, llama2, llama3, chatml, zephyr, gemma, phi3"
+    "mistral-v7-tekken, llama2, llama3, chatml, zephyr, gemma, phi3, harmony"
 
 const char *mx_tmpl_name(enum mx_tmpl_kind kind) {
     if ((unsigned)kind >= MX_TMPL_COUNT)
@@ -76,7 +78,9 @@ bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
         return false;
     /* Order matters: test the most specific markers first (llama.cpp's order, trimmed to the
      * families we render). */
-    if (has(t, "<|im_start|>")) {
+    if (has(t, "<|start|>") && has(t, "<|channel|>") && has(t, "<|message|>")) {
+        k = MX_TMPL_HARMONY; /* gpt-oss; before phi3, whose <|end|> it shares */
+    } else if (has(t, "<|im_start|>")) {
         k = MX_TMPL_CHATML;
     } else if (has(t, "[INST]")) {
         if (has(t, "[SYSTEM_PROMPT]")) {
@@ -163,6 +167,9 @@ static const char *const stops_chatml[] = {"<|im_end|>", NULL};
 static const char *const stops_llama3[] = {"<|eot_id|>", NULL};
 static const char *const stops_gemma[] = {"<end_of_turn>", NULL};
 static const char *const stops_phi3[] = {"<|end|>", NULL};
+/* harmony: <|end|> only closes a channel (the analysis comes first); the turn ends at <|return|>
+ * or, for a tool call, <|call|> */
+static const char *const stops_harmony[] = {"<|return|>", "<|call|>", NULL};
 
 const char *const *mx_tmpl_stop_strings(enum mx_tmpl_kind kind) {
     switch (kind) {
@@ -170,6 +177,7 @@ const char *const *mx_tmpl_stop_strings(enum mx_tmpl_kind kind) {
     case MX_TMPL_LLAMA3: return stops_llama3;
     case MX_TMPL_GEMMA: return stops_gemma;
     case MX_TMPL_PHI3: return stops_phi3;
+    case MX_TMPL_HARMONY: return stops_harmony;
     default: return stops_none; /* the Mistral/Llama-2/Zephyr turns end with EOS itself */
     }
 }
@@ -591,6 +599,75 @@ static int render_phi3(struct rctx *c) {
         sb_puts(c->b, "<|end|>\n");
     }
     sb_puts(c->b, c->o->add_generation_prompt ? "<|assistant|>\n" : c->eos);
+    return 0;
+}
+
+/* harmony (gpt-oss). Ref: openai/gpt-oss-120b chat_template.jinja (the same in -20b; llama.cpp
+ * models/templates/openai-gpt-oss-120b.jinja), without tools or builtin_tools:
+ *   '<|start|>system<|message|>' + model_identity ("You are ChatGPT, a large language model
+ *   trained by OpenAI.") + '\nKnowledge cutoff: 2024-06\nCurrent date: ' + strftime_now(
+ *   '%Y-%m-%d') + '\n\nReasoning: ' + (reasoning_effort or 'medium') + '\n\n# Valid channels:
+ *   analysis, commentary, final. Channel must be included for every message.<|end|>' ;
+ *   messages[0] if system/developer: '<|start|>developer<|message|># Instructions\n\n' +
+ *   content + '\n\n<|end|>' (skipped when empty) ; user: '<|start|>user<|message|>' + content +
+ *   '<|end|>' ; assistant: '<|start|>assistant<|channel|>final<|message|>' + content + ('<|return|>'
+ *   for a last assistant message without generation prompt, else '<|end|>'), content holding
+ *   channel tags raises ; generation prompt '<|start|>assistant'.
+ * Later system messages are silently dropped by the template: an error here. */
+static int render_harmony(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc == 0)
+        rc = check_system_first(c->fam, c->m, c->n, c->err);
+    if (rc < 0)
+        return rc;
+    const char *effort = c->o->reasoning_effort ? c->o->reasoning_effort : "medium";
+    if (strcmp(effort, "low") != 0 && strcmp(effort, "medium") != 0 &&
+        strcmp(effort, "high") != 0)
+        return mx_err_set(c->err, MX_EINVAL, "chat template %s: reasoning effort '%.32s' (low, "
+                          "medium or high)", c->fam, effort);
+    char today[16];
+    const char *date = c->o->date;
+    if (!date) {
+        time_t now = time(NULL);
+        struct tm tm;
+        if (!localtime_r(&now, &tm) || strftime(today, sizeof today, "%Y-%m-%d", &tm) == 0)
+            snprintf(today, sizeof today, "1970-01-01");
+        date = today;
+    }
+    sb_puts(c->b, "<|start|>system<|message|>You are ChatGPT, a large language model trained by "
+                  "OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: ");
+    sb_puts(c->b, date);
+    sb_puts(c->b, "\n\nReasoning: ");
+    sb_puts(c->b, effort);
+    sb_puts(c->b, "\n\n# Valid channels: analysis, commentary, final. Channel must be included "
+                  "for every message.<|end|>");
+    size_t first = 0;
+    if (c->m[0].role == MX_ROLE_SYSTEM) {
+        first = 1;
+        if (c->m[0].content[0]) {
+            sb_puts(c->b, "<|start|>developer<|message|># Instructions\n\n");
+            sb_puts(c->b, c->m[0].content);
+            sb_puts(c->b, "\n\n<|end|>");
+        }
+    }
+    for (size_t i = first; i < c->n; i++) {
+        const char *s = c->m[i].content;
+        if (c->m[i].role == MX_ROLE_USER) {
+            sb_puts(c->b, "<|start|>user<|message|>");
+            sb_puts(c->b, s);
+            sb_puts(c->b, "<|end|>");
+            continue;
+        }
+        if (strstr(s, "<|channel|>analysis<|message|>") ||
+            strstr(s, "<|channel|>final<|message|>"))
+            return mx_err_set(c->err, MX_EINVAL, "chat template %s: message %zu holds channel "
+                              "tags (pass the final answer only)", c->fam, i);
+        sb_puts(c->b, "<|start|>assistant<|channel|>final<|message|>");
+        sb_puts(c->b, s);
+        sb_puts(c->b, i + 1 == c->n && !c->o->add_generation_prompt ? "<|return|>" : "<|end|>");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|start|>assistant");
     return 0;
 }
 
@@ -1271,6 +1348,7 @@ static void family_tokens(enum mx_tmpl_kind kind, const char **bos, const char *
     case MX_TMPL_LLAMA3: *bos = "<|begin_of_text|>"; *eos = "<|eot_id|>"; break;
     case MX_TMPL_GEMMA: *bos = "<bos>"; *eos = "<eos>"; break;
     case MX_TMPL_PHI3: *bos = "<s>"; *eos = "<|endoftext|>"; break;
+    case MX_TMPL_HARMONY: *bos = "<|startoftext|>"; *eos = "<|return|>"; break;
     case MX_TMPL_CHATML: *bos = "<s>"; *eos = "<|im_end|>"; break;
     default: *bos = "<s>"; *eos = "</s>"; break;
     }
@@ -1341,7 +1419,7 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
         tool_role |= msgs[i].role == MX_ROLE_TOOL;
     switch (kind) {
     case MX_TMPL_MISTRAL_LEGACY: case MX_TMPL_MISTRAL_V1: case MX_TMPL_LLAMA2:
-    case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3:
+    case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3: case MX_TMPL_HARMONY:
         if (!tool_role && !uses_tools(&c))
             break;
         rc = generic_rewrite(&c, &gconv);
@@ -1377,6 +1455,7 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
     case MX_TMPL_ZEPHYR: rc = render_zephyr(&c); break;
     case MX_TMPL_GEMMA: rc = render_gemma(&c); break;
     case MX_TMPL_PHI3: rc = render_phi3(&c); break;
+    case MX_TMPL_HARMONY: rc = render_harmony(&c); break;
     default: rc = MX_EINVAL; break;
     }
     generic_conv_free(&gconv);

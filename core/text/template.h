@@ -2,7 +2,7 @@
  * trained on, and recognition of the template family from the GGUF `tokenizer.chat_template`.
  *
  * Why not a Jinja interpreter: the families mixel targets (Mistral/Mixtral, Llama, ChatML,
- * Zephyr, Gemma, Phi-3) use a handful of fixed layouts. Each is written out here in C from the
+ * Zephyr, Gemma, Phi-3, gpt-oss's harmony) use a handful of fixed layouts. Each is written out here in C from the
  * Jinja template the model ships (the source is named above each renderer), so the output is
  * byte for byte what HF's apply_chat_template(tokenize=False) produces, with the documented
  * deviations below. The Jinja text itself is only used to recognise the family (as llama.cpp's
@@ -34,11 +34,21 @@
  *   each (the template raises on them).
  * - chatml: the Hermes-2-Pro / Qwen2.5 convention (<tools> in the system turn, <tool_call> and
  *   <tool_response> blocks), without Qwen's default system prompt.
- * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3 (no tool syntax): mixel's generic
+ * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3, harmony: mixel's generic
  *   JSON convention: the tools and the reply format {"tool_calls": [{"name": .., "arguments":
  *   {..}}]} in the system message, calls as the assistant's text, results as a user message.
+ * - harmony: mixel's generic JSON convention below for now (harmony's own "to=functions.f"
+ *   calls on the commentary channel are not written yet).
  * core/text/tool_call.h parses each family's calls out of an answer and builds the grammar that
  * constrains them.
+ *
+ * harmony (gpt-oss, openai/gpt-oss-*'s chat_template.jinja): a system block the template writes
+ * itself (model identity, knowledge cutoff, current date, "Reasoning: <effort>", the valid
+ * channels), the conversation's system message as the developer block ("# Instructions"),
+ * earlier assistant turns as their final channel only (the chain of thought is dropped, as the
+ * template does), and the generation prompt "<|start|>assistant". The model answers
+ * "<|channel|>analysis<|message|>...<|end|><|start|>assistant<|channel|>final<|message|>...",
+ * ending with <|return|>; core/text/harmony.h splits that into reasoning and answer.
  */
 #ifndef MX_TEMPLATE_H
 #define MX_TEMPLATE_H
@@ -62,6 +72,7 @@ enum mx_tmpl_kind {
     MX_TMPL_ZEPHYR,            /* "zephyr": zephyr-7b, TinyLlama-chat */
     MX_TMPL_GEMMA,             /* "gemma": Gemma (system merged into the first user turn) */
     MX_TMPL_PHI3,              /* "phi3": Phi-3 */
+    MX_TMPL_HARMONY,           /* "harmony": gpt-oss (<|start|>role<|channel|>..<|message|>) */
     MX_TMPL_COUNT
 };
 
@@ -109,6 +120,9 @@ struct mx_tmpl_opts {
     const struct mx_tool_def *tools; /* tools offered to the model (see "Tools" above) */
     size_t n_tools;
     size_t max_len;             /* longest text accepted; 0: MX_TMPL_MAX_TEXT */
+    const char *reasoning_effort; /* harmony: "low", "medium" or "high"; NULL: "medium" */
+    const char *date;           /* harmony's "Current date: " (YYYY-MM-DD); NULL: today (local
+                                 * time, as the template's strftime_now) */
 };
 
 /* A rendered prompt. */

@@ -65,17 +65,26 @@ static void add_eog(struct mx_tokenizer *t, int32_t id) {
 }
 
 /* End-of-generation ids: eos, eot, and control tokens chat templates end a turn with (llama.cpp
- * finds the same ones by name for files that do not set tokenizer.ggml.eot_token_id). */
+ * finds the same ones by name for files that do not set tokenizer.ggml.eot_token_id). gpt-oss's
+ * o200k_harmony vocabulary ends a turn with <|return|> or <|call|>; its <|end|> only closes a
+ * channel (the reasoning comes first), so with both of those present <|end|> is not an end, as
+ * in llama.cpp. */
 static void find_eog(struct mx_tokenizer *t) {
     static const char *const names[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>",
-                                        "<end_of_turn>", "<|endoftext|>", "<EOT>"};
+                                        "<end_of_turn>", "<|endoftext|>", "<EOT>",
+                                        "<|return|>", "<|call|>"};
+    int32_t ret = mx_tokenizer_find(t, "<|return|>", 10);
+    int32_t call = mx_tokenizer_find(t, "<|call|>", 8);
+    bool harmony = ret >= 0 && call >= 0 && t->vocab[ret].type == MX_TOKT_CONTROL &&
+                   t->vocab[call].type == MX_TOKT_CONTROL;
     add_eog(t, t->d.eos_id);
     add_eog(t, t->d.eot_id);
     if (t->d.kind == MX_TOK_CLIP)
         return;
     for (size_t i = 0; i < MX_ARRAY_LEN(names); i++) {
         int32_t id = mx_tokenizer_find(t, names[i], strlen(names[i]));
-        if (id >= 0 && t->vocab[id].type == MX_TOKT_CONTROL)
+        if (id >= 0 && t->vocab[id].type == MX_TOKT_CONTROL &&
+            !(harmony && !strcmp(names[i], "<|end|>")))
             add_eog(t, id);
     }
 }

@@ -8,6 +8,7 @@
 #ifndef MX_CPU_H
 #define MX_CPU_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -186,6 +187,18 @@ struct mx_cpu_kernels {
                   const struct mx_conv2d_params *p);
 };
 
+/* The factor that normalises an online-softmax accumulator of head h with running max m and
+ * sum l: 1 / l, or with attention sinks 1 / (l + e^(sink_h - m)), computed as
+ * e^(m - M) / (l e^(m - M) + e^(sink_h - M)) with M = max(m, sink_h) so nothing overflows. */
+static inline float mx_attn_sink_norm(const struct mx_attn_params *p, int64_t h, float m,
+                                      float l) {
+    if (!p->sinks)
+        return 1.0f / l;
+    float sink = ((const float *)p->sinks->data)[h];
+    float M = m > sink ? m : sink, cm = expf(m - M);
+    return cm / (l * cm + expf(sink - M));
+}
+
 /* Query tokens per work unit of the fast attention: the K/V cache is streamed once per block
  * of this many tokens, so prefill reads it T/MX_ATTN_QBLOCK times instead of T times. */
 #define MX_ATTN_QBLOCK 32
@@ -329,6 +342,7 @@ void mx_ref_silu(void *args, int ith, int nth);
 void mx_ref_gelu(void *args, int ith, int nth);
 void mx_ref_silu_mul(void *args, int ith, int nth);
 void mx_ref_gelu_mul(void *args, int ith, int nth);
+void mx_ref_swiglu_oai(void *args, int ith, int nth);
 void mx_ref_add(void *args, int ith, int nth);
 void mx_ref_mul(void *args, int ith, int nth);
 void mx_ref_scale(void *args, int ith, int nth);
@@ -380,5 +394,13 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k);
 /* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
  * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
+
+/* Installs the MXFP4 x Q8_0 dot (kernels_mxfp4.c) for kernel level `level` (enum above; the
+ * caller has checked the CPU's features for it): scalar, AVX2 or AVX-512 VNNI. */
+void mx_cpu_kernels_mxfp4(struct mx_cpu_kernels *k, int level);
+
+/* The scalar MXFP4 x Q8_0 dot of n values (ggml's vec_dot_mxfp4_q8_0): the twin the SIMD
+ * versions are tested against. */
+float mx_vec_dot_mxfp4_q8_0(int64_t n, const void *w, const void *xq);
 
 #endif

@@ -150,7 +150,7 @@ static bool cpu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type
         case MX_TYPE_Q6_K:
         case MX_TYPE_IQ2_XXS: case MX_TYPE_IQ2_XS: case MX_TYPE_IQ2_S: case MX_TYPE_IQ3_XXS:
         case MX_TYPE_IQ3_S: case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M: case MX_TYPE_IQ4_NL:
-        case MX_TYPE_IQ4_XS:
+        case MX_TYPE_IQ4_XS: case MX_TYPE_MXFP4:
             return has_dequant(type);
         default:
             return false;
@@ -247,7 +247,7 @@ static bool dense_ok(const struct mx_tensor *q, const struct mx_tensor *kc,
                      const struct mx_tensor *vc, const struct mx_tensor *qpos,
                      const struct mx_tensor *kpos, const struct mx_attn_params *p) {
     if (q->ne[2] < MX_ATTN_DENSE_MIN_T || kc->type != MX_TYPE_F32 || vc->type != MX_TYPE_F32 ||
-        p->window != 0 || p->n_kv <= 0)
+        p->window != 0 || p->n_kv <= 0 || p->sinks)
         return false;
     const int32_t *qp = qpos->data, *kp = kpos->data;
     int32_t qmin = INT32_MAX;
@@ -316,6 +316,12 @@ static int cpu_silu_mul(struct mx_backend *be, struct mx_tensor *dst, const stru
                         const struct mx_tensor *u) {
     ARGS(.dst = dst, .src = {g, u});
     return run(be, mx_ref_silu_mul, &a, "silu_mul", true);
+}
+
+static int cpu_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
+                          const struct mx_tensor *u, float alpha, float limit) {
+    ARGS(.dst = dst, .src = {g, u}, .f = alpha, .p = &limit);
+    return run(be, mx_ref_swiglu_oai, &a, "swiglu_oai", true);
 }
 
 static int cpu_gelu_mul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *g,
@@ -440,6 +446,7 @@ static const struct mx_backend_ops cpu_ops = {
     .silu = cpu_silu,
     .gelu = cpu_gelu,
     .silu_mul = cpu_silu_mul,
+    .swiglu_oai = cpu_swiglu_oai,
     .gelu_mul = cpu_gelu_mul,
     .add = cpu_add,
     .mul = cpu_mul,

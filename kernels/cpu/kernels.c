@@ -28,16 +28,22 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
 #ifdef HAVE_AVX2_BUILD
     struct mx_cpu_info ci;
     mx_cpu_info_get(&ci);
+    int level = MX_CPU_SCALAR;
     if (max_level >= MX_CPU_AVX2 && ci.avx2 && ci.fma && ci.f16c) {
         mx_cpu_kernels_avx2(k);
         mx_cpu_kernels_iq_avx2(k);
+        level = MX_CPU_AVX2;
 #ifdef HAVE_AVX512VNNI_BUILD
         if (max_level >= MX_CPU_AVX512 && ci.avx512f && ci.avx512vl && ci.avx512bw &&
             ci.avx512vnni) {
             mx_cpu_kernels_avx512(k);
             mx_cpu_kernels_iq_avx512(k);
+            level = MX_CPU_AVX512;
         }
 #endif
     }
+    mx_cpu_kernels_mxfp4(k, level);
+#else
+    mx_cpu_kernels_mxfp4(k, MX_CPU_SCALAR);
 #endif
 }

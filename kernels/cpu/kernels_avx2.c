@@ -1572,7 +1572,7 @@ static void attn_merge_avx2(void *args, int ith, int nth) {
                 _mm256_storeu_ps(y + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(acc + h * hd + i),
                                                         _mm256_loadu_ps(y + i)));
         }
-        __m256 inv = _mm256_set1_ps(L > 0.0f ? 1.0f / L : 0.0f);
+        __m256 inv = _mm256_set1_ps(L > 0.0f ? mx_attn_sink_norm(p, h, M, L) : 0.0f);
         for (int64_t i = 0; i < hd; i += 8)
             _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
     }
@@ -1670,7 +1670,7 @@ static void attn_avx2(void *args, int ith, int nth) {
             int64_t t = t0 + r / G, h = g * G + r % G;
             float *y =
                 (float *)((char *)a->dst->data + (size_t)(t * p->n_head + h) * a->dst->nb[1]);
-            float inv = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
+            float inv = lrow[r] > 0.0f ? mx_attn_sink_norm(p, h, mrow[r], lrow[r]) : 0.0f;
             for (int64_t i = 0; i < hd; i++)
                 y[i] = acc[r * hd + i] * inv;
         }

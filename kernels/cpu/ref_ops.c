@@ -95,7 +95,7 @@ void mx_ref_store_row(enum mx_type type, const float *src, void *dst, int64_t n)
 
 enum mx_type mx_vec_dot_type(enum mx_type wtype) {
     switch (wtype) {
-    case MX_TYPE_Q4_0: case MX_TYPE_Q5_0: case MX_TYPE_Q8_0:
+    case MX_TYPE_Q4_0: case MX_TYPE_Q5_0: case MX_TYPE_Q8_0: case MX_TYPE_MXFP4:
     case MX_TYPE_IQ4_NL:
         return MX_TYPE_Q8_0;
     case MX_TYPE_Q4_1: case MX_TYPE_Q5_1:
@@ -408,7 +408,10 @@ void mx_ref_attn(void *args, int ith, int nth) {
             memset(y, 0, (size_t)hd * sizeof(float));
             continue;
         }
-        double sum = 0.0;
+        /* a sink logit above every score becomes the max, so no term overflows */
+        float sink = p->sinks ? ((const float *)p->sinks->data)[h] : -INFINITY;
+        max = fmaxf(max, sink);
+        double sum = p->sinks ? (double)expf(sink - max) : 0.0;
         for (int64_t c = 0; c < n_kv; c++) {
             float e = sc[c] == -INFINITY ? 0.0f : expf(sc[c] - max);
             sc[c] = e;
@@ -492,6 +495,21 @@ UNARY_TASK(mx_ref_silu_mul, silu(x[i]) * u[i])
 UNARY_TASK(mx_ref_gelu_mul, gelu(x[i]) * u[i])
 UNARY_TASK(mx_ref_scale, x[i] * s)
 UNARY_TASK(mx_ref_gelu_quick, x[i] / (1.0f + expf(-1.702f * x[i])))
+
+/* ggml_swiglu_oai: a->f = alpha, a->p = &limit (float). */
+void mx_ref_swiglu_oai(void *args, int ith, int nth) {
+    struct mx_ref_args *a = args;
+    const float *x = a->src[0]->data, *u = a->src[1]->data;
+    float *y = a->dst->data;
+    const float alpha = a->f, limit = *(const float *)a->p;
+    int64_t e0, e1;
+    split_elems(a->dst, ith, nth, &e0, &e1);
+    for (int64_t i = e0; i < e1; i++) {
+        float g = fminf(x[i], limit);
+        float v = fminf(fmaxf(u[i], -limit), limit);
+        y[i] = g / (1.0f + expf(alpha * (-g))) * (v + 1.0f);
+    }
+}
 
 /* a op b with b broadcast (ggml repeat rule), split by rows of a. */
 static void binary(struct mx_ref_args *a, int ith, int nth, bool mul) {

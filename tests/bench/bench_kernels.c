@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
     enum mx_type types[] = {MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q8_0,
                             MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
                             MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
-                            MX_TYPE_Q6_K};
+                            MX_TYPE_Q6_K, MX_TYPE_MXFP4};
     /* MX_BENCH_TYPE=q4_0 limits the matmul runs to one type */
     const char *only = getenv("MX_BENCH_TYPE");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {

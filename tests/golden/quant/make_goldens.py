@@ -69,6 +69,7 @@ GGML_TYPES = {
     "q4_K": (12, 256, 144, "quantize_row_q4_K_ref"),
     "q5_K": (13, 256, 176, "quantize_row_q5_K_ref"),
     "q6_K": (14, 256, 210, "quantize_row_q6_K_ref"), "q8_K": (15, 256, 292, "quantize_row_q8_K_ref"),
+    "mxfp4": (39, 32, 17, "quantize_row_mxfp4_ref"),
 }
 
 
@@ -132,6 +133,9 @@ def random_blocks(rng, name, nb):
     half_at = {"q4_0": [0], "q4_1": [0, 2], "q5_0": [0], "q5_1": [0, 2], "q8_0": [0],
                "q2_K": [80, 82], "q3_K": [108], "q4_K": [0, 2], "q5_K": [0, 2], "q6_K": [208]}
     for b in range(nb):
+        if name == "mxfp4":   # E8M0 exponent byte: 2^-28..2^12 keeps 12 * d finite
+            raw[b * bb] = int(rng.integers(100, 140))
+            continue
         if name == "q8_K":
             raw[b * bb:b * bb + 4] = struct.pack("<f", float(rng.uniform(-1, 1)))
             continue
@@ -144,7 +148,7 @@ def random_blocks(rng, name, nb):
 def write_dequant_goldens(lib):
     rng = np.random.default_rng(7)
     for name in ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K",
-                 "q6_K", "q8_K"]:
+                 "q6_K", "q8_K", "mxfp4"]:
         tid, bs, bb, _ = GGML_TYPES[name]
         nb = 4
         raw = random_blocks(rng, name, nb)
