@@ -363,6 +363,7 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
 #define MX_OP_concat_ID MX_OP_CONCAT
 #define MX_OP_gelu_quick_ID MX_OP_GELU_QUICK
 #define MX_OP_transpose_ID MX_OP_TRANSPOSE
+#define MX_OP_sigmoid_ID MX_OP_SIGMOID
 
 #define TRY(x)             \
     do {                   \
@@ -763,4 +764,9 @@ int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct m
     if (dst->data == x->data)
         return op_fail(be, MX_EINVAL, "transpose: dst aliases x");
     DISPATCH(transpose, MX_TYPE_F32, dst, x);
+}
+
+int mx_op_sigmoid(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    TRY(unary_check(be, "sigmoid", dst, x));
+    DISPATCH(sigmoid, MX_TYPE_F32, dst, x);
 }

@@ -144,7 +144,8 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     X(UPSAMPLE, upsample)         \
     X(CONCAT, concat)             \
     X(GELU_QUICK, gelu_quick)     \
-    X(TRANSPOSE, transpose)
+    X(TRANSPOSE, transpose)       \
+    X(SIGMOID, sigmoid)
 
 enum mx_op {
 #define MX_OP_ENUM(N, n) MX_OP_##N,
@@ -277,6 +278,7 @@ struct mx_backend_ops {
                   const struct mx_tensor *b, int dim);
     int (*gelu_quick)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
     int (*transpose)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+    int (*sigmoid)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 };
 
 struct mx_backend {
@@ -539,5 +541,8 @@ int mx_op_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct 
  * x: F32 [a, b, c, d]; dst: F32 [b, a, c, d]; no aliasing. Image features [W*H, C] <-> tokens
  * [C, W*H] in the UNet's transformer blocks. */
 int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+
+/* dst = 1 / (1 + exp(-x)), F32, same shape, in place ok (the qwen2moe shared expert's gate). */
+int mx_op_sigmoid(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 
 #endif

@@ -492,6 +492,7 @@ UNARY_TASK(mx_ref_silu_mul, silu(x[i]) * u[i])
 UNARY_TASK(mx_ref_gelu_mul, gelu(x[i]) * u[i])
 UNARY_TASK(mx_ref_scale, x[i] * s)
 UNARY_TASK(mx_ref_gelu_quick, x[i] / (1.0f + expf(-1.702f * x[i])))
+UNARY_TASK(mx_ref_sigmoid, 1.0f / (1.0f + expf(-x[i])))
 
 /* a op b with b broadcast (ggml repeat rule), split by rows of a. */
 static void binary(struct mx_ref_args *a, int ith, int nth, bool mul) {
