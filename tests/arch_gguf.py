@@ -15,11 +15,17 @@ the seed (numpy PCG64), so the F32 and quantized variants encode the same model.
               renormalised
   granitemoe  embedding_scale / residual_scale / attention.scale / logit_scale, GQA, a shared
               expert without a gate (Granite MoE "shared")
+  llama       Mixtral-style MoE plus Llama 3.1's rope_freqs.weight (llama3 rope scaling factors,
+              computed as convert_hf_to_gguf.py does, with rope base 10000 so that most of the
+              8 rotated pairs of a 16-wide head are rescaled)
 Vocabulary: the tok512 SentencePiece vocab inside ../shared/models/stories260K.gguf (512 tokens:
 the embedding and output stay small). 1-D tensors and routers stay F32 in every variant, as
 llama.cpp's quantizer keeps them.
 
-usage: arch_gguf.py ARCH OUT.gguf [--type F32|Q8_0|Q4_0] [--seed N] [--shared DIR]
+usage: arch_gguf.py ARCH OUT.gguf [--type F32|Q8_0|Q4_0] [--seed N] [--shared DIR] [--counts]
+                   [--break arch|no-experts|no-qnorm|no-logit-scale|shexp-shape|kq-norm-shape]
+  --counts  print "TOTAL ACTIVE" parameter counts (active: all but the unused experts' share;
+            shared experts run for every token) instead of writing OUT
 """
 import argparse
 import os
@@ -31,12 +37,36 @@ ARCHS = {
     "qwen3moe": dict(heads=4, kv=2, hd=32, ff=192, experts=16, topk=4, ff_exp=64, ff_sh=0),
     "olmoe": dict(heads=4, kv=4, hd=16, ff=64, experts=8, topk=2, ff_exp=0, ff_sh=0),
     "granitemoe": dict(heads=4, kv=2, hd=16, ff=64, experts=8, topk=2, ff_exp=0, ff_sh=64),
+    "llama": dict(heads=4, kv=2, hd=16, ff=64, experts=4, topk=2, ff_exp=0, ff_sh=0),
 }
+
+
+def llama3_rope_factors(hd, base, factor=8.0, low=1.0, high=4.0, orig_ctx=64):
+    """Llama 3.1 rope_freqs: per rotated pair, 1 (fast), factor (slow) or a smooth mix between
+    (the formula of convert_hf_to_gguf.py's LlamaModel; orig_ctx is tiny so that the tiny
+    head's wavelengths fall on all three branches)."""
+    import math
+    freqs = [1.0 / base ** (i / hd) for i in range(0, hd, 2)]
+    low_wl, high_wl = orig_ctx / low, orig_ctx / high
+    out = []
+    for f in freqs:
+        wl = 2 * math.pi / f
+        if wl < high_wl:
+            out.append(1.0)
+        elif wl > low_wl:
+            out.append(factor)
+        else:
+            smooth = (orig_ctx / wl - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return out
 FILE_TYPE = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
 DIM, LAYERS, CTX = 64, 2, 2048
 
 
-def build(arch, qtype, seed, shared):
+BREAKS = ("arch", "no-experts", "no-qnorm", "no-logit-scale", "shexp-shape", "kq-norm-shape")
+
+
+def build(arch, qtype, seed, shared, brk=None):
     sys.path.insert(0, os.path.join(shared, "tools"))
     import numpy as np
     from gguf_writer import GGUFWriter, read_gguf
@@ -46,7 +76,9 @@ def build(arch, qtype, seed, shared):
     kv, _ = read_gguf(os.path.join(shared, "models", "stories260K.gguf"))
     pieces = kv["tokenizer.ggml.tokens"]
     n_vocab = len(pieces)
-    rng = np.random.default_rng([seed, sorted(ARCHS).index(arch)])
+    # a fixed stream per arch (adding an arch must not change the others' weights)
+    stream = {"granitemoe": 0, "olmoe": 1, "qwen2moe": 2, "qwen3moe": 3, "llama": 4}[arch]
+    rng = np.random.default_rng([seed, stream])
     f32 = np.float32
     d, hd = DIM, a["hd"]
     qd, kvd = a["heads"] * hd, a["kv"] * hd
@@ -89,9 +121,20 @@ def build(arch, qtype, seed, shared):
             W[p + "ffn_up_shexp.weight"] = mat(a["ff_sh"], d)
     W["output_norm.weight"] = vec(d)
     W["output.weight"] = mat(n_vocab, d, gain=4.0)
+    if brk == "no-qnorm":
+        del W["blk.1.attn_q_norm.weight"]
+    if brk == "shexp-shape":
+        W["blk.0.ffn_gate_inp_shexp.weight"] = mat(2, d)
+    if brk == "kq-norm-shape":
+        W["blk.0.attn_k_norm.weight"] = vec(hd + 2)
+    if arch == "llama":
+        W["rope_freqs.weight"] = np.array(llama3_rope_factors(hd, 10000.0), dtype=f32)
+    exps = sum(t.size for n, t in W.items() if "_exps." in n)
+    counts = (sum(t.size for t in W.values()),
+              sum(t.size for t in W.values()) - exps + exps * a["topk"] // a["experts"])
 
     g = GGUFWriter()
-    g.add("general.architecture", arch)
+    g.add("general.architecture", "qwen35moe" if brk == "arch" else arch)
     g.add("general.name", "tiny-%s-%s" % (arch, qtype.lower()))
     g.add("general.file_type", FILE_TYPE[qtype], "u32")
     g.add(arch + ".vocab_size", n_vocab, "u32")
@@ -107,8 +150,8 @@ def build(arch, qtype, seed, shared):
     g.add(arch + ".rope.dimension_count", hd, "u32")
     g.add(arch + ".rope.freq_base", 1e6 if arch.startswith("qwen") else 10000.0, "f32")
     g.add(arch + ".attention.layer_norm_rms_epsilon", 1e-6, "f32")
-    g.add(arch + ".expert_count", a["experts"], "u32")
-    g.add(arch + ".expert_used_count", a["topk"], "u32")
+    g.add(arch + ".expert_count", 0 if brk == "no-experts" else a["experts"], "u32")
+    g.add(arch + ".expert_used_count", 0 if brk == "no-experts" else a["topk"], "u32")
     if a["ff_exp"]:
         g.add(arch + ".expert_feed_forward_length", a["ff_exp"], "u32")
     if a["ff_sh"]:
@@ -117,7 +160,8 @@ def build(arch, qtype, seed, shared):
         g.add(arch + ".embedding_scale", 12.0, "f32")
         g.add(arch + ".residual_scale", 0.22, "f32")
         g.add(arch + ".attention.scale", 0.015625, "f32")
-        g.add(arch + ".logit_scale", 6.0, "f32")
+        if brk != "no-logit-scale":
+            g.add(arch + ".logit_scale", 6.0, "f32")
     add_spm_tokenizer(g, pieces, kv["tokenizer.ggml.scores"], kv["tokenizer.ggml.token_type"],
                       bos=kv.get("tokenizer.ggml.bos_token_id", 1),
                       eos=kv.get("tokenizer.ggml.eos_token_id", 2),
@@ -126,7 +170,7 @@ def build(arch, qtype, seed, shared):
     for name, t in W.items():
         keep_f32 = t.ndim == 1 or name.endswith("ffn_gate_inp.weight")
         g.add_tensor(name, t, "F32" if keep_f32 else qtype)
-    return g
+    return g, counts
 
 
 def main():
@@ -138,8 +182,15 @@ def main():
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--shared", default=os.environ.get("MX_SHARED",
                                                        os.path.join(here, "..", "..", "shared")))
+    ap.add_argument("--counts", action="store_true")
+    ap.add_argument("--break", dest="brk", choices=BREAKS,
+                    help="write a broken file that mixel must refuse (tests/arch_peer.sh)")
     a = ap.parse_args()
-    build(a.arch, a.type, a.seed, a.shared).write(a.out)
+    g, counts = build(a.arch, a.type, a.seed, a.shared, a.brk)
+    if a.counts:
+        print("%d %d" % counts)
+    else:
+        g.write(a.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ llref=${MX_LLREF:?set MX_LLREF to the peer driver}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 : > "$tmp/sums"
-for arch in qwen2moe qwen3moe olmoe granitemoe; do
+for arch in qwen2moe qwen3moe olmoe granitemoe llama; do
     for type in F32 Q4_0; do
         t=$(echo "$type" | tr 'A-Z' 'a-z')
         m="$tmp/$arch-$t.gguf"
