@@ -2,7 +2,7 @@
  * (qwen2moe, qwen3moe, olmoe, granitemoe) from GGUF.
  *
  * Three objects, in the llama2.c spirit of keeping config, weights and state apart:
- *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `llama.*` keys, validated);
+ *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `<arch>.*` keys, validated);
  *   struct mx_llama_model    read-only weights: views into the GGUF mmap (no copy on the CPU);
  *   struct mx_llama_ctx      one sequence's state: the KV cache and every scratch tensor, all
  *                            allocated at creation (nothing per token).
@@ -33,7 +33,7 @@ struct mx_llama_hparams {
     int32_t n_ctx_train;    /* llama.context_length */
     int32_t n_embd;         /* llama.embedding_length */
     int32_t n_layer;        /* llama.block_count */
-    int32_t n_ff;           /* llama.feed_forward_length (per expert for MoE) */
+    int32_t n_ff;           /* llama.feed_forward_length (dense FFN; Mixtral: per expert) */
     int32_t n_head;         /* llama.attention.head_count */
     int32_t n_head_kv;      /* llama.attention.head_count_kv (default n_head) */
     int32_t head_dim;       /* attention.key_length, default n_embd / n_head */
