@@ -169,6 +169,7 @@ int main(int argc, char **argv) {
     int rc = be ? mx_llama_model_load(argv[1], be, &m, &err) : -1;
     if (rc < 0) {
         fprintf(stderr, "arch_drv: %s\n", err.msg);
+        mx_backend_free(be);
         return 1;
     }
     struct mx_llama_ctx_params cp;
@@ -178,6 +179,9 @@ int main(int argc, char **argv) {
     if ((rc = mx_llama_ctx_new(m, &cp, &ctx, &err)) < 0 ||
         (rc = mx_tokenizer_from_gguf(mx_llama_model_gguf(m), &tok, &err)) < 0) {
         fprintf(stderr, "arch_drv: %s\n", err.msg);
+        mx_llama_ctx_free(ctx);
+        mx_llama_model_free(m);
+        mx_backend_free(be);
         return 1;
     }
     int32_t nv = mx_llama_model_hparams(m)->n_vocab;
