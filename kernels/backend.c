@@ -139,8 +139,20 @@ const char *mx_backend_name(const struct mx_backend *be) {
     return be->ops->name;
 }
 
+/* Whether the backend fills the op's entry at all (an op added to the interface after a backend
+ * was written is NULL there): supports() then answers no, so a model needing it fails at load,
+ * not at its first token. */
+static bool has_op(const struct mx_backend_ops *o, enum mx_op op) {
+    switch (op) {
+#define MX_OP_HAS(N, n) case MX_OP_##N: return o->n != NULL;
+    MX_OPS(MX_OP_HAS)
+#undef MX_OP_HAS
+    default: return false;
+    }
+}
+
 bool mx_backend_supports(struct mx_backend *be, enum mx_op op, enum mx_type type) {
-    if ((int)op < 0 || op >= MX_OP_COUNT || !be->ops->supports)
+    if ((int)op < 0 || op >= MX_OP_COUNT || !be->ops->supports || !has_op(be->ops, op))
         return false;
     return be->ops->supports(be, op, type);
 }

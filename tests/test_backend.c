@@ -1630,6 +1630,15 @@ static void test_sigmoid_gate(void **state) {
             assert_true(F(&y)[t * 19 + i] == F(&y0)[t * 19 + i] * F(&g)[t]);
     struct mx_tensor bad = mk(MX_TYPE_F32, 2, 37, 1, 1);
     assert_int_equal(mx_op_sigmoid(be4, &bad, &g), MX_EINVAL); /* shapes differ */
+    /* a backend whose table lacks the op (written before it existed) says so in supports(),
+     * whatever its own supports() answers, and the op call fails cleanly */
+    struct mx_backend_ops ops = *be4->ops;
+    ops.sigmoid = NULL;
+    struct mx_backend old = *be4;
+    old.ops = &ops;
+    assert_false(mx_backend_supports(&old, MX_OP_SIGMOID, MX_TYPE_F32));
+    assert_true(mx_backend_supports(&old, MX_OP_SILU, MX_TYPE_F32));
+    assert_int_equal(mx_op_sigmoid(&old, &g, &g), MX_EUNSUP);
     free_all();
 }
 
