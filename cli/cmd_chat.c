@@ -37,7 +37,7 @@ static void chat_usage(FILE *f) {
                "                            chose none with -d (default: the first found)\n"
                "  --chat-template NAME      override the model's template (mistral-v1,\n"
                "                            mistral-v3, llama2, llama3, chatml, zephyr, gemma,\n"
-               "                            phi3, ...)\n"
+               "                            phi3, qwen3, granite, tulu, ...)\n"
                "  --list-models             with --remote: print the server's models and exit\n"
                "  --remote-images URL       /image and /img2img drawn by an AUTOMATIC1111-\n"
                "                            compatible server (e.g. http://gpu-box:7860)\n"

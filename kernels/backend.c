@@ -140,8 +140,20 @@ const char *mx_backend_name(const struct mx_backend *be) {
     return be->ops->name;
 }
 
+/* Whether the backend fills the op's entry at all (an op added to the interface after a backend
+ * was written is NULL there): supports() then answers no, so a model needing it fails at load,
+ * not at its first token. */
+static bool has_op(const struct mx_backend_ops *o, enum mx_op op) {
+    switch (op) {
+#define MX_OP_HAS(N, n) case MX_OP_##N: return o->n != NULL;
+    MX_OPS(MX_OP_HAS)
+#undef MX_OP_HAS
+    default: return false;
+    }
+}
+
 bool mx_backend_supports(struct mx_backend *be, enum mx_op op, enum mx_type type) {
-    if ((int)op < 0 || op >= MX_OP_COUNT || !be->ops->supports)
+    if ((int)op < 0 || op >= MX_OP_COUNT || !be->ops->supports || !has_op(be->ops, op))
         return false;
     return be->ops->supports(be, op, type);
 }
@@ -365,6 +377,7 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
 #define MX_OP_gelu_quick_ID MX_OP_GELU_QUICK
 #define MX_OP_transpose_ID MX_OP_TRANSPOSE
 #define MX_OP_swiglu_oai_ID MX_OP_SWIGLU_OAI
+#define MX_OP_sigmoid_ID MX_OP_SIGMOID
 
 #define TRY(x)             \
     do {                   \
@@ -779,4 +792,9 @@ int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct m
     if (dst->data == x->data)
         return op_fail(be, MX_EINVAL, "transpose: dst aliases x");
     DISPATCH(transpose, MX_TYPE_F32, dst, x);
+}
+
+int mx_op_sigmoid(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    TRY(unary_check(be, "sigmoid", dst, x));
+    DISPATCH(sigmoid, MX_TYPE_F32, dst, x);
 }

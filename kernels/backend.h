@@ -145,7 +145,8 @@ int mx_tensor_reshape(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64
     X(CONCAT, concat)             \
     X(GELU_QUICK, gelu_quick)     \
     X(TRANSPOSE, transpose)       \
-    X(SWIGLU_OAI, swiglu_oai)
+    X(SWIGLU_OAI, swiglu_oai)     \
+    X(SIGMOID, sigmoid)
 
 enum mx_op {
 #define MX_OP_ENUM(N, n) MX_OP_##N,
@@ -283,6 +284,7 @@ struct mx_backend_ops {
     int (*transpose)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
     int (*swiglu_oai)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
                       const struct mx_tensor *up, float alpha, float limit);
+    int (*sigmoid)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 };
 
 struct mx_backend {
@@ -551,5 +553,8 @@ int mx_op_gelu_quick(struct mx_backend *be, struct mx_tensor *dst, const struct 
  * x: F32 [a, b, c, d]; dst: F32 [b, a, c, d]; no aliasing. Image features [W*H, C] <-> tokens
  * [C, W*H] in the UNet's transformer blocks. */
 int mx_op_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
+
+/* dst = 1 / (1 + exp(-x)), F32, same shape, in place ok (the qwen2moe shared expert's gate). */
+int mx_op_sigmoid(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 
 #endif

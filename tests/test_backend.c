@@ -1604,6 +1604,44 @@ static void test_gelu_quick_and_transpose(void **state) {
     free_all();
 }
 
+/* sigmoid (the qwen2moe shared expert's gate): 1 / (1 + exp(-x)) in place on [1, T], then that
+ * gate broadcast over the expert output [n, T] with mul, as the forward uses them. */
+static void test_sigmoid_gate(void **state) {
+    struct mx_tensor g = mk(MX_TYPE_F32, 1, 37, 1, 1), y = mk(MX_TYPE_F32, 19, 37, 1, 1);
+    struct mx_tensor g0 = mk(MX_TYPE_F32, 1, 37, 1, 1), y0 = mk(MX_TYPE_F32, 19, 37, 1, 1);
+    fill(&g, 12.0f);
+    fill(&y, 3.0f);
+    memcpy(g0.data, g.data, mx_tensor_nbytes(&g));
+    memcpy(y0.data, y.data, mx_tensor_nbytes(&y));
+    F(&g)[0] = -100.0f; /* exp overflows to inf: 0, not NaN */
+    F(&g)[1] = 100.0f;
+    F(&g0)[0] = -100.0f;
+    F(&g0)[1] = 100.0f;
+    assert_int_equal(mx_op_sigmoid(be4, &g, &g), 0);
+    for (int t = 0; t < 37; t++) {
+        double want = 1.0 / (1.0 + exp(-(double)F(&g0)[t]));
+        assert_true(fabs(F(&g)[t] - want) <= 2e-7 * want + 1e-30);
+    }
+    assert_true(F(&g)[0] >= 0.0f && F(&g)[0] < 1e-40f);
+    assert_true(F(&g)[1] == 1.0f);
+    assert_int_equal(mx_op_mul(be4, &y, &y, &g), 0);
+    for (int t = 0; t < 37; t++)
+        for (int i = 0; i < 19; i++)
+            assert_true(F(&y)[t * 19 + i] == F(&y0)[t * 19 + i] * F(&g)[t]);
+    struct mx_tensor bad = mk(MX_TYPE_F32, 2, 37, 1, 1);
+    assert_int_equal(mx_op_sigmoid(be4, &bad, &g), MX_EINVAL); /* shapes differ */
+    /* a backend whose table lacks the op (written before it existed) says so in supports(),
+     * whatever its own supports() answers, and the op call fails cleanly */
+    struct mx_backend_ops ops = *be4->ops;
+    ops.sigmoid = NULL;
+    struct mx_backend old = *be4;
+    old.ops = &ops;
+    assert_false(mx_backend_supports(&old, MX_OP_SIGMOID, MX_TYPE_F32));
+    assert_true(mx_backend_supports(&old, MX_OP_SILU, MX_TYPE_F32));
+    assert_int_equal(mx_op_sigmoid(&old, &g, &g), MX_EUNSUP);
+    free_all();
+}
+
 /* ---- pool and support matrix ----------------------------------------------------------------- */
 
 /* Many tiny ops back to back through the pool's spin/sleep barrier: every one completes. */
@@ -1701,6 +1739,7 @@ int main(void) {
         cmocka_unit_test_setup(test_conv2d_gemm_equals_reference, reset_modes),
         cmocka_unit_test_setup(test_group_norm_upsample_concat, reset_modes),
         cmocka_unit_test_setup(test_gelu_quick_and_transpose, reset_modes),
+        cmocka_unit_test_setup(test_sigmoid_gate, reset_modes),
         cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
         cmocka_unit_test_setup(test_supports_and_errors, reset_modes),
     };

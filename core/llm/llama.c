@@ -1,16 +1,20 @@
-/* llama.c - loading llama / mistral / Mixtral models from GGUF: hyperparameters, validation, and
- * the weights as views into the file's mmap.
+/* llama.c - loading llama / mistral / Mixtral models and the llama-like MoE architectures
+ * (qwen2moe, qwen3moe, olmoe, granitemoe) from GGUF: hyperparameters, validation, and the
+ * weights as views into the file's mmap.
  *
  * Everything in a model file is untrusted: every key is range-checked, every tensor's presence,
  * shape and type is checked against the hyperparameters before anything runs, and the backend is
  * asked at load whether it supports each (op, type) the forward pass will use, so an unsupported
  * file fails here with a message instead of at token 5,000.
  *
- * Tensor naming follows llama.cpp (src/llama-arch.cpp, LLM_ARCH_LLAMA): token_embd, output_norm,
- * output (absent: tied to token_embd), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output,
- * ffn_norm}, dense blk.N.ffn_{gate,up,down} or MoE blk.N.ffn_gate_inp + ffn_{gate,up,down}_exps
- * (3-D), or the older Mixtral layout with one 2-D tensor per expert (blk.N.ffn_gate.E.weight),
- * which is gathered into one allocation at load.
+ * Tensor naming follows llama.cpp (src/llama-arch.cpp): token_embd, output_norm, output (absent:
+ * tied to token_embd), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm}, dense
+ * blk.N.ffn_{gate,up,down} or MoE blk.N.ffn_gate_inp + ffn_{gate,up,down}_exps (3-D), or the
+ * older Mixtral layout with one 2-D tensor per expert (blk.N.ffn_gate.E.weight), which is
+ * gathered into one allocation at load. The other architectures add optional pieces, each bound
+ * when the arch table (below) or the file says so: attention biases (attn_{q,k,v,output}.bias),
+ * QK-norm weights (attn_q_norm, attn_k_norm), a shared expert (ffn_{gate,up,down}_shexp and its
+ * gate ffn_gate_inp_shexp), and Llama 3.1's rope_freqs.
  *
  * gpt-oss (general.architecture "gpt-oss", llama.cpp's LLM_ARCH_OPENAI_MOE) shares the loader
  * with its own pieces: gptoss_hparams_read (sliding-window pattern, NEOX rope), yarn_read (YaRN
@@ -128,6 +132,41 @@ static int yarn_read(const struct mx_gguf *g, const char *arch, float factor,
     return 0;
 }
 
+/* ---- the architectures ------------------------------------------------------------------------
+ * One entry per general.architecture this loader runs: the MX_LLAMA_F_* features in which its
+ * forward differs from llama's (llama.cpp src/models/<arch>.cpp). An architecture that is llama
+ * plus small changes gets one line here and, when it needs a new feature, a flag in llama.h
+ * handled in llama_ctx.c's block helpers. */
+struct arch_info {
+    const char *name;   /* general.architecture */
+    uint32_t flags;     /* MX_LLAMA_F_* */
+};
+
+static const struct arch_info ARCHS[] = {
+    /* Llama 1-3, Mistral, Mixtral (llama.cpp writes all of them as 'llama') */
+    {"llama", MX_LLAMA_F_MOE_NORM_W},
+    /* Qwen1.5-MoE, Qwen2-57B-A14B: q/k/v biases, a sigmoid-gated shared expert */
+    {"qwen2moe", MX_LLAMA_F_ROPE_NEOX | MX_LLAMA_F_SHEXP_GATE | MX_LLAMA_F_FF_EXP_DIV |
+                 MX_LLAMA_F_MOE_ONLY},
+    /* Qwen3-30B-A3B, Qwen3-235B-A22B: per-head QK-norm, normalised top-k weights */
+    {"qwen3moe", MX_LLAMA_F_ROPE_NEOX | MX_LLAMA_F_QK_NORM_HEAD | MX_LLAMA_F_MOE_NORM_W |
+                 MX_LLAMA_F_FF_EXP_DIV | MX_LLAMA_F_MOE_ONLY},
+    /* OLMoE-1B-7B: QK-norm over the whole q and k vectors, top-k weights not renormalised */
+    {"olmoe", MX_LLAMA_F_ROPE_NEOX | MX_LLAMA_F_QK_NORM_FULL | MX_LLAMA_F_MOE_ONLY},
+    /* Granite 3.x MoE (and "MoE shared"): scales on embeddings, residuals, scores, logits */
+    {"granitemoe", MX_LLAMA_F_MOE_NORM_W | MX_LLAMA_F_GRANITE},
+    /* gpt-oss-20b/120b: its own block (gptoss_hparams_read, gptoss_bind_layer, gptoss_moe) */
+    {"gpt-oss", MX_LLAMA_F_ROPE_NEOX | MX_LLAMA_F_MOE_ONLY},
+};
+
+/* The arch table entry of name, or NULL. */
+static const struct arch_info *arch_find(const char *name) {
+    for (size_t i = 0; i < MX_ARRAY_LEN(ARCHS); i++)
+        if (strcmp(ARCHS[i].name, name) == 0)
+            return &ARCHS[i];
+    return NULL;
+}
+
 int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
                           struct mx_err *err) {
     memset(hp, 0, sizeof *hp);
@@ -138,12 +177,19 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
         return mx_err_set(err, MX_EFORMAT, "%s: key 'general.architecture' missing", path);
     if (rc < 0)
         return rc;
-    /* llama.cpp writes Mistral and Mixtral files as 'llama' too */
+    const struct arch_info *ai = arch_find(arch);
+    if (!ai) {
+        char list[160];
+        size_t o = 0;
+        for (size_t i = 0; i < MX_ARRAY_LEN(ARCHS) && o < sizeof list; i++)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "",
+                                  ARCHS[i].name);
+        return mx_err_set(err, MX_EUNSUP, "%s: architecture '%.40s' not supported (supported: "
+                          "%s; llama covers Llama 1-3, Mistral and Mixtral)", path, arch, list);
+    }
     hp->gptoss = strcmp(arch, "gpt-oss") == 0;
-    if (strcmp(arch, "llama") != 0 && !hp->gptoss)
-        return mx_err_set(err, MX_EUNSUP, "%s: architecture '%.40s' not supported (only llama, "
-                          "which covers Llama 1-3, Mistral and Mixtral, and gpt-oss)", path, arch);
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
+    hp->arch_flags = ai->flags;
 
     if ((rc = get_i32(g, arch, "context_length", true, &hp->n_ctx_train, err)) < 0 ||
         (rc = get_i32(g, arch, "embedding_length", true, &hp->n_embd, err)) < 0 ||
@@ -155,7 +201,8 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
     hp->n_head_kv = hp->n_head;
     if ((rc = get_i32(g, arch, "attention.head_count_kv", false, &hp->n_head_kv, err)) < 0)
         return rc;
-    hp->head_dim = hp->n_head > 0 ? hp->n_embd / hp->n_head : 0;
+    /* head_dim: attention.key_length when present (Qwen3: 128 with n_embd / n_head = 64) */
+    hp->head_dim = hp->n_head > 0 && hp->n_embd % hp->n_head == 0 ? hp->n_embd / hp->n_head : 0;
     int32_t vlen = -1;
     if ((rc = get_i32(g, arch, "attention.key_length", false, &hp->head_dim, err)) < 0 ||
         (rc = get_i32(g, arch, "attention.value_length", false, &vlen, err)) < 0)
@@ -179,6 +226,27 @@ int mx_llama_hparams_read(const struct mx_gguf *g, struct mx_llama_hparams *hp,
 
     if (hp->gptoss && (rc = gptoss_hparams_read(g, hp, err)) < 0)
         return rc;
+    /* expert and shared-expert widths (llama.cpp: n_ff_exp, n_ff_shexp) */
+    hp->n_ff_exp = hp->n_ff;
+    if ((hp->arch_flags & MX_LLAMA_F_FF_EXP_DIV) && hp->n_expert_used > 0)
+        hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
+    if (hp->arch_flags & MX_LLAMA_F_SHEXP_GATE)
+        hp->n_ff_shexp = hp->n_ff;
+    if ((rc = get_i32(g, arch, "expert_feed_forward_length", false, &hp->n_ff_exp, err)) < 0 ||
+        (rc = get_i32(g, arch, "expert_shared_feed_forward_length", false, &hp->n_ff_shexp,
+                      err)) < 0)
+        return rc;
+    if (hp->arch_flags & MX_LLAMA_F_GRANITE) {
+        char lkey[128];
+        snprintf(lkey, sizeof lkey, "%s.logit_scale", arch);
+        if (!mx_gguf_get(g, lkey))
+            return mx_err_set(err, MX_EFORMAT, "%s: key '%s' missing", path, lkey);
+        if ((rc = get_f32(g, arch, "logit_scale", &hp->logit_scale, err)) < 0 ||
+            (rc = get_f32(g, arch, "residual_scale", &hp->residual_scale, err)) < 0 ||
+            (rc = get_f32(g, arch, "embedding_scale", &hp->embd_scale, err)) < 0 ||
+            (rc = get_f32(g, arch, "attention.scale", &hp->attn_scale, err)) < 0)
+            return rc;
+    }
 
     /* RoPE scaling: linear (position interpolation; "rope.scale_linear" is the old key) or
      * YaRN. */
@@ -236,11 +304,10 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
     if (hp->n_head % hp->n_head_kv != 0)
         return mx_err_set(err, MX_EFORMAT, "model: head_count %d is not a multiple of "
                           "head_count_kv %d", (int)hp->n_head, (int)hp->n_head_kv);
-    /* gpt-oss projects 2880 to 64 heads x 64: its q width is not n_embd */
-    if (!hp->gptoss && (int64_t)hp->head_dim * hp->n_head != hp->n_embd)
-        return mx_err_set(err, MX_EFORMAT, "model: embedding_length %d is not head_count %d x "
-                          "head dimension %d", (int)hp->n_embd, (int)hp->n_head,
-                          (int)hp->head_dim);
+    if (hp->head_dim == 0)
+        return mx_err_set(err, MX_EFORMAT, "model: embedding_length %d is not a multiple of "
+                          "head_count %d and attention.key_length is absent", (int)hp->n_embd,
+                          (int)hp->n_head);
     if (hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
         return mx_err_set(err, MX_EFORMAT, "model: rope.dimension_count %d must be even and in "
                           "[2, head dimension %d]", (int)hp->n_rot, (int)hp->head_dim);
@@ -252,6 +319,23 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
     if (hp->n_expert == 0 && hp->n_expert_used != 0)
         return mx_err_set(err, MX_EFORMAT, "model: expert_used_count %d without experts",
                           (int)hp->n_expert_used);
+    if ((hp->arch_flags & MX_LLAMA_F_MOE_ONLY) && hp->n_expert == 0)
+        return mx_err_set(err, MX_EFORMAT, "model: architecture %s needs expert_count > 0",
+                          hp->arch);
+    struct { const char *name; int64_t v, lo; } w[] = {
+        {"expert_feed_forward_length", hp->n_ff_exp, hp->n_expert > 0 ? 1 : 0},
+        {"expert_shared_feed_forward_length", hp->n_ff_shexp, 0},
+    };
+    for (size_t i = 0; i < MX_ARRAY_LEN(w); i++)
+        if (w[i].v < w[i].lo || w[i].v > (1 << 20))
+            return mx_err_set(err, MX_EFORMAT, "model: %s %lld out of range [%lld, %d]",
+                              w[i].name, (long long)w[i].v, (long long)w[i].lo, 1 << 20);
+    float sc[] = {hp->embd_scale, hp->residual_scale, hp->attn_scale, hp->logit_scale};
+    for (size_t i = 0; i < MX_ARRAY_LEN(sc); i++)
+        if (!isfinite(sc[i]) || sc[i] < 0.0f || sc[i] > 1e6f)
+            return mx_err_set(err, MX_EFORMAT, "model: granite scales (embedding %g, residual "
+                              "%g, attention %g, logit %g) must be in [0, 1e6]", hp->embd_scale,
+                              hp->residual_scale, hp->attn_scale, hp->logit_scale);
     if (!(hp->rope_freq_base > 0.0f) || !(hp->rope_freq_scale > 0.0f) || !(hp->norm_eps > 0.0f) ||
         !isfinite(hp->rope_freq_base) || !isfinite(hp->norm_eps) || hp->norm_eps > 1.0f)
         return mx_err_set(err, MX_EFORMAT, "model: rope base %g / scale %g / rms eps %g out of "
@@ -261,6 +345,7 @@ int mx_llama_hparams_validate(const struct mx_llama_hparams *hp, struct mx_err *
 
 /* ---- tensors -------------------------------------------------------------------------------- */
 
+/* What a tensor is used for: decides the type rule and the backend op asked about. */
 enum use { USE_NORM, USE_MATMUL, USE_MATMUL_ID, USE_EMBD, USE_BIAS };
 
 static void shape_str(char *buf, size_t n, int nd, const int64_t *ne) {
@@ -299,7 +384,7 @@ static int bind_tensor(struct mx_llama_model *m, const struct mx_gguf_tensor *gt
                   : MX_OP_RMS_NORM;
     if ((use == USE_NORM || use == USE_BIAS) && gt->type != MX_TYPE_F32)
         return mx_err_set(err, MX_EUNSUP, "%s: %s tensor '%s' is %s, expected f32", path,
-                          use == USE_NORM ? "norm" : "bias", gt->name, mx_type_name(gt->type));
+                          use == USE_NORM ? "norm" : "vector", gt->name, mx_type_name(gt->type));
     if (!mx_backend_supports(m->be, op, (enum mx_type)gt->type))
         return mx_err_set(err, MX_EUNSUP, "%s: tensor '%s': backend %s has no %s for type %s",
                           path, gt->name, mx_backend_name(m->be), mx_op_name(op),
@@ -381,6 +466,56 @@ static int gptoss_bind_layer(struct mx_llama_model *m, int il, uint64_t *eparams
     return 0;
 }
 
+/* bind() for a tensor the file may leave out: absent leaves t zeroed (data NULL). */
+static int bind_opt(struct mx_llama_model *m, const char *name, enum use use, int nd, int64_t ne0,
+                    int64_t ne1, int64_t ne2, struct mx_tensor *t, struct mx_err *err) {
+    if (!mx_gguf_find_tensor(m->gguf, name))
+        return 0;
+    return bind(m, name, use, nd, ne0, ne1, ne2, t, err);
+}
+
+/* The optional pieces of layer il (llama_impl.h's per-architecture groups): attention biases
+ * whenever present, QK-norm and the shared expert when the architecture has them. Counts the
+ * shared expert as active (every token runs it). */
+static int bind_arch_extras(struct mx_llama_model *m, int il, struct mx_err *err) {
+    const struct mx_llama_hparams *hp = &m->hp;
+    struct mx_llama_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, S = hp->n_ff_shexp;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    char n[96];
+    int rc = 0;
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%d." suffix, il), n)
+    if ((rc = bind_opt(m, NAME("attn_q.bias"), USE_BIAS, 1, Q, 1, 1, &L->bq, err)) < 0 ||
+        (rc = bind_opt(m, NAME("attn_k.bias"), USE_BIAS, 1, KV, 1, 1, &L->bk, err)) < 0 ||
+        (rc = bind_opt(m, NAME("attn_v.bias"), USE_BIAS, 1, KV, 1, 1, &L->bv, err)) < 0 ||
+        (rc = bind_opt(m, NAME("attn_output.bias"), USE_BIAS, 1, E, 1, 1, &L->bo, err)) < 0)
+        return rc;
+    if (hp->arch_flags & (MX_LLAMA_F_QK_NORM_HEAD | MX_LLAMA_F_QK_NORM_FULL)) {
+        bool full = hp->arch_flags & MX_LLAMA_F_QK_NORM_FULL;
+        if ((rc = bind(m, NAME("attn_q_norm.weight"), USE_NORM, 1, full ? Q : hp->head_dim, 1, 1,
+                       &L->q_norm, err)) < 0 ||
+            (rc = bind(m, NAME("attn_k_norm.weight"), USE_NORM, 1, full ? KV : hp->head_dim, 1,
+                       1, &L->k_norm, err)) < 0)
+            return rc;
+    }
+    if (S > 0 && hp->n_expert > 0) {
+        if ((hp->arch_flags & MX_LLAMA_F_SHEXP_GATE) &&
+            (rc = bind(m, NAME("ffn_gate_inp_shexp.weight"), USE_MATMUL, 2, E, 1, 1,
+                       &L->gate_inp_shexp, err)) < 0)
+            return rc;
+        if ((rc = bind(m, NAME("ffn_gate_shexp.weight"), USE_MATMUL, 2, E, S, 1, &L->gate_shexp,
+                       err)) < 0 ||
+            (rc = bind(m, NAME("ffn_up_shexp.weight"), USE_MATMUL, 2, E, S, 1, &L->up_shexp,
+                       err)) < 0 ||
+            (rc = bind(m, NAME("ffn_down_shexp.weight"), USE_MATMUL, 2, S, E, 1, &L->down_shexp,
+                       err)) < 0)
+            return rc;
+    }
+#undef NAME
+    return 0;
+}
+
 /* Older Mixtral files: blk.N.ffn_{gate,up,down}.E.weight, one 2-D tensor per expert. They are
  * copied into one 3-D tensor per kind (the backend's matmul_id wants [n_in, n_out, n_expert]). */
 static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
@@ -392,7 +527,8 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
      * the allocation */
     for (int il = 0; il < hp->n_layer; il++)
         for (int k = 0; k < 3; k++) {
-            int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
+            int64_t n_in = k == 2 ? hp->n_ff_exp : hp->n_embd;
+            int64_t n_out = k == 2 ? hp->n_embd : hp->n_ff_exp;
             int type = -1;
             for (int e = 0; e < hp->n_expert; e++) {
                 char name[96];
@@ -441,7 +577,8 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
         struct mx_llama_layer *L = &m->layers[il];
         struct mx_tensor *dst[3] = {&L->gate_exps, &L->up_exps, &L->down_exps};
         for (int k = 0; k < 3; k++) {
-            int64_t n_in = k == 2 ? hp->n_ff : hp->n_embd, n_out = k == 2 ? hp->n_embd : hp->n_ff;
+            int64_t n_in = k == 2 ? hp->n_ff_exp : hp->n_embd;
+            int64_t n_out = k == 2 ? hp->n_embd : hp->n_ff_exp;
             char name[96];
             snprintf(name, sizeof name, "blk.%d.ffn_%s.0.weight", il, kinds[k]);
             const struct mx_gguf_tensor *gt = mx_gguf_find_tensor(m->gguf, name);
@@ -464,11 +601,12 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
  * comparisons). */
 /* The matmul weights of a layer (dense or MoE; absent ones have no data). The array size makes
  * the compiler refuse a list longer than LAYER_MATS. */
-#define LAYER_MATS 10
+#define LAYER_MATS 13
 static void layer_mats(struct mx_llama_layer *L, struct mx_tensor *out[LAYER_MATS]) {
     struct mx_tensor *all[LAYER_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
                                          &L->ffn_up, &L->ffn_down, &L->gate_exps, &L->up_exps,
-                                         &L->down_exps};
+                                         &L->down_exps, &L->gate_shexp, &L->up_shexp,
+                                         &L->down_shexp};
     memcpy(out, all, sizeof all);
 }
 
@@ -585,6 +723,7 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
         goto fail;
 
     const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff, X = hp->n_expert;
+    const int64_t FX = hp->n_ff_exp;
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
     const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     if ((rc = bind(m, "token_embd.weight", USE_EMBD, 2, E, V, 1, &m->tok_embd, err)) < 0 ||
@@ -628,6 +767,9 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
         B("attn_v", USE_MATMUL, 2, E, KV, 1, &L->wv);
         B("attn_output", USE_MATMUL, 2, Q, E, 1, &L->wo);
         B("ffn_norm", USE_NORM, 1, E, 1, 1, &L->ffn_norm);
+        rc = bind_arch_extras(m, il, err);
+        if (rc < 0)
+            goto fail;
         if (X == 0) {
             B("ffn_gate", USE_MATMUL, 2, E, F, 1, &L->ffn_gate);
             B("ffn_up", USE_MATMUL, 2, E, F, 1, &L->ffn_up);
@@ -641,9 +783,9 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
             continue;
         }
         uint64_t p0 = m->size.n_params, b0 = m->size.n_bytes;
-        B("ffn_gate_exps", USE_MATMUL_ID, 3, E, F, X, &L->gate_exps);
-        B("ffn_up_exps", USE_MATMUL_ID, 3, E, F, X, &L->up_exps);
-        B("ffn_down_exps", USE_MATMUL_ID, 3, F, E, X, &L->down_exps);
+        B("ffn_gate_exps", USE_MATMUL_ID, 3, E, FX, X, &L->gate_exps);
+        B("ffn_up_exps", USE_MATMUL_ID, 3, E, FX, X, &L->up_exps);
+        B("ffn_down_exps", USE_MATMUL_ID, 3, FX, E, X, &L->down_exps);
 #undef B
         expert_params += m->size.n_params - p0;
         expert_bytes += m->size.n_bytes - b0;
@@ -659,12 +801,11 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
     rc = prepare_weights(m, o, err);
     if (rc < 0)
         goto fail;
-    /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling); the
-     * backend's rope has no such input yet. Short contexts are barely affected (the factors
-     * scale only the slowly rotating dimensions), so load with a warning rather than refuse. */
-    if (mx_gguf_find_tensor(m->gguf, "rope_freqs.weight"))
-        mx_log(MX_LOG_WARN, "%s: rope_freqs.weight (Llama 3.1 rope scaling) is ignored: output "
-               "degrades at long contexts", path);
+    /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling): pair i
+     * rotates with theta / rope_freqs[i], as ggml_rope_ext with freq_factors */
+    if ((rc = bind_opt(m, "rope_freqs.weight", USE_BIAS, 1, hp->n_rot / 2, 1, 1, &m->rope_freqs,
+                       err)) < 0)
+        goto fail;
     /* the ops every forward uses on activations */
     static const enum mx_op f32_ops[] = {MX_OP_RMS_NORM, MX_OP_ROPE, MX_OP_SILU_MUL, MX_OP_ADD,
                                          MX_OP_CPY};
@@ -674,6 +815,19 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
                             mx_backend_name(be), mx_op_name(f32_ops[i]));
             goto fail;
         }
+    if ((hp->arch_flags & MX_LLAMA_F_SHEXP_GATE) && X > 0 && hp->n_ff_shexp > 0 &&
+        (!mx_backend_supports(be, MX_OP_SIGMOID, MX_TYPE_F32) ||
+         !mx_backend_supports(be, MX_OP_MUL, MX_TYPE_F32))) {
+        rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no sigmoid (the shared expert's "
+                        "gate)", path, mx_backend_name(be));
+        goto fail;
+    }
+    if ((hp->arch_flags & MX_LLAMA_F_GRANITE) && !mx_backend_supports(be, MX_OP_SCALE,
+                                                                      MX_TYPE_F32)) {
+        rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no scale (granite's multipliers)",
+                        path, mx_backend_name(be));
+        goto fail;
+    }
     if (X > 0 && (!mx_backend_supports(be, MX_OP_MOE_ROUTE, MX_TYPE_F32) ||
                   !mx_backend_supports(be, MX_OP_MOE_COMBINE, MX_TYPE_F32))) {
         rc = mx_err_set(err, MX_EUNSUP, "%s: backend %s has no MoE routing", path,

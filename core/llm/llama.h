@@ -1,7 +1,8 @@
-/* llama.h - the LLM engine: llama / mistral / Mixtral (sparse MoE) and gpt-oss models from GGUF.
+/* llama.h - the LLM engine: llama / mistral / Mixtral, the llama-like sparse MoE architectures
+ * (qwen2moe, qwen3moe, olmoe, granitemoe) and gpt-oss, from GGUF.
  *
  * Three objects, in the llama2.c spirit of keeping config, weights and state apart:
- *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `llama.*` keys, validated);
+ *   struct mx_llama_hparams  the hyperparameters (read from the GGUF `<arch>.*` keys, validated);
  *   struct mx_llama_model    read-only weights: views into the GGUF mmap (no copy on the CPU);
  *   struct mx_llama_ctx      one sequence's state: the KV cache and every scratch tensor, all
  *                            allocated at creation (nothing per token).
@@ -24,14 +25,15 @@
 struct mx_gguf;
 struct mx_backend;
 
-/* Hyperparameters of a llama-architecture model (Mixtral when n_expert > 0). */
+/* Hyperparameters of a llama-like model (Mixtral when n_expert > 0; arch_flags say what the
+ * other architectures change). */
 struct mx_llama_hparams {
-    char arch[32];          /* general.architecture ("llama") */
+    char arch[32];          /* general.architecture ("llama", "qwen3moe", ...) */
     int32_t n_vocab;        /* tokens (token_embd rows) */
     int32_t n_ctx_train;    /* llama.context_length */
     int32_t n_embd;         /* llama.embedding_length */
     int32_t n_layer;        /* llama.block_count */
-    int32_t n_ff;           /* llama.feed_forward_length (per expert for MoE) */
+    int32_t n_ff;           /* llama.feed_forward_length (dense FFN; Mixtral: per expert) */
     int32_t n_head;         /* llama.attention.head_count */
     int32_t n_head_kv;      /* llama.attention.head_count_kv (default n_head) */
     int32_t head_dim;       /* attention.key_length, default n_embd / n_head */
@@ -56,6 +58,29 @@ struct mx_llama_hparams {
     float yarn_beta_fast;   /* rope.scaling.yarn_beta_fast (32) */
     float yarn_beta_slow;   /* rope.scaling.yarn_beta_slow (1) */
     int32_t yarn_n_ctx_orig;/* rope.scaling.original_context_length */
+    /* What the architectures beyond llama add (core/llm/llama.c's arch table sets the flags;
+     * every other field here reads <arch>.<key>). */
+    uint32_t arch_flags;    /* MX_LLAMA_F_* of general.architecture */
+    int32_t n_ff_exp;       /* expert_feed_forward_length: one expert's FFN width (default:
+                               n_ff, or n_ff / expert_used_count for the Qwen MoEs) */
+    int32_t n_ff_shexp;     /* expert_shared_feed_forward_length: the shared expert's width
+                               (0: no shared expert; qwen2moe defaults it to n_ff) */
+    float embd_scale;       /* granite embedding_scale: x = embd * s (0: none) */
+    float residual_scale;   /* granite residual_scale: sub-block outputs * s (0: none) */
+    float attn_scale;       /* granite attention.scale: score scale (0: 1/sqrt(head_dim)) */
+    float logit_scale;      /* granite logit_scale: logits / s (0: none) */
+};
+
+/* Architecture features (mx_llama_hparams.arch_flags), one per way the forward differs. */
+enum {
+    MX_LLAMA_F_ROPE_NEOX = 1u << 0,   /* rotate (x[i], x[i + n_rot/2]) pairs (Qwen, OLMoE) */
+    MX_LLAMA_F_QK_NORM_HEAD = 1u << 1,/* RMS-norm each q/k head before RoPE (qwen3moe) */
+    MX_LLAMA_F_QK_NORM_FULL = 1u << 2,/* RMS-norm the whole q/k vectors before RoPE (olmoe) */
+    MX_LLAMA_F_MOE_NORM_W = 1u << 3,  /* top-k router weights renormalised to sum 1 */
+    MX_LLAMA_F_SHEXP_GATE = 1u << 4,  /* shared expert scaled by sigmoid(ffn_gate_inp_shexp x) */
+    MX_LLAMA_F_GRANITE = 1u << 5,     /* granite's embedding/residual/attention/logit scales */
+    MX_LLAMA_F_FF_EXP_DIV = 1u << 6,  /* absent expert width = n_ff / expert_used_count */
+    MX_LLAMA_F_MOE_ONLY = 1u << 7,    /* every layer is MoE: expert_count 0 is refused */
 };
 
 /* Reads hyperparameters from g's metadata (n_vocab from the token list, else 0 until the

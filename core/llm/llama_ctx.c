@@ -4,7 +4,9 @@
  * The forward reads top to bottom like llama2.c's: embedding, then per block RMSNorm -> Q/K/V ->
  * RoPE -> write K/V into the cache -> attention -> output projection -> residual, RMSNorm -> FFN
  * (dense SwiGLU, or the Mixtral router + the selected experts only) -> residual; final norm and
- * the output matrix. Every heavy step is an mx_op_* call on the backend, so the code is the same
+ * the output matrix. The other architectures' changes (hparams.arch_flags) sit inside the two
+ * block helpers, attn_block and ffn_block: q/k/v biases, QK-norm, NEOX rope, the shared expert,
+ * granite's scales. Every heavy step is an mx_op_* call on the backend, so the code is the same
  * on every device. Tokens go through in chunks of n_ubatch (the batched GEMM path for prompts;
  * one token per call when generating).
  *
@@ -61,8 +63,12 @@ struct mx_llama_ctx {
     struct mx_tensor v;         /* [n_head_kv * head_dim, U] */
     struct mx_tensor att;       /* [n_head * head_dim, U] attention output */
     struct mx_tensor tmp;       /* [n_embd, U] sub-block output before the residual add */
-    struct mx_tensor gate;      /* [n_ff, U * max(1, n_expert_used)] */
+    struct mx_tensor gate;      /* flat [ffn_width(), 1]: the widest FFN hidden of the chunk
+                                   (dense n_ff x U, experts n_ff_exp x k x U, shared n_ff_shexp
+                                   x U), seen through flat3() */
     struct mx_tensor up;        /* same */
+    struct mx_tensor sh;        /* [n_embd, U] shared expert output (n_ff_shexp > 0) */
+    struct mx_tensor shg;       /* [1, U] its sigmoid gate (MX_LLAMA_F_SHEXP_GATE) */
     struct mx_tensor router;    /* [n_expert, U] router logits */
     struct mx_tensor sel;       /* I32 [n_expert_used, U] selected experts */
     struct mx_tensor selw;      /* [n_expert_used, U] their weights */
@@ -80,6 +86,16 @@ void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p) {
     memset(p, 0, sizeof *p);
     p->kv_type = MX_TYPE_F16;
     p->n_ubatch = 512;
+}
+
+/* Elements of the FFN hidden scratch (gate, up): the widest of the dense FFN, the k selected
+ * experts and the shared expert, for U tokens. */
+static int64_t ffn_width(const struct mx_llama_hparams *hp, int64_t U) {
+    int64_t ku = hp->n_expert > 0 ? hp->n_expert_used : 1;
+    int64_t w = hp->n_expert > 0 ? (int64_t)hp->n_ff_exp * ku : hp->n_ff;
+    if (hp->n_expert > 0)
+        w = MX_MAX(w, (int64_t)hp->n_ff_shexp);
+    return w * U;
 }
 
 /* Allocates (or, on a measuring arena, counts) every scratch tensor. */
@@ -102,8 +118,12 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
     A(v, MX_TYPE_F32, KV, U, "v")
     A(att, MX_TYPE_F32, Q, U, "att")
     A(tmp, MX_TYPE_F32, hp->n_embd, U, "tmp")
-    A(gate, MX_TYPE_F32, hp->n_ff, U * ku, "gate")
-    A(up, MX_TYPE_F32, hp->n_ff, U * ku, "up")
+    A(gate, MX_TYPE_F32, ffn_width(hp, U), 1, "gate")
+    A(up, MX_TYPE_F32, ffn_width(hp, U), 1, "up")
+    if (hp->n_expert > 0 && hp->n_ff_shexp > 0) {
+        A(sh, MX_TYPE_F32, hp->n_embd, U, "shexp")
+        A(shg, MX_TYPE_F32, 1, U, "shexp gate")
+    }
     if (hp->n_expert > 0) {
         A(router, MX_TYPE_F32, hp->n_expert, U, "router")
         A(sel, MX_TYPE_I32, ku, U, "sel")
@@ -224,10 +244,11 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     c->kv_type = p->kv_type;
     c->n_ubatch = (int32_t)MX_MIN((int64_t)(p->n_ubatch ? p->n_ubatch : 512), n_ctx);
     c->rope.n_rot = hp->n_rot;
-    c->rope.mode = MX_ROPE_NORM;
+    c->rope.mode = (hp->arch_flags & MX_LLAMA_F_ROPE_NEOX) || hp->rope_mode == MX_ROPE_NEOX
+                       ? MX_ROPE_NEOX : MX_ROPE_NORM;
+    c->rope.freq_factors = m->rope_freqs.data ? &m->rope_freqs : NULL;
     c->rope.freq_base = hp->rope_freq_base;
     c->rope.freq_scale = hp->rope_freq_scale;
-    c->rope.mode = hp->rope_mode;
     c->rope.ext_factor = hp->yarn_ext_factor;
     c->rope.attn_factor = hp->yarn_attn_factor;
     c->rope.beta_fast = hp->yarn_beta_fast;
@@ -329,6 +350,17 @@ static struct mx_tensor rows3(const struct mx_tensor *t, int64_t ne0, int64_t ne
     return r;
 }
 
+/* The first ne0 * ne1 * ne2 elements of a contiguous F32 arena tensor, seen as [ne0, ne1, ne2]
+ * (the flat FFN scratch, whose shape depends on the FFN kind). */
+static struct mx_tensor flat3(const struct mx_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2) {
+    struct mx_tensor v = *t;
+    mx_tensor_init(&v, t->type, ne0, ne1, ne2, 1);
+    v.buf = t->buf;
+    v.data = t->data;
+    v.name = t->name;
+    return v;
+}
+
 static struct mx_tensor rows(const struct mx_tensor *t, int64_t row0, int64_t n) {
     struct mx_tensor v;
     mx_tensor_view_rows(t, row0, n, &v);
@@ -402,6 +434,144 @@ fail:
     return rc;
 }
 
+/* Attention sub-block of layer il for the T tokens at cells [n_used, n_used + T): x += the
+ * attention output. xb = norm(x); q, k, v = W xb (+ biases); QK-norm (qwen3moe per head, olmoe
+ * whole vectors); rotate q, k; cache k, v; attend; W_o (+ bias); granite scales the output. */
+static int attn_block(struct mx_llama_ctx *c, int il, int64_t T, const struct mx_tensor *pos_t,
+                      struct mx_err *err) {
+    const struct mx_llama_model *m = c->m;
+    const struct mx_llama_hparams *hp = &m->hp;
+    const struct mx_llama_layer *L = &m->layers[il];
+    struct mx_backend *be = c->be;
+    const int64_t hd = hp->head_dim, cell0 = c->n_used;
+    int rc = 0;
+    struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
+    struct mx_tensor q = rows(&c->q, 0, T), k = rows(&c->k, 0, T), v = rows(&c->v, 0, T);
+    struct mx_tensor att = rows(&c->att, 0, T);
+    /* (head_dim, heads, T) views of the same memory */
+    struct mx_tensor q3 = rows3(&c->q, hd, hp->n_head, T), k3 = rows3(&c->k, hd, hp->n_head_kv, T);
+    struct mx_tensor att3 = rows3(&c->att, hd, hp->n_head, T);
+    struct mx_attn_params ap = {
+        .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = (int)hd,
+        .n_kv = cell0 + T, .window = hp->sliding_window,
+        .scale = hp->attn_scale != 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hd),
+        .sinks = L->sinks.data ? &L->sinks : NULL, /* gpt-oss */
+    };
+    /* gpt-oss: sliding-window layers (il % pattern < pattern - 1) between full ones */
+    if (hp->swa_pattern > 0)
+        ap.window = il % hp->swa_pattern < hp->swa_pattern - 1 ? hp->sliding_window : 0;
+    OP("forward: attn_norm", mx_op_rms_norm(be, &xb, &x, &L->attn_norm, hp->norm_eps));
+    OP("forward: attn_q", mm(c, &q, &L->wq, &xb, NULL));
+    OP("forward: attn_k", mm(c, &k, &L->wk, &xb, NULL));
+    OP("forward: attn_v", mm(c, &v, &L->wv, &xb, NULL));
+    if (L->bq.data)
+        OP("forward: attn_q bias", mx_op_add(be, &q, &q, &L->bq));
+    if (L->bk.data)
+        OP("forward: attn_k bias", mx_op_add(be, &k, &k, &L->bk));
+    if (L->bv.data)
+        OP("forward: attn_v bias", mx_op_add(be, &v, &v, &L->bv));
+    if (hp->arch_flags & MX_LLAMA_F_QK_NORM_HEAD) {
+        OP("forward: attn_q_norm", mx_op_rms_norm(be, &q3, &q3, &L->q_norm, hp->norm_eps));
+        OP("forward: attn_k_norm", mx_op_rms_norm(be, &k3, &k3, &L->k_norm, hp->norm_eps));
+    } else if (hp->arch_flags & MX_LLAMA_F_QK_NORM_FULL) {
+        OP("forward: attn_q_norm", mx_op_rms_norm(be, &q, &q, &L->q_norm, hp->norm_eps));
+        OP("forward: attn_k_norm", mx_op_rms_norm(be, &k, &k, &L->k_norm, hp->norm_eps));
+    }
+    OP("forward: rope q", mx_op_rope(be, &q3, &q3, pos_t, &c->rope));
+    OP("forward: rope k", mx_op_rope(be, &k3, &k3, pos_t, &c->rope));
+    struct mx_tensor kdst = rows(&c->kc[il], cell0, T), vdst = rows(&c->vc[il], cell0, T);
+    OP("forward: k cache write", mx_op_cpy(be, &kdst, &k));
+    OP("forward: v cache write", mx_op_cpy(be, &vdst, &v));
+    /* att: (head_dim, n_head, T) over cells [0, cell0 + T) */
+    OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], pos_t,
+                                        &c->kpos_t, &ap));
+    OP("forward: attn_output", mm(c, &tmp, &L->wo, &att, NULL));
+    if (L->bo.data)
+        OP("forward: attn_output bias", mx_op_add(be, &tmp, &tmp, &L->bo));
+    if (hp->residual_scale != 0.0f)
+        OP("forward: residual scale", mx_op_scale(be, &tmp, &tmp, hp->residual_scale));
+    OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
+    return 0;
+fail:
+    return rc;
+}
+
+/* dst = W_down (silu(W_gate xb) * (W_up xb)) for the T columns of xb, through the FFN scratch
+ * (n_ff hidden units): the dense FFN and the shared expert. */
+static int swiglu(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *xb,
+                  const struct mx_tensor *wg, const struct mx_tensor *wu,
+                  const struct mx_tensor *wd, int64_t n_ff, int64_t T, struct mx_err *err) {
+    struct mx_backend *be = c->be;
+    int rc = 0;
+    struct mx_tensor g = flat3(&c->gate, n_ff, T, 1), u = flat3(&c->up, n_ff, T, 1);
+    OP("forward: ffn_gate", mm(c, &g, wg, xb, NULL));
+    OP("forward: ffn_up", mm(c, &u, wu, xb, NULL));
+    OP("forward: swiglu", mx_op_silu_mul(be, &g, &g, &u));
+    OP("forward: ffn_down", mm(c, dst, wd, &g, NULL));
+    return 0;
+fail:
+    return rc;
+}
+
+/* Feed-forward sub-block of layer il: x += FFN(norm(x)). Dense SwiGLU, or the router + the k
+ * selected experts (top-k weights renormalised per MX_LLAMA_F_MOE_NORM_W) plus the shared expert
+ * (qwen2moe: scaled by sigmoid(W_gate_inp_shexp xb)); granite scales the output. */
+static int ffn_block(struct mx_llama_ctx *c, int il, int64_t T, struct mx_err *err) {
+    const struct mx_llama_model *m = c->m;
+    const struct mx_llama_hparams *hp = &m->hp;
+    const struct mx_llama_layer *L = &m->layers[il];
+    struct mx_backend *be = c->be;
+    const int64_t ku = hp->n_expert_used;
+    int rc = 0;
+    struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
+    OP("forward: ffn_norm", mx_op_rms_norm(be, &xb, &x, &L->ffn_norm, hp->norm_eps));
+    if (hp->gptoss) {
+        if ((rc = gptoss_moe(c, L, T, err)) < 0)
+            return rc;
+    } else if (hp->n_expert == 0) {
+        if ((rc = swiglu(c, &tmp, &xb, &L->ffn_gate, &L->ffn_up, &L->ffn_down, hp->n_ff, T,
+                         err)) < 0)
+            return rc;
+    } else {
+        /* router logits -> top-k experts and their softmax weights; each token runs only its k
+         * experts' SwiGLU; tmp = the weighted sum of their outputs */
+        struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
+        struct mx_tensor selw = rows(&c->selw, 0, T);
+        struct mx_tensor g3 = flat3(&c->gate, hp->n_ff_exp, ku, T);
+        struct mx_tensor u3 = flat3(&c->up, hp->n_ff_exp, ku, T);
+        struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
+        struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
+        bool renorm = hp->arch_flags & MX_LLAMA_F_MOE_NORM_W;
+        OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
+        OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, renorm));
+        OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
+        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
+        OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
+        OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
+        OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
+        if (L->gate_shexp.data) {
+            /* the shared expert every token runs: sh = SwiGLU_shexp(xb) [* sigmoid gate] */
+            struct mx_tensor sh = rows(&c->sh, 0, T);
+            if ((rc = swiglu(c, &sh, &xb, &L->gate_shexp, &L->up_shexp, &L->down_shexp,
+                             hp->n_ff_shexp, T, err)) < 0)
+                return rc;
+            if (L->gate_inp_shexp.data) {
+                struct mx_tensor shg = rows(&c->shg, 0, T);
+                OP("forward: shexp gate", mm(c, &shg, &L->gate_inp_shexp, &xb, NULL));
+                OP("forward: shexp sigmoid", mx_op_sigmoid(be, &shg, &shg));
+                OP("forward: shexp gating", mx_op_mul(be, &sh, &sh, &shg));
+            }
+            OP("forward: shexp sum", mx_op_add(be, &tmp, &tmp, &sh));
+        }
+    }
+    if (hp->residual_scale != 0.0f)
+        OP("forward: residual scale", mx_op_scale(be, &tmp, &tmp, hp->residual_scale));
+    OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
+    return 0;
+fail:
+    return rc;
+}
+
 /* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
  * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
 static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int out_rows,
@@ -409,8 +579,7 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
     const struct mx_llama_model *m = c->m;
     const struct mx_llama_hparams *hp = &m->hp;
     struct mx_backend *be = c->be;
-    const int64_t hd = hp->head_dim, cell0 = c->n_used;
-    const int64_t ku = hp->n_expert_used;
+    const int64_t cell0 = c->n_used;
     int rc = 0;
 
     /* inputs: ids, positions, and the positions of the cells this chunk fills */
@@ -424,77 +593,16 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
     OP("forward: kv positions", mx_tensor_set(be, &c->kpos_t, c->kpos + cell0,
                                               (size_t)cell0 * 4, (size_t)T * 4));
 
-    struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
-    struct mx_tensor q = rows(&c->q, 0, T), k = rows(&c->k, 0, T), v = rows(&c->v, 0, T);
-    struct mx_tensor att = rows(&c->att, 0, T);
-    struct mx_tensor q3 = rows3(&c->q, hd, hp->n_head, T), k3 = rows3(&c->k, hd, hp->n_head_kv, T);
-    struct mx_tensor att3 = rows3(&c->att, hd, hp->n_head, T);
-    struct mx_attn_params ap = {
-        .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = (int)hd,
-        .n_kv = cell0 + T, .scale = 1.0f / sqrtf((float)hd), .window = hp->sliding_window,
-    };
+    struct mx_tensor x = rows(&c->x, 0, T);
 
-    /* token embedding: x = token_embd[ids] */
+    /* token embedding: x = token_embd[ids] (granite: times embedding_scale) */
     OP("forward: embedding", mx_op_get_rows(be, &x, &m->tok_embd, &ids_t));
+    if (hp->embd_scale != 0.0f)
+        OP("forward: embedding scale", mx_op_scale(be, &x, &x, hp->embd_scale));
 
     for (int il = 0; il < hp->n_layer; il++) {
-        const struct mx_llama_layer *L = &m->layers[il];
-        /* attention: xb = norm(x); q, k, v = W xb; rotate q, k; cache k, v */
-        OP("forward: attn_norm", mx_op_rms_norm(be, &xb, &x, &L->attn_norm, hp->norm_eps));
-        OP("forward: attn_q", mm(c, &q, &L->wq, &xb, NULL));
-        OP("forward: attn_k", mm(c, &k, &L->wk, &xb, NULL));
-        OP("forward: attn_v", mm(c, &v, &L->wv, &xb, NULL));
-        if (hp->gptoss) {
-            OP("forward: attn_q bias", mx_op_add(be, &q, &q, &L->bq));
-            OP("forward: attn_k bias", mx_op_add(be, &k, &k, &L->bk));
-            OP("forward: attn_v bias", mx_op_add(be, &v, &v, &L->bv));
-            /* sliding-window layers (il % pattern < pattern - 1) and sinks */
-            ap.window = il % hp->swa_pattern < hp->swa_pattern - 1 ? hp->sliding_window : 0;
-            ap.sinks = &L->sinks;
-        }
-        OP("forward: rope q", mx_op_rope(be, &q3, &q3, &pos_t, &c->rope));
-        OP("forward: rope k", mx_op_rope(be, &k3, &k3, &pos_t, &c->rope));
-        struct mx_tensor kdst = rows(&c->kc[il], cell0, T), vdst = rows(&c->vc[il], cell0, T);
-        OP("forward: k cache write", mx_op_cpy(be, &kdst, &k));
-        OP("forward: v cache write", mx_op_cpy(be, &vdst, &v));
-        /* att: (head_dim, n_head, T) over cells [0, cell0 + T) */
-        OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], &pos_t,
-                                            &c->kpos_t, &ap));
-        OP("forward: attn_output", mm(c, &tmp, &L->wo, &att, NULL));
-        if (hp->gptoss)
-            OP("forward: attn_output bias", mx_op_add(be, &tmp, &tmp, &L->bo));
-        OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
-
-        /* feed-forward on xb = norm(x) */
-        OP("forward: ffn_norm", mx_op_rms_norm(be, &xb, &x, &L->ffn_norm, hp->norm_eps));
-        if (hp->gptoss) {
-            if ((rc = gptoss_moe(c, L, T, err)) < 0)
-                goto fail;
-        } else if (hp->n_expert == 0) {
-            /* SwiGLU: tmp = W_down (silu(W_gate xb) * (W_up xb)) */
-            struct mx_tensor g = rows(&c->gate, 0, T), u = rows(&c->up, 0, T);
-            OP("forward: ffn_gate", mm(c, &g, &L->ffn_gate, &xb, NULL));
-            OP("forward: ffn_up", mm(c, &u, &L->ffn_up, &xb, NULL));
-            OP("forward: swiglu", mx_op_silu_mul(be, &g, &g, &u));
-            OP("forward: ffn_down", mm(c, &tmp, &L->ffn_down, &g, NULL));
-        } else {
-            /* Mixtral: router logits -> top-k experts and softmax weights over those k; each
-             * token runs only its k experts' SwiGLU; tmp = the weighted sum of their outputs */
-            struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
-            struct mx_tensor selw = rows(&c->selw, 0, T);
-            struct mx_tensor g3 = rows3(&c->gate, hp->n_ff, ku, T);
-            struct mx_tensor u3 = rows3(&c->up, hp->n_ff, ku, T);
-            struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
-            struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
-            OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
-            OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
-            OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
-            OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
-            OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
-            OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
-            OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
-        }
-        OP("forward: residual", mx_op_add(be, &x, &x, &tmp));
+        if ((rc = attn_block(c, il, T, &pos_t, err)) < 0 || (rc = ffn_block(c, il, T, err)) < 0)
+            goto fail;
     }
 
     if (out_rows > 0) {
@@ -507,6 +615,8 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
             OP("forward: output_norm", mx_op_rms_norm(be, &xn, &xs, &m->output_norm,
                                                       hp->norm_eps));
             OP("forward: output", mm(c, &lg, &m->output, &xn, NULL));
+            if (hp->logit_scale != 0.0f) /* granite: logits / logit_scale */
+                OP("forward: logit scale", mx_op_scale(be, &lg, &lg, 1.0f / hp->logit_scale));
             size_t rb = (size_t)hp->n_vocab * 4;
             for (int64_t i = 0; i < n; i++) {
                 OP("forward: logits", mx_tensor_get(be, &lg, c->logits, (size_t)i * rb, rb));

@@ -24,9 +24,23 @@ struct mx_llama_layer {
     struct mx_tensor gate_exps;   /* [n_embd, n_ff, n_expert] */
     struct mx_tensor up_exps;     /* [n_embd, n_ff, n_expert] */
     struct mx_tensor down_exps;   /* [n_ff, n_embd, n_expert] */
-    /* gpt-oss only (absent: data NULL); ffn_norm holds its post_attention_norm */
-    struct mx_tensor bq, bk, bv;  /* F32 q/k/v biases [n_head * head_dim] / [n_head_kv * ..] */
-    struct mx_tensor bo;          /* F32 output projection bias [n_embd] */
+
+    /* ---- optional, per architecture (absent: data == NULL) ---- */
+    /* attention biases (qwen2moe; any arch's file may carry them, as llama.cpp allows) */
+    struct mx_tensor bq;          /* [n_head * head_dim] F32 */
+    struct mx_tensor bk;          /* [n_head_kv * head_dim] F32 */
+    struct mx_tensor bv;          /* [n_head_kv * head_dim] F32 */
+    struct mx_tensor bo;          /* [n_embd] F32 (granite) */
+    /* QK-norm (MX_LLAMA_F_QK_NORM_HEAD: [head_dim]; MX_LLAMA_F_QK_NORM_FULL: the whole
+     * [n_head * head_dim] / [n_head_kv * head_dim] vectors) */
+    struct mx_tensor q_norm;      /* F32 */
+    struct mx_tensor k_norm;      /* F32 */
+    /* shared expert (n_ff_shexp > 0): a dense SwiGLU every token runs next to its experts */
+    struct mx_tensor gate_inp_shexp; /* [n_embd, 1] its sigmoid gate (MX_LLAMA_F_SHEXP_GATE) */
+    struct mx_tensor gate_shexp;  /* [n_embd, n_ff_shexp] */
+    struct mx_tensor up_shexp;    /* [n_embd, n_ff_shexp] */
+    struct mx_tensor down_shexp;  /* [n_ff_shexp, n_embd] */
+    /* gpt-oss (the biases above too; ffn_norm holds its post_attention_norm) */
     struct mx_tensor sinks;       /* F32 attention sink logit per head [n_head] */
     struct mx_tensor gate_inp_b;  /* F32 router bias [n_expert] */
     struct mx_tensor gate_exps_b; /* F32 per-expert biases [n_ff, n_expert] */
@@ -47,6 +61,7 @@ struct mx_llama_model {
     struct mx_tensor tok_embd;    /* [n_embd, n_vocab] */
     struct mx_tensor output_norm; /* [n_embd] F32 */
     struct mx_tensor output;      /* [n_embd, n_vocab] (tok_embd when tied) */
+    struct mx_tensor rope_freqs;  /* [head_dim / 2] F32 Llama 3.1 frequency factors (or absent) */
     struct mx_llama_layer *layers;/* n_layer */
     struct mx_llama_size size;    /* parameter/byte counts */
     struct mx_llama_lora **loras; /* LoRA adapters applied on the fly (owned; core/llm/lora.h) */

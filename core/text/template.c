@@ -35,11 +35,15 @@ static const char *const tmpl_names[MX_TMPL_COUNT] = {
     [MX_TMPL_GEMMA] = "gemma",
     [MX_TMPL_PHI3] = "phi3",
     [MX_TMPL_HARMONY] = "harmony",
+    [MX_TMPL_QWEN3] = "qwen3",
+    [MX_TMPL_GRANITE] = "granite",
+    [MX_TMPL_TULU] = "tulu",
 };
 
 #define TMPL_NAME_LIST                                                                         \
     "mistral-legacy, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, "                  \
-    "mistral-v7-tekken, llama2, llama3, chatml, zephyr, gemma, phi3, harmony"
+    "mistral-v7-tekken, llama2, llama3, chatml, zephyr, gemma, phi3, harmony, qwen3, granite, "  \
+    "tulu"
 
 const char *mx_tmpl_name(enum mx_tmpl_kind kind) {
     if ((unsigned)kind >= MX_TMPL_COUNT)
@@ -81,7 +85,10 @@ bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
     if (has(t, "<|start|>") && has(t, "<|channel|>") && has(t, "<|message|>")) {
         k = MX_TMPL_HARMONY; /* gpt-oss; before phi3, whose <|end|> it shares */
     } else if (has(t, "<|im_start|>")) {
-        k = MX_TMPL_CHATML;
+        /* Qwen3 (and QwQ): ChatML whose assistant turns carry <think> reasoning */
+        k = has(t, "<think>") && has(t, "reasoning_content") ? MX_TMPL_QWEN3 : MX_TMPL_CHATML;
+    } else if (has(t, "<|start_of_role|>")) {
+        k = MX_TMPL_GRANITE; /* llama.cpp: Granite 3.x unless its 4.x tool markers */
     } else if (has(t, "[INST]")) {
         if (has(t, "[SYSTEM_PROMPT]")) {
             /* Tekken (Mistral Small 3.x) writes '[INST]' with no space after it. */
@@ -113,6 +120,9 @@ bool mx_tmpl_detect(const char *t, enum mx_tmpl_kind *out) {
         }
     } else if (has(t, "<|assistant|>") && has(t, "<|end|>")) {
         k = MX_TMPL_PHI3;
+    } else if (has(t, "<|user|>") && (has(t, "'<|user|>\\n' + message['content'] }}") ||
+                                      has(t, "'<|user|> ' + message['content'] }}"))) {
+        k = MX_TMPL_TULU; /* the user turn without eos_token (Zephyr ends every turn with it) */
     } else if (has(t, "<|user|>") &&
                (has(t, "eos_token") || has(t, "</s>") || has(t, "<|endoftext|>"))) {
         k = MX_TMPL_ZEPHYR;
@@ -170,10 +180,12 @@ static const char *const stops_phi3[] = {"<|end|>", NULL};
 /* harmony: <|end|> only closes a channel (the analysis comes first); the turn ends at <|return|>
  * or, for a tool call, <|call|> */
 static const char *const stops_harmony[] = {"<|return|>", "<|call|>", NULL};
+static const char *const stops_granite[] = {"<|end_of_text|>", NULL};
 
 const char *const *mx_tmpl_stop_strings(enum mx_tmpl_kind kind) {
     switch (kind) {
-    case MX_TMPL_CHATML: return stops_chatml;
+    case MX_TMPL_CHATML: case MX_TMPL_QWEN3: return stops_chatml;
+    case MX_TMPL_GRANITE: return stops_granite;
     case MX_TMPL_LLAMA3: return stops_llama3;
     case MX_TMPL_GEMMA: return stops_gemma;
     case MX_TMPL_PHI3: return stops_phi3;
@@ -1340,6 +1352,159 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The MoE model families (qwen3moe, granitemoe, olmoe; qwen2moe is plain chatml)
+ */
+
+/* s[0..n) without leading (lead) and/or trailing (trail) '\n' characters: Python's
+ * str.lstrip('\n') / rstrip('\n') / strip('\n'). */
+static void nl_strip(const char **s, size_t *n, bool lead, bool trail) {
+    while (lead && *n > 0 && **s == '\n') {
+        (*s)++;
+        (*n)--;
+    }
+    while (trail && *n > 0 && (*s)[*n - 1] == '\n')
+        (*n)--;
+}
+
+/* Last occurrence of needle in s[0..n), or NULL. */
+static const char *last_of(const char *s, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = n >= k ? n - k + 1 : 0; i-- > 0;)
+        if (memcmp(s + i, needle, k) == 0)
+            return s + i;
+    return NULL;
+}
+
+/* Qwen3. Ref: Qwen/Qwen3-0.6B chat_template (llama.cpp models/templates/Qwen-Qwen3-0.6B.jinja),
+ * without tools:
+ *   messages[0] system: '<|im_start|>system\n' + content + '<|im_end|>\n';
+ *   last_query_index = the last user message (not a '<tool_response>...</tool_response>' one);
+ *   user, later system: '<|im_start|>' + role + '\n' + content + '<|im_end|>\n';
+ *   assistant: when content holds '</think>': content = content.split('</think>')[-1]
+ *     .lstrip('\n'), reasoning = content.split('</think>')[0].rstrip('\n').split('<think>')[-1]
+ *     .lstrip('\n'); after last_query_index and (last or reasoning): '<|im_start|>assistant\n
+ *     <think>\n' + reasoning.strip('\n') + '\n</think>\n\n' + content.lstrip('\n'), else
+ *     '<|im_start|>assistant\n' + content (earlier turns lose their reasoning); then
+ *     '<|im_end|>\n';
+ *   tool: '<|im_start|>user' before a run, '\n<tool_response>\n' + content + '\n</tool_response>',
+ *     '<|im_end|>\n' after it;
+ *   generation prompt '<|im_start|>assistant\n' (enable_thinking undefined). */
+static int render_qwen3(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, true, c->err);
+    if (rc < 0)
+        return rc;
+    size_t last_query = c->n - 1;
+    for (size_t i = c->n; i-- > 0;) {
+        const char *s = c->m[i].content;
+        size_t n = strlen(s);
+        bool wrapped = n >= 15 + 16 && !strncmp(s, "<tool_response>", 15) &&
+                       !strcmp(s + n - 16, "</tool_response>");
+        if (c->m[i].role == MX_ROLE_USER && !wrapped) {
+            last_query = i;
+            break;
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const struct mx_chat_msg *m = &c->m[i];
+        if (m->role == MX_ROLE_SYSTEM || m->role == MX_ROLE_USER) {
+            sb_puts(c->b, "<|im_start|>");
+            sb_puts(c->b, mx_role_name(m->role));
+            sb_puts(c->b, "\n");
+            sb_puts(c->b, m->content);
+            sb_puts(c->b, "<|im_end|>\n");
+        } else if (m->role == MX_ROLE_ASSISTANT) {
+            const char *body = m->content, *reason = "";
+            size_t nbody = strlen(body), nreason = 0;
+            const char *end = strstr(body, "</think>");
+            if (end) {
+                const char *after = last_of(body, nbody, "</think>") + 8;
+                nreason = (size_t)(end - body);
+                nl_strip(&body, &nreason, false, true);
+                const char *open = last_of(body, nreason, "<think>");
+                reason = open ? open + 7 : body;
+                nreason -= (size_t)(reason - body);
+                nl_strip(&reason, &nreason, true, false);
+                nbody = strlen(after);
+                body = after;
+                nl_strip(&body, &nbody, true, false);
+            }
+            sb_puts(c->b, "<|im_start|>assistant\n");
+            if (i > last_query && (i + 1 == c->n || nreason > 0)) {
+                nl_strip(&reason, &nreason, true, true);
+                nl_strip(&body, &nbody, true, false);
+                sb_puts(c->b, "<think>\n");
+                sb_put(c->b, reason, nreason);
+                sb_puts(c->b, "\n</think>\n\n");
+            }
+            sb_put(c->b, body, nbody);
+            sb_puts(c->b, "<|im_end|>\n");
+        } else { /* tool */
+            if (i == 0 || c->m[i - 1].role != MX_ROLE_TOOL)
+                sb_puts(c->b, "<|im_start|>user");
+            sb_puts(c->b, "\n<tool_response>\n");
+            sb_puts(c->b, m->content);
+            sb_puts(c->b, "\n</tool_response>");
+            if (i + 1 == c->n || c->m[i + 1].role != MX_ROLE_TOOL)
+                sb_puts(c->b, "<|im_end|>\n");
+        }
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|im_start|>assistant\n");
+    return 0;
+}
+
+/* Granite 3.x. Ref: ibm-granite/granite-3.0-*-instruct chat_template (the MoE granite-3.0-1b-
+ * a400m / 3b-a800m instruct models; quoted with its rendering in llama.cpp's
+ * tests/test-chat-template.cpp), without tools: per message '<|start_of_role|>' + role +
+ * '<|end_of_role|>' + content + '<|end_of_text|>\n'; generation prompt
+ * '<|start_of_role|>assistant<|end_of_role|>'. No BOS in the text; tool results arrive through
+ * the generic rewrite, never as a 'tool' role. */
+static int render_granite(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|start_of_role|>");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "<|end_of_role|>");
+        sb_puts(c->b, c->m[i].content);
+        sb_puts(c->b, "<|end_of_text|>\n");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|start_of_role|>assistant<|end_of_role|>");
+    return 0;
+}
+
+/* Tulu (OLMoE-1B-7B-0924-Instruct, Tulu 2). Ref: allenai/OLMoE-1B-7B-0924-Instruct
+ * chat_template:
+ *   {{ bos_token }}{% for message in messages %}\n{% if message['role'] == 'system' %}\n{{
+ *   '<|system|>\n' + message['content'] }}\n{% elif message['role'] == 'user' %}\n{{
+ *   '<|user|>\n' + message['content'] }}\n{% elif message['role'] == 'assistant' %}\n{{
+ *   '<|assistant|>\n' + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and
+ *   add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}
+ * With trim_blocks the newline after each {% %} goes and the one after each {{ }} stays:
+ * BOS, then "<|role|>\n" + content (+ EOS for the assistant) + "\n" per message, and
+ * "<|assistant|>\n" as the generation prompt. */
+static int render_tulu(struct rctx *c) {
+    int rc = check_no_tools(c->fam, c->m, c->n, c->o, false, c->err);
+    if (rc < 0)
+        return rc;
+    sb_puts(c->b, c->bos);
+    for (size_t i = 0; i < c->n; i++) {
+        sb_puts(c->b, "<|");
+        sb_puts(c->b, mx_role_name(c->m[i].role));
+        sb_puts(c->b, "|>\n");
+        sb_puts(c->b, c->m[i].content);
+        if (c->m[i].role == MX_ROLE_ASSISTANT)
+            sb_puts(c->b, c->eos);
+        sb_puts(c->b, "\n");
+    }
+    if (c->o->add_generation_prompt)
+        sb_puts(c->b, "<|assistant|>\n");
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Entry point
  */
 
@@ -1349,7 +1514,9 @@ static void family_tokens(enum mx_tmpl_kind kind, const char **bos, const char *
     case MX_TMPL_GEMMA: *bos = "<bos>"; *eos = "<eos>"; break;
     case MX_TMPL_PHI3: *bos = "<s>"; *eos = "<|endoftext|>"; break;
     case MX_TMPL_HARMONY: *bos = "<|startoftext|>"; *eos = "<|return|>"; break;
-    case MX_TMPL_CHATML: *bos = "<s>"; *eos = "<|im_end|>"; break;
+    case MX_TMPL_CHATML: case MX_TMPL_QWEN3: *bos = "<s>"; *eos = "<|im_end|>"; break;
+    case MX_TMPL_GRANITE: *bos = "<|end_of_text|>"; *eos = "<|end_of_text|>"; break;
+    case MX_TMPL_TULU: *bos = "<|endoftext|>"; *eos = "<|endoftext|>"; break;
     default: *bos = "<s>"; *eos = "</s>"; break;
     }
 }
@@ -1420,6 +1587,7 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
     switch (kind) {
     case MX_TMPL_MISTRAL_LEGACY: case MX_TMPL_MISTRAL_V1: case MX_TMPL_LLAMA2:
     case MX_TMPL_ZEPHYR: case MX_TMPL_GEMMA: case MX_TMPL_PHI3: case MX_TMPL_HARMONY:
+    case MX_TMPL_GRANITE: case MX_TMPL_TULU:
         if (!tool_role && !uses_tools(&c))
             break;
         rc = generic_rewrite(&c, &gconv);
@@ -1452,6 +1620,11 @@ int mx_tmpl_render(enum mx_tmpl_kind kind, const struct mx_chat_msg *msgs, size_
     case MX_TMPL_CHATML:
         rc = uses_tools(&c) ? render_hermes_tools(&c) : render_chatml(&c);
         break;
+    case MX_TMPL_QWEN3:
+        rc = uses_tools(&c) ? render_hermes_tools(&c) : render_qwen3(&c);
+        break;
+    case MX_TMPL_GRANITE: rc = render_granite(&c); break;
+    case MX_TMPL_TULU: rc = render_tulu(&c); break;
     case MX_TMPL_ZEPHYR: rc = render_zephyr(&c); break;
     case MX_TMPL_GEMMA: rc = render_gemma(&c); break;
     case MX_TMPL_PHI3: rc = render_phi3(&c); break;

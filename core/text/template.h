@@ -24,6 +24,11 @@
  *   given; we render no system block instead (the caller passes its own system prompt).
  * - Roles a template silently skips are an MX_EUNSUP error, so a message never vanishes from the
  *   prompt unnoticed.
+ * - qwen3: enable_thinking is left undefined (the template's default: the model may think); a
+ *   tool conversation uses the chatml tool layout, which is Qwen3's own except that earlier
+ *   assistant turns keep any <think> block there.
+ * - granite: the llama.cpp rendering of Granite 3.x (granite-3.0 MoE instruct template); the
+ *   3.1+ templates' dated default system prompt is not injected.
  *
  * Tools (opts->tools, assistant tool_calls, tool messages), per family:
  * - mistral-v3/-v3-tekken/-v7/-v7-tekken: [AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS] as
@@ -32,9 +37,10 @@
  *   {"name": .., "parameters": ..}, results in "ipython" turns), used as soon as tools are
  *   offered or a message carries calls; several calls in one message become one assistant turn
  *   each (the template raises on them).
- * - chatml: the Hermes-2-Pro / Qwen2.5 convention (<tools> in the system turn, <tool_call> and
- *   <tool_response> blocks), without Qwen's default system prompt.
- * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3, harmony: mixel's generic
+ * - chatml, qwen3: the Hermes-2-Pro / Qwen2.5 convention (<tools> in the system turn, <tool_call>
+ *   and <tool_response> blocks), without Qwen2.5's default system prompt (Qwen3 has none).
+ * - mistral-legacy, mistral-v1, llama2, zephyr, gemma, phi3, granite, tulu, harmony (no tool
+ *   syntax rendered here; Granite's own <|tool_call|> layout is not written): mixel's generic
  *   JSON convention: the tools and the reply format {"tool_calls": [{"name": .., "arguments":
  *   {..}}]} in the system message, calls as the assistant's text, results as a user message.
  * - harmony: mixel's generic JSON convention below for now (harmony's own "to=functions.f"
@@ -73,6 +79,9 @@ enum mx_tmpl_kind {
     MX_TMPL_GEMMA,             /* "gemma": Gemma (system merged into the first user turn) */
     MX_TMPL_PHI3,              /* "phi3": Phi-3 */
     MX_TMPL_HARMONY,           /* "harmony": gpt-oss (<|start|>role<|channel|>..<|message|>) */
+    MX_TMPL_QWEN3,             /* "qwen3": Qwen3 (ChatML with <think> reasoning) */
+    MX_TMPL_GRANITE,           /* "granite": Granite 3.x (<|start_of_role|>) */
+    MX_TMPL_TULU,              /* "tulu": OLMoE-Instruct, Tulu 2 (<|user|>, EOS after answers) */
     MX_TMPL_COUNT
 };
 

@@ -92,7 +92,7 @@ static const char *const *markers(enum mx_tmpl_kind kind) {
     switch (kind) {
     case MX_TMPL_MISTRAL_V3: case MX_TMPL_MISTRAL_V3_TEKKEN:
     case MX_TMPL_MISTRAL_V7: case MX_TMPL_MISTRAL_V7_TEKKEN: return mistral;
-    case MX_TMPL_CHATML: return hermes;
+    case MX_TMPL_CHATML: case MX_TMPL_QWEN3: return hermes;
     case MX_TMPL_LLAMA3: return llama3;
     default: return generic;
     }
@@ -102,7 +102,7 @@ const char *mx_tool_trigger(enum mx_tmpl_kind kind) {
     switch (kind) {
     case MX_TMPL_MISTRAL_V3: case MX_TMPL_MISTRAL_V3_TEKKEN:
     case MX_TMPL_MISTRAL_V7: case MX_TMPL_MISTRAL_V7_TEKKEN: return "[TOOL_CALLS]";
-    case MX_TMPL_CHATML: return "<tool_call>";
+    case MX_TMPL_CHATML: case MX_TMPL_QWEN3: return "<tool_call>";
     case MX_TMPL_LLAMA3: return "{\"name\"";
     default: return "{\"tool_calls\"";
     }
@@ -800,7 +800,7 @@ static int parse_answer(enum mx_tmpl_kind kind, const char *text, size_t n, bool
     switch (kind) {
     case MX_TMPL_MISTRAL_V3: case MX_TMPL_MISTRAL_V3_TEKKEN:
     case MX_TMPL_MISTRAL_V7: case MX_TMPL_MISTRAL_V7_TEKKEN: rc = parse_mistral(&P); break;
-    case MX_TMPL_CHATML: rc = parse_hermes(&P); break;
+    case MX_TMPL_CHATML: case MX_TMPL_QWEN3: rc = parse_hermes(&P); break;
     case MX_TMPL_LLAMA3: rc = parse_llama3(&P); break;
     default: rc = parse_generic(&P); break;
     }

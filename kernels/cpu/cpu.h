@@ -355,6 +355,7 @@ void mx_ref_upsample(void *args, int ith, int nth);
 void mx_ref_concat(void *args, int ith, int nth);
 void mx_ref_gelu_quick(void *args, int ith, int nth);
 void mx_ref_transpose(void *args, int ith, int nth);
+void mx_ref_sigmoid(void *args, int ith, int nth);
 
 /* Matmul front ends (matmul.c): choose decode (row dot) or prefill (dequantized tiles + sgemm). */
 int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,

@@ -406,6 +406,11 @@ static int cpu_transpose(struct mx_backend *be, struct mx_tensor *dst, const str
     return run(be, mx_cpu_transpose_tiled, &a, "transpose", true);
 }
 
+static int cpu_sigmoid(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
+    ARGS(.dst = dst, .src = {x});
+    return run(be, mx_ref_sigmoid, &a, "sigmoid", true);
+}
+
 /* ---- backend --------------------------------------------------------------------------------- */
 
 static void cpu_free(struct mx_backend *be) {
@@ -459,6 +464,7 @@ static const struct mx_backend_ops cpu_ops = {
     .concat = cpu_concat,
     .gelu_quick = cpu_gelu_quick,
     .transpose = cpu_transpose,
+    .sigmoid = cpu_sigmoid,
 };
 
 struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {

@@ -495,6 +495,7 @@ UNARY_TASK(mx_ref_silu_mul, silu(x[i]) * u[i])
 UNARY_TASK(mx_ref_gelu_mul, gelu(x[i]) * u[i])
 UNARY_TASK(mx_ref_scale, x[i] * s)
 UNARY_TASK(mx_ref_gelu_quick, x[i] / (1.0f + expf(-1.702f * x[i])))
+UNARY_TASK(mx_ref_sigmoid, 1.0f / (1.0f + expf(-x[i])))
 
 /* ggml_swiglu_oai: a->f = alpha, a->p = &limit (float). */
 void mx_ref_swiglu_oai(void *args, int ith, int nth) {

@@ -355,6 +355,10 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
                const struct mx_tensor *kc, const struct mx_tensor *vc,
                const struct mx_tensor *qpos, const struct mx_tensor *kpos,
                const struct mx_attn_params *p) {
+    if (p->sinks) { /* gpt-oss: not in this kernel yet; refused rather than ignored */
+        mx_err_set(&be->last_err, MX_EUNSUP, "attn: attention sinks are not implemented on CUDA");
+        return MX_EUNSUP;
+    }
     if (p->head_dim > ATT_MAXD) {
         mx_err_set(&be->last_err, MX_EUNSUP, "attn: head_dim %d > %d on CUDA", p->head_dim,
                    ATT_MAXD);
