@@ -424,7 +424,7 @@ static int gptoss_bind_layer(struct mx_llama_model *m, int il, uint64_t *eparams
                              uint64_t *ebytes, struct mx_err *err) {
     const struct mx_llama_hparams *hp = &m->hp;
     struct mx_llama_layer *L = &m->layers[il];
-    const int64_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert;
+    const int64_t E = hp->n_embd, F = hp->n_ff_exp, X = hp->n_expert;
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
     const int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     const struct {

@@ -73,7 +73,7 @@ struct mx_llama_ctx {
     struct mx_tensor sel;       /* I32 [n_expert_used, U] selected experts */
     struct mx_tensor selw;      /* [n_expert_used, U] their weights */
     struct mx_tensor ey;        /* [n_embd, n_expert_used * U] expert outputs */
-    struct mx_tensor ebias;     /* gpt-oss: F32 [max(n_ff, n_embd) * n_expert_used * U], the
+    struct mx_tensor ebias;     /* gpt-oss: F32 [max(n_ff_exp, n_embd) * n_expert_used * U], the
                                    selected experts' biases gathered (get_rows) before the add */
     struct mx_tensor logits_t;  /* [n_vocab, OUT_CHUNK] */
     struct mx_tensor lora_a;    /* 1-D: A x of a LoRA adapter (max rank * U * ku; lora.h) */
@@ -130,7 +130,7 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
         A(selw, MX_TYPE_F32, ku, U, "selw")
         A(ey, MX_TYPE_F32, hp->n_embd, U * ku, "ey")
         if (hp->gptoss)
-            A(ebias, MX_TYPE_F32, MX_MAX(hp->n_ff, hp->n_embd) * U * ku, 1, "ebias")
+            A(ebias, MX_TYPE_F32, MX_MAX(hp->n_ff_exp, hp->n_embd) * U * ku, 1, "ebias")
     }
     A(logits_t, MX_TYPE_F32, hp->n_vocab, MX_MIN(U, OUT_CHUNK), "logits")
     int64_t la, lb;
@@ -403,14 +403,14 @@ static int gptoss_moe(struct mx_llama_ctx *c, const struct mx_llama_layer *L, in
                       struct mx_err *err) {
     const struct mx_llama_hparams *hp = &c->m->hp;
     struct mx_backend *be = c->be;
-    const int64_t ku = hp->n_expert_used, F = hp->n_ff, E = hp->n_embd;
+    const int64_t ku = hp->n_expert_used, F = hp->n_ff_exp, E = hp->n_embd;
     int rc = 0;
     struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
     struct mx_tensor selw = rows(&c->selw, 0, T), xb = rows(&c->xb, 0, T);
     struct mx_tensor tmp = rows(&c->tmp, 0, T);
-    struct mx_tensor g3 = rows3(&c->gate, F, ku, T), u3 = rows3(&c->up, F, ku, T);
+    struct mx_tensor g3 = flat3(&c->gate, F, ku, T), u3 = flat3(&c->up, F, ku, T);
     struct mx_tensor ey3 = rows3(&c->ey, E, ku, T), xb3 = rows3(&c->xb, E, 1, T);
-    struct mx_tensor g2 = rows(&c->gate, 0, ku * T), u2 = rows(&c->up, 0, ku * T);
+    struct mx_tensor g2 = flat2(&c->gate, F, ku * T), u2 = flat2(&c->up, F, ku * T);
     struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
     struct mx_tensor bf = flat2(&c->ebias, F, ku * T), be2 = flat2(&c->ebias, E, ku * T);
     struct mx_tensor ids1 = head1d(&c->sel, ku * T);
