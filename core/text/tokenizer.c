@@ -214,6 +214,8 @@ int mx_tokenizer_new(const struct mx_tok_desc *d, struct mx_tokenizer **out, str
         t->byte_ids[b] = id;
     }
     find_eog(t);
+    if (t->d.kind == MX_TOK_BPE && (rc = mx_tok_pretok_new(t->d.pre, &t->pretok, err)) < 0)
+        goto fail;
     *out = t;
     return 0;
 nomem:
@@ -233,6 +235,7 @@ void mx_tokenizer_free(struct mx_tokenizer *t) {
     free(t->merges);
     free(t->mmap_);
     free(t->special);
+    mx_tok_pretok_free(t->pretok);
     free(t);
 }
 
@@ -436,7 +439,8 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
     if (e->type == MX_TOKT_USER_DEFINED)
         goto raw;
 
-    switch (t->d.kind) {
+    /* SentencePiece-style BPE (gemma4) renders its pieces like SPM does */
+    switch (t->d.kind == MX_TOK_BPE && t->d.escape_spaces ? MX_TOK_SPM : t->d.kind) {
     case MX_TOK_SPM:
         if (e->type == MX_TOKT_NORMAL) {
             /* U+2581 -> space */
