@@ -179,6 +179,16 @@ int mx_tokenizer_from_gguf(const struct mx_gguf *g, struct mx_tokenizer **out,
         (rc = gguf_flag(g, "tokenizer.ggml.add_eos_token", &d.add_eos, err)) < 0 ||
         (rc = gguf_flag(g, "tokenizer.ggml.add_space_prefix", &d.add_space_prefix, err)) < 0)
         goto fail;
+    const char *gname = NULL;
+    if (mx_gguf_get_str(g, "general.name", &gname, NULL) == 0 && gname) {
+        /* llama.cpp: lower-cased general.name containing "phi-3" or "phi3" */
+        char low[256];
+        size_t k = 0;
+        for (; gname[k] && k + 1 < sizeof(low); k++)
+            low[k] = (char)(gname[k] >= 'A' && gname[k] <= 'Z' ? gname[k] + 32 : gname[k]);
+        low[k] = 0;
+        d.rstrip_special = strstr(low, "phi-3") || strstr(low, "phi3");
+    }
     rc = mx_tokenizer_new(&d, out, err);
     if (rc < 0)
         goto fail;

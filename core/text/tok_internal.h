@@ -19,7 +19,11 @@ struct mx_tok_entry {
     uint32_t len;
     int32_t type;   /* enum mx_tok_type */
     float score;    /* SPM merge priority */
+    bool rstrip;    /* white space after this special token is dropped (llama.cpp RSTRIP) */
 };
+
+/* C isspace in the C locale, what llama.cpp strips around special tokens. */
+static inline bool mx_is_space_ascii(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* One merge rule (BPE/CLIP): left + right, rank = index in the table. */
 struct mx_tok_merge {
@@ -41,7 +45,7 @@ struct mx_tokenizer {
     int32_t *special;              /* control/user-defined/unknown ids, longest text first */
     int32_t n_special;
     int32_t byte_ids[256];         /* SPM <0xNN> (or the raw byte) / BPE byte char, or -1 */
-    int32_t eog[8];                /* ids that end a generation: eos, eot, known end-of-turn */
+    int32_t eog[16];               /* ids that end a generation: eos, eot, known end-of-turn */
     struct mx_tok_pretok *pretok;  /* BPE: the compiled pre-tokenizer of d.pre */
     int n_eog;
 };

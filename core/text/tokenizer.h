@@ -99,6 +99,9 @@ struct mx_tok_desc {
     bool raw_bytes;                 /* BPE: tokens are raw UTF-8, not GPT-2 byte characters;
                                        missing bytes are <0xNN> tokens (gemma4, whitespace) */
     bool clean_spaces;              /* decode: " ," -> "," etc. (clean_up_tokenization_spaces) */
+    bool rstrip_special;            /* white space after special tokens is dropped, but not
+                                       after <unk> <s> <|endoftext|> (llama.cpp, models named
+                                       phi-3) */
 };
 
 /* Sets the defaults of kind: SPM bos 1, eos 2, unk 0, add_bos, add_space_prefix; BPE bos/eos 11
@@ -147,9 +150,10 @@ int32_t mx_tokenizer_eos(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_unk(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_pad(const struct mx_tokenizer *t);
 bool mx_tokenizer_add_bos(const struct mx_tokenizer *t);
-/* True for ids that end a generation: eos, eot, and control tokens named <|eot_id|>,
- * <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|> or <EOT>. False for ids outside
- * the vocabulary. */
+/* True for ids that end a generation: eos, eot, and the tokens llama.cpp recognises by text
+ * (<|eot_id|>, <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|>, </s>, <EOT>,
+ * <eos>, <|end_of_text|> and a few more, tokenizer.c's eog_names; these are control tokens).
+ * False for ids outside the vocabulary. */
 bool mx_tokenizer_is_eog(const struct mx_tokenizer *t, int32_t id);
 /* enum mx_tok_type of id; MX_TOKT_UNDEFINED for ids outside the vocabulary. */
 int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id);
