@@ -10,6 +10,9 @@
  *                                              record, the lines of the peer's tokenize mode
  *                                              (/work/shared/tools/peer-llama/llref.c) minus
  *                                              DETOK
+ *   tok_vocab_drv repre VOCAB.gguf NAME OUT.gguf  a copy of VOCAB's metadata with
+ *                                              tokenizer.ggml.pre set to NAME: one real
+ *                                              vocabulary tried with every pre-tokenizer
  * Exit 2 for usage or unreadable files, with the reason on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,10 +152,29 @@ static int run_vectors(const struct mx_tokenizer *t, const char *inp, const char
     return bad ? 1 : (count ? 0 : 2);
 }
 
+/* VOCAB's key-value pairs with tokenizer.ggml.pre replaced, written to out. */
+static int repre(const struct mx_gguf *g, const char *name, const char *out) {
+    struct mx_gguf_writer *w = mx_gguf_writer_new();
+    struct mx_err err = {0};
+    int rc = w ? 0 : MX_ENOMEM;
+    for (int64_t i = 0; rc == 0 && i < mx_gguf_n_kv(g); i++)
+        rc = mx_gguf_writer_set_value(w, mx_gguf_kv_key(g, i), mx_gguf_kv_value(g, i));
+    if (rc == 0)
+        rc = mx_gguf_writer_set_str(w, "tokenizer.ggml.pre", name);
+    if (rc == 0)
+        rc = mx_gguf_writer_write(w, out, 3, &err);
+    mx_gguf_writer_free(w);
+    if (rc < 0)
+        fprintf(stderr, "repre: %s\n", err.msg[0] ? err.msg : "out of memory");
+    return rc < 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[1], "vectors") == 0 && argc != 5) ||
-        (strcmp(argv[1], "records") == 0 && argc != 3)) {
-        fprintf(stderr, "usage: tok_vocab_drv vectors VOCAB INP OUT | records VOCAB < RECORDS\n");
+        (strcmp(argv[1], "records") == 0 && argc != 3) ||
+        (strcmp(argv[1], "repre") == 0 && argc != 5)) {
+        fprintf(stderr, "usage: tok_vocab_drv vectors VOCAB INP OUT | records VOCAB < RECORDS |"
+                " repre VOCAB NAME OUT\n");
         return 2;
     }
     struct mx_gguf *g;
@@ -161,6 +183,11 @@ int main(int argc, char **argv) {
     if (mx_gguf_open(argv[2], &g, &err) < 0) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
+    }
+    if (strcmp(argv[1], "repre") == 0) {
+        int r = repre(g, argv[3], argv[4]);
+        mx_gguf_close(g);
+        return r;
     }
     int rc = mx_tokenizer_from_gguf(g, &t, &err);
     mx_gguf_close(g);

@@ -390,7 +390,6 @@ static struct node *parse_piece(struct parser *ps) {
                 node_free(a);
                 return NULL;
             }
-            ps->i--; /* leave the '}' to be skipped below */
         } else {
             break;
         }
