@@ -395,11 +395,14 @@ int mx_tok_pretok_split(const struct mx_tok_pretok *p, const char *s, size_t len
     size_t n = 0, o = 0;
     int rc = MX_ENOMEM;
     uint32_t *cp = malloc((len ? len : 1) * sizeof(*cp));
-    uint32_t *alt = malloc((len ? len : 1) * sizeof(*alt)); /* collapsed or wide text */
+    bool any_rx = false;
+    for (int k = 0; k < p->n_steps; k++)
+        any_rx |= p->steps[k].custom < 0;
+    uint32_t *alt = any_rx ? malloc((len ? len : 1) * sizeof(*alt)) : NULL; /* regex text */
     uint16_t *fl = malloc((len ? len : 1) * sizeof(*fl));
     size_t *off = malloc((len + 1) * sizeof(*off));
     struct mx_lenvec a = {0}, b = {0};
-    if (!cp || !alt || !fl || !off)
+    if (!cp || (any_rx && !alt) || !fl || !off)
         goto out;
     while (o < len) {
         off[n] = o;

@@ -50,7 +50,11 @@ struct rx_class {
     int n_rng, cap_rng;
     unsigned esc;
     bool neg;
+    uint8_t low[32]; /* membership of characters 0-255 (the whole collapsed alphabet), built
+                        after parsing so the common case is one bit test */
 };
+
+static bool class_has_slow(const struct rx_class *cl, uint32_t c);
 
 /* Machine instructions. */
 enum op { OP_CHAR, OP_CLASS, OP_ANY, OP_SPLIT, OP_JMP, OP_LOOK, OP_LEND, OP_BOL, OP_EOL, OP_WB,
@@ -617,6 +621,10 @@ int mx_rx_compile(const uint32_t *pat, size_t n, struct mx_rx **out, struct mx_e
         return mx_err_set(err, MX_EINVAL, "regex: unsupported or malformed pattern (at "
                           "character %zu of %zu)", ps.i, n);
     }
+    for (int i = 0; i < rx->n_cls; i++)
+        for (uint32_t c = 0; c < 256; c++)
+            if (class_has_slow(&rx->cls[i], c))
+                rx->cls[i].low[c >> 3] |= (uint8_t)(1u << (c & 7));
     *out = rx;
     return 0;
 }
@@ -629,7 +637,7 @@ static bool is_word(uint32_t c) {
     return is_digit(c) || c == '_' || ((c | 32) >= 'a' && (c | 32) <= 'z');
 }
 
-static bool class_has(const struct rx_class *cl, uint32_t c) {
+static bool class_has_slow(const struct rx_class *cl, uint32_t c) {
     bool in = false;
     unsigned e = cl->esc;
     if (e && (((e & E_S) && is_space(c)) || ((e & E_NS) && !is_space(c)) ||
@@ -639,6 +647,12 @@ static bool class_has(const struct rx_class *cl, uint32_t c) {
     for (int i = 0; !in && i < cl->n_rng; i++)
         in = c >= cl->rng[2 * i] && c <= cl->rng[2 * i + 1];
     return in != cl->neg;
+}
+
+static inline bool class_has(const struct rx_class *cl, uint32_t c) {
+    if (c < 256)
+        return (cl->low[c >> 3] >> (c & 7)) & 1;
+    return class_has_slow(cl, c);
 }
 
 /* Backtrack entry: resume at pc with the text at sp. */
