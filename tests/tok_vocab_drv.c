@@ -21,6 +21,7 @@
 #include "core/format/gguf.h"
 #include "core/text/tokenizer.h"
 
+/* The whole file, NUL-terminated (*n its length), or NULL. */
 static char *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     char *b = NULL;
@@ -49,6 +50,7 @@ static char *slurp(const char *path, size_t *n) {
     return b;
 }
 
+/* "TAG id id ...", as the peer prints them. */
 static void print_ids(const char *tag, const int32_t *ids, size_t n) {
     printf("%s", tag);
     for (size_t i = 0; i < n; i++)
@@ -56,6 +58,7 @@ static void print_ids(const char *tag, const int32_t *ids, size_t n) {
     printf("\n");
 }
 
+/* records mode: the peer's tokenize lines for each record on stdin. */
 static int run_records(const struct mx_tokenizer *t) {
     long n;
     while (scanf("%ld", &n) == 1) {
@@ -92,6 +95,7 @@ static int run_records(const struct mx_tokenizer *t) {
     return 0;
 }
 
+/* vectors mode: each string of inp against its line of ids in outp. */
 static int run_vectors(const struct mx_tokenizer *t, const char *inp, const char *outp) {
     static const char sep[] = "\n__ggml_vocab_test__\n";
     size_t ni, no;

@@ -31,9 +31,9 @@
 #define NB 32u /* no BOS token (chatglm) */
 
 static const struct {
-    const char *name;
+    const char *name;  /* tokenizer.ggml.pre */
     enum mx_tok_pre pre;
-    unsigned set;
+    unsigned set;      /* IM AB KS ES RB NB */
 } pre_names[] = {
     {"default", MX_PRE_DEFAULT, 0},
     {"minicpm5", MX_PRE_MINICPM5, IM},
@@ -261,6 +261,7 @@ static const struct {
     {"\\p{S}", '\xD5', "\\\x24\\\x2B\x3C-\x3E\x5E\x60\\\x7C\\\x7E"},
 };
 
+/* Whether pattern rx names a category llama.cpp collapses (so it runs on collapsed text). */
 static bool uses_categories(const char *rx) {
     for (size_t i = 0; i < MX_ARRAY_LEN(ucats); i++)
         if (strstr(rx, ucats[i].name))
@@ -277,7 +278,7 @@ struct step {
 
 struct mx_tok_pretok {
     enum mx_tok_pre pre;
-    struct step steps[7];
+    struct step steps[7];  /* in order; each splits the pieces of the one before */
     int n_steps;
     bool collapsed;    /* some step needs the collapsed text */
 };

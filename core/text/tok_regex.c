@@ -26,14 +26,14 @@ enum nkind { N_EMPTY, N_CHAR, N_CLASS, N_ANY, N_CAT, N_ALT, N_REP, N_LOOK, N_BOL
 
 /* One node of the parsed pattern. */
 struct node {
-    enum nkind kind;
+    enum nkind kind;         /* what the node matches */
     uint32_t c;              /* N_CHAR: the character */
     int cls;                 /* N_CLASS: index into the class table */
     int min, max;            /* N_REP: bounds (max REP_INF: unbounded) */
     bool lazy;               /* N_REP: fewest repetitions first */
     bool neg;                /* N_LOOK: (?! ) */
     struct node **kids;      /* N_CAT/N_ALT: children; N_REP/N_LOOK: kids[0] */
-    int n_kids, cap_kids;
+    int n_kids, cap_kids;    /* used and allocated entries of kids */
 };
 
 /* Escape classes a bracket or atom may hold, as bits. */
@@ -47,9 +47,9 @@ struct node {
 /* A character class: ranges [lo, hi] plus escape classes, possibly negated. */
 struct rx_class {
     uint32_t *rng; /* pairs lo, hi */
-    int n_rng, cap_rng;
-    unsigned esc;
-    bool neg;
+    int n_rng, cap_rng; /* pairs used and allocated */
+    unsigned esc;  /* E_* escape classes inside the brackets */
+    bool neg;      /* [^...] */
     uint8_t low[32]; /* membership of characters 0-255 (the whole collapsed alphabet), built
                         after parsing so the common case is one bit test */
 };
@@ -63,29 +63,31 @@ enum op { OP_CHAR, OP_CLASS, OP_ANY, OP_SPLIT, OP_JMP, OP_LOOK, OP_LEND, OP_BOL,
 /* One instruction: SPLIT tries x first, then y; LOOK runs the body after it and continues at x
  * when the body's outcome is the wanted one (neg: no match). */
 struct inst {
-    uint8_t op;
-    bool neg;
+    uint8_t op;   /* enum op */
+    bool neg;     /* OP_LOOK: (?! ) */
     uint32_t c;  /* OP_CHAR */
     int32_t x, y; /* jump targets, OP_CLASS: x = class index */
 };
 
+/* A compiled pattern: the program (ends with OP_MATCH) and its classes. */
 struct mx_rx {
     struct inst *code;
-    int n_code, cap_code;
+    int n_code, cap_code;   /* instructions used and allocated */
     struct rx_class *cls;
-    int n_cls, cap_cls;
+    int n_cls, cap_cls;     /* classes used and allocated */
 };
 
 /* Parser state over the pattern's characters. */
 struct parser {
-    const uint32_t *p;
-    size_t n, i;
-    struct mx_rx *rx;
+    const uint32_t *p;  /* the pattern */
+    size_t n, i;        /* its length and the position being read */
+    struct mx_rx *rx;   /* where classes and code go */
     bool bad;     /* syntax error or unsupported construct */
     bool nomem;
     int depth;    /* group nesting, bounded */
 };
 
+/* Frees a parse tree (NULL ok). */
 static void node_free(struct node *nd) {
     if (!nd)
         return;
@@ -95,6 +97,7 @@ static void node_free(struct node *nd) {
     free(nd);
 }
 
+/* A zeroed node of kind k, or NULL (ps->nomem set). */
 static struct node *node_new(struct parser *ps, enum nkind k) {
     struct node *nd = calloc(1, sizeof(*nd));
     if (!nd)
@@ -104,6 +107,7 @@ static struct node *node_new(struct parser *ps, enum nkind k) {
     return nd;
 }
 
+/* Appends kid to parent; false (kid freed, ps->nomem) when kid is NULL or memory runs out. */
 static bool node_add(struct parser *ps, struct node *parent, struct node *kid) {
     if (!kid)
         return false;
@@ -122,6 +126,7 @@ static bool node_add(struct parser *ps, struct node *parent, struct node *kid) {
     return true;
 }
 
+/* A new empty class in the pattern's table: its index, or -1 (ps->nomem). */
 static int class_new(struct parser *ps) {
     struct mx_rx *rx = ps->rx;
     if (rx->n_cls == rx->cap_cls) {
@@ -138,6 +143,7 @@ static int class_new(struct parser *ps) {
     return rx->n_cls++;
 }
 
+/* Adds [lo, hi] to class ci; a reversed range is a syntax error, as in std::regex. */
 static void class_range(struct parser *ps, int ci, uint32_t lo, uint32_t hi) {
     struct rx_class *c = &ps->rx->cls[ci];
     if (lo > hi) { /* std::regex: error_range */
@@ -159,9 +165,11 @@ static void class_range(struct parser *ps, int ci, uint32_t lo, uint32_t hi) {
     c->n_rng++;
 }
 
+/* Whether pattern characters are left, and the next one (0 at the end). */
 static bool more(const struct parser *ps) { return ps->i < ps->n; }
 static uint32_t peek(const struct parser *ps) { return ps->i < ps->n ? ps->p[ps->i] : 0; }
 
+/* The value of hex digit c, or -1. */
 static int hexval(uint32_t c) {
     if (c >= '0' && c <= '9')
         return (int)(c - '0');
@@ -275,6 +283,7 @@ static int parse_int(struct parser *ps) {
     return v;
 }
 
+/* One atom: a group, a lookahead, a class, an escape, ., ^, $ or a literal character. */
 static struct node *parse_atom(struct parser *ps) {
     uint32_t c = ps->p[ps->i++];
     struct node *nd;
@@ -416,6 +425,7 @@ static struct node *parse_piece(struct parser *ps) {
     return a;
 }
 
+/* A sequence of pieces up to | or ) or the end. */
 static struct node *parse_cat(struct parser *ps) {
     struct node *cat = node_new(ps, N_CAT);
     while (cat && more(ps) && peek(ps) != '|' && peek(ps) != ')') {
@@ -427,6 +437,7 @@ static struct node *parse_cat(struct parser *ps) {
     return cat;
 }
 
+/* Alternatives separated by |. */
 static struct node *parse_alt(struct parser *ps) {
     struct node *alt = node_new(ps, N_ALT);
     if (!alt)
@@ -471,6 +482,7 @@ static bool nullable(const struct node *nd) {
 
 #define MAX_CODE (1 << 20)
 
+/* Appends an instruction: its index, or -1 (out of memory, or a program over MAX_CODE). */
 static int emit(struct parser *ps, struct inst in) {
     struct mx_rx *rx = ps->rx;
     if (rx->n_code >= MAX_CODE) {
@@ -504,6 +516,8 @@ static bool gen_opt(struct parser *ps, const struct node *body, bool lazy) {
     return true;
 }
 
+/* Emits the code of nd: the machine tries alternatives and repetitions in ECMAScript order
+ * (SPLIT's x first). False on failure (ps says why). */
 static bool gen(struct parser *ps, const struct node *nd) {
     struct mx_rx *rx = ps->rx;
     switch (nd->kind) {
@@ -631,12 +645,14 @@ int mx_rx_compile(const uint32_t *pat, size_t n, struct mx_rx **out, struct mx_e
 
 /* ---- matching ------------------------------------------------------------------------------ */
 
+/* \s \d \w as the C locale has them (ASCII only; llama.cpp maps other white space to 0x0B). */
 static bool is_space(uint32_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 static bool is_digit(uint32_t c) { return c >= '0' && c <= '9'; }
 static bool is_word(uint32_t c) {
     return is_digit(c) || c == '_' || ((c | 32) >= 'a' && (c | 32) <= 'z');
 }
 
+/* Whether class cl holds c, from its ranges and escape classes. */
 static bool class_has_slow(const struct rx_class *cl, uint32_t c) {
     bool in = false;
     unsigned e = cl->esc;
@@ -649,6 +665,7 @@ static bool class_has_slow(const struct rx_class *cl, uint32_t c) {
     return in != cl->neg;
 }
 
+/* The same, from the bitmap for characters below 256. */
 static inline bool class_has(const struct rx_class *cl, uint32_t c) {
     if (c < 256)
         return (cl->low[c >> 3] >> (c & 7)) & 1;
@@ -657,23 +674,24 @@ static inline bool class_has(const struct rx_class *cl, uint32_t c) {
 
 /* Backtrack entry: resume at pc with the text at sp. */
 struct bt {
-    int32_t pc;
-    size_t sp;
+    int32_t pc; /* instruction */
+    size_t sp;  /* text position */
 };
 
 /* One search over txt[0..end): the fragment starts at 0 (for ^ and \b) and prev_avail says
  * whether text before the search start counts (regex_iterator's match_prev_avail). */
 struct run {
     const struct mx_rx *rx;
-    const uint32_t *txt;
-    size_t end;
+    const uint32_t *txt; /* the fragment's characters */
+    size_t end;          /* its length ($ matches here) */
     size_t start;      /* where this attempt began (match_not_null compares with it) */
     bool not_null;
-    struct bt *stk;
+    struct bt *stk;      /* backtrack entries (heap, so long texts need no C stack) */
     size_t n_stk, cap_stk;
-    bool nomem;
+    bool nomem;          /* a push failed: the search stops with MX_ENOMEM */
 };
 
+/* Pushes a backtrack entry; false (r->nomem) when memory runs out. */
 static bool push(struct run *r, int32_t pc, size_t sp) {
     if (r->n_stk == r->cap_stk) {
         size_t nc = r->cap_stk ? r->cap_stk * 2 : 64;

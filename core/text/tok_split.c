@@ -9,16 +9,20 @@
  */
 #include "core/text/tok_internal.h"
 
+/* Flags of position i (0 past the fragment) and its codepoint (0xFFFFFFFF past it), as
+ * llama.cpp's _get_flags / _get_cpt. */
 static inline unsigned fl(const struct mx_cps *v, size_t i) { return i < v->n ? v->fl[i] : 0; }
 
 static inline uint32_t cpat(const struct mx_cps *v, size_t i) {
     return i < v->n ? v->cp[i] : 0xFFFFFFFFu;
 }
 
+/* Neither space, letter nor number, inside the fragment. */
 static inline bool is_other(unsigned f) { /* [^\s\p{L}\p{N}] */
     return (f & MX_UC_IN) && !(f & (MX_UC_WS | MX_UC_L | MX_UC_N));
 }
 
+/* Lower-cases A-Z (the only letters the contraction rules compare). */
 static inline uint32_t ascii_lower(uint32_t c) {
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
@@ -128,6 +132,7 @@ static bool is_han(uint32_t c) {
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
+/* kimi-k2: a letter that is not Han. */
 static bool k2_letter(const struct mx_cps *v, size_t i) {
     return (fl(v, i) & MX_UC_L) && !is_han(cpat(v, i));
 }

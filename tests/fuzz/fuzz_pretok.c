@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct mx_tok_pretok *pres[MX_PRE_COUNT];
 
+/* A broken invariant: report and crash so libFuzzer keeps the input. */
 static void die(const char *what) {
     fprintf(stderr, "fuzz_pretok: invariant broken: %s\n", what);
     abort();
@@ -35,6 +36,7 @@ struct pieces {
     size_t k;
 };
 
+/* Checks one piece (first pass: records its end; second: compares). */
 static int on_piece(void *ud, size_t a, size_t b) {
     struct pieces *p = ud;
     if (a != p->next || b <= a || b > p->len)
