@@ -48,7 +48,8 @@ mkdir -p "$base"
         tmp=$(mktemp -d "$base/.llama-src.XXXXXX")
         trap 'rm -rf "$tmp"' EXIT
         if ! (cd "$tmp" && npm pack --silent "$PKG" >npm.log 2>&1); then
-            echo "SKIP: npm pack $PKG failed (registry unreachable?): $(tail -n 2 "$tmp/npm.log")" >&2
+            echo "SKIP: npm pack $PKG failed (registry unreachable?):" \
+                 "$(tail -n 2 "$tmp/npm.log")" >&2
             exit 77
         fi
         tar -xzf "$tmp"/node-llama-cpp-*.tgz -C "$tmp" package/llama/gitRelease.bundle

@@ -1,7 +1,7 @@
 /* tok_vocab_drv.c - test helper for tests/tok_vocab.sh and tests/tok_peer.sh: tokenizes with a
  * GGUF vocabulary the way llama.cpp's tests and the peer driver do.
  *
- *   tok_vocab_drv vectors VOCAB.gguf INP OUT   llama.cpp's own test vectors (models/ggml-vocab-NAME.gguf.inp with
+ *   tok_vocab_drv vectors VOCAB.gguf INP OUT   llama.cpp's test vectors (ggml-vocab-NAME.gguf.inp:
  *                                              "\n__ggml_vocab_test__\n" between strings, *.out
  *                                              one line of ids per string, no BOS, no special
  *                                              parsing); prints each mismatch, exit 1 if any

@@ -108,8 +108,8 @@ int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len,
         } else if (t->d.kind == MX_TOK_CLIP) {
             rc = mx_idvec_push(out, 0); /* stable-diffusion.cpp: encoder[] default */
         } else {
-            /* llama.cpp: each byte of the symbol's text as a one-byte token (raw UTF-8 vocabularies:
-             * its <0xNN> token), when there is one */
+            /* llama.cpp: each byte of the symbol's text as a one-byte token (raw UTF-8
+             * vocabularies: its <0xNN> token), when there is one */
             for (size_t j = 0; j < s->n && rc == 0; j++) {
                 static const char hex[] = "0123456789ABCDEF";
                 unsigned char c = (unsigned char)word[s->off + j];
