@@ -2,7 +2,8 @@
 """gen-tok-unicode.py - writes core/text/tok_unicode_table.h: Unicode general-category flags as sorted
 codepoint ranges, for the hand-written BPE pre-tokenizer splitters (core/text/tok_bpe.c).
 
-Flags follow the regex classes the splitters need: \\p{L} and its sub-categories, \\p{N}, \\p{M}.
+Flags follow the regex classes the splitters need: \\p{L} and its sub-categories, \\p{N}, \\p{M},
+\\p{P} and \\p{S} (the last two for llama.cpp's "collapsed" regex text, core/text/tok_pre.c).
 White space (\\s) is the Unicode White_Space property, hard-coded in core/text/tok_unicode.c like
 llama.cpp does, because Python's unicodedata does not expose it.
 
@@ -13,7 +14,8 @@ import unicodedata
 
 FLAGS = {"Lu": 0x01 | 0x08, "Ll": 0x01 | 0x10, "Lt": 0x01 | 0x20, "Lm": 0x01 | 0x40,
          "Lo": 0x01 | 0x80, "Nd": 0x02, "Nl": 0x02, "No": 0x02, "Mn": 0x04, "Mc": 0x04,
-         "Me": 0x04}
+         "Me": 0x04, "Pc": 0x200, "Pd": 0x200, "Ps": 0x200, "Pe": 0x200, "Pi": 0x200,
+         "Pf": 0x200, "Po": 0x200, "Sm": 0x400, "Sc": 0x400, "Sk": 0x400, "So": 0x400}
 
 ranges = []
 prev = None
@@ -35,5 +37,5 @@ out.write(" * (Unicode %s); do not edit. Codepoint ranges [first, last] with MX_
 out.write(" * codepoints in no range have no flags. */\n")
 out.write("static const struct mx_uc_range mx_uc_ranges[] = {\n")
 for a, b, f in ranges:
-    out.write("    {0x%05X, 0x%05X, 0x%02X},\n" % (a, b, f))
+    out.write("    {0x%05X, 0x%05X, 0x%03X},\n" % (a, b, f))
 out.write("};\n")

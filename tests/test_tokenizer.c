@@ -552,6 +552,124 @@ static void test_split_tekken(void **state) {
     expect_split(MX_PRE_TEKKEN, "x\n\n y", "x|\n\n| y|");
 }
 
+/* Splits s with the pattern pat (ASCII) and compares with want, pieces separated by '|'. */
+static void expect_rx(const char *pat, const char *s, const char *want) {
+    uint32_t p[256], txt[256];
+    size_t np = strlen(pat), nt = strlen(s);
+    struct mx_rx *rx;
+    struct mx_err e = {0};
+    struct mx_lenvec lv = {0};
+    char got[512];
+    size_t w = 0, at = 0;
+    for (size_t i = 0; i < np; i++)
+        p[i] = (unsigned char)pat[i];
+    for (size_t i = 0; i < nt; i++)
+        txt[i] = (unsigned char)s[i];
+    assert_int_equal(mx_rx_compile(p, np, &rx, &e), 0);
+    assert_int_equal(mx_rx_split(rx, txt, nt, &lv), 0);
+    for (size_t i = 0; i < lv.n; i++) {
+        memcpy(got + w, s + at, lv.v[i]);
+        w += lv.v[i];
+        at += lv.v[i];
+        got[w++] = '|';
+    }
+    got[w] = 0;
+    if (strcmp(got, want) != 0) {
+        printf("/%s/ on \"%s\":\n  got  \"%s\"\n  want \"%s\"\n", pat, s, got, want);
+        fail();
+    }
+    free(lv.v);
+    mx_rx_free(rx);
+}
+
+static void expect_rx_bad(const char *pat) {
+    uint32_t p[64];
+    size_t np = strlen(pat);
+    struct mx_rx *rx = NULL;
+    struct mx_err e = {0};
+    for (size_t i = 0; i < np; i++)
+        p[i] = (unsigned char)pat[i];
+    assert_int_equal(mx_rx_compile(p, np, &rx, &e), MX_EINVAL);
+    assert_null(rx);
+    assert_non_null(strstr(e.msg, "regex"));
+}
+
+static void test_regex(void **state) {
+    (void)state;
+    /* ECMAScript (std::regex) semantics, split like llama.cpp's unicode_regex_split_stl: matches
+     * and the gaps between them are the pieces */
+    expect_rx("a|ab", "abab", "a|b|a|b|");          /* first alternative wins, not longest */
+    expect_rx("\\s+(?!\\S)", "a   b", "a|  | b|");  /* lookahead gives back one space */
+    expect_rx("x{2,3}", "xxxxxxx", "xxx|xxx|x|");   /* bounded repeat, unmatched tail kept */
+    expect_rx("x{2}y", "xxxy", "x|xxy|");
+    expect_rx("a+?", "aaa", "a|a|a|");              /* lazy */
+    expect_rx("(?=(\\d{3})+(?!\\d))", "1234567", "1|234|567|"); /* empty matches split */
+    expect_rx("\\s+$", "a  ", "a|  |");             /* $ at the end of the fragment only */
+    expect_rx("\\s+$", "a  b", "a  b|");
+    expect_rx(" ?[^(\\s|.,)]+", "a(b c.d|e", "a|(|b| c|.|d|||e|"); /* ( | ) literal in [] */
+    expect_rx("\\bfoo\\b", "foo foobar", "foo| foobar|");
+    expect_rx("[\\[-\\]]+", "a[\\]b", "a|[\\]|b|");  /* escaped range ends */
+    expect_rx("(IMGIMG)((A|B|C){1,4})Z", "xIMGIMGABZy", "x|IMGIMGABZ|y|");
+    expect_rx("((?=[A-Za-z])([^a-z]))*((?=[A-Za-z])([^A-Z]))+", "HTTPServer ok",
+              "HTTPServer| |ok|");                  /* tekken's letter runs */
+    expect_rx("[^\\n]+|[\\n]+", "ab\n\ncd", "ab|\n\n|cd|");
+    expect_rx(".+", "ab\ncd", "ab|\n|cd|");        /* . stops at line terminators */
+    expect_rx("\\S+", "", "");
+    expect_rx_bad("(a");
+    expect_rx_bad("a)");
+    expect_rx_bad("[ab");
+    expect_rx_bad("a{3,2}");
+    expect_rx_bad("*a");
+    expect_rx_bad("(a*)*");                         /* a loop that can match nothing */
+    expect_rx_bad("\\p{L}");                        /* categories are collapsed before */
+}
+
+/* Every pre-tokenizer builds, its pieces cover the text, and the names map like llama.cpp's. */
+static void test_pre_table(void **state) {
+    (void)state;
+    static const char text[] = "Hello WORLD'S 12345 \xc2\xbd  \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"
+                               "\n\n\tcode(x) {y};  \xf0\x9f\xa6\x99 caf\x65\xcc\x81 \xff end ";
+    for (int pre = 0; pre < MX_PRE_COUNT; pre++) {
+        struct split_out o = {text, {0}, 0};
+        assert_int_equal(mx_tok_split((enum mx_tok_pre)pre, text, sizeof(text) - 1, collect, &o),
+                         0);
+        size_t n = 0;
+        for (size_t i = 0; i < o.n; i++)
+            n += o.buf[i] != '|';
+        if (n != sizeof(text) - 1) {
+            printf("pre %d (%s): pieces cover %zu of %zu bytes\n", pre,
+                   mx_tok_pre_name((enum mx_tok_pre)pre), n, sizeof(text) - 1);
+            fail();
+        }
+    }
+    struct mx_tok_pre_info pi;
+    assert_true(mx_tok_pre_lookup("qwen35", &pi));
+    assert_int_equal(pi.pre, MX_PRE_QWEN35);
+    assert_true(pi.keep_spaces);
+    assert_true(mx_tok_pre_lookup("command-r", &pi));
+    assert_int_equal(pi.pre, MX_PRE_STARCODER);
+    assert_true(mx_tok_pre_lookup("llada-moe", &pi));
+    assert_int_equal(pi.pre, MX_PRE_BAILINGMOE);
+    assert_true(mx_tok_pre_lookup("llama-bpe", &pi));
+    assert_true(pi.ignore_merges && pi.add_bos);
+    assert_true(mx_tok_pre_lookup("gemma4", &pi));
+    assert_true(pi.escape_spaces && pi.raw_bytes);
+    assert_false(mx_tok_pre_lookup("gpt2", &pi)); /* llama.cpp knows "gpt-2" only */
+    assert_false(mx_tok_pre_lookup("no-such-pre", &pi));
+    assert_false(mx_tok_pre_lookup(NULL, &pi));
+    assert_string_equal(mx_tok_pre_name(MX_PRE_GPT2), "gpt-2");
+    assert_string_equal(mx_tok_pre_name(MX_PRE_KIMI_K2), "kimi-k2");
+    /* hand-derived splits of llama.cpp's own code for the pre-tokenizers it splits by hand */
+    expect_split(MX_PRE_KIMI_K2, "\xe6\x97\xa5\xe6\x9c\xac" "abc's 1234567",
+                 "\xe6\x97\xa5\xe6\x9c\xac|abc's| |123|456|7|");
+    expect_split(MX_PRE_AFMOE, "ab12345 c", "ab|12|345| c|"); /* 12 left first, then 345 */
+    expect_split(MX_PRE_QWEN35, "cafe\xcc\x81!", "cafe\xcc\x81|!|"); /* marks stay */
+    expect_split(MX_PRE_QWEN2, "cafe\xcc\x81!", "cafe|\xcc\x81!|");
+    expect_split(MX_PRE_STARCODER, "ied 4 \xc2\xbd months", "ied| |4| |\xc2\xbd| months|");
+    expect_split(MX_PRE_DEFAULT, "a+b=1234", "a|+|b|=|123|4|");
+    expect_split(MX_PRE_GEMMA4, "a b\n\nc", "a b|\n\n|c|");
+}
+
 static void test_split_clip(void **state) {
     (void)state;
     /* stable-diffusion.cpp: ...|'s|'t|'re|'ve|'m|'ll|'d|[[:alpha:]]+|[[:digit:]]|
@@ -964,6 +1082,29 @@ static void test_gguf_layer(void **state) {
     mx_gguf_close(g);
     free(buf);
 
+    /* an unknown pre-tokenizer is refused, naming it (llama.cpp refuses it too) */
+    assert_int_equal(mx_gguf_writer_set_str(w, "tokenizer.ggml.pre", "no-such-pre"), 0);
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, &e), 0);
+    assert_int_equal(mx_gguf_open_mem(buf, size, "pre.gguf", &g, &e), 0);
+    mx_err_clear(&e);
+    assert_int_equal(mx_tokenizer_from_gguf(g, &t, &e), MX_EUNSUP);
+    assert_null(t);
+    assert_non_null(strstr(e.msg, "'no-such-pre'"));
+    assert_non_null(strstr(e.msg, "pre.gguf"));
+    mx_gguf_close(g);
+    free(buf);
+    /* "qwen2": no BOS added, spaces kept on decode */
+    assert_int_equal(mx_gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2"), 0);
+    assert_int_equal(mx_gguf_writer_write_mem(w, 3, &buf, &size, &e), 0);
+    assert_int_equal(mx_gguf_open_mem(buf, size, "qwen2.gguf", &g, &e), 0);
+    assert_int_equal(mx_tokenizer_from_gguf(g, &t, &e), 0);
+    assert_false(mx_tokenizer_add_bos(t));
+    expect_ids(t, "ab", MX_TOK_ADD_SPECIAL, (int32_t[]){2}, 1);
+    mx_tokenizer_free(t);
+    mx_gguf_close(g);
+    free(buf);
+    assert_int_equal(mx_gguf_writer_set_str(w, "tokenizer.ggml.pre", "llama-bpe"), 0);
+
     /* token types stored as uint32 (some converters do): read all the same */
     uint32_t utypes[] = {1, 1, 1, 3};
     assert_int_equal(mx_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", MX_GGUF_UINT32,
@@ -1018,6 +1159,8 @@ int main(void) {
         cmocka_unit_test(test_split_llama3),
         cmocka_unit_test(test_split_tekken),
         cmocka_unit_test(test_split_clip),
+        cmocka_unit_test(test_regex),
+        cmocka_unit_test(test_pre_table),
         cmocka_unit_test(test_bpe_small_vocab),
         cmocka_unit_test(test_stream_utf8),
         cmocka_unit_test(test_clip_small),

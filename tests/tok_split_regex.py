@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""tok_split_regex.py DRIVER [SEED N] - the hand-written pre-tokenizer splitters of
-core/text/tok_bpe.c against the real regexes (Python's `regex` module, which has \\p{..} classes):
+"""tok_split_regex.py DRIVER [SEED N] - the pre-tokenizer splitters of core/text/tok_split.c and
+(tekken) the regex engine of core/text/tok_regex.c against the real regexes (Python's `regex` module, which has \\p{..} classes):
 random strings from a pool of tricky characters (case, digits, every kind of space, CR LF,
 contractions, combining marks, Lm/Lt/Lo/Nl/No letters and numbers, CJK, emoji) are split by both
 and must give the same pieces. CLIP's splitter is checked against stable-diffusion.cpp's
@@ -13,7 +13,9 @@ import sys
 import regex
 
 TAIL = r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
-UP, LO = r"""[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]""", r"""[\p{Ll}\p{Lm}\p{Lo}\p{M}]"""
+# tekken as llama.cpp adapts it for std::regex (its splits are what the models run with): an
+# "upper" letter is any letter but a-z, a "lower" one any letter but A-Z
+UP, LO = r"""(?:(?=\p{L})[^a-z])""", r"""(?:(?=\p{L})[^A-Z])"""
 BPE = {
     0: r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
     1: r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""

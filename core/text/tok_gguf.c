@@ -67,13 +67,17 @@ int mx_tokenizer_from_gguf(const struct mx_gguf *g, struct mx_tokenizer **out,
         return mx_err_set(err, MX_ENOENT, "%s: no tokenizer (tokenizer.ggml.model missing)", name);
     if (rc < 0)
         return rc;
-    if (strcmp(model, "llama") == 0)
+    bool gemma4 = strcmp(model, "gemma4") == 0;
+    if (strcmp(model, "llama") == 0) {
         mx_tok_desc_init(&d, MX_TOK_SPM);
-    else if (strcmp(model, "gpt2") == 0)
+    } else if (strcmp(model, "gpt2") == 0 || gemma4) {
         mx_tok_desc_init(&d, MX_TOK_BPE);
-    else
-        return mx_err_set(err, MX_EUNSUP, "%s: tokenizer model '%s' is not supported (llama and "
-                          "gpt2 are)", name, model);
+        if (gemma4) /* llama.cpp: no default special ids, all from the file */
+            d.bos_id = d.eos_id = MX_TOK_NONE;
+    } else {
+        return mx_err_set(err, MX_EUNSUP, "%s: tokenizer model '%s' is not supported (llama, "
+                          "gpt2 and gemma4 are)", name, model);
+    }
 
     rc = mx_gguf_get_arr(g, "tokenizer.ggml.tokens", MX_GGUF_STRING, &toks, err);
     if (rc == MX_ENOENT)
@@ -106,16 +110,29 @@ int mx_tokenizer_from_gguf(const struct mx_gguf *g, struct mx_tokenizer **out,
         rc = mx_gguf_get_str(g, "tokenizer.ggml.pre", &pre, err);
         if (rc < 0 && rc != MX_ENOENT)
             return rc;
-        bool known;
-        d.pre = mx_tok_pre_from_name(pre, &known);
-        if (!known)
-            mx_log(MX_LOG_WARN, "%s: pre-tokenizer '%s' unknown, using gpt2's", name, pre);
-        if (d.pre == MX_PRE_LLAMA3 || d.pre == MX_PRE_TEKKEN) {
-            d.ignore_merges = true;
-            d.add_bos = true;
+        struct mx_tok_pre_info pi;
+        if (gemma4) {
+            (void)mx_tok_pre_lookup("gemma4", &pi);
+        } else if (!pre) {
+            /* llama.cpp: 'default' with a loud warning */
+            (void)mx_tok_pre_lookup("default", &pi);
+            mx_log(MX_LOG_WARN, "%s: no tokenizer.ggml.pre: using the 'default' pre-tokenizer "
+                   "like llama.cpp; tokens may differ from the model's training (regenerate the "
+                   "GGUF)", name);
+        } else if (!mx_tok_pre_lookup(pre, &pi)) {
+            return mx_err_set(err, MX_EUNSUP, "%s: unknown pre-tokenizer '%s' (tokenizer.ggml.pre)"
+                              "; its splitting rules are not known, so it is refused rather than "
+                              "tokenized differently", name, pre);
         }
-        if (d.pre == MX_PRE_QWEN2 || d.pre == MX_PRE_TEKKEN)
+        d.pre = pi.pre;
+        d.ignore_merges = pi.ignore_merges;
+        d.add_bos = pi.add_bos;
+        d.escape_spaces = pi.escape_spaces;
+        d.raw_bytes = pi.raw_bytes;
+        if (pi.keep_spaces)
             d.clean_spaces = false;
+        if (pi.no_bos)
+            d.bos_id = MX_TOK_NONE;
     }
 
     rc = MX_ENOMEM;
@@ -162,6 +179,16 @@ int mx_tokenizer_from_gguf(const struct mx_gguf *g, struct mx_tokenizer **out,
         (rc = gguf_flag(g, "tokenizer.ggml.add_eos_token", &d.add_eos, err)) < 0 ||
         (rc = gguf_flag(g, "tokenizer.ggml.add_space_prefix", &d.add_space_prefix, err)) < 0)
         goto fail;
+    const char *gname = NULL;
+    if (mx_gguf_get_str(g, "general.name", &gname, NULL) == 0 && gname) {
+        /* llama.cpp: lower-cased general.name containing "phi-3" or "phi3" */
+        char low[256];
+        size_t k = 0;
+        for (; gname[k] && k + 1 < sizeof(low); k++)
+            low[k] = (char)(gname[k] >= 'A' && gname[k] <= 'Z' ? gname[k] + 32 : gname[k]);
+        low[k] = 0;
+        d.rstrip_special = strstr(low, "phi-3") || strstr(low, "phi3");
+    }
     rc = mx_tokenizer_new(&d, out, err);
     if (rc < 0)
         goto fail;

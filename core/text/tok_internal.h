@@ -19,7 +19,11 @@ struct mx_tok_entry {
     uint32_t len;
     int32_t type;   /* enum mx_tok_type */
     float score;    /* SPM merge priority */
+    bool rstrip;    /* white space after this special token is dropped (llama.cpp RSTRIP) */
 };
+
+/* C isspace in the C locale, what llama.cpp strips around special tokens. */
+static inline bool mx_is_space_ascii(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* One merge rule (BPE/CLIP): left + right, rank = index in the table. */
 struct mx_tok_merge {
@@ -41,7 +45,8 @@ struct mx_tokenizer {
     int32_t *special;              /* control/user-defined/unknown ids, longest text first */
     int32_t n_special;
     int32_t byte_ids[256];         /* SPM <0xNN> (or the raw byte) / BPE byte char, or -1 */
-    int32_t eog[8];                /* ids that end a generation: eos, eot, known end-of-turn */
+    int32_t eog[16];               /* ids that end a generation: eos, eot, known end-of-turn */
+    struct mx_tok_pretok *pretok;  /* BPE: the compiled pre-tokenizer of d.pre */
     int n_eog;
 };
 
@@ -90,6 +95,9 @@ uint32_t mx_utf8_next(const char *s, size_t len, size_t *off);
 #define MX_UC_LM 0x040u
 #define MX_UC_LO 0x080u
 #define MX_UC_WS 0x100u /* \s: the White_Space property */
+#define MX_UC_P  0x200u /* \p{P} */
+#define MX_UC_S  0x400u /* \p{S} */
+#define MX_UC_IN 0x8000u /* set by the splitters on every position inside the text */
 unsigned mx_uc_flags(uint32_t cp);
 
 /* GPT-2's bytes_to_unicode(): the codepoint standing for byte b, and back (-1 if none). */
@@ -116,6 +124,61 @@ int mx_tok_clip_text(const struct mx_tokenizer *t, const char *text, size_t len,
  * end (CLIP's "x</w>"), else 0. 0 or MX_ENOMEM. */
 int mx_tok_bpe_merge(const struct mx_tokenizer *t, const char *word, size_t len, size_t n_tail,
                      struct mx_idvec *out);
+
+/* ---- pre-tokenizers (tok_pre.c, tok_split.c, tok_regex.c) ---- */
+
+/* Growable vector of piece lengths. */
+struct mx_lenvec {
+    size_t *v;
+    size_t n, cap;
+};
+
+int mx_lenvec_push(struct mx_lenvec *lv, size_t n); /* 0 or MX_ENOMEM; n == 0 is dropped */
+
+/* A fragment of a text as codepoints with their category flags (mx_uc_flags | MX_UC_IN). */
+struct mx_cps {
+    const uint32_t *cp;
+    const uint16_t *fl;
+    size_t n;
+};
+
+/* llama.cpp's hand-written splitters (unicode_regex_split_custom_*). */
+enum mx_tok_custom {
+    MX_SPLIT_GPT2,
+    MX_SPLIT_LLAMA3,
+    MX_SPLIT_QWEN2,
+    MX_SPLIT_QWEN35,
+    MX_SPLIT_KIMI,
+    MX_SPLIT_AFMOE,
+    MX_SPLIT_NEWLINES,
+};
+
+/* Splits all of v into pieces, appending their lengths (codepoints). 0 or MX_ENOMEM. */
+int mx_tok_split_custom(enum mx_tok_custom which, const struct mx_cps *v, struct mx_lenvec *out);
+
+/* A compiled pattern (ECMAScript subset, see tok_regex.c). */
+struct mx_rx;
+
+/* Compiles pat[0..n) (characters as codepoints). 0, MX_EINVAL (malformed or unsupported, with
+ * the position in err) or MX_ENOMEM. */
+int mx_rx_compile(const uint32_t *pat, size_t n, struct mx_rx **out, struct mx_err *err);
+void mx_rx_free(struct mx_rx *rx); /* NULL ok */
+
+/* Splits txt[0..len) like llama.cpp's unicode_regex_split_stl: every match and every unmatched
+ * gap between matches is a piece (empty ones dropped). 0 or MX_ENOMEM. */
+int mx_rx_split(const struct mx_rx *rx, const uint32_t *txt, size_t len, struct mx_lenvec *out);
+
+/* A pre-tokenizer ready to run: its steps compiled (built once per tokenizer). */
+struct mx_tok_pretok;
+
+/* Builds the steps of pre. 0, MX_EINVAL (pre out of range) or MX_ENOMEM. */
+int mx_tok_pretok_new(enum mx_tok_pre pre, struct mx_tok_pretok **out, struct mx_err *err);
+void mx_tok_pretok_free(struct mx_tok_pretok *p); /* NULL ok */
+
+/* Splits s[0..len) with p: emit(ud, start, end) per non-empty piece, in order (byte offsets;
+ * the pieces cover the text). Returns the first non-zero emit result, MX_ENOMEM, else 0. */
+int mx_tok_pretok_split(const struct mx_tok_pretok *p, const char *s, size_t len,
+                        int (*emit)(void *ud, size_t start, size_t end), void *ud);
 
 /* Splitters: call emit(ud, start, end) for each pre-token of s[0..len) in order (byte offsets;
  * pieces cover the text). Return the first non-zero emit result, else 0. */

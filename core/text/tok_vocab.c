@@ -63,28 +63,6 @@ void mx_tok_desc_init(struct mx_tok_desc *d, enum mx_tok_kind kind) {
     }
 }
 
-enum mx_tok_pre mx_tok_pre_from_name(const char *name, bool *known) {
-    static const struct {
-        const char *name;
-        enum mx_tok_pre pre;
-    } names[] = {
-        {"default", MX_PRE_GPT2},    {"gpt2", MX_PRE_GPT2},        {"gpt-2", MX_PRE_GPT2},
-        {"llama-bpe", MX_PRE_LLAMA3}, {"llama3", MX_PRE_LLAMA3},   {"llama-v3", MX_PRE_LLAMA3},
-        {"falcon3", MX_PRE_LLAMA3},  {"pixtral", MX_PRE_LLAMA3},   {"qwen2", MX_PRE_QWEN2},
-        {"deepseek-r1-qwen", MX_PRE_QWEN2}, {"tekken", MX_PRE_TEKKEN},
-    };
-    for (size_t i = 0; name && i < MX_ARRAY_LEN(names); i++) {
-        if (strcmp(name, names[i].name) == 0) {
-            if (known)
-                *known = true;
-            return names[i].pre;
-        }
-    }
-    if (known)
-        *known = name == NULL || *name == 0;
-    return MX_PRE_GPT2;
-}
-
 /* Slot of text in the vocabulary map: the one holding it, or the empty one where it would go. */
 size_t mx_tok_map_slot(const struct mx_tokenizer *t, const char *s, size_t len) {
     size_t mask = t->map_cap - 1;

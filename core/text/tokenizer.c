@@ -64,15 +64,21 @@ static void add_eog(struct mx_tokenizer *t, int32_t id) {
     t->eog[t->n_eog++] = id;
 }
 
-/* End-of-generation ids: eos, eot, and control tokens chat templates end a turn with (llama.cpp
- * finds the same ones by name for files that do not set tokenizer.ggml.eot_token_id). gpt-oss's
- * o200k_harmony vocabulary ends a turn with <|return|> or <|call|>; its <|end|> only closes a
- * channel (the reasoning comes first), so with both of those present <|end|> is not an end, as
- * in llama.cpp. */
+/* The token texts llama.cpp's llama_vocab::load treats as end of generation (its list, by text,
+ * ref. llama.cpp issue 9606): such a token is made a control token when the file says otherwise,
+ * so it is only matched as special text when special tokens are parsed. */
+static const char *const eog_names[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "[e~[",
+};
+
+/* End-of-generation ids: eos, eot, and the tokens named in eog_names (llama.cpp finds the same
+ * ones by name for files that do not set tokenizer.ggml.eot_token_id). gpt-oss's o200k_harmony
+ * vocabulary ends a turn with <|return|> or <|call|>; its <|end|> only closes a channel (the
+ * reasoning comes first), so with both of those present <|end|> is not an end, as in llama.cpp. */
 static void find_eog(struct mx_tokenizer *t) {
-    static const char *const names[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>",
-                                        "<end_of_turn>", "<|endoftext|>", "<EOT>",
-                                        "<|return|>", "<|call|>"};
     int32_t ret = mx_tokenizer_find(t, "<|return|>", 10);
     int32_t call = mx_tokenizer_find(t, "<|call|>", 8);
     bool harmony = ret >= 0 && call >= 0 && t->vocab[ret].type == MX_TOKT_CONTROL &&
@@ -81,12 +87,50 @@ static void find_eog(struct mx_tokenizer *t) {
     add_eog(t, t->d.eot_id);
     if (t->d.kind == MX_TOK_CLIP)
         return;
-    for (size_t i = 0; i < MX_ARRAY_LEN(names); i++) {
-        int32_t id = mx_tokenizer_find(t, names[i], strlen(names[i]));
+    for (size_t i = 0; i < MX_ARRAY_LEN(eog_names); i++) {
+        int32_t id = mx_tokenizer_find(t, eog_names[i], strlen(eog_names[i]));
         if (id >= 0 && t->vocab[id].type == MX_TOKT_CONTROL &&
-            !(harmony && !strcmp(names[i], "<|end|>")))
+            !(harmony && !strcmp(eog_names[i], "<|end|>")))
             add_eog(t, id);
     }
+}
+
+/* The id of text (NUL-terminated) or -1. */
+static int32_t find_str(const struct mx_tokenizer *t, const char *text) {
+    return mx_tokenizer_find(t, text, strlen(text));
+}
+
+static void set_rstrip(struct mx_tokenizer *t, const char *text, bool on) {
+    int32_t id = find_str(t, text);
+    if (id >= 0)
+        t->vocab[id].rstrip = on;
+}
+
+/* Token types as llama.cpp's llama_vocab::load leaves them, whatever the file says: the
+ * end-of-generation texts are control tokens; gpt-oss's <|channel|> <|message|> <|start|>
+ * <|constrain|> are user-defined (always rendered); with <|return|> and <|call|> (or <|calls|>
+ * and <|flush|>) <|end|> is user-defined and ends nothing; with <|tool_response> (gemma4) </s>
+ * is normal text. */
+static void fix_types(struct mx_tokenizer *t) {
+    static const char *const harmony[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                          "<|constrain|>"};
+    for (size_t i = 0; i < MX_ARRAY_LEN(eog_names); i++) {
+        int32_t id = find_str(t, eog_names[i]);
+        if (id >= 0)
+            t->vocab[id].type = MX_TOKT_CONTROL;
+    }
+    for (size_t i = 0; i < MX_ARRAY_LEN(harmony); i++) {
+        int32_t id = find_str(t, harmony[i]);
+        if (id >= 0)
+            t->vocab[id].type = MX_TOKT_USER_DEFINED;
+    }
+    int32_t end = find_str(t, "<|end|>");
+    if (end >= 0 && ((find_str(t, "<|return|>") >= 0 && find_str(t, "<|call|>") >= 0) ||
+                     (find_str(t, "<|calls|>") >= 0 && find_str(t, "<|flush|>") >= 0)))
+        t->vocab[end].type = MX_TOKT_USER_DEFINED;
+    int32_t s_end = find_str(t, "</s>");
+    if (s_end >= 0 && find_str(t, "<|tool_response>") >= 0)
+        t->vocab[s_end].type = MX_TOKT_NORMAL;
 }
 
 int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id) {
@@ -170,11 +214,24 @@ int mx_tokenizer_new(const struct mx_tok_desc *d, struct mx_tokenizer **out, str
             e->type = MX_TOKT_UNDEFINED;
         /* later ids win for duplicate texts, as llama.cpp's token_to_id[text] = id */
         t->map[mx_tok_map_slot(t, e->text, len)] = i;
-        if ((e->type == MX_TOKT_CONTROL || e->type == MX_TOKT_USER_DEFINED ||
-             e->type == MX_TOKT_UNKNOWN) && len > 0)
+    }
+    if (d->kind != MX_TOK_CLIP)
+        fix_types(t);
+    for (int32_t i = 0; i < d->n_tokens; i++) {
+        int ty = t->vocab[i].type;
+        if ((ty == MX_TOKT_CONTROL || ty == MX_TOKT_USER_DEFINED || ty == MX_TOKT_UNKNOWN) &&
+            t->vocab[i].len > 0)
             t->special[t->n_special++] = i;
     }
     sort_special(t);
+    if (d->rstrip_special) { /* llama.cpp's rule for models named phi-3 */
+        for (int32_t k = 0; k < t->n_special; k++)
+            t->vocab[t->special[k]].rstrip = true;
+        set_rstrip(t, "</s>", true);
+        set_rstrip(t, "<unk>", false);
+        set_rstrip(t, "<s>", false);
+        set_rstrip(t, "<|endoftext|>", false);
+    }
 
     if (d->n_merges > 0) {
         t->merges = calloc((size_t)d->n_merges, sizeof(*t->merges));
@@ -223,6 +280,8 @@ int mx_tokenizer_new(const struct mx_tok_desc *d, struct mx_tokenizer **out, str
         t->byte_ids[b] = id;
     }
     find_eog(t);
+    if (t->d.kind == MX_TOK_BPE && (rc = mx_tok_pretok_new(t->d.pre, &t->pretok, err)) < 0)
+        goto fail;
     *out = t;
     return 0;
 nomem:
@@ -242,6 +301,7 @@ void mx_tokenizer_free(struct mx_tokenizer *t) {
     free(t->merges);
     free(t->mmap_);
     free(t->special);
+    mx_tok_pretok_free(t->pretok);
     free(t);
 }
 
@@ -321,6 +381,8 @@ static int partition(const struct mx_tokenizer *t, const char *text, size_t len,
                 if ((rc = frag_push(&tmp, (struct frag){0, 0, sid})) < 0)
                     goto out;
                 pos = at + e->len;
+                while (e->rstrip && pos < end && mx_is_space_ascii(text[pos]))
+                    pos++;
             }
             if (pos < end && (rc = frag_push(&tmp, (struct frag){pos, end - pos, -1})) < 0)
                 goto out;
@@ -445,7 +507,8 @@ int mx_tokenizer_piece(const struct mx_tokenizer *t, int32_t id, unsigned flags,
     if (e->type == MX_TOKT_USER_DEFINED)
         goto raw;
 
-    switch (t->d.kind) {
+    /* SentencePiece-style BPE (gemma4) renders its pieces like SPM does */
+    switch (t->d.kind == MX_TOK_BPE && t->d.escape_spaces ? MX_TOK_SPM : t->d.kind) {
     case MX_TOK_SPM:
         if (e->type == MX_TOKT_NORMAL) {
             /* U+2581 -> space */

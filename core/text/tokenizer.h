@@ -41,12 +41,39 @@ enum mx_tok_type {
     MX_TOKT_BYTE = 6,
 };
 
-/* BPE pre-tokenizers (tokenizer.ggml.pre), each a hand-written splitter equal to its regex. */
+/* BPE pre-tokenizers (tokenizer.ggml.pre): llama.cpp's LLAMA_VOCAB_PRE_TYPE_* (src/llama-vocab.h),
+ * each split exactly as llama.cpp splits it (core/text/tok_pre.c has the names and patterns). */
 enum mx_tok_pre {
-    MX_PRE_GPT2 = 0,   /* "default", "gpt2", unknown names */
-    MX_PRE_LLAMA3 = 1, /* "llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral" */
-    MX_PRE_QWEN2 = 2,  /* "qwen2", "deepseek-r1-qwen" */
+    MX_PRE_GPT2 = 0,   /* "gpt-2", "phi-2", "exaone4", ... (one gpt2 regex) */
+    MX_PRE_LLAMA3 = 1, /* "llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral", ... */
+    MX_PRE_QWEN2 = 2,  /* "qwen2", "deepseek-r1-qwen", "stablelm2", "hunyuan", ... */
     MX_PRE_TEKKEN = 3, /* "tekken" (Mistral Nemo and later) */
+    MX_PRE_DEFAULT,    /* "default" or no tokenizer.ggml.pre: four regexes */
+    MX_PRE_DEEPSEEK_LLM,
+    MX_PRE_DEEPSEEK_CODER,
+    MX_PRE_DEEPSEEK3,  /* "deepseek-v3", "hunyuan-dense", "joyai-llm" */
+    MX_PRE_YOUTU,
+    MX_PRE_FALCON,
+    MX_PRE_STARCODER,  /* also refact, command-r, smollm, codeshell, exaone, minerva, mellum2 */
+    MX_PRE_JAIS2,
+    MX_PRE_QWEN35,
+    MX_PRE_BLOOM,      /* also poro-chat, gpt3-finnish */
+    MX_PRE_VIKING,
+    MX_PRE_CHAMELEON,
+    MX_PRE_GPT4O,      /* also llama4, minimax-m2, kanana2, talkie */
+    MX_PRE_GRANITE_EMB_MULTI,
+    MX_PRE_TINY_AYA,
+    MX_PRE_KIMI_K2,
+    MX_PRE_SUPERBPE,
+    MX_PRE_BAILINGMOE, /* also bailingmoe2, llada-moe */
+    MX_PRE_SEED_CODER,
+    MX_PRE_AFMOE,
+    MX_PRE_LAGUNA,
+    MX_PRE_EXAONE_MOE,
+    MX_PRE_GEMMA4,     /* SentencePiece-style BPE: newline runs only, raw UTF-8 */
+    MX_PRE_MINICPM5,
+    MX_PRE_WHITESPACE, /* \S+ on raw UTF-8 */
+    MX_PRE_COUNT
 };
 
 #define MX_TOK_NONE (-1) /* "no such special token" */
@@ -68,7 +95,13 @@ struct mx_tok_desc {
     bool add_bos, add_eos;          /* what MX_TOK_ADD_SPECIAL adds */
     bool add_space_prefix;          /* SPM: a space before the text (and after special tokens) */
     bool ignore_merges;             /* BPE: a whole pre-token found in the vocab is one token */
+    bool escape_spaces;             /* BPE: " " is "\u2581" in the vocabulary (gemma4) */
+    bool raw_bytes;                 /* BPE: tokens are raw UTF-8, not GPT-2 byte characters;
+                                       missing bytes are <0xNN> tokens (gemma4, whitespace) */
     bool clean_spaces;              /* decode: " ," -> "," etc. (clean_up_tokenization_spaces) */
+    bool rstrip_special;            /* white space after special tokens is dropped, but not
+                                       after <unk> <s> <|endoftext|> (llama.cpp, models named
+                                       phi-3) */
 };
 
 /* Sets the defaults of kind: SPM bos 1, eos 2, unk 0, add_bos, add_space_prefix; BPE bos/eos 11
@@ -76,9 +109,23 @@ struct mx_tok_desc {
  * add_eos. Pointers and counts are zeroed. */
 void mx_tok_desc_init(struct mx_tok_desc *d, enum mx_tok_kind kind);
 
-/* Maps a tokenizer.ggml.pre name to a splitter; unknown names give MX_PRE_GPT2 and *known false
- * (known may be NULL). */
+/* What a tokenizer.ggml.pre name asks of a BPE vocabulary besides its splitter (llama.cpp's
+ * per-name settings). */
+struct mx_tok_pre_info {
+    enum mx_tok_pre pre;
+    bool ignore_merges, add_bos, keep_spaces, escape_spaces, raw_bytes, no_bos;
+};
+
+/* Looks up a tokenizer.ggml.pre name as llama.cpp knows it. Returns true and *info, or false
+ * for a name llama.cpp refuses (info then holds MX_PRE_DEFAULT). NULL is not a name. */
+bool mx_tok_pre_lookup(const char *name, struct mx_tok_pre_info *info);
+
+/* Maps a name to a splitter; unknown names give MX_PRE_DEFAULT and *known false (known may be
+ * NULL). */
 enum mx_tok_pre mx_tok_pre_from_name(const char *name, bool *known);
+
+/* A name of pre, for messages ("gpt-2", "llama-bpe", ...). */
+const char *mx_tok_pre_name(enum mx_tok_pre pre);
 
 struct mx_tokenizer;
 
@@ -103,9 +150,10 @@ int32_t mx_tokenizer_eos(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_unk(const struct mx_tokenizer *t);
 int32_t mx_tokenizer_pad(const struct mx_tokenizer *t);
 bool mx_tokenizer_add_bos(const struct mx_tokenizer *t);
-/* True for ids that end a generation: eos, eot, and control tokens named <|eot_id|>,
- * <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|> or <EOT>. False for ids outside
- * the vocabulary. */
+/* True for ids that end a generation: eos, eot, and the tokens llama.cpp recognises by text
+ * (<|eot_id|>, <|eom_id|>, <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|>, </s>, <EOT>,
+ * <eos>, <|end_of_text|> and a few more, tokenizer.c's eog_names; these are control tokens).
+ * False for ids outside the vocabulary. */
 bool mx_tokenizer_is_eog(const struct mx_tokenizer *t, int32_t id);
 /* enum mx_tok_type of id; MX_TOKT_UNDEFINED for ids outside the vocabulary. */
 int mx_tokenizer_token_type(const struct mx_tokenizer *t, int32_t id);
