@@ -395,18 +395,29 @@ static int parse_extra(const char *cmd, int argc, char **argv, int *i,
 }
 
 /* The load's bar on stderr: "loading ████░░… 1.21 GB of 4.37 GB", redrawn in place at most every
- * 1 % and cleared when done (the load's own line says what was loaded). */
+ * 1 %, and only for a load that has taken half a second already (a small or cached model loads
+ * without a flash of bar); cleared when done (the load's own line says what was loaded). */
 static void load_bar(void *ud, uint64_t done, uint64_t total) {
     static uint64_t last;
+    static double t0;
+    static bool shown;
     (void)ud;
+    if (t0 == 0 || done < last) /* a new load */
+        t0 = mx_time_s();
     if (done < total && done >= last && done - last < total / 100)
         return;
     last = done;
     if (done >= total) {
-        fprintf(stderr, "\r\033[K");
+        if (shown)
+            fprintf(stderr, "\r\033[K");
         last = 0;
+        t0 = 0;
+        shown = false;
         return;
     }
+    if (!shown && mx_time_s() - t0 < 0.5)
+        return;
+    shown = true;
     char d[24], t[24], bar[24 * 3 + 1];
     mx_fmt_bytes((double)done, d, sizeof d);
     mx_fmt_bytes((double)total, t, sizeof t);
