@@ -879,43 +879,52 @@ static int lora_dir_add(char ***v, size_t *n, char *dir) {
     return 0;
 }
 
-int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err) {
+/* Where A1111 and ComfyUI keep one kind of add-on file (LoRAs, embeddings): the checkpoint's
+ * models folder with ckpt_dir swapped for sub[0] (A1111) or sub[1] (ComfyUI), then rel[0..2]
+ * under home; first (NULL: none) before all. what names the kind in the error. */
+static int addon_dirs(const char *home, const char *ckpt, const char *first,
+                      const char *const sub[2], const char *const rel[3], const char *what,
+                      char ***out, struct mx_err *err) {
+    static const char *const ckpt_dir[2] = {"/models/Stable-diffusion/", "/models/checkpoints/"};
     char **v = calloc(1, sizeof *v);
     size_t n = 0;
     int rc = v ? 0 : MX_ENOMEM;
-    static const struct {
-        const char *ckpt_dir, *lora_dir;
-    } beside[] = {
-        { "/models/Stable-diffusion/", "/models/Lora" },
-        { "/models/checkpoints/", "/models/loras" },
-    };
-    for (size_t i = 0; ckpt && rc == 0 && i < sizeof beside / sizeof beside[0]; i++) {
-        const char *at = strstr(ckpt, beside[i].ckpt_dir);
+    if (rc == 0 && first) {
+        char *d = strdup(first);
+        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
+    }
+    for (size_t i = 0; ckpt && rc == 0 && i < 2; i++) {
+        const char *at = strstr(ckpt, ckpt_dir[i]);
         if (!at)
             continue;
-        size_t base = (size_t)(at - ckpt), nl = strlen(beside[i].lora_dir);
+        size_t base = (size_t)(at - ckpt), nl = strlen(sub[i]);
         char *d = malloc(base + nl + 1);
         if (d) {
             memcpy(d, ckpt, base);
-            memcpy(d + base, beside[i].lora_dir, nl + 1);
+            memcpy(d + base, sub[i], nl + 1);
         }
         rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
     }
-    static const char *const rel[] = {
-        "stable-diffusion-webui/models/Lora", "stable-diffusion-webui-forge/models/Lora",
-        "ComfyUI/models/loras",
-    };
-    for (size_t i = 0; home && home[0] && rc == 0 && i < sizeof rel / sizeof rel[0]; i++) {
+    for (size_t i = 0; home && home[0] && rc == 0 && i < 3; i++) {
         char *d = join(home, rel[i]);
         rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
     }
     if (rc < 0) {
         mx_discover_lora_dirs_free(v);
         *out = NULL;
-        return mx_err_set(err, MX_ENOMEM, "discover: out of memory (LoRA folders)");
+        return mx_err_set(err, MX_ENOMEM, "discover: out of memory (%s folders)", what);
     }
     *out = v;
     return 0;
+}
+
+int mx_discover_lora_dirs(const char *home, const char *ckpt, char ***out, struct mx_err *err) {
+    static const char *const sub[2] = {"/models/Lora", "/models/loras"};
+    static const char *const rel[3] = {
+        "stable-diffusion-webui/models/Lora", "stable-diffusion-webui-forge/models/Lora",
+        "ComfyUI/models/loras",
+    };
+    return addon_dirs(home, ckpt, NULL, sub, rel, "LoRA", out, err);
 }
 
 int mx_discover_taesd(const char *home, const char *ckpt, bool xl, char *buf, size_t size) {
@@ -956,46 +965,12 @@ int mx_discover_taesd(const char *home, const char *ckpt, bool xl, char *buf, si
 
 int mx_discover_embedding_dirs(const char *home, const char *ckpt, const char *first,
                                char ***out, struct mx_err *err) {
-    char **v = calloc(1, sizeof *v);
-    size_t n = 0;
-    int rc = v ? 0 : MX_ENOMEM;
-    if (rc == 0 && first) {
-        char *d = strdup(first);
-        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
-    }
-    static const struct {
-        const char *ckpt_dir, *emb_dir;
-    } beside[] = {
-        { "/models/Stable-diffusion/", "/embeddings" },
-        { "/models/checkpoints/", "/models/embeddings" },
-    };
-    for (size_t i = 0; ckpt && rc == 0 && i < sizeof beside / sizeof beside[0]; i++) {
-        const char *at = strstr(ckpt, beside[i].ckpt_dir);
-        if (!at)
-            continue;
-        size_t base = (size_t)(at - ckpt), nl = strlen(beside[i].emb_dir);
-        char *d = malloc(base + nl + 1);
-        if (d) {
-            memcpy(d, ckpt, base);
-            memcpy(d + base, beside[i].emb_dir, nl + 1);
-        }
-        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
-    }
-    static const char *const rel[] = {
+    static const char *const sub[2] = {"/embeddings", "/models/embeddings"};
+    static const char *const rel[3] = {
         "stable-diffusion-webui/embeddings", "stable-diffusion-webui-forge/embeddings",
         "ComfyUI/models/embeddings",
     };
-    for (size_t i = 0; home && home[0] && rc == 0 && i < sizeof rel / sizeof rel[0]; i++) {
-        char *d = join(home, rel[i]);
-        rc = d ? lora_dir_add(&v, &n, d) : MX_ENOMEM;
-    }
-    if (rc < 0) {
-        mx_discover_lora_dirs_free(v);
-        *out = NULL;
-        return mx_err_set(err, MX_ENOMEM, "discover: out of memory (embedding folders)");
-    }
-    *out = v;
-    return 0;
+    return addon_dirs(home, ckpt, first, sub, rel, "embedding", out, err);
 }
 
 /* ---- GGUF headers ---------------------------------------------------------------------------- */

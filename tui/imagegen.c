@@ -26,6 +26,7 @@
 #include "app/llm.h"
 #include "core/base/err.h"
 #include "core/base/text.h"
+#include "tui/images.h"
 #include "core/base/util.h"
 #include "history/paths.h"
 #include "tui/conv.h"
@@ -82,13 +83,7 @@ static void preview_poll(struct app *a) {
     if (!m->image && !(m->image = strdup(g_img.req.preview_path)))
         return;
     /* drop the cached pixels: the next frame loads the new picture */
-    mx_image_free(&m->img);
-    mx_image_free(&m->blk);
-    free(m->sixel);
-    m->sixel = NULL;
-    m->sixel_len = 0;
-    m->sx_cols = m->sx_rows = 0;
-    m->img_failed = false;
+    mx_app_msg_img_drop(m);
     m->r_valid = false;
     a->frame.full_repaint = true;
 }

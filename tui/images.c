@@ -34,17 +34,19 @@ int mx_app_img_load(const struct app *a, const char *path, struct mx_image *img,
     return mx_image_load_over(path, bg, img, err);
 }
 
+void mx_app_msg_img_drop(struct msg *m) {
+    mx_image_free(&m->img);
+    mx_image_free(&m->blk);
+    free(m->sixel);
+    m->sixel = NULL;
+    m->sixel_len = 0;
+    m->sx_cols = m->sx_rows = 0;
+    m->img_failed = false;
+}
+
 void mx_app_img_forget(struct app *a) {
-    for (int i = 0; i < a->conv.n_msgs; i++) {
-        struct msg *m = &a->conv.msgs[i];
-        mx_image_free(&m->img);
-        mx_image_free(&m->blk);
-        free(m->sixel);
-        m->sixel = NULL;
-        m->sixel_len = 0;
-        m->sx_cols = m->sx_rows = 0;
-        m->img_failed = false;
-    }
+    for (int i = 0; i < a->conv.n_msgs; i++)
+        mx_app_msg_img_drop(&a->conv.msgs[i]);
     a->frame.full_repaint = true;
 }
 

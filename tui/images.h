@@ -13,6 +13,10 @@ void mx_app_img_bg(const struct app *a, unsigned char bg[3]);
 /* Drops every message's decoded and encoded pixels (they load again when next drawn): the
  * background they were composited over changed (/theme). */
 void mx_app_img_forget(struct app *a);
+
+/* Drops m's decoded and encoded pictures (the file stays): the next frame loads it again. */
+void mx_app_msg_img_drop(struct msg *m);
+
 /* mx_image_load with PNG alpha composited over mx_app_img_bg. Errors as mx_image_load. */
 int mx_app_img_load(const struct app *a, const char *path, struct mx_image *img,
                     struct mx_err *err);
