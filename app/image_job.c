@@ -365,13 +365,16 @@ void mx_image_job_run(struct mx_job *job, struct mx_sd_engine *e, const struct m
     if (req->preview_path) {
         mx_mkdir_p(req->out_dir, NULL); /* the preview comes before the first image */
         char tf[4096];
-        bool have = mx_discover_taesd(getenv("HOME"), req->ckpt, false, tf, sizeof tf) == 0;
+        /* SDXL latents have their own TAESD (taesdxl) and linear factors */
+        bool xl = mx_sd_pipeline_model(e->p)->family == MX_SD_FAMILY_SDXL;
+        enum mx_sd_preview_space sp = xl ? MX_SD_PREVIEW_SDXL : MX_SD_PREVIEW_SD1;
+        bool have = mx_discover_taesd(getenv("HOME"), req->ckpt, xl, tf, sizeof tf) == 0;
         struct mx_err perr = {0};
-        if (mx_sd_preview_new(e->be, MX_SD_PREVIEW_SD1, have ? tf : NULL, 0, &pu.pv, &perr) != 0) {
+        if (mx_sd_preview_new(e->be, sp, have ? tf : NULL, 0, &pu.pv, &perr) != 0) {
             char note[600];
             snprintf(note, sizeof note, "preview: %s; the linear approximation instead", perr.msg);
             mx_job_post(job, MX_EV_NOTICE, note, 0, 0);
-            mx_sd_preview_new(e->be, MX_SD_PREVIEW_SD1, NULL, 0, &pu.pv, NULL);
+            mx_sd_preview_new(e->be, sp, NULL, 0, &pu.pv, NULL);
         }
         pu_pv = pu.pv;
     }

@@ -642,12 +642,14 @@ int mx_cmd_image(int argc, char **argv) {
         }
         char found[4096];
         const char *tf = taesd;
-        if (!tf && mx_discover_taesd(getenv("HOME"), model, false, found, sizeof found) == 0)
+        /* SDXL latents have their own TAESD (taesdxl) and linear factors */
+        bool xl = mx_sd_pipeline_model(p)->family == MX_SD_FAMILY_SDXL;
+        if (!tf && mx_discover_taesd(getenv("HOME"), model, xl, found, sizeof found) == 0)
             tf = found;
         prev.w = out_w;
         prev.h = out_h;
-        if (mx_sd_preview_new(be, MX_SD_PREVIEW_SD1, tf, (int)preview_every, &prev.pv,
-                              &err) < 0) {
+        if (mx_sd_preview_new(be, xl ? MX_SD_PREVIEW_SDXL : MX_SD_PREVIEW_SD1, tf,
+                              (int)preview_every, &prev.pv, &err) < 0) {
             mx_cli_err("image", "--taesd: %s", err.msg);
             goto done;
         }
