@@ -142,7 +142,7 @@ static void test_matmul_types(void **state) {
     const enum mx_type types[] = {MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q4_0,
                                   MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1, MX_TYPE_Q8_0,
                                   MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
-                                  MX_TYPE_Q6_K};
+                                  MX_TYPE_Q6_K, MX_TYPE_MXFP4};
     const int64_t Ts[] = {1, 3, 8, 37}; /* decode kernel and the cuBLAS path */
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -234,6 +234,12 @@ static void test_norms_and_elementwise(void **state) {
     assert_int_equal(mx_op_mul(cpu, &y->h, &x->h, &u->h), 0);
     assert_int_equal(mx_op_mul(gpu, &y->d, &x->d, &u->d), 0);
     cmp(y, 1e-6, "mul");
+    assert_int_equal(mx_op_sigmoid(cpu, &y->h, &x->h), 0);
+    assert_int_equal(mx_op_sigmoid(gpu, &y->d, &x->d), 0);
+    cmp(y, 1e-6, "sigmoid");
+    assert_int_equal(mx_op_swiglu_oai(cpu, &y->h, &x->h, &u->h, 1.702f, 1.5f), 0);
+    assert_int_equal(mx_op_swiglu_oai(gpu, &y->d, &x->d, &u->d, 1.702f, 1.5f), 0);
+    cmp(y, 1e-5, "swiglu_oai (clamped)");
     assert_int_equal(mx_op_scale(cpu, &y->h, &x->h, -0.3f), 0);
     assert_int_equal(mx_op_scale(gpu, &y->d, &x->d, -0.3f), 0);
     cmp(y, 1e-6, "scale");
@@ -311,14 +317,19 @@ static void test_attention(void **state) {
                 qp[t] = 250 + 10 * t;
             struct pair *kpos = ids_p(ctx, 1, kp), *qpos = ids_p(T, 1, qp);
             struct pair *q = rnd(hd, nh, T, 1, 1.0f), *o = mkp(MX_TYPE_F32, hd, nh, T, 1);
+            struct pair *sk = rnd(nh, 1, 1, 1, 4.0f); /* gpt-oss sinks on the windowed runs */
             struct mx_attn_params ap = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd,
-                                        .n_kv = ctx, .scale = 0.125f, .window = win ? 64 : 0};
+                                        .n_kv = ctx, .scale = 0.125f, .window = win ? 64 : 0,
+                                        .sinks = win ? &sk->h : NULL};
             assert_int_equal(mx_op_attn(cpu, &o->h, &q->h, &kc->h, &vc->h, &qpos->h, &kpos->h,
                                         &ap), 0);
+            if (win)
+                ap.sinks = &sk->d;
             assert_int_equal(mx_op_attn(gpu, &o->d, &q->d, &kc->d, &vc->d, &qpos->d, &kpos->d,
                                         &ap), 0);
             char what[48];
-            snprintf(what, sizeof what, "attn %s window %d", mx_type_name(ct[k]), ap.window);
+            snprintf(what, sizeof what, "attn %s window %d%s", mx_type_name(ct[k]), ap.window,
+                     win ? " sinks" : "");
             cmp(o, 1e-4, what);
             free_pairs();
         }

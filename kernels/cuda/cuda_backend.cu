@@ -174,7 +174,7 @@ static bool cu_supports(struct mx_backend *be, enum mx_op op, enum mx_type type)
     case MX_OP_MATMUL:
     case MX_OP_MATMUL_ID:
     case MX_OP_GET_ROWS:
-        return mx_cu_matmul_type(type);
+        return mx_cu_matmul_type(type) || type == MX_TYPE_MXFP4;
     case MX_OP_ATTN:
     case MX_OP_KV_SHIFT:
         return cache_type(type);
@@ -199,6 +199,9 @@ static int cu_gelu_quick(struct mx_backend *be, struct mx_tensor *d, const struc
 static int cu_scale(struct mx_backend *be, struct mx_tensor *d, const struct mx_tensor *x,
                     float s) {
     return mx_cu_unary(be, d, x, MX_CU_SCALE, s);
+}
+static int cu_sigmoid(struct mx_backend *be, struct mx_tensor *d, const struct mx_tensor *x) {
+    return mx_cu_unary(be, d, x, MX_CU_SIGMOID, 1.0f);
 }
 static int cu_silu_mul(struct mx_backend *be, struct mx_tensor *d, const struct mx_tensor *g,
                        const struct mx_tensor *u) {
@@ -255,6 +258,8 @@ static struct mx_backend_ops make_ops(void) {
     o.concat = mx_cu_concat;
     o.gelu_quick = cu_gelu_quick;
     o.transpose = mx_cu_transpose;
+    o.swiglu_oai = mx_cu_swiglu_oai;
+    o.sigmoid = cu_sigmoid;
     return o;
 }
 

@@ -117,6 +117,13 @@ static __device__ float cu_dq(int t, const uint8_t *row, int64_t i) {
         }
         return cu_half(b + 208) * (float)sc[l / 16 + 2 * quarter] * (float)(q - 32);
     }
+    case MX_TYPE_MXFP4: { /* e (E8M0) qs[16]: kvalue * 2^(e - 128), ggml's E8M0_TO_FP32_HALF */
+        const uint8_t *b = row + (i / 32) * 17;
+        int j = (int)(i % 32), q = j < 16 ? (b[1 + j] & 15) : (b[1 + j - 16] >> 4);
+        const int8_t kv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+        uint32_t e = b[0], u = e < 2 ? 0x00200000u << e : (e - 1) << 23;
+        return (float)kv[q] * __uint_as_float(u);
+    }
     default: return 0.0f;
     }
 }

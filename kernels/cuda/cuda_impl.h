@@ -83,6 +83,8 @@ int mx_cu_unary(struct mx_backend *be, struct mx_tensor *dst, const struct mx_te
                 int kind, float s);
 int mx_cu_glu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
               const struct mx_tensor *up, int kind);
+int mx_cu_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                     const struct mx_tensor *up, float alpha, float limit);
 int mx_cu_binary(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *a,
                  const struct mx_tensor *b, int mul);
 int mx_cu_cpy(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *src);
@@ -100,6 +102,6 @@ int mx_cu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
 int mx_cu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x);
 
 /* unary kinds of mx_cu_unary / mx_cu_glu */
-enum { MX_CU_SILU, MX_CU_GELU, MX_CU_GELU_QUICK, MX_CU_SCALE };
+enum { MX_CU_SILU, MX_CU_GELU, MX_CU_GELU_QUICK, MX_CU_SCALE, MX_CU_SIGMOID };
 
 #endif

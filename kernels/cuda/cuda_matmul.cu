@@ -20,6 +20,7 @@ bool mx_cu_matmul_type(enum mx_type t) {
     case MX_TYPE_F32: case MX_TYPE_F16: case MX_TYPE_BF16: case MX_TYPE_Q4_0: case MX_TYPE_Q4_1:
     case MX_TYPE_Q5_0: case MX_TYPE_Q5_1: case MX_TYPE_Q8_0: case MX_TYPE_Q2_K:
     case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K: case MX_TYPE_Q6_K:
+    case MX_TYPE_MXFP4:
         return true;
     default:
         return false;

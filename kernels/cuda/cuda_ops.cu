@@ -281,7 +281,7 @@ int mx_cu_kv_shift(struct mx_backend *be, struct mx_tensor *k, const struct mx_t
 __global__ void k_attn(float *dst, const float *q, const uint8_t *kc, const uint8_t *vc,
                        int ktype, int vtype, size_t krow, size_t vrow, const int32_t *qpos,
                        const int32_t *kpos, int64_t n_kv, int n_head, int group, int hd,
-                       float scale, int32_t window, int round_q) {
+                       float scale, int32_t window, int round_q, const float *sinks) {
     __shared__ float qs[ATT_MAXD];
     __shared__ float pc[ATT_CH];
     __shared__ float sh[32];
@@ -306,7 +306,9 @@ __global__ void k_attn(float *dst, const float *q, const uint8_t *kc, const uint
     }
     __syncthreads();
     const int32_t qp = qpos[t];
-    float m = -INFINITY, l = 0.0f, acc[ATT_MAXD / ATT_CH];
+    /* a sink (gpt-oss) is one more cell with score sinks[h] and a zero value: it starts the
+     * running max and sum, and only weighs down the real cells */
+    float m = sinks ? sinks[h] : -INFINITY, l = sinks ? 1.0f : 0.0f, acc[ATT_MAXD / ATT_CH];
     for (int j = 0; j < ATT_MAXD / ATT_CH; j++)
         acc[j] = 0.0f;
     for (int64_t c0 = 0; c0 < n_kv; c0 += ATT_CH) {
@@ -355,10 +357,6 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
                const struct mx_tensor *kc, const struct mx_tensor *vc,
                const struct mx_tensor *qpos, const struct mx_tensor *kpos,
                const struct mx_attn_params *p) {
-    if (p->sinks) { /* gpt-oss: not in this kernel yet; refused rather than ignored */
-        mx_err_set(&be->last_err, MX_EUNSUP, "attn: attention sinks are not implemented on CUDA");
-        return MX_EUNSUP;
-    }
     if (p->head_dim > ATT_MAXD) {
         mx_err_set(&be->last_err, MX_EUNSUP, "attn: head_dim %d > %d on CUDA", p->head_dim,
                    ATT_MAXD);
@@ -376,7 +374,8 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         (float *)dst->data, (const float *)q->data, (const uint8_t *)kc->data,
         (const uint8_t *)vc->data, (int)kc->type, (int)vc->type, kc->nb[1], vc->nb[1],
         (const int32_t *)qpos->data, (const int32_t *)kpos->data, p->n_kv, p->n_head,
-        p->n_head / p->n_head_kv, p->head_dim, p->scale, p->window, round_q);
+        p->n_head / p->n_head_kv, p->head_dim, p->scale, p->window, round_q,
+        p->sinks ? (const float *)p->sinks->data : NULL);
     return mx_cu_check(be, "attn");
 }
 
@@ -416,6 +415,7 @@ static __device__ float act(int kind, float x, float s) {
         return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
     }
     case MX_CU_GELU_QUICK: return x / (1.0f + expf(-1.702f * x));
+    case MX_CU_SIGMOID: return 1.0f / (1.0f + expf(-x));
     default: return x * s;
     }
 }
@@ -446,6 +446,24 @@ int mx_cu_glu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tens
     k_glu<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
         (const float *)gate->data, (const float *)up->data, (float *)dst->data, n, kind);
     return mx_cu_check(be, "glu");
+}
+
+/* gpt-oss's gated unit (ggml_swiglu_oai): clamped gate and up, sigmoid(alpha g) g (u + 1) */
+__global__ void k_swiglu_oai(const float *g, const float *u, float *y, int64_t n, float alpha,
+                             float limit) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float gv = fminf(g[i], limit), uv = fminf(fmaxf(u[i], -limit), limit);
+    y[i] = gv / (1.0f + expf(alpha * (-gv))) * (uv + 1.0f);
+}
+
+int mx_cu_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
+                     const struct mx_tensor *up, float alpha, float limit) {
+    int64_t n = mx_tensor_nelements(gate);
+    k_swiglu_oai<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+        (const float *)gate->data, (const float *)up->data, (float *)dst->data, n, alpha, limit);
+    return mx_cu_check(be, "swiglu_oai");
 }
 
 /* dst = a op b with b repeated over a (b.ne[i] divides a.ne[i]) */
