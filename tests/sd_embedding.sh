@@ -11,6 +11,7 @@
 #   - embedding:NAME without a file, a pickle and --embeddings on a missing folder are refused
 #     with one line naming the problem (a width mismatch: test_sd_embedding).
 set -eu
+[ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow SD end-to-end test, run in the normal pass only"; exit 77; }
 : "${MIXEL:?}" "${MX_SRCDIR:?}"
 ckpt=$("$MX_SRCDIR/tests/sd_ckpt.sh") || exit $?
 bin=${MX_BUILDDIR:-.}/tests

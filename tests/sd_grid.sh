@@ -6,6 +6,7 @@
 # The chat's /image (app/image_job.h, through tests/sd_preview_tool job) with --batch-count 2 and
 # the hires fix: the result is the 2x1 grid of two 128x128 hires images carrying the hires keys.
 set -eu
+[ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow SD end-to-end test, run in the normal pass only"; exit 77; }
 : "${MIXEL:?}" "${MX_SRCDIR:?}"
 ckpt=$("$MX_SRCDIR/tests/sd_ckpt.sh") || exit $?
 tool=${MX_BUILDDIR:-.}/tests/sd_preview_tool

@@ -6,6 +6,7 @@
 # hires run has the final size and A1111's infotext keys (Size the first pass's, Denoising
 # strength, Hires upscale, Hires steps, Hires upscaler).
 set -eu
+[ -z "${MX_SANITIZE:-}" ] || { echo "SKIP: slow SD end-to-end test, run in the normal pass only"; exit 77; }
 : "${MIXEL:?}" "${MX_SRCDIR:?}"
 ckpt=$("$MX_SRCDIR/tests/sd_ckpt.sh") || exit $?
 diff_tool=${MX_BUILDDIR:-.}/tests/sd_png_diff
