@@ -14,6 +14,7 @@
 
 #define UNET_PFX "model.diffusion_model."
 #define TE_PFX "cond_stage_model.transformer."
+#define TE2_PFX "cond_stage_model.1.transformer." /* SDXL's OpenCLIP bigG (sd_model.c) */
 
 /* One adapted weight: delta = scale * up * down, flattened to a matrix [n_out][n_in]. */
 struct lora_mod {
@@ -174,29 +175,56 @@ static const char *from_diffusers_unet(const struct mx_sd_model *m, const char *
     return t ? t->name : NULL;
 }
 
-/* Maps a module key onto the canonical weight it adapts. Returns the name (the model's, so it
- * lives as long as m) or NULL with *why set: "sdxl" for SDXL names, else NULL. */
-static const char *map_key(const struct mx_sd_model *m, const char *key, bool *te,
-                           const char **why) {
+/* A diffusers/PEFT text-encoder key less its "text_encoder[_2]." prefix, without diffusers'
+ * ".processor." level, looked up under prefix. */
+static const char *from_peft_te(const struct mx_sd_model *m, const char *prefix,
+                                const char *rest) {
+    char dotted[320];
+    snprintf(dotted, sizeof dotted, "%s", rest);
+    char *p = strstr(dotted, ".processor.");
+    if (p)
+        memmove(p, p + 10, strlen(p + 10) + 1);
+    return find_us(m, prefix, dotted);
+}
+
+/* Why key cannot belong to m's family: SDXL's names (two text encoders, the label embedding)
+ * on an SD 1.x/2.x checkpoint, SD 1.x/2.x's one text encoder on an SDXL one; the text ends in
+ * "the checkpoint is ", for the family's name. NULL when the key may fit. */
+static const char *other_family(const struct mx_sd_model *m, const char *key) {
+    bool xl = m->family == MX_SD_FAMILY_SDXL;
+    bool xl_key = !strncmp(key, "lora_te1_", 9) || !strncmp(key, "lora_te2_", 9) ||
+                  !strncmp(key, "text_encoder_2.", 15) || !strncmp(key, "lora_unet_label_emb", 19);
+    if (xl_key && !xl)
+        return "is an SDXL name (two text encoders): the LoRA was made for SDXL, the checkpoint "
+               "is ";
+    if (!xl_key && xl && !strncmp(key, "lora_te_", 8))
+        return "is an SD 1.x/2.x name (one text encoder): the LoRA was made for SD 1.x/2.x, the "
+               "checkpoint is ";
+    return NULL;
+}
+
+/* Maps a module key onto the canonical weight it adapts (other_family checked first). Returns
+ * the name (the model's, so it lives as long as m) or NULL. */
+static const char *map_key(const struct mx_sd_model *m, const char *key, bool *te) {
     char dotted[320], buf[400];
-    *why = NULL;
     *te = false;
-    if (!strncmp(key, "lora_te1_", 9) || !strncmp(key, "lora_te2_", 9) ||
-        !strncmp(key, "text_encoder_2.", 15) || !strncmp(key, "lora_unet_label_emb", 19)) {
-        *why = "is an SDXL name (two text encoders): the LoRA was made for SDXL";
-        return NULL;
-    }
-    if (!strncmp(key, "lora_te_", 8)) {
+    /* kohya's SDXL encoders: te1 is CLIP-L (SD 1.x's names), te2 OpenCLIP bigG in the HF names
+     * sd_model.c gives it, its fused in_proj split into q/k/v_proj */
+    if (!strncmp(key, "lora_te_", 8) || !strncmp(key, "lora_te1_", 9)) {
         *te = true;
-        return find_us(m, TE_PFX, key + 8);
+        return find_us(m, TE_PFX, key + (key[7] == '_' ? 8 : 9));
+    }
+    if (!strncmp(key, "lora_te2_", 9)) {
+        *te = true;
+        return find_us(m, TE2_PFX, key + 9);
     }
     if (!strncmp(key, "text_encoder.", 13)) {
         *te = true;
-        snprintf(dotted, sizeof dotted, "%s", key + 13);
-        char *p = strstr(dotted, ".processor.");
-        if (p)
-            memmove(p, p + 10, strlen(p + 10) + 1);
-        return find_us(m, TE_PFX, dotted);
+        return from_peft_te(m, TE_PFX, key + 13);
+    }
+    if (!strncmp(key, "text_encoder_2.", 15)) {
+        *te = true;
+        return from_peft_te(m, TE2_PFX, key + 15);
     }
     if (!strncmp(key, "lora_unet_", 10)) {
         const char *t = find_us(m, UNET_PFX, key + 10);
@@ -348,6 +376,18 @@ static int open_st(const struct mx_sd_model *m, struct mx_st *st, const char *pa
         rc = mx_err_set(err, MX_ENOMEM, "%s: out of memory", path);
         goto done;
     }
+    /* the family first, so that a LoRA for the other family is named as such rather than by
+     * the first of its tensors that happens not to fit */
+    for (int i = 0; i < n_parts; i++) {
+        const struct mod_parts *mp = &parts[i];
+        const char *why = other_family(m, mp->key);
+        if (why) {
+            const struct mx_st_tensor *any = mp->up ? mp->up : mp->down ? mp->down : mp->alpha;
+            rc = mx_err_set(err, MX_EFORMAT, "%s: tensor %s %s%s", path, any->name, why,
+                            mx_sd_family_name(m->family));
+            goto done;
+        }
+    }
     for (int i = 0; i < n_parts; i++) {
         const struct mod_parts *mp = &parts[i];
         const struct mx_st_tensor *any = mp->up ? mp->up : mp->down ? mp->down : mp->alpha;
@@ -357,12 +397,10 @@ static int open_st(const struct mx_sd_model *m, struct mx_st *st, const char *pa
             goto done;
         }
         bool te;
-        const char *why;
-        const char *target = map_key(m, mp->key, &te, &why);
+        const char *target = map_key(m, mp->key, &te);
         if (!target) {
-            rc = mx_err_set(err, MX_EFORMAT, "%s: tensor %s %s", path, any->name,
-                            why ? why : "matches no weight of the checkpoint (a LoRA for "
-                                        "another base model?)");
+            rc = mx_err_set(err, MX_EFORMAT, "%s: tensor %s matches no weight of the checkpoint "
+                            "(a LoRA for another base model?)", path, any->name);
             goto done;
         }
         const struct mx_tensor *w = mx_sd_weight(m, target);

@@ -9,13 +9,19 @@
  *            UNet weight's diffusers name (down_blocks_0_attentions_0_..._attn1_to_q) or LDM
  *            name (input_blocks_1_1_..._attn1_to_q) with '.' written '_'; lora_te_<name> the
  *            text encoder's Hugging Face name (text_model_encoder_layers_0_self_attn_q_proj).
+ *            SDXL: lora_unet_<name> with the SGM (input_blocks_4_1_...) or diffusers name,
+ *            lora_te1_<name> CLIP-L and lora_te2_<name> OpenCLIP bigG, both in Hugging Face
+ *            names (bigG's self_attn_q/k/v_proj land on the thirds of its fused in_proj, which
+ *            sd_model.c keeps as separate q/k/v_proj weights).
  *            LoCon/LyCORIS conv layers: down is a k x k conv [rank, in, k, k], up 1 x 1.
  *   diffusers unet.<diffusers name>.lora_A.weight / .lora_B.weight (PEFT), .lora.down.weight /
  *            .lora.up.weight, and the older attention-processor form
- *            unet.<...>.processor.to_q_lora.down.weight; text_encoder.<HF name>.* likewise.
+ *            unet.<...>.processor.to_q_lora.down.weight; text_encoder.<HF name>.* likewise
+ *            (SDXL: text_encoder.* CLIP-L, text_encoder_2.* bigG).
  *   Scale alpha / rank; without .alpha 1 (as A1111 and stable-diffusion.cpp read them).
  * REFUSED with a message naming the tensor: a tensor that maps onto no weight of the checkpoint,
- * up/down shapes that do not fit the weight, SDXL names (lora_te1_/lora_te2_, text_encoder_2),
+ * up/down shapes that do not fit the weight, SDXL names (lora_te1_/lora_te2_, text_encoder_2,
+ * label_emb) on an SD 1.x/2.x checkpoint and SD 1.x/2.x's lora_te_ on an SDXL one,
  * LyCORIS kinds other than LoCon (LoHa hada_*, LoKr lokr_*, Tucker lora_mid), a module without
  * both up and down, non-float dtypes, a module on a vector (norm or bias: the UNet and CLIP keep
  * F32 copies of those made when they are built).
