@@ -6,7 +6,8 @@
  *
  *   sd_lora_tool make CKPT OUT.safetensors [KIND]   KIND: kohya (default), peft, sdxl, shape,
  *                                                   unknown, loha; on the small SDXL
- *                                                   checkpoint: xl (kohya SDXL), xl-sd1 (one
+ *                                                   checkpoint: xl (kohya SDXL), xl-peft
+ *                                                   (its diffusers/PEFT names), xl-sd1 (one
  *                                                   SD 1.x name among them)
  *   sd_lora_tool merge CKPT LORA.safetensors W OUT  (kohya, peft or xl LoRA of `make`)
  */
@@ -60,24 +61,31 @@ static const struct mod k_mods[] = {
 
 /* The SDXL LoRA (kohya names, the small SDXL checkpoint of tests/sdxl_ckpt.sh): UNet attention
  * in an input, the middle and an output block (SGM names), a feed-forward under its diffusers
- * name, a CLIP-L (te1) layer, and bigG (te2) k_proj, which is the middle third of the file's
+ * name (`peft`: every module's diffusers/PEFT name), a CLIP-L (te1) layer, and bigG (te2) k_proj, which is the middle third of the file's
  * fused in_proj_weight, and an MLP. `ldm` is the file's own (SGM) name here. */
 static const struct mod k_xl_mods[] = {
-    {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q", NULL,
+    {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+     "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
      "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight", 4, 2, 0},
-    {"lora_unet_middle_block_1_transformer_blocks_0_attn2_to_k", NULL,
+    {"lora_unet_middle_block_1_transformer_blocks_0_attn2_to_k",
+     "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k",
      "model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight", 4, 0, 0},
-    {"lora_unet_output_blocks_1_1_transformer_blocks_0_attn1_to_out_0", NULL,
+    {"lora_unet_output_blocks_1_1_transformer_blocks_0_attn1_to_out_0",
+     "unet.up_blocks.0.attentions.1.transformer_blocks.0.attn1.to_out.0",
      "model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight", 4, 8,
      0},
-    {"lora_unet_up_blocks_0_attentions_2_transformer_blocks_0_ff_net_2", NULL,
+    {"lora_unet_up_blocks_0_attentions_2_transformer_blocks_0_ff_net_2",
+     "unet.up_blocks.0.attentions.2.transformer_blocks.0.ff.net.2",
      "model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.2.weight", 4, 4, 0},
-    {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj", NULL,
+    {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+     "text_encoder.text_model.encoder.layers.0.self_attn.q_proj",
      "conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight",
      4, 4, 0},
-    {"lora_te2_text_model_encoder_layers_0_self_attn_k_proj", NULL,
+    {"lora_te2_text_model_encoder_layers_0_self_attn_k_proj",
+     "text_encoder_2.text_model.encoder.layers.0.self_attn.k_proj",
      "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight", 4, 4, 2},
-    {"lora_te2_text_model_encoder_layers_1_mlp_fc1", NULL,
+    {"lora_te2_text_model_encoder_layers_1_mlp_fc1",
+     "text_encoder_2.text_model.encoder.layers.1.mlp.fc1",
      "conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_fc.weight", 8, 0, 0},
 };
 #define N_XL_MODS (int)(sizeof k_xl_mods / sizeof k_xl_mods[0])
@@ -108,7 +116,7 @@ static int make(const char *ckpt, const char *out, const char *kind) {
     }
     struct mx_st_writer *w = mx_st_writer_new();
     unsigned long long seed = 12345;
-    bool peft = !strcmp(kind, "peft"), xl = !strncmp(kind, "xl", 2);
+    bool peft = !strcmp(kind, "peft") || !strcmp(kind, "xl-peft"), xl = !strncmp(kind, "xl", 2);
     const struct mod *mods = xl ? k_xl_mods : k_mods;
     int n_mods = xl ? N_XL_MODS : N_MODS, rc = 0;
     for (int i = 0; i < n_mods && rc == 0; i++) {
@@ -192,9 +200,12 @@ static int merge(const char *ckpt, const char *lora, double wt, const char *out)
     }
     bool peft = mx_st_find_tensor(l, "unet.down_blocks.0.attentions.0.transformer_blocks.0."
                                       "attn1.to_q.lora_A.weight") != NULL;
-    char xkey[256];
+    char xkey[256], pkey[256];
     snprintf(xkey, sizeof xkey, "%s.lora_up.weight", k_xl_mods[0].kohya);
-    bool xl = mx_st_find_tensor(l, xkey) != NULL;
+    snprintf(pkey, sizeof pkey, "%s.lora_B.weight", k_xl_mods[0].peft);
+    bool xl_peft = mx_st_find_tensor(l, pkey) != NULL;
+    bool xl = xl_peft || mx_st_find_tensor(l, xkey) != NULL;
+    peft = peft || xl_peft;
     const struct mod *mods = xl ? k_xl_mods : k_mods;
     int n_mods = xl ? N_XL_MODS : N_MODS;
     FILE *f = fopen(out, "r+b");

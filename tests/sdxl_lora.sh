@@ -6,8 +6,10 @@
 # k_proj (the middle third of the file's fused in_proj_weight) and an MLP as lora_te2_):
 #   - --lora FILE:W equals the checkpoint with W * alpha/rank * up * down merged offline into
 #     the file's own (SGM, fused in_proj) tensors by the tool, within the SD tolerance (mean
-#     <= 0.5, max <= 4), at W = 0.8 and -0.6, and with the LCM settings the help gives
-#     (--sampler lcm --steps 4 --cfg 1.5);
+#     <= 0.5, max <= 4), at W = 0.8 and -0.6, with the LCM settings the help gives
+#     (--sampler lcm --steps 4 --cfg 1.5), and for the same LoRA under diffusers/PEFT names
+#     (unet.*, text_encoder.*, text_encoder_2.*; `xl-peft`) at 0.8 (under MX_SANITIZE=1 only
+#     the kohya file at 0.8);
 #   - the LoRA changes the picture (else the comparison would prove nothing);
 #   - weight 0 gives the pixels of no LoRA exactly;
 #   - an SD 1.x name (lora_te_) on the SDXL checkpoint and this SDXL LoRA on the SD 1.5
@@ -62,14 +64,19 @@ gen "$tmp/l08.png" "$ckpt" -p "$p" --lora "$tmp/xl.safetensors:0.8"
 far "$tmp/none.png" "$tmp/l08.png" "no LoRA vs SDXL LoRA 0.8"
 gen "$tmp/l0.png" "$ckpt" -p "$p" --lora "$tmp/xl.safetensors:0"
 close "$tmp/none.png" "$tmp/l0.png" 0 0 "weight 0 vs no LoRA (must be exact)"
-for w in 0.8 -0.6 lcm; do
+"$bin/sd_lora_tool" make "$ckpt" "$tmp/peft.safetensors" xl-peft
+# under the sanitizers (MX_SANITIZE=1, several times slower) one weight of the kohya file
+cases="xl:0.8 xl:-0.6 xl:lcm peft:0.8"
+[ "${MX_SANITIZE:-}" != 1 ] || cases=xl:0.8
+for c in $cases; do
+    f=${c%%:*} w=${c#*:}
     set -- -p "$p"
     lw=$w
     [ "$w" != lcm ] || { set -- -p "$p" --sampler lcm --steps 4 --cfg 1.5; lw=1; }
-    "$bin/sd_lora_tool" merge "$ckpt" "$tmp/xl.safetensors" "$lw" "$tmp/merged.safetensors"
+    "$bin/sd_lora_tool" merge "$ckpt" "$tmp/$f.safetensors" "$lw" "$tmp/merged.safetensors"
     gen "$tmp/m.png" "$tmp/merged.safetensors" "$@"
-    gen "$tmp/l.png" "$ckpt" "$@" --lora "$tmp/xl.safetensors:$lw"
-    close "$tmp/m.png" "$tmp/l.png" 0.5 4 "SDXL --lora $w vs merged offline"
+    gen "$tmp/l.png" "$ckpt" "$@" --lora "$tmp/$f.safetensors:$lw"
+    close "$tmp/m.png" "$tmp/l.png" 0.5 4 "SDXL $f --lora $w vs merged offline"
 done
 rm -f "$tmp/merged.safetensors"
 

@@ -351,6 +351,10 @@ static void test_refused(void **state) {
         {{"lora_te1_text_model_encoder_layers_0_self_attn_q_proj", ".lora_down.weight",
           ".lora_up.weight", {2, 768}, {768, 2}, 2, 0},
          "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight is an SDXL"},
+        {{"text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj", ".lora_A.weight",
+          ".lora_B.weight", {2, 768}, {768, 2}, 2, 0},
+         "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight is an SDXL "
+         "name (two text encoders): the LoRA was made for SDXL, the checkpoint is"},
         {{"lora_unet_down_blocks_3_attentions_0_proj_in", ".lora_down.weight",
           ".lora_up.weight", {2, 768}, {768, 2}, 2, 0},
          "lora_unet_down_blocks_3_attentions_0_proj_in.lora_up.weight matches no weight"},
