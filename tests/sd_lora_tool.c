@@ -61,8 +61,9 @@ static const struct mod k_mods[] = {
 
 /* The SDXL LoRA (kohya names, the small SDXL checkpoint of tests/sdxl_ckpt.sh): UNet attention
  * in an input, the middle and an output block (SGM names), a feed-forward under its diffusers
- * name (`peft`: every module's diffusers/PEFT name), a CLIP-L (te1) layer, and bigG (te2) k_proj, which is the middle third of the file's
- * fused in_proj_weight, and an MLP. `ldm` is the file's own (SGM) name here. */
+ * name, a CLIP-L (te1) layer, and bigG (te2) k_proj, which is the middle third of the file's
+ * fused in_proj_weight, and an MLP; `peft` holds every module's diffusers/PEFT name. `ldm` is
+ * the file's own (SGM) name here. */
 static const struct mod k_xl_mods[] = {
     {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
      "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
