@@ -387,13 +387,6 @@ static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_ten
     return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
 }
 
-/* View of the first ne0 * ne1 elements of a 1-D arena tensor as [ne0, ne1]. */
-static struct mx_tensor flat2(const struct mx_tensor *t, int64_t ne0, int64_t ne1) {
-    struct mx_tensor v = head1d(t, ne0 * ne1), r;
-    mx_tensor_reshape(&v, ne0, ne1, 1, 1, &r);
-    return r;
-}
-
 /* gpt-oss's expert block on xb (llama.cpp build_moe_ffn with SWIGLU_OAI_MOE and
  * SOFTMAX_WEIGHT): router logits + bias; the top-k logits, their weights a softmax over those k;
  * per selected expert g = W_gate xb + b_gate, u = W_up xb + b_up, h = swiglu_oai(g, u) (alpha
@@ -410,9 +403,9 @@ static int gptoss_moe(struct mx_llama_ctx *c, const struct mx_llama_layer *L, in
     struct mx_tensor tmp = rows(&c->tmp, 0, T);
     struct mx_tensor g3 = flat3(&c->gate, F, ku, T), u3 = flat3(&c->up, F, ku, T);
     struct mx_tensor ey3 = rows3(&c->ey, E, ku, T), xb3 = rows3(&c->xb, E, 1, T);
-    struct mx_tensor g2 = flat2(&c->gate, F, ku * T), u2 = flat2(&c->up, F, ku * T);
+    struct mx_tensor g2 = flat3(&c->gate, F, ku * T, 1), u2 = flat3(&c->up, F, ku * T, 1);
     struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
-    struct mx_tensor bf = flat2(&c->ebias, F, ku * T), be2 = flat2(&c->ebias, E, ku * T);
+    struct mx_tensor bf = flat3(&c->ebias, F, ku * T, 1), be2 = flat3(&c->ebias, E, ku * T, 1);
     struct mx_tensor ids1 = head1d(&c->sel, ku * T);
     OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
     OP("forward: router bias", mx_op_add(be, &rl, &rl, &L->gate_inp_b));
