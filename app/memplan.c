@@ -65,7 +65,7 @@ uint64_t mx_app_device_mem_available(const char *device, char *where, size_t n) 
         snprintf(where, n, "memory");
         return mx_app_mem_available();
     }
-    int idx = d[4] == ':' ? atoi(d + 5) : 0;
+    int idx = mx_device_cuda_index(d); /* -1 (malformed): "the GPU", refused when opened */
     struct mx_cuda_info ci;
     mx_cuda_info_get(&ci);
     const char *fake = getenv("MIXEL_VRAM_AVAILABLE");

@@ -26,6 +26,7 @@
 #include "kernels/backend.h"
 #include "cli/cmd.h"
 #include "cli/opts.h"
+#include "kernels/devices.h"
 #include "kernels/devinfo.h"
 #include "app/llm.h"
 #include "cli/bench_image.h"
@@ -396,8 +397,9 @@ int mx_cmd_bench(int argc, char **argv) {
     const struct mx_cuda_device *card = NULL;
     if (L && !strcmp(mx_llm_device(L), "CUDA")) {
         mx_cuda_info_get(&ci);
-        const char *dv = o.s.device ? o.s.device : "";
-        int idx = !strncmp(dv, "cuda:", 5) ? atoi(dv + 5) : 0;
+        int idx = mx_device_cuda_index(o.s.device);
+        if (idx < 0) /* auto (or NULL) on CUDA: the first GPU, as mx_device_open picks */
+            idx = 0;
         if (idx >= 0 && idx < ci.n_devices)
             card = &ci.dev[idx];
     }

@@ -70,13 +70,24 @@ const char *mx_device_best(void) {
     return "cpu"; /* always usable; kept as the answer if a probe misbehaves */
 }
 
+int mx_device_cuda_index(const char *name) {
+    if (!name || strncmp(name, "cuda", 4) != 0)
+        return -1;
+    if (!name[4])
+        return 0;
+    if (name[4] != ':')
+        return -1;
+    char *end;
+    long idx = strtol(name + 5, &end, 10);
+    return end == name + 5 || *end || idx < 0 || idx > 255 ? -1 : (int)idx;
+}
+
 struct mx_backend *mx_device_open(const char *name, int n_threads, struct mx_err *err) {
     if (!name || !*name || !strcmp(name, "auto"))
         name = mx_device_best();
     if (!strncmp(name, "cuda:", 5)) { /* a GPU by index */
-        char *end;
-        long idx = strtol(name + 5, &end, 10);
-        if (end == name + 5 || *end || idx < 0 || idx > 255) {
+        int idx = mx_device_cuda_index(name);
+        if (idx < 0) {
             mx_err_set(err, MX_EINVAL, "device '%s': expected cuda:N with N a GPU index", name);
             return NULL;
         }
@@ -86,7 +97,7 @@ struct mx_backend *mx_device_open(const char *name, int n_threads, struct mx_err
             mx_err_set(err, MX_EUNSUP, "device '%s' cannot be used: %s", name, d.why);
             return NULL;
         }
-        return mx_backend_cuda_new((int)idx, err);
+        return mx_backend_cuda_new(idx, err);
     }
     for (int i = 0; i < mx_device_count(); i++) {
         if (strcmp(name, devices[i].name) != 0)

@@ -45,4 +45,8 @@ const char *mx_device_best(void);
  * the backend's own error. */
 struct mx_backend *mx_device_open(const char *name, int n_threads, struct mx_err *err);
 
+/* The GPU index a --device name picks: 0 for "cuda", N for "cuda:N" (0..255), -1 for a
+ * malformed "cuda:" suffix or a name that is not CUDA's. */
+int mx_device_cuda_index(const char *name);
+
 #endif
