@@ -68,11 +68,7 @@ static int on_progress(void *ud, const struct mx_pull_progress *p) {
     double frac = p->total ? (double)p->done / (double)p->total : 0;
     if (d->tty) {
         char bar[32 * 3 + 1];
-        int fill = (int)(frac * 24 + 0.5);
-        size_t o = 0;
-        for (int k = 0; k < 24; k++)
-            o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
-                                  k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+        mx_text_bar(frac, 24, bar, sizeof bar);
         fprintf(stderr, "\r%s %s %3.0f%%  %s / %s  %s/s  ETA %s\033[K", mx_safe(p->file), bar,
                 frac * 100, done, p->total ? total : "?", rate, eta);
         d->bar_shown = true;

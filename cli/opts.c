@@ -421,11 +421,7 @@ static void load_bar(void *ud, uint64_t done, uint64_t total) {
     char d[24], t[24], bar[24 * 3 + 1];
     mx_fmt_bytes((double)done, d, sizeof d);
     mx_fmt_bytes((double)total, t, sizeof t);
-    int fill = total ? (int)((double)done / (double)total * 24 + 0.5) : 0;
-    size_t o = 0;
-    for (int k = 0; k < 24; k++)
-        o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
-                              k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+    mx_text_bar(total ? (double)done / (double)total : 0, 24, bar, sizeof bar);
     fprintf(stderr, "\rloading %s %s of %s\033[K", bar, d, t);
 }
 

@@ -203,11 +203,7 @@ static int draw_progress(struct app *a, int y, int bottom, int x, int w) {
     double el = mx_time_s() - a->fr.t0;
     double rate = el > 0.5 && a->fr.done0 >= 0 ? (a->fr.done - a->fr.done0) / el : 0;
     char bar[20 * 3 + 1], done[32], total[32], rs[32], eta[32] = "--", buf[256];
-    size_t o = 0;
-    int fill = (int)(frac * 20 + 0.5);
-    for (int k = 0; k < 20; k++)
-        o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
-                              k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+    mx_text_bar(frac, 20, bar, sizeof bar);
     mx_fmt_bytes(a->fr.done, done, sizeof done);
     mx_fmt_bytes(a->fr.total, total, sizeof total);
     mx_fmt_bytes(rate, rs, sizeof rs);

@@ -118,11 +118,7 @@ static void progress_bar(struct app *a, const char *what, double done, double to
         a->status.prog_t0 = mx_time_s();
     double frac = total > 0 ? done / total : 0, el = mx_time_s() - a->status.prog_t0;
     char bar[64] = "", eta[32] = "";
-    int fill = (int)(frac * 20 + 0.5);
-    size_t o = 0;
-    for (int k = 0; k < 20; k++)
-        o += (size_t)snprintf(bar + o, sizeof bar - o, "%s",
-                              k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+    mx_text_bar(frac, 20, bar, sizeof bar);
     if (frac > 0.02 && frac < 1 && el > 0.5)
         snprintf(eta, sizeof eta, ", ETA %.0fs", el / frac - el);
     snprintf(a->status.prog, sizeof a->status.prog, "%s %s %s%s%s", what ? what : "", bar,

@@ -176,3 +176,13 @@ void mx_fmt_bytes(double n, char *buf, size_t size) {
     else
         snprintf(buf, size, "%.0f KB", n / 1e3);
 }
+
+void mx_text_bar(double frac, int cells, char *buf, size_t size) {
+    int fill = (int)(frac * cells + 0.5);
+    size_t o = 0;
+    if (size)
+        buf[0] = '\0';
+    for (int k = 0; k < cells && o < size; k++)
+        o += (size_t)snprintf(buf + o, size - o, "%s",
+                              k < fill ? "\xe2\x96\x88" : "\xe2\x96\x91"); /* █ ░ */
+}

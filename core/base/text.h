@@ -40,6 +40,10 @@ int mx_text_width(const char *s, size_t len);
  * "670 MB", "13.8 MB", "64 KB". */
 void mx_fmt_bytes(double n, char *buf, size_t size);
 
+/* A progress bar of cells block characters, round(frac * cells) of them full (█) and the rest
+ * light (░), into buf (NUL-terminated; 3 bytes a cell: size >= 3 * cells + 1 for all of it). */
+void mx_text_bar(double frac, int cells, char *buf, size_t size);
+
 /* Word wrap: the longest prefix of s[0..len) that fits `width` columns, breaking after a space
  * when possible, else between characters (never inside one, never before a combining mark).
  * A '\n' ends the line. Returns the prefix length in bytes (> 0 when len > 0, even if a single
