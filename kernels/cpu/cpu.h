@@ -392,6 +392,9 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level);
  * CPU's features. */
 void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k);
 
+/* Installs the AVX2 attention kernels (attn_avx2.c) into k; called by mx_cpu_kernels_avx2. */
+void mx_cpu_attn_avx2(struct mx_cpu_kernels *k);
+
 /* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
  * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
