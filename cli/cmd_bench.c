@@ -1,8 +1,9 @@
 /* cmd_bench.c - `mixel bench`: how fast the LLM engine runs here, next to what the memory allows.
  *
  * Reports prompt processing tokens/s (p tokens in one decode, through the batched path),
- * generation tokens/s (n tokens one at a time from a near-empty cache, and again after --depth
- * tokens of context), the weights read per generated token (attention, norms, output, and only
+ * generation tokens/s (n tokens one at a time from a near-empty cache), and with --depth D both
+ * again after D tokens of context (the p tokens at positions D..D+p, as llama-bench's -d: what a
+ * long chat's next turn costs), the weights read per generated token (attention, norms, output, and only
  * the expert_used_count selected experts: decode is memory-bound, so this over the time is the
  * effective bandwidth), the machine's measured read bandwidth (every thread summing its slice of
  * a large buffer, best of several passes, in a child process so that buffer stays out of the
@@ -38,7 +39,8 @@ static void usage(FILE *f) {
             "machine's measured read bandwidth, peak RSS. Without -m: the bandwidth only.\n"
             "  -p, --n-prompt N   prompt tokens (default 512; 0: skip)\n"
             "  -n, --n-gen N      generated tokens (default 128; 0: skip)\n"
-            "  --depth D          also generate after D tokens of context (e.g. 16384)\n"
+            "  --depth D          also prefill -p and generate -n tokens after D tokens of\n"
+            "                     context (e.g. 16384)\n"
             "  -r, --reps N       repetitions, median reported (default 3)\n"
             "  --mem-mib N        size of the bandwidth sweep buffer (default 1024)\n"
             "  --json             one JSON object on stdout\n"
@@ -299,7 +301,7 @@ int mx_cmd_bench(int argc, char **argv) {
     struct mx_llama_model *m = NULL;
     struct mx_llama_ctx *c = NULL;
     int32_t *ids = NULL;
-    double load_s = 0, pp = 0, tg = 0, tg_depth = 0;
+    double load_s = 0, pp = 0, tg = 0, tg_depth = 0, pp_depth = 0;
     struct mx_gen_stats gst = {0}; /* the --grammar run */
     int n_threads = 0;
     const char *kernels = "";
@@ -308,7 +310,7 @@ int mx_cmd_bench(int argc, char **argv) {
     uint64_t kv_row = 0;
     if (o.model) {
         if (o.s.n_ctx == 0) /* room for the runs, not the model's whole context */
-            o.s.n_ctx = (int)MX_MAX(MX_MAX(n_prompt, depth + n_gen) + 16, 256);
+            o.s.n_ctx = (int)MX_MAX(MX_MAX(n_prompt, depth + MX_MAX(n_gen, n_prompt)) + 16, 256);
         if (mx_cli_resolve_model("bench", &o))
             goto done;
         mx_cli_log_init(&o);
@@ -328,7 +330,7 @@ int mx_cmd_bench(int argc, char **argv) {
         mx_llama_model_size(m, &sz);
         /* KV bytes read per token and per cached token (K and V, every layer) */
         kv_row = mx_llama_ctx_kv_bytes(c) / (uint64_t)mx_llama_ctx_n_ctx(c);
-        int64_t n_ids = MX_MAX(MX_MAX(n_prompt, n_gen), depth) + 1;
+        int64_t n_ids = MX_MAX(MX_MAX(n_prompt, n_gen), depth + n_prompt) + 1;
         ids = malloc((size_t)n_ids * sizeof *ids);
         if (!ids) {
             mx_cli_err("bench", "out of memory");
@@ -365,10 +367,26 @@ int mx_cmd_bench(int argc, char **argv) {
             }
             tg = mx_bench_median(v, (int)reps);
         }
-        if (depth > 0 && n_gen > 0) {
-            mx_llama_kv_clear(c);
+        if (depth > 0 && (n_gen > 0 || n_prompt > 0)) {
+            mx_llama_kv_clear(c); /* the context, once (it also warms the weights) */
             if (timed_decode(c, ids, depth) < 0)
                 goto done;
+        }
+        if (depth > 0 && n_prompt > 0) {
+            for (int r = 0; r < reps; r++) {
+                double dt = timed_decode(c, ids + depth, n_prompt);
+                if (dt < 0)
+                    goto done;
+                v[r] = (double)n_prompt / dt;
+                struct mx_err err = {0}; /* back to the same depth */
+                if (mx_llama_kv_remove(c, depth, -1, &err) < 0) {
+                    mx_cli_err("bench", "%s", err.msg);
+                    goto done;
+                }
+            }
+            pp_depth = mx_bench_median(v, (int)reps);
+        }
+        if (depth > 0 && n_gen > 0) {
             for (int r = 0; r < reps; r++) {
                 double sp = gen_speed(c, ids + 1, n_gen);
                 if (sp < 0)
@@ -421,7 +439,10 @@ int mx_cmd_bench(int argc, char **argv) {
         printf("\", \"threads\": %d, \"kernels\": \"%s\", \"pp\": {\"n\": %lld, "
                "\"tokens_per_s\": %.3f}, \"tg\": {\"n\": %lld, \"tokens_per_s\": %.3f}, ",
                n_threads, kernels, n_prompt, pp, n_gen, tg);
-        if (depth > 0)
+        if (depth > 0 && n_prompt > 0)
+            printf("\"pp_depth\": {\"depth\": %lld, \"n\": %lld, \"tokens_per_s\": %.3f}, ",
+                   depth, n_prompt, pp_depth);
+        if (depth > 0 && n_gen > 0)
             printf("\"tg_depth\": {\"depth\": %lld, \"n\": %lld, \"tokens_per_s\": %.3f, "
                    "\"kv_bytes_per_token\": %llu}, ", depth, n_gen, tg_depth,
                    (unsigned long long)(kv_row * (uint64_t)depth));
@@ -456,6 +477,8 @@ int mx_cmd_bench(int argc, char **argv) {
                 printf("pp %-12lld %.2f tokens/s\n", n_prompt, pp);
             if (n_gen > 0)
                 printf("tg %-12lld %.2f tokens/s\n", n_gen, tg);
+            if (depth > 0 && n_prompt > 0)
+                printf("pp %lld @ %-6lld %.2f tokens/s\n", n_prompt, depth, pp_depth);
             if (depth > 0 && n_gen > 0)
                 printf("tg %lld @ %-6lld %.2f tokens/s (KV read per token %.1f MB)\n", n_gen,
                        depth, tg_depth, kv_row * (double)depth / 1e6);

@@ -3,7 +3,8 @@
 # number is checked against its range with a one-line message naming the option and the range
 # (exit 2); `mixel --bogus` is one line and a hint, not the chat usage under the binary's path;
 # --device picks the backend; -m takes a name `mixel list` shows (an ollama tag here); bench
-# counts parameters in K/M/B; --stop works the same in `run` and `run --session` (one loop).
+# counts parameters in K/M/B and reports prefill and generation at --depth; --stop works the
+# same in `run` and `run --session` (one loop).
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
 T=$(mktemp -d) || exit 1
@@ -99,6 +100,16 @@ grep -q "nosuch:latest" "$T/err" || fail "unknown name message: $(cat "$T/err")"
     || fail "bench: $(cat "$T/err")"
 grep -q '^params  *2[0-9][0-9]\.[0-9] K total, ' "$T/b" || fail "bench params: $(cat "$T/b")"
 grep -q '0\.000 B' "$T/b" && fail "bench still prints 0.000 B"
+# bench --depth: prefill (-p tokens after D of context) and generation again, text and JSON
+"$MIXEL" bench -m "$M" -p 8 -n 4 -r 1 --mem-mib 8 -t 1 --depth 16 >"$T/b" 2>"$T/err" \
+    || fail "bench --depth: $(cat "$T/err")"
+grep -q '^pp 8 @ 16 *[1-9][0-9.]* tokens/s$' "$T/b" || fail "bench pp at depth: $(cat "$T/b")"
+grep -q '^tg 4 @ 16 *[1-9][0-9.]* tokens/s' "$T/b" || fail "bench tg at depth: $(cat "$T/b")"
+"$MIXEL" bench -m "$M" -p 8 -n 0 -r 1 --mem-mib 8 -t 1 --depth 16 --json >"$T/b" \
+    2>"$T/err" || fail "bench --depth --json: $(cat "$T/err")"
+grep -q '"pp_depth": {"depth": 16, "n": 8, "tokens_per_s": [1-9]' "$T/b" \
+    || fail "bench --json pp_depth: $(cat "$T/b")"
+grep -q '"tg_depth"' "$T/b" && fail "bench --json: tg_depth without -n: $(cat "$T/b")"
 # --stop cuts `run --session` exactly as plain `run` (one generate loop, one hold-back)
 "$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 -n 40 -q >"$T/free" 2>/dev/null
 "$MIXEL" run -m "$M" -p "Once upon a time" --temp 0 -n 40 --session s1 --db "$T/h.db" -q \
