@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/base/quant.h"
 #include "core/base/util.h"
 
 /* ---- attention ---------------------------------------------------------------------------------
@@ -247,6 +248,234 @@ static inline void softmax_step(const __m256 *s, const __m256 *vis, float *m, fl
     pv_accum(ar, pj, vb, MX_ATTN_CBLOCK, hd, ld, corr);
 }
 
+/* Query heads per KV head up to which decode reads blocks in place (its scratch is on the stack). */
+#define MX_ATTN_FUSED_G 64
+
+/* ---- fused decode block ------------------------------------------------------------------------
+ * Staging converted a block's whole rows to f32 (128 KiB for 32 cells of 8 KV heads) and every
+ * query head of a group then re-read them from L2: the staging writes and the G re-reads, not
+ * the cache, bounded decode at depth (about 5 GB/s of cache per thread). Here the cache is read
+ * in place: 8 values at a time are converted in registers (F16C; q8_0 as int8 x scale) and used
+ * by every query head of the group before the next 8 are loaded, so each cached byte is touched
+ * once per block from L1 and nothing is written but the scores. */
+
+/* 8 values of a cache row of type `type` from element i (i % 8 == 0) as f32; inlined with a
+ * constant type so each kernel below has one straight path. */
+static inline __attribute__((always_inline)) __m256 kv_load8(enum mx_type type, const char *row,
+                                                             int64_t i) {
+    if (type == MX_TYPE_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    if (type == MX_TYPE_Q8_0) {
+        const mx_block_q8_0 *b = (const mx_block_q8_0 *)row + i / MX_QK8_0;
+        __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + i % MX_QK8_0)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(b->d)));
+    }
+    return _mm256_loadu_ps((const float *)row + i);
+}
+
+/* Unnormalised scores of NH (1..4, a constant after inlining) query heads q[h][hd] against
+ * cells c0 .. c0 + MX_ATTN_CBLOCK of KV head g into S[h][MX_ATTN_CBLOCK]. Two cells advance
+ * together: each 8 query values are loaded once for both, each 8 key values converted once
+ * for the NH heads, 2 NH independent FMA chains in registers; 8 cells' vectors per head then
+ * reduce in one transpose-add (hsum8x8). */
+static inline __attribute__((always_inline)) void
+qk_heads(enum mx_type type, int NH, const struct mx_tensor *kc, int64_t c0, int64_t g,
+         int64_t hd, const float *q, float *S) {
+    const int64_t CB = MX_ATTN_CBLOCK;
+    for (int64_t j0 = 0; j0 < CB; j0 += 8) {
+        __m256 part[4][8];
+        for (int64_t jj = 0; jj < 8; jj += 2) {
+            const char *r0 = (const char *)kc->data + (size_t)(c0 + j0 + jj) * kc->nb[1];
+            const char *r1 = r0 + kc->nb[1];
+            __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; h++)
+                a0[h] = a1[h] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd; i += 8) {
+                __m256 k0 = kv_load8(type, r0, g * hd + i), k1 = kv_load8(type, r1, g * hd + i);
+#pragma GCC unroll 4
+                for (int h = 0; h < NH; h++) {
+                    __m256 qv = _mm256_loadu_ps(q + h * hd + i);
+                    a0[h] = _mm256_fmadd_ps(qv, k0, a0[h]);
+                    a1[h] = _mm256_fmadd_ps(qv, k1, a1[h]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; h++) {
+                part[h][jj] = a0[h];
+                part[h][jj + 1] = a1[h];
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++)
+            _mm256_storeu_ps(S + h * CB + j0, hsum8x8(part[h]));
+    }
+}
+
+/* acc[h][hd] += sum_j P[h][j] V[c0 + j] (KV head g) for NH (1..4) heads over MX_ATTN_CBLOCK
+ * cells: 16 output dimensions at a time, the 2 NH accumulators stay in registers while the
+ * cells' V pieces stream past, each converted once for the NH heads and each weight broadcast
+ * once for both halves (one set of NH chains over 32 cells ran at FMA latency). */
+static inline __attribute__((always_inline)) void
+pv_heads(enum mx_type type, int NH, const struct mx_tensor *vc, int64_t c0, int64_t g,
+         int64_t hd, const float *P, float *acc) {
+    const int64_t CB = MX_ATTN_CBLOCK;
+    const char *base = (const char *)vc->data + (size_t)c0 * vc->nb[1];
+    int64_t i = 0;
+    for (; i + 16 <= hd; i += 16) {
+        __m256 o0[4], o1[4];
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++) {
+            o0[h] = _mm256_loadu_ps(acc + h * hd + i);
+            o1[h] = _mm256_loadu_ps(acc + h * hd + i + 8);
+        }
+        for (int64_t j = 0; j < CB; j++) {
+            const char *row = base + (size_t)j * vc->nb[1];
+            __m256 v0 = kv_load8(type, row, g * hd + i), v1 = kv_load8(type, row, g * hd + i + 8);
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; h++) {
+                __m256 pw = _mm256_broadcast_ss(P + h * CB + j);
+                o0[h] = _mm256_fmadd_ps(pw, v0, o0[h]);
+                o1[h] = _mm256_fmadd_ps(pw, v1, o1[h]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++) {
+            _mm256_storeu_ps(acc + h * hd + i, o0[h]);
+            _mm256_storeu_ps(acc + h * hd + i + 8, o1[h]);
+        }
+    }
+    if (i < hd) { /* hd % 16 == 8: the last 8 dimensions */
+        __m256 o[4];
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++)
+            o[h] = _mm256_loadu_ps(acc + h * hd + i);
+        for (int64_t j = 0; j < CB; j++) {
+            __m256 v = kv_load8(type, base + (size_t)j * vc->nb[1], g * hd + i);
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; h++)
+                o[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + h * CB + j), v, o[h]);
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++)
+            _mm256_storeu_ps(acc + h * hd + i, o[h]);
+    }
+}
+
+/* qk_heads / pv_heads over the G heads of a group, 4 at a time (q rows and acc rows hd apart,
+ * S and P rows MX_ATTN_CBLOCK apart). */
+static inline __attribute__((always_inline)) void
+qk_block(enum mx_type type, const struct mx_tensor *kc, int64_t c0, int64_t g, int64_t hd,
+         int64_t G, const float *qs, float *S) {
+    for (int64_t h0 = 0; h0 < G; h0 += 4) {
+        const float *q = qs + h0 * hd;
+        float *s = S + h0 * MX_ATTN_CBLOCK;
+        switch (MX_MIN(4, G - h0)) {
+        case 4: qk_heads(type, 4, kc, c0, g, hd, q, s); break;
+        case 3: qk_heads(type, 3, kc, c0, g, hd, q, s); break;
+        case 2: qk_heads(type, 2, kc, c0, g, hd, q, s); break;
+        default: qk_heads(type, 1, kc, c0, g, hd, q, s); break;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+pv_block(enum mx_type type, const struct mx_tensor *vc, int64_t c0, int64_t g, int64_t hd,
+         int64_t G, const float *P, float *acc) {
+    for (int64_t h0 = 0; h0 < G; h0 += 4) {
+        const float *pp = P + h0 * MX_ATTN_CBLOCK;
+        float *o = acc + h0 * hd;
+        switch (MX_MIN(4, G - h0)) {
+        case 4: pv_heads(type, 4, vc, c0, g, hd, pp, o); break;
+        case 3: pv_heads(type, 3, vc, c0, g, hd, pp, o); break;
+        case 2: pv_heads(type, 2, vc, c0, g, hd, pp, o); break;
+        default: pv_heads(type, 1, vc, c0, g, hd, pp, o); break;
+        }
+    }
+}
+
+/* Asks for KV head g's slices of cells c0 .. c0 + MX_ATTN_CBLOCK (K and V) to be brought into
+ * L1 ahead of their pass: a pass reads 128-byte pieces of rows a whole row apart, a pattern the
+ * hardware prefetchers did not follow, and decode_block then waited on memory at every row. */
+static inline void prefetch_block(const struct mx_ref_args *a, int64_t c0, int64_t g) {
+    const struct mx_tensor *kc = a->src[1], *vc = a->src[2];
+    const int64_t hd = ((const struct mx_attn_params *)a->p)->head_dim;
+    size_t off = 0, len = 0;
+    if (!mx_row_size(kc->type, g * hd, &off) || !mx_row_size(kc->type, hd, &len))
+        return;
+    for (int64_t j = 0; j < MX_ATTN_CBLOCK; j++) {
+        const char *kr = (const char *)kc->data + (size_t)(c0 + j) * kc->nb[1] + off;
+        const char *vr = (const char *)vc->data + (size_t)(c0 + j) * vc->nb[1] + off;
+        for (size_t b = 0; b < len + 63; b += 64) {
+            _mm_prefetch(kr + MX_MIN(b, len - 1), _MM_HINT_T1);
+            _mm_prefetch(vr + MX_MIN(b, len - 1), _MM_HINT_T1);
+        }
+    }
+}
+
+/* One block of MX_ATTN_CBLOCK filled cells for the G heads of KV head g, read in place: scores,
+ * the online-softmax update of each head (m, l, acc rescaled), then P V. S: [G][CB] scratch. */
+static inline __attribute__((always_inline)) void
+decode_block(enum mx_type type, const struct mx_ref_args *a, int64_t c0, int64_t g,
+             const __m256 *vis, const float *qs, float *acc, float *mrow, float *lrow, float *S) {
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = p->head_dim, G = p->n_head / p->n_head_kv, CB = MX_ATTN_CBLOCK;
+    const int64_t NS = CB / 8;
+    qk_block(type, a->src[1], c0, g, hd, G, qs + g * G * hd, S);
+    const __m256 sc = _mm256_set1_ps(p->scale), ninf = _mm256_set1_ps(-INFINITY);
+    for (int64_t hh = 0; hh < G; hh++) {
+        const int64_t h = g * G + hh;
+        float *sr = S + hh * CB;
+        __m256 sv[MX_ATTN_CBLOCK / 8], mv = ninf;
+        for (int64_t sb = 0; sb < NS; sb++) {
+            sv[sb] = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(sr + 8 * sb), sc),
+                                      vis[sb]);
+            mv = _mm256_max_ps(mv, sv[sb]);
+        }
+        float mb = hmax8(mv);
+        if (mb == -INFINITY) { /* no visible cell: weights 0, the row left as it is */
+            memset(sr, 0, (size_t)CB * sizeof(float));
+            continue;
+        }
+        float mold = mrow[h], mnew = mold > mb ? mold : mb;
+        float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+        __m256 lsum = _mm256_setzero_ps(), mn = _mm256_set1_ps(mnew);
+        for (int64_t sb = 0; sb < NS; sb++) {
+            __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(sv[sb], mn)), vis[sb]);
+            lsum = _mm256_add_ps(lsum, pv);
+            _mm256_storeu_ps(sr + 8 * sb, pv);
+        }
+        lrow[h] = lrow[h] * corr + hsum8(lsum);
+        mrow[h] = mnew;
+        if (corr != 1.0f) {
+            __m256 cv = _mm256_set1_ps(corr);
+            float *ar = acc + h * hd;
+            for (int64_t i = 0; i < hd; i += 8)
+                _mm256_storeu_ps(ar + i, _mm256_mul_ps(_mm256_loadu_ps(ar + i), cv));
+        }
+    }
+    pv_block(type, a->src[2], c0, g, hd, G, S, acc + g * G * hd);
+}
+
+/* decode_block for the cache's type (f16, q8_0 or f32); false for other types. */
+static bool decode_block_any(const struct mx_ref_args *a, int64_t c0, int64_t g,
+                             const __m256 *vis, const float *qs, float *acc, float *mrow,
+                             float *lrow, float *S) {
+    switch (a->src[1]->type) {
+    case MX_TYPE_F16:
+        decode_block(MX_TYPE_F16, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        return true;
+    case MX_TYPE_Q8_0:
+        decode_block(MX_TYPE_Q8_0, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        return true;
+    case MX_TYPE_F32:
+        decode_block(MX_TYPE_F32, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* ---- decode attention split over the cache ----------------------------------------------------
  * One query token: the work is reading the whole K/V cache once. Split by heads, each thread
  * walked the cache once per KV head, taking a head_dim slice of every row (256 of 2048 bytes):
@@ -268,6 +497,7 @@ static void attn_split_avx2(void *args, int ith, int nth) {
     const int64_t ld = kvd + 16;
     const int64_t chunk = mx_attn_split_chunk(n_kv), nch = (n_kv + chunk - 1) / chunk;
     const int32_t qp = ((const int32_t *)a->src[3]->data)[0];
+    float S[MX_ATTN_FUSED_G * MX_ATTN_CBLOCK]; /* decode_block's scores / weights */
     float *qs = a->cpu->tbuf[ith]; /* [H][hd] (rounded) queries */
     float *kb = qs + H * hd;       /* [CB][ld]: a block's keys, all heads */
     float *vb = kb + CB * ld;      /* [CB][ld] */
@@ -294,6 +524,25 @@ static void attn_split_avx2(void *args, int ith, int nth) {
             for (int64_t sb = 0; sb < NS; sb++)
                 vis[sb] = _mm256_castsi256_ps(
                     visible8(_mm256_loadu_si256((const __m256i *)(kp + 8 * sb)), qp, p->window));
+            /* a full block of filled cells is read in place (decode_block); a partial one, or
+             * one with empty cells (whose values may be anything), goes through staging */
+            bool inplace = c0 + CB <= end && G <= MX_ATTN_FUSED_G &&
+                           a->src[1]->type == a->src[2]->type;
+            for (int64_t j = 0; j < CB && inplace; j++)
+                inplace = kp[j] >= 0;
+            if (inplace) {
+                int64_t g = 0;
+                for (; g < p->n_head_kv; g++) {
+                    if (g + 1 < p->n_head_kv) /* the next pass: this block's next KV head */
+                        prefetch_block(a, c0, g + 1);
+                    else if (c0 + 2 * CB <= end) /* or the next block's first */
+                        prefetch_block(a, c0 + CB, 0);
+                    if (!decode_block_any(a, c0, g, vis, qs, acc, mrow, lrow, S))
+                        break;
+                }
+                if (g == p->n_head_kv)
+                    continue;
+            }
             /* whole rows, every head at once: the cache streams in order */
             stage_kv(a, kp, c0, CB, 0, kvd, kb, vb, ld);
             for (int64_t g = 0; g < p->n_head_kv; g++)
