@@ -2,8 +2,8 @@
  *
  * Attention at long context is a stream over the KV cache, so its cost is best read as the
  * cache bytes read per second of CPU time. On a shared, loaded machine wall-clock rates say
- * little; the process CPU time of one thread (-t 1) over many calls does, and two builds can be
- * compared by running them alternately (tests/bench/attn_ab.sh).
+ * little; the process CPU time of one thread (-t 1) over many calls does. Compare two builds by
+ * running their bench_attn binaries alternately, several times each, and taking medians.
  *
  * usage: bench_attn [threads] [n_kv] [T] [kv type f16|q8_0|f32] [reps] [head_dim] [heads]
  *                   [kv heads] [window]
