@@ -416,10 +416,10 @@ static inline void prefetch_block(const struct mx_ref_args *a, int64_t c0, int64
 /* One block of MX_ATTN_CBLOCK filled cells for the G heads of KV head g, read in place: scores,
  * the online-softmax update of each head (m, l, acc rescaled), then P V. S: [G][CB] scratch. */
 static inline __attribute__((always_inline)) void
-decode_block(enum mx_type type, const struct mx_ref_args *a, int64_t c0, int64_t g,
+decode_block(enum mx_type type, int HD, const struct mx_ref_args *a, int64_t c0, int64_t g,
              const __m256 *vis, const float *qs, float *acc, float *mrow, float *lrow, float *S) {
     const struct mx_attn_params *p = a->p;
-    const int64_t hd = p->head_dim, G = p->n_head / p->n_head_kv, CB = MX_ATTN_CBLOCK;
+    const int64_t hd = HD ? HD : p->head_dim, G = p->n_head / p->n_head_kv, CB = MX_ATTN_CBLOCK;
     const int64_t NS = CB / 8;
     qk_block(type, a->src[1], c0, g, hd, G, qs + g * G * hd, S);
     const __m256 sc = _mm256_set1_ps(p->scale), ninf = _mm256_set1_ps(-INFINITY);
@@ -457,19 +457,32 @@ decode_block(enum mx_type type, const struct mx_ref_args *a, int64_t c0, int64_t
     pv_block(type, a->src[2], c0, g, hd, G, S, acc + g * G * hd);
 }
 
-/* decode_block for the cache's type (f16, q8_0 or f32); false for other types. */
+/* decode_block for the cache's type (f16, q8_0 or f32) and head size: 64 and 128 (most models)
+ * as constants, so the dimension loops unroll and a q8_0 block's scale is converted once per
+ * block rather than per 8 values; false for other cache types. */
+#define MX_DECODE_BLOCK_HD(type)                                                                  \
+    do {                                                                                          \
+        if (hd == 64)                                                                             \
+            decode_block(type, 64, a, c0, g, vis, qs, acc, mrow, lrow, S);                        \
+        else if (hd == 128)                                                                       \
+            decode_block(type, 128, a, c0, g, vis, qs, acc, mrow, lrow, S);                       \
+        else                                                                                      \
+            decode_block(type, 0, a, c0, g, vis, qs, acc, mrow, lrow, S);                         \
+    } while (0)
+
 static bool decode_block_any(const struct mx_ref_args *a, int64_t c0, int64_t g,
                              const __m256 *vis, const float *qs, float *acc, float *mrow,
                              float *lrow, float *S) {
+    const int64_t hd = ((const struct mx_attn_params *)a->p)->head_dim;
     switch (a->src[1]->type) {
     case MX_TYPE_F16:
-        decode_block(MX_TYPE_F16, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        MX_DECODE_BLOCK_HD(MX_TYPE_F16);
         return true;
     case MX_TYPE_Q8_0:
-        decode_block(MX_TYPE_Q8_0, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        MX_DECODE_BLOCK_HD(MX_TYPE_Q8_0);
         return true;
     case MX_TYPE_F32:
-        decode_block(MX_TYPE_F32, a, c0, g, vis, qs, acc, mrow, lrow, S);
+        MX_DECODE_BLOCK_HD(MX_TYPE_F32);
         return true;
     default:
         return false;
