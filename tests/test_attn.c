@@ -52,12 +52,13 @@ struct acase {
     int32_t window;
     bool sinks;
     bool holes;    /* every 53rd cell empty (kpos -1), as after a removal */
+    int hd;        /* head size; 0: 64 */
 };
 
 /* Runs c on the reference and on the AVX2 set (1 and 3 threads); fails with the case when the
  * SIMD result is farther than the tolerance from the reference, or the thread counts differ. */
 static void run_case(const struct acase *c) {
-    const int hd = 64, nkv = 2, nh = nkv * c->group;
+    const int hd = c->hd ? c->hd : 64, nkv = 2, nh = nkv * c->group;
     struct mx_tensor q = mk(MX_TYPE_F32, hd, nh, c->T);
     struct mx_tensor src = mk(MX_TYPE_F32, (int64_t)hd * nkv, c->n_kv, 1);
     struct mx_tensor kc = mk(c->kvt, (int64_t)hd * nkv, c->n_kv, 1);
@@ -92,8 +93,8 @@ static void run_case(const struct acase *c) {
     for (int64_t i = 0; i < n; i++)
         d = fmax(d, fabs((double)((float *)y1.data)[i] - ((float *)y0.data)[i]));
     if (d > tol)
-        fail_msg("attn %s group %d n_kv %lld T %lld window %d sinks %d holes %d: %g from the "
-                 "reference (tol %g)", mx_type_name(c->kvt), c->group, (long long)c->n_kv,
+        fail_msg("attn %s hd %d group %d n_kv %lld T %lld window %d sinks %d holes %d: %g from "
+                 "the reference (tol %g)", mx_type_name(c->kvt), hd, c->group, (long long)c->n_kv,
                  (long long)c->T, c->window, c->sinks, c->holes, d, tol);
     if (c->T == 1 && memcmp(y1.data, y3.data, (size_t)n * sizeof(float)) != 0)
         fail_msg("decode attn %s group %d n_kv %lld: 1 and 3 threads differ",
@@ -158,6 +159,28 @@ static void test_prefill_depths(void **state) {
         }
 }
 
+/* Head sizes other than 64: 128 (a constant in the decode kernel, like 64), 96 and 40 (the
+ * generic loop; 40 leaves 8 dimensions after the 16-wide steps of P V). q8_0 needs multiples of
+ * 32. */
+static void test_head_sizes(void **state) {
+    (void)state;
+    REQUIRE_AVX2();
+    const struct {
+        enum mx_type kvt;
+        int hd;
+    } hs[] = {{MX_TYPE_F16, 128}, {MX_TYPE_F16, 40}, {MX_TYPE_Q8_0, 128}, {MX_TYPE_Q8_0, 96}};
+    for (int i = 0; i < 4; i++)
+        for (int g = 1; g <= 4; g *= 4) {
+            struct acase d = {.kvt = hs[i].kvt, .hd = hs[i].hd, .group = g, .n_kv = 4097, .T = 1};
+            struct acase w = {.kvt = hs[i].kvt, .hd = hs[i].hd, .group = g, .n_kv = 2000, .T = 1,
+                              .window = 128, .sinks = true};
+            struct acase p = {.kvt = hs[i].kvt, .hd = hs[i].hd, .group = g, .n_kv = 600, .T = 24};
+            run_case(&d);
+            run_case(&w);
+            run_case(&p);
+        }
+}
+
 static int setup(void **state) {
     (void)state;
     struct mx_err err = {0};
@@ -185,6 +208,7 @@ int main(void) {
         cmocka_unit_test(test_decode_depths),
         cmocka_unit_test(test_decode_window_sinks_holes),
         cmocka_unit_test(test_prefill_depths),
+        cmocka_unit_test(test_head_sizes),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }
