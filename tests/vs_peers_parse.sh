@@ -48,11 +48,18 @@ fi
 cat >"$T/llref" <<EOS
 #!/bin/sh
 case " \$* " in *" -fa 1 "*) ;; *) echo "no -fa 1: \$*" >&2; exit 1 ;; esac
-case " \$* " in *" -d 64 "*) cat "$G/llref_depth.txt" ;; *" -p 16 "*) cat "$G/llref.txt" ;; *) exit 1 ;; esac
+case " \$* " in
+*" -d 64 "*) cat "$G/llref_depth.txt" ;;
+*" -p 16 "*) cat "$G/llref.txt" ;;
+*) exit 1 ;;
+esac
 EOS
 cat >"$T/ik" <<EOS
 #!/bin/sh
-case " \$* " in *" -rtr 1 -fmoe 1 -fa 1 -p 16 -n 8 -gp 64,8 "*) cat "$G/ik.json" ;; *) exit 1 ;; esac
+case " \$* " in
+*" -rtr 1 -fmoe 1 -fa 1 -p 16 -n 8 -gp 64,8 "*) cat "$G/ik.json" ;;
+*) exit 1 ;;
+esac
 EOS
 chmod +x "$T/llref" "$T/ik"
 BENCH_LOG="$T/log" REPS=1 sh "$S/tests/bench/vs_peers.sh" "$MIXEL" "$T/llref" "$T/ik" "$M" 1 1 \
@@ -62,7 +69,8 @@ grep -q '^pp16  *[1-9][0-9.]*  *16822\.6  *30000\.5  *[0-9.]*x  *[0-9.]*x$' "$T/
 grep -q '^tg8  *[1-9][0-9.]*  *12617\.3  *13000\.0 ' "$T/out" || fail "run tg8: $(cat "$T/out")"
 grep -q '^pp16@64  *[1-9][0-9.]*  *n/a  *n/a  *n/a  *n/a$' "$T/out" \
     || fail "run pp16@64: $(cat "$T/out")"
-grep -q '^tg8@64  *[1-9][0-9.]*  *4565\.9  *10000\.0 ' "$T/out" || fail "run tg8@64: $(cat "$T/out")"
+grep -q '^tg8@64  *[1-9][0-9.]*  *4565\.9  *10000\.0 ' "$T/out" \
+    || fail "run tg8@64: $(cat "$T/out")"
 grep -q '^# command: tests/bench/vs_peers.sh ' "$T/log" || fail "log: $(cat "$T/log")"
 grep -q '^round 0: ' "$T/log" || fail "log rounds: $(cat "$T/log")"
 # a peer given as "-" is skipped: its columns n/a

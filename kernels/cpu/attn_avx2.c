@@ -248,7 +248,8 @@ static inline void softmax_step(const __m256 *s, const __m256 *vis, float *m, fl
     pv_accum(ar, pj, vb, MX_ATTN_CBLOCK, hd, ld, corr);
 }
 
-/* Query heads per KV head up to which decode reads blocks in place (its scratch is on the stack). */
+/* Query heads per KV head up to which decode reads blocks in place (its scratch is on the
+ * stack). */
 #define MX_ATTN_FUSED_G 64
 
 /* ---- fused decode block ------------------------------------------------------------------------

@@ -53,17 +53,20 @@ peers_table() {
     }
     function add(k, c, v) { if (v != "-" && v != "") vals[k, c] = vals[k, c] " " v }
     function fmt(v) { return v == "" ? "n/a" : sprintf("%.1f", v) }
-    function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b) }
+    function ratio(a, b) {
+        return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b)
+    }
     NF == 4 {
         if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
         add($1, 1, $2); add($1, 2, $3); add($1, 3, $4)
     }
     END {
-        printf "%-16s %10s %10s %13s %16s %9s\n", "tokens/s", "mixel", "llama.cpp", "ik_llama.cpp", "mixel/llama.cpp", "mixel/ik"
+        f = "%-16s %10s %10s %13s %16s %9s\n"
+        printf f, "tokens/s", "mixel", "llama.cpp", "ik_llama.cpp", "mixel/llama.cpp", "mixel/ik"
         for (i = 1; i <= n; i++) {
             k = order[i]
             m = median(vals[k, 1]); l = median(vals[k, 2]); q = median(vals[k, 3])
-            printf "%-16s %10s %10s %13s %16s %9s\n", k, fmt(m), fmt(l), fmt(q), ratio(m, l), ratio(m, q)
+            printf f, k, fmt(m), fmt(l), fmt(q), ratio(m, l), ratio(m, q)
         }
     }'
 }
