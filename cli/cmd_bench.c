@@ -1,14 +1,14 @@
 /* cmd_bench.c - `mixel bench`: how fast the LLM engine runs here, next to what the memory allows.
  *
- * Reports prompt processing tokens/s (p tokens in one decode, through the batched path),
- * generation tokens/s (n tokens one at a time from a near-empty cache), and with --depth D both
- * again after D tokens of context (the p tokens at positions D..D+p, as llama-bench's -d: what a
- * long chat's next turn costs), the weights read per generated token (attention, norms,
- * output, and only the expert_used_count selected experts: decode is memory-bound, so this
- * over the time is the effective bandwidth), the machine's measured read bandwidth (every thread summing its slice of
- * a large buffer, best of several passes, in a child process so that buffer stays out of the
- * figures), and the peak resident memory of the model runs. A table, or one JSON
- * object with --json so runs can be compared by scripts.
+ * Reports prompt processing tokens/s (p tokens in one decode, through the batched path), generation
+ * tokens/s (n tokens one at a time from a near-empty cache), and with --depth D both again after D
+ * tokens of context (the p tokens at positions D..D+p, as llama-bench's -d: what a long chat's next
+ * turn costs), the weights read per generated token (attention, norms, output, and only the
+ * expert_used_count selected experts: decode is memory-bound, so this over the time is the
+ * effective bandwidth), the machine's measured read bandwidth (every thread summing its slice of a
+ * large buffer, best of several passes, in a child process so that buffer stays out of the
+ * figures), and the peak resident memory of the model runs. A table, or one JSON object with --json
+ * so runs can be compared by scripts.
  *
  * Each figure is the median of -r repetitions after one warm-up (which also faults the mapped
  * weights in, so the first repetition does not measure the disk).
