@@ -494,11 +494,11 @@ static bool decode_block_any(const struct mx_ref_args *a, int64_t c0, int64_t g,
  * One query token: the work is reading the whole K/V cache once. Split by heads, each thread
  * walked the cache once per KV head, taking a head_dim slice of every row (256 of 2048 bytes):
  * strided reads that kept it near 4 GB/s. Here the cache is cut into chunks of cells; a chunk is
- * read row by row once (a 32-cell block of whole rows, converted to f32, stays in L2 while every
- * KV head takes its slice) and
- * gives each head a partial (max, sum, unnormalised output), merged per head in chunk order
- * afterwards (flash-decoding). The chunking depends on n_kv only, never on the thread count,
- * so results are the same for any number of threads. */
+ * walked in 32-cell blocks, each KV head's slice of a full block read in place by decode_block
+ * while the next slice is prefetched into L2 (a partial block, or one with empty cells, is
+ * staged: whole rows converted to f32), and gives each head a partial (max, sum, unnormalised
+ * output), merged per head in chunk order afterwards (flash-decoding). The chunking depends on
+ * n_kv only, never on the thread count, so results are the same for any number of threads. */
 
 static void attn_split_avx2(void *args, int ith, int nth) {
     struct mx_ref_args *a = args;
