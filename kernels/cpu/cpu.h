@@ -152,6 +152,11 @@ struct mx_cpu_kernels {
      * into that layout (prepare_weights skips it). */
     void (*gemm_x8[MX_LAYOUT_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
                                      int ncols, float *out, size_t ldo);
+    /* Prefill tiles of 16 rows: the 8-row group at w and the next one gstride bytes on, times
+     * ncols (1..8) columns; out[c * ldo + r] for r < 16. Per row the bits of gemm_x8 (the same
+     * steps per lane). NULL: gemm_x8 alone. */
+    void (*gemm_x16[MX_LAYOUT_COUNT])(int64_t n, const void *w, size_t gstride, const void *xq,
+                                      size_t xq_row, int ncols, float *out, size_t ldo);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];
@@ -395,6 +400,10 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k);
 /* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
  * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
+
+/* Installs the 16-row AVX-512 GEMM tiles (gemm_x16_avx512.c, same flags as kernels_avx512.c);
+ * called by mx_cpu_kernels_avx512. */
+void mx_cpu_kernels_x16_avx512(struct mx_cpu_kernels *k);
 
 /* Installs the MXFP4 x Q8_0 dot (kernels_mxfp4.c) for kernel level `level` (enum above; the
  * caller has checked the CPU's features for it): scalar, AVX2 or AVX-512 VNNI. */

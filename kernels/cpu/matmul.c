@@ -61,6 +61,9 @@ struct mm_task {
     /* repacked weights: 8-row groups times 1-4 quantized columns, for any column count */
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
+    /* repacked weights, prefill: two 8-row groups times 1-8 columns (NULL: gemm8 only) */
+    void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
+                   int ncols, float *out, size_t ldo);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -83,9 +86,29 @@ static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layo
     }
 }
 
-/* A tile of repacked rows [o0, o1) (multiples of 8) against the job's quantized columns, 4
- * columns at a time: the 4 columns (from L1) meet each 8-row group (from L2) once. */
+/* A tile of repacked rows [o0, o1) (multiples of 8) against the job's quantized columns.
+ * Prefill (2+ columns) with 16-row kernels: 8 columns at a time (from L1) meet each pair of
+ * 8-row groups (from L2) once, a last single group going through the 8-row kernel; decode and
+ * kernel sets without them: 4 columns at a time against each 8-row group. Both give the same
+ * bits per row and column. */
 static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
+    if (t->gemm16 && j->n > 1) {
+        const size_t gs = 8 * t->w_row;
+        for (int64_t c = 0; c < j->n; c += 8) {
+            int nc = (int)MX_MIN(8, j->n - c);
+            const char *xc = j->xq + (size_t)c * t->xq_row;
+            int64_t o = o0;
+            for (; o + 16 <= o1; o += 16)
+                t->gemm16(t->n_in, j->w + (size_t)o * t->w_row, gs, xc, t->xq_row, nc,
+                          j->y + c * j->ldy + o, (size_t)j->ldy);
+            for (; o < o1; o += 8)
+                for (int c4 = 0; c4 < nc; c4 += 4)
+                    t->gemm8(t->n_in, j->w + (size_t)o * t->w_row, xc + (size_t)c4 * t->xq_row,
+                             t->xq_row, MX_MIN(4, nc - c4), j->y + (c + c4) * j->ldy + o,
+                             (size_t)j->ldy);
+        }
+        return;
+    }
     for (int64_t c = 0; c < j->n; c += 4) {
         int nc = (int)MX_MIN(4, j->n - c);
         for (int64_t o = o0; o < o1; o += 8)
@@ -195,6 +218,8 @@ struct act_plan {
     bool vdot4_all;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
+    void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
+                   int ncols, float *out, size_t ldo); /* 16-row prefill tiles (NULL: none) */
 };
 
 static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act_plan *ap) {
@@ -212,6 +237,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
         return MX_EINVAL;
     if (ap->quant && w->layout != MX_LAYOUT_GGML) {
         ap->gemm8 = c->kern.gemm_x8[w->layout];
+        ap->gemm16 = ap->gemm8 ? c->kern.gemm_x16[w->layout] : NULL;
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
@@ -420,7 +446,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
-        .gemm8 = ap.gemm8, .n_jobs = (int)planes, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
@@ -512,7 +538,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
-        .gemm8 = ap.gemm8, .n_jobs = n_jobs, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = n_jobs, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
