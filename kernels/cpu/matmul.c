@@ -216,6 +216,9 @@ struct act_plan {
      * per vector) ran 512 columns at ~75 GFLOP/s of CPU time against sgemm's ~95-115
      * (tests/bench/bench_kernels, 4096 x 1024, shared machine, rough); Q2_K's were even. */
     bool vdot4_all;
+    /* Q8_0 columns for the 16-row tiles: each row followed by its block table (scales as f32,
+     * -8 x sums as int32; mx_act_pre_offset), xq_row counting it */
+    bool pre;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
     void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
@@ -238,6 +241,9 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     if (ap->quant && w->layout != MX_LAYOUT_GGML) {
         ap->gemm8 = c->kern.gemm_x8[w->layout];
         ap->gemm16 = ap->gemm8 ? c->kern.gemm_x16[w->layout] : NULL;
+        ap->pre = ap->gemm16 && ap->vdtype == MX_TYPE_Q8_0;
+        if (ap->pre) /* at mx_act_pre_offset, the end of the plain row */
+            ap->xq_row += (size_t)(w->ne[0] / MX_QK8_0) * 8;
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
@@ -271,6 +277,17 @@ static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, fl
         ap->qfn(x, xq, n_in);
     else if (xq)
         mx_quantize_act(ap->vdtype, x, xq, n_in);
+    if (xq && ap->pre) {
+        const mx_block_q8_0 *b = (const mx_block_q8_0 *)xq;
+        const float *sums = (const float *)(xq + mx_act_sums_offset(n_in));
+        char *tab = xq + mx_act_pre_offset(n_in);
+        for (int64_t i = 0; i < n_in / MX_QK8_0; i++) {
+            float d = mx_fp16_to_fp32(b[i].d);
+            int32_t m = -8 * (int32_t)sums[i]; /* sums are small exact integers */
+            memcpy(tab + 8 * i, &d, 4);
+            memcpy(tab + 8 * i + 4, &m, 4);
+        }
+    }
 }
 
 /* Activation preparation for ncols columns, split over the pool for prefill-sized batches
