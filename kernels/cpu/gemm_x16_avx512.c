@@ -127,6 +127,18 @@ gemm_q4_0x16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
 
 MX_X16_ENTRY(gemm_q4_0x16, gemm_q4_0x16_nc)
 
+/* As q4kx8_min_sums for 16 rows: per row, the sum over the 8 sub-blocks of min x the
+ * activation's sub-block sum (from Q8_K's 16 bsums, paired once for both groups), int32. */
+static inline __m512i q4kx16_min_sums(const __m512i mnv[4], const int16_t *bsums) {
+    __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    __m128i bx = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    __m512i p0 = _mm512_madd_epi16(mnv[0], _mm512_broadcastd_epi32(bx));
+    __m512i p1 = _mm512_madd_epi16(mnv[1], _mm512_broadcastd_epi32(_mm_srli_si128(bx, 4)));
+    __m512i p2 = _mm512_madd_epi16(mnv[2], _mm512_broadcastd_epi32(_mm_srli_si128(bx, 8)));
+    __m512i p3 = _mm512_madd_epi16(mnv[3], _mm512_broadcastd_epi32(_mm_srli_si128(bx, 12)));
+    return _mm512_add_epi32(_mm512_add_epi32(p0, p1), _mm512_add_epi32(p2, p3));
+}
+
 /* Q4_K: per 32-value sub-block, the 16 rows' nibbles times the column's Q8_K bytes (int32),
  * times the row's 6-bit scale (vpmulld, exact), summed over the super-block; then the steps of
  * q4kx8_accumulate per lane (d x xd x sum, dmin x xd x min terms) and acc - accm at the end,
@@ -173,10 +185,12 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
             }
         }
         __m512 d = scales16(k0->d, k1->d), dmin = scales16(k0->dmin, k1->dmin);
+        __m512i mnv[4];
+        for (int p = 0; p < 4; p++)
+            mnv[p] = cat_i(mnv0[p], mnv1[p]);
         for (int c = 0; c < NC; c++) {
             __m512 xd = _mm512_set1_ps(xb[c][b].d);
-            __m512i ms = cat_i(q4kx8_min_sums(mnv0, xb[c][b].bsums),
-                               q4kx8_min_sums(mnv1, xb[c][b].bsums));
+            __m512i ms = q4kx16_min_sums(mnv, xb[c][b].bsums);
             acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd), _mm512_cvtepi32_ps(isum[c]), acc[c]);
             accm[c] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, xd), _mm512_cvtepi32_ps(ms), accm[c]);
         }
