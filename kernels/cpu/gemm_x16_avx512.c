@@ -143,7 +143,8 @@ static inline __m512i q4kx16_min_sums(const __m512i mnv[4], const int16_t *bsums
  * times the row's 6-bit scale (vpmulld, exact), summed over the super-block; then the steps of
  * q4kx8_accumulate per lane (d x xd x sum, dmin x xd x min terms) and acc - accm at the end,
  * as gemm_q4_Kx8_vnni_nc. One half-chunk of weights (8 vectors) is live at a time so 8
- * columns' sums fit the registers. */
+ * columns' sums fit the registers; the float accumulators, touched once per super-block, live
+ * in memory (as registers they pushed the sums out: spills in the inner loop). */
 static inline __attribute__((always_inline)) void
 gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row, int NC,
                 float *out, size_t ldo) {
@@ -151,10 +152,11 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
     const mx_block_q4_Kx8 *a1 = (const mx_block_q4_Kx8 *)((const char *)w + gstride);
     const int64_t nb = n / MX_QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[8], accm[8];
+    float acc[8][16], accm[8][16];
     const mx_block_q8_K *xb[8];
     for (int c = 0; c < NC; c++) {
-        acc[c] = accm[c] = _mm512_setzero_ps();
+        _mm512_storeu_ps(acc[c], _mm512_setzero_ps());
+        _mm512_storeu_ps(accm[c], _mm512_setzero_ps());
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     }
     for (int64_t b = 0; b < nb; b++) {
@@ -177,11 +179,14 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
 #pragma GCC unroll 8
             for (int c = 0; c < NC; c++) {
                 const int8_t *x = xb[c][b].qs + 64 * ch + 32 * high;
-                __m512i s = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int v = 0; v < 8; v++)
-                    s = _mm512_dpbusd_epi32(s, q[v], bcast4_16(x + 4 * v));
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s, sc));
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++) { /* two chains: vpdpbusd latency */
+                    s0 = _mm512_dpbusd_epi32(s0, q[v], bcast4_16(x + 4 * v));
+                    s1 = _mm512_dpbusd_epi32(s1, q[v + 4], bcast4_16(x + 16 + 4 * v));
+                }
+                isum[c] = _mm512_add_epi32(isum[c],
+                                           _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
             }
         }
         __m512 d = scales16(k0->d, k1->d), dmin = scales16(k0->dmin, k1->dmin);
@@ -191,12 +196,17 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
         for (int c = 0; c < NC; c++) {
             __m512 xd = _mm512_set1_ps(xb[c][b].d);
             __m512i ms = q4kx16_min_sums(mnv, xb[c][b].bsums);
-            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd), _mm512_cvtepi32_ps(isum[c]), acc[c]);
-            accm[c] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, xd), _mm512_cvtepi32_ps(ms), accm[c]);
+            _mm512_storeu_ps(acc[c], _mm512_fmadd_ps(_mm512_mul_ps(d, xd),
+                                                     _mm512_cvtepi32_ps(isum[c]),
+                                                     _mm512_loadu_ps(acc[c])));
+            _mm512_storeu_ps(accm[c], _mm512_fmadd_ps(_mm512_mul_ps(dmin, xd),
+                                                      _mm512_cvtepi32_ps(ms),
+                                                      _mm512_loadu_ps(accm[c])));
         }
     }
     for (int c = 0; c < NC; c++)
-        store16(out + (size_t)c * ldo, _mm512_sub_ps(acc[c], accm[c]));
+        store16(out + (size_t)c * ldo,
+                _mm512_sub_ps(_mm512_loadu_ps(acc[c]), _mm512_loadu_ps(accm[c])));
 }
 
 MX_X16_ENTRY(gemm_q4_Kx16, gemm_q4_Kx16_nc)
