@@ -139,19 +139,19 @@ static inline __m512i q4kx16_min_sums(const __m512i mnv[4], const int16_t *bsums
     return _mm512_add_epi32(_mm512_add_epi32(p0, p1), _mm512_add_epi32(p2, p3));
 }
 
-/* Q4_K: per 32-value sub-block, the 16 rows' nibbles times the column's Q8_K bytes (int32),
+/* Q4_K and Q5_K (q5: the fifth bits added, as q5kx8_unpack does): per 32-value sub-block, the 16 rows' nibbles times the column's Q8_K bytes (int32),
  * times the row's 6-bit scale (vpmulld, exact), summed over the super-block; then the steps of
  * q4kx8_accumulate per lane (d x xd x sum, dmin x xd x min terms) and acc - accm at the end,
  * as gemm_q4_Kx8_vnni_nc. One half-chunk of weights (8 vectors) is live at a time so 8
  * columns' sums fit the registers; the float accumulators, touched once per super-block, live
  * in memory (as registers they pushed the sums out: spills in the inner loop). */
 static inline __attribute__((always_inline)) void
-gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row, int NC,
-                float *out, size_t ldo) {
-    const mx_block_q4_Kx8 *a0 = w;
-    const mx_block_q4_Kx8 *a1 = (const mx_block_q4_Kx8 *)((const char *)w + gstride);
+gemm_k4x16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row, int NC,
+              float *out, size_t ldo, bool q5) {
+    const size_t bsz = q5 ? sizeof(mx_block_q5_Kx8) : sizeof(mx_block_q4_Kx8);
+    const char *a0 = w, *a1 = (const char *)w + gstride;
     const int64_t nb = n / MX_QK_K;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     float acc[8][16], accm[8][16];
     const mx_block_q8_K *xb[8];
     for (int c = 0; c < NC; c++) {
@@ -160,7 +160,10 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
         xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
     }
     for (int64_t b = 0; b < nb; b++) {
-        const mx_block_q4_Kx8 *k0 = &a0[b], *k1 = &a1[b];
+        /* Q4_K and Q5_K x8 blocks share the header's layout (d, dmin, sm_lo, sm_hi) */
+        const mx_block_q4_Kx8 *k0 = (const mx_block_q4_Kx8 *)(a0 + (size_t)b * bsz);
+        const mx_block_q4_Kx8 *k1 = (const mx_block_q4_Kx8 *)(a1 + (size_t)b * bsz);
+        const mx_block_q5_Kx8 *f0 = (const mx_block_q5_Kx8 *)k0, *f1 = (const mx_block_q5_Kx8 *)k1;
         __m256i scv0[8], mnv0[4], scv1[8], mnv1[4];
         q4kx8_header(k0->sm_lo, k0->sm_hi, true, scv0, mnv0);
         q4kx8_header(k1->sm_lo, k1->sm_hi, true, scv1, mnv1);
@@ -170,10 +173,23 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
         for (int sb = 0; sb < 8; sb++) { /* sub-block: chunk sb / 2, low or high nibbles */
             const int ch = sb / 2, high = sb % 2;
             __m512i q[8];
+            if (q5) { /* the fifth bits: bit v of qh[high] to bit 4 of each byte */
+                __m512i qh = ld2(f0->ch[ch].qh[high], f1->ch[ch].qh[high]);
 #pragma GCC unroll 8
-            for (int v = 0; v < 8; v++) {
-                __m512i raw = ld2(k0->qs + 256 * ch + 32 * v, k1->qs + 256 * ch + 32 * v);
-                q[v] = _mm512_and_si512(high ? _mm512_srli_epi16(raw, 4) : raw, m4);
+                for (int v = 0; v < 8; v++) {
+                    __m512i raw = ld2(f0->ch[ch].qs + 32 * v, f1->ch[ch].qs + 32 * v);
+                    __m512i hb = v <= 4 ? _mm512_slli_epi16(qh, 4 - v)
+                                        : _mm512_srli_epi16(qh, v - 4);
+                    q[v] = _mm512_or_si512(
+                        _mm512_and_si512(high ? _mm512_srli_epi16(raw, 4) : raw, m4),
+                        _mm512_and_si512(hb, m10));
+                }
+            } else {
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) {
+                    __m512i raw = ld2(k0->qs + 256 * ch + 32 * v, k1->qs + 256 * ch + 32 * v);
+                    q[v] = _mm512_and_si512(high ? _mm512_srli_epi16(raw, 4) : raw, m4);
+                }
             }
             __m512i sc = cat_i(scv0[sb], scv1[sb]);
 #pragma GCC unroll 8
@@ -209,6 +225,19 @@ gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
                 _mm512_sub_ps(_mm512_loadu_ps(acc[c]), _mm512_loadu_ps(accm[c])));
 }
 
+static inline __attribute__((always_inline)) void
+gemm_q4_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row, int NC,
+                float *out, size_t ldo) {
+    gemm_k4x16_nc(n, w, gstride, xq, xq_row, NC, out, ldo, false);
+}
+
+static inline __attribute__((always_inline)) void
+gemm_q5_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row, int NC,
+                float *out, size_t ldo) {
+    gemm_k4x16_nc(n, w, gstride, xq, xq_row, NC, out, ldo, true);
+}
+
+MX_X16_ENTRY(gemm_q5_Kx16, gemm_q5_Kx16_nc)
 MX_X16_ENTRY(gemm_q4_Kx16, gemm_q4_Kx16_nc)
 
 /* One ql vector of two Q6_K x8 chunks (group 0 low, group 1 high) with their qh vectors: the
@@ -296,4 +325,5 @@ void mx_cpu_kernels_x16_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x16[MX_LAYOUT_Q4_0X8] = gemm_q4_0x16;
     k->gemm_x16[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx16;
     k->gemm_x16[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx16;
+    k->gemm_x16[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx16;
 }
