@@ -321,9 +321,68 @@ gemm_q6_Kx16_nc(int64_t n, const void *w, size_t gstride, const void *xq, size_t
 
 MX_X16_ENTRY(gemm_q6_Kx16, gemm_q6_Kx16_nc)
 
+/* Q8_0 in ggml's per-lane float order (gemm_q8_0x8_nc): for each column, 8 accumulators, one
+ * per 4-value group g of the block (lane r = row r), fed by d x (the group's exact int32 sum);
+ * summed at the end as q8_0x8_lane_sum sums them, per 256-bit half. Signed weights: vpdpbusd
+ * takes |w| and the activation bytes negated where w < 0 (AVX-512 has no byte sign op; where
+ * w = 0 the product is 0 either way, as with sign). Two columns at a time share |w| and the
+ * masks (16 accumulators); an odd last column runs alone. */
+static inline __attribute__((always_inline)) void
+gemm_q8_0x16_cols(int64_t nb, const mx_block_q8_0x8 *a0, const mx_block_q8_0x8 *a1,
+                  const mx_block_q8_0 *const *xb, int NC, float *out, size_t ldo) {
+    __m512 acc[2][8];
+    for (int c = 0; c < NC; c++)
+        for (int g = 0; g < 8; g++)
+            acc[c][g] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512 wd = scales16(a0[b].d, a1[b].d), d[2];
+        for (int c = 0; c < NC; c++)
+            d[c] = _mm512_mul_ps(wd, _mm512_set1_ps(_cvtsh_ss(xb[c][b].d)));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i wv = ld2(a0[b].qs[g], a1[b].qs[g]);
+            __m512i aw = _mm512_abs_epi8(wv);
+            __mmask64 neg = _mm512_movepi8_mask(wv);
+            for (int c = 0; c < NC; c++) {
+                __m512i xv = bcast4_16(xb[c][b].qs + 4 * g);
+                xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+                __m512i sv = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, xv);
+                acc[c][g] = _mm512_fmadd_ps(d[c], _mm512_cvtepi32_ps(sv), acc[c][g]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) {
+        __m512 u0 = _mm512_add_ps(_mm512_add_ps(acc[c][4], acc[c][0]),
+                                  _mm512_add_ps(acc[c][6], acc[c][2]));
+        __m512 u1 = _mm512_add_ps(_mm512_add_ps(acc[c][5], acc[c][1]),
+                                  _mm512_add_ps(acc[c][7], acc[c][3]));
+        store16(out + (size_t)c * ldo, _mm512_add_ps(u0, u1));
+    }
+}
+
+static void gemm_q8_0x16(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
+                         int ncols, float *out, size_t ldo) {
+    const mx_block_q8_0x8 *a0 = w;
+    const mx_block_q8_0x8 *a1 = (const mx_block_q8_0x8 *)((const char *)w + gstride);
+    const int64_t nb = n / MX_QK8_0;
+    int c = 0;
+    for (; c + 2 <= ncols; c += 2) {
+        const mx_block_q8_0 *xb[2] = {
+            (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row),
+            (const mx_block_q8_0 *)((const char *)xq + (size_t)(c + 1) * xq_row)};
+        gemm_q8_0x16_cols(nb, a0, a1, xb, 2, out + (size_t)c * ldo, ldo);
+    }
+    if (c < ncols) {
+        const mx_block_q8_0 *xb[1] = {
+            (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row)};
+        gemm_q8_0x16_cols(nb, a0, a1, xb, 1, out + (size_t)c * ldo, ldo);
+    }
+}
+
 void mx_cpu_kernels_x16_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x16[MX_LAYOUT_Q4_0X8] = gemm_q4_0x16;
     k->gemm_x16[MX_LAYOUT_Q4_KX8] = gemm_q4_Kx16;
     k->gemm_x16[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx16;
     k->gemm_x16[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx16;
+    k->gemm_x16[MX_LAYOUT_Q8_0X8] = gemm_q8_0x16;
 }
