@@ -6,6 +6,8 @@
  * never touches an unselected expert.
  *
  * Per tile, by the number of activation columns n:
+ *   repacked weights (any n, see repack.c): the 8-row GEMM tiles of the CPU's kernel set, and at
+ *     prefill its 16-row tiles where it has them (gemm_x16_avx512.c: 8 columns at a time).
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
@@ -261,7 +263,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
     if (ap->quant && w->layout != MX_LAYOUT_GGML) {
         ap->gemm8 = c->kern.gemm_x8[w->layout];
         ap->gemm16 = ap->gemm8 ? c->kern.gemm_x16[w->layout] : NULL;
-        ap->pre = ap->gemm16 && ap->vdtype == MX_TYPE_Q8_0;
+        ap->pre = ap->gemm16 && w->layout == MX_LAYOUT_Q4_0X8; /* its tile reads the table */
         if (ap->pre) /* at mx_act_pre_offset, the end of the plain row */
             ap->xq_row += (size_t)(w->ne[0] / MX_QK8_0) * 8;
     } else if (ap->quant) {
@@ -493,9 +495,9 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
 /* matmul_id's scatter: gathered column k is dst[:, slot, t] (map[k] = slot + t * n_used), split
  * over the pool at prefill (16 MB per expert matmul of the bench model at 512 tokens). */
 struct scatter_task {
-    float *d;
-    const float *ys;
-    const int64_t *map;
+    float *d;            /* the op's dst [n_out, n_used, T] */
+    const float *ys;     /* gathered outputs [n_out, ncols], grouped by expert */
+    const int64_t *map;  /* [ncols] gathered column -> slot + t * n_used */
     int64_t n_out, ncols;
 };
 
