@@ -32,6 +32,7 @@
 #define TOL_DOT(n) ((double)(n) * 5.97e-8 + 1e-7)
 
 static struct mx_backend *be1, *be3, *be_scalar, *be_avx2;
+static struct mx_backend *be_x8; /* the best set without its 16-row prefill tiles */
 static uint64_t rng = 777;
 
 static const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q8_0, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
@@ -306,8 +307,10 @@ static int setup(void **state) {
     be3 = mx_backend_cpu_new(3, &err);
     be_scalar = mx_backend_cpu_new(2, &err);
     be_avx2 = mx_backend_cpu_new(2, &err);
-    if (!be1 || !be3 || !be_scalar || !be_avx2)
+    be_x8 = mx_backend_cpu_new(2, &err);
+    if (!be1 || !be3 || !be_scalar || !be_avx2 || !be_x8)
         return -1;
+    memset(mx_cpu_of(be_x8)->kern.gemm_x16, 0, sizeof mx_cpu_of(be_x8)->kern.gemm_x16);
     mx_cpu_kernels_init(&mx_cpu_of(be_scalar)->kern, MX_CPU_SCALAR);
     mx_cpu_kernels_init(&mx_cpu_of(be_avx2)->kern, MX_CPU_AVX2); /* also on AVX-512 CPUs */
     printf("kernels: best '%s', second '%s'\n", mx_cpu_of(be1)->kern.name,
@@ -330,6 +333,7 @@ static int teardown(void **state) {
     mx_backend_free(be3);
     mx_backend_free(be_scalar);
     mx_backend_free(be_avx2);
+    mx_backend_free(be_x8);
     return 0;
 }
 
@@ -343,7 +347,9 @@ static void test_kernel_sets_agree(void **state) {
         struct mx_tensor w = make_w(type, n_in, n_out, 1), wp;
         struct mx_buf *buf = prepared_copy(be3, &w, &wp);
         assert_non_null(buf);
-        for (int64_t T = 1; T <= 11; T += 5) {
+        static const int64_t Ts[] = {1, 6, 9, 11, 17};
+        for (size_t tt = 0; tt < MX_ARRAY_LEN(Ts); tt++) {
+            int64_t T = Ts[tt];
             struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1), ya = mk(MX_TYPE_F32, n_out, T, 1);
             struct mx_tensor yb = mk(MX_TYPE_F32, n_out, T, 1);
             for (int64_t i = 0; i < n_in * T; i++)
@@ -363,6 +369,86 @@ static void test_kernel_sets_agree(void **state) {
     }
 }
 
+/* One matmul_id on be with T tokens, 2 slots each, over 6 experts of which expert 2 gets no
+ * token and expert 0 most of them; y gets the result. */
+static void run_id(struct mx_backend *be, const struct mx_tensor *wp, const struct mx_tensor *x,
+                   int64_t T, struct mx_tensor *y) {
+    struct mx_tensor ids = mk(MX_TYPE_I32, 2, T, 1);
+    int32_t *id = ids.data;
+    for (int64_t t = 0; t < T; t++) {
+        id[2 * t] = t % 3 == 2 ? 5 : 0;
+        id[2 * t + 1] = (int32_t)(1 + (t * 7) % 5);
+        if (id[2 * t + 1] == 2)
+            id[2 * t + 1] = 3;
+    }
+    assert_int_equal(mx_op_matmul_id(be, y, wp, x, &ids), 0);
+    free(ids.data);
+}
+
+/* The 16-row prefill tiles (two 8-row groups per 512-bit register, up to 8 columns; AVX-512
+ * only) give the 8-row tiles' bits for every row and column: row counts with and without a
+ * last single 8-row group, 1..20 columns (every NC of the 8-column steps and remainders), and
+ * matmul_id with experts of many, few and no tokens. Skipped types: no 16-row kernel. */
+static void test_x16_tiles_equal_x8(void **state) {
+    (void)state;
+    static const int64_t n_outs[] = {16, 24, 56};
+    int checked = 0;
+    for (size_t ti = 0; ti < MX_ARRAY_LEN(types); ti++) {
+        enum mx_type type = types[ti];
+        if (!mx_cpu_of(be3)->kern.gemm_x16[mx_repack_layout(type)])
+            continue;
+        int64_t n_in = 3 * mx_type_traits(type)->blck_size;
+        if (n_in < 256)
+            n_in = 8 * mx_type_traits(type)->blck_size;
+        for (size_t b = 0; b < MX_ARRAY_LEN(n_outs); b++) {
+            int64_t n_out = n_outs[b];
+            struct mx_tensor w = make_w(type, n_in, n_out, 1), wp;
+            struct mx_buf *buf = prepared_copy(be3, &w, &wp);
+            assert_non_null(buf);
+            for (int64_t T = 1; T <= 20; T++) {
+                struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1);
+                struct mx_tensor ya = mk(MX_TYPE_F32, n_out, T, 1);
+                struct mx_tensor yb = mk(MX_TYPE_F32, n_out, T, 1);
+                for (int64_t i = 0; i < n_in * T; i++)
+                    ((float *)x.data)[i] = mx_test_randf(&rng) * 4.0f;
+                assert_int_equal(mx_op_matmul(be3, &ya, &wp, &x), 0);
+                assert_int_equal(mx_op_matmul(be_x8, &yb, &wp, &x), 0);
+                if (memcmp(ya.data, yb.data, mx_tensor_nbytes(&ya)) != 0)
+                    fail_msg("%s n_out %lld T %lld: 16-row tiles differ from 8-row tiles",
+                             mx_type_name(type), (long long)n_out, (long long)T);
+                free(x.data);
+                free(ya.data);
+                free(yb.data);
+                checked++;
+            }
+            mx_buf_free(buf);
+            free(w.data);
+        }
+        /* experts: 6 of n_out 24 */
+        struct mx_tensor w = make_w(type, n_in, 24, 6), wp;
+        struct mx_buf *buf = prepared_copy(be3, &w, &wp);
+        assert_non_null(buf);
+        for (int64_t T = 1; T <= 41; T += 20) {
+            struct mx_tensor x = mk(MX_TYPE_F32, n_in, 1, T);
+            struct mx_tensor ya = mk(MX_TYPE_F32, 24, 2, T), yb = mk(MX_TYPE_F32, 24, 2, T);
+            for (int64_t i = 0; i < n_in * T; i++)
+                ((float *)x.data)[i] = mx_test_randf(&rng);
+            run_id(be3, &wp, &x, T, &ya);
+            run_id(be_x8, &wp, &x, T, &yb);
+            if (memcmp(ya.data, yb.data, mx_tensor_nbytes(&ya)) != 0)
+                fail_msg("%s matmul_id T %lld: 16-row tiles differ from 8-row tiles",
+                         mx_type_name(type), (long long)T);
+            free(x.data);
+            free(ya.data);
+            free(yb.data);
+            checked++;
+        }
+        mx_buf_free(buf);
+        free(w.data);
+    }
+    printf("%d 16-row tile cases checked against the 8-row tiles\n", checked);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_round_trip),
@@ -371,6 +457,7 @@ int main(void) {
         cmocka_unit_test(test_dequant_paths_equal_file_layout),
         cmocka_unit_test(test_prepare_skips_and_views),
         cmocka_unit_test(test_kernel_sets_agree),
+        cmocka_unit_test(test_x16_tiles_equal_x8),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -152,6 +152,12 @@ struct mx_cpu_kernels {
      * into that layout (prepare_weights skips it). */
     void (*gemm_x8[MX_LAYOUT_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
                                      int ncols, float *out, size_t ldo);
+    /* Prefill tiles of 16 rows: the 8-row group at w and the next one gstride bytes on, times
+     * ncols (1..8) columns; out[c * ldo + r] for r < 16. Per row the bits of gemm_x8 (the same
+     * steps per lane). Q8_0 columns carry the table at mx_act_pre_offset (xq_row includes it).
+     * NULL: gemm_x8 alone. */
+    void (*gemm_x16[MX_LAYOUT_COUNT])(int64_t n, const void *w, size_t gstride, const void *xq,
+                                      size_t xq_row, int ncols, float *out, size_t ldo);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];
@@ -317,6 +323,14 @@ static inline bool mx_act_row_size(enum mx_type vdtype, int64_t n, size_t *out) 
     return true;
 }
 
+/* Prefill on 16-row tiles (gemm_x16) takes Q8_0 columns with a table after the row (at this
+ * offset, 8 bytes per block, written by matmul's activation preparation): the block's scale as
+ * f32, then -8 x its quant sum as int32 (Q4_0's nibble offset), so the tile broadcasts both
+ * from memory instead of converting them for every 16 rows. */
+static inline size_t mx_act_pre_offset(int64_t n) {
+    return mx_act_sums_offset(n) + (size_t)(n / MX_QK8_0) * sizeof(float);
+}
+
 /* Arguments of one reference task: the op's tensors and parameters. */
 struct mx_ref_args {
     struct mx_cpu *cpu;
@@ -398,6 +412,10 @@ void mx_cpu_attn_avx2(struct mx_cpu_kernels *k);
 /* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
  * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
+
+/* Installs the 16-row AVX-512 GEMM tiles (gemm_x16_avx512.c, same flags as kernels_avx512.c);
+ * called by mx_cpu_kernels_avx512. */
+void mx_cpu_kernels_x16_avx512(struct mx_cpu_kernels *k);
 
 /* Installs the MXFP4 x Q8_0 dot (kernels_mxfp4.c) for kernel level `level` (enum above; the
  * caller has checked the CPU's features for it): scalar, AVX2 or AVX-512 VNNI. */

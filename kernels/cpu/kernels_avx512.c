@@ -265,4 +265,5 @@ void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q6_KX8] = gemm_q6_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8_vnni;
+    mx_cpu_kernels_x16_avx512(k);
 }

@@ -40,7 +40,7 @@ static inline void q4kx8_scales(const uint8_t *sm_lo, const uint8_t *sm_hi, __m2
  * sub-block j's 8 row scales, as int16 pairs (row r in lanes 2r, 2r + 1: madd's multiplier,
  * AVX2) or, with i32, as int32 lanes (vpmulld's, VNNI); mnv[p] the mins of sub-blocks 2p and
  * 2p + 1 as int16, row r's pair in lanes 2r, 2r + 1. */
-static inline void q4kx8_header(const uint8_t *sm_lo, const uint8_t *sm_hi, bool i32,
+static inline __attribute__((always_inline)) void q4kx8_header(const uint8_t *sm_lo, const uint8_t *sm_hi, bool i32,
                                 __m256i scv[8], __m256i mnv[4]) {
     __m256i sc[2], mn[2];
     q4kx8_scales(sm_lo, sm_hi, sc, mn);

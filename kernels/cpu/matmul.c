@@ -6,6 +6,8 @@
  * never touches an unselected expert.
  *
  * Per tile, by the number of activation columns n:
+ *   repacked weights (any n, see repack.c): the 8-row GEMM tiles of the CPU's kernel set, and at
+ *     prefill its 16-row tiles where it has them (gemm_x16_avx512.c: 8 columns at a time).
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
@@ -61,6 +63,9 @@ struct mm_task {
     /* repacked weights: 8-row groups times 1-4 quantized columns, for any column count */
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
+    /* repacked weights, prefill: two 8-row groups times 1-8 columns (NULL: gemm8 only) */
+    void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
+                   int ncols, float *out, size_t ldo);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -83,9 +88,29 @@ static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layo
     }
 }
 
-/* A tile of repacked rows [o0, o1) (multiples of 8) against the job's quantized columns, 4
- * columns at a time: the 4 columns (from L1) meet each 8-row group (from L2) once. */
+/* A tile of repacked rows [o0, o1) (multiples of 8) against the job's quantized columns.
+ * Prefill (2+ columns) with 16-row kernels: 8 columns at a time (from L1) meet each pair of
+ * 8-row groups (from L2) once, a last single group going through the 8-row kernel; decode and
+ * kernel sets without them: 4 columns at a time against each 8-row group. Both give the same
+ * bits per row and column. */
 static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
+    if (t->gemm16 && j->n > 1) {
+        const size_t gs = 8 * t->w_row;
+        for (int64_t c = 0; c < j->n; c += 8) {
+            int nc = (int)MX_MIN(8, j->n - c);
+            const char *xc = j->xq + (size_t)c * t->xq_row;
+            int64_t o = o0;
+            for (; o + 16 <= o1; o += 16)
+                t->gemm16(t->n_in, j->w + (size_t)o * t->w_row, gs, xc, t->xq_row, nc,
+                          j->y + c * j->ldy + o, (size_t)j->ldy);
+            for (; o < o1; o += 8)
+                for (int c4 = 0; c4 < nc; c4 += 4)
+                    t->gemm8(t->n_in, j->w + (size_t)o * t->w_row, xc + (size_t)c4 * t->xq_row,
+                             t->xq_row, MX_MIN(4, nc - c4), j->y + (c + c4) * j->ldy + o,
+                             (size_t)j->ldy);
+        }
+        return;
+    }
     for (int64_t c = 0; c < j->n; c += 4) {
         int nc = (int)MX_MIN(4, j->n - c);
         for (int64_t o = o0; o < o1; o += 8)
@@ -159,13 +184,33 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
     }
 }
 
+/* Where thread ith's run of tiles starts (ith == nth: the end) when tiles are weighed by their
+ * job's columns plus MX_TILE_FIXED_COST (the weight stream every tile pays): at prefill the
+ * experts of matmul_id get different token counts, and an even count of tiles per thread left
+ * one thread with the busy experts' columns. All jobs alike (matmul, decode): the even split. */
+#define MX_TILE_FIXED_COST 4
+static int64_t mm_split_point(const struct mm_task *t, int ith, int nth) {
+    int64_t total = 0;
+    for (int j = 0; j < t->n_jobs; j++)
+        total += t->tiles * (t->jobs[j].n + MX_TILE_FIXED_COST);
+    if (ith >= nth || total == 0)
+        return ith >= nth ? (int64_t)t->n_jobs * t->tiles : 0;
+    int64_t target = total / nth * ith + total % nth * ith / nth, acc = 0;
+    for (int j = 0; j < t->n_jobs; j++) {
+        int64_t w = t->jobs[j].n + MX_TILE_FIXED_COST, jc = t->tiles * w;
+        if (acc + jc > target)
+            return (int64_t)j * t->tiles + (target - acc + w - 1) / w;
+        acc += jc;
+    }
+    return (int64_t)t->n_jobs * t->tiles;
+}
+
 static void mm_task_run(void *args, int ith, int nth) {
     const struct mm_task *t = args;
-    int64_t u0, u1;
     /* One contiguous run of tiles per thread: one sequential stream each for the prefetcher.
      * (Chunks taken from a shared counter were measured slower in decode: 82 vs 87 tok/s,
      * medians of 5 alternating runs on the Q4_K_M bench model.) */
-    mx_split((int64_t)t->n_jobs * t->tiles, ith, nth, &u0, &u1);
+    int64_t u0 = mm_split_point(t, ith, nth), u1 = mm_split_point(t, ith + 1, nth);
     for (int64_t u = u0; u < u1; u++)
         mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
 }
@@ -193,8 +238,13 @@ struct act_plan {
      * per vector) ran 512 columns at ~75 GFLOP/s of CPU time against sgemm's ~95-115
      * (tests/bench/bench_kernels, 4096 x 1024, shared machine, rough); Q2_K's were even. */
     bool vdot4_all;
+    /* Q8_0 columns for the 16-row tiles: each row followed by its block table (scales as f32,
+     * -8 x sums as int32; mx_act_pre_offset), xq_row counting it */
+    bool pre;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
+    void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
+                   int ncols, float *out, size_t ldo); /* 16-row prefill tiles (NULL: none) */
 };
 
 static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act_plan *ap) {
@@ -212,6 +262,10 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
         return MX_EINVAL;
     if (ap->quant && w->layout != MX_LAYOUT_GGML) {
         ap->gemm8 = c->kern.gemm_x8[w->layout];
+        ap->gemm16 = ap->gemm8 ? c->kern.gemm_x16[w->layout] : NULL;
+        ap->pre = ap->gemm16 && w->layout == MX_LAYOUT_Q4_0X8; /* its tile reads the table */
+        if (ap->pre) /* at mx_act_pre_offset, the end of the plain row */
+            ap->xq_row += (size_t)(w->ne[0] / MX_QK8_0) * 8;
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
@@ -245,6 +299,17 @@ static void prep_col(const struct act_plan *ap, const float *x, int64_t n_in, fl
         ap->qfn(x, xq, n_in);
     else if (xq)
         mx_quantize_act(ap->vdtype, x, xq, n_in);
+    if (xq && ap->pre) {
+        const mx_block_q8_0 *b = (const mx_block_q8_0 *)xq;
+        const float *sums = (const float *)(xq + mx_act_sums_offset(n_in));
+        char *tab = xq + mx_act_pre_offset(n_in);
+        for (int64_t i = 0; i < n_in / MX_QK8_0; i++) {
+            float d = mx_fp16_to_fp32(b[i].d);
+            int32_t m = -8 * (int32_t)sums[i]; /* sums are small exact integers */
+            memcpy(tab + 8 * i, &d, 4);
+            memcpy(tab + 8 * i + 4, &m, 4);
+        }
+    }
 }
 
 /* Activation preparation for ncols columns, split over the pool for prefill-sized batches
@@ -420,11 +485,29 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
-        .gemm8 = ap.gemm8, .n_jobs = (int)planes, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
+}
+
+/* matmul_id's scatter: gathered column k is dst[:, slot, t] (map[k] = slot + t * n_used), split
+ * over the pool at prefill (16 MB per expert matmul of the bench model at 512 tokens). */
+struct scatter_task {
+    float *d;            /* the op's dst [n_out, n_used, T] */
+    const float *ys;     /* gathered outputs [n_out, ncols], grouped by expert */
+    const int64_t *map;  /* [ncols] gathered column -> slot + t * n_used */
+    int64_t n_out, ncols;
+};
+
+static void scatter_task_run(void *args, int ith, int nth) {
+    const struct scatter_task *s = args;
+    int64_t k0, k1;
+    mx_split(s->ncols, ith, nth, &k0, &k1);
+    for (int64_t k = k0; k < k1; k++)
+        memcpy(s->d + s->map[k] * s->n_out, s->ys + k * s->n_out,
+               (size_t)s->n_out * sizeof(float));
 }
 
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
@@ -512,13 +595,15 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
-        .gemm8 = ap.gemm8, .n_jobs = n_jobs, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = n_jobs, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
-    /* scatter: gathered column k is dst[:, slot, t] */
-    float *d = dst->data;
-    for (int64_t k = 0; k < ncols; k++)
-        memcpy(d + map[k] * n_out, ys + k * n_out, (size_t)n_out * sizeof(float));
+    struct scatter_task sc = {.d = dst->data, .ys = ys, .map = map, .n_out = n_out,
+                              .ncols = ncols};
+    if (ncols * n_out >= 65536)
+        mx_pool_run(c->pool, scatter_task_run, &sc);
+    else
+        scatter_task_run(&sc, 0, 1); /* a decode step: cheaper than waking the workers */
     return 0;
 }

@@ -8,6 +8,8 @@
  * better estimate of what an idle machine would do.
  *
  * usage: bench_kernels [threads] [n_in] [n_out] [level of the second set: 0 scalar, 1 avx2]
+ *        MX_BENCH_AB=ROUNDS bench_kernels 1 N_IN N_OUT: the prefill GEMM tiles old (8-row)
+ *        against new (16-row), one thread, CPU time, alternating, medians
  */
 #include <math.h>
 #include <stdio.h>
@@ -89,6 +91,92 @@ static void bench_matmul(struct mx_backend *be, enum mx_type type, int64_t n_in,
     free(row);
 }
 
+/* Process CPU time in seconds (the A/B runs use one thread, so this is that thread's). */
+static double proc_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Prefill GEMM, old against new: the repacked weight times T columns on one thread, with the
+ * best kernel set ("x16": 16-row tiles where it has them) and the same set without the 16-row
+ * tiles ("x8": the 8-row, 4-column tiles alone), alternating call by call; prints the median
+ * CPU time of each and GFLOP/s by CPU time. Rough on a shared machine; CPU time, not wall. */
+static void bench_gemm_ab(enum mx_type type, int64_t n_in, int64_t n_out, int64_t T,
+                          int rounds) {
+    struct mx_err err = {0};
+    struct mx_backend *bn = mx_backend_cpu_new(1, &err), *bo = mx_backend_cpu_new(1, &err);
+    if (!bn || !bo) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    struct mx_cpu_kernels *ko = &mx_cpu_of(bo)->kern;
+    memset(ko->gemm_x16, 0, sizeof ko->gemm_x16);
+    struct mx_tensor w, x, y;
+    if (mx_tensor_init(&w, type, n_in, n_out, 1, 1) < 0)
+        exit(1);
+    mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
+    mx_tensor_init(&y, MX_TYPE_F32, n_out, T, 1, 1);
+    w.data = xmalloc(mx_tensor_nbytes(&w));
+    x.data = xmalloc(mx_tensor_nbytes(&x));
+    y.data = xmalloc(mx_tensor_nbytes(&y));
+    float *row = xmalloc((size_t)n_in * sizeof(float));
+    uint64_t s = 7;
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t i = 0; i < n_in; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            row[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23);
+        }
+        mx_quantize_row(type, row, (char *)w.data + (size_t)r * w.nb[1], n_in);
+    }
+    for (int64_t i = 0; i < n_in * T; i++)
+        ((float *)x.data)[i] = row[(i * 7) % n_in];
+    struct mx_tensor *wp = &w;
+    struct mx_buf *pbuf = NULL;
+    void *orig = w.data;
+    if (mx_backend_prepare_weights(bn, &wp, 1, &pbuf, &err) < 0 || !pbuf) {
+        printf("  %-6s not repacked by this CPU's kernels\n", mx_type_name(type));
+        goto out;
+    }
+    if (!mx_cpu_of(bn)->kern.gemm_x16[w.layout])
+        printf("  %-6s (no 16-row tiles for this type: x16 = x8)\n", mx_type_name(type));
+    double *tn = xmalloc((size_t)rounds * sizeof(double));
+    double *to = xmalloc((size_t)rounds * sizeof(double));
+    mx_op_matmul(bn, &y, &w, &x); /* warm up: scratch, caches */
+    mx_op_matmul(bo, &y, &w, &x);
+    for (int r = 0; r < rounds; r++) {
+        double c0 = proc_cpu_s();
+        mx_op_matmul(bo, &y, &w, &x);
+        double c1 = proc_cpu_s();
+        mx_op_matmul(bn, &y, &w, &x);
+        to[r] = c1 - c0;
+        tn[r] = proc_cpu_s() - c1;
+    }
+    qsort(tn, (size_t)rounds, sizeof *tn, cmp_double);
+    qsort(to, (size_t)rounds, sizeof *to, cmp_double);
+    double flop = 2.0 * (double)n_in * (double)n_out * (double)T;
+    double mo = to[rounds / 2], mn = tn[rounds / 2];
+    printf("  %-6s %5lld x %-5lld T=%-4lld x8 %8.3f ms %6.1f GFLOP/s | x16 %8.3f ms %6.1f "
+           "GFLOP/s | %.2fx  (CPU time, 1 thread, median of %d)\n",
+           mx_type_name(type), (long long)n_in, (long long)n_out, (long long)T, mo * 1e3,
+           flop / mo / 1e9, mn * 1e3, flop / mn / 1e9, mo / mn, rounds);
+    free(tn);
+    free(to);
+out:
+    mx_buf_free(pbuf);
+    free(orig);
+    free(x.data);
+    free(y.data);
+    free(row);
+    mx_backend_free(bn);
+    mx_backend_free(bo);
+}
+
 /* One attention call: T queries (positions at the end) over n_kv cells of a cache of type kvt;
  * prints the cache bytes read per call and the rate. */
 static void bench_attn(struct mx_backend *be, enum mx_type kvt, int hd, int nh, int nkv,
@@ -142,6 +230,23 @@ static void bench_attn(struct mx_backend *be, enum mx_type kvt, int hd, int nh, 
 int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : 2;
     int64_t n_in = argc > 2 ? atoll(argv[2]) : 4096, n_out = argc > 3 ? atoll(argv[3]) : 4096;
+    /* MX_BENCH_AB=ROUNDS: only the prefill GEMM A/B (8-row against 16-row tiles, one thread)
+     * on the bench MoE model's shapes: an expert's 128 routed tokens and a dense 512 */
+    const char *ab = getenv("MX_BENCH_AB");
+    if (ab) {
+        int rounds = atoi(ab) > 0 ? atoi(ab) : 5;
+        const enum mx_type abt[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K, MX_TYPE_Q8_0,
+                                    MX_TYPE_Q5_K};
+        const char *one = getenv("MX_BENCH_TYPE");
+        printf("prefill GEMM A/B, W %lld x %lld\n", (long long)n_in, (long long)n_out);
+        for (size_t i = 0; i < sizeof abt / sizeof abt[0]; i++) {
+            if (one && strcmp(one, mx_type_name(abt[i])) != 0)
+                continue;
+            bench_gemm_ab(abt[i], n_in, n_out, 128, rounds);
+            bench_gemm_ab(abt[i], n_in, n_out, 512, rounds);
+        }
+        return 0;
+    }
     struct mx_err err = {0};
     struct mx_backend *be = mx_backend_cpu_new(nth, &err);
     struct mx_backend *bs = mx_backend_cpu_new(nth, &err);
