@@ -37,6 +37,7 @@
 
 struct mx_llm {
     struct mx_backend *be;          /* owned */
+    struct mx_backend *host;        /* owned: beside a device, for what stays in host memory */
     struct mx_llama_model *model;   /* owned */
     struct mx_llama_ctx *ctx;       /* owned */
     struct mx_tokenizer *tok;       /* owned */
@@ -55,6 +56,7 @@ struct mx_llm {
 void mx_gen_settings_default(struct mx_gen_settings *s) {
     memset(s, 0, sizeof *s);
     s->device = "auto";
+    s->gpu_layers = -1;
     s->kv_type = MX_TYPE_F16;
     s->ubatch = 512;
     s->act_mode = MX_ACT_GGML;
@@ -200,8 +202,9 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
     int rc;
     /* the plan first, from the header alone: a refusal leaves nothing allocated */
     struct mx_mem_plan plan;
-    if ((rc = mx_mem_plan_make_on(model_path, s->device, s->n_ctx, s->kv_type, s->ubatch, &plan,
-                                  err)) < 0)
+    int n_cpu_moe = s->cpu_moe ? -1 : s->n_cpu_moe;
+    if ((rc = mx_mem_plan_make_split(model_path, s->device, s->n_ctx, s->kv_type, s->ubatch,
+                                     s->gpu_layers, n_cpu_moe, &plan, err)) < 0)
         goto fail;
     {
         char w[32], kv[32], b[32], t[32], a[32];
@@ -210,10 +213,18 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
                (long long)plan.n_ctx, mx_mem_fmt(plan.buffers, b, sizeof b),
                mx_mem_fmt(plan.total, t, sizeof t),
                plan.avail ? mx_mem_fmt(plan.avail, a, sizeof a) : "unknown", plan.where);
+        if (plan.split)
+            mx_log(MX_LOG_INFO, "memory: host part: model %s + KV %s + buffers %s = %s; %s "
+                   "free in memory", mx_mem_fmt(plan.host_weights, w, sizeof w),
+                   mx_mem_fmt(plan.host_kv, kv, sizeof kv),
+                   mx_mem_fmt(plan.host_buffers, b, sizeof b),
+                   mx_mem_fmt(plan.host_total, t, sizeof t),
+                   plan.host_avail ? mx_mem_fmt(plan.host_avail, a, sizeof a) : "unknown");
     }
     int n_ctx = s->n_ctx > 0 ? s->n_ctx : 0;
     if (!s->no_mem_check) {
-        if ((rc = mx_mem_plan_check(model_path, &plan, s->kv_type, s->ubatch, err)) < 0)
+        if ((rc = mx_mem_plan_check_split(model_path, &plan, s->kv_type, s->ubatch, n_cpu_moe,
+                                          err)) < 0)
             goto fail;
         if (n_ctx == 0 && plan.avail > 0)
             n_ctx = (int)plan.n_ctx;
@@ -238,9 +249,26 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
         mx_err_set(err, rc, "backend: activation mode %d", s->act_mode);
         goto fail;
     }
+    /* a device gets a CPU backend beside it for what stays in host memory (the embedding, and
+     * what --gpu-layers / --cpu-moe leave there); MIXEL_SPLIT_CPU=1 (tests) lets a CPU backend
+     * play the device, so the split runs where no GPU is */
+    if (strcmp(mx_backend_name(L->be), "cpu") != 0 || mx_app_split_cpu()) {
+        if (!(L->host = mx_backend_cpu_new(s->threads, err))) {
+            rc = err && err->code ? err->code : MX_EIO;
+            goto fail;
+        }
+        if ((rc = mx_backend_set_act_mode(L->host, s->act_mode)) < 0) {
+            mx_err_set(err, rc, "backend: activation mode %d", s->act_mode);
+            goto fail;
+        }
+    } else if (s->gpu_layers >= 0 || s->cpu_moe || s->n_cpu_moe > 0) {
+        mx_log(MX_LOG_WARN, "--gpu-layers / --cpu-moe / --n-cpu-moe: running on the CPU, "
+               "nothing to split (ignored)");
+    }
     struct mx_llama_load_opts lo = {
         .map_flags = (s->no_mmap ? MX_MAP_NO_MMAP : 0u) | (s->mlock ? MX_MAP_MLOCK : 0u),
         .progress = s->on_load, .progress_ud = s->on_load_ud,
+        .host = L->host, .gpu_layers = s->gpu_layers, .n_cpu_moe = n_cpu_moe,
     };
     if ((rc = mx_llama_model_load_opts(model_path, L->be, &lo, &L->model, err)) < 0)
         goto fail;
@@ -287,6 +315,7 @@ void mx_llm_close(struct mx_llm *L) {
     mx_llama_ctx_free(L->ctx);
     mx_llama_model_free(L->model);
     mx_backend_free(L->be);
+    mx_backend_free(L->host);
     mx_tokenizer_free(L->tok);
     free(L->path);
     free(L->cached);

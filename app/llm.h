@@ -38,6 +38,11 @@ struct mx_gen_settings {
     int act_mode;           /* enum mx_act_mode: rounding of activations before matmuls */
     bool no_mmap;           /* read the weights into memory instead of mapping them */
     bool mlock;             /* lock the weights in RAM (a failure is a warning: RLIMIT_MEMLOCK) */
+    int gpu_layers;         /* on a device: blocks on it, the output layer counting as one
+                             * (llama.cpp's -ngl; core/llm/placement.h); -1 (default): all */
+    bool cpu_moe;           /* on a device: every block's expert weights stay in host memory
+                             * and run on the CPU (llama.cpp's --cpu-moe) */
+    int n_cpu_moe;          /* on a device: the first N blocks' experts do (--n-cpu-moe) */
     bool no_mem_check;      /* open even when the memory plan (app/memplan.h) says the model,
                              * its KV cache and buffers do not fit what the machine has: for
                              * swap or zram the plan cannot see */

@@ -10,6 +10,7 @@
 #include "core/base/util.h"
 #include "core/format/gguf.h"
 #include "core/llm/llama.h"
+#include "core/llm/placement.h"
 #include "kernels/devices.h"
 #include "kernels/devinfo.h"
 
@@ -36,8 +37,42 @@ static int plan_ctx(const struct mx_llama_hparams *hp, int kv_type, int ubatch, 
     if (rc < 0)
         return rc;
     plan->n_ctx = n_ctx;
+    if (plan->split) {
+        /* every block's K/V is the same size: the device holds its blocks' share; each side
+         * has a full scratch arena */
+        uint64_t all = plan->kv;
+        plan->kv = plan->n_layer > 0 ? all / (uint64_t)plan->n_layer * (uint64_t)plan->dev_layers
+                                     : all;
+        plan->host_kv = all - plan->kv;
+        plan->host_buffers = plan->buffers;
+        plan->host_total = plan->host_weights + plan->host_kv + plan->host_buffers;
+    }
     plan->total = plan->weights + plan->kv + plan->buffers;
     return 0;
+}
+
+bool mx_app_split_cpu(void) {
+    const char *v = getenv("MIXEL_SPLIT_CPU");
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
+/* Whether device (a --device name, NULL/"auto" resolved) is one a model is split for: CUDA, or
+ * the CPU playing a device under MIXEL_SPLIT_CPU. */
+static bool split_device(const char *device) {
+    const char *d = device && *device && strcmp(device, "auto") != 0 ? device : mx_device_best();
+    return strncmp(d, "cuda", 4) == 0 || mx_app_split_cpu();
+}
+
+/* The weights' side of a split plan: bytes each side holds and the blocks on the device. */
+static void plan_place(const struct mx_gguf *g, const struct mx_llama_hparams *hp, int gpu_layers,
+                       int n_cpu_moe, struct mx_mem_plan *plan) {
+    struct mx_llama_place p;
+    mx_llama_place_init(&p, hp->n_layer, gpu_layers, n_cpu_moe);
+    mx_llama_place_bytes(g, &p, &plan->weights, &plan->host_weights);
+    plan->split = true;
+    plan->n_layer = hp->n_layer;
+    plan->dev_layers = hp->n_layer - p.i_dev;
+    plan->host_avail = mx_app_mem_available();
 }
 
 /* The largest context in [16, hi] (a multiple of 256 from 256 on) whose plan fits plan->avail,
@@ -83,6 +118,12 @@ int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
 
 int mx_mem_plan_make_on(const char *path, const char *device, int n_ctx, int kv_type,
                         int ubatch, struct mx_mem_plan *plan, struct mx_err *err) {
+    return mx_mem_plan_make_split(path, device, n_ctx, kv_type, ubatch, -1, 0, plan, err);
+}
+
+int mx_mem_plan_make_split(const char *path, const char *device, int n_ctx, int kv_type,
+                           int ubatch, int gpu_layers, int n_cpu_moe, struct mx_mem_plan *plan,
+                           struct mx_err *err) {
     memset(plan, 0, sizeof *plan);
     struct mx_gguf *g = NULL;
     int rc = mx_gguf_open(path, &g, err);
@@ -97,10 +138,17 @@ int mx_mem_plan_make_on(const char *path, const char *device, int n_ctx, int kv_
     /* the data section: every tensor's bytes with their alignment padding, as mapped */
     size_t fsz = mx_gguf_file_size(g), off = mx_gguf_data_offset(g);
     plan->weights = fsz > off ? fsz - off : 0;
+    if (split_device(device))
+        plan_place(g, &hp, gpu_layers, n_cpu_moe, plan);
     mx_gguf_close(g);
     plan->is_moe = hp.n_expert > 0;
     plan->n_ctx_train = hp.n_ctx_train;
     plan->avail = mx_app_device_mem_available(device, plan->where, sizeof plan->where);
+    const char *fake = getenv("MIXEL_VRAM_AVAILABLE");
+    if (plan->split && mx_app_split_cpu() && fake && fake[0]) { /* the CPU playing a device */
+        snprintf(plan->where, sizeof plan->where, "the device's memory (MIXEL_SPLIT_CPU)");
+        plan->avail = strtoull(fake, NULL, 10);
+    }
     int64_t want = n_ctx > 0 ? n_ctx : MX_MAX((int64_t)hp.n_ctx_train, 16);
     if ((rc = plan_ctx(&hp, kv_type, ubatch, want, plan, err)) < 0)
         return rc;
@@ -145,4 +193,71 @@ int mx_mem_plan_check(const char *path, const struct mx_mem_plan *plan, int kv_t
                       (long long)plan->n_ctx, mx_mem_fmt(plan->buffers, b, sizeof b),
                       mx_mem_fmt(plan->total, t, sizeof t), mx_mem_fmt(plan->avail, a, sizeof a),
                       hint, kv_type == MX_TYPE_Q8_0 ? "" : "--kv-type q8_0, ");
+}
+
+/* The device bytes of plan at its context with another placement. */
+static uint64_t dev_need(const struct mx_gguf *g, const struct mx_llama_hparams *hp,
+                         const struct mx_mem_plan *plan, int kv_type, int ubatch,
+                         int gpu_layers, int n_cpu_moe) {
+    struct mx_mem_plan t = *plan;
+    struct mx_err e = {0};
+    plan_place(g, hp, gpu_layers, n_cpu_moe, &t);
+    if (plan_ctx(hp, kv_type, ubatch, plan->n_ctx, &t, &e) < 0)
+        return UINT64_MAX;
+    return t.total;
+}
+
+int mx_mem_plan_check_split(const char *path, const struct mx_mem_plan *plan, int kv_type,
+                            int ubatch, int n_cpu_moe, struct mx_err *err) {
+    if (!plan->split)
+        return mx_mem_plan_check(path, plan, kv_type, ubatch, err);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char w[32], kv[32], b[32], t[32], a[32], x[32], y[32];
+    if (plan->avail > 0 && plan->total > plan->avail) {
+        /* what would fit at this context: the experts on the host, then fewer blocks */
+        char hint[192] = "";
+        size_t o = 0;
+        struct mx_gguf *g = NULL;
+        struct mx_err e = {0};
+        struct mx_llama_hparams hp;
+        if (mx_gguf_open(path, &g, &e) == 0 && mx_llama_hparams_read(g, &hp, &e) == 0 &&
+            mx_llama_hparams_validate(&hp, &e) == 0) {
+            uint64_t need;
+            if (plan->is_moe && n_cpu_moe >= 0 && n_cpu_moe < hp.n_layer &&
+                (need = dev_need(g, &hp, plan, kv_type, ubatch, -1, -1)) <= plan->avail)
+                o += (size_t)snprintf(hint + o, sizeof hint - o, "--cpu-moe (%s), ",
+                                      mx_mem_fmt(need, x, sizeof x));
+            for (int ngl = hp.n_layer + 1; ngl >= 0 && o < sizeof hint; ngl--)
+                if ((need = dev_need(g, &hp, plan, kv_type, ubatch, ngl, n_cpu_moe)) <=
+                    plan->avail) {
+                    o += (size_t)snprintf(hint + o, sizeof hint - o, "--gpu-layers %d (%s), ",
+                                          ngl, mx_mem_fmt(need, y, sizeof y));
+                    break;
+                }
+        }
+        mx_gguf_close(g);
+        return mx_err_set(err, MX_ENOMEM,
+                          "%s: does not fit in %s: model %s + KV %s (%s, %lld tokens) + "
+                          "buffers %s = %s, %s available; try %s-c, %sa smaller quant, or "
+                          "--no-mem-check", base, plan->where,
+                          mx_mem_fmt(plan->weights, w, sizeof w),
+                          mx_mem_fmt(plan->kv, kv, sizeof kv),
+                          mx_type_name((enum mx_type)kv_type), (long long)plan->n_ctx,
+                          mx_mem_fmt(plan->buffers, b, sizeof b),
+                          mx_mem_fmt(plan->total, t, sizeof t),
+                          mx_mem_fmt(plan->avail, a, sizeof a), hint,
+                          kv_type == MX_TYPE_Q8_0 ? "" : "--kv-type q8_0, ");
+    }
+    if (plan->host_avail > 0 && plan->host_total > plan->host_avail)
+        return mx_err_set(err, MX_ENOMEM,
+                          "%s: the part left on the host does not fit in memory: model %s + KV "
+                          "%s + buffers %s = %s, %s available; try more --gpu-layers, fewer "
+                          "--n-cpu-moe, a smaller -c, or --no-mem-check", base,
+                          mx_mem_fmt(plan->host_weights, w, sizeof w),
+                          mx_mem_fmt(plan->host_kv, kv, sizeof kv),
+                          mx_mem_fmt(plan->host_buffers, b, sizeof b),
+                          mx_mem_fmt(plan->host_total, t, sizeof t),
+                          mx_mem_fmt(plan->host_avail, a, sizeof a));
+    return 0;
 }

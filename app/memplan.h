@@ -39,7 +39,22 @@ struct mx_mem_plan {
     bool capped;          /* n_ctx was chosen below the model's context to fit memory */
     bool is_moe;          /* the model has experts (weights count all of them) */
     char where[96];       /* what avail is: "memory", or "VRAM on NVIDIA H100 80GB HBM3" */
+    /* on a device, the part that stays in host memory (core/llm/placement.h): the embedding,
+     * and the blocks / experts --gpu-layers / --cpu-moe leave there; the fields above are then
+     * the device's part */
+    bool split;           /* a device with a host part (always for CUDA) */
+    int32_t n_layer;      /* blocks of the model */
+    int32_t dev_layers;   /* blocks on the device (their KV cache is there) */
+    uint64_t host_weights;/* tensor bytes left on the host */
+    uint64_t host_kv;     /* KV cache of the blocks on the host */
+    uint64_t host_buffers;/* the host's scratch arena and host arrays */
+    uint64_t host_total;  /* the sum */
+    uint64_t host_avail;  /* RAM the machine can give (0: unknown) */
 };
+
+/* Whether MIXEL_SPLIT_CPU=1 asks a CPU backend to play the device (tests of the split on
+ * machines without a GPU; its memory is then MIXEL_VRAM_AVAILABLE when set). */
+bool mx_app_split_cpu(void);
 
 /* Bytes device (a --device name: NULL/"auto", "cpu", "cuda", "cuda:N") can still give, and in
  * where what that is: RAM (mx_app_mem_available) for the CPU, the GPU's free VRAM for CUDA
@@ -58,12 +73,24 @@ int mx_mem_plan_make(const char *path, int n_ctx, int kv_type, int ubatch,
 int mx_mem_plan_make_on(const char *path, const char *device, int n_ctx, int kv_type,
                         int ubatch, struct mx_mem_plan *plan, struct mx_err *err);
 
+/* The same for a device with gpu_layers (< 0: all) and n_cpu_moe (< 0: all) as in
+ * struct mx_gen_settings: the device's part in the main fields, the host's in host_*. */
+int mx_mem_plan_make_split(const char *path, const char *device, int n_ctx, int kv_type,
+                           int ubatch, int gpu_layers, int n_cpu_moe, struct mx_mem_plan *plan,
+                           struct mx_err *err);
+
 /* 0 when plan fits (or availability is unknown); else MX_ENOMEM with err saying the numbers and
  * what would fit: "M.gguf: does not fit in memory: model 24.6 GiB + KV 4.0 GiB (f16, 32768
  * tokens) + buffers 0.3 GiB = 28.9 GiB, 12.1 GiB available; try -c 8192 (KV 1.0 GiB),
  * --kv-type q8_0, a smaller quant, or --no-mem-check". */
 int mx_mem_plan_check(const char *path, const struct mx_mem_plan *plan, int kv_type, int ubatch,
                       struct mx_err *err);
+
+/* For a split plan: MX_ENOMEM when the device part does not fit, with the numbers and the
+ * --gpu-layers / --cpu-moe choices that would ("try --cpu-moe (VRAM 3.1 GiB) or --gpu-layers
+ * 20 (VRAM 7.9 GiB)"), or when the host part does not fit the machine's memory; else 0. */
+int mx_mem_plan_check_split(const char *path, const struct mx_mem_plan *plan, int kv_type,
+                            int ubatch, int n_cpu_moe, struct mx_err *err);
 
 /* "12.1 GiB", "3.4 MiB", "512 KiB" into buf (size bytes); returns buf. */
 const char *mx_mem_fmt(uint64_t bytes, char *buf, size_t size);

@@ -62,6 +62,14 @@ static const struct spec specs[] = {
      "context (KV cache) size in tokens (default: the model's, capped by memory)"},
     {NULL, "--device", NULL, K_DEVICE, OFF(s.device), 0, 0, false, ALL | MX_CLI_IMAGE, "D",
      "auto (default: CUDA when a GPU answers, else CPU), cpu, cuda or cuda:N"},
+    {"-ngl", "--gpu-layers", "--n-gpu-layers", K_INT, OFF(s.gpu_layers), 0, 1 << 20, false,
+     ALL, "N", "on a GPU: keep N blocks there (the output layer counts as one, as llama.cpp's "
+     "-ngl), the rest in host memory on the CPU (default: all)"},
+    {NULL, "--cpu-moe", NULL, K_ON, OFF(s.cpu_moe), 0, 0, false, ALL, NULL,
+     "on a GPU: keep the expert weights in host memory and run them on the CPU; attention, "
+     "router and shared expert stay on the GPU"},
+    {NULL, "--n-cpu-moe", NULL, K_INT, OFF(s.n_cpu_moe), 0, 1 << 20, false, ALL, "N",
+     "on a GPU: the same for the first N blocks' experts"},
     {NULL, "--kv-type", NULL, K_KV, OFF(s.kv_type), 0, 0, false, LOAD_ONLY, "T",
      "KV cache type: f32, f16 (default), q8_0"},
     {NULL, "--no-mmap", NULL, K_ON, OFF(s.no_mmap), 0, 0, false, ALL, NULL,

@@ -31,6 +31,7 @@
 #include "core/format/gguf.h"
 #include "core/llm/llama_impl.h"
 #include "core/llm/lora.h"
+#include "core/llm/placement.h"
 #include "core/base/log.h"
 #include "core/base/mapfile.h"
 #include "core/base/util.h"
@@ -568,7 +569,7 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
                 memcpy(p, gt->data, gt->nbytes);
                 p += gt->nbytes;
             }
-    rc = mx_buf_from_host(m->be, m->owned_experts, total ? total : 1, &m->ebuf, err);
+    rc = mx_buf_from_host(m->wbuf->be, m->owned_experts, total ? total : 1, &m->ebuf, err);
     if (rc < 0)
         return rc;
     /* the 3-D views [n_in, n_out, n_expert] */
@@ -592,82 +593,6 @@ static int gather_experts(struct mx_llama_model *m, struct mx_err *err) {
         }
     }
     return 0;
-}
-
-/* Hands every matmul weight to the backend to put in its fast form (the CPU repacks Q4_0 into
- * 8-row groups), one matrix at a time, and drops the file pages of each moved matrix right after
- * it, so resident memory never holds both copies of more than one matrix. The embedding (read by
- * get_rows) and a tied output stay as they are. MIXEL_NO_REPACK=1 keeps the file layout (for
- * comparisons). */
-/* The matmul weights of a layer (dense or MoE; absent ones have no data). The array size makes
- * the compiler refuse a list longer than LAYER_MATS. */
-#define LAYER_MATS 13
-static void layer_mats(struct mx_llama_layer *L, struct mx_tensor *out[LAYER_MATS]) {
-    struct mx_tensor *all[LAYER_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
-                                         &L->ffn_up, &L->ffn_down, &L->gate_exps, &L->up_exps,
-                                         &L->down_exps, &L->gate_shexp, &L->up_shexp,
-                                         &L->down_shexp};
-    memcpy(out, all, sizeof all);
-}
-
-static int prepare_weights(struct mx_llama_model *m, const struct mx_llama_load_opts *o,
-                           struct mx_err *err) {
-    const char *no = getenv("MIXEL_NO_REPACK");
-    if (no && *no && strcmp(no, "0") != 0)
-        return 0;
-    int cap = m->hp.n_layer * LAYER_MATS + 1, n = 0;
-    struct mx_tensor **ws = calloc((size_t)cap, sizeof *ws);
-    m->pbufs = calloc((size_t)cap, sizeof *m->pbufs);
-    if (!ws || !m->pbufs) {
-        free(ws);
-        return mx_err_set(err, MX_ENOMEM, "%s: out of memory", mx_gguf_path(m->gguf));
-    }
-    if (m->output.data != m->tok_embd.data)
-        ws[n++] = &m->output;
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        struct mx_tensor *lw[LAYER_MATS];
-        layer_mats(&m->layers[il], lw);
-        for (int i = 0; i < LAYER_MATS; i++)
-            if (lw[i]->data)
-                ws[n++] = lw[i];
-    }
-    int rc = 0;
-    uint64_t total = 0, done = 0;
-    for (int i = 0; i < n; i++)
-        total += mx_tensor_nbytes(ws[i]);
-    for (int i = 0; i < n && rc == 0; i++) {
-        struct mx_tensor *t = ws[i];
-        const char *old = t->data;
-        struct mx_buf *pb = NULL;
-        rc = mx_backend_prepare_weights(m->be, &t, 1, &pb, err);
-        /* weights the backend uses in place (host memory: the mapping) are read now, while
-         * the load shows its bytes; a device backend has copied them already */
-        if (rc == 0 && !pb && (!t->buf || t->buf->wraps_host))
-            mx_map_prefault(t->data, mx_tensor_nbytes(t));
-        done += mx_tensor_nbytes(ws[i]);
-        if (rc == 0 && o && o->progress)
-            o->progress(o->progress_ud, done, total);
-        if (rc < 0 || !pb)
-            continue;
-        m->pbufs[m->n_pbufs++] = pb;
-        /* the file's copy (only for weights in the mapping, not gathered experts) */
-        const char *wb = m->wbuf->base;
-        if (old >= wb && old < wb + m->wbuf->size)
-            mx_map_release(m->host_base + (old - wb), mx_tensor_nbytes(t));
-    }
-    /* experts gathered from per-expert tensors: once all of them moved, the gathered copy is
-     * dead weight (as large as the experts) */
-    bool ebuf_used = false;
-    for (int i = 0; i < n && m->ebuf; i++)
-        ebuf_used |= ws[i]->buf == m->ebuf;
-    if (rc == 0 && m->ebuf && !ebuf_used) {
-        mx_buf_free(m->ebuf);
-        m->ebuf = NULL;
-        free(m->owned_experts);
-        m->owned_experts = NULL;
-    }
-    free(ws);
-    return rc;
 }
 
 int mx_llama_model_load(const char *path, struct mx_backend *be, struct mx_llama_model **out,
@@ -718,7 +643,9 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
     char *base = (char *)t0t->data - t0t->offset;
     m->host_base = base;
     size_t dsize = mx_gguf_file_size(m->gguf) - mx_gguf_data_offset(m->gguf);
-    rc = mx_buf_from_host(be, base, dsize ? dsize : 1, &m->wbuf, err);
+    /* split (o->host): the mapping is the host's, and the device gets its parts one tensor at
+     * a time (mx_llama_place_weights); else be takes the whole data section */
+    rc = mx_buf_from_host(o && o->host ? o->host : be, base, dsize ? dsize : 1, &m->wbuf, err);
     if (rc < 0)
         goto fail;
 
@@ -798,13 +725,15 @@ int mx_llama_model_load_opts(const char *path, struct mx_backend *be,
         expert_params += m->size.n_params - p0;
         expert_bytes += m->size.n_bytes - b0;
     }
-    rc = prepare_weights(m, o, err);
-    if (rc < 0)
-        goto fail;
     /* Llama 3.1+ files carry per-dimension RoPE frequency factors (llama3 rope scaling): pair i
      * rotates with theta / rope_freqs[i], as ggml_rope_ext with freq_factors */
     if ((rc = bind_opt(m, "rope_freqs.weight", USE_BIAS, 1, hp->n_rot / 2, 1, 1, &m->rope_freqs,
                        err)) < 0)
+        goto fail;
+    /* each part to the backend that runs it (a split: core/llm/placement.c), matmul weights
+     * into the backend's fast layout */
+    rc = mx_llama_place_weights(m, o, err);
+    if (rc < 0)
         goto fail;
     /* the ops every forward uses on activations */
     static const enum mx_op f32_ops[] = {MX_OP_RMS_NORM, MX_OP_ROPE, MX_OP_SILU_MUL, MX_OP_ADD,
@@ -871,6 +800,9 @@ void mx_llama_model_free(struct mx_llama_model *m) {
     for (int i = 0; i < m->n_pbufs; i++)
         mx_buf_free(m->pbufs[i]);
     free(m->pbufs);
+    for (int i = 0; i < m->n_dbufs; i++)
+        mx_buf_free(m->dbufs[i]);
+    free(m->dbufs);
     mx_buf_free(m->ebuf);
     mx_llama_lora_free_all(m);
     mx_buf_free(m->wbuf);

@@ -110,6 +110,17 @@ struct mx_llama_load_opts {
      * done and the total; NULL: none */
     void (*progress)(void *ud, uint64_t done, uint64_t total);
     void *progress_ud;
+    /* Splitting the model between be (a device) and a host backend (core/llm/placement.c). With
+     * host NULL everything lives on be, as in mx_llama_model_load. With host (a CPU backend,
+     * borrowed, outliving the model) the file is mapped for host, the token embedding stays
+     * there (llama.cpp's input layer), and the parts placed on be are copied into its memory:
+     * the last gpu_layers blocks counting the output layer as one, as llama.cpp's -ngl (block
+     * il is on be iff il >= n_layer + 1 - gpu_layers; the output iff gpu_layers >= 1), except
+     * the expert weights of the first n_cpu_moe blocks, which stay on host (llama.cpp's
+     * --n-cpu-moe). The forward runs each part's ops on the backend holding its weights. */
+    struct mx_backend *host;
+    int gpu_layers;     /* with host: < 0 all (n_layer + 1) */
+    int n_cpu_moe;      /* with host: < 0 all the blocks' experts stay on host; 0 none */
 };
 
 /* mx_llama_model_load with options (NULL: the defaults). */

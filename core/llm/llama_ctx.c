@@ -45,14 +45,14 @@ struct mx_llama_ctx {
     int32_t n_ubatch;           /* tokens per forward chunk */
     struct mx_rope_params rope; /* from the hyperparameters */
 
-    struct mx_arena kv_arena;   /* the cache */
-    struct mx_tensor *kc, *vc;  /* n_layer caches: [n_head_kv * head_dim, n_ctx] */
-    struct mx_tensor kpos_t;    /* I32 [n_ctx]: position per cell (device copy of kpos) */
+    struct mx_tensor *kc, *vc;  /* n_layer caches: [n_head_kv * head_dim, n_ctx], each in the
+                                   arena of the lane running its block */
+    struct mx_tensor kpos_t;    /* I32 [n_ctx]: position per cell (the current lane's copy) */
     int32_t *kpos;              /* n_ctx: host copy; -1 = empty */
     int64_t n_used;             /* cells [0, n_used) hold tokens */
     int64_t next_pos;           /* position of the next token fed */
 
-    struct mx_arena arena;      /* activations, all [.., n_ubatch] */
+    /* activations, all [.., n_ubatch], in the current lane's arena (lane_use swaps them) */
     struct mx_tensor ids;       /* I32 [U] token ids of the chunk */
     struct mx_tensor pos;       /* I32 [U] positions of the chunk */
     struct mx_tensor delta;     /* I32 [n_ctx] position deltas for a shift */
@@ -80,6 +80,23 @@ struct mx_llama_ctx {
     struct mx_tensor lora_b;    /* 1-D: B (A x) (largest adapted n_out * U * ku) */
     float *logits;              /* host n_vocab: the last row */
     int32_t *hbuf;              /* host n_ctx scratch for ids/positions/deltas */
+
+    /* A lane per backend the model runs on (core/llm/placement.h): lane 0 the model's be, lane
+     * 1 the host of a split (a CPU backend: host memory). Each holds a full set of scratch
+     * tensors and the KV cache of the blocks it runs; the scratch fields above are the current
+     * lane's, and the forward carries activations across at the boundaries. */
+    struct lane {
+        struct mx_backend *be;         /* borrowed */
+        struct mx_arena arena;         /* its activations */
+        struct mx_arena kv_arena;      /* K/V of its blocks, and its kpos */
+        struct mx_tensor kpos_t;       /* its copy of the cell positions */
+        struct mx_tensor saved[48];    /* its scratch tensors, in sreg order */
+        const struct mx_tensor *rope_freqs; /* its copy of the rope factors (or NULL) */
+    } lane[2];
+    int n_lanes;                /* 1, or 2 for a split model */
+    int cur;                    /* the lane the scratch fields hold now (-1: none yet) */
+    struct mx_tensor *sreg[48]; /* the scratch fields alloc_scratch hands out (lane_use) */
+    int n_sreg;
 };
 
 void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p) {
@@ -98,6 +115,32 @@ static int64_t ffn_width(const struct mx_llama_hparams *hp, int64_t U) {
     return w * U;
 }
 
+/* Notes a scratch field so lane_use can swap in another lane's tensor (once per field). */
+static void sreg_add(struct mx_llama_ctx *c, struct mx_tensor *t) {
+    for (int i = 0; i < c->n_sreg; i++)
+        if (c->sreg[i] == t)
+            return;
+    if (c->n_sreg < (int)MX_ARRAY_LEN(c->sreg))
+        c->sreg[c->n_sreg++] = t;
+}
+
+/* The lane of backend be (0 unless be is the split's host). */
+static int lane_of(const struct mx_llama_ctx *c, const struct mx_backend *be) {
+    return c->n_lanes > 1 && be == c->lane[1].be ? 1 : 0;
+}
+
+/* Makes lane l current: the scratch fields, kpos_t, the rope factors and be become its. */
+static void lane_use(struct mx_llama_ctx *c, int l) {
+    if (c->cur == l)
+        return;
+    for (int i = 0; i < c->n_sreg; i++)
+        *c->sreg[i] = c->lane[l].saved[i];
+    c->kpos_t = c->lane[l].kpos_t;
+    c->rope.freq_factors = c->lane[l].rope_freqs;
+    c->be = c->lane[l].be;
+    c->cur = l;
+}
+
 /* Allocates (or, on a measuring arena, counts) every scratch tensor. */
 static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err *err) {
     const struct mx_llama_hparams *hp = &c->m->hp;
@@ -106,8 +149,11 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
     int64_t ku = hp->n_expert > 0 ? hp->n_expert_used : 1;
     int rc;
 #define A(t, type, n0, n1, name)                                                   \
-    if ((rc = mx_arena_tensor(a, &c->t, type, n0, n1, 1, 1, name, err)) < 0)       \
-        return rc;
+    do {                                                                           \
+        if ((rc = mx_arena_tensor(a, &c->t, type, n0, n1, 1, 1, name, err)) < 0)   \
+            return rc;                                                             \
+        sreg_add(c, &c->t);                                                        \
+    } while (0);
     A(ids, MX_TYPE_I32, U, 1, "ids")
     A(pos, MX_TYPE_I32, U, 1, "pos")
     A(delta, MX_TYPE_I32, c->n_ctx, 1, "delta")
@@ -143,18 +189,22 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
     return 0;
 }
 
-static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_err *err) {
+/* Allocates (or counts) the K/V of the blocks lane l runs (every block when there are no lanes
+ * yet: the plan's walk) and the lane's kpos. */
+static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, int l, struct mx_err *err) {
     const struct mx_llama_hparams *hp = &c->m->hp;
     int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     int rc;
     for (int il = 0; il < hp->n_layer; il++) {
+        if (c->n_lanes > 1 && lane_of(c, c->m->layers[il].be) != l)
+            continue;
         if ((rc = mx_arena_tensor(a, &c->kc[il], c->kv_type, KV, c->n_ctx, 1, 1, "k cache",
                                   err)) < 0 ||
             (rc = mx_arena_tensor(a, &c->vc[il], c->kv_type, KV, c->n_ctx, 1, 1, "v cache",
                                   err)) < 0)
             return rc;
     }
-    return mx_arena_tensor(a, &c->kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
+    return mx_arena_tensor(a, &c->lane[l].kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
 }
 
 int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, int64_t n_ctx,
@@ -177,7 +227,7 @@ int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, i
     struct mx_arena ka, sa;
     mx_arena_init_measure(&ka);
     mx_arena_init_measure(&sa);
-    int rc = alloc_cache(&c, &ka, err);
+    int rc = alloc_cache(&c, &ka, 0, err);
     if (rc == 0)
         rc = alloc_scratch(&c, &sa, err);
     free(kv);
@@ -264,38 +314,58 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
         mx_err_set(err, MX_ENOMEM, "context: out of memory (%lld cells)", (long long)n_ctx);
         goto fail;
     }
-    struct mx_arena meas;
-    mx_arena_init_measure(&meas);
-    if ((rc = alloc_cache(c, &meas, err)) < 0)
-        goto fail;
-    if (meas.overflow) {
-        rc = mx_err_set(err, MX_ENOMEM, "KV cache: size overflows (%lld cells)",
-                        (long long)n_ctx);
-        goto fail;
+    c->n_lanes = m->host ? 2 : 1;
+    c->cur = -1;
+    c->lane[0].be = m->be;
+    c->lane[0].rope_freqs = m->host ? (m->rope_freqs_dev.data ? &m->rope_freqs_dev : NULL)
+                                    : c->rope.freq_factors;
+    if (m->host) {
+        c->lane[1].be = m->host;
+        c->lane[1].rope_freqs = c->rope.freq_factors;
     }
-    if ((rc = mx_arena_init(&c->kv_arena, c->be, meas.used, err)) < 0) {
-        mx_err_clear(err);
-        rc = mx_err_set(err, MX_ENOMEM, "KV cache: needs %.1f MiB for %lld tokens (%s); try a "
-                        "smaller -c or --kv-type q8_0", meas.used / 1048576.0, (long long)n_ctx,
-                        mx_type_name(c->kv_type));
-        goto fail;
+    size_t kv_used = 0, sc_used = 0;
+    for (int l = 0; l < c->n_lanes; l++) {
+        struct lane *ln = &c->lane[l];
+        struct mx_arena meas;
+        mx_arena_init_measure(&meas);
+        if ((rc = alloc_cache(c, &meas, l, err)) < 0)
+            goto fail;
+        if (meas.overflow) {
+            rc = mx_err_set(err, MX_ENOMEM, "KV cache: size overflows (%lld cells)",
+                            (long long)n_ctx);
+            goto fail;
+        }
+        if ((rc = mx_arena_init(&ln->kv_arena, ln->be, meas.used, err)) < 0) {
+            mx_err_clear(err);
+            rc = mx_err_set(err, MX_ENOMEM, "KV cache: needs %.1f MiB on %s for %lld tokens "
+                            "(%s); try a smaller -c or --kv-type q8_0", meas.used / 1048576.0,
+                            mx_backend_name(ln->be), (long long)n_ctx,
+                            mx_type_name(c->kv_type));
+            goto fail;
+        }
+        if ((rc = alloc_cache(c, &ln->kv_arena, l, err)) < 0)
+            goto fail;
+        mx_arena_init_measure(&meas);
+        if ((rc = alloc_scratch(c, &meas, err)) < 0)
+            goto fail;
+        if ((rc = mx_arena_init(&ln->arena, ln->be, meas.used, err)) < 0) {
+            mx_err_clear(err);
+            rc = mx_err_set(err, MX_ENOMEM, "context: scratch needs %.1f MiB on %s for ubatch "
+                            "%d; try a smaller --ubatch", meas.used / 1048576.0,
+                            mx_backend_name(ln->be), (int)c->n_ubatch);
+            goto fail;
+        }
+        if ((rc = alloc_scratch(c, &ln->arena, err)) < 0)
+            goto fail;
+        for (int i = 0; i < c->n_sreg; i++)
+            ln->saved[i] = *c->sreg[i];
+        kv_used += ln->kv_arena.used;
+        sc_used += ln->arena.used;
     }
-    if ((rc = alloc_cache(c, &c->kv_arena, err)) < 0)
-        goto fail;
-    mx_arena_init_measure(&meas);
-    if ((rc = alloc_scratch(c, &meas, err)) < 0)
-        goto fail;
-    if ((rc = mx_arena_init(&c->arena, c->be, meas.used, err)) < 0) {
-        mx_err_clear(err);
-        rc = mx_err_set(err, MX_ENOMEM, "context: scratch needs %.1f MiB for ubatch %d; try a "
-                        "smaller --ubatch", meas.used / 1048576.0, (int)c->n_ubatch);
-        goto fail;
-    }
-    if ((rc = alloc_scratch(c, &c->arena, err)) < 0)
-        goto fail;
+    lane_use(c, 0);
     mx_log(MX_LOG_INFO, "context: %lld tokens, KV cache %s %.1f MiB, scratch %.1f MiB",
-           (long long)n_ctx, mx_type_name(c->kv_type), c->kv_arena.used / 1048576.0,
-           c->arena.used / 1048576.0);
+           (long long)n_ctx, mx_type_name(c->kv_type), kv_used / 1048576.0,
+           sc_used / 1048576.0);
     mx_llama_kv_clear(c);
     *out = c;
     return 0;
@@ -307,8 +377,10 @@ fail:
 void mx_llama_ctx_free(struct mx_llama_ctx *c) {
     if (!c)
         return;
-    mx_arena_deinit(&c->arena);
-    mx_arena_deinit(&c->kv_arena);
+    for (int l = 0; l < 2; l++) {
+        mx_arena_deinit(&c->lane[l].arena);
+        mx_arena_deinit(&c->lane[l].kv_arena);
+    }
     free(c->kc);
     free(c->vc);
     free(c->kpos);
@@ -319,7 +391,9 @@ void mx_llama_ctx_free(struct mx_llama_ctx *c) {
 
 int64_t mx_llama_ctx_n_ctx(const struct mx_llama_ctx *c) { return c->n_ctx; }
 int64_t mx_llama_ctx_n_past(const struct mx_llama_ctx *c) { return c->next_pos; }
-size_t mx_llama_ctx_kv_bytes(const struct mx_llama_ctx *c) { return c->kv_arena.used; }
+size_t mx_llama_ctx_kv_bytes(const struct mx_llama_ctx *c) {
+    return c->lane[0].kv_arena.used + c->lane[1].kv_arena.used;
+}
 const float *mx_llama_logits(const struct mx_llama_ctx *c) { return c->logits; }
 
 void mx_llama_kv_clear(struct mx_llama_ctx *c) {
@@ -378,6 +452,32 @@ static struct mx_tensor rows(const struct mx_tensor *t, int64_t row0, int64_t n)
 
 /* ---- the forward pass ----------------------------------------------------------------------- */
 
+/* Copies the first n bytes of scratch field f from lane `from` to lane `to` of a split. Lane 1 is
+ * the host (host memory), so the device's get/set moves the bytes in one copy either way. */
+static int carry(struct mx_llama_ctx *c, int from, int to, const struct mx_tensor *f, size_t n) {
+    int i = 0;
+    while (i < c->n_sreg && c->sreg[i] != f)
+        i++;
+    if (i == c->n_sreg)
+        return MX_EINVAL;
+    const struct mx_tensor *s = &c->lane[from].saved[i], *d = &c->lane[to].saved[i];
+    if (to == 1)
+        return mx_tensor_get(c->lane[from].be, s, d->data, 0, n);
+    return mx_tensor_set(c->lane[to].be, d, s->data, 0, n);
+}
+
+/* Moves the residual stream of T tokens to lane l (when it is elsewhere) and makes l current. */
+static int go(struct mx_llama_ctx *c, int l, int64_t T, struct mx_err *err) {
+    int rc = 0;
+    if (c->cur != l) {
+        OP("forward: carry x", carry(c, c->cur, l, &c->x, (size_t)(T * c->x.ne[0]) * 4));
+        lane_use(c, l);
+    }
+    return 0;
+fail:
+    return rc;
+}
+
 /* dst = W x (ids NULL) or the expert matmul W[ids] x, plus the LoRA adapters' terms for W. */
 static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *w,
               const struct mx_tensor *x, const struct mx_tensor *ids) {
@@ -387,42 +487,72 @@ static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_ten
     return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
 }
 
-/* gpt-oss's expert block on xb (llama.cpp build_moe_ffn with SWIGLU_OAI_MOE and
- * SOFTMAX_WEIGHT): router logits + bias; the top-k logits, their weights a softmax over those k;
- * per selected expert g = W_gate xb + b_gate, u = W_up xb + b_up, h = swiglu_oai(g, u) (alpha
- * 1.702, limit 7), y = W_down h + b_down; tmp = sum of the weighted y. Returns 0 or a backend
- * error (err set). */
-static int gptoss_moe(struct mx_llama_ctx *c, const struct mx_llama_layer *L, int64_t T,
-                      struct mx_err *err) {
+/* The selected experts of a block on the T tokens of xb, weighted into tmp (sel and selw
+ * already routed): gate and up, the gated unit, down, the weighted sum. gpt-oss adds each
+ * expert's biases (gathered with get_rows) and uses SwiGLU-OAI (alpha 1.702, limit 7). Runs on
+ * the lane holding the experts (--cpu-moe: the host), carrying xb and the routing there and tmp
+ * back. Returns 0 or a backend error (err set). */
+static int experts(struct mx_llama_ctx *c, const struct mx_llama_layer *L, int64_t T,
+                   struct mx_err *err) {
     const struct mx_llama_hparams *hp = &c->m->hp;
-    struct mx_backend *be = c->be;
     const int64_t ku = hp->n_expert_used, F = hp->n_ff_exp, E = hp->n_embd;
+    const int from = c->cur, to = lane_of(c, L->be_exps);
     int rc = 0;
-    struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
-    struct mx_tensor selw = rows(&c->selw, 0, T), xb = rows(&c->xb, 0, T);
+    if (to != from) {
+        OP("forward: carry to the experts", carry(c, from, to, &c->xb, (size_t)(E * T) * 4));
+        OP("forward: carry to the experts", carry(c, from, to, &c->sel, (size_t)(ku * T) * 4));
+        OP("forward: carry to the experts", carry(c, from, to, &c->selw, (size_t)(ku * T) * 4));
+        lane_use(c, to);
+    }
+    struct mx_backend *be = c->be;
+    struct mx_tensor sel = rows(&c->sel, 0, T), selw = rows(&c->selw, 0, T);
     struct mx_tensor tmp = rows(&c->tmp, 0, T);
     struct mx_tensor g3 = flat3(&c->gate, F, ku, T), u3 = flat3(&c->up, F, ku, T);
     struct mx_tensor ey3 = rows3(&c->ey, E, ku, T), xb3 = rows3(&c->xb, E, 1, T);
-    struct mx_tensor g2 = flat3(&c->gate, F, ku * T, 1), u2 = flat3(&c->up, F, ku * T, 1);
-    struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
-    struct mx_tensor bf = flat3(&c->ebias, F, ku * T, 1), be2 = flat3(&c->ebias, E, ku * T, 1);
-    struct mx_tensor ids1 = head1d(&c->sel, ku * T);
+    OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
+    if (hp->gptoss) {
+        struct mx_tensor g2 = flat3(&c->gate, F, ku * T, 1), u2 = flat3(&c->up, F, ku * T, 1);
+        struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
+        struct mx_tensor bf = flat3(&c->ebias, F, ku * T, 1), be2 = flat3(&c->ebias, E, ku * T, 1);
+        struct mx_tensor ids1 = head1d(&c->sel, ku * T);
+        OP("forward: expert gate bias", mx_op_get_rows(be, &bf, &L->gate_exps_b, &ids1));
+        OP("forward: expert gate bias", mx_op_add(be, &g2, &g2, &bf));
+        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
+        OP("forward: expert up bias", mx_op_get_rows(be, &bf, &L->up_exps_b, &ids1));
+        OP("forward: expert up bias", mx_op_add(be, &u2, &u2, &bf));
+        OP("forward: expert swiglu_oai", mx_op_swiglu_oai(be, &g2, &g2, &u2, 1.702f, 7.0f));
+        OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
+        OP("forward: expert down bias", mx_op_get_rows(be, &be2, &L->down_exps_b, &ids1));
+        OP("forward: expert down bias", mx_op_add(be, &ey2, &ey2, &be2));
+    } else {
+        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
+        OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
+        OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
+    }
+    OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
+    if (to != from) {
+        OP("forward: carry from the experts", carry(c, to, from, &c->tmp, (size_t)(E * T) * 4));
+        lane_use(c, from);
+    }
+    return 0;
+fail:
+    return rc;
+}
+
+/* gpt-oss's expert block on xb (llama.cpp build_moe_ffn with SWIGLU_OAI_MOE and
+ * SOFTMAX_WEIGHT): router logits + bias; the top-k logits, their weights a softmax over those k;
+ * then the biased experts (experts()). Returns 0 or a backend error (err set). */
+static int gptoss_moe(struct mx_llama_ctx *c, const struct mx_llama_layer *L, int64_t T,
+                      struct mx_err *err) {
+    struct mx_backend *be = c->be;
+    int rc = 0;
+    struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
+    struct mx_tensor selw = rows(&c->selw, 0, T), xb = rows(&c->xb, 0, T);
     OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
     OP("forward: router bias", mx_op_add(be, &rl, &rl, &L->gate_inp_b));
     /* renorm: the softmax over all logits divided by its sum over the k = a softmax over k */
     OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, true));
-    OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
-    OP("forward: expert gate bias", mx_op_get_rows(be, &bf, &L->gate_exps_b, &ids1));
-    OP("forward: expert gate bias", mx_op_add(be, &g2, &g2, &bf));
-    OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
-    OP("forward: expert up bias", mx_op_get_rows(be, &bf, &L->up_exps_b, &ids1));
-    OP("forward: expert up bias", mx_op_add(be, &u2, &u2, &bf));
-    OP("forward: expert swiglu_oai", mx_op_swiglu_oai(be, &g2, &g2, &u2, 1.702f, 7.0f));
-    OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
-    OP("forward: expert down bias", mx_op_get_rows(be, &be2, &L->down_exps_b, &ids1));
-    OP("forward: expert down bias", mx_op_add(be, &ey2, &ey2, &be2));
-    OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
-    return 0;
+    return experts(c, L, T, err);
 fail:
     return rc;
 }
@@ -514,7 +644,6 @@ static int ffn_block(struct mx_llama_ctx *c, int il, int64_t T, struct mx_err *e
     const struct mx_llama_hparams *hp = &m->hp;
     const struct mx_llama_layer *L = &m->layers[il];
     struct mx_backend *be = c->be;
-    const int64_t ku = hp->n_expert_used;
     int rc = 0;
     struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
     OP("forward: ffn_norm", mx_op_rms_norm(be, &xb, &x, &L->ffn_norm, hp->norm_eps));
@@ -530,18 +659,11 @@ static int ffn_block(struct mx_llama_ctx *c, int il, int64_t T, struct mx_err *e
          * experts' SwiGLU; tmp = the weighted sum of their outputs */
         struct mx_tensor rl = rows(&c->router, 0, T), sel = rows(&c->sel, 0, T);
         struct mx_tensor selw = rows(&c->selw, 0, T);
-        struct mx_tensor g3 = flat3(&c->gate, hp->n_ff_exp, ku, T);
-        struct mx_tensor u3 = flat3(&c->up, hp->n_ff_exp, ku, T);
-        struct mx_tensor ey3 = rows3(&c->ey, hp->n_embd, ku, T);
-        struct mx_tensor xb3 = rows3(&c->xb, hp->n_embd, 1, T);
         bool renorm = hp->arch_flags & MX_LLAMA_F_MOE_NORM_W;
         OP("forward: router", mm(c, &rl, &L->ffn_gate_inp, &xb, NULL));
         OP("forward: routing", mx_op_moe_route(be, &sel, &selw, &rl, renorm));
-        OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
-        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
-        OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
-        OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
-        OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));
+        if ((rc = experts(c, L, T, err)) < 0)
+            return rc;
         if (L->gate_shexp.data) {
             /* the shared expert every token runs: sh = SwiGLU_shexp(xb) [* sigmoid gate] */
             struct mx_tensor sh = rows(&c->sh, 0, T);
@@ -580,13 +702,18 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         c->hbuf[i] = (int32_t)(c->next_pos + i);
         c->kpos[cell0 + i] = (int32_t)(c->next_pos + i);
     }
-    struct mx_tensor ids_t = head1d(&c->ids, T), pos_t = head1d(&c->pos, T);
-    OP("forward: ids", mx_tensor_set(be, &ids_t, ids, 0, (size_t)T * 4));
-    OP("forward: positions", mx_tensor_set(be, &pos_t, c->hbuf, 0, (size_t)T * 4));
-    OP("forward: kv positions", mx_tensor_set(be, &c->kpos_t, c->kpos + cell0,
-                                              (size_t)cell0 * 4, (size_t)T * 4));
-
-    struct mx_tensor x = rows(&c->x, 0, T);
+    for (int l = c->n_lanes - 1; l >= 0; l--) { /* every lane's copy; ends on lane 0 */
+        lane_use(c, l);
+        be = c->be;
+        struct mx_tensor ids_t = head1d(&c->ids, T), pos_t = head1d(&c->pos, T);
+        OP("forward: ids", mx_tensor_set(be, &ids_t, ids, 0, (size_t)T * 4));
+        OP("forward: positions", mx_tensor_set(be, &pos_t, c->hbuf, 0, (size_t)T * 4));
+        OP("forward: kv positions", mx_tensor_set(be, &c->kpos_t, c->kpos + cell0,
+                                                  (size_t)cell0 * 4, (size_t)T * 4));
+    }
+    lane_use(c, lane_of(c, m->be_embd));
+    be = c->be;
+    struct mx_tensor ids_t = head1d(&c->ids, T), x = rows(&c->x, 0, T);
 
     /* token embedding: x = token_embd[ids] (granite: times embedding_scale) */
     OP("forward: embedding", mx_op_get_rows(be, &x, &m->tok_embd, &ids_t));
@@ -594,9 +721,15 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         OP("forward: embedding scale", mx_op_scale(be, &x, &x, hp->embd_scale));
 
     for (int il = 0; il < hp->n_layer; il++) {
+        if ((rc = go(c, lane_of(c, m->layers[il].be), T, err)) < 0)
+            goto fail;
+        struct mx_tensor pos_t = head1d(&c->pos, T); /* the block's lane's */
         if ((rc = attn_block(c, il, T, &pos_t, err)) < 0 || (rc = ffn_block(c, il, T, err)) < 0)
             goto fail;
     }
+    if ((rc = go(c, lane_of(c, m->be_out), T, err)) < 0)
+        goto fail;
+    be = c->be;
 
     if (out_rows > 0) {
         /* logits = output · norm(x), for the last row or in chunks of every row */
@@ -665,6 +798,26 @@ int mx_llama_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n, bool 
 
 /* ---- KV cache edits ------------------------------------------------------------------------- */
 
+/* Writes kpos[0, n) into every lane's copy. Returns 0 or the backend's error. */
+static int set_kpos(struct mx_llama_ctx *c, int64_t n) {
+    for (int l = 0; l < c->n_lanes; l++) {
+        int rc = mx_tensor_set(c->lane[l].be, &c->lane[l].kpos_t, c->kpos, 0, (size_t)n * 4);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Waits for every lane's queued work. Returns 0 or the first deferred error. */
+static int sync_lanes(struct mx_llama_ctx *c) {
+    for (int l = 0; l < c->n_lanes; l++) {
+        int rc = mx_backend_sync(c->lane[l].be);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int64_t max_pos_plus_one(const struct mx_llama_ctx *c) {
     int64_t mx = 0;
     for (int64_t i = 0; i < c->n_used; i++)
@@ -694,8 +847,9 @@ int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx
             for (int il = 0; il < n_layer; il++) {
                 struct mx_tensor ks = rows(&c->kc[il], i, j - i), kd = rows(&c->kc[il], dst, j - i);
                 struct mx_tensor vs = rows(&c->vc[il], i, j - i), vd = rows(&c->vc[il], dst, j - i);
-                OP("kv remove: move keys", mx_op_cpy(c->be, &kd, &ks));
-                OP("kv remove: move values", mx_op_cpy(c->be, &vd, &vs));
+                struct mx_backend *lb = c->kc[il].buf->be; /* the lane of the block */
+                OP("kv remove: move keys", mx_op_cpy(lb, &kd, &ks));
+                OP("kv remove: move values", mx_op_cpy(lb, &vd, &vs));
             }
             memmove(c->kpos + dst, c->kpos + i, (size_t)(j - i) * sizeof *c->kpos);
         }
@@ -705,8 +859,7 @@ int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx
     for (int64_t t = dst; t < c->n_used; t++)
         c->kpos[t] = -1;
     c->n_used = dst;
-    OP("kv remove: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
-                                             (size_t)c->n_ctx * 4));
+    OP("kv remove: positions", set_kpos(c, c->n_ctx));
     c->next_pos = max_pos_plus_one(c);
     return 0;
 fail:
@@ -727,7 +880,11 @@ int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t de
                               (int)c->kpos[i], (long long)delta);
     for (int64_t i = 0; i < c->n_used; i++)
         c->hbuf[i] = (c->kpos[i] >= p0 && c->kpos[i] < p1) ? (int32_t)delta : 0;
-    OP("kv shift: deltas", mx_tensor_set(c->be, &c->delta, c->hbuf, 0, (size_t)c->n_used * 4));
+    for (int l = 0; l < c->n_lanes; l++) {
+        lane_use(c, l);
+        OP("kv shift: deltas", mx_tensor_set(c->be, &c->delta, c->hbuf, 0,
+                                             (size_t)c->n_used * 4));
+    }
     /* re-rotate only runs of affected cells, so other cells of a quantized cache are untouched */
     int64_t i = 0;
     while (i < c->n_used) {
@@ -738,9 +895,10 @@ int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t de
         int64_t j = i;
         while (j < c->n_used && c->hbuf[j] != 0)
             j++;
-        struct mx_tensor d = head1d(&c->delta, j - i);
-        d.data = (char *)c->delta.data + i * 4;
         for (int il = 0; il < c->m->hp.n_layer; il++) {
+            lane_use(c, lane_of(c, c->kc[il].buf->be)); /* the block's deltas and rope */
+            struct mx_tensor d = head1d(&c->delta, j - i);
+            d.data = (char *)c->delta.data + i * 4;
             struct mx_tensor kr = rows(&c->kc[il], i, j - i);
             OP("kv shift: rotate keys",
                mx_op_kv_shift(c->be, &kr, &d, c->m->hp.head_dim, &c->rope));
@@ -749,9 +907,8 @@ int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t de
     }
     for (int64_t t = 0; t < c->n_used; t++)
         c->kpos[t] += c->hbuf[t];
-    OP("kv shift: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
-                                            (size_t)c->n_used * 4));
-    OP("kv shift: sync", mx_backend_sync(c->be));
+    OP("kv shift: positions", set_kpos(c, c->n_used));
+    OP("kv shift: sync", sync_lanes(c));
     c->next_pos = max_pos_plus_one(c);
     return 0;
 fail:
@@ -806,9 +963,11 @@ static int kv_rows_io(struct mx_llama_ctx *c, const struct mx_tensor *t, int64_t
         if (load) {
             if ((rc = rfn(ud, bounce, bytes, err)) < 0)
                 return rc;
-            OP("kv state: write rows", mx_tensor_set(c->be, t, bounce, (size_t)i * row, bytes));
+            OP("kv state: write rows", mx_tensor_set(t->buf->be, t, bounce, (size_t)i * row,
+                                                     bytes));
         } else {
-            OP("kv state: read rows", mx_tensor_get(c->be, t, bounce, (size_t)i * row, bytes));
+            OP("kv state: read rows", mx_tensor_get(t->buf->be, t, bounce, (size_t)i * row,
+                                                    bytes));
             if ((rc = wfn(ud, bounce, bytes, err)) < 0)
                 return rc;
         }
@@ -898,9 +1057,8 @@ int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn
     }
     free(bounce);
     bounce = NULL;
-    OP("kv state: positions", mx_tensor_set(c->be, &c->kpos_t, c->kpos, 0,
-                                            (size_t)c->n_ctx * 4));
-    OP("kv state: sync", mx_backend_sync(c->be));
+    OP("kv state: positions", set_kpos(c, c->n_ctx));
+    OP("kv state: sync", sync_lanes(c));
     c->n_used = h.n_used;
     c->next_pos = h.next_pos;
     return 0;

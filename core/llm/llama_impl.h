@@ -46,6 +46,11 @@ struct mx_llama_layer {
     struct mx_tensor gate_exps_b; /* F32 per-expert biases [n_ff, n_expert] */
     struct mx_tensor up_exps_b;   /* F32 [n_ff, n_expert] */
     struct mx_tensor down_exps_b; /* F32 [n_embd, n_expert] */
+
+    /* placement (core/llm/placement.c): the backend holding the block's weights, which runs
+     * its ops; the experts (and gpt-oss's expert biases) may stay on the host (--cpu-moe) */
+    struct mx_backend *be;        /* attention, norms, router, dense FFN, shared expert */
+    struct mx_backend *be_exps;   /* gate_exps, up_exps, down_exps (+ their biases) */
 };
 
 struct mx_llama_model {
@@ -66,6 +71,14 @@ struct mx_llama_model {
     struct mx_llama_size size;    /* parameter/byte counts */
     struct mx_llama_lora **loras; /* LoRA adapters applied on the fly (owned; core/llm/lora.h) */
     int n_loras;
+    /* a split between be and a host backend (struct mx_llama_load_opts; placement.c) */
+    struct mx_backend *host;      /* borrowed; NULL: everything on be */
+    struct mx_backend *be_embd;   /* holds tok_embd (host when split, else be) */
+    struct mx_backend *be_out;    /* holds output_norm and output */
+    struct mx_tensor rope_freqs_dev; /* be's copy of rope_freqs when split (or absent) */
+    bool split;                   /* some weights run on host, others on be */
+    struct mx_buf **dbufs;        /* be's copies of the weights placed on it (owned), n_dbufs */
+    int n_dbufs;
 };
 
 #endif

@@ -243,6 +243,11 @@ static int load_pairs(const struct mx_llama_model *m, struct mx_llama_lora *l,
 
 int mx_llama_lora_add(struct mx_llama_model *m, const char *path, float scale,
                       struct mx_err *err) {
+    /* the adapter's tensors live on the model's backend, and its terms are added where the
+     * adapted weight runs: a split model would mix the two */
+    if (m->split)
+        return mx_err_set(err, MX_EUNSUP, "%s: LoRA adapters need the whole model on one device "
+                          "(not with --gpu-layers below all or --cpu-moe)", path);
     struct mx_llama_lora *l = calloc(1, sizeof *l);
     struct mx_llama_lora **v = NULL;
     if (!l)
