@@ -146,7 +146,7 @@ int mx_mem_plan_make_split(const char *path, const char *device, int n_ctx, int 
     plan->avail = mx_app_device_mem_available(device, plan->where, sizeof plan->where);
     const char *fake = getenv("MIXEL_VRAM_AVAILABLE");
     if (plan->split && mx_app_split_cpu() && fake && fake[0]) { /* the CPU playing a device */
-        snprintf(plan->where, sizeof plan->where, "the device's memory (MIXEL_SPLIT_CPU)");
+        snprintf(plan->where, sizeof plan->where, "device memory");
         plan->avail = strtoull(fake, NULL, 10);
     }
     int64_t want = n_ctx > 0 ? n_ctx : MX_MAX((int64_t)hp.n_ctx_train, 16);
@@ -226,7 +226,7 @@ int mx_mem_plan_check_split(const char *path, const struct mx_mem_plan *plan, in
             uint64_t need;
             if (plan->is_moe && n_cpu_moe >= 0 && n_cpu_moe < hp.n_layer &&
                 (need = dev_need(g, &hp, plan, kv_type, ubatch, -1, -1)) <= plan->avail)
-                o += (size_t)snprintf(hint + o, sizeof hint - o, "--cpu-moe (%s), ",
+                o += (size_t)snprintf(hint + o, sizeof hint - o, "--cpu-moe (%s) or ",
                                       mx_mem_fmt(need, x, sizeof x));
             for (int ngl = hp.n_layer + 1; ngl >= 0 && o < sizeof hint; ngl--)
                 if ((need = dev_need(g, &hp, plan, kv_type, ubatch, ngl, n_cpu_moe)) <=
@@ -239,7 +239,7 @@ int mx_mem_plan_check_split(const char *path, const struct mx_mem_plan *plan, in
         mx_gguf_close(g);
         return mx_err_set(err, MX_ENOMEM,
                           "%s: does not fit in %s: model %s + KV %s (%s, %lld tokens) + "
-                          "buffers %s = %s, %s available; try %s-c, %sa smaller quant, or "
+                          "buffers %s = %s, %s available; try %sa smaller -c, %sor "
                           "--no-mem-check", base, plan->where,
                           mx_mem_fmt(plan->weights, w, sizeof w),
                           mx_mem_fmt(plan->kv, kv, sizeof kv),

@@ -41,11 +41,12 @@ MIXEL_MEM_AVAILABLE=1000000 run -c 16; rc=$?
 [ $rc -eq 1 ] || fail "weights above the limit: exit $rc"
 grep -q 'does not fit in memory: model 1.1 MiB' "$T/err" || fail "$(cat "$T/err")"
 # on a GPU the plan is against its free VRAM (refused before the device is even opened, so this
-# runs without one): the same numbers, and where they did not fit
+# runs without one): the same numbers but the embedding (128 KiB, kept in host memory as
+# llama.cpp keeps its input layer), and where they did not fit
 MIXEL_MEM_AVAILABLE=100000000 MIXEL_VRAM_AVAILABLE=2000000 run -c 512 --kv-type f32 --device cuda
 rc=$?
 [ $rc -eq 1 ] || fail "a model that does not fit in VRAM: exit $rc"
-grep -q 'stories260K.gguf: does not fit in VRAM on .*: model 1.1 MiB + KV 642 KiB (f32, 512 tokens)' \
+grep -q 'stories260K.gguf: does not fit in VRAM on .*: model 1016 KiB + KV 642 KiB (f32, 512 tokens)' \
     "$T/err" || fail "VRAM refusal: $(cat "$T/err")"
 # the plan is said before loading
 MIXEL_MEM_AVAILABLE=100000000 run -c 512 || fail "$(cat "$T/err")"

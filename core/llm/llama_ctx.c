@@ -481,6 +481,12 @@ fail:
 /* dst = W x (ids NULL) or the expert matmul W[ids] x, plus the LoRA adapters' terms for W. */
 static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *w,
               const struct mx_tensor *x, const struct mx_tensor *ids) {
+    /* a split runs each weight on its own backend: the wrong lane is a bug, not a slow path
+     * (on a GPU it would read host pointers) */
+    if (w->buf && w->buf->be != c->be)
+        return mx_err_set(&c->be->last_err, MX_EINVAL, "weight '%s' lives on another backend "
+                          "(%s) than the one running it (%s)", w->name ? w->name : "?",
+                          mx_backend_name(w->buf->be), mx_backend_name(c->be));
     int rc = ids ? mx_op_matmul_id(c->be, dst, w, x, ids) : mx_op_matmul(c->be, dst, w, x);
     if (rc < 0 || c->m->n_loras == 0)
         return rc;

@@ -245,9 +245,10 @@ int mx_llama_place_weights(struct mx_llama_model *m, const struct mx_llama_load_
         m->owned_experts = NULL;
     }
     if (host)
-        mx_log(MX_LOG_INFO, "%s: blocks %d..%d on %s%s, output on %s, embedding on %s",
-               mx_gguf_path(m->gguf), (int)p.i_dev, (int)hp->n_layer - 1, mx_backend_name(m->be),
-               hp->n_expert > 0 && p.n_cpu_moe > p.i_dev ? " (their experts from block "
-               "--n-cpu-moe on)" : "", mx_backend_name(m->be_out), mx_backend_name(host));
+        mx_log(MX_LOG_INFO, "placement: %d of %d blocks on the device (%s)%s, the output %s, "
+               "the rest in host memory", (int)(hp->n_layer - p.i_dev), (int)hp->n_layer,
+               mx_backend_name(m->be),
+               hp->n_expert > 0 && p.n_cpu_moe > p.i_dev ? " but the experts of blocks below "
+               "--n-cpu-moe" : "", p.out_dev ? "there too" : "on the host");
     return 0;
 }
