@@ -4,7 +4,9 @@
  * come in (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; llama and Mixtral). The CPU runs in MX_ACT_F32 mode,
  * the GPU's numerics (activations stay F32), with an F32 KV cache, so the two differ only in
  * summation order: logits within 1e-3 of each other relative to their largest magnitude, and
- * the greedy text equal. Skips (77) with the reason without ../shared or a CUDA device.
+ * the greedy text equal. The same models split between the GPU and a CPU host (--gpu-layers 2,
+ * --cpu-moe, --n-cpu-moe 1; core/llm/placement.h) within the same bound. Skips (77) with the
+ * reason without ../shared or a CUDA device.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -34,13 +36,17 @@ static int keep_row(void *ud, int64_t i, const float *logits) {
     return 0;
 }
 
-/* Prompt logits (n rows) and greedy ids (n_gen) of the model on backend be. */
-static void run(struct mx_backend *be, const char *path, const int32_t *prompt, int64_t n,
-                float *logits, int32_t *gen, int n_gen) {
+/* Prompt logits (n rows) and greedy ids (n_gen) of the model on backend be (with host: split
+ * as gpu_layers / n_cpu_moe say, core/llm/placement.h). */
+static void run_split(struct mx_backend *be, struct mx_backend *host, int gpu_layers,
+                      int n_cpu_moe, const char *path, const int32_t *prompt, int64_t n,
+                      float *logits, int32_t *gen, int n_gen) {
     struct mx_err err = {0};
     struct mx_llama_model *m = NULL;
     struct mx_llama_ctx *c = NULL;
-    if (mx_llama_model_load(path, be, &m, &err) < 0)
+    struct mx_llama_load_opts o = {.host = host, .gpu_layers = gpu_layers,
+                                   .n_cpu_moe = n_cpu_moe};
+    if (mx_llama_model_load_opts(path, be, &o, &m, &err) < 0)
         fail_msg("%s on %s: %s", path, mx_backend_name(be), err.msg);
     struct mx_llama_ctx_params p;
     mx_llama_ctx_params_default(&p);
@@ -65,6 +71,20 @@ static void run(struct mx_backend *be, const char *path, const int32_t *prompt, 
     mx_llama_model_free(m);
 }
 
+static void run(struct mx_backend *be, const char *path, const int32_t *prompt, int64_t n,
+                float *logits, int32_t *gen, int n_gen) {
+    run_split(be, NULL, -1, 0, path, prompt, n, logits, gen, n_gen);
+}
+
+/* max |a - b| over n values, and max |a| */
+static void diff(const float *a, const float *b, int64_t n, double *md, double *mx) {
+    *md = *mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        *mx = fmax(*mx, fabs(a[i]));
+        *md = fmax(*md, fabs((double)a[i] - b[i]));
+    }
+}
+
 static void test_models(void **state) {
     (void)state;
     const char *files[] = {"stories260K.gguf",          "tiny-mixtral-f32.gguf",
@@ -73,9 +93,12 @@ static void test_models(void **state) {
                            "tiny-mixtral-d256-q6_k.gguf"};
     struct mx_err err = {0};
     struct mx_backend *cpu = mx_backend_cpu_new(0, &err), *gpu = mx_backend_cuda_new(0, &err);
+    struct mx_backend *host = mx_backend_cpu_new(0, &err);
     assert_non_null(cpu);
     assert_non_null(gpu);
+    assert_non_null(host);
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    mx_backend_set_act_mode(host, MX_ACT_F32);
     enum { N = 40, NG = 24 };
     int32_t prompt[N];
     for (int i = 0; i < N; i++)
@@ -89,19 +112,31 @@ static void test_models(void **state) {
         run(cpu, path, prompt, N, a, ga, NG);
         run(gpu, path, prompt, N, b, gb, NG);
         double mx = 0, md = 0;
-        for (int64_t i = 0; i < (int64_t)N * V; i++) {
-            mx = fmax(mx, fabs(a[i]));
-            md = fmax(md, fabs((double)a[i] - b[i]));
-        }
+        diff(a, b, (int64_t)N * V, &md, &mx);
         printf("%-28s logits max |gpu - cpu| %.3g (max |cpu| %.3g), greedy %s\n", files[f], md,
                mx, memcmp(ga, gb, sizeof ga) ? "DIFFERS" : "equal");
         assert_true(md <= 1e-3 * mx);
         assert_memory_equal(ga, gb, sizeof ga);
+        /* split between the GPU and a CPU host: the last block + output on the GPU; every
+         * block on the GPU but the experts (--cpu-moe); the experts of block 0 (--n-cpu-moe 1) */
+        const int splits[3][2] = {{2, 0}, {-1, -1}, {-1, 1}};
+        for (int k = 0; k < 3; k++) {
+            int32_t gs[NG];
+            memset(b, 0, (size_t)N * V * sizeof *b);
+            run_split(gpu, host, splits[k][0], splits[k][1], path, prompt, N, b, gs, NG);
+            diff(a, b, (int64_t)N * V, &md, &mx);
+            printf("%-28s split ngl %d cpu-moe %d: max |split - cpu| %.3g, greedy %s\n",
+                   files[f], splits[k][0], splits[k][1], md,
+                   memcmp(ga, gs, sizeof ga) ? "DIFFERS" : "equal");
+            assert_true(md <= 1e-3 * mx);
+            assert_memory_equal(ga, gs, sizeof ga);
+        }
         free(a);
         free(b);
     }
     mx_backend_free(gpu);
     mx_backend_free(cpu);
+    mx_backend_free(host);
 }
 
 int main(void) {

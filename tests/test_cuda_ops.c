@@ -142,7 +142,7 @@ static void test_matmul_types(void **state) {
     const enum mx_type types[] = {MX_TYPE_F32,  MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q4_0,
                                   MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1, MX_TYPE_Q8_0,
                                   MX_TYPE_Q2_K, MX_TYPE_Q3_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K,
-                                  MX_TYPE_Q6_K, MX_TYPE_MXFP4};
+                                  MX_TYPE_Q6_K, MX_TYPE_MXFP4, MX_TYPE_IQ4_NL, MX_TYPE_IQ4_XS};
     const int64_t Ts[] = {1, 3, 8, 37}; /* decode kernel and the cuBLAS path */
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -196,6 +196,49 @@ static void test_matmul_id_get_rows(void **state) {
     assert_int_equal(mx_op_get_rows(gpu, &e->d, &emb->d, &tid->d), 0);
     cmp(e, 1e-6, "get_rows q6_K");
     free_pairs();
+    mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+}
+
+/* Prefill's expert-grouped matmul_id (T > 8 tokens: tokens gathered per expert, one product per
+ * selected expert) against the CPU, with an expert no token picks, both x layouts, a
+ * quantized and an IQ type; an id out of range is refused at once. */
+static void test_matmul_id_grouped(void **state) {
+    (void)state;
+    mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    enum { E = 8, K = 2, T = 40 };
+    int32_t sel[K * T];
+    for (int i = 0; i < K * T; i++) {
+        int e = (i * 5 + i / 7) % E;
+        sel[i] = e == 5 ? 6 : e; /* expert 5: never chosen */
+    }
+    for (int i = 0; i < T; i++) /* the two slots of a token differ, as top-k's do */
+        if (sel[2 * i] == sel[2 * i + 1])
+            sel[2 * i + 1] = (sel[2 * i] + 1) % E == 5 ? 7 : (sel[2 * i] + 1) % E;
+    const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_IQ4_XS, MX_TYPE_F32};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        struct pair *w = rnd_w(types[k], 256, 48, E);
+        struct pair *ids = ids_p(K, T, sel);
+        struct pair *x1 = rnd(256, 1, T, 1, 1.0f), *xk = rnd(256, K, T, 1, 1.0f);
+        struct pair *y1 = mkp(MX_TYPE_F32, 48, K, T, 1), *yk = mkp(MX_TYPE_F32, 48, K, T, 1);
+        char what[64];
+        assert_int_equal(mx_op_matmul_id(cpu, &y1->h, &w->h, &x1->h, &ids->h), 0);
+        assert_int_equal(mx_op_matmul_id(gpu, &y1->d, &w->d, &x1->d, &ids->d), 0);
+        snprintf(what, sizeof what, "matmul_id grouped %s x1", mx_type_name(types[k]));
+        cmp(y1, 1e-5, what);
+        assert_int_equal(mx_op_matmul_id(cpu, &yk->h, &w->h, &xk->h, &ids->h), 0);
+        assert_int_equal(mx_op_matmul_id(gpu, &yk->d, &w->d, &xk->d, &ids->d), 0);
+        snprintf(what, sizeof what, "matmul_id grouped %s xk", mx_type_name(types[k]));
+        cmp(yk, 1e-5, what);
+        if (k == 0) {
+            int32_t badv[K * T];
+            memcpy(badv, sel, sizeof badv);
+            badv[17] = E;
+            struct pair *bad = ids_p(K, T, badv);
+            assert_int_equal(mx_op_matmul_id(gpu, &yk->d, &w->d, &xk->d, &bad->d), MX_EINVAL);
+            assert_int_equal(mx_backend_sync(gpu), 0);
+        }
+        free_pairs();
+    }
     mx_backend_set_act_mode(cpu, MX_ACT_GGML);
 }
 
@@ -432,6 +475,7 @@ int main(void) {
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_types),   cmocka_unit_test(test_matmul_id_get_rows),
+        cmocka_unit_test(test_matmul_id_grouped),
         cmocka_unit_test(test_norms_and_elementwise), cmocka_unit_test(test_rope_and_shift),
         cmocka_unit_test(test_attention),      cmocka_unit_test(test_cpy_and_moe),
         cmocka_unit_test(test_diffusion_ops),

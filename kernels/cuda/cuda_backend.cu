@@ -60,6 +60,23 @@ float *mx_cu_work(struct mx_backend *be, size_t bytes) {
     return c->work;
 }
 
+void *mx_cu_work2(struct mx_backend *be, size_t bytes) {
+    struct cu_ctx *c = cu(be);
+    if (bytes <= c->work2_cap)
+        return c->work2;
+    cudaStreamSynchronize(c->stream); /* queued kernels may still read the old one */
+    cudaFree(c->work2);
+    c->work2 = NULL;
+    c->work2_cap = 0;
+    if (cudaMalloc(&c->work2, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        mx_err_set(&be->last_err, MX_ENOMEM, "cuda: no %zu bytes of scratch in VRAM", bytes);
+        return NULL;
+    }
+    c->work2_cap = bytes;
+    return c->work2;
+}
+
 /* Waits for the stream; reports a failed kernel or an out-of-range id seen since the last wait. */
 static int wait_stream(struct mx_backend *be) {
     struct cu_ctx *c = cu(be);
@@ -87,6 +104,7 @@ static void cu_free(struct mx_backend *be) {
         if (c->stream)
             cudaStreamSynchronize(c->stream);
         cudaFree(c->work);
+        cudaFree(c->work2);
         cudaFree(extra(be)->bad);
         if (c->blas)
             cublasDestroy(c->blas);

@@ -124,6 +124,24 @@ static __device__ float cu_dq(int t, const uint8_t *row, int64_t i) {
         uint32_t e = b[0], u = e < 2 ? 0x00200000u << e : (e - 1) << 23;
         return (float)kv[q] * __uint_as_float(u);
     }
+    case MX_TYPE_IQ4_NL: { /* d qs[16]: d * kvalues_iq4nl[q] (quant_iq.c's table) */
+        const uint8_t *b = row + (i / 32) * 18;
+        int j = (int)(i % 32), q = j < 16 ? (b[2 + j] & 15) : (b[2 + j - 16] >> 4);
+        const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                               1,    13,   25,  38,  53,  69,  89,  113};
+        return cu_half(b) * (float)kv[q];
+    }
+    case MX_TYPE_IQ4_XS: { /* d scales_h scales_l[4] qs[128]: 8 sub-blocks of 32, 6-bit scales */
+        const uint8_t *b = row + (i / 256) * 136;
+        int k = (int)(i % 256), ib = k / 32, j = k % 32;
+        int sh = b[2] | (b[3] << 8);
+        int ls = ((b[4 + ib / 2] >> 4 * (ib % 2)) & 0xf) | (((sh >> 2 * ib) & 3) << 4);
+        const uint8_t *qs = b + 8 + 16 * ib;
+        int q = j < 16 ? (qs[j] & 15) : (qs[j - 16] >> 4);
+        const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                               1,    13,   25,  38,  53,  69,  89,  113};
+        return cu_half(b) * (float)(ls - 32) * (float)kv[q];
+    }
     default: return 0.0f;
     }
 }

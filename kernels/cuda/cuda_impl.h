@@ -1,5 +1,5 @@
-/* cuda_impl.h - private to kernels/cuda/*.cu: the backend's state, error helpers, and the
- * launchers each .cu file provides to cuda_backend.cu. C++ (nvcc) only.
+/* cuda_impl.h - private to the .cu files of kernels/cuda: the backend's state, error helpers,
+ * and the launchers each .cu file provides to cuda_backend.cu. C++ (nvcc) only.
  *
  * The backend is eager like the CPU one (kernels/backend.h): every op is queued on the
  * backend's one stream in call order; mx_tensor_get and sync wait. Errors of a launch are seen
@@ -29,6 +29,9 @@ struct cu_ctx {
     cublasHandle_t blas;        /* bound to stream */
     float *work;                /* scratch: dequantized weight tiles for cuBLAS (grows) */
     size_t work_cap;            /* bytes */
+    void *work2;                /* scratch beside work: matmul_id's expert lists and one
+                                   expert's gathered columns, live while work holds a tile */
+    size_t work2_cap;           /* bytes */
     int deferred;               /* a kernel failed asynchronously: reported by the next wait */
     char name[96];              /* the device's name, for messages */
 };
@@ -45,6 +48,9 @@ int mx_cu_check(struct mx_backend *be, const char *op);
 
 /* Scratch of at least bytes on the device (kept and grown; freed with the backend). */
 float *mx_cu_work(struct mx_backend *be, size_t bytes);
+
+/* A second scratch of the same kind, for an op that calls another one using mx_cu_work. */
+void *mx_cu_work2(struct mx_backend *be, size_t bytes);
 
 /* Blocks per grid for n items at threads per block, capped at the grid limit's safe value. */
 static inline unsigned mx_cu_blocks(int64_t n, int threads) {

@@ -1,7 +1,9 @@
 /* cuda_matmul.cu - weight matmuls on the GPU straight from the GGUF block formats: a warp per
  * output row for the few columns of decode (the weights stream from VRAM once per token, the
  * memory-bound case), dequantized tiles through cuBLAS SGEMM for prefill (compute-bound), the
- * MoE expert matmul (only the selected experts' rows are read) and the embedding lookup.
+ * MoE expert matmul (only the selected experts' rows are read: a warp per row for decode; for
+ * prefill the tokens grouped per expert, each selected expert multiplied once) and the
+ * embedding lookup. IQ4_NL, IQ4_XS and MXFP4 dequantize per element like the others.
  *
  * Activations stay F32 (the backend's MX_ACT_F32 numerics: W dequantized times x): the GPU
  * kernels do not round x to Q8 blocks as ggml's CPU path does. Never a dequantized copy of the
@@ -20,7 +22,7 @@ bool mx_cu_matmul_type(enum mx_type t) {
     case MX_TYPE_F32: case MX_TYPE_F16: case MX_TYPE_BF16: case MX_TYPE_Q4_0: case MX_TYPE_Q4_1:
     case MX_TYPE_Q5_0: case MX_TYPE_Q5_1: case MX_TYPE_Q8_0: case MX_TYPE_Q2_K:
     case MX_TYPE_Q3_K: case MX_TYPE_Q4_K: case MX_TYPE_Q5_K: case MX_TYPE_Q6_K:
-    case MX_TYPE_MXFP4:
+    case MX_TYPE_MXFP4: case MX_TYPE_IQ4_NL: case MX_TYPE_IQ4_XS:
         return true;
     default:
         return false;
@@ -165,6 +167,127 @@ __global__ void k_matvec_id(int type, const uint8_t *w, size_t w_row, size_t w_e
 
 extern int *mx_cu_bad_flag(struct mx_backend *be);
 
+/* xg[:, j] = x[:, col[j]] for j < n: one expert's tokens gathered into contiguous columns. */
+__global__ void k_gather_cols(const float *x, int64_t n_in, const int32_t *col, int n,
+                              float *xg) {
+    int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n_in * n)
+        return;
+    int64_t j = k / n_in, i = k % n_in;
+    xg[k] = x[(int64_t)col[j] * n_in + i];
+}
+
+/* dst[:, pos[j]] = yg[:, j] for j < n: the expert's results back to their (slot, token). */
+__global__ void k_scatter_cols(const float *yg, int64_t n_out, const int32_t *pos, int n,
+                               float *dst) {
+    int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n_out * n)
+        return;
+    int64_t j = k / n_out, o = k % n_out;
+    dst[(int64_t)pos[j] * n_out + o] = yg[k];
+}
+
+/* Prefill's matmul_id, grouped by expert (ggml-cuda's mul_mat_id does the same): the ids come
+ * to the host (one wait), each selected expert's (slot, token) pairs are listed, its tokens
+ * gathered into contiguous columns, multiplied by its weights once through matmul2d (cuBLAS on
+ * dequantized tiles for many tokens, the warp kernel for few) and scattered back. An expert no
+ * token chose is never read. Returns 0, MX_EINVAL (an id outside [0, n_expert)), MX_ENOMEM. */
+static int matmul_id_grouped(struct mx_backend *be, struct mx_tensor *dst,
+                             const struct mx_tensor *w, const struct mx_tensor *x,
+                             const struct mx_tensor *ids) {
+    struct cu_ctx *c = cu(be);
+    const int n_used = (int)ids->ne[0], n_expert = (int)w->ne[2];
+    const int64_t T = ids->ne[1], n_in = w->ne[0], n_out = w->ne[1], x_slots = x->ne[1];
+    const int64_t N = (int64_t)n_used * T;
+    int32_t *h = (int32_t *)malloc((size_t)N * 3 * sizeof(int32_t) +
+                                   (size_t)(n_expert + 1) * sizeof(int64_t));
+    if (!h) {
+        mx_err_set(&be->last_err, MX_ENOMEM, "matmul_id: out of host memory");
+        return MX_ENOMEM;
+    }
+    int32_t *cols = h + N, *pos = h + 2 * N;
+    int64_t *off = (int64_t *)(h + 3 * N);
+    cudaError_t e = cudaMemcpyAsync(h, ids->data, (size_t)N * 4, cudaMemcpyDeviceToHost,
+                                    c->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        free(h);
+        return mx_cu_fail(be, "matmul_id: reading the expert ids", e);
+    }
+    /* counting sort of the (slot, token) pairs by expert, keeping token order inside one */
+    for (int k = 0; k <= n_expert; k++)
+        off[k] = 0;
+    for (int64_t p = 0; p < N; p++) {
+        if (h[p] < 0 || h[p] >= n_expert) {
+            mx_err_set(&be->last_err, MX_EINVAL, "matmul_id: id %d at (slot %lld, token %lld) "
+                       "outside [0, %d)", (int)h[p], (long long)(p % n_used),
+                       (long long)(p / n_used), n_expert);
+            free(h);
+            return MX_EINVAL;
+        }
+        off[h[p] + 1]++;
+    }
+    int64_t most = 0;
+    for (int k = 0; k < n_expert; k++) {
+        most = off[k + 1] > most ? off[k + 1] : most;
+        off[k + 1] += off[k];
+    }
+    {
+        int64_t *fill = (int64_t *)malloc((size_t)n_expert * sizeof(int64_t));
+        if (!fill) {
+            free(h);
+            mx_err_set(&be->last_err, MX_ENOMEM, "matmul_id: out of host memory");
+            return MX_ENOMEM;
+        }
+        for (int k = 0; k < n_expert; k++)
+            fill[k] = off[k];
+        for (int64_t p = 0; p < N; p++) {
+            int64_t at = fill[h[p]]++;
+            int64_t t = p / n_used, sl = p % n_used;
+            cols[at] = (int32_t)(t * x_slots + sl % x_slots);
+            pos[at] = (int32_t)p;
+        }
+        free(fill);
+    }
+    /* scratch: the lists, then one expert's gathered x and its results */
+    size_t lists = ((size_t)N * 2 * 4 + 255) / 256 * 256;
+    size_t xg_b = ((size_t)(n_in * most) * 4 + 255) / 256 * 256;
+    char *s = (char *)mx_cu_work2(be, lists + xg_b + (size_t)(n_out * most) * 4);
+    if (!s) {
+        free(h);
+        return MX_ENOMEM;
+    }
+    int32_t *d_cols = (int32_t *)s, *d_pos = d_cols + N;
+    float *xg = (float *)(s + lists), *yg = (float *)(s + lists + xg_b);
+    e = cudaMemcpyAsync(d_cols, cols, (size_t)N * 2 * 4, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) /* the host lists are freed below */
+        e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        free(h);
+        return mx_cu_fail(be, "matmul_id: uploading the expert lists", e);
+    }
+    int rc = 0;
+    for (int k = 0; k < n_expert && rc == 0; k++) {
+        const int64_t o = off[k], n = off[k + 1] - off[k];
+        if (n == 0)
+            continue; /* no token chose it: its weights are not read */
+        k_gather_cols<<<mx_cu_blocks(n_in * n, 256), 256, 0, c->stream>>>(
+            (const float *)x->data, n_in, d_cols + o, (int)n, xg);
+        if ((rc = mx_cu_check(be, "matmul_id: gather")) < 0)
+            break;
+        rc = matmul2d(be, yg, n_out, w, (const uint8_t *)w->data + (size_t)k * w->nb[2], xg,
+                      n_in, n);
+        if (rc < 0)
+            break;
+        k_scatter_cols<<<mx_cu_blocks(n_out * n, 256), 256, 0, c->stream>>>(
+            yg, n_out, d_pos + o, (int)n, (float *)dst->data);
+        rc = mx_cu_check(be, "matmul_id: scatter");
+    }
+    free(h);
+    return rc;
+}
+
 int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                     const struct mx_tensor *x, const struct mx_tensor *ids) {
     struct cu_ctx *c = cu(be);
@@ -172,6 +295,8 @@ int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
     const int64_t T = ids->ne[1], n_out = w->ne[1];
     if (T <= 0)
         return 0;
+    if (T > MV_COLS)
+        return matmul_id_grouped(be, dst, w, x, ids);
     const int warps = 8;
     for (int64_t t0 = 0; t0 < T; t0 += 65535) { /* grid z limit */
         int64_t nt = T - t0 < 65535 ? T - t0 : 65535;

@@ -21,16 +21,18 @@ if ! grep -q '^#define HAVE_CUDA 1' build/config.h 2>/dev/null; then
     ( ./setup.sh build || { autoreconf -fi && mkdir -p build && cd build && ../configure --with-cuda && make -j"$(nproc)"; } ) >>"$log" 2>&1 ||
         { say "BUILD FAILED (see $log)"; tail -30 "$log"; exit 1; }
 fi
-make -C build -j"$(nproc)" mixel tests/test_cuda_ops tests/test_cuda_model >>"$log" 2>&1 ||
+make -C build -j"$(nproc)" mixel tests/test_cuda_ops tests/test_cuda_model tests/test_split >>"$log" 2>&1 ||
     { say "BUILD FAILED (see $log)"; tail -30 "$log"; exit 1; }
 fails=0
-for t in test_cuda_ops test_cuda_model; do
+# test_split: the split's plumbing with a CPU as the device (bit-exact); test_cuda_model runs
+# the same splits on the GPU (--gpu-layers 2, --cpu-moe, --n-cpu-moe 1 against the CPU)
+for t in test_cuda_ops test_cuda_model test_split; do
     MX_SHARED=$shared build/tests/$t > "${OUT:-/tmp}/$t.out" 2>&1
     rc=$?
     cat "${OUT:-/tmp}/$t.out" >> "$log"
     case $rc in 0) r=PASS ;; 77) r="SKIP ($(grep -m1 SKIP "${OUT:-/tmp}/$t.out"))"; fails=$((fails + 1)) ;; *) r="FAIL ($rc)"; fails=$((fails + 1)) ;; esac
     say "$t: $r"
-    grep -E 'max \|gpu - cpu\||FAILED|ERROR' "${OUT:-/tmp}/$t.out" | head -60 | sed 's/^/    /'
+    grep -E 'max \|(gpu|split) - cpu\||FAILED|ERROR' "${OUT:-/tmp}/$t.out" | head -80 | sed 's/^/    /'
 done
 # benchmarks: tokens/s on the GPU and the CPU for each model given (or the shared tiny ones)
 models="$*"
@@ -38,8 +40,9 @@ models="$*"
 say "bench (mixel bench -p 512 -n 128 -r 3):"
 for m in $models; do
     [ -f "$m" ] || continue
-    for d in cuda cpu; do
-        line=$(build/mixel bench -m "$m" --device "$d" -p 512 -n 128 -r 3 2>&1 | grep -E 'pp|tg|tok' | tr '\n' ' ')
+    for d in cuda "cuda --cpu-moe" "cuda --gpu-layers 2" cpu; do
+        # shellcheck disable=SC2086
+        line=$(build/mixel bench -m "$m" --device $d -p 512 -n 128 -r 3 2>&1 | grep -E 'pp|tg|tok' | tr '\n' ' ')
         say "    $(basename "$m") $d: $line"
     done
 done
