@@ -115,13 +115,18 @@ static int64_t ffn_width(const struct mx_llama_hparams *hp, int64_t U) {
     return w * U;
 }
 
-/* Notes a scratch field so lane_use can swap in another lane's tensor (once per field). */
-static void sreg_add(struct mx_llama_ctx *c, struct mx_tensor *t) {
+/* Notes a scratch field so lane_use can swap in another lane's tensor (once per field).
+ * Returns 0, or MX_EINVAL when the table is full (a field was added to alloc_scratch beyond
+ * sreg's size: grow sreg and lane.saved). */
+static int sreg_add(struct mx_llama_ctx *c, struct mx_tensor *t, struct mx_err *err) {
     for (int i = 0; i < c->n_sreg; i++)
         if (c->sreg[i] == t)
-            return;
-    if (c->n_sreg < (int)MX_ARRAY_LEN(c->sreg))
-        c->sreg[c->n_sreg++] = t;
+            return 0;
+    if (c->n_sreg == (int)MX_ARRAY_LEN(c->sreg))
+        return mx_err_set(err, MX_EINVAL, "context: more than %d scratch tensors",
+                          (int)MX_ARRAY_LEN(c->sreg));
+    c->sreg[c->n_sreg++] = t;
+    return 0;
 }
 
 /* The lane of backend be (0 unless be is the split's host). */
@@ -152,7 +157,8 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
     do {                                                                           \
         if ((rc = mx_arena_tensor(a, &c->t, type, n0, n1, 1, 1, name, err)) < 0)   \
             return rc;                                                             \
-        sreg_add(c, &c->t);                                                        \
+        if ((rc = sreg_add(c, &c->t, err)) < 0)                                    \
+            return rc;                                                             \
     } while (0);
     A(ids, MX_TYPE_I32, U, 1, "ids")
     A(pos, MX_TYPE_I32, U, 1, "pos")
