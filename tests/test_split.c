@@ -8,7 +8,8 @@
  * and re-rotation on both sides), and a KV snapshot saved from a split and loaded into another
  * split; for a dense model and Mixtral-style MoE models (F32, Q4_0 repacked, Q4_K), at
  * gpu_layers 0, 1, half, n_layer, all and n_cpu_moe 0, 1, all. Also: a LoRA adapter is refused
- * on a split model, and the placement rule against llama.cpp's (-ngl counts the output layer).
+ * on a split model, the load's byte progress covers the copies to the device, and the
+ * placement rule against llama.cpp's (-ngl counts the output layer).
  * Skips (77) without ../shared.
  */
 #include <setjmp.h>
@@ -25,6 +26,7 @@
 #include "core/llm/llama_impl.h" /* white box: where the parts went */
 #include "core/llm/lora.h"
 #include "core/llm/placement.h"
+#include "core/format/gguf.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
 
@@ -276,6 +278,49 @@ static void test_rule(void **state) {
     assert_false(mx_llama_place_exps_dev(&p, 22));
 }
 
+/* The load's byte progress (the CLI/TUI bar) covers the copies to the device: reports climb to
+ * their total, which holds at least the device's share of the file. */
+struct prog {
+    uint64_t last, total;
+    int calls;
+    bool backwards;
+};
+
+static void on_progress(void *ud, uint64_t done, uint64_t total) {
+    struct prog *p = ud;
+    p->backwards |= done < p->last || (p->calls > 0 && total != p->total);
+    p->last = done;
+    p->total = total;
+    p->calls++;
+}
+
+static void test_progress(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/tiny-mixtral-q4_0.gguf", shared);
+    struct mx_err err = {0};
+    struct mx_backend *dev = mx_backend_cpu_new(1, &err), *host = mx_backend_cpu_new(1, &err);
+    struct prog pr = {0};
+    struct mx_llama_model *m = NULL;
+    struct mx_llama_load_opts o = {.host = host, .gpu_layers = 2, .n_cpu_moe = 0,
+                                   .progress = on_progress, .progress_ud = &pr};
+    assert_int_equal(mx_llama_model_load_opts(path, dev, &o, &m, &err), 0);
+    struct mx_gguf *g = NULL;
+    assert_int_equal(mx_gguf_open(path, &g, &err), 0);
+    struct mx_llama_place pl;
+    uint64_t on_dev, on_host;
+    mx_llama_place_init(&pl, mx_llama_model_hparams(m)->n_layer, 2, 0);
+    mx_llama_place_bytes(g, &pl, &on_dev, &on_host);
+    mx_gguf_close(g);
+    assert_true(pr.calls > 2);
+    assert_false(pr.backwards);
+    assert_true(pr.last == pr.total);
+    assert_true(on_dev > 0 && pr.total >= on_dev);
+    mx_llama_model_free(m);
+    mx_backend_free(dev);
+    mx_backend_free(host);
+}
+
 /* LoRA on a split model: refused with a message, not wrong numbers. */
 static void test_lora_refused(void **state) {
     (void)state;
@@ -299,6 +344,7 @@ int main(void) {
         cmocka_unit_test(test_rule),         cmocka_unit_test(test_dense),
         cmocka_unit_test(test_moe_f32),      cmocka_unit_test(test_moe_q4_0),
         cmocka_unit_test(test_moe_q4_k),     cmocka_unit_test(test_lora_refused),
+        cmocka_unit_test(test_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
