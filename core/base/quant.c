@@ -480,9 +480,10 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, u
     return scale;
 }
 
-/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights x^2 (ggml's rmse_type 1),
- * searching 19 candidate scales. Returns the scale (0 and L = 0 for an all-zero group). */
-static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights qw (an importance-matrix
+ * slice) or x^2 when qw is NULL (ggml's rmse_type 1), searching 19 candidate scales. Returns the
+ * scale (0 and L = 0 for an all-zero group). */
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
     float max, amax;
     absmax_signed(x, n, &max, &amax);
     if (amax < GROUP_MAX_EPS) {
@@ -495,7 +496,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
         int l = nearest_int(iscale * x[i]);
         l = imax(-nmax, imin(nmax - 1, l));
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -509,7 +510,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
         for (int i = 0; i < n; i++) {
             int l = nearest_int(iscale * x[i]);
             l = imax(-nmax, imin(nmax - 1, l));
-            float w = x[i] * x[i];
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -634,6 +635,26 @@ static void q2_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* The tail shared by both Q2_K quantizers: requantizes the 256 values x against the rounded
+ * 4-bit scales/mins the block b stores (groups whose scale is 0 keep the fit's L), then packs L
+ * (0..3) into b->qs. */
+static void q2_k_finish(const float *x, uint8_t *L, mx_block_q2_K *b) {
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        const float d = ld_half(b->d) * (b->scales[j] & 0x0f);
+        if (d == 0)
+            continue;
+        const float dm = ld_half(b->dmin) * (b->scales[j] >> 4);
+        for (int ii = 0; ii < 16; ii++) {
+            int l = nearest_int((x[16 * j + ii] + dm) / d);
+            L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
+        }
+    }
+    for (int j = 0; j < MX_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                         (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 static void q2_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     const float q4scale = 15.f;
@@ -669,21 +690,7 @@ static void q2_k_from_float(const float *src, void *dst, int64_t n) {
         } else {
             b.dmin = mx_fp32_to_fp16(0.f);
         }
-        /* requantize against the rounded 4-bit scales actually stored */
-        for (int j = 0; j < MX_QK_K / 16; j++) {
-            const float d = ld_half(b.d) * (b.scales[j] & 0x0f);
-            if (d == 0)
-                continue;
-            const float dm = ld_half(b.dmin) * (b.scales[j] >> 4);
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int((src[16 * j + ii] + dm) / d);
-                L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
-            }
-        }
-        for (int j = 0; j < MX_QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
-                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q2_k_finish(src, L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -709,6 +716,47 @@ static void q3_k_to_float(const void *src, float *dst, int64_t n) {
             }
         }
     }
+}
+
+/* Packs Q3_K's 16 scale codes Ls (0..63, biased by 32) into the 12 scale bytes. */
+static void q3_k_set_scales(uint8_t *scales, const int8_t *Ls) {
+    memset(scales, 0, 12);
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        int l = Ls[j];
+        if (j < 8)
+            scales[j] = (uint8_t)(l & 0x0f);
+        else
+            scales[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+        l >>= 4;
+        scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+    }
+}
+
+/* The tail shared by both Q3_K quantizers: requantizes x against the stored 6-bit scales and d
+ * (groups whose scale is 0 keep the fit's L, biased 0..7), then splits L into hmask (high bit of
+ * value j: hmask[j % 32], bit j / 32) and qs (2 low bits). */
+static void q3_k_finish(const float *x, int8_t *L, mx_block_q3_K *b) {
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        const int8_t sc = (int8_t)q3_k_scale(b->scales, j);
+        const float d = ld_half(b->d) * sc;
+        if (d == 0)
+            continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = nearest_int(x[16 * j + ii] / d);
+            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
+        }
+    }
+    memset(b->hmask, 0, sizeof(b->hmask));
+    for (int j = 0; j < MX_QK_K; j++) {
+        if (L[j] > 3) {
+            b->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+            L[j] = (int8_t)(L[j] - 4);
+        }
+    }
+    for (int j = 0; j < MX_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                         (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 static void q3_k_from_float(const float *src, void *dst, int64_t n) {
@@ -743,28 +791,7 @@ static void q3_k_from_float(const float *src, void *dst, int64_t n) {
         } else {
             b.d = mx_fp32_to_fp16(0.f);
         }
-        for (int j = 0; j < MX_QK_K / 16; j++) {
-            const int8_t sc = (int8_t)q3_k_scale(b.scales, j);
-            const float d = ld_half(b.d) * sc;
-            if (d == 0)
-                continue;
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int(src[16 * j + ii] / d);
-                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
-            }
-        }
-        /* high bit of value j goes to hmask[j % 32], bit j / 32 */
-        memset(b.hmask, 0, sizeof(b.hmask));
-        for (int j = 0; j < MX_QK_K; j++) {
-            if (L[j] > 3) {
-                b.hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-                L[j] = (int8_t)(L[j] - 4);
-            }
-        }
-        for (int j = 0; j < MX_QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
-                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q3_k_finish(src, L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -846,6 +873,13 @@ static void k_requantize(const float *x, int nmax, const uint8_t *b_scales, mx_h
     }
 }
 
+/* Q4_K's 4-bit quants: values 64c + l and 64c + 32 + l share byte qs[32c + l]. */
+static void q4_k_pack(const uint8_t *L, mx_block_q4_K *b) {
+    for (int j = 0; j < MX_QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+}
+
 static void q4_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
@@ -853,9 +887,7 @@ static void q4_k_from_float(const float *src, void *dst, int64_t n) {
         uint8_t L[MX_QK_K];
         k_scales_mins(src, 15, -1.f, 0.1f, 20, L, b.scales, &b.d, &b.dmin);
         k_requantize(src, 15, b.scales, b.d, b.dmin, L);
-        for (int j = 0; j < MX_QK_K; j += 64)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        q4_k_pack(L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -887,6 +919,29 @@ static void q5_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* Q5_K's 5-bit quants: low nibbles as in Q4_K, the 5th bit of value 64c + l in qh[l] bit 2c and
+ * of value 64c + 32 + l in qh[l] bit 2c + 1. */
+static void q5_k_pack(const uint8_t *L, mx_block_q5_K *b) {
+    memset(b->qh, 0, sizeof(b->qh));
+    uint8_t m1 = 1, m2 = 2;
+    for (int c = 0; c < MX_QK_K; c += 64) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[c + j], l2 = L[c + j + 32];
+            if (l1 > 15) {
+                l1 -= 16;
+                b->qh[j] |= m1;
+            }
+            if (l2 > 15) {
+                l2 -= 16;
+                b->qh[j] |= m2;
+            }
+            b->qs[c / 2 + j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 = (uint8_t)(m1 << 2);
+        m2 = (uint8_t)(m2 << 2);
+    }
+}
+
 static void q5_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
@@ -894,24 +949,7 @@ static void q5_k_from_float(const float *src, void *dst, int64_t n) {
         uint8_t L[MX_QK_K];
         k_scales_mins(src, 31, -0.5f, 0.1f, 15, L, b.scales, &b.d, &b.dmin);
         k_requantize(src, 31, b.scales, b.d, b.dmin, L);
-        memset(b.qh, 0, sizeof(b.qh));
-        uint8_t m1 = 1, m2 = 2;
-        for (int c = 0; c < MX_QK_K; c += 64) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[c + j], l2 = L[c + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    b.qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    b.qh[j] |= m2;
-                }
-                b.qs[c / 2 + j] = (uint8_t)(l1 | (l2 << 4));
-            }
-            m1 = (uint8_t)(m1 << 2);
-            m2 = (uint8_t)(m2 << 2);
-        }
+        q5_k_pack(L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -944,7 +982,9 @@ static void q6_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+/* Q6_K of n values; qw (n importance weights, or NULL for ggml's x^2) weighs the 16-value group
+ * fits. With qw NULL this is quantize_row_q6_K_ref, else quantize_row_q6_K_impl. */
+static void q6_k_quantize(const float *src, void *dst, int64_t n, const float *qw) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
         mx_block_q6_K b;
@@ -952,7 +992,8 @@ static void q6_k_from_float(const float *src, void *dst, int64_t n) {
         float scales[MX_QK_K / 16];
         float max_scale, max_abs_scale;
         for (int ib = 0; ib < MX_QK_K / 16; ib++)
-            scales[ib] = make_qx_quants(16, 32, src + 16 * ib, L + 16 * ib);
+            scales[ib] = make_qx_quants(16, 32, src + 16 * ib, L + 16 * ib,
+                                        qw ? qw + MX_QK_K * i + 16 * ib : NULL);
         absmax_signed(scales, MX_QK_K / 16, &max_scale, &max_abs_scale);
         memset(&b, 0, sizeof(b));
         if (max_abs_scale < GROUP_MAX_EPS) { /* all (near) zero: the all-zero block */
@@ -985,6 +1026,10 @@ static void q6_k_from_float(const float *src, void *dst, int64_t n) {
         }
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
+}
+
+static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+    q6_k_quantize(src, dst, n, NULL);
 }
 
 /* w = d * q (d a float here: Q8_K is the activation type, never stored in files). */
@@ -1081,6 +1126,331 @@ static void mxfp4_from_float(const float *src, void *dst, int64_t n) {
 /* ---------------------------------------------------------------------------------------------
  * The traits table and the public entry points
  */
+
+/* ---------------------------------------------------------------------------------------------
+ * Importance-weighted quantizers: what llama-quantize runs with --imatrix (ggml's
+ * quantize_row_*_impl with quant_weights), same float operations in the same order. The weight
+ * of value i is qw[i] * sqrt(sigma2 + x[i]^2): the imatrix column's mean squared activation,
+ * times a magnitude term so that small weights in busy columns still count.
+ */
+
+/* Affine fit x ~ scale * L + min (L in 0..nmax, min <= 0) with the weights w, trying nstep + 1
+ * candidate scales from (rmin + nmax) / (max - min) in steps of rdelta and keeping the least
+ * weighted squared error (ggml's make_qkx3_quants with weights). Writes L, *the_min = -min;
+ * returns the scale. Laux: n bytes of scratch. */
+static float make_qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                              float *the_min, uint8_t *Laux, float rmin, float rdelta,
+                              int nstep) {
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = imax(0, imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                err += w[i] * (diff * diff);
+            }
+            if (err < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Fits the n non-negative values x (a block's group scales or mins) as scale * L, L in 0..nmax,
+ * weighted by qw: 9 candidate scales, then up to 5 passes of coordinate descent on each L
+ * (ggml's make_qp_quants). Returns the scale; 0 and L = 0 when every x is (near) zero. */
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; i++)
+        max = max > x[i] ? max : x[i];
+    if (max < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)nearest_int(iscale * x[i]);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = x[i] - scale * L[i];
+        best += qw[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0)
+            continue;
+        float iscale_is = (0.1f * is + nmax) / max;
+        float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imin(nmax, nearest_int(iscale_is * x[i]));
+            float diff = x[i] - scale_is * l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best) {
+            best = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imin(nmax, nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * l;
+        suml2 += qw[i] * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = imin(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed)
+            break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* sigma2 = sum(x^2) / n * mul: the mean power the weights add to each x^2 (the 32-block types use
+ * the whole row with mul 1, the K-quants each 256-block; Q3_K..Q5_K with mul 2). */
+static float mean_sq(const float *x, int64_t n, float mul) {
+    float s = 0;
+    for (int64_t j = 0; j < n; j++)
+        s += x[j] * x[j];
+    return mul * s / n;
+}
+
+/* The weights of one group: qw[l] * sqrt(sigma2 + x[l]^2). */
+static void group_weights(const float *x, const float *qw, int n, float sigma2, float *w) {
+    for (int l = 0; l < n; l++)
+        w[l] = qw[l] * sqrtf(sigma2 + x[l] * x[l]);
+}
+
+/* Q4_0 / Q5_0 (nmax 8 / 16): the symmetric fit per block with the weights. */
+static void q4_0_q5_0_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const float sigma2 = mean_sq(x, n, 1.f);
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        float w[32];
+        int8_t L[32];
+        group_weights(xb, qw + 32 * ib, 32, sigma2, w);
+        float d = make_qx_quants(32, type == MX_TYPE_Q4_0 ? 8 : 16, xb, L, w);
+        if (type == MX_TYPE_Q4_0) {
+            mx_block_q4_0 b;
+            b.d = mx_fp32_to_fp16(d);
+            for (int j = 0; j < 16; j++)
+                b.qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_0 b;
+            uint32_t qh = 0;
+            b.d = mx_fp32_to_fp16(d);
+            for (int j = 0; j < 16; j++) {
+                const uint8_t a = (uint8_t)L[j], c = (uint8_t)L[j + 16];
+                b.qs[j] = (uint8_t)((a & 0x0f) | ((c & 0x0f) << 4));
+                qh |= (uint32_t)((a & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((c & 0x10u) >> 4) << (j + 16);
+            }
+            store_qh(b.qh, qh);
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        }
+    }
+}
+
+/* Q4_1 / Q5_1 (nmax 15 / 31): the affine fit per block with the weights. */
+static void q4_1_q5_1_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const float sigma2 = mean_sq(x, n, 1.f);
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        float w[32], min;
+        uint8_t L[32], Laux[32];
+        group_weights(xb, qw + 32 * ib, 32, sigma2, w);
+        float d = make_qkx3_quants(32, type == MX_TYPE_Q4_1 ? 15 : 31, xb, w, L, &min, Laux,
+                                   -0.9f, 0.05f, 36);
+        if (type == MX_TYPE_Q4_1) {
+            mx_block_q4_1 b;
+            b.d = mx_fp32_to_fp16(d);
+            b.m = mx_fp32_to_fp16(-min);
+            for (int j = 0; j < 16; j++)
+                b.qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_1 b;
+            uint32_t qh = 0;
+            b.d = mx_fp32_to_fp16(d);
+            b.m = mx_fp32_to_fp16(-min);
+            for (int j = 0; j < 16; j++) {
+                b.qs[j] = (uint8_t)((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+                qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+            }
+            store_qh(b.qh, qh);
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        }
+    }
+}
+
+/* Q2_K: affine fits of the 16-value groups, then the 4-bit scale and min codes fitted with the
+ * groups' weight sums (make_qp_quants). */
+static void q2_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        mx_block_q2_K b;
+        uint8_t L[MX_QK_K], Laux[16], Ls[MX_QK_K / 16], Lm[MX_QK_K / 16];
+        float mins[MX_QK_K / 16], scales[MX_QK_K / 16], sw[MX_QK_K / 16], w[16];
+        const float sigma2 = mean_sq(x, MX_QK_K, 1.f);
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            group_weights(x + 16 * j, qw + MX_QK_K * i + 16 * j, 16, sigma2, w);
+            sw[j] = 0;
+            for (int l = 0; l < 16; l++)
+                sw[j] += w[l];
+            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36);
+        }
+        float dm = make_qp_quants(MX_QK_K / 16, 15, scales, Ls, sw);
+        float mm = make_qp_quants(MX_QK_K / 16, 15, mins, Lm, sw);
+        b.d = mx_fp32_to_fp16(dm);
+        b.dmin = mx_fp32_to_fp16(mm);
+        for (int j = 0; j < MX_QK_K / 16; j++)
+            b.scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        q2_k_finish(x, L, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+}
+
+/* Q3_K: weighted symmetric fits of the 16-value groups, then the 6-bit scale codes fitted the
+ * same way with the groups' weight sums. */
+static void q3_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        mx_block_q3_K b;
+        int8_t L[MX_QK_K], Ls[MX_QK_K / 16];
+        float scales[MX_QK_K / 16], sw[MX_QK_K / 16], w[16];
+        const float sigma2 = mean_sq(x, MX_QK_K, 2.f);
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            group_weights(x + 16 * j, qw + MX_QK_K * i + 16 * j, 16, sigma2, w);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++)
+                sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
+        }
+        float d_block = make_qx_quants(MX_QK_K / 16, 32, scales, Ls, sw);
+        q3_k_set_scales(b.scales, Ls);
+        b.d = mx_fp32_to_fp16(d_block);
+        q3_k_finish(x, L, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+}
+
+/* Q4_K / Q5_K (nmax 15 / 31): weighted affine fits of the 32-value groups, then the 6-bit scale
+ * and min codes (make_qp_quants with the groups' weight sums), requantized and packed as the
+ * reference quantizers do. */
+static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const int nmax = type == MX_TYPE_Q4_K ? 15 : 31;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        uint8_t L[MX_QK_K], Laux[32], Ls[MX_QK_K / 32], Lm[MX_QK_K / 32];
+        uint8_t scales_b[MX_K_SCALE_SIZE];
+        float mins[MX_QK_K / 32], scales[MX_QK_K / 32], sw[MX_QK_K / 32], w[32];
+        const float sigma2 = mean_sq(x, MX_QK_K, 2.f);
+        for (int j = 0; j < MX_QK_K / 32; j++) {
+            group_weights(x + 32 * j, qw + MX_QK_K * i + 32 * j, 32, sigma2, w);
+            float sumw = 0;
+            for (int l = 0; l < 32; l++)
+                sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36);
+        }
+        float d_block = make_qp_quants(MX_QK_K / 32, 63, scales, Ls, sw);
+        float m_block = make_qp_quants(MX_QK_K / 32, 63, mins, Lm, sw);
+        memset(scales_b, 0, sizeof scales_b);
+        for (int j = 0; j < MX_QK_K / 32; j++)
+            set_scale_min_k4(j, scales_b, MX_MIN(Ls[j], 63), MX_MIN(Lm[j], 63));
+        const mx_half d = mx_fp32_to_fp16(d_block), dmin = mx_fp32_to_fp16(m_block);
+        k_requantize(x, nmax, scales_b, d, dmin, L);
+        if (type == MX_TYPE_Q4_K) {
+            mx_block_q4_K b;
+            b.d = d;
+            b.dmin = dmin;
+            memcpy(b.scales, scales_b, sizeof scales_b);
+            q4_k_pack(L, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_K b;
+            b.d = d;
+            b.dmin = dmin;
+            memcpy(b.scales, scales_b, sizeof scales_b);
+            q5_k_pack(L, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        }
+    }
+}
 
 #define T_FLOAT(id, nm, sz, to, from) [id] = { nm, 1, sz, false, to, from }
 #define T_QUANT(id, nm, bs, to, from) \
@@ -1182,5 +1552,37 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
         return rc;
     if (n > 0)
         t->from_float(src, dst, n);
+    return 0;
+}
+
+int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
+                             const float *qw) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    int rc = check_row(t, t && t->from_float, type, src, dst, n);
+    if (rc < 0 || n == 0)
+        return rc;
+    if (!qw) {
+        /* llama-quantize without an importance matrix: the *_ref quantizers, except IQ4_NL
+         * whose quantize_iq4_nl refines the scale with 7 more tries */
+        if (type == MX_TYPE_IQ4_NL)
+            mx_quantize_iq4_nl(src, dst, n, NULL);
+        else
+            t->from_float(src, dst, n);
+        return 0;
+    }
+    switch (type) {
+    case MX_TYPE_Q4_0:
+    case MX_TYPE_Q5_0: q4_0_q5_0_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q4_1:
+    case MX_TYPE_Q5_1: q4_1_q5_1_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q2_K: q2_k_weighted(src, dst, n, qw); break;
+    case MX_TYPE_Q3_K: q3_k_weighted(src, dst, n, qw); break;
+    case MX_TYPE_Q4_K:
+    case MX_TYPE_Q5_K: q45_k_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q6_K: q6_k_quantize(src, dst, n, qw); break;
+    case MX_TYPE_IQ4_NL: mx_quantize_iq4_nl(src, dst, n, qw); break;
+    case MX_TYPE_IQ4_XS: mx_quantize_iq4_xs(src, dst, n, qw); break;
+    default: t->from_float(src, dst, n); break; /* Q8_0, F16, BF16, MXFP4: weights unused */
+    }
     return 0;
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/format/gguf.h"
+#include "core/format/imatrix.h"
 #include "core/base/quant.h"
 #include "core/base/quant_iq.h"
 #include "core/base/util.h"
@@ -93,6 +94,33 @@ int mx_ftype_from_name(const char *name) {
     if (errno == 0 && *end == 0 && v >= 0 && v < 1000 && ftype_find((int)v))
         return (int)v;
     return -1;
+}
+
+/* llama.cpp's file types whose mix uses IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K
+ * in Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
+ * requires an imatrix"), and mixel has no quantizer for those types yet. */
+static const struct { const char *name; int ftype; } imatrix_only[] = {
+    {"IQ2_XXS", 19}, {"IQ2_XS", 20}, {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31},
+};
+
+int mx_ftype_imatrix_only(const char *name) {
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++) {
+        char num[8];
+        snprintf(num, sizeof num, "%d", imatrix_only[i].ftype);
+        if (strcasecmp(name, imatrix_only[i].name) == 0 || strcmp(name, num) == 0)
+            return imatrix_only[i].ftype;
+    }
+    return -1;
+}
+
+const char *mx_ftype_imatrix_only_name(int ftype) {
+    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++)
+        if (imatrix_only[i].ftype == ftype)
+            return imatrix_only[i].name;
+    return NULL;
 }
 
 const char *mx_ftype_name(int ftype) {
@@ -205,6 +233,7 @@ struct mix_state {
     int n_attention_wv;    /* attn_v-like tensors in the file */
     int i_attention_wv;    /* those visited so far (in visit order) */
     int i_ffn_down;        /* ffn_down tensors visited so far */
+    bool has_imatrix;      /* quantizing with importance weights (llama.cpp's qs.has_imatrix) */
 };
 
 /* llama.cpp's use_more_bits: the first and last eighth of the layers and every third between. */
@@ -286,12 +315,17 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
                      : use_more_bits(il, nl) ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
             else if (use_more_bits(il, nl))
                 type = MX_TYPE_Q6_K;
-        } else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && il < nl / 8) {
-            type = MX_TYPE_Q5_K; /* llama.cpp: without an importance matrix */
+        } else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && il < nl / 8 &&
+                   !s->has_imatrix) {
+            type = MX_TYPE_Q5_K; /* llama.cpp: only without an importance matrix */
         } else if (ft == MX_FTYPE_MOSTLY_Q5_K_M && use_more_bits(il, nl)) {
             type = MX_TYPE_Q6_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q4_K_S && !s->falcon && il < nl / 8) {
             type = MX_TYPE_Q5_K;
+        } else if ((ft == MX_FTYPE_MOSTLY_Q4_0 || ft == MX_FTYPE_MOSTLY_Q5_0) && s->has_imatrix &&
+                   il < nl / 8) {
+            /* llama.cpp guards the first ffn_down layers of an imatrix Q4_0/Q5_0 with a min */
+            type = ft == MX_FTYPE_MOSTLY_Q4_0 ? MX_TYPE_Q4_1 : MX_TYPE_Q5_1;
         }
         s->i_ffn_down++;
     } else if (cat == CAT_ATTN_OUTPUT) {
@@ -404,11 +438,17 @@ static int by_layer_name(const void *a, const void *b) {
 
 int mx_quantize_plan(const struct mx_gguf *g, int ftype, struct mx_quantize_tensor *out,
                      struct mx_err *err) {
+    return mx_quantize_plan_imatrix(g, ftype, false, out, err);
+}
+
+int mx_quantize_plan_imatrix(const struct mx_gguf *g, int ftype, bool has_imatrix,
+                             struct mx_quantize_tensor *out, struct mx_err *err) {
     const struct ftype_info *fi = ftype_find(ftype);
     if (!g || !out || !fi)
         return mx_err_set(err, MX_EINVAL, "quantize: unsupported file type %d", ftype);
     struct mix_state s;
     mix_init(&s, g, ftype);
+    s.has_imatrix = has_imatrix;
     int64_t n = mx_gguf_n_tensors(g);
     struct named *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order)
@@ -476,20 +516,11 @@ struct job {
     int src_type, dst_type;
     int64_t ne0, r0, r1;
     size_t src_row, dst_row;     /* bytes per row */
+    const float *qw;             /* importance weights: ne0 per expert, expert-major; or NULL */
+    int64_t rows_per_expert;     /* ne[1]: row r uses the weights of expert r / rows_per_expert */
     int rc;                      /* 0, MX_ENOMEM, or MX_EFORMAT (non-finite value) */
     int64_t bad_row;             /* the row of MX_EFORMAT */
 };
-
-/* One row with llama-quantize's quantizer for the type: ggml's quantize_<type>() without an
- * importance matrix. For IQ4_NL that is not quantize_row_iq4_nl_ref (it refines the scale with 7
- * more tries), for every other type it is the *_ref one (mx_quantize_row). */
-static int quantize_row_as_tool(int type, const float *x, void *dst, int64_t n) {
-    if (type == MX_TYPE_IQ4_NL && n % MX_QK4_NL == 0) {
-        mx_quantize_iq4_nl(x, dst, n, NULL);
-        return 0;
-    }
-    return mx_quantize_row(type, x, dst, n);
-}
 
 /* Dequantizes and requantizes the job's rows. Non-finite source values are refused: ggml's
  * quantizers would write garbage scales for them (llama.cpp validates its output likewise). */
@@ -512,7 +543,9 @@ static void *job_run(void *arg) {
             }
         }
         if (rc == 0)
-            rc = quantize_row_as_tool(j->dst_type, row, j->dst + (size_t)r * j->dst_row, j->ne0);
+            rc = mx_quantize_row_weighted(j->dst_type, row, j->dst + (size_t)r * j->dst_row,
+                                          j->ne0, j->qw ? j->qw + (r / j->rows_per_expert) *
+                                                                  j->ne0 : NULL);
         if (rc < 0) {
             j->rc = rc;
             break;
@@ -522,9 +555,10 @@ static void *job_run(void *arg) {
     return NULL;
 }
 
-/* Converts one tensor into dst (q->dst_bytes), rows split over n_threads. Returns 0 or MX_E*. */
+/* Converts one tensor into dst (q->dst_bytes), rows split over n_threads; qw: its importance
+ * weights (ne[0] * ne[2] values) or NULL. Returns 0 or MX_E*. */
 static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quantize_tensor *q,
-                          void *dst, int n_threads, struct mx_err *err) {
+                          const float *qw, void *dst, int n_threads, struct mx_err *err) {
     int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
     size_t src_row, dst_row;
     if (!mx_row_size(q->src_type, t->ne[0], &src_row) ||
@@ -541,6 +575,7 @@ static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quanti
             .src = t->data, .dst = dst, .src_type = q->src_type, .dst_type = q->dst_type,
             .ne0 = t->ne[0], .r0 = rows * k / nt, .r1 = rows * (k + 1) / nt,
             .src_row = src_row, .dst_row = dst_row, .bad_row = -1,
+            .qw = qw, .rows_per_expert = t->ne[1] > 0 ? t->ne[1] : 1,
         };
     }
     /* the calling thread takes the first share; threads that fail to start leave theirs to it */
@@ -667,10 +702,24 @@ static void hput_pad(struct hbuf *b, size_t align) {
     }
 }
 
-/* Metadata keys not carried over: they describe a split set, and the output is one file. */
-static bool skip_key(const char *key) {
+/* Metadata keys not carried over: they describe a split set, and the output is one file; with
+ * an importance matrix, the source's quantize.imatrix.* keys (the new ones are appended). */
+static bool skip_key(const char *key, bool imatrix) {
     return strcmp(key, "split.no") == 0 || strcmp(key, "split.count") == 0 ||
-           strcmp(key, "split.tensors.count") == 0;
+           strcmp(key, "split.tensors.count") == 0 ||
+           (imatrix && strncmp(key, "quantize.imatrix.", 17) == 0);
+}
+
+/* The keys llama-quantize adds when it quantizes with an importance matrix. */
+static void hput_kv_str(struct hbuf *b, const char *key, const char *v) {
+    hput_str(b, key, strlen(key));
+    hput_u32(b, MX_GGUF_STRING);
+    hput_str(b, v, strlen(v));
+}
+static void hput_kv_i32(struct hbuf *b, const char *key, int32_t v) {
+    hput_str(b, key, strlen(key));
+    hput_u32(b, MX_GGUF_INT32);
+    hput(b, &v, 4);
 }
 
 /* The whole header of the output: the source's metadata in order (split keys left out), with
@@ -678,18 +727,30 @@ static bool skip_key(const char *key) {
  * present, else appended), then the tensor infos with offsets from the plan's sizes, padded to
  * the alignment. Returns 0 or MX_ENOMEM; *out caller frees. */
 static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor *plan,
-                        int ftype, size_t align, struct hbuf *out) {
+                        const struct mx_quantize_params *p, size_t align, struct hbuf *out) {
+    const int ftype = p->ftype;
+    const struct mx_imatrix *im = p->imatrix;
+    /* llama-quantize's values: the file name (127 bytes at most), the first dataset, the entries
+     * left after --include/--exclude-weights, the chunk count when known */
+    char im_file[128] = "", im_dataset[128] = "";
+    if (im) {
+        snprintf(im_file, sizeof im_file, "%s", p->imatrix_file ? p->imatrix_file : "");
+        if (im->dataset)
+            snprintf(im_dataset, sizeof im_dataset, "%s", im->dataset);
+    }
     const struct mx_gguf_value qv = {.type = MX_GGUF_UINT32, .v.u64 = 2};
     const struct mx_gguf_value fv = {.type = MX_GGUF_UINT32, .v.u64 = (uint64_t)ftype};
     int64_t n_kv = mx_gguf_n_kv(g), n = mx_gguf_n_tensors(g), n_out = 0;
     bool have_q = false, have_f = false;
     for (int64_t i = 0; i < n_kv; i++) {
         const char *key = mx_gguf_kv_key(g, i);
-        n_out += !skip_key(key);
+        n_out += !skip_key(key, im != NULL);
         have_q |= strcmp(key, "general.quantization_version") == 0;
         have_f |= strcmp(key, "general.file_type") == 0;
     }
     n_out += !have_q + !have_f;
+    if (im)
+        n_out += 2 + (im->dataset != NULL) + (im->chunk_count > 0);
     struct hbuf *b = out;
     hput(b, "GGUF", 4);
     hput_u32(b, 3);
@@ -697,7 +758,7 @@ static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor
     hput_u64(b, (uint64_t)n_out);
     for (int64_t i = 0; i < n_kv; i++) {
         const char *key = mx_gguf_kv_key(g, i);
-        if (skip_key(key))
+        if (skip_key(key, im != NULL))
             continue;
         const struct mx_gguf_value *v = mx_gguf_kv_value(g, i);
         if (strcmp(key, "general.quantization_version") == 0)
@@ -717,6 +778,14 @@ static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor
         hput_str(b, "general.file_type", strlen("general.file_type"));
         hput_u32(b, MX_GGUF_UINT32);
         hput_value(b, &fv);
+    }
+    if (im) {
+        hput_kv_str(b, "quantize.imatrix.file", im_file);
+        if (im->dataset)
+            hput_kv_str(b, "quantize.imatrix.dataset", im_dataset);
+        hput_kv_i32(b, "quantize.imatrix.entries_count", (int32_t)im->n_entries);
+        if (im->chunk_count > 0)
+            hput_kv_i32(b, "quantize.imatrix.chunks_count", im->chunk_count);
     }
     uint64_t off = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -835,6 +904,43 @@ static void release_source(const struct mx_gguf_tensor *t) {
         (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
+/* Finds each converted tensor's importance weights (llama.cpp: by exact name; ne[0] * ne[2]
+ * values, one row per expert) and marks it weighted in the plan. A tensor without an entry is
+ * quantized without weights, as llama-quantize does ("did not find weights"); an entry of the
+ * wrong size is refused (llama-quantize aborts too), except for token_embd, whose entry it
+ * ignores. Checked before anything is written. Returns 0 or MX_EFORMAT. */
+static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *plan,
+                         const struct mx_imatrix *im, struct mx_quantize_stats *st,
+                         struct mx_err *err) {
+    if (!im)
+        return 0;
+    for (int64_t i = 0; i < mx_gguf_n_tensors(g); i++) {
+        const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
+        struct mx_quantize_tensor *q = &plan[i];
+        if (q->dst_type == q->src_type)
+            continue;
+        const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
+        if (!e) {
+            st->n_unweighted++;
+            continue;
+        }
+        int64_t want = t->ne[0] * t->ne[2];
+        if (e->n_values != want) {
+            if (category_of(t->name) == CAT_TOKEN_EMBD) {
+                st->n_unweighted++;
+                continue;
+            }
+            return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': the importance matrix has %"
+                              PRId64 " values for it, the tensor needs %" PRId64 " (%" PRId64
+                              " columns x %" PRId64 " experts): an imatrix of another model?",
+                              t->name, e->n_values, want, t->ne[0], t->ne[2]);
+        }
+        q->weighted = true;
+        st->n_weighted++;
+    }
+    return 0;
+}
+
 int mx_quantize_model(const char *in_path, const char *out_path,
                       const struct mx_quantize_params *p, struct mx_quantize_stats *stats,
                       struct mx_err *err) {
@@ -876,11 +982,14 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         rc = mx_err_set(err, MX_ENOMEM, "quantize: out of memory");
         goto fail;
     }
-    rc = mx_quantize_plan(g, p->ftype, plan, err);
+    rc = mx_quantize_plan_imatrix(g, p->ftype, p->imatrix != NULL, plan, err);
     if (rc < 0)
         goto fail;
     const size_t align = mx_gguf_alignment(g); /* general.alignment is copied with the rest */
-    rc = build_header(g, plan, p->ftype, align, &hdr);
+    rc = match_imatrix(g, plan, p->imatrix, &st, err);
+    if (rc < 0)
+        goto fail;
+    rc = build_header(g, plan, p, align, &hdr);
     if (rc < 0) {
         rc = mx_err_set(err, rc, "%s: out of memory for the header", out_path);
         goto fail;
@@ -897,6 +1006,8 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
         const struct mx_quantize_tensor *q = &plan[i];
         const void *data = t->data;
+        const struct mx_imatrix_entry *e = q->weighted ? mx_imatrix_find(p->imatrix, t->name)
+                                                       : NULL;
         if (q->dst_type != q->src_type) {
             buf = malloc(q->dst_bytes ? q->dst_bytes : 1);
             if (!buf) {
@@ -904,7 +1015,7 @@ int mx_quantize_model(const char *in_path, const char *out_path,
                                 t->name, q->dst_bytes);
                 goto fail;
             }
-            rc = convert_tensor(t, q, buf, p->n_threads, err);
+            rc = convert_tensor(t, q, e ? e->values : NULL, buf, p->n_threads, err);
             if (rc < 0)
                 goto fail;
             data = buf;

@@ -124,6 +124,7 @@ def main():
     if lib:
         write_dequant_goldens(lib)
         write_iq_goldens(lib, cases)
+        write_weighted_goldens(lib, cases)
 
 
 def random_blocks(rng, name, nb):
@@ -261,6 +262,43 @@ def write_iq_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(wblob)
         print("%-7s %6d bytes, %s_w %d bytes (ggml)" % (name, len(blob), name, len(wblob)))
+
+
+WEIGHTED_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+
+
+def importance_rows(n):
+    """The two importance-weight rows of the _w goldens for a row of n values: a fixed ramp, and
+    imatrix-like values (squared gaussians, a few exact zeros: columns no token ever lit)."""
+    ramp = (0.25 + (np.arange(n) % 11) / 4.0).astype(F32)
+    rng = np.random.default_rng(1600 + n)
+    act = (rng.standard_normal(n) ** 2 * 3.0).astype(F32)
+    act[rng.choice(n, max(1, n // 50), replace=False)] = 0
+    return ramp, act
+
+
+def write_weighted_goldens(lib, cases):
+    """<type>_w.bin for the types llama-quantize quantizes with --imatrix weights: per case that
+    is whole blocks, ggml's quantize_<type>(x, 1 row, n, qw) for the two rows of
+    importance_rows(n) (quantize_row_*_impl), concatenated in that order."""
+    for name in WEIGHTED_TYPES:
+        tid, bs, bb, _ = GGML_TYPES[name]
+        fn = getattr(lib, "quantize_" + name)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_void_p]
+        fn.restype = ctypes.c_size_t
+        blob = b""
+        for cname, x in cases:
+            if len(x) % bs:
+                continue
+            xp = np.ascontiguousarray(x, F32)
+            for w in importance_rows(len(x)):
+                out = ctypes.create_string_buffer(len(x) // bs * bb)
+                fn(xp.ctypes.data, out, 1, len(x), w.ctypes.data)
+                blob += out.raw
+        with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
+            f.write(blob)
+        print("%-5s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
 
 
 if __name__ == "__main__":
