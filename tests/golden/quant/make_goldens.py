@@ -280,7 +280,11 @@ def importance_rows(n):
 def write_weighted_goldens(lib, cases):
     """<type>_w.bin for the types llama-quantize quantizes with --imatrix weights: per case that
     is whole blocks, ggml's quantize_<type>(x, 1 row, n, qw) for the two rows of
-    importance_rows(n) (quantize_row_*_impl), concatenated in that order."""
+    importance_rows(n) (quantize_row_*_impl), concatenated in that order; imatrix_rows.bin: the
+    second (random) row of every case, float32, in case order (the first is a formula)."""
+    with open(os.path.join(HERE, "imatrix_rows.bin"), "wb") as f:
+        for cname, x in cases:       # the second weight row of each case, for the C test
+            f.write(importance_rows(len(x))[1].astype("<f4").tobytes())
     for name in WEIGHTED_TYPES:
         tid, bs, bb, _ = GGML_TYPES[name]
         fn = getattr(lib, "quantize_" + name)
