@@ -5,8 +5,9 @@
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
  * Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32); the imatrix-only IQ mixes are left out. The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
- * and quantizes it with the reference quantizer (ggml's *_ref, what llama-quantize uses without
- * an importance matrix), the rows of a tensor split over a few threads; tensors whose type does
+ * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
+ * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
+ * when one is given), the rows of a tensor split over a few threads; tensors whose type does
  * not change are copied.
  *
  * Workload: multi-GB models converted once; the time is in the row quantizers (Q4_K/Q6_K search

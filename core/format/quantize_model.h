@@ -5,8 +5,10 @@
  * attn_v / ffn_down Q6_K on the "use_more_bits" layers of Q4_K_M, Q8_0 attn_k/attn_v and Q5_K
  * attn_output for 8-expert models, block-size fallbacks such as Q4_K -> Q5_0), 1-D tensors and
  * the MoE router kept as they are, all metadata copied with general.file_type set. The bytes of
- * each converted tensor are ggml's quantize_row_*_ref of the dequantized source rows (what
- * llama-quantize writes without an importance matrix).
+ * each converted tensor are what llama-quantize writes: ggml's quantize_row_*_ref of the
+ * dequantized source rows without an importance matrix; with one (params.imatrix, llama-imatrix's
+ * file: core/format/imatrix.h) the weighted quantizers fed with the tensor's (expert's) imatrix
+ * row, and the mix's two imatrix rules, with the quantize.imatrix.* keys added.
  *
  * Nothing here prints: errors come back in a struct mx_err, progress through a callback.
  */
