@@ -151,6 +151,7 @@ static void test_weighted_golden(void **state) {
     /* the IQ4 goldens: no weights (quantize_iq4_*(..., NULL): 7 refinement tries), then ramp */
     check_weighted(MX_TYPE_IQ4_NL, "iq4_nl_w.bin", true);
     check_weighted(MX_TYPE_IQ4_XS, "iq4_xs_w.bin", true);
+    check_weighted(MX_TYPE_IQ2_XXS, "iq2_xxs_w.bin", false);
 }
 
 /* Without weights the row call is the reference quantizer; types without a weighted search
@@ -179,7 +180,8 @@ static void test_weighted_fallbacks(void **state) {
     assert_int_equal(mx_quantize_row_weighted(MX_TYPE_Q4_K, x, b, 256, qw), 0);
     assert_true(memcmp(a, b, 144) != 0);
     assert_int_equal(mx_quantize_row_weighted(MX_TYPE_Q4_K, x, b, 100, qw), MX_EINVAL);
-    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_XXS, x, b, 256, qw), MX_EUNSUP);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_XXS, x, b, 256, NULL), MX_EUNSUP);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_S, x, b, 256, qw), MX_EUNSUP);
     assert_int_equal(mx_quantize_row_weighted(12345, x, b, 256, qw), MX_EUNSUP);
 }
 
@@ -645,8 +647,13 @@ static void test_quantize_with_imatrix(void **state) {
             const float *x = (const float *)ts->data + r * W;
             const float *qw = e ? e->values + (r / t->ne[1]) * W : NULL;
             assert_int_equal(mx_quantize_row_weighted(t->type, x, q, W, qw), 0);
-            if (memcmp(q, (const uint8_t *)t->data + r * row, row) != 0)
-                fail_msg("%s row %lld differs", t->name, (long long)r);
+            if (memcmp(q, (const uint8_t *)t->data + r * row, row) != 0) {
+                uint8_t u[256];
+                mx_quantize_row_weighted(t->type, x, u, W, NULL);
+                fail_msg("%s row %lld differs (unweighted %s)", t->name, (long long)r,
+                         memcmp(u, (const uint8_t *)t->data + r * row, row) ? "differs too"
+                                                                             : "matches");
+            }
             n_checked++;
         }
     }

@@ -24,7 +24,10 @@
  */
 #include "core/base/quant.h"
 
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -1452,6 +1455,281 @@ static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * IQ2_XXS with importance weights (ggml's quantize_row_iq2_xxs_impl; no unweighted version: the
+ * type is refused without an imatrix). Each 8-value group is a point of a 256-entry grid whose
+ * coordinates are 1, 3 or 5 (times the group scale), with 7 sign bits (the 8th makes the parity
+ * even). Off-grid candidates snap to the nearest grid points, found through a map of all 4^8
+ * 2-bit patterns built once (ggml's iq2xs_init_impl for IQ2_XXS).
+ */
+
+#define IQ2_KMAP_SIZE 43692 /* 2-bit patterns with digits 0..2 in 8 places fit below this */
+
+/* The grid as 8 coordinates 1/3/5 per point, the pattern -> point map (>= 0: on the grid; else
+ * -(offset + 1) into the neighbour lists: a count, then that many point indices, the points at
+ * the two smallest squared distances, by distance then index). */
+struct iq2_tables {
+    int8_t grid[256][8];
+    int32_t map[IQ2_KMAP_SIZE];
+    uint16_t *neighbours;
+};
+
+static struct iq2_tables *iq2xxs_tab;
+static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT;
+
+/* Builds the tables once (thread-safe); stays NULL when out of memory. The grid coordinates come
+ * from the dequantization grid (bytes 0x08, 0x19, 0x2b are levels 0, 1, 2: coordinate 2l + 1). */
+static void iq2xxs_build(void) {
+    struct iq2_tables *t = calloc(1, sizeof *t);
+    if (!t)
+        return;
+    for (int k = 0; k < 256; k++)
+        for (int i = 0; i < 8; i++) {
+            uint8_t b = (uint8_t)(mx_iq2xxs_grid[k] >> (8 * i));
+            t->grid[k][i] = (int8_t)(b == 0x08 ? 1 : b == 0x19 ? 3 : 5);
+        }
+    for (int i = 0; i < IQ2_KMAP_SIZE; i++)
+        t->map[i] = -1;
+    for (int k = 0; k < 256; k++) {
+        int u = 0;
+        for (int i = 0; i < 8; i++)
+            u |= ((t->grid[k][i] - 1) / 2) << (2 * i);
+        t->map[u] = k;
+    }
+    size_t cap = 1 << 20, n = 0;
+    t->neighbours = malloc(cap * sizeof *t->neighbours);
+    for (int u = 0; u < IQ2_KMAP_SIZE && t->neighbours; u++) {
+        if (t->map[u] >= 0)
+            continue;
+        int d2[256], pos[8], d1 = INT32_MAX, d2nd = INT32_MAX;
+        for (int i = 0; i < 8; i++)
+            pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
+        for (int k = 0; k < 256; k++) {
+            int d = 0;
+            for (int i = 0; i < 8; i++)
+                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
+            d2[k] = d;
+            if (d < d1)
+                d1 = d;
+        }
+        for (int k = 0; k < 256; k++)
+            if (d2[k] > d1 && d2[k] < d2nd)
+                d2nd = d2[k];
+        if (n + 1 + 256 > cap) {
+            cap *= 2;
+            uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
+            if (!p) {
+                free(t->neighbours);
+                t->neighbours = NULL;
+                break;
+            }
+            t->neighbours = p;
+        }
+        t->map[u] = -(int32_t)(n + 1);
+        size_t start = n++;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < 256; k++)
+                if (d2[k] == (pass ? d2nd : d1))
+                    t->neighbours[n++] = (uint16_t)k;
+        t->neighbours[start] = (uint16_t)(n - start - 1);
+    }
+    if (!t->neighbours) {
+        free(t);
+        return;
+    }
+    iq2xxs_tab = t;
+}
+
+/* The neighbour of pattern list nb (count first) nearest to xval in the weighted distance of
+ * scale * coordinate; writes its levels (0..2) to L, returns its grid index. */
+static int iq2_best_neighbour(const struct iq2_tables *t, const uint16_t *nb, const float *xval,
+                              const float *w, float scale, int8_t *L) {
+    float best = FLT_MAX;
+    int gi = nb[1];
+    for (int j = 1; j <= nb[0]; j++) {
+        const int8_t *pg = t->grid[nb[j]];
+        float d2 = 0;
+        for (int i = 0; i < 8; i++) {
+            float diff = scale * pg[i] - xval[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            gi = nb[j];
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        L[i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+    return gi;
+}
+
+/* The grid point of 8 levels (0..2, with 3s clamped away), snapping through the neighbours when
+ * the pattern is off the grid (L then gets the neighbour's levels). */
+static int iq2_point(const struct iq2_tables *t, int8_t *L, const float *xval, const float *w,
+                     float scale) {
+    int u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= L[i] << (2 * i);
+    int gi = t->map[u];
+    if (gi < 0)
+        gi = iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval, w, scale, L);
+    return gi;
+}
+
+/* One 256-value block; qw: its 256 importance weights. */
+static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                          mx_block_iq2_xxs *y) {
+    const int kMaxQ = 3;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    uint8_t signs[4];
+    uint32_t q2[2 * (MX_QK_K / 32)];
+    memset(q2, 0, sizeof q2);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        /* magnitudes, and signs with even parity: an odd group flips its least important value */
+        for (int k = 0; k < 4; k++) {
+            int nflip = 0;
+            uint8_t s = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        if (max < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = make_qp_quants(32, kMaxQ + 1, xval, (uint8_t *)L, weight);
+        float eff_max = scale * kMaxQ;
+        if (eff_max <= 0) {
+            scales[ib] = 0;
+            continue;
+        }
+        /* 13 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        for (int is = -6; is <= 6; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 4; k++) {
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq2_point(t, Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, 32);
+            }
+        }
+        if (scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 4; k++) {
+                int8_t Lk[8];
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Lk[i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                int gi = iq2_point(t, Lk, xval + 8 * k, waux + 8 * k, scale);
+                for (int i = 0; i < 8; i++)
+                    L[8 * k + i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 4; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++)
+                u |= L[8 * k + i] << (2 * i);
+            int gi = u < IQ2_KMAP_SIZE ? t->map[u] : -1;
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            q2[2 * ib] |= (uint32_t)gi << (8 * k);
+            q2[2 * ib + 1] |= (uint32_t)signs[k] << (7 * k);
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d);
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        q2[2 * ib + 1] |= (uint32_t)l << 28;
+    }
+    memcpy(y->qs, q2, sizeof y->qs);
+}
+
+/* IQ2_XXS of a row (n a multiple of 256) with weights qw. Returns 0 or MX_ENOMEM (tables). */
+static int iq2_xxs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq2xxs_once, iq2xxs_build);
+    const struct iq2_tables *t = iq2xxs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq2_xxs b;
+        iq2_xxs_block(t, x + i * MX_QK_K, qw + i * MX_QK_K, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
 #define T_FLOAT(id, nm, sz, to, from) [id] = { nm, 1, sz, false, to, from }
 #define T_QUANT(id, nm, bs, to, from) \
     [id] = { #nm, bs, sizeof(mx_block_##nm), true, to, from }
@@ -1558,6 +1836,10 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
 int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
                              const float *qw) {
     const struct mx_type_traits *t = mx_type_traits(type);
+    if (type == MX_TYPE_IQ2_XXS) { /* only with weights: no reference quantizer */
+        int rc = check_row(t, qw != NULL, type, src, dst, n);
+        return rc < 0 || n == 0 ? rc : iq2_xxs_weighted(src, dst, n, qw);
+    }
     int rc = check_row(t, t && t->from_float, type, src, dst, n);
     if (rc < 0 || n == 0)
         return rc;
