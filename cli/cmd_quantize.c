@@ -45,9 +45,11 @@ static void usage(FILE *f) {
     for (int i = 0; i < n; i++)
         fprintf(f, "  %-7s (%2d)%s\n", mx_ftype_name(list[i]), list[i],
                 list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
-                : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K" : "");
-    fprintf(f, "Not yet: IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize\n"
-               "makes them only with an importance matrix; mixel has no quantizer for them).\n");
+                : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
+                : mx_ftype_needs_imatrix(list[i]) ? "  needs --imatrix" : "");
+    fprintf(f, "IQ2_XXS needs --imatrix (as in llama-quantize). Not yet: IQ2_XS, IQ2_S, IQ2_M,\n"
+               "IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize makes them only with an importance\n"
+               "matrix; mixel has no quantizer for them).\n");
 }
 
 #define MAX_PATTERNS 64
@@ -165,10 +167,11 @@ int mx_cmd_quantize(int argc, char **argv) {
     const char *in = pos[0], *out = pos[1];
     int ftype = mx_ftype_from_name(pos[2]);
     int needs = ftype < 0 ? mx_ftype_imatrix_only(pos[2]) : -1;
-    if (needs >= 0 && !imatrix_path) {
+    if ((needs >= 0 || (ftype >= 0 && mx_ftype_needs_imatrix(ftype))) && !imatrix_path) {
         mx_cli_err("quantize", "%s needs an importance matrix (--imatrix FILE from llama-imatrix):"
                    " at this few bits per weight the result is garbage without one, and "
-                   "llama-quantize refuses it too", mx_ftype_imatrix_only_name(needs));
+                   "llama-quantize refuses it too",
+                   needs >= 0 ? mx_ftype_imatrix_only_name(needs) : mx_ftype_name(ftype));
         return 1;
     }
     if (needs >= 0) {

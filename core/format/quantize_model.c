@@ -63,6 +63,7 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
+    {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
     {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
     {MX_FTYPE_MOSTLY_F16,    "F16",    MX_TYPE_F16},
@@ -97,11 +98,11 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types whose mix uses IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K
- * in Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
+/* llama.cpp's file types whose mix uses IQ2_XS, IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in
+ * Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
  * requires an imatrix"), and mixel has no quantizer for those types yet. */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
-    {"IQ2_XXS", 19}, {"IQ2_XS", 20}, {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+    {"IQ2_XS", 20}, {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
     {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31},
 };
 
@@ -115,6 +116,10 @@ int mx_ftype_imatrix_only(const char *name) {
             return imatrix_only[i].ftype;
     }
     return -1;
+}
+
+bool mx_ftype_needs_imatrix(int ftype) {
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS;
 }
 
 const char *mx_ftype_imatrix_only_name(int ftype) {
@@ -267,13 +272,30 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     enum category cat = category_of(t->name);
     const struct mx_type_traits *tr = mx_type_traits(type);
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
-        /* the output matrix decides every token: at least 6 bits */
+        /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
         if (s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
+        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS)
+            type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
     } else if (cat == CAT_TOKEN_EMBD) {
-        /* only IQ/TQ mixes change it */
+        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS) /* only IQ/TQ mixes change it */
+            type = MX_TYPE_Q2_K;
+    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS) {
+        /* llama.cpp's 2-bit IQ mix: more bits where few weights decide much */
+        if (is_attn_v_like(cat)) {
+            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q2_K;
+            s->i_attention_wv++;
+        } else if (s->n_expert == 8 && cat == CAT_ATTN_K) {
+            type = MX_TYPE_Q4_K;
+        } else if (cat == CAT_FFN_DOWN) {
+            if (s->i_ffn_down < s->n_layer / 8) /* the visit count, not blk.N, as llama.cpp */
+                type = MX_TYPE_Q2_K;
+            s->i_ffn_down++;
+        } else if (cat == CAT_ATTN_OUTPUT && s->n_expert == 8) {
+            type = MX_TYPE_Q5_K;
+        }
     } else if (is_attn_v_like(cat)) {
         if (ft == MX_FTYPE_MOSTLY_Q2_K)
             type = s->n_gqa >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
@@ -373,6 +395,7 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q4_K: r = MX_TYPE_Q5_0; break;
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
+    case MX_TYPE_IQ2_XXS:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
     }
@@ -921,11 +944,16 @@ static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *pla
         if (q->dst_type == q->src_type)
             continue;
         const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
+        int64_t want = t->ne[0] * t->ne[2];
+        if ((!e || e->n_values != want) && q->dst_type == MX_TYPE_IQ2_XXS)
+            return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': no importance matrix entry%s "
+                              "for it, and %s cannot be quantized without one (llama-quantize "
+                              "bails out too)", t->name, e ? " of its size" : "",
+                              mx_type_name(q->dst_type));
         if (!e) {
             st->n_unweighted++;
             continue;
         }
-        int64_t want = t->ne[0] * t->ne[2];
         if (e->n_values != want) {
             if (category_of(t->name) == CAT_TOKEN_EMBD) {
                 st->n_unweighted++;
@@ -987,6 +1015,12 @@ int mx_quantize_model(const char *in_path, const char *out_path,
     if (rc < 0)
         goto fail;
     const size_t align = mx_gguf_alignment(g); /* general.alignment is copied with the rest */
+    if (mx_ftype_needs_imatrix(p->ftype) && !p->imatrix) {
+        rc = mx_err_set(err, MX_EINVAL, "%s needs an importance matrix (--imatrix FILE from "
+                        "llama-imatrix): without one the result is garbage, and llama-quantize "
+                        "refuses it too", mx_ftype_name(p->ftype));
+        goto fail;
+    }
     rc = match_imatrix(g, plan, p->imatrix, &st, err);
     if (rc < 0)
         goto fail;
