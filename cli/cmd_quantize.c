@@ -47,7 +47,7 @@ static void usage(FILE *f) {
                 list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
                 : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
                 : mx_ftype_needs_imatrix(list[i]) ? "  needs --imatrix" : "");
-    fprintf(f, "IQ2_XXS needs --imatrix (as in llama-quantize). Not yet: IQ2_XS, IQ2_S, IQ2_M,\n"
+    fprintf(f, "IQ2_XXS and IQ2_XS need --imatrix (as in llama-quantize). Not yet: IQ2_S, IQ2_M,\n"
                "IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize makes them only with an importance\n"
                "matrix; mixel has no quantizer for them).\n");
 }

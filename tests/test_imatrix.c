@@ -152,6 +152,7 @@ static void test_weighted_golden(void **state) {
     check_weighted(MX_TYPE_IQ4_NL, "iq4_nl_w.bin", true);
     check_weighted(MX_TYPE_IQ4_XS, "iq4_xs_w.bin", true);
     check_weighted(MX_TYPE_IQ2_XXS, "iq2_xxs_w.bin", false);
+    check_weighted(MX_TYPE_IQ2_XS, "iq2_xs_w.bin", false);
 }
 
 /* Without weights the row call is the reference quantizer; types without a weighted search

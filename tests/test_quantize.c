@@ -344,13 +344,13 @@ static void test_ftype_names(void **state) {
     assert_int_equal(mx_ftype_from_name("Q2_K"), 10);
     assert_int_equal(mx_ftype_from_name("10"), 10);
     assert_int_equal(mx_ftype_from_name("IQ2_XXS"), 19); /* with --imatrix (test_imatrix) */
-    assert_int_equal(mx_ftype_from_name("IQ2_XS"), -1); /* no quantizer yet */
-    assert_int_equal(mx_ftype_from_name("20"), -1);
+    assert_int_equal(mx_ftype_from_name("IQ2_S"), -1); /* no quantizer yet */
+    assert_int_equal(mx_ftype_from_name("28"), -1);
     assert_int_equal(mx_ftype_from_name("q4_k_mm"), -1);
     assert_int_equal(mx_ftype_from_name(""), -1);
     assert_string_equal(mx_ftype_name(15), "Q4_K_M");
     assert_string_equal(mx_ftype_name(10), "Q2_K");
-    assert_null(mx_ftype_name(20));
+    assert_null(mx_ftype_name(28));
 }
 
 /* ---- conversion ---------------------------------------------------------------------------- */
@@ -602,7 +602,7 @@ static void test_errors(void **state) {
     fputs("hello, not a model\n", f);
     fclose(f);
     expect_fail(path_in("text.gguf"), out, 15, MX_EFORMAT, "text.gguf", NULL);
-    expect_fail(path_in("moe.gguf"), out, 20 /* IQ2_XS */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 28 /* IQ2_S */, MX_EINVAL, "file type", NULL);
     expect_fail(path_in("moe.gguf"), out, 19 /* IQ2_XXS, no imatrix */, MX_EINVAL,
                 "IQ2_XXS needs an importance matrix", NULL);
     assert_false(file_exists(out));

@@ -1469,28 +1469,31 @@ static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const
  * -(offset + 1) into the neighbour lists: a count, then that many point indices, the points at
  * the two smallest squared distances, by distance then index). */
 struct iq2_tables {
-    int8_t grid[256][8];
+    int n_grid;             /* 256 (IQ2_XXS) or 512 (IQ2_XS) */
+    int8_t grid[512][8];
     int32_t map[IQ2_KMAP_SIZE];
     uint16_t *neighbours;
 };
 
-static struct iq2_tables *iq2xxs_tab;
-static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT;
+static struct iq2_tables *iq2xxs_tab, *iq2xs_tab;
+static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT, iq2xs_once = PTHREAD_ONCE_INIT;
 
-/* Builds the tables once (thread-safe); stays NULL when out of memory. The grid coordinates come
- * from the dequantization grid (bytes 0x08, 0x19, 0x2b are levels 0, 1, 2: coordinate 2l + 1). */
-static void iq2xxs_build(void) {
+/* Builds the tables of a grid of n_grid points; NULL when out of memory. The grid coordinates
+ * come from the dequantization grid (bytes 0x08, 0x19, 0x2b are levels 0, 1, 2: coordinate
+ * 2l + 1). */
+static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
     struct iq2_tables *t = calloc(1, sizeof *t);
     if (!t)
-        return;
-    for (int k = 0; k < 256; k++)
+        return NULL;
+    t->n_grid = n_grid;
+    for (int k = 0; k < n_grid; k++)
         for (int i = 0; i < 8; i++) {
-            uint8_t b = (uint8_t)(mx_iq2xxs_grid[k] >> (8 * i));
+            uint8_t b = (uint8_t)(src[k] >> (8 * i));
             t->grid[k][i] = (int8_t)(b == 0x08 ? 1 : b == 0x19 ? 3 : 5);
         }
     for (int i = 0; i < IQ2_KMAP_SIZE; i++)
         t->map[i] = -1;
-    for (int k = 0; k < 256; k++) {
+    for (int k = 0; k < n_grid; k++) {
         int u = 0;
         for (int i = 0; i < 8; i++)
             u |= ((t->grid[k][i] - 1) / 2) << (2 * i);
@@ -1501,10 +1504,10 @@ static void iq2xxs_build(void) {
     for (int u = 0; u < IQ2_KMAP_SIZE && t->neighbours; u++) {
         if (t->map[u] >= 0)
             continue;
-        int d2[256], pos[8], d1 = INT32_MAX, d2nd = INT32_MAX;
+        int d2[512], pos[8], d1 = INT32_MAX, d2nd = INT32_MAX;
         for (int i = 0; i < 8; i++)
             pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
-        for (int k = 0; k < 256; k++) {
+        for (int k = 0; k < n_grid; k++) {
             int d = 0;
             for (int i = 0; i < 8; i++)
                 d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
@@ -1512,10 +1515,10 @@ static void iq2xxs_build(void) {
             if (d < d1)
                 d1 = d;
         }
-        for (int k = 0; k < 256; k++)
+        for (int k = 0; k < n_grid; k++)
             if (d2[k] > d1 && d2[k] < d2nd)
                 d2nd = d2[k];
-        if (n + 1 + 256 > cap) {
+        if (n + 1 + (size_t)n_grid > cap) {
             cap *= 2;
             uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
             if (!p) {
@@ -1528,17 +1531,21 @@ static void iq2xxs_build(void) {
         t->map[u] = -(int32_t)(n + 1);
         size_t start = n++;
         for (int pass = 0; pass < 2; pass++)
-            for (int k = 0; k < 256; k++)
+            for (int k = 0; k < n_grid; k++)
                 if (d2[k] == (pass ? d2nd : d1))
                     t->neighbours[n++] = (uint16_t)k;
         t->neighbours[start] = (uint16_t)(n - start - 1);
     }
     if (!t->neighbours) {
         free(t);
-        return;
+        return NULL;
     }
-    iq2xxs_tab = t;
+    return t;
 }
+
+/* pthread_once callbacks: the tables of each type, built once per process. */
+static void iq2xxs_build(void) { iq2xxs_tab = iq2_build(mx_iq2xxs_grid, 256); }
+static void iq2xs_build(void) { iq2xs_tab = iq2_build(mx_iq2xs_grid, 512); }
 
 /* The neighbour of pattern list nb (count first) nearest to xval in the weighted distance of
  * scale * coordinate; writes its levels (0..2) to L, returns its grid index. */
@@ -1715,6 +1722,173 @@ static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const fl
     memcpy(y->qs, q2, sizeof y->qs);
 }
 
+/* One IQ2_XS block (ggml's quantize_row_iq2_xs_impl): 16 groups of 16 values, each two points of
+ * the 512-point grid with 7 sign bits and a 4-bit scale; qw: the block's 256 weights. */
+static void iq2_xs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                         mx_block_iq2_xs *y) {
+    const int kMaxQ = 3;
+    float scales[MX_QK_K / 16], weight[16], waux[16], xval[16];
+    int8_t L[16], Laux[16];
+    bool on_grid[2], on_grid_aux[2];
+    uint8_t signs[2];
+    uint16_t q2[2 * (MX_QK_K / 16)];
+    memset(q2, 0, sizeof q2);
+    memset(y->scales, 0, sizeof y->scales);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        const float *xb = xbl + 16 * ib;
+        group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
+        for (int i = 0; i < 16; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 2; k++) {
+            int nflip = 0;
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s8 ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s8 & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 16; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (max < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        /* 19 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        on_grid[0] = on_grid[1] = true;
+        for (int is = -9; is <= 9; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 2; k++) {
+                int u = 0;
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                    u |= Laux[8 * k + i] << (2 * i);
+                }
+                on_grid_aux[k] = t->map[u] >= 0;
+                if (!on_grid_aux[k])
+                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                       waux + 8 * k, this_scale, Laux + 8 * k);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 16; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                on_grid[0] = on_grid_aux[0];
+                on_grid[1] = on_grid_aux[1];
+            }
+        }
+        /* groups that had to snap: redo them with the fitted scale, then refit */
+        if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 2; k++) {
+                if (on_grid[k])
+                    continue;
+                int u = 0;
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    l = imax(0, imin(kMaxQ - 1, l));
+                    u |= l << (2 * i);
+                    L[8 * k + i] = (int8_t)l;
+                }
+                if (t->map[u] < 0)
+                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                       waux + 8 * k, scale, L + 8 * k);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 16; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 2; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 2; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++)
+                u |= L[8 * k + i] << (2 * i);
+            int gi = u < IQ2_KMAP_SIZE ? t->map[u] : -1;
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            q2[2 * ib + k] = (uint16_t)(gi | (signs[k] << 9));
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d);
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        if (ib % 2 == 0)
+            y->scales[ib / 2] = (uint8_t)l;
+        else
+            y->scales[ib / 2] |= (uint8_t)(l << 4);
+    }
+    memcpy(y->qs, q2, sizeof y->qs);
+}
+
+/* IQ2_XS of a row (n a multiple of 256) with weights qw. Returns 0 or MX_ENOMEM (tables). */
+static int iq2_xs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq2xs_once, iq2xs_build);
+    const struct iq2_tables *t = iq2xs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq2_xs b;
+        iq2_xs_block(t, x + i * MX_QK_K, qw + i * MX_QK_K, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
 /* IQ2_XXS of a row (n a multiple of 256) with weights qw. Returns 0 or MX_ENOMEM (tables). */
 static int iq2_xxs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
     pthread_once(&iq2xxs_once, iq2xxs_build);
@@ -1836,9 +2010,12 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
 int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
                              const float *qw) {
     const struct mx_type_traits *t = mx_type_traits(type);
-    if (type == MX_TYPE_IQ2_XXS) { /* only with weights: no reference quantizer */
+    if (type == MX_TYPE_IQ2_XXS || type == MX_TYPE_IQ2_XS) { /* only with weights */
         int rc = check_row(t, qw != NULL, type, src, dst, n);
-        return rc < 0 || n == 0 ? rc : iq2_xxs_weighted(src, dst, n, qw);
+        if (rc < 0 || n == 0)
+            return rc;
+        return type == MX_TYPE_IQ2_XXS ? iq2_xxs_weighted(src, dst, n, qw)
+                                       : iq2_xs_weighted(src, dst, n, qw);
     }
     int rc = check_row(t, t && t->from_float, type, src, dst, n);
     if (rc < 0 || n == 0)

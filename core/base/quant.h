@@ -171,9 +171,9 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n);
  * with qw (n importance weights, an imatrix row: mean squared activation per column) the
  * weighted searches of Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL and IQ4_XS, byte-identical to
  * ggml's quantize_row_*_impl; types without one (Q8_0, F16, BF16, MXFP4) ignore qw. IQ2_XXS
- * quantizes only with qw (MX_EUNSUP without: it has no reference quantizer); its grid-neighbour
- * tables are built on first use (about 0.2 s, once per process, thread-safe; MX_ENOMEM if that
- * fails). With qw NULL: the reference quantizer (mx_quantize_row), except IQ4_NL's 7 refinement
+ * and IQ2_XS quantize only with qw (MX_EUNSUP without: they have no reference quantizer); their
+ * grid-neighbour tables are built on first use (a fraction of a second, once per process,
+ * thread-safe; MX_ENOMEM if that fails). With qw NULL: the reference quantizer (mx_quantize_row), except IQ4_NL's 7 refinement
  * tries. Row-wide
  * statistics (the 32-block types' sigma2) make this a per-row call. Returns 0, MX_EUNSUP or
  * MX_EINVAL as mx_quantize_row. */

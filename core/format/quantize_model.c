@@ -63,6 +63,7 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
     {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
+    {MX_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS", MX_TYPE_IQ2_XS},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
     {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
@@ -98,11 +99,10 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types whose mix uses IQ2_XS, IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in
- * Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
+/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
  * requires an imatrix"), and mixel has no quantizer for those types yet. */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
-    {"IQ2_XS", 20}, {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+ {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
     {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31},
 };
 
@@ -119,7 +119,7 @@ int mx_ftype_imatrix_only(const char *name) {
 }
 
 bool mx_ftype_needs_imatrix(int ftype) {
-    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS;
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS;
 }
 
 const char *mx_ftype_imatrix_only_name(int ftype) {
@@ -275,14 +275,14 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
         if (s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
-        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS)
+        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS)
             type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
     } else if (cat == CAT_TOKEN_EMBD) {
-        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS) /* only IQ/TQ mixes change it */
+        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) /* IQ/TQ mixes only */
             type = MX_TYPE_Q2_K;
-    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS) {
+    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) {
         /* llama.cpp's 2-bit IQ mix: more bits where few weights decide much */
         if (is_attn_v_like(cat)) {
             type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q2_K;
@@ -396,6 +396,7 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
     case MX_TYPE_IQ2_XXS:
+    case MX_TYPE_IQ2_XS:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
     }
@@ -945,7 +946,8 @@ static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *pla
             continue;
         const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
         int64_t want = t->ne[0] * t->ne[2];
-        if ((!e || e->n_values != want) && q->dst_type == MX_TYPE_IQ2_XXS)
+        if ((!e || e->n_values != want) &&
+            (q->dst_type == MX_TYPE_IQ2_XXS || q->dst_type == MX_TYPE_IQ2_XS))
             return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': no importance matrix entry%s "
                               "for it, and %s cannot be quantized without one (llama-quantize "
                               "bails out too)", t->name, e ? " of its size" : "",

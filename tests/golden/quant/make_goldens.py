@@ -303,27 +303,29 @@ def write_weighted_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(blob)
         print("%-5s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
-    # IQ2_XXS: only with weights; ggml builds its grid-neighbour tables in ggml_quantize_init
+    # IQ2_XXS, IQ2_XS: only with weights; ggml builds its grid-neighbour tables in
+    # ggml_quantize_init
     init = lib.ggml_quantize_init
     init.argtypes = [ctypes.c_int]
     init.restype = None
-    init(16)
-    fn = lib.quantize_iq2_xxs
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.c_void_p]
-    fn.restype = ctypes.c_size_t
-    blob = b""
-    for cname, x in cases:
-        if len(x) % 256:
-            continue
-        xp = np.ascontiguousarray(x, F32)
-        for w in importance_rows(len(x)):
-            out = ctypes.create_string_buffer(len(x) // 256 * 66)
-            fn(xp.ctypes.data, out, 1, len(x), w.ctypes.data)
-            blob += out.raw
-    with open(os.path.join(HERE, "iq2_xxs_w.bin"), "wb") as f:
-        f.write(blob)
-    print("iq2_xxs_w %6d bytes (ggml quantize_iq2_xxs with weights)" % len(blob))
+    for name, tid, bb in (("iq2_xxs", 16, 66), ("iq2_xs", 17, 74)):
+        init(tid)
+        fn = getattr(lib, "quantize_" + name)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_void_p]
+        fn.restype = ctypes.c_size_t
+        blob = b""
+        for cname, x in cases:
+            if len(x) % 256:
+                continue
+            xp = np.ascontiguousarray(x, F32)
+            for w in importance_rows(len(x)):
+                out = ctypes.create_string_buffer(len(x) // 256 * bb)
+                fn(xp.ctypes.data, out, 1, len(x), w.ctypes.data)
+                blob += out.raw
+        with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
+            f.write(blob)
+        print("%s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
 
 
 if __name__ == "__main__":
