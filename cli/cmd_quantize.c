@@ -30,7 +30,7 @@ static void usage(FILE *f) {
             "and quantizers. OUT must differ from IN.\n"
             "  -t, --threads N     threads (default 2)\n"
             "  --imatrix FILE      importance matrix from llama-imatrix (GGUF or legacy .dat):\n"
-            "                      weighs Q4_0..Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS as llama-quantize\n"
+            "                      weighs Q4_0..Q5_1, Q2_K..Q6_K and the IQ types as llama-quantize\n"
             "  --include-weights NAME  use only the imatrix entries whose name contains NAME\n"
             "                      (repeatable)\n"
             "  --exclude-weights NAME  use no imatrix entry whose name contains NAME (repeatable;\n"
@@ -48,8 +48,8 @@ static void usage(FILE *f) {
                 : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
                 : mx_ftype_needs_imatrix(list[i]) ? "  needs --imatrix" : "");
     fprintf(f, "IQ2_XXS and IQ2_XS need --imatrix (as in llama-quantize). Not yet: IQ2_S, IQ2_M,\n"
-               "IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize makes them only with an importance\n"
-               "matrix; mixel has no quantizer for them).\n");
+               "IQ3_XS, IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize makes them only with an\n"
+               "importance matrix; their mixes need quantizers mixel lacks).\n");
 }
 
 #define MAX_PATTERNS 64
@@ -175,9 +175,9 @@ int mx_cmd_quantize(int argc, char **argv) {
         return 1;
     }
     if (needs >= 0) {
-        mx_cli_err("quantize", "%s: mixel has no quantizer for this type yet (ggml's grid "
-                   "search); IQ4_XS, IQ4_NL and Q2_K..Q6_K take the importance matrix",
-                   mx_ftype_imatrix_only_name(needs));
+        mx_cli_err("quantize", "%s: mixel cannot make this file type yet (its mix needs "
+                   "quantizers mixel lacks); IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ4_XS and the K-quants "
+                   "take the importance matrix", mx_ftype_imatrix_only_name(needs));
         return 1;
     }
     if (ftype < 0) {

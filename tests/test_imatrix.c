@@ -138,6 +138,34 @@ static void check_weighted(int type, const char *file, bool first_unweighted) {
     free_cases(&c);
 }
 
+/* Types that also quantize without weights (IQ3_XXS, IQ3_S: x^2, ggml's _ref): every whole-256
+ * case through mx_quantize_row_weighted(..., NULL) equals the golden <name>.bin. */
+static void check_unweighted(int type, const char *file) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    size_t size, off = 0;
+    uint8_t *want = read_golden(file, &size);
+    struct cases c;
+    load_cases(&c);
+    for (int i = 0; i < c.n; i++) {
+        size_t bytes;
+        if (c.len[i] % t->blck_size)
+            continue;
+        assert_true(mx_row_size(type, c.len[i], &bytes));
+        assert_true(off + bytes <= size);
+        uint8_t *got = xmalloc(bytes);
+        assert_int_equal(mx_quantize_row_weighted(type, c.x[i], got, c.len[i], NULL), 0);
+        for (size_t k = 0; k < bytes; k++)
+            if (got[k] != want[off + k])
+                fail_msg("%s case %d unweighted: byte %zu (block %zu) is 0x%02x, ggml 0x%02x",
+                         t->name, i, k, k / t->type_size, got[k], want[off + k]);
+        off += bytes;
+        free(got);
+    }
+    assert_int_equal(off, size);
+    free(want);
+    free_cases(&c);
+}
+
 static void test_weighted_golden(void **state) {
     (void)state;
     static const int types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_1, MX_TYPE_Q5_0, MX_TYPE_Q5_1,
@@ -153,6 +181,10 @@ static void test_weighted_golden(void **state) {
     check_weighted(MX_TYPE_IQ4_XS, "iq4_xs_w.bin", true);
     check_weighted(MX_TYPE_IQ2_XXS, "iq2_xxs_w.bin", false);
     check_weighted(MX_TYPE_IQ2_XS, "iq2_xs_w.bin", false);
+    check_weighted(MX_TYPE_IQ3_XXS, "iq3_xxs_w.bin", false);
+    check_weighted(MX_TYPE_IQ3_S, "iq3_s_w.bin", false);
+    check_unweighted(MX_TYPE_IQ3_XXS, "iq3_xxs.bin");
+    check_unweighted(MX_TYPE_IQ3_S, "iq3_s.bin");
 }
 
 /* Without weights the row call is the reference quantizer; types without a weighted search

@@ -1904,6 +1904,453 @@ static int iq2_xxs_weighted(const float *x, void *dst, int64_t n, const float *q
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * IQ3_XXS (ggml's quantize_row_iq3_xxs_impl for its 256-point grid): groups of 4 values are
+ * points of a grid with 3-bit levels l (coordinate 2l + 1), 7 sign bits per 8 values, a 4-bit
+ * scale per 32 values. Weighted by the imatrix when given, else by x^2 (ggml's
+ * quantize_row_iq3_xxs_ref). Off-grid candidates snap through a map of all 8^4 patterns.
+ */
+
+#define IQ3_KMAP_SIZE 4096
+
+/* The grid's levels per point, the pattern -> point map (as struct iq2_tables: >= 0 on the grid,
+ * else -(offset + 1) into the neighbour lists, count first). */
+struct iq3_tables {
+    int n_grid;               /* 256 (IQ3_XXS) or 512 (IQ3_S) */
+    int8_t grid[512][4];
+    int32_t map[IQ3_KMAP_SIZE];
+    uint16_t *neighbours;
+};
+
+static struct iq3_tables *iq3xxs_tab, *iq3s_tab;
+static pthread_once_t iq3xxs_once = PTHREAD_ONCE_INIT, iq3s_once = PTHREAD_ONCE_INIT;
+
+/* Builds the tables of an IQ3 grid of n_grid points whose dequantization bytes for levels 0..7
+ * are level_byte[]; each off-grid pattern lists the points at its nwant smallest distances.
+ * NULL when out of memory. */
+static struct iq3_tables *iq3_build(const uint32_t *src, int n_grid, const uint8_t *level_byte,
+                                    int nwant) {
+    struct iq3_tables *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->n_grid = n_grid;
+    for (int k = 0; k < n_grid; k++)
+        for (int i = 0; i < 4; i++) {
+            uint8_t b = (uint8_t)(src[k] >> (8 * i));
+            int l = 0;
+            while (l < 7 && level_byte[l] != b)
+                l++;
+            t->grid[k][i] = (int8_t)(2 * l + 1);
+        }
+    for (int i = 0; i < IQ3_KMAP_SIZE; i++)
+        t->map[i] = -1;
+    for (int k = 0; k < n_grid; k++) {
+        int u = 0;
+        for (int i = 0; i < 4; i++)
+            u |= ((t->grid[k][i] - 1) / 2) << (3 * i);
+        t->map[u] = k;
+    }
+    size_t n = 0, cap = (size_t)IQ3_KMAP_SIZE * 24;
+    t->neighbours = malloc(cap * sizeof *t->neighbours);
+    for (int u = 0; u < IQ3_KMAP_SIZE && t->neighbours; u++) {
+        if (t->map[u] >= 0)
+            continue;
+        int d2[512], pos[4], lev[4], nlev = 0;
+        for (int i = 0; i < 4; i++)
+            pos[i] = 2 * ((u >> (3 * i)) & 7) + 1;
+        for (int k = 0; k < n_grid; k++) {
+            int d = 0;
+            for (int i = 0; i < 4; i++)
+                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
+            d2[k] = d;
+        }
+        /* the nwant smallest distinct distances, ascending */
+        for (nlev = 0; nlev < nwant; nlev++) {
+            int m = INT32_MAX;
+            for (int k = 0; k < n_grid; k++)
+                if ((nlev == 0 || d2[k] > lev[nlev - 1]) && d2[k] < m)
+                    m = d2[k];
+            if (m == INT32_MAX)
+                break;
+            lev[nlev] = m;
+        }
+        if (n + 1 + (size_t)n_grid > cap) {
+            cap *= 2;
+            uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
+            if (!p) {
+                free(t->neighbours);
+                t->neighbours = NULL;
+                break;
+            }
+            t->neighbours = p;
+        }
+        t->map[u] = -(int32_t)(n + 1);
+        size_t start = n++;
+        for (int pass = 0; pass < nlev; pass++)
+            for (int k = 0; k < n_grid; k++)
+                if (d2[k] == lev[pass])
+                    t->neighbours[n++] = (uint16_t)k;
+        t->neighbours[start] = (uint16_t)(n - start - 1);
+    }
+    if (!t->neighbours) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* pthread_once callbacks: IQ3_XXS's grid (levels 0..7 are bytes 0x04, 0x0c, ..., 0x34, 0x3e;
+ * neighbours at 2 distances) and IQ3_S's (bytes 1, 3, ..., 15; 3 distances), as ggml. */
+static void iq3xxs_build(void) {
+    static const uint8_t lb[8] = {0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3e};
+    iq3xxs_tab = iq3_build(mx_iq3xxs_grid, 256, lb, 2);
+}
+static void iq3s_build(void) {
+    static const uint8_t lb[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+    iq3s_tab = iq3_build(mx_iq3s_grid, 512, lb, 3);
+}
+
+/* The grid point of 4 levels l (0..7) for xval, snapping off-grid patterns to the neighbour
+ * nearest in weighted distance at scale; writes the point's levels to L, returns its index. */
+static int iq3_point(const struct iq3_tables *t, int8_t *L, const float *xval, const float *w,
+                     float scale, bool *on_grid) {
+    int u = 0;
+    for (int i = 0; i < 4; i++)
+        u |= L[i] << (3 * i);
+    int gi = t->map[u];
+    *on_grid = gi >= 0;
+    if (gi < 0) {
+        const uint16_t *nb = t->neighbours - t->map[u] - 1;
+        float best = FLT_MAX;
+        gi = nb[1];
+        for (int j = 1; j <= nb[0]; j++) {
+            const int8_t *pg = t->grid[nb[j]];
+            float d2 = 0;
+            for (int i = 0; i < 4; i++) {
+                float diff = scale * pg[i] - xval[i];
+                d2 += w[i] * diff * diff;
+            }
+            if (d2 < best) {
+                best = d2;
+                gi = nb[j];
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        L[i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+    return gi;
+}
+
+/* One IQ3_XXS block; qw: its 256 weights or NULL (x^2). */
+static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const float *qw,
+                          mx_block_iq3_xxs *y) {
+    const int kMaxQ = 8;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    bool on_grid[8], on_grid_aux[8];
+    uint8_t signs[4];
+    uint8_t q3[3 * (MX_QK_K / 8)]; /* 64 grid indices, then 8 u32 of scale and signs */
+    uint32_t sas[MX_QK_K / 32];
+    memset(q3, 0, sizeof q3);
+    memset(sas, 0, sizeof sas);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        if (qw)
+            group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        else
+            for (int i = 0; i < 32; i++)
+                weight[i] = xb[i] * xb[i];
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 4; k++) {
+            int nflip = 0;
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s8 ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s8 & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (max < 1e-8f) { /* ggml's GROUP_MAX_EPS_IQ3_XXS */
+            scales[ib] = 0;
+            continue;
+        }
+        /* 31 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        for (int k = 0; k < 8; k++)
+            on_grid[k] = true;
+        for (int is = -15; is <= 15; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
+                          &on_grid_aux[k]);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 8; k++)
+            n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 8; k++) {
+                if (on_grid[k])
+                    continue;
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    L[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                bool og;
+                iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 8; k++) {
+            int u = 0;
+            for (int i = 0; i < 4; i++)
+                u |= L[4 * k + i] << (3 * i);
+            int gi = t->map[u];
+            q3[8 * ib + k] = (uint8_t)(gi < 0 ? 0 : gi); /* off grid: unreachable (ggml aborts) */
+        }
+        sas[ib] = (uint32_t)signs[0] | (uint32_t)signs[1] << 7 | (uint32_t)signs[2] << 14 |
+                  (uint32_t)signs[3] << 21;
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d * 1.0125f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        sas[ib] |= (uint32_t)l << 28;
+    }
+    memcpy(q3 + MX_QK_K / 4, sas, sizeof sas);
+    memcpy(y->qs, q3, sizeof y->qs);
+}
+
+/* One IQ3_S block (ggml's quantize_row_iq3_s_impl with 32-value sub-blocks): 8 groups of 4
+ * values per sub-block on the 512-point grid (9-bit indices: low byte in qs, 9th bit in qh),
+ * all 8 sign bits stored, 4-bit scales in pairs; qw: 256 weights or NULL (x^2). */
+static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const float *qw,
+                        mx_block_iq3_s *y) {
+    const int kMaxQ = 8;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    bool on_grid[8], on_grid_aux[8];
+    uint8_t signs[4];
+    memset(y, 0, sizeof *y);
+    y->d = mx_fp32_to_fp16(0.f);
+    uint8_t *qs = y->qs, *sg = y->signs;
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        if (qw)
+            group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        else
+            for (int i = 0; i < 32; i++)
+                weight[i] = xb[i] * xb[i];
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 4; k++) {
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            signs[k] = s8;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (!max) { /* sub-block left zero: its qs, signs and qh bits stay 0 */
+            scales[ib] = 0;
+            qs += 8;
+            sg += 4;
+            continue;
+        }
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        for (int k = 0; k < 8; k++)
+            on_grid[k] = false;
+        for (int is = -9; is <= 9; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
+                          &on_grid_aux[k]);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 8; k++)
+            n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) { /* ggml redoes every group here, on the grid or not */
+            float id = 1 / scale;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    L[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                bool og;
+                iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)~signs[k];
+        }
+        for (int k = 0; k < 8; k++) {
+            int u = 0;
+            for (int i = 0; i < 4; i++)
+                u |= L[4 * k + i] << (3 * i);
+            int gi = t->map[u];
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            qs[k] = (uint8_t)(gi & 255);
+            y->qh[(ib * 8 + k) / 8] |= (uint8_t)((gi >> 8) << ((ib * 8 + k) % 8));
+        }
+        qs += 8;
+        memcpy(sg, signs, 4);
+        sg += 4;
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d * 1.033f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib += 2) {
+        int l1 = imax(0, imin(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+        int l2 = imax(0, imin(15, nearest_int(0.5f * (id * scales[ib + 1] - 1))));
+        y->scales[ib / 2] = (uint8_t)(l1 | (l2 << 4));
+    }
+}
+
+/* IQ3_S of a row (n a multiple of 256), weights qw or NULL. Returns 0 or MX_ENOMEM. */
+static int iq3_s_quantize(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq3s_once, iq3s_build);
+    const struct iq3_tables *t = iq3s_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq3_s b;
+        iq3_s_block(t, x + i * MX_QK_K, qw ? qw + i * MX_QK_K : NULL, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* IQ3_XXS of a row (n a multiple of 256), weights qw or NULL. Returns 0 or MX_ENOMEM. */
+static int iq3_xxs_quantize(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq3xxs_once, iq3xxs_build);
+    const struct iq3_tables *t = iq3xxs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq3_xxs b;
+        iq3_xxs_block(t, x + i * MX_QK_K, qw ? qw + i * MX_QK_K : NULL, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
 #define T_FLOAT(id, nm, sz, to, from) [id] = { nm, 1, sz, false, to, from }
 #define T_QUANT(id, nm, bs, to, from) \
     [id] = { #nm, bs, sizeof(mx_block_##nm), true, to, from }
@@ -2010,6 +2457,13 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
 int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
                              const float *qw) {
     const struct mx_type_traits *t = mx_type_traits(type);
+    if (type == MX_TYPE_IQ3_XXS || type == MX_TYPE_IQ3_S) { /* x^2 without an imatrix (_ref) */
+        int rc = check_row(t, true, type, src, dst, n);
+        if (rc < 0 || n == 0)
+            return rc;
+        return type == MX_TYPE_IQ3_XXS ? iq3_xxs_quantize(src, dst, n, qw)
+                                       : iq3_s_quantize(src, dst, n, qw);
+    }
     if (type == MX_TYPE_IQ2_XXS || type == MX_TYPE_IQ2_XS) { /* only with weights */
         int rc = check_row(t, qw != NULL, type, src, dst, n);
         if (rc < 0 || n == 0)

@@ -64,6 +64,8 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
     {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
     {MX_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS", MX_TYPE_IQ2_XS},
+    {MX_FTYPE_MOSTLY_IQ3_S, "IQ3_S", MX_TYPE_IQ3_S},
+    {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
     {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
@@ -103,7 +105,7 @@ int mx_ftype_from_name(const char *name) {
  * requires an imatrix"), and mixel has no quantizer for those types yet. */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
  {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
-    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31},
+    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31}, {"IQ3_XS", 22},
 };
 
 int mx_ftype_imatrix_only(const char *name) {
@@ -310,6 +312,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q5_K;
         else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && s->n_gqa >= 4)
             type = MX_TYPE_Q5_K; /* GQA: attn_v is small and shared by >= 4 query heads */
+        else if ((ft == MX_FTYPE_MOSTLY_IQ3_S && s->n_gqa >= 4) || ft == MX_FTYPE_MOSTLY_IQ3_M)
+            type = MX_TYPE_Q4_K;
         /* 70B: 8 query heads share each attn_v, so it is small; more bits are nearly free */
         if (s->is_70b && (type == MX_TYPE_Q3_K || type == MX_TYPE_Q4_K))
             type = MX_TYPE_Q5_K;
@@ -330,6 +334,9 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_M) {
             type = il < nl / 16 ? MX_TYPE_Q5_K
                  : !s->falcon || use_more_bits(il, nl) ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
+        } else if (ft == MX_FTYPE_MOSTLY_IQ3_M &&
+                   (il < nl / 8 || (s->n_expert == 8 && use_more_bits(il, nl)))) {
+            type = MX_TYPE_Q4_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_L) {
             type = s->falcon ? MX_TYPE_Q4_K : MX_TYPE_Q5_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q4_K_M) {
@@ -356,12 +363,13 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             if (ft == MX_FTYPE_MOSTLY_Q2_K || ft == MX_FTYPE_MOSTLY_Q3_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q4_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_IQ4_NL ||
-                ft == MX_FTYPE_MOSTLY_IQ4_XS)
+                ft == MX_FTYPE_MOSTLY_IQ4_XS || ft == MX_FTYPE_MOSTLY_IQ3_S ||
+                ft == MX_FTYPE_MOSTLY_IQ3_M)
                 type = MX_TYPE_Q5_K;
         } else if (!s->falcon) {
             if (ft == MX_FTYPE_MOSTLY_Q2_K)
                 type = MX_TYPE_Q3_K;
-            else if (ft == MX_FTYPE_MOSTLY_Q3_K_M)
+            else if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_IQ3_M)
                 type = MX_TYPE_Q4_K;
             else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
                 type = MX_TYPE_Q5_K;
@@ -369,7 +377,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q4_K;
         }
     } else if (cat == CAT_ATTN_QKV) {
-        if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q3_K_L)
+        if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q3_K_L ||
+            ft == MX_FTYPE_MOSTLY_IQ3_M)
             type = MX_TYPE_Q4_K;
         else if (ft == MX_FTYPE_MOSTLY_Q4_K_M)
             type = MX_TYPE_Q5_K;
@@ -397,6 +406,7 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
     case MX_TYPE_IQ2_XXS:
     case MX_TYPE_IQ2_XS:
+    case MX_TYPE_IQ3_S:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
     }

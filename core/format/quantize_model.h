@@ -44,6 +44,8 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_Q6_K = 18,
     MX_FTYPE_MOSTLY_IQ2_XXS = 19, /* need an importance matrix (mx_ftype_needs_imatrix) */
     MX_FTYPE_MOSTLY_IQ2_XS = 20,
+    MX_FTYPE_MOSTLY_IQ3_S = 26,   /* need no importance matrix; weighted by one when given */
+    MX_FTYPE_MOSTLY_IQ3_M = 27,
     MX_FTYPE_MOSTLY_IQ4_NL = 25, /* need no importance matrix in llama.cpp */
     MX_FTYPE_MOSTLY_IQ4_XS = 30,
     MX_FTYPE_MOSTLY_BF16 = 32,

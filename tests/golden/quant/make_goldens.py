@@ -303,12 +303,13 @@ def write_weighted_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(blob)
         print("%-5s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
-    # IQ2_XXS, IQ2_XS: only with weights; ggml builds its grid-neighbour tables in
-    # ggml_quantize_init
+    # IQ2_XXS, IQ2_XS (only with weights), IQ3_XXS, IQ3_S: ggml builds its grid-neighbour
+    # tables in ggml_quantize_init
     init = lib.ggml_quantize_init
     init.argtypes = [ctypes.c_int]
     init.restype = None
-    for name, tid, bb in (("iq2_xxs", 16, 66), ("iq2_xs", 17, 74)):
+    for name, tid, bb in (("iq2_xxs", 16, 66), ("iq2_xs", 17, 74), ("iq3_xxs", 18, 98),
+                          ("iq3_s", 21, 110)):
         init(tid)
         fn = getattr(lib, "quantize_" + name)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
@@ -326,6 +327,17 @@ def write_weighted_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(blob)
         print("%s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
+        if name.startswith("iq3"):    # these also quantize without weights (x^2: the _ref)
+            blob = b""
+            for cname, x in cases:
+                if len(x) % 256 == 0:
+                    xp = np.ascontiguousarray(x, F32)
+                    out = ctypes.create_string_buffer(len(x) // 256 * bb)
+                    fn(xp.ctypes.data, out, 1, len(x), None)
+                    blob += out.raw
+            with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+                f.write(blob)
+            print("%s %6d bytes (ggml quantize_%s without weights)" % (name, len(blob), name))
 
 
 if __name__ == "__main__":
