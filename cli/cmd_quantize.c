@@ -30,7 +30,7 @@ static void usage(FILE *f) {
             "and quantizers. OUT must differ from IN.\n"
             "  -t, --threads N     threads (default 2)\n"
             "  --imatrix FILE      importance matrix from llama-imatrix (GGUF or legacy .dat):\n"
-            "                      weighs Q4_0..Q5_1, Q2_K..Q6_K and the IQ types as llama-quantize\n"
+            "                      weighs Q4_0..Q5_1, Q2_K..Q6_K, the IQ types as llama-quantize\n"
             "  --include-weights NAME  use only the imatrix entries whose name contains NAME\n"
             "                      (repeatable)\n"
             "  --exclude-weights NAME  use no imatrix entry whose name contains NAME (repeatable;\n"
@@ -176,8 +176,8 @@ int mx_cmd_quantize(int argc, char **argv) {
     }
     if (needs >= 0) {
         mx_cli_err("quantize", "%s: mixel cannot make this file type yet (its mix needs "
-                   "quantizers mixel lacks); IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ4_XS and the K-quants "
-                   "take the importance matrix", mx_ftype_imatrix_only_name(needs));
+                   "quantizers mixel lacks); IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ4_XS and the "
+                   "K-quants take the importance matrix", mx_ftype_imatrix_only_name(needs));
         return 1;
     }
     if (ftype < 0) {

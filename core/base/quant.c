@@ -5,7 +5,11 @@
  * Why: these are the ground truth for every fast kernel and for files mixel writes. Dequantizers
  * compute exactly what ggml's dequantize_row_* compute (same float operations in the same
  * order), and quantizers produce the bytes of ggml's quantize_row_*_ref (no importance matrix),
- * so a tensor quantized here is byte-identical to one quantized by llama.cpp's tools.
+ * so a tensor quantized here is byte-identical to one quantized by llama.cpp's tools. The
+ * importance-weighted quantizers llama-quantize runs with --imatrix (ggml's quantize_row_*_impl:
+ * the K-quants, the 32-block types, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ3_S) are here too, behind
+ * mx_quantize_row_weighted, with the grid-neighbour tables of the IQ2/IQ3 searches built once
+ * (pthread_once) from the dequantization grids of quant_iq_tables.c.
  *
  * Bit-exactness notes:
  * - The arithmetic is float, in ggml's operation order; the build uses -std=c11, so GCC does not

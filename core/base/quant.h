@@ -174,10 +174,10 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n);
  * and IQ2_XS quantize only with qw (MX_EUNSUP without: they have no reference quantizer); their
  * grid-neighbour tables are built on first use (a fraction of a second, once per process,
  * thread-safe; MX_ENOMEM if that fails). IQ3_XXS and IQ3_S quantize with qw or, without,
- * weighted by x^2 (ggml's quantize_row_iq3_*_ref), with tables built the same way. With qw NULL: the reference quantizer (mx_quantize_row), except IQ4_NL's 7 refinement
- * tries. Row-wide
- * statistics (the 32-block types' sigma2) make this a per-row call. Returns 0, MX_EUNSUP or
- * MX_EINVAL as mx_quantize_row. */
+ * weighted by x^2 (ggml's quantize_row_iq3_*_ref), with tables built the same way. Other types
+ * with qw NULL: the reference quantizer (mx_quantize_row), except IQ4_NL's 7 refinement tries.
+ * Row-wide statistics (the 32-block types' sigma2) make this a per-row call. Returns 0,
+ * MX_EUNSUP or MX_EINVAL as mx_quantize_row. */
 int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n, const float *qw);
 
 /* Scale and min j (0..7) of a Q4_K/Q5_K block from its 12 packed scale bytes q (6 bits each). */

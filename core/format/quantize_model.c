@@ -3,7 +3,8 @@
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
- * Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32); the imatrix-only IQ mixes are left out. The conversion
+ * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS and
+ * IQ2_XS); the other imatrix-only IQ mixes are refused (mx_ftype_imatrix_only). The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
  * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
  * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
@@ -101,10 +102,12 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S): llama-quantize refuses them without an importance matrix ("this quantization
- * requires an imatrix"), and mixel has no quantizer for those types yet. */
+/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S):
+ * llama-quantize refuses them without an importance matrix ("this quantization requires an
+ * imatrix"), and mixel cannot make them yet (no IQ2_S / IQ1 quantizers; the IQ3_XXS and IQ3_XS
+ * mixes use IQ2_S). */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
- {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+    {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
     {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31}, {"IQ3_XS", 22},
 };
 
