@@ -343,13 +343,14 @@ static void test_ftype_names(void **state) {
     assert_int_equal(mx_ftype_from_name("15"), 15);
     assert_int_equal(mx_ftype_from_name("Q2_K"), 10);
     assert_int_equal(mx_ftype_from_name("10"), 10);
-    assert_int_equal(mx_ftype_from_name("IQ2_XXS"), -1); /* needs an importance matrix */
-    assert_int_equal(mx_ftype_from_name("19"), -1);
+    assert_int_equal(mx_ftype_from_name("IQ2_XXS"), 19); /* with --imatrix (test_imatrix) */
+    assert_int_equal(mx_ftype_from_name("IQ2_S"), -1); /* no quantizer yet */
+    assert_int_equal(mx_ftype_from_name("28"), -1);
     assert_int_equal(mx_ftype_from_name("q4_k_mm"), -1);
     assert_int_equal(mx_ftype_from_name(""), -1);
     assert_string_equal(mx_ftype_name(15), "Q4_K_M");
     assert_string_equal(mx_ftype_name(10), "Q2_K");
-    assert_null(mx_ftype_name(19));
+    assert_null(mx_ftype_name(28));
 }
 
 /* ---- conversion ---------------------------------------------------------------------------- */
@@ -406,7 +407,8 @@ static void convert_and_check(const char *src, const char *dst, int ftype, int n
                               int (*expect)(const char *, int)) {
     struct mx_err err = {0};
     int64_t count = 0;
-    struct mx_quantize_params p = {ftype, n_threads, count_progress, &count};
+    struct mx_quantize_params p = {.ftype = ftype, .n_threads = n_threads,
+                                   .progress = count_progress, .progress_ud = &count};
     struct mx_quantize_stats st;
     int rc = mx_quantize_model(path_in(src), path_in(dst), &p, &st, &err);
     if (rc < 0)
@@ -563,7 +565,7 @@ static void test_other_sources(void **state) {
     check_loads("dense-q8_0-q4_k_m.gguf");
     /* Q8_0 -> Q8_0: nothing converted, every tensor byte-identical (checked above) */
     struct mx_err err = {0};
-    struct mx_quantize_params p = {MX_FTYPE_MOSTLY_Q8_0, 2, NULL, NULL};
+    struct mx_quantize_params p = {.ftype = MX_FTYPE_MOSTLY_Q8_0, .n_threads = 2};
     struct mx_quantize_stats st;
     assert_int_equal(mx_quantize_model(path_in("dense-q8_0.gguf"), path_in("same.gguf"), &p,
                                        &st, &err), 0);
@@ -583,7 +585,7 @@ static int cancel_at_3(void *ud, int64_t i, int64_t n, const struct mx_quantize_
 static void expect_fail(const char *in_path, const char *out_path, int ftype, int code,
                         const char *msg, mx_quantize_progress_fn fn) {
     struct mx_err err = {0};
-    struct mx_quantize_params p = {ftype, 2, fn, NULL};
+    struct mx_quantize_params p = {.ftype = ftype, .n_threads = 2, .progress = fn};
     int rc = mx_quantize_model(in_path, out_path, &p, NULL, &err);
     if (rc != code)
         fail_msg("%s -> %s: rc %d (%s), expected %d", in_path, out_path, rc, err.msg, code);
@@ -601,7 +603,9 @@ static void test_errors(void **state) {
     fputs("hello, not a model\n", f);
     fclose(f);
     expect_fail(path_in("text.gguf"), out, 15, MX_EFORMAT, "text.gguf", NULL);
-    expect_fail(path_in("moe.gguf"), out, 19 /* IQ2_XXS */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 28 /* IQ2_S */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 19 /* IQ2_XXS, no imatrix */, MX_EINVAL,
+                "IQ2_XXS needs an importance matrix", NULL);
     assert_false(file_exists(out));
 
     /* output = input, by the same name and by another spelling; the input is untouched */

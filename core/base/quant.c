@@ -5,7 +5,11 @@
  * Why: these are the ground truth for every fast kernel and for files mixel writes. Dequantizers
  * compute exactly what ggml's dequantize_row_* compute (same float operations in the same
  * order), and quantizers produce the bytes of ggml's quantize_row_*_ref (no importance matrix),
- * so a tensor quantized here is byte-identical to one quantized by llama.cpp's tools.
+ * so a tensor quantized here is byte-identical to one quantized by llama.cpp's tools. The
+ * importance-weighted quantizers llama-quantize runs with --imatrix (ggml's quantize_row_*_impl:
+ * the K-quants, the 32-block types, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ3_S) are here too, behind
+ * mx_quantize_row_weighted, with the grid-neighbour tables of the IQ2/IQ3 searches built once
+ * (pthread_once) from the dequantization grids of quant_iq_tables.c.
  *
  * Bit-exactness notes:
  * - The arithmetic is float, in ggml's operation order; the build uses -std=c11, so GCC does not
@@ -24,7 +28,10 @@
  */
 #include "core/base/quant.h"
 
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -480,9 +487,10 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, u
     return scale;
 }
 
-/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights x^2 (ggml's rmse_type 1),
- * searching 19 candidate scales. Returns the scale (0 and L = 0 for an all-zero group). */
-static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+/* Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights qw (an importance-matrix
+ * slice) or x^2 when qw is NULL (ggml's rmse_type 1), searching 19 candidate scales. Returns the
+ * scale (0 and L = 0 for an all-zero group). */
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
     float max, amax;
     absmax_signed(x, n, &max, &amax);
     if (amax < GROUP_MAX_EPS) {
@@ -495,7 +503,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
         int l = nearest_int(iscale * x[i]);
         l = imax(-nmax, imin(nmax - 1, l));
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -509,7 +517,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
         for (int i = 0; i < n; i++) {
             int l = nearest_int(iscale * x[i]);
             l = imax(-nmax, imin(nmax - 1, l));
-            float w = x[i] * x[i];
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -634,6 +642,26 @@ static void q2_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* The tail shared by both Q2_K quantizers: requantizes the 256 values x against the rounded
+ * 4-bit scales/mins the block b stores (groups whose scale is 0 keep the fit's L), then packs L
+ * (0..3) into b->qs. */
+static void q2_k_finish(const float *x, uint8_t *L, mx_block_q2_K *b) {
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        const float d = ld_half(b->d) * (b->scales[j] & 0x0f);
+        if (d == 0)
+            continue;
+        const float dm = ld_half(b->dmin) * (b->scales[j] >> 4);
+        for (int ii = 0; ii < 16; ii++) {
+            int l = nearest_int((x[16 * j + ii] + dm) / d);
+            L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
+        }
+    }
+    for (int j = 0; j < MX_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                         (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 static void q2_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     const float q4scale = 15.f;
@@ -669,21 +697,7 @@ static void q2_k_from_float(const float *src, void *dst, int64_t n) {
         } else {
             b.dmin = mx_fp32_to_fp16(0.f);
         }
-        /* requantize against the rounded 4-bit scales actually stored */
-        for (int j = 0; j < MX_QK_K / 16; j++) {
-            const float d = ld_half(b.d) * (b.scales[j] & 0x0f);
-            if (d == 0)
-                continue;
-            const float dm = ld_half(b.dmin) * (b.scales[j] >> 4);
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int((src[16 * j + ii] + dm) / d);
-                L[16 * j + ii] = (uint8_t)imax(0, imin(3, l));
-            }
-        }
-        for (int j = 0; j < MX_QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
-                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q2_k_finish(src, L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -709,6 +723,47 @@ static void q3_k_to_float(const void *src, float *dst, int64_t n) {
             }
         }
     }
+}
+
+/* Packs Q3_K's 16 scale codes Ls (0..63, biased by 32) into the 12 scale bytes. */
+static void q3_k_set_scales(uint8_t *scales, const int8_t *Ls) {
+    memset(scales, 0, 12);
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        int l = Ls[j];
+        if (j < 8)
+            scales[j] = (uint8_t)(l & 0x0f);
+        else
+            scales[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+        l >>= 4;
+        scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+    }
+}
+
+/* The tail shared by both Q3_K quantizers: requantizes x against the stored 6-bit scales and d
+ * (groups whose scale is 0 keep the fit's L, biased 0..7), then splits L into hmask (high bit of
+ * value j: hmask[j % 32], bit j / 32) and qs (2 low bits). */
+static void q3_k_finish(const float *x, int8_t *L, mx_block_q3_K *b) {
+    for (int j = 0; j < MX_QK_K / 16; j++) {
+        const int8_t sc = (int8_t)q3_k_scale(b->scales, j);
+        const float d = ld_half(b->d) * sc;
+        if (d == 0)
+            continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = nearest_int(x[16 * j + ii] / d);
+            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
+        }
+    }
+    memset(b->hmask, 0, sizeof(b->hmask));
+    for (int j = 0; j < MX_QK_K; j++) {
+        if (L[j] > 3) {
+            b->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+            L[j] = (int8_t)(L[j] - 4);
+        }
+    }
+    for (int j = 0; j < MX_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                         (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 static void q3_k_from_float(const float *src, void *dst, int64_t n) {
@@ -743,28 +798,7 @@ static void q3_k_from_float(const float *src, void *dst, int64_t n) {
         } else {
             b.d = mx_fp32_to_fp16(0.f);
         }
-        for (int j = 0; j < MX_QK_K / 16; j++) {
-            const int8_t sc = (int8_t)q3_k_scale(b.scales, j);
-            const float d = ld_half(b.d) * sc;
-            if (d == 0)
-                continue;
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int(src[16 * j + ii] / d);
-                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, l)) + 4);
-            }
-        }
-        /* high bit of value j goes to hmask[j % 32], bit j / 32 */
-        memset(b.hmask, 0, sizeof(b.hmask));
-        for (int j = 0; j < MX_QK_K; j++) {
-            if (L[j] > 3) {
-                b.hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-                L[j] = (int8_t)(L[j] - 4);
-            }
-        }
-        for (int j = 0; j < MX_QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
-                                            (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q3_k_finish(src, L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -846,6 +880,13 @@ static void k_requantize(const float *x, int nmax, const uint8_t *b_scales, mx_h
     }
 }
 
+/* Q4_K's 4-bit quants: values 64c + l and 64c + 32 + l share byte qs[32c + l]. */
+static void q4_k_pack(const uint8_t *L, mx_block_q4_K *b) {
+    for (int j = 0; j < MX_QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            b->qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+}
+
 static void q4_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
@@ -853,9 +894,7 @@ static void q4_k_from_float(const float *src, void *dst, int64_t n) {
         uint8_t L[MX_QK_K];
         k_scales_mins(src, 15, -1.f, 0.1f, 20, L, b.scales, &b.d, &b.dmin);
         k_requantize(src, 15, b.scales, b.d, b.dmin, L);
-        for (int j = 0; j < MX_QK_K; j += 64)
-            for (int l = 0; l < 32; l++)
-                b.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        q4_k_pack(L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -887,6 +926,29 @@ static void q5_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* Q5_K's 5-bit quants: low nibbles as in Q4_K, the 5th bit of value 64c + l in qh[l] bit 2c and
+ * of value 64c + 32 + l in qh[l] bit 2c + 1. */
+static void q5_k_pack(const uint8_t *L, mx_block_q5_K *b) {
+    memset(b->qh, 0, sizeof(b->qh));
+    uint8_t m1 = 1, m2 = 2;
+    for (int c = 0; c < MX_QK_K; c += 64) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[c + j], l2 = L[c + j + 32];
+            if (l1 > 15) {
+                l1 -= 16;
+                b->qh[j] |= m1;
+            }
+            if (l2 > 15) {
+                l2 -= 16;
+                b->qh[j] |= m2;
+            }
+            b->qs[c / 2 + j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 = (uint8_t)(m1 << 2);
+        m2 = (uint8_t)(m2 << 2);
+    }
+}
+
 static void q5_k_from_float(const float *src, void *dst, int64_t n) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
@@ -894,24 +956,7 @@ static void q5_k_from_float(const float *src, void *dst, int64_t n) {
         uint8_t L[MX_QK_K];
         k_scales_mins(src, 31, -0.5f, 0.1f, 15, L, b.scales, &b.d, &b.dmin);
         k_requantize(src, 31, b.scales, b.d, b.dmin, L);
-        memset(b.qh, 0, sizeof(b.qh));
-        uint8_t m1 = 1, m2 = 2;
-        for (int c = 0; c < MX_QK_K; c += 64) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[c + j], l2 = L[c + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    b.qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    b.qh[j] |= m2;
-                }
-                b.qs[c / 2 + j] = (uint8_t)(l1 | (l2 << 4));
-            }
-            m1 = (uint8_t)(m1 << 2);
-            m2 = (uint8_t)(m2 << 2);
-        }
+        q5_k_pack(L, &b);
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
 }
@@ -944,7 +989,9 @@ static void q6_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+/* Q6_K of n values; qw (n importance weights, or NULL for ggml's x^2) weighs the 16-value group
+ * fits. With qw NULL this is quantize_row_q6_K_ref, else quantize_row_q6_K_impl. */
+static void q6_k_quantize(const float *src, void *dst, int64_t n, const float *qw) {
     unsigned char *p = dst;
     for (int64_t i = 0; i < n / MX_QK_K; i++, src += MX_QK_K) {
         mx_block_q6_K b;
@@ -952,7 +999,8 @@ static void q6_k_from_float(const float *src, void *dst, int64_t n) {
         float scales[MX_QK_K / 16];
         float max_scale, max_abs_scale;
         for (int ib = 0; ib < MX_QK_K / 16; ib++)
-            scales[ib] = make_qx_quants(16, 32, src + 16 * ib, L + 16 * ib);
+            scales[ib] = make_qx_quants(16, 32, src + 16 * ib, L + 16 * ib,
+                                        qw ? qw + MX_QK_K * i + 16 * ib : NULL);
         absmax_signed(scales, MX_QK_K / 16, &max_scale, &max_abs_scale);
         memset(&b, 0, sizeof(b));
         if (max_abs_scale < GROUP_MAX_EPS) { /* all (near) zero: the all-zero block */
@@ -985,6 +1033,10 @@ static void q6_k_from_float(const float *src, void *dst, int64_t n) {
         }
         memcpy(p + i * sizeof(b), &b, sizeof(b));
     }
+}
+
+static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+    q6_k_quantize(src, dst, n, NULL);
 }
 
 /* w = d * q (d a float here: Q8_K is the activation type, never stored in files). */
@@ -1081,6 +1133,1227 @@ static void mxfp4_from_float(const float *src, void *dst, int64_t n) {
 /* ---------------------------------------------------------------------------------------------
  * The traits table and the public entry points
  */
+
+/* ---------------------------------------------------------------------------------------------
+ * Importance-weighted quantizers: what llama-quantize runs with --imatrix (ggml's
+ * quantize_row_*_impl with quant_weights), same float operations in the same order. The weight
+ * of value i is qw[i] * sqrt(sigma2 + x[i]^2): the imatrix column's mean squared activation,
+ * times a magnitude term so that small weights in busy columns still count.
+ */
+
+/* Affine fit x ~ scale * L + min (L in 0..nmax, min <= 0) with the weights w, trying nstep + 1
+ * candidate scales from (rmin + nmax) / (max - min) in steps of rdelta and keeping the least
+ * weighted squared error (ggml's make_qkx3_quants with weights). Writes L, *the_min = -min;
+ * returns the scale. Laux: n bytes of scratch. */
+static float make_qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                              float *the_min, uint8_t *Laux, float rmin, float rdelta,
+                              int nstep) {
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = imax(0, imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                err += w[i] * (diff * diff);
+            }
+            if (err < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Fits the n non-negative values x (a block's group scales or mins) as scale * L, L in 0..nmax,
+ * weighted by qw: 9 candidate scales, then up to 5 passes of coordinate descent on each L
+ * (ggml's make_qp_quants). Returns the scale; 0 and L = 0 when every x is (near) zero. */
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; i++)
+        max = max > x[i] ? max : x[i];
+    if (max < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)nearest_int(iscale * x[i]);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = x[i] - scale * L[i];
+        best += qw[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0)
+            continue;
+        float iscale_is = (0.1f * is + nmax) / max;
+        float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imin(nmax, nearest_int(iscale_is * x[i]));
+            float diff = x[i] - scale_is * l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best) {
+            best = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imin(nmax, nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * l;
+        suml2 += qw[i] * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = imin(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed)
+            break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* sigma2 = sum(x^2) / n * mul: the mean power the weights add to each x^2 (the 32-block types use
+ * the whole row with mul 1, the K-quants each 256-block; Q3_K..Q5_K with mul 2). */
+static float mean_sq(const float *x, int64_t n, float mul) {
+    float s = 0;
+    for (int64_t j = 0; j < n; j++)
+        s += x[j] * x[j];
+    return mul * s / n;
+}
+
+/* The weights of one group: qw[l] * sqrt(sigma2 + x[l]^2). */
+static void group_weights(const float *x, const float *qw, int n, float sigma2, float *w) {
+    for (int l = 0; l < n; l++)
+        w[l] = qw[l] * sqrtf(sigma2 + x[l] * x[l]);
+}
+
+/* Q4_0 / Q5_0 (nmax 8 / 16): the symmetric fit per block with the weights. */
+static void q4_0_q5_0_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const float sigma2 = mean_sq(x, n, 1.f);
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        float w[32];
+        int8_t L[32];
+        group_weights(xb, qw + 32 * ib, 32, sigma2, w);
+        float d = make_qx_quants(32, type == MX_TYPE_Q4_0 ? 8 : 16, xb, L, w);
+        if (type == MX_TYPE_Q4_0) {
+            mx_block_q4_0 b;
+            b.d = mx_fp32_to_fp16(d);
+            for (int j = 0; j < 16; j++)
+                b.qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_0 b;
+            uint32_t qh = 0;
+            b.d = mx_fp32_to_fp16(d);
+            for (int j = 0; j < 16; j++) {
+                const uint8_t a = (uint8_t)L[j], c = (uint8_t)L[j + 16];
+                b.qs[j] = (uint8_t)((a & 0x0f) | ((c & 0x0f) << 4));
+                qh |= (uint32_t)((a & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((c & 0x10u) >> 4) << (j + 16);
+            }
+            store_qh(b.qh, qh);
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        }
+    }
+}
+
+/* Q4_1 / Q5_1 (nmax 15 / 31): the affine fit per block with the weights. */
+static void q4_1_q5_1_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const float sigma2 = mean_sq(x, n, 1.f);
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        float w[32], min;
+        uint8_t L[32], Laux[32];
+        group_weights(xb, qw + 32 * ib, 32, sigma2, w);
+        float d = make_qkx3_quants(32, type == MX_TYPE_Q4_1 ? 15 : 31, xb, w, L, &min, Laux,
+                                   -0.9f, 0.05f, 36);
+        if (type == MX_TYPE_Q4_1) {
+            mx_block_q4_1 b;
+            b.d = mx_fp32_to_fp16(d);
+            b.m = mx_fp32_to_fp16(-min);
+            for (int j = 0; j < 16; j++)
+                b.qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_1 b;
+            uint32_t qh = 0;
+            b.d = mx_fp32_to_fp16(d);
+            b.m = mx_fp32_to_fp16(-min);
+            for (int j = 0; j < 16; j++) {
+                b.qs[j] = (uint8_t)((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+                qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
+                qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+            }
+            store_qh(b.qh, qh);
+            memcpy(p + ib * sizeof b, &b, sizeof b);
+        }
+    }
+}
+
+/* Q2_K: affine fits of the 16-value groups, then the 4-bit scale and min codes fitted with the
+ * groups' weight sums (make_qp_quants). */
+static void q2_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        mx_block_q2_K b;
+        uint8_t L[MX_QK_K], Laux[16], Ls[MX_QK_K / 16], Lm[MX_QK_K / 16];
+        float mins[MX_QK_K / 16], scales[MX_QK_K / 16], sw[MX_QK_K / 16], w[16];
+        const float sigma2 = mean_sq(x, MX_QK_K, 1.f);
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            group_weights(x + 16 * j, qw + MX_QK_K * i + 16 * j, 16, sigma2, w);
+            sw[j] = 0;
+            for (int l = 0; l < 16; l++)
+                sw[j] += w[l];
+            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36);
+        }
+        float dm = make_qp_quants(MX_QK_K / 16, 15, scales, Ls, sw);
+        float mm = make_qp_quants(MX_QK_K / 16, 15, mins, Lm, sw);
+        b.d = mx_fp32_to_fp16(dm);
+        b.dmin = mx_fp32_to_fp16(mm);
+        for (int j = 0; j < MX_QK_K / 16; j++)
+            b.scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        q2_k_finish(x, L, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+}
+
+/* Q3_K: weighted symmetric fits of the 16-value groups, then the 6-bit scale codes fitted the
+ * same way with the groups' weight sums. */
+static void q3_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        mx_block_q3_K b;
+        int8_t L[MX_QK_K], Ls[MX_QK_K / 16];
+        float scales[MX_QK_K / 16], sw[MX_QK_K / 16], w[16];
+        const float sigma2 = mean_sq(x, MX_QK_K, 2.f);
+        for (int j = 0; j < MX_QK_K / 16; j++) {
+            group_weights(x + 16 * j, qw + MX_QK_K * i + 16 * j, 16, sigma2, w);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++)
+                sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
+        }
+        float d_block = make_qx_quants(MX_QK_K / 16, 32, scales, Ls, sw);
+        q3_k_set_scales(b.scales, Ls);
+        b.d = mx_fp32_to_fp16(d_block);
+        q3_k_finish(x, L, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+}
+
+/* Q4_K / Q5_K (nmax 15 / 31): weighted affine fits of the 32-value groups, then the 6-bit scale
+ * and min codes (make_qp_quants with the groups' weight sums), requantized and packed as the
+ * reference quantizers do. */
+static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    unsigned char *p = dst;
+    const int nmax = type == MX_TYPE_Q4_K ? 15 : 31;
+    for (int64_t i = 0; i < n / MX_QK_K; i++, x += MX_QK_K) {
+        uint8_t L[MX_QK_K], Laux[32], Ls[MX_QK_K / 32], Lm[MX_QK_K / 32];
+        uint8_t scales_b[MX_K_SCALE_SIZE];
+        float mins[MX_QK_K / 32], scales[MX_QK_K / 32], sw[MX_QK_K / 32], w[32];
+        const float sigma2 = mean_sq(x, MX_QK_K, 2.f);
+        for (int j = 0; j < MX_QK_K / 32; j++) {
+            group_weights(x + 32 * j, qw + MX_QK_K * i + 32 * j, 32, sigma2, w);
+            float sumw = 0;
+            for (int l = 0; l < 32; l++)
+                sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36);
+        }
+        float d_block = make_qp_quants(MX_QK_K / 32, 63, scales, Ls, sw);
+        float m_block = make_qp_quants(MX_QK_K / 32, 63, mins, Lm, sw);
+        memset(scales_b, 0, sizeof scales_b);
+        for (int j = 0; j < MX_QK_K / 32; j++)
+            set_scale_min_k4(j, scales_b, MX_MIN(Ls[j], 63), MX_MIN(Lm[j], 63));
+        const mx_half d = mx_fp32_to_fp16(d_block), dmin = mx_fp32_to_fp16(m_block);
+        k_requantize(x, nmax, scales_b, d, dmin, L);
+        if (type == MX_TYPE_Q4_K) {
+            mx_block_q4_K b;
+            b.d = d;
+            b.dmin = dmin;
+            memcpy(b.scales, scales_b, sizeof scales_b);
+            q4_k_pack(L, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_q5_K b;
+            b.d = d;
+            b.dmin = dmin;
+            memcpy(b.scales, scales_b, sizeof scales_b);
+            q5_k_pack(L, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * IQ2_XXS with importance weights (ggml's quantize_row_iq2_xxs_impl; no unweighted version: the
+ * type is refused without an imatrix). Each 8-value group is a point of a 256-entry grid whose
+ * coordinates are 1, 3 or 5 (times the group scale), with 7 sign bits (the 8th makes the parity
+ * even). Off-grid candidates snap to the nearest grid points, found through a map of all 4^8
+ * 2-bit patterns built once (ggml's iq2xs_init_impl for IQ2_XXS).
+ */
+
+#define IQ2_KMAP_SIZE 43692 /* 2-bit patterns with digits 0..2 in 8 places fit below this */
+
+/* The grid as 8 coordinates 1/3/5 per point, the pattern -> point map (>= 0: on the grid; else
+ * -(offset + 1) into the neighbour lists: a count, then that many point indices, the points at
+ * the two smallest squared distances, by distance then index). */
+struct iq2_tables {
+    int n_grid;             /* 256 (IQ2_XXS) or 512 (IQ2_XS) */
+    int8_t grid[512][8];
+    int32_t map[IQ2_KMAP_SIZE];
+    uint16_t *neighbours;
+};
+
+static struct iq2_tables *iq2xxs_tab, *iq2xs_tab;
+static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT, iq2xs_once = PTHREAD_ONCE_INIT;
+
+/* Builds the tables of a grid of n_grid points; NULL when out of memory. The grid coordinates
+ * come from the dequantization grid (bytes 0x08, 0x19, 0x2b are levels 0, 1, 2: coordinate
+ * 2l + 1). */
+static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
+    struct iq2_tables *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->n_grid = n_grid;
+    for (int k = 0; k < n_grid; k++)
+        for (int i = 0; i < 8; i++) {
+            uint8_t b = (uint8_t)(src[k] >> (8 * i));
+            t->grid[k][i] = (int8_t)(b == 0x08 ? 1 : b == 0x19 ? 3 : 5);
+        }
+    for (int i = 0; i < IQ2_KMAP_SIZE; i++)
+        t->map[i] = -1;
+    for (int k = 0; k < n_grid; k++) {
+        int u = 0;
+        for (int i = 0; i < 8; i++)
+            u |= ((t->grid[k][i] - 1) / 2) << (2 * i);
+        t->map[u] = k;
+    }
+    size_t cap = 1 << 20, n = 0;
+    t->neighbours = malloc(cap * sizeof *t->neighbours);
+    for (int u = 0; u < IQ2_KMAP_SIZE && t->neighbours; u++) {
+        if (t->map[u] >= 0)
+            continue;
+        int d2[512], pos[8], d1 = INT32_MAX, d2nd = INT32_MAX;
+        for (int i = 0; i < 8; i++)
+            pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
+        for (int k = 0; k < n_grid; k++) {
+            int d = 0;
+            for (int i = 0; i < 8; i++)
+                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
+            d2[k] = d;
+            if (d < d1)
+                d1 = d;
+        }
+        for (int k = 0; k < n_grid; k++)
+            if (d2[k] > d1 && d2[k] < d2nd)
+                d2nd = d2[k];
+        if (n + 1 + (size_t)n_grid > cap) {
+            cap *= 2;
+            uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
+            if (!p) {
+                free(t->neighbours);
+                t->neighbours = NULL;
+                break;
+            }
+            t->neighbours = p;
+        }
+        t->map[u] = -(int32_t)(n + 1);
+        size_t start = n++;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < n_grid; k++)
+                if (d2[k] == (pass ? d2nd : d1))
+                    t->neighbours[n++] = (uint16_t)k;
+        t->neighbours[start] = (uint16_t)(n - start - 1);
+    }
+    if (!t->neighbours) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* pthread_once callbacks: the tables of each type, built once per process. */
+static void iq2xxs_build(void) { iq2xxs_tab = iq2_build(mx_iq2xxs_grid, 256); }
+static void iq2xs_build(void) { iq2xs_tab = iq2_build(mx_iq2xs_grid, 512); }
+
+/* The neighbour of pattern list nb (count first) nearest to xval in the weighted distance of
+ * scale * coordinate; writes its levels (0..2) to L, returns its grid index. */
+static int iq2_best_neighbour(const struct iq2_tables *t, const uint16_t *nb, const float *xval,
+                              const float *w, float scale, int8_t *L) {
+    float best = FLT_MAX;
+    int gi = nb[1];
+    for (int j = 1; j <= nb[0]; j++) {
+        const int8_t *pg = t->grid[nb[j]];
+        float d2 = 0;
+        for (int i = 0; i < 8; i++) {
+            float diff = scale * pg[i] - xval[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            gi = nb[j];
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        L[i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+    return gi;
+}
+
+/* The grid point of 8 levels (0..2, with 3s clamped away), snapping through the neighbours when
+ * the pattern is off the grid (L then gets the neighbour's levels). */
+static int iq2_point(const struct iq2_tables *t, int8_t *L, const float *xval, const float *w,
+                     float scale) {
+    int u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= L[i] << (2 * i);
+    int gi = t->map[u];
+    if (gi < 0)
+        gi = iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval, w, scale, L);
+    return gi;
+}
+
+/* One 256-value block; qw: its 256 importance weights. */
+static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                          mx_block_iq2_xxs *y) {
+    const int kMaxQ = 3;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    uint8_t signs[4];
+    uint32_t q2[2 * (MX_QK_K / 32)];
+    memset(q2, 0, sizeof q2);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        /* magnitudes, and signs with even parity: an odd group flips its least important value */
+        for (int k = 0; k < 4; k++) {
+            int nflip = 0;
+            uint8_t s = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        if (max < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = make_qp_quants(32, kMaxQ + 1, xval, (uint8_t *)L, weight);
+        float eff_max = scale * kMaxQ;
+        if (eff_max <= 0) {
+            scales[ib] = 0;
+            continue;
+        }
+        /* 13 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        for (int is = -6; is <= 6; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 4; k++) {
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq2_point(t, Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, 32);
+            }
+        }
+        if (scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 4; k++) {
+                int8_t Lk[8];
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Lk[i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                int gi = iq2_point(t, Lk, xval + 8 * k, waux + 8 * k, scale);
+                for (int i = 0; i < 8; i++)
+                    L[8 * k + i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 4; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++)
+                u |= L[8 * k + i] << (2 * i);
+            int gi = u < IQ2_KMAP_SIZE ? t->map[u] : -1;
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            q2[2 * ib] |= (uint32_t)gi << (8 * k);
+            q2[2 * ib + 1] |= (uint32_t)signs[k] << (7 * k);
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d);
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        q2[2 * ib + 1] |= (uint32_t)l << 28;
+    }
+    memcpy(y->qs, q2, sizeof y->qs);
+}
+
+/* One IQ2_XS block (ggml's quantize_row_iq2_xs_impl): 16 groups of 16 values, each two points of
+ * the 512-point grid with 7 sign bits and a 4-bit scale; qw: the block's 256 weights. */
+static void iq2_xs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                         mx_block_iq2_xs *y) {
+    const int kMaxQ = 3;
+    float scales[MX_QK_K / 16], weight[16], waux[16], xval[16];
+    int8_t L[16], Laux[16];
+    bool on_grid[2], on_grid_aux[2];
+    uint8_t signs[2];
+    uint16_t q2[2 * (MX_QK_K / 16)];
+    memset(q2, 0, sizeof q2);
+    memset(y->scales, 0, sizeof y->scales);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        const float *xb = xbl + 16 * ib;
+        group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
+        for (int i = 0; i < 16; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 2; k++) {
+            int nflip = 0;
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s8 ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s8 & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 16; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (max < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        /* 19 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        on_grid[0] = on_grid[1] = true;
+        for (int is = -9; is <= 9; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 2; k++) {
+                int u = 0;
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                    u |= Laux[8 * k + i] << (2 * i);
+                }
+                on_grid_aux[k] = t->map[u] >= 0;
+                if (!on_grid_aux[k])
+                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                       waux + 8 * k, this_scale, Laux + 8 * k);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 16; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                on_grid[0] = on_grid_aux[0];
+                on_grid[1] = on_grid_aux[1];
+            }
+        }
+        /* groups that had to snap: redo them with the fitted scale, then refit */
+        if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 2; k++) {
+                if (on_grid[k])
+                    continue;
+                int u = 0;
+                for (int i = 0; i < 8; i++) {
+                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                    l = imax(0, imin(kMaxQ - 1, l));
+                    u |= l << (2 * i);
+                    L[8 * k + i] = (int8_t)l;
+                }
+                if (t->map[u] < 0)
+                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                       waux + 8 * k, scale, L + 8 * k);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 16; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 2; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 2; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++)
+                u |= L[8 * k + i] << (2 * i);
+            int gi = u < IQ2_KMAP_SIZE ? t->map[u] : -1;
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            q2[2 * ib + k] = (uint16_t)(gi | (signs[k] << 9));
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d);
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        if (ib % 2 == 0)
+            y->scales[ib / 2] = (uint8_t)l;
+        else
+            y->scales[ib / 2] |= (uint8_t)(l << 4);
+    }
+    memcpy(y->qs, q2, sizeof y->qs);
+}
+
+/* IQ2_XS of a row (n a multiple of 256) with weights qw. Returns 0 or MX_ENOMEM (tables). */
+static int iq2_xs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq2xs_once, iq2xs_build);
+    const struct iq2_tables *t = iq2xs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq2_xs b;
+        iq2_xs_block(t, x + i * MX_QK_K, qw + i * MX_QK_K, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* IQ2_XXS of a row (n a multiple of 256) with weights qw. Returns 0 or MX_ENOMEM (tables). */
+static int iq2_xxs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq2xxs_once, iq2xxs_build);
+    const struct iq2_tables *t = iq2xxs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq2_xxs b;
+        iq2_xxs_block(t, x + i * MX_QK_K, qw + i * MX_QK_K, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * IQ3_XXS (ggml's quantize_row_iq3_xxs_impl for its 256-point grid): groups of 4 values are
+ * points of a grid with 3-bit levels l (coordinate 2l + 1), 7 sign bits per 8 values, a 4-bit
+ * scale per 32 values. Weighted by the imatrix when given, else by x^2 (ggml's
+ * quantize_row_iq3_xxs_ref). Off-grid candidates snap through a map of all 8^4 patterns.
+ */
+
+#define IQ3_KMAP_SIZE 4096
+
+/* The grid's levels per point, the pattern -> point map (as struct iq2_tables: >= 0 on the grid,
+ * else -(offset + 1) into the neighbour lists, count first). */
+struct iq3_tables {
+    int n_grid;               /* 256 (IQ3_XXS) or 512 (IQ3_S) */
+    int8_t grid[512][4];
+    int32_t map[IQ3_KMAP_SIZE];
+    uint16_t *neighbours;
+};
+
+static struct iq3_tables *iq3xxs_tab, *iq3s_tab;
+static pthread_once_t iq3xxs_once = PTHREAD_ONCE_INIT, iq3s_once = PTHREAD_ONCE_INIT;
+
+/* Builds the tables of an IQ3 grid of n_grid points whose dequantization bytes for levels 0..7
+ * are level_byte[]; each off-grid pattern lists the points at its nwant smallest distances.
+ * NULL when out of memory. */
+static struct iq3_tables *iq3_build(const uint32_t *src, int n_grid, const uint8_t *level_byte,
+                                    int nwant) {
+    struct iq3_tables *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->n_grid = n_grid;
+    for (int k = 0; k < n_grid; k++)
+        for (int i = 0; i < 4; i++) {
+            uint8_t b = (uint8_t)(src[k] >> (8 * i));
+            int l = 0;
+            while (l < 7 && level_byte[l] != b)
+                l++;
+            t->grid[k][i] = (int8_t)(2 * l + 1);
+        }
+    for (int i = 0; i < IQ3_KMAP_SIZE; i++)
+        t->map[i] = -1;
+    for (int k = 0; k < n_grid; k++) {
+        int u = 0;
+        for (int i = 0; i < 4; i++)
+            u |= ((t->grid[k][i] - 1) / 2) << (3 * i);
+        t->map[u] = k;
+    }
+    size_t n = 0, cap = (size_t)IQ3_KMAP_SIZE * 24;
+    t->neighbours = malloc(cap * sizeof *t->neighbours);
+    for (int u = 0; u < IQ3_KMAP_SIZE && t->neighbours; u++) {
+        if (t->map[u] >= 0)
+            continue;
+        int d2[512], pos[4], lev[4], nlev = 0;
+        for (int i = 0; i < 4; i++)
+            pos[i] = 2 * ((u >> (3 * i)) & 7) + 1;
+        for (int k = 0; k < n_grid; k++) {
+            int d = 0;
+            for (int i = 0; i < 4; i++)
+                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
+            d2[k] = d;
+        }
+        /* the nwant smallest distinct distances, ascending */
+        for (nlev = 0; nlev < nwant; nlev++) {
+            int m = INT32_MAX;
+            for (int k = 0; k < n_grid; k++)
+                if ((nlev == 0 || d2[k] > lev[nlev - 1]) && d2[k] < m)
+                    m = d2[k];
+            if (m == INT32_MAX)
+                break;
+            lev[nlev] = m;
+        }
+        if (n + 1 + (size_t)n_grid > cap) {
+            cap *= 2;
+            uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
+            if (!p) {
+                free(t->neighbours);
+                t->neighbours = NULL;
+                break;
+            }
+            t->neighbours = p;
+        }
+        t->map[u] = -(int32_t)(n + 1);
+        size_t start = n++;
+        for (int pass = 0; pass < nlev; pass++)
+            for (int k = 0; k < n_grid; k++)
+                if (d2[k] == lev[pass])
+                    t->neighbours[n++] = (uint16_t)k;
+        t->neighbours[start] = (uint16_t)(n - start - 1);
+    }
+    if (!t->neighbours) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* pthread_once callbacks: IQ3_XXS's grid (levels 0..7 are bytes 0x04, 0x0c, ..., 0x34, 0x3e;
+ * neighbours at 2 distances) and IQ3_S's (bytes 1, 3, ..., 15; 3 distances), as ggml. */
+static void iq3xxs_build(void) {
+    static const uint8_t lb[8] = {0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3e};
+    iq3xxs_tab = iq3_build(mx_iq3xxs_grid, 256, lb, 2);
+}
+static void iq3s_build(void) {
+    static const uint8_t lb[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+    iq3s_tab = iq3_build(mx_iq3s_grid, 512, lb, 3);
+}
+
+/* The grid point of 4 levels l (0..7) for xval, snapping off-grid patterns to the neighbour
+ * nearest in weighted distance at scale; writes the point's levels to L, returns its index. */
+static int iq3_point(const struct iq3_tables *t, int8_t *L, const float *xval, const float *w,
+                     float scale, bool *on_grid) {
+    int u = 0;
+    for (int i = 0; i < 4; i++)
+        u |= L[i] << (3 * i);
+    int gi = t->map[u];
+    *on_grid = gi >= 0;
+    if (gi < 0) {
+        const uint16_t *nb = t->neighbours - t->map[u] - 1;
+        float best = FLT_MAX;
+        gi = nb[1];
+        for (int j = 1; j <= nb[0]; j++) {
+            const int8_t *pg = t->grid[nb[j]];
+            float d2 = 0;
+            for (int i = 0; i < 4; i++) {
+                float diff = scale * pg[i] - xval[i];
+                d2 += w[i] * diff * diff;
+            }
+            if (d2 < best) {
+                best = d2;
+                gi = nb[j];
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        L[i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+    return gi;
+}
+
+/* One IQ3_XXS block; qw: its 256 weights or NULL (x^2). */
+static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const float *qw,
+                          mx_block_iq3_xxs *y) {
+    const int kMaxQ = 8;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    bool on_grid[8], on_grid_aux[8];
+    uint8_t signs[4];
+    uint8_t q3[3 * (MX_QK_K / 8)]; /* 64 grid indices, then 8 u32 of scale and signs */
+    uint32_t sas[MX_QK_K / 32];
+    memset(q3, 0, sizeof q3);
+    memset(sas, 0, sizeof sas);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        if (qw)
+            group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        else
+            for (int i = 0; i < 32; i++)
+                weight[i] = xb[i] * xb[i];
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 4; k++) {
+            int nflip = 0;
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    nflip++;
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; i++) {
+                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s8 ^= (uint8_t)(1u << imin);
+            }
+            signs[k] = s8 & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (max < 1e-8f) { /* ggml's GROUP_MAX_EPS_IQ3_XXS */
+            scales[ib] = 0;
+            continue;
+        }
+        /* 31 candidate scales: levels from each, snapped to the grid, refit */
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        for (int k = 0; k < 8; k++)
+            on_grid[k] = true;
+        for (int is = -15; is <= 15; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
+                          &on_grid_aux[k]);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 8; k++)
+            n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) {
+            float id = 1 / scale;
+            for (int k = 0; k < 8; k++) {
+                if (on_grid[k])
+                    continue;
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    L[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                bool og;
+                iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 8; k++) {
+            int u = 0;
+            for (int i = 0; i < 4; i++)
+                u |= L[4 * k + i] << (3 * i);
+            int gi = t->map[u];
+            q3[8 * ib + k] = (uint8_t)(gi < 0 ? 0 : gi); /* off grid: unreachable (ggml aborts) */
+        }
+        sas[ib] = (uint32_t)signs[0] | (uint32_t)signs[1] << 7 | (uint32_t)signs[2] << 14 |
+                  (uint32_t)signs[3] << 21;
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d * 1.0125f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        int l = nearest_int(0.5f * (id * scales[ib] - 1));
+        l = imax(0, imin(15, l));
+        sas[ib] |= (uint32_t)l << 28;
+    }
+    memcpy(q3 + MX_QK_K / 4, sas, sizeof sas);
+    memcpy(y->qs, q3, sizeof y->qs);
+}
+
+/* One IQ3_S block (ggml's quantize_row_iq3_s_impl with 32-value sub-blocks): 8 groups of 4
+ * values per sub-block on the 512-point grid (9-bit indices: low byte in qs, 9th bit in qh),
+ * all 8 sign bits stored, 4-bit scales in pairs; qw: 256 weights or NULL (x^2). */
+static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const float *qw,
+                        mx_block_iq3_s *y) {
+    const int kMaxQ = 8;
+    float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
+    int8_t L[32], Laux[32];
+    bool on_grid[8], on_grid_aux[8];
+    uint8_t signs[4];
+    memset(y, 0, sizeof *y);
+    y->d = mx_fp32_to_fp16(0.f);
+    uint8_t *qs = y->qs, *sg = y->signs;
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        if (qw)
+            group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        else
+            for (int i = 0; i < 32; i++)
+                weight[i] = xb[i] * xb[i];
+        for (int i = 0; i < 32; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 4; k++) {
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            signs[k] = s8;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 32; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (!max) { /* sub-block left zero: its qs, signs and qh bits stay 0 */
+            scales[ib] = 0;
+            qs += 8;
+            sg += 4;
+            continue;
+        }
+        float best = 0;
+        float scale = max / (2 * kMaxQ - 1);
+        for (int k = 0; k < 8; k++)
+            on_grid[k] = false;
+        for (int is = -9; is <= 9; is++) {
+            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+            float this_scale = 1 / id;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
+                          &on_grid_aux[k]);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * Laux[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                memcpy(L, Laux, sizeof L);
+                memcpy(on_grid, on_grid_aux, sizeof on_grid);
+            }
+        }
+        int n_off = 0;
+        for (int k = 0; k < 8; k++)
+            n_off += !on_grid[k];
+        if (n_off > 0 && scale > 0) { /* ggml redoes every group here, on the grid or not */
+            float id = 1 / scale;
+            for (int k = 0; k < 8; k++) {
+                for (int i = 0; i < 4; i++) {
+                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                    L[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                }
+                bool og;
+                iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
+            }
+            float sumqx = 0, sumq2 = 0;
+            for (int i = 0; i < 32; i++) {
+                float q = 2 * L[i] + 1;
+                sumqx += weight[i] * xval[i] * q;
+                sumq2 += weight[i] * q * q;
+            }
+            if (sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 4; k++)
+                signs[k] = (uint8_t)~signs[k];
+        }
+        for (int k = 0; k < 8; k++) {
+            int u = 0;
+            for (int i = 0; i < 4; i++)
+                u |= L[4 * k + i] << (3 * i);
+            int gi = t->map[u];
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            qs[k] = (uint8_t)(gi & 255);
+            y->qh[(ib * 8 + k) / 8] |= (uint8_t)((gi >> 8) << ((ib * 8 + k) % 8));
+        }
+        qs += 8;
+        memcpy(sg, signs, 4);
+        sg += 4;
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d * 1.033f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib += 2) {
+        int l1 = imax(0, imin(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+        int l2 = imax(0, imin(15, nearest_int(0.5f * (id * scales[ib + 1] - 1))));
+        y->scales[ib / 2] = (uint8_t)(l1 | (l2 << 4));
+    }
+}
+
+/* IQ3_S of a row (n a multiple of 256), weights qw or NULL. Returns 0 or MX_ENOMEM. */
+static int iq3_s_quantize(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq3s_once, iq3s_build);
+    const struct iq3_tables *t = iq3s_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq3_s b;
+        iq3_s_block(t, x + i * MX_QK_K, qw ? qw + i * MX_QK_K : NULL, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* IQ3_XXS of a row (n a multiple of 256), weights qw or NULL. Returns 0 or MX_ENOMEM. */
+static int iq3_xxs_quantize(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq3xxs_once, iq3xxs_build);
+    const struct iq3_tables *t = iq3xxs_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq3_xxs b;
+        iq3_xxs_block(t, x + i * MX_QK_K, qw ? qw + i * MX_QK_K : NULL, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
 
 #define T_FLOAT(id, nm, sz, to, from) [id] = { nm, 1, sz, false, to, from }
 #define T_QUANT(id, nm, bs, to, from) \
@@ -1182,5 +2455,51 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n) {
         return rc;
     if (n > 0)
         t->from_float(src, dst, n);
+    return 0;
+}
+
+int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
+                             const float *qw) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    if (type == MX_TYPE_IQ3_XXS || type == MX_TYPE_IQ3_S) { /* x^2 without an imatrix (_ref) */
+        int rc = check_row(t, true, type, src, dst, n);
+        if (rc < 0 || n == 0)
+            return rc;
+        return type == MX_TYPE_IQ3_XXS ? iq3_xxs_quantize(src, dst, n, qw)
+                                       : iq3_s_quantize(src, dst, n, qw);
+    }
+    if (type == MX_TYPE_IQ2_XXS || type == MX_TYPE_IQ2_XS) { /* only with weights */
+        int rc = check_row(t, qw != NULL, type, src, dst, n);
+        if (rc < 0 || n == 0)
+            return rc;
+        return type == MX_TYPE_IQ2_XXS ? iq2_xxs_weighted(src, dst, n, qw)
+                                       : iq2_xs_weighted(src, dst, n, qw);
+    }
+    int rc = check_row(t, t && t->from_float, type, src, dst, n);
+    if (rc < 0 || n == 0)
+        return rc;
+    if (!qw) {
+        /* llama-quantize without an importance matrix: the *_ref quantizers, except IQ4_NL
+         * whose quantize_iq4_nl refines the scale with 7 more tries */
+        if (type == MX_TYPE_IQ4_NL)
+            mx_quantize_iq4_nl(src, dst, n, NULL);
+        else
+            t->from_float(src, dst, n);
+        return 0;
+    }
+    switch (type) {
+    case MX_TYPE_Q4_0:
+    case MX_TYPE_Q5_0: q4_0_q5_0_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q4_1:
+    case MX_TYPE_Q5_1: q4_1_q5_1_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q2_K: q2_k_weighted(src, dst, n, qw); break;
+    case MX_TYPE_Q3_K: q3_k_weighted(src, dst, n, qw); break;
+    case MX_TYPE_Q4_K:
+    case MX_TYPE_Q5_K: q45_k_weighted(type, src, dst, n, qw); break;
+    case MX_TYPE_Q6_K: q6_k_quantize(src, dst, n, qw); break;
+    case MX_TYPE_IQ4_NL: mx_quantize_iq4_nl(src, dst, n, qw); break;
+    case MX_TYPE_IQ4_XS: mx_quantize_iq4_xs(src, dst, n, qw); break;
+    default: t->from_float(src, dst, n); break; /* Q8_0, F16, BF16, MXFP4: weights unused */
+    }
     return 0;
 }

@@ -3,10 +3,12 @@
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
- * Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32); the imatrix-only IQ mixes are left out. The conversion
+ * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS and
+ * IQ2_XS); the other imatrix-only IQ mixes are refused (mx_ftype_imatrix_only). The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
- * and quantizes it with the reference quantizer (ggml's *_ref, what llama-quantize uses without
- * an importance matrix), the rows of a tensor split over a few threads; tensors whose type does
+ * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
+ * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
+ * when one is given), the rows of a tensor split over a few threads; tensors whose type does
  * not change are copied.
  *
  * Workload: multi-GB models converted once; the time is in the row quantizers (Q4_K/Q6_K search
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/format/gguf.h"
+#include "core/format/imatrix.h"
 #include "core/base/quant.h"
 #include "core/base/quant_iq.h"
 #include "core/base/util.h"
@@ -60,6 +63,10 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", MX_TYPE_Q5_K},
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
+    {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
+    {MX_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS", MX_TYPE_IQ2_XS},
+    {MX_FTYPE_MOSTLY_IQ3_S, "IQ3_S", MX_TYPE_IQ3_S},
+    {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
     {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
@@ -93,6 +100,38 @@ int mx_ftype_from_name(const char *name) {
     if (errno == 0 && *end == 0 && v >= 0 && v < 1000 && ftype_find((int)v))
         return (int)v;
     return -1;
+}
+
+/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S):
+ * llama-quantize refuses them without an importance matrix ("this quantization requires an
+ * imatrix"), and mixel cannot make them yet (no IQ2_S / IQ1 quantizers; the IQ3_XXS and IQ3_XS
+ * mixes use IQ2_S). */
+static const struct { const char *name; int ftype; } imatrix_only[] = {
+    {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
+    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31}, {"IQ3_XS", 22},
+};
+
+int mx_ftype_imatrix_only(const char *name) {
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++) {
+        char num[8];
+        snprintf(num, sizeof num, "%d", imatrix_only[i].ftype);
+        if (strcasecmp(name, imatrix_only[i].name) == 0 || strcmp(name, num) == 0)
+            return imatrix_only[i].ftype;
+    }
+    return -1;
+}
+
+bool mx_ftype_needs_imatrix(int ftype) {
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS;
+}
+
+const char *mx_ftype_imatrix_only_name(int ftype) {
+    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++)
+        if (imatrix_only[i].ftype == ftype)
+            return imatrix_only[i].name;
+    return NULL;
 }
 
 const char *mx_ftype_name(int ftype) {
@@ -205,6 +244,7 @@ struct mix_state {
     int n_attention_wv;    /* attn_v-like tensors in the file */
     int i_attention_wv;    /* those visited so far (in visit order) */
     int i_ffn_down;        /* ffn_down tensors visited so far */
+    bool has_imatrix;      /* quantizing with importance weights (llama.cpp's qs.has_imatrix) */
 };
 
 /* llama.cpp's use_more_bits: the first and last eighth of the layers and every third between. */
@@ -237,13 +277,30 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     enum category cat = category_of(t->name);
     const struct mx_type_traits *tr = mx_type_traits(type);
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
-        /* the output matrix decides every token: at least 6 bits */
+        /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
         if (s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
+        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS)
+            type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
     } else if (cat == CAT_TOKEN_EMBD) {
-        /* only IQ/TQ mixes change it */
+        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) /* IQ/TQ mixes only */
+            type = MX_TYPE_Q2_K;
+    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) {
+        /* llama.cpp's 2-bit IQ mix: more bits where few weights decide much */
+        if (is_attn_v_like(cat)) {
+            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q2_K;
+            s->i_attention_wv++;
+        } else if (s->n_expert == 8 && cat == CAT_ATTN_K) {
+            type = MX_TYPE_Q4_K;
+        } else if (cat == CAT_FFN_DOWN) {
+            if (s->i_ffn_down < s->n_layer / 8) /* the visit count, not blk.N, as llama.cpp */
+                type = MX_TYPE_Q2_K;
+            s->i_ffn_down++;
+        } else if (cat == CAT_ATTN_OUTPUT && s->n_expert == 8) {
+            type = MX_TYPE_Q5_K;
+        }
     } else if (is_attn_v_like(cat)) {
         if (ft == MX_FTYPE_MOSTLY_Q2_K)
             type = s->n_gqa >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
@@ -258,6 +315,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q5_K;
         else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && s->n_gqa >= 4)
             type = MX_TYPE_Q5_K; /* GQA: attn_v is small and shared by >= 4 query heads */
+        else if ((ft == MX_FTYPE_MOSTLY_IQ3_S && s->n_gqa >= 4) || ft == MX_FTYPE_MOSTLY_IQ3_M)
+            type = MX_TYPE_Q4_K;
         /* 70B: 8 query heads share each attn_v, so it is small; more bits are nearly free */
         if (s->is_70b && (type == MX_TYPE_Q3_K || type == MX_TYPE_Q4_K))
             type = MX_TYPE_Q5_K;
@@ -278,6 +337,9 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_M) {
             type = il < nl / 16 ? MX_TYPE_Q5_K
                  : !s->falcon || use_more_bits(il, nl) ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
+        } else if (ft == MX_FTYPE_MOSTLY_IQ3_M &&
+                   (il < nl / 8 || (s->n_expert == 8 && use_more_bits(il, nl)))) {
+            type = MX_TYPE_Q4_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_L) {
             type = s->falcon ? MX_TYPE_Q4_K : MX_TYPE_Q5_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q4_K_M) {
@@ -286,12 +348,17 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
                      : use_more_bits(il, nl) ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
             else if (use_more_bits(il, nl))
                 type = MX_TYPE_Q6_K;
-        } else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && il < nl / 8) {
-            type = MX_TYPE_Q5_K; /* llama.cpp: without an importance matrix */
+        } else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && il < nl / 8 &&
+                   !s->has_imatrix) {
+            type = MX_TYPE_Q5_K; /* llama.cpp: only without an importance matrix */
         } else if (ft == MX_FTYPE_MOSTLY_Q5_K_M && use_more_bits(il, nl)) {
             type = MX_TYPE_Q6_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q4_K_S && !s->falcon && il < nl / 8) {
             type = MX_TYPE_Q5_K;
+        } else if ((ft == MX_FTYPE_MOSTLY_Q4_0 || ft == MX_FTYPE_MOSTLY_Q5_0) && s->has_imatrix &&
+                   il < nl / 8) {
+            /* llama.cpp guards the first ffn_down layers of an imatrix Q4_0/Q5_0 with a min */
+            type = ft == MX_FTYPE_MOSTLY_Q4_0 ? MX_TYPE_Q4_1 : MX_TYPE_Q5_1;
         }
         s->i_ffn_down++;
     } else if (cat == CAT_ATTN_OUTPUT) {
@@ -299,12 +366,13 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             if (ft == MX_FTYPE_MOSTLY_Q2_K || ft == MX_FTYPE_MOSTLY_Q3_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q4_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_IQ4_NL ||
-                ft == MX_FTYPE_MOSTLY_IQ4_XS)
+                ft == MX_FTYPE_MOSTLY_IQ4_XS || ft == MX_FTYPE_MOSTLY_IQ3_S ||
+                ft == MX_FTYPE_MOSTLY_IQ3_M)
                 type = MX_TYPE_Q5_K;
         } else if (!s->falcon) {
             if (ft == MX_FTYPE_MOSTLY_Q2_K)
                 type = MX_TYPE_Q3_K;
-            else if (ft == MX_FTYPE_MOSTLY_Q3_K_M)
+            else if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_IQ3_M)
                 type = MX_TYPE_Q4_K;
             else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
                 type = MX_TYPE_Q5_K;
@@ -312,7 +380,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q4_K;
         }
     } else if (cat == CAT_ATTN_QKV) {
-        if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q3_K_L)
+        if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q3_K_L ||
+            ft == MX_FTYPE_MOSTLY_IQ3_M)
             type = MX_TYPE_Q4_K;
         else if (ft == MX_FTYPE_MOSTLY_Q4_K_M)
             type = MX_TYPE_Q5_K;
@@ -338,6 +407,9 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q4_K: r = MX_TYPE_Q5_0; break;
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
+    case MX_TYPE_IQ2_XXS:
+    case MX_TYPE_IQ2_XS:
+    case MX_TYPE_IQ3_S:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
     }
@@ -404,11 +476,17 @@ static int by_layer_name(const void *a, const void *b) {
 
 int mx_quantize_plan(const struct mx_gguf *g, int ftype, struct mx_quantize_tensor *out,
                      struct mx_err *err) {
+    return mx_quantize_plan_imatrix(g, ftype, false, out, err);
+}
+
+int mx_quantize_plan_imatrix(const struct mx_gguf *g, int ftype, bool has_imatrix,
+                             struct mx_quantize_tensor *out, struct mx_err *err) {
     const struct ftype_info *fi = ftype_find(ftype);
     if (!g || !out || !fi)
         return mx_err_set(err, MX_EINVAL, "quantize: unsupported file type %d", ftype);
     struct mix_state s;
     mix_init(&s, g, ftype);
+    s.has_imatrix = has_imatrix;
     int64_t n = mx_gguf_n_tensors(g);
     struct named *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order)
@@ -476,20 +554,11 @@ struct job {
     int src_type, dst_type;
     int64_t ne0, r0, r1;
     size_t src_row, dst_row;     /* bytes per row */
+    const float *qw;             /* importance weights: ne0 per expert, expert-major; or NULL */
+    int64_t rows_per_expert;     /* ne[1]: row r uses the weights of expert r / rows_per_expert */
     int rc;                      /* 0, MX_ENOMEM, or MX_EFORMAT (non-finite value) */
     int64_t bad_row;             /* the row of MX_EFORMAT */
 };
-
-/* One row with llama-quantize's quantizer for the type: ggml's quantize_<type>() without an
- * importance matrix. For IQ4_NL that is not quantize_row_iq4_nl_ref (it refines the scale with 7
- * more tries), for every other type it is the *_ref one (mx_quantize_row). */
-static int quantize_row_as_tool(int type, const float *x, void *dst, int64_t n) {
-    if (type == MX_TYPE_IQ4_NL && n % MX_QK4_NL == 0) {
-        mx_quantize_iq4_nl(x, dst, n, NULL);
-        return 0;
-    }
-    return mx_quantize_row(type, x, dst, n);
-}
 
 /* Dequantizes and requantizes the job's rows. Non-finite source values are refused: ggml's
  * quantizers would write garbage scales for them (llama.cpp validates its output likewise). */
@@ -512,7 +581,9 @@ static void *job_run(void *arg) {
             }
         }
         if (rc == 0)
-            rc = quantize_row_as_tool(j->dst_type, row, j->dst + (size_t)r * j->dst_row, j->ne0);
+            rc = mx_quantize_row_weighted(j->dst_type, row, j->dst + (size_t)r * j->dst_row,
+                                          j->ne0, j->qw ? j->qw + (r / j->rows_per_expert) *
+                                                                  j->ne0 : NULL);
         if (rc < 0) {
             j->rc = rc;
             break;
@@ -522,9 +593,10 @@ static void *job_run(void *arg) {
     return NULL;
 }
 
-/* Converts one tensor into dst (q->dst_bytes), rows split over n_threads. Returns 0 or MX_E*. */
+/* Converts one tensor into dst (q->dst_bytes), rows split over n_threads; qw: its importance
+ * weights (ne[0] * ne[2] values) or NULL. Returns 0 or MX_E*. */
 static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quantize_tensor *q,
-                          void *dst, int n_threads, struct mx_err *err) {
+                          const float *qw, void *dst, int n_threads, struct mx_err *err) {
     int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
     size_t src_row, dst_row;
     if (!mx_row_size(q->src_type, t->ne[0], &src_row) ||
@@ -541,6 +613,7 @@ static int convert_tensor(const struct mx_gguf_tensor *t, const struct mx_quanti
             .src = t->data, .dst = dst, .src_type = q->src_type, .dst_type = q->dst_type,
             .ne0 = t->ne[0], .r0 = rows * k / nt, .r1 = rows * (k + 1) / nt,
             .src_row = src_row, .dst_row = dst_row, .bad_row = -1,
+            .qw = qw, .rows_per_expert = t->ne[1] > 0 ? t->ne[1] : 1,
         };
     }
     /* the calling thread takes the first share; threads that fail to start leave theirs to it */
@@ -667,10 +740,24 @@ static void hput_pad(struct hbuf *b, size_t align) {
     }
 }
 
-/* Metadata keys not carried over: they describe a split set, and the output is one file. */
-static bool skip_key(const char *key) {
+/* Metadata keys not carried over: they describe a split set, and the output is one file; with
+ * an importance matrix, the source's quantize.imatrix.* keys (the new ones are appended). */
+static bool skip_key(const char *key, bool imatrix) {
     return strcmp(key, "split.no") == 0 || strcmp(key, "split.count") == 0 ||
-           strcmp(key, "split.tensors.count") == 0;
+           strcmp(key, "split.tensors.count") == 0 ||
+           (imatrix && strncmp(key, "quantize.imatrix.", 17) == 0);
+}
+
+/* The keys llama-quantize adds when it quantizes with an importance matrix. */
+static void hput_kv_str(struct hbuf *b, const char *key, const char *v) {
+    hput_str(b, key, strlen(key));
+    hput_u32(b, MX_GGUF_STRING);
+    hput_str(b, v, strlen(v));
+}
+static void hput_kv_i32(struct hbuf *b, const char *key, int32_t v) {
+    hput_str(b, key, strlen(key));
+    hput_u32(b, MX_GGUF_INT32);
+    hput(b, &v, 4);
 }
 
 /* The whole header of the output: the source's metadata in order (split keys left out), with
@@ -678,18 +765,30 @@ static bool skip_key(const char *key) {
  * present, else appended), then the tensor infos with offsets from the plan's sizes, padded to
  * the alignment. Returns 0 or MX_ENOMEM; *out caller frees. */
 static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor *plan,
-                        int ftype, size_t align, struct hbuf *out) {
+                        const struct mx_quantize_params *p, size_t align, struct hbuf *out) {
+    const int ftype = p->ftype;
+    const struct mx_imatrix *im = p->imatrix;
+    /* llama-quantize's values: the file name (127 bytes at most), the first dataset, the entries
+     * left after --include/--exclude-weights, the chunk count when known */
+    char im_file[128] = "", im_dataset[128] = "";
+    if (im) {
+        snprintf(im_file, sizeof im_file, "%s", p->imatrix_file ? p->imatrix_file : "");
+        if (im->dataset)
+            snprintf(im_dataset, sizeof im_dataset, "%s", im->dataset);
+    }
     const struct mx_gguf_value qv = {.type = MX_GGUF_UINT32, .v.u64 = 2};
     const struct mx_gguf_value fv = {.type = MX_GGUF_UINT32, .v.u64 = (uint64_t)ftype};
     int64_t n_kv = mx_gguf_n_kv(g), n = mx_gguf_n_tensors(g), n_out = 0;
     bool have_q = false, have_f = false;
     for (int64_t i = 0; i < n_kv; i++) {
         const char *key = mx_gguf_kv_key(g, i);
-        n_out += !skip_key(key);
+        n_out += !skip_key(key, im != NULL);
         have_q |= strcmp(key, "general.quantization_version") == 0;
         have_f |= strcmp(key, "general.file_type") == 0;
     }
     n_out += !have_q + !have_f;
+    if (im)
+        n_out += 2 + (im->dataset != NULL) + (im->chunk_count > 0);
     struct hbuf *b = out;
     hput(b, "GGUF", 4);
     hput_u32(b, 3);
@@ -697,7 +796,7 @@ static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor
     hput_u64(b, (uint64_t)n_out);
     for (int64_t i = 0; i < n_kv; i++) {
         const char *key = mx_gguf_kv_key(g, i);
-        if (skip_key(key))
+        if (skip_key(key, im != NULL))
             continue;
         const struct mx_gguf_value *v = mx_gguf_kv_value(g, i);
         if (strcmp(key, "general.quantization_version") == 0)
@@ -717,6 +816,14 @@ static int build_header(const struct mx_gguf *g, const struct mx_quantize_tensor
         hput_str(b, "general.file_type", strlen("general.file_type"));
         hput_u32(b, MX_GGUF_UINT32);
         hput_value(b, &fv);
+    }
+    if (im) {
+        hput_kv_str(b, "quantize.imatrix.file", im_file);
+        if (im->dataset)
+            hput_kv_str(b, "quantize.imatrix.dataset", im_dataset);
+        hput_kv_i32(b, "quantize.imatrix.entries_count", (int32_t)im->n_entries);
+        if (im->chunk_count > 0)
+            hput_kv_i32(b, "quantize.imatrix.chunks_count", im->chunk_count);
     }
     uint64_t off = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -835,6 +942,49 @@ static void release_source(const struct mx_gguf_tensor *t) {
         (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
+/* Finds each converted tensor's importance weights (llama.cpp: by exact name; ne[0] * ne[2]
+ * values, one row per expert) and marks it weighted in the plan. A tensor without an entry is
+ * quantized without weights, as llama-quantize does ("did not find weights"); an entry of the
+ * wrong size is refused (llama-quantize aborts too), except for token_embd, whose entry it
+ * ignores. Checked before anything is written. Returns 0 or MX_EFORMAT. */
+static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *plan,
+                         const struct mx_imatrix *im, struct mx_quantize_stats *st,
+                         struct mx_err *err) {
+    if (!im)
+        return 0;
+    for (int64_t i = 0; i < mx_gguf_n_tensors(g); i++) {
+        const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
+        struct mx_quantize_tensor *q = &plan[i];
+        if (q->dst_type == q->src_type)
+            continue;
+        const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
+        int64_t want = t->ne[0] * t->ne[2];
+        if ((!e || e->n_values != want) &&
+            (q->dst_type == MX_TYPE_IQ2_XXS || q->dst_type == MX_TYPE_IQ2_XS))
+            return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': no importance matrix entry%s "
+                              "for it, and %s cannot be quantized without one (llama-quantize "
+                              "bails out too)", t->name, e ? " of its size" : "",
+                              mx_type_name(q->dst_type));
+        if (!e) {
+            st->n_unweighted++;
+            continue;
+        }
+        if (e->n_values != want) {
+            if (category_of(t->name) == CAT_TOKEN_EMBD) {
+                st->n_unweighted++;
+                continue;
+            }
+            return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': the importance matrix has %"
+                              PRId64 " values for it, the tensor needs %" PRId64 " (%" PRId64
+                              " columns x %" PRId64 " experts): an imatrix of another model?",
+                              t->name, e->n_values, want, t->ne[0], t->ne[2]);
+        }
+        q->weighted = true;
+        st->n_weighted++;
+    }
+    return 0;
+}
+
 int mx_quantize_model(const char *in_path, const char *out_path,
                       const struct mx_quantize_params *p, struct mx_quantize_stats *stats,
                       struct mx_err *err) {
@@ -876,11 +1026,20 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         rc = mx_err_set(err, MX_ENOMEM, "quantize: out of memory");
         goto fail;
     }
-    rc = mx_quantize_plan(g, p->ftype, plan, err);
+    rc = mx_quantize_plan_imatrix(g, p->ftype, p->imatrix != NULL, plan, err);
     if (rc < 0)
         goto fail;
     const size_t align = mx_gguf_alignment(g); /* general.alignment is copied with the rest */
-    rc = build_header(g, plan, p->ftype, align, &hdr);
+    if (mx_ftype_needs_imatrix(p->ftype) && !p->imatrix) {
+        rc = mx_err_set(err, MX_EINVAL, "%s needs an importance matrix (--imatrix FILE from "
+                        "llama-imatrix): without one the result is garbage, and llama-quantize "
+                        "refuses it too", mx_ftype_name(p->ftype));
+        goto fail;
+    }
+    rc = match_imatrix(g, plan, p->imatrix, &st, err);
+    if (rc < 0)
+        goto fail;
+    rc = build_header(g, plan, p, align, &hdr);
     if (rc < 0) {
         rc = mx_err_set(err, rc, "%s: out of memory for the header", out_path);
         goto fail;
@@ -897,6 +1056,8 @@ int mx_quantize_model(const char *in_path, const char *out_path,
         const struct mx_gguf_tensor *t = mx_gguf_tensor(g, i);
         const struct mx_quantize_tensor *q = &plan[i];
         const void *data = t->data;
+        const struct mx_imatrix_entry *e = q->weighted ? mx_imatrix_find(p->imatrix, t->name)
+                                                       : NULL;
         if (q->dst_type != q->src_type) {
             buf = malloc(q->dst_bytes ? q->dst_bytes : 1);
             if (!buf) {
@@ -904,7 +1065,7 @@ int mx_quantize_model(const char *in_path, const char *out_path,
                                 t->name, q->dst_bytes);
                 goto fail;
             }
-            rc = convert_tensor(t, q, buf, p->n_threads, err);
+            rc = convert_tensor(t, q, e ? e->values : NULL, buf, p->n_threads, err);
             if (rc < 0)
                 goto fail;
             data = buf;

@@ -5,8 +5,10 @@
  * attn_v / ffn_down Q6_K on the "use_more_bits" layers of Q4_K_M, Q8_0 attn_k/attn_v and Q5_K
  * attn_output for 8-expert models, block-size fallbacks such as Q4_K -> Q5_0), 1-D tensors and
  * the MoE router kept as they are, all metadata copied with general.file_type set. The bytes of
- * each converted tensor are ggml's quantize_row_*_ref of the dequantized source rows (what
- * llama-quantize writes without an importance matrix).
+ * each converted tensor are what llama-quantize writes: ggml's quantize_row_*_ref of the
+ * dequantized source rows without an importance matrix; with one (params.imatrix, llama-imatrix's
+ * file: core/format/imatrix.h) the weighted quantizers fed with the tensor's (expert's) imatrix
+ * row, and the mix's two imatrix rules, with the quantize.imatrix.* keys added.
  *
  * Nothing here prints: errors come back in a struct mx_err, progress through a callback.
  */
@@ -20,6 +22,7 @@
 #include "core/base/err.h"
 
 struct mx_gguf;
+struct mx_imatrix;
 
 /* llama.cpp's llama_ftype numbers (the value stored in general.file_type). */
 enum mx_ftype {
@@ -39,6 +42,10 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_Q5_K_S = 16,
     MX_FTYPE_MOSTLY_Q5_K_M = 17,
     MX_FTYPE_MOSTLY_Q6_K = 18,
+    MX_FTYPE_MOSTLY_IQ2_XXS = 19, /* need an importance matrix (mx_ftype_needs_imatrix) */
+    MX_FTYPE_MOSTLY_IQ2_XS = 20,
+    MX_FTYPE_MOSTLY_IQ3_S = 26,   /* need no importance matrix; weighted by one when given */
+    MX_FTYPE_MOSTLY_IQ3_M = 27,
     MX_FTYPE_MOSTLY_IQ4_NL = 25, /* need no importance matrix in llama.cpp */
     MX_FTYPE_MOSTLY_IQ4_XS = 30,
     MX_FTYPE_MOSTLY_BF16 = 32,
@@ -48,6 +55,17 @@ enum mx_ftype {
  * "Q4_K" (= Q4_K_M) and "Q5_K" (= Q5_K_M), or its number ("15"). Returns the enum mx_ftype
  * value, or -1 for a name mixel cannot make. */
 int mx_ftype_from_name(const char *name);
+
+/* llama.cpp's number of a file type that llama-quantize only makes with an importance matrix
+ * (IQ2_S, IQ2_M, IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S; by name, any case, or number)
+ * and mixel cannot make yet, or -1. For telling "needs --imatrix" apart from "unknown". */
+int mx_ftype_imatrix_only(const char *name);
+
+/* The canonical name of such a file type ("IQ2_XXS"), or NULL. */
+const char *mx_ftype_imatrix_only_name(int ftype);
+
+/* Whether llama-quantize makes ftype only with an importance matrix (IQ2_XXS, IQ2_XS here). */
+bool mx_ftype_needs_imatrix(int ftype);
 
 /* Canonical name ("Q4_K_M") of a supported ftype, or NULL. */
 const char *mx_ftype_name(int ftype);
@@ -63,6 +81,7 @@ struct mx_quantize_tensor {
     int src_type;          /* enum mx_type */
     int dst_type;          /* enum mx_type; == src_type means copied byte for byte */
     bool fallback;         /* the mix's type did not fit ne[0]; a fallback type was used */
+    bool weighted;         /* quantized with importance weights (mx_quantize_model sets it) */
     size_t src_bytes, dst_bytes;
 };
 
@@ -73,6 +92,12 @@ struct mx_quantize_tensor {
  * cannot be dequantized. Names in out are valid while g is open. */
 int mx_quantize_plan(const struct mx_gguf *g, int ftype, struct mx_quantize_tensor *out,
                      struct mx_err *err);
+
+/* The same for a conversion with an importance matrix (has_imatrix), whose mix differs in
+ * llama.cpp: IQ4_NL/IQ4_XS keep the first eighth of ffn_down on their type (Q5_K without), and
+ * Q4_0/Q5_0 put it on Q4_1/Q5_1. mx_quantize_plan is this with has_imatrix false. */
+int mx_quantize_plan_imatrix(const struct mx_gguf *g, int ftype, bool has_imatrix,
+                             struct mx_quantize_tensor *out, struct mx_err *err);
 
 /* Called after each tensor is converted (i of n, 0-based; t describes it; seconds since the
  * start). A nonzero return cancels the conversion (MX_ECANCELED). May be NULL. Called on the
@@ -85,6 +110,10 @@ struct mx_quantize_params {
     int n_threads;                      /* worker threads splitting rows; < 1 means 1 */
     mx_quantize_progress_fn progress;   /* optional */
     void *progress_ud;
+    const struct mx_imatrix *imatrix;   /* importance weights (borrowed, already filtered by
+                                           --include/--exclude-weights), or NULL: llama-quantize's
+                                           quantizers without an imatrix */
+    const char *imatrix_file;           /* its path, recorded as quantize.imatrix.file */
 };
 
 struct mx_quantize_stats {
@@ -95,6 +124,8 @@ struct mx_quantize_stats {
     uint64_t src_bytes;      /* tensor data, source */
     uint64_t dst_bytes;      /* tensor data, output (without padding) */
     uint64_t file_bytes;     /* size of the written file */
+    int64_t n_weighted;      /* converted tensors quantized with importance weights */
+    int64_t n_unweighted;    /* converted tensors the importance matrix has no entry for */
     double seconds;          /* wall time of the whole conversion */
 };
 

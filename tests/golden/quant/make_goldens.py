@@ -124,6 +124,7 @@ def main():
     if lib:
         write_dequant_goldens(lib)
         write_iq_goldens(lib, cases)
+        write_weighted_goldens(lib, cases)
 
 
 def random_blocks(rng, name, nb):
@@ -261,6 +262,82 @@ def write_iq_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(wblob)
         print("%-7s %6d bytes, %s_w %d bytes (ggml)" % (name, len(blob), name, len(wblob)))
+
+
+WEIGHTED_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+
+
+def importance_rows(n):
+    """The two importance-weight rows of the _w goldens for a row of n values: a fixed ramp, and
+    imatrix-like values (squared gaussians, a few exact zeros: columns no token ever lit)."""
+    ramp = (0.25 + (np.arange(n) % 11) / 4.0).astype(F32)
+    rng = np.random.default_rng(1600 + n)
+    act = (rng.standard_normal(n) ** 2 * 3.0).astype(F32)
+    act[rng.choice(n, max(1, n // 50), replace=False)] = 0
+    return ramp, act
+
+
+def write_weighted_goldens(lib, cases):
+    """<type>_w.bin for the types llama-quantize quantizes with --imatrix weights: per case that
+    is whole blocks, ggml's quantize_<type>(x, 1 row, n, qw) for the two rows of
+    importance_rows(n) (quantize_row_*_impl), concatenated in that order; imatrix_rows.bin: the
+    second (random) row of every case, float32, in case order (the first is a formula)."""
+    with open(os.path.join(HERE, "imatrix_rows.bin"), "wb") as f:
+        for cname, x in cases:       # the second weight row of each case, for the C test
+            f.write(importance_rows(len(x))[1].astype("<f4").tobytes())
+    for name in WEIGHTED_TYPES:
+        tid, bs, bb, _ = GGML_TYPES[name]
+        fn = getattr(lib, "quantize_" + name)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_void_p]
+        fn.restype = ctypes.c_size_t
+        blob = b""
+        for cname, x in cases:
+            if len(x) % bs:
+                continue
+            xp = np.ascontiguousarray(x, F32)
+            for w in importance_rows(len(x)):
+                out = ctypes.create_string_buffer(len(x) // bs * bb)
+                fn(xp.ctypes.data, out, 1, len(x), w.ctypes.data)
+                blob += out.raw
+        with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
+            f.write(blob)
+        print("%-5s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
+    # IQ2_XXS, IQ2_XS (only with weights), IQ3_XXS, IQ3_S: ggml builds its grid-neighbour
+    # tables in ggml_quantize_init
+    init = lib.ggml_quantize_init
+    init.argtypes = [ctypes.c_int]
+    init.restype = None
+    for name, tid, bb in (("iq2_xxs", 16, 66), ("iq2_xs", 17, 74), ("iq3_xxs", 18, 98),
+                          ("iq3_s", 21, 110)):
+        init(tid)
+        fn = getattr(lib, "quantize_" + name)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_void_p]
+        fn.restype = ctypes.c_size_t
+        blob = b""
+        for cname, x in cases:
+            if len(x) % 256:
+                continue
+            xp = np.ascontiguousarray(x, F32)
+            for w in importance_rows(len(x)):
+                out = ctypes.create_string_buffer(len(x) // 256 * bb)
+                fn(xp.ctypes.data, out, 1, len(x), w.ctypes.data)
+                blob += out.raw
+        with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
+            f.write(blob)
+        print("%s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
+        if name.startswith("iq3"):    # these also quantize without weights (x^2: the _ref)
+            blob = b""
+            for cname, x in cases:
+                if len(x) % 256 == 0:
+                    xp = np.ascontiguousarray(x, F32)
+                    out = ctypes.create_string_buffer(len(x) // 256 * bb)
+                    fn(xp.ctypes.data, out, 1, len(x), None)
+                    blob += out.raw
+            with open(os.path.join(HERE, name + ".bin"), "wb") as f:
+                f.write(blob)
+            print("%s %6d bytes (ggml quantize_%s without weights)" % (name, len(blob), name))
 
 
 if __name__ == "__main__":
