@@ -8,7 +8,7 @@
  * small model converted with an imatrix whose every converted row must equal the weighted
  * quantizer fed with that tensor's (expert's) imatrix row, with llama.cpp's imatrix-only mix rules
  * (Q4_0's first ffn_down -> Q4_1). The llama.cpp end-to-end hashes are in
- * tests/test_imatrix_quantize.sh.
+ * tests/imatrix_quantize.sh.
  */
 #include <setjmp.h>
 #include <stdarg.h>

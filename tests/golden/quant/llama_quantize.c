@@ -1,5 +1,5 @@
 /* llama_quantize.c - llama.cpp's llama_model_quantize from the command line, for the golden
- * hashes of tests/quantize.sh (no importance matrix) and tests/test_imatrix_quantize.sh (with a
+ * hashes of tests/quantize.sh (no importance matrix) and tests/imatrix_quantize.sh (with a
  * legacy .dat imatrix, read here and normalised as llama-quantize's load_imatrix does: values /
  * ncall): the peer's own type mix and quantizers.
  * Not built by make. Build against the npm peer of ../shared/tools/peer-llama (its build.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_imatrix.py - a deterministic importance matrix for a GGUF model, in llama-imatrix's legacy
-.dat format, for tests/test_imatrix_quantize.sh and its llama.cpp golden hashes.
+.dat format, for tests/imatrix_quantize.sh and its llama.cpp golden hashes.
 
 usage: make_imatrix.py [--gguf] MODEL.gguf OUT [SKIP_SUBSTRING]
 
