@@ -445,7 +445,8 @@ int mx_op_group_norm(struct mx_backend *be, struct mx_tensor *dst, const struct 
                      float eps);
 
 /* RoPE on q or k: x, dst F32 [head_dim, n_head, T]; pos: I32 [T] (position of each token).
- * Rotation per struct mx_rope_params. In place ok. */
+ * Rotation per struct mx_rope_params, each pair as ggml's FMA builds round it:
+ * (fmaf(x0, c, -(x1 s)), fmaf(x0, s, x1 c)). In place ok. */
 int mx_op_rope(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                const struct mx_tensor *pos, const struct mx_rope_params *p);
 

@@ -55,6 +55,7 @@ struct mm_task {
     size_t xq_row;       /* bytes per quantized activation column */
     bool xd_q8_0;        /* the columns are Q8_0 blocks, whose scales vdot4 takes as f32 */
     bool vdot4_all;      /* vdot4 takes jobs of any column count (see act_plan) */
+    bool vdot_all;       /* vdot takes jobs of any column count (see act_plan) */
     float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
     /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm. Its xd
      * argument (the columns' block scales as f32) is filled for Q8_0 columns only (xd_q8_0). */
@@ -156,7 +157,7 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
                     t->vdot(n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row);
         return;
     }
-    if (j->n >= MX_GEMM_MIN_COLS) {
+    if (j->n >= MX_GEMM_MIN_COLS && !(t->vdot_all && j->xq)) {
         const float *a = (const float *)wt;
         if (!is_f32) {
             dequant_rows(t->cpu, t->wtype, t->layout, j->w, t->w_row, o0, o1 - o0, n_in, buf);
@@ -241,6 +242,11 @@ struct act_plan {
     /* Q8_0 columns for the 16-row tiles: each row followed by its block table (scales as f32,
      * -8 x sums as int32; mx_act_pre_offset), xq_row counting it */
     bool pre;
+    /* vdot for every column count (Q8_0 rows not repacked): llama.cpp takes Q8_0 prompts through
+     * llamafile's tinyBLAS, whose per-lane float order is vec_dot_q8_0's; dequantize + sgemm
+     * sums in another order, and on these tiny chaotic models that moved logits by a median
+     * 0.047 from llama.cpp's (MIXEL_NO_REPACK) against 5e-7 for the repacked GEMM. */
+    bool vdot_all;
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
     void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
@@ -270,6 +276,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
         ap->vdot = c->kern.vec_dot[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
         ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0 && wtype != MX_TYPE_Q3_K;
+        ap->vdot_all = wtype == MX_TYPE_Q8_0;
     }
     /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
     ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
@@ -280,7 +287,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
  * 4-column kernel's range, and every job on repacked weights. */
 static bool uses_xq(const struct act_plan *ap, int64_t n) {
     return ap->quant && (n < MX_GEMM_MIN_COLS || (ap->vdot4 && n <= MX_VDOT4_MAX_COLS) ||
-                         ap->vdot4_all ||
+                         ap->vdot4_all || ap->vdot_all ||
                          ap->gemm8);
 }
 
@@ -485,6 +492,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
+        .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
@@ -595,6 +603,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
+        .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = n_jobs, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };

@@ -322,8 +322,10 @@ static void rope_head(float *x, int64_t p, const struct mx_rope_params *rp,
         int i0 = rp->mode == MX_ROPE_NEOX ? i : 2 * i;
         int i1 = rp->mode == MX_ROPE_NEOX ? i + half : 2 * i + 1;
         float x0 = x[i0], x1 = x[i1];
-        x[i0] = x0 * c - x1 * s;
-        x[i1] = x0 * s + x1 * c;
+        /* fused as ggml's rope is on FMA machines (its C++ is built with fp-contract on, and
+         * the x86 CPU backends llama.cpp ships all have FMA): x0*c rounds once with -(x1*s) */
+        x[i0] = fmaf(x0, c, -(x1 * s));
+        x[i1] = fmaf(x0, s, x1 * c);
         base *= k->theta_scale;
     }
 }
