@@ -319,7 +319,7 @@ static void test_simd_equals_scalar(void **state) {
     (void)state;
     static const int levels[] = {MX_CPU_AVX2, MX_CPU_AVX512};
     uint64_t rng = 4242;
-    int64_t n = 7 * 256; /* odd block counts: the 2-block loops and their tails */
+    int64_t n = 7 * 256; /* odd block counts: the 2-block loops and their tails; and 1 block */
     uint8_t *w = xmalloc((size_t)n * 2), *xq = xmalloc((size_t)n * 2);
     float *x = xmalloc((size_t)n * 4), *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
     for (size_t li = 0; li < MX_ARRAY_LEN(levels); li++) {
@@ -329,13 +329,15 @@ static void test_simd_equals_scalar(void **state) {
         for (size_t ti = 0; ti < MX_ARRAY_LEN(iq_types); ti++) {
             int type = iq_types[ti];
             enum mx_type vt = mx_vec_dot_type((enum mx_type)type);
-            n = type == MX_TYPE_IQ4_NL ? 7 * 256 - 32 : 7 * 256; /* IQ4_NL: 55 blocks */
             assert_non_null(k.vec_dot[type]); /* at least the scalar integer dot */
             bool simd = k.vec_dot[type] != mx_iq_vec_dot_scalar[type];
             if (!simd && !k.dequant[type])
                 continue;
             n_simd++;
             for (int rep = 0; rep < 40; rep++) {
+                /* 7 super-blocks (IQ4_NL: 55 blocks), every 4th row a single block */
+                n = type == MX_TYPE_IQ4_NL ? (rep % 4 == 3 ? 32 : 7 * 256 - 32)
+                                           : (rep % 4 == 3 ? 256 : 7 * 256);
                 random_row(type, n, w, &rng);
                 for (int64_t i = 0; i < n; i++)
                     x[i] = mx_test_randf(&rng) * (float)(1 + rep % 3);

@@ -1,5 +1,6 @@
-/* kernels_iq_avx2.c - AVX2 kernels of the IQ types people run most (IQ4_XS, IQ4_NL, IQ3_S,
- * IQ2_XS): integer vec_dots for decode and bit-exact dequantizers for the prefill tiles.
+/* kernels_iq_avx2.c - AVX2 kernels of the IQ types: integer vec_dots of every IQ type for
+ * decode, and bit-exact dequantizers for the prefill tiles of the ones people run most (IQ4_XS,
+ * IQ4_NL, IQ3_S, IQ2_XS).
  *
  * Compiled with -mavx2 -mfma -mf16c (kernels/cpu/cpu.am), installed by kernels.c only when the
  * CPU has them. Each vec_dot sums a super-block (IQ4_NL: a block) in exact integers and adds
@@ -9,7 +10,8 @@
  * Techniques (as ggml's x86 kernels, read, not copied): the 16 IQ4 levels are looked up with
  * one byte shuffle; signed x signed byte products go through maddubs as |w| x (x with w's sign);
  * IQ2/IQ3 grid entries are gathered with scalar loads into a vector, and the 8 sign bits per 8
- * values are expanded to byte masks by a shuffle + compare against a bit table.
+ * values are expanded to byte masks by a shuffle + compare against a bit table; the IQ1 grids
+ * hold -1/0/+1, so sign(activation, grid) is the product and maddubs with ones sums it.
  */
 #include "kernels/cpu/kernels_iq.h"
 
@@ -200,6 +202,182 @@ static float vec_dot_iq3_s(int64_t n, const void *w, const void *xq) {
     return sumf;
 }
 
+/* ---- IQ2_XXS, IQ2_S, IQ3_XXS: the grids of the other IQ2/IQ3 types ------------------------- */
+
+/* IQ2_XXS, per 32 values: 4 grid bytes (8 unsigned values each, <= 43) and one word of 4 x 7
+ * sign-index bits + a 4-bit scale. The 4 entries gathered into a vector, the activations given
+ * the signs (7 bits -> 8 through the parity table), maddubs, madd with 2s + 1 (one per 32). */
+static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq2_xxs *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, q8 += 32) {
+            uint32_t aux[2];
+            memcpy(aux, x[i].qs + 4 * ib32, sizeof aux);
+            const uint8_t *g8 = (const uint8_t *)aux;
+            __m256i g = _mm256_set_epi64x(
+                (long long)mx_iq2xxs_grid[g8[3]], (long long)mx_iq2xxs_grid[g8[2]],
+                (long long)mx_iq2xxs_grid[g8[1]], (long long)mx_iq2xxs_grid[g8[0]]);
+            uint32_t s4 = (uint32_t)mx_ksigns_iq2xs[aux[1] & 127] |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 7) & 127] << 8 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 14) & 127] << 16 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 21) & 127] << 24;
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            acc = _mm256_add_epi32(
+                acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (aux[1] >> 28) + 1))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.125f * sumf;
+}
+
+/* IQ2_S, per 32 values: 4 grid indices of 10 bits (a byte of qs + 2 bits of qh), 4 sign bytes
+ * as stored (no parity table), two 4-bit scales (one per 16 values, as IQ2_XS). */
+static float vec_dot_iq2_s(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq2_s *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs, *signs = x[i].qs + MX_QK_K / 8;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 4, signs += 4, q8 += 32) {
+            const uint32_t qh = x[i].qh[ib32];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq2s_grid[qs[3] | ((qh << 2) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[2] | ((qh << 4) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[1] | ((qh << 6) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[0] | ((qh << 8) & 0x300)]);
+            uint32_t s4;
+            memcpy(&s4, signs, 4);
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            const uint8_t sc = x[i].scales[ib32];
+            __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (sc >> 4) + 1)),
+                                           _mm_set1_epi16((short)(2 * (sc & 0xf) + 1)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.125f * sumf;
+}
+
+/* IQ3_XXS, per 32 values: 8 grid bytes (4 unsigned values each, <= 62) and one word of 4 x 7
+ * sign-index bits + a 4-bit scale (the words follow the 64 grid bytes). */
+static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq3_xxs *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *q3 = x[i].qs, *gas = x[i].qs + MX_QK_K / 4;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, q3 += 8, q8 += 32) {
+            uint32_t aux;
+            memcpy(&aux, gas + 4 * ib32, sizeof aux);
+            __m256i g = _mm256_set_epi32((int)mx_iq3xxs_grid[q3[7]], (int)mx_iq3xxs_grid[q3[6]],
+                                         (int)mx_iq3xxs_grid[q3[5]], (int)mx_iq3xxs_grid[q3[4]],
+                                         (int)mx_iq3xxs_grid[q3[3]], (int)mx_iq3xxs_grid[q3[2]],
+                                         (int)mx_iq3xxs_grid[q3[1]], (int)mx_iq3xxs_grid[q3[0]]);
+            uint32_t s4 = (uint32_t)mx_ksigns_iq2xs[aux & 127] |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 7) & 127] << 8 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 14) & 127] << 16 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 21) & 127] << 24;
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            acc = _mm256_add_epi32(
+                acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (aux >> 28) + 1))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.25f * sumf;
+}
+
+/* ---- IQ1_S, IQ1_M: grids of -1/0/+1 bytes plus a +-1/8 shift ------------------------------- */
+
+/* IQ1_S, per 32 values: 4 grid indices of 11 bits (a byte of qs + 3 bits of the qh word), a
+ * 3-bit scale and the shift's sign in the same word. The grid values are -1, 0 or +1, so
+ * sign(activation, grid) is their product; maddubs with ones adds pairs, madd with 2s + 1 adds
+ * and scales. The shift term uses the activations' 16-value sums (bsums), as the scalar kernel. */
+static float vec_dot_iq1_s(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq1_s *x = w;
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        int32_t sumi1 = 0;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, q8 += 32) {
+            const uint32_t qh = x[i].qh[ib];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq1s_grid[qs[3] | ((qh >> 1) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[2] | ((qh << 2) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[1] | ((qh << 5) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[0] | ((qh << 8) & 0x700)]);
+            __m256i p = _mm256_maddubs_epi16(
+                ones, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), g));
+            const int ls = 2 * ((qh >> 12) & 7) + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+            const int delta = qh & 0x8000 ? -1 : 1;
+            sumi1 += ls * delta * (y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1]);
+        }
+        const int32_t sumi = hsum_i32(acc);
+        sumf += h2f(x[i].d) * y[i].d * (sumi + MX_IQ1_DELTA * sumi1);
+    }
+    return sumf;
+}
+
+/* IQ1_M, per 32 values: 4 grid indices of 11 bits (qs byte + 3 bits of a qh nibble), the
+ * shift's sign per 8 values (bit 3 of each qh nibble), two 3-bit scales (one per 16 values)
+ * and the fp16 super-scale spread over the top nibbles of the 4 scale words. Grid products as
+ * IQ1_S; the shift term is sign(activations, +-1 per 8 values), scaled the same way. */
+static float vec_dot_iq1_m(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq1_m *x = w;
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    static const int64_t pm1[2] = {0x0101010101010101, -1};
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs, *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs;
+        uint16_t sc[4];
+        memcpy(sc, x[i].scales, sizeof sc);
+        const uint16_t su = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                       ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, qh += 2, q8 += 32) {
+            const uint32_t h0 = qh[0], h1 = qh[1];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq1s_grid[qs[3] | ((h1 << 4) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[2] | ((h1 << 8) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[1] | ((h0 << 4) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[0] | ((h0 << 8) & 0x700)]);
+            __m256i dl = _mm256_set_epi64x(pm1[(h1 >> 7) & 1], pm1[(h1 >> 3) & 1],
+                                           pm1[(h0 >> 7) & 1], pm1[(h0 >> 3) & 1]);
+            __m256i yv = _mm256_loadu_si256((const __m256i *)q8);
+            __m256i p1 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv, g));
+            __m256i p2 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv, dl));
+            const int s = sc[ib / 2] >> (6 * (ib % 2));
+            __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * ((s >> 3) & 7) + 1)),
+                                           _mm_set1_epi16((short)(2 * (s & 7) + 1)));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p1, scv));
+            acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(p2, scv));
+        }
+        const int32_t sumi1 = hsum_i32(acc1), sumi2 = hsum_i32(acc2);
+        sumf += h2f(su) * y[i].d * (sumi1 + MX_IQ1_DELTA * sumi2);
+    }
+    return sumf;
+}
+
 /* ---- dequantizers (prefill tiles): the scalar ones' products, 8 floats at a time ------------- */
 
 /* 8 bytes (unsigned) x db, negated where sign bit j is set: (db * g) * (+-1) as in the scalar
@@ -285,6 +463,11 @@ void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ4_XS] = vec_dot_iq4_xs;
     k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs;
     k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
+    k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs;
+    k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;
+    k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs;
+    k->vec_dot[MX_TYPE_IQ1_S] = vec_dot_iq1_s;
+    k->vec_dot[MX_TYPE_IQ1_M] = vec_dot_iq1_m;
     k->dequant[MX_TYPE_IQ4_NL] = dequant_iq4_nl;
     k->dequant[MX_TYPE_IQ4_XS] = dequant_iq4_xs;
     k->dequant[MX_TYPE_IQ2_XS] = dequant_iq2_xs;

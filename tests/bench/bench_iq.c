@@ -1,0 +1,134 @@
+/* bench_iq.c - single-thread CPU time of the IQ types' decode dots, scalar against SIMD (not a
+ * test; built by make check).
+ *
+ * Why: on the shared 2-core machine wall-clock tokens/s mean nothing, so each type's vec_dot is
+ * timed by thread CPU time (CLOCK_THREAD_CPUTIME_ID) over a weight of n_out x n_in, the scalar
+ * kernel, the AVX2 one and the AVX-512 one (where the CPU has them) alternately in the same
+ * run, and the medians of the repetitions printed (ns per 256 values, speedups). Weights are
+ * random bytes with sane scales (speed does not depend on the values; the grids are hit at
+ * random, as in real files).
+ *
+ * usage: bench_iq [n_in] [n_out] [reps]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/base/quant.h"
+#include "core/base/quant_iq.h"
+#include "core/base/util.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_iq.h"
+
+/* Thread CPU seconds (not wall: other processes' load does not count). */
+static double thread_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t next(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Random weight bytes, each block's fp16 scale set to a small finite value (IQ1_M keeps its
+ * super-scale in the top nibbles of the 4 scale words; IQ4_NL/XS and the rest at offset 0). */
+static void fill(enum mx_type type, uint8_t *w, size_t bytes, uint64_t *s) {
+    const struct mx_type_traits *t = mx_type_traits(type);
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)next(s);
+    uint16_t h = mx_fp32_to_fp16(0.01f);
+    for (size_t off = 0; off < bytes; off += t->type_size) {
+        if (type == MX_TYPE_IQ1_M) {
+            for (int k = 0; k < 4; k++) {
+                uint16_t v;
+                memcpy(&v, w + off + 48 + 2 * k, 2);
+                v = (uint16_t)((v & 0x0fff) | (((h >> (4 * k)) & 15) << 12));
+                memcpy(w + off + 48 + 2 * k, &v, 2);
+            }
+        } else {
+            memcpy(w + off, &h, 2);
+        }
+    }
+}
+
+/* CPU seconds of one pass of f over every row. */
+static double pass(float (*f)(int64_t, const void *, const void *), const uint8_t *w,
+                   size_t row_bytes, const void *xq, int64_t n_in, int64_t n_out, float *sink) {
+    double t0 = thread_s();
+    float acc = 0;
+    for (int64_t r = 0; r < n_out; r++)
+        acc += f(n_in, w + (size_t)r * row_bytes, xq);
+    *sink += acc;
+    return thread_s() - t0;
+}
+
+int main(int argc, char **argv) {
+    int64_t n_in = argc > 1 ? atoll(argv[1]) : 4096, n_out = argc > 2 ? atoll(argv[2]) : 256;
+    int reps = argc > 3 ? atoi(argv[3]) : 15;
+    if (n_in <= 0 || n_in % 256 || n_out <= 0 || reps <= 0) {
+        fprintf(stderr, "bench_iq: n_in must be a positive multiple of 256, n_out and reps > 0\n");
+        return 2;
+    }
+    static const enum mx_type types[] = {MX_TYPE_IQ1_S,   MX_TYPE_IQ1_M,  MX_TYPE_IQ2_XXS,
+                                         MX_TYPE_IQ2_XS,  MX_TYPE_IQ2_S,  MX_TYPE_IQ3_XXS,
+                                         MX_TYPE_IQ3_S,   MX_TYPE_IQ4_NL, MX_TYPE_IQ4_XS};
+    struct mx_cpu_kernels k2, k5;
+    mx_cpu_kernels_init(&k2, MX_CPU_AVX2);
+    mx_cpu_kernels_init(&k5, MX_CPU_AVX512);
+    printf("bench_iq: %lld x %lld, %d reps, single-thread CPU time medians, ns per 256 values "
+           "(rough)\n", (long long)n_out, (long long)n_in, reps);
+    printf("%-8s %9s %9s %9s %8s %8s\n", "type", "scalar", k2.name, k5.name, "x scalar",
+           "512/avx2");
+    uint64_t s = 16;
+    float sink = 0;
+    float *x = malloc((size_t)n_in * sizeof *x);
+    double *ta = malloc((size_t)reps * sizeof *ta), *tb = malloc((size_t)reps * sizeof *tb),
+           *tc = malloc((size_t)reps * sizeof *tc);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        enum mx_type type = types[ti], vt = mx_vec_dot_type(type);
+        size_t row_bytes, act_bytes;
+        if (!mx_row_size(type, n_in, &row_bytes) || !mx_act_row_size(vt, n_in, &act_bytes)) {
+            fprintf(stderr, "bench_iq: %s: bad row size\n", mx_type_name(type));
+            return 1;
+        }
+        uint8_t *w = malloc(row_bytes * (size_t)n_out);
+        void *xq = malloc(act_bytes);
+        if (!w || !xq || !x || !ta || !tb || !tc) {
+            fprintf(stderr, "bench_iq: out of memory\n");
+            return 1;
+        }
+        fill(type, w, row_bytes * (size_t)n_out, &s);
+        for (int64_t i = 0; i < n_in; i++)
+            x[i] = (float)((int64_t)next(&s) % 2001 - 1000) / 1000.f;
+        mx_quantize_act(vt, x, xq, n_in);
+        float (*fs)(int64_t, const void *, const void *) = mx_iq_vec_dot_scalar[type];
+        float (*f2)(int64_t, const void *, const void *) = k2.vec_dot[type];
+        float (*f5)(int64_t, const void *, const void *) = k5.vec_dot[type];
+        for (int r = 0; r < reps; r++) { /* alternately, so load changes hit all alike */
+            ta[r] = pass(fs, w, row_bytes, xq, n_in, n_out, &sink);
+            tb[r] = pass(f2, w, row_bytes, xq, n_in, n_out, &sink);
+            tc[r] = pass(f5, w, row_bytes, xq, n_in, n_out, &sink);
+        }
+        qsort(ta, (size_t)reps, sizeof *ta, cmp_d);
+        qsort(tb, (size_t)reps, sizeof *tb, cmp_d);
+        qsort(tc, (size_t)reps, sizeof *tc, cmp_d);
+        double per = 1e9 / ((double)n_out * (double)(n_in / 256));
+        double a = ta[reps / 2] * per, b = tb[reps / 2] * per, c = tc[reps / 2] * per;
+        printf("%-8s %9.1f %9.1f %9.1f %7.2fx %7.2fx%s\n", mx_type_name(type), a, b, c,
+               a / (b < c ? b : c), b / c,
+               f5 == f2 ? "  (no AVX-512 kernel: same as avx2)" : "");
+        free(w);
+        free(xq);
+    }
+    printf("(checksum %g)\n", (double)sink);
+    free(x), free(ta), free(tb), free(tc);
+    return 0;
+}
