@@ -14,6 +14,7 @@
 #ifndef MX_KERNELS_IQ_H
 #define MX_KERNELS_IQ_H
 
+#include "core/base/quant_iq.h"
 #include "kernels/cpu/cpu.h"
 
 /* The scalar integer vec_dots of every IQ type, by weight type (NULL for other types): the
@@ -30,8 +31,28 @@ void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 
 /* Replaces the vec_dots of the IQ types with sign bits (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
- * with AVX-512 BW/VL ones (masked sign application; only call when the CPU has the AVX-512
- * level's features). */
+ * with AVX-512 BW/VL ones (masked sign application) and installs the 8-row VNNI GEMM of
+ * repacked IQ4_XS (only call when the CPU has the AVX-512 level's features). */
 void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k);
+
+/* MX_LAYOUT_IQ4_XSX8: 8 IQ4_XS rows, super-block by super-block (8 x 136 bytes), so prefill
+ * and decode run the 8 rows through vpdpbusd with one broadcast activation word, as Q4_0's
+ * repacked layout does (cpu.h). Header: the 8 fp16 scales, each row's 4 scales_l bytes as one
+ * word, each row's scales_h; then per 32-value sub-block ib, 4 chunks of 32 bytes where chunk
+ * j, bytes 4r..4r+3, hold row r's bytes qs[16 ib + 4j .. + 3] (low nibbles: values
+ * 32 ib + 4j.., high nibbles: 32 ib + 16 + 4j..). */
+typedef struct {
+    mx_half d[8];
+    uint32_t scales_l[8];
+    uint16_t scales_h[8];
+    uint8_t qs[MX_QK_K / 32][4][32];
+} mx_block_iq4_xsx8;
+_Static_assert(sizeof(mx_block_iq4_xsx8) == 8 * sizeof(mx_block_iq4_xs), "iq4_xsx8 block");
+
+/* repack.c's converters of that layout (kernels_iq_repack.c): gathers super-block b of the 8
+ * rows (rows[r]) into one x8 block; writes row r's 256 values of one x8 block as
+ * mx_dequantize_row does (same float operations). */
+void mx_iq4_xsx8_repack(const void *const rows[8], void *dst);
+void mx_iq4_xsx8_dequant(const void *src, int r, float *out);
 
 #endif
