@@ -2,8 +2,8 @@
  * dequantize_row_iq* (goldens whose grid indices run through every table entry), the IQ4_NL /
  * IQ4_XS quantizers byte-identical to ggml's (reference and llama-quantize variants, with and
  * without importance weights), and the vec_dot kernels: the scalar integer dots against the
- * dequantized float dot, and every SIMD level against the scalar one; the repacked IQ4_XS
- * layout and its 8-row GEMM. */
+ * dequantized float dot, and every SIMD level against the scalar one; the repacked IQ4_XS and
+ * IQ4_NL layouts and their 8-row GEMMs. */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -366,65 +366,76 @@ static void test_simd_equals_scalar(void **state) {
     free(w), free(xq), free(x), free(a), free(b);
 }
 
-/* The repacked IQ4_XS layout: every row of an 8-row group dequantizes to the file row's values
- * bit for bit, and (where the CPU has the AVX-512 VNNI level) the 8-row GEMM gives each column
- * exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks, strided output. */
-static void test_iq4_xs_repack(void **state) {
+/* The repacked IQ4_XS and IQ4_NL layouts: every row of an 8-row group dequantizes to the file
+ * row's values bit for bit, and (where the CPU has the AVX-512 VNNI level) the 8-row GEMM gives
+ * each column exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks (IQ4_NL:
+ * 1 and 55 blocks), strided output. */
+static void test_iq4_repack(void **state) {
     (void)state;
+    static const struct {
+        enum mx_type type;
+        enum mx_layout layout;
+        int64_t n[2];
+    } cases[] = {{MX_TYPE_IQ4_XS, MX_LAYOUT_IQ4_XSX8, {256, 7 * 256}},
+                 {MX_TYPE_IQ4_NL, MX_LAYOUT_IQ4_NLX8, {32, 55 * 32}}};
     uint64_t rng = 8080;
     const int64_t rows = 16;
     struct mx_cpu_kernels k;
     mx_cpu_kernels_init(&k, MX_CPU_AVX512);
-    void (*gemm)(int64_t, const void *, const void *, size_t, int, float *, size_t) =
-        k.gemm_x8[MX_LAYOUT_IQ4_XSX8];
-    assert_int_equal(mx_repack_layout(MX_TYPE_IQ4_XS), MX_LAYOUT_IQ4_XSX8);
-    for (int shape = 0; shape < 2; shape++) {
-        const int64_t n = shape ? 7 * 256 : 256;
-        const size_t row = (size_t)(n / 256) * sizeof(mx_block_iq4_xs);
-        uint8_t *w = xmalloc(row * rows), *pk = xmalloc(row * rows);
-        uint8_t *xq = xmalloc(4 * (size_t)(n / 256) * sizeof(mx_block_q8_K));
-        float *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
-        float *x = xmalloc((size_t)n * 4), out[4 * 11];
-        for (int rep = 0; rep < 10; rep++) {
-            for (int64_t r = 0; r < rows; r++)
-                random_row(MX_TYPE_IQ4_XS, n, w + r * row, &rng);
-            mx_repack_rows(MX_LAYOUT_IQ4_XSX8, w, pk, n, rows);
-            for (int64_t r = 0; r < rows; r++) {
-                assert_int_equal(mx_dequantize_row(MX_TYPE_IQ4_XS, w + r * row, a, n), 0);
-                mx_dequant_x8_row(MX_LAYOUT_IQ4_XSX8, pk + (r / 8) * 8 * row, (int)(r % 8), b,
-                                  n);
-                if (memcmp(a, b, (size_t)n * 4) != 0)
-                    fail_msg("iq4_xs x8 row %lld (n %lld): dequantized values differ",
-                             (long long)r, (long long)n);
-            }
-            if (!gemm)
-                continue;
-            size_t xq_row;
-            assert_true(mx_act_row_size(MX_TYPE_Q8_K, n, &xq_row));
-            for (int c = 0; c < 4; c++) {
-                for (int64_t i = 0; i < n; i++)
-                    x[i] = rep == 0 ? (i % 2 ? 1.0f : -1.0f) /* +-127 */
-                                    : mx_test_randf(&rng) * (float)(1 + c);
-                mx_quantize_act(MX_TYPE_Q8_K, x, xq + c * xq_row, n);
-            }
-            for (int nc = 1; nc <= 4; nc++)
-                for (int64_t g = 0; g < rows / 8; g++) {
-                    gemm(n, pk + g * 8 * row, xq, xq_row, nc, out, 11);
-                    for (int c = 0; c < nc; c++)
-                        for (int r = 0; r < 8; r++) {
-                            float want = mx_iq_vec_dot_scalar[MX_TYPE_IQ4_XS](
-                                n, w + (g * 8 + r) * row, xq + c * xq_row);
-                            if (memcmp(&want, &out[c * 11 + r], 4) != 0)
-                                fail_msg("iq4_xs x8 gemm n %lld ncols %d col %d row %lld: "
-                                         "%.9g, scalar vec_dot %.9g", (long long)n, nc, c,
-                                         (long long)(g * 8 + r), out[c * 11 + r], want);
-                        }
+    for (size_t ci = 0; ci < MX_ARRAY_LEN(cases); ci++) {
+        const enum mx_type type = cases[ci].type, vt = mx_vec_dot_type(type);
+        const enum mx_layout layout = cases[ci].layout;
+        void (*gemm)(int64_t, const void *, const void *, size_t, int, float *, size_t) =
+            k.gemm_x8[layout];
+        assert_int_equal(mx_repack_layout(type), layout);
+        for (int shape = 0; shape < 2; shape++) {
+            const int64_t n = cases[ci].n[shape];
+            size_t row, xq_row;
+            assert_true(mx_row_size(type, n, &row));
+            assert_true(mx_act_row_size(vt, n, &xq_row));
+            uint8_t *w = xmalloc(row * rows), *pk = xmalloc(row * rows);
+            uint8_t *xq = xmalloc(4 * xq_row);
+            float *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
+            float *x = xmalloc((size_t)n * 4), out[4 * 11];
+            for (int rep = 0; rep < 10; rep++) {
+                for (int64_t r = 0; r < rows; r++)
+                    random_row(type, n, w + r * row, &rng);
+                mx_repack_rows(layout, w, pk, n, rows);
+                for (int64_t r = 0; r < rows; r++) {
+                    assert_int_equal(mx_dequantize_row(type, w + r * row, a, n), 0);
+                    mx_dequant_x8_row(layout, pk + (r / 8) * 8 * row, (int)(r % 8), b, n);
+                    if (memcmp(a, b, (size_t)n * 4) != 0)
+                        fail_msg("%s x8 row %lld (n %lld): dequantized values differ",
+                                 mx_type_name(type), (long long)r, (long long)n);
                 }
+                if (!gemm)
+                    continue;
+                for (int c = 0; c < 4; c++) {
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = rep == 0 ? (i % 2 ? 1.0f : -1.0f) /* +-127 */
+                                        : mx_test_randf(&rng) * (float)(1 + c);
+                    mx_quantize_act(vt, x, xq + c * xq_row, n);
+                }
+                for (int nc = 1; nc <= 4; nc++)
+                    for (int64_t g = 0; g < rows / 8; g++) {
+                        gemm(n, pk + g * 8 * row, xq, xq_row, nc, out, 11);
+                        for (int c = 0; c < nc; c++)
+                            for (int r = 0; r < 8; r++) {
+                                float want = mx_iq_vec_dot_scalar[type](
+                                    n, w + (g * 8 + r) * row, xq + c * xq_row);
+                                if (memcmp(&want, &out[c * 11 + r], 4) != 0)
+                                    fail_msg("%s x8 gemm n %lld ncols %d col %d row %lld: "
+                                             "%.9g, scalar vec_dot %.9g", mx_type_name(type),
+                                             (long long)n, nc, c, (long long)(g * 8 + r),
+                                             out[c * 11 + r], want);
+                            }
+                    }
+            }
+            free(w), free(pk), free(xq), free(a), free(b), free(x);
         }
-        free(w), free(pk), free(xq), free(a), free(b), free(x);
+        printf("%s repacked layout: round trip ok; 8-row GEMM %s\n", mx_type_name(type),
+               gemm ? "equals the scalar vec_dot" : "not on this CPU (no AVX-512 VNNI level)");
     }
-    printf("iq4_xs repacked layout: round trip ok; 8-row GEMM %s\n",
-           gemm ? "equals the scalar vec_dot" : "not on this CPU (no AVX-512 VNNI level)");
 }
 
 int main(void) {
@@ -435,7 +446,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_scalar_vec_dot),
         cmocka_unit_test(test_simd_equals_scalar),
-        cmocka_unit_test(test_iq4_xs_repack),
+        cmocka_unit_test(test_iq4_repack),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -31,8 +31,8 @@ void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 
 /* Replaces the vec_dots of the IQ types with sign bits (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
- * with AVX-512 BW/VL ones (masked sign application) and installs the 8-row VNNI GEMM of
- * repacked IQ4_XS (only call when the CPU has the AVX-512 level's features). */
+ * with AVX-512 BW/VL ones (masked sign application) and installs the 8-row VNNI GEMMs of
+ * repacked IQ4_XS and IQ4_NL (only call when the CPU has the AVX-512 level's features). */
 void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k);
 
 /* MX_LAYOUT_IQ4_XSX8: 8 IQ4_XS rows, super-block by super-block (8 x 136 bytes), so prefill
@@ -49,10 +49,21 @@ typedef struct {
 } mx_block_iq4_xsx8;
 _Static_assert(sizeof(mx_block_iq4_xsx8) == 8 * sizeof(mx_block_iq4_xs), "iq4_xsx8 block");
 
-/* repack.c's converters of that layout (kernels_iq_repack.c): gathers super-block b of the 8
- * rows (rows[r]) into one x8 block; writes row r's 256 values of one x8 block as
- * mx_dequantize_row does (same float operations). */
+/* MX_LAYOUT_IQ4_NLX8: 8 IQ4_NL rows block by block, exactly Q4_0's layout (mx_block_q4_0x8:
+ * the 8 scales, then chunk j, bytes 4r..4r+3 = row r's qs[4j .. 4j + 3]); the nibbles index the
+ * IQ4 levels instead of q - 8. */
+typedef struct {
+    mx_half d[8];
+    uint8_t qs[4][32];
+} mx_block_iq4_nlx8;
+_Static_assert(sizeof(mx_block_iq4_nlx8) == 8 * sizeof(mx_block_iq4_nl), "iq4_nlx8 block");
+
+/* repack.c's converters of these layouts (kernels_iq_repack.c): gather block b of the 8 rows
+ * (rows[r]) into one x8 block; write row r's values of one x8 block as mx_dequantize_row does
+ * (same float operations). */
 void mx_iq4_xsx8_repack(const void *const rows[8], void *dst);
 void mx_iq4_xsx8_dequant(const void *src, int r, float *out);
+void mx_iq4_nlx8_repack(const void *const rows[8], void *dst);
+void mx_iq4_nlx8_dequant(const void *src, int r, float *out);
 
 #endif

@@ -8,7 +8,7 @@
  * random bytes with sane scales (speed does not depend on the values; the grids are hit at
  * random, as in real files).
  *
- * Then IQ4_XS through the CPU backend's matmul with one thread: file layout (decode: vec_dot;
+ * Then IQ4_XS and IQ4_NL through the CPU backend's matmul with one thread: file layout (decode: vec_dot;
  * prefill: dequantize + sgemm per tile) against the repacked 8-row layout (VNNI GEMM tile), for
  * 1, 64 and 512 activation columns, alternately, process CPU time (OpenBLAS threads included).
  *
@@ -82,9 +82,9 @@ static double proc_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* IQ4_XS W [n_in x n_out] times T columns, file layout vs repacked, one backend thread,
+/* W [n_in x n_out] of type times T columns, file layout vs repacked, one backend thread,
  * alternately; prints medians of CPU time and GFLOP/s (2 n_in n_out T per call). */
-static int bench_iq4_xs_matmul(int64_t n_in, int64_t n_out, int64_t T, int reps) {
+static int bench_matmul(enum mx_type type, int64_t n_in, int64_t n_out, int64_t T, int reps) {
     struct mx_err err = {0};
     struct mx_backend *be = mx_backend_cpu_new(1, &err);
     if (!be) {
@@ -92,7 +92,7 @@ static int bench_iq4_xs_matmul(int64_t n_in, int64_t n_out, int64_t T, int reps)
         return 1;
     }
     struct mx_tensor w, wp, x, y;
-    mx_tensor_init(&w, MX_TYPE_IQ4_XS, n_in, n_out, 1, 1);
+    mx_tensor_init(&w, type, n_in, n_out, 1, 1);
     mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
     mx_tensor_init(&y, MX_TYPE_F32, n_out, T, 1, 1);
     w.data = malloc(mx_tensor_nbytes(&w));
@@ -104,7 +104,7 @@ static int bench_iq4_xs_matmul(int64_t n_in, int64_t n_out, int64_t T, int reps)
         return 1;
     }
     uint64_t s = 99;
-    fill(MX_TYPE_IQ4_XS, w.data, mx_tensor_nbytes(&w), &s);
+    fill(type, w.data, mx_tensor_nbytes(&w), &s);
     for (int64_t i = 0; i < n_in * T; i++)
         ((float *)x.data)[i] = (float)((int64_t)next(&s) % 2001 - 1000) / 1000.f;
     wp = w;
@@ -118,7 +118,8 @@ static int bench_iq4_xs_matmul(int64_t n_in, int64_t n_out, int64_t T, int reps)
     struct mx_tensor *wpp = &wp;
     struct mx_buf *pbuf = NULL;
     if (mx_backend_prepare_weights(be, &wpp, 1, &pbuf, &err) < 0 || !pbuf) {
-        printf("IQ4_XS matmul: no repacked layout on this CPU (needs the AVX-512 VNNI level)\n");
+        printf("%s matmul: no repacked layout on this CPU (needs the AVX-512 VNNI level)\n",
+               mx_type_name(type));
         return 0;
     }
     mx_op_matmul(be, &y, &w, &x); /* warm up: scratch, caches */
@@ -137,7 +138,8 @@ static int bench_iq4_xs_matmul(int64_t n_in, int64_t n_out, int64_t T, int reps)
     qsort(ta, (size_t)reps, sizeof *ta, cmp_d);
     qsort(tb, (size_t)reps, sizeof *tb, cmp_d);
     double flop = 2.0 * (double)n_in * (double)n_out * (double)T;
-    printf("%-5lld %10.3f %10.3f %9.1f %9.1f %7.2fx\n", (long long)T, ta[reps / 2] * 1e3,
+    printf("%-7s %-5lld %10.3f %10.3f %9.1f %9.1f %7.2fx\n", mx_type_name(type), (long long)T,
+           ta[reps / 2] * 1e3,
            tb[reps / 2] * 1e3, flop / ta[reps / 2] / 1e9, flop / tb[reps / 2] / 1e9,
            ta[reps / 2] / tb[reps / 2]);
     free(w.data), free(x.data), free(y.data), free(wp_orig), free(ta), free(tb);
@@ -206,12 +208,14 @@ int main(int argc, char **argv) {
     }
     printf("(checksum %g)\n", (double)sink);
     free(x), free(ta), free(tb), free(tc);
-    printf("\nIQ4_XS matmul %lld x %lld, 1 thread, CPU time medians (rough)\n", (long long)n_out,
+    printf("\nmatmul %lld x %lld, 1 thread, CPU time medians (rough)\n", (long long)n_out,
            (long long)n_in);
-    printf("%-5s %10s %10s %9s %9s %8s\n", "cols", "file ms", "repack ms", "file GF/s",
-           "rep GF/s", "speedup");
-    for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8)
-        if (bench_iq4_xs_matmul(n_in, n_out, T, reps < 5 ? reps : 5) != 0)
-            return 1;
+    printf("%-7s %-5s %10s %10s %9s %9s %8s\n", "type", "cols", "file ms", "repack ms",
+           "file GF/s", "rep GF/s", "speedup");
+    static const enum mx_type rtypes[] = {MX_TYPE_IQ4_XS, MX_TYPE_IQ4_NL};
+    for (size_t ti = 0; ti < sizeof rtypes / sizeof rtypes[0]; ti++)
+        for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8)
+            if (bench_matmul(rtypes[ti], n_in, n_out, T, reps < 5 ? reps : 5) != 0)
+                return 1;
     return 0;
 }

@@ -31,7 +31,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 # ggml type, llama ftype (ggml.h's enum ggml_type, llama.h's enum llama_ftype)
 TYPES = {"IQ4_XS": (23, 30), "IQ3_S": (21, 26), "IQ2_XS": (17, 20), "IQ2_XXS": (16, 19),
-         "IQ2_S": (22, 28), "IQ3_XXS": (18, 23), "IQ1_S": (19, 24), "IQ1_M": (29, 31)}
+         "IQ2_S": (22, 28), "IQ3_XXS": (18, 23), "IQ1_S": (19, 24), "IQ1_M": (29, 31),
+         "IQ4_NL": (20, 25)}
 
 
 def main():
