@@ -366,18 +366,33 @@ static void test_simd_equals_scalar(void **state) {
     free(w), free(xq), free(x), free(a), free(b);
 }
 
-/* The repacked IQ4_XS and IQ4_NL layouts: every row of an 8-row group dequantizes to the file
+/* A random MXFP4 row: random codes, exponents mostly in 110..139 (no overflow to inf), every
+ * 8th one 0 or 1 (the subnormal scales). */
+static void random_row_mxfp4(int64_t n, uint8_t *w, uint64_t *rng) {
+    for (int64_t b = 0; b < n / 32; b++, w += 17) {
+        for (int i = 1; i < 17; i++)
+            w[i] = (uint8_t)mx_test_rand(rng);
+        uint64_t r = mx_test_rand(rng);
+        w[0] = (uint8_t)(r % 8 == 0 ? (r >> 3) % 2 : 110 + (r >> 3) % 30);
+    }
+}
+
+/* The repacked IQ4_XS, IQ4_NL and MXFP4 layouts: every row of an 8-row group dequantizes to the file
  * row's values bit for bit, and (where the CPU has the AVX-512 VNNI level) the 8-row GEMM gives
- * each column exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks (IQ4_NL:
- * 1 and 55 blocks), strided output. */
+ * each column exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks (IQ4_NL,
+ * MXFP4: 1 and 55 blocks), strided output. */
 static void test_iq4_repack(void **state) {
     (void)state;
-    static const struct {
+    const struct {
         enum mx_type type;
         enum mx_layout layout;
         int64_t n[2];
-    } cases[] = {{MX_TYPE_IQ4_XS, MX_LAYOUT_IQ4_XSX8, {256, 7 * 256}},
-                 {MX_TYPE_IQ4_NL, MX_LAYOUT_IQ4_NLX8, {32, 55 * 32}}};
+        float (*ref)(int64_t n, const void *w, const void *xq);
+    } cases[] = {
+        {MX_TYPE_IQ4_XS, MX_LAYOUT_IQ4_XSX8, {256, 7 * 256}, mx_iq_vec_dot_scalar[MX_TYPE_IQ4_XS]},
+        {MX_TYPE_IQ4_NL, MX_LAYOUT_IQ4_NLX8, {32, 55 * 32}, mx_iq_vec_dot_scalar[MX_TYPE_IQ4_NL]},
+        {MX_TYPE_MXFP4, MX_LAYOUT_MXFP4X8, {32, 55 * 32}, mx_vec_dot_mxfp4_q8_0},
+    };
     uint64_t rng = 8080;
     const int64_t rows = 16;
     struct mx_cpu_kernels k;
@@ -399,7 +414,10 @@ static void test_iq4_repack(void **state) {
             float *x = xmalloc((size_t)n * 4), out[4 * 11];
             for (int rep = 0; rep < 10; rep++) {
                 for (int64_t r = 0; r < rows; r++)
-                    random_row(type, n, w + r * row, &rng);
+                    if (type == MX_TYPE_MXFP4)
+                        random_row_mxfp4(n, w + r * row, &rng);
+                    else
+                        random_row(type, n, w + r * row, &rng);
                 mx_repack_rows(layout, w, pk, n, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     assert_int_equal(mx_dequantize_row(type, w + r * row, a, n), 0);
@@ -421,8 +439,8 @@ static void test_iq4_repack(void **state) {
                         gemm(n, pk + g * 8 * row, xq, xq_row, nc, out, 11);
                         for (int c = 0; c < nc; c++)
                             for (int r = 0; r < 8; r++) {
-                                float want = mx_iq_vec_dot_scalar[type](
-                                    n, w + (g * 8 + r) * row, xq + c * xq_row);
+                                float want = cases[ci].ref(n, w + (g * 8 + r) * row,
+                                                           xq + c * xq_row);
                                 if (memcmp(&want, &out[c * 11 + r], 4) != 0)
                                     fail_msg("%s x8 gemm n %lld ncols %d col %d row %lld: "
                                              "%.9g, scalar vec_dot %.9g", mx_type_name(type),

@@ -58,9 +58,19 @@ typedef struct {
 } mx_block_iq4_nlx8;
 _Static_assert(sizeof(mx_block_iq4_nlx8) == 8 * sizeof(mx_block_iq4_nl), "iq4_nlx8 block");
 
-/* repack.c's converters of these layouts (kernels_iq_repack.c): gather block b of the 8 rows
- * (rows[r]) into one x8 block; write row r's values of one x8 block as mx_dequantize_row does
- * (same float operations). */
+/* MX_LAYOUT_MXFP4X8: 8 MXFP4 rows block by block, Q4_0's layout with the 8 E8M0 exponents in
+ * place of the fp16 scales (kernels_mxfp4.c holds its converters and GEMM). */
+typedef struct {
+    uint8_t e[8];
+    uint8_t qs[4][32];
+} mx_block_mxfp4x8;
+_Static_assert(sizeof(mx_block_mxfp4x8) == 8 * sizeof(mx_block_mxfp4), "mxfp4x8 block");
+
+/* repack.c's converters of these layouts (kernels_iq_repack.c; kernels_mxfp4.c for MXFP4):
+ * gather block b of the 8 rows (rows[r]) into one x8 block; write row r's values of one x8
+ * block as mx_dequantize_row does (same float operations). */
+void mx_mxfp4x8_repack(const void *const rows[8], void *dst);
+void mx_mxfp4x8_dequant(const void *src, int r, float *out);
 void mx_iq4_xsx8_repack(const void *const rows[8], void *dst);
 void mx_iq4_xsx8_dequant(const void *src, int r, float *out);
 void mx_iq4_nlx8_repack(const void *const rows[8], void *dst);

@@ -8,9 +8,10 @@
  * random bytes with sane scales (speed does not depend on the values; the grids are hit at
  * random, as in real files).
  *
- * Then IQ4_XS and IQ4_NL through the CPU backend's matmul with one thread: file layout (decode: vec_dot;
- * prefill: dequantize + sgemm per tile) against the repacked 8-row layout (VNNI GEMM tile), for
- * 1, 64 and 512 activation columns, alternately, process CPU time (OpenBLAS threads included).
+ * Then IQ4_XS, IQ4_NL and MXFP4 (and Q4_0 for reference) through the CPU backend's matmul with
+ * one thread: file layout (decode: vec_dot; prefill: dequantize + sgemm per tile) against the
+ * repacked 8-row layout (VNNI GEMM tile), for 1, 64 and 512 activation columns, alternately,
+ * process CPU time (OpenBLAS threads included).
  *
  * usage: bench_iq [n_in] [n_out] [reps]
  */
@@ -212,7 +213,9 @@ int main(int argc, char **argv) {
            (long long)n_in);
     printf("%-7s %-5s %10s %10s %9s %9s %8s\n", "type", "cols", "file ms", "repack ms",
            "file GF/s", "rep GF/s", "speedup");
-    static const enum mx_type rtypes[] = {MX_TYPE_IQ4_XS, MX_TYPE_IQ4_NL};
+    /* Q4_0 last: the reference the repacked IQ tiles were modelled on */
+    static const enum mx_type rtypes[] = {MX_TYPE_IQ4_XS, MX_TYPE_IQ4_NL, MX_TYPE_MXFP4,
+                                          MX_TYPE_Q4_0};
     for (size_t ti = 0; ti < sizeof rtypes / sizeof rtypes[0]; ti++)
         for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8)
             if (bench_matmul(rtypes[ti], n_in, n_out, T, reps < 5 ? reps : 5) != 0)
