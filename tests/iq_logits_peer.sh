@@ -23,8 +23,8 @@ else
 fi
 rc=0
 # mixel inspect names the IQ file type and the tensors' type
-for t in iq4_xs:30:IQ4_XS iq4_nl:25:IQ4_NL iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS iq2_xxs:19:IQ2_XXS iq2_s:28:IQ2_S \
-    iq3_xxs:23:IQ3_XXS iq1_s:24:IQ1_S iq1_m:31:IQ1_M; do
+for t in iq4_xs:30:IQ4_XS iq4_nl:25:IQ4_NL iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS \
+    iq2_xxs:19:IQ2_XXS iq2_s:28:IQ2_S iq3_xxs:23:IQ3_XXS iq1_s:24:IQ1_S iq1_m:31:IQ1_M; do
     f=${t%%:*}; rest=${t#*:}; n=${rest%%:*}; name=${rest#*:}
     out=$("$MIXEL" inspect "$src/tests/golden/iq/tiny-mixtral-d256-$f.gguf" 2>&1)
     if printf '%s\n' "$out" | grep -q "file type  *$n ($name)" &&

@@ -8,12 +8,12 @@
  * bit-identical (tests/test_quant_iq.c). VNNI's vpdpbusd does not help here: the 4-bit scales
  * change every 16 values, and maddubs + madd with the scale is already 2 ops.
  *
- * The repacked IQ4_XS GEMM (gemm_iq4_xsx8; gemm_iq4_nlx8 likewise for IQ4_NL) is Q4_0's VNNI tile for IQ4_XS's layout: the 16
- * levels + 128 looked up by vpshufb as unsigned bytes, vpdpbusd against 4 broadcast activation
- * bytes for 8 rows at once, 128 x the sub-block's activation sum (from Q8_K's bsums) taken back,
- * times the 6-bit scale - 32 (vpmulld), all in exact integers per super-block; then
- * d_w x d_x x isum in float as the scalar vec_dot, so every column equals vec_dot_iq4_xs bit for
- * bit whatever ncols is.
+ * The repacked IQ4_XS GEMM (gemm_iq4_xsx8; gemm_iq4_nlx8 likewise for IQ4_NL) is Q4_0's VNNI
+ * tile for IQ4_XS's layout: the 16 levels + 128 looked up by vpshufb as unsigned bytes,
+ * vpdpbusd against 4 broadcast activation bytes for 8 rows at once, 128 x the sub-block's
+ * activation sum (from Q8_K's bsums) taken back, times the 6-bit scale - 32 (vpmulld), all in
+ * exact integers per super-block; then d_w x d_x x isum in float as the scalar vec_dot, so
+ * every column equals vec_dot_iq4_xs bit for bit whatever ncols is.
  *
  * Compiled with the AVX-512 flags of kernels/cpu/cpu.am; installed by kernels.c only when the
  * CPU has AVX-512 F/VL/BW/VNNI (the AVX-512 level).
@@ -244,8 +244,9 @@ gemm_iq4_xsx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC
         }
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
         for (int c = 0; c < NC; c++)
-            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
-                                                         _mm256_cvtepi32_ps(isum[c])));
+            acc[c] = _mm256_add_ps(acc[c],
+                                   _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
+                                                 _mm256_cvtepi32_ps(isum[c])));
     }
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
