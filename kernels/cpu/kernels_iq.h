@@ -26,8 +26,8 @@ extern float (*const mx_iq_vec_dot_scalar[MX_TYPE_COUNT])(int64_t n, const void 
  * one: an integer dot per row beats dequantize + f32 dot). */
 void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
 
-/* Replaces the IQ entries with AVX2 versions: the vec_dots of every IQ type, the dequantizers
- * of IQ4_XS, IQ4_NL, IQ3_S and IQ2_XS (only call when the CPU has AVX2 + FMA + F16C). */
+/* Replaces the IQ entries with AVX2 versions: the vec_dots and the dequantizers of every IQ type
+ * (only call when the CPU has AVX2 + FMA + F16C). */
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 
 /* Replaces the vec_dots of the IQ types with sign bits (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)

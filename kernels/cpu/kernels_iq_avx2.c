@@ -1,6 +1,5 @@
-/* kernels_iq_avx2.c - AVX2 kernels of the IQ types: integer vec_dots of every IQ type for
- * decode, and bit-exact dequantizers for the prefill tiles of the ones people run most (IQ4_XS,
- * IQ4_NL, IQ3_S, IQ2_XS).
+/* kernels_iq_avx2.c - AVX2 kernels of the IQ types: integer vec_dots for decode and bit-exact
+ * dequantizers for the prefill tiles (dequantize + sgemm), of every IQ type.
  *
  * Compiled with -mavx2 -mfma -mf16c (kernels/cpu/cpu.am), installed by kernels.c only when the
  * CPU has them. Each vec_dot sums a super-block (IQ4_NL: a block) in exact integers and adds
@@ -426,6 +425,98 @@ static void dequant_iq3_s(const void *src, float *y, int64_t n) {
     }
 }
 
+static void dequant_iq2_xxs(const void *src, float *y, int64_t n) {
+    const mx_block_iq2_xxs *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++) {
+            uint32_t aux[2];
+            memcpy(aux, x[i].qs + 4 * ib32, sizeof aux);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux[1] >> 28)) * 0.25f);
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, mx_iq2xxs_grid[(aux[0] >> (8 * l)) & 0xff],
+                              mx_ksigns_iq2xs[(aux[1] >> (7 * l)) & 127], db);
+        }
+    }
+}
+
+static void dequant_iq2_s(const void *src, float *y, int64_t n) {
+    const mx_block_iq2_s *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs, *signs = x[i].qs + MX_QK_K / 8;
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 4, signs += 4) {
+            const float db0 = d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f;
+            const float db1 = d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f;
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, mx_iq2s_grid[qs[l] | ((x[i].qh[ib32] << (8 - 2 * l)) & 0x300)],
+                              signs[l], _mm256_set1_ps(l < 2 ? db0 : db1));
+        }
+    }
+}
+
+static void dequant_iq3_xxs(const void *src, float *y, int64_t n) {
+    const mx_block_iq3_xxs *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs, *sas = x[i].qs + MX_QK_K / 4;
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 8) {
+            uint32_t aux;
+            memcpy(&aux, sas + 4 * ib32, sizeof aux);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux >> 28)) * 0.5f);
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, (uint64_t)mx_iq3xxs_grid[qs[2 * l]] |
+                                     (uint64_t)mx_iq3xxs_grid[qs[2 * l + 1]] << 32,
+                              mx_ksigns_iq2xs[(aux >> (7 * l)) & 127], db);
+        }
+    }
+}
+
+/* 8 signed grid bytes (-1/0/+1) plus the shift, times dl: (g + delta) is exact, then one
+ * rounding in the product, as the scalar dequantizer. */
+static inline void store8_iq1(float *y, uint64_t g8, float delta, float dl) {
+    __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)g8)));
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_set1_ps(dl),
+                                      _mm256_add_ps(v, _mm256_set1_ps(delta))));
+}
+
+static void dequant_iq1_s(const void *src, float *y, int64_t n) {
+    const mx_block_iq1_s *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4) {
+            const uint16_t qh = x[i].qh[ib];
+            const float dl = d * (2 * ((qh >> 12) & 7) + 1);
+            const float delta = qh & 0x8000 ? -MX_IQ1_DELTA : MX_IQ1_DELTA;
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_iq1(y, mx_iq1s_grid[qs[l] | (((qh >> (3 * l)) & 7) << 8)], delta, dl);
+        }
+    }
+}
+
+static void dequant_iq1_m(const void *src, float *y, int64_t n) {
+    const mx_block_iq1_m *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        uint16_t sc[4];
+        memcpy(sc, x[i].scales, sizeof sc);
+        const uint16_t su = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                       ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        const float d = h2f(su);
+        const uint8_t *qs = x[i].qs, *qh = x[i].qh;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, qh += 2) {
+            const float dl1 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 0)) & 0x7) + 1);
+            const float dl2 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 0x7) + 1);
+            for (int l = 0; l < 4; l++, y += 8) {
+                const uint8_t h = qh[l / 2];
+                const int idx = qs[l] | ((h << (l % 2 ? 4 : 8)) & 0x700);
+                const float delta = h & (l % 2 ? 0x80 : 0x08) ? -MX_IQ1_DELTA : MX_IQ1_DELTA;
+                store8_iq1(y, mx_iq1s_grid[idx], delta, l < 2 ? dl1 : dl2);
+            }
+        }
+    }
+}
+
 /* 32 IQ4 values times dl: levels widened to int32, converted, multiplied (exact as scalar). */
 static inline void store32_iq4(float *y, const uint8_t *qs, __m256i tbl, __m256 dl) {
     __m256i v = iq4_values32(qs, tbl);
@@ -472,4 +563,9 @@ void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
     k->dequant[MX_TYPE_IQ4_XS] = dequant_iq4_xs;
     k->dequant[MX_TYPE_IQ2_XS] = dequant_iq2_xs;
     k->dequant[MX_TYPE_IQ3_S] = dequant_iq3_s;
+    k->dequant[MX_TYPE_IQ2_XXS] = dequant_iq2_xxs;
+    k->dequant[MX_TYPE_IQ2_S] = dequant_iq2_s;
+    k->dequant[MX_TYPE_IQ3_XXS] = dequant_iq3_xxs;
+    k->dequant[MX_TYPE_IQ1_S] = dequant_iq1_s;
+    k->dequant[MX_TYPE_IQ1_M] = dequant_iq1_m;
 }

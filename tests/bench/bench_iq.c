@@ -11,7 +11,8 @@
  * Then IQ4_XS, IQ4_NL and MXFP4 (and Q4_0 for reference) through the CPU backend's matmul with
  * one thread: file layout (decode: vec_dot; prefill: dequantize + sgemm per tile) against the
  * repacked 8-row layout (VNNI GEMM tile), for 1, 64 and 512 activation columns, alternately,
- * process CPU time (OpenBLAS threads included).
+ * process CPU time (OpenBLAS threads included). Last, the IQ types without a repacked layout at
+ * 512 columns (dequantize + sgemm per tile) with the scalar dequantizer against the AVX2 one.
  *
  * usage: bench_iq [n_in] [n_out] [reps]
  */
@@ -149,6 +150,57 @@ static int bench_matmul(enum mx_type type, int64_t n_in, int64_t n_out, int64_t 
     return 0;
 }
 
+/* type W [n_in x n_out] times T columns through dequantize + sgemm, the backend's kernels
+ * with the scalar dequantizer (dequant[type] = NULL) against the SIMD one, alternately. */
+static int bench_dequant_prefill(enum mx_type type, int64_t n_in, int64_t n_out, int64_t T,
+                                 int reps) {
+    struct mx_err err = {0};
+    struct mx_backend *be = mx_backend_cpu_new(1, &err);
+    if (!be) {
+        fprintf(stderr, "bench_iq: %s\n", err.msg);
+        return 1;
+    }
+    struct mx_cpu_kernels *kern = &mx_cpu_of(be)->kern;
+    mx_to_float_fn simd = kern->dequant[type];
+    struct mx_tensor w, x, y;
+    mx_tensor_init(&w, type, n_in, n_out, 1, 1);
+    mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
+    mx_tensor_init(&y, MX_TYPE_F32, n_out, T, 1, 1);
+    w.data = malloc(mx_tensor_nbytes(&w));
+    x.data = malloc(mx_tensor_nbytes(&x));
+    y.data = malloc(mx_tensor_nbytes(&y));
+    double *ta = malloc((size_t)reps * sizeof *ta), *tb = malloc((size_t)reps * sizeof *tb);
+    if (!w.data || !x.data || !y.data || !ta || !tb) {
+        fprintf(stderr, "bench_iq: out of memory\n");
+        return 1;
+    }
+    uint64_t s = 77;
+    fill(type, w.data, mx_tensor_nbytes(&w), &s);
+    for (int64_t i = 0; i < n_in * T; i++)
+        ((float *)x.data)[i] = (float)((int64_t)next(&s) % 2001 - 1000) / 1000.f;
+    mx_op_matmul(be, &y, &w, &x); /* warm up */
+    for (int r = 0; r < reps; r++) {
+        kern->dequant[type] = NULL;
+        double t0 = proc_s();
+        mx_op_matmul(be, &y, &w, &x);
+        ta[r] = proc_s() - t0;
+        kern->dequant[type] = simd;
+        t0 = proc_s();
+        mx_op_matmul(be, &y, &w, &x);
+        tb[r] = proc_s() - t0;
+    }
+    qsort(ta, (size_t)reps, sizeof *ta, cmp_d);
+    qsort(tb, (size_t)reps, sizeof *tb, cmp_d);
+    double flop = 2.0 * (double)n_in * (double)n_out * (double)T;
+    printf("%-8s %-5lld %10.3f %10.3f %9.1f %9.1f %7.2fx%s\n", mx_type_name(type), (long long)T,
+           ta[reps / 2] * 1e3, tb[reps / 2] * 1e3, flop / ta[reps / 2] / 1e9,
+           flop / tb[reps / 2] / 1e9, ta[reps / 2] / tb[reps / 2],
+           simd ? "" : "  (no SIMD dequantizer)");
+    free(w.data), free(x.data), free(y.data), free(ta), free(tb);
+    mx_backend_free(be);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int64_t n_in = argc > 1 ? atoll(argv[1]) : 4096, n_out = argc > 2 ? atoll(argv[2]) : 256;
     int reps = argc > 3 ? atoi(argv[3]) : 15;
@@ -219,6 +271,17 @@ int main(int argc, char **argv) {
     for (size_t ti = 0; ti < sizeof rtypes / sizeof rtypes[0]; ti++)
         for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8)
             if (bench_matmul(rtypes[ti], n_in, n_out, T, reps < 5 ? reps : 5) != 0)
+                return 1;
+    printf("\nprefill (dequantize + sgemm) %lld x %lld, 1 thread, CPU time medians (rough)\n",
+           (long long)n_out, (long long)n_in);
+    printf("%-8s %-5s %10s %10s %9s %9s %8s\n", "type", "cols", "scalar ms", "simd ms",
+           "sc GF/s", "simd GF/s", "speedup");
+    static const enum mx_type dtypes[] = {MX_TYPE_IQ1_S,  MX_TYPE_IQ1_M,   MX_TYPE_IQ2_XXS,
+                                          MX_TYPE_IQ2_XS, MX_TYPE_IQ2_S,   MX_TYPE_IQ3_XXS,
+                                          MX_TYPE_IQ3_S};
+    for (size_t ti = 0; ti < sizeof dtypes / sizeof dtypes[0]; ti++)
+        for (int64_t T = 64; T <= 512; T *= 8)
+            if (bench_dequant_prefill(dtypes[ti], n_in, n_out, T, reps < 5 ? reps : 5) != 0)
                 return 1;
     return 0;
 }
