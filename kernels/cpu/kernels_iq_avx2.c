@@ -19,6 +19,7 @@
 
 #include "core/base/quant_iq.h"
 #include "core/base/util.h"
+#include "kernels/cpu/kernels_x86.h"
 
 static inline float h2f(mx_half h) {
     return _cvtsh_ss(h);
@@ -549,6 +550,124 @@ static void dequant_iq4_xs(const void *src, float *y, int64_t n) {
     }
 }
 
+/* ---- 8-row GEMM tiles of the repacked IQ4_XS / IQ4_NL layouts (kernels_iq.h) ----------------- */
+
+/* The signed IQ4 levels of one 32-byte chunk of 8 rows: low and high nibbles. */
+static inline void iq4x8_levels(const uint8_t *qs, __m256i tbl, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    *lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+    *hi = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+}
+
+/* Per row lane: w (signed levels, 4 per row) times 4 broadcast activation bytes, as two int16
+ * pair sums (|w| <= 127, |x| <= 127: no saturation), madd with m (one int16 per pair). */
+static inline __m256i x8_dot4(__m256i w, __m256i wabs, const int8_t *x, __m256i m) {
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(_mm256_set1_epi32(v), w)),
+                             m);
+}
+
+/* As the VNNI tile of kernels_iq_avx512.c, on AVX2: maddubs(|w|, sign(x, w)) per 4 values and
+ * row, madd with the row's scale ls - 32 (both int16 halves of its lane), so the integer sums and
+ * the float steps are the scalar vec_dot's (bit-equal columns). */
+static inline __attribute__((always_inline)) void
+gemm_iq4_xsx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                 size_t ldo) {
+    const mx_block_iq4_xsx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i tbl = iq4_table(), m3 = _mm256_set1_epi32(3), mf = _mm256_set1_epi32(0xf),
+                  k32 = _mm256_set1_epi32(32), lo16 = _mm256_set1_epi32(0xffff);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_iq4_xsx8 *blk = &a[b];
+        const __m256i sl = _mm256_loadu_si256((const __m256i *)blk->scales_l);
+        const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)blk->scales_h));
+        __m256i isum[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = _mm256_setzero_si256();
+        for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+            __m256i ls = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib)), mf),
+                _mm256_slli_epi32(
+                    _mm256_and_si256(_mm256_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib)), m3), 4));
+            ls = _mm256_sub_epi32(ls, k32);
+            const __m256i ls16 = _mm256_or_si256(_mm256_and_si256(ls, lo16),
+                                                 _mm256_slli_epi32(ls, 16));
+            __m256i lo[4], hi[4], loa[4], hia[4];
+            for (int j = 0; j < 4; j++) {
+                iq4x8_levels(blk->qs[ib][j], tbl, &lo[j], &hi[j]);
+                loa[j] = _mm256_sign_epi8(lo[j], lo[j]);
+                hia[j] = _mm256_sign_epi8(hi[j], hi[j]);
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 32 * ib;
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    isum[c] = _mm256_add_epi32(isum[c], x8_dot4(lo[j], loa[j], x + 4 * j, ls16));
+                    isum[c] = _mm256_add_epi32(isum[c],
+                                               x8_dot4(hi[j], hia[j], x + 16 + 4 * j, ls16));
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_add_ps(acc[c],
+                                   _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
+                                                 _mm256_cvtepi32_ps(isum[c])));
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+MX_X8_ENTRY(gemm_iq4_xsx8, gemm_iq4_xsx8_nc)
+
+/* IQ4_NL: per 32-value block the 8 rows' isum (madd with ones), then d_x x d_w x isum added per
+ * block in float, the scalar vec_dot_iq4_nl's order. */
+static inline __attribute__((always_inline)) void
+gemm_iq4_nlx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                 size_t ldo) {
+    const mx_block_iq4_nlx8 *a = w;
+    const int64_t nb = n / MX_QK4_NL;
+    const __m256i tbl = iq4_table(), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i lo[4], hi[4], loa[4], hia[4];
+        for (int j = 0; j < 4; j++) {
+            iq4x8_levels(a[b].qs[j], tbl, &lo[j], &hi[j]);
+            loa[j] = _mm256_sign_epi8(lo[j], lo[j]);
+            hia[j] = _mm256_sign_epi8(hi[j], hi[j]);
+        }
+        const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *x = xb[c][b].qs;
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                s = _mm256_add_epi32(s, x8_dot4(lo[j], loa[j], x + 4 * j, ones));
+                s = _mm256_add_epi32(s, x8_dot4(hi[j], hia[j], x + 16 + 4 * j, ones));
+            }
+            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(h2f(xb[c][b].d)), wd);
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+MX_X8_ENTRY(gemm_iq4_nlx8, gemm_iq4_nlx8_nc)
+
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ4_NL] = vec_dot_iq4_nl;
     k->vec_dot[MX_TYPE_IQ4_XS] = vec_dot_iq4_xs;
@@ -568,4 +687,6 @@ void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
     k->dequant[MX_TYPE_IQ3_XXS] = dequant_iq3_xxs;
     k->dequant[MX_TYPE_IQ1_S] = dequant_iq1_s;
     k->dequant[MX_TYPE_IQ1_M] = dequant_iq1_m;
+    k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;
+    k->gemm_x8[MX_LAYOUT_IQ4_NLX8] = gemm_iq4_nlx8;
 }

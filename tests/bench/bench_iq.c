@@ -10,7 +10,8 @@
  *
  * Then IQ4_XS, IQ4_NL and MXFP4 (and Q4_0 for reference) through the CPU backend's matmul with
  * one thread: file layout (decode: vec_dot; prefill: dequantize + sgemm per tile) against the
- * repacked 8-row layout (VNNI GEMM tile), for 1, 64 and 512 activation columns, alternately,
+ * repacked 8-row layout (GEMM tile), for 1, 64 and 512 activation columns, with the AVX-512
+ * VNNI kernels and then the AVX2 ones (MXFP4 has no AVX2 tile), alternately,
  * process CPU time (OpenBLAS threads included). Last, the IQ types without a repacked layout at
  * 512 columns (dequantize + sgemm per tile) with the scalar dequantizer against the AVX2 one.
  *
@@ -84,15 +85,18 @@ static double proc_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* W [n_in x n_out] of type times T columns, file layout vs repacked, one backend thread,
- * alternately; prints medians of CPU time and GFLOP/s (2 n_in n_out T per call). */
-static int bench_matmul(enum mx_type type, int64_t n_in, int64_t n_out, int64_t T, int reps) {
+/* W [n_in x n_out] of type times T columns, file layout vs repacked, one backend thread with
+ * the kernels of level, alternately; prints medians of CPU time and GFLOP/s (2 n_in n_out T per
+ * call). Returns 0, 1 on failure, 2 when those kernels do not repack the type. */
+static int bench_matmul(enum mx_type type, int level, int64_t n_in, int64_t n_out, int64_t T,
+                        int reps) {
     struct mx_err err = {0};
     struct mx_backend *be = mx_backend_cpu_new(1, &err);
     if (!be) {
         fprintf(stderr, "bench_iq: %s\n", err.msg);
         return 1;
     }
+    mx_cpu_kernels_init(&mx_cpu_of(be)->kern, level);
     struct mx_tensor w, wp, x, y;
     mx_tensor_init(&w, type, n_in, n_out, 1, 1);
     mx_tensor_init(&x, MX_TYPE_F32, n_in, T, 1, 1);
@@ -120,9 +124,11 @@ static int bench_matmul(enum mx_type type, int64_t n_in, int64_t n_out, int64_t 
     struct mx_tensor *wpp = &wp;
     struct mx_buf *pbuf = NULL;
     if (mx_backend_prepare_weights(be, &wpp, 1, &pbuf, &err) < 0 || !pbuf) {
-        printf("%s matmul: no repacked layout on this CPU (needs the AVX-512 VNNI level)\n",
-               mx_type_name(type));
-        return 0;
+        printf("%s matmul: no repacked layout with the '%s' kernels\n", mx_type_name(type),
+               mx_cpu_of(be)->kern.name);
+        free(w.data), free(x.data), free(y.data), free(wp_orig), free(ta), free(tb);
+        mx_backend_free(be);
+        return 2;
     }
     mx_op_matmul(be, &y, &w, &x); /* warm up: scratch, caches */
     mx_op_matmul(be, &y, &wp, &x);
@@ -140,8 +146,8 @@ static int bench_matmul(enum mx_type type, int64_t n_in, int64_t n_out, int64_t 
     qsort(ta, (size_t)reps, sizeof *ta, cmp_d);
     qsort(tb, (size_t)reps, sizeof *tb, cmp_d);
     double flop = 2.0 * (double)n_in * (double)n_out * (double)T;
-    printf("%-7s %-5lld %10.3f %10.3f %9.1f %9.1f %7.2fx\n", mx_type_name(type), (long long)T,
-           ta[reps / 2] * 1e3,
+    printf("%-7s %-10s %-5lld %10.3f %10.3f %9.1f %9.1f %7.2fx\n", mx_type_name(type),
+           mx_cpu_of(be)->kern.name, (long long)T, ta[reps / 2] * 1e3,
            tb[reps / 2] * 1e3, flop / ta[reps / 2] / 1e9, flop / tb[reps / 2] / 1e9,
            ta[reps / 2] / tb[reps / 2]);
     free(w.data), free(x.data), free(y.data), free(wp_orig), free(ta), free(tb);
@@ -263,15 +269,20 @@ int main(int argc, char **argv) {
     free(x), free(ta), free(tb), free(tc);
     printf("\nmatmul %lld x %lld, 1 thread, CPU time medians (rough)\n", (long long)n_out,
            (long long)n_in);
-    printf("%-7s %-5s %10s %10s %9s %9s %8s\n", "type", "cols", "file ms", "repack ms",
-           "file GF/s", "rep GF/s", "speedup");
+    printf("%-7s %-10s %-5s %10s %10s %9s %9s %8s\n", "type", "kernels", "cols", "file ms",
+           "repack ms", "file GF/s", "rep GF/s", "speedup");
     /* Q4_0 last: the reference the repacked IQ tiles were modelled on */
     static const enum mx_type rtypes[] = {MX_TYPE_IQ4_XS, MX_TYPE_IQ4_NL, MX_TYPE_MXFP4,
                                           MX_TYPE_Q4_0};
-    for (size_t ti = 0; ti < sizeof rtypes / sizeof rtypes[0]; ti++)
-        for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8)
-            if (bench_matmul(rtypes[ti], n_in, n_out, T, reps < 5 ? reps : 5) != 0)
-                return 1;
+    for (int level = MX_CPU_AVX512; level >= MX_CPU_AVX2; level--)
+        for (size_t ti = 0; ti < sizeof rtypes / sizeof rtypes[0]; ti++)
+            for (int64_t T = 1; T <= 512; T *= T == 1 ? 64 : 8) {
+                int rc = bench_matmul(rtypes[ti], level, n_in, n_out, T, reps < 5 ? reps : 5);
+                if (rc == 1)
+                    return 1;
+                if (rc == 2) /* no layout: the same for every column count */
+                    break;
+            }
     printf("\nprefill (dequantize + sgemm) %lld x %lld, 1 thread, CPU time medians (rough)\n",
            (long long)n_out, (long long)n_in);
     printf("%-8s %-5s %10s %10s %9s %9s %8s\n", "type", "cols", "scalar ms", "simd ms",
