@@ -26,8 +26,9 @@ extern float (*const mx_iq_vec_dot_scalar[MX_TYPE_COUNT])(int64_t n, const void 
  * one: an integer dot per row beats dequantize + f32 dot). */
 void mx_cpu_kernels_iq(struct mx_cpu_kernels *k);
 
-/* Replaces the IQ entries with AVX2 versions: the vec_dots and the dequantizers of every IQ type
- * (only call when the CPU has AVX2 + FMA + F16C). */
+/* Replaces the IQ entries with AVX2 versions: the vec_dots and the dequantizers of every IQ type,
+ * and installs the 8-row GEMMs of repacked IQ4_XS and IQ4_NL (only call when the CPU has AVX2 +
+ * FMA + F16C). */
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 
 /* Replaces the vec_dots of the IQ types with sign bits (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
@@ -36,8 +37,8 @@ void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k);
 void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k);
 
 /* MX_LAYOUT_IQ4_XSX8: 8 IQ4_XS rows, super-block by super-block (8 x 136 bytes), so prefill
- * and decode run the 8 rows through vpdpbusd with one broadcast activation word, as Q4_0's
- * repacked layout does (cpu.h). Header: the 8 fp16 scales, each row's 4 scales_l bytes as one
+ * and decode run the 8 rows through vpdpbusd (AVX2: maddubs) with one broadcast activation word,
+ * as Q4_0's repacked layout does (cpu.h). scales_l words are read little-endian (x86). Header: the 8 fp16 scales, each row's 4 scales_l bytes as one
  * word, each row's scales_h; then per 32-value sub-block ib, 4 chunks of 32 bytes where chunk
  * j, bytes 4r..4r+3, hold row r's bytes qs[16 ib + 4j .. + 3] (low nibbles: values
  * 32 ib + 4j.., high nibbles: 32 ib + 16 + 4j..). */
