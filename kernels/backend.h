@@ -80,6 +80,9 @@ enum mx_layout {
     MX_LAYOUT_Q6_KX8,    /* CPU: Q6_K, likewise */
     MX_LAYOUT_Q5_KX8,    /* CPU: Q5_K, likewise */
     MX_LAYOUT_Q8_0X8,    /* CPU: Q8_0, as Q4_0 */
+    MX_LAYOUT_IQ4_XSX8,  /* CPU: IQ4_XS, as Q4_K (kernels/cpu/kernels_iq.h) */
+    MX_LAYOUT_IQ4_NLX8,  /* CPU: IQ4_NL, as Q4_0 (kernels/cpu/kernels_iq.h) */
+    MX_LAYOUT_MXFP4X8,   /* CPU: MXFP4, as Q4_0 (kernels/cpu/kernels_iq.h) */
     MX_LAYOUT_COUNT
 };
 

@@ -1,5 +1,6 @@
 #!/bin/sh
-# iq_logits_peer.sh - `mixel logits` on IQ4_XS, IQ3_S and IQ2_XS random tiny MoE models against
+# iq_logits_peer.sh - `mixel logits` on random tiny MoE models of every IQ type (IQ4_XS, IQ4_NL,
+# IQ3_S, IQ3_XXS, IQ2_XS, IQ2_XXS, IQ2_S, IQ1_S, IQ1_M) against
 # llama.cpp's logits for them (all committed in tests/golden/iq, made by make_models.py there with
 # ggml's own quantizer and the peer's llref). Tolerances: tests/iq_logits_peer.py's rule, with
 # the K-quant bounds of tests/test_llama.c (the IQ paths round activations to Q8_K as ggml does;
@@ -22,7 +23,8 @@ else
 fi
 rc=0
 # mixel inspect names the IQ file type and the tensors' type
-for t in iq4_xs:30:IQ4_XS iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS; do
+for t in iq4_xs:30:IQ4_XS iq4_nl:25:IQ4_NL iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS \
+    iq2_xxs:19:IQ2_XXS iq2_s:28:IQ2_S iq3_xxs:23:IQ3_XXS iq1_s:24:IQ1_S iq1_m:31:IQ1_M; do
     f=${t%%:*}; rest=${t#*:}; n=${rest%%:*}; name=${rest#*:}
     out=$("$MIXEL" inspect "$src/tests/golden/iq/tiny-mixtral-d256-$f.gguf" 2>&1)
     if printf '%s\n' "$out" | grep -q "file type  *$n ($name)" &&
@@ -32,7 +34,7 @@ for t in iq4_xs:30:IQ4_XS iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS; do
         echo "FAIL: inspect of the $name model:"; printf '%s\n' "$out" | head -12; rc=1
     fi
 done
-for t in iq4_xs iq3_s iq2_xs; do
+for t in iq4_xs iq4_nl iq3_s iq2_xs iq2_xxs iq2_s iq3_xxs iq1_s iq1_m; do
     # shellcheck disable=SC2086
     "$PY" "$src/tests/iq_logits_peer.py" "$MIXEL" "$src/tests/golden/iq" $t 1e-4 0.75 0.5 \
         $llref || rc=1

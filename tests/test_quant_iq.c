@@ -2,7 +2,8 @@
  * dequantize_row_iq* (goldens whose grid indices run through every table entry), the IQ4_NL /
  * IQ4_XS quantizers byte-identical to ggml's (reference and llama-quantize variants, with and
  * without importance weights), and the vec_dot kernels: the scalar integer dots against the
- * dequantized float dot, and every SIMD level against the scalar one. */
+ * dequantized float dot, and every SIMD level against the scalar one; the repacked IQ4_XS and
+ * IQ4_NL layouts and their 8-row GEMMs. */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -319,7 +320,7 @@ static void test_simd_equals_scalar(void **state) {
     (void)state;
     static const int levels[] = {MX_CPU_AVX2, MX_CPU_AVX512};
     uint64_t rng = 4242;
-    int64_t n = 7 * 256; /* odd block counts: the 2-block loops and their tails */
+    int64_t n = 7 * 256; /* odd block counts: the 2-block loops and their tails; and 1 block */
     uint8_t *w = xmalloc((size_t)n * 2), *xq = xmalloc((size_t)n * 2);
     float *x = xmalloc((size_t)n * 4), *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
     for (size_t li = 0; li < MX_ARRAY_LEN(levels); li++) {
@@ -329,13 +330,15 @@ static void test_simd_equals_scalar(void **state) {
         for (size_t ti = 0; ti < MX_ARRAY_LEN(iq_types); ti++) {
             int type = iq_types[ti];
             enum mx_type vt = mx_vec_dot_type((enum mx_type)type);
-            n = type == MX_TYPE_IQ4_NL ? 7 * 256 - 32 : 7 * 256; /* IQ4_NL: 55 blocks */
             assert_non_null(k.vec_dot[type]); /* at least the scalar integer dot */
             bool simd = k.vec_dot[type] != mx_iq_vec_dot_scalar[type];
             if (!simd && !k.dequant[type])
                 continue;
             n_simd++;
             for (int rep = 0; rep < 40; rep++) {
+                /* 7 super-blocks (IQ4_NL: 55 blocks), every 4th row a single block */
+                n = type == MX_TYPE_IQ4_NL ? (rep % 4 == 3 ? 32 : 7 * 256 - 32)
+                                           : (rep % 4 == 3 ? 256 : 7 * 256);
                 random_row(type, n, w, &rng);
                 for (int64_t i = 0; i < n; i++)
                     x[i] = mx_test_randf(&rng) * (float)(1 + rep % 3);
@@ -363,6 +366,102 @@ static void test_simd_equals_scalar(void **state) {
     free(w), free(xq), free(x), free(a), free(b);
 }
 
+/* A random MXFP4 row: random codes, exponents mostly in 110..139 (no overflow to inf), every
+ * 8th one 0 or 1 (the subnormal scales). */
+static void random_row_mxfp4(int64_t n, uint8_t *w, uint64_t *rng) {
+    for (int64_t b = 0; b < n / 32; b++, w += 17) {
+        for (int i = 1; i < 17; i++)
+            w[i] = (uint8_t)mx_test_rand(rng);
+        uint64_t r = mx_test_rand(rng);
+        w[0] = (uint8_t)(r % 8 == 0 ? (r >> 3) % 2 : 110 + (r >> 3) % 30);
+    }
+}
+
+/* The repacked IQ4_XS, IQ4_NL and MXFP4 layouts: every row of an 8-row group dequantizes to the
+ * file row's values bit for bit, and each level's 8-row GEMM tile (AVX2: IQ4_XS, IQ4_NL; AVX-512
+ * VNNI: all three, where the CPU has them) gives each column exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks
+ * (IQ4_NL, MXFP4: 1 and 55 blocks), strided output. */
+static void test_iq4_repack(void **state) {
+    (void)state;
+    const struct {
+        enum mx_type type;
+        enum mx_layout layout;
+        int64_t n[2];
+        float (*ref)(int64_t n, const void *w, const void *xq);
+    } cases[] = {
+        {MX_TYPE_IQ4_XS, MX_LAYOUT_IQ4_XSX8, {256, 7 * 256}, mx_iq_vec_dot_scalar[MX_TYPE_IQ4_XS]},
+        {MX_TYPE_IQ4_NL, MX_LAYOUT_IQ4_NLX8, {32, 55 * 32}, mx_iq_vec_dot_scalar[MX_TYPE_IQ4_NL]},
+        {MX_TYPE_MXFP4, MX_LAYOUT_MXFP4X8, {32, 55 * 32}, mx_vec_dot_mxfp4_q8_0},
+    };
+    uint64_t rng = 8080;
+    const int64_t rows = 16;
+    struct mx_cpu_kernels k[2]; /* the AVX2 and the AVX-512 VNNI level's tiles */
+    mx_cpu_kernels_init(&k[0], MX_CPU_AVX2);
+    mx_cpu_kernels_init(&k[1], MX_CPU_AVX512);
+    for (size_t ci = 0; ci < MX_ARRAY_LEN(cases); ci++) {
+        const enum mx_type type = cases[ci].type, vt = mx_vec_dot_type(type);
+        const enum mx_layout layout = cases[ci].layout;
+        int n_gemm = 0;
+        assert_int_equal(mx_repack_layout(type), layout);
+        for (int shape = 0; shape < 2; shape++) {
+            const int64_t n = cases[ci].n[shape];
+            size_t row, xq_row;
+            assert_true(mx_row_size(type, n, &row));
+            assert_true(mx_act_row_size(vt, n, &xq_row));
+            uint8_t *w = xmalloc(row * rows), *pk = xmalloc(row * rows);
+            uint8_t *xq = xmalloc(4 * xq_row);
+            float *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4);
+            float *x = xmalloc((size_t)n * 4), out[4 * 11];
+            for (int rep = 0; rep < 10; rep++) {
+                for (int64_t r = 0; r < rows; r++)
+                    if (type == MX_TYPE_MXFP4)
+                        random_row_mxfp4(n, w + r * row, &rng);
+                    else
+                        random_row(type, n, w + r * row, &rng);
+                mx_repack_rows(layout, w, pk, n, rows);
+                for (int64_t r = 0; r < rows; r++) {
+                    assert_int_equal(mx_dequantize_row(type, w + r * row, a, n), 0);
+                    mx_dequant_x8_row(layout, pk + (r / 8) * 8 * row, (int)(r % 8), b, n);
+                    if (memcmp(a, b, (size_t)n * 4) != 0)
+                        fail_msg("%s x8 row %lld (n %lld): dequantized values differ",
+                                 mx_type_name(type), (long long)r, (long long)n);
+                }
+                for (int c = 0; c < 4; c++) {
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = rep == 0 ? (i % 2 ? 1.0f : -1.0f) /* +-127 */
+                                        : mx_test_randf(&rng) * (float)(1 + c);
+                    mx_quantize_act(vt, x, xq + c * xq_row, n);
+                }
+                for (int li = 0; li < 2; li++) {
+                    void (*gemm)(int64_t, const void *, const void *, size_t, int, float *,
+                                 size_t) = k[li].gemm_x8[layout];
+                    if (!gemm || (li == 1 && gemm == k[0].gemm_x8[layout]))
+                        continue; /* none, or the AVX2 one again (no AVX-512 CPU) */
+                    n_gemm += rep == 0 && shape == 0;
+                    for (int nc = 1; nc <= 4; nc++)
+                        for (int64_t g = 0; g < rows / 8; g++) {
+                            gemm(n, pk + g * 8 * row, xq, xq_row, nc, out, 11);
+                            for (int c = 0; c < nc; c++)
+                                for (int r = 0; r < 8; r++) {
+                                    float want = cases[ci].ref(n, w + (g * 8 + r) * row,
+                                                               xq + c * xq_row);
+                                    if (memcmp(&want, &out[c * 11 + r], 4) != 0)
+                                        fail_msg("%s x8 gemm (%s) n %lld ncols %d col %d row "
+                                                 "%lld: %.9g, scalar vec_dot %.9g",
+                                                 mx_type_name(type), k[li].name, (long long)n,
+                                                 nc, c, (long long)(g * 8 + r),
+                                                 out[c * 11 + r], want);
+                                }
+                        }
+                }
+            }
+            free(w), free(pk), free(xq), free(a), free(b), free(x);
+        }
+        printf("%s repacked layout: round trip ok; %d 8-row GEMM tiles equal the scalar "
+               "vec_dot\n", mx_type_name(type), n_gemm);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
@@ -371,6 +470,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_scalar_vec_dot),
         cmocka_unit_test(test_simd_equals_scalar),
+        cmocka_unit_test(test_iq4_repack),
     };
     return mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -1,5 +1,5 @@
-/* kernels_iq_avx2.c - AVX2 kernels of the IQ types people run most (IQ4_XS, IQ4_NL, IQ3_S,
- * IQ2_XS): integer vec_dots for decode and bit-exact dequantizers for the prefill tiles.
+/* kernels_iq_avx2.c - AVX2 kernels of the IQ types: integer vec_dots for decode and bit-exact
+ * dequantizers for the prefill tiles (dequantize + sgemm), of every IQ type.
  *
  * Compiled with -mavx2 -mfma -mf16c (kernels/cpu/cpu.am), installed by kernels.c only when the
  * CPU has them. Each vec_dot sums a super-block (IQ4_NL: a block) in exact integers and adds
@@ -9,7 +9,8 @@
  * Techniques (as ggml's x86 kernels, read, not copied): the 16 IQ4 levels are looked up with
  * one byte shuffle; signed x signed byte products go through maddubs as |w| x (x with w's sign);
  * IQ2/IQ3 grid entries are gathered with scalar loads into a vector, and the 8 sign bits per 8
- * values are expanded to byte masks by a shuffle + compare against a bit table.
+ * values are expanded to byte masks by a shuffle + compare against a bit table; the IQ1 grids
+ * hold -1/0/+1, so sign(activation, grid) is the product and maddubs with ones sums it.
  */
 #include "kernels/cpu/kernels_iq.h"
 
@@ -18,6 +19,7 @@
 
 #include "core/base/quant_iq.h"
 #include "core/base/util.h"
+#include "kernels/cpu/kernels_x86.h"
 
 static inline float h2f(mx_half h) {
     return _cvtsh_ss(h);
@@ -200,6 +202,182 @@ static float vec_dot_iq3_s(int64_t n, const void *w, const void *xq) {
     return sumf;
 }
 
+/* ---- IQ2_XXS, IQ2_S, IQ3_XXS: the grids of the other IQ2/IQ3 types ------------------------- */
+
+/* IQ2_XXS, per 32 values: 4 grid bytes (8 unsigned values each, <= 43) and one word of 4 x 7
+ * sign-index bits + a 4-bit scale. The 4 entries gathered into a vector, the activations given
+ * the signs (7 bits -> 8 through the parity table), maddubs, madd with 2s + 1 (one per 32). */
+static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq2_xxs *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, q8 += 32) {
+            uint32_t aux[2];
+            memcpy(aux, x[i].qs + 4 * ib32, sizeof aux);
+            const uint8_t *g8 = (const uint8_t *)aux;
+            __m256i g = _mm256_set_epi64x(
+                (long long)mx_iq2xxs_grid[g8[3]], (long long)mx_iq2xxs_grid[g8[2]],
+                (long long)mx_iq2xxs_grid[g8[1]], (long long)mx_iq2xxs_grid[g8[0]]);
+            uint32_t s4 = (uint32_t)mx_ksigns_iq2xs[aux[1] & 127] |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 7) & 127] << 8 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 14) & 127] << 16 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux[1] >> 21) & 127] << 24;
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            acc = _mm256_add_epi32(
+                acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (aux[1] >> 28) + 1))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.125f * sumf;
+}
+
+/* IQ2_S, per 32 values: 4 grid indices of 10 bits (a byte of qs + 2 bits of qh), 4 sign bytes
+ * as stored (no parity table), two 4-bit scales (one per 16 values, as IQ2_XS). */
+static float vec_dot_iq2_s(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq2_s *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs, *signs = x[i].qs + MX_QK_K / 8;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 4, signs += 4, q8 += 32) {
+            const uint32_t qh = x[i].qh[ib32];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq2s_grid[qs[3] | ((qh << 2) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[2] | ((qh << 4) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[1] | ((qh << 6) & 0x300)],
+                                          (long long)mx_iq2s_grid[qs[0] | ((qh << 8) & 0x300)]);
+            uint32_t s4;
+            memcpy(&s4, signs, 4);
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            const uint8_t sc = x[i].scales[ib32];
+            __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (sc >> 4) + 1)),
+                                           _mm_set1_epi16((short)(2 * (sc & 0xf) + 1)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.125f * sumf;
+}
+
+/* IQ3_XXS, per 32 values: 8 grid bytes (4 unsigned values each, <= 62) and one word of 4 x 7
+ * sign-index bits + a 4-bit scale (the words follow the 64 grid bytes). */
+static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq3_xxs *x = w;
+    const mx_block_q8_K *y = xq;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *q3 = x[i].qs, *gas = x[i].qs + MX_QK_K / 4;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, q3 += 8, q8 += 32) {
+            uint32_t aux;
+            memcpy(&aux, gas + 4 * ib32, sizeof aux);
+            __m256i g = _mm256_set_epi32((int)mx_iq3xxs_grid[q3[7]], (int)mx_iq3xxs_grid[q3[6]],
+                                         (int)mx_iq3xxs_grid[q3[5]], (int)mx_iq3xxs_grid[q3[4]],
+                                         (int)mx_iq3xxs_grid[q3[3]], (int)mx_iq3xxs_grid[q3[2]],
+                                         (int)mx_iq3xxs_grid[q3[1]], (int)mx_iq3xxs_grid[q3[0]]);
+            uint32_t s4 = (uint32_t)mx_ksigns_iq2xs[aux & 127] |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 7) & 127] << 8 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 14) & 127] << 16 |
+                          (uint32_t)mx_ksigns_iq2xs[(aux >> 21) & 127] << 24;
+            __m256i ys = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8),
+                                          signs_to_pm1(s4));
+            __m256i p = _mm256_maddubs_epi16(g, ys);
+            acc = _mm256_add_epi32(
+                acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (aux >> 28) + 1))));
+        }
+        const float d = h2f(x[i].d) * y[i].d;
+        sumf += d * (float)hsum_i32(acc);
+    }
+    return 0.25f * sumf;
+}
+
+/* ---- IQ1_S, IQ1_M: grids of -1/0/+1 bytes plus a +-1/8 shift ------------------------------- */
+
+/* IQ1_S, per 32 values: 4 grid indices of 11 bits (a byte of qs + 3 bits of the qh word), a
+ * 3-bit scale and the shift's sign in the same word. The grid values are -1, 0 or +1, so
+ * sign(activation, grid) is their product; maddubs with ones adds pairs, madd with 2s + 1 adds
+ * and scales. The shift term uses the activations' 16-value sums (bsums), as the scalar kernel. */
+static float vec_dot_iq1_s(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq1_s *x = w;
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i acc = _mm256_setzero_si256();
+        int32_t sumi1 = 0;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, q8 += 32) {
+            const uint32_t qh = x[i].qh[ib];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq1s_grid[qs[3] | ((qh >> 1) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[2] | ((qh << 2) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[1] | ((qh << 5) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[0] | ((qh << 8) & 0x700)]);
+            __m256i p = _mm256_maddubs_epi16(
+                ones, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), g));
+            const int ls = 2 * ((qh >> 12) & 7) + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+            const int delta = qh & 0x8000 ? -1 : 1;
+            sumi1 += ls * delta * (y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1]);
+        }
+        const int32_t sumi = hsum_i32(acc);
+        sumf += h2f(x[i].d) * y[i].d * (sumi + MX_IQ1_DELTA * sumi1);
+    }
+    return sumf;
+}
+
+/* IQ1_M, per 32 values: 4 grid indices of 11 bits (qs byte + 3 bits of a qh nibble), the
+ * shift's sign per 8 values (bit 3 of each qh nibble), two 3-bit scales (one per 16 values)
+ * and the fp16 super-scale spread over the top nibbles of the 4 scale words. Grid products as
+ * IQ1_S; the shift term is sign(activations, +-1 per 8 values), scaled the same way. */
+static float vec_dot_iq1_m(int64_t n, const void *w, const void *xq) {
+    const mx_block_iq1_m *x = w;
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    static const int64_t pm1[2] = {0x0101010101010101, -1};
+    float sumf = 0;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const uint8_t *qs = x[i].qs, *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs;
+        uint16_t sc[4];
+        memcpy(sc, x[i].scales, sizeof sc);
+        const uint16_t su = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                       ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, qh += 2, q8 += 32) {
+            const uint32_t h0 = qh[0], h1 = qh[1];
+            __m256i g = _mm256_set_epi64x((long long)mx_iq1s_grid[qs[3] | ((h1 << 4) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[2] | ((h1 << 8) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[1] | ((h0 << 4) & 0x700)],
+                                          (long long)mx_iq1s_grid[qs[0] | ((h0 << 8) & 0x700)]);
+            __m256i dl = _mm256_set_epi64x(pm1[(h1 >> 7) & 1], pm1[(h1 >> 3) & 1],
+                                           pm1[(h0 >> 7) & 1], pm1[(h0 >> 3) & 1]);
+            __m256i yv = _mm256_loadu_si256((const __m256i *)q8);
+            __m256i p1 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv, g));
+            __m256i p2 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv, dl));
+            const int s = sc[ib / 2] >> (6 * (ib % 2));
+            __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * ((s >> 3) & 7) + 1)),
+                                           _mm_set1_epi16((short)(2 * (s & 7) + 1)));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p1, scv));
+            acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(p2, scv));
+        }
+        const int32_t sumi1 = hsum_i32(acc1), sumi2 = hsum_i32(acc2);
+        sumf += h2f(su) * y[i].d * (sumi1 + MX_IQ1_DELTA * sumi2);
+    }
+    return sumf;
+}
+
 /* ---- dequantizers (prefill tiles): the scalar ones' products, 8 floats at a time ------------- */
 
 /* 8 bytes (unsigned) x db, negated where sign bit j is set: (db * g) * (+-1) as in the scalar
@@ -248,6 +426,98 @@ static void dequant_iq3_s(const void *src, float *y, int64_t n) {
     }
 }
 
+static void dequant_iq2_xxs(const void *src, float *y, int64_t n) {
+    const mx_block_iq2_xxs *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++) {
+            uint32_t aux[2];
+            memcpy(aux, x[i].qs + 4 * ib32, sizeof aux);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux[1] >> 28)) * 0.25f);
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, mx_iq2xxs_grid[(aux[0] >> (8 * l)) & 0xff],
+                              mx_ksigns_iq2xs[(aux[1] >> (7 * l)) & 127], db);
+        }
+    }
+}
+
+static void dequant_iq2_s(const void *src, float *y, int64_t n) {
+    const mx_block_iq2_s *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs, *signs = x[i].qs + MX_QK_K / 8;
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 4, signs += 4) {
+            const float db0 = d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f;
+            const float db1 = d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f;
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, mx_iq2s_grid[qs[l] | ((x[i].qh[ib32] << (8 - 2 * l)) & 0x300)],
+                              signs[l], _mm256_set1_ps(l < 2 ? db0 : db1));
+        }
+    }
+}
+
+static void dequant_iq3_xxs(const void *src, float *y, int64_t n) {
+    const mx_block_iq3_xxs *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs, *sas = x[i].qs + MX_QK_K / 4;
+        for (int ib32 = 0; ib32 < MX_QK_K / 32; ib32++, qs += 8) {
+            uint32_t aux;
+            memcpy(&aux, sas + 4 * ib32, sizeof aux);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux >> 28)) * 0.5f);
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_signed(y, (uint64_t)mx_iq3xxs_grid[qs[2 * l]] |
+                                     (uint64_t)mx_iq3xxs_grid[qs[2 * l + 1]] << 32,
+                              mx_ksigns_iq2xs[(aux >> (7 * l)) & 127], db);
+        }
+    }
+}
+
+/* 8 signed grid bytes (-1/0/+1) plus the shift, times dl: (g + delta) is exact, then one
+ * rounding in the product, as the scalar dequantizer. */
+static inline void store8_iq1(float *y, uint64_t g8, float delta, float dl) {
+    __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)g8)));
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_set1_ps(dl),
+                                      _mm256_add_ps(v, _mm256_set1_ps(delta))));
+}
+
+static void dequant_iq1_s(const void *src, float *y, int64_t n) {
+    const mx_block_iq1_s *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        const uint8_t *qs = x[i].qs;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4) {
+            const uint16_t qh = x[i].qh[ib];
+            const float dl = d * (2 * ((qh >> 12) & 7) + 1);
+            const float delta = qh & 0x8000 ? -MX_IQ1_DELTA : MX_IQ1_DELTA;
+            for (int l = 0; l < 4; l++, y += 8)
+                store8_iq1(y, mx_iq1s_grid[qs[l] | (((qh >> (3 * l)) & 7) << 8)], delta, dl);
+        }
+    }
+}
+
+static void dequant_iq1_m(const void *src, float *y, int64_t n) {
+    const mx_block_iq1_m *x = src;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        uint16_t sc[4];
+        memcpy(sc, x[i].scales, sizeof sc);
+        const uint16_t su = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                       ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        const float d = h2f(su);
+        const uint8_t *qs = x[i].qs, *qh = x[i].qh;
+        for (int ib = 0; ib < MX_QK_K / 32; ib++, qs += 4, qh += 2) {
+            const float dl1 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 0)) & 0x7) + 1);
+            const float dl2 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 0x7) + 1);
+            for (int l = 0; l < 4; l++, y += 8) {
+                const uint8_t h = qh[l / 2];
+                const int idx = qs[l] | ((h << (l % 2 ? 4 : 8)) & 0x700);
+                const float delta = h & (l % 2 ? 0x80 : 0x08) ? -MX_IQ1_DELTA : MX_IQ1_DELTA;
+                store8_iq1(y, mx_iq1s_grid[idx], delta, l < 2 ? dl1 : dl2);
+            }
+        }
+    }
+}
+
 /* 32 IQ4 values times dl: levels widened to int32, converted, multiplied (exact as scalar). */
 static inline void store32_iq4(float *y, const uint8_t *qs, __m256i tbl, __m256 dl) {
     __m256i v = iq4_values32(qs, tbl);
@@ -280,13 +550,143 @@ static void dequant_iq4_xs(const void *src, float *y, int64_t n) {
     }
 }
 
+/* ---- 8-row GEMM tiles of the repacked IQ4_XS / IQ4_NL layouts (kernels_iq.h) ----------------- */
+
+/* The signed IQ4 levels of one 32-byte chunk of 8 rows: low and high nibbles. */
+static inline void iq4x8_levels(const uint8_t *qs, __m256i tbl, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    *lo = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+    *hi = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+}
+
+/* Per row lane: w (signed levels, 4 per row) times 4 broadcast activation bytes, as two int16
+ * pair sums (|w| <= 127, |x| <= 127: no saturation), madd with m (one int16 per pair). */
+static inline __m256i x8_dot4(__m256i w, __m256i wabs, const int8_t *x, __m256i m) {
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(_mm256_set1_epi32(v), w)),
+                             m);
+}
+
+/* As the VNNI tile of kernels_iq_avx512.c, on AVX2: maddubs(|w|, sign(x, w)) per 4 values and
+ * row, madd with the row's scale ls - 32 (both int16 halves of its lane), so the integer sums and
+ * the float steps are the scalar vec_dot's (bit-equal columns). */
+static inline __attribute__((always_inline)) void
+gemm_iq4_xsx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                 size_t ldo) {
+    const mx_block_iq4_xsx8 *a = w;
+    const int64_t nb = n / MX_QK_K;
+    const __m256i tbl = iq4_table(), m3 = _mm256_set1_epi32(3), mf = _mm256_set1_epi32(0xf),
+                  k32 = _mm256_set1_epi32(32), lo16 = _mm256_set1_epi32(0xffff);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_K *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_K *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        const mx_block_iq4_xsx8 *blk = &a[b];
+        const __m256i sl = _mm256_loadu_si256((const __m256i *)blk->scales_l);
+        const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)blk->scales_h));
+        __m256i isum[4];
+        for (int c = 0; c < NC; c++)
+            isum[c] = _mm256_setzero_si256();
+        for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+            __m256i ls = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib)), mf),
+                _mm256_slli_epi32(
+                    _mm256_and_si256(_mm256_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib)), m3), 4));
+            ls = _mm256_sub_epi32(ls, k32);
+            const __m256i ls16 = _mm256_or_si256(_mm256_and_si256(ls, lo16),
+                                                 _mm256_slli_epi32(ls, 16));
+            __m256i lo[4], hi[4], loa[4], hia[4];
+            for (int j = 0; j < 4; j++) {
+                iq4x8_levels(blk->qs[ib][j], tbl, &lo[j], &hi[j]);
+                loa[j] = _mm256_sign_epi8(lo[j], lo[j]);
+                hia[j] = _mm256_sign_epi8(hi[j], hi[j]);
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *x = xb[c][b].qs + 32 * ib;
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    isum[c] = _mm256_add_epi32(isum[c], x8_dot4(lo[j], loa[j], x + 4 * j, ls16));
+                    isum[c] = _mm256_add_epi32(isum[c],
+                                               x8_dot4(hi[j], hia[j], x + 16 + 4 * j, ls16));
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_add_ps(acc[c],
+                                   _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb[c][b].d)),
+                                                 _mm256_cvtepi32_ps(isum[c])));
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+MX_X8_ENTRY(gemm_iq4_xsx8, gemm_iq4_xsx8_nc)
+
+/* IQ4_NL: per 32-value block the 8 rows' isum (madd with ones), then d_x x d_w x isum added per
+ * block in float, the scalar vec_dot_iq4_nl's order. */
+static inline __attribute__((always_inline)) void
+gemm_iq4_nlx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC, float *out,
+                 size_t ldo) {
+    const mx_block_iq4_nlx8 *a = w;
+    const int64_t nb = n / MX_QK4_NL;
+    const __m256i tbl = iq4_table(), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i lo[4], hi[4], loa[4], hia[4];
+        for (int j = 0; j < 4; j++) {
+            iq4x8_levels(a[b].qs[j], tbl, &lo[j], &hi[j]);
+            loa[j] = _mm256_sign_epi8(lo[j], lo[j]);
+            hia[j] = _mm256_sign_epi8(hi[j], hi[j]);
+        }
+        const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)a[b].d));
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *x = xb[c][b].qs;
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                s = _mm256_add_epi32(s, x8_dot4(lo[j], loa[j], x + 4 * j, ones));
+                s = _mm256_add_epi32(s, x8_dot4(hi[j], hia[j], x + 16 + 4 * j, ones));
+            }
+            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(h2f(xb[c][b].d)), wd);
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+MX_X8_ENTRY(gemm_iq4_nlx8, gemm_iq4_nlx8_nc)
+
 void mx_cpu_kernels_iq_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ4_NL] = vec_dot_iq4_nl;
     k->vec_dot[MX_TYPE_IQ4_XS] = vec_dot_iq4_xs;
     k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs;
     k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
+    k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs;
+    k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;
+    k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs;
+    k->vec_dot[MX_TYPE_IQ1_S] = vec_dot_iq1_s;
+    k->vec_dot[MX_TYPE_IQ1_M] = vec_dot_iq1_m;
     k->dequant[MX_TYPE_IQ4_NL] = dequant_iq4_nl;
     k->dequant[MX_TYPE_IQ4_XS] = dequant_iq4_xs;
     k->dequant[MX_TYPE_IQ2_XS] = dequant_iq2_xs;
     k->dequant[MX_TYPE_IQ3_S] = dequant_iq3_s;
+    k->dequant[MX_TYPE_IQ2_XXS] = dequant_iq2_xxs;
+    k->dequant[MX_TYPE_IQ2_S] = dequant_iq2_s;
+    k->dequant[MX_TYPE_IQ3_XXS] = dequant_iq3_xxs;
+    k->dequant[MX_TYPE_IQ1_S] = dequant_iq1_s;
+    k->dequant[MX_TYPE_IQ1_M] = dequant_iq1_m;
+    k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;
+    k->gemm_x8[MX_LAYOUT_IQ4_NLX8] = gemm_iq4_nlx8;
 }

@@ -12,6 +12,7 @@
  * resident memory stays the size of the model.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/kernels_iq.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,9 @@ static const struct {
     [MX_LAYOUT_Q4_KX8] = {MX_TYPE_Q4_K, repack_q4_Kx8, dequant_q4_Kx8},
     [MX_LAYOUT_Q5_KX8] = {MX_TYPE_Q5_K, repack_q5_Kx8, dequant_q5_Kx8},
     [MX_LAYOUT_Q6_KX8] = {MX_TYPE_Q6_K, repack_q6_Kx8, dequant_q6_Kx8},
+    [MX_LAYOUT_IQ4_XSX8] = {MX_TYPE_IQ4_XS, mx_iq4_xsx8_repack, mx_iq4_xsx8_dequant},
+    [MX_LAYOUT_IQ4_NLX8] = {MX_TYPE_IQ4_NL, mx_iq4_nlx8_repack, mx_iq4_nlx8_dequant},
+    [MX_LAYOUT_MXFP4X8] = {MX_TYPE_MXFP4, mx_mxfp4x8_repack, mx_mxfp4x8_dequant},
 };
 
 enum mx_layout mx_repack_layout(enum mx_type type) {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make_iq_bench.py - IQ benchmark models (IQ4_XS, IQ2_XS, IQ3_S, IQ4_NL) with the shape and the
+"""make_iq_bench.py - IQ benchmark models (every IQ type, and MXFP4) with the shape and the
 F32 tensors of bench-moe-f16.gguf, for tests/bench/vs_llama.sh (speed only).
 
 Quantizing the 1.8 B bench model with ggml's IQ2_XS search takes hours on this shared 2-core
@@ -11,7 +11,8 @@ model's; output.weight is Q6_K (llama.cpp's usual output type, random the same w
 2-D/3-D weight (token_embd included) the IQ type. The logits are meaningless; never use these
 files for accuracy.
 
-usage: make_iq_bench.py SRC.gguf OUT.gguf IQ4_XS|IQ4_NL|IQ3_S|IQ2_XS
+usage: make_iq_bench.py SRC.gguf OUT.gguf TYPE  (IQ4_XS IQ4_NL IQ3_S IQ3_XXS IQ2_XS IQ2_XXS IQ2_S
+       IQ1_S IQ1_M MXFP4)
 (numpy and ../shared/tools/gguf_writer.py; a few seconds)
 """
 import os
@@ -25,9 +26,14 @@ sys.path.insert(0, os.path.join(HERE, "../../../shared/tools"))
 import ggml_quants  # noqa: E402
 from gguf_writer import GGUFWriter, read_gguf  # noqa: E402
 
-# name: ggml type id, llama ftype, values per block, bytes per block, fp16 scale offset, scale
+# name: ggml type id, llama ftype, values per block, bytes per block, fp16 scale offset (None:
+# IQ1_M's scale in the top nibbles of its 4 scale words at 48; "e8m0": MXFP4's exponent byte at
+# 0), scale (ggml.h's ggml_type, llama.h's llama_ftype)
 TYPES = {"IQ4_XS": (23, 30, 256, 136, 0, 1e-5), "IQ4_NL": (20, 25, 32, 18, 0, 1e-3),
          "IQ3_S": (21, 26, 256, 110, 0, 1e-3), "IQ2_XS": (17, 20, 256, 74, 0, 2e-3),
+         "IQ3_XXS": (18, 23, 256, 98, 0, 1e-3), "IQ2_XXS": (16, 19, 256, 66, 0, 2e-3),
+         "IQ2_S": (22, 28, 256, 82, 0, 2e-3), "IQ1_S": (19, 24, 256, 50, 0, 2e-3),
+         "IQ1_M": (29, 31, 256, 56, None, 2e-3), "MXFP4": (39, 38, 32, 17, "e8m0", 2.0 ** -10),
          "Q6_K": (14, None, 256, 210, 208, 1e-5)}
 
 
@@ -35,8 +41,15 @@ def random_blocks(rng, qt, n):
     tid, _, bs, bb, off, d = TYPES[qt]
     nb = n // bs
     raw = rng.integers(0, 256, nb * bb, dtype=np.uint8).reshape(nb, bb)
-    h = np.frombuffer(np.float16(d).tobytes(), dtype=np.uint8)
-    raw[:, off:off + 2] = h
+    if off == "e8m0":  # 2^(e - 127) = d
+        raw[:, 0] = 127 + int(round(np.log2(d)))
+    elif off is None:  # IQ1_M: fp16 bits k*4..k*4+3 in the top nibble of scale word k
+        hb = int(np.frombuffer(np.float16(d).tobytes(), dtype="<u2")[0])
+        for k in range(4):
+            raw[:, 48 + 2 * k + 1] = (raw[:, 48 + 2 * k + 1] & 0x0f) | (((hb >> (4 * k)) & 15) << 4)
+    else:
+        h = np.frombuffer(np.float16(d).tobytes(), dtype=np.uint8)
+        raw[:, off:off + 2] = h
     return raw.tobytes()
 
 

@@ -17,7 +17,7 @@ prompts.txt (one prompt of ids per line): peer-<type>.txt.gz, the driver's outpu
 LOGITS per prompt position, GEN id top1 top2 per greedy step).
 
 Run: /usr/bin/python3 make_models.py --shared ../../../../shared \
-        --ggml .../bins/linux-x64/libggml-base.so [--llref /tmp/peer21/llref]
+        --ggml .../bins/linux-x64/libggml-base.so [--llref /tmp/peer21/llref] [--types A,B]
 """
 import argparse
 import ctypes
@@ -29,7 +29,10 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TYPES = {"IQ4_XS": (23, 30), "IQ3_S": (21, 26), "IQ2_XS": (17, 20)}  # ggml type, llama ftype
+# ggml type, llama ftype (ggml.h's enum ggml_type, llama.h's enum llama_ftype)
+TYPES = {"IQ4_XS": (23, 30), "IQ3_S": (21, 26), "IQ2_XS": (17, 20), "IQ2_XXS": (16, 19),
+         "IQ2_S": (22, 28), "IQ3_XXS": (18, 23), "IQ1_S": (19, 24), "IQ1_M": (29, 31),
+         "IQ4_NL": (20, 25)}
 
 
 def main():
@@ -37,6 +40,8 @@ def main():
     ap.add_argument("--shared", default=os.path.join(HERE, "../../../../shared"))
     ap.add_argument("--ggml", required=True)
     ap.add_argument("--llref")
+    ap.add_argument("--types", default=",".join(TYPES),
+                    help="comma-separated subset of the types to (re)make")
     a = ap.parse_args()
     sys.path.insert(0, os.path.join(a.shared, "tools"))
     import ggml_quants
@@ -49,7 +54,8 @@ def main():
     lib.ggml_quantize_chunk.restype = ctypes.c_size_t
     lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
     lib.ggml_row_size.restype = ctypes.c_size_t
-    for name, (tid, ftype) in TYPES.items():
+    for name in a.types.split(","):
+        tid, ftype = TYPES[name]
         ggml_quants.TYPE_IDS.setdefault(name, tid)
         args = argparse.Namespace(
             out="tiny-mixtral-d256-%s.gguf" % name.lower(), type="F32", dim=256, layers=2,
