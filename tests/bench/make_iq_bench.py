@@ -1,18 +1,18 @@
 #!/usr/bin/python3
-"""make_iq_bench.py - IQ benchmark models (every IQ type, and MXFP4) with the shape and the
-F32 tensors of bench-moe-f16.gguf, for tests/bench/vs_llama.sh (speed only).
+"""make_iq_bench.py - speed-only benchmark models (every IQ type, MXFP4, the K and legacy types)
+with the shape and the F32 tensors of bench-moe-f16.gguf, for tests/bench/vs_llama.sh.
 
 Quantizing the 1.8 B bench model with ggml's IQ2_XS search takes hours on this shared 2-core
-machine, and speed does not depend on the values: the IQ kernels have no data-dependent
+machine, and speed does not depend on the values: the kernels have no data-dependent
 branches. So each quantized tensor is random bytes (seed 16) with every block's fp16 scale set
 to a fixed moderate value: valid blocks of the type, finite activations in both engines. The
 norms and the router (ffn_gate_inp) are the source's F32 tensors, so the routing is the source
 model's; output.weight is Q6_K (llama.cpp's usual output type, random the same way), every other
-2-D/3-D weight (token_embd included) the IQ type. The logits are meaningless; never use these
-files for accuracy.
+2-D/3-D weight (token_embd included) the type (MXFP4_MOE: experts MXFP4, the rest Q8_0). The
+logits are meaningless; never use these files for accuracy.
 
 usage: make_iq_bench.py SRC.gguf OUT.gguf TYPE  (IQ4_XS IQ4_NL IQ3_S IQ3_XXS IQ2_XS IQ2_XXS IQ2_S
-       IQ1_S IQ1_M MXFP4)
+       IQ1_S IQ1_M MXFP4 MXFP4_MOE Q2_K Q3_K Q4_1 Q5_0 Q5_1 Q8_0)
 (numpy and ../shared/tools/gguf_writer.py; a few seconds)
 """
 import os
@@ -34,7 +34,14 @@ TYPES = {"IQ4_XS": (23, 30, 256, 136, 0, 1e-5), "IQ4_NL": (20, 25, 32, 18, 0, 1e
          "IQ3_XXS": (18, 23, 256, 98, 0, 1e-3), "IQ2_XXS": (16, 19, 256, 66, 0, 2e-3),
          "IQ2_S": (22, 28, 256, 82, 0, 2e-3), "IQ1_S": (19, 24, 256, 50, 0, 2e-3),
          "IQ1_M": (29, 31, 256, 56, None, 2e-3), "MXFP4": (39, 38, 32, 17, "e8m0", 2.0 ** -10),
-         "Q6_K": (14, None, 256, 210, 208, 1e-5)}
+         "Q6_K": (14, None, 256, 210, 208, 1e-5), "Q8_0": (8, 7, 32, 34, 0, 1e-3),
+         # the K and legacy types of the SIMD work, one type throughout (no llama-quantize mix);
+         # a tuple: both fp16 fields (the scale and dmin / m) set
+         "Q2_K": (10, 10, 256, 84, (80, 82), 1e-4), "Q3_K": (11, 11, 256, 110, 108, 1e-4),
+         "Q4_1": (3, 3, 32, 20, (0, 2), 1e-3), "Q5_0": (6, 8, 32, 22, 0, 1e-3),
+         "Q5_1": (7, 9, 32, 24, (0, 2), 1e-3)}
+# gpt-oss's mix (llama.cpp's MXFP4_MOE file type): the expert tensors MXFP4, other matrices Q8_0
+MIXES = {"MXFP4_MOE": ("MXFP4", "Q8_0", 38)}
 
 
 def random_blocks(rng, qt, n):
@@ -49,12 +56,14 @@ def random_blocks(rng, qt, n):
             raw[:, 48 + 2 * k + 1] = (raw[:, 48 + 2 * k + 1] & 0x0f) | (((hb >> (4 * k)) & 15) << 4)
     else:
         h = np.frombuffer(np.float16(d).tobytes(), dtype=np.uint8)
-        raw[:, off:off + 2] = h
+        for o in off if isinstance(off, tuple) else (off,):
+            raw[:, o:o + 2] = h
     return raw.tobytes()
 
 
 def main():
     src, out, qname = sys.argv[1:4]
+    exps_t, other_t, ftype = MIXES.get(qname, (qname, qname, TYPES[qname][1]))
     rng = np.random.default_rng(16)
     for name, t in TYPES.items():
         ggml_quants.TYPE_IDS.setdefault(name, t[0])
@@ -65,7 +74,7 @@ def main():
         if k == "GGUF.version":
             continue
         if k == "general.file_type":
-            g.add(k, TYPES[qname][1], "u32")
+            g.add(k, ftype, "u32")
         elif k == "general.name":
             g.add(k, "bench-moe-%s-random" % qname.lower())
         elif isinstance(v, list):
@@ -80,7 +89,7 @@ def main():
         if len([d for d in ne if d > 1]) < 2 or "norm" in name or "ffn_gate_inp" in name:
             g.add_raw_tensor(name, ne, t["type"], bytes(raw[t["offset"]:t["offset"] + t["nbytes"]]))
             continue
-        qt = "Q6_K" if name == "output.weight" else qname
+        qt = "Q6_K" if name == "output.weight" else exps_t if "_exps" in name else other_t
         n = 1
         for d in ne:
             n *= d
