@@ -1587,6 +1587,36 @@ static int iq2_point(const struct iq2_tables *t, int8_t *L, const float *xval, c
     return gi;
 }
 
+/* The magnitudes of 8 values (xval) and their sign bits with even parity, as the IQ2/IQ3 grids
+ * store 7 of them and imply the 8th: when an odd number are negative, the value of least
+ * weighted square keeps the wrong sign (its magnitude negated in xval instead). Returns the 7
+ * stored bits. */
+static uint8_t even_signs8(const float *xb, const float *weight, float *xval) {
+    int nflip = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; i++) {
+        xval[i] = xb[i] >= 0 ? xb[i] : -xb[i];
+        if (xb[i] < 0) {
+            nflip++;
+            s |= (uint8_t)(1u << i);
+        }
+    }
+    if (nflip % 2) {
+        int imin = 0;
+        float min = weight[0] * xb[0] * xb[0];
+        for (int i = 1; i < 8; i++) {
+            float ax = weight[i] * xb[i] * xb[i];
+            if (ax < min) {
+                min = ax;
+                imin = i;
+            }
+        }
+        xval[imin] = -xval[imin];
+        s ^= (uint8_t)(1u << imin);
+    }
+    return s & 127;
+}
+
 /* One 256-value block; qw: its 256 importance weights. */
 static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
                           mx_block_iq2_xxs *y) {
@@ -1607,34 +1637,8 @@ static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const fl
         group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
         for (int i = 0; i < 32; i++)
             waux[i] = sqrtf(weight[i]);
-        /* magnitudes, and signs with even parity: an odd group flips its least important value */
-        for (int k = 0; k < 4; k++) {
-            int nflip = 0;
-            uint8_t s = 0;
-            for (int i = 0; i < 8; i++) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    nflip++;
-                    s |= (uint8_t)(1u << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; i++) {
-                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) {
-                        min = ax;
-                        imin = i;
-                    }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                s ^= (uint8_t)(1u << imin);
-            }
-            signs[k] = s & 127;
-        }
+        for (int k = 0; k < 4; k++)
+            signs[k] = even_signs8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 32; i++)
             max = max > xval[i] ? max : xval[i];
@@ -1749,33 +1753,8 @@ static void iq2_xs_block(const struct iq2_tables *t, const float *xbl, const flo
         group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
         for (int i = 0; i < 16; i++)
             waux[i] = sqrtf(weight[i]);
-        for (int k = 0; k < 2; k++) {
-            int nflip = 0;
-            uint8_t s8 = 0;
-            for (int i = 0; i < 8; i++) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    nflip++;
-                    s8 |= (uint8_t)(1u << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; i++) {
-                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) {
-                        min = ax;
-                        imin = i;
-                    }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                s8 ^= (uint8_t)(1u << imin);
-            }
-            signs[k] = s8 & 127;
-        }
+        for (int k = 0; k < 2; k++)
+            signs[k] = even_signs8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 16; i++)
             max = max > xval[i] ? max : xval[i];
@@ -2072,33 +2051,8 @@ static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const fl
                 weight[i] = xb[i] * xb[i];
         for (int i = 0; i < 32; i++)
             waux[i] = sqrtf(weight[i]);
-        for (int k = 0; k < 4; k++) {
-            int nflip = 0;
-            uint8_t s8 = 0;
-            for (int i = 0; i < 8; i++) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    nflip++;
-                    s8 |= (uint8_t)(1u << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; i++) {
-                    float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) {
-                        min = ax;
-                        imin = i;
-                    }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                s8 ^= (uint8_t)(1u << imin);
-            }
-            signs[k] = s8 & 127;
-        }
+        for (int k = 0; k < 4; k++)
+            signs[k] = even_signs8(xb + 8 * k, weight + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 32; i++)
             max = max > xval[i] ? max : xval[i];
