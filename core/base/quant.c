@@ -2024,13 +2024,51 @@ static int iq3_point(const struct iq3_tables *t, int8_t *L, const float *xval, c
     return gi;
 }
 
+/* The IQ3 searches' scale for 32 magnitudes xval (weights weight, their roots waux): levels from
+ * each candidate 1/id = max / (2 kMaxQ - 1 + is / 5), is in [-n_try, n_try], snapped to the grid,
+ * the least-squares scale of the best candidate. L and on_grid (per 4 values) are left as the
+ * caller set them unless a candidate wins, then they are its. Returns that scale, or
+ * max / (2 kMaxQ - 1) when none won. */
+static float iq3_scale_search(const struct iq3_tables *t, int kMaxQ, int n_try, float max,
+                              const float *xval, const float *waux, const float *weight,
+                              int8_t L[32], bool on_grid[8]) {
+    int8_t Laux[32];
+    bool on_grid_aux[8];
+    float best = 0;
+    float scale = max / (2 * kMaxQ - 1);
+    for (int is = -n_try; is <= n_try; is++) {
+        float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
+        float this_scale = 1 / id;
+        for (int k = 0; k < 8; k++) {
+            for (int i = 0; i < 4; i++) {
+                int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
+                Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+            }
+            iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
+        }
+        float sumqx = 0, sumq2 = 0;
+        for (int i = 0; i < 32; i++) {
+            float q = 2 * Laux[i] + 1;
+            sumqx += weight[i] * xval[i] * q;
+            sumq2 += weight[i] * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            memcpy(L, Laux, 32);
+            memcpy(on_grid, on_grid_aux, 8 * sizeof *on_grid);
+        }
+    }
+    return scale;
+}
+
 /* One IQ3_XXS block; qw: its 256 weights or NULL (x^2). */
 static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const float *qw,
                           mx_block_iq3_xxs *y) {
     const int kMaxQ = 8;
     float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
-    int8_t L[32], Laux[32];
-    bool on_grid[8], on_grid_aux[8];
+    int8_t L[32];
+    bool on_grid[8];
     uint8_t signs[4];
     uint8_t q3[3 * (MX_QK_K / 8)]; /* 64 grid indices, then 8 u32 of scale and signs */
     uint32_t sas[MX_QK_K / 32];
@@ -2062,34 +2100,9 @@ static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const fl
             continue;
         }
         /* 31 candidate scales: levels from each, snapped to the grid, refit */
-        float best = 0;
-        float scale = max / (2 * kMaxQ - 1);
         for (int k = 0; k < 8; k++)
             on_grid[k] = true;
-        for (int is = -15; is <= 15; is++) {
-            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
-            float this_scale = 1 / id;
-            for (int k = 0; k < 8; k++) {
-                for (int i = 0; i < 4; i++) {
-                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
-                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
-                }
-                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
-                          &on_grid_aux[k]);
-            }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * Laux[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, sizeof L);
-                memcpy(on_grid, on_grid_aux, sizeof on_grid);
-            }
-        }
+        float scale = iq3_scale_search(t, kMaxQ, 15, max, xval, waux, weight, L, on_grid);
         int n_off = 0;
         for (int k = 0; k < 8; k++)
             n_off += !on_grid[k];
@@ -2154,8 +2167,8 @@ static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const floa
                         mx_block_iq3_s *y) {
     const int kMaxQ = 8;
     float scales[MX_QK_K / 32], weight[32], waux[32], xval[32];
-    int8_t L[32], Laux[32];
-    bool on_grid[8], on_grid_aux[8];
+    int8_t L[32];
+    bool on_grid[8];
     uint8_t signs[4];
     memset(y, 0, sizeof *y);
     y->d = mx_fp32_to_fp16(0.f);
@@ -2196,34 +2209,9 @@ static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const floa
             sg += 4;
             continue;
         }
-        float best = 0;
-        float scale = max / (2 * kMaxQ - 1);
         for (int k = 0; k < 8; k++)
             on_grid[k] = false;
-        for (int is = -9; is <= 9; is++) {
-            float id = (2 * kMaxQ - 1 + is * 0.2f) / max;
-            float this_scale = 1 / id;
-            for (int k = 0; k < 8; k++) {
-                for (int i = 0; i < 4; i++) {
-                    int l = nearest_int(0.5f * (id * xval[4 * k + i] - 1));
-                    Laux[4 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
-                }
-                iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale,
-                          &on_grid_aux[k]);
-            }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * Laux[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, sizeof L);
-                memcpy(on_grid, on_grid_aux, sizeof on_grid);
-            }
-        }
+        float scale = iq3_scale_search(t, kMaxQ, 9, max, xval, waux, weight, L, on_grid);
         int n_off = 0;
         for (int k = 0; k < 8; k++)
             n_off += !on_grid[k];
