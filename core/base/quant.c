@@ -414,7 +414,9 @@ static void q8_1_from_float(const float *src, void *dst, int64_t n) {
 
 /* Fits x (n values, weights w) as scale * L + min with L in 0..nmax and min <= 0, trying nstep+1
  * candidate scales around nmax/(max - min) and keeping the least weighted error (squared, or
- * absolute with use_mad). Writes L, *the_min = -min, returns the scale. Laux: n bytes scratch. */
+ * absolute with use_mad). Writes L, *the_min = -min, returns the scale. Laux: n bytes scratch.
+ * ggml's make_qkx2_quants; with importance weights, use_mad false and nstep >= 1 also its
+ * make_qkx3_quants (the weighted quantizers' fit: the same operations in the same order). */
 static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L,
                               float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                               bool use_mad) {
@@ -1141,76 +1143,6 @@ static void mxfp4_from_float(const float *src, void *dst, int64_t n) {
  * times a magnitude term so that small weights in busy columns still count.
  */
 
-/* Affine fit x ~ scale * L + min (L in 0..nmax, min <= 0) with the weights w, trying nstep + 1
- * candidate scales from (rmin + nmax) / (max - min) in steps of rdelta and keeping the least
- * weighted squared error (ggml's make_qkx3_quants with weights). Writes L, *the_min = -min;
- * returns the scale. Laux: n bytes of scratch. */
-static float make_qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                              float *the_min, uint8_t *Laux, float rmin, float rdelta,
-                              int nstep) {
-    float min = x[0], max = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min)
-            min = x[i];
-        if (x[i] > max)
-            max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0)
-        min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        best += w[i] * (diff * diff);
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest_int(iscale * (x[i] - min));
-            l = imax(0, imin(nmax, l));
-            Laux[i] = (uint8_t)l;
-            sum_l += w[i] * l;
-            sum_l2 += w[i] * l * l;
-            sum_xl += w[i] * l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                err += w[i] * (diff * diff);
-            }
-            if (err < best) {
-                memcpy(L, Laux, (size_t)n);
-                best = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
-
 /* Fits the n non-negative values x (a block's group scales or mins) as scale * L, L in 0..nmax,
  * weighted by qw: 9 candidate scales, then up to 5 passes of coordinate descent on each L
  * (ggml's make_qp_quants). Returns the scale; 0 and L = 0 when every x is (near) zero. */
@@ -1336,8 +1268,8 @@ static void q4_1_q5_1_weighted(int type, const float *x, void *dst, int64_t n, c
         float w[32], min;
         uint8_t L[32], Laux[32];
         group_weights(xb, qw + 32 * ib, 32, sigma2, w);
-        float d = make_qkx3_quants(32, type == MX_TYPE_Q4_1 ? 15 : 31, xb, w, L, &min, Laux,
-                                   -0.9f, 0.05f, 36);
+        float d = make_qkx2_quants(32, type == MX_TYPE_Q4_1 ? 15 : 31, xb, w, L, &min, Laux,
+                                   -0.9f, 0.05f, 36, false);
         if (type == MX_TYPE_Q4_1) {
             mx_block_q4_1 b;
             b.d = mx_fp32_to_fp16(d);
@@ -1375,8 +1307,8 @@ static void q2_k_weighted(const float *x, void *dst, int64_t n, const float *qw)
             sw[j] = 0;
             for (int l = 0; l < 16; l++)
                 sw[j] += w[l];
-            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux,
-                                         -0.9f, 0.05f, 36);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36, false);
         }
         float dm = make_qp_quants(MX_QK_K / 16, 15, scales, Ls, sw);
         float mm = make_qp_quants(MX_QK_K / 16, 15, mins, Lm, sw);
@@ -1431,8 +1363,8 @@ static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const
             for (int l = 0; l < 32; l++)
                 sumw += w[l];
             sw[j] = sumw;
-            scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                         -0.9f, 0.05f, 36);
+            scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                         -0.9f, 0.05f, 36, false);
         }
         float d_block = make_qp_quants(MX_QK_K / 32, 63, scales, Ls, sw);
         float m_block = make_qp_quants(MX_QK_K / 32, 63, mins, Lm, sw);
