@@ -147,6 +147,12 @@ int mx_llm_cache_plan(struct mx_llm *L, const int32_t *ids, size_t n_keep, size_
         mx_llm_clear(L);
         return rc;
     }
+    if ((size_t)mx_llama_ctx_n_past(L->ctx) != n_keep + n_move) {
+        /* the sliding-window layers no longer held the window the kept tokens need, so the
+         * context cleared itself (llama_ctx.c): everything is prefilled again */
+        mx_llm_clear(L);
+        return 0;
+    }
     /* the mirror now equals the new prompt's first n_keep + n_move ids (that is the plan) */
     if (n_keep + n_move > 0) /* cached may still be NULL for an empty cache */
         memcpy(L->cached, ids, (n_keep + n_move) * sizeof *ids);
@@ -207,10 +213,13 @@ int mx_llm_open(struct mx_llm **out, const char *model_path, const struct mx_gen
                                      s->gpu_layers, n_cpu_moe, &plan, err)) < 0)
         goto fail;
     {
-        char w[32], kv[32], b[32], t[32], a[32];
-        mx_log(MX_LOG_INFO, "memory: model %s + KV %s (%lld tokens) + buffers %s = %s; %s free in %s",
-               mx_mem_fmt(plan.weights, w, sizeof w), mx_mem_fmt(plan.kv, kv, sizeof kv),
-               (long long)plan.n_ctx, mx_mem_fmt(plan.buffers, b, sizeof b),
+        char w[32], kv[32], b[32], t[32], a[32], sv[32], swa[80] = "";
+        if (plan.kv_full > plan.kv + plan.host_kv)
+            snprintf(swa, sizeof swa, "; sliding-window layers keep only the window: %s saved",
+                     mx_mem_fmt(plan.kv_full - plan.kv - plan.host_kv, sv, sizeof sv));
+        mx_log(MX_LOG_INFO, "memory: model %s + KV %s (%lld tokens%s) + buffers %s = %s; %s free "
+               "in %s", mx_mem_fmt(plan.weights, w, sizeof w), mx_mem_fmt(plan.kv, kv, sizeof kv),
+               (long long)plan.n_ctx, swa, mx_mem_fmt(plan.buffers, b, sizeof b),
                mx_mem_fmt(plan.total, t, sizeof t),
                plan.avail ? mx_mem_fmt(plan.avail, a, sizeof a) : "unknown", plan.where);
         if (plan.split)

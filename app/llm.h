@@ -184,8 +184,9 @@ void mx_llm_clear(struct mx_llm *L);
 
 /* Edits the cache to hold `ids`' first n_keep + n_move tokens: cells [0, n_keep) stay, cached
  * cells [src, src + n_move) move down to n_keep (keys re-rotated), the rest goes. A plan that
- * does not fit what is cached empties the cache (all is prefilled again). Returns 0, or a backend
- * error (cache emptied). */
+ * does not fit what is cached, or one that needs keys the sliding-window layers' trimmed cache
+ * has dropped (core/llm/llama_ctx.c), empties the cache (all is prefilled again). Returns 0, or
+ * a backend error (cache emptied). */
 int mx_llm_cache_plan(struct mx_llm *L, const int32_t *ids, size_t n_keep, size_t src,
                       size_t n_move, struct mx_err *err);
 

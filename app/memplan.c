@@ -29,21 +29,23 @@ const char *mx_mem_fmt(uint64_t bytes, char *buf, size_t size) {
     return buf;
 }
 
-/* Fills plan's kv, buffers and total for n_ctx cells. */
+/* Fills plan's kv, kv_full, buffers and total for n_ctx cells. */
 static int plan_ctx(const struct mx_llama_hparams *hp, int kv_type, int ubatch, int64_t n_ctx,
                     struct mx_mem_plan *plan, struct mx_err *err) {
-    int rc = mx_llama_ctx_need(hp, (enum mx_type)kv_type, n_ctx, ubatch, &plan->kv,
-                               &plan->buffers, err);
+    struct mx_llama_ctx_bytes need;
+    /* a split: the device holds its blocks' K/V (sliding-window blocks are smaller), the host
+     * the others' */
+    int rc = mx_llama_ctx_need(hp, (enum mx_type)kv_type, n_ctx, ubatch,
+                               plan->split ? plan->n_layer - plan->dev_layers : -1, &need, err);
     if (rc < 0)
         return rc;
     plan->n_ctx = n_ctx;
+    plan->kv = need.kv;
+    plan->kv_full = need.kv_full;
+    plan->buffers = need.buffers;
     if (plan->split) {
-        /* every block's K/V is the same size: the device holds its blocks' share; each side
-         * has a full scratch arena */
-        uint64_t all = plan->kv;
-        plan->kv = plan->n_layer > 0 ? all / (uint64_t)plan->n_layer * (uint64_t)plan->dev_layers
-                                     : all;
-        plan->host_kv = all - plan->kv;
+        /* each side has a full scratch arena */
+        plan->host_kv = need.kv_host;
         plan->host_buffers = plan->buffers;
         plan->host_total = plan->host_weights + plan->host_kv + plan->host_buffers;
     }

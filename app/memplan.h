@@ -31,6 +31,9 @@ uint64_t mx_app_mem_available(void);
 struct mx_mem_plan {
     uint64_t weights;     /* tensor bytes of the file (see the top of this file for MoE) */
     uint64_t kv;          /* the KV cache for n_ctx cells of the chosen type */
+    uint64_t kv_full;     /* kv (+ host_kv) if sliding-window layers kept every cell (= kv +
+                             host_kv without such layers): their trimming saves kv_full - kv -
+                             host_kv */
     uint64_t buffers;     /* scratch arena and host arrays of the context */
     uint64_t total;       /* the sum */
     uint64_t avail;       /* what the machine can give (0: unknown, nothing checked) */

@@ -14,7 +14,10 @@
  *
  * Checks: every prompt row's logits within TOL of the peer; the 16 greedy ids equal; each greedy
  * step's top logit within TOL; teacher-forced with the peer's ids in one batch, the prompt rows
- * and the chosen ids' logits within TOL_TF.
+ * and the chosen ids' logits within TOL_TF. The sliding-window layers' trimmed KV cache (window +
+ * ubatch cells, llama.cpp's SWA cache) gives the full cache's logits to the bit, unsplit and on a
+ * model split between two CPU backends (one playing the device), through snapshots, removals
+ * and a context shift; the memory plan equals what is allocated.
  * The activations before the MXFP4 expert matmuls are rounded to Q8_0 in both engines (the
  * integer dots are exact), so the engines differ only by float summation order (~1e-6), which
  * can flip one Q8_0 rounding (~1e-3 on a logit): TOL = 2e-3, see refs/llm/README.md.
@@ -33,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include "app/llm.h"
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "core/format/gguf.h"
@@ -438,6 +442,293 @@ static void test_harmony_eog(void **state) {
     mx_gguf_close(g);
 }
 
+/* ---- the sliding-window layers' trimmed KV cache ------------------------------------------- */
+
+/* A memory stream for KV snapshots. */
+struct membuf {
+    char *p;
+    size_t n, off;
+};
+
+static int mem_write(void *ud, const void *data, size_t n, struct mx_err *err) {
+    struct membuf *m = ud;
+    char *p = realloc(m->p, m->n + n);
+    if (!p)
+        return mx_err_set(err, MX_ENOMEM, "snapshot: out of memory");
+    m->p = p;
+    memcpy(m->p + m->n, data, n);
+    m->n += n;
+    return 0;
+}
+
+static int mem_read(void *ud, void *data, size_t n, struct mx_err *err) {
+    struct membuf *m = ud;
+    if (m->off + n > m->n)
+        return mx_err_set(err, MX_EFORMAT, "short snapshot");
+    memcpy(data, m->p + m->off, n);
+    m->off += n;
+    return 0;
+}
+
+/* Decodes ids[0..n) one token per call into r (rows from row0). */
+static void decode_each(struct mx_llama_ctx *c, const int32_t *ids, int n, struct rows *r,
+                        int64_t row0) {
+    struct mx_err err = {0};
+    for (int i = 0; i < n; i++) {
+        if (mx_llama_decode(c, ids + i, 1, false, NULL, NULL, &err) < 0)
+            fail_msg("decode: %s", err.msg);
+        memcpy(r->v + (row0 + i) * N_VOCAB, mx_llama_logits(c), N_VOCAB * sizeof(float));
+    }
+}
+
+/* Whether rows [0, n_rows) of a and b are equal to the bit; else prints the first difference. */
+static bool rows_same(const float *a, const float *b, int64_t n_rows, const char *what) {
+    for (int64_t i = 0; i < n_rows * N_VOCAB; i++)
+        if (memcmp(&a[i], &b[i], sizeof *a) != 0) {
+            print_message("  %s: row %lld logit %lld: %.9g != %.9g\n", what,
+                          (long long)(i / N_VOCAB), (long long)(i % N_VOCAB), a[i], b[i]);
+            return false;
+        }
+    return true;
+}
+
+enum { SW_U = 8, SW_N0 = 40, SW_N1 = 24, SW_N = SW_N0 + SW_N1, SW_ROWS = SW_N + 1 };
+
+/* The ids the sliding-window tests feed (deterministic). */
+static void sw_ids(int32_t ids[SW_N]) {
+    uint64_t seed = 7;
+    for (int i = 0; i < SW_N; i++)
+        ids[i] = (int32_t)(mx_test_rand(&seed) % 256);
+}
+
+/* Opens a context of CTX F32 cells, ubatch SW_U, on m (full: swa_full). */
+static struct mx_llama_ctx *sw_ctx(struct mx_llama_model *m, bool full) {
+    struct mx_err err = {0};
+    struct mx_llama_ctx_params p;
+    mx_llama_ctx_params_default(&p);
+    p.n_ctx = CTX;
+    p.kv_type = MX_TYPE_F32;
+    p.n_ubatch = SW_U;
+    p.swa_full = full;
+    struct mx_llama_ctx *c = NULL;
+    if (mx_llama_ctx_new(m, &p, &c, &err) < 0)
+        fail_msg("context: %s", err.msg);
+    return c;
+}
+
+/* The script both caches run, into r (SW_ROWS rows): a prompt of SW_N0 in chunks of SW_U (every
+ * row; snapshot into *snap after it when snap is not NULL), SW_N1 single tokens, then a context
+ * shift (drop 10 tokens after the first 3, re-rotating the rest of both tables) and one more
+ * token. With load (not NULL) the prompt is restored from that snapshot instead, and its rows
+ * are left at 0. */
+static void sw_script(struct mx_llama_ctx *c, struct rows *r, struct membuf *snap,
+                      const struct membuf *load) {
+    struct mx_err err = {0};
+    int32_t ids[SW_N];
+    sw_ids(ids);
+    if (load) {
+        struct membuf in = *load;
+        in.off = 0;
+        if (mx_llama_kv_state_load(c, in.n, mem_read, &in, &err) < 0)
+            fail_msg("snapshot load: %s", err.msg);
+        assert_int_equal(mx_llama_ctx_n_past(c), SW_N0);
+    } else {
+        if (mx_llama_decode(c, ids, SW_N0, true, collect, r, &err) < 0)
+            fail_msg("prompt: %s", err.msg);
+        if (snap) {
+            assert_int_equal(mx_llama_kv_state_save(c, mem_write, snap, &err), 0);
+            assert_int_equal(snap->n, mx_llama_kv_state_size(c));
+        }
+    }
+    decode_each(c, ids + SW_N0, SW_N1, r, SW_N0);
+    if (mx_llama_kv_discard(c, 3, 10, &err) < 0)
+        fail_msg("discard: %s", err.msg);
+    assert_int_equal(mx_llama_ctx_n_past(c), SW_N - 10);
+    decode_each(c, ids + 5, 1, r, SW_N);
+}
+
+/* The sliding-window layers keep window + ubatch cells (llama.cpp's SWA cache): logits at every
+ * position, far past the window and after a context shift, equal the full cache's to the bit;
+ * the cache is smaller and the memory plan says so; a snapshot restores; removing a recent tail
+ * keeps the cache, removing past the window clears it; the full cache refuses the trimmed one's
+ * snapshot. */
+static void test_swa_trimmed_cache(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    struct mx_backend *be = mx_backend_cpu_new(2, &err);
+    assert_non_null(be);
+    struct mx_llama_model *m = NULL;
+    if (mx_llama_model_load(model_path, be, &m, &err) < 0)
+        fail_msg("load: %s", err.msg);
+    struct mx_llama_ctx *ct = sw_ctx(m, false), *cf = sw_ctx(m, true);
+    /* layer 0 of 2 slides: its K and V keep WIN + U cells instead of CTX (less the arena's
+     * alignment of each tensor) */
+    size_t bt = mx_llama_ctx_kv_bytes(ct), bf = mx_llama_ctx_kv_bytes(cf);
+    size_t row = (size_t)NKV * HD * sizeof(float) * 2;
+    print_message("  KV cache: %zu bytes trimmed, %zu full\n", bt, bf);
+    assert_true(bf - bt + 256 >= row * (CTX - WIN - SW_U));
+    /* the memory plan counts what is allocated, and what the full cache would take */
+    struct mx_llama_ctx_bytes need;
+    assert_int_equal(mx_llama_ctx_need(mx_llama_model_hparams(m), MX_TYPE_F32, CTX, SW_U, -1,
+                                       &need, &err), 0);
+    assert_int_equal(need.kv, bt);
+    assert_int_equal(need.kv_host, 0);
+    assert_int_equal(need.kv_full, bf);
+
+    struct rows rt = {calloc((size_t)SW_ROWS * N_VOCAB, sizeof(float)), 0};
+    struct rows rf = {calloc((size_t)SW_ROWS * N_VOCAB, sizeof(float)), 0};
+    struct rows tmp = {calloc((size_t)SW_ROWS * N_VOCAB, sizeof(float)), 0};
+    struct membuf snap = {0};
+    sw_script(ct, &rt, &snap, NULL);
+    sw_script(cf, &rf, NULL, NULL);
+    print_message("  %d positions (window %d, ubatch %d) and a shift: trimmed vs full\n",
+                  SW_N, WIN, SW_U);
+    assert_true(rows_same(rf.v, rt.v, SW_ROWS, "trimmed vs full"));
+
+    /* the snapshot taken after the prompt: restored, the same script gives the same rows */
+    sw_script(ct, &tmp, NULL, &snap);
+    assert_true(rows_same(rt.v + (size_t)SW_N0 * N_VOCAB, tmp.v + (size_t)SW_N0 * N_VOCAB,
+                          SW_ROWS - SW_N0, "after the snapshot"));
+
+    /* a recent tail (inside what the window table holds) goes; decoding it again matches */
+    int32_t ids[SW_N];
+    sw_ids(ids);
+    mx_llama_kv_clear(ct);
+    assert_int_equal(mx_llama_decode(ct, ids, SW_N0, false, NULL, NULL, &err), 0);
+    decode_each(ct, ids + SW_N0, SW_N1, &tmp, SW_N0);
+    assert_int_equal(mx_llama_kv_remove(ct, SW_N - 3, -1, &err), 0);
+    assert_int_equal(mx_llama_ctx_n_past(ct), SW_N - 3);
+    decode_each(ct, ids + SW_N - 3, 3, &tmp, 0);
+    assert_true(rows_same(rt.v + (size_t)(SW_N - 3) * N_VOCAB, tmp.v, 3, "tail removed"));
+    /* back past the window: the window table cannot serve position 20, the cache is cleared */
+    assert_int_equal(mx_llama_kv_remove(ct, 20, -1, &err), 0);
+    assert_int_equal(mx_llama_ctx_n_past(ct), 0);
+    assert_int_equal(mx_llama_decode(ct, ids, SW_N0, true, collect, &tmp, &err), 0);
+    assert_true(rows_same(rt.v, tmp.v, SW_N0, "prefilled again"));
+
+    /* a snapshot of the trimmed cache does not load into the full one */
+    snap.off = 0;
+    assert_true(mx_llama_kv_state_load(cf, snap.n, mem_read, &snap, &err) < 0);
+    print_message("  full cache refuses it: %s\n", err.msg);
+    free(snap.p);
+    free(rt.v);
+    free(rf.v);
+    free(tmp.v);
+    mx_llama_ctx_free(ct);
+    mx_llama_ctx_free(cf);
+    mx_llama_model_free(m);
+    mx_backend_free(be);
+}
+
+/* The trimmed cache on a model split between a "device" and the host (a second CPU backend
+ * plays the device, as in test_split): each lane keeps its own blocks' rows and its own copy of
+ * the window positions. The same script as above gives the unsplit full cache's logits to the
+ * bit with the sliding-window block on the host (--gpu-layers 2: the full block and the output on
+ * the device), on the device (everything there, the host lane without blocks) and with the
+ * experts on the host; the plan of each split equals its allocation; a snapshot of one split
+ * loads into another and goes on the same. */
+static void test_swa_split(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    /* the same thread count everywhere: the kernels split rows the same way */
+    struct mx_backend *be = mx_backend_cpu_new(2, &err), *host = mx_backend_cpu_new(2, &err);
+    assert_non_null(be);
+    assert_non_null(host);
+    struct mx_llama_model *m = NULL;
+    if (mx_llama_model_load(model_path, be, &m, &err) < 0)
+        fail_msg("load: %s", err.msg);
+    struct mx_llama_ctx *cf = sw_ctx(m, true);
+    struct rows rf = {calloc((size_t)SW_ROWS * N_VOCAB, sizeof(float)), 0};
+    sw_script(cf, &rf, NULL, NULL);
+    mx_llama_ctx_free(cf);
+    mx_llama_model_free(m);
+
+    static const struct {
+        int gpu_layers, n_cpu_moe;
+        const char *what;
+    } splits[] = {
+        {2, 0, "--gpu-layers 2 (the sliding-window block on the host)"},
+        {-1, 0, "--gpu-layers all (the sliding-window block on the device)"},
+        {-1, -1, "--cpu-moe"},
+    };
+    struct membuf snap = {0};
+    for (size_t k = 0; k < MX_ARRAY_LEN(splits); k++) {
+        struct mx_llama_load_opts o = {.host = host, .gpu_layers = splits[k].gpu_layers,
+                                       .n_cpu_moe = splits[k].n_cpu_moe};
+        if (mx_llama_model_load_opts(model_path, be, &o, &m, &err) < 0)
+            fail_msg("%s: %s", splits[k].what, err.msg);
+        struct mx_llama_ctx *ct = sw_ctx(m, false);
+        /* the plan of this placement (i_dev as placement.h resolves -ngl) is the allocation */
+        struct mx_llama_ctx_bytes need;
+        int i_dev = splits[k].gpu_layers < 0 ? 0 : MX_MAX(NL + 1 - splits[k].gpu_layers, 0);
+        assert_int_equal(mx_llama_ctx_need(mx_llama_model_hparams(m), MX_TYPE_F32, CTX, SW_U,
+                                           i_dev, &need, &err), 0);
+        print_message("  %s: KV %llu + host %llu bytes (full %llu)\n", splits[k].what,
+                      (unsigned long long)need.kv, (unsigned long long)need.kv_host,
+                      (unsigned long long)need.kv_full);
+        assert_int_equal(need.kv + need.kv_host, mx_llama_ctx_kv_bytes(ct));
+        assert_true(need.kv_full > need.kv + need.kv_host);
+        struct rows rt = {calloc((size_t)SW_ROWS * N_VOCAB, sizeof(float)), 0};
+        if (k == 0) {
+            sw_script(ct, &rt, &snap, NULL);
+        } else if (k == 1) {
+            /* the first split's snapshot goes on the same here (the prompt rows are not in it) */
+            sw_script(ct, &rt, NULL, &snap);
+            memcpy(rt.v, rf.v, (size_t)SW_N0 * N_VOCAB * sizeof(float));
+        } else {
+            sw_script(ct, &rt, NULL, NULL);
+        }
+        if (!rows_same(rf.v, rt.v, SW_ROWS, splits[k].what))
+            fail_msg("%s: the trimmed split differs from the unsplit full cache",
+                     splits[k].what);
+        free(rt.v);
+        mx_llama_ctx_free(ct);
+        mx_llama_model_free(m);
+    }
+    free(snap.p);
+    free(rf.v);
+    mx_backend_free(be);
+    mx_backend_free(host);
+}
+
+/* The engine's cache plan (app/llm.c) on the trimmed cache: keeping a prefix that still has
+ * its window keeps the cache; keeping one whose window the sliding-window table dropped leaves
+ * the context cleared, and the plan says so (nothing cached: all is prefilled again) instead of
+ * claiming the kept tokens. */
+static void test_swa_llm_cache_plan(void **state) {
+    (void)state;
+    struct mx_err err = {0};
+    struct mx_gen_settings s;
+    mx_gen_settings_default(&s);
+    s.device = "cpu";
+    s.threads = 2;
+    s.n_ctx = CTX;
+    s.kv_type = MX_TYPE_F32;
+    s.ubatch = SW_U;
+    s.no_mem_check = true;
+    struct mx_llm *L = NULL;
+    if (mx_llm_open(&L, model_path, &s, &err) < 0)
+        fail_msg("open: %s", err.msg);
+    int32_t ids[SW_N];
+    sw_ids(ids);
+    size_t n = 0;
+    assert_int_equal(mx_llm_feed(L, ids, SW_N0, &err), 0);
+    /* the last 3 go (their window is still held): 37 stay cached */
+    assert_int_equal(mx_llm_cache_plan(L, ids, 0, 0, SW_N0 - 3, &err), 0);
+    mx_llm_cached(L, &n);
+    assert_int_equal(n, SW_N0 - 3);
+    assert_int_equal(mx_llama_ctx_n_past(mx_llm_ctx(L)), SW_N0 - 3);
+    /* back to 20 tokens: the window before position 20 was dropped, nothing stays */
+    assert_int_equal(mx_llm_cache_plan(L, ids, 0, 0, 20, &err), 0);
+    mx_llm_cached(L, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(mx_llama_ctx_n_past(mx_llm_ctx(L)), 0);
+    assert_int_equal(mx_llm_feed(L, ids, SW_N0, &err), 0);
+    mx_llm_cached(L, &n);
+    assert_int_equal(n, SW_N0);
+    mx_llm_close(L);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(model_buf, sizeof model_buf, "/tmp/mx-test-gptoss-%d.gguf", (int)getpid());
@@ -459,6 +750,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_harmony_eog),
         cmocka_unit_test(test_logits_vs_golden),
         cmocka_unit_test(test_logits_vs_peer_now),
+        cmocka_unit_test(test_swa_trimmed_cache),
+        cmocka_unit_test(test_swa_split),
+        cmocka_unit_test(test_swa_llm_cache_plan),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -149,6 +149,8 @@ struct mx_llama_ctx_params {
     int64_t n_ctx;       /* cells in the KV cache; 0 = default (see mx_llama_ctx_new) */
     enum mx_type kv_type;/* KV cache type: MX_TYPE_F32, MX_TYPE_F16 (default) or MX_TYPE_Q8_0 */
     int32_t n_ubatch;    /* tokens per forward chunk (0: 512) */
+    bool swa_full;       /* sliding-window layers keep every cell (default: window + n_ubatch,
+                            as llama.cpp's SWA cache; see llama_ctx.c) */
 };
 
 void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p);
@@ -165,12 +167,23 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
 
 void mx_llama_ctx_free(struct mx_llama_ctx *c); /* NULL ok */
 
+/* What a context takes (mx_llama_ctx_need), in bytes. */
+struct mx_llama_ctx_bytes {
+    uint64_t kv;       /* the KV cache; of a split, the device lane's (its blocks' K/V and its
+                          copy of the positions) */
+    uint64_t kv_host;  /* of a split, the host lane's KV cache (0 unsplit) */
+    uint64_t kv_full;  /* kv + kv_host if the sliding-window layers kept every cell (swa_full):
+                          their trimming saves kv_full - kv - kv_host */
+    uint64_t buffers;  /* one lane's scratch arena and the host arrays */
+};
+
 /* What mx_llama_ctx_new would allocate for n_ctx cells of kv_type and ubatch n_ubatch (0: 512),
- * without allocating it: *kv_bytes the KV cache, *buf_bytes the scratch arena and the host
- * arrays. For planning memory before a model is loaded (app/memplan.h). Returns 0, MX_EINVAL
- * (bad sizes) or MX_ENOMEM (sizes overflow). */
+ * without allocating it, into *out. i_dev: of a model split between a device and the host
+ * (placement.h), the first block on the device; -1 unsplit. For planning memory before a model
+ * is loaded (app/memplan.h): the same walks as the allocation, so the plan equals it. Returns 0,
+ * MX_EINVAL (bad sizes) or MX_ENOMEM (sizes overflow). */
 int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, int64_t n_ctx,
-                      int32_t n_ubatch, uint64_t *kv_bytes, uint64_t *buf_bytes,
+                      int32_t n_ubatch, int32_t i_dev, struct mx_llama_ctx_bytes *out,
                       struct mx_err *err);
 
 int64_t mx_llama_ctx_n_ctx(const struct mx_llama_ctx *c);
@@ -199,8 +212,9 @@ const float *mx_llama_logits(const struct mx_llama_ctx *c);
 void mx_llama_kv_clear(struct mx_llama_ctx *c);
 
 /* Removes the cached tokens at positions [p0, p1) (p1 < 0: to the end) and compacts the cache.
- * Positions of the others are unchanged (call mx_llama_kv_shift to close the gap). Returns 0 or
- * a backend error. */
+ * Positions of the others are unchanged (call mx_llama_kv_shift to close the gap). When what is
+ * left would need keys the sliding-window layers' trimmed cache has dropped, the whole cache is
+ * cleared instead (n_past 0: the caller prefills again). Returns 0 or a backend error. */
 int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx_err *err);
 
 /* Adds delta to the positions of cached tokens in [p0, p1) (p1 < 0: to the end), re-rotating
@@ -223,9 +237,9 @@ typedef int (*mx_llama_read_fn)(void *ud, void *data, size_t n, struct mx_err *e
 /* Bytes mx_llama_kv_state_save will write for the cache as it is now (cells [0, n_used)). */
 size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c);
 
-/* Serializes the cache: a small header (n_layer, kv_type, row bytes of K and V, n_used,
- * next_pos), kpos[0..n_used), then per layer K rows [0, n_used) and V rows [0, n_used) as
- * stored (kv_type), through fn. Returns 0, a backend error or fn's error. */
+/* Serializes the cache: a small header (n_layer, kv_type, row bytes of K and V, n_used, the
+ * window table's n_used_swa, next_pos), kpos[0..n_used), kpos_swa[0..n_used_swa), then per layer
+ * K rows and V rows of its table as stored (kv_type), through fn. Returns 0, a backend error or fn's error. */
 int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, void *ud,
                            struct mx_err *err);
 

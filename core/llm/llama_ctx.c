@@ -19,6 +19,18 @@
  * range compacts them, a shift re-rotates keys and changes kpos. The attention op masks by
  * position, so the cells need not be sorted.
  *
+ * Sliding-window layers (gpt-oss's every other layer, Mistral's all) keep only the window, as
+ * llama.cpp's SWA cache does: their K/V rows live in a second, smaller table of n_swa = window +
+ * n_ubatch cells with its own positions (kpos_swa), filled in the same insertion order; before a
+ * chunk that would not fit, the cells a query at next_pos can no longer see (kpos <= next_pos -
+ * window) are dropped by the same compaction that removes a range. So they are dropped n_ubatch
+ * at a time, and a decode step moves no rows. Removing a range and shifting apply to both
+ * tables; when what is left would need keys the window table has dropped, the whole cache is
+ * cleared (n_past 0) and the caller prefills again (llama.cpp's server does the same). swa_full
+ * keeps the full table. On a split model each lane holds the rows of its own blocks and, like
+ * kpos, its own copy of kpos_swa when it runs a sliding-window block; compaction and shifts move
+ * each layer's rows on that layer's backend and rewrite every lane's copies.
+ *
  * Memory: the cache and every activation come from two arenas sized at creation (measured with
  * the same calls that allocate), nothing is allocated per token.
  */
@@ -50,6 +62,12 @@ struct mx_llama_ctx {
     struct mx_tensor kpos_t;    /* I32 [n_ctx]: position per cell (the current lane's copy) */
     int32_t *kpos;              /* n_ctx: host copy; -1 = empty */
     int64_t n_used;             /* cells [0, n_used) hold tokens */
+    /* the sliding-window layers' own cells (see the top): n_swa 0 = they use the main cells */
+    int64_t n_swa;              /* cells of their caches: window + n_ubatch, or 0 */
+    struct mx_tensor kpos_swa_t;/* I32 [n_swa]: position per window cell (the current lane's
+                                   copy; no data on a lane without sliding-window blocks) */
+    int32_t *kpos_swa;          /* n_swa: host copy; -1 = empty */
+    int64_t n_used_swa;         /* window cells [0, n_used_swa) hold tokens */
     int64_t next_pos;           /* position of the next token fed */
 
     /* activations, all [.., n_ubatch], in the current lane's arena (lane_use swaps them) */
@@ -90,6 +108,8 @@ struct mx_llama_ctx {
         struct mx_arena arena;         /* its activations */
         struct mx_arena kv_arena;      /* K/V of its blocks, and its kpos */
         struct mx_tensor kpos_t;       /* its copy of the cell positions */
+        struct mx_tensor kpos_swa_t;   /* its copy of the window cells' positions (data NULL
+                                          when it runs no sliding-window block) */
         struct mx_tensor saved[48];    /* its scratch tensors, in sreg order */
         const struct mx_tensor *rope_freqs; /* its copy of the rope factors (or NULL) */
     } lane[2];
@@ -103,6 +123,29 @@ void mx_llama_ctx_params_default(struct mx_llama_ctx_params *p) {
     memset(p, 0, sizeof *p);
     p->kv_type = MX_TYPE_F16;
     p->n_ubatch = 512;
+}
+
+/* Whether layer il attends through a sliding window (attn_block's rule). */
+static bool swa_layer(const struct mx_llama_hparams *hp, int il) {
+    return hp->sliding_window > 0 &&
+           (hp->swa_pattern <= 0 || il % hp->swa_pattern < hp->swa_pattern - 1);
+}
+
+/* Cells of the sliding-window layers' table: window + ubatch (a chunk of U tokens at next_pos
+ * needs the window before it plus itself), or 0 when the model has no such layer, full is set
+ * or that many cells would not be fewer than n_ctx. */
+static int64_t swa_cells(const struct mx_llama_hparams *hp, int64_t n_ctx, int32_t n_ubatch,
+                         bool full) {
+    bool any = false;
+    for (int il = 0; il < hp->n_layer; il++)
+        any |= swa_layer(hp, il);
+    int64_t n = (int64_t)hp->sliding_window + n_ubatch;
+    return !any || full || n >= n_ctx ? 0 : n;
+}
+
+/* Whether layer il's K/V rows live in the window table. */
+static bool in_swa(const struct mx_llama_ctx *c, int il) {
+    return c->n_swa > 0 && swa_layer(&c->m->hp, il);
 }
 
 /* Elements of the FFN hidden scratch (gate, up): the widest of the dense FFN, the k selected
@@ -134,13 +177,15 @@ static int lane_of(const struct mx_llama_ctx *c, const struct mx_backend *be) {
     return c->n_lanes > 1 && be == c->lane[1].be ? 1 : 0;
 }
 
-/* Makes lane l current: the scratch fields, kpos_t, the rope factors and be become its. */
+/* Makes lane l current: the scratch fields, kpos_t, kpos_swa_t, the rope factors and be become
+ * its. */
 static void lane_use(struct mx_llama_ctx *c, int l) {
     if (c->cur == l)
         return;
     for (int i = 0; i < c->n_sreg; i++)
         *c->sreg[i] = c->lane[l].saved[i];
     c->kpos_t = c->lane[l].kpos_t;
+    c->kpos_swa_t = c->lane[l].kpos_swa_t;
     c->rope.freq_factors = c->lane[l].rope_freqs;
     c->be = c->lane[l].be;
     c->cur = l;
@@ -195,56 +240,106 @@ static int alloc_scratch(struct mx_llama_ctx *c, struct mx_arena *a, struct mx_e
     return 0;
 }
 
-/* Allocates (or counts) the K/V of the blocks lane l runs (every block when there are no lanes
- * yet: the plan's walk) and the lane's kpos. */
+/* Allocates (or counts) the K/V of the blocks lane l runs (every block when there are no lanes:
+ * the plan's walk of an unsplit model), the lane's kpos, and its kpos_swa when it runs a block in
+ * the window table. */
 static int alloc_cache(struct mx_llama_ctx *c, struct mx_arena *a, int l, struct mx_err *err) {
     const struct mx_llama_hparams *hp = &c->m->hp;
     int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    bool any_swa = false;
     int rc;
     for (int il = 0; il < hp->n_layer; il++) {
         if (c->n_lanes > 1 && lane_of(c, c->m->layers[il].be) != l)
             continue;
-        if ((rc = mx_arena_tensor(a, &c->kc[il], c->kv_type, KV, c->n_ctx, 1, 1, "k cache",
+        any_swa |= in_swa(c, il);
+        int64_t cells = in_swa(c, il) ? c->n_swa : c->n_ctx;
+        if ((rc = mx_arena_tensor(a, &c->kc[il], c->kv_type, KV, cells, 1, 1, "k cache",
                                   err)) < 0 ||
-            (rc = mx_arena_tensor(a, &c->vc[il], c->kv_type, KV, c->n_ctx, 1, 1, "v cache",
+            (rc = mx_arena_tensor(a, &c->vc[il], c->kv_type, KV, cells, 1, 1, "v cache",
                                   err)) < 0)
             return rc;
     }
+    if (any_swa && (rc = mx_arena_tensor(a, &c->lane[l].kpos_swa_t, MX_TYPE_I32, c->n_swa, 1, 1,
+                                         1, "kpos swa", err)) < 0)
+        return rc;
     return mx_arena_tensor(a, &c->lane[l].kpos_t, MX_TYPE_I32, c->n_ctx, 1, 1, 1, "kpos", err);
 }
 
+/* Measures the KV cache of lane l (alloc_cache's walk) into *bytes. Returns 0, alloc_cache's
+ * error, or MX_ENOMEM when a size overflows. */
+static int need_cache(struct mx_llama_ctx *c, int l, uint64_t *bytes, struct mx_err *err) {
+    struct mx_arena a;
+    mx_arena_init_measure(&a);
+    int rc = alloc_cache(c, &a, l, err);
+    if (rc < 0)
+        return rc;
+    if (a.overflow)
+        return mx_err_set(err, MX_ENOMEM, "context: sizes overflow (%lld cells)",
+                          (long long)c->n_ctx);
+    *bytes = a.used;
+    return 0;
+}
+
 int mx_llama_ctx_need(const struct mx_llama_hparams *hp, enum mx_type kv_type, int64_t n_ctx,
-                      int32_t n_ubatch, uint64_t *kv_bytes, uint64_t *buf_bytes,
+                      int32_t n_ubatch, int32_t i_dev, struct mx_llama_ctx_bytes *out,
                       struct mx_err *err) {
-    *kv_bytes = *buf_bytes = 0;
+    memset(out, 0, sizeof *out);
     if (n_ctx < 1 || n_ctx > (int64_t)1 << 24 || n_ubatch < 0 || n_ubatch > 8192)
         return mx_err_set(err, MX_EINVAL, "context: bad size (n_ctx %lld, ubatch %d)",
                           (long long)n_ctx, (int)n_ubatch);
     /* the same walks mx_llama_ctx_new makes, on measuring arenas over a context that only has
-     * the sizes: the plan cannot drift from what is allocated */
+     * the sizes (and, for a split, blocks tagged with two stand-in backends that are only
+     * compared): the plan cannot drift from what is allocated */
     struct mx_llama_model m = {.hp = *hp};
-    struct mx_llama_ctx c = {.m = &m, .n_ctx = n_ctx, .kv_type = kv_type};
+    struct mx_llama_ctx c = {.m = &m, .n_ctx = n_ctx, .kv_type = kv_type, .n_lanes = 1};
     c.n_ubatch = (int32_t)MX_MIN((int64_t)(n_ubatch ? n_ubatch : 512), n_ctx);
+    c.n_swa = swa_cells(hp, n_ctx, c.n_ubatch, false);
+    struct mx_backend tag[2]; /* addresses only: lane 0 the device, lane 1 the host */
     struct mx_tensor *kv = calloc((size_t)hp->n_layer * 2, sizeof *kv);
-    if (!kv)
+    if (i_dev >= 0)
+        m.layers = calloc((size_t)MX_MAX(hp->n_layer, 1), sizeof *m.layers);
+    if (!kv || (i_dev >= 0 && !m.layers)) {
+        free(kv);
+        free(m.layers);
         return mx_err_set(err, MX_ENOMEM, "context: out of memory");
+    }
+    if (i_dev >= 0) {
+        c.n_lanes = 2;
+        c.lane[0].be = &tag[0];
+        c.lane[1].be = &tag[1];
+        for (int il = 0; il < hp->n_layer; il++)
+            m.layers[il].be = il >= i_dev ? &tag[0] : &tag[1];
+    }
     c.kc = kv;
     c.vc = kv + hp->n_layer;
-    struct mx_arena ka, sa;
-    mx_arena_init_measure(&ka);
+    struct mx_arena sa;
     mx_arena_init_measure(&sa);
-    int rc = alloc_cache(&c, &ka, 0, err);
+    int rc = need_cache(&c, 0, &out->kv, err);
+    if (rc == 0 && c.n_lanes > 1)
+        rc = need_cache(&c, 1, &out->kv_host, err);
     if (rc == 0)
         rc = alloc_scratch(&c, &sa, err);
+    /* the cache again with every cell in the sliding-window layers */
+    uint64_t full0 = 0, full1 = 0;
+    int64_t n_swa = c.n_swa;
+    c.n_swa = 0;
+    if (rc == 0)
+        rc = need_cache(&c, 0, &full0, err);
+    if (rc == 0 && c.n_lanes > 1)
+        rc = need_cache(&c, 1, &full1, err);
+    c.n_swa = n_swa;
     free(kv);
+    free(m.layers);
     if (rc < 0)
         return rc;
-    if (ka.overflow || sa.overflow)
+    if (sa.overflow)
         return mx_err_set(err, MX_ENOMEM, "context: sizes overflow (%lld cells)",
                           (long long)n_ctx);
-    *kv_bytes = ka.used;
-    /* the scratch arena and the host arrays: kpos and hbuf per cell, the last logits row */
-    *buf_bytes = sa.used + (uint64_t)n_ctx * 8 + (uint64_t)hp->n_vocab * sizeof(float);
+    out->kv_full = full0 + full1;
+    /* the scratch arena and the host arrays: kpos and hbuf per cell, kpos_swa per window cell,
+     * the last logits row */
+    out->buffers = sa.used + (uint64_t)n_ctx * 8 + (uint64_t)c.n_swa * 4 +
+                   (uint64_t)hp->n_vocab * sizeof(float);
     return 0;
 }
 
@@ -299,6 +394,7 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     c->n_ctx = n_ctx;
     c->kv_type = p->kv_type;
     c->n_ubatch = (int32_t)MX_MIN((int64_t)(p->n_ubatch ? p->n_ubatch : 512), n_ctx);
+    c->n_swa = swa_cells(hp, n_ctx, c->n_ubatch, p->swa_full);
     c->rope.n_rot = hp->n_rot;
     c->rope.mode = (hp->arch_flags & MX_LLAMA_F_ROPE_NEOX) || hp->rope_mode == MX_ROPE_NEOX
                        ? MX_ROPE_NEOX : MX_ROPE_NORM;
@@ -314,9 +410,10 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
     c->kc = calloc((size_t)hp->n_layer, sizeof *c->kc);
     c->vc = calloc((size_t)hp->n_layer, sizeof *c->vc);
     c->kpos = malloc((size_t)n_ctx * sizeof *c->kpos);
+    c->kpos_swa = malloc((size_t)MX_MAX(c->n_swa, 1) * sizeof *c->kpos_swa);
     c->hbuf = malloc((size_t)n_ctx * sizeof *c->hbuf);
     c->logits = malloc((size_t)hp->n_vocab * sizeof *c->logits);
-    if (!c->kc || !c->vc || !c->kpos || !c->hbuf || !c->logits) {
+    if (!c->kc || !c->vc || !c->kpos || !c->kpos_swa || !c->hbuf || !c->logits) {
         mx_err_set(err, MX_ENOMEM, "context: out of memory (%lld cells)", (long long)n_ctx);
         goto fail;
     }
@@ -369,8 +466,9 @@ int mx_llama_ctx_new(struct mx_llama_model *m, const struct mx_llama_ctx_params 
         sc_used += ln->arena.used;
     }
     lane_use(c, 0);
-    mx_log(MX_LOG_INFO, "context: %lld tokens, KV cache %s %.1f MiB, scratch %.1f MiB",
+    mx_log(MX_LOG_INFO, "context: %lld tokens, KV cache %s %.1f MiB%s, scratch %.1f MiB",
            (long long)n_ctx, mx_type_name(c->kv_type), kv_used / 1048576.0,
+           c->n_swa ? " (sliding-window layers keep window + ubatch cells)" : "",
            sc_used / 1048576.0);
     mx_llama_kv_clear(c);
     *out = c;
@@ -390,6 +488,7 @@ void mx_llama_ctx_free(struct mx_llama_ctx *c) {
     free(c->kc);
     free(c->vc);
     free(c->kpos);
+    free(c->kpos_swa);
     free(c->hbuf);
     free(c->logits);
     free(c);
@@ -406,6 +505,9 @@ void mx_llama_kv_clear(struct mx_llama_ctx *c) {
     for (int64_t i = 0; i < c->n_ctx; i++)
         c->kpos[i] = -1;
     c->n_used = 0;
+    for (int64_t i = 0; i < c->n_swa; i++)
+        c->kpos_swa[i] = -1;
+    c->n_used_swa = 0;
     c->next_pos = 0;
 }
 
@@ -569,7 +671,8 @@ fail:
     return rc;
 }
 
-/* Attention sub-block of layer il for the T tokens at cells [n_used, n_used + T): x += the
+/* Attention sub-block of layer il for the T tokens at cells [n_used, n_used + T) (of the window
+ * table, [n_used_swa, ...), when the layer's rows live there): x += the
  * attention output. xb = norm(x); q, k, v = W xb (+ biases); QK-norm (qwen3moe per head, olmoe
  * whole vectors); rotate q, k; cache k, v; attend; W_o (+ bias); granite scales the output. */
 static int attn_block(struct mx_llama_ctx *c, int il, int64_t T, const struct mx_tensor *pos_t,
@@ -578,7 +681,9 @@ static int attn_block(struct mx_llama_ctx *c, int il, int64_t T, const struct mx
     const struct mx_llama_hparams *hp = &m->hp;
     const struct mx_llama_layer *L = &m->layers[il];
     struct mx_backend *be = c->be;
-    const int64_t hd = hp->head_dim, cell0 = c->n_used;
+    const bool swa = in_swa(c, il); /* K/V in the window table */
+    const int64_t hd = hp->head_dim, cell0 = swa ? c->n_used_swa : c->n_used;
+    const struct mx_tensor *kpos_t = swa ? &c->kpos_swa_t : &c->kpos_t;
     int rc = 0;
     struct mx_tensor x = rows(&c->x, 0, T), xb = rows(&c->xb, 0, T), tmp = rows(&c->tmp, 0, T);
     struct mx_tensor q = rows(&c->q, 0, T), k = rows(&c->k, 0, T), v = rows(&c->v, 0, T);
@@ -619,7 +724,7 @@ static int attn_block(struct mx_llama_ctx *c, int il, int64_t T, const struct mx
     OP("forward: v cache write", mx_op_cpy(be, &vdst, &v));
     /* att: (head_dim, n_head, T) over cells [0, cell0 + T) */
     OP("forward: attention", mx_op_attn(be, &att3, &q3, &c->kc[il], &c->vc[il], pos_t,
-                                        &c->kpos_t, &ap));
+                                        kpos_t, &ap));
     OP("forward: attn_output", mm(c, &tmp, &L->wo, &att, NULL));
     if (L->bo.data)
         OP("forward: attn_output bias", mx_op_add(be, &tmp, &tmp, &L->bo));
@@ -699,6 +804,8 @@ fail:
     return rc;
 }
 
+static int swa_make_room(struct mx_llama_ctx *c, int64_t T, struct mx_err *err);
+
 /* One chunk of T <= n_ubatch tokens at the next positions. out_rows: 0 = no logits (a middle
  * chunk of a prompt), 1 = the last row only, 2 = every row (handed to fn). */
 static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int out_rows,
@@ -708,11 +815,16 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
     struct mx_backend *be = c->be;
     const int64_t cell0 = c->n_used;
     int rc = 0;
+    if (c->n_swa > 0 && (rc = swa_make_room(c, T, err)) < 0)
+        return rc;
+    const int64_t swa0 = c->n_used_swa;
 
     /* inputs: ids, positions, and the positions of the cells this chunk fills */
     for (int64_t i = 0; i < T; i++) {
         c->hbuf[i] = (int32_t)(c->next_pos + i);
         c->kpos[cell0 + i] = (int32_t)(c->next_pos + i);
+        if (c->n_swa > 0)
+            c->kpos_swa[swa0 + i] = (int32_t)(c->next_pos + i);
     }
     for (int l = c->n_lanes - 1; l >= 0; l--) { /* every lane's copy; ends on lane 0 */
         lane_use(c, l);
@@ -722,6 +834,10 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         OP("forward: positions", mx_tensor_set(be, &pos_t, c->hbuf, 0, (size_t)T * 4));
         OP("forward: kv positions", mx_tensor_set(be, &c->kpos_t, c->kpos + cell0,
                                                   (size_t)cell0 * 4, (size_t)T * 4));
+        if (c->kpos_swa_t.data) /* the lane runs sliding-window blocks */
+            OP("forward: window kv positions",
+               mx_tensor_set(be, &c->kpos_swa_t, c->kpos_swa + swa0, (size_t)swa0 * 4,
+                             (size_t)T * 4));
     }
     lane_use(c, lane_of(c, m->be_embd));
     be = c->be;
@@ -764,6 +880,7 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
                         mx_err_set(err, rc, "decode: stopped by the caller at row %lld",
                                    (long long)(row_base + r0 + i));
                         c->n_used += T;
+                        c->n_used_swa += c->n_swa > 0 ? T : 0;
                         c->next_pos += T;
                         return rc;
                     }
@@ -774,11 +891,15 @@ static int forward(struct mx_llama_ctx *c, const int32_t *ids, int64_t T, int ou
         OP("forward: sync", mx_backend_sync(be));
     }
     c->n_used += T;
+    c->n_used_swa += c->n_swa > 0 ? T : 0;
     c->next_pos += T;
     return 0;
 fail:
-    for (int64_t i = 0; i < T; i++)
+    for (int64_t i = 0; i < T; i++) {
         c->kpos[cell0 + i] = -1;
+        if (c->n_swa > 0)
+            c->kpos_swa[swa0 + i] = -1;
+    }
     /* the device copy is rewritten before any later use of these cells */
     return rc;
 }
@@ -810,10 +931,14 @@ int mx_llama_decode(struct mx_llama_ctx *c, const int32_t *ids, int64_t n, bool 
 
 /* ---- KV cache edits ------------------------------------------------------------------------- */
 
-/* Writes kpos[0, n) into every lane's copy. Returns 0 or the backend's error. */
-static int set_kpos(struct mx_llama_ctx *c, int64_t n) {
+/* Writes kpos[0, n) (swa: kpos_swa[0, n)) into every lane's copy (of kpos_swa: every lane that
+ * runs a sliding-window block). Returns 0 or the backend's error. */
+static int set_kpos(struct mx_llama_ctx *c, bool swa, int64_t n) {
     for (int l = 0; l < c->n_lanes; l++) {
-        int rc = mx_tensor_set(c->lane[l].be, &c->lane[l].kpos_t, c->kpos, 0, (size_t)n * 4);
+        const struct mx_tensor *t = swa ? &c->lane[l].kpos_swa_t : &c->lane[l].kpos_t;
+        if (!t->data || n == 0)
+            continue;
+        int rc = mx_tensor_set(c->lane[l].be, t, swa ? c->kpos_swa : c->kpos, 0, (size_t)n * 4);
         if (rc < 0)
             return rc;
     }
@@ -838,76 +963,127 @@ static int64_t max_pos_plus_one(const struct mx_llama_ctx *c) {
     return mx;
 }
 
-int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx_err *err) {
-    if (p1 < 0)
-        p1 = INT64_MAX;
-    if (p0 < 0)
-        p0 = 0;
+/* Removes the cells holding positions [p0, p1) from the main table (swa false: the layers not in
+ * the window table) or the window table, moving each run of kept cells down over them with the
+ * backend of each layer's lane (same type: memmove semantics), and rewrites every lane's copy
+ * of the table's positions. Returns 0 or a backend error (err set). */
+static int compact(struct mx_llama_ctx *c, bool swa, int64_t p0, int64_t p1,
+                   struct mx_err *err) {
+    int32_t *kpos = swa ? c->kpos_swa : c->kpos;
+    int64_t *n_used = swa ? &c->n_used_swa : &c->n_used;
+    int64_t n_cells = swa ? c->n_swa : c->n_ctx;
     int rc = 0;
-    const int n_layer = c->m->hp.n_layer;
-    /* move each run of kept cells down over the removed ones (same type: memmove semantics) */
     int64_t dst = 0, i = 0;
-    while (i < c->n_used) {
-        if (c->kpos[i] >= p0 && c->kpos[i] < p1) {
+    while (i < *n_used) {
+        if (kpos[i] >= p0 && kpos[i] < p1) {
             i++;
             continue;
         }
         int64_t j = i;
-        while (j < c->n_used && !(c->kpos[j] >= p0 && c->kpos[j] < p1))
+        while (j < *n_used && !(kpos[j] >= p0 && kpos[j] < p1))
             j++;
         if (dst != i) {
-            for (int il = 0; il < n_layer; il++) {
+            for (int il = 0; il < c->m->hp.n_layer; il++) {
+                if (in_swa(c, il) != swa)
+                    continue;
                 struct mx_tensor ks = rows(&c->kc[il], i, j - i), kd = rows(&c->kc[il], dst, j - i);
                 struct mx_tensor vs = rows(&c->vc[il], i, j - i), vd = rows(&c->vc[il], dst, j - i);
                 struct mx_backend *lb = c->kc[il].buf->be; /* the lane of the block */
                 OP("kv remove: move keys", mx_op_cpy(lb, &kd, &ks));
                 OP("kv remove: move values", mx_op_cpy(lb, &vd, &vs));
             }
-            memmove(c->kpos + dst, c->kpos + i, (size_t)(j - i) * sizeof *c->kpos);
+            memmove(kpos + dst, kpos + i, (size_t)(j - i) * sizeof *kpos);
         }
         dst += j - i;
         i = j;
     }
-    for (int64_t t = dst; t < c->n_used; t++)
-        c->kpos[t] = -1;
-    c->n_used = dst;
-    OP("kv remove: positions", set_kpos(c, c->n_ctx));
-    c->next_pos = max_pos_plus_one(c);
+    for (int64_t t = dst; t < *n_used; t++)
+        kpos[t] = -1;
+    *n_used = dst;
+    OP("kv remove: positions", set_kpos(c, swa, n_cells));
     return 0;
 fail:
     return rc;
 }
 
-int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t delta,
-                      struct mx_err *err) {
+/* Before a chunk of T tokens at next_pos: drops the window cells no query from next_pos on can
+ * see (kpos <= next_pos - window) when the chunk would not fit. Returns 0, MX_EFULL when it
+ * still does not fit (positions not in order: a shift or an edit left cells ahead of next_pos),
+ * or a backend error. */
+static int swa_make_room(struct mx_llama_ctx *c, int64_t T, struct mx_err *err) {
+    if (c->n_used_swa + T <= c->n_swa)
+        return 0;
+    int rc = compact(c, true, 0, c->next_pos - c->m->hp.sliding_window + 1, err);
+    if (rc < 0)
+        return rc;
+    if (c->n_used_swa + T > c->n_swa)
+        return mx_err_set(err, MX_EFULL, "decode: the sliding-window cache holds %lld of %lld "
+                          "cells and %lld more do not fit", (long long)c->n_used_swa,
+                          (long long)c->n_swa, (long long)T);
+    return 0;
+}
+
+int mx_llama_kv_remove(struct mx_llama_ctx *c, int64_t p0, int64_t p1, struct mx_err *err) {
     if (p1 < 0)
         p1 = INT64_MAX;
+    if (p0 < 0)
+        p0 = 0;
+    int rc = compact(c, false, p0, p1, err);
+    if (rc == 0 && c->n_swa > 0)
+        rc = compact(c, true, p0, p1, err);
+    if (rc < 0)
+        return rc;
+    c->next_pos = max_pos_plus_one(c);
+    if (c->n_swa > 0) {
+        /* the next token sees positions (next_pos - window, next_pos): every one the main table
+         * still holds must be in the window table too (it holds a subset) */
+        int64_t lo = c->next_pos - c->m->hp.sliding_window + 1, n_main = 0, n_win = 0;
+        for (int64_t i = 0; i < c->n_used; i++)
+            n_main += c->kpos[i] >= lo;
+        for (int64_t i = 0; i < c->n_used_swa; i++)
+            n_win += c->kpos_swa[i] >= lo;
+        if (n_main != n_win) {
+            mx_log(MX_LOG_INFO, "kv remove: the sliding-window layers no longer hold the window "
+                   "before position %lld; the cache is cleared", (long long)c->next_pos);
+            mx_llama_kv_clear(c);
+            OP("kv remove: positions", set_kpos(c, false, c->n_ctx));
+            OP("kv remove: window positions", set_kpos(c, true, c->n_swa));
+        }
+    }
+    return 0;
+fail:
+    return rc;
+}
+
+/* Adds delta to the positions in [p0, p1) of one table (as compact's swa) and re-rotates its
+ * layers' keys there, each on its block's lane (its deltas and rope factors). Returns 0 or a
+ * backend error (err set). */
+static int shift_table(struct mx_llama_ctx *c, bool swa, int64_t p0, int64_t p1, int64_t delta,
+                       struct mx_err *err) {
+    int32_t *kpos = swa ? c->kpos_swa : c->kpos;
+    int64_t n_used = swa ? c->n_used_swa : c->n_used;
     int rc = 0;
-    if (delta == 0)
+    if (n_used == 0)
         return 0;
-    for (int64_t i = 0; i < c->n_used; i++)
-        if (c->kpos[i] >= p0 && c->kpos[i] < p1 &&
-            (c->kpos[i] + delta < 0 || c->kpos[i] + delta > INT32_MAX))
-            return mx_err_set(err, MX_EINVAL, "kv shift: position %d + %lld out of range",
-                              (int)c->kpos[i], (long long)delta);
-    for (int64_t i = 0; i < c->n_used; i++)
-        c->hbuf[i] = (c->kpos[i] >= p0 && c->kpos[i] < p1) ? (int32_t)delta : 0;
+    for (int64_t i = 0; i < n_used; i++)
+        c->hbuf[i] = (kpos[i] >= p0 && kpos[i] < p1) ? (int32_t)delta : 0;
     for (int l = 0; l < c->n_lanes; l++) {
         lane_use(c, l);
-        OP("kv shift: deltas", mx_tensor_set(c->be, &c->delta, c->hbuf, 0,
-                                             (size_t)c->n_used * 4));
+        OP("kv shift: deltas", mx_tensor_set(c->be, &c->delta, c->hbuf, 0, (size_t)n_used * 4));
     }
     /* re-rotate only runs of affected cells, so other cells of a quantized cache are untouched */
     int64_t i = 0;
-    while (i < c->n_used) {
+    while (i < n_used) {
         if (c->hbuf[i] == 0) {
             i++;
             continue;
         }
         int64_t j = i;
-        while (j < c->n_used && c->hbuf[j] != 0)
+        while (j < n_used && c->hbuf[j] != 0)
             j++;
         for (int il = 0; il < c->m->hp.n_layer; il++) {
+            if (in_swa(c, il) != swa)
+                continue;
             lane_use(c, lane_of(c, c->kc[il].buf->be)); /* the block's deltas and rope */
             struct mx_tensor d = head1d(&c->delta, j - i);
             d.data = (char *)c->delta.data + i * 4;
@@ -917,14 +1093,34 @@ int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t de
         }
         i = j;
     }
-    for (int64_t t = 0; t < c->n_used; t++)
-        c->kpos[t] += c->hbuf[t];
-    OP("kv shift: positions", set_kpos(c, c->n_used));
+    for (int64_t t = 0; t < n_used; t++)
+        kpos[t] += c->hbuf[t];
+    OP("kv shift: positions", set_kpos(c, swa, n_used));
+    /* the deltas buffers are rewritten by the next table's call */
     OP("kv shift: sync", sync_lanes(c));
-    c->next_pos = max_pos_plus_one(c);
     return 0;
 fail:
     return rc;
+}
+
+int mx_llama_kv_shift(struct mx_llama_ctx *c, int64_t p0, int64_t p1, int64_t delta,
+                      struct mx_err *err) {
+    if (p1 < 0)
+        p1 = INT64_MAX;
+    if (delta == 0)
+        return 0;
+    for (int64_t i = 0; i < c->n_used; i++)
+        if (c->kpos[i] >= p0 && c->kpos[i] < p1 &&
+            (c->kpos[i] + delta < 0 || c->kpos[i] + delta > INT32_MAX))
+            return mx_err_set(err, MX_EINVAL, "kv shift: position %d + %lld out of range",
+                              (int)c->kpos[i], (long long)delta);
+    int rc = shift_table(c, false, p0, p1, delta, err);
+    if (rc == 0 && c->n_swa > 0)
+        rc = shift_table(c, true, p0, p1, delta, err);
+    if (rc < 0)
+        return rc;
+    c->next_pos = max_pos_plus_one(c);
+    return 0;
 }
 
 int mx_llama_kv_discard(struct mx_llama_ctx *c, int64_t n_keep, int64_t n_discard,
@@ -950,18 +1146,24 @@ struct kv_state_hdr {
     uint32_t magic;       /* KV_STATE_MAGIC */
     uint32_t n_layer;     /* layers that follow */
     uint32_t kv_type;     /* enum mx_type of the rows */
-    uint32_t reserved;    /* 0 */
+    uint32_t n_used_swa;  /* window cells that follow (0 without a window table; older
+                             snapshots wrote 0 here, a reserved word) */
     uint64_t k_row;       /* bytes of one cell's K row (all kv heads) */
     uint64_t v_row;       /* bytes of one cell's V row */
     int64_t n_used;       /* cells [0, n_used) follow */
     int64_t next_pos;     /* position of the next token */
 };
 
+/* Cells of layer il's rows in a snapshot: the window table's or the main table's. */
+static int64_t state_rows(const struct mx_llama_ctx *c, int il) {
+    return in_swa(c, il) ? c->n_used_swa : c->n_used;
+}
+
 size_t mx_llama_kv_state_size(const struct mx_llama_ctx *c) {
-    size_t rows = (size_t)c->n_used, per_cell = 4;
+    size_t bytes = sizeof(struct kv_state_hdr) + (size_t)(c->n_used + c->n_used_swa) * 4;
     for (int il = 0; il < c->m->hp.n_layer; il++)
-        per_cell += c->kc[il].nb[1] + c->vc[il].nb[1];
-    return sizeof(struct kv_state_hdr) + rows * per_cell;
+        bytes += (size_t)state_rows(c, il) * (c->kc[il].nb[1] + c->vc[il].nb[1]);
+    return bytes;
 }
 
 /* Streams rows [0, n) of t through a bounce buffer to fn (save) or from fn (load). */
@@ -995,20 +1197,23 @@ int mx_llama_kv_state_save(const struct mx_llama_ctx *c, mx_llama_write_fn fn, v
     struct kv_state_hdr h = {
         .magic = KV_STATE_MAGIC, .n_layer = (uint32_t)c->m->hp.n_layer,
         .kv_type = (uint32_t)c->kv_type, .k_row = c->kc[0].nb[1], .v_row = c->vc[0].nb[1],
-        .n_used = c->n_used, .next_pos = c->next_pos,
+        .n_used = c->n_used, .next_pos = c->next_pos, .n_used_swa = (uint32_t)c->n_used_swa,
     };
     int rc = fn(ud, &h, sizeof h, err);
     if (rc == 0 && c->n_used > 0)
         rc = fn(ud, c->kpos, (size_t)c->n_used * sizeof *c->kpos, err);
+    if (rc == 0 && c->n_used_swa > 0)
+        rc = fn(ud, c->kpos_swa, (size_t)c->n_used_swa * sizeof *c->kpos_swa, err);
     if (rc < 0 || c->n_used == 0)
         return rc;
     void *bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
     if (!bounce)
         return mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
     for (int il = 0; il < c->m->hp.n_layer && rc == 0; il++) {
-        rc = kv_rows_io(cm, &c->kc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+        int64_t n = state_rows(c, il);
+        rc = kv_rows_io(cm, &c->kc[il], n, false, bounce, fn, NULL, ud, err);
         if (rc == 0)
-            rc = kv_rows_io(cm, &c->vc[il], c->n_used, false, bounce, fn, NULL, ud, err);
+            rc = kv_rows_io(cm, &c->vc[il], n, false, bounce, fn, NULL, ud, err);
     }
     free(bounce);
     return rc;
@@ -1030,48 +1235,59 @@ int mx_llama_kv_state_load(struct mx_llama_ctx *c, size_t size, mx_llama_read_fn
     if (h.magic != KV_STATE_MAGIC || h.n_layer != (uint32_t)c->m->hp.n_layer ||
         h.kv_type != (uint32_t)c->kv_type || h.k_row != c->kc[0].nb[1] ||
         h.v_row != c->vc[0].nb[1] || h.n_used < 0 || h.n_used > c->n_ctx ||
-        h.next_pos < h.n_used || h.next_pos > INT32_MAX) {
+        h.next_pos < h.n_used || h.next_pos > INT32_MAX || (int64_t)h.n_used_swa > c->n_swa ||
+        (int64_t)h.n_used_swa > h.n_used) {
         rc = mx_err_set(err, MX_EFORMAT, "kv state: does not fit this context (%u layers, type "
-                        "%u, rows %llu/%llu, %lld cells; context: %d layers, type %d, rows "
-                        "%zu/%zu, %lld cells)", h.n_layer, h.kv_type,
-                        (unsigned long long)h.k_row, (unsigned long long)h.v_row,
-                        (long long)h.n_used, (int)c->m->hp.n_layer, (int)c->kv_type,
-                        c->kc[0].nb[1], c->vc[0].nb[1], (long long)c->n_ctx);
+                        "%u, rows %llu/%llu, %lld cells, %u window cells; context: %d layers, "
+                        "type %d, rows %zu/%zu, %lld cells, %lld window cells)", h.n_layer,
+                        h.kv_type, (unsigned long long)h.k_row, (unsigned long long)h.v_row,
+                        (long long)h.n_used, h.n_used_swa, (int)c->m->hp.n_layer,
+                        (int)c->kv_type, c->kc[0].nb[1], c->vc[0].nb[1], (long long)c->n_ctx,
+                        (long long)c->n_swa);
         goto fail;
     }
     c->n_used = h.n_used; /* so mx_llama_kv_state_size describes what must follow */
+    c->n_used_swa = h.n_used_swa;
     if (mx_llama_kv_state_size(c) != size) {
-        c->n_used = 0;
+        c->n_used = c->n_used_swa = 0;
         rc = mx_err_set(err, MX_EFORMAT, "kv state: %zu bytes for %lld cells, expected %zu",
                         size, (long long)h.n_used, mx_llama_kv_state_size(c));
         goto fail;
     }
-    c->n_used = 0;
+    c->n_used = c->n_used_swa = 0;
     if (h.n_used == 0)
         return 0;
     if ((rc = fn(ud, c->kpos, (size_t)h.n_used * sizeof *c->kpos, err)) < 0)
         goto fail;
-    for (int64_t i = 0; i < h.n_used; i++)
-        if (c->kpos[i] < 0 || c->kpos[i] >= h.next_pos) {
+    if (h.n_used_swa > 0 &&
+        (rc = fn(ud, c->kpos_swa, (size_t)h.n_used_swa * sizeof *c->kpos_swa, err)) < 0)
+        goto fail;
+    for (int64_t i = 0; i < h.n_used + (int64_t)h.n_used_swa; i++) {
+        int32_t kp = i < h.n_used ? c->kpos[i] : c->kpos_swa[i - h.n_used];
+        if (kp < 0 || kp >= h.next_pos) {
             rc = mx_err_set(err, MX_EFORMAT, "kv state: cell %lld position %d outside [0, %lld)",
-                            (long long)i, (int)c->kpos[i], (long long)h.next_pos);
+                            (long long)i, (int)kp, (long long)h.next_pos);
             goto fail;
         }
+    }
     bounce = malloc(MX_MAX(KV_STATE_CHUNK, (size_t)MX_MAX(h.k_row, h.v_row)));
     if (!bounce) {
         rc = mx_err_set(err, MX_ENOMEM, "kv state: out of memory");
         goto fail;
     }
     for (int il = 0; il < c->m->hp.n_layer; il++) {
-        if ((rc = kv_rows_io(c, &c->kc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0 ||
-            (rc = kv_rows_io(c, &c->vc[il], h.n_used, true, bounce, NULL, fn, ud, err)) < 0)
+        int64_t n = in_swa(c, il) ? (int64_t)h.n_used_swa : h.n_used;
+        if ((rc = kv_rows_io(c, &c->kc[il], n, true, bounce, NULL, fn, ud, err)) < 0 ||
+            (rc = kv_rows_io(c, &c->vc[il], n, true, bounce, NULL, fn, ud, err)) < 0)
             goto fail;
     }
     free(bounce);
     bounce = NULL;
-    OP("kv state: positions", set_kpos(c, c->n_ctx));
+    OP("kv state: positions", set_kpos(c, false, c->n_ctx));
+    OP("kv state: window positions", set_kpos(c, true, c->n_swa));
     OP("kv state: sync", sync_lanes(c));
     c->n_used = h.n_used;
+    c->n_used_swa = h.n_used_swa;
     c->next_pos = h.next_pos;
     return 0;
 fail:
