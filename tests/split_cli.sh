@@ -3,9 +3,10 @@
 # is: MIXEL_SPLIT_CPU=1 lets a CPU backend play the device and a second one hold the host part,
 # so the split's plumbing runs and its logits must equal the whole model's to the last digit
 # (stories260K-moe8, 5 blocks of 8 experts, and a tiny gpt-oss written by test_gptoss: biased
-# experts and attention sinks). Also: the memory of each side said before loading, a split that
-# does not fit the device refused with the --cpu-moe / --gpu-layers choices that would (and the
-# suggestion then loads), a host part too big refused, and the flags in --help.
+# experts, attention sinks, and a sliding-window block whose trimmed KV cache lands on either
+# side). Also: the memory of each side said before loading (and what the trimming saves), a
+# split that does not fit the device refused with the --cpu-moe / --gpu-layers choices that would
+# (and the suggestion then loads), a host part too big refused, and the flags in --help.
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
 if [ ! -d "${MX_SHARED:-}/models" ]; then
@@ -42,6 +43,14 @@ for a in "--cpu-moe" "--gpu-layers 1" "--n-cpu-moe 1"; do
     got=$(MIXEL_SPLIT_CPU=1 L "$G" $a) || fail "gpt-oss $a: $(cat "$T/err")"
     [ "$got" = "$gw" ] || fail "gpt-oss $a: the split's logits differ from the whole model's"
 done
+# its sliding-window block keeps window + ubatch cells (8 of 64) on the host side of the split:
+# the plan says what that saves
+MIXEL_SPLIT_CPU=1 "$MIXEL" run -m "$G" -p "Once" -n 2 -t 1 -c 64 --ubatch 4 --device cpu \
+    --gpu-layers 2 -v >/dev/null 2>"$T/err" || fail "gpt-oss -v: $(cat "$T/err")"
+grep -q 'memory: model .* + KV [0-9]* KiB (64 tokens; sliding-window layers keep only the window: [0-9]* KiB saved)' \
+    "$T/err" || fail "the sliding-window saving is not said: $(cat "$T/err")"
+grep -q 'context: 64 tokens, KV cache f16 .* (sliding-window layers keep window + ubatch cells)' \
+    "$T/err" || fail "the trimmed cache is not said: $(cat "$T/err")"
 
 # the memory of each side, before loading
 MIXEL_SPLIT_CPU=1 "$MIXEL" run -m "$M" -p "Once" -n 2 -t 1 -c 64 --device cpu --gpu-layers 3 -v \
