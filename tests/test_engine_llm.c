@@ -94,6 +94,9 @@ static void run_reply(struct mx_worker *w, struct mx_engine *e, const struct mx_
                 assert_string_equal(ev.text, "prompt");
                 break;
             case MX_EV_STATS: r->tps = ev.a; r->ctx_used = ev.b; break;
+            case MX_EV_REASONING: /* the tests' models write no analysis channel */
+                fail_msg("unexpected reasoning text: %s", ev.text ? ev.text : "");
+                break;
             case MX_EV_DONE:
                 r->code = ev.code;
                 snprintf(r->msg, sizeof r->msg, "%s", ev.text ? ev.text : "");
