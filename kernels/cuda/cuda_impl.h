@@ -22,6 +22,17 @@ extern "C" {
 #include "kernels/backend.h"
 }
 
+/* Kernel launches and dynamic shared memory are written through these two macros, never with
+ * nvcc's own syntax, so that the same .cu text also compiles as plain C++ for a CPU emulator
+ * of the CUDA runtime (a build that defines MX_CUDA_EMU supplies both). Use
+ * MX_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...); a template kernel goes in
+ * parentheses: MX_LAUNCH((k<float, 4>), ...). MX_DYN_SHARED(float, s) declares the block's
+ * dynamic shared memory as s[]. */
+#ifndef MX_CUDA_EMU
+#define MX_LAUNCH(kern, grid, block, smem, stream) kern<<<grid, block, smem, stream>>>
+#define MX_DYN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 /* The backend's private state (be->ctx). */
 struct cu_ctx {
     int device;                 /* the CUDA device index */

@@ -71,7 +71,7 @@ static int matmul2d(struct mx_backend *be, float *dst, int64_t d_col, const stru
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
     if (T <= MV_COLS) {
         const int warps = 8;
-        k_matvec<<<mx_cu_blocks(n_out, warps), warps * 32, 0, c->stream>>>(
+        MX_LAUNCH(k_matvec, mx_cu_blocks(n_out, warps), warps * 32, 0, c->stream)(
             (int)w->type, wdata, w->nb[1], n_in, n_out, x, x_col, dst, d_col, (int)T);
         return mx_cu_check(be, "matmul");
     }
@@ -97,7 +97,7 @@ static int matmul2d(struct mx_backend *be, float *dst, int64_t d_col, const stru
         return MX_ENOMEM;
     for (int64_t r0 = 0; r0 < n_out; r0 += rows) {
         int64_t n = n_out - r0 < rows ? n_out - r0 : rows;
-        k_dequant_rows<<<mx_cu_blocks(n * n_in, 256), 256, 0, c->stream>>>(
+        MX_LAUNCH(k_dequant_rows, mx_cu_blocks(n * n_in, 256), 256, 0, c->stream)(
             (int)w->type, wdata, w->nb[1], n_in, r0, n, tile);
         int rc = mx_cu_check(be, "matmul: dequantize");
         if (rc < 0)
@@ -272,7 +272,7 @@ static int matmul_id_grouped(struct mx_backend *be, struct mx_tensor *dst,
         const int64_t o = off[k], n = off[k + 1] - off[k];
         if (n == 0)
             continue; /* no token chose it: its weights are not read */
-        k_gather_cols<<<mx_cu_blocks(n_in * n, 256), 256, 0, c->stream>>>(
+        MX_LAUNCH(k_gather_cols, mx_cu_blocks(n_in * n, 256), 256, 0, c->stream)(
             (const float *)x->data, n_in, d_cols + o, (int)n, xg);
         if ((rc = mx_cu_check(be, "matmul_id: gather")) < 0)
             break;
@@ -280,7 +280,7 @@ static int matmul_id_grouped(struct mx_backend *be, struct mx_tensor *dst,
                       n_in, n);
         if (rc < 0)
             break;
-        k_scatter_cols<<<mx_cu_blocks(n_out * n, 256), 256, 0, c->stream>>>(
+        MX_LAUNCH(k_scatter_cols, mx_cu_blocks(n_out * n, 256), 256, 0, c->stream)(
             yg, n_out, d_pos + o, (int)n, (float *)dst->data);
         rc = mx_cu_check(be, "matmul_id: scatter");
     }
@@ -301,7 +301,7 @@ int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
     for (int64_t t0 = 0; t0 < T; t0 += 65535) { /* grid z limit */
         int64_t nt = T - t0 < 65535 ? T - t0 : 65535;
         dim3 grid(mx_cu_blocks(n_out, warps), (unsigned)n_used, (unsigned)nt);
-        k_matvec_id<<<grid, warps * 32, 0, c->stream>>>(
+        MX_LAUNCH(k_matvec_id, grid, warps * 32, 0, c->stream)(
             (int)w->type, (const uint8_t *)w->data, w->nb[1], w->nb[2], w->ne[0], n_out,
             (int)w->ne[2], (const float *)x->data + t0 * x->ne[1] * x->ne[0], x->ne[1],
             (const int32_t *)ids->data + t0 * n_used, n_used,
@@ -336,7 +336,7 @@ int mx_cu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx
     for (int64_t t0 = 0; t0 < T; t0 += 65535) {
         int64_t nt = T - t0 < 65535 ? T - t0 : 65535;
         dim3 grid(mx_cu_blocks(n, 256), (unsigned)nt);
-        k_get_rows<<<grid, 256, 0, c->stream>>>((int)w->type, (const uint8_t *)w->data,
+        MX_LAUNCH(k_get_rows, grid, 256, 0, c->stream)((int)w->type, (const uint8_t *)w->data,
                                                 w->nb[1], n, w->ne[1],
                                                 (const int32_t *)ids->data + t0,
                                                 (float *)dst->data + t0 * n, mx_cu_bad_flag(be));

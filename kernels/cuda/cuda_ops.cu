@@ -59,7 +59,7 @@ __global__ void k_rms_norm(const float *x, float *y, const float *w, int64_t n, 
 int mx_cu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *w, float eps) {
     int64_t rows = mx_tensor_nrows(x);
-    k_rms_norm<<<(unsigned)rows, NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_rms_norm, (unsigned)rows, NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, w ? (const float *)w->data : NULL, x->ne[0],
         eps);
     return mx_cu_check(be, "rms_norm");
@@ -84,7 +84,7 @@ __global__ void k_layer_norm(const float *x, float *y, const float *w, const flo
 
 int mx_cu_layer_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                      const struct mx_tensor *w, const struct mx_tensor *b, float eps) {
-    k_layer_norm<<<(unsigned)mx_tensor_nrows(x), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_layer_norm, (unsigned)mx_tensor_nrows(x), NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, w ? (const float *)w->data : NULL,
         b ? (const float *)b->data : NULL, x->ne[0], eps);
     return mx_cu_check(be, "layer_norm");
@@ -117,7 +117,7 @@ int mx_cu_group_norm(struct mx_backend *be, struct mx_tensor *dst, const struct 
                      float eps) {
     int64_t plane = x->ne[0] * x->ne[1];
     int cpg = (int)(x->ne[2] / n_groups);
-    k_group_norm<<<(unsigned)(n_groups * x->ne[3]), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_group_norm, (unsigned)(n_groups * x->ne[3]), NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, w ? (const float *)w->data : NULL,
         b ? (const float *)b->data : NULL, plane, cpg, n_groups, eps);
     return mx_cu_check(be, "group_norm");
@@ -200,7 +200,7 @@ int mx_cu_rope(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
     }
     int64_t rows = mx_tensor_nrows(x);
     struct rope_k k = rope_consts(p);
-    k_rope<<<mx_cu_blocks(rows * (p->n_rot / 2), NT), NT, 0, c->stream>>>(
+    MX_LAUNCH(k_rope, mx_cu_blocks(rows * (p->n_rot / 2), NT), NT, 0, c->stream)(
         (float *)dst->data, (const int32_t *)pos->data, rows, x->ne[1], x->ne[0], k,
         p->freq_factors ? (const float *)p->freq_factors->data : NULL);
     return mx_cu_check(be, "rope");
@@ -237,7 +237,7 @@ static __device__ void store_q8_0(uint8_t *b, const float *v) {
 /* one block per (cell, kv head): the head's values in shared memory, rotated, stored back */
 __global__ void k_kv_shift(int type, uint8_t *k, size_t row_bytes, int64_t hd, int n_heads,
                            const int32_t *delta, const struct rope_k kk, const float *ff) {
-    extern __shared__ float hv[];
+    MX_DYN_SHARED(float, hv);
     int64_t cell = blockIdx.x / n_heads;
     int h = blockIdx.x % n_heads;
     uint8_t *row = k + cell * row_bytes;
@@ -263,8 +263,8 @@ int mx_cu_kv_shift(struct mx_backend *be, struct mx_tensor *k, const struct mx_t
     if (cells == 0)
         return 0;
     struct rope_k kk = rope_consts(p);
-    k_kv_shift<<<(unsigned)(cells * n_heads), 64, (size_t)head_dim * sizeof(float),
-                 cu(be)->stream>>>((int)k->type, (uint8_t *)k->data, k->nb[1], head_dim, n_heads,
+    MX_LAUNCH(k_kv_shift, (unsigned)(cells * n_heads), 64, (size_t)head_dim * sizeof(float),
+                 cu(be)->stream)((int)k->type, (uint8_t *)k->data, k->nb[1], head_dim, n_heads,
                                    (const int32_t *)delta->data, kk,
                                    p->freq_factors ? (const float *)p->freq_factors->data : NULL);
     return mx_cu_check(be, "kv_shift");
@@ -370,7 +370,7 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         round_q = 2;
     if (T == 0 || p->n_kv == 0)
         return 0;
-    k_attn<<<(unsigned)(T * p->n_head), ATT_CH, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_attn, (unsigned)(T * p->n_head), ATT_CH, 0, cu(be)->stream)(
         (float *)dst->data, (const float *)q->data, (const uint8_t *)kc->data,
         (const uint8_t *)vc->data, (int)kc->type, (int)vc->type, kc->nb[1], vc->nb[1],
         (const int32_t *)qpos->data, (const int32_t *)kpos->data, p->n_kv, p->n_head,
@@ -402,7 +402,7 @@ __global__ void k_softmax(const float *x, float *y, int64_t n, float scale) {
 
 int mx_cu_softmax(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                   float scale) {
-    k_softmax<<<(unsigned)mx_tensor_nrows(x), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_softmax, (unsigned)mx_tensor_nrows(x), NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, x->ne[0], scale);
     return mx_cu_check(be, "softmax");
 }
@@ -429,7 +429,7 @@ __global__ void k_unary(const float *x, float *y, int64_t n, int kind, float s) 
 int mx_cu_unary(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                 int kind, float s) {
     int64_t n = mx_tensor_nelements(x);
-    k_unary<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>((const float *)x->data,
+    MX_LAUNCH(k_unary, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)((const float *)x->data,
                                                             (float *)dst->data, n, kind, s);
     return mx_cu_check(be, "activation");
 }
@@ -443,7 +443,7 @@ __global__ void k_glu(const float *g, const float *u, float *y, int64_t n, int k
 int mx_cu_glu(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
               const struct mx_tensor *up, int kind) {
     int64_t n = mx_tensor_nelements(gate);
-    k_glu<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_glu, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)(
         (const float *)gate->data, (const float *)up->data, (float *)dst->data, n, kind);
     return mx_cu_check(be, "glu");
 }
@@ -461,7 +461,7 @@ __global__ void k_swiglu_oai(const float *g, const float *u, float *y, int64_t n
 int mx_cu_swiglu_oai(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *gate,
                      const struct mx_tensor *up, float alpha, float limit) {
     int64_t n = mx_tensor_nelements(gate);
-    k_swiglu_oai<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_swiglu_oai, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)(
         (const float *)gate->data, (const float *)up->data, (float *)dst->data, n, alpha, limit);
     return mx_cu_check(be, "swiglu_oai");
 }
@@ -481,7 +481,7 @@ __global__ void k_binary(const float *a, const float *b, float *y, int64_t a0, i
 int mx_cu_binary(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *a,
                  const struct mx_tensor *b, int mul) {
     int64_t n = mx_tensor_nelements(a);
-    k_binary<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_binary, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)(
         (const float *)a->data, (const float *)b->data, (float *)dst->data, a->ne[0], a->ne[1],
         a->ne[2], a->ne[3], b->ne[0], b->ne[1], b->ne[2], b->ne[3], mul);
     return mx_cu_check(be, mul ? "mul" : "add");
@@ -529,10 +529,10 @@ int mx_cu_cpy(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tens
         return e == cudaSuccess ? 0 : mx_cu_fail(be, "cpy", e);
     }
     if (dst->type == MX_TYPE_Q8_0)
-        k_cpy_q8_0<<<mx_cu_blocks(n / 32, NT), NT, 0, c->stream>>>(
+        MX_LAUNCH(k_cpy_q8_0, mx_cu_blocks(n / 32, NT), NT, 0, c->stream)(
             (int)src->type, (const uint8_t *)src->data, (uint8_t *)dst->data, n / 32);
     else
-        k_cpy_elem<<<mx_cu_blocks(n, NT), NT, 0, c->stream>>>(
+        MX_LAUNCH(k_cpy_elem, mx_cu_blocks(n, NT), NT, 0, c->stream)(
             (int)src->type, (const uint8_t *)src->data, (int)dst->type, (uint8_t *)dst->data, n);
     return mx_cu_check(be, "cpy");
 }
@@ -584,7 +584,7 @@ __global__ void k_moe_route(const float *logits, int n_expert, int k, int32_t *i
 int mx_cu_moe_route(struct mx_backend *be, struct mx_tensor *ids, struct mx_tensor *weights,
                     const struct mx_tensor *logits, bool renorm) {
     int64_t T = logits->ne[1];
-    k_moe_route<<<mx_cu_blocks(T, 64), 64, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_moe_route, mx_cu_blocks(T, 64), 64, 0, cu(be)->stream)(
         (const float *)logits->data, (int)logits->ne[0], (int)ids->ne[0],
         (int32_t *)ids->data, (float *)weights->data, T, renorm ? 1 : 0);
     return mx_cu_check(be, "moe_route");
@@ -605,7 +605,7 @@ __global__ void k_moe_combine(const float *y, const float *w, float *dst, int64_
 int mx_cu_moe_combine(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *y,
                       const struct mx_tensor *weights) {
     int64_t n = y->ne[0], T = y->ne[2];
-    k_moe_combine<<<mx_cu_blocks(n * T, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_moe_combine, mx_cu_blocks(n * T, NT), NT, 0, cu(be)->stream)(
         (const float *)y->data, (const float *)weights->data, (float *)dst->data, n,
         (int)y->ne[1], T);
     return mx_cu_check(be, "moe_combine");
@@ -659,14 +659,14 @@ int mx_cu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
     if (!work)
         return MX_ENOMEM;
     float *wf = work, *cols = work + K * Co;
-    k_to_f32<<<mx_cu_blocks(K * Co, NT), NT, 0, c->stream>>>((int)w->type,
+    MX_LAUNCH(k_to_f32, mx_cu_blocks(K * Co, NT), NT, 0, c->stream)((int)w->type,
                                                              (const uint8_t *)w->data, wf, K * Co);
     int rc = mx_cu_check(be, "conv2d: kernel");
     if (rc < 0)
         return rc;
     int round16 = w->type == MX_TYPE_F16 && be->act_mode == MX_ACT_GGML;
     for (int64_t n = 0; n < x->ne[3]; n++) {
-        k_im2col<<<mx_cu_blocks(K * P, NT), NT, 0, c->stream>>>(
+        MX_LAUNCH(k_im2col, mx_cu_blocks(K * P, NT), NT, 0, c->stream)(
             (const float *)x->data + n * (int64_t)W * H * C, cols, W, H, C, KW, KH, Wo, Ho,
             p->stride_x, p->stride_y, p->pad_x, p->pad_y, p->dil_x, p->dil_y, round16);
         if ((rc = mx_cu_check(be, "conv2d: im2col")) < 0)
@@ -680,7 +680,7 @@ int mx_cu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
             return MX_EIO;
         }
         if (b) {
-            k_bias_planes<<<mx_cu_blocks(P * Co, NT), NT, 0, c->stream>>>(
+            MX_LAUNCH(k_bias_planes, mx_cu_blocks(P * Co, NT), NT, 0, c->stream)(
                 out, (const float *)b->data, P, P * Co);
             if ((rc = mx_cu_check(be, "conv2d: bias")) < 0)
                 return rc;
@@ -702,7 +702,7 @@ __global__ void k_upsample(const float *x, float *y, int64_t W, int64_t H, int64
 int mx_cu_upsample(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    int factor) {
     int64_t planes = x->ne[2] * x->ne[3], n = mx_tensor_nelements(dst);
-    k_upsample<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_upsample, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, x->ne[0], x->ne[1], planes, factor);
     return mx_cu_check(be, "upsample");
 }
@@ -729,7 +729,7 @@ int mx_cu_concat(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
                  const struct mx_tensor *b, int dim) {
     (void)b;
     int64_t n = mx_tensor_nelements(dst);
-    k_concat<<<mx_cu_blocks(n, NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_concat, mx_cu_blocks(n, NT), NT, 0, cu(be)->stream)(
         (const float *)a->data, (const float *)b->data, (float *)dst->data, dst->ne[0],
         dst->ne[1], dst->ne[2], dst->ne[3], dim, a->ne[dim]);
     return mx_cu_check(be, "concat");
@@ -745,7 +745,7 @@ __global__ void k_transpose(const float *x, float *y, int64_t a, int64_t b, int6
 
 int mx_cu_transpose(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x) {
     int64_t rest = x->ne[2] * x->ne[3];
-    k_transpose<<<mx_cu_blocks(mx_tensor_nelements(x), NT), NT, 0, cu(be)->stream>>>(
+    MX_LAUNCH(k_transpose, mx_cu_blocks(mx_tensor_nelements(x), NT), NT, 0, cu(be)->stream)(
         (const float *)x->data, (float *)dst->data, x->ne[0], x->ne[1], rest);
     return mx_cu_check(be, "transpose");
 }
