@@ -1,0 +1,267 @@
+/* attn_avx512.c - decode attention at depth over a q8_0 KV cache with integer dots (AVX-512 VNNI).
+ *
+ * Compiled with the AVX-512 kernels (kernels/cpu/cpu.am) and installed by mx_cpu_attn_avx512 over
+ * the AVX2 set; attn_split_avx2 (attn_avx2.c) walks the cache and calls this block for every full
+ * block of filled cells, so chunking, prefetch, staging of partial blocks and the merge stay in
+ * one place. Why: decode attention at 16K cells runs at the FMA throughput of the core (the AVX2
+ * block's 32 f32 FMAs per cell and KV head, 4 query heads of 64 dimensions, measured at the rate
+ * of a pure FMA loop on this machine; a 512-bit f32 version gave nothing, the FMAs double-pumped).
+ * Fewer multiplies are the only way: for a q8_0 cache the query is quantized once per token to
+ * q8_0, as llama.cpp does for its q8_0 cache (ggml's vec_dot_q8_0_q8_0: per 32-value block
+ * d_q d_k sum q_i k_i, the integer sum exact), and vpdpbusd takes 64 products per instruction.
+ * The key bytes are made unsigned (k + 128, one xor shared by every head) and 128 times the
+ * query block's sum is subtracted from the integer sum. P V stays in f32 (the weights are not
+ * integers), 16 dimensions per register with up to 4 heads' accumulators in the 32 registers.
+ * mx_ref_attn stays the truth (tests/test_attn).
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/base/quant.h"
+#include "core/base/util.h"
+
+/* e^x for 16 floats: the Cephes polynomial of exp8 (kernels_x86.h) on 512-bit registers, so the
+ * softmax of this block matches the AVX2 one's to the last bit of each lane. */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.3762626647949f));
+    __m512 fx = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f));
+    fx = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, z, x);
+    y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/* 16 values of a q8_0 cache row from element i (i % 16 == 0) as f32. */
+static inline __attribute__((always_inline)) __m512 load16_q8(const char *row, int64_t i) {
+    const mx_block_q8_0 *b = (const mx_block_q8_0 *)row + i / MX_QK8_0;
+    __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + i % MX_QK8_0)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(mx_fp16_to_fp32(b->d)));
+}
+
+/* The 8 cells' sums of two 32-value blocks: d[j] holds cell j's vpdpbusd lanes (block a in lanes
+ * 0-7, block b in 8-15); returns block a's 8 sums in lanes 0-7 and block b's in 8-15, cells in
+ * order. Three levels: unpack epi32 (2 cells per 128-bit lane), unpack epi64 (4 cells), then
+ * the two 128-bit lanes of each block added across (shuffle_i32x4). */
+static inline __m512i hsum_pairs8(const __m512i d[8]) {
+    __m512i l1[4], l2[2];
+    for (int k = 0; k < 4; k++)
+        l1[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * k], d[2 * k + 1]),
+                                 _mm512_unpackhi_epi32(d[2 * k], d[2 * k + 1]));
+    for (int k = 0; k < 2; k++)
+        l2[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(l1[2 * k], l1[2 * k + 1]),
+                                 _mm512_unpackhi_epi64(l1[2 * k], l1[2 * k + 1]));
+    __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(l2[0], l2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_i32x4(l2[0], l2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* The query's side of one head and one pair of q8_0 blocks (64 dimensions): the 64 int8 values,
+ * 128 x each block's sum (lanes 0-7 block a, 8-15 block b) and each block's scale the same
+ * way. */
+struct qpair {
+    __m512i q, corr;
+    __m512 d;
+};
+
+/* Unnormalised scores of NH (1 or 2, a constant after inlining) query heads against the
+ * MX_ATTN_CBLOCK cells from c0 of KV head g (q8_0 rows): qp[h * nz + z] the heads' block pairs
+ * (nz = hd / 64), S rows MX_ATTN_CBLOCK apart. Per 8 cells and block pair: one vpdpbusd per cell
+ * and head, one reduction tree per head, then the block scales (d_q d_k) on the 16 sums and the
+ * two halves added. */
+static inline __attribute__((always_inline)) void
+qk_q8(int NH, int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, const struct qpair *qp,
+      float *S) {
+    const int64_t CB = MX_ATTN_CBLOCK, nz = HD / 64;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t j0 = 0; j0 < CB; j0 += 8) {
+        __m256 s8[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t z = 0; z < nz; z++) {
+            __m512i d[2][8];
+            uint16_t dk[16]; /* the 8 cells' scales of block a, then of block b */
+            for (int jj = 0; jj < 8; jj++) {
+                const mx_block_q8_0 *b = (const mx_block_q8_0 *)((const char *)kc->data +
+                                                                 (size_t)(c0 + j0 + jj) *
+                                                                     kc->nb[1]) +
+                                         (g * HD) / MX_QK8_0 + 2 * z;
+                dk[jj] = b[0].d;
+                dk[8 + jj] = b[1].d;
+                __m512i k = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
+                    _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+                k = _mm512_xor_si512(k, flip); /* k + 128 as unsigned bytes */
+#pragma GCC unroll 2
+                for (int h = 0; h < NH; h++)
+                    d[h][jj] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k, qp[h * nz + z].q);
+            }
+            __m512 dkv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dk));
+#pragma GCC unroll 2
+            for (int h = 0; h < NH; h++) {
+                __m512i is = _mm512_sub_epi32(hsum_pairs8(d[h]), qp[h * nz + z].corr);
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(is),
+                                         _mm512_mul_ps(qp[h * nz + z].d, dkv));
+                s8[h] = _mm256_add_ps(
+                    s8[h], _mm256_add_ps(_mm512_castps512_ps256(f),
+                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                             _mm512_castps_pd(f), 1))));
+            }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < NH; h++)
+            _mm256_storeu_ps(S + h * CB + j0, s8[h]);
+    }
+}
+
+/* acc[h][hd] += sum_j P[h][j] V[c0 + j] (KV head g, q8_0 rows) for NH (1..4) heads over
+ * MX_ATTN_CBLOCK cells, 64 dimensions (4 registers per head) per pass: the 4 NH accumulators stay in registers
+ * while the cells' V pieces stream past, each converted once for the NH heads. hd % 64 == 0. */
+static inline __attribute__((always_inline)) void
+pv_heads(int NH, int HD, const struct mx_tensor *vc, int64_t c0, int64_t g,
+         int64_t hd, const float *P, float *acc) {
+    const int64_t CB = MX_ATTN_CBLOCK, D = HD;
+    const char *base = (const char *)vc->data + (size_t)c0 * vc->nb[1];
+    for (int64_t i0 = 0; i0 < D; i0 += 64) {
+        __m512 o[4][4];
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                o[h][v] = _mm512_loadu_ps(acc + h * hd + i0 + 16 * v);
+        for (int64_t j = 0; j < CB; j++) {
+            const char *row = base + (size_t)j * vc->nb[1];
+            __m512 x[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                x[v] = load16_q8(row, g * hd + i0 + 16 * v);
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; h++) {
+                __m512 pw = _mm512_set1_ps(P[h * CB + j]);
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++)
+                    o[h][v] = _mm512_fmadd_ps(pw, x[v], o[h][v]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                _mm512_storeu_ps(acc + h * hd + i0 + 16 * v, o[h][v]);
+    }
+}
+
+/* The online-softmax update of one head over a block: S row sr holds its raw scores, vis the
+ * visible cells (bit j: cell j); the row becomes the weights e^(s - m), m, l and acc row ar are
+ * updated (acc rescaled when the max moved). A head that sees no cell gets weights 0. */
+static inline void softmax_row(float *sr, uint32_t vis, float scale, float *m, float *l,
+                               float *ar, int64_t hd) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(scale);
+    const __mmask16 v0 = (__mmask16)(vis & 0xffff), v1 = (__mmask16)(vis >> 16);
+    __m512 s0 = _mm512_mask_mul_ps(ninf, v0, _mm512_loadu_ps(sr), sc);
+    __m512 s1 = _mm512_mask_mul_ps(ninf, v1, _mm512_loadu_ps(sr + 16), sc);
+    float mb = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
+    if (mb == -INFINITY) {
+        memset(sr, 0, MX_ATTN_CBLOCK * sizeof(float));
+        return;
+    }
+    float mold = *m, mnew = mold > mb ? mold : mb;
+    float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+    __m512 mn = _mm512_set1_ps(mnew);
+    __m512 p0 = _mm512_maskz_mov_ps(v0, exp16(_mm512_sub_ps(s0, mn)));
+    __m512 p1 = _mm512_maskz_mov_ps(v1, exp16(_mm512_sub_ps(s1, mn)));
+    _mm512_storeu_ps(sr, p0);
+    _mm512_storeu_ps(sr + 16, p1);
+    *l = *l * corr + _mm512_reduce_add_ps(_mm512_add_ps(p0, p1));
+    *m = mnew;
+    if (corr != 1.0f) {
+        __m512 cv = _mm512_set1_ps(corr);
+        for (int64_t i = 0; i < hd; i += 16)
+            _mm512_storeu_ps(ar + i, _mm512_mul_ps(_mm512_loadu_ps(ar + i), cv));
+    }
+}
+
+/* One block of MX_ATTN_CBLOCK filled cells for the G query heads of KV head g, read in place:
+ * scores 2 heads at a time from the quantized query qx (the token's heads as q8_0 blocks, ggml's
+ * quantizer), each head's softmax update, then P V 4 heads at a time. acc, mrow, lrow: every
+ * head's running state; S: [G][CB] scratch. */
+static inline __attribute__((always_inline)) void
+block(int HD, const struct mx_ref_args *a, int64_t c0, int64_t g, uint32_t vis,
+      const mx_block_q8_0 *qx, float *acc, float *mrow, float *lrow, float *S) {
+    const struct mx_attn_params *p = a->p;
+    const int64_t hd = HD, G = p->n_head / p->n_head_kv, nz = HD / 64;
+    const int64_t CB = MX_ATTN_CBLOCK;
+    for (int64_t h0 = 0; h0 < G; h0 += 2) {
+        const int64_t nh = MX_MIN(2, G - h0);
+        struct qpair qp[2 * 128 / 64];
+        for (int64_t hh = 0; hh < nh; hh++)
+            for (int64_t z = 0; z < nz; z++) {
+                const mx_block_q8_0 *b = qx + (g * G + h0 + hh) * (hd / MX_QK8_0) + 2 * z;
+                int32_t s0 = 0, s1 = 0;
+                for (int i = 0; i < MX_QK8_0; i++) {
+                    s0 += b[0].qs[i];
+                    s1 += b[1].qs[i];
+                }
+                struct qpair *q = &qp[hh * nz + z];
+                q->q = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
+                    _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+                q->corr = _mm512_mask_blend_epi32(0xff00, _mm512_set1_epi32(128 * s0),
+                                                  _mm512_set1_epi32(128 * s1));
+                q->d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(mx_fp16_to_fp32(b[0].d)),
+                                            _mm512_set1_ps(mx_fp16_to_fp32(b[1].d)));
+            }
+        if (nh == 2)
+            qk_q8(2, HD, a->src[1], c0, g, qp, S + h0 * CB);
+        else
+            qk_q8(1, HD, a->src[1], c0, g, qp, S + h0 * CB);
+    }
+    for (int64_t hh = 0; hh < G; hh++) {
+        const int64_t h = g * G + hh;
+        softmax_row(S + hh * CB, vis, p->scale, &mrow[h], &lrow[h], acc + h * hd, hd);
+    }
+    for (int64_t h0 = 0; h0 < G; h0 += 4) {
+        const float *pp = S + h0 * CB;
+        float *o = acc + (g * G + h0) * hd;
+        switch (MX_MIN(4, G - h0)) {
+        case 4: pv_heads(4, HD, a->src[2], c0, g, hd, pp, o); break;
+        case 3: pv_heads(3, HD, a->src[2], c0, g, hd, pp, o); break;
+        case 2: pv_heads(2, HD, a->src[2], c0, g, hd, pp, o); break;
+        default: pv_heads(1, HD, a->src[2], c0, g, hd, pp, o); break;
+        }
+    }
+}
+
+/* block() for head sizes 64 and 128 (most models; constants, so the loops unroll) over a q8_0
+ * cache with the query quantized (qx non-NULL); false otherwise (the caller then uses the AVX2
+ * block). */
+static bool attn_block_avx512(const struct mx_ref_args *a, int64_t c0, int64_t g, uint32_t vis,
+                              const void *qx, float *acc, float *mrow, float *lrow, float *S) {
+    const int64_t hd = ((const struct mx_attn_params *)a->p)->head_dim;
+    if (!qx || a->src[1]->type != MX_TYPE_Q8_0 || a->src[2]->type != MX_TYPE_Q8_0)
+        return false;
+    if (hd == 64)
+        block(64, a, c0, g, vis, qx, acc, mrow, lrow, S);
+    else if (hd == 128)
+        block(128, a, c0, g, vis, qx, acc, mrow, lrow, S);
+    else
+        return false;
+    return true;
+}
+
+/* Installs the AVX-512 VNNI decode block (q8_0 cache) over the AVX2 attention set. */
+void mx_cpu_attn_avx512(struct mx_cpu_kernels *k) {
+    k->attn_block = attn_block_avx512;
+}
