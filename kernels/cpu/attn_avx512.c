@@ -50,7 +50,7 @@ static inline __m512 exp16(__m512 x) {
 static inline __attribute__((always_inline)) __m512 load16_q8(const char *row, int64_t i) {
     const mx_block_q8_0 *b = (const mx_block_q8_0 *)row + i / MX_QK8_0;
     __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + i % MX_QK8_0)));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(mx_fp16_to_fp32(b->d)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(b->d)));
 }
 
 /* The 8 cells' sums of two 32-value blocks: d[j] holds cell j's vpdpbusd lanes (block a in lanes
@@ -78,20 +78,35 @@ struct qpair {
     __m512 d;
 };
 
-/* Unnormalised scores of NH (1 or 2, a constant after inlining) query heads against the
- * MX_ATTN_CBLOCK cells from c0 of KV head g (q8_0 rows): qp[h * nz + z] the heads' block pairs
- * (nz = hd / 64), S rows MX_ATTN_CBLOCK apart. Per 8 cells and block pair: one vpdpbusd per cell
- * and head, one reduction tree per head, then the block scales (d_q d_k) on the 16 sums and the
- * two halves added. */
+/* qpair of blocks b[0], b[1]: the sums through vpdpbusd with bytes of 1, then added within each
+ * 256-bit half (pairs, quads, 128-bit lanes). */
+static inline struct qpair make_qpair(const mx_block_q8_0 *b) {
+    struct qpair r;
+    r.q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
+                             _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), r.q);
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+    s = _mm512_add_epi32(s, _mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+    r.corr = _mm512_slli_epi32(s, 7);
+    r.d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(b[0].d)),
+                               _mm512_set1_ps(_cvtsh_ss(b[1].d)));
+    return r;
+}
+
+/* Unnormalised scores of the G query heads of KV head g against the MX_ATTN_CBLOCK cells from
+ * c0 (q8_0 rows): qp[h * nz + z] the heads' block pairs (nz = HD / 64), S rows MX_ATTN_CBLOCK
+ * apart. Per 8 cells and block pair the keys (made unsigned) and their scales are loaded once
+ * for every head; per head one vpdpbusd per cell, one reduction tree, then the block scales
+ * (d_q d_k) on the 16 sums and the two halves added. */
 static inline __attribute__((always_inline)) void
-qk_q8(int NH, int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, const struct qpair *qp,
-      float *S) {
+qk_q8(int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, int64_t G,
+      const struct qpair *qp, float *S) {
     const int64_t CB = MX_ATTN_CBLOCK, nz = HD / 64;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int64_t j0 = 0; j0 < CB; j0 += 8) {
-        __m256 s8[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int64_t z = 0; z < nz; z++) {
-            __m512i d[2][8];
+            __m512i k[8];
             uint16_t dk[16]; /* the 8 cells' scales of block a, then of block b */
             for (int jj = 0; jj < 8; jj++) {
                 const mx_block_q8_0 *b = (const mx_block_q8_0 *)((const char *)kc->data +
@@ -100,29 +115,28 @@ qk_q8(int NH, int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, const s
                                          (g * HD) / MX_QK8_0 + 2 * z;
                 dk[jj] = b[0].d;
                 dk[8 + jj] = b[1].d;
-                __m512i k = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
-                    _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
-                k = _mm512_xor_si512(k, flip); /* k + 128 as unsigned bytes */
-#pragma GCC unroll 2
-                for (int h = 0; h < NH; h++)
-                    d[h][jj] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k, qp[h * nz + z].q);
+                k[jj] = _mm512_xor_si512( /* k + 128 as unsigned bytes */
+                    _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
+                        _mm256_loadu_si256((const __m256i *)b[1].qs), 1),
+                    flip);
             }
             __m512 dkv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dk));
-#pragma GCC unroll 2
-            for (int h = 0; h < NH; h++) {
-                __m512i is = _mm512_sub_epi32(hsum_pairs8(d[h]), qp[h * nz + z].corr);
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(is),
-                                         _mm512_mul_ps(qp[h * nz + z].d, dkv));
-                s8[h] = _mm256_add_ps(
-                    s8[h], _mm256_add_ps(_mm512_castps512_ps256(f),
-                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                             _mm512_castps_pd(f), 1))));
+            for (int64_t h = 0; h < G; h++) {
+                const struct qpair *q = &qp[h * nz + z];
+                __m512i d[8];
+#pragma GCC unroll 8
+                for (int jj = 0; jj < 8; jj++)
+                    d[jj] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k[jj], q->q);
+                __m512i is = _mm512_sub_epi32(hsum_pairs8(d), q->corr);
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(q->d, dkv));
+                __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(f),
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                              _mm512_castps_pd(f), 1)));
+                float *out = S + h * CB + j0;
+                _mm256_storeu_ps(out, z ? _mm256_add_ps(_mm256_loadu_ps(out), s8) : s8);
             }
         }
-#pragma GCC unroll 2
-        for (int h = 0; h < NH; h++)
-            _mm256_storeu_ps(S + h * CB + j0, s8[h]);
     }
 }
 
@@ -193,8 +207,12 @@ static inline void softmax_row(float *sr, uint32_t vis, float scale, float *m, f
     }
 }
 
+/* Query block pairs one block() keeps: 64 heads of a KV head (attn_split's MX_ATTN_FUSED_G) x 2
+ * pairs (head size 128). */
+#define MX_ATTN_QPAIRS 128
+
 /* One block of MX_ATTN_CBLOCK filled cells for the G query heads of KV head g, read in place:
- * scores 2 heads at a time from the quantized query qx (the token's heads as q8_0 blocks, ggml's
+ * scores from the quantized query qx (the token's heads as q8_0 blocks, ggml's
  * quantizer), each head's softmax update, then P V 4 heads at a time. acc, mrow, lrow: every
  * head's running state; S: [G][CB] scratch. */
 static inline __attribute__((always_inline)) void
@@ -203,31 +221,10 @@ block(int HD, const struct mx_ref_args *a, int64_t c0, int64_t g, uint32_t vis,
     const struct mx_attn_params *p = a->p;
     const int64_t hd = HD, G = p->n_head / p->n_head_kv, nz = HD / 64;
     const int64_t CB = MX_ATTN_CBLOCK;
-    for (int64_t h0 = 0; h0 < G; h0 += 2) {
-        const int64_t nh = MX_MIN(2, G - h0);
-        struct qpair qp[2 * 128 / 64];
-        for (int64_t hh = 0; hh < nh; hh++)
-            for (int64_t z = 0; z < nz; z++) {
-                const mx_block_q8_0 *b = qx + (g * G + h0 + hh) * (hd / MX_QK8_0) + 2 * z;
-                int32_t s0 = 0, s1 = 0;
-                for (int i = 0; i < MX_QK8_0; i++) {
-                    s0 += b[0].qs[i];
-                    s1 += b[1].qs[i];
-                }
-                struct qpair *q = &qp[hh * nz + z];
-                q->q = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
-                    _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
-                q->corr = _mm512_mask_blend_epi32(0xff00, _mm512_set1_epi32(128 * s0),
-                                                  _mm512_set1_epi32(128 * s1));
-                q->d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(mx_fp16_to_fp32(b[0].d)),
-                                            _mm512_set1_ps(mx_fp16_to_fp32(b[1].d)));
-            }
-        if (nh == 2)
-            qk_q8(2, HD, a->src[1], c0, g, qp, S + h0 * CB);
-        else
-            qk_q8(1, HD, a->src[1], c0, g, qp, S + h0 * CB);
-    }
+    struct qpair qp[MX_ATTN_QPAIRS]; /* G x nz: the callers' G is at most 64, hd 128 */
+    for (int64_t h = 0; h < G * nz; h++)
+        qp[h] = make_qpair(qx + (g * G + h / nz) * (hd / MX_QK8_0) + 2 * (h % nz));
+    qk_q8(HD, a->src[1], c0, g, G, qp, S);
     for (int64_t hh = 0; hh < G; hh++) {
         const int64_t h = g * G + hh;
         softmax_row(S + hh * CB, vis, p->scale, &mrow[h], &lrow[h], acc + h * hd, hd);
