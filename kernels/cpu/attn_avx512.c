@@ -4,13 +4,14 @@
  * the AVX2 set; attn_split_avx2 (attn_avx2.c) walks the cache and calls this block for every full
  * block of filled cells, so chunking, prefetch, staging of partial blocks and the merge stay in
  * one place. Why: decode attention at 16K cells runs at the FMA throughput of the core (the AVX2
- * block's 32 f32 FMAs per cell and KV head, 4 query heads of 64 dimensions, measured at the rate
- * of a pure FMA loop on this machine; a 512-bit f32 version gave nothing, the FMAs double-pumped).
+ * block's 64 8-wide f32 FMAs per cell and KV head, 4 query heads of 64 dimensions, measured at
+ * the rate of a pure FMA loop on this machine; a 512-bit f32 version gave nothing, the FMAs
+ * double-pumped).
  * Fewer multiplies are the only way: for a q8_0 cache the query is quantized once per token to
  * q8_0, as llama.cpp does for its q8_0 cache (ggml's vec_dot_q8_0_q8_0: per 32-value block
  * d_q d_k sum q_i k_i, the integer sum exact), and vpdpbusd takes 64 products per instruction.
- * The key bytes are made unsigned (k + 128, one xor shared by every head) and 128 times the
- * query block's sum is subtracted from the integer sum. P V stays in f32 (the weights are not
+ * The key bytes are made unsigned (k + 128) and transposed 16 cells at a time, both once for
+ * every head, and 128 times the query block's sum is subtracted from the integer sum. P V stays in f32 (the weights are not
  * integers), 16 dimensions per register with up to 4 heads' accumulators in the 32 registers.
  * mx_ref_attn stays the truth (tests/test_attn).
  */
@@ -53,26 +54,9 @@ static inline __attribute__((always_inline)) __m512 load16_q8(const char *row, i
     return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(b->d)));
 }
 
-/* The 8 cells' sums of two 32-value blocks: d[j] holds cell j's vpdpbusd lanes (block a in lanes
- * 0-7, block b in 8-15); returns block a's 8 sums in lanes 0-7 and block b's in 8-15, cells in
- * order. Three levels: unpack epi32 (2 cells per 128-bit lane), unpack epi64 (4 cells), then
- * the two 128-bit lanes of each block added across (shuffle_i32x4). */
-static inline __m512i hsum_pairs8(const __m512i d[8]) {
-    __m512i l1[4], l2[2];
-    for (int k = 0; k < 4; k++)
-        l1[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * k], d[2 * k + 1]),
-                                 _mm512_unpackhi_epi32(d[2 * k], d[2 * k + 1]));
-    for (int k = 0; k < 2; k++)
-        l2[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(l1[2 * k], l1[2 * k + 1]),
-                                 _mm512_unpackhi_epi64(l1[2 * k], l1[2 * k + 1]));
-    __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(l2[0], l2[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_i32x4(l2[0], l2[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(3, 1, 2, 0));
-}
-
 /* The query's side of one head and one pair of q8_0 blocks (64 dimensions): the 64 int8 values,
  * 128 x each block's sum (lanes 0-7 block a, 8-15 block b) and each block's scale the same
- * way. */
+ * way (qk_q8t broadcasts lanes 0 and 8). */
 struct qpair {
     __m512i q, corr;
     __m512 d;
@@ -94,47 +78,86 @@ static inline struct qpair make_qpair(const mx_block_q8_0 *b) {
     return r;
 }
 
+/* A 16 x 16 transpose of 32-bit elements: t[e] lane c = r[c] element e (unpack epi32, unpack
+ * epi64, then 128-bit lanes gathered across four registers in two shuffle_i32x4 steps). */
+static inline __attribute__((always_inline)) void transpose16(const __m512i r[16], __m512i t[16]) {
+    __m512i a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        b[4 * k] = _mm512_unpacklo_epi64(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 1] = _mm512_unpackhi_epi64(a[4 * k], a[4 * k + 2]);
+        b[4 * k + 2] = _mm512_unpacklo_epi64(a[4 * k + 1], a[4 * k + 3]);
+        b[4 * k + 3] = _mm512_unpackhi_epi64(a[4 * k + 1], a[4 * k + 3]);
+    }
+    for (int m = 0; m < 4; m++) { /* b[4k + m] lane L: element 4L + m of rows 4k .. 4k + 3 */
+        __m512i clo = _mm512_shuffle_i32x4(b[m], b[4 + m], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512i chi = _mm512_shuffle_i32x4(b[m], b[4 + m], _MM_SHUFFLE(3, 1, 3, 1));
+        __m512i dlo = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512i dhi = _mm512_shuffle_i32x4(b[8 + m], b[12 + m], _MM_SHUFFLE(3, 1, 3, 1));
+        t[m] = _mm512_shuffle_i32x4(clo, dlo, _MM_SHUFFLE(2, 0, 2, 0));
+        t[8 + m] = _mm512_shuffle_i32x4(clo, dlo, _MM_SHUFFLE(3, 1, 3, 1));
+        t[4 + m] = _mm512_shuffle_i32x4(chi, dhi, _MM_SHUFFLE(2, 0, 2, 0));
+        t[12 + m] = _mm512_shuffle_i32x4(chi, dhi, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
 /* Unnormalised scores of the G query heads of KV head g against the MX_ATTN_CBLOCK cells from
- * c0 (q8_0 rows): qp[h * nz + z] the heads' block pairs (nz = HD / 64), S rows MX_ATTN_CBLOCK
- * apart. Per 8 cells and block pair the keys (made unsigned) and their scales are loaded once
- * for every head; per head one vpdpbusd per cell, one reduction tree, then the block scales
- * (d_q d_k) on the 16 sums and the two halves added. */
+ * c0 (q8_0 rows) into S (rows MX_ATTN_CBLOCK apart), 16 cells at a time with the cells in the
+ * lanes: their 64 key bytes per block pair (made unsigned) are transposed once (4 bytes of each
+ * cell per 32-bit lane) for every head, so each head's 16 vpdpbusd (the query's 4 bytes
+ * broadcast) leave the 16 cells' two block sums in two registers, then the block scales
+ * (d_q d_k). A first version kept cells in rows and reduced 8 cells per head with a tree: at 4
+ * heads per KV head the trees cost more than the products (1.39x over AVX2 at 16K, this one
+ * 1.55x). qp[h * nz + z], qd[h * nz + z]: the heads' block pairs (nz = HD / 64), qd their 64
+ * query bytes as 16 dwords. */
 static inline __attribute__((always_inline)) void
-qk_q8(int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, int64_t G,
-      const struct qpair *qp, float *S) {
+qk_q8t(int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, int64_t G,
+       const struct qpair *qp, const int32_t (*qd)[16], float *S) {
     const int64_t CB = MX_ATTN_CBLOCK, nz = HD / 64;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int64_t j0 = 0; j0 < CB; j0 += 8) {
+    for (int64_t j0 = 0; j0 < CB; j0 += 16) {
         for (int64_t z = 0; z < nz; z++) {
-            __m512i k[8];
-            uint16_t dk[16]; /* the 8 cells' scales of block a, then of block b */
-            for (int jj = 0; jj < 8; jj++) {
+            __m512i r[16], t[16];
+            uint16_t dk[32]; /* the 16 cells' scales of block a, then of block b */
+            for (int c = 0; c < 16; c++) {
                 const mx_block_q8_0 *b = (const mx_block_q8_0 *)((const char *)kc->data +
-                                                                 (size_t)(c0 + j0 + jj) *
+                                                                 (size_t)(c0 + j0 + c) *
                                                                      kc->nb[1]) +
                                          (g * HD) / MX_QK8_0 + 2 * z;
-                dk[jj] = b[0].d;
-                dk[8 + jj] = b[1].d;
-                k[jj] = _mm512_xor_si512( /* k + 128 as unsigned bytes */
+                dk[c] = b[0].d;
+                dk[16 + c] = b[1].d;
+                r[c] = _mm512_xor_si512( /* k + 128 as unsigned bytes */
                     _mm512_inserti64x4(
                         _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
                         _mm256_loadu_si256((const __m256i *)b[1].qs), 1),
                     flip);
             }
-            __m512 dkv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dk));
+            transpose16(r, t);
+            __m512 dka = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dk));
+            __m512 dkb = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dk + 16)));
             for (int64_t h = 0; h < G; h++) {
                 const struct qpair *q = &qp[h * nz + z];
-                __m512i d[8];
+                const int32_t *w = qd[h * nz + z];
+                __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
 #pragma GCC unroll 8
-                for (int jj = 0; jj < 8; jj++)
-                    d[jj] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k[jj], q->q);
-                __m512i is = _mm512_sub_epi32(hsum_pairs8(d), q->corr);
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(q->d, dkv));
-                __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(f),
-                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                              _mm512_castps_pd(f), 1)));
+                for (int i = 0; i < 8; i++) {
+                    ia = _mm512_dpbusd_epi32(ia, t[i], _mm512_set1_epi32(w[i]));
+                    ib = _mm512_dpbusd_epi32(ib, t[8 + i], _mm512_set1_epi32(w[8 + i]));
+                }
+                ia = _mm512_sub_epi32(ia, _mm512_permutexvar_epi32(_mm512_setzero_si512(),
+                                                                  q->corr));
+                ib = _mm512_sub_epi32(ib, _mm512_permutexvar_epi32(_mm512_set1_epi32(8),
+                                                                  q->corr));
+                __m512 da = _mm512_permutexvar_ps(_mm512_setzero_si512(), q->d);
+                __m512 db = _mm512_permutexvar_ps(_mm512_set1_epi32(8), q->d);
+                __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(db, dkb),
+                                           _mm512_mul_ps(_mm512_cvtepi32_ps(ia),
+                                                         _mm512_mul_ps(da, dka)));
                 float *out = S + h * CB + j0;
-                _mm256_storeu_ps(out, z ? _mm256_add_ps(_mm256_loadu_ps(out), s8) : s8);
+                _mm512_storeu_ps(out, z ? _mm512_add_ps(_mm512_loadu_ps(out), f) : f);
             }
         }
     }
@@ -224,7 +247,13 @@ block(int HD, const struct mx_ref_args *a, int64_t c0, int64_t g, uint32_t vis,
     struct qpair qp[MX_ATTN_QPAIRS]; /* G x nz: the callers' G is at most 64, hd 128 */
     for (int64_t h = 0; h < G * nz; h++)
         qp[h] = make_qpair(qx + (g * G + h / nz) * (hd / MX_QK8_0) + 2 * (h % nz));
-    qk_q8(HD, a->src[1], c0, g, G, qp, S);
+    int32_t qd[MX_ATTN_QPAIRS][16];
+    for (int64_t h = 0; h < G * nz; h++) {
+        const mx_block_q8_0 *b = qx + (g * G + h / nz) * (hd / MX_QK8_0) + 2 * (h % nz);
+        memcpy(qd[h], b[0].qs, MX_QK8_0);
+        memcpy(qd[h] + 8, b[1].qs, MX_QK8_0);
+    }
+    qk_q8t(HD, a->src[1], c0, g, G, qp, (const int32_t (*)[16])qd, S);
     for (int64_t hh = 0; hh < G; hh++) {
         const int64_t h = g * G + hh;
         softmax_row(S + hh * CB, vis, p->scale, &mrow[h], &lrow[h], acc + h * hd, hd);
