@@ -99,9 +99,10 @@ static void run_case_on(const struct acase *c, struct mx_backend *b1, struct mx_
     for (int64_t i = 0; i < n; i++)
         d = fmax(d, fabs((double)((float *)y1.data)[i] - ((float *)y0.data)[i]));
     if (d > tol)
-        fail_msg("attn (%s) %s hd %d group %d n_kv %lld T %lld window %d sinks %d holes %d: %g from "
-                 "the reference (tol %g)", mx_cpu_of(b1)->kern.name, mx_type_name(c->kvt), hd, c->group, (long long)c->n_kv,
-                 (long long)c->T, c->window, c->sinks, c->holes, d, tol);
+        fail_msg("attn (%s) %s hd %d group %d n_kv %lld T %lld window %d sinks %d holes %d: %g "
+                 "from the reference (tol %g)", mx_cpu_of(b1)->kern.name, mx_type_name(c->kvt),
+                 hd, c->group, (long long)c->n_kv, (long long)c->T, c->window, c->sinks,
+                 c->holes, d, tol);
     if (c->T == 1 && memcmp(y1.data, y3.data, (size_t)n * sizeof(float)) != 0)
         fail_msg("decode attn (%s) %s group %d n_kv %lld: 1 and 3 threads differ",
                  mx_cpu_of(b1)->kern.name, mx_type_name(c->kvt), c->group, (long long)c->n_kv);

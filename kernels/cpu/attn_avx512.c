@@ -11,9 +11,9 @@
  * q8_0, as llama.cpp does for its q8_0 cache (ggml's vec_dot_q8_0_q8_0: per 32-value block
  * d_q d_k sum q_i k_i, the integer sum exact), and vpdpbusd takes 64 products per instruction.
  * The key bytes are made unsigned (k + 128) and transposed 16 cells at a time, both once for
- * every head, and 128 times the query block's sum is subtracted from the integer sum. P V stays in f32 (the weights are not
- * integers), 16 dimensions per register with up to 4 heads' accumulators in the 32 registers.
- * mx_ref_attn stays the truth (tests/test_attn).
+ * every head, and 128 times the query block's sum is subtracted from the integer sum. P V stays
+ * in f32 (the weights are not integers), 16 dimensions per register with up to 4 heads'
+ * accumulators in the 32 registers. mx_ref_attn stays the truth (tests/test_attn).
  */
 #include "kernels/cpu/cpu.h"
 
@@ -164,8 +164,9 @@ qk_q8t(int HD, const struct mx_tensor *kc, int64_t c0, int64_t g, int64_t G,
 }
 
 /* acc[h][hd] += sum_j P[h][j] V[c0 + j] (KV head g, q8_0 rows) for NH (1..4) heads over
- * MX_ATTN_CBLOCK cells, 64 dimensions (4 registers per head) per pass: the 4 NH accumulators stay in registers
- * while the cells' V pieces stream past, each converted once for the NH heads. hd % 64 == 0. */
+ * MX_ATTN_CBLOCK cells, 64 dimensions (4 registers per head) per pass: the 4 NH accumulators
+ * stay in registers while the cells' V pieces stream past, each converted once for the NH
+ * heads. hd % 64 == 0. */
 static inline __attribute__((always_inline)) void
 pv_heads(int NH, int HD, const struct mx_tensor *vc, int64_t c0, int64_t g,
          int64_t hd, const float *P, float *acc) {
