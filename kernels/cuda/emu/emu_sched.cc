@@ -152,6 +152,10 @@ static int take_stack() {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
+#ifdef MX_EMU_ASAN
+    /* the range may have been a thread's stack before: its stale shadow would flag our writes */
+    __asan_unpoison_memory_region(p, STACK_BYTES);
+#endif
     stacks.push_back((char *)p);
     return (int)stacks.size() - 1;
 }
@@ -167,8 +171,12 @@ static bool prepare(block_run *b, unsigned i) {
     }
     char *base = stacks[(size_t)f.stack];
 #ifdef MX_EMU_ASAN
+    /* a fiber that exited never returned from fiber_main: its frame's redzones stay poisoned at
+     * the top of the stack (all of it after an abandoned block) */
     if (stacks_dirty)
         __asan_unpoison_memory_region(base, STACK_BYTES);
+    else
+        __asan_unpoison_memory_region(base + STACK_BYTES - 8192, 8192);
 #endif
 #if defined(__x86_64__)
     /* tops staggered by 64 bytes per stack: equal page offsets would fight for the same L1 sets */
@@ -542,7 +550,7 @@ static bool check_config(const char *name, dim3 g, dim3 bl, size_t smem, char *m
 
 cudaError_t mx_emu_run_grid(const char *name, dim3 g, dim3 bl, size_t smem,
                             const std::function<void()> &body) {
-    char msg[512];
+    char msg[600]; /* the block's message and its coordinates */
     if (!check_config(name, g, bl, smem, msg, sizeof msg)) {
         mx_emu_set_error(cudaErrorInvalidConfiguration, msg, false);
         return cudaErrorInvalidConfiguration;
