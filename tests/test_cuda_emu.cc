@@ -121,6 +121,12 @@ __global__ void k_misc(int *out, unsigned *counter) {
     }
 }
 
+__constant__ int c_table[4];
+
+__global__ void k_read_table(int *out) {
+    out[threadIdx.x] = c_table[threadIdx.x % 4];
+}
+
 __global__ void k_nop(int *x) {
     (void)x;
 }
@@ -257,6 +263,16 @@ static void test_errors(void **state) {
     expect_error(cudaErrorInvalidConfiguration, "k_add", "empty grid");
     MX_LAUNCH(k_add, 1, 32, 48 * 1024 + 1, 0)(d, 1024, 1);
     expect_error(cudaErrorInvalidConfiguration, "k_add", "49153 bytes of dynamic shared");
+    /* opting in to more: up to the device's limit, and then the launch passes */
+    assert_int_equal(cudaFuncSetAttribute(k_misc, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          200000), cudaErrorInvalidValue);
+    cudaGetLastError();
+    assert_int_equal(cudaFuncSetAttribute(k_misc, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          100000), cudaSuccess);
+    MX_LAUNCH(k_misc, 1, 32, 100001, 0)(d, (unsigned *)(d + 1020));
+    expect_error(cudaErrorInvalidConfiguration, "k_misc", "100001 bytes");
+    MX_LAUNCH(k_misc, 1, 32, 100000, 0)(d, (unsigned *)(d + 1020));
+    assert_int_equal(cudaGetLastError(), cudaSuccess);
     assert_int_equal(cudaGetLastError(), cudaSuccess);
     assert_int_equal(cudaMemset(d, 0, 1024 * sizeof(int)), cudaSuccess);
     MX_LAUNCH(k_add, 1, 1024, 48 * 1024, 0)(d, 1024, 2); /* the limits themselves pass */
@@ -339,6 +355,15 @@ static void test_misc_and_memory(void **state) {
         assert_int_equal(__half_as_ushort(__float2half_rn(f)), mx_fp32_to_fp16(f));
         assert_int_equal(__bfloat16_as_ushort(__float2bfloat16(f)), mx_fp32_to_bf16(f));
     }
+    const int tab[4] = {5, 6, 7, 8};
+    assert_int_equal(cudaMemcpyToSymbol(c_table, tab, sizeof tab), cudaSuccess);
+    assert_int_equal(cudaMemcpyToSymbol(c_table, tab, sizeof tab, 4), cudaErrorInvalidValue);
+    int *dt = (int *)dmalloc(8 * sizeof(int)), rt[8];
+    MX_LAUNCH(k_read_table, 1, 8, 0, 0)(dt);
+    assert_int_equal(cudaMemcpy(rt, dt, sizeof rt, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rt[i], tab[i % 4]);
+    cudaFree(dt);
     float2 two = __half22float2(__floats2half2_rn(1.5f, -2.25f));
     assert_true(two.x == 1.5f && two.y == -2.25f);
     assert_true(__int_as_float(0x3f800000) == 1.0f && __float_as_uint(2.0f) == 0x40000000u);
@@ -372,6 +397,16 @@ static void test_graphs(void **state) {
             assert_int_equal(h[i], 11 * k);
     }
     assert_int_equal(mx_emu_launch_count(), before + 6);
+    /* an update swaps in another capture's work */
+    cudaGraph_t g2;
+    assert_int_equal(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+    MX_LAUNCH(k_add, 3, 128, 0, s)(d, n, 100);
+    assert_int_equal(cudaStreamEndCapture(s, &g2), cudaSuccess);
+    assert_int_equal(cudaGraphExecUpdate(x, g2, NULL), cudaSuccess);
+    assert_int_equal(cudaGraphLaunch(x, s), cudaSuccess);
+    assert_int_equal(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost), cudaSuccess);
+    assert_int_equal(h[n - 1], 33 + 100);
+    cudaGraphDestroy(g2);
     cudaGraphExecDestroy(x);
     cudaGraphDestroy(g);
     /* a synchronous wait inside a capture invalidates it, as on a GPU */

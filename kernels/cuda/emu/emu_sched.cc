@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -92,6 +93,7 @@ std::vector<int> free_stacks;
 std::vector<unsigned char> dyn;  /* the running launch's dynamic shared memory */
 bool stacks_dirty;               /* an abandoned fiber left poisoned frames (ASan) */
 block_run *run_;                 /* the block running now */
+std::map<const void *, size_t> smem_optin; /* cudaFuncSetAttribute's dynamic shared memory */
 std::mutex launch_lock;          /* one launch at a time: __shared__ statics are process-wide */
 unsigned long long n_launches;
 
@@ -526,7 +528,15 @@ static void abandon(block_run *b) {
 }
 
 /* Checks the geometry as the GPU does at launch; a message on failure. */
-static bool check_config(const char *name, dim3 g, dim3 bl, size_t smem, char *msg, size_t n) {
+static bool check_config(const char *name, const void *fn, dim3 g, dim3 bl, size_t smem, char *msg,
+                         size_t n) {
+    size_t smem_max = MAX_SMEM;
+    {
+        std::lock_guard<std::mutex> lock(launch_lock);
+        auto it = smem_optin.find(fn);
+        if (it != smem_optin.end() && it->second > smem_max)
+            smem_max = it->second;
+    }
     unsigned long long threads = (unsigned long long)bl.x * bl.y * bl.z;
     if (g.x == 0 || g.y == 0 || g.z == 0)
         snprintf(msg, n, "%s: launch with an empty grid (%u x %u x %u blocks)", name, g.x, g.y,
@@ -540,18 +550,34 @@ static bool check_config(const char *name, dim3 g, dim3 bl, size_t smem, char *m
     else if (g.x > 0x7fffffffu || g.y > 65535 || g.z > 65535)
         snprintf(msg, n, "%s: grid of %u x %u x %u blocks (y and z at most 65535)", name, g.x,
                  g.y, g.z);
-    else if (smem > MAX_SMEM)
-        snprintf(msg, n, "%s: %zu bytes of dynamic shared memory (a block gets 48 KiB without "
-                         "opting in)", name, smem);
+    else if (smem > smem_max)
+        snprintf(msg, n, "%s: %zu bytes of dynamic shared memory (the kernel may use %zu: 48 KiB "
+                         "unless cudaFuncSetAttribute opts it in to more)", name, smem, smem_max);
     else
         return true;
     return false;
 }
 
-cudaError_t mx_emu_run_grid(const char *name, dim3 g, dim3 bl, size_t smem,
+cudaError_t mx_emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v) {
+    if (a == cudaFuncAttributePreferredSharedMemoryCarveout)
+        return v >= -1 && v <= 100 ? cudaSuccess : cudaErrorInvalidValue;
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 ||
+        (size_t)v > MX_EMU_SMEM_OPTIN) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "cudaFuncSetAttribute: %d bytes of dynamic shared memory "
+                                  "(the device allows %zu)", v, MX_EMU_SMEM_OPTIN);
+        mx_emu_set_error(cudaErrorInvalidValue, msg, false);
+        return cudaErrorInvalidValue;
+    }
+    std::lock_guard<std::mutex> lock(launch_lock);
+    smem_optin[fn] = (size_t)v;
+    return cudaSuccess;
+}
+
+cudaError_t mx_emu_run_grid(const char *name, const void *fn, dim3 g, dim3 bl, size_t smem,
                             const std::function<void()> &body) {
     char msg[600]; /* the block's message and its coordinates */
-    if (!check_config(name, g, bl, smem, msg, sizeof msg)) {
+    if (!check_config(name, fn, g, bl, smem, msg, sizeof msg)) {
         mx_emu_set_error(cudaErrorInvalidConfiguration, msg, false);
         return cudaErrorInvalidConfiguration;
     }
