@@ -20,9 +20,9 @@ extern "C" {
 #include "core/base/util.h"
 }
 
-#include "cublas_v2.h"
-#include "cuda_fp16.h"
-#include "cuda_runtime.h"
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 

@@ -9,9 +9,9 @@
 
 #include <vector>
 
-#include "cublas_v2.h"
-#include "cuda_fp16.h"
-#include "emu_internal.h"
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 /* a handle: the stream its calls go to */
 struct mx_emu_cublas {

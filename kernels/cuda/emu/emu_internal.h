@@ -2,7 +2,7 @@
 #ifndef MX_EMU_INTERNAL_H
 #define MX_EMU_INTERNAL_H
 
-#include "cuda_runtime.h"
+#include <cuda_runtime.h>
 
 /* Runs a whole grid now (emu_sched.cc): the configuration checks, then every block. */
 cudaError_t mx_emu_run_grid(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem,

@@ -11,8 +11,8 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_runtime.h"
-#include "emu_internal.h"
+#include <cuda_runtime.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 /* a stream: synchronous; while capturing, its work goes into graph */
 struct mx_emu_stream {

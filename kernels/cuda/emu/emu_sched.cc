@@ -19,8 +19,8 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_runtime.h"
-#include "emu_internal.h"
+#include <cuda_runtime.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MX_EMU_ASAN 1
