@@ -1,7 +1,8 @@
 /* emu_runtime.cc - the emulator's CUDA runtime API: one device ("mixel CUDA emulator"), device
  * memory on the heap (so ASan sees a kernel's out-of-bounds access), synchronous streams and
  * events, errors with the emulator's detailed message, and stream capture into graphs that
- * replay the recorded closures. */
+ * replay the recorded closures. The cuda* functions behave as the CUDA Runtime API documents
+ * them, on one device; a comment says where they differ or what they check beyond it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
