@@ -121,6 +121,15 @@ __global__ void k_misc(int *out, unsigned *counter) {
     }
 }
 
+/* a missing __syncthreads: each thread reads its left neighbour's fresh value; run in thread
+ * order that happens to work, run last-first (MX_CUDA_EMU_REVERSE=1) it does not */
+__global__ void k_no_barrier(int *out, int seed) {
+    __shared__ int s[64];
+    int t = threadIdx.x;
+    s[t] = 7 * t + seed;
+    out[t] = t > 0 ? s[t - 1] : seed;
+}
+
 __constant__ int c_table[4];
 
 __global__ void k_read_table(int *out) {
@@ -369,6 +378,40 @@ static void test_misc_and_memory(void **state) {
     assert_true(__int_as_float(0x3f800000) == 1.0f && __float_as_uint(2.0f) == 0x40000000u);
 }
 
+/* MX_CUDA_EMU_REVERSE=1 runs blocks, warps and lanes last first: a kernel that relies on the
+ * emulator's thread order (a missing barrier, blocks depending on each other) changes result. */
+static void test_reverse_order(void **state) {
+    (void)state;
+    int *d = (int *)dmalloc(64 * sizeof(int)), r[64];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            setenv("MX_CUDA_EMU_REVERSE", "1", 1);
+        MX_LAUNCH(k_no_barrier, 1, 64, 0, 0)(d, pass + 1);
+        assert_int_equal(cudaMemcpy(r, d, sizeof r, cudaMemcpyDeviceToHost), cudaSuccess);
+        int wrong = 0;
+        for (int t = 1; t < 64; t++)
+            wrong += r[t] != 7 * (t - 1) + pass + 1;
+        assert_int_equal(wrong, pass ? 63 : 0);
+    }
+    /* correct kernels give the same answers in either order */
+    const int n = 1000, bs = 256;
+    int h[1000], out[1000];
+    for (int i = 0; i < n; i++)
+        h[i] = i % 5;
+    int *din = (int *)dmalloc(sizeof h), *dout = (int *)dmalloc(sizeof h);
+    cudaMemcpy(din, h, sizeof h, cudaMemcpyHostToDevice);
+    MX_LAUNCH(k_scan, (n + bs - 1) / bs, bs, 0, 0)(din, dout, n);
+    assert_int_equal(cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int i = 0, acc = 0; i < n; i++) {
+        acc = (i % bs == 0 ? 0 : acc) + h[i];
+        assert_int_equal(out[i], acc);
+    }
+    unsetenv("MX_CUDA_EMU_REVERSE");
+    cudaFree(din);
+    cudaFree(dout);
+    cudaFree(d);
+}
+
 static void test_graphs(void **state) {
     (void)state;
     const int n = 300;
@@ -562,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_barriers), cmocka_unit_test(test_shuffles),
         cmocka_unit_test(test_errors),   cmocka_unit_test(test_misc_and_memory),
         cmocka_unit_test(test_graphs),   cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_reverse_order),
         cmocka_unit_test(test_costs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;

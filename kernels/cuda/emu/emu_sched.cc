@@ -93,6 +93,7 @@ std::vector<int> free_stacks;
 std::vector<unsigned char> dyn;  /* the running launch's dynamic shared memory */
 bool stacks_dirty;               /* an abandoned fiber left poisoned frames (ASan) */
 block_run *run_;                 /* the block running now */
+bool reverse_order;              /* MX_CUDA_EMU_REVERSE=1: blocks, warps and lanes run last first */
 std::map<const void *, size_t> smem_optin; /* cudaFuncSetAttribute's dynamic shared memory */
 std::mutex launch_lock;          /* one launch at a time: __shared__ statics are process-wide */
 unsigned long long n_launches;
@@ -298,15 +299,19 @@ static uint64_t wait_here(state st) {
     b->th[(size_t)b->cur].st = st;
 #if defined(__x86_64__)
     /* the next runnable lane of this warp runs next, without the scheduler in between */
-    unsigned end = ((unsigned)b->cur | 31u) + 1;
+    unsigned cur = (unsigned)b->cur, first = cur & ~31u, end = (cur | 31u) + 1;
     if (end > b->n)
         end = b->n;
-    for (unsigned i = (unsigned)b->cur + 1; i < end; i++)
+    for (unsigned k = 1; k < end - first; k++) { /* the lanes after this one, in run order */
+        unsigned i = reverse_order ? cur - k : cur + k;
+        if (reverse_order ? cur < first + k : i >= end)
+            break;
         if (b->th[i].st == RUNNABLE) {
             chain(b, i);
             mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
             return b->th[(size_t)b->cur].result;
         }
+    }
 #endif
     to_scheduler(b, false);
     mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
@@ -494,15 +499,19 @@ static bool release_block(block_run *b) {
  * 32 fiber stacks are hot at a time), then the block barrier. */
 static void run_block(block_run *b) {
     for (;;) {
-        for (unsigned base = 0; base < b->n && !b->failed; base += 32) {
+        unsigned nw = (b->n + 31) / 32;
+        for (unsigned wi = 0; wi < nw && !b->failed; wi++) {
+            unsigned base = (reverse_order ? nw - 1 - wi : wi) * 32;
             unsigned nl = b->n - base < 32 ? b->n - base : 32;
             for (;;) {
                 bool any = false;
-                for (unsigned l = 0; l < nl && !b->failed; l++)
+                for (unsigned li = 0; li < nl && !b->failed; li++) {
+                    unsigned l = reverse_order ? nl - 1 - li : li;
                     if (b->th[base + l].st == RUNNABLE) {
                         any = true;
                         resume(b, base + l);
                     }
+                }
                 if (!any || b->failed || release_warp(b, base) == 0)
                     break;
             }
@@ -605,9 +614,14 @@ cudaError_t mx_emu_run_grid(const char *name, const void *fn, dim3 g, dim3 bl, s
     run_ = &b;
     mx_emu_regs.bdim = uint3{bl.x, bl.y, bl.z};
     mx_emu_regs.gdim = uint3{g.x, g.y, g.z};
-    for (unsigned z = 0; z < g.z && !b.failed; z++)
-        for (unsigned y = 0; y < g.y && !b.failed; y++)
-            for (unsigned x = 0; x < g.x && !b.failed; x++) {
+    const char *rev = getenv("MX_CUDA_EMU_REVERSE");
+    reverse_order = rev && strcmp(rev, "1") == 0;
+    for (unsigned zi = 0; zi < g.z && !b.failed; zi++)
+        for (unsigned yi = 0; yi < g.y && !b.failed; yi++)
+            for (unsigned xi = 0; xi < g.x && !b.failed; xi++) {
+                unsigned x = reverse_order ? g.x - 1 - xi : xi;
+                unsigned y = reverse_order ? g.y - 1 - yi : yi;
+                unsigned z = reverse_order ? g.z - 1 - zi : zi;
                 mx_emu_regs.bid = uint3{x, y, z};
                 unsigned i = 0;
                 for (unsigned tz = 0; tz < bl.z; tz++)
