@@ -532,6 +532,54 @@ static void test_vec_dot4_equals_vec_dot(void **state) {
     printf("%d 4-column dots checked (kernels '%s')\n", n_checked, k->name);
 }
 
+/* The 2-row decode dots give, per row, exactly vec_dot's value, for every type that has one in
+ * either kernel set (AVX-512 where the CPU has it, and the forced AVX2 set): 5 blocks of random
+ * bytes (IQ grids and signs included), drawn again while a row's dot is not finite. */
+static void test_vec_dot2_equals_vec_dot(void **state) {
+    const struct mx_cpu_kernels *sets[] = {&mx_cpu_of(be4)->kern, &mx_cpu_of(be_avx2)->kern};
+    int n_checked = 0;
+    for (size_t si = 0; si < MX_ARRAY_LEN(sets); si++) {
+        const struct mx_cpu_kernels *k = sets[si];
+        for (int ti = 0; ti < MX_TYPE_COUNT; ti++) {
+            enum mx_type type = (enum mx_type)ti;
+            if (!k->vec_dot2[type] || !k->vec_dot[type])
+                continue;
+            enum mx_type vt = mx_vec_dot_type(type);
+            int64_t n = 5 * mx_type_traits(type)->blck_size;
+            size_t wb, xb;
+            assert_true(mx_row_size(type, n, &wb));
+            assert_true(mx_act_row_size(vt, n, &xb));
+            uint8_t *w = talloc(2 * wb), *xq = talloc(xb);
+            float *x = talloc((size_t)n * 4);
+            for (int rep = 0; rep < 20; rep++) {
+                float e[2];
+                for (int tries = 0;; tries++) {
+                    assert_true(tries < 1000);
+                    for (size_t i = 0; i < 2 * wb; i++)
+                        w[i] = (uint8_t)mx_test_rand(&rng);
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = (float)(rep % 3 + 1) * mx_test_randf(&rng);
+                    mx_quantize_act(vt, x, xq, n);
+                    e[0] = k->vec_dot[type](n, w, xq);
+                    e[1] = k->vec_dot[type](n, w + wb, xq);
+                    if (isfinite(e[0]) && isfinite(e[1]) && e[0] != 0.0f && e[1] != 0.0f)
+                        break;
+                }
+                float r[2];
+                k->vec_dot2[type](n, w, wb, xq, r);
+                for (int row = 0; row < 2; row++)
+                    if (memcmp(&e[row], &r[row], sizeof e[row]) != 0)
+                        fail_msg("vec_dot2 %s row %d (kernels '%s'): %.9g, vec_dot %.9g",
+                                 mx_type_name(type), row, k->name, r[row], e[row]);
+            }
+            n_checked++;
+            free_all();
+        }
+    }
+    assert_true(n_checked > 0);
+    printf("%d 2-row dots checked\n", n_checked);
+}
+
 /* Results do not depend on the thread count (each output value has one owner). */
 static void test_matmul_threads_bitwise(void **state) {
     enum mx_type types[] = {MX_TYPE_F32, MX_TYPE_Q4_0, MX_TYPE_Q6_K};
@@ -1715,6 +1763,7 @@ int main(void) {
         cmocka_unit_test_setup(test_fast_dequant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_fast_act_quant_bit_exact, reset_modes),
         cmocka_unit_test_setup(test_vec_dot4_equals_vec_dot, reset_modes),
+        cmocka_unit_test_setup(test_vec_dot2_equals_vec_dot, reset_modes),
         cmocka_unit_test_setup(test_legacy_dots_in_ggml_order, reset_modes),
         cmocka_unit_test_setup(test_low_k_dots_in_ggml_order, reset_modes),
         cmocka_unit_test_setup(test_matmul_threads_bitwise, reset_modes),

@@ -146,6 +146,12 @@ struct mx_cpu_kernels {
      * prefill uses dequantize + sgemm. */
     void (*vec_dot4[MX_TYPE_COUNT])(int64_t n, const void *w, const void *xq, size_t xq_row,
                                     const float *xd, float *out);
+    /* Decode: 2 weight rows (w and w + w_row) times one activation column, out[2], each
+     * bit-identical to vec_dot of its row. The rows' independent float chains overlap (one row's
+     * per-block FMA chain bounds a single-row dot) and the column's blocks are loaded once.
+     * NULL: vec_dot row by row. */
+    void (*vec_dot2[MX_TYPE_COUNT])(int64_t n, const void *w, size_t w_row, const void *xq,
+                                    float *out);
     /* A repacked group of 8 rows (indexed by layout) times ncols (1..4) activation columns
      * quantized to the weight's vec_dot type (mx_quantize_act rows, xq_row bytes apart):
      * out[c * ldo + r] for row r of the group and column c. Per column the arithmetic does not

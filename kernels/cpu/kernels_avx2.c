@@ -249,45 +249,79 @@ static inline __m256i q5_1_values(const mx_block_q5_1 *a) {
                            _mm256_and_si256(bits_to_bytes(a->qh), _mm256_set1_epi8(0x10)));
 }
 
-static float vec_dot_q4_1(int64_t n, const void *w, const void *x) {
-    const mx_block_q4_1 *a = w;
-    const mx_block_q8_1 *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    for (int64_t i = 0; i < n / MX_QK4_1; i++) {
-        summs += h2f(a[i].m) * h2f(b[i].s);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(
-            d, mul_sum_u8(unpack_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs)),
-            acc);
+/* R rows (1 or 2, a constant after inlining) of Q4_1 / Q5_0 / Q5_1 (type) against one column:
+ * per row the single-row kernel's steps in its order, so out[r] has vec_dot's bits for row r;
+ * the column's block is loaded once and the rows' FMA chains run side by side. */
+static inline __attribute__((always_inline)) void
+legacy_rows(enum mx_type type, int64_t n, const void *w, size_t w_row, const void *x, int R,
+            float *out) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float summs[2] = {0.0f, 0.0f};
+    const int64_t nb = n / 32;
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i y;
+        float yd, ys = 0.0f;
+        if (type == MX_TYPE_Q5_0) {
+            const mx_block_q8_0 *b = (const mx_block_q8_0 *)x + i;
+            y = _mm256_loadu_si256((const __m256i *)b->qs);
+            yd = h2f(b->d);
+        } else {
+            const mx_block_q8_1 *b = (const mx_block_q8_1 *)x + i;
+            y = _mm256_loadu_si256((const __m256i *)b->qs);
+            yd = h2f(b->d), ys = h2f(b->s);
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const char *wr = (const char *)w + (size_t)r * w_row;
+            if (type == MX_TYPE_Q4_1) {
+                const mx_block_q4_1 *a = (const mx_block_q4_1 *)wr + i;
+                summs[r] += h2f(a->m) * ys;
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
+                                         mul_sum_u8(unpack_nibbles(a->qs), y), acc[r]);
+            } else if (type == MX_TYPE_Q5_0) {
+                const mx_block_q5_0 *a = (const mx_block_q5_0 *)wr + i;
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
+                                         mul_sum_i8(q5_0_values(a), y), acc[r]);
+            } else {
+                const mx_block_q5_1 *a = (const mx_block_q5_1 *)wr + i;
+                summs[r] += h2f(a->m) * ys;
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
+                                         mul_sum_u8(q5_1_values(a), y), acc[r]);
+            }
+        }
     }
-    return hsum8(acc) + summs;
+    for (int r = 0; r < R; r++)
+        out[r] = type == MX_TYPE_Q5_0 ? hsum8(acc[r]) : hsum8(acc[r]) + summs[r];
+}
+
+static float vec_dot_q4_1(int64_t n, const void *w, const void *x) {
+    float r;
+    legacy_rows(MX_TYPE_Q4_1, n, w, 0, x, 1, &r);
+    return r;
 }
 
 static float vec_dot_q5_0(int64_t n, const void *w, const void *x) {
-    const mx_block_q5_0 *a = w;
-    const mx_block_q8_0 *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / MX_QK5_0; i++) {
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(
-            d, mul_sum_i8(q5_0_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
-    }
-    return hsum8(acc);
+    float r;
+    legacy_rows(MX_TYPE_Q5_0, n, w, 0, x, 1, &r);
+    return r;
 }
 
 static float vec_dot_q5_1(int64_t n, const void *w, const void *x) {
-    const mx_block_q5_1 *a = w;
-    const mx_block_q8_1 *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0.0f;
-    for (int64_t i = 0; i < n / MX_QK5_1; i++) {
-        summs += h2f(a[i].m) * h2f(b[i].s);
-        __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-        acc = _mm256_fmadd_ps(
-            d, mul_sum_u8(q5_1_values(&a[i]), _mm256_loadu_si256((const __m256i *)b[i].qs)), acc);
-    }
-    return hsum8(acc) + summs;
+    float r;
+    legacy_rows(MX_TYPE_Q5_1, n, w, 0, x, 1, &r);
+    return r;
+}
+
+static void vec_dot2_q4_1(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
+    legacy_rows(MX_TYPE_Q4_1, n, w, w_row, x, 2, out);
+}
+
+static void vec_dot2_q5_0(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
+    legacy_rows(MX_TYPE_Q5_0, n, w, w_row, x, 2, out);
+}
+
+static void vec_dot2_q5_1(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
+    legacy_rows(MX_TYPE_Q5_1, n, w, w_row, x, 2, out);
 }
 
 /* The 4-column forms for prefill (vec_dot4): a weight block is unpacked once and meets the 4
@@ -831,39 +865,61 @@ static inline __m256i q2_K_header(const mx_block_q2_K *a, int16_t s16[16]) {
     return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
 }
 
-static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
-    const mx_block_q2_K *a = w;
+/* R rows (1 or 2) of Q2_K (q3 false) or Q3_K against one column, per row the single-row
+ * steps in their order (out[r] has vec_dot's bits); the rows' FMA chains run side by side.
+ * Q2_K's 2-row form measured slower (0.95x by CPU time, decode A/B in bench_kernels: its 16
+ * unpacked vectors per row spill on AVX2's 16 registers), so only Q3_K installs one. */
+static inline __attribute__((always_inline)) void
+low_k_rows(bool q3, int64_t n, const void *w, size_t w_row, const void *x, int R, float *out) {
     const mx_block_q8_K *b = x;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        int16_t s16[16];
-        __m256i mins = q2_K_header(&a[i], s16);
-        __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
-                              acc);
-        __m256i u[8], scv[8];
-        q2_K_unpack(&a[i], u);
-        pair_scales(s16, scv);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
-                              _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b[i].qs)), acc);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const char *wr = (const char *)w + (size_t)r * w_row;
+            int16_t s16[16];
+            __m256i u[8], nh[8], scv[8];
+            if (q3) {
+                const mx_block_q3_K *a = (const mx_block_q3_K *)wr + i;
+                _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a->scales)));
+                q3_K_unpack(a, u, nh);
+                pair_scales(s16, scv);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a->d)),
+                                         _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b[i].qs)),
+                                         acc[r]);
+            } else {
+                const mx_block_q2_K *a = (const mx_block_q2_K *)wr + i;
+                __m256i mins = q2_K_header(a, s16);
+                __m256i mt =
+                    _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a->dmin)),
+                                         _mm256_cvtepi32_ps(mt), acc[r]);
+                q2_K_unpack(a, u);
+                pair_scales(s16, scv);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a->d)),
+                                         _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b[i].qs)),
+                                         acc[r]);
+            }
+        }
     }
-    return hsum8(acc);
+    for (int r = 0; r < R; r++)
+        out[r] = hsum8(acc[r]);
+}
+
+static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
+    float r;
+    low_k_rows(false, n, w, 0, x, 1, &r);
+    return r;
 }
 
 static float vec_dot_q3_K(int64_t n, const void *w, const void *x) {
-    const mx_block_q3_K *a = w;
-    const mx_block_q8_K *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
-        __m256i u[8], nh[8], scv[8];
-        q3_K_unpack(&a[i], u, nh);
-        pair_scales(s16, scv);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
-                              _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b[i].qs)), acc);
-    }
-    return hsum8(acc);
+    float r;
+    low_k_rows(true, n, w, 0, x, 1, &r);
+    return r;
+}
+
+static void vec_dot2_q3_K(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
+    low_k_rows(true, n, w, w_row, x, 2, out);
 }
 
 /* 4-column forms (prefill): the weight block's scales decoded once for 4 columns; per column
@@ -1255,6 +1311,10 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot4[MX_TYPE_Q2_K] = vec_dot4_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot4[MX_TYPE_Q3_K] = vec_dot4_q3_K;
+    k->vec_dot2[MX_TYPE_Q4_1] = vec_dot2_q4_1;
+    k->vec_dot2[MX_TYPE_Q5_0] = vec_dot2_q5_0;
+    k->vec_dot2[MX_TYPE_Q5_1] = vec_dot2_q5_1;
+    k->vec_dot2[MX_TYPE_Q3_K] = vec_dot2_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;

@@ -15,7 +15,8 @@
  *     a few dozen columns each; Q3_K), or any n >= 4 for Q4_1 / Q5_1 / Q2_K (see
  *     act_plan.vdot4_all):
  *     integer dots of each row with 4 quantized columns at a time.
- *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel on
+ *   otherwise (decode): per weight row, a dot with each column: the fast vec_dot kernel (two
+ *     rows per call where the type has vec_dot2) on
  *     quantized activations when one exists (MX_ACT_GGML), else dequantize the row + f32 dot.
  * Activations are rounded first per be->act_mode (see backend.h), so both paths compute the
  * same numbers up to float summation order.
@@ -57,6 +58,8 @@ struct mm_task {
     bool vdot4_all;      /* vdot4 takes jobs of any column count (see act_plan) */
     bool vdot_all;       /* vdot takes jobs of any column count (see act_plan) */
     float (*vdot)(int64_t n, const void *w, const void *xq); /* NULL: dequantize + f32 dot */
+    /* decode: 2 rows per call, each with vdot's bits (NULL: vdot row by row) */
+    void (*vdot2)(int64_t n, const void *w, size_t w_row, const void *xq, float *out);
     /* 4 columns at once; non-NULL: prefill-sized jobs with xq use it instead of sgemm. Its xd
      * argument (the columns' block scales as f32) is filled for Q8_0 columns only (xd_q8_0). */
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
@@ -168,7 +171,17 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
                     (int)j->ldy);
         return;
     }
-    for (int64_t o = o0; o < o1; o++) {
+    int64_t o = o0;
+    if (t->vdot2 && j->xq) /* decode: rows in pairs, one column at a time */
+        for (; o + 2 <= o1; o += 2)
+            for (int64_t c = 0; c < j->n; c++) {
+                float r[2];
+                t->vdot2(n_in, j->w + (size_t)o * t->w_row, t->w_row,
+                         j->xq + (size_t)c * t->xq_row, r);
+                j->y[c * j->ldy + o] = r[0];
+                j->y[c * j->ldy + o + 1] = r[1];
+            }
+    for (; o < o1; o++) {
         const char *wr = j->w + (size_t)o * t->w_row;
         if (t->vdot && j->xq) {
             for (int64_t c = 0; c < j->n; c++)
@@ -229,6 +242,7 @@ struct act_plan {
     /* the kernels for quantized columns: the row kernels read the file layout only, the
      * 8-row GEMM the repacked one */
     float (*vdot)(int64_t n, const void *w, const void *xq);
+    void (*vdot2)(int64_t n, const void *w, size_t w_row, const void *xq, float *out);
     void (*vdot4)(int64_t n, const void *w, const void *xq, size_t xq_row, const float *xd,
                   float *out);
     /* vdot4 for every column count (Q4_1, Q5_1, Q2_K): ggml on AVX2 takes prompts through the
@@ -274,6 +288,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
             ap->xq_row += (size_t)(w->ne[0] / MX_QK8_0) * 8;
     } else if (ap->quant) {
         ap->vdot = c->kern.vec_dot[wtype];
+        ap->vdot2 = c->kern.vec_dot2[wtype];
         ap->vdot4 = c->kern.vec_dot4[wtype];
         ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0 && wtype != MX_TYPE_Q3_K;
         ap->vdot_all = wtype == MX_TYPE_Q8_0;
@@ -490,7 +505,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     }
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
@@ -601,7 +616,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     prep_run(c, &prep);
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot4 = ap.vdot4,
+        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = n_jobs, .jobs = jobs,

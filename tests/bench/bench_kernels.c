@@ -10,6 +10,9 @@
  * usage: bench_kernels [threads] [n_in] [n_out] [level of the second set: 0 scalar, 1 avx2]
  *        MX_BENCH_AB=ROUNDS bench_kernels 1 N_IN N_OUT: the prefill GEMM tiles old (8-row)
  *        against new (16-row), one thread, CPU time, alternating, medians
+ *        MX_BENCH_DOT2=ROUNDS bench_kernels 1 N_IN N_OUT: the decode dots, the AVX2 set row by
+ *        row (old) against the best set with vec_dot2 (new), one thread, CPU time, alternating,
+ *        medians
  */
 #include <math.h>
 #include <stdio.h>
@@ -227,11 +230,89 @@ static void bench_attn(struct mx_backend *be, enum mx_type kvt, int hd, int nh, 
     free(kp.data);
 }
 
+/* Decode, old against new: one token through an n_in x n_out weight of random bytes (the
+ * speed of these integer dots does not depend on the values) on one thread, the full kernel set
+ * ("new": AVX-512 and vec_dot2 where the type has them) against the AVX2 set without vec_dot2
+ * ("old": the row-by-row AVX2 dots these types had before),
+ * alternating call by call; median CPU times and weight GB/s by CPU time. Rough on a shared
+ * machine. */
+static void bench_dot2_ab(enum mx_type type, int64_t n_in, int64_t n_out, int rounds) {
+    struct mx_err err = {0};
+    struct mx_backend *bn = mx_backend_cpu_new(1, &err), *bo = mx_backend_cpu_new(1, &err);
+    if (!bn || !bo) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    mx_backend_set_act_mode(bn, MX_ACT_GGML);
+    mx_backend_set_act_mode(bo, MX_ACT_GGML);
+    struct mx_cpu_kernels *ko = &mx_cpu_of(bo)->kern;
+    mx_cpu_kernels_init(ko, MX_CPU_AVX2);
+    memset(ko->vec_dot2, 0, sizeof ko->vec_dot2);
+    struct mx_tensor w, x, y;
+    if (mx_tensor_init(&w, type, n_in, n_out, 1, 1) < 0)
+        exit(1);
+    mx_tensor_init(&x, MX_TYPE_F32, n_in, 1, 1, 1);
+    mx_tensor_init(&y, MX_TYPE_F32, n_out, 1, 1, 1);
+    w.data = xmalloc(mx_tensor_nbytes(&w));
+    x.data = xmalloc(mx_tensor_nbytes(&x));
+    y.data = xmalloc(mx_tensor_nbytes(&y));
+    uint64_t s = 11;
+    for (size_t i = 0; i < mx_tensor_nbytes(&w); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ((uint8_t *)w.data)[i] = (uint8_t)(s >> 56);
+    }
+    for (int64_t i = 0; i < n_in; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ((float *)x.data)[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23);
+    }
+    double *tn = xmalloc((size_t)rounds * sizeof(double));
+    double *to = xmalloc((size_t)rounds * sizeof(double));
+    mx_op_matmul(bn, &y, &w, &x); /* warm up: scratch, caches */
+    mx_op_matmul(bo, &y, &w, &x);
+    for (int r = 0; r < rounds; r++) {
+        double c0 = proc_cpu_s();
+        mx_op_matmul(bo, &y, &w, &x);
+        double c1 = proc_cpu_s();
+        mx_op_matmul(bn, &y, &w, &x);
+        to[r] = c1 - c0;
+        tn[r] = proc_cpu_s() - c1;
+    }
+    qsort(tn, (size_t)rounds, sizeof *tn, cmp_double);
+    qsort(to, (size_t)rounds, sizeof *to, cmp_double);
+    double bytes = (double)mx_tensor_nbytes(&w), mo = to[rounds / 2], mn = tn[rounds / 2];
+    printf("  %-7s %5lld x %-5lld old %8.3f ms %6.2f GB/s | new %8.3f ms %6.2f GB/s | %.2fx"
+           "%s  (CPU time, 1 thread, median of %d)\n",
+           mx_type_name(type), (long long)n_in, (long long)n_out, mo * 1e3, bytes / mo / 1e9,
+           mn * 1e3, bytes / mn / 1e9, mo / mn,
+           mx_cpu_of(bn)->kern.vec_dot2[type] ? "" : " (no vec_dot2)", rounds);
+    free(tn);
+    free(to);
+    free(w.data);
+    free(x.data);
+    free(y.data);
+    mx_backend_free(bn);
+    mx_backend_free(bo);
+}
+
 int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : 2;
     int64_t n_in = argc > 2 ? atoll(argv[2]) : 4096, n_out = argc > 3 ? atoll(argv[3]) : 4096;
     /* MX_BENCH_AB=ROUNDS: only the prefill GEMM A/B (8-row against 16-row tiles, one thread)
      * on the bench MoE model's shapes: an expert's 128 routed tokens and a dense 512 */
+    /* MX_BENCH_DOT2=ROUNDS: only the decode A/B of the 2-row dots (MX_BENCH_TYPE: one type) */
+    const char *d2 = getenv("MX_BENCH_DOT2");
+    if (d2) {
+        int rounds = atoi(d2) > 0 ? atoi(d2) : 21;
+        const enum mx_type dt[] = {MX_TYPE_Q3_K,    MX_TYPE_Q5_1,   MX_TYPE_Q5_0,  MX_TYPE_IQ1_M,
+                                   MX_TYPE_IQ1_S,   MX_TYPE_IQ2_XS, MX_TYPE_Q2_K,  MX_TYPE_Q4_1,
+                                   MX_TYPE_IQ2_XXS, MX_TYPE_IQ2_S,  MX_TYPE_IQ3_S, MX_TYPE_IQ3_XXS};
+        const char *one = getenv("MX_BENCH_TYPE");
+        printf("decode 2-row dot A/B, W %lld x %lld\n", (long long)n_in, (long long)n_out);
+        for (size_t i = 0; i < sizeof dt / sizeof dt[0]; i++)
+            if (!one || strcmp(one, mx_type_name(dt[i])) == 0)
+                bench_dot2_ab(dt[i], n_in, n_out, rounds);
+        return 0;
+    }
     const char *ab = getenv("MX_BENCH_AB");
     if (ab) {
         int rounds = atoi(ab) > 0 ? atoi(ab) : 5;
