@@ -791,22 +791,6 @@ static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
  * one FMA per block into a single 8-lane accumulator (Q2_K: first -dmin x the mins' lanes, then
  * d x the values' lanes), the lanes summed by hsum8 at the end. */
 
-/* The 16 Q3_K scales as signed bytes (6 bits each, minus 32), in group order. The four words go
- * into the vector from registers (_mm_set_epi32): storing them to memory and loading 16 bytes
- * back stalled on store forwarding, a quarter of vec_dot_q3_K's time (perf, decode). */
-static inline __m128i q3_K_scales(const uint8_t *packed) {
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    uint32_t a0, a1, a2;
-    memcpy(&a0, packed, 4);
-    memcpy(&a1, packed + 4, 4);
-    memcpy(&a2, packed + 8, 4);
-    __m128i v = _mm_set_epi32((int)(((a1 >> 4) & kmask2) | (((a2 >> 6) & kmask1) << 4)),
-                              (int)(((a0 >> 4) & kmask2) | (((a2 >> 4) & kmask1) << 4)),
-                              (int)((a1 & kmask2) | (((a2 >> 2) & kmask1) << 4)),
-                              (int)((a0 & kmask2) | ((a2 & kmask1) << 4)));
-    return _mm_sub_epi8(v, _mm_set1_epi8(32));
-}
-
 /* madd's multipliers for the 8 vectors of a super-block: vector v's first 16 values are group
  * 2v, its last 16 group 2v + 1, so scv[v] holds those two scales (int16) in its 128-bit halves. */
 static inline void pair_scales(const int16_t *s16, __m256i scv[8]) {

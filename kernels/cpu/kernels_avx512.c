@@ -357,6 +357,105 @@ static void vec_dot2_q5_1_vnni(int64_t n, const void *w, size_t w_row, const voi
     legacy_rows_vnni(MX_TYPE_Q5_1, n, w, w_row, x, 2, out);
 }
 
+/* ---- decode dots of Q2_K, Q3_K (vec_dot, vec_dot2) -------------------------------------------
+ * ggml's AVX2 float order as kernels_avx2.c's (per super-block the 8 int32 lanes, lane l of a
+ * 32-value vector: values 4l..4l+3 times their 16-value group's scale, one FMA per block; Q2_K's
+ * mins first), so the same bits; fewer instructions per vector: vpdpwssd multiplies maddubs'
+ * int16 pairs by the scales and adds them into the lanes in one step (AVX2: madd + add), the
+ * scales reach their lanes by one vpermw each (AVX2: a store and 16 scalar broadcasts), and Q3_K
+ * takes its 3-bit value as u + 4h (0..7, the high bit set by a masked or from a test mask)
+ * minus the 4 x y pairs, which depend on the column only (shared by the R = 1 or 2 rows). */
+static inline __attribute__((always_inline)) void
+low_k_rows_vnni(bool q3, int64_t n, const void *w, size_t w_row, const void *x, int R,
+                float *out) {
+    const mx_block_q8_K *b = x;
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    /* vpermw indices: vector v's int16 lanes 0-7 take scale 2v, lanes 8-15 scale 2v + 1 */
+    __m256i sidx[8];
+    for (int v = 0; v < 8; v++)
+        sidx[v] = _mm256_set_m128i(_mm_set1_epi16((short)(2 * v + 1)), _mm_set1_epi16((short)(2 * v)));
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        __m256i yv[8], y4[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            yv[v] = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * v));
+            if (q3)
+                y4[v] = _mm256_maddubs_epi16(four, yv[v]);
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const char *wr = (const char *)w + (size_t)r * w_row;
+            const uint8_t *qs;
+            __m256i sc16, hm = _mm256_setzero_si256();
+            mx_half dh;
+            if (q3) {
+                const mx_block_q3_K *a = (const mx_block_q3_K *)wr + i;
+                sc16 = _mm256_cvtepi8_epi16(q3_K_scales(a->scales));
+                hm = _mm256_loadu_si256((const __m256i *)a->hmask);
+                qs = a->qs, dh = a->d;
+            } else {
+                const mx_block_q2_K *a = (const mx_block_q2_K *)wr + i;
+                __m128i sc8 = _mm_loadu_si128((const __m128i *)a->scales);
+                sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(15)));
+                __m256i mins = _mm256_cvtepu8_epi16(
+                    _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+                __m256i mt =
+                    _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * _cvtsh_ss(a->dmin)),
+                                         _mm256_cvtepi32_ps(mt), acc[r]);
+                qs = a->qs, dh = a->d;
+            }
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const int v = 4 * h + k;
+                    __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                    __m256i p16;
+                    if (q3) {
+                        __mmask32 hb = _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << v)));
+                        u = _mm256_mask_add_epi8(u, hb, u, four);
+                        p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(u, yv[v]), y4[v]);
+                    } else {
+                        p16 = _mm256_maddubs_epi16(u, yv[v]);
+                    }
+                    sumi = _mm256_dpwssd_epi32(sumi, p16,
+                                               _mm256_permutexvar_epi16(sidx[v], sc16));
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * _cvtsh_ss(dh)),
+                                     _mm256_cvtepi32_ps(sumi), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = hsum8(acc[r]);
+}
+
+static float vec_dot_q2_K_vnni(int64_t n, const void *w, const void *x) {
+    float r;
+    low_k_rows_vnni(false, n, w, 0, x, 1, &r);
+    return r;
+}
+
+static float vec_dot_q3_K_vnni(int64_t n, const void *w, const void *x) {
+    float r;
+    low_k_rows_vnni(true, n, w, 0, x, 1, &r);
+    return r;
+}
+
+static void vec_dot2_q2_K_vnni(int64_t n, const void *w, size_t w_row, const void *x,
+                               float *out) {
+    low_k_rows_vnni(false, n, w, w_row, x, 2, out);
+}
+
+static void vec_dot2_q3_K_vnni(int64_t n, const void *w, size_t w_row, const void *x,
+                               float *out) {
+    low_k_rows_vnni(true, n, w, w_row, x, 2, out);
+}
+
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->name = "avx512vnni";
     k->gemm_x8[MX_LAYOUT_Q4_0X8] = gemm_q4_0x8_vnni;
@@ -371,4 +470,8 @@ void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->vec_dot2[MX_TYPE_Q5_0] = vec_dot2_q5_0_vnni;
     k->vec_dot[MX_TYPE_Q5_1] = vec_dot_q5_1_vnni;
     k->vec_dot2[MX_TYPE_Q5_1] = vec_dot2_q5_1_vnni;
+    k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K_vnni;
+    k->vec_dot2[MX_TYPE_Q2_K] = vec_dot2_q2_K_vnni;
+    k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K_vnni;
+    k->vec_dot2[MX_TYPE_Q3_K] = vec_dot2_q3_K_vnni;
 }
