@@ -1,5 +1,6 @@
 /* kernels_iq_avx512.c - AVX-512 (BW + VL, 256-bit registers) vec_dots of the IQ types with
- * sign bits: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S.
+ * sign bits: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; and of IQ1_S / IQ1_M (gathered grid
+ * entries, see their section), with 2-row forms (vec_dot2) for decode.
  *
  * Why: in the AVX2 kernels (kernels_iq_avx2.c) the grid signs cost 5 vector ops per 32 values
  * (broadcast bytes to lanes, test the bits, make +-1, apply). With AVX-512BW the 32 sign bits
@@ -46,6 +47,136 @@ static inline float h2f(mx_half h) {
 
 /* IQ2_XS, IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS: the AVX2 kernels' text with the masked signs */
 #include "kernels/cpu/kernels_iq_grid_dots.h"
+
+/* ---- IQ1_S, IQ1_M (vec_dot, vec_dot2) ---------------------------------------------------------
+ * The AVX2 kernels' integers (kernels_iq_avx2.c) with the grid entries fetched by vpgatherdq
+ * from indices built in vectors: 8 indices of 11 bits (qs bytes + the 3 bits of qh, shifted
+ * into place per lane by vpsrlvd) for 64 values, where the AVX2 kernel computes each index in
+ * scalar code and inserts the 8-byte entries one by one. The grid values are -1/0/+1, so
+ * sign(y, grid) is their product; maddubs with ones adds pairs and vpdpwssd multiplies by the
+ * scale 2s + 1 and adds (AVX2: madd + add). The super-block's float step is the scalar kernel's
+ * (same integers, same expression), so the bits equal vec_dot_iq1_s / _m. R rows (1 or 2) per
+ * call share the activation loads. */
+
+/* 8 grid indices from 8 qs bytes and the 32-bit word hw of their high bits: lane l takes bits
+ * sh[l] .. sh[l] + 2 of hw as bits 8..10. */
+static inline __m256i iq1_idx8(const uint8_t *qs, uint32_t hw, __m256i sh) {
+    __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
+    __m256i hi = _mm256_slli_epi32(_mm256_srlv_epi32(_mm256_set1_epi32((int)hw), sh), 8);
+    return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi32(0x700)));
+}
+
+static inline __attribute__((always_inline)) void
+iq1_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25);
+    const long long *grid = (const long long *)mx_iq1s_grid;
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        __m256i yv[8];
+        for (int ib = 0; ib < 8; ib++)
+            yv[ib] = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib));
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq1_s *x = (const mx_block_iq1_s *)((const char *)w + r * w_row) + i;
+            __m256i acc = _mm256_setzero_si256();
+            int32_t sumi1 = 0;
+#pragma GCC unroll 4
+            for (int ib = 0; ib < 8; ib += 2) {
+                uint32_t hw;
+                memcpy(&hw, &x->qh[ib], 4);
+                __m256i idx = iq1_idx8(x->qs + 4 * ib, hw, sh);
+                __m256i g0 = _mm256_i32gather_epi64(grid, _mm256_castsi256_si128(idx), 8);
+                __m256i g1 = _mm256_i32gather_epi64(grid, _mm256_extracti128_si256(idx, 1), 8);
+                for (int k = 0; k < 2; k++) {
+                    const uint32_t qh = x->qh[ib + k];
+                    __m256i p = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv[ib + k], k ? g1 : g0));
+                    const int ls = 2 * ((qh >> 12) & 7) + 1;
+                    acc = _mm256_dpwssd_epi32(acc, p, _mm256_set1_epi16((short)ls));
+                    const int delta = qh & 0x8000 ? -1 : 1;
+                    sumi1 += ls * delta * (y[i].bsums[2 * (ib + k)] + y[i].bsums[2 * (ib + k) + 1]);
+                }
+            }
+            const int32_t sumi = hsum_i32(acc);
+            sumf[r] += h2f(x->d) * y[i].d * (sumi + MX_IQ1_DELTA * sumi1);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = sumf[r];
+}
+
+static inline __attribute__((always_inline)) void
+iq1_m_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i dsh = _mm256_setr_epi64x(3, 7, 11, 15);
+    const long long *grid = (const long long *)mx_iq1s_grid;
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        __m256i yv[8];
+        for (int ib = 0; ib < 8; ib++)
+            yv[ib] = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib));
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq1_m *x = (const mx_block_iq1_m *)((const char *)w + r * w_row) + i;
+            uint16_t sc[4];
+            memcpy(sc, x->scales, sizeof sc);
+            const uint16_t su = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                           ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+            __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int ib = 0; ib < 8; ib += 2) {
+                uint32_t hw;
+                memcpy(&hw, x->qh + 2 * ib, 4);
+                __m256i idx = iq1_idx8(x->qs + 4 * ib, hw, sh);
+                __m256i g0 = _mm256_i32gather_epi64(grid, _mm256_castsi256_si128(idx), 8);
+                __m256i g1 = _mm256_i32gather_epi64(grid, _mm256_extracti128_si256(idx, 1), 8);
+                for (int k = 0; k < 2; k++) {
+                    /* the shift's sign per 8 values: bit 3 of each qh nibble -> +-1 bytes */
+                    __m256i t = _mm256_and_si256(
+                        _mm256_srlv_epi64(_mm256_set1_epi64x((long long)(hw >> (16 * k) & 0xffff)), dsh),
+                        _mm256_set1_epi64x(1));
+                    __m256i dl = _mm256_or_si256(_mm256_sub_epi64(_mm256_setzero_si256(), t), ones);
+                    __m256i p1 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv[ib + k], k ? g1 : g0));
+                    __m256i p2 = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv[ib + k], dl));
+                    const int s = sc[(ib + k) / 2] >> (6 * ((ib + k) % 2));
+                    __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * ((s >> 3) & 7) + 1)),
+                                                   _mm_set1_epi16((short)(2 * (s & 7) + 1)));
+                    acc1 = _mm256_dpwssd_epi32(acc1, p1, scv);
+                    acc2 = _mm256_dpwssd_epi32(acc2, p2, scv);
+                }
+            }
+            const int32_t sumi1 = hsum_i32(acc1), sumi2 = hsum_i32(acc2);
+            sumf[r] += h2f(su) * y[i].d * (sumi1 + MX_IQ1_DELTA * sumi2);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = sumf[r];
+}
+
+static float vec_dot_iq1_s_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq1_s_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq1_s_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                  float *out) {
+    iq1_s_rows(n, w, w_row, xq, 2, out);
+}
+
+static float vec_dot_iq1_m_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq1_m_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq1_m_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                  float *out) {
+    iq1_m_rows(n, w, w_row, xq, 2, out);
+}
 
 /* 8 repacked IQ4_XS rows times NC (1..4) Q8_K columns (see the header comment). Per sub-block:
  * the 8 vectors of unsigned levels are made once for all columns, and ls - 32 of the 8 rows is
@@ -171,4 +302,8 @@ void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs;
     k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;
     k->gemm_x8[MX_LAYOUT_IQ4_NLX8] = gemm_iq4_nlx8;
+    k->vec_dot[MX_TYPE_IQ1_S] = vec_dot_iq1_s_avx512;
+    k->vec_dot2[MX_TYPE_IQ1_S] = vec_dot2_iq1_s_avx512;
+    k->vec_dot[MX_TYPE_IQ1_M] = vec_dot_iq1_m_avx512;
+    k->vec_dot2[MX_TYPE_IQ1_M] = vec_dot2_iq1_m_avx512;
 }
