@@ -66,22 +66,45 @@ static inline __m256i iq1_idx8(const uint8_t *qs, uint32_t hw, __m256i sh) {
     return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi32(0x700)));
 }
 
+/* vpermw indices: broadcast int16 lane k to all 16 lanes (k < 8), or lane 2k to lanes 0-7 and
+ * 2k + 1 to lanes 8-15 (pair). */
+static inline __m256i iq1_lane_idx(int k, bool pair) {
+    return pair ? _mm256_set_m128i(_mm_set1_epi16((short)(2 * k + 1)), _mm_set1_epi16((short)(2 * k)))
+                : _mm256_set1_epi16((short)k);
+}
+
 static inline __attribute__((always_inline)) void
 iq1_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
     const mx_block_q8_K *y = xq;
     const __m256i ones = _mm256_set1_epi8(1);
     const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25);
     const long long *grid = (const long long *)mx_iq1s_grid;
+    __m256i lidx[8];
+    for (int k = 0; k < 8; k++)
+        lidx[k] = iq1_lane_idx(k, false);
+    /* bsums lane j belongs to ib = j / 2 */
+    const __m256i pidx = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     float sumf[2] = {0.0f, 0.0f};
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
         __m256i yv[8];
         for (int ib = 0; ib < 8; ib++)
             yv[ib] = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
             const mx_block_iq1_s *x = (const mx_block_iq1_s *)((const char *)w + r * w_row) + i;
+            /* the 8 scales 2s + 1 (int16 lanes 0-7) and, negated where the shift is negative,
+             * times the activation's 32-value sums: the shift term's integer */
+            __m128i qh = _mm_loadu_si128((const __m128i *)x->qh);
+            __m128i ls = _mm_add_epi16(
+                _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
+                _mm_set1_epi16(1));
+            __m128i neg = _mm_srai_epi16(qh, 15);
+            __m128i lsd = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
+            __m256i ls256 = _mm256_castsi128_si256(ls);
+            const int32_t sumi1 = hsum_i32(
+                _mm256_madd_epi16(bs, _mm256_permutexvar_epi16(pidx, _mm256_castsi128_si256(lsd))));
             __m256i acc = _mm256_setzero_si256();
-            int32_t sumi1 = 0;
 #pragma GCC unroll 4
             for (int ib = 0; ib < 8; ib += 2) {
                 uint32_t hw;
@@ -90,12 +113,8 @@ iq1_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
                 __m256i g0 = _mm256_i32gather_epi64(grid, _mm256_castsi256_si128(idx), 8);
                 __m256i g1 = _mm256_i32gather_epi64(grid, _mm256_extracti128_si256(idx, 1), 8);
                 for (int k = 0; k < 2; k++) {
-                    const uint32_t qh = x->qh[ib + k];
                     __m256i p = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv[ib + k], k ? g1 : g0));
-                    const int ls = 2 * ((qh >> 12) & 7) + 1;
-                    acc = _mm256_dpwssd_epi32(acc, p, _mm256_set1_epi16((short)ls));
-                    const int delta = qh & 0x8000 ? -1 : 1;
-                    sumi1 += ls * delta * (y[i].bsums[2 * (ib + k)] + y[i].bsums[2 * (ib + k) + 1]);
+                    acc = _mm256_dpwssd_epi32(acc, p, _mm256_permutexvar_epi16(lidx[ib + k], ls256));
                 }
             }
             const int32_t sumi = hsum_i32(acc);
