@@ -66,11 +66,9 @@ static inline __m256i iq1_idx8(const uint8_t *qs, uint32_t hw, __m256i sh) {
     return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi32(0x700)));
 }
 
-/* vpermw indices: broadcast int16 lane k to all 16 lanes (k < 8), or lane 2k to lanes 0-7 and
- * 2k + 1 to lanes 8-15 (pair). */
-static inline __m256i iq1_lane_idx(int k, bool pair) {
-    return pair ? _mm256_set_m128i(_mm_set1_epi16((short)(2 * k + 1)), _mm_set1_epi16((short)(2 * k)))
-                : _mm256_set1_epi16((short)k);
+/* vpermw index: int16 lane k (< 8) to all 16 lanes. */
+static inline __m256i iq1_lane_idx(int k) {
+    return _mm256_set1_epi16((short)k);
 }
 
 static inline __attribute__((always_inline)) void
@@ -81,7 +79,7 @@ iq1_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
     const long long *grid = (const long long *)mx_iq1s_grid;
     __m256i lidx[8];
     for (int k = 0; k < 8; k++)
-        lidx[k] = iq1_lane_idx(k, false);
+        lidx[k] = iq1_lane_idx(k);
     /* bsums lane j belongs to ib = j / 2 */
     const __m256i pidx = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     float sumf[2] = {0.0f, 0.0f};
