@@ -45,7 +45,9 @@ static inline float h2f(mx_half h) {
     return _cvtsh_ss(h);
 }
 
-/* IQ2_XS, IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS: the AVX2 kernels' text with the masked signs */
+/* IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS: the AVX2 kernels' text with the masked signs (IQ2_XS: its
+ * own below) */
+#define MX_IQ2_XS_OWN_DOT
 #include "kernels/cpu/kernels_iq_grid_dots.h"
 
 /* ---- IQ1_S, IQ1_M (vec_dot, vec_dot2) ---------------------------------------------------------
@@ -171,6 +173,74 @@ iq1_m_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
     }
     for (int r = 0; r < R; r++)
         out[r] = sumf[r];
+}
+
+/* ---- IQ2_XS (vec_dot, vec_dot2) ---------------------------------------------------------------
+ * The grid dot of kernels_iq_grid_dots.h (same integers per super-block, same float steps, so
+ * the same bits) with its scalar parts done in vectors: the 32 grid entries fetched by
+ * vpgatherdq from the 9-bit indices (zero-extended words & 511), the 32 sign bytes made from
+ * the 7 stored bits plus their parity bit (ggml's ksigns table, computed: xor-folds) and packed
+ * by vpmovwb into the mask words of the masked subtract, the 16 scales 2s + 1 as one int16
+ * vector whose pairs reach each 32 values' lanes by vpermw, and vpdpwssd (madd + add). */
+static inline __attribute__((always_inline)) void
+iq2_xs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const long long *grid = (const long long *)mx_iq2xs_grid;
+    const __m256i m511 = _mm256_set1_epi16(511), one16 = _mm256_set1_epi16(1);
+    __m256i pidx[8];
+    for (int k = 0; k < 8; k++)
+        pidx[k] = _mm256_set_m128i(_mm_set1_epi16((short)(2 * k + 1)), _mm_set1_epi16((short)(2 * k)));
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq2_xs *x = (const mx_block_iq2_xs *)((const char *)w + r * w_row) + i;
+            __m128i sc8 = _mm_loadl_epi64((const __m128i *)x->scales);
+            __m128i scl = _mm_and_si128(sc8, _mm_set1_epi8(15));
+            __m128i sch = _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15));
+            __m256i ls = _mm256_add_epi16(
+                _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(scl, sch)), 1), one16);
+            __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int hh = 0; hh < 2; hh++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 16 * hh));
+                __m256i idx = _mm256_and_si256(q, m511);
+                __m256i s7 = _mm256_srli_epi16(q, 9);
+                __m256i p = _mm256_xor_si256(s7, _mm256_srli_epi16(s7, 4));
+                p = _mm256_xor_si256(p, _mm256_srli_epi16(p, 2));
+                p = _mm256_xor_si256(p, _mm256_srli_epi16(p, 1));
+                __m256i s8 = _mm256_or_si256(s7, _mm256_slli_epi16(_mm256_and_si256(p, one16), 7));
+                __m128i sb = _mm256_cvtepi16_epi8(s8); /* 16 sign bytes: 4 per 32 values */
+                uint64_t sg[2] = {(uint64_t)_mm_cvtsi128_si64(sb),
+                                  (uint64_t)_mm_extract_epi64(sb, 1)};
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const int ib = 4 * hh + k;
+                    __m128i ik = k < 2 ? _mm256_castsi256_si128(idx) : _mm256_extracti128_si256(idx, 1);
+                    __m256i g = _mm256_i32gather_epi64(
+                        grid, _mm_cvtepu16_epi32(k % 2 ? _mm_srli_si128(ik, 8) : ik), 8);
+                    uint32_t s4 = (uint32_t)(sg[k / 2] >> (32 * (k % 2)));
+                    __m256i pr = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, s4));
+                    acc = _mm256_dpwssd_epi32(acc, pr, _mm256_permutexvar_epi16(pidx[ib], ls));
+                }
+            }
+            const float d = h2f(x->d) * y[i].d;
+            sumf[r] += d * (float)hsum_i32(acc);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = 0.125f * sumf[r];
+}
+
+static float vec_dot_iq2_xs_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq2_xs_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq2_xs_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                   float *out) {
+    iq2_xs_rows(n, w, w_row, xq, 2, out);
 }
 
 static float vec_dot_iq1_s_avx512(int64_t n, const void *w, const void *xq) {
@@ -312,7 +382,8 @@ gemm_iq4_nlx8_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC
 MX_X8_ENTRY(gemm_iq4_nlx8, gemm_iq4_nlx8_nc)
 
 void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k) {
-    k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs;
+    k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs_avx512;
+    k->vec_dot2[MX_TYPE_IQ2_XS] = vec_dot2_iq2_xs_avx512;
     k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
     k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs;
     k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;

@@ -13,7 +13,8 @@
 #ifndef MX_KERNELS_IQ_GRID_DOTS_H
 #define MX_KERNELS_IQ_GRID_DOTS_H
 
-/* ---- IQ2_XS --------------------------------------------------------------------------------- */
+/* ---- IQ2_XS (AVX-512 has its own, vectorised one: the includer defines MX_IQ2_XS_OWN_DOT) --- */
+#ifndef MX_IQ2_XS_OWN_DOT
 
 /* Per 32 values: 4 grid entries (8 unsigned bytes each, <= 43) gathered into a vector, the
  * activations given the grid's signs, maddubs, then madd with the two 4-bit scales 2s + 1 (one
@@ -46,6 +47,7 @@ static float vec_dot_iq2_xs(int64_t n, const void *w, const void *xq) {
     }
     return 0.125f * sumf;
 }
+#endif
 
 /* ---- IQ3_S ---------------------------------------------------------------------------------- */
 
