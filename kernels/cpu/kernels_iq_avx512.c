@@ -48,6 +48,7 @@ static inline float h2f(mx_half h) {
 /* IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS: the AVX2 kernels' text with the masked signs (IQ2_XS: its
  * own below) */
 #define MX_IQ2_XS_OWN_DOT
+#define MX_IQ2_XXS_OWN_DOT
 #include "kernels/cpu/kernels_iq_grid_dots.h"
 
 /* ---- IQ1_S, IQ1_M (vec_dot, vec_dot2) ---------------------------------------------------------
@@ -243,6 +244,68 @@ static void vec_dot2_iq2_xs_avx512(int64_t n, const void *w, size_t w_row, const
     iq2_xs_rows(n, w, w_row, xq, 2, out);
 }
 
+/* ---- IQ2_XXS (vec_dot, vec_dot2) --------------------------------------------------------------
+ * The grid dot of kernels_iq_grid_dots.h (same integers, same float steps, same bits) with the
+ * super-block's 32 sign bytes made at once in vectors: the 8 words of 4 x 7 sign-index bits
+ * spread to one field per byte ((a << k) & (0x7f << 8k)), each byte given its parity bit (ggml's
+ * ksigns table, computed: two vpshufb lookups of 4 bits), the 8 scales 2s + 1 likewise; the
+ * grid entries fetched by vpgatherdq, the scale applied by vpdpwssd. */
+static inline __attribute__((always_inline)) void
+iq2_xxs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const long long *grid = (const long long *)mx_iq2xxs_grid;
+    /* parity of a nibble, as 0 or 0x80 */
+    const __m256i ptab = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0, (char)0x80, 0,
+        (char)0x80, (char)0x80, 0));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i odd = _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15);
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq2_xxs *x = (const mx_block_iq2_xxs *)((const char *)w + r * w_row) + i;
+            __m256i a = _mm256_permutex2var_epi32(_mm256_loadu_si256((const __m256i *)x->qs), odd,
+                                                  _mm256_loadu_si256((const __m256i *)(x->qs + 16)));
+            __m256i f = _mm256_and_si256(a, _mm256_set1_epi32(0x7f));
+            for (int k = 1; k < 4; k++)
+                f = _mm256_or_si256(f, _mm256_and_si256(_mm256_slli_epi32(a, k),
+                                                        _mm256_set1_epi32(0x7f << (8 * k))));
+            __m256i par = _mm256_xor_si256(
+                _mm256_shuffle_epi8(ptab, _mm256_and_si256(f, m4)),
+                _mm256_shuffle_epi8(ptab, _mm256_and_si256(_mm256_srli_epi16(f, 4), m4)));
+            uint32_t sg[8], ls[8];
+            _mm256_storeu_si256((__m256i *)sg, _mm256_or_si256(f, par));
+            _mm256_storeu_si256(
+                (__m256i *)ls,
+                _mm256_add_epi32(_mm256_slli_epi32(_mm256_srli_epi32(a, 28), 1), _mm256_set1_epi32(1)));
+            __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int ib = 0; ib < 8; ib++) {
+                __m128i gi = _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)(x->qs[4 * ib] | (uint32_t)x->qs[4 * ib + 1] << 16)));
+                __m256i g = _mm256_i32gather_epi64(grid, gi, 8);
+                __m256i pr = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, sg[ib]));
+                acc = _mm256_dpwssd_epi32(acc, pr, _mm256_set1_epi16((short)ls[ib]));
+            }
+            const float d = h2f(x->d) * y[i].d;
+            sumf[r] += d * (float)hsum_i32(acc);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = 0.125f * sumf[r];
+}
+
+static float vec_dot_iq2_xxs_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq2_xxs_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq2_xxs_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                    float *out) {
+    iq2_xxs_rows(n, w, w_row, xq, 2, out);
+}
+
 static float vec_dot_iq1_s_avx512(int64_t n, const void *w, const void *xq) {
     float r;
     iq1_s_rows(n, w, 0, xq, 1, &r);
@@ -385,7 +448,8 @@ void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs_avx512;
     k->vec_dot2[MX_TYPE_IQ2_XS] = vec_dot2_iq2_xs_avx512;
     k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
-    k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs;
+    k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs_avx512;
+    k->vec_dot2[MX_TYPE_IQ2_XXS] = vec_dot2_iq2_xxs_avx512;
     k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;
     k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs;
     k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;

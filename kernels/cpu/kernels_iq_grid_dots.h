@@ -90,6 +90,7 @@ static float vec_dot_iq3_s(int64_t n, const void *w, const void *xq) {
 /* IQ2_XXS, per 32 values: 4 grid bytes (8 unsigned values each, <= 43) and one word of 4 x 7
  * sign-index bits + a 4-bit scale. The 4 entries gathered into a vector, the activations given
  * the signs (7 bits -> 8 through the parity table), maddubs, madd with 2s + 1 (one per 32). */
+#ifndef MX_IQ2_XXS_OWN_DOT /* (AVX-512 has its own, vectorised one) */
 static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
     const mx_block_iq2_xxs *x = w;
     const mx_block_q8_K *y = xq;
@@ -117,6 +118,7 @@ static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
     }
     return 0.125f * sumf;
 }
+#endif
 
 /* IQ2_S, per 32 values: 4 grid indices of 10 bits (a byte of qs + 2 bits of qh), 4 sign bytes
  * as stored (no parity table), two 4-bit scales (one per 16 values, as IQ2_XS). */
