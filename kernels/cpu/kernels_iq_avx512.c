@@ -1,6 +1,10 @@
 /* kernels_iq_avx512.c - AVX-512 (BW + VL, 256-bit registers) vec_dots of the IQ types with
- * sign bits: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; and of IQ1_S / IQ1_M (gathered grid
- * entries, see their section), with 2-row forms (vec_dot2) for decode.
+ * sign bits: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; and of IQ1_S / IQ1_M, with 2-row forms
+ * (vec_dot2) for decode. IQ1_S, IQ1_M, IQ2_XS, IQ2_XXS and IQ3_XXS make their index, sign and
+ * scale words for a whole super-block in vectors; the grid entries themselves are scalar loads
+ * put together by vpinsrq: vpgatherdq / vpgatherdd measured slower on the AMD EPYC here
+ * (decode A/B by CPU time, bench_kernels MX_BENCH_DOT2: IQ2_XXS 1.22x over AVX2 with gathers,
+ * 1.51x with loads; IQ3_XXS 1.02x vs 1.52x).
  *
  * Why: in the AVX2 kernels (kernels_iq_avx2.c) the grid signs cost 5 vector ops per 32 values
  * (broadcast bytes to lanes, test the bits, make +-1, apply). With AVX-512BW the 32 sign bits
@@ -49,13 +53,14 @@ static inline float h2f(mx_half h) {
  * own below) */
 #define MX_IQ2_XS_OWN_DOT
 #define MX_IQ2_XXS_OWN_DOT
+#define MX_IQ3_XXS_OWN_DOT
 #include "kernels/cpu/kernels_iq_grid_dots.h"
 
 /* ---- IQ1_S, IQ1_M (vec_dot, vec_dot2) ---------------------------------------------------------
- * The AVX2 kernels' integers (kernels_iq_avx2.c) with the grid entries fetched by vpgatherdq
- * from indices built in vectors: 8 indices of 11 bits (qs bytes + the 3 bits of qh, shifted
- * into place per lane by vpsrlvd) for 64 values, where the AVX2 kernel computes each index in
- * scalar code and inserts the 8-byte entries one by one. The grid values are -1/0/+1, so
+ * The AVX2 kernels' integers (kernels_iq_avx2.c) with the grid indices built in vectors: 8
+ * indices of 11 bits (qs bytes + the 3 bits of qh, shifted into place per lane by vpsrlvd) for
+ * 64 values, stored once and read back as the loads' offsets, where the AVX2 kernel computes
+ * each index in scalar code. The grid values are -1/0/+1, so
  * sign(y, grid) is their product; maddubs with ones adds pairs and vpdpwssd multiplies by the
  * scale 2s + 1 and adds (AVX2: madd + add). The super-block's float step is the scalar kernel's
  * (same integers, same expression), so the bits equal vec_dot_iq1_s / _m. R rows (1 or 2) per
@@ -111,8 +116,10 @@ iq1_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
                 uint32_t hw;
                 memcpy(&hw, &x->qh[ib], 4);
                 __m256i idx = iq1_idx8(x->qs + 4 * ib, hw, sh);
-                __m256i g0 = _mm256_i32gather_epi64(grid, _mm256_castsi256_si128(idx), 8);
-                __m256i g1 = _mm256_i32gather_epi64(grid, _mm256_extracti128_si256(idx, 1), 8);
+                uint32_t ix[8];
+                _mm256_storeu_si256((__m256i *)ix, idx);
+                __m256i g0 = _mm256_set_epi64x(grid[ix[3]], grid[ix[2]], grid[ix[1]], grid[ix[0]]);
+                __m256i g1 = _mm256_set_epi64x(grid[ix[7]], grid[ix[6]], grid[ix[5]], grid[ix[4]]);
                 for (int k = 0; k < 2; k++) {
                     __m256i p = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(yv[ib + k], k ? g1 : g0));
                     acc = _mm256_dpwssd_epi32(acc, p, _mm256_permutexvar_epi16(lidx[ib + k], ls256));
@@ -151,8 +158,10 @@ iq1_m_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
                 uint32_t hw;
                 memcpy(&hw, x->qh + 2 * ib, 4);
                 __m256i idx = iq1_idx8(x->qs + 4 * ib, hw, sh);
-                __m256i g0 = _mm256_i32gather_epi64(grid, _mm256_castsi256_si128(idx), 8);
-                __m256i g1 = _mm256_i32gather_epi64(grid, _mm256_extracti128_si256(idx, 1), 8);
+                uint32_t ix[8];
+                _mm256_storeu_si256((__m256i *)ix, idx);
+                __m256i g0 = _mm256_set_epi64x(grid[ix[3]], grid[ix[2]], grid[ix[1]], grid[ix[0]]);
+                __m256i g1 = _mm256_set_epi64x(grid[ix[7]], grid[ix[6]], grid[ix[5]], grid[ix[4]]);
                 for (int k = 0; k < 2; k++) {
                     /* the shift's sign per 8 values: bit 3 of each qh nibble -> +-1 bytes */
                     __m256i t = _mm256_and_si256(
@@ -178,8 +187,7 @@ iq1_m_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float 
 
 /* ---- IQ2_XS (vec_dot, vec_dot2) ---------------------------------------------------------------
  * The grid dot of kernels_iq_grid_dots.h (same integers per super-block, same float steps, so
- * the same bits) with its scalar parts done in vectors: the 32 grid entries fetched by
- * vpgatherdq from the 9-bit indices (zero-extended words & 511), the 32 sign bytes made from
+ * the same bits) with its scalar parts done in vectors: the 32 sign bytes made from
  * the 7 stored bits plus their parity bit (ggml's ksigns table, computed: xor-folds) and packed
  * by vpmovwb into the mask words of the masked subtract, the 16 scales 2s + 1 as one int16
  * vector whose pairs reach each 32 values' lanes by vpermw, and vpdpwssd (madd + add). */
@@ -187,7 +195,7 @@ static inline __attribute__((always_inline)) void
 iq2_xs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
     const mx_block_q8_K *y = xq;
     const long long *grid = (const long long *)mx_iq2xs_grid;
-    const __m256i m511 = _mm256_set1_epi16(511), one16 = _mm256_set1_epi16(1);
+    const __m256i one16 = _mm256_set1_epi16(1);
     __m256i pidx[8];
     for (int k = 0; k < 8; k++)
         pidx[k] = _mm256_set_m128i(_mm_set1_epi16((short)(2 * k + 1)), _mm_set1_epi16((short)(2 * k)));
@@ -205,7 +213,6 @@ iq2_xs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float
 #pragma GCC unroll 2
             for (int hh = 0; hh < 2; hh++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 16 * hh));
-                __m256i idx = _mm256_and_si256(q, m511);
                 __m256i s7 = _mm256_srli_epi16(q, 9);
                 __m256i p = _mm256_xor_si256(s7, _mm256_srli_epi16(s7, 4));
                 p = _mm256_xor_si256(p, _mm256_srli_epi16(p, 2));
@@ -217,9 +224,9 @@ iq2_xs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
                     const int ib = 4 * hh + k;
-                    __m128i ik = k < 2 ? _mm256_castsi256_si128(idx) : _mm256_extracti128_si256(idx, 1);
-                    __m256i g = _mm256_i32gather_epi64(
-                        grid, _mm_cvtepu16_epi32(k % 2 ? _mm_srli_si128(ik, 8) : ik), 8);
+                    const uint16_t *q2 = x->qs + 4 * ib;
+                    __m256i g = _mm256_set_epi64x(grid[q2[3] & 511], grid[q2[2] & 511],
+                                                  grid[q2[1] & 511], grid[q2[0] & 511]);
                     uint32_t s4 = (uint32_t)(sg[k / 2] >> (32 * (k % 2)));
                     __m256i pr = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, s4));
                     acc = _mm256_dpwssd_epi32(acc, pr, _mm256_permutexvar_epi16(pidx[ib], ls));
@@ -249,16 +256,29 @@ static void vec_dot2_iq2_xs_avx512(int64_t n, const void *w, size_t w_row, const
  * super-block's 32 sign bytes made at once in vectors: the 8 words of 4 x 7 sign-index bits
  * spread to one field per byte ((a << k) & (0x7f << 8k)), each byte given its parity bit (ggml's
  * ksigns table, computed: two vpshufb lookups of 4 bits), the 8 scales 2s + 1 likewise; the
- * grid entries fetched by vpgatherdq, the scale applied by vpdpwssd. */
-static inline __attribute__((always_inline)) void
-iq2_xxs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
-    const mx_block_q8_K *y = xq;
-    const long long *grid = (const long long *)mx_iq2xxs_grid;
-    /* parity of a nibble, as 0 or 0x80 */
+ * scale applied by vpdpwssd. */
+/* 8 words of 4 x 7 sign-index bits (IQ2_XXS, IQ3_XXS) as 8 words of 4 sign bytes: each field
+ * spread to its byte ((a << k) & (0x7f << 8k)) and given its parity bit as bit 7 (ggml's ksigns
+ * table, computed: the parities of the two nibbles by vpshufb, xored). */
+static inline __m256i iq2_sign_words(__m256i a) {
     const __m256i ptab = _mm256_broadcastsi128_si256(_mm_setr_epi8(
         0, (char)0x80, (char)0x80, 0, (char)0x80, 0, 0, (char)0x80, (char)0x80, 0, 0, (char)0x80, 0,
         (char)0x80, (char)0x80, 0));
     const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i f = _mm256_and_si256(a, _mm256_set1_epi32(0x7f));
+    for (int k = 1; k < 4; k++)
+        f = _mm256_or_si256(f, _mm256_and_si256(_mm256_slli_epi32(a, k),
+                                                _mm256_set1_epi32(0x7f << (8 * k))));
+    __m256i par = _mm256_xor_si256(
+        _mm256_shuffle_epi8(ptab, _mm256_and_si256(f, m4)),
+        _mm256_shuffle_epi8(ptab, _mm256_and_si256(_mm256_srli_epi16(f, 4), m4)));
+    return _mm256_or_si256(f, par);
+}
+
+static inline __attribute__((always_inline)) void
+iq2_xxs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const long long *grid = (const long long *)mx_iq2xxs_grid;
     const __m256i odd = _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15);
     float sumf[2] = {0.0f, 0.0f};
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
@@ -267,23 +287,17 @@ iq2_xxs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, floa
             const mx_block_iq2_xxs *x = (const mx_block_iq2_xxs *)((const char *)w + r * w_row) + i;
             __m256i a = _mm256_permutex2var_epi32(_mm256_loadu_si256((const __m256i *)x->qs), odd,
                                                   _mm256_loadu_si256((const __m256i *)(x->qs + 16)));
-            __m256i f = _mm256_and_si256(a, _mm256_set1_epi32(0x7f));
-            for (int k = 1; k < 4; k++)
-                f = _mm256_or_si256(f, _mm256_and_si256(_mm256_slli_epi32(a, k),
-                                                        _mm256_set1_epi32(0x7f << (8 * k))));
-            __m256i par = _mm256_xor_si256(
-                _mm256_shuffle_epi8(ptab, _mm256_and_si256(f, m4)),
-                _mm256_shuffle_epi8(ptab, _mm256_and_si256(_mm256_srli_epi16(f, 4), m4)));
+            __m256i sgv = iq2_sign_words(a);
             uint32_t sg[8], ls[8];
-            _mm256_storeu_si256((__m256i *)sg, _mm256_or_si256(f, par));
+            _mm256_storeu_si256((__m256i *)sg, sgv);
             _mm256_storeu_si256(
                 (__m256i *)ls,
                 _mm256_add_epi32(_mm256_slli_epi32(_mm256_srli_epi32(a, 28), 1), _mm256_set1_epi32(1)));
             __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int ib = 0; ib < 8; ib++) {
-                __m128i gi = _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)(x->qs[4 * ib] | (uint32_t)x->qs[4 * ib + 1] << 16)));
-                __m256i g = _mm256_i32gather_epi64(grid, gi, 8);
+                const uint8_t *g8 = (const uint8_t *)(x->qs + 4 * ib);
+                __m256i g = _mm256_set_epi64x(grid[g8[3]], grid[g8[2]], grid[g8[1]], grid[g8[0]]);
                 __m256i pr = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, sg[ib]));
                 acc = _mm256_dpwssd_epi32(acc, pr, _mm256_set1_epi16((short)ls[ib]));
             }
@@ -304,6 +318,51 @@ static float vec_dot_iq2_xxs_avx512(int64_t n, const void *w, const void *xq) {
 static void vec_dot2_iq2_xxs_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
                                     float *out) {
     iq2_xxs_rows(n, w, w_row, xq, 2, out);
+}
+
+/* IQ3_XXS as IQ2_XXS: the 8 sign words (after the 64 grid bytes) and scales made in vectors,
+ * 8 grid entries of 4 bytes per 32 values; the scalar kernel's float steps. */
+static inline __attribute__((always_inline)) void
+iq3_xxs_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const int *grid = (const int *)mx_iq3xxs_grid;
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq3_xxs *x = (const mx_block_iq3_xxs *)((const char *)w + r * w_row) + i;
+            __m256i a = _mm256_loadu_si256((const __m256i *)(x->qs + MX_QK_K / 4));
+            uint32_t sg[8], ls[8];
+            _mm256_storeu_si256((__m256i *)sg, iq2_sign_words(a));
+            _mm256_storeu_si256(
+                (__m256i *)ls,
+                _mm256_add_epi32(_mm256_slli_epi32(_mm256_srli_epi32(a, 28), 1), _mm256_set1_epi32(1)));
+            __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int ib = 0; ib < 8; ib++) {
+                const uint8_t *q3 = x->qs + 8 * ib;
+                __m256i g = _mm256_set_epi32(grid[q3[7]], grid[q3[6]], grid[q3[5]], grid[q3[4]],
+                                             grid[q3[3]], grid[q3[2]], grid[q3[1]], grid[q3[0]]);
+                __m256i pr = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, sg[ib]));
+                acc = _mm256_dpwssd_epi32(acc, pr, _mm256_set1_epi16((short)ls[ib]));
+            }
+            const float d = h2f(x->d) * y[i].d;
+            sumf[r] += d * (float)hsum_i32(acc);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = 0.25f * sumf[r];
+}
+
+static float vec_dot_iq3_xxs_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq3_xxs_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq3_xxs_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                    float *out) {
+    iq3_xxs_rows(n, w, w_row, xq, 2, out);
 }
 
 static float vec_dot_iq1_s_avx512(int64_t n, const void *w, const void *xq) {
@@ -451,7 +510,8 @@ void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs_avx512;
     k->vec_dot2[MX_TYPE_IQ2_XXS] = vec_dot2_iq2_xxs_avx512;
     k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;
-    k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs;
+    k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs_avx512;
+    k->vec_dot2[MX_TYPE_IQ3_XXS] = vec_dot2_iq3_xxs_avx512;
     k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;
     k->gemm_x8[MX_LAYOUT_IQ4_NLX8] = gemm_iq4_nlx8;
     k->vec_dot[MX_TYPE_IQ1_S] = vec_dot_iq1_s_avx512;

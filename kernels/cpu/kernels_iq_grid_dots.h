@@ -152,6 +152,7 @@ static float vec_dot_iq2_s(int64_t n, const void *w, const void *xq) {
 
 /* IQ3_XXS, per 32 values: 8 grid bytes (4 unsigned values each, <= 62) and one word of 4 x 7
  * sign-index bits + a 4-bit scale (the words follow the 64 grid bytes). */
+#ifndef MX_IQ3_XXS_OWN_DOT /* (AVX-512 has its own, vectorised one) */
 static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
     const mx_block_iq3_xxs *x = w;
     const mx_block_q8_K *y = xq;
@@ -180,5 +181,6 @@ static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
     }
     return 0.25f * sumf;
 }
+#endif
 
 #endif
