@@ -1,7 +1,8 @@
 /* kernels_iq_avx512.c - AVX-512 (BW + VL, 256-bit registers) vec_dots of the IQ types with
  * sign bits: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; and of IQ1_S / IQ1_M, with 2-row forms
- * (vec_dot2) for decode. IQ1_S, IQ1_M, IQ2_XS, IQ2_XXS and IQ3_XXS make their index, sign and
- * scale words for a whole super-block in vectors; the grid entries themselves are scalar loads
+ * (vec_dot2) for decode. Each builds a super-block's grid indices (IQ1_S, IQ1_M, IQ2_S, IQ3_S)
+ * or sign bytes and scales (IQ2_XS, IQ2_XXS, IQ3_XXS) in vectors, where kernels_iq_grid_dots.h
+ * (the AVX2 text) works them out one by one in scalar code; the grid entries are scalar loads
  * put together by vpinsrq: vpgatherdq / vpgatherdd measured slower on the AMD EPYC here
  * (decode A/B by CPU time, bench_kernels MX_BENCH_DOT2: IQ2_XXS 1.22x over AVX2 with gathers,
  * 1.51x with loads; IQ3_XXS 1.02x vs 1.52x).
@@ -49,12 +50,6 @@ static inline float h2f(mx_half h) {
     return _cvtsh_ss(h);
 }
 
-/* IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS: the AVX2 kernels' text with the masked signs (IQ2_XS: its
- * own below) */
-#define MX_IQ2_XS_OWN_DOT
-#define MX_IQ2_XXS_OWN_DOT
-#define MX_IQ3_XXS_OWN_DOT
-#include "kernels/cpu/kernels_iq_grid_dots.h"
 
 /* ---- IQ1_S, IQ1_M (vec_dot, vec_dot2) ---------------------------------------------------------
  * The AVX2 kernels' integers (kernels_iq_avx2.c) with the grid indices built in vectors: 8
@@ -365,6 +360,114 @@ static void vec_dot2_iq3_xxs_avx512(int64_t n, const void *w, size_t w_row, cons
     iq3_xxs_rows(n, w, w_row, xq, 2, out);
 }
 
+/* IQ3_S and IQ2_S as the grid dots of kernels_iq_grid_dots.h (same integers, same float steps,
+ * same bits; signs as stored, by the masked subtract) with the grid indices of a super-block
+ * built in vectors (qs bytes | the qh bits shifted into place per lane by vpsllvd / vpsrlvd),
+ * stored once and read back as the scalar loads' offsets, and the scale applied by vpdpwssd. */
+static inline __attribute__((always_inline)) void
+iq3_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const int *grid = (const int *)mx_iq3s_grid;
+    const __m256i sh = _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1);
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq3_s *x = (const mx_block_iq3_s *)((const char *)w + r * w_row) + i;
+            uint32_t ix[64];
+            for (int ib = 0; ib < 8; ib++)
+                _mm256_storeu_si256(
+                    (__m256i *)(ix + 8 * ib),
+                    _mm256_or_si256(
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x->qs + 8 * ib))),
+                        _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(x->qh[ib]), sh),
+                                         _mm256_set1_epi32(256))));
+            __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int ib = 0; ib < 8; ib++) {
+                const uint32_t *q = ix + 8 * ib;
+                __m256i g = _mm256_set_epi32(grid[q[7]], grid[q[6]], grid[q[5]], grid[q[4]],
+                                             grid[q[3]], grid[q[2]], grid[q[1]], grid[q[0]]);
+                uint32_t s4;
+                memcpy(&s4, x->signs + 4 * ib, 4);
+                __m256i p = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, s4));
+                const int ls = ib % 2 ? x->scales[ib / 2] >> 4 : x->scales[ib / 2] & 0xf;
+                acc = _mm256_dpwssd_epi32(acc, p, _mm256_set1_epi16((short)(2 * ls + 1)));
+            }
+            const float d = h2f(x->d) * y[i].d;
+            sumf[r] += d * (float)hsum_i32(acc);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = sumf[r];
+}
+
+static inline __attribute__((always_inline)) void
+iq2_s_rows(int64_t n, const void *w, size_t w_row, const void *xq, int R, float *out) {
+    const mx_block_q8_K *y = xq;
+    const long long *grid = (const long long *)mx_iq2s_grid;
+    const __m256i shr = _mm256_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8);
+    const __m256i shl = _mm256_setr_epi32(8, 6, 4, 2, 8, 6, 4, 2);
+    float sumf[2] = {0.0f, 0.0f};
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            const mx_block_iq2_s *x = (const mx_block_iq2_s *)((const char *)w + r * w_row) + i;
+            const uint8_t *signs = x->qs + MX_QK_K / 8;
+            uint32_t ix[32];
+            for (int ib = 0; ib < 8; ib += 2) {
+                uint16_t h2;
+                memcpy(&h2, x->qh + ib, 2);
+                __m256i hi = _mm256_sllv_epi32(_mm256_srlv_epi32(_mm256_set1_epi32(h2), shr), shl);
+                _mm256_storeu_si256(
+                    (__m256i *)(ix + 4 * ib),
+                    _mm256_or_si256(
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x->qs + 4 * ib))),
+                        _mm256_and_si256(hi, _mm256_set1_epi32(0x300))));
+            }
+            __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int ib = 0; ib < 8; ib++) {
+                const uint32_t *q = ix + 4 * ib;
+                __m256i g = _mm256_set_epi64x(grid[q[3]], grid[q[2]], grid[q[1]], grid[q[0]]);
+                uint32_t s4;
+                memcpy(&s4, signs + 4 * ib, 4);
+                __m256i p = _mm256_maddubs_epi16(g, apply_signs(y[i].qs + 32 * ib, s4));
+                const uint8_t sc = x->scales[ib];
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)(2 * (sc >> 4) + 1)),
+                                               _mm_set1_epi16((short)(2 * (sc & 0xf) + 1)));
+                acc = _mm256_dpwssd_epi32(acc, p, scv);
+            }
+            const float d = h2f(x->d) * y[i].d;
+            sumf[r] += d * (float)hsum_i32(acc);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        out[r] = 0.125f * sumf[r];
+}
+
+static float vec_dot_iq3_s_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq3_s_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq3_s_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                  float *out) {
+    iq3_s_rows(n, w, w_row, xq, 2, out);
+}
+
+static float vec_dot_iq2_s_avx512(int64_t n, const void *w, const void *xq) {
+    float r;
+    iq2_s_rows(n, w, 0, xq, 1, &r);
+    return r;
+}
+
+static void vec_dot2_iq2_s_avx512(int64_t n, const void *w, size_t w_row, const void *xq,
+                                  float *out) {
+    iq2_s_rows(n, w, w_row, xq, 2, out);
+}
+
 static float vec_dot_iq1_s_avx512(int64_t n, const void *w, const void *xq) {
     float r;
     iq1_s_rows(n, w, 0, xq, 1, &r);
@@ -506,10 +609,12 @@ MX_X8_ENTRY(gemm_iq4_nlx8, gemm_iq4_nlx8_nc)
 void mx_cpu_kernels_iq_avx512(struct mx_cpu_kernels *k) {
     k->vec_dot[MX_TYPE_IQ2_XS] = vec_dot_iq2_xs_avx512;
     k->vec_dot2[MX_TYPE_IQ2_XS] = vec_dot2_iq2_xs_avx512;
-    k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s;
+    k->vec_dot[MX_TYPE_IQ3_S] = vec_dot_iq3_s_avx512;
+    k->vec_dot2[MX_TYPE_IQ3_S] = vec_dot2_iq3_s_avx512;
     k->vec_dot[MX_TYPE_IQ2_XXS] = vec_dot_iq2_xxs_avx512;
     k->vec_dot2[MX_TYPE_IQ2_XXS] = vec_dot2_iq2_xxs_avx512;
-    k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s;
+    k->vec_dot[MX_TYPE_IQ2_S] = vec_dot_iq2_s_avx512;
+    k->vec_dot2[MX_TYPE_IQ2_S] = vec_dot2_iq2_s_avx512;
     k->vec_dot[MX_TYPE_IQ3_XXS] = vec_dot_iq3_xxs_avx512;
     k->vec_dot2[MX_TYPE_IQ3_XXS] = vec_dot2_iq3_xxs_avx512;
     k->gemm_x8[MX_LAYOUT_IQ4_XSX8] = gemm_iq4_xsx8;

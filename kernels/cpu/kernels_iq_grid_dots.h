@@ -1,6 +1,7 @@
 /* kernels_iq_grid_dots.h - the vec_dots of the grid IQ types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
- * IQ3_S) against Q8_K, one text for two targets: kernels_iq_avx2.c and kernels_iq_avx512.c
- * include it after defining, for their instruction set,
+ * IQ3_S) against Q8_K, written once for any x86 target with these helpers (today
+ * kernels_iq_avx2.c; kernels_iq_avx512.c has its own forms, which build the super-block's
+ * indices, signs and scales in vectors); the includer defines, for its instruction set,
  *   float h2f(mx_half)                         the fp16 scale as float;
  *   int32_t hsum_i32(__m256i)                  the exact sum of 8 int32 lanes;
  *   __m256i apply_signs(const int8_t *, uint32_t)  32 activations negated where the 32 sign
@@ -13,8 +14,7 @@
 #ifndef MX_KERNELS_IQ_GRID_DOTS_H
 #define MX_KERNELS_IQ_GRID_DOTS_H
 
-/* ---- IQ2_XS (AVX-512 has its own, vectorised one: the includer defines MX_IQ2_XS_OWN_DOT) --- */
-#ifndef MX_IQ2_XS_OWN_DOT
+/* ---- IQ2_XS --------------------------------------------------------------------------------- */
 
 /* Per 32 values: 4 grid entries (8 unsigned bytes each, <= 43) gathered into a vector, the
  * activations given the grid's signs, maddubs, then madd with the two 4-bit scales 2s + 1 (one
@@ -47,7 +47,6 @@ static float vec_dot_iq2_xs(int64_t n, const void *w, const void *xq) {
     }
     return 0.125f * sumf;
 }
-#endif
 
 /* ---- IQ3_S ---------------------------------------------------------------------------------- */
 
@@ -90,7 +89,6 @@ static float vec_dot_iq3_s(int64_t n, const void *w, const void *xq) {
 /* IQ2_XXS, per 32 values: 4 grid bytes (8 unsigned values each, <= 43) and one word of 4 x 7
  * sign-index bits + a 4-bit scale. The 4 entries gathered into a vector, the activations given
  * the signs (7 bits -> 8 through the parity table), maddubs, madd with 2s + 1 (one per 32). */
-#ifndef MX_IQ2_XXS_OWN_DOT /* (AVX-512 has its own, vectorised one) */
 static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
     const mx_block_iq2_xxs *x = w;
     const mx_block_q8_K *y = xq;
@@ -118,7 +116,6 @@ static float vec_dot_iq2_xxs(int64_t n, const void *w, const void *xq) {
     }
     return 0.125f * sumf;
 }
-#endif
 
 /* IQ2_S, per 32 values: 4 grid indices of 10 bits (a byte of qs + 2 bits of qh), 4 sign bytes
  * as stored (no parity table), two 4-bit scales (one per 16 values, as IQ2_XS). */
@@ -152,7 +149,6 @@ static float vec_dot_iq2_s(int64_t n, const void *w, const void *xq) {
 
 /* IQ3_XXS, per 32 values: 8 grid bytes (4 unsigned values each, <= 62) and one word of 4 x 7
  * sign-index bits + a 4-bit scale (the words follow the 64 grid bytes). */
-#ifndef MX_IQ3_XXS_OWN_DOT /* (AVX-512 has its own, vectorised one) */
 static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
     const mx_block_iq3_xxs *x = w;
     const mx_block_q8_K *y = xq;
@@ -181,6 +177,5 @@ static float vec_dot_iq3_xxs(int64_t n, const void *w, const void *xq) {
     }
     return 0.25f * sumf;
 }
-#endif
 
 #endif
