@@ -11,8 +11,9 @@
  * (broadcast bytes to lanes, test the bits, make +-1, apply). With AVX-512BW the 32 sign bits
  * are a mask register as they are stored, and one masked subtract negates the activations.
  * The integer sums and the float accumulation are those of the scalar kernels, so results are
- * bit-identical (tests/test_quant_iq.c). VNNI's vpdpbusd does not help here: the 4-bit scales
- * change every 16 values, and maddubs + madd with the scale is already 2 ops.
+ * bit-identical (tests/test_quant_iq.c). VNNI's vpdpbusd does not fit (the 4-bit scales change
+ * every 16 values), but its vpdpwssd takes maddubs' int16 pairs times the scales into the int32
+ * lanes in one step where AVX2 needs madd + add.
  *
  * The repacked IQ4_XS GEMM (gemm_iq4_xsx8; gemm_iq4_nlx8 likewise for IQ4_NL) is Q4_0's VNNI
  * tile for IQ4_XS's layout: the 16 levels + 128 looked up by vpshufb as unsigned bytes,
