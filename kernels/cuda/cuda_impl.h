@@ -78,6 +78,21 @@ int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
 int mx_cu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                    const struct mx_tensor *ids);
 
+/* ---- cuda_mmv.cu: quantized decode products with integer dots (MX_ACT_GGML mode) ------------ */
+bool mx_cu_mmvq_type(enum mx_type t); /* the weight types it has kernels for */
+/* dst [n_out, T] (columns d_col apart) = W · x for T <= 8 columns of x (x_col apart) */
+int mx_cu_mmvq(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
+               const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
+/* matmul_id for T <= 8 tokens: only the selected experts' rows are read */
+int mx_cu_mmvq_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                  const struct mx_tensor *x, const struct mx_tensor *ids);
+
+/* ---- cuda_gemm.cu: prefill GEMM on tensor cores (F16/BF16 in, f32 accumulate; MX_ACT_GGML) --- */
+bool mx_cu_gemm16_type(enum mx_type t); /* every matmul type but F32 */
+/* dst [n_out, T] (columns d_col apart) = W · x (x columns x_col apart), any T */
+int mx_cu_gemm16(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
+                 const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
+
 /* ---- cuda_ops.cu ------------------------------------------------------------------------------- */
 int mx_cu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *w, float eps);

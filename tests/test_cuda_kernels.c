@@ -1,0 +1,293 @@
+/* test_cuda_kernels.c - the CUDA backend's fast kernels of the MX_ACT_GGML mode against the CPU
+ * backend on random inputs of awkward sizes: the quantized mat-vec / small-batch products with
+ * integer dots (kernels/cuda/cuda_mmv.cu: every type, T = 1..8, rows of 37 blocks, 37 rows, a
+ * zero column), matmul_id's decode through them, and the prefill GEMM on tensor cores
+ * (kernels/cuda/cuda_gemm.cu: F16/BF16 in place, quantized types through F16 tiles, the
+ * expert-grouped matmul_id). Skips (exit 77) with the reason when no CUDA device answers (CI);
+ * tests/cuda/device-check.sh runs it where a GPU is lent.
+ *
+ * Tolerances, relative to the largest CPU magnitude:
+ *  - integer-dot products: both backends quantize x to the same Q8_0/Q8_1/Q8_K blocks and form
+ *    the same integer block sums; only the f32 sum of the per-block (per-chunk on the GPU)
+ *    terms differs in order: within nb * 2^-24 * sum|terms| for nb <= 128 blocks, 2e-5.
+ *  - F16/BF16 weights in GEMM: the CPU rounds x to the weight's type too (MX_ACT_GGML); the
+ *    16-bit products are exact in f32 and cuBLAS sums in f32: order only, 1e-4.
+ *  - quantized weights in GEMM: compared with the CPU's exact MX_ACT_F32 result; the GPU
+ *    rounds each weight and each x to F16 (2^-11 relative each), so a product is off by at
+ *    most 2^-10 of itself, randomly signed: for n <= 1184 terms of |w x| <= 1 the error stays
+ *    well under 3e-3 of the largest output (about 2^-10 * sqrt(n / 3) / max|y| * rms|w x|).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/base/quant.h"
+#include "kernels/backend.h"
+#include "tests/mx_test.h"
+
+static struct mx_backend *cpu, *gpu;
+static uint64_t rng = 1414;
+
+/* A tensor on both backends: h in host memory (the CPU backend's), d in VRAM. */
+struct pair {
+    struct mx_tensor h, d;
+    struct mx_buf *buf;
+};
+
+#define MAX_PAIRS 16
+static struct pair *pairs[MAX_PAIRS];
+static int n_pairs;
+
+static struct pair *mkp(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
+    struct pair *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    assert_int_equal(mx_tensor_init(&p->h, type, ne0, ne1, ne2, 1), 0);
+    size_t n = mx_tensor_nbytes(&p->h);
+    p->h.data = calloc(1, n);
+    assert_non_null(p->h.data);
+    struct mx_err err = {0};
+    assert_int_equal(mx_buf_alloc(gpu, n, &p->buf, &err), 0);
+    p->d = p->h;
+    p->d.buf = p->buf;
+    p->d.data = p->buf->base;
+    assert_true(n_pairs < MAX_PAIRS);
+    pairs[n_pairs++] = p;
+    return p;
+}
+
+static void free_pairs(void) {
+    for (int i = 0; i < n_pairs; i++) {
+        mx_buf_free(pairs[i]->buf);
+        free(pairs[i]->h.data);
+        free(pairs[i]);
+    }
+    n_pairs = 0;
+}
+
+static void up(struct pair *p) {
+    assert_int_equal(mx_tensor_set(gpu, &p->d, p->h.data, 0, mx_tensor_nbytes(&p->h)), 0);
+}
+
+/* random F32 activations in [-1, 1); column 0 starts with 256 zeros when there are several
+ * columns (a block of zeros: the quantizers' amax = 0 case) */
+static struct pair *rnd_x(int64_t n, int64_t ne1, int64_t ne2) {
+    struct pair *p = mkp(MX_TYPE_F32, n, ne1, ne2);
+    float *v = p->h.data;
+    for (int64_t i = 0; i < n * ne1 * ne2; i++)
+        v[i] = mx_test_randf(&rng);
+    if (ne1 * ne2 > 1)
+        memset(v, 0, (size_t)(n < 256 ? n : 256) * sizeof *v);
+    up(p);
+    return p;
+}
+
+/* random weights of a type: values in [-1, 1) quantized on the host */
+static struct pair *rnd_w(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
+    struct pair *p = mkp(type, ne0, ne1, ne2);
+    float *row = malloc((size_t)ne0 * sizeof *row);
+    assert_non_null(row);
+    for (int64_t r = 0; r < ne1 * ne2; r++) {
+        for (int64_t i = 0; i < ne0; i++)
+            row[i] = mx_test_randf(&rng);
+        assert_int_equal(mx_quantize_row(type, row, (char *)p->h.data + r * p->h.nb[1], ne0), 0);
+    }
+    free(row);
+    up(p);
+    return p;
+}
+
+static struct pair *ids_p(int64_t ne0, int64_t ne1, const int32_t *v) {
+    struct pair *p = mkp(MX_TYPE_I32, ne0, ne1, 1);
+    memcpy(p->h.data, v, (size_t)(ne0 * ne1) * 4);
+    up(p);
+    return p;
+}
+
+/* The device's F32 result of p against its host result, relative to the largest host value. */
+static void cmp(struct pair *p, double tol, const char *what) {
+    assert_int_equal(mx_backend_sync(gpu), 0);
+    int64_t n = mx_tensor_nelements(&p->h);
+    float *g = malloc((size_t)n * sizeof *g), *c = p->h.data;
+    assert_non_null(g);
+    assert_int_equal(mx_tensor_get(gpu, &p->d, g, 0, (size_t)n * 4), 0);
+    double mx = 0, md = 0;
+    int64_t worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(c[i]));
+        double d = fabs((double)g[i] - c[i]);
+        if (!(d <= md)) {
+            md = d;
+            worst = i;
+        }
+    }
+    printf("%-36s max |gpu - cpu| %.3g (max |cpu| %.3g)\n", what, md, mx);
+    if (!(md <= tol * mx))
+        fail_msg("%s: element %lld is %.9g on the GPU, %.9g on the CPU", what, (long long)worst,
+                 g[worst], c[worst]);
+    free(g);
+}
+
+/* the types with integer-dot kernels, and a row length for each: 37 blocks of 32 (not a
+ * multiple of 256) or 3 blocks of 256 */
+static const enum mx_type mmv_types[] = {
+    MX_TYPE_Q4_0, MX_TYPE_Q4_1,  MX_TYPE_Q5_0, MX_TYPE_Q5_1, MX_TYPE_Q8_0, MX_TYPE_IQ4_NL,
+    MX_TYPE_MXFP4, MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K, MX_TYPE_IQ4_XS};
+
+static int64_t row_len(enum mx_type t) {
+    return mx_type_traits(t)->blck_size == 256 ? 768 : 1184;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* every integer-dot type, T = 1..8 columns, 37 output rows (not a multiple of anything) */
+static void test_mmvq_types(void **state) {
+    (void)state;
+    for (size_t k = 0; k < sizeof mmv_types / sizeof mmv_types[0]; k++) {
+        const int64_t n = row_len(mmv_types[k]);
+        for (int64_t T = 1; T <= 8; T++) {
+            struct pair *w = rnd_w(mmv_types[k], n, 37, 1);
+            struct pair *x = rnd_x(n, T, 1);
+            struct pair *y = mkp(MX_TYPE_F32, 37, T, 1);
+            assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
+            assert_int_equal(mx_op_matmul(gpu, &y->d, &w->d, &x->d), 0);
+            char what[64];
+            snprintf(what, sizeof what, "mmvq %s n=%lld T=%lld", mx_type_name(mmv_types[k]),
+                     (long long)n, (long long)T);
+            cmp(y, 2e-5, what);
+            free_pairs();
+        }
+    }
+    /* a long row (4096: 128 blocks of 32, 16 of 256) and ggml's broadcast over ne2 */
+    const enum mx_type longt[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K};
+    for (size_t k = 0; k < sizeof longt / sizeof longt[0]; k++) {
+        struct pair *w = rnd_w(longt[k], 4096, 5, 1);
+        struct pair *x = rnd_x(4096, 2, 3);
+        struct pair *y = mkp(MX_TYPE_F32, 5, 2, 3);
+        assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
+        assert_int_equal(mx_op_matmul(gpu, &y->d, &w->d, &x->d), 0);
+        char what[64];
+        snprintf(what, sizeof what, "mmvq %s n=4096 broadcast", mx_type_name(longt[k]));
+        cmp(y, 2e-5, what);
+        free_pairs();
+    }
+}
+
+/* matmul_id's decode (T <= 8) through the integer kernels: shared and per-slot x, an expert no
+ * token picks, and an id out of range refused at the next wait */
+static void test_mmvq_id(void **state) {
+    (void)state;
+    enum { E = 6, K = 2 };
+    const enum mx_type types[] = {MX_TYPE_Q4_0, MX_TYPE_Q4_K, MX_TYPE_Q6_K, MX_TYPE_MXFP4};
+    const int64_t Ts[] = {1, 3, 8};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const int64_t n = row_len(types[k]);
+        struct pair *w = rnd_w(types[k], n, 21, E);
+        for (size_t j = 0; j < sizeof Ts / sizeof Ts[0]; j++) {
+            const int64_t T = Ts[j];
+            int32_t sel[K * 8];
+            for (int i = 0; i < K * T; i++)
+                sel[i] = (i * 5 + 1) % E == 4 ? 2 : (i * 5 + 1) % E; /* expert 4: never */
+            for (int i = 0; i < T; i++)
+                if (sel[2 * i] == sel[2 * i + 1])
+                    sel[2 * i + 1] = (sel[2 * i] + 1) % E == 4 ? 5 : (sel[2 * i] + 1) % E;
+            struct pair *ids = ids_p(K, T, sel);
+            struct pair *x1 = rnd_x(n, 1, T), *xk = rnd_x(n, K, T);
+            struct pair *y1 = mkp(MX_TYPE_F32, 21, K, T), *yk = mkp(MX_TYPE_F32, 21, K, T);
+            char what[64];
+            assert_int_equal(mx_op_matmul_id(cpu, &y1->h, &w->h, &x1->h, &ids->h), 0);
+            assert_int_equal(mx_op_matmul_id(gpu, &y1->d, &w->d, &x1->d, &ids->d), 0);
+            snprintf(what, sizeof what, "mmvq_id %s T=%lld x1", mx_type_name(types[k]),
+                     (long long)T);
+            cmp(y1, 2e-5, what);
+            assert_int_equal(mx_op_matmul_id(cpu, &yk->h, &w->h, &xk->h, &ids->h), 0);
+            assert_int_equal(mx_op_matmul_id(gpu, &yk->d, &w->d, &xk->d, &ids->d), 0);
+            snprintf(what, sizeof what, "mmvq_id %s T=%lld xk", mx_type_name(types[k]),
+                     (long long)T);
+            cmp(yk, 2e-5, what);
+            if (j == 0) {
+                int32_t badv[K] = {1, E};
+                struct pair *bad = ids_p(K, 1, badv);
+                struct pair *yb = mkp(MX_TYPE_F32, 21, K, 1);
+                assert_int_equal(mx_op_matmul_id(gpu, &yb->d, &w->d, &xk->d, &bad->d), 0);
+                assert_int_equal(mx_backend_sync(gpu), MX_EINVAL);
+                assert_int_equal(mx_backend_sync(gpu), 0); /* reported once */
+            }
+        }
+        free_pairs();
+    }
+}
+
+/* prefill on tensor cores: F16/BF16 read in place (the CPU rounds x the same way), quantized
+ * types through F16 tiles (against the CPU's exact mode), T = 9 and 70 */
+static void test_gemm16(void **state) {
+    (void)state;
+    const enum mx_type types[] = {MX_TYPE_F16,  MX_TYPE_BF16, MX_TYPE_Q4_0, MX_TYPE_Q8_0,
+                                  MX_TYPE_Q2_K, MX_TYPE_Q4_K, MX_TYPE_Q5_K, MX_TYPE_Q6_K,
+                                  MX_TYPE_IQ4_XS};
+    const int64_t Ts[] = {9, 70};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const bool f16 = types[k] == MX_TYPE_F16 || types[k] == MX_TYPE_BF16;
+        const int64_t n = mx_type_traits(types[k])->blck_size == 256 ? 768 : 1184;
+        if (!f16)
+            mx_backend_set_act_mode(cpu, MX_ACT_F32);
+        struct pair *w = rnd_w(types[k], n, 67, 1);
+        for (size_t j = 0; j < sizeof Ts / sizeof Ts[0]; j++) {
+            struct pair *x = rnd_x(n, Ts[j], 1);
+            struct pair *y = mkp(MX_TYPE_F32, 67, Ts[j], 1);
+            assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
+            assert_int_equal(mx_op_matmul(gpu, &y->d, &w->d, &x->d), 0);
+            char what[64];
+            snprintf(what, sizeof what, "gemm16 %s T=%lld", mx_type_name(types[k]),
+                     (long long)Ts[j]);
+            cmp(y, f16 ? 1e-4 : 3e-3, what);
+        }
+        free_pairs();
+        mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+    }
+    /* the expert-grouped matmul_id (T = 40 > 8) multiplies each expert through the same GEMM */
+    enum { E = 8, K = 2, T = 40 };
+    int32_t sel[K * T];
+    for (int i = 0; i < K * T; i++)
+        sel[i] = (i * 3 + i / 5) % E;
+    for (int i = 0; i < T; i++)
+        if (sel[2 * i] == sel[2 * i + 1])
+            sel[2 * i + 1] = (sel[2 * i] + 1) % E;
+    mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    struct pair *w = rnd_w(MX_TYPE_Q4_K, 512, 48, E);
+    struct pair *ids = ids_p(K, T, sel);
+    struct pair *xk = rnd_x(512, K, T), *yk = mkp(MX_TYPE_F32, 48, K, T);
+    assert_int_equal(mx_op_matmul_id(cpu, &yk->h, &w->h, &xk->h, &ids->h), 0);
+    assert_int_equal(mx_op_matmul_id(gpu, &yk->d, &w->d, &xk->d, &ids->d), 0);
+    cmp(yk, 3e-3, "gemm16 matmul_id grouped q4_K");
+    free_pairs();
+    mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+}
+
+int main(void) {
+    struct mx_err err = {0};
+    gpu = mx_backend_cuda_new(0, &err);
+    if (!gpu) {
+        printf("SKIP: no CUDA device to test the CUDA kernels on: %s\n", err.msg);
+        return 77;
+    }
+    cpu = mx_backend_cpu_new(1, &err);
+    if (!cpu)
+        return 1;
+    /* both in the default MX_ACT_GGML mode unless a test says otherwise */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mmvq_types),
+        cmocka_unit_test(test_mmvq_id),
+        cmocka_unit_test(test_gemm16),
+    };
+    int rc = mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
+    mx_backend_free(cpu);
+    mx_backend_free(gpu);
+    return rc;
+}
