@@ -3,7 +3,7 @@
  * integer dots (kernels/cuda/cuda_mmv.cu: every type, T = 1..8, rows of 37 blocks, 37 rows, a
  * zero column), matmul_id's decode through them, and the prefill GEMM on tensor cores
  * (kernels/cuda/cuda_gemm.cu: F16/BF16 in place, quantized types through F16 tiles, the
- * expert-grouped matmul_id). Skips (exit 77) with the reason when no CUDA device answers (CI);
+ * expert-grouped matmul_id), and flash attention (kernels/cuda/cuda_fattn.cu). Skips (exit 77) with the reason when no CUDA device answers (CI);
  * tests/cuda/device-check.sh runs it where a GPU is lent.
  *
  * Tolerances, relative to the largest CPU magnitude:
@@ -270,6 +270,66 @@ static void test_gemm16(void **state) {
     mx_backend_set_act_mode(cpu, MX_ACT_GGML);
 }
 
+/* flash attention (kernels/cuda/cuda_fattn.cu) against the CPU's: GQA groups 1/4/8, head_dim
+ * 64/80/128/256, a window, sinks, n_kv = 1, 33, 300 and 4097 (the decode split across blocks),
+ * several query tiles, empty cells and cells out of position order; F32, F16, Q8_0 caches.
+ * Tolerance 1e-4 as test_cuda_ops' attention (f32 sums in another order, exp approximations). */
+static void test_fattn(void **state) {
+    (void)state;
+    static const struct {
+        int hd, nh, nkv, n_kv, T, window, sinks;
+    } cs[] = {
+        {64, 4, 4, 33, 5, 0, 0},     {128, 8, 2, 33, 7, 16, 1},  {64, 8, 1, 1, 1, 0, 0},
+        {128, 8, 1, 4097, 1, 0, 1},  {64, 16, 2, 4097, 3, 1000, 0},
+        {128, 32, 8, 300, 40, 0, 0}, {256, 4, 2, 70, 2, 0, 1},   {80, 6, 3, 33, 4, 8, 0},
+    };
+    const enum mx_type ct[] = {MX_TYPE_F32, MX_TYPE_F16, MX_TYPE_Q8_0};
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        for (int j = 0; j < 3; j++) {
+            const int hd = cs[k].hd, nh = cs[k].nh, nkv = cs[k].nkv, n_kv = cs[k].n_kv;
+            const int T = cs[k].T;
+            if (ct[j] == MX_TYPE_Q8_0 && hd % 32)
+                continue; /* Q8_0 rows hold whole blocks per head */
+            struct pair *kf = rnd_x(hd * nkv, n_kv, 1), *vf = rnd_x(hd * nkv, n_kv, 1);
+            struct pair *kc = mkp(ct[j], hd * nkv, n_kv, 1), *vc = mkp(ct[j], hd * nkv, n_kv, 1);
+            assert_int_equal(mx_op_cpy(cpu, &kc->h, &kf->h), 0);
+            assert_int_equal(mx_op_cpy(cpu, &vc->h, &vf->h), 0);
+            up(kc);
+            up(vc);
+            int32_t *kp = malloc((size_t)n_kv * sizeof *kp), qp[64];
+            assert_non_null(kp);
+            for (int c = 0; c < n_kv; c++) /* empty cells; positions a permutation of cells */
+                kp[c] = n_kv > 1 && c % 13 == 5 ? -1 : (int32_t)(((int64_t)c * 37) % n_kv);
+            for (int t = 0; t < T; t++) /* the batch's own cells at the end: causal inside */
+                qp[t] = n_kv - T + t;
+            struct pair *kpos = ids_p(n_kv, 1, kp), *qpos = ids_p(T, 1, qp);
+            free(kp);
+            struct pair *q = rnd_x(hd, nh, T), *o = mkp(MX_TYPE_F32, hd, nh, T);
+            struct pair *sk = rnd_x(nh, 1, 1);
+            float *skv = sk->h.data;
+            for (int h = 0; h < nh; h++)
+                skv[h] *= 4.0f;
+            up(sk);
+            struct mx_attn_params ap = {.n_head = nh, .n_head_kv = nkv, .head_dim = hd,
+                                        .n_kv = n_kv, .scale = 1.0f / sqrtf((float)hd),
+                                        .window = cs[k].window,
+                                        .sinks = cs[k].sinks ? &sk->h : NULL};
+            assert_int_equal(mx_op_attn(cpu, &o->h, &q->h, &kc->h, &vc->h, &qpos->h, &kpos->h,
+                                        &ap), 0);
+            if (cs[k].sinks)
+                ap.sinks = &sk->d;
+            assert_int_equal(mx_op_attn(gpu, &o->d, &q->d, &kc->d, &vc->d, &qpos->d, &kpos->d,
+                                        &ap), 0);
+            char what[80];
+            snprintf(what, sizeof what, "fattn %s hd=%d gqa=%d n_kv=%d T=%d w=%d%s",
+                     mx_type_name(ct[j]), hd, nh / nkv, n_kv, T, cs[k].window,
+                     cs[k].sinks ? " sinks" : "");
+            cmp(o, 1e-4, what);
+            free_pairs();
+        }
+    }
+}
+
 int main(void) {
     struct mx_err err = {0};
     gpu = mx_backend_cuda_new(0, &err);
@@ -285,6 +345,7 @@ int main(void) {
         cmocka_unit_test(test_mmvq_types),
         cmocka_unit_test(test_mmvq_id),
         cmocka_unit_test(test_gemm16),
+        cmocka_unit_test(test_fattn),
     };
     int rc = mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
     mx_backend_free(cpu);

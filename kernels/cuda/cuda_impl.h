@@ -93,6 +93,14 @@ bool mx_cu_gemm16_type(enum mx_type t); /* every matmul type but F32 */
 int mx_cu_gemm16(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
                  const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
 
+/* ---- cuda_fattn.cu: flash attention (tiles of queries x cells, online softmax, split cells) -- */
+bool mx_cu_fattn_ok(int head_dim, int group); /* shapes it takes (else cuda_ops.cu's k_attn) */
+/* mx_op_attn's contract; round_q: 0 none, 1 q to f16, 2 q to Q8_0 blocks (as k_attn) */
+int mx_cu_fattn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
+                const struct mx_tensor *kc, const struct mx_tensor *vc,
+                const struct mx_tensor *qpos, const struct mx_tensor *kpos,
+                const struct mx_attn_params *p, int round_q);
+
 /* ---- cuda_ops.cu ------------------------------------------------------------------------------- */
 int mx_cu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *w, float eps);

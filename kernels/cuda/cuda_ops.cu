@@ -370,6 +370,8 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         round_q = 2;
     if (T == 0 || p->n_kv == 0)
         return 0;
+    if (mx_cu_fattn_ok(p->head_dim, p->n_head / p->n_head_kv)) /* tiles (cuda_fattn.cu) */
+        return mx_cu_fattn(be, dst, q, kc, vc, qpos, kpos, p, round_q);
     MX_LAUNCH(k_attn, (unsigned)(T * p->n_head), ATT_CH, 0, cu(be)->stream)(
         (float *)dst->data, (const float *)q->data, (const uint8_t *)kc->data,
         (const uint8_t *)vc->data, (int)kc->type, (int)vc->type, kc->nb[1], vc->nb[1],
