@@ -311,7 +311,7 @@ extern "C" struct mx_backend *mx_backend_cuda_new(int device, struct mx_err *err
     c->device = device;
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, device) == cudaSuccess)
-        snprintf(c->name, sizeof c->name, "%s", p.name);
+        snprintf(c->name, sizeof c->name, "%.*s", (int)sizeof c->name - 1, p.name);
     if ((e = cudaSetDevice(device)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaMalloc((void **)&extra(be)->bad, sizeof(int))) != cudaSuccess ||

@@ -25,7 +25,7 @@ extern "C" void mx_cuda_info_get(struct mx_cuda_info *info) {
         if (cudaGetDeviceProperties(&p, i) != cudaSuccess)
             continue;
         struct mx_cuda_device *d = &info->dev[info->n_devices++];
-        snprintf(d->name, sizeof d->name, "%s", p.name);
+        snprintf(d->name, sizeof d->name, "%.*s", (int)sizeof d->name - 1, p.name);
         d->total_mem = p.totalGlobalMem;
         d->cc_major = p.major;
         d->cc_minor = p.minor;

@@ -295,7 +295,7 @@ __global__ void k_attn(float *dst, const float *q, const uint8_t *kc, const uint
         qs[i] = v;
     }
     __syncthreads();
-    if (round_q == 2 && threadIdx.x < hd / 32) { /* ... or to Q8_0 blocks */
+    if (round_q == 2 && (int)threadIdx.x < hd / 32) { /* ... or to Q8_0 blocks */
         float *b = qs + threadIdx.x * 32, amax = 0.0f;
         for (int j = 0; j < 32; j++)
             amax = fmaxf(amax, fabsf(b[j]));
