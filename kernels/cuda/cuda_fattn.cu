@@ -9,9 +9,10 @@
  * are split across blocks (grid.y) that write unnormalized partial rows with their max and
  * sum, and a second kernel combines them (the split-K that ggml's fattn-vec does).
  *
- * Same semantics and q rounding as cuda_ops.cu's k_attn (kept for head_dim > 256, odd
- * head_dims and GQA groups larger than a tile): results agree within f32 rounding and the
- * exp approximations (~1e-6 relative).
+ * Same semantics as cuda_ops.cu's k_attn (kept for head_dim > 256, head_dims not a multiple of
+ * 4 and GQA groups larger than a tile); q is rounded in MX_ACT_GGML mode exactly as the CPU
+ * rounds it (mx_ref_round_act: F16, or Q8_0 with rint(x * 127 / amax)), so results agree with
+ * the CPU within f32 rounding and the exp approximations (~1e-6 relative).
  */
 #include "kernels/cuda/cuda_impl.h"
 #include "kernels/cuda/cuda_dq.cuh"
@@ -21,6 +22,14 @@
 #define FA_MAXR 32      /* rows (query heads x tokens) per block */
 #define FA_MAXKC 64     /* cells per KV tile */
 #define FA_ACC (FA_QVALS / FA_THREADS) /* output values per thread */
+
+/* full unrolling keeps the output rows in registers (nvcc); the emulator's C++ compiler has no
+ * such pragma */
+#ifdef __CUDACC__
+#define FA_UNROLL _Pragma("unroll")
+#else
+#define FA_UNROLL
+#endif
 
 /* the launch's constants */
 struct fa_args {
@@ -115,19 +124,19 @@ __global__ void __launch_bounds__(FA_THREADS) k_fattn(struct fa_args a) {
         rl[r] = 0.0f;
     }
     __syncthreads();
-    if (a.round_q == 2) /* ggml rounds q to the Q8_0 cache's blocks (as k_attn does) */
+    if (a.round_q == 2) /* ggml rounds q to the Q8_0 cache's blocks: the CPU's quant_block_q8 */
         for (int b = tid; b < R * hd / 32; b += FA_THREADS) {
             float *x = qs + b * 32, amax = 0.0f;
             for (int j = 0; j < 32; j++)
                 amax = fmaxf(amax, fabsf(x[j]));
-            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
             float dh = __half2float(__float2half_rn(d));
             for (int j = 0; j < 32; j++)
-                x[j] = roundf(x[j] * id) * dh;
+                x[j] = rintf(x[j] * id) * dh;
         }
 
     float acc[FA_ACC];
-#pragma unroll
+    FA_UNROLL
     for (int j = 0; j < FA_ACC; j++)
         acc[j] = 0.0f;
 
@@ -185,7 +194,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fattn(struct fa_args a) {
         __syncthreads();
         load_tile(kv, a.vtype, a.vc, a.vrow, c0, n, kct, g, hd);
         __syncthreads();
-#pragma unroll
+    FA_UNROLL
         for (int j = 0; j < FA_ACC; j++) {
             const int k = tid + j * FA_THREADS;
             if (k < R * hd) {
@@ -199,7 +208,7 @@ __global__ void __launch_bounds__(FA_THREADS) k_fattn(struct fa_args a) {
         }
     }
     __syncthreads();
-#pragma unroll
+    FA_UNROLL
     for (int j = 0; j < FA_ACC; j++) {
         const int k = tid + j * FA_THREADS;
         if (k >= R * hd)

@@ -69,7 +69,6 @@ __global__ void k_quant_q8a(const float *x, int64_t x_col, int64_t n, uint8_t *x
 __global__ void k_quant_q8k(const float *x, int64_t x_col, uint8_t *xq, size_t xq_col) {
     __shared__ float s_amax[8];
     __shared__ int s_idx[8];
-    __shared__ float s_max;
     const int64_t ib = blockIdx.x;
     const int tid = threadIdx.x, lane = tid % 32, wid = tid / 32, t = blockIdx.y;
     const float v = x[t * x_col + ib * 256 + tid];
@@ -88,18 +87,14 @@ __global__ void k_quant_q8k(const float *x, int64_t x_col, uint8_t *xq, size_t x
         s_idx[wid] = idx;
     }
     __syncthreads();
-    if (tid == 0) {
-        float a = s_amax[0];
-        int i = s_idx[0];
-        for (int k = 1; k < 8; k++)
-            if (s_amax[k] > a) { /* warps in index order: equal values keep the earlier one */
-                a = s_amax[k];
-                i = s_idx[k];
-            }
-        s_max = a == 0.0f ? 0.0f : x[t * x_col + ib * 256 + i];
-    }
-    __syncthreads();
-    const float mx = s_max;
+    float a = s_amax[0]; /* every thread takes the max of the 8 warps' (no second barrier) */
+    int i = s_idx[0];
+    for (int k = 1; k < 8; k++)
+        if (s_amax[k] > a) { /* warps in index order: equal values keep the earlier one */
+            a = s_amax[k];
+            i = s_idx[k];
+        }
+    const float mx = a == 0.0f ? 0.0f : x[t * x_col + ib * 256 + i];
     struct cu_q8k *b = (struct cu_q8k *)(xq + t * xq_col) + ib;
     if (mx == 0.0f) {
         b->qs[tid] = 0;
@@ -148,8 +143,10 @@ static __device__ __forceinline__ int tab4(int v, const int8_t *kv) {
     return (int)r;
 }
 
-/* each of the 4 bytes of an int, repeated: dp4a(ONES * k, x, 0) = k * (sum of x's bytes) */
+/* an int whose 4 bytes are all 1: dp4a(ONES, x, 0) = the sum of x's 4 signed bytes */
 #define ONES 0x01010101
+/* an int whose 4 bytes all hold the int8 k: dp4a(BYTES(k), x, 0) = k * (sum of x's bytes) */
+#define BYTES(k) ((int)(((unsigned)(k) & 0xffu) * 0x01010101u))
 
 /* ---- per-type chunk dots ---------------------------------------------------------------------
  * Each type: QK values per block, BS bytes per block, CPB chunks per block (the threads working
@@ -171,8 +168,8 @@ template <> struct qt<MX_TYPE_Q4_0> { /* d qs[16]; chunk c: values 4c..4c+3 and 
         int v = ld2(b + 2 + 4 * c), x0 = x[c], x1 = x[4 + c];
         int s = __dp4a(v & 0x0F0F0F0F, x0, 0);
         s = __dp4a((v >> 4) & 0x0F0F0F0F, x1, s);
-        s = __dp4a(-8 * ONES, x0, s); /* the quants are q - 8 */
-        s = __dp4a(-8 * ONES, x1, s);
+        s = __dp4a(BYTES(-8), x0, s); /* the quants are q - 8 */
+        s = __dp4a(BYTES(-8), x1, s);
         return cu_half(b) * a->d * (float)s;
     }
 };
@@ -201,8 +198,8 @@ template <> struct qt<MX_TYPE_Q5_0> { /* d qh[4] qs[16] */
         int hi = ((v >> 4) & 0x0F0F0F0F) | spread4(qh >> (16 + 4 * c));
         int s = __dp4a(lo, x0, 0);
         s = __dp4a(hi, x1, s);
-        s = __dp4a(-16 * ONES, x0, s); /* the quants are q - 16 */
-        s = __dp4a(-16 * ONES, x1, s);
+        s = __dp4a(BYTES(-16), x0, s); /* the quants are q - 16 */
+        s = __dp4a(BYTES(-16), x1, s);
         return cu_half(b) * a->d * (float)s;
     }
 };
@@ -331,7 +328,7 @@ template <> struct qt<MX_TYPE_Q6_K> { /* ql[128] qh[64] scales[16] d; chunk c: h
             for (int Q = 0; Q < 4; Q++) {
                 int xv = *(const int *)(xs + 32 * Q + 4 * k);
                 s[Q] = __dp4a(q[Q], xv, s[Q]);
-                s[Q] = __dp4a(-32 * ONES, xv, s[Q]); /* the quants are q - 32 */
+                s[Q] = __dp4a(BYTES(-32), xv, s[Q]); /* the quants are q - 32 */
             }
         }
         int tot = sc[0] * s[0] + sc[2] * s[1] + sc[4] * s[2] + sc[6] * s[3];
