@@ -61,17 +61,19 @@ static inline int2 make_int2(int x, int y) { return int2{x, y}; }
 constexpr int warpSize = 32;
 
 /* The running thread's coordinates: set by the scheduler before it resumes a fiber. */
+/* A plain global, not thread_local: launches hold a lock, and a trivially constructed global is
+ * one load (a thread_local of a type with constructors costs a call per access). */
 struct mx_emu_thread_regs {
     uint3 tid;  /* threadIdx */
     uint3 bid;  /* blockIdx */
-    dim3 bdim;  /* blockDim */
-    dim3 gdim;  /* gridDim */
+    uint3 bdim; /* blockDim */
+    uint3 gdim; /* gridDim */
 };
-extern thread_local mx_emu_thread_regs mx_emu_regs;
+extern mx_emu_thread_regs mx_emu_regs;
 #define threadIdx (static_cast<const uint3 &>(mx_emu_regs.tid))
 #define blockIdx (static_cast<const uint3 &>(mx_emu_regs.bid))
-#define blockDim (static_cast<const dim3 &>(mx_emu_regs.bdim))
-#define gridDim (static_cast<const dim3 &>(mx_emu_regs.gdim))
+#define blockDim (static_cast<const uint3 &>(mx_emu_regs.bdim))
+#define gridDim (static_cast<const uint3 &>(mx_emu_regs.gdim))
 
 /* ---- errors and the runtime API (emu_runtime.cc) --------------------------------------------- */
 enum cudaError_t {

@@ -37,7 +37,7 @@
 #include <ucontext.h>
 #endif
 
-thread_local mx_emu_thread_regs mx_emu_regs;
+mx_emu_thread_regs mx_emu_regs;
 
 namespace {
 
@@ -57,8 +57,8 @@ struct fiber {
 #endif
     uint3 tid;          /* threadIdx */
     /* what it waits at (WAIT_SYNC / WAIT_WARP) */
-    const void *site;   /* the barrier's call site: the return address into the kernel */
-    const char *file;   /* and its source position, for messages */
+    const char *file;   /* the barrier's source position: its identity (a return address is
+                           not: the compiler may duplicate a call site) */
     int line;
     int op;             /* sync: count/and/or kind; warp: mx_emu_warp_op */
     unsigned mask;      /* warp op's member mask */
@@ -78,6 +78,7 @@ struct block_run {
     ucontext_t sched_uc;
 #endif
     int cur;
+    bool from_sched;    /* the running fiber was entered from the scheduler */
     bool failed;
     char msg[512];
 #ifdef MX_EMU_ASAN
@@ -126,6 +127,7 @@ __asm__(".text\n"
 #endif
 
 static void fiber_main();
+static void to_scheduler(struct block_run *b, bool exiting);
 
 /* Sets the message of a failure of the running block (first one wins). */
 static void fail(block_run *b, const char *fmt, ...) {
@@ -154,38 +156,47 @@ static int take_stack() {
     return (int)stacks.size() - 1;
 }
 
+/* Gives fiber i a fresh stack that starts in fiber_main; false (and the block failed) when no
+ * stack can be had. */
+static bool prepare(block_run *b, unsigned i) {
+    fiber &f = b->th[i];
+    f.stack = take_stack();
+    if (f.stack < 0) {
+        fail(b, "no memory for the stack of thread %u", i);
+        return false;
+    }
+    char *base = stacks[(size_t)f.stack];
+#ifdef MX_EMU_ASAN
+    if (stacks_dirty)
+        __asan_unpoison_memory_region(base, STACK_BYTES);
+#endif
+#if defined(__x86_64__)
+    /* tops staggered by 64 bytes per stack: equal page offsets would fight for the same L1 sets */
+    uintptr_t top = ((uintptr_t)base + STACK_BYTES - (size_t)(f.stack % 64) * 64) & ~(uintptr_t)15;
+    void **sp = (void **)top - 8; /* six registers, the entry, a null return address */
+    for (int k = 0; k < 6; k++)
+        sp[k] = 0;
+    sp[6] = (void *)&fiber_main;
+    sp[7] = 0;
+    f.sp = sp;
+#else
+    getcontext(&f.uc);
+    f.uc.uc_stack.ss_sp = base;
+    f.uc.uc_stack.ss_size = STACK_BYTES;
+    f.uc.uc_link = NULL;
+    makecontext(&f.uc, fiber_main, 0);
+#endif
+    return true;
+}
+
 /* Switches from the scheduler into fiber i (starting it on a stack when it has none). */
 static void resume(block_run *b, unsigned i) {
     fiber &f = b->th[i];
+    if (f.stack < 0 && !prepare(b, i))
+        return;
     b->cur = (int)i;
+    b->from_sched = true;
     mx_emu_regs.tid = f.tid;
-    if (f.stack < 0) {
-        f.stack = take_stack();
-        if (f.stack < 0) {
-            fail(b, "no memory for the stack of thread %u", i);
-            return;
-        }
-        char *base = stacks[(size_t)f.stack];
-#ifdef MX_EMU_ASAN
-        if (stacks_dirty)
-            __asan_unpoison_memory_region(base, STACK_BYTES);
-#endif
-#if defined(__x86_64__)
-        uintptr_t top = ((uintptr_t)base + STACK_BYTES) & ~(uintptr_t)15;
-        void **sp = (void **)top - 8; /* six registers, the entry, a null return address */
-        for (int k = 0; k < 6; k++)
-            sp[k] = 0;
-        sp[6] = (void *)&fiber_main;
-        sp[7] = 0;
-        f.sp = sp;
-#else
-        getcontext(&f.uc);
-        f.uc.uc_stack.ss_sp = base;
-        f.uc.uc_stack.ss_size = STACK_BYTES;
-        f.uc.uc_link = NULL;
-        makecontext(&f.uc, fiber_main, 0);
-#endif
-    }
 #ifdef MX_EMU_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, stacks[(size_t)f.stack], STACK_BYTES);
@@ -199,6 +210,30 @@ static void resume(block_run *b, unsigned i) {
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
 }
+
+#if defined(__x86_64__)
+/* From the running fiber, which waits at a barrier, straight into fiber i of the same warp:
+ * half the switches of going through the scheduler. */
+static void chain(block_run *b, unsigned i) {
+    fiber &from = b->th[(size_t)b->cur];
+    fiber &f = b->th[i];
+    if (f.stack < 0 && !prepare(b, i)) {
+        to_scheduler(b, false);
+        return;
+    }
+    b->cur = (int)i;
+    b->from_sched = false;
+    mx_emu_regs.tid = f.tid;
+#ifdef MX_EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, stacks[(size_t)f.stack], STACK_BYTES);
+#endif
+    mx_emu_switch(&from.sp, f.sp);
+#ifdef MX_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+#endif
 
 /* From the running fiber back to the scheduler; exiting: the fiber never resumes. */
 static void to_scheduler(block_run *b, bool exiting) {
@@ -226,7 +261,13 @@ static void to_scheduler(block_run *b, bool exiting) {
 static void fiber_main() {
     block_run *b = run_;
 #ifdef MX_EMU_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &b->sched_bottom, &b->sched_size);
+    const void *from_bottom = NULL;
+    size_t from_size = 0;
+    __sanitizer_finish_switch_fiber(NULL, &from_bottom, &from_size);
+    if (b->from_sched) {
+        b->sched_bottom = from_bottom;
+        b->sched_size = from_size;
+    }
 #endif
     (*b->body)();
     fiber &f = b->th[(size_t)b->cur];
@@ -245,14 +286,25 @@ static uint64_t wait_here(state st) {
         abort();
     }
     b->th[(size_t)b->cur].st = st;
+#if defined(__x86_64__)
+    /* the next runnable lane of this warp runs next, without the scheduler in between */
+    unsigned end = ((unsigned)b->cur | 31u) + 1;
+    if (end > b->n)
+        end = b->n;
+    for (unsigned i = (unsigned)b->cur + 1; i < end; i++)
+        if (b->th[i].st == RUNNABLE) {
+            chain(b, i);
+            mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
+            return b->th[(size_t)b->cur].result;
+        }
+#endif
     to_scheduler(b, false);
     mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
     return b->th[(size_t)b->cur].result;
 }
 
-__attribute__((noinline)) int mx_emu_syncthreads(int op, int pred, const char *file, int line) {
+int mx_emu_syncthreads(int op, int pred, const char *file, int line) {
     fiber &f = run_->th[(size_t)run_->cur];
-    f.site = __builtin_return_address(0);
     f.file = file;
     f.line = line;
     f.op = op;
@@ -260,10 +312,9 @@ __attribute__((noinline)) int mx_emu_syncthreads(int op, int pred, const char *f
     return (int)wait_here(WAIT_SYNC);
 }
 
-__attribute__((noinline)) uint64_t mx_emu_warp(mx_emu_warp_op op, unsigned mask, uint64_t v,
+uint64_t mx_emu_warp(mx_emu_warp_op op, unsigned mask, uint64_t v,
                                                int arg, int width, const char *file, int line) {
     fiber &f = run_->th[(size_t)run_->cur];
-    f.site = __builtin_return_address(0);
     f.file = file;
     f.line = line;
     f.op = (int)op;
@@ -287,6 +338,11 @@ void *mx_emu_dyn_shared() {
     return dyn.empty() ? NULL : dyn.data();
 }
 
+/* Whether two waiting fibers wait at the same barrier (same source line). */
+static bool same_site(const fiber &a, const fiber &b) {
+    return a.line == b.line && (a.file == b.file || strcmp(a.file, b.file) == 0);
+}
+
 /* The source lane of a shuffle for lane l of a warp (or l itself where CUDA keeps the own
  * value), following the width-segment rules of the __shfl*_sync functions. */
 static unsigned shfl_src(const fiber &f, unsigned l) {
@@ -303,10 +359,11 @@ static unsigned shfl_src(const fiber &f, unsigned l) {
     }
 }
 
-/* Releases the warp intrinsics whose every member waits; returns how many lanes it released. */
-static unsigned release_warps(block_run *b) {
+/* Releases the warp intrinsics of the warp at thread base whose every member waits; returns how
+ * many lanes it released. */
+static unsigned release_warp(block_run *b, unsigned base) {
     unsigned released = 0;
-    for (unsigned base = 0; base < b->n && !b->failed; base += 32) {
+    {
         unsigned nl = b->n - base < 32 ? b->n - base : 32;
         unsigned handled = 0;
         for (unsigned l = 0; l < nl; l++) {
@@ -334,7 +391,7 @@ static unsigned release_warps(block_run *b) {
                     ready = false;
                     continue;
                 }
-                if (g.site != f.site || g.op != f.op || g.mask != m || g.width != f.width) {
+                if (!same_site(g, f) || g.op != f.op || g.mask != m || g.width != f.width) {
                     fail(b, "lanes %u and %u of warp %u meet different warp intrinsics (%s:%d "
                             "and %s:%d) under one mask 0x%08x", l, k, base / 32, f.file, f.line,
                          g.file, g.line, m);
@@ -400,7 +457,7 @@ static bool release_block(block_run *b) {
         }
         if (!first)
             first = &f;
-        else if (f.site != first->site) {
+        else if (!same_site(f, *first)) {
             fail(b, "divergent __syncthreads: thread %u waits at %s:%d, thread %u at %s:%d",
                  (unsigned)(first - b->th.data()), first->file, first->line, i, f.file, f.line);
             return false;
@@ -422,26 +479,31 @@ static bool release_block(block_run *b) {
     return true;
 }
 
-/* Runs one block to completion (or to its first failure). */
+/* Runs one block to completion (or to its first failure): warp after warp, each until its lanes
+ * exit or wait at __syncthreads (its warp intrinsics released as soon as all members wait, so
+ * 32 fiber stacks are hot at a time), then the block barrier. */
 static void run_block(block_run *b) {
     for (;;) {
-        bool any = false;
-        for (unsigned i = 0; i < b->n && !b->failed; i++)
-            if (b->th[i].st == RUNNABLE) {
-                any = true;
-                resume(b, i);
+        for (unsigned base = 0; base < b->n && !b->failed; base += 32) {
+            unsigned nl = b->n - base < 32 ? b->n - base : 32;
+            for (;;) {
+                bool any = false;
+                for (unsigned l = 0; l < nl && !b->failed; l++)
+                    if (b->th[base + l].st == RUNNABLE) {
+                        any = true;
+                        resume(b, base + l);
+                    }
+                if (!any || b->failed || release_warp(b, base) == 0)
+                    break;
             }
-        if (b->failed || !any)
+        }
+        if (b->failed)
             break;
         bool live = false;
-        for (unsigned i = 0; i < b->n; i++)
-            if (b->th[i].st != DONE)
-                live = true;
-        if (!live)
+        for (unsigned i = 0; i < b->n && !live; i++)
+            live = b->th[i].st != DONE;
+        if (!live || !release_block(b))
             break;
-        if (release_warps(b) > 0 || b->failed)
-            continue;
-        release_block(b);
     }
 }
 
@@ -507,8 +569,8 @@ cudaError_t mx_emu_run_grid(const char *name, dim3 g, dim3 bl, size_t smem,
     mx_emu_thread_regs saved = mx_emu_regs;
     block_run *saved_run = run_;
     run_ = &b;
-    mx_emu_regs.bdim = bl;
-    mx_emu_regs.gdim = g;
+    mx_emu_regs.bdim = uint3{bl.x, bl.y, bl.z};
+    mx_emu_regs.gdim = uint3{g.x, g.y, g.z};
     for (unsigned z = 0; z < g.z && !b.failed; z++)
         for (unsigned y = 0; y < g.y && !b.failed; y++)
             for (unsigned x = 0; x < g.x && !b.failed; x++) {
