@@ -3,7 +3,7 @@
  * integer dots (kernels/cuda/cuda_mmv.cu: every type, T = 1..8, rows of 37 blocks, 37 rows, a
  * zero column), matmul_id's decode through them, and the prefill GEMM on tensor cores
  * (kernels/cuda/cuda_gemm.cu: F16/BF16 in place, quantized types through F16 tiles, the
- * expert-grouped matmul_id), and flash attention (kernels/cuda/cuda_fattn.cu). Skips (exit 77) with the reason when no CUDA device answers (CI);
+ * expert-grouped matmul_id; conv2d's F16 im2col GEMM), and flash attention (kernels/cuda/cuda_fattn.cu). Skips (exit 77) with the reason when no CUDA device answers (CI);
  * tests/cuda/device-check.sh runs it where a GPU is lent.
  *
  * Tolerances, relative to the largest CPU magnitude:
@@ -336,6 +336,41 @@ static void test_fattn(void **state) {
     }
 }
 
+/* conv2d with an F16 kernel on tensor cores (im2col to F16, cublasGemmEx) against the CPU, which
+ * rounds the input to f16 as well in MX_ACT_GGML mode: 64 channels (576 taps), 33 outputs, two
+ * images, strides 1 and 2, dilation 2, padding, bias; f16 products are exact in f32, so only
+ * the summation order differs: 1e-4. */
+static void test_conv2d_f16(void **state) {
+    (void)state;
+    for (int s = 1; s <= 2; s++) {
+        struct pair *x = rnd_x(19, 14, 64 * 2), *b = rnd_x(33, 1, 1);
+        struct pair *w = rnd_w(MX_TYPE_F16, 3, 3, 64 * 33);
+        struct mx_tensor w4, x4; /* [3, 3, 64, 33], [19, 14, 64, 2] */
+        assert_int_equal(mx_tensor_reshape(&w->h, 3, 3, 64, 33, &w4), 0);
+        assert_int_equal(mx_tensor_reshape(&x->h, 19, 14, 64, 2, &x4), 0);
+        struct mx_tensor w4d = w4, x4d = x4;
+        w4d.buf = w->d.buf;
+        w4d.data = w->d.data;
+        x4d.buf = x->d.buf;
+        x4d.data = x->d.data;
+        const int dil = 2, pad = 2;
+        int Wo = (19 + 2 * pad - dil * 2 - 1) / s + 1, Ho = (14 + 2 * pad - dil * 2 - 1) / s + 1;
+        struct pair *y = mkp(MX_TYPE_F32, Wo, Ho, 33 * 2);
+        struct mx_tensor y4, y4d;
+        assert_int_equal(mx_tensor_reshape(&y->h, Wo, Ho, 33, 2, &y4), 0);
+        y4d = y4;
+        y4d.buf = y->d.buf;
+        y4d.data = y->d.data;
+        struct mx_conv2d_params cp = {s, s, pad, pad, dil, dil};
+        assert_int_equal(mx_op_conv2d(cpu, &y4, &x4, &w4, &b->h, &cp), 0);
+        gok(mx_op_conv2d(gpu, &y4d, &x4d, &w4d, &b->d, &cp));
+        char what[48];
+        snprintf(what, sizeof what, "conv2d f16 stride %d dilation 2", s);
+        cmp(y, 1e-4, what);
+        free_pairs();
+    }
+}
+
 int main(void) {
     struct mx_err err = {0};
     gpu = mx_backend_cuda_new(0, &err);
@@ -352,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_mmvq_id),
         cmocka_unit_test(test_gemm16),
         cmocka_unit_test(test_fattn),
+        cmocka_unit_test(test_conv2d_f16),
     };
     int rc = mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
     mx_backend_free(cpu);

@@ -1,7 +1,8 @@
 /* cuda_gemm.cu - prefill GEMMs on tensor cores, for the backend's MX_ACT_GGML mode: the weights
  * dequantized tile by tile to F16 (BF16 weights stay BF16), the activations converted once per
  * call to the same 16-bit type, and cublasGemmEx with f32 accumulation and f32 output. F16 and
- * BF16 weights with contiguous rows are read in place (no tile).
+ * BF16 weights with contiguous rows are read in place (no tile). conv2d with an F16 kernel takes
+ * the same route: im2col straight to F16 and cublasGemmEx on the kernel's rows in place.
  *
  * Precision: a 16-bit value keeps 11 (F16) or 8 (BF16) significant bits, so each product is
  * within 2^-10 (F16) of w·x relative; the sums are f32. This is what ggml's CPU path does for
@@ -91,4 +92,58 @@ int mx_cu_gemm16(struct mx_backend *be, float *dst, int64_t d_col, const struct 
         rc = gemm16(be, tile, n_in, x16, dst + r0, d_col, n, T, n_in, dt);
     }
     return rc;
+}
+
+/* cols[p * K + k] = x at tap k of output pixel p as F16 (0 in the padding): conv2d's im2col
+ * with the input rounded to f16 as ggml's CPU path rounds it for an F16 kernel */
+__global__ void k_im2col16(const float *x, uint16_t *cols, int W, int H, int C, int KW, int KH,
+                           int Wo, int Ho, int sx, int sy, int px, int py, int dx, int dy) {
+    int64_t K = (int64_t)KW * KH * C, P = (int64_t)Wo * Ho;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= K * P)
+        return;
+    int64_t p = i / K, k = i % K;
+    int kx = (int)(k % KW), ky = (int)((k / KW) % KH), ci = (int)(k / (KW * KH));
+    int ox = (int)(p % Wo), oy = (int)(p / Wo);
+    int ix = ox * sx - px + kx * dx, iy = oy * sy - py + ky * dy;
+    float v = 0.0f;
+    if (ix >= 0 && ix < W && iy >= 0 && iy < H)
+        v = x[((int64_t)ci * H + iy) * W + ix];
+    cols[i] = __half_as_ushort(__float2half_rn(v));
+}
+
+bool mx_cu_conv2d_f16_ok(const struct mx_backend *be, const struct mx_tensor *w) {
+    return be->act_mode == MX_ACT_GGML && w->type == MX_TYPE_F16 &&
+           w->nb[1] == (size_t)w->ne[0] * 2 && w->nb[2] == w->nb[1] * (size_t)w->ne[1] &&
+           w->nb[3] == w->nb[2] * (size_t)w->ne[2];
+}
+
+int mx_cu_conv2d_f16(struct mx_backend *be, float *out, const float *xn,
+                     const struct mx_tensor *x, const struct mx_tensor *w,
+                     const struct mx_tensor *dst, const struct mx_conv2d_params *p) {
+    struct cu_ctx *c = cu(be);
+    const int W = (int)x->ne[0], H = (int)x->ne[1], C = (int)x->ne[2];
+    const int KW = (int)w->ne[0], KH = (int)w->ne[1], Co = (int)w->ne[3];
+    const int Wo = (int)dst->ne[0], Ho = (int)dst->ne[1];
+    const int64_t K = (int64_t)KW * KH * C, P = (int64_t)Wo * Ho;
+    uint16_t *cols = (uint16_t *)mx_cu_work(be, (size_t)(K * P) * 2);
+    if (!cols)
+        return MX_ENOMEM;
+    MX_LAUNCH(k_im2col16, mx_cu_blocks(K * P, 256), 256, 0, c->stream)(
+        xn, cols, W, H, C, KW, KH, Wo, Ho, p->stride_x, p->stride_y, p->pad_x, p->pad_y,
+        p->dil_x, p->dil_y);
+    int rc = mx_cu_check(be, "conv2d: im2col to f16");
+    if (rc < 0)
+        return rc;
+    /* out [P, Co] = cols^T [P, K] · w [K, Co]: the kernel's F16 rows read in place */
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)P, Co, (int)K, &one,
+                                    cols, CUDA_R_16F, (int)K, w->data, CUDA_R_16F, (int)K, &zero,
+                                    out, CUDA_R_32F, (int)P, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        mx_err_set(&be->last_err, MX_EIO, "conv2d: cuBLAS GemmEx failed (%d)", (int)s);
+        return MX_EIO;
+    }
+    return 0;
 }

@@ -92,6 +92,12 @@ bool mx_cu_gemm16_type(enum mx_type t); /* every matmul type but F32 */
 /* dst [n_out, T] (columns d_col apart) = W · x (x columns x_col apart), any T */
 int mx_cu_gemm16(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
                  const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
+/* conv2d with an F16 kernel in MX_ACT_GGML mode (the CPU rounds the input to f16 there too):
+ * im2col to F16 and cublasGemmEx, one image xn into out [Wo * Ho, Co]; bias left to the caller */
+bool mx_cu_conv2d_f16_ok(const struct mx_backend *be, const struct mx_tensor *w);
+int mx_cu_conv2d_f16(struct mx_backend *be, float *out, const float *xn,
+                     const struct mx_tensor *x, const struct mx_tensor *w,
+                     const struct mx_tensor *dst, const struct mx_conv2d_params *p);
 
 /* ---- cuda_fattn.cu: flash attention (tiles of queries x cells, online softmax, split cells) -- */
 bool mx_cu_fattn_ok(int head_dim, int group); /* shapes it takes (else cuda_ops.cu's k_attn) */
