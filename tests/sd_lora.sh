@@ -24,39 +24,7 @@ trap 'rm -rf "$tmp"' EXIT
 export XDG_DATA_HOME="${XDG_DATA_HOME:-$HOME/.local/share}" # the CLIP vocabulary
 export XDG_CACHE_HOME="$tmp/cache" HOME="$tmp/home"
 mkdir -p "$HOME"
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-gen() { # gen OUT CKPT ARGS...: a 64x64 2-step image
-    out=$1 model=$2
-    shift 2
-    "$MIXEL" image -q -t 2 -d "$model" -W 64 -H 64 --steps 2 --cfg 5 --seed 3 -o "$out" "$@" \
-        > /dev/null
-}
-# close A B MAXMEAN MAXMAX WHAT: the pictures differ by at most these
-close() {
-    d=$("$bin/sd_png_diff" "$1" "$2") || { fail "$5: $d"; return; }
-    echo "$5: $d"
-    echo "$d" | awk -v m="$3" -v x="$4" '{ exit !($2 <= m && $4 <= x) }' || fail "$5: $d"
-}
-far() { # far A B WHAT: the pictures differ clearly (mean > 2)
-    d=$("$bin/sd_png_diff" "$1" "$2") || { fail "$3: $d"; return; }
-    echo "$3: $d"
-    echo "$d" | awk '{ exit !($2 > 2) }' || fail "$3: the LoRA changed nothing ($d)"
-}
-expect_err() { # expect_err TEXT ARGS...: mixel image exits 1 with TEXT in a one-line message
-    text=$1
-    shift
-    set +e
-    gen "$tmp/x.png" "$ckpt" "$@" 2> "$tmp/err"
-    got=$?
-    set -e
-    if [ "$got" -ne 1 ] || ! grep -qF -- "$text" "$tmp/err" || [ "$(wc -l < "$tmp/err")" -ne 1 ]
-    then
-        fail "$*: exit $got, wanted 1 and '$text': $(cat "$tmp/err")"
-    else
-        echo "ok: $(cat "$tmp/err")"
-    fi
-}
+. "$MX_SRCDIR/tests/sd_lora_lib.sh"
 
 "$bin/sd_lora_tool" make "$ckpt" "$tmp/k.safetensors"
 "$bin/sd_lora_tool" make "$ckpt" "$tmp/p.safetensors" peft
@@ -126,15 +94,16 @@ for kind in sdxl shape unknown loha; do
     "$bin/sd_lora_tool" make "$ckpt" "$tmp/$kind.safetensors" "$kind"
 done
 expect_err "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight is an SDXL" \
-    -p "$p" --lora "$tmp/sdxl.safetensors"
+    "$ckpt" -p "$p" --lora "$tmp/sdxl.safetensors"
 ff=lora_unet_up_blocks_1_attentions_2_transformer_blocks_0_ff_net_2
-expect_err "$ff.lora_up.weight has shape [640, 4], expected [1280, 4]" \
+expect_err "$ff.lora_up.weight has shape [640, 4], expected [1280, 4]" "$ckpt" \
     -p "$p" --lora "$tmp/shape.safetensors"
-expect_err "attn9_to_q.lora_up.weight matches no weight" -p "$p" --lora "$tmp/unknown.safetensors"
-expect_err "hada_w1_a: LyCORIS LoHa" -p "$p" --lora "$tmp/loha.safetensors"
-expect_err "no nothere.safetensors in the LoRA folders" -p "$p <lora:nothere:1>"
-expect_err "bad weight \"x\"" -p "$p <lora:style:x>"
-expect_err "No such file" -p "$p" --lora "$tmp/missing.safetensors:0.5"
+expect_err "attn9_to_q.lora_up.weight matches no weight" "$ckpt" -p "$p" \
+    --lora "$tmp/unknown.safetensors"
+expect_err "hada_w1_a: LyCORIS LoHa" "$ckpt" -p "$p" --lora "$tmp/loha.safetensors"
+expect_err "no nothere.safetensors in the LoRA folders" "$ckpt" -p "$p <lora:nothere:1>"
+expect_err "bad weight \"x\"" "$ckpt" -p "$p <lora:style:x>"
+expect_err "No such file" "$ckpt" -p "$p" --lora "$tmp/missing.safetensors:0.5"
 
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all LoRA checks passed"
