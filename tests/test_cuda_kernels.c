@@ -3,7 +3,9 @@
  * integer dots (kernels/cuda/cuda_mmv.cu: every type, T = 1..8, rows of 37 blocks, 37 rows, a
  * zero column), matmul_id's decode through them, and the prefill GEMM on tensor cores
  * (kernels/cuda/cuda_gemm.cu: F16/BF16 in place, quantized types through F16 tiles, the
- * expert-grouped matmul_id; conv2d's F16 im2col GEMM), and flash attention (kernels/cuda/cuda_fattn.cu). Skips (exit 77) with the reason when no CUDA device answers (CI);
+ * expert-grouped matmul_id; conv2d's F16 im2col GEMM), flash attention (kernels/cuda/cuda_fattn.cu)
+ * and whole ../shared models token by token in that mode (skipped visibly without them).
+ * Skips (exit 77) with the reason when no CUDA device answers (CI);
  * tests/cuda/device-check.sh runs it where a GPU is lent.
  *
  * Tolerances, relative to the largest CPU magnitude:
@@ -29,6 +31,7 @@
 #include <cmocka.h>
 
 #include "core/base/quant.h"
+#include "core/llm/llama.h"
 #include "kernels/backend.h"
 #include "tests/mx_test.h"
 
@@ -371,6 +374,99 @@ static void test_conv2d_f16(void **state) {
     }
 }
 
+/* Logits of a model fed one token at a time (every product through the T = 1 kernels) on be, in
+ * its activation mode, with a kv_type cache: n prompt rows, then n_gen greedy rows. */
+static void model_rows(struct mx_backend *be, const char *path, enum mx_type kv_type,
+                       const int32_t *prompt, int n, int n_gen, float *rows, int32_t *gen,
+                       int64_t *n_vocab) {
+    struct mx_err err = {0};
+    struct mx_llama_model *m = NULL;
+    struct mx_llama_ctx *c = NULL;
+    if (mx_llama_model_load(path, be, &m, &err) < 0)
+        fail_msg("%s on %s: %s", path, mx_backend_name(be), err.msg);
+    struct mx_llama_ctx_params p;
+    mx_llama_ctx_params_default(&p);
+    p.n_ctx = 128;
+    p.kv_type = kv_type;
+    if (mx_llama_ctx_new(m, &p, &c, &err) < 0)
+        fail_msg("context on %s: %s", mx_backend_name(be), err.msg);
+    const int64_t nv = mx_llama_model_hparams(m)->n_vocab;
+    *n_vocab = nv;
+    int32_t tok = prompt[0];
+    for (int k = 0; k < n + n_gen; k++) {
+        if (k < n)
+            tok = prompt[k];
+        if (mx_llama_decode(c, &tok, 1, false, NULL, NULL, &err) != 0)
+            fail_msg("decode on %s: %s", mx_backend_name(be), err.msg);
+        const float *l = mx_llama_logits(c);
+        memcpy(rows + (int64_t)k * nv, l, (size_t)nv * sizeof(float));
+        if (k >= n - 1 && k < n + n_gen - 1) { /* greedy from the last prompt token on */
+            int32_t best = 0;
+            for (int32_t i = 1; i < nv; i++)
+                if (l[i] > l[best])
+                    best = i;
+            gen[k - (n - 1)] = best;
+            tok = best;
+        }
+    }
+    mx_llama_ctx_free(c);
+    mx_llama_model_free(m);
+}
+
+/* Whole ../shared models in the default MX_ACT_GGML mode on both backends, token by token: the
+ * integer-dot kernels (dense and matmul_id) and flash attention with an F16 cache (q rounded to
+ * f16 on both sides) against the CPU's ggml-style path. The integer block sums are the same and
+ * only the f32 order of the block terms differs, so the prompt's rows agree within 1e-5 of the
+ * largest logit (measured ~1e-7). Over a longer run an f32 difference of one ulp can move one
+ * activation across a Q8 rounding boundary (one step, amax/127 of its block) or swap two
+ * experts of equal router logits, and that difference then stays in the KV cache: all rows are
+ * held to 2e-2 (measured up to 7.7e-3 on tiny-mixtral-q4_0 from its 19th token), and the greedy
+ * text must be equal. */
+static void test_models_ggml(void **state) {
+    (void)state;
+    const char *sh = mx_test_shared_dir();
+    if (!sh) {
+        mx_test_skip("test_models_ggml needs ../shared (set MX_SHARED)");
+        return;
+    }
+    const char *files[] = {"tiny-mixtral-q4_0.gguf", "tiny-mixtral-d256-q4_k.gguf",
+                           "tiny-mixtral-d256-q6_k.gguf"};
+    enum { N = 12, NG = 12, MAXV = 1 << 16 };
+    int32_t prompt[N];
+    for (int i = 0; i < N; i++)
+        prompt[i] = i == 0 ? 1 : 3 + (i * 37) % 250;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/models/%s", sh, files[f]);
+        float *a = malloc((size_t)(N + NG) * MAXV * sizeof(float));
+        float *b = malloc((size_t)(N + NG) * MAXV * sizeof(float));
+        assert_non_null(a);
+        assert_non_null(b);
+        int32_t ga[NG], gb[NG];
+        int64_t nva = 0, nvb = 0;
+        model_rows(cpu, path, MX_TYPE_F16, prompt, N, NG, a, ga, &nva);
+        model_rows(gpu, path, MX_TYPE_F16, prompt, N, NG, b, gb, &nvb);
+        assert_int_equal(nva, nvb);
+        assert_true(nva <= MAXV);
+        double mx = 0, md = 0, mdp = 0; /* all rows; the prompt's rows */
+        for (int64_t i = 0; i < (N + NG) * nva; i++) {
+            mx = fmax(mx, fabs(a[i]));
+            md = fmax(md, fabs((double)a[i] - b[i]));
+            if (i < N * nva)
+                mdp = fmax(mdp, fabs((double)a[i] - b[i]));
+        }
+        int same = memcmp(ga, gb, sizeof ga) == 0;
+        printf("%-28s ggml token by token: max |gpu - cpu| %.3g over the prompt, %.3g over "
+               "all (max |cpu| %.3g), greedy %s\n", files[f], mdp, md, mx,
+               same ? "equal" : "DIFFERS");
+        free(a);
+        free(b);
+        assert_true(mdp <= 1e-5 * mx);
+        assert_true(md <= 2e-2 * mx);
+        assert_true(same);
+    }
+}
+
 int main(void) {
     struct mx_err err = {0};
     gpu = mx_backend_cuda_new(0, &err);
@@ -388,6 +484,7 @@ int main(void) {
         cmocka_unit_test(test_gemm16),
         cmocka_unit_test(test_fattn),
         cmocka_unit_test(test_conv2d_f16),
+        cmocka_unit_test(test_models_ggml),
     };
     int rc = mx_test_status(cmocka_run_group_tests(tests, NULL, NULL));
     mx_backend_free(cpu);
