@@ -7,9 +7,11 @@
  * Precision: a 16-bit value keeps 11 (F16) or 8 (BF16) significant bits, so each product is
  * within 2^-10 (F16) of w·x relative; the sums are f32. This is what ggml's CPU path does for
  * F16/BF16 weights (x rounded to the weight's type) and within the Q8 rounding it uses for the
- * quantized ones. F32 weights, and every type in MX_ACT_F32 mode (the exact mode), keep
- * cuda_matmul.cu's F32 SGEMM; so do values beyond F16's range (none in the models: weights are
- * bounded by their block scales, which are fp16 themselves).
+ * quantized ones. F32 weights (kept F32 by the model's author for precision: norms, routers,
+ * small models) and every type in MX_ACT_F32 mode (the exact mode) keep cuda_matmul.cu's F32
+ * SGEMM. Dequantized weights fit F16 (their block scales are fp16 themselves); an activation
+ * beyond 65504 would become inf in F16, as in llama.cpp's cuBLAS path; BF16 weights take BF16
+ * activations (F32's range).
  */
 #include "kernels/cuda/cuda_impl.h"
 #include "kernels/cuda/cuda_dq.cuh"
