@@ -20,9 +20,9 @@ extern "C" {
 #include "core/base/util.h"
 }
 
-#include "cublas_v2.h"
-#include "cuda_fp16.h"
-#include "cuda_runtime.h"
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 
@@ -119,6 +119,21 @@ __global__ void k_misc(int *out, unsigned *counter) {
         out[1001] = __popc(0xf0f0u) + 100 * __clz(1 << 20) + 10000 * __ffs(0x80);
         out[1002] = odd;
     }
+}
+
+/* a missing __syncthreads: each thread reads its left neighbour's fresh value; run in thread
+ * order that happens to work, run last-first (MX_CUDA_EMU_REVERSE=1) it does not */
+__global__ void k_no_barrier(int *out, int seed) {
+    __shared__ int s[64];
+    int t = threadIdx.x;
+    s[t] = 7 * t + seed;
+    out[t] = t > 0 ? s[t - 1] : seed;
+}
+
+__constant__ int c_table[4];
+
+__global__ void k_read_table(int *out) {
+    out[threadIdx.x] = c_table[threadIdx.x % 4];
 }
 
 __global__ void k_nop(int *x) {
@@ -257,6 +272,16 @@ static void test_errors(void **state) {
     expect_error(cudaErrorInvalidConfiguration, "k_add", "empty grid");
     MX_LAUNCH(k_add, 1, 32, 48 * 1024 + 1, 0)(d, 1024, 1);
     expect_error(cudaErrorInvalidConfiguration, "k_add", "49153 bytes of dynamic shared");
+    /* opting in to more: up to the device's limit, and then the launch passes */
+    assert_int_equal(cudaFuncSetAttribute(k_misc, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          200000), cudaErrorInvalidValue);
+    cudaGetLastError();
+    assert_int_equal(cudaFuncSetAttribute(k_misc, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          100000), cudaSuccess);
+    MX_LAUNCH(k_misc, 1, 32, 100001, 0)(d, (unsigned *)(d + 1020));
+    expect_error(cudaErrorInvalidConfiguration, "k_misc", "100001 bytes");
+    MX_LAUNCH(k_misc, 1, 32, 100000, 0)(d, (unsigned *)(d + 1020));
+    assert_int_equal(cudaGetLastError(), cudaSuccess);
     assert_int_equal(cudaGetLastError(), cudaSuccess);
     assert_int_equal(cudaMemset(d, 0, 1024 * sizeof(int)), cudaSuccess);
     MX_LAUNCH(k_add, 1, 1024, 48 * 1024, 0)(d, 1024, 2); /* the limits themselves pass */
@@ -339,9 +364,52 @@ static void test_misc_and_memory(void **state) {
         assert_int_equal(__half_as_ushort(__float2half_rn(f)), mx_fp32_to_fp16(f));
         assert_int_equal(__bfloat16_as_ushort(__float2bfloat16(f)), mx_fp32_to_bf16(f));
     }
+    const int tab[4] = {5, 6, 7, 8};
+    assert_int_equal(cudaMemcpyToSymbol(c_table, tab, sizeof tab), cudaSuccess);
+    assert_int_equal(cudaMemcpyToSymbol(c_table, tab, sizeof tab, 4), cudaErrorInvalidValue);
+    int *dt = (int *)dmalloc(8 * sizeof(int)), rt[8];
+    MX_LAUNCH(k_read_table, 1, 8, 0, 0)(dt);
+    assert_int_equal(cudaMemcpy(rt, dt, sizeof rt, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rt[i], tab[i % 4]);
+    cudaFree(dt);
     float2 two = __half22float2(__floats2half2_rn(1.5f, -2.25f));
     assert_true(two.x == 1.5f && two.y == -2.25f);
     assert_true(__int_as_float(0x3f800000) == 1.0f && __float_as_uint(2.0f) == 0x40000000u);
+}
+
+/* MX_CUDA_EMU_REVERSE=1 runs blocks, warps and lanes last first: a kernel that relies on the
+ * emulator's thread order (a missing barrier, blocks depending on each other) changes result. */
+static void test_reverse_order(void **state) {
+    (void)state;
+    int *d = (int *)dmalloc(64 * sizeof(int)), r[64];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            setenv("MX_CUDA_EMU_REVERSE", "1", 1);
+        MX_LAUNCH(k_no_barrier, 1, 64, 0, 0)(d, pass + 1);
+        assert_int_equal(cudaMemcpy(r, d, sizeof r, cudaMemcpyDeviceToHost), cudaSuccess);
+        int wrong = 0;
+        for (int t = 1; t < 64; t++)
+            wrong += r[t] != 7 * (t - 1) + pass + 1;
+        assert_int_equal(wrong, pass ? 63 : 0);
+    }
+    /* correct kernels give the same answers in either order */
+    const int n = 1000, bs = 256;
+    int h[1000], out[1000];
+    for (int i = 0; i < n; i++)
+        h[i] = i % 5;
+    int *din = (int *)dmalloc(sizeof h), *dout = (int *)dmalloc(sizeof h);
+    cudaMemcpy(din, h, sizeof h, cudaMemcpyHostToDevice);
+    MX_LAUNCH(k_scan, (n + bs - 1) / bs, bs, 0, 0)(din, dout, n);
+    assert_int_equal(cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int i = 0, acc = 0; i < n; i++) {
+        acc = (i % bs == 0 ? 0 : acc) + h[i];
+        assert_int_equal(out[i], acc);
+    }
+    unsetenv("MX_CUDA_EMU_REVERSE");
+    cudaFree(din);
+    cudaFree(dout);
+    cudaFree(d);
 }
 
 static void test_graphs(void **state) {
@@ -372,6 +440,16 @@ static void test_graphs(void **state) {
             assert_int_equal(h[i], 11 * k);
     }
     assert_int_equal(mx_emu_launch_count(), before + 6);
+    /* an update swaps in another capture's work */
+    cudaGraph_t g2;
+    assert_int_equal(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+    MX_LAUNCH(k_add, 3, 128, 0, s)(d, n, 100);
+    assert_int_equal(cudaStreamEndCapture(s, &g2), cudaSuccess);
+    assert_int_equal(cudaGraphExecUpdate(x, g2, NULL), cudaSuccess);
+    assert_int_equal(cudaGraphLaunch(x, s), cudaSuccess);
+    assert_int_equal(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost), cudaSuccess);
+    assert_int_equal(h[n - 1], 33 + 100);
+    cudaGraphDestroy(g2);
     cudaGraphExecDestroy(x);
     cudaGraphDestroy(g);
     /* a synchronous wait inside a capture invalidates it, as on a GPU */
@@ -527,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_barriers), cmocka_unit_test(test_shuffles),
         cmocka_unit_test(test_errors),   cmocka_unit_test(test_misc_and_memory),
         cmocka_unit_test(test_graphs),   cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_reverse_order),
         cmocka_unit_test(test_costs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;

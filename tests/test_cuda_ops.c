@@ -8,6 +8,10 @@
  * largest magnitude with 1e-5 (n <= 4096 and |terms| ~ |result| for these inputs), 1e-4 where
  * a softmax's exp sits in between (attention, routing), and matmuls run both backends in
  * MX_ACT_F32 mode (the exact path; test_cuda_kernels.c checks the MX_ACT_GGML kernels).
+ *
+ * Built a second time as test_cuda_ops_emu, linked against the CPU emulator of CUDA
+ * (kernels/cuda/emu/README): there it runs in every make check, with ASan under
+ * check-sanitize, checking the kernels' indexing, reductions and host glue without a GPU.
  */
 #include <math.h>
 #include <setjmp.h>

@@ -515,12 +515,27 @@ static void attn_split_avx2(void *args, int ith, int nth) {
     float *qs = a->cpu->tbuf[ith]; /* [H][hd] (rounded) queries */
     float *kb = qs + H * hd;       /* [CB][ld]: a block's keys, all heads */
     float *vb = kb + CB * ld;      /* [CB][ld] */
+    mx_block_q8_0 *qx = NULL;      /* the query as q8_0 blocks for kern.attn_block, or NULL */
     int64_t k0, k1;
     mx_split(nch, ith, nth, &k0, &k1);
     if (k0 >= k1)
         return;
     for (int64_t h = 0; h < H; h++)
         load_query(a, 0, h, qs + h * hd);
+    /* a q8_0 cache in ggml mode: the query rounded to q8_0 above is this quantization's
+     * dequantized value, so integer dots with its blocks give the same scores (up to float
+     * rounding) */
+    if (a->cpu->kern.attn_block && a->act_mode == MX_ACT_GGML && hd % 32 == 0 &&
+        a->src[1]->type == MX_TYPE_Q8_0) {
+        mx_block_q8_0 *blocks = (mx_block_q8_0 *)(vb + CB * ld);
+        bool ok = true;
+        for (int64_t h = 0; h < H && ok; h++)
+            ok = mx_quantize_row(MX_TYPE_Q8_0,
+                                 (const float *)((const char *)a->src[0]->data +
+                                                 (size_t)h * a->src[0]->nb[1]),
+                                 blocks + h * (hd / 32), hd) == 0;
+        qx = ok ? blocks : NULL;
+    }
     for (int64_t k = k0; k < k1; k++) {
         float *acc = (float *)a->cpu->sbuf + k * H * (hd + 2); /* [H][hd], then m[H], l[H] */
         float *mrow = acc + H * hd, *lrow = mrow + H;
@@ -545,12 +560,20 @@ static void attn_split_avx2(void *args, int ith, int nth) {
             for (int64_t j = 0; j < CB && inplace; j++)
                 inplace = kp[j] >= 0;
             if (inplace) {
+                uint32_t vbits = 0; /* the wider block's form of vis */
+                for (int64_t sb = 0; sb < NS; sb++)
+                    vbits |= (uint32_t)_mm256_movemask_ps(vis[sb]) << (8 * sb);
                 int64_t g = 0;
                 for (; g < p->n_head_kv; g++) {
                     if (g + 1 < p->n_head_kv) /* the next pass: this block's next KV head */
                         prefetch_block(a, c0, g + 1);
                     else if (c0 + 2 * CB <= end) /* or the next block's first */
                         prefetch_block(a, c0 + CB, 0);
+                    bool (*wide)(const struct mx_ref_args *, int64_t, int64_t, uint32_t,
+                                 const void *, float *, float *, float *, float *) =
+                        a->cpu->kern.attn_block;
+                    if (wide && wide(a, c0, g, vbits, qx, acc, mrow, lrow, S))
+                        continue;
                     if (!decode_block_any(a, c0, g, vis, qs, acc, mrow, lrow, S))
                         break;
                 }

@@ -133,6 +133,7 @@ int mx_cpu_prepare_weights(struct mx_backend *be, struct mx_tensor *const *ws, i
 /* ---- backend state --------------------------------------------------------------------------- */
 
 /* Fast row kernels chosen at backend creation from the CPU's features (scalar when none). */
+struct mx_ref_args; /* a task's arguments (below); attn_block takes them */
 struct mx_cpu_kernels {
     const char *name; /* "scalar", "avx2" */
     /* Dot products of one quantized weight row with the matching quantized activation row
@@ -187,6 +188,14 @@ struct mx_cpu_kernels {
      * attn_split writes per-chunk partials to the shared scratch (mx_attn_split_scratch), then
      * attn_merge combines them into dst. NULL: attn covers decode too. */
     mx_pool_fn attn_split, attn_merge;
+    /* One full block of MX_ATTN_CBLOCK filled cells of decode attention for the query heads of
+     * KV head g, read in place (attn_split's inner step; vis: bit j set when cell c0 + j is
+     * visible; qx: the token's query rows as q8_0 blocks (ggml's quantizer) when the cache is
+     * q8_0 and activations are rounded as ggml does, else NULL; acc, mrow, lrow, S as in
+     * attn_avx2.c's decode_block): integer dots where the CPU has them (attn_avx512.c). false:
+     * it does not apply to this cache or head size. NULL: attn_split's own block. */
+    bool (*attn_block)(const struct mx_ref_args *a, int64_t c0, int64_t g, uint32_t vis,
+                       const void *qx, float *acc, float *mrow, float *lrow, float *S);
     /* conv2d through im2col + sgemm (conv_gemm.c); NULL: the direct reference loop */
     int (*conv2d)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                   const struct mx_tensor *w, const struct mx_tensor *b,
@@ -232,7 +241,9 @@ static inline int64_t mx_attn_split_chunk(int64_t n_kv) {
  * shared (every chunk's partial: n_head x (head_dim + 2)). */
 static inline int64_t mx_attn_split_thread_scratch(int64_t head_dim, int64_t n_head,
                                                    int64_t n_head_kv) {
-    return n_head * head_dim + 2 * MX_ATTN_CBLOCK * (n_head_kv * head_dim + 16) + 16;
+    /* + the query as q8_0 blocks (34 bytes per 32 values) for the integer-dot block */
+    return n_head * head_dim + 2 * MX_ATTN_CBLOCK * (n_head_kv * head_dim + 16) +
+           (n_head * head_dim / 32 * 34 + 3) / 4 + 16;
 }
 
 static inline int64_t mx_attn_split_shared_scratch(int64_t head_dim, int64_t n_head,
@@ -412,6 +423,8 @@ void mx_cpu_attn_avx2(struct mx_cpu_kernels *k);
 /* Replaces entries of an AVX2 set with AVX-512 VNNI versions (kernels_avx512.c, compiled with
  * -mavx512vl -mavx512vnni): only call after checking the CPU's features. */
 void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k);
+/* Installs the AVX-512 decode attention block (attn_avx512.c) over the AVX2 set. */
+void mx_cpu_attn_avx512(struct mx_cpu_kernels *k);
 
 /* Installs the 16-row AVX-512 GEMM tiles (gemm_x16_avx512.c, same flags as kernels_avx512.c);
  * called by mx_cpu_kernels_avx512. */

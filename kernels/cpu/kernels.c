@@ -38,6 +38,7 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
             ci.avx512vnni) {
             mx_cpu_kernels_avx512(k);
             mx_cpu_kernels_iq_avx512(k);
+            mx_cpu_attn_avx512(k);
             level = MX_CPU_AVX512;
         }
 #endif

@@ -6,14 +6,19 @@
  * running their bench_attn binaries alternately, several times each, and taking medians.
  *
  * usage: bench_attn [threads] [n_kv] [T] [kv type f16|q8_0|f32] [reps] [head_dim] [heads]
- *                   [kv heads] [window]
+ *                   [kv heads] [window] [kernels scalar|avx2|avx512]
  * Defaults: the bench model's layer (head_dim 64, 32 heads, 8 KV heads), one query token (decode)
- * over 16384 cells, f16. T > 1 times a prefill chunk of T tokens at positions n_kv - T ..
- * n_kv - 1 (the last T tokens of an n_kv-token prompt). Prints one line:
- *   ATTN type=f16 hd=64 heads=32/8 T=1 n_kv=16384 threads=1 cpu_ms=... wall_ms=... kv_mb=...
- *        gbps_cpu=...
+ * over 16384 cells, f16, the best kernel set of the CPU (a lower one named last: old against new
+ * kernels alternately in one build). T > 1 times a prefill chunk of T tokens at positions
+ * n_kv - T .. n_kv - 1 (the last T tokens of an n_kv-token prompt). Prints one line:
+ *   ATTN kernels=... type=f16 hd=64 heads=32/8 T=1 n_kv=16384 threads=1 cpu_ms=... wall_ms=...
+ *        kv_mb=... gbps_cpu=... read_gbps_cpu=... (sum ...)
  * gbps_cpu: KV bytes of the call over (process CPU time / threads); per token for T > 1 the
  * cache is read once per query block, so it is a rate of the cache size, not of traffic.
+ * read_gbps_cpu: the same buffers read by a plain summing loop on one thread (a STREAM-like read
+ * of K and V, CPU time, best of 5), the ceiling of a load-bound attention with the cache where
+ * the repeated calls leave it (a cache below the L3 size stays there; n_kv 65536 reads memory);
+ * gbps_cpu / read_gbps_cpu is attention's share of it.
  */
 #include <math.h>
 #include <stdint.h>
@@ -25,12 +30,34 @@
 #include "core/base/quant.h"
 #include "core/base/util.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
 
 /* Process CPU time in seconds (all threads). */
 static double cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Seconds of process CPU time for one read of n bytes at p summed as 64-bit words, best of
+ * reps passes (one thread); the sum goes to *sink so the loop is not optimised away. */
+static double read_s(const void *p, size_t n, int reps, uint64_t *sink) {
+    const uint64_t *w = p;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double c0 = cpu_s();
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = 0; i + 4 <= n / 8; i += 4) {
+            s0 += w[i];
+            s1 += w[i + 1];
+            s2 += w[i + 2];
+            s3 += w[i + 3];
+        }
+        *sink += s0 + s1 + s2 + s3;
+        double dt = cpu_s() - c0;
+        best = dt < best ? dt : best;
+    }
+    return best;
 }
 
 /* A deterministic pseudo-random stream (the values only need to be varied and finite). */
@@ -66,6 +93,10 @@ int main(int argc, char **argv) {
     int reps = argc > 5 ? atoi(argv[5]) : 20;
     int hd = argc > 6 ? atoi(argv[6]) : 64, nh = argc > 7 ? atoi(argv[7]) : 32;
     int nkv = argc > 8 ? atoi(argv[8]) : 8, window = argc > 9 ? atoi(argv[9]) : 0;
+    const char *kset = argc > 10 ? argv[10] : "avx512";
+    int level = !strcmp(kset, "scalar") ? MX_CPU_SCALAR
+                : !strcmp(kset, "avx2") ? MX_CPU_AVX2
+                                        : MX_CPU_AVX512;
     enum mx_type kvt = !strcmp(tname, "q8_0")  ? MX_TYPE_Q8_0
                        : !strcmp(tname, "f32") ? MX_TYPE_F32
                                                : MX_TYPE_F16;
@@ -80,6 +111,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_attn: %s\n", err.msg);
         return 1;
     }
+    mx_cpu_kernels_init(&mx_cpu_of(be)->kern, level); /* at most `level`, as the CPU allows */
     struct mx_tensor q, y, kc, vc, qp, kp;
     mx_tensor_init(&q, MX_TYPE_F32, hd, nh, T, 1);
     mx_tensor_init(&y, MX_TYPE_F32, hd, nh, T, 1);
@@ -117,9 +149,14 @@ int main(int argc, char **argv) {
         mx_op_attn(be, &y, &q, &kc, &vc, &qp, &kp, &p);
     double wall = (mx_time_s() - t0) / reps, cpu = (cpu_s() - c0) / reps;
     double bytes = 2.0 * (double)mx_tensor_nbytes(&kc);
-    printf("ATTN type=%s hd=%d heads=%d/%d T=%lld n_kv=%lld threads=%d cpu_ms=%.3f wall_ms=%.3f "
-           "kv_mb=%.1f gbps_cpu=%.2f\n", mx_type_name(kvt), hd, nh, nkv, (long long)T,
-           (long long)n_kv, nth, cpu * 1e3, wall * 1e3, bytes / 1e6, bytes / (cpu / nth) / 1e9);
+    uint64_t sink = 0;
+    double rd = read_s(kc.data, mx_tensor_nbytes(&kc), 5, &sink) +
+                read_s(vc.data, mx_tensor_nbytes(&vc), 5, &sink);
+    printf("ATTN kernels=%s type=%s hd=%d heads=%d/%d T=%lld n_kv=%lld threads=%d cpu_ms=%.3f "
+           "wall_ms=%.3f kv_mb=%.1f gbps_cpu=%.2f read_gbps_cpu=%.2f (sum %llu)\n",
+           mx_cpu_of(be)->kern.name, mx_type_name(kvt), hd, nh, nkv, (long long)T,
+           (long long)n_kv, nth, cpu * 1e3, wall * 1e3, bytes / 1e6, bytes / (cpu / nth) / 1e9,
+           bytes / rd / 1e9, (unsigned long long)(sink & 0xff));
     free(q.data);
     free(y.data);
     free(kc.data);

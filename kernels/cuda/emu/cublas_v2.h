@@ -5,7 +5,7 @@
 #ifndef MX_EMU_CUBLAS_V2_H
 #define MX_EMU_CUBLAS_V2_H
 
-#include "cuda_runtime.h"
+#include <cuda_runtime.h>
 
 enum cublasStatus_t {
     CUBLAS_STATUS_SUCCESS = 0,

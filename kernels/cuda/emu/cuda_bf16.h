@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cuda_runtime.h"
+#include <cuda_runtime.h>
 
 /* float -> bf16 bits, nearest even; NaN stays NaN */
 static inline uint16_t mx_emu_f2bf(float f) {

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cuda_runtime.h"
+#include <cuda_runtime.h>
 
 /* float -> IEEE binary16 bits, round to nearest even (overflow to inf, NaN kept quiet) */
 static inline uint16_t mx_emu_f2h(float f) {
@@ -128,6 +128,6 @@ static inline __half &operator*=(__half &a, __half b) { return a = __hmul(a, b);
 static inline __half2 operator+(__half2 a, __half2 b) { return __hadd2(a, b); }
 static inline __half2 operator*(__half2 a, __half2 b) { return __hmul2(a, b); }
 
-#include "cuda_bf16.h"
+#include <cuda_bf16.h>
 
 #endif

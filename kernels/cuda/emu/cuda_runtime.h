@@ -223,11 +223,48 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n);
 
+enum cudaFuncAttribute {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+    cudaFuncAttributePreferredSharedMemoryCarveout = 9,
+};
+/* Opts kernel fn in to more dynamic shared memory (up to sharedMemPerBlockOptin), as the
+ * larger tiles of attention kernels do; the launch check then allows that much. */
+cudaError_t mx_emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v);
+template <class F> static inline cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute a, int v) {
+    return mx_emu_func_set_attribute(reinterpret_cast<const void *>(fn), a, v);
+}
+/* __constant__ / __device__ symbols are host statics: copies check the symbol's size */
+template <class T>
+static inline cudaError_t cudaMemcpyToSymbol(T &sym, const void *src, size_t n, size_t off = 0,
+                                             cudaMemcpyKind k = cudaMemcpyHostToDevice) {
+    (void)k;
+    if (off > sizeof(T) || n > sizeof(T) - off)
+        return cudaErrorInvalidValue;
+    memcpy((char *)&sym + off, src, n);
+    return cudaSuccess;
+}
+template <class T>
+static inline cudaError_t cudaMemcpyFromSymbol(void *dst, const T &sym, size_t n, size_t off = 0,
+                                               cudaMemcpyKind k = cudaMemcpyDeviceToHost) {
+    (void)k;
+    if (off > sizeof(T) || n > sizeof(T) - off)
+        return cudaErrorInvalidValue;
+    memcpy(dst, (const char *)&sym + off, n);
+    return cudaSuccess;
+}
+struct cudaGraphExecUpdateResultInfo {
+    int result;
+    cudaGraphNode_t errorNode, errorFromNode;
+};
+/* Replaces an instantiated graph's work by g's (the emulator accepts every topology change). */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t x, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo *info);
+
 /* ---- emulator entry points (emu_sched.cc / emu_runtime.cc) ------------------------------------ */
 /* Runs a kernel's grid now, or records it when s is capturing; checks the configuration first. A
  * failure becomes cudaGetLastError's (configuration) or a sticky error (execution). */
-void mx_emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                   std::function<void()> body);
+void mx_emu_launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t s, std::function<void()> body);
 /* Queues work on stream s: runs it now, or records it into the graph s is capturing. */
 cudaError_t mx_emu_enqueue(cudaStream_t s, std::function<cudaError_t()> op);
 /* The message of the last emulator-detected error (a kernel's name and what a GPU refuses). */
@@ -247,7 +284,7 @@ template <class F> struct mx_emu_launcher {
     cudaStream_t stream;
     template <class... A> void operator()(A &&...args) const {
         F *f = fn;
-        mx_emu_launch(name, grid, block, smem, stream,
+        mx_emu_launch(name, reinterpret_cast<const void *>(f), grid, block, smem, stream,
                       [f, args...]() { f(args...); });
     }
 };

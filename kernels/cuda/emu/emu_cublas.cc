@@ -2,16 +2,17 @@
  * OpenBLAS's cblas_sgemm on F32 copies of F16/BF16 operands (F32 accumulation, as
  * CUBLAS_COMPUTE_32F does on the GPU). Argument checks follow cuBLAS: a leading dimension
  * smaller than the stored rows is CUBLAS_STATUS_INVALID_VALUE. Work is queued on the handle's
- * stream, so a capturing stream records it. */
+ * stream, so a capturing stream records it. The cublas* functions behave as cuBLAS documents
+ * them (host pointer mode: alpha and beta are read at the call). */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <vector>
 
-#include "cublas_v2.h"
-#include "cuda_fp16.h"
-#include "emu_internal.h"
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 /* a handle: the stream its calls go to */
 struct mx_emu_cublas {

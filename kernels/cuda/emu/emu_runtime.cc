@@ -1,7 +1,8 @@
 /* emu_runtime.cc - the emulator's CUDA runtime API: one device ("mixel CUDA emulator"), device
  * memory on the heap (so ASan sees a kernel's out-of-bounds access), synchronous streams and
  * events, errors with the emulator's detailed message, and stream capture into graphs that
- * replay the recorded closures. */
+ * replay the recorded closures. The cuda* functions behave as the CUDA Runtime API documents
+ * them, on one device; a comment says where they differ or what they check beyond it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_runtime.h"
-#include "emu_internal.h"
+#include <cuda_runtime.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 /* a stream: synchronous; while capturing, its work goes into graph */
 struct mx_emu_stream {
@@ -185,7 +186,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     snprintf(p->name, sizeof p->name, "mixel CUDA emulator");
     p->totalGlobalMem = vram_total();
     p->sharedMemPerBlock = 48 << 10;
-    p->sharedMemPerBlockOptin = 48 << 10;
+    p->sharedMemPerBlockOptin = MX_EMU_SMEM_OPTIN;
     p->regsPerBlock = 65536;
     p->warpSize = 32;
     p->maxThreadsPerBlock = 1024;
@@ -423,10 +424,10 @@ cudaError_t mx_emu_enqueue(cudaStream_t s, std::function<cudaError_t()> op) {
     return op();
 }
 
-void mx_emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                   std::function<void()> body) {
-    cudaError_t e = mx_emu_enqueue(s, [name, grid, block, smem, body]() {
-        return mx_emu_run_grid(name, grid, block, smem, body);
+void mx_emu_launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t s, std::function<void()> body) {
+    cudaError_t e = mx_emu_enqueue(s, [name, fn, grid, block, smem, body]() {
+        return mx_emu_run_grid(name, fn, grid, block, smem, body);
     });
     /* mx_emu_run_grid recorded its own error; a sticky one from before stays visible */
     (void)e;
@@ -569,6 +570,15 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
         }
         return cudaSuccess;
     });
+}
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t x, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo *info) {
+    if (!x || !g)
+        return cudaErrorInvalidValue;
+    x->ops = g->ops;
+    if (info)
+        memset(info, 0, sizeof *info);
+    return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
     delete x;

@@ -15,11 +15,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <map>
 #include <mutex>
 #include <vector>
 
-#include "cuda_runtime.h"
-#include "emu_internal.h"
+#include <cuda_runtime.h>
+#include "kernels/cuda/emu/emu_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MX_EMU_ASAN 1
@@ -92,6 +93,8 @@ std::vector<int> free_stacks;
 std::vector<unsigned char> dyn;  /* the running launch's dynamic shared memory */
 bool stacks_dirty;               /* an abandoned fiber left poisoned frames (ASan) */
 block_run *run_;                 /* the block running now */
+bool reverse_order;              /* MX_CUDA_EMU_REVERSE=1: blocks, warps and lanes run last first */
+std::map<const void *, size_t> smem_optin; /* cudaFuncSetAttribute's dynamic shared memory */
 std::mutex launch_lock;          /* one launch at a time: __shared__ statics are process-wide */
 unsigned long long n_launches;
 
@@ -152,6 +155,10 @@ static int take_stack() {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
+#ifdef MX_EMU_ASAN
+    /* the range may have been a thread's stack before: its stale shadow would flag our writes */
+    __asan_unpoison_memory_region(p, STACK_BYTES);
+#endif
     stacks.push_back((char *)p);
     return (int)stacks.size() - 1;
 }
@@ -167,8 +174,12 @@ static bool prepare(block_run *b, unsigned i) {
     }
     char *base = stacks[(size_t)f.stack];
 #ifdef MX_EMU_ASAN
+    /* a fiber that exited never returned from fiber_main: its frame's redzones stay poisoned at
+     * the top of the stack (all of it after an abandoned block) */
     if (stacks_dirty)
         __asan_unpoison_memory_region(base, STACK_BYTES);
+    else
+        __asan_unpoison_memory_region(base + STACK_BYTES - 8192, 8192);
 #endif
 #if defined(__x86_64__)
     /* tops staggered by 64 bytes per stack: equal page offsets would fight for the same L1 sets */
@@ -288,15 +299,19 @@ static uint64_t wait_here(state st) {
     b->th[(size_t)b->cur].st = st;
 #if defined(__x86_64__)
     /* the next runnable lane of this warp runs next, without the scheduler in between */
-    unsigned end = ((unsigned)b->cur | 31u) + 1;
+    unsigned cur = (unsigned)b->cur, first = cur & ~31u, end = (cur | 31u) + 1;
     if (end > b->n)
         end = b->n;
-    for (unsigned i = (unsigned)b->cur + 1; i < end; i++)
+    for (unsigned k = 1; k < end - first; k++) { /* the lanes after this one, in run order */
+        unsigned i = reverse_order ? cur - k : cur + k;
+        if (reverse_order ? cur < first + k : i >= end)
+            break;
         if (b->th[i].st == RUNNABLE) {
             chain(b, i);
             mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
             return b->th[(size_t)b->cur].result;
         }
+    }
 #endif
     to_scheduler(b, false);
     mx_emu_regs.tid = b->th[(size_t)b->cur].tid;
@@ -484,15 +499,19 @@ static bool release_block(block_run *b) {
  * 32 fiber stacks are hot at a time), then the block barrier. */
 static void run_block(block_run *b) {
     for (;;) {
-        for (unsigned base = 0; base < b->n && !b->failed; base += 32) {
+        unsigned nw = (b->n + 31) / 32;
+        for (unsigned wi = 0; wi < nw && !b->failed; wi++) {
+            unsigned base = (reverse_order ? nw - 1 - wi : wi) * 32;
             unsigned nl = b->n - base < 32 ? b->n - base : 32;
             for (;;) {
                 bool any = false;
-                for (unsigned l = 0; l < nl && !b->failed; l++)
+                for (unsigned li = 0; li < nl && !b->failed; li++) {
+                    unsigned l = reverse_order ? nl - 1 - li : li;
                     if (b->th[base + l].st == RUNNABLE) {
                         any = true;
                         resume(b, base + l);
                     }
+                }
                 if (!any || b->failed || release_warp(b, base) == 0)
                     break;
             }
@@ -518,7 +537,15 @@ static void abandon(block_run *b) {
 }
 
 /* Checks the geometry as the GPU does at launch; a message on failure. */
-static bool check_config(const char *name, dim3 g, dim3 bl, size_t smem, char *msg, size_t n) {
+static bool check_config(const char *name, const void *fn, dim3 g, dim3 bl, size_t smem, char *msg,
+                         size_t n) {
+    size_t smem_max = MAX_SMEM;
+    {
+        std::lock_guard<std::mutex> lock(launch_lock);
+        auto it = smem_optin.find(fn);
+        if (it != smem_optin.end() && it->second > smem_max)
+            smem_max = it->second;
+    }
     unsigned long long threads = (unsigned long long)bl.x * bl.y * bl.z;
     if (g.x == 0 || g.y == 0 || g.z == 0)
         snprintf(msg, n, "%s: launch with an empty grid (%u x %u x %u blocks)", name, g.x, g.y,
@@ -532,18 +559,34 @@ static bool check_config(const char *name, dim3 g, dim3 bl, size_t smem, char *m
     else if (g.x > 0x7fffffffu || g.y > 65535 || g.z > 65535)
         snprintf(msg, n, "%s: grid of %u x %u x %u blocks (y and z at most 65535)", name, g.x,
                  g.y, g.z);
-    else if (smem > MAX_SMEM)
-        snprintf(msg, n, "%s: %zu bytes of dynamic shared memory (a block gets 48 KiB without "
-                         "opting in)", name, smem);
+    else if (smem > smem_max)
+        snprintf(msg, n, "%s: %zu bytes of dynamic shared memory (the kernel may use %zu: 48 KiB "
+                         "unless cudaFuncSetAttribute opts it in to more)", name, smem, smem_max);
     else
         return true;
     return false;
 }
 
-cudaError_t mx_emu_run_grid(const char *name, dim3 g, dim3 bl, size_t smem,
+cudaError_t mx_emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v) {
+    if (a == cudaFuncAttributePreferredSharedMemoryCarveout)
+        return v >= -1 && v <= 100 ? cudaSuccess : cudaErrorInvalidValue;
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 ||
+        (size_t)v > MX_EMU_SMEM_OPTIN) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "cudaFuncSetAttribute: %d bytes of dynamic shared memory "
+                                  "(the device allows %zu)", v, MX_EMU_SMEM_OPTIN);
+        mx_emu_set_error(cudaErrorInvalidValue, msg, false);
+        return cudaErrorInvalidValue;
+    }
+    std::lock_guard<std::mutex> lock(launch_lock);
+    smem_optin[fn] = (size_t)v;
+    return cudaSuccess;
+}
+
+cudaError_t mx_emu_run_grid(const char *name, const void *fn, dim3 g, dim3 bl, size_t smem,
                             const std::function<void()> &body) {
-    char msg[512];
-    if (!check_config(name, g, bl, smem, msg, sizeof msg)) {
+    char msg[600]; /* the block's message and its coordinates */
+    if (!check_config(name, fn, g, bl, smem, msg, sizeof msg)) {
         mx_emu_set_error(cudaErrorInvalidConfiguration, msg, false);
         return cudaErrorInvalidConfiguration;
     }
@@ -571,9 +614,14 @@ cudaError_t mx_emu_run_grid(const char *name, dim3 g, dim3 bl, size_t smem,
     run_ = &b;
     mx_emu_regs.bdim = uint3{bl.x, bl.y, bl.z};
     mx_emu_regs.gdim = uint3{g.x, g.y, g.z};
-    for (unsigned z = 0; z < g.z && !b.failed; z++)
-        for (unsigned y = 0; y < g.y && !b.failed; y++)
-            for (unsigned x = 0; x < g.x && !b.failed; x++) {
+    const char *rev = getenv("MX_CUDA_EMU_REVERSE");
+    reverse_order = rev && strcmp(rev, "1") == 0;
+    for (unsigned zi = 0; zi < g.z && !b.failed; zi++)
+        for (unsigned yi = 0; yi < g.y && !b.failed; yi++)
+            for (unsigned xi = 0; xi < g.x && !b.failed; xi++) {
+                unsigned x = reverse_order ? g.x - 1 - xi : xi;
+                unsigned y = reverse_order ? g.y - 1 - yi : yi;
+                unsigned z = reverse_order ? g.z - 1 - zi : zi;
                 mx_emu_regs.bid = uint3{x, y, z};
                 unsigned i = 0;
                 for (unsigned tz = 0; tz < bl.z; tz++)
