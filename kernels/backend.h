@@ -307,8 +307,11 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err);
 /* The CUDA backend on device index `device` (kernels/cuda/): VRAM buffers, one stream, cuBLAS.
  * Returns the backend (caller owns; mx_backend_free) or NULL with err set: MX_ENODEV (no device
  * answers, or a build without CUDA), MX_EINVAL (no such index), MX_EIO (the runtime or cuBLAS
- * does not start), MX_ENOMEM. Numerics: activations stay F32 before weight matmuls (the
- * MX_ACT_F32 rule) on every act_mode; attention rounds q like the CPU in MX_ACT_GGML. */
+ * does not start), MX_ENOMEM. Numerics: in MX_ACT_GGML (default) decode products of Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K and IQ4_XS round x to Q8 blocks as
+ * the CPU does (integer dots), prefill GEMMs of non-F32 weights run in F16/BF16 on tensor cores
+ * (f32 accumulate), the rest keeps x F32; MX_ACT_F32 keeps x F32 everywhere (F32 SGEMM for
+ * prefill); attention rounds q like the CPU in MX_ACT_GGML. */
 struct mx_backend *mx_backend_cuda_new(int device, struct mx_err *err);
 
 /* Threads the CPU backend uses (calling thread included); 1 for other backends and NULL (a

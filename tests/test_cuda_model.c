@@ -1,8 +1,8 @@
 /* test_cuda_model.c - whole models on the CUDA backend against the CPU backend: the logits at
  * every position of a prompt (through the batched path: cuBLAS for the 40-token chunk) and 24
  * greedy tokens one at a time (the decode kernels), for the ../shared models in every type they
- * come in (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; llama and Mixtral). The CPU runs in MX_ACT_F32 mode,
- * the GPU's numerics (activations stay F32), with an F32 KV cache, so the two differ only in
+ * come in (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K; llama and Mixtral). Both run in MX_ACT_F32 mode
+ * (activations stay F32), with an F32 KV cache, so the two differ only in
  * summation order: logits within 1e-3 of each other relative to their largest magnitude, and
  * the greedy text equal. The same models split between the GPU and a CPU host (--gpu-layers 2,
  * --cpu-moe, --n-cpu-moe 1; core/llm/placement.h) within the same bound. Skips (77) with the
@@ -107,6 +107,7 @@ static void test_models(void **state) {
     assert_non_null(host);
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
     mx_backend_set_act_mode(host, MX_ACT_F32);
+    mx_backend_set_act_mode(gpu, MX_ACT_F32); /* the exact path (test_cuda_kernels: GGML's) */
     enum { N = 40, NG = 24 };
     int32_t prompt[N];
     for (int i = 0; i < N; i++)

@@ -6,8 +6,8 @@
  * Tolerances: both sides sum f32 products in different orders; a dot of n terms is within
  * n * 2^-24 * sum|terms| of exact on either side, so results are compared relative to the
  * largest magnitude with 1e-5 (n <= 4096 and |terms| ~ |result| for these inputs), 1e-4 where
- * a softmax's exp sits in between (attention, routing), and matmuls run the CPU in MX_ACT_F32
- * mode: the GPU keeps activations F32 (kernels/backend.h: mx_backend_cuda_new).
+ * a softmax's exp sits in between (attention, routing), and matmuls run both backends in
+ * MX_ACT_F32 mode (the exact path; test_cuda_kernels.c checks the MX_ACT_GGML kernels).
  *
  * Built a second time as test_cuda_ops_emu, linked against the CPU emulator of CUDA
  * (kernels/cuda/emu/README): there it runs in every make check, with ASan under
@@ -149,6 +149,7 @@ static void test_matmul_types(void **state) {
                                   MX_TYPE_Q6_K, MX_TYPE_MXFP4, MX_TYPE_IQ4_NL, MX_TYPE_IQ4_XS};
     const int64_t Ts[] = {1, 3, 8, 37}; /* decode kernel and the cuBLAS path */
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    mx_backend_set_act_mode(gpu, MX_ACT_F32); /* the exact path: test_cuda_kernels has GGML */
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         for (size_t j = 0; j < sizeof Ts / sizeof Ts[0]; j++) {
             struct pair *w = rnd_w(types[k], 512, 67, 1);
@@ -164,11 +165,13 @@ static void test_matmul_types(void **state) {
         }
     }
     mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+    mx_backend_set_act_mode(gpu, MX_ACT_GGML);
 }
 
 static void test_matmul_id_get_rows(void **state) {
     (void)state;
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    mx_backend_set_act_mode(gpu, MX_ACT_F32); /* the exact path: test_cuda_kernels has GGML */
     const int E = 6, K = 2, T = 5;
     int32_t sel[K * T];
     for (int i = 0; i < K * T; i++)
@@ -201,6 +204,7 @@ static void test_matmul_id_get_rows(void **state) {
     cmp(e, 1e-6, "get_rows q6_K");
     free_pairs();
     mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+    mx_backend_set_act_mode(gpu, MX_ACT_GGML);
 }
 
 /* Prefill's expert-grouped matmul_id (T > 8 tokens: tokens gathered per expert, one product per
@@ -209,6 +213,7 @@ static void test_matmul_id_get_rows(void **state) {
 static void test_matmul_id_grouped(void **state) {
     (void)state;
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
+    mx_backend_set_act_mode(gpu, MX_ACT_F32); /* the exact path: test_cuda_kernels has GGML */
     enum { E = 8, K = 2, T = 40 };
     int32_t sel[K * T];
     for (int i = 0; i < K * T; i++) {
@@ -244,6 +249,7 @@ static void test_matmul_id_grouped(void **state) {
         free_pairs();
     }
     mx_backend_set_act_mode(cpu, MX_ACT_GGML);
+    mx_backend_set_act_mode(gpu, MX_ACT_GGML);
 }
 
 static void test_norms_and_elementwise(void **state) {

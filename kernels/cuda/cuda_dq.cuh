@@ -25,7 +25,7 @@ static __device__ __forceinline__ void cu_k4_scale_min(int j, const uint8_t *q, 
 }
 
 /* Element i of a row of type t (an enum mx_type value), as a float. */
-static __device__ float cu_dq(int t, const uint8_t *row, int64_t i) {
+static __device__ inline float cu_dq(int t, const uint8_t *row, int64_t i) {
     switch (t) {
     case MX_TYPE_F32: return ((const float *)row)[i];
     case MX_TYPE_F16: return __half2float(((const __half *)row)[i]);

@@ -78,6 +78,35 @@ int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
 int mx_cu_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                    const struct mx_tensor *ids);
 
+/* ---- cuda_mmv.cu: quantized decode products with integer dots (MX_ACT_GGML mode) ------------ */
+bool mx_cu_mmvq_type(enum mx_type t); /* the weight types it has kernels for */
+/* dst [n_out, T] (columns d_col apart) = W · x for T <= 8 columns of x (x_col apart) */
+int mx_cu_mmvq(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
+               const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
+/* matmul_id for T <= 8 tokens: only the selected experts' rows are read */
+int mx_cu_mmvq_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                  const struct mx_tensor *x, const struct mx_tensor *ids);
+
+/* ---- cuda_gemm.cu: prefill GEMM on tensor cores (F16/BF16 in, f32 accumulate; MX_ACT_GGML) --- */
+bool mx_cu_gemm16_type(enum mx_type t); /* every matmul type but F32 */
+/* dst [n_out, T] (columns d_col apart) = W · x (x columns x_col apart), any T */
+int mx_cu_gemm16(struct mx_backend *be, float *dst, int64_t d_col, const struct mx_tensor *w,
+                 const uint8_t *wdata, const float *x, int64_t x_col, int64_t T);
+/* conv2d with an F16 kernel in MX_ACT_GGML mode (the CPU rounds the input to f16 there too):
+ * im2col to F16 and cublasGemmEx, one image xn into out [Wo * Ho, Co]; bias left to the caller */
+bool mx_cu_conv2d_f16_ok(const struct mx_backend *be, const struct mx_tensor *w);
+int mx_cu_conv2d_f16(struct mx_backend *be, float *out, const float *xn,
+                     const struct mx_tensor *x, const struct mx_tensor *w,
+                     const struct mx_tensor *dst, const struct mx_conv2d_params *p);
+
+/* ---- cuda_fattn.cu: flash attention (tiles of queries x cells, online softmax, split cells) -- */
+bool mx_cu_fattn_ok(int head_dim, int group); /* shapes it takes (else cuda_ops.cu's k_attn) */
+/* mx_op_attn's contract; round_q: 0 none, 1 q to f16, 2 q to Q8_0 blocks (as k_attn) */
+int mx_cu_fattn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *q,
+                const struct mx_tensor *kc, const struct mx_tensor *vc,
+                const struct mx_tensor *qpos, const struct mx_tensor *kpos,
+                const struct mx_attn_params *p, int round_q);
+
 /* ---- cuda_ops.cu ------------------------------------------------------------------------------- */
 int mx_cu_rms_norm(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
                    const struct mx_tensor *w, float eps);

@@ -5,9 +5,12 @@
  * prefill the tokens grouped per expert, each selected expert multiplied once) and the
  * embedding lookup. IQ4_NL, IQ4_XS and MXFP4 dequantize per element like the others.
  *
- * Activations stay F32 (the backend's MX_ACT_F32 numerics: W dequantized times x): the GPU
- * kernels do not round x to Q8 blocks as ggml's CPU path does. Never a dequantized copy of the
- * model: prefill dequantizes one tile of at most MAX_TILE values at a time into scratch.
+ * In the backend's MX_ACT_GGML mode (the default) the types cuda_mmv.cu covers take its integer
+ * kernels for decode (x quantized to Q8 blocks as ggml's CPU path does), and prefill takes
+ * cuda_gemm.cu's F16/BF16 tensor-core GEMM for every weight type but F32. The kernels here are
+ * the exact path: MX_ACT_F32 mode (x stays F32, W dequantized times x), F32 weights, and the
+ * decode of the types without an integer kernel. Never a dequantized copy of the model:
+ * prefill dequantizes one tile of at most MAX_TILE values at a time into scratch.
  */
 #include <stdio.h>
 
@@ -69,6 +72,11 @@ static int matmul2d(struct mx_backend *be, float *dst, int64_t d_col, const stru
                     const uint8_t *wdata, const float *x, int64_t x_col, int64_t T) {
     struct cu_ctx *c = cu(be);
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
+    const bool ggml = be->act_mode == MX_ACT_GGML;
+    if (T <= MV_COLS && ggml && mx_cu_mmvq_type(w->type)) /* integer dots (cuda_mmv.cu) */
+        return mx_cu_mmvq(be, dst, d_col, w, wdata, x, x_col, T);
+    if (T > MV_COLS && ggml && mx_cu_gemm16_type(w->type)) /* tensor cores (cuda_gemm.cu) */
+        return mx_cu_gemm16(be, dst, d_col, w, wdata, x, x_col, T);
     if (T <= MV_COLS) {
         const int warps = 8;
         MX_LAUNCH(k_matvec, mx_cu_blocks(n_out, warps), warps * 32, 0, c->stream)(
@@ -297,6 +305,8 @@ int mx_cu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
         return 0;
     if (T > MV_COLS)
         return matmul_id_grouped(be, dst, w, x, ids);
+    if (be->act_mode == MX_ACT_GGML && mx_cu_mmvq_type(w->type))
+        return mx_cu_mmvq_id(be, dst, w, x, ids); /* integer dots (cuda_mmv.cu) */
     const int warps = 8;
     for (int64_t t0 = 0; t0 < T; t0 += 65535) { /* grid z limit */
         int64_t nt = T - t0 < 65535 ? T - t0 : 65535;

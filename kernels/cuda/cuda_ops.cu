@@ -370,6 +370,8 @@ int mx_cu_attn(struct mx_backend *be, struct mx_tensor *dst, const struct mx_ten
         round_q = 2;
     if (T == 0 || p->n_kv == 0)
         return 0;
+    if (mx_cu_fattn_ok(p->head_dim, p->n_head / p->n_head_kv)) /* tiles (cuda_fattn.cu) */
+        return mx_cu_fattn(be, dst, q, kc, vc, qpos, kpos, p, round_q);
     MX_LAUNCH(k_attn, (unsigned)(T * p->n_head), ATT_CH, 0, cu(be)->stream)(
         (float *)dst->data, (const float *)q->data, (const uint8_t *)kc->data,
         (const uint8_t *)vc->data, (int)kc->type, (int)vc->type, kc->nb[1], vc->nb[1],
@@ -654,6 +656,21 @@ int mx_cu_conv2d(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
     const int KW = (int)w->ne[0], KH = (int)w->ne[1], Co = (int)w->ne[3];
     const int Wo = (int)dst->ne[0], Ho = (int)dst->ne[1];
     const int64_t K = (int64_t)KW * KH * C, P = (int64_t)Wo * Ho;
+    if (mx_cu_conv2d_f16_ok(be, w)) { /* tensor cores (cuda_gemm.cu) */
+        for (int64_t n = 0; n < x->ne[3]; n++) {
+            float *out = (float *)dst->data + n * P * Co;
+            int rc = mx_cu_conv2d_f16(be, out, (const float *)x->data + n * (int64_t)W * H * C,
+                                      x, w, dst, p);
+            if (rc == 0 && b) {
+                MX_LAUNCH(k_bias_planes, mx_cu_blocks(P * Co, NT), NT, 0, c->stream)(
+                    out, (const float *)b->data, P, P * Co);
+                rc = mx_cu_check(be, "conv2d: bias");
+            }
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
     size_t wbytes = (size_t)(K * Co) * sizeof(float), cbytes = (size_t)(K * P) * sizeof(float);
     float *work = mx_cu_work(be, wbytes + cbytes);
     if (!work)

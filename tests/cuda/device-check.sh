@@ -21,12 +21,14 @@ if ! grep -q '^#define HAVE_CUDA 1' build/config.h 2>/dev/null; then
     ( ./setup.sh build || { autoreconf -fi && mkdir -p build && cd build && ../configure --with-cuda && make -j"$(nproc)"; } ) >>"$log" 2>&1 ||
         { say "BUILD FAILED (see $log)"; tail -30 "$log"; exit 1; }
 fi
-make -C build -j"$(nproc)" mixel tests/test_cuda_ops tests/test_cuda_model tests/test_split >>"$log" 2>&1 ||
+make -C build -j"$(nproc)" mixel tests/test_cuda_ops tests/test_cuda_model tests/test_split \
+    tests/test_cuda_kernels tests/cuda/bench_kernels >>"$log" 2>&1 ||
     { say "BUILD FAILED (see $log)"; tail -30 "$log"; exit 1; }
 fails=0
 # test_split: the split's plumbing with a CPU as the device (bit-exact); test_cuda_model runs
 # the same splits on the GPU (--gpu-layers 2, --cpu-moe, --n-cpu-moe 1 against the CPU)
-for t in test_cuda_ops test_cuda_model test_split; do
+# test_cuda_kernels: the integer-dot mat-vec, tensor-core GEMM and flash attention kernels
+for t in test_cuda_ops test_cuda_kernels test_cuda_model test_split; do
     MX_SHARED=$shared build/tests/$t > "${OUT:-/tmp}/$t.out" 2>&1
     rc=$?
     cat "${OUT:-/tmp}/$t.out" >> "$log"
@@ -34,6 +36,10 @@ for t in test_cuda_ops test_cuda_model test_split; do
     say "$t: $r"
     grep -E 'max \|(gpu|split) - cpu\||FAILED|ERROR' "${OUT:-/tmp}/$t.out" | head -80 | sed 's/^/    /'
 done
+# kernel micro-benchmarks (tests/cuda/bench_kernels.c): mat-vec GB/s (int8 dots vs the f32
+# kernel), matmul_id decode GB/s, GEMM TFLOP/s (tensor cores vs f32 SGEMM), attention at 4K/64K
+say "kernels (build/tests/cuda/bench_kernels, Mixtral 8x7B shapes):"
+build/tests/cuda/bench_kernels 2>&1 | sed 's/^/    /' | tee -a "$log"
 # benchmarks: tokens/s on the GPU and the CPU for each model given (or the shared tiny ones)
 models="$*"
 [ -n "$models" ] || models="$shared/models/tiny-mixtral-q4_0.gguf $shared/models/tiny-mixtral-d256-q4_k.gguf"
