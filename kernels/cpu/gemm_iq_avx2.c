@@ -1,0 +1,123 @@
+/* gemm_iq_avx2.c - AVX2 prefill tiles of the IQ1-IQ3 grid types (gemm_iq.h).
+ *
+ * A tile of up to 32 rows goes as groups of 8: each group's super-blocks are expanded once
+ * (gemm_iq_expand.h) into 8-row interleaved words, so one maddubs takes 4 values of 8 rows
+ * against one broadcast word of a column's activations (made unsigned, x + 128, once per tile
+ * and 4 columns; |w| <= 62, so a pair of products stays below 2^15), and one madd applies each
+ * row's 16-bit scale while summing the pairs into int32. Per super-block the offset sum is taken
+ * off and the float steps of the scalar vec_dot follow lane by lane (d = dw x dy; sumf +=
+ * d x isum), so every output equals vec_dot's bit for bit.
+ *
+ * Compiled with -mavx2 -mfma -mf16c (cpu.am); installed by kernels.c when the CPU has them.
+ */
+#include "kernels/cpu/gemm_iq.h"
+
+#include <immintrin.h>
+
+#include "kernels/cpu/gemm_iq_expand.h"
+
+#define R8 8
+
+/* nc (1..4, a constant after inlining) columns against one prepared 8-row group. */
+static inline __attribute__((always_inline)) void
+group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const int nc,
+       struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+    const size_t pb = mx_iq_prep_bytes(R8);
+    __m256 sumf[4];
+    __m256i acc[4];
+    for (int c = 0; c < nc; c++)
+        sumf[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        const char *p = prep + (size_t)i * pb;
+        const int32_t *sc = (const int32_t *)(p + 256 * R8);
+        const uint8_t *xb = xu + 256 * i;
+        for (int c = 0; c < nc; c++)
+            acc[c] = _mm256_setzero_si256();
+        for (int g = 0; g < 16; g++) {
+            const __m256i s = _mm256_load_si256((const __m256i *)(sc + R8 * g));
+            for (int k = 0; k < 4; k++) {
+                const int word = 4 * g + k;
+                const __m256i wv = _mm256_load_si256((const __m256i *)(p + 32 * word));
+                for (int c = 0; c < nc; c++) {
+                    int32_t xw;
+                    memcpy(&xw, xb + (size_t)c * (size_t)nsb * 256 + 4 * word, 4);
+                    __m256i pr = _mm256_maddubs_epi16(_mm256_set1_epi32(xw), wv);
+                    acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(pr, s));
+                }
+            }
+        }
+        const __m256i corr = _mm256_load_si256((const __m256i *)(sc + 16 * R8));
+        const __m256 dw = _mm256_load_ps((const float *)(sc + 17 * R8));
+        for (int c = 0; c < nc; c++) {
+            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], corr));
+            if (post.inner != 1.0f)
+                f = _mm256_mul_ps(f, _mm256_set1_ps(post.inner));
+            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(dy[c * nsb + i]));
+            sumf[c] = _mm256_add_ps(sumf[c], _mm256_mul_ps(d, f));
+        }
+    }
+    for (int c = 0; c < nc; c++) {
+        _Alignas(32) float v[8];
+        _mm256_store_ps(v, _mm256_mul_ps(_mm256_set1_ps(post.outer), sumf[c]));
+        memcpy(out + (size_t)c * ldo, v, (size_t)nrows * sizeof(float));
+    }
+}
+
+/* The group kernel for a run-time column count (each count its own unrolled copy). */
+static void group8_n(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, int nc,
+                     struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+    switch (nc) {
+    case 1: group8(prep, nsb, xu, dy, 1, post, out, ldo, nrows); break;
+    case 2: group8(prep, nsb, xu, dy, 2, post, out, ldo, nrows); break;
+    case 3: group8(prep, nsb, xu, dy, 3, post, out, ldo, nrows); break;
+    case 4: group8(prep, nsb, xu, dy, 4, post, out, ldo, nrows); break;
+    default: break;
+    }
+}
+
+/* The tile: prepare the row groups, then per 4 columns make them unsigned and run each group. */
+static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
+                        const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
+                        void *scratch) {
+    const int64_t nsb = n / MX_QK_K;
+    const size_t gb = (size_t)nsb * mx_iq_prep_bytes(R8);
+    const int ng = (n_rows + R8 - 1) / R8;
+    char *prep = scratch;
+    uint8_t *xu = (uint8_t *)(prep + (size_t)ng * gb);
+    float *dy = (float *)(xu + (size_t)8 * (size_t)nsb * 256);
+    const struct mx_iq_post post = mx_iq_post_of(type);
+    for (int g = 0; g < ng; g++)
+        mx_iq_prepare(type, (const char *)w + (size_t)(R8 * g) * w_row, w_row,
+                      MX_MIN(R8, n_rows - R8 * g), R8, nsb, 1, prep + (size_t)g * gb);
+    for (int64_t c = 0; c < ncols; c += 4) {
+        const int nc = (int)MX_MIN(4, ncols - c);
+        mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);
+        for (int g = 0; g < ng; g++)
+            group8_n(prep + (size_t)g * gb, nsb, xu, dy, nc, post,
+                     out + (size_t)c * ldo + R8 * g, ldo, MX_MIN(R8, n_rows - R8 * g));
+    }
+}
+
+#define MX_TILE_FN(name, T)                                                                    \
+    static void name(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,      \
+                     size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch) {   \
+        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, scratch);                   \
+    }
+MX_TILE_FN(tile_iq2_xxs, MX_TYPE_IQ2_XXS)
+MX_TILE_FN(tile_iq2_xs, MX_TYPE_IQ2_XS)
+MX_TILE_FN(tile_iq2_s, MX_TYPE_IQ2_S)
+MX_TILE_FN(tile_iq3_xxs, MX_TYPE_IQ3_XXS)
+MX_TILE_FN(tile_iq3_s, MX_TYPE_IQ3_S)
+MX_TILE_FN(tile_iq1_s, MX_TYPE_IQ1_S)
+MX_TILE_FN(tile_iq1_m, MX_TYPE_IQ1_M)
+#undef MX_TILE_FN
+
+void mx_cpu_kernels_gemm_iq_avx2(struct mx_cpu_kernels *k) {
+    k->gemm_iq[MX_TYPE_IQ2_XXS] = tile_iq2_xxs;
+    k->gemm_iq[MX_TYPE_IQ2_XS] = tile_iq2_xs;
+    k->gemm_iq[MX_TYPE_IQ2_S] = tile_iq2_s;
+    k->gemm_iq[MX_TYPE_IQ3_XXS] = tile_iq3_xxs;
+    k->gemm_iq[MX_TYPE_IQ3_S] = tile_iq3_s;
+    k->gemm_iq[MX_TYPE_IQ1_S] = tile_iq1_s;
+    k->gemm_iq[MX_TYPE_IQ1_M] = tile_iq1_m;
+}

@@ -1,0 +1,133 @@
+/* gemm_iq_avx512.c - AVX-512 VNNI prefill tiles of the IQ1-IQ3 grid types (gemm_iq.h).
+ *
+ * A tile of up to 32 rows goes as groups of 16: each group's super-blocks are expanded once
+ * (gemm_iq_expand.h) into 16-row interleaved words, so one vpdpbusd takes 4 values of 16 rows
+ * against one broadcast word of a column's activations (made unsigned, x + 128, once per tile
+ * and 8 columns). Per 16 (or 32) values the 16 lanes' sums are scaled by each row's integer
+ * scale (vpmulld) and added; per super-block the offset sum is taken off and the float steps of
+ * the scalar vec_dot follow lane by lane (d = dw x dy; sumf += d x isum), so every output equals
+ * vec_dot's bit for bit. 8 columns share each weight vector load (28 of 32 registers).
+ *
+ * Compiled with the AVX-512 VNNI flags (cpu.am); installed by kernels.c when the CPU has them.
+ */
+#include "kernels/cpu/gemm_iq.h"
+
+#include <immintrin.h>
+
+#include "kernels/cpu/gemm_iq_expand.h"
+
+#define R16 16
+
+/* nc (1..8, a constant after inlining) columns against one prepared 16-row group. */
+static inline __attribute__((always_inline)) void
+group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const int nc,
+        const int sub32, struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+    const size_t pb = mx_iq_prep_bytes(R16);
+    __m512 sumf[8];
+    __m512i acc[8], t[8];
+    for (int c = 0; c < nc; c++)
+        sumf[c] = _mm512_setzero_ps();
+    const int G = sub32 ? 8 : 16, K = sub32 ? 8 : 4;
+    for (int64_t i = 0; i < nsb; i++) {
+        const char *p = prep + (size_t)i * pb;
+        const int32_t *sc = (const int32_t *)(p + 256 * R16);
+        const uint8_t *xb = xu + 256 * i;
+        for (int c = 0; c < nc; c++)
+            acc[c] = _mm512_setzero_si512();
+        for (int g = 0; g < G; g++) {
+            const __m512i s = _mm512_load_si512(sc + R16 * (sub32 ? 2 * g : g));
+            for (int c = 0; c < nc; c++)
+                t[c] = _mm512_setzero_si512();
+            for (int k = 0; k < K; k++) {
+                const int word = g * K + k;
+                const __m512i wv = _mm512_load_si512(p + 64 * word);
+                for (int c = 0; c < nc; c++) {
+                    int32_t xw;
+                    memcpy(&xw, xb + (size_t)c * (size_t)nsb * 256 + 4 * word, 4);
+                    t[c] = _mm512_dpbusd_epi32(t[c], _mm512_set1_epi32(xw), wv);
+                }
+            }
+            for (int c = 0; c < nc; c++)
+                acc[c] = _mm512_add_epi32(acc[c], _mm512_mullo_epi32(t[c], s));
+        }
+        const __m512i corr = _mm512_load_si512(sc + 16 * R16);
+        const __m512 dw = _mm512_load_ps((const float *)(sc + 17 * R16));
+        for (int c = 0; c < nc; c++) {
+            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], corr));
+            if (post.inner != 1.0f)
+                f = _mm512_mul_ps(f, _mm512_set1_ps(post.inner));
+            const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(dy[c * nsb + i]));
+            sumf[c] = _mm512_add_ps(sumf[c], _mm512_mul_ps(d, f));
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nrows) - 1);
+    for (int c = 0; c < nc; c++)
+        _mm512_mask_storeu_ps(out + (size_t)c * ldo, m,
+                              _mm512_mul_ps(_mm512_set1_ps(post.outer), sumf[c]));
+}
+
+/* The group kernel for a run-time column count (each count its own unrolled copy). */
+static void group16_n(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, int nc,
+                      int sub32, struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+#define MX_G16(N)                                                                              \
+    case N:                                                                                    \
+        if (sub32)                                                                             \
+            group16(prep, nsb, xu, dy, N, 1, post, out, ldo, nrows);                           \
+        else                                                                                   \
+            group16(prep, nsb, xu, dy, N, 0, post, out, ldo, nrows);                           \
+        break;
+    switch (nc) {
+        MX_G16(1) MX_G16(2) MX_G16(3) MX_G16(4) MX_G16(5) MX_G16(6) MX_G16(7) MX_G16(8)
+    default:
+        break;
+    }
+#undef MX_G16
+}
+
+/* The tile: prepare the row groups, then per 8 columns make them unsigned and run each group. */
+static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
+                        const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
+                        void *scratch) {
+    const int64_t nsb = n / MX_QK_K;
+    const size_t gb = (size_t)nsb * mx_iq_prep_bytes(R16);
+    const int ng = (n_rows + R16 - 1) / R16;
+    char *prep = scratch;
+    uint8_t *xu = (uint8_t *)(prep + (size_t)ng * gb);
+    float *dy = (float *)(xu + (size_t)8 * (size_t)nsb * 256);
+    const int sub32 = mx_iq_sub32(type);
+    const struct mx_iq_post post = mx_iq_post_of(type);
+    for (int g = 0; g < ng; g++)
+        mx_iq_prepare(type, (const char *)w + (size_t)(R16 * g) * w_row, w_row,
+                      MX_MIN(R16, n_rows - R16 * g), R16, nsb, 0, prep + (size_t)g * gb);
+    for (int64_t c = 0; c < ncols; c += 8) {
+        const int nc = (int)MX_MIN(8, ncols - c);
+        mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);
+        for (int g = 0; g < ng; g++)
+            group16_n(prep + (size_t)g * gb, nsb, xu, dy, nc, sub32, post,
+                      out + (size_t)c * ldo + R16 * g, ldo, MX_MIN(R16, n_rows - R16 * g));
+    }
+}
+
+#define MX_TILE_FN(name, T)                                                                    \
+    static void name(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,      \
+                     size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch) {   \
+        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, scratch);                   \
+    }
+MX_TILE_FN(tile_iq2_xxs, MX_TYPE_IQ2_XXS)
+MX_TILE_FN(tile_iq2_xs, MX_TYPE_IQ2_XS)
+MX_TILE_FN(tile_iq2_s, MX_TYPE_IQ2_S)
+MX_TILE_FN(tile_iq3_xxs, MX_TYPE_IQ3_XXS)
+MX_TILE_FN(tile_iq3_s, MX_TYPE_IQ3_S)
+MX_TILE_FN(tile_iq1_s, MX_TYPE_IQ1_S)
+MX_TILE_FN(tile_iq1_m, MX_TYPE_IQ1_M)
+#undef MX_TILE_FN
+
+void mx_cpu_kernels_gemm_iq_avx512(struct mx_cpu_kernels *k) {
+    k->gemm_iq[MX_TYPE_IQ2_XXS] = tile_iq2_xxs;
+    k->gemm_iq[MX_TYPE_IQ2_XS] = tile_iq2_xs;
+    k->gemm_iq[MX_TYPE_IQ2_S] = tile_iq2_s;
+    k->gemm_iq[MX_TYPE_IQ3_XXS] = tile_iq3_xxs;
+    k->gemm_iq[MX_TYPE_IQ3_S] = tile_iq3_s;
+    k->gemm_iq[MX_TYPE_IQ1_S] = tile_iq1_s;
+    k->gemm_iq[MX_TYPE_IQ1_M] = tile_iq1_m;
+}
