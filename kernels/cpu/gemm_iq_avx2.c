@@ -25,19 +25,23 @@ group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const 
     const size_t pb = mx_iq_prep_bytes(R8);
     __m256 sumf[4];
     __m256i acc[4];
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
         sumf[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const char *p = prep + (size_t)i * pb;
         const int32_t *sc = (const int32_t *)(p + 256 * R8);
         const uint8_t *xb = xu + 256 * i;
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++)
             acc[c] = _mm256_setzero_si256();
         for (int g = 0; g < 16; g++) {
             const __m256i s = _mm256_load_si256((const __m256i *)(sc + R8 * g));
+            _Pragma("GCC unroll 8")
             for (int k = 0; k < 4; k++) {
                 const int word = 4 * g + k;
                 const __m256i wv = _mm256_load_si256((const __m256i *)(p + 32 * word));
+                _Pragma("GCC unroll 8")
                 for (int c = 0; c < nc; c++) {
                     int32_t xw;
                     memcpy(&xw, xb + (size_t)c * (size_t)nsb * 256 + 4 * word, 4);
@@ -48,6 +52,7 @@ group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const 
         }
         const __m256i corr = _mm256_load_si256((const __m256i *)(sc + 16 * R8));
         const __m256 dw = _mm256_load_ps((const float *)(sc + 17 * R8));
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++) {
             __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], corr));
             if (post.inner != 1.0f)
@@ -56,6 +61,7 @@ group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const 
             sumf[c] = _mm256_add_ps(sumf[c], _mm256_mul_ps(d, f));
         }
     }
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++) {
         _Alignas(32) float v[8];
         _mm256_store_ps(v, _mm256_mul_ps(_mm256_set1_ps(post.outer), sumf[c]));

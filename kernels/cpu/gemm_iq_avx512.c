@@ -25,6 +25,7 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
     const size_t pb = mx_iq_prep_bytes(R16);
     __m512 sumf[8];
     __m512i acc[8], t[8];
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
         sumf[c] = _mm512_setzero_ps();
     const int G = sub32 ? 8 : 16, K = sub32 ? 8 : 4;
@@ -32,26 +33,32 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
         const char *p = prep + (size_t)i * pb;
         const int32_t *sc = (const int32_t *)(p + 256 * R16);
         const uint8_t *xb = xu + 256 * i;
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++)
             acc[c] = _mm512_setzero_si512();
         for (int g = 0; g < G; g++) {
             const __m512i s = _mm512_load_si512(sc + R16 * (sub32 ? 2 * g : g));
+            _Pragma("GCC unroll 8")
             for (int c = 0; c < nc; c++)
                 t[c] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 8")
             for (int k = 0; k < K; k++) {
                 const int word = g * K + k;
                 const __m512i wv = _mm512_load_si512(p + 64 * word);
+                _Pragma("GCC unroll 8")
                 for (int c = 0; c < nc; c++) {
                     int32_t xw;
                     memcpy(&xw, xb + (size_t)c * (size_t)nsb * 256 + 4 * word, 4);
                     t[c] = _mm512_dpbusd_epi32(t[c], _mm512_set1_epi32(xw), wv);
                 }
             }
+            _Pragma("GCC unroll 8")
             for (int c = 0; c < nc; c++)
                 acc[c] = _mm512_add_epi32(acc[c], _mm512_mullo_epi32(t[c], s));
         }
         const __m512i corr = _mm512_load_si512(sc + 16 * R16);
         const __m512 dw = _mm512_load_ps((const float *)(sc + 17 * R16));
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++) {
             __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], corr));
             if (post.inner != 1.0f)
@@ -61,6 +68,7 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
         }
     }
     const __mmask16 m = (__mmask16)((1u << nrows) - 1);
+    _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
         _mm512_mask_storeu_ps(out + (size_t)c * ldo, m,
                               _mm512_mul_ps(_mm512_set1_ps(post.outer), sumf[c]));
