@@ -81,6 +81,43 @@ static void group8_n(const char *prep, int64_t nsb, const uint8_t *xu, const flo
     }
 }
 
+/* Words 8 kb .. 8 kb + 7 of the 8 rows of v (row-major) stored word-major at p: an 8 x 8
+ * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane swaps). */
+static inline void interleave8(const int8_t (*v)[256], int kb, char *p) {
+    __m256i a[8], t[8], u[8];
+    for (int r = 0; r < 8; r++)
+        a[r] = _mm256_load_si256((const __m256i *)(v[r] + 32 * kb));
+    for (int r = 0; r < 8; r += 2) {
+        t[r] = _mm256_unpacklo_epi32(a[r], a[r + 1]);
+        t[r + 1] = _mm256_unpackhi_epi32(a[r], a[r + 1]);
+    }
+    /* u[4 g + m], 128-bit lane l: rows 4g..4g+3 of word 4 l + m */
+    for (int g = 0; g < 2; g++) {
+        u[4 * g + 0] = _mm256_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm256_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm256_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm256_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    char *o = p + 32 * 8 * kb;
+    for (int m = 0; m < 4; m++) {
+        _mm256_store_si256((__m256i *)(o + 32 * m), _mm256_permute2x128_si256(u[m], u[4 + m], 0x20));
+        _mm256_store_si256((__m256i *)(o + 32 * (4 + m)),
+                           _mm256_permute2x128_si256(u[m], u[4 + m], 0x31));
+    }
+}
+
+/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout). */
+static void prepare8(enum mx_type type, const char *w, size_t w_row, int nr, int64_t nsb,
+                     char *dst) {
+    _Alignas(32) int8_t v[R8][256];
+    for (int64_t i = 0; i < nsb; i++) {
+        char *p = dst + (size_t)i * mx_iq_prep_bytes(R8);
+        mx_iq_expand_rows(type, w, w_row, nr, R8, i, 1, v, p);
+        for (int kb = 0; kb < 8; kb++)
+            interleave8((const int8_t(*)[256])v, kb, p);
+    }
+}
+
 /* The tile: prepare the row groups, then per 4 columns make them unsigned and run each group. */
 static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
                         const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
@@ -93,8 +130,8 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
     float *dy = (float *)(xu + (size_t)8 * (size_t)nsb * 256);
     const struct mx_iq_post post = mx_iq_post_of(type);
     for (int g = 0; g < ng; g++)
-        mx_iq_prepare(type, (const char *)w + (size_t)(R8 * g) * w_row, w_row,
-                      MX_MIN(R8, n_rows - R8 * g), R8, nsb, 1, prep + (size_t)g * gb);
+        prepare8(type, (const char *)w + (size_t)(R8 * g) * w_row, w_row,
+                 MX_MIN(R8, n_rows - R8 * g), nsb, prep + (size_t)g * gb);
     for (int64_t c = 0; c < ncols; c += 4) {
         const int nc = (int)MX_MIN(4, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);

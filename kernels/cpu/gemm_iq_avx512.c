@@ -92,6 +92,48 @@ static void group16_n(const char *prep, int64_t nsb, const uint8_t *xu, const fl
 #undef MX_G16
 }
 
+/* Words 16 kb .. 16 kb + 15 of the 16 rows of v (row-major) stored word-major at p: a 16 x 16
+ * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane shuffles). */
+static inline void interleave16(const int8_t (*v)[256], int kb, char *p) {
+    __m512i a[16], t[16], u[16];
+    for (int r = 0; r < 16; r++)
+        a[r] = _mm512_load_si512(v[r] + 64 * kb);
+    for (int r = 0; r < 16; r += 2) {
+        t[r] = _mm512_unpacklo_epi32(a[r], a[r + 1]);
+        t[r + 1] = _mm512_unpackhi_epi32(a[r], a[r + 1]);
+    }
+    /* u[4 g + m], 128-bit lane l: rows 4g..4g+3 of word 4 l + m */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    char *o = p + 64 * 16 * kb;
+    for (int m = 0; m < 4; m++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x88);
+        __m512i v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xdd);
+        __m512i w0 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x88);
+        __m512i w1 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xdd);
+        _mm512_store_si512(o + 64 * m, _mm512_shuffle_i32x4(v0, w0, 0x88));
+        _mm512_store_si512(o + 64 * (4 + m), _mm512_shuffle_i32x4(v1, w1, 0x88));
+        _mm512_store_si512(o + 64 * (8 + m), _mm512_shuffle_i32x4(v0, w0, 0xdd));
+        _mm512_store_si512(o + 64 * (12 + m), _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    }
+}
+
+/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout). */
+static void prepare16(enum mx_type type, const char *w, size_t w_row, int nr, int64_t nsb,
+                      char *dst) {
+    _Alignas(64) int8_t v[R16][256];
+    for (int64_t i = 0; i < nsb; i++) {
+        char *p = dst + (size_t)i * mx_iq_prep_bytes(R16);
+        mx_iq_expand_rows(type, w, w_row, nr, R16, i, 0, v, p);
+        for (int kb = 0; kb < 4; kb++)
+            interleave16((const int8_t(*)[256])v, kb, p);
+    }
+}
+
 /* The tile: prepare the row groups, then per 8 columns make them unsigned and run each group. */
 static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
                         const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
@@ -105,8 +147,8 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
     const int sub32 = mx_iq_sub32(type);
     const struct mx_iq_post post = mx_iq_post_of(type);
     for (int g = 0; g < ng; g++)
-        mx_iq_prepare(type, (const char *)w + (size_t)(R16 * g) * w_row, w_row,
-                      MX_MIN(R16, n_rows - R16 * g), R16, nsb, 0, prep + (size_t)g * gb);
+        prepare16(type, (const char *)w + (size_t)(R16 * g) * w_row, w_row,
+                  MX_MIN(R16, n_rows - R16 * g), nsb, prep + (size_t)g * gb);
     for (int64_t c = 0; c < ncols; c += 8) {
         const int nc = (int)MX_MIN(8, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);

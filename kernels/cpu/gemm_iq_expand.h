@@ -252,34 +252,28 @@ static inline size_t mx_iq_prep_bytes(int R) {
     return (size_t)328 * (size_t)R;
 }
 
-/* Rows [0, nr) of w (w_row bytes apart, nr <= R) prepared for super-blocks [0, nsb) into dst
- * (nsb x mx_iq_prep_bytes(R) bytes); rows nr..R-1 are zero (their outputs are not stored). */
-static inline void mx_iq_prepare(enum mx_type t, const char *w, size_t w_row, int nr, int R,
-                                 int64_t nsb, int pair_scales, char *dst) {
-    const size_t bsz = mx_type_traits(t)->type_size, pb = mx_iq_prep_bytes(R);
-    _Alignas(32) int8_t v[256];
+/* Super-block i of rows [0, nr) of w (w_row bytes apart, nr <= R) expanded: the values row by
+ * row into v (rows nr..R-1 zero: their outputs are not stored), the scales, offset sums and
+ * super-scales into their places in the prepared block p; the caller interleaves v into p's
+ * words (a transpose of 4-byte words). */
+static inline void mx_iq_expand_rows(enum mx_type t, const char *w, size_t w_row, int nr, int R,
+                                     int64_t i, int pair_scales, int8_t (*v)[256], char *p) {
+    const size_t bsz = mx_type_traits(t)->type_size;
+    int32_t *psc = (int32_t *)(p + 256 * R), *pcorr = psc + 16 * R;
+    float *pdw = (float *)(pcorr + R);
     int16_t sc[16];
-    for (int64_t i = 0; i < nsb; i++) {
-        char *p = dst + (size_t)i * pb;
-        int32_t *psc = (int32_t *)(p + 256 * R), *pcorr = psc + 16 * R;
-        float *pdw = (float *)(pcorr + R);
-        for (int r = 0; r < R; r++) {
-            if (r >= nr) {
-                for (int k = 0; k < 64; k++)
-                    memset(p + 4 * (R * k + r), 0, 4);
-                for (int g = 0; g < 16; g++)
-                    psc[R * g + r] = 0;
-                pcorr[r] = 0, pdw[r] = 0.0f;
-                continue;
-            }
-            mx_iq_expand(t, w + (size_t)r * w_row + (size_t)i * bsz, v, sc, &pdw[r]);
-            for (int k = 0; k < 64; k++)
-                memcpy(p + 4 * (R * k + r), v + 4 * k, 4);
+    for (int r = 0; r < R; r++) {
+        if (r >= nr) {
+            memset(v[r], 0, 256);
             for (int g = 0; g < 16; g++)
-                psc[R * g + r] = pair_scales ? (int32_t)((uint32_t)(uint16_t)sc[g] * 0x10001u)
-                                             : sc[g];
-            pcorr[r] = mx_iq_offset_sum(v, sc);
+                psc[R * g + r] = 0;
+            pcorr[r] = 0, pdw[r] = 0.0f;
+            continue;
         }
+        mx_iq_expand(t, w + (size_t)r * w_row + (size_t)i * bsz, v[r], sc, &pdw[r]);
+        for (int g = 0; g < 16; g++)
+            psc[R * g + r] = pair_scales ? (int32_t)((uint32_t)(uint16_t)sc[g] * 0x10001u) : sc[g];
+        pcorr[r] = mx_iq_offset_sum(v[r], sc);
     }
 }
 
