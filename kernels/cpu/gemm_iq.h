@@ -16,10 +16,11 @@
 #define MX_GEMM_IQ_ROWS 32
 
 /* Scratch bytes a tile call needs for rows of n_in values: the prepared rows (328 bytes per row
- * and super-block), 8 columns of unsigned activations and their scales. At most 52 n_in: the
- * tile buffer of matmul.c (MX_TILE x n_in floats) holds it. */
+ * and super-block), 8 columns of unsigned activations and their scales, one row group's
+ * expanded values (16 x 256 bytes per super-block; 64-aligned at the end). At most 66 n_in:
+ * the tile buffer of matmul.c (MX_TILE x n_in floats) holds it. */
 static inline size_t mx_gemm_iq_scratch(int64_t n_in) {
-    return (size_t)(n_in / 256) * (328 * MX_GEMM_IQ_ROWS + 8 * 256 + 8 * 4) + 64;
+    return (size_t)(n_in / 256) * (328 * MX_GEMM_IQ_ROWS + 8 * 256 + 8 * 4 + 16 * 256) + 64;
 }
 
 /* Install gemm_iq entries for IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M: the

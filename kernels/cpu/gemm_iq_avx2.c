@@ -106,16 +106,17 @@ static inline void interleave8(const int8_t (*v)[256], int kb, char *p) {
     }
 }
 
-/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout). */
+/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout),
+ * through v (R8 x n values of scratch). */
 static void prepare8(enum mx_type type, const char *w, size_t w_row, int nr, int64_t nsb,
-                     char *dst) {
-    _Alignas(32) int8_t v[R8][256];
-    for (int64_t i = 0; i < nsb; i++) {
-        char *p = dst + (size_t)i * mx_iq_prep_bytes(R8);
-        mx_iq_expand_rows(type, w, w_row, nr, R8, i, 1, v, p);
+                      char *dst, int8_t *v) {
+    for (int r = 0; r < R8; r++)
+        mx_iq_expand_row(type, r < nr ? w + (size_t)r * w_row : NULL, r, R8, nsb, 1, v,
+                         dst);
+    for (int64_t i = 0; i < nsb; i++)
         for (int kb = 0; kb < 8; kb++)
-            interleave8((const int8_t(*)[256])v, kb, p);
-    }
+            interleave8((const int8_t(*)[256])(v + (size_t)i * R8 * 256), kb,
+                         dst + (size_t)i * mx_iq_prep_bytes(R8));
 }
 
 /* The tile: prepare the row groups, then per 4 columns make them unsigned and run each group. */
@@ -128,10 +129,11 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
     char *prep = scratch;
     uint8_t *xu = (uint8_t *)(prep + (size_t)ng * gb);
     float *dy = (float *)(xu + (size_t)8 * (size_t)nsb * 256);
+    int8_t *v = (int8_t *)(((uintptr_t)(dy + 8 * nsb) + 63) & ~(uintptr_t)63);
     const struct mx_iq_post post = mx_iq_post_of(type);
     for (int g = 0; g < ng; g++)
         prepare8(type, (const char *)w + (size_t)(R8 * g) * w_row, w_row,
-                 MX_MIN(R8, n_rows - R8 * g), nsb, prep + (size_t)g * gb);
+                 MX_MIN(R8, n_rows - R8 * g), nsb, prep + (size_t)g * gb, v);
     for (int64_t c = 0; c < ncols; c += 4) {
         const int nc = (int)MX_MIN(4, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);

@@ -122,16 +122,17 @@ static inline void interleave16(const int8_t (*v)[256], int kb, char *p) {
     }
 }
 
-/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout). */
+/* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout),
+ * through v (R16 x n values of scratch). */
 static void prepare16(enum mx_type type, const char *w, size_t w_row, int nr, int64_t nsb,
-                      char *dst) {
-    _Alignas(64) int8_t v[R16][256];
-    for (int64_t i = 0; i < nsb; i++) {
-        char *p = dst + (size_t)i * mx_iq_prep_bytes(R16);
-        mx_iq_expand_rows(type, w, w_row, nr, R16, i, 0, v, p);
+                      char *dst, int8_t *v) {
+    for (int r = 0; r < R16; r++)
+        mx_iq_expand_row(type, r < nr ? w + (size_t)r * w_row : NULL, r, R16, nsb, 0, v,
+                         dst);
+    for (int64_t i = 0; i < nsb; i++)
         for (int kb = 0; kb < 4; kb++)
-            interleave16((const int8_t(*)[256])v, kb, p);
-    }
+            interleave16((const int8_t(*)[256])(v + (size_t)i * R16 * 256), kb,
+                         dst + (size_t)i * mx_iq_prep_bytes(R16));
 }
 
 /* The tile: prepare the row groups, then per 8 columns make them unsigned and run each group. */
@@ -144,11 +145,12 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
     char *prep = scratch;
     uint8_t *xu = (uint8_t *)(prep + (size_t)ng * gb);
     float *dy = (float *)(xu + (size_t)8 * (size_t)nsb * 256);
+    int8_t *v = (int8_t *)(((uintptr_t)(dy + 8 * nsb) + 63) & ~(uintptr_t)63);
     const int sub32 = mx_iq_sub32(type);
     const struct mx_iq_post post = mx_iq_post_of(type);
     for (int g = 0; g < ng; g++)
         prepare16(type, (const char *)w + (size_t)(R16 * g) * w_row, w_row,
-                  MX_MIN(R16, n_rows - R16 * g), nsb, prep + (size_t)g * gb);
+                  MX_MIN(R16, n_rows - R16 * g), nsb, prep + (size_t)g * gb, v);
     for (int64_t c = 0; c < ncols; c += 8) {
         const int nc = (int)MX_MIN(8, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);
