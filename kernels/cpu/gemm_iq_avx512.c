@@ -23,11 +23,13 @@ static inline __attribute__((always_inline)) void
 group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const int nc,
         const int sub32, struct mx_iq_post post, float *out, size_t ldo, int nrows) {
     const size_t pb = mx_iq_prep_bytes(R16);
-    __m512 sumf[8];
+    /* the float sums live in memory (touched once per super-block): 8 columns' int32 sums
+     * and group sums already take 16 of the 32 registers */
+    _Alignas(64) float sumf[8][16];
     __m512i acc[8], t[8];
     _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
-        sumf[c] = _mm512_setzero_ps();
+        _mm512_store_ps(sumf[c], _mm512_setzero_ps());
     const int G = sub32 ? 8 : 16, K = sub32 ? 8 : 4;
     for (int64_t i = 0; i < nsb; i++) {
         const char *p = prep + (size_t)i * pb;
@@ -64,14 +66,14 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
             if (post.inner != 1.0f)
                 f = _mm512_mul_ps(f, _mm512_set1_ps(post.inner));
             const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(dy[c * nsb + i]));
-            sumf[c] = _mm512_add_ps(sumf[c], _mm512_mul_ps(d, f));
+            _mm512_store_ps(sumf[c], _mm512_add_ps(_mm512_load_ps(sumf[c]), _mm512_mul_ps(d, f)));
         }
     }
     const __mmask16 m = (__mmask16)((1u << nrows) - 1);
     _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
         _mm512_mask_storeu_ps(out + (size_t)c * ldo, m,
-                              _mm512_mul_ps(_mm512_set1_ps(post.outer), sumf[c]));
+                              _mm512_mul_ps(_mm512_set1_ps(post.outer), _mm512_load_ps(sumf[c])));
 }
 
 /* The group kernel for a run-time column count (each count its own unrolled copy). */
