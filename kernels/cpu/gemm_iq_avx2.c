@@ -82,8 +82,10 @@ static void group8_n(const char *prep, int64_t nsb, const uint8_t *xu, const flo
 }
 
 /* Words 8 kb .. 8 kb + 7 of the 8 rows of v (row-major) stored word-major at p: an 8 x 8
- * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane swaps). */
-static inline void interleave8(const int8_t (*v)[256], int kb, char *p) {
+ * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane swaps).
+ * Returns the block's part of the offset sums: per row, sum over its 2 groups of 16 values of
+ * scale x 128 x the group's sum (maddubs of 128 bytes against the words, madd by the scale). */
+static inline __m256i interleave8(const int8_t (*v)[256], int kb, char *p) {
     __m256i a[8], t[8], u[8];
     for (int r = 0; r < 8; r++)
         a[r] = _mm256_load_si256((const __m256i *)(v[r] + 32 * kb));
@@ -99,11 +101,22 @@ static inline void interleave8(const int8_t (*v)[256], int kb, char *p) {
         u[4 * g + 3] = _mm256_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
     }
     char *o = p + 32 * 8 * kb;
+    __m256i b[8]; /* b[j]: word 8 kb + j of the 8 rows */
     for (int m = 0; m < 4; m++) {
-        _mm256_store_si256((__m256i *)(o + 32 * m), _mm256_permute2x128_si256(u[m], u[4 + m], 0x20));
-        _mm256_store_si256((__m256i *)(o + 32 * (4 + m)),
-                           _mm256_permute2x128_si256(u[m], u[4 + m], 0x31));
+        b[m] = _mm256_permute2x128_si256(u[m], u[4 + m], 0x20);
+        b[4 + m] = _mm256_permute2x128_si256(u[m], u[4 + m], 0x31);
     }
+    const int32_t *sc = (const int32_t *)(p + 256 * R8);
+    const __m256i x128 = _mm256_set1_epi8((char)0x80);
+    __m256i corr = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+        _mm256_store_si256((__m256i *)(o + 32 * j), b[j]);
+        /* 128 (w0 + w1) per 16-bit lane: at most 128 x 124, no saturation */
+        __m256i pr = _mm256_maddubs_epi16(x128, b[j]);
+        corr = _mm256_add_epi32(
+            corr, _mm256_madd_epi16(pr, _mm256_load_si256((const __m256i *)(sc + R8 * (2 * kb + j / 4)))));
+    }
+    return corr;
 }
 
 /* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout),
@@ -113,10 +126,14 @@ static void prepare8(enum mx_type type, const char *w, size_t w_row, int nr, int
     for (int r = 0; r < R8; r++)
         mx_iq_expand_row(type, r < nr ? w + (size_t)r * w_row : NULL, r, R8, nsb, 1, v,
                          dst);
-    for (int64_t i = 0; i < nsb; i++)
+    for (int64_t i = 0; i < nsb; i++) {
+        char *p = dst + (size_t)i * mx_iq_prep_bytes(R8);
+        __m256i corr = _mm256_setzero_si256();
         for (int kb = 0; kb < 8; kb++)
-            interleave8((const int8_t(*)[256])(v + (size_t)i * R8 * 256), kb,
-                         dst + (size_t)i * mx_iq_prep_bytes(R8));
+            corr = _mm256_add_epi32(
+                corr, interleave8((const int8_t(*)[256])(v + (size_t)i * R8 * 256), kb, p));
+        _mm256_store_si256((__m256i *)(p + 256 * R8 + 64 * R8), corr);
+    }
 }
 
 /* The tile: prepare the row groups, then per 4 columns make them unsigned and run each group. */

@@ -95,8 +95,10 @@ static void group16_n(const char *prep, int64_t nsb, const uint8_t *xu, const fl
 }
 
 /* Words 16 kb .. 16 kb + 15 of the 16 rows of v (row-major) stored word-major at p: a 16 x 16
- * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane shuffles). */
-static inline void interleave16(const int8_t (*v)[256], int kb, char *p) {
+ * transpose of 4-byte words (32- and 64-bit unpacks within 128-bit lanes, then lane shuffles).
+ * Returns the block's part of the offset sums: per row, sum over its 4 groups of 16 values of
+ * scale x 128 x the group's sum (vpdpbusd of 128 bytes against the words). */
+static inline __m512i interleave16(const int8_t (*v)[256], int kb, char *p) {
     __m512i a[16], t[16], u[16];
     for (int r = 0; r < 16; r++)
         a[r] = _mm512_load_si512(v[r] + 64 * kb);
@@ -112,16 +114,30 @@ static inline void interleave16(const int8_t (*v)[256], int kb, char *p) {
         u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
     }
     char *o = p + 64 * 16 * kb;
+    __m512i b[16]; /* b[j]: word 16 kb + j of the 16 rows */
     for (int m = 0; m < 4; m++) {
         __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x88);
         __m512i v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xdd);
         __m512i w0 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x88);
         __m512i w1 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xdd);
-        _mm512_store_si512(o + 64 * m, _mm512_shuffle_i32x4(v0, w0, 0x88));
-        _mm512_store_si512(o + 64 * (4 + m), _mm512_shuffle_i32x4(v1, w1, 0x88));
-        _mm512_store_si512(o + 64 * (8 + m), _mm512_shuffle_i32x4(v0, w0, 0xdd));
-        _mm512_store_si512(o + 64 * (12 + m), _mm512_shuffle_i32x4(v1, w1, 0xdd));
+        b[m] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+        b[4 + m] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        b[8 + m] = _mm512_shuffle_i32x4(v0, w0, 0xdd);
+        b[12 + m] = _mm512_shuffle_i32x4(v1, w1, 0xdd);
     }
+    const int32_t *sc = (const int32_t *)(p + 256 * R16);
+    const __m512i x128 = _mm512_set1_epi8((char)0x80);
+    __m512i corr = _mm512_setzero_si512();
+    for (int gl = 0; gl < 4; gl++) {
+        __m512i s = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            _mm512_store_si512(o + 64 * (4 * gl + k), b[4 * gl + k]);
+            s = _mm512_dpbusd_epi32(s, x128, b[4 * gl + k]);
+        }
+        corr = _mm512_add_epi32(
+            corr, _mm512_mullo_epi32(s, _mm512_load_si512(sc + R16 * (4 * kb + gl))));
+    }
+    return corr;
 }
 
 /* Rows [0, nr) of w prepared for super-blocks [0, nsb) into dst (gemm_iq_expand.h's layout),
@@ -131,10 +147,14 @@ static void prepare16(enum mx_type type, const char *w, size_t w_row, int nr, in
     for (int r = 0; r < R16; r++)
         mx_iq_expand_row(type, r < nr ? w + (size_t)r * w_row : NULL, r, R16, nsb, 0, v,
                          dst);
-    for (int64_t i = 0; i < nsb; i++)
+    for (int64_t i = 0; i < nsb; i++) {
+        char *p = dst + (size_t)i * mx_iq_prep_bytes(R16);
+        __m512i corr = _mm512_setzero_si512();
         for (int kb = 0; kb < 4; kb++)
-            interleave16((const int8_t(*)[256])(v + (size_t)i * R16 * 256), kb,
-                         dst + (size_t)i * mx_iq_prep_bytes(R16));
+            corr = _mm512_add_epi32(
+                corr, interleave16((const int8_t(*)[256])(v + (size_t)i * R16 * 256), kb, p));
+        _mm512_store_si512(p + 256 * R16 + 64 * R16, corr);
+    }
 }
 
 /* The tile: prepare the row groups, then per 8 columns make them unsigned and run each group. */

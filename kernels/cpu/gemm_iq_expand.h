@@ -233,27 +233,13 @@ static inline void mx_iq_expand(enum mx_type t, const void *blk, int8_t w[256], 
     }
 }
 
-/* 128 x sum over the 16 groups of sc[g] x (sum of group g's 16 values): what the tiles' unsigned
- * activations (x + 128) add to the exact sum, subtracted once per row and super-block. */
-static inline int32_t mx_iq_offset_sum(const int8_t w[256], const int16_t sc[16]) {
-    const __m256i ones = _mm256_set1_epi8(1);
-    __m256i acc = _mm256_setzero_si256();
-    for (int k = 0; k < 8; k++) {
-        __m256i p = _mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(w + 32 * k)));
-        __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
-    }
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return 128 * _mm_cvtsi128_si32(s);
-}
-
 /* The prepared form of R rows (8 or 16) for one super-block, as the tiles read it: value word
  * k (values 4k..4k+3) of row r at w + 4 (R k + r), so one vector load gives word k of all R
  * rows (vpdpbusd / maddubs against one broadcast activation word); then the scales, one int32
  * per row per 16-value group g at sc + R g + r (pair_scales: the 16-bit scale in both halves,
- * for madd), the offset sums (mx_iq_offset_sum) and the super-scales. 328 R bytes. */
+ * for madd), the offset sums (128 x sum over the groups of scale x the group's values: what the
+ * tiles' unsigned activations x + 128 add to the exact sum, taken off once per row and
+ * super-block) and the super-scales. 328 R bytes. */
 static inline size_t mx_iq_prep_bytes(int R) {
     return (size_t)328 * (size_t)R;
 }
@@ -261,13 +247,14 @@ static inline size_t mx_iq_prep_bytes(int R) {
 /* Row r (of R) of a prepared group, all nsb super-blocks of the file row at src (NULL: a padding
  * row, zero, whose outputs are not stored): the values into v + (R i + r) 256 (row-major per
  * super-block; the caller interleaves them into the words of dst, a transpose of 4-byte words),
- * the scales, offset sums and super-scales into their places in dst's block i. Row by row, so
+ * the scales and super-scales into their places in dst's block i (the offset sums are taken
+ * while interleaving, from the interleaved words: a few vector ops per 16 rows). Row by row, so
  * the tile reads its weights as one sequential stream (16 rows at a time, a super-block each,
  * left the prefetcher behind: a fifth of the tile's time waited on those loads). */
 static inline void mx_iq_expand_row(enum mx_type t, const char *src, int r, int R, int64_t nsb,
                                     int pair_scales, int8_t *v, char *dst) {
     const size_t bsz = mx_type_traits(t)->type_size, pb = mx_iq_prep_bytes(R);
-    int16_t sc[16];
+    int16_t sc[16] = {0};
     for (int64_t i = 0; i < nsb; i++) {
         char *p = dst + (size_t)i * pb;
         int8_t *vr = v + (size_t)(R * i + r) * 256;
@@ -277,13 +264,12 @@ static inline void mx_iq_expand_row(enum mx_type t, const char *src, int r, int 
             memset(vr, 0, 256);
             for (int g = 0; g < 16; g++)
                 psc[R * g + r] = 0;
-            pcorr[r] = 0, pdw[r] = 0.0f;
+            pdw[r] = 0.0f;
             continue;
         }
         mx_iq_expand(t, src + (size_t)i * bsz, vr, sc, &pdw[r]);
         for (int g = 0; g < 16; g++)
             psc[R * g + r] = pair_scales ? (int32_t)((uint32_t)(uint16_t)sc[g] * 0x10001u) : sc[g];
-        pcorr[r] = mx_iq_offset_sum(vr, sc);
     }
 }
 
