@@ -267,6 +267,10 @@ static inline void mx_iq_expand_row(enum mx_type t, const char *src, int r, int 
             pdw[r] = 0.0f;
             continue;
         }
+        /* the weights come from DRAM: ask for the lines ~5 blocks ahead (past the row's end:
+         * the next row's, read next) */
+        _mm_prefetch(src + (size_t)i * bsz + 512, _MM_HINT_T0);
+        _mm_prefetch(src + (size_t)i * bsz + 576, _MM_HINT_T0);
         mx_iq_expand(t, src + (size_t)i * bsz, vr, sc, &pdw[r]);
         for (int g = 0; g < 16; g++)
             psc[R * g + r] = pair_scales ? (int32_t)((uint32_t)(uint16_t)sc[g] * 0x10001u) : sc[g];
