@@ -205,15 +205,23 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
  * experts of matmul_id get different token counts, and an even count of tiles per thread left
  * one thread with the busy experts' columns. All jobs alike (matmul, decode): the even split. */
 #define MX_TILE_FIXED_COST 4
+/* The IQ tiles' fixed cost: expanding a tile's grids takes about as long as 16-24 columns of
+ * its integer dots (bench_iq_tiles 2048 512: 32 vs 128 columns, one thread, rough), so a thread
+ * given the tiles of lightly used experts must get fewer of them. */
+#define MX_IQ_TILE_FIXED_COST 20
+static int64_t tile_fixed_cost(const struct mm_task *t, const struct mm_job *j) {
+    return t->gemm_iq && j->n >= MX_IQ_TILE_MIN_COLS ? MX_IQ_TILE_FIXED_COST
+                                                     : MX_TILE_FIXED_COST;
+}
 static int64_t mm_split_point(const struct mm_task *t, int ith, int nth) {
     int64_t total = 0;
     for (int j = 0; j < t->n_jobs; j++)
-        total += t->tiles * (t->jobs[j].n + MX_TILE_FIXED_COST);
+        total += t->tiles * (t->jobs[j].n + tile_fixed_cost(t, &t->jobs[j]));
     if (ith >= nth || total == 0)
         return ith >= nth ? (int64_t)t->n_jobs * t->tiles : 0;
     int64_t target = total / nth * ith + total % nth * ith / nth, acc = 0;
     for (int j = 0; j < t->n_jobs; j++) {
-        int64_t w = t->jobs[j].n + MX_TILE_FIXED_COST, jc = t->tiles * w;
+        int64_t w = t->jobs[j].n + tile_fixed_cost(t, &t->jobs[j]), jc = t->tiles * w;
         if (acc + jc > target)
             return (int64_t)j * t->tiles + (target - acc + w - 1) / w;
         acc += jc;
