@@ -39,9 +39,10 @@
  * at prefill get ~T/4 columns each; pp 128 went 84 -> 99 tok/s with vec_dot4 and at 512 tokens
  * vec_dot4 for every job lost (104 vs 119 tok/s), while sgemm over 64 columns held 113-120. */
 #define MX_VDOT4_MAX_COLS 64
-/* From this many columns the IQ1-IQ3 tiles (gemm_iq) take a job: the expansion of a tile costs
- * about one vec_dot per row, so two columns already share it. */
-#define MX_IQ_TILE_MIN_COLS 2
+/* From this many columns the IQ1-IQ3 tiles (gemm_iq) take a job: expanding a tile costs about
+ * two vec_dots per row (bench_iq_tiles, one thread, rough: at 2 columns tile and vec_dot were
+ * even, 0.87-1.27x by type; at 4 the tile took half the time). */
+#define MX_IQ_TILE_MIN_COLS 3
 _Static_assert(MX_TILE <= MX_GEMM_IQ_ROWS, "the IQ tiles take up to MX_GEMM_IQ_ROWS rows");
 
 struct mm_job {

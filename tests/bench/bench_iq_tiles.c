@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
     static const enum mx_type types[] = {MX_TYPE_IQ2_XXS, MX_TYPE_IQ2_XS, MX_TYPE_IQ3_XXS,
                                          MX_TYPE_IQ3_S,   MX_TYPE_IQ1_S,  MX_TYPE_IQ2_S,
                                          MX_TYPE_IQ1_M};
-    static const int64_t cols[] = {4, 32, 128, 512};
+    static const int64_t cols[] = {2, 4, 32, 128, 512};
     struct mx_err err = {0};
     struct mx_backend *be = mx_backend_cpu_new(1, &err);
     if (!be) {
