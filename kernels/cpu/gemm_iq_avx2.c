@@ -113,8 +113,8 @@ static inline __m256i interleave8(const int8_t (*v)[256], int kb, char *p) {
         _mm256_store_si256((__m256i *)(o + 32 * j), b[j]);
         /* 128 (w0 + w1) per 16-bit lane: at most 128 x 124, no saturation */
         __m256i pr = _mm256_maddubs_epi16(x128, b[j]);
-        corr = _mm256_add_epi32(
-            corr, _mm256_madd_epi16(pr, _mm256_load_si256((const __m256i *)(sc + R8 * (2 * kb + j / 4)))));
+        const __m256i s = _mm256_load_si256((const __m256i *)(sc + R8 * (2 * kb + j / 4)));
+        corr = _mm256_add_epi32(corr, _mm256_madd_epi16(pr, s));
     }
     return corr;
 }
