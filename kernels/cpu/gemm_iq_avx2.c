@@ -160,6 +160,7 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
     }
 }
 
+/* One entry point per type, so tile() and the expansion inline with the type constant. */
 #define MX_TILE_FN(name, T)                                                                    \
     static void name(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,      \
                      size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch) {   \

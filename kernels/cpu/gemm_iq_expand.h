@@ -30,6 +30,7 @@ struct mx_iq_post {
     float outer; /* the row's float sum is multiplied by this at the end (1, 1/4 or 1/8) */
 };
 
+/* The float steps of type t's vec_dot (kernels_iq.c), for the tiles to repeat. */
 static inline struct mx_iq_post mx_iq_post_of(enum mx_type t) {
     switch (t) {
     case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M:
@@ -61,10 +62,12 @@ static inline __m256i mx_iq_apply_signs(__m256i mag, uint32_t s4) {
     return _mm256_sub_epi8(_mm256_xor_si256(mag, neg), neg); /* -mag where neg */
 }
 
+/* Four 8-value grid entries as one vector, a lowest (values 0..7). */
 static inline __m256i mx_iq_u64x4(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     return _mm256_set_epi64x((long long)d, (long long)c, (long long)b, (long long)a);
 }
 
+/* Two 4-value IQ3 grid entries as one 8-value word, lo first. */
 static inline uint64_t mx_iq_u32x2(uint32_t lo, uint32_t hi) {
     return (uint64_t)lo | (uint64_t)hi << 32;
 }
@@ -250,7 +253,7 @@ static inline size_t mx_iq_prep_bytes(int R) {
  * the scales and super-scales into their places in dst's block i (the offset sums are taken
  * while interleaving, from the interleaved words: a few vector ops per 16 rows). Row by row, so
  * the tile reads its weights as one sequential stream (16 rows at a time, a super-block each,
- * left the prefetcher behind: a fifth of the tile's time waited on those loads). */
+ * left the prefetcher behind: a fifth of the expansion's time waited on those loads). */
 static inline void mx_iq_expand_row(enum mx_type t, const char *src, int r, int R, int64_t nsb,
                                     int pair_scales, int8_t *v, char *dst) {
     const size_t bsz = mx_type_traits(t)->type_size, pb = mx_iq_prep_bytes(R);
