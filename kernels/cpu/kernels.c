@@ -2,6 +2,7 @@
  * ones (kernels_avx2.c, built with those flags) when configure could compile them and the CPU
  * reports the features, so one binary runs on any x86-64. */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_iq.h"
 #include "kernels/cpu/kernels_iq.h"
 
 #include <string.h>
@@ -32,6 +33,7 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
     if (max_level >= MX_CPU_AVX2 && ci.avx2 && ci.fma && ci.f16c) {
         mx_cpu_kernels_avx2(k);
         mx_cpu_kernels_iq_avx2(k);
+        mx_cpu_kernels_gemm_iq_avx2(k);
         level = MX_CPU_AVX2;
 #ifdef HAVE_AVX512VNNI_BUILD
         if (max_level >= MX_CPU_AVX512 && ci.avx512f && ci.avx512vl && ci.avx512bw &&
@@ -39,6 +41,7 @@ void mx_cpu_kernels_init(struct mx_cpu_kernels *k, int max_level) {
             mx_cpu_kernels_avx512(k);
             mx_cpu_kernels_iq_avx512(k);
             mx_cpu_attn_avx512(k);
+            mx_cpu_kernels_gemm_iq_avx512(k);
             level = MX_CPU_AVX512;
         }
 #endif

@@ -8,6 +8,8 @@
  * Per tile, by the number of activation columns n:
  *   repacked weights (any n, see repack.c): the 8-row GEMM tiles of the CPU's kernel set, and at
  *     prefill its 16-row tiles where it has them (gemm_x16_avx512.c: 8 columns at a time).
+ *   IQ1-IQ3 grid types, n >= MX_IQ_TILE_MIN_COLS: the grids expanded once per tile to bytes
+ *     and integer dots against the quantized columns (gemm_iq.h; vec_dot's bits).
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
@@ -22,6 +24,7 @@
  * same numbers up to float summation order.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_iq.h"
 
 #include <cblas.h>
 #include <stdint.h>
@@ -37,6 +40,11 @@
  * at prefill get ~T/4 columns each; pp 128 went 84 -> 99 tok/s with vec_dot4 and at 512 tokens
  * vec_dot4 for every job lost (104 vs 119 tok/s), while sgemm over 64 columns held 113-120. */
 #define MX_VDOT4_MAX_COLS 64
+/* From this many columns the IQ1-IQ3 tiles (gemm_iq) take a job: expanding a tile costs about
+ * two vec_dots per row (bench_iq_tiles, one thread, rough: at 2 columns tile and vec_dot were
+ * even, 0.87-1.27x by type; at 4 the tile took half the time). */
+#define MX_IQ_TILE_MIN_COLS 3
+_Static_assert(MX_TILE <= MX_GEMM_IQ_ROWS, "the IQ tiles take up to MX_GEMM_IQ_ROWS rows");
 
 struct mm_job {
     const char *w;       /* row 0 of this job's weight matrix */
@@ -70,6 +78,9 @@ struct mm_task {
     /* repacked weights, prefill: two 8-row groups times 1-8 columns (NULL: gemm8 only) */
     void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
                    int ncols, float *out, size_t ldo);
+    /* IQ1-IQ3 file-layout rows: tiles against the quantized columns (NULL: none) */
+    void (*gemm_iq)(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,
+                    size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch);
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -133,6 +144,11 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
     const char *wt = j->w + (size_t)o0 * t->w_row;
     if (t->gemm8 && j->xq) {
         x8_tile(t, j, o0, o1);
+        return;
+    }
+    if (t->gemm_iq && j->xq && j->n >= MX_IQ_TILE_MIN_COLS) {
+        t->gemm_iq(n_in, wt, t->w_row, (int)(o1 - o0), j->xq, t->xq_row, j->n, j->y + o0,
+                   (size_t)j->ldy, buf);
         return;
     }
     if (t->vdot4 && j->xq && j->n >= 4 && (j->n <= MX_VDOT4_MAX_COLS || t->vdot4_all)) {
@@ -203,15 +219,23 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
  * experts of matmul_id get different token counts, and an even count of tiles per thread left
  * one thread with the busy experts' columns. All jobs alike (matmul, decode): the even split. */
 #define MX_TILE_FIXED_COST 4
+/* The IQ tiles' fixed cost: expanding a tile's grids takes about as long as 16-24 columns of
+ * its integer dots (bench_iq_tiles 2048 512: 32 vs 128 columns, one thread, rough), so a thread
+ * given the tiles of lightly used experts must get fewer of them. */
+#define MX_IQ_TILE_FIXED_COST 20
+static int64_t tile_fixed_cost(const struct mm_task *t, const struct mm_job *j) {
+    return t->gemm_iq && j->n >= MX_IQ_TILE_MIN_COLS ? MX_IQ_TILE_FIXED_COST
+                                                     : MX_TILE_FIXED_COST;
+}
 static int64_t mm_split_point(const struct mm_task *t, int ith, int nth) {
     int64_t total = 0;
     for (int j = 0; j < t->n_jobs; j++)
-        total += t->tiles * (t->jobs[j].n + MX_TILE_FIXED_COST);
+        total += t->tiles * (t->jobs[j].n + tile_fixed_cost(t, &t->jobs[j]));
     if (ith >= nth || total == 0)
         return ith >= nth ? (int64_t)t->n_jobs * t->tiles : 0;
     int64_t target = total / nth * ith + total % nth * ith / nth, acc = 0;
     for (int j = 0; j < t->n_jobs; j++) {
-        int64_t w = t->jobs[j].n + MX_TILE_FIXED_COST, jc = t->tiles * w;
+        int64_t w = t->jobs[j].n + tile_fixed_cost(t, &t->jobs[j]), jc = t->tiles * w;
         if (acc + jc > target)
             return (int64_t)j * t->tiles + (target - acc + w - 1) / w;
         acc += jc;
@@ -261,6 +285,9 @@ struct act_plan {
      * sums in another order, and on these tiny chaotic models that moved logits by a median
      * 0.047 from llama.cpp's (MIXEL_NO_REPACK) against 5e-7 for the repacked GEMM. */
     bool vdot_all;
+    /* the IQ1-IQ3 tiles (file layout): every job of MX_IQ_TILE_MIN_COLS+ columns */
+    void (*gemm_iq)(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,
+                    size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch);
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
     void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
@@ -292,6 +319,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
         ap->vdot4 = c->kern.vec_dot4[wtype];
         ap->vdot4_all = ap->vdot4 && ap->vdtype != MX_TYPE_Q8_0 && wtype != MX_TYPE_Q3_K;
         ap->vdot_all = wtype == MX_TYPE_Q8_0;
+        ap->gemm_iq = c->kern.gemm_iq[wtype];
     }
     /* repacked weights on kernels without the 8-row GEMM dequantize rows and dot them with x */
     ap->q_only = w->layout == MX_LAYOUT_GGML || ap->gemm8;
@@ -302,7 +330,7 @@ static int plan_act(struct mx_backend *be, const struct mx_tensor *w, struct act
  * 4-column kernel's range, and every job on repacked weights. */
 static bool uses_xq(const struct act_plan *ap, int64_t n) {
     return ap->quant && (n < MX_GEMM_MIN_COLS || (ap->vdot4 && n <= MX_VDOT4_MAX_COLS) ||
-                         ap->vdot4_all || ap->vdot_all ||
+                         ap->vdot4_all || ap->vdot_all || ap->gemm_iq ||
                          ap->gemm8);
 }
 
@@ -508,7 +536,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
-        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = (int)planes,
+        .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
@@ -619,7 +648,8 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
-        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = n_jobs, .jobs = jobs,
+        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = n_jobs,
+        .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
