@@ -1457,22 +1457,29 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid, const uint8
     }
     size_t cap = 1 << 20, n = 0;
     t->neighbours = malloc(cap * sizeof *t->neighbours);
+    /* the coordinates transposed (coordinate i of every point in a row), so that the distances
+     * of a pattern to all points vectorise: 2048 points x 43692 patterns for the IQ1 grid */
     int *d2 = malloc((size_t)n_grid * sizeof *d2);
-    if (!d2) {
+    int32_t(*gt)[2048] = malloc(8 * sizeof *gt);
+    if (!d2 || !gt) {
         free(t->neighbours);
         t->neighbours = NULL;
+    } else {
+        for (int i = 0; i < 8; i++)
+            for (int k = 0; k < n_grid; k++)
+                gt[i][k] = t->grid[k][i];
     }
     for (int u = 0; u < IQ2_KMAP_SIZE && t->neighbours; u++) {
         if (t->map[u] >= 0)
             continue;
-        int pos[8], lev[3], nlev;
-        for (int i = 0; i < 8; i++)
-            pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
-        for (int k = 0; k < n_grid; k++) {
-            int d = 0;
-            for (int i = 0; i < 8; i++)
-                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
-            d2[k] = d;
+        int lev[3], nlev;
+        for (int k = 0; k < n_grid; k++)
+            d2[k] = 0;
+        for (int i = 0; i < 8; i++) {
+            const int32_t pos = 2 * ((u >> (2 * i)) & 3) + 1;
+            const int32_t *g = gt[i];
+            for (int k = 0; k < n_grid; k++)
+                d2[k] += (g[k] - pos) * (g[k] - pos);
         }
         for (nlev = 0; nlev < nwant; nlev++) { /* the nwant smallest distinct distances */
             int m = INT32_MAX;
@@ -1502,6 +1509,7 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid, const uint8
         t->neighbours[start] = (uint16_t)(n - start - 1);
     }
     free(d2);
+    free(gt);
     if (!t->neighbours) {
         free(t);
         return NULL;

@@ -3,8 +3,9 @@
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
- * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS and
- * IQ2_XS); the other imatrix-only IQ mixes are refused (mx_ftype_imatrix_only). The conversion
+ * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ2_M, IQ1_S and IQ1_M); the other imatrix-only mixes are refused
+ * (mx_ftype_imatrix_only). The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
  * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
  * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
@@ -65,6 +66,10 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
     {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
     {MX_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS", MX_TYPE_IQ2_XS},
+    {MX_FTYPE_MOSTLY_IQ2_S, "IQ2_S", MX_TYPE_IQ2_XS}, /* sic: llama.cpp's IQ2_S is IQ2_XS-based */
+    {MX_FTYPE_MOSTLY_IQ2_M, "IQ2_M", MX_TYPE_IQ2_S},
+    {MX_FTYPE_MOSTLY_IQ1_S, "IQ1_S", MX_TYPE_IQ1_S},
+    {MX_FTYPE_MOSTLY_IQ1_M, "IQ1_M", MX_TYPE_IQ1_M},
     {MX_FTYPE_MOSTLY_IQ3_S, "IQ3_S", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
@@ -102,13 +107,11 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S):
- * llama-quantize refuses them without an importance matrix ("this quantization requires an
- * imatrix"), and mixel cannot make them yet (no IQ2_S / IQ1 quantizers; the IQ3_XXS and IQ3_XS
- * mixes use IQ2_S). */
+/* llama.cpp's file types that llama-quantize refuses without an importance matrix ("this
+ * quantization requires an imatrix") and whose mixes mixel does not make yet: Q2_K_S (its Q2_K
+ * needs one), IQ3_XXS and IQ3_XS. */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
-    {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
-    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31}, {"IQ3_XS", 22},
+    {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ3_XS", 22},
 };
 
 int mx_ftype_imatrix_only(const char *name) {
@@ -124,7 +127,9 @@ int mx_ftype_imatrix_only(const char *name) {
 }
 
 bool mx_ftype_needs_imatrix(int ftype) {
-    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS;
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS ||
+           ftype == MX_FTYPE_MOSTLY_IQ2_S || ftype == MX_FTYPE_MOSTLY_IQ2_M ||
+           ftype == MX_FTYPE_MOSTLY_IQ1_S || ftype == MX_FTYPE_MOSTLY_IQ1_M;
 }
 
 const char *mx_ftype_imatrix_only_name(int ftype) {
@@ -280,26 +285,36 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
         if (s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
-        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS)
+        else if (mx_ftype_needs_imatrix(ft)) /* the 1- and 2-bit IQ mixes */
             type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
     } else if (cat == CAT_TOKEN_EMBD) {
-        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) /* IQ/TQ mixes only */
-            type = MX_TYPE_Q2_K;
-    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) {
-        /* llama.cpp's 2-bit IQ mix: more bits where few weights decide much */
+        if (mx_ftype_needs_imatrix(ft)) /* IQ/TQ mixes only */
+            type = ft == MX_FTYPE_MOSTLY_IQ2_S || ft == MX_FTYPE_MOSTLY_IQ2_M ? MX_TYPE_IQ3_S
+                                                                             : MX_TYPE_Q2_K;
+    } else if (mx_ftype_needs_imatrix(ft)) {
+        /* llama.cpp's 1- and 2-bit IQ mixes: more bits where few weights decide much (IQ3_S in
+         * IQ2_S / IQ2_M, Q2_K or IQ2_XXS in the others) */
+        const bool iq2sm = ft == MX_FTYPE_MOSTLY_IQ2_S || ft == MX_FTYPE_MOSTLY_IQ2_M;
+        const bool iq1 = ft == MX_FTYPE_MOSTLY_IQ1_S || ft == MX_FTYPE_MOSTLY_IQ1_M;
         if (is_attn_v_like(cat)) {
-            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q2_K;
+            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K
+                 : iq2sm ? MX_TYPE_IQ3_S : MX_TYPE_Q2_K;
             s->i_attention_wv++;
         } else if (s->n_expert == 8 && cat == CAT_ATTN_K) {
             type = MX_TYPE_Q4_K;
         } else if (cat == CAT_FFN_DOWN) {
             if (s->i_ffn_down < s->n_layer / 8) /* the visit count, not blk.N, as llama.cpp */
-                type = MX_TYPE_Q2_K;
+                type = iq2sm ? MX_TYPE_IQ3_S : MX_TYPE_Q2_K;
             s->i_ffn_down++;
-        } else if (cat == CAT_ATTN_OUTPUT && s->n_expert == 8) {
-            type = MX_TYPE_Q5_K;
+        } else if (cat == CAT_ATTN_OUTPUT) {
+            if (s->n_expert == 8)
+                type = MX_TYPE_Q5_K;
+            else if (iq1)
+                type = MX_TYPE_IQ2_XXS;
+            else if (iq2sm)
+                type = MX_TYPE_IQ3_S;
         }
     } else if (is_attn_v_like(cat)) {
         if (ft == MX_FTYPE_MOSTLY_Q2_K)
@@ -407,8 +422,11 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q4_K: r = MX_TYPE_Q5_0; break;
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
+    case MX_TYPE_IQ1_S:
+    case MX_TYPE_IQ1_M:
     case MX_TYPE_IQ2_XXS:
     case MX_TYPE_IQ2_XS:
+    case MX_TYPE_IQ2_S:
     case MX_TYPE_IQ3_S:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
@@ -960,7 +978,9 @@ static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *pla
         const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
         int64_t want = t->ne[0] * t->ne[2];
         if ((!e || e->n_values != want) &&
-            (q->dst_type == MX_TYPE_IQ2_XXS || q->dst_type == MX_TYPE_IQ2_XS))
+            (q->dst_type == MX_TYPE_IQ2_XXS || q->dst_type == MX_TYPE_IQ2_XS ||
+             q->dst_type == MX_TYPE_IQ2_S || q->dst_type == MX_TYPE_IQ1_S ||
+             q->dst_type == MX_TYPE_IQ1_M))
             return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': no importance matrix entry%s "
                               "for it, and %s cannot be quantized without one (llama-quantize "
                               "bails out too)", t->name, e ? " of its size" : "",
