@@ -5,11 +5,12 @@
 # leaves no output. With ../shared: a deterministic imatrix (tests/golden/quant/make_imatrix.py,
 # legacy .dat, one tensor family left out) gives exactly the tensors llama.cpp's
 # llama_model_quantize writes with that imatrix (hashes below: tests/golden/quant/llama_quantize.c
-# with the .dat as 4th argument; "noim": without) for 31 (model, type) pairs, MoE experts,
-# fallbacks, IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ2_S, IQ2_M, IQ1_S and IQ1_M among them, two of them
-# (IQ1_S, IQ2_M) of a generated 8-layer dense model (make_tiny_mixtral.py, no experts: the
-# IQ1/IQ2 mixes' attn_v, attn_output and first-ffn_down rules); an IQ2_XXS or IQ1_M tensor
-# without an imatrix entry is refused;
+# with the .dat as 4th argument; "noim": without; "full": an imatrix with every weight's entry)
+# for 34 (model, type) pairs, MoE experts, fallbacks, IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ2_S, IQ2_M,
+# IQ1_S, IQ1_M, IQ3_XXS and Q2_K_S among them, four of them (IQ1_S, IQ2_M, IQ3_XXS, Q2_K_S) of a
+# generated 8-layer dense model (make_tiny_mixtral.py, no experts: the low-bit mixes' attn_v,
+# attn_output and first-ffn_down rules); an IQ2_XXS or IQ1_M tensor without an imatrix entry is
+# refused, and a Q2_K one in a Q2_K_S file;
 # the same importance in the GGUF imatrix format gives the same bytes; --exclude-weights changes
 # them; the results (IQ2_XXS, IQ1_M, IQ2_M among them) load in `mixel logits` with finite logits.
 # A case that cannot run (no python3; a shared model that is not the golden's file) is counted
@@ -47,15 +48,15 @@ skip() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
 "$MIXEL" quantize a.gguf b.gguf 24 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q 'IQ1_S needs an importance matrix' "$tmp/err" &&
     ok "IQ1_S by number refused" || bad "IQ1_S by number ($rc: $(cat "$tmp/err"))"
-for t in iq1_m IQ2_S iq2_m; do
+for t in iq1_m IQ2_S iq2_m iq3_xxs Q2_K_S; do
     "$MIXEL" quantize a.gguf b.gguf $t >/dev/null 2>"$tmp/err"; rc=$?
     T=$(echo $t | tr a-z A-Z)
     [ $rc -eq 1 ] && grep -q "$T needs an importance matrix" "$tmp/err" &&
         ok "$t without an imatrix refused" || bad "$t ($rc: $(cat "$tmp/err"))"
 done
-"$MIXEL" quantize a.gguf b.gguf iq3_xxs --imatrix i.dat >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc -eq 1 ] && grep -q 'IQ3_XXS: mixel cannot make this file type yet' "$tmp/err" &&
-    ok "IQ3_XXS with an imatrix: no mix yet" || bad "IQ3_XXS ($rc: $(cat "$tmp/err"))"
+"$MIXEL" quantize a.gguf b.gguf iq3_xs --imatrix i.dat >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'IQ3_XS: mixel cannot make this file type yet' "$tmp/err" &&
+    ok "IQ3_XS with an imatrix: no mix yet" || bad "IQ3_XS ($rc: $(cat "$tmp/err"))"
 
 # bad imatrix files: exit 1 naming the file, no output
 printf 'GGUF' >"$tmp/trunc.gguf"
@@ -123,6 +124,10 @@ while read -r model ftype insha want how; do
     im="$tmp/$model.dat"
     leave_out=attn_output
     [ "$model" = dense8 ] && leave_out=attn_v   # dense: its attn_output takes IQ2_XXS
+    if [ "$how" = full ]; then                   # every weight has its entry
+        im="$tmp/$model-full.dat"
+        leave_out=token_embd
+    fi
     [ -e "$im" ] || "$PY" "$MKIM" "$mfile" "$im" $leave_out ||
         { bad "make_imatrix.py $model"; continue; }
     opt="--imatrix $im"
@@ -165,6 +170,9 @@ tiny-mixtral-d256-q4_k IQ1_S 6f656fea6465042f d767ccd21f203762fa26c49f66195b51
 tiny-mixtral-d256-q4_k IQ1_M 6f656fea6465042f ee2508056029529dc3bd2f70e9388bcd
 dense8 IQ1_S ea2e0e038ecc29ea 07aeed03c978c034b0e0ea30f0c73d41
 dense8 IQ2_M ea2e0e038ecc29ea a897f9fe0b05230315c7d35cfd0ba321
+tiny-mixtral-d256-q4_k IQ3_XXS 6f656fea6465042f de58e6d3d5dc575869d067e6473acc0b
+dense8 IQ3_XXS ea2e0e038ecc29ea e89398c39b8c106e1c9832aedb626920 full
+dense8 Q2_K_S ea2e0e038ecc29ea 197446173d623d5055ff66d18dea8e53 full
 EOF3
 
 # the GGUF imatrix format, same importance: same bytes; the summary counts weighted tensors
@@ -197,6 +205,12 @@ if [ -e "$tmp/$D256.dat" ]; then
         "$tmp/err" && grep -q 'iq1_m cannot be quantized without one' "$tmp/err" &&
         [ ! -e "$tmp/x.gguf" ] && ok "IQ1_M tensor without an entry refused" ||
         bad "IQ1_M without an entry ($rc: $(cat "$tmp/err"))"
+    "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/x.gguf" Q2_K_S --imatrix "$tmp/$D256.dat" \
+        >/dev/null 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "tensor 'blk.0.attn_output.weight': no importance matrix entry" \
+        "$tmp/err" && grep -q 'q2_K cannot be quantized without one' "$tmp/err" &&
+        [ ! -e "$tmp/x.gguf" ] && ok "Q2_K_S: a Q2_K tensor without an entry refused" ||
+        bad "Q2_K_S without an entry ($rc: $(cat "$tmp/err"))"
     "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/iq2.gguf" IQ2_XXS --imatrix "$tmp/im.gguf" \
         >/dev/null 2>"$tmp/err" || bad "IQ2_XXS: $(cat "$tmp/err")"
     for t in IQ1_M IQ2_M; do
