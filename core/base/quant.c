@@ -2161,19 +2161,47 @@ static void iq1_m_block(const struct iq2_tables *t, const float *xbl, const floa
         if (max < 1e-7f) /* ggml's GROUP_MAX_EPS_IQ1_M: the sub-block stays zero */
             continue;
         iq1_sort(xb, 16, idx);
+        /* the terms w v x and w v^2 of each sorted value j at each level and shift-sign
+         * combination c (0: +,+  1: +,-  2: -,+  3: -,-), as ggml forms them */
+        float tqx[3][4][16], tq2[3][4][16];
+        for (int j = 0; j < 16; j++) {
+            int i = idx[j];
+            for (int lv = 0; lv < 3; lv++)
+                for (int c = 0; c < 4; c++) {
+                    float v = iq1m_levels(c, i >= 8)[lv];
+                    tqx[lv][c][j] = weight[i] * v * xb[i];
+                    tq2[lv][c][j] = weight[i] * v * v;
+                }
+        }
         float best_score = -FLT_MAX, scale = max;
         int besti1 = -1, besti2 = -1, best_k = -1;
+        float s0x[4] = {0, 0, 0, 0}, s02[4] = {0, 0, 0, 0}; /* terms j < i1 at level 0 */
         for (int i1 = 0; i1 <= 16; i1++) {
+            if (i1 > 0)
+                for (int c = 0; c < 4; c++) {
+                    s0x[c] += tqx[0][c][i1 - 1];
+                    s02[c] += tq2[0][c][i1 - 1];
+                }
+            float s1x[4], s12[4]; /* then the terms i1 <= j < i2 at level 1 */
+            memcpy(s1x, s0x, sizeof s1x);
+            memcpy(s12, s02, sizeof s12);
             for (int i2 = i1; i2 <= 16; i2++) {
-                /* the 4 shift-sign combinations at once, summed in sorted order as ggml */
-                float sumqx[4] = {0, 0, 0, 0}, sumq2[4] = {0, 0, 0, 0};
-                for (int j = 0; j < 16; j++) {
-                    int i = idx[j], lv = j < i1 ? 0 : j < i2 ? 1 : 2;
+                if (i2 > i1)
                     for (int c = 0; c < 4; c++) {
-                        float v = iq1m_levels(c, i >= 8)[lv];
-                        sumqx[c] += weight[i] * v * xb[i];
-                        sumq2[c] += weight[i] * v * v;
+                        s1x[c] += tqx[1][c][i2 - 1];
+                        s12[c] += tq2[1][c][i2 - 1];
                     }
+                /* and the rest at level 2: each sum adds its terms in sorted order from 0, as
+                 * ggml's loop does (so the same float results) */
+                float sumqx[4], sumq2[4];
+                for (int c = 0; c < 4; c++) {
+                    float sx = s1x[c], s2 = s12[c];
+                    for (int j = i2; j < 16; j++) {
+                        sx += tqx[2][c][j];
+                        s2 += tq2[2][c][j];
+                    }
+                    sumqx[c] = sx;
+                    sumq2[c] = s2;
                 }
                 for (int c = 0; c < 4; c++) {
                     if (sumq2[c] > 0 && sumqx[c] * sumqx[c] > best_score * sumq2[c]) {
