@@ -138,6 +138,7 @@ while read -r model ftype insha want how; do
     got=$(hash "$tmp/g.gguf")
     [ "$got" = "$want" ] && ok "golden ${how:-with imatrix}: $model $ftype == llama.cpp" ||
         bad "golden $model $ftype ${how:-}: $got, llama.cpp $want"
+    [ "$model" = tiny-mixtral-d256-q4_k ] && [ -z "$how" ] && cp "$tmp/g.gguf" "$tmp/$ftype.gguf"
 done <<'EOF3'
 tiny-mixtral-d256-q4_k Q4_0 6f656fea6465042f 9c9ec42f85e54d75383649bc28975c71
 tiny-mixtral-d256-q4_k Q4_1 6f656fea6465042f 2312eba73381741c8430d42d4dfd9dec
@@ -213,11 +214,7 @@ if [ -e "$tmp/$D256.dat" ]; then
         bad "Q2_K_S without an entry ($rc: $(cat "$tmp/err"))"
     "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/iq2.gguf" IQ2_XXS --imatrix "$tmp/im.gguf" \
         >/dev/null 2>"$tmp/err" || bad "IQ2_XXS: $(cat "$tmp/err")"
-    for t in IQ1_M IQ2_M; do
-        "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/$t.gguf" $t --imatrix "$tmp/im.gguf" \
-            >/dev/null 2>"$tmp/err" || bad "$t: $(cat "$tmp/err")"
-    done
-    for f in gg iq2 IQ1_M IQ2_M; do
+    for f in gg iq2 IQ1_M IQ2_M; do   # IQ1_M, IQ2_M: the golden conversions above
     "$MIXEL" logits -m "$tmp/$f.gguf" --ids 1,300,42,7,99 --all >"$tmp/l.json" 2>"$tmp/err" &&
         "$PY" -c '
 import json, math, sys
