@@ -176,7 +176,8 @@ int mx_cmd_quantize(int argc, char **argv) {
     }
     if (needs >= 0) {
         mx_cli_err("quantize", "%s: mixel cannot make this file type yet (it lacks its type "
-                   "mix); IQ1_S..IQ3_M, IQ4_XS and the K-quants take the importance matrix", mx_ftype_imatrix_only_name(needs));
+                   "mix); IQ1_S..IQ3_M, IQ4_XS and the K-quants take the importance matrix",
+                   mx_ftype_imatrix_only_name(needs));
         return 1;
     }
     if (ftype < 0) {

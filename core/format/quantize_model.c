@@ -990,11 +990,6 @@ static void release_source(const struct mx_gguf_tensor *t) {
         (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-/* Finds each converted tensor's importance weights (llama.cpp: by exact name; ne[0] * ne[2]
- * values, one row per expert) and marks it weighted in the plan. A tensor without an entry is
- * quantized without weights, as llama-quantize does ("did not find weights"), unless its type
- * needs them (requires_imatrix: refused); an entry of the wrong size is refused (llama-quantize aborts too), except for token_embd, whose entry it
- * ignores. Checked before anything is written. Returns 0 or MX_EFORMAT. */
 /* llama.cpp's tensor_requires_imatrix: a tensor that becomes an IQ1, IQ2 or IQ3_XXS type (or Q2_K
  * in a Q2_K_S file) is garbage without importance weights; token_embd and output never need
  * them. */
@@ -1007,6 +1002,12 @@ static bool requires_imatrix(const char *name, int type, int ftype) {
            (type == MX_TYPE_Q2_K && ftype == MX_FTYPE_MOSTLY_Q2_K_S);
 }
 
+/* Finds each converted tensor's importance weights (llama.cpp: by exact name; ne[0] * ne[2]
+ * values, one row per expert) and marks it weighted in the plan. A tensor without an entry is
+ * quantized without weights, as llama-quantize does ("did not find weights"), unless its type
+ * needs them (requires_imatrix: refused); an entry of the wrong size is refused (llama-quantize
+ * aborts too), except for token_embd, whose entry it ignores. Checked before anything is
+ * written. Returns 0 or MX_EFORMAT. */
 static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *plan, int ftype,
                          const struct mx_imatrix *im, struct mx_quantize_stats *st,
                          struct mx_err *err) {
