@@ -47,9 +47,9 @@ static void usage(FILE *f) {
                 list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
                 : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
                 : mx_ftype_needs_imatrix(list[i]) ? "  needs --imatrix" : "");
-    fprintf(f, "IQ2_XXS and IQ2_XS need --imatrix (as in llama-quantize). Not yet: IQ2_S, IQ2_M,\n"
-               "IQ3_XS, IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S (llama-quantize makes them only with an\n"
-               "importance matrix; their mixes need quantizers mixel lacks).\n");
+    fprintf(f, "IQ1_S, IQ1_M, IQ2_XXS..IQ2_M, IQ3_XXS and Q2_K_S need --imatrix (as in\n"
+               "llama-quantize). Not yet: IQ3_XS (llama-quantize makes it only with an\n"
+               "importance matrix; mixel lacks its type mix).\n");
 }
 
 #define MAX_PATTERNS 64
@@ -175,9 +175,9 @@ int mx_cmd_quantize(int argc, char **argv) {
         return 1;
     }
     if (needs >= 0) {
-        mx_cli_err("quantize", "%s: mixel cannot make this file type yet (its mix needs "
-                   "quantizers mixel lacks); IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ4_XS and the "
-                   "K-quants take the importance matrix", mx_ftype_imatrix_only_name(needs));
+        mx_cli_err("quantize", "%s: mixel cannot make this file type yet (it lacks its type "
+                   "mix); IQ1_S..IQ3_M, IQ4_XS and the K-quants take the importance matrix",
+                   mx_ftype_imatrix_only_name(needs));
         return 1;
     }
     if (ftype < 0) {

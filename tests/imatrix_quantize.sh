@@ -5,11 +5,14 @@
 # leaves no output. With ../shared: a deterministic imatrix (tests/golden/quant/make_imatrix.py,
 # legacy .dat, one tensor family left out) gives exactly the tensors llama.cpp's
 # llama_model_quantize writes with that imatrix (hashes below: tests/golden/quant/llama_quantize.c
-# with the .dat as 4th argument; "noim": without) for 25 (model, type) pairs, MoE experts,
-# fallbacks, IQ2_XXS, IQ2_XS, IQ3_S and IQ3_M
-# among them; an IQ2_XXS tensor without an imatrix entry is refused;
+# with the .dat as 4th argument; "noim": without; "full": an imatrix with every weight's entry)
+# for 34 (model, type) pairs, MoE experts, fallbacks, IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ2_S, IQ2_M,
+# IQ1_S, IQ1_M, IQ3_XXS and Q2_K_S among them, four of them (IQ1_S, IQ2_M, IQ3_XXS, Q2_K_S) of a
+# generated 8-layer dense model (make_tiny_mixtral.py, no experts: the low-bit mixes' attn_v,
+# attn_output and first-ffn_down rules); an IQ2_XXS or IQ1_M tensor without an imatrix entry is
+# refused, and a Q2_K one in a Q2_K_S file;
 # the same importance in the GGUF imatrix format gives the same bytes; --exclude-weights changes
-# them; the result loads in `mixel logits` with finite logits.
+# them; the results (IQ2_XXS, IQ1_M, IQ2_M among them) load in `mixel logits` with finite logits.
 # A case that cannot run (no python3; a shared model that is not the golden's file) is counted
 # and the test ends as a SKIP (exit 77, refused in CI) instead of a PASS.
 set -u
@@ -45,9 +48,15 @@ skip() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
 "$MIXEL" quantize a.gguf b.gguf 24 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q 'IQ1_S needs an importance matrix' "$tmp/err" &&
     ok "IQ1_S by number refused" || bad "IQ1_S by number ($rc: $(cat "$tmp/err"))"
-"$MIXEL" quantize a.gguf b.gguf iq1_m --imatrix i.dat >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc -eq 1 ] && grep -q 'IQ1_M: mixel cannot make this file type yet' "$tmp/err" &&
-    ok "IQ1_M with an imatrix: no quantizer yet" || bad "IQ1_M ($rc: $(cat "$tmp/err"))"
+for t in iq1_m IQ2_S iq2_m iq3_xxs Q2_K_S; do
+    "$MIXEL" quantize a.gguf b.gguf $t >/dev/null 2>"$tmp/err"; rc=$?
+    T=$(echo $t | tr a-z A-Z)
+    [ $rc -eq 1 ] && grep -q "$T needs an importance matrix" "$tmp/err" &&
+        ok "$t without an imatrix refused" || bad "$t ($rc: $(cat "$tmp/err"))"
+done
+"$MIXEL" quantize a.gguf b.gguf iq3_xs --imatrix i.dat >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q 'IQ3_XS: mixel cannot make this file type yet' "$tmp/err" &&
+    ok "IQ3_XS with an imatrix: no mix yet" || bad "IQ3_XS ($rc: $(cat "$tmp/err"))"
 
 # bad imatrix files: exit 1 naming the file, no output
 printf 'GGUF' >"$tmp/trunc.gguf"
@@ -81,8 +90,8 @@ from gguf_writer import read_gguf
 from ggml_quants import TYPE_IDS
 BS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
       10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
-      16: (256, 66), 17: (256, 74), 18: (256, 98), 20: (32, 18), 21: (256, 110),
-      23: (256, 136)}
+      16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18),
+      21: (256, 110), 22: (256, 82), 23: (256, 136), 29: (256, 56)}
 kv, ts = read_gguf(sys.argv[2])
 data = open(sys.argv[2], "rb").read()
 h = hashlib.sha256()
@@ -98,23 +107,38 @@ print(h.hexdigest()[:32])
 EOF2
 hash() { "$PY" "$tmp/hash.py" "$MX_SHARED/tools" "$1"; }
 
+# the dense model: 8 layers (llama.cpp's first-eighth ffn_down rule), 2 heads sharing 1 KV head
+# (n_gqa 2), no experts; numpy's seeded generator makes the same file everywhere (else: skip)
+DENSE=$tmp/dense8.gguf
+"$PY" "$MX_SHARED/tools/make_tiny_mixtral.py" "$DENSE" --type F16 --dim 256 --layers 8 \
+    --heads 2 --kv-heads 1 --experts 0 --ffn 256 --seed 16 >/dev/null 2>&1 || rm -f "$DENSE"
+
 while read -r model ftype insha want how; do
-    have=$(sha256sum "$M/$model.gguf" 2>/dev/null | cut -c1-16)
+    mfile=$M/$model.gguf
+    [ "$model" = dense8 ] && mfile=$DENSE
+    have=$(sha256sum "$mfile" 2>/dev/null | cut -c1-16)
     if [ "$have" != "$insha" ]; then
         skip "golden $model $ftype: the shared model is not the golden's file (sha256 $have...)"
         continue
     fi
     im="$tmp/$model.dat"
-    [ -e "$im" ] || "$PY" "$MKIM" "$M/$model.gguf" "$im" attn_output ||
+    leave_out=attn_output
+    [ "$model" = dense8 ] && leave_out=attn_v   # dense: its attn_output takes IQ2_XXS
+    if [ "$how" = full ]; then                   # every weight has its entry
+        im="$tmp/$model-full.dat"
+        leave_out=token_embd
+    fi
+    [ -e "$im" ] || "$PY" "$MKIM" "$mfile" "$im" $leave_out ||
         { bad "make_imatrix.py $model"; continue; }
     opt="--imatrix $im"
     [ "$how" = noim ] && opt=""    # IQ3_S / IQ3_M are made without an imatrix too
     # shellcheck disable=SC2086
-    "$MIXEL" quantize -q "$M/$model.gguf" "$tmp/g.gguf" "$ftype" $opt \
+    "$MIXEL" quantize -q "$mfile" "$tmp/g.gguf" "$ftype" $opt \
         >"$tmp/out" 2>"$tmp/err" || { bad "golden $model $ftype: $(cat "$tmp/err")"; continue; }
     got=$(hash "$tmp/g.gguf")
     [ "$got" = "$want" ] && ok "golden ${how:-with imatrix}: $model $ftype == llama.cpp" ||
         bad "golden $model $ftype ${how:-}: $got, llama.cpp $want"
+    [ "$model" = tiny-mixtral-d256-q4_k ] && [ -z "$how" ] && cp "$tmp/g.gguf" "$tmp/$ftype.gguf"
 done <<'EOF3'
 tiny-mixtral-d256-q4_k Q4_0 6f656fea6465042f 9c9ec42f85e54d75383649bc28975c71
 tiny-mixtral-d256-q4_k Q4_1 6f656fea6465042f 2312eba73381741c8430d42d4dfd9dec
@@ -141,6 +165,15 @@ tiny-mixtral-d256-q4_k IQ3_M 6f656fea6465042f febf2648d674b77bdf476530ab468745
 tiny-mixtral-f32 IQ3_M f2801cbd3380f937 70c65e956b90235219deef2ca8f91d56
 tiny-mixtral-f32 IQ3_M f2801cbd3380f937 97281685b74e565128e398a0addf3bcd noim
 stories260K IQ3_S e7c5b4c1d79632fe c40fcf472814a53ceef18bfdb72a1cfd
+tiny-mixtral-d256-q4_k IQ2_S 6f656fea6465042f f6dda96411eea9cf164fe8399d3d2865
+tiny-mixtral-d256-q4_k IQ2_M 6f656fea6465042f 3140e3a28510eee1a3e175b5094a0bf7
+tiny-mixtral-d256-q4_k IQ1_S 6f656fea6465042f d767ccd21f203762fa26c49f66195b51
+tiny-mixtral-d256-q4_k IQ1_M 6f656fea6465042f ee2508056029529dc3bd2f70e9388bcd
+dense8 IQ1_S ea2e0e038ecc29ea 07aeed03c978c034b0e0ea30f0c73d41
+dense8 IQ2_M ea2e0e038ecc29ea a897f9fe0b05230315c7d35cfd0ba321
+tiny-mixtral-d256-q4_k IQ3_XXS 6f656fea6465042f de58e6d3d5dc575869d067e6473acc0b
+dense8 IQ3_XXS ea2e0e038ecc29ea e89398c39b8c106e1c9832aedb626920 full
+dense8 Q2_K_S ea2e0e038ecc29ea 197446173d623d5055ff66d18dea8e53 full
 EOF3
 
 # the GGUF imatrix format, same importance: same bytes; the summary counts weighted tensors
@@ -167,9 +200,21 @@ if [ -e "$tmp/$D256.dat" ]; then
     [ $rc -eq 1 ] && grep -q "tensor 'blk.0.ffn_up_exps.weight': no importance matrix entry" \
         "$tmp/err" && [ ! -e "$tmp/x.gguf" ] && ok "IQ2_XXS tensor without an entry refused" ||
         bad "IQ2_XXS without an entry ($rc: $(cat "$tmp/err"))"
+    "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/x.gguf" IQ1_M --imatrix "$tmp/noup.dat" \
+        >/dev/null 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "tensor 'blk.0.ffn_up_exps.weight': no importance matrix entry" \
+        "$tmp/err" && grep -q 'iq1_m cannot be quantized without one' "$tmp/err" &&
+        [ ! -e "$tmp/x.gguf" ] && ok "IQ1_M tensor without an entry refused" ||
+        bad "IQ1_M without an entry ($rc: $(cat "$tmp/err"))"
+    "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/x.gguf" Q2_K_S --imatrix "$tmp/$D256.dat" \
+        >/dev/null 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "tensor 'blk.0.attn_output.weight': no importance matrix entry" \
+        "$tmp/err" && grep -q 'q2_K cannot be quantized without one' "$tmp/err" &&
+        [ ! -e "$tmp/x.gguf" ] && ok "Q2_K_S: a Q2_K tensor without an entry refused" ||
+        bad "Q2_K_S without an entry ($rc: $(cat "$tmp/err"))"
     "$MIXEL" quantize -q "$M/$D256.gguf" "$tmp/iq2.gguf" IQ2_XXS --imatrix "$tmp/im.gguf" \
         >/dev/null 2>"$tmp/err" || bad "IQ2_XXS: $(cat "$tmp/err")"
-    for f in gg iq2; do
+    for f in gg iq2 IQ1_M IQ2_M; do   # IQ1_M, IQ2_M: the golden conversions above
     "$MIXEL" logits -m "$tmp/$f.gguf" --ids 1,300,42,7,99 --all >"$tmp/l.json" 2>"$tmp/err" &&
         "$PY" -c '
 import json, math, sys

@@ -185,6 +185,11 @@ static void test_weighted_golden(void **state) {
     check_weighted(MX_TYPE_IQ3_S, "iq3_s_w.bin", false);
     check_unweighted(MX_TYPE_IQ3_XXS, "iq3_xxs.bin");
     check_unweighted(MX_TYPE_IQ3_S, "iq3_s.bin");
+    check_weighted(MX_TYPE_IQ2_S, "iq2_s_w.bin", false);
+    check_weighted(MX_TYPE_IQ1_S, "iq1_s_w.bin", false);
+    check_weighted(MX_TYPE_IQ1_M, "iq1_m_w.bin", false);
+    check_unweighted(MX_TYPE_IQ2_S, "iq2_s.bin");
+    check_unweighted(MX_TYPE_IQ1_M, "iq1_m.bin");
 }
 
 /* Without weights the row call is the reference quantizer; types without a weighted search
@@ -214,7 +219,10 @@ static void test_weighted_fallbacks(void **state) {
     assert_true(memcmp(a, b, 144) != 0);
     assert_int_equal(mx_quantize_row_weighted(MX_TYPE_Q4_K, x, b, 100, qw), MX_EINVAL);
     assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_XXS, x, b, 256, NULL), MX_EUNSUP);
-    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_S, x, b, 256, qw), MX_EUNSUP);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ1_S, x, b, 256, NULL), MX_EUNSUP);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ1_S, x, b, 100, qw), MX_EINVAL);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ2_S, x, b, 128, NULL), MX_EINVAL);
+    assert_int_equal(mx_quantize_row_weighted(MX_TYPE_IQ1_M, x, b, 0, NULL), 0);
     assert_int_equal(mx_quantize_row_weighted(12345, x, b, 256, qw), MX_EUNSUP);
 }
 

@@ -344,13 +344,26 @@ static void test_ftype_names(void **state) {
     assert_int_equal(mx_ftype_from_name("Q2_K"), 10);
     assert_int_equal(mx_ftype_from_name("10"), 10);
     assert_int_equal(mx_ftype_from_name("IQ2_XXS"), 19); /* with --imatrix (test_imatrix) */
-    assert_int_equal(mx_ftype_from_name("IQ2_S"), -1); /* no quantizer yet */
-    assert_int_equal(mx_ftype_from_name("28"), -1);
+    assert_int_equal(mx_ftype_from_name("IQ2_S"), 28);   /* with --imatrix too */
+    assert_int_equal(mx_ftype_from_name("iq1_m"), 31);
+    assert_int_equal(mx_ftype_from_name("24"), 24);      /* IQ1_S */
+    assert_int_equal(mx_ftype_from_name("IQ3_XXS"), 23);
+    assert_int_equal(mx_ftype_from_name("q2_k_s"), 21);
+    assert_int_equal(mx_ftype_from_name("IQ3_XS"), -1); /* no mix yet */
+    assert_int_equal(mx_ftype_from_name("22"), -1);
+    assert_int_equal(mx_ftype_imatrix_only("22"), 22);
+    assert_int_equal(mx_ftype_imatrix_only("iq3_xs"), 22);
+    assert_int_equal(mx_ftype_imatrix_only("IQ2_M"), -1); /* made now */
+    assert_true(mx_ftype_needs_imatrix(29));
+    assert_false(mx_ftype_needs_imatrix(27));              /* IQ3_M */
     assert_int_equal(mx_ftype_from_name("q4_k_mm"), -1);
     assert_int_equal(mx_ftype_from_name(""), -1);
     assert_string_equal(mx_ftype_name(15), "Q4_K_M");
     assert_string_equal(mx_ftype_name(10), "Q2_K");
-    assert_null(mx_ftype_name(28));
+    assert_string_equal(mx_ftype_name(28), "IQ2_S");
+    assert_string_equal(mx_ftype_name(29), "IQ2_M");
+    assert_string_equal(mx_ftype_name(23), "IQ3_XXS");
+    assert_null(mx_ftype_name(22));
 }
 
 /* ---- conversion ---------------------------------------------------------------------------- */
@@ -603,7 +616,11 @@ static void test_errors(void **state) {
     fputs("hello, not a model\n", f);
     fclose(f);
     expect_fail(path_in("text.gguf"), out, 15, MX_EFORMAT, "text.gguf", NULL);
-    expect_fail(path_in("moe.gguf"), out, 28 /* IQ2_S */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 22 /* IQ3_XS */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 28 /* IQ2_S, no imatrix */, MX_EINVAL,
+                "IQ2_S needs an importance matrix", NULL);
+    expect_fail(path_in("moe.gguf"), out, 24 /* IQ1_S, no imatrix */, MX_EINVAL,
+                "IQ1_S needs an importance matrix", NULL);
     expect_fail(path_in("moe.gguf"), out, 19 /* IQ2_XXS, no imatrix */, MX_EINVAL,
                 "IQ2_XXS needs an importance matrix", NULL);
     assert_false(file_exists(out));

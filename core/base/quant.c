@@ -1399,25 +1399,45 @@ static void q45_k_weighted(int type, const float *x, void *dst, int64_t n, const
  * 2-bit patterns built once (ggml's iq2xs_init_impl for IQ2_XXS).
  */
 
+/* The weighted least-squares sums of magnitudes xval against odd levels q = 2 L + 1 (the grid
+ * coordinates of the IQ2/IQ3 searches): sumqx = sum w x q, sumq2 = sum w q^2, accumulated in index
+ * order as ggml does (the byte-equality goldens depend on the order). The best scale is
+ * sumqx / sumq2. */
+static void odd_level_sums(int n, const float *weight, const float *xval, const int8_t *L,
+                           float *sumqx, float *sumq2) {
+    float sx = 0, s2 = 0;
+    for (int i = 0; i < n; i++) {
+        float q = 2 * L[i] + 1;
+        sx += weight[i] * xval[i] * q;
+        s2 += weight[i] * q * q;
+    }
+    *sumqx = sx;
+    *sumq2 = s2;
+}
+
 #define IQ2_KMAP_SIZE 43692 /* 2-bit patterns with digits 0..2 in 8 places fit below this */
 
 /* The grid as 8 coordinates 1/3/5 per point, the pattern -> point map (>= 0: on the grid; else
  * -(offset + 1) into the neighbour lists: a count, then that many point indices, the points at
- * the two smallest squared distances, by distance then index). */
+ * the nwant smallest squared distances, by distance then index). IQ1_S and IQ1_M use the same
+ * tables for their 2048-point grid of levels -1/0/1 (coordinates 1/3/5 stand for levels 0..2). */
 struct iq2_tables {
-    int n_grid;             /* 256 (IQ2_XXS) or 512 (IQ2_XS) */
-    int8_t grid[512][8];
+    int n_grid;             /* 256 (IQ2_XXS), 512 (IQ2_XS), 1024 (IQ2_S), 2048 (IQ1_S/M) */
+    int8_t grid[2048][8];
     int32_t map[IQ2_KMAP_SIZE];
     uint16_t *neighbours;
 };
 
-static struct iq2_tables *iq2xxs_tab, *iq2xs_tab;
-static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT, iq2xs_once = PTHREAD_ONCE_INIT;
+static struct iq2_tables *iq2xxs_tab, *iq2xs_tab, *iq2s_tab, *iq1s_tab;
+static pthread_once_t iq2xxs_once = PTHREAD_ONCE_INIT, iq2xs_once = PTHREAD_ONCE_INIT,
+                      iq2s_once = PTHREAD_ONCE_INIT, iq1s_once = PTHREAD_ONCE_INIT;
 
-/* Builds the tables of a grid of n_grid points; NULL when out of memory. The grid coordinates
- * come from the dequantization grid (bytes 0x08, 0x19, 0x2b are levels 0, 1, 2: coordinate
- * 2l + 1). */
-static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
+/* Builds the tables of a grid of n_grid points (as ggml's iq2xs_init_impl); NULL when out of
+ * memory. The grid coordinates come from the dequantization grid, whose bytes level_byte[0..2]
+ * are levels 0, 1, 2 (coordinate 2l + 1); each off-grid pattern lists the points at its nwant
+ * smallest distinct distances. */
+static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid, const uint8_t level_byte[3],
+                                    int nwant) {
     struct iq2_tables *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
@@ -1425,7 +1445,7 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
     for (int k = 0; k < n_grid; k++)
         for (int i = 0; i < 8; i++) {
             uint8_t b = (uint8_t)(src[k] >> (8 * i));
-            t->grid[k][i] = (int8_t)(b == 0x08 ? 1 : b == 0x19 ? 3 : 5);
+            t->grid[k][i] = (int8_t)(b == level_byte[0] ? 1 : b == level_byte[1] ? 3 : 5);
         }
     for (int i = 0; i < IQ2_KMAP_SIZE; i++)
         t->map[i] = -1;
@@ -1437,23 +1457,39 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
     }
     size_t cap = 1 << 20, n = 0;
     t->neighbours = malloc(cap * sizeof *t->neighbours);
+    /* the coordinates transposed (coordinate i of every point in a row), so that the distances
+     * of a pattern to all points vectorise: 2048 points x 43692 patterns for the IQ1 grid */
+    int *d2 = malloc((size_t)n_grid * sizeof *d2);
+    int32_t(*gt)[2048] = malloc(8 * sizeof *gt);
+    if (!d2 || !gt) {
+        free(t->neighbours);
+        t->neighbours = NULL;
+    } else {
+        for (int i = 0; i < 8; i++)
+            for (int k = 0; k < n_grid; k++)
+                gt[i][k] = t->grid[k][i];
+    }
     for (int u = 0; u < IQ2_KMAP_SIZE && t->neighbours; u++) {
         if (t->map[u] >= 0)
             continue;
-        int d2[512], pos[8], d1 = INT32_MAX, d2nd = INT32_MAX;
-        for (int i = 0; i < 8; i++)
-            pos[i] = 2 * ((u >> (2 * i)) & 3) + 1;
-        for (int k = 0; k < n_grid; k++) {
-            int d = 0;
-            for (int i = 0; i < 8; i++)
-                d += (t->grid[k][i] - pos[i]) * (t->grid[k][i] - pos[i]);
-            d2[k] = d;
-            if (d < d1)
-                d1 = d;
-        }
+        int lev[3], nlev;
         for (int k = 0; k < n_grid; k++)
-            if (d2[k] > d1 && d2[k] < d2nd)
-                d2nd = d2[k];
+            d2[k] = 0;
+        for (int i = 0; i < 8; i++) {
+            const int32_t pos = 2 * ((u >> (2 * i)) & 3) + 1;
+            const int32_t *g = gt[i];
+            for (int k = 0; k < n_grid; k++)
+                d2[k] += (g[k] - pos) * (g[k] - pos);
+        }
+        for (nlev = 0; nlev < nwant; nlev++) { /* the nwant smallest distinct distances */
+            int m = INT32_MAX;
+            for (int k = 0; k < n_grid; k++)
+                if ((nlev == 0 || d2[k] > lev[nlev - 1]) && d2[k] < m)
+                    m = d2[k];
+            if (m == INT32_MAX)
+                break;
+            lev[nlev] = m;
+        }
         if (n + 1 + (size_t)n_grid > cap) {
             cap *= 2;
             uint16_t *p = realloc(t->neighbours, cap * sizeof *p);
@@ -1466,12 +1502,14 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
         }
         t->map[u] = -(int32_t)(n + 1);
         size_t start = n++;
-        for (int pass = 0; pass < 2; pass++)
+        for (int pass = 0; pass < nlev; pass++)
             for (int k = 0; k < n_grid; k++)
-                if (d2[k] == (pass ? d2nd : d1))
+                if (d2[k] == lev[pass])
                     t->neighbours[n++] = (uint16_t)k;
         t->neighbours[start] = (uint16_t)(n - start - 1);
     }
+    free(d2);
+    free(gt);
     if (!t->neighbours) {
         free(t);
         return NULL;
@@ -1479,9 +1517,17 @@ static struct iq2_tables *iq2_build(const uint64_t *src, int n_grid) {
     return t;
 }
 
-/* pthread_once callbacks: the tables of each type, built once per process. */
-static void iq2xxs_build(void) { iq2xxs_tab = iq2_build(mx_iq2xxs_grid, 256); }
-static void iq2xs_build(void) { iq2xs_tab = iq2_build(mx_iq2xs_grid, 512); }
+/* pthread_once callbacks: the tables of each type, built once per process. The IQ2 grids' level
+ * bytes are 0x08, 0x19, 0x2b, IQ1_S's -1, 0, 1; ggml keeps 2 distances of neighbours for IQ2_XXS
+ * and IQ2_XS, 1 for IQ2_S, 3 for the IQ1 grid. */
+static const uint8_t iq2_level_bytes[3] = {0x08, 0x19, 0x2b};
+static void iq2xxs_build(void) { iq2xxs_tab = iq2_build(mx_iq2xxs_grid, 256, iq2_level_bytes, 2); }
+static void iq2xs_build(void) { iq2xs_tab = iq2_build(mx_iq2xs_grid, 512, iq2_level_bytes, 2); }
+static void iq2s_build(void) { iq2s_tab = iq2_build(mx_iq2s_grid, 1024, iq2_level_bytes, 1); }
+static void iq1s_build(void) {
+    static const uint8_t lb[3] = {0xff, 0x00, 0x01};
+    iq1s_tab = iq2_build(mx_iq1s_grid, 2048, lb, 3);
+}
 
 /* The neighbour of pattern list nb (count first) nearest to xval in the weighted distance of
  * scale * coordinate; writes its levels (0..2) to L, returns its grid index. */
@@ -1596,12 +1642,8 @@ static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const fl
                 }
                 iq2_point(t, Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale);
             }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * Laux[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
+            float sumqx, sumq2;
+            odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
                 scale = sumqx / sumq2;
                 best = scale * sumqx;
@@ -1620,12 +1662,8 @@ static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const fl
                 for (int i = 0; i < 8; i++)
                     L[8 * k + i] = (int8_t)((t->grid[gi][i] - 1) / 2);
             }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * L[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
+            float sumqx, sumq2;
+            odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
             if (sumq2 > 0)
                 scale = sumqx / sumq2;
         }
@@ -1662,14 +1700,75 @@ static void iq2_xxs_block(const struct iq2_tables *t, const float *xbl, const fl
     memcpy(y->qs, q2, sizeof y->qs);
 }
 
+/* The IQ2_XS / IQ2_S search of 16 magnitudes xval (2 groups of 8; weights weight, their roots
+ * waux; max their largest): levels (0..2) from 19 candidate scales 1/id = max / (5 + is / 10),
+ * snapped to the grid, the least-squares scale of the best; groups that had to snap are redone
+ * with that scale, then the scale refit (ggml's quantize_row_iq2_xs_impl / _s_impl). Writes the
+ * levels of grid points to L; returns the scale. */
+static float iq2_group16_search(const struct iq2_tables *t, float max, const float *xval,
+                                const float *weight, const float *waux, int8_t L[16]) {
+    const int kMaxQ = 3;
+    int8_t Laux[16];
+    bool on_grid[2], on_grid_aux[2];
+    float best = 0;
+    float scale = max / (2 * kMaxQ - 1);
+    on_grid[0] = on_grid[1] = true;
+    for (int is = -9; is <= 9; is++) {
+        float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
+        float this_scale = 1 / id;
+        for (int k = 0; k < 2; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++) {
+                int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
+                u |= Laux[8 * k + i] << (2 * i);
+            }
+            on_grid_aux[k] = t->map[u] >= 0;
+            if (!on_grid_aux[k])
+                iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                   waux + 8 * k, this_scale, Laux + 8 * k);
+        }
+        float sumqx, sumq2;
+        odd_level_sums(16, weight, xval, Laux, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            memcpy(L, Laux, 16);
+            on_grid[0] = on_grid_aux[0];
+            on_grid[1] = on_grid_aux[1];
+        }
+    }
+    /* groups that had to snap: redo them with the fitted scale, then refit */
+    if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+        float id = 1 / scale;
+        for (int k = 0; k < 2; k++) {
+            if (on_grid[k])
+                continue;
+            int u = 0;
+            for (int i = 0; i < 8; i++) {
+                int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
+                l = imax(0, imin(kMaxQ - 1, l));
+                u |= l << (2 * i);
+                L[8 * k + i] = (int8_t)l;
+            }
+            if (t->map[u] < 0)
+                iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
+                                   waux + 8 * k, scale, L + 8 * k);
+        }
+        float sumqx, sumq2;
+        odd_level_sums(16, weight, xval, L, &sumqx, &sumq2);
+        if (sumq2 > 0)
+            scale = sumqx / sumq2;
+    }
+    return scale;
+}
+
 /* One IQ2_XS block (ggml's quantize_row_iq2_xs_impl): 16 groups of 16 values, each two points of
  * the 512-point grid with 7 sign bits and a 4-bit scale; qw: the block's 256 weights. */
 static void iq2_xs_block(const struct iq2_tables *t, const float *xbl, const float *qw,
                          mx_block_iq2_xs *y) {
-    const int kMaxQ = 3;
     float scales[MX_QK_K / 16], weight[16], waux[16], xval[16];
-    int8_t L[16], Laux[16];
-    bool on_grid[2], on_grid_aux[2];
+    int8_t L[16];
     uint8_t signs[2];
     uint16_t q2[2 * (MX_QK_K / 16)];
     memset(q2, 0, sizeof q2);
@@ -1695,65 +1794,7 @@ static void iq2_xs_block(const struct iq2_tables *t, const float *xbl, const flo
             scales[ib] = 0;
             continue;
         }
-        /* 19 candidate scales: levels from each, snapped to the grid, refit */
-        float best = 0;
-        float scale = max / (2 * kMaxQ - 1);
-        on_grid[0] = on_grid[1] = true;
-        for (int is = -9; is <= 9; is++) {
-            float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
-            float this_scale = 1 / id;
-            for (int k = 0; k < 2; k++) {
-                int u = 0;
-                for (int i = 0; i < 8; i++) {
-                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-                    Laux[8 * k + i] = (int8_t)imax(0, imin(kMaxQ - 1, l));
-                    u |= Laux[8 * k + i] << (2 * i);
-                }
-                on_grid_aux[k] = t->map[u] >= 0;
-                if (!on_grid_aux[k])
-                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
-                                       waux + 8 * k, this_scale, Laux + 8 * k);
-            }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 16; i++) {
-                float q = 2 * Laux[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                memcpy(L, Laux, sizeof L);
-                on_grid[0] = on_grid_aux[0];
-                on_grid[1] = on_grid_aux[1];
-            }
-        }
-        /* groups that had to snap: redo them with the fitted scale, then refit */
-        if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
-            float id = 1 / scale;
-            for (int k = 0; k < 2; k++) {
-                if (on_grid[k])
-                    continue;
-                int u = 0;
-                for (int i = 0; i < 8; i++) {
-                    int l = nearest_int(0.5f * (id * xval[8 * k + i] - 1));
-                    l = imax(0, imin(kMaxQ - 1, l));
-                    u |= l << (2 * i);
-                    L[8 * k + i] = (int8_t)l;
-                }
-                if (t->map[u] < 0)
-                    iq2_best_neighbour(t, t->neighbours - t->map[u] - 1, xval + 8 * k,
-                                       waux + 8 * k, scale, L + 8 * k);
-            }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 16; i++) {
-                float q = 2 * L[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
-            if (sumq2 > 0)
-                scale = sumqx / sumq2;
-        }
+        float scale = iq2_group16_search(t, max, xval, weight, waux, L);
         if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
             scale = -scale;
             for (int k = 0; k < 2; k++)
@@ -1815,6 +1856,460 @@ static int iq2_xxs_weighted(const float *x, void *dst, int64_t n, const float *q
         mx_block_iq2_xxs b;
         iq2_xxs_block(t, x + i * MX_QK_K, qw + i * MX_QK_K, &b);
         memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* One IQ2_S block (ggml's quantize_row_iq2_s_impl): 16 groups of 16 values, each two points of the
+ * 1024-point grid (10-bit indices: low byte in qs, 2 high bits in qh) with all 8 sign bits
+ * stored, 4-bit scales in pairs; qw: the block's 256 weights, or NULL (weights
+ * sigma2 / 4 + x^2, ggml's quantize_row_iq2_s_ref). */
+static void iq2_s_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                        mx_block_iq2_s *y) {
+    float scales[MX_QK_K / 16], weight[16], waux[16], xval[16];
+    int8_t L[16];
+    uint8_t signs[2];
+    memset(y, 0, sizeof *y);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        const float *xb = xbl + 16 * ib;
+        if (qw)
+            group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
+        else
+            for (int i = 0; i < 16; i++)
+                weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+        for (int i = 0; i < 16; i++)
+            waux[i] = sqrtf(weight[i]);
+        for (int k = 0; k < 2; k++) {
+            uint8_t s8 = 0;
+            for (int i = 0; i < 8; i++) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    s8 |= (uint8_t)(1u << i);
+                }
+            }
+            signs[k] = s8;
+        }
+        float max = xval[0];
+        for (int i = 1; i < 16; i++)
+            max = max > xval[i] ? max : xval[i];
+        memset(L, 0, sizeof L);
+        if (max < 1e-8f) { /* ggml's GROUP_MAX_EPS_IQ2_S: the group stays zero */
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = iq2_group16_search(t, max, xval, weight, waux, L);
+        if (scale < 0) { /* ggml: "should never happen"; the scale is stored unsigned */
+            scale = -scale;
+            for (int k = 0; k < 2; k++)
+                signs[k] = (uint8_t)~signs[k];
+        }
+        for (int k = 0; k < 2; k++) {
+            int u = 0;
+            for (int i = 0; i < 8; i++)
+                u |= L[8 * k + i] << (2 * i);
+            int gi = t->map[u];
+            if (gi < 0)
+                gi = 0; /* unreachable: L came from grid points (ggml aborts here) */
+            const int i8 = 2 * ib + k;
+            y->qs[i8] = (uint8_t)(gi & 255);
+            y->qh[i8 / 4] |= (uint8_t)((gi >> 8) << (2 * (i8 % 4)));
+            y->qs[MX_QK_K / 8 + i8] = signs[k];
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    float d = max_scale / 31;
+    y->d = mx_fp32_to_fp16(d * 0.9875f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        int l = imax(0, imin(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+        if (ib % 2 == 0)
+            y->scales[ib / 2] = (uint8_t)l;
+        else
+            y->scales[ib / 2] |= (uint8_t)(l << 4);
+    }
+}
+
+/* IQ2_S of a row (n a multiple of 256), weights qw or NULL. Returns 0 or MX_ENOMEM (tables). */
+static int iq2_s_quantize(const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq2s_once, iq2s_build);
+    const struct iq2_tables *t = iq2s_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        mx_block_iq2_s b;
+        iq2_s_block(t, x + i * MX_QK_K, qw ? qw + i * MX_QK_K : NULL, &b);
+        memcpy(p + i * sizeof b, &b, sizeof b);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * IQ1_S and IQ1_M (ggml's quantize_row_iq1_s_impl / _m_impl): groups of 8 values are points of a
+ * 2048-point grid of levels -1, 0, 1, shifted by +-1/8 (IQ1S_DELTA = IQ1M_DELTA in ggml-common.h)
+ * per sub-block; 3-bit sub-block scales. The levels of a sub-block come from an exact search over
+ * the two boundaries that split its sorted values into 3 groups, then off-grid groups snap to the
+ * nearest grid point.
+ */
+
+#define IQ1_DELTA 0.125f
+
+/* The shifted levels -1, 0, 1 plus (iq1_plus) or minus (iq1_minus) IQ1_DELTA. */
+static const float iq1_plus[3] = {-1 + IQ1_DELTA, IQ1_DELTA, 1 + IQ1_DELTA};
+static const float iq1_minus[3] = {-1 - IQ1_DELTA, -IQ1_DELTA, 1 - IQ1_DELTA};
+
+/* The indices 0..n-1 of xb in ascending order of value, equal values in index order (the order
+ * glibc's stable qsort gives ggml's iq1_sort_helper; n <= 32). */
+static void iq1_sort(const float *xb, int n, int *idx) {
+    for (int j = 0; j < n; j++) {
+        int k = j;
+        while (k > 0 && xb[idx[k - 1]] > xb[j]) {
+            idx[k] = idx[k - 1];
+            k--;
+        }
+        idx[k] = j;
+    }
+}
+
+/* The grid point of 8 levels L (0..2) for xb at scale with shifted levels xx, snapping an
+ * off-grid pattern to the neighbour of least weighted squared error (ggml's
+ * iq1_find_best_neighbour2; L then gets its levels). Returns the index; *on_grid says whether
+ * the pattern was a grid point. */
+static int iq1_point(const struct iq2_tables *t, int8_t *L, const float *xb, const float *w,
+                     float scale, const float *xx, bool *on_grid) {
+    int u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= L[i] << (2 * i);
+    int gi = t->map[u];
+    *on_grid = gi >= 0;
+    if (gi >= 0)
+        return gi;
+    const uint16_t *nb = t->neighbours - t->map[u] - 1;
+    float best = FLT_MAX;
+    gi = nb[1];
+    for (int j = 1; j <= nb[0]; j++) {
+        const int8_t *pg = t->grid[nb[j]];
+        float d2 = 0;
+        for (int i = 0; i < 8; i++) {
+            float diff = scale * xx[(pg[i] - 1) / 2] - xb[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            gi = nb[j];
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        L[i] = (int8_t)((t->grid[gi][i] - 1) / 2);
+    return gi;
+}
+
+/* One IQ1_S block: 8 sub-blocks of 32 values, each 4 grid points (8-bit index in qs, 3 high bits
+ * in qh) and in qh's top nibble a 3-bit scale and the sign of its shift; qw: 256 weights. */
+static void iq1_s_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                        mx_block_iq1_s *y) {
+    float scales[MX_QK_K / 32], weight[32], sumx[33], sumw[33];
+    int8_t L[32], shifts[MX_QK_K / 32];
+    int idx[32];
+    uint16_t index[4];
+    memset(y, 0, sizeof *y);
+    y->d = mx_fp32_to_fp16(0.f);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        const float *xb = xbl + 32 * ib;
+        group_weights(xb, qw + 32 * ib, 32, sigma2, weight);
+        float max = fabsf(xb[0]);
+        for (int i = 1; i < 32; i++)
+            max = max > fabsf(xb[i]) ? max : fabsf(xb[i]);
+        scales[ib] = 0;
+        shifts[ib] = 1;
+        if (max < 1e-12f) /* ggml's GROUP_MAX_EPS_IQ1_S: the sub-block stays zero */
+            continue;
+        /* prefix sums over the sorted values: every split into levels 0 | 1 | 2 in O(1) */
+        iq1_sort(xb, 32, idx);
+        sumx[0] = sumw[0] = 0;
+        for (int j = 0; j < 32; j++) {
+            int i = idx[j];
+            sumx[j + 1] = sumx[j] + weight[i] * xb[i];
+            sumw[j + 1] = sumw[j] + weight[i];
+        }
+        float best_score = -FLT_MAX, scale = max;
+        int besti1 = -1, besti2 = -1, best_shift = 0;
+        for (int i1 = 0; i1 <= 32; i1++) {
+            for (int i2 = i1; i2 <= 32; i2++) {
+                for (int sh = 1; sh >= -1; sh -= 2) {
+                    const float *xs = sh == 1 ? iq1_plus : iq1_minus;
+                    float sumqx = (sumx[i1] - sumx[0]) * xs[0] + (sumx[i2] - sumx[i1]) * xs[1] +
+                                  (sumx[32] - sumx[i2]) * xs[2];
+                    float sumq2 = (sumw[i1] - sumw[0]) * xs[0] * xs[0] +
+                                  (sumw[i2] - sumw[i1]) * xs[1] * xs[1] +
+                                  (sumw[32] - sumw[i2]) * xs[2] * xs[2];
+                    if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
+                        scale = sumqx / sumq2;
+                        best_score = scale * sumqx;
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_shift = sh;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_shift == 0)
+            continue;
+        for (int j = 0; j < 32; j++)
+            L[idx[j]] = (int8_t)(j < besti1 ? 0 : j < besti2 ? 1 : 2);
+        if (scale < 0) {
+            for (int j = 0; j < 32; j++)
+                L[j] = (int8_t)(2 - L[j]);
+            scale = -scale;
+            best_shift = -best_shift;
+        }
+        bool all_on_grid = true;
+        const float *xx = best_shift == 1 ? iq1_plus : iq1_minus;
+        for (int k = 0; k < 4; k++) {
+            bool og;
+            index[k] = (uint16_t)iq1_point(t, L + 8 * k, xb + 8 * k, weight + 8 * k, scale, xx,
+                                           &og);
+            all_on_grid &= og;
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < 4; k++) {
+                const int8_t *pg = t->grid[index[k]];
+                for (int j = 0; j < 8; j++) {
+                    float w = weight[8 * k + j];
+                    float q = xx[(pg[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        uint16_t h = 0;
+        for (int k = 0; k < 4; k++) {
+            y->qs[4 * ib + k] = (uint8_t)(index[k] & 255);
+            h |= (uint16_t)((index[k] >> 8) << (3 * k));
+        }
+        y->qh[ib] = h;
+        scales[ib] = scale;
+        shifts[ib] = (int8_t)best_shift;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    float d = max_scale / 15;
+    y->d = mx_fp32_to_fp16(d * 1.125f); /* ggml's fudge factor */
+    float id = 1 / d;
+    for (int ib = 0; ib < MX_QK_K / 32; ib++) {
+        int l = imax(0, imin(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        if (shifts[ib] == -1)
+            l |= 8;
+        y->qh[ib] |= (uint16_t)(l << 12);
+    }
+}
+
+/* The shifted levels of group k (0 or 1) of an IQ1_M sub-block whose shift signs are combination
+ * c (0: +,+  1: +,-  2: -,+  3: -,-). */
+static const float *iq1m_levels(int c, int k) {
+    return (k == 0 ? c < 2 : c % 2 == 0) ? iq1_plus : iq1_minus;
+}
+
+/* One IQ1_M block: 16 sub-blocks of 16 values, each 2 grid points (8-bit index in qs, 3 high bits
+ * and the shift sign per point in qh), 3-bit sub-block scales, the fp16 block scale spread over
+ * the top nibbles of the 4 scale words; qw: 256 weights or NULL (x^2). */
+static void iq1_m_block(const struct iq2_tables *t, const float *xbl, const float *qw,
+                        mx_block_iq1_m *y) {
+    static const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
+    float scales[MX_QK_K / 16], weight[16];
+    int8_t L[16], shifts[MX_QK_K / 16];
+    int idx[16];
+    uint16_t index[2];
+    memset(y, 0, sizeof *y);
+    float max_scale = 0;
+    float sumx2 = 0;
+    for (int i = 0; i < MX_QK_K; i++)
+        sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / MX_QK_K;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        const float *xb = xbl + 16 * ib;
+        if (qw)
+            group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
+        else
+            for (int i = 0; i < 16; i++)
+                weight[i] = xb[i] * xb[i];
+        float max = fabsf(xb[0]);
+        for (int i = 1; i < 16; i++)
+            max = max > fabsf(xb[i]) ? max : fabsf(xb[i]);
+        scales[ib] = 0;
+        shifts[ib] = 0;
+        if (max < 1e-7f) /* ggml's GROUP_MAX_EPS_IQ1_M: the sub-block stays zero */
+            continue;
+        iq1_sort(xb, 16, idx);
+        /* the terms w v x and w v^2 of each sorted value j at each level and shift-sign
+         * combination c (0: +,+  1: +,-  2: -,+  3: -,-), as ggml forms them */
+        float tqx[3][4][16], tq2[3][4][16];
+        for (int j = 0; j < 16; j++) {
+            int i = idx[j];
+            for (int lv = 0; lv < 3; lv++)
+                for (int c = 0; c < 4; c++) {
+                    float v = iq1m_levels(c, i >= 8)[lv];
+                    tqx[lv][c][j] = weight[i] * v * xb[i];
+                    tq2[lv][c][j] = weight[i] * v * v;
+                }
+        }
+        float best_score = -FLT_MAX, scale = max;
+        int besti1 = -1, besti2 = -1, best_k = -1;
+        float s0x[4] = {0, 0, 0, 0}, s02[4] = {0, 0, 0, 0}; /* terms j < i1 at level 0 */
+        for (int i1 = 0; i1 <= 16; i1++) {
+            if (i1 > 0)
+                for (int c = 0; c < 4; c++) {
+                    s0x[c] += tqx[0][c][i1 - 1];
+                    s02[c] += tq2[0][c][i1 - 1];
+                }
+            float s1x[4], s12[4]; /* then the terms i1 <= j < i2 at level 1 */
+            memcpy(s1x, s0x, sizeof s1x);
+            memcpy(s12, s02, sizeof s12);
+            for (int i2 = i1; i2 <= 16; i2++) {
+                if (i2 > i1)
+                    for (int c = 0; c < 4; c++) {
+                        s1x[c] += tqx[1][c][i2 - 1];
+                        s12[c] += tq2[1][c][i2 - 1];
+                    }
+                /* and the rest at level 2: each sum adds its terms in sorted order from 0, as
+                 * ggml's loop does (so the same float results) */
+                float sumqx[4], sumq2[4];
+                for (int c = 0; c < 4; c++) {
+                    float sx = s1x[c], s2 = s12[c];
+                    for (int j = i2; j < 16; j++) {
+                        sx += tqx[2][c][j];
+                        s2 += tq2[2][c][j];
+                    }
+                    sumqx[c] = sx;
+                    sumq2[c] = s2;
+                }
+                for (int c = 0; c < 4; c++) {
+                    if (sumq2[c] > 0 && sumqx[c] * sumqx[c] > best_score * sumq2[c]) {
+                        scale = sumqx[c] / sumq2[c];
+                        best_score = scale * sumqx[c];
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_k = c;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_k < 0)
+            continue;
+        for (int j = 0; j < 16; j++)
+            L[idx[j]] = (int8_t)(j < besti1 ? 0 : j < besti2 ? 1 : 2);
+        if (scale < 0) {
+            for (int j = 0; j < 16; j++)
+                L[j] = (int8_t)(2 - L[j]);
+            scale = -scale;
+            best_k = 3 - best_k;
+        }
+        bool all_on_grid = true;
+        for (int k = 0; k < 2; k++) {
+            bool og;
+            index[k] = (uint16_t)iq1_point(t, L + 8 * k, xb + 8 * k, weight + 8 * k, scale,
+                                           iq1m_levels(best_k, k), &og);
+            all_on_grid &= og;
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < 2; k++) {
+                const float *xx = iq1m_levels(best_k, k);
+                const int8_t *pg = t->grid[index[k]];
+                for (int j = 0; j < 8; j++) {
+                    float w = weight[8 * k + j];
+                    float q = xx[(pg[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0)
+                scale = sumqx / sumq2;
+        }
+        y->qs[2 * ib] = (uint8_t)(index[0] & 255);
+        y->qs[2 * ib + 1] = (uint8_t)(index[1] & 255);
+        y->qh[ib] = (uint8_t)((index[0] >> 8) | ((index[1] >> 8) << 4));
+        scales[ib] = scale;
+        shifts[ib] = (int8_t)best_k;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    /* the block scale: least squares over the stored points and 3-bit scales */
+    uint16_t sc[4] = {0, 0, 0, 0};
+    float d = max_scale / 15;
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int ib = 0; ib < MX_QK_K / 16; ib++) {
+        int l = imax(0, imin(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        sc[ib / 4] |= (uint16_t)(l << (3 * (ib % 4)));
+        y->qh[ib] |= masks[shifts[ib]];
+        const float *xb = xbl + 16 * ib;
+        if (qw)
+            group_weights(xb, qw + 16 * ib, 16, sigma2, weight);
+        else
+            for (int i = 0; i < 16; i++)
+                weight[i] = xb[i] * xb[i];
+        for (int k = 0; k < 2; k++) {
+            const float *xx = iq1m_levels(shifts[ib], k);
+            const int8_t *pg = t->grid[y->qs[2 * ib + k] + ((y->qh[ib] << (8 - 4 * k)) & 0x700)];
+            for (int j = 0; j < 8; j++) {
+                float w = weight[8 * k + j];
+                float q = xx[(pg[j] - 1) / 2] * (2 * l + 1);
+                sumqx += w * q * xb[8 * k + j];
+                sumq2 += w * q * q;
+            }
+        }
+    }
+    if (sumq2 > 0)
+        d = sumqx / sumq2;
+    uint16_t h = mx_fp32_to_fp16(d * 1.1125f); /* ggml's fudge factor */
+    sc[0] |= (uint16_t)((h & 0x000f) << 12);
+    sc[1] |= (uint16_t)((h & 0x00f0) << 8);
+    sc[2] |= (uint16_t)((h & 0x0f00) << 4);
+    sc[3] |= (uint16_t)(h & 0xf000);
+    memcpy(y->scales, sc, sizeof sc);
+}
+
+/* IQ1_S (qw required) or IQ1_M (qw or NULL) of a row, n a multiple of 256. Returns 0 or
+ * MX_ENOMEM (tables). */
+static int iq1_quantize(int type, const float *x, void *dst, int64_t n, const float *qw) {
+    pthread_once(&iq1s_once, iq1s_build);
+    const struct iq2_tables *t = iq1s_tab;
+    if (!t)
+        return MX_ENOMEM;
+    unsigned char *p = dst;
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        const float *w = qw ? qw + i * MX_QK_K : NULL;
+        if (type == MX_TYPE_IQ1_S) {
+            mx_block_iq1_s b;
+            iq1_s_block(t, x + i * MX_QK_K, w, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        } else {
+            mx_block_iq1_m b;
+            iq1_m_block(t, x + i * MX_QK_K, w, &b);
+            memcpy(p + i * sizeof b, &b, sizeof b);
+        }
     }
     return 0;
 }
@@ -1978,12 +2473,8 @@ static float iq3_scale_search(const struct iq3_tables *t, int kMaxQ, int n_try, 
             }
             iq3_point(t, Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
         }
-        float sumqx = 0, sumq2 = 0;
-        for (int i = 0; i < 32; i++) {
-            float q = 2 * Laux[i] + 1;
-            sumqx += weight[i] * xval[i] * q;
-            sumq2 += weight[i] * q * q;
-        }
+        float sumqx, sumq2;
+        odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             scale = sumqx / sumq2;
             best = scale * sumqx;
@@ -2050,12 +2541,8 @@ static void iq3_xxs_block(const struct iq3_tables *t, const float *xbl, const fl
                 bool og;
                 iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
             }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * L[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
+            float sumqx, sumq2;
+            odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
             if (sumq2 > 0)
                 scale = sumqx / sumq2;
         }
@@ -2157,12 +2644,8 @@ static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const floa
                 bool og;
                 iq3_point(t, L + 4 * k, xval + 4 * k, waux + 4 * k, scale, &og);
             }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; i++) {
-                float q = 2 * L[i] + 1;
-                sumqx += weight[i] * xval[i] * q;
-                sumq2 += weight[i] * q * q;
-            }
+            float sumqx, sumq2;
+            odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
             if (sumq2 > 0)
                 scale = sumqx / sumq2;
         }
@@ -2341,6 +2824,19 @@ int mx_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
             return rc;
         return type == MX_TYPE_IQ3_XXS ? iq3_xxs_quantize(src, dst, n, qw)
                                        : iq3_s_quantize(src, dst, n, qw);
+    }
+    if (type == MX_TYPE_IQ2_S || type == MX_TYPE_IQ1_M) { /* x^2-based weights without */
+        int rc = check_row(t, true, type, src, dst, n);
+        if (rc < 0 || n == 0)
+            return rc;
+        return type == MX_TYPE_IQ2_S ? iq2_s_quantize(src, dst, n, qw)
+                                     : iq1_quantize(type, src, dst, n, qw);
+    }
+    if (type == MX_TYPE_IQ1_S) { /* only with weights (ggml asserts them) */
+        int rc = check_row(t, qw != NULL, type, src, dst, n);
+        if (rc < 0 || n == 0)
+            return rc;
+        return iq1_quantize(type, src, dst, n, qw);
     }
     if (type == MX_TYPE_IQ2_XXS || type == MX_TYPE_IQ2_XS) { /* only with weights */
         int rc = check_row(t, qw != NULL, type, src, dst, n);

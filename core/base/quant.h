@@ -170,11 +170,12 @@ int mx_quantize_row(int type, const float *src, void *dst, int64_t n);
 /* One row of n values quantized as llama-quantize does (ggml's quantize_<type>() for one row):
  * with qw (n importance weights, an imatrix row: mean squared activation per column) the
  * weighted searches of Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL and IQ4_XS, byte-identical to
- * ggml's quantize_row_*_impl; types without one (Q8_0, F16, BF16, MXFP4) ignore qw. IQ2_XXS
- * and IQ2_XS quantize only with qw (MX_EUNSUP without: they have no reference quantizer); their
- * grid-neighbour tables are built on first use (a fraction of a second, once per process,
- * thread-safe; MX_ENOMEM if that fails). IQ3_XXS and IQ3_S quantize with qw or, without,
- * weighted by x^2 (ggml's quantize_row_iq3_*_ref), with tables built the same way. Other types
+ * ggml's quantize_row_*_impl; types without one (Q8_0, F16, BF16, MXFP4) ignore qw. IQ2_XXS,
+ * IQ2_XS and IQ1_S quantize only with qw (MX_EUNSUP without: ggml has no unweighted search for
+ * them); their grid-neighbour tables are built on first use (a fraction of a second, once per
+ * process, thread-safe; MX_ENOMEM if that fails). IQ3_XXS, IQ3_S, IQ2_S and IQ1_M quantize with
+ * qw or, without, with ggml's x^2-based weights (its quantize_row_*_ref / quantize_iq1_m(NULL)),
+ * with tables built the same way. Other types
  * with qw NULL: the reference quantizer (mx_quantize_row), except IQ4_NL's 7 refinement tries.
  * Row-wide statistics (the 32-block types' sigma2) make this a per-row call. Returns 0,
  * MX_EUNSUP or MX_EINVAL as mx_quantize_row. */

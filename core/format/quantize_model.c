@@ -3,8 +3,9 @@
  * Two parts. The plan (mx_quantize_plan) picks each tensor's output type with the rules of
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
- * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS and
- * IQ2_XS); the other imatrix-only IQ mixes are refused (mx_ftype_imatrix_only). The conversion
+ * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M, IQ3_XXS and Q2_K_S); IQ3_XS is refused
+ * (mx_ftype_imatrix_only). The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
  * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
  * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
@@ -65,6 +66,12 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_Q6_K,   "Q6_K",   MX_TYPE_Q6_K},
     {MX_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS", MX_TYPE_IQ2_XXS},
     {MX_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS", MX_TYPE_IQ2_XS},
+    {MX_FTYPE_MOSTLY_IQ2_S, "IQ2_S", MX_TYPE_IQ2_XS}, /* sic: llama.cpp's IQ2_S is IQ2_XS-based */
+    {MX_FTYPE_MOSTLY_IQ2_M, "IQ2_M", MX_TYPE_IQ2_S},
+    {MX_FTYPE_MOSTLY_IQ1_S, "IQ1_S", MX_TYPE_IQ1_S},
+    {MX_FTYPE_MOSTLY_IQ1_M, "IQ1_M", MX_TYPE_IQ1_M},
+    {MX_FTYPE_MOSTLY_IQ3_XXS, "IQ3_XXS", MX_TYPE_IQ3_XXS},
+    {MX_FTYPE_MOSTLY_Q2_K_S, "Q2_K_S", MX_TYPE_Q2_K},
     {MX_FTYPE_MOSTLY_IQ3_S, "IQ3_S", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
@@ -102,13 +109,11 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types whose mix uses IQ2_S, IQ3_XXS, IQ1_S or IQ1_M (or Q2_K in Q2_K_S):
- * llama-quantize refuses them without an importance matrix ("this quantization requires an
- * imatrix"), and mixel cannot make them yet (no IQ2_S / IQ1 quantizers; the IQ3_XXS and IQ3_XS
- * mixes use IQ2_S). */
+/* llama.cpp's file types that llama-quantize refuses without an importance matrix ("this
+ * quantization requires an imatrix") and whose mixes mixel does not make yet: IQ3_XS (its
+ * ffn_gate / ffn_up layer rule). */
 static const struct { const char *name; int ftype; } imatrix_only[] = {
-    {"Q2_K_S", 21}, {"IQ3_XXS", 23}, {"IQ1_S", 24},
-    {"IQ2_S", 28}, {"IQ2_M", 29}, {"IQ1_M", 31}, {"IQ3_XS", 22},
+    {"IQ3_XS", 22},
 };
 
 int mx_ftype_imatrix_only(const char *name) {
@@ -124,7 +129,17 @@ int mx_ftype_imatrix_only(const char *name) {
 }
 
 bool mx_ftype_needs_imatrix(int ftype) {
-    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS;
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS ||
+           ftype == MX_FTYPE_MOSTLY_IQ2_S || ftype == MX_FTYPE_MOSTLY_IQ2_M ||
+           ftype == MX_FTYPE_MOSTLY_IQ1_S || ftype == MX_FTYPE_MOSTLY_IQ1_M ||
+           ftype == MX_FTYPE_MOSTLY_IQ3_XXS || ftype == MX_FTYPE_MOSTLY_Q2_K_S;
+}
+
+/* The 1- and 2-bit IQ file types, which share llama.cpp's low-bit mix. */
+static bool low_bit_iq(int ftype) {
+    return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS ||
+           ftype == MX_FTYPE_MOSTLY_IQ2_S || ftype == MX_FTYPE_MOSTLY_IQ2_M ||
+           ftype == MX_FTYPE_MOSTLY_IQ1_S || ftype == MX_FTYPE_MOSTLY_IQ1_M;
 }
 
 const char *mx_ftype_imatrix_only_name(int ftype) {
@@ -280,30 +295,47 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
         if (s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
-        else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS)
+        else if (low_bit_iq(ft) || ft == MX_FTYPE_MOSTLY_IQ3_XXS) /* the IQ1..IQ3_XXS mixes */
             type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
     } else if (cat == CAT_TOKEN_EMBD) {
-        if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) /* IQ/TQ mixes only */
-            type = MX_TYPE_Q2_K;
-    } else if (ft == MX_FTYPE_MOSTLY_IQ2_XXS || ft == MX_FTYPE_MOSTLY_IQ2_XS) {
-        /* llama.cpp's 2-bit IQ mix: more bits where few weights decide much */
+        if (low_bit_iq(ft)) /* IQ/TQ mixes only */
+            type = ft == MX_FTYPE_MOSTLY_IQ2_S || ft == MX_FTYPE_MOSTLY_IQ2_M ? MX_TYPE_IQ3_S
+                                                                             : MX_TYPE_Q2_K;
+        else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+            type = MX_TYPE_IQ3_S;
+    } else if (low_bit_iq(ft)) {
+        /* llama.cpp's 1- and 2-bit IQ mixes: more bits where few weights decide much (IQ3_S in
+         * IQ2_S / IQ2_M, Q2_K or IQ2_XXS in the others) */
+        const bool iq2sm = ft == MX_FTYPE_MOSTLY_IQ2_S || ft == MX_FTYPE_MOSTLY_IQ2_M;
+        const bool iq1 = ft == MX_FTYPE_MOSTLY_IQ1_S || ft == MX_FTYPE_MOSTLY_IQ1_M;
         if (is_attn_v_like(cat)) {
-            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q2_K;
+            type = s->n_gqa >= 4 || s->n_expert >= 4 ? MX_TYPE_Q4_K
+                 : iq2sm ? MX_TYPE_IQ3_S : MX_TYPE_Q2_K;
             s->i_attention_wv++;
         } else if (s->n_expert == 8 && cat == CAT_ATTN_K) {
             type = MX_TYPE_Q4_K;
         } else if (cat == CAT_FFN_DOWN) {
             if (s->i_ffn_down < s->n_layer / 8) /* the visit count, not blk.N, as llama.cpp */
-                type = MX_TYPE_Q2_K;
+                type = iq2sm ? MX_TYPE_IQ3_S : MX_TYPE_Q2_K;
             s->i_ffn_down++;
-        } else if (cat == CAT_ATTN_OUTPUT && s->n_expert == 8) {
-            type = MX_TYPE_Q5_K;
+        } else if (cat == CAT_ATTN_OUTPUT) {
+            if (s->n_expert == 8)
+                type = MX_TYPE_Q5_K;
+            else if (iq1)
+                type = MX_TYPE_IQ2_XXS;
+            else if (iq2sm)
+                type = MX_TYPE_IQ3_S;
         }
     } else if (is_attn_v_like(cat)) {
         if (ft == MX_FTYPE_MOSTLY_Q2_K)
             type = s->n_gqa >= 4 ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
+        else if (ft == MX_FTYPE_MOSTLY_Q2_K_S && s->n_gqa >= 4)
+            type = MX_TYPE_Q4_K;
+        else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+            type = s->n_gqa >= 4 ? MX_TYPE_Q4_K : !s->has_imatrix ? MX_TYPE_IQ3_S
+                                                                   : MX_TYPE_IQ3_XXS;
         else if (ft == MX_FTYPE_MOSTLY_Q3_K_M)
             type = s->i_attention_wv < 2 ? MX_TYPE_Q5_K : MX_TYPE_Q4_K;
         else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
@@ -326,6 +358,11 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     } else if (cat == CAT_ATTN_K) {
         if (s->n_expert == 8)
             type = MX_TYPE_Q8_0;
+        else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+            type = MX_TYPE_IQ2_S;
+    } else if (cat == CAT_ATTN_Q) {
+        if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+            type = MX_TYPE_IQ2_S;
     } else if (cat == CAT_FFN_DOWN) {
         int64_t il;
         int rc = ffn_layer(s, t->name, &il, err);
@@ -334,6 +371,11 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
         int64_t nl = s->n_layer;
         if (ft == MX_FTYPE_MOSTLY_Q2_K) {
             type = MX_TYPE_Q3_K;
+        } else if (ft == MX_FTYPE_MOSTLY_Q2_K_S) {
+            if (il < nl / 8)
+                type = MX_TYPE_Q4_K;
+        } else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS && !s->has_imatrix) {
+            type = il < nl / 8 ? MX_TYPE_Q4_K : MX_TYPE_Q3_K; /* unreachable: it needs one */
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_M) {
             type = il < nl / 16 ? MX_TYPE_Q5_K
                  : !s->falcon || use_more_bits(il, nl) ? MX_TYPE_Q4_K : MX_TYPE_Q3_K;
@@ -367,13 +409,15 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
                 ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q4_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_IQ4_NL ||
                 ft == MX_FTYPE_MOSTLY_IQ4_XS || ft == MX_FTYPE_MOSTLY_IQ3_S ||
-                ft == MX_FTYPE_MOSTLY_IQ3_M)
+                ft == MX_FTYPE_MOSTLY_IQ3_M || ft == MX_FTYPE_MOSTLY_IQ3_XXS)
                 type = MX_TYPE_Q5_K;
         } else if (!s->falcon) {
             if (ft == MX_FTYPE_MOSTLY_Q2_K)
                 type = MX_TYPE_Q3_K;
             else if (ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_IQ3_M)
                 type = MX_TYPE_Q4_K;
+            else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+                type = MX_TYPE_IQ3_S;
             else if (ft == MX_FTYPE_MOSTLY_Q3_K_L)
                 type = MX_TYPE_Q5_K;
         } else if (ft == MX_FTYPE_MOSTLY_Q3_K_L) {
@@ -407,8 +451,12 @@ static int fallback_type(int type, int64_t ne0, bool *used) {
     case MX_TYPE_Q4_K: r = MX_TYPE_Q5_0; break;
     case MX_TYPE_Q5_K: r = MX_TYPE_Q5_1; break;
     case MX_TYPE_Q6_K: r = MX_TYPE_Q8_0; break;
+    case MX_TYPE_IQ1_S:
+    case MX_TYPE_IQ1_M:
     case MX_TYPE_IQ2_XXS:
     case MX_TYPE_IQ2_XS:
+    case MX_TYPE_IQ2_S:
+    case MX_TYPE_IQ3_XXS:
     case MX_TYPE_IQ3_S:
     case MX_TYPE_IQ4_XS: r = MX_TYPE_IQ4_NL; break;
     default: r = MX_TYPE_F16; break;
@@ -942,12 +990,25 @@ static void release_source(const struct mx_gguf_tensor *t) {
         (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
+/* llama.cpp's tensor_requires_imatrix: a tensor that becomes an IQ1, IQ2 or IQ3_XXS type (or Q2_K
+ * in a Q2_K_S file) is garbage without importance weights; token_embd and output never need
+ * them. */
+static bool requires_imatrix(const char *name, int type, int ftype) {
+    enum category cat = category_of(name);
+    if (cat == CAT_TOKEN_EMBD || cat == CAT_OUTPUT)
+        return false;
+    return type == MX_TYPE_IQ3_XXS || type == MX_TYPE_IQ2_XXS || type == MX_TYPE_IQ2_XS ||
+           type == MX_TYPE_IQ2_S || type == MX_TYPE_IQ1_M || type == MX_TYPE_IQ1_S ||
+           (type == MX_TYPE_Q2_K && ftype == MX_FTYPE_MOSTLY_Q2_K_S);
+}
+
 /* Finds each converted tensor's importance weights (llama.cpp: by exact name; ne[0] * ne[2]
  * values, one row per expert) and marks it weighted in the plan. A tensor without an entry is
- * quantized without weights, as llama-quantize does ("did not find weights"); an entry of the
- * wrong size is refused (llama-quantize aborts too), except for token_embd, whose entry it
- * ignores. Checked before anything is written. Returns 0 or MX_EFORMAT. */
-static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *plan,
+ * quantized without weights, as llama-quantize does ("did not find weights"), unless its type
+ * needs them (requires_imatrix: refused); an entry of the wrong size is refused (llama-quantize
+ * aborts too), except for token_embd, whose entry it ignores. Checked before anything is
+ * written. Returns 0 or MX_EFORMAT. */
+static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *plan, int ftype,
                          const struct mx_imatrix *im, struct mx_quantize_stats *st,
                          struct mx_err *err) {
     if (!im)
@@ -959,8 +1020,7 @@ static int match_imatrix(const struct mx_gguf *g, struct mx_quantize_tensor *pla
             continue;
         const struct mx_imatrix_entry *e = mx_imatrix_find(im, t->name);
         int64_t want = t->ne[0] * t->ne[2];
-        if ((!e || e->n_values != want) &&
-            (q->dst_type == MX_TYPE_IQ2_XXS || q->dst_type == MX_TYPE_IQ2_XS))
+        if ((!e || e->n_values != want) && requires_imatrix(t->name, q->dst_type, ftype))
             return mx_err_set(err, MX_EFORMAT, "tensor '%.120s': no importance matrix entry%s "
                               "for it, and %s cannot be quantized without one (llama-quantize "
                               "bails out too)", t->name, e ? " of its size" : "",
@@ -1036,7 +1096,7 @@ int mx_quantize_model(const char *in_path, const char *out_path,
                         "refuses it too", mx_ftype_name(p->ftype));
         goto fail;
     }
-    rc = match_imatrix(g, plan, p->imatrix, &st, err);
+    rc = match_imatrix(g, plan, p->ftype, p->imatrix, &st, err);
     if (rc < 0)
         goto fail;
     rc = build_header(g, plan, p, align, &hdr);

@@ -44,6 +44,12 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_Q6_K = 18,
     MX_FTYPE_MOSTLY_IQ2_XXS = 19, /* need an importance matrix (mx_ftype_needs_imatrix) */
     MX_FTYPE_MOSTLY_IQ2_XS = 20,
+    MX_FTYPE_MOSTLY_IQ1_S = 24,
+    MX_FTYPE_MOSTLY_IQ2_S = 28,   /* mostly IQ2_XS (llama.cpp's naming), IQ3_S where it matters */
+    MX_FTYPE_MOSTLY_IQ2_M = 29,   /* mostly IQ2_S */
+    MX_FTYPE_MOSTLY_IQ1_M = 31,
+    MX_FTYPE_MOSTLY_Q2_K_S = 21,  /* Q2_K, more bits in attn_v / the first ffn_down layers */
+    MX_FTYPE_MOSTLY_IQ3_XXS = 23, /* mostly IQ3_XXS, IQ2_S attn_q / attn_k */
     MX_FTYPE_MOSTLY_IQ3_S = 26,   /* need no importance matrix; weighted by one when given */
     MX_FTYPE_MOSTLY_IQ3_M = 27,
     MX_FTYPE_MOSTLY_IQ4_NL = 25, /* need no importance matrix in llama.cpp */
@@ -57,14 +63,15 @@ enum mx_ftype {
 int mx_ftype_from_name(const char *name);
 
 /* llama.cpp's number of a file type that llama-quantize only makes with an importance matrix
- * (IQ2_S, IQ2_M, IQ3_XXS, IQ1_S, IQ1_M, Q2_K_S; by name, any case, or number)
- * and mixel cannot make yet, or -1. For telling "needs --imatrix" apart from "unknown". */
+ * (IQ3_XS; by name, any case, or number) and mixel cannot make yet, or -1. For telling "not
+ * yet" apart from "unknown". */
 int mx_ftype_imatrix_only(const char *name);
 
 /* The canonical name of such a file type ("IQ2_XXS"), or NULL. */
 const char *mx_ftype_imatrix_only_name(int ftype);
 
-/* Whether llama-quantize makes ftype only with an importance matrix (IQ2_XXS, IQ2_XS here). */
+/* Whether llama-quantize makes ftype only with an importance matrix (IQ2_XXS, IQ2_XS, IQ2_S,
+ * IQ2_M, IQ1_S, IQ1_M, IQ3_XXS, Q2_K_S here). */
 bool mx_ftype_needs_imatrix(int ftype);
 
 /* Canonical name ("Q4_K_M") of a supported ftype, or NULL. */

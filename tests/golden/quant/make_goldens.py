@@ -303,13 +303,14 @@ def write_weighted_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(blob)
         print("%-5s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
-    # IQ2_XXS, IQ2_XS (only with weights), IQ3_XXS, IQ3_S: ggml builds its grid-neighbour
-    # tables in ggml_quantize_init
+    # IQ2_XXS, IQ2_XS, IQ1_S (only with weights), IQ3_XXS, IQ3_S, IQ2_S, IQ1_M: ggml builds its
+    # grid-neighbour tables in ggml_quantize_init
     init = lib.ggml_quantize_init
     init.argtypes = [ctypes.c_int]
     init.restype = None
     for name, tid, bb in (("iq2_xxs", 16, 66), ("iq2_xs", 17, 74), ("iq3_xxs", 18, 98),
-                          ("iq3_s", 21, 110)):
+                          ("iq3_s", 21, 110), ("iq2_s", 22, 82), ("iq1_s", 19, 50),
+                          ("iq1_m", 29, 56)):
         init(tid)
         fn = getattr(lib, "quantize_" + name)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
@@ -327,7 +328,8 @@ def write_weighted_goldens(lib, cases):
         with open(os.path.join(HERE, name + "_w.bin"), "wb") as f:
             f.write(blob)
         print("%s_w %6d bytes (ggml quantize_%s with weights)" % (name, len(blob), name))
-        if name.startswith("iq3"):    # these also quantize without weights (x^2: the _ref)
+        if name in ("iq3_xxs", "iq3_s", "iq2_s", "iq1_m"):   # these also quantize without
+            # weights (x^2-based: the _ref); IQ1_S, IQ2_XXS, IQ2_XS assert weights
             blob = b""
             for cname, x in cases:
                 if len(x) % 256 == 0:
