@@ -435,18 +435,19 @@ int mx_op_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct m
 
 int mx_op_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
                      struct mx_tensor *dst_b, const struct mx_tensor *w_b,
-                     const struct mx_tensor *x, const struct mx_tensor *ids) {
+                     const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul) {
     TRY(check_matmul_id(be, "matmul_id2", dst_a, w_a, x, ids));
     TRY(check_matmul_id(be, "matmul_id2", dst_b, w_b, x, ids));
     if (dst_a->data == dst_b->data)
         return op_fail(be, MX_EINVAL, "matmul_id2: the two outputs alias");
     bool one = be->ops->matmul_id2 && w_a->type == w_b->type && w_a->layout == w_b->layout &&
                same_shape(w_a, w_b) && w_a->nb[1] == w_b->nb[1] && w_a->nb[2] == w_b->nb[2];
-    if (!one) { /* no fused pass here, or two different weights: the plain op twice */
+    if (!one) { /* no fused pass here, or two different weights: the plain ops */
         TRY(mx_op_matmul_id(be, dst_a, w_a, x, ids));
-        return mx_op_matmul_id(be, dst_b, w_b, x, ids);
+        TRY(mx_op_matmul_id(be, dst_b, w_b, x, ids));
+        return silu_mul ? mx_op_silu_mul(be, dst_a, dst_a, dst_b) : 0;
     }
-    DISPATCH(matmul_id2, w_a->type, dst_a, w_a, dst_b, w_b, x, ids);
+    DISPATCH(matmul_id2, w_a->type, dst_a, w_a, dst_b, w_b, x, ids, silu_mul);
 }
 
 int mx_op_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,

@@ -674,7 +674,8 @@ static void test_matmul_id_bad_id(void **state) {
 }
 
 /* matmul_id2 (an MoE block's gate and up in one pass) gives each output bit for bit what
- * matmul_id gives for its weight alone: every weight type, as loaded and repacked by the
+ * matmul_id gives for its weight alone, and with silu_mul what mx_op_silu_mul gives on those:
+ * every weight type, as loaded and repacked by the
  * backend (the 16-row tiles, with an 8-row tail: n_out 40), on the SIMD and scalar kernel sets,
  * decode and prefill column counts, both x layouts. */
 static void test_matmul_id2_equals_two_matmul_id(void **state) {
@@ -713,7 +714,7 @@ static void test_matmul_id2_equals_two_matmul_id(void **state) {
                         assert_int_equal(mx_op_matmul_id(bes[b], &ra, &wa, &x, &ids), 0);
                         assert_int_equal(mx_op_matmul_id(bes[b], &rb, &wb, &x, &ids), 0);
                         assert_int_equal(
-                            mx_op_matmul_id2(bes[b], &ya, &wa, &yb, &wb, &x, &ids), 0);
+                            mx_op_matmul_id2(bes[b], &ya, &wa, &yb, &wb, &x, &ids, false), 0);
                         size_t nb = mx_tensor_nbytes(&ya);
                         if (memcmp(ya.data, ra.data, nb) || memcmp(yb.data, rb.data, nb))
                             fail_msg("matmul_id2 %s %s%s T %lld x.ne1 %lld: not bit-equal to "
@@ -722,13 +723,23 @@ static void test_matmul_id2_equals_two_matmul_id(void **state) {
                                      prep ? " repacked" : "", (long long)T, (long long)xs,
                                      maxdiff(F(&ya), F(&ra), n_out * n_used * T),
                                      maxdiff(F(&yb), F(&rb), n_out * n_used * T));
+                        /* with the gated unit: silu_mul's bits after the two matmul_ids */
+                        assert_int_equal(
+                            mx_op_matmul_id2(bes[b], &ya, &wa, &yb, &wb, &x, &ids, true), 0);
+                        assert_int_equal(mx_op_silu_mul(bes[b], &ra, &ra, &rb), 0);
+                        if (memcmp(ya.data, ra.data, nb))
+                            fail_msg("matmul_id2 + silu_mul %s %s%s T %lld: not bit-equal to "
+                                     "matmul_id and silu_mul (%g)",
+                                     mx_type_name(wtypes[k]), mx_backend_cpu_kernels(bes[b]),
+                                     prep ? " repacked" : "", (long long)T,
+                                     maxdiff(F(&ya), F(&ra), n_out * n_used * T));
                     }
                 mx_buf_free(buf);
                 free_all();
             }
 }
 
-/* matmul_id2 on two weights of different types takes the plain op twice (same numbers); an
+/* matmul_id2 on two weights of different types takes the plain ops (same numbers); an
  * output aliasing the other, or a bad expert id, is refused with a message. */
 static void test_matmul_id2_mixed_and_errors(void **state) {
     float *wd;
@@ -742,13 +753,16 @@ static void test_matmul_id2_mixed_and_errors(void **state) {
         I(&ids)[t] = t % 3;
     assert_int_equal(mx_op_matmul_id(be4, &ra, &wa, &x, &ids), 0);
     assert_int_equal(mx_op_matmul_id(be4, &rb, &wb, &x, &ids), 0);
-    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wb, &x, &ids), 0);
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wb, &x, &ids, false), 0);
     assert_memory_equal(ya.data, ra.data, mx_tensor_nbytes(&ya));
     assert_memory_equal(yb.data, rb.data, mx_tensor_nbytes(&yb));
-    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &ya, &wa, &x, &ids), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wb, &x, &ids, true), 0);
+    assert_int_equal(mx_op_silu_mul(be4, &ra, &ra, &rb), 0);
+    assert_memory_equal(ya.data, ra.data, mx_tensor_nbytes(&ya));
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &ya, &wa, &x, &ids, false), MX_EINVAL);
     assert_non_null(strstr(mx_backend_last_error(be4), "alias"));
     I(&ids)[4] = 3;
-    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wa, &x, &ids), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wa, &x, &ids, false), MX_EINVAL);
     assert_non_null(strstr(mx_backend_last_error(be4), "expert id 3"));
     free_all();
 }

@@ -533,6 +533,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
  * over the pool at prefill (16 MB per expert matmul of the bench model at 512 tokens). */
 struct scatter_task {
     float *d[2];         /* the op's dst [n_out, n_used, T] (matmul_id2: both; else d[1] NULL) */
+    bool silu_mul;       /* d[0] = silu(ys[0]) * ys[1] instead (d[1] not written) */
     const float *ys[2];  /* gathered outputs [n_out, ncols], grouped by expert */
     const int64_t *map;  /* [ncols] gathered column -> slot + t * n_used */
     int64_t n_out, ncols;
@@ -542,6 +543,15 @@ static void scatter_task_run(void *args, int ith, int nth) {
     const struct scatter_task *s = args;
     int64_t k0, k1;
     mx_split(s->ncols, ith, nth, &k0, &k1);
+    if (s->silu_mul) {
+        for (int64_t k = k0; k < k1; k++) {
+            float *d = s->d[0] + s->map[k] * s->n_out;
+            const float *g = s->ys[0] + k * s->n_out, *u = s->ys[1] + k * s->n_out;
+            for (int64_t o = 0; o < s->n_out; o++)
+                d[o] = mx_silu_f(g[o]) * u[o];
+        }
+        return;
+    }
     for (int w = 0; w < 2 && s->d[w]; w++)
         for (int64_t k = k0; k < k1; k++)
             memcpy(s->d[w] + s->map[k] * s->n_out, s->ys[w] + k * s->n_out,
@@ -552,10 +562,12 @@ static void scatter_task_run(void *args, int ith, int nth) {
  * callers): the (token, slot) pairs grouped by expert and their columns gathered and quantized
  * once, one pool run over every selected expert's tiles of both weights (a job per expert, its
  * second weight right after the first on the same columns), then the scatter. Each output's
- * numbers are those of a matmul_id of its weight alone (same kernels per tile and column). */
+ * numbers are those of a matmul_id of its weight alone (same kernels per tile and column).
+ * silu_mul (nw 2): the scatter writes silu(first) * second to dst[0] (silu_mul's arithmetic,
+ * mx_silu_f) and leaves dst[1] alone. */
 static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *dst,
                        const struct mx_tensor *const *w, const struct mx_tensor *x,
-                       const struct mx_tensor *ids) {
+                       const struct mx_tensor *ids, bool silu_mul) {
     struct mx_cpu *c = mx_cpu_of(be);
     int64_t n_in = w[0]->ne[0], n_out = w[0]->ne[1], n_exp = w[0]->ne[2];
     int64_t n_used = ids->ne[0], T = ids->ne[1], ncols = n_used * T;
@@ -648,7 +660,8 @@ static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *d
     };
     mx_pool_run(c->pool, mm_task_run, &task);
     struct scatter_task sc = {.d = {dst[0]->data, nw == 2 ? dst[1]->data : NULL},
-                              .ys = {ys, ys2}, .map = map, .n_out = n_out, .ncols = ncols};
+                              .silu_mul = nw == 2 && silu_mul, .ys = {ys, ys2}, .map = map,
+                              .n_out = n_out, .ncols = ncols};
     if (ncols * n_out * nw >= 65536)
         mx_pool_run(c->pool, scatter_task_run, &sc);
     else
@@ -658,13 +671,13 @@ static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *d
 
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids) {
-    return matmul_id_n(be, 1, &dst, &w, x, ids);
+    return matmul_id_n(be, 1, &dst, &w, x, ids, false);
 }
 
 int mx_cpu_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
                       struct mx_tensor *dst_b, const struct mx_tensor *w_b,
-                      const struct mx_tensor *x, const struct mx_tensor *ids) {
+                      const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul) {
     struct mx_tensor *dst[2] = {dst_a, dst_b};
     const struct mx_tensor *w[2] = {w_a, w_b};
-    return matmul_id_n(be, 2, dst, w, x, ids);
+    return matmul_id_n(be, 2, dst, w, x, ids, silu_mul);
 }
