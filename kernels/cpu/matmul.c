@@ -36,6 +36,11 @@
  * at prefill get ~T/4 columns each; pp 128 went 84 -> 99 tok/s with vec_dot4 and at 512 tokens
  * vec_dot4 for every job lost (104 vs 119 tok/s), while sgemm over 64 columns held 113-120. */
 #define MX_VDOT4_MAX_COLS 64
+/* Up to this many multiply-adds a matmul runs on the calling thread: waking the workers and
+ * the barrier after cost more than the work (a MoE router at decode: 8 experts x 2048 inputs;
+ * one pool run fewer per layer and token of the ~8 left, probe counts on the bench model).
+ * Same bits either way: a row's value does not depend on the thread computing it. */
+#define MX_SERIAL_MM_MACS 32768
 
 struct mm_job {
     const char *w;       /* row 0 of this job's weight matrix */
@@ -525,7 +530,10 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .n_jobs = (int)planes, .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
-    mx_pool_run(c->pool, mm_task_run, &task);
+    if (n_out * n_in * ncols <= MX_SERIAL_MM_MACS)
+        mm_task_run(&task, 0, 1); /* e.g. a MoE router at decode: cheaper than a pool run */
+    else
+        mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
 }
 
