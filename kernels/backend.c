@@ -353,6 +353,7 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
 
 #define MX_OP_matmul_ID MX_OP_MATMUL
 #define MX_OP_matmul_id_ID MX_OP_MATMUL_ID
+#define MX_OP_matmul_id2_ID MX_OP_MATMUL_ID /* the same kernels as matmul_id */
 #define MX_OP_get_rows_ID MX_OP_GET_ROWS
 #define MX_OP_rms_norm_ID MX_OP_RMS_NORM
 #define MX_OP_layer_norm_ID MX_OP_LAYER_NORM
@@ -404,24 +405,49 @@ int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
     DISPATCH(matmul, w->type, dst, w, x);
 }
 
-int mx_op_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
-                    const struct mx_tensor *x, const struct mx_tensor *ids) {
-    TRY(need(be, "matmul_id", w, -1, "W"));
-    TRY(need(be, "matmul_id", x, MX_TYPE_F32, "x"));
-    TRY(need(be, "matmul_id", ids, MX_TYPE_I32, "ids"));
-    TRY(need(be, "matmul_id", dst, MX_TYPE_F32, "dst"));
+/* The checks of matmul_id (op: the name in messages); 0 or MX_EINVAL with the message set. */
+static int check_matmul_id(struct mx_backend *be, const char *op, const struct mx_tensor *dst,
+                           const struct mx_tensor *w, const struct mx_tensor *x,
+                           const struct mx_tensor *ids) {
+    TRY(need(be, op, w, -1, "W"));
+    TRY(need(be, op, x, MX_TYPE_F32, "x"));
+    TRY(need(be, op, ids, MX_TYPE_I32, "ids"));
+    TRY(need(be, op, dst, MX_TYPE_F32, "dst"));
     if (w->ne[3] != 1 || w->ne[0] != x->ne[0])
-        return bad_shape(be, "matmul_id", w, "[x.ne0, n_out, n_expert]");
+        return bad_shape(be, op, w, "[x.ne0, n_out, n_expert]");
     int64_t n_used = ids->ne[0], T = ids->ne[1];
     if (ids->ne[2] != 1 || ids->ne[3] != 1)
-        return bad_shape(be, "matmul_id", ids, "[n_used, T]");
+        return bad_shape(be, op, ids, "[n_used, T]");
     if ((x->ne[1] != 1 && x->ne[1] != n_used) || x->ne[2] != T || x->ne[3] != 1)
-        return bad_shape(be, "matmul_id", x, "[n_in, 1 or n_used, T]");
+        return bad_shape(be, op, x, "[n_in, 1 or n_used, T]");
     if (dst->ne[0] != w->ne[1] || dst->ne[1] != n_used || dst->ne[2] != T || dst->ne[3] != 1)
-        return bad_shape(be, "matmul_id", dst, "[n_out, n_used, T]");
+        return bad_shape(be, op, dst, "[n_out, n_used, T]");
     if (dst->data == x->data)
-        return op_fail(be, MX_EINVAL, "matmul_id: dst aliases x");
+        return op_fail(be, MX_EINVAL, "%s: dst aliases x", op);
+    return 0;
+}
+
+int mx_op_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                    const struct mx_tensor *x, const struct mx_tensor *ids) {
+    TRY(check_matmul_id(be, "matmul_id", dst, w, x, ids));
     DISPATCH(matmul_id, w->type, dst, w, x, ids);
+}
+
+int mx_op_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+                     struct mx_tensor *dst_b, const struct mx_tensor *w_b,
+                     const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul) {
+    TRY(check_matmul_id(be, "matmul_id2", dst_a, w_a, x, ids));
+    TRY(check_matmul_id(be, "matmul_id2", dst_b, w_b, x, ids));
+    if (dst_a->data == dst_b->data)
+        return op_fail(be, MX_EINVAL, "matmul_id2: the two outputs alias");
+    bool one = be->ops->matmul_id2 && w_a->type == w_b->type && w_a->layout == w_b->layout &&
+               same_shape(w_a, w_b) && w_a->nb[1] == w_b->nb[1] && w_a->nb[2] == w_b->nb[2];
+    if (!one) { /* no fused pass here, or two different weights: the plain ops */
+        TRY(mx_op_matmul_id(be, dst_a, w_a, x, ids));
+        TRY(mx_op_matmul_id(be, dst_b, w_b, x, ids));
+        return silu_mul ? mx_op_silu_mul(be, dst_a, dst_a, dst_b) : 0;
+    }
+    DISPATCH(matmul_id2, w_a->type, dst_a, w_a, dst_b, w_b, x, ids, silu_mul);
 }
 
 int mx_op_get_rows(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,

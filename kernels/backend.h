@@ -241,6 +241,13 @@ struct mx_backend_ops {
                   const struct mx_tensor *x);
     int (*matmul_id)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
+    /* Optional (NULL: mx_op_matmul_id2 makes two matmul_id calls and a silu_mul): two expert
+     * matmuls of one x and ids, weights of one shape, type and layout (an MoE block's gate and
+     * up), in one pass: the tokens grouped and their columns prepared once, one pass over the
+     * experts; silu_mul: the gated unit in the same pass. Bit-equal to the separate ops. */
+    int (*matmul_id2)(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+                      struct mx_tensor *dst_b, const struct mx_tensor *w_b,
+                      const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul);
     int (*get_rows)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                     const struct mx_tensor *ids);
     int (*rms_norm)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *x,
@@ -427,6 +434,16 @@ int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
  * per expert so each expert's weights are streamed once per batch. */
 int mx_op_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                     const struct mx_tensor *x, const struct mx_tensor *ids);
+
+/* dst_a = W_a[ids] x and dst_b = W_b[ids] x (each as mx_op_matmul_id, same checks; an MoE
+ * block's gate and up): in one pass on backends that have one (the CPU's: the routed columns
+ * gathered and quantized once) when W_a and W_b share shape, type and layout; else two
+ * matmul_id calls. silu_mul: then dst_a = silu(W_a[ids] x) * (W_b[ids] x), as
+ * mx_op_silu_mul(dst_a, dst_a, dst_b) after the two, and dst_b's contents are unspecified (it
+ * is scratch). Bit-equal to those separate ops. dst_a, dst_b must not alias each other or x. */
+int mx_op_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+                     struct mx_tensor *dst_b, const struct mx_tensor *w_b,
+                     const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul);
 
 /* Embedding lookup: dst[:, t] = dequant(W[:, ids[t]]).
  * W: [n_embd, n_rows] any type with a dequantizer; ids: I32 [T] (checked in range);

@@ -726,6 +726,100 @@ static void test_matmul_id_bad_id(void **state) {
     free_all();
 }
 
+/* matmul_id2 (an MoE block's gate and up in one pass) gives each output bit for bit what
+ * matmul_id gives for its weight alone, and with silu_mul what mx_op_silu_mul gives on those:
+ * every weight type, as loaded and repacked by the
+ * backend (the 16-row tiles, with an 8-row tail: n_out 40), on the SIMD and scalar kernel sets,
+ * decode and prefill column counts, both x layouts. */
+static void test_matmul_id2_equals_two_matmul_id(void **state) {
+    struct mx_backend *bes[] = {be4, be_scalar};
+    for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++)
+        for (size_t b = 0; b < MX_ARRAY_LEN(bes); b++)
+            for (int prep = 0; prep < 2; prep++) {
+                int64_t n_in = mx_type_traits(wtypes[k])->blck_size == 256 ? 256 : 64;
+                int64_t n_out = 40, n_exp = 5, n_used = 2;
+                float *wd;
+                struct mx_tensor wa = make_weight(wtypes[k], n_in, n_out, n_exp, &wd);
+                struct mx_tensor wb = make_weight(wtypes[k], n_in, n_out, n_exp, &wd);
+                struct mx_buf *buf = NULL;
+                if (prep) {
+                    struct mx_tensor *ws[2] = {&wa, &wb};
+                    struct mx_err err = {0};
+                    assert_int_equal(mx_backend_prepare_weights(bes[b], ws, 2, &buf, &err), 0);
+                }
+                int64_t Ts[] = {1, 3, 37};
+                for (int it = 0; it < 3; it++)
+                    for (int shared = 0; shared < 2; shared++) {
+                        int64_t T = Ts[it], xs = shared ? 1 : n_used;
+                        struct mx_tensor x = mk(MX_TYPE_F32, n_in, xs, T, 1);
+                        struct mx_tensor ids = mk(MX_TYPE_I32, n_used, T, 1, 1);
+                        struct mx_tensor ya = mk(MX_TYPE_F32, n_out, n_used, T, 1);
+                        struct mx_tensor yb = mk(MX_TYPE_F32, n_out, n_used, T, 1);
+                        struct mx_tensor ra = mk(MX_TYPE_F32, n_out, n_used, T, 1);
+                        struct mx_tensor rb = mk(MX_TYPE_F32, n_out, n_used, T, 1);
+                        fill(&x, 1.0f);
+                        for (int64_t t = 0; t < T; t++) {
+                            int e0 = (int)(mx_test_rand(&rng) % 5);
+                            int e1 = (int)(mx_test_rand(&rng) % 4);
+                            I(&ids)[t * 2] = e0;
+                            I(&ids)[t * 2 + 1] = e1 >= e0 ? e1 + 1 : e1;
+                        }
+                        assert_int_equal(mx_op_matmul_id(bes[b], &ra, &wa, &x, &ids), 0);
+                        assert_int_equal(mx_op_matmul_id(bes[b], &rb, &wb, &x, &ids), 0);
+                        assert_int_equal(
+                            mx_op_matmul_id2(bes[b], &ya, &wa, &yb, &wb, &x, &ids, false), 0);
+                        size_t nb = mx_tensor_nbytes(&ya);
+                        if (memcmp(ya.data, ra.data, nb) || memcmp(yb.data, rb.data, nb))
+                            fail_msg("matmul_id2 %s %s%s T %lld x.ne1 %lld: not bit-equal to "
+                                     "matmul_id (gate %g, up %g)",
+                                     mx_type_name(wtypes[k]), mx_backend_cpu_kernels(bes[b]),
+                                     prep ? " repacked" : "", (long long)T, (long long)xs,
+                                     maxdiff(F(&ya), F(&ra), n_out * n_used * T),
+                                     maxdiff(F(&yb), F(&rb), n_out * n_used * T));
+                        /* with the gated unit: silu_mul's bits after the two matmul_ids */
+                        assert_int_equal(
+                            mx_op_matmul_id2(bes[b], &ya, &wa, &yb, &wb, &x, &ids, true), 0);
+                        assert_int_equal(mx_op_silu_mul(bes[b], &ra, &ra, &rb), 0);
+                        if (memcmp(ya.data, ra.data, nb))
+                            fail_msg("matmul_id2 + silu_mul %s %s%s T %lld: not bit-equal to "
+                                     "matmul_id and silu_mul (%g)",
+                                     mx_type_name(wtypes[k]), mx_backend_cpu_kernels(bes[b]),
+                                     prep ? " repacked" : "", (long long)T,
+                                     maxdiff(F(&ya), F(&ra), n_out * n_used * T));
+                    }
+                mx_buf_free(buf);
+                free_all();
+            }
+}
+
+/* matmul_id2 on two weights of different types takes the plain ops (same numbers); an
+ * output aliasing the other, or a bad expert id, is refused with a message. */
+static void test_matmul_id2_mixed_and_errors(void **state) {
+    float *wd;
+    struct mx_tensor wa = make_weight(MX_TYPE_Q4_0, 64, 16, 3, &wd);
+    struct mx_tensor wb = make_weight(MX_TYPE_Q8_0, 64, 16, 3, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 64, 1, 9, 1), ids = mk(MX_TYPE_I32, 1, 9, 1, 1);
+    struct mx_tensor ya = mk(MX_TYPE_F32, 16, 1, 9, 1), yb = mk(MX_TYPE_F32, 16, 1, 9, 1);
+    struct mx_tensor ra = mk(MX_TYPE_F32, 16, 1, 9, 1), rb = mk(MX_TYPE_F32, 16, 1, 9, 1);
+    fill(&x, 1.0f);
+    for (int t = 0; t < 9; t++)
+        I(&ids)[t] = t % 3;
+    assert_int_equal(mx_op_matmul_id(be4, &ra, &wa, &x, &ids), 0);
+    assert_int_equal(mx_op_matmul_id(be4, &rb, &wb, &x, &ids), 0);
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wb, &x, &ids, false), 0);
+    assert_memory_equal(ya.data, ra.data, mx_tensor_nbytes(&ya));
+    assert_memory_equal(yb.data, rb.data, mx_tensor_nbytes(&yb));
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wb, &x, &ids, true), 0);
+    assert_int_equal(mx_op_silu_mul(be4, &ra, &ra, &rb), 0);
+    assert_memory_equal(ya.data, ra.data, mx_tensor_nbytes(&ya));
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &ya, &wa, &x, &ids, false), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "alias"));
+    I(&ids)[4] = 3;
+    assert_int_equal(mx_op_matmul_id2(be4, &ya, &wa, &yb, &wa, &x, &ids, false), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "expert id 3"));
+    free_all();
+}
+
 /* ---- get_rows -------------------------------------------------------------------------------- */
 
 static void test_get_rows(void **state) {
@@ -1776,6 +1870,8 @@ int main(void) {
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_equals_per_expert_matmul, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_bad_id, reset_modes),
+        cmocka_unit_test_setup(test_matmul_id2_equals_two_matmul_id, reset_modes),
+        cmocka_unit_test_setup(test_matmul_id2_mixed_and_errors, reset_modes),
         cmocka_unit_test_setup(test_get_rows, reset_modes),
         cmocka_unit_test_setup(test_norms, reset_modes),
         cmocka_unit_test_setup(test_softmax_and_activations, reset_modes),

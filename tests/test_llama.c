@@ -1075,10 +1075,64 @@ static __attribute__((unused)) void test_own_quantized_models(void **state) {
 /* Built twice (see core/llm/llm.am): tests/test_llama runs the goldens and self-consistency
  * checks, tests/test_llama_quant (-DMX_TEST_LLAMA_QUANT) the quantized-weight checks, so each
  * program stays well under 30 s. */
+/* The expert block's gate, up and gated unit in one backend pass (mx_op_matmul_id2 with
+ * silu_mul) give the same logits, bit for bit, as the separate ops (two matmul_id and a
+ * silu_mul: the path a backend without matmul_id2 takes, forced here by a copy of the CPU
+ * backend's op table without it): a 70-token prompt (prefill tiles, ubatch 32 so the last
+ * chunk is short) and 6 single-token steps (decode), on tiny MoE models of the repacked types
+ * and f32. */
+static void test_moe_fused_gate_up_bit_equal(void **state) {
+    (void)state;
+    const char *models[] = {"tiny-mixtral-q4_0.gguf", "tiny-mixtral-d256-q4_k.gguf",
+                            "tiny-mixtral-q8_0.gguf", "stories260K-moe8.gguf"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        struct engine e[2];
+        struct mx_backend_ops plain;
+        struct rows r[2];
+        float *steps[2];
+        for (int k = 0; k < 2; k++) {
+            engine_open(&e[k], models[i], 128, MX_TYPE_F16, MX_ACT_GGML, 32);
+            if (k == 1) { /* the unfused path */
+                plain = *e[k].be->ops;
+                plain.matmul_id2 = NULL;
+                e[k].be->ops = &plain;
+            }
+            int32_t ids[76];
+            uint64_t s = 99;
+            for (int t = 0; t < 76; t++)
+                ids[t] = (int32_t)(1 + mx_test_rand(&s) % (uint64_t)(e[k].n_vocab - 1));
+            r[k] = decode_all(&e[k], ids, 70);
+            steps[k] = calloc((size_t)(6 * e[k].n_vocab), sizeof(float));
+            assert_non_null(steps[k]);
+            for (int t = 70; t < 76; t++) {
+                struct mx_err err = {0};
+                int rc = mx_llama_decode(e[k].c, &ids[t], 1, false, NULL, NULL, &err);
+                if (rc < 0)
+                    fail_msg("decode: %s", mx_err_msg(&err, rc));
+                memcpy(steps[k] + (t - 70) * e[k].n_vocab, mx_llama_logits(e[k].c),
+                       (size_t)e[k].n_vocab * sizeof(float));
+            }
+        }
+        if (memcmp(r[0].v, r[1].v, (size_t)(70 * e[0].n_vocab) * sizeof(float)))
+            fail_msg("%s: prompt logits of the fused expert block differ from the separate ops",
+                     models[i]);
+        if (memcmp(steps[0], steps[1], (size_t)(6 * e[0].n_vocab) * sizeof(float)))
+            fail_msg("%s: decode logits of the fused expert block differ from the separate ops",
+                     models[i]);
+        print_message("  %s: 70 prompt rows and 6 decode steps bit-equal\n", models[i]);
+        for (int k = 0; k < 2; k++) {
+            free(r[k].v);
+            free(steps[k]);
+            engine_close(&e[k]);
+        }
+    }
+}
+
 int main(void) {
     g_shared = mx_test_require_shared("test_llama");
 #ifndef MX_TEST_LLAMA_QUANT
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_moe_fused_gate_up_bit_equal),
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_stories260K),

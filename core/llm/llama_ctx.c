@@ -586,19 +586,50 @@ fail:
     return rc;
 }
 
-/* dst = W x (ids NULL) or the expert matmul W[ids] x, plus the LoRA adapters' terms for W. */
-static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *w,
-              const struct mx_tensor *x, const struct mx_tensor *ids) {
-    /* a split runs each weight on its own backend: the wrong lane is a bug, not a slow path
-     * (on a GPU it would read host pointers) */
+/* 0 when weight w lives on the current lane's backend; else MX_EINVAL with the message set. A
+ * split runs each weight on its own backend: the wrong lane is a bug, not a slow path (on a GPU
+ * it would read host pointers). */
+static int on_lane(struct mx_llama_ctx *c, const struct mx_tensor *w) {
     if (w->buf && w->buf->be != c->be)
         return mx_err_set(&c->be->last_err, MX_EINVAL, "weight '%s' lives on another backend "
                           "(%s) than the one running it (%s)", w->name ? w->name : "?",
                           mx_backend_name(w->buf->be), mx_backend_name(c->be));
-    int rc = ids ? mx_op_matmul_id(c->be, dst, w, x, ids) : mx_op_matmul(c->be, dst, w, x);
+    return 0;
+}
+
+/* dst = W x (ids NULL) or the expert matmul W[ids] x, plus the LoRA adapters' terms for W. */
+static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_tensor *w,
+              const struct mx_tensor *x, const struct mx_tensor *ids) {
+    int rc = on_lane(c, w);
+    if (rc < 0)
+        return rc;
+    rc = ids ? mx_op_matmul_id(c->be, dst, w, x, ids) : mx_op_matmul(c->be, dst, w, x);
     if (rc < 0 || c->m->n_loras == 0)
         return rc;
     return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
+}
+
+/* An expert block's gate and up, dst_a = W_a[ids] x and dst_b = W_b[ids] x, in one backend pass
+ * (mx_op_matmul_id2: the routed columns gathered and quantized once; the same numbers as two
+ * mm calls), plus the LoRA adapters' terms for each. silu_mul: then dst_a = silu(gate) * up (in
+ * the same pass without adapters; after their terms with them) and dst_b is scratch. */
+static int mm2(struct mx_llama_ctx *c, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+               struct mx_tensor *dst_b, const struct mx_tensor *w_b, const struct mx_tensor *x,
+               const struct mx_tensor *ids, bool silu_mul) {
+    const bool lora = c->m->n_loras > 0;
+    int rc = on_lane(c, w_a);
+    if (rc == 0)
+        rc = on_lane(c, w_b);
+    if (rc == 0)
+        rc = mx_op_matmul_id2(c->be, dst_a, w_a, dst_b, w_b, x, ids, silu_mul && !lora);
+    if (rc < 0 || !lora)
+        return rc;
+    rc = mx_llama_lora_apply(c->be, c->m, dst_a, w_a, x, ids, &c->lora_a, &c->lora_b);
+    if (rc == 0)
+        rc = mx_llama_lora_apply(c->be, c->m, dst_b, w_b, x, ids, &c->lora_a, &c->lora_b);
+    if (rc == 0 && silu_mul)
+        rc = mx_op_silu_mul(c->be, dst_a, dst_a, dst_b);
+    return rc;
 }
 
 /* The selected experts of a block on the T tokens of xb, weighted into tmp (sel and selw
@@ -623,24 +654,24 @@ static int experts(struct mx_llama_ctx *c, const struct mx_llama_layer *L, int64
     struct mx_tensor tmp = rows(&c->tmp, 0, T);
     struct mx_tensor g3 = flat3(&c->gate, F, ku, T), u3 = flat3(&c->up, F, ku, T);
     struct mx_tensor ey3 = rows3(&c->ey, E, ku, T), xb3 = rows3(&c->xb, E, 1, T);
-    OP("forward: expert gate", mm(c, &g3, &L->gate_exps, &xb3, &sel));
     if (hp->gptoss) {
+        OP("forward: expert gate and up",
+           mm2(c, &g3, &L->gate_exps, &u3, &L->up_exps, &xb3, &sel, false));
         struct mx_tensor g2 = flat3(&c->gate, F, ku * T, 1), u2 = flat3(&c->up, F, ku * T, 1);
         struct mx_tensor ey2 = rows(&c->ey, 0, ku * T);
         struct mx_tensor bf = flat3(&c->ebias, F, ku * T, 1), be2 = flat3(&c->ebias, E, ku * T, 1);
         struct mx_tensor ids1 = head1d(&c->sel, ku * T);
         OP("forward: expert gate bias", mx_op_get_rows(be, &bf, &L->gate_exps_b, &ids1));
         OP("forward: expert gate bias", mx_op_add(be, &g2, &g2, &bf));
-        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
         OP("forward: expert up bias", mx_op_get_rows(be, &bf, &L->up_exps_b, &ids1));
         OP("forward: expert up bias", mx_op_add(be, &u2, &u2, &bf));
         OP("forward: expert swiglu_oai", mx_op_swiglu_oai(be, &g2, &g2, &u2, 1.702f, 7.0f));
         OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
         OP("forward: expert down bias", mx_op_get_rows(be, &be2, &L->down_exps_b, &ids1));
         OP("forward: expert down bias", mx_op_add(be, &ey2, &ey2, &be2));
-    } else {
-        OP("forward: expert up", mm(c, &u3, &L->up_exps, &xb3, &sel));
-        OP("forward: expert swiglu", mx_op_silu_mul(be, &g3, &g3, &u3));
+    } else { /* gate, up and the gated unit silu(gate) * up in one pass */
+        OP("forward: expert gate, up and swiglu",
+           mm2(c, &g3, &L->gate_exps, &u3, &L->up_exps, &xb3, &sel, true));
         OP("forward: expert down", mm(c, &ey3, &L->down_exps, &g3, &sel));
     }
     OP("forward: expert sum", mx_op_moe_combine(be, &tmp, &ey3, &selw));

@@ -400,6 +400,16 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
                   const struct mx_tensor *x);
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
+/* matmul_id of two weights on the same x and ids in one pass (see matmul_id2 in backend.h). */
+int mx_cpu_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+                      struct mx_tensor *dst_b, const struct mx_tensor *w_b,
+                      const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul);
+
+/* SiLU, x / (1 + e^-x): the one definition silu / silu_mul (ref_ops.c) and matmul_id2's fused
+ * silu_mul (matmul.c) share, so both give the same bits. */
+static inline float mx_silu_f(float x) {
+    return x / (1.0f + expf(-x));
+}
 
 /* Pool tasks over struct mx_ref_args with the contracts of mx_ref_transpose / mx_ref_concat,
  * for contiguous tensors only (layout.c): a tiled transpose and a row-copy concat. */

@@ -440,6 +440,7 @@ static const struct mx_backend_ops cpu_ops = {
     .supports = cpu_supports,
     .matmul = mx_cpu_matmul,
     .matmul_id = mx_cpu_matmul_id,
+    .matmul_id2 = mx_cpu_matmul_id2,
     .get_rows = cpu_get_rows,
     .rms_norm = cpu_rms_norm,
     .layer_norm = cpu_layer_norm,

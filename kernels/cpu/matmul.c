@@ -45,6 +45,11 @@
  * even, 0.87-1.27x by type; at 4 the tile took half the time). */
 #define MX_IQ_TILE_MIN_COLS 3
 _Static_assert(MX_TILE <= MX_GEMM_IQ_ROWS, "the IQ tiles take up to MX_GEMM_IQ_ROWS rows");
+/* Up to this many multiply-adds a matmul runs on the calling thread: waking the workers and
+ * the barrier after cost more than the work (a MoE router at decode: 8 experts x 2048 inputs;
+ * one pool run fewer per layer and token of the ~8 left, probe counts on the bench model).
+ * Same bits either way: a row's value does not depend on the thread computing it. */
+#define MX_SERIAL_MM_MACS 32768
 
 struct mm_job {
     const char *w;       /* row 0 of this job's weight matrix */
@@ -53,6 +58,11 @@ struct mm_job {
     float *y;            /* output: column c, row o at y[c * ldy + o] */
     int64_t n;           /* columns */
     int64_t ldy;
+    /* a second weight of the same shape and type on the same columns (matmul_id2: an MoE
+     * block's up beside its gate), written to y2 like y; NULL: none. Its tiles run right after
+     * the first weight's, so the columns are quantized, gathered and read from cache once */
+    const char *w2;
+    float *y2;
 };
 
 struct mm_task {
@@ -109,43 +119,46 @@ static void dequant_rows(const struct mx_cpu *c, enum mx_type type, enum mx_layo
  * kernel sets without them: 4 columns at a time against each 8-row group. Both give the same
  * bits per row and column. */
 static void x8_tile(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1) {
+    /* with a second weight (j->w2), each block of columns meets both weights' rows while it is
+     * in L1 */
+    const char *ws[2] = {j->w, j->w2};
+    float *ys[2] = {j->y, j->y2};
+    const int nw = j->w2 ? 2 : 1;
     if (t->gemm16 && j->n > 1) {
         const size_t gs = 8 * t->w_row;
         for (int64_t c = 0; c < j->n; c += 8) {
             int nc = (int)MX_MIN(8, j->n - c);
             const char *xc = j->xq + (size_t)c * t->xq_row;
-            int64_t o = o0;
-            for (; o + 16 <= o1; o += 16)
-                t->gemm16(t->n_in, j->w + (size_t)o * t->w_row, gs, xc, t->xq_row, nc,
-                          j->y + c * j->ldy + o, (size_t)j->ldy);
-            for (; o < o1; o += 8)
-                for (int c4 = 0; c4 < nc; c4 += 4)
-                    t->gemm8(t->n_in, j->w + (size_t)o * t->w_row, xc + (size_t)c4 * t->xq_row,
-                             t->xq_row, MX_MIN(4, nc - c4), j->y + (c + c4) * j->ldy + o,
-                             (size_t)j->ldy);
+            for (int k = 0; k < nw; k++) {
+                int64_t o = o0;
+                for (; o + 16 <= o1; o += 16)
+                    t->gemm16(t->n_in, ws[k] + (size_t)o * t->w_row, gs, xc, t->xq_row, nc,
+                              ys[k] + c * j->ldy + o, (size_t)j->ldy);
+                for (; o < o1; o += 8)
+                    for (int c4 = 0; c4 < nc; c4 += 4)
+                        t->gemm8(t->n_in, ws[k] + (size_t)o * t->w_row,
+                                 xc + (size_t)c4 * t->xq_row, t->xq_row, MX_MIN(4, nc - c4),
+                                 ys[k] + (c + c4) * j->ldy + o, (size_t)j->ldy);
+            }
         }
         return;
     }
     for (int64_t c = 0; c < j->n; c += 4) {
         int nc = (int)MX_MIN(4, j->n - c);
-        for (int64_t o = o0; o < o1; o += 8)
-            t->gemm8(t->n_in, j->w + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row,
-                     t->xq_row, nc, j->y + c * j->ldy + o, (size_t)j->ldy);
+        for (int k = 0; k < nw; k++)
+            for (int64_t o = o0; o < o1; o += 8)
+                t->gemm8(t->n_in, ws[k] + (size_t)o * t->w_row, j->xq + (size_t)c * t->xq_row,
+                         t->xq_row, nc, ys[k] + c * j->ldy + o, (size_t)j->ldy);
     }
 }
 
-/* One tile u (job u / tiles, rows from (u % tiles) * MX_TILE) of the matmul; buf: the thread's
- * scratch [MX_TILE, n_in]. */
-static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32) {
+/* Rows [o0, o1) of job j's (first) weight through the row kernels, the 4-column kernel or
+ * dequantize + sgemm (weights in the file's layout, or repacked ones without their GEMM);
+ * buf: the thread's scratch [MX_TILE, n_in]. */
+static void mm_rows(const struct mm_task *t, const struct mm_job *j, int64_t o0, int64_t o1,
+                    float *buf, bool is_f32) {
     int64_t n_in = t->n_in;
-    const struct mm_job *j = &t->jobs[u / t->tiles];
-    int64_t o0 = (u % t->tiles) * MX_TILE;
-    int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
     const char *wt = j->w + (size_t)o0 * t->w_row;
-    if (t->gemm8 && j->xq) {
-        x8_tile(t, j, o0, o1);
-        return;
-    }
     if (t->gemm_iq && j->xq && j->n >= MX_IQ_TILE_MIN_COLS) {
         t->gemm_iq(n_in, wt, t->w_row, (int)(o1 - o0), j->xq, t->xq_row, j->n, j->y + o0,
                    (size_t)j->ldy, buf);
@@ -211,6 +224,25 @@ static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32)
         }
         for (int64_t c = 0; c < j->n; c++)
             j->y[c * j->ldy + o] = t->cpu->kern.dot_f32(n_in, wf, j->x + c * n_in);
+    }
+}
+
+/* One tile u (job u / tiles, rows from (u % tiles) * MX_TILE) of the matmul, for the job's
+ * weight and its second one when it has it; buf: the thread's scratch [MX_TILE, n_in]. */
+static void mm_unit(const struct mm_task *t, int64_t u, float *buf, bool is_f32) {
+    const struct mm_job *j = &t->jobs[u / t->tiles];
+    int64_t o0 = (u % t->tiles) * MX_TILE;
+    int64_t o1 = MX_MIN(o0 + MX_TILE, t->n_out);
+    if (t->gemm8 && j->xq) {
+        x8_tile(t, j, o0, o1);
+        return;
+    }
+    mm_rows(t, j, o0, o1, buf, is_f32);
+    if (j->w2) {
+        struct mm_job j2 = *j;
+        j2.w = j->w2;
+        j2.y = j->y2;
+        mm_rows(t, &j2, o0, o1, buf, is_f32);
     }
 }
 
@@ -530,6 +562,8 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         j->y = (float *)dst->data + p * T * n_out;
         j->n = T;
         j->ldy = n_out;
+        j->w2 = NULL;
+        j->y2 = NULL;
     }
     struct mm_task task = {
         .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
@@ -540,15 +574,19 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
-    mx_pool_run(c->pool, mm_task_run, &task);
+    if (n_out * n_in * ncols <= MX_SERIAL_MM_MACS)
+        mm_task_run(&task, 0, 1); /* e.g. a MoE router at decode: cheaper than a pool run */
+    else
+        mx_pool_run(c->pool, mm_task_run, &task);
     return 0;
 }
 
 /* matmul_id's scatter: gathered column k is dst[:, slot, t] (map[k] = slot + t * n_used), split
  * over the pool at prefill (16 MB per expert matmul of the bench model at 512 tokens). */
 struct scatter_task {
-    float *d;            /* the op's dst [n_out, n_used, T] */
-    const float *ys;     /* gathered outputs [n_out, ncols], grouped by expert */
+    float *d[2];         /* the op's dst [n_out, n_used, T] (matmul_id2: both; else d[1] NULL) */
+    bool silu_mul;       /* d[0] = silu(ys[0]) * ys[1] instead (d[1] not written) */
+    const float *ys[2];  /* gathered outputs [n_out, ncols], grouped by expert */
     const int64_t *map;  /* [ncols] gathered column -> slot + t * n_used */
     int64_t n_out, ncols;
 };
@@ -557,15 +595,33 @@ static void scatter_task_run(void *args, int ith, int nth) {
     const struct scatter_task *s = args;
     int64_t k0, k1;
     mx_split(s->ncols, ith, nth, &k0, &k1);
-    for (int64_t k = k0; k < k1; k++)
-        memcpy(s->d + s->map[k] * s->n_out, s->ys + k * s->n_out,
-               (size_t)s->n_out * sizeof(float));
+    if (s->silu_mul) {
+        for (int64_t k = k0; k < k1; k++) {
+            float *d = s->d[0] + s->map[k] * s->n_out;
+            const float *g = s->ys[0] + k * s->n_out, *u = s->ys[1] + k * s->n_out;
+            for (int64_t o = 0; o < s->n_out; o++)
+                d[o] = mx_silu_f(g[o]) * u[o];
+        }
+        return;
+    }
+    for (int w = 0; w < 2 && s->d[w]; w++)
+        for (int64_t k = k0; k < k1; k++)
+            memcpy(s->d[w] + s->map[k] * s->n_out, s->ys[w] + k * s->n_out,
+                   (size_t)s->n_out * sizeof(float));
 }
 
-int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
-                     const struct mx_tensor *x, const struct mx_tensor *ids) {
+/* dst[i] = w[i][ids] x for nw = 1 or 2 weights of one shape, type and layout (checked by the
+ * callers): the (token, slot) pairs grouped by expert and their columns gathered and quantized
+ * once, one pool run over every selected expert's tiles of both weights (a job per expert, its
+ * second weight right after the first on the same columns), then the scatter. Each output's
+ * numbers are those of a matmul_id of its weight alone (same kernels per tile and column).
+ * silu_mul (nw 2): the scatter writes silu(first) * second to dst[0] (silu_mul's arithmetic,
+ * mx_silu_f) and leaves dst[1] alone. */
+static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *dst,
+                       const struct mx_tensor *const *w, const struct mx_tensor *x,
+                       const struct mx_tensor *ids, bool silu_mul) {
     struct mx_cpu *c = mx_cpu_of(be);
-    int64_t n_in = w->ne[0], n_out = w->ne[1], n_exp = w->ne[2];
+    int64_t n_in = w[0]->ne[0], n_out = w[0]->ne[1], n_exp = w[0]->ne[2];
     int64_t n_used = ids->ne[0], T = ids->ne[1], ncols = n_used * T;
     const int32_t *idv = ids->data;
     for (int64_t i = 0; i < ncols; i++) {
@@ -578,7 +634,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         }
     }
     struct act_plan ap;
-    if (plan_act(be, w, &ap) < 0)
+    if (plan_act(be, w[0], &ap) < 0)
         return MX_EINVAL;
     /* shared scratch: gathered activations (f32 and maybe quantized), outputs, the column map,
      * per-expert counts and the jobs */
@@ -587,7 +643,7 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     size_t shared = 0;
     size_t nq_bytes = (size_t)ncols;
     bool ok = size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes) &&
-              size3((size_t)ncols, (size_t)n_out, sizeof(float), &y_bytes) &&
+              size3((size_t)ncols * (size_t)nw, (size_t)n_out, sizeof(float), &y_bytes) &&
               mx_mul_size((size_t)ncols, sizeof(int64_t), &map_bytes) &&
               mx_mul_size((size_t)n_exp + 1, sizeof(int64_t), &cnt_bytes) &&
               mx_mul_size((size_t)n_exp, sizeof(struct mm_job), &job_bytes);
@@ -607,11 +663,12 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
     char *s = c->sbuf;
     float *xr = (float *)(s + offs[0]);
     char *xq = ap.quant ? s + offs[1] : NULL;
-    float *ys = (float *)(s + offs[2]);
+    float *ys = (float *)(s + offs[2]);        /* [nw][ncols][n_out] */
     int64_t *map = (int64_t *)(s + offs[3]);   /* gathered column -> slot index s + t*n_used */
     int64_t *start = (int64_t *)(s + offs[4]); /* [n_exp + 1] first gathered column per expert */
     struct mm_job *jobs = (struct mm_job *)(s + offs[5]);
     uint8_t *needq = (uint8_t *)(s + offs[6]); /* gathered column goes through vec_dot */
+    float *ys2 = ys + ncols * n_out;           /* the second weight's outputs (nw == 2) */
 
     /* group the (token, slot) pairs by expert, in token order within an expert */
     memset(start, 0, (size_t)(n_exp + 1) * sizeof(int64_t));
@@ -632,20 +689,23 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         bool q = xq && uses_xq(&ap, n);
         memset(needq + start[e], q, (size_t)n);
         struct mm_job *j = &jobs[n_jobs++];
-        j->w = (const char *)w->data + (size_t)e * w->nb[2];
+        j->w = (const char *)w[0]->data + (size_t)e * w[0]->nb[2];
         j->x = xr + start[e] * n_in;
         j->xq = q ? xq + (size_t)start[e] * ap.xq_row : NULL;
         j->y = ys + start[e] * n_out;
         j->n = n;
         j->ldy = n_out;
+        j->w2 = nw == 2 ? (const char *)w[1]->data + (size_t)e * w[1]->nb[2] : NULL;
+        j->y2 = nw == 2 ? ys2 + start[e] * n_out : NULL;
     }
     struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .map = map, .n_used = n_used,
                              .x_ne1 = x->ne[1], .xr = xr, .xq = xq, .needq = needq,
                              .ncols = ncols};
     prep_run(c, &prep);
     struct mm_task task = {
-        .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
+        .cpu = c, .wtype = w[0]->type, .layout = w[0]->layout, .n_in = n_in, .n_out = n_out,
+        .w_row = w[0]->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2,
+        .vdot4 = ap.vdot4,
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = n_jobs,
@@ -653,11 +713,25 @@ int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct 
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
     mx_pool_run(c->pool, mm_task_run, &task);
-    struct scatter_task sc = {.d = dst->data, .ys = ys, .map = map, .n_out = n_out,
-                              .ncols = ncols};
-    if (ncols * n_out >= 65536)
+    struct scatter_task sc = {.d = {dst[0]->data, nw == 2 ? dst[1]->data : NULL},
+                              .silu_mul = nw == 2 && silu_mul, .ys = {ys, ys2}, .map = map,
+                              .n_out = n_out, .ncols = ncols};
+    if (ncols * n_out * nw >= 65536)
         mx_pool_run(c->pool, scatter_task_run, &sc);
     else
         scatter_task_run(&sc, 0, 1); /* a decode step: cheaper than waking the workers */
     return 0;
+}
+
+int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                     const struct mx_tensor *x, const struct mx_tensor *ids) {
+    return matmul_id_n(be, 1, &dst, &w, x, ids, false);
+}
+
+int mx_cpu_matmul_id2(struct mx_backend *be, struct mx_tensor *dst_a, const struct mx_tensor *w_a,
+                      struct mx_tensor *dst_b, const struct mx_tensor *w_b,
+                      const struct mx_tensor *x, const struct mx_tensor *ids, bool silu_mul) {
+    struct mx_tensor *dst[2] = {dst_a, dst_b};
+    const struct mx_tensor *w[2] = {w_a, w_b};
+    return matmul_id_n(be, 2, dst, w, x, ids, silu_mul);
 }

@@ -463,7 +463,7 @@ void mx_ref_softmax(void *args, int ith, int nth) {
 }
 
 static float silu(float x) {
-    return x / (1.0f + expf(-x));
+    return mx_silu_f(x);
 }
 
 static float gelu(float x) {
