@@ -287,7 +287,7 @@ static void attn_prefill_unit(const struct mx_ref_args *a, int64_t g, int64_t t0
     float *qt = buf, *ot = qt + hd * ldr, *m = ot + hd * ldr, *l = m + ldr;
     int32_t *qp = (int32_t *)(l + ldr);
     float *st = (float *)(qp + ldr), *kb = st + MX_ATTN_TTILE * ldr, *vb = kb + MX_ATTN_TTILE * hd;
-    float *qr = st; /* one query row at a time, before st holds scores */
+    float *qr = kb; /* one query row at a time (TTILE x hd floats), before kb holds keys */
     int32_t qmax = INT32_MIN, qmin = INT32_MAX;
     for (int64_t r = 0; r < ldr; r++) {
         m[r] = -INFINITY;
