@@ -219,7 +219,8 @@ static void attn_tiles(const struct mx_ref_args *a, int64_t g, int64_t ldr, int3
             __m256 mv = ninf;
             for (int64_t j = 0; j < TT; j++)
                 mv = _mm256_max_ps(mv, _mm256_loadu_ps(st + j * ldr + r0));
-            __m256 mold = _mm256_loadu_ps(m + r0), mnew = _mm256_max_ps(mold, _mm256_mul_ps(mv, sc));
+            __m256 mold = _mm256_loadu_ps(m + r0);
+            __m256 mnew = _mm256_max_ps(mold, _mm256_mul_ps(mv, sc));
             __m256 corr = _mm256_and_ps(exp8(_mm256_sub_ps(mold, mnew)),
                                         _mm256_cmp_ps(mold, ninf, _CMP_NEQ_OQ));
             __m256 lsum = _mm256_setzero_ps();
