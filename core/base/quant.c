@@ -1565,6 +1565,21 @@ static int iq2_point(const struct iq2_tables *t, int8_t *L, const float *xval, c
     return gi;
 }
 
+/* The magnitudes of 8 values (xval) and all 8 sign bits, for the types that store every sign
+ * (IQ2_S, IQ3_S): no parity to fix. */
+static uint8_t plain_signs8(const float *xb, float *xval) {
+    uint8_t s8 = 0;
+    for (int i = 0; i < 8; i++) {
+        if (xb[i] >= 0) {
+            xval[i] = xb[i];
+        } else {
+            xval[i] = -xb[i];
+            s8 |= (uint8_t)(1u << i);
+        }
+    }
+    return s8;
+}
+
 /* The magnitudes of 8 values (xval) and their sign bits with even parity, as the IQ2/IQ3 grids
  * store 7 of them and imply the 8th: when an odd number are negative, the value of least
  * weighted square keeps the wrong sign (its magnitude negated in xval instead). Returns the 7
@@ -1885,18 +1900,8 @@ static void iq2_s_block(const struct iq2_tables *t, const float *xbl, const floa
                 weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
         for (int i = 0; i < 16; i++)
             waux[i] = sqrtf(weight[i]);
-        for (int k = 0; k < 2; k++) {
-            uint8_t s8 = 0;
-            for (int i = 0; i < 8; i++) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    s8 |= (uint8_t)(1u << i);
-                }
-            }
-            signs[k] = s8;
-        }
+        for (int k = 0; k < 2; k++)
+            signs[k] = plain_signs8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 16; i++)
             max = max > xval[i] ? max : xval[i];
@@ -2606,18 +2611,8 @@ static void iq3_s_block(const struct iq3_tables *t, const float *xbl, const floa
                 weight[i] = xb[i] * xb[i];
         for (int i = 0; i < 32; i++)
             waux[i] = sqrtf(weight[i]);
-        for (int k = 0; k < 4; k++) {
-            uint8_t s8 = 0;
-            for (int i = 0; i < 8; i++) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    s8 |= (uint8_t)(1u << i);
-                }
-            }
-            signs[k] = s8;
-        }
+        for (int k = 0; k < 4; k++)
+            signs[k] = plain_signs8(xb + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 32; i++)
             max = max > xval[i] ? max : xval[i];
