@@ -38,15 +38,7 @@
 static struct mx_backend *cpu, *gpu;
 static uint64_t rng = 1414;
 
-/* A tensor on both backends: h in host memory (the CPU backend's), d in VRAM. */
-struct pair {
-    struct mx_tensor h, d;
-    struct mx_buf *buf;
-};
-
-#define MAX_PAIRS 64
-static struct pair *pairs[MAX_PAIRS];
-static int n_pairs;
+#include "tests/cuda_pairs.h"
 
 /* asserts that a GPU call returned 0, naming the backend's error otherwise */
 static void gok(int rc) {
@@ -54,40 +46,10 @@ static void gok(int rc) {
         fail_msg("CUDA backend: %d: %s", rc, mx_backend_last_error(gpu));
 }
 
-static struct pair *mkp(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
-    struct pair *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    assert_int_equal(mx_tensor_init(&p->h, type, ne0, ne1, ne2, 1), 0);
-    size_t n = mx_tensor_nbytes(&p->h);
-    p->h.data = calloc(1, n);
-    assert_non_null(p->h.data);
-    struct mx_err err = {0};
-    assert_int_equal(mx_buf_alloc(gpu, n, &p->buf, &err), 0);
-    p->d = p->h;
-    p->d.buf = p->buf;
-    p->d.data = p->buf->base;
-    assert_true(n_pairs < MAX_PAIRS);
-    pairs[n_pairs++] = p;
-    return p;
-}
-
-static void free_pairs(void) {
-    for (int i = 0; i < n_pairs; i++) {
-        mx_buf_free(pairs[i]->buf);
-        free(pairs[i]->h.data);
-        free(pairs[i]);
-    }
-    n_pairs = 0;
-}
-
-static void up(struct pair *p) {
-    assert_int_equal(mx_tensor_set(gpu, &p->d, p->h.data, 0, mx_tensor_nbytes(&p->h)), 0);
-}
-
 /* random F32 activations in [-1, 1); column 0 starts with 256 zeros when there are several
  * columns (a block of zeros: the quantizers' amax = 0 case) */
 static struct pair *rnd_x(int64_t n, int64_t ne1, int64_t ne2) {
-    struct pair *p = mkp(MX_TYPE_F32, n, ne1, ne2);
+    struct pair *p = mkp(MX_TYPE_F32, n, ne1, ne2, 1);
     float *v = p->h.data;
     for (int64_t i = 0; i < n * ne1 * ne2; i++)
         v[i] = mx_test_randf(&rng);
@@ -99,7 +61,7 @@ static struct pair *rnd_x(int64_t n, int64_t ne1, int64_t ne2) {
 
 /* random weights of a type: values in [-1, 1) quantized on the host */
 static struct pair *rnd_w(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
-    struct pair *p = mkp(type, ne0, ne1, ne2);
+    struct pair *p = mkp(type, ne0, ne1, ne2, 1);
     float *row = malloc((size_t)ne0 * sizeof *row);
     assert_non_null(row);
     for (int64_t r = 0; r < ne1 * ne2; r++) {
@@ -113,7 +75,7 @@ static struct pair *rnd_w(enum mx_type type, int64_t ne0, int64_t ne1, int64_t n
 }
 
 static struct pair *ids_p(int64_t ne0, int64_t ne1, const int32_t *v) {
-    struct pair *p = mkp(MX_TYPE_I32, ne0, ne1, 1);
+    struct pair *p = mkp(MX_TYPE_I32, ne0, ne1, 1, 1);
     memcpy(p->h.data, v, (size_t)(ne0 * ne1) * 4);
     up(p);
     return p;
@@ -163,7 +125,7 @@ static void test_mmvq_types(void **state) {
         for (int64_t T = 1; T <= 8; T++) {
             struct pair *w = rnd_w(mmv_types[k], n, 37, 1);
             struct pair *x = rnd_x(n, T, 1);
-            struct pair *y = mkp(MX_TYPE_F32, 37, T, 1);
+            struct pair *y = mkp(MX_TYPE_F32, 37, T, 1, 1);
             assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
             gok(mx_op_matmul(gpu, &y->d, &w->d, &x->d));
             char what[64];
@@ -178,7 +140,7 @@ static void test_mmvq_types(void **state) {
     for (size_t k = 0; k < sizeof longt / sizeof longt[0]; k++) {
         struct pair *w = rnd_w(longt[k], 4096, 5, 1);
         struct pair *x = rnd_x(4096, 2, 3);
-        struct pair *y = mkp(MX_TYPE_F32, 5, 2, 3);
+        struct pair *y = mkp(MX_TYPE_F32, 5, 2, 3, 1);
         assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
         gok(mx_op_matmul(gpu, &y->d, &w->d, &x->d));
         char what[64];
@@ -208,7 +170,7 @@ static void test_mmvq_id(void **state) {
                     sel[2 * i + 1] = (sel[2 * i] + 1) % E == 4 ? 5 : (sel[2 * i] + 1) % E;
             struct pair *ids = ids_p(K, T, sel);
             struct pair *x1 = rnd_x(n, 1, T), *xk = rnd_x(n, K, T);
-            struct pair *y1 = mkp(MX_TYPE_F32, 21, K, T), *yk = mkp(MX_TYPE_F32, 21, K, T);
+            struct pair *y1 = mkp(MX_TYPE_F32, 21, K, T, 1), *yk = mkp(MX_TYPE_F32, 21, K, T, 1);
             char what[64];
             assert_int_equal(mx_op_matmul_id(cpu, &y1->h, &w->h, &x1->h, &ids->h), 0);
             gok(mx_op_matmul_id(gpu, &y1->d, &w->d, &x1->d, &ids->d));
@@ -223,7 +185,7 @@ static void test_mmvq_id(void **state) {
             if (j == 0) {
                 int32_t badv[K] = {1, E};
                 struct pair *bad = ids_p(K, 1, badv);
-                struct pair *yb = mkp(MX_TYPE_F32, 21, K, 1);
+                struct pair *yb = mkp(MX_TYPE_F32, 21, K, 1, 1);
                 gok(mx_op_matmul_id(gpu, &yb->d, &w->d, &xk->d, &bad->d));
                 assert_int_equal(mx_backend_sync(gpu), MX_EINVAL);
                 assert_int_equal(mx_backend_sync(gpu), 0); /* reported once */
@@ -249,7 +211,7 @@ static void test_gemm16(void **state) {
         struct pair *w = rnd_w(types[k], n, 67, 1);
         for (size_t j = 0; j < sizeof Ts / sizeof Ts[0]; j++) {
             struct pair *x = rnd_x(n, Ts[j], 1);
-            struct pair *y = mkp(MX_TYPE_F32, 67, Ts[j], 1);
+            struct pair *y = mkp(MX_TYPE_F32, 67, Ts[j], 1, 1);
             assert_int_equal(mx_op_matmul(cpu, &y->h, &w->h, &x->h), 0);
             gok(mx_op_matmul(gpu, &y->d, &w->d, &x->d));
             char what[64];
@@ -271,7 +233,7 @@ static void test_gemm16(void **state) {
     mx_backend_set_act_mode(cpu, MX_ACT_F32);
     struct pair *w = rnd_w(MX_TYPE_Q4_K, 512, 48, E);
     struct pair *ids = ids_p(K, T, sel);
-    struct pair *xk = rnd_x(512, K, T), *yk = mkp(MX_TYPE_F32, 48, K, T);
+    struct pair *xk = rnd_x(512, K, T), *yk = mkp(MX_TYPE_F32, 48, K, T, 1);
     assert_int_equal(mx_op_matmul_id(cpu, &yk->h, &w->h, &xk->h, &ids->h), 0);
     gok(mx_op_matmul_id(gpu, &yk->d, &w->d, &xk->d, &ids->d));
     cmp(yk, 3e-3, "gemm16 matmul_id grouped q4_K");
@@ -300,7 +262,7 @@ static void test_fattn(void **state) {
             if (ct[j] == MX_TYPE_Q8_0 && hd % 32)
                 continue; /* Q8_0 rows hold whole blocks per head */
             struct pair *kf = rnd_x(hd * nkv, n_kv, 1), *vf = rnd_x(hd * nkv, n_kv, 1);
-            struct pair *kc = mkp(ct[j], hd * nkv, n_kv, 1), *vc = mkp(ct[j], hd * nkv, n_kv, 1);
+            struct pair *kc = mkp(ct[j], hd * nkv, n_kv, 1, 1), *vc = mkp(ct[j], hd * nkv, n_kv, 1, 1);
             assert_int_equal(mx_op_cpy(cpu, &kc->h, &kf->h), 0);
             assert_int_equal(mx_op_cpy(cpu, &vc->h, &vf->h), 0);
             up(kc);
@@ -313,7 +275,7 @@ static void test_fattn(void **state) {
                 qp[t] = n_kv - T + t;
             struct pair *kpos = ids_p(n_kv, 1, kp), *qpos = ids_p(T, 1, qp);
             free(kp);
-            struct pair *q = rnd_x(hd, nh, T), *o = mkp(MX_TYPE_F32, hd, nh, T);
+            struct pair *q = rnd_x(hd, nh, T), *o = mkp(MX_TYPE_F32, hd, nh, T, 1);
             struct pair *sk = rnd_x(nh, 1, 1);
             float *skv = sk->h.data;
             for (int h = 0; h < nh; h++)
@@ -358,7 +320,7 @@ static void test_conv2d_f16(void **state) {
         x4d.data = x->d.data;
         const int dil = 2, pad = 2;
         int Wo = (19 + 2 * pad - dil * 2 - 1) / s + 1, Ho = (14 + 2 * pad - dil * 2 - 1) / s + 1;
-        struct pair *y = mkp(MX_TYPE_F32, Wo, Ho, 33 * 2);
+        struct pair *y = mkp(MX_TYPE_F32, Wo, Ho, 33 * 2, 1);
         struct mx_tensor y4, y4d;
         assert_int_equal(mx_tensor_reshape(&y->h, Wo, Ho, 33, 2, &y4), 0);
         y4d = y4;
