@@ -168,10 +168,12 @@ struct mx_cpu_kernels {
     /* Prefill tiles of the IQ1-IQ3 grid types on file-layout rows (gemm_iq.h): rows [0, n_rows)
      * (n_rows <= 32) of w, w_row bytes apart, times ncols Q8_K columns xq_row bytes apart:
      * out[c * ldo + r]; scratch: mx_gemm_iq_scratch(n) bytes, 64-aligned. Per row and column
-     * the bits of vec_dot. NULL: dequantize + sgemm. Indexed by weight type. */
+     * the bits of vec_dot, or with panel set those of llama.cpp's IQ panel (gemm_iq.h: what
+     * the peer computes for matmuls of >= 8 columns). NULL: dequantize + sgemm. Indexed by
+     * weight type. */
     void (*gemm_iq[MX_TYPE_COUNT])(int64_t n, const void *w, size_t w_row, int n_rows,
                                    const void *xq, size_t xq_row, int64_t ncols, float *out,
-                                   size_t ldo, void *scratch);
+                                   size_t ldo, int panel, void *scratch);
     /* Row dequantizers bit-identical to mx_dequantize_row (used for prefill tiles); NULL entries
      * fall back to it. Indexed by weight type; n a multiple of the block size. */
     mx_to_float_fn dequant[MX_TYPE_COUNT];

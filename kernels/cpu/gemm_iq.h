@@ -12,6 +12,16 @@
 
 #include "kernels/cpu/cpu.h"
 
+/* The float order of the tiles' outputs. Below this many columns in a matmul (or tokens of an
+ * expert in matmul_id) llama.cpp runs these types through vec_dot, from it on through its IQ
+ * panel (ggml-cpu/iqp.cpp, GGML_IQP_MIN_BATCH(_ID), read), which composes each super-block's
+ * integer sum as fma((float)isum, dfac x dy, sumf) (dfac: the super-scale x 2^-k). The two
+ * differ in the last bit, a Q8_K rounding of a later layer flips on it and the peer's logits
+ * drift (tests/iq_logits_peer.sh), so the caller picks the order llama.cpp would use: panel
+ * from this many columns when the rows are a multiple of 8 (the panel's condition), else the
+ * bits of vec_dot. */
+#define MX_GEMM_IQ_PANEL_MIN_COLS 8
+
 /* Most rows a tile call takes (matmul.c's MX_TILE). */
 #define MX_GEMM_IQ_ROWS 32
 

@@ -21,7 +21,7 @@
 /* nc (1..4, a constant after inlining) columns against one prepared 8-row group. */
 static inline __attribute__((always_inline)) void
 group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const int nc,
-       struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+       struct mx_iq_post post, int panel, float *out, size_t ldo, int nrows) {
     const size_t pb = mx_iq_prep_bytes(R8);
     __m256 sumf[4];
     __m256i acc[4];
@@ -52,6 +52,15 @@ group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const 
         }
         const __m256i corr = _mm256_load_si256((const __m256i *)(sc + 16 * R8));
         const __m256 dw = _mm256_load_ps((const float *)(sc + 17 * R8));
+        if (panel) { /* llama.cpp's panel: fma(isum, dfac x dy, sumf), dfac = dw x 2^-k */
+            const __m256 dfac = _mm256_mul_ps(dw, _mm256_set1_ps(post.dfac));
+            _Pragma("GCC unroll 8")
+            for (int c = 0; c < nc; c++)
+                sumf[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], corr)),
+                                          _mm256_mul_ps(dfac, _mm256_set1_ps(dy[c * nsb + i])),
+                                          sumf[c]);
+            continue;
+        }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++) {
             __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[c], corr));
@@ -64,19 +73,19 @@ group8(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const 
     _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++) {
         _Alignas(32) float v[8];
-        _mm256_store_ps(v, _mm256_mul_ps(_mm256_set1_ps(post.outer), sumf[c]));
+        _mm256_store_ps(v, panel ? sumf[c] : _mm256_mul_ps(_mm256_set1_ps(post.outer), sumf[c]));
         memcpy(out + (size_t)c * ldo, v, (size_t)nrows * sizeof(float));
     }
 }
 
 /* The group kernel for a run-time column count (each count its own unrolled copy). */
 static void group8_n(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, int nc,
-                     struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+                     struct mx_iq_post post, int panel, float *out, size_t ldo, int nrows) {
     switch (nc) {
-    case 1: group8(prep, nsb, xu, dy, 1, post, out, ldo, nrows); break;
-    case 2: group8(prep, nsb, xu, dy, 2, post, out, ldo, nrows); break;
-    case 3: group8(prep, nsb, xu, dy, 3, post, out, ldo, nrows); break;
-    case 4: group8(prep, nsb, xu, dy, 4, post, out, ldo, nrows); break;
+    case 1: group8(prep, nsb, xu, dy, 1, post, panel, out, ldo, nrows); break;
+    case 2: group8(prep, nsb, xu, dy, 2, post, panel, out, ldo, nrows); break;
+    case 3: group8(prep, nsb, xu, dy, 3, post, panel, out, ldo, nrows); break;
+    case 4: group8(prep, nsb, xu, dy, 4, post, panel, out, ldo, nrows); break;
     default: break;
     }
 }
@@ -139,7 +148,7 @@ static void prepare8(enum mx_type type, const char *w, size_t w_row, int nr, int
 /* The tile: prepare the row groups, then per 4 columns make them unsigned and run each group. */
 static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
                         const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
-                        void *scratch) {
+                        int panel, void *scratch) {
     const int64_t nsb = n / MX_QK_K;
     const size_t gb = (size_t)nsb * mx_iq_prep_bytes(R8);
     const int ng = (n_rows + R8 - 1) / R8;
@@ -155,7 +164,7 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
         const int nc = (int)MX_MIN(4, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);
         for (int g = 0; g < ng; g++)
-            group8_n(prep + (size_t)g * gb, nsb, xu, dy, nc, post,
+            group8_n(prep + (size_t)g * gb, nsb, xu, dy, nc, post, panel,
                      out + (size_t)c * ldo + R8 * g, ldo, MX_MIN(R8, n_rows - R8 * g));
     }
 }
@@ -163,8 +172,9 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
 /* One entry point per type, so tile() and the expansion inline with the type constant. */
 #define MX_TILE_FN(name, T)                                                                    \
     static void name(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,      \
-                     size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch) {   \
-        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, scratch);                   \
+                     size_t xq_row, int64_t ncols, float *out, size_t ldo, int panel,         \
+                     void *scratch) {                                                         \
+        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, panel, scratch);            \
     }
 MX_TILE_FN(tile_iq2_xxs, MX_TYPE_IQ2_XXS)
 MX_TILE_FN(tile_iq2_xs, MX_TYPE_IQ2_XS)

@@ -21,7 +21,7 @@
 /* nc (1..8, a constant after inlining) columns against one prepared 16-row group. */
 static inline __attribute__((always_inline)) void
 group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const int nc,
-        const int sub32, struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+        const int sub32, struct mx_iq_post post, int panel, float *out, size_t ldo, int nrows) {
     const size_t pb = mx_iq_prep_bytes(R16);
     /* the float sums live in memory (touched once per super-block): 8 columns' int32 sums
      * and group sums already take 16 of the 32 registers */
@@ -60,6 +60,17 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
         }
         const __m512i corr = _mm512_load_si512(sc + 16 * R16);
         const __m512 dw = _mm512_load_ps((const float *)(sc + 17 * R16));
+        if (panel) { /* llama.cpp's panel: fma(isum, dfac x dy, sumf), dfac = dw x 2^-k */
+            const __m512 dfac = _mm512_mul_ps(dw, _mm512_set1_ps(post.dfac));
+            _Pragma("GCC unroll 8")
+            for (int c = 0; c < nc; c++)
+                _mm512_store_ps(
+                    sumf[c],
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], corr)),
+                                    _mm512_mul_ps(dfac, _mm512_set1_ps(dy[c * nsb + i])),
+                                    _mm512_load_ps(sumf[c])));
+            continue;
+        }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < nc; c++) {
             __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[c], corr));
@@ -73,18 +84,21 @@ group16(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, const
     _Pragma("GCC unroll 8")
     for (int c = 0; c < nc; c++)
         _mm512_mask_storeu_ps(out + (size_t)c * ldo, m,
-                              _mm512_mul_ps(_mm512_set1_ps(post.outer), _mm512_load_ps(sumf[c])));
+                              panel ? _mm512_load_ps(sumf[c])
+                                    : _mm512_mul_ps(_mm512_set1_ps(post.outer),
+                                                    _mm512_load_ps(sumf[c])));
 }
 
 /* The group kernel for a run-time column count (each count its own unrolled copy). */
 static void group16_n(const char *prep, int64_t nsb, const uint8_t *xu, const float *dy, int nc,
-                      int sub32, struct mx_iq_post post, float *out, size_t ldo, int nrows) {
+                      int sub32, struct mx_iq_post post, int panel, float *out, size_t ldo,
+                      int nrows) {
 #define MX_G16(N)                                                                              \
     case N:                                                                                    \
         if (sub32)                                                                             \
-            group16(prep, nsb, xu, dy, N, 1, post, out, ldo, nrows);                           \
+            group16(prep, nsb, xu, dy, N, 1, post, panel, out, ldo, nrows);                        \
         else                                                                                   \
-            group16(prep, nsb, xu, dy, N, 0, post, out, ldo, nrows);                           \
+            group16(prep, nsb, xu, dy, N, 0, post, panel, out, ldo, nrows);                        \
         break;
     switch (nc) {
         MX_G16(1) MX_G16(2) MX_G16(3) MX_G16(4) MX_G16(5) MX_G16(6) MX_G16(7) MX_G16(8)
@@ -160,7 +174,7 @@ static void prepare16(enum mx_type type, const char *w, size_t w_row, int nr, in
 /* The tile: prepare the row groups, then per 8 columns make them unsigned and run each group. */
 static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_row, int n_rows,
                         const void *xq, size_t xq_row, int64_t ncols, float *out, size_t ldo,
-                        void *scratch) {
+                        int panel, void *scratch) {
     const int64_t nsb = n / MX_QK_K;
     const size_t gb = (size_t)nsb * mx_iq_prep_bytes(R16);
     const int ng = (n_rows + R16 - 1) / R16;
@@ -177,7 +191,7 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
         const int nc = (int)MX_MIN(8, ncols - c);
         mx_iq_cols((const char *)xq + (size_t)c * xq_row, xq_row, nsb, nc, xu, dy);
         for (int g = 0; g < ng; g++)
-            group16_n(prep + (size_t)g * gb, nsb, xu, dy, nc, sub32, post,
+            group16_n(prep + (size_t)g * gb, nsb, xu, dy, nc, sub32, post, panel,
                       out + (size_t)c * ldo + R16 * g, ldo, MX_MIN(R16, n_rows - R16 * g));
     }
 }
@@ -185,8 +199,9 @@ static inline void tile(enum mx_type type, int64_t n, const void *w, size_t w_ro
 /* One entry point per type, so tile() and the expansion inline with the type constant. */
 #define MX_TILE_FN(name, T)                                                                    \
     static void name(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,      \
-                     size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch) {   \
-        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, scratch);                   \
+                     size_t xq_row, int64_t ncols, float *out, size_t ldo, int panel,         \
+                     void *scratch) {                                                         \
+        tile(T, n, w, w_row, n_rows, xq, xq_row, ncols, out, ldo, panel, scratch);            \
     }
 MX_TILE_FN(tile_iq2_xxs, MX_TYPE_IQ2_XXS)
 MX_TILE_FN(tile_iq2_xs, MX_TYPE_IQ2_XS)

@@ -24,23 +24,28 @@
 
 /* How a type's integer sum becomes the vec_dot's float (kernels_iq.c): IQ2_*: sumf +=
  * (dw dy) isum, result x 1/8; IQ3_XXS: x 1/4; IQ3_S: x 1; IQ1_S/IQ1_M: sumf += (dw dy) x
- * (isum8 / 8), isum8 / 8 being exactly sumi + sumi1 / 8. */
+ * (isum8 / 8), isum8 / 8 being exactly sumi + sumi1 / 8. Or, in llama.cpp's panel order, the
+ * same integer sums with the 2^-k folded into the super-scale (dfac). */
 struct mx_iq_post {
     float inner; /* isum is multiplied by this before (dw dy) x it (1 or 1/8) */
     float outer; /* the row's float sum is multiplied by this at the end (1, 1/4 or 1/8) */
+    /* llama.cpp's panel order (ggml-cpu/iqp.cpp, read: its matmuls of >= 8 columns) instead:
+     * the super-scale is dfac = dw x this (inner x outer, a power of two) and per super-block
+     * sumf = fma((float)isum, dfac x dy, sumf), nothing after; the peer's logits follow it */
+    float dfac;
 };
 
 /* The float steps of type t's vec_dot (kernels_iq.c), for the tiles to repeat. */
 static inline struct mx_iq_post mx_iq_post_of(enum mx_type t) {
     switch (t) {
     case MX_TYPE_IQ1_S: case MX_TYPE_IQ1_M:
-        return (struct mx_iq_post){MX_IQ1_DELTA, 1.0f};
+        return (struct mx_iq_post){MX_IQ1_DELTA, 1.0f, 0.125f};
     case MX_TYPE_IQ3_XXS:
-        return (struct mx_iq_post){1.0f, 0.25f};
+        return (struct mx_iq_post){1.0f, 0.25f, 0.25f};
     case MX_TYPE_IQ3_S:
-        return (struct mx_iq_post){1.0f, 1.0f};
+        return (struct mx_iq_post){1.0f, 1.0f, 1.0f};
     default:
-        return (struct mx_iq_post){1.0f, 0.125f};
+        return (struct mx_iq_post){1.0f, 0.125f, 0.125f};
     }
 }
 

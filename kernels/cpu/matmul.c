@@ -9,7 +9,8 @@
  *   repacked weights (any n, see repack.c): the 8-row GEMM tiles of the CPU's kernel set, and at
  *     prefill its 16-row tiles where it has them (gemm_x16_avx512.c: 8 columns at a time).
  *   IQ1-IQ3 grid types, n >= MX_IQ_TILE_MIN_COLS: the grids expanded once per tile to bytes
- *     and integer dots against the quantized columns (gemm_iq.h; vec_dot's bits).
+ *     and integer dots against the quantized columns (gemm_iq.h; vec_dot's bits, or from
+ *     MX_GEMM_IQ_PANEL_MIN_COLS columns those of llama.cpp's IQ panel, as the peer does).
  *   n >= MX_GEMM_MIN_COLS (prefill): dequantize the tile's rows to f32 (no copy for F32 weights)
  *     and call OpenBLAS sgemm on them. Dequantizing a tile costs O(rows * n_in) against the
  *     GEMM's O(rows * n_in * n), so from a few columns on the GEMM's speed dominates.
@@ -90,7 +91,12 @@ struct mm_task {
                    int ncols, float *out, size_t ldo);
     /* IQ1-IQ3 file-layout rows: tiles against the quantized columns (NULL: none) */
     void (*gemm_iq)(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,
-                    size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch);
+                    size_t xq_row, int64_t ncols, float *out, size_t ldo, int panel,
+                    void *scratch);
+    /* llama.cpp would take jobs of MX_GEMM_IQ_PANEL_MIN_COLS+ columns through its IQ panel
+     * (gemm_iq.h: rows a multiple of 8; plain matmuls of one weight plane): the tiles then
+     * follow the panel's float order, else vec_dot's */
+    bool iq_panel;
     int n_jobs;
     const struct mm_job *jobs;
     int64_t tiles;       /* tiles per job */
@@ -161,7 +167,7 @@ static void mm_rows(const struct mm_task *t, const struct mm_job *j, int64_t o0,
     const char *wt = j->w + (size_t)o0 * t->w_row;
     if (t->gemm_iq && j->xq && j->n >= MX_IQ_TILE_MIN_COLS) {
         t->gemm_iq(n_in, wt, t->w_row, (int)(o1 - o0), j->xq, t->xq_row, j->n, j->y + o0,
-                   (size_t)j->ldy, buf);
+                   (size_t)j->ldy, t->iq_panel && j->n >= MX_GEMM_IQ_PANEL_MIN_COLS, buf);
         return;
     }
     if (t->vdot4 && j->xq && j->n >= 4 && (j->n <= MX_VDOT4_MAX_COLS || t->vdot4_all)) {
@@ -319,7 +325,8 @@ struct act_plan {
     bool vdot_all;
     /* the IQ1-IQ3 tiles (file layout): every job of MX_IQ_TILE_MIN_COLS+ columns */
     void (*gemm_iq)(int64_t n, const void *w, size_t w_row, int n_rows, const void *xq,
-                    size_t xq_row, int64_t ncols, float *out, size_t ldo, void *scratch);
+                    size_t xq_row, int64_t ncols, float *out, size_t ldo, int panel,
+                    void *scratch);
     void (*gemm8)(int64_t n, const void *w, const void *xq, size_t xq_row, int ncols, float *out,
                   size_t ldo);
     void (*gemm16)(int64_t n, const void *w, size_t gstride, const void *xq, size_t xq_row,
@@ -571,6 +578,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = (int)planes,
+        .iq_panel = n_out % 8 == 0 && w->ne[2] == 1 && w->ne[3] == 1,
         .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
@@ -709,6 +717,7 @@ static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *d
         .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
         .vdot_all = ap.vdot_all,
         .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = n_jobs,
+        .iq_panel = n_out % 8 == 0,
         .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };

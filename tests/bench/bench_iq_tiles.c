@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         enum mx_type type = types[ti];
         void (*tile)(int64_t, const void *, size_t, int, const void *, size_t, int64_t, float *,
-                     size_t, void *) = k->gemm_iq[type];
+                     size_t, int, void *) = k->gemm_iq[type];
         if (!tile) {
             printf("%-8s no tile with the '%s' kernels\n", mx_type_name(type), k->name);
             continue;
