@@ -111,208 +111,58 @@ static void load_query(const struct mx_ref_args *a, int64_t t, int64_t h, float 
         mx_ref_round_act(MX_TYPE_Q8_0, qr, hd);
 }
 
-/* ---- prefill tiles -----------------------------------------------------------------------------
- * Many query rows (all query heads of a KV head x a block of tokens) against a tile of
- * MX_ATTN_TTILE cells is two small GEMMs. OpenBLAS sgemm did them at 62 % of the time of a 16K
- * prefill with K/V staging at 15 %: every call packed Q, K, S and V again for a 256-cell tile.
- * Here the unit's queries are transposed once (qt[hd][ldr], rows in lanes), so both products
- * are one register-tiled kernel with no packing: scores come out transposed (st[cell][row]) and
- * the output accumulates transposed (ot[dim][row]); the online softmax then runs down columns
- * (8 query rows per vector, no horizontal reductions) and the per-row rescale is a vector
- * multiply. Products stay f32 (FMA), so results match the reference within float rounding. */
-
-/* Cells per prefill tile: its f32 keys and values (2 x 64 x hd floats) and scores stay in L1/L2
- * while every query row of the unit passes over them. */
-#define MX_ATTN_TTILE 64
-_Static_assert(MX_ATTN_TTILE <= MX_ATTN_GBLOCK, "mx_attn_fast_scratch holds the tiles");
-
-/* C[a][r] (+)= sum_k X(a, k) Y[k][r] for NA (4) values of a and NV x 8 rows r: X(a, k) at
- * x[a * sa + k * sk] is broadcast, Y rows ldy apart are loaded, the 4 x NV accumulators stay in
- * registers over all K terms. acc: add to C (else overwrite). */
-static inline __attribute__((always_inline)) void
-tile_mk(int NV, const float *x, int64_t sa, int64_t sk, const float *y, int64_t ldy, int64_t K,
-        float *c, int64_t ldc, bool acc) {
-    __m256 o[4][2];
-#pragma GCC unroll 4
-    for (int a = 0; a < 4; a++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            o[a][v] = acc ? _mm256_loadu_ps(c + a * ldc + 8 * v) : _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        __m256 yv[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            yv[v] = _mm256_loadu_ps(y + k * ldy + 8 * v);
-#pragma GCC unroll 4
-        for (int a = 0; a < 4; a++) {
-            __m256 xb = _mm256_broadcast_ss(x + a * sa + k * sk);
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++)
-                o[a][v] = _mm256_fmadd_ps(xb, yv[v], o[a][v]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int a = 0; a < 4; a++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            _mm256_storeu_ps(c + a * ldc + 8 * v, o[a][v]);
-}
-
-/* tile_mk over A (a multiple of 4) values of a and ldr (a multiple of 8) rows. */
-static void tile_gemm(int64_t A, const float *x, int64_t sa, int64_t sk, const float *y,
-                      int64_t ldr, int64_t K, float *c, bool acc) {
-    for (int64_t a0 = 0; a0 < A; a0 += 4) {
-        int64_t r0 = 0;
-        for (; r0 + 16 <= ldr; r0 += 16)
-            tile_mk(2, x + a0 * sa, sa, sk, y + r0, ldr, K, c + a0 * ldr + r0, ldr, acc);
-        if (r0 < ldr)
-            tile_mk(1, x + a0 * sa, sa, sk, y + r0, ldr, K, c + a0 * ldr + r0, ldr, acc);
-    }
-}
-
-/* Asks for KV head g's slices of the tile of cells from c0 (K and V, those below n_kv) to be
- * brought into L2 while the current tile is computed: a tile reads hd-value pieces of rows a
- * whole cache row apart, which the hardware prefetchers do not follow (staging waited on memory
- * for 16 % of a 16K prefill's time). */
-static void prefetch_tile(const struct mx_ref_args *a, int64_t c0, int64_t g) {
-    const struct mx_tensor *kc = a->src[1], *vc = a->src[2];
+/* Prefill: many query rows share each cache block, so the two products of a block go through
+ * sgemm (S = Q K^T over MX_ATTN_GBLOCK cells, then acc += P V); only the masking and the online
+ * softmax stay here. q rows, acc, m and l as in attn_avx2; kb, vb: [GB][hd], S: [R][GB]. */
+static void attn_blocks_gemm(const struct mx_ref_args *a, int64_t g, int64_t t0, int64_t R,
+                             int64_t G, int32_t qmin, int32_t qmax, const float *qs, float *acc,
+                             float *mrow, float *lrow, float *kb, float *vb, float *S) {
+    const int32_t *qpos = a->src[3]->data, *kpos = a->src[4]->data;
     const struct mx_attn_params *p = a->p;
-    size_t ko = 0, kl = 0, vo = 0, vl = 0;
-    if (!mx_row_size(kc->type, g * p->head_dim, &ko) || !mx_row_size(kc->type, p->head_dim, &kl) ||
-        !mx_row_size(vc->type, g * p->head_dim, &vo) || !mx_row_size(vc->type, p->head_dim, &vl))
-        return;
-    for (int64_t j = c0; j < MX_MIN(c0 + MX_ATTN_TTILE, p->n_kv); j++) {
-        const char *kr = (const char *)kc->data + (size_t)j * kc->nb[1] + ko;
-        const char *vr = (const char *)vc->data + (size_t)j * vc->nb[1] + vo;
-        for (size_t b = 0; b < kl + 63; b += 64)
-            _mm_prefetch(kr + MX_MIN(b, kl - 1), _MM_HINT_T1);
-        for (size_t b = 0; b < vl + 63; b += 64)
-            _mm_prefetch(vr + MX_MIN(b, vl - 1), _MM_HINT_T1);
-    }
-}
-
-/* The prefill unit (KV head g, tokens t0 .. t0 + R / G) over the whole cache in tiles:
- * qt[hd][ldr] the transposed (rounded) queries (padding rows zero), qp[ldr] each row's position
- * (-1 for padding: it sees nothing), ot[hd][ldr] the transposed unnormalised outputs, m and l
- * each row's running max and sum, st[MX_ATTN_TTILE][ldr] scores, kb and vb [TTILE][hd]. */
-static void attn_tiles(const struct mx_ref_args *a, int64_t g, int64_t ldr, int32_t qmin,
-                       int32_t qmax, const float *qt, const int32_t *qp, float *ot, float *m,
-                       float *l, float *st, float *kb, float *vb) {
-    const int32_t *kpos = a->src[4]->data;
-    const struct mx_attn_params *p = a->p;
-    const int64_t hd = p->head_dim, n_kv = p->n_kv, TT = MX_ATTN_TTILE;
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(p->scale);
-    for (int64_t c0 = 0; c0 < n_kv; c0 += TT) {
-        int32_t kp[MX_ATTN_TTILE];
-        if (!block_kpos(kpos, c0, n_kv, TT, qmin, qmax, p->window, kp))
+    const int64_t hd = p->head_dim, n_kv = p->n_kv, GB = MX_ATTN_GBLOCK;
+    for (int64_t c0 = 0; c0 < n_kv; c0 += GB) {
+        int32_t kp[MX_ATTN_GBLOCK];
+        if (!block_kpos(kpos, c0, n_kv, GB, qmin, qmax, p->window, kp))
             continue;
-        /* every row sees every cell of the tile: no mask to build */
-        bool all = true;
-        for (int64_t j = 0; j < TT && all; j++)
-            all = kp[j] >= 0 && kp[j] <= qmin && (p->window == 0 || qmax - kp[j] < p->window);
-        stage_kv(a, kp, c0, TT, g * hd, hd, kb, vb, hd);
-        prefetch_tile(a, c0 + TT, g);
-        tile_gemm(TT, kb, hd, 1, qt, ldr, hd, st, false); /* st[j][r] = k_j . q_r */
-        for (int64_t r0 = 0; r0 < ldr && all && p->scale > 0.0f; r0 += 8) {
-            /* all visible (the bulk of a prefill at depth): no masks, the scale folded into the
-             * exponent (the max of the raw scores times a positive scale is the scaled max) */
-            __m256 mv = ninf;
-            for (int64_t j = 0; j < TT; j++)
-                mv = _mm256_max_ps(mv, _mm256_loadu_ps(st + j * ldr + r0));
-            __m256 mold = _mm256_loadu_ps(m + r0);
-            __m256 mnew = _mm256_max_ps(mold, _mm256_mul_ps(mv, sc));
-            __m256 corr = _mm256_and_ps(exp8(_mm256_sub_ps(mold, mnew)),
-                                        _mm256_cmp_ps(mold, ninf, _CMP_NEQ_OQ));
-            __m256 lsum = _mm256_setzero_ps();
-            for (int64_t j = 0; j < TT; j++) {
-                __m256 pv = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(st + j * ldr + r0), sc, mnew));
+        stage_kv(a, kp, c0, GB, g * hd, hd, kb, vb, hd);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)GB, (int)hd, p->scale,
+                    qs, (int)hd, kb, (int)hd, 0.0f, S, (int)GB);
+        for (int64_t r = 0; r < R; r++) {
+            int32_t qp = qpos[t0 + r / G];
+            float *sr = S + r * GB;
+            __m256 mv = _mm256_set1_ps(-INFINITY);
+            for (int64_t j = 0; j < GB; j += 8) {
+                __m256i v = visible8(_mm256_loadu_si256((const __m256i *)(kp + j)), qp, p->window);
+                __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_loadu_ps(sr + j),
+                                             _mm256_castsi256_ps(v));
+                _mm256_storeu_ps(sr + j, sv);
+                mv = _mm256_max_ps(mv, sv);
+            }
+            float mb = hmax8(mv);
+            if (mb == -INFINITY) { /* nothing visible to this row here: contributes nothing */
+                memset(sr, 0, (size_t)GB * sizeof(float));
+                continue;
+            }
+            float mold = mrow[r], mnew = mold > mb ? mold : mb;
+            float corr = mold == -INFINITY ? 0.0f : expf(mold - mnew);
+            __m256 lsum = _mm256_setzero_ps(), mn = _mm256_set1_ps(mnew);
+            for (int64_t j = 0; j < GB; j += 8) {
+                __m256 sv = _mm256_loadu_ps(sr + j);
+                __m256 vis = _mm256_cmp_ps(sv, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+                __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(sv, mn)), vis);
                 lsum = _mm256_add_ps(lsum, pv);
-                _mm256_storeu_ps(st + j * ldr + r0, pv);
+                _mm256_storeu_ps(sr + j, pv);
             }
-            _mm256_storeu_ps(l + r0, _mm256_fmadd_ps(_mm256_loadu_ps(l + r0), corr, lsum));
-            _mm256_storeu_ps(m + r0, mnew);
-            for (int64_t i = 0; i < hd; i++)
-                _mm256_storeu_ps(ot + i * ldr + r0,
-                                 _mm256_mul_ps(_mm256_loadu_ps(ot + i * ldr + r0), corr));
-        }
-        for (int64_t r0 = 0; r0 < ldr && !(all && p->scale > 0.0f); r0 += 8) {
-            __m256i qpv = _mm256_loadu_si256((const __m256i *)(qp + r0));
-            __m256 mv = ninf;
-            for (int64_t j = 0; j < TT; j++) {
-                __m256 s = _mm256_mul_ps(_mm256_loadu_ps(st + j * ldr + r0), sc);
-                if (!all) {
-                    __m256i kj = _mm256_set1_epi32(kp[j]);
-                    __m256i v = _mm256_and_si256(_mm256_cmpgt_epi32(kj, _mm256_set1_epi32(-1)),
-                                                 _mm256_cmpgt_epi32(_mm256_add_epi32(
-                                                     qpv, _mm256_set1_epi32(1)), kj));
-                    if (p->window > 0)
-                        v = _mm256_and_si256(
-                            v, _mm256_cmpgt_epi32(_mm256_set1_epi32(p->window),
-                                                  _mm256_sub_epi32(qpv, kj)));
-                    s = _mm256_blendv_ps(ninf, s, _mm256_castsi256_ps(v));
-                }
-                _mm256_storeu_ps(st + j * ldr + r0, s);
-                mv = _mm256_max_ps(mv, s);
+            lrow[r] = lrow[r] * corr + hsum8(lsum);
+            mrow[r] = mnew;
+            if (corr != 1.0f) {
+                float *ar = acc + r * hd;
+                for (int64_t i = 0; i < hd; i++)
+                    ar[i] *= corr;
             }
-            __m256 mold = _mm256_loadu_ps(m + r0), mnew = _mm256_max_ps(mold, mv);
-            /* rows with no visible cell yet keep mnew = -inf: their weights and corr are 0 */
-            __m256 live = _mm256_cmp_ps(mnew, ninf, _CMP_NEQ_OQ);
-            __m256 corr = _mm256_and_ps(exp8(_mm256_sub_ps(mold, mnew)),
-                                        _mm256_cmp_ps(mold, ninf, _CMP_NEQ_OQ));
-            __m256 lsum = _mm256_setzero_ps();
-            for (int64_t j = 0; j < TT; j++) {
-                __m256 s = _mm256_loadu_ps(st + j * ldr + r0);
-                __m256 vis = _mm256_and_ps(_mm256_cmp_ps(s, ninf, _CMP_NEQ_OQ), live);
-                __m256 pv = _mm256_and_ps(exp8(_mm256_sub_ps(s, mnew)), vis);
-                lsum = _mm256_add_ps(lsum, pv);
-                _mm256_storeu_ps(st + j * ldr + r0, pv);
-            }
-            _mm256_storeu_ps(l + r0, _mm256_fmadd_ps(_mm256_loadu_ps(l + r0), corr, lsum));
-            _mm256_storeu_ps(m + r0, mnew);
-            for (int64_t i = 0; i < hd; i++)
-                _mm256_storeu_ps(ot + i * ldr + r0,
-                                 _mm256_mul_ps(_mm256_loadu_ps(ot + i * ldr + r0), corr));
         }
-        tile_gemm(hd, vb, 1, hd, st, ldr, TT, ot, true); /* ot[i][r] += sum_j v_j[i] p[j][r] */
-    }
-}
-
-/* One prefill unit (KV head g, tokens t0 .. t1) through attn_tiles, with buf the thread's
- * scratch (mx_attn_fast_scratch: its 2 x R x hd + ... floats hold the transposed layout). */
-static void attn_prefill_unit(const struct mx_ref_args *a, int64_t g, int64_t t0, int64_t t1,
-                              float *buf) {
-    const struct mx_attn_params *p = a->p;
-    const int32_t *qpos = a->src[3]->data;
-    const int64_t hd = p->head_dim, G = p->n_head / p->n_head_kv, R = (t1 - t0) * G;
-    const int64_t ldr = (R + 7) / 8 * 8;
-    float *qt = buf, *ot = qt + hd * ldr, *m = ot + hd * ldr, *l = m + ldr;
-    int32_t *qp = (int32_t *)(l + ldr);
-    float *st = (float *)(qp + ldr), *kb = st + MX_ATTN_TTILE * ldr, *vb = kb + MX_ATTN_TTILE * hd;
-    float *qr = kb; /* one query row at a time (TTILE x hd floats), before kb holds keys */
-    int32_t qmax = INT32_MIN, qmin = INT32_MAX;
-    for (int64_t r = 0; r < ldr; r++) {
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-        qp[r] = -1;
-        if (r < R) {
-            qp[r] = qpos[t0 + r / G];
-            load_query(a, t0 + r / G, g * G + r % G, qr);
-            qmax = MX_MAX(qmax, qp[r]);
-            qmin = MX_MIN(qmin, qp[r]);
-        } else {
-            memset(qr, 0, (size_t)hd * sizeof(float));
-        }
-        for (int64_t i = 0; i < hd; i++)
-            qt[i * ldr + r] = qr[i];
-    }
-    memset(ot, 0, (size_t)(hd * ldr) * sizeof(float));
-    attn_tiles(a, g, ldr, qmin, qmax, qt, qp, ot, m, l, st, kb, vb);
-    for (int64_t r = 0; r < R; r++) {
-        int64_t t = t0 + r / G, h = g * G + r % G;
-        float *y = (float *)((char *)a->dst->data + (size_t)(t * p->n_head + h) * a->dst->nb[1]);
-        float inv = l[r] > 0.0f ? mx_attn_sink_norm(p, h, m[r], l[r]) : 0.0f;
-        for (int64_t i = 0; i < hd; i++)
-            y[i] = ot[i * ldr + r] * inv;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)hd, (int)GB, 1.0f, S,
+                    (int)GB, vb, (int)hd, 1.0f, acc, (int)hd);
     }
 }
 
@@ -802,10 +652,6 @@ static void attn_avx2(void *args, int ith, int nth) {
     for (int64_t u = u0; u < u1; u++) {
         int64_t g = u % p->n_head_kv, t0 = (u / p->n_head_kv) * MX_ATTN_QBLOCK;
         int64_t t1 = MX_MIN(t0 + MX_ATTN_QBLOCK, T), R = (t1 - t0) * G;
-        if (R >= MX_ATTN_GEMM_ROWS) { /* prefill: register tiles (attn_prefill_unit) */
-            attn_prefill_unit(a, g, t0, t1, a->cpu->tbuf[ith]);
-            continue;
-        }
         int32_t qmax = INT32_MIN, qmin = INT32_MAX;
         for (int64_t r = 0; r < R; r++) {
             load_query(a, t0 + r / G, g * G + r % G, qs + r * hd);
@@ -817,7 +663,12 @@ static void attn_avx2(void *args, int ith, int nth) {
             qmax = MX_MAX(qmax, qpos[t]);
             qmin = MX_MIN(qmin, qpos[t]);
         }
-        for (int64_t c0 = 0; c0 < n_kv; c0 += CB) {
+        if (R >= MX_ATTN_GEMM_ROWS) {
+            float *gkb = lrow + MX_ATTN_QBLOCK * G, *gvb = gkb + MX_ATTN_GBLOCK * hd;
+            attn_blocks_gemm(a, g, t0, R, G, qmin, qmax, qs, acc, mrow, lrow, gkb, gvb,
+                             gvb + MX_ATTN_GBLOCK * hd);
+        }
+        for (int64_t c0 = 0; c0 < (R >= MX_ATTN_GEMM_ROWS ? 0 : n_kv); c0 += CB) {
             int32_t kp[MX_ATTN_CBLOCK];
             /* the block is skipped when no query of the unit can see any of its cells */
             if (!block_kpos(kpos, c0, n_kv, CB, qmin, qmax, p->window, kp))

@@ -238,8 +238,7 @@ static inline float mx_attn_sink_norm(const struct mx_attn_params *p, int64_t h,
 #define MX_ATTN_CBLOCK 32
 
 /* From this many query rows in a unit (tokens x GQA group) the fast attention computes a cache
- * tile's scores and weighted values as register-tiled products (attn_avx2.c's prefill tiles);
- * MX_ATTN_GBLOCK bounds the tile's cells in mx_attn_fast_scratch. */
+ * block's scores and weighted values with sgemm, MX_ATTN_GBLOCK cells at a time. */
 #define MX_ATTN_GEMM_ROWS 16
 #define MX_ATTN_GBLOCK 256
 
