@@ -312,18 +312,6 @@ static float vec_dot_q5_1(int64_t n, const void *w, const void *x) {
     return r;
 }
 
-static void vec_dot2_q4_1(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
-    legacy_rows(MX_TYPE_Q4_1, n, w, w_row, x, 2, out);
-}
-
-static void vec_dot2_q5_0(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
-    legacy_rows(MX_TYPE_Q5_0, n, w, w_row, x, 2, out);
-}
-
-static void vec_dot2_q5_1(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
-    legacy_rows(MX_TYPE_Q5_1, n, w, w_row, x, 2, out);
-}
-
 /* The 4-column forms for prefill (vec_dot4): a weight block is unpacked once and meets the 4
  * columns' blocks; per column the arithmetic is the row kernel's, in its order, so the bits are
  * the same. The columns' scales are read from their blocks (one F16C instruction each); xd is not
@@ -1295,9 +1283,6 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot4[MX_TYPE_Q2_K] = vec_dot4_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot4[MX_TYPE_Q3_K] = vec_dot4_q3_K;
-    k->vec_dot2[MX_TYPE_Q4_1] = vec_dot2_q4_1;
-    k->vec_dot2[MX_TYPE_Q5_0] = vec_dot2_q5_0;
-    k->vec_dot2[MX_TYPE_Q5_1] = vec_dot2_q5_1;
     k->vec_dot2[MX_TYPE_Q3_K] = vec_dot2_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;

@@ -258,105 +258,6 @@ gemm_q6_Kx8_vnni_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int
 
 MX_X8_ENTRY(gemm_q6_Kx8_vnni, gemm_q6_Kx8_vnni_nc)
 
-/* ---- decode dots of Q4_1, Q5_0, Q5_1 (vec_dot, vec_dot2) -------------------------------------
- * ggml's AVX2 float order as kernels_avx2.c's (per block one FMA of the 8 int32 lane sums, lane
- * k: values 4k..4k+3, into one accumulator; the mins' m x s summed in a float), so the same
- * bits; fewer instructions per block: vpdpbusd makes a lane sum in one step (AVX2: maddubs +
- * madd), the fifth bits come from a mask register (one masked add, AVX2: shuffle + compare +
- * and), and the weight scale is converted in the vector unit. Q5_0's signed values go as
- * unsigned u = q + 16 and the lane sums of 16 x y (one vpdpbusd per activation block, shared by
- * the rows) are subtracted. R rows (1 or 2) per call share the activation loads. */
-static inline __attribute__((always_inline)) void
-legacy_rows_vnni(enum mx_type type, int64_t n, const void *w, size_t w_row, const void *x, int R,
-                 float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(0x10);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float summs[2] = {0.0f, 0.0f};
-    const int64_t nb = n / 32;
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i y, y16 = _mm256_setzero_si256();
-        float yd, ys = 0.0f;
-        if (type == MX_TYPE_Q5_0) {
-            const mx_block_q8_0 *b = (const mx_block_q8_0 *)x + i;
-            y = _mm256_loadu_si256((const __m256i *)b->qs);
-            yd = _cvtsh_ss(b->d);
-            y16 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), b16, y);
-        } else {
-            const mx_block_q8_1 *b = (const mx_block_q8_1 *)x + i;
-            y = _mm256_loadu_si256((const __m256i *)b->qs);
-            yd = _cvtsh_ss(b->d), ys = _cvtsh_ss(b->s);
-        }
-        const __m256 ydv = _mm256_set1_ps(yd);
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const char *wr = (const char *)w + (size_t)r * w_row;
-            const uint8_t *qs;
-            const mx_half *dp;
-            uint32_t qh = 0;
-            if (type == MX_TYPE_Q4_1) {
-                const mx_block_q4_1 *a = (const mx_block_q4_1 *)wr + i;
-                summs[r] += _cvtsh_ss(a->m) * ys;
-                qs = a->qs, dp = &a->d;
-            } else if (type == MX_TYPE_Q5_0) {
-                const mx_block_q5_0 *a = (const mx_block_q5_0 *)wr + i;
-                memcpy(&qh, a->qh, 4);
-                qs = a->qs, dp = &a->d;
-            } else {
-                const mx_block_q5_1 *a = (const mx_block_q5_1 *)wr + i;
-                summs[r] += _cvtsh_ss(a->m) * ys;
-                memcpy(&qh, a->qh, 4);
-                qs = a->qs, dp = &a->d;
-            }
-            __m128i t = _mm_loadu_si128((const __m128i *)qs);
-            __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), m4);
-            if (type != MX_TYPE_Q4_1)
-                q = _mm256_mask_add_epi8(q, (__mmask32)qh, q, b16); /* bit i: value i */
-            __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
-            if (type == MX_TYPE_Q5_0)
-                s = _mm256_sub_epi32(s, y16);
-            uint16_t dh;
-            memcpy(&dh, dp, 2);
-            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16((short)dh)), ydv);
-            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        out[r] = type == MX_TYPE_Q5_0 ? hsum8(acc[r]) : hsum8(acc[r]) + summs[r];
-}
-
-static float vec_dot_q4_1_vnni(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows_vnni(MX_TYPE_Q4_1, n, w, 0, x, 1, &r);
-    return r;
-}
-
-static float vec_dot_q5_0_vnni(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows_vnni(MX_TYPE_Q5_0, n, w, 0, x, 1, &r);
-    return r;
-}
-
-static float vec_dot_q5_1_vnni(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows_vnni(MX_TYPE_Q5_1, n, w, 0, x, 1, &r);
-    return r;
-}
-
-static void vec_dot2_q4_1_vnni(int64_t n, const void *w, size_t w_row, const void *x,
-                               float *out) {
-    legacy_rows_vnni(MX_TYPE_Q4_1, n, w, w_row, x, 2, out);
-}
-
-static void vec_dot2_q5_0_vnni(int64_t n, const void *w, size_t w_row, const void *x,
-                               float *out) {
-    legacy_rows_vnni(MX_TYPE_Q5_0, n, w, w_row, x, 2, out);
-}
-
-static void vec_dot2_q5_1_vnni(int64_t n, const void *w, size_t w_row, const void *x,
-                               float *out) {
-    legacy_rows_vnni(MX_TYPE_Q5_1, n, w, w_row, x, 2, out);
-}
-
 /* ---- decode dots of Q2_K, Q3_K (vec_dot, vec_dot2) -------------------------------------------
  * ggml's AVX2 float order as kernels_avx2.c's (per super-block the 8 int32 lanes, lane l of a
  * 32-value vector: values 4l..4l+3 times their 16-value group's scale, one FMA per block; Q2_K's
@@ -464,12 +365,6 @@ void mx_cpu_kernels_avx512(struct mx_cpu_kernels *k) {
     k->gemm_x8[MX_LAYOUT_Q5_KX8] = gemm_q5_Kx8_vnni;
     k->gemm_x8[MX_LAYOUT_Q8_0X8] = gemm_q8_0x8_vnni;
     mx_cpu_kernels_x16_avx512(k);
-    k->vec_dot[MX_TYPE_Q4_1] = vec_dot_q4_1_vnni;
-    k->vec_dot2[MX_TYPE_Q4_1] = vec_dot2_q4_1_vnni;
-    k->vec_dot[MX_TYPE_Q5_0] = vec_dot_q5_0_vnni;
-    k->vec_dot2[MX_TYPE_Q5_0] = vec_dot2_q5_0_vnni;
-    k->vec_dot[MX_TYPE_Q5_1] = vec_dot_q5_1_vnni;
-    k->vec_dot2[MX_TYPE_Q5_1] = vec_dot2_q5_1_vnni;
     k->vec_dot[MX_TYPE_Q2_K] = vec_dot_q2_K_vnni;
     k->vec_dot2[MX_TYPE_Q2_K] = vec_dot2_q2_K_vnni;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K_vnni;
