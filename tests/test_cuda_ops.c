@@ -43,28 +43,6 @@ static struct pair *rnd(int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, floa
     return p;
 }
 
-/* random weights of a type: F32 values quantized on the host */
-static struct pair *rnd_w(enum mx_type type, int64_t ne0, int64_t ne1, int64_t ne2) {
-    struct pair *p = mkp(type, ne0, ne1, ne2, 1);
-    int64_t rows = ne1 * ne2;
-    float *row = malloc((size_t)ne0 * sizeof *row);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < ne0; i++)
-            row[i] = mx_test_randf(&rng);
-        assert_int_equal(mx_quantize_row(type, row, (char *)p->h.data + r * p->h.nb[1], ne0), 0);
-    }
-    free(row);
-    up(p);
-    return p;
-}
-
-static struct pair *ids_p(int64_t ne0, int64_t ne1, const int32_t *v) {
-    struct pair *p = mkp(MX_TYPE_I32, ne0, ne1, 1, 1);
-    memcpy(p->h.data, v, (size_t)(ne0 * ne1) * 4);
-    up(p);
-    return p;
-}
-
 /* The device result of p against its host result, relative to the largest host magnitude. */
 static void cmp(struct pair *p, double tol, const char *what) {
     assert_int_equal(mx_backend_sync(gpu), 0);
