@@ -46,10 +46,10 @@ static void usage(FILE *f) {
         fprintf(f, "  %-7s (%2d)%s\n", mx_ftype_name(list[i]), list[i],
                 list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
                 : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
+                : list[i] == MX_FTYPE_MOSTLY_Q3_K_M ? "  alias Q3_K"
                 : mx_ftype_needs_imatrix(list[i]) ? "  needs --imatrix" : "");
-    fprintf(f, "IQ1_S, IQ1_M, IQ2_XXS..IQ2_M, IQ3_XXS and Q2_K_S need --imatrix (as in\n"
-               "llama-quantize). Not yet: IQ3_XS (llama-quantize makes it only with an\n"
-               "importance matrix; mixel lacks its type mix).\n");
+    fprintf(f, "IQ1_S, IQ1_M, IQ2_XXS..IQ2_M, IQ3_XXS, IQ3_XS and Q2_K_S need --imatrix (as in\n"
+               "llama-quantize).\n");
 }
 
 #define MAX_PATTERNS 64
@@ -84,7 +84,7 @@ static int on_tensor(void *ud, int64_t i, int64_t n, const struct mx_quantize_te
     mx_text_sanitize(t->name, len > 96 ? 96 : len, name, false);
     const char *how = t->dst_type == t->src_type ? "  (copied)"
                     : t->fallback ? "  (fallback: row length)" : t->weighted ? "  (imatrix)" : "";
-    printf("[%4" PRId64 "/%4" PRId64 "] %-40s %-5s -> %-5s %9.2f -> %8.2f MiB%s  %6.1fs\n",
+    printf("[%4" PRId64 "/%4" PRId64 "] %-40s %-5s -> %-7s %9.2f -> %8.2f MiB%s  %6.1fs\n",
            i + 1, n, name, mx_type_name(t->src_type), mx_type_name(t->dst_type),
            t->src_bytes / 1048576.0, t->dst_bytes / 1048576.0, how, seconds);
     fflush(stdout);
@@ -166,18 +166,11 @@ int mx_cmd_quantize(int argc, char **argv) {
     }
     const char *in = pos[0], *out = pos[1];
     int ftype = mx_ftype_from_name(pos[2]);
-    int needs = ftype < 0 ? mx_ftype_imatrix_only(pos[2]) : -1;
-    if ((needs >= 0 || (ftype >= 0 && mx_ftype_needs_imatrix(ftype))) && !imatrix_path) {
+    if (ftype >= 0 && mx_ftype_needs_imatrix(ftype) && !imatrix_path) {
         mx_cli_err("quantize", "%s needs an importance matrix (--imatrix FILE from llama-imatrix):"
                    " at this few bits per weight the result is garbage without one, and "
                    "llama-quantize refuses it too",
-                   needs >= 0 ? mx_ftype_imatrix_only_name(needs) : mx_ftype_name(ftype));
-        return 1;
-    }
-    if (needs >= 0) {
-        mx_cli_err("quantize", "%s: mixel cannot make this file type yet (it lacks its type "
-                   "mix); IQ1_S..IQ3_M, IQ4_XS and the K-quants take the importance matrix",
-                   mx_ftype_imatrix_only_name(needs));
+                   mx_ftype_name(ftype));
         return 1;
     }
     if (ftype < 0) {

@@ -6,10 +6,11 @@
 # legacy .dat, one tensor family left out) gives exactly the tensors llama.cpp's
 # llama_model_quantize writes with that imatrix (hashes below: tests/golden/quant/llama_quantize.c
 # with the .dat as 4th argument; "noim": without; "full": an imatrix with every weight's entry)
-# for 34 (model, type) pairs, MoE experts, fallbacks, IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ2_S, IQ2_M,
-# IQ1_S, IQ1_M, IQ3_XXS and Q2_K_S among them, four of them (IQ1_S, IQ2_M, IQ3_XXS, Q2_K_S) of a
-# generated 8-layer dense model (make_tiny_mixtral.py, no experts: the low-bit mixes' attn_v,
-# attn_output and first-ffn_down rules); an IQ2_XXS or IQ1_M tensor without an imatrix entry is
+# for 36 (model, type) pairs, MoE experts, fallbacks, IQ2_XXS, IQ2_XS, IQ3_S, IQ3_M, IQ2_S, IQ2_M,
+# IQ1_S, IQ1_M, IQ3_XXS, IQ3_XS and Q2_K_S among them, five of them (IQ1_S, IQ2_M, IQ3_XXS, IQ3_XS,
+# Q2_K_S) of a generated 8-layer dense model (make_tiny_mixtral.py, no experts: the low-bit mixes'
+# attn_v, attn_output and first-ffn_down rules, IQ3_XS's middle-layer gate/up rule); an IQ2_XXS or
+# IQ1_M tensor without an imatrix entry is
 # refused, and a Q2_K one in a Q2_K_S file;
 # the same importance in the GGUF imatrix format gives the same bytes; --exclude-weights changes
 # them; the results (IQ2_XXS, IQ1_M, IQ2_M among them) load in `mixel logits` with finite logits.
@@ -48,15 +49,12 @@ skip() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
 "$MIXEL" quantize a.gguf b.gguf 24 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q 'IQ1_S needs an importance matrix' "$tmp/err" &&
     ok "IQ1_S by number refused" || bad "IQ1_S by number ($rc: $(cat "$tmp/err"))"
-for t in iq1_m IQ2_S iq2_m iq3_xxs Q2_K_S; do
+for t in iq1_m IQ2_S iq2_m iq3_xxs iq3_xs Q2_K_S; do
     "$MIXEL" quantize a.gguf b.gguf $t >/dev/null 2>"$tmp/err"; rc=$?
     T=$(echo $t | tr a-z A-Z)
     [ $rc -eq 1 ] && grep -q "$T needs an importance matrix" "$tmp/err" &&
         ok "$t without an imatrix refused" || bad "$t ($rc: $(cat "$tmp/err"))"
 done
-"$MIXEL" quantize a.gguf b.gguf iq3_xs --imatrix i.dat >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc -eq 1 ] && grep -q 'IQ3_XS: mixel cannot make this file type yet' "$tmp/err" &&
-    ok "IQ3_XS with an imatrix: no mix yet" || bad "IQ3_XS ($rc: $(cat "$tmp/err"))"
 
 # bad imatrix files: exit 1 naming the file, no output
 printf 'GGUF' >"$tmp/trunc.gguf"
@@ -174,6 +172,8 @@ dense8 IQ2_M ea2e0e038ecc29ea a897f9fe0b05230315c7d35cfd0ba321
 tiny-mixtral-d256-q4_k IQ3_XXS 6f656fea6465042f de58e6d3d5dc575869d067e6473acc0b
 dense8 IQ3_XXS ea2e0e038ecc29ea e89398c39b8c106e1c9832aedb626920 full
 dense8 Q2_K_S ea2e0e038ecc29ea 197446173d623d5055ff66d18dea8e53 full
+tiny-mixtral-d256-q4_k IQ3_XS 6f656fea6465042f 246e4db74eb8cdc69f076c6482df5b70
+dense8 IQ3_XS ea2e0e038ecc29ea 021363069a046f1880a1cd0ef43d8750
 EOF3
 
 # the GGUF imatrix format, same importance: same bytes; the summary counts weighted tensors

@@ -349,11 +349,12 @@ static void test_ftype_names(void **state) {
     assert_int_equal(mx_ftype_from_name("24"), 24);      /* IQ1_S */
     assert_int_equal(mx_ftype_from_name("IQ3_XXS"), 23);
     assert_int_equal(mx_ftype_from_name("q2_k_s"), 21);
-    assert_int_equal(mx_ftype_from_name("IQ3_XS"), -1); /* no mix yet */
-    assert_int_equal(mx_ftype_from_name("22"), -1);
-    assert_int_equal(mx_ftype_imatrix_only("22"), 22);
-    assert_int_equal(mx_ftype_imatrix_only("iq3_xs"), 22);
-    assert_int_equal(mx_ftype_imatrix_only("IQ2_M"), -1); /* made now */
+    assert_int_equal(mx_ftype_from_name("iq3_xs"), 22);
+    assert_int_equal(mx_ftype_from_name("q3_k"), 12); /* llama-quantize's alias of Q3_K_M */
+    assert_int_equal(mx_ftype_from_name("22"), 22);
+    assert_true(mx_ftype_needs_imatrix(22)); /* its IQ3_XXS tensors need one */
+    assert_int_equal(mx_ftype_from_name("TQ1_0"), -1);
+    assert_int_equal(mx_ftype_from_name("36"), -1);  /* llama.cpp's TQ1_0: not made */
     assert_true(mx_ftype_needs_imatrix(29));
     assert_false(mx_ftype_needs_imatrix(27));              /* IQ3_M */
     assert_int_equal(mx_ftype_from_name("q4_k_mm"), -1);
@@ -363,7 +364,8 @@ static void test_ftype_names(void **state) {
     assert_string_equal(mx_ftype_name(28), "IQ2_S");
     assert_string_equal(mx_ftype_name(29), "IQ2_M");
     assert_string_equal(mx_ftype_name(23), "IQ3_XXS");
-    assert_null(mx_ftype_name(22));
+    assert_string_equal(mx_ftype_name(22), "IQ3_XS");
+    assert_null(mx_ftype_name(36));
 }
 
 /* ---- conversion ---------------------------------------------------------------------------- */
@@ -616,7 +618,8 @@ static void test_errors(void **state) {
     fputs("hello, not a model\n", f);
     fclose(f);
     expect_fail(path_in("text.gguf"), out, 15, MX_EFORMAT, "text.gguf", NULL);
-    expect_fail(path_in("moe.gguf"), out, 22 /* IQ3_XS */, MX_EINVAL, "file type", NULL);
+    expect_fail(path_in("moe.gguf"), out, 22 /* IQ3_XS, no imatrix */, MX_EINVAL,
+                "IQ3_XS needs an importance matrix", NULL);
     expect_fail(path_in("moe.gguf"), out, 28 /* IQ2_S, no imatrix */, MX_EINVAL,
                 "IQ2_S needs an importance matrix", NULL);
     expect_fail(path_in("moe.gguf"), out, 24 /* IQ1_S, no imatrix */, MX_EINVAL,

@@ -4,8 +4,8 @@
  * llama.cpp's src/llama-quant.cpp (llama_tensor_get_type and its helpers), restricted to the file
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
  * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS,
- * IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M, IQ3_XXS and Q2_K_S); IQ3_XS is refused
- * (mx_ftype_imatrix_only). The conversion
+ * IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M, IQ3_XXS, IQ3_XS and Q2_K_S): llama-quantize's list
+ * but Q1_0, Q2_0, TQ1_0, TQ2_0, MXFP4_MOE and COPY. The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
  * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
  * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
@@ -71,6 +71,7 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_IQ1_S, "IQ1_S", MX_TYPE_IQ1_S},
     {MX_FTYPE_MOSTLY_IQ1_M, "IQ1_M", MX_TYPE_IQ1_M},
     {MX_FTYPE_MOSTLY_IQ3_XXS, "IQ3_XXS", MX_TYPE_IQ3_XXS},
+    {MX_FTYPE_MOSTLY_IQ3_XS, "IQ3_XS", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_Q2_K_S, "Q2_K_S", MX_TYPE_Q2_K},
     {MX_FTYPE_MOSTLY_IQ3_S, "IQ3_S", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
@@ -97,6 +98,8 @@ int mx_ftype_from_name(const char *name) {
         if (strcasecmp(name, ftypes[i].name) == 0)
             return ftypes[i].ftype;
     /* llama-quantize's short names for the recommended K mixes */
+    if (strcasecmp(name, "Q3_K") == 0)
+        return MX_FTYPE_MOSTLY_Q3_K_M;
     if (strcasecmp(name, "Q4_K") == 0)
         return MX_FTYPE_MOSTLY_Q4_K_M;
     if (strcasecmp(name, "Q5_K") == 0)
@@ -109,30 +112,12 @@ int mx_ftype_from_name(const char *name) {
     return -1;
 }
 
-/* llama.cpp's file types that llama-quantize refuses without an importance matrix ("this
- * quantization requires an imatrix") and whose mixes mixel does not make yet: IQ3_XS (its
- * ffn_gate / ffn_up layer rule). */
-static const struct { const char *name; int ftype; } imatrix_only[] = {
-    {"IQ3_XS", 22},
-};
-
-int mx_ftype_imatrix_only(const char *name) {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++) {
-        char num[8];
-        snprintf(num, sizeof num, "%d", imatrix_only[i].ftype);
-        if (strcasecmp(name, imatrix_only[i].name) == 0 || strcmp(name, num) == 0)
-            return imatrix_only[i].ftype;
-    }
-    return -1;
-}
-
 bool mx_ftype_needs_imatrix(int ftype) {
     return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS ||
            ftype == MX_FTYPE_MOSTLY_IQ2_S || ftype == MX_FTYPE_MOSTLY_IQ2_M ||
            ftype == MX_FTYPE_MOSTLY_IQ1_S || ftype == MX_FTYPE_MOSTLY_IQ1_M ||
-           ftype == MX_FTYPE_MOSTLY_IQ3_XXS || ftype == MX_FTYPE_MOSTLY_Q2_K_S;
+           ftype == MX_FTYPE_MOSTLY_IQ3_XXS || ftype == MX_FTYPE_MOSTLY_IQ3_XS ||
+           ftype == MX_FTYPE_MOSTLY_Q2_K_S;
 }
 
 /* The 1- and 2-bit IQ file types, which share llama.cpp's low-bit mix. */
@@ -140,13 +125,6 @@ static bool low_bit_iq(int ftype) {
     return ftype == MX_FTYPE_MOSTLY_IQ2_XXS || ftype == MX_FTYPE_MOSTLY_IQ2_XS ||
            ftype == MX_FTYPE_MOSTLY_IQ2_S || ftype == MX_FTYPE_MOSTLY_IQ2_M ||
            ftype == MX_FTYPE_MOSTLY_IQ1_S || ftype == MX_FTYPE_MOSTLY_IQ1_M;
-}
-
-const char *mx_ftype_imatrix_only_name(int ftype) {
-    for (size_t i = 0; i < sizeof imatrix_only / sizeof imatrix_only[0]; i++)
-        if (imatrix_only[i].ftype == ftype)
-            return imatrix_only[i].name;
-    return NULL;
 }
 
 const char *mx_ftype_name(int ftype) {
@@ -259,6 +237,8 @@ struct mix_state {
     int n_attention_wv;    /* attn_v-like tensors in the file */
     int i_attention_wv;    /* those visited so far (in visit order) */
     int i_ffn_down;        /* ffn_down tensors visited so far */
+    int i_ffn_gate;        /* ffn_gate tensors visited so far (IQ3_XS's middle-layer rule) */
+    int i_ffn_up;          /* ffn_up tensors likewise */
     bool has_imatrix;      /* quantizing with importance weights (llama.cpp's qs.has_imatrix) */
 };
 
@@ -268,10 +248,11 @@ static bool use_more_bits(int64_t i_layer, int64_t n_layers) {
            (i_layer - n_layers / 8) % 3 == 2;
 }
 
-/* The layer of an ffn_down tensor: its blk.N for MoE models (experts may be stored out of order),
- * else the running count. Returns 0 or MX_EFORMAT. */
-static int ffn_layer(const struct mix_state *s, const char *name, int64_t *il, struct mx_err *err) {
-    *il = s->i_ffn_down;
+/* The layer of an ffn_down / ffn_gate / ffn_up tensor: its blk.N for MoE models (experts may be
+ * stored out of order), else the running count of its kind (visited). Returns 0 or MX_EFORMAT. */
+static int ffn_layer(const struct mix_state *s, const char *name, int visited, int64_t *il,
+                     struct mx_err *err) {
+    *il = visited;
     if (s->n_expert > 1) {
         int v = layer_of(name);
         if (v < 0)
@@ -347,7 +328,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q5_K;
         else if ((ft == MX_FTYPE_MOSTLY_IQ4_NL || ft == MX_FTYPE_MOSTLY_IQ4_XS) && s->n_gqa >= 4)
             type = MX_TYPE_Q5_K; /* GQA: attn_v is small and shared by >= 4 query heads */
-        else if ((ft == MX_FTYPE_MOSTLY_IQ3_S && s->n_gqa >= 4) || ft == MX_FTYPE_MOSTLY_IQ3_M)
+        else if (((ft == MX_FTYPE_MOSTLY_IQ3_S || ft == MX_FTYPE_MOSTLY_IQ3_XS) && s->n_gqa >= 4) ||
+                 ft == MX_FTYPE_MOSTLY_IQ3_M)
             type = MX_TYPE_Q4_K;
         /* 70B: 8 query heads share each attn_v, so it is small; more bits are nearly free */
         if (s->is_70b && (type == MX_TYPE_Q3_K || type == MX_TYPE_Q4_K))
@@ -358,14 +340,18 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     } else if (cat == CAT_ATTN_K) {
         if (s->n_expert == 8)
             type = MX_TYPE_Q8_0;
+        else if (ft == MX_FTYPE_MOSTLY_IQ3_XS)
+            type = MX_TYPE_IQ3_XXS;
         else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
             type = MX_TYPE_IQ2_S;
     } else if (cat == CAT_ATTN_Q) {
-        if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+        if (ft == MX_FTYPE_MOSTLY_IQ3_XS)
+            type = MX_TYPE_IQ3_XXS;
+        else if (ft == MX_FTYPE_MOSTLY_IQ3_XXS)
             type = MX_TYPE_IQ2_S;
     } else if (cat == CAT_FFN_DOWN) {
         int64_t il;
-        int rc = ffn_layer(s, t->name, &il, err);
+        int rc = ffn_layer(s, t->name, s->i_ffn_down, &il, err);
         if (rc < 0)
             return rc;
         int64_t nl = s->n_layer;
@@ -409,7 +395,8 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
                 ft == MX_FTYPE_MOSTLY_Q3_K_M || ft == MX_FTYPE_MOSTLY_Q4_K_S ||
                 ft == MX_FTYPE_MOSTLY_Q4_K_M || ft == MX_FTYPE_MOSTLY_IQ4_NL ||
                 ft == MX_FTYPE_MOSTLY_IQ4_XS || ft == MX_FTYPE_MOSTLY_IQ3_S ||
-                ft == MX_FTYPE_MOSTLY_IQ3_M || ft == MX_FTYPE_MOSTLY_IQ3_XXS)
+                ft == MX_FTYPE_MOSTLY_IQ3_M || ft == MX_FTYPE_MOSTLY_IQ3_XXS ||
+                ft == MX_FTYPE_MOSTLY_IQ3_XS)
                 type = MX_TYPE_Q5_K;
         } else if (!s->falcon) {
             if (ft == MX_FTYPE_MOSTLY_Q2_K)
@@ -431,6 +418,16 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
             type = MX_TYPE_Q5_K;
         else if (ft == MX_FTYPE_MOSTLY_Q5_K_M)
             type = MX_TYPE_Q6_K;
+    } else if (cat == CAT_FFN_GATE || cat == CAT_FFN_UP) {
+        /* IQ3_XS: the middle three quarters of the layers' gate and up get the smaller IQ3_XXS */
+        int *visited = cat == CAT_FFN_GATE ? &s->i_ffn_gate : &s->i_ffn_up;
+        int64_t il;
+        int rc = ffn_layer(s, t->name, *visited, &il, err);
+        if (rc < 0)
+            return rc;
+        if (ft == MX_FTYPE_MOSTLY_IQ3_XS && il >= s->n_layer / 8 && il < 7 * s->n_layer / 8)
+            type = MX_TYPE_IQ3_XXS;
+        (*visited)++;
     }
     return type;
 }

@@ -49,6 +49,7 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_IQ2_M = 29,   /* mostly IQ2_S */
     MX_FTYPE_MOSTLY_IQ1_M = 31,
     MX_FTYPE_MOSTLY_Q2_K_S = 21,  /* Q2_K, more bits in attn_v / the first ffn_down layers */
+    MX_FTYPE_MOSTLY_IQ3_XS = 22,  /* mostly IQ3_S; IQ3_XXS attn_q / attn_k and middle gate / up */
     MX_FTYPE_MOSTLY_IQ3_XXS = 23, /* mostly IQ3_XXS, IQ2_S attn_q / attn_k */
     MX_FTYPE_MOSTLY_IQ3_S = 26,   /* need no importance matrix; weighted by one when given */
     MX_FTYPE_MOSTLY_IQ3_M = 27,
@@ -58,17 +59,9 @@ enum mx_ftype {
 };
 
 /* A file type from its name, case-insensitive: "Q4_K_M", "q4_k_m", llama-quantize's aliases
- * "Q4_K" (= Q4_K_M) and "Q5_K" (= Q5_K_M), or its number ("15"). Returns the enum mx_ftype
- * value, or -1 for a name mixel cannot make. */
+ * "Q3_K" (= Q3_K_M), "Q4_K" (= Q4_K_M) and "Q5_K" (= Q5_K_M), or its number ("15"). Returns
+ * the enum mx_ftype value, or -1 for a name mixel cannot make. */
 int mx_ftype_from_name(const char *name);
-
-/* llama.cpp's number of a file type that llama-quantize only makes with an importance matrix
- * (IQ3_XS; by name, any case, or number) and mixel cannot make yet, or -1. For telling "not
- * yet" apart from "unknown". */
-int mx_ftype_imatrix_only(const char *name);
-
-/* The canonical name of such a file type ("IQ2_XXS"), or NULL. */
-const char *mx_ftype_imatrix_only_name(int ftype);
 
 /* Whether llama-quantize makes ftype only with an importance matrix (IQ2_XXS, IQ2_XS, IQ2_S,
  * IQ2_M, IQ1_S, IQ1_M, IQ3_XXS, Q2_K_S here). */
