@@ -43,7 +43,7 @@ static void usage(FILE *f) {
     int n;
     const int *list = mx_ftype_list(&n);
     for (int i = 0; i < n; i++)
-        fprintf(f, "  %-7s (%2d)%s\n", mx_ftype_name(list[i]), list[i],
+        fprintf(f, "  %-9s (%2d)%s\n", mx_ftype_name(list[i]), list[i],
                 list[i] == MX_FTYPE_MOSTLY_Q4_K_M ? "  recommended; alias Q4_K"
                 : list[i] == MX_FTYPE_MOSTLY_Q5_K_M ? "  alias Q5_K"
                 : list[i] == MX_FTYPE_MOSTLY_Q3_K_M ? "  alias Q3_K"

@@ -3,9 +3,9 @@
 # path / unwritable output exit 1 with a message and leave no output, the per-tensor lines and
 # the summary are printed; with ../shared, stories260K (F32, dim 64: every weight on a fallback
 # type) and tiny-mixtral-d256-q4_k (requantized K-quants, 8 experts) are converted, their types
-# checked, the results load in `mixel run` / `mixel logits` with finite logits, and ten
-# conversions (IQ4_NL / IQ4_XS among them) give exactly the tensors llama.cpp's
-# llama_model_quantize wrote (hashes below).
+# checked, the results load in `mixel run` / `mixel logits` with finite logits, and the
+# conversions below (IQ4_NL / IQ4_XS, MXFP4_MOE with its F16 fallback for 172-long expert rows
+# among them) give exactly the tensors llama.cpp's llama_model_quantize wrote (hashes below).
 # A case that cannot run (no python3; a shared model that is not the golden's file) is counted
 # and the test ends as a SKIP (exit 77, refused in CI) instead of a PASS.
 set -u
@@ -138,7 +138,7 @@ from gguf_writer import read_gguf
 from ggml_quants import TYPE_IDS
 BS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
       10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
-      20: (32, 18), 23: (256, 136)}
+      20: (32, 18), 23: (256, 136), 39: (32, 17)}
 kv, ts = read_gguf(sys.argv[2])
 data = open(sys.argv[2], "rb").read()
 h = hashlib.sha256()
@@ -173,6 +173,8 @@ tiny-mixtral-d256-q4_k Q3_K_L 6f656fea6465042f ce9d0704cfdcc47b481a0ab3d01e6011
 tiny-mixtral-f32 Q3_K_M f2801cbd3380f937 3c9eb7af9a2e6b46f74b379bd78381fb
 stories260K Q3_K_L e7c5b4c1d79632fe abc63774283e574524e4facf0b78792d
 stories260K Q3_K_M e7c5b4c1d79632fe 6e31cfac29b860a2692b7590b19ee712
+tiny-mixtral-d256-q4_k MXFP4_MOE 6f656fea6465042f 61f93d03ffaecf1a80e1142983282ecf
+stories260K-moe8 MXFP4_MOE 5eaa4c0c27506d77 c7199d8eb44737872cb7410bc52ba2ef
 EOF3
 fi
 

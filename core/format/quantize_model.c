@@ -5,7 +5,7 @@
  * types whose quantizers mixel has (Q4_0/1, Q5_0/1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M,
  * Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, F16, BF16, F32, and with an importance matrix IQ2_XXS,
  * IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M, IQ3_XXS, IQ3_XS and Q2_K_S): llama-quantize's list
- * but Q1_0, Q2_0, TQ1_0, TQ2_0, MXFP4_MOE and COPY. The conversion
+ * but Q1_0, Q2_0, TQ1_0, TQ2_0 and COPY; MXFP4_MOE too. The conversion
  * (mx_quantize_model) then dequantizes each source row with the scalar reference dequantizer
  * and quantizes it with llama-quantize's quantizer (mx_quantize_row_weighted: ggml's *_ref
  * without an importance matrix, the weighted searches with the tensor's imatrix row per expert
@@ -77,6 +77,7 @@ static const struct ftype_info ftypes[] = {
     {MX_FTYPE_MOSTLY_IQ3_M, "IQ3_M", MX_TYPE_IQ3_S},
     {MX_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", MX_TYPE_IQ4_NL},
     {MX_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", MX_TYPE_IQ4_XS},
+    {MX_FTYPE_MOSTLY_MXFP4_MOE, "MXFP4_MOE", MX_TYPE_MXFP4},
     {MX_FTYPE_MOSTLY_Q8_0,   "Q8_0",   MX_TYPE_Q8_0},
     {MX_FTYPE_MOSTLY_F16,    "F16",    MX_TYPE_F16},
     {MX_FTYPE_MOSTLY_BF16,   "BF16",   MX_TYPE_BF16},
@@ -274,12 +275,16 @@ static int mix_type(struct mix_state *s, const struct mx_gguf_tensor *t, int typ
     const struct mx_type_traits *tr = mx_type_traits(type);
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
         /* the output matrix decides every token: at least 6 bits (5 in the 2-bit mixes) */
-        if (s->falcon || t->ne[0] % tr->blck_size != 0)
+        if (ft == MX_FTYPE_MOSTLY_MXFP4_MOE || s->falcon || t->ne[0] % tr->blck_size != 0)
             type = MX_TYPE_Q8_0;
         else if (low_bit_iq(ft) || ft == MX_FTYPE_MOSTLY_IQ3_XXS) /* the IQ1..IQ3_XXS mixes */
             type = MX_TYPE_Q5_K;
         else if (type != MX_TYPE_Q8_0)
             type = MX_TYPE_Q6_K;
+    } else if (ft == MX_FTYPE_MOSTLY_MXFP4_MOE) {
+        /* gpt-oss's mix: the experts (3-D: one plane per expert) MXFP4, every other matrix Q8_0
+         * (llama.cpp matches bailingmoe3's expert roles by name too; mixel has no such arch) */
+        type = t->ne[2] > 1 ? MX_TYPE_MXFP4 : MX_TYPE_Q8_0;
     } else if (cat == CAT_TOKEN_EMBD) {
         if (low_bit_iq(ft)) /* IQ/TQ mixes only */
             type = ft == MX_FTYPE_MOSTLY_IQ2_S || ft == MX_FTYPE_MOSTLY_IQ2_M ? MX_TYPE_IQ3_S

@@ -56,6 +56,7 @@ enum mx_ftype {
     MX_FTYPE_MOSTLY_IQ4_NL = 25, /* need no importance matrix in llama.cpp */
     MX_FTYPE_MOSTLY_IQ4_XS = 30,
     MX_FTYPE_MOSTLY_BF16 = 32,
+    MX_FTYPE_MOSTLY_MXFP4_MOE = 38, /* gpt-oss: experts MXFP4, the other matrices Q8_0 */
 };
 
 /* A file type from its name, case-insensitive: "Q4_K_M", "q4_k_m", llama-quantize's aliases
