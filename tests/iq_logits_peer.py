@@ -39,7 +39,9 @@ def main():
     mixel, gdir, qtype = sys.argv[1], sys.argv[2], sys.argv[3]
     max_median, min_close, max_worst = (float(v) for v in sys.argv[4:7])
     llref = sys.argv[7] if len(sys.argv) > 7 else None
-    model = os.path.join(gdir, "tiny-mixtral-d256-%s.gguf" % qtype)
+    # "iq2_s": the 256-wide model; "d512-iq2_s": a wider one (tests/golden/iq/make_models.py)
+    model = os.path.join(gdir, "tiny-mixtral-%s.gguf"
+                         % (qtype if qtype.startswith("d") else "d256-" + qtype))
     with gzip.open(os.path.join(gdir, "peer-%s.txt.gz" % qtype), "rt") as f:
         golden = f.read()
     if llref:

@@ -34,7 +34,8 @@ for t in iq4_xs:30:IQ4_XS iq4_nl:25:IQ4_NL iq3_s:26:IQ3_S iq2_xs:20:IQ2_XS \
         echo "FAIL: inspect of the $name model:"; printf '%s\n' "$out" | head -12; rc=1
     fi
 done
-for t in iq4_xs iq4_nl iq3_s iq2_xs iq2_xxs iq2_s iq3_xxs iq1_s iq1_m; do
+# d512-*: 512-wide models (two IQ blocks per row: the tiles' sums across blocks), peer run on AVX2
+for t in iq4_xs iq4_nl iq3_s iq2_xs iq2_xxs iq2_s iq3_xxs iq1_s iq1_m d512-iq2_s d512-iq3_xxs; do
     # shellcheck disable=SC2086
     "$PY" "$src/tests/iq_logits_peer.py" "$MIXEL" "$src/tests/golden/iq" $t 1e-4 0.75 0.5 \
         $llref || rc=1

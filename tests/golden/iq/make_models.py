@@ -42,6 +42,11 @@ def main():
     ap.add_argument("--llref")
     ap.add_argument("--types", default=",".join(TYPES),
                     help="comma-separated subset of the types to (re)make")
+    ap.add_argument("--dim", type=int, default=256,
+                    help="model and expert width (a multiple of 256; beyond 256 every matmul "
+                         "row holds several IQ blocks); files of another width than 256 are "
+                         "named d<dim>- in both the model and the peer file")
+    ap.add_argument("--experts", type=int, default=4)
     a = ap.parse_args()
     sys.path.insert(0, os.path.join(a.shared, "tools"))
     import ggml_quants
@@ -57,9 +62,11 @@ def main():
     for name in a.types.split(","):
         tid, ftype = TYPES[name]
         ggml_quants.TYPE_IDS.setdefault(name, tid)
+        tag = name.lower() if a.dim == 256 else "d%d-%s" % (a.dim, name.lower())
         args = argparse.Namespace(
-            out="tiny-mixtral-d256-%s.gguf" % name.lower(), type="F32", dim=256, layers=2,
-            heads=8, kv_heads=2, experts=4, top_k=2, ffn=256, ctx=2048, rope_base=1e6,
+            out="tiny-mixtral-d%d-%s.gguf" % (a.dim, name.lower()), type="F32", dim=a.dim,
+            layers=2, heads=8, kv_heads=2, experts=a.experts, top_k=2, ffn=a.dim, ctx=2048,
+            rope_base=1e6,
             router_gain=2.0, out_gain=4.0, seed=42, name=None,
             vocab_from=os.path.join(a.shared, "models", "stories260K.gguf"))
         g, _ = mtm.build(args)
@@ -91,7 +98,7 @@ def main():
                     recs += b"%d\n%s\n" % (len(line), line)
             r = subprocess.run([a.llref, path, "evalids", "-n", "16", "-kv", "f32", "-c", "512",
                                 "-t", "2"], input=recs, stdout=subprocess.PIPE, check=True)
-            with gzip.GzipFile(os.path.join(HERE, "peer-%s.txt.gz" % name.lower()), "wb",
+            with gzip.GzipFile(os.path.join(HERE, "peer-%s.txt.gz" % tag), "wb",
                                mtime=0) as f:
                 f.write(r.stdout)
             print("  peer logits: %d bytes" % len(r.stdout))
