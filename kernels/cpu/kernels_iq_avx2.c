@@ -118,20 +118,16 @@ static float vec_dot_iq4_xs(int64_t n, const void *w, const void *xq) {
 
 /* ---- sign masks of the IQ2/IQ3 grids -------------------------------------------------------- */
 
-/* 4 sign bytes (one per 8 values; bit j set: value j negative) as 32 bytes of +1 / -1, ready
- * for _mm256_sign_epi8. */
-static inline __m256i signs_to_pm1(uint32_t s4) {
+/* 4 sign bytes at s (one per 8 values; bit j set: value j negative) as 32 bytes, 0xff where
+ * negative (kernels_iq_grid_dots.h). The 4 bytes are broadcast straight from memory (one load,
+ * no move from a general register, which competed with the grid inserts' ports). */
+static inline __m256i sign_mask(const uint8_t *s) {
     const __m256i bytesel = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                               0x0101010101010101, 0x0000000000000000);
     const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)s4), bytesel);
-    __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits);
-    return _mm256_or_si256(neg, _mm256_set1_epi8(1));
-}
-
-/* 32 activations negated where the 32 sign bits say so (kernels_iq_grid_dots.h). */
-static inline __m256i apply_signs(const int8_t *q8, uint32_t s4) {
-    return _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), signs_to_pm1(s4));
+    __m256i b = _mm256_shuffle_epi8(
+        _mm256_castps_si256(_mm256_broadcast_ss((const float *)(const void *)s)), bytesel);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits);
 }
 
 /* IQ2_XS, IQ3_S, IQ2_XXS, IQ2_S, IQ3_XXS */
