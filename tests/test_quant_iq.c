@@ -378,8 +378,9 @@ static void random_row_mxfp4(int64_t n, uint8_t *w, uint64_t *rng) {
 }
 
 /* The repacked IQ4_XS, IQ4_NL and MXFP4 layouts: every row of an 8-row group dequantizes to the
- * file row's values bit for bit, and each level's 8-row GEMM tile (AVX2: IQ4_XS, IQ4_NL; AVX-512
- * VNNI: all three, where the CPU has them) gives each column exactly the scalar vec_dot's number for 1-4 columns, 1 and 7 super-blocks
+ * file row's values bit for bit, and each level's 8-row GEMM tile (AVX2 and AVX-512 VNNI, where
+ * the CPU has them: all three) gives each column exactly the scalar vec_dot's number for 1-4
+ * columns, 1 and 7 super-blocks
  * (IQ4_NL, MXFP4: 1 and 55 blocks), strided output. */
 static void test_iq4_repack(void **state) {
     (void)state;

@@ -12,11 +12,11 @@
  * as ggml's generic kernel), so the three versions give the same bits (tests check it).
  *
  * Workload: decode, one activation column per weight row; memory-bound (17 bytes per 32
- * weights). On the AVX-512 VNNI level the weights are repacked 8 rows at a time
- * (mx_block_mxfp4x8, converters here) and prefill and decode both run the 8-row GEMM tile
- * gemm_mxfp4x8 (as Q4_0's: levels + 128 as unsigned bytes, vpdpbusd against 4 broadcast
- * activation bytes, 128 x the block's activation sum taken back), whose every column equals the
- * scalar vec_dot bit for bit.
+ * weights). On the AVX2 and AVX-512 VNNI levels the weights are repacked 8 rows at a time
+ * (mx_block_mxfp4x8, converters here) and prefill and decode both run an 8-row GEMM tile
+ * (VNNI, as Q4_0's: levels + 128 as unsigned bytes, vpdpbusd against 4 broadcast activation
+ * bytes, 128 x the block's activation sum taken back; AVX2: maddubs of |level| against the
+ * signed activations), whose every column equals the scalar vec_dot bit for bit.
  */
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/kernels_iq.h"
@@ -111,6 +111,85 @@ __attribute__((target("avx2"))) static float vec_dot_mxfp4_avx2(int64_t n, const
         sumf += block_scale(&w[ib], &x[ib]) * (float)sumi;
     }
     return sumf;
+}
+
+/* The 8 rows' f32 block scales 2^(e - 128) of a repacked block from its 8 E8M0 bytes, exactly
+ * (mx_e8m0_to_fp32_half): e >= 2 as a normal float's exponent field e - 1, e = 0 and 1 as the
+ * subnormals 2^-128 and 2^-127. */
+__attribute__((target("avx2"))) static inline __m256 mxfp4x8_scales(const uint8_t e8[8]) {
+    int64_t e8v;
+    memcpy(&e8v, e8, 8);
+    const __m256i one = _mm256_set1_epi32(1);
+    const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(e8v));
+    const __m256i big = _mm256_slli_epi32(_mm256_sub_epi32(e, one), 23);
+    const __m256i small = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
+    return _mm256_castsi256_ps(_mm256_blendv_epi8(small, big, _mm256_cmpgt_epi32(e, one)));
+}
+
+#define MX_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* AVX2 tile of 8 repacked MXFP4 rows times NC (1..4) Q8_0 columns: per 4 values and row,
+ * maddubs(|w|, sign(x, w)) against 4 broadcast activation bytes (|w| <= 12: no int16
+ * saturation), madd with ones, so each row lane holds the block's exact isum; then
+ * acc += (d_w x d_x) x isum per block in block order: the scalar vec_dot's float steps, so every
+ * column equals it bit for bit (no vpdpbusd here, so no +128 offset and no activation sums).
+ * Why: without it MXFP4 decode on AVX2 ran the one-row vec_dot, about half as fast as
+ * llama.cpp's repacked mxfp4_8x8 (tests/bench vs_llama.sh, bench-moe-mxfp4). */
+MX_AVX2_TARGET static inline __attribute__((always_inline)) void
+gemm_mxfp4x8_avx2_nc(int64_t n, const void *w, const void *xq, size_t xq_row, int NC,
+                     float *out, size_t ldo) {
+    const mx_block_mxfp4x8 *a = w;
+    const int64_t nb = n / MX_QK_MXFP4;
+    const __m256i tbl = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)mx_kvalues_mxfp4));
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const mx_block_q8_0 *xb[4];
+    for (int c = 0; c < NC; c++)
+        xb[c] = (const mx_block_q8_0 *)((const char *)xq + (size_t)c * xq_row);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i lo[4], hi[4], loa[4], hia[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)a[b].qs[j]);
+            lo[j] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+            hi[j] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            loa[j] = _mm256_sign_epi8(lo[j], lo[j]);
+            hia[j] = _mm256_sign_epi8(hi[j], hi[j]);
+        }
+        const __m256 wd = mxfp4x8_scales(a[b].e);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *x = xb[c][b].qs;
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                int32_t x0, x1;
+                memcpy(&x0, x + 4 * j, 4);
+                memcpy(&x1, x + 16 + 4 * j, 4);
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                    loa[j], _mm256_sign_epi8(_mm256_set1_epi32(x0), lo[j])), ones));
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
+                    hia[j], _mm256_sign_epi8(_mm256_set1_epi32(x1), hi[j])), ones));
+            }
+            const __m256 d = _mm256_mul_ps(wd, _mm256_set1_ps(_cvtsh_ss(xb[c][b].d)));
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        _mm256_storeu_ps(out + (size_t)c * ldo, acc[c]);
+}
+
+/* The AVX2 gemm_x8 entry: each column count gets its own unrolled code. */
+MX_AVX2_TARGET static void gemm_mxfp4x8_avx2(int64_t n, const void *w, const void *xq,
+                                             size_t xq_row, int ncols, float *out, size_t ldo) {
+    switch (ncols) {
+    case 1: gemm_mxfp4x8_avx2_nc(n, w, xq, xq_row, 1, out, ldo); break;
+    case 2: gemm_mxfp4x8_avx2_nc(n, w, xq, xq_row, 2, out, ldo); break;
+    case 3: gemm_mxfp4x8_avx2_nc(n, w, xq, xq_row, 3, out, ldo); break;
+    default: gemm_mxfp4x8_avx2_nc(n, w, xq, xq_row, 4, out, ldo); break;
+    }
 }
 
 #ifdef HAVE_AVX512VNNI_BUILD
@@ -211,8 +290,10 @@ MX_VNNI_TARGET static void gemm_mxfp4x8(int64_t n, const void *w, const void *xq
 void mx_cpu_kernels_mxfp4(struct mx_cpu_kernels *k, int level) {
     k->vec_dot[MX_TYPE_MXFP4] = mx_vec_dot_mxfp4_q8_0;
 #if defined(__x86_64__) && defined(HAVE_AVX2_BUILD)
-    if (level >= MX_CPU_AVX2)
+    if (level >= MX_CPU_AVX2) {
         k->vec_dot[MX_TYPE_MXFP4] = vec_dot_mxfp4_avx2;
+        k->gemm_x8[MX_LAYOUT_MXFP4X8] = gemm_mxfp4x8_avx2;
+    }
 #ifdef HAVE_AVX512VNNI_BUILD
     if (level >= MX_CPU_AVX512) {
         k->vec_dot[MX_TYPE_MXFP4] = vec_dot_mxfp4_vnni;

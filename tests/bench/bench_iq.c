@@ -11,7 +11,7 @@
  * Then IQ4_XS, IQ4_NL and MXFP4 (and Q4_0 for reference) through the CPU backend's matmul with
  * one thread: file layout (decode: vec_dot; prefill: dequantize + sgemm per tile) against the
  * repacked 8-row layout (GEMM tile), for 1, 64 and 512 activation columns, with the AVX-512
- * VNNI kernels and then the AVX2 ones (MXFP4 has no AVX2 tile), alternately,
+ * VNNI kernels and then the AVX2 ones, alternately,
  * process CPU time (OpenBLAS threads included). Last, the IQ types without a repacked layout at
  * 512 columns (dequantize + sgemm per tile) with the scalar dequantizer against the AVX2 one.
  *
