@@ -10,12 +10,14 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1804,6 +1806,45 @@ static void test_pool_many_small_ops(void **state) {
     free_all();
 }
 
+/* mx_pool_run_units: every unit runs once, whatever the ranges; and the threads done with
+ * their own ranges take the units left in another's. Thread 0 owns all 64 units here and
+ * holds its first one until the other three have run the other 63 from its back, which
+ * they can only do by stealing (a stealing bug fails at the deadline instead of hanging). */
+struct units_probe {
+    atomic_int runs[64];
+    atomic_int done;
+    atomic_int n_by_others; /* units run by threads 1-3 */
+    bool timed_out;
+};
+
+static void units_probe_run(void *args, int64_t u, int ith) {
+    struct units_probe *p = args;
+    if (u == 0 && ith == 0) {
+        time_t end = time(NULL) + 30;
+        while (atomic_load(&p->done) < 63 && !(p->timed_out = time(NULL) > end))
+            ;
+    }
+    if (ith != 0)
+        atomic_fetch_add(&p->n_by_others, 1);
+    atomic_fetch_add(&p->runs[u], 1);
+    atomic_fetch_add(&p->done, 1);
+}
+
+static void test_pool_units_steal(void **state) {
+    struct mx_pool *pool = mx_cpu_of(be4)->pool;
+    const int64_t all0[5] = {0, 64, 64, 64, 64}, uneven[5] = {0, 3, 3, 40, 64};
+    for (int round = 0; round < 2; round++) {
+        struct units_probe p = {0};
+        mx_pool_run_units(pool, units_probe_run, &p, round == 0 ? all0 : uneven);
+        for (int u = 0; u < 64; u++)
+            if (atomic_load(&p.runs[u]) != 1)
+                fail_msg("round %d: unit %d ran %d times", round, u, atomic_load(&p.runs[u]));
+        assert_false(p.timed_out);
+        if (round == 0) /* 64 when a thief got to unit 0 before thread 0 started */
+            assert_true(atomic_load(&p.n_by_others) >= 63);
+    }
+}
+
 static void test_supports_and_errors(void **state) {
     assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_Q8_K));
     assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_I32));
@@ -1892,6 +1933,7 @@ int main(void) {
         cmocka_unit_test_setup(test_gelu_quick_and_transpose, reset_modes),
         cmocka_unit_test_setup(test_sigmoid_gate, reset_modes),
         cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
+        cmocka_unit_test_setup(test_pool_units_steal, reset_modes),
         cmocka_unit_test_setup(test_supports_and_errors, reset_modes),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));

@@ -474,8 +474,9 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {
         mx_cpu_info_get(&ci);
         n_threads = ci.n_physical > 0 ? ci.n_physical : 1;
     }
-    if (n_threads > 256) {
-        mx_err_set(err, MX_EINVAL, "cpu: %d threads (at most 256)", n_threads);
+    if (n_threads > MX_CPU_MAX_THREADS) {
+        mx_err_set(err, MX_EINVAL, "cpu: %d threads (at most %d)", n_threads,
+                   MX_CPU_MAX_THREADS);
         return NULL;
     }
     struct mx_backend *be = calloc(1, sizeof *be);

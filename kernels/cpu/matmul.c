@@ -283,12 +283,32 @@ static int64_t mm_split_point(const struct mm_task *t, int ith, int nth) {
 
 static void mm_task_run(void *args, int ith, int nth) {
     const struct mm_task *t = args;
-    /* One contiguous run of tiles per thread: one sequential stream each for the prefetcher.
-     * (Chunks taken from a shared counter were measured slower in decode: 82 vs 87 tok/s,
-     * medians of 5 alternating runs on the Q4_K_M bench model.) */
     int64_t u0 = mm_split_point(t, ith, nth), u1 = mm_split_point(t, ith + 1, nth);
     for (int64_t u = u0; u < u1; u++)
         mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
+}
+
+static void mm_unit_run(void *args, int64_t u, int ith) {
+    const struct mm_task *t = args;
+    mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
+}
+
+/* The task on the pool: one contiguous run of tiles per thread (one sequential stream each for
+ * the prefetcher; chunks taken from a shared counter were measured slower in decode: 82 vs 87
+ * tok/s, medians of 5 alternating runs on the Q4_K_M bench model), and a thread done with its
+ * run takes the tiles left at the end of another's (mx_pool_run_units): on a shared 2-core
+ * machine a descheduled thread otherwise held every matmul's barrier. A tile's numbers do not
+ * depend on the thread. */
+static void mm_run(struct mx_cpu *c, const struct mm_task *t) {
+    int64_t bounds[MX_CPU_MAX_THREADS + 1];
+    const int nth = mx_pool_n_threads(c->pool);
+    if (nth > MX_CPU_MAX_THREADS) {
+        mx_pool_run(c->pool, mm_task_run, (void *)t);
+        return;
+    }
+    for (int i = 0; i <= nth; i++)
+        bounds[i] = mm_split_point(t, i, nth);
+    mx_pool_run_units(c->pool, mm_unit_run, (void *)t, bounds);
 }
 
 /* How a weight's activations are prepared, and which kernels take the quantized columns. */
@@ -585,7 +605,7 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
     if (n_out * n_in * ncols <= MX_SERIAL_MM_MACS)
         mm_task_run(&task, 0, 1); /* e.g. a MoE router at decode: cheaper than a pool run */
     else
-        mx_pool_run(c->pool, mm_task_run, &task);
+        mm_run(c, &task);
     return 0;
 }
 
@@ -721,7 +741,7 @@ static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *d
         .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
-    mx_pool_run(c->pool, mm_task_run, &task);
+    mm_run(c, &task);
     struct scatter_task sc = {.d = {dst[0]->data, nw == 2 ? dst[1]->data : NULL},
                               .silu_mul = nw == 2 && silu_mul, .ys = {ys, ys2}, .map = map,
                               .n_out = n_out, .ncols = ncols};
