@@ -728,6 +728,73 @@ static void test_matmul_id_bad_id(void **state) {
     free_all();
 }
 
+/* matmul_n (an attention block's q, k, v in one pass) gives each output bit for bit what
+ * matmul gives for its weight alone: every weight type with the next type in the list and
+ * Q6_K beside it (Q4_K_M's mix: q, k Q4_K, v Q6_K), rows of 40, 24 and 8 (GQA's smaller k and
+ * v; 8-row and 16-row repacked tiles), as loaded and repacked, on the SIMD and scalar kernel
+ * sets and the 1-thread backend (no pool), at decode and prefill column counts; the wide f32
+ * path (256+ columns of a float weight) too. */
+static void test_matmul_n_equals_matmul(void **state) {
+    struct mx_backend *bes[] = {be4, be_scalar, be1};
+    for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++)
+        for (size_t b = 0; b < MX_ARRAY_LEN(bes); b++)
+            for (int prep = 0; prep < 2; prep++) {
+                enum mx_type ts[3] = {wtypes[k], wtypes[(k + 1) % MX_ARRAY_LEN(wtypes)],
+                                      MX_TYPE_Q6_K};
+                int64_t n_in = 256, n_out[3] = {40, 24, 8};
+                float *wd;
+                struct mx_tensor w[3];
+                const struct mx_tensor *wp[3];
+                for (int i = 0; i < 3; i++) {
+                    w[i] = make_weight(ts[i], n_in, n_out[i], 1, &wd);
+                    wp[i] = &w[i];
+                }
+                struct mx_buf *buf = NULL;
+                if (prep) {
+                    struct mx_tensor *ws[3] = {&w[0], &w[1], &w[2]};
+                    struct mx_err err = {0};
+                    assert_int_equal(mx_backend_prepare_weights(bes[b], ws, 3, &buf, &err), 0);
+                }
+                int64_t Ts[] = {1, 3, 37, 260};
+                for (int it = 0; it < 4; it++) {
+                    int64_t T = Ts[it];
+                    struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1, 1);
+                    struct mx_tensor y[3], r[3], *yp[3];
+                    for (int i = 0; i < 3; i++) {
+                        y[i] = mk(MX_TYPE_F32, n_out[i], T, 1, 1);
+                        r[i] = mk(MX_TYPE_F32, n_out[i], T, 1, 1);
+                        yp[i] = &y[i];
+                    }
+                    fill(&x, 1.0f);
+                    for (int i = 0; i < 3; i++)
+                        assert_int_equal(mx_op_matmul(bes[b], &r[i], &w[i], &x), 0);
+                    assert_int_equal(mx_op_matmul_n(bes[b], 3, yp, wp, &x), 0);
+                    for (int i = 0; i < 3; i++)
+                        if (memcmp(y[i].data, r[i].data, mx_tensor_nbytes(&y[i])))
+                            fail_msg("matmul_n %s %s%s T %lld: output %d (%s) not bit-equal "
+                                     "to matmul (%g)", mx_type_name(ts[0]),
+                                     mx_backend_cpu_kernels(bes[b]), prep ? " repacked" : "",
+                                     (long long)T, i, mx_type_name(ts[i]),
+                                     maxdiff(F(&y[i]), F(&r[i]), n_out[i] * T));
+                }
+                mx_buf_free(buf);
+                free_all();
+            }
+    /* refused: no weights, too many, aliasing outputs, a bad shape */
+    float *wd;
+    struct mx_tensor w = make_weight(MX_TYPE_Q8_0, 64, 8, 1, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 64, 1, 1, 1), y = mk(MX_TYPE_F32, 8, 1, 1, 1);
+    struct mx_tensor y2 = mk(MX_TYPE_F32, 4, 1, 1, 1);
+    struct mx_tensor *yy[5] = {&y, &y, &y, &y, &y}, *yb[2] = {&y, &y2};
+    const struct mx_tensor *ww[5] = {&w, &w, &w, &w, &w};
+    assert_int_equal(mx_op_matmul_n(be4, 0, yy, ww, &x), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_n(be4, 5, yy, ww, &x), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_n(be4, 2, yy, ww, &x), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "alias"));
+    assert_int_equal(mx_op_matmul_n(be4, 2, yb, ww, &x), MX_EINVAL);
+    free_all();
+}
+
 /* matmul_id2 (an MoE block's gate and up in one pass) gives each output bit for bit what
  * matmul_id gives for its weight alone, and with silu_mul what mx_op_silu_mul gives on those:
  * every weight type, as loaded and repacked by the
@@ -1911,6 +1978,7 @@ int main(void) {
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_equals_per_expert_matmul, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_bad_id, reset_modes),
+        cmocka_unit_test_setup(test_matmul_n_equals_matmul, reset_modes),
         cmocka_unit_test_setup(test_matmul_id2_equals_two_matmul_id, reset_modes),
         cmocka_unit_test_setup(test_matmul_id2_mixed_and_errors, reset_modes),
         cmocka_unit_test_setup(test_get_rows, reset_modes),

@@ -413,6 +413,9 @@ void mx_ref_sigmoid(void *args, int ith, int nth);
 /* Matmul front ends (matmul.c): choose decode (row dot) or prefill (dequantized tiles + sgemm). */
 int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                   const struct mx_tensor *x);
+/* n matmuls of one x in one pool run (see matmul_n in backend.h). */
+int mx_cpu_matmul_n(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                    const struct mx_tensor *const *w, const struct mx_tensor *x);
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
 /* matmul_id of two weights on the same x and ids in one pass (see matmul_id2 in backend.h). */

@@ -439,6 +439,7 @@ static const struct mx_backend_ops cpu_ops = {
     .prepare_weights = mx_cpu_prepare_weights,
     .supports = cpu_supports,
     .matmul = mx_cpu_matmul,
+    .matmul_n = mx_cpu_matmul_n,
     .matmul_id = mx_cpu_matmul_id,
     .matmul_id2 = mx_cpu_matmul_id2,
     .get_rows = cpu_get_rows,
