@@ -387,8 +387,9 @@ static int bad_shape(struct mx_backend *be, const char *op, const struct mx_tens
             return rc__;   \
     } while (0)
 
-int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
-                 const struct mx_tensor *x) {
+/* The checks of matmul; 0 or MX_EINVAL with the message set. */
+static int check_matmul(struct mx_backend *be, const struct mx_tensor *dst,
+                        const struct mx_tensor *w, const struct mx_tensor *x) {
     TRY(need(be, "matmul", w, -1, "W"));
     TRY(need(be, "matmul", x, MX_TYPE_F32, "x"));
     TRY(need(be, "matmul", dst, MX_TYPE_F32, "dst"));
@@ -402,7 +403,38 @@ int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_t
         return bad_shape(be, "matmul", dst, "[W.ne1, x.ne1, x.ne2, x.ne3]");
     if (dst->data == x->data)
         return op_fail(be, MX_EINVAL, "matmul: dst aliases x");
+    return 0;
+}
+
+int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
+                 const struct mx_tensor *x) {
+    TRY(check_matmul(be, dst, w, x));
     DISPATCH(matmul, w->type, dst, w, x);
+}
+
+int mx_op_matmul_n(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                   const struct mx_tensor *const *w, const struct mx_tensor *x) {
+    if (n < 1 || n > MX_MATMUL_N_MAX)
+        return op_fail(be, MX_EINVAL, "matmul_n: %d weights (1 to %d)", n, MX_MATMUL_N_MAX);
+    bool one = be->ops->matmul_n != NULL;
+    for (int i = 0; i < n; i++) {
+        TRY(check_matmul(be, dst[i], w[i], x));
+        for (int k = 0; k < i; k++)
+            if (dst[k]->data == dst[i]->data)
+                return op_fail(be, MX_EINVAL, "matmul_n: outputs %d and %d alias", k, i);
+        one = one && be->ops->supports(be, MX_OP_MATMUL, w[i]->type);
+    }
+    if (!one) { /* no fused pass here, or a weight it does not take: the plain ops */
+        for (int i = 0; i < n; i++)
+            TRY(mx_op_matmul(be, dst[i], w[i], x));
+        return 0;
+    }
+    be->last_err.code = 0;
+    be->last_err.msg[0] = '\0';
+    int rc = be->ops->matmul_n(be, n, dst, w, x);
+    if (rc < 0 && be->last_err.code == 0)
+        op_fail(be, rc, "matmul_n: failed (%s)", mx_strerror(rc));
+    return rc;
 }
 
 /* The checks of matmul_id (op: the name in messages); 0 or MX_EINVAL with the message set. */

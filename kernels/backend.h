@@ -239,6 +239,10 @@ struct mx_backend_ops {
 
     int (*matmul)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                   const struct mx_tensor *x);
+    /* Optional (NULL: mx_op_matmul_n makes n matmul calls): n <= MX_MATMUL_N_MAX matmuls of
+     * one x (checked each), in one pass. Bit-equal to the separate ops. */
+    int (*matmul_n)(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                    const struct mx_tensor *const *w, const struct mx_tensor *x);
     int (*matmul_id)(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
     /* Optional (NULL: mx_op_matmul_id2 makes two matmul_id calls and a silu_mul): two expert
@@ -424,6 +428,15 @@ void mx_arena_deinit(struct mx_arena *a);
  * dst: F32 [n_out, T, ...]. Activations rounded per be->act_mode. dst must not alias x. */
 int mx_op_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                  const struct mx_tensor *x);
+
+/* dst[i] = W[i]·x for i < n (1 <= n <= MX_MATMUL_N_MAX; each as mx_op_matmul, same checks): an
+ * attention block's q, k and v. On backends that have it (the CPU's) in one pass: x prepared
+ * once per weight type and one parallel run over every weight's rows (at decode, two thread
+ * barriers fewer per layer); else n matmul calls. Bit-equal to those. The W[i] may differ in
+ * type, layout and rows; no dst[i] may alias x or another dst. */
+#define MX_MATMUL_N_MAX 4
+int mx_op_matmul_n(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                   const struct mx_tensor *const *w, const struct mx_tensor *x);
 
 /* MoE expert matmul (ggml_mul_mat_id): for each token t and slot s, e = ids[s, t],
  *   dst[:, s, t] = W[:, :, e] · x[:, s mod x.ne1, t]

@@ -10,12 +10,14 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -726,6 +728,73 @@ static void test_matmul_id_bad_id(void **state) {
     assert_non_null(strstr(mx_backend_last_error(be4), "expert id 3"));
     I(&ids)[0] = -1;
     assert_int_equal(mx_op_matmul_id(be4, &y, &w, &x, &ids), MX_EINVAL);
+    free_all();
+}
+
+/* matmul_n (an attention block's q, k, v in one pass) gives each output bit for bit what
+ * matmul gives for its weight alone: every weight type with the next type in the list and
+ * Q6_K beside it (Q4_K_M's mix: q, k Q4_K, v Q6_K), rows of 40, 24 and 8 (GQA's smaller k and
+ * v; 8-row and 16-row repacked tiles), as loaded and repacked, on the SIMD and scalar kernel
+ * sets and the 1-thread backend (no pool), at decode and prefill column counts; the wide f32
+ * path (256+ columns of a float weight) too. */
+static void test_matmul_n_equals_matmul(void **state) {
+    struct mx_backend *bes[] = {be4, be_scalar, be1};
+    for (size_t k = 0; k < MX_ARRAY_LEN(wtypes); k++)
+        for (size_t b = 0; b < MX_ARRAY_LEN(bes); b++)
+            for (int prep = 0; prep < 2; prep++) {
+                enum mx_type ts[3] = {wtypes[k], wtypes[(k + 1) % MX_ARRAY_LEN(wtypes)],
+                                      MX_TYPE_Q6_K};
+                int64_t n_in = 256, n_out[3] = {40, 24, 8};
+                float *wd;
+                struct mx_tensor w[3];
+                const struct mx_tensor *wp[3];
+                for (int i = 0; i < 3; i++) {
+                    w[i] = make_weight(ts[i], n_in, n_out[i], 1, &wd);
+                    wp[i] = &w[i];
+                }
+                struct mx_buf *buf = NULL;
+                if (prep) {
+                    struct mx_tensor *ws[3] = {&w[0], &w[1], &w[2]};
+                    struct mx_err err = {0};
+                    assert_int_equal(mx_backend_prepare_weights(bes[b], ws, 3, &buf, &err), 0);
+                }
+                int64_t Ts[] = {1, 3, 37, 260};
+                for (int it = 0; it < 4; it++) {
+                    int64_t T = Ts[it];
+                    struct mx_tensor x = mk(MX_TYPE_F32, n_in, T, 1, 1);
+                    struct mx_tensor y[3], r[3], *yp[3];
+                    for (int i = 0; i < 3; i++) {
+                        y[i] = mk(MX_TYPE_F32, n_out[i], T, 1, 1);
+                        r[i] = mk(MX_TYPE_F32, n_out[i], T, 1, 1);
+                        yp[i] = &y[i];
+                    }
+                    fill(&x, 1.0f);
+                    for (int i = 0; i < 3; i++)
+                        assert_int_equal(mx_op_matmul(bes[b], &r[i], &w[i], &x), 0);
+                    assert_int_equal(mx_op_matmul_n(bes[b], 3, yp, wp, &x), 0);
+                    for (int i = 0; i < 3; i++)
+                        if (memcmp(y[i].data, r[i].data, mx_tensor_nbytes(&y[i])))
+                            fail_msg("matmul_n %s %s%s T %lld: output %d (%s) not bit-equal "
+                                     "to matmul (%g)", mx_type_name(ts[0]),
+                                     mx_backend_cpu_kernels(bes[b]), prep ? " repacked" : "",
+                                     (long long)T, i, mx_type_name(ts[i]),
+                                     maxdiff(F(&y[i]), F(&r[i]), n_out[i] * T));
+                }
+                mx_buf_free(buf);
+                free_all();
+            }
+    /* refused: no weights, too many, aliasing outputs, a bad shape */
+    float *wd;
+    struct mx_tensor w = make_weight(MX_TYPE_Q8_0, 64, 8, 1, &wd);
+    struct mx_tensor x = mk(MX_TYPE_F32, 64, 1, 1, 1), y = mk(MX_TYPE_F32, 8, 1, 1, 1);
+    struct mx_tensor y2 = mk(MX_TYPE_F32, 4, 1, 1, 1);
+    struct mx_tensor *yy[5] = {&y, &y, &y, &y, &y}, *yb[2] = {&y, &y2};
+    const struct mx_tensor *ww[5] = {&w, &w, &w, &w, &w};
+    assert_int_equal(mx_op_matmul_n(be4, 0, yy, ww, &x), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_n(be4, 5, yy, ww, &x), MX_EINVAL);
+    assert_int_equal(mx_op_matmul_n(be4, 2, yy, ww, &x), MX_EINVAL);
+    assert_non_null(strstr(mx_backend_last_error(be4), "alias"));
+    assert_int_equal(mx_op_matmul_n(be4, 2, yb, ww, &x), MX_EINVAL);
     free_all();
 }
 
@@ -1807,6 +1876,45 @@ static void test_pool_many_small_ops(void **state) {
     free_all();
 }
 
+/* mx_pool_run_units: every unit runs once, whatever the ranges; and the threads done with
+ * their own ranges take the units left in another's. Thread 0 owns all 64 units here and
+ * holds its first one until the other three have run the other 63 from its back, which
+ * they can only do by stealing (a stealing bug fails at the deadline instead of hanging). */
+struct units_probe {
+    atomic_int runs[64];
+    atomic_int done;
+    atomic_int n_by_others; /* units run by threads 1-3 */
+    bool timed_out;
+};
+
+static void units_probe_run(void *args, int64_t u, int ith) {
+    struct units_probe *p = args;
+    if (u == 0 && ith == 0) {
+        time_t end = time(NULL) + 30;
+        while (atomic_load(&p->done) < 63 && !(p->timed_out = time(NULL) > end))
+            ;
+    }
+    if (ith != 0)
+        atomic_fetch_add(&p->n_by_others, 1);
+    atomic_fetch_add(&p->runs[u], 1);
+    atomic_fetch_add(&p->done, 1);
+}
+
+static void test_pool_units_steal(void **state) {
+    struct mx_pool *pool = mx_cpu_of(be4)->pool;
+    const int64_t all0[5] = {0, 64, 64, 64, 64}, uneven[5] = {0, 3, 3, 40, 64};
+    for (int round = 0; round < 2; round++) {
+        struct units_probe p = {0};
+        mx_pool_run_units(pool, units_probe_run, &p, round == 0 ? all0 : uneven);
+        for (int u = 0; u < 64; u++)
+            if (atomic_load(&p.runs[u]) != 1)
+                fail_msg("round %d: unit %d ran %d times", round, u, atomic_load(&p.runs[u]));
+        assert_false(p.timed_out);
+        if (round == 0) /* 64 when a thief got to unit 0 before thread 0 started */
+            assert_true(atomic_load(&p.n_by_others) >= 63);
+    }
+}
+
 static void test_supports_and_errors(void **state) {
     assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_Q8_K));
     assert_false(mx_backend_supports(be4, MX_OP_MATMUL, MX_TYPE_I32));
@@ -1873,6 +1981,7 @@ int main(void) {
         cmocka_unit_test_setup(test_matmul_id_reads_only_selected, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_equals_per_expert_matmul, reset_modes),
         cmocka_unit_test_setup(test_matmul_id_bad_id, reset_modes),
+        cmocka_unit_test_setup(test_matmul_n_equals_matmul, reset_modes),
         cmocka_unit_test_setup(test_matmul_id2_equals_two_matmul_id, reset_modes),
         cmocka_unit_test_setup(test_matmul_id2_mixed_and_errors, reset_modes),
         cmocka_unit_test_setup(test_get_rows, reset_modes),
@@ -1895,6 +2004,7 @@ int main(void) {
         cmocka_unit_test_setup(test_gelu_quick_and_transpose, reset_modes),
         cmocka_unit_test_setup(test_sigmoid_gate, reset_modes),
         cmocka_unit_test_setup(test_pool_many_small_ops, reset_modes),
+        cmocka_unit_test_setup(test_pool_units_steal, reset_modes),
         cmocka_unit_test_setup(test_supports_and_errors, reset_modes),
     };
     return mx_test_status(cmocka_run_group_tests(tests, setup, teardown));

@@ -1078,7 +1078,8 @@ static __attribute__((unused)) void test_own_quantized_models(void **state) {
 /* The expert block's gate, up and gated unit in one backend pass (mx_op_matmul_id2 with
  * silu_mul) give the same logits, bit for bit, as the separate ops (two matmul_id and a
  * silu_mul: the path a backend without matmul_id2 takes, forced here by a copy of the CPU
- * backend's op table without it): a 70-token prompt (prefill tiles, ubatch 32 so the last
+ * backend's op table without it; likewise attention's q, k, v in one mx_op_matmul_n pass
+ * against three matmuls): a 70-token prompt (prefill tiles, ubatch 32 so the last
  * chunk is short) and 6 single-token steps (decode), on tiny MoE models of the repacked types
  * and f32. */
 static void test_moe_fused_gate_up_bit_equal(void **state) {
@@ -1095,6 +1096,7 @@ static void test_moe_fused_gate_up_bit_equal(void **state) {
             if (k == 1) { /* the unfused path */
                 plain = *e[k].be->ops;
                 plain.matmul_id2 = NULL;
+                plain.matmul_n = NULL; /* and q, k, v as three matmuls */
                 e[k].be->ops = &plain;
             }
             int32_t ids[76];

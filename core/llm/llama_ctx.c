@@ -609,6 +609,24 @@ static int mm(struct mx_llama_ctx *c, struct mx_tensor *dst, const struct mx_ten
     return mx_llama_lora_apply(c->be, c->m, dst, w, x, ids, &c->lora_a, &c->lora_b);
 }
 
+/* q, k, v = W_q x, W_k x, W_v x (an attention block's projections) in one backend pass
+ * (mx_op_matmul_n: on the CPU one thread barrier instead of three; the same numbers as three mm
+ * calls), plus the LoRA adapters' terms for each. */
+static int mm3(struct mx_llama_ctx *c, struct mx_tensor *q, const struct mx_tensor *wq,
+               struct mx_tensor *k, const struct mx_tensor *wk, struct mx_tensor *v,
+               const struct mx_tensor *wv, const struct mx_tensor *x) {
+    struct mx_tensor *dst[3] = {q, k, v};
+    const struct mx_tensor *w[3] = {wq, wk, wv};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = on_lane(c, w[i]);
+    if (rc == 0)
+        rc = mx_op_matmul_n(c->be, 3, dst, w, x);
+    for (int i = 0; i < 3 && rc == 0 && c->m->n_loras > 0; i++)
+        rc = mx_llama_lora_apply(c->be, c->m, dst[i], w[i], x, NULL, &c->lora_a, &c->lora_b);
+    return rc;
+}
+
 /* An expert block's gate and up, dst_a = W_a[ids] x and dst_b = W_b[ids] x, in one backend pass
  * (mx_op_matmul_id2: the routed columns gathered and quantized once; the same numbers as two
  * mm calls), plus the LoRA adapters' terms for each. silu_mul: then dst_a = silu(gate) * up (in
@@ -732,9 +750,7 @@ static int attn_block(struct mx_llama_ctx *c, int il, int64_t T, const struct mx
     if (hp->swa_pattern > 0)
         ap.window = il % hp->swa_pattern < hp->swa_pattern - 1 ? hp->sliding_window : 0;
     OP("forward: attn_norm", mx_op_rms_norm(be, &xb, &x, &L->attn_norm, hp->norm_eps));
-    OP("forward: attn_q", mm(c, &q, &L->wq, &xb, NULL));
-    OP("forward: attn_k", mm(c, &k, &L->wk, &xb, NULL));
-    OP("forward: attn_v", mm(c, &v, &L->wv, &xb, NULL));
+    OP("forward: attn_q, attn_k and attn_v", mm3(c, &q, &L->wq, &k, &L->wk, &v, &L->wv, &xb));
     if (L->bq.data)
         OP("forward: attn_q bias", mx_op_add(be, &q, &q, &L->bq));
     if (L->bk.data)

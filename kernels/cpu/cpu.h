@@ -18,6 +18,8 @@
 /* ---- thread pool (pool.c) -------------------------------------------------------------------- */
 
 struct mx_pool;
+/* The most threads a CPU backend runs (mx_backend_cpu_new refuses more). */
+#define MX_CPU_MAX_THREADS 256
 typedef void (*mx_pool_fn)(void *args, int ith, int nth);
 
 /* Starts n_threads - 1 workers (the caller is thread 0). Returns 0, MX_EINVAL, MX_ENOMEM, or
@@ -32,6 +34,17 @@ int mx_pool_n_threads(const struct mx_pool *pool);
 /* Runs fn(args, ith, nth) on every thread (ith = 0 on the caller) and returns when all are done.
  * Not reentrant: fn must not call mx_pool_run. */
 void mx_pool_run(struct mx_pool *pool, mx_pool_fn fn, void *args);
+
+typedef void (*mx_pool_unit_fn)(void *args, int64_t u, int ith);
+
+/* Runs fn(args, u, ith) once for every unit u in [bounds[0], bounds[nth]) and returns when all
+ * are done. Thread ith first takes the units of [bounds[ith], bounds[ith + 1]) in order (one
+ * sequential stream, as with mx_pool_run and a static split), then takes what is left of the
+ * other threads' ranges from their ends. Which thread runs a unit varies from run to run, so
+ * fn's result for a unit must not depend on ith (ith is for per-thread scratch). bounds is
+ * borrowed until the return. Not reentrant, like mx_pool_run. */
+void mx_pool_run_units(struct mx_pool *pool, mx_pool_unit_fn fn, void *args,
+                       const int64_t *bounds);
 
 /* Rows [*r0, *r1) of n for thread ith of nth: contiguous, balanced chunks. */
 static inline void mx_split(int64_t n, int ith, int nth, int64_t *r0, int64_t *r1) {
@@ -400,6 +413,9 @@ void mx_ref_sigmoid(void *args, int ith, int nth);
 /* Matmul front ends (matmul.c): choose decode (row dot) or prefill (dequantized tiles + sgemm). */
 int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                   const struct mx_tensor *x);
+/* n matmuls of one x in one pool run (see matmul_n in backend.h). */
+int mx_cpu_matmul_n(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                    const struct mx_tensor *const *w, const struct mx_tensor *x);
 int mx_cpu_matmul_id(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                      const struct mx_tensor *x, const struct mx_tensor *ids);
 /* matmul_id of two weights on the same x and ids in one pass (see matmul_id2 in backend.h). */

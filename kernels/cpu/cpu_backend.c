@@ -439,6 +439,7 @@ static const struct mx_backend_ops cpu_ops = {
     .prepare_weights = mx_cpu_prepare_weights,
     .supports = cpu_supports,
     .matmul = mx_cpu_matmul,
+    .matmul_n = mx_cpu_matmul_n,
     .matmul_id = mx_cpu_matmul_id,
     .matmul_id2 = mx_cpu_matmul_id2,
     .get_rows = cpu_get_rows,
@@ -474,8 +475,9 @@ struct mx_backend *mx_backend_cpu_new(int n_threads, struct mx_err *err) {
         mx_cpu_info_get(&ci);
         n_threads = ci.n_physical > 0 ? ci.n_physical : 1;
     }
-    if (n_threads > 256) {
-        mx_err_set(err, MX_EINVAL, "cpu: %d threads (at most 256)", n_threads);
+    if (n_threads > MX_CPU_MAX_THREADS) {
+        mx_err_set(err, MX_EINVAL, "cpu: %d threads (at most %d)", n_threads,
+                   MX_CPU_MAX_THREADS);
         return NULL;
     }
     struct mx_backend *be = calloc(1, sizeof *be);

@@ -283,12 +283,32 @@ static int64_t mm_split_point(const struct mm_task *t, int ith, int nth) {
 
 static void mm_task_run(void *args, int ith, int nth) {
     const struct mm_task *t = args;
-    /* One contiguous run of tiles per thread: one sequential stream each for the prefetcher.
-     * (Chunks taken from a shared counter were measured slower in decode: 82 vs 87 tok/s,
-     * medians of 5 alternating runs on the Q4_K_M bench model.) */
     int64_t u0 = mm_split_point(t, ith, nth), u1 = mm_split_point(t, ith + 1, nth);
     for (int64_t u = u0; u < u1; u++)
         mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
+}
+
+static void mm_unit_run(void *args, int64_t u, int ith) {
+    const struct mm_task *t = args;
+    mm_unit(t, u, t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
+}
+
+/* The task on the pool: one contiguous run of tiles per thread (one sequential stream each for
+ * the prefetcher; chunks taken from a shared counter were measured slower in decode: 82 vs 87
+ * tok/s, medians of 5 alternating runs on the Q4_K_M bench model), and a thread done with its
+ * run takes the tiles left at the end of another's (mx_pool_run_units): on a shared 2-core
+ * machine a descheduled thread otherwise held every matmul's barrier. A tile's numbers do not
+ * depend on the thread. */
+static void mm_run(struct mx_cpu *c, const struct mm_task *t) {
+    int64_t bounds[MX_CPU_MAX_THREADS + 1];
+    const int nth = mx_pool_n_threads(c->pool);
+    if (nth > MX_CPU_MAX_THREADS) {
+        mx_pool_run(c->pool, mm_task_run, (void *)t);
+        return;
+    }
+    for (int i = 0; i <= nth; i++)
+        bounds[i] = mm_split_point(t, i, nth);
+    mx_pool_run_units(c->pool, mm_unit_run, (void *)t, bounds);
 }
 
 /* How a weight's activations are prepared, and which kernels take the quantized columns. */
@@ -500,6 +520,85 @@ static bool wide_ok(const struct mx_tensor *w, const struct mx_tensor *x) {
            x->ne[1] * x->ne[2] * x->ne[3] >= MX_WIDE_MIN_COLS;
 }
 
+/* A plain matmul's shared scratch (on the row-tile path): its activations' sizes and where
+ * its jobs go, as laid out by mm_plan and filled by mm_fill. */
+struct mm_plan {
+    struct act_plan ap;
+    bool want_q;                   /* the columns go through the quantized kernels */
+    size_t xr_bytes, xq_bytes;     /* rounded f32 columns, quantized columns (64-aligned) */
+    size_t bytes;                  /* the whole: xr, xq, then the jobs */
+};
+
+/* Sizes dst = w x's scratch on the row-tile path. Returns 0, MX_EINVAL (no plan for w) or
+ * MX_ENOMEM (sizes overflow). */
+static int mm_plan(struct mx_backend *be, const struct mx_tensor *w, const struct mx_tensor *x,
+                   struct mm_plan *pl) {
+    int64_t n_in = w->ne[0], T = x->ne[1];
+    int64_t planes = x->ne[2] * x->ne[3], ncols = T * planes;
+    if (plan_act(be, w, &pl->ap) < 0)
+        return MX_EINVAL;
+    pl->want_q = uses_xq(&pl->ap, T);
+    size_t xr_bytes = 0, xq_bytes = 0, job_bytes;
+    if (pl->ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
+        return MX_ENOMEM;
+    if (pl->want_q && !mx_mul_size((size_t)ncols, pl->ap.xq_row, &xq_bytes))
+        return MX_ENOMEM;
+    if (!mx_mul_size((size_t)planes, sizeof(struct mm_job), &job_bytes))
+        return MX_ENOMEM;
+    pl->xr_bytes = (xr_bytes + 63) / 64 * 64;
+    pl->xq_bytes = (xq_bytes + 63) / 64 * 64;
+    job_bytes = (job_bytes + 63) / 64 * 64;
+    if (!mx_add_size(pl->xr_bytes, pl->xq_bytes, &pl->bytes) ||
+        !mx_add_size(pl->bytes, job_bytes, &pl->bytes))
+        return MX_ENOMEM;
+    return 0;
+}
+
+/* Prepares x's columns for w into the scratch at base (pl->bytes, reserved) and fills *task
+ * with dst = w x's jobs (there too). */
+static void mm_fill(struct mx_cpu *c, const struct mm_plan *pl, struct mx_tensor *dst,
+                    const struct mx_tensor *w, const struct mx_tensor *x, char *base,
+                    struct mm_task *task) {
+    const struct act_plan *ap = &pl->ap;
+    int64_t n_in = w->ne[0], n_out = w->ne[1], T = x->ne[1];
+    int64_t planes = x->ne[2] * x->ne[3], ncols = T * planes;
+    float *xr = ap->round ? (float *)base : NULL;
+    char *xq = pl->want_q ? base + pl->xr_bytes : NULL;
+    struct mm_job *jobs = (struct mm_job *)(base + pl->xr_bytes + pl->xq_bytes);
+    const float *xv = x->data;
+    struct prep_task prep = {.ap = ap, .xv = xv, .n_in = n_in, .xr = xr, .xq = xq,
+                             .ncols = ncols};
+    prep_run(c, &prep);
+    int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    for (int64_t p = 0; p < planes; p++) {
+        int64_t i2 = p % x->ne[2], i3 = p / x->ne[2];
+        struct mm_job *j = &jobs[p];
+        j->w = (const char *)w->data + (size_t)(i2 / r2) * w->nb[2] + (size_t)(i3 / r3) * w->nb[3];
+        j->x = (xr ? xr : xv) + p * T * n_in;
+        j->xq = xq ? xq + (size_t)(p * T) * ap->xq_row : NULL;
+        j->y = (float *)dst->data + p * T * n_out;
+        j->n = T;
+        j->ldy = n_out;
+        j->w2 = NULL;
+        j->y2 = NULL;
+    }
+    *task = (struct mm_task){
+        .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
+        .w_row = w->nb[1], .xq_row = ap->xq_row, .vdot = ap->vdot, .vdot2 = ap->vdot2,
+        .vdot4 = ap->vdot4, .xd_q8_0 = ap->vdtype == MX_TYPE_Q8_0, .vdot4_all = ap->vdot4_all,
+        .vdot_all = ap->vdot_all,
+        .gemm8 = ap->gemm8, .gemm16 = ap->gemm16, .gemm_iq = ap->gemm_iq, .n_jobs = (int)planes,
+        .iq_panel = n_out % 8 == 0 && w->ne[2] == 1 && w->ne[3] == 1,
+        .jobs = jobs,
+        .tiles = (n_out + MX_TILE - 1) / MX_TILE,
+    };
+}
+
+/* Multiply-adds of dst = w x. */
+static int64_t mm_macs(const struct mx_tensor *w, const struct mx_tensor *x) {
+    return w->ne[0] * w->ne[1] * x->ne[1] * x->ne[2] * x->ne[3];
+}
+
 int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_tensor *w,
                   const struct mx_tensor *x) {
     struct mx_cpu *c = mx_cpu_of(be);
@@ -537,55 +636,88 @@ int mx_cpu_matmul(struct mx_backend *be, struct mx_tensor *dst, const struct mx_
         mx_pool_run(c->pool, wide_gemm_run, &wt);
         return 0;
     }
-    bool want_q = uses_xq(&ap, T);
-    size_t xr_bytes = 0, xq_bytes = 0, job_bytes, shared;
-    if (ap.round && !size3((size_t)ncols, (size_t)n_in, sizeof(float), &xr_bytes))
-        return MX_ENOMEM;
-    if (want_q && !mx_mul_size((size_t)ncols, ap.xq_row, &xq_bytes))
-        return MX_ENOMEM;
-    if (!mx_mul_size((size_t)planes, sizeof(struct mm_job), &job_bytes))
-        return MX_ENOMEM;
-    xr_bytes = (xr_bytes + 63) / 64 * 64;
-    xq_bytes = (xq_bytes + 63) / 64 * 64;
-    if (!mx_add_size(xr_bytes, xq_bytes, &shared) || !mx_add_size(shared, job_bytes, &shared))
-        return MX_ENOMEM;
-    int rc = reserve(be, n_in, shared);
+    struct mm_plan pl;
+    int rc = mm_plan(be, w, x, &pl);
+    if (rc == 0)
+        rc = reserve(be, n_in, pl.bytes);
     if (rc < 0)
         return rc;
-    float *xr = ap.round ? (float *)c->sbuf : NULL;
-    char *xq = want_q ? (char *)c->sbuf + xr_bytes : NULL;
-    struct mm_job *jobs = (struct mm_job *)((char *)c->sbuf + xr_bytes + xq_bytes);
-    const float *xv = x->data;
-    struct prep_task prep = {.ap = &ap, .xv = xv, .n_in = n_in, .xr = xr, .xq = xq,
-                             .ncols = ncols};
-    prep_run(c, &prep);
-    int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    for (int64_t p = 0; p < planes; p++) {
-        int64_t i2 = p % x->ne[2], i3 = p / x->ne[2];
-        struct mm_job *j = &jobs[p];
-        j->w = (const char *)w->data + (size_t)(i2 / r2) * w->nb[2] + (size_t)(i3 / r3) * w->nb[3];
-        j->x = (xr ? xr : xv) + p * T * n_in;
-        j->xq = xq ? xq + (size_t)(p * T) * ap.xq_row : NULL;
-        j->y = (float *)dst->data + p * T * n_out;
-        j->n = T;
-        j->ldy = n_out;
-        j->w2 = NULL;
-        j->y2 = NULL;
-    }
-    struct mm_task task = {
-        .cpu = c, .wtype = w->type, .layout = w->layout, .n_in = n_in, .n_out = n_out,
-        .w_row = w->nb[1], .xq_row = ap.xq_row, .vdot = ap.vdot, .vdot2 = ap.vdot2, .vdot4 = ap.vdot4,
-        .xd_q8_0 = ap.vdtype == MX_TYPE_Q8_0, .vdot4_all = ap.vdot4_all,
-        .vdot_all = ap.vdot_all,
-        .gemm8 = ap.gemm8, .gemm16 = ap.gemm16, .gemm_iq = ap.gemm_iq, .n_jobs = (int)planes,
-        .iq_panel = n_out % 8 == 0 && w->ne[2] == 1 && w->ne[3] == 1,
-        .jobs = jobs,
-        .tiles = (n_out + MX_TILE - 1) / MX_TILE,
-    };
-    if (n_out * n_in * ncols <= MX_SERIAL_MM_MACS)
+    struct mm_task task;
+    mm_fill(c, &pl, dst, w, x, c->sbuf, &task);
+    if (mm_macs(w, x) <= MX_SERIAL_MM_MACS)
         mm_task_run(&task, 0, 1); /* e.g. a MoE router at decode: cheaper than a pool run */
     else
-        mx_pool_run(c->pool, mm_task_run, &task);
+        mm_run(c, &task);
+    return 0;
+}
+
+/* n matmuls' tiles as one unit space: task i's tiles from base[i]. */
+struct mm_multi {
+    int n;
+    const struct mm_task *t[MX_MATMUL_N_MAX];
+    int64_t base[MX_MATMUL_N_MAX + 1];
+};
+
+static void mm_multi_unit_run(void *args, int64_t u, int ith) {
+    const struct mm_multi *m = args;
+    int i = 0;
+    while (u >= m->base[i + 1])
+        i++;
+    const struct mm_task *t = m->t[i];
+    mm_unit(t, u - m->base[i], t->cpu->tbuf[ith], t->wtype == MX_TYPE_F32);
+}
+
+int mx_cpu_matmul_n(struct mx_backend *be, int n, struct mx_tensor *const *dst,
+                    const struct mx_tensor *const *w, const struct mx_tensor *x) {
+    struct mx_cpu *c = mx_cpu_of(be);
+    const int nth = mx_pool_n_threads(c->pool);
+    bool fuse = n > 1 && nth <= MX_CPU_MAX_THREADS;
+    for (int i = 0; i < n && fuse; i++)
+        fuse = !wide_ok(w[i], x);
+    if (!fuse) { /* the wide path runs a pool pass of its own per weight anyway */
+        for (int i = 0; i < n; i++) {
+            int rc = mx_cpu_matmul(be, dst[i], w[i], x);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    /* shared scratch: each weight's columns and jobs in turn */
+    struct mm_plan pl[MX_MATMUL_N_MAX];
+    size_t off[MX_MATMUL_N_MAX], total = 0;
+    int64_t macs = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = mm_plan(be, w[i], x, &pl[i]);
+        if (rc < 0)
+            return rc;
+        off[i] = total;
+        if (!mx_add_size(total, pl[i].bytes, &total))
+            return MX_ENOMEM;
+        macs += mm_macs(w[i], x);
+    }
+    int rc = reserve(be, x->ne[0], total);
+    if (rc < 0)
+        return rc;
+    struct mm_task task[MX_MATMUL_N_MAX];
+    struct mm_multi m = {.n = n};
+    for (int i = 0; i < n; i++) {
+        mm_fill(c, &pl[i], dst[i], w[i], x, (char *)c->sbuf + off[i], &task[i]);
+        m.t[i] = &task[i];
+        m.base[i + 1] = m.base[i] + (int64_t)task[i].n_jobs * task[i].tiles;
+    }
+    if (macs <= MX_SERIAL_MM_MACS) {
+        for (int i = 0; i < n; i++)
+            mm_task_run(&task[i], 0, 1);
+        return 0;
+    }
+    /* each thread a contiguous share of every weight's tiles (tiles of one x weigh alike) */
+    int64_t bounds[MX_CPU_MAX_THREADS + 1];
+    for (int i = 0; i < nth; i++) {
+        int64_t r1;
+        mx_split(m.base[n], i, nth, &bounds[i], &r1);
+    }
+    bounds[nth] = m.base[n];
+    mx_pool_run_units(c->pool, mm_multi_unit_run, &m, bounds);
     return 0;
 }
 
@@ -721,7 +853,7 @@ static int matmul_id_n(struct mx_backend *be, int nw, struct mx_tensor *const *d
         .jobs = jobs,
         .tiles = (n_out + MX_TILE - 1) / MX_TILE,
     };
-    mx_pool_run(c->pool, mm_task_run, &task);
+    mm_run(c, &task);
     struct scatter_task sc = {.d = {dst[0]->data, nw == 2 ? dst[1]->data : NULL},
                               .silu_mul = nw == 2 && silu_mul, .ys = {ys, ys2}, .map = map,
                               .n_out = n_out, .ncols = ncols};
