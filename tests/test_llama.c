@@ -1075,6 +1075,7 @@ static __attribute__((unused)) void test_own_quantized_models(void **state) {
 /* Built twice (see core/llm/llm.am): tests/test_llama runs the goldens and self-consistency
  * checks, tests/test_llama_quant (-DMX_TEST_LLAMA_QUANT) the quantized-weight checks, so each
  * program stays well under 30 s. */
+#ifndef MX_TEST_LLAMA_QUANT /* registered in test_llama only */
 /* The expert block's gate, up and gated unit in one backend pass (mx_op_matmul_id2 with
  * silu_mul) give the same logits, bit for bit, as the separate ops (two matmul_id and a
  * silu_mul: the path a backend without matmul_id2 takes, forced here by a copy of the CPU
@@ -1129,6 +1130,7 @@ static void test_moe_fused_gate_up_bit_equal(void **state) {
         }
     }
 }
+#endif /* !MX_TEST_LLAMA_QUANT */
 
 int main(void) {
     g_shared = mx_test_require_shared("test_llama");
